@@ -1,0 +1,38 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// runMain runs the program with args and stdin, returning exit code, stdout and stderr.
+func runMain(tb testing.TB, stdin string, args ...string) (int, string, string) {
+	tb.Helper()
+	var out, errb bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb}
+	code := m.Run(context.Background(), args)
+	return code, out.String(), errb.String()
+}
+
+func TestMain_Usage(t *testing.T) {
+	t.Run("NoArgs", func(t *testing.T) {
+		code, out, _ := runMain(t, "")
+		if code != exitUsage || !strings.Contains(out, "Usage:") {
+			t.Fatalf("code %d, out %q", code, out)
+		}
+	})
+	t.Run("UnknownCommand", func(t *testing.T) {
+		code, _, errs := runMain(t, "", "frobnicate")
+		if code != exitUsage || !strings.Contains(errs, `unknown command "frobnicate"`) {
+			t.Fatalf("code %d, stderr %q", code, errs)
+		}
+	})
+	t.Run("VerifyUnknownProvider", func(t *testing.T) {
+		code, _, errs := runMain(t, "", "verify", "paypal")
+		if code != exitUsage || !strings.Contains(errs, "Try:") {
+			t.Fatalf("code %d, stderr %q", code, errs)
+		}
+	})
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+)
+
+func init() { commands["verify"] = verifyCommand{} }
+
+// verifyCommand dispatches to `verify alipay` and `verify wechatpay`.
+type verifyCommand struct{}
+
+// verifiers lists the providers of `verify`; verify_alipay.go and verify_wechatpay.go register theirs.
+var verifiers = map[string]command{}
+
+func (verifyCommand) Usage() string {
+	return "paynotify verify alipay|wechatpay [flags] [BODY_FILE|-]"
+}
+
+func (verifyCommand) Run(ctx context.Context, m *Main, args []string) error {
+	if len(args) == 0 {
+		return usagef("paynotify verify alipay --alipay-public-key alipay_public.pem notify.txt", "verify: which provider? (alipay or wechatpay)")
+	}
+	v, ok := verifiers[args[0]]
+	if !ok {
+		return usagef("paynotify verify alipay --help", "verify: unknown provider %q (alipay or wechatpay)", args[0])
+	}
+	return v.Run(ctx, m, args[1:])
+}
+
+// readBody reads the notification body from the file named by the single positional argument, or
+// from stdin when it is "-" or absent.
+func readBody(m *Main, positional []string) ([]byte, error) {
+	switch {
+	case len(positional) > 1:
+		return nil, usagef("", "too many arguments: %q", positional[1:])
+	case len(positional) == 0 || positional[0] == "-":
+		return io.ReadAll(m.Stdin)
+	default:
+		b, err := os.ReadFile(positional[0])
+		if err != nil {
+			return nil, configErrorf("read body: %w", err)
+		}
+		return b, nil
+	}
+}
+
+// printInvalid prints the negative verdict and returns the error that makes the exit code 1.
+func printInvalid(m *Main, reason string) error {
+	fmt.Fprintf(m.Stdout, "invalid: %s\n", reason)
+	return &verdictError{reason: reason}
+}
