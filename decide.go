@@ -1,0 +1,230 @@
+package paynotify
+
+import (
+	"fmt"
+	"time"
+)
+
+// FactKind is what a verified provider message says happened to a trade.
+type FactKind string
+
+const (
+	// FactPaid: the buyer paid (Alipay TRADE_SUCCESS without refund, WeChat SUCCESS).
+	FactPaid FactKind = "paid"
+	// FactFinished: paid and no longer refundable (Alipay TRADE_FINISHED).
+	FactFinished FactKind = "finished"
+	// FactClosed: closed without payment (Alipay TRADE_CLOSED without refund_fee, WeChat CLOSED).
+	FactClosed FactKind = "closed"
+	// FactRefund: a refund succeeded; RefundTotal is the cumulative refunded amount after it.
+	FactRefund FactKind = "refund"
+	// FactRefundFailed: a refund request failed or was closed (WeChat REFUND.ABNORMAL / REFUND.CLOSED).
+	FactRefundFailed FactKind = "refund_failed"
+)
+
+// Fact is a verified statement from a provider about one trade: the output of a protocol adapter
+// after signature verification, the input of Decide. Values are as the provider reported them;
+// nothing here has been checked against our own order yet.
+type Fact struct {
+	Kind            FactKind
+	OutTradeNo      string
+	ProviderTradeNo string
+	// AppID, MchID and SellerID as reported; the Processor checks them against the app's config.
+	AppID    string
+	MchID    string
+	SellerID string
+	// Amount is the order's total as reported; HasAmount says whether the message carried it.
+	Amount    Amount
+	HasAmount bool
+	// Currency as reported; "" when the message has none (Alipay: CNY).
+	Currency string
+	// At is when it happened at the provider (payment or refund time); zero if unknown.
+	At time.Time
+	// RefundTotal is the cumulative refunded amount after this refund (Alipay refund_fee). For
+	// providers that report each refund separately (WeChat), set RefundPerRequest instead: the
+	// Processor computes RefundTotal from the order's succeeded refunds.
+	RefundTotal      Amount
+	RefundPerRequest bool
+	// RefundRequestNo is the refund's out_request_no / out_refund_no, if known.
+	RefundRequestNo string
+	// RefundAmount is this refund's own amount (WeChat), if known.
+	RefundAmount Amount
+	// ProviderRefundNo is the provider's id of the refund, if any.
+	ProviderRefundNo string
+	// NotificationID is the provider's id of the message (notify_id, event id): informational only,
+	// never used for deduplication.
+	NotificationID string
+}
+
+// key identifies what the fact says, for deduplicating anomalies across retries.
+func (f *Fact) key() string {
+	return fmt.Sprintf("%s|%s|%d|%t|%s|%d|%s|%s|%s|%s", f.Kind, f.ProviderTradeNo, f.Amount, f.HasAmount,
+		f.Currency, f.RefundTotal, f.RefundRequestNo, f.AppID, f.MchID, f.SellerID)
+}
+
+// Anomaly reasons (DESIGN.md §5 evidence reasons): a verified fact that disagrees with our order
+// or our config.
+const (
+	ReasonAppIDMismatch    = "app_id_mismatch"
+	ReasonSellerMismatch   = "seller_mismatch"
+	ReasonUnknownOrder     = "unknown_order"
+	ReasonAmountMismatch   = "amount_mismatch"
+	ReasonCurrencyMismatch = "currency_mismatch"
+	ReasonLatePayment      = "late_payment"
+	ReasonUnexpectedClose  = "unexpected_close"
+)
+
+// Rejection and failure reasons (unverified or failed requests).
+const (
+	ReasonSignatureInvalid = "signature_invalid"
+	ReasonMalformed        = "malformed"
+	ReasonDuplicateKey     = "duplicate_key"
+	ReasonTimestampSkew    = "timestamp_skew"
+	ReasonProbe            = "probe"
+	ReasonUnknownSerial    = "unknown_serial"
+	ReasonDecryptFailed    = "decrypt_failed"
+	ReasonStoreError       = "store_error"
+)
+
+// Step is one version of an order produced by a decision, with the event that announces it.
+type Step struct {
+	Event EventType
+	// Order is the order as it stands after this step (its Version is the event's version).
+	Order Order
+	// Refund is set on EventOrderRefunded: the refund this step confirmed.
+	Refund *EventRefund
+}
+
+// Decision is what a verified fact does to an order: the steps it moves the order through (none
+// when the fact is already applied or stale), and the anomaly it raises, if any.
+type Decision struct {
+	Steps   []Step
+	Anomaly string
+}
+
+// Changed reports whether the decision moves the order.
+func (d *Decision) Changed() bool { return len(d.Steps) > 0 }
+
+// Final returns the order after the decision, or nil when it changes nothing.
+func (d *Decision) Final() *Order {
+	if len(d.Steps) == 0 {
+		return nil
+	}
+	return &d.Steps[len(d.Steps)-1].Order
+}
+
+// Decide is the order state machine of DESIGN.md §4: the pure function from an order (nil when we
+// have none) and a verified fact to the steps and the anomaly. It never moves an order backwards,
+// never drops a verified payment, and returns no steps for a fact already applied, so that
+// duplicates have no effect. Checks against the app's config (app id, seller) happen before it,
+// in the Processor.
+func Decide(o *Order, f Fact) Decision {
+	if o == nil {
+		return Decision{Anomaly: ReasonUnknownOrder}
+	}
+	if f.HasAmount && f.Amount != o.Amount {
+		return Decision{Anomaly: ReasonAmountMismatch}
+	}
+	if f.Currency != "" && o.Currency != "" && f.Currency != o.Currency {
+		return Decision{Anomaly: ReasonCurrencyMismatch}
+	}
+	d := decider{cur: *o, f: f}
+	switch f.Kind {
+	case FactPaid:
+		switch o.Status {
+		case StatusPending:
+			d.pay()
+		case StatusClosed:
+			d.pay()
+			d.anomaly = ReasonLatePayment
+		}
+	case FactFinished:
+		switch o.Status {
+		case StatusPending:
+			d.pay()
+			d.finish()
+		case StatusPaid:
+			d.finish()
+		case StatusClosed:
+			d.pay()
+			d.finish()
+			d.anomaly = ReasonLatePayment
+		}
+	case FactClosed:
+		switch o.Status {
+		case StatusPending:
+			d.step(EventOrderClosed, func(o *Order) { o.Status = StatusClosed })
+		case StatusPaid, StatusFinished:
+			d.anomaly = ReasonUnexpectedClose
+		}
+	case FactRefund:
+		if f.RefundTotal <= 0 || f.RefundTotal > o.Amount {
+			return Decision{Anomaly: ReasonAmountMismatch}
+		}
+		switch o.Status {
+		case StatusPending:
+			d.pay()
+			d.refund()
+		case StatusPaid, StatusFinished:
+			if f.RefundTotal > o.RefundedAmount {
+				d.refund()
+			}
+		case StatusClosed:
+			d.pay()
+			d.refund()
+			d.anomaly = ReasonLatePayment
+		}
+	case FactRefundFailed:
+		// Refund failures change no order state; the Processor records them on the refund.
+	}
+	return Decision{Steps: d.steps, Anomaly: d.anomaly}
+}
+
+// decider accumulates the steps of one decision.
+type decider struct {
+	cur     Order
+	f       Fact
+	steps   []Step
+	anomaly string
+}
+
+func (d *decider) step(ev EventType, move func(o *Order)) *Step {
+	move(&d.cur)
+	d.cur.Version++
+	d.steps = append(d.steps, Step{Event: ev, Order: d.cur})
+	return &d.steps[len(d.steps)-1]
+}
+
+func (d *decider) pay() {
+	d.step(EventOrderPaid, func(o *Order) {
+		o.Status = StatusPaid
+		at := d.f.At // the Processor stamps a zero At with its own clock before Decide
+		o.PaidAt = &at
+		if o.ProviderTradeNo == "" {
+			o.ProviderTradeNo = d.f.ProviderTradeNo
+		}
+	})
+}
+
+func (d *decider) finish() {
+	d.step(EventOrderFinished, func(o *Order) { o.Status = StatusFinished })
+}
+
+func (d *decider) refund() {
+	prev := d.cur.RefundedAmount
+	s := d.step(EventOrderRefunded, func(o *Order) {
+		o.RefundedAmount = d.f.RefundTotal
+		if o.RefundedAmount == o.Amount {
+			o.Status = StatusRefunded
+		}
+	})
+	amount := d.f.RefundTotal - prev
+	if d.f.RefundAmount > 0 {
+		amount = d.f.RefundAmount
+	}
+	s.Refund = &EventRefund{
+		OutRequestNo:     d.f.RefundRequestNo,
+		Amount:           amount,
+		RefundedTotal:    d.f.RefundTotal,
+		ProviderRefundNo: d.f.ProviderRefundNo,
+	}
+}

@@ -1,0 +1,57 @@
+package paynotify
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"time"
+	"unicode/utf8"
+)
+
+// Verdict is the outcome of one provider callback request.
+type Verdict string
+
+const (
+	VerdictAccepted  Verdict = "accepted"  // verified and applied
+	VerdictDuplicate Verdict = "duplicate" // verified, already applied: no effect
+	VerdictRejected  Verdict = "rejected"  // signature or format: unverified, no effect
+	VerdictAnomaly   Verdict = "anomaly"   // verified, disagrees with our order or config: no effect
+	VerdictError     Verdict = "error"     // store or internal failure: no effect, retried by the provider
+)
+
+// MaxEvidenceBody caps the body kept as evidence.
+const MaxEvidenceBody = 64 << 10
+
+// Evidence is the record kept for every callback request to a known app: the raw request, the
+// verdict with its reason, and the answer we gave.
+type Evidence struct {
+	ID         string    `json:"id"`
+	App        string    `json:"app"`
+	Provider   string    `json:"provider"`
+	ReceivedAt time.Time `json:"received_at"`
+	Verdict    Verdict   `json:"verdict"`
+	Reason     string    `json:"reason"`
+	Detail     string    `json:"detail"`
+	// OutTradeNo is the value the request claims whenever it can be parsed, rejected requests included.
+	OutTradeNo   string      `json:"out_trade_no"`
+	OrderVersion int64       `json:"order_version"`
+	Answer       string      `json:"answer"`
+	DurationMS   int64       `json:"duration_ms"`
+	Headers      http.Header `json:"headers"`
+	// Body is the raw body, capped at MaxEvidenceBody.
+	Body []byte `json:"-"`
+}
+
+// MarshalJSON adds body_base64 and, when the body is valid UTF-8, body_text.
+func (e *Evidence) MarshalJSON() ([]byte, error) {
+	type plain Evidence
+	out := struct {
+		*plain
+		BodyBase64 string `json:"body_base64"`
+		BodyText   string `json:"body_text,omitempty"`
+	}{plain: (*plain)(e), BodyBase64: base64.StdEncoding.EncodeToString(e.Body)}
+	if utf8.Valid(e.Body) {
+		out.BodyText = string(e.Body)
+	}
+	return json.Marshal(out)
+}

@@ -1,0 +1,99 @@
+package paynotify
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// OrderStatus is the state of an order (DESIGN.md §4). Only Decide moves an order between states,
+// and stores apply its moves with compare-and-set on the order's version.
+type OrderStatus string
+
+const (
+	// StatusPending: created, not paid. Moved by a verified payment, finish, close or refund fact.
+	StatusPending OrderStatus = "pending"
+	// StatusPaid: paid, refundable. Partial refunds keep it paid and grow RefundedAmount.
+	StatusPaid OrderStatus = "paid"
+	// StatusFinished: paid, no more refunds possible (Alipay TRADE_FINISHED).
+	StatusFinished OrderStatus = "finished"
+	// StatusClosed: never paid, closed by the merchant, the provider or expiry.
+	StatusClosed OrderStatus = "closed"
+	// StatusRefunded: paid, then fully refunded. Terminal.
+	StatusRefunded OrderStatus = "refunded"
+)
+
+// Provider names.
+const (
+	ProviderAlipay    = "alipay"
+	ProviderWechatpay = "wechatpay"
+)
+
+// Channels: how the buyer pays (DESIGN.md §5).
+const (
+	ChannelAlipayApp       = "alipay.app"
+	ChannelAlipayPage      = "alipay.page"
+	ChannelAlipayWap       = "alipay.wap"
+	ChannelAlipayPrecreate = "alipay.precreate"
+	ChannelWechatNative    = "wechatpay.native"
+	ChannelWechatApp       = "wechatpay.app"
+	ChannelWechatJSAPI     = "wechatpay.jsapi"
+	ChannelWechatH5        = "wechatpay.h5"
+)
+
+// ChannelProvider returns the provider of a channel, or "" for an unknown channel.
+func ChannelProvider(channel string) string {
+	switch channel {
+	case ChannelAlipayApp, ChannelAlipayPage, ChannelAlipayWap, ChannelAlipayPrecreate:
+		return ProviderAlipay
+	case ChannelWechatNative, ChannelWechatApp, ChannelWechatJSAPI, ChannelWechatH5:
+		return ProviderWechatpay
+	}
+	return ""
+}
+
+// Order is one merchant order, identified by (App, OutTradeNo).
+type Order struct {
+	App             string      `json:"app"`
+	OutTradeNo      string      `json:"out_trade_no"`
+	Channel         string      `json:"channel"`
+	Status          OrderStatus `json:"status"`
+	Amount          Amount      `json:"amount"`
+	RefundedAmount  Amount      `json:"refunded_amount"`
+	Currency        string      `json:"currency"`
+	Subject         string      `json:"subject"`
+	Body            string      `json:"body,omitempty"`
+	PayerOpenID     string      `json:"payer_openid,omitempty"`
+	ProviderTradeNo string      `json:"provider_trade_no"`
+	// Version starts at 1 and grows by one with every change; events carry the version they produced.
+	Version   int64      `json:"version"`
+	CreatedAt time.Time  `json:"created_at"`
+	PaidAt    *time.Time `json:"paid_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	// Pay holds the signed payment parameters handed to the buyer's app or page, kept so that an
+	// idempotent re-create returns them again. Not part of the order JSON.
+	Pay json.RawMessage `json:"-"`
+}
+
+// RefundStatus is the state of one refund request.
+type RefundStatus string
+
+const (
+	RefundPending   RefundStatus = "pending"
+	RefundSucceeded RefundStatus = "succeeded"
+	RefundFailed    RefundStatus = "failed"
+)
+
+// Refund is one refund request of an order, identified by (App, OutTradeNo, OutRequestNo). It is
+// recorded as pending before the provider is called, so that a crash or a retry never refunds twice.
+// OutRequestNo is Alipay's out_request_no and WeChat's out_refund_no.
+type Refund struct {
+	App              string       `json:"app"`
+	OutTradeNo       string       `json:"out_trade_no"`
+	OutRequestNo     string       `json:"out_request_no"`
+	Amount           Amount       `json:"amount"`
+	Reason           string       `json:"reason,omitempty"`
+	Status           RefundStatus `json:"status"`
+	ProviderRefundNo string       `json:"provider_refund_no,omitempty"`
+	CreatedAt        time.Time    `json:"created_at"`
+	UpdatedAt        time.Time    `json:"updated_at"`
+}

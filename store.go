@@ -1,0 +1,112 @@
+package paynotify
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrVersionConflict is returned by Store.Commit when the order's version is no longer the one
+// the change was decided from: another change won the race. The caller reloads and decides again.
+var ErrVersionConflict = errors.New("paynotify: order version conflict")
+
+// Store keeps orders, refunds, events and evidence. Implementations: sqlite.DB and postgres.DB,
+// both checked by the storetest conformance suite.
+type Store interface {
+	OrderStore
+	EventStore
+	EvidenceStore
+}
+
+// OrderStore keeps orders and their refunds.
+type OrderStore interface {
+	// CreateOrder inserts o (Version 1) unless an order with the same (App, OutTradeNo) exists.
+	// It returns the stored order and whether it was created; an existing order is returned
+	// unchanged, for the caller to compare.
+	CreateOrder(ctx context.Context, o *Order) (stored *Order, created bool, err error)
+
+	// GetOrder returns the order, or an *Error with code ENOTFOUND.
+	GetOrder(ctx context.Context, app, outTradeNo string) (*Order, error)
+
+	// ListOrders returns orders, newest first.
+	ListOrders(ctx context.Context, filter OrderFilter) ([]*Order, error)
+
+	// CreateRefund records r (normally pending) unless a refund with the same (App, OutTradeNo,
+	// OutRequestNo) exists; it returns the stored refund and whether it was created. The order
+	// must exist (ENOTFOUND otherwise).
+	CreateRefund(ctx context.Context, r *Refund) (stored *Refund, created bool, err error)
+
+	// ListRefunds returns the refunds of an order, oldest first.
+	ListRefunds(ctx context.Context, app, outTradeNo string) ([]*Refund, error)
+
+	// Commit applies c atomically: the order change (compare-and-set on the version it was decided
+	// from), the refund upsert, the events, the anomaly and the evidence, all in one transaction,
+	// durable when Commit returns nil. It returns ErrVersionConflict when the order moved since,
+	// and reports whether c.Anomaly was new (its event is appended only then).
+	Commit(ctx context.Context, c *Change) (anomalyNew bool, err error)
+}
+
+// Change is everything one decision writes, committed together by Store.Commit.
+type Change struct {
+	// Order, when set, replaces the stored order whose version is PrevVersion.
+	Order       *Order
+	PrevVersion int64
+	// Refund, when set, is inserted or, if it exists, has its Status, ProviderRefundNo and
+	// UpdatedAt replaced.
+	Refund *Refund
+	// Events are appended in order.
+	Events []*Event
+	// Anomaly, when set, is recorded once per (App, OutTradeNo, Key); its Event is appended only
+	// the first time.
+	Anomaly *Anomaly
+	// Evidence, when set, is inserted.
+	Evidence *Evidence
+}
+
+// Anomaly is a distinct disagreement between a verified fact and our order or config.
+type Anomaly struct {
+	App        string
+	OutTradeNo string
+	Reason     string
+	// Key identifies the anomaly across retries of the same message.
+	Key   string
+	Event *Event
+}
+
+// OrderFilter selects orders; empty fields match everything.
+type OrderFilter struct {
+	App    string
+	Status OrderStatus
+	Limit  int // 0 means 100
+}
+
+// EventStore reads the event log.
+type EventStore interface {
+	// ListEvents returns up to filter.Limit events with Seq > filter.After, oldest first.
+	ListEvents(ctx context.Context, filter EventFilter) ([]*Event, error)
+}
+
+// EventFilter selects events.
+type EventFilter struct {
+	After int64  // only events with Seq > After
+	App   string // "" for every app
+	Limit int    // at most this many; 0 means 100
+}
+
+// EvidenceStore keeps and lists evidence records.
+type EvidenceStore interface {
+	// InsertEvidence stores one evidence record outside any order change (rejected requests,
+	// failures).
+	InsertEvidence(ctx context.Context, e *Evidence) error
+	// ListEvidence returns evidence records, newest first.
+	ListEvidence(ctx context.Context, filter EvidenceFilter) ([]*Evidence, error)
+}
+
+// EvidenceFilter selects evidence records; empty fields match everything.
+type EvidenceFilter struct {
+	App        string
+	OutTradeNo string
+	Verdict    Verdict
+	Since      time.Time // received at or after
+	Limit      int       // 0 means 100
+}
