@@ -1,0 +1,162 @@
+package paynotify_test
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+// TestDecide checks every cell of DESIGN.md §4's table, plus the checks against our own order.
+func TestDecide(t *testing.T) {
+	const amount = 1000
+	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	order := func(s paynotify.OrderStatus, refunded paynotify.Amount) *paynotify.Order {
+		return &paynotify.Order{App: "shop", OutTradeNo: "T1", Status: s, Amount: amount, RefundedAmount: refunded, Currency: "CNY", Version: 5}
+	}
+	paid := paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: "T1", ProviderTradeNo: "P1", Amount: amount, HasAmount: true, At: at}
+	finished := paynotify.Fact{Kind: paynotify.FactFinished, OutTradeNo: "T1", ProviderTradeNo: "P1", Amount: amount, HasAmount: true, At: at}
+	closed := paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: "T1", Amount: amount, HasAmount: true, At: at}
+	refund := func(total paynotify.Amount) paynotify.Fact {
+		return paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", Amount: amount, HasAmount: true, RefundTotal: total, RefundRequestNo: "R1", At: at}
+	}
+	const (
+		pending  = paynotify.StatusPending
+		paidS    = paynotify.StatusPaid
+		finS     = paynotify.StatusFinished
+		closedS  = paynotify.StatusClosed
+		refunded = paynotify.StatusRefunded
+	)
+	const (
+		evPaid     = paynotify.EventOrderPaid
+		evFinished = paynotify.EventOrderFinished
+		evClosed   = paynotify.EventOrderClosed
+		evRefunded = paynotify.EventOrderRefunded
+	)
+	type want struct {
+		events   []paynotify.EventType
+		status   paynotify.OrderStatus // final status; "" when nothing changes
+		refunded paynotify.Amount
+		anomaly  string
+	}
+	tests := []struct {
+		name  string
+		order *paynotify.Order
+		fact  paynotify.Fact
+		want  want
+	}{
+		// Row "paid".
+		{"Paid/Pending", order(pending, 0), paid, want{[]paynotify.EventType{evPaid}, paidS, 0, ""}},
+		{"Paid/Paid", order(paidS, 0), paid, want{nil, "", 0, ""}},
+		{"Paid/Finished", order(finS, 0), paid, want{nil, "", 0, ""}},
+		{"Paid/Closed", order(closedS, 0), paid, want{[]paynotify.EventType{evPaid}, paidS, 0, paynotify.ReasonLatePayment}},
+		{"Paid/Refunded", order(refunded, amount), paid, want{nil, "", 0, ""}},
+		// Row "finished".
+		{"Finished/Pending", order(pending, 0), finished, want{[]paynotify.EventType{evPaid, evFinished}, finS, 0, ""}},
+		{"Finished/Paid", order(paidS, 0), finished, want{[]paynotify.EventType{evFinished}, finS, 0, ""}},
+		{"Finished/Finished", order(finS, 0), finished, want{nil, "", 0, ""}},
+		{"Finished/Closed", order(closedS, 0), finished, want{[]paynotify.EventType{evPaid, evFinished}, finS, 0, paynotify.ReasonLatePayment}},
+		{"Finished/Refunded", order(refunded, amount), finished, want{nil, "", 0, ""}},
+		// Row "closed unpaid".
+		{"Closed/Pending", order(pending, 0), closed, want{[]paynotify.EventType{evClosed}, closedS, 0, ""}},
+		{"Closed/Paid", order(paidS, 0), closed, want{nil, "", 0, paynotify.ReasonUnexpectedClose}},
+		{"Closed/Finished", order(finS, 0), closed, want{nil, "", 0, paynotify.ReasonUnexpectedClose}},
+		{"Closed/Closed", order(closedS, 0), closed, want{nil, "", 0, ""}},
+		{"Closed/Refunded", order(refunded, amount), closed, want{nil, "", 0, ""}},
+		// Row "refund, cumulative R < amount".
+		{"PartialRefund/Pending", order(pending, 0), refund(300), want{[]paynotify.EventType{evPaid, evRefunded}, paidS, 300, ""}},
+		{"PartialRefund/Paid", order(paidS, 0), refund(300), want{[]paynotify.EventType{evRefunded}, paidS, 300, ""}},
+		{"PartialRefund/PaidGrows", order(paidS, 200), refund(300), want{[]paynotify.EventType{evRefunded}, paidS, 300, ""}},
+		{"PartialRefund/PaidStale", order(paidS, 500), refund(300), want{nil, "", 0, ""}},
+		{"PartialRefund/PaidSame", order(paidS, 300), refund(300), want{nil, "", 0, ""}},
+		{"PartialRefund/Finished", order(finS, 0), refund(300), want{[]paynotify.EventType{evRefunded}, finS, 300, ""}},
+		{"PartialRefund/FinishedStale", order(finS, 300), refund(300), want{nil, "", 0, ""}},
+		{"PartialRefund/Closed", order(closedS, 0), refund(300), want{[]paynotify.EventType{evPaid, evRefunded}, paidS, 300, paynotify.ReasonLatePayment}},
+		{"PartialRefund/Refunded", order(refunded, amount), refund(300), want{nil, "", 0, ""}},
+		// Row "refund, cumulative R = amount".
+		{"FullRefund/Pending", order(pending, 0), refund(amount), want{[]paynotify.EventType{evPaid, evRefunded}, refunded, amount, ""}},
+		{"FullRefund/Paid", order(paidS, 300), refund(amount), want{[]paynotify.EventType{evRefunded}, refunded, amount, ""}},
+		{"FullRefund/Finished", order(finS, 0), refund(amount), want{[]paynotify.EventType{evRefunded}, refunded, amount, ""}},
+		{"FullRefund/Closed", order(closedS, 0), refund(amount), want{[]paynotify.EventType{evPaid, evRefunded}, refunded, amount, paynotify.ReasonLatePayment}},
+		{"FullRefund/Refunded", order(refunded, amount), refund(amount), want{nil, "", 0, ""}},
+		// Checks against our own order.
+		{"ErrUnknownOrder", nil, paid, want{nil, "", 0, paynotify.ReasonUnknownOrder}},
+		{"ErrAmountMismatch", order(pending, 0), func() paynotify.Fact { f := paid; f.Amount = 999; return f }(), want{nil, "", 0, paynotify.ReasonAmountMismatch}},
+		{"ErrCurrencyMismatch", order(pending, 0), func() paynotify.Fact { f := paid; f.Currency = "USD"; return f }(), want{nil, "", 0, paynotify.ReasonCurrencyMismatch}},
+		{"ErrRefundOverAmount", order(paidS, 0), refund(amount + 1), want{nil, "", 0, paynotify.ReasonAmountMismatch}},
+		{"OKAmountNotReported", order(pending, 0), func() paynotify.Fact { f := paid; f.HasAmount = false; f.Amount = 0; return f }(), want{[]paynotify.EventType{evPaid}, paidS, 0, ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before paynotify.Order
+			if tt.order != nil {
+				before = *tt.order
+			}
+			d := paynotify.Decide(tt.order, tt.fact)
+			if tt.order != nil && !reflect.DeepEqual(*tt.order, before) {
+				t.Fatalf("Decide modified its input order")
+			}
+			var got []paynotify.EventType
+			for i, s := range d.Steps {
+				got = append(got, s.Event)
+				if want := tt.order.Version + int64(i) + 1; s.Order.Version != want {
+					t.Errorf("step %d version = %d, want %d", i, s.Order.Version, want)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want.events) {
+				t.Errorf("events = %v, want %v", got, tt.want.events)
+			}
+			if d.Anomaly != tt.want.anomaly {
+				t.Errorf("anomaly = %q, want %q", d.Anomaly, tt.want.anomaly)
+			}
+			final := d.Final()
+			switch {
+			case tt.want.status == "" && final != nil:
+				t.Errorf("order changed to %s, want no change", final.Status)
+			case tt.want.status != "" && final == nil:
+				t.Errorf("no change, want %s", tt.want.status)
+			case final != nil:
+				if final.Status != tt.want.status || final.RefundedAmount != tt.want.refunded {
+					t.Errorf("final = %s refunded %d, want %s refunded %d", final.Status, final.RefundedAmount, tt.want.status, tt.want.refunded)
+				}
+				if got[0] == evPaid && (final.PaidAt == nil || !final.PaidAt.Equal(at)) {
+					t.Errorf("paid_at = %v, want %v", final.PaidAt, at)
+				}
+			}
+		})
+	}
+}
+
+func TestDecide_RefundStepCarriesRefund(t *testing.T) {
+	o := &paynotify.Order{App: "shop", OutTradeNo: "T1", Status: paynotify.StatusPaid, Amount: 1000, RefundedAmount: 200, Version: 3}
+	d := paynotify.Decide(o, paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundTotal: 700, RefundRequestNo: "R2"})
+	if len(d.Steps) != 1 || d.Steps[0].Refund == nil {
+		t.Fatalf("steps = %+v", d.Steps)
+	}
+	if r := d.Steps[0].Refund; r.Amount != 500 || r.RefundedTotal != 700 || r.OutRequestNo != "R2" {
+		t.Fatalf("refund = %+v, want amount 500 of total 700 under R2", r)
+	}
+}
+
+func TestParseYuan(t *testing.T) {
+	ok := map[string]paynotify.Amount{"0": 0, "0.01": 1, "0.1": 10, "1": 100, "88.88": 8888, "100.00": 10000, "123456789.99": 12345678999}
+	for s, want := range ok {
+		got, err := paynotify.ParseYuan(s)
+		if err != nil || got != want {
+			t.Errorf("ParseYuan(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", ".5", "1.", "01", "1.234", "-1", "+1", "1e2", " 1", "1 ", "1,00", "0x10", "1.2.3", "NaN", "9999999999999999"} {
+		if got, err := paynotify.ParseYuan(s); err == nil {
+			t.Errorf("ParseYuan(%q) = %d, want an error", s, got)
+		}
+	}
+	if got := paynotify.Amount(8888).String(); got != "88.88" {
+		t.Errorf("String = %q", got)
+	}
+	if got := paynotify.Amount(5).String(); got != "0.05" {
+		t.Errorf("String = %q", got)
+	}
+}
