@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the server's YAML config file (DESIGN.md §5). Fields are alphabetised in groups;
+// each says its default.
+type Config struct {
+	// APIToken is the merchant API's bearer token, at least 16 characters. Required.
+	APIToken string `yaml:"api_token"`
+	// Apps are the merchant apps of both providers. At least one.
+	Apps []AppConfig `yaml:"apps"`
+	// Database is "sqlite:PATH" or a postgres:// URL. Defaults to sqlite:paynotify-data/paynotify.db.
+	Database string `yaml:"database"`
+	// Listen is the address to serve on. Defaults to ":8080".
+	Listen string `yaml:"listen"`
+	// PublicURL is the base of the notify_url and return_url sent to providers, as they reach
+	// this server (https://pay.example.com). Required; no query string, no trailing slash.
+	PublicURL string `yaml:"public_url"`
+}
+
+// AppConfig is one merchant app. Which fields apply depends on Provider; key file paths are
+// relative to the config file's directory.
+type AppConfig struct {
+	// Name is the app's name in paths and the API: [a-z0-9-]{1,32}. Required.
+	Name string `yaml:"name"`
+	// Provider is "alipay" or "wechatpay". Required.
+	Provider string `yaml:"provider"`
+
+	// Alipay.
+	AlipayCertFile      string   `yaml:"alipay_cert_file"`      // cert mode: alipayCertPublicKey_RSA2.crt
+	AlipayPublicKeyFile string   `yaml:"alipay_public_key_file"` // public-key mode
+	AlipayRootCertFile  string   `yaml:"alipay_root_cert_file"`  // cert mode: alipayRootCert.crt
+	AppCertFile         string   `yaml:"app_cert_file"`          // cert mode: appCertPublicKey_….crt
+	AppID               string   `yaml:"app_id"`
+	AppPrivateKeyFile   string   `yaml:"app_private_key_file"`
+	Gateway             string   `yaml:"gateway"` // defaults to https://openapi.alipay.com/gateway.do
+	ReturnURL           string   `yaml:"return_url"`
+	SellerID            string   `yaml:"seller_id"`
+	SellerIDs           []string `yaml:"seller_ids"`
+	SignType            string   `yaml:"sign_type"` // RSA2 (default) or RSA
+
+	// WeChat Pay.
+	APIBase                string   `yaml:"api_base"` // defaults to https://api.mch.weixin.qq.com
+	APIv2KeyFile           string   `yaml:"apiv2_key_file"`
+	APIv3KeyFile           string   `yaml:"apiv3_key_file"`
+	WechatAppID            string   `yaml:"appid"`
+	MchID                  string   `yaml:"mchid"`
+	MerchantPrivateKeyFile string   `yaml:"merchant_private_key_file"`
+	MerchantSerialNo       string   `yaml:"merchant_serial_no"`
+	PlatformCertFiles      []string `yaml:"platform_cert_files"`
+	PlatformPublicKeyFile  string   `yaml:"platform_public_key_file"`
+	PlatformPublicKeyID    string   `yaml:"platform_public_key_id"`
+}
+
+// DefaultDatabase is the embedded store's location.
+const DefaultDatabase = "sqlite:paynotify-data/paynotify.db"
+
+var appName = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+
+// LoadConfig reads, expands and validates a config file. Relative key paths become relative to
+// the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseConfig(b, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	for i := range c.Apps {
+		c.Apps[i].resolvePaths(dir)
+	}
+	return c, nil
+}
+
+// ParseConfig parses YAML config bytes: unknown keys are errors, ${NAME} is replaced by the
+// environment variable NAME (unset is an error), defaults are applied and the result validated.
+func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("config is empty")
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := expandEnv(reflect.ValueOf(&c).Elem(), "", lookupEnv); err != nil {
+		return nil, err
+	}
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.Database == "" {
+		c.Database = DefaultDatabase
+	}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		if a.Provider == "alipay" {
+			if a.Gateway == "" {
+				a.Gateway = "https://openapi.alipay.com/gateway.do"
+			}
+			if a.SignType == "" {
+				a.SignType = "RSA2"
+			}
+		}
+		if a.Provider == "wechatpay" && a.APIBase == "" {
+			a.APIBase = "https://api.mch.weixin.qq.com"
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${NAME} in every string of v, naming the field of an unset variable.
+func expandEnv(v reflect.Value, path string, lookupEnv func(string) (string, bool)) error {
+	switch v.Kind() {
+	case reflect.String:
+		var missing string
+		out := envRef.ReplaceAllStringFunc(v.String(), func(ref string) string {
+			name := ref[2 : len(ref)-1]
+			val, ok := lookupEnv(name)
+			if !ok && missing == "" {
+				missing = name
+			}
+			return val
+		})
+		if missing != "" {
+			return fmt.Errorf("%s: environment variable %s is not set", path, missing)
+		}
+		v.SetString(out)
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < v.NumField(); i++ {
+			name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			if err := expandEnv(v.Field(i), joinPath(path, name), lookupEnv); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			if err := expandEnv(v.Index(i), fmt.Sprintf("%s[%d]", path, i), lookupEnv); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func joinPath(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "." + b
+}
+
+// Validate checks required values and formats, naming the field at fault.
+func (c *Config) Validate() error {
+	if c.PublicURL == "" {
+		return errors.New("public_url: required (the base URL providers reach this server at)")
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.PublicURL, "/") {
+		return fmt.Errorf("public_url: %q must be an absolute http(s) URL without query, fragment or trailing slash", c.PublicURL)
+	}
+	if c.APIToken == "" {
+		return errors.New("api_token: required")
+	}
+	if len(c.APIToken) < 16 {
+		return errors.New("api_token: too short (at least 16 characters)")
+	}
+	if !strings.HasPrefix(c.Database, "sqlite:") && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
+		return errors.New("database: must be sqlite:PATH or a postgres:// URL")
+	}
+	if len(c.Apps) == 0 {
+		return errors.New("apps: at least one app is required")
+	}
+	seen := map[string]bool{}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		field := fmt.Sprintf("apps[%d]", i)
+		if a.Name != "" {
+			field = fmt.Sprintf("apps[%d] (%s)", i, a.Name)
+		}
+		if err := a.validate(); err != nil {
+			return fmt.Errorf("%s.%w", field, err)
+		}
+		if seen[a.Name] {
+			return fmt.Errorf("%s.name: duplicate app name %q", field, a.Name)
+		}
+		seen[a.Name] = true
+	}
+	return nil
+}
+
+func (a *AppConfig) validate() error {
+	if a.Name == "" {
+		return errors.New("name: required")
+	}
+	if !appName.MatchString(a.Name) {
+		return fmt.Errorf("name: %q must match [a-z0-9-]{1,32}", a.Name)
+	}
+	required := func(pairs ...string) error {
+		for i := 0; i < len(pairs); i += 2 {
+			if pairs[i+1] == "" {
+				return fmt.Errorf("%s: required for a %s app", pairs[i], a.Provider)
+			}
+		}
+		return nil
+	}
+	forbidden := func(pairs ...string) error {
+		for i := 0; i < len(pairs); i += 2 {
+			if pairs[i+1] != "" {
+				return fmt.Errorf("%s: not a %s setting", pairs[i], a.Provider)
+			}
+		}
+		return nil
+	}
+	switch a.Provider {
+	case "alipay":
+		if err := required("app_id", a.AppID, "app_private_key_file", a.AppPrivateKeyFile); err != nil {
+			return err
+		}
+		if err := forbidden("mchid", a.MchID, "appid", a.WechatAppID, "merchant_private_key_file", a.MerchantPrivateKeyFile,
+			"apiv3_key_file", a.APIv3KeyFile, "platform_public_key_file", a.PlatformPublicKeyFile, "api_base", a.APIBase); err != nil {
+			return err
+		}
+		certMode := a.AppCertFile != "" || a.AlipayCertFile != "" || a.AlipayRootCertFile != ""
+		switch {
+		case certMode && a.AlipayPublicKeyFile != "":
+			return errors.New("alipay_public_key_file: set either it or the three cert files, not both")
+		case certMode:
+			if err := required("app_cert_file", a.AppCertFile, "alipay_cert_file", a.AlipayCertFile, "alipay_root_cert_file", a.AlipayRootCertFile); err != nil {
+				return err
+			}
+		case a.AlipayPublicKeyFile == "":
+			return errors.New("alipay_public_key_file: required (or app_cert_file + alipay_cert_file + alipay_root_cert_file)")
+		}
+		if a.SignType != "RSA2" && a.SignType != "RSA" {
+			return fmt.Errorf("sign_type: %q must be RSA2 or RSA", a.SignType)
+		}
+		if a.SellerID != "" && len(a.SellerIDs) > 0 {
+			return errors.New("seller_ids: set seller_id or seller_ids, not both")
+		}
+		if err := checkURL("gateway", a.Gateway); err != nil {
+			return err
+		}
+		if a.ReturnURL != "" {
+			if err := checkURL("return_url", a.ReturnURL); err != nil {
+				return err
+			}
+		}
+	case "wechatpay":
+		if err := required("mchid", a.MchID, "appid", a.WechatAppID, "merchant_private_key_file", a.MerchantPrivateKeyFile,
+			"merchant_serial_no", a.MerchantSerialNo, "apiv3_key_file", a.APIv3KeyFile); err != nil {
+			return err
+		}
+		if err := forbidden("app_id", a.AppID, "app_private_key_file", a.AppPrivateKeyFile, "alipay_public_key_file", a.AlipayPublicKeyFile,
+			"seller_id", a.SellerID, "gateway", a.Gateway, "sign_type", a.SignType, "return_url", a.ReturnURL); err != nil {
+			return err
+		}
+		if a.PlatformPublicKeyFile == "" && len(a.PlatformCertFiles) == 0 {
+			return errors.New("platform_public_key_file: required (and platform_public_key_id), or platform_cert_files")
+		}
+		if (a.PlatformPublicKeyFile == "") != (a.PlatformPublicKeyID == "") {
+			return errors.New("platform_public_key_id: platform_public_key_file and platform_public_key_id go together")
+		}
+		if err := checkURL("api_base", a.APIBase); err != nil {
+			return err
+		}
+	case "":
+		return errors.New("provider: required (alipay or wechatpay)")
+	default:
+		return fmt.Errorf("provider: %q must be alipay or wechatpay", a.Provider)
+	}
+	return nil
+}
+
+func checkURL(field, s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s: %q must be an absolute http(s) URL", field, s)
+	}
+	return nil
+}
+
+// Sellers returns the app's allowed Alipay seller ids.
+func (a *AppConfig) Sellers() []string {
+	if a.SellerID != "" {
+		return []string{a.SellerID}
+	}
+	return a.SellerIDs
+}
+
+func (a *AppConfig) resolvePaths(dir string) {
+	for _, p := range []*string{&a.AlipayCertFile, &a.AlipayPublicKeyFile, &a.AlipayRootCertFile, &a.AppCertFile, &a.AppPrivateKeyFile,
+		&a.APIv2KeyFile, &a.APIv3KeyFile, &a.MerchantPrivateKeyFile, &a.PlatformPublicKeyFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	for i, p := range a.PlatformCertFiles {
+		if !filepath.IsAbs(p) {
+			a.PlatformCertFiles[i] = filepath.Join(dir, p)
+		}
+	}
+}

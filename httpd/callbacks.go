@@ -1,0 +1,170 @@
+package httpd
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/paynotify/paynotify"
+)
+
+// Callback routes: provider path segment → the app's provider.
+var callbackProviders = map[string]string{
+	"alipay":       paynotify.ProviderAlipay,
+	"wechatpay":    paynotify.ProviderWechatpay,
+	"wechatpay-v2": paynotify.ProviderWechatpay,
+}
+
+// handleNotify receives a provider's asynchronous notification: raw bytes to the Processor, and
+// the answer in the provider's exact format once the Processor has committed (or failed).
+func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
+	kind := r.PathValue("provider")
+	provider, ok := callbackProviders[kind]
+	a, known := s.Apps[r.PathValue("app")]
+	if !ok || !known || a.Provider != provider {
+		s.log(r).Warn("callback to unknown app", "path", r.URL.Path)
+		http.NotFound(w, r)
+		return
+	}
+	received := s.now()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody()))
+	if err != nil {
+		s.log(r).Warn("read callback body", "app", a.Name, "err", err)
+		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
+		return
+	}
+	var verifier paynotify.Verifier
+	var answer func(ok bool) string
+	var write func(w http.ResponseWriter, res *paynotify.Result)
+	switch kind {
+	case "alipay":
+		verifier, answer, write = a.Gateway.Verifier(), alipayAnswer, writeAlipayAnswer
+	case "wechatpay":
+		verifier, answer, write = a.Gateway.Verifier(), wechatAnswer, writeWechatAnswer
+	case "wechatpay-v2":
+		v2, ok := a.Gateway.(interface{ VerifierV2() paynotify.Verifier })
+		if !ok || v2.VerifierV2() == nil {
+			s.log(r).Warn("APIv2 callback to an app without an APIv2 key", "app", a.Name)
+			http.NotFound(w, r)
+			return
+		}
+		verifier, answer, write = v2.VerifierV2(), wechatV2Answer, writeWechatV2Answer
+	}
+	header := r.Header.Clone()
+	header.Del("Authorization")
+	header.Del("Cookie")
+	res := s.Processor.Process(r.Context(), &paynotify.Callback{App: &a.App, Header: header, Body: body, ReceivedAt: received, Answer: answer}, verifier)
+	write(w, res)
+}
+
+func alipayAnswer(ok bool) string {
+	if ok {
+		return "success"
+	}
+	return "fail"
+}
+
+func writeAlipayAnswer(w http.ResponseWriter, res *paynotify.Result) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, alipayAnswer(res.OK))
+}
+
+// wechatStatus is the HTTP status of a WeChat APIv3 answer: 204 on success; 500 when we failed
+// (store), 400 otherwise. Any non-2xx makes WeChat retry.
+func wechatStatus(res *paynotify.Result) int {
+	switch {
+	case res.OK:
+		return http.StatusNoContent
+	case res.Verdict == paynotify.VerdictError:
+		return http.StatusInternalServerError
+	case res.Verdict == paynotify.VerdictRejected:
+		return http.StatusUnauthorized
+	default:
+		return http.StatusBadRequest
+	}
+}
+
+func wechatFailBody(reason string) string {
+	return `{"code":"FAIL","message":` + strconv.Quote(reason) + `}`
+}
+
+func wechatAnswer(ok bool) string {
+	if ok {
+		return "204"
+	}
+	return "4xx/5xx FAIL"
+}
+
+func writeWechatAnswer(w http.ResponseWriter, res *paynotify.Result) {
+	status := wechatStatus(res)
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
+	reason := res.Reason
+	if reason == "" {
+		reason = string(res.Verdict)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, wechatFailBody(reason))
+}
+
+const (
+	wechatV2Success = `<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>`
+	wechatV2Fail    = `<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[FAIL]]></return_msg></xml>`
+)
+
+func wechatV2Answer(ok bool) string {
+	if ok {
+		return wechatV2Success
+	}
+	return wechatV2Fail
+}
+
+func writeWechatV2Answer(w http.ResponseWriter, res *paynotify.Result) {
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, wechatV2Answer(res.OK))
+}
+
+// handleAlipayReturn is where Alipay sends the buyer after page or wap pay. It never changes
+// state (the query string proves nothing the notification has not): it logs whether the
+// signature holds and sends the buyer to the app's return_url, where the merchant page asks the
+// API.
+func (s *Server) handleAlipayReturn(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.Apps[r.PathValue("app")]
+	if !ok || a.Provider != paynotify.ProviderAlipay {
+		http.NotFound(w, r)
+		return
+	}
+	otn := r.URL.Query().Get("out_trade_no")
+	log := s.log(r).With("app", a.Name, "out_trade_no", otn)
+	if a.ReturnVerifier != nil {
+		if err := a.ReturnVerifier(r.URL.RawQuery); err != nil {
+			log.Warn("return_url signature invalid", "err", err)
+		} else {
+			log.Info("return_url signature valid")
+		}
+	}
+	if a.ReturnURL == "" {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, returnPage)
+		return
+	}
+	target, err := url.Parse(a.ReturnURL)
+	if err != nil {
+		http.Error(w, "bad return_url", http.StatusInternalServerError)
+		return
+	}
+	q := target.Query()
+	q.Set("app", a.Name)
+	q.Set("out_trade_no", otn)
+	target.RawQuery = q.Encode()
+	http.Redirect(w, r, target.String(), http.StatusFound)
+}
+
+const returnPage = `<!doctype html><meta charset="utf-8"><title>Payment submitted</title>
+<p>Payment submitted. The merchant confirms it once the provider's notification arrives.</p>`

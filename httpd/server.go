@@ -1,0 +1,220 @@
+// Package httpd serves paynotify over HTTP: the merchant JSON API, the provider callbacks, the
+// Alipay return URL and the demo pages. It holds the one translation from application errors to
+// HTTP statuses.
+package httpd
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+// Gateway is one app's provider, as the merchant API needs it. Implementations adapt the alipay
+// and wechatpay packages (alipay.go, wechatpay.go).
+type Gateway interface {
+	// Verifier verifies the provider's callbacks to this app.
+	Verifier() paynotify.Verifier
+	// Pay signs (or requests from the provider) the payment parameters of a new order, as the
+	// JSON object returned under "pay".
+	Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnURL string) (json.RawMessage, error)
+	// Close closes the trade at the provider and returns the verified fact to apply: FactClosed,
+	// or FactPaid when the provider says the order was paid. Errors are *paynotify.Error with
+	// EPROVIDERUNAVAILABLE or EPROVIDER.
+	Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error)
+	// Refund asks the provider for refund r and returns the fact to apply: FactRefund when it is
+	// confirmed, FactRefundFailed when it is refused, or nil while it is still processing.
+	Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error)
+}
+
+// App is one configured app: its identities, its provider, where the buyer returns.
+type App struct {
+	paynotify.App
+	Gateway Gateway
+	// ReturnURL is where GET /return/alipay/{app} sends the buyer; "" shows a plain page.
+	ReturnURL string
+	// ReturnVerifier, if set, checks the signature of Alipay's return query (logged only).
+	ReturnVerifier func(rawQuery string) error
+}
+
+// Server is the HTTP server's handler and its dependencies.
+type Server struct {
+	Store     paynotify.Store
+	Processor *paynotify.Processor
+	Apps      map[string]*App
+	// APIToken is the merchant API's bearer token.
+	APIToken string
+	// PublicURL is the base of the notify and return URLs sent to providers, without a trailing slash.
+	PublicURL string
+	Logger    *slog.Logger
+	// Now returns the current time; defaults to time.Now.
+	Now func() time.Time
+	// Mount adds extra handlers (the sandbox under /sandbox/, demo pages) by pattern.
+	Mount map[string]http.Handler
+	// MaxBodyBytes caps request bodies; defaults to 1 MiB.
+	MaxBodyBytes int64
+	// PollInterval is how often a long-poll re-reads the order, for changes made by other
+	// instances; defaults to 1s.
+	PollInterval time.Duration
+
+	waitMu  sync.Mutex
+	waiters map[string][]chan struct{}
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// Handler returns the server's routes. It also hooks the Processor's change notifications, for
+// long-polls.
+func (s *Server) Handler() http.Handler {
+	if s.Processor != nil && s.Processor.OnChange == nil {
+		s.Processor.OnChange = s.orderChanged
+	}
+	mux := http.NewServeMux()
+	api := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authorized(h)) }
+	api("POST /v1/orders", s.handleCreateOrder)
+	api("GET /v1/orders/{app}/{out_trade_no}", s.handleGetOrder)
+	api("POST /v1/orders/{app}/{out_trade_no}/close", s.handleCloseOrder)
+	api("POST /v1/orders/{app}/{out_trade_no}/refunds", s.handleCreateRefund)
+	api("GET /v1/orders/{app}/{out_trade_no}/refunds", s.handleListRefunds)
+	api("GET /v1/orders", s.handleListOrders)
+	api("GET /v1/events", s.handleListEvents)
+	api("GET /v1/notifications", s.handleListNotifications)
+	mux.HandleFunc("POST /notify/{provider}/{app}", s.handleNotify)
+	mux.HandleFunc("GET /return/alipay/{app}", s.handleAlipayReturn)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	for pattern, h := range s.Mount {
+		mux.Handle(pattern, h)
+	}
+	return s.withRequestID(mux)
+}
+
+// NewHTTPServer wraps h in an http.Server with explicit timeouts. The write timeout leaves room
+// for the longest long-poll (60s).
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      75 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// withRequestID gives every request an id, echoed in X-Request-Id and carried by its log lines.
+func (s *Server) withRequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := paynotify.NewID("req")
+		w.Header().Set("X-Request-Id", id)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+// log returns the logger for a request.
+func (s *Server) log(r *http.Request) *slog.Logger {
+	id, _ := r.Context().Value(requestIDKey).(string)
+	return s.logger().With("request_id", id)
+}
+
+// authorized checks the merchant API's bearer token in constant time.
+func (s *Server) authorized(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || s.APIToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.APIToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="paynotify"`)
+			s.writeError(w, r, paynotify.Errorf(paynotify.EUNAUTHORIZED, "Missing or wrong API token."))
+			return
+		}
+		h(w, r)
+	})
+}
+
+// statusOf is the one translation from application error codes to HTTP statuses.
+var statusOf = map[string]int{
+	paynotify.EINVALID:             http.StatusBadRequest,
+	paynotify.ENOTFOUND:            http.StatusNotFound,
+	paynotify.ECONFLICT:            http.StatusConflict,
+	paynotify.EUNAUTHORIZED:        http.StatusUnauthorized,
+	paynotify.EPROVIDERUNAVAILABLE: http.StatusBadGateway,
+	paynotify.EPROVIDER:            http.StatusUnprocessableEntity,
+	paynotify.EINTERNAL:            http.StatusInternalServerError,
+}
+
+// writeError answers with the error JSON of DESIGN.md §5. Internal errors are logged, never shown.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := paynotify.ErrorCode(err)
+	if code == paynotify.EINTERNAL {
+		s.log(r).Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	body := map[string]any{"code": code, "message": paynotify.ErrorMessage(err)}
+	var e *paynotify.Error
+	if errors.As(err, &e) && e.ProviderCode != "" {
+		body["provider_code"] = e.ProviderCode
+	}
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	writeJSON(w, status, map[string]any{"error": body})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// orderChanged wakes the long-polls waiting on o.
+func (s *Server) orderChanged(o *paynotify.Order) {
+	key := o.App + "\x00" + o.OutTradeNo
+	s.waitMu.Lock()
+	chans := s.waiters[key]
+	delete(s.waiters, key)
+	s.waitMu.Unlock()
+	for _, c := range chans {
+		close(c)
+	}
+}
+
+// waitChange returns a channel closed at the next change of the order.
+func (s *Server) waitChange(app, outTradeNo string) chan struct{} {
+	key := app + "\x00" + outTradeNo
+	c := make(chan struct{})
+	s.waitMu.Lock()
+	if s.waiters == nil {
+		s.waiters = make(map[string][]chan struct{})
+	}
+	s.waiters[key] = append(s.waiters[key], c)
+	s.waitMu.Unlock()
+	return c
+}
