@@ -40,7 +40,7 @@ type AppConfig struct {
 	Provider string `yaml:"provider"`
 
 	// Alipay.
-	AlipayCertFile      string   `yaml:"alipay_cert_file"`      // cert mode: alipayCertPublicKey_RSA2.crt
+	AlipayCertFile      string   `yaml:"alipay_cert_file"`       // cert mode: alipayCertPublicKey_RSA2.crt
 	AlipayPublicKeyFile string   `yaml:"alipay_public_key_file"` // public-key mode
 	AlipayRootCertFile  string   `yaml:"alipay_root_cert_file"`  // cert mode: alipayRootCert.crt
 	AppCertFile         string   `yaml:"app_cert_file"`          // cert mode: appCertPublicKey_….crt
