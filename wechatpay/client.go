@@ -1,0 +1,235 @@
+package wechatpay
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultBaseURL is the primary APIv3 host; https://api2.mch.weixin.qq.com is the backup.
+const DefaultBaseURL = "https://api.mch.weixin.qq.com"
+
+// PublicKeyIDPrefix starts the id of a WeChat Pay public key; a Wechatpay-Serial without it
+// names a platform certificate.
+const PublicKeyIDPrefix = "PUB_KEY_ID_"
+
+// MaxSkew is the timestamp window: a Wechatpay-Timestamp |now − t| ≥ MaxSkew away is rejected.
+const MaxSkew = 5 * time.Minute
+
+// beijing is China Standard Time, UTC+8 without DST; never the host's zone.
+var beijing = time.FixedZone("CST", 8*60*60)
+
+// Beijing returns the fixed UTC+8 zone in which WeChat Pay writes its times.
+func Beijing() *time.Location { return beijing }
+
+// Config configures a Client. Fields are alphabetised by group; the zero value of each optional
+// field selects its default.
+type Config struct {
+	// MchID is the merchant id (mchid). Required for API calls.
+	MchID string
+	// AppID is the default appid of prepay calls and client-side pay parameters.
+	AppID string
+	// MerchantPrivateKey signs API requests and client-side pay parameters. Required for API
+	// calls, not for verifying notifications.
+	MerchantPrivateKey *rsa.PrivateKey
+	// MerchantSerialNo is the serial of the merchant API certificate, sent as serial_no.
+	MerchantSerialNo string
+	// APIv3Key is the 32-byte APIv3 key that decrypts notification resources and downloaded
+	// certificates. Required. It never appears in errors.
+	APIv3Key []byte
+
+	// PlatformPublicKey is the WeChat Pay public key (微信支付公钥); PlatformPublicKeyID is its
+	// id, "PUB_KEY_ID_…". Set both, or neither.
+	PlatformPublicKey   *rsa.PublicKey
+	PlatformPublicKeyID string
+	// PlatformCerts are platform certificates, looked up by serial. During a migration to the
+	// public key set both PlatformCerts and PlatformPublicKey: either may sign. More can be
+	// downloaded with RefreshCertificates.
+	PlatformCerts []*x509.Certificate
+
+	// BaseURL is the API base. Defaults to DefaultBaseURL; the sandbox sets its own.
+	BaseURL string
+	// HTTPClient sends API requests. Defaults to a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// Now is the clock for the timestamp window and request timestamps. Defaults to time.Now.
+	Now func() time.Time
+	// Rand is the source of request and pay-parameter nonces. Defaults to crypto/rand.Reader.
+	Rand io.Reader
+	// UserAgent is sent with API requests. Defaults to "paynotify-wechatpay".
+	UserAgent string
+}
+
+// Client is a WeChat Pay APIv3 merchant client: it verifies and decrypts notifications, signs
+// requests and client-side pay parameters, and calls the API. It is safe for concurrent use;
+// platform keys can be replaced while it runs (RefreshCertificates, SetPlatformCertificates).
+type Client struct {
+	cfg     Config
+	base    *url.URL
+	http    *http.Client
+	now     func() time.Time
+	rand    io.Reader
+	aead    cipher.AEAD
+	keys    atomic.Pointer[keySet]
+	refresh chan struct{} // one download at a time
+}
+
+// keySet is an immutable snapshot of the platform verification keys.
+type keySet struct {
+	pubID string
+	pub   *rsa.PublicKey
+	certs map[string]*x509.Certificate // by uppercase serial
+}
+
+func (k *keySet) lookup(serial string) *rsa.PublicKey {
+	if k == nil {
+		return nil
+	}
+	if strings.HasPrefix(serial, PublicKeyIDPrefix) {
+		if k.pub != nil && serial == k.pubID {
+			return k.pub
+		}
+		return nil
+	}
+	c, ok := k.certs[serial]
+	if !ok {
+		c, ok = k.certs[strings.ToUpper(serial)]
+	}
+	if !ok {
+		return nil
+	}
+	pub, _ := c.PublicKey.(*rsa.PublicKey)
+	return pub
+}
+
+// NewClient checks cfg and returns a Client. It requires a 32-byte APIv3 key, the public key and
+// its id together, and at least one platform key unless a merchant key is configured (then
+// certificates can be downloaded with RefreshCertificates).
+func NewClient(cfg Config) (*Client, error) {
+	aead, err := newGCM(cfg.APIv3Key)
+	if err != nil {
+		return nil, err
+	}
+	cfg.APIv3Key = append([]byte(nil), cfg.APIv3Key...)
+	if (cfg.PlatformPublicKey == nil) != (cfg.PlatformPublicKeyID == "") {
+		return nil, errors.New("wechatpay: config: PlatformPublicKey and PlatformPublicKeyID go together")
+	}
+	if cfg.PlatformPublicKeyID != "" && !strings.HasPrefix(cfg.PlatformPublicKeyID, PublicKeyIDPrefix) {
+		return nil, fmt.Errorf("wechatpay: config: PlatformPublicKeyID %q does not start with %s", cfg.PlatformPublicKeyID, PublicKeyIDPrefix)
+	}
+	if cfg.PlatformPublicKey == nil && len(cfg.PlatformCerts) == 0 && cfg.MerchantPrivateKey == nil {
+		return nil, errors.New("wechatpay: config: no platform key (PlatformPublicKey or PlatformCerts)")
+	}
+	if cfg.MerchantPrivateKey != nil && (cfg.MchID == "" || cfg.MerchantSerialNo == "") {
+		return nil, errors.New("wechatpay: config: MerchantPrivateKey needs MchID and MerchantSerialNo")
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
+		return nil, fmt.Errorf("wechatpay: config: bad BaseURL %q", cfg.BaseURL)
+	}
+	c := &Client{cfg: cfg, base: base, http: cfg.HTTPClient, now: cfg.Now, rand: cfg.Rand, aead: aead, refresh: make(chan struct{}, 1)}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 30 * time.Second}
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.rand == nil {
+		c.rand = rand.Reader
+	}
+	ks := &keySet{pubID: cfg.PlatformPublicKeyID, pub: cfg.PlatformPublicKey, certs: map[string]*x509.Certificate{}}
+	for _, cert := range cfg.PlatformCerts {
+		if cert == nil {
+			continue
+		}
+		if _, ok := cert.PublicKey.(*rsa.PublicKey); !ok {
+			return nil, fmt.Errorf("wechatpay: config: platform certificate %s has no RSA key", CertificateSerial(cert))
+		}
+		ks.certs[CertificateSerial(cert)] = cert
+	}
+	c.keys.Store(ks)
+	return c, nil
+}
+
+// SetPlatformCertificates replaces the platform certificates (the public key stays). Readers
+// see either the old or the new set, never a mix.
+func (c *Client) SetPlatformCertificates(certs []*x509.Certificate) {
+	old := c.keys.Load()
+	ks := &keySet{pubID: old.pubID, pub: old.pub, certs: map[string]*x509.Certificate{}}
+	for _, cert := range certs {
+		if cert == nil {
+			continue
+		}
+		if _, ok := cert.PublicKey.(*rsa.PublicKey); ok {
+			ks.certs[CertificateSerial(cert)] = cert
+		}
+	}
+	c.keys.Store(ks)
+}
+
+// PlatformCertificates returns the platform certificates in use, sorted by serial.
+func (c *Client) PlatformCertificates() []*x509.Certificate {
+	ks := c.keys.Load()
+	out := make([]*x509.Certificate, 0, len(ks.certs))
+	for _, cert := range ks.certs {
+		out = append(out, cert)
+	}
+	sort.Slice(out, func(i, j int) bool { return CertificateSerial(out[i]) < CertificateSerial(out[j]) })
+	return out
+}
+
+// PlatformKey returns the public key that Wechatpay-Serial serial names, or nil.
+func (c *Client) PlatformKey(serial string) *rsa.PublicKey { return c.keys.Load().lookup(serial) }
+
+// preferredSerial is the value of the request's Wechatpay-Serial header, which tells WeChat Pay
+// which key family to sign the response with: the public key id when configured, else the
+// certificate that expires last.
+func (c *Client) preferredSerial() string {
+	ks := c.keys.Load()
+	if ks.pub != nil {
+		return ks.pubID
+	}
+	var best *x509.Certificate
+	for _, cert := range ks.certs {
+		if best == nil || cert.NotAfter.After(best.NotAfter) {
+			best = cert
+		}
+	}
+	return CertificateSerial(best)
+}
+
+// nonceAlphabet is the alphabet of generated nonces.
+const nonceAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// newNonce returns 32 random characters of [0-9A-Za-z] from r.
+func newNonce(r io.Reader) (string, error) {
+	out := make([]byte, 0, 32)
+	var buf [48]byte
+	for len(out) < 32 {
+		if _, err := io.ReadFull(r, buf[:]); err != nil {
+			return "", fmt.Errorf("wechatpay: nonce: %w", err)
+		}
+		for _, b := range buf {
+			if b >= 248 { // 248 = 4*62: keep the distribution uniform
+				continue
+			}
+			out = append(out, nonceAlphabet[int(b)%62])
+			if len(out) == 32 {
+				break
+			}
+		}
+	}
+	return string(out), nil
+}

@@ -1,0 +1,125 @@
+package wechatpay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. A *VerifyError wraps exactly one of them; test with errors.Is.
+var (
+	// ErrSignature means a signature did not verify (or could not be decoded).
+	ErrSignature = errors.New("wechatpay: invalid signature")
+	// ErrTimestampSkew means Wechatpay-Timestamp is 5 minutes or more away from now.
+	ErrTimestampSkew = errors.New("wechatpay: timestamp outside the allowed window")
+	// ErrProbe means the signature is a WECHATPAY/SIGNTEST/ probe that WeChat Pay sends on
+	// purpose to check that merchants verify signatures. Reject it quietly; the real message is
+	// redelivered with a valid signature.
+	ErrProbe = errors.New("wechatpay: signature probe")
+	// ErrUnknownSerial means Wechatpay-Serial names neither the configured WeChat Pay public key
+	// nor a known platform certificate.
+	ErrUnknownSerial = errors.New("wechatpay: unknown platform key serial")
+	// ErrDecrypt means the AEAD_AES_256_GCM resource did not decrypt (wrong APIv3 key, tampered
+	// ciphertext, wrong nonce or associated data).
+	ErrDecrypt = errors.New("wechatpay: decryption failed")
+	// ErrMalformed means a required header or field is missing or does not parse.
+	ErrMalformed = errors.New("wechatpay: malformed message")
+)
+
+// Reasons of a VerifyError: the stable evidence codes of DESIGN.md §5.
+const (
+	ReasonSignature     = "signature_invalid"
+	ReasonTimestampSkew = "timestamp_skew"
+	ReasonProbe         = "probe"
+	ReasonUnknownSerial = "unknown_serial"
+	ReasonDecrypt       = "decrypt_failed"
+	ReasonMalformed     = "malformed"
+)
+
+// Names of the checks a notification goes through, in order; VerifyError.Check names the one
+// that failed.
+const (
+	CheckHeaders   = "headers"
+	CheckProbe     = "probe"
+	CheckTimestamp = "timestamp"
+	CheckSerial    = "serial"
+	CheckSignature = "signature"
+	CheckEnvelope  = "envelope"
+	CheckDecrypt   = "decrypt"
+	CheckDecode    = "decode"
+)
+
+// NotificationChecks lists the checks of ParseNotification in the order they run.
+var NotificationChecks = []string{CheckHeaders, CheckProbe, CheckTimestamp, CheckSerial, CheckSignature, CheckEnvelope, CheckDecrypt, CheckDecode}
+
+// VerifyError is a rejected notification, response or APIv2 message. Its Error text is the vague
+// sentinel text; Reason, Check and Detail are for logs and evidence, and Message is the signed
+// message that was checked (nil when the check failed before it could be built). None of them
+// ever contains a key.
+type VerifyError struct {
+	// Reason is one of "signature_invalid", "timestamp_skew", "probe", "unknown_serial",
+	// "decrypt_failed", "malformed".
+	Reason string
+	// Check is the name of the failed check (CheckHeaders … CheckDecode).
+	Check string
+	// Detail says what exactly was wrong, for logs.
+	Detail string
+	// Message is the signed message ("timestamp\nnonce\nbody\n" for APIv3).
+	Message []byte
+
+	err error
+}
+
+// Error returns the text of the wrapped sentinel.
+func (e *VerifyError) Error() string {
+	if e.err == nil {
+		return "wechatpay: verification failed"
+	}
+	return e.err.Error()
+}
+
+// Unwrap returns the sentinel.
+func (e *VerifyError) Unwrap() error { return e.err }
+
+func verifyErr(sentinel error, check, format string, args ...any) *VerifyError {
+	return &VerifyError{Reason: reasonOf(sentinel), Check: check, Detail: fmt.Sprintf(format, args...), err: sentinel}
+}
+
+func reasonOf(sentinel error) string {
+	switch sentinel {
+	case ErrSignature:
+		return ReasonSignature
+	case ErrTimestampSkew:
+		return ReasonTimestampSkew
+	case ErrProbe:
+		return ReasonProbe
+	case ErrUnknownSerial:
+		return ReasonUnknownSerial
+	case ErrDecrypt:
+		return ReasonDecrypt
+	default:
+		return ReasonMalformed
+	}
+}
+
+// Error is an error answer of the APIv3 API: a non-2xx status with WeChat Pay's
+// {"code","message","detail"} body.
+type Error struct {
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// Code is WeChat Pay's error code, e.g. "ORDER_NOT_EXIST", "SIGN_ERROR", "PARAM_ERROR";
+	// empty when the body was not the documented JSON.
+	Code string
+	// Message is WeChat Pay's human-readable message.
+	Message string
+	// Detail is the optional "detail" object, verbatim.
+	Detail json.RawMessage
+}
+
+// Error returns "wechatpay: HTTP <status> <code>: <message>".
+func (e *Error) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("wechatpay: HTTP %d", e.StatusCode)
+	}
+	return fmt.Sprintf("wechatpay: HTTP %d %s: %s", e.StatusCode, e.Code, e.Message)
+}
