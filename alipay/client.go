@@ -1,0 +1,320 @@
+package alipay
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Gateways.
+const (
+	// GatewayProduction is the production gateway, the default.
+	GatewayProduction = "https://openapi.alipay.com/gateway.do"
+	// GatewaySandbox is the current Alipay sandbox gateway.
+	GatewaySandbox = "https://openapi-sandbox.dl.alipaydev.com/gateway.do"
+)
+
+// Config configures a Client. Keys are parsed by the caller (ParsePrivateKey, ParsePublicKey) or,
+// in certificate mode, given as PEM bytes; NewClient parses everything once.
+//
+// Public-key mode sets AlipayPublicKey. Certificate mode sets AlipayCert, and, to send requests,
+// AppCert and AlipayRootCert. A client with no PrivateKey can only verify.
+type Config struct {
+	// AlipayCert is the Alipay public-key certificate (alipayCertPublicKey_RSA2.crt), PEM: certificate
+	// mode. Its first certificate's key verifies notifications and responses; responses name it by
+	// alipay_cert_sn.
+	AlipayCert []byte
+	// AlipayPublicKey is the Alipay public key (支付宝公钥, not the app public key): public-key mode.
+	AlipayPublicKey *rsa.PublicKey
+	// AlipayRootCert is Alipay's root certificate file (alipayRootCert.crt), PEM: certificate mode,
+	// needed to send requests (alipay_root_cert_sn).
+	AlipayRootCert []byte
+	// AppCert is the app public-key certificate (appCertPublicKey_<appid>.crt), PEM: certificate
+	// mode, needed to send requests (app_cert_sn). Its key must match PrivateKey.
+	AppCert []byte
+	// AppID is the application id, e.g. "2021000000000001". Required to send requests.
+	AppID string
+	// Gateway is the gateway URL. Defaults to GatewayProduction.
+	Gateway string
+	// HTTPClient sends API calls. Defaults to a client with a 15-second timeout; contexts bound each
+	// call as well.
+	HTTPClient *http.Client
+	// Now is the clock for request timestamps. Defaults to time.Now. Timestamps are always written in
+	// Beijing time, whatever the host's zone.
+	Now func() time.Time
+	// NotifyURL is the default notify_url of pay and precreate requests; a request's own NotifyURL
+	// wins. Empty means none.
+	NotifyURL string
+	// PrivateKey is the app private key that signs requests. Nil makes a verify-only client.
+	PrivateKey *rsa.PrivateKey
+	// ReturnURL is the default return_url of page and wap pay requests; a request's own wins.
+	ReturnURL string
+	// SignType is the signature algorithm, for requests and for everything verified: RSA2 (the
+	// default) or RSA. The sign_type a message declares is never used.
+	SignType SignType
+}
+
+// Client signs requests to, and verifies messages from, one Alipay application. It is safe for
+// concurrent use.
+type Client struct {
+	appID      string
+	priv       *rsa.PrivateKey
+	signType   SignType
+	gateway    string
+	httpClient *http.Client
+	now        func() time.Time
+	notifyURL  string
+	returnURL  string
+
+	alipayKey  *rsa.PublicKey            // verifies notifications and responses without alipay_cert_sn
+	alipayKeys map[string]*rsa.PublicKey // cert mode: SN → key
+	alipaySN   string                    // cert mode: SN of AlipayCert
+	appCertSN  string                    // cert mode
+	rootCertSN string                    // cert mode
+}
+
+// errOwnKey is the commonest configuration mistake (alipay.md §2, §12 pitfall 2).
+var errOwnKey = errors.New("alipay: the configured Alipay public key is the app's own public key (it matches the app private key): configure the Alipay public key (支付宝公钥) shown in the Alipay console instead")
+
+// NewClient checks cfg and parses its keys and certificates once. It refuses an Alipay public key
+// (or Alipay certificate) that is in fact the app's own public key.
+func NewClient(cfg Config) (*Client, error) {
+	c := &Client{
+		appID:      cfg.AppID,
+		priv:       cfg.PrivateKey,
+		signType:   cfg.SignType,
+		gateway:    cfg.Gateway,
+		httpClient: cfg.HTTPClient,
+		now:        cfg.Now,
+		notifyURL:  cfg.NotifyURL,
+		returnURL:  cfg.ReturnURL,
+	}
+	if c.signType == "" {
+		c.signType = RSA2
+	}
+	if !c.signType.valid() {
+		return nil, ErrSignType
+	}
+	if c.gateway == "" {
+		c.gateway = GatewayProduction
+	}
+	if c.httpClient == nil {
+		c.httpClient = &http.Client{Timeout: 15 * time.Second}
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	switch {
+	case cfg.AlipayPublicKey != nil && len(cfg.AlipayCert) > 0:
+		return nil, errors.New("alipay: set AlipayPublicKey or AlipayCert, not both")
+	case cfg.AlipayPublicKey != nil:
+		c.alipayKey = cfg.AlipayPublicKey
+	case len(cfg.AlipayCert) > 0:
+		sn, pub, err := certPublicKey(cfg.AlipayCert)
+		if err != nil {
+			return nil, errors.New("alipay: AlipayCert: " + strings.TrimPrefix(err.Error(), "alipay: "))
+		}
+		c.alipayKey, c.alipaySN = pub, sn
+		c.alipayKeys = map[string]*rsa.PublicKey{sn: pub}
+		if len(cfg.AppCert) > 0 {
+			sn, pub, err := certPublicKey(cfg.AppCert)
+			if err != nil {
+				return nil, errors.New("alipay: AppCert: " + strings.TrimPrefix(err.Error(), "alipay: "))
+			}
+			if c.priv != nil && !pub.Equal(&c.priv.PublicKey) {
+				return nil, errors.New("alipay: AppCert does not match the app private key")
+			}
+			c.appCertSN = sn
+		}
+		if len(cfg.AlipayRootCert) > 0 {
+			sn, err := RootCertSN(cfg.AlipayRootCert)
+			if err != nil {
+				return nil, errors.New("alipay: AlipayRootCert: " + strings.TrimPrefix(err.Error(), "alipay: "))
+			}
+			c.rootCertSN = sn
+		}
+		if c.priv != nil && (c.appCertSN == "" || c.rootCertSN == "") {
+			return nil, errors.New("alipay: certificate mode needs AppCert and AlipayRootCert to sign requests")
+		}
+	default:
+		return nil, errors.New("alipay: no Alipay public key: set AlipayPublicKey or AlipayCert")
+	}
+	if c.priv != nil && c.alipayKey.Equal(&c.priv.PublicKey) {
+		return nil, errOwnKey
+	}
+	if c.alipayKey.N.BitLen() < 1024 {
+		return nil, errors.New("alipay: Alipay public key shorter than 1024 bits")
+	}
+	return c, nil
+}
+
+// SignType returns the configured signature algorithm.
+func (c *Client) SignType() SignType { return c.signType }
+
+// AppCertSN returns app_cert_sn in certificate mode, else "".
+func (c *Client) AppCertSN() string { return c.appCertSN }
+
+// AlipayRootCertSN returns alipay_root_cert_sn in certificate mode, else "".
+func (c *Client) AlipayRootCertSN() string { return c.rootCertSN }
+
+// AlipayCertSN returns the SN of the configured Alipay certificate in certificate mode, else "".
+func (c *Client) AlipayCertSN() string { return c.alipaySN }
+
+// VerifyNotificationForm verifies an asynchronous notification from its raw POST body and
+// Content-Type (empty is accepted; Alipay sends "application/x-www-form-urlencoded; text/html;
+// charset=utf-8"), under the V1 rule, and returns the verified form without decoding it further.
+// It is the hot path of [Client.VerifyNotification]. Errors are *VerifyError.
+func (c *Client) VerifyNotificationForm(body []byte, contentType string) (*Form, error) {
+	if err := checkContentType(contentType); err != nil {
+		return nil, err
+	}
+	f, err := ParseForm(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.VerifyForm(f, V1); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// VerifyNotification verifies an asynchronous trade notification (notify_url) from its raw POST
+// body and Content-Type, then decodes it. A failure is a *VerifyError wrapping ErrSignature,
+// ErrMalformed or ErrDuplicateKey.
+func (c *Client) VerifyNotification(body []byte, contentType string) (*Notification, error) {
+	f, err := c.VerifyNotificationForm(body, contentType)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeNotification(f)
+}
+
+// VerifyGatewayNotification verifies a notification sent to the application gateway (应用网关),
+// such as alipay.open.servicemarket.order.notify, under the V2 rule (sign_type is signed), and
+// returns its verified form.
+func (c *Client) VerifyGatewayNotification(body []byte, contentType string) (*Form, error) {
+	if err := checkContentType(contentType); err != nil {
+		return nil, err
+	}
+	f, err := ParseForm(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.VerifyForm(f, V2); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// VerifyReturn verifies the query string of a return_url redirect (with or without its leading
+// '?'), under the V1 rule, and returns its values as UTF-8. A verified return only says the buyer
+// came back: never mark an order paid from it.
+func (c *Client) VerifyReturn(rawQuery string) (map[string]string, error) {
+	rawQuery = strings.TrimPrefix(rawQuery, "?")
+	f, err := ParseForm([]byte(rawQuery))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.VerifyForm(f, V1); err != nil {
+		return nil, err
+	}
+	d, ok := charsetDecoder(f.Charset())
+	if !ok {
+		return nil, malformed("unsupported charset " + quoteShort(f.Charset()))
+	}
+	m := make(map[string]string, len(f.Fields))
+	for _, fl := range f.Fields {
+		k, ok1 := toUTF8(d, fl.Key)
+		v, ok2 := toUTF8(d, fl.Value)
+		if !ok1 || !ok2 {
+			return nil, malformed("field " + quoteShort(fl.Key) + " is not valid " + f.Charset())
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// VerifyForm checks the sign of a parsed form under rule r with the configured algorithm and Alipay
+// key. In certificate mode an alipay_cert_sn field selects the key among the trusted ones, and the
+// canonical string is tried with it (the official rule), then without it. It returns nil or a
+// *VerifyError.
+func (c *Client) VerifyForm(f *Form, r Rule) error {
+	sig := f.Value("sign")
+	var buf [512]byte
+	raw, err := decodeSig(buf[:0], sig)
+	if err != nil {
+		ve := err.(*VerifyError)
+		ve.OutTradeNo = claimedOutTradeNo(f)
+		ve.Canonical = f.appendCanonical(nil, r, "")
+		return ve
+	}
+	key := c.alipayKey
+	certSN, hasSN := f.Get("alipay_cert_sn")
+	if hasSN && c.alipayKeys != nil {
+		if key = c.alipayKeys[certSN]; key == nil {
+			return &VerifyError{Reason: ReasonUnknownSerial, Detail: "alipay_cert_sn " + quoteShort(certSN) + " is not the configured Alipay certificate (" + c.alipaySN + ")",
+				OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}
+		}
+	}
+	canon := f.appendCanonical(nil, r, "")
+	h, d, n := c.signType.hashed(canon)
+	if rsaVerify(key, h, d[:n], raw) {
+		return nil
+	}
+	if hasSN && c.alipayKeys != nil {
+		alt := f.appendCanonical(nil, r, "alipay_cert_sn")
+		h, d, n := c.signType.hashed(alt)
+		if rsaVerify(key, h, d[:n], raw) {
+			return nil
+		}
+	}
+	return &VerifyError{Reason: ReasonSignatureInvalid, Detail: c.explainFailure(f, r, key, raw, canon),
+		Canonical: canon, OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}
+}
+
+func rsaVerify(pub *rsa.PublicKey, h crypto.Hash, digest, sig []byte) bool {
+	return rsa.VerifyPKCS1v15(pub, h, digest, sig) == nil
+}
+
+// explainFailure finds the likeliest cause of a failed signature, for operators. It runs only on
+// the failure path.
+func (c *Client) explainFailure(f *Form, r Rule, key *rsa.PublicKey, raw, canon []byte) string {
+	var why []string
+	why = append(why, string(c.signType)+" ("+c.signType.algorithm()+") signature does not verify over the "+r.String()+" canonical string with the configured Alipay key")
+	if len(raw) != key.Size() {
+		why = append(why, "the signature is "+strconv.Itoa(len(raw))+" bytes but the key needs "+strconv.Itoa(key.Size())+": truncated, or made with another key")
+	}
+	other := RSA
+	if c.signType == RSA {
+		other = RSA2
+	}
+	h, d, n := other.hashed(canon)
+	if rsaVerify(key, h, d[:n], raw) {
+		why = append(why, "it is a valid "+string(other)+" ("+other.algorithm()+") signature, but "+string(c.signType)+" is configured: rejected")
+	}
+	if st, ok := f.Get("sign_type"); ok && st != string(c.signType) {
+		why = append(why, "the message declares sign_type="+quoteShort(st)+" (ignored: the configuration decides)")
+	}
+	otherRule := V2
+	if r == V2 {
+		otherRule = V1
+	}
+	alt := f.appendCanonical(nil, otherRule, "")
+	h, d, n = c.signType.hashed(alt)
+	if rsaVerify(key, h, d[:n], raw) {
+		why = append(why, "it verifies under the "+otherRule.String()+" rule instead")
+	}
+	return strings.Join(why, "; ")
+}
+
+// algorithm names the JCA algorithm of t.
+func (t SignType) algorithm() string {
+	if t == RSA {
+		return "SHA1withRSA"
+	}
+	return "SHA256withRSA"
+}

@@ -1,0 +1,23 @@
+// Package alipay implements the merchant side of the Alipay Open Platform "gateway.do" protocol:
+// key loading (public-key and public-key-certificate modes), byte-exact request signing, the app-pay
+// orderString, page and wap pay URLs and forms, an API client whose responses are verified over the
+// raw bytes of the response node, and verification of asynchronous notifications over the raw POST
+// body.
+//
+// The rules it follows, and why, are in docs/alipay.md of the repository. In short:
+//
+//   - Notifications are verified over the body exactly as received: percent-decoded once into bytes
+//     (in whatever charset the notification declares, GBK included), never HTML-unescaped, never
+//     re-encoded; duplicate keys are rejected. Values are converted to UTF-8 only after the
+//     signature has been verified.
+//   - The configured [SignType] decides the hash; the message's own sign_type field is ignored, so a
+//     SHA-1 signature never passes where RSA2 is configured.
+//   - Money is int64 fen (1 yuan = 100 fen), parsed strictly; times are Beijing time in a fixed
+//     UTC+8 zone whatever the host's time zone.
+//   - Verification failures are vague outward ([ErrSignature], [ErrMalformed], [ErrDuplicateKey]) and
+//     precise for logs and evidence through [VerifyError].
+//
+// The low-level building blocks ([ParseForm], [CanonicalNotification], [CanonicalRequest], [Sign],
+// [Verify], [ExtractResponse], [CertSN], [RootCertSN]) are exported for tools that play Alipay's own
+// side, such as a local sandbox.
+package alipay

@@ -1,0 +1,90 @@
+package alipay
+
+import "errors"
+
+// The outward verification errors. They are deliberately vague (like rsa.ErrVerification): the
+// precise reason, for logs and evidence, is in the *VerifyError that wraps them.
+var (
+	// ErrSignature means the signature is missing, undecodable, or does not verify.
+	ErrSignature = errors.New("alipay: invalid signature")
+	// ErrMalformed means the message could not be parsed (bad %-escape, bad amount or time, bad
+	// charset, bad JSON).
+	ErrMalformed = errors.New("alipay: malformed message")
+	// ErrDuplicateKey means a key appears twice in a notification form or a response object.
+	ErrDuplicateKey = errors.New("alipay: duplicate key")
+)
+
+// The VerifyError reasons, the stable evidence codes of DESIGN.md §5.
+const (
+	ReasonSignatureInvalid = "signature_invalid"
+	ReasonMalformed        = "malformed"
+	ReasonDuplicateKey     = "duplicate_key"
+	ReasonUnknownSerial    = "unknown_serial"
+)
+
+// VerifyError is the precise account of a failed verification, for logs, evidence and
+// `paynotify verify --explain`. Its Error method stays vague (it returns the wrapped sentinel's
+// text) so that it can be shown to anyone; Detail, Canonical and OutTradeNo never contain key
+// material, but Canonical does contain the (unverified) message content.
+type VerifyError struct {
+	// Reason is ReasonSignatureInvalid, ReasonMalformed, ReasonDuplicateKey or ReasonUnknownSerial.
+	Reason string
+	// Detail says which check failed, in English, for operators.
+	Detail string
+	// Canonical is the string whose signature was checked (raw bytes in the message's charset), when
+	// the message got that far.
+	Canonical []byte
+	// OutTradeNo is the out_trade_no the message claims, when it could be parsed (UTF-8, unverified).
+	OutTradeNo string
+
+	err error
+}
+
+// Error returns the vague sentinel text, e.g. "alipay: invalid signature".
+func (e *VerifyError) Error() string { return e.err.Error() }
+
+// Unwrap returns ErrSignature, ErrMalformed or ErrDuplicateKey.
+func (e *VerifyError) Unwrap() error { return e.err }
+
+func malformed(detail string) *VerifyError {
+	return &VerifyError{Reason: ReasonMalformed, Detail: detail, err: ErrMalformed}
+}
+
+func sigInvalid(detail string) *VerifyError {
+	return &VerifyError{Reason: ReasonSignatureInvalid, Detail: detail, err: ErrSignature}
+}
+
+// Error is a business failure reported by the Alipay gateway: a response whose code is not 10000.
+type Error struct {
+	// Code is the gateway code, e.g. "40004" (Business Failed) or "20000" (Service Currently
+	// Unavailable: the result is unknown, query again).
+	Code string
+	// Msg is the gateway message for Code.
+	Msg string
+	// SubCode is the precise code, e.g. "ACQ.TRADE_NOT_EXIST".
+	SubCode string
+	// SubMsg is the precise message (often Chinese).
+	SubMsg string
+	// Signed reports whether the response carrying the error was signed and verified. An unsigned
+	// error must never cause a state change: treat the outcome as unknown and query later.
+	Signed bool
+}
+
+// Error returns "alipay: <code> <msg>: <sub_code> <sub_msg>".
+func (e *Error) Error() string {
+	s := "alipay: " + e.Code + " " + e.Msg
+	if e.SubCode != "" || e.SubMsg != "" {
+		s += ": " + e.SubCode + " " + e.SubMsg
+	}
+	if !e.Signed {
+		s += " (unsigned)"
+	}
+	return s
+}
+
+// Ack answers to Alipay's notifications: write exactly these bytes, no newline, after the effect of
+// the notification is durably committed (AckSuccess) or when it could not be (AckFail).
+const (
+	AckSuccess = "success"
+	AckFail    = "fail"
+)

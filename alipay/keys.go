@@ -1,0 +1,227 @@
+package alipay
+
+import (
+	"bytes"
+	"crypto/md5"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+)
+
+// keyDER returns the DER bytes of a key given as PEM (any block type) or as the one-line base64
+// form the Alipay key tool hands out (whitespace anywhere is ignored).
+func keyDER(b []byte) ([]byte, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, errors.New("empty key")
+	}
+	if bytes.HasPrefix(b, []byte("-----BEGIN")) {
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return nil, errors.New("bad PEM")
+		}
+		if len(blk.Headers) != 0 {
+			return nil, errors.New("encrypted or annotated PEM is not supported")
+		}
+		return blk.Bytes, nil
+	}
+	clean := make([]byte, 0, len(b))
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+		default:
+			clean = append(clean, c)
+		}
+	}
+	der := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
+	n, err := base64.StdEncoding.Decode(der, clean)
+	if err != nil {
+		return nil, errors.New("neither PEM nor base64")
+	}
+	return der[:n], nil
+}
+
+// ParsePrivateKey parses an RSA private key given as PEM or as the one-line base64 form of the
+// Alipay key tool, in PKCS#8 ("PKCS8 (JAVA适用)") or PKCS#1 ("PKCS1 (非JAVA适用)"). Errors never
+// contain key material.
+func ParsePrivateKey(b []byte) (*rsa.PrivateKey, error) {
+	der, err := keyDER(b)
+	if err != nil {
+		return nil, fmt.Errorf("alipay: private key: %v", err)
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		rk, ok := k.(*rsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("alipay: private key: %T is not an RSA key", k)
+		}
+		return rk, nil
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return k, nil
+	}
+	if _, err := x509.ParsePKIXPublicKey(der); err == nil {
+		return nil, errors.New("alipay: private key: this is a public key")
+	}
+	return nil, errors.New("alipay: private key: not a PKCS#8 or PKCS#1 RSA private key")
+}
+
+// ParsePublicKey parses an RSA public key given as PEM or one-line base64 of a DER
+// SubjectPublicKeyInfo (PKIX, "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA…"). A PKCS#1
+// "RSA PUBLIC KEY" and a certificate are accepted too.
+func ParsePublicKey(b []byte) (*rsa.PublicKey, error) {
+	der, err := keyDER(b)
+	if err != nil {
+		return nil, fmt.Errorf("alipay: public key: %v", err)
+	}
+	if k, err := x509.ParsePKIXPublicKey(der); err == nil {
+		rk, ok := k.(*rsa.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("alipay: public key: %T is not an RSA key", k)
+		}
+		return rk, nil
+	}
+	if k, err := x509.ParsePKCS1PublicKey(der); err == nil {
+		return k, nil
+	}
+	if c, err := x509.ParseCertificate(der); err == nil {
+		rk, ok := c.PublicKey.(*rsa.PublicKey)
+		if !ok {
+			return nil, errors.New("alipay: public key: certificate key is not RSA")
+		}
+		return rk, nil
+	}
+	if _, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		return nil, errors.New("alipay: public key: this is a private key")
+	}
+	if _, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return nil, errors.New("alipay: public key: this is a private key")
+	}
+	return nil, errors.New("alipay: public key: not a PKIX RSA public key")
+}
+
+// rawCertificate is the outline of an X.509 certificate, enough to compute cert SNs and read the
+// signature algorithm without x509.ParseCertificate, which fails on the SM2 root in Alipay's
+// alipayRootCert.crt ("x509: unsupported elliptic curve").
+type rawCertificate struct {
+	TBS    rawTBS
+	SigAlg pkix.AlgorithmIdentifier
+	Sig    asn1.BitString
+}
+
+type rawTBS struct {
+	Raw     asn1.RawContent
+	Version int `asn1:"optional,explicit,default:0,tag:0"`
+	Serial  *big.Int
+	SigAlg  pkix.AlgorithmIdentifier
+	Issuer  asn1.RawValue
+}
+
+var oidPKCS1 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1}
+
+// certBlocks returns the DER of every CERTIFICATE block in a PEM file, in file order.
+func certBlocks(pemBytes []byte) [][]byte {
+	var out [][]byte
+	rest := pemBytes
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			return out
+		}
+		if blk.Type == "CERTIFICATE" {
+			out = append(out, blk.Bytes)
+		}
+	}
+}
+
+// certSNOf computes the SN of one DER certificate and says whether it is RSA-signed.
+func certSNOf(der []byte) (sn string, rsaSigned bool, err error) {
+	var c rawCertificate
+	if _, err := asn1.Unmarshal(der, &c); err != nil {
+		return "", false, fmt.Errorf("alipay: certificate: %v", err)
+	}
+	if c.TBS.Serial == nil {
+		return "", false, errors.New("alipay: certificate: no serial number")
+	}
+	var issuer pkix.RDNSequence
+	if _, err := asn1.Unmarshal(c.TBS.Issuer.FullBytes, &issuer); err != nil {
+		return "", false, fmt.Errorf("alipay: certificate issuer: %v", err)
+	}
+	sum := md5.Sum([]byte(issuer.String() + c.TBS.Serial.String()))
+	oid := c.SigAlg.Algorithm
+	rsaSigned = len(oid) == len(oidPKCS1)+1 && oid[:len(oidPKCS1)].Equal(oidPKCS1)
+	return hex.EncodeToString(sum[:]), rsaSigned, nil
+}
+
+// CertSN returns the Alipay "cert SN" of the first certificate in a PEM file: the lowercase hex MD5
+// (always 32 characters) of the issuer DN in RFC 2253 form (most specific attribute first, as Java's
+// getIssuerX500Principal().getName()) followed by the decimal serial number. It is the app_cert_sn
+// of an appCertPublicKey_<appid>.crt file, and the alipay_cert_sn of an alipayCertPublicKey_RSA2.crt.
+func CertSN(pemBytes []byte) (string, error) {
+	blocks := certBlocks(pemBytes)
+	if len(blocks) == 0 {
+		return "", errors.New("alipay: no CERTIFICATE block in PEM")
+	}
+	sn, _, err := certSNOf(blocks[0])
+	return sn, err
+}
+
+// RootCertSN returns the alipay_root_cert_sn of an alipayRootCert.crt file: the SNs of the
+// certificates whose signature algorithm is a PKCS#1 RSA one (OID 1.2.840.113549.1.1.*), in file
+// order, joined with "_". Other certificates, such as the SM2 and ECDSA roots of the real file, are
+// skipped, even when Go's x509 package cannot parse them.
+func RootCertSN(pemBytes []byte) (string, error) {
+	blocks := certBlocks(pemBytes)
+	if len(blocks) == 0 {
+		return "", errors.New("alipay: no CERTIFICATE block in PEM")
+	}
+	var sns []string
+	for _, der := range blocks {
+		sn, rsaSigned, err := certSNOf(der)
+		if err != nil {
+			return "", err
+		}
+		if rsaSigned {
+			sns = append(sns, sn)
+		}
+	}
+	if len(sns) == 0 {
+		return "", errors.New("alipay: no RSA-signed root certificate")
+	}
+	return strings.Join(sns, "_"), nil
+}
+
+// certPublicKey returns the SN and RSA public key of the first certificate of a PEM file.
+func certPublicKey(pemBytes []byte) (string, *rsa.PublicKey, error) {
+	blocks := certBlocks(pemBytes)
+	if len(blocks) == 0 {
+		return "", nil, errors.New("alipay: no CERTIFICATE block in PEM")
+	}
+	sn, _, err := certSNOf(blocks[0])
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := x509.ParseCertificate(blocks[0])
+	if err != nil {
+		return "", nil, fmt.Errorf("alipay: certificate: %v", err)
+	}
+	pub, ok := c.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return "", nil, errors.New("alipay: certificate key is not RSA")
+	}
+	return sn, pub, nil
+}
+
+// CertPublicKey returns the cert SN and RSA public key of the first certificate in a PEM file, such
+// as alipayCertPublicKey_RSA2.crt.
+func CertPublicKey(pemBytes []byte) (sn string, pub *rsa.PublicKey, err error) {
+	return certPublicKey(pemBytes)
+}
