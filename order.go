@@ -53,17 +53,19 @@ func ChannelProvider(channel string) string {
 
 // Order is one merchant order, identified by (App, OutTradeNo).
 type Order struct {
-	App             string      `json:"app"`
-	OutTradeNo      string      `json:"out_trade_no"`
-	Channel         string      `json:"channel"`
-	Status          OrderStatus `json:"status"`
-	Amount          Amount      `json:"amount"`
-	RefundedAmount  Amount      `json:"refunded_amount"`
-	Currency        string      `json:"currency"`
-	Subject         string      `json:"subject"`
-	Body            string      `json:"body,omitempty"`
-	PayerOpenID     string      `json:"payer_openid,omitempty"`
-	ProviderTradeNo string      `json:"provider_trade_no"`
+	App            string      `json:"app"`
+	OutTradeNo     string      `json:"out_trade_no"`
+	Channel        string      `json:"channel"`
+	Status         OrderStatus `json:"status"`
+	Amount         Amount      `json:"amount"`
+	RefundedAmount Amount      `json:"refunded_amount"`
+	Currency       string      `json:"currency"`
+	Subject        string      `json:"subject"`
+	Body           string      `json:"body,omitempty"`
+	PayerOpenID    string      `json:"payer_openid,omitempty"`
+	// PayerClientIP is the buyer's IP address, required by WeChat Pay H5 orders.
+	PayerClientIP   string `json:"payer_client_ip,omitempty"`
+	ProviderTradeNo string `json:"provider_trade_no"`
 	// Version starts at 1 and grows by one with every change; events carry the version they produced.
 	Version   int64      `json:"version"`
 	CreatedAt time.Time  `json:"created_at"`

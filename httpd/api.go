@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -25,6 +26,8 @@ type createOrderRequest struct {
 	Channel     string           `json:"channel"`
 	ExpiresIn   string           `json:"expires_in"`
 	PayerOpenID string           `json:"payer_openid"`
+	// PayerClientIP is the buyer's IP address: required for wechatpay.h5 (WeChat asks for it).
+	PayerClientIP string `json:"payer_client_ip"`
 }
 
 // orderJSON is an order as the API shows it, with its payment parameters when just created.
@@ -172,6 +175,9 @@ func (s *Server) validateOrder(req *createOrderRequest) (*paynotify.Order, error
 	if paynotify.ChannelProvider(req.Channel) != a.Provider {
 		return nil, invalid("Channel %s does not belong to app %s (a %s app).", req.Channel, a.Name, a.Provider)
 	}
+	if req.Channel == paynotify.ChannelWechatH5 && net.ParseIP(req.PayerClientIP) == nil {
+		return nil, invalid("payer_client_ip (the buyer's IP address) is required for wechatpay.h5.")
+	}
 	if req.Channel == paynotify.ChannelWechatJSAPI && req.PayerOpenID == "" {
 		return nil, invalid("payer_openid is required for wechatpay.jsapi.")
 	}
@@ -197,7 +203,7 @@ func (s *Server) validateOrder(req *createOrderRequest) (*paynotify.Order, error
 	return &paynotify.Order{
 		App: a.Name, OutTradeNo: req.OutTradeNo, Channel: req.Channel, Status: paynotify.StatusPending,
 		Amount: paynotify.Amount(amount), Currency: req.Currency, Subject: req.Subject, Body: req.Body,
-		PayerOpenID: req.PayerOpenID, Version: 1, CreatedAt: now, ExpiresAt: now.Add(expiresIn),
+		PayerOpenID: req.PayerOpenID, PayerClientIP: req.PayerClientIP, Version: 1, CreatedAt: now, ExpiresAt: now.Add(expiresIn),
 	}, nil
 }
 

@@ -1,0 +1,174 @@
+package httpd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipay"
+)
+
+// AlipayGateway adapts an alipay.Client to the Gateway of one app.
+type AlipayGateway struct {
+	Client *alipay.Client
+}
+
+var _ Gateway = (*AlipayGateway)(nil)
+
+// Verifier returns the notification verifier of the app.
+func (g *AlipayGateway) Verifier() paynotify.Verifier { return alipayVerifier{g.Client} }
+
+// alipayVerifier turns a verified Alipay notification into a Fact.
+type alipayVerifier struct{ c *alipay.Client }
+
+func (v alipayVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, error) {
+	n, err := v.c.VerifyNotification(body, h.Get("Content-Type"))
+	if err != nil {
+		var ve *alipay.VerifyError
+		if errors.As(err, &ve) {
+			return paynotify.Fact{}, &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail, OutTradeNo: ve.OutTradeNo}
+		}
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error()}
+	}
+	return AlipayFact(n), nil
+}
+
+// AlipayFact maps a verified notification to the fact it states (alipay.md §4.8): TRADE_SUCCESS
+// is a payment, or a partial refund when it carries refund_fee; TRADE_CLOSED is a close, or a full
+// refund when it carries refund_fee; TRADE_FINISHED is the end of the refund window.
+// WAIT_BUYER_PAY (not sent by default) states nothing that moves an order.
+func AlipayFact(n *alipay.Notification) paynotify.Fact {
+	f := paynotify.Fact{
+		OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TradeNo, AppID: n.AppID, SellerID: n.SellerID,
+		Amount: paynotify.Amount(n.TotalAmount), HasAmount: true, NotificationID: n.NotifyID, At: n.GmtPayment,
+	}
+	switch {
+	case n.IsRefund() && (n.TradeStatus == alipay.TradeSuccess || n.TradeStatus == alipay.TradeClosed):
+		f.Kind = paynotify.FactRefund
+		f.RefundTotal = paynotify.Amount(n.RefundFee)
+		f.RefundRequestNo = n.OutBizNo
+		f.At = n.GmtRefund
+	case n.TradeStatus == alipay.TradeSuccess:
+		f.Kind = paynotify.FactPaid
+	case n.TradeStatus == alipay.TradeFinished:
+		f.Kind = paynotify.FactFinished
+	case n.TradeStatus == alipay.TradeClosed:
+		f.Kind = paynotify.FactClosed
+		f.At = n.GmtClose
+	}
+	return f
+}
+
+// Pay signs the order for its channel; precreate asks Alipay for the QR code.
+func (g *AlipayGateway) Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnURL string) (json.RawMessage, error) {
+	var pay any
+	switch o.Channel {
+	case paynotify.ChannelAlipayApp:
+		s, err := g.Client.AppPay(alipay.TradeAppPay{OutTradeNo: o.OutTradeNo, TotalAmount: int64(o.Amount), Subject: o.Subject,
+			Body: o.Body, TimeExpire: o.ExpiresAt, NotifyURL: notifyURL})
+		if err != nil {
+			return nil, alipayError(err)
+		}
+		pay = map[string]string{"order_string": s}
+	case paynotify.ChannelAlipayPage, paynotify.ChannelAlipayWap:
+		var req *alipay.PayRequest
+		var err error
+		if o.Channel == paynotify.ChannelAlipayPage {
+			req, err = g.Client.PagePay(alipay.TradePagePay{OutTradeNo: o.OutTradeNo, TotalAmount: int64(o.Amount), Subject: o.Subject,
+				Body: o.Body, TimeExpire: o.ExpiresAt, NotifyURL: notifyURL, ReturnURL: returnURL})
+		} else {
+			req, err = g.Client.WapPay(alipay.TradeWapPay{OutTradeNo: o.OutTradeNo, TotalAmount: int64(o.Amount), Subject: o.Subject,
+				Body: o.Body, TimeExpire: o.ExpiresAt, NotifyURL: notifyURL, ReturnURL: returnURL})
+		}
+		if err != nil {
+			return nil, alipayError(err)
+		}
+		pay = map[string]string{"url": req.URL, "form": req.Form}
+	case paynotify.ChannelAlipayPrecreate:
+		r, err := g.Client.TradePrecreate(ctx, alipay.TradePrecreate{OutTradeNo: o.OutTradeNo, TotalAmount: int64(o.Amount),
+			Subject: o.Subject, Body: o.Body, TimeExpire: o.ExpiresAt, NotifyURL: notifyURL})
+		if err != nil {
+			return nil, alipayError(err)
+		}
+		pay = map[string]string{"qr_code": r.QRCode}
+	default:
+		return nil, paynotify.Errorf(paynotify.EINVALID, "Channel %s is not an Alipay channel.", o.Channel)
+	}
+	return json.Marshal(pay)
+}
+
+// Close closes the trade at Alipay. A trade the buyer never opened (ACQ.TRADE_NOT_EXIST) is closed
+// locally; a trade that is no longer open is queried, and its verified state applied.
+func (g *AlipayGateway) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error) {
+	closed := paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}
+	_, err := g.Client.TradeClose(ctx, alipay.TradeClose{OutTradeNo: o.OutTradeNo})
+	var ae *alipay.Error
+	switch {
+	case err == nil:
+		return closed, nil
+	case errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_NOT_EXIST":
+		return closed, nil
+	case errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_STATUS_ERROR":
+		q, qerr := g.Client.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: o.OutTradeNo})
+		if qerr != nil {
+			return paynotify.Fact{}, alipayError(qerr)
+		}
+		f := paynotify.Fact{OutTradeNo: q.OutTradeNo, ProviderTradeNo: q.TradeNo, Amount: paynotify.Amount(q.TotalAmount), HasAmount: true, At: q.SendPayDate}
+		switch q.TradeStatus {
+		case alipay.TradeSuccess:
+			f.Kind = paynotify.FactPaid
+		case alipay.TradeFinished:
+			f.Kind = paynotify.FactFinished
+		case alipay.TradeClosed:
+			f.Kind = paynotify.FactClosed
+		default:
+			return paynotify.Fact{}, alipayError(err)
+		}
+		return f, nil
+	default:
+		return paynotify.Fact{}, alipayError(err)
+	}
+}
+
+// Refund asks Alipay to refund r. fund_change=Y confirms it; otherwise the refund query decides,
+// and a refund still unconfirmed stays pending (its notification or a retry settles it).
+func (g *AlipayGateway) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+	resp, err := g.Client.TradeRefund(ctx, alipay.TradeRefund{OutTradeNo: o.OutTradeNo, RefundAmount: int64(r.Amount),
+		OutRequestNo: r.OutRequestNo, RefundReason: r.Reason})
+	if err != nil {
+		return nil, alipayError(err)
+	}
+	if resp.FundChange {
+		return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: resp.TradeNo,
+			RefundTotal: paynotify.Amount(resp.RefundFee), RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount, At: resp.GmtRefundPay}, nil
+	}
+	q, err := g.Client.TradeFastpayRefundQuery(ctx, alipay.TradeFastpayRefundQuery{OutTradeNo: o.OutTradeNo, OutRequestNo: r.OutRequestNo})
+	if err != nil {
+		return nil, alipayError(err)
+	}
+	if q.RefundStatus != "REFUND_SUCCESS" {
+		return nil, nil
+	}
+	return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: q.TradeNo,
+		RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: paynotify.Amount(q.RefundAmount), At: q.GmtRefundPay}, nil
+}
+
+// alipayError classifies an Alipay call's failure: a signed business refusal is provider_error
+// (definitive); everything else (transport, code 20000, unsigned or unverifiable answers) leaves
+// the outcome unknown: provider_unavailable.
+func alipayError(err error) error {
+	var ae *alipay.Error
+	var ve *alipay.VerifyError
+	switch {
+	case errors.As(err, &ae) && ae.Signed && ae.Code != "20000":
+		return &paynotify.Error{Code: paynotify.EPROVIDER, Message: "Alipay refused: " + ae.SubCode + " " + ae.SubMsg, ProviderCode: ae.SubCode}
+	case errors.As(err, &ae):
+		return &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "Alipay did not answer definitively: " + ae.Code + " " + ae.SubCode, ProviderCode: ae.SubCode}
+	case errors.As(err, &ve):
+		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's answer could not be verified (%s).", ve.Reason)
+	default:
+		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay is unreachable: %v.", err)
+	}
+}

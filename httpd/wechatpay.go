@@ -1,0 +1,184 @@
+package httpd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/wechatpay"
+)
+
+// WechatGateway adapts a wechatpay.Client to the Gateway of one app.
+type WechatGateway struct {
+	Client *wechatpay.Client
+	// V2 verifies APIv2 XML notifications; nil when the app has no APIv2 key.
+	V2 paynotify.Verifier
+}
+
+var _ Gateway = (*WechatGateway)(nil)
+
+// Verifier returns the APIv3 notification verifier of the app.
+func (g *WechatGateway) Verifier() paynotify.Verifier { return wechatVerifier{g.Client} }
+
+// VerifierV2 returns the APIv2 notification verifier, or nil.
+func (g *WechatGateway) VerifierV2() paynotify.Verifier { return g.V2 }
+
+type wechatVerifier struct{ c *wechatpay.Client }
+
+func (v wechatVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, error) {
+	n, err := v.c.ParseNotification(h, body)
+	if err != nil {
+		return paynotify.Fact{}, wechatReject(err)
+	}
+	switch {
+	case n.Transaction != nil:
+		f := WechatTransactionFact(n.Transaction)
+		f.NotificationID = n.ID
+		return f, nil
+	case n.Refund != nil:
+		f := WechatRefundFact(n.Refund)
+		f.NotificationID = n.ID
+		return f, nil
+	default:
+		// A verified event of another product: nothing that moves an order.
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "unsupported event type " + n.EventType}
+	}
+}
+
+// WechatTransactionFact maps a verified transaction (notification or query) to its fact:
+// SUCCESS and REFUND are paid, CLOSED and REVOKED closed, anything else states nothing.
+func WechatTransactionFact(t *wechatpay.Transaction) paynotify.Fact {
+	f := paynotify.Fact{OutTradeNo: t.OutTradeNo, ProviderTradeNo: t.TransactionID, AppID: t.AppID, MchID: t.MchID,
+		Amount: paynotify.Amount(t.Amount.Total), HasAmount: true, Currency: t.Amount.Currency, At: t.SuccessTime}
+	switch t.TradeState {
+	case "SUCCESS", "REFUND":
+		f.Kind = paynotify.FactPaid
+	case "CLOSED", "REVOKED":
+		f.Kind = paynotify.FactClosed
+	}
+	return f
+}
+
+// WechatRefundFact maps a verified refund (notification or API answer) to its fact. WeChat
+// reports each refund's own amount: the Processor sums the distinct out_refund_no.
+func WechatRefundFact(r *wechatpay.Refund) paynotify.Fact {
+	f := paynotify.Fact{OutTradeNo: r.OutTradeNo, ProviderTradeNo: r.TransactionID, MchID: r.MchID,
+		Amount: paynotify.Amount(r.Amount.Total), HasAmount: r.Amount.Total > 0, RefundPerRequest: true,
+		RefundRequestNo: r.OutRefundNo, RefundAmount: paynotify.Amount(r.Amount.Refund), ProviderRefundNo: r.RefundID, At: r.SuccessTime}
+	switch r.RefundStatus {
+	case "SUCCESS":
+		f.Kind = paynotify.FactRefund
+	case "CLOSED", "ABNORMAL":
+		f.Kind = paynotify.FactRefundFailed
+	}
+	return f
+}
+
+// Pay asks WeChat Pay for a prepay and returns what the buyer's side needs.
+func (g *WechatGateway) Pay(ctx context.Context, o *paynotify.Order, notifyURL, _ string) (json.RawMessage, error) {
+	req := wechatpay.PrepayRequest{Description: o.Subject, OutTradeNo: o.OutTradeNo, TimeExpire: o.ExpiresAt, NotifyURL: notifyURL}
+	req.Amount.Total, req.Amount.Currency = int64(o.Amount), o.Currency
+	var pay any
+	switch o.Channel {
+	case paynotify.ChannelWechatNative:
+		codeURL, err := g.Client.PrepayNative(ctx, req)
+		if err != nil {
+			return nil, wechatError(err)
+		}
+		pay = map[string]string{"code_url": codeURL}
+	case paynotify.ChannelWechatApp:
+		id, err := g.Client.PrepayApp(ctx, req)
+		if err != nil {
+			return nil, wechatError(err)
+		}
+		p, err := g.Client.AppPayParams(id)
+		if err != nil {
+			return nil, err
+		}
+		pay = p
+	case paynotify.ChannelWechatJSAPI:
+		req.Payer.OpenID = o.PayerOpenID
+		id, err := g.Client.PrepayJSAPI(ctx, req)
+		if err != nil {
+			return nil, wechatError(err)
+		}
+		p, err := g.Client.JSAPIPayParams(id)
+		if err != nil {
+			return nil, err
+		}
+		pay = p
+	case paynotify.ChannelWechatH5:
+		ip := o.PayerClientIP
+		if ip == "" {
+			return nil, paynotify.Errorf(paynotify.EINVALID, "payer_client_ip is required for wechatpay.h5.")
+		}
+		req.SceneInfo = &wechatpay.SceneInfo{PayerClientIP: ip, H5Info: &wechatpay.H5Info{Type: "Wap"}}
+		h5URL, err := g.Client.PrepayH5(ctx, req)
+		if err != nil {
+			return nil, wechatError(err)
+		}
+		pay = map[string]string{"h5_url": h5URL}
+	default:
+		return nil, paynotify.Errorf(paynotify.EINVALID, "Channel %s is not a WeChat Pay channel.", o.Channel)
+	}
+	return json.Marshal(pay)
+}
+
+// Close closes the order at WeChat Pay. ORDERPAID (or any refusal) is settled by a query: a paid
+// order's payment is applied instead.
+func (g *WechatGateway) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error) {
+	err := g.Client.Close(ctx, o.OutTradeNo)
+	if err == nil {
+		return paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}, nil
+	}
+	var we *wechatpay.Error
+	if !errors.As(err, &we) || we.StatusCode >= 500 {
+		return paynotify.Fact{}, wechatError(err)
+	}
+	t, qerr := g.Client.QueryByOutTradeNo(ctx, o.OutTradeNo)
+	if qerr != nil {
+		return paynotify.Fact{}, wechatError(err)
+	}
+	f := WechatTransactionFact(t)
+	if f.Kind == "" {
+		return paynotify.Fact{}, wechatError(err)
+	}
+	return f, nil
+}
+
+// Refund asks WeChat Pay for refund r: SUCCESS confirms it, CLOSED or ABNORMAL fails it, and
+// PROCESSING leaves it pending until its notification.
+func (g *WechatGateway) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+	req := wechatpay.RefundRequest{OutTradeNo: o.OutTradeNo, OutRefundNo: r.OutRequestNo, Reason: r.Reason}
+	req.Amount.Refund, req.Amount.Total, req.Amount.Currency = int64(r.Amount), int64(o.Amount), o.Currency
+	rf, err := g.Client.CreateRefund(ctx, req)
+	if err != nil {
+		return nil, wechatError(err)
+	}
+	f := WechatRefundFact(rf)
+	if f.Kind == "" {
+		return nil, nil
+	}
+	return &f, nil
+}
+
+// wechatError classifies a WeChat Pay call's failure: a 4xx business refusal is provider_error;
+// transport errors, 5xx, rate limits, signature trouble and unverifiable answers leave the
+// outcome unknown: provider_unavailable.
+func wechatError(err error) error {
+	var we *wechatpay.Error
+	var ve *wechatpay.VerifyError
+	switch {
+	case errors.As(err, &we) && we.StatusCode >= 400 && we.StatusCode < 500 && we.StatusCode != 401 && we.StatusCode != 429 &&
+		we.Code != "SYSTEM_ERROR" && we.Code != "FREQUENCY_LIMITED" && we.Code != "SIGN_ERROR":
+		return &paynotify.Error{Code: paynotify.EPROVIDER, Message: "WeChat Pay refused: " + we.Code + " " + we.Message, ProviderCode: we.Code}
+	case errors.As(err, &we):
+		return &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "WeChat Pay did not answer definitively: " + we.Code, ProviderCode: we.Code}
+	case errors.As(err, &ve):
+		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "WeChat Pay's answer could not be verified (%s).", ve.Reason)
+	default:
+		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "WeChat Pay is unreachable: %v.", err)
+	}
+}
