@@ -1,0 +1,177 @@
+package wechatpay
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fieldsOf splits an APIv2 stringA back into its fields.
+func fieldsOf(stringA string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range strings.Split(stringA, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func v2XML(f map[string]string) []byte {
+	var b strings.Builder
+	b.WriteString("<xml>")
+	for k, v := range f {
+		b.WriteString("<" + k + "><![CDATA[" + v + "]]></" + k + ">")
+	}
+	b.WriteString("</xml>")
+	return []byte(b.String())
+}
+
+func TestV2Sign_SharedVectors(t *testing.T) {
+	v := mustShared(t)
+	key := []byte(v.V8.Key)
+	t.Run("OK/OfficialRulesPage", func(t *testing.T) {
+		// docs/wechatpay.md §6.1 V-F.
+		f := fieldsOf("appid=wxd930ea5d5a258f4f&body=test&device_info=1000&mch_id=10000100&nonce_str=ibuaiVcKdpRxkhJA")
+		k := []byte("192006250b4c09247ec02edce69f6a2d")
+		if got, _ := V2Sign(f, k, "MD5"); got != "9A0A8659F005D6984697E2CA0A9CF3B7" {
+			t.Fatal(got)
+		}
+		if got, _ := V2Sign(f, k, "HMAC-SHA256"); got != "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6" {
+			t.Fatal(got)
+		}
+	})
+	for _, tt := range []struct{ name, stringA, sign string }{
+		{"OK/V8MD5", v.V8.StringAMD5, v.V8.SignMD5},
+		{"OK/V8HMAC", v.V8.StringAHMAC, v.V8.SignHMAC},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := fieldsOf(tt.stringA)
+			if got := V2SignString(f); got != tt.stringA {
+				t.Fatalf("canonical %q", got)
+			}
+			f["sign"] = tt.sign
+			f["device_info"] = "" // empty fields are not signed
+			n, err := VerifyV2Notification(v2XML(f), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.TotalFee != 1 || n.CashFee != 1 || n.OutTradeNo != "1409811653" || n.TransactionID != "1004400740201409030005092168" ||
+				n.ResultCode != "SUCCESS" || n.AppID != "wx2421b1c4370ec43b" || n.MchID != "10000100" || n.Attach != "支付测试" ||
+				!n.TimeEnd.Equal(time.Date(2014, 9, 3, 13, 15, 40, 0, Beijing())) {
+				t.Fatalf("%+v", n)
+			}
+			f["total_fee"] = "2"
+			if _, err := VerifyV2Notification(v2XML(f), key); !errors.Is(err, ErrSignature) {
+				t.Fatalf("tampered: %v", err)
+			}
+		})
+	}
+	t.Run("OK/V9ReqInfo", func(t *testing.T) {
+		r, err := DecryptV2RefundReqInfo(v.V9.ReqInfo, []byte(v.V9.Key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.OutRefundNo != "RF20240602000001" || r.RefundFee != 1 || r.TotalFee != 1 || r.RefundStatus != "SUCCESS" ||
+			r.RefundRecvAccount != "支付用户零钱" || r.RefundID != "50000408942018111907145868882" ||
+			!r.SuccessTime.Equal(time.Date(2024, 6, 2, 10, 0, 5, 0, Beijing())) {
+			t.Fatalf("%+v", r)
+		}
+	})
+}
+
+func TestV2_OwnVectors(t *testing.T) {
+	v := mustOwn(t)
+	key := []byte(v.V2Key)
+	for _, n := range v.V2 {
+		name := "OK/" + n.Name
+		if n.Expect != "valid" {
+			name = "Err/" + n.Name
+		}
+		t.Run(name, func(t *testing.T) {
+			got, err := VerifyV2Notification([]byte(n.Body), key)
+			if r := reasonOfErr(err); r != n.Expect {
+				t.Fatalf("got %s (%v), want %s", r, err, n.Expect)
+			}
+			if err == nil && (got.TotalFee != 2599 || got.Fields["version"] != "1.0" || got.Fields["promotion_detail"] == "") {
+				t.Fatalf("%+v", got)
+			}
+		})
+	}
+	t.Run("OK/RefundNotification", func(t *testing.T) {
+		n, err := ParseV2RefundNotification([]byte(v.V2Refund.Body), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := n.Info
+		if n.MchID != "10000100" || r.OutRefundNo != "RF20261102000001" || r.RefundFee != 1000 || r.TotalFee != 2599 ||
+			r.SettlementTotalFee != 2599 || r.RefundRecvAccount != "招商银行信用卡0403" || r.RefundRequestSource != "VENDOR_PLATFORM" {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("ErrRefundOtherKey", func(t *testing.T) {
+		_, err := DecryptV2RefundReqInfo(v.V2RefundOtherKey, key)
+		if !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("ErrRefundWrongKey", func(t *testing.T) {
+		_, err := DecryptV2RefundReqInfo(v.V2Refund.ReqInfo, []byte("00000000000000000000000000000000"))
+		if !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestParseV2XML(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     map[string]string
+	}{
+		{"OK/CDATA", `<xml><a><![CDATA[x<y]]></a><b>1</b></xml>`, map[string]string{"a": "x<y", "b": "1"}},
+		{"OK/Whitespace", "<?xml version=\"1.0\"?>\n<xml>\n  <a>x &amp; y</a>\n</xml>\n", map[string]string{"a": "x & y"}},
+		{"OK/Empty", `<xml><a></a><b/></xml>`, map[string]string{"a": "", "b": ""}},
+		{"ErrNested", `<xml><a><b>1</b></a></xml>`, nil},
+		{"ErrRepeated", `<xml><a>1</a><a>2</a></xml>`, nil},
+		{"ErrText", `<xml>junk<a>1</a></xml>`, nil},
+		{"ErrTwoRoots", `<xml></xml><xml></xml>`, nil},
+		{"ErrUnclosed", `<xml><a>1</a>`, nil},
+		{"ErrNotXML", `success`, nil},
+		{"ErrEmpty", ``, nil},
+		{"ErrDoctype", `<!DOCTYPE xml [<!ENTITY e "x">]><xml><a>&e;</a></xml>`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseV2XML([]byte(tt.in))
+			if tt.want == nil {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("got %v, %v", got, err)
+				}
+				return
+			}
+			if err != nil || len(got) != len(tt.want) {
+				t.Fatalf("got %v, %v", got, err)
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Fatalf("%s: %q", k, got[k])
+				}
+			}
+		})
+	}
+}
+
+func TestV2Ack(t *testing.T) {
+	t.Run("OK/Success", func(t *testing.T) {
+		if got := string(V2Ack(true, "ignored")); got != `<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>` {
+			t.Fatal(got)
+		}
+	})
+	t.Run("OK/Fail", func(t *testing.T) {
+		got := V2Ack(false, "bad ]]> sign")
+		f, err := ParseV2XML(got)
+		if err != nil || f["return_code"] != "FAIL" || f["return_msg"] != "bad ]]> sign" {
+			t.Fatalf("%s %v %v", got, f, err)
+		}
+	})
+}
