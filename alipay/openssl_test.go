@@ -100,4 +100,3 @@ func TestVerifyExplains(t *testing.T) {
 		})
 	}
 }
-
