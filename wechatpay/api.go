@@ -23,19 +23,41 @@ var ErrNoMerchantKey = errors.New("wechatpay: no merchant private key configured
 // path may carry a query; it is appended to the base URL's path as is (callers escape segments).
 // A non-2xx answer is an *Error; a 2xx answer whose signature does not verify is a *VerifyError.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) (int, error) {
+	status, h, rb, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return status, err
+	}
+	// A 2xx answer without a valid signature must be treated as forged.
+	if verr := c.verifyWith(c.keys.Load(), h, rb); verr != nil {
+		return status, verr
+	}
+	return status, decodeAnswer(method, path, status, rb, out)
+}
+
+func decodeAnswer(method, path string, status int, rb []byte, out any) error {
+	if out != nil && status != http.StatusNoContent {
+		if err := json.Unmarshal(rb, out); err != nil {
+			return &VerifyError{Reason: ReasonMalformed, Check: CheckDecode, Detail: fmt.Sprintf("%s %s: answer: %s", method, path, jsonErr(err)), err: ErrMalformed}
+		}
+	}
+	return nil
+}
+
+// send signs and sends a request and returns a 2xx answer unverified; a non-2xx answer is an *Error.
+func (c *Client) send(ctx context.Context, method, path string, in any) (int, http.Header, []byte, error) {
 	if c.cfg.MerchantPrivateKey == nil {
-		return 0, ErrNoMerchantKey
+		return 0, nil, nil, ErrNoMerchantKey
 	}
 	var body []byte
 	if in != nil {
 		var err error
 		if body, err = encodeCompact(in); err != nil {
-			return 0, fmt.Errorf("wechatpay: encode request: %w", err)
+			return 0, nil, nil, fmt.Errorf("wechatpay: encode request: %w", err)
 		}
 	}
 	u, err := url.Parse(c.base.String() + path)
 	if err != nil {
-		return 0, fmt.Errorf("wechatpay: request URL: %w", err)
+		return 0, nil, nil, fmt.Errorf("wechatpay: request URL: %w", err)
 	}
 	var rd io.Reader
 	if body != nil {
@@ -43,16 +65,16 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return 0, fmt.Errorf("wechatpay: %s %s: %w", method, path, err)
+		return 0, nil, nil, fmt.Errorf("wechatpay: %s %s: %w", method, path, err)
 	}
 	nonce, err := newNonce(c.rand)
 	if err != nil {
-		return 0, err
+		return 0, nil, nil, err
 	}
 	ts := strconv.FormatInt(c.now().Unix(), 10)
 	auth, err := SignRequest(c.cfg.MerchantPrivateKey, c.cfg.MchID, c.cfg.MerchantSerialNo, method, req.URL.RequestURI(), ts, nonce, body)
 	if err != nil {
-		return 0, err
+		return 0, nil, nil, err
 	}
 	req.Header.Set("Authorization", auth.String())
 	req.Header.Set("Accept", "application/json")
@@ -69,15 +91,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("wechatpay: %s %s: %w", method, path, err)
+		return 0, nil, nil, fmt.Errorf("wechatpay: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	rb, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("wechatpay: %s %s: read answer: %w", method, path, err)
+		return resp.StatusCode, nil, nil, fmt.Errorf("wechatpay: %s %s: read answer: %w", method, path, err)
 	}
 	if len(rb) > maxResponse {
-		return resp.StatusCode, fmt.Errorf("wechatpay: %s %s: answer larger than %d bytes", method, path, maxResponse)
+		return resp.StatusCode, nil, nil, fmt.Errorf("wechatpay: %s %s: answer larger than %d bytes", method, path, maxResponse)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &Error{StatusCode: resp.StatusCode}
@@ -89,18 +111,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 		if json.Unmarshal(rb, &wire) == nil {
 			e.Code, e.Message, e.Detail = wire.Code, wire.Message, wire.Detail
 		}
-		return resp.StatusCode, e
+		return resp.StatusCode, nil, nil, e
 	}
-	// A 2xx answer without a valid signature must be treated as forged.
-	if verr := c.verifySigned(resp.Header, rb); verr != nil {
-		return resp.StatusCode, verr
-	}
-	if out != nil && resp.StatusCode != http.StatusNoContent {
-		if err := json.Unmarshal(rb, out); err != nil {
-			return resp.StatusCode, &VerifyError{Reason: ReasonMalformed, Check: CheckDecode, Detail: fmt.Sprintf("%s %s: answer: %s", method, path, jsonErr(err)), err: ErrMalformed}
-		}
-	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header, rb, nil
 }
 
 // PrepayRequest is the order of a prepay call. Amounts are integer fen.
@@ -174,6 +187,9 @@ type wirePayer struct {
 func FormatTime(t time.Time) string { return t.In(beijing).Truncate(time.Second).Format(time.RFC3339) }
 
 func (c *Client) prepayBody(req PrepayRequest) (*wirePrepay, error) {
+	if c.cfg.MerchantPrivateKey == nil {
+		return nil, ErrNoMerchantKey
+	}
 	w := &wirePrepay{AppID: req.AppID, MchID: c.cfg.MchID, Description: req.Description, OutTradeNo: req.OutTradeNo,
 		Attach: req.Attach, NotifyURL: req.NotifyURL, GoodsTag: req.GoodsTag, SceneInfo: req.SceneInfo,
 		Amount: wireAmount{Total: req.Amount.Total, Currency: req.Amount.Currency}}

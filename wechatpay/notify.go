@@ -245,6 +245,10 @@ func readSignedHeaders(h http.Header) (signedHeaders, *VerifyError) {
 // verifySigned runs the checks shared by notifications and responses: headers, probe,
 // timestamp window, serial, signature over "timestamp\nnonce\nbody\n".
 func (c *Client) verifySigned(h http.Header, body []byte) *VerifyError {
+	return c.verifyWith(c.keys.Load(), h, body)
+}
+
+func (c *Client) verifyWith(ks *keySet, h http.Header, body []byte) *VerifyError {
 	s, verr := readSignedHeaders(h)
 	if verr != nil {
 		return verr
@@ -269,7 +273,7 @@ func (c *Client) verifySigned(h http.Header, body []byte) *VerifyError {
 	if skew >= int64(MaxSkew/time.Second) {
 		return fail(ErrTimestampSkew, CheckTimestamp, "%s %d is %ds away from now (%d); the window is ±%ds", HeaderTimestamp, ts, now-ts, now, int64(MaxSkew/time.Second))
 	}
-	pub := c.keys.Load().lookup(s.serial)
+	pub := ks.lookup(s.serial)
 	if pub == nil {
 		return fail(ErrUnknownSerial, CheckSerial, "no platform key for %s %q", HeaderSerial, s.serial)
 	}

@@ -281,7 +281,9 @@ def main():
                                   "expire_time": "2035-12-31T00:00:00+08:00",
                                   "encrypt_certificate": {"algorithm": "AEAD_AES_256_GCM", "associated_data": "certificate",
                                                           "nonce": cnonce, "ciphertext": cert_ct}}]}, separators=(",", ":"))
-    out["certificates"] = notification("certificates", cbody, ts, "Cert5Ty7Ui9Op1As3Df5Gh7Jk9Lz1Xc", serial, key=OTHER_KEY,
+    import calendar, time
+    cts = calendar.timegm(time.strptime(not_before, "%b %d %H:%M:%S %Y %Z")) + 86400  # a day into validity
+    out["certificates"] = notification("certificates", cbody, cts, "Cert5Ty7Ui9Op1As3Df5Gh7Jk9Lz1Xc", serial, key=OTHER_KEY,
                                        note="GET /v3/certificates answer (%s .. %s)" % (not_before, not_after))
     out["certificates"]["serial"] = serial
 

@@ -1,0 +1,424 @@
+package wechatpay
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeWeChat plays WeChat Pay's side over a real socket: it checks the merchant's Authorization
+// header with the merchant public key, and answers signed with the platform test key.
+type fakeWeChat struct {
+	t        *testing.T
+	merchant *rsa.PublicKey
+	platform *rsa.PrivateKey
+	serial   string
+	now      time.Time
+
+	mu       sync.Mutex
+	requests []recorded
+	answer   func(r *http.Request, body []byte) (status int, resp string)
+	unsigned bool
+	probe    bool
+}
+
+type recorded struct {
+	Method, URI string
+	Body        []byte
+	Header      http.Header
+}
+
+func (f *fakeWeChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	f.requests = append(f.requests, recorded{r.Method, r.RequestURI, body, r.Header.Clone()})
+	f.mu.Unlock()
+	a, err := ParseAuthorization(r.Header.Get("Authorization"))
+	if err == nil {
+		err = VerifyAuthorization(f.merchant, a, r.Method, r.RequestURI, body)
+	}
+	if err != nil || a.MchID != testMchID || a.SerialNo != testSerialNo {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(401)
+		io.WriteString(w, `{"code":"SIGN_ERROR","message":"签名错误"}`)
+		return
+	}
+	status, resp := f.answer(r, body)
+	if status >= 200 && status < 300 && !f.unsigned {
+		h, err := SignHeaders(f.platform, f.serial, f.now.Unix(), "fakenonce", []byte(resp))
+		if err != nil {
+			f.t.Error(err)
+		}
+		if f.probe {
+			h.Set(HeaderSignature, ProbePrefix+"AAAA")
+		}
+		for k, v := range h {
+			w.Header()[k] = v
+		}
+	}
+	if resp != "" {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(status)
+	io.WriteString(w, resp)
+}
+
+func (f *fakeWeChat) last() recorded {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[len(f.requests)-1]
+}
+
+// indexReader yields the alphabet indices of s, so that newNonce returns s.
+type indexReader struct{ s string }
+
+func (r *indexReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(strings.IndexByte(nonceAlphabet, r.s[i%len(r.s)]))
+	}
+	return len(p), nil
+}
+
+func setupAPI(t *testing.T) (*Client, *fakeWeChat) {
+	t.Helper()
+	now := time.Unix(1793500200, 0)
+	f := &fakeWeChat{t: t, merchant: mustPublicKey(t, "shared/official_doc_test_pub.pem"), platform: mustPrivateKey(t, "shared/go_sdk_test_private_key.pem"),
+		serial: testPubKeyID, now: now}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	c, err := NewClient(Config{
+		MchID: testMchID, AppID: testAppID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
+		APIv3Key: []byte(testAPIv3Key), PlatformPublicKey: mustPublicKey(t, "shared/go_sdk_test_public_key.pem"), PlatformPublicKeyID: testPubKeyID,
+		BaseURL: srv.URL, HTTPClient: srv.Client(), Now: func() time.Time { return now }, Rand: &indexReader{"5K8264ILTKCH16CQ2502SI8ZNMTM67VS"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, f
+}
+
+func TestClient_Prepay(t *testing.T) {
+	ctx := context.Background()
+	req := PrepayRequest{Description: "测试商品", OutTradeNo: "PN20261101000001", NotifyURL: "https://pay.example.com/notify/wechatpay/wx",
+		TimeExpire: time.Date(2026, 11, 1, 3, 30, 0, 999, time.UTC)}
+	req.Amount.Total = 2599
+	t.Run("OK/Native", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.answer = func(r *http.Request, body []byte) (int, string) {
+			return 200, `{"code_url":"weixin://wxpay/bizpayurl?pr=abc"}`
+		}
+		c.rand = &indexReader{"593BEC0C930BF1AFEB40B4A08C8FB242"} // the nonce of the generated vector
+		got, err := c.PrepayNative(ctx, req)
+		if err != nil || got != "weixin://wxpay/bizpayurl?pr=abc" {
+			t.Fatalf("%q %v", got, err)
+		}
+		r := f.last()
+		want := `{"appid":"wxd678efh567hg6787","mchid":"1900007291","description":"测试商品","out_trade_no":"PN20261101000001","time_expire":"2026-11-01T11:30:00+08:00","notify_url":"https://pay.example.com/notify/wechatpay/wx","amount":{"total":2599,"currency":"CNY"}}`
+		if r.URI != "/v3/pay/transactions/native" || string(r.Body) != want || r.Header.Get(HeaderSerial) != testPubKeyID {
+			t.Fatalf("%s %s", r.URI, r.Body)
+		}
+		// The request matches the independently generated signature (own_vectors.json requests[0]).
+		v := mustOwn(t)
+		if v.Requests[0].Body != want {
+			t.Fatalf("own vector body differs")
+		}
+		a, _ := ParseAuthorization(r.Header.Get("Authorization"))
+		if a.Signature != v.Requests[0].Signature || a.Timestamp != "1793500200" {
+			t.Fatalf("signature %s", a.Signature)
+		}
+	})
+	t.Run("OK/JSAPIAndParams", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.answer = func(r *http.Request, body []byte) (int, string) {
+			return 200, `{"prepay_id":"wx01093000123456789abcdef0123456789"}`
+		}
+		r := req
+		r.Payer.OpenID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+		id, err := c.PrepayJSAPI(ctx, r)
+		if err != nil || id != "wx01093000123456789abcdef0123456789" {
+			t.Fatalf("%q %v", id, err)
+		}
+		if !bytes.Contains(f.last().Body, []byte(`"payer":{"openid":"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}`)) {
+			t.Fatalf("%s", f.last().Body)
+		}
+		p, err := c.JSAPIPayParams(id)
+		want := mustOwn(t).JSAPI
+		want.SignType = "RSA"
+		if err != nil || p != want {
+			t.Fatalf("got %+v\nwant %+v", p, want)
+		}
+		b, _ := json.Marshal(p)
+		if !bytes.Contains(b, []byte(`"timeStamp":"1793500200"`)) || !bytes.Contains(b, []byte(`"signType":"RSA"`)) {
+			t.Fatalf("%s", b)
+		}
+		if _, err := c.PrepayJSAPI(ctx, req); err == nil {
+			t.Fatal("JSAPI without openid")
+		}
+	})
+	t.Run("OK/AppAndParams", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.answer = func(r *http.Request, body []byte) (int, string) {
+			return 200, `{"prepay_id":"wx01093000123456789abcdef0123456789"}`
+		}
+		id, err := c.PrepayApp(ctx, req)
+		if err != nil || f.last().URI != "/v3/pay/transactions/app" {
+			t.Fatal(err)
+		}
+		p, err := c.AppPayParams(id)
+		want := mustOwn(t).App
+		want.Package = "Sign=WXPay"
+		if err != nil || p != want {
+			t.Fatalf("got %+v\nwant %+v", p, want)
+		}
+	})
+	t.Run("OK/H5", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.answer = func(r *http.Request, body []byte) (int, string) { return 200, `{"h5_url":"https://wx.tenpay.com/x"}` }
+		r := req
+		r.SceneInfo = &SceneInfo{PayerClientIP: "203.0.113.7", H5Info: &H5Info{Type: "Wap"}}
+		got, err := c.PrepayH5(ctx, r)
+		if err != nil || got != "https://wx.tenpay.com/x" || !bytes.Contains(f.last().Body, []byte(`"scene_info":{"payer_client_ip":"203.0.113.7","h5_info":{"type":"Wap"}}`)) {
+			t.Fatalf("%q %v %s", got, err, f.last().Body)
+		}
+		if _, err := c.PrepayH5(ctx, req); err == nil {
+			t.Fatal("H5 without scene")
+		}
+	})
+	t.Run("ErrParam", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.answer = func(r *http.Request, body []byte) (int, string) {
+			return 400, `{"code":"PARAM_ERROR","message":"输入源“/body/time_expire”映射到值字段“交易结束时间”字符串规则校验失败","detail":{"location":"body","value":"20220421191948"}}`
+		}
+		_, err := c.PrepayNative(ctx, req)
+		var e *Error
+		if !errors.As(err, &e) || e.StatusCode != 400 || e.Code != "PARAM_ERROR" || string(e.Detail) != `{"location":"body","value":"20220421191948"}` {
+			t.Fatalf("%#v", err)
+		}
+	})
+	t.Run("ErrUnsignedAnswer", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.unsigned = true
+		f.answer = func(r *http.Request, body []byte) (int, string) { return 200, `{"code_url":"weixin://forged"}` }
+		if _, err := c.PrepayNative(ctx, req); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("ErrProbeAnswer", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.probe = true
+		f.answer = func(r *http.Request, body []byte) (int, string) { return 200, `{"code_url":"weixin://x"}` }
+		if _, err := c.PrepayNative(ctx, req); !errors.Is(err, ErrProbe) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("ErrSignedByOtherKey", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.platform = mustPrivateKey(t, "other_key.pem")
+		f.answer = func(r *http.Request, body []byte) (int, string) { return 200, `{"code_url":"weixin://x"}` }
+		if _, err := c.PrepayNative(ctx, req); !errors.Is(err, ErrSignature) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("ErrNoMerchantKey", func(t *testing.T) {
+		c := newVerifyClient(t, 1)
+		if _, err := c.PrepayNative(ctx, req); !errors.Is(err, ErrNoMerchantKey) {
+			t.Fatalf("got %v", err)
+		}
+		if _, err := c.JSAPIPayParams("x"); !errors.Is(err, ErrNoMerchantKey) {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestClient_QueryCloseRefund(t *testing.T) {
+	ctx := context.Background()
+	t.Run("OK/QueryEscapedPath", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.answer = func(r *http.Request, body []byte) (int, string) {
+			return 200, `{"amount":{"payer_currency":"CNY","total":100},"appid":"wxd678efh567hg6787","mchid":"1900007291","out_trade_no":"PN2026*1101","promotion_detail":[],"scene_info":{"device_id":""},"trade_state":"NOTPAY","trade_state_desc":"订单未支付"}`
+		}
+		c.rand = &indexReader{"593BEC0C930BF1AFEB40B4A08C8FB242"} // the nonce of the generated vector
+		tx, err := c.QueryByOutTradeNo(ctx, "PN2026*1101")
+		if err != nil || tx.TradeState != "NOTPAY" || tx.Amount.Total != 100 || tx.TransactionID != "" || !tx.SuccessTime.IsZero() {
+			t.Fatalf("%+v %v", tx, err)
+		}
+		r := f.last()
+		if r.URI != "/v3/pay/transactions/out-trade-no/PN2026%2A1101?mchid=1900007291" || r.Method != "GET" || len(r.Body) != 0 {
+			t.Fatalf("%s %s", r.Method, r.URI)
+		}
+		// Independently generated signature for this exact request (own_vectors.json requests[1]).
+		a, _ := ParseAuthorization(r.Header.Get("Authorization"))
+		if v := mustOwn(t).Requests[1]; v.URI != r.URI || a.Signature != v.Signature {
+			t.Fatalf("signature %s", a.Signature)
+		}
+	})
+	t.Run("ErrOrderNotExist", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.answer = func(r *http.Request, body []byte) (int, string) {
+			return 404, `{"code":"ORDER_NOT_EXIST","message":"订单不存在"}`
+		}
+		_, err := c.QueryByTransactionID(ctx, "4200")
+		var e *Error
+		if !errors.As(err, &e) || e.Code != "ORDER_NOT_EXIST" || e.Error() != "wechatpay: HTTP 404 ORDER_NOT_EXIST: 订单不存在" {
+			t.Fatalf("%v", err)
+		}
+	})
+	t.Run("OK/Close204", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.answer = func(r *http.Request, body []byte) (int, string) { return 204, "" }
+		if err := c.Close(ctx, "PN20261101000001"); err != nil {
+			t.Fatal(err)
+		}
+		if r := f.last(); r.URI != "/v3/pay/transactions/out-trade-no/PN20261101000001/close" || string(r.Body) != `{"mchid":"1900007291"}` {
+			t.Fatalf("%s %s", r.URI, r.Body)
+		}
+	})
+	t.Run("ErrCloseUnsigned204", func(t *testing.T) {
+		c, f := setupAPI(t)
+		f.unsigned = true
+		f.answer = func(r *http.Request, body []byte) (int, string) { return 204, "" }
+		if err := c.Close(ctx, "PN20261101000001"); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("OK/Refund", func(t *testing.T) {
+		c, f := setupAPI(t)
+		answer := `{"refund_id":"50300000002026110100000000100","out_refund_no":"RF1","transaction_id":"4200002000202611010000000001","out_trade_no":"PN20261101000001","channel":"ORIGINAL","user_received_account":"支付用户零钱","create_time":"2026-11-01T10:00:00+08:00","status":"PROCESSING","amount":{"total":2599,"refund":1000,"payer_total":2499,"payer_refund":1000,"currency":"CNY"}}`
+		f.answer = func(r *http.Request, body []byte) (int, string) { return 200, answer }
+		rr := RefundRequest{OutTradeNo: "PN20261101000001", OutRefundNo: "RF1", Reason: "退货"}
+		rr.Amount.Refund, rr.Amount.Total = 1000, 2599
+		got, err := c.CreateRefund(ctx, rr)
+		if err != nil || got.RefundStatus != "PROCESSING" || got.Amount.Refund != 1000 || got.Channel != "ORIGINAL" || got.CreateTime.IsZero() {
+			t.Fatalf("%+v %v", got, err)
+		}
+		if r := f.last(); r.URI != "/v3/refund/domestic/refunds" || string(r.Body) != `{"out_trade_no":"PN20261101000001","out_refund_no":"RF1","reason":"退货","amount":{"refund":1000,"total":2599,"currency":"CNY"}}` {
+			t.Fatalf("%s %s", r.URI, r.Body)
+		}
+		got, err = c.QueryRefund(ctx, "RF1")
+		if err != nil || got.OutRefundNo != "RF1" || f.last().URI != "/v3/refund/domestic/refunds/RF1" {
+			t.Fatalf("%+v %v", got, err)
+		}
+		if _, err := c.CreateRefund(ctx, RefundRequest{OutRefundNo: "x"}); err == nil {
+			t.Fatal("refund without order accepted")
+		}
+	})
+}
+
+func TestClient_Certificates(t *testing.T) {
+	v := mustOwn(t)
+	cv := v.Certificates
+	newClient := func(t *testing.T, srvURL string, hc *http.Client, certs []*x509.Certificate) *Client {
+		c, err := NewClient(Config{MchID: testMchID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
+			APIv3Key: []byte(testAPIv3Key), PlatformCerts: certs, BaseURL: srvURL, HTTPClient: hc, Now: func() time.Time { return time.Unix(cv.Now, 0) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	serve := func(t *testing.T, body string, hdr map[string]string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/v3/certificates" || !strings.HasPrefix(r.Header.Get("Authorization"), SignatureType) {
+				w.WriteHeader(404)
+				return
+			}
+			for k, v := range hdr {
+				w.Header().Set(k, v)
+			}
+			io.WriteString(w, body)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	t.Run("OK/BootstrapAndRefresh", func(t *testing.T) {
+		srv := serve(t, cv.Body, cv.Headers)
+		old := mustCert(t, "shared/go_sdk_notify_test_cert.pem")
+		c := newClient(t, srv.URL, srv.Client(), []*x509.Certificate{old})
+		if err := c.RefreshCertificates(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got := c.PlatformCertificates()
+		if len(got) != 2 || CertificateSerial(got[0]) != cv.Serial || CertificateSerial(got[1]) != "D7CE59D1F522D701" {
+			t.Fatalf("%d certs", len(got))
+		}
+		if c.PlatformKey(cv.Serial) == nil || c.preferredSerial() != cv.Serial {
+			t.Fatal("downloaded certificate not installed")
+		}
+	})
+	t.Run("ErrOtherAPIv3Key", func(t *testing.T) {
+		srv := serve(t, cv.Body, cv.Headers)
+		c, err := NewClient(Config{MchID: testMchID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
+			APIv3Key: []byte(v.OtherAPIv3Key), BaseURL: srv.URL, HTTPClient: srv.Client(), Now: func() time.Time { return time.Unix(cv.Now, 0) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.RefreshCertificates(context.Background()); !errors.Is(err, ErrDecrypt) {
+			t.Fatalf("got %v", err)
+		}
+		if len(c.PlatformCertificates()) != 0 {
+			t.Fatal("installed")
+		}
+	})
+	t.Run("ErrTamperedAnswer", func(t *testing.T) {
+		srv := serve(t, strings.Replace(cv.Body, `"2035-12-31`, `"2035-12-30`, 1), cv.Headers)
+		c := newClient(t, srv.URL, srv.Client(), nil)
+		if err := c.RefreshCertificates(context.Background()); !errors.Is(err, ErrSignature) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("ErrExpired", func(t *testing.T) {
+		srv := serve(t, cv.Body, cv.Headers)
+		c, _ := NewClient(Config{MchID: testMchID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
+			APIv3Key: []byte(testAPIv3Key), BaseURL: srv.URL, HTTPClient: srv.Client(), Now: func() time.Time { return time.Unix(cv.Now, 0).AddDate(20, 0, 0) }})
+		if err := c.RefreshCertificates(context.Background()); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("OK/RefresherRunsAndStops", func(t *testing.T) {
+		srv := serve(t, cv.Body, cv.Headers)
+		c := newClient(t, srv.URL, srv.Client(), nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { c.RunCertificateRefresher(ctx, time.Hour, func(err error) { t.Error(err) }); close(done) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for c.PlatformKey(cv.Serial) == nil && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		if c.PlatformKey(cv.Serial) == nil {
+			t.Fatal("not refreshed")
+		}
+	})
+}
+
+func TestNewClient(t *testing.T) {
+	pub := mustPublicKey(t, "shared/go_sdk_test_public_key.pem")
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"ErrKey16", Config{APIv3Key: []byte("testAPIv3Key0000"), PlatformPublicKey: pub, PlatformPublicKeyID: testPubKeyID}},
+		{"ErrNoPlatformKey", Config{APIv3Key: []byte(testAPIv3Key)}},
+		{"ErrIDWithoutKey", Config{APIv3Key: []byte(testAPIv3Key), PlatformPublicKeyID: testPubKeyID}},
+		{"ErrBadID", Config{APIv3Key: []byte(testAPIv3Key), PlatformPublicKey: pub, PlatformPublicKeyID: "D7CE59D1F522D701"}},
+		{"ErrMerchantKeyNoMchID", Config{APIv3Key: []byte(testAPIv3Key), MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem")}},
+		{"ErrBaseURL", Config{APIv3Key: []byte(testAPIv3Key), PlatformPublicKey: pub, PlatformPublicKeyID: testPubKeyID, BaseURL: "ftp://x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := NewClient(tt.cfg); err == nil || !strings.HasPrefix(err.Error(), "wechatpay: ") || strings.Contains(err.Error(), testAPIv3Key) {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,152 @@
+package wechatpay
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// CertificatesResponse is the answer of GET /v3/certificates (and what a simulator serves).
+type CertificatesResponse struct {
+	Data []EncryptedCertificate `json:"data"`
+}
+
+// EncryptedCertificate is one platform certificate of CertificatesResponse: its PEM encrypted
+// with the APIv3 key (associated data "certificate").
+type EncryptedCertificate struct {
+	SerialNo           string   `json:"serial_no"`
+	EffectiveTime      string   `json:"effective_time"`
+	ExpireTime         string   `json:"expire_time"`
+	EncryptCertificate Resource `json:"encrypt_certificate"`
+}
+
+// DownloadCertificates fetches the platform certificates: GET /v3/certificates, each decrypted
+// with the APIv3 key and checked (the PEM parses, its serial equals serial_no, it is valid now).
+// The answer's signature must verify with a key already known or, on first use, with one of the
+// downloaded certificates (the APIv3-key encryption is what authenticates them then). It does not
+// install them: RefreshCertificates does.
+func (c *Client) DownloadCertificates(ctx context.Context) ([]*x509.Certificate, error) {
+	status, h, body, err := c.send(ctx, http.MethodGet, "/v3/certificates", nil)
+	if err != nil {
+		return nil, err
+	}
+	var resp CertificatesResponse
+	if err := decodeAnswer(http.MethodGet, "/v3/certificates", status, body, &resp); err != nil {
+		return nil, err
+	}
+	now := c.now()
+	var certs []*x509.Certificate
+	for _, ec := range resp.Data {
+		pt, err := openGCM(c.aead, ec.EncryptCertificate.Nonce, ec.EncryptCertificate.AssociatedData, ec.EncryptCertificate.Ciphertext)
+		if err != nil || ec.EncryptCertificate.Algorithm != Algorithm {
+			return nil, verifyErr(ErrDecrypt, CheckDecrypt, "certificate %s does not decrypt with the APIv3 key", ec.SerialNo)
+		}
+		cert, err := ParseCertificate(pt)
+		if err != nil {
+			return nil, verifyErr(ErrMalformed, CheckDecode, "certificate %s: %v", ec.SerialNo, err)
+		}
+		if CertificateSerial(cert) != ec.SerialNo {
+			return nil, verifyErr(ErrMalformed, CheckDecode, "certificate serial %s differs from serial_no %s", CertificateSerial(cert), ec.SerialNo)
+		}
+		if now.Before(cert.NotBefore) || !now.Before(cert.NotAfter) {
+			continue // not yet or no longer valid
+		}
+		certs = append(certs, cert)
+	}
+	if len(certs) == 0 {
+		return nil, verifyErr(ErrMalformed, CheckDecode, "no currently valid certificate in the answer")
+	}
+	// Verify the answer with the known keys, else with the downloaded certificates.
+	ks := c.keys.Load()
+	if ks.lookup(h.Get(HeaderSerial)) == nil {
+		boot := &keySet{pubID: ks.pubID, pub: ks.pub, certs: map[string]*x509.Certificate{}}
+		for _, cert := range certs {
+			boot.certs[CertificateSerial(cert)] = cert
+		}
+		ks = boot
+	}
+	if verr := c.verifyWith(ks, h, body); verr != nil {
+		return nil, verr
+	}
+	return certs, nil
+}
+
+// RefreshCertificates downloads the platform certificates and installs them, keeping the known
+// certificates that have not expired (both sign during a rotation). Concurrent calls download
+// once. The network call holds no lock that verification takes: verifiers keep reading the
+// previous snapshot until the new one is swapped in atomically.
+func (c *Client) RefreshCertificates(ctx context.Context) error {
+	select {
+	case c.refresh <- struct{}{}:
+		defer func() { <-c.refresh }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	certs, err := c.DownloadCertificates(ctx)
+	if err != nil {
+		return err
+	}
+	now := c.now()
+	for {
+		old := c.keys.Load()
+		ks := &keySet{pubID: old.pubID, pub: old.pub, certs: map[string]*x509.Certificate{}}
+		for s, cert := range old.certs {
+			if now.Before(cert.NotAfter) {
+				ks.certs[s] = cert
+			}
+		}
+		for _, cert := range certs {
+			if _, ok := cert.PublicKey.(*rsa.PublicKey); ok {
+				ks.certs[CertificateSerial(cert)] = cert
+			}
+		}
+		if c.keys.CompareAndSwap(old, ks) {
+			return nil
+		}
+	}
+}
+
+// DefaultRefreshInterval is how often RunCertificateRefresher downloads certificates.
+const DefaultRefreshInterval = 12 * time.Hour
+
+// RunCertificateRefresher refreshes the platform certificates now and then every interval
+// (DefaultRefreshInterval when ≤ 0), sooner when a known certificate expires within two
+// intervals, retrying failures after a minute (doubling up to interval). onError, if not nil,
+// receives each failure. It returns when ctx is done. Not needed in public-key-only mode.
+func (c *Client) RunCertificateRefresher(ctx context.Context, interval time.Duration, onError func(error)) {
+	if interval <= 0 {
+		interval = DefaultRefreshInterval
+	}
+	backoff := time.Minute
+	for {
+		wait := interval
+		if err := c.RefreshCertificates(ctx); err != nil {
+			if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
+				return
+			}
+			if onError != nil {
+				onError(fmt.Errorf("wechatpay: refresh certificates: %w", err))
+			}
+			wait = min(backoff, interval)
+			backoff *= 2
+		} else {
+			backoff = time.Minute
+			for _, cert := range c.keys.Load().certs {
+				if left := cert.NotAfter.Sub(c.now()); left < 2*interval {
+					wait = max(min(wait, left/2), time.Minute)
+				}
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
