@@ -1,0 +1,133 @@
+package wechatpay
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"testing"
+)
+
+// FuzzEnvelope feeds arbitrary bodies to the part of ParseNotification that runs after the
+// signature: envelope JSON, resource checks, GCM (nonce and length checks), plaintext decoding.
+// Nothing may panic, and every failure must be a *VerifyError with a known reason.
+func FuzzEnvelope(f *testing.F) {
+	v := mustShared(f)
+	own := mustOwn(f)
+	f.Add([]byte(v.V1.Body))
+	f.Add([]byte(v.V2.Body))
+	for _, n := range own.Notifications {
+		f.Add([]byte(n.Body))
+	}
+	f.Add([]byte(`{"event_type":"TRANSACTION.SUCCESS","resource":{"algorithm":"AEAD_AES_256_GCM","nonce":"abcdefghijk","ciphertext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}`))
+	c := newVerifyClient(f, 1717216501)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n, err := c.decodeNotification(body)
+		if err != nil {
+			var ve *VerifyError
+			if !errors.As(err, &ve) || reasonOf(ve.err) != ve.Reason {
+				t.Fatalf("not a VerifyError: %v", err)
+			}
+			return
+		}
+		if n.Plaintext == nil || (n.Transaction == nil && n.Refund == nil && n.EventType == EventTransactionSuccess) {
+			t.Fatalf("%+v", n)
+		}
+	})
+}
+
+// FuzzNotificationHeaders varies the four Wechatpay-* headers and the body of a signed
+// notification: only the untouched original may verify.
+func FuzzNotificationHeaders(f *testing.F) {
+	v := mustShared(f)
+	h := v.V1.Headers
+	f.Add(h[HeaderTimestamp], h[HeaderNonce], h[HeaderSignature], h[HeaderSerial], h[HeaderSignatureType], []byte(v.V1.Body))
+	f.Add(h[HeaderTimestamp], h[HeaderNonce], ProbePrefix+"x", h[HeaderSerial], "", []byte(v.V1.Body))
+	f.Add("0", "", "", "PUB_KEY_ID_", "", []byte{})
+	f.Add("99999999999999999999", "\n", "====", "d7ce59d1f522d701", "WECHATPAY2-SM2-WITH-SM3", []byte("{}"))
+	c := newVerifyClient(f, 1717216501)
+	f.Fuzz(func(t *testing.T, ts, nonce, sig, serial, sigType string, body []byte) {
+		hdr := http.Header{}
+		hdr.Set(HeaderTimestamp, ts)
+		hdr.Set(HeaderNonce, nonce)
+		hdr.Set(HeaderSignature, sig)
+		hdr.Set(HeaderSerial, serial)
+		if sigType != "" {
+			hdr.Set(HeaderSignatureType, sigType)
+		}
+		_, err := c.ParseNotification(hdr, body)
+		if err == nil {
+			orig := ts == h[HeaderTimestamp] && nonce == h[HeaderNonce] && bytes.Equal(body, []byte(v.V1.Body))
+			if !orig {
+				t.Fatalf("verified a changed notification: ts %q nonce %q body %q", ts, nonce, body)
+			}
+			return
+		}
+		var ve *VerifyError
+		if !errors.As(err, &ve) {
+			t.Fatalf("not a VerifyError: %v", err)
+		}
+	})
+}
+
+// FuzzParseAuthorization checks that parsing never panics and that what parses formats back to
+// a header that parses to the same value.
+func FuzzParseAuthorization(f *testing.F) {
+	f.Add(Authorization{MchID: "1900007291", NonceStr: "593BEC0C930BF1AFEB40B4A08C8FB242", Timestamp: "1554208460", SerialNo: testSerialNo, Signature: "c2ln"}.String())
+	f.Add(`WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="2",timestamp="3",serial_no="4",signature="5",x=""`)
+	f.Add(`WECHATPAY2-SHA256-RSA2048 mchid="`)
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := ParseAuthorization(s)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("%v", err)
+			}
+			return
+		}
+		b, err := ParseAuthorization(a.String())
+		if err != nil || b != a {
+			t.Fatalf("round trip: %+v -> %q -> %+v, %v", a, a.String(), b, err)
+		}
+	})
+}
+
+// FuzzV2XML feeds arbitrary XML to the APIv2 parsers: nothing may panic, a forged sign must not
+// verify, and failures are typed.
+func FuzzV2XML(f *testing.F) {
+	own := mustOwn(f)
+	for _, n := range own.V2 {
+		f.Add([]byte(n.Body))
+	}
+	f.Add([]byte(own.V2Refund.Body))
+	f.Add([]byte(`<xml><a><![CDATA[x]]></a><sign>00000000000000000000000000000000</sign></xml>`))
+	f.Add([]byte(`<?xml version="1.0"?><!DOCTYPE x><xml></xml>`))
+	key := []byte(own.V2Key)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fields, perr := ParseV2XML(body)
+		if perr != nil && !errors.Is(perr, ErrMalformed) {
+			t.Fatalf("%v", perr)
+		}
+		n, err := VerifyV2Notification(body, key)
+		if err == nil {
+			want, _ := V2Sign(n.Fields, key, map[int]string{32: "MD5", 64: "HMAC-SHA256"}[len(n.Fields["sign"])])
+			if perr != nil || !bytes.EqualFold([]byte(want), []byte(fields["sign"])) {
+				t.Fatalf("verified without a matching sign")
+			}
+		} else {
+			var ve *VerifyError
+			if !errors.As(err, &ve) {
+				t.Fatalf("not a VerifyError: %v", err)
+			}
+		}
+		if _, err := ParseV2RefundNotification(body, key); err != nil {
+			var ve *VerifyError
+			if !errors.As(err, &ve) {
+				t.Fatalf("not a VerifyError: %v", err)
+			}
+		}
+		if perr == nil {
+			if _, err := DecryptV2RefundReqInfo(fields["req_info"], key); err == nil && fields["req_info"] == "" {
+				t.Fatal("empty req_info decrypted")
+			}
+		}
+	})
+}
