@@ -1,0 +1,300 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/paynotify/paynotify"
+)
+
+const orderColumns = `app, out_trade_no, channel, status, amount, refunded_amount, currency, subject, body,
+	payer_openid, provider_trade_no, version, created_at, paid_at, expires_at, pay`
+
+func scanOrder(s scanner) (*paynotify.Order, error) {
+	var (
+		o                   paynotify.Order
+		created, expires    string
+		paid                sql.NullString
+		pay                 []byte
+		amount, refundedAmt int64
+	)
+	if err := s.Scan(&o.App, &o.OutTradeNo, &o.Channel, &o.Status, &amount, &refundedAmt, &o.Currency, &o.Subject,
+		&o.Body, &o.PayerOpenID, &o.ProviderTradeNo, &o.Version, &created, &paid, &expires, &pay); err != nil {
+		return nil, err
+	}
+	o.Amount, o.RefundedAmount = paynotify.Amount(amount), paynotify.Amount(refundedAmt)
+	var err error
+	if o.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	if o.ExpiresAt, err = parseTime(expires); err != nil {
+		return nil, err
+	}
+	if paid.Valid {
+		t, err := parseTime(paid.String)
+		if err != nil {
+			return nil, err
+		}
+		o.PaidAt = &t
+	}
+	if pay != nil {
+		o.Pay = pay
+	}
+	return &o, nil
+}
+
+// orderArgs are the values of orderColumns, in order.
+func orderArgs(o *paynotify.Order) []any {
+	return []any{o.App, o.OutTradeNo, o.Channel, string(o.Status), int64(o.Amount), int64(o.RefundedAmount),
+		o.Currency, o.Subject, o.Body, o.PayerOpenID, o.ProviderTradeNo, o.Version, formatTime(o.CreatedAt),
+		formatTimePtr(o.PaidAt), formatTime(o.ExpiresAt), nullBytes(o.Pay)}
+}
+
+// CreateOrder inserts o with Version 1 unless (App, OutTradeNo) exists; it returns the stored
+// order (an existing one unchanged) and whether it was created. o itself is not modified.
+func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.Order, bool, error) {
+	n := *o
+	n.Version = 1
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
+	}
+	defer rollback(tx)
+	res, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
+	}
+	created, err := res.RowsAffected()
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
+	}
+	stored, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = ? AND out_trade_no = ?`,
+		o.App, o.OutTradeNo))
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
+	}
+	return stored, created == 1, nil
+}
+
+// GetOrder returns the order, or an *paynotify.Error with code ENOTFOUND.
+func (db *DB) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.Order, error) {
+	o, err := scanOrder(db.db.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = ? AND out_trade_no = ?`,
+		app, outTradeNo))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Order not found.")
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: get order: %w", err)
+	}
+	return o, nil
+}
+
+// ListOrders returns the orders matching filter, newest (CreatedAt) first.
+func (db *DB) ListOrders(ctx context.Context, filter paynotify.OrderFilter) ([]*paynotify.Order, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+		WHERE (?1 = '' OR app = ?1) AND (?2 = '' OR status = ?2)
+		ORDER BY created_at DESC, rowid DESC LIMIT ?3`, filter.App, string(filter.Status), limit(filter.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list orders: %w", err)
+	}
+	defer rows.Close()
+	out := []*paynotify.Order{}
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list orders: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list orders: %w", err)
+	}
+	return out, nil
+}
+
+const refundColumns = `app, out_trade_no, out_request_no, amount, reason, status, provider_refund_no, created_at, updated_at`
+
+func scanRefund(s scanner) (*paynotify.Refund, error) {
+	var (
+		r                paynotify.Refund
+		amount           int64
+		created, updated string
+	)
+	if err := s.Scan(&r.App, &r.OutTradeNo, &r.OutRequestNo, &amount, &r.Reason, &r.Status, &r.ProviderRefundNo,
+		&created, &updated); err != nil {
+		return nil, err
+	}
+	r.Amount = paynotify.Amount(amount)
+	var err error
+	if r.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	if r.UpdatedAt, err = parseTime(updated); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func refundArgs(r *paynotify.Refund) []any {
+	return []any{r.App, r.OutTradeNo, r.OutRequestNo, int64(r.Amount), r.Reason, string(r.Status), r.ProviderRefundNo,
+		formatTime(r.CreatedAt), formatTime(r.UpdatedAt)}
+}
+
+// CreateRefund records r unless (App, OutTradeNo, OutRequestNo) exists; it returns the stored
+// refund (an existing one unchanged) and whether it was created. The order must exist: ENOTFOUND
+// otherwise.
+func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify.Refund, bool, error) {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+	}
+	defer rollback(tx)
+	if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
+		return nil, false, err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (app, out_trade_no, out_request_no) DO NOTHING`, refundArgs(r)...)
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+	}
+	created, err := res.RowsAffected()
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+	}
+	stored, err := scanRefund(tx.QueryRowContext(ctx, `SELECT `+refundColumns+` FROM refunds
+		WHERE app = ? AND out_trade_no = ? AND out_request_no = ?`, r.App, r.OutTradeNo, r.OutRequestNo))
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+	}
+	return stored, created == 1, nil
+}
+
+// orderExists returns nil if the order exists, ENOTFOUND if not.
+func orderExists(ctx context.Context, tx *sql.Tx, app, outTradeNo string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM orders WHERE app = ? AND out_trade_no = ?`, app, outTradeNo).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound("Order not found.")
+	} else if err != nil {
+		return fmt.Errorf("sqlite: order exists: %w", err)
+	}
+	return nil
+}
+
+// ListRefunds returns the refunds of an order, oldest first (none for an unknown order).
+func (db *DB) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*paynotify.Refund, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT `+refundColumns+` FROM refunds WHERE app = ? AND out_trade_no = ?
+		ORDER BY created_at, rowid`, app, outTradeNo)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list refunds: %w", err)
+	}
+	defer rows.Close()
+	out := []*paynotify.Refund{}
+	for rows.Next() {
+		r, err := scanRefund(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list refunds: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list refunds: %w", err)
+	}
+	return out, nil
+}
+
+// Commit applies c in one write transaction: the order compare-and-set on c.PrevVersion, the
+// refund upsert, the anomaly (once per key), the events in order (then the anomaly's event, if
+// the anomaly is new) and the evidence. It returns paynotify.ErrVersionConflict, writing nothing,
+// when the stored order's version is not c.PrevVersion, and ENOTFOUND when the order (of
+// c.Order or c.Refund) does not exist.
+func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool, err error) {
+	if c.Order != nil && c.Order.Version <= c.PrevVersion {
+		return false, fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
+	}
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: commit: %w", err)
+	}
+	defer rollback(tx)
+
+	if o := c.Order; o != nil {
+		args := append(orderArgs(o)[2:], o.App, o.OutTradeNo, c.PrevVersion)
+		res, err := tx.ExecContext(ctx, `UPDATE orders SET channel = ?, status = ?, amount = ?, refunded_amount = ?,
+			currency = ?, subject = ?, body = ?, payer_openid = ?, provider_trade_no = ?, version = ?, created_at = ?,
+			paid_at = ?, expires_at = ?, pay = ?
+			WHERE app = ? AND out_trade_no = ? AND version = ?`, args...)
+		if err != nil {
+			return false, fmt.Errorf("sqlite: commit: update order: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return false, fmt.Errorf("sqlite: commit: update order: %w", err)
+		} else if n == 0 {
+			if err := orderExists(ctx, tx, o.App, o.OutTradeNo); err != nil {
+				return false, err
+			}
+			return false, paynotify.ErrVersionConflict
+		}
+	}
+
+	if r := c.Refund; r != nil {
+		if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
+			return false, err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
+				status = excluded.status, provider_refund_no = excluded.provider_refund_no, updated_at = excluded.updated_at`,
+			refundArgs(r)...); err != nil {
+			return false, fmt.Errorf("sqlite: commit: upsert refund: %w", err)
+		}
+	}
+
+	events := c.Events
+	if a := c.Anomaly; a != nil {
+		eventID := ""
+		if a.Event != nil {
+			eventID = a.Event.ID
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (app, out_trade_no, key) DO NOTHING`,
+			a.App, a.OutTradeNo, a.Key, a.Reason, eventID, formatTime(db.now()))
+		if err != nil {
+			return false, fmt.Errorf("sqlite: commit: insert anomaly: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return false, fmt.Errorf("sqlite: commit: insert anomaly: %w", err)
+		}
+		if anomalyNew = n == 1; anomalyNew && a.Event != nil {
+			events = append(events[:len(events):len(events)], a.Event)
+		}
+	}
+
+	for _, e := range events {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			e.ID, string(e.Type), e.App, e.OutTradeNo, e.Version, formatTime(e.Timestamp), nullText(e.Data)); err != nil {
+			return false, fmt.Errorf("sqlite: commit: insert event: %w", err)
+		}
+	}
+
+	if e := c.Evidence; e != nil {
+		if err := insertEvidence(ctx, tx, e); err != nil {
+			return false, fmt.Errorf("sqlite: commit: %w", err)
+		}
+	}
+
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return anomalyNew, nil
+}

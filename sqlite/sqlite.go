@@ -1,0 +1,163 @@
+// Package sqlite implements the paynotify store interfaces on one SQLite file, with the pure-Go
+// driver modernc.org/sqlite: WAL, synchronous=FULL (a commit is on disk when Commit returns),
+// foreign keys on, and one writer.
+//
+// Times are stored as fixed-width UTC text with microsecond precision (finer parts are
+// truncated, as on PostgreSQL) and read back as UTC. JSON (order pay parameters, event data) is
+// kept byte for byte.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+var _ paynotify.Store = (*DB)(nil)
+
+// DB is a paynotify store on one SQLite file. It is safe for concurrent use.
+type DB struct {
+	db   *sql.DB
+	path string
+
+	// Now stamps rows the store writes on its own (anomalies, migrations). Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Open opens (creating it, mode 0600, if needed) the SQLite database at path. The directory must
+// exist. Open does not migrate: call Migrate, or PendingMigrations to refuse an old schema.
+func Open(path string) (*DB, error) {
+	if path == "" || path == ":memory:" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("sqlite: open: invalid path %q", path)
+	}
+	// Create the file ourselves so that it is 0600; SQLite gives its -wal and -shm files the
+	// same mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	f.Close()
+
+	// _txlock=immediate: write transactions take the write lock at BEGIN, so that two
+	// transactions never both read and then both try to upgrade (SQLITE_BUSY, not retried by
+	// busy_timeout). busy_timeout waits for another process holding the lock.
+	dsn := path + "?_txlock=immediate" +
+		"&_pragma=busy_timeout(5000)" +
+		"&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(FULL)" +
+		"&_pragma=foreign_keys(1)"
+	sdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	// One connection: SQLite has one writer anyway, and with a single connection writers queue
+	// in database/sql instead of contending for the file lock (no SQLITE_BUSY inside the
+	// process), and read-your-writes holds trivially. Reads wait behind a write transaction;
+	// our transactions are short.
+	sdb.SetMaxOpenConns(1)
+	sdb.SetMaxIdleConns(1)
+	sdb.SetConnMaxIdleTime(0)
+	sdb.SetConnMaxLifetime(0)
+
+	var mode string
+	if err := sdb.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		sdb.Close()
+		return nil, fmt.Errorf("sqlite: open: journal_mode is %q, want wal", mode)
+	}
+	return &DB{db: sdb, path: path, Now: time.Now}, nil
+}
+
+// Path returns the path of the database file.
+func (db *DB) Path() string { return db.path }
+
+// Close closes the database.
+func (db *DB) Close() error {
+	if err := db.db.Close(); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) now() time.Time {
+	if db.Now != nil {
+		return db.Now()
+	}
+	return time.Now()
+}
+
+// timeLayout stores times as fixed-width UTC text: it sorts as a string, and keeps microseconds
+// (the precision PostgreSQL keeps, so that both stores answer alike).
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func formatTimePtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return formatTime(*t)
+}
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parse time %q: %w", s, err)
+	}
+	return t.UTC(), nil
+}
+
+// truncTime is what a stored time reads back as.
+func truncTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// nullText stores an empty JSON value as NULL and anything else as its exact text.
+func nullText(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+// nullBytes stores nil as NULL and anything else (empty included) as a BLOB.
+func nullBytes(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+func notFound(format string, args ...any) error {
+	return paynotify.Errorf(paynotify.ENOTFOUND, format, args...)
+}
+
+func limit(n int) int {
+	if n <= 0 {
+		return 100
+	}
+	return n
+}
+
+// rollback ends tx when it was not committed.
+func rollback(tx *sql.Tx) { _ = tx.Rollback() }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,198 @@
+package sqlite_test
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/sqlite"
+	"github.com/paynotify/paynotify/storetest"
+)
+
+var dump = flag.Bool("dump", false, "keep the test databases and print their paths")
+
+// tempPath returns a database path in a directory that survives the test with -dump.
+func tempPath(tb testing.TB) string {
+	tb.Helper()
+	if !*dump {
+		return filepath.Join(tb.TempDir(), "paynotify.db")
+	}
+	dir, err := os.MkdirTemp("", "paynotify-sqlite-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := filepath.Join(dir, "paynotify.db")
+	tb.Logf("database: %s", p)
+	return p
+}
+
+// MustOpen opens and migrates a new database, closed when tb ends.
+func MustOpen(tb testing.TB, path string) *sqlite.DB {
+	tb.Helper()
+	db, err := sqlite.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if err := db.Migrate(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) paynotify.Store { return MustOpen(t, tempPath(t)) })
+}
+
+func TestOpen(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		t.Parallel()
+		path := tempPath(t)
+		db := MustOpen(t, path)
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm != 0o600 {
+			t.Errorf("file mode %o, want 600", perm)
+		}
+		if db.Path() != path {
+			t.Errorf("Path = %q, want %q", db.Path(), path)
+		}
+	})
+
+	t.Run("ErrNoDir", func(t *testing.T) {
+		t.Parallel()
+		if _, err := sqlite.Open(filepath.Join(t.TempDir(), "missing", "x.db")); err == nil {
+			t.Fatal("Open in a missing directory succeeded")
+		}
+	})
+
+	t.Run("ErrPath", func(t *testing.T) {
+		t.Parallel()
+		for _, p := range []string{"", ":memory:", "x.db?mode=ro", "file:x.db"} {
+			if _, err := sqlite.Open(p); err == nil {
+				t.Errorf("Open(%q) succeeded", p)
+			}
+		}
+	})
+}
+
+func TestMigrate(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		t.Parallel()
+		db, err := sqlite.Open(tempPath(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		n, err := db.PendingMigrations(t.Context())
+		if err != nil || n < 1 {
+			t.Fatalf("PendingMigrations on a new file = %d, %v; want ≥ 1", n, err)
+		}
+		for range 2 { // idempotent
+			if err := db.Migrate(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := db.PendingMigrations(t.Context()); err != nil || n != 0 {
+				t.Fatalf("PendingMigrations after Migrate = %d, %v; want 0", n, err)
+			}
+		}
+	})
+
+	t.Run("OKConcurrentProcesses", func(t *testing.T) {
+		// Several handles on one file (as several processes would be) migrating at once.
+		t.Parallel()
+		path := tempPath(t)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				db, err := sqlite.Open(path)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer db.Close()
+				if err := db.Migrate(t.Context()); err != nil {
+					t.Errorf("Migrate: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		db := MustOpen(t, path)
+		if n, err := db.PendingMigrations(t.Context()); err != nil || n != 0 {
+			t.Fatalf("PendingMigrations = %d, %v; want 0", n, err)
+		}
+	})
+}
+
+// TestDurability commits, closes, reopens the file and finds everything.
+func TestDurability(t *testing.T) {
+	t.Parallel()
+	path := tempPath(t)
+	ctx := t.Context()
+	db, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := db.CreateOrder(ctx, storetest.NewOrder("app1", "T1", storetest.T0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := storetest.PaidChange(o, "ev1", "nt1", storetest.T0.Add(time.Minute))
+	if _, err := db.Commit(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = MustOpen(t, path)
+	got, err := db.GetOrder(ctx, "app1", "T1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != 2 || got.Status != paynotify.StatusPaid || got.PaidAt == nil || !bytes.Equal(got.Pay, o.Pay) {
+		t.Errorf("order after reopen: %+v", got)
+	}
+	evs, err := db.ListEvents(ctx, paynotify.EventFilter{})
+	if err != nil || len(evs) != 1 || evs[0].ID != "ev1" || !bytes.Equal(evs[0].Data, c.Events[0].Data) {
+		t.Errorf("events after reopen: %v, %v", evs, err)
+	}
+	nts, err := db.ListEvidence(ctx, paynotify.EvidenceFilter{})
+	if err != nil || len(nts) != 1 || !bytes.Equal(nts[0].Body, c.Evidence.Body) {
+		t.Errorf("evidence after reopen: %v, %v", nts, err)
+	}
+}
+
+// BenchmarkCommit measures one durable single-order commit (order CAS, one event, evidence).
+func BenchmarkCommit(b *testing.B) {
+	db := MustOpen(b, tempPath(b))
+	ctx := b.Context()
+	orders := make([]*paynotify.Order, b.N)
+	for i := range orders {
+		o, _, err := db.CreateOrder(ctx, storetest.NewOrder("app1", fmt.Sprint("B", i), storetest.T0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		orders[i] = o
+	}
+	b.ResetTimer()
+	for i, o := range orders {
+		if _, err := db.Commit(ctx, storetest.PaidChange(o, fmt.Sprint("ev", i), fmt.Sprint("nt", i), storetest.T0)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+}
