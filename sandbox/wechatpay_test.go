@@ -1,0 +1,196 @@
+package sandbox
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify/wechatpay"
+)
+
+func TestWechat_NativeLifecycle(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1000)
+	m := newMerchant(t, wechatOK)
+	c := b.wechatClient(t)
+	ctx := waitCtx(t, 20*time.Second)
+
+	req := wechatpay.PrepayRequest{Description: "测试", OutTradeNo: "wx_native_1", NotifyURL: m.srv.URL + "/notify/wechatpay/demo", Attach: "a=1"}
+	req.Amount.Total = 1234
+	codeURL, err := c.PrepayNative(ctx, req)
+	if err != nil || !strings.HasPrefix(codeURL, "weixin://wxpay/bizpayurl?pr=") {
+		t.Fatalf("prepay: %q %v", codeURL, err)
+	}
+	again, err := c.PrepayNative(ctx, req)
+	if err != nil || again != codeURL {
+		t.Fatalf("idempotent prepay: %q %v", again, err)
+	}
+	req2 := req
+	req2.Amount.Total = 1
+	if _, err := c.PrepayNative(ctx, req2); !isWx(err, "INVALID_REQUEST") {
+		t.Fatalf("changed prepay: %v", err)
+	}
+	tx, err := c.QueryByOutTradeNo(ctx, "wx_native_1")
+	if err != nil || tx.TradeState != "NOTPAY" || tx.Amount.Total != 1234 || tx.TransactionID != "" {
+		t.Fatalf("query: %+v %v", tx, err)
+	}
+	if _, err := c.QueryByOutTradeNo(ctx, "wx_nothing"); !isWx(err, "ORDER_NOT_EXIST") {
+		t.Fatalf("query unknown: %v", err)
+	}
+	// The payer's page, found from the code_url.
+	resp, err := http.Get(b.srv.URL + "/sandbox/wechatpay/pay?code_url=" + urlQuery(codeURL))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pay page: %v", err)
+	}
+	resp.Body.Close()
+	if _, err := b.sb.Act("pay", ActionRequest{URL: codeURL}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.sb.WaitAcked(ctx, AttemptFilter{OutTradeNo: "wx_native_1"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	r := m.requests()[0]
+	if r.header.Get("Wechatpay-Serial") != b.keys.WechatPlatformPublicKeyID {
+		t.Fatalf("serial %q", r.header.Get("Wechatpay-Serial"))
+	}
+	n, err := c.ParseNotification(r.header, r.body)
+	if err != nil {
+		t.Fatalf("notification: %v", err)
+	}
+	if n.EventType != wechatpay.EventTransactionSuccess || n.Transaction.Amount.Total != 1234 || n.Transaction.TradeState != "SUCCESS" ||
+		n.Transaction.AppID != b.keys.WechatAppID || n.Transaction.MchID != b.keys.WechatMchID || n.Transaction.Attach != "a=1" ||
+		n.Transaction.TradeType != "NATIVE" || n.Transaction.TransactionID == "" {
+		t.Fatalf("transaction %+v", n.Transaction)
+	}
+	// Close a paid order: ORDERPAID.
+	if err := c.Close(ctx, "wx_native_1"); !isWx(err, "ORDERPAID") {
+		t.Fatalf("close paid: %v", err)
+	}
+	// Refund: PROCESSING, then SUCCESS with a notification.
+	rr := wechatpay.RefundRequest{OutTradeNo: "wx_native_1", OutRefundNo: "rf_1"}
+	rr.Amount.Refund, rr.Amount.Total = 234, 1234
+	ref, err := c.CreateRefund(ctx, rr)
+	if err != nil || ref.RefundStatus != "PROCESSING" || ref.Amount.Refund != 234 {
+		t.Fatalf("refund: %+v %v", ref, err)
+	}
+	if _, err := b.sb.WaitAcked(ctx, AttemptFilter{OutTradeNo: "wx_native_1", Kind: "refund"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	rq, err := c.QueryRefund(ctx, "rf_1")
+	if err != nil || rq.RefundStatus != "SUCCESS" {
+		t.Fatalf("refund query: %+v %v", rq, err)
+	}
+	reqs := m.requests()
+	n, err = c.ParseNotification(reqs[len(reqs)-1].header, reqs[len(reqs)-1].body)
+	if err != nil || n.EventType != wechatpay.EventRefundSuccess || n.Refund.Amount.Refund != 234 || n.Refund.OutRefundNo != "rf_1" {
+		t.Fatalf("refund notification: %+v %v", n, err)
+	}
+	tx, _ = c.QueryByOutTradeNo(ctx, "wx_native_1")
+	if tx.TradeState != "REFUND" {
+		t.Fatalf("state after refund %s", tx.TradeState)
+	}
+	rr.OutRefundNo, rr.Amount.Refund = "rf_2", 1001
+	if _, err := c.CreateRefund(ctx, rr); !isWx(err, "NOT_ENOUGH") {
+		t.Fatalf("over-refund: %v", err)
+	}
+}
+
+func TestWechat_CloseAndProducts(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1000)
+	c := b.wechatClient(t)
+	ctx := waitCtx(t, 10*time.Second)
+	req := wechatpay.PrepayRequest{Description: "d", OutTradeNo: "wx_close_1", NotifyURL: "https://merchant.example/notify"}
+	req.Amount.Total = 5
+	if _, err := c.PrepayApp(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(ctx, "wx_close_1"); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	tx, _ := c.QueryByOutTradeNo(ctx, "wx_close_1")
+	if tx.TradeState != "CLOSED" {
+		t.Fatal(tx.TradeState)
+	}
+	if _, err := b.sb.Act("pay", ActionRequest{OutTradeNo: "wx_close_1"}); err == nil {
+		t.Fatal("paid a closed order")
+	}
+
+	req.OutTradeNo = "wx_jsapi_1"
+	req.Payer.OpenID = "o123"
+	prepayID, err := c.PrepayJSAPI(ctx, req)
+	if err != nil || !strings.HasPrefix(prepayID, "wx") {
+		t.Fatalf("jsapi: %q %v", prepayID, err)
+	}
+	if _, err := b.sb.Act("fail", ActionRequest{PrepayID: prepayID}); err != nil {
+		t.Fatal(err)
+	}
+	tx, _ = c.QueryByOutTradeNo(ctx, "wx_jsapi_1")
+	if tx.TradeState != "PAYERROR" {
+		t.Fatal(tx.TradeState)
+	}
+	req.OutTradeNo = "wx_h5_1"
+	req.SceneInfo = &wechatpay.SceneInfo{PayerClientIP: "127.0.0.1", H5Info: &wechatpay.H5Info{Type: "Wap"}}
+	h5, err := c.PrepayH5(ctx, req)
+	if err != nil || !strings.HasPrefix(h5, b.srv.URL+"/sandbox/wechatpay/pay/") {
+		t.Fatalf("h5: %q %v", h5, err)
+	}
+	req.OutTradeNo, req.AppID = "wx_bad_app", "wx_not_bound"
+	if _, err := c.PrepayNative(ctx, req); !isWx(err, "APPID_MCHID_NOT_MATCH") {
+		t.Fatalf("unbound appid: %v", err)
+	}
+	certs, err := c.DownloadCertificates(ctx)
+	if err != nil || len(certs) != 1 || wechatpay.CertificateSerial(certs[0]) != b.keys.WechatPlatformCertSerial {
+		t.Fatalf("certificates: %v %v", certs, err)
+	}
+}
+
+func TestWechat_RequestSignature(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1000)
+	priv, _ := wechatpay.ParsePrivateKey([]byte(b.keys.WechatMerchantPrivateKey))
+	uri := "/sandbox/wechatpay/v3/pay/transactions/out-trade-no/abcdef?mchid=" + b.keys.WechatMchID
+	do := func(signURI string, ts int64) *http.Response {
+		a, err := wechatpay.SignRequest(priv, b.keys.WechatMchID, b.keys.WechatMerchantSerialNo, "GET", signURI, itoa(ts), "n0nce", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("GET", b.srv.URL+uri, nil)
+		req.Header.Set("Authorization", a.String())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	t.Run("OK", func(t *testing.T) {
+		if resp := do(uri, time.Now().Unix()); resp.StatusCode != 404 || resp.Header.Get("Wechatpay-Signature") == "" {
+			t.Fatalf("got %d (want a signed 404 ORDER_NOT_EXIST)", resp.StatusCode)
+		}
+	})
+	t.Run("ErrSignatureWithoutPrefix", func(t *testing.T) {
+		// Signing the path without the /sandbox/wechatpay prefix: not the request target sent.
+		if resp := do(strings.TrimPrefix(uri, "/sandbox/wechatpay"), time.Now().Unix()); resp.StatusCode != 401 || resp.Header.Get("Wechatpay-Signature") != "" {
+			t.Fatalf("got %d", resp.StatusCode)
+		}
+	})
+	t.Run("ErrTimestamp", func(t *testing.T) {
+		if resp := do(uri, time.Now().Add(-10*time.Minute).Unix()); resp.StatusCode != 401 {
+			t.Fatalf("got %d", resp.StatusCode)
+		}
+	})
+}
+
+func isWx(err error, code string) bool {
+	var we *wechatpay.Error
+	return errors.As(err, &we) && we.Code == code
+}
+
+func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+func urlQuery(s string) string { return url.QueryEscape(s) }
