@@ -2,6 +2,7 @@ package wechatpay
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"testing"
@@ -127,6 +128,45 @@ func FuzzV2XML(f *testing.F) {
 		if perr == nil {
 			if _, err := DecryptV2RefundReqInfo(fields["req_info"], key); err == nil && fields["req_info"] == "" {
 				t.Fatal("empty req_info decrypted")
+			}
+		}
+	})
+}
+
+// FuzzJSONDecode checks the notification JSON reader against encoding/json: whatever it
+// accepts is valid JSON and decodes to the same values; what encoding/json decodes, it decodes.
+// (Keys match exactly here, case-insensitively in encoding/json: inputs with upper-case ASCII
+// are only checked for validity.)
+func FuzzJSONDecode(f *testing.F) {
+	v := mustShared(f)
+	f.Add([]byte(v.V1.Plaintext))
+	f.Add([]byte(v.V2.Plaintext))
+	f.Add([]byte(v.V1.Body))
+	f.Add([]byte(`{"amount":{"total":1e2},"a":[1,{"b":null},"\u00e9\ud83d\ude00"],"attach":"x\"y\\/"}`))
+	f.Add([]byte(`{"payer":null,"amount":{"total":-0,"currency":"CN\u0059"}} `))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		upper := bytes.ContainsFunc(b, func(r rune) bool { return r >= 'A' && r <= 'Z' })
+		var mt, jt wireTransaction
+		errM := decodeTransaction(b, &mt)
+		errJ := json.Unmarshal(b, &jt)
+		if errM == nil && !json.Valid(b) {
+			t.Fatalf("accepted invalid JSON %q", b)
+		}
+		if !upper && errM == nil && (errJ != nil || mt != jt) {
+			t.Fatalf("differs from encoding/json on %q: %+v %v / %+v %v", b, mt, errM, jt, errJ)
+		}
+		if !upper && errJ == nil && errM != nil && bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
+			t.Fatalf("rejected what encoding/json decodes: %q: %v", b, errM)
+		}
+		var mr, jr wireRefund
+		if decodeRefund(b, &mr) == nil && !upper && (json.Unmarshal(b, &jr) != nil || mr != jr) {
+			t.Fatalf("refund differs on %q", b)
+		}
+		var me, je envelope
+		if decodeEnvelope(b, &me) == nil && !upper {
+			if json.Unmarshal(b, &je) != nil || me.ID != je.ID || me.EventType != je.EventType || (me.Resource == nil) != (je.Resource == nil) ||
+				(me.Resource != nil && *me.Resource != *je.Resource) {
+				t.Fatalf("envelope differs on %q", b)
 			}
 		}
 	})

@@ -329,8 +329,8 @@ func (c *Client) ParseNotification(h http.Header, body []byte) (*Notification, e
 
 func (c *Client) decodeNotification(body []byte) (*Notification, error) {
 	var env envelope
-	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, verifyErr(ErrMalformed, CheckEnvelope, "envelope is not JSON: %v", jsonErr(err))
+	if err := decodeEnvelope(body, &env); err != nil {
+		return nil, verifyErr(ErrMalformed, CheckEnvelope, "envelope: %v", jsonErr(err))
 	}
 	if env.Resource == nil {
 		return nil, verifyErr(ErrMalformed, CheckEnvelope, "envelope has no resource")
@@ -355,7 +355,7 @@ func (c *Client) decodeNotification(body []byte) (*Notification, error) {
 	switch {
 	case strings.HasPrefix(n.EventType, "TRANSACTION."):
 		var w wireTransaction
-		if err := json.Unmarshal(pt, &w); err != nil {
+		if err := decodeTransaction(pt, &w); err != nil {
 			return nil, verifyErr(ErrMalformed, CheckDecode, "transaction: %v", jsonErr(err))
 		}
 		if n.Transaction, err = w.typed(); err != nil {
@@ -363,7 +363,7 @@ func (c *Client) decodeNotification(body []byte) (*Notification, error) {
 		}
 	case strings.HasPrefix(n.EventType, "REFUND."):
 		var w wireRefund
-		if err := json.Unmarshal(pt, &w); err != nil {
+		if err := decodeRefund(pt, &w); err != nil {
 			return nil, verifyErr(ErrMalformed, CheckDecode, "refund: %v", jsonErr(err))
 		}
 		if n.Refund, err = w.typed(); err != nil {
@@ -385,7 +385,10 @@ func jsonErr(err error) string {
 	case *json.UnmarshalTypeError:
 		return fmt.Sprintf("field %s: want %s", e.Field, e.Type)
 	default:
-		return "invalid JSON"
+		if err == errJSON {
+			return "invalid JSON"
+		}
+		return err.Error()
 	}
 }
 

@@ -368,3 +368,41 @@ func V2Ack(ok bool, msg string) []byte {
 
 // cdataSafe keeps msg from closing its CDATA section.
 func cdataSafe(s string) string { return strings.ReplaceAll(s, "]]>", "]]]]><![CDATA[>") }
+
+// V2XML writes fields as an APIv2 XML message: <xml> with one element per field, sorted by
+// name, values in CDATA. It is for simulators and tests (build, V2Sign, then add "sign").
+func V2XML(fields map[string]string) []byte {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	b.WriteString("<xml>")
+	for _, k := range keys {
+		b.WriteString("<" + k + "><![CDATA[" + cdataSafe(fields[k]) + "]]></" + k + ">")
+	}
+	b.WriteString("</xml>")
+	return b.Bytes()
+}
+
+// EncryptV2RefundReqInfo encrypts a refund's <root> XML as WeChat Pay does for req_info:
+// AES-256-ECB under lowercase hex md5(APIv2 key), PKCS#7, base64. It is for simulators and tests.
+func EncryptV2RefundReqInfo(plaintext []byte, apiKey []byte) (string, error) {
+	if len(apiKey) == 0 {
+		return "", errors.New("wechatpay: v2: no API key")
+	}
+	sum := md5.Sum(apiKey)
+	var key [32]byte
+	hex.Encode(key[:], sum[:])
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		return "", fmt.Errorf("wechatpay: v2: %w", err)
+	}
+	pad := aes.BlockSize - len(plaintext)%aes.BlockSize
+	pt := append(append([]byte(nil), plaintext...), bytes.Repeat([]byte{byte(pad)}, pad)...)
+	for i := 0; i < len(pt); i += aes.BlockSize {
+		block.Encrypt(pt[i:i+aes.BlockSize], pt[i:i+aes.BlockSize])
+	}
+	return base64.StdEncoding.EncodeToString(pt), nil
+}

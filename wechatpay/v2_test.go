@@ -175,3 +175,27 @@ func TestV2Ack(t *testing.T) {
 		}
 	})
 }
+
+func TestV2Builders(t *testing.T) {
+	v := mustShared(t)
+	t.Run("OK/EncryptReqInfoMatchesV9", func(t *testing.T) {
+		got, err := EncryptV2RefundReqInfo([]byte(v.V9.Plaintext), []byte(v.V9.Key))
+		if err != nil || got != v.V9.ReqInfo {
+			t.Fatalf("%v", err)
+		}
+	})
+	t.Run("OK/XMLRoundTrip", func(t *testing.T) {
+		f := fieldsOf(v.V8.StringAHMAC)
+		sign, _ := V2Sign(f, []byte(v.V8.Key), V2SignHMACSHA256)
+		if sign != v.V8.SignHMAC {
+			t.Fatal(sign)
+		}
+		f["sign"] = sign
+		f["weird"] = "a]]>b<c>"
+		f["sign"], _ = V2Sign(f, []byte(v.V8.Key), V2SignHMACSHA256)
+		n, err := VerifyV2Notification(V2XML(f), []byte(v.V8.Key))
+		if err != nil || n.Fields["weird"] != "a]]>b<c>" {
+			t.Fatalf("%v", err)
+		}
+	})
+}

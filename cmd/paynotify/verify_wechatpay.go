@@ -134,7 +134,7 @@ func (c verifyWechatpayCommand) Run(ctx context.Context, m *Main, args []string)
 		}
 		cfg.PlatformCerts = append(cfg.PlatformCerts, cert)
 	}
-	key, err := readSecretFile(keyFile, "APIv3 key")
+	key, err := readWechatpayKeyFile(keyFile, "APIv3 key")
 	if err != nil {
 		return err
 	}
@@ -183,9 +183,9 @@ func parseNow(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339, s)
 }
 
-// readSecretFile reads a key file, dropping the trailing newline an editor adds. Its content is
+// readWechatpayKeyFile reads a key file, dropping the trailing newline an editor adds. Its content is
 // never printed.
-func readSecretFile(name, what string) ([]byte, error) {
+func readWechatpayKeyFile(name, what string) ([]byte, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return nil, configErrorf("read %s: %w", what, err)
@@ -273,7 +273,7 @@ func explainWechatpay(m *Main, h http.Header, body []byte, cfg wechatpay.Config,
 
 // verifyWechatpayV2 checks an APIv2 payment notification (signed) or refund notification (req_info).
 func verifyWechatpayV2(m *Main, keyFile string, explain bool, positional []string) error {
-	key, err := readSecretFile(keyFile, "APIv2 key")
+	key, err := readWechatpayKeyFile(keyFile, "APIv2 key")
 	if err != nil {
 		return err
 	}
