@@ -1,0 +1,149 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migration is one numbered SQL file of migrations/, NNNN_name.sql.
+type migration struct {
+	version int64
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, p := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(p, "migrations/"), ".sql")
+		num, _, _ := strings.Cut(name, "_")
+		v, err := strconv.ParseInt(num, 10, 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: bad version", p)
+		}
+		b, err := migrationFS.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migration %s: duplicate version", ms[i].name)
+		}
+	}
+	return ms, nil
+}
+
+const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    bigint PRIMARY KEY,
+	name       text NOT NULL,
+	applied_at timestamptz NOT NULL
+)`
+
+// Migrate applies the pending migrations, each in its own transaction, while holding a session
+// advisory lock: several instances starting together take turns, and the later ones find the
+// migrations applied. Tables are created in the connection's current schema (search_path).
+func (db *DB) Migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrateLockKey); err != nil {
+		return fmt.Errorf("postgres: migrate: lock: %w", err)
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrateLockKey); err != nil {
+			// The session may still hold the lock: do not return the connection to the pool.
+			conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+	if _, err := conn.Exec(ctx, createMigrationsTable); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	for _, m := range ms {
+		if err := migrateOne(ctx, conn.Conn(), m, db); err != nil {
+			return fmt.Errorf("postgres: migrate %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+func migrateOne(ctx context.Context, conn *pgx.Conn, m migration, db *DB) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer rollback(ctx, tx)
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, m.sql); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+		m.version, m.name, tm(db.now())); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// PendingMigrations returns how many embedded migrations the database (its current schema) has
+// not applied yet, so that a server started without migrating can refuse an old schema.
+func (db *DB) PendingMigrations(ctx context.Context) (int, error) {
+	ms, err := migrations()
+	if err != nil {
+		return 0, fmt.Errorf("postgres: pending migrations: %w", err)
+	}
+	var exists bool
+	if err := db.pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("postgres: pending migrations: %w", err)
+	}
+	if !exists {
+		return len(ms), nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: pending migrations: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, fmt.Errorf("postgres: pending migrations: %w", err)
+	}
+	applied := map[int64]bool{}
+	for _, v := range versions {
+		applied[v] = true
+	}
+	n := 0
+	for _, m := range ms {
+		if !applied[m.version] {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,297 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/paynotify/paynotify"
+)
+
+const orderColumns = `app, out_trade_no, channel, status, amount, refunded_amount, currency, subject, body,
+	payer_openid, provider_trade_no, version, created_at, paid_at, expires_at, pay`
+
+func scanOrder(row pgx.Row) (*paynotify.Order, error) {
+	var (
+		o                   paynotify.Order
+		status              string
+		amount, refundedAmt int64
+		paid                *time.Time
+		pay                 []byte
+	)
+	if err := row.Scan(&o.App, &o.OutTradeNo, &o.Channel, &status, &amount, &refundedAmt, &o.Currency, &o.Subject,
+		&o.Body, &o.PayerOpenID, &o.ProviderTradeNo, &o.Version, &o.CreatedAt, &paid, &o.ExpiresAt, &pay); err != nil {
+		return nil, err
+	}
+	o.Status = paynotify.OrderStatus(status)
+	o.Amount, o.RefundedAmount = paynotify.Amount(amount), paynotify.Amount(refundedAmt)
+	o.CreatedAt, o.ExpiresAt = o.CreatedAt.UTC(), o.ExpiresAt.UTC()
+	if paid != nil {
+		p := paid.UTC()
+		o.PaidAt = &p
+	}
+	if pay != nil {
+		o.Pay = pay
+	}
+	return &o, nil
+}
+
+// orderArgs are the values of orderColumns, in order.
+func orderArgs(o *paynotify.Order) []any {
+	var pay []byte
+	if o.Pay != nil {
+		pay = []byte(o.Pay)
+	}
+	return []any{o.App, o.OutTradeNo, o.Channel, string(o.Status), int64(o.Amount), int64(o.RefundedAmount),
+		o.Currency, o.Subject, o.Body, o.PayerOpenID, o.ProviderTradeNo, o.Version, tm(o.CreatedAt),
+		tmPtr(o.PaidAt), tm(o.ExpiresAt), pay}
+}
+
+// CreateOrder inserts o with Version 1 unless (App, OutTradeNo) exists; it returns the stored
+// order (an existing one unchanged) and whether it was created. o itself is not modified.
+func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.Order, bool, error) {
+	n := *o
+	n.Version = 1
+	var (
+		stored  *paynotify.Order
+		created bool
+	)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO orders (`+orderColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+			ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
+		if err != nil {
+			return err
+		}
+		created = tag.RowsAffected() == 1
+		stored, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = $1 AND out_trade_no = $2`,
+			o.App, o.OutTradeNo))
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("postgres: create order: %w", err)
+	}
+	return stored, created, nil
+}
+
+// GetOrder returns the order, or an *paynotify.Error with code ENOTFOUND.
+func (db *DB) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.Order, error) {
+	o, err := scanOrder(db.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = $1 AND out_trade_no = $2`,
+		app, outTradeNo))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("Order not found.")
+	} else if err != nil {
+		return nil, fmt.Errorf("postgres: get order: %w", err)
+	}
+	return o, nil
+}
+
+// ListOrders returns the orders matching filter, newest (CreatedAt) first.
+func (db *DB) ListOrders(ctx context.Context, filter paynotify.OrderFilter) ([]*paynotify.Order, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders
+		WHERE ($1 = '' OR app = $1) AND ($2 = '' OR status = $2)
+		ORDER BY created_at DESC, seq DESC LIMIT $3`, filter.App, string(filter.Status), limit(filter.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list orders: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*paynotify.Order, error) { return scanOrder(r) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list orders: %w", err)
+	}
+	return out, nil
+}
+
+const refundColumns = `app, out_trade_no, out_request_no, amount, reason, status, provider_refund_no, created_at, updated_at`
+
+func scanRefund(row pgx.Row) (*paynotify.Refund, error) {
+	var (
+		r      paynotify.Refund
+		amount int64
+		status string
+	)
+	if err := row.Scan(&r.App, &r.OutTradeNo, &r.OutRequestNo, &amount, &r.Reason, &status, &r.ProviderRefundNo,
+		&r.CreatedAt, &r.UpdatedAt); err != nil {
+		return nil, err
+	}
+	r.Amount = paynotify.Amount(amount)
+	r.Status = paynotify.RefundStatus(status)
+	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
+	return &r, nil
+}
+
+func refundArgs(r *paynotify.Refund) []any {
+	return []any{r.App, r.OutTradeNo, r.OutRequestNo, int64(r.Amount), r.Reason, string(r.Status), r.ProviderRefundNo,
+		tm(r.CreatedAt), tm(r.UpdatedAt)}
+}
+
+// CreateRefund records r unless (App, OutTradeNo, OutRequestNo) exists; it returns the stored
+// refund (an existing one unchanged) and whether it was created. The order must exist: ENOTFOUND
+// otherwise.
+func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify.Refund, bool, error) {
+	var (
+		stored  *paynotify.Refund
+		created bool
+	)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (app, out_trade_no, out_request_no) DO NOTHING`, refundArgs(r)...)
+		if err != nil {
+			return err
+		}
+		created = tag.RowsAffected() == 1
+		stored, err = scanRefund(tx.QueryRow(ctx, `SELECT `+refundColumns+` FROM refunds
+			WHERE app = $1 AND out_trade_no = $2 AND out_request_no = $3`, r.App, r.OutTradeNo, r.OutRequestNo))
+		return err
+	})
+	var pe *paynotify.Error
+	if errors.As(err, &pe) {
+		return nil, false, err
+	} else if err != nil {
+		return nil, false, fmt.Errorf("postgres: create refund: %w", err)
+	}
+	return stored, created, nil
+}
+
+// orderExists returns nil if the order exists, ENOTFOUND if not.
+func orderExists(ctx context.Context, tx pgx.Tx, app, outTradeNo string) error {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2`, app, outTradeNo).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("Order not found.")
+	}
+	return err
+}
+
+// ListRefunds returns the refunds of an order, oldest first (none for an unknown order).
+func (db *DB) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*paynotify.Refund, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+refundColumns+` FROM refunds WHERE app = $1 AND out_trade_no = $2
+		ORDER BY created_at, seq`, app, outTradeNo)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list refunds: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*paynotify.Refund, error) { return scanRefund(r) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list refunds: %w", err)
+	}
+	return out, nil
+}
+
+// errConflict carries ErrVersionConflict out of the transaction function (which rolls back).
+var errConflict = paynotify.ErrVersionConflict
+
+// Commit applies c in one transaction: the order compare-and-set on c.PrevVersion, the refund
+// upsert, the anomaly (once per key), the evidence, and the events in order (then the anomaly's
+// event, if the anomaly is new). It returns paynotify.ErrVersionConflict, writing nothing, when
+// the stored order's version is not c.PrevVersion, and ENOTFOUND when the order (of c.Order or
+// c.Refund) does not exist. A serialization failure or deadlock reruns the whole transaction,
+// whose compare-and-set then gives the answer.
+func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool, err error) {
+	if c.Order != nil && c.Order.Version <= c.PrevVersion {
+		return false, fmt.Errorf("postgres: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
+	}
+	anomalyAt := tm(db.now())
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		anomalyNew = false
+		return commit(ctx, tx, c, anomalyAt, &anomalyNew)
+	})
+	var pe *paynotify.Error
+	switch {
+	case err == nil:
+		return anomalyNew, nil
+	case errors.Is(err, errConflict), errors.As(err, &pe):
+		return false, err
+	default:
+		return false, fmt.Errorf("postgres: commit: %w", err)
+	}
+}
+
+func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.Time, anomalyNew *bool) error {
+	if o := c.Order; o != nil {
+		args := append(orderArgs(o)[2:], o.App, o.OutTradeNo, c.PrevVersion)
+		tag, err := tx.Exec(ctx, `UPDATE orders SET channel = $1, status = $2, amount = $3, refunded_amount = $4,
+			currency = $5, subject = $6, body = $7, payer_openid = $8, provider_trade_no = $9, version = $10,
+			created_at = $11, paid_at = $12, expires_at = $13, pay = $14
+			WHERE app = $15 AND out_trade_no = $16 AND version = $17`, args...)
+		if err != nil {
+			return fmt.Errorf("update order: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			if err := orderExists(ctx, tx, o.App, o.OutTradeNo); err != nil {
+				return err
+			}
+			return errConflict
+		}
+	}
+
+	if r := c.Refund; r != nil {
+		if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
+				status = excluded.status, provider_refund_no = excluded.provider_refund_no, updated_at = excluded.updated_at`,
+			refundArgs(r)...); err != nil {
+			return fmt.Errorf("upsert refund: %w", err)
+		}
+	}
+
+	events := c.Events
+	if a := c.Anomaly; a != nil {
+		eventID := ""
+		if a.Event != nil {
+			eventID = a.Event.ID
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, out_trade_no, key) DO NOTHING`,
+			a.App, a.OutTradeNo, a.Key, a.Reason, eventID, anomalyAt)
+		if err != nil {
+			return fmt.Errorf("insert anomaly: %w", err)
+		}
+		if *anomalyNew = tag.RowsAffected() == 1; *anomalyNew && a.Event != nil {
+			events = append(events[:len(events):len(events)], a.Event)
+		}
+	}
+
+	if e := c.Evidence; e != nil {
+		if err := insertEvidence(ctx, tx, e); err != nil {
+			return err
+		}
+	}
+
+	if len(events) > 0 {
+		// Event writers take turns from here to their commit, so that seq order is commit order:
+		// a reader paging with After never sees seq N+1 committed before N and skips N. Nothing
+		// after this point waits on a row lock, so the lock cannot join a deadlock.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLockKey); err != nil {
+			return fmt.Errorf("lock events: %w", err)
+		}
+		batch := &pgx.Batch{}
+		for _, e := range events {
+			var data []byte
+			if e.Data != nil {
+				data = []byte(e.Data)
+			}
+			batch.Queue(`INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
+				VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)`,
+				e.ID, string(e.Type), e.App, e.OutTradeNo, e.Version, tm(e.Timestamp), nullString(data))
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("insert event: %w", err)
+		}
+	}
+	return nil
+}
+
+// nullString passes JSON as text (so that the json column keeps it byte for byte), nil as NULL.
+func nullString(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
+}

@@ -1,0 +1,137 @@
+// Package postgres implements the paynotify store interfaces on PostgreSQL with pgx, for
+// several paynotify instances sharing one database.
+//
+// Times are timestamptz: kept to the microsecond (finer parts truncated) and read back as UTC.
+// Event data is json (kept byte for byte), pay parameters and evidence bodies are bytea.
+// Transactions run at READ COMMITTED; every order move is a compare-and-set on its version.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/paynotify/paynotify"
+)
+
+var _ paynotify.Store = (*DB)(nil)
+
+// Advisory lock keys (pg_advisory_lock takes a bigint): one for migrations, one that orders the
+// event log.
+const (
+	migrateLockKey int64 = 0x7061796e6f746966 // "paynotif"
+	eventsLockKey  int64 = 0x7061796e6576656e // "payneven"
+)
+
+// DB is a paynotify store on a PostgreSQL database. It is safe for concurrent use, also by
+// several processes on one database.
+type DB struct {
+	pool *pgxpool.Pool
+
+	// Now stamps rows the store writes on its own (anomalies, migrations). Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Open connects to the database at url (a postgres:// URL or key=value DSN; pgxpool settings
+// such as pool_max_conns are accepted) and checks that it answers. Open does not migrate: call
+// Migrate, or PendingMigrations to refuse an old schema.
+func Open(ctx context.Context, url string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgconn's parse errors redact the password; do not add the URL ourselves.
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	return &DB{pool: pool, Now: time.Now}, nil
+}
+
+// Close closes the connection pool.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// Pool returns the underlying pool, for health checks and tests.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+func (db *DB) now() time.Time {
+	if db.Now != nil {
+		return db.Now()
+	}
+	return time.Now()
+}
+
+// tm is what is stored for t: UTC, truncated to the microsecond (timestamptz's precision; pgx
+// would truncate too, but saying it keeps both stores alike).
+func tm(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func tmPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := tm(*t)
+	return &u
+}
+
+func notFound(format string, args ...any) error {
+	return paynotify.Errorf(paynotify.ENOTFOUND, format, args...)
+}
+
+// retryable reports whether err is a serialization failure or a deadlock: the transaction was
+// rolled back as a whole and can run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+func limit(n int) int {
+	if n <= 0 {
+		return 100
+	}
+	return n
+}
+
+func rollback(ctx context.Context, tx pgx.Tx) { _ = tx.Rollback(context.WithoutCancel(ctx)) }
+
+// inTx runs f in a transaction, again (up to three times) on a serialization failure or deadlock.
+func (db *DB) inTx(ctx context.Context, f func(tx pgx.Tx) error) error {
+	var err error
+	for range 3 {
+		err = db.tryTx(ctx, f)
+		if !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (db *DB) tryTx(ctx context.Context, f func(tx pgx.Tx) error) error {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer rollback(ctx, tx)
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}

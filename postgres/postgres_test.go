@@ -1,0 +1,378 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/postgres"
+	"github.com/paynotify/paynotify/storetest"
+)
+
+// defaultURL is the PostgreSQL of this project's machines; CI sets PAYNOTIFY_TEST_POSTGRES_URL.
+const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// testDBURL is the URL of this run's own database, created by TestMain and dropped at the end.
+var testDBURL string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	admin := os.Getenv("PAYNOTIFY_TEST_POSTGRES_URL")
+	if admin == "" {
+		admin = defaultURL
+	}
+	ctx := context.Background()
+	name, u, err := createDatabase(ctx, admin)
+	if err != nil {
+		// Never skip: a missing PostgreSQL fails the run.
+		fmt.Fprintf(os.Stderr, "postgres tests: %v (set PAYNOTIFY_TEST_POSTGRES_URL)\n", err)
+		return 1
+	}
+	testDBURL = u
+	code := m.Run()
+	if err := dropDatabase(ctx, admin, name); err != nil {
+		fmt.Fprintf(os.Stderr, "postgres tests: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+func randomName(prefix string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// createDatabase creates a fresh database paynotify_test_<random> and returns its name and URL.
+func createDatabase(ctx context.Context, admin string) (name, dbURL string, err error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", "", fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	name = randomName("paynotify_test_")
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", "", fmt.Errorf("create database: %w", err)
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		return "", "", fmt.Errorf("PAYNOTIFY_TEST_POSTGRES_URL is not a URL")
+	}
+	u.Path = "/" + name
+	return name, u.String(), nil
+}
+
+func dropDatabase(ctx context.Context, admin, name string) error {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// schemaURL creates a new schema in this run's database and returns a URL whose connections
+// work in it (search_path).
+func schemaURL(tb testing.TB) string {
+	tb.Helper()
+	schema := randomName("s_")
+	conn, err := pgx.Connect(tb.Context(), testDBURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(tb.Context()))
+	if _, err := conn.Exec(tb.Context(), "CREATE SCHEMA "+schema); err != nil {
+		tb.Fatal(err)
+	}
+	u, _ := url.Parse(testDBURL)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// MustOpen opens and migrates the database at u, closed when tb ends.
+func MustOpen(tb testing.TB, u string) *postgres.DB {
+	tb.Helper()
+	db, err := postgres.Open(tb.Context(), u)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if err := db.Migrate(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) paynotify.Store { return MustOpen(t, schemaURL(t)) })
+}
+
+func TestOpen(t *testing.T) {
+	t.Run("ErrUnreachable", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_, err := postgres.Open(ctx, "postgres://paynotify:s3cretpassw0rd@127.0.0.1:1/x?sslmode=disable&connect_timeout=2")
+		if err == nil {
+			t.Fatal("Open succeeded")
+		}
+		if strings.Contains(err.Error(), "s3cretpassw0rd") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	})
+
+	t.Run("ErrURL", func(t *testing.T) {
+		t.Parallel()
+		_, err := postgres.Open(t.Context(), "postgres://paynotify:s3cretpassw0rd@127.0.0.1:5432/x?sslmode=bogus")
+		if err == nil {
+			t.Fatal("Open succeeded")
+		}
+		if strings.Contains(err.Error(), "s3cretpassw0rd") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	})
+}
+
+func TestMigrate(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		t.Parallel()
+		db, err := postgres.Open(t.Context(), schemaURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		n, err := db.PendingMigrations(t.Context())
+		if err != nil || n < 1 {
+			t.Fatalf("PendingMigrations on an empty schema = %d, %v; want ≥ 1", n, err)
+		}
+		for range 2 { // idempotent
+			if err := db.Migrate(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := db.PendingMigrations(t.Context()); err != nil || n != 0 {
+				t.Fatalf("PendingMigrations after Migrate = %d, %v; want 0", n, err)
+			}
+		}
+	})
+
+	t.Run("OKConcurrent", func(t *testing.T) {
+		// Several instances start together on a fresh database: the advisory lock makes them
+		// take turns (without it, concurrent CREATE TABLEs fail).
+		t.Parallel()
+		admin := os.Getenv("PAYNOTIFY_TEST_POSTGRES_URL")
+		if admin == "" {
+			admin = defaultURL
+		}
+		name, u, err := createDatabase(t.Context(), admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := dropDatabase(context.Background(), admin, name); err != nil {
+				t.Error(err)
+			}
+		})
+		const n = 8
+		dbs := make([]*postgres.DB, n)
+		for i := range dbs {
+			if dbs[i], err = postgres.Open(t.Context(), u); err != nil {
+				t.Fatal(err)
+			}
+			defer dbs[i].Close()
+		}
+		var wg sync.WaitGroup
+		var failed atomic.Int32
+		start := make(chan struct{})
+		for _, db := range dbs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if err := db.Migrate(t.Context()); err != nil {
+					failed.Add(1)
+					t.Errorf("Migrate: %v", err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if n, err := dbs[0].PendingMigrations(t.Context()); err != nil || n != 0 {
+			t.Fatalf("PendingMigrations = %d, %v; want 0", n, err)
+		}
+		var applied int
+		if err := dbs[0].Pool().QueryRow(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&applied); err != nil {
+			t.Fatal(err)
+		}
+		if want, _ := allMigrations(t); applied != want {
+			t.Errorf("schema_migrations has %d rows, want %d", applied, want)
+		}
+	})
+}
+
+// allMigrations returns how many migrations a new schema has pending (all of them).
+func allMigrations(t *testing.T) (int, error) {
+	db, err := postgres.Open(t.Context(), schemaURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	return db.PendingMigrations(t.Context())
+}
+
+// TestDurability commits, closes the pool, reopens and finds everything.
+func TestDurability(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	u := schemaURL(t)
+	db, err := postgres.Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := db.CreateOrder(ctx, storetest.NewOrder("app1", "T1", storetest.T0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := storetest.PaidChange(o, "ev1", "nt1", storetest.T0.Add(time.Minute))
+	if _, err := db.Commit(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	db = MustOpen(t, u)
+	got, err := db.GetOrder(ctx, "app1", "T1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != 2 || got.Status != paynotify.StatusPaid || got.PaidAt == nil || !bytes.Equal(got.Pay, o.Pay) {
+		t.Errorf("order after reopen: %+v", got)
+	}
+	evs, err := db.ListEvents(ctx, paynotify.EventFilter{})
+	if err != nil || len(evs) != 1 || evs[0].ID != "ev1" || !bytes.Equal(evs[0].Data, c.Events[0].Data) {
+		t.Errorf("events after reopen: %v, %v", evs, err)
+	}
+	nts, err := db.ListEvidence(ctx, paynotify.EvidenceFilter{})
+	if err != nil || len(nts) != 1 || !bytes.Equal(nts[0].Body, c.Evidence.Body) {
+		t.Errorf("evidence after reopen: %v, %v", nts, err)
+	}
+}
+
+// TestEventsCommitOrder checks that a reader paging the log while commits race never skips an
+// event: every seq it sees after a cursor is greater than the cursor, and at the end it has
+// seen every event exactly once.
+func TestEventsCommitOrder(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := MustOpen(t, schemaURL(t))
+	const writers, perWriter = 8, 40
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				o, _, err := db.CreateOrder(ctx, storetest.NewOrder("app1", fmt.Sprintf("W%d-%d", w, i), storetest.T0))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := db.Commit(ctx, storetest.PaidChange(o, fmt.Sprintf("ev%d-%d", w, i), fmt.Sprintf("nt%d-%d", w, i), storetest.T0)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+
+	seen := map[string]bool{}
+	var after int64
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true // one more pass after the last commit
+		default:
+		}
+		evs, err := db.ListEvents(ctx, paynotify.EventFilter{After: after, Limit: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if seen[e.ID] {
+				t.Fatalf("event %s seen twice", e.ID)
+			}
+			seen[e.ID] = true
+			after = e.Seq
+		}
+		if len(evs) == 7 {
+			finished = false
+		}
+	}
+	if len(seen) != writers*perWriter {
+		t.Errorf("reader saw %d events, want %d", len(seen), writers*perWriter)
+	}
+}
+
+// BenchmarkCommit measures one durable single-order commit (order CAS, one event, evidence),
+// one after the other, and from 8 goroutines.
+func BenchmarkCommit(b *testing.B) {
+	for _, par := range []int{1, 8} {
+		b.Run(fmt.Sprint("conns=", par), func(b *testing.B) {
+			db := MustOpen(b, schemaURL(b))
+			ctx := b.Context()
+			orders := make([]*paynotify.Order, b.N)
+			for i := range orders {
+				o, _, err := db.CreateOrder(ctx, storetest.NewOrder("app1", fmt.Sprint("B", i), storetest.T0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				orders[i] = o
+			}
+			var next atomic.Int64
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range par {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= len(orders) {
+							return
+						}
+						if _, err := db.Commit(ctx, storetest.PaidChange(orders[i], fmt.Sprint("ev", i), fmt.Sprint("nt", i), storetest.T0)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+		})
+	}
+}
