@@ -169,3 +169,10 @@ func waitCtx(t *testing.T, d time.Duration) context.Context {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -39,6 +39,7 @@ func (s *Sandbox) routes() {
 	m.HandleFunc("GET /sandbox/api/refunds", s.apiRefunds)
 	m.HandleFunc("GET /sandbox/api/notifications", s.apiNotifications)
 	m.HandleFunc("GET /sandbox/api/attempts", s.apiAttempts)
+	m.HandleFunc("POST /sandbox/api/order", s.apiOrder)
 	m.HandleFunc("POST /sandbox/api/{action}", s.apiAction)
 	m.HandleFunc("POST /sandbox/api/refund/complete", s.apiRefundComplete)
 	m.HandleFunc("GET /sandbox/api/faults", s.apiGetFaults)
@@ -315,13 +316,16 @@ func (s *Sandbox) apiAttempts(w http.ResponseWriter, r *http.Request) {
 	minAcked, _ := strconv.Atoi(q.Get("acked"))
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	var as []*Attempt
-	var err error
-	if minAcked > 0 {
-		as, err = s.WaitAcked(ctx, f, minAcked)
-	} else {
-		as, err = s.WaitAttempts(ctx, f, minN)
-	}
+	as, err := s.waitFor(ctx, func() ([]*Attempt, bool, error) {
+		as, err := s.Attempts(f)
+		acked := 0
+		for _, a := range as {
+			if a.Acked {
+				acked++
+			}
+		}
+		return as, len(as) >= minN && acked >= minAcked, err
+	})
 	complete := err == nil
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		apiError(w, 500, "%v", err)
@@ -335,15 +339,15 @@ func (s *Sandbox) apiAttempts(w http.ResponseWriter, r *http.Request) {
 
 // ActionRequest is the body of the control API's POST actions.
 type ActionRequest struct {
-	Provider     string `json:"provider,omitempty"`
-	OutTradeNo   string `json:"out_trade_no,omitempty"`
-	URL          string `json:"url,omitempty"`          // pay/open: a page or wap pay URL, a cashier URL, a qr_code, a code_url or h5_url
-	OrderString  string `json:"order_string,omitempty"` // pay: an Alipay app pay orderString
-	PrepayID     string `json:"prepay_id,omitempty"`    // pay: a WeChat prepay_id
-	Amount       int64  `json:"amount,omitempty"`       // refund: fen (default: what is left)
-	OutRequestNo string `json:"out_request_no,omitempty"`
-	Reason       string `json:"reason,omitempty"`
-	Status       string `json:"status,omitempty"` // refund/complete: SUCCESS, CLOSED or ABNORMAL
+	Provider     string `json:"provider,omitempty" yaml:"provider"`
+	OutTradeNo   string `json:"out_trade_no,omitempty" yaml:"out_trade_no"`
+	URL          string `json:"url,omitempty" yaml:"url"`                   // pay/open: a page or wap pay URL, a cashier URL, a qr_code, a code_url or h5_url
+	OrderString  string `json:"order_string,omitempty" yaml:"order_string"` // pay: an Alipay app pay orderString
+	PrepayID     string `json:"prepay_id,omitempty" yaml:"prepay_id"`       // pay: a WeChat prepay_id
+	Amount       int64  `json:"amount,omitempty" yaml:"amount"`             // refund: fen (default: what is left)
+	OutRequestNo string `json:"out_request_no,omitempty" yaml:"out_request_no"`
+	Reason       string `json:"reason,omitempty" yaml:"reason"`
+	Status       string `json:"status,omitempty" yaml:"status"` // refund/complete: SUCCESS, CLOSED or ABNORMAL
 }
 
 func (s *Sandbox) apiAction(w http.ResponseWriter, r *http.Request) {
@@ -665,4 +669,101 @@ func (s *Sandbox) apiRegisterMerchant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 200, map[string]any{"registered": b.MchID})
+}
+
+// OrderRequest creates a trade directly in the sandbox, as the default app or merchant (or the
+// one named) would through the provider API: for testing a notify endpoint without a merchant
+// server. Products: alipay app, page, wap, precreate; wechatpay native, app, jsapi, h5.
+type OrderRequest struct {
+	Provider   string `json:"provider" yaml:"provider"`
+	Product    string `json:"product" yaml:"product"`
+	AppID      string `json:"app_id,omitempty" yaml:"app_id"` // Alipay app_id / WeChat mchid; default: the default app/merchant
+	OutTradeNo string `json:"out_trade_no" yaml:"out_trade_no"`
+	Amount     int64  `json:"amount" yaml:"amount"` // fen
+	Subject    string `json:"subject,omitempty" yaml:"subject"`
+	NotifyURL  string `json:"notify_url" yaml:"notify_url"`
+	ReturnURL  string `json:"return_url,omitempty" yaml:"return_url"`
+	Charset    string `json:"charset,omitempty" yaml:"charset"` // Alipay: utf-8 (default) or GBK
+}
+
+// CreateOrder records an order as if the merchant had sent it (no signature involved). Alipay
+// orders start NOT_CREATED, as at Alipay, until opened or paid; WeChat orders start NOTPAY.
+func (s *Sandbox) CreateOrder(o OrderRequest) (*Trade, error) {
+	if o.OutTradeNo == "" || o.Amount < 1 || o.NotifyURL == "" {
+		return nil, fmt.Errorf("%w: out_trade_no, amount and notify_url are required", errBadAction)
+	}
+	if o.Subject == "" {
+		o.Subject = "sandbox order " + o.OutTradeNo
+	}
+	switch o.Provider {
+	case ProviderAlipay:
+		method := map[string]string{"app": "alipay.trade.app.pay", "page": "alipay.trade.page.pay", "wap": "alipay.trade.wap.pay", "precreate": "alipay.trade.precreate"}[o.Product]
+		if method == "" {
+			return nil, fmt.Errorf("%w: alipay product must be app, page, wap or precreate", errBadAction)
+		}
+		if o.AppID == "" {
+			o.AppID = s.keys.appID
+		}
+		app, err := s.alipayApp(o.AppID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: unknown app %q", errNotFound, o.AppID)
+		}
+		cs := o.Charset
+		if cs == "" {
+			cs = "utf-8"
+		}
+		req := &alipayReq{method: method, charset: cs, signType: "RSA2", app: app,
+			params: map[string]string{"notify_url": o.NotifyURL, "return_url": o.ReturnURL},
+			biz:    map[string]string{"out_trade_no": o.OutTradeNo, "total_amount": alipay.FormatAmount(o.Amount), "subject": o.Subject}}
+		t, aerr := s.alipayOrder(req)
+		if aerr != nil {
+			return nil, fmt.Errorf("%w: %s %s", errBadAction, aerr.subCode, aerr.subMsg)
+		}
+		return t, nil
+	case ProviderWechatpay:
+		if o.Product != "native" && o.Product != "app" && o.Product != "jsapi" && o.Product != "h5" {
+			return nil, fmt.Errorf("%w: wechatpay product must be native, app, jsapi or h5", errBadAction)
+		}
+		if o.AppID == "" {
+			o.AppID = s.keys.mchID
+		}
+		m, err := s.wechatMerchant(o.AppID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: unknown merchant %q", errNotFound, o.AppID)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		now := s.now()
+		t := &Trade{Provider: ProviderWechatpay, AppID: m.AppIDs[0], MchID: m.MchID, OutTradeNo: o.OutTradeNo, Product: o.Product,
+			Status: wxNotPay, Amount: o.Amount, Subject: o.Subject, NotifyURL: o.NotifyURL, Token: randAlnum(24), CreatedAt: now,
+			TimeExpire: now.Add(7 * 24 * time.Hour), PrepayID: "wx" + now.In(alipay.Beijing).Format("02150405") + randDigits(24),
+			CodeURL: "weixin://wxpay/bizpayurl?pr=" + randAlnum(10)}
+		t.CashierURL = s.cfg.BaseURL + "/sandbox/wechatpay/pay/" + t.Token
+		t.Request = map[string]string{"appid": t.AppID, "description": t.Subject, "total": strconv.FormatInt(t.Amount, 10), "product": t.Product, "notify_url": t.NotifyURL}
+		if err := s.st.saveTrade(t); err != nil {
+			return nil, fmt.Errorf("%w: out_trade_no %q exists", errBadAction, o.OutTradeNo)
+		}
+		return t, nil
+	}
+	return nil, fmt.Errorf("%w: provider must be alipay or wechatpay", errBadAction)
+}
+
+func (s *Sandbox) apiOrder(w http.ResponseWriter, r *http.Request) {
+	var o OrderRequest
+	if err := json.NewDecoder(r.Body).Decode(&o); err != nil {
+		apiError(w, 400, "bad JSON: %v", err)
+		return
+	}
+	t, err := s.CreateOrder(o)
+	if err != nil {
+		status := 409
+		if errors.Is(err, errBadAction) {
+			status = 400
+		} else if errors.Is(err, errNotFound) {
+			status = 404
+		}
+		apiError(w, status, "%v", err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"trade": t})
 }
