@@ -58,8 +58,9 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 )`
 
 // Migrate applies the pending migrations, each in its own transaction, while holding a session
-// advisory lock: several instances starting together take turns, and the later ones find the
-// migrations applied. Tables are created in the connection's current schema (search_path).
+// advisory lock: several instances starting together on one schema take turns, and the later
+// ones find the migrations applied. Tables are created in the connection's current schema
+// (the first existing schema of search_path).
 func (db *DB) Migrate(ctx context.Context) error {
 	ms, err := migrations()
 	if err != nil {
@@ -70,11 +71,13 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrateLockKey); err != nil {
+	// The lock is per schema (current_schema() is where the tables go): instances on one schema
+	// take turns, databases with several paynotify schemas do not wait for each other.
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1 # hashtextextended(current_schema(), 0))`, migrateLockKey); err != nil {
 		return fmt.Errorf("postgres: migrate: lock: %w", err)
 	}
 	defer func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrateLockKey); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1 # hashtextextended(current_schema(), 0))`, migrateLockKey); err != nil {
 			// The session may still hold the lock: do not return the connection to the pool.
 			conn.Conn().Close(context.WithoutCancel(ctx))
 		}
