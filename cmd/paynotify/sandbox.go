@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/paynotify/paynotify/sandbox"
+)
+
+func init() { commands["sandbox"] = sandboxCommand{} }
+
+// sandboxCommand is `paynotify sandbox`: it runs the Alipay and WeChat Pay simulators, or talks to
+// a running one.
+type sandboxCommand struct{}
+
+const defaultSandboxURL = "http://127.0.0.1:8081"
+
+func (sandboxCommand) Usage() string {
+	return `Usage:
+  paynotify sandbox [--listen ADDR] [--state-dir DIR] [--time-scale N] [--base-url URL]
+      Runs the Alipay and WeChat Pay simulators (default 127.0.0.1:8081, state in ./sandbox-data).
+      --time-scale divides notification retry delays only (1000: 4m becomes 240ms).
+
+  paynotify sandbox keys [--sandbox URL | --state-dir DIR] [--json]
+      Prints what a merchant config needs: the sandbox's public keys, APIv3 key, and the default
+      app and merchant with their generated (throw-away) key pairs.
+
+  paynotify sandbox pay|open|fail|close|finish --sandbox URL
+        (--out-trade-no X [--provider alipay|wechatpay] | --url URL | --order-string S | --prepay-id ID)
+  paynotify sandbox refund --sandbox URL --out-trade-no X [--amount FEN] [--out-request-no N] [--reason R]
+  paynotify sandbox complete-refund --sandbox URL --out-request-no N [--status SUCCESS|CLOSED|ABNORMAL]
+  paynotify sandbox reset --sandbox URL [--out-trade-no X]
+  paynotify sandbox retry --sandbox URL [--out-trade-no X]
+  paynotify sandbox faults --sandbox URL [--out-trade-no X] [--set JSON | --clear]
+  paynotify sandbox trades|attempts --sandbox URL [--out-trade-no X]
+  paynotify sandbox run FILE --sandbox URL
+      Plays a YAML scenario (docs/sandbox.md); exit 1 when an expectation fails.
+
+--sandbox defaults to ` + defaultSandboxURL + ` (or $PAYNOTIFY_SANDBOX).
+`
+}
+
+func (cmd sandboxCommand) Run(ctx context.Context, m *Main, args []string) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, rest := args[0], args[1:]
+		switch sub {
+		case "keys":
+			return cmd.keys(ctx, m, rest)
+		case "run":
+			return cmd.run(ctx, m, rest)
+		case "pay", "open", "fail", "close", "finish", "refund", "complete-refund", "reset", "retry", "faults", "trades", "attempts":
+			return cmd.control(ctx, m, sub, rest)
+		default:
+			return usagef("paynotify sandbox --help", "sandbox: unknown subcommand %q", sub)
+		}
+	}
+	return cmd.serve(ctx, m, args)
+}
+
+// parseFlags parses fs from args, allowing positional arguments between flags.
+func parseFlags(m *Main, fs *flag.FlagSet, usage string, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(m.Stdout, usage)
+				return nil, errHelp
+			}
+			return nil, usagef("paynotify sandbox --help", "sandbox: %v", err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+var errHelp = errors.New("help")
+
+func sandboxURLFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("PAYNOTIFY_SANDBOX")
+	if def == "" {
+		def = defaultSandboxURL
+	}
+	return fs.String("sandbox", def, "")
+}
+
+func (cmd sandboxCommand) serve(ctx context.Context, m *Main, args []string) error {
+	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8081", "")
+	stateDir := fs.String("state-dir", "./sandbox-data", "")
+	scale := fs.Float64("time-scale", 1, "")
+	baseURL := fs.String("base-url", "", "")
+	pos, err := parseFlags(m, fs, cmd.Usage(), args)
+	if err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("paynotify sandbox --listen 127.0.0.1:8081", "sandbox: unexpected argument %q", pos[0])
+	}
+	if *scale <= 0 {
+		return usagef("paynotify sandbox --time-scale 1000", "sandbox: --time-scale must be positive")
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return configErrorf("sandbox: listen: %w", err)
+	}
+	if *baseURL == "" {
+		*baseURL = "http://" + ln.Addr().String()
+	}
+	logger := slog.New(slog.NewTextHandler(m.Stderr, nil))
+	sb, err := sandbox.New(sandbox.Config{StateDir: *stateDir, BaseURL: *baseURL, TimeScale: *scale, Logger: logger})
+	if err != nil {
+		ln.Close()
+		return configErrorf("%w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/sandbox/", sb.Handler())
+	mux.Handle("/{$}", http.RedirectHandler("/sandbox/", http.StatusFound))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 11 * time.Minute, IdleTimeout: 2 * time.Minute}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	notifierDone := make(chan struct{})
+	go func() { sb.Start(runCtx); close(notifierDone) }()
+	k := sb.Keys()
+	fmt.Fprintf(m.Stdout, "paynotify sandbox on %s (state %s, time scale %g)\n", *baseURL, *stateDir, *scale)
+	fmt.Fprintf(m.Stdout, "  Alipay gateway:   %s/sandbox/alipay/gateway.do  (app_id %s)\n", *baseURL, k.AlipayAppID)
+	fmt.Fprintf(m.Stdout, "  WeChat Pay API:   %s/sandbox/wechatpay  (mchid %s, appid %s)\n", *baseURL, k.WechatMchID, k.WechatAppID)
+	fmt.Fprintf(m.Stdout, "  control API:      %s/sandbox/api/trades\n", *baseURL)
+	fmt.Fprintf(m.Stdout, "  keys for a merchant config: paynotify sandbox keys --sandbox %s\n", *baseURL)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutCtx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer c2()
+	srv.Shutdown(shutCtx)
+	cancel()
+	<-notifierDone
+	sb.Close()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	return nil
+}
+
+func (cmd sandboxCommand) keys(ctx context.Context, m *Main, args []string) error {
+	fs := flag.NewFlagSet("sandbox keys", flag.ContinueOnError)
+	url := sandboxURLFlag(fs)
+	stateDir := fs.String("state-dir", "", "")
+	asJSON := fs.Bool("json", false, "")
+	if _, err := parseFlags(m, fs, cmd.Usage(), args); err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	var k sandbox.Keys
+	if *stateDir != "" {
+		sb, err := sandbox.New(sandbox.Config{StateDir: *stateDir, BaseURL: "http://127.0.0.1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			return configErrorf("%w", err)
+		}
+		k = sb.Keys()
+		sb.Close()
+	} else {
+		var err error
+		if k, err = (&sandbox.Client{BaseURL: *url}).Keys(ctx); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(m.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(k)
+	}
+	w := m.Stdout
+	fmt.Fprintf(w, "# Throw-away keys of this sandbox (never use them in production).\n\n")
+	fmt.Fprintf(w, "alipay:\n  app_id: %s\n  seller_id: %s\n  alipay_public_key (one line): %s\n\n", k.AlipayAppID, k.AlipaySellerID, k.AlipayPublicKeyBase64)
+	fmt.Fprintf(w, "alipay_public_key.pem:\n%s\n", k.AlipayPublicKey)
+	fmt.Fprintf(w, "app_private_key.pem (the default app's):\n%s\n", k.AlipayAppPrivateKey)
+	fmt.Fprintf(w, "wechatpay:\n  mchid: %s\n  appid: %s\n  merchant_serial_no: %s\n  platform_public_key_id: %s\n  platform_cert_serial: %s\n  apiv3_key: %s\n\n",
+		k.WechatMchID, k.WechatAppID, k.WechatMerchantSerialNo, k.WechatPlatformPublicKeyID, k.WechatPlatformCertSerial, k.WechatAPIv3Key)
+	fmt.Fprintf(w, "wechatpay_platform_public_key.pem:\n%s\n", k.WechatPlatformPublicKey)
+	fmt.Fprintf(w, "apiclient_key.pem (the default merchant's):\n%s", k.WechatMerchantPrivateKey)
+	return nil
+}
+
+func (cmd sandboxCommand) control(ctx context.Context, m *Main, sub string, args []string) error {
+	fs := flag.NewFlagSet("sandbox "+sub, flag.ContinueOnError)
+	url := sandboxURLFlag(fs)
+	var req sandbox.ActionRequest
+	fs.StringVar(&req.OutTradeNo, "out-trade-no", "", "")
+	fs.StringVar(&req.Provider, "provider", "", "")
+	fs.StringVar(&req.URL, "url", "", "")
+	fs.StringVar(&req.OrderString, "order-string", "", "")
+	fs.StringVar(&req.PrepayID, "prepay-id", "", "")
+	fs.Int64Var(&req.Amount, "amount", 0, "")
+	fs.StringVar(&req.OutRequestNo, "out-request-no", "", "")
+	fs.StringVar(&req.Reason, "reason", "", "")
+	fs.StringVar(&req.Status, "status", "", "")
+	set := fs.String("set", "", "")
+	clear := fs.Bool("clear", false, "")
+	pos, err := parseFlags(m, fs, cmd.Usage(), args)
+	if err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("paynotify sandbox "+sub+" --out-trade-no X", "sandbox %s: unexpected argument %q", sub, pos[0])
+	}
+	c := &sandbox.Client{BaseURL: *url}
+	switch sub {
+	case "reset":
+		if err := c.Reset(ctx, req.OutTradeNo); err != nil {
+			return err
+		}
+		fmt.Fprintln(m.Stdout, "reset")
+		return nil
+	case "retry":
+		return c.Retry(ctx, req.OutTradeNo)
+	case "complete-refund":
+		if req.OutRequestNo == "" {
+			return usagef("paynotify sandbox complete-refund --out-request-no R1", "sandbox complete-refund: --out-request-no is required")
+		}
+		return c.CompleteRefund(ctx, req.OutTradeNo, req.OutRequestNo, req.Status)
+	case "faults":
+		if *set != "" || *clear {
+			var f sandbox.Faults
+			if *set != "" {
+				dec := json.NewDecoder(strings.NewReader(*set))
+				dec.DisallowUnknownFields()
+				if err := dec.Decode(&f); err != nil {
+					return usagef(`paynotify sandbox faults --out-trade-no X --set '{"drop_first":2}'`, "sandbox faults: --set: %v", err)
+				}
+			}
+			if err := c.SetFaults(ctx, req.OutTradeNo, f); err != nil {
+				return err
+			}
+		}
+		var f sandbox.Faults
+		if err := cmdGetJSON(ctx, *url, "faults?out_trade_no="+req.OutTradeNo, &f); err != nil {
+			return err
+		}
+		return printJSON(m, f)
+	case "trades":
+		ts, err := c.Trades(ctx, req.OutTradeNo)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			fmt.Fprintf(m.Stdout, "%-9s %-10s %-32s %-15s amount=%d refunded=%d\n", t.Provider, t.Product, t.OutTradeNo, t.Status, t.Amount, t.RefundedAmount)
+		}
+		return nil
+	case "attempts":
+		as, _, err := c.Attempts(ctx, sandbox.AttemptFilter{OutTradeNo: req.OutTradeNo}, 0, 0, 0)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			outcome := fmt.Sprintf("HTTP %d %q", a.Status, truncate(a.Response, 40))
+			if a.Error != "" {
+				outcome = "error: " + a.Error
+			}
+			fmt.Fprintf(m.Stdout, "%s %-9s %-24s %-7s #%d copy=%d +%-10v acked=%-5v %s %s\n", a.At.Format(time.RFC3339), a.Provider, a.OutTradeNo, a.Kind,
+				a.N, a.Copy, a.Offset.D().Round(time.Millisecond), a.Acked, outcome, a.Fault)
+		}
+		return nil
+	}
+	if req.OutTradeNo == "" && req.URL == "" && req.OrderString == "" && req.PrepayID == "" {
+		return usagef("paynotify sandbox "+sub+" --out-trade-no X", "sandbox %s: which trade? give --out-trade-no, --url, --order-string or --prepay-id", sub)
+	}
+	t, err := c.Act(ctx, sub, req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "%s %s %s: %s (amount %d, refunded %d)\n", t.Provider, t.Product, t.OutTradeNo, t.Status, t.Amount, t.RefundedAmount)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+func printJSON(m *Main, v any) error {
+	enc := json.NewEncoder(m.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func cmdGetJSON(ctx context.Context, base, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/sandbox/api/"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("sandbox: HTTP %d", resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (cmd sandboxCommand) run(ctx context.Context, m *Main, args []string) error {
+	fs := flag.NewFlagSet("sandbox run", flag.ContinueOnError)
+	url := fs.String("sandbox", "", "")
+	pos, err := parseFlags(m, fs, cmd.Usage(), args)
+	if err != nil {
+		if errors.Is(err, errHelp) {
+			return nil
+		}
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("paynotify sandbox run scenario.yaml --sandbox "+defaultSandboxURL, "sandbox run: want one scenario file")
+	}
+	sc, err := sandbox.LoadScenario(pos[0])
+	if err != nil {
+		return configErrorf("%w", err)
+	}
+	base := *url
+	if base == "" {
+		base = sc.Sandbox
+	}
+	if base == "" {
+		base = os.Getenv("PAYNOTIFY_SANDBOX")
+	}
+	if base == "" {
+		base = defaultSandboxURL
+	}
+	r := &sandbox.Runner{Sandbox: &sandbox.Client{BaseURL: base}, Log: m.Stdout}
+	if err := r.Run(ctx, sc); err != nil {
+		fmt.Fprintf(m.Stdout, "FAIL %s\n", sc.Name)
+		return &verdictError{reason: err.Error()}
+	}
+	fmt.Fprintf(m.Stdout, "PASS %s\n", sc.Name)
+	return nil
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify/sandbox"
+)
+
+func TestSandboxCommand(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	base := "http://" + addr
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	var serveOut bytes.Buffer
+	go func() {
+		m := &Main{Stdin: strings.NewReader(""), Stdout: &serveOut, Stderr: io.Discard}
+		done <- m.Run(ctx, []string{"sandbox", "--listen", addr, "--state-dir", t.TempDir(), "--time-scale", "1000"})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("serve exit %d", code)
+		}
+	})
+	// Wait for the listener.
+	for i := 0; ; i++ {
+		resp, err := http.Get(base + "/sandbox/api/trades")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 200 {
+			t.Fatal("sandbox did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}
+		code := m.Run(context.Background(), args)
+		return code, out.String() + errb.String()
+	}
+
+	code, out := run("sandbox", "keys", "--sandbox", base, "--json")
+	var k sandbox.Keys
+	if code != 0 || json.Unmarshal([]byte(out), &k) != nil || !strings.HasPrefix(k.WechatPlatformPublicKeyID, "PUB_KEY_ID_") || len(k.WechatAPIv3Key) != 32 {
+		t.Fatalf("keys: %d %s", code, out)
+	}
+	if code, out := run("sandbox", "pay", "--sandbox", base); code != 2 || !strings.Contains(out, "which trade") {
+		t.Fatalf("pay without trade: %d %s", code, out)
+	}
+	if code, out := run("sandbox", "pay", "--sandbox", base, "--out-trade-no", "nothing"); code != 1 || !strings.Contains(out, "no trade") {
+		t.Fatalf("pay unknown: %d %s", code, out)
+	}
+
+	merchant := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+			w.WriteHeader(204)
+			return
+		}
+		io.WriteString(w, "success")
+	}))
+	defer merchant.Close()
+	c := &sandbox.Client{BaseURL: base}
+	if _, err := c.CreateOrder(context.Background(), sandbox.OrderRequest{Provider: "alipay", Product: "wap", OutTradeNo: "cli_1", Amount: 500, NotifyURL: merchant.URL}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("sandbox", "faults", "--sandbox", base, "--out-trade-no", "cli_1", "--set", `{"duplicate":1}`); code != 0 || !strings.Contains(out, `"duplicate": 1`) {
+		t.Fatalf("faults: %d %s", code, out)
+	}
+	if code, out := run("sandbox", "pay", "--sandbox", base, "--out-trade-no", "cli_1"); code != 0 || !strings.Contains(out, "TRADE_SUCCESS") {
+		t.Fatalf("pay: %d %s", code, out)
+	}
+	if code, out := run("sandbox", "refund", "--sandbox", base, "--out-trade-no", "cli_1", "--amount", "100", "--out-request-no", "r1"); code != 0 || !strings.Contains(out, "refunded 100") {
+		t.Fatalf("refund: %d %s", code, out)
+	}
+	if _, _, err := c.Attempts(context.Background(), sandbox.AttemptFilter{OutTradeNo: "cli_1"}, 3, 3, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("sandbox", "attempts", "--sandbox", base, "--out-trade-no", "cli_1"); code != 0 || strings.Count(out, "acked=true") < 3 {
+		t.Fatalf("attempts: %d %s", code, out)
+	}
+
+	dir := t.TempDir()
+	scenario := dir + "/s.yaml"
+	yaml := "name: cli\nsteps:\n  - order: {provider: wechatpay, product: native, out_trade_no: cli_wx_1, amount: 1, notify_url: \"" + merchant.URL + "\"}\n" +
+		"  - pay: {out_trade_no: cli_wx_1}\n  - wait: {out_trade_no: cli_wx_1, acked: 1, timeout: 10s}\n  - expect: {out_trade_no: cli_wx_1, trade_status: SUCCESS}\n"
+	writeTestFile(t, scenario, yaml)
+	if code, out := run("sandbox", "run", scenario, "--sandbox", base); code != 0 || !strings.Contains(out, "PASS cli") {
+		t.Fatalf("run: %d %s", code, out)
+	}
+	writeTestFile(t, scenario, "name: failing\nsteps:\n  - expect: {out_trade_no: cli_wx_1, trade_status: CLOSED}\n")
+	if code, out := run("sandbox", "run", scenario, "--sandbox", base); code != 1 || !strings.Contains(out, "FAIL failing") {
+		t.Fatalf("failing run: %d %s", code, out)
+	}
+	if code, _ := run("sandbox", "reset", "--sandbox", base); code != 0 {
+		t.Fatal("reset")
+	}
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
