@@ -197,7 +197,7 @@ func (d *decider) step(ev EventType, move func(o *Order)) *Step {
 func (d *decider) pay() {
 	d.step(EventOrderPaid, func(o *Order) {
 		o.Status = StatusPaid
-		at := d.f.At // the Processor stamps a zero At with its own clock before Decide
+		at := d.f.At.UTC() // the Processor stamps a zero At with its own clock before Decide
 		o.PaidAt = &at
 		if o.ProviderTradeNo == "" {
 			o.ProviderTradeNo = d.f.ProviderTradeNo

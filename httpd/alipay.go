@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"unicode/utf8"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
@@ -27,12 +29,26 @@ func (v alipayVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, erro
 	n, err := v.c.VerifyNotification(body, h.Get("Content-Type"))
 	if err != nil {
 		var ve *alipay.VerifyError
+		rej := &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error()}
 		if errors.As(err, &ve) {
-			return paynotify.Fact{}, &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail, OutTradeNo: ve.OutTradeNo}
+			rej = &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail, OutTradeNo: ve.OutTradeNo}
 		}
-		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error()}
+		if rej.OutTradeNo == "" {
+			rej.OutTradeNo = claimedOutTradeNo(body)
+		}
+		return paynotify.Fact{}, rej
 	}
 	return AlipayFact(n), nil
+}
+
+// claimedOutTradeNo reads the out_trade_no a rejected body claims, leniently, so that its
+// evidence can be found by order. It is never used for anything but that search.
+func claimedOutTradeNo(body []byte) string {
+	q, _ := url.ParseQuery(string(body))
+	if v := q["out_trade_no"]; len(v) == 1 && utf8.ValidString(v[0]) && len(v[0]) <= 64 {
+		return v[0]
+	}
+	return ""
 }
 
 // AlipayFact maps a verified notification to the fact it states (alipay.md §4.8): TRADE_SUCCESS

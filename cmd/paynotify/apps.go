@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/wechatpay"
+)
+
+// buildApps loads every app's keys once and builds its provider gateway. Errors name the app and
+// the field, never key material.
+func buildApps(cfg *Config) (map[string]*httpd.App, error) {
+	apps := make(map[string]*httpd.App, len(cfg.Apps))
+	for i := range cfg.Apps {
+		ac := &cfg.Apps[i]
+		var a *httpd.App
+		var err error
+		switch ac.Provider {
+		case paynotify.ProviderAlipay:
+			a, err = buildAlipayApp(ac)
+		case paynotify.ProviderWechatpay:
+			a, err = buildWechatApp(ac)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("apps[%d] (%s).%w", i, ac.Name, err)
+		}
+		apps[ac.Name] = a
+	}
+	return apps, nil
+}
+
+// readKeyFile reads a key file, naming the config field in errors.
+func readKeyFile(field, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return b, nil
+}
+
+func buildAlipayApp(ac *AppConfig) (*httpd.App, error) {
+	b, err := readKeyFile("app_private_key_file", ac.AppPrivateKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := alipay.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("app_private_key_file: %w", err)
+	}
+	cfg := alipay.Config{AppID: ac.AppID, PrivateKey: priv, SignType: alipay.SignType(ac.SignType), Gateway: ac.Gateway}
+	if ac.AlipayPublicKeyFile != "" {
+		b, err := readKeyFile("alipay_public_key_file", ac.AlipayPublicKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.AlipayPublicKey, err = alipay.ParsePublicKey(b); err != nil {
+			return nil, fmt.Errorf("alipay_public_key_file: %w", err)
+		}
+	} else {
+		for _, f := range []struct {
+			field, path string
+			dst         *[]byte
+		}{{"app_cert_file", ac.AppCertFile, &cfg.AppCert}, {"alipay_cert_file", ac.AlipayCertFile, &cfg.AlipayCert},
+			{"alipay_root_cert_file", ac.AlipayRootCertFile, &cfg.AlipayRootCert}} {
+			if *f.dst, err = readKeyFile(f.field, f.path); err != nil {
+				return nil, err
+			}
+		}
+	}
+	client, err := alipay.NewClient(cfg)
+	if err != nil {
+		field := "alipay_public_key_file"
+		if ac.AlipayPublicKeyFile == "" {
+			field = "alipay_cert_file"
+		}
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return &httpd.App{
+		App:       paynotify.App{Name: ac.Name, Provider: paynotify.ProviderAlipay, AppID: ac.AppID, SellerIDs: ac.Sellers()},
+		Gateway:   &httpd.AlipayGateway{Client: client},
+		ReturnURL: ac.ReturnURL,
+		ReturnVerifier: func(rawQuery string) error {
+			_, err := client.VerifyReturn(rawQuery)
+			return err
+		},
+	}, nil
+}
+
+// readSecretFile reads a key file holding a short secret (APIv3 or APIv2 key), without the
+// trailing newline an editor adds.
+func readSecretFile(field, path string) ([]byte, error) {
+	b, err := readKeyFile(field, path)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b, " \t\r\n"), nil
+}
+
+func buildWechatApp(ac *AppConfig) (*httpd.App, error) {
+	b, err := readKeyFile("merchant_private_key_file", ac.MerchantPrivateKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := wechatpay.Config{MchID: ac.MchID, AppID: ac.WechatAppID, MerchantSerialNo: ac.MerchantSerialNo, BaseURL: ac.APIBase,
+		PlatformPublicKeyID: ac.PlatformPublicKeyID}
+	if cfg.MerchantPrivateKey, err = wechatpay.ParsePrivateKey(b); err != nil {
+		return nil, fmt.Errorf("merchant_private_key_file: %w", err)
+	}
+	if cfg.APIv3Key, err = readSecretFile("apiv3_key_file", ac.APIv3KeyFile); err != nil {
+		return nil, err
+	}
+	if len(cfg.APIv3Key) != 32 {
+		return nil, fmt.Errorf("apiv3_key_file: the APIv3 key must be 32 bytes, the file holds %d", len(cfg.APIv3Key))
+	}
+	if ac.PlatformPublicKeyFile != "" {
+		b, err := readKeyFile("platform_public_key_file", ac.PlatformPublicKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.PlatformPublicKey, err = wechatpay.ParsePublicKey(b); err != nil {
+			return nil, fmt.Errorf("platform_public_key_file: %w", err)
+		}
+	}
+	for i, p := range ac.PlatformCertFiles {
+		field := fmt.Sprintf("platform_cert_files[%d]", i)
+		b, err := readKeyFile(field, p)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := wechatpay.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		cfg.PlatformCerts = append(cfg.PlatformCerts, cert)
+	}
+	client, err := wechatpay.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("merchant_private_key_file: %w", err)
+	}
+	gw := &httpd.WechatGateway{Client: client}
+	if ac.APIv2KeyFile != "" {
+		key, err := readSecretFile("apiv2_key_file", ac.APIv2KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		if len(key) != 32 {
+			return nil, fmt.Errorf("apiv2_key_file: the APIv2 key must be 32 characters, the file holds %d", len(key))
+		}
+		gw.V2 = &httpd.WechatV2Verifier{APIKey: key, AppID: ac.WechatAppID, MchID: ac.MchID}
+	}
+	return &httpd.App{
+		App:     paynotify.App{Name: ac.Name, Provider: paynotify.ProviderWechatpay, AppID: ac.WechatAppID, MchID: ac.MchID},
+		Gateway: gw,
+	}, nil
+}

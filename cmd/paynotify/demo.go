@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/sandbox"
+	"github.com/paynotify/paynotify/wechatpay"
+)
+
+// Demo mode (DESIGN.md §5): `paynotify serve` with no config runs on SQLite and generated keys
+// under ./paynotify-data/, with the sandbox in the same process under /sandbox/ and two apps,
+// alipay-demo and wechatpay-demo, on 127.0.0.1:8080 only.
+const (
+	demoListen  = "127.0.0.1:8080"
+	demoDataDir = "paynotify-data"
+)
+
+// runDemo runs the demo until ctx ends.
+func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir string, noMigrate bool) error {
+	if listen == "" {
+		listen = demoListen
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return usagef("paynotify serve --listen 127.0.0.1:8080", "serve: --listen %q: %v", listen, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return usagef("paynotify serve --listen 127.0.0.1:8080", "serve: the demo listens on a loopback address only (its API token is printed), not %q", listen)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return configErrorf("demo: %w", err)
+	}
+	token, err := loadOrCreateToken(filepath.Join(dataDir, "api_token"))
+	if err != nil {
+		return configErrorf("demo: %w", err)
+	}
+	base := "http://" + listen
+
+	sb, err := sandbox.New(sandbox.Config{StateDir: filepath.Join(dataDir, "sandbox"), BaseURL: base, Logger: logger})
+	if err != nil {
+		return configErrorf("demo: %w", err)
+	}
+	sctx, stopSandbox := context.WithCancel(context.Background())
+	sandboxDone := make(chan struct{})
+	defer func() {
+		stopSandbox()
+		<-sandboxDone
+		sb.Close()
+	}()
+	go func() {
+		defer close(sandboxDone)
+		sb.Start(sctx)
+	}()
+
+	apps, err := demoApps(sb.Keys(), base)
+	if err != nil {
+		return configErrorf("demo: %w", err)
+	}
+	st, err := openStore(ctx, "sqlite:"+filepath.Join(dataDir, "paynotify.db"), !noMigrate)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv := newServer(&Config{APIToken: token, PublicURL: base}, st, apps, logger)
+	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "GET /{$}": srv.DemoPage()}
+	return listenAndServe(ctx, m, logger, listen, srv.Handler(), func(addr string) {
+		fmt.Fprintf(m.Stdout, `
+paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
+
+  Open        %s/            create an order, pay it in the sandbox, watch it become paid
+  Sandbox     %s/sandbox/    simulated Alipay and WeChat Pay
+  Apps        alipay-demo, wechatpay-demo
+  API token   %s
+              (a local demo credential, stored in %s)
+
+  curl -H 'Authorization: Bearer %s' %s/v1/events
+
+`, filepath.Base(dataDir), base, base, token, filepath.Join(dataDir, "api_token"), token, base)
+	})
+}
+
+// demoApps builds the two demo apps on the sandbox's default app and merchant.
+func demoApps(k sandbox.Keys, base string) (map[string]*httpd.App, error) {
+	appKey, err := alipay.ParsePrivateKey([]byte(k.AlipayAppPrivateKey))
+	if err != nil {
+		return nil, err
+	}
+	alipayPub, err := alipay.ParsePublicKey([]byte(k.AlipayPublicKey))
+	if err != nil {
+		return nil, err
+	}
+	ac, err := alipay.NewClient(alipay.Config{AppID: k.AlipayAppID, PrivateKey: appKey, AlipayPublicKey: alipayPub,
+		Gateway: base + "/sandbox/alipay/gateway.do"})
+	if err != nil {
+		return nil, err
+	}
+	mchKey, err := wechatpay.ParsePrivateKey([]byte(k.WechatMerchantPrivateKey))
+	if err != nil {
+		return nil, err
+	}
+	platformPub, err := wechatpay.ParsePublicKey([]byte(k.WechatPlatformPublicKey))
+	if err != nil {
+		return nil, err
+	}
+	wc, err := wechatpay.NewClient(wechatpay.Config{MchID: k.WechatMchID, AppID: k.WechatAppID, MerchantPrivateKey: mchKey,
+		MerchantSerialNo: k.WechatMerchantSerialNo, APIv3Key: []byte(k.WechatAPIv3Key), PlatformPublicKey: platformPub,
+		PlatformPublicKeyID: k.WechatPlatformPublicKeyID, BaseURL: base + "/sandbox/wechatpay"})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*httpd.App{
+		"alipay-demo": {
+			App:     paynotify.App{Name: "alipay-demo", Provider: paynotify.ProviderAlipay, AppID: k.AlipayAppID, SellerIDs: []string{k.AlipaySellerID}},
+			Gateway: &httpd.AlipayGateway{Client: ac},
+			ReturnVerifier: func(rawQuery string) error {
+				_, err := ac.VerifyReturn(rawQuery)
+				return err
+			},
+			ReturnURL: base + "/",
+		},
+		"wechatpay-demo": {
+			App:     paynotify.App{Name: "wechatpay-demo", Provider: paynotify.ProviderWechatpay, AppID: k.WechatAppID, MchID: k.WechatMchID},
+			Gateway: &httpd.WechatGateway{Client: wc},
+		},
+	}, nil
+}
+
+// loadOrCreateToken reads the demo API token, or makes one (0600) on first run.
+func loadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if tok := strings.TrimSpace(string(b)); len(tok) >= 16 {
+			return tok, nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	tok := "demo_" + hex.EncodeToString(r[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return tok, nil
+}

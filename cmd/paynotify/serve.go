@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/postgres"
+	"github.com/paynotify/paynotify/sqlite"
+)
+
+func init() {
+	commands["serve"] = serveCommand{}
+	commands["migrate"] = migrateCommand{}
+}
+
+// serveCommand runs the server: with --config, on that file; without, in demo mode.
+type serveCommand struct{}
+
+func (serveCommand) Usage() string {
+	return "paynotify serve [--config FILE] [--no-migrate] [--listen ADDR] [--data-dir DIR]"
+}
+
+func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	configPath := fs.String("config", "", "config file (YAML); none runs the demo")
+	noMigrate := fs.Bool("no-migrate", false, "do not apply migrations at start; refuse an old schema")
+	listen := fs.String("listen", "", "address to serve on (overrides the config's listen; the demo's default is 127.0.0.1:8080)")
+	dataDir := fs.String("data-dir", demoDataDir, "demo mode only: where the demo keeps its database, keys and token")
+	if err := fs.Parse(args); err != nil {
+		return usagef(c.Usage(), "serve: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef(c.Usage(), "serve: unexpected arguments %q", fs.Args())
+	}
+	logger := slog.New(slog.NewTextHandler(m.Stderr, nil))
+	if *configPath == "" {
+		return runDemo(ctx, m, logger, *listen, *dataDir, *noMigrate)
+	}
+	cfg, err := LoadConfig(*configPath)
+	if err != nil {
+		return &configError{err: err}
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	apps, err := buildApps(cfg)
+	if err != nil {
+		return &configError{err: err}
+	}
+	store, err := openStore(ctx, cfg.Database, !*noMigrate)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	srv := newServer(cfg, store, apps, logger)
+	return listenAndServe(ctx, m, logger, cfg.Listen, srv.Handler(), nil)
+}
+
+// newServer wires the HTTP server of a config.
+func newServer(cfg *Config, store paynotify.Store, apps map[string]*httpd.App, logger *slog.Logger) *httpd.Server {
+	return &httpd.Server{
+		Store:     store,
+		Processor: &paynotify.Processor{Store: store, Logger: logger},
+		Apps:      apps,
+		APIToken:  cfg.APIToken,
+		PublicURL: cfg.PublicURL,
+		Logger:    logger,
+	}
+}
+
+// listenAndServe serves h on addr until ctx is done, then shuts down gracefully. ready, if set,
+// is called with the bound address once the listener is open.
+func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr string, h http.Handler, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return &configError{err: fmt.Errorf("listen: %w", err)}
+	}
+	hs := httpd.NewHTTPServer(addr, h)
+	hs.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	logger.Info("listening", "addr", ln.Addr().String())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// store is a paynotify.Store with its lifecycle.
+type store interface {
+	paynotify.Store
+	Migrate(ctx context.Context) error
+	PendingMigrations(ctx context.Context) (int, error)
+	Close() error
+}
+
+// openStore opens the database of a DSN ("sqlite:PATH" or a postgres:// URL) and migrates it,
+// or, with migrate false, refuses a schema with pending migrations.
+func openStore(ctx context.Context, dsn string, migrate bool) (store, error) {
+	var s store
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			return nil, configErrorf("database: sqlite: needs a path")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, configErrorf("database: %w", err)
+		}
+		db, err := sqlite.Open(path)
+		if err != nil {
+			return nil, configErrorf("database: %w", err)
+		}
+		s = db
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		db, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return nil, configErrorf("database: %w", err)
+		}
+		s = db
+	default:
+		return nil, configErrorf("database: %q is neither sqlite:PATH nor a postgres:// URL", redactDSN(dsn))
+	}
+	if migrate {
+		if err := s.Migrate(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+		return s, nil
+	}
+	n, err := s.PendingMigrations(ctx)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("check migrations: %w", err)
+	}
+	if n > 0 {
+		s.Close()
+		return nil, configErrorf("database has %d pending migrations and --no-migrate is set: run `paynotify migrate --database …` first", n)
+	}
+	return s, nil
+}
+
+// redactDSN hides a password in a database URL.
+func redactDSN(dsn string) string {
+	if i := strings.Index(dsn, "@"); i >= 0 {
+		if j := strings.Index(dsn, "://"); j >= 0 && j < i {
+			return dsn[:j+3] + "…" + dsn[i:]
+		}
+	}
+	return dsn
+}
+
+// migrateCommand applies pending migrations.
+type migrateCommand struct{}
+
+func (migrateCommand) Usage() string { return "paynotify migrate --database DSN" }
+
+func (c migrateCommand) Run(ctx context.Context, m *Main, args []string) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	dsn := fs.String("database", "", "sqlite:PATH or postgres://…")
+	if err := fs.Parse(args); err != nil {
+		return usagef(c.Usage(), "migrate: %v", err)
+	}
+	if *dsn == "" || fs.NArg() > 0 {
+		return usagef("paynotify migrate --database sqlite:paynotify-data/paynotify.db", "migrate: --database is required")
+	}
+	s, err := openStore(ctx, *dsn, true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Fprintln(m.Stdout, "migrations applied")
+	return nil
+}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify/internal/pgtest"
+	"github.com/paynotify/paynotify/internal/testsign"
+)
+
+const (
+	binToken  = "binary-test-token-0123456789"
+	binAppID  = "2021000000000001"
+	binSeller = "2088000000000002"
+	// alipayTestKey plays Alipay (the shared vectors' test key pair): openssl signs with it.
+	alipayTestKey = "../../httpd/testdata/alipay_private.pem"
+	alipayTestPub = "../../httpd/testdata/alipay_public.pem"
+)
+
+// buildBinary builds the real paynotify binary once per test.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "paynotify")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// writeServerConfig writes keys and a config for one Alipay app "shop" on database dsn.
+func writeServerConfig(t *testing.T, dir, addr, dsn string) string {
+	t.Helper()
+	if out, err := exec.Command("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+		"-out", filepath.Join(dir, "app_private.pem")).CombinedOutput(); err != nil {
+		t.Fatalf("openssl genpkey: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(alipayTestPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "alipay_public.pem"), pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`listen: %q
+database: %q
+public_url: "https://pay.example.com"
+api_token: "${PAYNOTIFY_API_TOKEN}"
+apps:
+  - name: shop
+    provider: alipay
+    app_id: %q
+    seller_id: %q
+    app_private_key_file: app_private.pem
+    alipay_public_key_file: alipay_public.pem
+`, addr, dsn, binAppID, binSeller)
+	path := filepath.Join(dir, "paynotify.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startBinary starts `paynotify serve --config` and waits until it answers.
+func startBinary(t *testing.T, bin, config, addr string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config", config)
+	cmd.Env = append(os.Environ(), "PAYNOTIFY_API_TOKEN="+binToken)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server did not start:\n%s", logs.String())
+	return nil
+}
+
+func binAPI(t *testing.T, method, url string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+binToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// TestBinary_SurvivesSIGKILL starts the real binary, gets `success` for a notification, kills
+// the process with SIGKILL, restarts it and finds the order paid: the answer followed a durable
+// commit.
+func TestBinary_SurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	for _, store := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(store, func(t *testing.T) {
+			dir := t.TempDir()
+			dsn := "sqlite:" + filepath.Join(dir, "data", "paynotify.db")
+			if store == "PostgreSQL" {
+				dsn = pgtest.NewDatabase(t)
+			}
+			addr := freeAddr(t)
+			config := writeServerConfig(t, dir, addr, dsn)
+			cmd := startBinary(t, bin, config, addr)
+			base := "http://" + addr
+
+			code, o := binAPI(t, "POST", base+"/v1/orders", map[string]any{"app": "shop", "out_trade_no": "K0001", "amount": 8888, "subject": "kill me", "channel": "alipay.app"})
+			if code != http.StatusCreated {
+				t.Fatalf("create: %d %v", code, o)
+			}
+			body := testsign.AlipayNotify(t, alipayTestKey, testsign.AlipayPaid(binAppID, binSeller, "K0001", "88.88"))
+			resp, err := http.Post(base+"/notify/alipay/shop", "application/x-www-form-urlencoded; text/html; charset=utf-8", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ans, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(ans) != "success" {
+				t.Fatalf("answer %q", ans)
+			}
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Wait()
+
+			startBinary(t, bin, config, addr)
+			code, o = binAPI(t, "GET", base+"/v1/orders/shop/K0001", nil)
+			if code != http.StatusOK || o["status"] != "paid" || o["version"] != float64(2) {
+				t.Fatalf("after restart: %d %v", code, o)
+			}
+			code, ev := binAPI(t, "GET", base+"/v1/events", nil)
+			if evs, _ := ev["events"].([]any); code != http.StatusOK || len(evs) != 1 {
+				t.Fatalf("events after restart: %d %v", code, ev)
+			}
+		})
+	}
+}
+
+// TestBinary_GracefulShutdown checks that SIGTERM stops the server cleanly (exit 0).
+func TestBinary_GracefulShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	config := writeServerConfig(t, dir, addr, "sqlite:"+filepath.Join(dir, "paynotify.db"))
+	cmd := startBinary(t, bin, config, addr)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit 15s after SIGTERM")
+	}
+}
+
+// TestServe_ConfigErrors runs serve in-process on bad configs: exit 2 with the field named.
+func TestServe_ConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	config := writeServerConfig(t, dir, addr, "sqlite:"+filepath.Join(dir, "paynotify.db"))
+	t.Setenv("PAYNOTIFY_API_TOKEN", binToken)
+	good, _ := os.ReadFile(config)
+	tests := []struct {
+		name, from, to, want string
+	}{
+		{"ErrMissingKeyFile", "app_private_key_file: app_private.pem", "app_private_key_file: nope.pem", "apps[0] (shop).app_private_key_file: open"},
+		{"ErrOwnPublicKey", "alipay_public_key_file: alipay_public.pem", "alipay_public_key_file: app_public.pem", "apps[0] (shop).alipay_public_key_file: alipay: the configured Alipay public key is the app's own public key"},
+		{"ErrGarbageKey", "alipay_public_key_file: alipay_public.pem", "alipay_public_key_file: paynotify.yaml", "apps[0] (shop).alipay_public_key_file:"},
+	}
+	if out, err := exec.Command("openssl", "pkey", "-in", filepath.Join(dir, "app_private.pem"), "-pubout", "-out", filepath.Join(dir, "app_public.pem")).CombinedOutput(); err != nil {
+		t.Fatalf("openssl pkey: %v\n%s", err, out)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, tt.name+".yaml")
+			os.WriteFile(p, []byte(strings.Replace(string(good), tt.from, tt.to, 1)), 0o600)
+			code, _, errs := runMain(t, "", "serve", "--config", p)
+			if code != exitUsage || !strings.Contains(errs, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 2 and %q", code, errs, tt.want)
+			}
+			if strings.Contains(errs, "PRIVATE KEY") {
+				t.Fatalf("stderr shows key material: %q", errs)
+			}
+		})
+	}
+}

@@ -1,0 +1,456 @@
+package httpd_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+func newAlipayOrder(e *env, otn string, amount int64) order {
+	return e.createOrder(map[string]any{"app": "shop", "out_trade_no": otn, "amount": amount, "subject": "测试 order", "channel": "alipay.app"})
+}
+
+func TestAlipayNotify(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+
+		t.Run("OK", func(t *testing.T) {
+			o := newAlipayOrder(e, "T0001", 8888)
+			if !strings.Contains(string(o.Pay), "order_string") || o.Status != "pending" || o.Version != 1 {
+				t.Fatalf("created order = %+v", o)
+			}
+			body := alipayNotify(t, paidFields("T0001", "88.88"))
+			code, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, body)
+			if code != 200 || ans != "success" {
+				t.Fatalf("answer = %d %q, want 200 success", code, ans)
+			}
+			got := e.getOrder("shop", "T0001")
+			if got.Status != "paid" || got.Version != 2 || got.PaidAt == nil || got.ProviderTradeNo != "20261129220014000000000001" {
+				t.Fatalf("order = %+v", got)
+			}
+			want := time.Date(2026, 11, 29, 2, 0, 0, 0, time.UTC) // 10:00 Beijing
+			if !got.PaidAt.Equal(want) {
+				t.Fatalf("paid_at = %v, want %v", got.PaidAt, want)
+			}
+			ev := e.evidence("app=shop&out_trade_no=T0001")
+			if len(ev) != 1 || ev[0].Verdict != "accepted" || ev[0].Answer != "success" || ev[0].OrderVersion != 2 {
+				t.Fatalf("evidence = %+v", ev)
+			}
+			n := 0
+			for _, x := range e.events() {
+				if strings.Contains(string(x.Data), `"out_trade_no":"T0001"`) {
+					n++
+					if x.Type != "order.paid" || x.Version != 2 || !strings.Contains(string(x.Data), `"status":"paid"`) {
+						t.Fatalf("event = %+v", x)
+					}
+				}
+			}
+			if n != 1 {
+				t.Fatalf("%d events for T0001, want 1", n)
+			}
+
+			// The same notification again: success, no effect, no event.
+			code, ans = e.postNotify("/notify/alipay/shop", alipayContentType, nil, body)
+			if code != 200 || ans != "success" {
+				t.Fatalf("duplicate answer = %d %q", code, ans)
+			}
+			if got := e.getOrder("shop", "T0001"); got.Version != 2 {
+				t.Fatalf("duplicate changed the order: %+v", got)
+			}
+			if ev := e.evidence("app=shop&out_trade_no=T0001&verdict=duplicate"); len(ev) != 1 {
+				t.Fatalf("duplicate evidence = %+v", ev)
+			}
+		})
+
+		t.Run("OKFiftyConcurrentDuplicates", func(t *testing.T) {
+			newAlipayOrder(e, "T0050", 100)
+			body := alipayNotify(t, paidFields("T0050", "1.00"))
+			var wg sync.WaitGroup
+			answers := make([]string, 50)
+			for i := range answers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, answers[i] = e.postNotify("/notify/alipay/shop", alipayContentType, nil, body)
+				}()
+			}
+			wg.Wait()
+			for i, a := range answers {
+				if a != "success" {
+					t.Fatalf("answer %d = %q", i, a)
+				}
+			}
+			paid := 0
+			for _, x := range e.events() {
+				if x.Type == "order.paid" && strings.Contains(string(x.Data), `"out_trade_no":"T0050"`) {
+					paid++
+				}
+			}
+			if paid != 1 {
+				t.Fatalf("%d order.paid events, want exactly 1", paid)
+			}
+			if got := e.getOrder("shop", "T0050"); got.Status != "paid" || got.Version != 2 {
+				t.Fatalf("order = %+v", got)
+			}
+			if acc := e.evidence("out_trade_no=T0050&verdict=accepted"); len(acc) != 1 {
+				t.Fatalf("%d accepted evidence records, want 1", len(acc))
+			}
+			if dup := e.evidence("out_trade_no=T0050&verdict=duplicate"); len(dup) != 49 {
+				t.Fatalf("%d duplicate evidence records, want 49", len(dup))
+			}
+		})
+
+		t.Run("ErrTamperedAmount", func(t *testing.T) {
+			newAlipayOrder(e, "T0002", 8888)
+			body := alipayNotify(t, paidFields("T0002", "88.88"))
+			tampered := []byte(strings.Replace(string(body), "total_amount=88.88", "total_amount=0.01", 1))
+			if string(tampered) == string(body) {
+				t.Fatal("test setup: nothing tampered")
+			}
+			code, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, tampered)
+			if code != 200 || ans != "fail" {
+				t.Fatalf("answer = %d %q, want fail", code, ans)
+			}
+			if got := e.getOrder("shop", "T0002"); got.Status != "pending" || got.Version != 1 {
+				t.Fatalf("order = %+v", got)
+			}
+			ev := e.evidence("out_trade_no=T0002")
+			if len(ev) != 1 || ev[0].Verdict != "rejected" || ev[0].Reason != "signature_invalid" || ev[0].Answer != "fail" {
+				t.Fatalf("evidence = %+v", ev)
+			}
+		})
+
+		t.Run("ErrDuplicateKey", func(t *testing.T) {
+			newAlipayOrder(e, "T0003", 100)
+			body := append(alipayNotify(t, paidFields("T0003", "1.00")), []byte("&total_amount=1.00")...)
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, body); ans != "fail" {
+				t.Fatalf("answer = %q", ans)
+			}
+			ev := e.evidence("out_trade_no=T0003")
+			if len(ev) != 1 || ev[0].Reason != "duplicate_key" {
+				t.Fatalf("evidence = %+v", ev)
+			}
+		})
+
+		t.Run("ErrAmountMismatchOneAnomaly", func(t *testing.T) {
+			newAlipayOrder(e, "T0004", 8888)
+			body := alipayNotify(t, paidFields("T0004", "0.01")) // properly signed, wrong amount
+			for i := 0; i < 3; i++ {                             // Alipay retries
+				if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, body); ans != "fail" {
+					t.Fatalf("answer = %q, want fail", ans)
+				}
+			}
+			if got := e.getOrder("shop", "T0004"); got.Status != "pending" || got.Version != 1 {
+				t.Fatalf("order = %+v", got)
+			}
+			anomalies := 0
+			for _, x := range e.events() {
+				if x.Type == "order.anomaly" && strings.Contains(string(x.Data), `"out_trade_no":"T0004"`) {
+					anomalies++
+					if !strings.Contains(string(x.Data), `"reason":"amount_mismatch"`) || x.Version != 1 {
+						t.Fatalf("anomaly event = %+v", x)
+					}
+				}
+			}
+			if anomalies != 1 {
+				t.Fatalf("%d anomaly events, want 1", anomalies)
+			}
+			if ev := e.evidence("out_trade_no=T0004&verdict=anomaly"); len(ev) != 3 || ev[0].Reason != "amount_mismatch" {
+				t.Fatalf("evidence = %+v", ev)
+			}
+		})
+
+		t.Run("ErrUnknownOrder", func(t *testing.T) {
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields("T9999", "1.00"))); ans != "fail" {
+				t.Fatalf("answer = %q", ans)
+			}
+			found := false
+			for _, x := range e.events() {
+				if x.Type == "order.anomaly" && strings.Contains(string(x.Data), `"out_trade_no":"T9999"`) {
+					found = strings.Contains(string(x.Data), `"reason":"unknown_order"`)
+				}
+			}
+			if !found {
+				t.Fatal("no unknown_order anomaly event")
+			}
+		})
+
+		t.Run("ErrAppIDMismatch", func(t *testing.T) {
+			newAlipayOrder(e, "T0005", 100)
+			body := alipayNotify(t, with(paidFields("T0005", "1.00"), "app_id", "2021000000000999"))
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, body); ans != "fail" {
+				t.Fatalf("answer = %q", ans)
+			}
+			if ev := e.evidence("out_trade_no=T0005"); len(ev) != 1 || ev[0].Reason != "app_id_mismatch" {
+				t.Fatalf("evidence = %+v", ev)
+			}
+		})
+
+		t.Run("ErrSellerMismatch", func(t *testing.T) {
+			newAlipayOrder(e, "T0006", 100)
+			body := alipayNotify(t, with(paidFields("T0006", "1.00"), "seller_id", "2088999999999999"))
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, body); ans != "fail" {
+				t.Fatalf("answer = %q", ans)
+			}
+			if ev := e.evidence("out_trade_no=T0006"); len(ev) != 1 || ev[0].Reason != "seller_mismatch" {
+				t.Fatalf("evidence = %+v", ev)
+			}
+		})
+
+		t.Run("OKRefundBeforePayment", func(t *testing.T) {
+			newAlipayOrder(e, "T0007", 1000)
+			refund := with(paidFields("T0007", "10.00"), "notify_id", "n-refund-T0007", "refund_fee", "3.00",
+				"gmt_refund", "2026-11-29 11:00:00.123", "out_biz_no", "R1")
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, refund)); ans != "success" {
+				t.Fatalf("refund answer = %q", ans)
+			}
+			got := e.getOrder("shop", "T0007")
+			if got.Status != "paid" || got.RefundedAmount != 300 || got.Version != 3 {
+				t.Fatalf("order = %+v", got)
+			}
+			// The late payment notification is stale now.
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields("T0007", "10.00"))); ans != "success" {
+				t.Fatalf("payment answer = %q", ans)
+			}
+			var types []string
+			for _, x := range e.events() {
+				if strings.Contains(string(x.Data), `"out_trade_no":"T0007"`) {
+					types = append(types, fmt.Sprintf("%s@%d", x.Type, x.Version))
+				}
+			}
+			if strings.Join(types, ",") != "order.paid@2,order.refunded@3" {
+				t.Fatalf("events = %v", types)
+			}
+			var refunds struct {
+				Refunds []paynotify.Refund `json:"refunds"`
+			}
+			e.api("GET", "/v1/orders/shop/T0007/refunds", nil, &refunds)
+			if len(refunds.Refunds) != 1 || refunds.Refunds[0].OutRequestNo != "R1" || refunds.Refunds[0].Amount != 300 || refunds.Refunds[0].Status != "succeeded" {
+				t.Fatalf("refunds = %+v", refunds)
+			}
+			// Full refund: TRADE_CLOSED with the cumulative refund_fee.
+			full := with(refund, "notify_id", "n-full-T0007", "trade_status", "TRADE_CLOSED", "refund_fee", "10.00", "out_biz_no", "R2",
+				"gmt_close", "2026-11-29 12:00:00")
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, full)); ans != "success" {
+				t.Fatalf("full refund answer = %q", ans)
+			}
+			if got := e.getOrder("shop", "T0007"); got.Status != "refunded" || got.RefundedAmount != 1000 || got.Version != 4 {
+				t.Fatalf("order = %+v", got)
+			}
+		})
+
+		t.Run("OKFinishedBeforePayment", func(t *testing.T) {
+			newAlipayOrder(e, "T0008", 100)
+			body := alipayNotify(t, with(paidFields("T0008", "1.00"), "trade_status", "TRADE_FINISHED", "notify_id", "n-fin"))
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, body); ans != "success" {
+				t.Fatalf("answer = %q", ans)
+			}
+			if got := e.getOrder("shop", "T0008"); got.Status != "finished" || got.Version != 3 {
+				t.Fatalf("order = %+v", got)
+			}
+		})
+
+		t.Run("OKCloseUnpaid", func(t *testing.T) {
+			newAlipayOrder(e, "T0009", 100)
+			body := alipayNotify(t, with(paidFields("T0009", "1.00"), "trade_status", "TRADE_CLOSED", "gmt_payment", "", "gmt_close", "2026-11-29 12:00:00"))
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, body); ans != "success" {
+				t.Fatalf("answer = %q", ans)
+			}
+			if got := e.getOrder("shop", "T0009"); got.Status != "closed" {
+				t.Fatalf("order = %+v", got)
+			}
+			// A payment after the close is applied, with a late_payment anomaly, and acknowledged.
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields("T0009", "1.00"))); ans != "success" {
+				t.Fatalf("late payment answer = %q", ans)
+			}
+			if got := e.getOrder("shop", "T0009"); got.Status != "paid" {
+				t.Fatalf("order = %+v", got)
+			}
+			if ev := e.evidence("out_trade_no=T0009&verdict=accepted"); len(ev) != 2 || ev[0].Reason != "late_payment" {
+				t.Fatalf("evidence = %+v", ev)
+			}
+		})
+
+		t.Run("ErrUnknownApp", func(t *testing.T) {
+			code, _ := e.postNotify("/notify/alipay/nosuchapp", alipayContentType, nil, alipayNotify(t, paidFields("T0010", "1.00")))
+			if code != http.StatusNotFound {
+				t.Fatalf("status = %d, want 404", code)
+			}
+			if ev := e.evidence("app=nosuchapp"); len(ev) != 0 {
+				t.Fatalf("evidence stored for an unknown app: %+v", ev)
+			}
+		})
+	})
+}
+
+// failingStore fails every Commit and InsertEvidence: the answer must be a failure.
+type failingStore struct{ paynotify.Store }
+
+func (failingStore) Commit(context.Context, *paynotify.Change) (bool, error) {
+	return false, errors.New("disk on fire")
+}
+
+func TestAlipayNotify_ErrStoreFailure(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		newAlipayOrder(e, "T0100", 100)
+		e.http.Processor.Store = failingStore{s}
+		if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields("T0100", "1.00"))); ans != "fail" {
+			t.Fatalf("answer = %q, want fail", ans)
+		}
+		if got := e.getOrder("shop", "T0100"); got.Status != "pending" {
+			t.Fatalf("order = %+v", got)
+		}
+		ev := e.evidence("out_trade_no=T0100")
+		if len(ev) != 1 || ev[0].Verdict != "error" || ev[0].Reason != "store_error" || ev[0].Answer != "fail" {
+			t.Fatalf("evidence = %+v", ev)
+		}
+		// Once the store is back, the provider's retry succeeds.
+		e.http.Processor.Store = s
+		if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields("T0100", "1.00"))); ans != "success" {
+			t.Fatalf("retry answer = %q", ans)
+		}
+	})
+}
+
+func TestOrdersAPI(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		t.Run("ErrUnauthorized", func(t *testing.T) {
+			req, _ := http.NewRequest("GET", e.srv.URL+"/v1/events", nil)
+			req.Header.Set("Authorization", "Bearer wrong-token-0123456789")
+			resp, err := e.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status = %d", resp.StatusCode)
+			}
+		})
+		t.Run("OKIdempotentCreate", func(t *testing.T) {
+			req := map[string]any{"app": "shop", "out_trade_no": "I0001", "amount": 100, "subject": "s", "channel": "alipay.app", "expires_in": "30m"}
+			first := e.createOrder(req)
+			var again order
+			if code := e.api("POST", "/v1/orders", req, &again); code != http.StatusOK {
+				t.Fatalf("re-create status = %d", code)
+			}
+			if string(again.Pay) != string(first.Pay) || again.Version != 1 {
+				t.Fatalf("re-create = %+v, want the stored pay", again)
+			}
+			if d := first.ExpiresAt.Sub(first.CreatedAt); d != 30*time.Minute {
+				t.Fatalf("expires_at - created_at = %v", d)
+			}
+			// The signed order string carries time_expire in Beijing time.
+			var pay struct {
+				OrderString string `json:"order_string"`
+			}
+			json.Unmarshal(first.Pay, &pay)
+			want := first.ExpiresAt.In(time.FixedZone("CST", 8*3600)).Format("2006-01-02 15:04:05")
+			if !strings.Contains(pay.OrderString, strings.ReplaceAll(strings.ReplaceAll(want, " ", "+"), ":", "%3A")) {
+				t.Fatalf("order_string %q lacks time_expire %q", pay.OrderString, want)
+			}
+			if !strings.Contains(pay.OrderString, "notify_url=https%3A%2F%2Fpay.example.com%2Fnotify%2Falipay%2Fshop&") {
+				t.Fatalf("order_string %q lacks the notify_url", pay.OrderString)
+			}
+			req["amount"] = 200
+			var errBody struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			if code := e.api("POST", "/v1/orders", req, &errBody); code != http.StatusConflict || errBody.Error.Code != "conflict" {
+				t.Fatalf("conflicting re-create = %d %+v", code, errBody)
+			}
+		})
+		t.Run("OKGeneratedTradeNo", func(t *testing.T) {
+			o := e.createOrder(map[string]any{"app": "shop", "amount": 1, "subject": "s", "channel": "alipay.page"})
+			if len(o.OutTradeNo) != 24 || strings.Trim(o.OutTradeNo, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != "" {
+				t.Fatalf("generated out_trade_no %q", o.OutTradeNo)
+			}
+			var pay struct{ URL, Form string }
+			json.Unmarshal(o.Pay, &pay)
+			if !strings.HasPrefix(pay.URL, "http://127.0.0.1:1/gateway.do?") || !strings.Contains(pay.Form, "<form") ||
+				!strings.Contains(pay.URL, "return_url=https%3A%2F%2Fpay.example.com%2Freturn%2Falipay%2Fshop") {
+				t.Fatalf("pay = %+v", pay)
+			}
+		})
+		t.Run("ErrInvalid", func(t *testing.T) {
+			for name, req := range map[string]map[string]any{
+				"FloatAmount":  {"app": "shop", "amount": 1.5, "subject": "s", "channel": "alipay.app"},
+				"StringAmount": {"app": "shop", "amount": "100", "subject": "s", "channel": "alipay.app"},
+				"ZeroAmount":   {"app": "shop", "amount": 0, "subject": "s", "channel": "alipay.app"},
+				"WrongChannel": {"app": "shop", "amount": 1, "subject": "s", "channel": "wechatpay.native"},
+				"NoSubject":    {"app": "shop", "amount": 1, "channel": "alipay.app"},
+				"BadExpiry":    {"app": "shop", "amount": 1, "subject": "s", "channel": "alipay.app", "expires_in": "20d"},
+				"UnknownField": {"app": "shop", "amount": 1, "subject": "s", "channel": "alipay.app", "amout": 1},
+				"BadTradeNo":   {"app": "shop", "amount": 1, "subject": "s", "channel": "alipay.app", "out_trade_no": "a b"},
+			} {
+				if code := e.api("POST", "/v1/orders", req, nil); code != http.StatusBadRequest {
+					t.Errorf("%s: status %d, want 400", name, code)
+				}
+			}
+		})
+		t.Run("OKLongPoll", func(t *testing.T) {
+			newAlipayOrder(e, "W0001", 100)
+			done := make(chan order, 1)
+			start := time.Now()
+			go func() {
+				var o order
+				e.api("GET", "/v1/orders/shop/W0001?wait=20s", nil, &o)
+				done <- o
+			}()
+			time.Sleep(100 * time.Millisecond) // let the poll start waiting
+			e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields("W0001", "1.00")))
+			select {
+			case o := <-done:
+				if o.Status != "paid" {
+					t.Fatalf("long-poll answered %+v", o)
+				}
+				if time.Since(start) > 15*time.Second {
+					t.Fatalf("long-poll took %v", time.Since(start))
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("long-poll did not answer")
+			}
+		})
+		t.Run("OKEventsCursor", func(t *testing.T) {
+			var page struct {
+				Events []event `json:"events"`
+				Next   string  `json:"next"`
+			}
+			e.api("GET", "/v1/events?limit=1", nil, &page)
+			if len(page.Events) != 1 || page.Next == "" {
+				t.Fatalf("page = %+v", page)
+			}
+			first := page.Events[0].ID
+			var rest struct {
+				Events []event `json:"events"`
+				Next   string  `json:"next"`
+			}
+			e.api("GET", "/v1/events?after="+page.Next, nil, &rest)
+			for _, x := range rest.Events {
+				if x.ID == first {
+					t.Fatal("cursor repeated an event")
+				}
+			}
+			var empty struct {
+				Events []event `json:"events"`
+				Next   string  `json:"next"`
+			}
+			e.api("GET", "/v1/events?after="+rest.Next, nil, &empty)
+			if len(empty.Events) != 0 || empty.Next != rest.Next {
+				t.Fatalf("after the end: %+v (next %q)", empty, rest.Next)
+			}
+		})
+	})
+}

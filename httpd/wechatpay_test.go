@@ -1,0 +1,174 @@
+package httpd_test
+
+import (
+	"crypto/x509"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/wechatpay"
+)
+
+// wechatVectors are the independently generated notifications of the wechatpay package
+// (python3 + openssl; see ../wechatpay/testdata/README.md).
+type wechatVectors struct {
+	APIv3Key      string `json:"apiv3_key"`
+	PubKeyID      string `json:"pub_key_id"`
+	Notifications []struct {
+		Name    string            `json:"name"`
+		Now     int64             `json:"now"`
+		Expect  string            `json:"expect"`
+		Headers map[string]string `json:"headers"`
+		Body    string            `json:"body"`
+	} `json:"notifications"`
+}
+
+func loadWechatVectors(t *testing.T) *wechatVectors {
+	b, err := os.ReadFile("../wechatpay/testdata/own_vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v wechatVectors
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return &v
+}
+
+// wechatApp builds the app "wx" of the vectors, with a clock the test sets.
+func wechatApp(t *testing.T, v *wechatVectors, now *atomic.Int64) *httpd.App {
+	read := func(p string) []byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	priv, err := wechatpay.ParsePrivateKey(read("../wechatpay/testdata/shared/official_doc_test_key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := wechatpay.ParsePublicKey(read("../wechatpay/testdata/shared/go_sdk_test_public_key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := wechatpay.ParseCertificate(read("../wechatpay/testdata/shared/go_sdk_notify_test_cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := wechatpay.NewClient(wechatpay.Config{MchID: "1900000100", AppID: "wxd678efh567hg6787", MerchantPrivateKey: priv,
+		MerchantSerialNo: "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB", APIv3Key: []byte(v.APIv3Key), PlatformPublicKey: pub,
+		PlatformPublicKeyID: v.PubKeyID, PlatformCerts: []*x509.Certificate{cert}, BaseURL: "http://127.0.0.1:1", Now: func() time.Time { return time.Unix(now.Load(), 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &httpd.App{
+		App:     paynotify.App{Name: "wx", Provider: paynotify.ProviderWechatpay, AppID: "wxd678efh567hg6787", MchID: "1900000100"},
+		Gateway: &httpd.WechatGateway{Client: client},
+	}
+}
+
+func TestWechatNotify(t *testing.T) {
+	t.Parallel()
+	v := loadWechatVectors(t)
+	byName := map[string]int{}
+	for i, n := range v.Notifications {
+		byName[n.Name] = i
+	}
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		var now atomic.Int64
+		e := newEnv(t, s, wechatApp(t, v, &now))
+		created := time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC)
+		if _, _, err := s.CreateOrder(context.Background(), &paynotify.Order{App: "wx", OutTradeNo: "PN20261101000001", Channel: "wechatpay.jsapi",
+			Status: paynotify.StatusPending, Amount: 2599, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: created, ExpiresAt: created.Add(2 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		post := func(name string) (int, string) {
+			t.Helper()
+			n := v.Notifications[byName[name]]
+			now.Store(n.Now)
+			h := http.Header{}
+			for k, val := range n.Headers {
+				h.Set(k, val)
+			}
+			return e.postNotify("/notify/wechatpay/wx", "application/json", h, []byte(n.Body))
+		}
+		for _, name := range []string{"pay_probe", "pay_tampered_body", "pay_reserialized", "pay_stale_300s", "pay_other_apiv3_key", "pay_unknown_pubkey_id"} {
+			code, body := post(name)
+			want := v.Notifications[byName[name]].Expect
+			if code != http.StatusUnauthorized || !strings.Contains(body, `"code":"FAIL"`) || !strings.Contains(body, want) {
+				t.Fatalf("%s: answer %d %s, want 401 FAIL %s", name, code, body, want)
+			}
+		}
+		if got := e.getOrder("wx", "PN20261101000001"); got.Status != "pending" {
+			t.Fatalf("a rejected notification moved the order: %+v", got)
+		}
+		rejected := e.evidence("app=wx&verdict=rejected")
+		if len(rejected) != 6 {
+			t.Fatalf("%d rejected evidence records, want 6", len(rejected))
+		}
+		reasons := map[string]bool{}
+		for _, r := range rejected {
+			reasons[r.Reason] = true
+		}
+		for _, want := range []string{"probe", "signature_invalid", "timestamp_skew", "decrypt_failed", "unknown_serial"} {
+			if !reasons[want] {
+				t.Errorf("no rejected evidence with reason %s: %v", want, reasons)
+			}
+		}
+
+		if code, body := post("pay_ok_pubkey"); code != http.StatusNoContent || body != "" {
+			t.Fatalf("payment answer %d %q, want 204", code, body)
+		}
+		if got := e.getOrder("wx", "PN20261101000001"); got.Status != "paid" || got.ProviderTradeNo != "4200002000202611010000000001" {
+			t.Fatalf("order = %+v", got)
+		}
+		// The same event signed by the platform certificate: a duplicate.
+		if code, _ := post("pay_ok_cert"); code != http.StatusNoContent {
+			t.Fatalf("duplicate answer %d", code)
+		}
+		if got := e.getOrder("wx", "PN20261101000001"); got.Version != 2 {
+			t.Fatalf("duplicate moved the order: %+v", got)
+		}
+
+		// Refunds: WeChat reports each refund's own amount.
+		for i := 0; i < 2; i++ {
+			if code, _ := post("refund_success"); code != http.StatusNoContent {
+				t.Fatalf("refund answer %d", code)
+			}
+		}
+		if got := e.getOrder("wx", "PN20261101000001"); got.Status != "paid" || got.RefundedAmount != 1000 || got.Version != 3 {
+			t.Fatalf("after refund: %+v", got)
+		}
+		if code, _ := post("refund_abnormal"); code != http.StatusNoContent {
+			t.Fatalf("abnormal refund answer %d", code)
+		}
+		var refunds struct {
+			Refunds []paynotify.Refund `json:"refunds"`
+		}
+		e.api("GET", "/v1/orders/wx/PN20261101000001/refunds", nil, &refunds)
+		status := map[string]paynotify.RefundStatus{}
+		for _, r := range refunds.Refunds {
+			status[r.OutRequestNo] = r.Status
+		}
+		if status["RFSUCCESS"] != paynotify.RefundSucceeded || status["RFABNORMAL"] != paynotify.RefundFailed {
+			t.Fatalf("refunds = %+v", refunds.Refunds)
+		}
+		var types []string
+		for _, x := range e.events() {
+			if strings.Contains(string(x.Data), `"out_trade_no":"PN20261101000001"`) {
+				types = append(types, x.Type)
+			}
+		}
+		if strings.Join(types, ",") != "order.paid,order.refunded,refund.failed" {
+			t.Fatalf("events = %v", types)
+		}
+	})
+}

@@ -1,0 +1,61 @@
+package httpd
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/wechatpay"
+)
+
+// WechatV2Verifier verifies APIv2 XML notifications: payments signed with the APIv2 key (MD5 or
+// HMAC-SHA256), and refunds whose req_info is encrypted under md5(APIv2 key).
+type WechatV2Verifier struct {
+	APIKey []byte
+	// AppID and MchID are reported in the fact, for the Processor's checks.
+	AppID, MchID string
+}
+
+// Verify turns a verified APIv2 notification into a fact.
+func (v *WechatV2Verifier) Verify(_ http.Header, body []byte) (paynotify.Fact, error) {
+	if bytes.Contains(body, []byte("<req_info>")) {
+		n, err := wechatpay.ParseV2RefundNotification(body, v.APIKey)
+		if err != nil {
+			return paynotify.Fact{}, wechatReject(err)
+		}
+		in := n.Info
+		f := paynotify.Fact{OutTradeNo: in.OutTradeNo, ProviderTradeNo: in.TransactionID, AppID: n.AppID, MchID: n.MchID,
+			Amount: paynotify.Amount(in.TotalFee), HasAmount: in.TotalFee > 0, RefundPerRequest: true, RefundRequestNo: in.OutRefundNo,
+			RefundAmount: paynotify.Amount(in.RefundFee), ProviderRefundNo: in.RefundID, At: in.SuccessTime}
+		switch in.RefundStatus {
+		case "SUCCESS":
+			f.Kind = paynotify.FactRefund
+		case "CHANGE", "REFUNDCLOSE":
+			f.Kind = paynotify.FactRefundFailed
+		}
+		return f, nil
+	}
+	n, err := wechatpay.VerifyV2Notification(body, v.APIKey)
+	if err != nil {
+		rej := wechatReject(err)
+		if fields, perr := wechatpay.ParseV2XML(body); perr == nil {
+			rej.OutTradeNo = fields["out_trade_no"]
+		}
+		return paynotify.Fact{}, rej
+	}
+	f := paynotify.Fact{OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TransactionID, AppID: n.AppID, MchID: n.MchID,
+		Amount: paynotify.Amount(n.TotalFee), HasAmount: true, Currency: n.FeeType, At: n.TimeEnd}
+	if n.ReturnCode == "SUCCESS" && n.ResultCode == "SUCCESS" {
+		f.Kind = paynotify.FactPaid
+	}
+	return f, nil
+}
+
+func wechatReject(err error) *paynotify.RejectError {
+	var ve *wechatpay.VerifyError
+	if errors.As(err, &ve) {
+		return &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail}
+	}
+	return &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error()}
+}
