@@ -1,8 +1,8 @@
 package httpd_test
 
 import (
-	"crypto/x509"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"os"
