@@ -253,10 +253,15 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		}
 		if o != nil {
 			c.Refund = refundChange(app, o, &f, prior, now)
-			if c.Refund != nil && f.Kind == FactRefundFailed && (prior == nil || prior.Status != RefundFailed) {
+			if c.Refund != nil && f.Kind == FactRefundFailed && c.Order == nil {
+				// A refund failure changes the order's refunds: it bumps the version, so that the
+				// compare-and-set admits one of several identical notifications, and one event.
+				next := *o
+				next.Version++
+				c.Order, c.PrevVersion, res.Order = &next, o.Version, &next
 				er := &EventRefund{OutRequestNo: f.RefundRequestNo, Amount: c.Refund.Amount, RefundedTotal: o.RefundedAmount,
 					ProviderRefundNo: f.ProviderRefundNo, Status: string(RefundFailed)}
-				c.Events = append(c.Events, NewEvent(p.newID("evt"), EventRefundFailed, now, o, er, nil))
+				c.Events = append(c.Events, NewEvent(p.newID("evt"), EventRefundFailed, now, &next, er, nil))
 			}
 		}
 		if d.Anomaly != "" {
@@ -303,7 +308,7 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 			}
 			return nil, fmt.Errorf("commit: %w", err)
 		}
-		if c.Order != nil && p.OnChange != nil {
+		if c.Order != nil && p.OnChange != nil && d.Changed() {
 			p.OnChange(c.Order)
 		}
 		return res, nil
