@@ -60,11 +60,11 @@ type alipayReq struct {
 // Values are the raw decoded bytes (in the request's charset).
 func parseAlipayParams(r *http.Request) (map[string]string, error) {
 	params := map[string]string{}
-	q, err := alipay.ParseForm([]byte(r.URL.RawQuery))
+	q, err := parseForm(r.URL.RawQuery)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range q.Fields {
+	for _, f := range q {
 		params[f.Key] = f.Value
 	}
 	if r.Method == http.MethodPost {
@@ -74,11 +74,11 @@ func parseAlipayParams(r *http.Request) (map[string]string, error) {
 		}
 		ct := r.Header.Get("Content-Type")
 		if len(body) > 0 && (ct == "" || strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded")) {
-			f, err := alipay.ParseForm(body)
+			f, err := parseForm(string(body))
 			if err != nil {
 				return nil, err
 			}
-			for _, fl := range f.Fields {
+			for _, fl := range f {
 				if _, dup := params[fl.Key]; dup {
 					return nil, fmt.Errorf("parameter %s is both in the query and in the body", fl.Key)
 				}
@@ -638,15 +638,15 @@ func (s *Sandbox) alipayNotify(t *Trade, kind string, r *Refund) error {
 		v["gmt_close"] = alipay.FormatTime(t.ClosedAt)
 	}
 	// Values in the notification's charset, as bytes; signed V1 (without sign and sign_type).
-	form := &alipay.Form{}
+	var form []field
 	for k, val := range v {
 		if val == "" {
 			continue
 		}
-		form.Fields = append(form.Fields, alipay.Field{Key: k, Value: toCharset(val, cs)})
+		form = append(form, field{k, toCharset(val, cs)})
 	}
-	sort.Slice(form.Fields, func(i, j int) bool { return form.Fields[i].Key < form.Fields[j].Key })
-	msg := alipay.CanonicalNotification(form, alipay.V1)
+	sort.Slice(form, func(i, j int) bool { return form[i].Key < form[j].Key })
+	msg := canonicalV1(form)
 	if f.BadSignature {
 		msg = append(msg, []byte("&tampered=1")...)
 	}
@@ -654,18 +654,11 @@ func (s *Sandbox) alipayNotify(t *Trade, kind string, r *Refund) error {
 	if err != nil {
 		return err
 	}
-	form.Fields = append(form.Fields, alipay.Field{Key: "sign", Value: sig})
-	var body strings.Builder
-	for i, fl := range form.Fields {
-		if i > 0 {
-			body.WriteByte('&')
-		}
-		body.WriteString(url.QueryEscape(fl.Key) + "=" + url.QueryEscape(fl.Value))
-	}
+	body := encodeForm(append(form, field{"sign", sig}))
 	note := &Notification{
 		TradeID: t.ID, Provider: ProviderAlipay, OutTradeNo: t.OutTradeNo, Kind: kind, NotifyID: v["notify_id"],
 		EventType: status, URL: t.NotifyURL, ContentType: "application/x-www-form-urlencoded; text/html; charset=" + strings.ToLower(cs),
-		Body: []byte(body.String()), BodyText: body.String(), Faults: f,
+		Body: []byte(body), BodyText: body, Faults: f,
 	}
 	if r != nil {
 		note.OutRequestNo = r.OutRequestNo
@@ -693,23 +686,16 @@ func (s *Sandbox) alipayReturnURL(t *Trade) string {
 		"trade_no": t.TradeNo, "auth_app_id": t.AppID, "version": "1.0", "app_id": t.AppID, "sign_type": st,
 		"seller_id": t.SellerID, "timestamp": alipay.FormatTime(s.now()),
 	}
-	form := &alipay.Form{}
+	var form []field
 	for k, val := range v {
-		form.Fields = append(form.Fields, alipay.Field{Key: k, Value: toCharset(val, cs)})
+		form = append(form, field{k, toCharset(val, cs)})
 	}
-	sort.Slice(form.Fields, func(i, j int) bool { return form.Fields[i].Key < form.Fields[j].Key })
-	sig, err := alipay.Sign(s.keys.alipay, alipay.SignType(st), alipay.CanonicalNotification(form, alipay.V1))
+	sort.Slice(form, func(i, j int) bool { return form[i].Key < form[j].Key })
+	sig, err := alipay.Sign(s.keys.alipay, alipay.SignType(st), canonicalV1(form))
 	if err != nil {
 		return ""
 	}
-	var q strings.Builder
-	for _, fl := range append(form.Fields, alipay.Field{Key: "sign", Value: sig}) {
-		if q.Len() > 0 {
-			q.WriteByte('&')
-		}
-		q.WriteString(url.QueryEscape(fl.Key) + "=" + url.QueryEscape(fl.Value))
-	}
-	return t.ReturnURL + "?" + q.String()
+	return t.ReturnURL + "?" + encodeForm(append(form, field{"sign", sig}))
 }
 
 // App SDK result codes (alipay.md §7.2).
@@ -747,12 +733,12 @@ func (s *Sandbox) AlipayAppPay(orderString, result string) (status, res, memo st
 	if _, ok := appResultMemo[result]; !ok {
 		return "", "", "", fmt.Errorf("unknown resultStatus %q", result)
 	}
-	f, err := alipay.ParseForm([]byte(strings.TrimSpace(orderString)))
+	f, err := parseForm(strings.TrimSpace(orderString))
 	if err != nil {
 		return "", "", "", errors.New("orderString is not a form-encoded parameter list")
 	}
 	raw := map[string]string{}
-	for _, fl := range f.Fields {
+	for _, fl := range f {
 		raw[fl.Key] = fl.Value
 	}
 	if raw["method"] != "alipay.trade.app.pay" {

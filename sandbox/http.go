@@ -531,12 +531,12 @@ func (s *Sandbox) tradeFromURL(raw string) (*Trade, error) {
 		}
 	}
 	if strings.HasSuffix(u.Path, "gateway.do") {
-		f, err := alipay.ParseForm([]byte(u.RawQuery))
+		f, err := parseForm(u.RawQuery)
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad gateway url", errBadAction)
 		}
 		params := map[string]string{}
-		for _, fl := range f.Fields {
+		for _, fl := range f {
 			params[fl.Key] = fl.Value
 		}
 		req, aerr := s.verifyAlipayRequest(params)
