@@ -226,8 +226,8 @@ func (c *Client) VerifyReturn(rawQuery string) (map[string]string, error) {
 	if !ok {
 		return nil, malformed("unsupported charset " + quoteShort(f.Charset()))
 	}
-	m := make(map[string]string, len(f.Fields))
-	for _, fl := range f.Fields {
+	m := make(map[string]string, f.Len())
+	for _, fl := range f.Fields() {
 		k, ok1 := toUTF8(d, fl.Key)
 		v, ok2 := toUTF8(d, fl.Value)
 		if !ok1 || !ok2 {
@@ -243,7 +243,7 @@ func (c *Client) VerifyReturn(rawQuery string) (map[string]string, error) {
 // canonical string is tried with it (the official rule), then without it. It returns nil or a
 // *VerifyError.
 func (c *Client) VerifyForm(f *Form, r Rule) error {
-	sig := f.Value("sign")
+	sig, _ := f.getBytes("sign")
 	var buf [512]byte
 	raw, err := decodeSig(buf[:0], sig)
 	if err != nil {
@@ -253,27 +253,31 @@ func (c *Client) VerifyForm(f *Form, r Rule) error {
 		return ve
 	}
 	key := c.alipayKey
-	certSN, hasSN := f.Get("alipay_cert_sn")
+	certSNb, hasSN := f.getBytes("alipay_cert_sn")
 	if hasSN && c.alipayKeys != nil {
+		certSN := string(certSNb)
 		if key = c.alipayKeys[certSN]; key == nil {
 			return &VerifyError{Reason: ReasonUnknownSerial, Detail: "alipay_cert_sn " + quoteShort(certSN) + " is not the configured Alipay certificate (" + c.alipaySN + ")",
 				OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}
 		}
 	}
-	canon := f.appendCanonical(nil, r, "")
+	// The canonical string of a usual notification fits on the stack; the failure path rebuilds it.
+	var stack [2048]byte
+	canon := f.appendCanonical(stack[:0], r, "")
 	h, d, n := c.signType.hashed(canon)
 	if rsaVerify(key, h, d[:n], raw) {
 		return nil
 	}
 	if hasSN && c.alipayKeys != nil {
-		alt := f.appendCanonical(nil, r, "alipay_cert_sn")
+		alt := f.appendCanonical(stack[:0], r, "alipay_cert_sn")
 		h, d, n := c.signType.hashed(alt)
 		if rsaVerify(key, h, d[:n], raw) {
 			return nil
 		}
 	}
-	return &VerifyError{Reason: ReasonSignatureInvalid, Detail: c.explainFailure(f, r, key, raw, canon),
-		Canonical: canon, OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}
+	full := f.appendCanonical(nil, r, "")
+	return &VerifyError{Reason: ReasonSignatureInvalid, Detail: c.explainFailure(f, r, key, raw, full),
+		Canonical: full, OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}
 }
 
 func rsaVerify(pub *rsa.PublicKey, h crypto.Hash, digest, sig []byte) bool {

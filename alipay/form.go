@@ -1,9 +1,10 @@
 package alipay
 
 import (
+	"bytes"
+	"encoding/binary"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // Field is one decoded form field. Key and Value hold the percent-decoded bytes exactly as sent, in
@@ -13,11 +14,19 @@ type Field struct {
 	Key, Value string
 }
 
-// Form is an application/x-www-form-urlencoded body decoded once into bytes, with its fields sorted
-// by key (the canonical order) and every key unique.
+// Form is an application/x-www-form-urlencoded body decoded once into bytes, its fields sorted by
+// key (the canonical order) and every key unique. It is read-only.
 type Form struct {
-	// Fields are sorted by key, byte order.
-	Fields []Field
+	buf   []byte // every key and value, decoded, back to back
+	spans []span // sorted by key
+	small [32]span
+}
+
+// span locates one field in buf; pre is the key's first 8 bytes, big-endian, so that most
+// comparisons are one integer comparison.
+type span struct {
+	ks, ke, ve int
+	pre        uint64
 }
 
 // maxFormFields bounds the number of fields of a form (Alipay sends about 25).
@@ -26,64 +35,110 @@ const maxFormFields = 1000
 // ParseForm decodes a form body once: '+' becomes a space and %XX the byte XX, and nothing else is
 // done (no HTML unescaping, no charset conversion, no second decoding). Empty segments ("&&") are
 // skipped and a segment without '=' is a key with an empty value, as servlet containers and Go's
-// url.ParseQuery do. Unlike url.ParseQuery it keeps ';' as an ordinary byte and it rejects a
+// url.ParseQuery do. Unlike url.ParseQuery it keeps ';' as an ordinary byte, and it rejects a
 // duplicated key (ReasonDuplicateKey), a malformed %-escape or an empty key (ReasonMalformed); the
-// error is a *VerifyError. All fields share one allocation.
+// error is a *VerifyError. A usual notification costs two allocations.
 func ParseForm(body []byte) (*Form, error) {
-	type span struct{ ks, ke, ve int }
-	var stack [48]span
-	spans := stack[:0]
-	var b strings.Builder
-	b.Grow(len(body))
+	f := &Form{buf: make([]byte, len(body))} // decoding never grows a form
+	f.spans = f.small[:0]
+	n := 0
 	for i := 0; i < len(body); {
-		j := i
-		for j < len(body) && body[j] != '&' {
-			j++
+		j := bytes.IndexByte(body[i:], '&')
+		if j < 0 {
+			j = len(body)
+		} else {
+			j += i
 		}
 		seg := body[i:j]
 		i = j + 1
 		if len(seg) == 0 {
 			continue
 		}
-		if len(spans) == maxFormFields {
+		if len(f.spans) == maxFormFields {
 			return nil, malformed("more than " + strconv.Itoa(maxFormFields) + " fields")
 		}
-		eq := len(seg)
-		for k, c := range seg {
-			if c == '=' {
-				eq = k
-				break
-			}
+		eq := bytes.IndexByte(seg, '=')
+		if eq < 0 {
+			eq = len(seg)
 		}
 		var sp span
-		sp.ks = b.Len()
-		if !unescapeInto(&b, seg[:eq]) {
+		var ok bool
+		sp.ks = n
+		if n, ok = unescapeInto(f.buf, n, seg[:eq]); !ok {
 			return nil, malformed("bad %-escape in a key")
 		}
-		sp.ke = b.Len()
+		sp.ke = n
 		if sp.ke == sp.ks {
 			return nil, malformed("empty key")
 		}
+		sp.pre = keyPrefix(f.buf[sp.ks:sp.ke])
 		if eq < len(seg) {
-			if !unescapeInto(&b, seg[eq+1:]) {
-				return nil, malformed("bad %-escape in the value of " + strconv.Quote(printable(b.String()[sp.ks:sp.ke])))
+			if n, ok = unescapeInto(f.buf, n, seg[eq+1:]); !ok {
+				return nil, malformed("bad %-escape in the value of " + strconv.Quote(printable(string(f.buf[sp.ks:sp.ke]))))
 			}
 		}
-		sp.ve = b.Len()
-		spans = append(spans, sp)
+		sp.ve = n
+		f.spans = append(f.spans, sp)
 	}
-	s := b.String()
-	f := &Form{Fields: make([]Field, len(spans))}
-	for i, sp := range spans {
-		f.Fields[i] = Field{Key: s[sp.ks:sp.ke], Value: s[sp.ke:sp.ve]}
-	}
-	slices.SortFunc(f.Fields, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
-	for i := 1; i < len(f.Fields); i++ {
-		if f.Fields[i].Key == f.Fields[i-1].Key {
-			return nil, &VerifyError{Reason: ReasonDuplicateKey, Detail: "duplicate key " + strconv.Quote(printable(f.Fields[i].Key)), err: ErrDuplicateKey}
+	f.buf = f.buf[:n]
+	f.sortSpans()
+	for i := 1; i < len(f.spans); i++ {
+		if !f.less(&f.spans[i-1], &f.spans[i]) {
+			k := string(f.key(&f.spans[i]))
+			return nil, &VerifyError{Reason: ReasonDuplicateKey, Detail: "duplicate key " + strconv.Quote(printable(k)), err: ErrDuplicateKey}
 		}
 	}
 	return f, nil
+}
+
+func keyPrefix(k []byte) uint64 {
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(k)
+	}
+	var p uint64
+	for i := 0; i < 8; i++ {
+		p <<= 8
+		if i < len(k) {
+			p |= uint64(k[i])
+		}
+	}
+	return p
+}
+
+func (f *Form) key(sp *span) []byte   { return f.buf[sp.ks:sp.ke] }
+func (f *Form) value(sp *span) []byte { return f.buf[sp.ke:sp.ve] }
+
+func (f *Form) less(x, y *span) bool {
+	if x.pre != y.pre {
+		return x.pre < y.pre
+	}
+	return bytes.Compare(f.key(x), f.key(y)) < 0
+}
+
+// sortSpans sorts by key: insertion sort for the usual few dozen fields, pdqsort beyond.
+func (f *Form) sortSpans() {
+	sp := f.spans
+	if len(sp) > 64 {
+		slices.SortFunc(sp, func(x, y span) int {
+			if x.pre != y.pre {
+				if x.pre < y.pre {
+					return -1
+				}
+				return 1
+			}
+			return bytes.Compare(f.key(&x), f.key(&y))
+		})
+		return
+	}
+	// Insertion sort, moving each span once.
+	for i := 1; i < len(sp); i++ {
+		x := sp[i]
+		j := i
+		for ; j > 0 && f.less(&x, &sp[j-1]); j-- {
+			sp[j] = sp[j-1]
+		}
+		sp[j] = x
+	}
 }
 
 func unhex(c byte) (byte, bool) {
@@ -98,37 +153,75 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// unescapeInto appends the form-decoding of s to b.
-func unescapeInto(b *strings.Builder, s []byte) bool {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '+':
-			b.WriteByte(' ')
-		case '%':
-			if i+2 >= len(s) {
-				return false
-			}
-			h, ok1 := unhex(s[i+1])
-			l, ok2 := unhex(s[i+2])
-			if !ok1 || !ok2 {
-				return false
-			}
-			b.WriteByte(h<<4 | l)
-			i += 2
-		default:
-			b.WriteByte(c)
+// special marks the bytes form decoding changes.
+var special = [256]bool{'%': true, '+': true}
+
+// unescapeInto writes the form-decoding of s into buf at n and returns the new n; the decoding is
+// never longer than s. Runs of plain bytes are copied at once.
+func unescapeInto(buf []byte, n int, s []byte) (int, bool) {
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && !special[s[i]] {
+			i++
 		}
+		n += copy(buf[n:], s[:i])
+		if i == len(s) {
+			return n, true
+		}
+		if s[i] == '+' {
+			buf[n] = ' '
+			n++
+			s = s[i+1:]
+			continue
+		}
+		if i+2 >= len(s) {
+			return n, false
+		}
+		h, ok1 := unhex(s[i+1])
+		l, ok2 := unhex(s[i+2])
+		if !ok1 || !ok2 {
+			return n, false
+		}
+		buf[n] = h<<4 | l
+		n++
+		s = s[i+3:]
 	}
-	return true
+	return n, true
+}
+
+// Len returns the number of fields.
+func (f *Form) Len() int { return len(f.spans) }
+
+// Field returns the i-th field in key order.
+func (f *Form) Field(i int) Field {
+	sp := &f.spans[i]
+	return Field{Key: string(f.key(sp)), Value: string(f.value(sp))}
+}
+
+// Fields returns every field in key order.
+func (f *Form) Fields() []Field {
+	out := make([]Field, len(f.spans))
+	for i := range f.spans {
+		out[i] = f.Field(i)
+	}
+	return out
+}
+
+// getBytes returns key's decoded bytes without copying them.
+func (f *Form) getBytes(key string) ([]byte, bool) {
+	i, ok := slices.BinarySearchFunc(f.spans, key, func(sp span, k string) int {
+		return bytes.Compare(f.buf[sp.ks:sp.ke], []byte(k))
+	})
+	if !ok {
+		return nil, false
+	}
+	return f.value(&f.spans[i]), true
 }
 
 // Get returns the decoded bytes of key's value.
 func (f *Form) Get(key string) (string, bool) {
-	i, ok := slices.BinarySearchFunc(f.Fields, key, func(fl Field, k string) int { return strings.Compare(fl.Key, k) })
-	if !ok {
-		return "", false
-	}
-	return f.Fields[i].Value, true
+	v, ok := f.getBytes(key)
+	return string(v), ok
 }
 
 // Value returns key's decoded bytes, or "" when absent.
@@ -140,9 +233,10 @@ func (f *Form) Value(key string) string {
 // Charset returns the declared charset field (e.g. "utf-8", "GBK"), or "" when absent.
 func (f *Form) Charset() string { return f.Value("charset") }
 
-// include reports whether fl takes part in the canonical string under r.
-func (f *Form) include(fl Field, r Rule, skip string) bool {
-	switch fl.Key {
+// include reports whether the field takes part in the canonical string under r.
+func (f *Form) include(sp *span, r Rule, skip string) bool {
+	k := f.key(sp)
+	switch string(k) {
 	case "sign":
 		return false
 	case "sign_type":
@@ -150,49 +244,45 @@ func (f *Form) include(fl Field, r Rule, skip string) bool {
 			return false
 		}
 	}
-	if skip != "" && fl.Key == skip {
+	if skip != "" && string(k) == skip {
 		return false
 	}
-	return !isBlank(fl.Key) && !isBlank(fl.Value)
+	return !isBlank(k) && !isBlank(f.value(sp))
 }
 
 // appendCanonical appends the canonical string of f under r to dst, leaving out skip as well when
 // it is not empty.
 func (f *Form) appendCanonical(dst []byte, r Rule, skip string) []byte {
 	n := 0
-	for _, fl := range f.Fields {
-		if f.include(fl, r, skip) {
-			n += len(fl.Key) + len(fl.Value) + 2
+	for i := range f.spans {
+		if sp := &f.spans[i]; f.include(sp, r, skip) {
+			n += sp.ve - sp.ks + 2
 		}
 	}
-	if dst == nil {
-		dst = make([]byte, 0, n)
+	if cap(dst)-len(dst) < n {
+		dst = slices.Grow(dst, n)
 	}
 	first := true
-	for _, fl := range f.Fields {
-		if !f.include(fl, r, skip) {
+	for i := range f.spans {
+		sp := &f.spans[i]
+		if !f.include(sp, r, skip) {
 			continue
 		}
 		if !first {
 			dst = append(dst, '&')
 		}
 		first = false
-		dst = append(dst, fl.Key...)
+		dst = append(dst, f.key(sp)...)
 		dst = append(dst, '=')
-		dst = append(dst, fl.Value...)
+		dst = append(dst, f.value(sp)...)
 	}
 	return dst
 }
 
-// printable makes raw bytes safe to show in an error: invalid UTF-8 and control characters are
-// quoted away by strconv.Quote later; this only bounds the length.
+// printable bounds the length of raw bytes shown in an error (strconv.Quote makes them safe).
 func printable(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "…"
 	}
 	return s
-}
-
-func sortFields(fs []Field) {
-	slices.SortFunc(fs, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
 }

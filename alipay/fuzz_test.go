@@ -26,12 +26,13 @@ func FuzzParseForm(f *testing.F) {
 			}
 			return
 		}
-		if !slices.IsSortedFunc(form.Fields, func(a, b Field) int { return strings.Compare(a.Key, b.Key) }) {
+		fields := form.Fields()
+		if !slices.IsSortedFunc(fields, func(a, b Field) int { return strings.Compare(a.Key, b.Key) }) {
 			t.Fatal("not sorted")
 		}
 		total := 0
-		for i, fl := range form.Fields {
-			if fl.Key == "" || (i > 0 && form.Fields[i-1].Key == fl.Key) {
+		for i, fl := range fields {
+			if fl.Key == "" || (i > 0 && fields[i-1].Key == fl.Key) {
 				t.Fatalf("bad key at %d", i)
 			}
 			if v, ok := form.Get(fl.Key); !ok || v != fl.Value {

@@ -165,8 +165,8 @@ func DecodeNotification(f *Form) (*Notification, error) {
 	if !ok {
 		return nil, &VerifyError{Reason: ReasonMalformed, Detail: "unsupported charset " + quoteShort(f.Charset()), OutTradeNo: claimedOutTradeNo(f), err: ErrMalformed}
 	}
-	n := &Notification{Raw: make(map[string]string, len(f.Fields))}
-	for _, fl := range f.Fields {
+	n := &Notification{Raw: make(map[string]string, f.Len())}
+	for _, fl := range f.Fields() {
 		k, ok1 := toUTF8(d, fl.Key)
 		v, ok2 := toUTF8(d, fl.Value)
 		if !ok1 || !ok2 {

@@ -73,7 +73,7 @@ func Verify(pub *rsa.PublicKey, t SignType, msg []byte, sig string) error {
 }
 
 // decodeSig decodes a standard base64 signature into dst's storage when it fits.
-func decodeSig(dst []byte, sig string) ([]byte, error) {
+func decodeSig[T string | []byte](dst []byte, sig T) ([]byte, error) {
 	if len(sig) == 0 {
 		return nil, &VerifyError{Reason: ReasonSignatureInvalid, Detail: "sign is missing or empty", err: ErrSignature}
 	}
@@ -91,7 +91,7 @@ func decodeSig(dst []byte, sig string) ([]byte, error) {
 
 // isBlank reports whether v is empty or made only of ASCII whitespace (Java's StringUtils.isEmpty
 // test for the ASCII range), the values dropped from canonical strings.
-func isBlank(v string) bool {
+func isBlank[T string | []byte](v T) bool {
 	for i := 0; i < len(v); i++ {
 		switch v[i] {
 		case ' ', '\t', '\n', '\v', '\f', '\r', 0x1c, 0x1d, 0x1e, 0x1f:

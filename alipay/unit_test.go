@@ -170,12 +170,13 @@ func TestParseForm(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []Field{{"a", "1+1"}, {"b", "中 x"}, {"c", ""}, {"d", "&quot;;e"}, {"z", ""}}
-		if len(f.Fields) != len(want) {
-			t.Fatalf("%q", f.Fields)
+		got := f.Fields()
+		if len(got) != len(want) {
+			t.Fatalf("%q", got)
 		}
 		for i := range want {
-			if f.Fields[i] != want[i] {
-				t.Fatalf("%d: %q", i, f.Fields[i])
+			if got[i] != want[i] {
+				t.Fatalf("%d: %q", i, got[i])
 			}
 		}
 		if got := string(CanonicalNotification(f, V1)); got != "a=1+1&b=中 x&d=&quot;;e" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -219,17 +220,17 @@ func TestPublishedVectors(t *testing.T) {
 
 // encodeSorted form-encodes params in key order.
 func encodeSorted(p map[string]string) string {
-	f := &Form{}
-	for k, v := range p {
-		f.Fields = append(f.Fields, Field{k, v})
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
 	}
+	slices.Sort(keys)
 	var b strings.Builder
-	sortFields(f.Fields)
-	for i, fl := range f.Fields {
+	for i, k := range keys {
 		if i > 0 {
 			b.WriteByte('&')
 		}
-		b.WriteString(queryEscape(fl.Key) + "=" + queryEscape(fl.Value))
+		b.WriteString(queryEscape(k) + "=" + queryEscape(p[k]))
 	}
 	return b.String()
 }

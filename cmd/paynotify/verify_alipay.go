@@ -118,7 +118,7 @@ func verifyAlipayBody(m *Main, c *alipay.Client, body []byte, explain, trimmed b
 	if err != nil {
 		return invalidAlipay(m, explain, "check form: FAILED", err)
 	}
-	say("check form: ok (%d fields, decoded once, no duplicate key)", len(f.Fields))
+	say("check form: ok (%d fields, decoded once, no duplicate key)", f.Len())
 	cs := f.Charset()
 	if cs == "" {
 		cs = "(none declared: utf-8 assumed)"
