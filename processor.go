@@ -52,6 +52,9 @@ type Callback struct {
 	// Answer renders the answer the provider will get for a verdict (for the evidence record): ok
 	// is true for accepted and duplicate.
 	Answer func(ok bool) string
+	// Logger, if set, is the request's logger (carrying its request id); defaults to the
+	// Processor's.
+	Logger *slog.Logger
 }
 
 // Result is what the Processor did with a callback.
@@ -149,7 +152,11 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		}
 		return cb.Answer(ok)
 	}
-	log := p.logger().With("app", cb.App.Name, "provider", cb.App.Provider, "notification_id", ev.ID)
+	log := cb.Logger
+	if log == nil {
+		log = p.logger()
+	}
+	log = log.With("app", cb.App.Name, "provider", cb.App.Provider, "notification_id", ev.ID)
 
 	fact, err := v.Verify(cb.Header, cb.Body)
 	if err != nil {

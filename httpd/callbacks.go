@@ -54,7 +54,7 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	header := r.Header.Clone()
 	header.Del("Authorization")
 	header.Del("Cookie")
-	res := s.Processor.Process(r.Context(), &paynotify.Callback{App: &a.App, Header: header, Body: body, ReceivedAt: received, Answer: answer}, verifier)
+	res := s.Processor.Process(r.Context(), &paynotify.Callback{App: &a.App, Header: header, Body: body, ReceivedAt: received, Answer: answer, Logger: s.log(r)}, verifier)
 	write(w, res)
 }
 

@@ -280,6 +280,18 @@ func TestAlipayNotify(t *testing.T) {
 			}
 		})
 
+		t.Run("OKNoSecretInLogs", func(t *testing.T) {
+			logs := e.logs.String()
+			if !strings.Contains(logs, "request_id=") || !strings.Contains(logs, "out_trade_no=T0001") {
+				t.Fatalf("callback logs lack request_id or out_trade_no:\n%s", logs)
+			}
+			for _, secret := range []string{testToken, "PRIVATE KEY", "Bearer"} {
+				if strings.Contains(logs, secret) {
+					t.Fatalf("logs contain %q", secret)
+				}
+			}
+		})
+
 		t.Run("ErrUnknownApp", func(t *testing.T) {
 			code, _ := e.postNotify("/notify/alipay/nosuchapp", alipayContentType, nil, alipayNotify(t, paidFields("T0010", "1.00")))
 			if code != http.StatusNotFound {
@@ -452,5 +464,65 @@ func TestOrdersAPI(t *testing.T) {
 				t.Fatalf("after the end: %+v (next %q)", empty, rest.Next)
 			}
 		})
+	})
+}
+
+func TestAlipayReturn(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		newAlipayOrder(e, "R0001", 100)
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		get := func(path string) *http.Response {
+			t.Helper()
+			resp, err := client.Get(e.srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp
+		}
+		// Without a return_url: a plain page.
+		if resp := get("/return/alipay/shop?out_trade_no=R0001&trade_status=TRADE_SUCCESS"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		e.http.Apps["shop"].ReturnURL = "https://shop.example.com/paid?from=alipay"
+		resp := get("/return/alipay/shop?out_trade_no=R0001&total_amount=1.00&sign=forged&sign_type=RSA2")
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://shop.example.com/paid?app=shop&from=alipay&out_trade_no=R0001" {
+			t.Fatalf("answer %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		// The return proves nothing: the order is unchanged and nothing is recorded.
+		if got := e.getOrder("shop", "R0001"); got.Status != "pending" || got.Version != 1 {
+			t.Fatalf("order = %+v", got)
+		}
+		if ev := e.evidence("out_trade_no=R0001"); len(ev) != 0 {
+			t.Fatalf("evidence = %+v", ev)
+		}
+		if resp := get("/return/alipay/nosuchapp?out_trade_no=R0001"); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("unknown app: status %d", resp.StatusCode)
+		}
+	})
+}
+
+func TestAlipayNotify_RejectedCap(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		e.http.Processor.RejectedPerMinute = 3
+		newAlipayOrder(e, "C0001", 100)
+		body := alipayNotify(t, paidFields("C0001", "1.00"))
+		forged := []byte(strings.Replace(string(body), "total_amount=1.00", "total_amount=2.00", 1))
+		for i := 0; i < 5; i++ {
+			if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, forged); ans != "fail" {
+				t.Fatalf("answer %q", ans)
+			}
+		}
+		if ev := e.evidence("app=shop&verdict=rejected"); len(ev) != 3 {
+			t.Fatalf("%d rejected records stored, want the cap of 3", len(ev))
+		}
+		// Verified notifications are never capped.
+		if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, body); ans != "success" {
+			t.Fatalf("valid answer %q", ans)
+		}
 	})
 }

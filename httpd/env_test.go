@@ -83,6 +83,7 @@ type env struct {
 	store paynotify.Store
 	srv   *httptest.Server
 	http  *httpd.Server
+	logs  *syncBuffer
 }
 
 // newEnv starts a server with one Alipay app "shop" (plus the apps given) on store.
@@ -110,10 +111,12 @@ func newEnv(t *testing.T, store paynotify.Store, extra ...*httpd.App) *env {
 	for _, a := range extra {
 		apps[a.Name] = a
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &syncBuffer{}
+	var out io.Writer = logs
 	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		out = io.MultiWriter(logs, os.Stderr)
 	}
+	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := &httpd.Server{
 		Store:        store,
 		Processor:    &paynotify.Processor{Store: store, Logger: logger},
@@ -125,7 +128,25 @@ func newEnv(t *testing.T, store paynotify.Store, extra ...*httpd.App) *env {
 	}
 	srv := httptest.NewServer(h.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, store: store, srv: srv, http: h}
+	return &env{t: t, store: store, srv: srv, http: h, logs: logs}
+}
+
+// syncBuffer collects the server's logs, for tests that check what they never contain.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // api calls the merchant API and decodes the JSON answer into out (when not nil).

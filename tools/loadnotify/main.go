@@ -1,0 +1,310 @@
+// Command loadnotify measures the notification path: valid, first-delivery Alipay notifications
+// posted over HTTP with keep-alive to an in-process paynotify server, on SQLite or PostgreSQL,
+// beside the machine's RSA-verify ceiling measured in the same run on all cores.
+//
+//	go run ./tools/loadnotify -store sqlite -n 3000 -c 16
+//	go run ./tools/loadnotify -store postgres -n 3000 -c 16
+//
+// It prints notifications per second, latency percentiles, and the verify ceiling. The server and
+// the load share the machine's cores, as they would on a small box; figures on these shared
+// 2-core machines are noisy: compare the ratio to the ceiling, not absolutes.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/postgres"
+	"github.com/paynotify/paynotify/sqlite"
+)
+
+const (
+	appID  = "2021000000000001"
+	seller = "2088000000000002"
+)
+
+func main() {
+	storeKind := flag.String("store", "sqlite", "sqlite or postgres")
+	n := flag.Int("n", 3000, "notifications to send (each to its own order)")
+	conc := flag.Int("c", 16, "concurrent keep-alive connections")
+	pgURL := flag.String("pg", envOr("PAYNOTIFY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (a fresh database is created and dropped)")
+	flag.Parse()
+	ctx := context.Background()
+
+	store, cleanup := openStore(ctx, *storeKind, *pgURL)
+	defer cleanup()
+
+	alipayKey := mustKey()
+	appKey := mustKey()
+	client, err := alipay.NewClient(alipay.Config{AppID: appID, PrivateKey: appKey, AlipayPublicKey: &alipayKey.PublicKey})
+	check(err)
+
+	log.Printf("creating %d orders on %s", *n, *storeKind)
+	createOrders(ctx, store, *n)
+	log.Printf("signing %d notifications", *n)
+	bodies := signNotifications(alipayKey, *n)
+
+	ceiling := verifyCeiling(len(bodies[0]), 2*time.Second)
+
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := &httpd.Server{
+		Store:     store,
+		Processor: &paynotify.Processor{Store: store, Logger: logger},
+		Apps: map[string]*httpd.App{"shop": {
+			App:     paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: appID, SellerIDs: []string{seller}},
+			Gateway: &httpd.AlipayGateway{Client: client},
+		}},
+		APIToken: "load-token-0123456789", PublicURL: "https://pay.example.com", Logger: logger,
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	hs := httpd.NewHTTPServer(ln.Addr().String(), srv.Handler())
+	go hs.Serve(ln)
+	defer hs.Close()
+	target := "http://" + ln.Addr().String() + "/notify/alipay/shop"
+
+	tr := &http.Transport{MaxIdleConns: *conc, MaxIdleConnsPerHost: *conc, IdleConnTimeout: time.Minute}
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	work := make(chan []byte, len(bodies))
+	for _, b := range bodies {
+		work <- b
+	}
+	close(work)
+	lat := make([]time.Duration, 0, len(bodies))
+	var mu sync.Mutex
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < *conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, len(bodies) / *conc + 1)
+			for body := range work {
+				t0 := time.Now()
+				resp, err := hc.Post(target, "application/x-www-form-urlencoded; text/html; charset=utf-8", bytes.NewReader(body))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				ans, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				local = append(local, time.Since(t0))
+				if string(ans) != "success" {
+					failed.Add(1)
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
+	rate := float64(len(bodies)) / elapsed.Seconds()
+	fmt.Printf("store=%s n=%d c=%d cores=%d\n", *storeKind, len(bodies), *conc, runtime.GOMAXPROCS(0))
+	fmt.Printf("rsa_verify_ceiling=%.0f/s (all cores, same run)\n", ceiling)
+	fmt.Printf("notifications=%.0f/s (%.1f%% of the verify ceiling) p50=%v p99=%v max=%v failed=%d\n",
+		rate, 100*rate/ceiling, pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), failed.Load())
+	if failed.Load() > 0 {
+		os.Exit(1)
+	}
+	// Every notification must have landed: one paid order each.
+	orders, err := store.ListOrders(ctx, paynotify.OrderFilter{App: "shop", Status: paynotify.StatusPaid, Limit: 1})
+	check(err)
+	if len(orders) == 0 {
+		log.Fatal("no paid order after the run")
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+func mustKey() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	check(err)
+	return k
+}
+
+type closer interface {
+	paynotify.Store
+	Migrate(context.Context) error
+	Close() error
+}
+
+func openStore(ctx context.Context, kind, pgURL string) (paynotify.Store, func()) {
+	var s closer
+	cleanup := func() {}
+	switch kind {
+	case "sqlite":
+		dir, err := os.MkdirTemp("", "loadnotify")
+		check(err)
+		db, err := sqlite.Open(filepath.Join(dir, "paynotify.db"))
+		check(err)
+		s, cleanup = db, func() { db.Close(); os.RemoveAll(dir) }
+	case "postgres":
+		var b [6]byte
+		rand.Read(b[:])
+		name := "paynotify_load_" + hex.EncodeToString(b[:])
+		admin, err := pgx.Connect(ctx, pgURL)
+		check(err)
+		_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
+		check(err)
+		u, err := url.Parse(pgURL)
+		check(err)
+		u.Path = "/" + name
+		db, err := postgres.Open(ctx, u.String())
+		check(err)
+		s, cleanup = db, func() {
+			db.Close()
+			admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			admin.Close(ctx)
+		}
+	default:
+		log.Fatalf("unknown -store %q", kind)
+	}
+	check(s.Migrate(ctx))
+	return s, cleanup
+}
+
+func tradeNo(i int) string { return fmt.Sprintf("L%09d", i) }
+
+func createOrders(ctx context.Context, s paynotify.Store, n int) {
+	now := time.Now().UTC()
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				_, _, err := s.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: tradeNo(i), Channel: paynotify.ChannelAlipayApp,
+					Status: paynotify.StatusPending, Amount: 8888, Currency: "CNY", Subject: "load", Version: 1, CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour)})
+				check(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// notification returns the fields of a realistic 25-field TRADE_SUCCESS notification.
+func notification(i int) map[string]string {
+	otn := tradeNo(i)
+	return map[string]string{
+		"gmt_create": "2026-11-29 09:59:50", "charset": "utf-8", "seller_email": "shop@example.com", "subject": "测试订单 load",
+		"buyer_id": "2088102177846880", "invoice_amount": "88.88", "notify_id": "2026112900222100005" + otn, "fund_bill_list": `[{"amount":"88.88","fundChannel":"ALIPAYACCOUNT"}]`,
+		"notify_type": "trade_status_sync", "trade_status": "TRADE_SUCCESS", "receipt_amount": "88.88", "buyer_pay_amount": "88.88",
+		"app_id": appID, "notify_time": "2026-11-29 10:00:05", "point_amount": "0.00", "total_amount": "88.88",
+		"trade_no": "2026112922001400" + otn, "auth_app_id": appID, "buyer_logon_id": "abc***@example.com", "gmt_payment": "2026-11-29 10:00:00",
+		"seller_id": seller, "version": "1.0", "out_trade_no": otn, "body": "load test order",
+	}
+}
+
+func signNotifications(key *rsa.PrivateKey, n int) [][]byte {
+	out := make([][]byte, n)
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f := notification(i)
+				keys := make([]string, 0, len(f))
+				for k := range f {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				var canon, body strings.Builder
+				for j, k := range keys {
+					if j > 0 {
+						canon.WriteByte('&')
+						body.WriteByte('&')
+					}
+					canon.WriteString(k + "=" + f[k])
+					body.WriteString(k + "=" + url.QueryEscape(f[k]))
+				}
+				sig, err := alipay.Sign(key, alipay.RSA2, []byte(canon.String()))
+				check(err)
+				body.WriteString("&sign=" + url.QueryEscape(sig) + "&sign_type=RSA2")
+				out[i] = []byte(body.String())
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// verifyCeiling is how many RSA-2048 SHA-256 verifications per second the machine does on all
+// cores, for a message of msgLen bytes with a pre-parsed key: the floor of the notification path.
+func verifyCeiling(msgLen int, d time.Duration) float64 {
+	key := mustKey()
+	msg := bytes.Repeat([]byte("a"), msgLen)
+	h := sha256.Sum256(msg)
+	sig, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, h[:])
+	check(err)
+	var count atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				h := sha256.Sum256(msg)
+				if rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, h[:], sig) != nil {
+					panic("verify")
+				}
+				count.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(count.Load()) / time.Since(start).Seconds()
+}
