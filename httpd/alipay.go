@@ -112,7 +112,7 @@ func (g *AlipayGateway) Pay(ctx context.Context, o *paynotify.Order, notifyURL, 
 	default:
 		return nil, paynotify.Errorf(paynotify.EINVALID, "Channel %s is not an Alipay channel.", o.Channel)
 	}
-	return json.Marshal(pay)
+	return marshalPay(pay)
 }
 
 // Close closes the trade at Alipay. A trade the buyer never opened (ACQ.TRADE_NOT_EXIST) is closed

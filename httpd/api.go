@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,18 @@ func newTradeNo() string {
 		b[i] = tradeNoAlphabet[int(b[i])%len(tradeNoAlphabet)] // 256 % 62 bias is irrelevant for an id
 	}
 	return string(b[:])
+}
+
+// marshalPay encodes payment parameters without HTML-escaping (a form stays readable as "<form"):
+// they are data for the merchant, never embedded in our own HTML.
+func marshalPay(v any) (json.RawMessage, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 // decodeJSON reads a JSON body strictly: unknown fields and trailing data are errors.

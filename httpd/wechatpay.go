@@ -123,7 +123,7 @@ func (g *WechatGateway) Pay(ctx context.Context, o *paynotify.Order, notifyURL, 
 	default:
 		return nil, paynotify.Errorf(paynotify.EINVALID, "Channel %s is not a WeChat Pay channel.", o.Channel)
 	}
-	return json.Marshal(pay)
+	return marshalPay(pay)
 }
 
 // Close closes the order at WeChat Pay. ORDERPAID (or any refusal) is settled by a query: a paid
