@@ -241,3 +241,109 @@ func TestServe_ConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestBinary_Demo runs the real binary with no config, as a new user would, and pays a sandbox
+// order end to end: create through the API, pay as the buyer, find it paid with its event.
+func TestBinary_Demo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "serve", "--listen", addr)
+	cmd.Dir = dir
+	var stdout, logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("stdout:\n%s\nlog:\n%s", stdout.String(), logs.String())
+		}
+	})
+	base := "http://" + addr
+	for i := 0; i < 300; i++ {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tokenBytes, err := os.ReadFile(filepath.Join(dir, "paynotify-data", "api_token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tokenBytes))
+	if !strings.Contains(stdout.String(), token) || !strings.Contains(stdout.String(), base+"/") {
+		t.Fatalf("the demo does not say where to click and the token:\n%s", stdout.String())
+	}
+	for _, p := range []string{"paynotify-data", "paynotify-data/api_token"} {
+		fi, err := os.Stat(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]os.FileMode{true: 0o700, false: 0o600}[fi.IsDir()]; fi.Mode().Perm() != want {
+			t.Errorf("%s mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+	}
+	api := func(method, path string, body any) (int, map[string]any) {
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, base+path, rd)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	// The demo page renders, with both apps' channels.
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "alipay.page") || !strings.Contains(string(page), "wechatpay.native") {
+		t.Fatalf("demo page lacks the channels")
+	}
+	for _, tc := range []struct{ app, channel, otn string }{{"alipay-demo", "alipay.precreate", "DEMO0001"}, {"wechatpay-demo", "wechatpay.native", "DEMO0002"}} {
+		code, o := api("POST", "/v1/orders", map[string]any{"app": tc.app, "out_trade_no": tc.otn, "amount": 8888, "subject": "Coffee", "channel": tc.channel})
+		if code != http.StatusCreated {
+			t.Fatalf("create %s: %d %v", tc.channel, code, o)
+		}
+		payURL := ""
+		if p, ok := o["pay"].(map[string]any); ok {
+			for _, k := range []string{"qr_code", "code_url"} {
+				if v, ok := p[k].(string); ok {
+					payURL = v
+				}
+			}
+		}
+		if payURL == "" {
+			t.Fatalf("no pay URL in %v", o)
+		}
+		out, err := exec.Command(bin, "sandbox", "pay", "--sandbox", base, "--url", payURL).CombinedOutput()
+		if err != nil {
+			t.Fatalf("sandbox pay: %v\n%s", err, out)
+		}
+		code, o = api("GET", "/v1/orders/"+tc.app+"/"+tc.otn+"?wait=20s", nil)
+		if code != http.StatusOK || o["status"] != "paid" {
+			t.Fatalf("%s: after paying: %d %v", tc.channel, code, o)
+		}
+	}
+	_, ev := api("GET", "/v1/events", nil)
+	if evs, _ := ev["events"].([]any); len(evs) != 2 {
+		t.Fatalf("events = %v, want two order.paid", ev)
+	}
+}
