@@ -1,0 +1,60 @@
+package paynotify_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDeps enforces DESIGN.md §2's "may import" column, and keeps test code and cgo drivers out of
+// the server binary.
+func TestDeps(t *testing.T) {
+	const mod = "github.com/paynotify/paynotify"
+	// package → the project packages and third-party modules it may import (stdlib is always fine).
+	allowed := map[string][]string{
+		"":          {},
+		"alipay":    {"golang.org/x/text"},
+		"wechatpay": {},
+		"sqlite":    {mod, "modernc.org/sqlite"},
+		"postgres":  {mod, "github.com/jackc/pgx/v5"},
+		"httpd":     {mod, mod + "/alipay", mod + "/wechatpay"},
+		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
+	}
+	for pkg, allow := range allowed {
+		path := mod
+		if pkg != "" {
+			path += "/" + pkg
+		}
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, path).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", path, err)
+		}
+		for _, imp := range strings.Fields(string(out)) {
+			if !strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") {
+				continue // standard library
+			}
+			ok := false
+			for _, a := range allow {
+				if imp == a || strings.HasPrefix(imp, a+"/") && a != mod {
+					ok = true
+				}
+			}
+			if !ok {
+				t.Errorf("%s imports %s, which DESIGN.md §2 does not allow", path, imp)
+			}
+		}
+	}
+	out, err := exec.Command("go", "list", "-deps", mod+"/cmd/paynotify").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		switch {
+		case dep == "testing", strings.HasPrefix(dep, "testing/"), strings.HasPrefix(dep, mod+"/internal/pgtest"),
+			strings.HasPrefix(dep, mod+"/internal/testsign"), strings.HasPrefix(dep, mod+"/storetest"):
+			t.Errorf("the server binary links test code: %s", dep)
+		case strings.Contains(dep, "mattn/go-sqlite3"):
+			t.Errorf("the server binary links a cgo SQLite driver: %s", dep)
+		}
+	}
+}
