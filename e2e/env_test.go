@@ -752,4 +752,3 @@ func notifyFails(fail func(i int, w http.ResponseWriter) bool) func(http.Handler
 		})
 	}
 }
-
