@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -345,5 +346,49 @@ func TestBinary_Demo(t *testing.T) {
 	_, ev := api("GET", "/v1/events", nil)
 	if evs, _ := ev["events"].([]any); len(evs) != 2 {
 		t.Fatalf("events = %v, want two order.paid", ev)
+	}
+}
+
+// TestMigrate: `serve --no-migrate` refuses a database with pending migrations; `migrate` applies
+// them, after which --no-migrate starts.
+func TestMigrate(t *testing.T) {
+	for _, store := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(store, func(t *testing.T) {
+			dir := t.TempDir()
+			dsn := "sqlite:" + filepath.Join(dir, "paynotify.db")
+			if store == "PostgreSQL" {
+				dsn = pgtest.NewDatabase(t)
+			}
+			addr := freeAddr(t)
+			config := writeServerConfig(t, dir, addr, dsn)
+			t.Setenv("PAYNOTIFY_API_TOKEN", binToken)
+			code, _, errs := runMain(t, "", "serve", "--config", config, "--no-migrate")
+			if code != exitUsage || !strings.Contains(errs, "pending migrations") {
+				t.Fatalf("serve --no-migrate on a new database: exit %d, %q", code, errs)
+			}
+			code, out, errs := runMain(t, "", "migrate", "--database", dsn)
+			if code != exitOK || !strings.Contains(out, "migrations applied") {
+				t.Fatalf("migrate: exit %d, %q %q", code, out, errs)
+			}
+			// Now --no-migrate starts: run it until the context ends.
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan int, 1)
+			go func() {
+				var o, e bytes.Buffer
+				m := &Main{Stdin: strings.NewReader(""), Stdout: &o, Stderr: &e}
+				done <- m.Run(ctx, []string{"serve", "--config", config, "--no-migrate"})
+			}()
+			for i := 0; i < 200; i++ {
+				if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+					resp.Body.Close()
+					break
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+			cancel()
+			if code := <-done; code != exitOK {
+				t.Fatalf("serve --no-migrate after migrate: exit %d", code)
+			}
+		})
 	}
 }
