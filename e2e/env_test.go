@@ -752,3 +752,10 @@ func notifyFails(fail func(i int, w http.ResponseWriter) bool) func(http.Handler
 		})
 	}
 }
+
+func mustUnmarshal(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+}
