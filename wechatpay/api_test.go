@@ -422,3 +422,30 @@ func TestNewClient(t *testing.T) {
 		})
 	}
 }
+
+func TestClient_ConcurrentRefreshAndVerify(t *testing.T) {
+	// Verification reads the key snapshot while certificates are replaced: run with -race.
+	v := mustShared(t)
+	c := newVerifyClient(t, 1717216501)
+	cert := mustCert(t, "shared/go_sdk_notify_test_cert.pem")
+	other := mustCert(t, "platform_cert.pem")
+	h := headerOf(v.V1.Headers)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			c.SetPlatformCertificates([]*x509.Certificate{cert, other})
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 50; i++ {
+			if _, err := c.ParseNotification(h, []byte(v.V1.Body)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+}

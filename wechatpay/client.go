@@ -32,8 +32,8 @@ var beijing = time.FixedZone("CST", 8*60*60)
 // Beijing returns the fixed UTC+8 zone in which WeChat Pay writes its times.
 func Beijing() *time.Location { return beijing }
 
-// Config configures a Client. Fields are alphabetised by group; the zero value of each optional
-// field selects its default.
+// Config configures a Client, grouped as merchant identity, platform keys, then plumbing; the
+// zero value of each optional field selects its default.
 type Config struct {
 	// MchID is the merchant id (mchid). Required for API calls.
 	MchID string
@@ -166,17 +166,21 @@ func NewClient(cfg Config) (*Client, error) {
 // SetPlatformCertificates replaces the platform certificates (the public key stays). Readers
 // see either the old or the new set, never a mix.
 func (c *Client) SetPlatformCertificates(certs []*x509.Certificate) {
-	old := c.keys.Load()
-	ks := &keySet{pubID: old.pubID, pub: old.pub, certs: map[string]*x509.Certificate{}}
-	for _, cert := range certs {
-		if cert == nil {
-			continue
+	for {
+		old := c.keys.Load()
+		ks := &keySet{pubID: old.pubID, pub: old.pub, certs: map[string]*x509.Certificate{}}
+		for _, cert := range certs {
+			if cert == nil {
+				continue
+			}
+			if _, ok := cert.PublicKey.(*rsa.PublicKey); ok {
+				ks.certs[CertificateSerial(cert)] = cert
+			}
 		}
-		if _, ok := cert.PublicKey.(*rsa.PublicKey); ok {
-			ks.certs[CertificateSerial(cert)] = cert
+		if c.keys.CompareAndSwap(old, ks) {
+			return
 		}
 	}
-	c.keys.Store(ks)
 }
 
 // PlatformCertificates returns the platform certificates in use, sorted by serial.

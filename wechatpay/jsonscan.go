@@ -290,8 +290,10 @@ func decodeEnvelope(b []byte, e *envelope) error {
 				e.Resource = nil
 				return nil
 			}
-			res := &Resource{}
-			e.Resource = res
+			if e.Resource == nil { // a repeated key merges, as in encoding/json
+				e.Resource = &Resource{}
+			}
+			res := e.Resource
 			return r.object(func(k string) error {
 				switch k {
 				case "original_type":

@@ -90,11 +90,11 @@ func verifyDigest(pub *rsa.PublicKey, digest []byte, signature string) error {
 	if pub == nil {
 		return errors.New("wechatpay: verify: no public key")
 	}
-	var buf [512]byte
-	if base64.StdEncoding.DecodedLen(len(signature)) > len(buf) {
+	var buf, src [512]byte
+	if len(signature) > len(src) {
 		return fmt.Errorf("%w: signature too long", ErrSignature)
 	}
-	n, err := base64.StdEncoding.Decode(buf[:], []byte(signature))
+	n, err := base64.StdEncoding.Decode(buf[:], src[:copy(src[:], signature)])
 	if err != nil {
 		return fmt.Errorf("%w: signature is not base64", ErrSignature)
 	}
