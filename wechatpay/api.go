@@ -232,7 +232,7 @@ func (c *Client) PrepayNative(ctx context.Context, req PrepayRequest) (codeURL s
 		return "", err
 	}
 	if out.CodeURL == "" {
-		return "", fmt.Errorf("%w: answer has no code_url", ErrMalformed)
+		return "", verifyErr(ErrMalformed, CheckDecode, "answer has no code_url")
 	}
 	return out.CodeURL, nil
 }
@@ -264,7 +264,7 @@ func (c *Client) prepayID(ctx context.Context, path string, req PrepayRequest) (
 		return "", err
 	}
 	if out.PrepayID == "" {
-		return "", fmt.Errorf("%w: answer has no prepay_id", ErrMalformed)
+		return "", verifyErr(ErrMalformed, CheckDecode, "answer has no prepay_id")
 	}
 	return out.PrepayID, nil
 }
@@ -286,7 +286,7 @@ func (c *Client) PrepayH5(ctx context.Context, req PrepayRequest) (h5URL string,
 		return "", err
 	}
 	if out.H5URL == "" {
-		return "", fmt.Errorf("%w: answer has no h5_url", ErrMalformed)
+		return "", verifyErr(ErrMalformed, CheckDecode, "answer has no h5_url")
 	}
 	return out.H5URL, nil
 }
@@ -361,7 +361,7 @@ func (c *Client) queryTx(ctx context.Context, path string) (*Transaction, error)
 	}
 	t, err := w.typed()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, verifyErr(ErrMalformed, CheckDecode, "%v", err)
 	}
 	return t, nil
 }
@@ -436,7 +436,7 @@ func (c *Client) refund(ctx context.Context, method, path string, in any) (*Refu
 	}
 	r, err := w.typed()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, verifyErr(ErrMalformed, CheckDecode, "%v", err)
 	}
 	return r, nil
 }

@@ -252,7 +252,7 @@ func explainWechatpay(m *Main, h http.Header, body []byte, cfg wechatpay.Config,
 	for _, c := range cfg.PlatformCerts {
 		keys = append(keys, "cert "+wechatpay.CertificateSerial(c)+" (valid "+c.NotBefore.UTC().Format(time.DateOnly)+" to "+c.NotAfter.UTC().Format(time.DateOnly)+")")
 	}
-	fmt.Fprintf(w, "platform keys: %s\nnow: %s (%d)\n", strings.Join(keys, ", "), now.UTC().Format(time.RFC3339), now.Unix())
+	fmt.Fprintf(w, "platform keys: %s\nnow: %s (%d)\n", strings.Join(keys, ", "), now.In(wechatpay.Beijing()).Format(time.RFC3339), now.Unix())
 	failed := ""
 	if ve != nil {
 		failed = ve.Check

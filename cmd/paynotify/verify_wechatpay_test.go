@@ -232,3 +232,35 @@ func TestVerifyWechatpay_Usage(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifyWechatpay_Samples runs the commands the README shows on wechatpay/testdata/samples.
+func TestVerifyWechatpay_Samples(t *testing.T) {
+	s := filepath.Join(wechatpayTestdata, "samples")
+	cert := filepath.Join(wechatpayTestdata, "shared/go_sdk_notify_test_cert.pem")
+	pub := filepath.Join(wechatpayTestdata, "shared/go_sdk_test_public_key.pem")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  string
+	}{
+		{"OK/V1Cert", []string{"--platform-cert", cert, "--apiv3-key-file", s + "/apiv3.key", "--headers", s + "/v1_transaction_success.headers.txt",
+			"--now", "2024-06-01T12:35:30+08:00", s + "/v1_transaction_success.body.json"}, exitOK, "valid\nTRANSACTION.SUCCESS"},
+		{"ErrV1Reserialized", []string{"--platform-cert", cert, "--apiv3-key-file", s + "/apiv3.key", "--headers", s + "/v1_transaction_success.headers.txt",
+			"--now", "2024-06-01T12:35:30+08:00", s + "/v1_transaction_success.reserialized.json"}, exitInvalid, "invalid: signature_invalid"},
+		{"OK/V2PublicKey", []string{"--platform-public-key", pub, "--platform-public-key-id", testPubKeyID, "--apiv3-key-file", s + "/apiv3.key",
+			"--headers", s + "/v2_refund_success.headers.txt", "--now", "1717293606", s + "/v2_refund_success.body.json"}, exitOK, "valid\nREFUND.SUCCESS"},
+		{"ErrV2CertOnly", []string{"--platform-cert", cert, "--apiv3-key-file", s + "/apiv3.key",
+			"--headers", s + "/v2_refund_success.headers.txt", "--now", "1717293606", s + "/v2_refund_success.body.json"}, exitInvalid, "invalid: unknown_serial"},
+		{"OK/APIv2Payment", []string{"--v2", "--api-key-file", s + "/apiv2.key", s + "/v2_payment_hmac.xml"}, exitOK, "valid\nv2 payment"},
+		{"OK/APIv2Refund", []string{"--v2", "--api-key-file", s + "/apiv2.key", s + "/v2_refund.xml"}, exitOK, "valid\nv2 refund"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := runMain(t, "", append([]string{"verify", "wechatpay"}, tt.args...)...)
+			if code != tt.code || !strings.HasPrefix(out, tt.out) {
+				t.Fatalf("code %d out %q err %q", code, out, errs)
+			}
+		})
+	}
+}
