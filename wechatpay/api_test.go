@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -448,4 +449,57 @@ func TestClient_ConcurrentRefreshAndVerify(t *testing.T) {
 		}
 	}()
 	wg.Wait()
+}
+
+func TestClient_ParseNotificationContext(t *testing.T) {
+	// A notification signed by a platform certificate the client has not downloaded yet.
+	v := mustOwn(t)
+	cv := v.Certificates
+	var downloads int
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		downloads++
+		mu.Unlock()
+		for k, val := range cv.Headers {
+			w.Header().Set(k, val)
+		}
+		io.WriteString(w, cv.Body)
+	}))
+	defer srv.Close()
+	now := time.Unix(cv.Now, 0)
+	c, err := NewClient(Config{MchID: testMchID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
+		APIv3Key: []byte(testAPIv3Key), PlatformCerts: []*x509.Certificate{mustCert(t, "shared/go_sdk_notify_test_cert.pem")},
+		BaseURL: srv.URL, HTTPClient: srv.Client(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, body, err := BuildNotification(mustPrivateKey(t, "other_key.pem"), cv.Serial, []byte(testAPIv3Key), NotificationParams{
+		ID: "EV-1", CreateTime: now, EventType: EventTransactionSuccess, OriginalType: "transaction", Plaintext: []byte(v.PayPlaintext)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("ErrUnknownWithoutRefresh", func(t *testing.T) {
+		if _, err := c.ParseNotification(h, body); !errors.Is(err, ErrUnknownSerial) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("OK/RefreshOnMiss", func(t *testing.T) {
+		n, err := c.ParseNotificationContext(context.Background(), h, body)
+		if err != nil || n.Transaction.OutTradeNo != "PN20261101000001" || downloads != 1 {
+			t.Fatalf("%v, %d downloads", err, downloads)
+		}
+	})
+	t.Run("ErrForgedSerialsRateLimited", func(t *testing.T) {
+		h2 := h.Clone()
+		for i := 0; i < 5; i++ {
+			h2.Set(HeaderSerial, "DEADBEEF0"+strconv.Itoa(i))
+			if _, err := c.ParseNotificationContext(context.Background(), h2, body); !errors.Is(err, ErrUnknownSerial) {
+				t.Fatalf("got %v", err)
+			}
+		}
+		if downloads != 1 {
+			t.Fatalf("%d downloads", downloads)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -149,4 +150,31 @@ func (c *Client) RunCertificateRefresher(ctx context.Context, interval time.Dura
 		case <-t.C:
 		}
 	}
+}
+
+// MissRefreshInterval is the least time between two certificate downloads triggered by unknown
+// serials (ParseNotificationContext), so that forged serials cannot make the server hammer the API.
+const MissRefreshInterval = time.Minute
+
+// ParseNotificationContext is ParseNotification, except that in certificate mode an unknown
+// certificate serial (not a PUB_KEY_ID_…) triggers one RefreshCertificates and one retry, as
+// WeChat Pay prescribes for a rotation that the periodic refresh has not seen yet. Such
+// downloads happen at most once per MissRefreshInterval and need the merchant key; the
+// verification itself still holds no lock.
+func (c *Client) ParseNotificationContext(ctx context.Context, h http.Header, body []byte) (*Notification, error) {
+	n, err := c.ParseNotification(h, body)
+	var ve *VerifyError
+	if err == nil || !errors.As(err, &ve) || ve.Reason != ReasonUnknownSerial || c.cfg.MerchantPrivateKey == nil ||
+		strings.HasPrefix(h.Get(HeaderSerial), PublicKeyIDPrefix) {
+		return n, err
+	}
+	now := c.now().UnixNano()
+	last := c.lastMissRefresh.Load()
+	if now-last < int64(MissRefreshInterval) || !c.lastMissRefresh.CompareAndSwap(last, now) {
+		return n, err
+	}
+	if rerr := c.RefreshCertificates(ctx); rerr != nil {
+		return n, err
+	}
+	return c.ParseNotification(h, body)
 }

@@ -81,6 +81,8 @@ type Client struct {
 	aead    cipher.AEAD
 	keys    atomic.Pointer[keySet]
 	refresh chan struct{} // one download at a time
+	// lastMissRefresh is the Unix nano time of the last refresh triggered by an unknown serial.
+	lastMissRefresh atomic.Int64
 }
 
 // keySet is an immutable snapshot of the platform verification keys.
