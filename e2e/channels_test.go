@@ -18,6 +18,7 @@ var channels = []string{
 // the order is paid → exactly one order.paid event → evidence accepted; the sandbox's first
 // attempt is the acknowledged one.
 func TestChannels(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		e := newEnv(t, s, options{})
 		for i, ch := range channels {

@@ -13,6 +13,7 @@ import (
 // dropped without an answer, then a 503): the sandbox retries on Alipay's schedule (time-scaled)
 // and the order is paid by the third attempt, at +14m of the schedule.
 func TestServerDownAlipay(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		fail := notifyFails(func(i int, w http.ResponseWriter) bool {
 			switch i {
@@ -46,6 +47,7 @@ func TestServerDownAlipay(t *testing.T) {
 // TestServerDownWechat: the server's port is closed (connections refused) while the sandbox
 // makes its first attempts; it comes back on the same address and a later retry pays the order.
 func TestServerDownWechat(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		e := newEnv(t, s, options{})
 		const otn = "e2e_down_wechat"

@@ -23,7 +23,6 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
-	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/sandbox"
 	"github.com/paynotify/paynotify/sqlite"
@@ -38,7 +37,7 @@ const (
 	waitFor = 20 * time.Second
 )
 
-// forEachStore runs fn on a fresh SQLite file and on a fresh PostgreSQL database, in parallel.
+// forEachStore runs fn on a fresh SQLite file and on a fresh PostgreSQL schema, in parallel.
 func forEachStore(t *testing.T, fn func(t *testing.T, s paynotify.Store)) {
 	t.Helper()
 	t.Run("SQLite", func(t *testing.T) {
@@ -55,7 +54,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, s paynotify.Store)) {
 	})
 	t.Run("PostgreSQL", func(t *testing.T) {
 		t.Parallel()
-		db, err := postgres.Open(context.Background(), pgtest.NewDatabase(t))
+		db, err := postgres.Open(context.Background(), pgSchemaURL(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,10 +422,16 @@ func (e *env) events(otn string) []event {
 // evidence returns the evidence records of one order (newest first, as the API lists them).
 func (e *env) evidence(otn string) []evidence {
 	e.t.Helper()
+	return e.evidenceQuery("out_trade_no=" + url.QueryEscape(otn))
+}
+
+// evidenceQuery lists evidence records with a query (app=, out_trade_no=, verdict=).
+func (e *env) evidenceQuery(query string) []evidence {
+	e.t.Helper()
 	var out struct {
 		Notifications []evidence `json:"notifications"`
 	}
-	if code := e.api("GET", "/v1/notifications?limit=1000&out_trade_no="+url.QueryEscape(otn), nil, &out); code != http.StatusOK {
+	if code := e.api("GET", "/v1/notifications?limit=1000&"+query, nil, &out); code != http.StatusOK {
 		e.t.Fatalf("notifications: HTTP %d", code)
 	}
 	return out.Notifications
@@ -735,9 +740,9 @@ func (e *env) followReturn(resp *http.Response) {
 // given failure (and lets everything else through): "abort" closes the connection without an
 // answer, a number answers that status.
 func notifyFails(fail func(i int, w http.ResponseWriter) bool) func(http.Handler) http.Handler {
-	var mu sync.Mutex
-	i := 0
 	return func(h http.Handler) http.Handler {
+		var mu sync.Mutex // per server
+		i := 0
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.HasPrefix(r.URL.Path, "/notify/") {
 				mu.Lock()

@@ -43,6 +43,7 @@ func (e *env) sandboxRefunds(otn string) []*sandbox.Refund {
 // the order ends refunded; a repeated out_request_no returns the same refund and never refunds
 // twice at the provider; the refund notifications that follow change nothing.
 func TestRefundAlipay(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		e := newEnv(t, s, options{})
 		const otn = "e2e_refund_alipay"
@@ -116,6 +117,7 @@ func TestRefundAlipay(t *testing.T) {
 // the order ends refunded; a repeated out_refund_no returns the same refund (while pending and
 // once succeeded) and never refunds twice; a refund WeChat closes raises refund.failed.
 func TestRefundWechat(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		e := newEnv(t, s, options{})
 		const otn = "e2e_refund_wechat"
@@ -202,6 +204,7 @@ func TestRefundWechat(t *testing.T) {
 // duplicate); a WeChat unpaid order is closed; an order paid meanwhile (its notification not
 // arrived) answers 409 with the paid order, on both providers.
 func TestClose(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		e := newEnv(t, s, options{})
 		closeOrder := func(app, otn string) (int, apiError, order) {
