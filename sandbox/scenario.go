@@ -42,6 +42,8 @@ type Step struct {
 		Channel    string `yaml:"channel" json:"channel"`
 		ExpiresIn  string `yaml:"expires_in" json:"expires_in,omitempty"`
 		PayerOpen  string `yaml:"payer_openid" json:"payer_openid,omitempty"`
+		// PayerClientIP is the buyer's IP address, which wechatpay.h5 orders require.
+		PayerClientIP string `yaml:"payer_client_ip" json:"payer_client_ip,omitempty"`
 	} `yaml:"create"`
 	// Order creates a trade directly in the sandbox, as the default app or merchant (no server
 	// needed): provider, product, out_trade_no, amount, notify_url.
@@ -203,10 +205,12 @@ func (r *Runner) step(ctx context.Context, sc *Scenario, st Step, pays map[strin
 	return errors.New("empty step")
 }
 
-// withPay fills a pay-like request from the pay parameters of the order's create step.
+// withPay fills a pay-like request from the pay parameters of the order's create step: an
+// Alipay orderString, page/wap URL or QR code; a WeChat code_url, h5_url, or the prepay id of the
+// app (prepayid) and JSAPI (package "prepay_id=…") parameters.
 func withPay(req *ActionRequest, pays map[string]map[string]any) *ActionRequest {
 	p, ok := pays[req.OutTradeNo]
-	if !ok || req.URL != "" || req.OrderString != "" {
+	if !ok || req.URL != "" || req.OrderString != "" || req.PrepayID != "" {
 		return req
 	}
 	out := *req
@@ -218,6 +222,14 @@ func withPay(req *ActionRequest, pays map[string]map[string]any) *ActionRequest 
 		out.URL = str("url")
 	case str("qr_code") != "":
 		out.URL = str("qr_code")
+	case str("code_url") != "":
+		out.URL = str("code_url")
+	case str("h5_url") != "":
+		out.URL = str("h5_url")
+	case str("prepayid") != "":
+		out.PrepayID = str("prepayid")
+	case strings.HasPrefix(str("package"), "prepay_id="):
+		out.PrepayID = str("package")
 	}
 	return &out
 }
@@ -313,21 +325,43 @@ func (r *Runner) check(ctx context.Context, sc *Scenario, e *Expectation, wait b
 		if sc.Server == nil {
 			return errors.New("server_status needs a server section")
 		}
+		return r.checkServerStatus(ctx, sc, e, timeout)
+	}
+	return nil
+}
+
+// checkServerStatus checks the order's status at the server. Within timeout (wait steps) it
+// waits for the status: the API's ?wait= long-poll ends when the order leaves pending, so an
+// order that must move on from there (paid → refunded) is read again until it does.
+func (r *Runner) checkServerStatus(ctx context.Context, sc *Scenario, e *Expectation, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
 		var o struct {
 			Status string `json:"status"`
 		}
 		path := "/v1/orders/" + e.ServerApp + "/" + e.OutTradeNo
-		if wait {
-			path += "?wait=" + (timeout.Truncate(time.Second)).String()
+		left := time.Until(deadline)
+		if left > 60*time.Second {
+			left = 60 * time.Second // the API's longest wait
+		}
+		if left >= time.Second && e.ServerStatus != "pending" {
+			path += "?wait=" + left.Truncate(time.Second).String()
 		}
 		if err := r.server(ctx, sc, http.MethodGet, path, nil, &o); err != nil {
 			return err
 		}
-		if o.Status != e.ServerStatus {
+		if o.Status == e.ServerStatus {
+			return nil
+		}
+		if time.Until(deadline) <= 0 {
 			return fmt.Errorf("%s: server status %s, want %s", e.OutTradeNo, o.Status, e.ServerStatus)
 		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 func lastAnswer(as []*Attempt) string {
