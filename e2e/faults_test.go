@@ -80,8 +80,9 @@ func TestFaultConcurrentDuplicate(t *testing.T) {
 func TestFaultDelay(t *testing.T) {
 	t.Parallel()
 	eachProvider(t, options{}, func(t *testing.T, e *env, ch, otn string) {
+		start := time.Now()
 		o := e.payWithFaults(ch, otn, sandbox.Faults{Delay: sandbox.Duration(time.Second)})
-		if p := e.get(o.App, otn, 0); p.Status != "pending" {
+		if p := e.get(o.App, otn, 0); p.Status != "pending" && time.Since(start) < time.Second {
 			t.Fatalf("paid before the delayed notification: %+v", p)
 		}
 		e.waitStatus(o.App, otn, "paid")
@@ -290,15 +291,15 @@ func slowFirstNotify(d time.Duration) func(http.Handler) http.Handler {
 	}
 }
 
-// TestFaultSlowMerchant: the sandbox waits 300 ms for an answer; the first one takes longer: the
-// attempt counts as failed, and the retry is answered success (a duplicate: the first request
-// was applied before its late answer).
+// TestFaultSlowMerchant: the sandbox waits one second for an answer; the first one takes 1.5 s:
+// the attempt counts as failed, and the retry is answered success (a duplicate: the first
+// request was applied before its late answer).
 func TestFaultSlowMerchant(t *testing.T) {
 	t.Parallel()
-	eachProvider(t, options{middleware: slowFirstNotify(700 * time.Millisecond)}, func(t *testing.T, e *env, ch, otn string) {
-		o := e.payWithFaults(ch, otn, sandbox.Faults{Timeout: sandbox.Duration(300 * time.Millisecond)})
+	eachProvider(t, options{middleware: slowFirstNotify(1500 * time.Millisecond)}, func(t *testing.T, e *env, ch, otn string) {
+		o := e.payWithFaults(ch, otn, sandbox.Faults{Timeout: sandbox.Duration(time.Second)})
 		as := e.waitAcked(sandbox.AttemptFilter{OutTradeNo: otn}, 1)
-		if len(as) != 2 || as[0].Acked || as[0].Error == "" || as[0].Latency.D() < 300*time.Millisecond || !as[1].Acked || as[1].N != 2 {
+		if len(as) != 2 || as[0].Acked || as[0].Error == "" || as[0].Latency.D() < time.Second || !as[1].Acked || as[1].N != 2 {
 			t.Fatalf("attempts: %s", summary(as))
 		}
 		e.waitStatus(o.App, otn, "paid")
