@@ -237,7 +237,13 @@ func (s *Server) handleGetOrder(w http.ResponseWriter, r *http.Request) {
 	if poll <= 0 {
 		poll = time.Second
 	}
+	stopping := s.stopped()
 	for {
+		select {
+		case <-stopping:
+			wait = 0 // shutting down: answer with the order as it is
+		default:
+		}
 		changed := s.waitChange(app, otn) // registered before the read, so no change is missed
 		o, err := s.Store.GetOrder(r.Context(), app, otn)
 		if err != nil || o.Status != paynotify.StatusPending || wait == 0 {
@@ -254,6 +260,8 @@ func (s *Server) handleGetOrder(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 		case <-tick.C:
 		case <-deadline.C:
+			wait = 0
+		case <-stopping:
 			wait = 0
 		case <-r.Context().Done():
 			tick.Stop()

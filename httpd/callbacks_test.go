@@ -526,3 +526,28 @@ func TestAlipayNotify_RejectedCap(t *testing.T) {
 		}
 	})
 }
+
+// TestLongPoll_StopOnShutdown: a graceful shutdown does not wait out long-polls.
+func TestLongPoll_StopOnShutdown(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		newAlipayOrder(e, "S0001", 100)
+		done := make(chan order, 1)
+		go func() {
+			var o order
+			e.api("GET", "/v1/orders/shop/S0001?wait=60s", nil, &o)
+			done <- o
+		}()
+		time.Sleep(100 * time.Millisecond)
+		e.http.StopLongPolls()
+		select {
+		case o := <-done:
+			if o.Status != "pending" || o.OutTradeNo != "S0001" {
+				t.Fatalf("answer %+v", o)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the long-poll did not answer after StopLongPolls")
+		}
+	})
+}

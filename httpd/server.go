@@ -65,8 +65,34 @@ type Server struct {
 	// instances; defaults to 1s.
 	PollInterval time.Duration
 
-	waitMu  sync.Mutex
-	waiters map[string][]chan struct{}
+	waitMu   sync.Mutex
+	waiters  map[string][]chan struct{}
+	stopping chan struct{} // closed by StopLongPolls
+	stopOnce sync.Once
+}
+
+// StopLongPolls makes every long-poll answer now, and later ones not wait: call it when a graceful
+// shutdown begins (http.Server.RegisterOnShutdown), so that shutdown does not wait out their
+// timeouts.
+func (s *Server) StopLongPolls() {
+	s.stopOnce.Do(func() {
+		s.waitMu.Lock()
+		if s.stopping == nil {
+			s.stopping = make(chan struct{})
+		}
+		close(s.stopping)
+		s.waitMu.Unlock()
+	})
+}
+
+// stopped returns the channel closed by StopLongPolls.
+func (s *Server) stopped() chan struct{} {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	if s.stopping == nil {
+		s.stopping = make(chan struct{})
+	}
+	return s.stopping
 }
 
 func (s *Server) now() time.Time {

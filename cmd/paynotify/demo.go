@@ -77,7 +77,7 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 	defer st.Close()
 	srv := newServer(&Config{APIToken: token, PublicURL: base}, st, apps, logger)
 	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "GET /{$}": srv.DemoPage()}
-	return listenAndServe(ctx, m, logger, listen, srv.Handler(), func(addr string) {
+	return listenAndServe(ctx, m, logger, listen, srv, func(addr string) {
 		fmt.Fprintf(m.Stdout, `
 paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
 

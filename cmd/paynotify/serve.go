@@ -65,7 +65,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	}
 	defer store.Close()
 	srv := newServer(cfg, store, apps, logger)
-	return listenAndServe(ctx, m, logger, cfg.Listen, srv.Handler(), nil)
+	return listenAndServe(ctx, m, logger, cfg.Listen, srv, nil)
 }
 
 // newServer wires the HTTP server of a config.
@@ -80,14 +80,15 @@ func newServer(cfg *Config, store paynotify.Store, apps map[string]*httpd.App, l
 	}
 }
 
-// listenAndServe serves h on addr until ctx is done, then shuts down gracefully. ready, if set,
+// listenAndServe serves srv on addr until ctx is done, then shuts down gracefully. ready, if set,
 // is called with the bound address once the listener is open.
-func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr string, h http.Handler, ready func(addr string)) error {
+func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr string, srv *httpd.Server, ready func(addr string)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return &configError{err: fmt.Errorf("listen: %w", err)}
 	}
-	hs := httpd.NewHTTPServer(addr, h)
+	hs := httpd.NewHTTPServer(addr, srv.Handler())
+	hs.RegisterOnShutdown(srv.StopLongPolls)
 	hs.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	logger.Info("listening", "addr", ln.Addr().String())
 	if ready != nil {

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium returns the path of the Chromium binary. In CI (CI=true) a missing Chromium fails the
+// test: .ci/run installs it, so the browser tests never skip there.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed (apt-get install -y chromium)")
+	}
+	t.Skip("chromium is not installed (apt-get install -y chromium); CI installs it and runs this test")
+	return ""
+}
+
+// TestDemoPage_Browser drives real Chromium through the demo as a new user would: create an
+// order on the demo page, pay it in the sandbox cashier in another tab, and watch the page show
+// the accepted notification and the paid order.
+func TestDemoPage_Browser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a browser")
+	}
+	exe := chromium(t)
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stdout, stderr bytes.Buffer
+	go func() {
+		m := &Main{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr}
+		done <- m.Run(ctx, []string{"serve", "--listen", addr, "--data-dir", dir})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != exitOK {
+			t.Errorf("serve exit %d:\n%s", code, stderr.String())
+		}
+	})
+	base := "http://" + addr
+	for i := 0; i < 200; i++ {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	bctx, tcancel := context.WithTimeout(bctx, 60*time.Second)
+	defer tcancel()
+
+	for _, channel := range []string{"alipay.page", "wechatpay.native"} {
+		if err := chromedp.Do(bctx,
+			chromedp.Navigate(base+"/"),
+			chromedp.SetValue(chromedp.CSS(`select[name=channel]`), channel),
+			chromedp.Click(chromedp.CSS(`#create-button`)),
+			chromedp.WaitVisible(chromedp.CSS(`a.pay-link`)),
+			chromedp.WaitVisible(chromedp.CSS(`#status.pending`)),
+		); err != nil {
+			t.Fatalf("%s: create on the demo page: %v", channel, err)
+		}
+		href, err := chromedp.Run(bctx, chromedp.AttributeValue(chromedp.CSS(`a.pay-link`), "href"))
+		if err != nil || !href.Exists {
+			t.Fatalf("%s: pay link: %v", channel, err)
+		}
+		otn, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(`#otn`)))
+		if strings.HasPrefix(href.Value, "/") {
+			href.Value = base + href.Value
+		}
+		// The buyer pays in the sandbox cashier, in a tab of its own.
+		cashier, ccancel := chromedp.NewContext(bctx)
+		err = chromedp.Do(cashier,
+			chromedp.Navigate(href.Value),
+			chromedp.Click(chromedp.CSS(`form[action$="/pay"] button`)),
+			chromedp.WaitReady(chromedp.CSS(`body`)),
+		)
+		cashierText, _ := chromedp.Run(cashier, chromedp.Text(chromedp.CSS(`body`)))
+		ccancel()
+		if err != nil {
+			t.Fatalf("%s: pay in the cashier at %s: %v", channel, href.Value, err)
+		}
+		if err := chromedp.Do(bctx,
+			chromedp.WaitVisible(chromedp.CSS(`#status.paid`)),
+			chromedp.WaitVisible(chromedp.CSS(`#evidence tbody tr`)),
+		); err != nil {
+			t.Fatalf("%s: order %s never showed paid on the demo page (cashier said %q): %v", channel, otn, cashierText, err)
+		}
+		status, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(`#status`)))
+		evidence, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(`#evidence tbody`)))
+		if status != "paid" || !strings.Contains(evidence, "accepted") {
+			t.Fatalf("%s: status %q, evidence %q", channel, status, evidence)
+		}
+	}
+}
