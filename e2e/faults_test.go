@@ -55,13 +55,13 @@ func TestFaultDuplicate(t *testing.T) {
 	})
 }
 
-// TestFaultConcurrentDuplicate: the first attempt goes out ten times at the same moment: every
+// TestFaultConcurrentDuplicate: the first attempt goes out fifty times at the same moment: every
 // copy is answered success, exactly one is accepted, one event.
 func TestFaultConcurrentDuplicate(t *testing.T) {
 	t.Parallel()
 	eachProvider(t, options{}, func(t *testing.T, e *env, ch, otn string) {
-		o := e.payWithFaults(ch, otn, sandbox.Faults{ConcurrentDuplicate: 9})
-		as := e.waitAttempts(sandbox.AttemptFilter{OutTradeNo: otn}, 10)
+		o := e.payWithFaults(ch, otn, sandbox.Faults{ConcurrentDuplicate: 49})
+		as := e.waitAttempts(sandbox.AttemptFilter{OutTradeNo: otn}, 50)
 		for _, a := range as {
 			if !a.Acked || a.N != 1 {
 				t.Fatalf("attempts: %s", summary(as))
@@ -71,7 +71,7 @@ func TestFaultConcurrentDuplicate(t *testing.T) {
 			t.Fatalf("order %+v", p)
 		}
 		e.checkEvents(otn, "order.paid@v2")
-		e.checkVerdicts(otn, map[string]int{"accepted": 1, "duplicate": 9})
+		e.checkVerdicts(otn, map[string]int{"accepted": 1, "duplicate": 49})
 	})
 }
 
