@@ -72,6 +72,8 @@ type options struct {
 	scale float64
 	// middleware, if set, wraps the server's handler (to play a server that fails or is slow).
 	middleware func(http.Handler) http.Handler
+	// sandboxNow, if set, is the sandbox's clock (of its trades and signed timestamps).
+	sandboxNow func() time.Time
 }
 
 // env is a paynotify server and a sandbox, each on its own loopback port, wired as demo mode
@@ -118,7 +120,7 @@ func newEnv(t *testing.T, store paynotify.Store, o options) *env {
 	var sbHandler http.Handler = http.NotFoundHandler()
 	sbSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { sbHandler.ServeHTTP(w, r) }))
 	t.Cleanup(sbSrv.Close)
-	sb, err := sandbox.New(sandbox.Config{StateDir: newStateDir(t), BaseURL: sbSrv.URL, TimeScale: o.scale, Logger: logger()})
+	sb, err := sandbox.New(sandbox.Config{StateDir: newStateDir(t), BaseURL: sbSrv.URL, TimeScale: o.scale, Logger: logger(), Now: o.sandboxNow})
 	if err != nil {
 		t.Fatal(err)
 	}
