@@ -166,7 +166,6 @@ func newEnv(t *testing.T, store paynotify.Store, o options) *env {
 // serve starts the server on ln.
 func (e *env) serve(ln net.Listener) {
 	hs := httpd.NewHTTPServer(e.addr, e.handler)
-	hs.ErrorLog = nil
 	e.mu.Lock()
 	e.hs = hs
 	e.mu.Unlock()
