@@ -30,7 +30,9 @@ type wechatVerifier struct{ c *wechatpay.Client }
 func (v wechatVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, error) {
 	n, err := v.c.ParseNotification(h, body)
 	if err != nil {
-		return paynotify.Fact{}, wechatReject(err)
+		rej := wechatReject(err)
+		rej.OutTradeNo = v.c.UnverifiedOutTradeNo(body) // for finding the evidence by order only
+		return paynotify.Fact{}, rej
 	}
 	switch {
 	case n.Transaction != nil:

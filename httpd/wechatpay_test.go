@@ -117,6 +117,10 @@ func TestWechatNotify(t *testing.T) {
 		reasons := map[string]bool{}
 		for _, r := range rejected {
 			reasons[r.Reason] = true
+			// The claimed order is readable whenever the resource decrypts under our key.
+			if r.Reason != "decrypt_failed" && r.OutTradeNo != "PN20261101000001" {
+				t.Errorf("rejected %s evidence claims out_trade_no %q", r.Reason, r.OutTradeNo)
+			}
 		}
 		for _, want := range []string{"probe", "signature_invalid", "timestamp_skew", "decrypt_failed", "unknown_serial"} {
 			if !reasons[want] {

@@ -327,6 +327,22 @@ func (c *Client) ParseNotification(h http.Header, body []byte) (*Notification, e
 	return c.decodeNotification(body)
 }
 
+// UnverifiedOutTradeNo returns the out_trade_no an unverified notification claims, by decrypting
+// its resource with the APIv3 key without checking the signature, or "" when it cannot. It exists
+// so that rejected notifications can be found by order in the evidence: never act on its result.
+func (c *Client) UnverifiedOutTradeNo(body []byte) string {
+	n, err := c.decodeNotification(body)
+	switch {
+	case err != nil:
+		return ""
+	case n.Transaction != nil:
+		return n.Transaction.OutTradeNo
+	case n.Refund != nil:
+		return n.Refund.OutTradeNo
+	}
+	return ""
+}
+
 func (c *Client) decodeNotification(body []byte) (*Notification, error) {
 	var env envelope
 	if err := decodeEnvelope(body, &env); err != nil {

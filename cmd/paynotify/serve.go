@@ -65,6 +65,14 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	}
 	defer store.Close()
 	srv := newServer(cfg, store, apps, logger)
+	// Apps that verify with platform certificates keep them fresh: download now, then before
+	// they expire (off the verification path, which reads an immutable snapshot).
+	for _, ac := range cfg.Apps {
+		if gw, ok := apps[ac.Name].Gateway.(*httpd.WechatGateway); ok && len(ac.PlatformCertFiles) > 0 {
+			log := logger.With("app", ac.Name)
+			go gw.Client.RunCertificateRefresher(ctx, 0, func(err error) { log.Warn("refresh WeChat Pay platform certificates", "err", err) })
+		}
+	}
 	return listenAndServe(ctx, m, logger, cfg.Listen, srv, nil)
 }
 
