@@ -176,3 +176,75 @@ func TestWechatNotify(t *testing.T) {
 		}
 	})
 }
+
+// TestWechatNotifyV2 posts the independently generated APIv2 XML notifications to
+// /notify/wechatpay-v2/{app}: payments signed MD5 or HMAC-SHA256, a tampered one, and a refund
+// whose req_info is encrypted under md5(key).
+func TestWechatNotifyV2(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../wechatpay/testdata/own_vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		V2Key string `json:"v2_key"`
+		V2    []struct {
+			Name, Expect, Body string
+		} `json:"v2"`
+		V2Refund struct{ Body string } `json:"v2_refund"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]string{}
+	for _, x := range v.V2 {
+		body[x.Name] = x.Body
+	}
+	const otn = "1409811653"
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		var now atomic.Int64
+		wx := wechatApp(t, loadWechatVectors(t), &now)
+		wx.App = paynotify.App{Name: "wx2", Provider: paynotify.ProviderWechatpay, AppID: "wx2421b1c4370ec43b", MchID: "10000100"}
+		wx.Gateway.(*httpd.WechatGateway).V2 = &httpd.WechatV2Verifier{APIKey: []byte(v.V2Key), AppID: "wx2421b1c4370ec43b", MchID: "10000100"}
+		e := newEnv(t, s, wx)
+		created := time.Date(2014, 9, 3, 5, 0, 0, 0, time.UTC)
+		if _, _, err := s.CreateOrder(context.Background(), &paynotify.Order{App: "wx2", OutTradeNo: otn, Channel: "wechatpay.native",
+			Status: paynotify.StatusPending, Amount: 2599, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: created, ExpiresAt: created.Add(2 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		post := func(xml string) string {
+			t.Helper()
+			code, ans := e.postNotify("/notify/wechatpay-v2/wx2", "text/xml", nil, []byte(xml))
+			if code != http.StatusOK {
+				t.Fatalf("status %d", code)
+			}
+			return ans
+		}
+		const ok, fail = "<return_code><![CDATA[SUCCESS]]></return_code>", "<return_code><![CDATA[FAIL]]></return_code>"
+		// A refund before the payment: the payment is implied.
+		if ans := post(v.V2Refund.Body); !strings.Contains(ans, ok) {
+			t.Fatalf("refund answer %s", ans)
+		}
+		if got := e.getOrder("wx2", otn); got.Status != "paid" || got.RefundedAmount != 1000 {
+			t.Fatalf("after the refund: %+v", got)
+		}
+		if ans := post(body["v2_md5_tampered"]); !strings.Contains(ans, fail) {
+			t.Fatalf("tampered answer %s", ans)
+		}
+		for _, name := range []string{"v2_md5", "v2_hmac", "v2_md5_no_cdata"} {
+			if ans := post(body[name]); !strings.Contains(ans, ok) {
+				t.Fatalf("%s answer %s", name, ans)
+			}
+		}
+		if got := e.getOrder("wx2", otn); got.Status != "paid" || got.Version != 3 {
+			t.Fatalf("order = %+v", got)
+		}
+		if ev := e.evidence("app=wx2&verdict=rejected"); len(ev) != 1 || ev[0].Reason != "signature_invalid" || ev[0].OutTradeNo != otn {
+			t.Fatalf("rejected evidence = %+v", ev)
+		}
+		// The APIv3 route of an app is not its APIv2 route, and an app without an APIv2 key has none.
+		if code, _ := e.postNotify("/notify/wechatpay-v2/shop", "text/xml", nil, []byte(body["v2_md5"])); code != http.StatusNotFound {
+			t.Fatalf("v2 callback to an Alipay app: %d", code)
+		}
+	})
+}
