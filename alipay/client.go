@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -169,29 +170,40 @@ func (c *Client) AlipayCertSN() string { return c.alipaySN }
 // charset=utf-8"), under the V1 rule, and returns the verified form without decoding it further.
 // It is the hot path of [Client.VerifyNotification]. Errors are *VerifyError.
 func (c *Client) VerifyNotificationForm(body []byte, contentType string) (*Form, error) {
-	if err := checkContentType(contentType); err != nil {
-		return nil, err
-	}
-	f, err := ParseForm(body)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.VerifyForm(f, V1); err != nil {
+	f := new(Form)
+	if err := c.VerifyNotificationInto(f, body, contentType); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// VerifyNotificationInto is VerifyNotificationForm into a Form the caller owns (see Form.Parse):
+// with a pooled Form, verification of a usual notification allocates nothing. On success f holds
+// the verified form, for DecodeNotification.
+func (c *Client) VerifyNotificationInto(f *Form, body []byte, contentType string) error {
+	if err := checkContentType(contentType); err != nil {
+		return err
+	}
+	if err := f.Parse(body); err != nil {
+		return err
+	}
+	return c.VerifyForm(f, V1)
 }
 
 // VerifyNotification verifies an asynchronous trade notification (notify_url) from its raw POST
 // body and Content-Type, then decodes it. A failure is a *VerifyError wrapping ErrSignature,
 // ErrMalformed or ErrDuplicateKey.
 func (c *Client) VerifyNotification(body []byte, contentType string) (*Notification, error) {
-	f, err := c.VerifyNotificationForm(body, contentType)
-	if err != nil {
+	f := formPool.Get().(*Form)
+	defer formPool.Put(f)
+	if err := c.VerifyNotificationInto(f, body, contentType); err != nil {
 		return nil, err
 	}
 	return DecodeNotification(f)
 }
+
+// formPool recycles the Forms of VerifyNotification: DecodeNotification copies what it keeps.
+var formPool = sync.Pool{New: func() any { return new(Form) }}
 
 // VerifyGatewayNotification verifies a notification sent to the application gateway (应用网关),
 // such as alipay.open.servicemarket.order.notify, under the V2 rule (sign_type is signed), and

@@ -17,29 +17,57 @@ type Field struct {
 // Form is an application/x-www-form-urlencoded body decoded once into bytes, its fields sorted by
 // key (the canonical order) and every key unique. It is read-only.
 type Form struct {
-	buf   []byte // every key and value, decoded, back to back
-	spans []span // sorted by key
-	small [32]span
+	buf    []byte // every key and value, decoded, back to back
+	spans  []span // sorted by key
+	small  [32]span
+	inline [inlineBody]byte // buf for a usual body, so that parsing costs one allocation
 }
+
+// inlineBody is the largest body decoded into Form.inline; Alipay's trade notifications are about
+// 1 KiB.
+const inlineBody = 1536
 
 // span locates one field in buf; pre is the key's first 8 bytes, big-endian, so that most
 // comparisons are one integer comparison.
 type span struct {
-	ks, ke, ve int
 	pre        uint64
+	ks, ke, ve int32
 }
 
-// maxFormFields bounds the number of fields of a form (Alipay sends about 25).
-const maxFormFields = 1000
+// maxFormFields bounds the number of fields of a form (Alipay sends about 25); maxFormBody bounds
+// its size (spans are int32 offsets).
+const (
+	maxFormFields = 1000
+	maxFormBody   = 1 << 30
+)
 
 // ParseForm decodes a form body once: '+' becomes a space and %XX the byte XX, and nothing else is
 // done (no HTML unescaping, no charset conversion, no second decoding). Empty segments ("&&") are
 // skipped and a segment without '=' is a key with an empty value, as servlet containers and Go's
 // url.ParseQuery do. Unlike url.ParseQuery it keeps ';' as an ordinary byte, and it rejects a
 // duplicated key (ReasonDuplicateKey), a malformed %-escape or an empty key (ReasonMalformed); the
-// error is a *VerifyError. A usual notification costs two allocations.
+// error is a *VerifyError. A usual notification costs one allocation.
 func ParseForm(body []byte) (*Form, error) {
-	f := &Form{buf: make([]byte, len(body))} // decoding never grows a form
+	f := new(Form)
+	if err := f.Parse(body); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Parse decodes body into f as ParseForm does, reusing f's storage: a server can keep Forms in a
+// sync.Pool so that the notification path allocates nothing for a usual body. Whatever f held
+// before is gone, so nothing may still be reading it; values taken from it with Get, Value or Field
+// are copies and stay valid.
+func (f *Form) Parse(body []byte) error {
+	if len(body) > maxFormBody {
+		return malformed("body larger than " + strconv.Itoa(maxFormBody) + " bytes")
+	}
+	if len(body) <= inlineBody { // decoding never grows a form
+		f.buf = f.inline[:len(body)]
+	} else {
+		f.buf = make([]byte, len(body))
+	}
 	f.spans = f.small[:0]
 	n := 0
 	for i := 0; i < len(body); {
@@ -55,7 +83,7 @@ func ParseForm(body []byte) (*Form, error) {
 			continue
 		}
 		if len(f.spans) == maxFormFields {
-			return nil, malformed("more than " + strconv.Itoa(maxFormFields) + " fields")
+			return malformed("more than " + strconv.Itoa(maxFormFields) + " fields")
 		}
 		eq := bytes.IndexByte(seg, '=')
 		if eq < 0 {
@@ -63,21 +91,21 @@ func ParseForm(body []byte) (*Form, error) {
 		}
 		var sp span
 		var ok bool
-		sp.ks = n
+		sp.ks = int32(n)
 		if n, ok = unescapeInto(f.buf, n, seg[:eq]); !ok {
-			return nil, malformed("bad %-escape in a key")
+			return malformed("bad %-escape in a key")
 		}
-		sp.ke = n
+		sp.ke = int32(n)
 		if sp.ke == sp.ks {
-			return nil, malformed("empty key")
+			return malformed("empty key")
 		}
 		sp.pre = keyPrefix(f.buf[sp.ks:sp.ke])
 		if eq < len(seg) {
 			if n, ok = unescapeInto(f.buf, n, seg[eq+1:]); !ok {
-				return nil, malformed("bad %-escape in the value of " + strconv.Quote(printable(string(f.buf[sp.ks:sp.ke]))))
+				return malformed("bad %-escape in the value of " + strconv.Quote(printable(string(f.buf[sp.ks:sp.ke]))))
 			}
 		}
-		sp.ve = n
+		sp.ve = int32(n)
 		f.spans = append(f.spans, sp)
 	}
 	f.buf = f.buf[:n]
@@ -85,24 +113,19 @@ func ParseForm(body []byte) (*Form, error) {
 	for i := 1; i < len(f.spans); i++ {
 		if !f.less(&f.spans[i-1], &f.spans[i]) {
 			k := string(f.key(&f.spans[i]))
-			return nil, &VerifyError{Reason: ReasonDuplicateKey, Detail: "duplicate key " + strconv.Quote(printable(k)), err: ErrDuplicateKey}
+			return &VerifyError{Reason: ReasonDuplicateKey, Detail: "duplicate key " + strconv.Quote(printable(k)), err: ErrDuplicateKey}
 		}
 	}
-	return f, nil
+	return nil
 }
 
 func keyPrefix(k []byte) uint64 {
 	if len(k) >= 8 {
 		return binary.BigEndian.Uint64(k)
 	}
-	var p uint64
-	for i := 0; i < 8; i++ {
-		p <<= 8
-		if i < len(k) {
-			p |= uint64(k[i])
-		}
-	}
-	return p
+	var b [8]byte // zero-padded: a shorter key sorts first
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 func (f *Form) key(sp *span) []byte   { return f.buf[sp.ks:sp.ke] }
@@ -256,7 +279,7 @@ func (f *Form) appendCanonical(dst []byte, r Rule, skip string) []byte {
 	n := 0
 	for i := range f.spans {
 		if sp := &f.spans[i]; f.include(sp, r, skip) {
-			n += sp.ve - sp.ks + 2
+			n += int(sp.ve-sp.ks) + 2
 		}
 	}
 	if cap(dst)-len(dst) < n {

@@ -27,6 +27,14 @@ func FuzzParseForm(f *testing.F) {
 			return
 		}
 		fields := form.Fields()
+		// A reused Form (Form.Parse after another body) gives the same fields as a fresh one.
+		var reused Form
+		if err := reused.Parse([]byte("zz=%E4%B8%AD&a=1&k=v")); err != nil {
+			t.Fatal(err)
+		}
+		if err := reused.Parse(body); err != nil || !slices.Equal(reused.Fields(), fields) {
+			t.Fatalf("reused Form: %v, %q vs %q", err, reused.Fields(), fields)
+		}
 		if !slices.IsSortedFunc(fields, func(a, b Field) int { return strings.Compare(a.Key, b.Key) }) {
 			t.Fatal("not sorted")
 		}
