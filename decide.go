@@ -19,6 +19,9 @@ const (
 	FactRefund FactKind = "refund"
 	// FactRefundFailed: a refund request failed or was closed (WeChat REFUND.ABNORMAL / REFUND.CLOSED).
 	FactRefundFailed FactKind = "refund_failed"
+	// FactIgnored: a verified message about nothing an order holds (another product's event): it
+	// is kept as evidence, acknowledged, and changes nothing.
+	FactIgnored FactKind = "ignored"
 )
 
 // Fact is a verified statement from a provider about one trade: the output of a protocol adapter

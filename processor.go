@@ -236,15 +236,24 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 					others += r.Amount
 				}
 			}
+			if prior != nil && f.RefundAmount == 0 {
+				f.RefundAmount = prior.Amount // Alipay reports totals: this refund's own amount is ours
+			}
 			if f.Kind == FactRefund && f.RefundPerRequest {
 				f.RefundTotal = others + f.RefundAmount
 			}
 		}
 
 		var d Decision
-		if reason := checkApp(app, &f); reason != "" {
-			d = Decision{Anomaly: reason}
-		} else {
+		switch {
+		case checkApp(app, &f) != "":
+			d = Decision{Anomaly: checkApp(app, &f)}
+		case prior != nil && f.Kind == FactRefund && prior.Amount != f.RefundAmount:
+			// Not the refund we recorded under this out_request_no.
+			d = Decision{Anomaly: ReasonAmountMismatch}
+		case f.Kind == FactIgnored:
+			// Verified, but about nothing an order holds.
+		default:
 			d = Decide(o, f)
 		}
 
@@ -258,7 +267,7 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 			}
 			res.Order = c.Order
 		}
-		if o != nil {
+		if o != nil && (d.Anomaly == "" || d.Changed()) { // an anomaly leaves refunds alone too
 			c.Refund = refundChange(app, o, &f, prior, now)
 			if c.Refund != nil && f.Kind == FactRefundFailed && c.Order == nil {
 				// A refund failure changes the order's refunds: it bumps the version, so that the
@@ -290,7 +299,7 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 			res.Verdict, res.OK = VerdictAccepted, true
 		case d.Anomaly != "":
 			res.Verdict = VerdictAnomaly
-		case c.Refund != nil || len(c.Events) > 0:
+		case c.Refund != nil || len(c.Events) > 0 || f.Kind == FactIgnored:
 			res.Verdict, res.OK = VerdictAccepted, true
 		default:
 			res.Verdict, res.OK = VerdictDuplicate, true

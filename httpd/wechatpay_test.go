@@ -248,3 +248,54 @@ func TestWechatNotifyV2(t *testing.T) {
 		}
 	})
 }
+
+// TestWechatNotify_AnomalyLeavesRefunds: a verified refund notification that disagrees with our
+// app (another mchid) changes nothing: no refund recorded, no version bump, one anomaly.
+func TestWechatNotify_AnomalyLeavesRefunds(t *testing.T) {
+	t.Parallel()
+	v := loadWechatVectors(t)
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		var now atomic.Int64
+		wx := wechatApp(t, v, &now)
+		wx.App.MchID = "1900000999" // not the vectors' 1900000100
+		e := newEnv(t, s, wx)
+		created := time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC)
+		if _, _, err := s.CreateOrder(context.Background(), &paynotify.Order{App: "wx", OutTradeNo: "PN20261101000001", Channel: "wechatpay.jsapi",
+			Status: paynotify.StatusPending, Amount: 2599, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: created, ExpiresAt: created.Add(2 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"refund_success", "refund_abnormal", "refund_success"} {
+			for _, n := range v.Notifications {
+				if n.Name != name {
+					continue
+				}
+				now.Store(n.Now)
+				h := http.Header{}
+				for k, val := range n.Headers {
+					h.Set(k, val)
+				}
+				if code, body := e.postNotify("/notify/wechatpay/wx", "application/json", h, []byte(n.Body)); code != http.StatusBadRequest || !strings.Contains(body, "app_id_mismatch") {
+					t.Fatalf("%s: answer %d %s, want 400 app_id_mismatch", name, code, body)
+				}
+			}
+		}
+		if got := e.getOrder("wx", "PN20261101000001"); got.Version != 1 || got.Status != "pending" || got.RefundedAmount != 0 {
+			t.Fatalf("order = %+v", got)
+		}
+		refunds, err := s.ListRefunds(context.Background(), "wx", "PN20261101000001")
+		if err != nil || len(refunds) != 0 {
+			t.Fatalf("refunds recorded by an anomaly: %+v, %v", refunds, err)
+		}
+		n := 0
+		for _, x := range e.events() {
+			if x.Type == "order.anomaly" {
+				n++
+			} else {
+				t.Fatalf("event %s raised by an anomaly", x.Type)
+			}
+		}
+		if n != 2 { // two distinct anomalies (the success and the abnormal refund), not three
+			t.Fatalf("%d anomaly events, want 2", n)
+		}
+	})
+}
