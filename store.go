@@ -33,7 +33,9 @@ type OrderStore interface {
 
 	// CreateRefund records r (normally pending) unless a refund with the same (App, OutTradeNo,
 	// OutRequestNo) exists; it returns the stored refund and whether it was created. The order
-	// must exist (ENOTFOUND otherwise).
+	// must exist (ENOTFOUND otherwise). A new refund that would take the order's refunds past its
+	// amount (RefundWouldExceed) is refused with EINVALID, checked atomically with the insert, so
+	// that two concurrent refunds cannot both pass.
 	CreateRefund(ctx context.Context, r *Refund) (stored *Refund, created bool, err error)
 
 	// ListRefunds returns the refunds of an order, oldest first.
@@ -51,8 +53,8 @@ type Change struct {
 	// Order, when set, replaces the stored order whose version is PrevVersion.
 	Order       *Order
 	PrevVersion int64
-	// Refund, when set, is inserted or, if it exists, has its Status, ProviderRefundNo and
-	// UpdatedAt replaced.
+	// Refund, when set, is inserted or, if it exists, has its Status, ProviderRefundNo (when
+	// not empty) and UpdatedAt replaced; a succeeded refund stays succeeded.
 	Refund *Refund
 	// Events are appended in order.
 	Events []*Event
@@ -109,4 +111,12 @@ type EvidenceFilter struct {
 	Verdict    Verdict
 	Since      time.Time // received at or after
 	Limit      int       // 0 means 100
+}
+
+// RefundWouldExceed reports whether a new refund of amount would take an order of orderAmount past
+// it, given the order's confirmed refunded total and the sums of its refunds that have not failed
+// and that are pending. Refunds confirmed without a record of ours (a portal refund) count through
+// refunded; pending ones may still succeed, so they count too.
+func RefundWouldExceed(orderAmount, refunded, nonFailed, pending, amount int64) bool {
+	return max(nonFailed, refunded+pending)+amount > orderAmount
 }

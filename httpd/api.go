@@ -341,6 +341,12 @@ func (s *Server) handleCloseOrder(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if res.Verdict == paynotify.VerdictAnomaly {
+		// The provider's answer disagrees with our order (say, another amount): nothing changed.
+		s.log(r).Warn("close: provider fact disagrees with the order", "app", a.Name, "out_trade_no", o.OutTradeNo, "reason", res.Reason)
+		s.writeError(w, r, &paynotify.Error{Code: paynotify.ECONFLICT, Message: fmt.Sprintf("The provider's state of order %s disagrees with ours (%s): nothing was changed.", o.OutTradeNo, res.Reason)})
+		return
+	}
 	o = res.Order
 	if o == nil || o.Status == paynotify.StatusPending {
 		s.writeError(w, r, paynotify.Errorf(paynotify.EINTERNAL, "close not applied"))
@@ -402,21 +408,26 @@ func (s *Server) handleCreateRefund(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var existing *paynotify.Refund
-	var outstanding paynotify.Amount // refunds not failed, other than this one
+	var outstanding, pending paynotify.Amount // refunds not failed, and pending, other than this one
 	for _, x := range refunds {
-		if x.OutRequestNo == req.OutRequestNo {
+		switch {
+		case x.OutRequestNo == req.OutRequestNo:
 			existing = x
-		} else if x.Status != paynotify.RefundFailed {
+		case x.Status == paynotify.RefundPending:
+			pending += x.Amount
+			outstanding += x.Amount
+		case x.Status == paynotify.RefundSucceeded:
 			outstanding += x.Amount
 		}
 	}
+	// A fast answer for the usual case; the store checks again, atomically with the insert.
 	if existing == nil {
 		if o.Status != paynotify.StatusPaid && o.Status != paynotify.StatusFinished {
 			s.writeError(w, r, paynotify.Errorf(paynotify.ECONFLICT, "Order %s is %s: only a paid order can be refunded.", o.OutTradeNo, o.Status))
 			return
 		}
-		if outstanding+paynotify.Amount(amount) > o.Amount {
-			s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen, %d already refunded or pending).", o.Amount, outstanding))
+		if paynotify.RefundWouldExceed(int64(o.Amount), int64(o.RefundedAmount), int64(outstanding), int64(pending), amount) {
+			s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen, %d already refunded or pending).", o.Amount, max(outstanding, o.RefundedAmount+pending)))
 			return
 		}
 	}

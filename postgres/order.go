@@ -135,8 +135,24 @@ func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify
 		created bool
 	)
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
+		// The order row is locked: concurrent refunds of one order are checked one at a time.
+		var amount, refunded int64
+		err := tx.QueryRow(ctx, `SELECT amount, refunded_amount FROM orders WHERE app = $1 AND out_trade_no = $2 FOR UPDATE`,
+			r.App, r.OutTradeNo).Scan(&amount, &refunded)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("Order not found.")
+		} else if err != nil {
 			return err
+		}
+		var nonFailed, pending int64
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(SUM(amount) FILTER (WHERE status <> 'failed'), 0),
+				COALESCE(SUM(amount) FILTER (WHERE status = 'pending'), 0), COALESCE(bool_or(out_request_no = $3), false)
+			FROM refunds WHERE app = $1 AND out_trade_no = $2`, r.App, r.OutTradeNo, r.OutRequestNo).Scan(&nonFailed, &pending, &exists); err != nil {
+			return err
+		}
+		if !exists && paynotify.RefundWouldExceed(amount, refunded, nonFailed, pending, int64(r.Amount)) {
+			return paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen; %d refunded or pending).", amount, max(nonFailed, refunded+pending))
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (app, out_trade_no, out_request_no) DO NOTHING`, refundArgs(r)...)
@@ -234,7 +250,9 @@ func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
-				status = excluded.status, provider_refund_no = excluded.provider_refund_no, updated_at = excluded.updated_at`,
+				status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
+				provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
+				updated_at = excluded.updated_at`,
 			refundArgs(r)...); err != nil {
 			return fmt.Errorf("upsert refund: %w", err)
 		}

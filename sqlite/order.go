@@ -155,8 +155,21 @@ func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify
 		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
 	}
 	defer rollback(tx)
-	if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
-		return nil, false, err
+	// The write lock is held from BEGIN (_txlock=immediate): the check and the insert are atomic.
+	var amount, refunded, nonFailed, pending int64
+	var exists int
+	err = tx.QueryRowContext(ctx, `SELECT o.amount, o.refunded_amount,
+			COALESCE((SELECT SUM(amount) FROM refunds WHERE app = o.app AND out_trade_no = o.out_trade_no AND status <> 'failed'), 0),
+			COALESCE((SELECT SUM(amount) FROM refunds WHERE app = o.app AND out_trade_no = o.out_trade_no AND status = 'pending'), 0),
+			(SELECT COUNT(*) FROM refunds WHERE app = o.app AND out_trade_no = o.out_trade_no AND out_request_no = ?)
+		FROM orders o WHERE o.app = ? AND o.out_trade_no = ?`, r.OutRequestNo, r.App, r.OutTradeNo).Scan(&amount, &refunded, &nonFailed, &pending, &exists)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, notFound("Order not found.")
+	} else if err != nil {
+		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+	}
+	if exists == 0 && paynotify.RefundWouldExceed(amount, refunded, nonFailed, pending, int64(r.Amount)) {
+		return nil, false, paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen; %d refunded or pending).", amount, max(nonFailed, refunded+pending))
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app, out_trade_no, out_request_no) DO NOTHING`, refundArgs(r)...)
@@ -252,7 +265,9 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
-				status = excluded.status, provider_refund_no = excluded.provider_refund_no, updated_at = excluded.updated_at`,
+				status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
+				provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
+				updated_at = excluded.updated_at`,
 			refundArgs(r)...); err != nil {
 			return false, fmt.Errorf("sqlite: commit: upsert refund: %w", err)
 		}

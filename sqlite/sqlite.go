@@ -65,8 +65,18 @@ func Open(path string) (*DB, error) {
 	sdb.SetConnMaxIdleTime(0)
 	sdb.SetConnMaxLifetime(0)
 
+	// The first connection runs the pragmas. Switching a new file to WAL needs the file to
+	// itself and SQLite answers SQLITE_BUSY at once, without the busy timeout, when another
+	// process opens the same new file at that moment: retry for a while.
 	var mode string
-	if err := sdb.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil {
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		err = sdb.QueryRow(`PRAGMA journal_mode`).Scan(&mode)
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}

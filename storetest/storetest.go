@@ -571,6 +571,83 @@ func (s *suite) testRefund(t *testing.T) {
 		checkNotFound(t, err)
 	})
 
+	t.Run("ErrExceedsAmount", func(t *testing.T) {
+		st, b, o := setupPaid(t) // amount 1234
+		if _, _, err := st.CreateRefund(b.ctx, newRefund(o, "R1", 1000, T0)); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := st.CreateRefund(b.ctx, newRefund(o, "R2", 235, T0))
+		if paynotify.ErrorCode(err) != paynotify.EINVALID {
+			t.Fatalf("refund past the amount: err = %v, want EINVALID", err)
+		}
+		// Exactly up to the amount is fine; the existing R1 again is returned, not checked.
+		if _, created, err := st.CreateRefund(b.ctx, newRefund(o, "R2", 234, T0)); err != nil || !created {
+			t.Fatalf("refund up to the amount: %v, %v", created, err)
+		}
+		if _, created, err := st.CreateRefund(b.ctx, newRefund(o, "R1", 1000, T0)); err != nil || created {
+			t.Fatalf("existing refund: %v, %v", created, err)
+		}
+	})
+
+	t.Run("OKFailedFreesAmount", func(t *testing.T) {
+		st, b, o := setupPaid(t)
+		r := newRefund(o, "R1", 1234, T0)
+		if _, _, err := st.CreateRefund(b.ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		failed := *r
+		failed.Status = paynotify.RefundFailed
+		next := *o
+		next.Version++
+		MustCommit(t, b.ctx, st, &paynotify.Change{Order: &next, PrevVersion: o.Version, Refund: &failed})
+		if _, created, err := st.CreateRefund(b.ctx, newRefund(o, "R2", 1234, T0)); err != nil || !created {
+			t.Fatalf("refund after a failed one: %v, %v", created, err)
+		}
+	})
+
+	t.Run("OKConcurrentExceed", func(t *testing.T) {
+		st, b, o := setupPaid(t)
+		const n = 10
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		created := make([]bool, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, created[i], errs[i] = st.CreateRefund(b.ctx, newRefund(o, fmt.Sprintf("R%d", i), 1000, T0))
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for i := range n {
+			switch {
+			case errs[i] == nil && created[i]:
+				ok++
+			case paynotify.ErrorCode(errs[i]) != paynotify.EINVALID:
+				t.Errorf("refund %d: %v", i, errs[i])
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("%d concurrent refunds of 1000 on an order of 1234 were recorded, want 1", ok)
+		}
+	})
+
+	t.Run("OKSucceededStays", func(t *testing.T) {
+		st, b, o := setupPaid(t)
+		r := newRefund(o, "R1", 100, T0)
+		r.Status = paynotify.RefundSucceeded
+		r.ProviderRefundNo = "PR1"
+		MustCommit(t, b.ctx, st, &paynotify.Change{Refund: r})
+		late := *r
+		late.Status, late.ProviderRefundNo = paynotify.RefundFailed, ""
+		MustCommit(t, b.ctx, st, &paynotify.Change{Refund: &late})
+		got, err := st.ListRefunds(b.ctx, "app1", "T1")
+		if err != nil || len(got) != 1 || got[0].Status != paynotify.RefundSucceeded || got[0].ProviderRefundNo != "PR1" {
+			t.Fatalf("refund after a late failure: %+v, %v", got, err)
+		}
+	})
+
 	t.Run("OKCommitUpsert", func(t *testing.T) {
 		st, b, o := setupPaid(t)
 		r := newRefund(o, "R1", 100, T0.Add(2*time.Minute))
