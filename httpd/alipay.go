@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/paynotify/paynotify"
@@ -38,6 +39,10 @@ func (v alipayVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, erro
 		}
 		return paynotify.Fact{}, rej
 	}
+	if n.AppID == "" || n.OutTradeNo == "" {
+		// Alipay always sends both: a signed message without them is not a trade notification.
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but no app_id or out_trade_no", OutTradeNo: n.OutTradeNo}
+	}
 	return AlipayFact(n), nil
 }
 
@@ -65,7 +70,9 @@ func AlipayFact(n *alipay.Notification) paynotify.Fact {
 		f.Kind = paynotify.FactRefund
 		f.RefundTotal = paynotify.Amount(n.RefundFee)
 		f.RefundRequestNo = n.OutBizNo
-		f.At = n.GmtRefund
+		if f.At.IsZero() { // At stamps paid_at when the refund implies the payment
+			f.At = n.GmtRefund
+		}
 	case n.TradeStatus == alipay.TradeSuccess:
 		f.Kind = paynotify.FactPaid
 	case n.TradeStatus == alipay.TradeFinished:
@@ -149,26 +156,53 @@ func (g *AlipayGateway) Close(ctx context.Context, o *paynotify.Order) (paynotif
 }
 
 // Refund asks Alipay to refund r. fund_change=Y confirms it; otherwise the refund query decides,
-// and a refund still unconfirmed stays pending (its notification or a retry settles it).
+// and a refund still unconfirmed stays pending (its notification or a retry settles it). Only a
+// signed refusal that Alipay documents as final fails a refund: anything else (ACQ.SYSTEM_ERROR,
+// an unknown code, a timeout) leaves it pending, so that the same out_request_no is retried and the
+// money is never sent twice.
 func (g *AlipayGateway) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
 	resp, err := g.Client.TradeRefund(ctx, alipay.TradeRefund{OutTradeNo: o.OutTradeNo, RefundAmount: int64(r.Amount),
 		OutRequestNo: r.OutRequestNo, RefundReason: r.Reason})
-	if err != nil {
-		return nil, alipayError(err)
-	}
-	if resp.FundChange {
+	if err == nil && resp.FundChange {
 		return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: resp.TradeNo,
-			RefundTotal: paynotify.Amount(resp.RefundFee), RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount, At: resp.GmtRefundPay}, nil
+			RefundTotal: paynotify.Amount(resp.RefundFee), RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount}, nil
 	}
-	q, err := g.Client.TradeFastpayRefundQuery(ctx, alipay.TradeFastpayRefundQuery{OutTradeNo: o.OutTradeNo, OutRequestNo: r.OutRequestNo})
-	if err != nil {
-		return nil, alipayError(err)
+	// Not confirmed by the call: ask the refund query, which settles every outcome.
+	q, qerr := g.Client.TradeFastpayRefundQuery(ctx, alipay.TradeFastpayRefundQuery{OutTradeNo: o.OutTradeNo, OutRequestNo: r.OutRequestNo})
+	if qerr == nil && q.RefundStatus == "REFUND_SUCCESS" {
+		return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: q.TradeNo,
+			RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: paynotify.Amount(q.RefundAmount), At: q.GmtRefundPay}, nil
 	}
-	if q.RefundStatus != "REFUND_SUCCESS" {
-		return nil, nil
+	var ae *alipay.Error
+	switch {
+	case err == nil:
+		return nil, nil // accepted, not yet confirmed: pending
+	case errors.As(err, &ae) && ae.Signed && finalRefundErrors[ae.SubCode]:
+		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "Alipay refused the refund: " + ae.SubCode + " " + ae.SubMsg, ProviderCode: ae.SubCode}
+	default:
+		return nil, unknownOutcome(alipayError(err))
 	}
-	return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: q.TradeNo,
-		RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: paynotify.Amount(q.RefundAmount), At: q.GmtRefundPay}, nil
+}
+
+// finalRefundErrors are the alipay.trade.refund sub codes after which the refund certainly did
+// not happen (alipay.md §5.4). ACQ.SELLER_BALANCE_NOT_ENOUGH is not among them: the same
+// out_request_no may succeed once the balance is topped up.
+var finalRefundErrors = map[string]bool{
+	"ACQ.TRADE_NOT_EXIST":             true,
+	"ACQ.TRADE_STATUS_ERROR":          true,
+	"ACQ.REFUND_AMT_NOT_EQUAL_TOTAL":  true,
+	"ACQ.REASON_TRADE_REFUND_FEE_ERR": true,
+	"ACQ.TRADE_HAS_FINISHED":          true,
+	"ACQ.INVALID_PARAMETER":           true,
+}
+
+// unknownOutcome turns a provider error into provider_unavailable: the call's effect is unknown.
+func unknownOutcome(err error) error {
+	var pe *paynotify.Error
+	if errors.As(err, &pe) && pe.Code == paynotify.EPROVIDER {
+		return &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: pe.Message + " (outcome unknown: the refund stays pending; retry with the same out_request_no)", ProviderCode: pe.ProviderCode}
+	}
+	return err
 }
 
 // alipayError classifies an Alipay call's failure: a signed business refusal is provider_error
@@ -178,7 +212,7 @@ func alipayError(err error) error {
 	var ae *alipay.Error
 	var ve *alipay.VerifyError
 	switch {
-	case errors.As(err, &ae) && ae.Signed && ae.Code != "20000":
+	case errors.As(err, &ae) && ae.Signed && ae.Code != "20000" && ae.SubCode != "ACQ.SYSTEM_ERROR" && !strings.HasSuffix(ae.SubCode, "unknow-error"):
 		return &paynotify.Error{Code: paynotify.EPROVIDER, Message: "Alipay refused: " + ae.SubCode + " " + ae.SubMsg, ProviderCode: ae.SubCode}
 	case errors.As(err, &ae):
 		return &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "Alipay did not answer definitively: " + ae.Code + " " + ae.SubCode, ProviderCode: ae.SubCode}

@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -28,10 +29,10 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	received := s.now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody()))
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.maxBody()+1))
 	if err != nil {
 		s.log(r).Warn("read callback body", "app", a.Name, "err", err)
-		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
+		http.Error(w, "body unreadable", http.StatusBadRequest)
 		return
 	}
 	var verifier paynotify.Verifier
@@ -50,6 +51,10 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		verifier, answer, write = v2.VerifierV2(), wechatV2Answer, writeWechatV2Answer
+	}
+	if int64(len(body)) > s.maxBody() {
+		// Kept as rejected evidence (capped like any), then refused.
+		verifier = rejectAll{&paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: fmt.Sprintf("body larger than %d bytes", s.maxBody())}}
 	}
 	header := r.Header.Clone()
 	header.Del("Authorization")
@@ -164,6 +169,13 @@ func (s *Server) handleAlipayReturn(w http.ResponseWriter, r *http.Request) {
 	q.Set("out_trade_no", otn)
 	target.RawQuery = q.Encode()
 	http.Redirect(w, r, target.String(), http.StatusFound)
+}
+
+// rejectAll rejects every request with the same reason.
+type rejectAll struct{ rej *paynotify.RejectError }
+
+func (v rejectAll) Verify(http.Header, []byte) (paynotify.Fact, error) {
+	return paynotify.Fact{}, v.rej
 }
 
 const returnPage = `<!doctype html><meta charset="utf-8"><title>Payment submitted</title>

@@ -35,6 +35,10 @@ func (v wechatVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, erro
 		return paynotify.Fact{}, rej
 	}
 	switch {
+	case n.Transaction != nil && (n.Transaction.MchID == "" || n.Transaction.OutTradeNo == ""),
+		n.Refund != nil && (n.Refund.MchID == "" || n.Refund.OutTradeNo == ""):
+		// WeChat Pay always sends both: a signed resource without them is not ours to apply.
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but no mchid or out_trade_no"}
 	case n.Transaction != nil:
 		f := WechatTransactionFact(n.Transaction)
 		f.NotificationID = n.ID
@@ -44,8 +48,8 @@ func (v wechatVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, erro
 		f.NotificationID = n.ID
 		return f, nil
 	default:
-		// A verified event of another product: nothing that moves an order.
-		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "unsupported event type " + n.EventType}
+		// A verified event of another product: acknowledged, it moves no order.
+		return paynotify.Fact{Kind: paynotify.FactIgnored, NotificationID: n.ID}, nil
 	}
 }
 
@@ -151,13 +155,23 @@ func (g *WechatGateway) Close(ctx context.Context, o *paynotify.Order) (paynotif
 }
 
 // Refund asks WeChat Pay for refund r: SUCCESS confirms it, CLOSED or ABNORMAL fails it, and
-// PROCESSING leaves it pending until its notification.
+// PROCESSING leaves it pending until its notification. When the call fails, the refund query
+// decides; only a signed refusal that is final fails the refund, anything else leaves it pending,
+// so that the same out_refund_no is retried and the money is never sent twice.
 func (g *WechatGateway) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
 	req := wechatpay.RefundRequest{OutTradeNo: o.OutTradeNo, OutRefundNo: r.OutRequestNo, Reason: r.Reason}
 	req.Amount.Refund, req.Amount.Total, req.Amount.Currency = int64(r.Amount), int64(o.Amount), o.Currency
 	rf, err := g.Client.CreateRefund(ctx, req)
 	if err != nil {
-		return nil, wechatError(err)
+		if q, qerr := g.Client.QueryRefund(ctx, r.OutRequestNo); qerr == nil {
+			rf, err = q, nil // the refund exists at WeChat Pay: its verified state decides
+		} else {
+			var we *wechatpay.Error
+			if errors.As(err, &we) && we.Signed && finalRefundErrorsWechat[we.Code] {
+				return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "WeChat Pay refused the refund: " + we.Code + " " + we.Message, ProviderCode: we.Code}
+			}
+			return nil, unknownOutcome(wechatError(err))
+		}
 	}
 	f := WechatRefundFact(rf)
 	if f.Kind == "" {
@@ -166,15 +180,26 @@ func (g *WechatGateway) Refund(ctx context.Context, o *paynotify.Order, r *payno
 	return &f, nil
 }
 
-// wechatError classifies a WeChat Pay call's failure: a 4xx business refusal is provider_error;
-// transport errors, 5xx, rate limits, signature trouble and unverifiable answers leave the
+// finalRefundErrorsWechat are the signed refund refusals after which the refund certainly did not
+// happen. NOT_ENOUGH (balance) is not among them: the same out_refund_no may succeed later.
+var finalRefundErrorsWechat = map[string]bool{
+	"PARAM_ERROR":           true,
+	"INVALID_REQUEST":       true,
+	"RESOURCE_NOT_EXISTS":   true,
+	"MCH_NOT_EXISTS":        true,
+	"NO_AUTH":               true,
+	"USER_ACCOUNT_ABNORMAL": true,
+}
+
+// wechatError classifies a WeChat Pay call's failure: a signed 4xx business refusal is
+// provider_error; transport errors, 5xx, rate limits, unsigned or unverifiable answers leave the
 // outcome unknown: provider_unavailable.
 func wechatError(err error) error {
 	var we *wechatpay.Error
 	var ve *wechatpay.VerifyError
 	switch {
-	case errors.As(err, &we) && we.StatusCode >= 400 && we.StatusCode < 500 && we.StatusCode != 401 && we.StatusCode != 429 &&
-		we.Code != "SYSTEM_ERROR" && we.Code != "FREQUENCY_LIMITED" && we.Code != "SIGN_ERROR":
+	case errors.As(err, &we) && we.Signed && we.StatusCode >= 400 && we.StatusCode < 500 && we.StatusCode != 429 &&
+		we.Code != "SYSTEM_ERROR" && we.Code != "FREQUENCY_LIMITED":
 		return &paynotify.Error{Code: paynotify.EPROVIDER, Message: "WeChat Pay refused: " + we.Code + " " + we.Message, ProviderCode: we.Code}
 	case errors.As(err, &we):
 		return &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "WeChat Pay did not answer definitively: " + we.Code, ProviderCode: we.Code}

@@ -25,8 +25,14 @@ func (v *WechatV2Verifier) Verify(_ http.Header, body []byte) (paynotify.Fact, e
 			return paynotify.Fact{}, wechatReject(err)
 		}
 		in := n.Info
+		// The outer XML is unsigned and req_info is only encrypted (AES-ECB, no MAC): insist on
+		// every identity and amount, so that the Processor checks them against the app, the order
+		// and any refund recorded under this out_refund_no.
+		if n.AppID == "" || n.MchID == "" || in.OutTradeNo == "" || in.OutRefundNo == "" || in.TotalFee <= 0 || in.RefundFee <= 0 {
+			return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "APIv2 refund without appid, mch_id, out_trade_no, out_refund_no, total_fee or refund_fee", OutTradeNo: in.OutTradeNo}
+		}
 		f := paynotify.Fact{OutTradeNo: in.OutTradeNo, ProviderTradeNo: in.TransactionID, AppID: n.AppID, MchID: n.MchID,
-			Amount: paynotify.Amount(in.TotalFee), HasAmount: in.TotalFee > 0, RefundPerRequest: true, RefundRequestNo: in.OutRefundNo,
+			Amount: paynotify.Amount(in.TotalFee), HasAmount: true, RefundPerRequest: true, RefundRequestNo: in.OutRefundNo,
 			RefundAmount: paynotify.Amount(in.RefundFee), ProviderRefundNo: in.RefundID, At: in.SuccessTime}
 		switch in.RefundStatus {
 		case "SUCCESS":
@@ -43,6 +49,9 @@ func (v *WechatV2Verifier) Verify(_ http.Header, body []byte) (paynotify.Fact, e
 			rej.OutTradeNo = fields["out_trade_no"]
 		}
 		return paynotify.Fact{}, rej
+	}
+	if n.AppID == "" || n.MchID == "" || n.OutTradeNo == "" {
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but no appid, mch_id or out_trade_no", OutTradeNo: n.OutTradeNo}
 	}
 	f := paynotify.Fact{OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TransactionID, AppID: n.AppID, MchID: n.MchID,
 		Amount: paynotify.Amount(n.TotalFee), HasAmount: true, Currency: n.FeeType, At: n.TimeEnd}

@@ -111,6 +111,11 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (int, ht
 		if json.Unmarshal(rb, &wire) == nil {
 			e.Code, e.Message, e.Detail = wire.Code, wire.Message, wire.Detail
 		}
+		// WeChat Pay signs error answers once it has accepted the request's signature (not 401s):
+		// only a signed refusal is WeChat Pay's word.
+		if resp.Header.Get(HeaderSignature) != "" {
+			e.Signed = c.VerifyResponse(resp.Header, rb) == nil
+		}
 		return resp.StatusCode, nil, nil, e
 	}
 	return resp.StatusCode, resp.Header, rb, nil

@@ -26,11 +26,12 @@ type fakeWeChat struct {
 	serial   string
 	now      time.Time
 
-	mu       sync.Mutex
-	requests []recorded
-	answer   func(r *http.Request, body []byte) (status int, resp string)
-	unsigned bool
-	probe    bool
+	mu         sync.Mutex
+	requests   []recorded
+	answer     func(r *http.Request, body []byte) (status int, resp string)
+	unsigned   bool
+	probe      bool
+	signErrors bool // sign non-2xx answers too, as WeChat Pay does once it accepted the request
 }
 
 type recorded struct {
@@ -55,7 +56,7 @@ func (f *fakeWeChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status, resp := f.answer(r, body)
-	if status >= 200 && status < 300 && !f.unsigned {
+	if (status >= 200 && status < 300 || f.signErrors) && !f.unsigned {
 		h, err := SignHeaders(f.platform, f.serial, f.now.Unix(), "fakenonce", []byte(resp))
 		if err != nil {
 			f.t.Error(err)
@@ -502,4 +503,29 @@ func TestClient_ParseNotificationContext(t *testing.T) {
 			t.Fatalf("%d downloads", downloads)
 		}
 	})
+}
+
+// TestClient_ErrorSigned: an error answer is WeChat Pay's word only when it is signed.
+func TestClient_ErrorSigned(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		signErrors, probe bool
+		want              bool
+	}{{"OKSigned", true, false, true}, {"ErrUnsigned", false, false, false}, {"ErrProbe", true, true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, f := setupAPI(t)
+			f.signErrors, f.probe = tc.signErrors, tc.probe
+			f.answer = func(*http.Request, []byte) (int, string) {
+				return 403, `{"code":"ORDERPAID","message":"订单已支付"}`
+			}
+			err := c.Close(context.Background(), "PN20261101000001")
+			var we *Error
+			if !errors.As(err, &we) || we.Code != "ORDERPAID" || we.StatusCode != 403 {
+				t.Fatalf("err = %v", err)
+			}
+			if we.Signed != tc.want {
+				t.Fatalf("Signed = %v, want %v", we.Signed, tc.want)
+			}
+		})
+	}
 }

@@ -114,6 +114,9 @@ type Error struct {
 	Message string
 	// Detail is the optional "detail" object, verbatim.
 	Detail json.RawMessage
+	// Signed reports whether the answer carried a valid WeChat Pay signature. An unsigned error
+	// (a 401, a proxy, anyone on the path) proves nothing about the request's outcome.
+	Signed bool
 }
 
 // Error returns "wechatpay: HTTP <status> <code>: <message>".

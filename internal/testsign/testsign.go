@@ -55,6 +55,19 @@ func AlipayNotify(tb testing.TB, keyFile string, fields map[string]string) []byt
 	return []byte(b.String())
 }
 
+// RSA2 signs msg with SHA256withRSA by the PEM private key in keyFile through `openssl dgst
+// -sha256 -sign` and returns the base64 signature.
+func RSA2(tb testing.TB, keyFile string, msg []byte) string {
+	tb.Helper()
+	cmd := exec.Command("openssl", "dgst", "-sha256", "-sign", keyFile)
+	cmd.Stdin = strings.NewReader(string(msg))
+	sig, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("testsign: openssl: %v", err)
+	}
+	return base64.StdEncoding.EncodeToString(sig)
+}
+
 // AlipayPaid returns the fields of a TRADE_SUCCESS payment notification of order otn for amount
 // yuan ("88.88"), from app appID to seller.
 func AlipayPaid(appID, seller, otn, yuan string) map[string]string {

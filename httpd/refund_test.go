@@ -1,0 +1,173 @@
+package httpd_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/internal/testsign"
+)
+
+// fakeAlipay answers gateway calls with a node per method, signed (unless unsigned) by the test
+// Alipay key through openssl.
+type fakeAlipay struct {
+	t        *testing.T
+	mu       sync.Mutex
+	nodes    map[string]string // method → node JSON
+	unsigned map[string]bool
+	calls    map[string]int
+}
+
+func (f *fakeAlipay) set(method, node string, signed bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes[method], f.unsigned[method] = node, !signed
+}
+
+func (f *fakeAlipay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	method := r.URL.Query().Get("method")
+	f.mu.Lock()
+	node, unsigned := f.nodes[method], f.unsigned[method]
+	f.calls[method]++
+	f.mu.Unlock()
+	name := strings.ReplaceAll(method, ".", "_") + "_response"
+	body := `{"` + name + `":` + node
+	if !unsigned {
+		body += `,"sign":"` + testsign.RSA2(f.t, alipayKeyFile, []byte(node)) + `"`
+	}
+	w.Header().Set("Content-Type", "text/html;charset=utf-8")
+	w.Write([]byte(body + "}"))
+}
+
+func (f *fakeAlipay) count(method string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[method]
+}
+
+// TestAlipayRefund_Outcomes: only a signed, final refusal fails a refund; an unknown outcome keeps
+// it pending, and the same out_request_no is asked again, so the money is never sent twice.
+func TestAlipayRefund_Outcomes(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		fake := &fakeAlipay{t: t, nodes: map[string]string{}, unsigned: map[string]bool{}, calls: map[string]int{}}
+		gw := httptest.NewServer(fake)
+		t.Cleanup(gw.Close)
+		pub, _ := os.ReadFile("testdata/alipay_public.pem")
+		alipayPub, err := alipay.ParsePublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := alipay.NewClient(alipay.Config{AppID: alipayAppID, PrivateKey: testAppKey(t), AlipayPublicKey: alipayPub, Gateway: gw.URL + "/gateway.do"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := newEnv(t, s, &httpd.App{
+			App:     paynotify.App{Name: "shop2", Provider: paynotify.ProviderAlipay, AppID: alipayAppID, SellerIDs: []string{alipaySeller}},
+			Gateway: &httpd.AlipayGateway{Client: client},
+		})
+		pay := func(otn string) {
+			t.Helper()
+			e.createOrder(map[string]any{"app": "shop2", "out_trade_no": otn, "amount": 500, "subject": "s", "channel": "alipay.app"})
+			if _, ans := e.postNotify("/notify/alipay/shop2", alipayContentType, nil, alipayNotify(t, paidFields(otn, "5.00"))); ans != "success" {
+				t.Fatalf("payment answer %q", ans)
+			}
+		}
+		refund := func(otn, no string) (int, paynotify.Refund, string) {
+			t.Helper()
+			var out struct {
+				paynotify.Refund
+				Error struct{ Code string } `json:"error"`
+			}
+			code := e.api("POST", "/v1/orders/shop2/"+otn+"/refunds", map[string]any{"amount": 100, "out_request_no": no}, &out)
+			return code, out.Refund, out.Error.Code
+		}
+		status := func(otn, no string) paynotify.RefundStatus {
+			t.Helper()
+			var list struct {
+				Refunds []paynotify.Refund `json:"refunds"`
+			}
+			e.api("GET", "/v1/orders/shop2/"+otn+"/refunds", nil, &list)
+			for _, r := range list.Refunds {
+				if r.OutRequestNo == no {
+					return r.Status
+				}
+			}
+			return ""
+		}
+		notFound := `{"code":"10000","msg":"Success","trade_no":"2026112922001400000000F001","out_trade_no":"F0001","out_request_no":"RF0001"}`
+
+		t.Run("OKUnknownOutcomeStaysPending", func(t *testing.T) {
+			pay("F0001")
+			fake.set("alipay.trade.refund", `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SYSTEM_ERROR","sub_msg":"系统错误"}`, true)
+			fake.set("alipay.trade.fastpay.refund.query", notFound, true)
+			code, _, ecode := refund("F0001", "RF0001")
+			if code != http.StatusBadGateway || ecode != "provider_unavailable" || status("F0001", "RF0001") != paynotify.RefundPending {
+				t.Fatalf("answer %d %s, refund %s; want 502 provider_unavailable and pending", code, ecode, status("F0001", "RF0001"))
+			}
+			// The merchant retries with the same out_request_no: Alipay is asked again and confirms.
+			fake.set("alipay.trade.refund", `{"code":"10000","msg":"Success","trade_no":"2026112922001400000000F001","out_trade_no":"F0001","fund_change":"Y","refund_fee":"1.00"}`, true)
+			code, rf, _ := refund("F0001", "RF0001")
+			if code != http.StatusOK || rf.Status != paynotify.RefundSucceeded {
+				t.Fatalf("retry: %d %+v", code, rf)
+			}
+			if got := e.getOrder("shop2", "F0001"); got.RefundedAmount != 100 {
+				t.Fatalf("order = %+v", got)
+			}
+			if n := fake.count("alipay.trade.refund"); n != 2 {
+				t.Fatalf("%d refund calls, want 2 (one per request)", n)
+			}
+		})
+
+		t.Run("ErrUnsignedRefusalStaysPending", func(t *testing.T) {
+			pay("F0002")
+			fake.set("alipay.trade.refund", `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.REFUND_AMT_NOT_EQUAL_TOTAL","sub_msg":"退款金额超限"}`, false)
+			fake.set("alipay.trade.fastpay.refund.query", notFound, true)
+			if code, _, ecode := refund("F0002", "RF0001"); code != http.StatusBadGateway || ecode != "provider_unavailable" {
+				t.Fatalf("answer %d %s, want 502", code, ecode)
+			}
+			if st := status("F0002", "RF0001"); st != paynotify.RefundPending {
+				t.Fatalf("an unsigned refusal moved the refund to %s", st)
+			}
+		})
+
+		t.Run("ErrFinalRefusalFails", func(t *testing.T) {
+			pay("F0003")
+			fake.set("alipay.trade.refund", `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.REFUND_AMT_NOT_EQUAL_TOTAL","sub_msg":"退款金额超限"}`, true)
+			fake.set("alipay.trade.fastpay.refund.query", notFound, true)
+			code, _, ecode := refund("F0003", "RF0001")
+			if code != http.StatusUnprocessableEntity || ecode != "provider_error" || status("F0003", "RF0001") != paynotify.RefundFailed {
+				t.Fatalf("answer %d %s, refund %s; want 422 provider_error and failed", code, ecode, status("F0003", "RF0001"))
+			}
+			n := 0
+			for _, x := range e.events() {
+				if x.Type == "refund.failed" && strings.Contains(string(x.Data), `"out_trade_no":"F0003"`) {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Fatalf("%d refund.failed events, want 1", n)
+			}
+		})
+
+		t.Run("OKQueryConfirms", func(t *testing.T) {
+			pay("F0004")
+			// The call times out at Alipay's side (20000), but the refund happened: the query says so.
+			fake.set("alipay.trade.refund", `{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"系统繁忙"}`, true)
+			fake.set("alipay.trade.fastpay.refund.query", `{"code":"10000","msg":"Success","trade_no":"2026112922001400000000F004","out_trade_no":"F0004","out_request_no":"RF0001","total_amount":"5.00","refund_amount":"1.00","refund_status":"REFUND_SUCCESS"}`, true)
+			code, rf, _ := refund("F0004", "RF0001")
+			if code != http.StatusCreated || rf.Status != paynotify.RefundSucceeded {
+				t.Fatalf("answer %d %+v", code, rf)
+			}
+			if got := e.getOrder("shop2", "F0004"); got.RefundedAmount != 100 || got.Status != "paid" {
+				t.Fatalf("order = %+v", got)
+			}
+		})
+	})
+}
