@@ -245,9 +245,9 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		}
 
 		var d Decision
-		switch {
-		case checkApp(app, &f) != "":
-			d = Decision{Anomaly: checkApp(app, &f)}
+		switch mismatch := checkApp(app, &f); {
+		case mismatch != "":
+			d = Decision{Anomaly: mismatch}
 		case prior != nil && f.Kind == FactRefund && prior.Amount != f.RefundAmount:
 			// Not the refund we recorded under this out_request_no.
 			d = Decision{Anomaly: ReasonAmountMismatch}
