@@ -23,6 +23,7 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/sandbox"
 	"github.com/paynotify/paynotify/sqlite"
@@ -54,7 +55,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, s paynotify.Store)) {
 	})
 	t.Run("PostgreSQL", func(t *testing.T) {
 		t.Parallel()
-		db, err := postgres.Open(context.Background(), pgSchemaURL(t))
+		db, err := postgres.Open(context.Background(), pgtest.NewSchema(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,22 +8,15 @@
 package e2e_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/sandbox"
 )
@@ -54,93 +47,9 @@ func TestMain(m *testing.M) {
 	}
 	sb.Close()
 	keyTemplate = dir
-	code := m.Run()
+	code := pgtest.Main(m)
 	os.RemoveAll(dir)
-	if pgName != "" {
-		if err := dropDatabase(pgName); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
 	os.Exit(code)
-}
-
-// One PostgreSQL database per run, made on first use, dropped at the end; a schema per test
-// (as the postgres package's own tests do): creating a database per test costs more than the
-// test.
-var (
-	pgOnce sync.Once
-	pgName string
-	pgURL  string
-	pgErr  error
-)
-
-// pgSchemaURL creates a fresh schema in this run's database and returns a URL working in it.
-func pgSchemaURL(t *testing.T) string {
-	t.Helper()
-	pgOnce.Do(func() { pgName, pgURL, pgErr = createDatabase() })
-	if pgErr != nil {
-		t.Fatalf("PostgreSQL (PAYNOTIFY_TEST_POSTGRES_URL): %v", pgErr) // never skipped
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	schema := randomName("e2e_")
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse(pgURL)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func randomName(prefix string) string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
-
-func createDatabase() (name, dbURL string, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin := pgtest.ServerURL()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", "", fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(ctx)
-	name = randomName("paynotify_test_")
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", "", fmt.Errorf("create database: %w", err)
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		return "", "", fmt.Errorf("PAYNOTIFY_TEST_POSTGRES_URL is not a URL")
-	}
-	u.Path = "/" + name
-	return name, u.String(), nil
-}
-
-func dropDatabase(name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, pgtest.ServerURL())
-	if err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
-	return nil
 }
 
 // newStateDir returns a fresh sandbox state directory holding the template's keys (not its

@@ -32,6 +32,8 @@ const (
 	alipayKeyFile = "testdata/alipay_private.pem" // plays Alipay; used by openssl only
 )
 
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
 // forEachStore runs fn on a fresh SQLite file and on a fresh PostgreSQL database.
 func forEachStore(t *testing.T, fn func(t *testing.T, s paynotify.Store)) {
 	t.Run("SQLite", func(t *testing.T) {
@@ -48,7 +50,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, s paynotify.Store)) {
 	})
 	t.Run("PostgreSQL", func(t *testing.T) {
 		t.Parallel()
-		db, err := postgres.Open(context.Background(), pgtest.NewDatabase(t))
+		db, err := postgres.Open(context.Background(), pgtest.NewSchema(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,10 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -14,101 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/storetest"
 )
 
-// defaultURL is the PostgreSQL of this project's machines; CI sets PAYNOTIFY_TEST_POSTGRES_URL.
-const defaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-// testDBURL is the URL of this run's own database, created by TestMain and dropped at the end.
-var testDBURL string
-
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	admin := os.Getenv("PAYNOTIFY_TEST_POSTGRES_URL")
-	if admin == "" {
-		admin = defaultURL
-	}
-	ctx := context.Background()
-	name, u, err := createDatabase(ctx, admin)
-	if err != nil {
-		// Never skip: a missing PostgreSQL fails the run.
-		fmt.Fprintf(os.Stderr, "postgres tests: %v (set PAYNOTIFY_TEST_POSTGRES_URL)\n", err)
-		return 1
-	}
-	testDBURL = u
-	code := m.Run()
-	if err := dropDatabase(ctx, admin, name); err != nil {
-		fmt.Fprintf(os.Stderr, "postgres tests: %v\n", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
-}
-
-func randomName(prefix string) string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
-
-// createDatabase creates a fresh database paynotify_test_<random> and returns its name and URL.
-func createDatabase(ctx context.Context, admin string) (name, dbURL string, err error) {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return "", "", fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(ctx)
-	name = randomName("paynotify_test_")
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", "", fmt.Errorf("create database: %w", err)
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		return "", "", fmt.Errorf("PAYNOTIFY_TEST_POSTGRES_URL is not a URL")
-	}
-	u.Path = "/" + name
-	return name, u.String(), nil
-}
-
-func dropDatabase(ctx context.Context, admin, name string) error {
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", name, err)
-	}
-	return nil
-}
-
-// schemaURL creates a new schema in this run's database and returns a URL whose connections
-// work in it (search_path).
-func schemaURL(tb testing.TB) string {
-	tb.Helper()
-	schema := randomName("s_")
-	conn, err := pgx.Connect(tb.Context(), testDBURL)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(context.WithoutCancel(tb.Context()))
-	if _, err := conn.Exec(tb.Context(), "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatal(err)
-	}
-	u, _ := url.Parse(testDBURL)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // MustOpen opens and migrates the database at u, closed when tb ends.
 func MustOpen(tb testing.TB, u string) *postgres.DB {
@@ -125,7 +34,7 @@ func MustOpen(tb testing.TB, u string) *postgres.DB {
 }
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) paynotify.Store { return MustOpen(t, schemaURL(t)) })
+	storetest.Run(t, func(t *testing.T) paynotify.Store { return MustOpen(t, pgtest.NewSchema(t)) })
 }
 
 func TestOpen(t *testing.T) {
@@ -157,7 +66,7 @@ func TestOpen(t *testing.T) {
 func TestMigrate(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		t.Parallel()
-		db, err := postgres.Open(t.Context(), schemaURL(t))
+		db, err := postgres.Open(t.Context(), pgtest.NewSchema(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,19 +89,8 @@ func TestMigrate(t *testing.T) {
 		// Several instances start together on a fresh database: the advisory lock makes them
 		// take turns (without it, concurrent CREATE TABLEs fail).
 		t.Parallel()
-		admin := os.Getenv("PAYNOTIFY_TEST_POSTGRES_URL")
-		if admin == "" {
-			admin = defaultURL
-		}
-		name, u, err := createDatabase(t.Context(), admin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := dropDatabase(context.Background(), admin, name); err != nil {
-				t.Error(err)
-			}
-		})
+		u := pgtest.NewDatabase(t)
+		var err error
 		const n = 8
 		dbs := make([]*postgres.DB, n)
 		for i := range dbs {
@@ -232,7 +130,7 @@ func TestMigrate(t *testing.T) {
 
 // allMigrations returns how many migrations a new schema has pending (all of them).
 func allMigrations(t *testing.T) (int, error) {
-	db, err := postgres.Open(t.Context(), schemaURL(t))
+	db, err := postgres.Open(t.Context(), pgtest.NewSchema(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +142,7 @@ func allMigrations(t *testing.T) (int, error) {
 func TestDurability(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	u := schemaURL(t)
+	u := pgtest.NewSchema(t)
 	db, err := postgres.Open(ctx, u)
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +184,7 @@ func TestDurability(t *testing.T) {
 func TestEventsCommitOrder(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	db := MustOpen(t, schemaURL(t))
+	db := MustOpen(t, pgtest.NewSchema(t))
 	const writers, perWriter = 8, 40
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -342,7 +240,7 @@ func TestEventsCommitOrder(t *testing.T) {
 func BenchmarkCommit(b *testing.B) {
 	for _, par := range []int{1, 8} {
 		b.Run(fmt.Sprint("conns=", par), func(b *testing.B) {
-			db := MustOpen(b, schemaURL(b))
+			db := MustOpen(b, pgtest.NewSchema(b))
 			ctx := b.Context()
 			orders := make([]*paynotify.Order, b.N)
 			for i := range orders {
