@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -23,10 +22,8 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
-	"github.com/paynotify/paynotify/internal/pgtest"
-	"github.com/paynotify/paynotify/postgres"
+	"github.com/paynotify/paynotify/internal/teststore"
 	"github.com/paynotify/paynotify/sandbox"
-	"github.com/paynotify/paynotify/sqlite"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -39,33 +36,7 @@ const (
 )
 
 // forEachStore runs fn on a fresh SQLite file and on a fresh PostgreSQL schema, in parallel.
-func forEachStore(t *testing.T, fn func(t *testing.T, s paynotify.Store)) {
-	t.Helper()
-	t.Run("SQLite", func(t *testing.T) {
-		t.Parallel()
-		db, err := sqlite.Open(filepath.Join(t.TempDir(), "paynotify.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		fn(t, db)
-	})
-	t.Run("PostgreSQL", func(t *testing.T) {
-		t.Parallel()
-		db, err := postgres.Open(context.Background(), pgtest.NewSchema(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		fn(t, db)
-	})
-}
+func forEachStore(t *testing.T, fn func(t *testing.T, s paynotify.Store)) { teststore.ForEach(t, fn) }
 
 // options tune an env.
 type options struct {

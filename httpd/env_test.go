@@ -2,7 +2,6 @@ package httpd_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -21,8 +19,7 @@ import (
 	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/internal/testsign"
-	"github.com/paynotify/paynotify/postgres"
-	"github.com/paynotify/paynotify/sqlite"
+	"github.com/paynotify/paynotify/internal/teststore"
 )
 
 const (
@@ -34,33 +31,8 @@ const (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// forEachStore runs fn on a fresh SQLite file and on a fresh PostgreSQL database.
-func forEachStore(t *testing.T, fn func(t *testing.T, s paynotify.Store)) {
-	t.Run("SQLite", func(t *testing.T) {
-		t.Parallel()
-		db, err := sqlite.Open(filepath.Join(t.TempDir(), "paynotify.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		fn(t, db)
-	})
-	t.Run("PostgreSQL", func(t *testing.T) {
-		t.Parallel()
-		db, err := postgres.Open(context.Background(), pgtest.NewSchema(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		fn(t, db)
-	})
-}
+// forEachStore runs fn on a fresh SQLite file and on a fresh PostgreSQL schema, in parallel.
+func forEachStore(t *testing.T, fn func(t *testing.T, s paynotify.Store)) { teststore.ForEach(t, fn) }
 
 var (
 	appKeyOnce sync.Once
