@@ -51,7 +51,7 @@ func TestDeps(t *testing.T) {
 	for _, dep := range strings.Fields(string(out)) {
 		switch {
 		case dep == "testing", strings.HasPrefix(dep, "testing/"), strings.HasPrefix(dep, mod+"/internal/pgtest"),
-			strings.HasPrefix(dep, mod+"/internal/testsign"), strings.HasPrefix(dep, mod+"/storetest"):
+			strings.HasPrefix(dep, mod+"/internal/testsign"), strings.HasPrefix(dep, mod+"/internal/teststore"), strings.HasPrefix(dep, mod+"/storetest"):
 			t.Errorf("the server binary links test code: %s", dep)
 		case strings.Contains(dep, "mattn/go-sqlite3"):
 			t.Errorf("the server binary links a cgo SQLite driver: %s", dep)
