@@ -63,7 +63,9 @@ func (n *notifier) enqueue(note *Notification) error {
 	}
 	if note.Status == NotePending || note.Status == NoteHeld {
 		n.mu.Lock()
-		n.pending[note.ID] = note
+		if _, ok := n.pending[note.ID]; !ok { // never a second copy of one notification
+			n.pending[note.ID] = note
+		}
 		n.mu.Unlock()
 		n.poke()
 	}
@@ -124,6 +126,10 @@ func (n *notifier) wait() { n.wg.Wait() }
 
 // run delivers due notifications until ctx ends.
 func (n *notifier) run(ctx context.Context) {
+	// Resume what an earlier run left pending. Under s.mu, as enqueue runs: otherwise a
+	// notification enqueued while this loads could be read from the store here and also added by
+	// enqueue, as two copies that would each make the first attempt.
+	n.s.mu.Lock()
 	if notes, err := n.s.st.notificationsWhere("WHERE status IN (?, ?)", NotePending, NoteHeld); err == nil {
 		n.mu.Lock()
 		for _, note := range notes {
@@ -135,6 +141,7 @@ func (n *notifier) run(ctx context.Context) {
 	} else {
 		n.s.log.Error("sandbox: load pending notifications", "err", err)
 	}
+	n.s.mu.Unlock()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
