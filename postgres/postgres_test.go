@@ -38,6 +38,22 @@ func TestStore(t *testing.T) {
 }
 
 func TestOpen(t *testing.T) {
+	t.Run("OKDurable", func(t *testing.T) {
+		// A commit is durable when Commit returns: the server must not acknowledge before it is
+		// flushed. Nothing else in the suite could notice (a killed process keeps what the OS has).
+		t.Parallel()
+		db := MustOpen(t, pgtest.NewSchema(t))
+		for setting, want := range map[string]string{"synchronous_commit": "on", "fsync": "on"} {
+			var got string
+			if err := db.Pool().QueryRow(t.Context(), "SHOW "+setting).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("%s = %s, want %s", setting, got, want)
+			}
+		}
+	})
+
 	t.Run("ErrUnreachable", func(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)

@@ -67,6 +67,22 @@ func TestOpen(t *testing.T) {
 		}
 	})
 
+	t.Run("OKDurable", func(t *testing.T) {
+		// A commit is on disk when Commit returns: synchronous=FULL (2) in WAL mode. Nothing else
+		// in the suite could notice a missing fsync (a killed process keeps what the OS has).
+		t.Parallel()
+		db := MustOpen(t, tempPath(t))
+		for pragma, want := range map[string]string{"synchronous": "2", "journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "5000"} {
+			var got string
+			if err := db.SQL().QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("PRAGMA %s = %s, want %s", pragma, got, want)
+			}
+		}
+	})
+
 	t.Run("ErrNoDir", func(t *testing.T) {
 		t.Parallel()
 		if _, err := sqlite.Open(filepath.Join(t.TempDir(), "missing", "x.db")); err == nil {

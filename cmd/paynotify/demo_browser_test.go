@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -53,13 +52,7 @@ func TestDemoPage_Browser(t *testing.T) {
 		}
 	})
 	base := "http://" + addr
-	for i := 0; i < 200; i++ {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	waitHealthy(t, base)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
@@ -95,7 +88,9 @@ func TestDemoPage_Browser(t *testing.T) {
 		err = chromedp.Do(cashier,
 			chromedp.Navigate(href.Value),
 			chromedp.Click(chromedp.CSS(`form[action$="/pay"] button`)),
-			chromedp.WaitReady(chromedp.CSS(`body`)),
+			// The form posts and the page changes: wait until the pay button is gone, or the tab
+			// could close before the payment is submitted.
+			chromedp.WaitNotPresent(chromedp.CSS(`form[action$="/pay"]`)),
 		)
 		cashierText, _ := chromedp.Run(cashier, chromedp.Text(chromedp.CSS(`body`)))
 		ccancel()
