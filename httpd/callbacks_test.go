@@ -14,6 +14,18 @@ import (
 	"github.com/paynotify/paynotify"
 )
 
+// waitLongPoll waits until a long-poll is waiting in the server.
+func (e *env) waitLongPoll() {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.http.LongPolls() == 0 {
+		if time.Now().After(deadline) {
+			e.t.Fatal("no long-poll is waiting")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func newAlipayOrder(e *env, otn string, amount int64) order {
 	return e.createOrder(map[string]any{"app": "shop", "out_trade_no": otn, "amount": amount, "subject": "测试 order", "channel": "alipay.app"})
 }
@@ -421,7 +433,7 @@ func TestOrdersAPI(t *testing.T) {
 				e.api("GET", "/v1/orders/shop/W0001?wait=20s", nil, &o)
 				done <- o
 			}()
-			time.Sleep(100 * time.Millisecond) // let the poll start waiting
+			e.waitLongPoll() // the order is still pending, and the poll waits for it
 			e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields("W0001", "1.00")))
 			select {
 			case o := <-done:
@@ -436,34 +448,43 @@ func TestOrdersAPI(t *testing.T) {
 			}
 		})
 		t.Run("OKEventsCursor", func(t *testing.T) {
-			var page struct {
+			type page struct {
 				Events []event `json:"events"`
 				Next   string  `json:"next"`
 			}
-			e.api("GET", "/v1/events?limit=1", nil, &page)
-			if len(page.Events) != 1 || page.Next == "" {
-				t.Fatalf("page = %+v", page)
-			}
-			first := page.Events[0].ID
-			var rest struct {
-				Events []event `json:"events"`
-				Next   string  `json:"next"`
-			}
-			e.api("GET", "/v1/events?after="+page.Next, nil, &rest)
-			for _, x := range rest.Events {
-				if x.ID == first {
-					t.Fatal("cursor repeated an event")
+			for _, otn := range []string{"E0001", "E0002"} {
+				newAlipayOrder(e, otn, 100)
+				if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields(otn, "1.00"))); ans != "success" {
+					t.Fatalf("answer %q", ans)
 				}
 			}
-			var empty struct {
-				Events []event `json:"events"`
-				Next   string  `json:"next"`
+			all := e.events()
+			if len(all) < 2 {
+				t.Fatalf("%d events: the test needs at least 2", len(all))
 			}
-			e.api("GET", "/v1/events?after="+rest.Next, nil, &empty)
-			if len(empty.Events) != 0 || empty.Next != rest.Next {
-				t.Fatalf("after the end: %+v (next %q)", empty, rest.Next)
+			var first, rest, empty page
+			if code := e.api("GET", "/v1/events?limit=1", nil, &first); code != http.StatusOK || len(first.Events) != 1 || first.Next == "" {
+				t.Fatalf("first page: %d %+v", code, first)
+			}
+			if code := e.api("GET", "/v1/events?limit=1000&after="+first.Next, nil, &rest); code != http.StatusOK {
+				t.Fatalf("rest: status %d", code)
+			}
+			if len(rest.Events) != len(all)-1 {
+				t.Fatalf("after the first event: %d events, want %d", len(rest.Events), len(all)-1)
+			}
+			for i, x := range rest.Events {
+				if x.ID != all[i+1].ID {
+					t.Fatalf("event %d after the cursor is %s, want %s", i, x.ID, all[i+1].ID)
+				}
+			}
+			if code := e.api("GET", "/v1/events?after="+rest.Next, nil, &empty); code != http.StatusOK || len(empty.Events) != 0 || empty.Next != rest.Next {
+				t.Fatalf("after the end: %d %+v (next %q)", code, empty, rest.Next)
+			}
+			if code := e.api("GET", "/v1/events?after=bogus", nil, nil); code != http.StatusBadRequest {
+				t.Fatalf("bad cursor: status %d", code)
 			}
 		})
+
 	})
 }
 
@@ -539,7 +560,7 @@ func TestLongPoll_StopOnShutdown(t *testing.T) {
 			e.api("GET", "/v1/orders/shop/S0001?wait=60s", nil, &o)
 			done <- o
 		}()
-		time.Sleep(100 * time.Millisecond)
+		e.waitLongPoll()
 		e.http.StopLongPolls()
 		select {
 		case o := <-done:
