@@ -32,7 +32,8 @@ func checkOffsets(t *testing.T, as []*Attempt, schedule []time.Duration, scale f
 	for i, a := range as {
 		want := time.Duration(float64(schedule[i]) / scale)
 		got := a.Offset.D()
-		// Never early; late by at most tol (a loaded CI machine delays goroutines, not clocks).
+		// Never early; late by at most tol (a loaded CI machine delays goroutines, not clocks; the
+		// exact schedule is checked on ScheduledOffset below).
 		if got < want-20*time.Millisecond || got > want+tol {
 			t.Errorf("attempt %d at %v, want %v (±%v)", i+1, got, want, tol)
 		}
@@ -61,7 +62,7 @@ func TestNotifier_AlipaySchedule(t *testing.T) {
 		t.Fatalf("attempts %+v", as)
 	}
 	sched, _ := Schedule("alipay")
-	checkOffsets(t, as, sched, scale, time.Second)
+	checkOffsets(t, as, sched, scale, 5*time.Second)
 	reqs := m.requests()
 	ids := map[string]bool{}
 	for _, r := range reqs {
@@ -142,7 +143,7 @@ func TestNotifier_WechatSchedule(t *testing.T) {
 	if len(sched) != 16 || sched[15] != 24*time.Hour+4*time.Minute {
 		t.Fatalf("wechat schedule %v", sched)
 	}
-	checkOffsets(t, as, sched, scale, time.Second)
+	checkOffsets(t, as, sched, scale, 5*time.Second)
 	reqs := m.requests()
 	sigs := map[string]bool{}
 	var body0 []byte
@@ -174,11 +175,17 @@ func TestNotifier_WechatSlowMerchantTimeout(t *testing.T) {
 	})
 	c := b.wechatClient(t)
 	ctx := waitCtx(t, 20*time.Second)
-	b.sb.SetFaults("slow_1", Faults{Timeout: Duration(100 * time.Millisecond)})
+	if err := b.sb.SetFaults("slow_1", Faults{Timeout: Duration(100 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
 	req := wechatpay.PrepayRequest{Description: "d", OutTradeNo: "slow_1", NotifyURL: m.srv.URL}
 	req.Amount.Total = 1
-	c.PrepayNative(ctx, req)
-	b.sb.Act("pay", ActionRequest{OutTradeNo: "slow_1"})
+	if _, err := c.PrepayNative(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.sb.Act("pay", ActionRequest{OutTradeNo: "slow_1"}); err != nil {
+		t.Fatal(err)
+	}
 	as, err := b.sb.WaitAcked(ctx, AttemptFilter{OutTradeNo: "slow_1"}, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +225,9 @@ func TestFaults(t *testing.T) {
 	}
 	payWechat := func(t *testing.T, no string, f Faults, m *merchant) {
 		t.Helper()
-		b.sb.SetFaults(no, f)
+		if err := b.sb.SetFaults(no, f); err != nil {
+			t.Fatal(err)
+		}
 		req := wechatpay.PrepayRequest{Description: "d", OutTradeNo: no, NotifyURL: m.srv.URL}
 		req.Amount.Total = 100
 		if _, err := wc.PrepayNative(waitCtx(t, 5*time.Second), req); err != nil {
@@ -247,22 +256,35 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		reqs := m.requests()
-		if len(reqs) != 4 || reqs[3].at.Sub(reqs[0].at) > 500*time.Millisecond {
-			t.Fatalf("%d requests", len(reqs))
+		if len(reqs) != 4 {
+			t.Fatalf("%d requests, want 4", len(reqs))
+		}
+		copies := 0
+		for _, a := range as {
+			if a.N != 1 {
+				t.Fatalf("attempt %d: the copies belong to the first attempt: %+v", a.N, as)
+			}
+			if a.Fault == "concurrent_duplicate" {
+				copies++
+			}
+		}
+		if copies != 3 {
+			t.Fatalf("%d concurrent copies, want 3: %+v", copies, as)
 		}
 		for _, r := range reqs[1:] {
 			if string(r.body) != string(reqs[0].body) {
 				t.Fatal("copies differ")
 			}
 		}
-		_ = as
 	})
 	t.Run("Delay", func(t *testing.T) {
 		t.Parallel()
 		m := newMerchant(t, alipayOK)
 		start := time.Now()
 		payAlipay(t, "f_delay", Faults{Delay: Duration(300 * time.Millisecond)}, m)
-		b.sb.WaitAcked(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_delay"}, 1)
+		if _, err := b.sb.WaitAcked(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_delay"}, 1); err != nil {
+			t.Fatal(err)
+		}
 		if d := m.requests()[0].at.Sub(start); d < 300*time.Millisecond {
 			t.Fatalf("first attempt after %v", d)
 		}
@@ -300,17 +322,24 @@ func TestFaults(t *testing.T) {
 		t.Parallel()
 		m := newMerchant(t, alipayOK)
 		payAlipay(t, "f_never", Faults{NeverNotify: true}, m)
-		ns, _ := b.sb.Notifications("f_never")
-		tr, _ := b.sb.Trades(ProviderAlipay, "f_never")
-		if len(ns) != 1 || ns[0].Status != NoteSuppressed || tr[0].Status != alipay.TradeSuccess {
-			t.Fatalf("%+v %+v", ns, tr)
+		ns, err1 := b.sb.Notifications("f_never")
+		tr, err2 := b.sb.Trades(ProviderAlipay, "f_never")
+		if err1 != nil || err2 != nil || len(ns) != 1 || ns[0].Status != NoteSuppressed || len(tr) != 1 || tr[0].Status != alipay.TradeSuccess {
+			t.Fatalf("%+v %+v %v %v", ns, tr, err1, err2)
+		}
+		// Past the first two scheduled attempts (0 and +4m, scaled to 240 ms), nothing was sent.
+		time.Sleep(500 * time.Millisecond)
+		if n := len(m.requests()); n != 0 {
+			t.Fatalf("the merchant got %d requests for a never-notified payment", n)
 		}
 	})
 	t.Run("WrongAmountAndAppID", func(t *testing.T) {
 		t.Parallel()
 		m := newMerchant(t, alipayOK)
 		payAlipay(t, "f_wrong", Faults{WrongAmount: true, WrongAppID: true}, m)
-		b.sb.WaitAcked(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_wrong"}, 1)
+		if _, err := b.sb.WaitAcked(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_wrong"}, 1); err != nil {
+			t.Fatal(err)
+		}
 		r := m.requests()[0]
 		n, err := ac.VerifyNotification(r.body, r.header.Get("Content-Type"))
 		if err != nil || n.TotalAmount != 101 || n.AppID == b.keys.AlipayAppID {
@@ -321,7 +350,10 @@ func TestFaults(t *testing.T) {
 		t.Parallel()
 		m := newMerchant(t, verifyingAlipay)
 		payAlipay(t, "f_badsig", Faults{BadSignature: true}, m)
-		as, _ := b.sb.WaitAttempts(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_badsig"}, 2)
+		as, err := b.sb.WaitAttempts(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_badsig"}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if as[0].Acked || as[1].Acked || as[0].Response != "fail" {
 			t.Fatalf("%+v", as)
 		}
@@ -341,7 +373,10 @@ func TestFaults(t *testing.T) {
 		if !strings.HasSuffix(r.header.Get("Content-Type"), "charset=gbk") || !strings.Contains(string(r.body), "charset=GBK") {
 			t.Fatalf("%s %s", r.header.Get("Content-Type"), r.body)
 		}
-		n, _ := ac.VerifyNotification(r.body, r.header.Get("Content-Type"))
+		n, err := ac.VerifyNotification(r.body, r.header.Get("Content-Type"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if n.Subject != "中文 subject" || !strings.Contains(string(r.body), "%D6%D0%CE%C4") {
 			t.Fatalf("subject %q body %s", n.Subject, r.body)
 		}
@@ -363,13 +398,18 @@ func TestFaults(t *testing.T) {
 		t.Parallel()
 		m := newMerchant(t, verifyingWechat)
 		payWechat(t, "f_wxbad", Faults{BadSignature: true}, m)
-		as, _ := b.sb.WaitAttempts(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_wxbad"}, 1)
+		as, err := b.sb.WaitAttempts(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_wxbad"}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if as[0].Acked {
 			t.Fatal("acked a bad signature")
 		}
 		m2 := newMerchant(t, wechatOK)
 		payWechat(t, "f_wxamt", Faults{WrongAmount: true, WrongAppID: true}, m2)
-		b.sb.WaitAcked(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_wxamt"}, 1)
+		if _, err := b.sb.WaitAcked(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_wxamt"}, 1); err != nil {
+			t.Fatal(err)
+		}
 		r := m2.requests()[0]
 		n, err := wc.ParseNotification(r.header, r.body)
 		if err != nil || n.Transaction.Amount.Total != 101 || n.Transaction.AppID == b.keys.WechatAppID {
@@ -380,12 +420,23 @@ func TestFaults(t *testing.T) {
 		// Not parallel with the others' expectations: uses its own sandbox.
 		b2 := setup(t, 1000)
 		m := newMerchant(t, alipayOK)
-		b2.sb.SetFaults("", Faults{Duplicate: 1})
-		c2 := b2.alipayClient(t)
-		os1, _ := c2.AppPay(alipay.TradeAppPay{OutTradeNo: "g1", TotalAmount: 1, Subject: "s", NotifyURL: m.srv.URL})
-		b2.sb.AlipayAppPay(os1, "9000")
-		if _, err := b2.sb.WaitAttempts(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "g1"}, 2); err != nil {
+		if err := b2.sb.SetFaults("", Faults{Duplicate: 1}); err != nil {
 			t.Fatal(err)
+		}
+		c2 := b2.alipayClient(t)
+		os1, err := c2.AppPay(alipay.TradeAppPay{OutTradeNo: "g1", TotalAmount: 1, Subject: "s", NotifyURL: m.srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, _, _, err := b2.sb.AlipayAppPay(os1, "9000"); err != nil || st != "9000" {
+			t.Fatal(st, err)
+		}
+		as, err := b2.sb.WaitAttempts(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "g1"}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if as[1].Fault != "duplicate" {
+			t.Fatalf("the global fault was not applied: %+v", as)
 		}
 	})
 }
@@ -395,7 +446,7 @@ func TestFaults(t *testing.T) {
 func TestOpenSSL(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
+		t.Fatal("openssl is required: the sandbox's signatures are checked by an independent implementation")
 	}
 	b := setup(t, 1000)
 	dir := t.TempDir()
@@ -424,9 +475,16 @@ func TestOpenSSL(t *testing.T) {
 	ctx := waitCtx(t, 10*time.Second)
 
 	t.Run("AlipayNotification", func(t *testing.T) {
-		os1, _ := ac.AppPay(alipay.TradeAppPay{OutTradeNo: "ossl_a", TotalAmount: 1, Subject: "中文", NotifyURL: ma.srv.URL})
-		b.sb.AlipayAppPay(os1, "9000")
-		b.sb.WaitAcked(ctx, AttemptFilter{OutTradeNo: "ossl_a"}, 1)
+		os1, err := ac.AppPay(alipay.TradeAppPay{OutTradeNo: "ossl_a", TotalAmount: 1, Subject: "中文", NotifyURL: ma.srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := b.sb.AlipayAppPay(os1, "9000"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.sb.WaitAcked(ctx, AttemptFilter{OutTradeNo: "ossl_a"}, 1); err != nil {
+			t.Fatal(err)
+		}
 		r := ma.requests()[0]
 		f, err := alipay.ParseForm(r.body)
 		if err != nil {
@@ -448,9 +506,15 @@ func TestOpenSSL(t *testing.T) {
 	t.Run("WechatNotification", func(t *testing.T) {
 		req := wechatpay.PrepayRequest{Description: "d", OutTradeNo: "ossl_w", NotifyURL: mw.srv.URL}
 		req.Amount.Total = 1
-		wc.PrepayNative(ctx, req)
-		b.sb.Act("pay", ActionRequest{OutTradeNo: "ossl_w"})
-		b.sb.WaitAcked(ctx, AttemptFilter{OutTradeNo: "ossl_w"}, 1)
+		if _, err := wc.PrepayNative(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.sb.Act("pay", ActionRequest{OutTradeNo: "ossl_w"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.sb.WaitAcked(ctx, AttemptFilter{OutTradeNo: "ossl_w"}, 1); err != nil {
+			t.Fatal(err)
+		}
 		r := mw.requests()[0]
 		msg := wechatpay.NotificationMessage(r.header.Get("Wechatpay-Timestamp"), r.header.Get("Wechatpay-Nonce"), r.body)
 		verify(t, b.keys.WechatPlatformPublicKey, msg, r.header.Get("Wechatpay-Signature"))

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
-	"github.com/paynotify/paynotify/wechatpay"
 )
 
 func TestScenario_FaultsTour(t *testing.T) {
@@ -42,7 +41,6 @@ func TestScenario_FaultsTour(t *testing.T) {
 	if err := r.Run(waitCtx(t, 10*time.Second), bad); err == nil || !strings.Contains(err.Error(), "want TRADE_CLOSED") {
 		t.Fatalf("got %v", err)
 	}
-	_ = wechatpay.ProbePrefix
 }
 
 func TestScenario_Validation(t *testing.T) {
