@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
+	"github.com/paynotify/paynotify/internal/testsign"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -254,9 +255,8 @@ func TestDerivedResponses(t *testing.T) {
 	})
 	t.Run("OK/EscapedSlashFallback", func(t *testing.T) {
 		// A node signed over "/" but sent as "\/" verifies through the fallback.
-		priv, _ := testKeys(t)
 		node := `{"code":"10000","msg":"Success","out_trade_no":"1","qr_code":"https://qr.alipay.com/x"}`
-		sig, _ := Sign(priv, RSA2, []byte(node))
+		sig := testsign.RSA2(t, "testdata/shared/test_private_pkcs8.pem", []byte(node)) // by openssl, over "/"
 		body := `{"alipay_trade_precreate_response":` + strings.ReplaceAll(node, "/", `\/`) + `,"sign":"` + sig + `"}`
 		if _, signed, err := c.VerifyResponse([]byte(body), "alipay.trade.precreate"); err != nil || !signed {
 			t.Fatal(err)
@@ -313,9 +313,8 @@ func TestClientCalls(t *testing.T) {
 			all[k] = q.Get(k)
 		}
 		all["biz_content"] = form.Get("biz_content")
-		if err := Verify(pub, RSA2, []byte(CanonicalRequest(all)), all["sign"]); err != nil {
-			t.Fatalf("request signature: %v", err)
-		}
+		// openssl checks it over the request canonical string (§3.2: sign_type signed), built here.
+		testsign.VerifyRSA2(t, "testdata/shared/test_public.pem", []byte(testsign.SortedJoin(all, "sign")), all["sign"])
 	})
 	t.Run("OK/Precreate", func(t *testing.T) {
 		r, err := c.TradePrecreate(ctx, TradePrecreate{OutTradeNo: "20240102000004", TotalAmount: 100, Subject: "QR"})

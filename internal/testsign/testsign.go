@@ -5,7 +5,9 @@ package testsign
 import (
 	"encoding/base64"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -83,4 +85,50 @@ func AlipayPaid(appID, seller, otn, yuan string) map[string]string {
 		"buyer_pay_amount": yuan, "subject": "测试 order", "gmt_create": "2026-11-29 09:59:50", "gmt_payment": "2026-11-29 10:00:00",
 		"fund_bill_list": `[{"amount":"` + yuan + `","fundChannel":"ALIPAYACCOUNT"}]`,
 	}
+}
+
+// VerifyRSA2 checks a base64 SHA256withRSA signature of msg with the PEM public key in pubFile
+// through `openssl dgst -sha256 -verify`, and fails the test when it does not verify.
+func VerifyRSA2(tb testing.TB, pubFile string, msg []byte, sigB64 string) {
+	tb.Helper()
+	sig, err := base64.StdEncoding.DecodeString(sigB64)
+	if err != nil {
+		tb.Fatalf("testsign: signature is not base64: %v", err)
+	}
+	dir := tb.TempDir()
+	sigFile, msgFile := filepath.Join(dir, "sig"), filepath.Join(dir, "msg")
+	if err := os.WriteFile(sigFile, sig, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(msgFile, msg, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", pubFile, "-signature", sigFile, msgFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Verified OK") {
+		tb.Fatalf("testsign: openssl does not verify the signature: %s %v", strings.TrimSpace(string(out)), err)
+	}
+}
+
+// SortedJoin is the canonical string of alipay.md §3.2 and §4.3, written independently of the
+// alipay package: every pair with a non-empty value whose key is not in skip, sorted by key, as
+// k=v joined by &.
+func SortedJoin(p map[string]string, skip ...string) string {
+	keys := make([]string, 0, len(p))
+outer:
+	for k, v := range p {
+		for _, s := range skip {
+			if k == s {
+				continue outer
+			}
+		}
+		if v != "" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + p[k]
+	}
+	return strings.Join(parts, "&")
 }
