@@ -3,13 +3,18 @@ package wechatpay
 import (
 	"bytes"
 	"context"
-	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/paynotify/paynotify/internal/testsign"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,12 +22,12 @@ import (
 	"time"
 )
 
-// fakeWeChat plays WeChat Pay's side over a real socket: it checks the merchant's Authorization
-// header with the merchant public key, and answers signed with the platform test key.
+// fakeWeChat plays WeChat Pay's side over a real socket, independently of the package: openssl
+// checks the merchant's Authorization against the merchant public key, and signs the answers with
+// the platform test key.
 type fakeWeChat struct {
 	t        *testing.T
-	merchant *rsa.PublicKey
-	platform *rsa.PrivateKey
+	platform string // the PEM private key file openssl signs answers with
 	serial   string
 	now      time.Time
 
@@ -45,11 +50,15 @@ func (f *fakeWeChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, recorded{r.Method, r.RequestURI, body, r.Header.Clone()})
 	f.mu.Unlock()
-	a, err := ParseAuthorization(r.Header.Get("Authorization"))
-	if err == nil {
-		err = VerifyAuthorization(f.merchant, a, r.Method, r.RequestURI, body)
-	}
-	if err != nil || a.MchID != testMchID || a.SerialNo != testSerialNo {
+	// The merchant's Authorization is checked the way WeChat Pay would, independently of the
+	// package: the header's fields read with a regexp, the signed message built here, openssl
+	// verifies.
+	auth := parseAuthIndependently(r.Header.Get("Authorization"))
+	ok := auth["mchid"] == testMchID && auth["serial_no"] == testSerialNo && auth["signature"] != "" &&
+		strings.HasPrefix(r.Header.Get("Authorization"), "WECHATPAY2-SHA256-RSA2048 ") &&
+		opensslVerifies(f.t, "testdata/shared/official_doc_test_pub.pem",
+			[]byte(r.Method+"\n"+r.RequestURI+"\n"+auth["timestamp"]+"\n"+auth["nonce_str"]+"\n"+string(body)+"\n"), auth["signature"])
+	if !ok {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(401)
 		io.WriteString(w, `{"code":"SIGN_ERROR","message":"签名错误"}`)
@@ -57,10 +66,13 @@ func (f *fakeWeChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	status, resp := f.answer(r, body)
 	if (status >= 200 && status < 300 || f.signErrors) && !f.unsigned {
-		h, err := SignHeaders(f.platform, f.serial, f.now.Unix(), "fakenonce", []byte(resp))
-		if err != nil {
-			f.t.Error(err)
-		}
+		// Signed by openssl, as WeChat Pay signs its answers: timestamp\nnonce\nbody\n.
+		ts := strconv.FormatInt(f.now.Unix(), 10)
+		h := http.Header{}
+		h.Set(HeaderTimestamp, ts)
+		h.Set(HeaderNonce, "fakenonce")
+		h.Set(HeaderSerial, f.serial)
+		h.Set(HeaderSignature, testsign.RSA2(f.t, f.platform, []byte(ts+"\nfakenonce\n"+resp+"\n")))
 		if f.probe {
 			h.Set(HeaderSignature, ProbePrefix+"AAAA")
 		}
@@ -73,6 +85,33 @@ func (f *fakeWeChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(status)
 	io.WriteString(w, resp)
+}
+
+// authField reads one k="v" pair of an Authorization header.
+var authField = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// parseAuthIndependently reads the k="v" pairs of a WECHATPAY2-SHA256-RSA2048 header.
+func parseAuthIndependently(h string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range authField.FindAllStringSubmatch(h, -1) {
+		m[kv[1]] = kv[2]
+	}
+	return m
+}
+
+// opensslVerifies reports whether openssl verifies the base64 SHA256withRSA signature of msg.
+func opensslVerifies(t *testing.T, pubFile string, msg []byte, sigB64 string) bool {
+	t.Helper()
+	sig, err := base64.StdEncoding.DecodeString(sigB64)
+	if err != nil {
+		return false
+	}
+	dir := t.TempDir()
+	sigFile, msgFile := filepath.Join(dir, "sig"), filepath.Join(dir, "msg")
+	os.WriteFile(sigFile, sig, 0o600)
+	os.WriteFile(msgFile, msg, 0o600)
+	out, err := exec.Command("openssl", "dgst", "-sha256", "-verify", pubFile, "-signature", sigFile, msgFile).CombinedOutput()
+	return err == nil && strings.Contains(string(out), "Verified OK")
 }
 
 func (f *fakeWeChat) last() recorded {
@@ -94,7 +133,7 @@ func (r *indexReader) Read(p []byte) (int, error) {
 func setupAPI(t *testing.T) (*Client, *fakeWeChat) {
 	t.Helper()
 	now := time.Unix(1793500200, 0)
-	f := &fakeWeChat{t: t, merchant: mustPublicKey(t, "shared/official_doc_test_pub.pem"), platform: mustPrivateKey(t, "shared/go_sdk_test_private_key.pem"),
+	f := &fakeWeChat{t: t, platform: "testdata/shared/go_sdk_test_private_key.pem",
 		serial: testPubKeyID, now: now}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
@@ -225,7 +264,15 @@ func TestClient_Prepay(t *testing.T) {
 	})
 	t.Run("ErrSignedByOtherKey", func(t *testing.T) {
 		c, f := setupAPI(t)
-		f.platform = mustPrivateKey(t, "other_key.pem")
+		// other_key.pem is labelled TESTING KEY (so that scanners skip it): openssl wants PRIVATE KEY.
+		pem, err := os.ReadFile("testdata/other_key.pem")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.platform = filepath.Join(t.TempDir(), "other_key.pem")
+		if err := os.WriteFile(f.platform, []byte(strings.ReplaceAll(string(pem), "TESTING KEY", "PRIVATE KEY")), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		f.answer = func(r *http.Request, body []byte) (int, string) { return 200, `{"code_url":"weixin://x"}` }
 		if _, err := c.PrepayNative(ctx, req); !errors.Is(err, ErrSignature) {
 			t.Fatalf("got %v", err)
