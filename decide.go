@@ -74,6 +74,10 @@ const (
 	ReasonCurrencyMismatch = "currency_mismatch"
 	ReasonLatePayment      = "late_payment"
 	ReasonUnexpectedClose  = "unexpected_close"
+	// ReasonDuplicatePayment: a verified payment of an order already paid under another provider
+	// trade number. Money arrived twice: acknowledged, raised once per trade number, and the
+	// merchant refunds one of them.
+	ReasonDuplicatePayment = "duplicate_payment"
 )
 
 // Rejection and failure reasons (unverified or failed requests).
@@ -86,6 +90,9 @@ const (
 	ReasonUnknownSerial    = "unknown_serial"
 	ReasonDecryptFailed    = "decrypt_failed"
 	ReasonStoreError       = "store_error"
+	// ReasonOutTradeNoMismatch: a provider's signed answer to a query is about another order than
+	// the one asked for (a provider fault, or a signed answer replayed): it is not applied.
+	ReasonOutTradeNoMismatch = "out_trade_no_mismatch"
 )
 
 // Step is one version of an order produced by a decision, with the event that announces it.
@@ -129,6 +136,10 @@ func Decide(o *Order, f Fact) Decision {
 	}
 	if f.Currency != "" && o.Currency != "" && f.Currency != o.Currency {
 		return Decision{Anomaly: ReasonCurrencyMismatch}
+	}
+	if (f.Kind == FactPaid || f.Kind == FactFinished) && f.ProviderTradeNo != "" && o.ProviderTradeNo != "" &&
+		f.ProviderTradeNo != o.ProviderTradeNo && (o.Status == StatusPaid || o.Status == StatusFinished || o.Status == StatusRefunded) {
+		return Decision{Anomaly: ReasonDuplicatePayment}
 	}
 	d := decider{cur: *o, f: f}
 	switch f.Kind {

@@ -22,6 +22,12 @@ func TestDecide(t *testing.T) {
 	refund := func(total paynotify.Amount) paynotify.Fact {
 		return paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", Amount: amount, HasAmount: true, RefundTotal: total, RefundRequestNo: "R1", At: at}
 	}
+	paidWith := func(tradeNo string) *paynotify.Order {
+		o := order(paynotify.StatusPaid, 0)
+		o.ProviderTradeNo = tradeNo
+		return o
+	}
+	otherTrade := func(f paynotify.Fact) paynotify.Fact { f.ProviderTradeNo = "P2"; return f }
 	const (
 		pending  = paynotify.StatusPending
 		paidS    = paynotify.StatusPaid
@@ -86,6 +92,12 @@ func TestDecide(t *testing.T) {
 		{"ErrAmountMismatch", order(pending, 0), func() paynotify.Fact { f := paid; f.Amount = 999; return f }(), want{nil, "", 0, paynotify.ReasonAmountMismatch}},
 		{"ErrCurrencyMismatch", order(pending, 0), func() paynotify.Fact { f := paid; f.Currency = "USD"; return f }(), want{nil, "", 0, paynotify.ReasonCurrencyMismatch}},
 		{"ErrRefundOverAmount", order(paidS, 0), refund(amount + 1), want{nil, "", 0, paynotify.ReasonAmountMismatch}},
+		// A payment under another provider trade number: money arrived twice (issue 8).
+		{"ErrDuplicatePayment/Paid", paidWith("P1"), otherTrade(paid), want{nil, "", 0, paynotify.ReasonDuplicatePayment}},
+		{"ErrDuplicatePayment/Finished", func() *paynotify.Order { o := paidWith("P1"); o.Status = finS; return o }(), otherTrade(finished), want{nil, "", 0, paynotify.ReasonDuplicatePayment}},
+		{"ErrDuplicatePayment/Refunded", func() *paynotify.Order { o := paidWith("P1"); o.Status, o.RefundedAmount = refunded, amount; return o }(), otherTrade(paid), want{nil, "", 0, paynotify.ReasonDuplicatePayment}},
+		{"OKSameTradeNo", paidWith("P1"), paid, want{nil, "", 0, ""}},
+		{"OKTradeNoUnknown", paidWith(""), otherTrade(paid), want{nil, "", 0, ""}},
 		{"OKAmountNotReported", order(pending, 0), func() paynotify.Fact { f := paid; f.HasAmount = false; f.Amount = 0; return f }(), want{[]paynotify.EventType{evPaid}, paidS, 0, ""}},
 	}
 	for _, tt := range tests {

@@ -19,19 +19,37 @@ const (
 	VerdictError     Verdict = "error"     // store or internal failure: no effect, retried by the provider
 )
 
+// Evidence sources: what the record is of.
+const (
+	// SourceNotification: a provider's callback request, as received.
+	SourceNotification = "notification"
+	// SourceQuery: a provider's signed answer to a query of ours (reconciliation).
+	SourceQuery = "query"
+	// SourceReprocess: a stored notification run through verification and processing again.
+	SourceReprocess = "reprocess"
+)
+
 // MaxEvidenceBody caps the body kept as evidence.
 const MaxEvidenceBody = 64 << 10
 
-// Evidence is the record kept for every callback request to a known app: the raw request, the
-// verdict with its reason, and the answer we gave.
+// Evidence is the record kept for every callback request to a known app, and for every provider
+// answer that a decision was made on: the raw request or answer, the verdict with its reason, and
+// the answer we gave.
 type Evidence struct {
-	ID         string    `json:"id"`
-	App        string    `json:"app"`
-	Provider   string    `json:"provider"`
-	ReceivedAt time.Time `json:"received_at"`
-	Verdict    Verdict   `json:"verdict"`
-	Reason     string    `json:"reason"`
-	Detail     string    `json:"detail"`
+	ID       string `json:"id"`
+	App      string `json:"app"`
+	Provider string `json:"provider"`
+	// Source is SourceNotification, SourceQuery or SourceReprocess.
+	Source string `json:"source"`
+	// Endpoint is the callback endpoint of a notification ("alipay", "wechatpay",
+	// "wechatpay-v2") or the provider API of a query answer ("alipay.trade.query", …).
+	Endpoint string `json:"endpoint"`
+	// ReprocessedFrom is, for SourceReprocess, the id of the record whose bytes were reprocessed.
+	ReprocessedFrom string    `json:"reprocessed_from,omitempty"`
+	ReceivedAt      time.Time `json:"received_at"`
+	Verdict         Verdict   `json:"verdict"`
+	Reason          string    `json:"reason"`
+	Detail          string    `json:"detail"`
 	// OutTradeNo is the value the request claims whenever it can be parsed, rejected requests included.
 	OutTradeNo   string      `json:"out_trade_no"`
 	OrderVersion int64       `json:"order_version"`

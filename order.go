@@ -74,6 +74,12 @@ type Order struct {
 	// Pay holds the signed payment parameters handed to the buyer's app or page, kept so that an
 	// idempotent re-create returns them again. Not part of the order JSON.
 	Pay json.RawMessage `json:"-"`
+	// NextCheckAt is when the reconciliation next looks at a pending order (a query, or the close
+	// at expiry); nil when it never will (not pending, or created without a schedule). Checks is
+	// how many queries it has had. Both belong to the reconciliation (docs/reconciliation.md):
+	// CreateOrder writes them, Store.Commit never does, and they are not in events.
+	NextCheckAt *time.Time `json:"-"`
+	Checks      int        `json:"-"`
 }
 
 // RefundStatus is the state of one refund request.
@@ -98,4 +104,11 @@ type Refund struct {
 	ProviderRefundNo string       `json:"provider_refund_no,omitempty"`
 	CreatedAt        time.Time    `json:"created_at"`
 	UpdatedAt        time.Time    `json:"updated_at"`
+	// NextCheckAt is when the reconciliation next asks the provider about this refund: while it
+	// is pending, and once for a refund whose amount was inferred (an Alipay portal refund); nil
+	// otherwise.
+	NextCheckAt *time.Time `json:"next_check_at,omitempty"`
+	// NeedsAttention is set on a refund still pending when its checks ran out (RefundWindow):
+	// someone must look at it in the provider's portal.
+	NeedsAttention bool `json:"needs_attention,omitempty"`
 }

@@ -12,43 +12,22 @@ import (
 	"time"
 )
 
-// App is one configured merchant app as the Processor sees it: the identities a verified fact
-// must carry to be ours.
-type App struct {
-	Name     string
-	Provider string
-	// AppID is Alipay's app_id or WeChat's appid; "" skips the check.
-	AppID string
-	// MchID is WeChat's merchant id; "" skips the check.
-	MchID string
-	// SellerIDs are the Alipay seller ids (收款方) allowed for this app; empty skips the check.
-	SellerIDs []string
-}
-
-// Verifier checks that a callback request really comes from the provider and turns it into a
-// verified Fact. It works on the raw header and body bytes. A request that fails returns an error
-// wrapping a *RejectError, whose Reason is one of the rejection reasons (ReasonSignatureInvalid…).
-type Verifier interface {
-	Verify(header http.Header, body []byte) (Fact, error)
-}
-
-// RejectError is why a verifier refused a request. Its Error is deliberately vague; Detail is for
-// evidence and logs (it never holds a secret).
-type RejectError struct {
-	Reason string
-	Detail string
-	// OutTradeNo is the order the request claims, when it could be parsed.
-	OutTradeNo string
-}
-
-func (e *RejectError) Error() string { return "paynotify: callback rejected: " + e.Reason }
-
 // Callback is one provider callback request, as received.
 type Callback struct {
-	App        *App
+	App *App
+	// Endpoint is the callback endpoint it came to ("alipay", "wechatpay", "wechatpay-v2"): it
+	// picks the verifier again when the request is reprocessed.
+	Endpoint   string
 	Header     http.Header
 	Body       []byte
 	ReceivedAt time.Time
+	// VerifyAt, if set, is the time the verifier checks time windows against, in place of its
+	// clock: a reprocessed request is verified as of when it first arrived.
+	VerifyAt time.Time
+	// Source is the evidence source: SourceNotification (the default) or SourceReprocess.
+	Source string
+	// ReprocessedFrom is the id of the evidence record a reprocessed request was read from.
+	ReprocessedFrom string
 	// Answer renders the answer the provider will get for a verdict (for the evidence record): ok
 	// is true for accepted and duplicate.
 	Answer func(ok bool) string
@@ -57,7 +36,7 @@ type Callback struct {
 	Logger *slog.Logger
 }
 
-// Result is what the Processor did with a callback.
+// Result is what the Processor did with a callback or a provider's answer.
 type Result struct {
 	Verdict Verdict
 	Reason  string
@@ -68,9 +47,9 @@ type Result struct {
 	Evidence *Evidence
 }
 
-// Processor runs the callback path: verify → load → Decide → commit, with the evidence record,
-// the order change and its events in one transaction; the caller answers the provider after
-// Process returns, so the success answer always follows the commit.
+// Processor applies verified facts: load → decide → commit, with the evidence record, the order
+// change and its events in one transaction. On the callback path (Process) the caller answers the
+// provider after Process returns, so the success answer always follows the commit.
 type Processor struct {
 	Store  Store
 	Logger *slog.Logger
@@ -80,8 +59,8 @@ type Processor struct {
 	NewID func(prefix string) string
 	// OnChange, if set, is called after a committed change to an order (for long-poll waiters).
 	OnChange func(o *Order)
-	// RejectedPerMinute caps the rejected requests stored per app per minute (the rest are only
-	// counted). Defaults to 100.
+	// RejectedPerMinute caps the rejected notifications stored per app per minute (the rest are
+	// only counted). Defaults to 100.
 	RejectedPerMinute int
 
 	mu       sync.Mutex
@@ -126,6 +105,24 @@ func NewID(prefix string) string {
 	return prefix + "_" + hex.EncodeToString(b[:])
 }
 
+// NewEvidence returns an evidence record of app for a request or answer received at received,
+// with its raw header and body (the body capped at MaxEvidenceBody).
+func (p *Processor) NewEvidence(app *App, source, endpoint string, received time.Time, header http.Header, body []byte) *Evidence {
+	if len(body) > MaxEvidenceBody {
+		body = body[:MaxEvidenceBody]
+	}
+	return &Evidence{
+		ID:         p.newID("ntf"),
+		App:        app.Name,
+		Provider:   app.Provider,
+		Source:     source,
+		Endpoint:   endpoint,
+		ReceivedAt: received.UTC(),
+		Headers:    header.Clone(),
+		Body:       append([]byte(nil), body...),
+	}
+}
+
 // Process handles one provider callback to a known app. It never returns an error: failures are
 // verdicts, and Result.OK says what to answer.
 func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Result {
@@ -134,18 +131,12 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 	if received.IsZero() {
 		received = start
 	}
-	body := cb.Body
-	if len(body) > MaxEvidenceBody {
-		body = body[:MaxEvidenceBody]
+	source := cb.Source
+	if source == "" {
+		source = SourceNotification
 	}
-	ev := &Evidence{
-		ID:         p.newID("ntf"),
-		App:        cb.App.Name,
-		Provider:   cb.App.Provider,
-		ReceivedAt: received.UTC(),
-		Headers:    cb.Header.Clone(),
-		Body:       append([]byte(nil), body...),
-	}
+	ev := p.NewEvidence(cb.App, source, cb.Endpoint, received, cb.Header, cb.Body)
+	ev.ReprocessedFrom = cb.ReprocessedFrom
 	answer := func(ok bool) string {
 		if cb.Answer == nil {
 			return ""
@@ -157,18 +148,15 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		log = p.logger()
 	}
 	log = log.With("app", cb.App.Name, "provider", cb.App.Provider, "notification_id", ev.ID)
-
-	fact, err := v.Verify(cb.Header, cb.Body)
+	fact, err := v.Verify(cb.Header, cb.Body, cb.VerifyAt)
 	if err != nil {
-		var rej *RejectError
-		if !errors.As(err, &rej) {
-			rej = &RejectError{Reason: ReasonMalformed, Detail: err.Error()}
-		}
+		rej := AsReject(err)
 		ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, rej.Reason, rej.Detail, rej.OutTradeNo
 		ev.Answer = answer(false)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 		log.Warn("callback rejected", "out_trade_no", rej.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
-		if p.admitRejected(cb.App.Name, start) {
+		// Reprocessing is asked for by an operator: its result is always kept.
+		if source != SourceNotification || p.admitRejected(cb.App.Name, start) {
 			if err := p.Store.InsertEvidence(ctx, ev); err != nil {
 				log.Error("store evidence", "err", err)
 			}
@@ -183,30 +171,53 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 	})
 	if err != nil {
-		ev.Verdict, ev.Reason, ev.Detail = VerdictError, ReasonStoreError, err.Error()
-		ev.OrderVersion = 0
 		ev.Answer = answer(false)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 		log.Error("callback failed", "err", err)
-		// Best effort, on a context of its own: the request's may be what failed.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := p.Store.InsertEvidence(sctx, ev); err != nil {
-			log.Error("store evidence", "err", err)
-		}
+		p.storeFailure(ctx, ev, err, log)
 		return &Result{Verdict: VerdictError, Reason: ReasonStoreError, Evidence: ev}
 	}
 	log.Info("callback", "verdict", res.Verdict, "reason", res.Reason)
 	return res
 }
 
-// ApplyFact applies a verified fact that did not come through a callback (a provider's API
-// response: a refund confirmed synchronously, a query showing payment). It keeps no evidence.
-func (p *Processor) ApplyFact(ctx context.Context, app *App, fact Fact) (*Result, error) {
-	return p.apply(ctx, app, fact, nil, nil)
+// storeFailure records ev as an error after its change could not be committed: best effort, on a
+// context of its own (the request's may be what failed).
+func (p *Processor) storeFailure(ctx context.Context, ev *Evidence, err error, log *slog.Logger) {
+	ev.Verdict, ev.Reason, ev.Detail = VerdictError, ReasonStoreError, err.Error()
+	ev.OrderVersion = 0
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := p.Store.InsertEvidence(sctx, ev); err != nil {
+		log.Error("store evidence", "err", err)
+	}
 }
 
-// apply loads the order, decides and commits, retrying on version conflicts. finish, if set, is
+// AsReject returns the *RejectError in err's chain, or a malformed rejection carrying err's text.
+func AsReject(err error) *RejectError {
+	var rej *RejectError
+	if errors.As(err, &rej) {
+		return rej
+	}
+	return &RejectError{Reason: ReasonMalformed, Detail: err.Error()}
+}
+
+// Apply applies a verified fact that did not come through a callback: a provider's answer to a
+// query, a close or a refund. ev, when set, is the evidence record of the answer (source query):
+// it is completed with the verdict and committed with the change; when the change cannot be
+// committed it is kept as an error.
+func (p *Processor) Apply(ctx context.Context, app *App, fact Fact, ev *Evidence) (*Result, error) {
+	if ev != nil {
+		ev.OutTradeNo = fact.OutTradeNo
+	}
+	res, err := p.apply(ctx, app, fact, ev, nil)
+	if err != nil && ev != nil {
+		p.storeFailure(ctx, ev, err, p.logger().With("app", app.Name, "out_trade_no", fact.OutTradeNo))
+	}
+	return res, err
+}
+
+// apply loads the order, decides and commits, again on a version conflict. finish, if set, is
 // called with the result just before the commit, to complete the evidence record.
 func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence, finish func(*Result)) (*Result, error) {
 	now := p.now()
@@ -214,108 +225,16 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		fact.At = now
 	}
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
-		o, err := p.Store.GetOrder(ctx, app.Name, fact.OutTradeNo)
+		st, err := p.load(ctx, app, fact)
 		if err != nil {
-			if ErrorCode(err) != ENOTFOUND {
-				return nil, fmt.Errorf("load order: %w", err)
-			}
-			o = nil
+			return nil, err
 		}
-		f := fact
-		var prior *Refund // the stored refund this fact is about, if any
-		if o != nil && f.RefundRequestNo != "" && (f.Kind == FactRefund || f.Kind == FactRefundFailed) {
-			refunds, err := p.Store.ListRefunds(ctx, app.Name, f.OutTradeNo)
-			if err != nil {
-				return nil, fmt.Errorf("load refunds: %w", err)
-			}
-			var others Amount
-			for _, r := range refunds {
-				if r.OutRequestNo == f.RefundRequestNo {
-					prior = r
-				} else if r.Status == RefundSucceeded {
-					others += r.Amount
-				}
-			}
-			if prior != nil && f.RefundAmount == 0 {
-				f.RefundAmount = prior.Amount // Alipay reports totals: this refund's own amount is ours
-			}
-			if f.Kind == FactRefund && f.RefundPerRequest {
-				f.RefundTotal = others + f.RefundAmount
-			}
-		}
-
-		var d Decision
-		switch mismatch := checkApp(app, &f); {
-		case mismatch != "":
-			d = Decision{Anomaly: mismatch}
-		case prior != nil && f.Kind == FactRefund && prior.Amount != f.RefundAmount:
-			// Not the refund we recorded under this out_request_no.
-			d = Decision{Anomaly: ReasonAmountMismatch}
-		case f.Kind == FactIgnored:
-			// Verified, but about nothing an order holds.
-		default:
-			d = Decide(o, f)
-		}
-
-		c := &Change{Evidence: ev}
-		res := &Result{Order: o}
-		if d.Changed() {
-			c.Order = d.Final()
-			c.PrevVersion = o.Version
-			for _, s := range d.Steps {
-				c.Events = append(c.Events, NewEvent(p.newID("evt"), s.Event, now, &s.Order, s.Refund, nil))
-			}
-			res.Order = c.Order
-		}
-		if o != nil && (d.Anomaly == "" || d.Changed()) { // an anomaly leaves refunds alone too
-			c.Refund = refundChange(app, o, &f, prior, now)
-			if c.Refund != nil && f.Kind == FactRefundFailed && c.Order == nil {
-				// A refund failure changes the order's refunds: it bumps the version, so that the
-				// compare-and-set admits one of several identical notifications, and one event.
-				next := *o
-				next.Version++
-				c.Order, c.PrevVersion, res.Order = &next, o.Version, &next
-				er := &EventRefund{OutRequestNo: f.RefundRequestNo, Amount: c.Refund.Amount, RefundedTotal: o.RefundedAmount,
-					ProviderRefundNo: f.ProviderRefundNo, Status: string(RefundFailed)}
-				c.Events = append(c.Events, NewEvent(p.newID("evt"), EventRefundFailed, now, &next, er, nil))
-			}
-		}
-		if d.Anomaly != "" {
-			an := &EventAnomaly{Reason: d.Anomaly}
-			if ev != nil {
-				an.NotificationID = ev.ID
-			}
-			var event *Event
-			if res.Order != nil {
-				event = NewEvent(p.newID("evt"), EventOrderAnomaly, now, res.Order, nil, an)
-			} else {
-				event = NewOrphanAnomalyEvent(p.newID("evt"), app.Name, f.OutTradeNo, now, an)
-			}
-			c.Anomaly = &Anomaly{App: app.Name, OutTradeNo: f.OutTradeNo, Reason: d.Anomaly, Key: d.Anomaly + "|" + f.key(), Event: event}
-		}
-
-		switch {
-		case d.Changed():
-			res.Verdict, res.OK = VerdictAccepted, true
-		case d.Anomaly != "":
-			res.Verdict = VerdictAnomaly
-		case c.Refund != nil || len(c.Events) > 0 || f.Kind == FactIgnored:
-			res.Verdict, res.OK = VerdictAccepted, true
-		default:
-			res.Verdict, res.OK = VerdictDuplicate, true
-		}
-		res.Reason = d.Anomaly
-		if ev != nil {
-			ev.Verdict, ev.Reason = res.Verdict, res.Reason
-			if res.Order != nil {
-				ev.OrderVersion = res.Order.Version
-			}
-			res.Evidence = ev
-		}
+		d := decideFor(app, st)
+		c, res := p.change(app, st, d, ev, now)
 		if finish != nil {
 			finish(res)
 		}
-		if c.Order == nil && c.Refund == nil && len(c.Events) == 0 && c.Anomaly == nil && c.Evidence == nil {
+		if c.empty() {
 			return res, nil // nothing to write
 		}
 		if _, err := p.Store.Commit(ctx, c); err != nil {
@@ -330,6 +249,157 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		return res, nil
 	}
 	return nil, fmt.Errorf("commit: %w after %d attempts", ErrVersionConflict, maxCommitAttempts)
+}
+
+// factState is what a fact meets in the store: the order (nil when we have none), the refund the
+// fact is about (nil when none is recorded), and the fact completed from them.
+type factState struct {
+	order *Order
+	prior *Refund
+	fact  Fact
+}
+
+// load is step 1: read the order and, for a refund fact, the refunds it needs. A fact that
+// reports refunds one by one (WeChat) gets its cumulative total from the other succeeded refunds;
+// one that reports totals (Alipay) gets its own amount from the refund recorded under its number.
+func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, error) {
+	st := &factState{fact: fact}
+	o, err := p.Store.GetOrder(ctx, app.Name, fact.OutTradeNo)
+	switch {
+	case ErrorCode(err) == ENOTFOUND:
+		return st, nil
+	case err != nil:
+		return nil, fmt.Errorf("load order: %w", err)
+	}
+	st.order = o
+	f := &st.fact
+	if f.RefundRequestNo == "" || (f.Kind != FactRefund && f.Kind != FactRefundFailed) {
+		return st, nil
+	}
+	refunds, err := p.Store.ListRefunds(ctx, app.Name, f.OutTradeNo)
+	if err != nil {
+		return nil, fmt.Errorf("load refunds: %w", err)
+	}
+	var others Amount
+	for _, r := range refunds {
+		if r.OutRequestNo == f.RefundRequestNo {
+			st.prior = r
+		} else if r.Status == RefundSucceeded {
+			others += r.Amount
+		}
+	}
+	if st.prior != nil && f.RefundAmount == 0 {
+		f.RefundAmount = st.prior.Amount // Alipay reports totals: this refund's own amount is ours
+	}
+	if f.Kind == FactRefund && f.RefundPerRequest {
+		f.RefundTotal = others + f.RefundAmount
+	}
+	return st, nil
+}
+
+// decideFor is step 2: the checks against the app's config and the refund on record, then the
+// state machine.
+func decideFor(app *App, st *factState) Decision {
+	f := &st.fact
+	switch mismatch := checkApp(app, f); {
+	case mismatch != "":
+		return Decision{Anomaly: mismatch}
+	case st.prior != nil && f.Kind == FactRefund && st.prior.Amount != f.RefundAmount:
+		// Not the refund we recorded under this out_request_no.
+		return Decision{Anomaly: ReasonAmountMismatch}
+	case f.Kind == FactIgnored:
+		// Verified, but about nothing an order holds.
+		return Decision{}
+	default:
+		return Decide(st.order, *f)
+	}
+}
+
+// change is step 3: the Change that commits a decision (the order's steps with their events, the
+// refund record, a refund failure's version bump, the anomaly, the evidence) and the Result it
+// stands for.
+func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, now time.Time) (*Change, *Result) {
+	o, f := st.order, &st.fact
+	c := &Change{Evidence: ev}
+	res := &Result{Order: o}
+	if d.Changed() {
+		c.Order = d.Final()
+		c.PrevVersion = o.Version
+		for _, s := range d.Steps {
+			c.Events = append(c.Events, NewEvent(p.newID("evt"), s.Event, now, &s.Order, s.Refund, nil))
+		}
+		res.Order = c.Order
+	}
+	if o != nil && (d.Anomaly == "" || d.Changed()) { // an anomaly leaves refunds alone too
+		c.Refund = refundChange(app, o, f, st.prior, now)
+		if c.Refund != nil && f.Kind == FactRefundFailed && c.Order == nil {
+			// A refund failure changes the order's refunds: it bumps the version, so that the
+			// compare-and-set admits one of several identical notifications, and one event.
+			next := *o
+			next.Version++
+			c.Order, c.PrevVersion, res.Order = &next, o.Version, &next
+			er := &EventRefund{OutRequestNo: f.RefundRequestNo, Amount: c.Refund.Amount, RefundedTotal: o.RefundedAmount,
+				ProviderRefundNo: f.ProviderRefundNo, Status: string(RefundFailed)}
+			c.Events = append(c.Events, NewEvent(p.newID("evt"), EventRefundFailed, now, &next, er, nil))
+		}
+	}
+	if d.Anomaly != "" {
+		c.Anomaly = p.anomaly(app, f, d.Anomaly, res.Order, ev, now)
+	}
+	verdictOf(res, d, c, f)
+	if ev != nil {
+		ev.Verdict, ev.Reason = res.Verdict, res.Reason
+		if res.Order != nil {
+			ev.OrderVersion = res.Order.Version
+		}
+		res.Evidence = ev
+	}
+	return c, res
+}
+
+// anomaly builds the anomaly record of a decision, with the order.anomaly event raised the first
+// time it is seen. Its key makes retries of the same message one anomaly; a double payment is one
+// anomaly per provider trade number, whichever message (notification or query) reports it.
+func (p *Processor) anomaly(app *App, f *Fact, reason string, o *Order, ev *Evidence, now time.Time) *Anomaly {
+	an := &EventAnomaly{Reason: reason}
+	if ev != nil {
+		an.NotificationID = ev.ID
+	}
+	var event *Event
+	if o != nil {
+		event = NewEvent(p.newID("evt"), EventOrderAnomaly, now, o, nil, an)
+	} else {
+		event = NewOrphanAnomalyEvent(p.newID("evt"), app.Name, f.OutTradeNo, now, an)
+	}
+	key := reason + "|" + f.key()
+	if reason == ReasonDuplicatePayment {
+		key = reason + "|" + f.ProviderTradeNo
+	}
+	return &Anomaly{App: app.Name, OutTradeNo: f.OutTradeNo, Reason: reason, Key: key, Event: event}
+}
+
+// verdictOf is step 4: the verdict and the answer. A change is accepted; an anomaly is answered
+// as a failure so that the provider retries while someone fixes the cause, except a double
+// payment, which is money that arrived: acknowledged, like a late payment.
+func verdictOf(res *Result, d Decision, c *Change, f *Fact) {
+	res.Reason = d.Anomaly
+	switch {
+	case d.Changed():
+		res.Verdict, res.OK = VerdictAccepted, true
+	case d.Anomaly == ReasonDuplicatePayment:
+		res.Verdict, res.OK = VerdictAnomaly, true
+	case d.Anomaly != "":
+		res.Verdict = VerdictAnomaly
+	case c.Refund != nil || len(c.Events) > 0 || f.Kind == FactIgnored:
+		res.Verdict, res.OK = VerdictAccepted, true
+	default:
+		res.Verdict, res.OK = VerdictDuplicate, true
+	}
+}
+
+// empty reports whether c writes nothing.
+func (c *Change) empty() bool {
+	return c.Order == nil && c.Refund == nil && len(c.Events) == 0 && c.Anomaly == nil && c.Evidence == nil
 }
 
 // checkApp checks the fact's identities against the app's config.
@@ -353,7 +423,8 @@ func checkApp(app *App, f *Fact) string {
 
 // refundChange returns the refund record a refund fact confirms or fails, or nil when the stored
 // record already says so. A refund we never requested (started in the provider's portal) is
-// recorded too.
+// recorded too; when its amount was inferred from cumulative totals (Alipay), a refund query is
+// scheduled to confirm it (NextCheckAt).
 func refundChange(app *App, o *Order, f *Fact, prior *Refund, now time.Time) *Refund {
 	if f.RefundRequestNo == "" {
 		return nil
@@ -375,21 +446,22 @@ func refundChange(app *App, o *Order, f *Fact, prior *Refund, now time.Time) *Re
 			return nil
 		}
 		r := *prior
-		r.Status, r.UpdatedAt = status, now
+		r.Status, r.UpdatedAt, r.NextCheckAt = status, now, nil
 		if f.ProviderRefundNo != "" {
 			r.ProviderRefundNo = f.ProviderRefundNo
 		}
 		return &r
 	}
-	amount := f.RefundAmount
-	if amount == 0 && f.Kind == FactRefund {
-		amount = f.RefundTotal - o.RefundedAmount
-		if amount < 0 {
-			amount = 0
-		}
-	}
-	return &Refund{App: app.Name, OutTradeNo: o.OutTradeNo, OutRequestNo: f.RefundRequestNo, Amount: amount,
+	r := &Refund{App: app.Name, OutTradeNo: o.OutTradeNo, OutRequestNo: f.RefundRequestNo, Amount: f.RefundAmount,
 		Status: status, ProviderRefundNo: f.ProviderRefundNo, CreatedAt: now, UpdatedAt: now}
+	if r.Amount == 0 && f.Kind == FactRefund {
+		// Inferred from the totals: right when the notifications came in order. The refund query
+		// confirms it (docs/reconciliation.md).
+		r.Amount = max(f.RefundTotal-o.RefundedAmount, 0)
+		confirm := now.Add(app.Reconcile.WithDefaults().Schedule[0])
+		r.NextCheckAt = &confirm
+	}
+	return r
 }
 
 // admitRejected reports whether one more rejected request of app may be stored in the current

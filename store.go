@@ -16,13 +16,14 @@ type Store interface {
 	OrderStore
 	EventStore
 	EvidenceStore
+	CheckStore
 }
 
 // OrderStore keeps orders and their refunds.
 type OrderStore interface {
-	// CreateOrder inserts o (Version 1) unless an order with the same (App, OutTradeNo) exists.
-	// It returns the stored order and whether it was created; an existing order is returned
-	// unchanged, for the caller to compare.
+	// CreateOrder inserts o (Version 1, with its NextCheckAt and Checks) unless an order with the
+	// same (App, OutTradeNo) exists. It returns the stored order and whether it was created; an
+	// existing order is returned unchanged, for the caller to compare.
 	CreateOrder(ctx context.Context, o *Order) (stored *Order, created bool, err error)
 
 	// GetOrder returns the order, or an *Error with code ENOTFOUND.
@@ -31,8 +32,9 @@ type OrderStore interface {
 	// ListOrders returns orders, newest first.
 	ListOrders(ctx context.Context, filter OrderFilter) ([]*Order, error)
 
-	// CreateRefund records r (normally pending) unless a refund with the same (App, OutTradeNo,
-	// OutRequestNo) exists; it returns the stored refund and whether it was created. The order
+	// CreateRefund records r (normally pending, with its NextCheckAt) unless a refund with the same
+	// (App, OutTradeNo, OutRequestNo) exists; it returns the stored refund and whether it was
+	// created. The order
 	// must exist (ENOTFOUND otherwise). A new refund that would take the order's refunds past its
 	// amount (RefundWouldExceed) is refused with EINVALID, checked atomically with the insert, so
 	// that two concurrent refunds cannot both pass.
@@ -41,10 +43,20 @@ type OrderStore interface {
 	// ListRefunds returns the refunds of an order, oldest first.
 	ListRefunds(ctx context.Context, app, outTradeNo string) ([]*Refund, error)
 
+	// ConfirmRefundAmount sets the amount of a succeeded refund (App, OutTradeNo, OutRequestNo of
+	// r) to what the provider's refund query verified; a refund that is not succeeded is left
+	// alone. The order's refunded total is not touched: it came from the provider's totals.
+	ConfirmRefundAmount(ctx context.Context, r *Refund, amount Amount) error
+
+	// ListPendingRefunds returns the pending refunds created at or after since, of app ("" for
+	// every app), oldest first.
+	ListPendingRefunds(ctx context.Context, app string, since time.Time) ([]*Refund, error)
+
 	// Commit applies c atomically: the order change (compare-and-set on the version it was decided
 	// from), the refund upsert, the events, the anomaly and the evidence, all in one transaction,
 	// durable when Commit returns nil. It returns ErrVersionConflict when the order moved since,
-	// and reports whether c.Anomaly was new (its event is appended only then).
+	// and reports whether c.Anomaly was new (its event is appended only then). An order that
+	// leaves pending loses its NextCheckAt; Commit never writes NextCheckAt or Checks otherwise.
 	Commit(ctx context.Context, c *Change) (anomalyNew bool, err error)
 }
 
@@ -54,7 +66,8 @@ type Change struct {
 	Order       *Order
 	PrevVersion int64
 	// Refund, when set, is inserted or, if it exists, has its Status, ProviderRefundNo (when
-	// not empty) and UpdatedAt replaced; a succeeded refund stays succeeded.
+	// not empty), NextCheckAt and UpdatedAt replaced; a succeeded refund stays succeeded (and
+	// keeps its NextCheckAt).
 	Refund *Refund
 	// Events are appended in order.
 	Events []*Event
@@ -79,7 +92,8 @@ type Anomaly struct {
 type OrderFilter struct {
 	App    string
 	Status OrderStatus
-	Limit  int // 0 means 100
+	Since  time.Time // created at or after
+	Limit  int       // 0 means 100
 }
 
 // EventStore reads the event log.
@@ -102,6 +116,8 @@ type EvidenceStore interface {
 	InsertEvidence(ctx context.Context, e *Evidence) error
 	// ListEvidence returns evidence records, newest first.
 	ListEvidence(ctx context.Context, filter EvidenceFilter) ([]*Evidence, error)
+	// GetEvidence returns one evidence record, or an *Error with code ENOTFOUND.
+	GetEvidence(ctx context.Context, id string) (*Evidence, error)
 }
 
 // EvidenceFilter selects evidence records; empty fields match everything.
@@ -109,8 +125,47 @@ type EvidenceFilter struct {
 	App        string
 	OutTradeNo string
 	Verdict    Verdict
+	Reason     string
+	Source     string
 	Since      time.Time // received at or after
 	Limit      int       // 0 means 100
+}
+
+// CheckKind is what a reconciliation check looks at.
+type CheckKind string
+
+const (
+	// CheckOrder: a pending order, queried at the provider (or closed at expiry).
+	CheckOrder CheckKind = "order"
+	// CheckRefund: a refund, queried with the refund query.
+	CheckRefund CheckKind = "refund"
+)
+
+// Check is one claimed reconciliation check: an order or a refund whose NextCheckAt fell due.
+type Check struct {
+	Kind         CheckKind
+	App          string
+	OutTradeNo   string
+	OutRequestNo string // CheckRefund only
+	// Checks is how many checks it had before this one.
+	Checks int
+	// Token identifies the claim: FinishCheck does nothing once another claim has replaced it.
+	Token string
+}
+
+// CheckStore keeps the reconciliation's schedule, the NextCheckAt of orders and refunds, so that
+// one periodic sweep finds what is due through an index instead of a job per order.
+type CheckStore interface {
+	// ClaimChecks claims up to limit orders and refunds whose NextCheckAt is at or before now,
+	// earliest first: each moves to now+lease under a new Token, so that a concurrent sweep (of
+	// this or another process) skips it, and a claimer that dies leaves it due again at the end
+	// of the lease.
+	ClaimChecks(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*Check, error)
+	// FinishCheck ends a claim, if c.Token still holds it: Checks grows by one when counted,
+	// NextCheckAt becomes next (nil: never again; an order that is no longer pending gets nil
+	// whatever next says), and a refund's NeedsAttention becomes attention. A claim that no
+	// longer holds is left alone and FinishCheck returns nil.
+	FinishCheck(ctx context.Context, c *Check, next *time.Time, counted, attention bool) error
 }
 
 // RefundWouldExceed reports whether a new refund of amount would take an order of orderAmount past

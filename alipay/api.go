@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/rawresp"
 )
 
 // maxResponse bounds a gateway response body.
@@ -104,6 +106,7 @@ func (c *Client) Call(ctx context.Context, method string, biz any, sys map[strin
 	if len(body) > maxResponse {
 		return fmt.Errorf("alipay: %s: response larger than %d bytes", method, maxResponse)
 	}
+	rawresp.Record(ctx, resp.StatusCode, resp.Header, body)
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("alipay: %s: HTTP %d", method, resp.StatusCode)
 	}

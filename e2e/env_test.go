@@ -23,6 +23,7 @@ import (
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/internal/teststore"
+	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sandbox"
 	"github.com/paynotify/paynotify/wechatpay"
 )
@@ -61,6 +62,7 @@ type env struct {
 	sbURL string
 	sbc   *sandbox.Client
 
+	svc     *paynotify.Service
 	h       *httpd.Server
 	handler http.Handler
 	addr    string // the server's host:port, kept across a stop and restart
@@ -108,12 +110,16 @@ func newEnv(t *testing.T, store paynotify.Store, o options) *env {
 	e.URL = "http://" + e.addr
 	apps := demoApps(t, e.keys, e.sbURL, e.URL)
 	log := logger()
+	e.svc = &paynotify.Service{
+		Store:     store,
+		Processor: &paynotify.Processor{Store: store, Logger: log},
+		Apps:      apps,
+		PublicURL: e.URL,
+		Logger:    log,
+	}
 	e.h = &httpd.Server{
-		Store:        store,
-		Processor:    &paynotify.Processor{Store: store, Logger: log},
-		Apps:         apps,
+		Service:      e.svc,
 		APIToken:     apiToken,
-		PublicURL:    e.URL,
 		Logger:       log,
 		PollInterval: 50 * time.Millisecond,
 	}
@@ -174,7 +180,7 @@ func (e *env) restartServer() {
 
 // demoApps builds alipay-demo and wechatpay-demo on the sandbox's default app and merchant,
 // exactly as cmd/paynotify/demo.go does (the gateway is the sandbox's own port here).
-func demoApps(t *testing.T, k sandbox.Keys, sbURL, serverURL string) map[string]*httpd.App {
+func demoApps(t *testing.T, k sandbox.Keys, sbURL, serverURL string) map[string]*paynotify.App {
 	t.Helper()
 	appKey, err := alipay.ParsePrivateKey([]byte(k.AlipayAppPrivateKey))
 	if err != nil {
@@ -203,20 +209,11 @@ func demoApps(t *testing.T, k sandbox.Keys, sbURL, serverURL string) map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]*httpd.App{
-		alipayApp: {
-			App:     paynotify.App{Name: alipayApp, Provider: paynotify.ProviderAlipay, AppID: k.AlipayAppID, SellerIDs: []string{k.AlipaySellerID}},
-			Gateway: &httpd.AlipayGateway{Client: ac},
-			ReturnVerifier: func(rawQuery string) error {
-				_, err := ac.VerifyReturn(rawQuery)
-				return err
-			},
-			ReturnURL: serverURL + "/shop/paid",
-		},
-		wechatApp: {
-			App:     paynotify.App{Name: wechatApp, Provider: paynotify.ProviderWechatpay, AppID: k.WechatAppID, MchID: k.WechatMchID},
-			Gateway: &httpd.WechatGateway{Client: wc},
-		},
+	return map[string]*paynotify.App{
+		alipayApp: {Name: alipayApp, Provider: paynotify.ProviderAlipay, AppID: k.AlipayAppID, SellerIDs: []string{k.AlipaySellerID},
+			Gateway: &provider.Alipay{Client: ac}, ReturnURL: serverURL + "/shop/paid"},
+		wechatApp: {Name: wechatApp, Provider: paynotify.ProviderWechatpay, AppID: k.WechatAppID, MchID: k.WechatMchID,
+			Gateway: &provider.Wechat{Client: wc}},
 	}
 }
 

@@ -1,13 +1,8 @@
 package httpd
 
 import (
-	"bytes"
-	"crypto/rand"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -31,43 +26,24 @@ type createOrderRequest struct {
 	PayerClientIP string `json:"payer_client_ip"`
 }
 
-// orderJSON is an order as the API shows it, with its payment parameters when just created.
+// orderJSON is an order as the API shows it: with its reconciliation schedule, and with its
+// payment parameters when just created.
 type orderJSON struct {
 	*paynotify.Order
-	Pay json.RawMessage `json:"pay,omitempty"`
+	// NextCheckAt is when the reconciliation next looks at the order (docs/reconciliation.md).
+	NextCheckAt *time.Time `json:"next_check_at"`
+	// Checks is how many times the provider was queried about it.
+	Checks int             `json:"checks"`
+	Pay    json.RawMessage `json:"pay,omitempty"`
 }
 
-var (
-	alipayTradeNo = regexp.MustCompile(`^[0-9A-Za-z_]{1,64}$`)
-	wechatTradeNo = regexp.MustCompile(`^[0-9A-Za-z_\-|*]{6,32}$`)
-	intAmount     = regexp.MustCompile(`^[1-9][0-9]{0,14}$`)
-)
-
-const tradeNoAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-// newTradeNo returns 24 random characters of [0-9A-Za-z], valid for both providers.
-func newTradeNo() string {
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	for i := range b {
-		b[i] = tradeNoAlphabet[int(b[i])%len(tradeNoAlphabet)] // 256 % 62 bias is irrelevant for an id
-	}
-	return string(b[:])
+// orderView is the JSON of an order, with pay (nil for none).
+func orderView(o *paynotify.Order, pay json.RawMessage) orderJSON {
+	return orderJSON{Order: o, NextCheckAt: o.NextCheckAt, Checks: o.Checks, Pay: pay}
 }
 
-// marshalPay encodes payment parameters without HTML-escaping (a form stays readable as "<form"):
-// they are data for the merchant, never embedded in our own HTML.
-func marshalPay(v any) (json.RawMessage, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
-}
+// intAmount is a JSON amount: a positive integer of fen, nothing else (no fraction, no exponent).
+var intAmount = regexp.MustCompile(`^[1-9][0-9]{0,14}$`)
 
 // decodeJSON reads a JSON body strictly: unknown fields and trailing data are errors.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
@@ -89,17 +65,13 @@ func (s *Server) maxBody() int64 {
 	return 1 << 20
 }
 
-func (s *Server) app(name string) (*App, error) {
-	a, ok := s.Apps[name]
-	if !ok {
-		return nil, paynotify.Errorf(paynotify.ENOTFOUND, "Unknown app %q.", name)
+// parseAmount reads a JSON amount: a positive integer number of fen.
+func parseAmount(raw *json.RawMessage, what string) (paynotify.Amount, error) {
+	if raw == nil || !intAmount.Match(*raw) {
+		return 0, paynotify.Errorf(paynotify.EINVALID, "%s must be a positive integer number of fen (1 yuan = 100).", what)
 	}
-	return a, nil
-}
-
-// notifyURL is where the provider posts its notifications for app: never with a query string.
-func (s *Server) notifyURL(a *App) string {
-	return s.PublicURL + "/notify/" + a.Provider + "/" + a.Name
+	n, _ := strconv.ParseInt(string(*raw), 10, 64)
+	return paynotify.Amount(n), nil
 }
 
 func (s *Server) handleCreateOrder(w http.ResponseWriter, r *http.Request) {
@@ -108,116 +80,30 @@ func (s *Server) handleCreateOrder(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	o, err := s.validateOrder(&req)
+	amount, err := parseAmount(req.Amount, "amount")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	a := s.Apps[o.App]
-	log := s.log(r).With("app", o.App, "out_trade_no", o.OutTradeNo)
-
-	// The same request again returns the stored order and pay, without calling the provider.
-	if existing, err := s.Store.GetOrder(r.Context(), o.App, o.OutTradeNo); err == nil {
-		s.answerExisting(w, r, existing, o)
-		return
-	} else if paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
-		s.writeError(w, r, err)
-		return
-	}
-
-	returnURL := ""
-	if a.Provider == paynotify.ProviderAlipay && (o.Channel == paynotify.ChannelAlipayPage || o.Channel == paynotify.ChannelAlipayWap) {
-		returnURL = s.PublicURL + "/return/alipay/" + a.Name
-	}
-	pay, err := a.Gateway.Pay(r.Context(), o, s.notifyURL(a), returnURL)
-	if err != nil {
-		log.Warn("create order at provider", "err", err)
-		s.writeError(w, r, err)
-		return
-	}
-	o.Pay = pay
-	stored, created, err := s.Store.CreateOrder(r.Context(), o)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if !created { // a concurrent create won
-		s.answerExisting(w, r, stored, o)
-		return
-	}
-	log.Info("order created", "channel", o.Channel, "amount", int64(o.Amount))
-	writeJSON(w, http.StatusCreated, orderJSON{Order: stored, Pay: stored.Pay})
-}
-
-// answerExisting answers a create for an order that exists: 200 when it is the same request,
-// 409 otherwise.
-func (s *Server) answerExisting(w http.ResponseWriter, r *http.Request, existing, req *paynotify.Order) {
-	if existing.Amount != req.Amount || existing.Currency != req.Currency || existing.Subject != req.Subject || existing.Channel != req.Channel {
-		s.writeError(w, r, paynotify.Errorf(paynotify.ECONFLICT, "Order %s exists with different content.", req.OutTradeNo))
-		return
-	}
-	writeJSON(w, http.StatusOK, orderJSON{Order: existing, Pay: existing.Pay})
-}
-
-// validateOrder checks a create request and returns the new order.
-func (s *Server) validateOrder(req *createOrderRequest) (*paynotify.Order, error) {
-	invalid := func(format string, args ...any) error { return paynotify.Errorf(paynotify.EINVALID, format, args...) }
-	a, ok := s.Apps[req.App]
-	if !ok {
-		return nil, invalid("Unknown app %q.", req.App)
-	}
-	if req.Amount == nil || !intAmount.Match(*req.Amount) {
-		return nil, invalid("amount must be a positive integer number of fen (1 yuan = 100).")
-	}
-	amount, _ := strconv.ParseInt(string(*req.Amount), 10, 64)
-	if req.Currency == "" {
-		req.Currency = "CNY"
-	}
-	if req.Currency != "CNY" {
-		return nil, invalid("currency must be CNY.")
-	}
-	if req.Subject == "" || len([]rune(req.Subject)) > 127 {
-		return nil, invalid("subject is required, at most 127 characters.")
-	}
-	if len([]rune(req.Body)) > 128 {
-		return nil, invalid("body is at most 128 characters.")
-	}
-	if paynotify.ChannelProvider(req.Channel) == "" {
-		return nil, invalid("Unknown channel %q.", req.Channel)
-	}
-	if paynotify.ChannelProvider(req.Channel) != a.Provider {
-		return nil, invalid("Channel %s does not belong to app %s (a %s app).", req.Channel, a.Name, a.Provider)
-	}
-	if req.Channel == paynotify.ChannelWechatH5 && net.ParseIP(req.PayerClientIP) == nil {
-		return nil, invalid("payer_client_ip (the buyer's IP address) is required for wechatpay.h5.")
-	}
-	if req.Channel == paynotify.ChannelWechatJSAPI && req.PayerOpenID == "" {
-		return nil, invalid("payer_openid is required for wechatpay.jsapi.")
-	}
-	expiresIn := 2 * time.Hour
+	var expiresIn time.Duration
 	if req.ExpiresIn != "" {
-		d, err := time.ParseDuration(req.ExpiresIn)
-		if err != nil || d < time.Minute || d > 15*24*time.Hour {
-			return nil, invalid("expires_in must be a duration from 1m to 360h (15 days), like \"30m\".")
+		if expiresIn, err = time.ParseDuration(req.ExpiresIn); err != nil || expiresIn <= 0 {
+			s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "expires_in must be a duration from 1m to 360h (15 days), like \"30m\"."))
+			return
 		}
-		expiresIn = d
 	}
-	if req.OutTradeNo == "" {
-		req.OutTradeNo = newTradeNo()
+	o, created, err := s.Service.CreateOrder(r.Context(), paynotify.CreateOrderRequest{App: req.App, OutTradeNo: req.OutTradeNo,
+		Amount: amount, Currency: req.Currency, Subject: req.Subject, Body: req.Body, Channel: req.Channel, ExpiresIn: expiresIn,
+		PayerOpenID: req.PayerOpenID, PayerClientIP: req.PayerClientIP})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	re := alipayTradeNo
-	if a.Provider == paynotify.ProviderWechatpay {
-		re = wechatTradeNo
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
 	}
-	if !re.MatchString(req.OutTradeNo) {
-		return nil, invalid("out_trade_no %q is not valid for %s (%s).", req.OutTradeNo, a.Provider, re)
-	}
-	now := s.now().UTC().Truncate(time.Second)
-	return &paynotify.Order{
-		App: a.Name, OutTradeNo: req.OutTradeNo, Channel: req.Channel, Status: paynotify.StatusPending,
-		Amount: paynotify.Amount(amount), Currency: req.Currency, Subject: req.Subject, Body: req.Body,
-		PayerOpenID: req.PayerOpenID, PayerClientIP: req.PayerClientIP, Version: 1, CreatedAt: now, ExpiresAt: now.Add(expiresIn),
-	}, nil
+	writeJSON(w, status, orderView(o, o.Pay))
 }
 
 func (s *Server) handleGetOrder(w http.ResponseWriter, r *http.Request) {
@@ -245,14 +131,14 @@ func (s *Server) handleGetOrder(w http.ResponseWriter, r *http.Request) {
 		default:
 		}
 		changed := s.waitChange(app, otn) // registered before the read, so no change is missed
-		o, err := s.Store.GetOrder(r.Context(), app, otn)
+		o, err := s.Service.Store.GetOrder(r.Context(), app, otn)
 		if err != nil || o.Status != paynotify.StatusPending || wait == 0 {
 			s.dropWaiter(app, otn, changed)
 			if err != nil {
 				s.writeError(w, r, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, orderJSON{Order: o})
+			writeJSON(w, http.StatusOK, orderView(o, nil))
 			return
 		}
 		tick := time.NewTimer(poll)
@@ -299,68 +185,33 @@ func (s *Server) handleListOrders(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	orders, err := s.Store.ListOrders(r.Context(), paynotify.OrderFilter{App: q.Get("app"), Status: paynotify.OrderStatus(q.Get("status")), Limit: limit})
+	orders, err := s.Service.Store.ListOrders(r.Context(), paynotify.OrderFilter{App: q.Get("app"), Status: paynotify.OrderStatus(q.Get("status")), Limit: limit})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if orders == nil {
-		orders = []*paynotify.Order{}
+	views := make([]orderJSON, len(orders))
+	for i, o := range orders {
+		views[i] = orderView(o, nil)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"orders": orders})
+	writeJSON(w, http.StatusOK, map[string]any{"orders": views})
 }
 
 func (s *Server) handleCloseOrder(w http.ResponseWriter, r *http.Request) {
-	a, err := s.app(r.PathValue("app"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	o, err := s.Store.GetOrder(r.Context(), a.Name, r.PathValue("out_trade_no"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	switch o.Status {
-	case paynotify.StatusClosed:
-		writeJSON(w, http.StatusOK, orderJSON{Order: o})
-		return
-	case paynotify.StatusPending:
-	default:
-		s.writeError(w, r, paynotify.Errorf(paynotify.ECONFLICT, "Order %s is %s: only a pending order can be closed.", o.OutTradeNo, o.Status))
-		return
-	}
-	fact, err := a.Gateway.Close(r.Context(), o)
-	if err != nil {
-		s.log(r).Warn("close at provider", "app", a.Name, "out_trade_no", o.OutTradeNo, "err", err)
-		s.writeError(w, r, err)
-		return
-	}
-	res, err := s.Processor.ApplyFact(r.Context(), &a.App, fact)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if res.Verdict == paynotify.VerdictAnomaly {
-		// The provider's answer disagrees with our order (say, another amount): nothing changed.
-		s.log(r).Warn("close: provider fact disagrees with the order", "app", a.Name, "out_trade_no", o.OutTradeNo, "reason", res.Reason)
-		s.writeError(w, r, &paynotify.Error{Code: paynotify.ECONFLICT, Message: fmt.Sprintf("The provider's state of order %s disagrees with ours (%s): nothing was changed.", o.OutTradeNo, res.Reason)})
-		return
-	}
-	o = res.Order
-	if o == nil || o.Status == paynotify.StatusPending {
-		s.writeError(w, r, paynotify.Errorf(paynotify.EINTERNAL, "close not applied"))
-		return
-	}
-	if o.Status != paynotify.StatusClosed {
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	o, err := s.Service.CloseOrder(r.Context(), r.PathValue("app"), r.PathValue("out_trade_no"))
+	if err != nil && o != nil && paynotify.ErrorCode(err) == paynotify.ECONFLICT {
+		// Paid: the conflict carries the order as it is.
 		writeJSON(w, http.StatusConflict, map[string]any{
-			"error": map[string]any{"code": paynotify.ECONFLICT, "message": fmt.Sprintf("Order %s was paid: it cannot be closed.", o.OutTradeNo)},
-			"order": o,
+			"error": map[string]any{"code": paynotify.ECONFLICT, "message": paynotify.ErrorMessage(err)},
+			"order": orderView(o, nil),
 		})
 		return
 	}
-	writeJSON(w, http.StatusOK, orderJSON{Order: o})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, orderView(o, nil))
 }
 
 type createRefundRequest struct {
@@ -370,8 +221,7 @@ type createRefundRequest struct {
 }
 
 func (s *Server) handleCreateRefund(w http.ResponseWriter, r *http.Request) {
-	a, err := s.app(r.PathValue("app"))
-	if err != nil {
+	if _, err := s.Service.App(r.PathValue("app")); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -380,125 +230,26 @@ func (s *Server) handleCreateRefund(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.Amount == nil || !intAmount.Match(*req.Amount) {
-		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "amount must be a positive integer number of fen."))
-		return
-	}
-	amount, _ := strconv.ParseInt(string(*req.Amount), 10, 64)
-	if req.OutRequestNo == "" {
-		req.OutRequestNo = newTradeNo()
-	}
-	if !wechatTradeNo.MatchString(req.OutRequestNo) {
-		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "out_request_no must match %s.", wechatTradeNo))
-		return
-	}
-	if len([]rune(req.Reason)) > 80 {
-		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "reason is at most 80 characters."))
-		return
-	}
-	ctx := r.Context()
-	o, err := s.Store.GetOrder(ctx, a.Name, r.PathValue("out_trade_no"))
+	amount, err := parseAmount(req.Amount, "amount")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	refunds, err := s.Store.ListRefunds(ctx, a.Name, o.OutTradeNo)
+	rf, created, err := s.Service.Refund(r.Context(), r.PathValue("app"), r.PathValue("out_trade_no"),
+		paynotify.RefundRequest{Amount: amount, OutRequestNo: req.OutRequestNo, Reason: req.Reason})
 	if err != nil {
 		s.writeError(w, r, err)
-		return
-	}
-	var existing *paynotify.Refund
-	var outstanding, pending paynotify.Amount // refunds not failed, and pending, other than this one
-	for _, x := range refunds {
-		switch {
-		case x.OutRequestNo == req.OutRequestNo:
-			existing = x
-		case x.Status == paynotify.RefundPending:
-			pending += x.Amount
-			outstanding += x.Amount
-		case x.Status == paynotify.RefundSucceeded:
-			outstanding += x.Amount
-		}
-	}
-	// A fast answer for the usual case; the store checks again, atomically with the insert.
-	if existing == nil {
-		if o.Status != paynotify.StatusPaid && o.Status != paynotify.StatusFinished {
-			s.writeError(w, r, paynotify.Errorf(paynotify.ECONFLICT, "Order %s is %s: only a paid order can be refunded.", o.OutTradeNo, o.Status))
-			return
-		}
-		if paynotify.RefundWouldExceed(int64(o.Amount), int64(o.RefundedAmount), int64(outstanding), int64(pending), amount) {
-			s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen, %d already refunded or pending).", o.Amount, max(outstanding, o.RefundedAmount+pending)))
-			return
-		}
-	}
-	now := s.now().UTC()
-	// Recorded before the provider is called: a crash or a retry never refunds twice.
-	rf, created, err := s.Store.CreateRefund(ctx, &paynotify.Refund{App: a.Name, OutTradeNo: o.OutTradeNo, OutRequestNo: req.OutRequestNo,
-		Amount: paynotify.Amount(amount), Reason: req.Reason, Status: paynotify.RefundPending, CreatedAt: now, UpdatedAt: now})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if rf.Amount != paynotify.Amount(amount) {
-		s.writeError(w, r, paynotify.Errorf(paynotify.ECONFLICT, "Refund %s exists with a different amount.", rf.OutRequestNo))
 		return
 	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 	}
-	if rf.Status != paynotify.RefundPending {
-		writeJSON(w, status, rf)
-		return
-	}
-	// Pending: ask the provider (again). Both providers are idempotent by out_request_no.
-	fact, err := a.Gateway.Refund(ctx, o, rf)
-	if err != nil {
-		s.log(r).Warn("refund at provider", "app", a.Name, "out_trade_no", o.OutTradeNo, "out_request_no", rf.OutRequestNo, "err", err)
-		var pe *paynotify.Error
-		if errors.As(err, &pe) && pe.Code == paynotify.EPROVIDER {
-			// Refused: record the failure, then report it.
-			failed := paynotify.Fact{Kind: paynotify.FactRefundFailed, OutTradeNo: o.OutTradeNo, RefundRequestNo: rf.OutRequestNo, RefundAmount: rf.Amount}
-			if _, aerr := s.Processor.ApplyFact(ctx, &a.App, failed); aerr != nil {
-				s.writeError(w, r, aerr)
-				return
-			}
-		}
-		s.writeError(w, r, err)
-		return
-	}
-	if fact != nil {
-		if _, err := s.Processor.ApplyFact(ctx, &a.App, *fact); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	s.writeRefund(w, r, status, a.Name, o.OutTradeNo, rf.OutRequestNo)
-}
-
-// writeRefund answers with the refund as stored now.
-func (s *Server) writeRefund(w http.ResponseWriter, r *http.Request, status int, app, otn, no string) {
-	refunds, err := s.Store.ListRefunds(r.Context(), app, otn)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	for _, x := range refunds {
-		if x.OutRequestNo == no {
-			writeJSON(w, status, x)
-			return
-		}
-	}
-	s.writeError(w, r, paynotify.Errorf(paynotify.EINTERNAL, "refund %s vanished", no))
+	writeJSON(w, status, rf)
 }
 
 func (s *Server) handleListRefunds(w http.ResponseWriter, r *http.Request) {
-	app, otn := r.PathValue("app"), r.PathValue("out_trade_no")
-	if _, err := s.Store.GetOrder(r.Context(), app, otn); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	refunds, err := s.Store.ListRefunds(r.Context(), app, otn)
+	refunds, err := s.Service.ListRefunds(r.Context(), r.PathValue("app"), r.PathValue("out_trade_no"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -536,7 +287,7 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	events, err := s.Store.ListEvents(r.Context(), paynotify.EventFilter{After: seq, App: q.Get("app"), Limit: limit})
+	events, err := s.Service.Store.ListEvents(r.Context(), paynotify.EventFilter{After: seq, App: q.Get("app"), Limit: limit})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -567,7 +318,15 @@ func (s *Server) handleListNotifications(w http.ResponseWriter, r *http.Request)
 		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "Unknown verdict %q.", verdict))
 		return
 	}
-	list, err := s.Store.ListEvidence(r.Context(), paynotify.EvidenceFilter{App: q.Get("app"), OutTradeNo: q.Get("out_trade_no"), Verdict: verdict, Limit: limit})
+	source := q.Get("source")
+	switch source {
+	case "", paynotify.SourceNotification, paynotify.SourceQuery, paynotify.SourceReprocess:
+	default:
+		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "Unknown source %q.", source))
+		return
+	}
+	list, err := s.Service.Store.ListEvidence(r.Context(), paynotify.EvidenceFilter{App: q.Get("app"), OutTradeNo: q.Get("out_trade_no"),
+		Verdict: verdict, Reason: q.Get("reason"), Source: source, Limit: limit})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -576,4 +335,15 @@ func (s *Server) handleListNotifications(w http.ResponseWriter, r *http.Request)
 		list = []*paynotify.Evidence{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"notifications": list})
+}
+
+// handleReprocess runs a kept notification through verification and processing again and
+// answers with the new evidence record.
+func (s *Server) handleReprocess(w http.ResponseWriter, r *http.Request) {
+	res, err := s.Service.Reprocess(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res.Evidence)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/paynotify/paynotify"
 )
@@ -20,9 +21,9 @@ var callbackProviders = map[string]string{
 // handleNotify receives a provider's asynchronous notification: raw bytes to the Processor, and
 // the answer in the provider's exact format once the Processor has committed (or failed).
 func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
-	kind := r.PathValue("provider")
-	provider, ok := callbackProviders[kind]
-	a, known := s.Apps[r.PathValue("app")]
+	endpoint := r.PathValue("provider")
+	provider, ok := callbackProviders[endpoint]
+	a, known := s.Service.Apps[r.PathValue("app")]
 	if !ok || !known || a.Provider != provider {
 		s.log(r).Warn("callback to unknown app", "path", r.URL.Path)
 		http.NotFound(w, r)
@@ -35,22 +36,21 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body unreadable", http.StatusBadRequest)
 		return
 	}
-	var verifier paynotify.Verifier
+	verifier := a.Gateway.Verifier(endpoint)
+	if verifier == nil {
+		s.log(r).Warn("callback to an endpoint the app does not take (APIv2 without an APIv2 key?)", "app", a.Name, "endpoint", endpoint)
+		http.NotFound(w, r)
+		return
+	}
 	var answer func(ok bool) string
 	var write func(w http.ResponseWriter, res *paynotify.Result)
-	switch kind {
+	switch endpoint {
 	case "alipay":
-		verifier, answer, write = a.Gateway.Verifier(), alipayAnswer, writeAlipayAnswer
+		answer, write = alipayAnswer, writeAlipayAnswer
 	case "wechatpay":
-		verifier, answer, write = a.Gateway.Verifier(), wechatAnswer, writeWechatAnswer
+		answer, write = wechatAnswer, writeWechatAnswer
 	case "wechatpay-v2":
-		v2, ok := a.Gateway.(interface{ VerifierV2() paynotify.Verifier })
-		if !ok || v2.VerifierV2() == nil {
-			s.log(r).Warn("APIv2 callback to an app without an APIv2 key", "app", a.Name)
-			http.NotFound(w, r)
-			return
-		}
-		verifier, answer, write = v2.VerifierV2(), wechatV2Answer, writeWechatV2Answer
+		answer, write = wechatV2Answer, writeWechatV2Answer
 	}
 	if int64(len(body)) > s.maxBody() {
 		// Kept as rejected evidence (capped like any), then refused.
@@ -59,7 +59,8 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	header := r.Header.Clone()
 	header.Del("Authorization")
 	header.Del("Cookie")
-	res := s.Processor.Process(r.Context(), &paynotify.Callback{App: &a.App, Header: header, Body: body, ReceivedAt: received, Answer: answer, Logger: s.log(r)}, verifier)
+	res := s.Service.Processor.Process(r.Context(), &paynotify.Callback{App: a, Endpoint: endpoint, Header: header, Body: body,
+		ReceivedAt: received, Answer: answer, Logger: s.log(r)}, verifier)
 	write(w, res)
 }
 
@@ -140,15 +141,15 @@ func writeWechatV2Answer(w http.ResponseWriter, res *paynotify.Result) {
 // signature holds and sends the buyer to the app's return_url, where the merchant page asks the
 // API.
 func (s *Server) handleAlipayReturn(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.Apps[r.PathValue("app")]
+	a, ok := s.Service.Apps[r.PathValue("app")]
 	if !ok || a.Provider != paynotify.ProviderAlipay {
 		http.NotFound(w, r)
 		return
 	}
 	otn := r.URL.Query().Get("out_trade_no")
 	log := s.log(r).With("app", a.Name, "out_trade_no", otn)
-	if a.ReturnVerifier != nil {
-		if err := a.ReturnVerifier(r.URL.RawQuery); err != nil {
+	if rv, ok := a.Gateway.(paynotify.ReturnVerifier); ok {
+		if err := rv.VerifyReturn(r.URL.RawQuery); err != nil {
 			log.Warn("return_url signature invalid", "err", err)
 		} else {
 			log.Info("return_url signature valid")
@@ -174,7 +175,7 @@ func (s *Server) handleAlipayReturn(w http.ResponseWriter, r *http.Request) {
 // rejectAll rejects every request with the same reason.
 type rejectAll struct{ rej *paynotify.RejectError }
 
-func (v rejectAll) Verify(http.Header, []byte) (paynotify.Fact, error) {
+func (v rejectAll) Verify(http.Header, []byte, time.Time) (paynotify.Fact, error) {
 	return paynotify.Fact{}, v.rej
 }
 

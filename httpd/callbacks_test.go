@@ -328,7 +328,7 @@ func TestAlipayNotify_ErrStoreFailure(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		e := newEnv(t, s)
 		newAlipayOrder(e, "T0100", 100)
-		e.http.Processor.Store = failingStore{s}
+		e.http.Service.Processor.Store = failingStore{s}
 		if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields("T0100", "1.00"))); ans != "fail" {
 			t.Fatalf("answer = %q, want fail", ans)
 		}
@@ -340,7 +340,7 @@ func TestAlipayNotify_ErrStoreFailure(t *testing.T) {
 			t.Fatalf("evidence = %+v", ev)
 		}
 		// Once the store is back, the provider's retry succeeds.
-		e.http.Processor.Store = s
+		e.http.Service.Processor.Store = s
 		if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, alipayNotify(t, paidFields("T0100", "1.00"))); ans != "success" {
 			t.Fatalf("retry answer = %q", ans)
 		}
@@ -507,7 +507,7 @@ func TestAlipayReturn(t *testing.T) {
 		if resp := get("/return/alipay/shop?out_trade_no=R0001&trade_status=TRADE_SUCCESS"); resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		e.http.Apps["shop"].ReturnURL = "https://shop.example.com/paid?from=alipay"
+		e.http.Service.Apps["shop"].ReturnURL = "https://shop.example.com/paid?from=alipay"
 		resp := get("/return/alipay/shop?out_trade_no=R0001&total_amount=1.00&sign=forged&sign_type=RSA2")
 		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://shop.example.com/paid?app=shop&from=alipay&out_trade_no=R0001" {
 			t.Fatalf("answer %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
@@ -529,7 +529,7 @@ func TestAlipayNotify_RejectedCap(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		e := newEnv(t, s)
-		e.http.Processor.RejectedPerMinute = 3
+		e.http.Service.Processor.RejectedPerMinute = 3
 		newAlipayOrder(e, "C0001", 100)
 		body := alipayNotify(t, paidFields("C0001", "1.00"))
 		forged := []byte(strings.Replace(string(body), "total_amount=1.00", "total_amount=2.00", 1))

@@ -20,7 +20,7 @@ var demoTemplate = template.Must(template.ParseFS(templates, "templates/demo.htm
 func (s *Server) DemoPage() http.Handler {
 	type channel struct{ App, Channel string }
 	var channels []channel
-	for name, a := range s.Apps {
+	for name, a := range s.Service.Apps {
 		for _, c := range []string{paynotify.ChannelAlipayPage, paynotify.ChannelAlipayWap, paynotify.ChannelAlipayPrecreate, paynotify.ChannelAlipayApp,
 			paynotify.ChannelWechatNative, paynotify.ChannelWechatH5, paynotify.ChannelWechatJSAPI, paynotify.ChannelWechatApp} {
 			if paynotify.ChannelProvider(c) == a.Provider {

@@ -20,6 +20,7 @@ import (
 	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/internal/testsign"
 	"github.com/paynotify/paynotify/internal/teststore"
+	"github.com/paynotify/paynotify/provider"
 )
 
 const (
@@ -61,7 +62,7 @@ type env struct {
 }
 
 // newEnv starts a server with one Alipay app "shop" (plus the apps given) on store.
-func newEnv(t *testing.T, store paynotify.Store, extra ...*httpd.App) *env {
+func newEnv(t *testing.T, store paynotify.Store, extra ...*paynotify.App) *env {
 	t.Helper()
 	pub, err := os.ReadFile("testdata/alipay_public.pem")
 	if err != nil {
@@ -76,11 +77,9 @@ func newEnv(t *testing.T, store paynotify.Store, extra ...*httpd.App) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apps := map[string]*httpd.App{
-		"shop": {
-			App:     paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: alipayAppID, SellerIDs: []string{alipaySeller}},
-			Gateway: &httpd.AlipayGateway{Client: client},
-		},
+	apps := map[string]*paynotify.App{
+		"shop": {Name: "shop", Provider: paynotify.ProviderAlipay, AppID: alipayAppID, SellerIDs: []string{alipaySeller},
+			Gateway: &provider.Alipay{Client: client}},
 	}
 	for _, a := range extra {
 		apps[a.Name] = a
@@ -92,11 +91,14 @@ func newEnv(t *testing.T, store paynotify.Store, extra ...*httpd.App) *env {
 	}
 	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := &httpd.Server{
-		Store:        store,
-		Processor:    &paynotify.Processor{Store: store, Logger: logger},
-		Apps:         apps,
+		Service: &paynotify.Service{
+			Store:     store,
+			Processor: &paynotify.Processor{Store: store, Logger: logger},
+			Apps:      apps,
+			PublicURL: "https://pay.example.com",
+			Logger:    logger,
+		},
 		APIToken:     testToken,
-		PublicURL:    "https://pay.example.com",
 		Logger:       logger,
 		PollInterval: 50 * time.Millisecond,
 	}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
-	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/internal/testsign"
+	"github.com/paynotify/paynotify/provider"
 )
 
 // fakeAlipay answers gateway calls with a node per method, signed (unless unsigned) by the test
@@ -68,10 +68,8 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := newEnv(t, s, &httpd.App{
-			App:     paynotify.App{Name: "shop2", Provider: paynotify.ProviderAlipay, AppID: alipayAppID, SellerIDs: []string{alipaySeller}},
-			Gateway: &httpd.AlipayGateway{Client: client},
-		})
+		e := newEnv(t, s, &paynotify.App{Name: "shop2", Provider: paynotify.ProviderAlipay, AppID: alipayAppID, SellerIDs: []string{alipaySeller},
+			Gateway: &provider.Alipay{Client: client}})
 		pay := func(otn string) {
 			t.Helper()
 			e.createOrder(map[string]any{"app": "shop2", "out_trade_no": otn, "amount": 500, "subject": "s", "channel": "alipay.app"})

@@ -18,43 +18,13 @@ import (
 	"github.com/paynotify/paynotify"
 )
 
-// Gateway is one app's provider, as the merchant API needs it. Implementations adapt the alipay
-// and wechatpay packages (alipay.go, wechatpay.go).
-type Gateway interface {
-	// Verifier verifies the provider's callbacks to this app.
-	Verifier() paynotify.Verifier
-	// Pay signs (or requests from the provider) the payment parameters of a new order, as the
-	// JSON object returned under "pay".
-	Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnURL string) (json.RawMessage, error)
-	// Close closes the trade at the provider and returns the verified fact to apply: FactClosed,
-	// or FactPaid when the provider says the order was paid. Errors are *paynotify.Error with
-	// EPROVIDERUNAVAILABLE or EPROVIDER.
-	Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error)
-	// Refund asks the provider for refund r and returns the fact to apply: FactRefund when it is
-	// confirmed, FactRefundFailed when it is refused, or nil while it is still processing.
-	Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error)
-}
-
-// App is one configured app: its identities, its provider, where the buyer returns.
-type App struct {
-	paynotify.App
-	Gateway Gateway
-	// ReturnURL is where GET /return/alipay/{app} sends the buyer; "" shows a plain page.
-	ReturnURL string
-	// ReturnVerifier, if set, checks the signature of Alipay's return query (logged only).
-	ReturnVerifier func(rawQuery string) error
-}
-
 // Server is the HTTP server's handler and its dependencies.
 type Server struct {
-	Store     paynotify.Store
-	Processor *paynotify.Processor
-	Apps      map[string]*App
+	// Service runs the workflows; its Store, Processor and Apps serve the reads and callbacks.
+	Service *paynotify.Service
 	// APIToken is the merchant API's bearer token.
 	APIToken string
-	// PublicURL is the base of the notify and return URLs sent to providers, without a trailing slash.
-	PublicURL string
-	Logger    *slog.Logger
+	Logger   *slog.Logger
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
 	// Mount adds extra handlers (the sandbox under /sandbox/, demo pages) by pattern.
@@ -112,8 +82,8 @@ func (s *Server) logger() *slog.Logger {
 // Handler returns the server's routes. It also hooks the Processor's change notifications, for
 // long-polls.
 func (s *Server) Handler() http.Handler {
-	if s.Processor != nil && s.Processor.OnChange == nil {
-		s.Processor.OnChange = s.orderChanged
+	if p := s.Service.Processor; p != nil && p.OnChange == nil {
+		p.OnChange = s.orderChanged
 	}
 	mux := http.NewServeMux()
 	api := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authorized(h)) }
@@ -125,6 +95,7 @@ func (s *Server) Handler() http.Handler {
 	api("GET /v1/orders", s.handleListOrders)
 	api("GET /v1/events", s.handleListEvents)
 	api("GET /v1/notifications", s.handleListNotifications)
+	api("POST /v1/notifications/{id}/reprocess", s.handleReprocess)
 	mux.HandleFunc("POST /notify/{provider}/{app}", s.handleNotify)
 	mux.HandleFunc("GET /return/alipay/{app}", s.handleAlipayReturn)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

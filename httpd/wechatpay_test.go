@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify"
-	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -43,7 +43,7 @@ func loadWechatVectors(t *testing.T) *wechatVectors {
 }
 
 // wechatApp builds the app "wx" of the vectors, with a clock the test sets.
-func wechatApp(t *testing.T, v *wechatVectors, now *atomic.Int64) *httpd.App {
+func wechatApp(t *testing.T, v *wechatVectors, now *atomic.Int64) *paynotify.App {
 	read := func(p string) []byte {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -69,10 +69,8 @@ func wechatApp(t *testing.T, v *wechatVectors, now *atomic.Int64) *httpd.App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &httpd.App{
-		App:     paynotify.App{Name: "wx", Provider: paynotify.ProviderWechatpay, AppID: "wxd678efh567hg6787", MchID: "1900000100"},
-		Gateway: &httpd.WechatGateway{Client: client},
-	}
+	return &paynotify.App{Name: "wx", Provider: paynotify.ProviderWechatpay, AppID: "wxd678efh567hg6787", MchID: "1900000100",
+		Gateway: &provider.Wechat{Client: client}}
 }
 
 func TestWechatNotify(t *testing.T) {
@@ -204,8 +202,8 @@ func TestWechatNotifyV2(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		var now atomic.Int64
 		wx := wechatApp(t, loadWechatVectors(t), &now)
-		wx.App = paynotify.App{Name: "wx2", Provider: paynotify.ProviderWechatpay, AppID: "wx2421b1c4370ec43b", MchID: "10000100"}
-		wx.Gateway.(*httpd.WechatGateway).V2 = &httpd.WechatV2Verifier{APIKey: []byte(v.V2Key), AppID: "wx2421b1c4370ec43b", MchID: "10000100"}
+		wx.Name, wx.AppID, wx.MchID = "wx2", "wx2421b1c4370ec43b", "10000100"
+		wx.Gateway.(*provider.Wechat).V2 = &provider.WechatV2{APIKey: []byte(v.V2Key), AppID: "wx2421b1c4370ec43b", MchID: "10000100"}
 		e := newEnv(t, s, wx)
 		created := time.Date(2014, 9, 3, 5, 0, 0, 0, time.UTC)
 		if _, _, err := s.CreateOrder(context.Background(), &paynotify.Order{App: "wx2", OutTradeNo: otn, Channel: "wechatpay.native",
@@ -257,7 +255,7 @@ func TestWechatNotify_AnomalyLeavesRefunds(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		var now atomic.Int64
 		wx := wechatApp(t, v, &now)
-		wx.App.MchID = "1900000999" // not the vectors' 1900000100
+		wx.MchID = "1900000999" // not the vectors' 1900000100
 		e := newEnv(t, s, wx)
 		created := time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC)
 		if _, _, err := s.CreateOrder(context.Background(), &paynotify.Order{App: "wx", OutTradeNo: "PN20261101000001", Channel: "wechatpay.jsapi",

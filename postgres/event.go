@@ -3,8 +3,8 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -46,6 +46,12 @@ type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
+// evidenceColumns are the columns of an evidence record, in the order of scanEvidence (headers
+// read as text).
+const evidenceColumns = `id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail,
+	out_trade_no, order_version, answer, duration_ms, headers::text, body`
+
+// insertEvidence stores e; an empty Source is stored as paynotify.SourceNotification.
 func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error {
 	var headers *string
 	if e.Headers != nil {
@@ -60,18 +66,47 @@ func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error 
 	if e.Body != nil {
 		body = e.Body
 	}
-	if _, err := x.Exec(ctx, `INSERT INTO evidence (id, app, provider, received_at, verdict, reason, detail,
-		out_trade_no, order_version, answer, duration_ms, headers, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13)`,
-		e.ID, e.App, e.Provider, tm(e.ReceivedAt), string(e.Verdict), e.Reason, e.Detail, e.OutTradeNo,
-		e.OrderVersion, e.Answer, e.DurationMS, headers, body); err != nil {
+	source := e.Source
+	if source == "" {
+		source = paynotify.SourceNotification
+	}
+	if _, err := x.Exec(ctx, `INSERT INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at,
+		verdict, reason, detail, out_trade_no, order_version, answer, duration_ms, headers, body)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::text::jsonb, $16)`,
+		e.ID, e.App, e.Provider, source, e.Endpoint, e.ReprocessedFrom, tm(e.ReceivedAt), string(e.Verdict), e.Reason,
+		e.Detail, e.OutTradeNo, e.OrderVersion, e.Answer, e.DurationMS, headers, body); err != nil {
 		return fmt.Errorf("insert evidence: %w", err)
 	}
 	return nil
 }
 
+func scanEvidence(row pgx.Row) (*paynotify.Evidence, error) {
+	var (
+		e       paynotify.Evidence
+		verdict string
+		headers *string
+		body    []byte
+	)
+	if err := row.Scan(&e.ID, &e.App, &e.Provider, &e.Source, &e.Endpoint, &e.ReprocessedFrom, &e.ReceivedAt, &verdict,
+		&e.Reason, &e.Detail, &e.OutTradeNo, &e.OrderVersion, &e.Answer, &e.DurationMS, &headers, &body); err != nil {
+		return nil, err
+	}
+	e.Verdict = paynotify.Verdict(verdict)
+	e.ReceivedAt = e.ReceivedAt.UTC()
+	if headers != nil {
+		if err := json.Unmarshal([]byte(*headers), &e.Headers); err != nil {
+			return nil, fmt.Errorf("headers: %w", err)
+		}
+	}
+	if body != nil {
+		e.Body = body
+	}
+	return &e, nil
+}
+
 // InsertEvidence stores one evidence record outside any order change. Body is kept byte for
-// byte and Headers as a value (a nil Body or Headers reads back nil).
+// byte and Headers as a value (a nil Body or Headers reads back nil); an empty Source is stored
+// as paynotify.SourceNotification.
 func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
 	if err := insertEvidence(ctx, db.pool, e); err != nil {
 		return fmt.Errorf("postgres: %w", err)
@@ -79,45 +114,37 @@ func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
 	return nil
 }
 
-// ListEvidence returns the evidence records matching filter, newest (ReceivedAt) first.
-func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter) ([]*paynotify.Evidence, error) {
-	var since *time.Time
-	if !filter.Since.IsZero() {
-		s := tm(filter.Since)
-		since = &s
+// GetEvidence returns the evidence record with id, or an *paynotify.Error with code ENOTFOUND.
+func (db *DB) GetEvidence(ctx context.Context, id string) (*paynotify.Evidence, error) {
+	e, err := scanEvidence(db.pool.QueryRow(ctx, `SELECT `+evidenceColumns+` FROM evidence WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("Evidence not found.")
+	} else if err != nil {
+		return nil, fmt.Errorf("postgres: get evidence: %w", err)
 	}
-	rows, err := db.pool.Query(ctx, `SELECT id, app, provider, received_at, verdict, reason, detail, out_trade_no,
-		order_version, answer, duration_ms, headers::text, body FROM evidence
-		WHERE ($1 = '' OR app = $1) AND ($2 = '' OR out_trade_no = $2) AND ($3 = '' OR verdict = $3)
-			AND ($4::timestamptz IS NULL OR received_at >= $4)
-		ORDER BY received_at DESC, seq DESC LIMIT $5`,
-		filter.App, filter.OutTradeNo, string(filter.Verdict), since, limit(filter.Limit))
+	return e, nil
+}
+
+// ListEvidence returns the evidence records matching filter (each non-empty field exactly; Since:
+// received at or after it), newest (ReceivedAt) first.
+func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter) ([]*paynotify.Evidence, error) {
+	var c conds
+	for _, f := range []struct{ column, value string }{{"app", filter.App}, {"out_trade_no", filter.OutTradeNo},
+		{"verdict", string(filter.Verdict)}, {"reason", filter.Reason}, {"source", filter.Source}} {
+		if f.value != "" {
+			c.add(f.column+" = %s", f.value)
+		}
+	}
+	if !filter.Since.IsZero() {
+		c.add("received_at >= %s", tm(filter.Since))
+	}
+	lim := c.arg(limit(filter.Limit))
+	rows, err := db.pool.Query(ctx, `SELECT `+evidenceColumns+` FROM evidence`+c.where()+`
+		ORDER BY received_at DESC, seq DESC LIMIT `+lim, c.args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list evidence: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*paynotify.Evidence, error) {
-		var (
-			e       paynotify.Evidence
-			verdict string
-			headers *string
-			body    []byte
-		)
-		if err := r.Scan(&e.ID, &e.App, &e.Provider, &e.ReceivedAt, &verdict, &e.Reason, &e.Detail, &e.OutTradeNo,
-			&e.OrderVersion, &e.Answer, &e.DurationMS, &headers, &body); err != nil {
-			return nil, err
-		}
-		e.Verdict = paynotify.Verdict(verdict)
-		e.ReceivedAt = e.ReceivedAt.UTC()
-		if headers != nil {
-			if err := json.Unmarshal([]byte(*headers), &e.Headers); err != nil {
-				return nil, fmt.Errorf("headers: %w", err)
-			}
-		}
-		if body != nil {
-			e.Body = body
-		}
-		return &e, nil
-	})
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*paynotify.Evidence, error) { return scanEvidence(r) })
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list evidence: %w", err)
 	}

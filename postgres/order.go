@@ -10,28 +10,27 @@ import (
 	"github.com/paynotify/paynotify"
 )
 
+// orderColumns are the columns of an order. The last two, next_check_at and checks, belong to
+// the reconciliation: CreateOrder writes them, Commit never does (see Commit).
 const orderColumns = `app, out_trade_no, channel, status, amount, refunded_amount, currency, subject, body,
-	payer_openid, provider_trade_no, version, created_at, paid_at, expires_at, pay`
+	payer_openid, provider_trade_no, version, created_at, paid_at, expires_at, pay, next_check_at, checks`
 
 func scanOrder(row pgx.Row) (*paynotify.Order, error) {
 	var (
 		o                   paynotify.Order
 		status              string
 		amount, refundedAmt int64
-		paid                *time.Time
+		paid, next          *time.Time
 		pay                 []byte
 	)
 	if err := row.Scan(&o.App, &o.OutTradeNo, &o.Channel, &status, &amount, &refundedAmt, &o.Currency, &o.Subject,
-		&o.Body, &o.PayerOpenID, &o.ProviderTradeNo, &o.Version, &o.CreatedAt, &paid, &o.ExpiresAt, &pay); err != nil {
+		&o.Body, &o.PayerOpenID, &o.ProviderTradeNo, &o.Version, &o.CreatedAt, &paid, &o.ExpiresAt, &pay, &next, &o.Checks); err != nil {
 		return nil, err
 	}
 	o.Status = paynotify.OrderStatus(status)
 	o.Amount, o.RefundedAmount = paynotify.Amount(amount), paynotify.Amount(refundedAmt)
 	o.CreatedAt, o.ExpiresAt = o.CreatedAt.UTC(), o.ExpiresAt.UTC()
-	if paid != nil {
-		p := paid.UTC()
-		o.PaidAt = &p
-	}
+	o.PaidAt, o.NextCheckAt = utcPtr(paid), utcPtr(next)
 	if pay != nil {
 		o.Pay = pay
 	}
@@ -46,11 +45,12 @@ func orderArgs(o *paynotify.Order) []any {
 	}
 	return []any{o.App, o.OutTradeNo, o.Channel, string(o.Status), int64(o.Amount), int64(o.RefundedAmount),
 		o.Currency, o.Subject, o.Body, o.PayerOpenID, o.ProviderTradeNo, o.Version, tm(o.CreatedAt),
-		tmPtr(o.PaidAt), tm(o.ExpiresAt), pay}
+		tmPtr(o.PaidAt), tm(o.ExpiresAt), pay, tmPtr(o.NextCheckAt), o.Checks}
 }
 
-// CreateOrder inserts o with Version 1 unless (App, OutTradeNo) exists; it returns the stored
-// order (an existing one unchanged) and whether it was created. o itself is not modified.
+// CreateOrder inserts o with Version 1 (and its NextCheckAt and Checks) unless (App, OutTradeNo)
+// exists; it returns the stored order (an existing one unchanged) and whether it was created. o
+// itself is not modified.
 func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.Order, bool, error) {
 	n := *o
 	n.Version = 1
@@ -60,7 +60,7 @@ func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.O
 	)
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO orders (`+orderColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 			ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
 		if err != nil {
 			return err
@@ -88,11 +88,22 @@ func (db *DB) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.
 	return o, nil
 }
 
-// ListOrders returns the orders matching filter, newest (CreatedAt) first.
+// ListOrders returns the orders matching filter (Since: created at or after it), newest
+// (CreatedAt) first.
 func (db *DB) ListOrders(ctx context.Context, filter paynotify.OrderFilter) ([]*paynotify.Order, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders
-		WHERE ($1 = '' OR app = $1) AND ($2 = '' OR status = $2)
-		ORDER BY created_at DESC, seq DESC LIMIT $3`, filter.App, string(filter.Status), limit(filter.Limit))
+	var c conds
+	if filter.App != "" {
+		c.add("app = %s", filter.App)
+	}
+	if filter.Status != "" {
+		c.add("status = %s", string(filter.Status))
+	}
+	if !filter.Since.IsZero() {
+		c.add("created_at >= %s", tm(filter.Since))
+	}
+	lim := c.arg(limit(filter.Limit))
+	rows, err := db.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders`+c.where()+`
+		ORDER BY created_at DESC, seq DESC LIMIT `+lim, c.args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list orders: %w", err)
 	}
@@ -103,32 +114,41 @@ func (db *DB) ListOrders(ctx context.Context, filter paynotify.OrderFilter) ([]*
 	return out, nil
 }
 
-const refundColumns = `app, out_trade_no, out_request_no, amount, reason, status, provider_refund_no, created_at, updated_at`
+// refundWriteColumns are the columns a refund is inserted with (the values of refundArgs):
+// needs_attention is left to its default, false, and written only by FinishCheck.
+const refundWriteColumns = `app, out_trade_no, out_request_no, amount, reason, status, provider_refund_no, created_at,
+	updated_at, next_check_at`
+
+// refundColumns are the columns scanRefund reads.
+const refundColumns = refundWriteColumns + `, needs_attention`
 
 func scanRefund(row pgx.Row) (*paynotify.Refund, error) {
 	var (
 		r      paynotify.Refund
 		amount int64
 		status string
+		next   *time.Time
 	)
 	if err := row.Scan(&r.App, &r.OutTradeNo, &r.OutRequestNo, &amount, &r.Reason, &status, &r.ProviderRefundNo,
-		&r.CreatedAt, &r.UpdatedAt); err != nil {
+		&r.CreatedAt, &r.UpdatedAt, &next, &r.NeedsAttention); err != nil {
 		return nil, err
 	}
 	r.Amount = paynotify.Amount(amount)
 	r.Status = paynotify.RefundStatus(status)
 	r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
+	r.NextCheckAt = utcPtr(next)
 	return &r, nil
 }
 
+// refundArgs are the values of refundWriteColumns, in order.
 func refundArgs(r *paynotify.Refund) []any {
 	return []any{r.App, r.OutTradeNo, r.OutRequestNo, int64(r.Amount), r.Reason, string(r.Status), r.ProviderRefundNo,
-		tm(r.CreatedAt), tm(r.UpdatedAt)}
+		tm(r.CreatedAt), tm(r.UpdatedAt), tmPtr(r.NextCheckAt)}
 }
 
-// CreateRefund records r unless (App, OutTradeNo, OutRequestNo) exists; it returns the stored
-// refund (an existing one unchanged) and whether it was created. The order must exist: ENOTFOUND
-// otherwise.
+// CreateRefund records r (with its NextCheckAt; NeedsAttention is stored false whatever r says)
+// unless (App, OutTradeNo, OutRequestNo) exists; it returns the stored refund (an existing one
+// unchanged) and whether it was created. The order must exist: ENOTFOUND otherwise.
 func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify.Refund, bool, error) {
 	var (
 		stored  *paynotify.Refund
@@ -154,7 +174,7 @@ func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify
 		if !exists && paynotify.RefundWouldExceed(amount, refunded, nonFailed, pending, int64(r.Amount)) {
 			return paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen; %d refunded or pending).", amount, max(nonFailed, refunded+pending))
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		tag, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundWriteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (app, out_trade_no, out_request_no) DO NOTHING`, refundArgs(r)...)
 		if err != nil {
 			return err
@@ -197,6 +217,50 @@ func (db *DB) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*payno
 	return out, nil
 }
 
+// ConfirmRefundAmount sets the amount of the succeeded refund (App, OutTradeNo, OutRequestNo of
+// r) to amount; a refund that is not succeeded is left alone (nil). Nothing else changes: not its
+// UpdatedAt, nor the order's refunded total. ENOTFOUND when the refund does not exist.
+func (db *DB) ConfirmRefundAmount(ctx context.Context, r *paynotify.Refund, amount paynotify.Amount) error {
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE refunds SET amount = $1
+			WHERE app = $2 AND out_trade_no = $3 AND out_request_no = $4 AND status = 'succeeded'`,
+			int64(amount), r.App, r.OutTradeNo, r.OutRequestNo)
+		if err != nil || tag.RowsAffected() > 0 {
+			return err
+		}
+		var one int
+		err = tx.QueryRow(ctx, `SELECT 1 FROM refunds WHERE app = $1 AND out_trade_no = $2 AND out_request_no = $3`,
+			r.App, r.OutTradeNo, r.OutRequestNo).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("Refund not found.")
+		}
+		return err // nil: not succeeded, left alone
+	})
+	var pe *paynotify.Error
+	if errors.As(err, &pe) {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("postgres: confirm refund amount: %w", err)
+	}
+	return nil
+}
+
+// ListPendingRefunds returns the pending refunds created at or after since, of app ("" for every
+// app), oldest first.
+func (db *DB) ListPendingRefunds(ctx context.Context, app string, since time.Time) ([]*paynotify.Refund, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+refundColumns+` FROM refunds
+		WHERE status = 'pending' AND created_at >= $1 AND ($2 = '' OR app = $2)
+		ORDER BY created_at, seq`, tm(since), app)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list pending refunds: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*paynotify.Refund, error) { return scanRefund(r) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list pending refunds: %w", err)
+	}
+	return out, nil
+}
+
 // errConflict carries ErrVersionConflict out of the transaction function (which rolls back).
 var errConflict = paynotify.ErrVersionConflict
 
@@ -206,6 +270,13 @@ var errConflict = paynotify.ErrVersionConflict
 // the stored order's version is not c.PrevVersion, and ENOTFOUND when the order (of c.Order or
 // c.Refund) does not exist. A serialization failure or deadlock reruns the whole transaction,
 // whose compare-and-set then gives the answer.
+//
+// The order's NextCheckAt and Checks are not written from c.Order (they belong to the
+// reconciliation), except that an order whose new status is not pending loses its NextCheckAt.
+// The claim token is left alone: a FinishCheck of a claim taken before still holds, and leaves a
+// non-pending order unscheduled. An existing refund has its Status (unless succeeded),
+// ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded) and UpdatedAt
+// replaced; a new one is inserted with its NextCheckAt (NeedsAttention false) and no amount check.
 func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool, err error) {
 	if c.Order != nil && c.Order.Version <= c.PrevVersion {
 		return false, fmt.Errorf("postgres: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
@@ -228,10 +299,12 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 
 func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.Time, anomalyNew *bool) error {
 	if o := c.Order; o != nil {
-		args := append(orderArgs(o)[2:], o.App, o.OutTradeNo, c.PrevVersion)
+		// channel … pay: every column but the key and the reconciliation's.
+		args := append(orderArgs(o)[2:16:16], o.App, o.OutTradeNo, c.PrevVersion)
 		tag, err := tx.Exec(ctx, `UPDATE orders SET channel = $1, status = $2, amount = $3, refunded_amount = $4,
 			currency = $5, subject = $6, body = $7, payer_openid = $8, provider_trade_no = $9, version = $10,
-			created_at = $11, paid_at = $12, expires_at = $13, pay = $14
+			created_at = $11, paid_at = $12, expires_at = $13, pay = $14,
+			next_check_at = CASE WHEN $2 = 'pending' THEN next_check_at END
 			WHERE app = $15 AND out_trade_no = $16 AND version = $17`, args...)
 		if err != nil {
 			return fmt.Errorf("update order: %w", err)
@@ -248,10 +321,12 @@ func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.
 		if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		// Every SET expression reads the row as it was: refunds.status is the old status.
+		if _, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundWriteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
 				status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
 				provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
+				next_check_at = CASE WHEN refunds.status = 'succeeded' THEN refunds.next_check_at ELSE excluded.next_check_at END,
 				updated_at = excluded.updated_at`,
 			refundArgs(r)...); err != nil {
 			return fmt.Errorf("upsert refund: %w", err)

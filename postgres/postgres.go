@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -84,6 +86,15 @@ func tmPtr(t *time.Time) *time.Time {
 	return &u
 }
 
+// utcPtr returns a read nullable time in UTC.
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
 func notFound(format string, args ...any) error {
 	return paynotify.Errorf(paynotify.ENOTFOUND, format, args...)
 }
@@ -93,6 +104,31 @@ func notFound(format string, args ...any) error {
 func retryable(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// conds is the WHERE clause of a listing, made of the conditions of the filter fields that are
+// set: a condition written to match everything when its argument is empty (app = $1 OR $1 is
+// empty) could use no index in a cached generic plan.
+type conds struct {
+	terms []string
+	args  []any
+}
+
+// arg adds an argument and returns its placeholder.
+func (c *conds) arg(v any) string {
+	c.args = append(c.args, v)
+	return "$" + strconv.Itoa(len(c.args))
+}
+
+// add adds the condition term, whose one placeholder, written %s, takes v.
+func (c *conds) add(term string, v any) { c.terms = append(c.terms, fmt.Sprintf(term, c.arg(v))) }
+
+// where returns the WHERE clause, or "" when there is no condition.
+func (c *conds) where() string {
+	if len(c.terms) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(c.terms, " AND ")
 }
 
 func limit(n int) int {

@@ -34,8 +34,26 @@ func MustOpen(tb testing.TB, u string) *postgres.DB {
 }
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) paynotify.Store { return MustOpen(t, pgtest.NewSchema(t)) })
+	storetest.Run(t, func(t *testing.T) storetest.DB {
+		u := pgtest.NewSchema(t)
+		return suiteDB{MustOpen(t, u), u}
+	})
 }
+
+// suiteDB is the store as the conformance suite needs it.
+type suiteDB struct {
+	*postgres.DB
+	url string
+}
+
+// ExecSQL runs query on the store's pool.
+func (db suiteDB) ExecSQL(ctx context.Context, query string) error {
+	_, err := db.Pool().Exec(ctx, query)
+	return err
+}
+
+// OpenAnother opens another pool on the same schema, as another process.
+func (db suiteDB) OpenAnother(t *testing.T) paynotify.Store { return MustOpen(t, db.url) }
 
 func TestOpen(t *testing.T) {
 	t.Run("OKDurable", func(t *testing.T) {
@@ -99,6 +117,31 @@ func TestMigrate(t *testing.T) {
 				t.Fatalf("PendingMigrations after Migrate = %d, %v; want 0", n, err)
 			}
 		}
+	})
+
+	t.Run("OKUpgrade", func(t *testing.T) {
+		// Rows written under schema version 1 get the defaults of the columns added since.
+		t.Parallel()
+		db, err := postgres.Open(t.Context(), pgtest.NewSchema(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.MigrateTo(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range storetest.V1Rows {
+			if _, err := db.Pool().Exec(t.Context(), q); err != nil {
+				t.Fatalf("insert version 1 row: %v", err)
+			}
+		}
+		if n, err := db.PendingMigrations(t.Context()); err != nil || n < 1 {
+			t.Fatalf("PendingMigrations at version 1 = %d, %v; want ≥ 1", n, err)
+		}
+		if err := db.Migrate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		storetest.CheckV1Rows(t, t.Context(), db)
 	})
 
 	t.Run("OKConcurrent", func(t *testing.T) {

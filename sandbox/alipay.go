@@ -160,8 +160,10 @@ func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipa
 }
 
 // alipayResponse writes {"<node>":{…},"sign":"…"} signed over the node's exact bytes, in the
-// request's charset.
-func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signType string, members []kv, signed, slash bool) {
+// request's charset; with badSig (the bad_signature query fault) the sign is over other bytes and
+// does not verify. It signs without s.mu: an RSA signature takes about a millisecond, and
+// concurrent queries must not queue for it behind the sandbox's lock.
+func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signType string, members []kv, signed, slash, badSig bool) {
 	node := alipay.ResponseNodeName(method)
 	if method == "" {
 		node = "error_response"
@@ -175,7 +177,14 @@ func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signTyp
 		if st != alipay.RSA {
 			st = alipay.RSA2
 		}
-		sig, _ := alipay.Sign(s.keys.alipay, st, nb)
+		if h := s.signHook.Load(); h != nil {
+			(*h)()
+		}
+		msg := nb
+		if badSig {
+			msg = append(bytes.Clone(nb), ' ')
+		}
+		sig, _ := alipay.Sign(s.keys.alipay, st, msg)
 		b.WriteString(`,"sign":"` + sig + `"`)
 	}
 	b.WriteString("}")
@@ -190,7 +199,7 @@ func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signTyp
 func (s *Sandbox) alipayError(w http.ResponseWriter, method, charset, signType string, e *alipayErr) {
 	members := []kv{{"code", e.code}, {"msg", codeMsg[e.code]}, {"sub_code", e.subCode}, {"sub_msg", e.subMsg}}
 	members = append(members, e.extra...)
-	s.alipayResponse(w, method, charset, signType, members, e.signed, false)
+	s.alipayResponse(w, method, charset, signType, members, e.signed, false, false)
 }
 
 var knownAlipayMethods = map[string]bool{
@@ -211,14 +220,16 @@ func (s *Sandbox) handleGateway(w http.ResponseWriter, r *http.Request) {
 		s.alipayError(w, "", raw["charset"], "", &alipayErr{code: codeInvalid, subCode: "isv.invalid-method", subMsg: "不存在的方法名"})
 		return
 	}
+	rec := newAlipayQueryRecord(raw) // nil unless a query-type method
 	req, aerr := s.verifyAlipayRequest(raw)
 	if aerr != nil {
 		s.log.Info("sandbox: alipay request rejected", "method", method, "app_id", raw["app_id"], "sub_code", aerr.subCode)
+		s.logAlipayQuery(rec, aerr)
 		s.alipayError(w, method, raw["charset"], raw["sign_type"], aerr)
 		return
 	}
 	var members []kv
-	slash := false
+	slash, badSig := false, false
 	switch req.method {
 	case "alipay.trade.page.pay", "alipay.trade.wap.pay":
 		t, aerr := s.alipayOrder(req)
@@ -240,19 +251,20 @@ func (s *Sandbox) handleGateway(w http.ResponseWriter, r *http.Request) {
 		members = []kv{{"code", codeSuccess}, {"msg", "Success"}, {"out_trade_no", t.OutTradeNo}, {"qr_code", t.CashierURL}}
 		slash = true
 	case "alipay.trade.query":
-		members, aerr = s.alipayQuery(req)
+		members, badSig, aerr = s.alipayQuery(req, rec)
 	case "alipay.trade.close":
-		members, aerr = s.alipayClose(req)
+		members, aerr = s.alipayClose(req, rec)
 	case "alipay.trade.refund":
 		members, aerr = s.alipayRefund(req)
 	case "alipay.trade.fastpay.refund.query":
-		members, aerr = s.alipayRefundQuery(req)
+		members, aerr = s.alipayRefundQuery(req, rec)
 	}
+	s.logAlipayQuery(rec, aerr)
 	if aerr != nil {
 		s.alipayError(w, req.method, req.charset, req.signType, aerr)
 		return
 	}
-	s.alipayResponse(w, req.method, req.charset, req.signType, members, true, slash)
+	s.alipayResponse(w, req.method, req.charset, req.signType, members, true, slash, badSig)
 }
 
 var alipayProducts = map[string]struct{ product, code string }{
@@ -347,12 +359,23 @@ func (s *Sandbox) findAlipayTrade(req *alipayReq) (*Trade, *alipayErr) {
 	return t, nil
 }
 
-func (s *Sandbox) alipayQuery(req *alipayReq) ([]kv, *alipayErr) {
+// alipayQuery answers alipay.trade.query and fills rec. badSig asks for a signature that does not
+// verify (the bad_signature query fault).
+func (s *Sandbox) alipayQuery(req *alipayReq, rec *QueryRecord) (m []kv, badSig bool, aerr *alipayErr) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t, aerr := s.findAlipayTrade(req)
+	s.mu.Unlock()
 	if aerr != nil {
-		return nil, aerr
+		// The second payment of the double_pay fault is a trade of its own, found by its trade_no.
+		d, err := s.doublePayment(ProviderAlipay, req.app.AppID, req.biz["trade_no"])
+		if err != nil {
+			return nil, false, aerr
+		}
+		t, aerr = d, nil
+	}
+	rec.OutTradeNo, rec.TradeNo, rec.Result = t.OutTradeNo, t.TradeNo, t.Status
+	if req.biz["trade_no"] == "" { // asked by out_trade_no (trade_no wins when both are given)
+		t, badSig, rec.Fault = s.applyQueryFault(t)
 	}
 	paid := t.Status == alipay.TradeSuccess || t.Status == alipay.TradeFinished || !t.PaidAt.IsZero()
 	zero := "0.00"
@@ -360,7 +383,7 @@ func (s *Sandbox) alipayQuery(req *alipayReq) ([]kv, *alipayErr) {
 	if paid {
 		paidAmt = alipay.FormatAmount(t.Amount)
 	}
-	m := []kv{{"code", codeSuccess}, {"msg", "Success"},
+	m = []kv{{"code", codeSuccess}, {"msg", "Success"},
 		{"buyer_logon_id", t.BuyerLogonID}, {"buyer_pay_amount", paidAmt}, {"buyer_user_id", t.BuyerID},
 		{"invoice_amount", paidAmt}, {"out_trade_no", t.OutTradeNo}, {"point_amount", zero}, {"receipt_amount", paidAmt}}
 	if paid {
@@ -373,10 +396,11 @@ func (s *Sandbox) alipayQuery(req *alipayReq) ([]kv, *alipayErr) {
 	if t.Passback != "" {
 		m = append(m, kv{"passback_params", t.Passback})
 	}
-	return m, nil
+	return m, badSig, nil
 }
 
-func (s *Sandbox) alipayClose(req *alipayReq) ([]kv, *alipayErr) {
+// alipayClose answers alipay.trade.close and fills rec.
+func (s *Sandbox) alipayClose(req *alipayReq, rec *QueryRecord) ([]kv, *alipayErr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, aerr := s.findAlipayTrade(req)
@@ -384,12 +408,14 @@ func (s *Sandbox) alipayClose(req *alipayReq) ([]kv, *alipayErr) {
 		aerr.extra = nil
 		return nil, aerr
 	}
+	rec.OutTradeNo, rec.TradeNo = t.OutTradeNo, t.TradeNo
 	if t.Status != alipay.TradeWaitBuyerPay {
 		return nil, bizErr("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
 	}
 	if err := s.closeAlipayTrade(t); err != nil {
 		return nil, &alipayErr{code: "20000", subCode: "ACQ.SYSTEM_ERROR", subMsg: "系统错误", signed: true}
 	}
+	rec.Result = t.Status
 	return []kv{{"code", codeSuccess}, {"msg", "Success"}, {"out_trade_no", t.OutTradeNo}, {"trade_no", t.TradeNo}}, nil
 }
 
@@ -488,7 +514,8 @@ func (s *Sandbox) alipayRefundTrade(t *Trade, amount int64, reqNo, reason string
 	return r, true, nil
 }
 
-func (s *Sandbox) alipayRefundQuery(req *alipayReq) ([]kv, *alipayErr) {
+// alipayRefundQuery answers alipay.trade.fastpay.refund.query and fills rec.
+func (s *Sandbox) alipayRefundQuery(req *alipayReq, rec *QueryRecord) ([]kv, *alipayErr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if req.biz["out_request_no"] == "" {
@@ -499,13 +526,16 @@ func (s *Sandbox) alipayRefundQuery(req *alipayReq) ([]kv, *alipayErr) {
 		aerr.extra = nil
 		return nil, aerr
 	}
+	rec.OutTradeNo, rec.TradeNo = t.OutTradeNo, t.TradeNo
 	m := []kv{{"code", codeSuccess}, {"msg", "Success"}}
 	rs, _ := s.st.refundsWhere("WHERE trade_id = ? AND out_request_no = ?", t.ID, req.biz["out_request_no"])
 	if len(rs) == 0 {
 		// No such refund: a 10000 without refund_amount or refund_status (alipay.md §5.4).
+		rec.Result = codeSuccess
 		return append(m, kv{"out_request_no", req.biz["out_request_no"]}, kv{"out_trade_no", t.OutTradeNo}, kv{"trade_no", t.TradeNo}), nil
 	}
 	r := rs[0]
+	rec.Result = "REFUND_SUCCESS"
 	return append(m, kv{"gmt_refund_pay", alipay.FormatTime(r.SucceededAt)}, kv{"out_request_no", r.OutRequestNo},
 		kv{"out_trade_no", t.OutTradeNo}, kv{"refund_amount", alipay.FormatAmount(r.Amount)}, kv{"refund_status", "REFUND_SUCCESS"},
 		kv{"total_amount", alipay.FormatAmount(t.Amount)}, kv{"trade_no", t.TradeNo}), nil
@@ -522,12 +552,17 @@ func (s *Sandbox) openAlipayTrade(t *Trade) error {
 	}
 	now := s.now()
 	t.Status, t.OpenedAt = alipay.TradeWaitBuyerPay, now
-	t.TradeNo = now.In(alipay.Beijing).Format("20060102") + "22" + randDigits(18)
+	t.TradeNo = newAlipayTradeNo(now)
 	t.BuyerID, t.BuyerLogonID = "2088"+randDigits(12), "buy***@sandbox.example"
 	if t.TimeExpire.IsZero() {
 		t.TimeExpire = now.Add(parseTimeoutExpress(t.TimeoutExpress))
 	}
 	return s.st.saveTrade(t)
+}
+
+// newAlipayTradeNo makes an Alipay trade_no: the Beijing date, "22", 18 digits.
+func newAlipayTradeNo(now time.Time) string {
+	return now.In(alipay.Beijing).Format("20060102") + "22" + randDigits(18)
 }
 
 // parseTimeoutExpress reads 1m…15d, "1c" (end of today); default 15d.
@@ -563,10 +598,13 @@ func (s *Sandbox) payAlipayTrade(t *Trade) error {
 		return errors.New("the trade is already paid")
 	}
 	t.Status, t.PaidAt = alipay.TradeSuccess, s.now()
+	if s.faultsFor(t.OutTradeNo).DoublePay {
+		t.DoublePay = &Payment{TradeNo: newAlipayTradeNo(t.PaidAt), Amount: t.Amount, PaidAt: s.now()}
+	}
 	if err := s.st.saveTrade(t); err != nil {
 		return err
 	}
-	return s.alipayNotify(t, "payment", nil)
+	return s.notifyPayment(t, s.alipayNotification)
 }
 
 // finishAlipayTrade ends the refund period of a paid trade (TRADE_FINISHED). Caller holds s.mu.
@@ -587,8 +625,18 @@ func (s *Sandbox) finishAlipayTrade(t *Trade) error {
 // alipayNotify builds, signs and enqueues a notification of t (alipay.md §4.2, §4.8). Caller holds
 // s.mu.
 func (s *Sandbox) alipayNotify(t *Trade, kind string, r *Refund) error {
+	note, err := s.alipayNotification(t, kind, r)
+	if err != nil || note == nil {
+		return err
+	}
+	return s.n.enqueue(note)
+}
+
+// alipayNotification builds and signs a notification of t, or returns nil when t has no
+// notify_url.
+func (s *Sandbox) alipayNotification(t *Trade, kind string, r *Refund) (*Notification, error) {
 	if t.NotifyURL == "" {
-		return nil
+		return nil, nil
 	}
 	f := s.faultsFor(t.OutTradeNo)
 	now := s.now()
@@ -605,7 +653,7 @@ func (s *Sandbox) alipayNotify(t *Trade, kind string, r *Refund) error {
 	}
 	appID := t.AppID
 	if f.WrongAppID {
-		appID = "2021000000009999"
+		appID = otherAlipayAppID
 	}
 	status := t.Status
 	if kind == "payment" {
@@ -652,18 +700,40 @@ func (s *Sandbox) alipayNotify(t *Trade, kind string, r *Refund) error {
 	}
 	sig, err := alipay.Sign(s.keys.alipay, alipay.SignType(v["sign_type"]), msg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	body := encodeForm(append(form, field{"sign", sig}))
 	note := &Notification{
 		TradeID: t.ID, Provider: ProviderAlipay, OutTradeNo: t.OutTradeNo, Kind: kind, NotifyID: v["notify_id"],
 		EventType: status, URL: t.NotifyURL, ContentType: "application/x-www-form-urlencoded; text/html; charset=" + strings.ToLower(cs),
-		Body: []byte(body), BodyText: body, Faults: f,
+		Body: []byte(body), BodyText: body, Faults: f, TradeNo: t.TradeNo,
 	}
 	if r != nil {
 		note.OutRequestNo = r.OutRequestNo
 	}
-	return s.n.enqueue(note)
+	return note, nil
+}
+
+// notifyPayment enqueues the payment notification of t and, when the double_pay fault gave t a
+// second payment, that payment's own notification, held until the first has made its first
+// attempt. build is alipayNotification or wxNotification. Caller holds s.mu.
+func (s *Sandbox) notifyPayment(t *Trade, build func(*Trade, string, *Refund) (*Notification, error)) error {
+	first, err := build(t, "payment", nil)
+	if err != nil || first == nil {
+		return err
+	}
+	if err := s.n.enqueue(first); err != nil {
+		return err
+	}
+	if t.DoublePay == nil {
+		return nil
+	}
+	second, err := build(t.secondPayment(), "payment", nil)
+	if err != nil {
+		return err
+	}
+	second.DoublePay, second.AfterID = true, first.ID
+	return s.n.enqueue(second)
 }
 
 // alipayReturnURL builds the signed return_url redirect of a paid page or wap trade (alipay.md

@@ -143,6 +143,20 @@ func (c *Client) Attempts(ctx context.Context, f AttemptFilter, minAttempts, min
 	return out.Attempts, out.Complete, err
 }
 
+// Queries lists the recorded query-type API calls matching f, oldest first (see
+// Sandbox.Queries).
+func (c *Client) Queries(ctx context.Context, f QueryFilter) ([]QueryRecord, error) {
+	q := url.Values{}
+	q.Set("provider", f.Provider)
+	q.Set("api", f.API)
+	q.Set("out_trade_no", f.OutTradeNo)
+	var out struct {
+		Queries []QueryRecord `json:"queries"`
+	}
+	err := c.do(ctx, http.MethodGet, "queries?"+q.Encode(), nil, &out)
+	return out.Queries, err
+}
+
 // CreateOrder creates a trade directly in the sandbox (see Sandbox.CreateOrder).
 func (c *Client) CreateOrder(ctx context.Context, o OrderRequest) (*Trade, error) {
 	var out struct {

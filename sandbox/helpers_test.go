@@ -57,14 +57,36 @@ type testBundle struct {
 // setup starts a sandbox on a real loopback listener with the given time scale and its notifier.
 func setup(t *testing.T, scale float64) *testBundle {
 	t.Helper()
+	b := setupStopped(t, scale)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.sb.Start(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	b.ctx = ctx
+	return b
+}
+
+// setupStopped serves a sandbox on a real loopback listener but never starts its notifier:
+// notifications are enqueued and never sent, and nothing but the requests a test makes takes
+// the sandbox's lock.
+func setupStopped(t *testing.T, scale float64) *testBundle {
+	t.Helper()
 	dir := t.TempDir()
-	entries, _ := os.ReadDir(keyTemplate(t))
+	entries, err := os.ReadDir(keyTemplate(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join(keyTemplateDir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600)
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var h http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
@@ -74,15 +96,12 @@ func setup(t *testing.T, scale float64) *testBundle {
 		t.Fatal(err)
 	}
 	h = sb.Handler()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sb.Start(ctx); close(done) }()
 	t.Cleanup(func() {
-		cancel()
-		<-done
-		sb.Close()
+		if err := sb.Close(); err != nil {
+			t.Error(err)
+		}
 	})
-	return &testBundle{sb: sb, srv: srv, ctx: ctx, keys: sb.Keys(), stateD: dir}
+	return &testBundle{sb: sb, srv: srv, ctx: context.Background(), keys: sb.Keys(), stateD: dir}
 }
 
 func (b *testBundle) alipayClient(t *testing.T) *alipay.Client {

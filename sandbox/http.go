@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,7 @@ func (s *Sandbox) routes() {
 	m.HandleFunc("GET /sandbox/api/refunds", s.apiRefunds)
 	m.HandleFunc("GET /sandbox/api/notifications", s.apiNotifications)
 	m.HandleFunc("GET /sandbox/api/attempts", s.apiAttempts)
+	m.HandleFunc("GET /sandbox/api/queries", s.apiQueries)
 	m.HandleFunc("POST /sandbox/api/order", s.apiOrder)
 	m.HandleFunc("POST /sandbox/api/{action}", s.apiAction)
 	m.HandleFunc("POST /sandbox/api/refund/complete", s.apiRefundComplete)
@@ -337,6 +339,34 @@ func (s *Sandbox) apiAttempts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"attempts": as, "complete": complete})
 }
 
+// apiQueries lists the query log, oldest first. Unlike the other listings it writes one record
+// per line: the log holds up to 200,000 of them.
+func (s *Sandbox) apiQueries(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	qs := s.Queries(QueryFilter{Provider: q.Get("provider"), API: q.Get("api"), OutTradeNo: q.Get("out_trade_no")})
+	var b bytes.Buffer
+	b.WriteString("{\"queries\": [")
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	for i := range qs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n  ")
+		if err := enc.Encode(&qs[i]); err != nil {
+			apiError(w, 500, "%v", err)
+			return
+		}
+		b.Truncate(b.Len() - 1) // Encode's newline
+	}
+	if len(qs) > 0 {
+		b.WriteByte('\n')
+	}
+	b.WriteString("]}\n")
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Write(b.Bytes())
+}
+
 // ActionRequest is the body of the control API's POST actions.
 type ActionRequest struct {
 	Provider     string `json:"provider,omitempty" yaml:"provider"`
@@ -612,7 +642,11 @@ func (s *Sandbox) apiPutFaults(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.SetFaults(r.URL.Query().Get("out_trade_no"), f); err != nil {
-		apiError(w, 500, "%v", err)
+		status := 500
+		if errors.Is(err, errBadAction) {
+			status = 400
+		}
+		apiError(w, status, "%v", err)
 		return
 	}
 	writeJSON(w, 200, f)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/paynotify/paynotify/alipay"
 )
 
 // Providers.
@@ -51,8 +53,35 @@ type Trade struct {
 	OpenedAt       time.Time `json:"opened_at,omitzero"`
 	PaidAt         time.Time `json:"paid_at,omitzero"`
 	ClosedAt       time.Time `json:"closed_at,omitzero"`
+	// DoublePay is the second, separate payment of this out_trade_no that the double_pay fault
+	// recorded when the buyer paid, or nil. Everything else in the trade (Status, TradeNo, PaidAt,
+	// refunds) is the first payment's, which queries by out_trade_no keep answering.
+	DoublePay *Payment `json:"double_pay,omitempty"`
 	// Request is the verified business request the trade came from, for idempotency checks.
 	Request map[string]string `json:"request,omitempty"`
+}
+
+// Payment is the second payment of a trade made by the double_pay fault: the same out_trade_no
+// and amount as the trade, paid again under its own provider trade number. It is notified like
+// any payment and can be queried by its trade number; it cannot be refunded or closed.
+type Payment struct {
+	TradeNo string    `json:"trade_no"` // Alipay trade_no or WeChat transaction_id, not the trade's own
+	Amount  int64     `json:"amount"`
+	PaidAt  time.Time `json:"paid_at"`
+}
+
+// secondPayment returns the trade as its double_pay payment stands on its own: that payment's
+// trade number, amount and time, paid, nothing refunded. t.DoublePay must be set.
+func (t *Trade) secondPayment() *Trade {
+	c := *t
+	p := t.DoublePay
+	c.TradeNo, c.Amount, c.PaidAt, c.OpenedAt = p.TradeNo, p.Amount, p.PaidAt, p.PaidAt
+	c.RefundedAmount, c.ClosedAt, c.DoublePay = 0, time.Time{}, nil
+	c.Status = wxSuccess
+	if t.Provider == ProviderAlipay {
+		c.Status = alipay.TradeSuccess
+	}
+	return &c
 }
 
 // Refund is one refund of a trade. OutRequestNo is Alipay's out_request_no or WeChat's
@@ -79,7 +108,7 @@ const (
 	NoteAcked      = "acked"      // the merchant acknowledged it
 	NoteExhausted  = "exhausted"  // the schedule ran out unacknowledged
 	NoteSuppressed = "suppressed" // never sent (the never_notify fault)
-	NoteHeld       = "held"       // held back until a later notification of the trade was sent (reorder)
+	NoteHeld       = "held"       // held back until another notification was sent (reorder, double_pay)
 )
 
 // Notification is one asynchronous notification and its delivery state. Body is built (and for
@@ -107,6 +136,14 @@ type Notification struct {
 	NextAt         time.Time        `json:"next_at,omitzero"`
 	Offsets        []Duration       `json:"offsets"` // the schedule, unscaled
 	Extra          map[string]int64 `json:"extra,omitempty"`
+	// TradeNo is the provider trade number the notification is about: the trade's, or for the
+	// second payment of the double_pay fault, that payment's.
+	TradeNo string `json:"trade_no,omitempty"`
+	// DoublePay marks the notification of the second payment made by the double_pay fault.
+	DoublePay bool `json:"double_pay,omitempty"`
+	// AfterID, when set, holds the notification (status held) until notification AfterID has
+	// made its first attempt: the second payment of double_pay follows the first.
+	AfterID int64 `json:"after_id,omitempty"`
 }
 
 // Attempt is one HTTP delivery of a notification to the merchant, or one the sandbox decided not
@@ -174,6 +211,25 @@ type Faults struct {
 	Schedule string `json:"schedule,omitempty" yaml:"schedule,omitempty"`
 	// ManualRefund keeps WeChat refunds PROCESSING until completed through the control API.
 	ManualRefund bool `json:"manual_refund,omitempty" yaml:"manual_refund,omitempty"`
+	// DoublePay makes the buyer's payment count twice: besides the trade's own payment, the
+	// sandbox records a second, separate payment of the same out_trade_no and amount under another
+	// provider trade number (Trade.DoublePay) and notifies it too, properly signed, once the first
+	// payment's notification has made its first attempt. Queries by out_trade_no keep answering
+	// the first payment.
+	DoublePay bool `json:"double_pay,omitempty" yaml:"double_pay,omitempty"`
+	// Query falsifies the answers to queries by out_trade_no (Alipay alipay.trade.query, WeChat
+	// GET …/out-trade-no/{no}) of trades that exist: QueryFaultBadSignature,
+	// QueryFaultWrongOutTradeNo, QueryFaultWrongAppID (WeChat only: Alipay's answer carries no app
+	// id, so it changes nothing there) or QueryFaultWrongAmount. Empty: answers are true.
+	Query string `json:"query,omitempty" yaml:"query,omitempty"`
+}
+
+// validate rejects fault values the sandbox does not know.
+func (f Faults) validate() error {
+	if f.Query != "" && !queryFaults[f.Query] {
+		return fmt.Errorf("%w: unknown query fault %q (want bad_signature, wrong_out_trade_no, wrong_app_id or wrong_amount)", errBadAction, f.Query)
+	}
+	return nil
 }
 
 // merge returns f with o's non-zero fields laid over it.
@@ -197,6 +253,10 @@ func (f Faults) merge(o Faults) Faults {
 	f.BadSignature = f.BadSignature || o.BadSignature
 	f.LenientAck = f.LenientAck || o.LenientAck
 	f.ManualRefund = f.ManualRefund || o.ManualRefund
+	f.DoublePay = f.DoublePay || o.DoublePay
+	if o.Query != "" {
+		f.Query = o.Query
+	}
 	if o.Charset != "" {
 		f.Charset = o.Charset
 	}

@@ -54,7 +54,7 @@ func (n *notifier) enqueue(note *Notification) error {
 	switch {
 	case note.Faults.NeverNotify && note.Kind == "payment":
 		note.Status = NoteSuppressed
-	case note.Faults.Reorder && note.Kind == "payment":
+	case note.AfterID != 0, note.Faults.Reorder && note.Kind == "payment":
 		note.Status = NoteHeld
 	}
 	note.NextAt = time.Now().Add(note.Faults.Delay.D())
@@ -73,11 +73,22 @@ func (n *notifier) enqueue(note *Notification) error {
 	return nil
 }
 
-// releaseHeld makes the held notifications of a trade due now. The caller holds s.mu.
+// releaseHeld makes the held notifications of a trade due now, except those waiting for another
+// notification (AfterID): releaseAfter releases those. The caller holds s.mu.
 func (n *notifier) releaseHeld(tradeID int64) {
+	n.release(func(p *Notification) bool { return p.TradeID == tradeID && p.AfterID == 0 })
+}
+
+// releaseAfter makes the notifications held until notification id's first attempt due now. The
+// caller holds s.mu.
+func (n *notifier) releaseAfter(id int64) {
+	n.release(func(p *Notification) bool { return p.AfterID == id })
+}
+
+func (n *notifier) release(match func(*Notification) bool) {
 	n.mu.Lock()
 	for _, p := range n.pending {
-		if p.TradeID == tradeID && p.Status == NoteHeld {
+		if p.Status == NoteHeld && match(p) {
 			p.Status = NotePending
 			p.NextAt = time.Now()
 			n.s.st.saveNotification(p)
@@ -201,6 +212,9 @@ func (n *notifier) deliver(ctx context.Context, note *Notification) {
 		a := base
 		a.At, a.Offset = start, Duration(start.Sub(note.FirstAttemptAt))
 		a.Fault, a.Error = "dropped", "dropped by the drop_first fault: not sent"
+		if note.DoublePay {
+			a.Fault = joinFault(a.Fault, "double_pay")
+		}
 		n.record(&a)
 	default:
 		copies := 1
@@ -260,6 +274,11 @@ func (n *notifier) deliver(ctx context.Context, note *Notification) {
 	if k == 0 && note.Kind != "payment" {
 		n.releaseHeld(note.TradeID)
 	}
+	if k == 0 {
+		// Under s.mu with the save of the attempt count above. Should a crash fall between the
+		// two writes, the waiting notification stays held until `retry` releases it.
+		n.releaseAfter(note.ID)
+	}
 	s.mu.Unlock()
 	s.notifyChanged()
 	n.poke()
@@ -279,6 +298,9 @@ func (n *notifier) send(ctx context.Context, note *Notification, a *Attempt, sen
 	s := n.s
 	h := http.Header{}
 	body := note.Body
+	if note.DoublePay {
+		a.Fault = joinFault(a.Fault, "double_pay")
+	}
 	switch note.Provider {
 	case ProviderAlipay:
 		h.Set("Content-Type", note.ContentType)

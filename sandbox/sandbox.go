@@ -27,6 +27,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
@@ -68,6 +69,12 @@ type Sandbox struct {
 	changed chan struct{}
 
 	n *notifier
+
+	// queries is the in-memory query log, under its own lock.
+	queries *queryLog
+
+	// signHook, when set (tests only), runs just before a query answer is signed.
+	signHook atomic.Pointer[func()]
 }
 
 // New opens (or creates) the state under cfg.StateDir, loading the sandbox's keys or generating
@@ -106,7 +113,8 @@ func New(cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sandbox{cfg: cfg, keys: keys, st: st, log: cfg.Logger.With("component", "sandbox"), changed: make(chan struct{})}
+	s := &Sandbox{cfg: cfg, keys: keys, st: st, log: cfg.Logger.With("component", "sandbox"), changed: make(chan struct{}),
+		queries: newQueryLog(queryLogSize)}
 	s.n = newNotifier(s)
 	if err := s.RegisterAlipayApp(keys.appID, &keys.appKey.PublicKey, keys.sellerID); err != nil {
 		st.close()
@@ -245,8 +253,11 @@ func (s *Sandbox) wechatMerchant(mchID string) (*wechatMerchant, error) {
 }
 
 // SetFaults sets the faults of one out_trade_no, or the global faults when outTradeNo is "".
-// The zero Faults clears them.
+// The zero Faults clears them. An unknown value (Faults.Query) is refused.
 func (s *Sandbox) SetFaults(outTradeNo string, f Faults) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
 	scope := scopeOf(outTradeNo)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -387,9 +398,10 @@ func (s *Sandbox) Refunds(outTradeNo string) ([]*Refund, error) {
 	return s.st.refundsWhere("WHERE json_extract(data, '$.out_trade_no') = ?", outTradeNo)
 }
 
-// Reset deletes the trades, refunds, notifications, attempts and faults (all, or those of
-// outTradeNo); keys and registered apps stay.
+// Reset deletes the trades, refunds, notifications, attempts, faults and query records (all, or
+// those of outTradeNo); keys and registered apps stay.
 func (s *Sandbox) Reset(outTradeNo string) error {
+	s.queries.forget(outTradeNo)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if outTradeNo == "" {

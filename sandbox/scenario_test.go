@@ -55,3 +55,15 @@ func TestScenario_Validation(t *testing.T) {
 		t.Fatal("unknown key accepted")
 	}
 }
+
+func TestScenario_NewFaults(t *testing.T) {
+	p := t.TempDir() + "/faults.yaml"
+	writeFile(t, p, "steps:\n  - faults: {out_trade_no: x, double_pay: true, query: wrong_amount}\n")
+	sc, err := LoadScenario(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := sc.Steps[0].Faults; f.OutTradeNo != "x" || f.Faults != (Faults{DoublePay: true, Query: QueryFaultWrongAmount}) {
+		t.Fatalf("got %+v", f)
+	}
+}

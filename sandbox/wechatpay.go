@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,11 +50,25 @@ func paramErr(field, value, msg string) *wxError {
 // wxReply writes a signed APIv3 answer (wechatpay.md §2.2), or an error (signed too, except
 // SIGN_ERROR, which WeChat never signs).
 func (s *Sandbox) wxReply(w http.ResponseWriter, r *http.Request, status int, body []byte) {
+	s.wxAnswer(w, r, status, body, false)
+}
+
+// wxAnswer is wxReply; with badSig (the bad_signature query fault) Wechatpay-Signature is made over
+// other bytes and does not verify. Callers do not hold s.mu: an RSA signature takes about a
+// millisecond, and concurrent queries must not queue for it behind the sandbox's lock.
+func (s *Sandbox) wxAnswer(w http.ResponseWriter, r *http.Request, status int, body []byte, badSig bool) {
 	serial := s.keys.pubKeyID
 	if r.Header.Get(wechatpay.HeaderSerial) == s.keys.certSerial {
 		serial = s.keys.certSerial
 	}
-	h, err := wechatpay.SignHeaders(s.keys.platform, serial, s.now().Unix(), randAlnum(32), body)
+	if h := s.signHook.Load(); h != nil {
+		(*h)()
+	}
+	msg := body
+	if badSig {
+		msg = append(bytes.Clone(body), ' ')
+	}
+	h, err := wechatpay.SignHeaders(s.keys.platform, serial, s.now().Unix(), randAlnum(32), msg)
 	if err != nil {
 		http.Error(w, "sign", http.StatusInternalServerError)
 		return
@@ -292,7 +307,7 @@ func (s *Sandbox) validatePrepay(m *wechatMerchant, product string, p *prepayBod
 func (s *Sandbox) wxTransaction(t *Trade, f Faults) []byte {
 	appid := t.AppID
 	if f.WrongAppID {
-		appid = "wx0000000000009999"
+		appid = otherWechatAppID
 	}
 	total := t.Amount
 	if f.WrongAmount {
@@ -324,50 +339,80 @@ func (s *Sandbox) wxTransaction(t *Trade, f Faults) []byte {
 
 // handleWxQuery serves GET …/v3/pay/transactions/out-trade-no/{no} and …/id/{id}.
 func (s *Sandbox) handleWxQuery(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	rec := newWxQueryRecord(r, APIWechatQuery)
+	rec.OutTradeNo = r.PathValue("no")
+	if id != "" {
+		rec.API, rec.TradeNo = APIWechatQueryByID, id
+	}
+	fail := func(e *wxError) {
+		s.logWxQuery(rec, e)
+		s.wxFail(w, r, e)
+	}
 	m, _, e := s.wxAuth(r)
 	if e != nil {
-		s.wxFail(w, r, e)
+		fail(e)
 		return
 	}
+	rec.MchID = m.MchID
 	if mch := r.URL.Query().Get("mchid"); mch != m.MchID {
-		s.wxFail(w, r, paramErr("mchid", mch, "输入源“/query/mchid”映射到值字段“直连商户号”字符串规则校验失败"))
+		fail(paramErr("mchid", mch, "输入源“/query/mchid”映射到值字段“直连商户号”字符串规则校验失败"))
 		return
 	}
 	s.mu.Lock()
 	var t *Trade
 	var err error
-	if id := r.PathValue("id"); id != "" {
+	if id != "" {
 		t, err = s.st.tradeWhere("WHERE provider = ? AND app_id = ? AND trade_no = ?", ProviderWechatpay, m.MchID, id)
 	} else {
-		t, err = s.st.tradeWhere("WHERE provider = ? AND app_id = ? AND out_trade_no = ?", ProviderWechatpay, m.MchID, r.PathValue("no"))
+		t, err = s.st.tradeWhere("WHERE provider = ? AND app_id = ? AND out_trade_no = ?", ProviderWechatpay, m.MchID, rec.OutTradeNo)
 	}
 	if err == nil {
 		s.expireIfDue(t)
 	}
 	s.mu.Unlock()
+	if err != nil && id != "" {
+		// The second payment of the double_pay fault is a transaction of its own.
+		if d, derr := s.doublePayment(ProviderWechatpay, m.MchID, id); derr == nil {
+			t, err = d, nil
+		}
+	}
 	if err != nil {
-		s.wxFail(w, r, wxErr(404, "ORDER_NOT_EXIST", "订单不存在"))
+		fail(wxErr(404, "ORDER_NOT_EXIST", "订单不存在"))
 		return
 	}
-	s.wxReply(w, r, http.StatusOK, s.wxTransaction(t, Faults{}))
+	rec.OutTradeNo, rec.TradeNo, rec.Result = t.OutTradeNo, t.TradeNo, t.Status
+	badSig := false
+	if id == "" {
+		t, badSig, rec.Fault = s.applyQueryFault(t)
+	}
+	s.logQuery(rec)
+	s.wxAnswer(w, r, http.StatusOK, s.wxTransaction(t, Faults{}), badSig)
 }
 
 // handleWxClose serves POST …/v3/pay/transactions/out-trade-no/{no}/close.
 func (s *Sandbox) handleWxClose(w http.ResponseWriter, r *http.Request) {
+	rec := newWxQueryRecord(r, APIWechatClose)
+	rec.OutTradeNo = r.PathValue("no")
+	fail := func(e *wxError) {
+		s.logWxQuery(rec, e)
+		s.wxFail(w, r, e)
+	}
 	m, body, e := s.wxAuth(r)
 	if e != nil {
-		s.wxFail(w, r, e)
+		fail(e)
 		return
 	}
+	rec.MchID = m.MchID
 	var b struct {
 		MchID string `json:"mchid"`
 	}
 	if json.Unmarshal(body, &b) != nil || b.MchID != m.MchID {
-		s.wxFail(w, r, paramErr("mchid", b.MchID, "输入源“/body/mchid”映射到值字段“直连商户号”字符串规则校验失败"))
+		fail(paramErr("mchid", b.MchID, "输入源“/body/mchid”映射到值字段“直连商户号”字符串规则校验失败"))
 		return
 	}
 	s.mu.Lock()
-	t, err := s.st.tradeWhere("WHERE provider = ? AND app_id = ? AND out_trade_no = ?", ProviderWechatpay, m.MchID, r.PathValue("no"))
+	t, err := s.st.tradeWhere("WHERE provider = ? AND app_id = ? AND out_trade_no = ?", ProviderWechatpay, m.MchID, rec.OutTradeNo)
 	if err == nil {
 		s.expireIfDue(t)
 		switch t.Status {
@@ -381,12 +426,15 @@ func (s *Sandbox) handleWxClose(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	switch {
 	case errors.Is(err, errNotFound):
-		s.wxFail(w, r, wxErr(404, "ORDER_NOT_EXIST", "订单不存在"))
+		fail(wxErr(404, "ORDER_NOT_EXIST", "订单不存在"))
 	case err != nil:
-		s.wxFail(w, r, wxErr(500, "SYSTEM_ERROR", "系统错误"))
+		fail(wxErr(500, "SYSTEM_ERROR", "系统错误"))
 	case e != nil:
-		s.wxFail(w, r, e)
+		rec.TradeNo = t.TradeNo
+		fail(e)
 	default:
+		rec.TradeNo, rec.Result = t.TradeNo, t.Status
+		s.logQuery(rec)
 		s.wxReply(w, r, http.StatusNoContent, nil) // closing a closed order is a no-op, 204 again
 	}
 }
@@ -403,14 +451,22 @@ func (s *Sandbox) payWxTrade(t *Trade) error {
 	}
 	now := s.now()
 	t.Status, t.PaidAt = wxSuccess, now
-	t.TradeNo = "42000" + now.In(wechatpay.Beijing()).Format("20060102") + randDigits(15)
+	t.TradeNo = newWxTransactionID(now)
 	if t.PayerOpenID == "" {
 		t.PayerOpenID = "oSandbox" + randAlnum(20)
+	}
+	if s.faultsFor(t.OutTradeNo).DoublePay {
+		t.DoublePay = &Payment{TradeNo: newWxTransactionID(now), Amount: t.Amount, PaidAt: s.now()}
 	}
 	if err := s.st.saveTrade(t); err != nil {
 		return err
 	}
-	return s.wxNotify(t, "payment", nil)
+	return s.notifyPayment(t, s.wxNotification)
+}
+
+// newWxTransactionID makes a WeChat Pay transaction_id: "42000", the Beijing date, 15 digits.
+func newWxTransactionID(now time.Time) string {
+	return "42000" + now.In(wechatpay.Beijing()).Format("20060102") + randDigits(15)
 }
 
 // failWxTrade marks a NOTPAY trade PAYERROR (no notification: WeChat only notifies successes).
@@ -581,28 +637,42 @@ func (s *Sandbox) completeWxRefundLocked(refundID int64, status string) error {
 	return s.wxNotify(t, "refund", r)
 }
 
-// handleWxRefundQuery serves GET …/v3/refund/domestic/refunds/{no}.
+// handleWxRefundQuery serves GET …/v3/refund/domestic/refunds/{no}. The answer is signed after
+// s.mu is released.
 func (s *Sandbox) handleWxRefundQuery(w http.ResponseWriter, r *http.Request) {
+	rec := newWxQueryRecord(r, APIWechatRefundQuery)
+	rec.OutRequestNo = r.PathValue("no")
+	fail := func(e *wxError) {
+		s.logWxQuery(rec, e)
+		s.wxFail(w, r, e)
+	}
 	m, _, e := s.wxAuth(r)
 	if e != nil {
-		s.wxFail(w, r, e)
+		fail(e)
 		return
 	}
+	rec.MchID = m.MchID
+	var t *Trade
+	var ref *Refund
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	rs, err := s.st.refundsWhere("WHERE out_request_no = ? AND json_extract(data, '$.provider') = ?", r.PathValue("no"), ProviderWechatpay)
-	for _, ref := range rs {
-		ts, _ := s.st.tradesWhere("WHERE id = ? AND app_id = ?", ref.TradeID, m.MchID)
-		if len(ts) == 1 {
-			s.wxReply(w, r, http.StatusOK, wxRefundJSON(ts[0], ref))
-			return
+	rs, err := s.st.refundsWhere("WHERE out_request_no = ? AND json_extract(data, '$.provider') = ?", rec.OutRequestNo, ProviderWechatpay)
+	for _, x := range rs {
+		if ts, _ := s.st.tradesWhere("WHERE id = ? AND app_id = ?", x.TradeID, m.MchID); len(ts) == 1 {
+			t, ref = ts[0], x
+			break
 		}
 	}
-	if err != nil {
-		s.wxFail(w, r, wxErr(500, "SYSTEM_ERROR", "系统错误"))
-		return
+	s.mu.Unlock()
+	switch {
+	case ref != nil:
+		rec.OutTradeNo, rec.TradeNo, rec.Result = t.OutTradeNo, t.TradeNo, ref.Status
+		s.logQuery(rec)
+		s.wxReply(w, r, http.StatusOK, wxRefundJSON(t, ref))
+	case err != nil:
+		fail(wxErr(500, "SYSTEM_ERROR", "系统错误"))
+	default:
+		fail(wxErr(404, "RESOURCE_NOT_EXISTS", "退款单不存在"))
 	}
-	s.wxFail(w, r, wxErr(404, "RESOURCE_NOT_EXISTS", "退款单不存在"))
 }
 
 // handleWxCertificates serves GET …/v3/certificates: the platform certificate encrypted with the
@@ -629,6 +699,16 @@ func (s *Sandbox) handleWxCertificates(w http.ResponseWriter, r *http.Request) {
 // wxNotify builds the encrypted notification of t (payment) or r (refund) and enqueues it.
 // Caller holds s.mu.
 func (s *Sandbox) wxNotify(t *Trade, kind string, r *Refund) error {
+	note, err := s.wxNotification(t, kind, r)
+	if err != nil || note == nil {
+		return err
+	}
+	return s.n.enqueue(note)
+}
+
+// wxNotification builds the encrypted notification of t (payment) or r (refund), or returns nil
+// when there is no notify_url.
+func (s *Sandbox) wxNotification(t *Trade, kind string, r *Refund) (*Notification, error) {
 	f := s.faultsFor(t.OutTradeNo)
 	now := s.now()
 	p := wechatpay.NotificationParams{ID: newUUID(), CreateTime: now}
@@ -655,18 +735,19 @@ func (s *Sandbox) wxNotify(t *Trade, kind string, r *Refund) error {
 		p.Plaintext = jsonObject(m, false)
 	}
 	if url == "" {
-		return nil
+		return nil, nil
 	}
 	_, body, err := wechatpay.BuildNotification(s.keys.platform, s.keys.pubKeyID, s.keys.apiv3Key, p)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	note := &Notification{TradeID: t.ID, Provider: ProviderWechatpay, OutTradeNo: t.OutTradeNo, Kind: kind, NotifyID: p.ID,
-		EventType: p.EventType, URL: url, ContentType: "application/json", Body: body, BodyText: string(body), Faults: f}
+		EventType: p.EventType, URL: url, ContentType: "application/json", Body: body, BodyText: string(body), Faults: f,
+		TradeNo: t.TradeNo}
 	if r != nil {
 		note.OutRequestNo = r.OutRequestNo
 	}
-	return s.n.enqueue(note)
+	return note, nil
 }
 
 func newUUID() string {

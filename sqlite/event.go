@@ -4,8 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"time"
 
 	"github.com/paynotify/paynotify"
 )
@@ -48,6 +48,12 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
+// evidenceColumns are the columns of an evidence record, in the order of evidenceArgs and
+// scanEvidence.
+const evidenceColumns = `id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail,
+	out_trade_no, order_version, answer, duration_ms, headers, body`
+
+// insertEvidence stores e; an empty Source is stored as paynotify.SourceNotification.
 func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error {
 	var headers any
 	if e.Headers != nil {
@@ -57,17 +63,48 @@ func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error 
 		}
 		headers = string(b)
 	}
-	if _, err := x.ExecContext(ctx, `INSERT INTO evidence (id, app, provider, received_at, verdict, reason, detail,
-		out_trade_no, order_version, answer, duration_ms, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.ID, e.App, e.Provider, formatTime(e.ReceivedAt), string(e.Verdict), e.Reason, e.Detail, e.OutTradeNo,
-		e.OrderVersion, e.Answer, e.DurationMS, headers, nullBytes(e.Body)); err != nil {
+	source := e.Source
+	if source == "" {
+		source = paynotify.SourceNotification
+	}
+	if _, err := x.ExecContext(ctx, `INSERT INTO evidence (`+evidenceColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, e.App, e.Provider, source, e.Endpoint, e.ReprocessedFrom, formatTime(e.ReceivedAt), string(e.Verdict),
+		e.Reason, e.Detail, e.OutTradeNo, e.OrderVersion, e.Answer, e.DurationMS, headers, nullBytes(e.Body)); err != nil {
 		return fmt.Errorf("insert evidence: %w", err)
 	}
 	return nil
 }
 
+func scanEvidence(s scanner) (*paynotify.Evidence, error) {
+	var (
+		e        paynotify.Evidence
+		received string
+		headers  sql.NullString
+		body     []byte
+	)
+	if err := s.Scan(&e.ID, &e.App, &e.Provider, &e.Source, &e.Endpoint, &e.ReprocessedFrom, &received, &e.Verdict,
+		&e.Reason, &e.Detail, &e.OutTradeNo, &e.OrderVersion, &e.Answer, &e.DurationMS, &headers, &body); err != nil {
+		return nil, err
+	}
+	var err error
+	if e.ReceivedAt, err = parseTime(received); err != nil {
+		return nil, err
+	}
+	if headers.Valid {
+		if err := json.Unmarshal([]byte(headers.String), &e.Headers); err != nil {
+			return nil, fmt.Errorf("headers: %w", err)
+		}
+	}
+	if body != nil {
+		e.Body = body
+	}
+	return &e, nil
+}
+
 // InsertEvidence stores one evidence record outside any order change. Body and Headers are kept
-// exactly (a nil Body or Headers reads back nil).
+// exactly (a nil Body or Headers reads back nil); an empty Source is stored as
+// paynotify.SourceNotification.
 func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
 	if err := insertEvidence(ctx, db.db, e); err != nil {
 		return fmt.Errorf("sqlite: %w", err)
@@ -75,48 +112,43 @@ func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
 	return nil
 }
 
-// ListEvidence returns the evidence records matching filter, newest (ReceivedAt) first.
-func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter) ([]*paynotify.Evidence, error) {
-	since := ""
-	if !filter.Since.IsZero() {
-		since = formatTime(filter.Since)
+// GetEvidence returns the evidence record with id, or an *paynotify.Error with code ENOTFOUND.
+func (db *DB) GetEvidence(ctx context.Context, id string) (*paynotify.Evidence, error) {
+	e, err := scanEvidence(db.db.QueryRowContext(ctx, `SELECT `+evidenceColumns+` FROM evidence WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Evidence not found.")
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: get evidence: %w", err)
 	}
-	rows, err := db.db.QueryContext(ctx, `SELECT id, app, provider, received_at, verdict, reason, detail, out_trade_no,
-		order_version, answer, duration_ms, headers, body FROM evidence
-		WHERE (?1 = '' OR app = ?1) AND (?2 = '' OR out_trade_no = ?2) AND (?3 = '' OR verdict = ?3)
-			AND (?4 = '' OR received_at >= ?4)
-		ORDER BY received_at DESC, seq DESC LIMIT ?5`,
-		filter.App, filter.OutTradeNo, string(filter.Verdict), since, limit(filter.Limit))
+	return e, nil
+}
+
+// ListEvidence returns the evidence records matching filter (each non-empty field exactly; Since:
+// received at or after it), newest (ReceivedAt) first.
+func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter) ([]*paynotify.Evidence, error) {
+	var c conds
+	for _, f := range []struct{ column, value string }{{"app", filter.App}, {"out_trade_no", filter.OutTradeNo},
+		{"verdict", string(filter.Verdict)}, {"reason", filter.Reason}, {"source", filter.Source}} {
+		if f.value != "" {
+			c.add(f.column+" = ?", f.value)
+		}
+	}
+	if !filter.Since.IsZero() {
+		c.add("received_at >= ?", formatTime(filter.Since))
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT `+evidenceColumns+` FROM evidence`+c.where()+`
+		ORDER BY received_at DESC, seq DESC LIMIT ?`, append(c.args, limit(filter.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list evidence: %w", err)
 	}
 	defer rows.Close()
 	out := []*paynotify.Evidence{}
 	for rows.Next() {
-		var (
-			e        paynotify.Evidence
-			received string
-			headers  sql.NullString
-			body     []byte
-		)
-		if err := rows.Scan(&e.ID, &e.App, &e.Provider, &received, &e.Verdict, &e.Reason, &e.Detail, &e.OutTradeNo,
-			&e.OrderVersion, &e.Answer, &e.DurationMS, &headers, &body); err != nil {
+		e, err := scanEvidence(rows)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: list evidence: %w", err)
 		}
-		var t time.Time
-		if t, err = parseTime(received); err != nil {
-			return nil, fmt.Errorf("sqlite: list evidence: %w", err)
-		}
-		e.ReceivedAt = t
-		if headers.Valid {
-			if err := json.Unmarshal([]byte(headers.String), &e.Headers); err != nil {
-				return nil, fmt.Errorf("sqlite: list evidence: headers: %w", err)
-			}
-		}
-		if body != nil {
-			e.Body = body
-		}
-		out = append(out, &e)
+		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list evidence: %w", err)

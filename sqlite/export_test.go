@@ -1,7 +1,24 @@
 package sqlite
 
-import "database/sql"
+import "context"
 
-// SQL exposes the handle to the tests of this directory (the single connection, so PRAGMAs read
-// there are the store's own).
-func (db *DB) SQL() *sql.DB { return db.db }
+// MigrateTo applies the embedded migrations up to version only, as an older binary did, so that
+// tests can check what later migrations do to existing rows.
+func (db *DB) MigrateTo(ctx context.Context, version int64) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	if _, err := db.db.ExecContext(ctx, createMigrationsTable); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.version > version {
+			break
+		}
+		if err := db.migrateOne(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}

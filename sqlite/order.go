@@ -5,23 +5,26 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/paynotify/paynotify"
 )
 
+// orderColumns are the columns of an order. The last two, next_check_at and checks, belong to
+// the reconciliation: CreateOrder writes them, Commit never does (see Commit).
 const orderColumns = `app, out_trade_no, channel, status, amount, refunded_amount, currency, subject, body,
-	payer_openid, provider_trade_no, version, created_at, paid_at, expires_at, pay`
+	payer_openid, provider_trade_no, version, created_at, paid_at, expires_at, pay, next_check_at, checks`
 
 func scanOrder(s scanner) (*paynotify.Order, error) {
 	var (
 		o                   paynotify.Order
 		created, expires    string
-		paid                sql.NullString
+		paid, next          sql.NullString
 		pay                 []byte
 		amount, refundedAmt int64
 	)
 	if err := s.Scan(&o.App, &o.OutTradeNo, &o.Channel, &o.Status, &amount, &refundedAmt, &o.Currency, &o.Subject,
-		&o.Body, &o.PayerOpenID, &o.ProviderTradeNo, &o.Version, &created, &paid, &expires, &pay); err != nil {
+		&o.Body, &o.PayerOpenID, &o.ProviderTradeNo, &o.Version, &created, &paid, &expires, &pay, &next, &o.Checks); err != nil {
 		return nil, err
 	}
 	o.Amount, o.RefundedAmount = paynotify.Amount(amount), paynotify.Amount(refundedAmt)
@@ -32,12 +35,11 @@ func scanOrder(s scanner) (*paynotify.Order, error) {
 	if o.ExpiresAt, err = parseTime(expires); err != nil {
 		return nil, err
 	}
-	if paid.Valid {
-		t, err := parseTime(paid.String)
-		if err != nil {
-			return nil, err
-		}
-		o.PaidAt = &t
+	if o.PaidAt, err = parseTimeNull(paid); err != nil {
+		return nil, err
+	}
+	if o.NextCheckAt, err = parseTimeNull(next); err != nil {
+		return nil, err
 	}
 	if pay != nil {
 		o.Pay = pay
@@ -49,11 +51,12 @@ func scanOrder(s scanner) (*paynotify.Order, error) {
 func orderArgs(o *paynotify.Order) []any {
 	return []any{o.App, o.OutTradeNo, o.Channel, string(o.Status), int64(o.Amount), int64(o.RefundedAmount),
 		o.Currency, o.Subject, o.Body, o.PayerOpenID, o.ProviderTradeNo, o.Version, formatTime(o.CreatedAt),
-		formatTimePtr(o.PaidAt), formatTime(o.ExpiresAt), nullBytes(o.Pay)}
+		formatTimePtr(o.PaidAt), formatTime(o.ExpiresAt), nullBytes(o.Pay), formatTimePtr(o.NextCheckAt), o.Checks}
 }
 
-// CreateOrder inserts o with Version 1 unless (App, OutTradeNo) exists; it returns the stored
-// order (an existing one unchanged) and whether it was created. o itself is not modified.
+// CreateOrder inserts o with Version 1 (and its NextCheckAt and Checks) unless (App, OutTradeNo)
+// exists; it returns the stored order (an existing one unchanged) and whether it was created. o
+// itself is not modified.
 func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.Order, bool, error) {
 	n := *o
 	n.Version = 1
@@ -63,7 +66,7 @@ func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.O
 	}
 	defer rollback(tx)
 	res, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
 	if err != nil {
 		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
@@ -95,11 +98,21 @@ func (db *DB) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.
 	return o, nil
 }
 
-// ListOrders returns the orders matching filter, newest (CreatedAt) first.
+// ListOrders returns the orders matching filter (Since: created at or after it), newest
+// (CreatedAt) first.
 func (db *DB) ListOrders(ctx context.Context, filter paynotify.OrderFilter) ([]*paynotify.Order, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
-		WHERE (?1 = '' OR app = ?1) AND (?2 = '' OR status = ?2)
-		ORDER BY created_at DESC, rowid DESC LIMIT ?3`, filter.App, string(filter.Status), limit(filter.Limit))
+	var c conds
+	if filter.App != "" {
+		c.add("app = ?", filter.App)
+	}
+	if filter.Status != "" {
+		c.add("status = ?", string(filter.Status))
+	}
+	if !filter.Since.IsZero() {
+		c.add("created_at >= ?", formatTime(filter.Since))
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders`+c.where()+`
+		ORDER BY created_at DESC, rowid DESC LIMIT ?`, append(c.args, limit(filter.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list orders: %w", err)
 	}
@@ -118,16 +131,23 @@ func (db *DB) ListOrders(ctx context.Context, filter paynotify.OrderFilter) ([]*
 	return out, nil
 }
 
-const refundColumns = `app, out_trade_no, out_request_no, amount, reason, status, provider_refund_no, created_at, updated_at`
+// refundWriteColumns are the columns a refund is inserted with (the values of refundArgs):
+// needs_attention is left to its default, false, and written only by FinishCheck.
+const refundWriteColumns = `app, out_trade_no, out_request_no, amount, reason, status, provider_refund_no, created_at,
+	updated_at, next_check_at`
+
+// refundColumns are the columns scanRefund reads.
+const refundColumns = refundWriteColumns + `, needs_attention`
 
 func scanRefund(s scanner) (*paynotify.Refund, error) {
 	var (
 		r                paynotify.Refund
 		amount           int64
 		created, updated string
+		next             sql.NullString
 	)
 	if err := s.Scan(&r.App, &r.OutTradeNo, &r.OutRequestNo, &amount, &r.Reason, &r.Status, &r.ProviderRefundNo,
-		&created, &updated); err != nil {
+		&created, &updated, &next, &r.NeedsAttention); err != nil {
 		return nil, err
 	}
 	r.Amount = paynotify.Amount(amount)
@@ -138,17 +158,21 @@ func scanRefund(s scanner) (*paynotify.Refund, error) {
 	if r.UpdatedAt, err = parseTime(updated); err != nil {
 		return nil, err
 	}
+	if r.NextCheckAt, err = parseTimeNull(next); err != nil {
+		return nil, err
+	}
 	return &r, nil
 }
 
+// refundArgs are the values of refundWriteColumns, in order.
 func refundArgs(r *paynotify.Refund) []any {
 	return []any{r.App, r.OutTradeNo, r.OutRequestNo, int64(r.Amount), r.Reason, string(r.Status), r.ProviderRefundNo,
-		formatTime(r.CreatedAt), formatTime(r.UpdatedAt)}
+		formatTime(r.CreatedAt), formatTime(r.UpdatedAt), formatTimePtr(r.NextCheckAt)}
 }
 
-// CreateRefund records r unless (App, OutTradeNo, OutRequestNo) exists; it returns the stored
-// refund (an existing one unchanged) and whether it was created. The order must exist: ENOTFOUND
-// otherwise.
+// CreateRefund records r (with its NextCheckAt; NeedsAttention is stored false whatever r says)
+// unless (App, OutTradeNo, OutRequestNo) exists; it returns the stored refund (an existing one
+// unchanged) and whether it was created. The order must exist: ENOTFOUND otherwise.
 func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify.Refund, bool, error) {
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -171,7 +195,7 @@ func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify
 	if exists == 0 && paynotify.RefundWouldExceed(amount, refunded, nonFailed, pending, int64(r.Amount)) {
 		return nil, false, paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen; %d refunded or pending).", amount, max(nonFailed, refunded+pending))
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	res, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundWriteColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app, out_trade_no, out_request_no) DO NOTHING`, refundArgs(r)...)
 	if err != nil {
 		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
@@ -225,11 +249,76 @@ func (db *DB) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*payno
 	return out, nil
 }
 
+// ConfirmRefundAmount sets the amount of the succeeded refund (App, OutTradeNo, OutRequestNo of
+// r) to amount; a refund that is not succeeded is left alone (nil). Nothing else changes: not its
+// UpdatedAt, nor the order's refunded total. ENOTFOUND when the refund does not exist.
+func (db *DB) ConfirmRefundAmount(ctx context.Context, r *paynotify.Refund, amount paynotify.Amount) error {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: confirm refund amount: %w", err)
+	}
+	defer rollback(tx)
+	res, err := tx.ExecContext(ctx, `UPDATE refunds SET amount = ?
+		WHERE app = ? AND out_trade_no = ? AND out_request_no = ? AND status = 'succeeded'`,
+		int64(amount), r.App, r.OutTradeNo, r.OutRequestNo)
+	if err != nil {
+		return fmt.Errorf("sqlite: confirm refund amount: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: confirm refund amount: %w", err)
+	} else if n == 0 {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM refunds WHERE app = ? AND out_trade_no = ? AND out_request_no = ?`,
+			r.App, r.OutTradeNo, r.OutRequestNo).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("Refund not found.")
+		} else if err != nil {
+			return fmt.Errorf("sqlite: confirm refund amount: %w", err)
+		}
+		return nil // not succeeded: left alone
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: confirm refund amount: %w", err)
+	}
+	return nil
+}
+
+// ListPendingRefunds returns the pending refunds created at or after since, of app ("" for every
+// app), oldest first.
+func (db *DB) ListPendingRefunds(ctx context.Context, app string, since time.Time) ([]*paynotify.Refund, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT `+refundColumns+` FROM refunds
+		WHERE status = 'pending' AND created_at >= ?1 AND (?2 = '' OR app = ?2)
+		ORDER BY created_at, rowid`, formatTime(since), app)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list pending refunds: %w", err)
+	}
+	defer rows.Close()
+	out := []*paynotify.Refund{}
+	for rows.Next() {
+		r, err := scanRefund(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list pending refunds: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list pending refunds: %w", err)
+	}
+	return out, nil
+}
+
 // Commit applies c in one write transaction: the order compare-and-set on c.PrevVersion, the
 // refund upsert, the anomaly (once per key), the events in order (then the anomaly's event, if
 // the anomaly is new) and the evidence. It returns paynotify.ErrVersionConflict, writing nothing,
 // when the stored order's version is not c.PrevVersion, and ENOTFOUND when the order (of
 // c.Order or c.Refund) does not exist.
+//
+// The order's NextCheckAt and Checks are not written from c.Order (they belong to the
+// reconciliation), except that an order whose new status is not pending loses its NextCheckAt.
+// The claim token is left alone: a FinishCheck of a claim taken before still holds, and leaves a
+// non-pending order unscheduled. An existing refund has its Status (unless succeeded),
+// ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded) and UpdatedAt
+// replaced; a new one is inserted with its NextCheckAt (NeedsAttention false) and no amount check.
 func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool, err error) {
 	if c.Order != nil && c.Order.Version <= c.PrevVersion {
 		return false, fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
@@ -241,11 +330,13 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	defer rollback(tx)
 
 	if o := c.Order; o != nil {
-		args := append(orderArgs(o)[2:], o.App, o.OutTradeNo, c.PrevVersion)
-		res, err := tx.ExecContext(ctx, `UPDATE orders SET channel = ?, status = ?, amount = ?, refunded_amount = ?,
-			currency = ?, subject = ?, body = ?, payer_openid = ?, provider_trade_no = ?, version = ?, created_at = ?,
-			paid_at = ?, expires_at = ?, pay = ?
-			WHERE app = ? AND out_trade_no = ? AND version = ?`, args...)
+		// channel … pay: every column but the key and the reconciliation's.
+		args := append(orderArgs(o)[2:16:16], o.App, o.OutTradeNo, c.PrevVersion)
+		res, err := tx.ExecContext(ctx, `UPDATE orders SET channel = ?1, status = ?2, amount = ?3, refunded_amount = ?4,
+			currency = ?5, subject = ?6, body = ?7, payer_openid = ?8, provider_trade_no = ?9, version = ?10,
+			created_at = ?11, paid_at = ?12, expires_at = ?13, pay = ?14,
+			next_check_at = CASE WHEN ?2 = 'pending' THEN next_check_at END
+			WHERE app = ?15 AND out_trade_no = ?16 AND version = ?17`, args...)
 		if err != nil {
 			return false, fmt.Errorf("sqlite: commit: update order: %w", err)
 		}
@@ -263,10 +354,12 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 		if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
 			return false, err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		// Every SET expression reads the row as it was: refunds.status is the old status.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundWriteColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
 				status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
 				provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
+				next_check_at = CASE WHEN refunds.status = 'succeeded' THEN refunds.next_check_at ELSE excluded.next_check_at END,
 				updated_at = excluded.updated_at`,
 			refundArgs(r)...); err != nil {
 			return false, fmt.Errorf("sqlite: commit: upsert refund: %w", err)

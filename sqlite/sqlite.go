@@ -87,6 +87,11 @@ func Open(path string) (*DB, error) {
 	return &DB{db: sdb, path: path, Now: time.Now}, nil
 }
 
+// SQL returns the database handle and its single connection, for River (package jobs), which
+// shares the store's write path: code holding a transaction on it must do all its work on that
+// transaction, or it waits for itself.
+func (db *DB) SQL() *sql.DB { return db.db }
+
 // Path returns the path of the database file.
 func (db *DB) Path() string { return db.path }
 
@@ -126,6 +131,18 @@ func parseTime(s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
+// parseTimeNull reads a nullable time column: NULL is nil.
+func parseTimeNull(s sql.NullString) (*time.Time, error) {
+	if !s.Valid {
+		return nil, nil
+	}
+	t, err := parseTime(s.String)
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
 // truncTime is what a stored time reads back as.
 func truncTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
@@ -152,6 +169,28 @@ type scanner interface {
 
 func notFound(format string, args ...any) error {
 	return paynotify.Errorf(paynotify.ENOTFOUND, format, args...)
+}
+
+// conds is the WHERE clause of a listing, made of the conditions of the filter fields that are
+// set: SQLite plans a statement before its arguments are bound, so a condition written to match
+// everything when its argument is empty (app = ? OR ? is empty) could use no index.
+type conds struct {
+	terms []string
+	args  []any
+}
+
+// add adds the condition term, whose one placeholder takes arg.
+func (c *conds) add(term string, arg any) {
+	c.terms = append(c.terms, term)
+	c.args = append(c.args, arg)
+}
+
+// where returns the WHERE clause, or "" when there is no condition.
+func (c *conds) where() string {
+	if len(c.terms) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(c.terms, " AND ")
 }
 
 func limit(n int) int {

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -47,8 +48,20 @@ func MustOpen(tb testing.TB, path string) *sqlite.DB {
 }
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) paynotify.Store { return MustOpen(t, tempPath(t)) })
+	storetest.Run(t, func(t *testing.T) storetest.DB { return suiteDB{MustOpen(t, tempPath(t))} })
 }
+
+// suiteDB is the store as the conformance suite needs it.
+type suiteDB struct{ *sqlite.DB }
+
+// ExecSQL runs query on the store's own connection.
+func (db suiteDB) ExecSQL(ctx context.Context, query string) error {
+	_, err := db.SQL().ExecContext(ctx, query)
+	return err
+}
+
+// OpenAnother opens the same file again: its own *sql.DB and connection, as another process.
+func (db suiteDB) OpenAnother(t *testing.T) paynotify.Store { return MustOpen(t, db.Path()) }
 
 func TestOpen(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
@@ -120,6 +133,31 @@ func TestMigrate(t *testing.T) {
 				t.Fatalf("PendingMigrations after Migrate = %d, %v; want 0", n, err)
 			}
 		}
+	})
+
+	t.Run("OKUpgrade", func(t *testing.T) {
+		// Rows written under schema version 1 get the defaults of the columns added since.
+		t.Parallel()
+		db, err := sqlite.Open(tempPath(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.MigrateTo(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range storetest.V1Rows {
+			if _, err := db.SQL().ExecContext(t.Context(), q); err != nil {
+				t.Fatalf("insert version 1 row: %v", err)
+			}
+		}
+		if n, err := db.PendingMigrations(t.Context()); err != nil || n < 1 {
+			t.Fatalf("PendingMigrations at version 1 = %d, %v; want ≥ 1", n, err)
+		}
+		if err := db.Migrate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		storetest.CheckV1Rows(t, t.Context(), db)
 	})
 
 	t.Run("OKConcurrentProcesses", func(t *testing.T) {

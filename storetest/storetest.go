@@ -6,8 +6,15 @@
 //   - PaidAt nil is kept as nil; Pay, event Data and evidence Body are kept byte for byte
 //     (event Data is JSON and must be valid; its bytes, whitespace and key order included, come
 //     back unchanged);
-//   - evidence Headers round-trip as a value (same keys, same values in order);
-//   - a losing Commit writes nothing (no events, evidence, refund or anomaly).
+//   - evidence Headers round-trip as a value (same keys, same values in order); an empty Source
+//     is stored as paynotify.SourceNotification;
+//   - a losing Commit writes nothing (no events, evidence, refund or anomaly);
+//   - a refund is inserted (by CreateRefund or Commit) with NeedsAttention false whatever it says:
+//     only FinishCheck sets it;
+//   - ClaimChecks claims due orders first, then due refunds with what is left of the limit, each
+//     earliest first, and returns them in that order;
+//   - rows inserted by tools that name only the version 1 columns get the defaults (no schedule,
+//     no checks, Source notification).
 package storetest
 
 import (
@@ -26,32 +33,50 @@ import (
 	"github.com/paynotify/paynotify"
 )
 
+// DB is a store under test, with the two things the suite needs beyond paynotify.Store.
+type DB interface {
+	paynotify.Store
+	// ExecSQL runs one SQL statement, without arguments, on the store's database, as a tool
+	// outside paynotify would (a load harness seeding orders, an operator's SQL session). The
+	// suite's statements are valid on both SQLite and PostgreSQL.
+	ExecSQL(ctx context.Context, query string) error
+	// OpenAnother opens a second store on the same database, as another process would (its own
+	// connections), closed when t ends.
+	OpenAnother(t *testing.T) paynotify.Store
+}
+
 // Run runs the whole suite. open must return a new, migrated, empty store for each call, and
 // close it when t ends (t.Cleanup). Subtests run in parallel, each on its own store.
-func Run(t *testing.T, open func(t *testing.T) paynotify.Store) {
+func Run(t *testing.T, open func(t *testing.T) DB) {
 	s := &suite{open: open}
 	t.Run("CreateOrder", s.testCreateOrder)
 	t.Run("GetOrder", s.testGetOrder)
 	t.Run("ListOrders", s.testListOrders)
 	t.Run("Times", s.testTimes)
 	t.Run("Refund", s.testRefund)
+	t.Run("ConfirmRefundAmount", s.testConfirmRefundAmount)
+	t.Run("ListPendingRefunds", s.testListPendingRefunds)
 	t.Run("Commit", s.testCommit)
+	t.Run("CommitSchedule", s.testCommitSchedule)
 	t.Run("Events", s.testEvents)
 	t.Run("Evidence", s.testEvidence)
+	t.Run("ClaimChecks", s.testClaimChecks)
+	t.Run("FinishCheck", s.testFinishCheck)
+	t.Run("LegacyRows", s.testLegacyRows)
 }
 
 type suite struct {
-	open func(t *testing.T) paynotify.Store
+	open func(t *testing.T) DB
 }
 
 // bundle is what a subtest works with.
 type bundle struct {
 	ctx   context.Context
-	store paynotify.Store
+	store DB
 }
 
 // setup opens a fresh store for one subtest and marks the subtest parallel.
-func (s *suite) setup(t *testing.T) (paynotify.Store, *bundle) {
+func (s *suite) setup(t *testing.T) (DB, *bundle) {
 	t.Helper()
 	t.Parallel()
 	st := s.open(t)
@@ -165,10 +190,8 @@ func stored(o *paynotify.Order) *paynotify.Order {
 	n := *o
 	n.CreatedAt = trunc(n.CreatedAt)
 	n.ExpiresAt = trunc(n.ExpiresAt)
-	if n.PaidAt != nil {
-		p := trunc(*n.PaidAt)
-		n.PaidAt = &p
-	}
+	n.PaidAt = truncPtr(n.PaidAt)
+	n.NextCheckAt = truncPtr(n.NextCheckAt)
 	if len(n.Pay) == 0 {
 		n.Pay = nil
 	}
@@ -176,6 +199,32 @@ func stored(o *paynotify.Order) *paynotify.Order {
 }
 
 func trunc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func truncPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := trunc(*t)
+	return &u
+}
+
+// at returns a pointer to t, for NextCheckAt.
+func at(t time.Time) *time.Time { return &t }
+
+// sameTime reports whether got is want as a store reads it back (both nil, or equal instants).
+func sameTime(got, want *time.Time) bool {
+	if got == nil || want == nil {
+		return got == nil && want == nil
+	}
+	return got.Equal(trunc(*want))
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "nil"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
 
 // checkUTC fails the test if t is not in UTC.
 func checkUTC(tb testing.TB, what string, t time.Time) {
@@ -196,6 +245,9 @@ func checkOrder(tb testing.TB, got, want *paynotify.Order) {
 	if got.PaidAt != nil {
 		checkUTC(tb, "PaidAt", *got.PaidAt)
 	}
+	if got.NextCheckAt != nil {
+		checkUTC(tb, "NextCheckAt", *got.NextCheckAt)
+	}
 	g, w := stored(got), stored(want)
 	if !reflect.DeepEqual(g, w) {
 		tb.Errorf("order:\n got %s\nwant %s", dumpOrder(g), dumpOrder(w))
@@ -207,7 +259,7 @@ func dumpOrder(o *paynotify.Order) string {
 	if o.PaidAt != nil {
 		paid = o.PaidAt.Format(time.RFC3339Nano)
 	}
-	return fmt.Sprintf("%+v paid_at=%s pay=%q", *o, paid, o.Pay)
+	return fmt.Sprintf("%+v paid_at=%s next_check_at=%s pay=%q", *o, paid, fmtTime(o.NextCheckAt), o.Pay)
 }
 
 // checkEvent fails the test unless got is want (Seq aside) with Data byte for byte.
@@ -226,12 +278,16 @@ func checkEvent(tb testing.TB, got, want *paynotify.Event) {
 	}
 }
 
-// checkEvidence fails the test unless got is want, body and headers exactly.
+// checkEvidence fails the test unless got is want, body and headers exactly (an empty Source in
+// want is stored as SourceNotification).
 func checkEvidence(tb testing.TB, got, want *paynotify.Evidence) {
 	tb.Helper()
 	checkUTC(tb, "evidence ReceivedAt", got.ReceivedAt)
 	g, w := *got, *want
 	g.ReceivedAt, w.ReceivedAt = trunc(g.ReceivedAt), trunc(w.ReceivedAt)
+	if w.Source == "" {
+		w.Source = paynotify.SourceNotification
+	}
 	if !bytes.Equal(g.Body, w.Body) {
 		tb.Errorf("evidence %s body = %q, want %q", w.ID, g.Body, w.Body)
 	}
@@ -297,6 +353,38 @@ func (s *suite) testCreateOrder(t *testing.T) {
 		got, err = st.GetOrder(b.ctx, "app1", "T1")
 		if err != nil {
 			t.Fatal(err)
+		}
+		checkOrder(t, got, o)
+	})
+
+	t.Run("OKSchedule", func(t *testing.T) {
+		// NextCheckAt and Checks are written by CreateOrder (and only by it and the checks).
+		st, b := s.setup(t)
+		o := NewOrder("app1", "T1", T0)
+		o.NextCheckAt = at(T0.Add(time.Minute + 789*time.Nanosecond)) // truncated to the µs
+		o.Checks = 3
+		got := MustCreateOrder(t, b.ctx, st, o)
+		checkOrder(t, got, o)
+		if got.NextCheckAt == nil || !got.NextCheckAt.Equal(T0.Add(time.Minute)) || got.Checks != 3 {
+			t.Errorf("created: NextCheckAt %s Checks %d, want %s 3", fmtTime(got.NextCheckAt), got.Checks, fmtTime(at(T0.Add(time.Minute))))
+		}
+		got, err := st.GetOrder(b.ctx, "app1", "T1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOrder(t, got, o)
+		list, err := st.ListOrders(b.ctx, paynotify.OrderFilter{})
+		if err != nil || len(list) != 1 {
+			t.Fatalf("ListOrders = %d orders, %v; want 1", len(list), err)
+		}
+		checkOrder(t, list[0], o)
+
+		// An existing order comes back with its own schedule, not the new one's.
+		again := NewOrder("app1", "T1", T0)
+		again.NextCheckAt, again.Checks = at(T0.Add(time.Hour)), 9
+		got, created, err := st.CreateOrder(b.ctx, again)
+		if err != nil || created {
+			t.Fatalf("CreateOrder again = %v, %v; want not created", created, err)
 		}
 		checkOrder(t, got, o)
 	})
@@ -429,6 +517,17 @@ func (s *suite) testListOrders(t *testing.T) {
 		checkStrings(t, "app1 paid", list(t, st, b, paynotify.OrderFilter{App: "app1", Status: paynotify.StatusPaid}), []string{"B"})
 		checkStrings(t, "app2 paid", list(t, st, b, paynotify.OrderFilter{App: "app2", Status: paynotify.StatusPaid}), nil)
 	})
+	t.Run("OKFilterSince", func(t *testing.T) {
+		// Created at or after Since: B was created at T0+1s exactly.
+		st, b := setupOrders(t)
+		checkStrings(t, "since B", list(t, st, b, paynotify.OrderFilter{Since: T0.Add(time.Second)}), []string{"D", "C", "B"})
+		checkStrings(t, "since after B", list(t, st, b, paynotify.OrderFilter{Since: T0.Add(time.Second + time.Microsecond)}), []string{"D", "C"})
+		checkStrings(t, "since before A", list(t, st, b, paynotify.OrderFilter{Since: T0.Add(-time.Hour)}), []string{"D", "C", "B", "A"})
+		checkStrings(t, "since after D", list(t, st, b, paynotify.OrderFilter{Since: T0.Add(4 * time.Second)}), nil)
+		checkStrings(t, "app1 pending since B", list(t, st, b, paynotify.OrderFilter{App: "app1", Status: paynotify.StatusPending,
+			Since: T0.Add(time.Second)}), []string{"D"})
+		checkStrings(t, "since B limit 2", list(t, st, b, paynotify.OrderFilter{Since: T0.Add(time.Second), Limit: 2}), []string{"D", "C"})
+	})
 	t.Run("OKLimit", func(t *testing.T) {
 		st, b := setupOrders(t)
 		checkStrings(t, "limit 2", list(t, st, b, paynotify.OrderFilter{Limit: 2}), []string{"D", "C"})
@@ -499,14 +598,21 @@ func newRefund(o *paynotify.Order, no string, amount paynotify.Amount, at time.T
 		Status: paynotify.RefundPending, CreatedAt: at, UpdatedAt: at}
 }
 
+// checkRefund fails the test unless got is want as a store reads it back.
 func checkRefund(tb testing.TB, got, want *paynotify.Refund) {
 	tb.Helper()
+	if got == nil {
+		tb.Fatalf("refund = nil, want %s", want.OutRequestNo)
+	}
 	checkUTC(tb, "refund CreatedAt", got.CreatedAt)
 	checkUTC(tb, "refund UpdatedAt", got.UpdatedAt)
+	if got.NextCheckAt != nil {
+		checkUTC(tb, "refund NextCheckAt", *got.NextCheckAt)
+	}
 	w := *want
-	w.CreatedAt, w.UpdatedAt = trunc(w.CreatedAt), trunc(w.UpdatedAt)
+	w.CreatedAt, w.UpdatedAt, w.NextCheckAt = trunc(w.CreatedAt), trunc(w.UpdatedAt), truncPtr(w.NextCheckAt)
 	if !reflect.DeepEqual(*got, w) {
-		tb.Errorf("refund:\n got %+v\nwant %+v", *got, w)
+		tb.Errorf("refund:\n got %+v next_check_at=%s\nwant %+v next_check_at=%s", *got, fmtTime(got.NextCheckAt), w, fmtTime(w.NextCheckAt))
 	}
 }
 
@@ -542,6 +648,29 @@ func (s *suite) testRefund(t *testing.T) {
 		none, err := st.ListRefunds(b.ctx, "app1", "T2")
 		if err != nil || len(none) != 0 {
 			t.Errorf("ListRefunds(unknown) = %v, %v; want none", none, err)
+		}
+	})
+
+	t.Run("OKSchedule", func(t *testing.T) {
+		// CreateRefund keeps NextCheckAt; NeedsAttention is the checks' to set, never inserted.
+		st, b, o := setupPaid(t)
+		r := newRefund(o, "R1", 100, T0.Add(2*time.Minute))
+		r.NextCheckAt = at(T0.Add(3*time.Minute + 789*time.Nanosecond))
+		r.NeedsAttention = true
+		got, created, err := st.CreateRefund(b.ctx, r)
+		if err != nil || !created {
+			t.Fatalf("CreateRefund = %v, %v; want created", created, err)
+		}
+		want := *r
+		want.NeedsAttention = false
+		checkRefund(t, got, &want)
+		list, err := st.ListRefunds(b.ctx, "app1", "T1")
+		if err != nil || len(list) != 1 {
+			t.Fatalf("ListRefunds = %d refunds, %v; want 1", len(list), err)
+		}
+		checkRefund(t, list[0], &want)
+		if !list[0].NextCheckAt.Equal(T0.Add(3 * time.Minute)) {
+			t.Errorf("NextCheckAt = %s, want %s", fmtTime(list[0].NextCheckAt), fmtTime(at(T0.Add(3*time.Minute))))
 		}
 	})
 
@@ -1109,6 +1238,95 @@ func (s *suite) testEvidence(t *testing.T) {
 		checkStrings(t, "since after n2", list(t, st, b, paynotify.EvidenceFilter{Since: T0.Add(time.Second + time.Microsecond)}), []string{"n4", "n3"})
 		checkStrings(t, "app1 since n2 limit 1", list(t, st, b, paynotify.EvidenceFilter{App: "app1", Since: T0.Add(time.Second), Limit: 1}), []string{"n4"})
 		checkStrings(t, "limit 2", list(t, st, b, paynotify.EvidenceFilter{Limit: 2}), []string{"n4", "n3"})
+	})
+
+	t.Run("OKGet", func(t *testing.T) {
+		st, b, all := setupEvidence(t)
+		for _, want := range all {
+			got, err := st.GetEvidence(b.ctx, want.ID)
+			if err != nil {
+				t.Fatalf("GetEvidence(%s): %v", want.ID, err)
+			}
+			checkEvidence(t, got, want)
+		}
+	})
+
+	t.Run("ErrGetNotFound", func(t *testing.T) {
+		st, b, _ := setupEvidence(t)
+		_, err := st.GetEvidence(b.ctx, "n9")
+		checkNotFound(t, err)
+		_, err = st.GetEvidence(b.ctx, "")
+		checkNotFound(t, err)
+	})
+
+	t.Run("OKSource", func(t *testing.T) {
+		// Source, Endpoint and ReprocessedFrom round-trip, through InsertEvidence and Commit; an
+		// empty Source is stored as notification.
+		st, b := s.setup(t)
+		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
+		plain := NewEvidence("n1", o, T0) // Source ""
+		plain.Endpoint = "alipay"
+		query := NewEvidence("n2", o, T0.Add(time.Second))
+		query.Source, query.Endpoint = paynotify.SourceQuery, "alipay.trade.query"
+		again := NewEvidence("n3", o, T0.Add(2*time.Second))
+		again.Source, again.Endpoint, again.ReprocessedFrom = paynotify.SourceReprocess, "alipay", "n1"
+		for _, e := range []*paynotify.Evidence{plain, query} {
+			if err := st.InsertEvidence(b.ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		paid := PaidChange(o, "ev1", "n4", T0.Add(3*time.Second))
+		paid.Evidence.Source, paid.Evidence.Endpoint = paynotify.SourceQuery, "alipay.trade.query"
+		MustCommit(t, b.ctx, st, paid)
+		MustCommit(t, b.ctx, st, &paynotify.Change{Evidence: again})
+		inCommit := NewEvidence("n5", o, T0.Add(4*time.Second)) // Source "" through Commit
+		MustCommit(t, b.ctx, st, &paynotify.Change{Evidence: inCommit})
+
+		for _, want := range []*paynotify.Evidence{plain, query, again, paid.Evidence, inCommit} {
+			got, err := st.GetEvidence(b.ctx, want.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkEvidence(t, got, want)
+		}
+		if got, err := st.GetEvidence(b.ctx, "n1"); err != nil || got.Source != paynotify.SourceNotification {
+			t.Errorf("evidence stored without a Source: Source %q, %v; want %q", got.Source, err, paynotify.SourceNotification)
+		}
+		list := MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{})
+		if len(list) != 5 {
+			t.Fatalf("evidence = %q, want 5", evidenceIDs(list))
+		}
+		checkEvidence(t, list[2], again) // newest first: n5, n4, n3, …
+	})
+
+	t.Run("OKFilterReasonSource", func(t *testing.T) {
+		st, b := s.setup(t)
+		o := NewOrder("app1", "T1", T0)
+		for i, k := range []struct{ reason, source string }{
+			{"", ""}, // n1: accepted notification, Source defaulted
+			{paynotify.ReasonAmountMismatch, paynotify.SourceNotification},
+			{paynotify.ReasonAmountMismatch, paynotify.SourceQuery},
+			{paynotify.ReasonSignatureInvalid, paynotify.SourceQuery},
+			{paynotify.ReasonAmountMismatch, paynotify.SourceReprocess},
+		} {
+			e := NewEvidence(fmt.Sprint("n", i+1), o, T0.Add(time.Duration(i)*time.Second))
+			e.Reason, e.Source = k.reason, k.source
+			if err := st.InsertEvidence(b.ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkStrings(t, "reason", list(t, st, b, paynotify.EvidenceFilter{Reason: paynotify.ReasonAmountMismatch}), []string{"n5", "n3", "n2"})
+		checkStrings(t, "reason other", list(t, st, b, paynotify.EvidenceFilter{Reason: paynotify.ReasonSignatureInvalid}), []string{"n4"})
+		checkStrings(t, "reason none", list(t, st, b, paynotify.EvidenceFilter{Reason: "nope"}), nil)
+		checkStrings(t, "source notification", list(t, st, b, paynotify.EvidenceFilter{Source: paynotify.SourceNotification}), []string{"n2", "n1"})
+		checkStrings(t, "source query", list(t, st, b, paynotify.EvidenceFilter{Source: paynotify.SourceQuery}), []string{"n4", "n3"})
+		checkStrings(t, "source reprocess", list(t, st, b, paynotify.EvidenceFilter{Source: paynotify.SourceReprocess}), []string{"n5"})
+		checkStrings(t, "reason and source", list(t, st, b, paynotify.EvidenceFilter{Reason: paynotify.ReasonAmountMismatch,
+			Source: paynotify.SourceQuery}), []string{"n3"})
+		checkStrings(t, "reason since", list(t, st, b, paynotify.EvidenceFilter{Reason: paynotify.ReasonAmountMismatch,
+			Since: T0.Add(2 * time.Second)}), []string{"n5", "n3"})
+		checkStrings(t, "reason limit", list(t, st, b, paynotify.EvidenceFilter{Reason: paynotify.ReasonAmountMismatch, Limit: 1}), []string{"n5"})
+		checkStrings(t, "reason other app", list(t, st, b, paynotify.EvidenceFilter{App: "app2", Reason: paynotify.ReasonAmountMismatch}), nil)
 	})
 
 	t.Run("OKBodyHeaders", func(t *testing.T) {

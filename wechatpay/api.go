@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/rawresp"
 )
 
 // maxResponse caps an API answer; WeChat Pay's are a few KiB.
@@ -101,6 +103,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (int, ht
 	if len(rb) > maxResponse {
 		return resp.StatusCode, nil, nil, fmt.Errorf("wechatpay: %s %s: answer larger than %d bytes", method, path, maxResponse)
 	}
+	rawresp.Record(ctx, resp.StatusCode, resp.Header, rb)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &Error{StatusCode: resp.StatusCode}
 		var wire struct {

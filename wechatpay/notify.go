@@ -245,10 +245,15 @@ func readSignedHeaders(h http.Header) (signedHeaders, *VerifyError) {
 // verifySigned runs the checks shared by notifications and responses: headers, probe,
 // timestamp window, serial, signature over "timestamp\nnonce\nbody\n".
 func (c *Client) verifySigned(h http.Header, body []byte) *VerifyError {
-	return c.verifyWith(c.keys.Load(), h, body)
+	return c.verifyAt(c.keys.Load(), h, body, c.now())
 }
 
 func (c *Client) verifyWith(ks *keySet, h http.Header, body []byte) *VerifyError {
+	return c.verifyAt(ks, h, body, c.now())
+}
+
+// verifyAt runs the checks with the timestamp window centred on at.
+func (c *Client) verifyAt(ks *keySet, h http.Header, body []byte, at time.Time) *VerifyError {
 	s, verr := readSignedHeaders(h)
 	if verr != nil {
 		return verr
@@ -265,7 +270,7 @@ func (c *Client) verifyWith(ks *keySet, h http.Header, body []byte) *VerifyError
 	if !ok {
 		return fail(ErrMalformed, CheckTimestamp, "%s %q is not Unix seconds", HeaderTimestamp, s.timestamp)
 	}
-	now := c.now().Unix()
+	now := at.Unix()
 	skew := now - ts
 	if skew < 0 {
 		skew = -skew
@@ -322,6 +327,16 @@ func (c *Client) VerifyResponse(h http.Header, body []byte) error {
 // platform certificates fresh with RunCertificateRefresher.
 func (c *Client) ParseNotification(h http.Header, body []byte) (*Notification, error) {
 	if verr := c.verifySigned(h, body); verr != nil {
+		return nil, verr
+	}
+	return c.decodeNotification(body)
+}
+
+// ParseNotificationAt is ParseNotification with the timestamp window centred on at instead of
+// now: for a notification kept since it was received at at, verified again later (after a key
+// was fixed) exactly as it would have been then. Every other check is the same.
+func (c *Client) ParseNotificationAt(h http.Header, body []byte, at time.Time) (*Notification, error) {
+	if verr := c.verifyAt(c.keys.Load(), h, body, at); verr != nil {
 		return nil, verr
 	}
 	return c.decodeNotification(body)

@@ -7,17 +7,17 @@ import (
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
-	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
 // buildApps loads every app's keys once and builds its provider gateway. Errors name the app and
 // the field, never key material.
-func buildApps(cfg *Config) (map[string]*httpd.App, error) {
-	apps := make(map[string]*httpd.App, len(cfg.Apps))
+func buildApps(cfg *Config) (map[string]*paynotify.App, error) {
+	apps := make(map[string]*paynotify.App, len(cfg.Apps))
 	for i := range cfg.Apps {
 		ac := &cfg.Apps[i]
-		var a *httpd.App
+		var a *paynotify.App
 		var err error
 		switch ac.Provider {
 		case paynotify.ProviderAlipay:
@@ -28,6 +28,7 @@ func buildApps(cfg *Config) (map[string]*httpd.App, error) {
 		if err != nil {
 			return nil, fmt.Errorf("apps[%d] (%s).%w", i, ac.Name, err)
 		}
+		a.Reconcile = ac.Reconcile.policy()
 		apps[ac.Name] = a
 	}
 	return apps, nil
@@ -42,7 +43,7 @@ func readKeyFile(field, path string) ([]byte, error) {
 	return b, nil
 }
 
-func buildAlipayApp(ac *AppConfig) (*httpd.App, error) {
+func buildAlipayApp(ac *AppConfig) (*paynotify.App, error) {
 	b, err := readKeyFile("app_private_key_file", ac.AppPrivateKeyFile)
 	if err != nil {
 		return nil, err
@@ -79,15 +80,8 @@ func buildAlipayApp(ac *AppConfig) (*httpd.App, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
-	return &httpd.App{
-		App:       paynotify.App{Name: ac.Name, Provider: paynotify.ProviderAlipay, AppID: ac.AppID, SellerIDs: ac.Sellers()},
-		Gateway:   &httpd.AlipayGateway{Client: client},
-		ReturnURL: ac.ReturnURL,
-		ReturnVerifier: func(rawQuery string) error {
-			_, err := client.VerifyReturn(rawQuery)
-			return err
-		},
-	}, nil
+	return &paynotify.App{Name: ac.Name, Provider: paynotify.ProviderAlipay, AppID: ac.AppID, SellerIDs: ac.Sellers(),
+		Gateway: &provider.Alipay{Client: client}, ReturnURL: ac.ReturnURL}, nil
 }
 
 // readSecretFile reads a key file holding a short secret (APIv3 or APIv2 key), without the
@@ -100,7 +94,7 @@ func readSecretFile(field, path string) ([]byte, error) {
 	return bytes.TrimRight(b, " \t\r\n"), nil
 }
 
-func buildWechatApp(ac *AppConfig) (*httpd.App, error) {
+func buildWechatApp(ac *AppConfig) (*paynotify.App, error) {
 	b, err := readKeyFile("merchant_private_key_file", ac.MerchantPrivateKeyFile)
 	if err != nil {
 		return nil, err
@@ -141,7 +135,7 @@ func buildWechatApp(ac *AppConfig) (*httpd.App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("merchant_private_key_file: %w", err)
 	}
-	gw := &httpd.WechatGateway{Client: client}
+	gw := &provider.Wechat{Client: client}
 	if ac.APIv2KeyFile != "" {
 		key, err := readSecretFile("apiv2_key_file", ac.APIv2KeyFile)
 		if err != nil {
@@ -150,10 +144,7 @@ func buildWechatApp(ac *AppConfig) (*httpd.App, error) {
 		if len(key) != 32 {
 			return nil, fmt.Errorf("apiv2_key_file: the APIv2 key must be 32 characters, the file holds %d", len(key))
 		}
-		gw.V2 = &httpd.WechatV2Verifier{APIKey: key, AppID: ac.WechatAppID, MchID: ac.MchID}
+		gw.V2 = &provider.WechatV2{APIKey: key, AppID: ac.WechatAppID, MchID: ac.MchID}
 	}
-	return &httpd.App{
-		App:     paynotify.App{Name: ac.Name, Provider: paynotify.ProviderWechatpay, AppID: ac.WechatAppID, MchID: ac.MchID},
-		Gateway: gw,
-	}, nil
+	return &paynotify.App{Name: ac.Name, Provider: paynotify.ProviderWechatpay, AppID: ac.WechatAppID, MchID: ac.MchID, Gateway: gw}, nil
 }

@@ -11,7 +11,9 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"time"
 
+	"github.com/paynotify/paynotify"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -24,11 +26,54 @@ type Config struct {
 	Apps []AppConfig `yaml:"apps"`
 	// Database is "sqlite:PATH" or a postgres:// URL. Defaults to sqlite:paynotify-data/paynotify.db.
 	Database string `yaml:"database"`
+	// Jobs tunes the background jobs (docs/reconciliation.md).
+	Jobs JobsConfig `yaml:"jobs"`
 	// Listen is the address to serve on. Defaults to ":8080".
 	Listen string `yaml:"listen"`
 	// PublicURL is the base of the notify_url and return_url sent to providers, as they reach
 	// this server (https://pay.example.com). Required; no query string, no trailing slash.
 	PublicURL string `yaml:"public_url"`
+}
+
+// JobsConfig tunes the background jobs.
+type JobsConfig struct {
+	// SweepInterval is how often the reconciliation sweep looks for due checks. Defaults to 5s;
+	// at least 1s.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+}
+
+// ReconcileConfig is an app's reconciliation schedule (docs/reconciliation.md). Zero fields take
+// paynotify.DefaultReconcile's values.
+type ReconcileConfig struct {
+	// Concurrency caps the app's queries in flight at once, per process. Defaults to 4.
+	Concurrency int `yaml:"concurrency"`
+	// MaxChecks caps the queries of one order, the close at expiry not counted. Defaults to 24.
+	MaxChecks int `yaml:"max_checks"`
+	// Schedule is the offsets after creation of the first queries (Go durations, at least 1s,
+	// increasing). Defaults to [1m, 3m, 10m, 30m].
+	Schedule []time.Duration `yaml:"schedule"`
+	// ThenEvery is the interval of the queries after the schedule, until expiry. Defaults to 1h.
+	ThenEvery time.Duration `yaml:"then_every"`
+}
+
+// policy returns the domain's policy of c, defaults applied.
+func (c ReconcileConfig) policy() paynotify.ReconcilePolicy {
+	return paynotify.ReconcilePolicy{Schedule: c.Schedule, ThenEvery: c.ThenEvery, MaxChecks: c.MaxChecks, Concurrency: c.Concurrency}.WithDefaults()
+}
+
+func (c ReconcileConfig) validate() error {
+	for _, d := range c.Schedule {
+		if d < time.Second {
+			return fmt.Errorf("reconcile.schedule: %s is shorter than 1s", d)
+		}
+	}
+	if c.ThenEvery != 0 && c.ThenEvery < time.Second {
+		return fmt.Errorf("reconcile.then_every: %s is shorter than 1s", c.ThenEvery)
+	}
+	if err := c.policy().Validate(); err != nil {
+		return fmt.Errorf("reconcile.%w", err)
+	}
+	return nil
 }
 
 // AppConfig is one merchant app. Which fields apply depends on Provider; key file paths are
@@ -38,6 +83,8 @@ type AppConfig struct {
 	Name string `yaml:"name"`
 	// Provider is "alipay" or "wechatpay". Required.
 	Provider string `yaml:"provider"`
+	// Reconcile is when the app's pending orders and refunds are checked at the provider.
+	Reconcile ReconcileConfig `yaml:"reconcile"`
 
 	// Alipay.
 	AlipayCertFile      string   `yaml:"alipay_cert_file"`       // cert mode: alipayCertPublicKey_RSA2.crt
@@ -108,6 +155,9 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 	}
 	if c.Database == "" {
 		c.Database = DefaultDatabase
+	}
+	if c.Jobs.SweepInterval == 0 {
+		c.Jobs.SweepInterval = 5 * time.Second
 	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
@@ -191,6 +241,9 @@ func (c *Config) Validate() error {
 	if !strings.HasPrefix(c.Database, "sqlite:") && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
 		return errors.New("database: must be sqlite:PATH or a postgres:// URL")
 	}
+	if c.Jobs.SweepInterval < time.Second {
+		return fmt.Errorf("jobs.sweep_interval: %s is shorter than 1s", c.Jobs.SweepInterval)
+	}
 	if len(c.Apps) == 0 {
 		return errors.New("apps: at least one app is required")
 	}
@@ -202,6 +255,9 @@ func (c *Config) Validate() error {
 			field = fmt.Sprintf("apps[%d] (%s)", i, a.Name)
 		}
 		if err := a.validate(); err != nil {
+			return fmt.Errorf("%s.%w", field, err)
+		}
+		if err := a.Reconcile.validate(); err != nil {
 			return fmt.Errorf("%s.%w", field, err)
 		}
 		if seen[a.Name] {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
-	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sandbox"
 	"github.com/paynotify/paynotify/wechatpay"
 )
@@ -75,9 +75,15 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 		return err
 	}
 	defer st.Close()
-	srv := newServer(&Config{APIToken: token, PublicURL: base}, st, apps, logger)
+	cfg := &Config{APIToken: token, PublicURL: base}
+	svc := newService(cfg, st, apps, logger)
+	srv := newServer(cfg, svc, logger)
+	runner, err := newJobs(st, svc, JobsConfig{}, logger)
+	if err != nil {
+		return err
+	}
 	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "GET /{$}": srv.DemoPage()}
-	return listenAndServe(ctx, m, logger, listen, srv, func(addr string) {
+	return listenAndServe(ctx, m, logger, listen, srv, runner, func(addr string) {
 		fmt.Fprintf(m.Stdout, `
 paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
 
@@ -94,7 +100,7 @@ paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
 }
 
 // demoApps builds the two demo apps on the sandbox's default app and merchant.
-func demoApps(k sandbox.Keys, base string) (map[string]*httpd.App, error) {
+func demoApps(k sandbox.Keys, base string) (map[string]*paynotify.App, error) {
 	appKey, err := alipay.ParsePrivateKey([]byte(k.AlipayAppPrivateKey))
 	if err != nil {
 		return nil, err
@@ -122,20 +128,11 @@ func demoApps(k sandbox.Keys, base string) (map[string]*httpd.App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]*httpd.App{
-		"alipay-demo": {
-			App:     paynotify.App{Name: "alipay-demo", Provider: paynotify.ProviderAlipay, AppID: k.AlipayAppID, SellerIDs: []string{k.AlipaySellerID}},
-			Gateway: &httpd.AlipayGateway{Client: ac},
-			ReturnVerifier: func(rawQuery string) error {
-				_, err := ac.VerifyReturn(rawQuery)
-				return err
-			},
-			ReturnURL: base + "/",
-		},
-		"wechatpay-demo": {
-			App:     paynotify.App{Name: "wechatpay-demo", Provider: paynotify.ProviderWechatpay, AppID: k.WechatAppID, MchID: k.WechatMchID},
-			Gateway: &httpd.WechatGateway{Client: wc},
-		},
+	return map[string]*paynotify.App{
+		"alipay-demo": {Name: "alipay-demo", Provider: paynotify.ProviderAlipay, AppID: k.AlipayAppID, SellerIDs: []string{k.AlipaySellerID},
+			Gateway: &provider.Alipay{Client: ac}, ReturnURL: base + "/", Reconcile: paynotify.DefaultReconcile},
+		"wechatpay-demo": {Name: "wechatpay-demo", Provider: paynotify.ProviderWechatpay, AppID: k.WechatAppID, MchID: k.WechatMchID,
+			Gateway: &provider.Wechat{Client: wc}, Reconcile: paynotify.DefaultReconcile},
 	}, nil
 }
 

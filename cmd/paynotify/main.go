@@ -70,6 +70,8 @@ func (m *Main) exit(err error) int {
 	var ve *verdictError
 	var ce *configError
 	switch {
+	case errors.Is(err, errHelp):
+		return exitOK // the usage was printed
 	case errors.As(err, &ve):
 		// The command already printed "invalid: reason" on stdout.
 		return exitInvalid
@@ -122,6 +124,10 @@ Usage:
   paynotify verify wechatpay (--platform-public-key FILE --platform-public-key-id ID | --platform-cert FILE)
                              --apiv3-key-file FILE --headers FILE [--now RFC3339|UNIX] [--explain] [BODY_FILE|-]
   paynotify verify wechatpay --v2 --api-key-file FILE [--explain] [BODY_FILE|-]
+  paynotify reconcile --config FILE [--app NAME] [--since 48h] [--dry-run]
+                                                    query the providers about pending orders
+  paynotify reprocess --config FILE [--app NAME] --since DURATION [--reason CODE]
+                                                    verify and apply kept notifications again
   paynotify sandbox [--listen ADDR] [--state-dir DIR] [--time-scale N]
   paynotify sandbox keys|pay|fail|refund|reset|run …
 

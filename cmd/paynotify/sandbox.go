@@ -43,6 +43,9 @@ func (sandboxCommand) Usage() string {
   paynotify sandbox retry --sandbox URL [--out-trade-no X]
   paynotify sandbox faults --sandbox URL [--out-trade-no X] [--set JSON | --clear]
   paynotify sandbox trades|attempts --sandbox URL [--out-trade-no X]
+  paynotify sandbox queries --sandbox URL [--out-trade-no X] [--provider P] [--api API] [--json]
+      Lists the query-type API calls the sandbox answered (query, refund query, close), oldest
+      first; --json prints one JSON object per line.
   paynotify sandbox run FILE --sandbox URL
       Plays a YAML scenario (docs/sandbox.md); exit 1 when an expectation fails.
 
@@ -58,7 +61,7 @@ func (cmd sandboxCommand) Run(ctx context.Context, m *Main, args []string) error
 			return cmd.keys(ctx, m, rest)
 		case "run":
 			return cmd.run(ctx, m, rest)
-		case "pay", "open", "fail", "close", "finish", "refund", "complete-refund", "reset", "retry", "faults", "trades", "attempts":
+		case "pay", "open", "fail", "close", "finish", "refund", "complete-refund", "reset", "retry", "faults", "trades", "attempts", "queries":
 			return cmd.control(ctx, m, sub, rest)
 		default:
 			return usagef("paynotify sandbox --help", "sandbox: unknown subcommand %q", sub)
@@ -219,6 +222,8 @@ func (cmd sandboxCommand) control(ctx context.Context, m *Main, sub string, args
 	fs.StringVar(&req.Status, "status", "", "")
 	set := fs.String("set", "", "")
 	clear := fs.Bool("clear", false, "")
+	api := fs.String("api", "", "")
+	asJSON := fs.Bool("json", false, "")
 	pos, err := parseFlags(m, fs, cmd.Usage(), args)
 	if err != nil {
 		if errors.Is(err, errHelp) {
@@ -269,7 +274,27 @@ func (cmd sandboxCommand) control(ctx context.Context, m *Main, sub string, args
 			return err
 		}
 		for _, t := range ts {
-			fmt.Fprintf(m.Stdout, "%-9s %-10s %-32s %-15s amount=%d refunded=%d\n", t.Provider, t.Product, t.OutTradeNo, t.Status, t.Amount, t.RefundedAmount)
+			double := ""
+			if t.DoublePay != nil {
+				double = " double_pay=" + t.DoublePay.TradeNo
+			}
+			fmt.Fprintf(m.Stdout, "%-9s %-10s %-32s %-15s amount=%d refunded=%d%s\n", t.Provider, t.Product, t.OutTradeNo, t.Status, t.Amount, t.RefundedAmount, double)
+		}
+		return nil
+	case "queries":
+		qs, err := c.Queries(ctx, sandbox.QueryFilter{Provider: req.Provider, API: *api, OutTradeNo: req.OutTradeNo})
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(m.Stdout)
+		for _, q := range qs {
+			if *asJSON {
+				if err := enc.Encode(q); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(m.Stdout, "%s #%-6d %-9s %-33s %s\n", q.At.Format(time.RFC3339), q.ID, q.Provider, q.API, queryDetails(q))
 		}
 		return nil
 	case "attempts":
@@ -296,6 +321,21 @@ func (cmd sandboxCommand) control(ctx context.Context, m *Main, sub string, args
 	}
 	fmt.Fprintf(m.Stdout, "%s %s %s: %s (amount %d, refunded %d)\n", t.Provider, t.Product, t.OutTradeNo, t.Status, t.Amount, t.RefundedAmount)
 	return nil
+}
+
+// queryDetails is a query record's identifiers and outcome as key=value pairs, empty ones left out.
+func queryDetails(q sandbox.QueryRecord) string {
+	var b strings.Builder
+	for _, f := range [][2]string{{"app_id", q.AppID}, {"mchid", q.MchID}, {"out_trade_no", q.OutTradeNo}, {"trade_no", q.TradeNo},
+		{"out_request_no", q.OutRequestNo}, {"result", q.Result}, {"fault", q.Fault}} {
+		if f[1] != "" {
+			fmt.Fprintf(&b, "%s=%s ", f[0], f[1])
+		}
+	}
+	if q.Failed {
+		b.WriteString("failed")
+	}
+	return strings.TrimSpace(b.String())
 }
 
 func truncate(s string, n int) string {

@@ -15,7 +15,9 @@ import (
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/jobs"
 	"github.com/paynotify/paynotify/postgres"
+	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sqlite"
 )
 
@@ -64,36 +66,72 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 		return err
 	}
 	defer store.Close()
-	srv := newServer(cfg, store, apps, logger)
+	svc := newService(cfg, store, apps, logger)
+	srv := newServer(cfg, svc, logger)
+	runner, err := newJobs(store, svc, cfg.Jobs, logger)
+	if err != nil {
+		return err
+	}
 	// Apps that verify with platform certificates keep them fresh: download now, then before
 	// they expire (off the verification path, which reads an immutable snapshot).
 	for _, ac := range cfg.Apps {
-		if gw, ok := apps[ac.Name].Gateway.(*httpd.WechatGateway); ok && len(ac.PlatformCertFiles) > 0 {
+		if gw, ok := apps[ac.Name].Gateway.(*provider.Wechat); ok && len(ac.PlatformCertFiles) > 0 {
 			log := logger.With("app", ac.Name)
 			go gw.Client.RunCertificateRefresher(ctx, 0, func(err error) { log.Warn("refresh WeChat Pay platform certificates", "err", err) })
 		}
 	}
-	return listenAndServe(ctx, m, logger, cfg.Listen, srv, nil)
+	return listenAndServe(ctx, m, logger, cfg.Listen, srv, runner, nil)
 }
 
-// newServer wires the HTTP server of a config.
-func newServer(cfg *Config, store paynotify.Store, apps map[string]*httpd.App, logger *slog.Logger) *httpd.Server {
-	return &httpd.Server{
+// newService wires the workflows of a config.
+func newService(cfg *Config, store paynotify.Store, apps map[string]*paynotify.App, logger *slog.Logger) *paynotify.Service {
+	return &paynotify.Service{
 		Store:     store,
 		Processor: &paynotify.Processor{Store: store, Logger: logger},
 		Apps:      apps,
-		APIToken:  cfg.APIToken,
 		PublicURL: cfg.PublicURL,
 		Logger:    logger,
 	}
 }
 
-// listenAndServe serves srv on addr until ctx is done, then shuts down gracefully. ready, if set,
-// is called with the bound address once the listener is open.
-func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr string, srv *httpd.Server, ready func(addr string)) error {
+// newServer wires the HTTP server of a config.
+func newServer(cfg *Config, svc *paynotify.Service, logger *slog.Logger) *httpd.Server {
+	return &httpd.Server{Service: svc, APIToken: cfg.APIToken, Logger: logger}
+}
+
+// newJobs builds the background jobs of svc on the store's own database (package jobs).
+func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, logger *slog.Logger) (*jobs.Runner, error) {
+	jc := jobs.Config{Reconciler: &paynotify.Reconciler{Service: svc}, SweepInterval: cfg.SweepInterval, Logger: logger}
+	switch db := st.(type) {
+	case *sqlite.DB:
+		return jobs.NewSQLite(db.SQL(), jc)
+	case *postgres.DB:
+		return jobs.NewPostgres(db.Pool(), jc)
+	}
+	return nil, fmt.Errorf("jobs: no runner for %T", st)
+}
+
+// listenAndServe serves srv on addr until ctx is done, with the background jobs of runner (nil for
+// none), then shuts down gracefully: the HTTP server first (in-flight notifications are answered
+// after their commit), then the jobs (in-flight checks finish or are released). ready, if set, is
+// called with the bound address once the listener is open.
+func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr string, srv *httpd.Server, runner *jobs.Runner, ready func(addr string)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return &configError{err: fmt.Errorf("listen: %w", err)}
+	}
+	if runner != nil {
+		if err := runner.Start(ctx); err != nil {
+			ln.Close()
+			return err
+		}
+		defer func() {
+			jctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+			defer cancel()
+			if err := runner.Stop(jctx); err != nil {
+				logger.Error("stop jobs", "err", err)
+			}
+		}()
 	}
 	hs := httpd.NewHTTPServer(addr, srv.Handler())
 	hs.RegisterOnShutdown(srv.StopLongPolls)
@@ -161,6 +199,10 @@ func openStore(ctx context.Context, dsn string, migrate bool) (store, error) {
 			s.Close()
 			return nil, fmt.Errorf("migrate: %w", err)
 		}
+		if err := migrateJobs(ctx, s); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
 		return s, nil
 	}
 	n, err := s.PendingMigrations(ctx)
@@ -168,11 +210,43 @@ func openStore(ctx context.Context, dsn string, migrate bool) (store, error) {
 		s.Close()
 		return nil, fmt.Errorf("check migrations: %w", err)
 	}
-	if n > 0 {
+	river, err := pendingJobMigrations(ctx, s)
+	if err != nil {
 		s.Close()
-		return nil, configErrorf("database has %d pending migrations and --no-migrate is set: run `paynotify migrate --database …` first", n)
+		return nil, fmt.Errorf("check migrations: %w", err)
+	}
+	if n > 0 || len(river) > 0 {
+		s.Close()
+		riverState := "up to date"
+		if len(river) > 0 {
+			riverState = strings.Join(river, "; ")
+		}
+		return nil, configErrorf("database has pending migrations (paynotify: %d; River: %s) and this command does not migrate: run `paynotify migrate --database …` first",
+			n, riverState)
 	}
 	return s, nil
+}
+
+// migrateJobs applies River's migrations, in the same database as ours.
+func migrateJobs(ctx context.Context, s store) error {
+	switch db := s.(type) {
+	case *sqlite.DB:
+		return jobs.MigrateSQLite(ctx, db.SQL())
+	case *postgres.DB:
+		return jobs.MigratePostgres(ctx, db.Pool())
+	}
+	return nil
+}
+
+// pendingJobMigrations lists River's migrations that the database lacks.
+func pendingJobMigrations(ctx context.Context, s store) ([]string, error) {
+	switch db := s.(type) {
+	case *sqlite.DB:
+		return jobs.PendingSQLite(ctx, db.SQL())
+	case *postgres.DB:
+		return jobs.PendingPostgres(ctx, db.Pool())
+	}
+	return nil, nil
 }
 
 // redactDSN hides a password in a database URL.

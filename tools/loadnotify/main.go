@@ -40,6 +40,7 @@ import (
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/postgres"
+	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sqlite"
 )
 
@@ -73,13 +74,15 @@ func main() {
 
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := &httpd.Server{
-		Store:     store,
-		Processor: &paynotify.Processor{Store: store, Logger: logger},
-		Apps: map[string]*httpd.App{"shop": {
-			App:     paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: appID, SellerIDs: []string{seller}},
-			Gateway: &httpd.AlipayGateway{Client: client},
-		}},
-		APIToken: "load-token-0123456789", PublicURL: "https://pay.example.com", Logger: logger,
+		Service: &paynotify.Service{
+			Store:     store,
+			Processor: &paynotify.Processor{Store: store, Logger: logger},
+			Apps: map[string]*paynotify.App{"shop": {Name: "shop", Provider: paynotify.ProviderAlipay, AppID: appID,
+				SellerIDs: []string{seller}, Gateway: &provider.Alipay{Client: client}}},
+			PublicURL: "https://pay.example.com",
+			Logger:    logger,
+		},
+		APIToken: "load-token-0123456789", Logger: logger,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)

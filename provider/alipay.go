@@ -1,4 +1,4 @@
-package httpd
+package provider
 
 import (
 	"context"
@@ -7,33 +7,51 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 )
 
-// AlipayGateway adapts an alipay.Client to the Gateway of one app.
-type AlipayGateway struct {
+// Alipay is the paynotify.Provider of one Alipay app.
+type Alipay struct {
 	Client *alipay.Client
 }
 
-var _ Gateway = (*AlipayGateway)(nil)
+var (
+	_ paynotify.Provider       = (*Alipay)(nil)
+	_ paynotify.ReturnVerifier = (*Alipay)(nil)
+)
 
-// Verifier returns the notification verifier of the app.
-func (g *AlipayGateway) Verifier() paynotify.Verifier { return alipayVerifier{g.Client} }
+// Alipay's API names, as Answer.Endpoint and evidence endpoints.
+const (
+	EndpointAlipayQuery       = "alipay.trade.query"
+	EndpointAlipayRefundQuery = "alipay.trade.fastpay.refund.query"
+)
 
-// alipayVerifier turns a verified Alipay notification into a Fact.
+// Verifier returns the verifier of notifications at /notify/alipay/{app}.
+func (g *Alipay) Verifier(endpoint string) paynotify.Verifier {
+	if endpoint != paynotify.ProviderAlipay {
+		return nil
+	}
+	return alipayVerifier{g.Client}
+}
+
+// VerifyReturn checks the signature of a return_url redirect's query string.
+func (g *Alipay) VerifyReturn(rawQuery string) error {
+	_, err := g.Client.VerifyReturn(rawQuery)
+	return err
+}
+
+// alipayVerifier turns a verified Alipay notification into a Fact. Alipay's notifications carry
+// no signed timestamp: the time of verification does not matter.
 type alipayVerifier struct{ c *alipay.Client }
 
-func (v alipayVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, error) {
+func (v alipayVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynotify.Fact, error) {
 	n, err := v.c.VerifyNotification(body, h.Get("Content-Type"))
 	if err != nil {
-		var ve *alipay.VerifyError
-		rej := &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error()}
-		if errors.As(err, &ve) {
-			rej = &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail, OutTradeNo: ve.OutTradeNo}
-		}
+		rej := alipayReject(err)
 		if rej.OutTradeNo == "" {
 			rej.OutTradeNo = claimedOutTradeNo(body)
 		}
@@ -46,6 +64,15 @@ func (v alipayVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, erro
 	return AlipayFact(n), nil
 }
 
+// alipayReject turns a verification failure into the rejection kept as evidence.
+func alipayReject(err error) *paynotify.RejectError {
+	var ve *alipay.VerifyError
+	if errors.As(err, &ve) {
+		return &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail, OutTradeNo: ve.OutTradeNo}
+	}
+	return &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error()}
+}
+
 // claimedOutTradeNo reads the out_trade_no a rejected body claims, leniently, so that its
 // evidence can be found by order. It is never used for anything but that search.
 func claimedOutTradeNo(body []byte) string {
@@ -56,10 +83,10 @@ func claimedOutTradeNo(body []byte) string {
 	return ""
 }
 
-// AlipayFact maps a verified notification to the fact it states (alipay.md §4.8): TRADE_SUCCESS
-// is a payment, or a partial refund when it carries refund_fee; TRADE_CLOSED is a close, or a full
-// refund when it carries refund_fee; TRADE_FINISHED is the end of the refund window.
-// WAIT_BUYER_PAY (not sent by default) states nothing that moves an order.
+// AlipayFact maps a verified notification to the fact it states (docs/alipay.md, "Trade
+// statuses"): TRADE_SUCCESS is a payment, or a partial refund when it carries refund_fee;
+// TRADE_CLOSED is a close, or a full refund when it carries refund_fee; TRADE_FINISHED is the end
+// of the refund window. WAIT_BUYER_PAY (not sent by default) states nothing that moves an order.
 func AlipayFact(n *alipay.Notification) paynotify.Fact {
 	f := paynotify.Fact{
 		OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TradeNo, AppID: n.AppID, SellerID: n.SellerID,
@@ -84,8 +111,31 @@ func AlipayFact(n *alipay.Notification) paynotify.Fact {
 	return f
 }
 
+// alipayQueryFact maps a verified alipay.trade.query answer to the fact it states, nil for a trade
+// that waits for the buyer. TRADE_CLOSED of a trade that was paid (send_pay_date set) is a full
+// refund: Alipay closes a trade when it is fully refunded.
+func alipayQueryFact(q *alipay.TradeQueryResponse) *paynotify.Fact {
+	f := &paynotify.Fact{OutTradeNo: q.OutTradeNo, ProviderTradeNo: q.TradeNo, Amount: paynotify.Amount(q.TotalAmount),
+		HasAmount: true, At: q.SendPayDate}
+	switch q.TradeStatus {
+	case alipay.TradeSuccess:
+		f.Kind = paynotify.FactPaid
+	case alipay.TradeFinished:
+		f.Kind = paynotify.FactFinished
+	case alipay.TradeClosed:
+		if q.SendPayDate.IsZero() {
+			f.Kind = paynotify.FactClosed
+		} else {
+			f.Kind, f.RefundTotal = paynotify.FactRefund, paynotify.Amount(q.TotalAmount)
+		}
+	default:
+		return nil
+	}
+	return f
+}
+
 // Pay signs the order for its channel; precreate asks Alipay for the QR code.
-func (g *AlipayGateway) Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnURL string) (json.RawMessage, error) {
+func (g *Alipay) Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnURL string) (json.RawMessage, error) {
 	var pay any
 	switch o.Channel {
 	case paynotify.ChannelAlipayApp:
@@ -124,7 +174,7 @@ func (g *AlipayGateway) Pay(ctx context.Context, o *paynotify.Order, notifyURL, 
 
 // Close closes the trade at Alipay. A trade the buyer never opened (ACQ.TRADE_NOT_EXIST) is closed
 // locally; a trade that is no longer open is queried, and its verified state applied.
-func (g *AlipayGateway) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error) {
+func (g *Alipay) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error) {
 	closed := paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}
 	_, err := g.Client.TradeClose(ctx, alipay.TradeClose{OutTradeNo: o.OutTradeNo})
 	var ae *alipay.Error
@@ -138,20 +188,64 @@ func (g *AlipayGateway) Close(ctx context.Context, o *paynotify.Order) (paynotif
 		if qerr != nil {
 			return paynotify.Fact{}, alipayError(qerr)
 		}
-		f := paynotify.Fact{OutTradeNo: q.OutTradeNo, ProviderTradeNo: q.TradeNo, Amount: paynotify.Amount(q.TotalAmount), HasAmount: true, At: q.SendPayDate}
-		switch q.TradeStatus {
-		case alipay.TradeSuccess:
-			f.Kind = paynotify.FactPaid
-		case alipay.TradeFinished:
-			f.Kind = paynotify.FactFinished
-		case alipay.TradeClosed:
-			f.Kind = paynotify.FactClosed
-		default:
+		if q.OutTradeNo != o.OutTradeNo {
+			return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay answered a query about %s with another order.", o.OutTradeNo)
+		}
+		f := alipayQueryFact(q)
+		if f == nil {
 			return paynotify.Fact{}, alipayError(err)
 		}
-		return f, nil
+		return *f, nil
 	default:
 		return paynotify.Fact{}, alipayError(err)
+	}
+}
+
+// Query asks alipay.trade.query about o. ACQ.TRADE_NOT_EXIST (the buyer never opened it) and
+// WAIT_BUYER_PAY state nothing; only a signed answer counts.
+func (g *Alipay) Query(ctx context.Context, o *paynotify.Order) (*paynotify.Answer, error) {
+	var raw alipay.RawResponse
+	q, err := g.Client.TradeQuery(alipay.WithRawResponse(ctx, &raw), alipay.TradeQuery{OutTradeNo: o.OutTradeNo})
+	return alipayAnswer(EndpointAlipayQuery, &raw, err, func(ans *paynotify.Answer) {
+		ans.State, ans.Fact = q.TradeStatus, alipayQueryFact(q)
+	})
+}
+
+// QueryRefund asks alipay.trade.fastpay.refund.query about refund r. REFUND_SUCCESS confirms it
+// with its own amount; an empty status means Alipay has no such refund (yet): nothing to apply.
+func (g *Alipay) QueryRefund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
+	var raw alipay.RawResponse
+	q, err := g.Client.TradeFastpayRefundQuery(alipay.WithRawResponse(ctx, &raw),
+		alipay.TradeFastpayRefundQuery{OutTradeNo: o.OutTradeNo, OutRequestNo: r.OutRequestNo})
+	return alipayAnswer(EndpointAlipayRefundQuery, &raw, err, func(ans *paynotify.Answer) {
+		if q.RefundStatus != "REFUND_SUCCESS" {
+			ans.State = "REFUND_UNKNOWN"
+			return
+		}
+		ans.State = q.RefundStatus
+		ans.Fact = &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: q.OutTradeNo, ProviderTradeNo: q.TradeNo,
+			RefundPerRequest: true, RefundRequestNo: q.OutRequestNo, RefundAmount: paynotify.Amount(q.RefundAmount), At: q.GmtRefundPay}
+	})
+}
+
+// alipayAnswer turns a query's outcome into an Answer: a verified answer (fill states it), a
+// signed ACQ.TRADE_NOT_EXIST (states nothing), an answer that failed verification (rejected, kept
+// as evidence), or an unknown outcome.
+func alipayAnswer(endpoint string, raw *alipay.RawResponse, err error, fill func(*paynotify.Answer)) (*paynotify.Answer, error) {
+	ans := &paynotify.Answer{Endpoint: endpoint, Header: raw.Header, Body: raw.Body}
+	var ae *alipay.Error
+	var ve *alipay.VerifyError
+	switch {
+	case err == nil:
+		fill(ans)
+		return ans, nil
+	case errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_NOT_EXIST":
+		ans.State = ae.SubCode
+		return ans, nil
+	case errors.As(err, &ve) && raw.Body != nil:
+		return ans, alipayReject(err)
+	default:
+		return nil, alipayError(err)
 	}
 }
 
@@ -160,7 +254,7 @@ func (g *AlipayGateway) Close(ctx context.Context, o *paynotify.Order) (paynotif
 // signed refusal that Alipay documents as final fails a refund: anything else (ACQ.SYSTEM_ERROR,
 // an unknown code, a timeout) leaves it pending, so that the same out_request_no is retried and the
 // money is never sent twice.
-func (g *AlipayGateway) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
 	resp, err := g.Client.TradeRefund(ctx, alipay.TradeRefund{OutTradeNo: o.OutTradeNo, RefundAmount: int64(r.Amount),
 		OutRequestNo: r.OutRequestNo, RefundReason: r.Reason})
 	if err == nil && resp.FundChange {
@@ -169,7 +263,7 @@ func (g *AlipayGateway) Refund(ctx context.Context, o *paynotify.Order, r *payno
 	}
 	// Not confirmed by the call: ask the refund query, which settles every outcome.
 	q, qerr := g.Client.TradeFastpayRefundQuery(ctx, alipay.TradeFastpayRefundQuery{OutTradeNo: o.OutTradeNo, OutRequestNo: r.OutRequestNo})
-	if qerr == nil && q.RefundStatus == "REFUND_SUCCESS" {
+	if qerr == nil && q.RefundStatus == "REFUND_SUCCESS" && q.OutTradeNo == o.OutTradeNo && q.OutRequestNo == r.OutRequestNo {
 		return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: q.TradeNo,
 			RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: paynotify.Amount(q.RefundAmount), At: q.GmtRefundPay}, nil
 	}
@@ -185,8 +279,8 @@ func (g *AlipayGateway) Refund(ctx context.Context, o *paynotify.Order, r *payno
 }
 
 // finalRefundErrors are the alipay.trade.refund sub codes after which the refund certainly did
-// not happen (alipay.md §5.4). ACQ.SELLER_BALANCE_NOT_ENOUGH is not among them: the same
-// out_request_no may succeed once the balance is topped up.
+// not happen (docs/alipay.md, "Refunds"). ACQ.SELLER_BALANCE_NOT_ENOUGH is not among them: the
+// same out_request_no may succeed once the balance is topped up.
 var finalRefundErrors = map[string]bool{
 	"ACQ.TRADE_NOT_EXIST":             true,
 	"ACQ.TRADE_STATUS_ERROR":          true,

@@ -1,24 +1,25 @@
-package httpd
+package provider
 
 import (
 	"bytes"
-	"errors"
 	"net/http"
+	"time"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
-// WechatV2Verifier verifies APIv2 XML notifications: payments signed with the APIv2 key (MD5 or
-// HMAC-SHA256), and refunds whose req_info is encrypted under md5(APIv2 key).
-type WechatV2Verifier struct {
+// WechatV2 verifies APIv2 XML notifications at /notify/wechatpay-v2/{app}: payments signed with
+// the APIv2 key (MD5 or HMAC-SHA256), and refunds whose req_info is encrypted under md5(APIv2 key).
+// APIv2 messages carry no signed timestamp.
+type WechatV2 struct {
 	APIKey []byte
 	// AppID and MchID are reported in the fact, for the Processor's checks.
 	AppID, MchID string
 }
 
 // Verify turns a verified APIv2 notification into a fact.
-func (v *WechatV2Verifier) Verify(_ http.Header, body []byte) (paynotify.Fact, error) {
+func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fact, error) {
 	if bytes.Contains(body, []byte("<req_info>")) {
 		n, err := wechatpay.ParseV2RefundNotification(body, v.APIKey)
 		if err != nil {
@@ -59,12 +60,4 @@ func (v *WechatV2Verifier) Verify(_ http.Header, body []byte) (paynotify.Fact, e
 		f.Kind = paynotify.FactPaid
 	}
 	return f, nil
-}
-
-func wechatReject(err error) *paynotify.RejectError {
-	var ve *wechatpay.VerifyError
-	if errors.As(err, &ve) {
-		return &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail}
-	}
-	return &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error()}
 }

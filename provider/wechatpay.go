@@ -1,34 +1,53 @@
-package httpd
+package provider
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
-// WechatGateway adapts a wechatpay.Client to the Gateway of one app.
-type WechatGateway struct {
+// Wechat is the paynotify.Provider of one WeChat Pay merchant app.
+type Wechat struct {
 	Client *wechatpay.Client
 	// V2 verifies APIv2 XML notifications; nil when the app has no APIv2 key.
-	V2 paynotify.Verifier
+	V2 *WechatV2
 }
 
-var _ Gateway = (*WechatGateway)(nil)
+var _ paynotify.Provider = (*Wechat)(nil)
 
-// Verifier returns the APIv3 notification verifier of the app.
-func (g *WechatGateway) Verifier() paynotify.Verifier { return wechatVerifier{g.Client} }
+// WeChat Pay's API names, as Answer.Endpoint and evidence endpoints.
+const (
+	EndpointWechatQuery       = "wechatpay.query"
+	EndpointWechatRefundQuery = "wechatpay.refund_query"
+)
 
-// VerifierV2 returns the APIv2 notification verifier, or nil.
-func (g *WechatGateway) VerifierV2() paynotify.Verifier { return g.V2 }
+// Verifier returns the verifier of APIv3 notifications at /notify/wechatpay/{app}, and of APIv2
+// ones at /notify/wechatpay-v2/{app} when the app has an APIv2 key.
+func (g *Wechat) Verifier(endpoint string) paynotify.Verifier {
+	switch {
+	case endpoint == paynotify.ProviderWechatpay:
+		return wechatVerifier{g.Client}
+	case endpoint == "wechatpay-v2" && g.V2 != nil:
+		return g.V2
+	}
+	return nil
+}
 
 type wechatVerifier struct{ c *wechatpay.Client }
 
-func (v wechatVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, error) {
-	n, err := v.c.ParseNotification(h, body)
+func (v wechatVerifier) Verify(h http.Header, body []byte, at time.Time) (paynotify.Fact, error) {
+	var n *wechatpay.Notification
+	var err error
+	if at.IsZero() {
+		n, err = v.c.ParseNotification(h, body)
+	} else {
+		n, err = v.c.ParseNotificationAt(h, body, at)
+	}
 	if err != nil {
 		rej := wechatReject(err)
 		rej.OutTradeNo = v.c.UnverifiedOutTradeNo(body) // for finding the evidence by order only
@@ -53,8 +72,17 @@ func (v wechatVerifier) Verify(h http.Header, body []byte) (paynotify.Fact, erro
 	}
 }
 
+func wechatReject(err error) *paynotify.RejectError {
+	var ve *wechatpay.VerifyError
+	if errors.As(err, &ve) {
+		return &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail}
+	}
+	return &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error()}
+}
+
 // WechatTransactionFact maps a verified transaction (notification or query) to its fact:
-// SUCCESS and REFUND are paid, CLOSED and REVOKED closed, anything else states nothing.
+// SUCCESS and REFUND are paid, CLOSED and REVOKED closed, anything else (NOTPAY, USERPAYING,
+// PAYERROR) states nothing: Kind is empty.
 func WechatTransactionFact(t *wechatpay.Transaction) paynotify.Fact {
 	f := paynotify.Fact{OutTradeNo: t.OutTradeNo, ProviderTradeNo: t.TransactionID, AppID: t.AppID, MchID: t.MchID,
 		Amount: paynotify.Amount(t.Amount.Total), HasAmount: true, Currency: t.Amount.Currency, At: t.SuccessTime}
@@ -68,7 +96,8 @@ func WechatTransactionFact(t *wechatpay.Transaction) paynotify.Fact {
 }
 
 // WechatRefundFact maps a verified refund (notification or API answer) to its fact. WeChat
-// reports each refund's own amount: the Processor sums the distinct out_refund_no.
+// reports each refund's own amount: the Processor sums the distinct out_refund_no. PROCESSING
+// states nothing: Kind is empty.
 func WechatRefundFact(r *wechatpay.Refund) paynotify.Fact {
 	f := paynotify.Fact{OutTradeNo: r.OutTradeNo, ProviderTradeNo: r.TransactionID, MchID: r.MchID,
 		Amount: paynotify.Amount(r.Amount.Total), HasAmount: r.Amount.Total > 0, RefundPerRequest: true,
@@ -83,7 +112,7 @@ func WechatRefundFact(r *wechatpay.Refund) paynotify.Fact {
 }
 
 // Pay asks WeChat Pay for a prepay and returns what the buyer's side needs.
-func (g *WechatGateway) Pay(ctx context.Context, o *paynotify.Order, notifyURL, _ string) (json.RawMessage, error) {
+func (g *Wechat) Pay(ctx context.Context, o *paynotify.Order, notifyURL, _ string) (json.RawMessage, error) {
 	req := wechatpay.PrepayRequest{Description: o.Subject, OutTradeNo: o.OutTradeNo, TimeExpire: o.ExpiresAt, NotifyURL: notifyURL}
 	req.Amount.Total, req.Amount.Currency = int64(o.Amount), o.Currency
 	var pay any
@@ -134,7 +163,7 @@ func (g *WechatGateway) Pay(ctx context.Context, o *paynotify.Order, notifyURL, 
 
 // Close closes the order at WeChat Pay. ORDERPAID (or any refusal) is settled by a query: a paid
 // order's payment is applied instead.
-func (g *WechatGateway) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error) {
+func (g *Wechat) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error) {
 	err := g.Client.Close(ctx, o.OutTradeNo)
 	if err == nil {
 		return paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}, nil
@@ -147,6 +176,9 @@ func (g *WechatGateway) Close(ctx context.Context, o *paynotify.Order) (paynotif
 	if qerr != nil {
 		return paynotify.Fact{}, wechatError(err)
 	}
+	if t.OutTradeNo != o.OutTradeNo {
+		return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "WeChat Pay answered a query about %s with another order.", o.OutTradeNo)
+	}
 	f := WechatTransactionFact(t)
 	if f.Kind == "" {
 		return paynotify.Fact{}, wechatError(err)
@@ -154,11 +186,58 @@ func (g *WechatGateway) Close(ctx context.Context, o *paynotify.Order) (paynotif
 	return f, nil
 }
 
+// Query asks WeChat Pay about o by out_trade_no. ORDER_NOT_EXIST, NOTPAY, USERPAYING and PAYERROR
+// state nothing; only a signed answer counts.
+func (g *Wechat) Query(ctx context.Context, o *paynotify.Order) (*paynotify.Answer, error) {
+	var raw wechatpay.RawResponse
+	t, err := g.Client.QueryByOutTradeNo(wechatpay.WithRawResponse(ctx, &raw), o.OutTradeNo)
+	return wechatAnswer(EndpointWechatQuery, &raw, err, "ORDER_NOT_EXIST", func(ans *paynotify.Answer) {
+		ans.State = t.TradeState
+		if f := WechatTransactionFact(t); f.Kind != "" {
+			ans.Fact = &f
+		}
+	})
+}
+
+// QueryRefund asks WeChat Pay about refund r. SUCCESS confirms it, CLOSED and ABNORMAL fail it,
+// PROCESSING and RESOURCE_NOT_EXISTS state nothing.
+func (g *Wechat) QueryRefund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
+	var raw wechatpay.RawResponse
+	rf, err := g.Client.QueryRefund(wechatpay.WithRawResponse(ctx, &raw), r.OutRequestNo)
+	return wechatAnswer(EndpointWechatRefundQuery, &raw, err, "RESOURCE_NOT_EXISTS", func(ans *paynotify.Answer) {
+		ans.State = rf.RefundStatus
+		if f := WechatRefundFact(rf); f.Kind != "" {
+			ans.Fact = &f
+		}
+	})
+}
+
+// wechatAnswer turns a query's outcome into an Answer: a verified answer (fill states it), a
+// signed notFound code (states nothing), an answer that failed verification (rejected, kept as
+// evidence), or an unknown outcome.
+func wechatAnswer(endpoint string, raw *wechatpay.RawResponse, err error, notFound string, fill func(*paynotify.Answer)) (*paynotify.Answer, error) {
+	ans := &paynotify.Answer{Endpoint: endpoint, Header: raw.Header, Body: raw.Body}
+	var we *wechatpay.Error
+	var ve *wechatpay.VerifyError
+	switch {
+	case err == nil:
+		fill(ans)
+		return ans, nil
+	case errors.As(err, &we) && we.Signed && we.Code == notFound:
+		ans.State = we.Code
+		return ans, nil
+	case errors.As(err, &ve) && raw.Body != nil:
+		return ans, wechatReject(err)
+	default:
+		return nil, wechatError(err)
+	}
+}
+
 // Refund asks WeChat Pay for refund r: SUCCESS confirms it, CLOSED or ABNORMAL fails it, and
 // PROCESSING leaves it pending until its notification. When the call fails, the refund query
 // decides; only a signed refusal that is final fails the refund, anything else leaves it pending,
 // so that the same out_refund_no is retried and the money is never sent twice.
-func (g *WechatGateway) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+func (g *Wechat) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
 	req := wechatpay.RefundRequest{OutTradeNo: o.OutTradeNo, OutRefundNo: r.OutRequestNo, Reason: r.Reason}
 	req.Amount.Refund, req.Amount.Total, req.Amount.Currency = int64(r.Amount), int64(o.Amount), o.Currency
 	rf, err := g.Client.CreateRefund(ctx, req)
@@ -172,6 +251,9 @@ func (g *WechatGateway) Refund(ctx context.Context, o *paynotify.Order, r *payno
 			}
 			return nil, unknownOutcome(wechatError(err))
 		}
+	}
+	if rf.OutTradeNo != o.OutTradeNo || rf.OutRefundNo != r.OutRequestNo {
+		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "WeChat Pay answered refund %s with another refund.", r.OutRequestNo)
 	}
 	f := WechatRefundFact(rf)
 	if f.Kind == "" {

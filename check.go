@@ -1,0 +1,163 @@
+package paynotify
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNoQueryService is returned by a Provider whose provider has no query API: its orders are
+// settled by notifications only, and reconciliation skips them.
+var ErrNoQueryService = errors.New("paynotify: the provider has no query service")
+
+// CheckResult is what one query of an order or a refund found, and what was done with it.
+type CheckResult struct {
+	// Order is the order after the check.
+	Order *Order
+	// Refund is the refund after a refund check.
+	Refund *Refund
+	// State is the provider's word for the trade or refund ("TRADE_SUCCESS", "NOTPAY", …).
+	State string
+	// Fact is the verified fact the answer stated, nil when it stated nothing to apply.
+	Fact *Fact
+	// Verdict and Reason are the Processor's, when the answer was applied or rejected; "" when
+	// there was nothing to apply (the order is still pending at the provider) or on a dry run.
+	Verdict Verdict
+	Reason  string
+	// Evidence is the record kept of the answer, if any.
+	Evidence *Evidence
+}
+
+// CheckOrder queries the provider for order o of app and, unless dryRun, applies a verified
+// answer through the Processor, exactly as a notification: the same checks (app, amount,
+// currency), state machine, events and anomalies, with the signed answer kept as evidence (source
+// query). An answer that does not verify, or that is about another order, changes nothing and is
+// kept as rejected evidence. An answer that states nothing (the trade does not exist or waits
+// for the buyer) changes nothing and keeps no evidence. The error is the provider's
+// (EPROVIDERUNAVAILABLE: the check is to be tried again) or the store's.
+func (s *Service) CheckOrder(ctx context.Context, a *App, o *Order, dryRun bool) (*CheckResult, error) {
+	received := s.now()
+	ans, err := a.Gateway.Query(ctx, o)
+	return s.applyAnswer(ctx, a, o, nil, ans, err, received, dryRun)
+}
+
+// applyAnswer is the common end of a query: reject, apply, or note that nothing is to be done.
+func (s *Service) applyAnswer(ctx context.Context, a *App, o *Order, rf *Refund, ans *Answer, err error, received time.Time, dryRun bool) (*CheckResult, error) {
+	res := &CheckResult{Order: o, Refund: rf}
+	var rej *RejectError
+	switch {
+	case err != nil && errors.As(err, &rej) && ans != nil:
+		res.Verdict, res.Reason = VerdictRejected, rej.Reason
+		if !dryRun {
+			ev := s.answerEvidence(a, ans, received)
+			ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, rej.Reason, rej.Detail, o.OutTradeNo
+			res.Evidence = ev
+			if err := s.Store.InsertEvidence(ctx, ev); err != nil {
+				return nil, err
+			}
+		}
+		s.logger().Warn("query answer rejected", "app", a.Name, "out_trade_no", o.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
+		return res, nil
+	case err != nil:
+		return nil, err
+	}
+	res.State = ans.State
+	if ans.Fact == nil {
+		return res, nil
+	}
+	res.Fact = ans.Fact
+	if ans.Fact.OutTradeNo != o.OutTradeNo || (rf != nil && ans.Fact.RefundRequestNo != "" && ans.Fact.RefundRequestNo != rf.OutRequestNo) {
+		// Signed, but not an answer to our question: a provider fault or a replayed answer.
+		res.Verdict, res.Reason = VerdictRejected, ReasonOutTradeNoMismatch
+		if !dryRun {
+			ev := s.answerEvidence(a, ans, received)
+			ev.Verdict, ev.Reason, ev.OutTradeNo = VerdictRejected, ReasonOutTradeNoMismatch, o.OutTradeNo
+			ev.Detail = "asked about " + o.OutTradeNo + ", answered about " + ans.Fact.OutTradeNo
+			res.Evidence = ev
+			if err := s.Store.InsertEvidence(ctx, ev); err != nil {
+				return nil, err
+			}
+		}
+		s.logger().Warn("query answer about another order", "app", a.Name, "out_trade_no", o.OutTradeNo, "answered", ans.Fact.OutTradeNo)
+		return res, nil
+	}
+	if dryRun {
+		return res, nil
+	}
+	ev := s.answerEvidence(a, ans, received)
+	r, err := s.Processor.Apply(ctx, a, *ans.Fact, ev)
+	if err != nil {
+		return nil, err
+	}
+	res.Verdict, res.Reason, res.Evidence = r.Verdict, r.Reason, r.Evidence
+	if r.Order != nil {
+		res.Order = r.Order
+	}
+	s.logger().Info("query answer applied", "app", a.Name, "out_trade_no", o.OutTradeNo, "state", ans.State, "verdict", r.Verdict, "reason", r.Reason)
+	return res, nil
+}
+
+func (s *Service) answerEvidence(a *App, ans *Answer, received time.Time) *Evidence {
+	ev := s.Processor.NewEvidence(a, SourceQuery, ans.Endpoint, received, ans.Header, ans.Body)
+	ev.DurationMS = s.now().Sub(received).Milliseconds()
+	return ev
+}
+
+// CheckRefund settles a refund with the provider's refund query. A pending refund that the
+// provider confirms or fails is applied (with the answer as evidence); one the provider does not
+// know (a crash before the request reached it) is requested again, idempotently under its number.
+// A succeeded refund is checked once to confirm its own amount, which was inferred when it was
+// recorded from cumulative totals (an Alipay refund started in the portal).
+func (s *Service) CheckRefund(ctx context.Context, a *App, o *Order, rf *Refund, dryRun bool) (*CheckResult, error) {
+	received := s.now()
+	ans, err := a.Gateway.QueryRefund(ctx, o, rf)
+	if rf.Status == RefundSucceeded {
+		return s.confirmRefund(ctx, a, o, rf, ans, err, dryRun)
+	}
+	res, err := s.applyAnswer(ctx, a, o, rf, ans, err, received, dryRun)
+	if err != nil || dryRun || res.Fact != nil || res.Verdict != "" {
+		if err == nil {
+			res.Refund = s.currentRefund(ctx, rf)
+		}
+		return res, err
+	}
+	// The provider has no such refund (yet): ask for it again.
+	if err := s.requestRefund(ctx, a, o, rf); err != nil {
+		return nil, err
+	}
+	res.Refund = s.currentRefund(ctx, rf)
+	return res, nil
+}
+
+// confirmRefund corrects a succeeded refund's amount to what the provider's verified refund query
+// says.
+func (s *Service) confirmRefund(ctx context.Context, a *App, o *Order, rf *Refund, ans *Answer, err error, dryRun bool) (*CheckResult, error) {
+	var rej *RejectError
+	switch {
+	case err != nil && errors.As(err, &rej) && ans != nil:
+		s.logger().Warn("refund query answer rejected", "app", a.Name, "out_trade_no", o.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
+		return &CheckResult{Order: o, Refund: rf, Verdict: VerdictRejected, Reason: rej.Reason}, nil
+	case err != nil:
+		return nil, err
+	}
+	res := &CheckResult{Order: o, Refund: rf, State: ans.State, Fact: ans.Fact}
+	f := ans.Fact
+	if f == nil || f.Kind != FactRefund || f.OutTradeNo != o.OutTradeNo || f.RefundAmount <= 0 || f.RefundAmount == rf.Amount || dryRun {
+		return res, nil
+	}
+	if err := s.Store.ConfirmRefundAmount(ctx, rf, f.RefundAmount); err != nil {
+		return nil, err
+	}
+	s.logger().Info("refund amount confirmed", "app", a.Name, "out_trade_no", o.OutTradeNo, "out_request_no", rf.OutRequestNo,
+		"recorded", int64(rf.Amount), "confirmed", int64(f.RefundAmount))
+	res.Refund = s.currentRefund(ctx, rf)
+	return res, nil
+}
+
+// currentRefund re-reads rf, or returns it as it was when that fails.
+func (s *Service) currentRefund(ctx context.Context, rf *Refund) *Refund {
+	if cur, err := s.refund(ctx, rf.App, rf.OutTradeNo, rf.OutRequestNo); err == nil {
+		return cur
+	}
+	return rf
+}

@@ -1,0 +1,112 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/paynotify/paynotify"
+)
+
+// ClaimChecks claims, in one short transaction, up to limit due rows (NextCheckAt at or before
+// now): the due orders first, earliest first, then the due refunds, earliest first, with what is
+// left of limit. Each claimed row moves to now+lease under one new random token, and is returned
+// in that order. Due rows are locked FOR NO KEY UPDATE SKIP LOCKED: a concurrent claim (of this
+// or another process) skips the rows this one is taking instead of waiting for them, and one that
+// reaches a row after this claim committed finds it no longer due. A limit of 0 or less claims
+// nothing; lease must be positive.
+func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*paynotify.Check, error) {
+	if lease <= 0 {
+		return nil, fmt.Errorf("postgres: claim checks: lease %s is not positive", lease)
+	}
+	if limit <= 0 {
+		return []*paynotify.Check{}, nil
+	}
+	token := rand.Text()
+	due, until := tm(now), tm(now.Add(lease))
+	var out []*paynotify.Check
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		orders, err := claim(ctx, tx, paynotify.CheckOrder, due, until, token, limit)
+		if err != nil {
+			return fmt.Errorf("orders: %w", err)
+		}
+		out = orders
+		if left := limit - len(orders); left > 0 {
+			refunds, err := claim(ctx, tx, paynotify.CheckRefund, due, until, token, left)
+			if err != nil {
+				return fmt.Errorf("refunds: %w", err)
+			}
+			out = append(out, refunds...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: claim checks: %w", err)
+	}
+	return out, nil
+}
+
+// claim claims up to limit rows of kind's table due at or before due: they move to until under
+// token, and are returned earliest first.
+func claim(ctx context.Context, tx pgx.Tx, kind paynotify.CheckKind, due, until time.Time, token string, limit int) ([]*paynotify.Check, error) {
+	table, requestNo := "orders", "''::text"
+	if kind == paynotify.CheckRefund {
+		table, requestNo = "refunds", "t.out_request_no"
+	}
+	rows, err := tx.Query(ctx, `WITH due AS (
+			SELECT seq, next_check_at FROM `+table+`
+			WHERE next_check_at IS NOT NULL AND next_check_at <= $1
+			ORDER BY next_check_at, seq LIMIT $2
+			FOR NO KEY UPDATE SKIP LOCKED
+		), claimed AS (
+			UPDATE `+table+` t SET next_check_at = $3, check_token = $4 FROM due WHERE t.seq = due.seq
+			RETURNING t.app, t.out_trade_no, `+requestNo+` AS out_request_no, t.checks, due.next_check_at AS due_at, due.seq
+		)
+		SELECT app, out_trade_no, out_request_no, checks FROM claimed ORDER BY due_at, seq`,
+		due, limit, until, token)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*paynotify.Check, error) {
+		c := &paynotify.Check{Kind: kind, Token: token}
+		if err := r.Scan(&c.App, &c.OutTradeNo, &c.OutRequestNo, &c.Checks); err != nil {
+			return nil, err
+		}
+		return c, nil
+	})
+}
+
+// FinishCheck ends the claim c, if c.Token still holds its row: checks grows by one when counted,
+// the token is cleared, next_check_at becomes next (NULL when nil; for an order, NULL whenever it
+// is not pending), and a refund's needs_attention becomes attention. A claim that no longer holds
+// (or a row that no longer exists) is left alone, and FinishCheck returns nil. One statement.
+func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Time, counted, attention bool) error {
+	if c.Token == "" {
+		return fmt.Errorf("postgres: finish check: no token")
+	}
+	inc := 0
+	if counted {
+		inc = 1
+	}
+	var err error
+	switch c.Kind {
+	case paynotify.CheckOrder:
+		_, err = db.pool.Exec(ctx, `UPDATE orders SET checks = checks + $1, check_token = '',
+			next_check_at = CASE WHEN status = 'pending' THEN $2::timestamptz END
+			WHERE app = $3 AND out_trade_no = $4 AND check_token = $5`,
+			inc, tmPtr(next), c.App, c.OutTradeNo, c.Token)
+	case paynotify.CheckRefund:
+		_, err = db.pool.Exec(ctx, `UPDATE refunds SET checks = checks + $1, check_token = '',
+			next_check_at = $2, needs_attention = $3
+			WHERE app = $4 AND out_trade_no = $5 AND out_request_no = $6 AND check_token = $7`,
+			inc, tmPtr(next), attention, c.App, c.OutTradeNo, c.OutRequestNo, c.Token)
+	default:
+		return fmt.Errorf("postgres: finish check: unknown kind %q", c.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: finish check: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,501 @@
+package paynotify_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/sqlite"
+)
+
+// The Processor's branches, each against a real SQLite store, without HTTP: verify → load →
+// decide → change → verdict → commit (processor.go).
+
+// verifierFunc is a Verifier made of a function: the fake provider of these tests.
+type verifierFunc func(h http.Header, body []byte, at time.Time) (paynotify.Fact, error)
+
+func (f verifierFunc) Verify(h http.Header, body []byte, at time.Time) (paynotify.Fact, error) {
+	return f(h, body, at)
+}
+
+// facts returns a verifier that states f for every request.
+func facts(f paynotify.Fact) paynotify.Verifier {
+	return verifierFunc(func(http.Header, []byte, time.Time) (paynotify.Fact, error) { return f, nil })
+}
+
+type procBundle struct {
+	store   *sqlite.DB
+	app     *paynotify.App
+	changed []string // out_trade_no of every OnChange, in order
+	mu      sync.Mutex
+}
+
+var t0 = time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+
+// quiet discards the logs of the code under test.
+var quiet = slog.New(slog.DiscardHandler)
+
+// openStore opens a fresh, migrated SQLite store, closed when tb ends.
+func openStore(tb testing.TB) *sqlite.DB {
+	tb.Helper()
+	db, err := sqlite.Open(filepath.Join(tb.TempDir(), "paynotify.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if err := db.Migrate(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+func setupProcessor(t *testing.T) (*paynotify.Processor, *procBundle) {
+	t.Helper()
+	b := &procBundle{store: openStore(t),
+		app: &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001", MchID: "", SellerIDs: []string{"2088000000000002"}}}
+	p := &paynotify.Processor{Store: b.store, Logger: quiet, Now: func() time.Time { return t0 }, OnChange: func(o *paynotify.Order) {
+		b.mu.Lock()
+		b.changed = append(b.changed, o.OutTradeNo)
+		b.mu.Unlock()
+	}}
+	return p, b
+}
+
+// mustOrder creates a pending order of 1000 fen.
+func (b *procBundle) mustOrder(t *testing.T, otn string) *paynotify.Order {
+	t.Helper()
+	o, _, err := b.store.CreateOrder(context.Background(), &paynotify.Order{App: "shop", OutTradeNo: otn, Channel: paynotify.ChannelAlipayApp,
+		Status: paynotify.StatusPending, Amount: 1000, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func (b *procBundle) order(t *testing.T, otn string) *paynotify.Order {
+	t.Helper()
+	o, err := b.store.GetOrder(context.Background(), "shop", otn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// events returns the types of the events of otn, in log order.
+func (b *procBundle) events(t *testing.T, otn string) []string {
+	t.Helper()
+	evs, err := b.store.ListEvents(context.Background(), paynotify.EventFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range evs {
+		if e.OutTradeNo == otn {
+			out = append(out, string(e.Type))
+		}
+	}
+	return out
+}
+
+func (b *procBundle) evidence(t *testing.T, f paynotify.EvidenceFilter) []*paynotify.Evidence {
+	t.Helper()
+	f.Limit = 1000
+	list, err := b.store.ListEvidence(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+func paidFact(otn, tradeNo string) paynotify.Fact {
+	return paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: otn, ProviderTradeNo: tradeNo, AppID: "2021000000000001",
+		SellerID: "2088000000000002", Amount: 1000, HasAmount: true, At: t0.Add(time.Minute)}
+}
+
+func callback(app *paynotify.App) *paynotify.Callback {
+	return &paynotify.Callback{App: app, Endpoint: "alipay", Header: http.Header{"Content-Type": {"text/plain"}}, Body: []byte("body"),
+		Answer: func(ok bool) string { return map[bool]string{true: "success", false: "fail"}[ok] }}
+}
+
+func TestProcess_OK(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	res := p.Process(context.Background(), callback(b.app), facts(paidFact("T1", "P1")))
+	if res.Verdict != paynotify.VerdictAccepted || !res.OK || res.Order.Status != paynotify.StatusPaid {
+		t.Fatalf("result = %+v", res)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.Version != 2 || o.ProviderTradeNo != "P1" || !o.PaidAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("order = %+v", o)
+	}
+	if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid]" {
+		t.Fatalf("events = %s", got)
+	}
+	ev := b.evidence(t, paynotify.EvidenceFilter{OutTradeNo: "T1"})
+	if len(ev) != 1 || ev[0].Verdict != paynotify.VerdictAccepted || ev[0].Answer != "success" || ev[0].Source != paynotify.SourceNotification ||
+		ev[0].Endpoint != "alipay" || ev[0].OrderVersion != 2 || string(ev[0].Body) != "body" {
+		t.Fatalf("evidence = %+v", ev)
+	}
+	if fmt.Sprint(b.changed) != "[T1]" {
+		t.Fatalf("OnChange calls = %v", b.changed)
+	}
+
+	t.Run("Duplicate", func(t *testing.T) {
+		res := p.Process(context.Background(), callback(b.app), facts(paidFact("T1", "P1")))
+		if res.Verdict != paynotify.VerdictDuplicate || !res.OK {
+			t.Fatalf("result = %+v", res)
+		}
+		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid]" {
+			t.Fatalf("events = %s", got)
+		}
+		if len(b.evidence(t, paynotify.EvidenceFilter{OutTradeNo: "T1", Verdict: paynotify.VerdictDuplicate})) != 1 {
+			t.Fatal("no duplicate evidence")
+		}
+		if len(b.changed) != 1 {
+			t.Fatalf("OnChange called for a duplicate: %v", b.changed)
+		}
+	})
+}
+
+func TestProcess_Rejected(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	rejecting := verifierFunc(func(http.Header, []byte, time.Time) (paynotify.Fact, error) {
+		return paynotify.Fact{}, fmt.Errorf("wrapped: %w", &paynotify.RejectError{Reason: paynotify.ReasonSignatureInvalid, Detail: "RSA2 does not verify", OutTradeNo: "T1"})
+	})
+	res := p.Process(context.Background(), callback(b.app), rejecting)
+	if res.Verdict != paynotify.VerdictRejected || res.OK || res.Reason != paynotify.ReasonSignatureInvalid {
+		t.Fatalf("result = %+v", res)
+	}
+	ev := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictRejected})
+	if len(ev) != 1 || ev[0].OutTradeNo != "T1" || ev[0].Detail != "RSA2 does not verify" || ev[0].Answer != "fail" {
+		t.Fatalf("evidence = %+v", ev)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPending || o.Version != 1 {
+		t.Fatalf("a rejected request changed the order: %+v", o)
+	}
+
+	t.Run("NotARejectError", func(t *testing.T) {
+		res := p.Process(context.Background(), callback(b.app), verifierFunc(func(http.Header, []byte, time.Time) (paynotify.Fact, error) {
+			return paynotify.Fact{}, errors.New("bad bytes")
+		}))
+		if res.Verdict != paynotify.VerdictRejected || res.Reason != paynotify.ReasonMalformed {
+			t.Fatalf("result = %+v", res)
+		}
+	})
+
+	t.Run("Cap", func(t *testing.T) {
+		p, b := setupProcessor(t)
+		p.RejectedPerMinute = 2
+		for range 5 {
+			p.Process(context.Background(), callback(b.app), rejecting)
+		}
+		if n := len(b.evidence(t, paynotify.EvidenceFilter{})); n != 2 {
+			t.Fatalf("%d rejected records stored, want the cap of 2", n)
+		}
+		// Reprocessing is an operator's request: always kept.
+		cb := callback(b.app)
+		cb.Source, cb.ReprocessedFrom = paynotify.SourceReprocess, "ntf_x"
+		p.Process(context.Background(), cb, rejecting)
+		ev := b.evidence(t, paynotify.EvidenceFilter{Source: paynotify.SourceReprocess})
+		if len(ev) != 1 || ev[0].ReprocessedFrom != "ntf_x" {
+			t.Fatalf("reprocess records = %+v", ev)
+		}
+	})
+}
+
+func TestProcess_VerifyAt(t *testing.T) {
+	p, b := setupProcessor(t)
+	var got []time.Time
+	v := verifierFunc(func(_ http.Header, _ []byte, at time.Time) (paynotify.Fact, error) {
+		got = append(got, at)
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonTimestampSkew}
+	})
+	p.Process(context.Background(), callback(b.app), v)
+	cb := callback(b.app)
+	cb.VerifyAt = t0.Add(-time.Hour)
+	p.Process(context.Background(), cb, v)
+	if len(got) != 2 || !got[0].IsZero() || !got[1].Equal(t0.Add(-time.Hour)) {
+		t.Fatalf("verifier times = %v, want zero (its own clock) then the given time", got)
+	}
+}
+
+func TestProcess_Anomalies(t *testing.T) {
+	tests := []struct {
+		name   string
+		fact   func(paynotify.Fact) paynotify.Fact
+		reason string
+	}{
+		{"ErrAppIDMismatch", func(f paynotify.Fact) paynotify.Fact { f.AppID = "2021999999999999"; return f }, paynotify.ReasonAppIDMismatch},
+		{"ErrMchIDMismatch", func(f paynotify.Fact) paynotify.Fact { f.MchID = "1900000999"; return f }, paynotify.ReasonAppIDMismatch},
+		{"ErrSellerMismatch", func(f paynotify.Fact) paynotify.Fact { f.SellerID = "2088999999999999"; return f }, paynotify.ReasonSellerMismatch},
+		{"ErrAmountMismatch", func(f paynotify.Fact) paynotify.Fact { f.Amount = 1001; return f }, paynotify.ReasonAmountMismatch},
+		{"ErrCurrencyMismatch", func(f paynotify.Fact) paynotify.Fact { f.Currency = "USD"; return f }, paynotify.ReasonCurrencyMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, b := setupProcessor(t)
+			b.app.MchID = "1900000100" // so that a fact's mchid is checked too
+			b.mustOrder(t, "T1")
+			f := tt.fact(paidFact("T1", "P1"))
+			for range 3 { // retries of the same message: one anomaly
+				res := p.Process(context.Background(), callback(b.app), facts(f))
+				if res.Verdict != paynotify.VerdictAnomaly || res.OK || res.Reason != tt.reason {
+					t.Fatalf("result = %+v, want anomaly %s answered as a failure", res, tt.reason)
+				}
+			}
+			if o := b.order(t, "T1"); o.Status != paynotify.StatusPending || o.Version != 1 {
+				t.Fatalf("an anomaly changed the order: %+v", o)
+			}
+			if got := fmt.Sprint(b.events(t, "T1")); got != "[order.anomaly]" {
+				t.Fatalf("events = %s, want one anomaly", got)
+			}
+			if len(b.changed) != 0 {
+				t.Fatalf("OnChange called: %v", b.changed)
+			}
+		})
+	}
+
+	t.Run("ErrUnknownOrder", func(t *testing.T) {
+		t.Parallel()
+		p, b := setupProcessor(t)
+		for range 2 {
+			if res := p.Process(context.Background(), callback(b.app), facts(paidFact("NOPE", "P1"))); res.Reason != paynotify.ReasonUnknownOrder || res.OK {
+				t.Fatalf("result = %+v", res)
+			}
+		}
+		evs, err := b.store.ListEvents(context.Background(), paynotify.EventFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].Type != paynotify.EventOrderAnomaly || evs[0].OutTradeNo != "NOPE" || evs[0].Version != 0 {
+			t.Fatalf("events = %+v, want one orphan anomaly", evs)
+		}
+	})
+}
+
+// A second verified payment under another trade number is acknowledged and raises one
+// duplicate_payment anomaly per trade number, whichever message reports it.
+func TestProcess_DuplicatePayment(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	p.Process(context.Background(), callback(b.app), facts(paidFact("T1", "P1")))
+	for _, trade := range []string{"P2", "P2", "P3"} {
+		res := p.Process(context.Background(), callback(b.app), facts(paidFact("T1", trade)))
+		if res.Verdict != paynotify.VerdictAnomaly || !res.OK || res.Reason != paynotify.ReasonDuplicatePayment {
+			t.Fatalf("%s: result = %+v, want an acknowledged duplicate_payment", trade, res)
+		}
+	}
+	// The same trade reported by a query answer (other fields, no app id): still the same anomaly.
+	q := paidFact("T1", "P2")
+	q.AppID, q.SellerID, q.NotificationID = "", "", ""
+	if _, err := p.Apply(context.Background(), b.app, q, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid order.anomaly order.anomaly]" {
+		t.Fatalf("events = %s, want the payment and one anomaly per other trade", got)
+	}
+	if o := b.order(t, "T1"); o.ProviderTradeNo != "P1" || o.Version != 2 {
+		t.Fatalf("order = %+v, want it as the first payment left it", o)
+	}
+}
+
+func TestProcess_Ignored(t *testing.T) {
+	p, b := setupProcessor(t)
+	res := p.Process(context.Background(), callback(b.app), facts(paynotify.Fact{Kind: paynotify.FactIgnored, NotificationID: "n1"}))
+	if res.Verdict != paynotify.VerdictAccepted || !res.OK {
+		t.Fatalf("result = %+v", res)
+	}
+	evs, err := b.store.ListEvents(context.Background(), paynotify.EventFilter{})
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("events = %v, %v", evs, err)
+	}
+}
+
+func TestProcess_Refunds(t *testing.T) {
+	ctx := context.Background()
+	mkRefund := func(t *testing.T, b *procBundle, no string, amount paynotify.Amount, status paynotify.RefundStatus) {
+		t.Helper()
+		if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: no, Amount: amount,
+			Status: status, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refundOf := func(t *testing.T, b *procBundle, no string) *paynotify.Refund {
+		t.Helper()
+		list, err := b.store.ListRefunds(ctx, "shop", "T1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range list {
+			if r.OutRequestNo == no {
+				return r
+			}
+		}
+		return nil
+	}
+	paid := func(t *testing.T) (*paynotify.Processor, *procBundle) {
+		p, b := setupProcessor(t)
+		b.mustOrder(t, "T1")
+		p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
+		return p, b
+	}
+
+	t.Run("TotalsGetTheirAmountFromOurRecord", func(t *testing.T) {
+		p, b := paid(t)
+		mkRefund(t, b, "R1", 300, paynotify.RefundPending)
+		f := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundTotal: 300, RefundRequestNo: "R1", Amount: 1000, HasAmount: true}
+		if res := p.Process(ctx, callback(b.app), facts(f)); res.Verdict != paynotify.VerdictAccepted {
+			t.Fatalf("result = %+v", res)
+		}
+		if r := refundOf(t, b, "R1"); r.Status != paynotify.RefundSucceeded || r.Amount != 300 || r.NextCheckAt != nil {
+			t.Fatalf("refund = %+v", r)
+		}
+		if o := b.order(t, "T1"); o.RefundedAmount != 300 || o.Status != paynotify.StatusPaid {
+			t.Fatalf("order = %+v", o)
+		}
+	})
+
+	t.Run("PerRequestSumsTheOthers", func(t *testing.T) {
+		p, b := paid(t)
+		mkRefund(t, b, "R1", 200, paynotify.RefundSucceeded)
+		mkRefund(t, b, "R2", 300, paynotify.RefundPending)
+		f := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R2", RefundAmount: 300}
+		p.Process(ctx, callback(b.app), facts(f))
+		if o := b.order(t, "T1"); o.RefundedAmount != 500 {
+			t.Fatalf("refunded = %d, want 200 + 300", o.RefundedAmount)
+		}
+	})
+
+	t.Run("ErrAmountDisagreesWithOurRecord", func(t *testing.T) {
+		p, b := paid(t)
+		mkRefund(t, b, "R1", 300, paynotify.RefundPending)
+		f := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R1", RefundAmount: 400}
+		if res := p.Process(ctx, callback(b.app), facts(f)); res.Reason != paynotify.ReasonAmountMismatch || res.OK {
+			t.Fatalf("result = %+v", res)
+		}
+		if r := refundOf(t, b, "R1"); r.Status != paynotify.RefundPending {
+			t.Fatalf("an anomaly settled the refund: %+v", r)
+		}
+	})
+
+	t.Run("FailureBumpsTheVersionOnce", func(t *testing.T) {
+		p, b := paid(t)
+		mkRefund(t, b, "R1", 300, paynotify.RefundPending)
+		f := paynotify.Fact{Kind: paynotify.FactRefundFailed, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R1", RefundAmount: 300}
+		for range 3 {
+			p.Process(ctx, callback(b.app), facts(f))
+		}
+		if r := refundOf(t, b, "R1"); r.Status != paynotify.RefundFailed {
+			t.Fatalf("refund = %+v", r)
+		}
+		if o := b.order(t, "T1"); o.Version != 3 {
+			t.Fatalf("version = %d, want 3 (paid, then the failure once)", o.Version)
+		}
+		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid refund.failed]" {
+			t.Fatalf("events = %s", got)
+		}
+	})
+
+	t.Run("PortalRefundIsConfirmedLater", func(t *testing.T) {
+		p, b := paid(t)
+		f := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundTotal: 250, RefundRequestNo: "PORTAL1", Amount: 1000, HasAmount: true}
+		p.Process(ctx, callback(b.app), facts(f))
+		r := refundOf(t, b, "PORTAL1")
+		if r == nil || r.Status != paynotify.RefundSucceeded || r.Amount != 250 {
+			t.Fatalf("refund = %+v", r)
+		}
+		if r.NextCheckAt == nil || !r.NextCheckAt.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("next check = %v, want a confirmation at the first slot", r.NextCheckAt)
+		}
+		// Per-request facts carry their own amount: nothing to confirm.
+		g := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "PORTAL2", RefundAmount: 100}
+		p.Process(ctx, callback(b.app), facts(g))
+		if r := refundOf(t, b, "PORTAL2"); r == nil || r.NextCheckAt != nil {
+			t.Fatalf("refund = %+v, want no confirmation check", r)
+		}
+	})
+}
+
+// failingCommit fails every commit, as a full disk or a lost database would.
+type failingCommit struct{ paynotify.Store }
+
+func (failingCommit) Commit(context.Context, *paynotify.Change) (bool, error) {
+	return false, errors.New("disk on fire")
+}
+
+func TestProcess_ErrStore(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	p.Store = failingCommit{b.store}
+	res := p.Process(context.Background(), callback(b.app), facts(paidFact("T1", "P1")))
+	if res.Verdict != paynotify.VerdictError || res.OK || res.Reason != paynotify.ReasonStoreError {
+		t.Fatalf("result = %+v", res)
+	}
+	ev := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictError})
+	if len(ev) != 1 || ev[0].Answer != "fail" || ev[0].OutTradeNo != "T1" {
+		t.Fatalf("evidence = %+v", ev)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPending {
+		t.Fatalf("order = %+v", o)
+	}
+	// Apply (a query answer) reports the error and keeps its evidence as an error too.
+	ev2 := p.NewEvidence(b.app, paynotify.SourceQuery, "alipay.trade.query", t0, nil, []byte("{}"))
+	if _, err := p.Apply(context.Background(), b.app, paidFact("T1", "P1"), ev2); err == nil {
+		t.Fatal("Apply on a failing store returned no error")
+	}
+	if got := b.evidence(t, paynotify.EvidenceFilter{Source: paynotify.SourceQuery}); len(got) != 1 || got[0].Verdict != paynotify.VerdictError {
+		t.Fatalf("query evidence = %+v", got)
+	}
+}
+
+// 50 identical notifications at once: one change, one event, the rest duplicates.
+func TestProcess_Concurrent(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	var wg sync.WaitGroup
+	verdicts := make(chan paynotify.Verdict, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			verdicts <- p.Process(context.Background(), callback(b.app), facts(paidFact("T1", "P1"))).Verdict
+		}()
+	}
+	wg.Wait()
+	close(verdicts)
+	count := map[paynotify.Verdict]int{}
+	for v := range verdicts {
+		count[v]++
+	}
+	if count[paynotify.VerdictAccepted] != 1 || count[paynotify.VerdictDuplicate] != 49 {
+		t.Fatalf("verdicts = %v, want 1 accepted and 49 duplicates", count)
+	}
+	if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid]" {
+		t.Fatalf("events = %s", got)
+	}
+}
+
+func TestApply_QueryEvidence(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	ev := p.NewEvidence(b.app, paynotify.SourceQuery, "alipay.trade.query", t0, http.Header{"X": {"1"}}, []byte(`{"signed":"answer"}`))
+	f := paidFact("T1", "P1")
+	f.AppID, f.SellerID = "", "" // a query answer carries neither
+	res, err := p.Apply(context.Background(), b.app, f, ev)
+	if err != nil || res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("Apply = %+v, %v", res, err)
+	}
+	got := b.evidence(t, paynotify.EvidenceFilter{Source: paynotify.SourceQuery})
+	if len(got) != 1 || got[0].Verdict != paynotify.VerdictAccepted || got[0].Endpoint != "alipay.trade.query" || got[0].OutTradeNo != "T1" ||
+		string(got[0].Body) != `{"signed":"answer"}` || got[0].OrderVersion != 2 {
+		t.Fatalf("evidence = %+v", got)
+	}
+}

@@ -1,0 +1,82 @@
+package paynotify
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// Provider is one app's payment provider, as the workflows need it. The provider package
+// implements it over the alipay and wechatpay packages (docs/architecture.md).
+//
+// Every fact a Provider returns has been verified: it comes from a signed answer whose signature
+// held. Errors are *Error with EPROVIDERUNAVAILABLE (not reached, not answered, or an answer that
+// could not be verified: the outcome is unknown) or EPROVIDER (a signed, definitive refusal), or
+// EINVALID for a request that cannot be sent.
+type Provider interface {
+	// Verifier returns the verifier of the provider's notifications to this app at endpoint (the
+	// path segment of /notify/{endpoint}/{app}: "alipay", "wechatpay" or "wechatpay-v2"), or nil
+	// when the app does not take notifications there.
+	Verifier(endpoint string) Verifier
+	// Pay signs (or requests from the provider) the payment parameters of a new order, as the
+	// JSON object returned under "pay".
+	Pay(ctx context.Context, o *Order, notifyURL, returnURL string) (json.RawMessage, error)
+	// Close closes the trade at the provider and returns the verified fact to apply: FactClosed,
+	// or FactPaid / FactFinished when the provider says the order was paid meanwhile.
+	Close(ctx context.Context, o *Order) (Fact, error)
+	// Refund asks the provider for refund r and returns the fact to apply: FactRefund when it is
+	// confirmed, nil while it is still processing. A signed, final refusal is an EPROVIDER error;
+	// any other failure leaves the outcome unknown (EPROVIDERUNAVAILABLE): the refund stays pending.
+	Refund(ctx context.Context, o *Order, r *Refund) (*Fact, error)
+	// Query asks the provider for the trade of o by out_trade_no. The answer is returned as
+	// received (for evidence) also when its verification failed: then the error wraps a
+	// *RejectError and Answer.Fact is nil.
+	Query(ctx context.Context, o *Order) (*Answer, error)
+	// QueryRefund asks the provider for refund r of o, like Query.
+	QueryRefund(ctx context.Context, o *Order, r *Refund) (*Answer, error)
+}
+
+// ReturnVerifier is the optional power of a Provider whose buyers come back through a signed
+// redirect (Alipay's return_url): it checks the redirect's query string. The result is only
+// logged: a return never changes state.
+type ReturnVerifier interface {
+	VerifyReturn(rawQuery string) error
+}
+
+// Answer is a provider's answer to a query, with the fact it states.
+type Answer struct {
+	// Fact is the verified fact; nil when the answer states nothing to apply: the trade does not
+	// exist (the buyer never opened it), waits for the buyer, or the refund is still processing.
+	Fact *Fact
+	// State is the provider's own word for the trade or refund ("WAIT_BUYER_PAY",
+	// "ACQ.TRADE_NOT_EXIST", "NOTPAY", "ORDER_NOT_EXIST", "PROCESSING", …), for logs and evidence.
+	State string
+	// Endpoint names the API that answered ("alipay.trade.query", "wechatpay.query", …).
+	Endpoint string
+	// Header and Body are the answer exactly as received: the signed bytes kept as evidence.
+	Header http.Header
+	Body   []byte
+}
+
+// Verifier checks that a callback request really comes from the provider and turns it into a
+// verified Fact. It works on the raw header and body bytes. Time windows (WeChat Pay's five
+// minutes) are checked against the verifier's own clock when at is zero (a request just
+// received), and against at otherwise: a request kept as evidence verifies later as it did when
+// it arrived. A request that fails returns an error wrapping a *RejectError, whose Reason is one
+// of the rejection reasons (ReasonSignatureInvalid…).
+type Verifier interface {
+	Verify(header http.Header, body []byte, at time.Time) (Fact, error)
+}
+
+// RejectError is why a verifier refused a request or a provider's answer. Its Error is
+// deliberately vague; Detail is for evidence and logs (it never holds a secret).
+type RejectError struct {
+	Reason string
+	Detail string
+	// OutTradeNo is the order the request claims, when it could be parsed. It is never trusted:
+	// it only lets the evidence be found by order.
+	OutTradeNo string
+}
+
+func (e *RejectError) Error() string { return "paynotify: rejected: " + e.Reason }

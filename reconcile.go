@@ -1,0 +1,364 @@
+package paynotify
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Reconciler runs the reconciliation of docs/reconciliation.md: each Sweep claims the orders and
+// refunds whose next check fell due (Store.ClaimChecks) and checks them at the provider, with at
+// most App.Reconcile.Concurrency queries of an app in flight in this process. An app whose
+// provider is unavailable or throttles is backed off, with jitter, and its checks wait; the
+// notification path never waits for any of it.
+//
+// A Sweep is safe to run in several processes at once: a claim belongs to one of them, and the
+// claim of a process that dies falls due again after Lease.
+type Reconciler struct {
+	Service *Service
+	// Lease is how long a claimed check stays claimed if it is never finished (its process died);
+	// it falls due again then. Defaults to 45s. A check that could not start within
+	// Lease-CheckTimeout of its claim is released instead of run, so that no check runs twice.
+	Lease time.Duration
+	// CheckTimeout bounds the provider calls of one check. Defaults to 20s.
+	CheckTimeout time.Duration
+	// Batch is how many checks one claim takes. Defaults to 64.
+	Batch int
+	// Budget is how long one Sweep goes on claiming new batches; the checks it has claimed then
+	// finish. Defaults to 30s. A backlog larger than a sweep can take is left to the next sweeps
+	// (of this or another process).
+	Budget time.Duration
+	// OnCheck, if set, is called after each check with its outcome (tests, metrics).
+	OnCheck func(c *Check, res *CheckResult, err error)
+
+	mu       sync.Mutex
+	apps     map[string]*appLimiter
+	draining atomic.Bool
+}
+
+// appLimiter is one app's share of the provider: a semaphore and a backoff.
+type appLimiter struct {
+	sem     chan struct{}
+	backoff time.Duration
+	until   time.Time
+}
+
+// SweepStats counts what one Sweep did.
+type SweepStats struct {
+	// Checked counts the checks that asked the provider and got an answer.
+	Checked int
+	// Released counts the claims given back unchecked: their app was backing off, or they could
+	// not start in time, or the sweep was stopped.
+	Released int
+	// Errors counts the checks that failed (provider unavailable, store errors).
+	Errors int
+}
+
+func (r *Reconciler) lease() time.Duration {
+	if r.Lease > 0 {
+		return r.Lease
+	}
+	return 45 * time.Second
+}
+
+func (r *Reconciler) checkTimeout() time.Duration {
+	if r.CheckTimeout > 0 {
+		return r.CheckTimeout
+	}
+	return 20 * time.Second
+}
+
+func (r *Reconciler) batch() int {
+	if r.Batch > 0 {
+		return r.Batch
+	}
+	return 64
+}
+
+func (r *Reconciler) budget() time.Duration {
+	if r.Budget > 0 {
+		return r.Budget
+	}
+	return 30 * time.Second
+}
+
+func (r *Reconciler) log() *slog.Logger { return r.Service.logger() }
+
+// Drain makes every Sweep stop claiming: the checks already claimed finish, and later sweeps
+// return at once. Call it when a graceful shutdown begins.
+func (r *Reconciler) Drain() { r.draining.Store(true) }
+
+func (r *Reconciler) limiter(app string) *appLimiter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.apps == nil {
+		r.apps = make(map[string]*appLimiter)
+	}
+	l := r.apps[app]
+	if l == nil {
+		n := DefaultReconcile.Concurrency
+		if a := r.Service.Apps[app]; a != nil {
+			n = a.Reconcile.WithDefaults().Concurrency
+		}
+		l = &appLimiter{sem: make(chan struct{}, n)}
+		r.apps[app] = l
+	}
+	return l
+}
+
+// backingOff returns the end of app's backoff, if it is backing off at now.
+func (r *Reconciler) backingOff(app string, now time.Time) (time.Time, bool) {
+	l := r.limiter(app)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return l.until, now.Before(l.until)
+}
+
+// unavailable backs app off: from 1s, doubling to 5 minutes, with ±50% jitter. It returns when
+// the app's checks are due again.
+func (r *Reconciler) unavailable(app string, now time.Time) time.Time {
+	l := r.limiter(app)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l.backoff = min(max(2*l.backoff, time.Second), 5*time.Minute)
+	jittered := time.Duration(float64(l.backoff) * (0.5 + rand.Float64()))
+	if until := now.Add(jittered); until.After(l.until) {
+		l.until = until
+	}
+	return l.until
+}
+
+// answered resets app's backoff.
+func (r *Reconciler) answered(app string) {
+	l := r.limiter(app)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l.backoff, l.until = 0, time.Time{}
+}
+
+// Sweep claims and runs due checks until none is due, its Budget is spent, Drain is called, or
+// ctx ends. Checks still claimed when ctx ends are released (due again at once), never left half
+// done: a check that has started finishes its store writes on a context of its own.
+func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
+	deadline := r.Service.now().Add(r.budget())
+	var stats SweepStats
+	var mu sync.Mutex
+	add := func(f func(s *SweepStats)) {
+		mu.Lock()
+		f(&stats)
+		mu.Unlock()
+	}
+	for ctx.Err() == nil && !r.draining.Load() && r.Service.now().Before(deadline) {
+		claimedAt := r.Service.now()
+		claims, err := r.Service.Store.ClaimChecks(ctx, claimedAt, r.lease(), r.batch())
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return stats, err
+		}
+		var wg sync.WaitGroup
+		for _, c := range claims {
+			if until, ok := r.backingOff(c.App, claimedAt); ok {
+				r.finish(ctx, c, &until, false, false)
+				add(func(s *SweepStats) { s.Released++ })
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l := r.limiter(c.App)
+				select {
+				case l.sem <- struct{}{}:
+				case <-ctx.Done():
+					r.release(ctx, c)
+					add(func(s *SweepStats) { s.Released++ })
+					return
+				}
+				defer func() { <-l.sem }()
+				now := r.Service.now()
+				if until, ok := r.backingOff(c.App, now); ok || ctx.Err() != nil || now.Sub(claimedAt) > r.lease()-r.checkTimeout() {
+					// Backing off, stopping, or too late to finish within the lease: give it back.
+					if ok {
+						r.finish(ctx, c, &until, false, false)
+					} else {
+						r.release(ctx, c)
+					}
+					add(func(s *SweepStats) { s.Released++ })
+					return
+				}
+				if r.run(ctx, c) {
+					add(func(s *SweepStats) { s.Checked++ })
+				} else {
+					add(func(s *SweepStats) { s.Errors++ })
+				}
+			}()
+		}
+		wg.Wait()
+		if len(claims) < r.batch() {
+			break
+		}
+	}
+	return stats, nil
+}
+
+// release gives a claim back unchecked, due at once.
+func (r *Reconciler) release(ctx context.Context, c *Check) {
+	now := r.Service.now()
+	r.finish(ctx, c, &now, false, false)
+}
+
+// finish ends a claim on a context of its own: a sweep that is stopping still records what it did.
+func (r *Reconciler) finish(ctx context.Context, c *Check, next *time.Time, counted, attention bool) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.Service.Store.FinishCheck(fctx, c, next, counted, attention); err != nil {
+		r.log().Error("finish check", "app", c.App, "out_trade_no", c.OutTradeNo, "kind", c.Kind, "err", err)
+	}
+}
+
+// run performs one claimed check and finishes its claim. It reports whether the provider
+// answered.
+func (r *Reconciler) run(ctx context.Context, c *Check) bool {
+	cctx, cancel := context.WithTimeout(ctx, r.checkTimeout())
+	defer cancel()
+	var (
+		o   checkOutcome
+		res *CheckResult
+		err error
+	)
+	if c.Kind == CheckRefund {
+		o, res, err = r.checkRefund(cctx, c)
+	} else {
+		o, res, err = r.checkOrder(cctx, c)
+	}
+	if err != nil {
+		now := r.Service.now()
+		next := now.Add(time.Minute)
+		if ErrorCode(err) == EPROVIDERUNAVAILABLE || errors.Is(err, context.DeadlineExceeded) {
+			next = r.unavailable(c.App, now)
+		}
+		r.log().Warn("check failed", "app", c.App, "out_trade_no", c.OutTradeNo, "out_request_no", c.OutRequestNo, "kind", c.Kind, "err", err, "retry_at", next)
+		o = checkOutcome{next: &next}
+	} else {
+		r.answered(c.App)
+	}
+	r.finish(ctx, c, o.next, o.counted, o.attention)
+	if r.OnCheck != nil {
+		r.OnCheck(c, res, err)
+	}
+	return err == nil
+}
+
+// checkOutcome is how a check ends its claim.
+type checkOutcome struct {
+	next      *time.Time
+	counted   bool
+	attention bool
+}
+
+// target loads what a check is about: its app and order. A nil app or order (the app is no
+// longer configured, the order is gone) ends the check with no next one.
+func (r *Reconciler) target(ctx context.Context, c *Check) (*App, *Order, error) {
+	a := r.Service.Apps[c.App]
+	if a == nil {
+		r.log().Warn("check of an app no longer configured: dropped", "app", c.App, "out_trade_no", c.OutTradeNo)
+		return nil, nil, nil
+	}
+	o, err := r.Service.Store.GetOrder(ctx, a.Name, c.OutTradeNo)
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, nil, nil
+	} else if err != nil {
+		return nil, nil, err
+	}
+	return a, o, nil
+}
+
+// checkOrder queries a pending order, or closes it once it is past its expiry.
+func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *CheckResult, error) {
+	s := r.Service
+	a, o, err := r.target(ctx, c)
+	if a == nil || o == nil {
+		return checkOutcome{}, nil, err
+	}
+	if o.Status != StatusPending {
+		return checkOutcome{}, &CheckResult{Order: o}, nil
+	}
+	now := s.now()
+	if !now.Before(CloseAt(a.Provider, o.CreatedAt, o.ExpiresAt)) {
+		closed, err := s.closeOrder(ctx, a, o)
+		switch {
+		case err == nil, ErrorCode(err) == ECONFLICT && closed != nil:
+			// Closed, or found paid while closing (then the payment was applied).
+			r.log().Info("expired order closed", "app", a.Name, "out_trade_no", o.OutTradeNo, "status", closed.Status)
+			return checkOutcome{}, &CheckResult{Order: closed}, nil
+		case ErrorCode(err) == EPROVIDER || ErrorCode(err) == ECONFLICT:
+			// A signed refusal, or an answer that disagrees with the order: someone must look;
+			// ask again later.
+			next := now.Add(a.Reconcile.WithDefaults().ThenEvery)
+			r.log().Error("expired order could not be closed", "app", a.Name, "out_trade_no", o.OutTradeNo, "err", err, "retry_at", next)
+			return checkOutcome{next: &next}, nil, nil
+		default:
+			return checkOutcome{}, nil, err
+		}
+	}
+	res, err := s.CheckOrder(ctx, a, o, false)
+	switch {
+	case errors.Is(err, ErrNoQueryService):
+		next := CloseAt(a.Provider, o.CreatedAt, o.ExpiresAt)
+		return checkOutcome{next: &next}, nil, nil
+	case err != nil:
+		return checkOutcome{}, nil, err
+	}
+	out := checkOutcome{counted: true}
+	if res.Order.Status == StatusPending {
+		next := a.Reconcile.NextOrderCheck(a.Provider, res.Order, c.Checks+1, now)
+		out.next = &next
+	}
+	return out, res, nil
+}
+
+// checkRefund settles a pending refund, or confirms the amount of a succeeded one.
+func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (checkOutcome, *CheckResult, error) {
+	s := r.Service
+	a, o, err := r.target(ctx, c)
+	if a == nil || o == nil {
+		return checkOutcome{}, nil, err
+	}
+	rf, err := s.refund(ctx, a.Name, c.OutTradeNo, c.OutRequestNo)
+	if ErrorCode(err) == ENOTFOUND {
+		return checkOutcome{}, nil, nil
+	} else if err != nil {
+		return checkOutcome{}, nil, err
+	}
+	if rf.Status == RefundFailed {
+		return checkOutcome{}, &CheckResult{Order: o, Refund: rf}, nil
+	}
+	now := s.now()
+	res, err := s.CheckRefund(ctx, a, o, rf, false)
+	switch {
+	case errors.Is(err, ErrNoQueryService):
+		return checkOutcome{}, nil, nil
+	case err != nil && ErrorCode(err) == EPROVIDER:
+		// The refund was asked for again and refused for good: it is failed now.
+		return checkOutcome{counted: true}, nil, nil
+	case err != nil:
+		return checkOutcome{}, nil, err
+	}
+	out := checkOutcome{counted: true}
+	if res.Refund != nil && res.Refund.Status == RefundPending {
+		next, ok := a.Reconcile.NextRefundCheck(res.Refund.CreatedAt, c.Checks+1, now)
+		if ok {
+			out.next = &next
+		} else {
+			out.attention = true
+			r.log().Error("refund still pending after its checks: needs attention", "app", a.Name, "out_trade_no", o.OutTradeNo,
+				"out_request_no", rf.OutRequestNo, "created_at", rf.CreatedAt)
+		}
+	}
+	return out, res, nil
+}

@@ -1,0 +1,337 @@
+package paynotify_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+// The Reconciler (reconcile.go) against a real SQLite store, a fake provider and a clock the test
+// moves: what is checked when, what a check does, and the limits around it.
+
+func setupReconciler(t *testing.T) (*paynotify.Reconciler, *svcBundle) {
+	t.Helper()
+	s, b := setupService(t)
+	return &paynotify.Reconciler{Service: s}, b
+}
+
+// scheduledOrder creates a pending order through the Service, so that it is scheduled as any
+// order created by this version is, expiring after expiresIn.
+func scheduledOrder(t *testing.T, s *paynotify.Service, otn string, expiresIn time.Duration) *paynotify.Order {
+	t.Helper()
+	o, _, err := s.CreateOrder(context.Background(), paynotify.CreateOrderRequest{App: "shop", OutTradeNo: otn, Amount: 1000, Subject: "s",
+		Channel: paynotify.ChannelAlipayApp, ExpiresIn: expiresIn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func sweep(t *testing.T, r *paynotify.Reconciler) paynotify.SweepStats {
+	t.Helper()
+	st, err := r.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// nextCheck returns the stored order's next check, as an offset from t0 (-1 for none), and its
+// query count.
+func nextCheck(t *testing.T, b *svcBundle, otn string) (time.Duration, int) {
+	t.Helper()
+	o := b.order(t, otn)
+	if o.NextCheckAt == nil {
+		return -1, o.Checks
+	}
+	return o.NextCheckAt.Sub(t0), o.Checks
+}
+
+// The policy of setupService: queries at 1m and 3m, then every 10m, at most 4; close at expiry.
+func TestReconciler_Schedule(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	steps := []struct {
+		at          time.Duration
+		queries     int // the provider's query count after the sweep
+		next        time.Duration
+		checks      int
+		wantClosed  bool
+		wantChecked int
+	}{
+		{0, 0, time.Minute, 0, false, 0},                     // not due yet
+		{time.Minute, 1, 3 * time.Minute, 1, false, 1},       // first slot
+		{2 * time.Minute, 1, 3 * time.Minute, 1, false, 0},   // nothing due in between
+		{3 * time.Minute, 2, 13 * time.Minute, 2, false, 1},  // second slot, then ThenEvery
+		{13 * time.Minute, 3, 23 * time.Minute, 3, false, 1}, //
+		{23 * time.Minute, 4, 30 * time.Minute, 4, false, 1}, // MaxChecks used up: next is the close
+		{30 * time.Minute, 4, -1, 4, true, 1},                // closed at expiry, not counted
+	}
+	for _, st := range steps {
+		b.now.Set(t0.Add(st.at))
+		stats := sweep(t, r)
+		if stats.Checked != st.wantChecked {
+			t.Fatalf("at %s: checked %d, want %d", st.at, stats.Checked, st.wantChecked)
+		}
+		if n := b.fake.count("query:T1"); n != st.queries {
+			t.Fatalf("at %s: %d queries, want %d", st.at, n, st.queries)
+		}
+		if next, checks := nextCheck(t, b, "T1"); next != st.next || checks != st.checks {
+			t.Fatalf("at %s: next %s after %d checks, want %s after %d", st.at, next, checks, st.next, st.checks)
+		}
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusClosed || b.fake.count("close") != 1 {
+		t.Fatalf("order = %s, closes %d; want closed once", o.Status, b.fake.count("close"))
+	}
+}
+
+// After downtime, the checks that fell due run once at start, not once per missed slot.
+func TestReconciler_AfterDowntime(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 2*time.Hour)
+	b.now.Set(t0.Add(25 * time.Minute)) // the 1m, 3m and 13m slots were missed
+	sweep(t, r)
+	if n := b.fake.count("query:T1"); n != 1 {
+		t.Fatalf("%d queries, want one for all the missed slots", n)
+	}
+	if next, checks := nextCheck(t, b, "T1"); next != 33*time.Minute || checks != 1 {
+		t.Fatalf("next %s after %d checks, want the next slot after now (33m)", next, checks)
+	}
+}
+
+func TestReconciler_PaidByQuery(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	f := paidFact("T1", "P1")
+	f.AppID, f.SellerID = "", ""
+	b.fake.setQuery("T1", answer("TRADE_SUCCESS", &f))
+	b.now.Set(t0.Add(time.Minute))
+	sweep(t, r)
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.NextCheckAt != nil {
+		t.Fatalf("order = %s next %v, want paid and no more checks", o.Status, o.NextCheckAt)
+	}
+	// A second sweep, later, asks nothing more.
+	b.now.Set(t0.Add(time.Hour))
+	sweep(t, r)
+	if n := b.fake.count("query:T1"); n != 1 {
+		t.Fatalf("%d queries of a paid order", n)
+	}
+}
+
+// A payment found while closing at expiry is applied: the order ends paid, not closed.
+func TestReconciler_ExpiryFindsPayment(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Minute*30)
+	b.fake.closeFn = func(o *paynotify.Order) (paynotify.Fact, error) { return paidFact(o.OutTradeNo, "P1"), nil }
+	b.now.Set(t0.Add(30 * time.Minute))
+	sweep(t, r)
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.NextCheckAt != nil {
+		t.Fatalf("order = %s next %v, want paid", o.Status, o.NextCheckAt)
+	}
+}
+
+// WeChat Pay is not closed within five minutes of creation, whatever the expiry.
+func TestCloseAt(t *testing.T) {
+	if got := paynotify.CloseAt(paynotify.ProviderWechatpay, t0, t0.Add(time.Minute)); !got.Equal(t0.Add(5 * time.Minute)) {
+		t.Errorf("wechatpay close at %s, want creation + 5m", got.Sub(t0))
+	}
+	if got := paynotify.CloseAt(paynotify.ProviderWechatpay, t0, t0.Add(time.Hour)); !got.Equal(t0.Add(time.Hour)) {
+		t.Errorf("wechatpay close at %s, want the expiry", got.Sub(t0))
+	}
+	if got := paynotify.CloseAt(paynotify.ProviderAlipay, t0, t0.Add(time.Minute)); !got.Equal(t0.Add(time.Minute)) {
+		t.Errorf("alipay close at %s, want the expiry", got.Sub(t0))
+	}
+}
+
+// An unavailable provider backs its app off: the check is not counted, it comes back after the
+// backoff, and the app's other checks wait too.
+func TestReconciler_Backoff(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	scheduledOrder(t, r.Service, "T2", time.Hour)
+	down := func() (*paynotify.Answer, error) {
+		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "throttled")
+	}
+	b.fake.setQuery("T1", down)
+	b.fake.setQuery("T2", down)
+	r.Batch = 1 // T1 first, then T2 in a second claim, after the backoff began
+	b.now.Set(t0.Add(time.Minute))
+	stats := sweep(t, r)
+	if stats.Errors != 1 || stats.Released != 1 {
+		t.Fatalf("stats = %+v, want one failed check and one released while backing off", stats)
+	}
+	for _, otn := range []string{"T1", "T2"} {
+		next, checks := nextCheck(t, b, otn)
+		if checks != 0 || next < time.Minute+500*time.Millisecond || next > time.Minute+1500*time.Millisecond {
+			t.Fatalf("%s: next %s after %d checks, want 1m + 1s±50%% and none counted", otn, next, checks)
+		}
+	}
+	// The provider is back: both are checked, and counted.
+	b.fake.setQuery("T1", nil)
+	b.fake.setQuery("T2", nil)
+	b.now.Set(t0.Add(2 * time.Minute))
+	if stats := sweep(t, r); stats.Checked != 2 {
+		t.Fatalf("stats = %+v", stats)
+	}
+	if _, checks := nextCheck(t, b, "T2"); checks != 1 {
+		t.Fatalf("checks = %d", checks)
+	}
+}
+
+// At most Concurrency queries of an app are in flight at once.
+func TestReconciler_Concurrency(t *testing.T) {
+	r, b := setupReconciler(t)
+	for _, otn := range []string{"T1", "T2", "T3", "T4", "T5", "T6"} {
+		scheduledOrder(t, r.Service, otn, time.Hour)
+	}
+	block := make(chan struct{})
+	b.fake.block = block
+	b.now.Set(t0.Add(time.Minute))
+	done := make(chan paynotify.SweepStats)
+	go func() { done <- sweep(t, r) }()
+	deadline := time.After(10 * time.Second)
+	for { // wait until the limit is reached
+		b.fake.mu.Lock()
+		in := b.fake.inflight
+		b.fake.mu.Unlock()
+		if in == 2 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%d queries in flight, never 2", in)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // room for a third to start, if the limit were broken
+	close(block)
+	if stats := <-done; stats.Checked != 6 {
+		t.Fatalf("stats = %+v", stats)
+	}
+	if b.fake.maxIn != 2 {
+		t.Fatalf("%d queries were in flight at once, want at most 2", b.fake.maxIn)
+	}
+}
+
+// A claim whose process died falls due again at the end of its lease, for another sweep.
+func TestReconciler_LeaseTakeover(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	b.now.Set(t0.Add(time.Minute))
+	// A process claims T1 and dies before finishing.
+	claims, err := b.store.ClaimChecks(context.Background(), b.now.Now(), 45*time.Second, 10)
+	if err != nil || len(claims) != 1 {
+		t.Fatalf("claims = %v, %v", claims, err)
+	}
+	if stats := sweep(t, r); stats.Checked != 0 {
+		t.Fatalf("a claimed check was run again within its lease: %+v", stats)
+	}
+	b.now.Set(t0.Add(time.Minute + 45*time.Second))
+	if stats := sweep(t, r); stats.Checked != 1 || b.fake.count("query:T1") != 1 {
+		t.Fatalf("stats = %+v, queries %d; want the check taken over once", stats, b.fake.count("query:T1"))
+	}
+	// The dead process's late FinishCheck changes nothing.
+	if err := b.store.FinishCheck(context.Background(), claims[0], nil, true, false); err != nil {
+		t.Fatal(err)
+	}
+	if next, checks := nextCheck(t, b, "T1"); next != 3*time.Minute || checks != 1 {
+		t.Fatalf("next %s after %d checks, want 3m after 1", next, checks)
+	}
+}
+
+func TestReconciler_Drain(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	b.now.Set(t0.Add(time.Minute))
+	r.Drain()
+	if stats := sweep(t, r); stats != (paynotify.SweepStats{}) || b.fake.count("query:T1") != 0 {
+		t.Fatalf("a drained reconciler checked: %+v", stats)
+	}
+}
+
+func TestReconciler_NoQueryService(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) { return nil, paynotify.ErrNoQueryService })
+	b.now.Set(t0.Add(time.Minute))
+	sweep(t, r)
+	if next, checks := nextCheck(t, b, "T1"); next != time.Hour || checks != 0 {
+		t.Fatalf("next %s after %d checks, want only the close at expiry", next, checks)
+	}
+}
+
+// A pending refund is checked on the schedule until final; after RefundWindow it needs attention.
+func TestReconciler_Refunds(t *testing.T) {
+	ctx := context.Background()
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	if _, err := r.Service.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) { return nil, nil } // processing
+	rf, _, err := r.Service.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 100, OutRequestNo: "R00001"})
+	if err != nil || rf.Status != paynotify.RefundPending {
+		t.Fatalf("Refund = %+v, %v", rf, err)
+	}
+	refund := func() *paynotify.Refund {
+		list, err := b.store.ListRefunds(ctx, "shop", "T1")
+		if err != nil || len(list) != 1 {
+			t.Fatalf("refunds = %v, %v", list, err)
+		}
+		return list[0]
+	}
+	b.now.Set(t0.Add(time.Minute))
+	sweep(t, r)
+	if got := refund(); got.Status != paynotify.RefundPending || got.NextCheckAt == nil || !got.NextCheckAt.Equal(t0.Add(3*time.Minute)) {
+		t.Fatalf("refund = %+v, want pending, next at 3m", got)
+	}
+	if n := b.fake.count("rquery:R00001"); n != 1 {
+		t.Fatalf("%d refund queries", n)
+	}
+	// Seven days on, still unknown: it needs attention and is not checked again.
+	b.now.Set(t0.Add(paynotify.RefundWindow))
+	sweep(t, r)
+	if got := refund(); !got.NeedsAttention || got.NextCheckAt != nil {
+		t.Fatalf("refund = %+v, want needs_attention and no next check", got)
+	}
+}
+
+// Sweeps of two processes at once never check one order twice.
+func TestReconciler_ConcurrentSweeps(t *testing.T) {
+	r, b := setupReconciler(t)
+	const n = 40
+	for i := range n {
+		scheduledOrder(t, r.Service, "T"+string(rune('A'+i/26))+string(rune('a'+i%26)), time.Hour)
+	}
+	b.now.Set(t0.Add(time.Minute))
+	other := &paynotify.Reconciler{Service: r.Service, Batch: 3}
+	r.Batch = 5
+	var wg sync.WaitGroup
+	for _, x := range []*paynotify.Reconciler{r, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := x.Sweep(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	b.fake.mu.Lock()
+	defer b.fake.mu.Unlock()
+	total := 0
+	for k, c := range b.fake.calls {
+		if len(k) > 6 && k[:6] == "query:" {
+			total += c
+			if c != 1 {
+				t.Errorf("%s queried %d times", k, c)
+			}
+		}
+	}
+	if total != n {
+		t.Fatalf("%d queries, want %d", total, n)
+	}
+}

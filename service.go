@@ -1,0 +1,382 @@
+package paynotify
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net"
+	"regexp"
+	"time"
+)
+
+// Service holds the workflows that the merchant API, the reconciliation jobs and the CLI share:
+// create, close and refund an order, query it and apply the answer, reprocess kept evidence.
+// Each call is short and holds no transaction across a provider call: it reads, calls the
+// provider, then commits what the verified answer says through the Processor.
+type Service struct {
+	Store     Store
+	Processor *Processor
+	Apps      map[string]*App
+	// PublicURL is the base of the notify and return URLs sent to providers, without a trailing
+	// slash.
+	PublicURL string
+	Logger    *slog.Logger
+	// Now returns the current time; defaults to time.Now.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// App returns the configured app, or ENOTFOUND.
+func (s *Service) App(name string) (*App, error) {
+	a, ok := s.Apps[name]
+	if !ok {
+		return nil, Errorf(ENOTFOUND, "Unknown app %q.", name)
+	}
+	return a, nil
+}
+
+// NotifyURL is where the provider posts its notifications for app: never with a query string.
+func (s *Service) NotifyURL(a *App) string {
+	return s.PublicURL + "/notify/" + a.Provider + "/" + a.Name
+}
+
+// CreateOrderRequest is a new order as the merchant asks for it.
+type CreateOrderRequest struct {
+	App string
+	// OutTradeNo is the merchant's order number; "" generates one (NewTradeNo).
+	OutTradeNo string
+	Amount     Amount
+	// Currency defaults to CNY, the only one accepted.
+	Currency string
+	Subject  string
+	Body     string
+	Channel  string
+	// ExpiresIn is how long the order can be paid, 1m to 15 days. Defaults to 2h.
+	ExpiresIn time.Duration
+	// PayerOpenID is required for wechatpay.jsapi.
+	PayerOpenID string
+	// PayerClientIP is the buyer's IP address, required for wechatpay.h5.
+	PayerClientIP string
+}
+
+var (
+	alipayTradeNo = regexp.MustCompile(`^[0-9A-Za-z_]{1,64}$`)
+	// WechatTradeNo is what both providers accept as an out_trade_no or a refund number.
+	WechatTradeNo = regexp.MustCompile(`^[0-9A-Za-z_\-|*]{6,32}$`)
+)
+
+// MaxExpiresIn is the longest an order can be payable.
+const MaxExpiresIn = 15 * 24 * time.Hour
+
+const tradeNoAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// NewTradeNo returns 24 random characters of [0-9A-Za-z], valid for both providers.
+func NewTradeNo() string {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	for i := range b {
+		b[i] = tradeNoAlphabet[int(b[i])%len(tradeNoAlphabet)] // 256 % 62 bias is irrelevant for an id
+	}
+	return string(b[:])
+}
+
+// newOrder checks a create request and returns the new order, with its first check scheduled.
+func (s *Service) newOrder(req *CreateOrderRequest) (*App, *Order, error) {
+	invalid := func(format string, args ...any) error { return Errorf(EINVALID, format, args...) }
+	a, ok := s.Apps[req.App]
+	if !ok {
+		return nil, nil, invalid("Unknown app %q.", req.App)
+	}
+	if req.Amount <= 0 {
+		return nil, nil, invalid("amount must be a positive integer number of fen (1 yuan = 100).")
+	}
+	if req.Currency == "" {
+		req.Currency = "CNY"
+	}
+	if req.Currency != "CNY" {
+		return nil, nil, invalid("currency must be CNY.")
+	}
+	if req.Subject == "" || len([]rune(req.Subject)) > 127 {
+		return nil, nil, invalid("subject is required, at most 127 characters.")
+	}
+	if len([]rune(req.Body)) > 128 {
+		return nil, nil, invalid("body is at most 128 characters.")
+	}
+	switch p := ChannelProvider(req.Channel); {
+	case p == "":
+		return nil, nil, invalid("Unknown channel %q.", req.Channel)
+	case p != a.Provider:
+		return nil, nil, invalid("Channel %s does not belong to app %s (a %s app).", req.Channel, a.Name, a.Provider)
+	}
+	if req.Channel == ChannelWechatH5 && net.ParseIP(req.PayerClientIP) == nil {
+		return nil, nil, invalid("payer_client_ip (the buyer's IP address) is required for wechatpay.h5.")
+	}
+	if req.Channel == ChannelWechatJSAPI && req.PayerOpenID == "" {
+		return nil, nil, invalid("payer_openid is required for wechatpay.jsapi.")
+	}
+	expiresIn := req.ExpiresIn
+	if expiresIn == 0 {
+		expiresIn = 2 * time.Hour
+	}
+	if expiresIn < time.Minute || expiresIn > MaxExpiresIn {
+		return nil, nil, invalid("expires_in must be a duration from 1m to 360h (15 days), like \"30m\".")
+	}
+	if req.OutTradeNo == "" {
+		req.OutTradeNo = NewTradeNo()
+	}
+	re := alipayTradeNo
+	if a.Provider == ProviderWechatpay {
+		re = WechatTradeNo
+	}
+	if !re.MatchString(req.OutTradeNo) {
+		return nil, nil, invalid("out_trade_no %q is not valid for %s (%s).", req.OutTradeNo, a.Provider, re)
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	o := &Order{
+		App: a.Name, OutTradeNo: req.OutTradeNo, Channel: req.Channel, Status: StatusPending,
+		Amount: req.Amount, Currency: req.Currency, Subject: req.Subject, Body: req.Body,
+		PayerOpenID: req.PayerOpenID, PayerClientIP: req.PayerClientIP, Version: 1, CreatedAt: now, ExpiresAt: now.Add(expiresIn),
+	}
+	next := a.Reconcile.FirstOrderCheck(a.Provider, o)
+	o.NextCheckAt = &next
+	return a, o, nil
+}
+
+// CreateOrder creates an order: it signs (or asks the provider for) the payment parameters, then
+// stores the order with them and its first reconciliation check. The same request again returns
+// the stored order and created false, without calling the provider; an order that exists with
+// other content is ECONFLICT.
+func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *Order, created bool, err error) {
+	a, o, err := s.newOrder(&req)
+	if err != nil {
+		return nil, false, err
+	}
+	if existing, err := s.Store.GetOrder(ctx, o.App, o.OutTradeNo); err == nil {
+		return sameOrder(existing, o)
+	} else if ErrorCode(err) != ENOTFOUND {
+		return nil, false, err
+	}
+	returnURL := ""
+	if o.Channel == ChannelAlipayPage || o.Channel == ChannelAlipayWap {
+		returnURL = s.PublicURL + "/return/alipay/" + a.Name
+	}
+	pay, err := a.Gateway.Pay(ctx, o, s.NotifyURL(a), returnURL)
+	if err != nil {
+		s.logger().Warn("create order at provider", "app", a.Name, "out_trade_no", o.OutTradeNo, "err", err)
+		return nil, false, err
+	}
+	o.Pay = pay
+	stored, created, err := s.Store.CreateOrder(ctx, o)
+	if err != nil {
+		return nil, false, err
+	}
+	if !created { // a concurrent create won
+		return sameOrder(stored, o)
+	}
+	s.logger().Info("order created", "app", a.Name, "out_trade_no", o.OutTradeNo, "channel", o.Channel, "amount", int64(o.Amount))
+	return stored, true, nil
+}
+
+// sameOrder answers a create for an order that exists: the stored order when it is the same
+// request, ECONFLICT otherwise.
+func sameOrder(existing, req *Order) (*Order, bool, error) {
+	if existing.Amount != req.Amount || existing.Currency != req.Currency || existing.Subject != req.Subject || existing.Channel != req.Channel {
+		return nil, false, Errorf(ECONFLICT, "Order %s exists with different content.", req.OutTradeNo)
+	}
+	return existing, false, nil
+}
+
+// CloseOrder closes a pending order at the provider, then locally. A closed order is returned as
+// it is. An order that is paid (or found paid while closing: the payment is applied) is returned
+// with an ECONFLICT error; so is a provider answer that disagrees with the order (nothing changes).
+func (s *Service) CloseOrder(ctx context.Context, app, outTradeNo string) (*Order, error) {
+	a, err := s.App(app)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.Store.GetOrder(ctx, a.Name, outTradeNo)
+	if err != nil {
+		return nil, err
+	}
+	return s.closeOrder(ctx, a, o)
+}
+
+func (s *Service) closeOrder(ctx context.Context, a *App, o *Order) (*Order, error) {
+	switch o.Status {
+	case StatusClosed:
+		return o, nil
+	case StatusPending:
+	default:
+		return o, Errorf(ECONFLICT, "Order %s is %s: only a pending order can be closed.", o.OutTradeNo, o.Status)
+	}
+	log := s.logger().With("app", a.Name, "out_trade_no", o.OutTradeNo)
+	fact, err := a.Gateway.Close(ctx, o)
+	if err != nil {
+		log.Warn("close at provider", "err", err)
+		return nil, err
+	}
+	res, err := s.Processor.Apply(ctx, a, fact, nil)
+	if err != nil {
+		return nil, err
+	}
+	if res.Verdict == VerdictAnomaly {
+		// The provider's answer disagrees with our order (say, another amount): nothing changed.
+		log.Warn("close: provider fact disagrees with the order", "reason", res.Reason)
+		return nil, Errorf(ECONFLICT, "The provider's state of order %s disagrees with ours (%s): nothing was changed.", o.OutTradeNo, res.Reason)
+	}
+	o = res.Order
+	switch {
+	case o == nil || o.Status == StatusPending:
+		return nil, Errorf(EINTERNAL, "close not applied")
+	case o.Status != StatusClosed:
+		return o, Errorf(ECONFLICT, "Order %s was paid: it cannot be closed.", o.OutTradeNo)
+	}
+	log.Info("order closed")
+	return o, nil
+}
+
+// RefundRequest is a refund as the merchant asks for it.
+type RefundRequest struct {
+	Amount Amount
+	// OutRequestNo is the merchant's refund number; "" generates one. The same number again is
+	// the same refund.
+	OutRequestNo string
+	Reason       string
+}
+
+// Refund records a refund as pending, then asks the provider for it, and returns the refund as
+// stored afterwards (created says whether this call recorded it). Recording comes first, so that
+// a crash or a retry never refunds twice: both providers are idempotent by refund number. A
+// signed, final refusal fails the refund (and is returned as EPROVIDER); an unknown outcome leaves
+// it pending (EPROVIDERUNAVAILABLE), for the merchant to retry with the same number and for the
+// reconciliation to settle.
+func (s *Service) Refund(ctx context.Context, app, outTradeNo string, req RefundRequest) (rf *Refund, created bool, err error) {
+	a, err := s.App(app)
+	if err != nil {
+		return nil, false, err
+	}
+	if req.Amount <= 0 {
+		return nil, false, Errorf(EINVALID, "amount must be a positive integer number of fen.")
+	}
+	if req.OutRequestNo == "" {
+		req.OutRequestNo = NewTradeNo()
+	}
+	if !WechatTradeNo.MatchString(req.OutRequestNo) {
+		return nil, false, Errorf(EINVALID, "out_request_no must match %s.", WechatTradeNo)
+	}
+	if len([]rune(req.Reason)) > 80 {
+		return nil, false, Errorf(EINVALID, "reason is at most 80 characters.")
+	}
+	o, err := s.Store.GetOrder(ctx, a.Name, outTradeNo)
+	if err != nil {
+		return nil, false, err
+	}
+	refunds, err := s.Store.ListRefunds(ctx, a.Name, o.OutTradeNo)
+	if err != nil {
+		return nil, false, err
+	}
+	var existing *Refund
+	var outstanding, pending Amount // refunds not failed, and pending, other than this one
+	for _, x := range refunds {
+		switch {
+		case x.OutRequestNo == req.OutRequestNo:
+			existing = x
+		case x.Status == RefundPending:
+			pending += x.Amount
+			outstanding += x.Amount
+		case x.Status == RefundSucceeded:
+			outstanding += x.Amount
+		}
+	}
+	// A fast answer for the usual case; the store checks again, atomically with the insert.
+	if existing == nil {
+		if o.Status != StatusPaid && o.Status != StatusFinished {
+			return nil, false, Errorf(ECONFLICT, "Order %s is %s: only a paid order can be refunded.", o.OutTradeNo, o.Status)
+		}
+		if RefundWouldExceed(int64(o.Amount), int64(o.RefundedAmount), int64(outstanding), int64(pending), int64(req.Amount)) {
+			return nil, false, Errorf(EINVALID, "Refunds would exceed the order amount (%d fen, %d already refunded or pending).", o.Amount, max(outstanding, o.RefundedAmount+pending))
+		}
+	}
+	now := s.now().UTC()
+	next := now.Add(a.Reconcile.WithDefaults().Schedule[0])
+	// Recorded before the provider is called: a crash or a retry never refunds twice.
+	rf, created, err = s.Store.CreateRefund(ctx, &Refund{App: a.Name, OutTradeNo: o.OutTradeNo, OutRequestNo: req.OutRequestNo,
+		Amount: req.Amount, Reason: req.Reason, Status: RefundPending, CreatedAt: now, UpdatedAt: now, NextCheckAt: &next})
+	if err != nil {
+		return nil, false, err
+	}
+	if rf.Amount != req.Amount {
+		return nil, false, Errorf(ECONFLICT, "Refund %s exists with a different amount.", rf.OutRequestNo)
+	}
+	if rf.Status != RefundPending {
+		return rf, created, nil
+	}
+	// Pending: ask the provider (again). Both providers are idempotent by out_request_no.
+	if err := s.requestRefund(ctx, a, o, rf); err != nil {
+		return nil, created, err
+	}
+	rf, err = s.refund(ctx, a.Name, o.OutTradeNo, rf.OutRequestNo)
+	return rf, created, err
+}
+
+// requestRefund asks the provider for a pending refund and applies what it answers: a
+// confirmation, or a signed final refusal (then the refusal is returned too).
+func (s *Service) requestRefund(ctx context.Context, a *App, o *Order, rf *Refund) error {
+	fact, err := a.Gateway.Refund(ctx, o, rf)
+	if err != nil {
+		s.logger().Warn("refund at provider", "app", a.Name, "out_trade_no", o.OutTradeNo, "out_request_no", rf.OutRequestNo, "err", err)
+		var pe *Error
+		if errors.As(err, &pe) && pe.Code == EPROVIDER {
+			// Refused: record the failure, then report it.
+			failed := Fact{Kind: FactRefundFailed, OutTradeNo: o.OutTradeNo, RefundRequestNo: rf.OutRequestNo, RefundAmount: rf.Amount}
+			if _, aerr := s.Processor.Apply(ctx, a, failed, nil); aerr != nil {
+				return aerr
+			}
+		}
+		return err
+	}
+	if fact != nil {
+		if _, err := s.Processor.Apply(ctx, a, *fact, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refund returns one refund as stored now.
+func (s *Service) refund(ctx context.Context, app, outTradeNo, outRequestNo string) (*Refund, error) {
+	refunds, err := s.Store.ListRefunds(ctx, app, outTradeNo)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range refunds {
+		if x.OutRequestNo == outRequestNo {
+			return x, nil
+		}
+	}
+	return nil, Errorf(ENOTFOUND, "Refund %s not found.", outRequestNo)
+}
+
+// ListRefunds returns the refunds of an order, oldest first; ENOTFOUND for an unknown order.
+func (s *Service) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*Refund, error) {
+	if _, err := s.Store.GetOrder(ctx, app, outTradeNo); err != nil {
+		return nil, err
+	}
+	return s.Store.ListRefunds(ctx, app, outTradeNo)
+}

@@ -1,0 +1,486 @@
+package paynotify_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+// The workflows of service.go, check.go and reprocess.go against a real SQLite store and a fake
+// provider, without HTTP.
+
+// fakeProvider plays one app's provider: answers are set per out_trade_no (or refund number).
+type fakeProvider struct {
+	mu       sync.Mutex
+	verifier paynotify.Verifier
+	payErr   error
+	closeFn  func(o *paynotify.Order) (paynotify.Fact, error)
+	refundFn func(o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error)
+	query    map[string]func() (*paynotify.Answer, error)
+	rquery   map[string]func() (*paynotify.Answer, error)
+	calls    map[string]int // "pay", "close", "refund", "query:T1", "rquery:R1"
+	inflight int            // queries in flight now
+	maxIn    int            // the most in flight at once
+	block    chan struct{}  // when set, queries wait on it
+}
+
+func newFakeProvider() *fakeProvider {
+	return &fakeProvider{query: map[string]func() (*paynotify.Answer, error){}, rquery: map[string]func() (*paynotify.Answer, error){},
+		calls: map[string]int{}}
+}
+
+func (f *fakeProvider) count(k string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[k]
+}
+
+func (f *fakeProvider) inc(k string) {
+	f.mu.Lock()
+	f.calls[k]++
+	f.mu.Unlock()
+}
+
+func (f *fakeProvider) Verifier(endpoint string) paynotify.Verifier {
+	if endpoint != "alipay" {
+		return nil
+	}
+	return f.verifier
+}
+
+func (f *fakeProvider) Pay(_ context.Context, o *paynotify.Order, notifyURL, returnURL string) (json.RawMessage, error) {
+	f.inc("pay")
+	if f.payErr != nil {
+		return nil, f.payErr
+	}
+	return json.RawMessage(fmt.Sprintf(`{"order_string":"signed:%s","notify":%q}`, o.OutTradeNo, notifyURL)), nil
+}
+
+func (f *fakeProvider) Close(_ context.Context, o *paynotify.Order) (paynotify.Fact, error) {
+	f.inc("close")
+	if f.closeFn != nil {
+		return f.closeFn(o)
+	}
+	return paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}, nil
+}
+
+func (f *fakeProvider) Refund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+	f.inc("refund")
+	if f.refundFn != nil {
+		return f.refundFn(o, r)
+	}
+	return nil, nil
+}
+
+func (f *fakeProvider) Query(_ context.Context, o *paynotify.Order) (*paynotify.Answer, error) {
+	f.mu.Lock()
+	f.calls["query:"+o.OutTradeNo]++
+	fn := f.query[o.OutTradeNo]
+	f.inflight++
+	f.maxIn = max(f.maxIn, f.inflight)
+	block := f.block
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.inflight--
+		f.mu.Unlock()
+	}()
+	if block != nil {
+		<-block
+	}
+	if fn == nil {
+		return &paynotify.Answer{State: "WAIT_BUYER_PAY", Endpoint: "fake.query", Body: []byte("{}")}, nil
+	}
+	return fn()
+}
+
+func (f *fakeProvider) QueryRefund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
+	f.mu.Lock()
+	f.calls["rquery:"+r.OutRequestNo]++
+	fn := f.rquery[r.OutRequestNo]
+	f.mu.Unlock()
+	if fn == nil {
+		return &paynotify.Answer{State: "REFUND_UNKNOWN", Endpoint: "fake.refund_query"}, nil
+	}
+	return fn()
+}
+
+func (f *fakeProvider) setQuery(otn string, fn func() (*paynotify.Answer, error)) {
+	f.mu.Lock()
+	f.query[otn] = fn
+	f.mu.Unlock()
+}
+
+// answer is a signed answer stating fact (nil: nothing).
+func answer(state string, fact *paynotify.Fact) func() (*paynotify.Answer, error) {
+	return func() (*paynotify.Answer, error) {
+		return &paynotify.Answer{State: state, Fact: fact, Endpoint: "fake.query", Header: http.Header{"Sig": {"ok"}}, Body: []byte(`{"state":"` + state + `"}`)}, nil
+	}
+}
+
+type svcBundle struct {
+	*procBundle
+	fake *fakeProvider
+	now  *clock
+}
+
+// clock is a settable clock, safe for concurrent use.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+func setupService(t *testing.T) (*paynotify.Service, *svcBundle) {
+	t.Helper()
+	p, pb := setupProcessor(t)
+	clk := &clock{t: t0}
+	p.Now = clk.Now
+	fake := newFakeProvider()
+	pb.app.Gateway = fake
+	pb.app.Reconcile = paynotify.ReconcilePolicy{Schedule: []time.Duration{time.Minute, 3 * time.Minute}, ThenEvery: 10 * time.Minute, MaxChecks: 4, Concurrency: 2}
+	s := &paynotify.Service{Store: pb.store, Processor: p, Apps: map[string]*paynotify.App{"shop": pb.app}, PublicURL: "https://pay.example.com", Now: clk.Now, Logger: quiet}
+	return s, &svcBundle{procBundle: pb, fake: fake, now: clk}
+}
+
+func TestCreateOrder(t *testing.T) {
+	s, b := setupService(t)
+	ctx := context.Background()
+	req := paynotify.CreateOrderRequest{App: "shop", OutTradeNo: "T1", Amount: 1000, Subject: "Coffee", Channel: paynotify.ChannelAlipayApp, ExpiresIn: time.Hour}
+	o, created, err := s.CreateOrder(ctx, req)
+	if err != nil || !created {
+		t.Fatalf("CreateOrder = %v, %v", created, err)
+	}
+	if o.Status != paynotify.StatusPending || o.Currency != "CNY" || !o.ExpiresAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("order = %+v", o)
+	}
+	if o.NextCheckAt == nil || !o.NextCheckAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("next check = %v, want the schedule's first slot", o.NextCheckAt)
+	}
+	if string(o.Pay) != `{"order_string":"signed:T1","notify":"https://pay.example.com/notify/alipay/shop"}` {
+		t.Fatalf("pay = %s", o.Pay)
+	}
+
+	t.Run("SameRequestAgain", func(t *testing.T) {
+		again, created, err := s.CreateOrder(ctx, req)
+		if err != nil || created || string(again.Pay) != string(o.Pay) {
+			t.Fatalf("again = %+v, %v, %v", again, created, err)
+		}
+		if n := b.fake.count("pay"); n != 1 {
+			t.Fatalf("the provider was asked %d times, want once", n)
+		}
+	})
+	t.Run("ErrConflict", func(t *testing.T) {
+		other := req
+		other.Amount = 999
+		if _, _, err := s.CreateOrder(ctx, other); paynotify.ErrorCode(err) != paynotify.ECONFLICT {
+			t.Fatalf("err = %v, want conflict", err)
+		}
+	})
+	t.Run("ErrInvalid", func(t *testing.T) {
+		for _, bad := range []paynotify.CreateOrderRequest{
+			{App: "nope", Amount: 1, Subject: "s", Channel: paynotify.ChannelAlipayApp},
+			{App: "shop", Amount: 0, Subject: "s", Channel: paynotify.ChannelAlipayApp},
+			{App: "shop", Amount: 1, Subject: "", Channel: paynotify.ChannelAlipayApp},
+			{App: "shop", Amount: 1, Subject: "s", Channel: paynotify.ChannelWechatNative},
+			{App: "shop", Amount: 1, Subject: "s", Channel: paynotify.ChannelAlipayApp, ExpiresIn: 30 * time.Second},
+			{App: "shop", Amount: 1, Subject: "s", Channel: paynotify.ChannelAlipayApp, Currency: "USD"},
+			{App: "shop", Amount: 1, Subject: "s", Channel: paynotify.ChannelAlipayApp, OutTradeNo: "bad no"},
+		} {
+			if _, _, err := s.CreateOrder(ctx, bad); paynotify.ErrorCode(err) != paynotify.EINVALID {
+				t.Errorf("%+v: err = %v, want invalid", bad, err)
+			}
+		}
+	})
+	t.Run("ErrProviderKeepsNothing", func(t *testing.T) {
+		b.fake.payErr = paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "down")
+		defer func() { b.fake.payErr = nil }()
+		r := req
+		r.OutTradeNo = "T2"
+		if _, _, err := s.CreateOrder(ctx, r); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+			t.Fatalf("err = %v", err)
+		}
+		if _, err := b.store.GetOrder(ctx, "shop", "T2"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+			t.Fatalf("an order refused by the provider was stored: %v", err)
+		}
+	})
+}
+
+func TestCloseOrder(t *testing.T) {
+	ctx := context.Background()
+	t.Run("OK", func(t *testing.T) {
+		s, b := setupService(t)
+		b.mustOrder(t, "T1")
+		o, err := s.CloseOrder(ctx, "shop", "T1")
+		if err != nil || o.Status != paynotify.StatusClosed {
+			t.Fatalf("CloseOrder = %+v, %v", o, err)
+		}
+		if o, err := s.CloseOrder(ctx, "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || b.fake.count("close") != 1 {
+			t.Fatalf("closing again = %+v, %v (provider asked %d times)", o, err, b.fake.count("close"))
+		}
+	})
+	t.Run("ErrPaidMeanwhile", func(t *testing.T) {
+		s, b := setupService(t)
+		b.mustOrder(t, "T1")
+		b.fake.closeFn = func(o *paynotify.Order) (paynotify.Fact, error) { return paidFact(o.OutTradeNo, "P1"), nil }
+		o, err := s.CloseOrder(ctx, "shop", "T1")
+		if paynotify.ErrorCode(err) != paynotify.ECONFLICT || o == nil || o.Status != paynotify.StatusPaid {
+			t.Fatalf("CloseOrder = %+v, %v; want the paid order with a conflict", o, err)
+		}
+	})
+	t.Run("ErrProviderUnavailable", func(t *testing.T) {
+		s, b := setupService(t)
+		b.mustOrder(t, "T1")
+		b.fake.closeFn = func(*paynotify.Order) (paynotify.Fact, error) {
+			return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "down")
+		}
+		if _, err := s.CloseOrder(ctx, "shop", "T1"); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+			t.Fatalf("err = %v", err)
+		}
+		if o := b.order(t, "T1"); o.Status != paynotify.StatusPending {
+			t.Fatalf("order = %+v", o)
+		}
+	})
+}
+
+func TestRefund(t *testing.T) {
+	ctx := context.Background()
+	paidOrder := func(t *testing.T) (*paynotify.Service, *svcBundle) {
+		s, b := setupService(t)
+		b.mustOrder(t, "T1")
+		if _, err := s.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+			t.Fatal(err)
+		}
+		return s, b
+	}
+	t.Run("Confirmed", func(t *testing.T) {
+		s, b := paidOrder(t)
+		b.fake.refundFn = func(o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+			return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount}, nil
+		}
+		rf, created, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 300, OutRequestNo: "R00001"})
+		if err != nil || !created || rf.Status != paynotify.RefundSucceeded || rf.NextCheckAt != nil {
+			t.Fatalf("Refund = %+v, %v, %v", rf, created, err)
+		}
+		if o := b.order(t, "T1"); o.RefundedAmount != 300 {
+			t.Fatalf("refunded = %d", o.RefundedAmount)
+		}
+	})
+	t.Run("PendingIsScheduled", func(t *testing.T) {
+		s, _ := paidOrder(t)
+		rf, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 300, OutRequestNo: "R00001"})
+		if err != nil || rf.Status != paynotify.RefundPending || rf.NextCheckAt == nil || !rf.NextCheckAt.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("Refund = %+v, %v", rf, err)
+		}
+	})
+	t.Run("ErrRefusedFailsIt", func(t *testing.T) {
+		s, b := paidOrder(t)
+		b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) {
+			return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "no", ProviderCode: "ACQ.TRADE_STATUS_ERROR"}
+		}
+		if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 300, OutRequestNo: "R00001"}); paynotify.ErrorCode(err) != paynotify.EPROVIDER {
+			t.Fatalf("err = %v", err)
+		}
+		list, _ := s.ListRefunds(ctx, "shop", "T1")
+		if len(list) != 1 || list[0].Status != paynotify.RefundFailed {
+			t.Fatalf("refunds = %+v", list)
+		}
+	})
+	t.Run("ErrUnknownOutcomeKeepsItPending", func(t *testing.T) {
+		s, b := paidOrder(t)
+		b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) {
+			return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "timeout")
+		}
+		if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 300, OutRequestNo: "R00001"}); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+			t.Fatalf("err = %v", err)
+		}
+		list, _ := s.ListRefunds(ctx, "shop", "T1")
+		if len(list) != 1 || list[0].Status != paynotify.RefundPending {
+			t.Fatalf("refunds = %+v", list)
+		}
+		// Over the amount, counting the pending one.
+		if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 701, OutRequestNo: "R00002"}); paynotify.ErrorCode(err) != paynotify.EINVALID {
+			t.Fatalf("err = %v, want invalid", err)
+		}
+	})
+	t.Run("ErrNotPaid", func(t *testing.T) {
+		s, b := setupService(t)
+		b.mustOrder(t, "T1")
+		if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 1}); paynotify.ErrorCode(err) != paynotify.ECONFLICT {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestCheckOrder(t *testing.T) {
+	ctx := context.Background()
+	t.Run("PaidAnswerApplied", func(t *testing.T) {
+		s, b := setupService(t)
+		o := b.mustOrder(t, "T1")
+		f := paidFact("T1", "P1")
+		f.AppID, f.SellerID = "", ""
+		b.fake.setQuery("T1", answer("TRADE_SUCCESS", &f))
+		res, err := s.CheckOrder(ctx, b.app, o, false)
+		if err != nil || res.Verdict != paynotify.VerdictAccepted || res.Order.Status != paynotify.StatusPaid {
+			t.Fatalf("CheckOrder = %+v, %v", res, err)
+		}
+		ev := b.evidence(t, paynotify.EvidenceFilter{Source: paynotify.SourceQuery})
+		if len(ev) != 1 || string(ev[0].Body) != `{"state":"TRADE_SUCCESS"}` || ev[0].Headers.Get("Sig") != "ok" || ev[0].Endpoint != "fake.query" {
+			t.Fatalf("evidence = %+v", ev)
+		}
+		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid]" {
+			t.Fatalf("events = %s", got)
+		}
+	})
+	t.Run("PendingAnswerKeepsNoEvidence", func(t *testing.T) {
+		s, b := setupService(t)
+		o := b.mustOrder(t, "T1")
+		b.fake.setQuery("T1", answer("ACQ.TRADE_NOT_EXIST", nil))
+		res, err := s.CheckOrder(ctx, b.app, o, false)
+		if err != nil || res.Verdict != "" || res.State != "ACQ.TRADE_NOT_EXIST" || res.Order.Status != paynotify.StatusPending {
+			t.Fatalf("CheckOrder = %+v, %v", res, err)
+		}
+		if ev := b.evidence(t, paynotify.EvidenceFilter{}); len(ev) != 0 {
+			t.Fatalf("evidence = %+v", ev)
+		}
+	})
+	t.Run("DryRunAppliesNothing", func(t *testing.T) {
+		s, b := setupService(t)
+		o := b.mustOrder(t, "T1")
+		f := paidFact("T1", "P1")
+		b.fake.setQuery("T1", answer("TRADE_SUCCESS", &f))
+		res, err := s.CheckOrder(ctx, b.app, o, true)
+		if err != nil || res.Fact == nil || res.Fact.Kind != paynotify.FactPaid {
+			t.Fatalf("CheckOrder = %+v, %v", res, err)
+		}
+		if o := b.order(t, "T1"); o.Status != paynotify.StatusPending || len(b.evidence(t, paynotify.EvidenceFilter{})) != 0 {
+			t.Fatalf("a dry run changed something: %+v", o)
+		}
+	})
+	// Bad answers: nothing changes, the evidence says why.
+	bad := []struct {
+		name    string
+		ans     func() (*paynotify.Answer, error)
+		verdict paynotify.Verdict
+		reason  string
+	}{
+		{"ErrBadSignature", func() (*paynotify.Answer, error) {
+			return &paynotify.Answer{Endpoint: "fake.query", Body: []byte("forged")}, &paynotify.RejectError{Reason: paynotify.ReasonSignatureInvalid, Detail: "RSA2"}
+		}, paynotify.VerdictRejected, paynotify.ReasonSignatureInvalid},
+		{"ErrOtherOutTradeNo", func() (*paynotify.Answer, error) {
+			f := paidFact("T2", "P1")
+			return answer("TRADE_SUCCESS", &f)()
+		}, paynotify.VerdictRejected, paynotify.ReasonOutTradeNoMismatch},
+		{"ErrOtherAppID", func() (*paynotify.Answer, error) {
+			f := paidFact("T1", "P1")
+			f.AppID = "2021999999999999"
+			return answer("TRADE_SUCCESS", &f)()
+		}, paynotify.VerdictAnomaly, paynotify.ReasonAppIDMismatch},
+		{"ErrOtherAmount", func() (*paynotify.Answer, error) {
+			f := paidFact("T1", "P1")
+			f.Amount = 1001
+			return answer("TRADE_SUCCESS", &f)()
+		}, paynotify.VerdictAnomaly, paynotify.ReasonAmountMismatch},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			s, b := setupService(t)
+			o := b.mustOrder(t, "T1")
+			b.fake.setQuery("T1", tt.ans)
+			res, err := s.CheckOrder(ctx, b.app, o, false)
+			if err != nil || res.Verdict != tt.verdict || res.Reason != tt.reason {
+				t.Fatalf("CheckOrder = %+v, %v; want %s %s", res, err, tt.verdict, tt.reason)
+			}
+			if o := b.order(t, "T1"); o.Status != paynotify.StatusPending || o.Version != 1 {
+				t.Fatalf("order changed: %+v", o)
+			}
+			ev := b.evidence(t, paynotify.EvidenceFilter{Source: paynotify.SourceQuery})
+			if len(ev) != 1 || ev[0].Verdict != tt.verdict || ev[0].Reason != tt.reason || ev[0].OutTradeNo != "T1" {
+				t.Fatalf("evidence = %+v", ev)
+			}
+		})
+	}
+	t.Run("ErrProviderUnavailable", func(t *testing.T) {
+		s, b := setupService(t)
+		o := b.mustOrder(t, "T1")
+		b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+			return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "down")
+		})
+		if _, err := s.CheckOrder(ctx, b.app, o, false); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestCheckRefund(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T, status paynotify.RefundStatus, amount paynotify.Amount) (*paynotify.Service, *svcBundle, *paynotify.Order, *paynotify.Refund) {
+		s, b := setupService(t)
+		b.mustOrder(t, "T1")
+		if _, err := s.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+			t.Fatal(err)
+		}
+		rf, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: amount, Status: status, CreatedAt: t0, UpdatedAt: t0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, b, b.order(t, "T1"), rf
+	}
+	t.Run("ConfirmedByQuery", func(t *testing.T) {
+		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
+		f := &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R1", RefundAmount: 300}
+		b.fake.rquery["R1"] = answer("REFUND_SUCCESS", f)
+		res, err := s.CheckRefund(ctx, b.app, o, rf, false)
+		if err != nil || res.Refund.Status != paynotify.RefundSucceeded || res.Verdict != paynotify.VerdictAccepted {
+			t.Fatalf("CheckRefund = %+v, %v", res, err)
+		}
+		if n := b.fake.count("refund"); n != 0 {
+			t.Fatalf("the refund was requested again (%d) although the provider knew it", n)
+		}
+	})
+	t.Run("UnknownToTheProviderIsRequestedAgain", func(t *testing.T) {
+		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
+		b.fake.refundFn = func(o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+			return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount}, nil
+		}
+		res, err := s.CheckRefund(ctx, b.app, o, rf, false)
+		if err != nil || res.Refund.Status != paynotify.RefundSucceeded || b.fake.count("refund") != 1 {
+			t.Fatalf("CheckRefund = %+v, %v (requests %d)", res, err, b.fake.count("refund"))
+		}
+	})
+	t.Run("ErrAnswerForAnotherRefund", func(t *testing.T) {
+		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
+		f := &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R9", RefundAmount: 300}
+		b.fake.rquery["R1"] = answer("REFUND_SUCCESS", f)
+		res, err := s.CheckRefund(ctx, b.app, o, rf, false)
+		if err != nil || res.Verdict != paynotify.VerdictRejected || res.Refund.Status != paynotify.RefundPending {
+			t.Fatalf("CheckRefund = %+v, %v", res, err)
+		}
+	})
+	t.Run("SucceededAmountConfirmed", func(t *testing.T) {
+		s, b, o, rf := setup(t, paynotify.RefundSucceeded, 0)
+		f := &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R1", RefundAmount: 300}
+		b.fake.rquery["R1"] = answer("REFUND_SUCCESS", f)
+		res, err := s.CheckRefund(ctx, b.app, o, rf, false)
+		if err != nil || res.Refund.Amount != 300 || res.Refund.Status != paynotify.RefundSucceeded {
+			t.Fatalf("CheckRefund = %+v, %v", res, err)
+		}
+	})
+}

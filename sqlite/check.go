@@ -1,0 +1,133 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+// ClaimChecks claims, in one write transaction, up to limit due rows (NextCheckAt at or before
+// now): the due orders first, earliest first, then the due refunds, earliest first, with what is
+// left of limit. Each claimed row moves to now+lease under one new random token, and is returned
+// in that order. The transaction holds the write lock from BEGIN (_txlock=immediate), so a
+// concurrent claim, of this handle or another process, runs before or after it and never sees
+// the rows as due. A limit of 0 or less claims nothing; lease must be positive.
+func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*paynotify.Check, error) {
+	if lease <= 0 {
+		return nil, fmt.Errorf("sqlite: claim checks: lease %s is not positive", lease)
+	}
+	out := []*paynotify.Check{}
+	if limit <= 0 {
+		return out, nil
+	}
+	cl := claim{due: formatTime(now), until: formatTime(now.Add(lease)), token: rand.Text()}
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim checks: %w", err)
+	}
+	defer rollback(tx)
+	if out, err = cl.take(ctx, tx, paynotify.CheckOrder, limit, out); err != nil {
+		return nil, fmt.Errorf("sqlite: claim checks: orders: %w", err)
+	}
+	if left := limit - len(out); left > 0 {
+		if out, err = cl.take(ctx, tx, paynotify.CheckRefund, left, out); err != nil {
+			return nil, fmt.Errorf("sqlite: claim checks: refunds: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("sqlite: claim checks: %w", err)
+	}
+	return out, nil
+}
+
+// claim is one ClaimChecks call: rows due at or before due move to until under token.
+type claim struct {
+	due, until, token string
+}
+
+// take claims up to limit due rows of kind's table and appends them to out.
+func (cl claim) take(ctx context.Context, tx *sql.Tx, kind paynotify.CheckKind, limit int, out []*paynotify.Check) ([]*paynotify.Check, error) {
+	table, requestNo := "orders", "''"
+	if kind == paynotify.CheckRefund {
+		table, requestNo = "refunds", "out_request_no"
+	}
+	// Select first, then update the rows selected: the UPDATE's RETURNING could not give them
+	// earliest first. Nothing can come between the two statements, inside the write transaction.
+	rows, err := tx.QueryContext(ctx, `SELECT rowid, app, out_trade_no, `+requestNo+`, checks FROM `+table+`
+		WHERE next_check_at IS NOT NULL AND next_check_at <= ? ORDER BY next_check_at, rowid LIMIT ?`, cl.due, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var rowid int64
+		c := &paynotify.Check{Kind: kind, Token: cl.token}
+		if err := rows.Scan(&rowid, &c.App, &c.OutTradeNo, &c.OutRequestNo, &c.Checks); err != nil {
+			return nil, err
+		}
+		ids = append(ids, strconv.FormatInt(rowid, 10))
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE `+table+` SET next_check_at = ?, check_token = ?
+		WHERE rowid IN (SELECT value FROM json_each(?))`, cl.until, cl.token, "["+strings.Join(ids, ",")+"]")
+	if err != nil {
+		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, err
+	} else if n != int64(len(ids)) {
+		return nil, fmt.Errorf("claimed %d rows of %d selected", n, len(ids))
+	}
+	return out, nil
+}
+
+// FinishCheck ends the claim c, if c.Token still holds its row: checks grows by one when counted,
+// the token is cleared, next_check_at becomes next (NULL when nil; for an order, NULL whenever it
+// is not pending), and a refund's needs_attention becomes attention. A claim that no longer holds
+// (or a row that no longer exists) is left alone, and FinishCheck returns nil. One statement,
+// one implicit transaction.
+func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Time, counted, attention bool) error {
+	if c.Token == "" {
+		return fmt.Errorf("sqlite: finish check: no token")
+	}
+	inc := 0
+	if counted {
+		inc = 1
+	}
+	var err error
+	switch c.Kind {
+	case paynotify.CheckOrder:
+		_, err = db.db.ExecContext(ctx, `UPDATE orders SET checks = checks + ?1, check_token = '',
+			next_check_at = CASE WHEN status = 'pending' THEN ?2 END
+			WHERE app = ?3 AND out_trade_no = ?4 AND check_token = ?5`,
+			inc, formatTimePtr(next), c.App, c.OutTradeNo, c.Token)
+	case paynotify.CheckRefund:
+		att := 0
+		if attention {
+			att = 1
+		}
+		_, err = db.db.ExecContext(ctx, `UPDATE refunds SET checks = checks + ?1, check_token = '',
+			next_check_at = ?2, needs_attention = ?3
+			WHERE app = ?4 AND out_trade_no = ?5 AND out_request_no = ?6 AND check_token = ?7`,
+			inc, formatTimePtr(next), att, c.App, c.OutTradeNo, c.OutRequestNo, c.Token)
+	default:
+		return fmt.Errorf("sqlite: finish check: unknown kind %q", c.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: finish check: %w", err)
+	}
+	return nil
+}
