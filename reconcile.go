@@ -236,6 +236,11 @@ func (r *Reconciler) run(ctx context.Context, c *Check) bool {
 	} else {
 		o, res, err = r.checkOrder(cctx, c)
 	}
+	if err != nil && ctx.Err() != nil {
+		// The sweep is stopping (shutdown): give the check back, due at once, for whoever runs next.
+		r.release(ctx, c)
+		return false
+	}
 	if err != nil {
 		now := r.Service.now()
 		next := now.Add(time.Minute)

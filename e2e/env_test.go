@@ -23,8 +23,11 @@ import (
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/internal/teststore"
+	"github.com/paynotify/paynotify/jobs"
+	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sandbox"
+	"github.com/paynotify/paynotify/sqlite"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -47,6 +50,11 @@ type options struct {
 	middleware func(http.Handler) http.Handler
 	// sandboxNow, if set, is the sandbox's clock (of its trades and signed timestamps).
 	sandboxNow func() time.Time
+	// serverNow, if set, is the server's clock (of orders, expiry and the reconciliation).
+	serverNow func() time.Time
+	// reconcile, if set, is both apps' reconciliation policy, and the server runs its jobs (River,
+	// a sweep every second) on the store.
+	reconcile *paynotify.ReconcilePolicy
 }
 
 // env is a paynotify server and a sandbox, each on its own loopback port, wired as demo mode
@@ -112,10 +120,17 @@ func newEnv(t *testing.T, store paynotify.Store, o options) *env {
 	log := logger()
 	e.svc = &paynotify.Service{
 		Store:     store,
-		Processor: &paynotify.Processor{Store: store, Logger: log},
+		Processor: &paynotify.Processor{Store: store, Logger: log, Now: o.serverNow},
 		Apps:      apps,
 		PublicURL: e.URL,
 		Logger:    log,
+		Now:       o.serverNow,
+	}
+	if o.reconcile != nil {
+		for _, a := range apps {
+			a.Reconcile = *o.reconcile
+		}
+		e.startJobs()
 	}
 	e.h = &httpd.Server{
 		Service:      e.svc,
@@ -139,6 +154,33 @@ func newEnv(t *testing.T, store paynotify.Store, o options) *env {
 		sb.Close()
 	})
 	return e
+}
+
+// startJobs runs the server's background jobs (River) on the env's store, stopped at cleanup.
+func (e *env) startJobs() {
+	e.t.Helper()
+	cfg := jobs.Config{Reconciler: &paynotify.Reconciler{Service: e.svc}, SweepInterval: time.Second, Logger: logger()}
+	var r *jobs.Runner
+	var err error
+	switch db := e.store.(type) {
+	case *sqlite.DB:
+		if err = jobs.MigrateSQLite(e.ctx, db.SQL()); err == nil {
+			r, err = jobs.NewSQLite(db.SQL(), cfg)
+		}
+	case *postgres.DB:
+		if err = jobs.MigratePostgres(e.ctx, db.Pool()); err == nil {
+			r, err = jobs.NewPostgres(db.Pool(), cfg)
+		}
+	default:
+		err = fmt.Errorf("no jobs for %T", e.store)
+	}
+	if err == nil {
+		err = r.Start(e.ctx)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { r.Stop(context.Background()) })
 }
 
 // serve starts the server on ln.
