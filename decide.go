@@ -64,8 +64,8 @@ func (f *Fact) key() string {
 		f.Currency, f.RefundTotal, f.RefundRequestNo, f.AppID, f.MchID, f.SellerID)
 }
 
-// Anomaly reasons (DESIGN.md §5 evidence reasons): a verified fact that disagrees with our order
-// or our config.
+// Anomaly reasons (evidence reasons, docs/api.md, "Evidence"): a verified fact that disagrees with
+// our order or our config.
 const (
 	ReasonAppIDMismatch    = "app_id_mismatch"
 	ReasonSellerMismatch   = "seller_mismatch"
@@ -122,11 +122,11 @@ func (d *Decision) Final() *Order {
 	return &d.Steps[len(d.Steps)-1].Order
 }
 
-// Decide is the order state machine of DESIGN.md §4: the pure function from an order (nil when we
-// have none) and a verified fact to the steps and the anomaly. It never moves an order backwards,
-// never drops a verified payment, and returns no steps for a fact already applied, so that
-// duplicates have no effect. Checks against the app's config (app id, seller) happen before it,
-// in the Processor.
+// Decide is the order state machine of docs/state_machine.md: the pure function from an order (nil
+// when we have none) and a verified fact to the steps and the anomaly. It never moves an order
+// backwards, never drops a verified payment, and returns no steps for a fact already applied, so
+// that duplicates have no effect. Checks against the app's config (app id, seller) happen before
+// it, in the Processor.
 func Decide(o *Order, f Fact) Decision {
 	if o == nil {
 		return Decision{Anomaly: ReasonUnknownOrder}

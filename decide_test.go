@@ -9,7 +9,8 @@ import (
 	"github.com/paynotify/paynotify"
 )
 
-// TestDecide checks every cell of DESIGN.md §4's table, plus the checks against our own order.
+// TestDecide checks every cell of docs/state_machine.md's table, plus the checks against our own
+// order.
 func TestDecide(t *testing.T) {
 	const amount = 1000
 	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// EventType names what happened to an order (DESIGN.md §5).
+// EventType names what happened to an order (docs/api.md, "Events").
 type EventType string
 
 const (

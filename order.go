@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// OrderStatus is the state of an order (DESIGN.md §4). Only Decide moves an order between states,
-// and stores apply its moves with compare-and-set on the order's version.
+// OrderStatus is the state of an order (docs/state_machine.md). Only Decide moves an order between
+// states, and stores apply its moves with compare-and-set on the order's version.
 type OrderStatus string
 
 const (
@@ -28,7 +28,7 @@ const (
 	ProviderWechatpay = "wechatpay"
 )
 
-// Channels: how the buyer pays (DESIGN.md §5).
+// Channels: how the buyer pays (docs/api.md, "POST /v1/orders").
 const (
 	ChannelAlipayApp       = "alipay.app"
 	ChannelAlipayPage      = "alipay.page"

@@ -12,7 +12,7 @@ import (
 	"fmt"
 )
 
-// Application error codes: the wire codes of the merchant API (DESIGN.md §5).
+// Application error codes: the wire codes of the merchant API (docs/api.md, "Errors").
 const (
 	EINVALID             = "invalid"
 	ENOTFOUND            = "not_found"

@@ -19,11 +19,11 @@ import (
 const maxResponse = 4 << 20
 
 // VerifyResponse verifies a gateway response body for method over the raw bytes of its node
-// (alipay.md §5.2) and returns the node. A success must be signed. An error node without a sign is
-// returned unverified with signed false: it must never cause a state change. In certificate mode the
-// key is the one whose SN the response names in alipay_cert_sn. When the node contains "\/" and the
-// signature fails over the exact bytes, it is tried once more with "\/" replaced by "/", as the
-// official SDKs do.
+// (docs/alipay.md, "Canonical strings") and returns the node. A success must be signed. An error
+// node without a sign is returned unverified with signed false: it must never cause a state change.
+// In certificate mode the key is the one whose SN the response names in alipay_cert_sn. When the
+// node contains "\/" and the signature fails over the exact bytes, it is tried once more with "\/"
+// replaced by "/", as the official SDKs do.
 func (c *Client) VerifyResponse(body []byte, method string) (node []byte, signed bool, err error) {
 	r, err := ExtractResponse(body, method)
 	if err != nil {

@@ -78,7 +78,7 @@ type Client struct {
 	rootCertSN string                    // cert mode
 }
 
-// errOwnKey is the commonest configuration mistake (alipay.md §2, §12 pitfall 2).
+// errOwnKey is the commonest configuration mistake (docs/alipay.md, "Keys").
 var errOwnKey = errors.New("alipay: the configured Alipay public key is the app's own public key (it matches the app private key): configure the Alipay public key (支付宝公钥) shown in the Alipay console instead")
 
 // NewClient checks cfg and parses its keys and certificates once. It refuses an Alipay public key

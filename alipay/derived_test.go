@@ -313,7 +313,7 @@ func TestClientCalls(t *testing.T) {
 			all[k] = q.Get(k)
 		}
 		all["biz_content"] = form.Get("biz_content")
-		// openssl checks it over the request canonical string (§3.2: sign_type signed), built here.
+		// openssl checks it over the request canonical string (sign_type signed), built here.
 		testsign.VerifyRSA2(t, "testdata/shared/test_public.pem", []byte(testsign.SortedJoin(all, "sign")), all["sign"])
 	})
 	t.Run("OK/Precreate", func(t *testing.T) {

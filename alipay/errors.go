@@ -14,7 +14,7 @@ var (
 	ErrDuplicateKey = errors.New("alipay: duplicate key")
 )
 
-// The VerifyError reasons, the stable evidence codes of DESIGN.md §5.
+// The VerifyError reasons, the stable evidence reasons of docs/api.md, "Evidence".
 const (
 	ReasonSignatureInvalid = "signature_invalid"
 	ReasonMalformed        = "malformed"

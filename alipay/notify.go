@@ -19,9 +19,10 @@ const (
 	TradeFinished     = "TRADE_FINISHED"
 )
 
-// Notification is a verified asynchronous notification (alipay.md §4.2), its values converted to
-// UTF-8. Amounts are fen; an absent amount is 0. Times are in [Beijing]; an absent time is the zero
-// time.Time. Fields Alipay adds later are in Raw.
+// Notification is a verified asynchronous trade notification (notify_type trade_status_sync;
+// docs/alipay.md, "Trade statuses"), its values converted to UTF-8. Amounts are fen; an absent
+// amount is 0. Times are in [Beijing]; an absent time is the zero time.Time. Fields Alipay adds
+// later are in Raw.
 type Notification struct {
 	NotifyTime time.Time // notify_time: when this notification was sent
 	NotifyType string    // notify_type: "trade_status_sync" for trade notifications

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Product codes of the pay methods (alipay.md §8).
+// Product codes of the pay methods: the product_code each sends in biz_content.
 const (
 	ProductAppPay       = "QUICK_MSECURITY_PAY"
 	ProductPagePay      = "FAST_INSTANT_TRADE_PAY"
@@ -127,7 +127,8 @@ func marshalBiz(v any) (string, error) {
 	return strings.TrimSuffix(b.String(), "\n"), nil
 }
 
-// commonParams returns the public parameters of a request to method (alipay.md §3.1).
+// commonParams returns the public parameters of a request to method (docs/alipay.md, "Canonical
+// strings").
 func (c *Client) commonParams(method string) map[string]string {
 	p := map[string]string{
 		"app_id":    c.appID,

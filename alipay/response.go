@@ -25,12 +25,12 @@ func ResponseNodeName(method string) string {
 	return strings.ReplaceAll(method, ".", "_") + "_response"
 }
 
-// ExtractResponse splits a gateway response body (alipay.md §5.2). It requires a well-formed JSON
-// object, rejects a duplicated top-level key (the anti-splicing check: Go's encoding/json would keep
-// the last copy, Java the first), and returns the exact bytes of the "<method>_response" value, or
-// of "error_response" when the method's node is absent, together with the top-level sign and
-// alipay_cert_sn. It never re-serializes anything. Errors are *VerifyError (malformed or
-// duplicate_key).
+// ExtractResponse splits a gateway response body (docs/alipay.md, "Canonical strings"). It requires
+// a well-formed JSON object, rejects a duplicated top-level key (the anti-splicing check: Go's
+// encoding/json would keep the last copy, Java the first), and returns the exact bytes of the
+// "<method>_response" value, or of "error_response" when the method's node is absent, together with
+// the top-level sign and alipay_cert_sn. It never re-serializes anything. Errors are *VerifyError
+// (malformed or duplicate_key).
 func ExtractResponse(body []byte, method string) (*Response, error) {
 	if !json.Valid(body) {
 		return nil, malformed("response is not valid JSON")

@@ -102,10 +102,10 @@ func isBlank[T string | []byte](v T) bool {
 	return true
 }
 
-// CanonicalRequest returns the string a merchant request is signed over (alipay.md §3.2): every
-// parameter except sign, with empty (or whitespace-only) values dropped, sorted by key, joined as
-// key=value with '&', values raw (not URL-encoded). sign_type is kept. The result is UTF-8 when the
-// values are; sign its bytes.
+// CanonicalRequest returns the string a merchant request is signed over (docs/alipay.md, "Canonical
+// strings"): every parameter except sign, with empty (or whitespace-only) values dropped, sorted by
+// key, joined as key=value with '&', values raw (not URL-encoded). sign_type is kept. The result is
+// UTF-8 when the values are; sign its bytes.
 func CanonicalRequest(params map[string]string) string {
 	keys := make([]string, 0, len(params))
 	n := 0
@@ -151,9 +151,9 @@ func (r Rule) String() string {
 }
 
 // CanonicalNotification returns the bytes a notification (or return_url query) is signed over
-// (alipay.md §4.3): the form's decoded bytes, in the form's own charset, without sign (and without
-// sign_type under V1), empty values dropped, sorted by key, joined as key=value with '&'. It never
-// transcodes or unescapes anything.
+// (docs/alipay.md, "Canonical strings"): the form's decoded bytes, in the form's own charset,
+// without sign (and without sign_type under V1), empty values dropped, sorted by key, joined as
+// key=value with '&'. It never transcodes or unescapes anything.
 func CanonicalNotification(f *Form, r Rule) []byte {
 	return f.appendCanonical(nil, r, "")
 }

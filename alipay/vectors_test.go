@@ -81,7 +81,8 @@ func mustRead(tb testing.TB, path string) []byte {
 	return b
 }
 
-// testKeys returns the published test pair of alipay.md §11 (TESTING KEY: never use it elsewhere).
+// testKeys returns the test key pair published in alipay-sdk-java-all's RSA2EncryptorTest
+// (TESTING KEY: never use it elsewhere).
 func testKeys(tb testing.TB) (*rsa.PrivateKey, *rsa.PublicKey) {
 	tb.Helper()
 	priv, err := ParsePrivateKey(mustRead(tb, "testdata/shared/test_private_pkcs8.pem"))

@@ -165,7 +165,8 @@ var statusOf = map[string]int{
 	paynotify.EINTERNAL:            http.StatusInternalServerError,
 }
 
-// writeError answers with the error JSON of DESIGN.md §5. Internal errors are logged, never shown.
+// writeError answers with the error JSON of docs/api.md, "Errors". Internal errors are logged,
+// never shown.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := paynotify.ErrorCode(err)
 	if code == paynotify.EINTERNAL {

@@ -152,8 +152,7 @@ func newService(store paynotify.Store, gw paynotify.Provider) *paynotify.Service
 // cloneService is svc with a Processor and app map of its own (another process's).
 func cloneService(svc *paynotify.Service) *paynotify.Service {
 	c := *svc
-	p := *svc.Processor
-	c.Processor = &paynotify.Processor{Store: p.Store, Logger: p.Logger}
+	c.Processor = &paynotify.Processor{Store: svc.Processor.Store, Logger: svc.Processor.Logger}
 	return &c
 }
 

@@ -17,7 +17,7 @@ import (
 	"github.com/paynotify/paynotify/alipay"
 )
 
-// Alipay gateway error codes (alipay.md §5.3).
+// Alipay gateway error codes (docs/alipay.md, "Gateway error codes").
 const (
 	codeSuccess  = "10000"
 	codeMissing  = "40001"
@@ -89,8 +89,9 @@ func parseAlipayParams(r *http.Request) (map[string]string, error) {
 	return params, nil
 }
 
-// verifyAlipayRequest checks the common parameters and the signature of raw params (alipay.md
-// §3, §10.1) and decodes them.
+// verifyAlipayRequest checks the common parameters and the signature of raw params (over the
+// request canonical string, sign_type included: docs/alipay.md, "Canonical strings") and decodes
+// them.
 func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipayErr) {
 	miss := func(sub, msg string) *alipayErr { return &alipayErr{code: codeMissing, subCode: sub, subMsg: msg} }
 	inv := func(sub, msg string) *alipayErr { return &alipayErr{code: codeInvalid, subCode: sub, subMsg: msg} }
@@ -109,7 +110,7 @@ func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipa
 	req := &alipayReq{method: raw["method"], charset: raw["charset"], signType: raw["sign_type"]}
 	if req.charset == "" {
 		// Without a charset the gateway reads GBK, and later notifications come in GBK
-		// (alipay.md §4.5).
+		// (docs/alipay.md, "Charsets").
 		req.charset = "GBK"
 	}
 	if !isGBK(req.charset) && !strings.EqualFold(req.charset, "utf-8") {
@@ -530,7 +531,8 @@ func (s *Sandbox) alipayRefundQuery(req *alipayReq, rec *QueryRecord) ([]kv, *al
 	m := []kv{{"code", codeSuccess}, {"msg", "Success"}}
 	rs, _ := s.st.refundsWhere("WHERE trade_id = ? AND out_request_no = ?", t.ID, req.biz["out_request_no"])
 	if len(rs) == 0 {
-		// No such refund: a 10000 without refund_amount or refund_status (alipay.md §5.4).
+		// No such refund: a 10000 without refund_amount or refund_status (docs/alipay.md,
+		// "Refunds").
 		rec.Result = codeSuccess
 		return append(m, kv{"out_request_no", req.biz["out_request_no"]}, kv{"out_trade_no", t.OutTradeNo}, kv{"trade_no", t.TradeNo}), nil
 	}
@@ -622,8 +624,8 @@ func (s *Sandbox) finishAlipayTrade(t *Trade) error {
 	return nil
 }
 
-// alipayNotify builds, signs and enqueues a notification of t (alipay.md §4.2, §4.8). Caller holds
-// s.mu.
+// alipayNotify builds, signs and enqueues a notification of t (docs/alipay.md, "Trade statuses").
+// Caller holds s.mu.
 func (s *Sandbox) alipayNotify(t *Trade, kind string, r *Refund) error {
 	note, err := s.alipayNotification(t, kind, r)
 	if err != nil || note == nil {
@@ -736,8 +738,8 @@ func (s *Sandbox) notifyPayment(t *Trade, build func(*Trade, string, *Refund) (*
 	return s.n.enqueue(second)
 }
 
-// alipayReturnURL builds the signed return_url redirect of a paid page or wap trade (alipay.md
-// §7.1), or "" when the trade has none.
+// alipayReturnURL builds the signed return_url redirect of a paid page or wap trade
+// (docs/alipay.md, "Return URL and app SDK result"), or "" when the trade has none.
 func (s *Sandbox) alipayReturnURL(t *Trade) string {
 	if t.ReturnURL == "" {
 		return ""
@@ -768,7 +770,7 @@ func (s *Sandbox) alipayReturnURL(t *Trade) string {
 	return t.ReturnURL + "?" + encodeForm(append(form, field{"sign", sig}))
 }
 
-// App SDK result codes (alipay.md §7.2).
+// App SDK result codes (docs/alipay.md, "Return URL and app SDK result").
 var appResultMemo = map[string]string{
 	"9000": "", "8000": "正在处理中", "4000": "订单支付失败", "5000": "重复请求", "6001": "用户中途取消", "6002": "网络连接出错", "6004": "支付结果未知",
 }

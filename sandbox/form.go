@@ -42,8 +42,9 @@ func parseForm(s string) ([]field, error) {
 	return out, nil
 }
 
-// canonicalV1 is the string Alipay signs notifications and return redirects over (alipay.md
-// §4.3): every non-empty field but sign and sign_type, sorted by key, key=value joined by '&'.
+// canonicalV1 is the string Alipay signs notifications and return redirects over (docs/alipay.md,
+// "Canonical strings"): every non-empty field but sign and sign_type, sorted by key, key=value
+// joined by '&'.
 func canonicalV1(fields []field) []byte {
 	fs := append([]field(nil), fields...)
 	sort.Slice(fs, func(i, j int) bool { return fs[i].Key < fs[j].Key })

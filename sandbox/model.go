@@ -310,11 +310,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // Retry schedules: offsets of each attempt from the first.
 var schedules = map[string][]time.Duration{
-	// alipay.md §4.7, the Chinese opendocs text (default).
+	// Alipay's Chinese docs: 4m, 10m, 10m, 1h, 2h, 6h, 15h (the default; docs/alipay.md,
+	// "Notification retries").
 	"alipay": {0, 4 * time.Minute, 14 * time.Minute, 24 * time.Minute, 84 * time.Minute, 204 * time.Minute, 564 * time.Minute, 1464 * time.Minute},
-	// alipay.md §4.7, the Antom / older "2m" variant.
+	// Antom's docs and an older Chinese copy: 2m, then the same intervals.
 	"alipay-2m": {0, 2 * time.Minute, 12 * time.Minute, 22 * time.Minute, 82 * time.Minute, 202 * time.Minute, 562 * time.Minute, 1462 * time.Minute},
-	// wechatpay.md §1.9: 16 deliveries over 24h4m.
+	// WeChat Pay: 16 deliveries over 24h4m (docs/wechatpay.md, "Notification retries").
 	"wechatpay": secs(0, 15, 30, 60, 240, 840, 2040, 3840, 5640, 7440, 11040, 21840, 32640, 43440, 65040, 86640),
 }
 

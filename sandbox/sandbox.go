@@ -3,8 +3,8 @@
 // responses, notifications and return redirects are signed with the sandbox's own throw-away
 // provider keys, notifications are retried on the providers' real schedules (compressed by
 // Config.TimeScale), every delivery attempt is recorded, and faults can be injected per trade or
-// globally. The protocol facts it follows are in alipay.md and wechatpay.md; docs/sandbox.md
-// describes how to point a merchant integration at it.
+// globally. The protocol facts it follows are in docs/alipay.md and docs/wechatpay.md;
+// docs/sandbox.md describes how to point a merchant integration at it.
 //
 // Everything is served under /sandbox/ by Sandbox.Handler:
 //

@@ -15,7 +15,7 @@ import (
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
-// WeChat Pay trade states (wechatpay.md §1.6).
+// WeChat Pay trade states (docs/wechatpay.md, "Trade and refund states").
 const (
 	wxNotPay   = "NOTPAY"
 	wxSuccess  = "SUCCESS"
@@ -47,8 +47,8 @@ func paramErr(field, value, msg string) *wxError {
 	return &wxError{status: 400, code: "PARAM_ERROR", message: msg, detail: map[string]string{"location": "body", "value": value, "field": field}}
 }
 
-// wxReply writes a signed APIv3 answer (wechatpay.md §2.2), or an error (signed too, except
-// SIGN_ERROR, which WeChat never signs).
+// wxReply writes a signed APIv3 answer (docs/wechatpay.md, "API client"), or an error (signed too,
+// except SIGN_ERROR, which WeChat never signs).
 func (s *Sandbox) wxReply(w http.ResponseWriter, r *http.Request, status int, body []byte) {
 	s.wxAnswer(w, r, status, body, false)
 }
@@ -100,7 +100,7 @@ func (s *Sandbox) wxFail(w http.ResponseWriter, r *http.Request, e *wxError) {
 	s.wxReply(w, r, e.status, body)
 }
 
-// wxAuth verifies a merchant request's Authorization (wechatpay.md §7.1) over the raw request
+// wxAuth verifies a merchant request's Authorization (docs/sandbox.md §2) over the raw request
 // target and body, and returns the merchant and the body.
 func (s *Sandbox) wxAuth(r *http.Request) (*wechatMerchant, []byte, *wxError) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -143,7 +143,8 @@ func (s *Sandbox) wxAuth(r *http.Request) (*wechatMerchant, []byte, *wxError) {
 	return m, body, nil
 }
 
-// prepayBody is the prepay request (wechatpay.md §2.4).
+// prepayBody is the prepay request: the JSON body of
+// POST /v3/pay/transactions/{native,app,jsapi,h5}.
 type prepayBody struct {
 	AppID       string `json:"appid"`
 	MchID       string `json:"mchid"`
@@ -303,7 +304,8 @@ func (s *Sandbox) validatePrepay(m *wechatMerchant, product string, p *prepayBod
 	return nil
 }
 
-// wxTransaction is the query answer and the payment notification's resource (wechatpay.md §1.6).
+// wxTransaction is the query answer and the payment notification's resource (docs/wechatpay.md,
+// "Trade and refund states").
 func (s *Sandbox) wxTransaction(t *Trade, f Faults) []byte {
 	appid := t.AppID
 	if f.WrongAppID {
@@ -478,7 +480,7 @@ func (s *Sandbox) failWxTrade(t *Trade) error {
 	return s.st.saveTrade(t)
 }
 
-// refundBody is the refund request (wechatpay.md §2.7).
+// refundBody is the refund request: the JSON body of POST /v3/refund/domestic/refunds.
 type refundBody struct {
 	TransactionID string `json:"transaction_id"`
 	OutTradeNo    string `json:"out_trade_no"`

@@ -11,8 +11,8 @@
 // Verification follows the order of the protocol: the four Wechatpay-* headers must be present,
 // WECHATPAY/SIGNTEST/ probes are rejected, the timestamp must be less than five minutes away from
 // the injected clock, the serial must name a configured key, and the signature must verify over
-// "timestamp\nnonce\nbody\n" before the body is parsed or decrypted. Failures return a
-// *VerifyError whose Reason is one of the stable evidence codes of DESIGN.md and which wraps one
+// "timestamp\nnonce\nbody\n" before the body is parsed or decrypted. Failures return a *VerifyError
+// whose Reason is one of the stable evidence reasons (docs/api.md, "Evidence") and which wraps one
 // of the sentinels (ErrSignature, ErrTimestampSkew, ErrProbe, ErrUnknownSerial, ErrDecrypt,
 // ErrMalformed); its Error text is deliberately vague.
 //

@@ -26,7 +26,7 @@ var (
 	ErrMalformed = errors.New("wechatpay: malformed message")
 )
 
-// Reasons of a VerifyError: the stable evidence codes of DESIGN.md §5.
+// Reasons of a VerifyError: the stable evidence reasons of docs/api.md, "Evidence".
 const (
 	ReasonSignature     = "signature_invalid"
 	ReasonTimestampSkew = "timestamp_skew"

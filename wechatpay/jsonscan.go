@@ -8,11 +8,12 @@ import (
 	"unicode/utf8"
 )
 
-// A small, allocation-light JSON reader for the fixed shapes of notifications. encoding/json
-// costs about as much as the RSA verification itself on these bodies (reflection plus a separate
-// validity scan), which the 1.6× budget of DESIGN/issue 3 cannot afford. The reader is strict
-// about structure (it rejects what encoding/json rejects for these shapes; FuzzJSONDecode checks
-// both agree) and decodes strings with escapes through encoding/json.
+// A small, allocation-light JSON reader for the fixed shapes of notifications. encoding/json costs
+// about as much as the RSA verification itself on these bodies (reflection plus a separate validity
+// scan), which ParseNotification's budget (at most 1.6× a bare RSA verification,
+// docs/performance.md) cannot afford. The reader is strict about structure (it rejects what
+// encoding/json rejects for these shapes; FuzzJSONDecode checks both agree) and decodes strings
+// with escapes through encoding/json.
 
 var errJSON = errors.New("invalid JSON")
 

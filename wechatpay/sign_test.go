@@ -119,7 +119,8 @@ func TestGCM(t *testing.T) {
 		}
 	})
 	t.Run("OK/JavaSDKVectorD", func(t *testing.T) {
-		// wechatpay-java AeadAesCipherTest (docs/wechatpay.md §6.1 V-D).
+		// wechatpay-java core/src/test/java/com/wechat/pay/java/core/cipher/AeadAesCipherTest.java,
+		// with the key of its TestConfig.java.
 		pt, err := DecryptGCM([]byte("a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"), "uluk4a9R25RW", "associatedData", "ulwSiIajGClcvcOYvOQ7+l+0PAbzzwI=")
 		if err != nil || string(pt) != "message" {
 			t.Fatalf("%q %v", pt, err)

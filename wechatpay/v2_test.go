@@ -31,7 +31,8 @@ func TestV2Sign_SharedVectors(t *testing.T) {
 	v := mustShared(t)
 	key := []byte(v.V8.Key)
 	t.Run("OK/OfficialRulesPage", func(t *testing.T) {
-		// docs/wechatpay.md §6.1 V-F.
+		// The worked example of WeChat Pay's APIv2 signing rules page
+		// (pay.weixin.qq.com/wiki/doc/api/jsapi.php?chapter=4_3).
 		f := fieldsOf("appid=wxd930ea5d5a258f4f&body=test&device_info=1000&mch_id=10000100&nonce_str=ibuaiVcKdpRxkhJA")
 		k := []byte("192006250b4c09247ec02edce69f6a2d")
 		if got, _ := V2Sign(f, k, "MD5"); got != "9A0A8659F005D6984697E2CA0A9CF3B7" {

@@ -17,7 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Config is the server's YAML config file (DESIGN.md §5). Fields are alphabetised in groups;
+// Config is the server's YAML config file (docs/config.md). Fields are alphabetised in groups;
 // each says its default.
 type Config struct {
 	// APIToken is the merchant API's bearer token, at least 16 characters. Required.

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
 )
 
 const validConfig = `
@@ -46,6 +50,24 @@ func TestParseConfig(t *testing.T) {
 		if a := c.Apps[1]; a.APIBase != "https://api.mch.weixin.qq.com" {
 			t.Fatalf("wechatpay defaults = %+v", a)
 		}
+		if c.Jobs.SweepInterval != 5*time.Second {
+			t.Fatalf("sweep interval = %s", c.Jobs.SweepInterval)
+		}
+		if p := c.Apps[0].Reconcile.policy(); fmt.Sprint(p) != fmt.Sprint(paynotify.DefaultReconcile) {
+			t.Fatalf("reconcile = %+v, want the defaults", p)
+		}
+	})
+	t.Run("OKReconcile", func(t *testing.T) {
+		src := strings.Replace(validConfig, "    seller_id:", "    reconcile:\n      schedule: [30s, 2m]\n      then_every: 15m\n      max_checks: 6\n      concurrency: 2\n    seller_id:", 1)
+		src = "jobs:\n  sweep_interval: 2s\n" + src
+		c, err := ParseConfig([]byte(src), env(map[string]string{"TOKEN": "0123456789abcdef0123"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := paynotify.ReconcilePolicy{Schedule: []time.Duration{30 * time.Second, 2 * time.Minute}, ThenEvery: 15 * time.Minute, MaxChecks: 6, Concurrency: 2}
+		if p := c.Apps[0].Reconcile.policy(); fmt.Sprint(p) != fmt.Sprint(want) || c.Jobs.SweepInterval != 2*time.Second {
+			t.Fatalf("reconcile = %+v, sweep %s", p, c.Jobs.SweepInterval)
+		}
 	})
 	tests := []struct {
 		name, from, to string
@@ -68,6 +90,11 @@ func TestParseConfig(t *testing.T) {
 		{"ErrCertModePartial", "    alipay_public_key_file: keys/alipay_public.pem\n", "    app_cert_file: a.crt\n", nil, "apps[0] (shop).alipay_cert_file: required"},
 		{"ErrMchIDMissing", `mchid: "1900000001"`, `mchid: ""`, nil, "apps[1] (wx).mchid: required"},
 		{"ErrPlatformKeyID", `platform_public_key_id: "PUB_KEY_ID_0001"`, ``, nil, "apps[1] (wx).platform_public_key_id:"},
+		{"ErrReconcileOrder", "    seller_id:", "    reconcile: {schedule: [3m, 1m]}\n    seller_id:", nil, "apps[0] (shop).reconcile.schedule: offsets must be positive and increasing"},
+		{"ErrReconcileShort", "    seller_id:", "    reconcile: {schedule: [100ms]}\n    seller_id:", nil, "apps[0] (shop).reconcile.schedule: 100ms is shorter than 1s"},
+		{"ErrReconcileUnknownKey", "    seller_id:", "    reconcile: {every: 1m}\n    seller_id:", nil, "field every not found"},
+		{"ErrReconcileNegative", "    seller_id:", "    reconcile: {max_checks: -1}\n    seller_id:", nil, "apps[0] (shop).reconcile.max_checks: must be positive"},
+		{"ErrSweepInterval", `listen: "127.0.0.1:9090"`, "listen: x\njobs: {sweep_interval: 10ms}", nil, "jobs.sweep_interval: 10ms is shorter than 1s"},
 		{"ErrWrongProviderField", `merchant_serial_no: "ABC"`, "merchant_serial_no: \"ABC\"\n    seller_id: \"2088\"", nil, "apps[1] (wx).seller_id: not a wechatpay setting"},
 	}
 	for _, tt := range tests {

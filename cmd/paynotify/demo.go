@@ -21,9 +21,9 @@ import (
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
-// Demo mode (DESIGN.md §5): `paynotify serve` with no config runs on SQLite and generated keys
-// under ./paynotify-data/, with the sandbox in the same process under /sandbox/ and two apps,
-// alipay-demo and wechatpay-demo, on 127.0.0.1:8080 only.
+// Demo mode (README.md, "The two commands"): `paynotify serve` with no config runs on SQLite and
+// generated keys under ./paynotify-data/, with the sandbox in the same process under /sandbox/ and
+// two apps, alipay-demo and wechatpay-demo, on 127.0.0.1:8080 only.
 const (
 	demoListen  = "127.0.0.1:8080"
 	demoDataDir = "paynotify-data"

@@ -21,7 +21,7 @@ func main() {
 	os.Exit(m.Run(ctx, os.Args[1:]))
 }
 
-// Exit codes of every subcommand (DESIGN.md §5).
+// Exit codes of every subcommand (docs/architecture.md, "Contracts").
 const (
 	exitOK      = 0 // success, or a positive verdict
 	exitInvalid = 1 // a negative verdict (an invalid notification), or a runtime failure

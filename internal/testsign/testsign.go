@@ -14,8 +14,9 @@ import (
 )
 
 // AlipayNotify returns the form body of an Alipay notification with fields, signed (RSA2, the V1
-// rule of alipay.md §4.3: sign and sign_type left out, empty values dropped, keys sorted, k=v
-// joined with &) by the PEM private key in keyFile through `openssl dgst -sha256 -sign`.
+// rule of docs/alipay.md, "Canonical strings": sign and sign_type left out, empty values dropped,
+// keys sorted, k=v joined with &) by the PEM private key in keyFile through
+// `openssl dgst -sha256 -sign`.
 func AlipayNotify(tb testing.TB, keyFile string, fields map[string]string) []byte {
 	tb.Helper()
 	keys := make([]string, 0, len(fields))
@@ -109,9 +110,9 @@ func VerifyRSA2(tb testing.TB, pubFile string, msg []byte, sigB64 string) {
 	}
 }
 
-// SortedJoin is the canonical string of alipay.md §3.2 and §4.3, written independently of the
-// alipay package: every pair with a non-empty value whose key is not in skip, sorted by key, as
-// k=v joined by &.
+// SortedJoin is the request and notification canonical string (docs/alipay.md, "Canonical
+// strings"), written independently of the alipay package: every pair with a non-empty value whose
+// key is not in skip, sorted by key, as k=v joined by &.
 func SortedJoin(p map[string]string, skip ...string) string {
 	keys := make([]string, 0, len(p))
 outer:
