@@ -105,7 +105,8 @@ func (s *Service) answerEvidence(a *App, ans *Answer, received time.Time) *Evide
 
 // CheckRefund settles a refund with the provider's refund query. A pending refund that the
 // provider confirms or fails is applied (with the answer as evidence); one the provider does not
-// know (a crash before the request reached it) is requested again, idempotently under its number.
+// know (Answer.NotFound: a crash before the request reached it) is requested again, idempotently
+// under its number; one still processing is left pending.
 // A succeeded refund is checked once to confirm its own amount, which was inferred when it was
 // recorded from cumulative totals (an Alipay refund started in the portal).
 func (s *Service) CheckRefund(ctx context.Context, a *App, o *Order, rf *Refund, dryRun bool) (*CheckResult, error) {
@@ -114,14 +115,15 @@ func (s *Service) CheckRefund(ctx context.Context, a *App, o *Order, rf *Refund,
 	if rf.Status == RefundSucceeded {
 		return s.confirmRefund(ctx, a, o, rf, ans, err, dryRun)
 	}
+	notFound := ans != nil && ans.NotFound
 	res, err := s.applyAnswer(ctx, a, o, rf, ans, err, received, dryRun)
-	if err != nil || dryRun || res.Fact != nil || res.Verdict != "" {
+	if err != nil || dryRun || !notFound {
 		if err == nil {
 			res.Refund = s.currentRefund(ctx, rf)
 		}
 		return res, err
 	}
-	// The provider has no such refund (yet): ask for it again.
+	// The provider has no such refund: the request never reached it (or failed there). Ask again.
 	if err := s.requestRefund(ctx, a, o, rf); err != nil {
 		return nil, err
 	}

@@ -52,6 +52,10 @@ type Answer struct {
 	// State is the provider's own word for the trade or refund ("WAIT_BUYER_PAY",
 	// "ACQ.TRADE_NOT_EXIST", "NOTPAY", "ORDER_NOT_EXIST", "PROCESSING", …), for logs and evidence.
 	State string
+	// NotFound says the provider does not know the trade or the refund (Alipay ACQ.TRADE_NOT_EXIST
+	// or a refund query without a status, WeChat ORDER_NOT_EXIST or RESOURCE_NOT_EXISTS): a
+	// pending refund it does not know is asked for again.
+	NotFound bool
 	// Endpoint names the API that answered ("alipay.trade.query", "wechatpay.query", …).
 	Endpoint string
 	// Header and Body are the answer exactly as received: the signed bytes kept as evidence.

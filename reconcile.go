@@ -32,9 +32,14 @@ type Reconciler struct {
 	// finish. Defaults to 30s. A backlog larger than a sweep can take is left to the next sweeps
 	// (of this or another process).
 	Budget time.Duration
+	// MaxPerSecond caps the checks this Reconciler starts per second, over all apps, so that a
+	// backlog (after downtime, or of many unpaid orders) drains steadily instead of taking the
+	// machine from the notification path. 0 means no cap (paynotify reconcile's one pass).
+	MaxPerSecond float64
 	// OnCheck, if set, is called after each check with its outcome (tests, metrics).
 	OnCheck func(c *Check, res *CheckResult, err error)
 
+	pace     pacer
 	mu       sync.Mutex
 	apps     map[string]*appLimiter
 	draining atomic.Bool
@@ -73,10 +78,45 @@ func (r *Reconciler) checkTimeout() time.Duration {
 }
 
 func (r *Reconciler) batch() int {
+	n := 64
 	if r.Batch > 0 {
-		return r.Batch
+		n = r.Batch
 	}
-	return 64
+	if r.MaxPerSecond > 0 {
+		// Claim no more than can start within a few seconds: the rest stay due for the next claim.
+		n = min(n, max(1, int(5*r.MaxPerSecond)))
+	}
+	return n
+}
+
+// pacer spaces events at least every apart, in real time.
+type pacer struct {
+	mu   sync.Mutex
+	next time.Time
+}
+
+// wait returns when the next event may start, or false when ctx ends first.
+func (p *pacer) wait(ctx context.Context, every time.Duration) bool {
+	p.mu.Lock()
+	now := time.Now()
+	if p.next.Before(now) {
+		p.next = now
+	}
+	at := p.next
+	p.next = p.next.Add(every)
+	p.mu.Unlock()
+	d := time.Until(at)
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (r *Reconciler) budget() time.Duration {
@@ -145,6 +185,8 @@ func (r *Reconciler) answered(app string) {
 // done: a check that has started finishes its store writes on a context of its own.
 func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 	deadline := r.Service.now().Add(r.budget())
+	fin := r.newFinisher()
+	defer fin.close()
 	var stats SweepStats
 	var mu sync.Mutex
 	add := func(f func(s *SweepStats)) {
@@ -164,7 +206,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 		var wg sync.WaitGroup
 		for _, c := range claims {
 			if until, ok := r.backingOff(c.App, claimedAt); ok {
-				r.finish(ctx, c, &until, false, false)
+				fin.add(c, &until, false, false)
 				add(func(s *SweepStats) { s.Released++ })
 				continue
 			}
@@ -175,23 +217,28 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 				select {
 				case l.sem <- struct{}{}:
 				case <-ctx.Done():
-					r.release(ctx, c)
+					fin.release(c)
 					add(func(s *SweepStats) { s.Released++ })
 					return
 				}
 				defer func() { <-l.sem }()
+				if r.MaxPerSecond > 0 && !r.pace.wait(ctx, time.Duration(float64(time.Second)/r.MaxPerSecond)) {
+					fin.release(c)
+					add(func(s *SweepStats) { s.Released++ })
+					return
+				}
 				now := r.Service.now()
 				if until, ok := r.backingOff(c.App, now); ok || ctx.Err() != nil || now.Sub(claimedAt) > r.lease()-r.checkTimeout() {
 					// Backing off, stopping, or too late to finish within the lease: give it back.
 					if ok {
-						r.finish(ctx, c, &until, false, false)
+						fin.add(c, &until, false, false)
 					} else {
-						r.release(ctx, c)
+						fin.release(c)
 					}
 					add(func(s *SweepStats) { s.Released++ })
 					return
 				}
-				if r.run(ctx, c) {
+				if r.run(ctx, c, fin) {
 					add(func(s *SweepStats) { s.Checked++ })
 				} else {
 					add(func(s *SweepStats) { s.Errors++ })
@@ -206,24 +253,90 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 	return stats, nil
 }
 
-// release gives a claim back unchecked, due at once.
-func (r *Reconciler) release(ctx context.Context, c *Check) {
-	now := r.Service.now()
-	r.finish(ctx, c, &now, false, false)
+// finisher ends a sweep's claims in batches: one transaction (one durable write) for the checks
+// that ended in the last flushInterval, instead of one each, so that checks cost the notification
+// path's store little. A claim not yet flushed when its process dies falls due at the end of its
+// lease, as any.
+type finisher struct {
+	r     *Reconciler
+	mu    sync.Mutex
+	buf   []CheckDone
+	kick  chan struct{}
+	stop  chan struct{}
+	ended chan struct{}
 }
 
-// finish ends a claim on a context of its own: a sweep that is stopping still records what it did.
-func (r *Reconciler) finish(ctx context.Context, c *Check, next *time.Time, counted, attention bool) {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := r.Service.Store.FinishCheck(fctx, c, next, counted, attention); err != nil {
-		r.log().Error("finish check", "app", c.App, "out_trade_no", c.OutTradeNo, "kind", c.Kind, "err", err)
+// flushInterval bounds how long a finished check waits for its batch to be written.
+const flushInterval = 100 * time.Millisecond
+
+func (r *Reconciler) newFinisher() *finisher {
+	f := &finisher{r: r, kick: make(chan struct{}, 1), stop: make(chan struct{}), ended: make(chan struct{})}
+	go f.loop()
+	return f
+}
+
+// add queues the end of claim c.
+func (f *finisher) add(c *Check, next *time.Time, counted, attention bool) {
+	f.mu.Lock()
+	f.buf = append(f.buf, CheckDone{Check: c, Next: next, Counted: counted, Attention: attention})
+	full := len(f.buf) >= 64
+	f.mu.Unlock()
+	if full {
+		select {
+		case f.kick <- struct{}{}:
+		default:
+		}
 	}
+}
+
+// release gives a claim back unchecked, due at once.
+func (f *finisher) release(c *Check) {
+	now := f.r.Service.now()
+	f.add(c, &now, false, false)
+}
+
+func (f *finisher) loop() {
+	defer close(f.ended)
+	t := time.NewTicker(flushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-f.kick:
+		case <-f.stop:
+			f.flush()
+			return
+		}
+		f.flush()
+	}
+}
+
+// flush writes what is queued, on a context of its own: a sweep that is stopping still records
+// what it did.
+func (f *finisher) flush() {
+	f.mu.Lock()
+	done := f.buf
+	f.buf = nil
+	f.mu.Unlock()
+	if len(done) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.r.Service.Store.FinishChecks(ctx, done); err != nil {
+		f.r.log().Error("finish checks", "checks", len(done), "err", err)
+	}
+}
+
+// close flushes what is left and stops the finisher.
+func (f *finisher) close() {
+	close(f.stop)
+	<-f.ended
 }
 
 // run performs one claimed check and finishes its claim. It reports whether the provider
 // answered.
-func (r *Reconciler) run(ctx context.Context, c *Check) bool {
+func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) bool {
 	cctx, cancel := context.WithTimeout(ctx, r.checkTimeout())
 	defer cancel()
 	var (
@@ -238,7 +351,7 @@ func (r *Reconciler) run(ctx context.Context, c *Check) bool {
 	}
 	if err != nil && ctx.Err() != nil {
 		// The sweep is stopping (shutdown): give the check back, due at once, for whoever runs next.
-		r.release(ctx, c)
+		fin.release(c)
 		return false
 	}
 	if err != nil {
@@ -252,7 +365,7 @@ func (r *Reconciler) run(ctx context.Context, c *Check) bool {
 	} else {
 		r.answered(c.App)
 	}
-	r.finish(ctx, c, o.next, o.counted, o.attention)
+	fin.add(c, o.next, o.counted, o.attention)
 	if r.OnCheck != nil {
 		r.OnCheck(c, res, err)
 	}
@@ -349,8 +462,9 @@ func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (checkOutcome, *
 	case errors.Is(err, ErrNoQueryService):
 		return checkOutcome{}, nil, nil
 	case err != nil && ErrorCode(err) == EPROVIDER:
-		// The refund was asked for again and refused for good: it is failed now.
-		return checkOutcome{counted: true}, nil, nil
+		// A signed refusal: of the refund asked for again (then it is failed now), or of the
+		// query. Either way the provider answered: the refund as it now stands decides.
+		res = &CheckResult{Order: o, Refund: s.currentRefund(ctx, rf)}
 	case err != nil:
 		return checkOutcome{}, nil, err
 	}

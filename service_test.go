@@ -105,8 +105,8 @@ func (f *fakeProvider) QueryRefund(_ context.Context, o *paynotify.Order, r *pay
 	f.calls["rquery:"+r.OutRequestNo]++
 	fn := f.rquery[r.OutRequestNo]
 	f.mu.Unlock()
-	if fn == nil {
-		return &paynotify.Answer{State: "REFUND_UNKNOWN", Endpoint: "fake.refund_query"}, nil
+	if fn == nil { // the provider knows no such refund
+		return &paynotify.Answer{State: "REFUND_UNKNOWN", NotFound: true, Endpoint: "fake.refund_query"}, nil
 	}
 	return fn()
 }
@@ -463,6 +463,14 @@ func TestCheckRefund(t *testing.T) {
 		res, err := s.CheckRefund(ctx, b.app, o, rf, false)
 		if err != nil || res.Refund.Status != paynotify.RefundSucceeded || b.fake.count("refund") != 1 {
 			t.Fatalf("CheckRefund = %+v, %v (requests %d)", res, err, b.fake.count("refund"))
+		}
+	})
+	t.Run("ProcessingIsLeftPending", func(t *testing.T) {
+		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
+		b.fake.rquery["R1"] = answer("PROCESSING", nil)
+		res, err := s.CheckRefund(ctx, b.app, o, rf, false)
+		if err != nil || res.Refund.Status != paynotify.RefundPending || b.fake.count("refund") != 0 {
+			t.Fatalf("CheckRefund = %+v, %v (requests %d): want pending, not asked again", res, err, b.fake.count("refund"))
 		}
 	})
 	t.Run("ErrAnswerForAnotherRefund", func(t *testing.T) {

@@ -166,6 +166,17 @@ type CheckStore interface {
 	// whatever next says), and a refund's NeedsAttention becomes attention. A claim that no
 	// longer holds is left alone and FinishCheck returns nil.
 	FinishCheck(ctx context.Context, c *Check, next *time.Time, counted, attention bool) error
+	// FinishChecks is FinishCheck for several claims in one transaction (one durable write for a
+	// batch of checks): each is ended as FinishCheck would, independently of the others.
+	FinishChecks(ctx context.Context, done []CheckDone) error
+}
+
+// CheckDone is how one check ends its claim (CheckStore.FinishChecks).
+type CheckDone struct {
+	Check     *Check
+	Next      *time.Time
+	Counted   bool
+	Attention bool
 }
 
 // RefundWouldExceed reports whether a new refund of amount would take an order of orderAmount past

@@ -20,15 +20,13 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify"
-	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/internal/sandboxapps"
 	"github.com/paynotify/paynotify/internal/teststore"
 	"github.com/paynotify/paynotify/jobs"
 	"github.com/paynotify/paynotify/postgres"
-	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sandbox"
 	"github.com/paynotify/paynotify/sqlite"
-	"github.com/paynotify/paynotify/wechatpay"
 )
 
 const (
@@ -221,42 +219,14 @@ func (e *env) restartServer() {
 }
 
 // demoApps builds alipay-demo and wechatpay-demo on the sandbox's default app and merchant,
-// exactly as cmd/paynotify/demo.go does (the gateway is the sandbox's own port here).
+// exactly as demo mode does (the gateway is the sandbox's own port here).
 func demoApps(t *testing.T, k sandbox.Keys, sbURL, serverURL string) map[string]*paynotify.App {
 	t.Helper()
-	appKey, err := alipay.ParsePrivateKey([]byte(k.AlipayAppPrivateKey))
+	apps, err := sandboxapps.Apps(k, sbURL, serverURL+"/shop/paid")
 	if err != nil {
 		t.Fatal(err)
 	}
-	alipayPub, err := alipay.ParsePublicKey([]byte(k.AlipayPublicKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac, err := alipay.NewClient(alipay.Config{AppID: k.AlipayAppID, PrivateKey: appKey, AlipayPublicKey: alipayPub,
-		Gateway: sbURL + "/sandbox/alipay/gateway.do"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mchKey, err := wechatpay.ParsePrivateKey([]byte(k.WechatMerchantPrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	platformPub, err := wechatpay.ParsePublicKey([]byte(k.WechatPlatformPublicKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wc, err := wechatpay.NewClient(wechatpay.Config{MchID: k.WechatMchID, AppID: k.WechatAppID, MerchantPrivateKey: mchKey,
-		MerchantSerialNo: k.WechatMerchantSerialNo, APIv3Key: []byte(k.WechatAPIv3Key), PlatformPublicKey: platformPub,
-		PlatformPublicKeyID: k.WechatPlatformPublicKeyID, BaseURL: sbURL + "/sandbox/wechatpay"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string]*paynotify.App{
-		alipayApp: {Name: alipayApp, Provider: paynotify.ProviderAlipay, AppID: k.AlipayAppID, SellerIDs: []string{k.AlipaySellerID},
-			Gateway: &provider.Alipay{Client: ac}, ReturnURL: serverURL + "/shop/paid"},
-		wechatApp: {Name: wechatApp, Provider: paynotify.ProviderWechatpay, AppID: k.WechatAppID, MchID: k.WechatMchID,
-			Gateway: &provider.Wechat{Client: wc}},
-	}
+	return apps
 }
 
 // ---- the merchant API ----

@@ -78,33 +78,44 @@ func claim(ctx context.Context, tx pgx.Tx, kind paynotify.CheckKind, due, until 
 	})
 }
 
-// FinishCheck ends the claim c, if c.Token still holds its row: checks grows by one when counted,
-// the token is cleared, next_check_at becomes next (NULL when nil; for an order, NULL whenever it
-// is not pending), and a refund's needs_attention becomes attention. A claim that no longer holds
-// (or a row that no longer exists) is left alone, and FinishCheck returns nil. One statement.
+// FinishCheck ends one claim: FinishChecks of one.
 func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Time, counted, attention bool) error {
-	if c.Token == "" {
-		return fmt.Errorf("postgres: finish check: no token")
+	return db.FinishChecks(ctx, []paynotify.CheckDone{{Check: c, Next: next, Counted: counted, Attention: attention}})
+}
+
+// FinishChecks ends each claim whose token still holds, all in one transaction (one round trip,
+// as a pgx batch): checks grows when counted, check_token is cleared, next_check_at is set (NULL
+// for an order no longer pending), and a refund's needs_attention replaced.
+func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) error {
+	if len(done) == 0 {
+		return nil
 	}
-	inc := 0
-	if counted {
-		inc = 1
+	var b pgx.Batch
+	for _, d := range done {
+		c := d.Check
+		if c == nil || c.Token == "" {
+			return fmt.Errorf("postgres: finish check: no token")
+		}
+		inc := 0
+		if d.Counted {
+			inc = 1
+		}
+		switch c.Kind {
+		case paynotify.CheckOrder:
+			b.Queue(`UPDATE orders SET checks = checks + $1, check_token = '',
+				next_check_at = CASE WHEN status = 'pending' THEN $2::timestamptz END
+				WHERE app = $3 AND out_trade_no = $4 AND check_token = $5`,
+				inc, tmPtr(d.Next), c.App, c.OutTradeNo, c.Token)
+		case paynotify.CheckRefund:
+			b.Queue(`UPDATE refunds SET checks = checks + $1, check_token = '',
+				next_check_at = $2, needs_attention = $3
+				WHERE app = $4 AND out_trade_no = $5 AND out_request_no = $6 AND check_token = $7`,
+				inc, tmPtr(d.Next), d.Attention, c.App, c.OutTradeNo, c.OutRequestNo, c.Token)
+		default:
+			return fmt.Errorf("postgres: finish check: unknown kind %q", c.Kind)
+		}
 	}
-	var err error
-	switch c.Kind {
-	case paynotify.CheckOrder:
-		_, err = db.pool.Exec(ctx, `UPDATE orders SET checks = checks + $1, check_token = '',
-			next_check_at = CASE WHEN status = 'pending' THEN $2::timestamptz END
-			WHERE app = $3 AND out_trade_no = $4 AND check_token = $5`,
-			inc, tmPtr(next), c.App, c.OutTradeNo, c.Token)
-	case paynotify.CheckRefund:
-		_, err = db.pool.Exec(ctx, `UPDATE refunds SET checks = checks + $1, check_token = '',
-			next_check_at = $2, needs_attention = $3
-			WHERE app = $4 AND out_trade_no = $5 AND out_request_no = $6 AND check_token = $7`,
-			inc, tmPtr(next), attention, c.App, c.OutTradeNo, c.OutRequestNo, c.Token)
-	default:
-		return fmt.Errorf("postgres: finish check: unknown kind %q", c.Kind)
-	}
+	err := db.inTx(ctx, func(tx pgx.Tx) error { return tx.SendBatch(ctx, &b).Close() })
 	if err != nil {
 		return fmt.Errorf("postgres: finish check: %w", err)
 	}

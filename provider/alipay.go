@@ -219,7 +219,8 @@ func (g *Alipay) QueryRefund(ctx context.Context, o *paynotify.Order, r *paynoti
 		alipay.TradeFastpayRefundQuery{OutTradeNo: o.OutTradeNo, OutRequestNo: r.OutRequestNo})
 	return alipayAnswer(EndpointAlipayRefundQuery, &raw, err, func(ans *paynotify.Answer) {
 		if q.RefundStatus != "REFUND_SUCCESS" {
-			ans.State = "REFUND_UNKNOWN"
+			// No status: Alipay has no such refund, or it failed (it then has none either).
+			ans.State, ans.NotFound = "REFUND_UNKNOWN", true
 			return
 		}
 		ans.State = q.RefundStatus
@@ -240,7 +241,7 @@ func alipayAnswer(endpoint string, raw *alipay.RawResponse, err error, fill func
 		fill(ans)
 		return ans, nil
 	case errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_NOT_EXIST":
-		ans.State = ae.SubCode
+		ans.State, ans.NotFound = ae.SubCode, true
 		return ans, nil
 	case errors.As(err, &ve) && raw.Body != nil:
 		return ans, alipayReject(err)

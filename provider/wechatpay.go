@@ -224,7 +224,7 @@ func wechatAnswer(endpoint string, raw *wechatpay.RawResponse, err error, notFou
 		fill(ans)
 		return ans, nil
 	case errors.As(err, &we) && we.Signed && we.Code == notFound:
-		ans.State = we.Code
+		ans.State, ans.NotFound = we.Code, true
 		return ans, nil
 	case errors.As(err, &ve) && raw.Body != nil:
 		return ans, wechatReject(err)

@@ -94,39 +94,58 @@ func (cl claim) take(ctx context.Context, tx *sql.Tx, kind paynotify.CheckKind, 
 	return out, nil
 }
 
-// FinishCheck ends the claim c, if c.Token still holds its row: checks grows by one when counted,
-// the token is cleared, next_check_at becomes next (NULL when nil; for an order, NULL whenever it
-// is not pending), and a refund's needs_attention becomes attention. A claim that no longer holds
-// (or a row that no longer exists) is left alone, and FinishCheck returns nil. One statement,
-// one implicit transaction.
+// FinishCheck ends one claim: FinishChecks of one.
 func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Time, counted, attention bool) error {
-	if c.Token == "" {
-		return fmt.Errorf("sqlite: finish check: no token")
+	return db.FinishChecks(ctx, []paynotify.CheckDone{{Check: c, Next: next, Counted: counted, Attention: attention}})
+}
+
+// FinishChecks ends each claim whose token still holds, all in one write transaction: checks grows
+// when counted, check_token is cleared, next_check_at is set (NULL for an order no longer
+// pending), and a refund's needs_attention replaced.
+func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) error {
+	if len(done) == 0 {
+		return nil
 	}
-	inc := 0
-	if counted {
-		inc = 1
-	}
-	var err error
-	switch c.Kind {
-	case paynotify.CheckOrder:
-		_, err = db.db.ExecContext(ctx, `UPDATE orders SET checks = checks + ?1, check_token = '',
-			next_check_at = CASE WHEN status = 'pending' THEN ?2 END
-			WHERE app = ?3 AND out_trade_no = ?4 AND check_token = ?5`,
-			inc, formatTimePtr(next), c.App, c.OutTradeNo, c.Token)
-	case paynotify.CheckRefund:
-		att := 0
-		if attention {
-			att = 1
+	for _, d := range done {
+		if d.Check == nil || d.Check.Token == "" {
+			return fmt.Errorf("sqlite: finish check: no token")
 		}
-		_, err = db.db.ExecContext(ctx, `UPDATE refunds SET checks = checks + ?1, check_token = '',
-			next_check_at = ?2, needs_attention = ?3
-			WHERE app = ?4 AND out_trade_no = ?5 AND out_request_no = ?6 AND check_token = ?7`,
-			inc, formatTimePtr(next), att, c.App, c.OutTradeNo, c.OutRequestNo, c.Token)
-	default:
-		return fmt.Errorf("sqlite: finish check: unknown kind %q", c.Kind)
+		if d.Check.Kind != paynotify.CheckOrder && d.Check.Kind != paynotify.CheckRefund {
+			return fmt.Errorf("sqlite: finish check: unknown kind %q", d.Check.Kind)
+		}
 	}
+	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("sqlite: finish check: %w", err)
+	}
+	defer rollback(tx)
+	for _, d := range done {
+		c := d.Check
+		inc := 0
+		if d.Counted {
+			inc = 1
+		}
+		switch c.Kind {
+		case paynotify.CheckOrder:
+			_, err = tx.ExecContext(ctx, `UPDATE orders SET checks = checks + ?1, check_token = '',
+				next_check_at = CASE WHEN status = 'pending' THEN ?2 END
+				WHERE app = ?3 AND out_trade_no = ?4 AND check_token = ?5`,
+				inc, formatTimePtr(d.Next), c.App, c.OutTradeNo, c.Token)
+		case paynotify.CheckRefund:
+			att := 0
+			if d.Attention {
+				att = 1
+			}
+			_, err = tx.ExecContext(ctx, `UPDATE refunds SET checks = checks + ?1, check_token = '',
+				next_check_at = ?2, needs_attention = ?3
+				WHERE app = ?4 AND out_trade_no = ?5 AND out_request_no = ?6 AND check_token = ?7`,
+				inc, formatTimePtr(d.Next), att, c.App, c.OutTradeNo, c.OutRequestNo, c.Token)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: finish check: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: finish check: %w", err)
 	}
 	return nil

@@ -792,6 +792,49 @@ func (s *suite) testFinishCheck(t *testing.T) {
 		checkRows("all finished", nil, later, nil, later, true, false)
 	})
 
+	t.Run("OKBatch", func(t *testing.T) {
+		// FinishChecks ends several claims at once, each as FinishCheck would: a stale one among
+		// them is left alone without failing the others.
+		st, b := s.setup(t)
+		for i, otn := range []string{"T1", "T2", "T3"} {
+			MustCreateOrder(t, b.ctx, st, scheduledOrder("app1", otn, T0.Add(time.Duration(i)*time.Second)))
+		}
+		lease := time.Minute
+		c1 := claimOne(t, b, T0, time.Hour, "T1")
+		c2 := claimOne(t, b, T0.Add(time.Second), time.Hour, "T2")
+		old := claimOne(t, b, T0.Add(2*time.Second), lease, "T3")
+		cur := claimOne(t, b, T0.Add(2*time.Second+lease), lease, "T3") // T3's lease ran out and was claimed again
+		err := st.FinishChecks(b.ctx, []paynotify.CheckDone{
+			{Check: c1, Next: at(T0.Add(time.Hour)), Counted: true},
+			{Check: c2, Next: nil, Counted: false},
+			{Check: old, Next: at(T0.Add(time.Hour)), Counted: true},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o1, o2, o3 := MustGetOrder(t, b.ctx, st, "app1", "T1"), MustGetOrder(t, b.ctx, st, "app1", "T2"), MustGetOrder(t, b.ctx, st, "app1", "T3")
+		checkNext(t, "T1", o1.NextCheckAt, at(T0.Add(time.Hour)))
+		checkNext(t, "T2", o2.NextCheckAt, nil)
+		checkNext(t, "T3 (stale finish)", o3.NextCheckAt, at(T0.Add(2*time.Second+2*lease)))
+		if o1.Checks != 1 || o2.Checks != 0 || o3.Checks != 0 {
+			t.Errorf("Checks = %d, %d, %d; want 1, 0, 0", o1.Checks, o2.Checks, o3.Checks)
+		}
+		if err := st.FinishChecks(b.ctx, nil); err != nil {
+			t.Errorf("FinishChecks(nil) = %v", err)
+		}
+		MustFinishCheck(t, b.ctx, st, cur, nil, true, false)
+		if o3 = MustGetOrder(t, b.ctx, st, "app1", "T3"); o3.Checks != 1 || o3.NextCheckAt != nil {
+			t.Errorf("T3 after its current claim ended: %d checks, next %s", o3.Checks, fmtTime(o3.NextCheckAt))
+		}
+		// A batch with a claim without a token writes nothing.
+		c4 := claimOne(t, b, T0.Add(2*time.Hour), lease, "T1") // T1 is due at T0+1h
+		if err := st.FinishChecks(b.ctx, []paynotify.CheckDone{{Check: c4, Counted: true}, {Check: &paynotify.Check{Kind: paynotify.CheckOrder, App: "app1", OutTradeNo: "T2"}}}); err == nil {
+			t.Errorf("FinishChecks with a tokenless claim succeeded")
+		}
+		if o1 = MustGetOrder(t, b.ctx, st, "app1", "T1"); o1.Checks != 1 {
+			t.Errorf("a refused batch wrote: T1 has %d checks", o1.Checks)
+		}
+	})
 	t.Run("ErrNoToken", func(t *testing.T) {
 		// An empty token never held a claim: it must not match the unclaimed rows (whose token
 		// is empty).

@@ -37,9 +37,25 @@ type Config struct {
 
 // JobsConfig tunes the background jobs.
 type JobsConfig struct {
+	// MaxChecksPerSecond caps the reconciliation checks each serve process starts per second, so
+	// that a backlog drains without taking the machine from the notification path. Defaults to 50.
+	MaxChecksPerSecond float64 `yaml:"max_checks_per_second"`
 	// SweepInterval is how often the reconciliation sweep looks for due checks. Defaults to 5s;
 	// at least 1s.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+}
+
+// DefaultMaxChecksPerSecond is the default of jobs.max_checks_per_second.
+const DefaultMaxChecksPerSecond = 50
+
+func (j JobsConfig) withDefaults() JobsConfig {
+	if j.SweepInterval == 0 {
+		j.SweepInterval = 5 * time.Second
+	}
+	if j.MaxChecksPerSecond == 0 {
+		j.MaxChecksPerSecond = DefaultMaxChecksPerSecond
+	}
+	return j
 }
 
 // ReconcileConfig is an app's reconciliation schedule (docs/reconciliation.md). Zero fields take
@@ -156,9 +172,7 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 	if c.Database == "" {
 		c.Database = DefaultDatabase
 	}
-	if c.Jobs.SweepInterval == 0 {
-		c.Jobs.SweepInterval = 5 * time.Second
-	}
+	c.Jobs = c.Jobs.withDefaults()
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		if a.Provider == "alipay" {
@@ -243,6 +257,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Jobs.SweepInterval < time.Second {
 		return fmt.Errorf("jobs.sweep_interval: %s is shorter than 1s", c.Jobs.SweepInterval)
+	}
+	if c.Jobs.MaxChecksPerSecond < 0 {
+		return fmt.Errorf("jobs.max_checks_per_second: must be positive")
 	}
 	if len(c.Apps) == 0 {
 		return errors.New("apps: at least one app is required")

@@ -50,8 +50,8 @@ func TestParseConfig(t *testing.T) {
 		if a := c.Apps[1]; a.APIBase != "https://api.mch.weixin.qq.com" {
 			t.Fatalf("wechatpay defaults = %+v", a)
 		}
-		if c.Jobs.SweepInterval != 5*time.Second {
-			t.Fatalf("sweep interval = %s", c.Jobs.SweepInterval)
+		if c.Jobs.SweepInterval != 5*time.Second || c.Jobs.MaxChecksPerSecond != 50 {
+			t.Fatalf("jobs = %+v", c.Jobs)
 		}
 		if p := c.Apps[0].Reconcile.policy(); fmt.Sprint(p) != fmt.Sprint(paynotify.DefaultReconcile) {
 			t.Fatalf("reconcile = %+v, want the defaults", p)
@@ -59,13 +59,13 @@ func TestParseConfig(t *testing.T) {
 	})
 	t.Run("OKReconcile", func(t *testing.T) {
 		src := strings.Replace(validConfig, "    seller_id:", "    reconcile:\n      schedule: [30s, 2m]\n      then_every: 15m\n      max_checks: 6\n      concurrency: 2\n    seller_id:", 1)
-		src = "jobs:\n  sweep_interval: 2s\n" + src
+		src = "jobs:\n  sweep_interval: 2s\n  max_checks_per_second: 10\n" + src
 		c, err := ParseConfig([]byte(src), env(map[string]string{"TOKEN": "0123456789abcdef0123"}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := paynotify.ReconcilePolicy{Schedule: []time.Duration{30 * time.Second, 2 * time.Minute}, ThenEvery: 15 * time.Minute, MaxChecks: 6, Concurrency: 2}
-		if p := c.Apps[0].Reconcile.policy(); fmt.Sprint(p) != fmt.Sprint(want) || c.Jobs.SweepInterval != 2*time.Second {
+		if p := c.Apps[0].Reconcile.policy(); fmt.Sprint(p) != fmt.Sprint(want) || c.Jobs.SweepInterval != 2*time.Second || c.Jobs.MaxChecksPerSecond != 10 {
 			t.Fatalf("reconcile = %+v, sweep %s", p, c.Jobs.SweepInterval)
 		}
 	})

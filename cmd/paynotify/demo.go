@@ -14,11 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/paynotify/paynotify"
-	"github.com/paynotify/paynotify/alipay"
-	"github.com/paynotify/paynotify/provider"
+	"github.com/paynotify/paynotify/internal/sandboxapps"
 	"github.com/paynotify/paynotify/sandbox"
-	"github.com/paynotify/paynotify/wechatpay"
 )
 
 // Demo mode (README.md, "The two commands"): `paynotify serve` with no config runs on SQLite and
@@ -66,7 +63,7 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 		sb.Start(sctx)
 	}()
 
-	apps, err := demoApps(sb.Keys(), base)
+	apps, err := sandboxapps.Apps(sb.Keys(), base, base+"/")
 	if err != nil {
 		return configErrorf("demo: %w", err)
 	}
@@ -97,43 +94,6 @@ paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
 
 `, filepath.Base(dataDir), base, base, token, filepath.Join(dataDir, "api_token"), token, base)
 	})
-}
-
-// demoApps builds the two demo apps on the sandbox's default app and merchant.
-func demoApps(k sandbox.Keys, base string) (map[string]*paynotify.App, error) {
-	appKey, err := alipay.ParsePrivateKey([]byte(k.AlipayAppPrivateKey))
-	if err != nil {
-		return nil, err
-	}
-	alipayPub, err := alipay.ParsePublicKey([]byte(k.AlipayPublicKey))
-	if err != nil {
-		return nil, err
-	}
-	ac, err := alipay.NewClient(alipay.Config{AppID: k.AlipayAppID, PrivateKey: appKey, AlipayPublicKey: alipayPub,
-		Gateway: base + "/sandbox/alipay/gateway.do"})
-	if err != nil {
-		return nil, err
-	}
-	mchKey, err := wechatpay.ParsePrivateKey([]byte(k.WechatMerchantPrivateKey))
-	if err != nil {
-		return nil, err
-	}
-	platformPub, err := wechatpay.ParsePublicKey([]byte(k.WechatPlatformPublicKey))
-	if err != nil {
-		return nil, err
-	}
-	wc, err := wechatpay.NewClient(wechatpay.Config{MchID: k.WechatMchID, AppID: k.WechatAppID, MerchantPrivateKey: mchKey,
-		MerchantSerialNo: k.WechatMerchantSerialNo, APIv3Key: []byte(k.WechatAPIv3Key), PlatformPublicKey: platformPub,
-		PlatformPublicKeyID: k.WechatPlatformPublicKeyID, BaseURL: base + "/sandbox/wechatpay"})
-	if err != nil {
-		return nil, err
-	}
-	return map[string]*paynotify.App{
-		"alipay-demo": {Name: "alipay-demo", Provider: paynotify.ProviderAlipay, AppID: k.AlipayAppID, SellerIDs: []string{k.AlipaySellerID},
-			Gateway: &provider.Alipay{Client: ac}, ReturnURL: base + "/", Reconcile: paynotify.DefaultReconcile},
-		"wechatpay-demo": {Name: "wechatpay-demo", Provider: paynotify.ProviderWechatpay, AppID: k.WechatAppID, MchID: k.WechatMchID,
-			Gateway: &provider.Wechat{Client: wc}, Reconcile: paynotify.DefaultReconcile},
-	}, nil
 }
 
 // loadOrCreateToken reads the demo API token, or makes one (0600) on first run.

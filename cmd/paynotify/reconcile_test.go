@@ -24,42 +24,52 @@ import (
 // The reconciliation and reprocessing commands, and several servers on one database, with the
 // real binary against an in-process sandbox on loopback.
 
-// testSandbox runs a sandbox on its own loopback port. hold, when it returns true for a request,
-// makes the request wait until release is closed (or the client gives up).
+// testSandbox runs a sandbox on its own loopback port. While hold is set, trade queries wait until
+// release is closed (or the client gives up).
 type testSandbox struct {
 	*sandbox.Sandbox
 	URL     string
 	hold    atomic.Bool
 	release chan struct{}
+	handler http.Handler
 }
 
 func newTestSandbox(t *testing.T, scale float64) *testSandbox {
 	t.Helper()
-	ts := &testSandbox{release: make(chan struct{})}
-	var h http.Handler = http.NotFoundHandler()
+	ts := &testSandbox{release: make(chan struct{}), handler: http.NotFoundHandler()}
+	ts.URL, _ = ts.front(t)
+	sb, err := sandbox.New(sandbox.Config{StateDir: t.TempDir(), BaseURL: ts.URL, TimeScale: scale,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.handler = sb.Handler()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); sb.Start(ctx) }()
+	t.Cleanup(func() { stop(); <-done; sb.Close() })
+	ts.Sandbox = sb
+	return ts
+}
+
+// front serves the sandbox on another loopback port, and counts the queries held there: a server
+// configured with this URL can be told apart from another.
+func (ts *testSandbox) front(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	held := new(atomic.Int64)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ts.hold.Load() && isQuery(r) {
+			held.Add(1)
 			select {
 			case <-ts.release:
 			case <-r.Context().Done():
 				return
 			}
 		}
-		h.ServeHTTP(w, r)
+		ts.handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	sb, err := sandbox.New(sandbox.Config{StateDir: t.TempDir(), BaseURL: srv.URL, TimeScale: scale,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h = sb.Handler()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); sb.Start(ctx) }()
-	t.Cleanup(func() { stop(); <-done; sb.Close() })
-	ts.Sandbox, ts.URL = sb, srv.URL
-	return ts
+	return srv.URL, held
 }
 
 // isQuery reports whether r is a trade query of either provider.
@@ -71,6 +81,11 @@ func isQuery(r *http.Request) bool {
 // writeSandboxConfig writes the sandbox's keys and a config with its two default apps,
 // alipay-demo and wechatpay-demo, on database dsn. extra is appended to each app (indented YAML).
 func writeSandboxConfig(t *testing.T, dir, addr, dsn string, sb *testSandbox, appExtra, top string) string {
+	return writeSandboxConfigAt(t, dir, addr, dsn, sb, sb.URL, appExtra, top)
+}
+
+// writeSandboxConfigAt is writeSandboxConfig with the providers' APIs reached at sbURL.
+func writeSandboxConfigAt(t *testing.T, dir, addr, dsn string, sb *testSandbox, sbURL, appExtra, top string) string {
 	t.Helper()
 	k := sb.Keys()
 	files := map[string]string{"alipay_app.pem": k.AlipayAppPrivateKey, "alipay_public.pem": k.AlipayPublicKey,
@@ -106,7 +121,7 @@ apps:
     platform_public_key_file: wx_platform.pem
     platform_public_key_id: %q
 %s
-`, addr, dsn, addr, top, k.AlipayAppID, k.AlipaySellerID, sb.URL, appExtra, k.WechatMchID, k.WechatAppID, sb.URL,
+`, addr, dsn, addr, top, k.AlipayAppID, k.AlipaySellerID, sbURL, appExtra, k.WechatMchID, k.WechatAppID, sbURL,
 		k.WechatMerchantSerialNo, k.WechatPlatformPublicKeyID, appExtra)
 	path := filepath.Join(dir, "paynotify.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -367,7 +382,8 @@ func TestBinary_TwoInstances(t *testing.T) {
 	reconcile := "    reconcile: {schedule: [1s, 2s], then_every: 1s, max_checks: 100}"
 	cfgA := writeSandboxConfig(t, dir, addrA, dsn, sb, reconcile, "jobs: {sweep_interval: 1s}")
 	dirB := t.TempDir()
-	cfgB := writeSandboxConfig(t, dirB, addrB, dsn, sb, reconcile, "jobs: {sweep_interval: 1s}")
+	urlB, heldB := sb.front(t) // B reaches the sandbox here: its held queries are counted apart
+	cfgB := writeSandboxConfigAt(t, dirB, addrB, dsn, sb, urlB, reconcile, "jobs: {sweep_interval: 1s}")
 	startBinary(t, bin, cfgA, addrA)
 	b := startBinary(t, bin, cfgB, addrB)
 	baseA := "http://" + addrA
@@ -408,16 +424,14 @@ func TestBinary_TwoInstances(t *testing.T) {
 	for _, o := range second {
 		payAt(t, sb, o)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for { // wait until queries are held (both servers' sweeps are in them)
-		if countHeld(t, dsn) >= 8 {
-			break
-		}
+	deadline := time.Now().Add(30 * time.Second)
+	for heldB.Load() < 2 { // wait until B's sweep is in queries, so that B holds claims
 		if time.Now().After(deadline) {
-			t.Fatalf("claims never held: %d", countHeld(t, dsn))
+			t.Fatalf("B never queried: %d claims held", countHeld(t, dsn))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	time.Sleep(500 * time.Millisecond)
 	held := countHeld(t, dsn)
 	if err := b.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -428,9 +442,12 @@ func TestBinary_TwoInstances(t *testing.T) {
 	sb.hold.Store(false)
 	waitPaid(second, 70*time.Second)
 	took := time.Since(killed)
-	t.Logf("%d claims held at the kill; all %d orders paid %s after it", held, len(second), took.Round(time.Second))
+	t.Logf("%d claims held at the kill (B in %d queries); all %d orders paid %s after it", held, heldB.Load(), len(second), took.Round(time.Second))
 	if took > time.Minute+5*time.Second {
 		t.Fatalf("the killed server's checks were taken over after %s, want within a minute", took)
+	}
+	if took < 30*time.Second {
+		t.Fatalf("all paid %s after the kill: B's claims were not held until their lease ran out?", took)
 	}
 }
 

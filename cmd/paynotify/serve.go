@@ -101,7 +101,8 @@ func newServer(cfg *Config, svc *paynotify.Service, logger *slog.Logger) *httpd.
 
 // newJobs builds the background jobs of svc on the store's own database (package jobs).
 func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, logger *slog.Logger) (*jobs.Runner, error) {
-	jc := jobs.Config{Reconciler: &paynotify.Reconciler{Service: svc}, SweepInterval: cfg.SweepInterval, Logger: logger}
+	cfg = cfg.withDefaults()
+	jc := jobs.Config{Reconciler: &paynotify.Reconciler{Service: svc, MaxPerSecond: cfg.MaxChecksPerSecond}, SweepInterval: cfg.SweepInterval, Logger: logger}
 	switch db := st.(type) {
 	case *sqlite.DB:
 		return jobs.NewSQLite(db.SQL(), jc)

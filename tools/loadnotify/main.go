@@ -8,6 +8,16 @@
 // It prints notifications per second, latency percentiles, and the verify ceiling. The server and
 // the load share the machine's cores, as they would on a small box; figures on these shared
 // 2-core machines are noisy: compare the ratio to the ceiling, not absolutes.
+//
+// With -rate R the notifications arrive at a fixed R per second (open loop, as providers send
+// them) instead of as fast as -c connections allow. With -reconcile N the server also reconciles:
+// N pending orders of the sandbox's two apps (an in-process sandbox on loopback), due again every
+// second, swept by the server's own Reconciler as the jobs would, during every other -phase of the
+// run; the latencies of the phases with and without reconciliation are reported apart, so that
+// both come from the same run (the disk and the neighbours drift between runs):
+//
+//	go run ./tools/loadnotify -store sqlite -n 6000 -rate 400
+//	go run ./tools/loadnotify -store sqlite -n 6000 -rate 400 -reconcile 2000
 package main
 
 import (
@@ -29,6 +39,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -53,6 +64,12 @@ func main() {
 	storeKind := flag.String("store", "sqlite", "sqlite or postgres")
 	n := flag.Int("n", 3000, "notifications to send (each to its own order)")
 	conc := flag.Int("c", 16, "concurrent keep-alive connections")
+	rateFlag := flag.Float64("rate", 0, "fixed arrival rate per second (open loop); 0 sends as fast as -c allows")
+	reconcileN := flag.Int("reconcile", 0, "pending orders reconciled all the while (0: no reconciliation)")
+	reconcileConc := flag.Int("reconcile-concurrency", 4, "the reconciliation's queries in flight per app at most (reconcile.concurrency)")
+	phase := flag.Duration("phase", 5*time.Second, "with -reconcile: the length of each phase with, then without, reconciliation")
+	reconcileRate := flag.Float64("reconcile-rate", 50, "the reconciliation's checks per second at most (serve's default jobs.max_checks_per_second); 0 for no cap")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load (server, load and reconciliation together) to this file")
 	pgURL := flag.String("pg", envOr("PAYNOTIFY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (a fresh database is created and dropped)")
 	flag.Parse()
 	ctx := context.Background()
@@ -84,6 +101,10 @@ func main() {
 		},
 		APIToken: "load-token-0123456789", Logger: logger,
 	}
+	var rec *reconciling
+	if *reconcileN > 0 {
+		rec = startReconciling(ctx, srv.Service, *reconcileN, *reconcileConc, *reconcileRate, logger)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)
 	hs := httpd.NewHTTPServer(ln.Addr().String(), srv.Handler())
@@ -93,49 +114,94 @@ func main() {
 
 	tr := &http.Transport{MaxIdleConns: *conc, MaxIdleConnsPerHost: *conc, IdleConnTimeout: time.Minute}
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	work := make(chan []byte, len(bodies))
-	for _, b := range bodies {
-		work <- b
-	}
-	close(work)
 	lat := make([]time.Duration, 0, len(bodies))
+	var latOn, latOff []time.Duration // with -reconcile: by phase
 	var mu sync.Mutex
 	var failed atomic.Int64
+	send := func(body []byte) {
+		t0 := time.Now()
+		on, settled := rec.phaseAt(t0)
+		resp, err := hc.Post(target, "application/x-www-form-urlencoded; text/html; charset=utf-8", bytes.NewReader(body))
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		ans, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		d := time.Since(t0)
+		mu.Lock()
+		lat = append(lat, d)
+		if settled && on {
+			latOn = append(latOn, d)
+		} else if settled {
+			latOff = append(latOff, d)
+		}
+		mu.Unlock()
+		if string(ans) != "success" {
+			failed.Add(1)
+		}
+	}
 	var wg sync.WaitGroup
+	if rec != nil {
+		rec.begin(*phase)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer f.Close()
+	}
 	start := time.Now()
-	for i := 0; i < *conc; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			local := make([]time.Duration, 0, len(bodies) / *conc + 1)
-			for body := range work {
-				t0 := time.Now()
-				resp, err := hc.Post(target, "application/x-www-form-urlencoded; text/html; charset=utf-8", bytes.NewReader(body))
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				ans, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				local = append(local, time.Since(t0))
-				if string(ans) != "success" {
-					failed.Add(1)
-				}
+	if *rateFlag > 0 {
+		// Open loop: notification i leaves at start + i/rate, whatever the earlier ones are doing.
+		for i, body := range bodies {
+			if d := time.Until(start.Add(time.Duration(float64(i) / *rateFlag * float64(time.Second)))); d > 0 {
+				time.Sleep(d)
 			}
-			mu.Lock()
-			lat = append(lat, local...)
-			mu.Unlock()
-		}()
+			wg.Add(1)
+			go func() { defer wg.Done(); send(body) }()
+		}
+	} else {
+		work := make(chan []byte, len(bodies))
+		for _, b := range bodies {
+			work <- b
+		}
+		close(work)
+		for i := 0; i < *conc; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for body := range work {
+					send(body)
+				}
+			}()
+		}
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
 	rate := float64(len(bodies)) / elapsed.Seconds()
-	fmt.Printf("store=%s n=%d c=%d cores=%d\n", *storeKind, len(bodies), *conc, runtime.GOMAXPROCS(0))
+	checks := 0.0
+	if rec != nil {
+		checks = rec.end()
+	}
+	fmt.Printf("store=%s n=%d c=%d rate=%.0f reconcile=%d cores=%d\n", *storeKind, len(bodies), *conc, *rateFlag, *reconcileN, runtime.GOMAXPROCS(0))
 	fmt.Printf("rsa_verify_ceiling=%.0f/s (all cores, same run)\n", ceiling)
 	fmt.Printf("notifications=%.0f/s (%.1f%% of the verify ceiling) p50=%v p99=%v max=%v failed=%d\n",
 		rate, 100*rate/ceiling, pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), failed.Load())
+	if rec != nil {
+		p99 := func(l []time.Duration) time.Duration {
+			sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+			return l[int(0.99*float64(len(l)-1))]
+		}
+		on, off := p99(latOn), p99(latOff)
+		fmt.Printf("reconciliation: %.0f checks/s while on; p99 with it %v (n=%d), without %v (n=%d): %+.0f%%\n",
+			checks, on.Round(10*time.Microsecond), len(latOn), off.Round(10*time.Microsecond), len(latOff), 100*(float64(on)/float64(off)-1))
+	}
 	if failed.Load() > 0 {
 		os.Exit(1)
 	}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/sandboxapps"
+	"github.com/paynotify/paynotify/sandbox"
+)
+
+// reconciling keeps the server's Reconciler busy during the load: n pending orders of the
+// sandbox's two apps, each due again every second, swept every second (as the jobs would).
+type reconciling struct {
+	r       *paynotify.Reconciler
+	checked atomic.Int64
+	stop    chan struct{}
+	done    sync.WaitGroup
+	started time.Time
+	phase   time.Duration
+	onTime  atomic.Int64 // nanoseconds of phases with reconciliation, ended
+}
+
+// startReconciling adds the sandbox's apps to svc and creates their orders (not yet due).
+func startReconciling(ctx context.Context, svc *paynotify.Service, n, conc int, rate float64, logger *slog.Logger) *reconciling {
+	dir, err := os.MkdirTemp(os.Getenv("LOADNOTIFY_SANDBOX_DIR"), "loadnotify-sandbox")
+	check(err)
+	var h http.Handler = http.NotFoundHandler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
+	sb, err := sandbox.New(sandbox.Config{StateDir: filepath.Join(dir, "sandbox"), BaseURL: srv.URL, Logger: logger})
+	check(err)
+	h = sb.Handler()
+	apps, err := sandboxapps.Apps(sb.Keys(), srv.URL, "")
+	check(err)
+	policy := paynotify.ReconcilePolicy{Schedule: []time.Duration{time.Hour}, ThenEvery: time.Second, MaxChecks: 1 << 30, Concurrency: conc}
+	for name, a := range apps {
+		a.Reconcile = policy
+		svc.Apps[name] = a
+	}
+	log.Printf("creating %d orders to reconcile", n)
+	for i := range n {
+		app, channel := sandboxapps.Alipay, paynotify.ChannelAlipayPrecreate
+		if i%2 == 1 {
+			app, channel = sandboxapps.Wechat, paynotify.ChannelWechatNative
+		}
+		_, _, err := svc.CreateOrder(ctx, paynotify.CreateOrderRequest{App: app, OutTradeNo: fmt.Sprintf("RC%08d", i), Amount: 100,
+			Subject: "reconcile", Channel: channel, ExpiresIn: 2 * time.Hour})
+		check(err)
+	}
+	rec := &reconciling{stop: make(chan struct{}), r: &paynotify.Reconciler{Service: svc, MaxPerSecond: rate}}
+	rec.r.OnCheck = func(*paynotify.Check, *paynotify.CheckResult, error) { rec.checked.Add(1) }
+	return rec
+}
+
+// begin makes every order due at once, then alternates phases of length phase: sweeps every
+// second during the first, none during the second, and so on, until end.
+func (rec *reconciling) begin(phase time.Duration) {
+	// Everything due now: the first query slot (an hour away) is brought forward.
+	rec.r.Service.Now = func() time.Time { return time.Now().Add(time.Hour) }
+	rec.started, rec.phase = time.Now(), phase
+	rec.done.Add(1)
+	go func() {
+		defer rec.done.Done()
+		for {
+			on, _ := rec.phaseAt(time.Now())
+			if !on {
+				select {
+				case <-rec.stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
+			// Sweep until the phase ends: its context is cancelled then.
+			end := rec.started.Add((time.Since(rec.started)/rec.phase + 1) * rec.phase)
+			ctx, cancel := context.WithDeadline(context.Background(), end)
+			began := time.Now()
+			for ctx.Err() == nil {
+				if _, err := rec.r.Sweep(ctx); err != nil && ctx.Err() == nil {
+					log.Fatal(err)
+				}
+				select {
+				case <-ctx.Done():
+				case <-rec.stop:
+					cancel()
+					rec.onTime.Add(int64(time.Since(began)))
+					return
+				case <-time.After(time.Second):
+				}
+			}
+			cancel()
+			rec.onTime.Add(int64(time.Since(began)))
+		}
+	}()
+}
+
+// phaseAt says whether reconciliation runs at t, and whether t is far enough from a phase change
+// (200 ms) for its latency to count: the end of a phase waits for the checks in flight.
+func (rec *reconciling) phaseAt(t time.Time) (on, settled bool) {
+	if rec == nil || rec.phase == 0 {
+		return false, false
+	}
+	in := t.Sub(rec.started)
+	k := in / rec.phase
+	off := in - k*rec.phase
+	return k%2 == 0, off > 200*time.Millisecond
+}
+
+// end stops the sweeps and returns the checks per second made while reconciliation ran.
+func (rec *reconciling) end() float64 {
+	close(rec.stop)
+	rec.done.Wait()
+	on := time.Duration(rec.onTime.Load())
+	if on == 0 {
+		on = time.Since(rec.started)
+	}
+	return float64(rec.checked.Load()) / on.Seconds()
+}
