@@ -31,18 +31,18 @@ func (e *env) queries(otn string) []sandbox.QueryRecord {
 	return e.sb.Queries(sandbox.QueryFilter{OutTradeNo: otn})
 }
 
-// TestReconcile_NeverNotified: 100 orders, 60 paid at the sandbox without a notification ever
-// sent, 40 never paid. The scheduled reconciliation makes the 60 paid (one event each, the signed
-// answer kept as evidence) and leaves the 40 pending; later sweeps change nothing.
+// TestReconcile_NeverNotified: 100 orders paid at the sandbox without a notification ever sent,
+// and 20 never paid. The scheduled reconciliation makes the 100 paid (one event each, the signed
+// answer kept as evidence) and leaves the 20 pending; later sweeps change nothing.
 func TestReconcile_NeverNotified(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		e := newEnv(t, s, options{reconcile: fastReconcile})
 		var paid, unpaid []order
-		for i := range 100 {
+		for i := range 120 {
 			ch := providerChannels[i%2]
 			otn := fmt.Sprintf("e2e_nn_%03d", i)
-			if i < 60 {
+			if i < 100 {
 				paid = append(paid, e.paidNeverNotified(ch, otn))
 			} else {
 				unpaid = append(unpaid, e.create(ch, otn, 100))

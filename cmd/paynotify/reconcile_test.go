@@ -201,8 +201,8 @@ func status(t *testing.T, base string, o testOrder) (string, int) {
 	return body["status"].(string), int(checks)
 }
 
-// TestReconcileCommand: orders paid at the sandbox but never notified become paid by `paynotify
-// reconcile`, run beside a server on the same database (whose own schedule is far off); a dry run
+// TestReconcileCommand: 100 orders paid at the sandbox but never notified (and 20 never paid)
+// become paid by `paynotify reconcile`, run beside a server on the same database (whose own schedule is far off); a dry run
 // changes nothing, a second run finds only the unpaid ones, an answer that does not verify is an
 // error (exit 1).
 func TestReconcileCommand(t *testing.T) {
@@ -227,13 +227,13 @@ func TestReconcileCommand(t *testing.T) {
 			startBinary(t, bin, config, addr)
 			base := "http://" + addr
 
-			orders := createOrders(t, base, "R", 20)
-			for _, o := range orders[:12] {
+			orders := createOrders(t, base, "R", 120)
+			for _, o := range orders[:100] {
 				payAt(t, sb, o)
 			}
 
 			out, errOut, code := runCLI(t, bin, "reconcile", "--config", config, "--since", "1h", "--dry-run")
-			if want := "checked=20 paid=12 closed=0 refunded=0 pending=8 skipped=0 errors=0"; code != 0 || lastLine(out) != want {
+			if want := "checked=120 paid=100 closed=0 refunded=0 pending=20 skipped=0 errors=0"; code != 0 || lastLine(out) != want {
 				t.Fatalf("dry run: exit %d, %q, want %q\n%s", code, lastLine(out), want, errOut)
 			}
 			for _, o := range orders {
@@ -243,12 +243,12 @@ func TestReconcileCommand(t *testing.T) {
 			}
 
 			out, errOut, code = runCLI(t, bin, "reconcile", "--config", config, "--since", "1h")
-			if want := "checked=20 paid=12 closed=0 refunded=0 pending=8 skipped=0 errors=0"; code != 0 || lastLine(out) != want {
+			if want := "checked=120 paid=100 closed=0 refunded=0 pending=20 skipped=0 errors=0"; code != 0 || lastLine(out) != want {
 				t.Fatalf("run: exit %d, %q, want %q\n%s", code, lastLine(out), want, errOut)
 			}
 			for i, o := range orders {
 				want := "pending"
-				if i < 12 {
+				if i < 100 {
 					want = "paid"
 				}
 				if st, _ := status(t, base, o); st != want {
@@ -256,26 +256,26 @@ func TestReconcileCommand(t *testing.T) {
 				}
 			}
 			_, ev := binAPI(t, "GET", base+"/v1/events?limit=1000", nil)
-			if evs, _ := ev["events"].([]any); len(evs) != 12 {
-				t.Fatalf("%d events, want 12 order.paid", len(evs))
+			if evs, _ := ev["events"].([]any); len(evs) != 100 {
+				t.Fatalf("%d events, want 100 order.paid", len(evs))
 			}
 
 			out, _, code = runCLI(t, bin, "reconcile", "--config", config, "--since", "1h")
-			if want := "checked=8 paid=0 closed=0 refunded=0 pending=8 skipped=0 errors=0"; code != 0 || lastLine(out) != want {
+			if want := "checked=20 paid=0 closed=0 refunded=0 pending=20 skipped=0 errors=0"; code != 0 || lastLine(out) != want {
 				t.Fatalf("second run: exit %d, %q, want %q", code, lastLine(out), want)
 			}
 			_, ev = binAPI(t, "GET", base+"/v1/events?limit=1000", nil)
-			if evs, _ := ev["events"].([]any); len(evs) != 12 {
+			if evs, _ := ev["events"].([]any); len(evs) != 100 {
 				t.Fatalf("the second run changed something: %d events", len(evs))
 			}
 
 			// An answer that does not verify is an error: exit 1, and the order stays pending. (An
 			// unpaid WeChat order: its trade exists at the sandbox from the prepay on.)
-			if err := sb.SetFaults(orders[13].otn, sandbox.Faults{Query: sandbox.QueryFaultBadSignature}); err != nil {
+			if err := sb.SetFaults(orders[101].otn, sandbox.Faults{Query: sandbox.QueryFaultBadSignature}); err != nil {
 				t.Fatal(err)
 			}
-			out, _, code = runCLI(t, bin, "reconcile", "--config", config, "--app", orders[13].app, "--since", "1h")
-			if want := "checked=4 paid=0 closed=0 refunded=0 pending=3 skipped=0 errors=1"; code != 1 || lastLine(out) != want {
+			out, _, code = runCLI(t, bin, "reconcile", "--config", config, "--app", orders[101].app, "--since", "1h")
+			if want := "checked=10 paid=0 closed=0 refunded=0 pending=9 skipped=0 errors=1"; code != 1 || lastLine(out) != want {
 				t.Fatalf("bad signature: exit %d, %q, want exit 1 and %q", code, lastLine(out), want)
 			}
 		})
