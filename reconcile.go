@@ -267,7 +267,7 @@ type finisher struct {
 }
 
 // flushInterval bounds how long a finished check waits for its batch to be written.
-const flushInterval = 100 * time.Millisecond
+const flushInterval = time.Second
 
 func (r *Reconciler) newFinisher() *finisher {
 	f := &finisher{r: r, kick: make(chan struct{}, 1), stop: make(chan struct{}), ended: make(chan struct{})}

@@ -38,7 +38,7 @@ type Config struct {
 // JobsConfig tunes the background jobs.
 type JobsConfig struct {
 	// MaxChecksPerSecond caps the reconciliation checks each serve process starts per second, so
-	// that a backlog drains without taking the machine from the notification path. Defaults to 50.
+	// that a backlog drains without taking the machine from the notification path. Defaults to 10.
 	MaxChecksPerSecond float64 `yaml:"max_checks_per_second"`
 	// SweepInterval is how often the reconciliation sweep looks for due checks. Defaults to 5s;
 	// at least 1s.
@@ -46,7 +46,7 @@ type JobsConfig struct {
 }
 
 // DefaultMaxChecksPerSecond is the default of jobs.max_checks_per_second.
-const DefaultMaxChecksPerSecond = 50
+const DefaultMaxChecksPerSecond = 10
 
 func (j JobsConfig) withDefaults() JobsConfig {
 	if j.SweepInterval == 0 {

@@ -50,7 +50,7 @@ func TestParseConfig(t *testing.T) {
 		if a := c.Apps[1]; a.APIBase != "https://api.mch.weixin.qq.com" {
 			t.Fatalf("wechatpay defaults = %+v", a)
 		}
-		if c.Jobs.SweepInterval != 5*time.Second || c.Jobs.MaxChecksPerSecond != 50 {
+		if c.Jobs.SweepInterval != 5*time.Second || c.Jobs.MaxChecksPerSecond != 10 {
 			t.Fatalf("jobs = %+v", c.Jobs)
 		}
 		if p := c.Apps[0].Reconcile.policy(); fmt.Sprint(p) != fmt.Sprint(paynotify.DefaultReconcile) {

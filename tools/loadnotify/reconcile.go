@@ -28,6 +28,7 @@ type reconciling struct {
 	started time.Time
 	phase   time.Duration
 	onTime  atomic.Int64 // nanoseconds of phases with reconciliation, ended
+	cleanup func()
 }
 
 // startReconciling adds the sandbox's apps to svc and creates their orders (not yet due).
@@ -56,7 +57,7 @@ func startReconciling(ctx context.Context, svc *paynotify.Service, n, conc int, 
 			Subject: "reconcile", Channel: channel, ExpiresIn: 2 * time.Hour})
 		check(err)
 	}
-	rec := &reconciling{stop: make(chan struct{}), r: &paynotify.Reconciler{Service: svc, MaxPerSecond: rate}}
+	rec := &reconciling{stop: make(chan struct{}), cleanup: func() { srv.Close(); sb.Close(); os.RemoveAll(dir) }, r: &paynotify.Reconciler{Service: svc, MaxPerSecond: rate}}
 	rec.r.OnCheck = func(*paynotify.Check, *paynotify.CheckResult, error) { rec.checked.Add(1) }
 	return rec
 }
@@ -71,7 +72,7 @@ func (rec *reconciling) begin(phase time.Duration) {
 	go func() {
 		defer rec.done.Done()
 		for {
-			on, _ := rec.phaseAt(time.Now())
+			on, _, _ := rec.phaseAt(time.Now())
 			if !on {
 				select {
 				case <-rec.stop:
@@ -103,22 +104,24 @@ func (rec *reconciling) begin(phase time.Duration) {
 	}()
 }
 
-// phaseAt says whether reconciliation runs at t, and whether t is far enough from a phase change
-// (200 ms) for its latency to count: the end of a phase waits for the checks in flight.
-func (rec *reconciling) phaseAt(t time.Time) (on, settled bool) {
+// phaseAt says whether reconciliation runs at t, whether t is far enough from a phase change
+// (200 ms) for its latency to count (the end of a phase waits for the checks in flight), and the
+// number of its phase (even: with reconciliation).
+func (rec *reconciling) phaseAt(t time.Time) (on, settled bool, n int) {
 	if rec == nil || rec.phase == 0 {
-		return false, false
+		return false, false, 0
 	}
 	in := t.Sub(rec.started)
 	k := in / rec.phase
 	off := in - k*rec.phase
-	return k%2 == 0, off > 200*time.Millisecond
+	return k%2 == 0, off > 200*time.Millisecond, int(k)
 }
 
 // end stops the sweeps and returns the checks per second made while reconciliation ran.
 func (rec *reconciling) end() float64 {
 	close(rec.stop)
 	rec.done.Wait()
+	defer rec.cleanup()
 	on := time.Duration(rec.onTime.Load())
 	if on == 0 {
 		on = time.Since(rec.started)
