@@ -59,6 +59,9 @@ type Processor struct {
 	NewID func(prefix string) string
 	// OnChange, if set, is called after a committed change to an order (for long-poll waiters).
 	OnChange func(o *Order)
+	// OnEvents, if set, is called after a commit that appended events (to wake the webhook
+	// dispatcher).
+	OnEvents func()
 	// RejectedPerMinute caps the rejected notifications stored per app per minute (the rest are
 	// only counted). Defaults to 100.
 	RejectedPerMinute int
@@ -245,6 +248,9 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		}
 		if c.Order != nil && p.OnChange != nil && d.Changed() {
 			p.OnChange(c.Order)
+		}
+		if p.OnEvents != nil && (len(c.Events) > 0 || c.Anomaly != nil) {
+			p.OnEvents()
 		}
 		return res, nil
 	}

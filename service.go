@@ -24,6 +24,13 @@ type Service struct {
 	Logger    *slog.Logger
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
+
+	// CheckWebhookURL validates a webhook endpoint's URL (scheme, host, the networks allowed);
+	// nil accepts absolute https URLs.
+	CheckWebhookURL func(url string) error
+	// WakeWebhooks, if set, is called when deliveries were queued, so that the dispatcher
+	// starts them without waiting for its next poll.
+	WakeWebhooks func()
 }
 
 func (s *Service) now() time.Time {

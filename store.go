@@ -17,6 +17,7 @@ type Store interface {
 	EventStore
 	EvidenceStore
 	CheckStore
+	WebhookStore
 }
 
 // OrderStore keeps orders and their refunds.
@@ -100,6 +101,8 @@ type OrderFilter struct {
 type EventStore interface {
 	// ListEvents returns up to filter.Limit events with Seq > filter.After, oldest first.
 	ListEvents(ctx context.Context, filter EventFilter) ([]*Event, error)
+	// GetEvent returns the event with id, or an *Error with code ENOTFOUND.
+	GetEvent(ctx context.Context, id string) (*Event, error)
 }
 
 // EventFilter selects events.

@@ -150,3 +150,25 @@ func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter)
 	}
 	return out, nil
 }
+
+// GetEvent returns the event with id, Data byte for byte as committed, or ENOTFOUND.
+func (db *DB) GetEvent(ctx context.Context, id string) (*paynotify.Event, error) {
+	var (
+		e    paynotify.Event
+		typ  string
+		data *string
+	)
+	err := db.pool.QueryRow(ctx, `SELECT seq, id, type, app, out_trade_no, version, timestamp, data::text FROM events
+		WHERE id = $1`, id).Scan(&e.Seq, &e.ID, &typ, &e.App, &e.OutTradeNo, &e.Version, &e.Timestamp, &data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("Event not found.")
+	} else if err != nil {
+		return nil, fmt.Errorf("postgres: get event: %w", err)
+	}
+	e.Type = paynotify.EventType(typ)
+	e.Timestamp = e.Timestamp.UTC()
+	if data != nil {
+		e.Data = json.RawMessage(*data)
+	}
+	return &e, nil
+}

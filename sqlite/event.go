@@ -155,3 +155,26 @@ func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter)
 	}
 	return out, nil
 }
+
+// GetEvent returns the event with id, Data byte for byte as committed, or ENOTFOUND.
+func (db *DB) GetEvent(ctx context.Context, id string) (*paynotify.Event, error) {
+	var (
+		e    paynotify.Event
+		ts   string
+		data sql.NullString
+	)
+	err := db.db.QueryRowContext(ctx, `SELECT seq, id, type, app, out_trade_no, version, timestamp, data FROM events
+		WHERE id = ?`, id).Scan(&e.Seq, &e.ID, &e.Type, &e.App, &e.OutTradeNo, &e.Version, &ts, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Event not found.")
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: get event: %w", err)
+	}
+	if e.Timestamp, err = parseTime(ts); err != nil {
+		return nil, fmt.Errorf("sqlite: get event: %w", err)
+	}
+	if data.Valid {
+		e.Data = json.RawMessage(data.String)
+	}
+	return &e, nil
+}

@@ -63,6 +63,13 @@ func Run(t *testing.T, open func(t *testing.T) DB) {
 	t.Run("ClaimChecks", s.testClaimChecks)
 	t.Run("FinishCheck", s.testFinishCheck)
 	t.Run("LegacyRows", s.testLegacyRows)
+	t.Run("WebhookEndpoints", s.testWebhookEndpoints)
+	t.Run("WebhookFanOut", s.testWebhookFanOut)
+	t.Run("WebhookClaim", s.testWebhookClaim)
+	t.Run("WebhookFinish", s.testWebhookFinish)
+	t.Run("WebhookRedeliver", s.testWebhookRedeliver)
+	t.Run("WebhookRecover", s.testWebhookRecover)
+	t.Run("WebhookPrune", s.testWebhookPrune)
 }
 
 type suite struct {

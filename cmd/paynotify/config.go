@@ -30,9 +30,41 @@ type Config struct {
 	Jobs JobsConfig `yaml:"jobs"`
 	// Listen is the address to serve on. Defaults to ":8080".
 	Listen string `yaml:"listen"`
+	// NATS, when its url is set, also publishes every event to NATS JetStream
+	// (docs/webhooks.md).
+	NATS NATSConfig `yaml:"nats"`
 	// PublicURL is the base of the notify_url and return_url sent to providers, as they reach
 	// this server (https://pay.example.com). Required; no query string, no trailing slash.
 	PublicURL string `yaml:"public_url"`
+	// Webhooks sets which endpoints webhook deliveries may go to (docs/webhooks.md).
+	Webhooks WebhooksConfig `yaml:"webhooks"`
+}
+
+// WebhooksConfig is the webhooks block.
+type WebhooksConfig struct {
+	// AllowHTTP allows http:// endpoints; otherwise only https. Defaults to false.
+	AllowHTTP bool `yaml:"allow_http"`
+	// AllowPrivateNetworks lets deliveries go to loopback, private, link-local and other
+	// non-public addresses, checked when connecting. Defaults to false.
+	AllowPrivateNetworks bool `yaml:"allow_private_networks"`
+	// Concurrency is the number of deliveries in flight per endpoint and process. Defaults to 8.
+	Concurrency int `yaml:"concurrency"`
+	// Retention is how long delivery attempts are kept. Defaults to 720h (30 days).
+	Retention time.Duration `yaml:"retention"`
+}
+
+// NATSConfig is the nats block.
+type NATSConfig struct {
+	// URL of the NATS server (nats://127.0.0.1:4222). Empty: no NATS publishing.
+	URL string `yaml:"url"`
+	// Stream is the JetStream stream, created if missing (its settings never changed). Defaults
+	// to PAYNOTIFY.
+	Stream string `yaml:"stream"`
+	// SubjectPrefix: events go to {subject_prefix}.{app}.{type}. Defaults to paynotify.
+	SubjectPrefix string `yaml:"subject_prefix"`
+	// DuplicateWindow is the stream's de-duplication window for a stream paynotify creates.
+	// Defaults to 24h.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 }
 
 // JobsConfig tunes the background jobs.
@@ -173,6 +205,23 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 		c.Database = DefaultDatabase
 	}
 	c.Jobs = c.Jobs.withDefaults()
+	if c.Webhooks.Concurrency == 0 {
+		c.Webhooks.Concurrency = 8
+	}
+	if c.Webhooks.Retention == 0 {
+		c.Webhooks.Retention = 30 * 24 * time.Hour
+	}
+	if c.NATS.URL != "" {
+		if c.NATS.Stream == "" {
+			c.NATS.Stream = "PAYNOTIFY"
+		}
+		if c.NATS.SubjectPrefix == "" {
+			c.NATS.SubjectPrefix = "paynotify"
+		}
+		if c.NATS.DuplicateWindow == 0 {
+			c.NATS.DuplicateWindow = 24 * time.Hour
+		}
+	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		if a.Provider == "alipay" {
@@ -192,6 +241,11 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 	}
 	return &c, nil
 }
+
+var (
+	natsToken   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	natsSubject = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
@@ -257,6 +311,29 @@ func (c *Config) Validate() error {
 	}
 	if c.Jobs.SweepInterval < time.Second {
 		return fmt.Errorf("jobs.sweep_interval: %s is shorter than 1s", c.Jobs.SweepInterval)
+	}
+	if c.Webhooks.Concurrency < 1 || c.Webhooks.Concurrency > 256 {
+		return fmt.Errorf("webhooks.concurrency: %d is not between 1 and 256", c.Webhooks.Concurrency)
+	}
+	if c.Webhooks.Retention < 24*time.Hour {
+		return fmt.Errorf("webhooks.retention: %s is shorter than 24h", c.Webhooks.Retention)
+	}
+	if c.NATS.URL == "" && (c.NATS.Stream != "" || c.NATS.SubjectPrefix != "" || c.NATS.DuplicateWindow != 0) {
+		return fmt.Errorf("nats.url: required when the nats block is set")
+	}
+	if c.NATS.URL != "" {
+		if u, err := url.Parse(c.NATS.URL); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+			return fmt.Errorf("nats.url: %q is not a nats:// or tls:// URL", c.NATS.URL)
+		}
+		if !natsToken.MatchString(c.NATS.Stream) {
+			return fmt.Errorf("nats.stream: %q: letters, digits, - and _ only", c.NATS.Stream)
+		}
+		if !natsSubject.MatchString(c.NATS.SubjectPrefix) {
+			return fmt.Errorf("nats.subject_prefix: %q is not a subject without wildcards", c.NATS.SubjectPrefix)
+		}
+		if c.NATS.DuplicateWindow < time.Second {
+			return fmt.Errorf("nats.duplicate_window: %s is shorter than 1s", c.NATS.DuplicateWindow)
+		}
 	}
 	if c.Jobs.MaxChecksPerSecond < 0 {
 		return fmt.Errorf("jobs.max_checks_per_second: must be positive")

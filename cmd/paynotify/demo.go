@@ -13,9 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/paynotify/paynotify/internal/sandboxapps"
 	"github.com/paynotify/paynotify/sandbox"
+	"github.com/paynotify/paynotify/webhook"
 )
 
 // Demo mode (README.md, "The two commands"): `paynotify serve` with no config runs on SQLite and
@@ -75,12 +77,15 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 	cfg := &Config{APIToken: token, PublicURL: base}
 	svc := newService(cfg, st, apps, logger)
 	srv := newServer(cfg, svc, logger)
-	runner, err := newJobs(st, svc, JobsConfig{}, logger)
+	cfg.Webhooks = WebhooksConfig{AllowHTTP: true, AllowPrivateNetworks: true, Concurrency: 8, Retention: 30 * 24 * time.Hour}
+	svc.CheckWebhookURL = func(u string) error { return webhook.CheckURL(u, true, true) }
+	bg, err := newBackground(ctx, cfg, st, svc, logger)
 	if err != nil {
 		return err
 	}
+	defer bg.Close()
 	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "GET /{$}": srv.DemoPage()}
-	return listenAndServe(ctx, m, logger, listen, srv, runner, func(addr string) {
+	return listenAndServe(ctx, m, logger, listen, srv, bg, func(addr string) {
 		fmt.Fprintf(m.Stdout, `
 paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
 

@@ -19,6 +19,7 @@ import (
 	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sqlite"
+	"github.com/paynotify/paynotify/webhook"
 )
 
 func init() {
@@ -68,10 +69,11 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	defer store.Close()
 	svc := newService(cfg, store, apps, logger)
 	srv := newServer(cfg, svc, logger)
-	runner, err := newJobs(store, svc, cfg.Jobs, logger)
+	bg, err := newBackground(ctx, cfg, store, svc, logger)
 	if err != nil {
 		return err
 	}
+	defer bg.Close()
 	// Apps that verify with platform certificates keep them fresh: download now, then before
 	// they expire (off the verification path, which reads an immutable snapshot).
 	for _, ac := range cfg.Apps {
@@ -80,17 +82,130 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 			go gw.Client.RunCertificateRefresher(ctx, 0, func(err error) { log.Warn("refresh WeChat Pay platform certificates", "err", err) })
 		}
 	}
-	return listenAndServe(ctx, m, logger, cfg.Listen, srv, runner, nil)
+	return listenAndServe(ctx, m, logger, cfg.Listen, srv, bg, nil)
 }
 
 // newService wires the workflows of a config.
 func newService(cfg *Config, store paynotify.Store, apps map[string]*paynotify.App, logger *slog.Logger) *paynotify.Service {
+	wh := cfg.Webhooks
 	return &paynotify.Service{
 		Store:     store,
 		Processor: &paynotify.Processor{Store: store, Logger: logger},
 		Apps:      apps,
 		PublicURL: cfg.PublicURL,
 		Logger:    logger,
+		CheckWebhookURL: func(u string) error {
+			return webhook.CheckURL(u, wh.AllowHTTP, wh.AllowPrivateNetworks)
+		},
+	}
+}
+
+// background is the work serve does besides answering requests: the River jobs and the
+// webhook dispatcher (with its NATS sink when configured).
+type background struct {
+	runner     *jobs.Runner
+	dispatcher *webhook.Dispatcher
+	nats       *webhook.NATS
+	logger     *slog.Logger
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+// newBackground builds the background work of svc; serve's HTTP server wakes the dispatcher
+// after each commit that appended events.
+func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Service, logger *slog.Logger) (*background, error) {
+	runner, err := newJobs(st, svc, cfg.Jobs, logger)
+	if err != nil {
+		return nil, err
+	}
+	wh := cfg.Webhooks
+	d := &webhook.Dispatcher{
+		Store:  st,
+		Config: webhook.Config{Concurrency: wh.Concurrency, Retention: wh.Retention},
+		Client: webhook.NewClient(wh.AllowPrivateNetworks, 10*time.Second),
+		Logger: logger,
+	}
+	bg := &background{runner: runner, dispatcher: d, logger: logger}
+	if cfg.NATS.URL != "" {
+		n, err := webhook.OpenNATS(ctx, webhook.NATSConfig{URL: cfg.NATS.URL, Stream: cfg.NATS.Stream,
+			SubjectPrefix: cfg.NATS.SubjectPrefix, DuplicateWindow: cfg.NATS.DuplicateWindow})
+		if err != nil {
+			return nil, fmt.Errorf("nats: %w", err)
+		}
+		bg.nats, d.NATS = n, n
+		if err := ensureNATSEndpoint(ctx, st, cfg.NATS); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	svc.WakeWebhooks = d.Wake
+	svc.Processor.OnEvents = d.Wake
+	return bg, nil
+}
+
+// ensureNATSEndpoint records the NATS sink as the endpoint of kind nats, so that the dispatcher
+// delivers to it like to the others: created enabled (from the events committed from now on) the
+// first time, enabled again if it was disabled.
+func ensureNATSEndpoint(ctx context.Context, st store, cfg NATSConfig) error {
+	e, err := st.GetWebhookEndpoint(ctx, paynotify.EndpointNATSID)
+	switch {
+	case paynotify.ErrorCode(err) == paynotify.ENOTFOUND:
+		now := time.Now().UTC()
+		err = st.CreateWebhookEndpoint(ctx, &paynotify.WebhookEndpoint{ID: paynotify.EndpointNATSID, Kind: paynotify.EndpointNATS,
+			URL: cfg.Stream + " " + cfg.SubjectPrefix, Events: []paynotify.EventType{}, Apps: []string{},
+			Status: paynotify.EndpointEnabled, Secret: "-", CreatedAt: now, UpdatedAt: now})
+		if err != nil {
+			if _, gerr := st.GetWebhookEndpoint(ctx, paynotify.EndpointNATSID); gerr == nil {
+				return nil // another process created it meanwhile
+			}
+		}
+	case err == nil && e.Status != paynotify.EndpointEnabled:
+		enabled := paynotify.EndpointEnabled
+		_, err = st.UpdateWebhookEndpoint(ctx, e.ID, &paynotify.WebhookEndpointUpdate{Status: &enabled})
+	}
+	if err != nil {
+		return fmt.Errorf("nats endpoint: %w", err)
+	}
+	return nil
+}
+
+// Start starts the jobs and the dispatcher.
+func (b *background) Start(ctx context.Context) error {
+	if err := b.runner.Start(ctx); err != nil {
+		return err
+	}
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.cancel, b.done = cancel, make(chan struct{})
+	go func() {
+		defer close(b.done)
+		if err := b.dispatcher.Run(dctx); err != nil {
+			b.logger.Error("webhooks", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Stop stops both: in-flight checks and deliveries finish or are released for another process.
+func (b *background) Stop(ctx context.Context) {
+	if b.cancel != nil {
+		b.cancel()
+	}
+	if err := b.runner.Stop(ctx); err != nil {
+		b.logger.Error("stop jobs", "err", err)
+	}
+	if b.done != nil {
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			b.logger.Error("stop webhooks: timed out")
+		}
+	}
+}
+
+// Close releases the NATS connection.
+func (b *background) Close() {
+	if b.nats != nil {
+		b.nats.Close()
 	}
 }
 
@@ -112,26 +227,24 @@ func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, logger *slog.Logg
 	return nil, fmt.Errorf("jobs: no runner for %T", st)
 }
 
-// listenAndServe serves srv on addr until ctx is done, with the background jobs of runner (nil for
+// listenAndServe serves srv on addr until ctx is done, with the background work bg (nil for
 // none), then shuts down gracefully: the HTTP server first (in-flight notifications are answered
-// after their commit), then the jobs (in-flight checks finish or are released). ready, if set, is
-// called with the bound address once the listener is open.
-func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr string, srv *httpd.Server, runner *jobs.Runner, ready func(addr string)) error {
+// after their commit), then the jobs and deliveries (in flight finish or are released). ready, if
+// set, is called with the bound address once the listener is open.
+func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr string, srv *httpd.Server, bg *background, ready func(addr string)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return &configError{err: fmt.Errorf("listen: %w", err)}
 	}
-	if runner != nil {
-		if err := runner.Start(ctx); err != nil {
+	if bg != nil {
+		if err := bg.Start(ctx); err != nil {
 			ln.Close()
 			return err
 		}
 		defer func() {
 			jctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 			defer cancel()
-			if err := runner.Stop(jctx); err != nil {
-				logger.Error("stop jobs", "err", err)
-			}
+			bg.Stop(jctx)
 		}()
 	}
 	hs := httpd.NewHTTPServer(addr, srv.Handler())

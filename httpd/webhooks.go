@@ -1,0 +1,302 @@
+package httpd
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+// endpointJSON is a webhook endpoint as the API shows it (docs/api.md, "Webhook endpoints"): the
+// secret only on creation and rotation.
+type endpointJSON struct {
+	ID                 string                `json:"id"`
+	URL                string                `json:"url"`
+	Events             []paynotify.EventType `json:"events"`
+	Apps               []string              `json:"apps"`
+	Description        string                `json:"description"`
+	Status             string                `json:"status"`
+	DisabledReason     string                `json:"disabled_reason,omitempty"`
+	FailingSince       *time.Time            `json:"failing_since,omitempty"`
+	Secret             string                `json:"secret,omitempty"`
+	OldSecretExpiresAt *time.Time            `json:"old_secret_expires_at,omitempty"`
+	CreatedAt          time.Time             `json:"created_at"`
+	UpdatedAt          time.Time             `json:"updated_at"`
+}
+
+func endpointView(e *paynotify.WebhookEndpoint, withSecret bool) endpointJSON {
+	v := endpointJSON{ID: e.ID, URL: e.URL, Events: e.Events, Apps: e.Apps, Description: e.Description,
+		Status: e.Status, DisabledReason: e.DisabledReason, FailingSince: e.FailingSince,
+		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
+	if v.Events == nil {
+		v.Events = []paynotify.EventType{}
+	}
+	if v.Apps == nil {
+		v.Apps = []string{}
+	}
+	if withSecret {
+		v.Secret = e.Secret
+	}
+	if e.OldSecretUntil != nil && e.OldSecretUntil.After(time.Now()) {
+		v.OldSecretExpiresAt = e.OldSecretUntil
+	}
+	return v
+}
+
+// attemptJSON is one delivery attempt.
+type attemptJSON struct {
+	ID         string              `json:"id"`
+	DeliveryID string              `json:"delivery_id"`
+	EventID    string              `json:"event_id"`
+	EventType  paynotify.EventType `json:"event_type"`
+	At         time.Time           `json:"at"`
+	Status     int                 `json:"status"`
+	DurationMS int64               `json:"duration_ms"`
+	Response   string              `json:"response"`
+	Error      string              `json:"error,omitempty"`
+}
+
+// endpointRequest is the body of POST and PATCH /v1/webhook-endpoints.
+type endpointRequest struct {
+	URL         *string                `json:"url"`
+	Events      *[]paynotify.EventType `json:"events"`
+	Apps        *[]string              `json:"apps"`
+	Description *string                `json:"description"`
+	Status      *string                `json:"status"`
+}
+
+func (r *endpointRequest) toService() *paynotify.WebhookEndpointRequest {
+	return &paynotify.WebhookEndpointRequest{URL: r.URL, Events: r.Events, Apps: r.Apps, Description: r.Description, Status: r.Status}
+}
+
+// decodeObject reads a JSON object body strictly: no duplicate keys (at any depth; the error
+// names the key), no unknown fields, no trailing data.
+func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody()))
+	if err != nil {
+		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: %v.", err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	if err := checkDuplicateKeys(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: %s.", jsonErrorField(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: trailing data.")
+	}
+	return nil
+}
+
+// jsonErrorField words a decoding error with the field it is about.
+func jsonErrorField(err error) string {
+	var te *json.UnmarshalTypeError
+	if ok := asError(err, &te); ok && te.Field != "" {
+		return te.Field + ": must be " + te.Type.String()
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return strings.Trim(f, `"`) + ": unknown field"
+	}
+	return msg
+}
+
+// checkDuplicateKeys refuses a JSON text with an object that has the same key twice (the
+// standard decoder would keep the last one silently), naming the key.
+func checkDuplicateKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var walk func(depth int) error
+	walk = func(depth int) error {
+		if depth > 64 {
+			return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: nested too deeply.")
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				k, _ := kt.(string)
+				if seen[k] {
+					return paynotify.Errorf(paynotify.EINVALID, "%s: duplicate key.", k)
+				}
+				seen[k] = true
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+		default:
+			return nil
+		}
+		_, err = dec.Token() // the closing delimiter
+		return err
+	}
+	err := walk(0)
+	var pe *paynotify.Error
+	if err != nil && !asError(err, &pe) {
+		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: %v.", err)
+	}
+	return err
+}
+
+// asError is errors.As.
+func asError[T error](err error, target *T) bool { return errors.As(err, target) }
+
+func (s *Server) handleCreateEndpoint(w http.ResponseWriter, r *http.Request) {
+	var req endpointRequest
+	if err := s.decodeObject(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	e, err := s.Service.CreateWebhookEndpoint(r.Context(), req.toService())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, endpointView(e, true))
+}
+
+func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Service.ListWebhookEndpoints(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]endpointJSON, 0, len(list))
+	for _, e := range list {
+		out = append(out, endpointView(e, false))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"webhook_endpoints": out})
+}
+
+func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
+	e, err := s.Service.GetWebhookEndpoint(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, endpointView(e, false))
+}
+
+func (s *Server) handleUpdateEndpoint(w http.ResponseWriter, r *http.Request) {
+	var req endpointRequest
+	if err := s.decodeObject(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	e, err := s.Service.UpdateWebhookEndpoint(r.Context(), r.PathValue("id"), req.toService())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, endpointView(e, false))
+}
+
+func (s *Server) handleDeleteEndpoint(w http.ResponseWriter, r *http.Request) {
+	if err := s.Service.DeleteWebhookEndpoint(r.Context(), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleRotateSecret(w http.ResponseWriter, r *http.Request) {
+	e, err := s.Service.RotateWebhookSecret(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, endpointView(e, true))
+}
+
+func (s *Server) handleTestEndpoint(w http.ResponseWriter, r *http.Request) {
+	ev, err := s.Service.TestWebhookEndpoint(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"event": ev})
+}
+
+func (s *Server) handleListAttempts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := parseLimit(q.Get("limit"), 100, 1000)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	list, err := s.Service.ListWebhookAttempts(r.Context(), r.PathValue("id"), q.Get("event_id"), limit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]attemptJSON, 0, len(list))
+	for _, a := range list {
+		out = append(out, attemptJSON{ID: a.ID, DeliveryID: a.DeliveryID, EventID: a.EventID, EventType: a.EventType,
+			At: a.At, Status: a.Status, DurationMS: a.DurationMS, Response: string(a.Response), Error: a.Error})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"attempts": out})
+}
+
+func (s *Server) handleResendEvent(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		EndpointID string `json:"endpoint_id"`
+	}
+	if err := s.decodeObject(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	n, err := s.Service.ResendEvent(r.Context(), r.PathValue("id"), req.EndpointID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"deliveries": n})
+}
+
+func (s *Server) handleRecover(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Since *string `json:"since"`
+	}
+	if err := s.decodeObject(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Since == nil {
+		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "since: required (RFC 3339)."))
+		return
+	}
+	since, err := time.Parse(time.RFC3339, *req.Since)
+	if err != nil {
+		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "since: not an RFC 3339 time."))
+		return
+	}
+	n, err := s.Service.RecoverWebhooks(r.Context(), r.PathValue("id"), since)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"deliveries": n})
+}

@@ -1,0 +1,877 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+var _ paynotify.WebhookStore = (*DB)(nil)
+
+// This file keeps the outgoing webhooks (migrations/0003_webhooks.sql): endpoints, the deliveries
+// made from the event log by each endpoint's cursor, and the attempts.
+//
+// Choices the interface leaves open, shared with the PostgreSQL store (the storetest suite pins
+// most of them):
+//   - an empty Events or Apps filter is stored as "[]" and reads back as an empty, non-nil slice;
+//   - an endpoint or delivery created with a zero CreatedAt is stamped with db.Now, and a delivery
+//     added by AddWebhookDelivery is due at its CreatedAt; UpdateWebhookEndpoint stamps with db.Now;
+//   - FinishWebhookDeliveries stamps the delivery (UpdatedAt, DeliveredAt) and FailingSince with
+//     the attempt's At (db.Now when the claim is only released); FailingSince follows every
+//     attempt, whether or not its token still holds the delivery; an attempt of an endpoint that
+//     was deleted meanwhile is dropped;
+//   - a claim changes only NextAttemptAt and Token (not UpdatedAt); it does not look at the
+//     endpoint's status; deliveries with no order (App and OutTradeNo "", as endpoint.disabled)
+//     are ordered among themselves like the events of one order;
+//   - listings do not fill Payload (only ClaimWebhookDeliveries does);
+//   - UpdateWebhookEndpoint with the endpoint's own Status changes nothing of the status (nor the
+//     DisabledReason); enabling in the same update that appends an Event moves the Cursor past it;
+//   - RedeliverEvent answers ENOTFOUND for an unknown endpoint too, and does not look at the
+//     endpoints' filters; RecoverWebhooks resets Attempts to 0 like RedeliverEvent.
+
+// endpointColumns are the columns of an endpoint, in the order of scanEndpoint.
+const endpointColumns = `id, kind, url, events, apps, description, status, disabled_reason, secret, old_secret,
+	old_secret_until, cursor, failing_since, created_at, updated_at`
+
+func scanEndpoint(s scanner) (*paynotify.WebhookEndpoint, error) {
+	var (
+		e                 paynotify.WebhookEndpoint
+		events, apps      string
+		oldUntil, failing sql.NullString
+		created, updated  string
+		err               error
+	)
+	if err := s.Scan(&e.ID, &e.Kind, &e.URL, &events, &apps, &e.Description, &e.Status, &e.DisabledReason,
+		&e.Secret, &e.OldSecret, &oldUntil, &e.Cursor, &failing, &created, &updated); err != nil {
+		return nil, err
+	}
+	if e.Events, err = parseFilter[paynotify.EventType](events); err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	if e.Apps, err = parseFilter[string](apps); err != nil {
+		return nil, fmt.Errorf("apps: %w", err)
+	}
+	if e.OldSecretUntil, err = parseTimeNull(oldUntil); err != nil {
+		return nil, err
+	}
+	if e.FailingSince, err = parseTimeNull(failing); err != nil {
+		return nil, err
+	}
+	if e.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	if e.UpdatedAt, err = parseTime(updated); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// filterJSON is an Events or Apps filter as stored: a JSON array, "[]" for every type or app.
+func filterJSON[T ~string](xs []T) string {
+	if len(xs) == 0 {
+		return "[]"
+	}
+	b, err := json.Marshal(xs)
+	if err != nil {
+		panic(err) // strings: cannot fail
+	}
+	return string(b)
+}
+
+// parseFilter reads a stored filter; an empty one is an empty, non-nil slice.
+func parseFilter[T ~string](s string) ([]T, error) {
+	out := []T{}
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []T{}
+	}
+	return out, nil
+}
+
+// getEndpoint reads endpoint id on tx; ENOTFOUND when it does not exist.
+func getEndpoint(ctx context.Context, tx *sql.Tx, id string) (*paynotify.WebhookEndpoint, error) {
+	e, err := scanEndpoint(tx.QueryRowContext(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Webhook endpoint not found.")
+	}
+	return e, err
+}
+
+// CreateWebhookEndpoint inserts e with its Cursor at the last event of the log (0 when the log is
+// empty), and sets e.Cursor. An empty ID is filled with a new "whe" id, a zero CreatedAt with
+// db.Now and a zero UpdatedAt with CreatedAt.
+func (db *DB) CreateWebhookEndpoint(ctx context.Context, e *paynotify.WebhookEndpoint) error {
+	if e.ID == "" {
+		e.ID = paynotify.NewID("whe")
+	}
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = db.now()
+	}
+	if e.UpdatedAt.IsZero() {
+		e.UpdatedAt = e.CreatedAt
+	}
+	// One statement: the cursor is read in the write that inserts the endpoint.
+	var cursor int64
+	err := db.db.QueryRowContext(ctx, `INSERT INTO webhook_endpoints (`+endpointColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) FROM events), ?, ?, ?)
+		RETURNING cursor`,
+		e.ID, e.Kind, e.URL, filterJSON(e.Events), filterJSON(e.Apps), e.Description, e.Status, e.DisabledReason,
+		e.Secret, e.OldSecret, formatTimePtr(e.OldSecretUntil), formatTimePtr(e.FailingSince),
+		formatTime(e.CreatedAt), formatTime(e.UpdatedAt)).Scan(&cursor)
+	if err != nil {
+		return fmt.Errorf("sqlite: create webhook endpoint: %w", err)
+	}
+	e.Cursor = cursor
+	return nil
+}
+
+// GetWebhookEndpoint returns endpoint id, or ENOTFOUND.
+func (db *DB) GetWebhookEndpoint(ctx context.Context, id string) (*paynotify.WebhookEndpoint, error) {
+	e, err := scanEndpoint(db.db.QueryRowContext(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Webhook endpoint not found.")
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: get webhook endpoint: %w", err)
+	}
+	return e, nil
+}
+
+// ListWebhookEndpoints returns the endpoints of kind ("" for every kind), oldest first.
+func (db *DB) ListWebhookEndpoints(ctx context.Context, kind string) ([]*paynotify.WebhookEndpoint, error) {
+	var c conds
+	if kind != "" {
+		c.add("kind = ?", kind)
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints`+c.where()+`
+		ORDER BY created_at, rowid`, c.args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list webhook endpoints: %w", err)
+	}
+	defer rows.Close()
+	out := []*paynotify.WebhookEndpoint{}
+	for rows.Next() {
+		e, err := scanEndpoint(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list webhook endpoints: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list webhook endpoints: %w", err)
+	}
+	return out, nil
+}
+
+// UpdateWebhookEndpoint applies u to endpoint id in one write transaction, stamped with db.Now,
+// and returns the endpoint as stored. In order: IfStatus is checked (ECONFLICT), u.Event is
+// appended to the log, then the fields are set. A Status that changes the endpoint's status does
+// what the interface says (enabling moves the Cursor to the last event, the appended one
+// included); a Status equal to the current one does nothing. A new Secret keeps the current one as
+// OldSecret until u.OldSecretUntil, or drops it when u.OldSecretUntil is nil.
+func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify.WebhookEndpointUpdate) (*paynotify.WebhookEndpoint, error) {
+	if u.Status != nil && *u.Status != paynotify.EndpointEnabled && *u.Status != paynotify.EndpointDisabled {
+		return nil, paynotify.Errorf(paynotify.EINVALID, "Unknown endpoint status %q.", *u.Status)
+	}
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: update webhook endpoint: %w", err)
+	}
+	defer rollback(tx)
+	e, err := getEndpoint(ctx, tx, id)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: update webhook endpoint: %w", err)
+	}
+	if u.IfStatus != "" && e.Status != u.IfStatus {
+		return nil, paynotify.Errorf(paynotify.ECONFLICT, "Webhook endpoint is %s, not %s.", e.Status, u.IfStatus)
+	}
+	now := db.now()
+	if u.Event != nil {
+		if err := appendEvent(ctx, tx, u.Event); err != nil {
+			return nil, fmt.Errorf("sqlite: update webhook endpoint: %w", err)
+		}
+	}
+
+	if u.URL != nil {
+		e.URL = *u.URL
+	}
+	if u.Events != nil {
+		e.Events = *u.Events
+	}
+	if u.Apps != nil {
+		e.Apps = *u.Apps
+	}
+	if u.Description != nil {
+		e.Description = *u.Description
+	}
+	if u.Secret != nil && *u.Secret != e.Secret {
+		e.OldSecret, e.OldSecretUntil = e.Secret, u.OldSecretUntil
+		if u.OldSecretUntil == nil {
+			e.OldSecret = ""
+		}
+		e.Secret = *u.Secret
+	}
+	if u.Status != nil && *u.Status != e.Status {
+		switch e.Status = *u.Status; e.Status {
+		case paynotify.EndpointEnabled:
+			e.FailingSince, e.DisabledReason = nil, ""
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&e.Cursor); err != nil {
+				return nil, fmt.Errorf("sqlite: update webhook endpoint: last event: %w", err)
+			}
+		case paynotify.EndpointDisabled:
+			e.DisabledReason = u.DisabledReason
+			if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
+				claim_token = '', last_error = ?, updated_at = ? WHERE endpoint_id = ? AND status = 'pending'`,
+				"endpoint disabled: "+u.DisabledReason, formatTime(now), id); err != nil {
+				return nil, fmt.Errorf("sqlite: update webhook endpoint: fail deliveries: %w", err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET url = ?, events = ?, apps = ?, description = ?,
+		status = ?, disabled_reason = ?, secret = ?, old_secret = ?, old_secret_until = ?, cursor = ?,
+		failing_since = ?, updated_at = ? WHERE id = ?`,
+		e.URL, filterJSON(e.Events), filterJSON(e.Apps), e.Description, e.Status, e.DisabledReason, e.Secret,
+		e.OldSecret, formatTimePtr(e.OldSecretUntil), e.Cursor, formatTimePtr(e.FailingSince), formatTime(now), id); err != nil {
+		return nil, fmt.Errorf("sqlite: update webhook endpoint: %w", err)
+	}
+	stored, err := getEndpoint(ctx, tx, id)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: update webhook endpoint: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("sqlite: update webhook endpoint: %w", err)
+	}
+	return stored, nil
+}
+
+// appendEvent appends e to the event log, as Commit does.
+func appendEvent(ctx context.Context, x execer, e *paynotify.Event) error {
+	if _, err := x.ExecContext(ctx, `INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, string(e.Type), e.App, e.OutTradeNo, e.Version, formatTime(e.Timestamp), nullText(e.Data)); err != nil {
+		return fmt.Errorf("insert event: %w", err)
+	}
+	return nil
+}
+
+// DeleteWebhookEndpoint deletes endpoint id; its deliveries and attempts go with it (ON DELETE
+// CASCADE). ENOTFOUND when it does not exist.
+func (db *DB) DeleteWebhookEndpoint(ctx context.Context, id string) error {
+	res, err := db.db.ExecContext(ctx, `DELETE FROM webhook_endpoints WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete webhook endpoint: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: delete webhook endpoint: %w", err)
+	} else if n == 0 {
+		return notFound("Webhook endpoint not found.")
+	}
+	return nil
+}
+
+// logEvent is what a delivery needs of an event of the log.
+type logEvent struct {
+	seq             int64
+	id, typ, app, n string // n: out_trade_no
+}
+
+// addDelivery inserts a pending delivery of ev to endpoint, due at now, unless the endpoint has one
+// of that event already; it reports whether it inserted one.
+func addDelivery(ctx context.Context, tx *sql.Tx, endpoint string, ev logEvent, now string) (bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_seq, app,
+		out_trade_no, status, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+		ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
+		paynotify.NewID("whd"), endpoint, ev.id, ev.typ, ev.seq, ev.app, ev.n, now, now, now)
+	if err != nil {
+		return false, fmt.Errorf("insert delivery: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("insert delivery: %w", err)
+	}
+	return n == 1, nil
+}
+
+// FanOutWebhooks adds, for each enabled endpoint, the deliveries of the (up to limit, default 100)
+// events after its Cursor that it Wants, and moves its Cursor to the last event read, in one write
+// transaction per endpoint whose Cursor is compared and set. An event that the endpoint has a
+// delivery of already (RedeliverEvent ran ahead of the cursor) is skipped.
+func (db *DB) FanOutWebhooks(ctx context.Context, now time.Time, lim int) (int, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT id FROM webhook_endpoints WHERE status = 'enabled' ORDER BY created_at, rowid`)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: fan out webhooks: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqlite: fan out webhooks: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: fan out webhooks: %w", err)
+	}
+	total := 0
+	for _, id := range ids {
+		n, err := db.fanOut(ctx, id, formatTime(now), limit(lim))
+		if err != nil {
+			return total, fmt.Errorf("sqlite: fan out webhooks: endpoint %s: %w", id, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// fanOut is FanOutWebhooks for one endpoint, in one transaction.
+func (db *DB) fanOut(ctx context.Context, id, now string, lim int) (int, error) {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer rollback(tx)
+	e, err := getEndpoint(ctx, tx, id)
+	if paynotify.ErrorCode(err) == paynotify.ENOTFOUND {
+		return 0, nil // deleted since it was listed
+	} else if err != nil {
+		return 0, err
+	}
+	if e.Status != paynotify.EndpointEnabled {
+		return 0, nil // disabled since it was listed
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT seq, id, type, app, out_trade_no FROM events WHERE seq > ? ORDER BY seq LIMIT ?`,
+		e.Cursor, lim)
+	if err != nil {
+		return 0, err
+	}
+	var evs []logEvent
+	for rows.Next() {
+		var ev logEvent
+		if err := rows.Scan(&ev.seq, &ev.id, &ev.typ, &ev.app, &ev.n); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		evs = append(evs, ev)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	added := 0
+	for _, ev := range evs {
+		if !e.Wants(paynotify.EventType(ev.typ), ev.app) {
+			continue
+		}
+		ok, err := addDelivery(ctx, tx, id, ev, now)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			added++
+		}
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET cursor = ? WHERE id = ? AND cursor = ?`,
+		evs[len(evs)-1].seq, id, e.Cursor)
+	if err != nil {
+		return 0, fmt.Errorf("move cursor: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return 0, fmt.Errorf("move cursor: %w", err)
+	} else if n == 0 {
+		return 0, nil // another process moved it first: its deliveries stand, ours roll back
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	return added, nil
+}
+
+// AddWebhookDelivery inserts d as a pending delivery of an event outside the log (EventSeq 0),
+// with its Payload (kept byte for byte), due at d.CreatedAt (db.Now when zero). An empty ID is
+// filled with a new "whd" id; d's ID, EventSeq, Status, Attempts, NextAttemptAt, Token, CreatedAt
+// and UpdatedAt are set as stored.
+func (db *DB) AddWebhookDelivery(ctx context.Context, d *paynotify.WebhookDelivery) error {
+	if d.ID == "" {
+		d.ID = paynotify.NewID("whd")
+	}
+	if d.CreatedAt.IsZero() {
+		d.CreatedAt = db.now()
+	}
+	now := truncTime(d.CreatedAt)
+	if _, err := db.db.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_seq,
+		app, out_trade_no, payload, status, next_attempt_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, 0, ?, ?, ?, 'pending', ?, ?, ?)`,
+		d.ID, d.EndpointID, d.EventID, string(d.EventType), d.App, d.OutTradeNo, nullText(d.Payload),
+		formatTime(now), formatTime(now), formatTime(now)); err != nil {
+		return fmt.Errorf("sqlite: add webhook delivery: %w", err)
+	}
+	d.EventSeq, d.Status, d.Attempts, d.Token, d.LastError, d.DeliveredAt = 0, paynotify.DeliveryPending, 0, "", "", nil
+	d.NextAttemptAt, d.CreatedAt, d.UpdatedAt = &now, now, now
+	return nil
+}
+
+// deliveryColumns are the columns of a delivery (table alias d), in the order of scanDelivery.
+const deliveryColumns = `d.id, d.endpoint_id, d.event_id, d.event_type, d.event_seq, d.app, d.out_trade_no, d.status,
+	d.attempts, d.next_attempt_at, d.claim_token, d.last_error, d.created_at, d.updated_at, d.delivered_at`
+
+// scanDelivery scans deliveryColumns, then extra.
+func scanDelivery(s scanner, extra ...any) (*paynotify.WebhookDelivery, error) {
+	var (
+		d                paynotify.WebhookDelivery
+		next, delivered  sql.NullString
+		created, updated string
+		err              error
+	)
+	dest := append([]any{&d.ID, &d.EndpointID, &d.EventID, &d.EventType, &d.EventSeq, &d.App, &d.OutTradeNo, &d.Status,
+		&d.Attempts, &next, &d.Token, &d.LastError, &created, &updated, &delivered}, extra...)
+	if err := s.Scan(dest...); err != nil {
+		return nil, err
+	}
+	if d.NextAttemptAt, err = parseTimeNull(next); err != nil {
+		return nil, err
+	}
+	if d.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	if d.UpdatedAt, err = parseTime(updated); err != nil {
+		return nil, err
+	}
+	if d.DeliveredAt, err = parseTimeNull(delivered); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// ClaimWebhookDeliveries claims, in one write transaction, up to limit due pending deliveries of
+// endpoint, earliest due first (then creation order), that no pending delivery of the same
+// endpoint, App and OutTradeNo created before precedes. Each moves to now+lease under one new
+// random token and is returned with its Payload: for an event of the log, the event's JSON as
+// ListEvents reads it (paynotify.EventJSON); for another, the stored payload. A limit of 0 or less
+// claims nothing; lease must be positive.
+func (db *DB) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now time.Time, lease time.Duration, lim int) ([]*paynotify.WebhookDelivery, error) {
+	if lease <= 0 {
+		return nil, fmt.Errorf("sqlite: claim webhook deliveries: lease %s is not positive", lease)
+	}
+	out := []*paynotify.WebhookDelivery{}
+	if lim <= 0 {
+		return out, nil
+	}
+	until, token := truncTime(now.Add(lease)), rand.Text()
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+	}
+	defer rollback(tx)
+	// Select first, then update the rows selected, as ClaimChecks does.
+	rows, err := tx.QueryContext(ctx, `SELECT `+deliveryColumns+`, d.seq, d.payload,
+			e.seq IS NOT NULL, e.id, e.type, e.version, e.timestamp, e.data
+		FROM webhook_deliveries d LEFT JOIN events e ON d.event_seq > 0 AND e.seq = d.event_seq
+		WHERE d.endpoint_id = ?1 AND d.status = 'pending' AND d.next_attempt_at <= ?2
+			AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = ?1 AND p.status = 'pending'
+				AND p.app = d.app AND p.out_trade_no = d.out_trade_no AND p.seq < d.seq)
+		ORDER BY d.next_attempt_at, d.seq LIMIT ?3`, endpoint, formatTime(now), lim)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+	}
+	defer rows.Close()
+	var seqs []string
+	for rows.Next() {
+		var (
+			seq          int64
+			payload      []byte
+			found        bool
+			ev           paynotify.Event
+			evID, evType sql.NullString
+			evVersion    sql.NullInt64
+			ts, data     sql.NullString
+		)
+		d, err := scanDelivery(rows, &seq, &payload, &found, &evID, &evType, &evVersion, &ts, &data)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+		}
+		switch {
+		case d.EventSeq == 0:
+			if payload != nil {
+				d.Payload = payload
+			}
+		case !found:
+			return nil, fmt.Errorf("sqlite: claim webhook deliveries: delivery %s: event seq %d not in the log", d.ID, d.EventSeq)
+		default:
+			// As ListEvents builds it, so that the bytes are what GET /v1/events serves.
+			ev.ID, ev.Type, ev.Version = evID.String, paynotify.EventType(evType.String), evVersion.Int64
+			if ev.Timestamp, err = parseTime(ts.String); err != nil {
+				return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+			}
+			if data.Valid {
+				ev.Data = json.RawMessage(data.String)
+			}
+			d.Payload = paynotify.EventJSON(&ev)
+		}
+		d.NextAttemptAt, d.Token = &until, token
+		seqs = append(seqs, strconv.FormatInt(seq, 10))
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+	}
+	rows.Close()
+	if len(seqs) == 0 {
+		return out, nil
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET next_attempt_at = ?, claim_token = ?
+		WHERE seq IN (SELECT value FROM json_each(?))`, formatTime(until), token, "["+strings.Join(seqs, ",")+"]")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+	} else if n != int64(len(seqs)) {
+		return nil, fmt.Errorf("sqlite: claim webhook deliveries: claimed %d rows of %d selected", n, len(seqs))
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// FinishWebhookDeliveries ends claims in one write transaction; of each result's Delivery only ID
+// and Token are used. For each result, in order: the attempt is inserted (an empty ID filled with
+// a new "wha" id, an empty DeliveryID, EndpointID, EventID, EventType taken from the delivery's
+// row, a zero At set to db.Now; dropped if the endpoint no longer exists); the delivery, if its token still holds it, gets the Status, Next (NULL unless
+// pending), Attempts+1 when there was an attempt, LastError the attempt's Error, DeliveredAt when
+// delivered, UpdatedAt the attempt's At, and its claim released; the endpoint's FailingSince is
+// set to the attempt's At when Failed and not set, and cleared when an attempt delivered. A
+// pending Status needs a Next.
+func (db *DB) FinishWebhookDeliveries(ctx context.Context, results []paynotify.WebhookResult) error {
+	if len(results) == 0 {
+		return nil
+	}
+	for _, r := range results {
+		switch {
+		case r.Delivery == nil || r.Delivery.ID == "" || r.Delivery.Token == "":
+			return fmt.Errorf("sqlite: finish webhook deliveries: no delivery or no token")
+		case r.Status != paynotify.DeliveryPending && r.Status != paynotify.DeliveryDelivered && r.Status != paynotify.DeliveryFailed:
+			return fmt.Errorf("sqlite: finish webhook deliveries: unknown status %q", r.Status)
+		case r.Status == paynotify.DeliveryPending && r.Next == nil:
+			return fmt.Errorf("sqlite: finish webhook deliveries: delivery %s pending without a next attempt", r.Delivery.ID)
+		}
+	}
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
+	}
+	defer rollback(tx)
+	for _, r := range results {
+		if err := db.finish(ctx, tx, r); err != nil {
+			return fmt.Errorf("sqlite: finish webhook deliveries: delivery %s: %w", r.Delivery.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) finish(ctx context.Context, tx *sql.Tx, r paynotify.WebhookResult) error {
+	d, a := r.Delivery, r.Attempt
+	// Only the delivery's ID and Token are needed: the rest is read from its row (or taken from d
+	// when the row is gone).
+	endpointID, eventID, eventType := d.EndpointID, d.EventID, string(d.EventType)
+	err := tx.QueryRowContext(ctx, `SELECT endpoint_id, event_id, event_type FROM webhook_deliveries WHERE id = ?`, d.ID).
+		Scan(&endpointID, &eventID, &eventType)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read delivery: %w", err)
+	}
+	at := db.now()
+	inc, lastErr := 0, sql.NullString{}
+	if a != nil {
+		if a.ID == "" {
+			a.ID = paynotify.NewID("wha")
+		}
+		if a.At.IsZero() {
+			a.At = at
+		}
+		at = a.At
+		inc, lastErr = 1, sql.NullString{String: a.Error, Valid: true}
+		row := []string{a.DeliveryID, a.EndpointID, a.EventID, string(a.EventType)}
+		for i, v := range []string{d.ID, endpointID, eventID, eventType} {
+			if row[i] == "" {
+				row[i] = v
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, event_id, event_type,
+			at, status, duration_ms, response, error)
+			SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = ?3)`,
+			a.ID, row[0], row[1], row[2], row[3], formatTime(a.At), a.Status, a.DurationMS,
+			nullBytes(a.Response), a.Error); err != nil {
+			return fmt.Errorf("insert attempt: %w", err)
+		}
+	}
+	var next, delivered any
+	if r.Status == paynotify.DeliveryPending {
+		next = formatTime(*r.Next)
+	}
+	if r.Status == paynotify.DeliveryDelivered {
+		delivered = formatTime(at)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, claim_token = '',
+		attempts = attempts + ?, last_error = COALESCE(?, last_error), delivered_at = ?, updated_at = ?
+		WHERE id = ? AND claim_token = ?`,
+		r.Status, next, inc, lastErr, delivered, formatTime(at), d.ID, d.Token); err != nil {
+		return fmt.Errorf("update delivery: %w", err)
+	}
+	var q string
+	args := []any{endpointID}
+	switch {
+	case r.Failed:
+		q, args = `UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?) WHERE id = ?`, []any{formatTime(at), endpointID}
+	case a != nil && r.Status == paynotify.DeliveryDelivered:
+		q = `UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL`
+	default:
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("update endpoint: %w", err)
+	}
+	return nil
+}
+
+// attemptColumns are the columns of an attempt, in the order of scanAttempt.
+const attemptColumns = `id, delivery_id, endpoint_id, event_id, event_type, at, status, duration_ms, response, error`
+
+func scanAttempt(s scanner) (*paynotify.WebhookAttempt, error) {
+	var (
+		a        paynotify.WebhookAttempt
+		at       string
+		response []byte
+		err      error
+	)
+	if err := s.Scan(&a.ID, &a.DeliveryID, &a.EndpointID, &a.EventID, &a.EventType, &at, &a.Status, &a.DurationMS,
+		&response, &a.Error); err != nil {
+		return nil, err
+	}
+	if a.At, err = parseTime(at); err != nil {
+		return nil, err
+	}
+	if response != nil {
+		a.Response = response
+	}
+	return &a, nil
+}
+
+// ListWebhookAttempts returns the attempts of filter.EndpointID and filter.EventID (each when
+// set), up to filter.Limit (default 100), newest (last recorded) first.
+func (db *DB) ListWebhookAttempts(ctx context.Context, filter paynotify.WebhookAttemptFilter) ([]*paynotify.WebhookAttempt, error) {
+	var c conds
+	if filter.EndpointID != "" {
+		c.add("endpoint_id = ?", filter.EndpointID)
+	}
+	if filter.EventID != "" {
+		c.add("event_id = ?", filter.EventID)
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT `+attemptColumns+` FROM webhook_attempts`+c.where()+`
+		ORDER BY seq DESC LIMIT ?`, append(c.args, limit(filter.Limit))...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list webhook attempts: %w", err)
+	}
+	defer rows.Close()
+	out := []*paynotify.WebhookAttempt{}
+	for rows.Next() {
+		a, err := scanAttempt(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list webhook attempts: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list webhook attempts: %w", err)
+	}
+	return out, nil
+}
+
+// ListWebhookDeliveries returns the deliveries of eventID to every endpoint, oldest (CreatedAt,
+// then creation order) first, without their Payload.
+func (db *DB) ListWebhookDeliveries(ctx context.Context, eventID string) ([]*paynotify.WebhookDelivery, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries d WHERE d.event_id = ?
+		ORDER BY d.created_at, d.seq`, eventID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list webhook deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := []*paynotify.WebhookDelivery{}
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list webhook deliveries: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list webhook deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// resetDeliveries is the SET clause that makes a delivery pending again, due at ?1 (also its
+// UpdatedAt): Attempts 0, claim released, no error, not delivered.
+const resetDeliveries = `UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1,
+	claim_token = '', last_error = '', delivered_at = NULL, updated_at = ?1`
+
+// RedeliverEvent makes the event eventID of the log pending, due at now, for each of endpoints (in
+// one write transaction, whatever their filters): an existing delivery that is not pending is
+// reset, a missing one added; a pending one is left alone and not counted. ENOTFOUND when the
+// event is not in the log or an endpoint does not exist (nothing is changed then).
+func (db *DB) RedeliverEvent(ctx context.Context, eventID string, endpoints []string, now time.Time) (int, error) {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
+	}
+	defer rollback(tx)
+	ev := logEvent{id: eventID}
+	err = tx.QueryRowContext(ctx, `SELECT seq, type, app, out_trade_no FROM events WHERE id = ?`, eventID).
+		Scan(&ev.seq, &ev.typ, &ev.app, &ev.n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, notFound("Event not found.")
+	} else if err != nil {
+		return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
+	}
+	ts := formatTime(now)
+	made := 0
+	for _, id := range endpoints {
+		if _, err := getEndpoint(ctx, tx, id); err != nil {
+			return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, resetDeliveries+` WHERE endpoint_id = ?2 AND event_id = ?3 AND status <> 'pending'`,
+			ts, id, eventID)
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
+		}
+		if n == 0 {
+			added, err := addDelivery(ctx, tx, id, ev, ts)
+			if err != nil {
+				return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
+			}
+			if added {
+				n = 1
+			}
+		}
+		made += int(n)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
+	}
+	return made, nil
+}
+
+// RecoverWebhooks, in one write transaction, resets (as RedeliverEvent does) the endpoint's failed
+// deliveries created at or after since, due at now, and adds a delivery, due at now, of each event
+// with a timestamp at or after since and a Seq up to the endpoint's Cursor that it Wants and has no
+// delivery of. It returns how many deliveries it made pending; ENOTFOUND when the endpoint does
+// not exist.
+func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now time.Time) (int, error) {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+	}
+	defer rollback(tx)
+	e, err := getEndpoint(ctx, tx, endpoint)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+	}
+	ts := formatTime(now)
+	res, err := tx.ExecContext(ctx, resetDeliveries+` WHERE endpoint_id = ?2 AND status = 'failed' AND created_at >= ?3`,
+		ts, endpoint, formatTime(since))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+	}
+	reset, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+	}
+	// +seq (twice): search by events_timestamp (the events since), not by the seq range or in seq
+	// order (the whole log up to the cursor).
+	rows, err := tx.QueryContext(ctx, `SELECT seq, id, type, app, out_trade_no FROM events e
+		WHERE timestamp >= ?1 AND +seq <= ?2
+			AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = ?3 AND d.event_id = e.id)
+		ORDER BY +seq`, formatTime(since), e.Cursor, endpoint)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+	}
+	var missed []logEvent
+	for rows.Next() {
+		var ev logEvent
+		if err := rows.Scan(&ev.seq, &ev.id, &ev.typ, &ev.app, &ev.n); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+		}
+		if e.Wants(paynotify.EventType(ev.typ), ev.app) {
+			missed = append(missed, ev)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+	}
+	made := int(reset)
+	for _, ev := range missed {
+		added, err := addDelivery(ctx, tx, endpoint, ev, ts)
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+		}
+		if added {
+			made++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+	}
+	return made, nil
+}
+
+// PruneWebhooks deletes, in one write transaction, the attempts made before before and the
+// deliveries not pending last updated before it, and returns how many rows it deleted.
+func (db *DB) PruneWebhooks(ctx context.Context, before time.Time) (int64, error) {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: prune webhooks: %w", err)
+	}
+	defer rollback(tx)
+	b := formatTime(before)
+	var total int64
+	for _, q := range []string{
+		`DELETE FROM webhook_attempts WHERE at < ?`,
+		`DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ?`,
+	} {
+		res, err := tx.ExecContext(ctx, q, b)
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: prune webhooks: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: prune webhooks: %w", err)
+		}
+		total += n
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: prune webhooks: %w", err)
+	}
+	return total, nil
+}

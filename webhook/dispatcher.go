@@ -1,0 +1,486 @@
+// Package webhook delivers the event log to the merchant's systems: Standard Webhooks over HTTPS
+// to the endpoints of the API, and optionally NATS JetStream (docs/webhooks.md).
+//
+// The event log is the outbox. A Dispatcher fans new events out to each endpoint by its cursor
+// (WebhookStore.FanOutWebhooks), claims the due deliveries with a lease, in order per order,
+// sends them with a bounded number in flight per endpoint, and ends the claims in batches. Several
+// processes can run one each on the same database: the cursors are compared and set, the claims
+// are leased, and a process killed mid-delivery leaves its claims due again at the end of the
+// lease (the receiver may then see the same webhook-id twice; it never misses one).
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+// Schedule is the delay before each retry; a delivery is given up after its last retry (about
+// three days after the first attempt). Each delay gets ±20 % jitter.
+var Schedule = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute,
+	30 * time.Minute, time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 24 * time.Hour}
+
+// Limits of delivery (docs/webhooks.md).
+const (
+	// MaxRetryAfter caps how long a Retry-After answer can delay the next attempt.
+	MaxRetryAfter = time.Hour
+	// DisableAfter is how long an endpoint may fail every attempt before it is disabled.
+	DisableAfter = 5 * 24 * time.Hour
+	// MaxResponse is how much of an answer's body an attempt keeps.
+	MaxResponse = 4096
+)
+
+// Config tunes a Dispatcher; zero fields take the defaults.
+type Config struct {
+	// Concurrency is the number of deliveries in flight per endpoint and process (default 8).
+	Concurrency int
+	// Timeout bounds one attempt (default 10 s).
+	Timeout time.Duration
+	// Poll is how often the dispatcher looks for new events and due retries without being woken
+	// (default 1 s): events committed by other processes are delivered within it.
+	Poll time.Duration
+	// Lease is how long a claim holds a delivery (default 2 min): a process killed with claims
+	// leaves them due again after it.
+	Lease time.Duration
+	// Retention is how long attempts, and deliveries no longer pending, are kept (default 30 days).
+	Retention time.Duration
+	// Batch is the number of events read per endpoint per fan-out (default 500).
+	Batch int
+	// Schedule is the delay before each retry (default the package's Schedule).
+	Schedule []time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.Poll <= 0 {
+		c.Poll = time.Second
+	}
+	if c.Lease <= 0 {
+		c.Lease = 2 * time.Minute
+	}
+	if c.Retention <= 0 {
+		c.Retention = 30 * 24 * time.Hour
+	}
+	if c.Batch <= 0 {
+		c.Batch = 500
+	}
+	if c.Schedule == nil {
+		c.Schedule = Schedule
+	}
+}
+
+// Publisher publishes one event to a message stream (the NATS sink).
+type Publisher interface {
+	Publish(ctx context.Context, app string, typ paynotify.EventType, eventID string, payload []byte) error
+}
+
+// Dispatcher delivers events. Start it with Run; Wake hurries it after a commit.
+type Dispatcher struct {
+	Store  paynotify.Store
+	Config Config
+	// Client sends the HTTP deliveries; NewClient's, with the networks the config allows.
+	Client *http.Client
+	// NATS, if set, receives the deliveries of the endpoint of kind EndpointNATS.
+	NATS   Publisher
+	Logger *slog.Logger
+	// Now returns the current time; defaults to time.Now.
+	Now func() time.Time
+
+	once     sync.Once
+	wake     chan struct{}
+	results  chan paynotify.WebhookResult
+	mu       sync.Mutex
+	lanes    map[string]*lane
+	stopping atomic.Bool
+}
+
+// lane is the queue and workers of one endpoint.
+type lane struct {
+	mu       sync.Mutex
+	endpoint *paynotify.WebhookEndpoint // the latest known state
+	queue    chan *paynotify.WebhookDelivery
+	gone     bool
+}
+
+func (l *lane) current() *paynotify.WebhookEndpoint {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.endpoint
+}
+
+func (d *Dispatcher) init() {
+	d.once.Do(func() {
+		d.Config.defaults()
+		d.wake = make(chan struct{}, 1)
+		d.results = make(chan paynotify.WebhookResult, 1024)
+		d.lanes = map[string]*lane{}
+		if d.Logger == nil {
+			d.Logger = slog.Default()
+		}
+		if d.Client == nil {
+			d.Client = NewClient(false, d.Config.Timeout)
+		}
+	})
+}
+
+func (d *Dispatcher) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// Wake makes the dispatcher look for new events and due deliveries now. It never blocks.
+func (d *Dispatcher) Wake() {
+	d.init()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx is done, then lets the attempts in flight finish (each is bounded by the
+// timeout), releases the claimed deliveries not yet attempted, records every result, and returns.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.init()
+	var workers sync.WaitGroup
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		d.finisher()
+	}()
+	tick := time.NewTicker(d.Config.Poll)
+	defer tick.Stop()
+	var lastPrune time.Time
+	for ctx.Err() == nil {
+		d.round(ctx, &workers)
+		if now := d.now(); now.Sub(lastPrune) > time.Hour {
+			lastPrune = now
+			if n, err := d.Store.PruneWebhooks(ctx, now.Add(-d.Config.Retention)); err != nil && ctx.Err() == nil {
+				d.Logger.Error("webhooks: prune", "err", err)
+			} else if n > 0 {
+				d.Logger.Info("webhooks: pruned old attempts and deliveries", "rows", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-d.wake:
+		case <-tick.C:
+		}
+	}
+	// Stop: close the queues; workers release what they did not start and finish what they did.
+	d.stopping.Store(true)
+	d.mu.Lock()
+	for _, l := range d.lanes {
+		close(l.queue)
+	}
+	d.lanes = map[string]*lane{}
+	d.mu.Unlock()
+	workers.Wait()
+	close(d.results)
+	<-finished
+	return nil
+}
+
+// round fans new events out and fills each endpoint's queue with what is due.
+func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup) {
+	for range 20 { // bounded: a long backlog must not starve the claims
+		n, err := d.Store.FanOutWebhooks(ctx, d.now(), d.Config.Batch)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.Logger.Error("webhooks: fan out", "err", err)
+			}
+			break
+		}
+		if n == 0 {
+			break
+		}
+		if n < d.Config.Batch {
+			// Another pass only if this one may have stopped at the batch size; with filters
+			// the count can be below it while events remain: the next round gets them.
+			break
+		}
+	}
+	endpoints, err := d.Store.ListWebhookEndpoints(ctx, "")
+	if err != nil {
+		if ctx.Err() == nil {
+			d.Logger.Error("webhooks: list endpoints", "err", err)
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for _, e := range endpoints {
+		seen[e.ID] = true
+		l := d.lane(e, workers)
+		if e.Status != paynotify.EndpointEnabled || e.Kind == paynotify.EndpointNATS && d.NATS == nil {
+			continue
+		}
+		room := cap(l.queue) - len(l.queue)
+		if room < cap(l.queue)/4 {
+			continue
+		}
+		claimed, err := d.Store.ClaimWebhookDeliveries(ctx, e.ID, d.now(), d.Config.Lease, room)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.Logger.Error("webhooks: claim", "endpoint", e.ID, "err", err)
+			}
+			continue
+		}
+		for _, c := range claimed {
+			l.queue <- c // room was checked, and only this goroutine sends
+		}
+	}
+	d.mu.Lock()
+	for id, l := range d.lanes {
+		if !seen[id] {
+			l.mu.Lock()
+			l.gone = true
+			l.mu.Unlock()
+		}
+	}
+	d.mu.Unlock()
+}
+
+// lane returns the lane of e, starting its workers the first time, with e as its latest state.
+func (d *Dispatcher) lane(e *paynotify.WebhookEndpoint, workers *sync.WaitGroup) *lane {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, ok := d.lanes[e.ID]
+	if !ok {
+		l = &lane{queue: make(chan *paynotify.WebhookDelivery, max(64, 8*d.Config.Concurrency))}
+		d.lanes[e.ID] = l
+		for range d.Config.Concurrency {
+			workers.Add(1)
+			go func() {
+				defer workers.Done()
+				d.work(l)
+			}()
+		}
+	}
+	l.mu.Lock()
+	l.endpoint, l.gone = e, false
+	l.mu.Unlock()
+	return l
+}
+
+// work sends the deliveries of one lane until its queue is closed. Once the dispatcher stops,
+// what is left in the queue is released unsent, due at once, for this or another process.
+func (d *Dispatcher) work(l *lane) {
+	for dl := range l.queue {
+		e := l.current()
+		l.mu.Lock()
+		gone := l.gone
+		l.mu.Unlock()
+		if d.stopping.Load() || gone || e.Status != paynotify.EndpointEnabled {
+			d.results <- paynotify.WebhookResult{Delivery: dl, Status: paynotify.DeliveryPending, Next: ptr(d.now())}
+			continue
+		}
+		if len(l.queue) < cap(l.queue)/2 {
+			d.Wake() // refill before the queue runs dry
+		}
+		d.results <- d.attempt(e, dl)
+	}
+}
+
+// attempt makes one attempt and decides what follows.
+func (d *Dispatcher) attempt(e *paynotify.WebhookEndpoint, dl *paynotify.WebhookDelivery) paynotify.WebhookResult {
+	start := d.now()
+	a := &paynotify.WebhookAttempt{ID: paynotify.NewID("wha"), DeliveryID: dl.ID, EndpointID: dl.EndpointID,
+		EventID: dl.EventID, EventType: dl.EventType, At: start.UTC()}
+	var retryAfter time.Duration
+	if e.Kind == paynotify.EndpointNATS {
+		ctx, cancel := context.WithTimeout(context.Background(), d.Config.Timeout)
+		err := d.NATS.Publish(ctx, dl.App, dl.EventType, dl.EventID, dl.Payload)
+		cancel()
+		if err != nil {
+			a.Error = err.Error()
+		}
+	} else {
+		retryAfter = d.post(e, dl, a)
+	}
+	a.DurationMS = d.now().Sub(start).Milliseconds()
+	res := paynotify.WebhookResult{Delivery: dl, Attempt: a}
+	switch {
+	case a.Error == "" && a.Status/100 == 2 || e.Kind == paynotify.EndpointNATS && a.Error == "":
+		res.Status = paynotify.DeliveryDelivered
+		return res
+	case a.Status == http.StatusGone:
+		res.Status, res.Failed = paynotify.DeliveryFailed, true
+		d.disable(e, "the endpoint answered 410 Gone")
+		return res
+	}
+	res.Failed = true
+	n := dl.Attempts + 1 // attempts made, this one included
+	if n > len(d.Config.Schedule) {
+		res.Status = paynotify.DeliveryFailed
+	} else {
+		delay := jitter(d.Config.Schedule[n-1])
+		if retryAfter > delay {
+			delay = retryAfter
+		}
+		res.Status, res.Next = paynotify.DeliveryPending, ptr(d.now().Add(delay))
+	}
+	if e.FailingSince != nil && d.now().Sub(*e.FailingSince) >= DisableAfter {
+		d.disable(e, fmt.Sprintf("every attempt failed since %s", e.FailingSince.UTC().Format(time.RFC3339)))
+	}
+	return res
+}
+
+// post sends one HTTP delivery, fills the attempt, and returns the Retry-After asked for (capped).
+func (d *Dispatcher) post(e *paynotify.WebhookEndpoint, dl *paynotify.WebhookDelivery, a *paynotify.WebhookAttempt) time.Duration {
+	now := d.now()
+	ts := now.Unix()
+	sig, err := SignatureHeader(e, now, dl.EventID, ts, dl.Payload)
+	if err != nil {
+		a.Error = "signing: " + err.Error()
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.Config.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(dl.Payload))
+	if err != nil {
+		a.Error = "request: " + unwrapURLError(err).Error()
+		return 0
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "paynotify-webhooks/1")
+	req.Header.Set("webhook-id", dl.EventID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
+	req.Header.Set("webhook-signature", sig)
+	resp, err := d.Client.Do(req)
+	if err != nil {
+		a.Error = unwrapURLError(err).Error()
+		return 0
+	}
+	defer resp.Body.Close()
+	a.Status = resp.StatusCode
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse))
+	a.Response = body
+	if err != nil && a.Status/100 != 2 {
+		a.Error = "reading the answer: " + err.Error()
+	}
+	// Drain a little more so that the connection can be reused.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	if a.Status/100 != 2 && a.Error == "" {
+		a.Error = "answered " + resp.Status
+	}
+	return retryAfter(resp.Header.Get("Retry-After"), now)
+}
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date), capped at MaxRetryAfter.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s < 0 {
+			return 0
+		}
+		if s > int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
+		d = time.Duration(s) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), MaxRetryAfter)
+}
+
+// unwrapURLError drops the *url.Error wrapper, whose message repeats the endpoint's URL.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return errors.New("timed out")
+		}
+		return ue.Err
+	}
+	return err
+}
+
+// disable disables e for failing and raises endpoint.disabled, once across processes.
+func (d *Dispatcher) disable(e *paynotify.WebhookEndpoint, reason string) {
+	now := d.now().UTC()
+	data := paynotify.EndpointDisabledData{EndpointID: e.ID, URL: e.URL, Reason: reason, FailingSince: e.FailingSince}
+	ev := paynotify.NewEndpointDisabledEvent(paynotify.NewID("evt"), now, &data)
+	status := paynotify.EndpointDisabled
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := d.Store.UpdateWebhookEndpoint(ctx, e.ID, &paynotify.WebhookEndpointUpdate{Status: &status,
+		DisabledReason: reason, IfStatus: paynotify.EndpointEnabled, Event: ev})
+	switch {
+	case paynotify.ErrorCode(err) == paynotify.ECONFLICT || paynotify.ErrorCode(err) == paynotify.ENOTFOUND:
+		return // disabled or deleted meanwhile
+	case err != nil:
+		d.Logger.Error("webhooks: disable endpoint", "endpoint", e.ID, "err", err)
+		return
+	}
+	d.Logger.Warn("webhooks: endpoint disabled", "endpoint", e.ID, "reason", reason, "event", ev.ID)
+	d.Wake()
+}
+
+// finisher records results in batches: what ended in the last few milliseconds, in one
+// transaction.
+func (d *Dispatcher) finisher() {
+	var batch []paynotify.WebhookResult
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := d.Store.FinishWebhookDeliveries(ctx, batch)
+		cancel()
+		if err != nil {
+			// The claims stay until their lease ends; the deliveries are then attempted again
+			// (with the same webhook-id), never lost.
+			d.Logger.Error("webhooks: record results", "results", len(batch), "err", err)
+		}
+		batch = batch[:0]
+		d.Wake() // a finished delivery may let the next event of its order go
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case r, ok := <-d.results:
+			if !ok {
+				flush()
+				return
+			}
+			if len(batch) == 0 {
+				timer.Reset(20 * time.Millisecond)
+			}
+			batch = append(batch, r)
+			if len(batch) >= 256 {
+				timer.Stop()
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		}
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func ptr[T any](v T) *T { return &v }

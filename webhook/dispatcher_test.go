@@ -1,0 +1,681 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/pgtest"
+	"github.com/paynotify/paynotify/internal/teststore"
+	"github.com/paynotify/paynotify/storetest"
+	"github.com/paynotify/paynotify/webhook"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// fast is a retry schedule for tests: the real one is minutes to days.
+var fast = []time.Duration{150 * time.Millisecond, 150 * time.Millisecond, 150 * time.Millisecond,
+	150 * time.Millisecond, 150 * time.Millisecond, 150 * time.Millisecond, 150 * time.Millisecond,
+	150 * time.Millisecond, 150 * time.Millisecond, 150 * time.Millisecond, 150 * time.Millisecond,
+	150 * time.Millisecond, 150 * time.Millisecond, 150 * time.Millisecond, 150 * time.Millisecond}
+
+// received is one request the receiver got.
+type received struct {
+	id, typ, app, outTradeNo string
+	version                  int64
+	body                     []byte
+	header                   http.Header
+	status                   int // what the receiver answered
+	at                       time.Time
+}
+
+// receiver is a merchant's endpoint on loopback: it verifies every request with the Standard
+// Webhooks reference library (not with our signing code), and answers what answer says.
+type receiver struct {
+	t      *testing.T
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    []received
+	bad    []string
+	secret atomic.Value // string
+	// answer decides the status for a verified request; nil answers 204.
+	answer   func(r received) int
+	inflight atomic.Int32
+	maxIn    atomic.Int32
+	delay    time.Duration
+}
+
+func newReceiver(t *testing.T) *receiver {
+	rc := &receiver{t: t}
+	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) url() string { return rc.srv.URL + "/hooks/paynotify" }
+
+func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
+	n := rc.inflight.Add(1)
+	defer rc.inflight.Add(-1)
+	for {
+		m := rc.maxIn.Load()
+		if n <= m || rc.maxIn.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	body, _ := io.ReadAll(r.Body)
+	if rc.delay > 0 {
+		time.Sleep(rc.delay)
+	}
+	fail := func(format string, args ...any) {
+		rc.mu.Lock()
+		rc.bad = append(rc.bad, fmt.Sprintf(format, args...))
+		rc.mu.Unlock()
+		w.WriteHeader(http.StatusBadRequest)
+	}
+	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || r.ContentLength != int64(len(body)) {
+		fail("method %s, content type %q, length %d for %d bytes", r.Method, r.Header.Get("Content-Type"), r.ContentLength, len(body))
+		return
+	}
+	secret, _ := rc.secret.Load().(string)
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		fail("secret: %v", err)
+		return
+	}
+	if err := wh.Verify(body, r.Header); err != nil {
+		fail("verify %s: %v", r.Header.Get("webhook-id"), err)
+		return
+	}
+	var ev struct {
+		ID      string `json:"id"`
+		Type    string `json:"type"`
+		Version int64  `json:"version"`
+		Data    struct {
+			App        string `json:"app"`
+			OutTradeNo string `json:"out_trade_no"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil || ev.ID != r.Header.Get("webhook-id") {
+		fail("body %q: %v (webhook-id %s)", body, err, r.Header.Get("webhook-id"))
+		return
+	}
+	got := received{id: ev.ID, typ: ev.Type, app: ev.Data.App, outTradeNo: ev.Data.OutTradeNo, version: ev.Version,
+		body: body, header: r.Header.Clone(), at: time.Now()}
+	got.status = http.StatusNoContent
+	if rc.answer != nil {
+		got.status = rc.answer(got)
+	}
+	rc.mu.Lock()
+	rc.got = append(rc.got, got)
+	rc.mu.Unlock()
+	w.WriteHeader(got.status)
+}
+
+// delivered returns the requests answered 2xx.
+func (rc *receiver) delivered() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var out []received
+	for _, g := range rc.got {
+		if g.status/100 == 2 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func (rc *receiver) all() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Clone(rc.got)
+}
+
+func (rc *receiver) check() {
+	rc.t.Helper()
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.bad) > 0 {
+		rc.t.Errorf("receiver refused %d requests, first: %s", len(rc.bad), rc.bad[0])
+	}
+}
+
+// env is a store, the workflows and a dispatcher delivering to loopback.
+type env struct {
+	t   *testing.T
+	st  paynotify.Store
+	svc *paynotify.Service
+	ctx context.Context
+	now func() time.Time
+}
+
+func newEnv(t *testing.T, st paynotify.Store) *env {
+	svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st},
+		Apps:            map[string]*paynotify.App{"shop": {Name: "shop"}, "other": {Name: "other"}},
+		CheckWebhookURL: func(u string) error { return webhook.CheckURL(u, true, true) }}
+	return &env{t: t, st: st, svc: svc, ctx: context.Background()}
+}
+
+// endpoint creates an endpoint at rc and gives rc its secret.
+func (e *env) endpoint(rc *receiver, events []paynotify.EventType, apps []string) *paynotify.WebhookEndpoint {
+	e.t.Helper()
+	u := rc.url()
+	req := &paynotify.WebhookEndpointRequest{URL: &u}
+	if events != nil {
+		req.Events = &events
+	}
+	if apps != nil {
+		req.Apps = &apps
+	}
+	ep, err := e.svc.CreateWebhookEndpoint(e.ctx, req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rc.secret.Store(ep.Secret)
+	return ep
+}
+
+// start runs a dispatcher until the test ends (or stop is called) and returns stop.
+func (e *env) start(cfg webhook.Config, nats webhook.Publisher) (stop func()) {
+	if cfg.Poll == 0 {
+		cfg.Poll = 50 * time.Millisecond
+	}
+	if cfg.Schedule == nil {
+		cfg.Schedule = fast
+	}
+	d := &webhook.Dispatcher{Store: e.st, Config: cfg, Client: webhook.NewClient(true, 5*time.Second), NATS: nats, Now: e.now}
+	e.svc.WakeWebhooks = d.Wake
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.Run(ctx); err != nil {
+			e.t.Errorf("Run: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// order creates an order of app and commits its events: order.paid (version 2), then
+// order.finished (version 3) when finish is set. It returns the event ids in order.
+func (e *env) order(app, no string, finish bool) []string {
+	e.t.Helper()
+	o := storetest.MustCreateOrder(e.t, e.ctx, e.st, storetest.NewOrder(app, no, time.Now()))
+	paid := storetest.PaidChange(o, paynotify.NewID("evt"), paynotify.NewID("ntf"), time.Now())
+	storetest.MustCommit(e.t, e.ctx, e.st, paid)
+	ids := []string{paid.Events[0].ID}
+	if finish {
+		next := *paid.Order
+		next.Status = paynotify.StatusFinished
+		next.Version++
+		ev := paynotify.NewEvent(paynotify.NewID("evt"), paynotify.EventOrderFinished, time.Now(), &next, nil, nil)
+		storetest.MustCommit(e.t, e.ctx, e.st, &paynotify.Change{Order: &next, PrevVersion: paid.Order.Version, Events: []*paynotify.Event{ev}})
+		ids = append(ids, ev.ID)
+	}
+	return ids
+}
+
+// waitFor polls cond for up to d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// firstDelivered maps each event id to the index of its first 2xx answer in all.
+func firstDelivered(all []received) map[string]int {
+	m := map[string]int{}
+	for i, g := range all {
+		if _, ok := m[g.id]; !ok && g.status/100 == 2 {
+			m[g.id] = i
+		}
+	}
+	return m
+}
+
+// checkOrdered fails unless, for every order, no request about a later version came before the
+// earlier version's first 2xx answer.
+func checkOrdered(t *testing.T, all []received) {
+	t.Helper()
+	done := map[string]int64{} // order → highest version delivered
+	for _, g := range all {
+		if g.outTradeNo == "" {
+			continue
+		}
+		k := g.app + "/" + g.outTradeNo
+		if g.version > done[k]+1 && done[k] > 0 || done[k] == 0 && g.version > 2 {
+			t.Errorf("%s: version %d sent before version %d was delivered", k, g.version, g.version-1)
+		}
+		if g.status/100 == 2 && g.version > done[k] {
+			done[k] = g.version
+		}
+	}
+}
+
+func TestDispatcher_DeliversEveryEventInOrder(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		before := e.order("shop", "before_endpoint", false) // committed before the endpoint: not delivered
+		rc := newReceiver(t)
+		rc.delay = 2 * time.Millisecond
+		ep := e.endpoint(rc, nil, nil)
+		e.start(webhook.Config{}, nil)
+		var want []string
+		for i := range 60 {
+			want = append(want, e.order("shop", fmt.Sprintf("order_%03d", i), true)...)
+		}
+		waitFor(t, 20*time.Second, "every event delivered", func() bool { return len(rc.delivered()) >= len(want) })
+		time.Sleep(200 * time.Millisecond) // anything more would be a duplicate
+		rc.check()
+		got := rc.delivered()
+		ids := map[string]received{}
+		for _, g := range got {
+			if _, dup := ids[g.id]; dup {
+				t.Errorf("event %s delivered twice", g.id)
+			}
+			ids[g.id] = g
+		}
+		for _, id := range want {
+			if _, ok := ids[id]; !ok {
+				t.Errorf("event %s not delivered", id)
+			}
+		}
+		if _, ok := ids[before[0]]; ok {
+			t.Errorf("an event committed before the endpoint was created was delivered")
+		}
+		checkOrdered(t, rc.all())
+		if m := rc.maxIn.Load(); m > 8 {
+			t.Errorf("%d deliveries in flight at once, want at most 8", m)
+		}
+		// The body is the event exactly as the log serves it.
+		evs := storetest.MustListEvents(t, e.ctx, st, paynotify.EventFilter{Limit: 1000})
+		for _, ev := range evs {
+			if g, ok := ids[ev.ID]; ok && !bytes.Equal(g.body, paynotify.EventJSON(ev)) {
+				t.Errorf("event %s: body %s, the log has %s", ev.ID, g.body, paynotify.EventJSON(ev))
+			}
+		}
+		// Headers: id, a timestamp of the attempt, one v1 signature.
+		g := got[0]
+		if sig := g.header.Get("webhook-signature"); !strings.HasPrefix(sig, "v1,") || strings.Contains(sig, " ") {
+			t.Errorf("webhook-signature %q, want one v1 signature", sig)
+		}
+		if ts := g.header.Get("webhook-timestamp"); ts == "" || ts[0] == '-' {
+			t.Errorf("webhook-timestamp %q", ts)
+		}
+		attempts, err := st.ListWebhookAttempts(e.ctx, paynotify.WebhookAttemptFilter{EndpointID: ep.ID, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(attempts) != len(want) {
+			t.Errorf("%d attempts recorded, want %d", len(attempts), len(want))
+		}
+		for _, a := range attempts {
+			if a.Status != http.StatusNoContent || a.Error != "" {
+				t.Errorf("attempt %+v, want a 204 without error", a)
+			}
+		}
+	})
+}
+
+func TestDispatcher_ReceiverDownRetriesInOrder(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		var down atomic.Bool
+		down.Store(true)
+		rc.answer = func(r received) int {
+			if down.Load() {
+				return http.StatusServiceUnavailable
+			}
+			return http.StatusOK
+		}
+		ep := e.endpoint(rc, nil, []string{"shop"})
+		e.start(webhook.Config{}, nil)
+		var want []string
+		for i := range 10 {
+			want = append(want, e.order("shop", fmt.Sprintf("down_%02d", i), true)...)
+		}
+		e.order("other", "not_subscribed", true) // another app: filtered out
+		// Down for a while: every order's first event is tried several times, its second never.
+		waitFor(t, 10*time.Second, "three failed attempts of each first event", func() bool {
+			n := map[string]int{}
+			for _, g := range rc.all() {
+				n[g.id]++
+			}
+			for i := 0; i < len(want); i += 2 {
+				if n[want[i]] < 3 {
+					return false
+				}
+			}
+			return true
+		})
+		down.Store(false)
+		waitFor(t, 10*time.Second, "every event delivered", func() bool { return len(firstDelivered(rc.all())) == len(want) })
+		rc.check()
+		all := rc.all()
+		checkOrdered(t, all)
+		for _, g := range all {
+			if g.app != "shop" {
+				t.Errorf("event of app %q delivered to an endpoint of app shop", g.app)
+			}
+		}
+		attempts, err := st.ListWebhookAttempts(e.ctx, paynotify.WebhookAttemptFilter{EndpointID: ep.ID, EventID: want[0]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(attempts) < 4 || attempts[0].Status != http.StatusOK || attempts[len(attempts)-1].Status != http.StatusServiceUnavailable ||
+			!strings.Contains(attempts[len(attempts)-1].Error, "503") {
+			t.Errorf("attempts of %s: %+v, want 503s then a 200 (newest first)", want[0], attempts)
+		}
+		ds, err := st.ListWebhookDeliveries(e.ctx, want[0])
+		if err != nil || len(ds) != 1 || ds[0].Status != paynotify.DeliveryDelivered || ds[0].Attempts != len(attempts) {
+			t.Errorf("deliveries of %s: %+v (%v), want one delivered after %d attempts", want[0], ds, err, len(attempts))
+		}
+		// The failing endpoint's FailingSince was set, and cleared by the deliveries.
+		got, err := st.GetWebhookEndpoint(e.ctx, ep.ID)
+		if err != nil || got.FailingSince != nil {
+			t.Errorf("endpoint after recovery: failing since %v (%v), want nil", got.FailingSince, err)
+		}
+	})
+}
+
+func TestDispatcher_GivesUpAfterTheSchedule(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		rc.answer = func(received) int { return http.StatusInternalServerError }
+		ep := e.endpoint(rc, nil, nil)
+		e.start(webhook.Config{Schedule: fast[:3]}, nil)
+		ids := e.order("shop", "given_up", true)
+		waitFor(t, 10*time.Second, "the first event given up", func() bool {
+			ds, _ := st.ListWebhookDeliveries(e.ctx, ids[0])
+			return len(ds) == 1 && ds[0].Status == paynotify.DeliveryFailed
+		})
+		ds, _ := st.ListWebhookDeliveries(e.ctx, ids[0])
+		if ds[0].Attempts != 4 {
+			t.Errorf("given up after %d attempts, want 4 (the first and 3 retries)", ds[0].Attempts)
+		}
+		// Given up, the order's next event goes.
+		waitFor(t, 10*time.Second, "the second event tried", func() bool {
+			for _, g := range rc.all() {
+				if g.id == ids[1] {
+					return true
+				}
+			}
+			return false
+		})
+		got, _ := st.GetWebhookEndpoint(e.ctx, ep.ID)
+		if got.FailingSince == nil || got.Status != paynotify.EndpointEnabled {
+			t.Errorf("endpoint: failing since %v, status %s; want set, enabled", got.FailingSince, got.Status)
+		}
+	})
+}
+
+func TestDispatcher_GoneDisables(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		gone := newReceiver(t)
+		gone.answer = func(received) int { return http.StatusGone }
+		watcher := newReceiver(t)
+		goneEP := e.endpoint(gone, []paynotify.EventType{paynotify.EventOrderPaid}, nil)
+		watchEP := e.endpoint(watcher, []paynotify.EventType{paynotify.EventEndpointDisabled}, []string{"shop"})
+		e.start(webhook.Config{}, nil)
+		e.order("shop", "gone_1", true)
+		waitFor(t, 10*time.Second, "endpoint.disabled at the other endpoint", func() bool { return len(watcher.delivered()) == 1 })
+		time.Sleep(200 * time.Millisecond)
+		gone.check()
+		watcher.check()
+		if n := len(gone.all()); n != 1 {
+			t.Errorf("the gone endpoint got %d requests, want 1", n)
+		}
+		got, err := st.GetWebhookEndpoint(e.ctx, goneEP.ID)
+		if err != nil || got.Status != paynotify.EndpointDisabled || !strings.Contains(got.DisabledReason, "410") {
+			t.Fatalf("endpoint after 410: %+v (%v), want disabled for 410", got, err)
+		}
+		w := watcher.delivered()
+		if len(w) != 1 || w[0].typ != string(paynotify.EventEndpointDisabled) || !bytes.Contains(w[0].body, []byte(goneEP.ID)) {
+			t.Errorf("watcher got %v, want one endpoint.disabled naming %s", w, goneEP.ID)
+		}
+		if _, err := st.GetWebhookEndpoint(e.ctx, watchEP.ID); err != nil {
+			t.Fatal(err)
+		}
+		// Disabled, it receives nothing more.
+		e.order("shop", "gone_2", false)
+		time.Sleep(300 * time.Millisecond)
+		if n := len(gone.all()); n != 1 {
+			t.Errorf("a disabled endpoint got %d requests, want still 1", n)
+		}
+	})
+}
+
+func TestDispatcher_FailingFiveDaysDisables(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		var offset atomic.Int64
+		e.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		rc := newReceiver(t)
+		rc.answer = func(received) int { return http.StatusBadGateway }
+		ep := e.endpoint(rc, nil, nil)
+		e.start(webhook.Config{}, nil)
+		e.order("shop", "five_days_1", false)
+		waitFor(t, 10*time.Second, "a failed attempt", func() bool {
+			got, _ := st.GetWebhookEndpoint(e.ctx, ep.ID)
+			return got.FailingSince != nil
+		})
+		if got, _ := st.GetWebhookEndpoint(e.ctx, ep.ID); got.Status != paynotify.EndpointEnabled {
+			t.Fatalf("disabled after one failure")
+		}
+		offset.Store(int64(webhook.DisableAfter + time.Minute)) // five days later, still failing
+		e.order("shop", "five_days_2", false)
+		waitFor(t, 10*time.Second, "the endpoint disabled", func() bool {
+			got, _ := st.GetWebhookEndpoint(e.ctx, ep.ID)
+			return got.Status == paynotify.EndpointDisabled
+		})
+		evs := storetest.MustListEvents(t, e.ctx, st, paynotify.EventFilter{Limit: 100})
+		n := 0
+		for _, ev := range evs {
+			if ev.Type == paynotify.EventEndpointDisabled {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d endpoint.disabled events, want 1", n)
+		}
+	})
+}
+
+func TestDispatcher_RotationSignsWithBothSecrets(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		ep := e.endpoint(rc, nil, nil)
+		old := ep.Secret
+		rotated, err := e.svc.RotateWebhookSecret(e.ctx, ep.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rotated.Secret == old || !strings.HasPrefix(rotated.Secret, "whsec_") {
+			t.Fatalf("rotation gave no new whsec_ secret")
+		}
+		rc.secret.Store(rotated.Secret)
+		e.start(webhook.Config{}, nil)
+		e.order("shop", "rotated", false)
+		waitFor(t, 10*time.Second, "a delivery", func() bool { return len(rc.delivered()) == 1 })
+		rc.check() // verified with the new secret
+		g := rc.delivered()[0]
+		if n := len(strings.Fields(g.header.Get("webhook-signature"))); n != 2 {
+			t.Errorf("%d signatures during the overlap, want 2", n)
+		}
+		whOld, err := standardwebhooks.NewWebhook(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := whOld.Verify(g.body, g.header); err != nil {
+			t.Errorf("a receiver with the old secret: %v, want verified during the overlap", err)
+		}
+	})
+}
+
+func TestDispatcher_TestEventOnlyToItsEndpoint(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		a, b := newReceiver(t), newReceiver(t)
+		epA := e.endpoint(a, nil, nil)
+		e.endpoint(b, nil, nil)
+		e.start(webhook.Config{}, nil)
+		ev, err := e.svc.TestWebhookEndpoint(e.ctx, epA.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the test event", func() bool { return len(a.delivered()) == 1 })
+		time.Sleep(200 * time.Millisecond)
+		a.check()
+		if g := a.delivered()[0]; g.id != ev.ID || g.typ != string(paynotify.EventWebhookTest) {
+			t.Errorf("got %s %s, want %s webhook.test", g.id, g.typ, ev.ID)
+		}
+		if n := len(b.all()); n != 0 {
+			t.Errorf("the other endpoint got %d requests", n)
+		}
+	})
+}
+
+func TestDispatcher_RedirectNotFollowed(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		var followed atomic.Int32
+		target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { followed.Add(1) }))
+		defer target.Close()
+		var hits atomic.Int32
+		redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			http.Redirect(w, r, target.URL, http.StatusTemporaryRedirect)
+		}))
+		defer redirect.Close()
+		u := redirect.URL + "/hook"
+		ep, err := e.svc.CreateWebhookEndpoint(e.ctx, &paynotify.WebhookEndpointRequest{URL: &u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.start(webhook.Config{}, nil)
+		ids := e.order("shop", "redirected", false)
+		waitFor(t, 10*time.Second, "two attempts", func() bool { return hits.Load() >= 2 })
+		if followed.Load() != 0 {
+			t.Errorf("the redirect was followed")
+		}
+		attempts, _ := st.ListWebhookAttempts(e.ctx, paynotify.WebhookAttemptFilter{EndpointID: ep.ID, EventID: ids[0]})
+		if len(attempts) == 0 || attempts[0].Status != http.StatusTemporaryRedirect || attempts[0].Error == "" {
+			t.Errorf("attempts %+v, want a failed 307", attempts)
+		}
+	})
+}
+
+func TestDispatcher_ShutdownReleasesAndLosesNothing(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		rc.delay = 300 * time.Millisecond
+		e.endpoint(rc, nil, nil)
+		var want []string
+		for i := range 40 {
+			want = append(want, e.order("shop", fmt.Sprintf("shutdown_%02d", i), false)...)
+		}
+		stop := e.start(webhook.Config{Lease: time.Minute}, nil)
+		waitFor(t, 10*time.Second, "deliveries in flight", func() bool { return rc.inflight.Load() >= 4 })
+		stop() // in-flight attempts finish; the claimed rest is released, due at once
+		answered := len(rc.delivered())
+		delivered := 0
+		for _, id := range want {
+			ds, err := st.ListWebhookDeliveries(e.ctx, id)
+			if err != nil || len(ds) != 1 {
+				t.Fatalf("deliveries of %s: %v %v", id, ds, err)
+			}
+			switch {
+			case ds[0].Status == paynotify.DeliveryDelivered:
+				delivered++
+			case ds[0].Token != "" || ds[0].NextAttemptAt == nil || ds[0].NextAttemptAt.After(time.Now()):
+				t.Errorf("%s left claimed after shutdown: %+v", id, ds[0])
+			}
+		}
+		if delivered != answered {
+			t.Errorf("%d marked delivered, the receiver answered 2xx %d times", delivered, answered)
+		}
+		if delivered == len(want) {
+			t.Fatalf("everything was delivered before the stop: the test proves nothing")
+		}
+		// Another dispatcher (another process) takes the rest at once, not after the lease.
+		rc.delay = 0
+		e.start(webhook.Config{Lease: time.Minute}, nil)
+		waitFor(t, 10*time.Second, "the rest delivered", func() bool { return len(firstDelivered(rc.all())) == len(want) })
+		rc.check()
+	})
+}
+
+func TestDispatcher_TwoProcessesDeliverOnce(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		rc.delay = time.Millisecond
+		e.endpoint(rc, nil, nil)
+		// The second process is a second dispatcher on the same store; the stores' own tests
+		// check claims across connections and processes.
+		e.start(webhook.Config{}, nil)
+		e.start(webhook.Config{}, nil)
+		var want []string
+		for i := range 100 {
+			want = append(want, e.order("shop", fmt.Sprintf("two_%03d", i), i%2 == 0)...)
+		}
+		waitFor(t, 20*time.Second, "every event", func() bool { return len(firstDelivered(rc.all())) == len(want) })
+		time.Sleep(300 * time.Millisecond)
+		rc.check()
+		if n := len(rc.all()); n != len(want) {
+			t.Errorf("%d requests for %d events, want each once", n, len(want))
+		}
+		checkOrdered(t, rc.all())
+	})
+}
+
+func TestRetryAfterAndJitter(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 0}, {"0", 0}, {"120", 2 * time.Minute}, {"-5", 0}, {"99999", time.Hour}, {"soon", 0},
+		{now.Add(30 * time.Minute).Format(http.TimeFormat), 30 * time.Minute},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{now.Add(5 * time.Hour).Format(http.TimeFormat), time.Hour},
+	} {
+		if got := webhook.RetryAfter(c.header, now); got != c.want {
+			t.Errorf("Retry-After %q: %s, want %s", c.header, got, c.want)
+		}
+	}
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	for range 2000 {
+		d := webhook.Jitter(10 * time.Second)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo < 8*time.Second || hi > 12*time.Second || hi-lo < 3*time.Second {
+		t.Errorf("jitter of 10s ranged %s..%s, want within ±20%% and spread", lo, hi)
+	}
+}

@@ -1,0 +1,258 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paynotify/paynotify"
+)
+
+// DefaultDuplicateWindow is the stream's de-duplication window when NATSConfig leaves it zero.
+const DefaultDuplicateWindow = 24 * time.Hour
+
+// NATSConfig is the config's nats block.
+type NATSConfig struct {
+	URL           string // e.g. nats://127.0.0.1:4222
+	Stream        string // the JetStream stream's name
+	SubjectPrefix string // one or more subject tokens, e.g. "paynotify" or "acme.payments"
+	// DuplicateWindow is the window of a stream that paynotify creates (DefaultDuplicateWindow
+	// when zero). An existing stream keeps its own.
+	DuplicateWindow time.Duration
+}
+
+// NATS publishes events to a JetStream stream (docs/webhooks.md, "NATS JetStream").
+//
+// Subjects are {prefix}.{app}.{type}, e.g. paynotify.shop.order.paid:
+//   - app is one subject token: "" (an event about no app) is "_". App names are [a-z0-9-]
+//     (config), so in practice they are used as they are; any byte that is not allowed or not
+//     safe in a token ('.', '*', '>', '%', whitespace, control characters and non-ASCII bytes) is
+//     written %XX (upper-case hex), and an app named "_" is written %5F. The mapping is
+//     deterministic and one to one: no two apps share a subject token.
+//   - type keeps its dots: they are the subject's hierarchy (order.paid is two tokens, so that
+//     paynotify.*.order.> selects every order event). Within each dot-separated part the same
+//     %XX escaping applies; a type that is empty or has an empty part ("order..paid") is refused:
+//     types are the fixed set paynotify.EventTypes, so it is a bug, not data.
+//
+// Each message has the header Nats-Msg-Id = the event id, so that JetStream de-duplicates a
+// re-published event within the stream's duplicate window.
+type NATS struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream string
+	prefix string
+	window time.Duration
+}
+
+// OpenNATS connects to cfg.URL and makes sure the stream exists: it creates it, when missing,
+// with the subjects {prefix}.> and cfg.DuplicateWindow; an existing stream's settings are never
+// changed, and one whose subjects do not cover {prefix}.> is an error.
+func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("nats: url is required")
+	}
+	if err := checkStreamName(cfg.Stream); err != nil {
+		return nil, err
+	}
+	if err := checkSubjectPrefix(cfg.SubjectPrefix); err != nil {
+		return nil, err
+	}
+	if cfg.DuplicateWindow < 0 {
+		return nil, errors.New("nats: duplicate_window must not be negative")
+	}
+	if cfg.DuplicateWindow == 0 {
+		cfg.DuplicateWindow = DefaultDuplicateWindow
+	}
+	opts := []nats.Option{nats.Name("paynotify"), nats.MaxReconnects(-1)}
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 {
+			opts = append(opts, nats.Timeout(d))
+		}
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		// nats errors do not repeat the URL, which may hold credentials.
+		return nil, fmt.Errorf("nats: connect: %w", err)
+	}
+	n, err := openStream(ctx, nc, cfg)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func openStream(ctx context.Context, nc *nats.Conn, cfg NATSConfig) (*NATS, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	want := cfg.SubjectPrefix + ".>"
+	s, err := js.Stream(ctx, cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        cfg.Stream,
+			Description: "paynotify events",
+			Subjects:    []string{want},
+			Storage:     jetstream.FileStorage,
+			Duplicates:  cfg.DuplicateWindow,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, cfg.Stream) // created meanwhile by another process
+		} else if err != nil {
+			return nil, fmt.Errorf("nats: create stream %s with subjects %s: %w", cfg.Stream, want, err)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nats: stream %s: %w", cfg.Stream, err)
+	}
+	info := s.CachedInfo()
+	if !subjectsCover(info.Config.Subjects, want) {
+		return nil, fmt.Errorf("nats: stream %s exists with subjects %s, which do not cover %s; paynotify never changes an existing stream: add %s to its subjects or configure another stream",
+			cfg.Stream, strings.Join(info.Config.Subjects, ", "), want, want)
+	}
+	if info.Config.NoAck {
+		return nil, fmt.Errorf("nats: stream %s exists with no_ack set: paynotify needs publish acks", cfg.Stream)
+	}
+	return &NATS{nc: nc, js: js, stream: cfg.Stream, prefix: cfg.SubjectPrefix, window: info.Config.Duplicates}, nil
+}
+
+// DuplicateWindow is the stream's de-duplication window: the configured one for a stream that
+// OpenNATS created, the stream's own for an existing one.
+func (n *NATS) DuplicateWindow() time.Duration { return n.window }
+
+// Subject is the subject that an event of type typ about app is published to.
+func (n *NATS) Subject(app string, typ paynotify.EventType) (string, error) {
+	return natsSubject(n.prefix, app, typ)
+}
+
+// Publish publishes payload to {prefix}.{app}.{type} with Nats-Msg-Id = eventID and waits for
+// JetStream's ack: nil means the event is stored in the stream (or was already, within the
+// duplicate window). Without a deadline on ctx, the wait is JetStream's default (5 s).
+func (n *NATS) Publish(ctx context.Context, app string, typ paynotify.EventType, eventID string, payload []byte) error {
+	if eventID == "" {
+		return errors.New("nats: an event id is required (Nats-Msg-Id)")
+	}
+	subject, err := n.Subject(app, typ)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
+	ack, err := n.js.PublishMsg(ctx, msg, jetstream.WithMsgID(eventID), jetstream.WithExpectStream(n.stream))
+	if err != nil {
+		return fmt.Errorf("nats: publish %s to %s: %w", eventID, subject, err)
+	}
+	if ack == nil || ack.Stream != n.stream {
+		return fmt.Errorf("nats: publish %s to %s: not acknowledged by stream %s", eventID, subject, n.stream)
+	}
+	return nil
+}
+
+// Close closes the connection.
+func (n *NATS) Close() {
+	n.nc.Close()
+}
+
+func natsSubject(prefix, app string, typ paynotify.EventType) (string, error) {
+	appToken := "_"
+	switch app {
+	case "":
+	case "_":
+		appToken = "%5F"
+	default:
+		appToken = escapeToken(app)
+	}
+	if typ == "" {
+		return "", errors.New("nats: an event type is required")
+	}
+	parts := strings.Split(string(typ), ".")
+	for i, p := range parts {
+		if p == "" {
+			return "", fmt.Errorf("nats: event type %q has an empty part", string(typ))
+		}
+		parts[i] = escapeToken(p)
+	}
+	return prefix + "." + appToken + "." + strings.Join(parts, "."), nil
+}
+
+// escapeToken writes s as one subject token: bytes that are not printable ASCII, or are one of
+// . * > % (and whitespace, which is not printable here), become %XX.
+func escapeToken(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '.' || c == '*' || c == '>' || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func checkStreamName(name string) error {
+	if name == "" {
+		return errors.New("nats: stream is required")
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(".*>/\\", c) >= 0 {
+			return fmt.Errorf("nats: stream %q: a stream name has no spaces, dots, wildcards or slashes", name)
+		}
+	}
+	return nil
+}
+
+func checkSubjectPrefix(prefix string) error {
+	if prefix == "" {
+		return errors.New("nats: subject_prefix is required")
+	}
+	for _, tok := range strings.Split(prefix, ".") {
+		bad := tok == ""
+		for i := 0; i < len(tok); i++ {
+			if c := tok[i]; c <= ' ' || c == 0x7f || c == '*' || c == '>' {
+				bad = true
+			}
+		}
+		if bad {
+			return fmt.Errorf("nats: subject_prefix %q: must be dot-separated tokens without wildcards or spaces", prefix)
+		}
+	}
+	return nil
+}
+
+// subjectsCover reports whether one of the stream's subject filters matches every subject that
+// the filter want matches.
+func subjectsCover(filters []string, want string) bool {
+	for _, f := range filters {
+		if filterCovers(f, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func filterCovers(filter, want string) bool {
+	ft, wt := strings.Split(filter, "."), strings.Split(want, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return i < len(wt) // ">" matches one or more tokens, whatever they are
+		}
+		if i >= len(wt) {
+			return false
+		}
+		w := wt[i]
+		switch {
+		case w == ">":
+			return false // want matches subjects of any length here; filter does not
+		case f == "*":
+		case f != w:
+			return false
+		}
+	}
+	return len(ft) == len(wt)
+}
