@@ -51,8 +51,9 @@ type Config struct {
 	// Poll is how often the dispatcher looks for new events and due retries without being woken
 	// (default 1 s): events committed by other processes are delivered within it.
 	Poll time.Duration
-	// Lease is how long a claim holds a delivery (default 2 min): a process killed with claims
-	// leaves them due again after it.
+	// Lease is how long a claim holds a delivery (default 1 min): a process killed with claims
+	// leaves them due again after it. A claimed delivery waits in its endpoint's queue of
+	// 4×Concurrency, so the lease covers 4 attempts that time out, and one more.
 	Lease time.Duration
 	// Retention is how long attempts, and deliveries no longer pending, are kept (default 30 days).
 	Retention time.Duration
@@ -73,7 +74,7 @@ func (c *Config) defaults() {
 		c.Poll = time.Second
 	}
 	if c.Lease <= 0 {
-		c.Lease = 2 * time.Minute
+		c.Lease = time.Minute
 	}
 	if c.Retention <= 0 {
 		c.Retention = 30 * 24 * time.Hour
@@ -264,7 +265,7 @@ func (d *Dispatcher) lane(e *paynotify.WebhookEndpoint, workers *sync.WaitGroup)
 	defer d.mu.Unlock()
 	l, ok := d.lanes[e.ID]
 	if !ok {
-		l = &lane{queue: make(chan *paynotify.WebhookDelivery, max(64, 8*d.Config.Concurrency))}
+		l = &lane{queue: make(chan *paynotify.WebhookDelivery, 4*d.Config.Concurrency)}
 		d.lanes[e.ID] = l
 		for range d.Config.Concurrency {
 			workers.Add(1)

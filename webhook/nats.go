@@ -256,3 +256,30 @@ func filterCovers(filter, want string) bool {
 	}
 	return len(ft) == len(wt)
 }
+
+// EnsureNATSEndpoint records the NATS sink as the endpoint of kind nats (id
+// paynotify.EndpointNATSID), so that the dispatcher delivers to it like to the others: created
+// enabled, receiving the events committed from then on, the first time; enabled again, from that
+// moment, if it was disabled. label (the stream and prefix) is shown as its URL.
+func EnsureNATSEndpoint(ctx context.Context, st paynotify.WebhookStore, label string) error {
+	e, err := st.GetWebhookEndpoint(ctx, paynotify.EndpointNATSID)
+	switch {
+	case paynotify.ErrorCode(err) == paynotify.ENOTFOUND:
+		now := time.Now().UTC()
+		err = st.CreateWebhookEndpoint(ctx, &paynotify.WebhookEndpoint{ID: paynotify.EndpointNATSID, Kind: paynotify.EndpointNATS,
+			URL: label, Events: []paynotify.EventType{}, Apps: []string{}, Status: paynotify.EndpointEnabled,
+			Secret: "-", CreatedAt: now, UpdatedAt: now})
+		if err != nil {
+			if _, gerr := st.GetWebhookEndpoint(ctx, paynotify.EndpointNATSID); gerr == nil {
+				return nil // another process created it meanwhile
+			}
+		}
+	case err == nil && (e.URL != label || e.Status != paynotify.EndpointEnabled):
+		enabled := paynotify.EndpointEnabled
+		_, err = st.UpdateWebhookEndpoint(ctx, e.ID, &paynotify.WebhookEndpointUpdate{URL: &label, Status: &enabled})
+	}
+	if err != nil {
+		return fmt.Errorf("nats endpoint: %w", err)
+	}
+	return nil
+}

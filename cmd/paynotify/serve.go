@@ -133,7 +133,7 @@ func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Se
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 		bg.nats, d.NATS = n, n
-		if err := ensureNATSEndpoint(ctx, st, cfg.NATS); err != nil {
+		if err := webhook.EnsureNATSEndpoint(ctx, st, cfg.NATS.Stream+" "+cfg.NATS.SubjectPrefix); err != nil {
 			n.Close()
 			return nil, err
 		}
@@ -141,32 +141,6 @@ func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Se
 	svc.WakeWebhooks = d.Wake
 	svc.Processor.OnEvents = d.Wake
 	return bg, nil
-}
-
-// ensureNATSEndpoint records the NATS sink as the endpoint of kind nats, so that the dispatcher
-// delivers to it like to the others: created enabled (from the events committed from now on) the
-// first time, enabled again if it was disabled.
-func ensureNATSEndpoint(ctx context.Context, st store, cfg NATSConfig) error {
-	e, err := st.GetWebhookEndpoint(ctx, paynotify.EndpointNATSID)
-	switch {
-	case paynotify.ErrorCode(err) == paynotify.ENOTFOUND:
-		now := time.Now().UTC()
-		err = st.CreateWebhookEndpoint(ctx, &paynotify.WebhookEndpoint{ID: paynotify.EndpointNATSID, Kind: paynotify.EndpointNATS,
-			URL: cfg.Stream + " " + cfg.SubjectPrefix, Events: []paynotify.EventType{}, Apps: []string{},
-			Status: paynotify.EndpointEnabled, Secret: "-", CreatedAt: now, UpdatedAt: now})
-		if err != nil {
-			if _, gerr := st.GetWebhookEndpoint(ctx, paynotify.EndpointNATSID); gerr == nil {
-				return nil // another process created it meanwhile
-			}
-		}
-	case err == nil && e.Status != paynotify.EndpointEnabled:
-		enabled := paynotify.EndpointEnabled
-		_, err = st.UpdateWebhookEndpoint(ctx, e.ID, &paynotify.WebhookEndpointUpdate{Status: &enabled})
-	}
-	if err != nil {
-		return fmt.Errorf("nats endpoint: %w", err)
-	}
-	return nil
 }
 
 // Start starts the jobs and the dispatcher.

@@ -1,0 +1,164 @@
+package webhook_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/teststore"
+	"github.com/paynotify/paynotify/webhook"
+)
+
+// TestDispatcher_NATS: every event lands in the stream once (by Nats-Msg-Id), in order per
+// order, through the same dispatcher as the HTTP endpoints; a resend is de-duplicated by
+// JetStream.
+func TestDispatcher_NATS(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		b := make([]byte, 6)
+		rand.Read(b)
+		cfg := webhook.NATSConfig{URL: "nats://127.0.0.1:4222", Stream: "PAYNOTIFY_DISPATCH_" + hex.EncodeToString(b),
+			SubjectPrefix: "pndispatch." + hex.EncodeToString(b)}
+		nc, err := nats.Connect(cfg.URL, nats.Timeout(5*time.Second))
+		if err != nil {
+			t.Fatalf("NATS is not reachable on %s (.ci/run starts it): %v", cfg.URL, err)
+		}
+		t.Cleanup(nc.Close) // after the stream's deletion below (cleanups run last first)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := js.DeleteStream(context.Background(), cfg.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				t.Errorf("delete stream: %v", err)
+			}
+		})
+		sink, err := webhook.OpenNATS(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sink.Close()
+		e := newEnv(t, st)
+		if err := webhook.EnsureNATSEndpoint(e.ctx, st, cfg.Stream); err != nil {
+			t.Fatal(err)
+		}
+		if err := webhook.EnsureNATSEndpoint(e.ctx, st, cfg.Stream); err != nil { // a second process
+			t.Fatal(err)
+		}
+		if list, _ := e.svc.ListWebhookEndpoints(e.ctx); len(list) != 0 {
+			t.Errorf("the API lists the NATS sink: %v", list)
+		}
+		e.start(webhook.Config{}, sink)
+		var want []string
+		for i := range 30 {
+			want = append(want, e.order("shop", fmt.Sprintf("nats_%02d", i), true)...)
+		}
+		stream, err := js.Stream(t.Context(), cfg.Stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := func() uint64 {
+			info, err := stream.Info(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return info.State.Msgs
+		}
+		waitFor(t, 20*time.Second, "every event in the stream", func() bool { return count() >= uint64(len(want)) })
+		// A resend of every event publishes again; JetStream drops the duplicates by id.
+		n, err := e.svc.ResendEvent(e.ctx, want[0], "")
+		if err != nil || n != 1 {
+			t.Fatalf("resend: %d, %v; want 1 delivery (the NATS sink)", n, err)
+		}
+		waitFor(t, 10*time.Second, "the resend published", func() bool {
+			ds, _ := st.ListWebhookDeliveries(e.ctx, want[0])
+			return len(ds) == 1 && ds[0].Status == paynotify.DeliveryDelivered && ds[0].Attempts == 1 && ds[0].UpdatedAt.After(ds[0].CreatedAt)
+		})
+		time.Sleep(200 * time.Millisecond)
+		if c := count(); c != uint64(len(want)) {
+			t.Fatalf("%d messages for %d events, want each once", c, len(want))
+		}
+		seen := map[string]bool{}
+		version := map[string]int64{}
+		for seq := uint64(1); seq <= uint64(len(want)); seq++ {
+			m, err := stream.GetMsg(t.Context(), seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := m.Header.Get(jetstream.MsgIDHeader)
+			var ev struct {
+				ID      string `json:"id"`
+				Type    string `json:"type"`
+				Version int64  `json:"version"`
+				Data    struct {
+					App        string `json:"app"`
+					OutTradeNo string `json:"out_trade_no"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(m.Data, &ev); err != nil || ev.ID != id {
+				t.Fatalf("message %d: id header %s, body %s (%v)", seq, id, m.Data, err)
+			}
+			if seen[id] {
+				t.Errorf("event %s in the stream twice", id)
+			}
+			seen[id] = true
+			if wantSubject := cfg.SubjectPrefix + "." + ev.Data.App + "." + ev.Type; m.Subject != wantSubject {
+				t.Errorf("message %d on %s, want %s", seq, m.Subject, wantSubject)
+			}
+			k := ev.Data.OutTradeNo
+			if ev.Version <= version[k] {
+				t.Errorf("%s: version %d after %d", k, ev.Version, version[k])
+			}
+			version[k] = ev.Version
+		}
+		for _, id := range want {
+			if !seen[id] {
+				t.Errorf("event %s not in the stream", id)
+			}
+		}
+	})
+}
+
+// TestDispatcher_GuardRefusesLoopback: an endpoint whose name resolves to loopback (the
+// rebinding case: accepted when created, loopback when connecting) is refused at connect time
+// without allow_private_networks; the receiver is never reached and the attempt says why.
+func TestDispatcher_GuardRefusesLoopback(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		u := strings.Replace(rc.url(), "127.0.0.1", "localhost", 1)
+		ep, err := e.svc.CreateWebhookEndpoint(e.ctx, &paynotify.WebhookEndpointRequest{URL: &u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &webhook.Dispatcher{Store: st, Config: webhook.Config{Poll: 50 * time.Millisecond, Schedule: fast},
+			Client: webhook.NewClient(false, 5*time.Second)}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); d.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		ids := e.order("shop", "guarded", false)
+		var attempts []*paynotify.WebhookAttempt
+		waitFor(t, 10*time.Second, "two refused attempts", func() bool {
+			attempts, _ = st.ListWebhookAttempts(e.ctx, paynotify.WebhookAttemptFilter{EndpointID: ep.ID, EventID: ids[0]})
+			return len(attempts) >= 2
+		})
+		if n := len(rc.all()); n != 0 {
+			t.Errorf("the receiver on loopback got %d requests", n)
+		}
+		for _, a := range attempts {
+			if a.Status != 0 || !strings.Contains(a.Error, "loopback") || !strings.Contains(a.Error, "allow_private_networks") {
+				t.Errorf("attempt %d %q, want no answer and the guard's refusal", a.Status, a.Error)
+			}
+		}
+	})
+}
