@@ -679,3 +679,57 @@ func TestRetryAfterAndJitter(t *testing.T) {
 		t.Errorf("jitter of 10s ranged %s..%s, want within ±20%% and spread", lo, hi)
 	}
 }
+
+func TestDispatcher_DisabledThenRecovered(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		ep := e.endpoint(rc, nil, nil)
+		e.start(webhook.Config{}, nil)
+		first := e.order("shop", "rec_before", false)
+		waitFor(t, 10*time.Second, "the first event", func() bool { return len(rc.delivered()) == 1 })
+		disabled, enabled := paynotify.EndpointDisabled, paynotify.EndpointEnabled
+		if _, err := e.svc.UpdateWebhookEndpoint(e.ctx, ep.ID, &paynotify.WebhookEndpointRequest{Status: &disabled}); err != nil {
+			t.Fatal(err)
+		}
+		since := time.Now()
+		missed := e.order("shop", "rec_missed", true)
+		time.Sleep(300 * time.Millisecond)
+		if n := len(rc.all()); n != 1 {
+			t.Fatalf("a disabled endpoint got %d requests", n)
+		}
+		if _, err := e.svc.UpdateWebhookEndpoint(e.ctx, ep.ID, &paynotify.WebhookEndpointRequest{Status: &enabled}); err != nil {
+			t.Fatal(err)
+		}
+		after := e.order("shop", "rec_after", false)
+		waitFor(t, 10*time.Second, "the event after enabling", func() bool { return len(rc.delivered()) == 2 })
+		time.Sleep(200 * time.Millisecond)
+		if n := len(rc.delivered()); n != 2 {
+			t.Fatalf("enabled again, %d deliveries: it did not continue from that moment", n)
+		}
+		n, err := e.svc.RecoverWebhooks(e.ctx, ep.ID, since)
+		if err != nil || n != len(missed) {
+			t.Fatalf("recover: %d, %v; want %d", n, err, len(missed))
+		}
+		waitFor(t, 10*time.Second, "the missed events", func() bool { return len(rc.delivered()) == 4 })
+		got := map[string]bool{}
+		for _, g := range rc.delivered() {
+			got[g.id] = true
+		}
+		for _, id := range append(append(first, missed...), after...) {
+			if !got[id] {
+				t.Errorf("event %s not delivered", id)
+			}
+		}
+		checkOrdered(t, rc.all())
+		// Resend: the same webhook-id again.
+		if n, err := e.svc.ResendEvent(e.ctx, first[0], ep.ID); err != nil || n != 1 {
+			t.Fatalf("resend: %d, %v", n, err)
+		}
+		waitFor(t, 10*time.Second, "the resend", func() bool { return len(rc.delivered()) == 5 })
+		if g := rc.delivered()[4]; g.id != first[0] {
+			t.Errorf("resend delivered %s, want %s again", g.id, first[0])
+		}
+		rc.check()
+	})
+}
