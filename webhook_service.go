@@ -99,7 +99,7 @@ func (s *Service) CreateWebhookEndpoint(ctx context.Context, r *WebhookEndpointR
 	if err := s.validateEndpoint(r, true); err != nil {
 		return nil, err
 	}
-	now := s.now().UTC()
+	now := s.now().UTC().Truncate(time.Microsecond) // as stored
 	e := &WebhookEndpoint{ID: NewID("we"), Kind: EndpointHTTP, URL: *r.URL, Events: []EventType{}, Apps: []string{},
 		Status: EndpointEnabled, Secret: NewWebhookSecret(), CreatedAt: now, UpdatedAt: now}
 	if r.Events != nil {
@@ -330,10 +330,21 @@ func WebhookKey(secret string) ([]byte, error) {
 	return key, nil
 }
 
+// RedactURL returns u without its query, fragment and user info, which may hold a token: what an
+// endpoint.disabled event, delivered to other endpoints, says of the URL.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	p.RawQuery, p.Fragment, p.User, p.ForceQuery = "", "", nil, false
+	return p.String()
+}
+
 // EndpointDisabledData is the data of an endpoint.disabled event.
 type EndpointDisabledData struct {
 	EndpointID   string     `json:"endpoint_id"`
-	URL          string     `json:"url"`
+	URL          string     `json:"url"` // RedactURL of the endpoint's
 	Reason       string     `json:"reason"`
 	FailingSince *time.Time `json:"failing_since,omitempty"`
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -102,13 +103,30 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, v any) err
 func jsonErrorField(err error) string {
 	var te *json.UnmarshalTypeError
 	if ok := asError(err, &te); ok && te.Field != "" {
-		return te.Field + ": must be " + te.Type.String()
+		return te.Field + ": must be " + kindName(te.Type.Kind())
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 		return strings.Trim(f, `"`) + ": unknown field"
 	}
 	return msg
+}
+
+// kindName words a JSON field's expected kind for an error message.
+func kindName(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Float64:
+		return "a number"
+	}
+	return "of another type"
 }
 
 // checkDuplicateKeys refuses a JSON text with an object that has the same key twice (the

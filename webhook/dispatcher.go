@@ -420,7 +420,7 @@ func unwrapURLError(err error) error {
 // disable disables e for failing and raises endpoint.disabled, once across processes.
 func (d *Dispatcher) disable(e *paynotify.WebhookEndpoint, reason string) {
 	now := d.now().UTC()
-	data := paynotify.EndpointDisabledData{EndpointID: e.ID, URL: e.URL, Reason: reason, FailingSince: e.FailingSince}
+	data := paynotify.EndpointDisabledData{EndpointID: e.ID, URL: paynotify.RedactURL(e.URL), Reason: reason, FailingSince: e.FailingSince}
 	ev := paynotify.NewEndpointDisabledEvent(paynotify.NewID("evt"), now, &data)
 	status := paynotify.EndpointDisabled
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

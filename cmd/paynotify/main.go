@@ -128,6 +128,9 @@ Usage:
                                                     query the providers about pending orders
   paynotify reprocess --config FILE [--app NAME] --since DURATION [--reason CODE]
                                                     verify and apply kept notifications again
+  paynotify webhooks add|list|get|update|disable|enable|delete|rotate|test|attempts|resend|recover …
+                    [--server URL] [--token-file FILE | --config FILE] [--json]
+                                                    manage webhook endpoints through the API
   paynotify sandbox [--listen ADDR] [--state-dir DIR] [--time-scale N]
   paynotify sandbox keys|pay|fail|refund|reset|run …
 
