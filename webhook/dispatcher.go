@@ -34,6 +34,8 @@ var Schedule = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minut
 
 // Limits of delivery (docs/webhooks.md).
 const (
+	// gather is how long a woken dispatcher waits for more wake-ups before its round.
+	gather = 10 * time.Millisecond
 	// MaxRetryAfter caps how long a Retry-After answer can delay the next attempt.
 	MaxRetryAfter = time.Hour
 	// DisableAfter is how long an endpoint may fail every attempt before it is disabled.
@@ -106,6 +108,9 @@ type Dispatcher struct {
 
 	once     sync.Once
 	wake     chan struct{}
+	// fresh is set by Wake (events were committed): the next round fans out; a round woken
+	// only to claim (a queue running low, results recorded) does not.
+	fresh atomic.Bool
 	results  chan paynotify.WebhookResult
 	mu       sync.Mutex
 	lanes    map[string]*lane
@@ -118,6 +123,8 @@ type lane struct {
 	endpoint *paynotify.WebhookEndpoint // the latest known state
 	queue    chan *paynotify.WebhookDelivery
 	gone     bool
+	// dirty: deliveries may have become claimable since the last claim came back short.
+	dirty atomic.Bool
 }
 
 func (l *lane) current() *paynotify.WebhookEndpoint {
@@ -151,6 +158,12 @@ func (d *Dispatcher) now() time.Time {
 // Wake makes the dispatcher look for new events and due deliveries now. It never blocks.
 func (d *Dispatcher) Wake() {
 	d.init()
+	d.fresh.Store(true)
+	d.wakeClaims()
+}
+
+// wakeClaims makes the dispatcher claim due deliveries now, without looking for new events.
+func (d *Dispatcher) wakeClaims() {
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -170,8 +183,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	tick := time.NewTicker(d.Config.Poll)
 	defer tick.Stop()
 	var lastPrune time.Time
+	fanOut, poll := true, true
 	for ctx.Err() == nil {
-		d.round(ctx, &workers)
+		d.round(ctx, &workers, fanOut, poll)
 		if now := d.now(); now.Sub(lastPrune) > time.Hour {
 			lastPrune = now
 			if n, err := d.Store.PruneWebhooks(ctx, now.Add(-d.Config.Retention)); err != nil && ctx.Err() == nil {
@@ -183,7 +197,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
+			// Gather: the commits and results of the next few milliseconds share one round
+			// (one fan-out and one claim transaction for many events).
+			select {
+			case <-ctx.Done():
+			case <-time.After(gather):
+			}
+			fanOut, poll = d.fresh.Swap(false), false
 		case <-tick.C:
+			// Events committed by other processes, retries that fell due.
+			fanOut, poll = true, true
+			d.fresh.Store(false)
 		}
 	}
 	// Stop: close the queues; workers release what they did not start and finish what they did.
@@ -201,8 +225,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // round fans new events out and fills each endpoint's queue with what is due.
-func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup) {
-	for range 20 { // bounded: a long backlog must not starve the claims
+//
+// An endpoint is asked for due deliveries only when some may have appeared since its last claim
+// came back short: deliveries were added, results of its deliveries were recorded, or on every
+// poll (retries that fell due): on SQLite every claim is a write transaction.
+func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup, fanOut, poll bool) {
+	fresh := poll
+	for i := 0; fanOut && i < 20; i++ { // bounded: a long backlog must not starve the claims
 		n, err := d.Store.FanOutWebhooks(ctx, d.now(), d.Config.Batch)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -213,11 +242,7 @@ func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup) {
 		if n == 0 {
 			break
 		}
-		if n < d.Config.Batch {
-			// Another pass only if this one may have stopped at the batch size; with filters
-			// the count can be below it while events remain: the next round gets them.
-			break
-		}
+		fresh = true
 	}
 	endpoints, err := d.Store.ListWebhookEndpoints(ctx, "")
 	if err != nil {
@@ -234,9 +259,10 @@ func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup) {
 			continue
 		}
 		room := cap(l.queue) - len(l.queue)
-		if room < cap(l.queue)/4 {
+		if room < cap(l.queue)/2 || !fresh && !l.dirty.Load() {
 			continue
 		}
+		l.dirty.Store(false)
 		claimed, err := d.Store.ClaimWebhookDeliveries(ctx, e.ID, d.now(), d.Config.Lease, room)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -246,6 +272,9 @@ func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup) {
 		}
 		for _, c := range claimed {
 			l.queue <- c // room was checked, and only this goroutine sends
+		}
+		if len(claimed) == room {
+			l.dirty.Store(true) // there may be more
 		}
 	}
 	d.mu.Lock()
@@ -293,8 +322,8 @@ func (d *Dispatcher) work(l *lane) {
 			d.results <- paynotify.WebhookResult{Delivery: dl, Status: paynotify.DeliveryPending, Next: ptr(d.now())}
 			continue
 		}
-		if len(l.queue) < cap(l.queue)/2 {
-			d.Wake() // refill before the queue runs dry
+		if len(l.queue) < cap(l.queue)/2 && !l.dirty.Swap(true) {
+			d.wakeClaims() // refill before the queue runs dry
 		}
 		d.results <- d.attempt(e, dl)
 	}
@@ -454,8 +483,15 @@ func (d *Dispatcher) finisher() {
 			// (with the same webhook-id), never lost.
 			d.Logger.Error("webhooks: record results", "results", len(batch), "err", err)
 		}
+		d.mu.Lock()
+		for _, r := range batch {
+			if l := d.lanes[r.Delivery.EndpointID]; l != nil {
+				l.dirty.Store(true)
+			}
+		}
+		d.mu.Unlock()
 		batch = batch[:0]
-		d.Wake() // a finished delivery may let the next event of its order go
+		d.wakeClaims() // a finished delivery may let the next event of its order go
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
