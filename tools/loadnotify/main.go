@@ -18,6 +18,18 @@
 //
 //	go run ./tools/loadnotify -store sqlite -n 6000 -rate 400
 //	go run ./tools/loadnotify -store sqlite -n 6000 -rate 400 -reconcile 2000
+//
+// With -webhooks the server also delivers every event as outgoing webhooks (a webhook.Dispatcher
+// with the default config, woken by every commit, to one endpoint on an in-process receiver on
+// loopback that answers 204 at once); at the end every order.paid must have reached the receiver
+// (it waits up to 30 s for the tail). With -webhook-phase the endpoint is enabled in every other
+// -phase and disabled in the others, through the API's workflow, and the latencies with and
+// without deliveries are reported apart as for -reconcile (with both, both run in the same
+// phases); disabling fails the pending deliveries, so that mode counts what was delivered
+// without checking it:
+//
+//	go run ./tools/loadnotify -store sqlite -n 20000 -rate 1000 -webhooks
+//	go run ./tools/loadnotify -store sqlite -n 20000 -rate 1000 -phase 2s -webhook-phase
 package main
 
 import (
@@ -27,7 +39,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -37,7 +48,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"sort"
@@ -46,13 +56,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
-	"github.com/paynotify/paynotify/postgres"
+	"github.com/paynotify/paynotify/internal/loadstore"
 	"github.com/paynotify/paynotify/provider"
-	"github.com/paynotify/paynotify/sqlite"
 )
 
 const (
@@ -67,8 +75,10 @@ func main() {
 	rateFlag := flag.Float64("rate", 0, "fixed arrival rate per second (open loop); 0 sends as fast as -c allows")
 	reconcileN := flag.Int("reconcile", 0, "pending orders reconciled all the while (0: no reconciliation)")
 	reconcileConc := flag.Int("reconcile-concurrency", 4, "the reconciliation's queries in flight per app at most (reconcile.concurrency)")
-	phase := flag.Duration("phase", 5*time.Second, "with -reconcile: the length of each phase with, then without, reconciliation")
+	phase := flag.Duration("phase", 5*time.Second, "with -reconcile or -webhook-phase: the length of each phase with, then without, reconciliation or webhook deliveries")
 	reconcileRate := flag.Float64("reconcile-rate", 10, "the reconciliation's checks per second at most (serve's default jobs.max_checks_per_second); 0 for no cap")
+	webhooksFlag := flag.Bool("webhooks", false, "the server also delivers every event to a webhook endpoint on loopback; every order.paid must arrive")
+	webhookPhase := flag.Bool("webhook-phase", false, "-webhooks with the endpoint enabled in every other -phase only; p99 reported with and without deliveries")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load (server, load and reconciliation together) to this file")
 	pgURL := flag.String("pg", envOr("PAYNOTIFY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (a fresh database is created and dropped)")
 	flag.Parse()
@@ -105,6 +115,21 @@ func main() {
 	if *reconcileN > 0 {
 		rec = startReconciling(ctx, srv.Service, *reconcileN, *reconcileConc, *reconcileRate, logger)
 	}
+	var wh *webhooks
+	if *webhooksFlag || *webhookPhase {
+		wh = startWebhooks(ctx, srv.Service, logger)
+	}
+	var ph *phases // the "on" and "off" phases, with -reconcile or -webhook-phase
+	var work []phaser
+	if rec != nil {
+		work = append(work, rec)
+	}
+	if *webhookPhase {
+		work = append(work, wh)
+	}
+	if len(work) > 0 {
+		ph = &phases{}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)
 	hs := httpd.NewHTTPServer(ln.Addr().String(), srv.Handler())
@@ -115,13 +140,11 @@ func main() {
 	tr := &http.Transport{MaxIdleConns: *conc, MaxIdleConnsPerHost: *conc, IdleConnTimeout: time.Minute}
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	lat := make([]time.Duration, 0, len(bodies))
-	var latOn, latOff []time.Duration    // with -reconcile: by kind of phase
-	byPhase := map[int][]time.Duration{} // with -reconcile: by phase number
+	answered := make([]time.Time, len(bodies)) // when each was answered "success"
 	var mu sync.Mutex
 	var failed atomic.Int64
-	send := func(body []byte) {
+	send := func(i int, body []byte) {
 		t0 := time.Now()
-		on, settled, phaseNo := rec.phaseAt(t0)
 		resp, err := hc.Post(target, "application/x-www-form-urlencoded; text/html; charset=utf-8", bytes.NewReader(body))
 		if err != nil {
 			failed.Add(1)
@@ -132,22 +155,20 @@ func main() {
 		d := time.Since(t0)
 		mu.Lock()
 		lat = append(lat, d)
-		if settled && on {
-			latOn = append(latOn, d)
-		} else if settled {
-			latOff = append(latOff, d)
-		}
-		if settled {
-			byPhase[phaseNo] = append(byPhase[phaseNo], d)
-		}
 		mu.Unlock()
+		ph.record(t0, d)
 		if string(ans) != "success" {
 			failed.Add(1)
+		} else {
+			answered[i] = t0.Add(d)
 		}
 	}
 	var wg sync.WaitGroup
 	if rec != nil {
-		rec.begin(*phase)
+		rec.begin()
+	}
+	if ph != nil {
+		ph.begin(*phase, work...)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -163,20 +184,20 @@ func main() {
 				time.Sleep(d)
 			}
 			wg.Add(1)
-			go func() { defer wg.Done(); send(body) }()
+			go func() { defer wg.Done(); send(i, body) }()
 		}
 	} else {
-		work := make(chan []byte, len(bodies))
-		for _, b := range bodies {
-			work <- b
+		next := make(chan int, len(bodies))
+		for i := range bodies {
+			next <- i
 		}
-		close(work)
+		close(next)
 		for i := 0; i < *conc; i++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for body := range work {
-					send(body)
+				for i := range next {
+					send(i, bodies[i])
 				}
 			}()
 		}
@@ -189,40 +210,40 @@ func main() {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
 	rate := float64(len(bodies)) / elapsed.Seconds()
+	ph.end()
 	checks := 0.0
 	if rec != nil {
 		checks = rec.end()
 	}
-	fmt.Printf("store=%s n=%d c=%d rate=%.0f reconcile=%d cores=%d\n", *storeKind, len(bodies), *conc, *rateFlag, *reconcileN, runtime.GOMAXPROCS(0))
+	webhooksOn := ""
+	switch {
+	case *webhookPhase:
+		webhooksOn = " webhooks=phases"
+	case wh != nil:
+		webhooksOn = " webhooks=on"
+	}
+	fmt.Printf("store=%s n=%d c=%d rate=%.0f reconcile=%d cores=%d%s\n", *storeKind, len(bodies), *conc, *rateFlag, *reconcileN, runtime.GOMAXPROCS(0), webhooksOn)
 	fmt.Printf("rsa_verify_ceiling=%.0f/s (all cores, same run)\n", ceiling)
 	fmt.Printf("notifications=%.0f/s (%.1f%% of the verify ceiling) p50=%v p99=%v max=%v failed=%d\n",
 		rate, 100*rate/ceiling, pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), failed.Load())
-	if rec != nil {
-		p99 := func(l []time.Duration) time.Duration {
-			sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-			return l[int(0.99*float64(len(l)-1))]
+	if ph != nil {
+		var what []string
+		extra := ""
+		if rec != nil {
+			what = append(what, "reconciliation")
+			extra = fmt.Sprintf("%.0f checks/s while on; ", checks)
 		}
-		on, off := p99(latOn), p99(latOff)
-		fmt.Printf("reconciliation: %.0f checks/s while on; p99 with it %v (n=%d), without %v (n=%d): %+.0f%%\n",
-			checks, on.Round(10*time.Microsecond), len(latOn), off.Round(10*time.Microsecond), len(latOff), 100*(float64(on)/float64(off)-1))
-		// The median over phases of each phase's p99: a disk stall spoils one phase, not the figure.
-		var ons, offs []time.Duration
-		for k, l := range byPhase {
-			if k%2 == 0 {
-				ons = append(ons, p99(l))
-			} else {
-				offs = append(offs, p99(l))
-			}
+		if *webhookPhase {
+			what = append(what, "webhook deliveries")
 		}
-		med := func(l []time.Duration) time.Duration {
-			sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-			return l[len(l)/2]
-		}
-		mOn, mOff := med(ons), med(offs)
-		fmt.Printf("median of the phases' p99: with it %v (%d phases), without %v (%d phases): %+.0f%%\n",
-			mOn.Round(10*time.Microsecond), len(ons), mOff.Round(10*time.Microsecond), len(offs), 100*(float64(mOn)/float64(mOff)-1))
+		ph.report(strings.Join(what, " and "), extra)
+	}
+	if wh != nil && !wh.finish(answered, ph, 30*time.Second) {
+		failed.Add(1)
 	}
 	if failed.Load() > 0 {
+		hs.Close()
+		cleanup() // os.Exit skips the deferred calls: the temporary database goes all the same
 		os.Exit(1)
 	}
 	// Every notification must have landed: one paid order each.
@@ -258,39 +279,11 @@ type closer interface {
 	Close() error
 }
 
+// openStore creates a fresh store (internal/loadstore); cleanup removes it.
 func openStore(ctx context.Context, kind, pgURL string) (paynotify.Store, func()) {
-	var s closer
-	cleanup := func() {}
-	switch kind {
-	case "sqlite":
-		dir, err := os.MkdirTemp("", "loadnotify")
-		check(err)
-		db, err := sqlite.Open(filepath.Join(dir, "paynotify.db"))
-		check(err)
-		s, cleanup = db, func() { db.Close(); os.RemoveAll(dir) }
-	case "postgres":
-		var b [6]byte
-		rand.Read(b[:])
-		name := "paynotify_load_" + hex.EncodeToString(b[:])
-		admin, err := pgx.Connect(ctx, pgURL)
-		check(err)
-		_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
-		check(err)
-		u, err := url.Parse(pgURL)
-		check(err)
-		u.Path = "/" + name
-		db, err := postgres.Open(ctx, u.String())
-		check(err)
-		s, cleanup = db, func() {
-			db.Close()
-			admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			admin.Close(ctx)
-		}
-	default:
-		log.Fatalf("unknown -store %q", kind)
-	}
-	check(s.Migrate(ctx))
-	return s, cleanup
+	s, err := loadstore.Open(ctx, kind, pgURL, "loadnotify")
+	check(err)
+	return s, s.Close
 }
 
 func tradeNo(i int) string { return fmt.Sprintf("L%09d", i) }

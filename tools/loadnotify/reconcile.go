@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,15 +17,13 @@ import (
 	"github.com/paynotify/paynotify/sandbox"
 )
 
-// reconciling keeps the server's Reconciler busy during the load: n pending orders of the
-// sandbox's two apps, each due again every second, swept every second (as the jobs would).
+// reconciling keeps the server's Reconciler busy during the "on" phases of the load: n pending
+// orders of the sandbox's two apps, each due again every second, swept every second (as the jobs
+// would).
 type reconciling struct {
 	r       *paynotify.Reconciler
 	checked atomic.Int64
-	stop    chan struct{}
-	done    sync.WaitGroup
 	started time.Time
-	phase   time.Duration
 	onTime  atomic.Int64 // nanoseconds of phases with reconciliation, ended
 	cleanup func()
 }
@@ -57,70 +54,38 @@ func startReconciling(ctx context.Context, svc *paynotify.Service, n, conc int, 
 			Subject: "reconcile", Channel: channel, ExpiresIn: 2 * time.Hour})
 		check(err)
 	}
-	rec := &reconciling{stop: make(chan struct{}), cleanup: func() { srv.Close(); sb.Close(); os.RemoveAll(dir) }, r: &paynotify.Reconciler{Service: svc, MaxPerSecond: rate}}
+	rec := &reconciling{cleanup: func() { srv.Close(); sb.Close(); os.RemoveAll(dir) }, r: &paynotify.Reconciler{Service: svc, MaxPerSecond: rate}}
 	rec.r.OnCheck = func(*paynotify.Check, *paynotify.CheckResult, error) { rec.checked.Add(1) }
 	return rec
 }
 
-// begin makes every order due at once, then alternates phases of length phase: sweeps every
-// second during the first, none during the second, and so on, until end.
-func (rec *reconciling) begin(phase time.Duration) {
+// begin makes every order due at once; the sweeps run in the "on" phases (phase).
+func (rec *reconciling) begin() {
 	// Everything due now: the first query slot (an hour away) is brought forward.
 	rec.r.Service.Now = func() time.Time { return time.Now().Add(time.Hour) }
-	rec.started, rec.phase = time.Now(), phase
-	rec.done.Add(1)
-	go func() {
-		defer rec.done.Done()
-		for {
-			on, _, _ := rec.phaseAt(time.Now())
-			if !on {
-				select {
-				case <-rec.stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				continue
-			}
-			// Sweep until the phase ends: its context is cancelled then.
-			end := rec.started.Add((time.Since(rec.started)/rec.phase + 1) * rec.phase)
-			ctx, cancel := context.WithDeadline(context.Background(), end)
-			began := time.Now()
-			for ctx.Err() == nil {
-				if _, err := rec.r.Sweep(ctx); err != nil && ctx.Err() == nil {
-					log.Fatal(err)
-				}
-				select {
-				case <-ctx.Done():
-				case <-rec.stop:
-					cancel()
-					rec.onTime.Add(int64(time.Since(began)))
-					return
-				case <-time.After(time.Second):
-				}
-			}
-			cancel()
-			rec.onTime.Add(int64(time.Since(began)))
-		}
-	}()
+	rec.started = time.Now()
 }
 
-// phaseAt says whether reconciliation runs at t, whether t is far enough from a phase change
-// (200 ms) for its latency to count (the end of a phase waits for the checks in flight), and the
-// number of its phase (even: with reconciliation).
-func (rec *reconciling) phaseAt(t time.Time) (on, settled bool, n int) {
-	if rec == nil || rec.phase == 0 {
-		return false, false, 0
+// phase sweeps every second until ctx ends (the end of the phase, or of the run) if on.
+func (rec *reconciling) phase(ctx context.Context, on bool) {
+	if !on {
+		return
 	}
-	in := t.Sub(rec.started)
-	k := in / rec.phase
-	off := in - k*rec.phase
-	return k%2 == 0, off > 200*time.Millisecond, int(k)
+	began := time.Now()
+	defer func() { rec.onTime.Add(int64(time.Since(began))) }()
+	for ctx.Err() == nil {
+		if _, err := rec.r.Sweep(ctx); err != nil && ctx.Err() == nil {
+			log.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
-// end stops the sweeps and returns the checks per second made while reconciliation ran.
+// end returns the checks per second made while reconciliation ran (call it after the phases end).
 func (rec *reconciling) end() float64 {
-	close(rec.stop)
-	rec.done.Wait()
 	defer rec.cleanup()
 	on := time.Duration(rec.onTime.Load())
 	if on == 0 {

@@ -17,7 +17,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -25,7 +24,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,13 +33,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/loadstore"
 	"github.com/paynotify/paynotify/internal/sandboxapps"
-	"github.com/paynotify/paynotify/jobs"
-	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/sandbox"
-	"github.com/paynotify/paynotify/sqlite"
 )
 
 func main() {
@@ -154,39 +149,12 @@ apps:
 	return path
 }
 
-// openStore creates a fresh database (ours and River's schema) and returns its DSN and store.
+// openStore creates a fresh database (ours and River's schema, internal/loadstore) and returns
+// its DSN and store.
 func openStore(ctx context.Context, kind, pgURL, dir string) (string, paynotify.Store, func()) {
-	switch kind {
-	case "sqlite":
-		path := filepath.Join(dir, "paynotify.db")
-		db, err := sqlite.Open(path)
-		check(err)
-		check(db.Migrate(ctx))
-		check(jobs.MigrateSQLite(ctx, db.SQL()))
-		return "sqlite:" + path, db, func() { db.Close() }
-	case "postgres":
-		var b [6]byte
-		rand.Read(b[:])
-		name := "paynotify_load_" + hex.EncodeToString(b[:])
-		admin, err := pgx.Connect(ctx, pgURL)
-		check(err)
-		_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
-		check(err)
-		u, err := url.Parse(pgURL)
-		check(err)
-		u.Path = "/" + name
-		db, err := postgres.Open(ctx, u.String())
-		check(err)
-		check(db.Migrate(ctx))
-		check(jobs.MigratePostgres(ctx, db.Pool()))
-		return u.String(), db, func() {
-			db.Close()
-			admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			admin.Close(ctx)
-		}
-	}
-	log.Fatalf("unknown -store %q", kind)
-	return "", nil, nil
+	s, err := loadstore.Open(ctx, kind, pgURL, "loadreconcile")
+	check(err)
+	return s.DSN, s, s.Close
 }
 
 // parallel runs f(0…n-1) on w goroutines.
