@@ -61,7 +61,7 @@ func TestWebhooksAfterRealPayments(t *testing.T) {
 		secret = ep.Secret
 		mu.Unlock()
 
-		d := &webhook.Dispatcher{Store: s, Client: webhook.NewClient(true, 5*time.Second), Logger: logger()}
+		d := &webhook.Dispatcher{Store: s, Config: webhook.Config{AllowHTTP: true}, Client: webhook.NewClient(true, 5*time.Second), Logger: logger()}
 		e.svc.WakeWebhooks = d.Wake
 		e.svc.Processor.OnEvents = d.Wake
 		ctx, cancel := context.WithCancel(context.Background())

@@ -140,7 +140,7 @@ func TestDispatcher_GuardRefusesLoopback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := &webhook.Dispatcher{Store: st, Config: webhook.Config{Poll: 50 * time.Millisecond, Schedule: fast},
+		d := &webhook.Dispatcher{Store: st, Config: webhook.Config{Poll: 50 * time.Millisecond, Schedule: fast, AllowHTTP: true},
 			Client: webhook.NewClient(false, 5*time.Second)}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -159,6 +159,48 @@ func TestDispatcher_GuardRefusesLoopback(t *testing.T) {
 			if a.Status != 0 || !strings.Contains(a.Error, "loopback") || !strings.Contains(a.Error, "allow_private_networks") {
 				t.Errorf("attempt %d %q, want no answer and the guard's refusal", a.Status, a.Error)
 			}
+		}
+	})
+}
+
+// TestDispatcher_HTTPRefusedWhenNotAllowed: allow_http is checked at each attempt, so an http://
+// endpoint saved while it was on is not delivered to once it is off. Without the nats block the
+// sink's endpoint is disabled.
+func TestDispatcher_HTTPRefusedWhenNotAllowed(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		ep := e.endpoint(rc, nil, nil)
+		d := &webhook.Dispatcher{Store: st, Config: webhook.Config{Poll: 50 * time.Millisecond, Schedule: fast},
+			Client: webhook.NewClient(true, 5*time.Second)}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); d.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		ids := e.order("shop", "http_off", false)
+		var attempts []*paynotify.WebhookAttempt
+		waitFor(t, 10*time.Second, "a refused attempt", func() bool {
+			attempts, _ = st.ListWebhookAttempts(e.ctx, paynotify.WebhookAttemptFilter{EndpointID: ep.ID, EventID: ids[0]})
+			return len(attempts) >= 1
+		})
+		if n := len(rc.all()); n != 0 || !strings.Contains(attempts[0].Error, "allow_http") {
+			t.Errorf("%d requests reached the receiver; attempt error %q", n, attempts[0].Error)
+		}
+
+		if err := webhook.EnsureNATSEndpoint(e.ctx, st, "S p"); err != nil {
+			t.Fatal(err)
+		}
+		if err := webhook.DisableNATSEndpoint(e.ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.GetWebhookEndpoint(e.ctx, paynotify.EndpointNATSID); err != nil || got.Status != paynotify.EndpointDisabled {
+			t.Errorf("NATS endpoint after DisableNATSEndpoint: %+v, %v", got, err)
+		}
+		if err := webhook.EnsureNATSEndpoint(e.ctx, st, "S p"); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := st.GetWebhookEndpoint(e.ctx, paynotify.EndpointNATSID); got.Status != paynotify.EndpointEnabled {
+			t.Errorf("NATS endpoint not enabled again by EnsureNATSEndpoint")
 		}
 	})
 }

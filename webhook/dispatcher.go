@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,9 @@ type Config struct {
 	Batch int
 	// Schedule is the delay before each retry (default the package's Schedule).
 	Schedule []time.Duration
+	// AllowHTTP lets deliveries go to http:// URLs (webhooks.allow_http); checked at each
+	// attempt, so that turning it off stops an endpoint saved while it was on.
+	AllowHTTP bool
 }
 
 func (c *Config) defaults() {
@@ -106,11 +110,11 @@ type Dispatcher struct {
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
 
-	once     sync.Once
-	wake     chan struct{}
+	once sync.Once
+	wake chan struct{}
 	// fresh is set by Wake (events were committed): the next round fans out; a round woken
 	// only to claim (a queue running low, results recorded) does not.
-	fresh atomic.Bool
+	fresh    atomic.Bool
 	results  chan paynotify.WebhookResult
 	mu       sync.Mutex
 	lanes    map[string]*lane
@@ -230,7 +234,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // came back short: deliveries were added, results of its deliveries were recorded, or on every
 // poll (retries that fell due): on SQLite every claim is a write transaction.
 func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup, fanOut, poll bool) {
-	fresh := poll
+	// Woken by Wake (commits, or deliveries queued through the API) or polling: ask every
+	// endpoint.
+	fresh := poll || fanOut
 	for i := 0; fanOut && i < 20; i++ { // bounded: a long backlog must not starve the claims
 		n, err := d.Store.FanOutWebhooks(ctx, d.now(), d.Config.Batch)
 		if err != nil {
@@ -380,6 +386,10 @@ func (d *Dispatcher) post(e *paynotify.WebhookEndpoint, dl *paynotify.WebhookDel
 	sig, err := SignatureHeader(e, now, dl.EventID, ts, dl.Payload)
 	if err != nil {
 		a.Error = "signing: " + err.Error()
+		return 0
+	}
+	if !d.Config.AllowHTTP && !strings.HasPrefix(strings.ToLower(e.URL), "https://") {
+		a.Error = "not an https URL, and webhooks.allow_http is off"
 		return 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.Config.Timeout)

@@ -196,6 +196,7 @@ func (e *env) start(cfg webhook.Config, nats webhook.Publisher) (stop func()) {
 	if cfg.Schedule == nil {
 		cfg.Schedule = fast
 	}
+	cfg.AllowHTTP = true // the receivers are http:// on loopback
 	d := &webhook.Dispatcher{Store: e.st, Config: cfg, Client: webhook.NewClient(true, 5*time.Second), NATS: nats, Now: e.now}
 	e.svc.WakeWebhooks = d.Wake
 	ctx, cancel := context.WithCancel(context.Background())

@@ -283,3 +283,25 @@ func EnsureNATSEndpoint(ctx context.Context, st paynotify.WebhookStore, label st
 	}
 	return nil
 }
+
+// DisableNATSEndpoint disables the NATS sink's endpoint, if there is one and it is enabled: a
+// server started without the nats block stops queueing deliveries nothing would publish (its
+// pending ones are marked failed, and pruned with the rest after the retention).
+func DisableNATSEndpoint(ctx context.Context, st paynotify.WebhookStore) error {
+	e, err := st.GetWebhookEndpoint(ctx, paynotify.EndpointNATSID)
+	if paynotify.ErrorCode(err) == paynotify.ENOTFOUND || err == nil && e.Status != paynotify.EndpointEnabled {
+		return nil
+	}
+	if err == nil {
+		disabled := paynotify.EndpointDisabled
+		_, err = st.UpdateWebhookEndpoint(ctx, e.ID, &paynotify.WebhookEndpointUpdate{Status: &disabled,
+			DisabledReason: "the config has no nats block", IfStatus: paynotify.EndpointEnabled})
+		if paynotify.ErrorCode(err) == paynotify.ECONFLICT {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("nats endpoint: %w", err)
+	}
+	return nil
+}

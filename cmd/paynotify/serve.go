@@ -121,7 +121,7 @@ func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Se
 	wh := cfg.Webhooks
 	d := &webhook.Dispatcher{
 		Store:  st,
-		Config: webhook.Config{Concurrency: wh.Concurrency, Retention: wh.Retention},
+		Config: webhook.Config{Concurrency: wh.Concurrency, Retention: wh.Retention, AllowHTTP: wh.AllowHTTP},
 		Client: webhook.NewClient(wh.AllowPrivateNetworks, 10*time.Second),
 		Logger: logger,
 	}
@@ -137,6 +137,8 @@ func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Se
 			n.Close()
 			return nil, err
 		}
+	} else if err := webhook.DisableNATSEndpoint(ctx, st); err != nil {
+		return nil, err
 	}
 	svc.WakeWebhooks = d.Wake
 	svc.Processor.OnEvents = d.Wake

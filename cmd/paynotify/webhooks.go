@@ -63,8 +63,8 @@ order.anomaly, endpoint.disabled, webhook.test. --event and --app repeat, or tak
 comma-separated lists.
 
 Connection (any subcommand):
-  --server URL       the server (default $PAYNOTIFY_SERVER, else the config's listen address
-                     with --config, else ` + defaultWebhooksServer + `)
+  --server URL       the server (default: with --config, the config's listen address; else
+                     $PAYNOTIFY_SERVER, else ` + defaultWebhooksServer + `)
   --token-file FILE  a file holding the API token (default $PAYNOTIFY_API_TOKEN)
   --config FILE      the server's config file: its api_token, and its listen address as the
                      server

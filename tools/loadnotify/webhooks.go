@@ -48,7 +48,7 @@ func startWebhooks(ctx context.Context, svc *paynotify.Service, logger *slog.Log
 	e, err := svc.CreateWebhookEndpoint(ctx, &paynotify.WebhookEndpointRequest{URL: &u})
 	check(err)
 	w.endpoint = e.ID
-	d := &webhook.Dispatcher{Store: svc.Store, Client: webhook.NewClient(true, 10*time.Second), Logger: logger}
+	d := &webhook.Dispatcher{Store: svc.Store, Config: webhook.Config{AllowHTTP: true}, Client: webhook.NewClient(true, 10*time.Second), Logger: logger}
 	svc.Processor.OnEvents = d.Wake
 	svc.WakeWebhooks = d.Wake
 	runCtx, cancel := context.WithCancel(context.Background())

@@ -102,7 +102,7 @@ func main() {
 		rc.secrets[i] = e.Secret
 	}
 
-	d := &webhook.Dispatcher{Store: store, Config: webhook.Config{Concurrency: *conc, Batch: *batch},
+	d := &webhook.Dispatcher{Store: store, Config: webhook.Config{Concurrency: *conc, Batch: *batch, AllowHTTP: true},
 		Client: webhook.NewClient(true, 10*time.Second), Logger: logger}
 	svc.WakeWebhooks = d.Wake // the commits below wake it themselves, as Processor.OnEvents does in serve
 	runCtx, stopRun := context.WithCancel(ctx)
