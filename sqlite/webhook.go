@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -284,13 +285,17 @@ type logEvent struct {
 	id, typ, app, n string // n: out_trade_no
 }
 
-// addDelivery inserts a pending delivery of ev to endpoint, due at now, unless the endpoint has one
-// of that event already; it reports whether it inserted one.
-func addDelivery(ctx context.Context, tx *sql.Tx, endpoint string, ev logEvent, now string) (bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_seq, app,
-		out_trade_no, status, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
-		ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
-		paynotify.NewID("whd"), endpoint, ev.id, ev.typ, ev.seq, ev.app, ev.n, now, now, now)
+// insertDelivery inserts a pending delivery (?1 its id) to endpoint ?2 of an event of the log,
+// due at ?8, unless the endpoint has one of that event already.
+const insertDelivery = `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_seq, app,
+	out_trade_no, status, next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?8)
+	ON CONFLICT (endpoint_id, event_id) DO NOTHING`
+
+// addDelivery inserts, with stmt (insertDelivery prepared on the transaction), a pending delivery
+// of ev to endpoint, due at now, unless the endpoint has one of that event already; it reports
+// whether it inserted one.
+func addDelivery(ctx context.Context, stmt *sql.Stmt, endpoint string, ev logEvent, now string) (bool, error) {
+	res, err := stmt.ExecContext(ctx, paynotify.NewID("whd"), endpoint, ev.id, ev.typ, ev.seq, ev.app, ev.n, now)
 	if err != nil {
 		return false, fmt.Errorf("insert delivery: %w", err)
 	}
@@ -305,8 +310,14 @@ func addDelivery(ctx context.Context, tx *sql.Tx, endpoint string, ev logEvent, 
 // events after its Cursor that it Wants, and moves its Cursor to the last event read, in one write
 // transaction per endpoint whose Cursor is compared and set. An event that the endpoint has a
 // delivery of already (RedeliverEvent ran ahead of the cursor) is skipped.
+//
+// The endpoints to fan out are those enabled whose Cursor is behind the last event of the log,
+// found by a read outside any transaction: when there are none (the dispatcher's usual case once it
+// has caught up), FanOutWebhooks answers 0 without taking the write lock, nor syncing the file.
 func (db *DB) FanOutWebhooks(ctx context.Context, now time.Time, lim int) (int, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT id FROM webhook_endpoints WHERE status = 'enabled' ORDER BY created_at, rowid`)
+	rows, err := db.db.QueryContext(ctx, `SELECT id FROM webhook_endpoints
+		WHERE status = 'enabled' AND cursor < (SELECT COALESCE(MAX(seq), 0) FROM events)
+		ORDER BY created_at, rowid`)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: fan out webhooks: %w", err)
 	}
@@ -334,6 +345,22 @@ func (db *DB) FanOutWebhooks(ctx context.Context, now time.Time, lim int) (int, 
 	return total, nil
 }
 
+// fanOutDeliveries adds the deliveries of a fan-out in one statement: of each event with ?3 < seq
+// <= ?4, in seq order (the deliveries' creation order), that the filters ?5 (types) and ?6 (apps),
+// JSON arrays as stored, let through (Wants: an empty filter lets everything through, an event
+// without an app passes any Apps filter), a pending delivery to endpoint ?1 due at ?2, with a new
+// random "whd" id as paynotify.NewID makes them; an existing delivery of the event is kept.
+// (The WHERE clause also keeps SQLite's parser from reading ON CONFLICT as a join constraint.)
+const fanOutDeliveries = `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_seq, app,
+	out_trade_no, status, next_attempt_at, created_at, updated_at)
+	SELECT 'whd_' || lower(hex(randomblob(16))), ?1, e.id, e.type, e.seq, e.app, e.out_trade_no, 'pending', ?2, ?2, ?2
+	FROM events e
+	WHERE e.seq > ?3 AND e.seq <= ?4
+		AND (json_array_length(?5) = 0 OR e.type IN (SELECT value FROM json_each(?5)))
+		AND (e.app = '' OR json_array_length(?6) = 0 OR e.app IN (SELECT value FROM json_each(?6)))
+	ORDER BY e.seq
+	ON CONFLICT (endpoint_id, event_id) DO NOTHING`
+
 // fanOut is FanOutWebhooks for one endpoint, in one transaction.
 func (db *DB) fanOut(ctx context.Context, id, now string, lim int) (int, error) {
 	tx, err := db.db.BeginTx(ctx, nil)
@@ -341,51 +368,39 @@ func (db *DB) fanOut(ctx context.Context, id, now string, lim int) (int, error) 
 		return 0, err
 	}
 	defer rollback(tx)
-	e, err := getEndpoint(ctx, tx, id)
-	if paynotify.ErrorCode(err) == paynotify.ENOTFOUND {
+	var (
+		status, events, apps string
+		cursor               int64
+	)
+	err = tx.QueryRowContext(ctx, `SELECT status, cursor, events, apps FROM webhook_endpoints WHERE id = ?`, id).
+		Scan(&status, &cursor, &events, &apps)
+	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil // deleted since it was listed
 	} else if err != nil {
 		return 0, err
 	}
-	if e.Status != paynotify.EndpointEnabled {
+	if status != paynotify.EndpointEnabled {
 		return 0, nil // disabled since it was listed
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT seq, id, type, app, out_trade_no FROM events WHERE seq > ? ORDER BY seq LIMIT ?`,
-		e.Cursor, lim)
+	// The last of the (up to lim) events read: the Cursor moves to it, wanted or not.
+	var last sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT MAX(seq) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)`,
+		cursor, lim).Scan(&last); err != nil {
+		return 0, fmt.Errorf("read events: %w", err)
+	}
+	if !last.Valid {
+		return 0, nil // moved by another process since it was listed
+	}
+	res, err := tx.ExecContext(ctx, fanOutDeliveries, id, now, cursor, last.Int64, events, apps)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("insert deliveries: %w", err)
 	}
-	var evs []logEvent
-	for rows.Next() {
-		var ev logEvent
-		if err := rows.Scan(&ev.seq, &ev.id, &ev.typ, &ev.app, &ev.n); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		evs = append(evs, ev)
+	added, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("insert deliveries: %w", err)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, err
-	}
-	if len(evs) == 0 {
-		return 0, nil
-	}
-	added := 0
-	for _, ev := range evs {
-		if !e.Wants(paynotify.EventType(ev.typ), ev.app) {
-			continue
-		}
-		ok, err := addDelivery(ctx, tx, id, ev, now)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			added++
-		}
-	}
-	res, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET cursor = ? WHERE id = ? AND cursor = ?`,
-		evs[len(evs)-1].seq, id, e.Cursor)
+	res, err = tx.ExecContext(ctx, `UPDATE webhook_endpoints SET cursor = ? WHERE id = ? AND cursor = ?`,
+		last.Int64, id, cursor)
 	if err != nil {
 		return 0, fmt.Errorf("move cursor: %w", err)
 	}
@@ -397,7 +412,7 @@ func (db *DB) fanOut(ctx context.Context, id, now string, lim int) (int, error) 
 	if err := tx.Commit(); err != nil {
 		return 0, err
 	}
-	return added, nil
+	return int(added), nil
 }
 
 // AddWebhookDelivery inserts d as a pending delivery of an event outside the log (EventSeq 0),
@@ -549,13 +564,18 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now t
 }
 
 // FinishWebhookDeliveries ends claims in one write transaction; of each result's Delivery only ID
-// and Token are used. For each result, in order: the attempt is inserted (an empty ID filled with
-// a new "wha" id, an empty DeliveryID, EndpointID, EventID, EventType taken from the delivery's
-// row, a zero At set to db.Now; dropped if the endpoint no longer exists); the delivery, if its token still holds it, gets the Status, Next (NULL unless
-// pending), Attempts+1 when there was an attempt, LastError the attempt's Error, DeliveredAt when
-// delivered, UpdatedAt the attempt's At, and its claim released; the endpoint's FailingSince is
-// set to the attempt's At when Failed and not set, and cleared when an attempt delivered. A
-// pending Status needs a Next.
+// and Token are needed. For each result, in order: the attempt is inserted (an empty ID filled
+// with a new "wha" id, an empty DeliveryID, EndpointID, EventID, EventType taken from the delivery
+// as claimed, or from its row when the result's Delivery does not carry them, a zero At set to
+// db.Now; dropped if the endpoint no longer exists); the delivery, if its token still holds it,
+// gets the Status, Next (NULL unless pending), Attempts+1 when there was an attempt, LastError the
+// attempt's Error, DeliveredAt when delivered, UpdatedAt the attempt's At, and its claim released.
+// Then each endpoint's FailingSince gets, in one statement per endpoint, the net effect of its
+// results in order: a failed attempt sets it to the attempt's At when it is not set, a delivered
+// attempt clears it. A pending Status needs a Next.
+//
+// The rows of the deliveries that must be read are read in one statement, and the statements
+// repeated for each result are prepared once for the transaction.
 func (db *DB) FinishWebhookDeliveries(ctx context.Context, results []paynotify.WebhookResult) error {
 	if len(results) == 0 {
 		return nil
@@ -575,10 +595,8 @@ func (db *DB) FinishWebhookDeliveries(ctx context.Context, results []paynotify.W
 		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
 	}
 	defer rollback(tx)
-	for _, r := range results {
-		if err := db.finish(ctx, tx, r); err != nil {
-			return fmt.Errorf("sqlite: finish webhook deliveries: delivery %s: %w", r.Delivery.ID, err)
-		}
+	if err := db.finish(ctx, tx, results); err != nil {
+		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
@@ -586,66 +604,157 @@ func (db *DB) FinishWebhookDeliveries(ctx context.Context, results []paynotify.W
 	return nil
 }
 
-func (db *DB) finish(ctx context.Context, tx *sql.Tx, r paynotify.WebhookResult) error {
-	d, a := r.Delivery, r.Attempt
-	// Only the delivery's ID and Token are needed: the rest is read from its row (or taken from d
-	// when the row is gone).
-	endpointID, eventID, eventType := d.EndpointID, d.EventID, string(d.EventType)
-	err := tx.QueryRowContext(ctx, `SELECT endpoint_id, event_id, event_type FROM webhook_deliveries WHERE id = ?`, d.ID).
-		Scan(&endpointID, &eventID, &eventType)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read delivery: %w", err)
-	}
-	at := db.now()
-	inc, lastErr := 0, sql.NullString{}
-	if a != nil {
-		if a.ID == "" {
-			a.ID = paynotify.NewID("wha")
-		}
-		if a.At.IsZero() {
-			a.At = at
-		}
-		at = a.At
-		inc, lastErr = 1, sql.NullString{String: a.Error, Valid: true}
-		row := []string{a.DeliveryID, a.EndpointID, a.EventID, string(a.EventType)}
-		for i, v := range []string{d.ID, endpointID, eventID, eventType} {
-			if row[i] == "" {
-				row[i] = v
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, event_id, event_type,
-			at, status, duration_ms, response, error)
-			SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = ?3)`,
-			a.ID, row[0], row[1], row[2], row[3], formatTime(a.At), a.Status, a.DurationMS,
-			nullBytes(a.Response), a.Error); err != nil {
-			return fmt.Errorf("insert attempt: %w", err)
+// deliveryRef is what an attempt needs of its delivery.
+type deliveryRef struct{ endpoint, event, typ string }
+
+// readDeliveryRefs returns the deliveryRef of the results' deliveries: the result's own when its
+// Delivery carries EndpointID, EventID and EventType (as claimed), else read from the delivery's
+// row, all in one statement (a delivery that no longer exists is missing from the map).
+func readDeliveryRefs(ctx context.Context, tx *sql.Tx, results []paynotify.WebhookResult) (map[string]deliveryRef, error) {
+	refs := make(map[string]deliveryRef, len(results))
+	var ids []string
+	for _, r := range results {
+		d := r.Delivery
+		if d.EndpointID != "" && d.EventID != "" && d.EventType != "" {
+			refs[d.ID] = deliveryRef{d.EndpointID, d.EventID, string(d.EventType)}
+		} else {
+			ids = append(ids, d.ID)
 		}
 	}
-	var next, delivered any
-	if r.Status == paynotify.DeliveryPending {
-		next = formatTime(*r.Next)
+	if len(ids) == 0 {
+		return refs, nil
 	}
-	if r.Status == paynotify.DeliveryDelivered {
-		delivered = formatTime(at)
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, claim_token = '',
-		attempts = attempts + ?, last_error = COALESCE(?, last_error), delivered_at = ?, updated_at = ?
-		WHERE id = ? AND claim_token = ?`,
-		r.Status, next, inc, lastErr, delivered, formatTime(at), d.ID, d.Token); err != nil {
+	rows, err := tx.QueryContext(ctx, `SELECT id, endpoint_id, event_id, event_type FROM webhook_deliveries
+		WHERE id IN (SELECT value FROM json_each(?))`, string(b))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id  string
+			ref deliveryRef
+		)
+		if err := rows.Scan(&id, &ref.endpoint, &ref.event, &ref.typ); err != nil {
+			return nil, err
+		}
+		refs[id] = ref
+	}
+	return refs, rows.Err()
+}
+
+// finish is FinishWebhookDeliveries on tx.
+func (db *DB) finish(ctx context.Context, tx *sql.Tx, results []paynotify.WebhookResult) error {
+	refs, err := readDeliveryRefs(ctx, tx, results)
+	if err != nil {
+		return fmt.Errorf("read deliveries: %w", err)
+	}
+	insertAttempt, err := tx.PrepareContext(ctx, `INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, event_id,
+		event_type, at, status, duration_ms, response, error)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = ?3)`)
+	if err != nil {
+		return fmt.Errorf("insert attempt: %w", err)
+	}
+	defer insertAttempt.Close()
+	updateDelivery, err := tx.PrepareContext(ctx, `UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?,
+		claim_token = '', attempts = attempts + ?, last_error = COALESCE(?, last_error), delivered_at = ?, updated_at = ?
+		WHERE id = ? AND claim_token = ?`)
+	if err != nil {
 		return fmt.Errorf("update delivery: %w", err)
 	}
-	var q string
-	args := []any{endpointID}
-	switch {
-	case r.Failed:
-		q, args = `UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?) WHERE id = ?`, []any{formatTime(at), endpointID}
-	case a != nil && r.Status == paynotify.DeliveryDelivered:
-		q = `UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL`
-	default:
-		return nil
+	defer updateDelivery.Close()
+
+	type failing struct {
+		cleared bool   // a delivered attempt cleared it
+		since   string // the first failure after the last delivered attempt ("" when none)
 	}
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-		return fmt.Errorf("update endpoint: %w", err)
+	endpoints := map[string]*failing{}
+	now := db.now()
+	for _, r := range results {
+		d, a := r.Delivery, r.Attempt
+		// Only the delivery's ID and Token are needed: the rest is d's as claimed, or read from
+		// its row (taken from d, as far as it goes, when the row is gone).
+		ref, ok := refs[d.ID]
+		if !ok {
+			ref = deliveryRef{d.EndpointID, d.EventID, string(d.EventType)}
+		}
+		at := now
+		inc, lastErr := 0, sql.NullString{}
+		if a != nil {
+			if a.ID == "" {
+				a.ID = paynotify.NewID("wha")
+			}
+			if a.At.IsZero() {
+				a.At = at
+			}
+			at = a.At
+			inc, lastErr = 1, sql.NullString{String: a.Error, Valid: true}
+			row := []string{a.DeliveryID, a.EndpointID, a.EventID, string(a.EventType)}
+			for i, v := range []string{d.ID, ref.endpoint, ref.event, ref.typ} {
+				if row[i] == "" {
+					row[i] = v
+				}
+			}
+			if _, err := insertAttempt.ExecContext(ctx, a.ID, row[0], row[1], row[2], row[3], formatTime(a.At), a.Status,
+				a.DurationMS, nullBytes(a.Response), a.Error); err != nil {
+				return fmt.Errorf("delivery %s: insert attempt: %w", d.ID, err)
+			}
+		}
+		var next, delivered any
+		if r.Status == paynotify.DeliveryPending {
+			next = formatTime(*r.Next)
+		}
+		if r.Status == paynotify.DeliveryDelivered {
+			delivered = formatTime(at)
+		}
+		if _, err := updateDelivery.ExecContext(ctx, r.Status, next, inc, lastErr, delivered, formatTime(at),
+			d.ID, d.Token); err != nil {
+			return fmt.Errorf("delivery %s: update delivery: %w", d.ID, err)
+		}
+		if ref.endpoint == "" {
+			continue // the delivery is gone, and the result does not say where it went
+		}
+		f := endpoints[ref.endpoint]
+		if f == nil {
+			f = &failing{}
+			endpoints[ref.endpoint] = f
+		}
+		switch {
+		case r.Failed:
+			if f.since == "" {
+				f.since = formatTime(at)
+			}
+		case a != nil && r.Status == paynotify.DeliveryDelivered:
+			f.cleared, f.since = true, ""
+		}
+	}
+	ids := make([]string, 0, len(endpoints))
+	for id := range endpoints {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		var (
+			q    string
+			args []any
+		)
+		switch f := endpoints[id]; {
+		case f.since != "" && f.cleared:
+			q, args = `UPDATE webhook_endpoints SET failing_since = ? WHERE id = ?`, []any{f.since, id}
+		case f.since != "":
+			q, args = `UPDATE webhook_endpoints SET failing_since = ? WHERE id = ? AND failing_since IS NULL`, []any{f.since, id}
+		case f.cleared:
+			q, args = `UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL`, []any{id}
+		default:
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("endpoint %s: update failing since: %w", id, err)
+		}
 	}
 	return nil
 }
@@ -750,6 +859,11 @@ func (db *DB) RedeliverEvent(ctx context.Context, eventID string, endpoints []st
 		return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
 	}
 	ts := formatTime(now)
+	insert, err := tx.PrepareContext(ctx, insertDelivery)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
+	}
+	defer insert.Close()
 	made := 0
 	for _, id := range endpoints {
 		if _, err := getEndpoint(ctx, tx, id); err != nil {
@@ -765,7 +879,7 @@ func (db *DB) RedeliverEvent(ctx context.Context, eventID string, endpoints []st
 			return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
 		}
 		if n == 0 {
-			added, err := addDelivery(ctx, tx, id, ev, ts)
+			added, err := addDelivery(ctx, insert, id, ev, ts)
 			if err != nil {
 				return 0, fmt.Errorf("sqlite: redeliver event: %w", err)
 			}
@@ -831,8 +945,13 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
 	}
 	made := int(reset)
+	insert, err := tx.PrepareContext(ctx, insertDelivery)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
+	}
+	defer insert.Close()
 	for _, ev := range missed {
-		added, err := addDelivery(ctx, tx, endpoint, ev, ts)
+		added, err := addDelivery(ctx, insert, endpoint, ev, ts)
 		if err != nil {
 			return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)
 		}

@@ -201,11 +201,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
-			// Gather: the commits and results of the next few milliseconds share one round
-			// (one fan-out and one claim transaction for many events).
-			select {
-			case <-ctx.Done():
-			case <-time.After(gather):
+			if d.fresh.Load() {
+				// Gather: the commits of the next few milliseconds share one round (one
+				// fan-out and one claim transaction for many events). A wake to refill a
+				// queue goes at once.
+				select {
+				case <-ctx.Done():
+				case <-time.After(gather):
+				}
 			}
 			fanOut, poll = d.fresh.Swap(false), false
 		case <-tick.C:
@@ -328,7 +331,8 @@ func (d *Dispatcher) work(l *lane) {
 			d.results <- paynotify.WebhookResult{Delivery: dl, Status: paynotify.DeliveryPending, Next: ptr(d.now())}
 			continue
 		}
-		if len(l.queue) < cap(l.queue)/2 && !l.dirty.Swap(true) {
+		if len(l.queue) < cap(l.queue)/2 {
+			l.dirty.Store(true)
 			d.wakeClaims() // refill before the queue runs dry
 		}
 		d.results <- d.attempt(e, dl)
