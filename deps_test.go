@@ -13,7 +13,7 @@ func TestDeps(t *testing.T) {
 	// package → the project packages and third-party modules it may import (stdlib is always fine).
 	allowed := map[string][]string{
 		"":          {},
-		"alipay":    {"golang.org/x/text", mod + "/internal/rawresp"},
+		"alipay":    {"golang.org/x/text", mod + "/internal/rawresp", mod + "/internal/alipaywire"},
 		"wechatpay": {mod + "/internal/rawresp"},
 		"sqlite":    {mod, "modernc.org/sqlite"},
 		"postgres":  {mod, "github.com/jackc/pgx/v5"},
@@ -22,6 +22,9 @@ func TestDeps(t *testing.T) {
 		"httpd":     {mod},
 		"webhook":   {mod, "github.com/nats-io/nats.go"},
 		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
+
+		"alipaylegacy":        {"golang.org/x/text", mod + "/internal/alipaywire"},
+		"internal/alipaywire": {"golang.org/x/text"},
 	}
 	for pkg, allow := range allowed {
 		path := mod

@@ -1,6 +1,10 @@
 package alipay
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
+)
 
 // The outward verification errors. They are deliberately vague (like rsa.ErrVerification): the
 // precise reason, for logs and evidence, is in the *VerifyError that wraps them.
@@ -82,9 +86,10 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Ack answers to Alipay's notifications: write exactly these bytes, no newline, after the effect of
-// the notification is durably committed (AckSuccess) or when it could not be (AckFail).
+// Ack answers to Alipay's notifications: write exactly these bytes ("success", "fail"), no newline,
+// after the effect of the notification is durably committed (AckSuccess) or when it could not be
+// (AckFail).
 const (
-	AckSuccess = "success"
-	AckFail    = "fail"
+	AckSuccess = alipaywire.AckSuccess
+	AckFail    = alipaywire.AckFail
 )

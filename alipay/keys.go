@@ -1,59 +1,26 @@
 package alipay
 
 import (
-	"bytes"
 	"crypto/md5"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"strings"
-)
 
-// keyDER returns the DER bytes of a key given as PEM (any block type) or as the one-line base64
-// form the Alipay key tool hands out (whitespace anywhere is ignored).
-func keyDER(b []byte) ([]byte, error) {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return nil, errors.New("empty key")
-	}
-	if bytes.HasPrefix(b, []byte("-----BEGIN")) {
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			return nil, errors.New("bad PEM")
-		}
-		if len(blk.Headers) != 0 {
-			return nil, errors.New("encrypted or annotated PEM is not supported")
-		}
-		return blk.Bytes, nil
-	}
-	clean := make([]byte, 0, len(b))
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-		default:
-			clean = append(clean, c)
-		}
-	}
-	der := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
-	n, err := base64.StdEncoding.Decode(der, clean)
-	if err != nil {
-		return nil, errors.New("neither PEM nor base64")
-	}
-	return der[:n], nil
-}
+	"github.com/paynotify/paynotify/internal/alipaywire"
+)
 
 // ParsePrivateKey parses an RSA private key given as PEM or as the one-line base64 form of the
 // Alipay key tool, in PKCS#8 ("PKCS8 (JAVA适用)") or PKCS#1 ("PKCS1 (非JAVA适用)"). Errors never
 // contain key material.
 func ParsePrivateKey(b []byte) (*rsa.PrivateKey, error) {
-	der, err := keyDER(b)
+	der, err := alipaywire.KeyDER(b)
 	if err != nil {
 		return nil, fmt.Errorf("alipay: private key: %v", err)
 	}
@@ -77,7 +44,7 @@ func ParsePrivateKey(b []byte) (*rsa.PrivateKey, error) {
 // SubjectPublicKeyInfo (PKIX, "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA…"). A PKCS#1
 // "RSA PUBLIC KEY" and a certificate are accepted too.
 func ParsePublicKey(b []byte) (*rsa.PublicKey, error) {
-	der, err := keyDER(b)
+	der, err := alipaywire.KeyDER(b)
 	if err != nil {
 		return nil, fmt.Errorf("alipay: public key: %v", err)
 	}

@@ -5,10 +5,10 @@ import (
 	"mime"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/text/encoding"
-	"golang.org/x/text/encoding/simplifiedchinese"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // Trade statuses (trade_status).
@@ -115,39 +115,10 @@ func quoteShort(s string) string {
 }
 
 // charsetDecoder returns the decoder for a declared charset, nil for UTF-8.
-func charsetDecoder(cs string) (*encoding.Decoder, bool) {
-	switch strings.ToLower(strings.TrimSpace(cs)) {
-	case "", "utf-8", "utf8":
-		return nil, true
-	case "gbk", "gb2312", "cp936":
-		return simplifiedchinese.GBK.NewDecoder(), true
-	case "gb18030":
-		return simplifiedchinese.GB18030.NewDecoder(), true
-	}
-	return nil, false
-}
+func charsetDecoder(cs string) (*encoding.Decoder, bool) { return alipaywire.Decoder(cs) }
 
 // toUTF8 converts raw bytes in charset cs (decoder d, nil for UTF-8) to UTF-8.
-func toUTF8(d *encoding.Decoder, s string) (string, bool) {
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
-		return s, true
-	}
-	if d == nil {
-		return s, utf8.ValidString(s)
-	}
-	out, err := d.String(s)
-	if err != nil || strings.ContainsRune(out, utf8.RuneError) {
-		return "", false
-	}
-	return out, true
-}
+func toUTF8(d *encoding.Decoder, s string) (string, bool) { return alipaywire.ToUTF8(d, s) }
 
 // claimedOutTradeNo returns out_trade_no as claimed by an unverified form, made printable.
 func claimedOutTradeNo(f *Form) string {
