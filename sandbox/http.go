@@ -49,6 +49,7 @@ func (s *Sandbox) routes() {
 	m.HandleFunc("DELETE /sandbox/api/faults", s.apiDeleteFaults)
 	m.HandleFunc("POST /sandbox/api/alipay/apps", s.apiRegisterApp)
 	m.HandleFunc("POST /sandbox/api/wechatpay/merchants", s.apiRegisterMerchant)
+	s.legacyRoutes(m)
 	s.mux = m
 }
 
@@ -482,6 +483,9 @@ func (s *Sandbox) Act(action string, req ActionRequest) (*Trade, error) {
 		return nil, errNotFound
 	}
 	t = ts[0]
+	if t.Provider == ProviderAlipayLegacy {
+		return t, s.legacyAct(t, action)
+	}
 	switch action {
 	case "open":
 		if t.Provider != ProviderAlipay {
@@ -554,6 +558,9 @@ func (s *Sandbox) tradeFromURL(raw string) (*Trade, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: bad url", errBadAction)
+	}
+	if strings.Contains(u.Path, "/sandbox/alipay-legacy/") {
+		return s.legacyTradeFromURL(u)
 	}
 	for _, p := range []string{"/sandbox/alipay/cashier/", "/sandbox/wechatpay/pay/"} {
 		if i := strings.Index(u.Path, p); i >= 0 {
@@ -778,8 +785,10 @@ func (s *Sandbox) CreateOrder(o OrderRequest) (*Trade, error) {
 			return nil, fmt.Errorf("%w: out_trade_no %q exists", errBadAction, o.OutTradeNo)
 		}
 		return t, nil
+	case ProviderAlipayLegacy:
+		return s.legacyCreateOrder(o)
 	}
-	return nil, fmt.Errorf("%w: provider must be alipay or wechatpay", errBadAction)
+	return nil, fmt.Errorf("%w: provider must be alipay, wechatpay or alipay-legacy", errBadAction)
 }
 
 func (s *Sandbox) apiOrder(w http.ResponseWriter, r *http.Request) {

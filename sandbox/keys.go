@@ -55,6 +55,25 @@ type Keys struct {
 	WechatMerchantSerialNo   string `json:"wechatpay_merchant_serial_no"`
 	WechatMerchantPrivateKey string `json:"wechatpay_merchant_private_key"`
 	WechatMerchantPublicKey  string `json:"wechatpay_merchant_public_key"`
+
+	// LegacyPartner is the default legacy Alipay partner (PID, 2088…, also its seller_id) and
+	// LegacySellerEmail its account (seller_email / seller_account_name). It may sign with
+	// LegacyMD5Key (MD5) or with LegacyMerchantPrivateKey (RSA, sec_id 0001).
+	LegacyPartner     string `json:"alipay_legacy_partner"`
+	LegacySellerEmail string `json:"alipay_legacy_seller_email"`
+	LegacyMD5Key      string `json:"alipay_legacy_md5_key"`
+	// LegacyAlipayPublicKey is the sandbox's legacy "Alipay" RSA-1024 public key (PEM; and as the
+	// one-line base64 of the merchant portal): it verifies RSA / 0001 notifications, returns and
+	// token answers. LegacyAlipayPrivateKey is its private key (PKCS#8 PEM), exposed for tests
+	// that forge genuine-looking messages; a merchant never has it.
+	LegacyAlipayPublicKey       string `json:"alipay_legacy_alipay_public_key"`
+	LegacyAlipayPublicKeyBase64 string `json:"alipay_legacy_alipay_public_key_base64"`
+	LegacyAlipayPrivateKey      string `json:"alipay_legacy_alipay_private_key"`
+	// LegacyMerchantPrivateKey (PKCS#1 PEM, "BEGIN RSA PRIVATE KEY", as the PHP demos want) and
+	// LegacyMerchantPublicKey (PKIX PEM) are the default partner's RSA-1024 pair: it signs RSA /
+	// 0001 requests and decrypts 0001 notify_data and res_data.
+	LegacyMerchantPrivateKey string `json:"alipay_legacy_merchant_private_key"`
+	LegacyMerchantPublicKey  string `json:"alipay_legacy_merchant_public_key"`
 }
 
 // keyring holds the parsed keys of one sandbox.
@@ -72,6 +91,8 @@ type keyring struct {
 	mchID, mchAppID string
 	mchSerial       string
 	merchantKey     *rsa.PrivateKey
+
+	legacy *legacyKeyring // legacy.go
 }
 
 // loadOrCreateKeys reads the sandbox keys from dir, generating whatever is missing.
@@ -116,6 +137,9 @@ func loadOrCreateKeys(dir string) (*keyring, error) {
 		return nil, err
 	}
 	if k.mchSerial, err = loadOrCreateString(filepath.Join(dir, "default_wechatpay_merchant_serial_no"), func() string { return randHex(20) }); err != nil {
+		return nil, err
+	}
+	if k.legacy, err = loadOrCreateLegacyKeys(dir); err != nil {
 		return nil, err
 	}
 	certPath := filepath.Join(dir, "wechatpay_platform_cert.pem")

@@ -222,6 +222,26 @@ type Faults struct {
 	// QueryFaultWrongOutTradeNo, QueryFaultWrongAppID (WeChat only: Alipay's answer carries no app
 	// id, so it changes nothing there) or QueryFaultWrongAmount. Empty: answers are true.
 	Query string `json:"query,omitempty" yaml:"query,omitempty"`
+
+	// The legacy Alipay faults (provider alipay-legacy; legacy.go). BadSignature, NeverNotify,
+	// WrongAmount, WrongAppID (there: another seller_id and seller_email), Charset, DoublePay and
+	// the delivery faults apply to legacy notifications too.
+	//
+	// LegacySignature signs legacy notifications wrongly, each way a verifier must refuse:
+	// "sorted_order" (a WAP notification signed over the sorted string, not the fixed order),
+	// "ciphertext" (a 0001 WAP notification signed over the encrypted notify_data; no effect on
+	// MD5 or mapi) or "gbk_as_utf8" (a GBK body signed over the UTF-8 bytes of the same text).
+	LegacySignature string `json:"legacy_signature,omitempty" yaml:"legacy_signature,omitempty"`
+	// NotifyVerify falsifies notify_verify for the trade's notify_ids: "false", "invalid", or
+	// "timeout" (no answer: the call is held until the caller gives up, at most 30 s, then the
+	// connection is closed).
+	NotifyVerify string `json:"notify_verify,omitempty" yaml:"notify_verify,omitempty"`
+	// NotifyVerifyTimes limits NotifyVerify to the first N calls for each notify_id (0: all), so a
+	// retried notification can then be confirmed.
+	NotifyVerifyTimes int `json:"notify_verify_times,omitempty" yaml:"notify_verify_times,omitempty"`
+	// DuplicateFields sends legacy notifications with a field twice, the same value both times:
+	// total_fee (mapi) or notify_data (WAP). The signature is right for either copy.
+	DuplicateFields bool `json:"duplicate_fields,omitempty" yaml:"duplicate_fields,omitempty"`
 }
 
 // validate rejects fault values the sandbox does not know.
@@ -229,7 +249,7 @@ func (f Faults) validate() error {
 	if f.Query != "" && !queryFaults[f.Query] {
 		return fmt.Errorf("%w: unknown query fault %q (want bad_signature, wrong_out_trade_no, wrong_app_id or wrong_amount)", errBadAction, f.Query)
 	}
-	return nil
+	return validateLegacyFaults(f)
 }
 
 // merge returns f with o's non-zero fields laid over it.
@@ -269,7 +289,7 @@ func (f Faults) merge(o Faults) Faults {
 	if o.Schedule != "" {
 		f.Schedule = o.Schedule
 	}
-	return f
+	return mergeLegacyFaults(f, o)
 }
 
 // Duration is a time.Duration written as a Go duration string ("1.5s") in JSON and YAML; JSON

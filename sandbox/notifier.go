@@ -302,7 +302,7 @@ func (n *notifier) send(ctx context.Context, note *Notification, a *Attempt, sen
 		a.Fault = joinFault(a.Fault, "double_pay")
 	}
 	switch note.Provider {
-	case ProviderAlipay:
+	case ProviderAlipay, ProviderAlipayLegacy:
 		h.Set("Content-Type", note.ContentType)
 		h.Set("User-Agent", "Mozilla/4.0")
 	case ProviderWechatpay:
@@ -333,6 +333,9 @@ func (n *notifier) send(ctx context.Context, note *Notification, a *Attempt, sen
 	}
 	if note.Provider == ProviderAlipay && note.Faults.BadSignature {
 		a.Fault = joinFault(a.Fault, "bad_signature")
+	}
+	if note.Provider == ProviderAlipayLegacy {
+		labelLegacyAttempt(a, note)
 	}
 	a.RequestHeaders = map[string]string{}
 	for k := range h {
@@ -376,6 +379,8 @@ func (n *notifier) send(ctx context.Context, note *Notification, a *Attempt, sen
 		a.Acked = resp.StatusCode/100 == 2 && (ans == "success" || note.Faults.LenientAck && strings.EqualFold(ans, "success"))
 	case ProviderWechatpay:
 		a.Acked = resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNoContent
+	case ProviderAlipayLegacy:
+		a.Acked = legacyAcked(resp.StatusCode, rb, note.Faults)
 	}
 }
 

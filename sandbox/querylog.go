@@ -85,6 +85,9 @@ type QueryRecord struct {
 	Result string `json:"result"`
 	// Failed says the answer was an error: Result is its code.
 	Failed bool `json:"failed,omitempty"`
+	// NotifyID is the notify_id a legacy notify_verify call asked about, as received (after one
+	// URL decoding).
+	NotifyID string `json:"notify_id,omitempty"`
 	// Fault is the query fault applied to the answer (Faults.Query), if any.
 	Fault string `json:"fault,omitempty"`
 	// At is when the answer was made (Config.Now).

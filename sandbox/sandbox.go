@@ -13,6 +13,7 @@
 //	/sandbox/alipay/app-sdk               stand-in for the Alipay app SDK (orderString → resultStatus)
 //	/sandbox/wechatpay/v3/…               the WeChat Pay APIv3 endpoints
 //	/sandbox/wechatpay/pay                the WeChat payer's page (code_url, prepay_id, h5)
+//	/sandbox/alipay-legacy/…              legacy Alipay: mapi gateway.do, old WAP rest.htm (legacy.go)
 //	/sandbox/api/…                        the JSON control API
 //	/sandbox/                             an index of recent trades
 package sandbox
@@ -75,6 +76,9 @@ type Sandbox struct {
 
 	// signHook, when set (tests only), runs just before a query answer is signed.
 	signHook atomic.Pointer[func()]
+
+	// legacy is the in-memory state of the legacy Alipay simulator (legacy.go).
+	legacy *legacyState
 }
 
 // New opens (or creates) the state under cfg.StateDir, loading the sandbox's keys or generating
@@ -124,6 +128,10 @@ func New(cfg Config) (*Sandbox, error) {
 		st.close()
 		return nil, err
 	}
+	if err := s.initLegacy(); err != nil {
+		st.close()
+		return nil, err
+	}
 	s.routes()
 	return s, nil
 }
@@ -146,7 +154,7 @@ func (s *Sandbox) Close() error {
 // the default app and merchant with their generated key pairs.
 func (s *Sandbox) Keys() Keys {
 	k := s.keys
-	return Keys{
+	out := Keys{
 		AlipayPublicKey:           publicPEM(&k.alipay.PublicKey),
 		AlipayPublicKeyBase64:     publicBase64(&k.alipay.PublicKey),
 		AlipayAppID:               k.appID,
@@ -164,6 +172,8 @@ func (s *Sandbox) Keys() Keys {
 		WechatMerchantPrivateKey:  string(privatePEM(k.merchantKey)),
 		WechatMerchantPublicKey:   publicPEM(&k.merchantKey.PublicKey),
 	}
+	s.fillLegacyKeys(&out)
+	return out
 }
 
 // alipayApp is a registered Alipay application.
