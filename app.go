@@ -9,7 +9,7 @@ import (
 // provider behind it, and how its pending orders are reconciled.
 type App struct {
 	Name string
-	// Provider is ProviderAlipay or ProviderWechatpay.
+	// Provider is ProviderAlipay, ProviderWechatpay or ProviderAlipayLegacy.
 	Provider string
 	// AppID is Alipay's app_id or WeChat's appid; "" skips the check.
 	AppID string
@@ -20,7 +20,8 @@ type App struct {
 
 	// Gateway calls the provider. It is nil only in tests of the callback path alone.
 	Gateway Provider
-	// ReturnURL is where GET /return/alipay/{app} sends the buyer; "" shows a plain page.
+	// ReturnURL is where GET /return/alipay/{app} (or /return/alipay-legacy/{app}) sends the
+	// buyer; "" shows a plain page.
 	ReturnURL string
 	// Reconcile is when pending orders and refunds are checked at the provider. The zero value
 	// means DefaultReconcile.

@@ -10,6 +10,20 @@ import (
 // settled by notifications only, and reconciliation skips them.
 var ErrNoQueryService = errors.New("paynotify: the provider has no query service")
 
+// ErrVerifyUnavailable is wrapped by a Verifier's error when a check it must make could not be
+// made now (legacy Alipay's notify_verify did not answer): the callback is answered as a failure
+// and recorded with ReasonVerifyUnavailable, so that the provider sends it again.
+var ErrVerifyUnavailable = errors.New("paynotify: a verification check could not be made")
+
+// ReasonVerifyUnavailable is the evidence reason of a callback whose verification could not be
+// completed (ErrVerifyUnavailable).
+const ReasonVerifyUnavailable = "verify_unavailable"
+
+// ErrNoCloseService is wrapped by the Close error of a Provider whose provider has no close
+// service (legacy Alipay): an expired order is closed locally, with no provider call; a close asked
+// for through the API is refused with that error (EPROVIDER).
+var ErrNoCloseService = errors.New("paynotify: the provider has no close service")
+
 // CheckResult is what one query of an order or a refund found, and what was done with it.
 type CheckResult struct {
 	// Order is the order after the check.

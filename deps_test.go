@@ -17,7 +17,7 @@ func TestDeps(t *testing.T) {
 		"wechatpay": {mod + "/internal/rawresp"},
 		"sqlite":    {mod, "modernc.org/sqlite"},
 		"postgres":  {mod, "github.com/jackc/pgx/v5"},
-		"provider":  {mod, mod + "/alipay", mod + "/wechatpay"},
+		"provider":  {mod, mod + "/alipay", mod + "/alipaylegacy", mod + "/wechatpay"},
 		"jobs":      {mod, "github.com/riverqueue/river", "github.com/jackc/pgx/v5"},
 		"httpd":     {mod},
 		"webhook":   {mod, "github.com/nats-io/nats.go"},

@@ -26,6 +26,8 @@ const (
 const (
 	ProviderAlipay    = "alipay"
 	ProviderWechatpay = "wechatpay"
+	// ProviderAlipayLegacy is Alipay's legacy mapi gateway and old WAP pair (docs/alipay-legacy.md).
+	ProviderAlipayLegacy = "alipay-legacy"
 )
 
 // Channels: how the buyer pays (docs/api.md, "POST /v1/orders").
@@ -38,6 +40,10 @@ const (
 	ChannelWechatApp       = "wechatpay.app"
 	ChannelWechatJSAPI     = "wechatpay.jsapi"
 	ChannelWechatH5        = "wechatpay.h5"
+	// ChannelAlipayDirect is the legacy create_direct_pay_by_user (即时到账): a pay URL and form.
+	ChannelAlipayDirect = "alipay.direct"
+	// ChannelAlipayWapDirect is the legacy WAP pair: a request_token, then the authAndExecute URL.
+	ChannelAlipayWapDirect = "alipay.wap_direct"
 )
 
 // ChannelProvider returns the provider of a channel, or "" for an unknown channel.
@@ -47,6 +53,8 @@ func ChannelProvider(channel string) string {
 		return ProviderAlipay
 	case ChannelWechatNative, ChannelWechatApp, ChannelWechatJSAPI, ChannelWechatH5:
 		return ProviderWechatpay
+	case ChannelAlipayDirect, ChannelAlipayWapDirect:
+		return ProviderAlipayLegacy
 	}
 	return ""
 }

@@ -152,6 +152,21 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 	}
 	log = log.With("app", cb.App.Name, "provider", cb.App.Provider, "notification_id", ev.ID)
 	fact, err := v.Verify(cb.Header, cb.Body, cb.VerifyAt)
+	if errors.Is(err, ErrVerifyUnavailable) {
+		// Not a verdict on the message: answered as a failure, so that the provider retries.
+		ev.Verdict, ev.Reason, ev.Detail = VerdictError, ReasonVerifyUnavailable, err.Error()
+		var rej *RejectError
+		if errors.As(err, &rej) {
+			ev.OutTradeNo = rej.OutTradeNo
+		}
+		ev.Answer = answer(false)
+		ev.DurationMS = p.now().Sub(start).Milliseconds()
+		log.Warn("callback not verified: a check could not be made", "err", err)
+		if err := p.Store.InsertEvidence(ctx, ev); err != nil {
+			log.Error("store evidence", "err", err)
+		}
+		return &Result{Verdict: VerdictError, Reason: ReasonVerifyUnavailable, Evidence: ev}
+	}
 	if err != nil {
 		rej := AsReject(err)
 		ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, rej.Reason, rej.Detail, rej.OutTradeNo

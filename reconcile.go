@@ -409,6 +409,9 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 	now := s.now()
 	if !now.Before(CloseAt(a.Provider, o.CreatedAt, o.ExpiresAt)) {
 		closed, err := s.closeOrder(ctx, a, o)
+		if errors.Is(err, ErrNoCloseService) {
+			closed, err = s.expireLocally(ctx, a, o)
+		}
 		switch {
 		case err == nil, ErrorCode(err) == ECONFLICT && closed != nil:
 			// Closed, or found paid while closing (then the payment was applied).

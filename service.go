@@ -180,8 +180,11 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 		return nil, false, err
 	}
 	returnURL := ""
-	if o.Channel == ChannelAlipayPage || o.Channel == ChannelAlipayWap {
+	switch o.Channel {
+	case ChannelAlipayPage, ChannelAlipayWap:
 		returnURL = s.PublicURL + "/return/alipay/" + a.Name
+	case ChannelAlipayDirect, ChannelAlipayWapDirect:
+		returnURL = s.PublicURL + "/return/alipay-legacy/" + a.Name
 	}
 	pay, err := a.Gateway.Pay(ctx, o, s.NotifyURL(a), returnURL)
 	if err != nil {
@@ -256,6 +259,21 @@ func (s *Service) closeOrder(ctx context.Context, a *App, o *Order) (*Order, err
 	}
 	log.Info("order closed")
 	return o, nil
+}
+
+// expireLocally closes an expired order of a provider without a close service: with no provider
+// call, as a fact of our own (the pay parameters we signed carried the same expiry). A payment
+// notified later is applied as a payment after close (an anomaly to look at).
+func (s *Service) expireLocally(ctx context.Context, a *App, o *Order) (*Order, error) {
+	res, err := s.Processor.Apply(ctx, a, Fact{Kind: FactClosed, OutTradeNo: o.OutTradeNo}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if res.Order == nil || res.Order.Status != StatusClosed {
+		return res.Order, Errorf(ECONFLICT, "Order %s was not closed at its expiry (%s).", o.OutTradeNo, res.Reason)
+	}
+	s.logger().Info("expired order closed locally (the provider has no close service)", "app", a.Name, "out_trade_no", o.OutTradeNo)
+	return res.Order, nil
 }
 
 // RefundRequest is a refund as the merchant asks for it.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/paynotify/paynotify"
@@ -16,6 +17,8 @@ var callbackProviders = map[string]string{
 	"alipay":       paynotify.ProviderAlipay,
 	"wechatpay":    paynotify.ProviderWechatpay,
 	"wechatpay-v2": paynotify.ProviderWechatpay,
+	// Legacy Alipay: mapi and WAP notifications alike (the verifier tells them apart).
+	"alipay-legacy": paynotify.ProviderAlipayLegacy,
 }
 
 // handleNotify receives a provider's asynchronous notification: raw bytes to the Processor, and
@@ -45,7 +48,7 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	var answer func(ok bool) string
 	var write func(w http.ResponseWriter, res *paynotify.Result)
 	switch endpoint {
-	case "alipay":
+	case "alipay", "alipay-legacy":
 		answer, write = alipayAnswer, writeAlipayAnswer
 	case "wechatpay":
 		answer, write = wechatAnswer, writeWechatAnswer
@@ -140,9 +143,16 @@ func writeWechatV2Answer(w http.ResponseWriter, res *paynotify.Result) {
 // state (the query string proves nothing the notification has not): it logs whether the
 // signature holds and sends the buyer to the app's return_url, where the merchant page asks the
 // API.
+//
+// GET /return/alipay-legacy/{app} does the same for legacy Alipay's return_url and WAP
+// call_back_url visits.
 func (s *Server) handleAlipayReturn(w http.ResponseWriter, r *http.Request) {
+	provider := paynotify.ProviderAlipay
+	if strings.HasPrefix(r.URL.Path, "/return/alipay-legacy/") {
+		provider = paynotify.ProviderAlipayLegacy
+	}
 	a, ok := s.Service.Apps[r.PathValue("app")]
-	if !ok || a.Provider != paynotify.ProviderAlipay {
+	if !ok || a.Provider != provider {
 		http.NotFound(w, r)
 		return
 	}

@@ -108,6 +108,7 @@ func (s *Server) Handler() http.Handler {
 	api("POST /v1/events/{id}/resend", s.handleResendEvent)
 	mux.HandleFunc("POST /notify/{provider}/{app}", s.handleNotify)
 	mux.HandleFunc("GET /return/alipay/{app}", s.handleAlipayReturn)
+	mux.HandleFunc("GET /return/alipay-legacy/{app}", s.handleAlipayReturn)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

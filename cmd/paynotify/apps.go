@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/alipaylegacy"
 	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/wechatpay"
 )
@@ -24,6 +26,8 @@ func buildApps(cfg *Config) (map[string]*paynotify.App, error) {
 			a, err = buildAlipayApp(ac)
 		case paynotify.ProviderWechatpay:
 			a, err = buildWechatApp(ac)
+		case paynotify.ProviderAlipayLegacy:
+			a, err = buildLegacyApp(ac)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("apps[%d] (%s).%w", i, ac.Name, err)
@@ -147,4 +151,46 @@ func buildWechatApp(ac *AppConfig) (*paynotify.App, error) {
 		gw.V2 = &provider.WechatV2{APIKey: key, AppID: ac.WechatAppID, MchID: ac.MchID}
 	}
 	return &paynotify.App{Name: ac.Name, Provider: paynotify.ProviderWechatpay, AppID: ac.WechatAppID, MchID: ac.MchID, Gateway: gw}, nil
+}
+
+// buildLegacyApp builds a legacy Alipay app (mapi gateway and the old WAP pair).
+func buildLegacyApp(ac *AppConfig) (*paynotify.App, error) {
+	cfg := alipaylegacy.Config{Partner: ac.Partner, SellerID: ac.SellerID, SellerEmail: ac.SellerEmail,
+		SignType: alipaylegacy.SignType(strings.ToUpper(ac.SignType)), InputCharset: ac.InputCharset, Gateway: ac.Gateway,
+		WAPGateway: ac.WAPGateway, NotifyVerifyURL: ac.NotifyVerifyURL}
+	field := "partner"
+	if ac.MD5KeyFile != "" {
+		key, err := readSecretFile("md5_key_file", ac.MD5KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.MD5Key, field = string(bytes.TrimSpace(key)), "md5_key_file"
+	} else {
+		b, err := readKeyFile("alipay_public_key_file", ac.AlipayPublicKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.AlipayPublicKey, err = alipaylegacy.ParsePublicKey(b); err != nil {
+			return nil, fmt.Errorf("alipay_public_key_file: %w", err)
+		}
+		if b, err = readKeyFile("merchant_private_key_file", ac.MerchantPrivateKeyFile); err != nil {
+			return nil, err
+		}
+		if cfg.MerchantPrivateKey, err = alipaylegacy.ParsePrivateKey(b); err != nil {
+			return nil, fmt.Errorf("merchant_private_key_file: %w", err)
+		}
+	}
+	client, err := alipaylegacy.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	seller := ac.SellerID
+	if seller == "" {
+		seller = ac.SellerEmail
+	}
+	if seller == "" {
+		seller = ac.Partner
+	}
+	return &paynotify.App{Name: ac.Name, Provider: paynotify.ProviderAlipayLegacy, SellerIDs: []string{seller}, ReturnURL: ac.ReturnURL,
+		Gateway: &provider.AlipayLegacy{Client: client, NotifyVerify: ac.NotifyVerify == nil || *ac.NotifyVerify, Seller: seller}}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipaylegacy"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -129,7 +130,7 @@ func (c ReconcileConfig) validate() error {
 type AppConfig struct {
 	// Name is the app's name in paths and the API: [a-z0-9-]{1,32}. Required.
 	Name string `yaml:"name"`
-	// Provider is "alipay" or "wechatpay". Required.
+	// Provider is "alipay", "wechatpay" or "alipay-legacy". Required.
 	Provider string `yaml:"provider"`
 	// Reconcile is when the app's pending orders and refunds are checked at the provider.
 	Reconcile ReconcileConfig `yaml:"reconcile"`
@@ -146,6 +147,17 @@ type AppConfig struct {
 	SellerID            string   `yaml:"seller_id"`
 	SellerIDs           []string `yaml:"seller_ids"`
 	SignType            string   `yaml:"sign_type"` // RSA2 (default) or RSA
+
+	// Legacy Alipay (provider alipay-legacy; docs/alipay-legacy.md). It shares seller_id,
+	// sign_type (MD5 or RSA), gateway (the mapi gateway), alipay_public_key_file and
+	// merchant_private_key_file with the others.
+	InputCharset    string `yaml:"input_charset"` // utf-8 (default) or gbk
+	MD5KeyFile      string `yaml:"md5_key_file"`
+	NotifyVerify    *bool  `yaml:"notify_verify"`     // default true
+	NotifyVerifyURL string `yaml:"notify_verify_url"` // default https://mapi.alipay.com/gateway.do?service=notify_verify
+	Partner         string `yaml:"partner"`
+	SellerEmail     string `yaml:"seller_email"`
+	WAPGateway      string `yaml:"wap_gateway"` // default http://wappaygw.alipay.com/service/rest.htm
 
 	// WeChat Pay.
 	APIBase                string   `yaml:"api_base"` // defaults to https://api.mch.weixin.qq.com
@@ -230,6 +242,24 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 			}
 			if a.SignType == "" {
 				a.SignType = "RSA2"
+			}
+		}
+		if a.Provider == paynotify.ProviderAlipayLegacy {
+			if a.Gateway == "" {
+				a.Gateway = alipaylegacy.DefaultGateway
+			}
+			if a.WAPGateway == "" {
+				a.WAPGateway = alipaylegacy.DefaultWAPGateway
+			}
+			if a.NotifyVerifyURL == "" {
+				a.NotifyVerifyURL = alipaylegacy.NotifyVerifyHTTPS
+			}
+			if a.InputCharset == "" {
+				a.InputCharset = "utf-8"
+			}
+			if a.NotifyVerify == nil {
+				on := true
+				a.NotifyVerify = &on
 			}
 		}
 		if a.Provider == "wechatpay" && a.APIBase == "" {
@@ -437,10 +467,67 @@ func (a *AppConfig) validate() error {
 		if err := checkURL("api_base", a.APIBase); err != nil {
 			return err
 		}
+	case paynotify.ProviderAlipayLegacy:
+		if err := required("partner", a.Partner); err != nil {
+			return err
+		}
+		if err := forbidden("app_id", a.AppID, "app_private_key_file", a.AppPrivateKeyFile, "mchid", a.MchID, "appid", a.WechatAppID,
+			"apiv3_key_file", a.APIv3KeyFile, "platform_public_key_file", a.PlatformPublicKeyFile, "api_base", a.APIBase,
+			"app_cert_file", a.AppCertFile, "alipay_cert_file", a.AlipayCertFile); err != nil {
+			return err
+		}
+		if len(a.SellerIDs) > 0 {
+			return errors.New("seller_ids: not a alipay-legacy setting (seller_id or seller_email)")
+		}
+		if a.SellerID != "" && a.SellerEmail != "" {
+			return errors.New("seller_email: set seller_id or seller_email, not both")
+		}
+		switch strings.ToUpper(a.SignType) {
+		case "MD5":
+			if err := required("md5_key_file", a.MD5KeyFile); err != nil {
+				return err
+			}
+			if err := forbidden("alipay_public_key_file", a.AlipayPublicKeyFile, "merchant_private_key_file", a.MerchantPrivateKeyFile); err != nil {
+				return fmt.Errorf("%w (sign_type MD5 uses md5_key_file)", err)
+			}
+		case "RSA":
+			if err := required("alipay_public_key_file", a.AlipayPublicKeyFile, "merchant_private_key_file", a.MerchantPrivateKeyFile); err != nil {
+				return err
+			}
+			if err := forbidden("md5_key_file", a.MD5KeyFile); err != nil {
+				return fmt.Errorf("%w (sign_type RSA uses the key files)", err)
+			}
+		default:
+			return fmt.Errorf("sign_type: %q must be MD5 or RSA for an alipay-legacy app", a.SignType)
+		}
+		switch strings.ToLower(a.InputCharset) {
+		case "utf-8", "gbk":
+		default:
+			return fmt.Errorf("input_charset: %q must be utf-8 or gbk", a.InputCharset)
+		}
+		for _, f := range []struct{ field, url string }{{"gateway", a.Gateway}, {"wap_gateway", a.WAPGateway}, {"notify_verify_url", a.NotifyVerifyURL}} {
+			if err := checkURL(f.field, f.url); err != nil {
+				return err
+			}
+		}
+		if a.ReturnURL != "" {
+			if err := checkURL("return_url", a.ReturnURL); err != nil {
+				return err
+			}
+		}
 	case "":
-		return errors.New("provider: required (alipay or wechatpay)")
+		return errors.New("provider: required (alipay, wechatpay or alipay-legacy)")
 	default:
-		return fmt.Errorf("provider: %q must be alipay or wechatpay", a.Provider)
+		return fmt.Errorf("provider: %q must be alipay, wechatpay or alipay-legacy", a.Provider)
+	}
+	if a.Provider != paynotify.ProviderAlipayLegacy {
+		if err := forbidden("partner", a.Partner, "seller_email", a.SellerEmail, "md5_key_file", a.MD5KeyFile, "input_charset", a.InputCharset,
+			"wap_gateway", a.WAPGateway, "notify_verify_url", a.NotifyVerifyURL); err != nil {
+			return err
+		}
+		if a.NotifyVerify != nil {
+			return fmt.Errorf("notify_verify: not a %s setting", a.Provider)
+		}
 	}
 	return nil
 }
@@ -463,7 +550,7 @@ func (a *AppConfig) Sellers() []string {
 
 func (a *AppConfig) resolvePaths(dir string) {
 	for _, p := range []*string{&a.AlipayCertFile, &a.AlipayPublicKeyFile, &a.AlipayRootCertFile, &a.AppCertFile, &a.AppPrivateKeyFile,
-		&a.APIv2KeyFile, &a.APIv3KeyFile, &a.MerchantPrivateKeyFile, &a.PlatformPublicKeyFile} {
+		&a.APIv2KeyFile, &a.APIv3KeyFile, &a.MerchantPrivateKeyFile, &a.PlatformPublicKeyFile, &a.MD5KeyFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

@@ -28,6 +28,8 @@ type hookReceiver struct {
 	secret   atomic.Value
 	delay    atomic.Int64
 	inflight atomic.Int32
+	// gate, while set, holds every request until it is closed.
+	gate atomic.Pointer[chan struct{}]
 	mu       sync.Mutex
 	count    map[string]int
 	bad      int
@@ -39,6 +41,13 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 		h.inflight.Add(1)
 		defer h.inflight.Add(-1)
 		body, _ := io.ReadAll(r.Body)
+		if g := h.gate.Load(); g != nil {
+			select {
+			case <-*g:
+			case <-r.Context().Done(): // the sender died: nothing was answered
+				return
+			}
+		}
 		time.Sleep(time.Duration(h.delay.Load()))
 		wh, err := standardwebhooks.NewWebhook(h.secret.Load().(string))
 		if err == nil {
@@ -144,32 +153,50 @@ func TestBinary_WebhooksTwoInstances(t *testing.T) {
 		}
 	}
 
-	// kill -9 of B during delivery: the receiver is slow, so both hold claims.
-	rc.delay.Store(int64(300 * time.Millisecond))
+	// kill -9 of B during delivery: the receiver holds every request, so both servers have
+	// deliveries in flight (8 each) and more claimed in their queues when B dies.
+	gate := make(chan struct{})
+	rc.gate.Store(&gate)
 	second := commit("WH2_", 150)
 	deadline := time.Now().Add(20 * time.Second)
-	for held := 0; held < 20; held = countClaimedDeliveries(t, dsn) {
+	for rc.inflight.Load() < 16 {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d deliveries claimed", held)
+			t.Fatalf("only %d deliveries in flight", rc.inflight.Load())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	held := countClaimedDeliveries(t, dsn)
 	if err := b.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	b.Wait()
-	rc.delay.Store(0)
-	took := waitAll(second, 90*time.Second)
+	killed := time.Now()
+	rc.gate.Store(nil)
+	close(gate)
+	waitAll(second, 90*time.Second)
+	took := time.Since(killed)
+	t.Logf("%d deliveries claimed at the kill", held)
 	c, _ = rc.counts()
 	dups := 0
 	for _, id := range second {
 		dups += c[id] - 1
 	}
 	t.Logf("after kill -9: all %d events delivered %s later; %d delivered twice (same webhook-id)", len(second), took.Round(time.Second), dups)
-	code, out := binAPI(t, "GET", "http://"+addrA+"/v1/webhook-endpoints/"+ep["id"].(string)+"/attempts?limit=1000", nil)
-	list, _ := out["attempts"].([]any)
-	if code != 200 || len(list) < len(first)+len(second) {
-		t.Errorf("attempts listing: %d, %d attempts for %d events", code, len(list), len(first)+len(second))
+	if took < 50*time.Second {
+		t.Errorf("everything delivered %s after the kill: B's claims were not held until their lease ended?", took)
+	}
+	// Every delivery's attempt is recorded (the last ones a moment after they were answered).
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		code, out := binAPI(t, "GET", "http://"+addrA+"/v1/webhook-endpoints/"+ep["id"].(string)+"/attempts?limit=1000", nil)
+		list, _ := out["attempts"].([]any)
+		if code == 200 && len(list) >= len(first)+len(second) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("attempts listing: %d, %d attempts for %d events", code, len(list), len(first)+len(second))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

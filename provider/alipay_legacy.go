@@ -1,0 +1,208 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipaylegacy"
+)
+
+// AlipayLegacy is the paynotify.Provider of one legacy Alipay app (mapi gateway and the old WAP
+// pair; docs/alipay-legacy.md). Alipay documents no query, close or refund service for these
+// merchants: their orders are settled by notifications only, expire locally, and close and refund
+// are refused with a message that says so.
+type AlipayLegacy struct {
+	Client *alipaylegacy.Client
+	// NotifyVerify asks Alipay (notify_verify) whether each notification's notify_id is genuine
+	// and current before it counts. On by default in the config; off only for a merchant whose
+	// Alipay no longer answers it, which the doc warns against.
+	NotifyVerify bool
+	// Timeout bounds a notify_verify call made while verifying a notification. Defaults to 10 s.
+	Timeout time.Duration
+	// Seller is the app's seller as facts name it: the configured seller_id, else seller_email,
+	// else the partner (the paynotify.App's SellerIDs holds the same).
+	Seller string
+}
+
+var (
+	_ paynotify.Provider       = (*AlipayLegacy)(nil)
+	_ paynotify.ReturnVerifier = (*AlipayLegacy)(nil)
+)
+
+// EndpointNotifyVerify names the notify_verify call in evidence.
+const EndpointNotifyVerify = "notify_verify"
+
+// ReasonNotifyIDUnconfirmed: a legacy notification's signature held, but Alipay did not answer
+// exactly "true" for its notify_id (forged with a leaked key, replayed, or expired).
+const ReasonNotifyIDUnconfirmed = "notify_id_unconfirmed"
+
+// Verifier returns the verifier of notifications at /notify/alipay-legacy/{app}.
+func (g *AlipayLegacy) Verifier(endpoint string) paynotify.Verifier {
+	if endpoint != paynotify.ProviderAlipayLegacy {
+		return nil
+	}
+	return legacyVerifier{g}
+}
+
+// VerifyReturn checks the signature of a return_url or call_back_url visit.
+func (g *AlipayLegacy) VerifyReturn(rawQuery string) error {
+	_, err := g.Client.VerifyReturn(rawQuery)
+	return err
+}
+
+// legacyVerifier verifies a mapi or WAP notification, then confirms its notify_id with Alipay.
+type legacyVerifier struct{ g *AlipayLegacy }
+
+func (v legacyVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynotify.Fact, error) {
+	c := v.g.Client
+	n, err := c.VerifyNotification(body)
+	if err != nil {
+		var ve *alipaylegacy.VerifyError
+		if errors.As(err, &ve) {
+			return paynotify.Fact{}, &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail, OutTradeNo: ve.OutTradeNo}
+		}
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error(), OutTradeNo: claimedOutTradeNo(body)}
+	}
+	if v.g.NotifyVerify {
+		timeout := v.g.Timeout
+		if timeout <= 0 {
+			timeout = 10 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := c.NotifyVerify(ctx, n.NotifyID)
+		cancel()
+		switch {
+		case errors.Is(err, alipaylegacy.ErrNotConfirmed):
+			return paynotify.Fact{}, &paynotify.RejectError{Reason: ReasonNotifyIDUnconfirmed,
+				Detail: "the signature held, but notify_verify did not answer exactly \"true\": " + err.Error(), OutTradeNo: n.OutTradeNo}
+		case err != nil:
+			// Not a verdict on the notification: fail it so that Alipay retries.
+			return paynotify.Fact{}, fmt.Errorf("%w: notify_verify for %s: %v", paynotify.ErrVerifyUnavailable, n.OutTradeNo, err)
+		}
+	}
+	return legacyFact(v.g, n), nil
+}
+
+// legacyFact maps a verified notification to the fact it states (docs/alipay-legacy.md, "Trade
+// statuses"): TRADE_SUCCESS and TRADE_FINISHED (instant pay, WAP) and WAIT_SELLER_SEND_GOODS
+// (escrow: the money is held by Alipay) are a payment; TRADE_FINISHED after a payment is the end
+// of the trade; TRADE_CLOSED is a close, or a full refund when a refund is reported; the other
+// escrow states (WAIT_BUYER_PAY, WAIT_BUYER_CONFIRM_GOODS) move nothing.
+func legacyFact(g *AlipayLegacy, n *alipaylegacy.Notification) paynotify.Fact {
+	f := paynotify.Fact{
+		OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TradeNo, Amount: paynotify.Amount(n.TotalFee), HasAmount: true,
+		NotificationID: n.NotifyID, At: n.GmtPayment,
+	}
+	// The seller: the configured one when it matches, what the message says otherwise (then the
+	// Processor raises seller_mismatch).
+	f.SellerID = n.SellerID
+	if f.SellerID == "" {
+		f.SellerID = n.SellerEmail
+	}
+	if g.Client.SellerMatches(n) {
+		f.SellerID = g.Seller
+	}
+	switch n.TradeStatus {
+	case alipaylegacy.TradeSuccess, alipaylegacy.TradeWaitSellerSendGoods:
+		f.Kind = paynotify.FactPaid
+	case alipaylegacy.TradeFinished:
+		// Paid (instant pay on the basic contract sends only this), or the end of a paid trade:
+		// the state machine treats a finish of a pending order as its payment.
+		f.Kind = paynotify.FactFinished
+	case alipaylegacy.TradeClosed:
+		if n.RefundStatus != "" {
+			f.Kind, f.RefundTotal, f.At = paynotify.FactRefund, paynotify.Amount(n.TotalFee), n.GmtRefund
+		} else {
+			f.Kind, f.At = paynotify.FactClosed, n.GmtClose
+		}
+	default:
+		f.Kind = paynotify.FactIgnored
+	}
+	return f
+}
+
+// Pay builds the order's payment: the create_direct_pay_by_user URL and form, or, for the WAP
+// pair, a request_token from Alipay and the authAndExecute URL.
+func (g *AlipayLegacy) Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnURL string) (json.RawMessage, error) {
+	minutes := int(math.Ceil(time.Until(o.ExpiresAt).Minutes()))
+	if minutes < 1 {
+		minutes = 1
+	}
+	var pay any
+	switch o.Channel {
+	case paynotify.ChannelAlipayDirect:
+		p := &alipaylegacy.DirectPay{OutTradeNo: o.OutTradeNo, Subject: o.Subject, Body: o.Body, TotalFee: int64(o.Amount),
+			NotifyURL: notifyURL, ReturnURL: returnURL, ItBPay: fmt.Sprintf("%dm", minutes)}
+		u, err := g.Client.DirectPayURL(p)
+		if err != nil {
+			return nil, paynotify.Errorf(paynotify.EINVALID, "%v", err)
+		}
+		form, err := g.Client.DirectPayForm(p)
+		if err != nil {
+			return nil, paynotify.Errorf(paynotify.EINVALID, "%v", err)
+		}
+		pay = map[string]string{"url": u, "form": form}
+	case paynotify.ChannelAlipayWapDirect:
+		token, err := g.Client.WAPCreateDirect(ctx, &alipaylegacy.WAPTrade{OutTradeNo: o.OutTradeNo, Subject: o.Subject,
+			TotalFee: int64(o.Amount), NotifyURL: notifyURL, CallBackURL: returnURL, MerchantURL: returnURL, PayExpire: minutes})
+		if err != nil {
+			var we *alipaylegacy.WAPError
+			if errors.As(err, &we) {
+				return nil, &paynotify.Error{Code: paynotify.EPROVIDER, ProviderCode: we.Code, Message: "Alipay refused the WAP trade: " + we.Error()}
+			}
+			return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's WAP gateway: %v", err)
+		}
+		u, err := g.Client.WAPAuthURL(token)
+		if err != nil {
+			return nil, paynotify.Errorf(paynotify.EINVALID, "%v", err)
+		}
+		pay = map[string]string{"url": u, "request_token": token}
+	default:
+		return nil, paynotify.Errorf(paynotify.EINVALID, "Channel %q is not a legacy Alipay channel.", o.Channel)
+	}
+	b, err := json.Marshal(pay)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close is refused: legacy Alipay documents no close service. An expired order is closed locally
+// (paynotify.ErrNoCloseService).
+func (g *AlipayLegacy) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error) {
+	return paynotify.Fact{}, &legacyRefusal{msg: "Legacy Alipay has no close service: the order closes locally at its expiry (the pay URL carries the same expiry), or pay it.", err: paynotify.ErrNoCloseService}
+}
+
+// Refund is refused: legacy Alipay documents no refund API for these merchants.
+func (g *AlipayLegacy) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+	return nil, paynotify.Errorf(paynotify.EPROVIDER, "Legacy Alipay has no refund service that paynotify can call: refund in the Alipay merchant portal, or move the app to the OpenAPI (docs/migrate-legacy-alipay.md).")
+}
+
+// Query: no query service.
+func (g *AlipayLegacy) Query(ctx context.Context, o *paynotify.Order) (*paynotify.Answer, error) {
+	return nil, paynotify.ErrNoQueryService
+}
+
+// QueryRefund: no query service.
+func (g *AlipayLegacy) QueryRefund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
+	return nil, paynotify.ErrNoQueryService
+}
+
+// legacyRefusal is an EPROVIDER error that also matches paynotify.ErrNoCloseService.
+type legacyRefusal struct {
+	msg string
+	err error
+}
+
+func (e *legacyRefusal) Error() string { return e.msg }
+
+// Unwrap gives both the *paynotify.Error (EPROVIDER, for the API's 422) and the sentinel.
+func (e *legacyRefusal) Unwrap() []error {
+	return []error{paynotify.Errorf(paynotify.EPROVIDER, "%s", e.msg), e.err}
+}
