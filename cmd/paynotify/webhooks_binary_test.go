@@ -29,10 +29,10 @@ type hookReceiver struct {
 	delay    atomic.Int64
 	inflight atomic.Int32
 	// gate, while set, holds every request until it is closed.
-	gate atomic.Pointer[chan struct{}]
-	mu       sync.Mutex
-	count    map[string]int
-	bad      int
+	gate  atomic.Pointer[chan struct{}]
+	mu    sync.Mutex
+	count map[string]int
+	bad   int
 }
 
 func newHookReceiver(t *testing.T) *hookReceiver {
