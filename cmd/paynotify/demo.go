@@ -91,7 +91,7 @@ paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
 
   Open        %s/            create an order, pay it in the sandbox, watch it become paid
   Sandbox     %s/sandbox/    simulated Alipay and WeChat Pay
-  Apps        alipay-demo, wechatpay-demo
+  Apps        alipay-demo, wechatpay-demo, alipay-legacy-demo (legacy mapi / WAP, MD5)
   API token   %s
               (a local demo credential, stored in %s)
 

@@ -1,6 +1,7 @@
 // Package sandboxapps builds the apps of the sandbox's default Alipay app, WeChat Pay merchant and
-// legacy Alipay partner, alipay-demo, wechatpay-demo and alipay-legacy-demo, as the demo mode runs them: used by the demo, the
-// end-to-end tests and the load tools, so that all three talk to the sandbox the same way.
+// legacy Alipay partner (alipay-demo, wechatpay-demo and alipay-legacy-demo) as the demo mode runs
+// them: used by the demo, the end-to-end tests and the load tools, so that all of them talk to the
+// sandbox the same way.
 package sandboxapps
 
 import (
