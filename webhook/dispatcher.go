@@ -35,8 +35,12 @@ var Schedule = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minut
 
 // Limits of delivery (docs/webhooks.md).
 const (
-	// gather is how long a woken dispatcher waits for more wake-ups before its round.
-	gather = 10 * time.Millisecond
+	// gather is how long a dispatcher woken by commits waits for more before its round: at most
+	// 20 fan-outs a second, however many commits (on SQLite each is a write beside the
+	// notification path's).
+	gather = 50 * time.Millisecond
+	// flushEvery is how long results wait to be recorded together (one transaction).
+	flushEvery = 50 * time.Millisecond
 	// MaxRetryAfter caps how long a Retry-After answer can delay the next attempt.
 	MaxRetryAfter = time.Hour
 	// DisableAfter is how long an endpoint may fail every attempt before it is disabled.
@@ -517,7 +521,7 @@ func (d *Dispatcher) finisher() {
 				return
 			}
 			if len(batch) == 0 {
-				timer.Reset(20 * time.Millisecond)
+				timer.Reset(flushEvery)
 			}
 			batch = append(batch, r)
 			if len(batch) >= 256 {
