@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -363,10 +364,11 @@ const fanOutDeliveries = `INSERT INTO webhook_deliveries (id, endpoint_id, event
 
 // fanOut is FanOutWebhooks for one endpoint, in one transaction.
 func (db *DB) fanOut(ctx context.Context, id, now string, lim int) (int, error) {
-	tx, err := db.db.BeginTx(ctx, nil)
+	tx, done, err := db.beginLight(ctx)
 	if err != nil {
 		return 0, err
 	}
+	defer done()
 	defer rollback(tx)
 	var (
 		status, events, apps string
@@ -486,10 +488,11 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now t
 		return out, nil
 	}
 	until, token := truncTime(now.Add(lease)), rand.Text()
-	tx, err := db.db.BeginTx(ctx, nil)
+	tx, done, err := db.beginLight(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
 	}
+	defer done()
 	defer rollback(tx)
 	// Select first, then update the rows selected, as ClaimChecks does.
 	rows, err := tx.QueryContext(ctx, `SELECT `+deliveryColumns+`, d.seq, d.payload,
@@ -590,10 +593,11 @@ func (db *DB) FinishWebhookDeliveries(ctx context.Context, results []paynotify.W
 			return fmt.Errorf("sqlite: finish webhook deliveries: delivery %s pending without a next attempt", r.Delivery.ID)
 		}
 	}
-	tx, err := db.db.BeginTx(ctx, nil)
+	tx, done, err := db.beginLight(ctx)
 	if err != nil {
 		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
 	}
+	defer done()
 	defer rollback(tx)
 	if err := db.finish(ctx, tx, results); err != nil {
 		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
@@ -993,4 +997,35 @@ func (db *DB) PruneWebhooks(ctx context.Context, before time.Time) (int64, error
 		return 0, fmt.Errorf("sqlite: prune webhooks: %w", err)
 	}
 	return total, nil
+}
+
+// beginLight begins a write transaction whose commit does not wait for the disk
+// (synchronous=NORMAL for it alone; docs/storage.md, "Webhook bookkeeping"): the dispatcher's
+// fan-outs, claims and results. What such a commit holds is redone if it is lost with the machine
+// (a cursor fanned out again without duplicates, a claim that never held, a delivery sent again
+// with the same webhook-id), and in WAL mode a commit is never lost with the process, only with
+// the operating system. The fsyncs saved are what the notification path, which shares the one
+// connection and keeps synchronous=FULL, would otherwise wait behind. done, called after the
+// commit or rollback, restores FULL before the connection serves anything else; if it cannot,
+// the connection is discarded (a new one gets FULL from the DSN).
+func (db *DB) beginLight(ctx context.Context) (tx *sql.Tx, done func(), err error) {
+	conn, err := db.db.Conn(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	done = func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=FULL"); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		conn.Close()
+	}
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+		done()
+		return nil, nil, err
+	}
+	if tx, err = conn.BeginTx(ctx, nil); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return tx, done, nil
 }
