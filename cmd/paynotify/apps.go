@@ -158,7 +158,8 @@ func buildLegacyApp(ac *AppConfig) (*paynotify.App, error) {
 	cfg := alipaylegacy.Config{Partner: ac.Partner, SellerID: ac.SellerID, SellerEmail: ac.SellerEmail,
 		SignType: alipaylegacy.SignType(strings.ToUpper(ac.SignType)), InputCharset: ac.InputCharset, Gateway: ac.Gateway,
 		WAPGateway: ac.WAPGateway, NotifyVerifyURL: ac.NotifyVerifyURL}
-	field := "partner"
+	// The partner and seller formats are checked by the config: what New refuses is a key.
+	field := "alipay_public_key_file"
 	if ac.MD5KeyFile != "" {
 		key, err := readSecretFile("md5_key_file", ac.MD5KeyFile)
 		if err != nil {

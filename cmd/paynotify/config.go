@@ -273,6 +273,8 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 }
 
 var (
+	// legacyPID is a legacy Alipay partner or seller id.
+	legacyPID   = regexp.MustCompile(`^2088[0-9]{12}$`)
 	natsToken   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	natsSubject = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 )
@@ -472,9 +474,19 @@ func (a *AppConfig) validate() error {
 			return err
 		}
 		if err := forbidden("app_id", a.AppID, "app_private_key_file", a.AppPrivateKeyFile, "mchid", a.MchID, "appid", a.WechatAppID,
-			"apiv3_key_file", a.APIv3KeyFile, "platform_public_key_file", a.PlatformPublicKeyFile, "api_base", a.APIBase,
-			"app_cert_file", a.AppCertFile, "alipay_cert_file", a.AlipayCertFile); err != nil {
+			"apiv3_key_file", a.APIv3KeyFile, "apiv2_key_file", a.APIv2KeyFile, "platform_public_key_file", a.PlatformPublicKeyFile,
+			"platform_public_key_id", a.PlatformPublicKeyID, "merchant_serial_no", a.MerchantSerialNo, "api_base", a.APIBase,
+			"app_cert_file", a.AppCertFile, "alipay_cert_file", a.AlipayCertFile, "alipay_root_cert_file", a.AlipayRootCertFile); err != nil {
 			return err
+		}
+		if len(a.PlatformCertFiles) > 0 {
+			return errors.New("platform_cert_files: not a alipay-legacy setting")
+		}
+		if !legacyPID.MatchString(a.Partner) {
+			return fmt.Errorf("partner: %q must be 2088 followed by 12 digits", a.Partner)
+		}
+		if a.SellerID != "" && !legacyPID.MatchString(a.SellerID) {
+			return fmt.Errorf("seller_id: %q must be 2088 followed by 12 digits", a.SellerID)
 		}
 		if len(a.SellerIDs) > 0 {
 			return errors.New("seller_ids: not a alipay-legacy setting (seller_id or seller_email)")

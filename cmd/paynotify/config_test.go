@@ -1,12 +1,20 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipaylegacy"
+	"github.com/paynotify/paynotify/provider"
 )
 
 const validConfig = `
@@ -116,6 +124,311 @@ func TestParseConfig(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "0123456789abcdef0123") {
 				t.Fatalf("error leaks the token: %v", err)
+			}
+		})
+	}
+}
+
+// legacyConfig has one legacy Alipay app of each sign type (provider alipay-legacy).
+const legacyConfig = `
+public_url: "https://pay.example.com"
+api_token: "0123456789abcdef0123"
+apps:
+  - name: old-md5
+    provider: alipay-legacy
+    partner: "2088101122136241"
+    seller_id: "2088101122136241"
+    sign_type: MD5
+    md5_key_file: keys/md5_key.txt
+  - name: old-rsa
+    provider: alipay-legacy
+    partner: "2088101122136241"
+    seller_email: "seller@example.com"
+    sign_type: RSA
+    input_charset: gbk
+    alipay_public_key_file: keys/alipay_public.pem
+    merchant_private_key_file: keys/merchant_private_pkcs1.pem
+`
+
+func TestParseConfig_Legacy(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		c, err := ParseConfig([]byte(legacyConfig), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range c.Apps {
+			if a.Gateway != alipaylegacy.DefaultGateway || a.WAPGateway != alipaylegacy.DefaultWAPGateway || a.NotifyVerifyURL != alipaylegacy.NotifyVerifyHTTPS ||
+				a.NotifyVerify == nil || !*a.NotifyVerify {
+				t.Fatalf("%s: legacy defaults = %+v", a.Name, a)
+			}
+		}
+		if c.Apps[0].InputCharset != "utf-8" || c.Apps[1].InputCharset != "gbk" {
+			t.Fatalf("input_charset = %q, %q", c.Apps[0].InputCharset, c.Apps[1].InputCharset)
+		}
+		if c.Apps[0].SignType != "MD5" || c.Apps[1].SignType != "RSA" {
+			t.Fatalf("sign_type = %q, %q (no alipay default applied)", c.Apps[0].SignType, c.Apps[1].SignType)
+		}
+	})
+	t.Run("OKExplicit", func(t *testing.T) {
+		src := strings.Replace(legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    input_charset: UTF-8\n    notify_verify: false\n"+
+			"    notify_verify_url: \"http://notify.alipay.com/trade/notify_query.do\"\n    gateway: \"http://127.0.0.1:8090/gateway.do\"\n"+
+			"    wap_gateway: \"http://127.0.0.1:8090/service/rest.htm\"\n    return_url: \"https://shop.example.com/alipay/return\"\n", 1)
+		c, err := ParseConfig([]byte(src), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := c.Apps[0]
+		if *a.NotifyVerify || a.NotifyVerifyURL != alipaylegacy.NotifyVerifyHTTP || a.Gateway != "http://127.0.0.1:8090/gateway.do" ||
+			a.WAPGateway != "http://127.0.0.1:8090/service/rest.htm" || a.InputCharset != "UTF-8" || a.ReturnURL != "https://shop.example.com/alipay/return" {
+			t.Fatalf("explicit values = %+v", a)
+		}
+	})
+	t.Run("OKEnv", func(t *testing.T) {
+		src := strings.Replace(legacyConfig, `partner: "2088101122136241"`, `partner: "${PID}"`, 1)
+		c, err := ParseConfig([]byte(src), env(map[string]string{"PID": "2088000000000009"}))
+		if err != nil || c.Apps[0].Partner != "2088000000000009" {
+			t.Fatalf("partner from the environment: %v", err)
+		}
+	})
+	tests := []struct {
+		name, base, from, to string
+		want                 string
+	}{
+		// partner
+		{"ErrPartnerMissing", legacyConfig, "    partner: \"2088101122136241\"\n    seller_id:", "    seller_id:", "apps[0] (old-md5).partner: required for a alipay-legacy app"},
+		{"ErrPartnerEmpty", legacyConfig, `partner: "2088101122136241"`, `partner: ""`, "apps[0] (old-md5).partner: required"},
+		// MD5 needs md5_key_file and forbids the RSA key files.
+		{"ErrMD5KeyMissing", legacyConfig, "    md5_key_file: keys/md5_key.txt\n", "", "apps[0] (old-md5).md5_key_file: required for a alipay-legacy app"},
+		{"ErrMD5WithAlipayPublicKey", legacyConfig, "    md5_key_file: keys/md5_key.txt\n", "    md5_key_file: keys/md5_key.txt\n    alipay_public_key_file: keys/alipay_public.pem\n",
+			"apps[0] (old-md5).alipay_public_key_file: not a alipay-legacy setting (sign_type MD5 uses md5_key_file)"},
+		{"ErrMD5WithMerchantKey", legacyConfig, "    md5_key_file: keys/md5_key.txt\n", "    md5_key_file: keys/md5_key.txt\n    merchant_private_key_file: keys/merchant_private_pkcs1.pem\n",
+			"apps[0] (old-md5).merchant_private_key_file: not a alipay-legacy setting (sign_type MD5 uses md5_key_file)"},
+		// RSA needs both key files and forbids md5_key_file.
+		{"ErrRSAPublicKeyMissing", legacyConfig, "    alipay_public_key_file: keys/alipay_public.pem\n", "", "apps[1] (old-rsa).alipay_public_key_file: required for a alipay-legacy app"},
+		{"ErrRSAPrivateKeyMissing", legacyConfig, "    merchant_private_key_file: keys/merchant_private_pkcs1.pem\n", "", "apps[1] (old-rsa).merchant_private_key_file: required for a alipay-legacy app"},
+		{"ErrRSAWithMD5Key", legacyConfig, "    input_charset: gbk\n", "    input_charset: gbk\n    md5_key_file: keys/md5_key.txt\n",
+			"apps[1] (old-rsa).md5_key_file: not a alipay-legacy setting (sign_type RSA uses the key files)"},
+		// sign_type is MD5 or RSA: no default, no RSA2, no sec_id spelling.
+		{"ErrSignTypeMissing", legacyConfig, "    sign_type: MD5\n", "", `apps[0] (old-md5).sign_type: "" must be MD5 or RSA for an alipay-legacy app`},
+		{"ErrSignTypeRSA2", legacyConfig, "sign_type: RSA\n", "sign_type: RSA2\n", `apps[1] (old-rsa).sign_type: "RSA2" must be MD5 or RSA`},
+		{"ErrSignType0001", legacyConfig, "sign_type: RSA\n", "sign_type: \"0001\"\n", `apps[1] (old-rsa).sign_type: "0001" must be MD5 or RSA`},
+		// seller_id xor seller_email
+		{"ErrSellerBoth", legacyConfig, `    seller_email: "seller@example.com"`, "    seller_email: \"seller@example.com\"\n    seller_id: \"2088101122136241\"",
+			"apps[1] (old-rsa).seller_email: set seller_id or seller_email, not both"},
+		{"ErrSellerIDs", legacyConfig, `    seller_id: "2088101122136241"`, `    seller_ids: ["2088101122136241"]`, "apps[0] (old-md5).seller_ids: not a alipay-legacy setting"},
+		// input_charset utf-8 or gbk
+		{"ErrCharset", legacyConfig, "input_charset: gbk", "input_charset: big5", `apps[1] (old-rsa).input_charset: "big5" must be utf-8 or gbk`},
+		{"ErrCharsetGB2312", legacyConfig, "input_charset: gbk", "input_charset: gb2312", `apps[1] (old-rsa).input_charset: "gb2312" must be utf-8 or gbk`},
+		// URLs
+		{"ErrGateway", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    gateway: mapi.alipay.com/gateway.do\n", `apps[0] (old-md5).gateway: "mapi.alipay.com/gateway.do" must be an absolute http(s) URL`},
+		{"ErrWAPGateway", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    wap_gateway: \"ftp://wappaygw.alipay.com/\"\n", "apps[0] (old-md5).wap_gateway:"},
+		{"ErrNotifyVerifyURL", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    notify_verify_url: \"/notify_query.do\"\n", "apps[0] (old-md5).notify_verify_url:"},
+		{"ErrReturnURL", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    return_url: \"shop/return\"\n", "apps[0] (old-md5).return_url:"},
+		{"ErrNotifyVerifyNotBool", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    notify_verify: maybe\n", "line 10: cannot unmarshal !!str `maybe` into bool"},
+		// Keys of the other providers are refused on a legacy app.
+		{"ErrAppIDOnLegacy", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    app_id: \"2021000000000001\"\n", "apps[0] (old-md5).app_id: not a alipay-legacy setting"},
+		{"ErrAppCertOnLegacy", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    app_cert_file: a.crt\n", "apps[0] (old-md5).app_cert_file: not a alipay-legacy setting"},
+		{"ErrMchIDOnLegacy", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    mchid: \"1900000001\"\n", "apps[0] (old-md5).mchid: not a alipay-legacy setting"},
+		{"ErrAPIv3KeyOnLegacy", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    apiv3_key_file: k\n", "apps[0] (old-md5).apiv3_key_file: not a alipay-legacy setting"},
+		{"ErrAPIBaseOnLegacy", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    api_base: \"https://api.mch.weixin.qq.com\"\n", "apps[0] (old-md5).api_base: not a alipay-legacy setting"},
+		// Legacy-only keys are refused on alipay and wechatpay apps.
+		{"ErrPartnerOnAlipay", validConfig, "    seller_id:", "    partner: \"2088101122136241\"\n    seller_id:", "apps[0] (shop).partner: not a alipay setting"},
+		{"ErrSellerEmailOnAlipay", validConfig, "    seller_id:", "    seller_email: s@example.com\n    seller_id:", "apps[0] (shop).seller_email: not a alipay setting"},
+		{"ErrMD5KeyOnAlipay", validConfig, "    seller_id:", "    md5_key_file: k\n    seller_id:", "apps[0] (shop).md5_key_file: not a alipay setting"},
+		{"ErrCharsetOnAlipay", validConfig, "    seller_id:", "    input_charset: gbk\n    seller_id:", "apps[0] (shop).input_charset: not a alipay setting"},
+		{"ErrWAPGatewayOnAlipay", validConfig, "    seller_id:", "    wap_gateway: \"http://wappaygw.alipay.com/service/rest.htm\"\n    seller_id:", "apps[0] (shop).wap_gateway: not a alipay setting"},
+		{"ErrNotifyVerifyURLOnAlipay", validConfig, "    seller_id:", "    notify_verify_url: \"https://mapi.alipay.com/gateway.do?service=notify_verify\"\n    seller_id:", "apps[0] (shop).notify_verify_url: not a alipay setting"},
+		{"ErrNotifyVerifyOnAlipay", validConfig, "    seller_id:", "    notify_verify: true\n    seller_id:", "apps[0] (shop).notify_verify: not a alipay setting"},
+		{"ErrPartnerOnWechatpay", validConfig, `merchant_serial_no: "ABC"`, "merchant_serial_no: \"ABC\"\n    partner: \"2088101122136241\"", "apps[1] (wx).partner: not a wechatpay setting"},
+		{"ErrMD5KeyOnWechatpay", validConfig, `merchant_serial_no: "ABC"`, "merchant_serial_no: \"ABC\"\n    md5_key_file: k", "apps[1] (wx).md5_key_file: not a wechatpay setting"},
+		{"ErrNotifyVerifyOnWechatpay", validConfig, `merchant_serial_no: "ABC"`, "merchant_serial_no: \"ABC\"\n    notify_verify: false", "apps[1] (wx).notify_verify: not a wechatpay setting"},
+		{"ErrCharsetOnWechatpay", validConfig, `merchant_serial_no: "ABC"`, "merchant_serial_no: \"ABC\"\n    input_charset: utf-8", "apps[1] (wx).input_charset: not a wechatpay setting"},
+		// Unknown keys are rejected, also near-misses of the legacy ones.
+		{"ErrUnknownMD5Key", legacyConfig, "md5_key_file:", "md5_key:", "field md5_key not found"},
+		{"ErrUnknownKeyPath", legacyConfig, "md5_key_file:", "key_path:", "field key_path not found"},
+		{"ErrUnknownTransport", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    transport: https\n", "field transport not found"},
+		{"ErrUnknownSecID", legacyConfig, "sign_type: RSA\n", "sign_type: RSA\n    sec_id: \"0001\"\n", "field sec_id not found"},
+		{"ErrUnknownCharsetSpelling", legacyConfig, "input_charset: gbk", "_input_charset: gbk", "field _input_charset not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(tt.base, tt.from) {
+				t.Fatalf("test setup: %q not in config", tt.from)
+			}
+			src := strings.Replace(tt.base, tt.from, tt.to, 1)
+			_, err := ParseConfig([]byte(src), env(map[string]string{"TOKEN": "0123456789abcdef0123"}))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// legacyKeyDir copies the legacy vectors' TESTING KEYs into a fresh directory's keys/ and returns
+// the directory.
+func legacyKeyDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "keys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(legacyTestdata, "keys")
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "keys", e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestConfig_BuildLegacyApps loads configs with the vectors' keys (relative paths, resolved against the
+// config file's directory) and checks that the built apps verify the vectors: MD5 (the key file's
+// surrounding whitespace trimmed) and RSA with the merchant key in PKCS#1 and PKCS#8, PEM and one
+// line (the 0001 notification needs it to decrypt).
+func TestConfig_BuildLegacyApps(t *testing.T) {
+	dir := legacyKeyDir(t)
+	md5Key := strings.TrimSpace(string(readLegacy(t, "keys/md5_key.txt")))
+	if err := os.WriteFile(filepath.Join(dir, "keys", "md5_padded.txt"), []byte(" \t"+md5Key+"\r\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var atnAsked []string
+	atn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atnAsked = append(atnAsked, r.URL.RawQuery)
+		io.WriteString(w, "true")
+	}))
+	defer atn.Close()
+	rsaApp := func(name, pub, priv string) string {
+		return fmt.Sprintf("  - name: %s\n    provider: alipay-legacy\n    partner: \"%s\"\n    sign_type: RSA\n    alipay_public_key_file: keys/%s\n    merchant_private_key_file: keys/%s\n",
+			name, legacyPartner, pub, priv)
+	}
+	src := "public_url: \"https://pay.example.com\"\napi_token: \"0123456789abcdef0123\"\napps:\n" +
+		"  - name: md5\n    provider: alipay-legacy\n    partner: \"" + legacyPartner + "\"\n    seller_email: seller@example.com\n    sign_type: MD5\n    md5_key_file: keys/md5_padded.txt\n" +
+		"    notify_verify_url: \"" + atn.URL + "/gateway.do?service=notify_verify\"\n" +
+		rsaApp("rsa-pkcs1-pem", "alipay_public.pem", "merchant_private_pkcs1.pem") +
+		"    seller_id: \"2088101122136241\"\n    notify_verify: false\n" +
+		rsaApp("rsa-pkcs8-pem", "alipay_public.pem", "merchant_private_pkcs8.pem") +
+		rsaApp("rsa-pkcs8-oneline", "alipay_public.oneline", "merchant_private_pkcs8.oneline") +
+		"    input_charset: gbk\n"
+	path := filepath.Join(dir, "paynotify.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps, err := buildApps(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(apps) != 4 {
+		t.Fatalf("%d apps", len(apps))
+	}
+	gateway := func(name string) *provider.AlipayLegacy {
+		t.Helper()
+		a := apps[name]
+		if a == nil || a.Name != name || a.Provider != paynotify.ProviderAlipayLegacy {
+			t.Fatalf("app %s = %+v", name, a)
+		}
+		g, ok := a.Gateway.(*provider.AlipayLegacy)
+		if !ok || g.Client == nil || g.Client.Partner() != legacyPartner {
+			t.Fatalf("app %s gateway = %#v", name, a.Gateway)
+		}
+		return g
+	}
+	verify := func(name, file string) {
+		t.Helper()
+		if _, err := gateway(name).Client.VerifyNotification(readLegacy(t, "cases/"+file)); err != nil {
+			t.Fatalf("%s does not verify %s: %v", name, file, err)
+		}
+	}
+
+	t.Run("MD5", func(t *testing.T) {
+		g := gateway("md5")
+		if g.Client.SignType() != alipaylegacy.SignMD5 || g.Client.Charset() != "utf-8" || !g.NotifyVerify || g.Seller != "seller@example.com" ||
+			fmt.Sprint(apps["md5"].SellerIDs) != "[seller@example.com]" {
+			t.Fatalf("md5 app: sign type %s, charset %s, notify_verify %v, seller %q %v", g.Client.SignType(), g.Client.Charset(), g.NotifyVerify, g.Seller, apps["md5"].SellerIDs)
+		}
+		verify("md5", "mapi_md5_valid.body")
+		verify("md5", "wap_notify_md5_valid.body")
+		if _, err := g.Client.VerifyNotification(readLegacy(t, "cases/mapi_md5_wrong_key.body")); err == nil {
+			t.Fatal("the md5 app accepts a notification signed with another key")
+		}
+		// notify_verify_url is the configured one.
+		if err := g.Client.NotifyVerify(context.Background(), "abc123"); err != nil || len(atnAsked) != 1 ||
+			atnAsked[0] != "service=notify_verify&partner="+legacyPartner+"&notify_id=abc123" {
+			t.Fatalf("notify_verify: %v, asked %q", err, atnAsked)
+		}
+	})
+	t.Run("RSA", func(t *testing.T) {
+		for _, name := range []string{"rsa-pkcs1-pem", "rsa-pkcs8-pem", "rsa-pkcs8-oneline"} {
+			g := gateway(name)
+			if g.Client.SignType() != alipaylegacy.SignRSA {
+				t.Fatalf("%s: sign type %s", name, g.Client.SignType())
+			}
+			verify(name, "wap_notify_0001_valid.body") // decrypts with the merchant key
+			if name == "rsa-pkcs8-oneline" {
+				if g.Client.Charset() != "gbk" {
+					t.Fatalf("charset %s", g.Client.Charset())
+				}
+				verify(name, "mapi_rsa_gbk.body")
+			} else {
+				verify(name, "mapi_rsa_valid.body")
+			}
+		}
+		if g := gateway("rsa-pkcs1-pem"); g.NotifyVerify || g.Seller != "2088101122136241" {
+			t.Fatalf("rsa-pkcs1-pem: notify_verify %v, seller %q", g.NotifyVerify, g.Seller)
+		}
+		if g := gateway("rsa-pkcs8-pem"); !g.NotifyVerify || g.Seller != legacyPartner {
+			t.Fatalf("rsa-pkcs8-pem: notify_verify %v, seller %q (the partner when neither seller is set)", g.NotifyVerify, g.Seller)
+		}
+	})
+
+	// Key errors name the app and the field, never the key.
+	errTests := []struct {
+		name, from, to, want string
+	}{
+		{"ErrMD5KeyFileMissing", "keys/md5_padded.txt", "keys/nope.txt", "apps[0] (md5).md5_key_file: open "},
+		{"ErrMD5KeyShort", "keys/md5_padded.txt", "keys/alipay_public.oneline", "apps[0] (md5).md5_key_file: "},
+		{"ErrPublicKeyIsPrivate", "alipay_public_key_file: keys/alipay_public.pem\n    merchant_private_key_file: keys/merchant_private_pkcs1.pem",
+			"alipay_public_key_file: keys/merchant_private_pkcs1.pem\n    merchant_private_key_file: keys/merchant_private_pkcs1.pem", "apps[1] (rsa-pkcs1-pem).alipay_public_key_file: alipaylegacy: public key: this is a private key"},
+		{"ErrPrivateKeyIsPublic", "merchant_private_key_file: keys/merchant_private_pkcs1.pem", "merchant_private_key_file: keys/merchant_public.pem",
+			"apps[1] (rsa-pkcs1-pem).merchant_private_key_file: alipaylegacy: private key: this is a public key"},
+		{"ErrPrivateKeyFileMissing", "merchant_private_key_file: keys/merchant_private_pkcs1.pem", "merchant_private_key_file: keys/nope.pem",
+			"apps[1] (rsa-pkcs1-pem).merchant_private_key_file: open "},
+		{"ErrOwnPublicKey", "alipay_public_key_file: keys/alipay_public.pem\n    merchant_private_key_file: keys/merchant_private_pkcs1.pem",
+			"alipay_public_key_file: keys/merchant_public.pem\n    merchant_private_key_file: keys/merchant_private_pkcs1.pem", "apps[1] (rsa-pkcs1-pem)."}, // then the library's sentence, checked below
+	}
+	for _, tt := range errTests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(src, tt.from) {
+				t.Fatalf("test setup: %q not in config", tt.from)
+			}
+			p := filepath.Join(dir, tt.name+".yaml")
+			if err := os.WriteFile(p, []byte(strings.Replace(src, tt.from, tt.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := LoadConfig(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = buildApps(cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			if tt.name == "ErrOwnPublicKey" && !strings.Contains(err.Error(), "merchant's own public key") {
+				t.Fatalf("err = %v", err)
+			}
+			if strings.Contains(err.Error(), md5Key) || strings.Contains(err.Error(), "MII") {
+				t.Fatalf("error leaks key material: %v", err)
 			}
 		})
 	}

@@ -9,23 +9,24 @@ import (
 
 func init() { commands["verify"] = verifyCommand{} }
 
-// verifyCommand dispatches to `verify alipay` and `verify wechatpay`.
+// verifyCommand dispatches to `verify alipay`, `verify wechatpay` and `verify alipay-legacy`.
 type verifyCommand struct{}
 
-// verifiers lists the providers of `verify`; verify_alipay.go and verify_wechatpay.go register theirs.
+// verifiers lists the providers of `verify`; verify_alipay.go, verify_wechatpay.go and
+// verify_legacy.go register theirs.
 var verifiers = map[string]command{}
 
 func (verifyCommand) Usage() string {
-	return "paynotify verify alipay|wechatpay [flags] [BODY_FILE|-]"
+	return "paynotify verify alipay|wechatpay|alipay-legacy [flags] [BODY_FILE|-]"
 }
 
 func (verifyCommand) Run(ctx context.Context, m *Main, args []string) error {
 	if len(args) == 0 {
-		return usagef("paynotify verify alipay --alipay-public-key alipay_public.pem notify.txt", "verify: which provider? (alipay or wechatpay)")
+		return usagef("paynotify verify alipay --alipay-public-key alipay_public.pem notify.txt", "verify: which provider? (alipay, wechatpay or alipay-legacy)")
 	}
 	v, ok := verifiers[args[0]]
 	if !ok {
-		return usagef("paynotify verify alipay --help", "verify: unknown provider %q (alipay or wechatpay)", args[0])
+		return usagef("paynotify verify alipay --help", "verify: unknown provider %q (alipay, wechatpay or alipay-legacy)", args[0])
 	}
 	return v.Run(ctx, m, args[1:])
 }
