@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipaylegacy"
 )
 
 // AlipayLegacy is the paynotify.Provider of one legacy Alipay app (mapi gateway and the old WAP
-// pair; docs/alipay-legacy.md). Alipay documents no query, close or refund service for these
+// pair; docs/alipay-legacy.md §15.2). Alipay documents no query, close or refund service for these
 // merchants: their orders are settled by notifications only, expire locally, and close and refund
 // are refused with a message that says so.
 type AlipayLegacy struct {
@@ -65,7 +68,11 @@ func (v legacyVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 	if err != nil {
 		var ve *alipaylegacy.VerifyError
 		if errors.As(err, &ve) {
-			return paynotify.Fact{}, &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail, OutTradeNo: ve.OutTradeNo}
+			otn := ve.OutTradeNo
+			if otn == "" {
+				otn = legacyClaimedOutTradeNo(body)
+			}
+			return paynotify.Fact{}, &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail, OutTradeNo: otn}
 		}
 		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error(), OutTradeNo: claimedOutTradeNo(body)}
 	}
@@ -83,14 +90,15 @@ func (v legacyVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 				Detail: "the signature held, but notify_verify did not answer exactly \"true\": " + err.Error(), OutTradeNo: n.OutTradeNo}
 		case err != nil:
 			// Not a verdict on the notification: fail it so that Alipay retries.
-			return paynotify.Fact{}, fmt.Errorf("%w: notify_verify for %s: %v", paynotify.ErrVerifyUnavailable, n.OutTradeNo, err)
+			return paynotify.Fact{}, fmt.Errorf("%w: notify_verify for %s: %w", paynotify.ErrVerifyUnavailable, n.OutTradeNo,
+				&paynotify.RejectError{Reason: paynotify.ReasonVerifyUnavailable, Detail: err.Error(), OutTradeNo: n.OutTradeNo})
 		}
 	}
 	return legacyFact(v.g, n), nil
 }
 
-// legacyFact maps a verified notification to the fact it states (docs/alipay-legacy.md, "Trade
-// statuses"): TRADE_SUCCESS and TRADE_FINISHED (instant pay, WAP) and WAIT_SELLER_SEND_GOODS
+// legacyFact maps a verified notification to the fact it states (docs/alipay-legacy.md
+// §9.2): TRADE_SUCCESS and TRADE_FINISHED (instant pay, WAP) and WAIT_SELLER_SEND_GOODS
 // (escrow: the money is held by Alipay) are a payment; TRADE_FINISHED after a payment is the end
 // of the trade; TRADE_CLOSED is a close, or a full refund when a refund is reported; the other
 // escrow states (WAIT_BUYER_PAY, WAIT_BUYER_CONFIRM_GOODS) move nothing.
@@ -100,10 +108,13 @@ func legacyFact(g *AlipayLegacy, n *alipaylegacy.Notification) paynotify.Fact {
 		NotificationID: n.NotifyID, At: n.GmtPayment,
 	}
 	// The seller: the configured one when it matches, what the message says otherwise (then the
-	// Processor raises seller_mismatch).
+	// Processor raises seller_mismatch; a message that names no seller must not skip that check).
 	f.SellerID = n.SellerID
 	if f.SellerID == "" {
 		f.SellerID = n.SellerEmail
+	}
+	if f.SellerID == "" {
+		f.SellerID = "(none)"
 	}
 	if g.Client.SellerMatches(n) {
 		f.SellerID = g.Seller
@@ -205,4 +216,32 @@ func (e *legacyRefusal) Error() string { return e.msg }
 // Unwrap gives both the *paynotify.Error (EPROVIDER, for the API's 422) and the sentinel.
 func (e *legacyRefusal) Unwrap() []error {
 	return []error{paynotify.Errorf(paynotify.EPROVIDER, "%s", e.msg), e.err}
+}
+
+// legacyClaimedOutTradeNo reads the out_trade_no a rejected body claims, leniently (the first one,
+// or the one inside a plaintext WAP notify_data), so that its evidence can be found by order. It
+// is never used for anything but that search.
+func legacyClaimedOutTradeNo(body []byte) string {
+	if otn := claimedOutTradeNo(body); otn != "" {
+		return otn
+	}
+	q, _ := url.ParseQuery(string(body))
+	for _, k := range []string{"out_trade_no", "notify_data"} {
+		v := q[k]
+		if len(v) == 0 {
+			continue
+		}
+		s := v[0]
+		if k == "notify_data" {
+			_, rest, ok := strings.Cut(s, "<out_trade_no>")
+			if !ok {
+				continue
+			}
+			s, _, _ = strings.Cut(rest, "</out_trade_no>")
+		}
+		if utf8.ValidString(s) && len(s) <= 64 {
+			return s
+		}
+	}
+	return ""
 }
