@@ -277,7 +277,7 @@ func wapGateway(t *testing.T, answer func(reqID string) []byte) *httptest.Server
 	return srv
 }
 
-// tokenAnswer is an MD5-signed token answer (sorted rule, spec §11.2).
+// tokenAnswer is an MD5-signed token answer (sorted rule, docs/alipay-legacy.md §11.2).
 func tokenAnswer(t *testing.T, partner, reqID, token string) []byte {
 	fs := []kv{{"partner", partner}, {"req_id", reqID},
 		{"res_data", `<?xml version="1.0" encoding="utf-8"?><direct_trade_create_res><request_token>` + token + `</request_token></direct_trade_create_res>`},

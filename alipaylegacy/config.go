@@ -15,17 +15,18 @@ import (
 
 // SignType is the merchant's signature algorithm (alipay.config.php's sign_type). It is chosen by
 // the configuration only: the sign_type or sec_id a message declares is never used to pick the
-// algorithm, and a message that declares another one is rejected (spec §13 Q1).
+// algorithm, and a message that declares another one is rejected (docs/alipay-legacy.md §13.1).
 type SignType string
 
 // The signature algorithms.
 const (
-	// SignMD5 is lower-case hex MD5(canonical || key) with the merchant's 32-character key (spec
-	// §6.1). sign_type=MD5 on mapi, sec_id=MD5 on the WAP pair.
+	// SignMD5 is lower-case hex MD5(canonical || key) with the merchant's 32-character key
+	// (docs/alipay-legacy.md §6.1). sign_type=MD5 on mapi, sec_id=MD5 on the WAP pair.
 	SignMD5 SignType = "MD5"
-	// SignRSA is RSASSA-PKCS1-v1_5 with SHA-1 (spec §6.2): Alipay's key signs what Alipay sends, the
-	// merchant's key what the merchant sends. sign_type=RSA on mapi; on the WAP pair it is
-	// sec_id=0001, which also encrypts notify_data and res_data to the merchant key (spec §7).
+	// SignRSA is RSASSA-PKCS1-v1_5 with SHA-1 (docs/alipay-legacy.md §6.2): Alipay's key signs what
+	// Alipay sends, the merchant's key what the merchant sends. sign_type=RSA on mapi; on the WAP
+	// pair it is sec_id=0001, which also encrypts notify_data and res_data to the merchant key
+	// (docs/alipay-legacy.md §7).
 	SignRSA SignType = "RSA"
 )
 
@@ -37,7 +38,7 @@ func (t SignType) SecID() string {
 	return string(t)
 }
 
-// Endpoints (spec §4).
+// Endpoints (docs/alipay-legacy.md §4).
 const (
 	// DefaultGateway is the mapi gateway of create_direct_pay_by_user and the escrow services.
 	DefaultGateway = "https://mapi.alipay.com/gateway.do"
@@ -51,8 +52,8 @@ const (
 	DefaultTimeout = 10 * time.Second
 )
 
-// Config is a legacy merchant's configuration, the settings of alipay.config.php (spec §2). New
-// checks it.
+// Config is a legacy merchant's configuration, the settings of alipay.config.php
+// (docs/alipay-legacy.md §2). New checks it.
 type Config struct {
 	// AlipayPublicKey is Alipay's RSA public key (ali_public_key_path / alipay_public_key), which
 	// verifies what Alipay signs. Required with SignRSA; see ParsePublicKey.
@@ -71,8 +72,9 @@ type Config struct {
 	// notifications.
 	MD5Key string
 	// MerchantPrivateKey is the merchant's RSA private key (private_key_path): it signs requests
-	// under SignRSA and decrypts `0001` notify_data and res_data, which needs a 1024-bit key (spec
-	// §7). Optional: without it the client only verifies mapi messages. See ParsePrivateKey.
+	// under SignRSA and decrypts `0001` notify_data and res_data, which needs a 1024-bit key
+	// (docs/alipay-legacy.md §7). Optional: without it the client only verifies mapi messages. See
+	// ParsePrivateKey.
 	MerchantPrivateKey *rsa.PrivateKey
 	// Now is the clock of generated req_ids. Defaults to time.Now; req_ids are written in Beijing
 	// time whatever the host's zone.

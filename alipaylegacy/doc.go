@@ -1,6 +1,6 @@
 // Package alipaylegacy implements the merchant side of Alipay's legacy protocols, those of the
-// demo packages that old PHP and Java shops still run (spec: docs/alipay-legacy.md of the
-// repository):
+// demo packages that old PHP and Java shops still run (docs/alipay-legacy.md
+// describes them):
 //
 //   - the mapi gateway (https://mapi.alipay.com/gateway.do): create_direct_pay_by_user (即时到账),
 //     trade_create_by_buyer (双功能) and create_partner_trade_by_buyer (纯担保), with their async
@@ -9,9 +9,9 @@
 //     request_token), alipay.wap.auth.authAndExecute (the buyer's browser), the call_back_url
 //     visit and the async notification whose XML notify_data is signed in a fixed order.
 //
-// Alipay no longer offers these services to new merchants (spec §1): this package is for
-// merchants who hold such contracts, and for moving them to the OpenAPI (package alipay). Nothing
-// here is a way to start a new integration.
+// Alipay no longer offers these services to new merchants (docs/alipay-legacy.md §1): this package
+// is for merchants who hold such contracts, and for moving them to the OpenAPI (package alipay).
+// Nothing here is a way to start a new integration.
 //
 // # Configuration
 //

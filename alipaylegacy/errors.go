@@ -36,15 +36,16 @@ const (
 	// ReasonUnsigned: sign is absent or empty.
 	ReasonUnsigned = "unsigned"
 	// ReasonUnsupportedSignType: the message's sign_type (mapi) or sec_id (WAP) is not the
-	// configured algorithm. The configuration alone chooses the algorithm (spec §13 Q1), so this
-	// stops a downgrade from RSA to MD5.
+	// configured algorithm. The configuration alone chooses the algorithm (docs/alipay-legacy.md
+	// §13.1), so this stops a downgrade from RSA to MD5.
 	ReasonUnsupportedSignType = "unsupported_sign_type"
 	// ReasonDecryptFailed: `0001` data did not decrypt with the merchant private key.
 	ReasonDecryptFailed = "decrypt_failed"
 	// ReasonMissingField: a required field (notify_id, out_trade_no, total_fee, …) is absent or
 	// empty.
 	ReasonMissingField = "missing_field"
-	// ReasonDuplicateKey: a name appears twice (spec §13 Q14: PHP keeps the last, Java joins them).
+	// ReasonDuplicateKey: a name appears twice (docs/alipay-legacy.md §13.6: PHP keeps the last,
+	// Java joins them).
 	ReasonDuplicateKey = "duplicate_key"
 	// ReasonMalformed: a bad %-escape, XML that does not parse (or has a DTD), a bad time.
 	ReasonMalformed = "malformed"
@@ -172,9 +173,10 @@ func (e *NotifyVerifyError) Unwrap() []error {
 	return []error{e.sentinel}
 }
 
-// WAPError is a res_error answer of the WAP gateway to alipay.wap.trade.create.direct (spec §11.2,
-// §12), e.g. code "0005", "partner illegal". Such answers carry no sign: the error cannot be
-// authenticated, so treat it as "no token", never as a statement about the order.
+// WAPError is a res_error answer of the WAP gateway to alipay.wap.trade.create.direct
+// (docs/alipay-legacy.md §11.2, §12), e.g. code "0005", "partner illegal". Such answers carry no
+// sign: the error cannot be authenticated, so treat it as "no token", never as a statement about
+// the order.
 type WAPError struct {
 	// Code is the error code, e.g. "0005".
 	Code string
@@ -201,9 +203,10 @@ func (e *WAPError) Error() string {
 	return s
 }
 
-// Answers to Alipay's notifications (spec §9.5): write exactly these bytes ("success", "fail"),
-// HTTP 200, no newline, no HTML, no BOM. AckSuccess only once the effect is durably committed (or for a verified
-// notification you deliberately ignore); anything else makes Alipay send it again.
+// Answers to Alipay's notifications (docs/alipay-legacy.md §9.5): write exactly these bytes
+// ("success", "fail"), HTTP 200, no newline, no HTML, no BOM. AckSuccess only once the effect is
+// durably committed (or for a verified notification you deliberately ignore); anything else makes
+// Alipay send it again.
 const (
 	AckSuccess = alipaywire.AckSuccess
 	AckFail    = alipaywire.AckFail

@@ -23,7 +23,7 @@ const (
 	KindWAP Kind = "wap"
 )
 
-// Trade statuses (trade_status, spec §9.2).
+// Trade statuses (trade_status, docs/alipay-legacy.md §9.2).
 const (
 	TradeWaitBuyerPay          = "WAIT_BUYER_PAY"
 	TradeSuccess               = "TRADE_SUCCESS"
@@ -127,12 +127,13 @@ func (n *Notification) IsPaid() bool {
 // (create_direct_pay_by_user or an escrow service), or a WAP notification, recognised by its
 // notify_data, sec_id or service field. It does not call the network.
 //
-// mapi (spec §9.3): the sign over the sorted string (§5.1) with the configured algorithm; the
-// declared sign_type must be the configured one. WAP (spec §11.5): service, v, sec_id and
-// notify_data must all be present and sec_id must be the configured one; under `0001` notify_data
-// is decrypted with the merchant key (§7); the sign is checked over the fixed-order string with the
-// plaintext (§5.2), before the XML is parsed. The charset is the configured one (the notification
-// does not say). Then notify_id, out_trade_no, trade_no, trade_status and total_fee are required.
+// mapi (docs/alipay-legacy.md §9.3): the sign over the sorted string (§5.1) with the configured
+// algorithm; the declared sign_type must be the configured one. WAP (docs/alipay-legacy.md §11.5):
+// service, v, sec_id and notify_data must all be present and sec_id must be the configured one;
+// under `0001` notify_data is decrypted with the merchant key (§7); the sign is checked over the
+// fixed-order string with the plaintext (§5.2), before the XML is parsed. The charset is the
+// configured one (the notification does not say). Then notify_id, out_trade_no, trade_no,
+// trade_status and total_fee are required.
 //
 // The result is NOT yet a payment: call NotifyVerify with n.NotifyID and act only when it returns
 // nil. Failures are *VerifyError; a `0001` notification without Config.MerchantPrivateKey is a
@@ -150,8 +151,8 @@ func (c *Client) VerifyNotification(body []byte) (*Notification, error) {
 
 // VerifyReturn verifies the query string (with or without its leading '?') of a browser return: a
 // mapi return_url visit (it carries sign_type) or a WAP call_back_url visit (out_trade_no,
-// request_token, result, trade_no, sign; no sign_type). Both use the sorted rule (spec §10,
-// §11.4). It does not call the network.
+// request_token, result, trade_no, sign; no sign_type). Both use the sorted rule
+// (docs/alipay-legacy.md §10, §11.4). It does not call the network.
 //
 // A return is display only: never mark an order paid from it. A mapi return's notify_id is kept
 // exactly as signed, after one decoding, still holding its %2F and %2B (Alipay double-encodes it);
@@ -253,7 +254,7 @@ func (c *Client) verifyMAPI(w *alipaywire.Form, ret bool) (*Notification, error)
 	return n, nil
 }
 
-// verifyWAPCallback verifies a WAP call_back_url visit (spec §11.4).
+// verifyWAPCallback verifies a WAP call_back_url visit (docs/alipay-legacy.md §11.4).
 func (c *Client) verifyWAPCallback(w *alipaywire.Form) (*Notification, error) {
 	fail := func(e *VerifyError) (*Notification, error) {
 		e.OutTradeNo = c.claimed(w, "out_trade_no")
@@ -282,7 +283,7 @@ func (c *Client) verifyWAPCallback(w *alipaywire.Form) (*Notification, error) {
 	return n, nil
 }
 
-// verifyWAPNotify verifies a WAP async notification (spec §11.5).
+// verifyWAPNotify verifies a WAP async notification (docs/alipay-legacy.md §11.5).
 func (c *Client) verifyWAPNotify(w *alipaywire.Form) (*Notification, error) {
 	var plain string // notify_data in plaintext, once known
 	fail := func(e *VerifyError) (*Notification, error) {
@@ -321,7 +322,8 @@ func (c *Client) verifyWAPNotify(w *alipaywire.Form) (*Notification, error) {
 	if c.signType == SignRSA && !strings.HasPrefix(data, "<") {
 		plain = ""
 		// Under 0001 notify_data is encrypted to the merchant key. A value that starts with '<' is
-		// not base64: it is verified as plaintext, and the signature decides (spec §7, [OPEN]).
+		// not base64: it is verified as plaintext, and the signature decides (docs/alipay-legacy.md
+		// §7: whether Alipay ever does so is unsettled).
 		if c.merchantKey == nil {
 			return nil, errNoMerchantKey
 		}

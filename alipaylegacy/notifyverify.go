@@ -11,14 +11,14 @@ import (
 const maxNotifyIDLen = 256
 
 // NotifyVerify asks Alipay whether notifyID is one of its genuine, current notifications (the
-// notify_verify or "ATN" check, spec §9.4): GET <NotifyVerifyURL>partner=<PID>&notify_id=<id>,
-// bounded by Config.Timeout. notifyID is sent verbatim, never re-encoded: pass Notification.NotifyID
-// as it is (a return's notify_id keeps its %2F and %2B, and re-encoding them would ask about
-// another id).
+// notify_verify or "ATN" check, docs/alipay-legacy.md §9.4): GET
+// <NotifyVerifyURL>partner=<PID>&notify_id=<id>, bounded by Config.Timeout. notifyID is sent
+// verbatim, never re-encoded: pass Notification.NotifyID as it is (a return's notify_id keeps its
+// %2F and %2B, and re-encoding them would ask about another id).
 //
 // It returns nil only when Alipay answers HTTP 200 with a body of exactly the four bytes "true":
-// not "TRUE", not " true", not anything that merely ends in "true" (the official PHP check
-// /true$/i is a hole, spec §13 Q4). Otherwise it returns a *NotifyVerifyError that matches
+// not "TRUE", not " true", not anything that merely ends in "true" (the official PHP check /true$/i
+// is a hole, docs/alipay-legacy.md §13.4). Otherwise it returns a *NotifyVerifyError that matches
 //
 //   - ErrNotConfirmed for a definite answer other than "true" ("false": unknown or expired,
 //     "invalid": bad parameters), or a notify_id that cannot be sent (empty, too long, or holding

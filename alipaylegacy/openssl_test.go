@@ -62,7 +62,7 @@ func opensslEncrypt0001(tb testing.TB, pubFile string, plain []byte) string {
 	return base64.StdEncoding.EncodeToString(ct)
 }
 
-// sortedString is the sorted rule of spec §5.1, written again for the tests.
+// sortedString is the sorted rule of docs/alipay-legacy.md §5.1, written again for the tests.
 func sortedString(fields []kv) []byte {
 	var fs []kv
 	for _, f := range fields {
@@ -196,7 +196,8 @@ func TestVerifyNotificationMAPI(t *testing.T) {
 		}
 	})
 	t.Run("OK/BlankValueIsSigned", func(t *testing.T) {
-		// A single space is not empty (spec §5.1 rule 2): it is part of the signed string.
+		// A single space is not empty (docs/alipay-legacy.md §5.1 rule 2): it is part of the signed
+		// string.
 		fs := with(paidFields("MD5"), "body", " ")
 		if _, err := c.VerifyNotification(md5Notify(t, fs)); err != nil {
 			t.Fatal(err)
@@ -264,7 +265,8 @@ func TestVerifyNotificationMAPI(t *testing.T) {
 		})
 	}
 	t.Run("ErrMagicHash", func(t *testing.T) {
-		// PHP's == would take "0" or "0e1" for any computed "0e…" hash (spec §13 Q2).
+		// PHP's == would take "0" or "0e1" for any computed "0e…" hash (docs/alipay-legacy.md
+		// §13.2).
 		for _, s := range []string{"0", "0e1", "0e462097431906509019562988736854", "00000000000000000000000000000000"} {
 			wantReasonOf(t, verifyN(c, body(append(paidFields("MD5"), kv{"sign", s}))), ReasonSignatureInvalid)
 		}
@@ -316,7 +318,7 @@ func TestVerifyNotificationRSA(t *testing.T) {
 	})
 }
 
-// wapXML is a WAP notify_data document (spec §11.5).
+// wapXML is a WAP notify_data document (docs/alipay-legacy.md §11.5).
 func wapXML(extra string) string {
 	return "<notify><payment_type>1</payment_type><subject>A&amp;B 收银台</subject><trade_no>2026112821001004880087654321</trade_no>" +
 		"<buyer_email>b@example.com</buyer_email><gmt_create>2026-11-28 11:00:01</gmt_create><notify_type>trade_status_sync</notify_type>" +
@@ -371,7 +373,8 @@ func TestVerifyNotificationWAP(t *testing.T) {
 		}
 	})
 	t.Run("OK/0001Plaintext", func(t *testing.T) {
-		// [OPEN] in the spec: a plaintext notify_data under 0001 is verified as it is.
+		// Unsettled (docs/alipay-legacy.md §7): a plaintext notify_data under 0001 is verified as
+		// it is.
 		if _, err := rsac.VerifyNotification(wapBody(t, "0001", plain, plain)); err != nil {
 			t.Fatal(err)
 		}

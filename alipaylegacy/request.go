@@ -11,7 +11,7 @@ import (
 	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
-// The mapi services this package builds requests for (spec §8).
+// The mapi services this package builds requests for (docs/alipay-legacy.md §8).
 const (
 	// ServiceDirectPay is 即时到账: the buyer pays at once (DirectPay).
 	ServiceDirectPay = "create_direct_pay_by_user"
@@ -26,9 +26,10 @@ const (
 // maxFen is the largest amount Alipay accepts in a request, 100000000.00 yuan.
 const maxFen = 100000000_00
 
-// DirectPay is a create_direct_pay_by_user request (即时到账, spec §8.2): the browser is sent to the
-// mapi gateway, pays, comes back to ReturnURL, and Alipay notifies NotifyURL. Strings are UTF-8;
-// they are converted to the configured charset before signing. Empty fields are not sent.
+// DirectPay is a create_direct_pay_by_user request (即时到账, docs/alipay-legacy.md §8.2): the browser
+// is sent to the mapi gateway, pays, comes back to ReturnURL, and Alipay notifies NotifyURL.
+// Strings are UTF-8; they are converted to the configured charset before signing. Empty fields are
+// not sent.
 type DirectPay struct {
 	// AntiPhishingKey is the encrypt_key of a query_timestamp call (anti_phishing_key), optional.
 	AntiPhishingKey string
@@ -48,7 +49,7 @@ type DirectPay struct {
 	// ItBPay is the payment timeout (it_b_pay), e.g. "30m", "2h", "1d"; optional.
 	ItBPay string
 	// NotifyURL is the async notification URL (notify_url): absolute http(s), no query string
-	// (spec §13 Q19). Optional, but without it there are no notifications.
+	// (docs/alipay-legacy.md §14.9). Optional, but without it there are no notifications.
 	NotifyURL string
 	// OutTradeNo is the merchant's order number (out_trade_no), 1 to 64 characters. Required.
 	OutTradeNo string
@@ -66,9 +67,10 @@ type DirectPay struct {
 }
 
 // EscrowTrade is a trade_create_by_buyer (双功能) or create_partner_trade_by_buyer (纯担保) request
-// (spec §8.2): price × quantity plus logistics instead of total_fee. Its notifications go through
-// WAIT_BUYER_PAY, WAIT_SELLER_SEND_GOODS (paid into escrow), WAIT_BUYER_CONFIRM_GOODS and
-// TRADE_FINISHED. One type serves both services, which take the same parameters.
+// (docs/alipay-legacy.md §8.2): price × quantity plus logistics instead of total_fee. Its
+// notifications go through WAIT_BUYER_PAY, WAIT_SELLER_SEND_GOODS (paid into escrow),
+// WAIT_BUYER_CONFIRM_GOODS and TRADE_FINISHED. One type serves both services, which take the same
+// parameters.
 type EscrowTrade struct {
 	// Body is the order description (body), optional.
 	Body string
@@ -105,8 +107,8 @@ type EscrowTrade struct {
 }
 
 // DirectPayURL returns the signed create_direct_pay_by_user URL to send the buyer's browser to
-// (GET): the gateway, the parameters sorted by name and form-encoded, then sign and sign_type (spec
-// §8.1).
+// (GET): the gateway, the parameters sorted by name and form-encoded, then sign and sign_type
+// (docs/alipay-legacy.md §8.1).
 func (c *Client) DirectPayURL(p *DirectPay) (string, error) {
 	r, err := c.directPay(p)
 	if err != nil {
@@ -116,9 +118,9 @@ func (c *Client) DirectPayURL(p *DirectPay) (string, error) {
 }
 
 // DirectPayForm returns the same request as an HTML fragment: a GET form with one hidden input per
-// parameter (values HTML-escaped, unlike the demos' form, spec §13 Q17) that submits itself. Under
-// a GBK charset the form asks the browser to submit GBK (accept-charset); the URL of DirectPayURL
-// needs no such help and is the safer choice there.
+// parameter (values HTML-escaped, unlike the demos' form, docs/alipay-legacy.md §13.7) that submits
+// itself. Under a GBK charset the form asks the browser to submit GBK (accept-charset); the URL of
+// DirectPayURL needs no such help and is the safer choice there.
 func (c *Client) DirectPayForm(p *DirectPay) (string, error) {
 	r, err := c.directPay(p)
 	if err != nil {

@@ -52,10 +52,11 @@ func parseForm(body []byte) (*alipaywire.Form, *VerifyError) {
 	return w, nil
 }
 
-// CanonicalSorted returns the string of the sorted rule (spec §5.1), which signs everything but the
-// WAP async notification: drop the fields named exactly sign and sign_type and every field whose
-// value is empty ("0" and " " are kept), sort by name byte-wise, join name=value with '&', values
-// raw (no escaping of any kind). fields must not repeat a name (ParseForm guarantees it).
+// CanonicalSorted returns the string of the sorted rule (docs/alipay-legacy.md §5.1), which signs
+// everything but the WAP async notification: drop the fields named exactly sign and sign_type and
+// every field whose value is empty ("0" and " " are kept), sort by name byte-wise, join name=value
+// with '&', values raw (no escaping of any kind). fields must not repeat a name (ParseForm
+// guarantees it).
 func CanonicalSorted(fields []Field) []byte {
 	fs := make([]Field, 0, len(fields))
 	n := 0
@@ -102,9 +103,10 @@ func canonicalForm(w *alipaywire.Form, replace, with string) []byte {
 	return out
 }
 
-// CanonicalWAPNotify returns the string of the fixed-order rule (spec §5.2) that signs the WAP async
-// notification: "service=…&v=…&sec_id=…&notify_data=…", in exactly this order, never sorted, with
-// the values as received and notifyData the plaintext XML (decrypted first under `0001`).
+// CanonicalWAPNotify returns the string of the fixed-order rule (docs/alipay-legacy.md §5.2) that
+// signs the WAP async notification: "service=…&v=…&sec_id=…&notify_data=…", in exactly this order,
+// never sorted, with the values as received and notifyData the plaintext XML (decrypted first under
+// `0001`).
 func CanonicalWAPNotify(service, v, secID, notifyData string) []byte {
 	b := make([]byte, 0, len(service)+len(v)+len(secID)+len(notifyData)+34)
 	b = append(b, "service="...)
@@ -118,7 +120,7 @@ func CanonicalWAPNotify(service, v, secID, notifyData string) []byte {
 }
 
 // MD5Sign returns lower-case hex MD5(canonical || key): the key appended directly, no '&', no
-// "key=" (spec §6.1).
+// "key=" (docs/alipay-legacy.md §6.1).
 func MD5Sign(canonical []byte, key string) string {
 	h := md5.New()
 	h.Write(canonical)
@@ -128,7 +130,8 @@ func MD5Sign(canonical []byte, key string) string {
 
 // MD5Verify checks an MD5 sign over canonical with key: exactly 32 lower-case hex characters,
 // compared in constant time. An upper-case hex sign fails, as in the official code, and so does any
-// "magic hash" trick (spec §13 Q2). It returns nil or a *VerifyError wrapping ErrSignature.
+// "magic hash" trick (docs/alipay-legacy.md §13.2). It returns nil or a *VerifyError wrapping
+// ErrSignature.
 func MD5Verify(canonical []byte, key, sign string) error {
 	if why := verifyMD5(canonical, key, sign); why != "" {
 		return verr(ReasonSignatureInvalid, why)
@@ -153,7 +156,7 @@ func verifyMD5(canonical []byte, key, sign string) string {
 }
 
 // RSASign signs canonical with SHA1withRSA (RSASSA-PKCS1-v1_5, SHA-1) and returns the standard,
-// padded base64 sign (spec §6.2).
+// padded base64 sign (docs/alipay-legacy.md §6.2).
 func RSASign(priv *rsa.PrivateKey, canonical []byte) (string, error) {
 	d := sha1.Sum(canonical)
 	sig, err := rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA1, d[:])
@@ -165,7 +168,7 @@ func RSASign(priv *rsa.PrivateKey, canonical []byte) (string, error) {
 
 // RSAVerify checks a base64 SHA1withRSA sign over canonical with pub. Only a successful
 // rsa.VerifyPKCS1v15 is valid: bad base64, a wrong length or a SHA-256 ("RSA2") signature fail
-// (spec §13 Q3). It returns nil or a *VerifyError wrapping ErrSignature.
+// (docs/alipay-legacy.md §13.3). It returns nil or a *VerifyError wrapping ErrSignature.
 func RSAVerify(pub *rsa.PublicKey, canonical []byte, sign string) error {
 	if why := verifyRSA(pub, canonical, sign); why != "" {
 		return verr(ReasonSignatureInvalid, why)
@@ -194,13 +197,13 @@ func verifyRSA(pub *rsa.PublicKey, canonical []byte, sign string) string {
 }
 
 // blockSize is the `0001` cipher block: the size of a 1024-bit key, hard-coded in every official
-// SDK (spec §7, §13 Q7).
+// SDK (docs/alipay-legacy.md §7).
 const blockSize = 128
 
-// DecryptData decrypts `0001` data (notify_data, res_data) as every official SDK does (spec §7):
-// base64-decode, split into 128-byte blocks, RSA-decrypt each with PKCS#1 v1.5 padding, concatenate.
-// It needs a 1024-bit key; any failure (bad base64, a short block, bad padding) is an error, never
-// partial plaintext.
+// DecryptData decrypts `0001` data (notify_data, res_data) as every official SDK does
+// (docs/alipay-legacy.md §7): base64-decode, split into 128-byte blocks, RSA-decrypt each with
+// PKCS#1 v1.5 padding, concatenate. It needs a 1024-bit key; any failure (bad base64, a short
+// block, bad padding) is an error, never partial plaintext.
 func DecryptData(priv *rsa.PrivateKey, data string) ([]byte, error) {
 	if priv.Size() != blockSize {
 		return nil, errors.New("alipaylegacy: 0001 needs a 1024-bit merchant key, this one has " + strconv.Itoa(priv.N.BitLen()) + " bits")

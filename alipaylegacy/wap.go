@@ -10,8 +10,9 @@ import (
 	"strings"
 )
 
-// WAPTrade is an alipay.wap.trade.create.direct request (spec §11.1), the first step of the old WAP
-// pair: a server-to-server call that returns a request_token for WAPAuthURL. Strings are UTF-8.
+// WAPTrade is an alipay.wap.trade.create.direct request (docs/alipay-legacy.md §11.1), the first
+// step of the old WAP pair: a server-to-server call that returns a request_token for WAPAuthURL.
+// Strings are UTF-8.
 type WAPTrade struct {
 	// CallBackURL is the browser return URL after payment (call_back_url), required.
 	CallBackURL string
@@ -43,11 +44,12 @@ type WAPTrade struct {
 // maxWAPAnswer bounds the token answer read from the WAP gateway (a real one is under 1 KiB).
 const maxWAPAnswer = 64 << 10
 
-// WAPCreateDirect calls alipay.wap.trade.create.direct (spec §11.1): it POSTs the signed request
-// (sorted rule, sec_id MD5 or 0001, no sign_type) to the WAP gateway, bounded by Config.Timeout,
-// and verifies the answer (§11.2): its sec_id must be the configured one; under `0001` res_data is
-// decrypted with the merchant key; the sign is checked over the sorted string with the plaintext
-// res_data; partner and req_id must be this request's. It returns the request_token for WAPAuthURL.
+// WAPCreateDirect calls alipay.wap.trade.create.direct (docs/alipay-legacy.md §11.1): it POSTs the
+// signed request (sorted rule, sec_id MD5 or 0001, no sign_type) to the WAP gateway, bounded by
+// Config.Timeout, and verifies the answer (§11.2): its sec_id must be the configured one; under
+// `0001` res_data is decrypted with the merchant key; the sign is checked over the sorted string
+// with the plaintext res_data; partner and req_id must be this request's. It returns the
+// request_token for WAPAuthURL.
 //
 // Errors: a res_error answer is a *WAPError (unsigned: it says only that there is no token); an
 // answer that does not verify is a *VerifyError; a transport error, a timeout or an HTTP status
@@ -128,9 +130,9 @@ func (c *Client) wapCreateBody(p *WAPTrade) (body, reqID string, err error) {
 	return encode(r.wire), reqID, nil
 }
 
-// WAPAuthURL returns the signed alipay.wap.auth.authAndExecute URL (spec §11.3), the second step of
-// the old WAP pair, to send the buyer's browser to (GET), for a request_token of WAPCreateDirect. It
-// carries a fresh req_id, _input_charset and sec_id, and no sign_type.
+// WAPAuthURL returns the signed alipay.wap.auth.authAndExecute URL (docs/alipay-legacy.md §11.3),
+// the second step of the old WAP pair, to send the buyer's browser to (GET), for a request_token of
+// WAPCreateDirect. It carries a fresh req_id, _input_charset and sec_id, and no sign_type.
 func (c *Client) WAPAuthURL(requestToken string) (string, error) {
 	if requestToken == "" {
 		return "", errors.New("alipaylegacy: empty request_token")
@@ -146,7 +148,8 @@ func (c *Client) WAPAuthURL(requestToken string) (string, error) {
 	return c.wapGateway + "?" + encode(r.wire), nil
 }
 
-// wapRequest signs the common parameters of a WAP service (sec_id, never sign_type: spec §13 Q16).
+// wapRequest signs the common parameters of a WAP service (sec_id, never sign_type:
+// docs/alipay-legacy.md §14.8).
 func (c *Client) wapRequest(service, reqID, reqData string) (*request, error) {
 	return c.signFields([]Field{
 		{"service", service}, {"partner", c.partner}, {"sec_id", c.signType.SecID()}, {"format", "xml"},
@@ -155,7 +158,7 @@ func (c *Client) wapRequest(service, reqID, reqData string) (*request, error) {
 }
 
 // buildXML returns <root><k>v</k>…</root> with the text escaped (the demos concatenate without
-// escaping, spec §13 Q17); empty elements are left out.
+// escaping, docs/alipay-legacy.md §13.7); empty elements are left out.
 func buildXML(root string, elems []Field) (string, error) {
 	var b strings.Builder
 	b.WriteString("<" + root + ">")
@@ -172,10 +175,10 @@ func buildXML(root string, elems []Field) (string, error) {
 	return b.String(), nil
 }
 
-// parseTokenAnswer verifies the WAP gateway's answer to alipay.wap.trade.create.direct (spec
-// §11.2) and returns its request_token. The body is split on '&' and each name and value decoded
-// once, not decoded as a whole first as the demos do (spec §13 Q15): the same on every well-formed
-// answer, and safe on the others.
+// parseTokenAnswer verifies the WAP gateway's answer to alipay.wap.trade.create.direct
+// (docs/alipay-legacy.md §11.2) and returns its request_token. The body is split on '&' and each
+// name and value decoded once, not decoded as a whole first as the demos do (docs/alipay-legacy.md
+// §11.2): the same on every well-formed answer, and safe on the others.
 func (c *Client) parseTokenAnswer(body []byte, reqID string) (string, error) {
 	w, e := parseForm(body)
 	if e != nil {

@@ -14,15 +14,16 @@ var templates embed.FS
 
 var demoTemplate = template.Must(template.ParseFS(templates, "templates/demo.html"))
 
-// DemoPage serves the demo mode's start page: create an order, pay it in the sandbox, watch the
-// notification and the paid order. It embeds the API token, which is why it exists only in demo
+// DemoPage serves the demo mode's start page: create an order (any channel of any app, the legacy
+// Alipay ones included), pay it in the sandbox, watch the notification and the paid order. It embeds the API token, which is why it exists only in demo
 // mode (the token is a local demo credential there).
 func (s *Server) DemoPage() http.Handler {
 	type channel struct{ App, Channel string }
 	var channels []channel
 	for name, a := range s.Service.Apps {
 		for _, c := range []string{paynotify.ChannelAlipayPage, paynotify.ChannelAlipayWap, paynotify.ChannelAlipayPrecreate, paynotify.ChannelAlipayApp,
-			paynotify.ChannelWechatNative, paynotify.ChannelWechatH5, paynotify.ChannelWechatJSAPI, paynotify.ChannelWechatApp} {
+			paynotify.ChannelWechatNative, paynotify.ChannelWechatH5, paynotify.ChannelWechatJSAPI, paynotify.ChannelWechatApp,
+			paynotify.ChannelAlipayDirect, paynotify.ChannelAlipayWapDirect} {
 			if paynotify.ChannelProvider(c) == a.Provider {
 				channels = append(channels, channel{App: name, Channel: c})
 			}

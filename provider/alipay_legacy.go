@@ -99,9 +99,9 @@ func (v legacyVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 
 // legacyFact maps a verified notification to the fact it states (docs/alipay-legacy.md
 // §9.2): TRADE_SUCCESS and TRADE_FINISHED (instant pay, WAP) and WAIT_SELLER_SEND_GOODS
-// (escrow: the money is held by Alipay) are a payment; TRADE_FINISHED after a payment is the end
-// of the trade; TRADE_CLOSED is a close, or a full refund when a refund is reported; the other
-// escrow states (WAIT_BUYER_PAY, WAIT_BUYER_CONFIRM_GOODS) move nothing.
+// (escrow: the money is held by Alipay) and WAIT_BUYER_CONFIRM_GOODS are a payment; TRADE_FINISHED
+// after a payment is the end of the trade; TRADE_CLOSED is a close, or a full refund when a refund
+// is reported; WAIT_BUYER_PAY moves nothing.
 func legacyFact(g *AlipayLegacy, n *alipaylegacy.Notification) paynotify.Fact {
 	f := paynotify.Fact{
 		OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TradeNo, Amount: paynotify.Amount(n.TotalFee), HasAmount: true,
@@ -120,7 +120,9 @@ func legacyFact(g *AlipayLegacy, n *alipaylegacy.Notification) paynotify.Fact {
 		f.SellerID = g.Seller
 	}
 	switch n.TradeStatus {
-	case alipaylegacy.TradeSuccess, alipaylegacy.TradeWaitSellerSendGoods:
+	case alipaylegacy.TradeSuccess, alipaylegacy.TradeWaitSellerSendGoods, alipaylegacy.TradeWaitBuyerConfirmGoods:
+		// Escrow: the money is held by Alipay from WAIT_SELLER_SEND_GOODS on; a
+		// WAIT_BUYER_CONFIRM_GOODS whose predecessor was lost still proves the payment.
 		f.Kind = paynotify.FactPaid
 	case alipaylegacy.TradeFinished:
 		// Paid (instant pay on the basic contract sends only this), or the end of a paid trade:
@@ -167,7 +169,14 @@ func (g *AlipayLegacy) Pay(ctx context.Context, o *paynotify.Order, notifyURL, r
 			if errors.As(err, &we) {
 				return nil, &paynotify.Error{Code: paynotify.EPROVIDER, ProviderCode: we.Code, Message: "Alipay refused the WAP trade: " + we.Error()}
 			}
-			return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's WAP gateway: %v", err)
+			var ue *url.Error
+			var ve *alipaylegacy.VerifyError
+			if errors.As(err, &ue) || errors.As(err, &ve) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's WAP gateway: %v", err)
+			}
+			// Not sent, or an answer that could not be used: retrying the same request will not
+			// help (a seller_id-only app has no seller_account_name, say).
+			return nil, paynotify.Errorf(paynotify.EINVALID, "alipay.wap_direct: %v", err)
 		}
 		u, err := g.Client.WAPAuthURL(token)
 		if err != nil {

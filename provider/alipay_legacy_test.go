@@ -134,7 +134,7 @@ func verifyLegacy(g *provider.AlipayLegacy, body []byte) (paynotify.Fact, error)
 
 // TestAlipayLegacyFact: every trade_status maps to its fact (docs/alipay-legacy.md §9.2): paid on
 // TRADE_SUCCESS and, for escrow, WAIT_SELLER_SEND_GOODS; finished (a payment when the order is
-// pending) on TRADE_FINISHED; nothing on WAIT_BUYER_PAY and WAIT_BUYER_CONFIRM_GOODS; a close on
+// pending) on TRADE_FINISHED; paid on WAIT_BUYER_CONFIRM_GOODS too; nothing on WAIT_BUYER_PAY; a close on
 // TRADE_CLOSED, a full refund when it reports one. The amounts are integer fen.
 func TestAlipayLegacyFact(t *testing.T) {
 	g := legacyAdapter(t, nil)
@@ -152,7 +152,7 @@ func TestAlipayLegacyFact(t *testing.T) {
 		{alipaylegacy.TradeFinished, map[string]string{"gmt_close": "2026-11-28 10:06:00"}, paynotify.FactFinished, "2026-11-28 10:05:20", 0},
 		{alipaylegacy.TradeWaitSellerSendGoods, nil, paynotify.FactPaid, "2026-11-28 10:05:20", 0},
 		{alipaylegacy.TradeWaitBuyerPay, map[string]string{"gmt_payment": ""}, paynotify.FactIgnored, "", 0},
-		{alipaylegacy.TradeWaitBuyerConfirmGoods, nil, paynotify.FactIgnored, "2026-11-28 10:05:20", 0},
+		{alipaylegacy.TradeWaitBuyerConfirmGoods, nil, paynotify.FactPaid, "2026-11-28 10:05:20", 0},
 		{alipaylegacy.TradeClosed, map[string]string{"gmt_payment": "", "gmt_close": "2026-11-28 12:00:00"}, paynotify.FactClosed, "2026-11-28 12:00:00", 0},
 		{alipaylegacy.TradeClosed, map[string]string{"gmt_close": "2026-11-29 09:00:00", "refund_status": "REFUND_SUCCESS", "gmt_refund": "2026-11-29 08:59:59"},
 			paynotify.FactRefund, "2026-11-29 08:59:59", 8888},

@@ -1,6 +1,6 @@
 package sandbox
 
-// The legacy Alipay merchant protocols (docs: shared spec alipay-legacy.md): the mapi gateway
+// The legacy Alipay merchant protocols (docs/alipay-legacy.md): the mapi gateway
 // (create_direct_pay_by_user, trade_create_by_buyer, create_partner_trade_by_buyer, notify_verify)
 // and the old WAP pair (alipay.wap.trade.create.direct → request_token →
 // alipay.wap.auth.authAndExecute). Everything legacy lives in the legacy_*.go files; the modern
@@ -17,9 +17,9 @@ package sandbox
 //	/sandbox/api/alipay-legacy/partners            POST: register a partner
 //	/sandbox/api/alipay-legacy/pay                 POST {"url": …}: pay like a browser, answer the return URL
 //
-// The simulator is an independent implementation of the spec: its canonical strings, MD5 and
-// RSA-SHA1 signatures and `0001` encryption are written here, not taken from a merchant-side
-// library, so that it can serve as a test oracle for one.
+// The simulator is an independent implementation of docs/alipay-legacy.md: its canonical strings,
+// MD5 and RSA-SHA1 signatures and `0001` encryption are written here, not taken from a
+// merchant-side library, so that it can serve as a test oracle for one.
 
 import (
 	"context"
@@ -52,8 +52,8 @@ const (
 	LegacyProductWap    = "wap"    // alipay.wap.trade.create.direct + alipay.wap.auth.authAndExecute
 )
 
-// Escrow trade statuses (spec §9.2), besides WAIT_BUYER_PAY, TRADE_SUCCESS, TRADE_FINISHED and
-// TRADE_CLOSED.
+// Escrow trade statuses (docs/alipay-legacy.md §9.2), besides WAIT_BUYER_PAY, TRADE_SUCCESS,
+// TRADE_FINISHED and TRADE_CLOSED.
 const (
 	LegacyWaitSellerSendGoods   = "WAIT_SELLER_SEND_GOODS"
 	LegacyWaitBuyerConfirmGoods = "WAIT_BUYER_CONFIRM_GOODS"
@@ -108,8 +108,8 @@ func mergeLegacyFaults(f, o Faults) Faults {
 }
 
 func init() {
-	// Spec §9.6: "8 times within 25 hours … 2m, 10m, 10m, 1h, 2h, 6h, 15h" (the list the spec
-	// tells the simulator to use): the same offsets as the modern "alipay-2m" schedule. Legacy
+	// docs/alipay-legacy.md §9.6: 8 deliveries within 25 hours at 2m, 10m, 10m, 1h, 2h, 6h, 15h
+	// (the list the sandbox plays): the same offsets as the modern "alipay-2m" schedule. Legacy
 	// notifications use it unless Faults.Schedule names another.
 	schedules[ProviderAlipayLegacy] = schedules["alipay-2m"]
 }
@@ -154,7 +154,7 @@ func loadOrCreateLegacyKeys(dir string) (*legacyKeyring, error) {
 }
 
 // loadOrCreateRSA1024 loads a PEM private key, or generates a 1024-bit one: the legacy SDKs
-// hard-code the 128-byte blocks of a 1024-bit key for `0001` (spec §2, §7).
+// hard-code the 128-byte blocks of a 1024-bit key for `0001` (docs/alipay-legacy.md §2, §7).
 func loadOrCreateRSA1024(path string) (*rsa.PrivateKey, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {

@@ -1,8 +1,8 @@
 package sandbox
 
 // The merchant side of the legacy Alipay tests: canonical strings, MD5, and (through the openssl
-// command line) RSA-SHA1 signatures and 0001 decryption, written from the spec for the tests and
-// sharing no code with the simulator, so that the tests check the simulator against an
+// command line) RSA-SHA1 signatures and 0001 decryption, written from docs/alipay-legacy.md for the
+// tests and sharing no code with the simulator, so that the tests check the simulator against an
 // independent reading of the protocol.
 
 import (
@@ -140,7 +140,7 @@ func tEncode(p kvs) string {
 	return strings.Join(parts, "&")
 }
 
-// tSorted is the spec's sorted rule (§5.1), built by the test.
+// tSorted is the sorted rule (docs/alipay-legacy.md §5.1), built by the test.
 func tSorted(p kvs) []byte {
 	var keep kvs
 	for _, kv := range p {
@@ -156,7 +156,8 @@ func tSorted(p kvs) []byte {
 	return []byte(strings.Join(parts, "&"))
 }
 
-// tFixed is the spec's fixed-order WAP notification string (§5.2), built by the test.
+// tFixed is the fixed-order WAP notification string (docs/alipay-legacy.md §5.2), built by the
+// test.
 func tFixed(service, v, secID, notifyData string) []byte {
 	return []byte(strings.Join([]string{"service=" + service, "v=" + v, "sec_id=" + secID, "notify_data=" + notifyData}, "&"))
 }
@@ -217,8 +218,9 @@ func tOpenSSLVerify(pubPEM string, msg []byte, sigB64 string) error {
 	return nil
 }
 
-// tOpenSSLDecrypt0001 decrypts 0001 data as the official SDKs do (spec §7): base64, 128-byte
-// blocks, each decrypted with PKCS#1 v1.5 padding (openssl pkeyutl -decrypt), concatenated.
+// tOpenSSLDecrypt0001 decrypts 0001 data as the official SDKs do (docs/alipay-legacy.md §7):
+// base64, 128-byte blocks, each decrypted with PKCS#1 v1.5 padding (openssl pkeyutl -decrypt),
+// concatenated.
 func tOpenSSLDecrypt0001(privPEM, b64 string) ([]byte, error) {
 	raw, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {

@@ -22,8 +22,8 @@ const APILegacyNotifyVerify = "notify_verify"
 // connection without an answer (sooner when the caller gives up).
 const legacyVerifyHold = 30 * time.Second
 
-// legacyReturnIDValidity is the validity of the notify_id of a return_url visit (spec §9.4, §10:
-// "notify_id一分钟失效").
+// legacyReturnIDValidity is the validity of the notify_id of a return_url visit
+// (docs/alipay-legacy.md §9.4, §10: "notify_id一分钟失效").
 const legacyReturnIDValidity = time.Minute
 
 // legacyServices maps the mapi pay services to products.
@@ -34,7 +34,8 @@ var legacyServices = map[string]string{
 	"create_partner_trade_by_buyer":        LegacyProductEscrow,
 }
 
-// legacyErrMsg are the descriptions of the mapi error codes the simulator answers (spec §12).
+// legacyErrMsg are the descriptions of the mapi error codes the simulator answers
+// (docs/alipay-legacy.md §12).
 var legacyErrMsg = map[string]string{
 	"ILLEGAL_SIGN":             "签名不正确",
 	"ILLEGAL_ARGUMENT":         "参数不正确",
@@ -45,8 +46,8 @@ var legacyErrMsg = map[string]string{
 	"ILLEGAL_CHARSET":          "字符集不合法",
 	"ILLEGAL_ENCRYPT":          "加密不正确",
 	"SYSTEM_ERROR":             "支付宝系统错误",
-	"TRADE_HAS_SUCCESS":        "交易已经支付", // [INF] not in the spec's common table
-	"TRADE_HAS_CLOSED":         "交易已经关闭", // [INF]
+	"TRADE_HAS_SUCCESS":        "交易已经支付", // not in the common table of docs/alipay-legacy.md §12 (our assumption)
+	"TRADE_HAS_CLOSED":         "交易已经关闭", // likewise
 }
 
 // legacyError is a refused legacy request: a mapi error code and what was wrong.
@@ -58,11 +59,11 @@ func legacyErr(code, format string, args ...any) *legacyError {
 	return &legacyError{code: code, detail: fmt.Sprintf(format, args...)}
 }
 
-// legacyParams reads a legacy request's parameters as raw decoded bytes: the query and, for a
-// POST, an application/x-www-form-urlencoded or multipart/form-data body (the 3.3 PHP demos post
-// with curl and an array, i.e. multipart; the 2.0 demo form-encodes by hand). A name twice in
-// one part is refused (spec Q14); a name in both the query and the body must carry the same
-// value there (the demos append ?_input_charset=… to the gateway URL and send it as a
+// legacyParams reads a legacy request's parameters as raw decoded bytes: the query and, for a POST,
+// an application/x-www-form-urlencoded or multipart/form-data body (the 3.3 PHP demos post with
+// curl and an array, i.e. multipart; the 2.0 demo form-encodes by hand). A name twice in one part
+// is refused (docs/alipay-legacy.md §13.6); a name in both the query and the body must carry the
+// same value there (the demos append ?_input_charset=… to the gateway URL and send it as a
 // parameter too).
 func legacyParams(r *http.Request) (map[string]string, error) {
 	params := map[string]string{}
@@ -207,7 +208,7 @@ type legacyMapiParsed struct {
 	amount  int64
 }
 
-// legacyParseMapi verifies a mapi pay request (spec §8).
+// legacyParseMapi verifies a mapi pay request (docs/alipay-legacy.md §8).
 func (s *Sandbox) legacyParseMapi(raw map[string]string) (*legacyMapiParsed, *legacyError) {
 	product, ok := legacyServices[raw["service"]]
 	if !ok {
@@ -217,7 +218,7 @@ func (s *Sandbox) legacyParseMapi(raw map[string]string) (*legacyMapiParsed, *le
 	if st != "MD5" && st != "RSA" {
 		return nil, legacyErr("ILLEGAL_SIGN_TYPE", "sign_type %q (want MD5 or RSA)", st)
 	}
-	// Without _input_charset the gateway reads GBK, as the OpenAPI gateway does [INF].
+	// Without _input_charset the gateway reads GBK, as the OpenAPI gateway does (an assumption).
 	partner, cs, lerr := s.legacyVerifyRequest(raw, st, "gbk")
 	if lerr != nil {
 		return nil, lerr
@@ -239,7 +240,7 @@ func (s *Sandbox) legacyParseMapi(raw map[string]string) (*legacyMapiParsed, *le
 	}
 	for _, k := range []string{"notify_url", "return_url"} {
 		if strings.Contains(p[k], "?") {
-			// The demos: "不能加?id=123这类自定义参数" (spec §8.2, Q19).
+			// The demos: "不能加?id=123这类自定义参数" (docs/alipay-legacy.md §8.2, §14.9).
 			return nil, legacyErr("ILLEGAL_ARGUMENT", "%s must not carry a query string", k)
 		}
 	}
@@ -378,10 +379,10 @@ func legacyReuse(t *Trade, product string, amount int64) *legacyError {
 	return nil
 }
 
-// legacyNotifyVerify answers notify_verify (spec §9.4): "true" for a notify_id the sandbox issued
-// to partner that is still valid (an async notification's until the merchant acknowledges it, a
-// return visit's for one minute), "false" otherwise, "invalid" when partner or notify_id is
-// missing; the notify_verify faults of the notification's trade falsify it.
+// legacyNotifyVerify answers notify_verify (docs/alipay-legacy.md §9.4): "true" for a notify_id the
+// sandbox issued to partner that is still valid (an async notification's until the merchant
+// acknowledges it, a return visit's for one minute), "false" otherwise, "invalid" when partner or
+// notify_id is missing; the notify_verify faults of the notification's trade falsify it.
 func (s *Sandbox) legacyNotifyVerify(w http.ResponseWriter, r *http.Request, partner, notifyID string) {
 	rec := &QueryRecord{Provider: ProviderAlipayLegacy, API: APILegacyNotifyVerify, AppID: partner, NotifyID: notifyID}
 	answer := "false"

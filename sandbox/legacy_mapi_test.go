@@ -281,9 +281,9 @@ func TestLegacy_NotifyVerify(t *testing.T) {
 	}
 }
 
-// TestLegacy_RetrySchedule checks the legacy schedule (spec §9.6: 2m, 10m, 10m, 1h, 2h, 6h, 15h,
-// here compressed by TimeScale), strict acknowledgement (exactly "success"), one notify_id and
-// one body across retries, and exhaustion after 8 attempts.
+// TestLegacy_RetrySchedule checks the legacy schedule (docs/alipay-legacy.md §9.6: 2m, 10m, 10m,
+// 1h, 2h, 6h, 15h, here compressed by TimeScale), strict acknowledgement (exactly "success"), one
+// notify_id and one body across retries, and exhaustion after 8 attempts.
 func TestLegacy_RetrySchedule(t *testing.T) {
 	t.Parallel()
 	sched, ok := Schedule(ProviderAlipayLegacy)

@@ -16,9 +16,9 @@ const legacyWapService = "alipay.wap.trade.create.direct"
 
 // legacyNotification builds and signs the notification of t's current status (kind: create,
 // payment, send, finish, close), or returns nil when t has no notify_url: the mapi field set of
-// spec §9.1 signed over the sorted string, or the WAP form of §11.5 (v=1.0, notify_data XML,
-// encrypted under 0001) signed over the fixed-order string. notify_id and sign are made once:
-// every attempt sends the same bytes.
+// docs/alipay-legacy.md §9.1 signed over the sorted string, or the WAP form of §11.5 (v=1.0,
+// notify_data XML, encrypted under 0001) signed over the fixed-order string. notify_id and sign are
+// made once: every attempt sends the same bytes.
 func (s *Sandbox) legacyNotification(t *Trade, kind string) (*Notification, error) {
 	if t.NotifyURL == "" {
 		return nil, nil
@@ -110,7 +110,8 @@ func (s *Sandbox) legacyNotification(t *Trade, kind string) (*Notification, erro
 			body = append(body, field{"notify_data", wire})
 		}
 	} else {
-		// The order of a captured notification (spec §9.1), then the escrow extras.
+		// The order of a captured notification (docs/alipay-legacy.md §9.1), then the escrow
+		// extras.
 		x := []field{{"discount", "0.00"}, {"payment_type", legacyOr(t.Request["payment_type"], "1")}, {"subject", t.Subject},
 			{"trade_no", t.TradeNo}, {"buyer_email", t.BuyerLogonID}, {"gmt_create", alipay.FormatTime(t.OpenedAt)},
 			{"notify_type", "trade_status_sync"}, {"quantity", quantity}, {"out_trade_no", t.OutTradeNo}, {"seller_id", sellerID},
@@ -149,8 +150,8 @@ func (s *Sandbox) legacyNotification(t *Trade, kind string) (*Notification, erro
 	return note, nil
 }
 
-// legacyAcked is the legacy acknowledgement (spec §9.5): a 2xx whose body is exactly "success";
-// the lenient_ack fault also accepts it in any case, surrounded by whitespace.
+// legacyAcked is the legacy acknowledgement (docs/alipay-legacy.md §9.5): a 2xx whose body is
+// exactly "success"; the lenient_ack fault also accepts it in any case, surrounded by whitespace.
 func legacyAcked(status int, body []byte, f Faults) bool {
 	if status/100 != 2 {
 		return false

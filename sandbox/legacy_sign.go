@@ -15,14 +15,15 @@ import (
 	"strings"
 )
 
-// The provider side of the legacy signatures (spec §5–§7), written for the simulator alone.
+// The provider side of the legacy signatures (docs/alipay-legacy.md §5–§7), written for the
+// simulator alone.
 
-// legacyBlock is the `0001` cipher block: the size of a 1024-bit key (spec §7).
+// legacyBlock is the `0001` cipher block: the size of a 1024-bit key (docs/alipay-legacy.md §7).
 const legacyBlock = 128
 
-// legacySortedString is the sorted rule of spec §5.1: drop sign and sign_type (exact names) and
-// every empty value, sort the rest by name byte-wise, join name=value with '&', the values raw
-// (no escaping of any kind), in whatever charset their bytes are.
+// legacySortedString is the sorted rule of docs/alipay-legacy.md §5.1: drop sign and sign_type
+// (exact names) and every empty value, sort the rest by name byte-wise, join name=value with '&',
+// the values raw (no escaping of any kind), in whatever charset their bytes are.
 func legacySortedString(fields []field) []byte {
 	fs := make([]field, 0, len(fields))
 	for _, f := range fields {
@@ -44,13 +45,14 @@ func legacySortedString(fields []field) []byte {
 	return b.Bytes()
 }
 
-// legacyFixedString is the fixed-order rule of the WAP async notification (spec §5.2): exactly
-// these four fields in this order, never sorted; notifyData is the plaintext XML.
+// legacyFixedString is the fixed-order rule of the WAP async notification (docs/alipay-legacy.md
+// §5.2): exactly these four fields in this order, never sorted; notifyData is the plaintext XML.
 func legacyFixedString(service, v, secID, notifyData string) []byte {
 	return []byte("service=" + service + "&v=" + v + "&sec_id=" + secID + "&notify_data=" + notifyData)
 }
 
-// legacyMD5Sign is lower-case hex MD5(msg || key): the key appended directly (spec §6.1).
+// legacyMD5Sign is lower-case hex MD5(msg || key): the key appended directly (docs/alipay-legacy.md
+// §6.1).
 func legacyMD5Sign(msg []byte, key string) string {
 	h := md5.New()
 	h.Write(msg)
@@ -64,7 +66,7 @@ func legacyMD5Verify(msg []byte, key, sign string) bool {
 	return len(sign) == len(want) && subtle.ConstantTimeCompare([]byte(sign), []byte(want)) == 1
 }
 
-// legacyRSASign is RSASSA-PKCS1-v1_5 with SHA-1, standard base64 (spec §6.2).
+// legacyRSASign is RSASSA-PKCS1-v1_5 with SHA-1, standard base64 (docs/alipay-legacy.md §6.2).
 func legacyRSASign(k *rsa.PrivateKey, msg []byte) (string, error) {
 	d := sha1.Sum(msg)
 	sig, err := rsa.SignPKCS1v15(nil, k, crypto.SHA1, d[:])
@@ -84,9 +86,9 @@ func legacyRSAVerify(pub *rsa.PublicKey, msg []byte, sign string) bool {
 	return rsa.VerifyPKCS1v15(pub, crypto.SHA1, d[:], sig) == nil
 }
 
-// legacyEncrypt0001 encrypts plain as Alipay does under sec_id=0001 (spec §7): chunks of at most
-// 117 bytes, each RSA-encrypted with PKCS#1 v1.5 padding to one 128-byte block, the blocks
-// concatenated and base64-encoded. Only a 1024-bit key works, as in every official SDK.
+// legacyEncrypt0001 encrypts plain as Alipay does under sec_id=0001 (docs/alipay-legacy.md §7):
+// chunks of at most 117 bytes, each RSA-encrypted with PKCS#1 v1.5 padding to one 128-byte block,
+// the blocks concatenated and base64-encoded. Only a 1024-bit key works, as in every official SDK.
 func legacyEncrypt0001(pub *rsa.PublicKey, plain []byte) (string, error) {
 	if pub.Size() != legacyBlock {
 		return "", errors.New("0001 needs a 1024-bit merchant key (128-byte blocks)")
@@ -142,7 +144,8 @@ func legacyVerifyMerchant(p *legacyPartner, st string, msg []byte, sign string) 
 	return ""
 }
 
-// xmlEscape escapes XML text (spec Q17: the demos do not; Alipay's documents are well formed).
+// xmlEscape escapes XML text (docs/alipay-legacy.md §13.7: the demos do not; Alipay's documents are
+// well formed).
 func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }

@@ -31,13 +31,14 @@ func newLegacyTradeNo(now time.Time) string {
 	return now.In(alipay.Beijing).Format("20060102") + "21001004" + randDigits(12)
 }
 
-// newLegacyNotifyID makes an async notification's notify_id: 34 characters (spec §9.1).
+// newLegacyNotifyID makes an async notification's notify_id: 34 characters (docs/alipay-legacy.md
+// §9.1).
 func newLegacyNotifyID() string {
 	return strings.ToLower(randHex(16)) + randFrom("0123456789abcdefghijklmnopqrstuvwxyz", 2)
 }
 
 // newLegacyReturnID makes a return visit's notify_id: base64 text holding '/' and '+', which the
-// return URL carries double-encoded (spec §10).
+// return URL carries double-encoded (docs/alipay-legacy.md §10).
 func newLegacyReturnID() string {
 	for {
 		b := make([]byte, 45)
@@ -85,8 +86,8 @@ func (s *Sandbox) legacyExpireIfDue(t *Trade) {
 	}
 }
 
-// legacyClose closes an unpaid trade: TRADE_CLOSED, notified for the escrow services (即时到账
-// notifies a close only when the merchant asked for it, spec §9.2). Caller holds s.mu.
+// legacyClose closes an unpaid trade: TRADE_CLOSED, notified for the escrow services (即时到账 notifies
+// a close only when the merchant asked for it, docs/alipay-legacy.md §9.2). Caller holds s.mu.
 func (s *Sandbox) legacyClose(t *Trade) error {
 	opened := t.Status == alipay.TradeWaitBuyerPay
 	if !opened && t.Status != StatusNotCreated {
@@ -208,8 +209,9 @@ func (s *Sandbox) legacyNotify(t *Trade, kind string) error {
 	return s.n.enqueue(note)
 }
 
-// legacyReturnURL builds the signed browser return of a paid trade: the mapi return_url (spec
-// §10) or the WAP call_back_url (spec §11.4); "" when the trade has none. Caller holds s.mu.
+// legacyReturnURL builds the signed browser return of a paid trade: the mapi return_url
+// (docs/alipay-legacy.md §10) or the WAP call_back_url (docs/alipay-legacy.md §11.4); "" when the
+// trade has none. Caller holds s.mu.
 func (s *Sandbox) legacyReturnURL(t *Trade) (string, error) {
 	if t.ReturnURL == "" {
 		return "", nil

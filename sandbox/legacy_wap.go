@@ -21,7 +21,7 @@ func newLegacyRequestToken(now time.Time) string {
 	return now.In(alipay.Beijing).Format("20060102") + strings.ToLower(randHex(16))
 }
 
-// legacyDirectReq is the req_data of alipay.wap.trade.create.direct (spec §11.1).
+// legacyDirectReq is the req_data of alipay.wap.trade.create.direct (docs/alipay-legacy.md §11.1).
 type legacyDirectReq struct {
 	XMLName           xml.Name `xml:"direct_trade_create_req"`
 	NotifyURL         string   `xml:"notify_url"`
@@ -36,7 +36,7 @@ type legacyDirectReq struct {
 	PayExpire         string   `xml:"pay_expire"`
 }
 
-// legacyAuthReq is the req_data of alipay.wap.auth.authAndExecute (spec §11.3).
+// legacyAuthReq is the req_data of alipay.wap.auth.authAndExecute (docs/alipay-legacy.md §11.3).
 type legacyAuthReq struct {
 	XMLName      xml.Name `xml:"auth_and_execute_req"`
 	RequestToken string   `xml:"request_token"`
@@ -96,8 +96,8 @@ func (s *Sandbox) handleLegacyWap(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// legacyWapCommon checks what both WAP services share: sec_id (MD5 or 0001), no sign_type (spec
-// Q16), format=xml, v=2.0, and the merchant's signature.
+// legacyWapCommon checks what both WAP services share: sec_id (MD5 or 0001), no sign_type
+// (docs/alipay-legacy.md §14.8), format=xml, v=2.0, and the merchant's signature.
 func (s *Sandbox) legacyWapCommon(raw map[string]string) (*legacyPartner, string, *legacyError) {
 	secID := raw["sec_id"]
 	switch {
@@ -114,9 +114,9 @@ func (s *Sandbox) legacyWapCommon(raw map[string]string) (*legacyPartner, string
 	return s.legacyVerifyRequest(raw, secID, "utf-8")
 }
 
-// legacyWapError answers a refused token request with res_error (no sign, spec §11.2). An
-// unknown partner gets the documented 0005 "partner illegal"; other refusals name the mapi code
-// in code and sub_code [INF: the spec knows no other WAP code].
+// legacyWapError answers a refused token request with res_error (no sign, docs/alipay-legacy.md
+// §11.2). An unknown partner gets the documented 0005 "partner illegal"; other refusals name the
+// mapi code in code and sub_code (docs/alipay-legacy.md §12 knows no other WAP code).
 func (s *Sandbox) legacyWapError(w http.ResponseWriter, raw map[string]string, cs string, e *legacyError) {
 	code, msg, detail := e.code, legacyErrMsg[e.code], e.detail
 	if e.code == "ILLEGAL_PARTNER" {
@@ -131,10 +131,10 @@ func (s *Sandbox) legacyWapError(w http.ResponseWriter, raw map[string]string, c
 	io.WriteString(w, encodeForm(fs))
 }
 
-// legacyWapToken answers alipay.wap.trade.create.direct (spec §11.1–11.2): it records the order
-// (not yet created at Alipay) under a fresh request_token and answers partner, req_id, res_data
-// (encrypted to the merchant's key under 0001), sec_id, service, v, signed over the sorted string
-// with the plaintext res_data.
+// legacyWapToken answers alipay.wap.trade.create.direct (docs/alipay-legacy.md §11.1–11.2): it
+// records the order (not yet created at Alipay) under a fresh request_token and answers partner,
+// req_id, res_data (encrypted to the merchant's key under 0001), sec_id, service, v, signed over
+// the sorted string with the plaintext res_data.
 func (s *Sandbox) legacyWapToken(w http.ResponseWriter, raw map[string]string) {
 	t, cs, lerr := s.legacyWapOrder(raw)
 	if lerr != nil {

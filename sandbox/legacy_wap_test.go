@@ -31,9 +31,10 @@ func postForm(t *testing.T, u, body string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-// tParseTokenAnswer reads a token answer the way spec §11.2 recommends (split on & and the first
-// =, then decode each value), decrypts res_data under 0001, verifies the sign over the sorted
-// string with the plaintext res_data, and returns the fields (res_data in plaintext) and the token.
+// tParseTokenAnswer reads a token answer the way docs/alipay-legacy.md §11.2 recommends (split on &
+// and the first =, then decode each value), decrypts res_data under 0001, verifies the sign over
+// the sorted string with the plaintext res_data, and returns the fields (res_data in plaintext) and
+// the token.
 func (b *testBundle) tParseTokenAnswer(body, secID string) (kvs, string, error) {
 	p, err := tParse(body)
 	if err != nil {

@@ -65,7 +65,9 @@ func TestDemoPage_Browser(t *testing.T) {
 	bctx, tcancel := context.WithTimeout(bctx, 60*time.Second)
 	defer tcancel()
 
-	for _, channel := range []string{"alipay.page", "wechatpay.native"} {
+	// alipay.direct and alipay.wap_direct are the legacy app's (alipay-legacy-demo): their pay link
+	// opens the sandbox's legacy cashier, and the notification counts once notify_verify confirms it.
+	for _, channel := range []string{"alipay.page", "wechatpay.native", "alipay.direct", "alipay.wap_direct"} {
 		if err := chromedp.Do(bctx,
 			chromedp.Navigate(base+"/"),
 			chromedp.SetValue(chromedp.CSS(`select[name=channel]`), channel),
