@@ -137,6 +137,9 @@ func (p ReconcilePolicy) NextOrderCheck(provider string, o *Order, checks int, n
 func (p ReconcilePolicy) FirstOrderCheck(provider string, o *Order) time.Time {
 	p = p.WithDefaults()
 	closeAt := CloseAt(provider, o.CreatedAt, o.ExpiresAt)
+	if provider == ProviderAlipayLegacy {
+		return closeAt // no query service: nothing to ask before the expiry
+	}
 	if at := p.slot(o.CreatedAt, 0); at.Before(closeAt) {
 		return at
 	}

@@ -146,6 +146,19 @@ func TestCloseAt(t *testing.T) {
 	}
 }
 
+// A legacy Alipay order (no query service) is first due at its expiry, to be closed there; the
+// others at the schedule's first slot.
+func TestFirstOrderCheck(t *testing.T) {
+	o := &paynotify.Order{CreatedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)}
+	p := paynotify.DefaultReconcile
+	if got := p.FirstOrderCheck(paynotify.ProviderAlipayLegacy, o); !got.Equal(o.ExpiresAt) {
+		t.Errorf("legacy: first check at %s, want the expiry", got.Sub(t0))
+	}
+	if got := p.FirstOrderCheck(paynotify.ProviderAlipay, o); !got.Equal(t0.Add(p.Schedule[0])) {
+		t.Errorf("alipay: first check at %s, want %s", got.Sub(t0), p.Schedule[0])
+	}
+}
+
 // An unavailable provider backs its app off: the check is not counted, it comes back after the
 // backoff, and the app's other checks wait too.
 func TestReconciler_Backoff(t *testing.T) {
