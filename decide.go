@@ -56,6 +56,9 @@ type Fact struct {
 	// NotificationID is the provider's id of the message (notify_id, event id): informational only,
 	// never used for deduplication.
 	NotificationID string
+	// Detail is a note on how the message was verified, kept as the evidence's detail (e.g. which
+	// canonical-string rule an Alipay signature matched); "" for none.
+	Detail string
 }
 
 // key identifies what the fact says, for deduplicating anomalies across retries.

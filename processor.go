@@ -181,7 +181,7 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		}
 		return &Result{Verdict: VerdictRejected, Reason: rej.Reason, Evidence: ev}
 	}
-	ev.OutTradeNo = fact.OutTradeNo
+	ev.OutTradeNo, ev.Detail = fact.OutTradeNo, fact.Detail
 	log = log.With("out_trade_no", fact.OutTradeNo)
 
 	res, err := p.apply(ctx, cb.App, fact, ev, func(r *Result) {

@@ -87,7 +87,7 @@ func (c *Client) Call(ctx context.Context, method string, biz any, sys map[strin
 	u := c.gateway + "?" + EncodeParams(p)
 	var form string
 	if bc != "" {
-		form = "biz_content=" + url.QueryEscape(bc)
+		form = "biz_content=" + queryEscape(bc)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form))
 	if err != nil {

@@ -252,8 +252,9 @@ func (c *Client) VerifyReturn(rawQuery string) (map[string]string, error) {
 
 // VerifyForm checks the sign of a parsed form under rule r with the configured algorithm and Alipay
 // key. In certificate mode an alipay_cert_sn field selects the key among the trusted ones, and the
-// canonical string is tried with it (the official rule), then without it. It returns nil or a
-// *VerifyError.
+// canonical string is tried with it (the official rule), then without it. When that fails and the
+// form has an empty value, the canonical string keeping empty values is tried once more (see
+// Form.SignedWithEmpty). It returns nil or a *VerifyError.
 func (c *Client) VerifyForm(f *Form, r Rule) error {
 	sig, _ := f.getBytes("sign")
 	var buf [512]byte
@@ -284,6 +285,16 @@ func (c *Client) VerifyForm(f *Form, r Rule) error {
 		alt := f.appendCanonical(stack[:0], r, "alipay_cert_sn")
 		h, d, n := c.signType.hashed(alt)
 		if rsaVerify(key, h, d[:n], raw) {
+			return nil
+		}
+	}
+	// A notification with an empty value may be signed over the string that keeps it as "k="
+	// (the PHP SDK's rule since its commit 49ca4518b): one more verification, only then.
+	if f.hasEmptyValue(r) {
+		withEmpty := f.appendCanonicalRule(stack[:0], r, "", true)
+		h, d, n := c.signType.hashed(withEmpty)
+		if rsaVerify(key, h, d[:n], raw) {
+			f.signedWithEmpty = true
 			return nil
 		}
 	}

@@ -20,6 +20,9 @@ type Field struct {
 // adds the OpenAPI rules (canonical strings, charset field) and this package's errors.
 type Form struct {
 	w alipaywire.Form
+	// signedWithEmpty: VerifyForm accepted the signature over the canonical string that keeps
+	// empty values (see SignedWithEmpty).
+	signedWithEmpty bool
 }
 
 // ParseForm decodes a form body once: '+' becomes a space and %XX the byte XX, and nothing else is
@@ -41,6 +44,7 @@ func ParseForm(body []byte) (*Form, error) {
 // before is gone, so nothing may still be reading it; values taken from it with Get, Value or Field
 // are copies and stay valid.
 func (f *Form) Parse(body []byte) error {
+	f.signedWithEmpty = false
 	if err := f.w.Parse(body); err != nil {
 		fe := err.(*alipaywire.FormError)
 		if fe.Duplicate {
@@ -84,8 +88,27 @@ func (f *Form) Value(key string) string {
 // Charset returns the declared charset field (e.g. "utf-8", "GBK"), or "" when absent.
 func (f *Form) Charset() string { return f.Value("charset") }
 
+// SignedWithEmpty reports that VerifyForm accepted f's signature only over the canonical string
+// that keeps empty-valued fields as "k=" (what the official PHP SDK's rsaCheckV1 verifies since its
+// commit 49ca4518b), not over the usual one that drops them.
+func (f *Form) SignedWithEmpty() bool { return f.signedWithEmpty }
+
+// hasEmptyValue reports whether a field that the usual canonical string under r would carry but
+// for its blank value is present: only then can the with-empties string differ.
+func (f *Form) hasEmptyValue(r Rule) bool {
+	for i := range f.w.Len() {
+		if k, v := f.w.Key(i), f.w.Value(i); isBlank(v) && include(k, []byte("x"), r, "") {
+			return true
+		}
+	}
+	return false
+}
+
 // include reports whether the field k=v takes part in the canonical string under r.
-func include(k, v []byte, r Rule, skip string) bool {
+func include(k, v []byte, r Rule, skip string) bool { return includeField(k, v, r, skip, false) }
+
+// includeField is include, keeping blank values when keepEmpty is set.
+func includeField(k, v []byte, r Rule, skip string, keepEmpty bool) bool {
 	switch string(k) {
 	case "sign":
 		return false
@@ -97,16 +120,21 @@ func include(k, v []byte, r Rule, skip string) bool {
 	if skip != "" && string(k) == skip {
 		return false
 	}
-	return !isBlank(k) && !isBlank(v)
+	return !isBlank(k) && (keepEmpty || !isBlank(v))
 }
 
 // appendCanonical appends the canonical string of f under r to dst, leaving out skip as well when
 // it is not empty.
 func (f *Form) appendCanonical(dst []byte, r Rule, skip string) []byte {
+	return f.appendCanonicalRule(dst, r, skip, false)
+}
+
+// appendCanonicalRule is appendCanonical, keeping empty values as "k=" when keepEmpty is set.
+func (f *Form) appendCanonicalRule(dst []byte, r Rule, skip string, keepEmpty bool) []byte {
 	w := &f.w
 	n := 0
 	for i := range w.Len() {
-		if k, v := w.Key(i), w.Value(i); include(k, v, r, skip) {
+		if k, v := w.Key(i), w.Value(i); includeField(k, v, r, skip, keepEmpty) {
 			n += len(k) + len(v) + 2
 		}
 	}
@@ -116,7 +144,7 @@ func (f *Form) appendCanonical(dst []byte, r Rule, skip string) []byte {
 	first := true
 	for i := range w.Len() {
 		k, v := w.Key(i), w.Value(i)
-		if !include(k, v, r, skip) {
+		if !includeField(k, v, r, skip, keepEmpty) {
 			continue
 		}
 		if !first {

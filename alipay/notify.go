@@ -68,6 +68,11 @@ type Notification struct {
 
 	// Raw holds every field of the notification, sign included, as UTF-8.
 	Raw map[string]string
+
+	// SignedWithEmpty: the signature verified only over the canonical string that keeps
+	// empty-valued parameters as "k=" (the official PHP SDK's rule since its commit 49ca4518b),
+	// not over the usual one that drops them (the Java SDK's).
+	SignedWithEmpty bool
 }
 
 // FundBill is one entry of a notification's fund_bill_list.
@@ -150,6 +155,7 @@ func DecodeNotification(f *Form) (*Notification, error) {
 		err.OutTradeNo = n.Raw["out_trade_no"]
 		return nil, err
 	}
+	n.SignedWithEmpty = f.signedWithEmpty
 	return n, nil
 }
 

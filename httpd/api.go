@@ -27,7 +27,7 @@ type createOrderRequest struct {
 }
 
 // orderJSON is an order as the API shows it: with its reconciliation schedule, and with its
-// payment parameters when just created.
+// payment parameters when just created or read while pending.
 type orderJSON struct {
 	*paynotify.Order
 	// NextCheckAt is when the reconciliation next looks at the order (docs/reconciliation.md).
@@ -138,7 +138,11 @@ func (s *Server) handleGetOrder(w http.ResponseWriter, r *http.Request) {
 				s.writeError(w, r, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, orderView(o, nil))
+			var pay json.RawMessage
+			if o.Status == paynotify.StatusPending {
+				pay = o.Pay // still payable: the buyer's side may need the parameters again
+			}
+			writeJSON(w, http.StatusOK, orderView(o, pay))
 			return
 		}
 		tick := time.NewTimer(poll)

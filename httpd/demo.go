@@ -37,7 +37,16 @@ func (s *Server) DemoPage() http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		if err := demoTemplate.Execute(w, map[string]any{"Token": s.APIToken, "Channels": channels}); err != nil {
+		data := map[string]any{"Token": s.APIToken, "Channels": channels}
+		// The Alipay page cashier returns the buyer to /?app=&out_trade_no=: show that order.
+		if app, otn := r.URL.Query().Get("app"), r.URL.Query().Get("out_trade_no"); app != "" && otn != "" {
+			if o, err := s.Service.Store.GetOrder(r.Context(), app, otn); err == nil {
+				data["Order"] = o
+			} else {
+				data["Missing"] = app + "/" + otn
+			}
+		}
+		if err := demoTemplate.Execute(w, data); err != nil {
 			s.log(r).Error("render demo page", "err", err)
 		}
 	})

@@ -83,6 +83,10 @@ func claimedOutTradeNo(body []byte) string {
 	return ""
 }
 
+// AlipaySignedWithEmptyDetail is the evidence detail of an Alipay notification whose signature
+// verified only over the canonical string keeping its empty values (the PHP SDK's rule).
+const AlipaySignedWithEmptyDetail = "signature verified over the canonical string with empty values kept (k=), the official PHP SDK's rule; not over the usual one without them"
+
 // AlipayFact maps a verified notification to the fact it states (docs/alipay.md, "Trade
 // statuses"): TRADE_SUCCESS is a payment, or a partial refund when it carries refund_fee;
 // TRADE_CLOSED is a close, or a full refund when it carries refund_fee; TRADE_FINISHED is the end
@@ -91,6 +95,9 @@ func AlipayFact(n *alipay.Notification) paynotify.Fact {
 	f := paynotify.Fact{
 		OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TradeNo, AppID: n.AppID, SellerID: n.SellerID,
 		Amount: paynotify.Amount(n.TotalAmount), HasAmount: true, NotificationID: n.NotifyID, At: n.GmtPayment,
+	}
+	if n.SignedWithEmpty {
+		f.Detail = AlipaySignedWithEmptyDetail
 	}
 	switch {
 	case n.IsRefund() && (n.TradeStatus == alipay.TradeSuccess || n.TradeStatus == alipay.TradeClosed):

@@ -56,7 +56,9 @@ type alipayReq struct {
 	biz                       map[string]string // biz_content members, UTF-8, numbers as written
 }
 
-// parseAlipayParams reads the union of the query and a form body, rejecting a key present twice.
+// parseAlipayParams reads the union of the query and a form body. A key may be in both parts with
+// the same value (charset: the same charset, spelled in any case; the query's value is kept); a key
+// twice in one part, or in both with different values, is refused.
 // Values are the raw decoded bytes (in the request's charset).
 func parseAlipayParams(r *http.Request) (map[string]string, error) {
 	params := map[string]string{}
@@ -79,14 +81,51 @@ func parseAlipayParams(r *http.Request) (map[string]string, error) {
 				return nil, err
 			}
 			for _, fl := range f {
-				if _, dup := params[fl.Key]; dup {
-					return nil, fmt.Errorf("parameter %s is both in the query and in the body", fl.Key)
+				qv, dup := params[fl.Key]
+				switch {
+				case !dup:
+					params[fl.Key] = fl.Value
+				case qv == fl.Value || fl.Key == "charset" && strings.EqualFold(qv, fl.Value):
+					// The same value in both parts, as the official PHP SDK's pageExecute
+					// (POST to gateway.do?charset=UTF-8) and gopay send charset: accepted, the
+					// query's spelling kept.
+				default:
+					return nil, fmt.Errorf("parameter %s is both in the query and in the body, with different values", fl.Key)
 				}
-				params[fl.Key] = fl.Value
 			}
 		}
 	}
 	return params, nil
+}
+
+// alipayTimestampWindow is how far a request's timestamp (Beijing time, "yyyy-MM-dd HH:mm:ss") may
+// be from the gateway's clock. Alipay documents the format and the error (isv.invalid-timestamp),
+// not a window; 15 minutes covers clock drift and refuses a UTC clock (8 hours off).
+const alipayTimestampWindow = 15 * time.Minute
+
+// checkAlipayTimestamp refuses an API call whose timestamp is outside the window. Pay parameters
+// (page/wap pay URLs, app orderStrings) are signed when the order is created and used by the buyer
+// later, up to the order's expiry: only a timestamp in the future is refused; an old one is
+// accepted with a warning in the log (a long wait, or a clock on UTC).
+func (s *Sandbox) checkAlipayTimestamp(method, appID string, ts time.Time) *alipayErr {
+	skew := ts.Sub(s.now())
+	refuse := skew > alipayTimestampWindow
+	switch method {
+	case "alipay.trade.page.pay", "alipay.trade.wap.pay", "alipay.trade.app.pay":
+		if !refuse && skew < -alipayTimestampWindow {
+			s.log.Warn("sandbox: alipay pay parameters signed long ago, or on a clock not on Beijing time", "method", method, "app_id", appID,
+				"timestamp", alipay.FormatTime(ts), "behind", (-skew).Round(time.Second).String())
+		}
+	default:
+		refuse = refuse || skew < -alipayTimestampWindow
+	}
+	if !refuse {
+		return nil
+	}
+	s.log.Warn("sandbox: alipay timestamp outside the window (Beijing time expected)", "method", method, "app_id", appID,
+		"timestamp", alipay.FormatTime(ts), "gateway_time", alipay.FormatTime(s.now()), "skew", skew.Round(time.Second).String())
+	return &alipayErr{code: codeInvalid, subCode: "isv.invalid-timestamp",
+		subMsg: fmt.Sprintf("非法的时间戳参数: %s 与网关时间 %s 相差超过 %d 分钟（应为北京时间）", alipay.FormatTime(ts), alipay.FormatTime(s.now()), int(alipayTimestampWindow/time.Minute))}
 }
 
 // verifyAlipayRequest checks the common parameters and the signature of raw params (over the
@@ -116,8 +155,12 @@ func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipa
 	if !isGBK(req.charset) && !strings.EqualFold(req.charset, "utf-8") {
 		return nil, inv("isv.invalid-charset", "字符集错误")
 	}
-	if _, err := time.ParseInLocation(alipay.TimeLayout, raw["timestamp"], alipay.Beijing); err != nil {
+	ts, err := time.ParseInLocation(alipay.TimeLayout, raw["timestamp"], alipay.Beijing)
+	if err != nil {
 		return nil, inv("isv.invalid-timestamp", "非法的时间戳参数")
+	}
+	if aerr := s.checkAlipayTimestamp(req.method, raw["app_id"], ts); aerr != nil {
+		return nil, aerr
 	}
 	st := alipay.SignType(req.signType)
 	if st != alipay.RSA2 && st != alipay.RSA {

@@ -24,13 +24,8 @@ func (s *Sandbox) routes() {
 	m.HandleFunc("POST /sandbox/alipay/cashier/{token}/{action}", s.handleAlipayCashierAction)
 	m.HandleFunc("POST /sandbox/alipay/app-sdk", s.handleAppSDK)
 
-	m.HandleFunc("POST /sandbox/wechatpay/v3/pay/transactions/{product}", s.handleWxPrepay)
-	m.HandleFunc("GET /sandbox/wechatpay/v3/pay/transactions/out-trade-no/{no}", s.handleWxQuery)
-	m.HandleFunc("GET /sandbox/wechatpay/v3/pay/transactions/id/{id}", s.handleWxQuery)
-	m.HandleFunc("POST /sandbox/wechatpay/v3/pay/transactions/out-trade-no/{no}/close", s.handleWxClose)
-	m.HandleFunc("POST /sandbox/wechatpay/v3/refund/domestic/refunds", s.handleWxRefund)
-	m.HandleFunc("GET /sandbox/wechatpay/v3/refund/domestic/refunds/{no}", s.handleWxRefundQuery)
-	m.HandleFunc("GET /sandbox/wechatpay/v3/certificates", s.handleWxCertificates)
+	s.wxAPIv3Routes(m, "/sandbox/wechatpay")
+	s.wxAPIv3Routes(m, "") // the APIv3 at its real paths, /v3/… (wechatpay.go)
 	m.HandleFunc("GET /sandbox/wechatpay/pay", s.handleWxPayLookup)
 	m.HandleFunc("GET /sandbox/wechatpay/pay/{token}", s.handleWxPayPage)
 	m.HandleFunc("POST /sandbox/wechatpay/pay/{token}/{action}", s.handleWxPayAction)
@@ -695,9 +690,14 @@ func (s *Sandbox) apiRegisterMerchant(w http.ResponseWriter, r *http.Request) {
 		AppID     string `json:"appid"`
 		SerialNo  string `json:"serial_no"`
 		PublicKey string `json:"public_key"`
+		KeyMode   string `json:"platform_key_mode"` // public_key | certificate; omitted: unchanged (public_key if new)
 	}
 	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
 		apiError(w, 400, "bad JSON: %v", err)
+		return
+	}
+	if b.KeyMode != "" && b.KeyMode != PlatformKeyPublicKey && b.KeyMode != PlatformKeyCertificate {
+		apiError(w, 400, "platform_key_mode %q: want %q or %q", b.KeyMode, PlatformKeyPublicKey, PlatformKeyCertificate)
 		return
 	}
 	pub, err := alipay.ParsePublicKey([]byte(b.PublicKey))
@@ -709,7 +709,18 @@ func (s *Sandbox) apiRegisterMerchant(w http.ResponseWriter, r *http.Request) {
 		apiError(w, 400, "%v", err)
 		return
 	}
-	writeJSON(w, 200, map[string]any{"registered": b.MchID})
+	if b.KeyMode != "" {
+		if err := s.SetWechatPlatformKeyMode(b.MchID, b.KeyMode); err != nil {
+			apiError(w, 400, "%v", err)
+			return
+		}
+	}
+	m, _ := s.wechatMerchant(b.MchID)
+	mode := PlatformKeyPublicKey
+	if m != nil && m.PlatformKeyMode != "" {
+		mode = m.PlatformKeyMode
+	}
+	writeJSON(w, 200, map[string]any{"registered": b.MchID, "platform_key_mode": mode, "wechatpay_serial": s.wxSerial(b.MchID)})
 }
 
 // OrderRequest creates a trade directly in the sandbox, as the default app or merchant (or the

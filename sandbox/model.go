@@ -144,6 +144,9 @@ type Notification struct {
 	// AfterID, when set, holds the notification (status held) until notification AfterID has
 	// made its first attempt: the second payment of double_pay follows the first.
 	AfterID int64 `json:"after_id,omitempty"`
+	// WechatpaySerial is the Wechatpay-Serial a WeChat notification is signed under, by the
+	// merchant's platform key mode when it was built ("": the public key id).
+	WechatpaySerial string `json:"wechatpay_serial,omitempty"`
 }
 
 // Attempt is one HTTP delivery of a notification to the merchant, or one the sandbox decided not

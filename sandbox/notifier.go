@@ -308,13 +308,17 @@ func (n *notifier) send(ctx context.Context, note *Notification, a *Attempt, sen
 	case ProviderWechatpay:
 		ts := s.now().Unix()
 		nonce := randAlnum(32)
-		sh, err := wechatpay.SignHeaders(s.keys.platform, s.keys.pubKeyID, ts, nonce, body)
+		serial := note.WechatpaySerial
+		if serial == "" {
+			serial = s.keys.pubKeyID
+		}
+		sh, err := wechatpay.SignHeaders(s.keys.platform, serial, ts, nonce, body)
 		if err != nil {
 			a.Error = "sign: " + err.Error()
 			return
 		}
 		if note.Faults.BadSignature {
-			bad, _ := wechatpay.SignHeaders(s.keys.platform, s.keys.pubKeyID, ts, nonce, append(append([]byte{}, body...), ' '))
+			bad, _ := wechatpay.SignHeaders(s.keys.platform, serial, ts, nonce, append(append([]byte{}, body...), ' '))
 			sh.Set(wechatpay.HeaderSignature, bad.Get(wechatpay.HeaderSignature))
 			a.Fault = joinFault(a.Fault, "bad_signature")
 		}

@@ -136,8 +136,8 @@ func New(cfg Config) (*Sandbox, error) {
 	return s, nil
 }
 
-// Handler serves every path under /sandbox/ (full paths, e.g. /sandbox/alipay/gateway.do): mount
-// it at "/sandbox/".
+// Handler serves every path under /sandbox/ (full paths, e.g. /sandbox/alipay/gateway.do), and
+// the WeChat Pay APIv3 at its real paths /v3/…: mount it at "/sandbox/" and "/v3/".
 func (s *Sandbox) Handler() http.Handler { return s.mux }
 
 // Start runs the notifier until ctx ends. Notifications pending from an earlier run resume.
@@ -190,7 +190,45 @@ type wechatMerchant struct {
 	AppIDs    []string `json:"appids"`
 	SerialNo  string   `json:"serial_no"`
 	PublicKey string   `json:"public_key"` // PEM
-	pub       *rsa.PublicKey
+	// PlatformKeyMode is how the merchant verifies WeChat Pay: PlatformKeyPublicKey (or "") or
+	// PlatformKeyCertificate.
+	PlatformKeyMode string `json:"platform_key_mode,omitempty"`
+	pub             *rsa.PublicKey
+}
+
+// Platform key modes of a WeChat Pay merchant: which key WeChat Pay signs notifications and API
+// answers with, named in Wechatpay-Serial. The sandbox's platform certificate is over the same
+// key as its WeChat Pay public key; the modes differ in the serial sent (PUB_KEY_ID_… or the
+// certificate's serial), which is what a merchant's SDK looks its key up by.
+const (
+	PlatformKeyPublicKey   = "public_key"  // 微信支付公钥: Wechatpay-Serial PUB_KEY_ID_… (the default)
+	PlatformKeyCertificate = "certificate" // 平台证书: Wechatpay-Serial the certificate's serial
+)
+
+// SetWechatPlatformKeyMode sets the platform key mode of a registered merchant.
+func (s *Sandbox) SetWechatPlatformKeyMode(mchID, mode string) error {
+	if mode != PlatformKeyPublicKey && mode != PlatformKeyCertificate {
+		return fmt.Errorf("sandbox: platform_key_mode %q: want %q or %q", mode, PlatformKeyPublicKey, PlatformKeyCertificate)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var m wechatMerchant
+	if err := s.st.getKV("wechat_merchants", "mch_id", mchID, &m); err != nil {
+		return fmt.Errorf("sandbox: merchant %s: %w", mchID, err)
+	}
+	m.PlatformKeyMode = mode
+	return s.st.putKV("wechat_merchants", "mch_id", mchID, m)
+}
+
+// wxSerial is the Wechatpay-Serial the sandbox signs with for merchant mchID: its platform
+// certificate's serial in certificate mode, else the public key id.
+func (s *Sandbox) wxSerial(mchID string) string {
+	if mchID != "" {
+		if m, err := s.wechatMerchant(mchID); err == nil && m.PlatformKeyMode == PlatformKeyCertificate {
+			return s.keys.certSerial
+		}
+	}
+	return s.keys.pubKeyID
 }
 
 // RegisterAlipayApp registers (or replaces) an Alipay application: requests signed for appID are
@@ -214,7 +252,8 @@ func (s *Sandbox) RegisterAlipayApp(appID string, appPublicKey *rsa.PublicKey, s
 
 // RegisterWechatMerchant registers (or updates) a WeChat Pay merchant: requests with mchid mchID
 // must name serialNo and verify with merchantPublicKey; appID is bound to the merchant (several
-// appids can be bound by registering each).
+// appids can be bound by registering each). Its platform key mode is kept (PlatformKeyPublicKey
+// for a new merchant): see SetWechatPlatformKeyMode.
 func (s *Sandbox) RegisterWechatMerchant(mchID, appID, serialNo string, merchantPublicKey *rsa.PublicKey) error {
 	if mchID == "" || appID == "" || serialNo == "" || merchantPublicKey == nil {
 		return errors.New("sandbox: mchid, appid, serial and merchant public key are required")

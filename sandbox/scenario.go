@@ -205,15 +205,25 @@ func (r *Runner) step(ctx context.Context, sc *Scenario, st Step, pays map[strin
 	return errors.New("empty step")
 }
 
-// withPay fills a pay-like request from the pay parameters of the order's create step: an
-// Alipay orderString, page/wap URL or QR code; a WeChat code_url, h5_url, or the prepay id of the
-// app (prepayid) and JSAPI (package "prepay_id=…") parameters.
+// withPay fills a pay-like request from the pay parameters of the order's create step.
 func withPay(req *ActionRequest, pays map[string]map[string]any) *ActionRequest {
 	p, ok := pays[req.OutTradeNo]
-	if !ok || req.URL != "" || req.OrderString != "" || req.PrepayID != "" {
+	if !ok {
 		return req
 	}
-	out := *req
+	out := req.WithPay(p)
+	return &out
+}
+
+// WithPay is req filled from an order's pay parameters (paynotify's `pay` object): an Alipay
+// orderString, page/wap URL or QR code; a WeChat code_url, h5_url, or the prepay id of the app
+// (prepayid) and JSAPI (package "prepay_id=…") parameters. A request that already names its pay
+// parameters (URL, OrderString, PrepayID) is returned unchanged.
+func (req ActionRequest) WithPay(p map[string]any) ActionRequest {
+	if req.URL != "" || req.OrderString != "" || req.PrepayID != "" {
+		return req
+	}
+	out := req
 	str := func(k string) string { s, _ := p[k].(string); return s }
 	switch {
 	case str("order_string") != "":
@@ -231,7 +241,7 @@ func withPay(req *ActionRequest, pays map[string]map[string]any) *ActionRequest 
 	case strings.HasPrefix(str("package"), "prepay_id="):
 		out.PrepayID = str("package")
 	}
-	return &out
+	return out
 }
 
 func (r *Runner) httpClient() *http.Client {

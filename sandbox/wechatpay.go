@@ -30,6 +30,20 @@ var (
 	wxNotifyURLRE   = regexp.MustCompile(`^https?://([^\s/?#\[\]\@]+\@)?([^\s/?#\@:]+)(?::\d{2,5})?([^\s?#\[\]]*)$`)
 )
 
+// wxAPIv3Routes serves the APIv3 under prefix: "/sandbox/wechatpay" (…/v3/…), and "" for the real
+// paths /v3/…, so that an SDK that always signs /v3/… (wechatpay-go, gopay's SetProxyHost) works
+// through a transport that only rewrites scheme and host. wxAuth checks the signature over the
+// request target as received, so each path is signed over itself.
+func (s *Sandbox) wxAPIv3Routes(m *http.ServeMux, prefix string) {
+	m.HandleFunc("POST "+prefix+"/v3/pay/transactions/{product}", s.handleWxPrepay)
+	m.HandleFunc("GET "+prefix+"/v3/pay/transactions/out-trade-no/{no}", s.handleWxQuery)
+	m.HandleFunc("GET "+prefix+"/v3/pay/transactions/id/{id}", s.handleWxQuery)
+	m.HandleFunc("POST "+prefix+"/v3/pay/transactions/out-trade-no/{no}/close", s.handleWxClose)
+	m.HandleFunc("POST "+prefix+"/v3/refund/domestic/refunds", s.handleWxRefund)
+	m.HandleFunc("GET "+prefix+"/v3/refund/domestic/refunds/{no}", s.handleWxRefundQuery)
+	m.HandleFunc("GET "+prefix+"/v3/certificates", s.handleWxCertificates)
+}
+
 // wxError is an APIv3 error answer.
 type wxError struct {
 	status        int
@@ -58,6 +72,9 @@ func (s *Sandbox) wxReply(w http.ResponseWriter, r *http.Request, status int, bo
 // millisecond, and concurrent queries must not queue for it behind the sandbox's lock.
 func (s *Sandbox) wxAnswer(w http.ResponseWriter, r *http.Request, status int, body []byte, badSig bool) {
 	serial := s.keys.pubKeyID
+	if a, err := wechatpay.ParseAuthorization(r.Header.Get("Authorization")); err == nil {
+		serial = s.wxSerial(a.MchID) // the merchant's platform key mode
+	}
 	if r.Header.Get(wechatpay.HeaderSerial) == s.keys.certSerial {
 		serial = s.keys.certSerial
 	}
@@ -739,13 +756,14 @@ func (s *Sandbox) wxNotification(t *Trade, kind string, r *Refund) (*Notificatio
 	if url == "" {
 		return nil, nil
 	}
-	_, body, err := wechatpay.BuildNotification(s.keys.platform, s.keys.pubKeyID, s.keys.apiv3Key, p)
+	serial := s.wxSerial(t.MchID)
+	_, body, err := wechatpay.BuildNotification(s.keys.platform, serial, s.keys.apiv3Key, p)
 	if err != nil {
 		return nil, err
 	}
 	note := &Notification{TradeID: t.ID, Provider: ProviderWechatpay, OutTradeNo: t.OutTradeNo, Kind: kind, NotifyID: p.ID,
 		EventType: p.EventType, URL: url, ContentType: "application/json", Body: body, BodyText: string(body), Faults: f,
-		TradeNo: t.TradeNo}
+		TradeNo: t.TradeNo, WechatpaySerial: serial}
 	if r != nil {
 		note.OutRequestNo = r.OutRequestNo
 	}

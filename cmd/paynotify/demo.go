@@ -84,20 +84,20 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 		return err
 	}
 	defer bg.Close()
-	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "GET /{$}": srv.DemoPage()}
+	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "/v3/": sb.Handler(), "GET /{$}": srv.DemoPage()}
 	return listenAndServe(ctx, m, logger, listen, srv, bg, func(addr string) {
 		fmt.Fprintf(m.Stdout, `
 paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
 
   Open        %s/            create an order, pay it in the sandbox, watch it become paid
-  Sandbox     %s/sandbox/    simulated Alipay and WeChat Pay
+  Sandbox     %s/sandbox/    simulated Alipay and WeChat Pay (WeChat APIv3 also at %s/v3/)
   Apps        alipay-demo, wechatpay-demo, alipay-legacy-demo (legacy mapi / WAP, MD5)
   API token   %s
               (a local demo credential, stored in %s)
 
   curl -H 'Authorization: Bearer %s' %s/v1/events
 
-`, filepath.Base(dataDir), base, base, token, filepath.Join(dataDir, "api_token"), token, base)
+`, filepath.Base(dataDir), base, base, base, token, filepath.Join(dataDir, "api_token"), token, base)
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strings"
 	"time"
@@ -37,6 +38,12 @@ func (sandboxCommand) Usage() string {
 
   paynotify sandbox pay|open|fail|close|finish --sandbox URL
         (--out-trade-no X [--provider alipay|wechatpay] | --url URL | --order-string S | --prepay-id ID)
+  paynotify sandbox pay|open|fail --sandbox URL --app A --out-trade-no X
+        [--server URL] [--token-file FILE | --config FILE]
+      With --app, first reads the pending order from paynotify (GET /v1/orders/A/X, token from
+      --token-file, --config or $PAYNOTIFY_API_TOKEN; --server defaults to $PAYNOTIFY_SERVER or
+      http://127.0.0.1:8080) and acts on its pay parameters: this works for every channel, also
+      for an Alipay page, wap or app order whose cashier was never opened.
   paynotify sandbox refund --sandbox URL --out-trade-no X [--amount FEN] [--out-request-no N] [--reason R]
   paynotify sandbox complete-refund --sandbox URL --out-request-no N [--status SUCCESS|CLOSED|ABNORMAL]
   paynotify sandbox reset --sandbox URL [--out-trade-no X]
@@ -134,6 +141,7 @@ func (cmd sandboxCommand) serve(ctx context.Context, m *Main, args []string) err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/sandbox/", sb.Handler())
+	mux.Handle("/v3/", sb.Handler()) // WeChat Pay APIv3 at its real paths, for unmodified SDKs
 	mux.Handle("/{$}", http.RedirectHandler("/sandbox/", http.StatusFound))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 11 * time.Minute, IdleTimeout: 2 * time.Minute}
@@ -224,6 +232,12 @@ func (cmd sandboxCommand) control(ctx context.Context, m *Main, sub string, args
 	clear := fs.Bool("clear", false, "")
 	api := fs.String("api", "", "")
 	asJSON := fs.Bool("json", false, "")
+	app := fs.String("app", "", "")
+	var conn webhookConn
+	fs.StringVar(&conn.server, "server", "", "")
+	fs.StringVar(&conn.tokenFile, "token-file", "", "")
+	fs.StringVar(&conn.config, "config", "", "")
+	fs.Func("token", "", func(string) error { conn.tokenFlag = true; return nil }) // refused: see client
 	pos, err := parseFlags(m, fs, cmd.Usage(), args)
 	if err != nil {
 		if errors.Is(err, errHelp) {
@@ -315,12 +329,49 @@ func (cmd sandboxCommand) control(ctx context.Context, m *Main, sub string, args
 	if req.OutTradeNo == "" && req.URL == "" && req.OrderString == "" && req.PrepayID == "" {
 		return usagef("paynotify sandbox "+sub+" --out-trade-no X", "sandbox %s: which trade? give --out-trade-no, --url, --order-string or --prepay-id", sub)
 	}
+	if *app != "" {
+		if req.OutTradeNo == "" {
+			return usagef("paynotify sandbox "+sub+" --app A --out-trade-no X", "sandbox %s: --app needs --out-trade-no", sub)
+		}
+		pay, err := orderPay(ctx, m, &conn, *app, req.OutTradeNo)
+		if err != nil {
+			return fmt.Errorf("sandbox %s: %w", sub, err)
+		}
+		req = req.WithPay(pay)
+	}
 	t, err := c.Act(ctx, sub, req)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(m.Stdout, "%s %s %s: %s (amount %d, refunded %d)\n", t.Provider, t.Product, t.OutTradeNo, t.Status, t.Amount, t.RefundedAmount)
 	return nil
+}
+
+// orderPay reads a pending order's pay parameters from paynotify's API.
+func orderPay(ctx context.Context, m *Main, conn *webhookConn, app, outTradeNo string) (map[string]any, error) {
+	if conn.tokenFile == "" && conn.config == "" && os.Getenv("PAYNOTIFY_API_TOKEN") == "" && !conn.tokenFlag {
+		return nil, usagef("paynotify sandbox pay --app "+app+" --out-trade-no "+outTradeNo+" --token-file paynotify-data/api_token",
+			"--app reads the order from paynotify: give --token-file FILE or --config FILE, or set $PAYNOTIFY_API_TOKEN")
+	}
+	wc, err := conn.client(m)
+	if err != nil {
+		return nil, err
+	}
+	b, err := wc.call(ctx, http.MethodGet, "/v1/orders/"+neturl.PathEscape(app)+"/"+neturl.PathEscape(outTradeNo), nil)
+	if err != nil {
+		return nil, err
+	}
+	var o struct {
+		Status string         `json:"status"`
+		Pay    map[string]any `json:"pay"`
+	}
+	if err := json.Unmarshal(b, &o); err != nil {
+		return nil, fmt.Errorf("order %s/%s: %w", app, outTradeNo, err)
+	}
+	if o.Pay == nil {
+		return nil, fmt.Errorf("order %s/%s is %s: paynotify shows pay parameters for pending orders only", app, outTradeNo, o.Status)
+	}
+	return o.Pay, nil
 }
 
 // queryDetails is a query record's identifiers and outcome as key=value pairs, empty ones left out.

@@ -319,6 +319,7 @@ func TestBinary_Demo(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
 	}
+	checkRootV3(t, base)
 	// The demo page renders, with both apps' channels.
 	resp, err := http.Get(base + "/")
 	if err != nil {
@@ -354,9 +355,36 @@ func TestBinary_Demo(t *testing.T) {
 			t.Fatalf("%s: after paying: %d %v", tc.channel, code, o)
 		}
 	}
+	// README's step 2 for every Alipay channel whose cashier was never opened: the sandbox never
+	// saw these trades; `sandbox pay --app` reads the pending order's stored pay from paynotify.
+	tokenFile := filepath.Join(dir, "paynotify-data", "api_token")
+	for i, channel := range []string{"alipay.page", "alipay.wap", "alipay.app"} {
+		otn := fmt.Sprintf("DEMO100%d", i)
+		if code, o := api("POST", "/v1/orders", map[string]any{"app": "alipay-demo", "out_trade_no": otn, "amount": 100, "subject": "Tea", "channel": channel}); code != http.StatusCreated {
+			t.Fatalf("create %s: %d %v", channel, code, o)
+		}
+		code, o := api("GET", "/v1/orders/alipay-demo/"+otn, nil)
+		if p, _ := o["pay"].(map[string]any); code != http.StatusOK || len(p) == 0 {
+			t.Fatalf("%s: GET of the pending order has no pay: %d %v", channel, code, o)
+		}
+		if out, err := exec.Command(bin, "sandbox", "pay", "--sandbox", base, "--out-trade-no", otn).CombinedOutput(); err == nil {
+			t.Fatalf("%s: sandbox pay without --app found a trade the sandbox never saw:\n%s", channel, out)
+		}
+		out, err := exec.Command(bin, "sandbox", "pay", "--sandbox", base, "--server", base, "--token-file", tokenFile, "--app", "alipay-demo", "--out-trade-no", otn).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: sandbox pay --app: %v\n%s", channel, err, out)
+		}
+		code, o = api("GET", "/v1/orders/alipay-demo/"+otn+"?wait=20s", nil)
+		if code != http.StatusOK || o["status"] != "paid" {
+			t.Fatalf("%s: after paying: %d %v", channel, code, o)
+		}
+		if _, ok := o["pay"]; ok {
+			t.Errorf("%s: a paid order still shows pay: %v", channel, o)
+		}
+	}
 	_, ev := api("GET", "/v1/events", nil)
-	if evs, _ := ev["events"].([]any); len(evs) != 2 {
-		t.Fatalf("events = %v, want two order.paid", ev)
+	if evs, _ := ev["events"].([]any); len(evs) != 5 {
+		t.Fatalf("events = %v, want five order.paid", ev)
 	}
 }
 

@@ -19,9 +19,22 @@ import (
 // `openssl dgst -sha256 -sign`.
 func AlipayNotify(tb testing.TB, keyFile string, fields map[string]string) []byte {
 	tb.Helper()
+	return alipayNotify(tb, keyFile, fields, false)
+}
+
+// AlipayNotifyWithEmpty is AlipayNotify signed over the canonical string that keeps empty values
+// as "k=" (the official PHP SDK's rsaCheckV1 rule since its commit 49ca4518b: getCheckSignContent
+// joins every parameter).
+func AlipayNotifyWithEmpty(tb testing.TB, keyFile string, fields map[string]string) []byte {
+	tb.Helper()
+	return alipayNotify(tb, keyFile, fields, true)
+}
+
+func alipayNotify(tb testing.TB, keyFile string, fields map[string]string, keepEmpty bool) []byte {
+	tb.Helper()
 	keys := make([]string, 0, len(fields))
 	for k, v := range fields {
-		if k != "sign" && k != "sign_type" && v != "" {
+		if k != "sign" && k != "sign_type" && (v != "" || keepEmpty) {
 			keys = append(keys, k)
 		}
 	}
