@@ -15,13 +15,13 @@ func TestDeps(t *testing.T) {
 		"":          {},
 		"alipay":    {"golang.org/x/text", mod + "/internal/rawresp", mod + "/internal/alipaywire"},
 		"wechatpay": {mod + "/internal/rawresp"},
-		"sqlite":    {mod, "modernc.org/sqlite"},
-		"postgres":  {mod, "github.com/jackc/pgx/v5"},
+		"sqlite":    {mod, mod + "/internal/migrations", "modernc.org/sqlite"},
+		"postgres":  {mod, mod + "/internal/migrations", "github.com/jackc/pgx/v5"},
 		"provider":  {mod, mod + "/alipay", mod + "/alipaylegacy", mod + "/wechatpay"},
 		"jobs":      {mod, "github.com/riverqueue/river", "github.com/jackc/pgx/v5"},
 		"httpd":     {mod},
 		"webhook":   {mod, "github.com/nats-io/nats.go"},
-		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
+		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", mod + "/internal/alipaywire", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
 
 		"alipaylegacy":        {"golang.org/x/text", mod + "/internal/alipaywire"},
 		"internal/alipaywire": {"golang.org/x/text"},
@@ -59,6 +59,8 @@ func TestDeps(t *testing.T) {
 		case dep == "testing", strings.HasPrefix(dep, "testing/"), strings.HasPrefix(dep, mod+"/internal/pgtest"),
 			strings.HasPrefix(dep, mod+"/internal/testsign"), strings.HasPrefix(dep, mod+"/internal/teststore"), strings.HasPrefix(dep, mod+"/storetest"):
 			t.Errorf("the server binary links test code: %s", dep)
+		case strings.HasPrefix(dep, "github.com/wechatpay-apiv3/"):
+			t.Errorf("the server binary links wechatpay-go, a test-only dependency (sandbox/wechatpaygo_test.go): %s", dep)
 		case strings.Contains(dep, "mattn/go-sqlite3"):
 			t.Errorf("the server binary links a cgo SQLite driver: %s", dep)
 		}

@@ -73,6 +73,16 @@ type Verifier interface {
 	Verify(header http.Header, body []byte, at time.Time) (Fact, error)
 }
 
+// Acker is the power of a notification Verifier to answer the provider in its exact wire format.
+// The provider package implements it over the ack helpers of the alipay, alipaylegacy and
+// wechatpay packages, so that the answers' bytes have one home.
+type Acker interface {
+	// AckText is the answer to a notification handled (ok) or not, as the evidence records it.
+	AckText(ok bool) string
+	// WriteAck writes the answer to a notification the Processor has handled with res.
+	WriteAck(w http.ResponseWriter, res *Result)
+}
+
 // RejectError is why a verifier refused a request or a provider's answer. Its Error is
 // deliberately vague; Detail is for evidence and logs (it never holds a secret).
 type RejectError struct {

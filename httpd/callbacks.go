@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -45,15 +44,12 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	var answer func(ok bool) string
-	var write func(w http.ResponseWriter, res *paynotify.Result)
-	switch endpoint {
-	case "alipay", "alipay-legacy":
-		answer, write = alipayAnswer, writeAlipayAnswer
-	case "wechatpay":
-		answer, write = wechatAnswer, writeWechatAnswer
-	case "wechatpay-v2":
-		answer, write = wechatV2Answer, writeWechatV2Answer
+	// The provider's verifier answers in the provider's exact format (the packages' ack helpers).
+	acker, ok := verifier.(paynotify.Acker)
+	if !ok {
+		s.log(r).Error("the app's verifier cannot answer notifications", "app", a.Name, "endpoint", endpoint)
+		http.Error(w, "cannot answer", http.StatusInternalServerError)
+		return
 	}
 	if int64(len(body)) > s.maxBody() {
 		// Kept as rejected evidence (capped like any), then refused.
@@ -63,80 +59,8 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	header.Del("Authorization")
 	header.Del("Cookie")
 	res := s.Service.Processor.Process(r.Context(), &paynotify.Callback{App: a, Endpoint: endpoint, Header: header, Body: body,
-		ReceivedAt: received, Answer: answer, Logger: s.log(r)}, verifier)
-	write(w, res)
-}
-
-func alipayAnswer(ok bool) string {
-	if ok {
-		return "success"
-	}
-	return "fail"
-}
-
-func writeAlipayAnswer(w http.ResponseWriter, res *paynotify.Result) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	io.WriteString(w, alipayAnswer(res.OK))
-}
-
-// wechatStatus is the HTTP status of a WeChat APIv3 answer: 204 on success; 500 when we failed
-// (store), 400 otherwise. Any non-2xx makes WeChat retry.
-func wechatStatus(res *paynotify.Result) int {
-	switch {
-	case res.OK:
-		return http.StatusNoContent
-	case res.Verdict == paynotify.VerdictError:
-		return http.StatusInternalServerError
-	case res.Verdict == paynotify.VerdictRejected:
-		return http.StatusUnauthorized
-	default:
-		return http.StatusBadRequest
-	}
-}
-
-func wechatFailBody(reason string) string {
-	return `{"code":"FAIL","message":` + strconv.Quote(reason) + `}`
-}
-
-func wechatAnswer(ok bool) string {
-	if ok {
-		return "204"
-	}
-	return "4xx/5xx FAIL"
-}
-
-func writeWechatAnswer(w http.ResponseWriter, res *paynotify.Result) {
-	status := wechatStatus(res)
-	if status == http.StatusNoContent {
-		w.WriteHeader(status)
-		return
-	}
-	reason := res.Reason
-	if reason == "" {
-		reason = string(res.Verdict)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	io.WriteString(w, wechatFailBody(reason))
-}
-
-const (
-	wechatV2Success = `<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>`
-	wechatV2Fail    = `<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[FAIL]]></return_msg></xml>`
-)
-
-func wechatV2Answer(ok bool) string {
-	if ok {
-		return wechatV2Success
-	}
-	return wechatV2Fail
-}
-
-func writeWechatV2Answer(w http.ResponseWriter, res *paynotify.Result) {
-	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	io.WriteString(w, wechatV2Answer(res.OK))
+		ReceivedAt: received, Answer: acker.AckText, Logger: s.log(r)}, verifier)
+	acker.WriteAck(w, res)
 }
 
 // handleAlipayReturn is where Alipay sends the buyer after page or wap pay. It never changes

@@ -19,7 +19,7 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 		return err
 	}
 	for _, m := range ms {
-		if m.version > version {
+		if m.Version > version {
 			break
 		}
 		if err := migrateOne(ctx, conn.Conn(), m, db); err != nil {

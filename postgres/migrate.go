@@ -4,10 +4,8 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"sort"
-	"strconv"
-	"strings"
+
+	mig "github.com/paynotify/paynotify/internal/migrations"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -16,40 +14,10 @@ import (
 var migrationFS embed.FS
 
 // migration is one numbered SQL file of migrations/, NNNN_name.sql.
-type migration struct {
-	version int64
-	name    string
-	sql     string
-}
+type migration = mig.Migration
 
 // migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, p := range names {
-		name := strings.TrimSuffix(strings.TrimPrefix(p, "migrations/"), ".sql")
-		num, _, _ := strings.Cut(name, "_")
-		v, err := strconv.ParseInt(num, 10, 64)
-		if err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: bad version", p)
-		}
-		b, err := migrationFS.ReadFile(p)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migration %s: duplicate version", ms[i].name)
-		}
-	}
-	return ms, nil
-}
+func migrations() ([]migration, error) { return mig.Load(migrationFS, "migrations") }
 
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    bigint PRIMARY KEY,
@@ -87,7 +55,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 	}
 	for _, m := range ms {
 		if err := migrateOne(ctx, conn.Conn(), m, db); err != nil {
-			return fmt.Errorf("postgres: migrate %s: %w", m.name, err)
+			return fmt.Errorf("postgres: migrate %s: %w", m.Name, err)
 		}
 	}
 	return nil
@@ -100,17 +68,17 @@ func migrateOne(ctx context.Context, conn *pgx.Conn, m migration, db *DB) error 
 	}
 	defer rollback(ctx, tx)
 	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
 		return err
 	}
 	if n > 0 {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-		m.version, m.name, tm(db.now())); err != nil {
+		m.Version, m.Name, tm(db.now())); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -142,11 +110,5 @@ func (db *DB) PendingMigrations(ctx context.Context) (int, error) {
 	for _, v := range versions {
 		applied[v] = true
 	}
-	n := 0
-	for _, m := range ms {
-		if !applied[m.version] {
-			n++
-		}
-	}
-	return n, nil
+	return mig.Pending(ms, applied), nil
 }

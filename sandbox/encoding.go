@@ -5,16 +5,15 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/paynotify/paynotify/internal/alipaywire"
 	"golang.org/x/text/encoding/simplifiedchinese"
 )
 
-// isGBK reports whether an Alipay charset names the GBK family.
+// isGBK reports whether an Alipay charset names the GBK family (GBK, GB2312 or GB18030, as
+// alipaywire.Charset reads the name).
 func isGBK(cs string) bool {
-	switch strings.ToLower(cs) {
-	case "gbk", "gb2312", "gb18030":
-		return true
-	}
-	return false
+	c, ok := alipaywire.Charset(cs)
+	return ok && c != alipaywire.UTF8
 }
 
 // toCharset encodes a UTF-8 string in cs (UTF-8 or GBK); characters GBK lacks become '?'.

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // APILegacyNotifyVerify is the QueryRecord.API of a notify_verify call (provider alipay-legacy):
@@ -124,12 +125,13 @@ func legacyFields(params map[string]string) []field {
 // legacyCharset normalises _input_charset: utf-8 or gbk (gb2312 is read as GBK). Empty selects
 // def.
 func legacyCharset(cs, def string) (string, bool) {
-	switch strings.ToLower(cs) {
-	case "":
+	if cs == "" {
 		return def, true
-	case "utf-8", "utf8":
+	}
+	switch c, _ := alipaywire.Charset(cs); c {
+	case alipaywire.UTF8:
 		return "utf-8", true
-	case "gbk", "gb2312":
+	case alipaywire.GBK, alipaywire.GB2312:
 		return "gbk", true
 	}
 	return "", false

@@ -13,7 +13,7 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 		return err
 	}
 	for _, m := range ms {
-		if m.version > version {
+		if m.Version > version {
 			break
 		}
 		if err := db.migrateOne(ctx, m); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipaylegacy"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -151,7 +152,7 @@ type AppConfig struct {
 	// Legacy Alipay (provider alipay-legacy; docs/alipay-legacy.md). It shares seller_id,
 	// sign_type (MD5 or RSA), gateway (the mapi gateway), alipay_public_key_file and
 	// merchant_private_key_file with the others.
-	InputCharset    string `yaml:"input_charset"` // utf-8 (default) or gbk
+	InputCharset    string `yaml:"input_charset"` // utf-8 (default) or gbk, as alipaywire.Charset reads the name
 	MD5KeyFile      string `yaml:"md5_key_file"`
 	NotifyVerify    *bool  `yaml:"notify_verify"`     // default true
 	NotifyVerifyURL string `yaml:"notify_verify_url"` // default https://mapi.alipay.com/gateway.do?service=notify_verify
@@ -512,9 +513,8 @@ func (a *AppConfig) validate() error {
 		default:
 			return fmt.Errorf("sign_type: %q must be MD5 or RSA for an alipay-legacy app", a.SignType)
 		}
-		switch strings.ToLower(a.InputCharset) {
-		case "utf-8", "gbk":
-		default:
+		// The names as alipaywire reads them; the configuration offers UTF-8 and GBK only.
+		if cs, ok := alipaywire.Charset(a.InputCharset); !ok || cs != alipaywire.UTF8 && cs != alipaywire.GBK {
 			return fmt.Errorf("input_charset: %q must be utf-8 or gbk", a.InputCharset)
 		}
 		for _, f := range []struct{ field, url string }{{"gateway", a.Gateway}, {"wap_gateway", a.WAPGateway}, {"notify_verify_url", a.NotifyVerifyURL}} {

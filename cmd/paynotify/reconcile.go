@@ -45,23 +45,6 @@ failures). Exit 0 when errors=0, 1 otherwise, 2 on usage or config errors.
 `
 }
 
-// parseCommandFlags parses a command's flags: --help prints its usage (errHelp), positional
-// arguments are refused.
-func parseCommandFlags(m *Main, fs *flag.FlagSet, usage, try string, args []string) error {
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(m.Stdout, usage)
-			return errHelp
-		}
-		return usagef(try, "%s: %v", fs.Name(), err)
-	}
-	if fs.NArg() > 0 {
-		return usagef(try, "%s: unexpected arguments %q", fs.Name(), fs.Args())
-	}
-	return nil
-}
-
 // offlineService opens the store and the apps of a config for a command that runs beside the
 // server: it never migrates (it refuses an old schema, as serve --no-migrate does).
 func offlineService(ctx context.Context, m *Main, configPath, app string) (*paynotify.Service, func(), error) {

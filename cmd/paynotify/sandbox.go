@@ -77,28 +77,6 @@ func (cmd sandboxCommand) Run(ctx context.Context, m *Main, args []string) error
 	return cmd.serve(ctx, m, args)
 }
 
-// parseFlags parses fs from args, allowing positional arguments between flags.
-func parseFlags(m *Main, fs *flag.FlagSet, usage string, args []string) ([]string, error) {
-	fs.SetOutput(io.Discard)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(m.Stdout, usage)
-				return nil, errHelp
-			}
-			return nil, usagef("paynotify sandbox --help", "sandbox: %v", err)
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
-var errHelp = errors.New("help")
-
 func sandboxURLFlag(fs *flag.FlagSet) *string {
 	def := os.Getenv("PAYNOTIFY_SANDBOX")
 	if def == "" {
@@ -113,7 +91,7 @@ func (cmd sandboxCommand) serve(ctx context.Context, m *Main, args []string) err
 	stateDir := fs.String("state-dir", "./sandbox-data", "")
 	scale := fs.Float64("time-scale", 1, "")
 	baseURL := fs.String("base-url", "", "")
-	pos, err := parseFlags(m, fs, cmd.Usage(), args)
+	pos, err := parseFlags(m, fs, cmd.Usage(), "paynotify sandbox --help", args)
 	if err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -178,7 +156,7 @@ func (cmd sandboxCommand) keys(ctx context.Context, m *Main, args []string) erro
 	url := sandboxURLFlag(fs)
 	stateDir := fs.String("state-dir", "", "")
 	asJSON := fs.Bool("json", false, "")
-	if _, err := parseFlags(m, fs, cmd.Usage(), args); err != nil {
+	if _, err := parseFlags(m, fs, cmd.Usage(), "paynotify sandbox --help", args); err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
 		}
@@ -238,7 +216,7 @@ func (cmd sandboxCommand) control(ctx context.Context, m *Main, sub string, args
 	fs.StringVar(&conn.tokenFile, "token-file", "", "")
 	fs.StringVar(&conn.config, "config", "", "")
 	fs.Func("token", "", func(string) error { conn.tokenFlag = true; return nil }) // refused: see client
-	pos, err := parseFlags(m, fs, cmd.Usage(), args)
+	pos, err := parseFlags(m, fs, cmd.Usage(), "paynotify sandbox --help", args)
 	if err != nil {
 		if errors.Is(err, errHelp) {
 			return nil
@@ -421,7 +399,7 @@ func cmdGetJSON(ctx context.Context, base, path string, out any) error {
 func (cmd sandboxCommand) run(ctx context.Context, m *Main, args []string) error {
 	fs := flag.NewFlagSet("sandbox run", flag.ContinueOnError)
 	url := fs.String("sandbox", "", "")
-	pos, err := parseFlags(m, fs, cmd.Usage(), args)
+	pos, err := parseFlags(m, fs, cmd.Usage(), "paynotify sandbox --help", args)
 	if err != nil {
 		if errors.Is(err, errHelp) {
 			return nil

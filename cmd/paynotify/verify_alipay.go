@@ -13,6 +13,7 @@ import (
 	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 func init() { verifiers["alipay"] = verifyAlipayCommand{} }
@@ -44,20 +45,11 @@ func (cmd verifyAlipayCommand) Run(ctx context.Context, m *Main, args []string) 
 	certFile := fs.String("alipay-cert", "", "")
 	signType := fs.String("sign-type", "RSA2", "")
 	explain := fs.Bool("explain", false, "")
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(m.Stdout, cmd.Usage())
-				return nil
-			}
-			return usagef(verifyAlipayTry, "verify alipay: %v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, err := parseFlags(m, fs, cmd.Usage(), verifyAlipayTry, args)
+	if errors.Is(err, errHelp) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	if (*pubFile == "") == (*certFile == "") {
 		return usagef(verifyAlipayTry, "verify alipay: give exactly one of --alipay-public-key and --alipay-cert")
@@ -192,8 +184,7 @@ func shownAs(charset string) string {
 
 // displayBytes shows canonical bytes as UTF-8 text, converting GBK for display only.
 func displayBytes(charset string, b []byte) string {
-	switch strings.ToLower(charset) {
-	case "gbk", "gb2312", "gb18030", "cp936":
+	if cs, ok := alipaywire.Charset(charset); ok && cs != alipaywire.UTF8 {
 		if s, err := simplifiedchinese.GB18030.NewDecoder().Bytes(b); err == nil {
 			return string(s)
 		}

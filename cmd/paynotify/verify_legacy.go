@@ -15,6 +15,7 @@ import (
 
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/alipaylegacy"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 func init() { verifiers["alipay-legacy"] = verifyLegacyCommand{} }
@@ -64,20 +65,11 @@ func (cmd verifyLegacyCommand) Run(ctx context.Context, m *Main, args []string) 
 	privFile := fs.String("merchant-private-key", "", "")
 	ret := fs.Bool("return", false, "")
 	explain := fs.Bool("explain", false, "")
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(m.Stdout, cmd.Usage())
-				return nil
-			}
-			return usagef(verifyLegacyTry, "verify alipay-legacy: %v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, err := parseFlags(m, fs, cmd.Usage(), verifyLegacyTry, args)
+	if errors.Is(err, errHelp) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	if *partner == "" {
 		return usagef(verifyLegacyTry, "verify alipay-legacy: --partner is required")
@@ -93,8 +85,8 @@ func (cmd verifyLegacyCommand) Run(ctx context.Context, m *Main, args []string) 
 	default:
 		return usagef(verifyLegacyTry, "verify alipay-legacy: --sign-type %q: want MD5, RSA or 0001", *signType)
 	}
-	cs := strings.ToLower(*charset)
-	if cs != "utf-8" && cs != "gbk" {
+	cs, ok := alipaywire.Charset(*charset)
+	if !ok || cs != alipaywire.UTF8 && cs != alipaywire.GBK {
 		return usagef(verifyLegacyTry, "verify alipay-legacy: --charset %q: want utf-8 or gbk", *charset)
 	}
 	if (*md5File == "") == (*pubFile == "") {

@@ -64,16 +64,9 @@ func (c verifyWechatpayCommand) Run(ctx context.Context, m *Main, args []string)
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	// Accept flags after the positional body file too.
-	var positional []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			return usagef(verifyWechatpayTry, "verify wechatpay: %v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseFlags(m, fs, c.Usage(), verifyWechatpayTry, args)
+	if err != nil {
+		return err
 	}
 	if help {
 		fmt.Fprint(m.Stdout, c.Usage())

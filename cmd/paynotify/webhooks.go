@@ -139,22 +139,10 @@ func (cmd webhooksCommand) Run(ctx context.Context, m *Main, args []string) erro
 // parseSub parses a subcommand's flags (with the connection flags), allowing them before and
 // after its positional arguments, and checks that there are want of those.
 func (cmd webhooksCommand) parseSub(m *Main, fs *flag.FlagSet, conn *webhookConn, args []string, want int, try string) ([]string, error) {
-	fs.SetOutput(io.Discard)
 	conn.register(fs)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(m.Stdout, cmd.Usage())
-				return nil, errHelp
-			}
-			return nil, usagef(try, "%s: %v", fs.Name(), err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseFlags(m, fs, cmd.Usage(), try, args)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case len(pos) < want:

@@ -1,0 +1,88 @@
+package provider
+
+import (
+	"io"
+	"net/http"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/alipaylegacy"
+	"github.com/paynotify/paynotify/wechatpay"
+)
+
+// The notification verifiers answer the provider with the packages' ack helpers.
+var (
+	_ paynotify.Acker = alipayVerifier{}
+	_ paynotify.Acker = legacyVerifier{}
+	_ paynotify.Acker = wechatVerifier{}
+	_ paynotify.Acker = (*WechatV2)(nil)
+)
+
+// AckText is alipay.AckSuccess or alipay.AckFail.
+func (alipayVerifier) AckText(ok bool) string {
+	if ok {
+		return alipay.AckSuccess
+	}
+	return alipay.AckFail
+}
+
+// WriteAck answers Alipay with status 200 and the plain text AckText.
+func (v alipayVerifier) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
+	writeText(w, "text/plain; charset=utf-8", v.AckText(res.OK))
+}
+
+// AckText is alipaylegacy.AckSuccess or alipaylegacy.AckFail.
+func (legacyVerifier) AckText(ok bool) string {
+	if ok {
+		return alipaylegacy.AckSuccess
+	}
+	return alipaylegacy.AckFail
+}
+
+// WriteAck answers legacy Alipay with status 200 and the plain text AckText.
+func (v legacyVerifier) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
+	writeText(w, "text/plain; charset=utf-8", v.AckText(res.OK))
+}
+
+// AckText describes the APIv3 answer (a status, not a body) for the evidence.
+func (wechatVerifier) AckText(ok bool) string {
+	if ok {
+		return "204"
+	}
+	return "4xx/5xx FAIL"
+}
+
+// WriteAck answers WeChat Pay APIv3: 204 on success; otherwise {"code":"FAIL",…} with 500 when we
+// failed (store), 401 for a rejected request, 400 otherwise. Any non-2xx makes WeChat Pay retry.
+func (wechatVerifier) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
+	if res.OK {
+		wechatpay.WriteAckSuccess(w)
+		return
+	}
+	status := http.StatusBadRequest
+	switch res.Verdict {
+	case paynotify.VerdictError:
+		status = http.StatusInternalServerError
+	case paynotify.VerdictRejected:
+		status = http.StatusUnauthorized
+	}
+	reason := res.Reason
+	if reason == "" {
+		reason = string(res.Verdict)
+	}
+	wechatpay.WriteAckFailure(w, status, reason)
+}
+
+// AckText is the APIv2 XML answer: wechatpay.V2Ack(ok, "FAIL").
+func (*WechatV2) AckText(ok bool) string { return string(wechatpay.V2Ack(ok, "FAIL")) }
+
+// WriteAck answers WeChat Pay APIv2 with status 200 and the XML AckText.
+func (v *WechatV2) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
+	writeText(w, "text/xml; charset=utf-8", v.AckText(res.OK))
+}
+
+func writeText(w http.ResponseWriter, contentType, body string) {
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, body)
+}
