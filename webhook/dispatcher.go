@@ -290,12 +290,16 @@ func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup, fanOut,
 			l.dirty.Store(true) // there may be more
 		}
 	}
+	// A deleted endpoint's lane ends: its workers release what is queued (the deliveries are
+	// gone with the endpoint anyway) and exit.
 	d.mu.Lock()
 	for id, l := range d.lanes {
 		if !seen[id] {
 			l.mu.Lock()
 			l.gone = true
 			l.mu.Unlock()
+			close(l.queue) // only round sends to it, and Run closes only the lanes left
+			delete(d.lanes, id)
 		}
 	}
 	d.mu.Unlock()

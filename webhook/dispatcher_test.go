@@ -734,3 +734,28 @@ func TestDispatcher_DisabledThenRecovered(t *testing.T) {
 		rc.check()
 	})
 }
+
+// TestDispatcher_DeletedEndpoint: a deleted endpoint gets nothing more (its lane ends), the others
+// go on.
+func TestDispatcher_DeletedEndpoint(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		keep, gone := newReceiver(t), newReceiver(t)
+		e.endpoint(keep, nil, nil)
+		goneEP := e.endpoint(gone, nil, nil)
+		e.start(webhook.Config{}, nil)
+		e.order("shop", "del_1", false)
+		waitFor(t, 10*time.Second, "both endpoints served", func() bool { return len(keep.delivered()) == 1 && len(gone.delivered()) == 1 })
+		if err := e.svc.DeleteWebhookEndpoint(e.ctx, goneEP.ID); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // a poll: the lane ends
+		e.order("shop", "del_2", false)
+		waitFor(t, 10*time.Second, "the kept endpoint served again", func() bool { return len(keep.delivered()) == 2 })
+		time.Sleep(200 * time.Millisecond)
+		if n := len(gone.all()); n != 1 {
+			t.Errorf("a deleted endpoint got %d requests, want 1 (before its deletion)", n)
+		}
+		keep.check()
+	})
+}
