@@ -114,7 +114,7 @@ func (s *Service) CreateWebhookEndpoint(ctx context.Context, r *WebhookEndpointR
 	if err := s.Store.CreateWebhookEndpoint(ctx, e); err != nil {
 		return nil, err
 	}
-	s.logger().Info("webhook endpoint created", "endpoint", e.ID, "url", e.URL)
+	s.logger().Info("webhook endpoint created", "endpoint", e.ID, "url", RedactURL(e.URL)) // a query may hold a token
 	return e, nil
 }
 
