@@ -2,6 +2,7 @@ package alipay
 
 import (
 	"errors"
+	"net/http"
 
 	"github.com/paynotify/paynotify/internal/alipaywire"
 )
@@ -93,3 +94,11 @@ const (
 	AckSuccess = alipaywire.AckSuccess
 	AckFail    = alipaywire.AckFail
 )
+
+// WriteAckSuccess answers a notification as handled: HTTP 200 and exactly AckSuccess. Call it only
+// once the notification's effect is durably committed.
+func WriteAckSuccess(w http.ResponseWriter) { alipaywire.WriteAck(w, true) }
+
+// WriteAckFailure answers a notification as not handled, so that Alipay sends it again: HTTP 200
+// and exactly AckFail.
+func WriteAckFailure(w http.ResponseWriter) { alipaywire.WriteAck(w, false) }

@@ -2,6 +2,7 @@ package alipaylegacy
 
 import (
 	"errors"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -211,6 +212,14 @@ const (
 	AckSuccess = alipaywire.AckSuccess
 	AckFail    = alipaywire.AckFail
 )
+
+// WriteAckSuccess answers a notification as handled: HTTP 200 and exactly AckSuccess. Call it only
+// once the notification's effect is durably committed (and NotifyVerify returned nil).
+func WriteAckSuccess(w http.ResponseWriter) { alipaywire.WriteAck(w, true) }
+
+// WriteAckFailure answers a notification as not handled, so that Alipay sends it again: HTTP 200
+// and exactly AckFail.
+func WriteAckFailure(w http.ResponseWriter) { alipaywire.WriteAck(w, false) }
 
 // short makes unverified bytes safe and short for an error detail.
 func short(s string) string {

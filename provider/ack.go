@@ -28,7 +28,11 @@ func (alipayVerifier) AckText(ok bool) string {
 
 // WriteAck answers Alipay with status 200 and the plain text AckText.
 func (v alipayVerifier) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
-	writeText(w, "text/plain; charset=utf-8", v.AckText(res.OK))
+	if res.OK {
+		alipay.WriteAckSuccess(w)
+	} else {
+		alipay.WriteAckFailure(w)
+	}
 }
 
 // AckText is alipaylegacy.AckSuccess or alipaylegacy.AckFail.
@@ -41,7 +45,11 @@ func (legacyVerifier) AckText(ok bool) string {
 
 // WriteAck answers legacy Alipay with status 200 and the plain text AckText.
 func (v legacyVerifier) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
-	writeText(w, "text/plain; charset=utf-8", v.AckText(res.OK))
+	if res.OK {
+		alipaylegacy.WriteAckSuccess(w)
+	} else {
+		alipaylegacy.WriteAckFailure(w)
+	}
 }
 
 // AckText describes the APIv3 answer (a status, not a body) for the evidence.

@@ -8,9 +8,26 @@
 // into its own typed errors.
 package alipaywire
 
+import (
+	"io"
+	"net/http"
+)
+
 // Answers to Alipay's notifications: write exactly these bytes, no newline. Both protocol families
 // (OpenAPI and the legacy mapi and WAP services) use the same two.
 const (
 	AckSuccess = "success"
 	AckFail    = "fail"
 )
+
+// WriteAck answers an Alipay notification: HTTP 200, text/plain, exactly AckSuccess when ok,
+// AckFail otherwise (no newline).
+func WriteAck(w http.ResponseWriter, ok bool) {
+	body := AckFail
+	if ok {
+		body = AckSuccess
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, body)
+}
