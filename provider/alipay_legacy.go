@@ -231,26 +231,17 @@ func (e *legacyRefusal) Unwrap() []error {
 // or the one inside a plaintext WAP notify_data), so that its evidence can be found by order. It
 // is never used for anything but that search.
 func legacyClaimedOutTradeNo(body []byte) string {
-	if otn := claimedOutTradeNo(body); otn != "" {
-		return otn
-	}
 	q, _ := url.ParseQuery(string(body))
-	for _, k := range []string{"out_trade_no", "notify_data"} {
-		v := q[k]
-		if len(v) == 0 {
-			continue
-		}
-		s := v[0]
-		if k == "notify_data" {
-			_, rest, ok := strings.Cut(s, "<out_trade_no>")
-			if !ok {
-				continue
-			}
-			s, _, _ = strings.Cut(rest, "</out_trade_no>")
-		}
-		if utf8.ValidString(s) && len(s) <= 64 {
-			return s
-		}
+	s, found := "", false
+	if v := q["out_trade_no"]; len(v) > 0 {
+		s, found = v[0], true
+	} else if v := q["notify_data"]; len(v) > 0 {
+		_, rest, ok := strings.Cut(v[0], "<out_trade_no>")
+		s, _, _ = strings.Cut(rest, "</out_trade_no>")
+		found = ok
+	}
+	if found && utf8.ValidString(s) && len(s) <= 64 {
+		return s
 	}
 	return ""
 }

@@ -273,12 +273,6 @@ func mustKey() *rsa.PrivateKey {
 	return k
 }
 
-type closer interface {
-	paynotify.Store
-	Migrate(context.Context) error
-	Close() error
-}
-
 // openStore creates a fresh store (internal/loadstore); cleanup removes it.
 func openStore(ctx context.Context, kind, pgURL string) (paynotify.Store, func()) {
 	s, err := loadstore.Open(ctx, kind, pgURL, "loadnotify")

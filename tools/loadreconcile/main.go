@@ -70,7 +70,7 @@ func main() {
 	h = sb.Handler()
 	check(sb.SetFaults("", sandbox.Faults{NeverNotify: true}))
 
-	dsn, store, cleanup := openStore(ctx, *storeKind, *pgURL, dir)
+	dsn, store, cleanup := openStore(ctx, *storeKind, *pgURL)
 	defer cleanup()
 
 	apps, err := sandboxapps.Apps(sb.Keys(), srv.URL, "")
@@ -151,7 +151,7 @@ apps:
 
 // openStore creates a fresh database (ours and River's schema, internal/loadstore) and returns
 // its DSN and store.
-func openStore(ctx context.Context, kind, pgURL, dir string) (string, paynotify.Store, func()) {
+func openStore(ctx context.Context, kind, pgURL string) (string, paynotify.Store, func()) {
 	s, err := loadstore.Open(ctx, kind, pgURL, "loadreconcile")
 	check(err)
 	return s.DSN, s, s.Close

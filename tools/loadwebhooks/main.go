@@ -494,12 +494,6 @@ func check(err error) {
 	}
 }
 
-type closer interface {
-	paynotify.Store
-	Migrate(context.Context) error
-	Close() error
-}
-
 // openStore creates a fresh store (internal/loadstore); cleanup removes it, also when the run
 // fails (atExit).
 func openStore(ctx context.Context, kind, pgURL string) (paynotify.Store, func()) {
