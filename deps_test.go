@@ -15,16 +15,17 @@ func TestDeps(t *testing.T) {
 		"":          {},
 		"alipay":    {"golang.org/x/text", mod + "/internal/rawresp", mod + "/internal/alipaywire"},
 		"wechatpay": {mod + "/internal/rawresp"},
-		"sqlite":    {mod, mod + "/internal/migrations", "modernc.org/sqlite"},
-		"postgres":  {mod, mod + "/internal/migrations", "github.com/jackc/pgx/v5"},
+		"sqlite":    {mod, mod + "/internal/migrations", mod + "/internal/groupcommit", "modernc.org/sqlite"},
+		"postgres":  {mod, mod + "/internal/migrations", mod + "/internal/groupcommit", "github.com/jackc/pgx/v5"},
 		"provider":  {mod, mod + "/alipay", mod + "/alipaylegacy", mod + "/wechatpay"},
 		"jobs":      {mod, "github.com/riverqueue/river", "github.com/jackc/pgx/v5"},
 		"httpd":     {mod},
 		"webhook":   {mod, "github.com/nats-io/nats.go"},
 		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", mod + "/internal/alipaywire", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
 
-		"alipaylegacy":        {"golang.org/x/text", mod + "/internal/alipaywire"},
-		"internal/alipaywire": {"golang.org/x/text"},
+		"alipaylegacy":         {"golang.org/x/text", mod + "/internal/alipaywire"},
+		"internal/alipaywire":  {"golang.org/x/text"},
+		"internal/groupcommit": {},
 	}
 	for pkg, allow := range allowed {
 		path := mod

@@ -108,10 +108,12 @@ func scanEvidence(row pgx.Row) (*paynotify.Evidence, error) {
 // byte and Headers as a value (a nil Body or Headers reads back nil); an empty Source is stored
 // as paynotify.SourceNotification.
 func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
-	if err := insertEvidence(ctx, db.pool, e); err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	return nil
+	return db.w.Do(ctx, func(ctx context.Context, tx pgx.Tx, _ *batch) error {
+		if err := insertEvidence(ctx, tx, e); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return nil
+	})
 }
 
 // GetEvidence returns the evidence record with id, or an *paynotify.Error with code ENOTFOUND.

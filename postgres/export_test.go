@@ -1,6 +1,11 @@
 package postgres
 
-import "context"
+import (
+	"context"
+	"testing"
+
+	"github.com/paynotify/paynotify/internal/groupcommit/groupcommittest"
+)
 
 // MigrateTo applies the embedded migrations up to version only, as an older binary did, so that
 // tests can check what later migrations do to existing rows. Unlike Migrate it takes no lock:
@@ -27,4 +32,9 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 		}
 	}
 	return nil
+}
+
+// HoldWrites holds the writer before its next batch until release (storetest.DB.HoldWrites).
+func (db *DB) HoldWrites(t *testing.T) (queued func() int, release func(fail error)) {
+	return groupcommittest.Hold(t, db.w)
 }

@@ -58,7 +58,7 @@ func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.O
 		stored  *paynotify.Order
 		created bool
 	)
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
+	err := db.w.Do(ctx, func(ctx context.Context, tx pgx.Tx, _ *batch) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO orders (`+orderColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 			ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
@@ -282,9 +282,9 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 		return false, fmt.Errorf("postgres: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
 	}
 	anomalyAt := tm(db.now())
-	err = db.inTx(ctx, func(tx pgx.Tx) error {
+	err = db.w.Do(ctx, func(ctx context.Context, tx pgx.Tx, b *batch) error {
 		anomalyNew = false
-		return commit(ctx, tx, c, anomalyAt, &anomalyNew)
+		return commit(ctx, tx, c, anomalyAt, &anomalyNew, b)
 	})
 	var pe *paynotify.Error
 	switch {
@@ -297,7 +297,9 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	}
 }
 
-func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.Time, anomalyNew *bool) error {
+// commit does c's row work on tx and hands its events to b. Its errors returned before it wrote
+// anything are clean (see writer.go).
+func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.Time, anomalyNew *bool, b *batch) error {
 	if o := c.Order; o != nil {
 		// channel … pay: every column but the key and the reconciliation's.
 		args := append(orderArgs(o)[2:16:16], o.App, o.OutTradeNo, c.PrevVersion)
@@ -311,14 +313,17 @@ func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.
 		}
 		if tag.RowsAffected() == 0 {
 			if err := orderExists(ctx, tx, o.App, o.OutTradeNo); err != nil {
-				return err
+				return clean(err)
 			}
-			return errConflict
+			return clean(errConflict)
 		}
 	}
 
 	if r := c.Refund; r != nil {
 		if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
+			if c.Order == nil {
+				return clean(err)
+			}
 			return err
 		}
 		// Every SET expression reads the row as it was: refunds.status is the old status.
@@ -356,27 +361,7 @@ func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.
 		}
 	}
 
-	if len(events) > 0 {
-		// Event writers take turns from here to their commit, so that seq order is commit order:
-		// a reader paging with After never sees seq N+1 committed before N and skips N. Nothing
-		// after this point waits on a row lock, so the lock cannot join a deadlock.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLockKey); err != nil {
-			return fmt.Errorf("lock events: %w", err)
-		}
-		batch := &pgx.Batch{}
-		for _, e := range events {
-			var data []byte
-			if e.Data != nil {
-				data = []byte(e.Data)
-			}
-			batch.Queue(`INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
-				VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)`,
-				e.ID, string(e.Type), e.App, e.OutTradeNo, e.Version, tm(e.Timestamp), nullString(data))
-		}
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return fmt.Errorf("insert event: %w", err)
-		}
-	}
+	b.events = append(b.events, events...)
 	return nil
 }
 

@@ -33,6 +33,7 @@ const (
 // several processes on one database.
 type DB struct {
 	pool *pgxpool.Pool
+	w    *writer
 
 	// Now stamps rows the store writes on its own (anomalies, migrations). Defaults to time.Now.
 	Now func() time.Time
@@ -55,11 +56,14 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	return &DB{pool: pool, Now: time.Now}, nil
+	db := &DB{pool: pool, Now: time.Now}
+	db.w = newWriter(db)
+	return db, nil
 }
 
-// Close closes the connection pool.
+// Close closes the connection pool, after the writes already handed to the writer are done.
 func (db *DB) Close() error {
+	db.w.Close()
 	db.pool.Close()
 	return nil
 }

@@ -202,8 +202,7 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 		}
 		if u.Event != nil {
 			// Past this point the only row written is the endpoint's, whose lock is held.
-			var anomalyNew bool
-			if err := commit(ctx, tx, &paynotify.Change{Events: []*paynotify.Event{u.Event}}, now, &anomalyNew); err != nil {
+			if err := insertEvents(ctx, tx, []*paynotify.Event{u.Event}); err != nil {
 				return err
 			}
 		}

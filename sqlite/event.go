@@ -13,7 +13,7 @@ import (
 // ListEvents returns up to filter.Limit (default 100) events with Seq > filter.After, of
 // filter.App if set, oldest first. Data is returned byte for byte as committed.
 func (db *DB) ListEvents(ctx context.Context, filter paynotify.EventFilter) ([]*paynotify.Event, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT seq, id, type, app, out_trade_no, version, timestamp, data FROM events
+	rows, err := db.rd.QueryContext(ctx, `SELECT seq, id, type, app, out_trade_no, version, timestamp, data FROM events
 		WHERE seq > ?1 AND (?2 = '' OR app = ?2) ORDER BY seq LIMIT ?3`, filter.After, filter.App, limit(filter.Limit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list events: %w", err)
@@ -106,15 +106,17 @@ func scanEvidence(s scanner) (*paynotify.Evidence, error) {
 // exactly (a nil Body or Headers reads back nil); an empty Source is stored as
 // paynotify.SourceNotification.
 func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
-	if err := insertEvidence(ctx, db.db, e); err != nil {
-		return fmt.Errorf("sqlite: %w", err)
-	}
-	return nil
+	return db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := insertEvidence(ctx, tx, e); err != nil {
+			return fmt.Errorf("sqlite: %w", err)
+		}
+		return nil
+	})
 }
 
 // GetEvidence returns the evidence record with id, or an *paynotify.Error with code ENOTFOUND.
 func (db *DB) GetEvidence(ctx context.Context, id string) (*paynotify.Evidence, error) {
-	e, err := scanEvidence(db.db.QueryRowContext(ctx, `SELECT `+evidenceColumns+` FROM evidence WHERE id = ?`, id))
+	e, err := scanEvidence(db.rd.QueryRowContext(ctx, `SELECT `+evidenceColumns+` FROM evidence WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("Evidence not found.")
 	} else if err != nil {
@@ -136,7 +138,7 @@ func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter)
 	if !filter.Since.IsZero() {
 		c.add("received_at >= ?", formatTime(filter.Since))
 	}
-	rows, err := db.db.QueryContext(ctx, `SELECT `+evidenceColumns+` FROM evidence`+c.where()+`
+	rows, err := db.rd.QueryContext(ctx, `SELECT `+evidenceColumns+` FROM evidence`+c.where()+`
 		ORDER BY received_at DESC, seq DESC LIMIT ?`, append(c.args, limit(filter.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list evidence: %w", err)
@@ -163,7 +165,7 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*paynotify.Event, error)
 		ts   string
 		data sql.NullString
 	)
-	err := db.db.QueryRowContext(ctx, `SELECT seq, id, type, app, out_trade_no, version, timestamp, data FROM events
+	err := db.rd.QueryRowContext(ctx, `SELECT seq, id, type, app, out_trade_no, version, timestamp, data FROM events
 		WHERE id = ?`, id).Scan(&e.Seq, &e.ID, &e.Type, &e.App, &e.OutTradeNo, &e.Version, &ts, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("Event not found.")

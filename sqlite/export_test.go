@@ -1,6 +1,11 @@
 package sqlite
 
-import "context"
+import (
+	"context"
+	"testing"
+
+	"github.com/paynotify/paynotify/internal/groupcommit/groupcommittest"
+)
 
 // MigrateTo applies the embedded migrations up to version only, as an older binary did, so that
 // tests can check what later migrations do to existing rows.
@@ -29,4 +34,9 @@ func (db *DB) Synchronous(ctx context.Context) (int, error) {
 	var n int
 	err := db.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&n)
 	return n, err
+}
+
+// HoldWrites holds the writer before its next batch until release (storetest.DB.HoldWrites).
+func (db *DB) HoldWrites(t *testing.T) (queued func() int, release func(fail error)) {
+	return groupcommittest.Hold(t, db.w)
 }

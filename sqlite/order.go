@@ -60,35 +60,35 @@ func orderArgs(o *paynotify.Order) []any {
 func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.Order, bool, error) {
 	n := *o
 	n.Version = 1
-	tx, err := db.db.BeginTx(ctx, nil)
+	var (
+		stored  *paynotify.Order
+		created int64
+	)
+	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
+		if err != nil {
+			return fmt.Errorf("sqlite: create order: %w", err)
+		}
+		if created, err = res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqlite: create order: %w", err)
+		}
+		if stored, err = scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = ? AND out_trade_no = ?`,
+			o.App, o.OutTradeNo)); err != nil {
+			return fmt.Errorf("sqlite: create order: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
-	}
-	defer rollback(tx)
-	res, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
-	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
-	}
-	created, err := res.RowsAffected()
-	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
-	}
-	stored, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = ? AND out_trade_no = ?`,
-		o.App, o.OutTradeNo))
-	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, false, fmt.Errorf("sqlite: create order: %w", err)
+		return nil, false, err
 	}
 	return stored, created == 1, nil
 }
 
 // GetOrder returns the order, or an *paynotify.Error with code ENOTFOUND.
 func (db *DB) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.Order, error) {
-	o, err := scanOrder(db.db.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = ? AND out_trade_no = ?`,
+	o, err := scanOrder(db.rd.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = ? AND out_trade_no = ?`,
 		app, outTradeNo))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("Order not found.")
@@ -111,7 +111,7 @@ func (db *DB) ListOrders(ctx context.Context, filter paynotify.OrderFilter) ([]*
 	if !filter.Since.IsZero() {
 		c.add("created_at >= ?", formatTime(filter.Since))
 	}
-	rows, err := db.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders`+c.where()+`
+	rows, err := db.rd.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders`+c.where()+`
 		ORDER BY created_at DESC, rowid DESC LIMIT ?`, append(c.args, limit(filter.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list orders: %w", err)
@@ -174,45 +174,54 @@ func refundArgs(r *paynotify.Refund) []any {
 // unless (App, OutTradeNo, OutRequestNo) exists; it returns the stored refund (an existing one
 // unchanged) and whether it was created. The order must exist: ENOTFOUND otherwise.
 func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify.Refund, bool, error) {
-	tx, err := db.db.BeginTx(ctx, nil)
+	var (
+		stored  *paynotify.Refund
+		created int64
+	)
+	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		stored, created, err = createRefund(ctx, tx, r)
+		return err
+	})
 	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+		return nil, false, err
 	}
-	defer rollback(tx)
+	return stored, created == 1, nil
+}
+
+// createRefund is CreateRefund on tx.
+func createRefund(ctx context.Context, tx *sql.Tx, r *paynotify.Refund) (*paynotify.Refund, int64, error) {
 	// The write lock is held from BEGIN (_txlock=immediate): the check and the insert are atomic.
 	var amount, refunded, nonFailed, pending int64
 	var exists int
-	err = tx.QueryRowContext(ctx, `SELECT o.amount, o.refunded_amount,
+	err := tx.QueryRowContext(ctx, `SELECT o.amount, o.refunded_amount,
 			COALESCE((SELECT SUM(amount) FROM refunds WHERE app = o.app AND out_trade_no = o.out_trade_no AND status <> 'failed'), 0),
 			COALESCE((SELECT SUM(amount) FROM refunds WHERE app = o.app AND out_trade_no = o.out_trade_no AND status = 'pending'), 0),
 			(SELECT COUNT(*) FROM refunds WHERE app = o.app AND out_trade_no = o.out_trade_no AND out_request_no = ?)
 		FROM orders o WHERE o.app = ? AND o.out_trade_no = ?`, r.OutRequestNo, r.App, r.OutTradeNo).Scan(&amount, &refunded, &nonFailed, &pending, &exists)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, notFound("Order not found.")
+		return nil, 0, notFound("Order not found.")
 	} else if err != nil {
-		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+		return nil, 0, fmt.Errorf("sqlite: create refund: %w", err)
 	}
 	if exists == 0 && paynotify.RefundWouldExceed(amount, refunded, nonFailed, pending, int64(r.Amount)) {
-		return nil, false, paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen; %d refunded or pending).", amount, max(nonFailed, refunded+pending))
+		return nil, 0, paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen; %d refunded or pending).", amount, max(nonFailed, refunded+pending))
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundWriteColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app, out_trade_no, out_request_no) DO NOTHING`, refundArgs(r)...)
 	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+		return nil, 0, fmt.Errorf("sqlite: create refund: %w", err)
 	}
 	created, err := res.RowsAffected()
 	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+		return nil, 0, fmt.Errorf("sqlite: create refund: %w", err)
 	}
 	stored, err := scanRefund(tx.QueryRowContext(ctx, `SELECT `+refundColumns+` FROM refunds
 		WHERE app = ? AND out_trade_no = ? AND out_request_no = ?`, r.App, r.OutTradeNo, r.OutRequestNo))
 	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
+		return nil, 0, fmt.Errorf("sqlite: create refund: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, false, fmt.Errorf("sqlite: create refund: %w", err)
-	}
-	return stored, created == 1, nil
+	return stored, created, nil
 }
 
 // orderExists returns nil if the order exists, ENOTFOUND if not.
@@ -229,7 +238,7 @@ func orderExists(ctx context.Context, tx *sql.Tx, app, outTradeNo string) error 
 
 // ListRefunds returns the refunds of an order, oldest first (none for an unknown order).
 func (db *DB) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*paynotify.Refund, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT `+refundColumns+` FROM refunds WHERE app = ? AND out_trade_no = ?
+	rows, err := db.rd.QueryContext(ctx, `SELECT `+refundColumns+` FROM refunds WHERE app = ? AND out_trade_no = ?
 		ORDER BY created_at, rowid`, app, outTradeNo)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list refunds: %w", err)
@@ -253,11 +262,13 @@ func (db *DB) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*payno
 // r) to amount; a refund that is not succeeded is left alone (nil). Nothing else changes: not its
 // UpdatedAt, nor the order's refunded total. ENOTFOUND when the refund does not exist.
 func (db *DB) ConfirmRefundAmount(ctx context.Context, r *paynotify.Refund, amount paynotify.Amount) error {
-	tx, err := db.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: confirm refund amount: %w", err)
-	}
-	defer rollback(tx)
+	return db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return confirmRefundAmount(ctx, tx, r, amount)
+	})
+}
+
+// confirmRefundAmount is ConfirmRefundAmount on tx.
+func confirmRefundAmount(ctx context.Context, tx *sql.Tx, r *paynotify.Refund, amount paynotify.Amount) error {
 	res, err := tx.ExecContext(ctx, `UPDATE refunds SET amount = ?
 		WHERE app = ? AND out_trade_no = ? AND out_request_no = ? AND status = 'succeeded'`,
 		int64(amount), r.App, r.OutTradeNo, r.OutRequestNo)
@@ -277,16 +288,13 @@ func (db *DB) ConfirmRefundAmount(ctx context.Context, r *paynotify.Refund, amou
 		}
 		return nil // not succeeded: left alone
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: confirm refund amount: %w", err)
-	}
 	return nil
 }
 
 // ListPendingRefunds returns the pending refunds created at or after since, of app ("" for every
 // app), oldest first.
 func (db *DB) ListPendingRefunds(ctx context.Context, app string, since time.Time) ([]*paynotify.Refund, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT `+refundColumns+` FROM refunds
+	rows, err := db.rd.QueryContext(ctx, `SELECT `+refundColumns+` FROM refunds
 		WHERE status = 'pending' AND created_at >= ?1 AND (?2 = '' OR app = ?2)
 		ORDER BY created_at, rowid`, formatTime(since), app)
 	if err != nil {
@@ -323,12 +331,21 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	if c.Order != nil && c.Order.Version <= c.PrevVersion {
 		return false, fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
 	}
-	tx, err := db.db.BeginTx(ctx, nil)
+	at := formatTime(db.now())
+	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		anomalyNew = false
+		var err error
+		anomalyNew, err = commit(ctx, tx, c, at)
+		return err
+	})
 	if err != nil {
-		return false, fmt.Errorf("sqlite: commit: %w", err)
+		return false, err
 	}
-	defer rollback(tx)
+	return anomalyNew, nil
+}
 
+// commit is Commit on tx; at stamps a new anomaly.
+func commit(ctx context.Context, tx *sql.Tx, c *paynotify.Change, at string) (anomalyNew bool, err error) {
 	if o := c.Order; o != nil {
 		// channel … pay: every column but the key and the reconciliation's.
 		args := append(orderArgs(o)[2:16:16], o.App, o.OutTradeNo, c.PrevVersion)
@@ -374,7 +391,7 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (app, out_trade_no, key) DO NOTHING`,
-			a.App, a.OutTradeNo, a.Key, a.Reason, eventID, formatTime(db.now()))
+			a.App, a.OutTradeNo, a.Key, a.Reason, eventID, at)
 		if err != nil {
 			return false, fmt.Errorf("sqlite: commit: insert anomaly: %w", err)
 		}
@@ -401,8 +418,5 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 		}
 	}
 
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("sqlite: commit: %w", err)
-	}
 	return anomalyNew, nil
 }

@@ -1,6 +1,7 @@
 // Package sqlite implements the paynotify store interfaces on one SQLite file, with the pure-Go
 // driver modernc.org/sqlite: WAL, synchronous=FULL (a commit is on disk when Commit returns),
-// foreign keys on, and one writer.
+// foreign keys on, one write connection whose request-path writes are group-committed by one
+// writer goroutine (writer.go), and a pool of read connections beside it.
 //
 // Times are stored as fixed-width UTC text with microsecond precision (finer parts are
 // truncated, as on PostgreSQL) and read back as UTC. JSON (order pay parameters, event data) is
@@ -23,7 +24,9 @@ var _ paynotify.Store = (*DB)(nil)
 
 // DB is a paynotify store on one SQLite file. It is safe for concurrent use.
 type DB struct {
-	db   *sql.DB
+	db   *sql.DB // the write connection (one), shared with River
+	rd   *sql.DB // read connections: reads never wait behind a commit
+	w    *writer
 	path string
 
 	// Now stamps rows the store writes on its own (anomalies, migrations). Defaults to time.Now.
@@ -84,8 +87,24 @@ func Open(path string) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("sqlite: open: journal_mode is %q, want wal", mode)
 	}
-	return &DB{db: sdb, path: path, Now: time.Now}, nil
+	// Reads run on connections of their own: in WAL mode a reader sees the last commit and
+	// never waits for the writer, so loading an order does not queue behind a batch's fsync.
+	// query_only makes a write sent here by mistake fail instead of contending for the lock.
+	rd, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)&_pragma=foreign_keys(1)")
+	if err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	rd.SetMaxOpenConns(readConns)
+	rd.SetMaxIdleConns(readConns)
+	rd.SetConnMaxIdleTime(0)
+	rd.SetConnMaxLifetime(0)
+	return &DB{db: sdb, rd: rd, w: newWriter(sdb), path: path, Now: time.Now}, nil
 }
+
+// readConns is the size of the read pool: enough for the request handlers of two cores to read
+// while a batch commits, few enough that their page caches stay small.
+const readConns = 8
 
 // SQL returns the database handle and its single connection, for River (package jobs), which
 // shares the store's write path: code holding a transaction on it must do all its work on that
@@ -95,10 +114,15 @@ func (db *DB) SQL() *sql.DB { return db.db }
 // Path returns the path of the database file.
 func (db *DB) Path() string { return db.path }
 
-// Close closes the database.
+// Close closes the database, after the writes already handed to the writer are committed.
 func (db *DB) Close() error {
+	db.w.Close()
+	rerr := db.rd.Close()
 	if err := db.db.Close(); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	if rerr != nil {
+		return fmt.Errorf("sqlite: close: %w", rerr)
 	}
 	return nil
 }
@@ -206,6 +230,9 @@ func rollback(tx *sql.Tx) { _ = tx.Rollback() }
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	if err := db.rd.PingContext(ctx); err != nil {
 		return fmt.Errorf("sqlite: ping: %w", err)
 	}
 	return nil

@@ -139,7 +139,7 @@ func (db *DB) CreateWebhookEndpoint(ctx context.Context, e *paynotify.WebhookEnd
 
 // GetWebhookEndpoint returns endpoint id, or ENOTFOUND.
 func (db *DB) GetWebhookEndpoint(ctx context.Context, id string) (*paynotify.WebhookEndpoint, error) {
-	e, err := scanEndpoint(db.db.QueryRowContext(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = ?`, id))
+	e, err := scanEndpoint(db.rd.QueryRowContext(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("Webhook endpoint not found.")
 	} else if err != nil {
@@ -154,7 +154,7 @@ func (db *DB) ListWebhookEndpoints(ctx context.Context, kind string) ([]*paynoti
 	if kind != "" {
 		c.add("kind = ?", kind)
 	}
-	rows, err := db.db.QueryContext(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints`+c.where()+`
+	rows, err := db.rd.QueryContext(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints`+c.where()+`
 		ORDER BY created_at, rowid`, c.args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list webhook endpoints: %w", err)
@@ -316,7 +316,7 @@ func addDelivery(ctx context.Context, stmt *sql.Stmt, endpoint string, ev logEve
 // found by a read outside any transaction: when there are none (the dispatcher's usual case once it
 // has caught up), FanOutWebhooks answers 0 without taking the write lock, nor syncing the file.
 func (db *DB) FanOutWebhooks(ctx context.Context, now time.Time, lim int) (int, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT id FROM webhook_endpoints
+	rows, err := db.rd.QueryContext(ctx, `SELECT id FROM webhook_endpoints
 		WHERE status = 'enabled' AND cursor < (SELECT COALESCE(MAX(seq), 0) FROM events)
 		ORDER BY created_at, rowid`)
 	if err != nil {
@@ -796,7 +796,7 @@ func (db *DB) ListWebhookAttempts(ctx context.Context, filter paynotify.WebhookA
 	if filter.EventID != "" {
 		c.add("event_id = ?", filter.EventID)
 	}
-	rows, err := db.db.QueryContext(ctx, `SELECT `+attemptColumns+` FROM webhook_attempts`+c.where()+`
+	rows, err := db.rd.QueryContext(ctx, `SELECT `+attemptColumns+` FROM webhook_attempts`+c.where()+`
 		ORDER BY seq DESC LIMIT ?`, append(c.args, limit(filter.Limit))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list webhook attempts: %w", err)
@@ -819,7 +819,7 @@ func (db *DB) ListWebhookAttempts(ctx context.Context, filter paynotify.WebhookA
 // ListWebhookDeliveries returns the deliveries of eventID to every endpoint, oldest (CreatedAt,
 // then creation order) first, without their Payload.
 func (db *DB) ListWebhookDeliveries(ctx context.Context, eventID string) ([]*paynotify.WebhookDelivery, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries d WHERE d.event_id = ?
+	rows, err := db.rd.QueryContext(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries d WHERE d.event_id = ?
 		ORDER BY d.created_at, d.seq`, eventID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list webhook deliveries: %w", err)

@@ -43,6 +43,11 @@ type DB interface {
 	// OpenAnother opens a second store on the same database, as another process would (its own
 	// connections), closed when t ends.
 	OpenAnother(t *testing.T) paynotify.Store
+	// HoldWrites holds the store's group-commit writer before its next batch, so that the
+	// writes sent until release is called are committed in one transaction; queued reports
+	// how many writes wait for that batch. release(fail) with fail not nil makes that batch
+	// fail where its COMMIT would, as a failed COMMIT does.
+	HoldWrites(t *testing.T) (queued func() int, release func(fail error))
 }
 
 // Run runs the whole suite. open must return a new, migrated, empty store for each call, and
@@ -57,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) DB) {
 	t.Run("ConfirmRefundAmount", s.testConfirmRefundAmount)
 	t.Run("ListPendingRefunds", s.testListPendingRefunds)
 	t.Run("Commit", s.testCommit)
+	t.Run("GroupCommit", s.testGroupCommit)
 	t.Run("CommitSchedule", s.testCommitSchedule)
 	t.Run("Events", s.testEvents)
 	t.Run("Evidence", s.testEvidence)

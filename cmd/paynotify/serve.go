@@ -31,7 +31,7 @@ func init() {
 type serveCommand struct{}
 
 func (serveCommand) Usage() string {
-	return "paynotify serve [--config FILE] [--no-migrate] [--listen ADDR] [--data-dir DIR]"
+	return "paynotify serve [--config FILE] [--no-migrate] [--listen ADDR] [--data-dir DIR] [--pprof LOOPBACK-ADDR]"
 }
 
 func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
@@ -41,6 +41,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	noMigrate := fs.Bool("no-migrate", false, "do not apply migrations at start; refuse an old schema")
 	listen := fs.String("listen", "", "address to serve on (overrides the config's listen; the demo's default is 127.0.0.1:8080)")
 	dataDir := fs.String("data-dir", demoDataDir, "demo mode only: where the demo keeps its database, keys and token")
+	pprofAddr := fs.String("pprof", "", "serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (docs/performance.md)")
 	if err := fs.Parse(args); err != nil {
 		return usagef(c.Usage(), "serve: %v", err)
 	}
@@ -48,6 +49,13 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 		return usagef(c.Usage(), "serve: unexpected arguments %q", fs.Args())
 	}
 	logger := slog.New(slog.NewTextHandler(m.Stderr, nil))
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr, logger)
+		if err != nil {
+			return usagef(c.Usage(), "serve: --pprof: %v", err)
+		}
+		defer stop()
+	}
 	if *configPath == "" {
 		return runDemo(ctx, m, logger, *listen, *dataDir, *noMigrate)
 	}

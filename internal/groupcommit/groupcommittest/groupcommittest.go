@@ -1,0 +1,54 @@
+// Package groupcommittest holds a store's group-commit writer for the conformance suite
+// (storetest.DB.HoldWrites).
+package groupcommittest
+
+import (
+	"testing"
+
+	"github.com/paynotify/paynotify/internal/groupcommit"
+)
+
+// Hold holds w before its next batch: the ops sent until release is called join that batch,
+// queued reports how many ops wait for it (0 until its first op arrived), and release(fail)
+// with fail not nil makes that batch fail where its COMMIT would.
+func Hold[F any](t *testing.T, w *groupcommit.Writer[F]) (queued func() int, release func(fail error)) {
+	arrived, released := make(chan struct{}), make(chan struct{})
+	var fail error
+	held := false // the writer's goroutine only
+	w.SetHooks(&groupcommit.Hooks{
+		Hold: func() {
+			if held {
+				return
+			}
+			held = true
+			close(arrived)
+			<-released
+		},
+		BeforeCommit: func() error {
+			if !held {
+				return nil
+			}
+			w.SetHooks(nil)
+			return fail
+		},
+	})
+	done := false // the test's goroutine only
+	release = func(f error) {
+		if done {
+			return
+		}
+		done = true
+		fail = f
+		close(released)
+	}
+	t.Cleanup(func() { release(nil) })
+	queued = func() int {
+		select {
+		case <-arrived:
+			return 1 + w.Queued()
+		default:
+			return 0
+		}
+	}
+	return queued, release
+}

@@ -1,0 +1,88 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/paynotify/paynotify/internal/groupcommit"
+)
+
+// Group commit (docs/storage.md, "Group commit").
+//
+// Every write of the request path (Commit, InsertEvidence, CreateOrder, CreateRefund,
+// ConfirmRefundAmount) is an op of the store's groupcommit.Writer, which runs the ops that
+// arrived while its previous transaction was committing in one write transaction, each inside a
+// savepoint of its own: an op that fails is rolled back to its savepoint and fails alone, the
+// others commit. Every caller is answered after the COMMIT of the transaction holding its op
+// returned (synchronous=FULL: on disk), so one fsync serves a whole batch.
+//
+// The writer holds the write connection only for the length of a batch: River's transactions,
+// the webhook dispatcher's and other processes (paynotify reconcile, a backup) take their turn
+// between batches.
+
+// maxBatch bounds the ops of one transaction, so that a burst does not hold the write lock (and
+// its callers' answers) for long.
+const maxBatch = 256
+
+// writeFn is one write, run on the batch's transaction.
+type writeFn = func(ctx context.Context, tx *sql.Tx) error
+
+type writer = groupcommit.Writer[writeFn]
+
+func newWriter(db *sql.DB) *writer {
+	var w *writer
+	w = groupcommit.New(maxBatch, func(ops []*groupcommit.Op[writeFn]) error { return commitBatch(db, w, ops) })
+	return w
+}
+
+// commitBatch runs ops in one transaction, each in a savepoint, and commits what succeeded.
+func commitBatch(db *sql.DB, w *writer, ops []*groupcommit.Op[writeFn]) error {
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	defer rollback(tx)
+	ran := 0
+	for _, op := range ops {
+		if err := op.Ctx.Err(); err != nil {
+			op.Err = err
+			continue
+		}
+		if len(ops) == 1 {
+			// Alone in its transaction: its failure is the batch's.
+			if op.Err = op.Fn(op.Ctx, tx); op.Err != nil {
+				return nil
+			}
+			ran++
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+			return fmt.Errorf("sqlite: savepoint: %w", err)
+		}
+		if op.Err = op.Fn(op.Ctx, tx); op.Err != nil {
+			// Undo its writes and go on with the others. If SQLite already ended the
+			// transaction (some errors roll it back whole), the savepoint is gone: the batch
+			// fails.
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
+				return fmt.Errorf("sqlite: batch failed after an error of another write (%v): %w", op.Err, err)
+			}
+		} else {
+			ran++
+		}
+		if _, err := tx.ExecContext(ctx, `RELEASE op`); err != nil {
+			return fmt.Errorf("sqlite: release savepoint: %w", err)
+		}
+	}
+	if ran == 0 {
+		return nil // nothing to commit; the deferred rollback ends the transaction
+	}
+	if err := w.BeforeCommit(); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}

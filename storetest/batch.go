@@ -1,0 +1,243 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+)
+
+// Group commit: the writes that reach a store while its writer is held are committed in one
+// transaction. These tests hold the writer (DB.HoldWrites), send the writes, and check that each
+// one is answered as if it had been committed alone: a conflict or an error fails only its own
+// write, and a batch whose commit fails answers every write in it with an error and keeps none.
+
+// heldBatch sends the writes while st's writer is held, waits until all of them wait for the
+// held batch, releases it with fail and returns each write's error, in order.
+func heldBatch(t *testing.T, st DB, fail error, writes ...func() error) []error {
+	t.Helper()
+	queued, release := st.HoldWrites(t)
+	errs := make([]error, len(writes))
+	var wg sync.WaitGroup
+	for i, w := range writes {
+		wg.Go(func() { errs[i] = w() })
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for queued() < len(writes) {
+		if time.Now().After(deadline) {
+			release(nil)
+			wg.Wait()
+			t.Fatalf("held batch: %d of %d writes queued after 10s", queued(), len(writes))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release(fail)
+	wg.Wait()
+	return errs
+}
+
+func (s *suite) testGroupCommit(t *testing.T) {
+	t.Run("ConflictAndErrorInBatch", func(t *testing.T) {
+		st, b := s.setup(t)
+		ctx := b.ctx
+		orders := map[string]*paynotify.Order{}
+		for _, no := range []string{"A", "B", "C", "D", "E"} {
+			orders[no] = MustCreateOrder(t, ctx, st, NewOrder("app1", no, T0))
+		}
+		// An evidence record whose id the failing write reuses.
+		if err := st.InsertEvidence(ctx, NewEvidence("nt_taken", orders["C"], T0)); err != nil {
+			t.Fatal(err)
+		}
+		at := T0.Add(time.Minute)
+		stale := PaidChange(orders["B"], "evB", "ntB", at)
+		stale.PrevVersion, stale.Order.Version = 7, 8 // decided from a version B never had
+		failing := PaidChange(orders["C"], "evC", "nt_taken", at)
+		var anomalyNew bool
+		anomaly := PaidChange(orders["D"], "evD", "ntD", at)
+		anomaly.Anomaly = &paynotify.Anomaly{App: "app1", OutTradeNo: "D", Reason: "amount_mismatch", Key: "k1",
+			Event: paynotify.NewEvent("evD_anomaly", paynotify.EventOrderAnomaly, at, anomaly.Order, nil, nil)}
+		var created *paynotify.Order
+		var wasCreated bool
+		errs := heldBatch(t, st, nil,
+			func() error { _, err := st.Commit(ctx, PaidChange(orders["A"], "evA", "ntA", at)); return err },
+			func() error { _, err := st.Commit(ctx, stale); return err },
+			func() error { _, err := st.Commit(ctx, failing); return err },
+			func() error { var err error; anomalyNew, err = st.Commit(ctx, anomaly); return err },
+			func() error { _, err := st.Commit(ctx, PaidChange(orders["E"], "evE1", "ntE1", at)); return err },
+			func() error { _, err := st.Commit(ctx, PaidChange(orders["E"], "evE2", "ntE2", at)); return err },
+			func() error { return st.InsertEvidence(ctx, NewEvidence("nt_alone", orders["A"], at)) },
+			func() error {
+				var err error
+				created, wasCreated, err = st.CreateOrder(ctx, NewOrder("app1", "F", T0))
+				return err
+			},
+		)
+		for i, name := range map[int]string{0: "A", 3: "D (with an anomaly)", 6: "evidence", 7: "CreateOrder"} {
+			if errs[i] != nil {
+				t.Errorf("write %s: %v", name, errs[i])
+			}
+		}
+		if !errors.Is(errs[1], paynotify.ErrVersionConflict) {
+			t.Errorf("stale write: err = %v, want ErrVersionConflict", errs[1])
+		}
+		if errs[2] == nil || errors.Is(errs[2], paynotify.ErrVersionConflict) {
+			t.Errorf("write reusing an evidence id: err = %v, want a store error", errs[2])
+		}
+		winner := ""
+		switch {
+		case errs[4] == nil && errors.Is(errs[5], paynotify.ErrVersionConflict):
+			winner = "evE1"
+		case errs[5] == nil && errors.Is(errs[4], paynotify.ErrVersionConflict):
+			winner = "evE2"
+		default:
+			t.Errorf("two writes of E from version 1: errs %v, %v; want one nil and one ErrVersionConflict", errs[4], errs[5])
+		}
+		if !anomalyNew {
+			t.Errorf("anomalyNew = false for a new anomaly")
+		}
+		if !wasCreated || created == nil || created.OutTradeNo != "F" || created.Version != 1 {
+			t.Errorf("CreateOrder in the batch: created %v, order %v", wasCreated, created)
+		}
+
+		status := map[string]paynotify.OrderStatus{"A": paynotify.StatusPaid, "B": paynotify.StatusPending,
+			"C": paynotify.StatusPending, "D": paynotify.StatusPaid, "E": paynotify.StatusPaid, "F": paynotify.StatusPending}
+		for no, want := range status {
+			o, err := st.GetOrder(ctx, "app1", no)
+			if err != nil {
+				t.Fatalf("GetOrder %s: %v", no, err)
+			}
+			if o.Status != want {
+				t.Errorf("order %s: status %s, want %s (the failed write's order change must be undone)", no, o.Status, want)
+			}
+		}
+		evs := MustListEvents(t, ctx, st, paynotify.EventFilter{})
+		got := map[string]int{}
+		for i, e := range evs {
+			got[e.ID]++
+			if i > 0 && e.Seq <= evs[i-1].Seq {
+				t.Errorf("events out of seq order: %d after %d", e.Seq, evs[i-1].Seq)
+			}
+		}
+		want := []string{"evA", "evD", "evD_anomaly", winner}
+		if len(evs) != len(want) {
+			t.Errorf("events %q, want %q", eventIDs(evs), want)
+		}
+		for _, id := range want {
+			if got[id] != 1 {
+				t.Errorf("event %s stored %d times, want once (events %q)", id, got[id], eventIDs(evs))
+			}
+		}
+		nts := MustListEvidence(t, ctx, st, paynotify.EvidenceFilter{})
+		gotNt := map[string]*paynotify.Evidence{}
+		for _, e := range nts {
+			gotNt[e.ID] = e
+		}
+		loser := map[string]string{"evE1": "ntE2", "evE2": "ntE1"}[winner]
+		for _, id := range []string{"ntB", loser} {
+			if gotNt[id] != nil {
+				t.Errorf("evidence %s of a losing write was stored", id)
+			}
+		}
+		for _, id := range []string{"ntA", "ntD", "nt_alone", map[string]string{"evE1": "ntE1", "evE2": "ntE2"}[winner]} {
+			if gotNt[id] == nil {
+				t.Errorf("evidence %s missing (stored: %q)", id, evidenceIDs(nts))
+			}
+		}
+		if e := gotNt["nt_taken"]; e == nil || e.OrderVersion != orders["C"].Version {
+			t.Errorf("evidence nt_taken = %+v, want the first record kept unchanged", e)
+		}
+
+		// The writer goes on: C can still be paid.
+		MustCommit(t, ctx, st, PaidChange(orders["C"], "evC2", "ntC2", at))
+	})
+
+	t.Run("FailedBatch", func(t *testing.T) {
+		st, b := s.setup(t)
+		ctx := b.ctx
+		g := MustCreateOrder(t, ctx, st, NewOrder("app1", "G", T0))
+		h := MustCreateOrder(t, ctx, st, NewOrder("app1", "H", T0))
+		at := T0.Add(time.Minute)
+		injected := errors.New("injected commit failure")
+		errs := heldBatch(t, st, injected,
+			func() error { _, err := st.Commit(ctx, PaidChange(g, "evG", "ntG", at)); return err },
+			func() error { _, err := st.Commit(ctx, PaidChange(h, "evH", "ntH", at)); return err },
+			func() error { return st.InsertEvidence(ctx, NewEvidence("nt_lost", g, at)) },
+			func() error { _, _, err := st.CreateOrder(ctx, NewOrder("app1", "I", T0)); return err },
+		)
+		for i, err := range errs {
+			if err == nil {
+				t.Errorf("write %d of a failed batch: err = nil", i)
+			}
+		}
+		for _, no := range []string{"G", "H"} {
+			if o, err := st.GetOrder(ctx, "app1", no); err != nil || o.Status != paynotify.StatusPending || o.Version != 1 {
+				t.Errorf("order %s after a failed batch: %v, %v; want pending version 1", no, o, err)
+			}
+		}
+		if _, err := st.GetOrder(ctx, "app1", "I"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+			t.Errorf("order I created in a failed batch: GetOrder err = %v, want ENOTFOUND", err)
+		}
+		if evs := MustListEvents(t, ctx, st, paynotify.EventFilter{}); len(evs) != 0 {
+			t.Errorf("events after a failed batch: %q", eventIDs(evs))
+		}
+		if nts := MustListEvidence(t, ctx, st, paynotify.EvidenceFilter{}); len(nts) != 0 {
+			t.Errorf("evidence after a failed batch: %q", evidenceIDs(nts))
+		}
+		// The same writes succeed in the next batch.
+		MustCommit(t, ctx, st, PaidChange(g, "evG", "ntG", at))
+		MustCreateOrder(t, ctx, st, NewOrder("app1", "I", T0))
+	})
+
+	t.Run("ConcurrentCommits", func(t *testing.T) {
+		// Many writers at once, two per order: each order is paid once, with one event, and
+		// every write is answered.
+		st, b := s.setup(t)
+		ctx := b.ctx
+		const n = 60
+		orders := make([]*paynotify.Order, n)
+		for i := range orders {
+			orders[i] = MustCreateOrder(t, ctx, st, NewOrder("app1", fmt.Sprint("K", i), T0))
+		}
+		at := T0.Add(time.Minute)
+		var (
+			mu        sync.Mutex
+			wins      = map[string]int{}
+			conflicts int
+			wg        sync.WaitGroup
+		)
+		for i := range 2 * n {
+			o := orders[i%n]
+			wg.Go(func() {
+				_, err := st.Commit(ctx, PaidChange(o, fmt.Sprint("ev", i), fmt.Sprint("nt", i), at))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					wins[o.OutTradeNo]++
+				case errors.Is(err, paynotify.ErrVersionConflict):
+					conflicts++
+				default:
+					t.Errorf("Commit %s: %v", o.OutTradeNo, err)
+				}
+			})
+		}
+		wg.Wait()
+		if len(wins) != n || conflicts != n {
+			t.Errorf("%d orders paid, %d conflicts; want %d and %d", len(wins), conflicts, n, n)
+		}
+		for no, w := range wins {
+			if w != 1 {
+				t.Errorf("order %s paid by %d writes", no, w)
+			}
+		}
+		if evs := MustListEvents(t, ctx, st, paynotify.EventFilter{Limit: 1000}); len(evs) != n {
+			t.Errorf("%d events, want %d", len(evs), n)
+		}
+		if nts := MustListEvidence(t, ctx, st, paynotify.EvidenceFilter{Limit: 1000}); len(nts) != n {
+			t.Errorf("%d evidence records, want %d (a losing write keeps none)", len(nts), n)
+		}
+	})
+}
