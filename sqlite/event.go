@@ -54,7 +54,7 @@ const evidenceColumns = `id, app, provider, source, endpoint, reprocessed_from, 
 	out_trade_no, order_version, answer, duration_ms, headers, body`
 
 // insertEvidence stores e; an empty Source is stored as paynotify.SourceNotification.
-func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error {
+func insertEvidence(ctx context.Context, tx *sql.Tx, st *statements, e *paynotify.Evidence) error {
 	var headers any
 	if e.Headers != nil {
 		b, err := json.Marshal(e.Headers)
@@ -67,8 +67,7 @@ func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error 
 	if source == "" {
 		source = paynotify.SourceNotification
 	}
-	if _, err := x.ExecContext(ctx, `INSERT INTO evidence (`+evidenceColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := tx.StmtContext(ctx, st.insertEvidence).ExecContext(ctx,
 		e.ID, e.App, e.Provider, source, e.Endpoint, e.ReprocessedFrom, formatTime(e.ReceivedAt), string(e.Verdict),
 		e.Reason, e.Detail, e.OutTradeNo, e.OrderVersion, e.Answer, e.DurationMS, headers, nullBytes(e.Body)); err != nil {
 		return fmt.Errorf("insert evidence: %w", err)
@@ -106,8 +105,8 @@ func scanEvidence(s scanner) (*paynotify.Evidence, error) {
 // exactly (a nil Body or Headers reads back nil); an empty Source is stored as
 // paynotify.SourceNotification.
 func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
-	return db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := insertEvidence(ctx, tx, e); err != nil {
+	return db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
+		if err := insertEvidence(ctx, tx, st, e); err != nil {
 			return fmt.Errorf("sqlite: %w", err)
 		}
 		return nil

@@ -64,18 +64,15 @@ func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.O
 		stored  *paynotify.Order
 		created int64
 	)
-	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
+	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
+		res, err := tx.StmtContext(ctx, st.insertOrder).ExecContext(ctx, orderArgs(&n)...)
 		if err != nil {
 			return fmt.Errorf("sqlite: create order: %w", err)
 		}
 		if created, err = res.RowsAffected(); err != nil {
 			return fmt.Errorf("sqlite: create order: %w", err)
 		}
-		if stored, err = scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = ? AND out_trade_no = ?`,
-			o.App, o.OutTradeNo)); err != nil {
+		if stored, err = scanOrder(tx.StmtContext(ctx, st.selectOrder).QueryRowContext(ctx, o.App, o.OutTradeNo)); err != nil {
 			return fmt.Errorf("sqlite: create order: %w", err)
 		}
 		return nil
@@ -88,8 +85,11 @@ func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.O
 
 // GetOrder returns the order, or an *paynotify.Error with code ENOTFOUND.
 func (db *DB) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.Order, error) {
-	o, err := scanOrder(db.rd.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = ? AND out_trade_no = ?`,
-		app, outTradeNo))
+	st, err := db.statements(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o, err := scanOrder(st.getOrder.QueryRowContext(ctx, app, outTradeNo))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("Order not found.")
 	} else if err != nil {
@@ -178,7 +178,7 @@ func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify
 		stored  *paynotify.Refund
 		created int64
 	)
-	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
 		var err error
 		stored, created, err = createRefund(ctx, tx, r)
 		return err
@@ -225,9 +225,9 @@ func createRefund(ctx context.Context, tx *sql.Tx, r *paynotify.Refund) (*paynot
 }
 
 // orderExists returns nil if the order exists, ENOTFOUND if not.
-func orderExists(ctx context.Context, tx *sql.Tx, app, outTradeNo string) error {
+func orderExists(ctx context.Context, tx *sql.Tx, st *statements, app, outTradeNo string) error {
 	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM orders WHERE app = ? AND out_trade_no = ?`, app, outTradeNo).Scan(&one)
+	err := tx.StmtContext(ctx, st.orderExists).QueryRowContext(ctx, app, outTradeNo).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return notFound("Order not found.")
 	} else if err != nil {
@@ -262,7 +262,7 @@ func (db *DB) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*payno
 // r) to amount; a refund that is not succeeded is left alone (nil). Nothing else changes: not its
 // UpdatedAt, nor the order's refunded total. ENOTFOUND when the refund does not exist.
 func (db *DB) ConfirmRefundAmount(ctx context.Context, r *paynotify.Refund, amount paynotify.Amount) error {
-	return db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
 		return confirmRefundAmount(ctx, tx, r, amount)
 	})
 }
@@ -332,10 +332,10 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 		return false, fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
 	}
 	at := formatTime(db.now())
-	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
 		anomalyNew = false
 		var err error
-		anomalyNew, err = commit(ctx, tx, c, at)
+		anomalyNew, err = commit(ctx, tx, st, c, at)
 		return err
 	})
 	if err != nil {
@@ -345,22 +345,18 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 }
 
 // commit is Commit on tx; at stamps a new anomaly.
-func commit(ctx context.Context, tx *sql.Tx, c *paynotify.Change, at string) (anomalyNew bool, err error) {
+func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change, at string) (anomalyNew bool, err error) {
 	if o := c.Order; o != nil {
 		// channel … pay: every column but the key and the reconciliation's.
 		args := append(orderArgs(o)[2:16:16], o.App, o.OutTradeNo, c.PrevVersion)
-		res, err := tx.ExecContext(ctx, `UPDATE orders SET channel = ?1, status = ?2, amount = ?3, refunded_amount = ?4,
-			currency = ?5, subject = ?6, body = ?7, payer_openid = ?8, provider_trade_no = ?9, version = ?10,
-			created_at = ?11, paid_at = ?12, expires_at = ?13, pay = ?14,
-			next_check_at = CASE WHEN ?2 = 'pending' THEN next_check_at END
-			WHERE app = ?15 AND out_trade_no = ?16 AND version = ?17`, args...)
+		res, err := tx.StmtContext(ctx, st.updateOrder).ExecContext(ctx, args...)
 		if err != nil {
 			return false, fmt.Errorf("sqlite: commit: update order: %w", err)
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return false, fmt.Errorf("sqlite: commit: update order: %w", err)
 		} else if n == 0 {
-			if err := orderExists(ctx, tx, o.App, o.OutTradeNo); err != nil {
+			if err := orderExists(ctx, tx, st, o.App, o.OutTradeNo); err != nil {
 				return false, err
 			}
 			return false, paynotify.ErrVersionConflict
@@ -368,7 +364,7 @@ func commit(ctx context.Context, tx *sql.Tx, c *paynotify.Change, at string) (an
 	}
 
 	if r := c.Refund; r != nil {
-		if err := orderExists(ctx, tx, r.App, r.OutTradeNo); err != nil {
+		if err := orderExists(ctx, tx, st, r.App, r.OutTradeNo); err != nil {
 			return false, err
 		}
 		// Every SET expression reads the row as it was: refunds.status is the old status.
@@ -389,8 +385,7 @@ func commit(ctx context.Context, tx *sql.Tx, c *paynotify.Change, at string) (an
 		if a.Event != nil {
 			eventID = a.Event.ID
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
-			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (app, out_trade_no, key) DO NOTHING`,
+		res, err := tx.StmtContext(ctx, st.insertAnomaly).ExecContext(ctx,
 			a.App, a.OutTradeNo, a.Key, a.Reason, eventID, at)
 		if err != nil {
 			return false, fmt.Errorf("sqlite: commit: insert anomaly: %w", err)
@@ -405,15 +400,14 @@ func commit(ctx context.Context, tx *sql.Tx, c *paynotify.Change, at string) (an
 	}
 
 	for _, e := range events {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := tx.StmtContext(ctx, st.insertEvent).ExecContext(ctx,
 			e.ID, string(e.Type), e.App, e.OutTradeNo, e.Version, formatTime(e.Timestamp), nullText(e.Data)); err != nil {
 			return false, fmt.Errorf("sqlite: commit: insert event: %w", err)
 		}
 	}
 
 	if e := c.Evidence; e != nil {
-		if err := insertEvidence(ctx, tx, e); err != nil {
+		if err := insertEvidence(ctx, tx, st, e); err != nil {
 			return false, fmt.Errorf("sqlite: commit: %w", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/paynotify/paynotify"
@@ -28,6 +29,9 @@ type DB struct {
 	rd   *sql.DB // read connections: reads never wait behind a commit
 	w    *writer
 	path string
+
+	stmtMu sync.Mutex
+	stmts  *statements // prepared on first use (stmt.go)
 
 	// Now stamps rows the store writes on its own (anomalies, migrations). Defaults to time.Now.
 	Now func() time.Time
@@ -54,7 +58,9 @@ func Open(path string) (*DB, error) {
 		"&_pragma=busy_timeout(5000)" +
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(FULL)" +
-		"&_pragma=foreign_keys(1)"
+		"&_pragma=foreign_keys(1)" +
+		// Savepoints (one per write of a batch) journal the pages they touch: in memory.
+		"&_pragma=temp_store(MEMORY)"
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
@@ -99,7 +105,9 @@ func Open(path string) (*DB, error) {
 	rd.SetMaxIdleConns(readConns)
 	rd.SetConnMaxIdleTime(0)
 	rd.SetConnMaxLifetime(0)
-	return &DB{db: sdb, rd: rd, w: newWriter(sdb), path: path, Now: time.Now}, nil
+	db := &DB{db: sdb, rd: rd, path: path, Now: time.Now}
+	db.w = newWriter(db)
+	return db, nil
 }
 
 // readConns is the size of the read pool: enough for the request handlers of two cores to read
@@ -117,6 +125,11 @@ func (db *DB) Path() string { return db.path }
 // Close closes the database, after the writes already handed to the writer are committed.
 func (db *DB) Close() error {
 	db.w.Close()
+	db.stmtMu.Lock()
+	if db.stmts != nil {
+		db.stmts.close()
+	}
+	db.stmtMu.Unlock()
 	rerr := db.rd.Close()
 	if err := db.db.Close(); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)

@@ -25,25 +25,30 @@ import (
 // its callers' answers) for long.
 const maxBatch = 256
 
-// writeFn is one write, run on the batch's transaction.
-type writeFn = func(ctx context.Context, tx *sql.Tx) error
+// writeFn is one write, run on the batch's transaction with the prepared statements.
+type writeFn = func(ctx context.Context, tx *sql.Tx, st *statements) error
 
 type writer = groupcommit.Writer[writeFn]
 
-func newWriter(db *sql.DB) *writer {
+func newWriter(db *DB) *writer {
 	var w *writer
-	w = groupcommit.New(maxBatch, func(ops []*groupcommit.Op[writeFn]) error { return commitBatch(db, w, ops) })
+	w = groupcommit.New(maxBatch, func(ops []*groupcommit.Op[writeFn]) error { return db.commitBatch(w, ops) })
 	return w
 }
 
 // commitBatch runs ops in one transaction, each in a savepoint, and commits what succeeded.
-func commitBatch(db *sql.DB, w *writer, ops []*groupcommit.Op[writeFn]) error {
+func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 	ctx := context.Background()
-	tx, err := db.BeginTx(ctx, nil)
+	st, err := db.statements(ctx)
+	if err != nil {
+		return err
+	}
+	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
 	defer rollback(tx)
+	savepoint, rollbackTo, release := tx.StmtContext(ctx, st.savepoint), tx.StmtContext(ctx, st.rollbackTo), tx.StmtContext(ctx, st.release)
 	ran := 0
 	for _, op := range ops {
 		if err := op.Ctx.Err(); err != nil {
@@ -52,26 +57,26 @@ func commitBatch(db *sql.DB, w *writer, ops []*groupcommit.Op[writeFn]) error {
 		}
 		if len(ops) == 1 {
 			// Alone in its transaction: its failure is the batch's.
-			if op.Err = op.Fn(op.Ctx, tx); op.Err != nil {
+			if op.Err = op.Fn(op.Ctx, tx, st); op.Err != nil {
 				return nil
 			}
 			ran++
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+		if _, err := savepoint.ExecContext(ctx); err != nil {
 			return fmt.Errorf("sqlite: savepoint: %w", err)
 		}
-		if op.Err = op.Fn(op.Ctx, tx); op.Err != nil {
+		if op.Err = op.Fn(op.Ctx, tx, st); op.Err != nil {
 			// Undo its writes and go on with the others. If SQLite already ended the
 			// transaction (some errors roll it back whole), the savepoint is gone: the batch
 			// fails.
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
+			if _, err := rollbackTo.ExecContext(ctx); err != nil {
 				return fmt.Errorf("sqlite: batch failed after an error of another write (%v): %w", op.Err, err)
 			}
 		} else {
 			ran++
 		}
-		if _, err := tx.ExecContext(ctx, `RELEASE op`); err != nil {
+		if _, err := release.ExecContext(ctx); err != nil {
 			return fmt.Errorf("sqlite: release savepoint: %w", err)
 		}
 	}

@@ -1,0 +1,100 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// Prepared statements of the hot paths. SQLite compiles a statement before running it, and for
+// the short statements of a notification compiling costs more than running: the write path's
+// statements are prepared once on the write connection (database/sql reuses them inside every
+// transaction on it, Tx.StmtContext) and GetOrder's on the read pool (prepared once per read
+// connection). They are prepared on first use (the tables exist only after Migrate), and the
+// write path's before its transaction begins: preparing on the write pool inside a transaction
+// would wait for the connection that transaction holds.
+type statements struct {
+	savepoint, rollbackTo, release *sql.Stmt
+	updateOrder                    *sql.Stmt
+	orderExists                    *sql.Stmt
+	insertOrder, selectOrder       *sql.Stmt
+	insertAnomaly                  *sql.Stmt
+	insertEvent                    *sql.Stmt
+	insertEvidence                 *sql.Stmt
+
+	getOrder *sql.Stmt // on the read pool
+}
+
+const (
+	selectOrderSQL = `SELECT ` + orderColumns + ` FROM orders WHERE app = ? AND out_trade_no = ?`
+	insertOrderSQL = `INSERT INTO orders (` + orderColumns + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (app, out_trade_no) DO NOTHING`
+	// channel … pay: every column but the key and the reconciliation's.
+	updateOrderSQL = `UPDATE orders SET channel = ?1, status = ?2, amount = ?3, refunded_amount = ?4,
+		currency = ?5, subject = ?6, body = ?7, payer_openid = ?8, provider_trade_no = ?9, version = ?10,
+		created_at = ?11, paid_at = ?12, expires_at = ?13, pay = ?14,
+		next_check_at = CASE WHEN ?2 = 'pending' THEN next_check_at END
+		WHERE app = ?15 AND out_trade_no = ?16 AND version = ?17`
+	orderExistsSQL   = `SELECT 1 FROM orders WHERE app = ? AND out_trade_no = ?`
+	insertAnomalySQL = `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (app, out_trade_no, key) DO NOTHING`
+	insertEventSQL = `INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	insertEvidenceSQL = `INSERT INTO evidence (` + evidenceColumns + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
+// prepare prepares the statements: the write path's on w, GetOrder's on rd.
+func prepare(ctx context.Context, w, rd *sql.DB) (*statements, error) {
+	s := &statements{}
+	for _, p := range []struct {
+		db  *sql.DB
+		dst **sql.Stmt
+		sql string
+	}{
+		{w, &s.savepoint, `SAVEPOINT op`},
+		{w, &s.rollbackTo, `ROLLBACK TO op`},
+		{w, &s.release, `RELEASE op`},
+		{w, &s.updateOrder, updateOrderSQL},
+		{w, &s.orderExists, orderExistsSQL},
+		{w, &s.insertOrder, insertOrderSQL},
+		{w, &s.selectOrder, selectOrderSQL},
+		{w, &s.insertAnomaly, insertAnomalySQL},
+		{w, &s.insertEvent, insertEventSQL},
+		{w, &s.insertEvidence, insertEvidenceSQL},
+		{rd, &s.getOrder, selectOrderSQL},
+	} {
+		st, err := p.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("prepare %q: %w", p.sql, err)
+		}
+		*p.dst = st
+	}
+	return s, nil
+}
+
+// statements returns the prepared statements, preparing them the first time. It must not be
+// called while holding the write connection.
+func (db *DB) statements(ctx context.Context) (*statements, error) {
+	db.stmtMu.Lock()
+	defer db.stmtMu.Unlock()
+	if db.stmts == nil {
+		s, err := prepare(ctx, db.db, db.rd)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		db.stmts = s
+	}
+	return db.stmts, nil
+}
+
+func (s *statements) close() {
+	for _, st := range []*sql.Stmt{s.savepoint, s.rollbackTo, s.release, s.updateOrder, s.orderExists, s.insertOrder,
+		s.selectOrder, s.insertAnomaly, s.insertEvent, s.insertEvidence, s.getOrder} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
