@@ -51,13 +51,19 @@ type execer interface {
 const evidenceColumns = `id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail,
 	out_trade_no, order_version, answer, duration_ms, headers::text, body`
 
-// insertEvidence stores e; an empty Source is stored as paynotify.SourceNotification.
-func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error {
+// insertEvidenceSQL takes evidenceArgs.
+const insertEvidenceSQL = `INSERT INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at,
+	verdict, reason, detail, out_trade_no, order_version, answer, duration_ms, headers, body)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::text::jsonb, $16)`
+
+// evidenceArgs are the values of insertEvidenceSQL; an empty Source is stored as
+// paynotify.SourceNotification.
+func evidenceArgs(e *paynotify.Evidence) ([]any, error) {
 	var headers *string
 	if e.Headers != nil {
 		b, err := json.Marshal(e.Headers)
 		if err != nil {
-			return fmt.Errorf("insert evidence: %w", err)
+			return nil, fmt.Errorf("insert evidence: %w", err)
 		}
 		s := string(b)
 		headers = &s
@@ -70,11 +76,17 @@ func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error 
 	if source == "" {
 		source = paynotify.SourceNotification
 	}
-	if _, err := x.Exec(ctx, `INSERT INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at,
-		verdict, reason, detail, out_trade_no, order_version, answer, duration_ms, headers, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::text::jsonb, $16)`,
-		e.ID, e.App, e.Provider, source, e.Endpoint, e.ReprocessedFrom, tm(e.ReceivedAt), string(e.Verdict), e.Reason,
-		e.Detail, e.OutTradeNo, e.OrderVersion, e.Answer, e.DurationMS, headers, body); err != nil {
+	return []any{e.ID, e.App, e.Provider, source, e.Endpoint, e.ReprocessedFrom, tm(e.ReceivedAt), string(e.Verdict), e.Reason,
+		e.Detail, e.OutTradeNo, e.OrderVersion, e.Answer, e.DurationMS, headers, body}, nil
+}
+
+// insertEvidence stores e.
+func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error {
+	args, err := evidenceArgs(e)
+	if err != nil {
+		return err
+	}
+	if _, err := x.Exec(ctx, insertEvidenceSQL, args...); err != nil {
 		return fmt.Errorf("insert evidence: %w", err)
 	}
 	return nil
@@ -108,12 +120,12 @@ func scanEvidence(row pgx.Row) (*paynotify.Evidence, error) {
 // byte and Headers as a value (a nil Body or Headers reads back nil); an empty Source is stored
 // as paynotify.SourceNotification.
 func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
-	return db.w.Do(ctx, func(ctx context.Context, tx pgx.Tx, _ *batch) error {
+	return db.w.Do(ctx, &write{fn: func(ctx context.Context, tx pgx.Tx, _ *batch) error {
 		if err := insertEvidence(ctx, tx, e); err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
 		return nil
-	})
+	}})
 }
 
 // GetEvidence returns the evidence record with id, or an *paynotify.Error with code ENOTFOUND.

@@ -58,7 +58,7 @@ func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.O
 		stored  *paynotify.Order
 		created bool
 	)
-	err := db.w.Do(ctx, func(ctx context.Context, tx pgx.Tx, _ *batch) error {
+	err := db.w.Do(ctx, &write{fn: func(ctx context.Context, tx pgx.Tx, _ *batch) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO orders (`+orderColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 			ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
@@ -69,7 +69,7 @@ func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.O
 		stored, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = $1 AND out_trade_no = $2`,
 			o.App, o.OutTradeNo))
 		return err
-	})
+	}})
 	if err != nil {
 		return nil, false, fmt.Errorf("postgres: create order: %w", err)
 	}
@@ -196,7 +196,7 @@ func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify
 // orderExists returns nil if the order exists, ENOTFOUND if not.
 func orderExists(ctx context.Context, tx pgx.Tx, app, outTradeNo string) error {
 	var one int
-	err := tx.QueryRow(ctx, `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2`, app, outTradeNo).Scan(&one)
+	err := tx.QueryRow(ctx, orderExistsSQL, app, outTradeNo).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return notFound("Order not found.")
 	}
@@ -281,15 +281,12 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	if c.Order != nil && c.Order.Version <= c.PrevVersion {
 		return false, fmt.Errorf("postgres: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
 	}
-	anomalyAt := tm(db.now())
-	err = db.w.Do(ctx, func(ctx context.Context, tx pgx.Tx, b *batch) error {
-		anomalyNew = false
-		return commit(ctx, tx, c, anomalyAt, &anomalyNew, b)
-	})
+	wr := &write{change: c, anomalyAt: tm(db.now())}
+	err = db.w.Do(ctx, wr)
 	var pe *paynotify.Error
 	switch {
 	case err == nil:
-		return anomalyNew, nil
+		return wr.anomalyNew, nil
 	case errors.Is(err, errConflict), errors.As(err, &pe):
 		return false, err
 	default:
@@ -297,17 +294,46 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	}
 }
 
+// The statements of a Commit, shared by commit (one change) and commitPipelined (a batch).
+const (
+	// channel … pay: every column but the key and the reconciliation's (updateOrderArgs).
+	updateOrderSQL = `UPDATE orders SET channel = $1, status = $2, amount = $3, refunded_amount = $4,
+		currency = $5, subject = $6, body = $7, payer_openid = $8, provider_trade_no = $9, version = $10,
+		created_at = $11, paid_at = $12, expires_at = $13, pay = $14,
+		next_check_at = CASE WHEN $2 = 'pending' THEN next_check_at END
+		WHERE app = $15 AND out_trade_no = $16 AND version = $17`
+	orderExistsSQL = `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2`
+	// Every SET expression reads the row as it was: refunds.status is the old status.
+	upsertRefundSQL = `INSERT INTO refunds (` + refundWriteColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
+			status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
+			provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
+			next_check_at = CASE WHEN refunds.status = 'succeeded' THEN refunds.next_check_at ELSE excluded.next_check_at END,
+			updated_at = excluded.updated_at`
+	insertAnomalySQL = `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, out_trade_no, key) DO NOTHING`
+)
+
+// updateOrderArgs are the values of updateOrderSQL for c.
+func updateOrderArgs(c *paynotify.Change) []any {
+	o := c.Order
+	return append(orderArgs(o)[2:16:16], o.App, o.OutTradeNo, c.PrevVersion)
+}
+
+// anomalyArgs are the values of insertAnomalySQL for a, recorded at at.
+func anomalyArgs(a *paynotify.Anomaly, at time.Time) []any {
+	eventID := ""
+	if a.Event != nil {
+		eventID = a.Event.ID
+	}
+	return []any{a.App, a.OutTradeNo, a.Key, a.Reason, eventID, at}
+}
+
 // commit does c's row work on tx and hands its events to b. Its errors returned before it wrote
 // anything are clean (see writer.go).
 func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.Time, anomalyNew *bool, b *batch) error {
 	if o := c.Order; o != nil {
-		// channel … pay: every column but the key and the reconciliation's.
-		args := append(orderArgs(o)[2:16:16], o.App, o.OutTradeNo, c.PrevVersion)
-		tag, err := tx.Exec(ctx, `UPDATE orders SET channel = $1, status = $2, amount = $3, refunded_amount = $4,
-			currency = $5, subject = $6, body = $7, payer_openid = $8, provider_trade_no = $9, version = $10,
-			created_at = $11, paid_at = $12, expires_at = $13, pay = $14,
-			next_check_at = CASE WHEN $2 = 'pending' THEN next_check_at END
-			WHERE app = $15 AND out_trade_no = $16 AND version = $17`, args...)
+		tag, err := tx.Exec(ctx, updateOrderSQL, updateOrderArgs(c)...)
 		if err != nil {
 			return fmt.Errorf("update order: %w", err)
 		}
@@ -327,26 +353,14 @@ func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.
 			return err
 		}
 		// Every SET expression reads the row as it was: refunds.status is the old status.
-		if _, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundWriteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-			ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
-				status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
-				provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
-				next_check_at = CASE WHEN refunds.status = 'succeeded' THEN refunds.next_check_at ELSE excluded.next_check_at END,
-				updated_at = excluded.updated_at`,
-			refundArgs(r)...); err != nil {
+		if _, err := tx.Exec(ctx, upsertRefundSQL, refundArgs(r)...); err != nil {
 			return fmt.Errorf("upsert refund: %w", err)
 		}
 	}
 
 	events := c.Events
 	if a := c.Anomaly; a != nil {
-		eventID := ""
-		if a.Event != nil {
-			eventID = a.Event.ID
-		}
-		tag, err := tx.Exec(ctx, `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, out_trade_no, key) DO NOTHING`,
-			a.App, a.OutTradeNo, a.Key, a.Reason, eventID, anomalyAt)
+		tag, err := tx.Exec(ctx, insertAnomalySQL, anomalyArgs(a, anomalyAt)...)
 		if err != nil {
 			return fmt.Errorf("insert anomaly: %w", err)
 		}

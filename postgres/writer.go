@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/groupcommit"
 )
@@ -13,21 +15,27 @@ import (
 // Group commit (docs/storage.md, "Group commit").
 //
 // Commit, InsertEvidence and CreateOrder are ops of the store's groupcommit.Writer, which runs
-// the ops that arrived while its previous transaction was committing in one transaction:
-//   - each op does its row work (the order's compare-and-set first) and hands its events to the
-//     batch instead of inserting them;
-//   - after the last op the batch takes the event log's advisory lock once, inserts every
-//     event in one round trip, and commits: seq order stays commit order for readers paging
-//     with After, as with one lock per commit, and several instances still take turns;
+// the ops that arrived while its previous transaction was committing in one transaction, with
+// few round trips whatever its size:
+//   - the order creations and other ops written as functions run first, one after the other;
+//   - then the Commits, pipelined: every order compare-and-set in one round trip, then for those
+//     that won (and those without an order change) the refund upserts, anomalies and evidence in
+//     a second one, with the existence checks that tell a lost compare-and-set from a missing
+//     order;
+//   - then the batch takes the event log's advisory lock once, inserts every event in one round
+//     trip, and commits: seq order stays commit order for readers paging with After, as with one
+//     lock per commit, and several instances still take turns;
 //   - an op that fails before writing anything (a lost compare-and-set, ENOTFOUND, EINVALID)
-//     fails alone and the batch goes on; any other error aborts PostgreSQL's transaction, so
-//     the batch is rolled back and every op runs again in a transaction of its own, where only
-//     the failing one fails. No savepoints: subtransactions that write overflow PostgreSQL's
+//     fails alone and the batch goes on; any other error aborts PostgreSQL's transaction, so the
+//     batch is rolled back and every op runs again in a transaction of its own, where only the
+//     failing one fails. No savepoints: subtransactions that write overflow PostgreSQL's
 //     per-backend cache beyond 64 and slow every other session's snapshots.
 //
 // Every caller is answered after the COMMIT of the transaction holding its op returned.
 
-// maxBatch bounds the ops of one transaction.
+// maxBatch bounds the ops of one transaction. One batch is in flight at a time: batches that
+// append events take turns at the event log's lock anyway, and more of them in flight were
+// measured slower (smaller batches, one fsync each).
 const maxBatch = 256
 
 // batch is what ops hand to the end of their transaction.
@@ -35,10 +43,19 @@ type batch struct {
 	events []*paynotify.Event
 }
 
-// writeFn is one write, run on the batch's transaction.
-type writeFn = func(ctx context.Context, tx pgx.Tx, b *batch) error
+// write is one op: a Commit of change (pipelined with the others), or fn.
+type write struct {
+	change    *paynotify.Change
+	anomalyAt time.Time
+	// anomalyNew is the Commit's result: whether change.Anomaly was new.
+	anomalyNew bool
 
-type writer = groupcommit.Writer[writeFn]
+	fn func(ctx context.Context, tx pgx.Tx, b *batch) error
+}
+
+type writer = groupcommit.Writer[*write]
+
+type op = groupcommit.Op[*write]
 
 // cleanError is an op's error returned before it wrote anything: the transaction is intact and
 // the op fails alone.
@@ -50,14 +67,22 @@ func (e *cleanError) Unwrap() error { return e.err }
 // clean marks err as returned before the op wrote anything.
 func clean(err error) error { return &cleanError{err} }
 
+// unclean returns err without its clean mark.
+func unclean(err error) error {
+	if ce := (*cleanError)(nil); errors.As(err, &ce) {
+		return ce.err
+	}
+	return err
+}
+
 func newWriter(db *DB) *writer {
 	var w *writer
-	w = groupcommit.New(maxBatch, func(ops []*groupcommit.Op[writeFn]) error { return db.commitBatch(w, ops) })
+	w = groupcommit.New(1, maxBatch, func(ops []*op) error { return db.commitBatch(w, ops) })
 	return w
 }
 
 // commitBatch runs ops in one transaction, or each in its own when one fails after writing.
-func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
+func (db *DB) commitBatch(w *writer, ops []*op) error {
 	err := db.tryBatch(w, ops)
 	if err == nil {
 		return nil
@@ -67,21 +92,26 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 	}
 	// One op broke the transaction (or a deadlock with another instance's batch did): run
 	// each one alone.
-	for _, op := range ops {
-		if err := op.Ctx.Err(); err != nil {
-			op.Err = err // nothing of it was committed
+	for _, o := range ops {
+		if err := o.Ctx.Err(); err != nil {
+			o.Err = err // nothing of it was committed
 			continue
 		}
-		op.Err = db.inTx(op.Ctx, func(tx pgx.Tx) error {
+		wr := o.Fn
+		o.Err = unclean(db.inTx(o.Ctx, func(tx pgx.Tx) error {
 			var b batch
-			if err := op.Fn(op.Ctx, tx, &b); err != nil {
+			var err error
+			if wr.change != nil {
+				wr.anomalyNew = false
+				err = commit(o.Ctx, tx, wr.change, wr.anomalyAt, &wr.anomalyNew, &b)
+			} else {
+				err = wr.fn(o.Ctx, tx, &b)
+			}
+			if err != nil {
 				return err
 			}
-			return insertEvents(op.Ctx, tx, b.events)
-		})
-		if ce := (*cleanError)(nil); errors.As(op.Err, &ce) {
-			op.Err = ce.err
-		}
+			return insertEvents(o.Ctx, tx, b.events)
+		}))
 	}
 	return nil
 }
@@ -92,52 +122,47 @@ var errOpFailed = errors.New("postgres: a write of the batch failed")
 // tryBatch runs ops in one transaction. It returns nil when the batch committed (each op's Err
 // says whether it was part of it), errOpFailed or a retryable error when the ops must run
 // again one by one, or another error for every op without one.
-func (db *DB) tryBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
+func (db *DB) tryBatch(w *writer, ops []*op) error {
 	ctx := context.Background()
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
 	defer rollback(ctx, tx)
-	var b batch
-	ran := 0
-	for _, op := range ops {
-		if err := op.Ctx.Err(); err != nil {
-			op.Err = err
+	var (
+		b       batch
+		ran     int
+		commits []*op
+	)
+	for _, o := range ops {
+		if err := o.Ctx.Err(); err != nil {
+			o.Err = err
 			continue
 		}
-		err := op.Fn(ctx, tx, &b)
+		if o.Fn.change != nil {
+			commits = append(commits, o)
+			continue
+		}
+		err := o.Fn.fn(ctx, tx, &b)
 		if err == nil {
 			ran++
 			continue
 		}
 		if ce := (*cleanError)(nil); errors.As(err, &ce) {
-			op.Err = ce.err
+			o.Err = ce.err
 			continue
 		}
-		if retryable(err) {
-			return err
-		}
-		for _, op := range ops {
-			if op.Ctx.Err() == nil {
-				op.Err = nil // every op runs again
-			}
-		}
-		return errOpFailed
+		return batchFailed(ops, err)
 	}
-	if ran == 0 {
+	n, err := commitPipelined(ctx, tx, commits, &b)
+	if err != nil {
+		return batchFailed(ops, err)
+	}
+	if ran += n; ran == 0 {
 		return nil
 	}
 	if err := insertEvents(ctx, tx, b.events); err != nil {
-		if retryable(err) {
-			return err
-		}
-		for _, op := range ops {
-			if op.Ctx.Err() == nil {
-				op.Err = nil
-			}
-		}
-		return errOpFailed
+		return batchFailed(ops, err)
 	}
 	if err := w.BeforeCommit(); err != nil {
 		return err
@@ -146,6 +171,110 @@ func (db *DB) tryBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	return nil
+}
+
+// batchFailed clears the answers given so far (every op runs again alone) and returns what
+// commitBatch needs to do so: err itself when retryable, errOpFailed otherwise.
+func batchFailed(ops []*op, err error) error {
+	for _, o := range ops {
+		if o.Ctx.Err() == nil {
+			o.Err = nil
+		}
+	}
+	if retryable(err) {
+		return err
+	}
+	return errOpFailed
+}
+
+// commitPipelined does the row work of the Commits ops in two round trips, as commit does for
+// one, and hands their events to b. Ops that lose their compare-and-set (or name a missing
+// order) get their error; it returns how many succeeded, or an error that aborted the
+// transaction.
+func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch) (int, error) {
+	if len(ops) == 0 {
+		return 0, nil
+	}
+	// Round trip 1: the compare-and-sets.
+	won := make([]bool, len(ops))
+	cas := &pgx.Batch{}
+	for i, o := range ops {
+		c := o.Fn.change
+		if c.Order == nil {
+			won[i] = true
+			continue
+		}
+		if c.Order.Version <= c.PrevVersion {
+			return 0, fmt.Errorf("commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
+		}
+		cas.Queue(updateOrderSQL, updateOrderArgs(c)...).Exec(func(tag pgconn.CommandTag) error {
+			won[i] = tag.RowsAffected() == 1
+			return nil
+		})
+	}
+	if cas.Len() > 0 {
+		if err := tx.SendBatch(ctx, cas).Close(); err != nil {
+			return 0, fmt.Errorf("update order: %w", err)
+		}
+	}
+	// Round trip 2: what the winners write, and the losers' existence checks.
+	rest := &pgx.Batch{}
+	for i, o := range ops {
+		c, wr := o.Fn.change, o.Fn
+		if !won[i] {
+			rest.Queue(orderExistsSQL, c.Order.App, c.Order.OutTradeNo).Query(func(rows pgx.Rows) error {
+				found := rows.Next()
+				rows.Close()
+				if err := rows.Err(); err != nil {
+					return err
+				}
+				if found {
+					o.Err = errConflict
+				} else {
+					o.Err = notFound("Order not found.")
+				}
+				return nil
+			})
+			continue
+		}
+		wr.anomalyNew = false
+		if r := c.Refund; r != nil {
+			// A refund of a missing order breaks the foreign key: the batch runs again op by
+			// op, where commit answers ENOTFOUND.
+			rest.Queue(upsertRefundSQL, refundArgs(r)...)
+		}
+		if a := c.Anomaly; a != nil {
+			rest.Queue(insertAnomalySQL, anomalyArgs(a, wr.anomalyAt)...).Exec(func(tag pgconn.CommandTag) error {
+				wr.anomalyNew = tag.RowsAffected() == 1
+				return nil
+			})
+		}
+		if e := c.Evidence; e != nil {
+			args, err := evidenceArgs(e)
+			if err != nil {
+				return 0, err
+			}
+			rest.Queue(insertEvidenceSQL, args...)
+		}
+	}
+	if rest.Len() > 0 {
+		if err := tx.SendBatch(ctx, rest).Close(); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for i, o := range ops {
+		if !won[i] {
+			continue
+		}
+		n++
+		c := o.Fn.change
+		b.events = append(b.events, c.Events...)
+		if o.Fn.anomalyNew && c.Anomaly.Event != nil {
+			b.events = append(b.events, c.Anomaly.Event)
+		}
+	}
+	return n, nil
 }
 
 // insertEvents appends events to the log in one round trip, under the log's advisory lock: event

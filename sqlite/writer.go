@@ -32,7 +32,7 @@ type writer = groupcommit.Writer[writeFn]
 
 func newWriter(db *DB) *writer {
 	var w *writer
-	w = groupcommit.New(maxBatch, func(ops []*groupcommit.Op[writeFn]) error { return db.commitBatch(w, ops) })
+	w = groupcommit.New(1, maxBatch, func(ops []*groupcommit.Op[writeFn]) error { return db.commitBatch(w, ops) })
 	return w
 }
 

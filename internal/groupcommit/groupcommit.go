@@ -39,7 +39,7 @@ type Hooks struct {
 	BeforeCommit func() error
 }
 
-// Writer is the goroutine that runs the batches.
+// Writer runs the batches, on one goroutine or on several that take turns gathering.
 type Writer[F any] struct {
 	commit func(ops []*Op[F]) error
 	max    int
@@ -47,21 +47,28 @@ type Writer[F any] struct {
 	quit   chan struct{}
 	wg     sync.WaitGroup
 
+	gatherMu sync.Mutex // one goroutine gathers at a time; the batches run side by side
+
 	mu     sync.RWMutex // held for reading while sending to ops, for writing by Close
 	closed bool
 
 	hooks atomic.Pointer[Hooks]
 }
 
-// New starts a writer whose batches hold at most max ops. commit runs one batch: it sets each
-// op's Err, and returns a non-nil error only when nothing of the batch was committed; that
-// error becomes the answer of every op that has none.
-func New[F any](max int, commit func(ops []*Op[F]) error) *Writer[F] {
+// New starts a writer whose batches hold at most max ops, run by n goroutines (n batches at
+// most in flight; SQLite has one writer, PostgreSQL can commit several at once). commit runs
+// one batch: it sets each op's Err, and returns a non-nil error only when nothing of the batch
+// was committed; that error becomes the answer of every op that has none.
+func New[F any](n, max int, commit func(ops []*Op[F]) error) *Writer[F] {
 	w := &Writer[F]{commit: commit, max: max, ops: make(chan *Op[F], 4*max), quit: make(chan struct{})}
-	w.wg.Add(1)
-	go w.run()
+	for range max1(n) {
+		w.wg.Add(1)
+		go w.run()
+	}
 	return w
 }
+
+func max1(n int) int { return max(n, 1) }
 
 // Do runs fn in the next batch and returns its outcome once that batch is over: nil when fn's
 // writes are committed (durably, as the store's commit is).
@@ -117,36 +124,47 @@ func (w *Writer[F]) run() {
 	defer w.wg.Done()
 	batch := make([]*Op[F], 0, w.max)
 	for {
-		var first *Op[F]
-		select {
-		case first = <-w.ops:
-		case <-w.quit:
-			// No sender is left (Close holds the lock they send under): run what is queued.
-			for {
-				select {
-				case op := <-w.ops:
-					w.runBatch([]*Op[F]{op})
-				default:
-					return
-				}
-			}
-		}
-		if h := w.hooks.Load(); h != nil && h.Hold != nil {
-			h.Hold()
-		}
-		batch = append(batch[:0], first)
-	gather:
-		for len(batch) < w.max {
-			select {
-			case op := <-w.ops:
-				batch = append(batch, op)
-			default:
-				break gather
-			}
+		if !w.gather(&batch) {
+			return
 		}
 		w.runBatch(batch)
 		clear(batch)
 	}
+}
+
+// gather waits for the next op and takes those queued behind it into batch, under gatherMu so
+// that a held batch (Hooks.Hold) gets every op sent meanwhile. It runs what is left and returns
+// false once the writer is closed.
+func (w *Writer[F]) gather(batch *[]*Op[F]) bool {
+	w.gatherMu.Lock()
+	defer w.gatherMu.Unlock()
+	var first *Op[F]
+	select {
+	case first = <-w.ops:
+	case <-w.quit:
+		// No sender is left (Close holds the lock they send under): run what is queued.
+		for {
+			select {
+			case op := <-w.ops:
+				w.runBatch([]*Op[F]{op})
+			default:
+				return false
+			}
+		}
+	}
+	if h := w.hooks.Load(); h != nil && h.Hold != nil {
+		h.Hold()
+	}
+	*batch = append((*batch)[:0], first)
+	for len(*batch) < w.max {
+		select {
+		case op := <-w.ops:
+			*batch = append(*batch, op)
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 func (w *Writer[F]) runBatch(ops []*Op[F]) {
