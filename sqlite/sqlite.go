@@ -60,7 +60,8 @@ func Open(path string) (*DB, error) {
 		"&_pragma=synchronous(FULL)" +
 		"&_pragma=foreign_keys(1)" +
 		// Savepoints (one per write of a batch) journal the pages they touch: in memory.
-		"&_pragma=temp_store(MEMORY)"
+		"&_pragma=temp_store(MEMORY)" +
+		mmapPragma
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
@@ -96,7 +97,7 @@ func Open(path string) (*DB, error) {
 	// Reads run on connections of their own: in WAL mode a reader sees the last commit and
 	// never waits for the writer, so loading an order does not queue behind a batch's fsync.
 	// query_only makes a write sent here by mistake fail instead of contending for the lock.
-	rd, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)&_pragma=foreign_keys(1)")
+	rd, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)&_pragma=foreign_keys(1)"+mmapPragma)
 	if err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
@@ -109,6 +110,12 @@ func Open(path string) (*DB, error) {
 	db.w = newWriter(db)
 	return db, nil
 }
+
+// mmapPragma has SQLite read the database file through a memory map of up to 256 MiB instead of
+// a read system call per page: a notification's order lookup and index updates touch a few
+// pages each, and the calls were a tenth of the server's CPU under load (docs/performance.md).
+// Writes still go through the WAL file.
+const mmapPragma = "&_pragma=mmap_size(268435456)"
 
 // readConns is the size of the read pool: enough for the request handlers of two cores to read
 // while a batch commits, few enough that their page caches stay small.
