@@ -63,7 +63,10 @@ type OrderStore interface {
 
 // Change is everything one decision writes, committed together by Store.Commit.
 type Change struct {
-	// Order, when set, replaces the stored order whose version is PrevVersion.
+	// Order, when set, is the new state of the stored order whose version is PrevVersion: its
+	// Status, RefundedAmount, ProviderTradeNo, Version and PaidAt are written. The rest of an
+	// order (channel, amount, currency, subject, body, payer, times, pay parameters) is fixed when
+	// it is created, and Commit leaves it as stored.
 	Order       *Order
 	PrevVersion int64
 	// Refund, when set, is inserted or, if it exists, has its Status, ProviderRefundNo (when

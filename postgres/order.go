@@ -271,8 +271,9 @@ var errConflict = paynotify.ErrVersionConflict
 // c.Refund) does not exist. A serialization failure or deadlock reruns the whole transaction,
 // whose compare-and-set then gives the answer.
 //
-// The order's NextCheckAt and Checks are not written from c.Order (they belong to the
-// reconciliation), except that an order whose new status is not pending loses its NextCheckAt.
+// Of c.Order only the state is written (Status, RefundedAmount, ProviderTradeNo, Version, PaidAt):
+// the order's terms are fixed at CreateOrder. Its NextCheckAt and Checks belong to the
+// reconciliation, except that an order whose new status is not pending loses its NextCheckAt.
 // The claim token is left alone: a FinishCheck of a claim taken before still holds, and leaves a
 // non-pending order unscheduled. An existing refund has its Status (unless succeeded),
 // ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded) and UpdatedAt
@@ -296,12 +297,10 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 
 // The statements of a Commit, shared by commit (one change) and commitPipelined (a batch).
 const (
-	// channel … pay: every column but the key and the reconciliation's (updateOrderArgs).
-	updateOrderSQL = `UPDATE orders SET channel = $1, status = $2, amount = $3, refunded_amount = $4,
-		currency = $5, subject = $6, body = $7, payer_openid = $8, provider_trade_no = $9, version = $10,
-		created_at = $11, paid_at = $12, expires_at = $13, pay = $14,
-		next_check_at = CASE WHEN $2 = 'pending' THEN next_check_at END
-		WHERE app = $15 AND out_trade_no = $16 AND version = $17`
+	// An order's state: what a Commit moves (its terms are fixed at CreateOrder; updateOrderArgs).
+	updateOrderSQL = `UPDATE orders SET status = $1, refunded_amount = $2, provider_trade_no = $3, version = $4,
+		paid_at = $5, next_check_at = CASE WHEN $1 = 'pending' THEN next_check_at END
+		WHERE app = $6 AND out_trade_no = $7 AND version = $8`
 	orderExistsSQL = `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2`
 	// Every SET expression reads the row as it was: refunds.status is the old status.
 	upsertRefundSQL = `INSERT INTO refunds (` + refundWriteColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -317,7 +316,8 @@ const (
 // updateOrderArgs are the values of updateOrderSQL for c.
 func updateOrderArgs(c *paynotify.Change) []any {
 	o := c.Order
-	return append(orderArgs(o)[2:16:16], o.App, o.OutTradeNo, c.PrevVersion)
+	return []any{string(o.Status), int64(o.RefundedAmount), o.ProviderTradeNo, o.Version, tmPtr(o.PaidAt),
+		o.App, o.OutTradeNo, c.PrevVersion}
 }
 
 // anomalyArgs are the values of insertAnomalySQL for a, recorded at at.

@@ -321,8 +321,9 @@ func (db *DB) ListPendingRefunds(ctx context.Context, app string, since time.Tim
 // when the stored order's version is not c.PrevVersion, and ENOTFOUND when the order (of
 // c.Order or c.Refund) does not exist.
 //
-// The order's NextCheckAt and Checks are not written from c.Order (they belong to the
-// reconciliation), except that an order whose new status is not pending loses its NextCheckAt.
+// Of c.Order only the state is written (Status, RefundedAmount, ProviderTradeNo, Version, PaidAt):
+// the order's terms are fixed at CreateOrder. Its NextCheckAt and Checks belong to the
+// reconciliation, except that an order whose new status is not pending loses its NextCheckAt.
 // The claim token is left alone: a FinishCheck of a claim taken before still holds, and leaves a
 // non-pending order unscheduled. An existing refund has its Status (unless succeeded),
 // ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded) and UpdatedAt
@@ -347,9 +348,8 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 // commit is Commit on tx; at stamps a new anomaly.
 func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change, at string) (anomalyNew bool, err error) {
 	if o := c.Order; o != nil {
-		// channel … pay: every column but the key and the reconciliation's.
-		args := append(orderArgs(o)[2:16:16], o.App, o.OutTradeNo, c.PrevVersion)
-		res, err := tx.StmtContext(ctx, st.updateOrder).ExecContext(ctx, args...)
+		res, err := tx.StmtContext(ctx, st.updateOrder).ExecContext(ctx, string(o.Status), int64(o.RefundedAmount),
+			o.ProviderTradeNo, o.Version, formatTimePtr(o.PaidAt), o.App, o.OutTradeNo, c.PrevVersion)
 		if err != nil {
 			return false, fmt.Errorf("sqlite: commit: update order: %w", err)
 		}

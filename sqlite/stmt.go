@@ -30,12 +30,10 @@ const (
 	insertOrderSQL = `INSERT INTO orders (` + orderColumns + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app, out_trade_no) DO NOTHING`
-	// channel … pay: every column but the key and the reconciliation's.
-	updateOrderSQL = `UPDATE orders SET channel = ?1, status = ?2, amount = ?3, refunded_amount = ?4,
-		currency = ?5, subject = ?6, body = ?7, payer_openid = ?8, provider_trade_no = ?9, version = ?10,
-		created_at = ?11, paid_at = ?12, expires_at = ?13, pay = ?14,
-		next_check_at = CASE WHEN ?2 = 'pending' THEN next_check_at END
-		WHERE app = ?15 AND out_trade_no = ?16 AND version = ?17`
+	// An order's state: what a Commit moves (its terms are fixed at CreateOrder).
+	updateOrderSQL = `UPDATE orders SET status = ?1, refunded_amount = ?2, provider_trade_no = ?3, version = ?4,
+		paid_at = ?5, next_check_at = CASE WHEN ?1 = 'pending' THEN next_check_at END
+		WHERE app = ?6 AND out_trade_no = ?7 AND version = ?8`
 	orderExistsSQL   = `SELECT 1 FROM orders WHERE app = ? AND out_trade_no = ?`
 	insertAnomalySQL = `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (app, out_trade_no, key) DO NOTHING`

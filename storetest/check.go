@@ -111,11 +111,11 @@ func (s *suite) testCommitSchedule(t *testing.T) {
 			o.Checks = 2
 			o = MustCreateOrder(t, b.ctx, st, o)
 			next := *o
-			next.Version, next.Status, next.Subject = 2, status, "changed"
+			next.Version, next.Status, next.ProviderTradeNo = 2, status, "changed"
 			next.NextCheckAt, next.Checks = at(T0.Add(5*time.Hour)), 9
 			MustCommit(t, b.ctx, st, &paynotify.Change{Order: &next, PrevVersion: 1})
 			got := MustGetOrder(t, b.ctx, st, "app1", string(status))
-			if got.Status != status || got.Subject != "changed" || got.Version != 2 {
+			if got.Status != status || got.ProviderTradeNo != "changed" || got.Version != 2 {
 				t.Errorf("%s: order not changed: %s", status, dumpOrder(got))
 			}
 			want := &first
@@ -135,7 +135,7 @@ func (s *suite) testCommitSchedule(t *testing.T) {
 		o := MustCreateOrder(t, b.ctx, st, scheduledOrder("app1", "T1", T0.Add(time.Minute)))
 		next := *o
 		next.Version, next.NextCheckAt, next.Checks = 2, nil, 0
-		next.Subject = "changed"
+		next.ProviderTradeNo = "changed"
 		MustCommit(t, b.ctx, st, &paynotify.Change{Order: &next, PrevVersion: 1})
 		checkNext(t, "T1", MustGetOrder(t, b.ctx, st, "app1", "T1").NextCheckAt, at(T0.Add(time.Minute)))
 	})
@@ -664,7 +664,7 @@ func (s *suite) testFinishCheck(t *testing.T) {
 		o := MustCreateOrder(t, b.ctx, st, scheduledOrder("app1", "T1", T0))
 		c := claimOne(t, b, T0, time.Minute, "T1")
 		next := *o
-		next.Version, next.Subject = 2, "changed"
+		next.Version, next.ProviderTradeNo = 2, "changed"
 		MustCommit(t, b.ctx, st, &paynotify.Change{Order: &next, PrevVersion: 1})
 		checkNext(t, "committed", MustGetOrder(t, b.ctx, st, "app1", "T1").NextCheckAt, at(T0.Add(time.Minute)))
 		MustFinishCheck(t, b.ctx, st, c, at(T0.Add(time.Hour)), true, false)

@@ -872,6 +872,27 @@ func (s *suite) testCommit(t *testing.T) {
 		checkEvidence(t, nts[0], c.Evidence)
 	})
 
+	t.Run("OKTermsFixed", func(t *testing.T) {
+		// Commit writes the order's state; its terms stay as created.
+		st, b := s.setup(t)
+		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
+		c := PaidChange(o, "ev1", "nt1", T0.Add(time.Minute))
+		n := c.Order
+		n.Channel, n.Amount, n.Currency, n.Subject, n.Body = paynotify.ChannelWechatNative, 1, "USD", "other", "other"
+		n.PayerOpenID, n.CreatedAt, n.ExpiresAt, n.Pay = "o_other", T0.Add(time.Hour), T0.Add(9*time.Hour), json.RawMessage(`{"x":1}`)
+		n.RefundedAmount = 7
+		MustCommit(t, b.ctx, st, c)
+		got, err := st.GetOrder(b.ctx, "app1", "T1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := *o
+		want.Status, want.RefundedAmount, want.ProviderTradeNo, want.Version, want.PaidAt =
+			n.Status, n.RefundedAmount, n.ProviderTradeNo, n.Version, n.PaidAt
+		want.NextCheckAt = nil
+		checkOrder(t, got, &want)
+	})
+
 	t.Run("OKMultiStep", func(t *testing.T) {
 		st, b := s.setup(t)
 		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))

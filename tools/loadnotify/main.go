@@ -30,6 +30,12 @@
 //
 //	go run ./tools/loadnotify -store sqlite -n 20000 -rate 1000 -webhooks
 //	go run ./tools/loadnotify -store sqlite -n 20000 -rate 1000 -phase 2s -webhook-phase
+//
+// With -seed N the store holds N more (filler, pending) orders before the run, so that the cost
+// per notification can be compared between a small and a large orders table:
+//
+//	go run ./tools/loadnotify -store sqlite -n 5000 -c 64
+//	go run ./tools/loadnotify -store sqlite -n 5000 -c 64 -seed 1000000
 package main
 
 import (
@@ -79,6 +85,7 @@ func main() {
 	reconcileRate := flag.Float64("reconcile-rate", 10, "the reconciliation's checks per second at most (serve's default jobs.max_checks_per_second); 0 for no cap")
 	webhooksFlag := flag.Bool("webhooks", false, "the server also delivers every event to a webhook endpoint on loopback; every order.paid must arrive")
 	webhookPhase := flag.Bool("webhook-phase", false, "-webhooks with the endpoint enabled in every other -phase only; p99 reported with and without deliveries")
+	seed := flag.Int("seed", 0, "filler orders stored before the run (the cost per notification against a large table)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load (server, load and reconciliation together) to this file")
 	pgURL := flag.String("pg", envOr("PAYNOTIFY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (a fresh database is created and dropped)")
 	flag.Parse()
@@ -92,6 +99,10 @@ func main() {
 	client, err := alipay.NewClient(alipay.Config{AppID: appID, PrivateKey: appKey, AlipayPublicKey: &alipayKey.PublicKey})
 	check(err)
 
+	if *seed > 0 {
+		log.Printf("seeding %d filler orders", *seed)
+		check(store.Seed(ctx, "shop", *seed))
+	}
 	log.Printf("creating %d orders on %s", *n, *storeKind)
 	createOrders(ctx, store, *n)
 	log.Printf("signing %d notifications", *n)
@@ -222,7 +233,7 @@ func main() {
 	case wh != nil:
 		webhooksOn = " webhooks=on"
 	}
-	fmt.Printf("store=%s n=%d c=%d rate=%.0f reconcile=%d cores=%d%s\n", *storeKind, len(bodies), *conc, *rateFlag, *reconcileN, runtime.GOMAXPROCS(0), webhooksOn)
+	fmt.Printf("store=%s n=%d c=%d rate=%.0f reconcile=%d seed=%d cores=%d%s\n", *storeKind, len(bodies), *conc, *rateFlag, *reconcileN, *seed, runtime.GOMAXPROCS(0), webhooksOn)
 	fmt.Printf("rsa_verify_ceiling=%.0f/s (all cores, same run)\n", ceiling)
 	fmt.Printf("notifications=%.0f/s (%.1f%% of the verify ceiling) p50=%v p99=%v max=%v failed=%d\n",
 		rate, 100*rate/ceiling, pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), failed.Load())
@@ -274,7 +285,7 @@ func mustKey() *rsa.PrivateKey {
 }
 
 // openStore creates a fresh store (internal/loadstore); cleanup removes it.
-func openStore(ctx context.Context, kind, pgURL string) (paynotify.Store, func()) {
+func openStore(ctx context.Context, kind, pgURL string) (*loadstore.Store, func()) {
 	s, err := loadstore.Open(ctx, kind, pgURL, "loadnotify")
 	check(err)
 	return s, s.Close
