@@ -54,32 +54,33 @@ func orderArgs(o *paynotify.Order) []any {
 func (db *DB) CreateOrder(ctx context.Context, o *paynotify.Order) (*paynotify.Order, bool, error) {
 	n := *o
 	n.Version = 1
-	var (
-		stored  *paynotify.Order
-		created bool
-	)
-	err := db.w.Do(ctx, &write{fn: func(ctx context.Context, tx pgx.Tx, _ *batch) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO orders (`+orderColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-			ON CONFLICT (app, out_trade_no) DO NOTHING`, orderArgs(&n)...)
-		if err != nil {
-			return err
-		}
-		created = tag.RowsAffected() == 1
-		stored, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = $1 AND out_trade_no = $2`,
-			o.App, o.OutTradeNo))
-		return err
-	}})
-	if err != nil {
+	wr := &write{create: &n}
+	if err := db.w.Do(ctx, wr); err != nil {
 		return nil, false, fmt.Errorf("postgres: create order: %w", err)
 	}
-	return stored, created, nil
+	return wr.stored, wr.created, nil
+}
+
+const (
+	insertOrderSQL = `INSERT INTO orders (` + orderColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+		ON CONFLICT (app, out_trade_no) DO NOTHING`
+	selectOrderSQL = `SELECT ` + orderColumns + ` FROM orders WHERE app = $1 AND out_trade_no = $2`
+)
+
+// createOrder is CreateOrder on tx (o has Version 1).
+func createOrder(ctx context.Context, tx pgx.Tx, o *paynotify.Order) (*paynotify.Order, bool, error) {
+	tag, err := tx.Exec(ctx, insertOrderSQL, orderArgs(o)...)
+	if err != nil {
+		return nil, false, err
+	}
+	stored, err := scanOrder(tx.QueryRow(ctx, selectOrderSQL, o.App, o.OutTradeNo))
+	return stored, tag.RowsAffected() == 1, err
 }
 
 // GetOrder returns the order, or an *paynotify.Error with code ENOTFOUND.
 func (db *DB) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.Order, error) {
-	o, err := scanOrder(db.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE app = $1 AND out_trade_no = $2`,
-		app, outTradeNo))
+	o, err := scanOrder(db.pool.QueryRow(ctx, selectOrderSQL, app, outTradeNo))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound("Order not found.")
 	} else if err != nil {

@@ -43,12 +43,18 @@ type batch struct {
 	events []*paynotify.Event
 }
 
-// write is one op: a Commit of change (pipelined with the others), or fn.
+// write is one op: a Commit of change or a CreateOrder of create (each pipelined with the
+// others of its kind), or fn.
 type write struct {
 	change    *paynotify.Change
 	anomalyAt time.Time
 	// anomalyNew is the Commit's result: whether change.Anomaly was new.
 	anomalyNew bool
+
+	create *paynotify.Order
+	// stored and created are the CreateOrder's result.
+	stored  *paynotify.Order
+	created bool
 
 	fn func(ctx context.Context, tx pgx.Tx, b *batch) error
 }
@@ -101,10 +107,13 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 		o.Err = unclean(db.inTx(o.Ctx, func(tx pgx.Tx) error {
 			var b batch
 			var err error
-			if wr.change != nil {
+			switch {
+			case wr.change != nil:
 				wr.anomalyNew = false
 				err = commit(o.Ctx, tx, wr.change, wr.anomalyAt, &wr.anomalyNew, &b)
-			} else {
+			case wr.create != nil:
+				wr.stored, wr.created, err = createOrder(o.Ctx, tx, wr.create)
+			default:
 				err = wr.fn(o.Ctx, tx, &b)
 			}
 			if err != nil {
@@ -133,6 +142,7 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 		b       batch
 		ran     int
 		commits []*op
+		creates []*op
 	)
 	for _, o := range ops {
 		if err := o.Ctx.Err(); err != nil {
@@ -141,6 +151,10 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 		}
 		if o.Fn.change != nil {
 			commits = append(commits, o)
+			continue
+		}
+		if o.Fn.create != nil {
+			creates = append(creates, o)
 			continue
 		}
 		err := o.Fn.fn(ctx, tx, &b)
@@ -154,6 +168,10 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 		}
 		return batchFailed(ops, err)
 	}
+	if err := createPipelined(ctx, tx, creates); err != nil {
+		return batchFailed(ops, err)
+	}
+	ran += len(creates)
 	n, err := commitPipelined(ctx, tx, commits, &b)
 	if err != nil {
 		return batchFailed(ops, err)
@@ -185,6 +203,49 @@ func batchFailed(ops []*op, err error) error {
 		return err
 	}
 	return errOpFailed
+}
+
+// createPipelined inserts the orders of the CreateOrder ops in one round trip and reads the
+// ones that existed already in a second.
+func createPipelined(ctx context.Context, tx pgx.Tx, ops []*op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	ins := &pgx.Batch{}
+	for _, o := range ops {
+		wr := o.Fn
+		wr.stored, wr.created = nil, false
+		ins.Queue(insertOrderSQL+` RETURNING `+orderColumns, orderArgs(wr.create)...).Query(func(rows pgx.Rows) error {
+			defer rows.Close()
+			if rows.Next() {
+				var err error
+				if wr.stored, err = scanOrder(rows); err != nil {
+					return err
+				}
+				wr.created = true
+			}
+			return rows.Err()
+		})
+	}
+	if err := tx.SendBatch(ctx, ins).Close(); err != nil {
+		return fmt.Errorf("create order: %w", err)
+	}
+	sel := &pgx.Batch{}
+	for _, o := range ops {
+		if wr := o.Fn; !wr.created {
+			sel.Queue(selectOrderSQL, wr.create.App, wr.create.OutTradeNo).QueryRow(func(row pgx.Row) error {
+				var err error
+				wr.stored, err = scanOrder(row)
+				return err
+			})
+		}
+	}
+	if sel.Len() > 0 {
+		if err := tx.SendBatch(ctx, sel).Close(); err != nil {
+			return fmt.Errorf("create order: %w", err)
+		}
+	}
+	return nil
 }
 
 // commitPipelined does the row work of the Commits ops in two round trips, as commit does for

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,7 @@ func main() {
 	storeKind := flag.String("store", "sqlite", "sqlite or postgres")
 	n := flag.Int("n", 6000, "orders to create")
 	conc := flag.Int("c", 16, "concurrent keep-alive connections")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load (server and load together) to this file")
 	pgURL := flag.String("pg", envOr("PAYNOTIFY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (a fresh database is created and dropped)")
 	flag.Parse()
 	ctx := context.Background()
@@ -91,6 +93,12 @@ func main() {
 		next   atomic.Int64
 		wg     sync.WaitGroup
 	)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer f.Close()
+	}
 	start := time.Now()
 	for range *conc {
 		wg.Go(func() {
@@ -125,6 +133,7 @@ func main() {
 	}
 	wg.Wait()
 	took := time.Since(start)
+	pprof.StopCPUProfile()
 	after := signCeiling(appKey, 3*time.Second)
 
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
