@@ -111,11 +111,11 @@ func Open(path string) (*DB, error) {
 	return db, nil
 }
 
-// mmapPragma has SQLite read the database file through a memory map of up to 256 MiB instead of
+// mmapPragma has SQLite read the database file through a memory map of up to 1 GiB instead of
 // a read system call per page: a notification's order lookup and index updates touch a few
 // pages each, and the calls were a tenth of the server's CPU under load (docs/performance.md).
 // Writes still go through the WAL file.
-const mmapPragma = "&_pragma=mmap_size(268435456)"
+const mmapPragma = "&_pragma=mmap_size(1073741824)"
 
 // readConns is the size of the read pool: enough for the request handlers of two cores to read
 // while a batch commits, few enough that their page caches stay small.
