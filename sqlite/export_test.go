@@ -28,13 +28,6 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 	return nil
 }
 
-// Synchronous returns the connection's PRAGMA synchronous (2 is FULL), as the notification
-// path's commits would find it.
-func (db *DB) Synchronous(ctx context.Context) (int, error) {
-	var n int
-	err := db.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&n)
-	return n, err
-}
 
 // HoldWrites holds the writer before its next batch until release (storetest.DB.HoldWrites).
 func (db *DB) HoldWrites(t *testing.T) (queued func() int, release func(fail error)) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -362,56 +361,60 @@ const fanOutDeliveries = `INSERT INTO webhook_deliveries (id, endpoint_id, event
 	ORDER BY e.seq
 	ON CONFLICT (endpoint_id, event_id) DO NOTHING`
 
-// fanOut is FanOutWebhooks for one endpoint, in one transaction.
+// errCursorMoved undoes a fan-out whose cursor another process moved first.
+var errCursorMoved = errors.New("cursor moved")
+
+// fanOut is FanOutWebhooks for one endpoint, as one write of the group commit (its own savepoint):
+// the dispatcher's bookkeeping rides the notifications' batches instead of taking turns with them.
 func (db *DB) fanOut(ctx context.Context, id, now string, lim int) (int, error) {
-	tx, done, err := db.beginLight(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer done()
-	defer rollback(tx)
-	var (
-		status, events, apps string
-		cursor               int64
-	)
-	err = tx.QueryRowContext(ctx, `SELECT status, cursor, events, apps FROM webhook_endpoints WHERE id = ?`, id).
-		Scan(&status, &cursor, &events, &apps)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil // deleted since it was listed
+	var added int64
+	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
+		added = 0
+		var (
+			status, events, apps string
+			cursor               int64
+		)
+		err := tx.QueryRowContext(ctx, `SELECT status, cursor, events, apps FROM webhook_endpoints WHERE id = ?`, id).
+			Scan(&status, &cursor, &events, &apps)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // deleted since it was listed
+		} else if err != nil {
+			return err
+		}
+		if status != paynotify.EndpointEnabled {
+			return nil // disabled since it was listed
+		}
+		// The last of the (up to lim) events read: the Cursor moves to it, wanted or not.
+		var last sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(seq) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)`,
+			cursor, lim).Scan(&last); err != nil {
+			return fmt.Errorf("read events: %w", err)
+		}
+		if !last.Valid {
+			return nil // moved by another process since it was listed
+		}
+		res, err := tx.ExecContext(ctx, fanOutDeliveries, id, now, cursor, last.Int64, events, apps)
+		if err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		if added, err = res.RowsAffected(); err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		res, err = tx.ExecContext(ctx, `UPDATE webhook_endpoints SET cursor = ? WHERE id = ? AND cursor = ?`,
+			last.Int64, id, cursor)
+		if err != nil {
+			return fmt.Errorf("move cursor: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("move cursor: %w", err)
+		} else if n == 0 {
+			return errCursorMoved // another process moved it first: its deliveries stand, ours roll back
+		}
+		return nil
+	})
+	if errors.Is(err, errCursorMoved) {
+		return 0, nil
 	} else if err != nil {
-		return 0, err
-	}
-	if status != paynotify.EndpointEnabled {
-		return 0, nil // disabled since it was listed
-	}
-	// The last of the (up to lim) events read: the Cursor moves to it, wanted or not.
-	var last sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT MAX(seq) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)`,
-		cursor, lim).Scan(&last); err != nil {
-		return 0, fmt.Errorf("read events: %w", err)
-	}
-	if !last.Valid {
-		return 0, nil // moved by another process since it was listed
-	}
-	res, err := tx.ExecContext(ctx, fanOutDeliveries, id, now, cursor, last.Int64, events, apps)
-	if err != nil {
-		return 0, fmt.Errorf("insert deliveries: %w", err)
-	}
-	added, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("insert deliveries: %w", err)
-	}
-	res, err = tx.ExecContext(ctx, `UPDATE webhook_endpoints SET cursor = ? WHERE id = ? AND cursor = ?`,
-		last.Int64, id, cursor)
-	if err != nil {
-		return 0, fmt.Errorf("move cursor: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return 0, fmt.Errorf("move cursor: %w", err)
-	} else if n == 0 {
-		return 0, nil // another process moved it first: its deliveries stand, ours roll back
-	}
-	if err := tx.Commit(); err != nil {
 		return 0, err
 	}
 	return int(added), nil
@@ -488,12 +491,20 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now t
 		return out, nil
 	}
 	until, token := truncTime(now.Add(lease)), rand.Text()
-	tx, done, err := db.beginLight(ctx)
+	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
+		var err error
+		out, err = claimDeliveries(ctx, tx, endpoint, now, until, token, lim)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
 	}
-	defer done()
-	defer rollback(tx)
+	return out, nil
+}
+
+// claimDeliveries is ClaimWebhookDeliveries on tx.
+func claimDeliveries(ctx context.Context, tx *sql.Tx, endpoint string, now, until time.Time, token string, lim int) ([]*paynotify.WebhookDelivery, error) {
+	out := []*paynotify.WebhookDelivery{}
 	// Select first, then update the rows selected, as ClaimChecks does.
 	rows, err := tx.QueryContext(ctx, `SELECT `+deliveryColumns+`, d.seq, d.payload,
 			e.seq IS NOT NULL, e.id, e.type, e.version, e.timestamp, e.data
@@ -503,7 +514,7 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now t
 				AND p.app = d.app AND p.out_trade_no = d.out_trade_no AND p.seq < d.seq)
 		ORDER BY d.next_attempt_at, d.seq LIMIT ?3`, endpoint, formatTime(now), lim)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
 	var seqs []string
@@ -519,7 +530,7 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now t
 		)
 		d, err := scanDelivery(rows, &seq, &payload, &found, &evID, &evType, &evVersion, &ts, &data)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+			return nil, err
 		}
 		switch {
 		case d.EventSeq == 0:
@@ -527,12 +538,12 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now t
 				d.Payload = payload
 			}
 		case !found:
-			return nil, fmt.Errorf("sqlite: claim webhook deliveries: delivery %s: event seq %d not in the log", d.ID, d.EventSeq)
+			return nil, fmt.Errorf("delivery %s: event seq %d not in the log", d.ID, d.EventSeq)
 		default:
 			// As ListEvents builds it, so that the bytes are what GET /v1/events serves.
 			ev.ID, ev.Type, ev.Version = evID.String, paynotify.EventType(evType.String), evVersion.Int64
 			if ev.Timestamp, err = parseTime(ts.String); err != nil {
-				return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+				return nil, err
 			}
 			if data.Valid {
 				ev.Data = json.RawMessage(data.String)
@@ -544,7 +555,7 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now t
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+		return nil, err
 	}
 	rows.Close()
 	if len(seqs) == 0 {
@@ -553,15 +564,12 @@ func (db *DB) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now t
 	res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET next_attempt_at = ?, claim_token = ?
 		WHERE seq IN (SELECT value FROM json_each(?))`, formatTime(until), token, "["+strings.Join(seqs, ",")+"]")
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+		return nil, err
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+		return nil, err
 	} else if n != int64(len(seqs)) {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: claimed %d rows of %d selected", n, len(seqs))
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("sqlite: claim webhook deliveries: %w", err)
+		return nil, fmt.Errorf("claimed %d rows of %d selected", n, len(seqs))
 	}
 	return out, nil
 }
@@ -593,16 +601,10 @@ func (db *DB) FinishWebhookDeliveries(ctx context.Context, results []paynotify.W
 			return fmt.Errorf("sqlite: finish webhook deliveries: delivery %s pending without a next attempt", r.Delivery.ID)
 		}
 	}
-	tx, done, err := db.beginLight(ctx)
+	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
+		return db.finish(ctx, tx, results)
+	})
 	if err != nil {
-		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
-	}
-	defer done()
-	defer rollback(tx)
-	if err := db.finish(ctx, tx, results); err != nil {
-		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: finish webhook deliveries: %w", err)
 	}
 	return nil
@@ -999,33 +1001,3 @@ func (db *DB) PruneWebhooks(ctx context.Context, before time.Time) (int64, error
 	return total, nil
 }
 
-// beginLight begins a write transaction whose commit does not wait for the disk
-// (synchronous=NORMAL for it alone; docs/storage.md, "Webhook bookkeeping"): the dispatcher's
-// fan-outs, claims and results. What such a commit holds is redone if it is lost with the machine
-// (a cursor fanned out again without duplicates, a claim that never held, a delivery sent again
-// with the same webhook-id), and in WAL mode a commit is never lost with the process, only with
-// the operating system. The fsyncs saved are what the notification path, which shares the one
-// connection and keeps synchronous=FULL, would otherwise wait behind. done, called after the
-// commit or rollback, restores FULL before the connection serves anything else; if it cannot,
-// the connection is discarded (a new one gets FULL from the DSN).
-func (db *DB) beginLight(ctx context.Context) (tx *sql.Tx, done func(), err error) {
-	conn, err := db.db.Conn(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	done = func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=FULL"); err != nil {
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		}
-		conn.Close()
-	}
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
-		done()
-		return nil, nil, err
-	}
-	if tx, err = conn.BeginTx(ctx, nil); err != nil {
-		done()
-		return nil, nil, err
-	}
-	return tx, done, nil
-}
