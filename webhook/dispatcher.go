@@ -118,7 +118,11 @@ type Dispatcher struct {
 	wake chan struct{}
 	// fresh is set by Wake (events were committed): the next round fans out; a round woken
 	// only to claim (a queue running low, results recorded) does not.
-	fresh    atomic.Bool
+	fresh atomic.Bool
+	// refill is set when a queue runs low or results were recorded: the next round goes at once,
+	// without gathering commits first, so that a steady stream of commits (each a Wake) cannot
+	// hold the claims back by the gathering delay every round.
+	refill   atomic.Bool
 	results  chan paynotify.WebhookResult
 	mu       sync.Mutex
 	lanes    map[string]*lane
@@ -170,6 +174,12 @@ func (d *Dispatcher) Wake() {
 	d.wakeClaims()
 }
 
+// wakeRefill makes the dispatcher claim due deliveries at once, without gathering.
+func (d *Dispatcher) wakeRefill() {
+	d.refill.Store(true)
+	d.wakeClaims()
+}
+
 // wakeClaims makes the dispatcher claim due deliveries now, without looking for new events.
 func (d *Dispatcher) wakeClaims() {
 	select {
@@ -205,7 +215,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
-			if d.fresh.Load() {
+			if d.fresh.Load() && !d.refill.Swap(false) {
 				// Gather: the commits of the next few milliseconds share one round (one
 				// fan-out and one claim transaction for many events). A wake to refill a
 				// queue goes at once.
@@ -341,7 +351,7 @@ func (d *Dispatcher) work(l *lane) {
 		}
 		if len(l.queue) < cap(l.queue)/2 {
 			l.dirty.Store(true)
-			d.wakeClaims() // refill before the queue runs dry
+			d.wakeRefill() // refill before the queue runs dry
 		}
 		d.results <- d.attempt(e, dl)
 	}
@@ -513,7 +523,7 @@ func (d *Dispatcher) finisher() {
 		}
 		d.mu.Unlock()
 		batch = batch[:0]
-		d.wakeClaims() // a finished delivery may let the next event of its order go
+		d.wakeRefill() // a finished delivery may let the next event of its order go
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
