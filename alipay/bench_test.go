@@ -71,7 +71,7 @@ func BenchmarkAppPayOrderString(b *testing.B) {
 		b.Fatal(err)
 	}
 	msg := []byte(CanonicalRequest(params))
-	priv := c.priv
+	priv := c.priv.(*rsa.PrivateKey)
 	bound := func() {
 		d := sha256.Sum256(msg)
 		if _, err := rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA256, d[:]); err != nil {

@@ -50,8 +50,14 @@ type Config struct {
 	// NotifyURL is the default notify_url of pay and precreate requests; a request's own NotifyURL
 	// wins. Empty means none.
 	NotifyURL string
-	// PrivateKey is the app private key that signs requests. Nil makes a verify-only client.
+	// PrivateKey is the app private key that signs requests. Nil (and no Signer) makes a
+	// verify-only client.
 	PrivateKey *rsa.PrivateKey
+	// Signer signs requests in place of PrivateKey when the key is not in memory (a KMS, an HSM):
+	// its Public must be the app's *rsa.PublicKey, and it is asked for RSASSA-PKCS1-v1_5
+	// signatures of SHA-256 digests (crypto.SHA256 as the SignerOpts; crypto.SHA1 with SignType
+	// RSA). Set PrivateKey or Signer, not both.
+	Signer crypto.Signer
 	// ReturnURL is the default return_url of page and wap pay requests; a request's own wins.
 	ReturnURL string
 	// SignType is the signature algorithm, for requests and for everything verified: RSA2 (the
@@ -63,7 +69,8 @@ type Config struct {
 // concurrent use.
 type Client struct {
 	appID      string
-	priv       *rsa.PrivateKey
+	priv       crypto.Signer  // nil: verify-only
+	appPub     *rsa.PublicKey // priv's public key
 	signType   SignType
 	gateway    string
 	httpClient *http.Client
@@ -86,13 +93,24 @@ var errOwnKey = errors.New("alipay: the configured Alipay public key is the app'
 func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		appID:      cfg.AppID,
-		priv:       cfg.PrivateKey,
 		signType:   cfg.SignType,
 		gateway:    cfg.Gateway,
 		httpClient: cfg.HTTPClient,
 		now:        cfg.Now,
 		notifyURL:  cfg.NotifyURL,
 		returnURL:  cfg.ReturnURL,
+	}
+	switch {
+	case cfg.PrivateKey != nil && cfg.Signer != nil:
+		return nil, errors.New("alipay: set PrivateKey or Signer, not both")
+	case cfg.PrivateKey != nil:
+		c.priv, c.appPub = cfg.PrivateKey, &cfg.PrivateKey.PublicKey
+	case cfg.Signer != nil:
+		pub, ok := cfg.Signer.Public().(*rsa.PublicKey)
+		if !ok {
+			return nil, errors.New("alipay: Signer's public key is not an RSA key")
+		}
+		c.priv, c.appPub = cfg.Signer, pub
 	}
 	if c.signType == "" {
 		c.signType = RSA2
@@ -126,7 +144,7 @@ func NewClient(cfg Config) (*Client, error) {
 			if err != nil {
 				return nil, errors.New("alipay: AppCert: " + strings.TrimPrefix(err.Error(), "alipay: "))
 			}
-			if c.priv != nil && !pub.Equal(&c.priv.PublicKey) {
+			if c.priv != nil && !pub.Equal(c.appPub) {
 				return nil, errors.New("alipay: AppCert does not match the app private key")
 			}
 			c.appCertSN = sn
@@ -144,7 +162,7 @@ func NewClient(cfg Config) (*Client, error) {
 	default:
 		return nil, errors.New("alipay: no Alipay public key: set AlipayPublicKey or AlipayCert")
 	}
-	if c.priv != nil && c.alipayKey.Equal(&c.priv.PublicKey) {
+	if c.priv != nil && c.alipayKey.Equal(c.appPub) {
 		return nil, errOwnKey
 	}
 	if c.alipayKey.N.BitLen() < 1024 {

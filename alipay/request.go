@@ -153,7 +153,7 @@ func (c *Client) SignParams(params map[string]string) error {
 		return errNoPrivateKey
 	}
 	delete(params, "sign")
-	sig, err := Sign(c.priv, c.signType, []byte(CanonicalRequest(params)))
+	sig, err := signWith(c.priv, c.signType, []byte(CanonicalRequest(params)))
 	if err != nil {
 		return err
 	}

@@ -43,11 +43,25 @@ var ErrSignType = errors.New(`alipay: unsupported sign type (want "RSA2" or "RSA
 // Sign signs msg (the canonical string's bytes) with priv and returns the standard, padded base64
 // signature Alipay expects in the sign parameter.
 func Sign(priv *rsa.PrivateKey, t SignType, msg []byte) (string, error) {
+	return signWith(priv, t, msg)
+}
+
+// signWith is Sign with any crypto.Signer of an RSA key: an *rsa.PrivateKey, or a key held in a
+// KMS or HSM (Config.Signer), asked for a PKCS #1 v1.5 signature of the digest.
+func signWith(s crypto.Signer, t SignType, msg []byte) (string, error) {
 	if !t.valid() {
 		return "", ErrSignType
 	}
 	h, d, n := t.hashed(msg)
-	sig, err := rsa.SignPKCS1v15(rand.Reader, priv, h, d[:n])
+	var (
+		sig []byte
+		err error
+	)
+	if k, ok := s.(*rsa.PrivateKey); ok {
+		sig, err = rsa.SignPKCS1v15(rand.Reader, k, h, d[:n])
+	} else {
+		sig, err = s.Sign(rand.Reader, d[:n], h)
+	}
 	if err != nil {
 		return "", errors.New("alipay: sign: " + err.Error())
 	}

@@ -47,7 +47,7 @@ func decodeAnswer(method, path string, status int, rb []byte, out any) error {
 
 // send signs and sends a request and returns a 2xx answer unverified; a non-2xx answer is an *Error.
 func (c *Client) send(ctx context.Context, method, path string, in any) (int, http.Header, []byte, error) {
-	if c.cfg.MerchantPrivateKey == nil {
+	if c.signer == nil {
 		return 0, nil, nil, ErrNoMerchantKey
 	}
 	var body []byte
@@ -74,7 +74,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (int, ht
 		return 0, nil, nil, err
 	}
 	ts := strconv.FormatInt(c.now().Unix(), 10)
-	auth, err := SignRequest(c.cfg.MerchantPrivateKey, c.cfg.MchID, c.cfg.MerchantSerialNo, method, req.URL.RequestURI(), ts, nonce, body)
+	auth, err := signRequest(c.signer, c.cfg.MchID, c.cfg.MerchantSerialNo, method, req.URL.RequestURI(), ts, nonce, body)
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -195,7 +195,7 @@ type wirePayer struct {
 func FormatTime(t time.Time) string { return t.In(beijing).Truncate(time.Second).Format(time.RFC3339) }
 
 func (c *Client) prepayBody(req PrepayRequest) (*wirePrepay, error) {
-	if c.cfg.MerchantPrivateKey == nil {
+	if c.signer == nil {
 		return nil, ErrNoMerchantKey
 	}
 	w := &wirePrepay{AppID: req.AppID, MchID: c.cfg.MchID, Description: req.Description, OutTradeNo: req.OutTradeNo,
@@ -323,7 +323,7 @@ type JSAPIPayParams struct {
 
 // AppPayParams signs the APP payment parameters for prepayID with the merchant key.
 func (c *Client) AppPayParams(prepayID string) (AppPayParams, error) {
-	if c.cfg.MerchantPrivateKey == nil {
+	if c.signer == nil {
 		return AppPayParams{}, ErrNoMerchantKey
 	}
 	nonce, err := newNonce(c.rand)
@@ -332,13 +332,13 @@ func (c *Client) AppPayParams(prepayID string) (AppPayParams, error) {
 	}
 	p := AppPayParams{AppID: c.cfg.AppID, PartnerID: c.cfg.MchID, PrepayID: prepayID, Package: "Sign=WXPay", NonceStr: nonce,
 		Timestamp: strconv.FormatInt(c.now().Unix(), 10)}
-	p.Sign, err = Sign(c.cfg.MerchantPrivateKey, PayParamsMessage(p.AppID, p.Timestamp, p.NonceStr, p.PrepayID))
+	p.Sign, err = signWith(c.signer, PayParamsMessage(p.AppID, p.Timestamp, p.NonceStr, p.PrepayID))
 	return p, err
 }
 
 // JSAPIPayParams signs the JSAPI / mini-program payment parameters for prepayID with the merchant key.
 func (c *Client) JSAPIPayParams(prepayID string) (JSAPIPayParams, error) {
-	if c.cfg.MerchantPrivateKey == nil {
+	if c.signer == nil {
 		return JSAPIPayParams{}, ErrNoMerchantKey
 	}
 	nonce, err := newNonce(c.rand)
@@ -347,7 +347,7 @@ func (c *Client) JSAPIPayParams(prepayID string) (JSAPIPayParams, error) {
 	}
 	p := JSAPIPayParams{AppID: c.cfg.AppID, TimeStamp: strconv.FormatInt(c.now().Unix(), 10), NonceStr: nonce,
 		Package: "prepay_id=" + prepayID, SignType: "RSA"}
-	p.PaySign, err = Sign(c.cfg.MerchantPrivateKey, PayParamsMessage(p.AppID, p.TimeStamp, p.NonceStr, p.Package))
+	p.PaySign, err = signWith(c.signer, PayParamsMessage(p.AppID, p.TimeStamp, p.NonceStr, p.Package))
 	return p, err
 }
 

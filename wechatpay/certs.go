@@ -164,7 +164,7 @@ const MissRefreshInterval = time.Minute
 func (c *Client) ParseNotificationContext(ctx context.Context, h http.Header, body []byte) (*Notification, error) {
 	n, err := c.ParseNotification(h, body)
 	var ve *VerifyError
-	if err == nil || !errors.As(err, &ve) || ve.Reason != ReasonUnknownSerial || c.cfg.MerchantPrivateKey == nil ||
+	if err == nil || !errors.As(err, &ve) || ve.Reason != ReasonUnknownSerial || c.signer == nil ||
 		strings.HasPrefix(h.Get(HeaderSerial), PublicKeyIDPrefix) {
 		return n, err
 	}

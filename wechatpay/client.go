@@ -1,6 +1,7 @@
 package wechatpay
 
 import (
+	"crypto"
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/rsa"
@@ -42,6 +43,10 @@ type Config struct {
 	// MerchantPrivateKey signs API requests and client-side pay parameters. Required for API
 	// calls, not for verifying notifications.
 	MerchantPrivateKey *rsa.PrivateKey
+	// MerchantSigner signs in place of MerchantPrivateKey when the key is not in memory (a KMS,
+	// an HSM): its Public must be an *rsa.PublicKey, and it is asked for RSASSA-PKCS1-v1_5
+	// signatures of SHA-256 digests (crypto.SHA256 as the SignerOpts). Set one of the two.
+	MerchantSigner crypto.Signer
 	// MerchantSerialNo is the serial of the merchant API certificate, sent as serial_no.
 	MerchantSerialNo string
 	// APIv3Key is the 32-byte APIv3 key that decrypts notification resources and downloaded
@@ -79,6 +84,7 @@ type Client struct {
 	now     func() time.Time
 	rand    io.Reader
 	aead    cipher.AEAD
+	signer  crypto.Signer // MerchantPrivateKey or MerchantSigner; nil: verify-only
 	keys    atomic.Pointer[keySet]
 	refresh chan struct{} // one download at a time
 	// lastMissRefresh is the Unix nano time of the last refresh triggered by an unknown serial.
@@ -128,11 +134,23 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.PlatformPublicKeyID != "" && !strings.HasPrefix(cfg.PlatformPublicKeyID, PublicKeyIDPrefix) {
 		return nil, fmt.Errorf("wechatpay: config: PlatformPublicKeyID %q does not start with %s", cfg.PlatformPublicKeyID, PublicKeyIDPrefix)
 	}
-	if cfg.PlatformPublicKey == nil && len(cfg.PlatformCerts) == 0 && cfg.MerchantPrivateKey == nil {
+	var signer crypto.Signer
+	switch {
+	case cfg.MerchantPrivateKey != nil && cfg.MerchantSigner != nil:
+		return nil, errors.New("wechatpay: config: set MerchantPrivateKey or MerchantSigner, not both")
+	case cfg.MerchantPrivateKey != nil:
+		signer = cfg.MerchantPrivateKey
+	case cfg.MerchantSigner != nil:
+		if _, ok := cfg.MerchantSigner.Public().(*rsa.PublicKey); !ok {
+			return nil, errors.New("wechatpay: config: MerchantSigner's public key is not an RSA key")
+		}
+		signer = cfg.MerchantSigner
+	}
+	if cfg.PlatformPublicKey == nil && len(cfg.PlatformCerts) == 0 && signer == nil {
 		return nil, errors.New("wechatpay: config: no platform key (PlatformPublicKey or PlatformCerts)")
 	}
-	if cfg.MerchantPrivateKey != nil && (cfg.MchID == "" || cfg.MerchantSerialNo == "") {
-		return nil, errors.New("wechatpay: config: MerchantPrivateKey needs MchID and MerchantSerialNo")
+	if signer != nil && (cfg.MchID == "" || cfg.MerchantSerialNo == "") {
+		return nil, errors.New("wechatpay: config: the merchant key needs MchID and MerchantSerialNo")
 	}
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
@@ -141,7 +159,8 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
 		return nil, fmt.Errorf("wechatpay: config: bad BaseURL %q", cfg.BaseURL)
 	}
-	c := &Client{cfg: cfg, base: base, http: cfg.HTTPClient, now: cfg.Now, rand: cfg.Rand, aead: aead, refresh: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, base: base, http: cfg.HTTPClient, now: cfg.Now, rand: cfg.Rand, aead: aead, signer: signer,
+		refresh: make(chan struct{}, 1)}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 30 * time.Second}
 	}

@@ -2,6 +2,7 @@ package wechatpay
 
 import (
 	"crypto"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -71,8 +72,22 @@ func Sign(key *rsa.PrivateKey, message []byte) (string, error) {
 	if key == nil {
 		return "", errors.New("wechatpay: sign: no private key")
 	}
+	return signWith(key, message)
+}
+
+// signWith is Sign with any crypto.Signer of an RSA key: an *rsa.PrivateKey, or a key held in a
+// KMS or HSM (Config.MerchantSigner), asked for a PKCS #1 v1.5 signature of the SHA-256 digest.
+func signWith(s crypto.Signer, message []byte) (string, error) {
 	h := sha256.Sum256(message)
-	sig, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, h[:])
+	var (
+		sig []byte
+		err error
+	)
+	if k, ok := s.(*rsa.PrivateKey); ok {
+		sig, err = rsa.SignPKCS1v15(nil, k, crypto.SHA256, h[:])
+	} else {
+		sig, err = s.Sign(rand.Reader, h[:], crypto.SHA256)
+	}
 	if err != nil {
 		return "", fmt.Errorf("wechatpay: sign: %w", err)
 	}
@@ -163,7 +178,15 @@ func (a Authorization) String() string {
 // SignRequest signs an APIv3 request and returns its Authorization. uri must be the request
 // target as sent (req.URL.RequestURI()), body the exact bytes sent.
 func SignRequest(key *rsa.PrivateKey, mchID, serialNo, method, uri, timestamp, nonce string, body []byte) (Authorization, error) {
-	sig, err := Sign(key, RequestMessage(method, uri, timestamp, nonce, body))
+	if key == nil {
+		return Authorization{}, errors.New("wechatpay: sign: no private key")
+	}
+	return signRequest(key, mchID, serialNo, method, uri, timestamp, nonce, body)
+}
+
+// signRequest is SignRequest with any crypto.Signer.
+func signRequest(key crypto.Signer, mchID, serialNo, method, uri, timestamp, nonce string, body []byte) (Authorization, error) {
+	sig, err := signWith(key, RequestMessage(method, uri, timestamp, nonce, body))
 	if err != nil {
 		return Authorization{}, err
 	}

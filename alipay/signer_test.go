@@ -1,0 +1,83 @@
+package alipay
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"io"
+	"strings"
+	"testing"
+)
+
+// remoteSigner stands for a key held in a KMS or HSM: only Public and Sign, never the key.
+type remoteSigner struct {
+	key   crypto.Signer
+	calls int
+	opts  []crypto.SignerOpts
+}
+
+func (s *remoteSigner) Public() crypto.PublicKey { return s.key.Public() }
+
+func (s *remoteSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	s.calls++
+	s.opts = append(s.opts, opts)
+	return s.key.Sign(r, digest, opts)
+}
+
+func TestConfigSigner(t *testing.T) {
+	t.Run("OK/D2_AppPayOrderString", func(t *testing.T) {
+		// The orderString signed through a crypto.Signer is the vector's, derived with openssl
+		// (PKCS #1 v1.5 signatures are deterministic).
+		v := loadVectors(t, "derived_vectors.json")["request_app_pay"]
+		priv, _ := testKeys(t)
+		rs := &remoteSigner{key: priv}
+		c := testClient(t, func(cfg *Config) { cfg.PrivateKey, cfg.Signer = nil, rs })
+		got, err := c.AppPay(TradeAppPay{OutTradeNo: "20240102000002", TotalAmount: 1, Subject: "App 测试", TimeoutExpress: "30m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != v.OrderString {
+			t.Fatalf("orderString\n got %s\nwant %s", got, v.OrderString)
+		}
+		if rs.calls != 1 || rs.opts[0] != crypto.SHA256 {
+			t.Fatalf("signer called %d times with %v, want once with SHA-256", rs.calls, rs.opts)
+		}
+	})
+	t.Run("OKSHA1", func(t *testing.T) {
+		priv, _ := testKeys(t)
+		rs := &remoteSigner{key: priv}
+		c := testClient(t, func(cfg *Config) { cfg.PrivateKey, cfg.Signer, cfg.SignType = nil, rs, RSA })
+		if _, err := c.AppPay(TradeAppPay{OutTradeNo: "x1", TotalAmount: 1, Subject: "s"}); err != nil {
+			t.Fatal(err)
+		}
+		if rs.calls != 1 || rs.opts[0] != crypto.SHA1 {
+			t.Fatalf("signer called %d times with %v, want once with SHA-1", rs.calls, rs.opts)
+		}
+	})
+	t.Run("ErrBoth", func(t *testing.T) {
+		priv, _ := testKeys(t)
+		_, err := NewClient(Config{PrivateKey: priv, Signer: priv, AlipayPublicKey: mustOtherKey(t)})
+		if err == nil || !strings.Contains(err.Error(), "not both") {
+			t.Fatalf("err = %v, want PrivateKey or Signer, not both", err)
+		}
+	})
+	t.Run("ErrNotRSA", func(t *testing.T) {
+		ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewClient(Config{Signer: ec, AlipayPublicKey: mustOtherKey(t)})
+		if err == nil || !strings.Contains(err.Error(), "not an RSA key") {
+			t.Fatalf("err = %v, want not an RSA key", err)
+		}
+	})
+	t.Run("ErrOwnKey", func(t *testing.T) {
+		// The own-key check looks at the signer's public key.
+		priv, pub := testKeys(t)
+		_, err := NewClient(Config{Signer: &remoteSigner{key: priv}, AlipayPublicKey: pub})
+		if err != errOwnKey {
+			t.Fatalf("err = %v, want errOwnKey", err)
+		}
+	})
+}
