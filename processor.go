@@ -155,11 +155,16 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		}
 		return cb.Answer(ok)
 	}
-	log := cb.Logger
-	if log == nil {
-		log = p.logger()
+	base := cb.Logger
+	if base == nil {
+		base = p.logger()
 	}
-	log = log.With("app", cb.App.Name, "provider", cb.App.Provider, "notification_id", ev.ID)
+	// The attributes every line of this callback carries. The accepted path logs one line with
+	// them (LogAttrs: no Logger.With to pre-format them for lines that will not come); the
+	// others, rarer, get a Logger with them.
+	attrs := make([]slog.Attr, 0, 6)
+	attrs = append(attrs, slog.String("app", cb.App.Name), slog.String("provider", cb.App.Provider), slog.String("notification_id", ev.ID))
+	withAttrs := func() *slog.Logger { return base.With(attrsAny(attrs)...) }
 	fact, err := v.Verify(cb.Header, cb.Body, cb.VerifyAt)
 	if errors.Is(err, ErrVerifyUnavailable) {
 		// Not a verdict on the message: answered as a failure, so that the provider retries.
@@ -170,6 +175,7 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		}
 		ev.Answer = answer(false)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
+		log := withAttrs()
 		log.Warn("callback not verified: a check could not be made", "err", err)
 		if err := p.Store.InsertEvidence(ctx, ev); err != nil {
 			log.Error("store evidence", "err", err)
@@ -181,6 +187,7 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, rej.Reason, rej.Detail, rej.OutTradeNo
 		ev.Answer = answer(false)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
+		log := withAttrs()
 		log.Warn("callback rejected", "out_trade_no", rej.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
 		// Reprocessing is asked for by an operator: its result is always kept.
 		if source != SourceNotification || p.admitRejected(cb.App.Name, start) {
@@ -191,7 +198,7 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		return &Result{Verdict: VerdictRejected, Reason: rej.Reason, Evidence: ev}
 	}
 	ev.OutTradeNo, ev.Detail = fact.OutTradeNo, fact.Detail
-	log = log.With("out_trade_no", fact.OutTradeNo)
+	attrs = append(attrs, slog.String("out_trade_no", fact.OutTradeNo))
 
 	res, err := p.apply(ctx, cb.App, fact, ev, func(r *Result) {
 		ev.Answer = answer(r.OK)
@@ -200,12 +207,22 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 	if err != nil {
 		ev.Answer = answer(false)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
+		log := withAttrs()
 		log.Error("callback failed", "err", err)
 		p.storeFailure(ctx, ev, err, log)
 		return &Result{Verdict: VerdictError, Reason: ReasonStoreError, Evidence: ev}
 	}
-	log.Info("callback", "verdict", res.Verdict, "reason", res.Reason)
+	base.LogAttrs(ctx, slog.LevelInfo, "callback", append(attrs, slog.Any("verdict", res.Verdict), slog.String("reason", res.Reason))...)
 	return res
+}
+
+// attrsAny passes attrs to Logger.With.
+func attrsAny(attrs []slog.Attr) []any {
+	out := make([]any, len(attrs))
+	for i, a := range attrs {
+		out[i] = a
+	}
+	return out
 }
 
 // storeFailure records ev as an error after its change could not be committed: best effort, on a
