@@ -28,7 +28,6 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 	return nil
 }
 
-
 // HoldWrites holds the writer before its next batch until release (storetest.DB.HoldWrites).
 func (db *DB) HoldWrites(t *testing.T) (queued func() int, release func(fail error)) {
 	return groupcommittest.Hold(t, db.w)

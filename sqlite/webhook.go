@@ -1000,4 +1000,3 @@ func (db *DB) PruneWebhooks(ctx context.Context, before time.Time) (int64, error
 	}
 	return total, nil
 }
-
