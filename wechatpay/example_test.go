@@ -197,7 +197,7 @@ func ExampleClient_PrepayJSAPI() {
 	req.Payer.OpenID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 	prepayID, err := client.PrepayJSAPI(context.Background(), req)
 	if err != nil {
-		panic(err) // an *wechatpay.Error carries WeChat Pay's code and message
+		panic(err) // a refusal is a *wechatpay.Error, with WeChat Pay's code and message
 	}
 	p, err := client.JSAPIPayParams(prepayID)
 	if err != nil {
