@@ -210,14 +210,26 @@ func (c *Client) VerifyNotificationInto(f *Form, body []byte, contentType string
 
 // VerifyNotification verifies an asynchronous trade notification (notify_url) from its raw POST
 // body and Content-Type, then decodes it. A failure is a *VerifyError wrapping ErrSignature,
-// ErrMalformed or ErrDuplicateKey.
+// ErrMalformed or ErrDuplicateKey, with a nil notification; or, when Config.AppID is set and
+// the verified notification names another app_id (or none), one wrapping ErrAppID (reason
+// ReasonAppIDMismatch) returned together with the notification: treat it as not yours.
 func (c *Client) VerifyNotification(body []byte, contentType string) (*Notification, error) {
 	f := formPool.Get().(*Form)
 	defer formPool.Put(f)
 	if err := c.VerifyNotificationInto(f, body, contentType); err != nil {
 		return nil, err
 	}
-	return DecodeNotification(f)
+	n, err := DecodeNotification(f)
+	if err != nil {
+		return nil, err
+	}
+	if c.appID != "" && n.AppID != c.appID {
+		// Signed by Alipay, for another application: returned with the error, for a caller that
+		// records such messages (paynotify keeps them as anomalies).
+		return n, &VerifyError{Reason: ReasonAppIDMismatch, OutTradeNo: n.OutTradeNo, err: ErrAppID,
+			Detail: "app_id " + strconv.Quote(n.AppID) + " is not the configured " + strconv.Quote(c.appID)}
+	}
+	return n, nil
 }
 
 // formPool recycles the Forms of VerifyNotification: DecodeNotification copies what it keeps.

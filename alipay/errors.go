@@ -17,6 +17,9 @@ var (
 	ErrMalformed = errors.New("alipay: malformed message")
 	// ErrDuplicateKey means a key appears twice in a notification form or a response object.
 	ErrDuplicateKey = errors.New("alipay: duplicate key")
+	// ErrAppID means a notification whose signature verified names another app_id than
+	// Config.AppID (or none): signed by Alipay, but not for this application.
+	ErrAppID = errors.New("alipay: notification for another app")
 )
 
 // The VerifyError reasons, the stable evidence reasons of docs/api.md, "Evidence".
@@ -25,6 +28,7 @@ const (
 	ReasonMalformed        = "malformed"
 	ReasonDuplicateKey     = "duplicate_key"
 	ReasonUnknownSerial    = "unknown_serial"
+	ReasonAppIDMismatch    = "app_id_mismatch"
 )
 
 // VerifyError is the precise account of a failed verification, for logs, evidence and
@@ -32,7 +36,8 @@ const (
 // text) so that it can be shown to anyone; Detail, Canonical and OutTradeNo never contain key
 // material, but Canonical does contain the (unverified) message content.
 type VerifyError struct {
-	// Reason is ReasonSignatureInvalid, ReasonMalformed, ReasonDuplicateKey or ReasonUnknownSerial.
+	// Reason is ReasonSignatureInvalid, ReasonMalformed, ReasonDuplicateKey, ReasonUnknownSerial
+	// or ReasonAppIDMismatch.
 	Reason string
 	// Detail says which check failed, in English, for operators.
 	Detail string
@@ -48,7 +53,7 @@ type VerifyError struct {
 // Error returns the vague sentinel text, e.g. "alipay: invalid signature".
 func (e *VerifyError) Error() string { return e.err.Error() }
 
-// Unwrap returns ErrSignature, ErrMalformed or ErrDuplicateKey.
+// Unwrap returns ErrSignature, ErrMalformed, ErrDuplicateKey or ErrAppID.
 func (e *VerifyError) Unwrap() error { return e.err }
 
 func malformed(detail string) *VerifyError {

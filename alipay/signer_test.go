@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -78,6 +80,48 @@ func TestConfigSigner(t *testing.T) {
 		_, err := NewClient(Config{Signer: &remoteSigner{key: priv}, AlipayPublicKey: pub})
 		if err != errOwnKey {
 			t.Fatalf("err = %v, want errOwnKey", err)
+		}
+	})
+}
+
+// TestVerifyNotification_AppID: with Config.AppID set, a notification whose signature verifies
+// (the openssl-derived vector) but names another app_id comes back with ErrAppID and the
+// notification; the vector's own app_id passes.
+func TestVerifyNotification_AppID(t *testing.T) {
+	v := loadVectors(t, "derived_vectors.json")["notify_trade_success_utf8"]
+	_, pub := testKeys(t)
+	const ct = "application/x-www-form-urlencoded; text/html; charset=utf-8"
+	plain, err := NewClient(Config{AlipayPublicKey: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := plain.VerifyNotification([]byte(v.HTTPBody), ct)
+	if err != nil || n.AppID == "" {
+		t.Fatalf("without AppID: %+v %v", n, err)
+	}
+	own := n.AppID
+	t.Run("OK", func(t *testing.T) {
+		c, err := NewClient(Config{AppID: own, AlipayPublicKey: pub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.VerifyNotification([]byte(v.HTTPBody), ct); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("ErrAppID", func(t *testing.T) {
+		c, err := NewClient(Config{AppID: "2021000000000999", AlipayPublicKey: pub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.VerifyNotification([]byte(v.HTTPBody), ct)
+		var ve *VerifyError
+		if !errors.Is(err, ErrAppID) || !errors.As(err, &ve) || ve.Reason != ReasonAppIDMismatch || got == nil ||
+			got.AppID != own || ve.OutTradeNo != got.OutTradeNo || !strings.Contains(ve.Detail, strconv.Quote(own)) {
+			t.Fatalf("got %+v, %v (%+v); want the notification with ErrAppID", got, err, ve)
+		}
+		if err.Error() != "alipay: notification for another app" {
+			t.Fatalf("outward text %q", err)
 		}
 	})
 }

@@ -50,6 +50,10 @@ type alipayVerifier struct{ c *alipay.Client }
 
 func (v alipayVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynotify.Fact, error) {
 	n, err := v.c.VerifyNotification(body, h.Get("Content-Type"))
+	if n != nil && errors.Is(err, alipay.ErrAppID) {
+		// Signed by Alipay for another app_id: the processor records it as an anomaly.
+		err = nil
+	}
 	if err != nil {
 		rej := alipayReject(err)
 		if rej.OutTradeNo == "" {

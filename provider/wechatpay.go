@@ -48,6 +48,10 @@ func (v wechatVerifier) Verify(h http.Header, body []byte, at time.Time) (paynot
 	} else {
 		n, err = v.c.ParseNotificationAt(h, body, at)
 	}
+	if n != nil && errors.Is(err, wechatpay.ErrMchID) {
+		// Signed by WeChat Pay for another merchant: the processor records it as an anomaly.
+		err = nil
+	}
 	if err != nil {
 		rej := wechatReject(err)
 		rej.OutTradeNo = v.c.UnverifiedOutTradeNo(body) // for finding the evidence by order only

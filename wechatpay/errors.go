@@ -24,6 +24,9 @@ var (
 	ErrDecrypt = errors.New("wechatpay: decryption failed")
 	// ErrMalformed means a required header or field is missing or does not parse.
 	ErrMalformed = errors.New("wechatpay: malformed message")
+	// ErrMchID means a notification that verified and decrypted is about a payment or refund of
+	// another merchant than Config.MchID: signed by WeChat Pay, but not yours.
+	ErrMchID = errors.New("wechatpay: notification for another merchant")
 )
 
 // Reasons of a VerifyError: the stable evidence reasons of docs/api.md, "Evidence".
@@ -34,6 +37,7 @@ const (
 	ReasonUnknownSerial = "unknown_serial"
 	ReasonDecrypt       = "decrypt_failed"
 	ReasonMalformed     = "malformed"
+	ReasonMchIDMismatch = "mchid_mismatch"
 )
 
 // Names of the checks a notification goes through, in order; VerifyError.Check names the one
@@ -47,10 +51,11 @@ const (
 	CheckEnvelope  = "envelope"
 	CheckDecrypt   = "decrypt"
 	CheckDecode    = "decode"
+	CheckMchID     = "mchid"
 )
 
 // NotificationChecks lists the checks of ParseNotification in the order they run.
-var NotificationChecks = []string{CheckHeaders, CheckProbe, CheckTimestamp, CheckSerial, CheckSignature, CheckEnvelope, CheckDecrypt, CheckDecode}
+var NotificationChecks = []string{CheckHeaders, CheckProbe, CheckTimestamp, CheckSerial, CheckSignature, CheckEnvelope, CheckDecrypt, CheckDecode, CheckMchID}
 
 // VerifyError is a rejected notification, response or APIv2 message. Its Error text is the vague
 // sentinel text; Reason, Check and Detail are for logs and evidence, and Message is the signed
@@ -58,7 +63,7 @@ var NotificationChecks = []string{CheckHeaders, CheckProbe, CheckTimestamp, Chec
 // ever contains a key.
 type VerifyError struct {
 	// Reason is one of "signature_invalid", "timestamp_skew", "probe", "unknown_serial",
-	// "decrypt_failed", "malformed".
+	// "decrypt_failed", "malformed", "mchid_mismatch".
 	Reason string
 	// Check is the name of the failed check (CheckHeaders … CheckDecode).
 	Check string
@@ -97,6 +102,8 @@ func reasonOf(sentinel error) string {
 		return ReasonUnknownSerial
 	case ErrDecrypt:
 		return ReasonDecrypt
+	case ErrMchID:
+		return ReasonMchIDMismatch
 	default:
 		return ReasonMalformed
 	}

@@ -325,11 +325,15 @@ func (c *Client) VerifyResponse(h http.Header, body []byte) error {
 // Every failure is a *VerifyError wrapping ErrMalformed, ErrProbe, ErrTimestampSkew,
 // ErrUnknownSerial, ErrSignature or ErrDecrypt. ParseNotification does no network I/O: keep
 // platform certificates fresh with RunCertificateRefresher.
+//
+// When Config.MchID is set, a notification whose transaction or refund names another mchid is
+// returned together with a *VerifyError wrapping ErrMchID (reason ReasonMchIDMismatch, check
+// CheckMchID): signed by WeChat Pay, but treat it as not yours.
 func (c *Client) ParseNotification(h http.Header, body []byte) (*Notification, error) {
 	if verr := c.verifySigned(h, body); verr != nil {
 		return nil, verr
 	}
-	return c.decodeNotification(body)
+	return c.checkMchID(c.decodeNotification(body))
 }
 
 // ParseNotificationAt is ParseNotification with the timestamp window centred on at instead of
@@ -339,7 +343,28 @@ func (c *Client) ParseNotificationAt(h http.Header, body []byte, at time.Time) (
 	if verr := c.verifyAt(c.keys.Load(), h, body, at); verr != nil {
 		return nil, verr
 	}
-	return c.decodeNotification(body)
+	return c.checkMchID(c.decodeNotification(body))
+}
+
+// checkMchID passes a decoded notification on, with ErrMchID when its transaction or refund
+// names another merchant than Config.MchID.
+func (c *Client) checkMchID(n *Notification, err error) (*Notification, error) {
+	if err != nil || c.cfg.MchID == "" {
+		return n, err
+	}
+	got := ""
+	switch {
+	case n.Transaction != nil:
+		got = n.Transaction.MchID
+	case n.Refund != nil:
+		got = n.Refund.MchID
+	default:
+		return n, nil // another product's event: no mchid to check
+	}
+	if got != c.cfg.MchID {
+		return n, verifyErr(ErrMchID, CheckMchID, "mchid %q is not the configured %q", got, c.cfg.MchID)
+	}
+	return n, nil
 }
 
 // UnverifiedOutTradeNo returns the out_trade_no an unverified notification claims, by decrypting

@@ -308,3 +308,38 @@ func TestWriteAck(t *testing.T) {
 		}
 	})
 }
+
+// TestParseNotification_MchID: with Config.MchID set, a verified payment or refund of another
+// merchant comes back with ErrMchID (and the notification); the own vectors are of 1900000100.
+func TestParseNotification_MchID(t *testing.T) {
+	v := mustOwn(t)
+	for _, n := range v.Notifications {
+		if n.Expect != "valid" {
+			continue
+		}
+		t.Run(n.Name, func(t *testing.T) {
+			for _, tt := range []struct {
+				mchID string
+				ok    bool
+			}{{"1900000100", true}, {"1900007291", false}} {
+				c := newVerifyClient(t, n.Now)
+				c.cfg.MchID = tt.mchID
+				got, err := c.ParseNotification(headerOf(n.Headers), []byte(n.Body))
+				if tt.ok {
+					if err != nil {
+						t.Fatalf("MchID %s: %v", tt.mchID, err)
+					}
+					continue
+				}
+				var ve *VerifyError
+				if !errors.Is(err, ErrMchID) || !errors.As(err, &ve) || ve.Reason != ReasonMchIDMismatch || ve.Check != CheckMchID ||
+					got == nil || (got.Transaction == nil && got.Refund == nil) {
+					t.Fatalf("MchID %s: got %+v, %v; want the notification with ErrMchID", tt.mchID, got, err)
+				}
+				if !strings.Contains(ve.Detail, `"1900000100"`) {
+					t.Fatalf("detail %q", ve.Detail)
+				}
+			}
+		})
+	}
+}
