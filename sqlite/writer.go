@@ -55,9 +55,13 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 			op.Err = err
 			continue
 		}
+		// Once started, an op runs to its end whatever its caller does: a statement interrupted
+		// by a cancelled context makes SQLite roll the whole transaction back, the other ops'
+		// writes with it.
+		opCtx := context.WithoutCancel(op.Ctx)
 		if len(ops) == 1 {
 			// Alone in its transaction: its failure is the batch's.
-			if op.Err = op.Fn(op.Ctx, tx, st); op.Err != nil {
+			if op.Err = op.Fn(opCtx, tx, st); op.Err != nil {
 				return nil
 			}
 			ran++
@@ -66,7 +70,7 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 		if _, err := savepoint.ExecContext(ctx); err != nil {
 			return fmt.Errorf("sqlite: savepoint: %w", err)
 		}
-		if op.Err = op.Fn(op.Ctx, tx, st); op.Err != nil {
+		if op.Err = op.Fn(opCtx, tx, st); op.Err != nil {
 			// Undo its writes and go on with the others. If SQLite already ended the
 			// transaction (some errors roll it back whole), the savepoint is gone: the batch
 			// fails.
