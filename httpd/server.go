@@ -34,6 +34,9 @@ type Server struct {
 	// PollInterval is how often a long-poll re-reads the order, for changes made by other
 	// instances; defaults to 1s.
 	PollInterval time.Duration
+	// Ready, if set, tells GET /readyz whether the server can do its work (the database answers,
+	// its schema is current). Its error text is shown to whoever asks: no secrets in it.
+	Ready func(ctx context.Context) error
 
 	waitMu   sync.Mutex
 	waiters  map[string][]chan struct{}
@@ -113,10 +116,28 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
 	for pattern, h := range s.Mount {
 		mux.Handle(pattern, h)
 	}
 	return s.withRequestID(mux)
+}
+
+// handleReady answers 200 "ok" when Ready says so (or is not set), 503 "not ready: …" otherwise;
+// Ready gets at most 5 seconds.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready:", err)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ok")
 }
 
 // NewHTTPServer wraps h in an http.Server with explicit timeouts. The write timeout leaves room

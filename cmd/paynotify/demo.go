@@ -76,7 +76,7 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 	defer st.Close()
 	cfg := &Config{APIToken: token, PublicURL: base}
 	svc := newService(cfg, st, apps, logger)
-	srv := newServer(cfg, svc, logger)
+	srv := newServer(cfg, st, svc, logger)
 	cfg.Webhooks = WebhooksConfig{AllowHTTP: true, AllowPrivateNetworks: true, Concurrency: 8, Retention: 30 * 24 * time.Hour}
 	svc.CheckWebhookURL = func(u string) error { return webhook.CheckURL(u, true, true) }
 	bg, err := newBackground(ctx, cfg, st, svc, logger)

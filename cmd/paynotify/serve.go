@@ -76,7 +76,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	}
 	defer store.Close()
 	svc := newService(cfg, store, apps, logger)
-	srv := newServer(cfg, svc, logger)
+	srv := newServer(cfg, store, svc, logger)
 	bg, err := newBackground(ctx, cfg, store, svc, logger)
 	if err != nil {
 		return err
@@ -194,8 +194,34 @@ func (b *background) Close() {
 }
 
 // newServer wires the HTTP server of a config.
-func newServer(cfg *Config, svc *paynotify.Service, logger *slog.Logger) *httpd.Server {
-	return &httpd.Server{Service: svc, APIToken: cfg.APIToken, Logger: logger}
+func newServer(cfg *Config, st store, svc *paynotify.Service, logger *slog.Logger) *httpd.Server {
+	return &httpd.Server{Service: svc, APIToken: cfg.APIToken, Logger: logger, Ready: readiness(st, logger)}
+}
+
+// readiness is GET /readyz's check: the database answers and neither our schema nor River's has
+// migrations pending. Its errors say which, without the driver's text (logged instead).
+func readiness(st store, logger *slog.Logger) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		unreachable := func(err error) error {
+			logger.Warn("readyz: database", "err", err)
+			return errors.New("the database does not answer")
+		}
+		if err := st.Ping(ctx); err != nil {
+			return unreachable(err)
+		}
+		n, err := st.PendingMigrations(ctx)
+		if err != nil {
+			return unreachable(err)
+		}
+		river, err := pendingJobMigrations(ctx, st)
+		if err != nil {
+			return unreachable(err)
+		}
+		if n > 0 || len(river) > 0 {
+			return fmt.Errorf("the database has migrations pending (paynotify: %d, River: %d): run paynotify migrate", n, len(river))
+		}
+		return nil
+	}
 }
 
 // newJobs builds the background jobs of svc on the store's own database (package jobs).
@@ -262,6 +288,7 @@ type store interface {
 	paynotify.Store
 	Migrate(ctx context.Context) error
 	PendingMigrations(ctx context.Context) (int, error)
+	Ping(ctx context.Context) error
 	Close() error
 }
 
