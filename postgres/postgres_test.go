@@ -333,3 +333,48 @@ func BenchmarkCommit(b *testing.B) {
 		})
 	}
 }
+
+// TestBatchLockTimeout: an order row held by another session does not stall the other writes of
+// the instance: the batch gives up on the lock after lock_timeout, the writes run again one by
+// one, the other order is paid, and only the write of the locked order fails.
+func TestBatchLockTimeout(t *testing.T) {
+	db := MustOpen(t, pgtest.NewSchema(t))
+	ctx := t.Context()
+	x := storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "LX", storetest.T0))
+	y := storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "LY", storetest.T0))
+	// Another session holds X's row (an operator's open transaction).
+	other, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(context.Background())
+	if _, err := other.Exec(ctx, `SELECT 1 FROM orders WHERE app = 'app1' AND out_trade_no = 'LX' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	queued, release := db.HoldWrites(t)
+	var errX, errY error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, errX = db.Commit(ctx, storetest.PaidChange(x, "evX", "ntX", storetest.T0)) })
+	wg.Go(func() { _, errY = db.Commit(ctx, storetest.PaidChange(y, "evY", "ntY", storetest.T0)) })
+	for deadline := time.Now().Add(10 * time.Second); queued() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			release(nil)
+			t.Fatal("the two commits never queued")
+		}
+	}
+	release(nil)
+	wg.Wait()
+	if errY != nil {
+		t.Errorf("the unlocked order's commit: %v", errY)
+	}
+	if errX == nil || !strings.Contains(errX.Error(), "55P03") {
+		t.Errorf("the locked order's commit: %v, want lock_timeout (55P03)", errX)
+	}
+	if o, err := db.GetOrder(ctx, "app1", "LY"); err != nil || o.Status != paynotify.StatusPaid {
+		t.Errorf("LY: %v %v", o, err)
+	}
+	other.Rollback(ctx)
+	if o, err := db.GetOrder(ctx, "app1", "LX"); err != nil || o.Status != paynotify.StatusPending {
+		t.Errorf("LX: %v %v", o, err)
+	}
+}

@@ -93,36 +93,57 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, errOpFailed) && !retryable(err) {
+	if !errors.Is(err, errOpFailed) && !retryable(err) && !lockTimeout(err) {
 		return err
 	}
-	// One op broke the transaction (or a deadlock with another instance's batch did): run
-	// each one alone.
+	// One op broke the transaction (or a deadlock with another instance's batch, or a row
+	// locked by another session past lockTimeoutSQL, did): run each one alone.
 	for _, o := range ops {
 		if err := o.Ctx.Err(); err != nil {
-			o.Err = err // nothing of it was committed
+			o.Err, o.Skipped = err, true // nothing of it was committed
 			continue
 		}
+		// Once started, a write runs to its end (a cancelled COMMIT leaves its outcome
+		// unknown); the lock timeout bounds how long it can wait for a row.
+		ctx := context.WithoutCancel(o.Ctx)
 		wr := o.Fn
-		o.Err = unclean(db.inTx(o.Ctx, func(tx pgx.Tx) error {
-			var b batch
-			var err error
-			switch {
-			case wr.change != nil:
-				wr.anomalyNew = false
-				err = commit(o.Ctx, tx, wr.change, wr.anomalyAt, &wr.anomalyNew, &b)
-			case wr.create != nil:
-				wr.stored, wr.created, err = createOrder(o.Ctx, tx, wr.create)
-			default:
-				err = wr.fn(o.Ctx, tx, &b)
+		o.Err = unclean(db.inTx(ctx, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, lockTimeoutSQL); err != nil {
+				return err
 			}
+			var b batch
+			err := groupcommit.Run(func() error {
+				var err error
+				switch {
+				case wr.change != nil:
+					wr.anomalyNew = false
+					err = commit(ctx, tx, wr.change, wr.anomalyAt, &wr.anomalyNew, &b)
+				case wr.create != nil:
+					wr.stored, wr.created, err = createOrder(ctx, tx, wr.create)
+				default:
+					err = wr.fn(ctx, tx, &b)
+				}
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			return insertEvents(o.Ctx, tx, b.events)
+			return insertEvents(ctx, tx, b.events)
 		}))
 	}
 	return nil
+}
+
+// lockTimeoutSQL bounds how long a batch (or a write run alone) waits for a row that another
+// session holds: without it one locked order would stall every write of the instance behind the
+// batch waiting for it. A batch that times out runs again write by write, where only the write of
+// that order fails (and its caller is answered with a failure: a provider retries).
+const lockTimeoutSQL = `SET LOCAL lock_timeout = '2s'`
+
+// lockTimeout reports whether err is PostgreSQL's lock_not_available (lock_timeout ran out).
+func lockTimeout(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "55P03"
 }
 
 // errOpFailed: an op of the batch failed after writing; its transaction is lost.
@@ -138,6 +159,9 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
 	defer rollback(ctx, tx)
+	if _, err := tx.Exec(ctx, lockTimeoutSQL); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
 	var (
 		b       batch
 		ran     int
@@ -146,7 +170,7 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 	)
 	for _, o := range ops {
 		if err := o.Ctx.Err(); err != nil {
-			o.Err = err
+			o.Err, o.Skipped = err, true
 			continue
 		}
 		if o.Fn.change != nil {
@@ -157,7 +181,7 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 			creates = append(creates, o)
 			continue
 		}
-		err := o.Fn.fn(ctx, tx, &b)
+		err := groupcommit.Run(func() error { return o.Fn.fn(ctx, tx, &b) })
 		if err == nil {
 			ran++
 			continue
@@ -168,11 +192,16 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 		}
 		return batchFailed(ops, err)
 	}
-	if err := createPipelined(ctx, tx, creates); err != nil {
+	if err := groupcommit.Run(func() error { return createPipelined(ctx, tx, creates) }); err != nil {
 		return batchFailed(ops, err)
 	}
 	ran += len(creates)
-	n, err := commitPipelined(ctx, tx, commits, &b)
+	var n int
+	err = groupcommit.Run(func() error {
+		var err error
+		n, err = commitPipelined(ctx, tx, commits, &b)
+		return err
+	})
 	if err != nil {
 		return batchFailed(ops, err)
 	}
@@ -199,7 +228,7 @@ func batchFailed(ops []*op, err error) error {
 			o.Err = nil
 		}
 	}
-	if retryable(err) {
+	if retryable(err) || lockTimeout(err) {
 		return err
 	}
 	return errOpFailed

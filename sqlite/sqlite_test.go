@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -249,4 +250,43 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+}
+
+// TestFailedBatchRefunds: two refunds of an order's whole amount in one batch whose COMMIT fails.
+// The second is refused only because of the first, which is not kept: both are answered with the
+// batch's failure, none with "would exceed", and a retry of either succeeds.
+func TestFailedBatchRefunds(t *testing.T) {
+	db := MustOpen(t, tempPath(t))
+	ctx := t.Context()
+	o := storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "R1", storetest.T0))
+	refund := func(no string) *paynotify.Refund {
+		return &paynotify.Refund{App: "app1", OutTradeNo: "R1", OutRequestNo: no, Amount: o.Amount,
+			Status: paynotify.RefundPending, CreatedAt: storetest.T0, UpdatedAt: storetest.T0}
+	}
+	queued, release := db.HoldWrites(t)
+	injected := errors.New("injected commit failure")
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, no := range []string{"RF1", "RF2"} {
+		wg.Go(func() { _, _, errs[i] = db.CreateRefund(ctx, refund(no)) })
+	}
+	for deadline := time.Now().Add(10 * time.Second); queued() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			release(nil)
+			t.Fatal("the two refunds never queued")
+		}
+	}
+	release(injected)
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, injected) {
+			t.Errorf("refund %d: %v, want the injected failure", i, err)
+		}
+	}
+	if rs, err := db.ListRefunds(ctx, "app1", "R1"); err != nil || len(rs) != 0 {
+		t.Fatalf("refunds after the failed batch: %v %v", rs, err)
+	}
+	if _, created, err := db.CreateRefund(ctx, refund("RF2")); err != nil || !created {
+		t.Fatalf("retry: created %v, %v", created, err)
+	}
 }

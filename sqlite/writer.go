@@ -11,14 +11,15 @@ import (
 // Group commit (docs/storage.md, "Group commit").
 //
 // Every write of the request path (Commit, InsertEvidence, CreateOrder, CreateRefund,
-// ConfirmRefundAmount) is an op of the store's groupcommit.Writer, which runs the ops that
-// arrived while its previous transaction was committing in one write transaction, each inside a
-// savepoint of its own: an op that fails is rolled back to its savepoint and fails alone, the
-// others commit. Every caller is answered after the COMMIT of the transaction holding its op
-// returned (synchronous=FULL: on disk), so one fsync serves a whole batch.
+// ConfirmRefundAmount) and the webhook dispatcher's (fan-outs, claims, results) is an op of the
+// store's groupcommit.Writer, which runs the ops that arrived while its previous transaction was
+// committing in one write transaction, each inside a savepoint of its own: an op that fails (or
+// panics) is rolled back to its savepoint and fails alone, the others commit. Every caller is
+// answered after the COMMIT of the transaction holding its op returned (synchronous=FULL: on
+// disk), so one fsync serves a whole batch.
 //
 // The writer holds the write connection only for the length of a batch: River's transactions,
-// the webhook dispatcher's and other processes (paynotify reconcile, a backup) take their turn
+// the API's endpoint changes and other processes (paynotify reconcile, a backup) take their turn
 // between batches.
 
 // maxBatch bounds the ops of one transaction, so that a burst does not hold the write lock (and
@@ -52,7 +53,7 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 	ran := 0
 	for _, op := range ops {
 		if err := op.Ctx.Err(); err != nil {
-			op.Err = err
+			op.Err, op.Skipped = err, true
 			continue
 		}
 		// Once started, an op runs to its end whatever its caller does: a statement interrupted
@@ -61,7 +62,7 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 		opCtx := context.WithoutCancel(op.Ctx)
 		if len(ops) == 1 {
 			// Alone in its transaction: its failure is the batch's.
-			if op.Err = op.Fn(opCtx, tx, st); op.Err != nil {
+			if op.Err = groupcommit.Run(func() error { return op.Fn(opCtx, tx, st) }); op.Err != nil {
 				return nil
 			}
 			ran++
@@ -70,7 +71,7 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 		if _, err := savepoint.ExecContext(ctx); err != nil {
 			return fmt.Errorf("sqlite: savepoint: %w", err)
 		}
-		if op.Err = op.Fn(opCtx, tx, st); op.Err != nil {
+		if op.Err = groupcommit.Run(func() error { return op.Fn(opCtx, tx, st) }); op.Err != nil {
 			// Undo its writes and go on with the others. If SQLite already ended the
 			// transaction (some errors roll it back whole), the savepoint is gone: the batch
 			// fails.

@@ -10,6 +10,7 @@ package groupcommit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -26,8 +27,10 @@ type Op[F any] struct {
 	// Fn is the write, in the store's terms.
 	Fn F
 	// Err is the op's outcome, set by the commit function: nil means committed.
-	Err  error
-	done chan struct{}
+	Err error
+	// Skipped is set by the commit function for an op it did not run (its Ctx had ended).
+	Skipped bool
+	done    chan struct{}
 }
 
 // Hooks let tests shape and fail batches.
@@ -57,8 +60,10 @@ type Writer[F any] struct {
 
 // New starts a writer whose batches hold at most max ops, run by n goroutines (n batches at
 // most in flight; SQLite has one writer, PostgreSQL can commit several at once). commit runs
-// one batch: it sets each op's Err, and returns a non-nil error only when nothing of the batch
-// was committed; that error becomes the answer of every op that has none.
+// one batch: it sets each op's Err (and Skipped), and returns a non-nil error only when nothing
+// of the batch was committed. That error becomes the answer of every op that ran, its own
+// answer replaced: an op's own outcome (a lost compare-and-set, a refund refused for the
+// refunds before it) may rest on writes of the batch that are now gone.
 func New[F any](n, max int, commit func(ops []*Op[F]) error) *Writer[F] {
 	w := &Writer[F]{commit: commit, max: max, ops: make(chan *Op[F], 4*max), quit: make(chan struct{})}
 	for range max1(n) {
@@ -170,9 +175,20 @@ func (w *Writer[F]) gather(batch *[]*Op[F]) bool {
 func (w *Writer[F]) runBatch(ops []*Op[F]) {
 	err := w.commit(ops)
 	for _, op := range ops {
-		if op.Err == nil && err != nil {
+		if err != nil && !op.Skipped {
 			op.Err = err
 		}
 		close(op.done)
 	}
+}
+
+// Run calls fn, turning a panic into an error: a write that panics fails alone instead of
+// taking the writer's goroutine, and the process, down with it.
+func Run(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("groupcommit: write panicked: %v", r)
+		}
+	}()
+	return fn()
 }

@@ -3,6 +3,7 @@ package groupcommit
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,61 +14,88 @@ type answer struct{ err error }
 
 func TestWriter(t *testing.T) {
 	t.Run("OKHeldBatch", func(t *testing.T) {
-		// Ops sent while the first one is held go into its batch; each gets its own answer,
-		// and a batch failure goes only to the ops without one.
+		// Ops sent while the first one is held go into its batch and each gets its own answer;
+		// when the batch fails, every op that ran gets the batch's error instead of its own (its
+		// own may rest on writes of the batch that are gone), and a skipped op keeps its own.
 		var sizes []int
 		batchErr := errors.New("batch failed")
+		failNext := false
 		w := New(1, 64, func(ops []*Op[answer]) error {
 			sizes = append(sizes, len(ops))
 			for _, op := range ops {
+				if err := op.Ctx.Err(); err != nil {
+					op.Err, op.Skipped = err, true
+					continue
+				}
 				op.Err = op.Fn.err
 			}
-			if len(ops) > 1 {
+			if failNext {
 				return batchErr
 			}
 			return nil
 		})
 		defer w.Close()
-		arrived, release := make(chan struct{}), make(chan struct{})
-		held := false
-		w.SetHooks(&Hooks{Hold: func() {
-			if !held {
-				held = true
-				close(arrived)
-				<-release
+		held := func(ctxs []context.Context, answers []answer, before func()) []error {
+			arrived, release := make(chan struct{}), make(chan struct{})
+			first := true
+			w.SetHooks(&Hooks{Hold: func() {
+				if first {
+					first = false
+					close(arrived)
+					<-release
+				}
+			}})
+			errs := make([]error, len(answers))
+			var wg sync.WaitGroup
+			for i := range answers {
+				wg.Go(func() { errs[i] = w.Do(ctxs[i], answers[i]) })
 			}
-		}})
+			<-arrived
+			for w.Queued() < len(answers)-1 {
+				time.Sleep(time.Millisecond)
+			}
+			before()
+			close(release)
+			wg.Wait()
+			w.SetHooks(nil)
+			return errs
+		}
 		own := errors.New("own")
-		errs := make([]error, 5)
-		var wg sync.WaitGroup
-		for i := range errs {
-			var a answer
-			if i == 2 {
-				a.err = own
+		bg := context.Background()
+		ctxs := []context.Context{bg, bg, bg, bg, bg}
+		answers := []answer{{}, {}, {own}, {}, {}}
+		errs := held(ctxs, answers, func() {})
+		for i, err := range errs {
+			if want := answers[i].err; err != want {
+				t.Errorf("committed batch, op %d: %v, want %v", i, err, want)
 			}
-			wg.Go(func() { errs[i] = w.Do(context.Background(), a) })
 		}
-		<-arrived
-		for w.Queued() < 4 {
-			time.Sleep(time.Millisecond)
-		}
-		close(release)
-		wg.Wait()
+		// A failed batch, one op's caller gone while it waited: ctxs[3] is cancelled after
+		// every op was queued (so it is skipped), and the batch fails.
+		gone, cancel := context.WithCancel(bg)
+		ctxs[3] = gone
+		failNext = true
+		errs = held(ctxs, answers, cancel)
 		for i, err := range errs {
 			want := batchErr
-			if i == 2 {
-				want = own
+			if i == 3 {
+				want = context.Canceled
 			}
-			if err != want {
-				t.Errorf("op %d: %v, want %v", i, err, want)
+			if !errors.Is(err, want) {
+				t.Errorf("failed batch, op %d: %v, want %v", i, err, want)
 			}
 		}
-		if len(sizes) != 1 || sizes[0] != 5 {
-			t.Errorf("batches %v, want one of 5", sizes)
+		if len(sizes) != 2 || sizes[0] != 5 || sizes[1] != 5 {
+			t.Errorf("batches %v, want two of 5", sizes)
 		}
-		w.SetHooks(nil)
-		if err := w.Do(context.Background(), answer{}); err != nil {
-			t.Errorf("a batch of one: %v", err)
+	})
+	t.Run("ErrPanic", func(t *testing.T) {
+		err := Run(func() error { var m map[string]int; m["x"]++; return nil })
+		if err == nil || !strings.Contains(err.Error(), "write panicked") {
+			t.Fatalf("Run of a panicking write: %v", err)
+		}
+		if err := Run(func() error { return nil }); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("ErrContextDone", func(t *testing.T) {
