@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +33,8 @@ type Config struct {
 	Jobs JobsConfig `yaml:"jobs"`
 	// Listen is the address to serve on. Defaults to ":8080".
 	Listen string `yaml:"listen"`
+	// Log sets the level and format of serve's log (standard error).
+	Log LogConfig `yaml:"log"`
 	// NATS, when its url is set, also publishes every event to NATS JetStream
 	// (docs/webhooks.md).
 	NATS NATSConfig `yaml:"nats"`
@@ -40,6 +43,25 @@ type Config struct {
 	PublicURL string `yaml:"public_url"`
 	// Webhooks sets which endpoints webhook deliveries may go to (docs/webhooks.md).
 	Webhooks WebhooksConfig `yaml:"webhooks"`
+}
+
+// LogConfig is the log block.
+type LogConfig struct {
+	// Level is debug, info (the default), warn or error.
+	Level string `yaml:"level"`
+	// Format is text (the default, logfmt-like key=value) or json (one object per line).
+	Format string `yaml:"format"`
+}
+
+// handler returns the slog handler the log block asks for, writing to w.
+func (l LogConfig) handler(w io.Writer) slog.Handler {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level)) // validated by ParseConfig
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
 }
 
 // WebhooksConfig is the webhooks block.
@@ -217,6 +239,12 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 	if c.Database == "" {
 		c.Database = DefaultDatabase
 	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
 	c.Jobs = c.Jobs.withDefaults()
 	if c.Webhooks.Concurrency == 0 {
 		c.Webhooks.Concurrency = 8
@@ -341,6 +369,14 @@ func (c *Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.Database, "sqlite:") && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
 		return errors.New("database: must be sqlite:PATH or a postgres:// URL")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
 	}
 	if c.Jobs.SweepInterval < time.Second {
 		return fmt.Errorf("jobs.sweep_interval: %s is shorter than 1s", c.Jobs.SweepInterval)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -429,6 +431,53 @@ func TestConfig_BuildLegacyApps(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), md5Key) || strings.Contains(err.Error(), "MII") {
 				t.Fatalf("error leaks key material: %v", err)
+			}
+		})
+	}
+}
+
+// TestConfig_Log: the log block's defaults, its refusals, and what the handlers write.
+func TestConfig_Log(t *testing.T) {
+	vars := env(map[string]string{"TOKEN": "0123456789abcdef0123"})
+	parse := func(t *testing.T, block string) (*Config, error) {
+		t.Helper()
+		return ParseConfig([]byte(validConfig+block), vars)
+	}
+	t.Run("OKDefaults", func(t *testing.T) {
+		c, err := parse(t, "")
+		if err != nil || c.Log.Level != "info" || c.Log.Format != "text" {
+			t.Fatalf("%+v %v", c.Log, err)
+		}
+		var b strings.Builder
+		log := slog.New(c.Log.handler(&b))
+		log.Debug("hidden")
+		log.Info("shown", "k", "v")
+		if got := b.String(); strings.Contains(got, "hidden") || !strings.Contains(got, "level=INFO msg=shown k=v") {
+			t.Fatalf("text at info: %q", got)
+		}
+	})
+	t.Run("OKJSONWarn", func(t *testing.T) {
+		c, err := parse(t, "log:\n  level: warn\n  format: json\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		log := slog.New(c.Log.handler(&b))
+		log.Info("hidden")
+		log.Warn("shown", "k", "v")
+		var line map[string]any
+		if err := json.Unmarshal([]byte(b.String()), &line); err != nil || line["msg"] != "shown" || line["level"] != "WARN" || line["k"] != "v" {
+			t.Fatalf("json at warn: %q (%v)", b.String(), err)
+		}
+	})
+	for _, tt := range []struct{ name, block, want string }{
+		{"ErrLevel", "log:\n  level: verbose\n", `log.level: "verbose" is not debug, info, warn or error`},
+		{"ErrFormat", "log:\n  format: xml\n", `log.format: "xml" is not text or json`},
+		{"ErrUnknownKey", "log:\n  colour: true\n", "colour"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := parse(t, tt.block); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
 	}

@@ -63,6 +63,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return &configError{err: err}
 	}
+	logger = slog.New(cfg.Log.handler(m.Stderr))
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
