@@ -106,6 +106,9 @@ func NewTradeNo() string {
 // newOrder checks a create request and returns the new order, with its first check scheduled.
 func (s *Service) newOrder(req *CreateOrderRequest) (*App, *Order, error) {
 	invalid := func(format string, args ...any) error { return Errorf(EINVALID, format, args...) }
+	if req.App == "" {
+		return nil, nil, invalid("app is required: the name of an app of the config file.")
+	}
 	a, ok := s.Apps[req.App]
 	if !ok {
 		return nil, nil, invalid("Unknown app %q.", req.App)

@@ -2,7 +2,6 @@ package httpd
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -45,19 +44,6 @@ func orderView(o *paynotify.Order, pay json.RawMessage) orderJSON {
 // intAmount is a JSON amount: a positive integer of fen, nothing else (no fraction, no exponent).
 var intAmount = regexp.MustCompile(`^[1-9][0-9]{0,14}$`)
 
-// decodeJSON reads a JSON body strictly: unknown fields and trailing data are errors.
-func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.maxBody()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: %v.", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: trailing data.")
-	}
-	return nil
-}
-
 func (s *Server) maxBody() int64 {
 	if s.MaxBodyBytes > 0 {
 		return s.MaxBodyBytes
@@ -76,7 +62,7 @@ func parseAmount(raw *json.RawMessage, what string) (paynotify.Amount, error) {
 
 func (s *Server) handleCreateOrder(w http.ResponseWriter, r *http.Request) {
 	var req createOrderRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
+	if err := s.decodeObject(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -230,7 +216,7 @@ func (s *Server) handleCreateRefund(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req createRefundRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
+	if err := s.decodeObject(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -75,8 +75,10 @@ func (r *endpointRequest) toService() *paynotify.WebhookEndpointRequest {
 	return &paynotify.WebhookEndpointRequest{URL: r.URL, Events: r.Events, Apps: r.Apps, Description: r.Description, Status: r.Status}
 }
 
-// decodeObject reads a JSON object body strictly: no duplicate keys (at any depth; the error
-// names the key), no unknown fields, no trailing data.
+// decodeObject reads a merchant API JSON object body strictly: no duplicate keys (at any depth;
+// the error names the key), keys spelled exactly as the API names them (encoding/json would take
+// "AMOUNT" for "amount", so that {"AMOUNT":1,"amount":8888} chose one silently), no unknown
+// fields, no trailing data.
 func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody()))
 	if err != nil {
@@ -86,6 +88,9 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, v any) err
 		body = []byte("{}")
 	}
 	if err := checkDuplicateKeys(body); err != nil {
+		return err
+	}
+	if err := checkKeyCase(body, reflect.TypeOf(v)); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -127,6 +132,67 @@ func kindName(k reflect.Kind) string {
 		return "a number"
 	}
 	return "of another type"
+}
+
+// checkKeyCase refuses an object key of body that names a field of t (a struct, or a pointer
+// to one) only when compared without case, at the top level and in nested objects of struct
+// fields. Keys naming no field at all are left to DisallowUnknownFields.
+func checkKeyCase(body []byte, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	// The object's members in the order written, so that the first offending key is named.
+	type member struct {
+		key string
+		raw json.RawMessage
+	}
+	var obj []member
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil // not an object: the decoder says so
+	}
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		var m member
+		m.key, _ = kt.(string)
+		if dec.Decode(&m.raw) != nil {
+			return nil
+		}
+		obj = append(obj, m)
+	}
+	fields := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
+	for _, m := range obj {
+		k := m.key
+		if ft, ok := fields[k]; ok {
+			if err := checkKeyCase(m.raw, ft); err != nil {
+				return err
+			}
+			continue
+		}
+		for name := range fields {
+			if strings.EqualFold(name, k) {
+				return paynotify.Errorf(paynotify.EINVALID, "%s: unknown field (did you mean %s? keys are case-sensitive).", k, name)
+			}
+		}
+	}
+	return nil
 }
 
 // checkDuplicateKeys refuses a JSON text with an object that has the same key twice (the

@@ -1,0 +1,47 @@
+package httpd_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/paynotify/paynotify"
+)
+
+// TestStrictJSON: merchant JSON with a duplicate key or a key spelled with other letter cases is
+// refused with 400 naming the key, and nothing is created (encoding/json alone would match keys
+// without case and keep the last one: {"AMOUNT":1,"amount":8888,"Amount":5} made an order of 5
+// fen); a create without app says app is required.
+func TestStrictJSON(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		for _, tt := range []struct{ name, path, body, want string }{
+			{"ErrCaseVariants", "/v1/orders", `{"app":"shop","out_trade_no":"J1","AMOUNT":1,"amount":8888,"Amount":5,"subject":"s","channel":"alipay.app"}`,
+				"AMOUNT: unknown field (did you mean amount? keys are case-sensitive)."},
+			{"ErrCaseVariantAlone", "/v1/orders", `{"App":"shop","out_trade_no":"J1","amount":8888,"subject":"s","channel":"alipay.app"}`,
+				"App: unknown field (did you mean app? keys are case-sensitive)."},
+			{"ErrDuplicate", "/v1/orders", `{"app":"shop","out_trade_no":"J1","amount":5,"amount":8888,"subject":"s","channel":"alipay.app"}`,
+				"amount: duplicate key."},
+			{"ErrNoApp", "/v1/orders", `{"out_trade_no":"J1","amount":8888,"subject":"s","channel":"alipay.app"}`,
+				"app is required"},
+			{"ErrRefundCase", "/v1/orders/shop/J0/refunds", `{"out_request_no":"R1","Amount":1,"amount":100}`,
+				"Amount: unknown field (did you mean amount? keys are case-sensitive)."},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				var out struct {
+					Error struct{ Message string } `json:"error"`
+				}
+				code := e.api("POST", tt.path, json.RawMessage(tt.body), &out)
+				msg := out.Error.Message
+				if code != http.StatusBadRequest || !strings.Contains(msg, tt.want) {
+					t.Fatalf("%d %v; want 400 with %q", code, out, tt.want)
+				}
+			})
+		}
+		if _, err := s.GetOrder(t.Context(), "shop", "J1"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+			t.Fatalf("an order was created by a refused request: %v", err)
+		}
+	})
+}
