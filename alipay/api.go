@@ -230,7 +230,7 @@ type tradeRef struct {
 
 func checkRef(outTradeNo, tradeNo string) error {
 	if outTradeNo == "" && tradeNo == "" {
-		return errors.New("alipay: out_trade_no or trade_no is required")
+		return invalidRequest("alipay: out_trade_no or trade_no is required")
 	}
 	return nil
 }
@@ -347,7 +347,7 @@ func (c *Client) TradeRefund(ctx context.Context, q TradeRefund) (*TradeRefundRe
 		return nil, err
 	}
 	if q.RefundAmount < 1 || q.RefundAmount > maxRequestAmountFen {
-		return nil, errors.New("alipay: refund_amount must be 0.01 to 100000000.00 yuan")
+		return nil, invalidRequest("alipay: refund_amount must be 0.01 to 100000000.00 yuan")
 	}
 	biz := struct {
 		OutTradeNo   string `json:"out_trade_no,omitempty"`
@@ -409,7 +409,7 @@ func (c *Client) TradeFastpayRefundQuery(ctx context.Context, q TradeFastpayRefu
 		return nil, err
 	}
 	if q.OutRequestNo == "" {
-		return nil, errors.New("alipay: out_request_no is required")
+		return nil, invalidRequest("alipay: out_request_no is required")
 	}
 	biz := struct {
 		OutTradeNo   string   `json:"out_trade_no,omitempty"`

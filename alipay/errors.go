@@ -20,7 +20,19 @@ var (
 	// ErrAppID means a notification whose signature verified names another app_id than
 	// Config.AppID (or none): signed by Alipay, but not for this application.
 	ErrAppID = errors.New("alipay: notification for another app")
+	// ErrInvalidRequest is wrapped by the errors of a request refused before it was signed or
+	// sent: a value outside Alipay's bounds (total_amount over 100,000,000.00 yuan), a required
+	// field missing. Nothing reached Alipay; sending it again unchanged cannot succeed.
+	ErrInvalidRequest = errors.New("alipay: invalid request")
 )
+
+// invalidRequestError is a request refused locally; it wraps ErrInvalidRequest.
+type invalidRequestError struct{ msg string }
+
+func (e *invalidRequestError) Error() string { return e.msg }
+func (e *invalidRequestError) Unwrap() error { return ErrInvalidRequest }
+
+func invalidRequest(msg string) error { return &invalidRequestError{msg} }
 
 // The VerifyError reasons, the stable evidence reasons of docs/api.md, "Evidence".
 const (

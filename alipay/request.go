@@ -98,11 +98,11 @@ var errNoPrivateKey = errors.New("alipay: no app private key configured (verify-
 func checkOrder(outTradeNo string, fen int64, subject string) error {
 	switch {
 	case outTradeNo == "" || len(outTradeNo) > 64:
-		return errors.New("alipay: out_trade_no must be 1 to 64 characters")
+		return invalidRequest("alipay: out_trade_no must be 1 to 64 characters")
 	case fen < 1 || fen > maxRequestAmountFen:
-		return errors.New("alipay: total_amount must be 0.01 to 100000000.00 yuan")
+		return invalidRequest("alipay: total_amount must be 0.01 to 100000000.00 yuan")
 	case strings.TrimSpace(subject) == "":
-		return errors.New("alipay: subject is required")
+		return invalidRequest("alipay: subject is required")
 	}
 	return nil
 }

@@ -125,3 +125,21 @@ func TestVerifyNotification_AppID(t *testing.T) {
 		}
 	})
 }
+
+// TestInvalidRequest: a request refused before it is signed wraps ErrInvalidRequest.
+func TestInvalidRequest(t *testing.T) {
+	c := testClient(t, nil)
+	for _, p := range []TradeAppPay{
+		{OutTradeNo: "x1", TotalAmount: 100_000_000_01, Subject: "s"},
+		{OutTradeNo: "x1", TotalAmount: 0, Subject: "s"},
+		{OutTradeNo: "x1", TotalAmount: 1, Subject: " "},
+		{OutTradeNo: "", TotalAmount: 1, Subject: "s"},
+	} {
+		if _, err := c.AppPay(p); !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("AppPay(%+v): %v, want ErrInvalidRequest", p, err)
+		}
+	}
+	if _, err := c.AppPay(TradeAppPay{OutTradeNo: "x1", TotalAmount: 100_000_000_00, Subject: "s"}); err != nil {
+		t.Errorf("AppPay at the bound: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ func TestStrictJSON(t *testing.T) {
 				"amount: duplicate key."},
 			{"ErrNoApp", "/v1/orders", `{"out_trade_no":"J1","amount":8888,"subject":"s","channel":"alipay.app"}`,
 				"app is required"},
+			// Over Alipay's bound: refused before anything is sent, so 400, not 502.
+			{"ErrAlipayAmountBound", "/v1/orders", `{"app":"shop","out_trade_no":"J1","amount":10000000001,"subject":"s","channel":"alipay.app"}`,
+				"total_amount must be 0.01 to 100000000.00 yuan."},
 			{"ErrRefundCase", "/v1/orders/shop/J0/refunds", `{"out_request_no":"R1","Amount":1,"amount":100}`,
 				"Amount: unknown field (did you mean amount? keys are case-sensitive)."},
 		} {

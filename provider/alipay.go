@@ -324,6 +324,9 @@ func alipayError(err error) error {
 		return &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "Alipay did not answer definitively: " + ae.Code + " " + ae.SubCode, ProviderCode: ae.SubCode}
 	case errors.As(err, &ve):
 		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's answer could not be verified (%s).", ve.Reason)
+	case errors.Is(err, alipay.ErrInvalidRequest):
+		// Refused before anything was sent: the request is wrong, Alipay was never asked.
+		return paynotify.Errorf(paynotify.EINVALID, "%s.", strings.TrimPrefix(err.Error(), "alipay: "))
 	default:
 		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay is unreachable: %v.", err)
 	}
