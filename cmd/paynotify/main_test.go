@@ -36,3 +36,26 @@ func TestMain_Usage(t *testing.T) {
 		}
 	})
 }
+
+// TestMain_HelpEveryCommand: --help prints a usage on stdout and exits 0, for every command and
+// every provider of verify.
+func TestMain_HelpEveryCommand(t *testing.T) {
+	var names [][]string
+	for name := range commands {
+		names = append(names, []string{name})
+	}
+	for name := range verifiers {
+		names = append(names, []string{"verify", name})
+	}
+	if len(names) < 8 {
+		t.Fatalf("only %d commands registered", len(names))
+	}
+	for _, args := range names {
+		t.Run(strings.Join(args, "_"), func(t *testing.T) {
+			code, out, errs := runMain(t, "", append(args, "--help")...)
+			if code != exitOK || !strings.Contains(out, "paynotify "+args[0]) || errs != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit 0 and the usage on stdout", code, out, errs)
+			}
+		})
+	}
+}

@@ -31,28 +31,36 @@ func init() {
 type serveCommand struct{}
 
 func (serveCommand) Usage() string {
-	return "paynotify serve [--config FILE] [--no-migrate] [--listen ADDR] [--data-dir DIR] [--pprof LOOPBACK-ADDR]"
+	return `Usage: paynotify serve [--config FILE] [--no-migrate] [--listen ADDR] [--data-dir DIR] [--pprof LOOPBACK-ADDR]
+
+Runs the server on the config file (docs/config.md), or without --config the demo on the
+embedded sandbox, its data in --data-dir (default paynotify-data).
+  --config FILE         the config file (YAML); none runs the demo
+  --no-migrate          do not apply migrations at start; refuse an old schema
+  --listen ADDR         the address to serve on (overrides the config's listen; the demo's default is 127.0.0.1:8080)
+  --data-dir DIR        demo mode only: where the demo keeps its database, keys and token
+  --pprof ADDR          serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060
+`
 }
+
+// serveTry is what a usage error of serve suggests.
+const serveTry = "paynotify serve --help"
 
 func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
 	configPath := fs.String("config", "", "config file (YAML); none runs the demo")
 	noMigrate := fs.Bool("no-migrate", false, "do not apply migrations at start; refuse an old schema")
 	listen := fs.String("listen", "", "address to serve on (overrides the config's listen; the demo's default is 127.0.0.1:8080)")
 	dataDir := fs.String("data-dir", demoDataDir, "demo mode only: where the demo keeps its database, keys and token")
 	pprofAddr := fs.String("pprof", "", "serve Go's profiler (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (docs/performance.md)")
-	if err := fs.Parse(args); err != nil {
-		return usagef(c.Usage(), "serve: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef(c.Usage(), "serve: unexpected arguments %q", fs.Args())
+	if err := parseCommandFlags(m, fs, c.Usage(), serveTry, args); err != nil {
+		return err
 	}
 	logger := slog.New(slog.NewTextHandler(m.Stderr, nil))
 	if *pprofAddr != "" {
 		stop, err := servePprof(*pprofAddr, logger)
 		if err != nil {
-			return usagef(c.Usage(), "serve: --pprof: %v", err)
+			return usagef(serveTry, "serve: --pprof: %v", err)
 		}
 		defer stop()
 	}
@@ -388,16 +396,21 @@ func redactDSN(dsn string) string {
 // migrateCommand applies pending migrations.
 type migrateCommand struct{}
 
-func (migrateCommand) Usage() string { return "paynotify migrate --database DSN" }
+func (migrateCommand) Usage() string {
+	return `Usage: paynotify migrate --database DSN
+
+Applies the pending migrations of paynotify's schema and River's to the database, then exits.
+  --database DSN        sqlite:PATH or a postgres:// URL
+`
+}
 
 func (c migrateCommand) Run(ctx context.Context, m *Main, args []string) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
 	dsn := fs.String("database", "", "sqlite:PATH or postgres://…")
-	if err := fs.Parse(args); err != nil {
-		return usagef(c.Usage(), "migrate: %v", err)
+	if err := parseCommandFlags(m, fs, c.Usage(), "paynotify migrate --help", args); err != nil {
+		return err
 	}
-	if *dsn == "" || fs.NArg() > 0 {
+	if *dsn == "" {
 		return usagef("paynotify migrate --database sqlite:paynotify-data/paynotify.db", "migrate: --database is required")
 	}
 	s, err := openStore(ctx, *dsn, true)

@@ -17,12 +17,20 @@ type verifyCommand struct{}
 var verifiers = map[string]command{}
 
 func (verifyCommand) Usage() string {
-	return "paynotify verify alipay|wechatpay|alipay-legacy [flags] [BODY_FILE|-]"
+	return `Usage: paynotify verify alipay|wechatpay|alipay-legacy [flags] [BODY_FILE|-]
+
+Verifies a captured notification offline and says why it is valid or not (exit 0 valid, 1
+invalid, 2 usage). paynotify verify PROVIDER --help lists each provider's flags.
+`
 }
 
 func (verifyCommand) Run(ctx context.Context, m *Main, args []string) error {
 	if len(args) == 0 {
 		return usagef("paynotify verify alipay --alipay-public-key alipay_public.pem notify.txt", "verify: which provider? (alipay, wechatpay or alipay-legacy)")
+	}
+	if args[0] == "--help" || args[0] == "-help" || args[0] == "-h" || args[0] == "help" {
+		fmt.Fprint(m.Stdout, verifyCommand{}.Usage())
+		return nil
 	}
 	v, ok := verifiers[args[0]]
 	if !ok {
