@@ -28,9 +28,9 @@ type Callback struct {
 	Source string
 	// ReprocessedFrom is the id of the evidence record a reprocessed request was read from.
 	ReprocessedFrom string
-	// Answer renders the answer the provider will get for a verdict (for the evidence record): ok
-	// is true for accepted and duplicate.
-	Answer func(ok bool) string
+	// Answer renders the answer the provider will get for res (for the evidence record), exactly
+	// as it will be written: Acker.AckText.
+	Answer func(res *Result) string
 	// Logger, if set, is the request's logger (carrying its request id); defaults to the
 	// Processor's.
 	Logger *slog.Logger
@@ -149,11 +149,11 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 	}
 	ev := p.NewEvidence(cb.App, source, cb.Endpoint, received, cb.Header, cb.Body)
 	ev.ReprocessedFrom = cb.ReprocessedFrom
-	answer := func(ok bool) string {
+	answer := func(res *Result) string {
 		if cb.Answer == nil {
 			return ""
 		}
-		return cb.Answer(ok)
+		return cb.Answer(res)
 	}
 	base := cb.Logger
 	if base == nil {
@@ -173,19 +173,21 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		if errors.As(err, &rej) {
 			ev.OutTradeNo = rej.OutTradeNo
 		}
-		ev.Answer = answer(false)
+		res := &Result{Verdict: VerdictError, Reason: ReasonVerifyUnavailable, Evidence: ev}
+		ev.Answer = answer(res)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 		log := withAttrs()
 		log.Warn("callback not verified: a check could not be made", "err", err)
 		if err := p.Store.InsertEvidence(ctx, ev); err != nil {
 			log.Error("store evidence", "err", err)
 		}
-		return &Result{Verdict: VerdictError, Reason: ReasonVerifyUnavailable, Evidence: ev}
+		return res
 	}
 	if err != nil {
 		rej := AsReject(err)
 		ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, rej.Reason, rej.Detail, rej.OutTradeNo
-		ev.Answer = answer(false)
+		res := &Result{Verdict: VerdictRejected, Reason: rej.Reason, Evidence: ev}
+		ev.Answer = answer(res)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 		log := withAttrs()
 		log.Warn("callback rejected", "out_trade_no", rej.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
@@ -195,22 +197,23 @@ func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Resu
 				log.Error("store evidence", "err", err)
 			}
 		}
-		return &Result{Verdict: VerdictRejected, Reason: rej.Reason, Evidence: ev}
+		return res
 	}
 	ev.OutTradeNo, ev.Detail = fact.OutTradeNo, fact.Detail
 	attrs = append(attrs, slog.String("out_trade_no", fact.OutTradeNo))
 
 	res, err := p.apply(ctx, cb.App, fact, ev, func(r *Result) {
-		ev.Answer = answer(r.OK)
+		ev.Answer = answer(r)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 	})
 	if err != nil {
-		ev.Answer = answer(false)
+		res := &Result{Verdict: VerdictError, Reason: ReasonStoreError, Evidence: ev}
+		ev.Answer = answer(res)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 		log := withAttrs()
 		log.Error("callback failed", "err", err)
 		p.storeFailure(ctx, ev, err, log)
-		return &Result{Verdict: VerdictError, Reason: ReasonStoreError, Evidence: ev}
+		return res
 	}
 	base.LogAttrs(ctx, slog.LevelInfo, "callback", append(attrs, slog.Any("verdict", res.Verdict), slog.String("reason", res.Reason))...)
 	return res

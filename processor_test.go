@@ -121,7 +121,7 @@ func paidFact(otn, tradeNo string) paynotify.Fact {
 
 func callback(app *paynotify.App) *paynotify.Callback {
 	return &paynotify.Callback{App: app, Endpoint: "alipay", Header: http.Header{"Content-Type": {"text/plain"}}, Body: []byte("body"),
-		Answer: func(ok bool) string { return map[bool]string{true: "success", false: "fail"}[ok] }}
+		Answer: func(res *paynotify.Result) string { return map[bool]string{true: "success", false: "fail"}[res.OK] }}
 }
 
 func TestProcess_OK(t *testing.T) {

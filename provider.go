@@ -77,8 +77,9 @@ type Verifier interface {
 // The provider package implements it over the ack helpers of the alipay, alipaylegacy and
 // wechatpay packages, so that the answers' bytes have one home.
 type Acker interface {
-	// AckText is the answer to a notification handled (ok) or not, as the evidence records it.
-	AckText(ok bool) string
+	// AckText is the answer WriteAck writes for res, as the evidence records it: the body, or
+	// for an answer whose status matters (WeChat Pay APIv3) the status and the body.
+	AckText(res *Result) string
 	// WriteAck writes the answer to a notification the Processor has handled with res.
 	WriteAck(w http.ResponseWriter, res *Result)
 }

@@ -3,6 +3,7 @@ package provider
 import (
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
@@ -19,8 +20,8 @@ var (
 )
 
 // AckText is alipay.AckSuccess or alipay.AckFail.
-func (alipayVerifier) AckText(ok bool) string {
-	if ok {
+func (alipayVerifier) AckText(res *paynotify.Result) string {
+	if res.OK {
 		return alipay.AckSuccess
 	}
 	return alipay.AckFail
@@ -36,8 +37,8 @@ func (v alipayVerifier) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
 }
 
 // AckText is alipaylegacy.AckSuccess or alipaylegacy.AckFail.
-func (legacyVerifier) AckText(ok bool) string {
-	if ok {
+func (legacyVerifier) AckText(res *paynotify.Result) string {
+	if res.OK {
 		return alipaylegacy.AckSuccess
 	}
 	return alipaylegacy.AckFail
@@ -52,12 +53,14 @@ func (v legacyVerifier) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
 	}
 }
 
-// AckText describes the APIv3 answer (a status, not a body) for the evidence.
-func (wechatVerifier) AckText(ok bool) string {
-	if ok {
-		return "204"
+// AckText is the APIv3 answer as written: "204", or the status and the FAIL body, e.g.
+// `401 {"code":"FAIL","message":"signature_invalid"}`.
+func (wechatVerifier) AckText(res *paynotify.Result) string {
+	if res.OK {
+		return strconv.Itoa(http.StatusNoContent)
 	}
-	return "4xx/5xx FAIL"
+	status, message := wechatFailure(res)
+	return strconv.Itoa(status) + " " + string(wechatpay.AckFailureBody(message))
 }
 
 // WriteAck answers WeChat Pay APIv3: 204 on success; otherwise {"code":"FAIL",…} with 500 when we
@@ -67,6 +70,12 @@ func (wechatVerifier) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
 		wechatpay.WriteAckSuccess(w)
 		return
 	}
+	status, message := wechatFailure(res)
+	wechatpay.WriteAckFailure(w, status, message)
+}
+
+// wechatFailure is the status and message of a failure answer to WeChat Pay APIv3.
+func wechatFailure(res *paynotify.Result) (int, string) {
 	status := http.StatusBadRequest
 	switch res.Verdict {
 	case paynotify.VerdictError:
@@ -78,15 +87,15 @@ func (wechatVerifier) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
 	if reason == "" {
 		reason = string(res.Verdict)
 	}
-	wechatpay.WriteAckFailure(w, status, reason)
+	return status, reason
 }
 
 // AckText is the APIv2 XML answer: wechatpay.V2Ack(ok, "FAIL").
-func (*WechatV2) AckText(ok bool) string { return string(wechatpay.V2Ack(ok, "FAIL")) }
+func (*WechatV2) AckText(res *paynotify.Result) string { return string(wechatpay.V2Ack(res.OK, "FAIL")) }
 
 // WriteAck answers WeChat Pay APIv2 with status 200 and the XML AckText.
 func (v *WechatV2) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
-	writeText(w, "text/xml; charset=utf-8", v.AckText(res.OK))
+	writeText(w, "text/xml; charset=utf-8", v.AckText(res))
 }
 
 func writeText(w http.ResponseWriter, contentType, body string) {

@@ -2,6 +2,8 @@ package provider
 
 import (
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/paynotify/paynotify"
@@ -37,9 +39,15 @@ func TestAck(t *testing.T) {
 			if w.Code != tt.status || w.Header().Get("Content-Type") != tt.ctype || w.Body.String() != tt.body {
 				t.Errorf("WriteAck = %d %q %q, want %d %q %q", w.Code, w.Header().Get("Content-Type"), w.Body.String(), tt.status, tt.ctype, tt.body)
 			}
+			// The evidence records what was written: the body, and for WeChat Pay APIv3 (whose
+			// answer is its status) the status first.
+			want := tt.body
+			if _, v3 := tt.acker.(wechatVerifier); v3 {
+				want = strings.TrimSpace(strconv.Itoa(tt.status) + " " + tt.body)
+			}
+			if got := tt.acker.AckText(&tt.res); got != want {
+				t.Errorf("AckText = %q, want %q", got, want)
+			}
 		})
-	}
-	if got := (&WechatV2{}).AckText(false); got != v2Fail {
-		t.Errorf("AckText(false) = %q", got)
 	}
 }

@@ -458,13 +458,18 @@ func WriteAckFailure(w http.ResponseWriter, status int, message string) {
 	if status < 400 || status > 599 {
 		status = http.StatusInternalServerError
 	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(AckFailureBody(message))
+}
+
+// AckFailureBody is the body WriteAckFailure writes: {"code":"FAIL","message":message}.
+func AckFailureBody(message string) []byte {
 	b, _ := json.Marshal(struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	}{"FAIL", message})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(b)
+	return b
 }
 
 // NotificationParams describes a notification for BuildNotification.
