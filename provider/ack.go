@@ -91,7 +91,9 @@ func wechatFailure(res *paynotify.Result) (int, string) {
 }
 
 // AckText is the APIv2 XML answer: wechatpay.V2Ack(ok, "FAIL").
-func (*WechatV2) AckText(res *paynotify.Result) string { return string(wechatpay.V2Ack(res.OK, "FAIL")) }
+func (*WechatV2) AckText(res *paynotify.Result) string {
+	return string(wechatpay.V2Ack(res.OK, "FAIL"))
+}
 
 // WriteAck answers WeChat Pay APIv2 with status 200 and the XML AckText.
 func (v *WechatV2) WriteAck(w http.ResponseWriter, res *paynotify.Result) {
