@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -34,6 +35,10 @@ type Server struct {
 	// PollInterval is how often a long-poll re-reads the order, for changes made by other
 	// instances; defaults to 1s.
 	PollInterval time.Duration
+	// AllowHost, if set, is asked about the host of every request's Host header (without the
+	// port); a request it refuses is answered 421 and goes no further. The demo accepts loopback
+	// names only, so that a page on another site cannot reach it through DNS rebinding.
+	AllowHost func(host string) bool
 	// Ready, if set, tells GET /readyz whether the server can do its work (the database answers,
 	// its schema is current). Its error text is shown to whoever asks: no secrets in it.
 	Ready func(ctx context.Context) error
@@ -120,7 +125,32 @@ func (s *Server) Handler() http.Handler {
 	for pattern, h := range s.Mount {
 		mux.Handle(pattern, h)
 	}
-	return s.withRequestID(mux)
+	h := s.withRequestID(mux)
+	if s.AllowHost == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		if !s.AllowHost(host) {
+			http.Error(w, "misdirected request: this server answers to loopback host names only", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// LoopbackHost reports whether host (a Host header without its port) names the local machine:
+// localhost, or a loopback IP address (127.0.0.0/8, ::1, with or without brackets).
+func LoopbackHost(host string) bool {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // handleReady answers 200 "ok" when Ready says so (or is not set), 503 "not ready: …" otherwise;

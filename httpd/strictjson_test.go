@@ -3,10 +3,12 @@ package httpd_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/httpd"
 )
 
 // TestStrictJSON: merchant JSON with a duplicate key or a key spelled with other letter cases is
@@ -45,6 +47,37 @@ func TestStrictJSON(t *testing.T) {
 		}
 		if _, err := s.GetOrder(t.Context(), "shop", "J1"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
 			t.Fatalf("an order was created by a refused request: %v", err)
+		}
+	})
+}
+
+// TestAllowHost: with AllowHost set (the demo), a request whose Host is not a loopback name is
+// answered 421 and reaches nothing; loopback names pass. The decision is tested on names only:
+// every request goes to the loopback listener.
+func TestAllowHost(t *testing.T) {
+	for host, want := range map[string]bool{"localhost": true, "LOCALHOST": true, "127.0.0.1": true, "127.8.9.10": true,
+		"::1": true, "[::1]": true, "evil.example": false, "localhost.evil.example": false, "10.0.0.1": false, "0.0.0.0": false, "": false} {
+		if got := httpd.LoopbackHost(host); got != want {
+			t.Errorf("LoopbackHost(%q) = %v", host, got)
+		}
+	}
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		e.http.AllowHost = httpd.LoopbackHost
+		srv := httptest.NewServer(e.http.Handler())
+		t.Cleanup(srv.Close)
+		for host, want := range map[string]int{"rebind.evil.example:8080": http.StatusMisdirectedRequest, "localhost:8080": http.StatusOK,
+			"127.0.0.1": http.StatusOK} {
+			req, _ := http.NewRequest("GET", srv.URL+"/healthz", nil)
+			req.Host = host
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
+			}
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/internal/sandboxapps"
 	"github.com/paynotify/paynotify/sandbox"
 	"github.com/paynotify/paynotify/webhook"
@@ -85,6 +86,9 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 	}
 	defer bg.Close()
 	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "/v3/": sb.Handler(), "GET /{$}": srv.DemoPage()}
+	// The demo page carries the API token and the sandbox hands out its keys: answer only to
+	// loopback host names, so that another site cannot read them through DNS rebinding.
+	srv.AllowHost = httpd.LoopbackHost
 	return listenAndServe(ctx, m, logger, listen, srv, bg, func(addr string) {
 		fmt.Fprintf(m.Stdout, `
 paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
