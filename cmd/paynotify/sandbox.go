@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/sandbox"
 )
 
@@ -28,9 +29,11 @@ const defaultSandboxURL = "http://127.0.0.1:8081"
 
 func (sandboxCommand) Usage() string {
 	return `Usage:
-  paynotify sandbox [--listen ADDR] [--state-dir DIR] [--time-scale N] [--base-url URL]
+  paynotify sandbox [--listen ADDR] [--allow-remote] [--state-dir DIR] [--time-scale N] [--base-url URL]
       Runs the Alipay and WeChat Pay simulators (default 127.0.0.1:8081, state in ./sandbox-data).
       --time-scale divides notification retry delays only (1000: 4m becomes 240ms).
+      It listens on loopback addresses only (its keys and cashier are open to whoever reaches
+      it): --allow-remote lets --listen name another address.
 
   paynotify sandbox keys [--sandbox URL | --state-dir DIR] [--json]
       Prints what a merchant config needs: the sandbox's public keys, APIv3 key, and the default
@@ -91,6 +94,7 @@ func (cmd sandboxCommand) serve(ctx context.Context, m *Main, args []string) err
 	stateDir := fs.String("state-dir", "./sandbox-data", "")
 	scale := fs.Float64("time-scale", 1, "")
 	baseURL := fs.String("base-url", "", "")
+	allowRemote := fs.Bool("allow-remote", false, "")
 	pos, err := parseFlags(m, fs, cmd.Usage(), "paynotify sandbox --help", args)
 	if err != nil {
 		if errors.Is(err, errHelp) {
@@ -103,6 +107,15 @@ func (cmd sandboxCommand) serve(ctx context.Context, m *Main, args []string) err
 	}
 	if *scale <= 0 {
 		return usagef("paynotify sandbox --time-scale 1000", "sandbox: --time-scale must be positive")
+	}
+	if !*allowRemote {
+		host, _, err := net.SplitHostPort(*listen)
+		if err != nil {
+			return usagef("paynotify sandbox --listen 127.0.0.1:8081", "sandbox: --listen %q: %v", *listen, err)
+		}
+		if !httpd.LoopbackHost(host) {
+			return usagef("paynotify sandbox --listen 127.0.0.1:8081", "sandbox: --listen %q is not a loopback address: the sandbox hands out its keys and pays whatever it is asked to; add --allow-remote to listen there anyway", *listen)
+		}
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -120,3 +120,14 @@ func writeTestFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSandboxCommand_ListenLoopbackOnly: the standalone sandbox refuses a non-loopback --listen
+// without --allow-remote, before listening (the decision only: nothing listens or connects).
+func TestSandboxCommand_ListenLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0", "192.0.2.10:8081", "[::]:0"} {
+		code, _, errs := runMain(t, "", "sandbox", "--listen", addr, "--state-dir", t.TempDir())
+		if code != exitUsage || !strings.Contains(errs, "is not a loopback address") || !strings.Contains(errs, "--allow-remote") {
+			t.Errorf("--listen %s: exit %d, stderr %q; want a usage error naming --allow-remote", addr, code, errs)
+		}
+	}
+}
