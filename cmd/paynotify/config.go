@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,107 @@ type Config struct {
 	PublicURL string `yaml:"public_url"`
 	// Webhooks sets which endpoints webhook deliveries may go to (docs/webhooks.md).
 	Webhooks WebhooksConfig `yaml:"webhooks"`
+}
+
+// unknownField is yaml's wording of an unknown key: "line N: field K not found in type main.T".
+var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type main\.(\w+)$`)
+
+// yamlErrors words yaml's decoding errors in the config's terms: an unknown key by its block (a
+// YAML path, not a Go type), with the closest known key when one is near.
+func yamlErrors(errs []string) []string {
+	blocks := configBlocks()
+	out := make([]string, 0, len(errs))
+	for _, e := range errs {
+		m := unknownField.FindStringSubmatch(e)
+		var b configBlock
+		ok := m != nil
+		if ok {
+			b, ok = blocks[m[3]]
+		}
+		if !ok {
+			out = append(out, strings.ReplaceAll(e, "main.", ""))
+			continue
+		}
+		msg := "line " + m[1] + ": "
+		if b.path != "" {
+			msg += strings.TrimSuffix(b.path, ".") + ": "
+		}
+		msg += "unknown key " + strconv.Quote(m[2])
+		if near := closestKey(m[2], b.keys); near != "" {
+			msg += " (did you mean " + near + "?)"
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+// configBlock is where a Go type of the config sits in the YAML, and its keys.
+type configBlock struct {
+	path string // "" at the top level, else e.g. "apps[…]." or "webhooks."
+	keys []string
+}
+
+// configBlocks maps the config's struct types to their blocks.
+func configBlocks() map[string]configBlock {
+	out := map[string]configBlock{}
+	var walk func(t reflect.Type, path string)
+	walk = func(t reflect.Type, path string) {
+		b := configBlock{path: path}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if key == "" || key == "-" {
+				continue
+			}
+			b.keys = append(b.keys, key)
+			ft := f.Type
+			switch {
+			case ft.Kind() == reflect.Struct && ft.PkgPath() == t.PkgPath():
+				walk(ft, path+key+".")
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct && ft.Elem().PkgPath() == t.PkgPath():
+				walk(ft.Elem(), path+key+"[…].")
+			}
+		}
+		out[t.Name()] = b
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	return out
+}
+
+// closestKey returns the key of keys nearest to k (at most two edits, or the same letters in
+// another case), or "".
+func closestKey(k string, keys []string) string {
+	best, bestD := "", 3
+	for _, c := range keys {
+		if strings.EqualFold(c, k) {
+			return c
+		}
+		if d := editDistance(k, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // LogConfig is the log block.
@@ -227,6 +329,10 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 	if err := dec.Decode(&c); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("config is empty")
+		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return nil, errors.New("config: " + strings.Join(yamlErrors(te.Errors), "; "))
 		}
 		return nil, fmt.Errorf("config: %w", err)
 	}

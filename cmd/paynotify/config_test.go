@@ -87,8 +87,8 @@ func TestParseConfig(t *testing.T) {
 		{"ErrUnsetEnv", "", "", map[string]string{}, "api_token: environment variable TOKEN is not set"},
 		{"ErrShortToken", "", "", map[string]string{"TOKEN": "short"}, "api_token: too short"},
 		{"ErrEmptyToken", "", "", map[string]string{"TOKEN": ""}, "api_token: required"},
-		{"ErrUnknownKey", `listen: "127.0.0.1:9090"`, "listen: x\nlisten_port: 80", nil, "field listen_port not found"},
-		{"ErrUnknownAppKey", "seller_id:", "seler_id:", nil, "field seler_id not found"},
+		{"ErrUnknownKey", `listen: "127.0.0.1:9090"`, "listen: x\nlisten_port: 80", nil, `unknown key "listen_port"`},
+		{"ErrUnknownAppKey", "seller_id:", "seler_id:", nil, `unknown key "seler_id"`},
 		{"ErrPublicURLQuery", `"https://pay.example.com"`, `"https://pay.example.com/?a=b"`, nil, "public_url:"},
 		{"ErrPublicURLMissing", `public_url: "https://pay.example.com"`, ``, nil, "public_url: required"},
 		{"ErrAppName", "name: shop", "name: Shop_1", nil, "apps[0] (Shop_1).name:"},
@@ -102,7 +102,7 @@ func TestParseConfig(t *testing.T) {
 		{"ErrPlatformKeyID", `platform_public_key_id: "PUB_KEY_ID_0001"`, ``, nil, "apps[1] (wx).platform_public_key_id:"},
 		{"ErrReconcileOrder", "    seller_id:", "    reconcile: {schedule: [3m, 1m]}\n    seller_id:", nil, "apps[0] (shop).reconcile.schedule: offsets must be positive and increasing"},
 		{"ErrReconcileShort", "    seller_id:", "    reconcile: {schedule: [100ms]}\n    seller_id:", nil, "apps[0] (shop).reconcile.schedule: 100ms is shorter than 1s"},
-		{"ErrReconcileUnknownKey", "    seller_id:", "    reconcile: {every: 1m}\n    seller_id:", nil, "field every not found"},
+		{"ErrReconcileUnknownKey", "    seller_id:", "    reconcile: {every: 1m}\n    seller_id:", nil, `unknown key "every"`},
 		{"ErrReconcileNegative", "    seller_id:", "    reconcile: {max_checks: -1}\n    seller_id:", nil, "apps[0] (shop).reconcile.max_checks: must be positive"},
 		{"ErrSweepInterval", `listen: "127.0.0.1:9090"`, "listen: x\njobs: {sweep_interval: 10ms}", nil, "jobs.sweep_interval: 10ms is shorter than 1s"},
 		{"ErrWrongProviderField", `merchant_serial_no: "ABC"`, "merchant_serial_no: \"ABC\"\n    seller_id: \"2088\"", nil, "apps[1] (wx).seller_id: not a wechatpay setting"},
@@ -246,11 +246,11 @@ func TestParseConfig_Legacy(t *testing.T) {
 		{"ErrNotifyVerifyOnWechatpay", validConfig, `merchant_serial_no: "ABC"`, "merchant_serial_no: \"ABC\"\n    notify_verify: false", "apps[1] (wx).notify_verify: not a wechatpay setting"},
 		{"ErrCharsetOnWechatpay", validConfig, `merchant_serial_no: "ABC"`, "merchant_serial_no: \"ABC\"\n    input_charset: utf-8", "apps[1] (wx).input_charset: not a wechatpay setting"},
 		// Unknown keys are rejected, also near-misses of the legacy ones.
-		{"ErrUnknownMD5Key", legacyConfig, "md5_key_file:", "md5_key:", "field md5_key not found"},
-		{"ErrUnknownKeyPath", legacyConfig, "md5_key_file:", "key_path:", "field key_path not found"},
-		{"ErrUnknownTransport", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    transport: https\n", "field transport not found"},
-		{"ErrUnknownSecID", legacyConfig, "sign_type: RSA\n", "sign_type: RSA\n    sec_id: \"0001\"\n", "field sec_id not found"},
-		{"ErrUnknownCharsetSpelling", legacyConfig, "input_charset: gbk", "_input_charset: gbk", "field _input_charset not found"},
+		{"ErrUnknownMD5Key", legacyConfig, "md5_key_file:", "md5_key:", `unknown key "md5_key"`},
+		{"ErrUnknownKeyPath", legacyConfig, "md5_key_file:", "key_path:", `unknown key "key_path"`},
+		{"ErrUnknownTransport", legacyConfig, "    sign_type: MD5\n", "    sign_type: MD5\n    transport: https\n", `unknown key "transport"`},
+		{"ErrUnknownSecID", legacyConfig, "sign_type: RSA\n", "sign_type: RSA\n    sec_id: \"0001\"\n", `unknown key "sec_id"`},
+		{"ErrUnknownCharsetSpelling", legacyConfig, "input_charset: gbk", "_input_charset: gbk", `unknown key "_input_charset"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -478,6 +478,29 @@ func TestConfig_Log(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := parse(t, tt.block); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestConfig_UnknownKeys: an unknown key is named by its YAML block and line, never by a Go type,
+// with the nearest known key when one is near.
+func TestConfig_UnknownKeys(t *testing.T) {
+	vars := env(map[string]string{"TOKEN": "0123456789abcdef0123"})
+	for _, tt := range []struct{ name, src, want string }{
+		{"TopLevel", validConfig + "webhook:\n  allow_http: true\n", `unknown key "webhook" (did you mean webhooks?)`},
+		{"App", strings.Replace(validConfig, "    seller_id:", "    selller_id:", 1), `apps[…]: unknown key "selller_id" (did you mean seller_id?)`},
+		{"Nested", validConfig + "webhooks:\n  concurency: 4\n", `webhooks: unknown key "concurency" (did you mean concurrency?)`},
+		{"Reconcile", strings.Replace(validConfig, "    seller_id:", "    reconcile:\n      schedul: [1m]\n    seller_id:", 1), `apps[…].reconcile: unknown key "schedul" (did you mean schedule?)`},
+		{"NothingNear", validConfig + "colour: blue\n", `unknown key "colour"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.src), vars)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "main.") || strings.Contains(err.Error(), "Config") {
+				t.Fatalf("err = %v, want %q and no Go type", err, tt.want)
+			}
+			if tt.name == "NothingNear" && strings.Contains(err.Error(), "did you mean") {
+				t.Fatalf("err = %v: nothing is near colour", err)
 			}
 		})
 	}
