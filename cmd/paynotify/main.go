@@ -117,7 +117,8 @@ func (e *verdictError) Error() string { return "invalid: " + e.reason }
 const usage = `paynotify: payment notifications for Alipay and WeChat Pay
 
 Usage:
-  paynotify serve   [--config FILE] [--no-migrate]   run the server (no config: demo mode)
+  paynotify serve   [--config FILE] [--no-migrate] [--listen ADDR] [--data-dir DIR] [--pprof ADDR]
+                                                    run the server (no config: demo mode, data in --data-dir)
   paynotify migrate --database DSN                  apply database migrations
   paynotify keygen  [--out DIR]                     make an RSA-2048 app key pair
   paynotify verify alipay    (--alipay-public-key FILE | --alipay-cert FILE) [--explain] [BODY_FILE|-]
@@ -133,8 +134,10 @@ Usage:
   paynotify webhooks add|list|get|update|disable|enable|delete|rotate|test|attempts|resend|recover …
                     [--server URL] [--token-file FILE | --config FILE] [--json]
                                                     manage webhook endpoints through the API
-  paynotify sandbox [--listen ADDR] [--state-dir DIR] [--time-scale N]
-  paynotify sandbox keys|pay|fail|refund|reset|run …
+  paynotify sandbox [--listen ADDR] [--allow-remote] [--state-dir DIR] [--time-scale N] [--base-url URL]
+  paynotify sandbox keys|run|pay|open|fail|close|finish|refund|complete-refund|reset|retry|faults|trades|attempts|queries …
+                                                    the simulators, and what a test does to them (sandbox --help)
 
+Every command prints its own usage with --help.
 Exit codes: 0 success, 1 a negative verdict or a runtime failure, 2 usage, config or key errors.
 `
