@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # docs/tour.md, step by step: run from the repository root. It checks each answer and exits non-zero
-# when the tour is no longer true. It leaves ./tour behind (delete it after).
+# when the tour is no longer true. It leaves ./tour behind (delete it after). TOUR_PORT picks the
+# loopback port (default 8090, as on the page).
 set -euo pipefail
+PORT=${TOUR_PORT:-8090}
+BASE=http://127.0.0.1:$PORT
+if curl -s -o /dev/null "$BASE/"; then
+  echo "tour: something already answers on 127.0.0.1:$PORT; set TOUR_PORT to a free port" >&2
+  exit 1
+fi
 rm -rf tour
 mkdir -p tour/keys
 go build -o tour/paynotify ./cmd/paynotify
@@ -11,7 +18,7 @@ openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out tour/keys/alip
 openssl pkey -in tour/keys/alipay_standin_private.pem -pubout -out tour/keys/alipay_public.pem
 
 cat > tour/paynotify.yaml <<'YAML'
-listen: "127.0.0.1:8090"
+listen: "127.0.0.1:TOUR_PORT"
 database: "sqlite:data/paynotify.db"
 public_url: "https://pay.example.com"
 api_token: "${PAYNOTIFY_API_TOKEN}"
@@ -23,13 +30,16 @@ apps:
     app_private_key_file: keys/app_private_key.pem
     alipay_public_key_file: keys/alipay_public.pem
 YAML
+sed -i "s/TOUR_PORT/$PORT/" tour/paynotify.yaml
 export PAYNOTIFY_API_TOKEN=tour-token-0123456789
 (cd tour && exec $PN serve --config paynotify.yaml 2>server.log) &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do curl -sf http://127.0.0.1:8090/healthz >/dev/null && break; sleep 0.1; done
+up=
+for _ in $(seq 1 100); do curl -sf $BASE/healthz >/dev/null && up=1 && break; sleep 0.1; done
+[[ -n $up ]] || { echo "tour: the server did not come up on $BASE; tour/server.log:" >&2; cat tour/server.log >&2; exit 1; }
 
-created=$(curl -s -H "Authorization: Bearer $PAYNOTIFY_API_TOKEN" -X POST http://127.0.0.1:8090/v1/orders \
+created=$(curl -s -H "Authorization: Bearer $PAYNOTIFY_API_TOKEN" -X POST $BASE/v1/orders \
   -d '{"app":"shop","out_trade_no":"TOUR0001","amount":8888,"subject":"Coffee","channel":"alipay.app"}')
 grep -q '"order_string"' <<<"$created" || { echo "tour: create: $created"; exit 1; }
 
@@ -38,22 +48,22 @@ SIGN=$(printf '%s' "$CANON" | openssl dgst -sha256 -sign tour/keys/alipay_standi
 ARGS=(); IFS='&' read -ra FIELDS <<< "$CANON"
 for f in "${FIELDS[@]}"; do ARGS+=(--data-urlencode "$f"); done
 for i in 1 2; do
-  answer=$(curl -s -X POST http://127.0.0.1:8090/notify/alipay/shop \
+  answer=$(curl -s -X POST $BASE/notify/alipay/shop \
     -H 'Content-Type: application/x-www-form-urlencoded; text/html; charset=utf-8' \
     "${ARGS[@]}" --data-urlencode "sign=$SIGN" --data-urlencode "sign_type=RSA2")
   [ "$answer" = success ] || { echo "tour: notification $i answered: $answer"; exit 1; }
 done
 
-order=$(curl -s -H "Authorization: Bearer $PAYNOTIFY_API_TOKEN" http://127.0.0.1:8090/v1/orders/shop/TOUR0001)
+order=$(curl -s -H "Authorization: Bearer $PAYNOTIFY_API_TOKEN" $BASE/v1/orders/shop/TOUR0001)
 grep -q '"status":"paid"' <<<"$order" && grep -q '"version":2' <<<"$order" || { echo "tour: order: $order"; exit 1; }
-events=$(curl -s -H "Authorization: Bearer $PAYNOTIFY_API_TOKEN" http://127.0.0.1:8090/v1/events)
+events=$(curl -s -H "Authorization: Bearer $PAYNOTIFY_API_TOKEN" $BASE/v1/events)
 [ "$(grep -o '"type":"order.paid"' <<<"$events" | wc -l)" = 1 ] || { echo "tour: events: $events"; exit 1; }
 
 # Tampered: the amount changed without re-signing.
-answer=$(curl -s -X POST http://127.0.0.1:8090/notify/alipay/shop \
+answer=$(curl -s -X POST $BASE/notify/alipay/shop \
   -H 'Content-Type: application/x-www-form-urlencoded; text/html; charset=utf-8' \
   "${ARGS[@]/total_amount=88.88/total_amount=0.01}" --data-urlencode "sign=$SIGN" --data-urlencode "sign_type=RSA2")
 [ "$answer" = fail ] || { echo "tour: tampered notification answered: $answer"; exit 1; }
-evidence=$(curl -s -H "Authorization: Bearer $PAYNOTIFY_API_TOKEN" "http://127.0.0.1:8090/v1/notifications?out_trade_no=TOUR0001&verdict=rejected")
+evidence=$(curl -s -H "Authorization: Bearer $PAYNOTIFY_API_TOKEN" "$BASE/v1/notifications?out_trade_no=TOUR0001&verdict=rejected")
 grep -q '"reason":"signature_invalid"' <<<"$evidence" || { echo "tour: evidence: $evidence"; exit 1; }
 echo "tour: ok"
