@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -85,7 +87,10 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 		return err
 	}
 	defer bg.Close()
-	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "/v3/": sb.Handler(), "GET /{$}": srv.DemoPage()}
+	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "/v3/": sb.Handler(), "GET /{$}": srv.DemoPage(),
+		// The sandbox's keys (its merchants' private keys among them) go to the demo's token holder
+		// only; offline: paynotify sandbox keys --state-dir <data-dir>/sandbox.
+		"GET /sandbox/api/keys": requireToken(token, sb.Handler())}
 	// The demo page carries the API token and the sandbox hands out its keys: answer only to
 	// loopback host names, so that another site cannot read them through DNS rebinding.
 	srv.AllowHost = httpd.LoopbackHost
@@ -102,6 +107,21 @@ paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
   curl -H 'Authorization: Bearer %s' %s/v1/events
 
 `, filepath.Base(dataDir), base, base, base, token, filepath.Join(dataDir, "api_token"), token, base)
+	})
+}
+
+// requireToken passes to h only the requests bearing token (Authorization: Bearer), and answers
+// the others 401.
+func requireToken(token string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":{"code":"unauthorized","message":"The demo's sandbox keys need the demo's API token (Authorization: Bearer …); or run paynotify sandbox keys --state-dir with the demo's data directory."}}`)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

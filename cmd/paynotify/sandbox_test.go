@@ -56,7 +56,7 @@ func TestSandboxCommand(t *testing.T) {
 		return code, out.String() + errb.String()
 	}
 
-	checkRootV3(t, base)
+	checkRootV3(t, base, "")
 	code, out := run("sandbox", "keys", "--sandbox", base, "--json")
 	var k sandbox.Keys
 	if code != 0 || json.Unmarshal([]byte(out), &k) != nil || !strings.HasPrefix(k.WechatPlatformPublicKeyID, "PUB_KEY_ID_") || len(k.WechatAPIv3Key) != 32 {

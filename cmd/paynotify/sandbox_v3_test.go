@@ -15,8 +15,9 @@ import (
 
 // checkRootV3 checks that base serves the WeChat Pay APIv3 at its real paths /v3/…: an unsigned
 // request gets WeChat's 401 JSON error, and the wechatpay client with BaseURL base (no
-// /sandbox/wechatpay) creates and queries an order.
-func checkRootV3(t *testing.T, base string) {
+// /sandbox/wechatpay) creates and queries an order. token, when set, is what the sandbox's keys
+// need (the demo's API token).
+func checkRootV3(t *testing.T, base, token string) {
 	t.Helper()
 	resp, err := http.Post(base+"/v3/pay/transactions/native", "application/json", strings.NewReader(`{}`))
 	if err != nil {
@@ -28,7 +29,11 @@ func checkRootV3(t *testing.T, base string) {
 	if resp.StatusCode != 401 || json.Unmarshal(body, &e) != nil || e.Code != "SIGN_ERROR" {
 		t.Fatalf("unsigned /v3 request: %d %s", resp.StatusCode, body)
 	}
-	resp, err = http.Get(base + "/sandbox/api/keys")
+	keysReq, _ := http.NewRequest("GET", base+"/sandbox/api/keys", nil)
+	if token != "" {
+		keysReq.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err = http.DefaultClient.Do(keysReq)
 	if err != nil {
 		t.Fatal(err)
 	}

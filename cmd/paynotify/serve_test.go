@@ -319,7 +319,13 @@ func TestBinary_Demo(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
 	}
-	checkRootV3(t, base)
+	checkRootV3(t, base, token)
+	// The demo's sandbox keys need its token.
+	if resp, err := http.Get(base + "/sandbox/api/keys"); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("demo sandbox keys without the token: %d, want 401", resp.StatusCode)
+	}
 	// The demo page renders, with both apps' channels.
 	resp, err := http.Get(base + "/")
 	if err != nil {
