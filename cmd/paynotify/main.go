@@ -138,6 +138,8 @@ Usage:
   paynotify sandbox keys|run|pay|open|fail|close|finish|refund|complete-refund|reset|retry|faults|trades|attempts|queries …
                                                     the simulators, and what a test does to them (sandbox --help)
 
+  paynotify version                                 print the release, commit and Go version
+
 Every command prints its own usage with --help.
 Exit codes: 0 success, 1 a negative verdict or a runtime failure, 2 usage, config or key errors.
 `

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -57,5 +58,15 @@ func TestMain_HelpEveryCommand(t *testing.T) {
 				t.Fatalf("exit %d, stdout %q, stderr %q; want exit 0 and the usage on stdout", code, out, errs)
 			}
 		})
+	}
+}
+
+// TestVersion: paynotify version prints one line with the release ("dev" unless set at build
+// time) and the Go version.
+func TestVersion(t *testing.T) {
+	code, out, errs := runMain(t, "", "version")
+	if code != exitOK || errs != "" || !strings.HasPrefix(out, "paynotify dev") || !strings.HasSuffix(out, runtime.Version()+"\n") ||
+		strings.Count(out, "\n") != 1 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
