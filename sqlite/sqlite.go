@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/paynotify/paynotify"
@@ -30,8 +31,8 @@ type DB struct {
 	w    *writer
 	path string
 
-	stmtMu sync.Mutex
-	stmts  *statements // prepared on first use (stmt.go)
+	stmtMu sync.Mutex                 // held while preparing
+	stmts  atomic.Pointer[statements] // prepared on first use (stmt.go)
 
 	// Now stamps rows the store writes on its own (anomalies, migrations). Defaults to time.Now.
 	Now func() time.Time
@@ -133,8 +134,8 @@ func (db *DB) Path() string { return db.path }
 func (db *DB) Close() error {
 	db.w.Close()
 	db.stmtMu.Lock()
-	if db.stmts != nil {
-		db.stmts.close()
+	if st := db.stmts.Load(); st != nil {
+		st.close()
 	}
 	db.stmtMu.Unlock()
 	rerr := db.rd.Close()

@@ -76,16 +76,19 @@ func prepare(ctx context.Context, w, rd *sql.DB) (*statements, error) {
 // statements returns the prepared statements, preparing them the first time. It must not be
 // called while holding the write connection.
 func (db *DB) statements(ctx context.Context) (*statements, error) {
+	if st := db.stmts.Load(); st != nil {
+		return st, nil // every call after the first: no lock on the order read's path
+	}
 	db.stmtMu.Lock()
 	defer db.stmtMu.Unlock()
-	if db.stmts == nil {
+	if db.stmts.Load() == nil {
 		s, err := prepare(ctx, db.db, db.rd)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)
 		}
-		db.stmts = s
+		db.stmts.Store(s)
 	}
-	return db.stmts, nil
+	return db.stmts.Load(), nil
 }
 
 func (s *statements) close() {
