@@ -351,19 +351,17 @@ func TestBatchLockTimeout(t *testing.T) {
 	if _, err := other.Exec(ctx, `SELECT 1 FROM orders WHERE app = 'app1' AND out_trade_no = 'LX' FOR UPDATE`); err != nil {
 		t.Fatal(err)
 	}
-	queued, release := db.HoldWrites(t)
-	var errX, errY error
-	var wg sync.WaitGroup
-	wg.Go(func() { _, errX = db.Commit(ctx, storetest.PaidChange(x, "evX", "ntX", storetest.T0)) })
-	wg.Go(func() { _, errY = db.Commit(ctx, storetest.PaidChange(y, "evY", "ntY", storetest.T0)) })
-	for deadline := time.Now().Add(10 * time.Second); queued() < 2; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			release(nil)
-			t.Fatal("the two commits never queued")
-		}
-	}
-	release(nil)
-	wg.Wait()
+	errs := storetest.HeldBatch(t, db, nil,
+		func() error {
+			_, err := db.Commit(ctx, storetest.PaidChange(x, "evX", "ntX", storetest.T0))
+			return err
+		},
+		func() error {
+			_, err := db.Commit(ctx, storetest.PaidChange(y, "evY", "ntY", storetest.T0))
+			return err
+		},
+	)
+	errX, errY := errs[0], errs[1]
 	if errY != nil {
 		t.Errorf("the unlocked order's commit: %v", errY)
 	}

@@ -263,21 +263,11 @@ func TestFailedBatchRefunds(t *testing.T) {
 		return &paynotify.Refund{App: "app1", OutTradeNo: "R1", OutRequestNo: no, Amount: o.Amount,
 			Status: paynotify.RefundPending, CreatedAt: storetest.T0, UpdatedAt: storetest.T0}
 	}
-	queued, release := db.HoldWrites(t)
 	injected := errors.New("injected commit failure")
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i, no := range []string{"RF1", "RF2"} {
-		wg.Go(func() { _, _, errs[i] = db.CreateRefund(ctx, refund(no)) })
+	create := func(no string) func() error {
+		return func() error { _, _, err := db.CreateRefund(ctx, refund(no)); return err }
 	}
-	for deadline := time.Now().Add(10 * time.Second); queued() < 2; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			release(nil)
-			t.Fatal("the two refunds never queued")
-		}
-	}
-	release(injected)
-	wg.Wait()
+	errs := storetest.HeldBatch(t, db, injected, create("RF1"), create("RF2"))
 	for i, err := range errs {
 		if !errors.Is(err, injected) {
 			t.Errorf("refund %d: %v, want the injected failure", i, err)

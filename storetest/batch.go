@@ -15,9 +15,14 @@ import (
 // one is answered as if it had been committed alone: a conflict or an error fails only its own
 // write, and a batch whose commit fails answers every write in it with an error and keeps none.
 
-// heldBatch sends the writes while st's writer is held, waits until all of them wait for the
+// Holder is a store whose group-commit writer can be held (DB.HoldWrites).
+type Holder interface {
+	HoldWrites(t *testing.T) (queued func() int, release func(fail error))
+}
+
+// HeldBatch sends the writes while st's writer is held, waits until all of them wait for the
 // held batch, releases it with fail and returns each write's error, in order.
-func heldBatch(t *testing.T, st DB, fail error, writes ...func() error) []error {
+func HeldBatch(t *testing.T, st Holder, fail error, writes ...func() error) []error {
 	t.Helper()
 	queued, release := st.HoldWrites(t)
 	errs := make([]error, len(writes))
@@ -74,7 +79,7 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 		// In its place, a write that loses to a missing order.
 		failing = PaidChange(NewOrder("app1", "nowhere", T0), "evX", "ntX", at)
 	}
-	errs := heldBatch(t, st, nil,
+	errs := HeldBatch(t, st, nil,
 		func() error { _, err := st.Commit(ctx, PaidChange(orders["A"], "evA", "ntA", at)); return err },
 		func() error { _, err := st.Commit(ctx, stale); return err },
 		failingWrite,
@@ -181,7 +186,7 @@ func (s *suite) testGroupCommitMore(t *testing.T) {
 		injected := errors.New("injected commit failure")
 		// Two writes of H: the one that loses to the other loses to a write that is not kept,
 		// so it must not be told it lost (ErrVersionConflict) but that the batch failed.
-		errs := heldBatch(t, st, injected,
+		errs := HeldBatch(t, st, injected,
 			func() error { _, err := st.Commit(ctx, PaidChange(g, "evG", "ntG", at)); return err },
 			func() error { _, err := st.Commit(ctx, PaidChange(h, "evH", "ntH", at)); return err },
 			func() error { _, err := st.Commit(ctx, PaidChange(h, "evH2", "ntH2", at)); return err },
