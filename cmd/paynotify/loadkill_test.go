@@ -455,42 +455,41 @@ func lkEvents(t *testing.T, s store) []*paynotify.Event {
 func lkAnomalyRows(t *testing.T, s store, otn string) []string {
 	t.Helper()
 	ctx := context.Background()
-	var reasons []string
+	// otn is the test's own order number: written into the query, one text for both drivers.
+	q := `SELECT reason FROM anomalies WHERE app = 'shop' AND out_trade_no = '` + otn + `'`
+	var rows interface {
+		Next() bool
+		Scan(dest ...any) error
+		Err() error
+	}
 	switch db := s.(type) {
 	case *sqlite.DB:
-		rows, err := db.SQL().QueryContext(ctx, `SELECT reason FROM anomalies WHERE app = 'shop' AND out_trade_no = ?`, otn)
+		r, err := db.SQL().QueryContext(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var r string
-			if err := rows.Scan(&r); err != nil {
-				t.Fatal(err)
-			}
-			reasons = append(reasons, r)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
+		defer r.Close()
+		rows = r
 	case *postgres.DB:
-		rows, err := db.Pool().Query(ctx, `SELECT reason FROM anomalies WHERE app = 'shop' AND out_trade_no = $1`, otn)
+		r, err := db.Pool().Query(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var r string
-			if err := rows.Scan(&r); err != nil {
-				t.Fatal(err)
-			}
-			reasons = append(reasons, r)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
+		defer r.Close()
+		rows = r
 	default:
 		t.Fatalf("unknown store %T", s)
+	}
+	var reasons []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			t.Fatal(err)
+		}
+		reasons = append(reasons, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return reasons
 }
