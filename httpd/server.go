@@ -12,11 +12,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/docs"
 )
 
 // Server is the HTTP server's handler and its dependencies.
@@ -114,6 +116,9 @@ func (s *Server) Handler() http.Handler {
 	api("GET /v1/webhook-endpoints/{id}/attempts", s.handleListAttempts)
 	api("POST /v1/webhook-endpoints/{id}/recover", s.handleRecover)
 	api("POST /v1/events/{id}/resend", s.handleResendEvent)
+	// The API's own description is public, like /healthz: it holds no secret, and client
+	// generators fetch it without a token.
+	mux.HandleFunc("GET /v1/openapi.yaml", handleOpenAPI)
 	mux.HandleFunc("POST /notify/{provider}/{app}", s.handleNotify)
 	mux.HandleFunc("GET /return/alipay/{app}", s.handleAlipayReturn)
 	mux.HandleFunc("GET /return/alipay-legacy/{app}", s.handleAlipayReturn)
@@ -168,6 +173,13 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	fmt.Fprintln(w, "ok")
+}
+
+// handleOpenAPI serves docs/openapi.yaml as it was built into the binary.
+func handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(docs.OpenAPI)))
+	_, _ = w.Write(docs.OpenAPI)
 }
 
 // NewHTTPServer wraps h in an http.Server with explicit timeouts. The write timeout leaves room
