@@ -127,6 +127,8 @@ Usage:
   paynotify verify wechatpay --v2 --api-key-file FILE [--explain] [BODY_FILE|-]
   paynotify verify alipay-legacy --partner PID --sign-type MD5|RSA|0001 (--md5-key-file F | --alipay-public-key F)
                                  [--merchant-private-key F] [--charset utf-8|gbk] [--return] [--explain] [FILE|-]
+  paynotify doctor  --config FILE [--app NAME]    check keys, certificates, gateways, a signed call, public_url
+                                                    and the database before going live (changes nothing)
   paynotify reconcile --config FILE [--app NAME] [--since 48h] [--dry-run]
                                                     query the providers about pending orders
   paynotify reprocess --config FILE [--app NAME] --since DURATION [--reason CODE]
