@@ -21,6 +21,7 @@ func TestDeps(t *testing.T) {
 		"jobs":      {mod, "github.com/riverqueue/river", "github.com/jackc/pgx/v5"},
 		"httpd":     {mod},
 		"webhook":   {mod, "github.com/nats-io/nats.go"},
+		"metrics":   {mod, "github.com/prometheus/client_golang"},
 		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", mod + "/internal/alipaywire", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
 
 		"alipaylegacy":         {"golang.org/x/text", mod + "/internal/alipaywire"},

@@ -19,6 +19,7 @@ type Store interface {
 	CheckStore
 	WebhookStore
 	APITokenStore
+	StatsStore
 }
 
 // OrderStore keeps orders and their refunds.

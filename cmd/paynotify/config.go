@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -24,6 +25,10 @@ import (
 // Config is the server's YAML config file (docs/config.md). Fields are alphabetised in groups;
 // each says its default.
 type Config struct {
+	// AdminListen, if set, is the address of a listener of its own for GET /metrics (and
+	// /healthz), which then leaves the main listener: for deployments that expose the main one
+	// to the internet. Empty (the default) serves /metrics on the main listener.
+	AdminListen string `yaml:"admin_listen"`
 	// APIToken is the merchant API's bearer token, at least 16 characters. Required.
 	APIToken string `yaml:"api_token"`
 	// Apps are the merchant apps of both providers. At least one.
@@ -480,6 +485,14 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			return fmt.Errorf("admin_listen: %q is not an address like 127.0.0.1:9090 (%v)", c.AdminListen, err)
+		}
+		if c.AdminListen == c.Listen {
+			return fmt.Errorf("admin_listen: %q is also listen: give the admin listener an address of its own", c.AdminListen)
+		}
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
