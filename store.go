@@ -18,6 +18,7 @@ type Store interface {
 	EvidenceStore
 	CheckStore
 	WebhookStore
+	APITokenStore
 	StatsStore
 }
 

@@ -136,6 +136,8 @@ Usage:
   paynotify webhooks add|list|get|update|disable|enable|delete|rotate|test|attempts|resend|recover …
                     [--server URL] [--token-file FILE | --config FILE] [--json]
                                                     manage webhook endpoints through the API
+  paynotify tokens add --name NAME --scope read|write | list | revoke NAME  (--config FILE | --database DSN)
+                                                    manage named API tokens in the database
   paynotify sandbox [--listen ADDR] [--allow-remote] [--state-dir DIR] [--time-scale N] [--base-url URL]
   paynotify sandbox keys|run|pay|open|fail|close|finish|refund|complete-refund|reset|retry|faults|trades|attempts|queries …
                                                     the simulators, and what a test does to them (sandbox --help)
