@@ -138,7 +138,7 @@ func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Se
 	wh := cfg.Webhooks
 	d := &webhook.Dispatcher{
 		Store:  st,
-		Config: webhook.Config{Concurrency: wh.Concurrency, Retention: wh.Retention, AllowHTTP: wh.AllowHTTP},
+		Config: webhook.Config{Concurrency: wh.Concurrency, AllowHTTP: wh.AllowHTTP},
 		Client: webhook.NewClient(wh.AllowPrivateNetworks, 10*time.Second),
 		Logger: logger,
 	}
