@@ -131,7 +131,7 @@ type background struct {
 // newBackground builds the background work of svc; serve's HTTP server wakes the dispatcher
 // after each commit that appended events.
 func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Service, logger *slog.Logger) (*background, error) {
-	runner, err := newJobs(st, svc, cfg.Jobs, logger)
+	runner, err := newJobs(st, svc, cfg.Jobs, cfg.Retention, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -233,10 +233,16 @@ func readiness(st store, logger *slog.Logger) func(ctx context.Context) error {
 	}
 }
 
-// newJobs builds the background jobs of svc on the store's own database (package jobs).
-func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, logger *slog.Logger) (*jobs.Runner, error) {
+// newJobs builds the background jobs of svc on the store's own database (package jobs): the
+// reconciliation sweep and the retention prune.
+func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, rc RetentionConfig, logger *slog.Logger) (*jobs.Runner, error) {
 	cfg = cfg.withDefaults()
-	jc := jobs.Config{Reconciler: &paynotify.Reconciler{Service: svc, MaxPerSecond: cfg.MaxChecksPerSecond}, SweepInterval: cfg.SweepInterval, Logger: logger}
+	evidence, attempts, err := rc.periods()
+	if err != nil {
+		return nil, &configError{err: err}
+	}
+	jc := jobs.Config{Reconciler: &paynotify.Reconciler{Service: svc, MaxPerSecond: cfg.MaxChecksPerSecond}, SweepInterval: cfg.SweepInterval, Logger: logger,
+		Retention: jobs.Retention{Evidence: evidence, WebhookAttempts: attempts}}
 	switch db := st.(type) {
 	case *sqlite.DB:
 		return jobs.NewSQLite(db.SQL(), jc)
