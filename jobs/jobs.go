@@ -157,8 +157,8 @@ type pruneWorker struct {
 
 func (w *pruneWorker) Timeout(*river.Job[pruneArgs]) time.Duration { return pruneTimeout }
 
-// Work prunes. Runner.Stop ends it between two batches (what was deleted stays deleted), so that
-// a long prune never holds a shutdown up.
+// Work prunes. Runner.Stop ends it between two batches (each batch is committed or rolled back
+// whole; what was deleted stays deleted), so that a long prune never holds a shutdown up.
 func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -323,7 +323,7 @@ func (r *Runner) Start(ctx context.Context) error {
 }
 
 // Stop ends the jobs gracefully: sweeps stop claiming at once (Reconciler.Drain), the checks they
-// claimed finish, within ctx; a prune stops after the batch in hand; then whatever still runs is
+// claimed finish, within ctx; a prune stops between batches; then whatever still runs is
 // cancelled, and its claims released. Nothing is left half applied: every change a check makes
 // is one transaction, and so is every batch of a prune.
 func (r *Runner) Stop(ctx context.Context) error {
