@@ -249,6 +249,9 @@ func newRunner[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Runner, er
 	if cfg.Retention.Evidence < 0 || cfg.Retention.WebhookAttempts < 0 {
 		return nil, errors.New("jobs: a retention period is negative")
 	}
+	if (cfg.Retention.Evidence > 0 || cfg.Retention.WebhookAttempts > 0) && (cfg.Reconciler.Service == nil || cfg.Reconciler.Service.Store == nil) {
+		return nil, errors.New("jobs: the prune needs the store of Reconciler.Service")
+	}
 	if cfg.Retention.Interval <= 0 {
 		cfg.Retention.Interval = 24 * time.Hour
 	}
