@@ -18,7 +18,7 @@ import (
 // version, and kept.
 const (
 	// pruneEvidence keeps the records an order.anomaly event names (events_anomaly_evidence,
-	// migration 0005: the expression must stay the index's to use it).
+	// migration 0006: the expression must stay the index's to use it).
 	pruneEvidence = `DELETE FROM evidence WHERE seq IN (
 		SELECT e.seq FROM evidence e WHERE e.received_at < $1
 			AND NOT EXISTS (SELECT 1 FROM events ev WHERE ev.type = 'order.anomaly'

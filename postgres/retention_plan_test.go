@@ -10,7 +10,7 @@ import (
 )
 
 // The prunes find their rows through indexes: the time column's, and for evidence the index of
-// the order.anomaly events by the record they name (migration 0005), which the query can use only
+// the order.anomaly events by the record they name (migration 0006), which the query can use only
 // while its expression is the index's. On empty tables the planner would rather scan: sequential
 // scans are turned off for the question.
 func TestPrunePlans(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 // judged again (on SQLite nothing changes in between, but the statements say what they mean).
 const (
 	// pruneEvidence keeps the records an order.anomaly event names, looked up in
-	// events_anomaly_evidence (migration 0004): the expression must stay the index's, and the
+	// events_anomaly_evidence (migration 0005): the expression must stay the index's, and the
 	// unary + takes the TEXT affinity off e.id, without which SQLite would compare with that
 	// affinity and scan the whole index for each record instead of searching it (sqlite's
 	// TestPrunePlans checks the plan).

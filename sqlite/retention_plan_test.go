@@ -8,7 +8,7 @@ import (
 )
 
 // The prunes find their rows through indexes: the time column's, and for evidence the index of
-// the order.anomaly events by the record they name (migration 0004), which the query uses only
+// the order.anomaly events by the record they name (migration 0005), which the query uses only
 // while its expression is the index's, word for word.
 func TestPrunePlans(t *testing.T) {
 	db, err := Open(filepath.Join(t.TempDir(), "paynotify.db"))
