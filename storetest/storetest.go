@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) DB) {
 	t.Run("WebhookPrune", s.testWebhookPrune)
 	t.Run("APITokens", s.testAPITokens)
 	t.Run("CountStatuses", s.testCountStatuses)
+	t.Run("Retention", s.testRetention)
 }
 
 type suite struct {
