@@ -246,6 +246,13 @@ func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, logger *slog.Logg
 	return nil, fmt.Errorf("jobs: no runner for %T", st)
 }
 
+// The graceful shutdown's two steps, one after the other: deploy/paynotify.service's
+// TimeoutStopSec gives serve more than both (deploy_test.go checks).
+const (
+	httpShutdownTimeout = 30 * time.Second // requests in flight are answered
+	jobsStopTimeout     = 25 * time.Second // checks and deliveries in flight finish
+)
+
 // listenAndServe serves srv on addr until ctx is done, with the background work bg (nil for
 // none), then shuts down gracefully: the HTTP server first (in-flight notifications are answered
 // after their commit), then the jobs and deliveries (in flight finish or are released). ready, if
@@ -261,7 +268,7 @@ func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr stri
 			return err
 		}
 		defer func() {
-			jctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+			jctx, cancel := context.WithTimeout(context.Background(), jobsStopTimeout)
 			defer cancel()
 			bg.Stop(jctx)
 		}()
@@ -281,7 +288,7 @@ func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr stri
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
