@@ -79,7 +79,7 @@ func (c backupCommand) Run(ctx context.Context, m *Main, args []string) error {
 	if _, err := os.Lstat(*to); err == nil {
 		return exists()
 	}
-	s, err := openDatabase(ctx, dsn)
+	s, err := openInspect(ctx, dsn) // read only: the backup writes nothing to the database
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 
@@ -83,13 +83,10 @@ func (c migrateCommand) Run(ctx context.Context, m *Main, args []string) error {
 
 // migrateStatus prints every migration of the database, applied or pending.
 func migrateStatus(ctx context.Context, m *Main, dsn string) error {
-	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok && path != "" {
-		// Opening would create the file: a status must change nothing.
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("migrate status: %s does not exist: nothing is applied (paynotify migrate, or serve, creates it)", path)
-		}
+	s, err := openInspect(ctx, dsn)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("migrate status: %s does not exist: nothing is applied (paynotify migrate, or serve, creates it)", strings.TrimPrefix(dsn, "sqlite:"))
 	}
-	s, err := openDatabase(ctx, dsn)
 	if err != nil {
 		return err
 	}
@@ -146,6 +143,22 @@ func migrateStatus(ctx context.Context, m *Main, dsn string) error {
 		fmt.Fprintf(m.Stdout, "warning: %d applied migration(s) unknown to this binary: the database was migrated by a newer paynotify\n", unknown)
 	}
 	return nil
+}
+
+// openInspect opens the database of a DSN for a command that only reads it: a SQLite file read
+// only (never created: a missing one is an error matching fs.ErrNotExist), PostgreSQL as usual.
+func openInspect(ctx context.Context, dsn string) (store, error) {
+	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok && path != "" {
+		db, err := sqlite.OpenReadOnly(path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+			return nil, configErrorf("database: %w", err)
+		}
+		return db, nil
+	}
+	return openDatabase(ctx, dsn)
 }
 
 // databaseFlags are the two ways a command beside the server names its database: the server's
