@@ -649,9 +649,15 @@ func lkEvents(t *testing.T, s store) []*paynotify.Event {
 // no method that lists them: SQL).
 func lkAnomalyRows(t *testing.T, s store, otn string) []string {
 	t.Helper()
+	return lkAnomalyRowsOf(t, s, "shop", otn)
+}
+
+// lkAnomalyRowsOf returns the reasons of the anomaly rows of order otn of app.
+func lkAnomalyRowsOf(t *testing.T, s store, app, otn string) []string {
+	t.Helper()
 	ctx := context.Background()
-	// otn is the test's own order number: written into the query, one text for both drivers.
-	q := `SELECT reason FROM anomalies WHERE app = 'shop' AND out_trade_no = '` + otn + `'`
+	// app and otn are the test's own names: written into the query, one text for both drivers.
+	q := `SELECT reason FROM anomalies WHERE app = '` + app + `' AND out_trade_no = '` + otn + `'`
 	var rows interface {
 		Next() bool
 		Scan(dest ...any) error
