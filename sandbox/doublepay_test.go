@@ -122,7 +122,7 @@ func TestDoublePay(t *testing.T) {
 		t.Parallel()
 		ctx := waitCtx(t, 20*time.Second)
 		m := newMerchant(t, func(_ int, r *http.Request, body []byte) (int, string) {
-			if _, err := wc.ParseNotification(r.Header, body); err != nil {
+			if _, err := wc.VerifyNotification(r.Header, body); err != nil {
 				return 401, `{"code":"FAIL","message":"signature"}`
 			}
 			return 204, ""
@@ -151,7 +151,7 @@ func TestDoublePay(t *testing.T) {
 			t.Fatalf("merchant got %d requests, want 2", len(reqs))
 		}
 		for i, want := range []string{first, second} {
-			n, err := wc.ParseNotification(reqs[i].header, reqs[i].body)
+			n, err := wc.VerifyNotification(reqs[i].header, reqs[i].body)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -148,7 +149,7 @@ func TestNotifier_WechatSchedule(t *testing.T) {
 	sigs := map[string]bool{}
 	var body0 []byte
 	for i, r := range reqs {
-		if _, err := c.ParseNotification(r.header, r.body); err != nil {
+		if _, err := c.VerifyNotification(r.header, r.body); err != nil {
 			t.Fatalf("attempt %d: %v", i+1, err)
 		}
 		sigs[r.header.Get("Wechatpay-Nonce")] = true
@@ -208,7 +209,7 @@ func TestFaults(t *testing.T) {
 		return 200, "success"
 	}
 	verifyingWechat := func(_ int, r *http.Request, body []byte) (int, string) {
-		if _, err := wc.ParseNotification(r.Header, body); err != nil {
+		if _, err := wc.VerifyNotification(r.Header, body); err != nil {
 			return 401, `{"code":"FAIL","message":"signature"}`
 		}
 		return 204, ""
@@ -388,11 +389,11 @@ func TestFaults(t *testing.T) {
 		m := newMerchant(t, verifyingWechat)
 		payWechat(t, "f_probe", Faults{SigntestProbe: 1}, m)
 		as, err := b.sb.WaitAcked(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_probe"}, 1)
-		if err != nil || len(as) != 2 || as[0].Acked || as[0].Status != 401 || !strings.HasPrefix(as[0].RequestHeaders["Wechatpay-Signature"], wechatpay.ProbePrefix) {
+		if err != nil || len(as) != 2 || as[0].Acked || as[0].Status != 401 || !strings.HasPrefix(as[0].RequestHeaders["Wechatpay-Signature"], wechatpaywire.ProbePrefix) {
 			t.Fatalf("%v %+v", err, as)
 		}
 		r := m.requests()[0]
-		if _, err := wc.ParseNotification(r.header, r.body); !errors.Is(err, wechatpay.ErrProbe) {
+		if _, err := wc.VerifyNotification(r.header, r.body); !errors.Is(err, wechatpay.ErrProbe) {
 			t.Fatal(err)
 		}
 	})
@@ -413,7 +414,7 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := m2.requests()[0]
-		n, err := wc.ParseNotification(r.header, r.body)
+		n, err := wc.VerifyNotification(r.header, r.body)
 		if err != nil || n.Transaction.Amount.Total != 101 || n.Transaction.AppID == b.keys.WechatAppID {
 			t.Fatalf("%+v %v", n, err)
 		}
@@ -518,7 +519,7 @@ func TestOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := mw.requests()[0]
-		msg := wechatpay.NotificationMessage(r.header.Get("Wechatpay-Timestamp"), r.header.Get("Wechatpay-Nonce"), r.body)
+		msg := wechatpaywire.NotificationMessage(r.header.Get("Wechatpay-Timestamp"), r.header.Get("Wechatpay-Nonce"), r.body)
 		verify(t, b.keys.WechatPlatformPublicKey, msg, r.header.Get("Wechatpay-Signature"))
 	})
 }
