@@ -2,6 +2,7 @@ package alipay
 
 import (
 	"fmt"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 	"sort"
 	"strings"
 	"testing"
@@ -101,7 +102,7 @@ func TestPayEncoding_PHPSDKBytes(t *testing.T) {
 		t.Errorf("page pay URL's return_url: %s", pr.URL)
 	}
 	_, pub := testKeys(t)
-	if err := Verify(pub, RSA2, []byte(CanonicalRequest(pr.Params)), pr.Params["sign"]); err != nil {
+	if err := verify(pub, RSA2, []byte(alipaywire.CanonicalRequest(pr.Params)), pr.Params["sign"]); err != nil {
 		t.Errorf("signature: %v", err)
 	}
 }

@@ -186,9 +186,3 @@ func certPublicKey(pemBytes []byte) (string, *rsa.PublicKey, error) {
 	}
 	return sn, pub, nil
 }
-
-// CertPublicKey returns the cert SN and RSA public key of the first certificate in a PEM file, such
-// as alipayCertPublicKey_RSA2.crt.
-func CertPublicKey(pemBytes []byte) (sn string, pub *rsa.PublicKey, err error) {
-	return certPublicKey(pemBytes)
-}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
@@ -67,7 +68,7 @@ func TestNotifier_AlipaySchedule(t *testing.T) {
 	reqs := m.requests()
 	ids := map[string]bool{}
 	for _, r := range reqs {
-		n, err := c.VerifyNotification(r.body, r.header.Get("Content-Type"))
+		n, err := c.VerifyNotification(r.header, r.body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +204,7 @@ func TestFaults(t *testing.T) {
 	ac := b.alipayClient(t)
 	wc := b.wechatClient(t)
 	verifyingAlipay := func(_ int, r *http.Request, body []byte) (int, string) {
-		if _, err := ac.VerifyNotification(body, r.Header.Get("Content-Type")); err != nil {
+		if _, err := ac.VerifyNotification(r.Header, body); err != nil {
 			return 200, "fail"
 		}
 		return 200, "success"
@@ -313,8 +314,8 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		reqs := m.requests()
-		n0, _ := ac.VerifyNotification(reqs[0].body, reqs[0].header.Get("Content-Type"))
-		n1, _ := ac.VerifyNotification(reqs[1].body, reqs[1].header.Get("Content-Type"))
+		n0, _ := ac.VerifyNotification(reqs[0].header, reqs[0].body)
+		n1, _ := ac.VerifyNotification(reqs[1].header, reqs[1].body)
 		if !n0.IsRefund() || n1.IsRefund() {
 			t.Fatalf("order: %+v then %+v", n0, n1)
 		}
@@ -344,7 +345,7 @@ func TestFaults(t *testing.T) {
 		r := m.requests()[0]
 		// Signed by the sandbox's Alipay key for another app_id: the client says so, and hands
 		// the notification over with the error.
-		n, err := ac.VerifyNotification(r.body, r.header.Get("Content-Type"))
+		n, err := ac.VerifyNotification(r.header, r.body)
 		if !errors.Is(err, alipay.ErrAppID) || n == nil || n.TotalAmount != 101 || n.AppID == b.keys.AlipayAppID {
 			t.Fatalf("%+v %v", n, err)
 		}
@@ -361,7 +362,7 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("%+v", as)
 		}
 		r := m.requests()[0]
-		if _, err := ac.VerifyNotification(r.body, r.header.Get("Content-Type")); !errors.Is(err, alipay.ErrSignature) {
+		if _, err := ac.VerifyNotification(r.header, r.body); !errors.Is(err, alipay.ErrSignature) {
 			t.Fatal(err)
 		}
 	})
@@ -376,7 +377,7 @@ func TestFaults(t *testing.T) {
 		if !strings.HasSuffix(r.header.Get("Content-Type"), "charset=gbk") || !strings.Contains(string(r.body), "charset=GBK") {
 			t.Fatalf("%s %s", r.header.Get("Content-Type"), r.body)
 		}
-		n, err := ac.VerifyNotification(r.body, r.header.Get("Content-Type"))
+		n, err := ac.VerifyNotification(r.header, r.body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -489,22 +490,20 @@ func TestOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := ma.requests()[0]
-		f, err := alipay.ParseForm(r.body)
-		if err != nil {
+		var f alipaywire.Form
+		if err := f.Parse(r.body); err != nil {
 			t.Fatal(err)
 		}
-		verify(t, b.keys.AlipayPublicKey, alipay.CanonicalNotification(f, alipay.V1), f.Value("sign"))
+		sign, _ := f.Lookup("sign")
+		verify(t, b.keys.AlipayPublicKey, f.AppendCanonical(nil, false, "", false), string(sign))
 	})
 	t.Run("AlipayResponse", func(t *testing.T) {
 		params := map[string]string{"app_id": b.keys.AlipayAppID, "method": "alipay.trade.query", "charset": "utf-8", "sign_type": "RSA2",
 			"timestamp": alipay.FormatTime(time.Now()), "version": "1.0", "biz_content": `{"out_trade_no":"ossl_a"}`}
 		ac.SignParams(params)
 		body := postGateway(t, b, params)
-		resp, err := alipay.ExtractResponse([]byte(body), "alipay.trade.query")
-		if err != nil {
-			t.Fatal(err)
-		}
-		verify(t, b.keys.AlipayPublicKey, resp.Node, resp.Sign)
+		node, sign := splitAlipayAnswer(t, []byte(body), "alipay.trade.query")
+		verify(t, b.keys.AlipayPublicKey, node, sign)
 	})
 	t.Run("WechatNotification", func(t *testing.T) {
 		req := wechatpay.PrepayRequest{Description: "d", OutTradeNo: "ossl_w", NotifyURL: mw.srv.URL}

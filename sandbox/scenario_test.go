@@ -21,7 +21,7 @@ func TestScenario_FaultsTour(t *testing.T) {
 			}
 			return 204, ""
 		}
-		if _, err := ac.VerifyNotification(body, r.Header.Get("Content-Type")); err != nil {
+		if _, err := ac.VerifyNotification(r.Header, body); err != nil {
 			return 200, "fail"
 		}
 		return 200, "success"
