@@ -6,10 +6,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
-	"github.com/paynotify/paynotify/internal/alipaywire"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // The benchmarks time the operation and its floor (the raw crypto/rsa call over a message of the

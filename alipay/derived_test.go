@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
-	"github.com/paynotify/paynotify/internal/alipaywire"
-	"github.com/paynotify/paynotify/internal/testsign"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
+	"github.com/paynotify/paynotify/internal/testsign"
 )
 
 // d1Clock is the clock of D1 and D2: 2024-01-02 03:04:05 Beijing() time, given in UTC so that the

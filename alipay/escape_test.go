@@ -2,10 +2,11 @@ package alipay
 
 import (
 	"fmt"
-	"github.com/paynotify/paynotify/internal/alipaywire"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // phpURLEncode is PHP's urlencode, written from its documentation and independent of

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/paynotify/paynotify/internal/alipaywire"
 	"html"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // Product codes of the pay methods: the product_code each sends in biz_content.

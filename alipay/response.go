@@ -3,6 +3,7 @@ package alipay
 import (
 	"bytes"
 	"encoding/json"
+
 	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 

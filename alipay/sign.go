@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+
 	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 

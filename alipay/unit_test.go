@@ -5,11 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"github.com/paynotify/paynotify/internal/testsign"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/testsign"
 )
 
 func TestParseAmount(t *testing.T) {

@@ -4,13 +4,14 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
-	"github.com/paynotify/paynotify/internal/alipaywire"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // Vectors copied from ../shared/vectors/alipay (see testdata/shared/README.md).

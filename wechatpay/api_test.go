@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"github.com/paynotify/paynotify/internal/testsign"
-	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +20,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/testsign"
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
 // fakeWeChat plays WeChat Pay's side over a real socket, independently of the package: openssl

@@ -5,17 +5,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"github.com/paynotify/paynotify/internal/testsign"
-	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/testsign"
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
-func TestParseNotification_SharedVectors(t *testing.T) {
+func TestVerifyNotification_SharedVectors(t *testing.T) {
 	v := mustShared(t)
 	t.Run("OK/V1Transaction", func(t *testing.T) {
 		ts, _ := strconv.ParseInt(v.V1.Headers[wire.HeaderTimestamp], 10, 64)
@@ -112,7 +113,7 @@ func TestParseNotification_SharedVectors(t *testing.T) {
 	})
 }
 
-func TestParseNotification_OwnVectors(t *testing.T) {
+func TestVerifyNotification_OwnVectors(t *testing.T) {
 	v := mustOwn(t)
 	if v.APIv3Key != testAPIv3Key {
 		t.Fatal("APIv3 key of own vectors changed")
@@ -157,7 +158,7 @@ func TestParseNotification_OwnVectors(t *testing.T) {
 	}
 }
 
-func TestParseNotification_Headers(t *testing.T) {
+func TestVerifyNotification_Headers(t *testing.T) {
 	v := mustShared(t)
 	ts, _ := strconv.ParseInt(v.V1.Headers[wire.HeaderTimestamp], 10, 64)
 	body := []byte(v.V1.Body)
@@ -212,7 +213,7 @@ func TestParseNotification_Headers(t *testing.T) {
 // TestParseNotification_Envelope checks what follows a valid signature: the envelope, the
 // decryption and the decoding. The signatures are made by openssl; the resources are encrypted
 // with wire.EncryptGCM (decryption itself is checked on the independent vectors).
-func TestParseNotification_Envelope(t *testing.T) {
+func TestVerifyNotification_Envelope(t *testing.T) {
 	const ts = 1793500200
 	sign := func(body string) http.Header {
 		h := http.Header{}
@@ -312,7 +313,7 @@ func TestWriteAck(t *testing.T) {
 
 // TestParseNotification_MchID: with Config.MchID set, a verified payment or refund of another
 // merchant comes back with ErrMchID (and the notification); the own vectors are of 1900000100.
-func TestParseNotification_MchID(t *testing.T) {
+func TestVerifyNotification_MchID(t *testing.T) {
 	v := mustOwn(t)
 	for _, n := range v.Notifications {
 		if n.Expect != "valid" {

@@ -64,8 +64,8 @@ import (
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
-	"github.com/paynotify/paynotify/internal/alipaywire"
 	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 	"github.com/paynotify/paynotify/internal/loadstore"
 	"github.com/paynotify/paynotify/provider"
 )
