@@ -411,9 +411,9 @@ func (c *Client) claimedOutTradeNo(body []byte) string {
 	case err != nil:
 		return ""
 	case n.Transaction != nil:
-		return n.Transaction.OutTradeNo
+		return claimed(n.Transaction.OutTradeNo)
 	case n.Refund != nil:
-		return n.Refund.OutTradeNo
+		return claimed(n.Refund.OutTradeNo)
 	}
 	return ""
 }

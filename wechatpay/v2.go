@@ -174,8 +174,27 @@ type V2Notification struct {
 // APIv3 key). Every received field takes part in the signature, unknown ones included. The
 // algorithm follows the sign's length (32 hex: MD5, 64: HMAC-SHA256), since merchants set to
 // HMAC-SHA256 are seen to receive MD5 signs; sign_type, when present, must be one of the two.
-// The comparison is constant-time. Errors are *VerifyError (ErrSignature, ErrMalformed).
+// The comparison is constant-time. Errors are *VerifyError (ErrSignature, ErrMalformed), with the
+// out_trade_no the message claims in OutTradeNo when the XML parses.
 func VerifyV2Notification(body []byte, apiKey []byte) (*V2Notification, error) {
+	n, err := verifyV2Notification(body, apiKey)
+	if ve, ok := err.(*VerifyError); ok && ve.OutTradeNo == "" {
+		if _, f, perr := parseFlatXML(body); perr == nil {
+			ve.OutTradeNo = claimed(f["out_trade_no"])
+		}
+	}
+	return n, err
+}
+
+// claimed makes a value an unverified message claims printable and short, for evidence only.
+func claimed(v string) string {
+	if len(v) > 128 {
+		v = v[:128]
+	}
+	return strings.ToValidUTF8(v, "?")
+}
+
+func verifyV2Notification(body []byte, apiKey []byte) (*V2Notification, error) {
 	if len(apiKey) == 0 {
 		return nil, errors.New("wechatpay: v2: no API key")
 	}

@@ -63,8 +63,10 @@ func TestV2Sign_SharedVectors(t *testing.T) {
 				t.Fatalf("%+v", n)
 			}
 			f["total_fee"] = "2"
-			if _, err := VerifyV2Notification(unsortedV2XML(f), key); !errors.Is(err, ErrSignature) {
-				t.Fatalf("tampered: %v", err)
+			_, err = VerifyV2Notification(unsortedV2XML(f), key)
+			var ve *VerifyError
+			if !errors.Is(err, ErrSignature) || !errors.As(err, &ve) || ve.OutTradeNo != "1409811653" {
+				t.Fatalf("tampered: %v (claimed out_trade_no %+v)", err, ve)
 			}
 		})
 	}
