@@ -502,7 +502,7 @@ func TestClient_ConcurrentRefreshAndVerify(t *testing.T) {
 	wg.Wait()
 }
 
-func TestClient_ParseNotificationContext(t *testing.T) {
+func TestClient_VerifyNotificationRefreshOnMiss(t *testing.T) {
 	// A notification signed by a platform certificate the client has not downloaded yet.
 	v := mustOwn(t)
 	cv := v.Certificates
@@ -538,7 +538,7 @@ func TestClient_ParseNotificationContext(t *testing.T) {
 	t.Run("OK/RefreshOnMiss", func(t *testing.T) {
 		// Verified after one download. The vector's payment is of merchant 1900000100, not the
 		// client's testMchID: it comes back with ErrMchID, the notification with it.
-		n, err := c.verifyNotificationContext(context.Background(), h, body)
+		n, err := c.VerifyNotificationRequest(notifyRequest(h, strings.NewReader(string(body))))
 		if !errors.Is(err, ErrMchID) || n == nil || n.Transaction.OutTradeNo != "PN20261101000001" || downloads != 1 {
 			t.Fatalf("%v, %d downloads", err, downloads)
 		}
@@ -547,7 +547,7 @@ func TestClient_ParseNotificationContext(t *testing.T) {
 		h2 := h.Clone()
 		for i := 0; i < 5; i++ {
 			h2.Set(wire.HeaderSerial, "DEADBEEF0"+strconv.Itoa(i))
-			if _, err := c.verifyNotificationContext(context.Background(), h2, body); !errors.Is(err, ErrUnknownSerial) {
+			if _, err := c.VerifyNotificationRequest(notifyRequest(h2, strings.NewReader(string(body)))); !errors.Is(err, ErrUnknownSerial) {
 				t.Fatalf("got %v", err)
 			}
 		}

@@ -149,7 +149,7 @@ func BenchmarkSignRequest(b *testing.B) {
 	p.report(b)
 }
 
-// BenchmarkBreakdown times the parts of ParseNotification that are not RSA.
+// BenchmarkBreakdown times the parts of VerifyNotification that are not RSA.
 func BenchmarkBreakdown(b *testing.B) {
 	c, v, _, _, _ := benchV1(b)
 	h := headerOf(v.V1.Headers)

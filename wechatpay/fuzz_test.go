@@ -11,7 +11,7 @@ import (
 	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
-// FuzzEnvelope feeds arbitrary bodies to the part of ParseNotification that runs after the
+// FuzzEnvelope feeds arbitrary bodies to the part of VerifyNotification that runs after the
 // signature: envelope JSON, resource checks, GCM (nonce and length checks), plaintext decoding.
 // Nothing may panic, and every failure must be a *VerifyError with a known reason.
 func FuzzEnvelope(f *testing.F) {

@@ -210,7 +210,7 @@ func TestVerifyNotification_Headers(t *testing.T) {
 	}
 }
 
-// TestParseNotification_Envelope checks what follows a valid signature: the envelope, the
+// TestVerifyNotification_Envelope checks what follows a valid signature: the envelope, the
 // decryption and the decoding. The signatures are made by openssl; the resources are encrypted
 // with wire.EncryptGCM (decryption itself is checked on the independent vectors).
 func TestVerifyNotification_Envelope(t *testing.T) {
@@ -311,7 +311,7 @@ func TestWriteAck(t *testing.T) {
 	})
 }
 
-// TestParseNotification_MchID: with Config.MchID set, a verified payment or refund of another
+// TestVerifyNotification_MchID: with Config.MchID set, a verified payment or refund of another
 // merchant comes back with ErrMchID (and the notification); the own vectors are of 1900000100.
 func TestVerifyNotification_MchID(t *testing.T) {
 	v := mustOwn(t)
