@@ -135,14 +135,14 @@ func NewClient(cfg Config) (*Client, error) {
 	case cfg.AlipayPublicKey != nil:
 		c.alipayKey = cfg.AlipayPublicKey
 	case len(cfg.AlipayCert) > 0:
-		sn, pub, err := certPublicKey(cfg.AlipayCert)
+		sn, pub, err := CertPublicKey(cfg.AlipayCert)
 		if err != nil {
 			return nil, errors.New("alipay: AlipayCert: " + strings.TrimPrefix(err.Error(), "alipay: "))
 		}
 		c.alipayKey, c.alipaySN = pub, sn
 		c.alipayKeys = map[string]*rsa.PublicKey{sn: pub}
 		if len(cfg.AppCert) > 0 {
-			sn, pub, err := certPublicKey(cfg.AppCert)
+			sn, pub, err := CertPublicKey(cfg.AppCert)
 			if err != nil {
 				return nil, errors.New("alipay: AppCert: " + strings.TrimPrefix(err.Error(), "alipay: "))
 			}

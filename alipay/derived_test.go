@@ -224,7 +224,7 @@ func TestDerivedResponses(t *testing.T) {
 		// D7 is signed with the test key although its alipay_cert_sn names sandbox_alipayPublicCert.crt
 		// (whose own key does not verify it): map that SN to the test key.
 		_, pub := testKeys(t)
-		sn, _, err := certPublicKey(mustRead(t, "testdata/shared/certs/sandbox_alipayPublicCert.crt"))
+		sn, _, err := CertPublicKey(mustRead(t, "testdata/shared/certs/sandbox_alipayPublicCert.crt"))
 		if err != nil || sn != "05d88faef76d723019c5c14d3ecd014a" {
 			t.Fatal(sn, err)
 		}

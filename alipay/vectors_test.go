@@ -57,7 +57,7 @@ func (v publishedVector) key(tb testing.TB) *rsa.PublicKey {
 	var src string
 	switch {
 	case v.KeyCertPEM != "":
-		_, pub, err := certPublicKey([]byte(v.KeyCertPEM))
+		_, pub, err := CertPublicKey([]byte(v.KeyCertPEM))
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -118,7 +118,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (int, ht
 		// WeChat Pay signs error answers once it has accepted the request's signature (not 401s):
 		// only a signed refusal is WeChat Pay's word.
 		if resp.Header.Get(wire.HeaderSignature) != "" {
-			e.Signed = c.verifyResponse(resp.Header, rb) == nil
+			e.Signed = c.VerifyResponse(resp.Header, rb) == nil
 		}
 		return resp.StatusCode, nil, nil, e
 	}

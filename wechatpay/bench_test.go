@@ -98,7 +98,7 @@ func BenchmarkVerifySignature(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.run(func() { rsaVerifyBound(b, pub, msg, sig) }, func() {
-			if err := c.verifyResponse(h, body); err != nil {
+			if err := c.VerifyResponse(h, body); err != nil {
 				b.Fatal(err)
 			}
 		})

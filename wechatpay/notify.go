@@ -303,9 +303,11 @@ func parseUnix(s string) (int64, bool) {
 	return n, true
 }
 
-// verifyResponse verifies a signed API response: h are its headers and body the raw bytes. It
-// runs every check of VerifyNotification up to the signature and returns nil or a *VerifyError.
-func (c *Client) verifyResponse(h http.Header, body []byte) error {
+// VerifyResponse verifies a signed API answer you hold (for example one kept with
+// WithRawResponse): h are its headers and body its raw bytes. It runs every check of
+// VerifyNotification up to the signature and returns nil or a *VerifyError. The API methods
+// already verify their answers.
+func (c *Client) VerifyResponse(h http.Header, body []byte) error {
 	if verr := c.verifySigned(h, body); verr != nil {
 		return verr
 	}
