@@ -5,7 +5,6 @@ package httpd
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,7 +24,8 @@ import (
 type Server struct {
 	// Service runs the workflows; its Store, Processor and Apps serve the reads and callbacks.
 	Service *paynotify.Service
-	// APIToken is the merchant API's bearer token.
+	// APIToken is the merchant API's bearer token of the config (scope write). The store's named
+	// tokens (paynotify.APITokenStore, through Service.Store) are accepted too (auth.go).
 	APIToken string
 	Logger   *slog.Logger
 	// Now returns the current time; defaults to time.Now.
@@ -44,6 +44,12 @@ type Server struct {
 	// Ready, if set, tells GET /readyz whether the server can do its work (the database answers,
 	// its schema is current). Its error text is shown to whoever asks: no secrets in it.
 	Ready func(ctx context.Context) error
+	// TokenCacheTTL is how long a stored API token, once found, is trusted without asking the
+	// store again: a token revoked meanwhile is still accepted for at most this long. Defaults
+	// to DefaultTokenCacheTTL (5s); a negative value asks the store on every request.
+	TokenCacheTTL time.Duration
+
+	tokens tokenCache
 
 	waitMu   sync.Mutex
 	waiters  map[string][]chan struct{}
@@ -215,25 +221,13 @@ func (s *Server) log(r *http.Request) *slog.Logger {
 	return s.logger().With("request_id", id)
 }
 
-// authorized checks the merchant API's bearer token in constant time.
-func (s *Server) authorized(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || s.APIToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.APIToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="paynotify"`)
-			s.writeError(w, r, paynotify.Errorf(paynotify.EUNAUTHORIZED, "Missing or wrong API token."))
-			return
-		}
-		h(w, r)
-	})
-}
-
 // statusOf is the one translation from application error codes to HTTP statuses.
 var statusOf = map[string]int{
 	paynotify.EINVALID:             http.StatusBadRequest,
 	paynotify.ENOTFOUND:            http.StatusNotFound,
 	paynotify.ECONFLICT:            http.StatusConflict,
 	paynotify.EUNAUTHORIZED:        http.StatusUnauthorized,
+	paynotify.EFORBIDDEN:           http.StatusForbidden,
 	paynotify.EPROVIDERUNAVAILABLE: http.StatusBadGateway,
 	paynotify.EPROVIDER:            http.StatusUnprocessableEntity,
 	paynotify.EINTERNAL:            http.StatusInternalServerError,

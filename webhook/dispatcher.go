@@ -62,8 +62,6 @@ type Config struct {
 	// leaves them due again after it. A claimed delivery waits in its endpoint's queue of
 	// 4×Concurrency, so the lease covers 4 attempts that time out, and one more.
 	Lease time.Duration
-	// Retention is how long attempts, and deliveries no longer pending, are kept (default 30 days).
-	Retention time.Duration
 	// Batch is the number of events read per endpoint per fan-out (default 500).
 	Batch int
 	// Schedule is the delay before each retry (default the package's Schedule).
@@ -85,9 +83,6 @@ func (c *Config) defaults() {
 	}
 	if c.Lease <= 0 {
 		c.Lease = time.Minute
-	}
-	if c.Retention <= 0 {
-		c.Retention = 30 * 24 * time.Hour
 	}
 	if c.Batch <= 0 {
 		c.Batch = 500
@@ -233,18 +228,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(d.Config.Poll)
 	defer tick.Stop()
-	var lastPrune time.Time
 	fanOut, poll := true, true
 	for ctx.Err() == nil {
 		d.round(ctx, &workers, fanOut, poll)
-		if now := d.now(); now.Sub(lastPrune) > time.Hour {
-			lastPrune = now
-			if n, err := d.Store.PruneWebhooks(ctx, now.Add(-d.Config.Retention)); err != nil && ctx.Err() == nil {
-				d.Logger.Error("webhooks: prune", "err", err)
-			} else if n > 0 {
-				d.Logger.Info("webhooks: pruned old attempts and deliveries", "rows", n)
-			}
-		}
 		select {
 		case <-ctx.Done():
 		case <-d.wake:

@@ -139,14 +139,14 @@ type background struct {
 func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Service, logger *slog.Logger) (*background, error) {
 	mx := metrics.New()
 	svc.Processor.Metrics = mx
-	runner, err := newJobs(st, svc, cfg.Jobs, logger, mx.Sweep)
+	runner, err := newJobs(st, svc, cfg.Jobs, cfg.Retention, logger, mx.Sweep)
 	if err != nil {
 		return nil, err
 	}
 	wh := cfg.Webhooks
 	d := &webhook.Dispatcher{
 		Store:   st,
-		Config:  webhook.Config{Concurrency: wh.Concurrency, Retention: wh.Retention, AllowHTTP: wh.AllowHTTP},
+		Config:  webhook.Config{Concurrency: wh.Concurrency, AllowHTTP: wh.AllowHTTP},
 		Client:  webhook.NewClient(wh.AllowPrivateNetworks, 10*time.Second),
 		Logger:  logger,
 		Metrics: mx,
@@ -251,12 +251,17 @@ func readiness(st store, logger *slog.Logger) func(ctx context.Context) error {
 	}
 }
 
-// newJobs builds the background jobs of svc on the store's own database (package jobs).
+// newJobs builds the background jobs of svc on the store's own database (package jobs): the
+// reconciliation sweep and the retention prune.
 // onSweep, if set, is told of every sweep (metrics).
-func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, logger *slog.Logger, onSweep func(paynotify.SweepStats, error)) (*jobs.Runner, error) {
+func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, rc RetentionConfig, logger *slog.Logger, onSweep func(paynotify.SweepStats, error)) (*jobs.Runner, error) {
 	cfg = cfg.withDefaults()
+	evidence, attempts, err := rc.periods()
+	if err != nil {
+		return nil, &configError{err: err}
+	}
 	jc := jobs.Config{Reconciler: &paynotify.Reconciler{Service: svc, MaxPerSecond: cfg.MaxChecksPerSecond}, SweepInterval: cfg.SweepInterval, Logger: logger,
-		OnSweep: onSweep}
+		Retention: jobs.Retention{Evidence: evidence, WebhookAttempts: attempts}, OnSweep: onSweep}
 	switch db := st.(type) {
 	case *sqlite.DB:
 		return jobs.NewSQLite(db.SQL(), jc)
