@@ -85,7 +85,7 @@ func (cmd doctorCommand) Run(ctx context.Context, m *Main, args []string) error 
 			return usagef(doctorTry, "doctor: --app %q is not an app of %s", *app, *configPath)
 		}
 	}
-	d := &doctor{cfg: cfg, now: time.Now, http: &http.Client{
+	d := &doctor{cfg: cfg, configPath: *configPath, now: time.Now, http: &http.Client{
 		Timeout:       doctorTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
@@ -174,9 +174,11 @@ func (r *report) failed(check string) bool {
 
 // doctor runs the checks of one config.
 type doctor struct {
-	cfg  *Config
-	http *http.Client // probes of gateways and public_url
-	now  func() time.Time
+	cfg *Config
+	// configPath is the config file's path, as given, for the commands doctor suggests.
+	configPath string
+	http       *http.Client // probes of gateways and public_url
+	now        func() time.Time
 }
 
 // run checks apps and the server, concurrently, and returns the results in config order, the
@@ -821,7 +823,7 @@ func (d *doctor) publicURL(ctx context.Context, r *report) {
 func (d *doctor) database(ctx context.Context, r *report) {
 	const check = "database"
 	dsn := d.cfg.Database
-	migrateHint := "serve applies them at start, or run paynotify migrate --database " + redactDSN(dsn)
+	migrateHint := "serve applies them at start, or run paynotify migrate --config " + d.configPath
 	var st store
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
@@ -829,7 +831,7 @@ func (d *doctor) database(ctx context.Context, r *report) {
 		db, err := sqlite.OpenReadOnly(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			r.warn(check, "SQLite file "+path+" does not exist yet: fine before the first serve",
-				"serve creates it and applies the migrations at start (or run paynotify migrate --database "+dsn+")")
+				"serve creates it and applies the migrations at start (or run paynotify migrate --config "+d.configPath+")")
 			return
 		}
 		if err != nil {
@@ -878,10 +880,8 @@ func (d *doctor) database(ctx context.Context, r *report) {
 // scrubPassword removes the password of a database URL from an error text, should a driver
 // quote it.
 func scrubPassword(s, dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			s = strings.ReplaceAll(s, pw, "…")
-		}
+	for _, pw := range dsnSecrets(dsn) {
+		s = strings.ReplaceAll(s, pw, "…")
 	}
 	return s
 }
