@@ -141,8 +141,8 @@ func TestBadInputAlipay(t *testing.T) {
 			{name: "Content-Type multipart/form-data", send: post(http.Header{"Content-Type": {"multipart/form-data; boundary=x"}}, encodeForm(genuine(good))),
 				want: alipayFail, eff: rejected("malformed")},
 			// Genuine, but not about this order as we have it: anomalies (one order.anomaly event
-		// each, also for an order we do not have), answered fail so that Alipay retries while
-		// someone looks (docs/api.md, "Evidence"); the order unchanged.
+			// each, also for an order we do not have), answered fail so that Alipay retries while
+			// someone looks (docs/api.md, "Evidence"); the order unchanged.
 			{name: "genuine, amount mismatch", send: post(form, encodeForm(genuine(cheaper))), want: alipayFail, eff: anomaly(paynotify.ReasonAmountMismatch)},
 			// The same message again (Alipay's retry): evidence, but no second anomaly or event.
 			{name: "genuine, amount mismatch, retried", send: post(form, encodeForm(genuine(cheaper))), want: alipayFail,

@@ -342,7 +342,6 @@ func without(fields []kv, k string) []kv {
 	return out
 }
 
-
 // row is one line of a bad-input table: setup (optional: what the row needs that is not itself
 // under test, like its own pending order), the request, its expected answer and effect.
 type row struct {
