@@ -104,7 +104,7 @@ func TestBadInputAlipay(t *testing.T) {
 				want: alipayFail, eff: rejected("signature_invalid")},
 			{name: "no sign", send: post(form, encodeForm(good)), want: alipayFail, eff: rejected("signature_invalid")},
 			// Duplicate keys: the signature covers one copy; which one a reader keeps is ambiguous.
-			{name: "duplicate total_amount", send: post(form, encodeForm(dupTotal)), want: alipayFail, eff: rejected("duplicate_key")},
+			{name: "duplicate total_amount", send: post(form, encodeForm(dupTotal)), want: alipayFail, eff: effect{evidence: "rejected/duplicate_key", detail: "total_amount"}},
 			{name: "duplicate out_trade_no, same value", send: post(form, encodeForm(append(genuine(good), kv{"out_trade_no", otn}))),
 				want: alipayFail, eff: rejected("duplicate_key")},
 			{name: "duplicate key percent-encoded", send: post(form, append(encodeForm(genuine(good)), "&total%5Famount=0.01"...)),
@@ -133,7 +133,7 @@ func TestBadInputAlipay(t *testing.T) {
 			{name: "unknown charset", send: post(form, encodeForm(genuine(with(good, "charset", "koi8-r")))), want: alipayFail, eff: rejected("malformed")},
 			// Size and shape.
 			{name: "empty body", send: post(form, nil), want: alipayFail, eff: rejected("signature_invalid")},
-			{name: "10 MB body", send: post(form, tenMB), want: alipayFail, eff: rejected("malformed")},
+			{name: "10 MB body", send: post(form, tenMB), want: alipayFail, eff: effect{evidence: "rejected/malformed", detail: "body larger than 1048576 bytes"}},
 			{name: "Content-Type application/json", send: post(http.Header{"Content-Type": {"application/json"}}, encodeForm(genuine(good))),
 				want: alipayFail, eff: rejected("malformed")},
 			{name: "Content-Type text/plain", send: post(http.Header{"Content-Type": {"text/plain"}}, encodeForm(genuine(good))),

@@ -132,6 +132,7 @@ func (e *env) anomalyCount() int {
 // records, and the orders it changes (key app/otn → status@vN).
 type effect struct {
 	evidence  string
+	detail    string // when set, the new evidence record's detail contains it
 	events    []string
 	anomalies int
 	orders    map[string]string
@@ -170,6 +171,9 @@ func (e *env) checkEffect(row string, before state, want effect) {
 	var fresh []string
 	for _, ev := range e.evidenceQuery("") {
 		if !before.evidence[ev.ID] {
+			if want.detail != "" && !strings.Contains(ev.Detail, want.detail) {
+				e.t.Errorf("%s: evidence detail %q, want it to say %q", row, ev.Detail, want.detail)
+			}
 			k := ev.Verdict
 			if ev.Reason != "" {
 				k += "/" + ev.Reason
