@@ -304,6 +304,15 @@ func sortedCanonical(fields []kv) string {
 	return strings.Join(parts, "&")
 }
 
+// joinKV joins fields as k=v with &, in their order, without encoding.
+func joinKV(fields []kv) string {
+	parts := make([]string, len(fields))
+	for i, f := range fields {
+		parts[i] = f.k + "=" + f.v
+	}
+	return strings.Join(parts, "&")
+}
+
 // encodeForm percent-encodes fields in their order.
 func encodeForm(fields []kv) []byte {
 	parts := make([]string, len(fields))
