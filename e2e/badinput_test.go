@@ -43,14 +43,18 @@ type answer struct {
 	status     int
 	body       string
 	bodyPrefix bool
+	contains   string // when set, the body must also contain it
 }
+
+// saying returns a with the body required to contain s too.
+func (a answer) saying(s string) answer { a.contains = s; return a }
 
 func (a answer) check(t *testing.T, row string, status int, body string) {
 	t.Helper()
 	b := strings.TrimSuffix(body, "\n")
-	ok := status == a.status && (b == a.body || (a.bodyPrefix && strings.HasPrefix(b, a.body)))
+	ok := status == a.status && (b == a.body || (a.bodyPrefix && strings.HasPrefix(b, a.body))) && strings.Contains(b, a.contains)
 	if !ok {
-		t.Errorf("%s: answered HTTP %d %q, want %d %q", row, status, trim(b), a.status, a.body)
+		t.Errorf("%s: answered HTTP %d %q, want %d %q (saying %q)", row, status, trim(b), a.status, a.body, a.contains)
 	}
 }
 
