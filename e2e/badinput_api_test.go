@@ -102,6 +102,7 @@ func TestBadInputAPI(t *testing.T) {
 			{name: "SQL in the app filter", send: req("GET", "/v1/orders?app=x'%20OR%201%3D1%20--", ok, nil), want: noOrders},
 			{name: "SQL in the evidence filter", send: req("GET", "/v1/notifications?out_trade_no=x'%20OR%20'1'%3D'1", ok, nil),
 				want: answer{status: http.StatusOK, body: `{"notifications":[]`, bodyPrefix: true}},
+			{name: "SQL in the status filter", send: req("GET", "/v1/orders?status=paid'%20OR%20'1'%3D'1", ok, nil), want: invalid.saying("Unknown status")},
 			{name: "traversal as a new out_trade_no", send: req("POST", "/v1/orders", ok, []byte(`{"app":"`+alipayApp+`","out_trade_no":"../../etc/passwd","amount":100,"subject":"s","channel":"alipay.page"}`)), want: invalid},
 			{name: "SQL as a new out_trade_no", send: req("POST", "/v1/orders", ok, []byte(`{"app":"`+alipayApp+`","out_trade_no":"x'); DROP TABLE orders; --","amount":100,"subject":"s","channel":"alipay.page"}`)), want: invalid},
 			{name: "SQL as the app", send: req("POST", "/v1/orders", ok, []byte(`{"app":"x' OR '1'='1","out_trade_no":"bad_api_sql_app","amount":100,"subject":"s","channel":"alipay.page"}`)),
