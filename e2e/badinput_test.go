@@ -381,4 +381,5 @@ func (e *env) runRows(rows []row) {
 		r.want.check(e.t, r.name, status, body)
 		e.checkEffect(r.name, before, r.eff)
 	}
+	e.t.Logf("%d rows", len(rows))
 }
