@@ -41,7 +41,8 @@ func (e *env) rawRequest(method, path string, header http.Header, body []byte) (
 // in the query string or very long are refused 401 (a header over the server's limit 431) and
 // reach nothing; path traversal and SQL metacharacters in ids and filters find nothing and change
 // nothing; negative, zero, fractional, huge and non-number amounts, unknown, duplicate and
-// case-variant JSON keys, and oversize bodies are refused 400 naming the problem. No row creates
+// case-variant JSON keys, control characters in text, bodies not UTF-8, and oversize bodies are
+// refused 400 naming the problem. No row creates
 // or changes an order, an event or a refund; the last rows, well-formed, do.
 func TestBadInputAPI(t *testing.T) {
 	t.Parallel()
@@ -132,6 +133,13 @@ func TestBadInputAPI(t *testing.T) {
 			{name: "trailing data", send: req("POST", "/v1/orders", ok, append(create("100"), `{}`...)), want: invalid.saying("trailing data")},
 			{name: "an array", send: req("POST", "/v1/orders", ok, []byte(`[`+string(create("100"))+`]`)), want: invalid},
 			{name: "not JSON", send: req("POST", "/v1/orders", ok, []byte("app=alipay-demo&amount=100")), want: invalid},
+			// Text that no store or provider takes.
+			{name: "NUL in the subject", send: req("POST", "/v1/orders", ok, []byte(`{"app":"`+alipayApp+`","out_trade_no":"bad_api_nul","amount":100,"subject":"a\u0000b","channel":"alipay.page"}`)),
+				want: invalid.saying("subject holds the control character U+0000.")},
+			{name: "a body that is not UTF-8", send: req("POST", "/v1/orders", ok, []byte(`{"app":"`+alipayApp+`","out_trade_no":"bad_api_latin1","amount":100,"subject":"caf`+"\xe9"+`","channel":"alipay.page"}`)),
+				want: invalid.saying("Invalid JSON body: not valid UTF-8.")},
+			{name: "a control character in a refund reason", send: req("POST", refunds, ok, []byte(`{"amount":1,"out_request_no":"R123456","reason":"a\u001bb"}`)),
+				want: invalid.saying("reason holds the control character U+001B.")},
 			// Oversize bodies (the limit is 1 MiB).
 			{name: "2 MiB body", send: req("POST", "/v1/orders", ok, create("100", `"body":"`+strings.Repeat("x", 2<<20)+`"`)), want: invalid.saying("request body too large")},
 			{name: "10 MB body", send: req("POST", "/v1/orders", ok, create("100", `"body":"`+strings.Repeat("x", 10<<20)+`"`)), want: invalid.saying("request body too large")},
