@@ -34,9 +34,9 @@ type slowClient struct {
 	answer string
 }
 
-// drip opens a connection to addr, writes head at once, then drip one byte every dripEvery
+// drip opens a connection to addr, writes head at once, then a byte of unit every dripEvery
 // until the server closes the connection (or 15 s pass), and reports the cut.
-func drip(t *testing.T, addr, kind, head, drip string) *slowClient {
+func drip(t *testing.T, addr, kind, head, unit string) *slowClient {
 	c := &slowClient{kind: kind, start: time.Now()}
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -60,7 +60,7 @@ func drip(t *testing.T, addr, kind, head, drip string) *slowClient {
 			return c
 		case <-time.After(dripEvery):
 		}
-		if _, err := conn.Write([]byte{drip[i%len(drip)]}); err != nil {
+		if _, err := conn.Write([]byte{unit[i%len(unit)]}); err != nil {
 			<-done
 			return c
 		}

@@ -204,11 +204,11 @@ func TestBadInputWechat(t *testing.T) {
 			{name: "amount mismatch inside the resource", send: send(wxEnvelope(t, apiv3, tx(e.wxTransaction(otn, 1)), nil), now, nil),
 				want: wechatFail(http.StatusBadRequest, paynotify.ReasonAmountMismatch),
 				eff:  effect{evidence: "anomaly/" + paynotify.ReasonAmountMismatch, events: []string{"order.anomaly"}, anomalies: 1}},
-			{name: "another mchid inside the resource", send: send(wxEnvelope(t, apiv3, tx(with2(e.wxTransaction(otn, 8888), "mchid", "1900000109")), nil), now, nil),
+			{name: "another mchid inside the resource", send: send(wxEnvelope(t, apiv3, tx(wxWith(e.wxTransaction(otn, 8888), "mchid", "1900000109")), nil), now, nil),
 				// Kept as app_id_mismatch (docs/wechatpay.md, "mchid").
 				want: wechatFail(http.StatusBadRequest, paynotify.ReasonAppIDMismatch),
 				eff:  effect{evidence: "anomaly/" + paynotify.ReasonAppIDMismatch, events: []string{"order.anomaly"}, anomalies: 1}},
-			{name: "another appid inside the resource", send: send(wxEnvelope(t, apiv3, tx(with2(e.wxTransaction(otn, 8888), "appid", "wx0000000000000000")), nil), now, nil),
+			{name: "another appid inside the resource", send: send(wxEnvelope(t, apiv3, tx(wxWith(e.wxTransaction(otn, 8888), "appid", "wx0000000000000000")), nil), now, nil),
 				want: wechatFail(http.StatusBadRequest, paynotify.ReasonAppIDMismatch),
 				eff:  effect{evidence: "anomaly/" + paynotify.ReasonAppIDMismatch, events: []string{"order.anomaly"}, anomalies: 1}},
 		}
@@ -220,8 +220,8 @@ func TestBadInputWechat(t *testing.T) {
 	})
 }
 
-// with2 returns r with k set to v.
-func with2(r wxResource, k string, v any) wxResource {
+// wxWith returns r with k set to v.
+func wxWith(r wxResource, k string, v any) wxResource {
 	out := wxResource{}
 	for kk, vv := range r {
 		out[kk] = vv
