@@ -23,6 +23,7 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/alipaylegacy"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sqlite"
@@ -648,7 +649,7 @@ func (d *doctor) wechatCall(ctx context.Context, r *report, ac *AppConfig, clien
 	_, err := client.QueryByOutTradeNo(wechatpay.WithRawResponse(ctx, &raw), randomTradeNo())
 	var we *wechatpay.Error
 	var ve *wechatpay.VerifyError
-	if errors.As(err, &we) && !we.Signed && raw.Header.Get(wechatpay.HeaderSignature) != "" {
+	if errors.As(err, &we) && !we.Signed && raw.Header.Get(wechatpaywire.HeaderSignature) != "" {
 		// Signed, but not by a key we have: say why.
 		if verr := client.VerifyResponse(raw.Header, raw.Body); verr != nil {
 			errors.As(verr, &ve)
@@ -665,9 +666,9 @@ func (d *doctor) wechatCall(ctx context.Context, r *report, ac *AppConfig, clien
 	case ve != nil || errors.As(err, &ve):
 		switch ve.Reason {
 		case wechatpay.ReasonUnknownSerial:
-			r.fail(check, "the answer is signed with a key the config does not have (Wechatpay-Serial "+raw.Header.Get(wechatpay.HeaderSerial)+")",
+			r.fail(check, "the answer is signed with a key the config does not have (Wechatpay-Serial "+raw.Header.Get(wechatpaywire.HeaderSerial)+")",
 				"set platform_public_key_file and platform_public_key_id to the WeChat Pay public key of mchid "+ac.MchID+", or add its platform certificate")
-		case wechatpay.ReasonSignature:
+		case wechatpay.ReasonSignatureInvalid:
 			r.fail(check, "the answer's signature does not verify with "+keyField,
 				"set the WeChat Pay public key (pub_key.pem) of mchid "+ac.MchID+" from the merchant platform, with its id")
 		case wechatpay.ReasonTimestampSkew:
