@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Service holds the workflows that the merchant API, the reconciliation jobs and the CLI share:
@@ -86,6 +89,20 @@ var (
 	WechatTradeNo = regexp.MustCompile(`^[0-9A-Za-z_\-|*]{6,32}$`)
 )
 
+// checkText refuses a free-text field (an order's subject, a refund's reason, …) that is not valid
+// UTF-8 or holds a control character (U+0000 to U+001F, U+007F to U+009F): PostgreSQL cannot
+// store U+0000 at all, and the providers refuse or mangle the others.
+func checkText(name, v string) error {
+	if !utf8.ValidString(v) {
+		return Errorf(EINVALID, "%s is not valid UTF-8.", name)
+	}
+	if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(v[i:])
+		return Errorf(EINVALID, "%s holds the control character %U.", name, r)
+	}
+	return nil
+}
+
 // MaxExpiresIn is the longest an order can be payable.
 const MaxExpiresIn = 15 * 24 * time.Hour
 
@@ -127,6 +144,12 @@ func (s *Service) newOrder(req *CreateOrderRequest) (*App, *Order, error) {
 	}
 	if len([]rune(req.Body)) > 128 {
 		return nil, nil, invalid("body is at most 128 characters.")
+	}
+	for _, f := range []struct{ name, v string }{{"subject", req.Subject}, {"body", req.Body},
+		{"payer_openid", req.PayerOpenID}, {"payer_client_ip", req.PayerClientIP}} {
+		if err := checkText(f.name, f.v); err != nil {
+			return nil, nil, err
+		}
 	}
 	switch p := ChannelProvider(req.Channel); {
 	case p == "":
@@ -310,6 +333,9 @@ func (s *Service) Refund(ctx context.Context, app, outTradeNo string, req Refund
 	}
 	if len([]rune(req.Reason)) > 80 {
 		return nil, false, Errorf(EINVALID, "reason is at most 80 characters.")
+	}
+	if err := checkText("reason", req.Reason); err != nil {
+		return nil, false, err
 	}
 	o, err := s.Store.GetOrder(ctx, a.Name, outTradeNo)
 	if err != nil {

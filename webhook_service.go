@@ -75,6 +75,11 @@ func (s *Service) validateEndpoint(r *WebhookEndpointRequest, create bool) error
 	if r.Description != nil && len(*r.Description) > maxWebhookDescription {
 		return Errorf(EINVALID, "description: longer than %d bytes.", maxWebhookDescription)
 	}
+	if r.Description != nil {
+		if err := checkText("description", *r.Description); err != nil {
+			return err
+		}
+	}
 	if r.Status != nil && *r.Status != EndpointEnabled && *r.Status != EndpointDisabled {
 		return Errorf(EINVALID, "status: must be %q or %q.", EndpointEnabled, EndpointDisabled)
 	}

@@ -175,7 +175,15 @@ func (s *Server) handleListOrders(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	orders, err := s.Service.Store.ListOrders(r.Context(), paynotify.OrderFilter{App: q.Get("app"), Status: paynotify.OrderStatus(q.Get("status")), Limit: limit})
+	status := paynotify.OrderStatus(q.Get("status"))
+	switch status {
+	case "", paynotify.StatusPending, paynotify.StatusPaid, paynotify.StatusFinished, paynotify.StatusClosed, paynotify.StatusRefunded:
+	default:
+		// Refused, like an unknown verdict of GET /v1/notifications: a typo would list nothing.
+		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "Unknown status %q: one of pending, paid, finished, closed, refunded.", status))
+		return
+	}
+	orders, err := s.Service.Store.ListOrders(r.Context(), paynotify.OrderFilter{App: q.Get("app"), Status: status, Limit: limit})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -8,7 +8,8 @@ import (
 )
 
 // TestListOrders: GET /v1/orders lists an app's orders newest first, without pay, filtered by
-// status and cut at limit; a limit out of 1..1000 is 400.
+// status and cut at limit; a limit out of 1..1000 is 400, and so is a status that is not one
+// (a typo used to list nothing, as if no order had that status).
 func TestListOrders(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
@@ -46,7 +47,10 @@ func TestListOrders(t *testing.T) {
 		if other := list("app=other"); len(other) != 0 {
 			t.Errorf("another app's orders: %+v", other)
 		}
-		for _, q := range []string{"limit=0", "limit=1001", "limit=x"} {
+		for _, st := range []string{"pending", "paid", "finished", "closed", "refunded"} {
+			list("status=" + st)
+		}
+		for _, q := range []string{"limit=0", "limit=1001", "limit=x", "status=payed", "status=PAID", "status=paid'%20OR%20'1'%3D'1"} {
 			if code := e.api("GET", "/v1/orders?"+q, nil, nil); code != http.StatusBadRequest {
 				t.Errorf("GET /v1/orders?%s: %d, want 400", q, code)
 			}

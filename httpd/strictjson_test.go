@@ -83,3 +83,51 @@ func TestAllowHost(t *testing.T) {
 		}
 	})
 }
+
+// TestTextFields: free-text fields holding U+0000 (which PostgreSQL cannot store: it answered 500
+// there) or another control character, and bodies that are not UTF-8 (encoding/json replaced the
+// bytes with U+FFFD and created the order), are refused with 400 naming the field, and nothing is
+// created or changed.
+func TestTextFields(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		newAlipayOrder(e, "T0001", 100)
+		for _, tt := range []struct{ name, method, path, body, want string }{
+			{"NULSubject", "POST", "/v1/orders", `{"app":"shop","out_trade_no":"J1","amount":100,"subject":"a\u0000b","channel":"alipay.app"}`,
+				"subject holds the control character U+0000."},
+			{"NewlineBody", "POST", "/v1/orders", `{"app":"shop","out_trade_no":"J1","amount":100,"subject":"s","body":"a\nb","channel":"alipay.app"}`,
+				"body holds the control character U+000A."},
+			{"NULClientIP", "POST", "/v1/orders", `{"app":"shop","out_trade_no":"J1","amount":100,"subject":"s","payer_client_ip":"\u0000","channel":"alipay.app"}`,
+				"payer_client_ip holds the control character U+0000."},
+			{"NotUTF8", "POST", "/v1/orders", "{\"app\":\"shop\",\"out_trade_no\":\"J1\",\"amount\":100,\"subject\":\"caf\xe9\",\"channel\":\"alipay.app\"}",
+				"Invalid JSON body: not valid UTF-8."},
+			{"NULRefundReason", "POST", "/v1/orders/shop/T0001/refunds", `{"amount":1,"out_request_no":"R000001","reason":"\u0000"}`,
+				"reason holds the control character U+0000."},
+			{"NULWebhookDescription", "POST", "/v1/webhook-endpoints", `{"url":"https://example.com/hook","description":"x\u0000"}`,
+				"description holds the control character U+0000."},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				var out struct {
+					Error struct{ Message string } `json:"error"`
+				}
+				code := e.api(tt.method, tt.path, json.RawMessage(tt.body), &out)
+				if code != http.StatusBadRequest || out.Error.Message != tt.want {
+					t.Fatalf("%d %q; want 400 %q", code, out.Error.Message, tt.want)
+				}
+			})
+		}
+		if _, err := s.GetOrder(t.Context(), "shop", "J1"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+			t.Fatalf("an order was created by a refused request: %v", err)
+		}
+		if rs, err := s.ListRefunds(t.Context(), "shop", "T0001"); err != nil || len(rs) != 0 {
+			t.Fatalf("refunds %v %v", rs, err)
+		}
+		var eps struct {
+			Endpoints []json.RawMessage `json:"endpoints"`
+		}
+		if code := e.api("GET", "/v1/webhook-endpoints", nil, &eps); code != http.StatusOK || len(eps.Endpoints) != 0 {
+			t.Fatalf("webhook endpoints: %d %s", code, eps.Endpoints)
+		}
+	})
+}

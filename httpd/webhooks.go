@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/paynotify/paynotify"
 )
@@ -86,6 +87,10 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, v any) err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
+	}
+	if !utf8.Valid(body) {
+		// encoding/json would replace the bad bytes with U+FFFD and go on.
+		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: not valid UTF-8.")
 	}
 	// encoding/json decodes null into a struct as nothing at all: a PATCH of null would be an
 	// empty update, a create of null a request without fields. Only an object is a body.
