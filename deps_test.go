@@ -20,6 +20,7 @@ func TestDeps(t *testing.T) {
 		"provider":  {mod, mod + "/alipay", mod + "/alipaylegacy", mod + "/wechatpay"},
 		"jobs":      {mod, "github.com/riverqueue/river", "github.com/jackc/pgx/v5"},
 		"httpd":     {mod},
+		"console":   {mod, "golang.org/x/crypto"},
 		"webhook":   {mod, "github.com/nats-io/nats.go"},
 		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", mod + "/internal/alipaywire", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
 

@@ -121,6 +121,8 @@ Usage:
                                                     run the server (no config: demo mode, data in --data-dir)
   paynotify migrate --database DSN                  apply database migrations
   paynotify keygen  [--out DIR]                     make an RSA-2048 app key pair
+  paynotify hash-password                           read a password on stdin, print its argon2id hash
+                                                    (console.admin_password_hash; docs/console.md)
   paynotify verify alipay    (--alipay-public-key FILE | --alipay-cert FILE) [--explain] [BODY_FILE|-]
   paynotify verify wechatpay (--platform-public-key FILE --platform-public-key-id ID | --platform-cert FILE)
                              --apiv3-key-file FILE --headers FILE [--now RFC3339|UNIX] [--explain] [BODY_FILE|-]
