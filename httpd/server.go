@@ -1,5 +1,5 @@
 // Package httpd serves paynotify over HTTP: the merchant JSON API, the provider callbacks, the
-// Alipay return URL and the demo pages. It holds the one translation from application errors to
+// Alipay return URL; the console (package console) is mounted on it. It holds the one translation from application errors to
 // HTTP statuses.
 package httpd
 
@@ -28,7 +28,7 @@ type Server struct {
 	Logger   *slog.Logger
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
-	// Mount adds extra handlers (the sandbox under /sandbox/, demo pages) by pattern.
+	// Mount adds extra handlers (the sandbox under /sandbox/, the console) by pattern.
 	Mount map[string]http.Handler
 	// MaxBodyBytes caps request bodies; defaults to 1 MiB.
 	MaxBodyBytes int64
