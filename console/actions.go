@@ -131,6 +131,11 @@ func (c *Console) handleAction(w http.ResponseWriter, r *http.Request, ss *sessi
 		return
 	}
 	if r.PostFormValue("confirm") != "yes" {
+		if name == "refund" && r.PostFormValue("out_request_no") == "" {
+			// The refund number is fixed on the confirmation page: confirming twice (a double
+			// click, a reload) is the same refund, as the API's idempotency has it.
+			r.PostForm.Set("out_request_no", paynotify.NewTradeNo())
+		}
 		p := &confirmPage{Action: name, Ask: a.Ask, Back: r.Referer()}
 		for _, k := range []string{"app", "otn", "id", "amount", "reason", "out_request_no"} {
 			if v := r.PostFormValue(k); v != "" {

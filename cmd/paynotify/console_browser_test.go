@@ -136,14 +136,15 @@ func TestConsole_Browser(t *testing.T) {
 	}
 
 	// Search B by its out_trade_no: its page, pending, with the rejected notification spelled out.
-	search := func(q string) {
+	// search types q into the header's search box and waits for the page of order otn.
+	search := func(q, otn string) {
 		t.Helper()
 		if err := chromedp.Do(bctx, chromedp.SendKeys(chromedp.CSS(`form.search input[name=q]`), q), chromedp.Submit(chromedp.CSS(`form.search input[name=q]`)),
-			chromedp.WaitVisible(chromedp.CSS(`#timeline`))); err != nil {
+			chromedp.WaitVisible(chromedp.CSS(`#order[data-otn="`+otn+`"]`))); err != nil {
 			t.Fatalf("search %s: %v", q, err)
 		}
 	}
-	search(b.otn)
+	search(b.otn, b.otn)
 	if got := text(`#status`); got != "pending" {
 		t.Errorf("B is %q after the forged close and the tampered notification", got)
 	}
@@ -155,7 +156,7 @@ func TestConsole_Browser(t *testing.T) {
 	}
 
 	// Search A by the provider's trade number: paid, the accepted notification's checks all pass.
-	search(tradeNo)
+	search(tradeNo, a.otn)
 	if got := text(`#status`); got != "paid" {
 		t.Errorf("A is %q", got)
 	}
@@ -197,10 +198,15 @@ func TestConsole_Browser(t *testing.T) {
 	if ask := text(`form.confirm p`); !strings.Contains(ask, "Refund ¥0.50 of order "+a.otn) {
 		t.Errorf("the confirmation asks %q", ask)
 	}
+	// The refund's number is fixed on the confirmation page: confirming twice is one refund.
+	refundNo, err := chromedp.Run(bctx, chromedp.AttributeValue(chromedp.CSS(`form.confirm input[name=out_request_no]`), "value"))
+	if err != nil || len(refundNo.Value) != 24 {
+		t.Fatalf("the confirmation's out_request_no: %q, %v", refundNo.Value, err)
+	}
 	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#confirm-button`)), chromedp.WaitVisible(chromedp.CSS(`#flash`))); err != nil {
 		t.Fatalf("confirm the refund: %v", err)
 	}
-	if flash := text(`#flash`); !strings.Contains(flash, "of ¥0.50: succeeded") {
+	if flash := text(`#flash`); flash != "Refund "+refundNo.Value+" of ¥0.50: succeeded." {
 		t.Errorf("after the refund: %q", flash)
 	}
 	if r := text(`#timeline li.kind-refund`); !strings.Contains(r, "succeeded") || !strings.Contains(r, "¥0.50") {
@@ -212,7 +218,7 @@ func TestConsole_Browser(t *testing.T) {
 	}
 
 	// Close B, confirmed: closed at the sandbox, as the API sees it.
-	search(b.otn)
+	search(b.otn, b.otn)
 	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#action-close`)), chromedp.WaitVisible(chromedp.CSS(`#confirm-button`)),
 		chromedp.Click(chromedp.CSS(`#confirm-button`)), chromedp.WaitVisible(chromedp.CSS(`#flash`))); err != nil {
 		t.Fatalf("close: %v", err)
