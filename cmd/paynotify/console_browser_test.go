@@ -21,7 +21,8 @@ import (
 // (the console block set) against the sandbox: the login form, a wrong password, the right one,
 // a forged POST refused for its CSRF token, the search by out_trade_no and by the provider's trade
 // number, the timelines of a paid order and of one whose notification was tampered with, and the
-// close and refund actions end to end. It saves a screenshot of a timeline (docs/console.png
+// five actions through their confirmation pages: a refund and a close end to end (checked through
+// the API too), a resend, a query and a reprocess. It saves a screenshot of a timeline (docs/console.png
 // when PAYNOTIFY_CONSOLE_SCREENSHOT names it; README shows it).
 func TestConsole_Browser(t *testing.T) {
 	if testing.Short() {
@@ -217,8 +218,34 @@ func TestConsole_Browser(t *testing.T) {
 		t.Errorf("A's refunded_amount through the API = %v, want 50", body["refunded_amount"])
 	}
 
-	// Close B, confirmed: closed at the sandbox, as the API sees it.
+	// Resend A's order.paid event to the webhooks (none is registered: nothing queued).
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#timeline li.kind-event button.resend`)), chromedp.WaitVisible(chromedp.CSS(`#confirm-button`)),
+		chromedp.Click(chromedp.CSS(`#confirm-button`)), chromedp.WaitVisible(chromedp.CSS(`#flash`))); err != nil {
+		t.Fatalf("resend: %v", err)
+	}
+	if flash := text(`#flash`); flash != "Resent: 0 deliveries queued." {
+		t.Errorf("after the resend: %q", flash)
+	}
+
+	// Query B now: the sandbox never saw it opened, so there is nothing to apply.
 	search(b.otn, b.otn)
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#action-query`)), chromedp.WaitVisible(chromedp.CSS(`#confirm-button`)),
+		chromedp.Click(chromedp.CSS(`#confirm-button`)), chromedp.WaitVisible(chromedp.CSS(`#flash`))); err != nil {
+		t.Fatalf("query: %v", err)
+	}
+	if flash := text(`#flash`); !strings.HasPrefix(flash, "Queried: the provider says ") || !strings.HasSuffix(flash, "Nothing to apply.") {
+		t.Errorf("after the query: %q", flash)
+	}
+	// Reprocess B's tampered notification: rejected again, kept as a reprocess record.
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#timeline li.kind-notification form.inline button`)), chromedp.WaitVisible(chromedp.CSS(`#confirm-button`)),
+		chromedp.Click(chromedp.CSS(`#confirm-button`)), chromedp.WaitVisible(chromedp.CSS(`#timeline li.kind-reprocess`))); err != nil {
+		t.Fatalf("reprocess: %v", err)
+	}
+	if flash, entry := text(`#flash`), text(`#timeline li.kind-reprocess`); flash != "Reprocessed: rejected signature_invalid." || !strings.Contains(entry, "signature\tfail") {
+		t.Errorf("after the reprocess: flash %q, entry %q", flash, entry)
+	}
+
+	// Close B, confirmed: closed at the sandbox, as the API sees it.
 	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#action-close`)), chromedp.WaitVisible(chromedp.CSS(`#confirm-button`)),
 		chromedp.Click(chromedp.CSS(`#confirm-button`)), chromedp.WaitVisible(chromedp.CSS(`#flash`))); err != nil {
 		t.Fatalf("close: %v", err)
