@@ -76,7 +76,8 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 			sig.Text += " " + ev.Detail
 		}
 	}
-	v.SignedText, v.SignedHow = f.signed, f.how
+	// A GBK form's bytes are shown as they can be: the signature covered the bytes themselves.
+	v.SignedText, v.SignedHow = strings.ToValidUTF8(f.signed, "\uFFFD"), f.how
 	v.Checks = append(v.Checks, sig)
 
 	skip := func(name, what string) check {
