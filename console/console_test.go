@@ -342,3 +342,31 @@ func TestConsole_Pages(t *testing.T) {
 		}
 	})
 }
+
+// TestConsole_SecureOverTLS: a login over TLS gets a Secure cookie without SecureCookie.
+func TestConsole_SecureOverTLS(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		con := &console.Console{Service: &paynotify.Service{Store: s}, PasswordHash: hashOnce(), Logger: slog.New(slog.DiscardHandler)}
+		mux := http.NewServeMux()
+		for p, h := range con.Routes() {
+			mux.Handle(p, h)
+		}
+		srv := httptest.NewTLSServer(mux)
+		t.Cleanup(srv.Close)
+		client := srv.Client()
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := client.PostForm(srv.URL+"/login", url.Values{"password": {"right password"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if sc := resp.Header.Get("Set-Cookie"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(sc, "Secure") || !strings.Contains(sc, "HttpOnly") {
+			t.Fatalf("login over TLS: %d, Set-Cookie %q", resp.StatusCode, sc)
+		}
+		for _, h := range []string{"Content-Security-Policy", "X-Frame-Options", "Cache-Control"} {
+			if resp.Header.Get(h) == "" {
+				t.Errorf("no %s header", h)
+			}
+		}
+	})
+}
