@@ -76,8 +76,7 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 			sig.Text += " " + ev.Detail
 		}
 	}
-	// A GBK form's bytes are shown as they can be: the signature covered the bytes themselves.
-	v.SignedText, v.SignedHow = strings.ToValidUTF8(f.signed, "\uFFFD"), f.how
+	v.SignedText, v.SignedHow = signedText(ev, a)
 	v.Checks = append(v.Checks, sig)
 
 	skip := func(name, what string) check {
@@ -149,6 +148,25 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 	return v
 }
 
+// signedText asks the app's verifier (paynotify.SignedTexter) for the bytes the notification's
+// signature covers, built by its protocol package, and how they are checked; "" when it cannot
+// say (an app no longer configured, a body that does not parse). A GBK form's bytes are shown as
+// valid UTF-8: the signature covered the bytes themselves.
+func signedText(ev *paynotify.Evidence, a *paynotify.App) (text, how string) {
+	if a == nil || a.Gateway == nil || ev.Endpoint == "" {
+		return "", ""
+	}
+	st, ok := a.Gateway.Verifier(ev.Endpoint).(paynotify.SignedTexter)
+	if !ok {
+		return "", ""
+	}
+	b, how, err := st.SignedText(http.Header(ev.Headers), ev.Body)
+	if err != nil {
+		return "", "The body does not parse: " + err.Error()
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD"), how
+}
+
 // outcomeOf is the outcome of the last check from the verdict.
 func outcomeOf(v paynotify.Verdict, reason string) string {
 	switch v {
@@ -192,7 +210,6 @@ func itoa(n int64) string {
 // messageFields are the values a page shows from a raw notification.
 type messageFields struct {
 	appID, seller, amount, status string
-	signed, how                   string
 }
 
 // fields reads the values of a raw notification by its endpoint (docs/alipay.md,
@@ -201,18 +218,13 @@ func fields(ev *paynotify.Evidence) messageFields {
 	var f messageFields
 	switch ev.Endpoint {
 	case "wechatpay":
-		h := http.Header(ev.Headers)
-		f.signed = h.Get("Wechatpay-Timestamp") + "\n" + h.Get("Wechatpay-Nonce") + "\n" + string(ev.Body) + "\n"
-		f.how = "SHA256-RSA over timestamp, nonce and body, one per line (Wechatpay-Timestamp, Wechatpay-Nonce), checked with the platform key " +
-			quote(h.Get("Wechatpay-Serial")) + "; the resource is then decrypted with the APIv3 key (AEAD_AES_256_GCM)."
+		// The ids, the amount and the state are inside the encrypted resource.
 	case "wechatpay-v2":
 		m := xmlFields(ev.Body)
 		f.appID, f.amount, f.status = m["appid"], fen(m["total_fee"]), strings.TrimSpace(m["result_code"]+" "+m["trade_state"])
 		if m["mch_id"] != "" {
 			f.appID += " / mch " + m["mch_id"]
 		}
-		f.signed = sortedPairs(m, "sign") + "&key=(the APIv2 key, not shown)"
-		f.how = "MD5 or HMAC-SHA256 (sign_type " + quote(m["sign_type"]) + ") over the sorted non-empty fields but sign, then &key= and the APIv2 key."
 	default: // alipay, alipay-legacy: a form
 		q, err := url.ParseQuery(string(ev.Body))
 		if err != nil {
@@ -231,21 +243,12 @@ func fields(ev *paynotify.Evidence) messageFields {
 			f.amount = "¥" + f.amount
 		}
 		if m["notify_data"] != "" && m["service"] != "" { // the legacy WAP notification
-			f.signed = "service=" + m["service"] + "&v=" + m["v"] + "&sec_id=" + m["sec_id"] + "&notify_data=" + m["notify_data"]
-			f.how = "The legacy WAP notification: service, v, sec_id and notify_data in that order, " + quote(m["sec_id"]) + "; then notify_verify at Alipay."
 			nd := xmlFields([]byte(m["notify_data"]))
 			f.seller, f.status = nd["seller_id"], nd["trade_status"]
 			if nd["total_fee"] != "" {
 				f.amount = "¥" + nd["total_fee"]
 			}
-			break
 		}
-		f.signed = sortedPairs(m, "sign", "sign_type")
-		f.how = "The sorted key=value pairs but sign and sign_type, joined with &, " + quote(m["sign_type"]) + " checked with the Alipay public key"
-		if ev.Provider == paynotify.ProviderAlipayLegacy {
-			f.how = "The sorted non-empty key=value pairs but sign and sign_type, joined with & (" + quote(m["sign_type"]) + "; MD5 appends the key, not shown); then notify_verify at Alipay"
-		}
-		f.how += "."
 	}
 	return f
 }
@@ -260,25 +263,6 @@ func fen(s string) string {
 		return s + " fen"
 	}
 	return "¥" + paynotify.Amount(n).String()
-}
-
-// sortedPairs joins the non-empty fields of m but skip, sorted by key, as k=v&k=v.
-func sortedPairs(m map[string]string, skip ...string) string {
-	keys := make([]string, 0, len(m))
-	for k, v := range m {
-		if v != "" && !slices.Contains(skip, k) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(k + "=" + m[k])
-	}
-	return b.String()
 }
 
 // xmlFields reads the flat elements of an XML document (<xml><k>v</k>…</xml>).

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -54,12 +55,32 @@ type env struct {
 	client *http.Client
 }
 
+// texterProvider is a Provider whose "alipay" verifier says what its signatures cover
+// (paynotify.SignedTexter): the body reversed, so that the page shows what the verifier said.
+type texterProvider struct{ paynotify.Provider }
+
+func (texterProvider) Verifier(endpoint string) paynotify.Verifier {
+	if endpoint != "alipay" {
+		return nil
+	}
+	return texter{}
+}
+
+type texter struct{ paynotify.Verifier }
+
+func (texter) SignedText(_ http.Header, body []byte) ([]byte, string, error) {
+	r := []byte(string(body))
+	slices.Reverse(r)
+	return r, "how: reversed", nil
+}
+
 // setup serves the console of a Service over s with one Alipay app, "app1", at T0 + 10 minutes.
 func setup(t *testing.T, s paynotify.Store, configure func(*console.Console)) *env {
 	t.Helper()
 	ck := &clock{t: storetest.T0.Add(10 * time.Minute)}
 	svc := &paynotify.Service{Store: s, Apps: map[string]*paynotify.App{
-		"app1": {Name: "app1", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001", SellerIDs: []string{"2088000000000001"}}}}
+		"app1": {Name: "app1", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001", SellerIDs: []string{"2088000000000001"},
+			Gateway: texterProvider{}}}}
 	con := &console.Console{Service: svc, PasswordHash: hashOnce(), Now: ck.now, Logger: slog.New(slog.DiscardHandler), WaitTimeout: 300 * time.Millisecond, PollInterval: 20 * time.Millisecond}
 	if configure != nil {
 		configure(con)
@@ -315,7 +336,7 @@ func TestConsole_Pages(t *testing.T) {
 			"The message says “2021000000000001”; the app&#39;s config expects “2021000000000001”.",
 			`<th>seller</th><td class="outcome">pass</td>`, `<th>amount</th><td class="outcome">pass</td>`,
 			"The message says “¥12.34”; the order is ¥12.34.",
-			"app_id=2021000000000001&amp;out_trade_no=A&amp;seller_id=2088000000000001&amp;total_amount=12.34&amp;trade_status=TRADE_SUCCESS",
+			"how: reversed", "nl2c=ngis&amp;2ASR=epyt_ngis&amp;SSECCUS_EDART=sutats_edart",
 			`data-copy="ntf_A"`, `data-copy="evt_A"`, `action="/console/actions/refund"`)
 		// B's timeline: the rejected notification, the signature failed and nothing else trusted.
 		contains("the tampered notification", page("/console/orders/app1/B"), `id="status">pending</span>`,

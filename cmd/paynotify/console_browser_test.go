@@ -177,6 +177,11 @@ func TestConsole_Browser(t *testing.T) {
 	if err != nil || !shot {
 		t.Fatalf("open the signed string: %v", err)
 	}
+	// The signed string is the alipay package's canonical string of the notification.
+	if signed := text(`#timeline li.kind-notification details.signed`); !strings.Contains(signed, "rule V1") ||
+		!strings.Contains(signed, "&out_trade_no="+a.otn+"&") || !strings.Contains(signed, "&total_amount=1.00&") || strings.Contains(signed, "sign_type=") {
+		t.Errorf("the signed string: %q", signed)
+	}
 	img, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
