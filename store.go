@@ -18,7 +18,7 @@ type Store interface {
 	EvidenceStore
 	CheckStore
 	WebhookStore
-	StatsStore
+	OverviewStore
 }
 
 // OrderStore keeps orders and their refunds.
@@ -124,9 +124,9 @@ type EventFilter struct {
 	Limit      int // at most this many; 0 means 100
 }
 
-// StatsStore answers the operator console's overview with bounded queries: each reads one time
+// OverviewStore answers the operator console's overview with bounded queries: each reads one time
 // range through an index.
-type StatsStore interface {
+type OverviewStore interface {
 	// PaidSince returns, per app, the orders paid (an order.paid event) at or after since: their
 	// count and the sum of their amounts, by app name.
 	PaidSince(ctx context.Context, since time.Time) ([]AppPaid, error)
@@ -134,7 +134,7 @@ type StatsStore interface {
 	CountEvidence(ctx context.Context, since, until time.Time) (map[Verdict]int, error)
 }
 
-// AppPaid is one app's paid orders in a time range (StatsStore.PaidSince).
+// AppPaid is one app's paid orders in a time range (OverviewStore.PaidSince).
 type AppPaid struct {
 	App    string
 	Count  int

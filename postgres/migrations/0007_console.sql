@@ -1,5 +1,4 @@
 -- paynotify schema, version 7 (PostgreSQL): the operator console's reads (docs/console.md).
--- (Versions 5 and 6 are left to other changes; versions need not be consecutive.)
 
 -- Search by out_trade_no without the app, and by the provider's trade number.
 CREATE INDEX orders_out_trade_no ON orders (out_trade_no);

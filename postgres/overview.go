@@ -9,7 +9,7 @@ import (
 	"github.com/paynotify/paynotify"
 )
 
-var _ paynotify.StatsStore = (*DB)(nil)
+var _ paynotify.OverviewStore = (*DB)(nil)
 
 // PaidSince counts, per app, the order.paid events at or after since (a range of events_timestamp)
 // and sums their orders' amounts (primary-key lookups).
