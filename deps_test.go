@@ -19,9 +19,11 @@ func TestDeps(t *testing.T) {
 		"postgres":  {mod, mod + "/internal/migrations", mod + "/internal/groupcommit", "github.com/jackc/pgx/v5"},
 		"provider":  {mod, mod + "/alipay", mod + "/alipaylegacy", mod + "/wechatpay"},
 		"jobs":      {mod, "github.com/riverqueue/river", "github.com/jackc/pgx/v5"},
-		"httpd":     {mod},
+		"httpd":     {mod, mod + "/docs"},
+		"docs":      {},
 		"console":   {mod, "golang.org/x/crypto"},
 		"webhook":   {mod, "github.com/nats-io/nats.go"},
+		"metrics":   {mod, "github.com/prometheus/client_golang"},
 		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", mod + "/internal/alipaywire", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
 
 		"alipaylegacy":         {"golang.org/x/text", mod + "/internal/alipaywire"},

@@ -18,6 +18,7 @@ const (
 	ENOTFOUND            = "not_found"
 	ECONFLICT            = "conflict"
 	EUNAUTHORIZED        = "unauthorized"
+	EFORBIDDEN           = "forbidden"
 	EPROVIDERUNAVAILABLE = "provider_unavailable"
 	EPROVIDER            = "provider_error"
 	EINTERNAL            = "internal"

@@ -65,6 +65,8 @@ type Processor struct {
 	// RejectedPerMinute caps the rejected notifications stored per app per minute (the rest are
 	// only counted). Defaults to 100.
 	RejectedPerMinute int
+	// Metrics, if set, is told of every callback and commit (metrics.Prometheus).
+	Metrics Metrics
 
 	mu       sync.Mutex
 	rejected map[string]*rejectWindow
@@ -138,6 +140,16 @@ func (p *Processor) NewEvidence(app *App, source, endpoint string, received time
 // Process handles one provider callback to a known app. It never returns an error: failures are
 // verdicts, and Result.OK says what to answer.
 func (p *Processor) Process(ctx context.Context, cb *Callback, v Verifier) *Result {
+	if p.Metrics == nil {
+		return p.process(ctx, cb, v)
+	}
+	start := time.Now()
+	res := p.process(ctx, cb, v)
+	p.Metrics.Callback(cb.App, res.Verdict, res.Reason, time.Since(start))
+	return res
+}
+
+func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Result {
 	start := p.now()
 	received := cb.ReceivedAt
 	if received.IsZero() {
@@ -284,7 +296,7 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		if c.empty() {
 			return res, nil // nothing to write
 		}
-		if _, err := p.Store.Commit(ctx, c); err != nil {
+		if _, err := p.commit(ctx, c); err != nil {
 			if errors.Is(err, ErrVersionConflict) {
 				continue
 			}
@@ -299,6 +311,17 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		return res, nil
 	}
 	return nil, fmt.Errorf("commit: %w after %d attempts", ErrVersionConflict, maxCommitAttempts)
+}
+
+// commit commits c and tells Metrics how long it took.
+func (p *Processor) commit(ctx context.Context, c *Change) (bool, error) {
+	if p.Metrics == nil {
+		return p.Store.Commit(ctx, c)
+	}
+	start := time.Now()
+	anomalyNew, err := p.Store.Commit(ctx, c)
+	p.Metrics.Commit(time.Since(start), err)
+	return anomalyNew, err
 }
 
 // factState is what a fact meets in the store: the order (nil when we have none), the refund the

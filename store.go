@@ -18,6 +18,8 @@ type Store interface {
 	EvidenceStore
 	CheckStore
 	WebhookStore
+	APITokenStore
+	StatsStore
 	OverviewStore
 }
 
@@ -150,6 +152,12 @@ type EvidenceStore interface {
 	ListEvidence(ctx context.Context, filter EvidenceFilter) ([]*Evidence, error)
 	// GetEvidence returns one evidence record, or an *Error with code ENOTFOUND.
 	GetEvidence(ctx context.Context, id string) (*Evidence, error)
+	// PruneEvidence deletes the evidence records received before before, except those an
+	// order.anomaly event names (its anomaly.notification_id): anomalies and events are kept, and
+	// so is the record each anomaly was raised on. It deletes at most batch records (at least 1)
+	// per transaction, oldest first, and loops until none is left or ctx ends; it returns how many
+	// it deleted, also when it stops on an error.
+	PruneEvidence(ctx context.Context, before time.Time, batch int) (int64, error)
 }
 
 // EvidenceFilter selects evidence records; empty fields match everything.

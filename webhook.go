@@ -225,9 +225,11 @@ type WebhookStore interface {
 	// since, up to its Cursor, that the endpoint Wants and never had (missed while it was
 	// disabled). It returns how many deliveries it made pending.
 	RecoverWebhooks(ctx context.Context, endpoint string, since, now time.Time) (int, error)
-	// PruneWebhooks deletes attempts made before before, and deliveries no longer pending that were
-	// last updated before it. It returns how many rows it deleted.
-	PruneWebhooks(ctx context.Context, before time.Time) (int64, error)
+	// PruneWebhooks deletes the attempts made before before, and the deliveries no longer pending
+	// that were last updated before it, at most batch rows (at least 1) per transaction, oldest
+	// first, looping until none is left or ctx ends. It returns how many attempts and deliveries
+	// it deleted, also when it stops on an error.
+	PruneWebhooks(ctx context.Context, before time.Time, batch int) (attempts, deliveries int64, err error)
 }
 
 // EventJSON is an event's JSON as the event log serves it (GET /v1/events) and as webhooks deliver

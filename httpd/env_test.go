@@ -52,7 +52,8 @@ func testAppKey(tb testing.TB) *rsa.PrivateKey {
 	return appKey
 }
 
-// env is a running server on a real socket.
+// env is a running server on a real socket, whose API requests and answers are checked against
+// docs/openapi.yaml (specCheck).
 type env struct {
 	t     *testing.T
 	store paynotify.Store
@@ -102,7 +103,7 @@ func newEnv(t *testing.T, store paynotify.Store, extra ...*paynotify.App) *env {
 		Logger:       logger,
 		PollInterval: 50 * time.Millisecond,
 	}
-	srv := httptest.NewServer(h.Handler())
+	srv := httptest.NewServer(specCheck(t, h.Handler())) // docs/openapi.yaml checks every API call
 	t.Cleanup(srv.Close)
 	return &env{t: t, store: store, srv: srv, http: h, logs: logs}
 }

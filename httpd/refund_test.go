@@ -45,6 +45,28 @@ func (f *fakeAlipay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(body + "}"))
 }
 
+// newFakeAlipayApp returns an Alipay app named name whose gateway is a fakeAlipay on loopback.
+func newFakeAlipayApp(t *testing.T, name string) (*fakeAlipay, *paynotify.App) {
+	t.Helper()
+	fake := &fakeAlipay{t: t, nodes: map[string]string{}, unsigned: map[string]bool{}, calls: map[string]int{}}
+	gw := httptest.NewServer(fake)
+	t.Cleanup(gw.Close)
+	pub, err := os.ReadFile("testdata/alipay_public.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alipayPub, err := alipay.ParsePublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := alipay.NewClient(alipay.Config{AppID: alipayAppID, PrivateKey: testAppKey(t), AlipayPublicKey: alipayPub, Gateway: gw.URL + "/gateway.do"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fake, &paynotify.App{Name: name, Provider: paynotify.ProviderAlipay, AppID: alipayAppID, SellerIDs: []string{alipaySeller},
+		Gateway: &provider.Alipay{Client: client}}
+}
+
 func (f *fakeAlipay) count(method string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -56,20 +78,8 @@ func (f *fakeAlipay) count(method string) int {
 func TestAlipayRefund_Outcomes(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
-		fake := &fakeAlipay{t: t, nodes: map[string]string{}, unsigned: map[string]bool{}, calls: map[string]int{}}
-		gw := httptest.NewServer(fake)
-		t.Cleanup(gw.Close)
-		pub, _ := os.ReadFile("testdata/alipay_public.pem")
-		alipayPub, err := alipay.ParsePublicKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		client, err := alipay.NewClient(alipay.Config{AppID: alipayAppID, PrivateKey: testAppKey(t), AlipayPublicKey: alipayPub, Gateway: gw.URL + "/gateway.do"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := newEnv(t, s, &paynotify.App{Name: "shop2", Provider: paynotify.ProviderAlipay, AppID: alipayAppID, SellerIDs: []string{alipaySeller},
-			Gateway: &provider.Alipay{Client: client}})
+		fake, app := newFakeAlipayApp(t, "shop2")
+		e := newEnv(t, s, app)
 		pay := func(otn string) {
 			t.Helper()
 			e.createOrder(map[string]any{"app": "shop2", "out_trade_no": otn, "amount": 500, "subject": "s", "channel": "alipay.app"})

@@ -1,29 +1,31 @@
-// Package httpd serves paynotify over HTTP: the merchant JSON API, the provider callbacks, the
-// Alipay return URL; the console (package console) is mounted on it. It holds the one translation from application errors to
-// HTTP statuses.
+// Package httpd serves paynotify over HTTP: the merchant JSON API, the provider callbacks and the
+// Alipay return URL; the console (package console) and the sandbox are mounted on it. It holds the
+// one translation from application errors to HTTP statuses.
 package httpd
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/docs"
 )
 
 // Server is the HTTP server's handler and its dependencies.
 type Server struct {
 	// Service runs the workflows; its Store, Processor and Apps serve the reads and callbacks.
 	Service *paynotify.Service
-	// APIToken is the merchant API's bearer token.
+	// APIToken is the merchant API's bearer token of the config (scope write). The store's named
+	// tokens (paynotify.APITokenStore, through Service.Store) are accepted too (auth.go).
 	APIToken string
 	Logger   *slog.Logger
 	// Now returns the current time; defaults to time.Now.
@@ -42,6 +44,12 @@ type Server struct {
 	// Ready, if set, tells GET /readyz whether the server can do its work (the database answers,
 	// its schema is current). Its error text is shown to whoever asks: no secrets in it.
 	Ready func(ctx context.Context) error
+	// TokenCacheTTL is how long a stored API token, once found, is trusted without asking the
+	// store again: a token revoked meanwhile is still accepted for at most this long. Defaults
+	// to DefaultTokenCacheTTL (5s); a negative value asks the store on every request.
+	TokenCacheTTL time.Duration
+
+	tokens tokenCache
 
 	waitMu   sync.Mutex
 	waiters  map[string][]chan struct{}
@@ -114,6 +122,9 @@ func (s *Server) Handler() http.Handler {
 	api("GET /v1/webhook-endpoints/{id}/attempts", s.handleListAttempts)
 	api("POST /v1/webhook-endpoints/{id}/recover", s.handleRecover)
 	api("POST /v1/events/{id}/resend", s.handleResendEvent)
+	// The API's own description is public, like /healthz: it holds no secret, and client
+	// generators fetch it without a token.
+	mux.HandleFunc("GET /v1/openapi.yaml", handleOpenAPI)
 	mux.HandleFunc("POST /notify/{provider}/{app}", s.handleNotify)
 	mux.HandleFunc("GET /return/alipay/{app}", s.handleAlipayReturn)
 	mux.HandleFunc("GET /return/alipay-legacy/{app}", s.handleAlipayReturn)
@@ -170,6 +181,13 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
+// handleOpenAPI serves docs/openapi.yaml as it was built into the binary.
+func handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(docs.OpenAPI)))
+	_, _ = w.Write(docs.OpenAPI)
+}
+
 // NewHTTPServer wraps h in an http.Server with explicit timeouts. The write timeout leaves room
 // for the longest long-poll (60s).
 func NewHTTPServer(addr string, h http.Handler) *http.Server {
@@ -203,25 +221,13 @@ func (s *Server) log(r *http.Request) *slog.Logger {
 	return s.logger().With("request_id", id)
 }
 
-// authorized checks the merchant API's bearer token in constant time.
-func (s *Server) authorized(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || s.APIToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.APIToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="paynotify"`)
-			s.writeError(w, r, paynotify.Errorf(paynotify.EUNAUTHORIZED, "Missing or wrong API token."))
-			return
-		}
-		h(w, r)
-	})
-}
-
 // statusOf is the one translation from application error codes to HTTP statuses.
 var statusOf = map[string]int{
 	paynotify.EINVALID:             http.StatusBadRequest,
 	paynotify.ENOTFOUND:            http.StatusNotFound,
 	paynotify.ECONFLICT:            http.StatusConflict,
 	paynotify.EUNAUTHORIZED:        http.StatusUnauthorized,
+	paynotify.EFORBIDDEN:           http.StatusForbidden,
 	paynotify.EPROVIDERUNAVAILABLE: http.StatusBadGateway,
 	paynotify.EPROVIDER:            http.StatusUnprocessableEntity,
 	paynotify.EINTERNAL:            http.StatusInternalServerError,

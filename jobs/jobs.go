@@ -1,11 +1,14 @@
 // Package jobs runs paynotify's background work on River (github.com/riverqueue/river), in the
 // same database as the orders: riversqlite on SQLite, riverpgxv5 on PostgreSQL.
 //
-// One periodic job, the reconciliation sweep, runs every SweepInterval on whichever process River
-// picks; the sweep itself (paynotify.Reconciler) claims the orders and refunds that are due
-// through an index on the orders, so that no job is inserted per order and nothing on the
-// notification path is a job. Sweeps of several processes may overlap: claims never do.
-// docs/reconciliation.md has the timeline of a process that dies.
+// Two periodic jobs run on whichever process River picks (its leader). The reconciliation sweep
+// runs every SweepInterval; the sweep itself (paynotify.Reconciler) claims the orders and refunds
+// that are due through an index on the orders, so that no job is inserted per order and nothing
+// on the notification path is a job. Sweeps of several processes may overlap: claims never do.
+// docs/reconciliation.md has the timeline of a process that dies. The retention prune runs daily
+// (and when a process becomes the leader) and deletes the evidence and webhook attempts older
+// than their retention, in batches (docs/storage.md, "Retention"). River's own finished jobs are
+// deleted by River's job cleaner, after the periods set here.
 package jobs
 
 import (
@@ -15,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,6 +40,39 @@ type Config struct {
 	Logger *slog.Logger
 	// OnSweep, if set, is called after each sweep (tests, metrics).
 	OnSweep func(stats paynotify.SweepStats, err error)
+	// Retention is what the prune job deletes; with both periods 0 there is no prune job. It
+	// prunes the store of Reconciler.Service.
+	Retention Retention
+	// OnPrune, if set, is called after each prune (tests, metrics).
+	OnPrune func(stats PruneStats, err error)
+}
+
+// Retention is what the daily prune job deletes (docs/storage.md, "Retention").
+type Retention struct {
+	// Evidence is how long evidence records are kept (paynotify.EvidenceStore.PruneEvidence:
+	// those an anomaly names are always kept). 0 keeps them all.
+	Evidence time.Duration
+	// WebhookAttempts is how long webhook attempts, and deliveries no longer pending, are kept.
+	// 0 keeps them all.
+	WebhookAttempts time.Duration
+	// Interval is how often the prune runs. Defaults to 24h. It also runs whenever a process
+	// becomes River's leader (at start), so that restarts more often than Interval do not put it
+	// off for ever.
+	Interval time.Duration
+	// Batch is the rows deleted per transaction. Defaults to PruneBatch.
+	Batch int
+}
+
+// PruneBatch is the default of Retention.Batch: a transaction deletes at most this many rows, so
+// that a prune holds the database's write lock (SQLite) or its row locks (PostgreSQL) for a short
+// while at a time.
+const PruneBatch = 1000
+
+// PruneStats is what one prune deleted.
+type PruneStats struct {
+	Evidence          int64
+	WebhookAttempts   int64
+	WebhookDeliveries int64
 }
 
 // River settings. The sweep job may overlap with another (claims make that safe), so it is not
@@ -47,12 +84,31 @@ const (
 	// sweepTimeout bounds one sweep job: its Budget of claiming (30s) plus the checks it claimed
 	// (20s each at most), with room.
 	sweepTimeout = 2 * time.Minute
-	// rescueAfter is when River's rescuer gives up on a sweep job whose process died. Nothing
-	// waits for it (the next sweeps run meanwhile); it only tidies the job table.
-	rescueAfter = sweepTimeout + time.Minute
 	// fetchInterval is how often a process looks for available jobs: River polls, it does not
 	// listen (no LISTEN connection held on PostgreSQL, little idle load on SQLite).
 	fetchInterval = time.Second
+
+	// The prune job, in a queue of its own so that it never holds a sweep back. Not retried:
+	// the next day's prune goes on where it stopped.
+	pruneQueue = "paynotify_prune"
+	pruneKind  = "paynotify.retention_prune"
+	// pruneTimeout bounds one prune: a first prune of a large backlog stops there, having
+	// deleted what it could batch by batch, and the next one goes on.
+	pruneTimeout = 30 * time.Minute
+	// rescueAfter is when River's rescuer gives up on a job whose process died. Nothing waits
+	// for it (the next sweeps and prunes run meanwhile); it only tidies the job table. It must
+	// exceed the longest job timeout, or a prune still running would be taken for dead.
+	rescueAfter = pruneTimeout + time.Minute
+)
+
+// River's job cleaner deletes finished jobs after these periods (River's defaults are 24 hours
+// for completed and cancelled jobs, 7 days for discarded ones). The sweep completes a job every
+// SweepInterval (17,280 a day at 5 s): an hour of them is enough to see that it runs. A
+// discarded job is one that failed: it stays a week, for someone to look at.
+const (
+	completedJobRetention = time.Hour
+	cancelledJobRetention = 24 * time.Hour
+	discardedJobRetention = 7 * 24 * time.Hour
 )
 
 type sweepArgs struct{}
@@ -85,9 +141,85 @@ func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[sweepArgs]) error {
 	return nil
 }
 
+type pruneArgs struct{}
+
+func (pruneArgs) Kind() string { return pruneKind }
+
+func (pruneArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: pruneQueue, MaxAttempts: 1}
+}
+
+type pruneWorker struct {
+	river.WorkerDefaults[pruneArgs]
+	cfg  *Config
+	quit <-chan struct{} // closed by Runner.Stop
+}
+
+func (w *pruneWorker) Timeout(*river.Job[pruneArgs]) time.Duration { return pruneTimeout }
+
+// Work prunes. Runner.Stop ends it between two batches (each batch is committed or rolled back
+// whole; what was deleted stays deleted), so that a long prune never holds a shutdown up.
+func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stats, err := Prune(ctx, w.cfg.Reconciler.Service.Store, w.cfg.Retention, time.Now())
+	stopped := false
+	if err != nil {
+		select {
+		case <-w.quit: // not a failure: the next prune goes on
+			stopped, err = true, nil
+		default:
+		}
+	}
+	if w.cfg.OnPrune != nil {
+		w.cfg.OnPrune(stats, err)
+	}
+	log := []any{"evidence", stats.Evidence, "webhook_attempts", stats.WebhookAttempts, "webhook_deliveries", stats.WebhookDeliveries}
+	if err != nil {
+		w.cfg.Logger.Error("retention prune", append(log, "err", err)...)
+		return err
+	}
+	if stopped {
+		log = append(log, "stopped", "shutdown")
+	}
+	w.cfg.Logger.Info("retention prune", log...)
+	return nil
+}
+
+// Prune deletes from st what r says is past its retention at now: the evidence, then the webhook
+// attempts and the deliveries no longer pending, r.Batch rows per transaction (defaults applied).
+// It returns the rows deleted, also when it stops on an error (ctx ended, the database failed).
+func Prune(ctx context.Context, st paynotify.Store, r Retention, now time.Time) (PruneStats, error) {
+	var stats PruneStats
+	if r.Batch <= 0 {
+		r.Batch = PruneBatch
+	}
+	var errs []error
+	if r.Evidence > 0 {
+		n, err := st.PruneEvidence(ctx, now.Add(-r.Evidence), r.Batch)
+		stats.Evidence = n
+		errs = append(errs, err)
+	}
+	if r.WebhookAttempts > 0 && ctx.Err() == nil {
+		a, d, err := st.PruneWebhooks(ctx, now.Add(-r.WebhookAttempts), r.Batch)
+		stats.WebhookAttempts, stats.WebhookDeliveries = a, d
+		errs = append(errs, err)
+	}
+	return stats, errors.Join(errs...)
+}
+
 // Runner runs the background jobs of one process.
 type Runner struct {
 	cfg    *Config
+	quit   chan struct{}
+	once   sync.Once
 	start  func(ctx context.Context) error
 	stop   func(ctx context.Context) error
 	cancel func(ctx context.Context) error
@@ -114,27 +246,52 @@ func newRunner[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Runner, er
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Retention.Evidence < 0 || cfg.Retention.WebhookAttempts < 0 {
+		return nil, errors.New("jobs: a retention period is negative")
+	}
+	if (cfg.Retention.Evidence > 0 || cfg.Retention.WebhookAttempts > 0) && (cfg.Reconciler.Service == nil || cfg.Reconciler.Service.Store == nil) {
+		return nil, errors.New("jobs: the prune needs the store of Reconciler.Service")
+	}
+	if cfg.Retention.Interval <= 0 {
+		cfg.Retention.Interval = 24 * time.Hour
+	}
+	r := &Runner{cfg: &cfg, quit: make(chan struct{})}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &sweepWorker{cfg: &cfg}); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
+	queues := map[string]river.QueueConfig{sweepQueue: {MaxWorkers: 1}}
+	periodic := []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+		func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil },
+		&river.PeriodicJobOpts{RunOnStart: true, ID: sweepKind})}
+	if cfg.Retention.Evidence > 0 || cfg.Retention.WebhookAttempts > 0 {
+		if err := river.AddWorkerSafely(workers, &pruneWorker{cfg: &cfg, quit: r.quit}); err != nil {
+			return nil, fmt.Errorf("jobs: %w", err)
+		}
+		queues[pruneQueue] = river.QueueConfig{MaxWorkers: 1}
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(cfg.Retention.Interval),
+			func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true, ID: pruneKind}))
+	}
 	client, err := river.NewClient(driver, &river.Config{
-		FetchPollInterval:    fetchInterval,
-		JobTimeout:           sweepTimeout,
-		Logger:               riverLogger(cfg.Logger),
-		MaxAttempts:          1,
-		PollOnly:             true,
-		Queues:               map[string]river.QueueConfig{sweepQueue: {MaxWorkers: 1}},
-		RescueStuckJobsAfter: rescueAfter,
-		Workers:              workers,
-		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
-			func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil },
-			&river.PeriodicJobOpts{RunOnStart: true, ID: sweepKind})},
+		CancelledJobRetentionPeriod: cancelledJobRetention,
+		CompletedJobRetentionPeriod: completedJobRetention,
+		DiscardedJobRetentionPeriod: discardedJobRetention,
+		FetchPollInterval:           fetchInterval,
+		JobTimeout:                  sweepTimeout,
+		Logger:                      riverLogger(cfg.Logger),
+		MaxAttempts:                 1,
+		PollOnly:                    true,
+		Queues:                      queues,
+		RescueStuckJobsAfter:        rescueAfter,
+		Workers:                     workers,
+		PeriodicJobs:                periodic,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	return &Runner{cfg: &cfg, start: client.Start, stop: client.Stop, cancel: client.StopAndCancel}, nil
+	r.start, r.stop, r.cancel = client.Start, client.Stop, client.StopAndCancel
+	return r, nil
 }
 
 // riverLogger keeps River's own chatter (leadership, maintenance) out of the info log.
@@ -169,10 +326,12 @@ func (r *Runner) Start(ctx context.Context) error {
 }
 
 // Stop ends the jobs gracefully: sweeps stop claiming at once (Reconciler.Drain), the checks they
-// claimed finish, within ctx; then whatever still runs is cancelled, and its claims released.
-// Nothing is left half applied: every change a check makes is one transaction.
+// claimed finish, within ctx; a prune stops between batches; then whatever still runs is
+// cancelled, and its claims released. Nothing is left half applied: every change a check makes
+// is one transaction, and so is every batch of a prune.
 func (r *Runner) Stop(ctx context.Context) error {
 	r.cfg.Reconciler.Drain()
+	r.once.Do(func() { close(r.quit) })
 	if err := r.stop(ctx); err == nil {
 		return nil
 	}

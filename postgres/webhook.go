@@ -848,25 +848,3 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 	}
 	return n, nil
 }
-
-// PruneWebhooks deletes, in one transaction, the attempts made before before and the deliveries
-// no longer pending last updated before it. It returns how many rows it deleted.
-func (db *DB) PruneWebhooks(ctx context.Context, before time.Time) (int64, error) {
-	var n int64
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		n = 0
-		for _, q := range []string{`DELETE FROM webhook_attempts WHERE at < $1`,
-			`DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < $1`} {
-			tag, err := tx.Exec(ctx, q, tm(before))
-			if err != nil {
-				return err
-			}
-			n += tag.RowsAffected()
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("postgres: prune webhooks: %w", err)
-	}
-	return n, nil
-}

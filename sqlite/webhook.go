@@ -970,33 +970,3 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 	}
 	return made, nil
 }
-
-// PruneWebhooks deletes, in one write transaction, the attempts made before before and the
-// deliveries not pending last updated before it, and returns how many rows it deleted.
-func (db *DB) PruneWebhooks(ctx context.Context, before time.Time) (int64, error) {
-	tx, err := db.db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: prune webhooks: %w", err)
-	}
-	defer rollback(tx)
-	b := formatTime(before)
-	var total int64
-	for _, q := range []string{
-		`DELETE FROM webhook_attempts WHERE at < ?`,
-		`DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ?`,
-	} {
-		res, err := tx.ExecContext(ctx, q, b)
-		if err != nil {
-			return 0, fmt.Errorf("sqlite: prune webhooks: %w", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return 0, fmt.Errorf("sqlite: prune webhooks: %w", err)
-		}
-		total += n
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("sqlite: prune webhooks: %w", err)
-	}
-	return total, nil
-}

@@ -77,6 +77,9 @@ func Run(t *testing.T, open func(t *testing.T) DB) {
 	t.Run("WebhookRedeliver", s.testWebhookRedeliver)
 	t.Run("WebhookRecover", s.testWebhookRecover)
 	t.Run("WebhookPrune", s.testWebhookPrune)
+	t.Run("APITokens", s.testAPITokens)
+	t.Run("CountStatuses", s.testCountStatuses)
+	t.Run("Retention", s.testRetention)
 }
 
 type suite struct {

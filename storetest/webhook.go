@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -1513,9 +1514,9 @@ func (s *suite) testWebhookPrune(t *testing.T) {
 		w.finish(delivered(ds[0], old), giveUp(ds[1], old), delivered(ds[2], recent), retry(ds[3], old, recent))
 		w.finish(paynotify.WebhookResult{Delivery: ds[4], Status: paynotify.DeliveryPending, Next: &T0})
 		before := T0.Add(time.Hour)
-		n, err := w.ws.PruneWebhooks(w.ctx, before)
-		if err != nil || n != 5 {
-			t.Fatalf("PruneWebhooks = %d, %v; want 5 (3 attempts, 2 deliveries)", n, err)
+		na, nd, err := w.ws.PruneWebhooks(w.ctx, before, 100)
+		if err != nil || na != 3 || nd != 2 {
+			t.Fatalf("PruneWebhooks = %d attempts, %d deliveries, %v; want 3, 2", na, nd, err)
 		}
 		for id, want := range map[string]bool{"e1": false, "e2": false, "e3": true, "e4": true, "e5": true} {
 			if got := w.delivery(id, "we1") != nil; got != want {
@@ -1525,15 +1526,88 @@ func (s *suite) testWebhookPrune(t *testing.T) {
 		if as := w.attempts(paynotify.WebhookAttemptFilter{}); len(as) != 1 || as[0].EventID != "e3" {
 			t.Errorf("attempts kept = %d, want e3's", len(as))
 		}
-		if n, err := w.ws.PruneWebhooks(w.ctx, before); err != nil || n != 0 {
-			t.Errorf("PruneWebhooks again = %d, %v; want 0", n, err)
+		if na, nd, err := w.ws.PruneWebhooks(w.ctx, before, 100); err != nil || na != 0 || nd != 0 {
+			t.Errorf("PruneWebhooks again = %d, %d, %v; want 0, 0", na, nd, err)
 		}
 		// Exactly at the boundary: kept.
-		if n, err := w.ws.PruneWebhooks(w.ctx, recent); err != nil || n != 0 {
-			t.Errorf("PruneWebhooks at %s = %d, %v; want 0", fmtTime(&recent), n, err)
+		if na, nd, err := w.ws.PruneWebhooks(w.ctx, recent, 100); err != nil || na != 0 || nd != 0 {
+			t.Errorf("PruneWebhooks at %s = %d, %d, %v; want 0, 0", fmtTime(&recent), na, nd, err)
 		}
-		if n, err := w.ws.PruneWebhooks(w.ctx, recent.Add(time.Microsecond)); err != nil || n != 2 {
-			t.Errorf("PruneWebhooks after %s = %d, %v; want 2", fmtTime(&recent), n, err)
+		if na, nd, err := w.ws.PruneWebhooks(w.ctx, recent.Add(time.Microsecond), 100); err != nil || na != 1 || nd != 1 {
+			t.Errorf("PruneWebhooks after %s = %d, %d, %v; want 1, 1 (e3's)", fmtTime(&recent), na, nd, err)
+		}
+		// The pending deliveries stay, however old.
+		checkStrings(t, "deliveries kept", deliveryEvents(append(w.deliveries("e4"), w.deliveries("e5")...)), []string{"e4", "e5"})
+	})
+
+	t.Run("OKBatches", func(t *testing.T) {
+		// More rows than a batch: the prune goes on, batch after batch, until none is left
+		// (23 attempts: 5 batches of 5 with the last short; 15 deliveries: 3 full batches and
+		// an empty one).
+		w := s.setupWebhooks(t)
+		w.endpoint("we1", nil)
+		old, recent := T0, T0.Add(2*time.Hour)
+		var attempts, deliveries []string
+		for i := range 25 {
+			at := old.Add(time.Duration(i) * time.Millisecond)
+			if i >= 23 {
+				at = recent
+			}
+			attempts = append(attempts, fmt.Sprintf("('wa%02d', 'wd%02d', 'we1', 'e%02d', 'order.paid', %s)", i, i, i, sqlTime(at)))
+		}
+		for i := range 18 {
+			status, at := "delivered", old.Add(time.Duration(i)*time.Millisecond)
+			switch {
+			case i == 15:
+				status = "failed"
+				at = recent
+			case i >= 16:
+				status = "pending" // old, but still to deliver
+			case i%3 == 0:
+				status = "failed"
+			}
+			deliveries = append(deliveries, fmt.Sprintf("('wd%02d', 'we1', 'e%02d', 'order.paid', %d, 'app1', 'T%02d', '%s', %s, %s)",
+				i, i, i+1, i, status, sqlTime(old), sqlTime(at)))
+		}
+		if err := w.st.ExecSQL(w.ctx, `INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, event_id, event_type, at) VALUES `+
+			strings.Join(attempts, ", ")); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.st.ExecSQL(w.ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_seq, app, out_trade_no,
+			status, created_at, updated_at) VALUES `+strings.Join(deliveries, ", ")); err != nil {
+			t.Fatal(err)
+		}
+		na, nd, err := w.ws.PruneWebhooks(w.ctx, T0.Add(time.Hour), 5)
+		if err != nil || na != 23 || nd != 15 {
+			t.Fatalf("PruneWebhooks = %d attempts, %d deliveries, %v; want 23, 15", na, nd, err)
+		}
+		keptAttempts := attemptIDs(w.attempts(paynotify.WebhookAttemptFilter{EndpointID: "we1"}))
+		slices.Sort(keptAttempts)
+		checkStrings(t, "attempts kept", keptAttempts, []string{"wa23", "wa24"})
+		var kept []string
+		for i := range 18 {
+			if w.delivery(fmt.Sprintf("e%02d", i), "we1") != nil {
+				kept = append(kept, fmt.Sprintf("e%02d", i))
+			}
+		}
+		checkStrings(t, "deliveries kept", kept, []string{"e15", "e16", "e17"})
+	})
+
+	t.Run("ErrCanceled", func(t *testing.T) {
+		// A prune whose context has ended deletes nothing and says so.
+		w := s.setupWebhooks(t)
+		w.endpoint("we1", nil)
+		w.paid("app1", "T1", "e1", T0)
+		w.fanOut(T0, 10)
+		ds := w.claimOnly("we1", T0, time.Minute, "e1")
+		w.finish(delivered(ds[0], T0))
+		ctx, cancel := context.WithCancel(w.ctx)
+		cancel()
+		if na, nd, err := w.ws.PruneWebhooks(ctx, T0.Add(time.Hour), 100); err == nil || na != 0 || nd != 0 {
+			t.Fatalf("PruneWebhooks with an ended context = %d, %d, %v; want 0, 0 and an error", na, nd, err)
+		}
+		if len(w.attempts(paynotify.WebhookAttemptFilter{})) != 1 || w.delivery("e1", "we1") == nil {
+			t.Fatalf("rows deleted by a cancelled prune")
 		}
 	})
 }

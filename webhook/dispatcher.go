@@ -62,8 +62,6 @@ type Config struct {
 	// leaves them due again after it. A claimed delivery waits in its endpoint's queue of
 	// 4×Concurrency, so the lease covers 4 attempts that time out, and one more.
 	Lease time.Duration
-	// Retention is how long attempts, and deliveries no longer pending, are kept (default 30 days).
-	Retention time.Duration
 	// Batch is the number of events read per endpoint per fan-out (default 500).
 	Batch int
 	// Schedule is the delay before each retry (default the package's Schedule).
@@ -85,9 +83,6 @@ func (c *Config) defaults() {
 	}
 	if c.Lease <= 0 {
 		c.Lease = time.Minute
-	}
-	if c.Retention <= 0 {
-		c.Retention = 30 * 24 * time.Hour
 	}
 	if c.Batch <= 0 {
 		c.Batch = 500
@@ -113,6 +108,8 @@ type Dispatcher struct {
 	Logger *slog.Logger
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
+	// Metrics, if set, is told of every attempt and of every endpoint this dispatcher disables.
+	Metrics Metrics
 
 	once sync.Once
 	wake chan struct{}
@@ -127,6 +124,37 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	lanes    map[string]*lane
 	stopping atomic.Bool
+}
+
+// Metrics receives the dispatcher's measurements (metrics.Prometheus implements it).
+type Metrics interface {
+	// Attempt is called after each attempt with the endpoint's kind (EndpointHTTP, EndpointNATS)
+	// and its outcome: OutcomeDelivered, OutcomeRetry or OutcomeFailed (given up, or 410 Gone).
+	Attempt(kind, outcome string, status int, took time.Duration)
+	// EndpointDisabled is called when this dispatcher disabled an endpoint, with why:
+	// DisabledGone (410) or DisabledFailing (DisableAfter of failed attempts).
+	EndpointDisabled(cause string)
+}
+
+// The outcomes and disabling causes Metrics is told of.
+const (
+	OutcomeDelivered = "delivered"
+	OutcomeRetry     = "retry"
+	OutcomeFailed    = "failed"
+	DisabledGone     = "gone"
+	DisabledFailing  = "failing"
+)
+
+// QueueDepth returns how many claimed deliveries wait in this process's queues for a worker.
+func (d *Dispatcher) QueueDepth() int {
+	d.init()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, l := range d.lanes {
+		n += len(l.queue)
+	}
+	return n
 }
 
 // lane is the queue and workers of one endpoint.
@@ -200,18 +228,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(d.Config.Poll)
 	defer tick.Stop()
-	var lastPrune time.Time
 	fanOut, poll := true, true
 	for ctx.Err() == nil {
 		d.round(ctx, &workers, fanOut, poll)
-		if now := d.now(); now.Sub(lastPrune) > time.Hour {
-			lastPrune = now
-			if n, err := d.Store.PruneWebhooks(ctx, now.Add(-d.Config.Retention)); err != nil && ctx.Err() == nil {
-				d.Logger.Error("webhooks: prune", "err", err)
-			} else if n > 0 {
-				d.Logger.Info("webhooks: pruned old attempts and deliveries", "rows", n)
-			}
-		}
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
@@ -353,7 +372,18 @@ func (d *Dispatcher) work(l *lane) {
 			l.dirty.Store(true)
 			d.wakeRefill() // refill before the queue runs dry
 		}
-		d.results <- d.attempt(e, dl)
+		res := d.attempt(e, dl)
+		if d.Metrics != nil {
+			outcome := OutcomeRetry
+			switch res.Status {
+			case paynotify.DeliveryDelivered:
+				outcome = OutcomeDelivered
+			case paynotify.DeliveryFailed:
+				outcome = OutcomeFailed
+			}
+			d.Metrics.Attempt(e.Kind, outcome, res.Attempt.Status, time.Duration(res.Attempt.DurationMS)*time.Millisecond)
+		}
+		d.results <- res
 	}
 }
 
@@ -381,7 +411,7 @@ func (d *Dispatcher) attempt(e *paynotify.WebhookEndpoint, dl *paynotify.Webhook
 		return res
 	case a.Status == http.StatusGone:
 		res.Status, res.Failed = paynotify.DeliveryFailed, true
-		d.disable(e, "the endpoint answered 410 Gone")
+		d.disable(e, DisabledGone, "the endpoint answered 410 Gone")
 		return res
 	}
 	res.Failed = true
@@ -396,7 +426,7 @@ func (d *Dispatcher) attempt(e *paynotify.WebhookEndpoint, dl *paynotify.Webhook
 		res.Status, res.Next = paynotify.DeliveryPending, ptr(d.now().Add(delay))
 	}
 	if e.FailingSince != nil && d.now().Sub(*e.FailingSince) >= DisableAfter {
-		d.disable(e, fmt.Sprintf("every attempt failed since %s", e.FailingSince.UTC().Format(time.RFC3339)))
+		d.disable(e, DisabledFailing, fmt.Sprintf("every attempt failed since %s", e.FailingSince.UTC().Format(time.RFC3339)))
 	}
 	return res
 }
@@ -479,7 +509,7 @@ func unwrapURLError(err error) error {
 }
 
 // disable disables e for failing and raises endpoint.disabled, once across processes.
-func (d *Dispatcher) disable(e *paynotify.WebhookEndpoint, reason string) {
+func (d *Dispatcher) disable(e *paynotify.WebhookEndpoint, cause, reason string) {
 	now := d.now().UTC()
 	data := paynotify.EndpointDisabledData{EndpointID: e.ID, URL: paynotify.RedactURL(e.URL), Reason: reason, FailingSince: e.FailingSince}
 	ev := paynotify.NewEndpointDisabledEvent(paynotify.NewID("evt"), now, &data)
@@ -496,6 +526,9 @@ func (d *Dispatcher) disable(e *paynotify.WebhookEndpoint, reason string) {
 		return
 	}
 	d.Logger.Warn("webhooks: endpoint disabled", "endpoint", e.ID, "reason", reason, "event", ev.ID)
+	if d.Metrics != nil {
+		d.Metrics.EndpointDisabled(cause)
+	}
 	d.Wake()
 }
 

@@ -160,13 +160,40 @@ type env struct {
 	svc *paynotify.Service
 	ctx context.Context
 	now func() time.Time
+	// metrics records what the dispatchers started by start told their Metrics.
+	metrics *metricsRecorder
+}
+
+// metricsRecorder is a webhook.Metrics that remembers what it was told.
+type metricsRecorder struct {
+	mu       sync.Mutex
+	attempts []string // "kind outcome status"
+	disabled []string // causes
+}
+
+func (m *metricsRecorder) Attempt(kind, outcome string, status int, took time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.attempts = append(m.attempts, fmt.Sprintf("%s %s %d", kind, outcome, status))
+}
+
+func (m *metricsRecorder) EndpointDisabled(cause string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.disabled = append(m.disabled, cause)
+}
+
+func (m *metricsRecorder) snapshot() (attempts, disabled []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.attempts), slices.Clone(m.disabled)
 }
 
 func newEnv(t *testing.T, st paynotify.Store) *env {
 	svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st},
 		Apps:            map[string]*paynotify.App{"shop": {Name: "shop"}, "other": {Name: "other"}},
 		CheckWebhookURL: func(u string) error { return webhook.CheckURL(u, true, true) }}
-	return &env{t: t, st: st, svc: svc, ctx: context.Background()}
+	return &env{t: t, st: st, svc: svc, ctx: context.Background(), metrics: &metricsRecorder{}}
 }
 
 // endpoint creates an endpoint at rc and gives rc its secret.
@@ -197,7 +224,7 @@ func (e *env) start(cfg webhook.Config, nats webhook.Publisher) (stop func()) {
 		cfg.Schedule = fast
 	}
 	cfg.AllowHTTP = true // the receivers are http:// on loopback
-	d := &webhook.Dispatcher{Store: e.st, Config: cfg, Client: webhook.NewClient(true, 5*time.Second), NATS: nats, Now: e.now}
+	d := &webhook.Dispatcher{Store: e.st, Config: cfg, Client: webhook.NewClient(true, 5*time.Second), NATS: nats, Now: e.now, Metrics: e.metrics}
 	e.svc.WakeWebhooks = d.Wake
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -430,6 +457,14 @@ func TestDispatcher_GivesUpAfterTheSchedule(t *testing.T) {
 		if got.FailingSince == nil || got.Status != paynotify.EndpointEnabled {
 			t.Errorf("endpoint: failing since %v, status %s; want set, enabled", got.FailingSince, got.Status)
 		}
+		// Metrics: three retries, then the given-up attempt, of the first event.
+		attempts, disabled := e.metrics.snapshot()
+		if len(attempts) < 4 || !slices.Equal(attempts[:4], []string{"http retry 500", "http retry 500", "http retry 500", "http failed 500"}) {
+			t.Errorf("metrics told of attempts %q, want 3 retries then failed, all 500", attempts)
+		}
+		if len(disabled) != 0 {
+			t.Errorf("metrics told of disabled endpoints %q, want none", disabled)
+		}
 	})
 }
 
@@ -467,6 +502,14 @@ func TestDispatcher_GoneDisables(t *testing.T) {
 		if n := len(gone.all()); n != 1 {
 			t.Errorf("a disabled endpoint got %d requests, want still 1", n)
 		}
+		attempts, disabled := e.metrics.snapshot()
+		slices.Sort(attempts)
+		if want := []string{"http delivered 204", "http failed 410"}; !slices.Equal(attempts, want) {
+			t.Errorf("metrics told of attempts %q, want %q", attempts, want)
+		}
+		if !slices.Equal(disabled, []string{webhook.DisabledGone}) {
+			t.Errorf("metrics told of disabled endpoints %q, want [gone]", disabled)
+		}
 	})
 }
 
@@ -502,6 +545,10 @@ func TestDispatcher_FailingFiveDaysDisables(t *testing.T) {
 		}
 		if n != 1 {
 			t.Errorf("%d endpoint.disabled events, want 1", n)
+		}
+		// The metric counts the disabling (the log line and the event above are the others).
+		if _, disabled := e.metrics.snapshot(); !slices.Equal(disabled, []string{webhook.DisabledFailing}) {
+			t.Errorf("metrics told of disabled endpoints %q, want [failing]", disabled)
 		}
 	})
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,6 +27,10 @@ import (
 // Config is the server's YAML config file (docs/config.md). Fields are alphabetised in groups;
 // each says its default.
 type Config struct {
+	// AdminListen, if set, is the address of a listener of its own for GET /metrics (and
+	// /healthz), which then leaves the main listener: for deployments that expose the main one
+	// to the internet. Empty (the default) serves /metrics on the main listener.
+	AdminListen string `yaml:"admin_listen"`
 	// APIToken is the merchant API's bearer token, at least 16 characters. Required.
 	APIToken string `yaml:"api_token"`
 	// Apps are the merchant apps of both providers. At least one.
@@ -46,6 +52,9 @@ type Config struct {
 	// PublicURL is the base of the notify_url and return_url sent to providers, as they reach
 	// this server (https://pay.example.com). Required; no query string, no trailing slash.
 	PublicURL string `yaml:"public_url"`
+	// Retention is how long evidence and webhook attempts are kept before the daily prune
+	// deletes them (docs/config.md, "Retention").
+	Retention RetentionConfig `yaml:"retention"`
 	// Webhooks sets which endpoints webhook deliveries may go to (docs/webhooks.md).
 	Webhooks WebhooksConfig `yaml:"webhooks"`
 }
@@ -186,8 +195,81 @@ type WebhooksConfig struct {
 	AllowPrivateNetworks bool `yaml:"allow_private_networks"`
 	// Concurrency is the number of deliveries in flight per endpoint and process. Defaults to 8.
 	Concurrency int `yaml:"concurrency"`
-	// Retention is how long delivery attempts are kept. Defaults to 720h (30 days).
+	// Retention is the old name of retention.webhook_attempts (a Go duration, at least 24h),
+	// still read: setting both is an error.
 	Retention time.Duration `yaml:"retention"`
+}
+
+// RetentionConfig is the retention block. Each period is Nd (days), a Go duration (720h) or
+// off (kept for ever); at least 1d. Events, anomalies and orders are always kept.
+type RetentionConfig struct {
+	// Evidence: evidence records (notifications, query answers) received longer ago are deleted,
+	// except the one each anomaly was raised on. Defaults to 180d.
+	Evidence string `yaml:"evidence"`
+	// WebhookAttempts: webhook attempts made longer ago, and deliveries no longer pending last
+	// changed longer ago, are deleted. Defaults to 30d (or webhooks.retention, its old name).
+	WebhookAttempts string `yaml:"webhook_attempts"`
+}
+
+// Default retention periods.
+const (
+	DefaultEvidenceRetention        = "180d"
+	DefaultWebhookAttemptsRetention = "30d"
+)
+
+// day is the unit of a period's d suffix, and its minimum.
+const day = 24 * time.Hour
+
+// maxPeriod bounds a period (100 years, far below time.Duration's limit): longer is a typo.
+const maxPeriod = 36500 * day
+
+var periodDays = regexp.MustCompile(`^([-+]?[0-9]+)d$`)
+
+// parsePeriod reads a retention period: Nd, a Go duration, or off (0: kept for ever). field
+// names the key in errors.
+func parsePeriod(field, s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "off" {
+		return 0, nil
+	}
+	var d time.Duration
+	if m := periodDays.FindStringSubmatch(s); m != nil {
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if n < 0 {
+			return 0, fmt.Errorf("%s: %q is negative", field, s)
+		}
+		if err != nil || n > int64(maxPeriod/day) {
+			return 0, fmt.Errorf("%s: %q is longer than 36500d (use off to keep everything)", field, s)
+		}
+		d = time.Duration(n) * day
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("%s: %q is not a period: use days (180d), a Go duration (720h) or off", field, s)
+		}
+	}
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("%s: %q is negative", field, s)
+	case d == 0:
+		return 0, fmt.Errorf("%s: %q would delete everything: write off to keep everything, or a period of at least 1d", field, s)
+	case d < day:
+		return 0, fmt.Errorf("%s: %q is shorter than 1d (the prune runs daily)", field, s)
+	case d > maxPeriod:
+		return 0, fmt.Errorf("%s: %q is longer than 36500d (use off to keep everything)", field, s)
+	}
+	return d, nil
+}
+
+// periods returns the block's periods (0: off), an empty one taking its default.
+func (r RetentionConfig) periods() (evidence, webhookAttempts time.Duration, err error) {
+	if evidence, err = parsePeriod("retention.evidence", cmp.Or(r.Evidence, DefaultEvidenceRetention)); err != nil {
+		return 0, 0, err
+	}
+	if webhookAttempts, err = parsePeriod("retention.webhook_attempts", cmp.Or(r.WebhookAttempts, DefaultWebhookAttemptsRetention)); err != nil {
+		return 0, 0, err
+	}
+	return evidence, webhookAttempts, nil
 }
 
 // NATSConfig is the nats block.
@@ -366,8 +448,20 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 	if c.Webhooks.Concurrency == 0 {
 		c.Webhooks.Concurrency = 8
 	}
-	if c.Webhooks.Retention == 0 {
-		c.Webhooks.Retention = 30 * 24 * time.Hour
+	if c.Webhooks.Retention != 0 {
+		if c.Retention.WebhookAttempts != "" {
+			return nil, errors.New("webhooks.retention: replaced by retention.webhook_attempts: set only that one")
+		}
+		if c.Webhooks.Retention < day {
+			return nil, fmt.Errorf("webhooks.retention: %s is shorter than 24h", c.Webhooks.Retention)
+		}
+		c.Retention.WebhookAttempts = c.Webhooks.Retention.String()
+	}
+	if c.Retention.Evidence == "" {
+		c.Retention.Evidence = DefaultEvidenceRetention
+	}
+	if c.Retention.WebhookAttempts == "" {
+		c.Retention.WebhookAttempts = DefaultWebhookAttemptsRetention
 	}
 	if c.NATS.URL != "" {
 		if c.NATS.Stream == "" {
@@ -498,6 +592,14 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level)
 	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			return fmt.Errorf("admin_listen: %q is not an address like 127.0.0.1:9090 (%v)", c.AdminListen, err)
+		}
+		if c.AdminListen == c.Listen {
+			return fmt.Errorf("admin_listen: %q is also listen: give the admin listener an address of its own", c.AdminListen)
+		}
+	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
 	}
@@ -507,8 +609,8 @@ func (c *Config) Validate() error {
 	if c.Webhooks.Concurrency < 1 || c.Webhooks.Concurrency > 256 {
 		return fmt.Errorf("webhooks.concurrency: %d is not between 1 and 256", c.Webhooks.Concurrency)
 	}
-	if c.Webhooks.Retention < 24*time.Hour {
-		return fmt.Errorf("webhooks.retention: %s is shorter than 24h", c.Webhooks.Retention)
+	if _, _, err := c.Retention.periods(); err != nil {
+		return err
 	}
 	if c.NATS.URL == "" && (c.NATS.Stream != "" || c.NATS.SubjectPrefix != "" || c.NATS.DuplicateWindow != 0) {
 		return fmt.Errorf("nats.url: required when the nats block is set")

@@ -505,3 +505,59 @@ func TestConfig_UnknownKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestConfig_Retention: the retention block's defaults, its units, off, the old
+// webhooks.retention, and its refusals by YAML path.
+func TestConfig_Retention(t *testing.T) {
+	vars := env(map[string]string{"TOKEN": "0123456789abcdef0123"})
+	for _, tt := range []struct {
+		name, block        string
+		evidence, attempts time.Duration
+	}{
+		{"OKDefaults", "", 180 * day, 30 * day},
+		{"OKDays", "retention:\n  evidence: 90d\n  webhook_attempts: 7d\n", 90 * day, 7 * day},
+		{"OKGoDurations", "retention:\n  evidence: 2160h\n  webhook_attempts: 36h30m\n", 90 * day, 36*time.Hour + 30*time.Minute},
+		{"OKOff", "retention:\n  evidence: off\n  webhook_attempts: 1d\n", 0, day},
+		{"OKOneSet", "retention:\n  webhook_attempts: off\n", 180 * day, 0},
+		{"OKEnv", "retention:\n  evidence: ${KEEP}\n", 365 * day, 30 * day},
+		{"OKOldWebhooksRetention", "webhooks:\n  retention: 240h\n", 180 * day, 10 * day},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(validConfig+tt.block), env(map[string]string{"TOKEN": "0123456789abcdef0123", "KEEP": "365d"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, wa, err := c.Retention.periods()
+			if err != nil || ev != tt.evidence || wa != tt.attempts {
+				t.Fatalf("periods = %s, %s, %v; want %s, %s", ev, wa, err, tt.evidence, tt.attempts)
+			}
+		})
+	}
+	t.Run("OKZeroValue", func(t *testing.T) {
+		// A config built in code (the demo) gets the defaults.
+		ev, wa, err := RetentionConfig{}.periods()
+		if err != nil || ev != 180*day || wa != 30*day {
+			t.Fatalf("periods = %s, %s, %v", ev, wa, err)
+		}
+	})
+	for _, tt := range []struct{ name, block, want string }{
+		{"ErrNegativeDays", "retention:\n  evidence: -5d\n", `retention.evidence: "-5d" is negative`},
+		{"ErrNegative", "retention:\n  webhook_attempts: -720h\n", `retention.webhook_attempts: "-720h" is negative`},
+		{"ErrZero", "retention:\n  evidence: 0\n", `retention.evidence: "0" would delete everything: write off to keep everything`},
+		{"ErrZeroDays", "retention:\n  webhook_attempts: 0d\n", `retention.webhook_attempts: "0d" would delete everything`},
+		{"ErrShort", "retention:\n  evidence: 12h\n", `retention.evidence: "12h" is shorter than 1d`},
+		{"ErrNoUnit", "retention:\n  evidence: 180\n", `retention.evidence: "180" is not a period: use days (180d), a Go duration (720h) or off`},
+		{"ErrWord", "retention:\n  evidence: forever\n", `retention.evidence: "forever" is not a period`},
+		{"ErrHuge", "retention:\n  evidence: 99999999999999999999d\n", `retention.evidence: "99999999999999999999d" is longer than 36500d`},
+		{"ErrLong", "retention:\n  evidence: 36501d\n", `is longer than 36500d`},
+		{"ErrBoth", "retention:\n  webhook_attempts: 30d\nwebhooks:\n  retention: 720h\n", "webhooks.retention: replaced by retention.webhook_attempts: set only that one"},
+		{"ErrOldShort", "webhooks:\n  retention: 1h\n", "webhooks.retention: 1h0m0s is shorter than 24h"},
+		{"ErrUnknownKey", "retention:\n  evidense: 90d\n", `retention: unknown key "evidense" (did you mean evidence?)`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := ParseConfig([]byte(validConfig+tt.block), vars); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

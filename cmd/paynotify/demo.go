@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/paynotify/paynotify/console"
 	"github.com/paynotify/paynotify/httpd"
@@ -81,7 +80,7 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 	cfg := &Config{APIToken: token, PublicURL: base}
 	svc := newService(cfg, st, apps, logger)
 	srv := newServer(cfg, st, svc, logger)
-	cfg.Webhooks = WebhooksConfig{AllowHTTP: true, AllowPrivateNetworks: true, Concurrency: 8, Retention: 30 * 24 * time.Hour}
+	cfg.Webhooks = WebhooksConfig{AllowHTTP: true, AllowPrivateNetworks: true, Concurrency: 8}
 	svc.CheckWebhookURL = func(u string) error { return webhook.CheckURL(u, true, true) }
 	bg, err := newBackground(ctx, cfg, st, svc, logger)
 	if err != nil {

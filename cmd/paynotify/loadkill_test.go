@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -35,12 +36,14 @@ import (
 const notifyContentType = "application/x-www-form-urlencoded; charset=utf-8"
 
 // TestBinary_KillUnderLoad: acknowledgement-after-commit under load and crashes. The real binary
-// gets valid first-delivery notifications from 32 keep-alive connections and is killed with
-// SIGKILL while requests are in flight, three times. After every kill the database (read
+// gets valid first-delivery notifications from 32 keep-alive connections, delivers their events
+// to a webhook receiver on loopback, and is killed with SIGKILL while requests and deliveries are
+// in flight, three times. After every kill the database (read
 // directly, the process dead) must hold every notification that was answered "success" as a paid
 // order, with exactly one order.paid event, and no paid order whose notification was never sent.
 // Then the provider's retries (every notification again) must all be answered "success" and leave
-// every order paid once: version 2, one order.paid event, no other event.
+// every order paid once: version 2, one order.paid event, no other event. At the end the receiver
+// has every order.paid event at least once, by webhook-id, and nothing else.
 func TestBinary_KillUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -69,7 +72,9 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			}
 			addr := freeAddr(t)
 			config := writeServerConfig(t, dir, addr, dsn)
+			lkAllowLoopbackWebhooks(t, config)
 			target := "http://" + addr + "/notify/alipay/shop"
+			rcv := newLKReceiver(t)
 
 			// Seed the pending orders directly, without a reconciliation schedule (NextCheckAt
 			// nil): the binary never asks Alipay about them.
@@ -101,6 +106,13 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			for cycle := 1; cycle <= kills; cycle++ {
 				cycleStart := time.Now()
 				cmd := startBinary(t, bin, config, addr)
+				if cycle == 1 {
+					// The endpoint receives what is committed after its creation: everything.
+					code, ep := binAPI(t, "POST", "http://"+addr+"/v1/webhook-endpoints", map[string]any{"url": rcv.srv.URL + "/hooks"})
+					if code != http.StatusCreated {
+						t.Fatalf("create the webhook endpoint: %d %v", code, ep)
+					}
+				}
 				tr := &http.Transport{MaxIdleConnsPerHost: conns, IdleConnTimeout: time.Minute}
 				hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 				var (
@@ -237,6 +249,40 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			}
 			t.Logf("retried all %d notifications in %v", n, time.Since(retryStart).Round(time.Millisecond))
 			lkCheckOrders(t, dsn, n, func(int) string { return "paid" }, "after the retries")
+
+			// Every order.paid reaches the receiver, the kills notwithstanding.
+			s = lkOpen(t, dsn, false)
+			want := map[string]bool{}
+			for _, e := range lkEvents(t, s) {
+				want[e.ID] = true
+			}
+			s.Close()
+			// Deliveries claimed by a killed process come due again when their lease (1 min) ends.
+			waitStart := time.Now()
+			deadline := waitStart.Add(90 * time.Second)
+			for {
+				got, dups := rcv.snapshot()
+				missing := 0
+				for id := range want {
+					if got[id] == 0 {
+						missing++
+					}
+				}
+				for id := range got {
+					if !want[id] {
+						t.Fatalf("the receiver got %s, which is no event of the log", id)
+					}
+				}
+				if missing == 0 {
+					t.Logf("webhooks: all %d order.paid events received, the last %v after the retries (%d received more than once, with the same webhook-id)",
+						len(want), time.Since(waitStart).Round(time.Millisecond), dups)
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("webhooks: %d of %d events never received", missing, len(want))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 			t.Logf("%s: %v in all", kind, time.Since(began).Round(time.Millisecond))
 		})
 	}
@@ -366,6 +412,58 @@ func TestBinary_ConcurrentIdentical(t *testing.T) {
 			}
 			t.Logf("%s: %v in all", kind, time.Since(began).Round(time.Millisecond))
 		})
+	}
+}
+
+// lkReceiver counts webhook deliveries by webhook-id and answers 204.
+type lkReceiver struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func newLKReceiver(t *testing.T) *lkReceiver {
+	r := &lkReceiver{ids: map[string]int{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		id := req.Header.Get("webhook-id")
+		if id == "" || req.Header.Get("webhook-signature") == "" {
+			http.Error(w, "no webhook-id or signature", http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		r.ids[id]++
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// snapshot returns the ids received with their counts, and how many came more than once.
+func (r *lkReceiver) snapshot() (map[string]int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out, dups := make(map[string]int, len(r.ids)), 0
+	for id, n := range r.ids {
+		out[id] = n
+		if n > 1 {
+			dups++
+		}
+	}
+	return out, dups
+}
+
+// lkAllowLoopbackWebhooks lets the config's webhooks go to the test's receiver (http on loopback).
+func lkAllowLoopbackWebhooks(t *testing.T, config string) {
+	t.Helper()
+	f, err := os.OpenFile(config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("webhooks:\n  allow_private_networks: true\n  allow_http: true\n"); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -129,6 +129,8 @@ Usage:
   paynotify verify wechatpay --v2 --api-key-file FILE [--explain] [BODY_FILE|-]
   paynotify verify alipay-legacy --partner PID --sign-type MD5|RSA|0001 (--md5-key-file F | --alipay-public-key F)
                                  [--merchant-private-key F] [--charset utf-8|gbk] [--return] [--explain] [FILE|-]
+  paynotify doctor  --config FILE [--app NAME]    check keys, certificates, gateways, a signed call, public_url
+                                                    and the database before going live (changes nothing)
   paynotify reconcile --config FILE [--app NAME] [--since 48h] [--dry-run]
                                                     query the providers about pending orders
   paynotify reprocess --config FILE [--app NAME] --since DURATION [--reason CODE]
@@ -136,6 +138,8 @@ Usage:
   paynotify webhooks add|list|get|update|disable|enable|delete|rotate|test|attempts|resend|recover …
                     [--server URL] [--token-file FILE | --config FILE] [--json]
                                                     manage webhook endpoints through the API
+  paynotify tokens add --name NAME --scope read|write | list | revoke NAME  (--config FILE | --database DSN)
+                                                    manage named API tokens in the database
   paynotify sandbox [--listen ADDR] [--allow-remote] [--state-dir DIR] [--time-scale N] [--base-url URL]
   paynotify sandbox keys|run|pay|open|fail|close|finish|refund|complete-refund|reset|retry|faults|trades|attempts|queries …
                                                     the simulators, and what a test does to them (sandbox --help)

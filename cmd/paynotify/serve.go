@@ -17,6 +17,7 @@ import (
 	"github.com/paynotify/paynotify/console"
 	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/jobs"
+	"github.com/paynotify/paynotify/metrics"
 	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sqlite"
@@ -124,26 +125,35 @@ type background struct {
 	runner     *jobs.Runner
 	dispatcher *webhook.Dispatcher
 	nats       *webhook.NATS
-	logger     *slog.Logger
-	cancel     context.CancelFunc
-	done       chan struct{}
+	// metrics are served on /metrics: on the main listener, or on adminAddr when set. Their
+	// counts of store are refreshed once a minute while the background runs.
+	metrics   *metrics.Prometheus
+	store     paynotify.StatsStore
+	adminAddr string
+	logger    *slog.Logger
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 // newBackground builds the background work of svc; serve's HTTP server wakes the dispatcher
 // after each commit that appended events.
 func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Service, logger *slog.Logger) (*background, error) {
-	runner, err := newJobs(st, svc, cfg.Jobs, logger)
+	mx := metrics.New()
+	svc.Processor.Metrics = mx
+	runner, err := newJobs(st, svc, cfg.Jobs, cfg.Retention, logger, mx.Sweep)
 	if err != nil {
 		return nil, err
 	}
 	wh := cfg.Webhooks
 	d := &webhook.Dispatcher{
-		Store:  st,
-		Config: webhook.Config{Concurrency: wh.Concurrency, Retention: wh.Retention, AllowHTTP: wh.AllowHTTP},
-		Client: webhook.NewClient(wh.AllowPrivateNetworks, 10*time.Second),
-		Logger: logger,
+		Store:   st,
+		Config:  webhook.Config{Concurrency: wh.Concurrency, AllowHTTP: wh.AllowHTTP},
+		Client:  webhook.NewClient(wh.AllowPrivateNetworks, 10*time.Second),
+		Logger:  logger,
+		Metrics: mx,
 	}
-	bg := &background{runner: runner, dispatcher: d, logger: logger}
+	mx.WatchQueue(d.QueueDepth)
+	bg := &background{runner: runner, dispatcher: d, metrics: mx, store: st, adminAddr: cfg.AdminListen, logger: logger}
 	if cfg.NATS.URL != "" {
 		n, err := webhook.OpenNATS(ctx, webhook.NATSConfig{URL: cfg.NATS.URL, Stream: cfg.NATS.Stream,
 			SubjectPrefix: cfg.NATS.SubjectPrefix, DuplicateWindow: cfg.NATS.DuplicateWindow})
@@ -176,6 +186,14 @@ func (b *background) Start(ctx context.Context) error {
 			b.logger.Error("webhooks", "err", err)
 		}
 	}()
+	// The first counts before the listener serves, so that no scrape shows them empty; a
+	// slow database delays the start by 10s at most.
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := b.metrics.RefreshCounts(cctx, b.store); err != nil {
+		b.logger.Warn("metrics: count orders", "err", err)
+	}
+	ccancel()
+	go b.metrics.RunCounts(dctx, b.store, time.Minute, b.logger)
 	return nil
 }
 
@@ -241,10 +259,17 @@ func readiness(st store, logger *slog.Logger) func(ctx context.Context) error {
 	}
 }
 
-// newJobs builds the background jobs of svc on the store's own database (package jobs).
-func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, logger *slog.Logger) (*jobs.Runner, error) {
+// newJobs builds the background jobs of svc on the store's own database (package jobs): the
+// reconciliation sweep and the retention prune.
+// onSweep, if set, is told of every sweep (metrics).
+func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, rc RetentionConfig, logger *slog.Logger, onSweep func(paynotify.SweepStats, error)) (*jobs.Runner, error) {
 	cfg = cfg.withDefaults()
-	jc := jobs.Config{Reconciler: &paynotify.Reconciler{Service: svc, MaxPerSecond: cfg.MaxChecksPerSecond}, SweepInterval: cfg.SweepInterval, Logger: logger}
+	evidence, attempts, err := rc.periods()
+	if err != nil {
+		return nil, &configError{err: err}
+	}
+	jc := jobs.Config{Reconciler: &paynotify.Reconciler{Service: svc, MaxPerSecond: cfg.MaxChecksPerSecond}, SweepInterval: cfg.SweepInterval, Logger: logger,
+		Retention: jobs.Retention{Evidence: evidence, WebhookAttempts: attempts}, OnSweep: onSweep}
 	switch db := st.(type) {
 	case *sqlite.DB:
 		return jobs.NewSQLite(db.SQL(), jc)
@@ -262,6 +287,30 @@ func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr stri
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return &configError{err: fmt.Errorf("listen: %w", err)}
+	}
+	var admin *http.Server
+	if bg != nil && bg.metrics != nil {
+		if bg.adminAddr == "" {
+			if srv.Mount == nil {
+				srv.Mount = map[string]http.Handler{}
+			}
+			srv.Mount["GET /metrics"] = bg.metrics.Handler()
+		} else {
+			aln, err := net.Listen("tcp", bg.adminAddr)
+			if err != nil {
+				ln.Close()
+				return &configError{err: fmt.Errorf("admin_listen: %w", err)}
+			}
+			admin = httpd.NewHTTPServer(bg.adminAddr, adminHandler(bg.metrics))
+			admin.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+			logger.Info("admin listening", "addr", aln.Addr().String())
+			go func() {
+				if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					logger.Error("admin listener", "err", err)
+				}
+			}()
+			defer admin.Close()
+		}
 	}
 	if bg != nil {
 		if err := bg.Start(ctx); err != nil {
@@ -298,6 +347,17 @@ func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr stri
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// adminHandler serves the admin listener (admin_listen): GET /metrics and GET /healthz.
+func adminHandler(mx *metrics.Prometheus) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", mx.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
 }
 
 // store is a paynotify.Store with its lifecycle.

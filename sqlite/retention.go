@@ -1,0 +1,85 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Retention (docs/storage.md, "Retention"): the daily prune deletes old rows in batches, each
+// batch a write of the group commit (writer.go), so that a prune holds the write lock for one
+// batch at a time and the notifications' writes take their turn between batches (or ride in the
+// same transaction).
+
+// The deletes select a batch of rows by the time index, oldest first, and delete them by their
+// key. The outer conditions repeat the inner ones: a row that changed since it was selected is
+// judged again (on SQLite nothing changes in between, but the statements say what they mean).
+const (
+	// pruneEvidence keeps the records an order.anomaly event names, looked up in
+	// events_anomaly_evidence (migration 0005): the expression must stay the index's, and the
+	// unary + takes the TEXT affinity off e.id, without which SQLite would compare with that
+	// affinity and scan the whole index for each record instead of searching it (sqlite's
+	// TestPrunePlans checks the plan).
+	pruneEvidence = `DELETE FROM evidence WHERE seq IN (
+		SELECT e.seq FROM evidence e WHERE e.received_at < ?1
+			AND NOT EXISTS (SELECT 1 FROM events ev WHERE ev.type = 'order.anomaly'
+				AND json_extract(ev.data, '$.anomaly.notification_id') = +e.id)
+			ORDER BY e.received_at LIMIT ?2) AND received_at < ?1`
+	pruneAttempts = `DELETE FROM webhook_attempts WHERE seq IN (
+		SELECT seq FROM webhook_attempts WHERE at < ?1 ORDER BY at LIMIT ?2) AND at < ?1`
+	pruneDeliveries = `DELETE FROM webhook_deliveries WHERE seq IN (
+		SELECT seq FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)
+		AND status <> 'pending' AND updated_at < ?1`
+)
+
+// PruneEvidence deletes the evidence records received before before that no order.anomaly event
+// names, at most batch per transaction, and returns how many it deleted.
+func (db *DB) PruneEvidence(ctx context.Context, before time.Time, batch int) (int64, error) {
+	n, err := db.prune(ctx, pruneEvidence, before, batch)
+	if err != nil {
+		return n, fmt.Errorf("sqlite: prune evidence: %w", err)
+	}
+	return n, nil
+}
+
+// PruneWebhooks deletes the attempts made before before, then the deliveries no longer pending
+// last updated before it, at most batch rows per transaction.
+func (db *DB) PruneWebhooks(ctx context.Context, before time.Time, batch int) (attempts, deliveries int64, err error) {
+	if attempts, err = db.prune(ctx, pruneAttempts, before, batch); err != nil {
+		return attempts, 0, fmt.Errorf("sqlite: prune webhook attempts: %w", err)
+	}
+	if deliveries, err = db.prune(ctx, pruneDeliveries, before, batch); err != nil {
+		return attempts, deliveries, fmt.Errorf("sqlite: prune webhook deliveries: %w", err)
+	}
+	return attempts, deliveries, nil
+}
+
+// prune runs the delete query (?1 the time, ?2 the batch) as writes of the group commit, one
+// after the other, until one deletes less than a batch. It returns the rows deleted.
+func (db *DB) prune(ctx context.Context, query string, before time.Time, batch int) (int64, error) {
+	batch = max(batch, 1)
+	b := formatTime(before)
+	var total int64
+	for {
+		var n int64
+		err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
+			res, err := tx.ExecContext(ctx, query, b, batch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}
