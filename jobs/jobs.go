@@ -343,55 +343,127 @@ func (r *Runner) Stop(ctx context.Context) error {
 	return nil
 }
 
-// MigrateSQLite applies River's migrations to the SQLite database. Another process migrating the
-// same file at the same moment can make one step fail although the schema ends complete (River
-// takes no lock there): it is tried again.
-func MigrateSQLite(ctx context.Context, db *sql.DB) error {
-	m, err := rivermigrate.New(riversqlite.New(db), nil)
-	if err != nil {
-		return fmt.Errorf("jobs: migrate: %w", err)
-	}
-	for attempt := 1; ; attempt++ {
-		_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
-		if err == nil || attempt == 5 || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
-	}
-	if err != nil {
-		return fmt.Errorf("jobs: migrate: %w", err)
-	}
-	return nil
+// Migration is one of River's migrations: its version, River's name for it ("initial schema") and
+// whether the database has applied it.
+type Migration struct {
+	Version int
+	Name    string
+	Applied bool
 }
+
+// MigrateSQLite applies River's migrations to the SQLite database (ApplySQLite).
+func MigrateSQLite(ctx context.Context, db *sql.DB) error {
+	_, err := ApplySQLite(ctx, db)
+	return err
+}
+
+// ApplySQLite applies River's migrations to the SQLite database, one at a time, and returns the
+// ones it applied (none when the database was up to date). Another process migrating the same
+// file at the same moment can make a step fail although the schema ends complete (River takes no
+// lock there): the step is tried again.
+func ApplySQLite(ctx context.Context, db *sql.DB) ([]Migration, error) {
+	m, err := rivermigrate.New(riversqlite.New(db), migrateConfig)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: migrate: %w", err)
+	}
+	var applied []Migration
+	for {
+		var res *rivermigrate.MigrateResult
+		for attempt := 1; ; attempt++ {
+			res, err = m.Migrate(ctx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{MaxSteps: 1})
+			if err == nil || attempt == 5 || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+		}
+		if err != nil {
+			return applied, fmt.Errorf("jobs: migrate: %w", err)
+		}
+		if len(res.Versions) == 0 {
+			return applied, nil
+		}
+		for _, v := range res.Versions {
+			applied = append(applied, Migration{Version: v.Version, Name: v.Name, Applied: true})
+		}
+	}
+}
+
+// migrateConfig keeps River's migrator quiet: callers report what it applied.
+var migrateConfig = &rivermigrate.Config{Logger: slog.New(slog.DiscardHandler)}
 
 // migrateLockKey serialises River's migrations of one PostgreSQL schema between processes: River
 // takes no lock of its own.
 const migrateLockKey int64 = 0x7061797269766572 // "payriver"
 
-// MigratePostgres applies River's migrations to the current schema of the pool's database, under
-// a session advisory lock per schema.
+// MigratePostgres applies River's migrations to the current schema of the pool's database
+// (ApplyPostgres).
 func MigratePostgres(ctx context.Context, pool *pgxpool.Pool) error {
+	_, err := ApplyPostgres(ctx, pool)
+	return err
+}
+
+// ApplyPostgres applies River's migrations to the current schema of the pool's database, under a
+// session advisory lock per schema, and returns the ones it applied (none when the schema was up
+// to date, or another process applied them while this one waited for the lock).
+func ApplyPostgres(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("jobs: migrate: %w", err)
+		return nil, fmt.Errorf("jobs: migrate: %w", err)
 	}
 	defer conn.Release()
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1 # hashtextextended(current_schema(), 0))`, migrateLockKey); err != nil {
-		return fmt.Errorf("jobs: migrate: lock: %w", err)
+		return nil, fmt.Errorf("jobs: migrate: lock: %w", err)
 	}
 	defer func() {
 		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1 # hashtextextended(current_schema(), 0))`, migrateLockKey); err != nil {
 			conn.Conn().Close(context.WithoutCancel(ctx)) // it may still hold the lock: do not pool it
 		}
 	}()
-	m, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	m, err := rivermigrate.New(riverpgxv5.New(pool), migrateConfig)
 	if err != nil {
-		return fmt.Errorf("jobs: migrate: %w", err)
+		return nil, fmt.Errorf("jobs: migrate: %w", err)
 	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("jobs: migrate: %w", err)
+	res, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: migrate: %w", err)
 	}
-	return nil
+	var applied []Migration
+	for _, v := range res.Versions {
+		applied = append(applied, Migration{Version: v.Version, Name: v.Name, Applied: true})
+	}
+	return applied, nil
+}
+
+// StatusSQLite lists every River migration this binary has, in version order, with whether the
+// SQLite database has applied it. It writes nothing.
+func StatusSQLite(ctx context.Context, db *sql.DB) ([]Migration, error) {
+	return status(ctx, riversqlite.New(db))
+}
+
+// StatusPostgres is StatusSQLite on the current schema of a PostgreSQL database.
+func StatusPostgres(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
+	return status(ctx, riverpgxv5.New(pool))
+}
+
+func status[TTx any](ctx context.Context, driver riverdriver.Driver[TTx]) ([]Migration, error) {
+	m, err := rivermigrate.New(driver, migrateConfig)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: migrations: %w", err)
+	}
+	// A version applied by a newer River is an error here ("not found in migrator bundle").
+	existing, err := m.ExistingVersions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: migrations: %w", err)
+	}
+	applied := map[int]bool{}
+	for _, v := range existing {
+		applied[v.Version] = true
+	}
+	var out []Migration
+	for _, v := range m.AllVersions() {
+		out = append(out, Migration{Version: v.Version, Name: v.Name, Applied: applied[v.Version]})
+	}
+	return out, nil
 }
 
 // PendingSQLite returns River's migrations that the SQLite database lacks, as River words them

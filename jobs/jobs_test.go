@@ -343,6 +343,8 @@ func TestMigrate(t *testing.T) {
 		if p, err := jobs.PendingPostgres(t.Context(), db.Pool()); err != nil || len(p) == 0 {
 			t.Fatalf("pending on a new schema = %v, %v; want some", p, err)
 		}
+		var mu sync.Mutex
+		byVersion := map[int]int{}
 		var wg sync.WaitGroup
 		for range 3 {
 			wg.Add(1)
@@ -354,14 +356,106 @@ func TestMigrate(t *testing.T) {
 					return
 				}
 				defer other.Close()
-				if err := jobs.MigratePostgres(t.Context(), other.Pool()); err != nil {
+				applied, err := jobs.ApplyPostgres(t.Context(), other.Pool())
+				if err != nil {
 					t.Error(err)
 				}
+				mu.Lock()
+				for _, m := range applied {
+					byVersion[m.Version]++
+				}
+				mu.Unlock()
 			}()
 		}
 		wg.Wait()
+		// Under the lock each migration was applied, and reported, by exactly one of them.
+		all, err := jobs.StatusPostgres(t.Context(), db.Pool())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range all {
+			if byVersion[m.Version] != 1 || !m.Applied {
+				t.Errorf("River migration %d (%s): applied = %v, reported by %d processes; want applied, by 1", m.Version, m.Name, m.Applied, byVersion[m.Version])
+			}
+		}
+		if len(byVersion) != len(all) {
+			t.Errorf("reported versions %v, River has %d", byVersion, len(all))
+		}
 		if p, err := jobs.PendingPostgres(t.Context(), db.Pool()); err != nil || len(p) != 0 {
 			t.Fatalf("pending after migrating = %v, %v", p, err)
 		}
 	})
+}
+
+func TestApplyAndStatus(t *testing.T) {
+	type funcs struct {
+		status func(ctx context.Context) ([]jobs.Migration, error)
+		apply  func(ctx context.Context) ([]jobs.Migration, error)
+	}
+	for name, open := range map[string]func(t *testing.T) funcs{
+		"SQLite": func(t *testing.T) funcs {
+			db, err := sqlite.Open(filepath.Join(t.TempDir(), "paynotify.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return funcs{
+				func(ctx context.Context) ([]jobs.Migration, error) { return jobs.StatusSQLite(ctx, db.SQL()) },
+				func(ctx context.Context) ([]jobs.Migration, error) { return jobs.ApplySQLite(ctx, db.SQL()) },
+			}
+		},
+		"PostgreSQL": func(t *testing.T) funcs {
+			db, err := postgres.Open(t.Context(), pgtest.NewSchema(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return funcs{
+				func(ctx context.Context) ([]jobs.Migration, error) { return jobs.StatusPostgres(ctx, db.Pool()) },
+				func(ctx context.Context) ([]jobs.Migration, error) { return jobs.ApplyPostgres(ctx, db.Pool()) },
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			f := open(t)
+			before, err := f.status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(before) < 5 {
+				t.Fatalf("status on a new database lists %d River migrations, want River's (≥ 5)", len(before))
+			}
+			for i, m := range before {
+				if m.Applied || m.Version != i+1 || m.Name == "" {
+					t.Fatalf("status on a new database: %+v", before)
+				}
+			}
+			applied, err := f.apply(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(applied) != len(before) {
+				t.Fatalf("applied %+v, want all %d", applied, len(before))
+			}
+			for i, m := range applied {
+				if m.Version != before[i].Version || m.Name != before[i].Name || !m.Applied {
+					t.Fatalf("applied %+v, want the order of %+v", applied, before)
+				}
+			}
+			after, err := f.status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range after {
+				if !m.Applied {
+					t.Fatalf("status after applying: %+v", after)
+				}
+			}
+			if again, err := f.apply(ctx); err != nil || len(again) != 0 {
+				t.Fatalf("apply on an up-to-date database = %+v, %v; want none", again, err)
+			}
+		})
+	}
 }

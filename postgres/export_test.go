@@ -27,7 +27,7 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 		if m.Version > version {
 			break
 		}
-		if err := migrateOne(ctx, conn.Conn(), m, db); err != nil {
+		if _, err := migrateOne(ctx, conn.Conn(), m, db); err != nil {
 			return err
 		}
 	}

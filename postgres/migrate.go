@@ -30,19 +30,27 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // ones find the migrations applied. Tables are created in the connection's current schema
 // (the first existing schema of search_path).
 func (db *DB) Migrate(ctx context.Context) error {
+	_, err := db.ApplyMigrations(ctx)
+	return err
+}
+
+// ApplyMigrations is Migrate, and returns the names of the migrations this call applied, in
+// order ("0004_webhooks_perf"); none when the schema was up to date (or another instance applied
+// them first).
+func (db *DB) ApplyMigrations(ctx context.Context) ([]string, error) {
 	ms, err := migrations()
 	if err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
+		return nil, fmt.Errorf("postgres: migrate: %w", err)
 	}
 	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
+		return nil, fmt.Errorf("postgres: migrate: %w", err)
 	}
 	defer conn.Release()
 	// The lock is per schema (current_schema() is where the tables go): instances on one schema
 	// take turns, databases with several paynotify schemas do not wait for each other.
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1 # hashtextextended(current_schema(), 0))`, migrateLockKey); err != nil {
-		return fmt.Errorf("postgres: migrate: lock: %w", err)
+		return nil, fmt.Errorf("postgres: migrate: lock: %w", err)
 	}
 	defer func() {
 		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1 # hashtextextended(current_schema(), 0))`, migrateLockKey); err != nil {
@@ -51,37 +59,43 @@ func (db *DB) Migrate(ctx context.Context) error {
 		}
 	}()
 	if _, err := conn.Exec(ctx, createMigrationsTable); err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
+		return nil, fmt.Errorf("postgres: migrate: %w", err)
 	}
+	var applied []string
 	for _, m := range ms {
-		if err := migrateOne(ctx, conn.Conn(), m, db); err != nil {
-			return fmt.Errorf("postgres: migrate %s: %w", m.Name, err)
+		ok, err := migrateOne(ctx, conn.Conn(), m, db)
+		if err != nil {
+			return applied, fmt.Errorf("postgres: migrate %s: %w", m.Name, err)
+		}
+		if ok {
+			applied = append(applied, m.Name)
 		}
 	}
-	return nil
+	return applied, nil
 }
 
-func migrateOne(ctx context.Context, conn *pgx.Conn, m migration, db *DB) error {
+// migrateOne applies m unless the schema has it, and reports whether it did.
+func migrateOne(ctx context.Context, conn *pgx.Conn, m migration, db *DB) (bool, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer rollback(ctx, tx)
 	var n int
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
-		return err
+		return false, err
 	}
 	if n > 0 {
-		return nil
+		return false, nil
 	}
 	if _, err := tx.Exec(ctx, m.SQL); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
 		m.Version, m.Name, tm(db.now())); err != nil {
-		return err
+		return false, err
 	}
-	return tx.Commit(ctx)
+	return true, tx.Commit(ctx)
 }
 
 // PendingMigrations returns how many embedded migrations the database (its current schema) has
@@ -91,24 +105,49 @@ func (db *DB) PendingMigrations(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("postgres: pending migrations: %w", err)
 	}
+	applied, err := db.appliedMigrations(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: pending migrations: %w", err)
+	}
+	versions := map[int64]bool{}
+	for _, a := range applied {
+		versions[a.Version] = true
+	}
+	return mig.Pending(ms, versions), nil
+}
+
+// MigrationStatus lists every embedded migration, applied or pending, and any version the schema
+// has applied that this binary does not know (Unknown: a newer paynotify migrated it), in version
+// order. It writes nothing: a new schema lists every migration pending.
+func (db *DB) MigrationStatus(ctx context.Context) ([]mig.Status, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, fmt.Errorf("postgres: migration status: %w", err)
+	}
+	applied, err := db.appliedMigrations(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: migration status: %w", err)
+	}
+	return mig.Statuses(ms, applied), nil
+}
+
+// appliedMigrations reads schema_migrations of the current schema; none when it does not exist.
+func (db *DB) appliedMigrations(ctx context.Context) ([]mig.Applied, error) {
 	var exists bool
 	if err := db.pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
-		return 0, fmt.Errorf("postgres: pending migrations: %w", err)
+		return nil, err
 	}
 	if !exists {
-		return len(ms), nil
+		return nil, nil
 	}
-	rows, err := db.pool.Query(ctx, `SELECT version FROM schema_migrations`)
+	rows, err := db.pool.Query(ctx, `SELECT version, name, applied_at FROM schema_migrations ORDER BY version`)
 	if err != nil {
-		return 0, fmt.Errorf("postgres: pending migrations: %w", err)
+		return nil, err
 	}
-	versions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return 0, fmt.Errorf("postgres: pending migrations: %w", err)
-	}
-	applied := map[int64]bool{}
-	for _, v := range versions {
-		applied[v] = true
-	}
-	return mig.Pending(ms, applied), nil
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (mig.Applied, error) {
+		var a mig.Applied
+		err := row.Scan(&a.Version, &a.Name, &a.AppliedAt)
+		a.AppliedAt = a.AppliedAt.UTC()
+		return a, err
+	})
 }

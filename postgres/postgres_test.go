@@ -98,6 +98,16 @@ func TestOpen(t *testing.T) {
 }
 
 func TestMigrate(t *testing.T) {
+	storetest.RunMigrations(t, func(t *testing.T) storetest.Migrator {
+		u := pgtest.NewSchema(t)
+		db, err := postgres.Open(t.Context(), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return suiteDB{db, u}
+	})
+
 	t.Run("OK", func(t *testing.T) {
 		t.Parallel()
 		db, err := postgres.Open(t.Context(), pgtest.NewSchema(t))

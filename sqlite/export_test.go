@@ -21,7 +21,7 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 		if m.Version > version {
 			break
 		}
-		if err := db.migrateOne(ctx, m); err != nil {
+		if _, err := db.migrateOne(ctx, m); err != nil {
 			return err
 		}
 	}

@@ -26,42 +26,56 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // Migrate applies the pending migrations, each in its own write transaction (BEGIN IMMEDIATE:
 // another process migrating the same file waits, then finds the migration applied).
 func (db *DB) Migrate(ctx context.Context) error {
-	ms, err := migrations()
-	if err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", err)
-	}
-	if _, err := db.db.ExecContext(ctx, createMigrationsTable); err != nil {
-		return fmt.Errorf("sqlite: migrate: %w", err)
-	}
-	for _, m := range ms {
-		if err := db.migrateOne(ctx, m); err != nil {
-			return fmt.Errorf("sqlite: migrate %s: %w", m.Name, err)
-		}
-	}
-	return nil
+	_, err := db.ApplyMigrations(ctx)
+	return err
 }
 
-func (db *DB) migrateOne(ctx context.Context, m migration) error {
+// ApplyMigrations is Migrate, and returns the names of the migrations this call applied, in
+// order ("0003_webhooks"); none when the database was up to date (or another process applied
+// them first).
+func (db *DB) ApplyMigrations(ctx context.Context) ([]string, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	if _, err := db.db.ExecContext(ctx, createMigrationsTable); err != nil {
+		return nil, fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	var applied []string
+	for _, m := range ms {
+		ok, err := db.migrateOne(ctx, m)
+		if err != nil {
+			return applied, fmt.Errorf("sqlite: migrate %s: %w", m.Name, err)
+		}
+		if ok {
+			applied = append(applied, m.Name)
+		}
+	}
+	return applied, nil
+}
+
+// migrateOne applies m unless the database has it, and reports whether it did.
+func (db *DB) migrateOne(ctx context.Context, m migration) (bool, error) {
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer rollback(tx)
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
-		return err
+		return false, err
 	}
 	if n > 0 {
-		return nil
+		return false, nil
 	}
 	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 		m.Version, m.Name, formatTime(db.now())); err != nil {
-		return err
+		return false, err
 	}
-	return tx.Commit()
+	return true, tx.Commit()
 }
 
 // PendingMigrations returns how many embedded migrations the database has not applied yet
@@ -72,29 +86,58 @@ func (db *DB) PendingMigrations(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: pending migrations: %w", err)
 	}
-	var exists int
-	if err := db.db.QueryRowContext(ctx,
-		`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&exists); err != nil {
-		return 0, fmt.Errorf("sqlite: pending migrations: %w", err)
-	}
-	if exists == 0 {
-		return len(ms), nil
-	}
-	rows, err := db.db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	applied, err := db.appliedMigrations(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: pending migrations: %w", err)
 	}
+	versions := map[int64]bool{}
+	for _, a := range applied {
+		versions[a.Version] = true
+	}
+	return mig.Pending(ms, versions), nil
+}
+
+// MigrationStatus lists every embedded migration, applied or pending, and any version the
+// database has applied that this binary does not know (Unknown: a newer paynotify migrated it),
+// in version order. It writes nothing: a new file lists every migration pending.
+func (db *DB) MigrationStatus(ctx context.Context) ([]mig.Status, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: migration status: %w", err)
+	}
+	applied, err := db.appliedMigrations(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: migration status: %w", err)
+	}
+	return mig.Statuses(ms, applied), nil
+}
+
+// appliedMigrations reads schema_migrations; none when the table does not exist yet.
+func (db *DB) appliedMigrations(ctx context.Context) ([]mig.Applied, error) {
+	var exists int
+	if err := db.db.QueryRowContext(ctx,
+		`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&exists); err != nil {
+		return nil, err
+	}
+	if exists == 0 {
+		return nil, nil
+	}
+	rows, err := db.db.QueryContext(ctx, `SELECT version, name, applied_at FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
-	applied := map[int64]bool{}
+	var applied []mig.Applied
 	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return 0, fmt.Errorf("sqlite: pending migrations: %w", err)
+		var a mig.Applied
+		var at string
+		if err := rows.Scan(&a.Version, &a.Name, &at); err != nil {
+			return nil, err
 		}
-		applied[v] = true
+		if a.AppliedAt, err = parseTime(at); err != nil {
+			return nil, fmt.Errorf("schema_migrations version %d: %w", a.Version, err)
+		}
+		applied = append(applied, a)
 	}
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("sqlite: pending migrations: %w", err)
-	}
-	return mig.Pending(ms, applied), nil
+	return applied, rows.Err()
 }

@@ -115,6 +115,15 @@ func TestOpen(t *testing.T) {
 }
 
 func TestMigrate(t *testing.T) {
+	storetest.RunMigrations(t, func(t *testing.T) storetest.Migrator {
+		db, err := sqlite.Open(tempPath(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return suiteDB{db}
+	})
+
 	t.Run("OK", func(t *testing.T) {
 		t.Parallel()
 		db, err := sqlite.Open(tempPath(t))

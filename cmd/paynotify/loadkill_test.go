@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,9 +38,10 @@ import (
 const notifyContentType = "application/x-www-form-urlencoded; charset=utf-8"
 
 // TestBinary_KillUnderLoad: acknowledgement-after-commit under load and crashes. The real binary
-// gets valid first-delivery notifications from 32 keep-alive connections, delivers their events
-// to a webhook receiver on loopback, and is killed with SIGKILL while requests and deliveries are
-// in flight, three times. After every kill the database (read
+// gets valid first-delivery notifications from 32 keep-alive connections, reconciles the orders
+// (their checks come due during the load) against a gateway of the test's own that says paid for
+// every order whose notification was sent, delivers the events to a webhook receiver on loopback,
+// and is killed with SIGKILL while requests, checks and deliveries are in flight, three times. After every kill the database (read
 // directly, the process dead) must hold every notification that was answered "success" as a paid
 // order, with exactly one order.paid event, and no paid order whose notification was never sent.
 // Then the provider's retries (every notification again) must all be answered "success" and leave
@@ -49,9 +52,9 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	const (
-		n       = 2000 // orders, one notification each
+		n       = 3500 // orders, one notification each
 		conns   = 32   // concurrent keep-alive connections
-		perKill = 500  // notifications answered "success" in a cycle before its kill
+		perKill = 1000 // notifications answered "success" in a cycle before its kill
 		kills   = 3
 	)
 	bin := buildBinary(t)
@@ -63,6 +66,9 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 
 	for _, kind := range []string{"SQLite", "PostgreSQL"} {
 		t.Run(kind, func(t *testing.T) {
+			// In parallel: most of each run is the wait for the leases of the killed process's
+			// deliveries to end.
+			t.Parallel()
 			began := time.Now()
 			ctx := context.Background()
 			dir := t.TempDir()
@@ -75,6 +81,9 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			lkAllowLoopbackWebhooks(t, config)
 			target := "http://" + addr + "/notify/alipay/shop"
 			rcv := newLKReceiver(t)
+			attempted := make([]atomic.Bool, n) // posted at least once before the retries
+			gw := newLKGateway(t, key, func(i int) bool { return attempted[i].Load() })
+			lkReconcileAt(t, config, gw.srv.URL)
 
 			// Seed the pending orders directly, without a reconciliation schedule (NextCheckAt
 			// nil): the binary never asks Alipay about them.
@@ -82,8 +91,11 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			now := time.Now().UTC().Truncate(time.Second)
 			var seedErr atomic.Value
 			lkParallel(n, 16, func(i int) {
+				// Every check is due: the first sweeps claim them during the load and the kills.
+				due := now
 				_, created, err := s.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: lkTradeNo(i), Channel: paynotify.ChannelAlipayApp,
-					Status: paynotify.StatusPending, Amount: 8888, Currency: "CNY", Subject: "load", Version: 1, CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour)})
+					Status: paynotify.StatusPending, Amount: 8888, Currency: "CNY", Subject: "load", Version: 1, CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour),
+					NextCheckAt: &due})
 				if err == nil && !created {
 					err = fmt.Errorf("order %s already existed", lkTradeNo(i))
 				}
@@ -99,18 +111,28 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 
 			var (
 				acked     = make([]atomic.Bool, n) // answered exactly "success", ever
-				attempted = make([]atomic.Bool, n) // posted at least once before the retries
 				next      atomic.Int64             // the next notification never sent
 				errsAfter int                      // requests that failed after a kill (expected)
 			)
 			for cycle := 1; cycle <= kills; cycle++ {
 				cycleStart := time.Now()
+				q0, _ := gw.counts()
 				cmd := startBinary(t, bin, config, addr)
 				if cycle == 1 {
 					// The endpoint receives what is committed after its creation: everything.
 					code, ep := binAPI(t, "POST", "http://"+addr+"/v1/webhook-endpoints", map[string]any{"url": rcv.srv.URL + "/hooks"})
 					if code != http.StatusCreated {
 						t.Fatalf("create the webhook endpoint: %d %v", code, ep)
+					}
+					// The load starts once the reconciliation has begun its checks (River elects
+					// a leader and runs the first sweep), so that the first kill hits both.
+					for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+						if q, _ := gw.counts(); q > 0 {
+							break
+						}
+						if time.Now().After(deadline) {
+							t.Fatalf("the reconciliation never queried the gateway")
+						}
 					}
 				}
 				tr := &http.Transport{MaxIdleConnsPerHost: conns, IdleConnTimeout: time.Minute}
@@ -183,8 +205,9 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 				if okCycle.Load() < perKill {
 					t.Fatalf("cycle %d: only %d notifications answered \"success\" before the kill", cycle, okCycle.Load())
 				}
-				t.Logf("cycle %d: %d answered \"success\", killed with %d requests in flight, %d failed after the kill (%v)",
-					cycle, okCycle.Load(), flying, errsKill.Load(), time.Since(cycleStart).Round(time.Millisecond))
+				q1, _ := gw.counts()
+				t.Logf("cycle %d: %d answered \"success\", %d queries answered, killed with %d requests in flight, %d failed after the kill (%v)",
+					cycle, okCycle.Load(), q1-q0, flying, errsKill.Load(), time.Since(cycleStart).Round(time.Millisecond))
 
 				// The process is dead: what it acknowledged must be in the database.
 				lkCheckOrders(t, dsn, n, func(i int) string {
@@ -203,6 +226,11 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			}
 			if errsAfter == 0 {
 				t.Errorf("no request failed after any of the kills: the process was not killed under load")
+			}
+			queries, paidByQuery := gw.counts()
+			t.Logf("reconciliation: %d queries answered, %d of them paid", queries, paidByQuery)
+			if queries == 0 {
+				t.Errorf("the gateway was never queried: the reconciliation did not run during the load")
 			}
 
 			// The provider retries: every notification again, to the restarted binary.
@@ -415,6 +443,75 @@ func TestBinary_ConcurrentIdentical(t *testing.T) {
 	}
 }
 
+// lkGateway plays Alipay's gateway for alipay.trade.query: TRADE_SUCCESS (88.88 yuan, the
+// notification's trade number) for an order whose notification was sent, WAIT_BUYER_PAY
+// otherwise; the answer is signed over the node's bytes with the key that plays Alipay, by
+// crypto/rsa here, not by the package under test.
+type lkGateway struct {
+	srv           *httptest.Server
+	queries, paid atomic.Int64
+}
+
+func newLKGateway(t *testing.T, key *rsa.PrivateKey, sent func(i int) bool) *lkGateway {
+	g := &lkGateway{}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil || r.Form.Get("method") != "alipay.trade.query" {
+			http.Error(w, "only alipay.trade.query", http.StatusBadRequest)
+			return
+		}
+		var biz struct {
+			OutTradeNo string `json:"out_trade_no"`
+		}
+		var i int
+		if err := json.Unmarshal([]byte(r.Form.Get("biz_content")), &biz); err != nil {
+			http.Error(w, "biz_content", http.StatusBadRequest)
+			return
+		}
+		if _, err := fmt.Sscanf(biz.OutTradeNo, "L%09d", &i); err != nil {
+			http.Error(w, "out_trade_no", http.StatusBadRequest)
+			return
+		}
+		g.queries.Add(1)
+		otn := biz.OutTradeNo
+		node := `{"code":"10000","msg":"Success","buyer_pay_amount":"0.00","invoice_amount":"0.00","out_trade_no":"` + otn +
+			`","point_amount":"0.00","receipt_amount":"0.00","total_amount":"88.88","trade_no":"2026112922001400` + otn + `","trade_status":"WAIT_BUYER_PAY"}`
+		if sent(i) {
+			g.paid.Add(1)
+			node = `{"code":"10000","msg":"Success","buyer_logon_id":"abc***@example.com","buyer_pay_amount":"88.88","buyer_user_id":"2088102177846880",` +
+				`"invoice_amount":"88.88","out_trade_no":"` + otn + `","point_amount":"0.00","receipt_amount":"88.88","send_pay_date":"2026-11-29 10:00:00",` +
+				`"total_amount":"88.88","trade_no":"2026112922001400` + otn + `","trade_status":"TRADE_SUCCESS"}`
+		}
+		h := sha256.Sum256([]byte(node))
+		sig, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, h[:])
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json;charset=utf-8")
+		io.WriteString(w, `{"alipay_trade_query_response":`+node+`,"sign":"`+base64.StdEncoding.EncodeToString(sig)+`"}`)
+	}))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+// counts returns how many queries the gateway answered and how many of them said paid.
+func (g *lkGateway) counts() (int64, int64) { return g.queries.Load(), g.paid.Load() }
+
+// lkReconcileAt points the config's app at gateway and makes the reconciliation brisk: a sweep a
+// second, up to 500 checks a second.
+func lkReconcileAt(t *testing.T, config, gateway string) {
+	t.Helper()
+	b, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "    provider: alipay\n", "    provider: alipay\n    gateway: "+strconv.Quote(gateway)+"\n", 1)
+	s += "jobs:\n  sweep_interval: 1s\n  max_checks_per_second: 500\n"
+	if err := os.WriteFile(config, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // lkReceiver counts webhook deliveries by webhook-id and answers 204.
 type lkReceiver struct {
 	srv *httptest.Server
@@ -552,9 +649,15 @@ func lkEvents(t *testing.T, s store) []*paynotify.Event {
 // no method that lists them: SQL).
 func lkAnomalyRows(t *testing.T, s store, otn string) []string {
 	t.Helper()
+	return lkAnomalyRowsOf(t, s, "shop", otn)
+}
+
+// lkAnomalyRowsOf returns the reasons of the anomaly rows of order otn of app.
+func lkAnomalyRowsOf(t *testing.T, s store, app, otn string) []string {
+	t.Helper()
 	ctx := context.Background()
-	// otn is the test's own order number: written into the query, one text for both drivers.
-	q := `SELECT reason FROM anomalies WHERE app = 'shop' AND out_trade_no = '` + otn + `'`
+	// app and otn are the test's own names: written into the query, one text for both drivers.
+	q := `SELECT reason FROM anomalies WHERE app = '` + app + `' AND out_trade_no = '` + otn + `'`
 	var rows interface {
 		Next() bool
 		Scan(dest ...any) error

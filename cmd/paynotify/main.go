@@ -119,7 +119,12 @@ const usage = `paynotify: payment notifications for Alipay and WeChat Pay
 Usage:
   paynotify serve   [--config FILE] [--no-migrate] [--listen ADDR] [--data-dir DIR] [--pprof ADDR]
                                                     run the server (no config: demo mode, data in --data-dir)
-  paynotify migrate --database DSN                  apply database migrations
+  paynotify migrate [status] (--config FILE | --database DSN)
+                                                    apply the pending migrations, printing each one;
+                                                    status: list every migration, applied or pending
+  paynotify backup (--config FILE | --database DSN) --to FILE
+                                                    copy a SQLite database while serve runs
+                                                    (PostgreSQL: prints the pg_dump command to run)
   paynotify keygen  [--out DIR]                     make an RSA-2048 app key pair
   paynotify hash-password                           read a password on stdin, print its argon2id hash
                                                     (console.admin_password_hash; docs/console.md)

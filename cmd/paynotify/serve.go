@@ -16,6 +16,7 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/console"
 	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/internal/migrations"
 	"github.com/paynotify/paynotify/jobs"
 	"github.com/paynotify/paynotify/metrics"
 	"github.com/paynotify/paynotify/postgres"
@@ -26,7 +27,6 @@ import (
 
 func init() {
 	commands["serve"] = serveCommand{}
-	commands["migrate"] = migrateCommand{}
 }
 
 // serveCommand runs the server: with --config, on that file; without, in demo mode.
@@ -279,6 +279,13 @@ func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, rc RetentionConfi
 	return nil, fmt.Errorf("jobs: no runner for %T", st)
 }
 
+// The graceful shutdown's two steps, one after the other: deploy/paynotify.service's
+// TimeoutStopSec gives serve more than both (deploy_test.go checks).
+const (
+	httpShutdownTimeout = 30 * time.Second // requests in flight are answered
+	jobsStopTimeout     = 25 * time.Second // checks and deliveries in flight finish
+)
+
 // listenAndServe serves srv on addr until ctx is done, with the background work bg (nil for
 // none), then shuts down gracefully: the HTTP server first (in-flight notifications are answered
 // after their commit), then the jobs and deliveries (in flight finish or are released). ready, if
@@ -318,7 +325,7 @@ func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr stri
 			return err
 		}
 		defer func() {
-			jctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+			jctx, cancel := context.WithTimeout(context.Background(), jobsStopTimeout)
 			defer cancel()
 			bg.Stop(jctx)
 		}()
@@ -338,7 +345,7 @@ func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr stri
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
@@ -364,7 +371,9 @@ func adminHandler(mx *metrics.Prometheus) http.Handler {
 type store interface {
 	paynotify.Store
 	Migrate(ctx context.Context) error
+	ApplyMigrations(ctx context.Context) ([]string, error)
 	PendingMigrations(ctx context.Context) (int, error)
+	MigrationStatus(ctx context.Context) ([]migrations.Status, error)
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -372,38 +381,14 @@ type store interface {
 // openStore opens the database of a DSN ("sqlite:PATH" or a postgres:// URL) and migrates it,
 // or, with migrate false, refuses a schema with pending migrations.
 func openStore(ctx context.Context, dsn string, migrate bool) (store, error) {
-	var s store
-	switch {
-	case strings.HasPrefix(dsn, "sqlite:"):
-		path := strings.TrimPrefix(dsn, "sqlite:")
-		if path == "" {
-			return nil, configErrorf("database: sqlite: needs a path")
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, configErrorf("database: %w", err)
-		}
-		db, err := sqlite.Open(path)
-		if err != nil {
-			return nil, configErrorf("database: %w", err)
-		}
-		s = db
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		db, err := postgres.Open(ctx, dsn)
-		if err != nil {
-			return nil, configErrorf("database: %w", err)
-		}
-		s = db
-	default:
-		return nil, configErrorf("database: %q is neither sqlite:PATH nor a postgres:// URL", redactDSN(dsn))
+	s, err := openDatabase(ctx, dsn)
+	if err != nil {
+		return nil, err
 	}
 	if migrate {
-		if err := s.Migrate(ctx); err != nil {
+		if _, _, err := applyMigrations(ctx, s); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("migrate: %w", err)
-		}
-		if err := migrateJobs(ctx, s); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("migrate: %w", err)
+			return nil, err
 		}
 		return s, nil
 	}
@@ -429,15 +414,50 @@ func openStore(ctx context.Context, dsn string, migrate bool) (store, error) {
 	return s, nil
 }
 
-// migrateJobs applies River's migrations, in the same database as ours.
-func migrateJobs(ctx context.Context, s store) error {
+// openDatabase opens the database of a DSN as it is, without migrating or checking it. A SQLite
+// file that does not exist is created (its directory too, 0700).
+func openDatabase(ctx context.Context, dsn string) (store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			return nil, configErrorf("database: sqlite: needs a path")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, configErrorf("database: %w", err)
+		}
+		db, err := sqlite.Open(path)
+		if err != nil {
+			return nil, configErrorf("database: %w", err)
+		}
+		return db, nil
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		db, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return nil, configErrorf("database: %w", err)
+		}
+		return db, nil
+	}
+	return nil, configErrorf("database: %q is neither sqlite:PATH nor a postgres:// URL", redactDSN(dsn))
+}
+
+// applyMigrations applies our pending migrations, then River's, and returns the ones it applied.
+func applyMigrations(ctx context.Context, s store) ([]string, []jobs.Migration, error) {
+	ours, err := s.ApplyMigrations(ctx)
+	if err != nil {
+		return ours, nil, fmt.Errorf("migrate: %w", err)
+	}
+	var river []jobs.Migration
 	switch db := s.(type) {
 	case *sqlite.DB:
-		return jobs.MigrateSQLite(ctx, db.SQL())
+		river, err = jobs.ApplySQLite(ctx, db.SQL())
 	case *postgres.DB:
-		return jobs.MigratePostgres(ctx, db.Pool())
+		river, err = jobs.ApplyPostgres(ctx, db.Pool())
 	}
-	return nil
+	if err != nil {
+		return ours, river, fmt.Errorf("migrate: %w", err)
+	}
+	return ours, river, nil
 }
 
 // pendingJobMigrations lists River's migrations that the database lacks.
@@ -459,33 +479,4 @@ func redactDSN(dsn string) string {
 		}
 	}
 	return dsn
-}
-
-// migrateCommand applies pending migrations.
-type migrateCommand struct{}
-
-func (migrateCommand) Usage() string {
-	return `Usage: paynotify migrate --database DSN
-
-Applies the pending migrations of paynotify's schema and River's to the database, then exits.
-  --database DSN        sqlite:PATH or a postgres:// URL
-`
-}
-
-func (c migrateCommand) Run(ctx context.Context, m *Main, args []string) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	dsn := fs.String("database", "", "sqlite:PATH or postgres://…")
-	if err := parseCommandFlags(m, fs, c.Usage(), "paynotify migrate --help", args); err != nil {
-		return err
-	}
-	if *dsn == "" {
-		return usagef("paynotify migrate --database sqlite:paynotify-data/paynotify.db", "migrate: --database is required")
-	}
-	s, err := openStore(ctx, *dsn, true)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	fmt.Fprintln(m.Stdout, "migrations applied")
-	return nil
 }

@@ -412,7 +412,7 @@ func TestMigrate(t *testing.T) {
 				t.Fatalf("serve --no-migrate on a new database: exit %d, %q", code, errs)
 			}
 			code, out, errs := runMain(t, "", "migrate", "--database", dsn)
-			if code != exitOK || !strings.Contains(out, "migrations applied") {
+			if code != exitOK || !strings.Contains(out, "applied paynotify 0001_init\n") || !strings.Contains(out, "applied River 1 ") {
 				t.Fatalf("migrate: exit %d, %q %q", code, out, errs)
 			}
 			// Now --no-migrate starts: run it until the context ends.

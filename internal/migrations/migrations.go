@@ -1,6 +1,6 @@
 // Package migrations reads the numbered SQL migrations that the sqlite and postgres stores embed:
-// it lists them, reads their versions from their names and orders them. Each store applies them
-// its own way.
+// it lists them, reads their versions from their names and orders them, and sets them beside the
+// versions a database has applied (Pending, Statuses). Each store applies them its own way.
 package migrations
 
 import (
@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Migration is one numbered SQL file, NNNN_name.sql.
@@ -58,4 +59,49 @@ func Pending(ms []Migration, applied map[int64]bool) int {
 		}
 	}
 	return n
+}
+
+// Applied is a row of a database's schema_migrations table.
+type Applied struct {
+	Version   int64
+	Name      string
+	AppliedAt time.Time
+}
+
+// Status is one migration and whether a database has applied it.
+type Status struct {
+	Version int64
+	Name    string // "0001_init"
+	Applied bool
+	// AppliedAt is when it was applied; zero while pending.
+	AppliedAt time.Time
+	// Unknown marks a version the database has applied but this binary does not embed: a newer
+	// paynotify migrated the database.
+	Unknown bool
+}
+
+// Statuses lists every migration of ms and of applied, in version order: those of ms with
+// whether (and when) the database applied them, and the applied versions ms lacks, Unknown.
+func Statuses(ms []Migration, applied []Applied) []Status {
+	byVersion := make(map[int64]Applied, len(applied))
+	for _, a := range applied {
+		byVersion[a.Version] = a
+	}
+	out := make([]Status, 0, len(ms))
+	known := make(map[int64]bool, len(ms))
+	for _, m := range ms {
+		known[m.Version] = true
+		s := Status{Version: m.Version, Name: m.Name}
+		if a, ok := byVersion[m.Version]; ok {
+			s.Applied, s.AppliedAt = true, a.AppliedAt
+		}
+		out = append(out, s)
+	}
+	for _, a := range applied {
+		if !known[a.Version] {
+			out = append(out, Status{Version: a.Version, Name: a.Name, Applied: true, AppliedAt: a.AppliedAt, Unknown: true})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out
 }

@@ -1,9 +1,11 @@
 package migrations
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 func TestLoad(t *testing.T) {
@@ -36,5 +38,20 @@ func TestLoad(t *testing.T) {
 		if _, err := Load(bad, "m"); err == nil {
 			t.Errorf("%s: Load succeeded", name)
 		}
+	}
+}
+
+func TestStatuses(t *testing.T) {
+	ms := []Migration{{Version: 1, Name: "0001_a"}, {Version: 2, Name: "0002_b"}, {Version: 3, Name: "0003_c"}}
+	at := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	got := Statuses(ms, []Applied{{Version: 9, Name: "0009_future", AppliedAt: at.Add(time.Hour)}, {Version: 1, Name: "0001_a", AppliedAt: at}})
+	want := []Status{
+		{Version: 1, Name: "0001_a", Applied: true, AppliedAt: at},
+		{Version: 2, Name: "0002_b"},
+		{Version: 3, Name: "0003_c"},
+		{Version: 9, Name: "0009_future", Applied: true, AppliedAt: at.Add(time.Hour), Unknown: true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Statuses =\n%+v\nwant\n%+v", got, want)
 	}
 }

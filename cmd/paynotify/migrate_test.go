@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/paynotify/paynotify/internal/pgtest"
+)
+
+// TestMigrateStatus: `migrate status` lists every migration of paynotify and River as pending on
+// a new database and exits 0; `migrate` prints exactly those it applied; then status lists all
+// applied and `migrate` has nothing to apply.
+func TestMigrateStatus(t *testing.T) {
+	for _, store := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			var dsn string
+			if store == "PostgreSQL" {
+				dsn = pgtest.NewDatabase(t)
+			} else {
+				// An empty file: opened as it is, nothing created by asking.
+				path := filepath.Join(t.TempDir(), "paynotify.db")
+				if err := os.WriteFile(path, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				dsn = "sqlite:" + path
+			}
+			line := regexp.MustCompile(`^(paynotify|River) +(\S+(?: \S+)*?) +(pending|applied( \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)?)$`)
+			// status parses the listing into "paynotify 0001_init" → "pending" / "applied", and
+			// returns the last line.
+			status := func() (map[string]string, []string, string) {
+				t.Helper()
+				code, out, errs := runMain(t, "", "migrate", "status", "--database", dsn)
+				if code != exitOK || errs != "" {
+					t.Fatalf("migrate status: exit %d, stdout %q, stderr %q", code, out, errs)
+				}
+				lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+				states, order := map[string]string{}, []string{}
+				for _, l := range lines[:len(lines)-1] {
+					m := line.FindStringSubmatch(l)
+					if m == nil {
+						t.Fatalf("migrate status: line %q", l)
+					}
+					key := m[1] + " " + m[2]
+					if m[1] == "paynotify" && m[3] != "pending" && m[4] == "" {
+						t.Fatalf("migrate status: %q has no time", l)
+					}
+					states[key] = strings.Fields(m[3])[0]
+					order = append(order, key)
+				}
+				return states, order, lines[len(lines)-1]
+			}
+			states, order, last := status()
+			if len(order) < 10 || !strings.HasPrefix(order[0], "paynotify 0001_") || !strings.HasPrefix(order[len(order)-1], "River ") {
+				t.Fatalf("migrate status on a new database lists %q", order)
+			}
+			for _, k := range order {
+				if states[k] != "pending" {
+					t.Fatalf("migrate status on a new database: %s is %s", k, states[k])
+				}
+			}
+			if want := fmt.Sprintf("%d migrations pending: run paynotify migrate", len(order)); last != want {
+				t.Fatalf("migrate status: last line %q, want %q", last, want)
+			}
+
+			code, out, errs := runMain(t, "", "migrate", "--database", dsn)
+			if code != exitOK || errs != "" {
+				t.Fatalf("migrate: exit %d, stdout %q, stderr %q", code, out, errs)
+			}
+			var want strings.Builder
+			for _, k := range order {
+				want.WriteString("applied " + k + "\n")
+			}
+			if out != want.String() {
+				t.Fatalf("migrate printed\n%s\nwant\n%s", out, want.String())
+			}
+
+			states, order2, last := status()
+			if strings.Join(order2, ",") != strings.Join(order, ",") || last != "up to date: no migration pending" {
+				t.Fatalf("migrate status after migrating: %q, last line %q", order2, last)
+			}
+			for _, k := range order2 {
+				if states[k] != "applied" {
+					t.Fatalf("migrate status after migrating: %s is %s", k, states[k])
+				}
+			}
+			code, out, _ = runMain(t, "", "migrate", "--database", dsn)
+			if code != exitOK || out != "nothing to apply: the database is up to date\n" {
+				t.Fatalf("migrate again: exit %d, %q", code, out)
+			}
+		})
+	}
+}
+
+func TestMigrateUsage(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.db")
+	for name, tc := range map[string]struct {
+		args []string
+		code int
+		err  string
+	}{
+		"NoDatabase":      {[]string{"migrate"}, exitUsage, "--config or --database is required"},
+		"Both":            {[]string{"migrate", "--config", "x.yaml", "--database", "sqlite:x.db"}, exitUsage, "not both"},
+		"UnknownArgument": {[]string{"migrate", "stats", "--database", "sqlite:x.db"}, exitUsage, `unexpected arguments ["stats"]`},
+		"BadDSN":          {[]string{"migrate", "status", "--database", "mysql://x"}, exitUsage, "neither sqlite:PATH nor a postgres:// URL"},
+		"MissingConfig":   {[]string{"migrate", "status", "--config", filepath.Join(dir, "none.yaml")}, exitUsage, "none.yaml"},
+		"StatusNoFile":    {[]string{"migrate", "status", "--database", "sqlite:" + missing}, exitInvalid, "does not exist"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, out, errs := runMain(t, "", tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.err) || out != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and %q", code, out, errs, tc.code, tc.err)
+			}
+		})
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("migrate status created %s (%v)", missing, err)
+	}
+}

@@ -1,0 +1,178 @@
+package sqlite_test
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify/sqlite"
+	"github.com/paynotify/paynotify/storetest"
+)
+
+// integrity runs PRAGMA integrity_check on path with a connection of the test's own.
+func integrity(t *testing.T, path string) string {
+	t.Helper()
+	c, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var res string
+	if err := c.QueryRow(`PRAGMA integrity_check`).Scan(&res); err != nil {
+		return err.Error()
+	}
+	return res
+}
+
+func TestBackup(t *testing.T) {
+	t.Run("OKWhileWriting", func(t *testing.T) {
+		// Another handle (as serve would be, in its own process) commits orders without pause
+		// while three backups are taken: each copy passes the integrity check and holds every
+		// order committed before its backup began, and the writer never fails.
+		t.Parallel()
+		ctx := t.Context()
+		path := tempPath(t)
+		db := MustOpen(t, path)
+		server := MustOpen(t, path)
+		var committed atomic.Int64 // orders W0 … W(committed-1) are committed
+		stop, stopped := make(chan struct{}), make(chan struct{})
+		var werr error // set before stopped is closed
+		go func() {
+			defer close(stopped)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, _, err := server.CreateOrder(ctx, storetest.NewOrder("app1", fmt.Sprintf("W%d", i), storetest.T0)); err != nil {
+					werr = err
+					return
+				}
+				committed.Store(int64(i + 1))
+			}
+		}()
+		for committed.Load() < 200 {
+			select {
+			case <-stopped:
+				t.Fatalf("the writer failed: %v", werr)
+			case <-time.After(time.Millisecond):
+			}
+		}
+		dir := t.TempDir()
+		type copyOf struct {
+			path   string
+			before int64
+		}
+		var copies []copyOf
+		for i := range 3 {
+			c := copyOf{filepath.Join(dir, fmt.Sprintf("copy%d.db", i)), committed.Load()}
+			if err := db.Backup(ctx, c.path); err != nil {
+				t.Fatalf("Backup: %v", err)
+			}
+			copies = append(copies, c)
+		}
+		during := committed.Load() - copies[0].before
+		close(stop)
+		<-stopped
+		if werr != nil {
+			t.Fatalf("the writer failed during the backups: %v", werr)
+		}
+		if during == 0 {
+			t.Fatal("no order was committed while the backups ran: did they hold the writer back?")
+		}
+		for _, c := range copies {
+			if res := integrity(t, c.path); res != "ok" {
+				t.Fatalf("%s: integrity_check = %q", c.path, res)
+			}
+			if fi, err := os.Stat(c.path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("%s: %v, %v; want mode 0600", c.path, fi.Mode(), err)
+			}
+			cp, err := sqlite.Open(c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := cp.PendingMigrations(ctx); err != nil || n != 0 {
+				t.Fatalf("the copy has %d migrations pending (%v)", n, err)
+			}
+			var count int64
+			if err := cp.SQL().QueryRow(`SELECT count(*) FROM orders`).Scan(&count); err != nil {
+				t.Fatal(err)
+			}
+			if count < c.before {
+				t.Fatalf("the copy holds %d orders, %d were committed before the backup began", count, c.before)
+			}
+			for _, i := range []int64{0, c.before / 2, c.before - 1} {
+				if o, err := cp.GetOrder(ctx, "app1", fmt.Sprintf("W%d", i)); err != nil || o.Amount != 1234 {
+					t.Fatalf("the copy: order W%d: %v, %v", i, o, err)
+				}
+			}
+			cp.Close()
+		}
+	})
+
+	t.Run("ErrExists", func(t *testing.T) {
+		t.Parallel()
+		db := MustOpen(t, tempPath(t))
+		for _, content := range []string{"", "keep me"} {
+			p := filepath.Join(t.TempDir(), "there.db")
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := db.Backup(t.Context(), p)
+			if !errors.Is(err, fs.ErrExist) {
+				t.Fatalf("Backup over a file of %d bytes: %v; want fs.ErrExist", len(content), err)
+			}
+			if b, err := os.ReadFile(p); err != nil || string(b) != content {
+				t.Fatalf("the existing file now holds %q (%v)", b, err)
+			}
+		}
+	})
+
+	t.Run("ErrNoDir", func(t *testing.T) {
+		t.Parallel()
+		db := MustOpen(t, tempPath(t))
+		if err := db.Backup(t.Context(), filepath.Join(t.TempDir(), "missing", "x.db")); err == nil {
+			t.Fatal("Backup into a missing directory succeeded")
+		}
+	})
+
+	t.Run("IntegrityCheck", func(t *testing.T) {
+		// The check reports a damaged file.
+		t.Parallel()
+		db := MustOpen(t, tempPath(t))
+		for i := range 300 {
+			storetest.MustCreateOrder(t, t.Context(), db, storetest.NewOrder("app1", fmt.Sprintf("O%d", i), storetest.T0))
+		}
+		p := filepath.Join(t.TempDir(), "copy.db")
+		if err := db.Backup(t.Context(), p); err != nil {
+			t.Fatal(err)
+		}
+		if err := sqlite.IntegrityCheck(t.Context(), p); err != nil {
+			t.Fatalf("IntegrityCheck of a good copy: %v", err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 5*4096 {
+			t.Fatalf("copy of %d bytes, want several pages", len(b))
+		}
+		for i := 2 * 4096; i < len(b)-4096; i += 4096 { // every page but the first and last: garbage in the middle
+			copy(b[i+100:i+200], make([]byte, 100))
+			b[i] = 0xFF
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := sqlite.IntegrityCheck(t.Context(), p); err == nil {
+			t.Fatal("IntegrityCheck of a damaged file: nil")
+		}
+	})
+}
