@@ -271,7 +271,8 @@ func TestBinary_Demo(t *testing.T) {
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "serve", "--listen", addr)
 	cmd.Dir = dir
-	var stdout, logs bytes.Buffer
+	// Written by exec's copying goroutines while the test reads them.
+	var stdout, logs lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -290,6 +291,11 @@ func TestBinary_Demo(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := strings.TrimSpace(string(tokenBytes))
+	// The banner is written before the server answers, but it reaches the buffer through a pipe
+	// and exec's copying goroutine: give it a moment.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stdout.String(), token) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !strings.Contains(stdout.String(), token) || !strings.Contains(stdout.String(), base+"/") {
 		t.Fatalf("the demo does not say where to click and the token:\n%s", stdout.String())
 	}
