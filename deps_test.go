@@ -14,21 +14,22 @@ func TestDeps(t *testing.T) {
 	allowed := map[string][]string{
 		"":          {},
 		"alipay":    {"golang.org/x/text", mod + "/internal/rawresp", mod + "/internal/alipaywire"},
-		"wechatpay": {mod + "/internal/rawresp"},
+		"wechatpay": {mod + "/internal/rawresp", mod + "/internal/wechatpaywire"},
 		"sqlite":    {mod, mod + "/internal/migrations", mod + "/internal/groupcommit", "modernc.org/sqlite"},
 		"postgres":  {mod, mod + "/internal/migrations", mod + "/internal/groupcommit", "github.com/jackc/pgx/v5"},
-		"provider":  {mod, mod + "/alipay", mod + "/alipaylegacy", mod + "/wechatpay"},
+		"provider":  {mod, mod + "/alipay", mod + "/alipaylegacy", mod + "/wechatpay", mod + "/internal/alipaywire", mod + "/internal/wechatpaywire"},
 		"jobs":      {mod, "github.com/riverqueue/river", "github.com/jackc/pgx/v5"},
 		"httpd":     {mod, mod + "/docs"},
 		"docs":      {},
 		"console":   {mod, "golang.org/x/crypto"},
 		"webhook":   {mod, "github.com/nats-io/nats.go"},
 		"metrics":   {mod, "github.com/prometheus/client_golang"},
-		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", mod + "/internal/alipaywire", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
+		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", mod + "/internal/alipaywire", mod + "/internal/wechatpaywire", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
 
-		"alipaylegacy":         {"golang.org/x/text", mod + "/internal/alipaywire"},
-		"internal/alipaywire":  {"golang.org/x/text"},
-		"internal/groupcommit": {},
+		"alipaylegacy":           {"golang.org/x/text", mod + "/internal/alipaywire"},
+		"internal/alipaywire":    {"golang.org/x/text"},
+		"internal/wechatpaywire": {},
+		"internal/groupcommit":   {},
 	}
 	for pkg, allow := range allowed {
 		path := mod

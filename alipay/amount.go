@@ -7,12 +7,9 @@ import (
 	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
-// Beijing is the fixed UTC+8 zone of every Alipay timestamp. China has no daylight saving time, so a
-// fixed zone is exact, and it does not depend on the host's time zone database.
-var Beijing = alipaywire.Beijing
-
-// TimeLayout is the layout of Alipay timestamps ("yyyy-MM-dd HH:mm:ss", Beijing time).
-const TimeLayout = alipaywire.TimeLayout
+// Beijing returns the fixed UTC+8 zone of every Alipay timestamp. China has no daylight saving
+// time, so a fixed zone is exact, and it does not depend on the host's time zone database.
+func Beijing() *time.Location { return alipaywire.Beijing }
 
 // ParseAmount parses an Alipay yuan amount ("88.88", "0.10", "9") into int64 fen. The syntax is
 // strictly ^(0|[1-9]\d*)(\.\d{1,2})?$: no sign, no exponent, no spaces, at most two decimals.
@@ -45,5 +42,5 @@ func ParseTime(s string) (time.Time, error) {
 // FormatTime formats t as an Alipay timestamp in Beijing time ("2024-01-02 03:04:05"), whatever t's
 // own location.
 func FormatTime(t time.Time) string {
-	return t.In(Beijing).Format(TimeLayout)
+	return t.In(alipaywire.Beijing).Format(alipaywire.TimeLayout)
 }

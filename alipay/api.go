@@ -25,7 +25,7 @@ const maxResponse = 4 << 20
 // node contains "\/" and the signature fails over the exact bytes, it is tried once more with "\/"
 // replaced by "/", as the official SDKs do.
 func (c *Client) VerifyResponse(body []byte, method string) (node []byte, signed bool, err error) {
-	r, err := ExtractResponse(body, method)
+	r, err := extractResponse(body, method)
 	if err != nil {
 		return nil, false, err
 	}
@@ -44,17 +44,17 @@ func (c *Client) VerifyResponse(body []byte, method string) (node []byte, signed
 			return nil, false, &VerifyError{Reason: ReasonUnknownSerial, Detail: "response alipay_cert_sn " + quoteShort(r.CertSN) + " is not the configured Alipay certificate (" + c.alipaySN + ")", err: ErrSignature}
 		}
 	}
-	if err := Verify(key, c.signType, r.Node, r.Sign); err == nil {
+	if err := verify(key, c.signType, r.Node, r.Sign); err == nil {
 		return r.Node, true, nil
 	}
 	if bytes.Contains(r.Node, []byte(`\/`)) {
 		alt := bytes.ReplaceAll(r.Node, []byte(`\/`), []byte("/"))
-		if Verify(key, c.signType, alt, r.Sign) == nil {
+		if verify(key, c.signType, alt, r.Sign) == nil {
 			return r.Node, true, nil
 		}
 	}
 	ve := sigInvalid(string(c.signType) + " signature of " + r.Name + " does not verify with the configured Alipay key")
-	ve.Canonical = r.Node
+	ve.Message = r.Node
 	return nil, false, ve
 }
 
@@ -84,7 +84,7 @@ func (c *Client) Call(ctx context.Context, method string, biz any, sys map[strin
 		return err
 	}
 	delete(p, "biz_content")
-	u := c.gateway + "?" + EncodeParams(p)
+	u := c.gateway + "?" + encodeParams(p)
 	var form string
 	if bc != "" {
 		form = "biz_content=" + queryEscape(bc)

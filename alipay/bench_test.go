@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // The benchmarks time the operation and its floor (the raw crypto/rsa call over a message of the
@@ -38,11 +40,11 @@ func benchNotificationBody(tb testing.TB) []byte {
 func BenchmarkVerifyNotification(b *testing.B) {
 	body := benchNotificationBody(b)
 	c := verifierFor(b, RSA2)
-	f, err := ParseForm(body)
+	f, err := parseForm(body)
 	if err != nil {
 		b.Fatal(err)
 	}
-	msg := CanonicalNotification(f, V1) // same length as what the operation hashes
+	msg := canonicalNotification(f, ruleV1) // same length as what the operation hashes
 	sig, _ := base64.StdEncoding.DecodeString(f.Value("sign"))
 	pub := c.alipayKey
 	bound := func() {
@@ -51,11 +53,11 @@ func BenchmarkVerifyNotification(b *testing.B) {
 			b.Fatal("bound failed")
 		}
 	}
-	// The operation verifies into a reused Form, as VerifyNotification does with its pool: the
+	// The operation verifies into a reused form, as VerifyNotification does with its pool: the
 	// parse, the canonical string and the verification all happen from the raw bytes every time.
-	var form Form
+	var form form
 	op := func() {
-		if err := c.VerifyNotificationInto(&form, body, "application/x-www-form-urlencoded; text/html; charset=utf-8"); err != nil {
+		if err := c.verifyNotificationInto(&form, body, "application/x-www-form-urlencoded; text/html; charset=utf-8"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -70,7 +72,7 @@ func BenchmarkAppPayOrderString(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	msg := []byte(CanonicalRequest(params))
+	msg := []byte(alipaywire.CanonicalRequest(params))
 	priv := c.priv.(*rsa.PrivateKey)
 	bound := func() {
 		d := sha256.Sum256(msg)
@@ -90,13 +92,13 @@ func BenchmarkAppPayOrderString(b *testing.B) {
 // conversion, amounts, times, the raw map), separately from the verdict.
 func BenchmarkDecodeNotification(b *testing.B) {
 	body := benchNotificationBody(b)
-	f, err := ParseForm(body)
+	f, err := parseForm(body)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := DecodeNotification(f); err != nil {
+		if _, err := decodeNotification(f); err != nil {
 			b.Fatal(err)
 		}
 	}

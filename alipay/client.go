@@ -4,6 +4,8 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -133,14 +135,14 @@ func NewClient(cfg Config) (*Client, error) {
 	case cfg.AlipayPublicKey != nil:
 		c.alipayKey = cfg.AlipayPublicKey
 	case len(cfg.AlipayCert) > 0:
-		sn, pub, err := certPublicKey(cfg.AlipayCert)
+		sn, pub, err := CertPublicKey(cfg.AlipayCert)
 		if err != nil {
 			return nil, errors.New("alipay: AlipayCert: " + strings.TrimPrefix(err.Error(), "alipay: "))
 		}
 		c.alipayKey, c.alipaySN = pub, sn
 		c.alipayKeys = map[string]*rsa.PublicKey{sn: pub}
 		if len(cfg.AppCert) > 0 {
-			sn, pub, err := certPublicKey(cfg.AppCert)
+			sn, pub, err := CertPublicKey(cfg.AppCert)
 			if err != nil {
 				return nil, errors.New("alipay: AppCert: " + strings.TrimPrefix(err.Error(), "alipay: "))
 			}
@@ -183,43 +185,49 @@ func (c *Client) AlipayRootCertSN() string { return c.rootCertSN }
 // AlipayCertSN returns the SN of the configured Alipay certificate in certificate mode, else "".
 func (c *Client) AlipayCertSN() string { return c.alipaySN }
 
-// VerifyNotificationForm verifies an asynchronous notification from its raw POST body and
+// verifyNotificationForm verifies an asynchronous notification from its raw POST body and
 // Content-Type (empty is accepted; Alipay sends "application/x-www-form-urlencoded; text/html;
 // charset=utf-8"), under the V1 rule, and returns the verified form without decoding it further.
 // It is the hot path of [Client.VerifyNotification]. Errors are *VerifyError.
-func (c *Client) VerifyNotificationForm(body []byte, contentType string) (*Form, error) {
-	f := new(Form)
-	if err := c.VerifyNotificationInto(f, body, contentType); err != nil {
+func (c *Client) verifyNotificationForm(body []byte, contentType string) (*form, error) {
+	f := new(form)
+	if err := c.verifyNotificationInto(f, body, contentType); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
-// VerifyNotificationInto is VerifyNotificationForm into a Form the caller owns (see Form.Parse):
+// verifyNotificationInto is verifyNotificationForm into a Form the caller owns (see Form.Parse):
 // with a pooled Form, verification of a usual notification allocates nothing. On success f holds
-// the verified form, for DecodeNotification.
-func (c *Client) VerifyNotificationInto(f *Form, body []byte, contentType string) error {
+// the verified form, for decodeNotification.
+func (c *Client) verifyNotificationInto(f *form, body []byte, contentType string) error {
 	if err := checkContentType(contentType); err != nil {
 		return err
 	}
 	if err := f.Parse(body); err != nil {
 		return err
 	}
-	return c.VerifyForm(f, V1)
+	return c.verifyForm(f, ruleV1)
 }
 
-// VerifyNotification verifies an asynchronous trade notification (notify_url) from its raw POST
-// body and Content-Type, then decodes it. A failure is a *VerifyError wrapping ErrSignature,
-// ErrMalformed or ErrDuplicateKey, with a nil notification; or, when Config.AppID is set and
-// the verified notification names another app_id (or none), one wrapping ErrAppID (reason
+// MaxNotificationBytes is the largest body VerifyNotificationRequest reads: 1 MiB, far above any
+// notification Alipay sends (a few KiB).
+const MaxNotificationBytes = 1 << 20
+
+// VerifyNotification verifies an asynchronous trade notification (notify_url) from its request
+// header (only Content-Type is read: empty, or any application/x-www-form-urlencoded one; a nil
+// header is accepted) and its raw POST body exactly as received, then decodes it. A failure is
+// a *VerifyError wrapping ErrSignature, ErrMalformed or ErrDuplicateKey, with a nil notification
+// and the out_trade_no the message claims in OutTradeNo; or, when Config.AppID is set and the
+// verified notification names another app_id (or none), one wrapping ErrAppID (reason
 // ReasonAppIDMismatch) returned together with the notification: treat it as not yours.
-func (c *Client) VerifyNotification(body []byte, contentType string) (*Notification, error) {
-	f := formPool.Get().(*Form)
+func (c *Client) VerifyNotification(header http.Header, body []byte) (*Notification, error) {
+	f := formPool.Get().(*form)
 	defer formPool.Put(f)
-	if err := c.VerifyNotificationInto(f, body, contentType); err != nil {
+	if err := c.verifyNotificationInto(f, body, header.Get("Content-Type")); err != nil {
 		return nil, err
 	}
-	n, err := DecodeNotification(f)
+	n, err := decodeNotification(f)
 	if err != nil {
 		return nil, err
 	}
@@ -232,21 +240,41 @@ func (c *Client) VerifyNotification(body []byte, contentType string) (*Notificat
 	return n, nil
 }
 
-// formPool recycles the Forms of VerifyNotification: DecodeNotification copies what it keeps.
-var formPool = sync.Pool{New: func() any { return new(Form) }}
+// VerifyNotificationRequest is VerifyNotification for a notification as net/http hands it over:
+// it reads r's body once, raw, at most MaxNotificationBytes of it (a larger body is a
+// *VerifyError wrapping ErrMalformed, and nothing is verified), and verifies those bytes with r's
+// Content-Type. It never reads r.Form or r.PostForm, which hold re-decoded values that no
+// signature covers. A body that cannot be read is an error that is not a *VerifyError.
+func (c *Client) VerifyNotificationRequest(r *http.Request) (*Notification, error) {
+	var body []byte
+	if r.Body != nil {
+		b, err := io.ReadAll(io.LimitReader(r.Body, MaxNotificationBytes+1))
+		if err != nil {
+			return nil, fmt.Errorf("alipay: read notification body: %w", err)
+		}
+		if len(b) > MaxNotificationBytes {
+			return nil, malformed(fmt.Sprintf("body larger than %d bytes (MaxNotificationBytes)", MaxNotificationBytes))
+		}
+		body = b
+	}
+	return c.VerifyNotification(r.Header, body)
+}
 
-// VerifyGatewayNotification verifies a notification sent to the application gateway (应用网关),
+// formPool recycles the Forms of VerifyNotification: decodeNotification copies what it keeps.
+var formPool = sync.Pool{New: func() any { return new(form) }}
+
+// verifyGatewayNotification verifies a notification sent to the application gateway (应用网关),
 // such as alipay.open.servicemarket.order.notify, under the V2 rule (sign_type is signed), and
 // returns its verified form.
-func (c *Client) VerifyGatewayNotification(body []byte, contentType string) (*Form, error) {
+func (c *Client) verifyGatewayNotification(body []byte, contentType string) (*form, error) {
 	if err := checkContentType(contentType); err != nil {
 		return nil, err
 	}
-	f, err := ParseForm(body)
+	f, err := parseForm(body)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.VerifyForm(f, V2); err != nil {
+	if err := c.verifyForm(f, ruleV2); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -257,11 +285,11 @@ func (c *Client) VerifyGatewayNotification(body []byte, contentType string) (*Fo
 // came back: never mark an order paid from it.
 func (c *Client) VerifyReturn(rawQuery string) (map[string]string, error) {
 	rawQuery = strings.TrimPrefix(rawQuery, "?")
-	f, err := ParseForm([]byte(rawQuery))
+	f, err := parseForm([]byte(rawQuery))
 	if err != nil {
 		return nil, err
 	}
-	if err := c.VerifyForm(f, V1); err != nil {
+	if err := c.verifyForm(f, ruleV1); err != nil {
 		return nil, err
 	}
 	d, ok := charsetDecoder(f.Charset())
@@ -280,19 +308,19 @@ func (c *Client) VerifyReturn(rawQuery string) (map[string]string, error) {
 	return m, nil
 }
 
-// VerifyForm checks the sign of a parsed form under rule r with the configured algorithm and Alipay
+// verifyForm checks the sign of a parsed form under rule r with the configured algorithm and Alipay
 // key. In certificate mode an alipay_cert_sn field selects the key among the trusted ones, and the
 // canonical string is tried with it (the official rule), then without it. When that fails and the
 // form has an empty value, the canonical string keeping empty values is tried once more (see
 // Form.SignedWithEmpty). It returns nil or a *VerifyError.
-func (c *Client) VerifyForm(f *Form, r Rule) error {
+func (c *Client) verifyForm(f *form, r rule) error {
 	sig, _ := f.getBytes("sign")
 	var buf [512]byte
 	raw, err := decodeSig(buf[:0], sig)
 	if err != nil {
 		ve := err.(*VerifyError)
 		ve.OutTradeNo = claimedOutTradeNo(f)
-		ve.Canonical = f.appendCanonical(nil, r, "")
+		ve.Message = f.appendCanonical(nil, r, "")
 		return ve
 	}
 	key := c.alipayKey
@@ -330,7 +358,7 @@ func (c *Client) VerifyForm(f *Form, r Rule) error {
 	}
 	full := f.appendCanonical(nil, r, "")
 	return &VerifyError{Reason: ReasonSignatureInvalid, Detail: c.explainFailure(f, r, key, raw, full),
-		Canonical: full, OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}
+		Message: full, OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}
 }
 
 func rsaVerify(pub *rsa.PublicKey, h crypto.Hash, digest, sig []byte) bool {
@@ -339,7 +367,7 @@ func rsaVerify(pub *rsa.PublicKey, h crypto.Hash, digest, sig []byte) bool {
 
 // explainFailure finds the likeliest cause of a failed signature, for operators. It runs only on
 // the failure path.
-func (c *Client) explainFailure(f *Form, r Rule, key *rsa.PublicKey, raw, canon []byte) string {
+func (c *Client) explainFailure(f *form, r rule, key *rsa.PublicKey, raw, canon []byte) string {
 	var why []string
 	why = append(why, string(c.signType)+" ("+c.signType.algorithm()+") signature does not verify over the "+r.String()+" canonical string with the configured Alipay key")
 	if len(raw) != key.Size() {
@@ -356,9 +384,9 @@ func (c *Client) explainFailure(f *Form, r Rule, key *rsa.PublicKey, raw, canon 
 	if st, ok := f.Get("sign_type"); ok && st != string(c.signType) {
 		why = append(why, "the message declares sign_type="+quoteShort(st)+" (ignored: the configuration decides)")
 	}
-	otherRule := V2
-	if r == V2 {
-		otherRule = V1
+	otherRule := ruleV2
+	if r == ruleV2 {
+		otherRule = ruleV1
 	}
 	alt := f.appendCanonical(nil, otherRule, "")
 	h, d, n = c.signType.hashed(alt)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
-	"github.com/paynotify/paynotify/internal/testsign"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,9 +11,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
+	"github.com/paynotify/paynotify/internal/testsign"
 )
 
-// d1Clock is the clock of D1 and D2: 2024-01-02 03:04:05 Beijing time, given in UTC so that the
+// d1Clock is the clock of D1 and D2: 2024-01-02 03:04:05 Beijing() time, given in UTC so that the
 // test proves the zone conversion.
 func d1Clock() time.Time { return time.Date(2024, 1, 1, 19, 4, 5, 0, time.UTC) }
 
@@ -61,18 +63,18 @@ func TestDerivedRequests(t *testing.T) {
 	priv, pub := testKeys(t)
 	t.Run("OK/D1_Canonical", func(t *testing.T) {
 		v := vs["request_page_pay"]
-		if got := CanonicalRequest(v.Params); got != v.Canonical {
+		if got := alipaywire.CanonicalRequest(v.Params); got != v.Canonical {
 			t.Fatalf("canonical\n got %s\nwant %s", got, v.Canonical)
 		}
 		for _, tt := range []struct {
 			st         SignType
 			canon, sig string
 		}{{RSA2, v.Canonical, v.SignRSA2}, {RSA, v.RSACanonical, v.SignRSA}} {
-			got, err := Sign(priv, tt.st, []byte(tt.canon))
+			got, err := signWith(priv, tt.st, []byte(tt.canon))
 			if err != nil || got != tt.sig {
 				t.Fatalf("%s: sign %s, %v", tt.st, got, err)
 			}
-			if err := Verify(pub, tt.st, []byte(tt.canon), tt.sig); err != nil {
+			if err := verify(pub, tt.st, []byte(tt.canon), tt.sig); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -141,14 +143,14 @@ func TestDerivedNotifications(t *testing.T) {
 	c := verifierFor(t, RSA2)
 	t.Run("OK/D3_UTF8", func(t *testing.T) {
 		v := vs["notify_trade_success_utf8"]
-		f, err := ParseForm([]byte(v.HTTPBody))
+		f, err := parseForm([]byte(v.HTTPBody))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := string(CanonicalNotification(f, V1)); got != v.CanonicalV1 {
+		if got := string(canonicalNotification(f, ruleV1)); got != v.CanonicalV1 {
 			t.Fatalf("canonical\n got %s\nwant %s", got, v.CanonicalV1)
 		}
-		n, err := c.VerifyNotification([]byte(v.HTTPBody), "application/x-www-form-urlencoded; text/html; charset=utf-8")
+		n, err := c.VerifyNotification(ctHeader("application/x-www-form-urlencoded; text/html; charset=utf-8"), []byte(v.HTTPBody))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +160,7 @@ func TestDerivedNotifications(t *testing.T) {
 	})
 	t.Run("OK/D3_FullRefund", func(t *testing.T) {
 		v := vs["notify_full_refund"]
-		n, err := c.VerifyNotification([]byte(v.HTTPBody), "")
+		n, err := c.VerifyNotification(nil, []byte(v.HTTPBody))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +171,7 @@ func TestDerivedNotifications(t *testing.T) {
 	})
 	t.Run("OK/D4_GBK", func(t *testing.T) {
 		v := vs["notify_trade_success_gbk"]
-		n, err := c.VerifyNotification([]byte(v.GBKBody), "application/x-www-form-urlencoded; text/html; charset=gbk")
+		n, err := c.VerifyNotification(ctHeader("application/x-www-form-urlencoded; text/html; charset=gbk"), []byte(v.GBKBody))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +182,7 @@ func TestDerivedNotifications(t *testing.T) {
 	t.Run("ErrD4_SignedOverUTF8", func(t *testing.T) {
 		v := vs["notify_trade_success_gbk"]
 		body := strings.Replace(v.GBKBody, url.QueryEscape(v.Sign), url.QueryEscape(v.WrongUTF8), 1)
-		_, err := c.VerifyNotification([]byte(body), "")
+		_, err := c.VerifyNotification(nil, []byte(body))
 		if !errors.Is(err, ErrSignature) {
 			t.Fatalf("got %v", err)
 		}
@@ -200,7 +202,7 @@ func TestDerivedResponses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("OK/"+tt.name, func(t *testing.T) {
 			v := vs[tt.vec]
-			r, err := ExtractResponse([]byte(v.RawBody), tt.method)
+			r, err := extractResponse([]byte(v.RawBody), tt.method)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,7 +210,7 @@ func TestDerivedResponses(t *testing.T) {
 				t.Fatalf("node %s", r.Node)
 			}
 			// Exact bytes verify without the \/ fallback.
-			if err := Verify(c.alipayKey, RSA2, r.Node, r.Sign); err != nil {
+			if err := verify(c.alipayKey, RSA2, r.Node, r.Sign); err != nil {
 				t.Fatal(err)
 			}
 			node, signed, err := c.VerifyResponse([]byte(v.RawBody), tt.method)
@@ -297,7 +299,7 @@ func TestClientCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		if r.TotalAmount != 8888 || r.TradeStatus != TradeSuccess || len(r.FundBills) != 1 ||
-			!r.SendPayDate.Equal(time.Date(2024, 1, 2, 3, 5, 1, 0, Beijing)) {
+			!r.SendPayDate.Equal(time.Date(2024, 1, 2, 3, 5, 1, 0, Beijing())) {
 			t.Fatalf("%+v", r)
 		}
 		req := (*reqs)[len(*reqs)-1]

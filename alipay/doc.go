@@ -17,7 +17,8 @@
 //   - Verification failures are vague outward ([ErrSignature], [ErrMalformed], [ErrDuplicateKey]) and
 //     precise for logs and evidence through [VerifyError].
 //
-// The low-level building blocks ([ParseForm], [CanonicalNotification], [CanonicalRequest], [Sign],
-// [Verify], [ExtractResponse], [CertSN], [RootCertSN]) are exported for tools that play Alipay's own
-// side, such as a local sandbox.
+// Notifications have two entry points: [Client.VerifyNotification] (request header and raw body)
+// and [Client.VerifyNotificationRequest] (an *http.Request, its body read once with a size limit).
+// The building blocks of Alipay's own side (canonical request strings, response signing) are not
+// part of this package: the repository's sandbox has them in internal/alipaywire.
 package alipay

@@ -22,33 +22,33 @@ func TestVerifyNotification_EmptyValues(t *testing.T) {
 	if !strings.Contains(string(withEmpty), "&body=&") {
 		t.Fatalf("the body lacks the empty field: %s", withEmpty)
 	}
-	n, err := v.VerifyNotification(withEmpty, "")
+	n, err := v.VerifyNotification(nil, withEmpty)
 	if err != nil || !n.SignedWithEmpty {
 		t.Fatalf("signed with empties: %v, SignedWithEmpty=%v", err, n != nil && n.SignedWithEmpty)
 	}
-	f, err := v.VerifyNotificationForm(withEmpty, "")
+	f, err := v.verifyNotificationForm(withEmpty, "")
 	if err != nil || !f.SignedWithEmpty() {
 		t.Fatalf("form: %v", err)
 	}
 
 	without := testsign.AlipayNotify(t, key, fields)
-	n, err = v.VerifyNotification(without, "")
+	n, err = v.VerifyNotification(nil, without)
 	if err != nil || n.SignedWithEmpty {
 		t.Fatalf("signed without empties: %v, SignedWithEmpty=%v", err, n != nil && n.SignedWithEmpty)
 	}
-	// A pooled Form reused after a with-empties message forgets it.
-	if err := v.VerifyNotificationInto(f, without, ""); err != nil || f.SignedWithEmpty() {
+	// A pooled form reused after a with-empties message forgets it.
+	if err := v.verifyNotificationInto(f, without, ""); err != nil || f.SignedWithEmpty() {
 		t.Fatalf("reused form: %v %v", err, f.SignedWithEmpty())
 	}
 
 	for name, body := range map[string][]byte{"with empties": withEmpty, "without empties": without} {
 		tampered := []byte(strings.Replace(string(body), "total_amount=88.88", "total_amount=0.01", 1))
-		if _, err := v.VerifyNotification(tampered, ""); !errors.Is(err, ErrSignature) {
+		if _, err := v.VerifyNotification(nil, tampered); !errors.Is(err, ErrSignature) {
 			t.Errorf("%s, tampered: %v, want ErrSignature", name, err)
 		}
 		// An empty value filled in after signing: neither rule.
 		tampered = []byte(strings.Replace(string(body), "&body=&", "&body=x&", 1))
-		if _, err := v.VerifyNotification(tampered, ""); !errors.Is(err, ErrSignature) {
+		if _, err := v.VerifyNotification(nil, tampered); !errors.Is(err, ErrSignature) {
 			t.Errorf("%s, empty value filled in: %v, want ErrSignature", name, err)
 		}
 	}
@@ -57,7 +57,7 @@ func TestVerifyNotification_EmptyValues(t *testing.T) {
 	// fields is the usual one.
 	delete(fields, "body")
 	delete(fields, "passback_params")
-	if n, err := v.VerifyNotification(testsign.AlipayNotifyWithEmpty(t, key, fields), ""); err != nil || n.SignedWithEmpty {
+	if n, err := v.VerifyNotification(nil, testsign.AlipayNotifyWithEmpty(t, key, fields)); err != nil || n.SignedWithEmpty {
 		t.Fatalf("no empty values: %v", err)
 	}
 }

@@ -45,17 +45,17 @@ const (
 
 // VerifyError is the precise account of a failed verification, for logs, evidence and
 // `paynotify verify --explain`. Its Error method stays vague (it returns the wrapped sentinel's
-// text) so that it can be shown to anyone; Detail, Canonical and OutTradeNo never contain key
-// material, but Canonical does contain the (unverified) message content.
+// text) so that it can be shown to anyone; Detail, Message and OutTradeNo never contain key
+// material, but Message does contain the (unverified) message content.
 type VerifyError struct {
 	// Reason is ReasonSignatureInvalid, ReasonMalformed, ReasonDuplicateKey, ReasonUnknownSerial
 	// or ReasonAppIDMismatch.
 	Reason string
 	// Detail says which check failed, in English, for operators.
 	Detail string
-	// Canonical is the string whose signature was checked (raw bytes in the message's charset), when
-	// the message got that far.
-	Canonical []byte
+	// Message is the string whose signature was checked (the canonical string, raw bytes in the
+	// message's charset), when the message got that far.
+	Message []byte
 	// OutTradeNo is the out_trade_no the message claims, when it could be parsed (UTF-8, unverified).
 	OutTradeNo string
 
@@ -105,17 +105,17 @@ func (e *Error) Error() string {
 }
 
 // Ack answers to Alipay's notifications: write exactly these bytes ("success", "fail"), no newline,
-// after the effect of the notification is durably committed (AckSuccess) or when it could not be
-// (AckFail).
+// after the effect of the notification is durably committed (AckSuccessBody) or when it could not
+// be (AckFailureBody).
 const (
-	AckSuccess = alipaywire.AckSuccess
-	AckFail    = alipaywire.AckFail
+	AckSuccessBody = alipaywire.AckSuccess
+	AckFailureBody = alipaywire.AckFail
 )
 
-// WriteAckSuccess answers a notification as handled: HTTP 200 and exactly AckSuccess. Call it only
+// WriteAckSuccess answers a notification as handled: HTTP 200 and exactly AckSuccessBody. Call it only
 // once the notification's effect is durably committed.
 func WriteAckSuccess(w http.ResponseWriter) { alipaywire.WriteAck(w, true) }
 
 // WriteAckFailure answers a notification as not handled, so that Alipay sends it again: HTTP 200
-// and exactly AckFail.
+// and exactly AckFailureBody.
 func WriteAckFailure(w http.ResponseWriter) { alipaywire.WriteAck(w, false) }

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // phpURLEncode is PHP's urlencode, written from its documentation and independent of
@@ -101,7 +103,7 @@ func TestPayEncoding_PHPSDKBytes(t *testing.T) {
 		t.Errorf("page pay URL's return_url: %s", pr.URL)
 	}
 	_, pub := testKeys(t)
-	if err := Verify(pub, RSA2, []byte(CanonicalRequest(pr.Params)), pr.Params["sign"]); err != nil {
+	if err := verify(pub, RSA2, []byte(alipaywire.CanonicalRequest(pr.Params)), pr.Params["sign"]); err != nil {
 		t.Errorf("signature: %v", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 	"github.com/paynotify/paynotify/sandbox"
 )
 
@@ -39,15 +39,15 @@ func ExampleClient_VerifyNotification() {
 	}
 	body := []byte(strings.TrimSpace(string(mustReadFile("testdata/openssl/notify_utf8_25_fields.txt"))))
 
-	n, err := c.VerifyNotification(body, "application/x-www-form-urlencoded; text/html; charset=utf-8")
+	n, err := c.VerifyNotification(http.Header{"Content-Type": {"application/x-www-form-urlencoded; text/html; charset=utf-8"}}, body)
 	if err != nil {
-		fmt.Println(alipay.AckFail, err) // log the *alipay.VerifyError's Reason and Detail
+		fmt.Println(alipay.AckFailureBody, err) // log the *alipay.VerifyError's Reason and Detail
 		return
 	}
 	fmt.Println(n.OutTradeNo, n.TradeStatus, alipay.FormatAmount(n.TotalAmount), n.Subject)
 	fmt.Println(n.GmtPayment.Format(time.RFC3339))
 	// ... check app_id, seller_id, amount against your order, commit, then:
-	fmt.Println(alipay.AckSuccess)
+	fmt.Println(alipay.AckSuccessBody)
 	// Output:
 	// 20240520000001 TRADE_SUCCESS 199.00 年度会员 Annual plan
 	// 2024-05-20T13:14:15+08:00
@@ -60,7 +60,7 @@ func ExampleVerifyError() {
 	c, _ := alipay.NewClient(alipay.Config{AlipayPublicKey: alipayPub})
 	body := []byte(strings.TrimSpace(string(mustReadFile("testdata/openssl/notify_tampered_field.txt"))))
 
-	_, err := c.VerifyNotification(body, "")
+	_, err := c.VerifyNotification(nil, body)
 	fmt.Println(err)
 	if ve, ok := err.(*alipay.VerifyError); ok {
 		fmt.Println(ve.Reason, ve.OutTradeNo)
@@ -79,7 +79,7 @@ func ExampleClient_AppPay() {
 		PrivateKey:      appKey,
 		AlipayPublicKey: alipayPub,
 		NotifyURL:       "https://merchant.example.com/alipay/notify",
-		Now:             func() time.Time { return time.Date(2024, 1, 2, 3, 4, 5, 0, alipay.Beijing) },
+		Now:             func() time.Time { return time.Date(2024, 1, 2, 3, 4, 5, 0, alipay.Beijing()) },
 	})
 	if err != nil {
 		panic(err)
@@ -115,8 +115,9 @@ func ExampleRootCertSN() {
 	// 687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6
 }
 
-// A notify_url handler for net/http: verify the raw body, apply the payment, then answer.
-func ExampleClient_VerifyNotification_handler() {
+// A notify_url handler for net/http: verify the request (its raw body, read once, at most
+// MaxNotificationBytes), apply the payment, then answer.
+func ExampleClient_VerifyNotificationRequest() {
 	alipayKey := newKey() // stands in for Alipay's key pair: you configure the Alipay public key (支付宝公钥)
 	client, err := alipay.NewClient(alipay.Config{AlipayPublicKey: &alipayKey.PublicKey})
 	if err != nil {
@@ -134,12 +135,7 @@ func ExampleClient_VerifyNotification_handler() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /alipay/notify", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-		if err != nil {
-			alipay.WriteAckFailure(w)
-			return
-		}
-		n, err := client.VerifyNotification(body, r.Header.Get("Content-Type"))
+		n, err := client.VerifyNotificationRequest(r)
 		if err == nil {
 			err = markPaid(n)
 		}
@@ -239,11 +235,11 @@ func notification(key *rsa.PrivateKey, outTradeNo, amount string, tamper bool) *
 		"trade_no": {"2024052022001400000000000001"}, "out_trade_no": {outTradeNo}, "seller_id": {"2088000000000001"},
 		"trade_status": {"TRADE_SUCCESS"}, "total_amount": {amount}, "subject": {"Coffee"}, "gmt_payment": {"2024-05-20 13:14:15"},
 	}
-	f, err := alipay.ParseForm([]byte(v.Encode()))
-	if err != nil {
+	var f alipaywire.Form
+	if err := f.Parse([]byte(v.Encode())); err != nil {
 		panic(err)
 	}
-	sign, err := alipay.Sign(key, alipay.RSA2, alipay.CanonicalNotification(f, alipay.V1))
+	sign, err := alipaywire.Sign(key, "RSA2", f.AppendCanonical(nil, false, "", false))
 	if err != nil {
 		panic(err)
 	}

@@ -19,23 +19,23 @@ func FuzzParseForm(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		form, err := ParseForm(body)
+		parsed, err := parseForm(body)
 		if err != nil {
 			if _, ok := err.(*VerifyError); !ok {
 				t.Fatalf("error %T", err)
 			}
 			return
 		}
-		fields := form.Fields()
-		// A reused Form (Form.Parse after another body) gives the same fields as a fresh one.
-		var reused Form
+		fields := parsed.Fields()
+		// A reused form (Form.Parse after another body) gives the same fields as a fresh one.
+		var reused form
 		if err := reused.Parse([]byte("zz=%E4%B8%AD&a=1&k=v")); err != nil {
 			t.Fatal(err)
 		}
 		if err := reused.Parse(body); err != nil || !slices.Equal(reused.Fields(), fields) {
 			t.Fatalf("reused Form: %v, %q vs %q", err, reused.Fields(), fields)
 		}
-		if !slices.IsSortedFunc(fields, func(a, b Field) int { return strings.Compare(a.Key, b.Key) }) {
+		if !slices.IsSortedFunc(fields, func(a, b field) int { return strings.Compare(a.Key, b.Key) }) {
 			t.Fatal("not sorted")
 		}
 		total := 0
@@ -43,7 +43,7 @@ func FuzzParseForm(f *testing.F) {
 			if fl.Key == "" || (i > 0 && fields[i-1].Key == fl.Key) {
 				t.Fatalf("bad key at %d", i)
 			}
-			if v, ok := form.Get(fl.Key); !ok || v != fl.Value {
+			if v, ok := parsed.Get(fl.Key); !ok || v != fl.Value {
 				t.Fatal("Get")
 			}
 			total += len(fl.Key) + len(fl.Value)
@@ -51,15 +51,15 @@ func FuzzParseForm(f *testing.F) {
 		if total > len(body) {
 			t.Fatal("decoded longer than the body")
 		}
-		for _, r := range []Rule{V1, V2} {
-			canon := CanonicalNotification(form, r)
+		for _, r := range []rule{ruleV1, ruleV2} {
+			canon := canonicalNotification(parsed, r)
 			if bytes.HasPrefix(canon, []byte("sign=")) || bytes.Contains(canon, []byte("&sign=")) {
 				t.Fatal("sign in canonical string")
 			}
 		}
-		_ = c.VerifyForm(form, V1)
-		_, _ = DecodeNotification(form)
-		_, _ = c.VerifyNotification(body, "application/x-www-form-urlencoded; text/html; charset=utf-8")
+		_ = c.verifyForm(parsed, ruleV1)
+		_, _ = decodeNotification(parsed)
+		_, _ = c.VerifyNotification(ctHeader("application/x-www-form-urlencoded; text/html; charset=utf-8"), body)
 	})
 }
 
@@ -74,7 +74,7 @@ func FuzzExtractResponse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := ExtractResponse(body, "alipay.trade.query")
+		r, err := extractResponse(body, "alipay.trade.query")
 		_, _, _ = c.VerifyResponse(body, "alipay.trade.query")
 		if err != nil {
 			if _, ok := err.(*VerifyError); !ok {

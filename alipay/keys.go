@@ -166,8 +166,9 @@ func RootCertSN(pemBytes []byte) (string, error) {
 	return strings.Join(sns, "_"), nil
 }
 
-// certPublicKey returns the SN and RSA public key of the first certificate of a PEM file.
-func certPublicKey(pemBytes []byte) (string, *rsa.PublicKey, error) {
+// CertPublicKey returns the cert SN and RSA public key of the first certificate in a PEM file, such
+// as alipayCertPublicKey_RSA2.crt.
+func CertPublicKey(pemBytes []byte) (string, *rsa.PublicKey, error) {
 	blocks := certBlocks(pemBytes)
 	if len(blocks) == 0 {
 		return "", nil, errors.New("alipay: no CERTIFICATE block in PEM")
@@ -185,10 +186,4 @@ func certPublicKey(pemBytes []byte) (string, *rsa.PublicKey, error) {
 		return "", nil, errors.New("alipay: certificate key is not RSA")
 	}
 	return sn, pub, nil
-}
-
-// CertPublicKey returns the cert SN and RSA public key of the first certificate in a PEM file, such
-// as alipayCertPublicKey_RSA2.crt.
-func CertPublicKey(pemBytes []byte) (sn string, pub *rsa.PublicKey, err error) {
-	return certPublicKey(pemBytes)
 }

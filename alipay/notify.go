@@ -126,7 +126,7 @@ func charsetDecoder(cs string) (*encoding.Decoder, bool) { return alipaywire.Dec
 func toUTF8(d *encoding.Decoder, s string) (string, bool) { return alipaywire.ToUTF8(d, s) }
 
 // claimedOutTradeNo returns out_trade_no as claimed by an unverified form, made printable.
-func claimedOutTradeNo(f *Form) string {
+func claimedOutTradeNo(f *form) string {
 	v := f.Value("out_trade_no")
 	if len(v) > 128 {
 		v = v[:128]
@@ -134,10 +134,10 @@ func claimedOutTradeNo(f *Form) string {
 	return strings.ToValidUTF8(v, "?")
 }
 
-// DecodeNotification converts a verified form (see [Client.VerifyNotificationForm]) to UTF-8 and
+// decodeNotification converts a verified form (see [Client.verifyNotificationForm]) to UTF-8 and
 // parses its typed fields. Amounts must match ^(0|[1-9]\d*)(\.\d{1,2})?$ and times the Alipay
 // layout; otherwise it returns a *VerifyError wrapping ErrMalformed. Call it only on a verified form.
-func DecodeNotification(f *Form) (*Notification, error) {
+func decodeNotification(f *form) (*Notification, error) {
 	d, ok := charsetDecoder(f.Charset())
 	if !ok {
 		return nil, &VerifyError{Reason: ReasonMalformed, Detail: "unsupported charset " + quoteShort(f.Charset()), OutTradeNo: claimedOutTradeNo(f), err: ErrMalformed}

@@ -35,7 +35,7 @@ func TestOpensslVectors(t *testing.T) {
 		}
 		t.Run(prefix+v.Name, func(t *testing.T) {
 			c := verifierFor(t, v.Configured)
-			n, err := c.VerifyNotification([]byte(v.Body), "application/x-www-form-urlencoded; text/html; charset=utf-8")
+			n, err := c.VerifyNotification(ctHeader("application/x-www-form-urlencoded; text/html; charset=utf-8"), []byte(v.Body))
 			if v.Expect == "valid" {
 				if err != nil {
 					t.Fatalf("%s: %v", v.How, err)
@@ -92,9 +92,9 @@ func TestVerifyExplains(t *testing.T) {
 	c := verifierFor(t, RSA2)
 	for _, tt := range tests {
 		t.Run("Err/"+tt.vec, func(t *testing.T) {
-			_, err := c.VerifyNotification([]byte(vs[tt.vec].Body), "")
+			_, err := c.VerifyNotification(nil, []byte(vs[tt.vec].Body))
 			var ve *VerifyError
-			if !errors.As(err, &ve) || !strings.Contains(ve.Detail, tt.want) || len(ve.Canonical) == 0 {
+			if !errors.As(err, &ve) || !strings.Contains(ve.Detail, tt.want) || len(ve.Message) == 0 {
 				t.Fatalf("got %v %+v", err, ve)
 			}
 		})

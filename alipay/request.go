@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // Product codes of the pay methods: the product_code each sends in biz_content.
@@ -153,7 +155,7 @@ func (c *Client) SignParams(params map[string]string) error {
 		return errNoPrivateKey
 	}
 	delete(params, "sign")
-	sig, err := signWith(c.priv, c.signType, []byte(CanonicalRequest(params)))
+	sig, err := signWith(c.priv, c.signType, []byte(alipaywire.CanonicalRequest(params)))
 	if err != nil {
 		return err
 	}
@@ -161,9 +163,9 @@ func (c *Client) SignParams(params map[string]string) error {
 	return nil
 }
 
-// EncodeParams form-encodes params in key order, leaving out empty values: the orderString and URL
+// encodeParams form-encodes params in key order, leaving out empty values: the orderString and URL
 // query format of Alipay's SDKs (space becomes '+').
-func EncodeParams(params map[string]string) string {
+func encodeParams(params map[string]string) string {
 	keys := make([]string, 0, len(params))
 	n := 0
 	for k, v := range params {
@@ -234,7 +236,7 @@ func (c *Client) AppPay(p TradeAppPay) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return EncodeParams(params), nil
+	return encodeParams(params), nil
 }
 
 // PagePay signs an alipay.trade.page.pay request and returns it as a GET URL and an auto-submit form.
@@ -290,7 +292,7 @@ func (c *Client) payRequest(params map[string]string) *PayRequest {
 			sys[k] = v
 		}
 	}
-	action := c.gateway + "?" + EncodeParams(sys)
+	action := c.gateway + "?" + encodeParams(sys)
 	var b strings.Builder
 	b.WriteString(`<form name="punchout_form" method="post" action="`)
 	b.WriteString(html.EscapeString(action))
@@ -301,5 +303,5 @@ func (c *Client) payRequest(params map[string]string) *PayRequest {
 		b.WriteString("\">\n")
 	}
 	b.WriteString("<input type=\"submit\" value=\"Pay\" style=\"display:none\">\n</form>\n<script>document.forms[0].submit();</script>\n")
-	return &PayRequest{URL: c.gateway + "?" + EncodeParams(params), Form: b.String(), Params: params}
+	return &PayRequest{URL: c.gateway + "?" + encodeParams(params), Form: b.String(), Params: params}
 }

@@ -3,11 +3,12 @@ package alipay
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // Response is a gateway response split into its parts, without any decoding of the node.
-type Response struct {
+type splitResponse struct {
 	// Name is the node's key, e.g. "alipay_trade_query_response" or "error_response".
 	Name string
 	// Node is the exact bytes of the node's JSON value as they appear in the body: what Alipay signs.
@@ -19,30 +20,24 @@ type Response struct {
 	CertSN string
 }
 
-// ResponseNodeName returns the response node key of an API method: "alipay.trade.query" gives
-// "alipay_trade_query_response".
-func ResponseNodeName(method string) string {
-	return strings.ReplaceAll(method, ".", "_") + "_response"
-}
-
-// ExtractResponse splits a gateway response body (docs/alipay.md, "Canonical strings"). It requires
+// extractResponse splits a gateway response body (docs/alipay.md, "Canonical strings"). It requires
 // a well-formed JSON object, rejects a duplicated top-level key (the anti-splicing check: Go's
 // encoding/json would keep the last copy, Java the first), and returns the exact bytes of the
 // "<method>_response" value, or of "error_response" when the method's node is absent, together with
 // the top-level sign and alipay_cert_sn. It never re-serializes anything. Errors are *VerifyError
 // (malformed or duplicate_key).
-func ExtractResponse(body []byte, method string) (*Response, error) {
+func extractResponse(body []byte, method string) (*splitResponse, error) {
 	if !json.Valid(body) {
 		return nil, malformed("response is not valid JSON")
 	}
-	want := ResponseNodeName(method)
+	want := alipaywire.ResponseNodeName(method)
 	i := skipWS(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return nil, malformed("response is not a JSON object")
 	}
 	i = skipWS(body, i+1)
 	seen := make(map[string]bool, 4)
-	var r Response
+	var r splitResponse
 	var errNode []byte
 	for i < len(body) && body[i] != '}' {
 		ke := scanString(body, i)

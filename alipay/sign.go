@@ -8,8 +8,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"slices"
-	"strings"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // SignType is an Alipay signature algorithm, the value of the sign_type parameter.
@@ -40,13 +40,7 @@ func (t SignType) hashed(msg []byte) (crypto.Hash, [32]byte, int) {
 // ErrSignType is returned for a sign type other than RSA2 or RSA.
 var ErrSignType = errors.New(`alipay: unsupported sign type (want "RSA2" or "RSA")`)
 
-// Sign signs msg (the canonical string's bytes) with priv and returns the standard, padded base64
-// signature Alipay expects in the sign parameter.
-func Sign(priv *rsa.PrivateKey, t SignType, msg []byte) (string, error) {
-	return signWith(priv, t, msg)
-}
-
-// signWith is Sign with any crypto.Signer of an RSA key: an *rsa.PrivateKey, or a key held in a
+// signWith signs msg (the canonical string's bytes) with any crypto.Signer of an RSA key: an *rsa.PrivateKey, or a key held in a
 // KMS or HSM (Config.Signer), asked for a PKCS #1 v1.5 signature of the digest.
 func signWith(s crypto.Signer, t SignType, msg []byte) (string, error) {
 	if !t.valid() {
@@ -68,9 +62,9 @@ func signWith(s crypto.Signer, t SignType, msg []byte) (string, error) {
 	return base64.StdEncoding.EncodeToString(sig), nil
 }
 
-// Verify checks the base64 signature sig over msg with pub, using the algorithm t; the caller's
+// verify checks the base64 signature sig over msg with pub, using the algorithm t; the caller's
 // configuration decides t, never the message. It returns nil or an error wrapping [ErrSignature].
-func Verify(pub *rsa.PublicKey, t SignType, msg []byte, sig string) error {
+func verify(pub *rsa.PublicKey, t SignType, msg []byte, sig string) error {
 	if !t.valid() {
 		return ErrSignType
 	}
@@ -103,71 +97,34 @@ func decodeSig[T string | []byte](dst []byte, sig T) ([]byte, error) {
 	return dst[:m], nil
 }
 
-// isBlank reports whether v is empty or made only of ASCII whitespace (Java's StringUtils.isEmpty
-// test for the ASCII range), the values dropped from canonical strings.
-func isBlank[T string | []byte](v T) bool {
-	for i := 0; i < len(v); i++ {
-		switch v[i] {
-		case ' ', '\t', '\n', '\v', '\f', '\r', 0x1c, 0x1d, 0x1e, 0x1f:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// isBlank reports whether v is empty or made only of ASCII whitespace, the values dropped from
+// canonical strings.
+func isBlank[T string | []byte](v T) bool { return alipaywire.IsBlank(v) }
 
-// CanonicalRequest returns the string a merchant request is signed over (docs/alipay.md, "Canonical
-// strings"): every parameter except sign, with empty (or whitespace-only) values dropped, sorted by
-// key, joined as key=value with '&', values raw (not URL-encoded). sign_type is kept. The result is
-// UTF-8 when the values are; sign its bytes.
-func CanonicalRequest(params map[string]string) string {
-	keys := make([]string, 0, len(params))
-	n := 0
-	for k, v := range params {
-		if k == "sign" || isBlank(k) || isBlank(v) {
-			continue
-		}
-		keys = append(keys, k)
-		n += len(k) + len(v) + 2
-	}
-	slices.Sort(keys)
-	var b strings.Builder
-	b.Grow(n)
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(params[k])
-	}
-	return b.String()
-}
-
-// Rule says which fields a notification's canonical string leaves out.
-type Rule int
+// rule says which fields a notification's canonical string leaves out.
+type rule int
 
 const (
-	// V1 (rsaCheckV1) drops sign and sign_type: trade notifications to a notify_url, and return_url
+	// ruleV1 (rsaCheckV1) drops sign and sign_type: trade notifications to a notify_url, and return_url
 	// redirects.
-	V1 Rule = 1
-	// V2 (rsaCheckV2) drops only sign: notifications to the application gateway (应用网关), such as
+	ruleV1 rule = 1
+	// ruleV2 (rsaCheckV2) drops only sign: notifications to the application gateway (应用网关), such as
 	// alipay.open.servicemarket.order.notify.
-	V2 Rule = 2
+	ruleV2 rule = 2
 )
 
 // String returns "V1" or "V2".
-func (r Rule) String() string {
-	if r == V2 {
+func (r rule) String() string {
+	if r == ruleV2 {
 		return "V2"
 	}
 	return "V1"
 }
 
-// CanonicalNotification returns the bytes a notification (or return_url query) is signed over
+// canonicalNotification returns the bytes a notification (or return_url query) is signed over
 // (docs/alipay.md, "Canonical strings"): the form's decoded bytes, in the form's own charset,
 // without sign (and without sign_type under V1), empty values dropped, sorted by key, joined as
 // key=value with '&'. It never transcodes or unescapes anything.
-func CanonicalNotification(f *Form, r Rule) []byte {
+func canonicalNotification(f *form, r rule) []byte {
 	return f.appendCanonical(nil, r, "")
 }

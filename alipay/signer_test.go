@@ -95,7 +95,7 @@ func TestVerifyNotification_AppID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := plain.VerifyNotification([]byte(v.HTTPBody), ct)
+	n, err := plain.VerifyNotification(ctHeader(ct), []byte(v.HTTPBody))
 	if err != nil || n.AppID == "" {
 		t.Fatalf("without AppID: %+v %v", n, err)
 	}
@@ -105,7 +105,7 @@ func TestVerifyNotification_AppID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.VerifyNotification([]byte(v.HTTPBody), ct); err != nil {
+		if _, err := c.VerifyNotification(ctHeader(ct), []byte(v.HTTPBody)); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -114,7 +114,7 @@ func TestVerifyNotification_AppID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.VerifyNotification([]byte(v.HTTPBody), ct)
+		got, err := c.VerifyNotification(ctHeader(ct), []byte(v.HTTPBody))
 		var ve *VerifyError
 		if !errors.Is(err, ErrAppID) || !errors.As(err, &ve) || ve.Reason != ReasonAppIDMismatch || got == nil ||
 			got.AppID != own || ve.OutTradeNo != got.OutTradeNo || !strings.Contains(ve.Detail, strconv.Quote(own)) {

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"github.com/paynotify/paynotify/internal/testsign"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/testsign"
 )
 
 func TestParseAmount(t *testing.T) {
@@ -52,7 +54,7 @@ func TestParseTime(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("OK/"+tt.in, func(t *testing.T) {
 			got, err := ParseTime(tt.in)
-			if err != nil || !got.Equal(tt.want) || got.Location() != Beijing {
+			if err != nil || !got.Equal(tt.want) || got.Location() != Beijing() {
 				t.Fatalf("got %v, %v", got, err)
 			}
 		})
@@ -166,11 +168,11 @@ func TestNewClient(t *testing.T) {
 
 func TestParseForm(t *testing.T) {
 	t.Run("OK/Decoding", func(t *testing.T) {
-		f, err := ParseForm([]byte("b=%E4%B8%AD+x&a=1%2B1&&c&d=%26quot%3B;e&z="))
+		f, err := parseForm([]byte("b=%E4%B8%AD+x&a=1%2B1&&c&d=%26quot%3B;e&z="))
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []Field{{"a", "1+1"}, {"b", "中 x"}, {"c", ""}, {"d", "&quot;;e"}, {"z", ""}}
+		want := []field{{"a", "1+1"}, {"b", "中 x"}, {"c", ""}, {"d", "&quot;;e"}, {"z", ""}}
 		got := f.Fields()
 		if len(got) != len(want) {
 			t.Fatalf("%q", got)
@@ -180,7 +182,7 @@ func TestParseForm(t *testing.T) {
 				t.Fatalf("%d: %q", i, got[i])
 			}
 		}
-		if got := string(CanonicalNotification(f, V1)); got != "a=1+1&b=中 x&d=&quot;;e" {
+		if got := string(canonicalNotification(f, ruleV1)); got != "a=1+1&b=中 x&d=&quot;;e" {
 			t.Fatal(got)
 		}
 	})
@@ -195,7 +197,7 @@ func TestParseForm(t *testing.T) {
 	}
 	for name, in := range errs {
 		t.Run(name, func(t *testing.T) {
-			_, err := ParseForm([]byte(in))
+			_, err := parseForm([]byte(in))
 			var ve *VerifyError
 			if !errors.As(err, &ve) {
 				t.Fatalf("got %v", err)
@@ -239,3 +241,6 @@ func TestVerifyReturn(t *testing.T) {
 		}
 	})
 }
+
+// ctHeader is a request header carrying only Content-Type v.
+func ctHeader(v string) http.Header { return http.Header{"Content-Type": {v}} }

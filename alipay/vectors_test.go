@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // Vectors copied from ../shared/vectors/alipay (see testdata/shared/README.md).
@@ -96,8 +98,8 @@ func testKeys(tb testing.TB) (*rsa.PrivateKey, *rsa.PublicKey) {
 	return priv, pub
 }
 
-// formOf builds a Form from decoded params (as a parsed body would give), for vectors given as maps.
-func formOf(tb testing.TB, params map[string]string) *Form {
+// formOf builds a form from decoded params (as a parsed body would give), for vectors given as maps.
+func formOf(tb testing.TB, params map[string]string) *form {
 	tb.Helper()
 	var b strings.Builder
 	for k, v := range params {
@@ -106,7 +108,7 @@ func formOf(tb testing.TB, params map[string]string) *Form {
 		}
 		b.WriteString(queryEscape(k) + "=" + queryEscape(v))
 	}
-	f, err := ParseForm([]byte(b.String()))
+	f, err := parseForm([]byte(b.String()))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -119,26 +121,26 @@ func TestPublishedVectors(t *testing.T) {
 		for _, name := range []string{"P1_java_rsacheck_rsa2_v2", "P2_java_rsacheck_rsa_sha1_v2", "P3_java_rsacheck_utf8_v2"} {
 			v := vs[name]
 			st := SignType(v.Params["sign_type"])
-			canon := CanonicalRequest(v.Params)
-			if err := Verify(v.key(t), st, []byte(canon), v.Sign); err != nil {
+			canon := alipaywire.CanonicalRequest(v.Params)
+			if err := verify(v.key(t), st, []byte(canon), v.Sign); err != nil {
 				t.Errorf("%s: %v over %q", name, err, canon)
 			}
 			// The notification V2 rule gives the same bytes.
-			if got := string(CanonicalNotification(formOf(t, v.Params), V2)); got != canon {
+			if got := string(canonicalNotification(formOf(t, v.Params), ruleV2)); got != canon {
 				t.Errorf("%s: V2 %q, request %q", name, got, canon)
 			}
 		}
 	})
 	t.Run("ErrP1WithoutSignType", func(t *testing.T) {
 		v := vs["P1_java_rsacheck_rsa2_v2"]
-		canon := CanonicalNotification(formOf(t, v.Params), V1)
-		if err := Verify(v.key(t), RSA2, canon, v.Sign); !errors.Is(err, ErrSignature) {
+		canon := canonicalNotification(formOf(t, v.Params), ruleV1)
+		if err := verify(v.key(t), RSA2, canon, v.Sign); !errors.Is(err, ErrSignature) {
 			t.Fatalf("got %v, want ErrSignature", err)
 		}
 	})
 	t.Run("ErrP2SHA1UnderRSA2", func(t *testing.T) {
 		v := vs["P2_java_rsacheck_rsa_sha1_v2"]
-		if err := Verify(v.key(t), RSA2, []byte(CanonicalRequest(v.Params)), v.Sign); !errors.Is(err, ErrSignature) {
+		if err := verify(v.key(t), RSA2, []byte(alipaywire.CanonicalRequest(v.Params)), v.Sign); !errors.Is(err, ErrSignature) {
 			t.Fatalf("got %v, want ErrSignature", err)
 		}
 	})
@@ -153,20 +155,20 @@ func TestPublishedVectors(t *testing.T) {
 			t.Fatal(err)
 		}
 		body := encodeSorted(p)
-		n, err := c.VerifyNotification([]byte(body), "application/x-www-form-urlencoded; text/html; charset=utf-8")
+		n, err := c.VerifyNotification(ctHeader("application/x-www-form-urlencoded; text/html; charset=utf-8"), []byte(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n.TotalAmount != 10 || n.Subject != "语雀空间 500人规模" || len(n.FundBills) != 1 || n.FundBills[0].Amount != 10 {
 			t.Fatalf("decoded %+v", n)
 		}
-		want := time.Date(2019, 8, 15, 15, 56, 24, 0, Beijing)
+		want := time.Date(2019, 8, 15, 15, 56, 24, 0, Beijing())
 		if !n.GmtPayment.Equal(want) {
 			t.Fatalf("gmt_payment %v", n.GmtPayment)
 		}
 		// V2 must fail.
-		f, _ := ParseForm([]byte(body))
-		if err := c.VerifyForm(f, V2); !errors.Is(err, ErrSignature) {
+		f, _ := parseForm([]byte(body))
+		if err := c.verifyForm(f, ruleV2); !errors.Is(err, ErrSignature) {
 			t.Fatalf("V2: %v", err)
 		}
 	})
@@ -176,7 +178,7 @@ func TestPublishedVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := c.VerifyNotification([]byte(v.HTTPBody), "")
+		n, err := c.VerifyNotification(nil, []byte(v.HTTPBody))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,14 +189,14 @@ func TestPublishedVectors(t *testing.T) {
 	})
 	t.Run("OK/P6_Response", func(t *testing.T) {
 		v := vs["P6_real_sandbox_response_raw_substring"]
-		r, err := ExtractResponse([]byte(v.HTTPBody), "alipay.open.file.upload")
+		r, err := extractResponse([]byte(v.HTTPBody), "alipay.open.file.upload")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if string(r.Node) != `{"code":"10000","msg":"Success","file_id":"CAxAToWB1JsAAAAAAAAAAAAADgSLAQBr"}` {
 			t.Fatalf("node %s", r.Node)
 		}
-		if err := Verify(v.key(t), RSA2, r.Node, r.Sign); err != nil {
+		if err := verify(v.key(t), RSA2, r.Node, r.Sign); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -208,10 +210,10 @@ func TestPublishedVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.VerifyGatewayNotification([]byte(encodeSorted(p)), ""); err != nil {
+		if _, err := c.verifyGatewayNotification([]byte(encodeSorted(p)), ""); err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.VerifyNotification([]byte(encodeSorted(p)), "")
+		_, err = c.VerifyNotification(nil, []byte(encodeSorted(p)))
 		var ve *VerifyError
 		if !errors.As(err, &ve) || ve.Reason != ReasonSignatureInvalid || !strings.Contains(ve.Detail, "verifies under the V2 rule") {
 			t.Fatalf("V1: %v %+v", err, ve)

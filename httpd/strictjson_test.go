@@ -26,6 +26,8 @@ func TestStrictJSON(t *testing.T) {
 				"App: unknown field (did you mean app? keys are case-sensitive)."},
 			{"ErrDuplicate", "/v1/orders", `{"app":"shop","out_trade_no":"J1","amount":5,"amount":8888,"subject":"s","channel":"alipay.app"}`,
 				"amount: duplicate key."},
+			// encoding/json alone decodes null into a struct as nothing: an empty request.
+			{"ErrNull", "/v1/orders", `null`, "Invalid JSON body: must be a JSON object."},
 			{"ErrNoApp", "/v1/orders", `{"out_trade_no":"J1","amount":8888,"subject":"s","channel":"alipay.app"}`,
 				"app is required"},
 			// Over Alipay's bound: refused before anything is sent, so 400, not 502.

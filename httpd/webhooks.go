@@ -78,7 +78,7 @@ func (r *endpointRequest) toService() *paynotify.WebhookEndpointRequest {
 // decodeObject reads a merchant API JSON object body strictly: no duplicate keys (at any depth;
 // the error names the key), keys spelled exactly as the API names them (encoding/json would take
 // "AMOUNT" for "amount", so that {"AMOUNT":1,"amount":8888} chose one silently), no unknown
-// fields, no trailing data.
+// fields, no trailing data, nothing but an object (not null).
 func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody()))
 	if err != nil {
@@ -86,6 +86,11 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, v any) err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
+	}
+	// encoding/json decodes null into a struct as nothing at all: a PATCH of null would be an
+	// empty update, a create of null a request without fields. Only an object is a body.
+	if bytes.TrimSpace(body)[0] != '{' {
+		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: must be a JSON object.")
 	}
 	if err := checkDuplicateKeys(body); err != nil {
 		return err

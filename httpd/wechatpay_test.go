@@ -2,7 +2,6 @@ package httpd_test
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -59,13 +58,9 @@ func wechatApp(t *testing.T, v *wechatVectors, now *atomic.Int64) *paynotify.App
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := wechatpay.ParseCertificate(read("../wechatpay/testdata/shared/go_sdk_notify_test_cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	client, err := wechatpay.NewClient(wechatpay.Config{MchID: "1900000100", AppID: "wxd678efh567hg6787", MerchantPrivateKey: priv,
 		MerchantSerialNo: "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB", APIv3Key: []byte(v.APIv3Key), PlatformPublicKey: pub,
-		PlatformPublicKeyID: v.PubKeyID, PlatformCerts: []*x509.Certificate{cert}, BaseURL: "http://127.0.0.1:1", Now: func() time.Time { return time.Unix(now.Load(), 0) }})
+		PlatformPublicKeyID: v.PubKeyID, PlatformCerts: read("../wechatpay/testdata/shared/go_sdk_notify_test_cert.pem"), BaseURL: "http://127.0.0.1:1", Now: func() time.Time { return time.Unix(now.Load(), 0) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,12 +19,12 @@ var (
 	_ paynotify.Acker = (*WechatV2)(nil)
 )
 
-// AckText is alipay.AckSuccess or alipay.AckFail.
+// AckText is alipay.AckSuccessBody or alipay.AckFailureBody.
 func (alipayVerifier) AckText(res *paynotify.Result) string {
 	if res.OK {
-		return alipay.AckSuccess
+		return alipay.AckSuccessBody
 	}
-	return alipay.AckFail
+	return alipay.AckFailureBody
 }
 
 // WriteAck answers Alipay with status 200 and the plain text AckText.

@@ -49,7 +49,7 @@ func (g *Alipay) VerifyReturn(rawQuery string) error {
 type alipayVerifier struct{ c *alipay.Client }
 
 func (v alipayVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynotify.Fact, error) {
-	n, err := v.c.VerifyNotification(body, h.Get("Content-Type"))
+	n, err := v.c.VerifyNotification(h, body)
 	if n != nil && errors.Is(err, alipay.ErrAppID) {
 		// Signed by Alipay for another app_id: the processor records it as an anomaly.
 		err = nil

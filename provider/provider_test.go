@@ -18,6 +18,7 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/internal/testsign"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/wechatpay"
 )
@@ -245,10 +246,10 @@ func fakeWechat(t *testing.T, answer wxAnswer) (*provider.Wechat, *[]string) {
 			if answer.forged {
 				signed += " "
 			}
-			w.Header().Set(wechatpay.HeaderTimestamp, ts)
-			w.Header().Set(wechatpay.HeaderNonce, nonce)
-			w.Header().Set(wechatpay.HeaderSerial, wechatKeyID)
-			w.Header().Set(wechatpay.HeaderSignature, testsign.RSA2(t, wechatKey, []byte(ts+"\n"+nonce+"\n"+signed+"\n")))
+			w.Header().Set(wechatpaywire.HeaderTimestamp, ts)
+			w.Header().Set(wechatpaywire.HeaderNonce, nonce)
+			w.Header().Set(wechatpaywire.HeaderSerial, wechatKeyID)
+			w.Header().Set(wechatpaywire.HeaderSignature, testsign.RSA2(t, wechatKey, []byte(ts+"\n"+nonce+"\n"+signed+"\n")))
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(answer.status)

@@ -5,13 +5,15 @@ import (
 	"net/http"
 
 	"github.com/paynotify/paynotify"
-	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/alipaylegacy"
+	"github.com/paynotify/paynotify/internal/alipaywire"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
-// The verifiers show what their signatures cover (paynotify.SignedTexter), through the protocol
-// packages' own canonical strings.
+// The verifiers show what their signatures cover (paynotify.SignedTexter), through the canonical
+// strings the protocol packages verify with (internal/alipaywire, internal/wechatpaywire,
+// alipaylegacy, wechatpay's APIv2).
 var (
 	_ paynotify.SignedTexter = alipayVerifier{}
 	_ paynotify.SignedTexter = wechatVerifier{}
@@ -22,18 +24,18 @@ var (
 // SignedText is the V1 canonical string of an Alipay notification (docs/alipay.md, "Canonical
 // strings"). The verifier also tries V2 when V1 fails; the evidence's detail says when V2 held.
 func (v alipayVerifier) SignedText(_ http.Header, body []byte) ([]byte, string, error) {
-	f, err := alipay.ParseForm(body)
-	if err != nil {
+	var f alipaywire.Form
+	if err := f.Parse(body); err != nil {
 		return nil, "", err
 	}
-	return alipay.CanonicalNotification(f, alipay.V1), string(v.c.SignType()) + " over the form's fields but sign and sign_type, empty values left out, sorted by name, joined as name=value with & (rule V1), checked with the Alipay public key.", nil
+	return f.AppendCanonical(nil, false, "", false), string(v.c.SignType()) + " over the form's fields but sign and sign_type, empty values left out, sorted by name, joined as name=value with & (rule V1), checked with the Alipay public key.", nil
 }
 
 // SignedText is the APIv3 message of a WeChat Pay notification: timestamp, nonce and body.
 func (v wechatVerifier) SignedText(h http.Header, body []byte) ([]byte, string, error) {
-	return wechatpay.NotificationMessage(h.Get("Wechatpay-Timestamp"), h.Get("Wechatpay-Nonce"), body),
+	return wechatpaywire.NotificationMessage(h.Get(wechatpaywire.HeaderTimestamp), h.Get(wechatpaywire.HeaderNonce), body),
 		"SHA256-RSA over Wechatpay-Timestamp, Wechatpay-Nonce and the body, each followed by a newline, checked with the platform key " +
-			h.Get("Wechatpay-Serial") + "; the resource is then decrypted and authenticated with the APIv3 key (AEAD_AES_256_GCM).", nil
+			h.Get(wechatpaywire.HeaderSerial) + "; the resource is then decrypted and authenticated with the APIv3 key (AEAD_AES_256_GCM).", nil
 }
 
 // SignedText is the APIv2 canonical string of a payment notification, without the key it ends

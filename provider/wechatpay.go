@@ -44,18 +44,16 @@ func (v wechatVerifier) Verify(h http.Header, body []byte, at time.Time) (paynot
 	var n *wechatpay.Notification
 	var err error
 	if at.IsZero() {
-		n, err = v.c.ParseNotification(h, body)
+		n, err = v.c.VerifyNotification(h, body)
 	} else {
-		n, err = v.c.ParseNotificationAt(h, body, at)
+		n, err = v.c.WithClock(func() time.Time { return at }).VerifyNotification(h, body)
 	}
 	if n != nil && errors.Is(err, wechatpay.ErrMchID) {
 		// Signed by WeChat Pay for another merchant: the processor records it as an anomaly.
 		err = nil
 	}
 	if err != nil {
-		rej := wechatReject(err)
-		rej.OutTradeNo = v.c.UnverifiedOutTradeNo(body) // for finding the evidence by order only
-		return paynotify.Fact{}, rej
+		return paynotify.Fact{}, wechatReject(err)
 	}
 	switch {
 	case n.Transaction != nil && (n.Transaction.MchID == "" || n.Transaction.OutTradeNo == ""),
@@ -79,7 +77,8 @@ func (v wechatVerifier) Verify(h http.Header, body []byte, at time.Time) (paynot
 func wechatReject(err error) *paynotify.RejectError {
 	var ve *wechatpay.VerifyError
 	if errors.As(err, &ve) {
-		return &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail}
+		// OutTradeNo is what the message claims: for finding the evidence by order only.
+		return &paynotify.RejectError{Reason: ve.Reason, Detail: ve.Detail, OutTradeNo: ve.OutTradeNo}
 	}
 	return &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error()}
 }

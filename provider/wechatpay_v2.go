@@ -45,11 +45,7 @@ func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fa
 	}
 	n, err := wechatpay.VerifyV2Notification(body, v.APIKey)
 	if err != nil {
-		rej := wechatReject(err)
-		if fields, perr := wechatpay.ParseV2XML(body); perr == nil {
-			rej.OutTradeNo = fields["out_trade_no"]
-		}
-		return paynotify.Fact{}, rej
+		return paynotify.Fact{}, wechatReject(err)
 	}
 	if n.AppID == "" || n.MchID == "" || n.OutTradeNo == "" {
 		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but no appid, mch_id or out_trade_no", OutTradeNo: n.OutTradeNo}

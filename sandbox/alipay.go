@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 // Alipay gateway error codes (docs/alipay.md, "Gateway error codes").
@@ -155,7 +156,7 @@ func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipa
 	if !isGBK(req.charset) && !strings.EqualFold(req.charset, "utf-8") {
 		return nil, inv("isv.invalid-charset", "字符集错误")
 	}
-	ts, err := time.ParseInLocation(alipay.TimeLayout, raw["timestamp"], alipay.Beijing)
+	ts, err := time.ParseInLocation(alipaywire.TimeLayout, raw["timestamp"], alipay.Beijing())
 	if err != nil {
 		return nil, inv("isv.invalid-timestamp", "非法的时间戳参数")
 	}
@@ -171,8 +172,8 @@ func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipa
 		return nil, inv("isv.invalid-app-id", "无效的AppID参数")
 	}
 	req.app = app
-	canon := alipay.CanonicalRequest(raw)
-	if err := alipay.Verify(app.pub, st, []byte(canon), raw["sign"]); err != nil {
+	canon := alipaywire.CanonicalRequest(raw)
+	if err := alipaywire.Verify(app.pub, string(st), []byte(canon), raw["sign"]); err != nil {
 		return nil, inv("isv.invalid-signature", "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为："+fromCharset(canon, req.charset))
 	}
 	req.params = map[string]string{}
@@ -208,7 +209,7 @@ func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipa
 // does not verify. It signs without s.mu: an RSA signature takes about a millisecond, and
 // concurrent queries must not queue for it behind the sandbox's lock.
 func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signType string, members []kv, signed, slash, badSig bool) {
-	node := alipay.ResponseNodeName(method)
+	node := alipaywire.ResponseNodeName(method)
 	if method == "" {
 		node = "error_response"
 	}
@@ -228,7 +229,7 @@ func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signTyp
 		if badSig {
 			msg = append(bytes.Clone(nb), ' ')
 		}
-		sig, _ := alipay.Sign(s.keys.alipay, st, msg)
+		sig, _ := alipaywire.Sign(s.keys.alipay, string(st), msg)
 		b.WriteString(`,"sign":"` + sig + `"`)
 	}
 	b.WriteString("}")
@@ -338,9 +339,9 @@ func (s *Sandbox) alipayOrder(req *alipayReq) (*Trade, *alipayErr) {
 	}
 	var expire time.Time
 	if te := b["time_expire"]; te != "" {
-		expire, err = time.ParseInLocation(alipay.TimeLayout, te, alipay.Beijing)
+		expire, err = time.ParseInLocation(alipaywire.TimeLayout, te, alipay.Beijing())
 		if err != nil {
-			expire, err = time.ParseInLocation("2006-01-02 15:04", te, alipay.Beijing)
+			expire, err = time.ParseInLocation("2006-01-02 15:04", te, alipay.Beijing())
 		}
 		if err != nil {
 			return nil, bizErr("ACQ.INVALID_PARAMETER", "time_expire 格式错误")
@@ -607,7 +608,7 @@ func (s *Sandbox) openAlipayTrade(t *Trade) error {
 
 // newAlipayTradeNo makes an Alipay trade_no: the Beijing date, "22", 18 digits.
 func newAlipayTradeNo(now time.Time) string {
-	return now.In(alipay.Beijing).Format("20060102") + "22" + randDigits(18)
+	return now.In(alipay.Beijing()).Format("20060102") + "22" + randDigits(18)
 }
 
 // parseTimeoutExpress reads 1m…15d, "1c" (end of today); default 15d.
@@ -725,7 +726,7 @@ func (s *Sandbox) alipayNotification(t *Trade, kind string, r *Refund) (*Notific
 	if r != nil {
 		v["out_biz_no"] = r.OutRequestNo
 		v["refund_fee"] = alipay.FormatAmount(r.RefundFee)
-		v["gmt_refund"] = r.SucceededAt.In(alipay.Beijing).Format("2006-01-02 15:04:05.000")
+		v["gmt_refund"] = r.SucceededAt.In(alipay.Beijing()).Format("2006-01-02 15:04:05.000")
 	}
 	if status == alipay.TradeClosed {
 		v["gmt_close"] = alipay.FormatTime(t.ClosedAt)
@@ -743,7 +744,7 @@ func (s *Sandbox) alipayNotification(t *Trade, kind string, r *Refund) (*Notific
 	if f.BadSignature {
 		msg = append(msg, []byte("&tampered=1")...)
 	}
-	sig, err := alipay.Sign(s.keys.alipay, alipay.SignType(v["sign_type"]), msg)
+	sig, err := alipaywire.Sign(s.keys.alipay, v["sign_type"], msg)
 	if err != nil {
 		return nil, err
 	}
@@ -806,7 +807,7 @@ func (s *Sandbox) alipayReturnURL(t *Trade) string {
 		form = append(form, field{k, toCharset(val, cs)})
 	}
 	sort.Slice(form, func(i, j int) bool { return form[i].Key < form[j].Key })
-	sig, err := alipay.Sign(s.keys.alipay, alipay.SignType(st), canonicalV1(form))
+	sig, err := alipaywire.Sign(s.keys.alipay, st, canonicalV1(form))
 	if err != nil {
 		return ""
 	}
@@ -883,7 +884,7 @@ func (s *Sandbox) AlipayAppPay(orderString, result string) (status, res, memo st
 	node := jsonObject([]kv{{"code", codeSuccess}, {"msg", "Success"}, {"app_id", t.AppID}, {"auth_app_id", t.AppID},
 		{"charset", "utf-8"}, {"timestamp", alipay.FormatTime(s.now())}, {"out_trade_no", t.OutTradeNo}, {"trade_no", t.TradeNo},
 		{"total_amount", alipay.FormatAmount(t.Amount)}, {"seller_id", t.SellerID}}, false)
-	sig, _ := alipay.Sign(s.keys.alipay, st, node)
+	sig, _ := alipaywire.Sign(s.keys.alipay, string(st), node)
 	res = `{"alipay_trade_app_pay_response":` + string(node) + `,"sign":"` + sig + `","sign_type":"` + string(st) + `"}`
 	return "9000", res, "", nil
 }

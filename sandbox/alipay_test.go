@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
 func TestAlipay_PagePayLifecycle(t *testing.T) {
@@ -80,7 +81,7 @@ func TestAlipay_PagePayLifecycle(t *testing.T) {
 	if ct != "application/x-www-form-urlencoded; text/html; charset=utf-8" {
 		t.Fatalf("Content-Type %q", ct)
 	}
-	n, err := c.VerifyNotification(reqs[0].body, ct)
+	n, err := c.VerifyNotification(http.Header{"Content-Type": {ct}}, reqs[0].body)
 	if err != nil {
 		t.Fatalf("notification does not verify: %v", err)
 	}
@@ -129,7 +130,7 @@ func TestAlipay_PagePayLifecycle(t *testing.T) {
 	reqs = m.requests()
 	var statuses []string
 	for _, r := range reqs {
-		n, err := c.VerifyNotification(r.body, r.header.Get("Content-Type"))
+		n, err := c.VerifyNotification(r.header, r.body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +189,7 @@ func TestAlipay_GatewaySignature(t *testing.T) {
 		params := map[string]string{"app_id": b.keys.AlipayAppID, "method": "alipay.trade.query", "charset": "utf-8",
 			"timestamp": alipay.FormatTime(time.Now()), "version": "1.0", "biz_content": `{"out_trade_no":"x"}`}
 		priv, _ := alipay.ParsePrivateKey([]byte(b.keys.AlipayAppPrivateKey))
-		sig, _ := alipay.Sign(priv, alipay.RSA2, []byte(alipay.CanonicalRequest(params)))
+		sig, _ := alipaywire.Sign(priv, string(alipay.RSA2), []byte(alipaywire.CanonicalRequest(params)))
 		params["sign"], params["sign_type"] = sig, "RSA2"
 		if body := postGateway(t, b, params); !contains(body, "isv.invalid-signature") {
 			t.Fatalf("got %s", body)
@@ -284,7 +285,7 @@ func TestAlipay_AppPayAndClose(t *testing.T) {
 	if len(ns) != 1 || ns[0].EventType != alipay.TradeClosed {
 		t.Fatalf("app_2 notifications %+v", ns)
 	}
-	n, err := c.VerifyNotification(ns[0].Body, ns[0].ContentType)
+	n, err := c.VerifyNotification(http.Header{"Content-Type": {ns[0].ContentType}}, ns[0].Body)
 	if err != nil || n.GmtClose.IsZero() || n.RefundFee != 0 {
 		t.Fatalf("close notification %+v %v", n, err)
 	}

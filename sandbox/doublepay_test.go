@@ -27,7 +27,7 @@ func TestDoublePay(t *testing.T) {
 		// The merchant verifies, and fails the second request once: the second payment's
 		// notification must be retried like any other.
 		m := newMerchant(t, func(n int, r *http.Request, body []byte) (int, string) {
-			if _, err := ac.VerifyNotification(body, r.Header.Get("Content-Type")); err != nil || n == 2 {
+			if _, err := ac.VerifyNotification(r.Header, body); err != nil || n == 2 {
 				return 500, "fail"
 			}
 			return 200, "success"
@@ -57,7 +57,7 @@ func TestDoublePay(t *testing.T) {
 		var got []string
 		ids := map[string]string{}
 		for _, r := range reqs {
-			n, err := ac.VerifyNotification(r.body, r.header.Get("Content-Type"))
+			n, err := ac.VerifyNotification(r.header, r.body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +122,7 @@ func TestDoublePay(t *testing.T) {
 		t.Parallel()
 		ctx := waitCtx(t, 20*time.Second)
 		m := newMerchant(t, func(_ int, r *http.Request, body []byte) (int, string) {
-			if _, err := wc.ParseNotification(r.Header, body); err != nil {
+			if _, err := wc.VerifyNotification(r.Header, body); err != nil {
 				return 401, `{"code":"FAIL","message":"signature"}`
 			}
 			return 204, ""
@@ -151,7 +151,7 @@ func TestDoublePay(t *testing.T) {
 			t.Fatalf("merchant got %d requests, want 2", len(reqs))
 		}
 		for i, want := range []string{first, second} {
-			n, err := wc.ParseNotification(reqs[i].header, reqs[i].body)
+			n, err := wc.VerifyNotification(reqs[i].header, reqs[i].body)
 			if err != nil {
 				t.Fatal(err)
 			}

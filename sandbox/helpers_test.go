@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -194,4 +195,23 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// splitAlipayAnswer returns the exact bytes of the <method>_response node of a gateway answer
+// and its top-level sign. json.RawMessage keeps each value's bytes as they appear in the body,
+// which is what Alipay signs.
+func splitAlipayAnswer(t *testing.T, body []byte, method string) (node []byte, sign string) {
+	t.Helper()
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		t.Fatalf("answer %s: %v", body, err)
+	}
+	node = top[strings.ReplaceAll(method, ".", "_")+"_response"]
+	if node == nil {
+		t.Fatalf("answer without the %s node: %s", method, body)
+	}
+	if err := json.Unmarshal(top["sign"], &sign); err != nil {
+		t.Fatalf("answer sign: %v", err)
+	}
+	return node, sign
 }

@@ -788,7 +788,7 @@ func (s *Sandbox) CreateOrder(o OrderRequest) (*Trade, error) {
 		now := s.now()
 		t := &Trade{Provider: ProviderWechatpay, AppID: m.AppIDs[0], MchID: m.MchID, OutTradeNo: o.OutTradeNo, Product: o.Product,
 			Status: wxNotPay, Amount: o.Amount, Subject: o.Subject, NotifyURL: o.NotifyURL, Token: randAlnum(24), CreatedAt: now,
-			TimeExpire: now.Add(7 * 24 * time.Hour), PrepayID: "wx" + now.In(alipay.Beijing).Format("02150405") + randDigits(24),
+			TimeExpire: now.Add(7 * 24 * time.Hour), PrepayID: "wx" + now.In(alipay.Beijing()).Format("02150405") + randDigits(24),
 			CodeURL: "weixin://wxpay/bizpayurl?pr=" + randAlnum(10)}
 		t.CashierURL = s.cfg.BaseURL + "/sandbox/wechatpay/pay/" + t.Token
 		t.Request = map[string]string{"appid": t.AppID, "description": t.Subject, "total": strconv.FormatInt(t.Amount, 10), "product": t.Product, "notify_url": t.NotifyURL}

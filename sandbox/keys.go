@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -112,7 +113,7 @@ func loadOrCreateKeys(dir string) (*keyring, error) {
 		return nil, err
 	}
 	if k.pubKeyID, err = loadOrCreateString(filepath.Join(dir, "wechatpay_public_key_id"), func() string {
-		return wechatpay.PublicKeyIDPrefix + randDigits(32)
+		return wechatpaywire.PublicKeyIDPrefix + randDigits(32)
 	}); err != nil {
 		return nil, err
 	}
@@ -153,7 +154,11 @@ func loadOrCreateKeys(dir string) (*keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: platform certificate: %w", err)
 	}
-	if k.platformCert, err = wechatpay.ParseCertificate(b); err != nil {
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("sandbox: platform certificate %s: no CERTIFICATE block", certPath)
+	}
+	if k.platformCert, err = x509.ParseCertificate(blk.Bytes); err != nil {
 		return nil, fmt.Errorf("sandbox: platform certificate: %w", err)
 	}
 	k.platformCertPEM = b

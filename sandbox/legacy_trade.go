@@ -28,7 +28,7 @@ func legacyEscrow(t *Trade) bool {
 
 // newLegacyTradeNo makes a 28-digit trade_no: the Beijing date, "21001004", 12 digits.
 func newLegacyTradeNo(now time.Time) string {
-	return now.In(alipay.Beijing).Format("20060102") + "21001004" + randDigits(12)
+	return now.In(alipay.Beijing()).Format("20060102") + "21001004" + randDigits(12)
 }
 
 // newLegacyNotifyID makes an async notification's notify_id: 34 characters (docs/alipay-legacy.md

@@ -18,7 +18,7 @@ const legacyAuthService = "alipay.wap.auth.authAndExecute"
 
 // newLegacyRequestToken makes a request_token: the Beijing date and 32 hex digits.
 func newLegacyRequestToken(now time.Time) string {
-	return now.In(alipay.Beijing).Format("20060102") + strings.ToLower(randHex(16))
+	return now.In(alipay.Beijing()).Format("20060102") + strings.ToLower(randHex(16))
 }
 
 // legacyDirectReq is the req_data of alipay.wap.trade.create.direct (docs/alipay-legacy.md §11.1).

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/paynotify/paynotify/wechatpay"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
 // notifier delivers notifications on their retry schedules. Its timing uses the real clock
@@ -312,20 +312,20 @@ func (n *notifier) send(ctx context.Context, note *Notification, a *Attempt, sen
 		if serial == "" {
 			serial = s.keys.pubKeyID
 		}
-		sh, err := wechatpay.SignHeaders(s.keys.platform, serial, ts, nonce, body)
+		sh, err := wechatpaywire.SignHeaders(s.keys.platform, serial, ts, nonce, body)
 		if err != nil {
 			a.Error = "sign: " + err.Error()
 			return
 		}
 		if note.Faults.BadSignature {
-			bad, _ := wechatpay.SignHeaders(s.keys.platform, serial, ts, nonce, append(append([]byte{}, body...), ' '))
-			sh.Set(wechatpay.HeaderSignature, bad.Get(wechatpay.HeaderSignature))
+			bad, _ := wechatpaywire.SignHeaders(s.keys.platform, serial, ts, nonce, append(append([]byte{}, body...), ' '))
+			sh.Set(wechatpaywire.HeaderSignature, bad.Get(wechatpaywire.HeaderSignature))
 			a.Fault = joinFault(a.Fault, "bad_signature")
 		}
 		if sentIndex <= note.Faults.SigntestProbe {
 			junk := make([]byte, 180)
 			rand.Read(junk)
-			sh.Set(wechatpay.HeaderSignature, wechatpay.ProbePrefix+base64.StdEncoding.EncodeToString(junk))
+			sh.Set(wechatpaywire.HeaderSignature, wechatpaywire.ProbePrefix+base64.StdEncoding.EncodeToString(junk))
 			a.Fault = joinFault(a.Fault, "signtest_probe")
 		}
 		for k, v := range sh {
@@ -333,7 +333,7 @@ func (n *notifier) send(ctx context.Context, note *Notification, a *Attempt, sen
 		}
 		h.Set("Content-Type", "application/json")
 		h.Set("User-Agent", "Mozilla/4.0")
-		h.Set(wechatpay.HeaderRequestID, randHex(16))
+		h.Set(wechatpaywire.HeaderRequestID, randHex(16))
 	}
 	if note.Provider == ProviderAlipay && note.Faults.BadSignature {
 		a.Fault = joinFault(a.Fault, "bad_signature")

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/alipaywire"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -66,7 +68,7 @@ func TestNotifier_AlipaySchedule(t *testing.T) {
 	reqs := m.requests()
 	ids := map[string]bool{}
 	for _, r := range reqs {
-		n, err := c.VerifyNotification(r.body, r.header.Get("Content-Type"))
+		n, err := c.VerifyNotification(r.header, r.body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +150,7 @@ func TestNotifier_WechatSchedule(t *testing.T) {
 	sigs := map[string]bool{}
 	var body0 []byte
 	for i, r := range reqs {
-		if _, err := c.ParseNotification(r.header, r.body); err != nil {
+		if _, err := c.VerifyNotification(r.header, r.body); err != nil {
 			t.Fatalf("attempt %d: %v", i+1, err)
 		}
 		sigs[r.header.Get("Wechatpay-Nonce")] = true
@@ -202,13 +204,13 @@ func TestFaults(t *testing.T) {
 	ac := b.alipayClient(t)
 	wc := b.wechatClient(t)
 	verifyingAlipay := func(_ int, r *http.Request, body []byte) (int, string) {
-		if _, err := ac.VerifyNotification(body, r.Header.Get("Content-Type")); err != nil {
+		if _, err := ac.VerifyNotification(r.Header, body); err != nil {
 			return 200, "fail"
 		}
 		return 200, "success"
 	}
 	verifyingWechat := func(_ int, r *http.Request, body []byte) (int, string) {
-		if _, err := wc.ParseNotification(r.Header, body); err != nil {
+		if _, err := wc.VerifyNotification(r.Header, body); err != nil {
 			return 401, `{"code":"FAIL","message":"signature"}`
 		}
 		return 204, ""
@@ -312,8 +314,8 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		reqs := m.requests()
-		n0, _ := ac.VerifyNotification(reqs[0].body, reqs[0].header.Get("Content-Type"))
-		n1, _ := ac.VerifyNotification(reqs[1].body, reqs[1].header.Get("Content-Type"))
+		n0, _ := ac.VerifyNotification(reqs[0].header, reqs[0].body)
+		n1, _ := ac.VerifyNotification(reqs[1].header, reqs[1].body)
 		if !n0.IsRefund() || n1.IsRefund() {
 			t.Fatalf("order: %+v then %+v", n0, n1)
 		}
@@ -343,7 +345,7 @@ func TestFaults(t *testing.T) {
 		r := m.requests()[0]
 		// Signed by the sandbox's Alipay key for another app_id: the client says so, and hands
 		// the notification over with the error.
-		n, err := ac.VerifyNotification(r.body, r.header.Get("Content-Type"))
+		n, err := ac.VerifyNotification(r.header, r.body)
 		if !errors.Is(err, alipay.ErrAppID) || n == nil || n.TotalAmount != 101 || n.AppID == b.keys.AlipayAppID {
 			t.Fatalf("%+v %v", n, err)
 		}
@@ -360,7 +362,7 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("%+v", as)
 		}
 		r := m.requests()[0]
-		if _, err := ac.VerifyNotification(r.body, r.header.Get("Content-Type")); !errors.Is(err, alipay.ErrSignature) {
+		if _, err := ac.VerifyNotification(r.header, r.body); !errors.Is(err, alipay.ErrSignature) {
 			t.Fatal(err)
 		}
 	})
@@ -375,7 +377,7 @@ func TestFaults(t *testing.T) {
 		if !strings.HasSuffix(r.header.Get("Content-Type"), "charset=gbk") || !strings.Contains(string(r.body), "charset=GBK") {
 			t.Fatalf("%s %s", r.header.Get("Content-Type"), r.body)
 		}
-		n, err := ac.VerifyNotification(r.body, r.header.Get("Content-Type"))
+		n, err := ac.VerifyNotification(r.header, r.body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -388,11 +390,11 @@ func TestFaults(t *testing.T) {
 		m := newMerchant(t, verifyingWechat)
 		payWechat(t, "f_probe", Faults{SigntestProbe: 1}, m)
 		as, err := b.sb.WaitAcked(waitCtx(t, 10*time.Second), AttemptFilter{OutTradeNo: "f_probe"}, 1)
-		if err != nil || len(as) != 2 || as[0].Acked || as[0].Status != 401 || !strings.HasPrefix(as[0].RequestHeaders["Wechatpay-Signature"], wechatpay.ProbePrefix) {
+		if err != nil || len(as) != 2 || as[0].Acked || as[0].Status != 401 || !strings.HasPrefix(as[0].RequestHeaders["Wechatpay-Signature"], wechatpaywire.ProbePrefix) {
 			t.Fatalf("%v %+v", err, as)
 		}
 		r := m.requests()[0]
-		if _, err := wc.ParseNotification(r.header, r.body); !errors.Is(err, wechatpay.ErrProbe) {
+		if _, err := wc.VerifyNotification(r.header, r.body); !errors.Is(err, wechatpay.ErrProbe) {
 			t.Fatal(err)
 		}
 	})
@@ -413,7 +415,7 @@ func TestFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := m2.requests()[0]
-		n, err := wc.ParseNotification(r.header, r.body)
+		n, err := wc.VerifyNotification(r.header, r.body)
 		if err != nil || n.Transaction.Amount.Total != 101 || n.Transaction.AppID == b.keys.WechatAppID {
 			t.Fatalf("%+v %v", n, err)
 		}
@@ -488,22 +490,20 @@ func TestOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := ma.requests()[0]
-		f, err := alipay.ParseForm(r.body)
-		if err != nil {
+		var f alipaywire.Form
+		if err := f.Parse(r.body); err != nil {
 			t.Fatal(err)
 		}
-		verify(t, b.keys.AlipayPublicKey, alipay.CanonicalNotification(f, alipay.V1), f.Value("sign"))
+		sign, _ := f.Lookup("sign")
+		verify(t, b.keys.AlipayPublicKey, f.AppendCanonical(nil, false, "", false), string(sign))
 	})
 	t.Run("AlipayResponse", func(t *testing.T) {
 		params := map[string]string{"app_id": b.keys.AlipayAppID, "method": "alipay.trade.query", "charset": "utf-8", "sign_type": "RSA2",
 			"timestamp": alipay.FormatTime(time.Now()), "version": "1.0", "biz_content": `{"out_trade_no":"ossl_a"}`}
 		ac.SignParams(params)
 		body := postGateway(t, b, params)
-		resp, err := alipay.ExtractResponse([]byte(body), "alipay.trade.query")
-		if err != nil {
-			t.Fatal(err)
-		}
-		verify(t, b.keys.AlipayPublicKey, resp.Node, resp.Sign)
+		node, sign := splitAlipayAnswer(t, []byte(body), "alipay.trade.query")
+		verify(t, b.keys.AlipayPublicKey, node, sign)
 	})
 	t.Run("WechatNotification", func(t *testing.T) {
 		req := wechatpay.PrepayRequest{Description: "d", OutTradeNo: "ossl_w", NotifyURL: mw.srv.URL}
@@ -518,7 +518,7 @@ func TestOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := mw.requests()[0]
-		msg := wechatpay.NotificationMessage(r.header.Get("Wechatpay-Timestamp"), r.header.Get("Wechatpay-Nonce"), r.body)
+		msg := wechatpaywire.NotificationMessage(r.header.Get("Wechatpay-Timestamp"), r.header.Get("Wechatpay-Nonce"), r.body)
 		verify(t, b.keys.WechatPlatformPublicKey, msg, r.header.Get("Wechatpay-Signature"))
 	})
 }

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/paynotify/paynotify/wechatpay"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
 // The query-type APIs, as QueryRecord.API names them. The Alipay ones are the gateway's method
@@ -226,7 +226,7 @@ func newAlipayQueryRecord(raw map[string]string) *QueryRecord {
 // Authorization claims (verified later, or not).
 func newWxQueryRecord(r *http.Request, api string) *QueryRecord {
 	rec := &QueryRecord{Provider: ProviderWechatpay, API: api}
-	if a, err := wechatpay.ParseAuthorization(r.Header.Get("Authorization")); err == nil {
+	if a, err := wechatpaywire.ParseAuthorization(r.Header.Get("Authorization")); err == nil {
 		rec.MchID = a.MchID
 	}
 	return rec

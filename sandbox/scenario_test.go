@@ -16,12 +16,12 @@ func TestScenario_FaultsTour(t *testing.T) {
 	// A merchant that verifies what it gets, as a correct integration does.
 	m := newMerchant(t, func(_ int, r *http.Request, body []byte) (int, string) {
 		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-			if _, err := wc.ParseNotification(r.Header, body); err != nil {
+			if _, err := wc.VerifyNotification(r.Header, body); err != nil {
 				return 401, `{"code":"FAIL","message":"bad signature"}`
 			}
 			return 204, ""
 		}
-		if _, err := ac.VerifyNotification(body, r.Header.Get("Content-Type")); err != nil {
+		if _, err := ac.VerifyNotification(r.Header, body); err != nil {
 			return 200, "fail"
 		}
 		return 200, "success"

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"bytes"
-	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -97,7 +97,7 @@ func wxSigned(t *testing.T, b *testBundle, method, path, signedURI string, body 
 		t.Fatal(err)
 	}
 	if signedURI != "" {
-		a, err := wechatpay.SignRequest(priv, b.keys.WechatMchID, b.keys.WechatMerchantSerialNo, method, signedURI,
+		a, err := wechatpaywire.SignRequest(priv, b.keys.WechatMchID, b.keys.WechatMerchantSerialNo, method, signedURI,
 			strconv.FormatInt(time.Now().Unix(), 10), randAlnum(32), body)
 		if err != nil {
 			t.Fatal(err)
@@ -184,11 +184,7 @@ func (b *testBundle) wechatClientAt(t *testing.T, base string, certOnly bool) *w
 	cfg := wechatpay.Config{MchID: b.keys.WechatMchID, AppID: b.keys.WechatAppID, MerchantPrivateKey: priv,
 		MerchantSerialNo: b.keys.WechatMerchantSerialNo, APIv3Key: []byte(b.keys.WechatAPIv3Key), BaseURL: base}
 	if certOnly {
-		cert, err := wechatpay.ParseCertificate([]byte(b.keys.WechatPlatformCertificate))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.PlatformCerts = []*x509.Certificate{cert}
+		cfg.PlatformCerts = []byte(b.keys.WechatPlatformCertificate)
 	} else {
 		pub, err := wechatpay.ParsePublicKey([]byte(b.keys.WechatPlatformPublicKey))
 		if err != nil {
@@ -271,7 +267,7 @@ func TestWechat_PlatformKeyMode(t *testing.T) {
 	if r.header.Get("Wechatpay-Serial") != b.keys.WechatPlatformCertSerial {
 		t.Fatalf("notification serial %q", r.header.Get("Wechatpay-Serial"))
 	}
-	n, err := certClient.ParseNotification(r.header, r.body)
+	n, err := certClient.VerifyNotification(r.header, r.body)
 	if err != nil || n.Transaction == nil || n.Transaction.OutTradeNo != req.OutTradeNo || n.Transaction.TradeState != "SUCCESS" {
 		t.Fatalf("notification: %+v %v", n, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -72,10 +73,10 @@ func (s *Sandbox) wxReply(w http.ResponseWriter, r *http.Request, status int, bo
 // millisecond, and concurrent queries must not queue for it behind the sandbox's lock.
 func (s *Sandbox) wxAnswer(w http.ResponseWriter, r *http.Request, status int, body []byte, badSig bool) {
 	serial := s.keys.pubKeyID
-	if a, err := wechatpay.ParseAuthorization(r.Header.Get("Authorization")); err == nil {
+	if a, err := wechatpaywire.ParseAuthorization(r.Header.Get("Authorization")); err == nil {
 		serial = s.wxSerial(a.MchID) // the merchant's platform key mode
 	}
-	if r.Header.Get(wechatpay.HeaderSerial) == s.keys.certSerial {
+	if r.Header.Get(wechatpaywire.HeaderSerial) == s.keys.certSerial {
 		serial = s.keys.certSerial
 	}
 	if h := s.signHook.Load(); h != nil {
@@ -85,7 +86,7 @@ func (s *Sandbox) wxAnswer(w http.ResponseWriter, r *http.Request, status int, b
 	if badSig {
 		msg = append(bytes.Clone(body), ' ')
 	}
-	h, err := wechatpay.SignHeaders(s.keys.platform, serial, s.now().Unix(), randAlnum(32), msg)
+	h, err := wechatpaywire.SignHeaders(s.keys.platform, serial, s.now().Unix(), randAlnum(32), msg)
 	if err != nil {
 		http.Error(w, "sign", http.StatusInternalServerError)
 		return
@@ -93,7 +94,7 @@ func (s *Sandbox) wxAnswer(w http.ResponseWriter, r *http.Request, status int, b
 	for k, v := range h {
 		w.Header()[k] = v
 	}
-	w.Header().Set(wechatpay.HeaderRequestID, randHex(16))
+	w.Header().Set(wechatpaywire.HeaderRequestID, randHex(16))
 	if len(body) > 0 {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	}
@@ -109,7 +110,7 @@ func (s *Sandbox) wxFail(w http.ResponseWriter, r *http.Request, e *wxError) {
 	body := jsonObject(m, false)
 	if e.code == "SIGN_ERROR" {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.Header().Set(wechatpay.HeaderRequestID, randHex(16))
+		w.Header().Set(wechatpaywire.HeaderRequestID, randHex(16))
 		w.WriteHeader(e.status)
 		w.Write(body)
 		return
@@ -128,7 +129,7 @@ func (s *Sandbox) wxAuth(r *http.Request) (*wechatMerchant, []byte, *wxError) {
 	if h == "" {
 		return nil, nil, wxErr(401, "SIGN_ERROR", "错误的签名，验签失败: 缺少Authorization")
 	}
-	a, err := wechatpay.ParseAuthorization(h)
+	a, err := wechatpaywire.ParseAuthorization(h)
 	if err != nil {
 		return nil, nil, wxErr(401, "SIGN_ERROR", "Authorization 格式错误")
 	}
@@ -146,9 +147,9 @@ func (s *Sandbox) wxAuth(r *http.Request) (*wechatMerchant, []byte, *wxError) {
 	if d := s.now().Sub(time.Unix(ts, 0)); d > wechatpay.MaxSkew || d < -wechatpay.MaxSkew {
 		return nil, nil, wxErr(401, "SIGN_ERROR", "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟")
 	}
-	if err := wechatpay.VerifyAuthorization(m.pub, a, r.Method, r.RequestURI, body); err != nil {
+	if err := wechatpaywire.VerifyAuthorization(m.pub, a, r.Method, r.RequestURI, body); err != nil {
 		e := wxErr(401, "SIGN_ERROR", "签名错误，请检查后再试")
-		msg := string(wechatpay.RequestMessage(r.Method, r.RequestURI, a.Timestamp, a.NonceStr, body))
+		msg := string(wechatpaywire.RequestMessage(r.Method, r.RequestURI, a.Timestamp, a.NonceStr, body))
 		trunc := msg
 		if len(trunc) > 64 {
 			trunc = trunc[:64]
@@ -701,8 +702,8 @@ func (s *Sandbox) handleWxCertificates(w http.ResponseWriter, r *http.Request) {
 		s.wxFail(w, r, e)
 		return
 	}
-	nonce := randAlnum(wechatpay.NonceSize)
-	ct, err := wechatpay.EncryptGCM(s.keys.apiv3Key, nonce, "certificate", s.keys.platformCertPEM)
+	nonce := randAlnum(wechatpaywire.NonceSize)
+	ct, err := wechatpaywire.EncryptGCM(s.keys.apiv3Key, nonce, "certificate", s.keys.platformCertPEM)
 	if err != nil {
 		s.wxFail(w, r, wxErr(500, "SYSTEM_ERROR", "系统错误"))
 		return
@@ -710,7 +711,7 @@ func (s *Sandbox) handleWxCertificates(w http.ResponseWriter, r *http.Request) {
 	c := s.keys.platformCert
 	body := jsonObject([]kv{{"data", json.RawMessage("[" + string(jsonObject([]kv{
 		{"effective_time", wechatpay.FormatTime(c.NotBefore)},
-		{"encrypt_certificate", []kv{{"algorithm", wechatpay.Algorithm}, {"associated_data", "certificate"}, {"ciphertext", ct}, {"nonce", nonce}}},
+		{"encrypt_certificate", []kv{{"algorithm", wechatpaywire.Algorithm}, {"associated_data", "certificate"}, {"ciphertext", ct}, {"nonce", nonce}}},
 		{"expire_time", wechatpay.FormatTime(c.NotAfter)}, {"serial_no", s.keys.certSerial}}, false)) + "]")}}, false)
 	s.wxReply(w, r, http.StatusOK, body)
 }
@@ -730,7 +731,7 @@ func (s *Sandbox) wxNotify(t *Trade, kind string, r *Refund) error {
 func (s *Sandbox) wxNotification(t *Trade, kind string, r *Refund) (*Notification, error) {
 	f := s.faultsFor(t.OutTradeNo)
 	now := s.now()
-	p := wechatpay.NotificationParams{ID: newUUID(), CreateTime: now}
+	p := wechatpaywire.NotificationParams{ID: newUUID(), CreateTime: now}
 	url := t.NotifyURL
 	if kind == "payment" {
 		p.EventType, p.Summary, p.OriginalType = wechatpay.EventTransactionSuccess, "支付成功", "transaction"
@@ -757,7 +758,7 @@ func (s *Sandbox) wxNotification(t *Trade, kind string, r *Refund) (*Notificatio
 		return nil, nil
 	}
 	serial := s.wxSerial(t.MchID)
-	_, body, err := wechatpay.BuildNotification(s.keys.platform, serial, s.keys.apiv3Key, p)
+	_, body, err := wechatpaywire.BuildNotification(s.keys.platform, serial, s.keys.apiv3Key, p)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -57,7 +58,7 @@ func TestWechat_NativeLifecycle(t *testing.T) {
 	if r.header.Get("Wechatpay-Serial") != b.keys.WechatPlatformPublicKeyID {
 		t.Fatalf("serial %q", r.header.Get("Wechatpay-Serial"))
 	}
-	n, err := c.ParseNotification(r.header, r.body)
+	n, err := c.VerifyNotification(r.header, r.body)
 	if err != nil {
 		t.Fatalf("notification: %v", err)
 	}
@@ -85,7 +86,7 @@ func TestWechat_NativeLifecycle(t *testing.T) {
 		t.Fatalf("refund query: %+v %v", rq, err)
 	}
 	reqs := m.requests()
-	n, err = c.ParseNotification(reqs[len(reqs)-1].header, reqs[len(reqs)-1].body)
+	n, err = c.VerifyNotification(reqs[len(reqs)-1].header, reqs[len(reqs)-1].body)
 	if err != nil || n.EventType != wechatpay.EventRefundSuccess || n.Refund.Amount.Refund != 234 || n.Refund.OutRefundNo != "rf_1" {
 		t.Fatalf("refund notification: %+v %v", n, err)
 	}
@@ -155,7 +156,7 @@ func TestWechat_RequestSignature(t *testing.T) {
 	priv, _ := wechatpay.ParsePrivateKey([]byte(b.keys.WechatMerchantPrivateKey))
 	uri := "/sandbox/wechatpay/v3/pay/transactions/out-trade-no/abcdef?mchid=" + b.keys.WechatMchID
 	do := func(signURI string, ts int64) *http.Response {
-		a, err := wechatpay.SignRequest(priv, b.keys.WechatMchID, b.keys.WechatMerchantSerialNo, "GET", signURI, itoa(ts), "n0nce", nil)
+		a, err := wechatpaywire.SignRequest(priv, b.keys.WechatMchID, b.keys.WechatMerchantSerialNo, "GET", signURI, itoa(ts), "n0nce", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,16 +6,18 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
-// Algorithm is the resource encryption of APIv3 notifications and downloaded certificates.
-const Algorithm = "AEAD_AES_256_GCM"
-
 // APIv3KeySize is the length of an APIv3 key: 32 ASCII bytes, used as-is as an AES-256 key.
-const APIv3KeySize = 32
+const APIv3KeySize = wire.APIv3KeySize
 
-// NonceSize is the length of a resource nonce: 12 ASCII bytes, used as-is as the GCM nonce.
-const NonceSize = 12
+// algorithm is the resource encryption of APIv3 notifications and downloaded certificates.
+const algorithm = wire.Algorithm
+
+// nonceSize is the length of a resource nonce: 12 ASCII bytes, used as-is as the GCM nonce.
+const nonceSize = wire.NonceSize
 
 const tagSize = 16
 
@@ -28,7 +30,7 @@ var ErrAPIv3KeySize = errors.New("wechatpay: APIv3 key must be 32 bytes")
 type Resource struct {
 	// OriginalType is the object type before encryption: "transaction", "refund", …
 	OriginalType string `json:"original_type,omitempty"`
-	// Algorithm is always "AEAD_AES_256_GCM".
+	// algorithm is always "AEAD_AES_256_GCM".
 	Algorithm string `json:"algorithm"`
 	// Ciphertext is the standard padded base64 of the ciphertext followed by the 16-byte tag.
 	Ciphertext string `json:"ciphertext"`
@@ -49,10 +51,10 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-// DecryptGCM decrypts an AEAD_AES_256_GCM ciphertext (base64 of ciphertext‖tag) with the 32-byte
+// decryptGCM decrypts an AEAD_AES_256_GCM ciphertext (base64 of ciphertext‖tag) with the 32-byte
 // APIv3 key, the 12-byte nonce and the associated data. Lengths are checked before GCM is
 // touched, so no input panics. Errors wrap ErrAPIv3KeySize or ErrDecrypt and never contain the key.
-func DecryptGCM(apiv3Key []byte, nonce, associatedData, ciphertext string) ([]byte, error) {
+func decryptGCM(apiv3Key []byte, nonce, associatedData, ciphertext string) ([]byte, error) {
 	aead, err := newGCM(apiv3Key)
 	if err != nil {
 		return nil, err
@@ -61,8 +63,8 @@ func DecryptGCM(apiv3Key []byte, nonce, associatedData, ciphertext string) ([]by
 }
 
 func openGCM(aead cipher.AEAD, nonce, associatedData, ciphertext string) ([]byte, error) {
-	if len(nonce) != NonceSize {
-		return nil, fmt.Errorf("%w: nonce is %d bytes, want %d", ErrDecrypt, len(nonce), NonceSize)
+	if len(nonce) != nonceSize {
+		return nil, fmt.Errorf("%w: nonce is %d bytes, want %d", ErrDecrypt, len(nonce), nonceSize)
 	}
 	ct, err := base64.StdEncoding.DecodeString(ciphertext)
 	if err != nil {
@@ -78,24 +80,10 @@ func openGCM(aead cipher.AEAD, nonce, associatedData, ciphertext string) ([]byte
 	return pt, nil
 }
 
-// EncryptGCM encrypts plaintext with AEAD_AES_256_GCM under the 32-byte APIv3 key and the
-// 12-byte nonce, and returns base64(ciphertext‖tag). The caller must never reuse a nonce under
-// one key. It is what a WeChat Pay simulator uses to build notification resources.
-func EncryptGCM(apiv3Key []byte, nonce, associatedData string, plaintext []byte) (string, error) {
-	aead, err := newGCM(apiv3Key)
-	if err != nil {
-		return "", err
-	}
-	if len(nonce) != NonceSize {
-		return "", fmt.Errorf("wechatpay: encrypt: nonce is %d bytes, want %d", len(nonce), NonceSize)
-	}
-	return base64.StdEncoding.EncodeToString(aead.Seal(nil, []byte(nonce), plaintext, []byte(associatedData))), nil
-}
-
 // DecryptResource decrypts r with the APIv3 key after checking its algorithm.
 func DecryptResource(apiv3Key []byte, r Resource) ([]byte, error) {
-	if r.Algorithm != Algorithm {
-		return nil, fmt.Errorf("%w: algorithm %q is not %s", ErrDecrypt, r.Algorithm, Algorithm)
+	if r.Algorithm != algorithm {
+		return nil, fmt.Errorf("%w: algorithm %q is not %s", ErrDecrypt, r.Algorithm, algorithm)
 	}
-	return DecryptGCM(apiv3Key, r.Nonce, r.AssociatedData, r.Ciphertext)
+	return decryptGCM(apiv3Key, r.Nonce, r.AssociatedData, r.Ciphertext)
 }

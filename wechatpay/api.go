@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify/internal/rawresp"
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
 // maxResponse caps an API answer; WeChat Pay's are a few KiB.
@@ -53,7 +54,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (int, ht
 	var body []byte
 	if in != nil {
 		var err error
-		if body, err = encodeCompact(in); err != nil {
+		if body, err = wire.EncodeCompact(in); err != nil {
 			return 0, nil, nil, fmt.Errorf("wechatpay: encode request: %w", err)
 		}
 	}
@@ -89,7 +90,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (int, ht
 	}
 	req.Header.Set("User-Agent", ua)
 	if s := c.preferredSerial(); s != "" {
-		req.Header.Set(HeaderSerial, s)
+		req.Header.Set(wire.HeaderSerial, s)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -106,17 +107,17 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (int, ht
 	rawresp.Record(ctx, resp.StatusCode, resp.Header, rb)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &Error{StatusCode: resp.StatusCode}
-		var wire struct {
+		var answer struct {
 			Code    string          `json:"code"`
 			Message string          `json:"message"`
 			Detail  json.RawMessage `json:"detail"`
 		}
-		if json.Unmarshal(rb, &wire) == nil {
-			e.Code, e.Message, e.Detail = wire.Code, wire.Message, wire.Detail
+		if json.Unmarshal(rb, &answer) == nil {
+			e.Code, e.Message, e.Detail = answer.Code, answer.Message, answer.Detail
 		}
 		// WeChat Pay signs error answers once it has accepted the request's signature (not 401s):
 		// only a signed refusal is WeChat Pay's word.
-		if resp.Header.Get(HeaderSignature) != "" {
+		if resp.Header.Get(wire.HeaderSignature) != "" {
 			e.Signed = c.VerifyResponse(resp.Header, rb) == nil
 		}
 		return resp.StatusCode, nil, nil, e
@@ -332,7 +333,7 @@ func (c *Client) AppPayParams(prepayID string) (AppPayParams, error) {
 	}
 	p := AppPayParams{AppID: c.cfg.AppID, PartnerID: c.cfg.MchID, PrepayID: prepayID, Package: "Sign=WXPay", NonceStr: nonce,
 		Timestamp: strconv.FormatInt(c.now().Unix(), 10)}
-	p.Sign, err = signWith(c.signer, PayParamsMessage(p.AppID, p.Timestamp, p.NonceStr, p.PrepayID))
+	p.Sign, err = signWith(c.signer, wire.Lines(p.AppID, p.Timestamp, p.NonceStr, p.PrepayID))
 	return p, err
 }
 
@@ -347,7 +348,7 @@ func (c *Client) JSAPIPayParams(prepayID string) (JSAPIPayParams, error) {
 	}
 	p := JSAPIPayParams{AppID: c.cfg.AppID, TimeStamp: strconv.FormatInt(c.now().Unix(), 10), NonceStr: nonce,
 		Package: "prepay_id=" + prepayID, SignType: "RSA"}
-	p.PaySign, err = signWith(c.signer, PayParamsMessage(p.AppID, p.TimeStamp, p.NonceStr, p.Package))
+	p.PaySign, err = signWith(c.signer, wire.Lines(p.AppID, p.TimeStamp, p.NonceStr, p.Package))
 	return p, err
 }
 

@@ -6,8 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
-	"github.com/paynotify/paynotify/internal/testsign"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +20,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/testsign"
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
 // fakeWeChat plays WeChat Pay's side over a real socket, independently of the package: openssl
@@ -69,12 +72,12 @@ func (f *fakeWeChat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Signed by openssl, as WeChat Pay signs its answers: timestamp\nnonce\nbody\n.
 		ts := strconv.FormatInt(f.now.Unix(), 10)
 		h := http.Header{}
-		h.Set(HeaderTimestamp, ts)
-		h.Set(HeaderNonce, "fakenonce")
-		h.Set(HeaderSerial, f.serial)
-		h.Set(HeaderSignature, testsign.RSA2(f.t, f.platform, []byte(ts+"\nfakenonce\n"+resp+"\n")))
+		h.Set(wire.HeaderTimestamp, ts)
+		h.Set(wire.HeaderNonce, "fakenonce")
+		h.Set(wire.HeaderSerial, f.serial)
+		h.Set(wire.HeaderSignature, testsign.RSA2(f.t, f.platform, []byte(ts+"\nfakenonce\n"+resp+"\n")))
 		if f.probe {
-			h.Set(HeaderSignature, ProbePrefix+"AAAA")
+			h.Set(wire.HeaderSignature, wire.ProbePrefix+"AAAA")
 		}
 		for k, v := range h {
 			w.Header()[k] = v
@@ -125,7 +128,7 @@ type indexReader struct{ s string }
 
 func (r *indexReader) Read(p []byte) (int, error) {
 	for i := range p {
-		p[i] = byte(strings.IndexByte(nonceAlphabet, r.s[i%len(r.s)]))
+		p[i] = byte(strings.IndexByte("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", r.s[i%len(r.s)]))
 	}
 	return len(p), nil
 }
@@ -165,7 +168,7 @@ func TestClient_Prepay(t *testing.T) {
 		}
 		r := f.last()
 		want := `{"appid":"wxd678efh567hg6787","mchid":"1900007291","description":"测试商品","out_trade_no":"PN20261101000001","time_expire":"2026-11-01T11:30:00+08:00","notify_url":"https://pay.example.com/notify/wechatpay/wx","amount":{"total":2599,"currency":"CNY"}}`
-		if r.URI != "/v3/pay/transactions/native" || string(r.Body) != want || r.Header.Get(HeaderSerial) != testPubKeyID {
+		if r.URI != "/v3/pay/transactions/native" || string(r.Body) != want || r.Header.Get(wire.HeaderSerial) != testPubKeyID {
 			t.Fatalf("%s %s", r.URI, r.Body)
 		}
 		// The request matches the independently generated signature (own_vectors.json requests[0]).
@@ -173,7 +176,7 @@ func TestClient_Prepay(t *testing.T) {
 		if v.Requests[0].Body != want {
 			t.Fatalf("own vector body differs")
 		}
-		a, _ := ParseAuthorization(r.Header.Get("Authorization"))
+		a, _ := wire.ParseAuthorization(r.Header.Get("Authorization"))
 		if a.Signature != v.Requests[0].Signature || a.Timestamp != "1793500200" {
 			t.Fatalf("signature %s", a.Signature)
 		}
@@ -306,7 +309,7 @@ func TestClient_QueryCloseRefund(t *testing.T) {
 			t.Fatalf("%s %s", r.Method, r.URI)
 		}
 		// Independently generated signature for this exact request (own_vectors.json requests[1]).
-		a, _ := ParseAuthorization(r.Header.Get("Authorization"))
+		a, _ := wire.ParseAuthorization(r.Header.Get("Authorization"))
 		if v := mustOwn(t).Requests[1]; v.URI != r.URI || a.Signature != v.Signature {
 			t.Fatalf("signature %s", a.Signature)
 		}
@@ -366,7 +369,7 @@ func TestClient_QueryCloseRefund(t *testing.T) {
 func TestClient_Certificates(t *testing.T) {
 	v := mustOwn(t)
 	cv := v.Certificates
-	newClient := func(t *testing.T, srvURL string, hc *http.Client, certs []*x509.Certificate) *Client {
+	newClient := func(t *testing.T, srvURL string, hc *http.Client, certs []byte) *Client {
 		c, err := NewClient(Config{MchID: testMchID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
 			APIv3Key: []byte(testAPIv3Key), PlatformCerts: certs, BaseURL: srvURL, HTTPClient: hc, Now: func() time.Time { return time.Unix(cv.Now, 0) }})
 		if err != nil {
@@ -376,7 +379,7 @@ func TestClient_Certificates(t *testing.T) {
 	}
 	serve := func(t *testing.T, body string, hdr map[string]string) *httptest.Server {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != "/v3/certificates" || !strings.HasPrefix(r.Header.Get("Authorization"), SignatureType) {
+			if r.URL.Path != "/v3/certificates" || !strings.HasPrefix(r.Header.Get("Authorization"), wire.SignatureType) {
 				w.WriteHeader(404)
 				return
 			}
@@ -391,7 +394,7 @@ func TestClient_Certificates(t *testing.T) {
 	t.Run("OK/BootstrapAndRefresh", func(t *testing.T) {
 		srv := serve(t, cv.Body, cv.Headers)
 		old := mustCert(t, "shared/go_sdk_notify_test_cert.pem")
-		c := newClient(t, srv.URL, srv.Client(), []*x509.Certificate{old})
+		c := newClient(t, srv.URL, srv.Client(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: old.Raw}))
 		if err := c.RefreshCertificates(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -399,7 +402,7 @@ func TestClient_Certificates(t *testing.T) {
 		if len(got) != 2 || CertificateSerial(got[0]) != cv.Serial || CertificateSerial(got[1]) != "D7CE59D1F522D701" {
 			t.Fatalf("%d certs", len(got))
 		}
-		if c.PlatformKey(cv.Serial) == nil || c.preferredSerial() != cv.Serial {
+		if c.platformKey(cv.Serial) == nil || c.preferredSerial() != cv.Serial {
 			t.Fatal("downloaded certificate not installed")
 		}
 	})
@@ -439,12 +442,12 @@ func TestClient_Certificates(t *testing.T) {
 		done := make(chan struct{})
 		go func() { c.RunCertificateRefresher(ctx, time.Hour, func(err error) { t.Error(err) }); close(done) }()
 		deadline := time.Now().Add(5 * time.Second)
-		for c.PlatformKey(cv.Serial) == nil && time.Now().Before(deadline) {
+		for c.platformKey(cv.Serial) == nil && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		cancel()
 		<-done
-		if c.PlatformKey(cv.Serial) == nil {
+		if c.platformKey(cv.Serial) == nil {
 			t.Fatal("not refreshed")
 		}
 	})
@@ -490,7 +493,7 @@ func TestClient_ConcurrentRefreshAndVerify(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < 50; i++ {
-			if _, err := c.ParseNotification(h, []byte(v.V1.Body)); err != nil {
+			if _, err := c.VerifyNotification(h, []byte(v.V1.Body)); err != nil {
 				t.Error(err)
 				return
 			}
@@ -499,7 +502,7 @@ func TestClient_ConcurrentRefreshAndVerify(t *testing.T) {
 	wg.Wait()
 }
 
-func TestClient_ParseNotificationContext(t *testing.T) {
+func TestClient_VerifyNotificationRefreshOnMiss(t *testing.T) {
 	// A notification signed by a platform certificate the client has not downloaded yet.
 	v := mustOwn(t)
 	cv := v.Certificates
@@ -517,25 +520,25 @@ func TestClient_ParseNotificationContext(t *testing.T) {
 	defer srv.Close()
 	now := time.Unix(cv.Now, 0)
 	c, err := NewClient(Config{MchID: testMchID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
-		APIv3Key: []byte(testAPIv3Key), PlatformCerts: []*x509.Certificate{mustCert(t, "shared/go_sdk_notify_test_cert.pem")},
+		APIv3Key: []byte(testAPIv3Key), PlatformCerts: mustRead(t, "shared/go_sdk_notify_test_cert.pem"),
 		BaseURL: srv.URL, HTTPClient: srv.Client(), Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, body, err := BuildNotification(mustPrivateKey(t, "other_key.pem"), cv.Serial, []byte(testAPIv3Key), NotificationParams{
+	h, body, err := wire.BuildNotification(mustPrivateKey(t, "other_key.pem"), cv.Serial, []byte(testAPIv3Key), wire.NotificationParams{
 		ID: "EV-1", CreateTime: now, EventType: EventTransactionSuccess, OriginalType: "transaction", Plaintext: []byte(v.PayPlaintext)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Run("ErrUnknownWithoutRefresh", func(t *testing.T) {
-		if _, err := c.ParseNotification(h, body); !errors.Is(err, ErrUnknownSerial) {
+		if _, err := c.VerifyNotification(h, body); !errors.Is(err, ErrUnknownSerial) {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("OK/RefreshOnMiss", func(t *testing.T) {
 		// Verified after one download. The vector's payment is of merchant 1900000100, not the
 		// client's testMchID: it comes back with ErrMchID, the notification with it.
-		n, err := c.ParseNotificationContext(context.Background(), h, body)
+		n, err := c.VerifyNotificationRequest(notifyRequest(h, strings.NewReader(string(body))))
 		if !errors.Is(err, ErrMchID) || n == nil || n.Transaction.OutTradeNo != "PN20261101000001" || downloads != 1 {
 			t.Fatalf("%v, %d downloads", err, downloads)
 		}
@@ -543,8 +546,8 @@ func TestClient_ParseNotificationContext(t *testing.T) {
 	t.Run("ErrForgedSerialsRateLimited", func(t *testing.T) {
 		h2 := h.Clone()
 		for i := 0; i < 5; i++ {
-			h2.Set(HeaderSerial, "DEADBEEF0"+strconv.Itoa(i))
-			if _, err := c.ParseNotificationContext(context.Background(), h2, body); !errors.Is(err, ErrUnknownSerial) {
+			h2.Set(wire.HeaderSerial, "DEADBEEF0"+strconv.Itoa(i))
+			if _, err := c.VerifyNotificationRequest(notifyRequest(h2, strings.NewReader(string(body)))); !errors.Is(err, ErrUnknownSerial) {
 				t.Fatalf("got %v", err)
 			}
 		}

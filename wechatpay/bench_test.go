@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
 // Each paired benchmark times the raw crypto/rsa bound and the package operation back to back in
@@ -72,11 +74,11 @@ func (p *pairTimer) report(b *testing.B) {
 
 func benchV1(b *testing.B) (*Client, *sharedVectors, []byte, *rsa.PublicKey, []byte) {
 	v := mustShared(b)
-	ts, _ := strconv.ParseInt(v.V1.Headers[HeaderTimestamp], 10, 64)
+	ts, _ := strconv.ParseInt(v.V1.Headers[wire.HeaderTimestamp], 10, 64)
 	c := newVerifyClient(b, ts)
-	msg := NotificationMessage(v.V1.Headers[HeaderTimestamp], v.V1.Headers[HeaderNonce], []byte(v.V1.Body))
-	sig, _ := base64.StdEncoding.DecodeString(v.V1.Headers[HeaderSignature])
-	return c, v, msg, c.PlatformKey(v.V1.Headers[HeaderSerial]), sig
+	msg := wire.NotificationMessage(v.V1.Headers[wire.HeaderTimestamp], v.V1.Headers[wire.HeaderNonce], []byte(v.V1.Body))
+	sig, _ := base64.StdEncoding.DecodeString(v.V1.Headers[wire.HeaderSignature])
+	return c, v, msg, c.platformKey(v.V1.Headers[wire.HeaderSerial]), sig
 }
 
 func rsaVerifyBound(b *testing.B, pub *rsa.PublicKey, msg, sig []byte) {
@@ -113,7 +115,7 @@ func BenchmarkParseNotification(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		p.run(func() { rsaVerifyBound(b, pub, msg, sig) }, func() {
-			if _, err := c.ParseNotification(h, body); err != nil {
+			if _, err := c.VerifyNotification(h, body); err != nil {
 				b.Fatal(err)
 			}
 		})
@@ -127,7 +129,7 @@ func BenchmarkSignRequest(b *testing.B) {
 	key := mustPrivateKey(b, "shared/official_doc_test_key.pem")
 	r := mustOwn(b).Requests[0]
 	body := []byte(r.Body)
-	msg := RequestMessage(r.Method, r.URI, r.Timestamp, r.Nonce, body)
+	msg := wire.RequestMessage(r.Method, r.URI, r.Timestamp, r.Nonce, body)
 	var p pairTimer
 	b.ReportAllocs()
 	for b.Loop() {
@@ -137,7 +139,7 @@ func BenchmarkSignRequest(b *testing.B) {
 				b.Fatal(err)
 			}
 		}, func() {
-			a, err := SignRequest(key, testMchID, testSerialNo, r.Method, r.URI, r.Timestamp, r.Nonce, body)
+			a, err := wire.SignRequest(key, testMchID, testSerialNo, r.Method, r.URI, r.Timestamp, r.Nonce, body)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -147,7 +149,7 @@ func BenchmarkSignRequest(b *testing.B) {
 	p.report(b)
 }
 
-// BenchmarkBreakdown times the parts of ParseNotification that are not RSA.
+// BenchmarkBreakdown times the parts of VerifyNotification that are not RSA.
 func BenchmarkBreakdown(b *testing.B) {
 	c, v, _, _, _ := benchV1(b)
 	h := headerOf(v.V1.Headers)
@@ -172,7 +174,7 @@ func BenchmarkBreakdown(b *testing.B) {
 	})
 	b.Run("SHA256Body", func(b *testing.B) {
 		for b.Loop() {
-			notificationDigest(v.V1.Headers[HeaderTimestamp], v.V1.Headers[HeaderNonce], body)
+			notificationDigest(v.V1.Headers[wire.HeaderTimestamp], v.V1.Headers[wire.HeaderNonce], body)
 		}
 	})
 	b.Run("Envelope", func(b *testing.B) {

@@ -9,16 +9,18 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
-// CertificatesResponse is the answer of GET /v3/certificates (and what a simulator serves).
-type CertificatesResponse struct {
-	Data []EncryptedCertificate `json:"data"`
+// certificatesResponse is the answer of GET /v3/certificates (and what a simulator serves).
+type certificatesResponse struct {
+	Data []encryptedCertificate `json:"data"`
 }
 
-// EncryptedCertificate is one platform certificate of CertificatesResponse: its PEM encrypted
+// encryptedCertificate is one platform certificate of certificatesResponse: its PEM encrypted
 // with the APIv3 key (associated data "certificate").
-type EncryptedCertificate struct {
+type encryptedCertificate struct {
 	SerialNo           string   `json:"serial_no"`
 	EffectiveTime      string   `json:"effective_time"`
 	ExpireTime         string   `json:"expire_time"`
@@ -35,7 +37,7 @@ func (c *Client) DownloadCertificates(ctx context.Context) ([]*x509.Certificate,
 	if err != nil {
 		return nil, err
 	}
-	var resp CertificatesResponse
+	var resp certificatesResponse
 	if err := decodeAnswer(http.MethodGet, "/v3/certificates", status, body, &resp); err != nil {
 		return nil, err
 	}
@@ -43,7 +45,7 @@ func (c *Client) DownloadCertificates(ctx context.Context) ([]*x509.Certificate,
 	var certs []*x509.Certificate
 	for _, ec := range resp.Data {
 		pt, err := openGCM(c.aead, ec.EncryptCertificate.Nonce, ec.EncryptCertificate.AssociatedData, ec.EncryptCertificate.Ciphertext)
-		if err != nil || ec.EncryptCertificate.Algorithm != Algorithm {
+		if err != nil || ec.EncryptCertificate.Algorithm != algorithm {
 			return nil, verifyErr(ErrDecrypt, CheckDecrypt, "certificate %s does not decrypt with the APIv3 key", ec.SerialNo)
 		}
 		cert, err := ParseCertificate(pt)
@@ -63,7 +65,7 @@ func (c *Client) DownloadCertificates(ctx context.Context) ([]*x509.Certificate,
 	}
 	// Verify the answer with the known keys, else with the downloaded certificates.
 	ks := c.keys.Load()
-	if ks.lookup(h.Get(HeaderSerial)) == nil {
+	if ks.lookup(h.Get(wire.HeaderSerial)) == nil {
 		boot := &keySet{pubID: ks.pubID, pub: ks.pub, certs: map[string]*x509.Certificate{}}
 		for _, cert := range certs {
 			boot.certs[CertificateSerial(cert)] = cert
@@ -153,19 +155,19 @@ func (c *Client) RunCertificateRefresher(ctx context.Context, interval time.Dura
 }
 
 // MissRefreshInterval is the least time between two certificate downloads triggered by unknown
-// serials (ParseNotificationContext), so that forged serials cannot make the server hammer the API.
+// serials (VerifyNotificationRequest), so that forged serials cannot make the server hammer the API.
 const MissRefreshInterval = time.Minute
 
-// ParseNotificationContext is ParseNotification, except that in certificate mode an unknown
+// verifyNotificationContext is VerifyNotification, except that in certificate mode an unknown
 // certificate serial (not a PUB_KEY_ID_…) triggers one RefreshCertificates and one retry, as
 // WeChat Pay prescribes for a rotation that the periodic refresh has not seen yet. Such
 // downloads happen at most once per MissRefreshInterval and need the merchant key; the
 // verification itself still holds no lock.
-func (c *Client) ParseNotificationContext(ctx context.Context, h http.Header, body []byte) (*Notification, error) {
-	n, err := c.ParseNotification(h, body)
+func (c *Client) verifyNotificationContext(ctx context.Context, h http.Header, body []byte) (*Notification, error) {
+	n, err := c.VerifyNotification(h, body)
 	var ve *VerifyError
 	if err == nil || !errors.As(err, &ve) || ve.Reason != ReasonUnknownSerial || c.signer == nil ||
-		strings.HasPrefix(h.Get(HeaderSerial), PublicKeyIDPrefix) {
+		strings.HasPrefix(h.Get(wire.HeaderSerial), wire.PublicKeyIDPrefix) {
 		return n, err
 	}
 	now := c.now().UnixNano()
@@ -176,5 +178,5 @@ func (c *Client) ParseNotificationContext(ctx context.Context, h http.Header, bo
 	if rerr := c.RefreshCertificates(ctx); rerr != nil {
 		return n, err
 	}
-	return c.ParseNotification(h, body)
+	return c.VerifyNotification(h, body)
 }

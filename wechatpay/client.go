@@ -1,6 +1,7 @@
 package wechatpay
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/cipher"
 	"crypto/rand"
@@ -15,20 +16,18 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
 // DefaultBaseURL is the primary APIv3 host; https://api2.mch.weixin.qq.com is the backup.
 const DefaultBaseURL = "https://api.mch.weixin.qq.com"
 
-// PublicKeyIDPrefix starts the id of a WeChat Pay public key; a Wechatpay-Serial without it
-// names a platform certificate.
-const PublicKeyIDPrefix = "PUB_KEY_ID_"
-
 // MaxSkew is the timestamp window: a Wechatpay-Timestamp |now − t| ≥ MaxSkew away is rejected.
 const MaxSkew = 5 * time.Minute
 
 // beijing is China Standard Time, UTC+8 without DST; never the host's zone.
-var beijing = time.FixedZone("CST", 8*60*60)
+var beijing = wire.Beijing
 
 // Beijing returns the fixed UTC+8 zone in which WeChat Pay writes its times.
 func Beijing() *time.Location { return beijing }
@@ -57,10 +56,11 @@ type Config struct {
 	// id, "PUB_KEY_ID_…". Set both, or neither.
 	PlatformPublicKey   *rsa.PublicKey
 	PlatformPublicKeyID string
-	// PlatformCerts are platform certificates, looked up by serial. During a migration to the
-	// public key set both PlatformCerts and PlatformPublicKey: either may sign. More can be
-	// downloaded with RefreshCertificates.
-	PlatformCerts []*x509.Certificate
+	// PlatformCerts are platform certificates (wechatpay_<serial>.pem), PEM: one or more
+	// CERTIFICATE blocks, concatenated, parsed by NewClient and looked up by serial. During a
+	// migration to the public key set both PlatformCerts and PlatformPublicKey: either may sign.
+	// More can be downloaded with RefreshCertificates.
+	PlatformCerts []byte
 
 	// BaseURL is the API base. Defaults to DefaultBaseURL; the sandbox sets its own.
 	BaseURL string
@@ -78,17 +78,18 @@ type Config struct {
 // requests and client-side pay parameters, and calls the API. It is safe for concurrent use;
 // platform keys can be replaced while it runs (RefreshCertificates, SetPlatformCertificates).
 type Client struct {
-	cfg     Config
-	base    *url.URL
-	http    *http.Client
-	now     func() time.Time
-	rand    io.Reader
-	aead    cipher.AEAD
-	signer  crypto.Signer // MerchantPrivateKey or MerchantSigner; nil: verify-only
-	keys    atomic.Pointer[keySet]
+	cfg    Config
+	base   *url.URL
+	http   *http.Client
+	now    func() time.Time
+	rand   io.Reader
+	aead   cipher.AEAD
+	signer crypto.Signer // MerchantPrivateKey or MerchantSigner; nil: verify-only
+	// keys, refresh and lastMissRefresh are pointers so that the Clients of WithClock share them.
+	keys    *atomic.Pointer[keySet]
 	refresh chan struct{} // one download at a time
 	// lastMissRefresh is the Unix nano time of the last refresh triggered by an unknown serial.
-	lastMissRefresh atomic.Int64
+	lastMissRefresh *atomic.Int64
 }
 
 // keySet is an immutable snapshot of the platform verification keys.
@@ -102,7 +103,7 @@ func (k *keySet) lookup(serial string) *rsa.PublicKey {
 	if k == nil {
 		return nil
 	}
-	if strings.HasPrefix(serial, PublicKeyIDPrefix) {
+	if strings.HasPrefix(serial, wire.PublicKeyIDPrefix) {
 		if k.pub != nil && serial == k.pubID {
 			return k.pub
 		}
@@ -131,8 +132,8 @@ func NewClient(cfg Config) (*Client, error) {
 	if (cfg.PlatformPublicKey == nil) != (cfg.PlatformPublicKeyID == "") {
 		return nil, errors.New("wechatpay: config: PlatformPublicKey and PlatformPublicKeyID go together")
 	}
-	if cfg.PlatformPublicKeyID != "" && !strings.HasPrefix(cfg.PlatformPublicKeyID, PublicKeyIDPrefix) {
-		return nil, fmt.Errorf("wechatpay: config: PlatformPublicKeyID %q does not start with %s", cfg.PlatformPublicKeyID, PublicKeyIDPrefix)
+	if cfg.PlatformPublicKeyID != "" && !strings.HasPrefix(cfg.PlatformPublicKeyID, wire.PublicKeyIDPrefix) {
+		return nil, fmt.Errorf("wechatpay: config: PlatformPublicKeyID %q does not start with %s", cfg.PlatformPublicKeyID, wire.PublicKeyIDPrefix)
 	}
 	var signer crypto.Signer
 	switch {
@@ -146,7 +147,7 @@ func NewClient(cfg Config) (*Client, error) {
 		}
 		signer = cfg.MerchantSigner
 	}
-	if cfg.PlatformPublicKey == nil && len(cfg.PlatformCerts) == 0 && signer == nil {
+	if cfg.PlatformPublicKey == nil && len(bytes.TrimSpace(cfg.PlatformCerts)) == 0 && signer == nil {
 		return nil, errors.New("wechatpay: config: no platform key (PlatformPublicKey or PlatformCerts)")
 	}
 	if signer != nil && (cfg.MchID == "" || cfg.MerchantSerialNo == "") {
@@ -160,7 +161,7 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("wechatpay: config: bad BaseURL %q", cfg.BaseURL)
 	}
 	c := &Client{cfg: cfg, base: base, http: cfg.HTTPClient, now: cfg.Now, rand: cfg.Rand, aead: aead, signer: signer,
-		refresh: make(chan struct{}, 1)}
+		keys: new(atomic.Pointer[keySet]), refresh: make(chan struct{}, 1), lastMissRefresh: new(atomic.Int64)}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -171,13 +172,11 @@ func NewClient(cfg Config) (*Client, error) {
 		c.rand = rand.Reader
 	}
 	ks := &keySet{pubID: cfg.PlatformPublicKeyID, pub: cfg.PlatformPublicKey, certs: map[string]*x509.Certificate{}}
-	for _, cert := range cfg.PlatformCerts {
-		if cert == nil {
-			continue
-		}
-		if _, ok := cert.PublicKey.(*rsa.PublicKey); !ok {
-			return nil, fmt.Errorf("wechatpay: config: platform certificate %s has no RSA key", CertificateSerial(cert))
-		}
+	certs, err := parseCertificates(cfg.PlatformCerts)
+	if err != nil {
+		return nil, fmt.Errorf("wechatpay: config: PlatformCerts: %w", err)
+	}
+	for _, cert := range certs {
 		ks.certs[CertificateSerial(cert)] = cert
 	}
 	c.keys.Store(ks)
@@ -215,8 +214,8 @@ func (c *Client) PlatformCertificates() []*x509.Certificate {
 	return out
 }
 
-// PlatformKey returns the public key that Wechatpay-Serial serial names, or nil.
-func (c *Client) PlatformKey(serial string) *rsa.PublicKey { return c.keys.Load().lookup(serial) }
+// platformKey returns the public key that Wechatpay-Serial serial names, or nil.
+func (c *Client) platformKey(serial string) *rsa.PublicKey { return c.keys.Load().lookup(serial) }
 
 // preferredSerial is the value of the request's Wechatpay-Serial header, which tells WeChat Pay
 // which key family to sign the response with: the public key id when configured, else the
@@ -235,26 +234,11 @@ func (c *Client) preferredSerial() string {
 	return CertificateSerial(best)
 }
 
-// nonceAlphabet is the alphabet of generated nonces.
-const nonceAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
 // newNonce returns 32 random characters of [0-9A-Za-z] from r.
 func newNonce(r io.Reader) (string, error) {
-	out := make([]byte, 0, 32)
-	var buf [48]byte
-	for len(out) < 32 {
-		if _, err := io.ReadFull(r, buf[:]); err != nil {
-			return "", fmt.Errorf("wechatpay: nonce: %w", err)
-		}
-		for _, b := range buf {
-			if b >= 248 { // 248 = 4*62: keep the distribution uniform
-				continue
-			}
-			out = append(out, nonceAlphabet[int(b)%62])
-			if len(out) == 32 {
-				break
-			}
-		}
+	n, err := wire.Nonce(r, 32)
+	if err != nil {
+		return "", fmt.Errorf("wechatpay: %w", err)
 	}
-	return string(out), nil
+	return n, nil
 }

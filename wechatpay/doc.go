@@ -16,7 +16,14 @@
 // of the sentinels (ErrSignature, ErrTimestampSkew, ErrProbe, ErrUnknownSerial, ErrDecrypt,
 // ErrMalformed); its Error text is deliberately vague.
 //
+// Notifications have two entry points: [Client.VerifyNotification] (request header and raw body)
+// and [Client.VerifyNotificationRequest] (an *http.Request, its body read once with a size limit),
+// the same shape as package alipay. The building blocks of WeChat Pay's own side (signed headers,
+// resource encryption, whole notifications) are not part of this package: the repository's
+// sandbox has them in internal/wechatpaywire.
+//
 // Secrets (private keys, the APIv3 and APIv2 keys) never appear in errors.
 //
-// The package imports only the standard library.
+// The package imports only the standard library and internal/wechatpaywire, which imports only
+// the standard library.
 package wechatpay

@@ -31,13 +31,13 @@ var (
 
 // Reasons of a VerifyError: the stable evidence reasons of docs/api.md, "Evidence".
 const (
-	ReasonSignature     = "signature_invalid"
-	ReasonTimestampSkew = "timestamp_skew"
-	ReasonProbe         = "probe"
-	ReasonUnknownSerial = "unknown_serial"
-	ReasonDecrypt       = "decrypt_failed"
-	ReasonMalformed     = "malformed"
-	ReasonMchIDMismatch = "mchid_mismatch"
+	ReasonSignatureInvalid = "signature_invalid"
+	ReasonTimestampSkew    = "timestamp_skew"
+	ReasonProbe            = "probe"
+	ReasonUnknownSerial    = "unknown_serial"
+	ReasonDecryptFailed    = "decrypt_failed"
+	ReasonMalformed        = "malformed"
+	ReasonMchIDMismatch    = "mchid_mismatch"
 )
 
 // Names of the checks a notification goes through, in order; VerifyError.Check names the one
@@ -54,13 +54,13 @@ const (
 	CheckMchID     = "mchid"
 )
 
-// NotificationChecks lists the checks of ParseNotification in the order they run.
+// NotificationChecks lists the checks of VerifyNotification in the order they run.
 var NotificationChecks = []string{CheckHeaders, CheckProbe, CheckTimestamp, CheckSerial, CheckSignature, CheckEnvelope, CheckDecrypt, CheckDecode, CheckMchID}
 
 // VerifyError is a rejected notification, response or APIv2 message. Its Error text is the vague
-// sentinel text; Reason, Check and Detail are for logs and evidence, and Message is the signed
-// message that was checked (nil when the check failed before it could be built). None of them
-// ever contains a key.
+// sentinel text; Reason, Check and Detail are for logs and evidence, Message is the signed
+// message that was checked (nil when the check failed before it could be built), and OutTradeNo
+// the order the message claims. None of them ever contains a key.
 type VerifyError struct {
 	// Reason is one of "signature_invalid", "timestamp_skew", "probe", "unknown_serial",
 	// "decrypt_failed", "malformed", "mchid_mismatch".
@@ -71,6 +71,10 @@ type VerifyError struct {
 	Detail string
 	// Message is the signed message ("timestamp\nnonce\nbody\n" for APIv3).
 	Message []byte
+	// OutTradeNo is the out_trade_no a rejected notification claims, read by decrypting its
+	// resource without trusting it, "" when it does not decrypt: for finding the evidence by
+	// order, never for acting on.
+	OutTradeNo string
 
 	err error
 }
@@ -93,7 +97,7 @@ func verifyErr(sentinel error, check, format string, args ...any) *VerifyError {
 func reasonOf(sentinel error) string {
 	switch sentinel {
 	case ErrSignature:
-		return ReasonSignature
+		return ReasonSignatureInvalid
 	case ErrTimestampSkew:
 		return ReasonTimestampSkew
 	case ErrProbe:
@@ -101,7 +105,7 @@ func reasonOf(sentinel error) string {
 	case ErrUnknownSerial:
 		return ReasonUnknownSerial
 	case ErrDecrypt:
-		return ReasonDecrypt
+		return ReasonDecryptFailed
 	case ErrMchID:
 		return ReasonMchIDMismatch
 	default:

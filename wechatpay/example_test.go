@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/sandbox"
 	"github.com/paynotify/paynotify/wechatpay"
 )
@@ -40,15 +39,11 @@ func v1() (http.Header, []byte) {
 
 // Verify and decrypt a payment notification. In a handler, h is r.Header and body the bytes of
 // io.ReadAll(r.Body), exactly as received.
-func ExampleClient_ParseNotification() {
+func ExampleClient_VerifyNotification() {
 	certPEM, _ := os.ReadFile("testdata/shared/go_sdk_notify_test_cert.pem")
-	cert, err := wechatpay.ParseCertificate(certPEM)
-	if err != nil {
-		panic(err)
-	}
 	client, err := wechatpay.NewClient(wechatpay.Config{
 		APIv3Key:      []byte("a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"), // test key; load yours from a file
-		PlatformCerts: []*x509.Certificate{cert},
+		PlatformCerts: certPEM,
 		// The vector is from 2024: pin the clock inside its 5-minute window.
 		Now: func() time.Time { return time.Unix(1717216561, 0) },
 	})
@@ -56,7 +51,7 @@ func ExampleClient_ParseNotification() {
 		panic(err)
 	}
 	h, body := v1()
-	n, err := client.ParseNotification(h, body)
+	n, err := client.VerifyNotification(h, body)
 	if err != nil {
 		panic(err)
 	}
@@ -66,7 +61,7 @@ func ExampleClient_ParseNotification() {
 
 	// The same bytes with one changed are rejected; the reason is for logs and evidence.
 	body[len(body)-3] ^= 1
-	_, err = client.ParseNotification(h, body)
+	_, err = client.VerifyNotification(h, body)
 	var ve *wechatpay.VerifyError
 	fmt.Println(errors.Is(err, wechatpay.ErrSignature), errors.As(err, &ve) && ve.Reason == "signature_invalid", err)
 	// Output:
@@ -86,26 +81,6 @@ func ExampleWriteAckFailure() {
 	// Output:
 	// 401 {"code":"FAIL","message":"signature_invalid"}
 	// 204 0
-}
-
-// Sign an APIv3 request with the merchant key (the official documentation's example).
-func ExampleSignRequest() {
-	keyPEM, _ := os.ReadFile("testdata/shared/official_doc_test_key.pem")
-	key, err := wechatpay.ParsePrivateKey(keyPEM)
-	if err != nil {
-		panic(err)
-	}
-	a, err := wechatpay.SignRequest(key, "1900007291", "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB", "GET",
-		"/v3/pay/transactions/out-trade-no/1217752501201407033233368018?mchid=1900007291", "1554208460", "593BEC0C930BF1AFEB40B4A08C8FB242", nil)
-	if err != nil {
-		panic(err)
-	}
-	head, _, _ := strings.Cut(a.String(), ",signature=")
-	fmt.Println(head)
-	fmt.Println(a.Signature[:40])
-	// Output:
-	// WECHATPAY2-SHA256-RSA2048 mchid="1900007291",nonce_str="593BEC0C930BF1AFEB40B4A08C8FB242",timestamp="1554208460",serial_no="408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB"
-	// cVvdVujlEmASmAYpcmKXmIrlQualKxd87f8XZtnT
 }
 
 // Verify an APIv2 XML payment notification and answer it.
@@ -130,9 +105,9 @@ func ExampleFormatTime() {
 	// Output: 2026-11-01T11:30:00+08:00
 }
 
-// A notify_url handler for net/http: verify and decrypt the raw body, apply the payment, then
-// answer 204.
-func ExampleClient_ParseNotification_handler() {
+// A notify_url handler for net/http: verify and decrypt the request (its raw body, read once,
+// at most MaxNotificationBytes), apply the payment, then answer 204.
+func ExampleClient_VerifyNotificationRequest() {
 	wechatKey := newKey() // stands in for WeChat Pay's key: you configure its public key (微信支付公钥) and id
 	apiv3Key := []byte("0123456789abcdef0123456789abcdef")
 	client, err := wechatpay.NewClient(wechatpay.Config{
@@ -155,12 +130,7 @@ func ExampleClient_ParseNotification_handler() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /wechatpay/notify", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-		if err != nil {
-			wechatpay.WriteAckFailure(w, http.StatusBadRequest, "unreadable body")
-			return
-		}
-		n, err := client.ParseNotification(r.Header, body)
+		n, err := client.VerifyNotificationRequest(r)
 		if err != nil {
 			wechatpay.WriteAckFailure(w, http.StatusUnauthorized, "verification failed") // log err: a *wechatpay.VerifyError
 			return
@@ -247,13 +217,13 @@ func newKey() *rsa.PrivateKey {
 }
 
 // notification builds a TRANSACTION.SUCCESS notification as WeChat Pay sends it, signed with key:
-// BuildNotification plays WeChat Pay's side. tamper changes one byte of the body after signing.
+// wechatpaywire.BuildNotification plays WeChat Pay's side. tamper changes one byte of the body after signing.
 func notification(key *rsa.PrivateKey, apiv3Key []byte, outTradeNo string, fen int64, tamper bool) *http.Request {
 	tx := fmt.Sprintf(`{"mchid":"1900000109","appid":"wxd678efh567hg6787","out_trade_no":%q,"transaction_id":"4200000000202405200000000001",`+
 		`"trade_type":"JSAPI","trade_state":"SUCCESS","trade_state_desc":"支付成功","bank_type":"OTHERS","attach":"",`+
 		`"success_time":"2024-05-20T13:14:15+08:00","payer":{"openid":"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},`+
 		`"amount":{"total":%d,"payer_total":%d,"currency":"CNY","payer_currency":"CNY"}}`, outTradeNo, fen, fen)
-	h, body, err := wechatpay.BuildNotification(key, "PUB_KEY_ID_0112345678202401010000000000000001", apiv3Key, wechatpay.NotificationParams{
+	h, body, err := wechatpaywire.BuildNotification(key, "PUB_KEY_ID_0112345678202401010000000000000001", apiv3Key, wechatpaywire.NotificationParams{
 		ID: "EV-2024052000000001", CreateTime: time.Now(), EventType: wechatpay.EventTransactionSuccess,
 		Summary: "支付成功", OriginalType: "transaction", Plaintext: []byte(tx),
 	})

@@ -161,7 +161,7 @@ func newVerifyClient(tb testing.TB, now int64) *Client {
 		APIv3Key:            []byte(testAPIv3Key),
 		PlatformPublicKey:   mustPublicKey(tb, "shared/go_sdk_test_public_key.pem"),
 		PlatformPublicKeyID: testPubKeyID,
-		PlatformCerts:       []*x509.Certificate{mustCert(tb, "shared/go_sdk_notify_test_cert.pem")},
+		PlatformCerts:       mustRead(tb, "shared/go_sdk_notify_test_cert.pem"),
 		Now:                 func() time.Time { return time.Unix(now, 0) },
 	})
 	if err != nil {

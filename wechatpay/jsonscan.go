@@ -10,7 +10,7 @@ import (
 
 // A small, allocation-light JSON reader for the fixed shapes of notifications. encoding/json costs
 // about as much as the RSA verification itself on these bodies (reflection plus a separate validity
-// scan), which ParseNotification's budget (at most 1.6× a bare RSA verification,
+// scan), which VerifyNotification's budget (at most 1.6× a bare RSA verification,
 // docs/performance.md) cannot afford. The reader is strict about structure (it rejects what
 // encoding/json rejects for these shapes; FuzzJSONDecode checks both agree) and decodes strings
 // with escapes through encoding/json.

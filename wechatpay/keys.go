@@ -49,7 +49,7 @@ func ParsePublicKey(b []byte) (*rsa.PublicKey, error) {
 		return nil, fmt.Errorf("wechatpay: public key: %w", err)
 	}
 	if label == "CERTIFICATE" {
-		return nil, errors.New("wechatpay: public key: got a certificate (use ParseCertificate)")
+		return nil, errors.New("wechatpay: public key: got a certificate (use parseCertificate)")
 	}
 	if label == "RSA PUBLIC KEY" {
 		k, err := x509.ParsePKCS1PublicKey(der)
@@ -90,6 +90,29 @@ func ParseCertificate(b []byte) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("wechatpay: certificate %s: %T key is not RSA", CertificateSerial(cert), cert.PublicKey)
 	}
 	return cert, nil
+}
+
+// parseCertificates parses every CERTIFICATE block of a PEM file (none when it is empty), each
+// as parseCertificate does. Other blocks and text between blocks are refused.
+func parseCertificates(b []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	rest := bytes.TrimSpace(b)
+	for len(rest) > 0 {
+		blk, r := pem.Decode(rest)
+		if blk == nil {
+			return nil, fmt.Errorf("certificate %d: not PEM", len(certs)+1)
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("certificate %d: PEM block %q is not a CERTIFICATE", len(certs)+1, blk.Type)
+		}
+		cert, err := ParseCertificate(pem.EncodeToMemory(blk))
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, cert)
+		rest = bytes.TrimSpace(r)
+	}
+	return certs, nil
 }
 
 // CertificateSerial returns the serial number of cert as WeChat Pay writes it in

@@ -1,15 +1,14 @@
 package wechatpay
 
 import (
-	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
 // Event types of APIv3 payment and refund notifications.
@@ -224,20 +223,20 @@ func headerValue(h http.Header, name string) (string, error) {
 func readSignedHeaders(h http.Header) (signedHeaders, *VerifyError) {
 	var s signedHeaders
 	var err error
-	if s.timestamp, err = headerValue(h, HeaderTimestamp); err != nil {
+	if s.timestamp, err = headerValue(h, wire.HeaderTimestamp); err != nil {
 		return s, verifyErr(ErrMalformed, CheckHeaders, "%v", err)
 	}
-	if s.nonce, err = headerValue(h, HeaderNonce); err != nil {
+	if s.nonce, err = headerValue(h, wire.HeaderNonce); err != nil {
 		return s, verifyErr(ErrMalformed, CheckHeaders, "%v", err)
 	}
-	if s.signature, err = headerValue(h, HeaderSignature); err != nil {
+	if s.signature, err = headerValue(h, wire.HeaderSignature); err != nil {
 		return s, verifyErr(ErrMalformed, CheckHeaders, "%v", err)
 	}
-	if s.serial, err = headerValue(h, HeaderSerial); err != nil {
+	if s.serial, err = headerValue(h, wire.HeaderSerial); err != nil {
 		return s, verifyErr(ErrMalformed, CheckHeaders, "%v", err)
 	}
-	if v := headerValues(h, HeaderSignatureType); len(v) > 1 || (len(v) == 1 && strings.TrimSpace(v[0]) != SignatureType) {
-		return s, verifyErr(ErrMalformed, CheckHeaders, "unsupported %s %q", HeaderSignatureType, strings.Join(v, ","))
+	if v := headerValues(h, wire.HeaderSignatureType); len(v) > 1 || (len(v) == 1 && strings.TrimSpace(v[0]) != wire.SignatureType) {
+		return s, verifyErr(ErrMalformed, CheckHeaders, "unsupported %s %q", wire.HeaderSignatureType, strings.Join(v, ","))
 	}
 	return s, nil
 }
@@ -260,15 +259,15 @@ func (c *Client) verifyAt(ks *keySet, h http.Header, body []byte, at time.Time) 
 	}
 	fail := func(sentinel error, check, format string, args ...any) *VerifyError {
 		e := verifyErr(sentinel, check, format, args...)
-		e.Message = NotificationMessage(s.timestamp, s.nonce, body)
+		e.Message = wire.NotificationMessage(s.timestamp, s.nonce, body)
 		return e
 	}
-	if strings.HasPrefix(s.signature, ProbePrefix) {
-		return fail(ErrProbe, CheckProbe, "signature starts with %s", ProbePrefix)
+	if strings.HasPrefix(s.signature, wire.ProbePrefix) {
+		return fail(ErrProbe, CheckProbe, "signature starts with %s", wire.ProbePrefix)
 	}
 	ts, ok := parseUnix(s.timestamp)
 	if !ok {
-		return fail(ErrMalformed, CheckTimestamp, "%s %q is not Unix seconds", HeaderTimestamp, s.timestamp)
+		return fail(ErrMalformed, CheckTimestamp, "%s %q is not Unix seconds", wire.HeaderTimestamp, s.timestamp)
 	}
 	now := at.Unix()
 	skew := now - ts
@@ -276,11 +275,11 @@ func (c *Client) verifyAt(ks *keySet, h http.Header, body []byte, at time.Time) 
 		skew = -skew
 	}
 	if skew >= int64(MaxSkew/time.Second) {
-		return fail(ErrTimestampSkew, CheckTimestamp, "%s %d is %ds away from now (%d); the window is ±%ds", HeaderTimestamp, ts, now-ts, now, int64(MaxSkew/time.Second))
+		return fail(ErrTimestampSkew, CheckTimestamp, "%s %d is %ds away from now (%d); the window is ±%ds", wire.HeaderTimestamp, ts, now-ts, now, int64(MaxSkew/time.Second))
 	}
 	pub := ks.lookup(s.serial)
 	if pub == nil {
-		return fail(ErrUnknownSerial, CheckSerial, "no platform key for %s %q", HeaderSerial, s.serial)
+		return fail(ErrUnknownSerial, CheckSerial, "no platform key for %s %q", wire.HeaderSerial, s.serial)
 	}
 	d := notificationDigest(s.timestamp, s.nonce, body)
 	if err := verifyDigest(pub, d[:], s.signature); err != nil {
@@ -304,9 +303,10 @@ func parseUnix(s string) (int64, bool) {
 	return n, true
 }
 
-// VerifyResponse verifies a signed API response or notification: h are its headers and body the
-// raw bytes. It runs every check of ParseNotification up to the signature and returns nil or a
-// *VerifyError.
+// VerifyResponse verifies a signed API answer you hold (for example one kept with
+// WithRawResponse): h are its headers and body its raw bytes. It runs every check of
+// VerifyNotification up to the signature and returns nil or a *VerifyError. The API methods
+// already verify their answers.
 func (c *Client) VerifyResponse(h http.Header, body []byte) error {
 	if verr := c.verifySigned(h, body); verr != nil {
 		return verr
@@ -314,8 +314,12 @@ func (c *Client) VerifyResponse(h http.Header, body []byte) error {
 	return nil
 }
 
-// ParseNotification verifies and decrypts an APIv3 notification. h are the request headers and
-// body the raw body bytes exactly as received (never re-serialised JSON). In order: the four
+// MaxNotificationBytes is the largest body VerifyNotificationRequest reads: 1 MiB, far above any
+// notification WeChat Pay sends (a few KiB).
+const MaxNotificationBytes = 1 << 20
+
+// VerifyNotification verifies and decrypts an APIv3 notification. header are the request headers
+// and body the raw body bytes exactly as received (never re-serialised JSON). In order: the four
 // Wechatpay-* headers must be present; a WECHATPAY/SIGNTEST/ probe is rejected; the timestamp
 // must be less than 5 minutes from Now; Wechatpay-Serial must name the configured public key or
 // a known platform certificate; the signature must verify. Only then is the envelope parsed, the
@@ -323,27 +327,60 @@ func (c *Client) VerifyResponse(h http.Header, body []byte) error {
 // TRANSACTION.* events, a Refund for REFUND.* events (other events carry only Plaintext).
 //
 // Every failure is a *VerifyError wrapping ErrMalformed, ErrProbe, ErrTimestampSkew,
-// ErrUnknownSerial, ErrSignature or ErrDecrypt. ParseNotification does no network I/O: keep
-// platform certificates fresh with RunCertificateRefresher.
+// ErrUnknownSerial, ErrSignature or ErrDecrypt, with the out_trade_no the message claims in
+// OutTradeNo when its resource decrypts. VerifyNotification does no network I/O: keep platform
+// certificates fresh with RunCertificateRefresher (or use VerifyNotificationRequest).
 //
 // When Config.MchID is set, a notification whose transaction or refund names another mchid is
 // returned together with a *VerifyError wrapping ErrMchID (reason ReasonMchIDMismatch, check
 // CheckMchID): signed by WeChat Pay, but treat it as not yours.
-func (c *Client) ParseNotification(h http.Header, body []byte) (*Notification, error) {
-	if verr := c.verifySigned(h, body); verr != nil {
+func (c *Client) VerifyNotification(header http.Header, body []byte) (*Notification, error) {
+	if verr := c.verifySigned(header, body); verr != nil {
+		verr.OutTradeNo = c.claimedOutTradeNo(body)
 		return nil, verr
 	}
 	return c.checkMchID(c.decodeNotification(body))
 }
 
-// ParseNotificationAt is ParseNotification with the timestamp window centred on at instead of
-// now: for a notification kept since it was received at at, verified again later (after a key
-// was fixed) exactly as it would have been then. Every other check is the same.
-func (c *Client) ParseNotificationAt(h http.Header, body []byte, at time.Time) (*Notification, error) {
-	if verr := c.verifyAt(c.keys.Load(), h, body, at); verr != nil {
-		return nil, verr
+// VerifyNotificationRequest is VerifyNotification for a notification as net/http hands it over:
+// it reads r's body once, raw, at most MaxNotificationBytes of it (a larger body is a
+// *VerifyError wrapping ErrMalformed, and nothing is verified), and verifies those bytes with
+// r's headers. Unlike VerifyNotification, in certificate mode an unknown certificate serial (not
+// a PUB_KEY_ID_…) triggers one RefreshCertificates under r's context and one retry, as WeChat Pay
+// prescribes for a rotation that the periodic refresh has not seen yet; such downloads happen at
+// most once per MissRefreshInterval and need the merchant key. A body that cannot be read is an
+// error that is not a *VerifyError.
+func (c *Client) VerifyNotificationRequest(r *http.Request) (*Notification, error) {
+	body, err := readLimited(r.Body, MaxNotificationBytes)
+	if err != nil {
+		return nil, err
 	}
-	return c.checkMchID(c.decodeNotification(body))
+	return c.verifyNotificationContext(r.Context(), r.Header, body)
+}
+
+// readLimited reads body whole, refusing more than limit bytes without reading further.
+func readLimited(body io.Reader, limit int64) ([]byte, error) {
+	if body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("wechatpay: read notification body: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, verifyErr(ErrMalformed, CheckHeaders, "body larger than %d bytes (MaxNotificationBytes)", limit)
+	}
+	return b, nil
+}
+
+// WithClock returns a Client that shares c's configuration, keys and platform certificates (a
+// refresh of either is seen by both) but reads the time from now: its timestamp window is
+// centred on now(). It is for verifying a kept notification again, later, exactly as it would
+// have been when it was received.
+func (c *Client) WithClock(now func() time.Time) *Client {
+	d := *c
+	d.now = now
+	return &d
 }
 
 // checkMchID passes a decoded notification on, with ErrMchID when its transaction or refund
@@ -367,18 +404,18 @@ func (c *Client) checkMchID(n *Notification, err error) (*Notification, error) {
 	return n, nil
 }
 
-// UnverifiedOutTradeNo returns the out_trade_no an unverified notification claims, by decrypting
-// its resource with the APIv3 key without checking the signature, or "" when it cannot. It exists
-// so that rejected notifications can be found by order in the evidence: never act on its result.
-func (c *Client) UnverifiedOutTradeNo(body []byte) string {
+// claimedOutTradeNo returns the out_trade_no an unverified notification claims, by decrypting its
+// resource with the APIv3 key without checking the signature, or "" when it cannot. It exists so
+// that rejected notifications can be found by order in the evidence: never act on its result.
+func (c *Client) claimedOutTradeNo(body []byte) string {
 	n, err := c.decodeNotification(body)
 	switch {
 	case err != nil:
 		return ""
 	case n.Transaction != nil:
-		return n.Transaction.OutTradeNo
+		return claimed(n.Transaction.OutTradeNo)
 	case n.Refund != nil:
-		return n.Refund.OutTradeNo
+		return claimed(n.Refund.OutTradeNo)
 	}
 	return ""
 }
@@ -400,8 +437,8 @@ func (c *Client) decodeNotification(body []byte) (*Notification, error) {
 		return nil, verifyErr(ErrMalformed, CheckEnvelope, "%v", err)
 	}
 	r := env.Resource
-	if r.Algorithm != Algorithm {
-		return nil, verifyErr(ErrDecrypt, CheckDecrypt, "resource algorithm %q is not %s", r.Algorithm, Algorithm)
+	if r.Algorithm != algorithm {
+		return nil, verifyErr(ErrDecrypt, CheckDecrypt, "resource algorithm %q is not %s", r.Algorithm, algorithm)
 	}
 	pt, err := openGCM(c.aead, r.Nonce, r.AssociatedData, r.Ciphertext)
 	if err != nil {
@@ -470,97 +507,4 @@ func AckFailureBody(message string) []byte {
 		Message string `json:"message"`
 	}{"FAIL", message})
 	return b
-}
-
-// NotificationParams describes a notification for BuildNotification.
-type NotificationParams struct {
-	// ID and CreateTime fill the envelope; CreateTime is written in Beijing time.
-	ID         string
-	CreateTime time.Time
-	// EventType, Summary and OriginalType, e.g. "TRANSACTION.SUCCESS", "支付成功", "transaction".
-	EventType    string
-	Summary      string
-	OriginalType string
-	// AssociatedData defaults to OriginalType.
-	AssociatedData string
-	// Plaintext is the resource JSON to encrypt.
-	Plaintext []byte
-	// ResourceNonce (12 bytes) and Nonce (header nonce) are drawn from Rand when empty.
-	ResourceNonce string
-	Nonce         string
-	// Timestamp is the Wechatpay-Timestamp; defaults to CreateTime.
-	Timestamp time.Time
-	// Rand defaults to crypto/rand.Reader.
-	Rand io.Reader
-}
-
-// BuildNotification builds a signed, encrypted APIv3 notification as WeChat Pay sends it: the
-// compact envelope JSON with the resource encrypted under apiv3Key, and the Wechatpay-* headers
-// signed with signer (serial is its certificate serial or PUB_KEY_ID_…). It is for simulators
-// and tests.
-func BuildNotification(signer *rsa.PrivateKey, serial string, apiv3Key []byte, p NotificationParams) (http.Header, []byte, error) {
-	r := p.Rand
-	if r == nil {
-		r = rand.Reader
-	}
-	var err error
-	if p.ResourceNonce == "" {
-		n, err := newNonce(r)
-		if err != nil {
-			return nil, nil, err
-		}
-		p.ResourceNonce = n[:NonceSize]
-	}
-	if p.Nonce == "" {
-		if p.Nonce, err = newNonce(r); err != nil {
-			return nil, nil, err
-		}
-	}
-	if p.AssociatedData == "" {
-		p.AssociatedData = p.OriginalType
-	}
-	if p.Timestamp.IsZero() {
-		p.Timestamp = p.CreateTime
-	}
-	ct, err := EncryptGCM(apiv3Key, p.ResourceNonce, p.AssociatedData, p.Plaintext)
-	if err != nil {
-		return nil, nil, err
-	}
-	env := struct {
-		ID           string `json:"id"`
-		CreateTime   string `json:"create_time"`
-		ResourceType string `json:"resource_type"`
-		EventType    string `json:"event_type"`
-		Summary      string `json:"summary"`
-		Resource     struct {
-			OriginalType   string `json:"original_type"`
-			Algorithm      string `json:"algorithm"`
-			Ciphertext     string `json:"ciphertext"`
-			AssociatedData string `json:"associated_data"`
-			Nonce          string `json:"nonce"`
-		} `json:"resource"`
-	}{ID: p.ID, CreateTime: p.CreateTime.In(beijing).Format(time.RFC3339), ResourceType: "encrypt-resource", EventType: p.EventType, Summary: p.Summary}
-	env.Resource.OriginalType, env.Resource.Algorithm, env.Resource.Ciphertext = p.OriginalType, Algorithm, ct
-	env.Resource.AssociatedData, env.Resource.Nonce = p.AssociatedData, p.ResourceNonce
-	body, err := encodeCompact(env)
-	if err != nil {
-		return nil, nil, err
-	}
-	h, err := SignHeaders(signer, serial, p.Timestamp.Unix(), p.Nonce, body)
-	if err != nil {
-		return nil, nil, err
-	}
-	h.Set("Content-Type", "application/json")
-	return h, body, nil
-}
-
-// encodeCompact marshals v without HTML escaping, as WeChat Pay writes JSON.
-func encodeCompact(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }

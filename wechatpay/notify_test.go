@@ -5,24 +5,26 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"github.com/paynotify/paynotify/internal/testsign"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/testsign"
+	wire "github.com/paynotify/paynotify/internal/wechatpaywire"
 )
 
-func TestParseNotification_SharedVectors(t *testing.T) {
+func TestVerifyNotification_SharedVectors(t *testing.T) {
 	v := mustShared(t)
 	t.Run("OK/V1Transaction", func(t *testing.T) {
-		ts, _ := strconv.ParseInt(v.V1.Headers[HeaderTimestamp], 10, 64)
+		ts, _ := strconv.ParseInt(v.V1.Headers[wire.HeaderTimestamp], 10, 64)
 		sum := sha256.Sum256([]byte(v.V1.Body))
 		if got := hex.EncodeToString(sum[:]); got != "94f410db70a9403e2442aa3f43c760bf43040a3a075eeeaa531de56ddb6f666a" {
 			t.Fatalf("body sha256 %s", got)
 		}
-		n, err := newVerifyClient(t, ts+10).ParseNotification(headerOf(v.V1.Headers), []byte(v.V1.Body))
+		n, err := newVerifyClient(t, ts+10).VerifyNotification(headerOf(v.V1.Headers), []byte(v.V1.Body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,8 +48,8 @@ func TestParseNotification_SharedVectors(t *testing.T) {
 		}
 	})
 	t.Run("OK/V2RefundPublicKey", func(t *testing.T) {
-		ts, _ := strconv.ParseInt(v.V2.Headers[HeaderTimestamp], 10, 64)
-		n, err := newVerifyClient(t, ts).ParseNotification(headerOf(v.V2.Headers), []byte(v.V2.Body))
+		ts, _ := strconv.ParseInt(v.V2.Headers[wire.HeaderTimestamp], 10, 64)
+		n, err := newVerifyClient(t, ts).VerifyNotification(headerOf(v.V2.Headers), []byte(v.V2.Body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,20 +63,20 @@ func TestParseNotification_SharedVectors(t *testing.T) {
 		}
 	})
 	t.Run("OK/V1SerialLowercase", func(t *testing.T) {
-		ts, _ := strconv.ParseInt(v.V1.Headers[HeaderTimestamp], 10, 64)
+		ts, _ := strconv.ParseInt(v.V1.Headers[wire.HeaderTimestamp], 10, 64)
 		h := headerOf(v.V1.Headers)
-		h.Set(HeaderSerial, strings.ToLower(h.Get(HeaderSerial)))
-		if _, err := newVerifyClient(t, ts).ParseNotification(h, []byte(v.V1.Body)); err != nil {
+		h.Set(wire.HeaderSerial, strings.ToLower(h.Get(wire.HeaderSerial)))
+		if _, err := newVerifyClient(t, ts).VerifyNotification(h, []byte(v.V1.Body)); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("OK/SerialSwapIsNotSigned", func(t *testing.T) {
 		// The serial is not covered by the signature: V1's cert serial swapped for the public-key
 		// id of the same key still verifies; swapped for the id of another key it does not.
-		ts, _ := strconv.ParseInt(v.V1.Headers[HeaderTimestamp], 10, 64)
+		ts, _ := strconv.ParseInt(v.V1.Headers[wire.HeaderTimestamp], 10, 64)
 		h := headerOf(v.V1.Headers)
-		h.Set(HeaderSerial, testPubKeyID)
-		if _, err := newVerifyClient(t, ts).ParseNotification(h, []byte(v.V1.Body)); err != nil {
+		h.Set(wire.HeaderSerial, testPubKeyID)
+		if _, err := newVerifyClient(t, ts).VerifyNotification(h, []byte(v.V1.Body)); err != nil {
 			t.Fatal(err)
 		}
 		c, err := NewClient(Config{APIv3Key: []byte(testAPIv3Key), PlatformPublicKey: mustPublicKey(t, "shared/official_doc_test_pub.pem"),
@@ -82,36 +84,36 @@ func TestParseNotification_SharedVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.ParseNotification(h, []byte(v.V1.Body)); !errors.Is(err, ErrSignature) {
+		if _, err := c.VerifyNotification(h, []byte(v.V1.Body)); !errors.Is(err, ErrSignature) {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("ErrTimestampSkew/V1WithRealClock", func(t *testing.T) {
 		c := newVerifyClient(t, time.Now().Unix())
-		_, err := c.ParseNotification(headerOf(v.V1.Headers), []byte(v.V1.Body))
+		_, err := c.VerifyNotification(headerOf(v.V1.Headers), []byte(v.V1.Body))
 		if !errors.Is(err, ErrTimestampSkew) {
 			t.Fatalf("got %v", err)
 		}
 		var ve *VerifyError
-		if !errors.As(err, &ve) || ve.Reason != "timestamp_skew" || !bytes.Equal(ve.Message, NotificationMessage(v.V1.Headers[HeaderTimestamp], v.V1.Headers[HeaderNonce], []byte(v.V1.Body))) {
+		if !errors.As(err, &ve) || ve.Reason != "timestamp_skew" || !bytes.Equal(ve.Message, wire.NotificationMessage(v.V1.Headers[wire.HeaderTimestamp], v.V1.Headers[wire.HeaderNonce], []byte(v.V1.Body))) {
 			t.Fatalf("%+v", ve)
 		}
 	})
 	t.Run("ErrUnknownSerial/OnlyCertMode", func(t *testing.T) {
-		ts, _ := strconv.ParseInt(v.V2.Headers[HeaderTimestamp], 10, 64)
+		ts, _ := strconv.ParseInt(v.V2.Headers[wire.HeaderTimestamp], 10, 64)
 		c, err := NewClient(Config{APIv3Key: []byte(testAPIv3Key), PlatformCerts: nil,
 			PlatformPublicKey: mustPublicKey(t, "shared/go_sdk_test_public_key.pem"), PlatformPublicKeyID: "PUB_KEY_ID_0000",
 			Now: func() time.Time { return time.Unix(ts, 0) }})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.ParseNotification(headerOf(v.V2.Headers), []byte(v.V2.Body)); !errors.Is(err, ErrUnknownSerial) {
+		if _, err := c.VerifyNotification(headerOf(v.V2.Headers), []byte(v.V2.Body)); !errors.Is(err, ErrUnknownSerial) {
 			t.Fatalf("got %v", err)
 		}
 	})
 }
 
-func TestParseNotification_OwnVectors(t *testing.T) {
+func TestVerifyNotification_OwnVectors(t *testing.T) {
 	v := mustOwn(t)
 	if v.APIv3Key != testAPIv3Key {
 		t.Fatal("APIv3 key of own vectors changed")
@@ -122,7 +124,7 @@ func TestParseNotification_OwnVectors(t *testing.T) {
 			name = "Err/" + n.Name
 		}
 		t.Run(name, func(t *testing.T) {
-			got, err := newVerifyClient(t, n.Now).ParseNotification(headerOf(n.Headers), []byte(n.Body))
+			got, err := newVerifyClient(t, n.Now).VerifyNotification(headerOf(n.Headers), []byte(n.Body))
 			if r := reasonOfErr(err); r != n.Expect {
 				t.Fatalf("%s: got %s (%v), want %s", n.Note, r, err, n.Expect)
 			}
@@ -156,9 +158,9 @@ func TestParseNotification_OwnVectors(t *testing.T) {
 	}
 }
 
-func TestParseNotification_Headers(t *testing.T) {
+func TestVerifyNotification_Headers(t *testing.T) {
 	v := mustShared(t)
-	ts, _ := strconv.ParseInt(v.V1.Headers[HeaderTimestamp], 10, 64)
+	ts, _ := strconv.ParseInt(v.V1.Headers[wire.HeaderTimestamp], 10, 64)
 	body := []byte(v.V1.Body)
 	tests := []struct {
 		name   string
@@ -166,37 +168,37 @@ func TestParseNotification_Headers(t *testing.T) {
 		reason string
 		check  string
 	}{
-		{"OK/NoSignatureType", func(h http.Header) { h.Del(HeaderSignatureType) }, "valid", ""},
+		{"OK/NoSignatureType", func(h http.Header) { h.Del(wire.HeaderSignatureType) }, "valid", ""},
 		{"OK/LowercaseNames", func(h http.Header) {
 			for k, vv := range h {
 				delete(h, k)
 				h[strings.ToLower(k)] = vv
 			}
 		}, "valid", ""},
-		{"ErrMissingTimestamp", func(h http.Header) { h.Del(HeaderTimestamp) }, "malformed", CheckHeaders},
-		{"ErrMissingNonce", func(h http.Header) { h.Del(HeaderNonce) }, "malformed", CheckHeaders},
-		{"ErrMissingSignature", func(h http.Header) { h.Del(HeaderSignature) }, "malformed", CheckHeaders},
-		{"ErrMissingSerial", func(h http.Header) { h.Del(HeaderSerial) }, "malformed", CheckHeaders},
-		{"ErrEmptySerial", func(h http.Header) { h.Set(HeaderSerial, " ") }, "malformed", CheckHeaders},
-		{"ErrRepeatedSignature", func(h http.Header) { h.Add(HeaderSignature, h.Get(HeaderSignature)) }, "malformed", CheckHeaders},
-		{"ErrSM2", func(h http.Header) { h.Set(HeaderSignatureType, "WECHATPAY2-SM2-WITH-SM3") }, "malformed", CheckHeaders},
-		{"ErrTimestampNotNumber", func(h http.Header) { h.Set(HeaderTimestamp, "1717216501.0") }, "malformed", CheckTimestamp},
-		{"ErrTimestampNegative", func(h http.Header) { h.Set(HeaderTimestamp, "-1717216501") }, "malformed", CheckTimestamp},
-		{"ErrTimestampMillis", func(h http.Header) { h.Set(HeaderTimestamp, "1717216501000") }, "malformed", CheckTimestamp},
-		{"ErrTimestampZero", func(h http.Header) { h.Set(HeaderTimestamp, "0") }, "timestamp_skew", CheckTimestamp},
-		{"ErrTimestampChanged", func(h http.Header) { h.Set(HeaderTimestamp, strconv.FormatInt(ts+1, 10)) }, "signature_invalid", CheckSignature},
-		{"ErrNonceChanged", func(h http.Header) { h.Set(HeaderNonce, "x"+h.Get(HeaderNonce)) }, "signature_invalid", CheckSignature},
-		{"ErrSignatureNotBase64", func(h http.Header) { h.Set(HeaderSignature, "***") }, "signature_invalid", CheckSignature},
-		{"ErrSignatureShort", func(h http.Header) { h.Set(HeaderSignature, "AAAA") }, "signature_invalid", CheckSignature},
-		{"ErrSignatureHuge", func(h http.Header) { h.Set(HeaderSignature, strings.Repeat("A", 4000)) }, "signature_invalid", CheckSignature},
-		{"ErrProbe", func(h http.Header) { h.Set(HeaderSignature, ProbePrefix+h.Get(HeaderSignature)) }, "probe", CheckProbe},
-		{"ErrProbeBeforeTimestamp", func(h http.Header) { h.Set(HeaderSignature, ProbePrefix); h.Set(HeaderTimestamp, "1") }, "probe", CheckProbe},
+		{"ErrMissingTimestamp", func(h http.Header) { h.Del(wire.HeaderTimestamp) }, "malformed", CheckHeaders},
+		{"ErrMissingNonce", func(h http.Header) { h.Del(wire.HeaderNonce) }, "malformed", CheckHeaders},
+		{"ErrMissingSignature", func(h http.Header) { h.Del(wire.HeaderSignature) }, "malformed", CheckHeaders},
+		{"ErrMissingSerial", func(h http.Header) { h.Del(wire.HeaderSerial) }, "malformed", CheckHeaders},
+		{"ErrEmptySerial", func(h http.Header) { h.Set(wire.HeaderSerial, " ") }, "malformed", CheckHeaders},
+		{"ErrRepeatedSignature", func(h http.Header) { h.Add(wire.HeaderSignature, h.Get(wire.HeaderSignature)) }, "malformed", CheckHeaders},
+		{"ErrSM2", func(h http.Header) { h.Set(wire.HeaderSignatureType, "WECHATPAY2-SM2-WITH-SM3") }, "malformed", CheckHeaders},
+		{"ErrTimestampNotNumber", func(h http.Header) { h.Set(wire.HeaderTimestamp, "1717216501.0") }, "malformed", CheckTimestamp},
+		{"ErrTimestampNegative", func(h http.Header) { h.Set(wire.HeaderTimestamp, "-1717216501") }, "malformed", CheckTimestamp},
+		{"ErrTimestampMillis", func(h http.Header) { h.Set(wire.HeaderTimestamp, "1717216501000") }, "malformed", CheckTimestamp},
+		{"ErrTimestampZero", func(h http.Header) { h.Set(wire.HeaderTimestamp, "0") }, "timestamp_skew", CheckTimestamp},
+		{"ErrTimestampChanged", func(h http.Header) { h.Set(wire.HeaderTimestamp, strconv.FormatInt(ts+1, 10)) }, "signature_invalid", CheckSignature},
+		{"ErrNonceChanged", func(h http.Header) { h.Set(wire.HeaderNonce, "x"+h.Get(wire.HeaderNonce)) }, "signature_invalid", CheckSignature},
+		{"ErrSignatureNotBase64", func(h http.Header) { h.Set(wire.HeaderSignature, "***") }, "signature_invalid", CheckSignature},
+		{"ErrSignatureShort", func(h http.Header) { h.Set(wire.HeaderSignature, "AAAA") }, "signature_invalid", CheckSignature},
+		{"ErrSignatureHuge", func(h http.Header) { h.Set(wire.HeaderSignature, strings.Repeat("A", 4000)) }, "signature_invalid", CheckSignature},
+		{"ErrProbe", func(h http.Header) { h.Set(wire.HeaderSignature, wire.ProbePrefix+h.Get(wire.HeaderSignature)) }, "probe", CheckProbe},
+		{"ErrProbeBeforeTimestamp", func(h http.Header) { h.Set(wire.HeaderSignature, wire.ProbePrefix); h.Set(wire.HeaderTimestamp, "1") }, "probe", CheckProbe},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := headerOf(v.V1.Headers)
 			tt.edit(h)
-			_, err := newVerifyClient(t, ts).ParseNotification(h, body)
+			_, err := newVerifyClient(t, ts).VerifyNotification(h, body)
 			if r := reasonOfErr(err); r != tt.reason {
 				t.Fatalf("got %s (%v), want %s", r, err, tt.reason)
 			}
@@ -208,23 +210,23 @@ func TestParseNotification_Headers(t *testing.T) {
 	}
 }
 
-// TestParseNotification_Envelope checks what follows a valid signature: the envelope, the
+// TestVerifyNotification_Envelope checks what follows a valid signature: the envelope, the
 // decryption and the decoding. The signatures are made by openssl; the resources are encrypted
-// with EncryptGCM (decryption itself is checked on the independent vectors).
-func TestParseNotification_Envelope(t *testing.T) {
+// with wire.EncryptGCM (decryption itself is checked on the independent vectors).
+func TestVerifyNotification_Envelope(t *testing.T) {
 	const ts = 1793500200
 	sign := func(body string) http.Header {
 		h := http.Header{}
-		h.Set(HeaderTimestamp, strconv.Itoa(ts))
-		h.Set(HeaderNonce, "nonce")
-		h.Set(HeaderSerial, testPubKeyID)
-		h.Set(HeaderSignature, testsign.RSA2(t, "testdata/shared/go_sdk_test_private_key.pem", []byte(strconv.Itoa(ts)+"\nnonce\n"+body+"\n")))
+		h.Set(wire.HeaderTimestamp, strconv.Itoa(ts))
+		h.Set(wire.HeaderNonce, "nonce")
+		h.Set(wire.HeaderSerial, testPubKeyID)
+		h.Set(wire.HeaderSignature, testsign.RSA2(t, "testdata/shared/go_sdk_test_private_key.pem", []byte(strconv.Itoa(ts)+"\nnonce\n"+body+"\n")))
 		return h
 	}
-	ct, _ := EncryptGCM([]byte(testAPIv3Key), "abcdefghijkl", "transaction", []byte(`{"amount":{"total":"100"}}`))
-	ctOther, _ := EncryptGCM([]byte(testAPIv3Key), "abcdefghijkl", "x", []byte(`{"x":1}`))
-	ctBad, _ := EncryptGCM([]byte(testAPIv3Key), "abcdefghijkl", "x", []byte(`{"x":`))
-	ctTime, _ := EncryptGCM([]byte(testAPIv3Key), "abcdefghijkl", "transaction", []byte(`{"success_time":"yesterday"}`))
+	ct, _ := wire.EncryptGCM([]byte(testAPIv3Key), "abcdefghijkl", "transaction", []byte(`{"amount":{"total":"100"}}`))
+	ctOther, _ := wire.EncryptGCM([]byte(testAPIv3Key), "abcdefghijkl", "x", []byte(`{"x":1}`))
+	ctBad, _ := wire.EncryptGCM([]byte(testAPIv3Key), "abcdefghijkl", "x", []byte(`{"x":`))
+	ctTime, _ := wire.EncryptGCM([]byte(testAPIv3Key), "abcdefghijkl", "transaction", []byte(`{"success_time":"yesterday"}`))
 	res := func(ct, ad string) string {
 		return `{"id":"1","create_time":"2026-11-01T09:30:01+08:00","resource_type":"encrypt-resource","event_type":"TRANSACTION.SUCCESS","resource":{"algorithm":"AEAD_AES_256_GCM","ciphertext":"` + ct + `","associated_data":"` + ad + `","nonce":"abcdefghijkl"}}`
 	}
@@ -249,7 +251,7 @@ func TestParseNotification_Envelope(t *testing.T) {
 	c := newVerifyClient(t, ts)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.ParseNotification(sign(tt.body), []byte(tt.body))
+			_, err := c.VerifyNotification(sign(tt.body), []byte(tt.body))
 			if r := reasonOfErr(err); r != tt.reason {
 				t.Fatalf("got %s (%v), want %s", r, err, tt.reason)
 			}
@@ -266,7 +268,7 @@ func TestBuildNotification(t *testing.T) {
 		signer := mustPrivateKey(t, "shared/go_sdk_test_private_key.pem")
 		at := time.Date(2026, 11, 1, 9, 30, 0, 0, time.UTC)
 		plain := []byte(`{"mchid":"1900000100","out_trade_no":"A<B>&C","trade_state":"SUCCESS","amount":{"total":1}}`)
-		h, body, err := BuildNotification(signer, testPubKeyID, []byte(testAPIv3Key), NotificationParams{
+		h, body, err := wire.BuildNotification(signer, testPubKeyID, []byte(testAPIv3Key), wire.NotificationParams{
 			ID: "EV-1", CreateTime: at, EventType: EventTransactionSuccess, Summary: "支付成功", OriginalType: "transaction", Plaintext: plain,
 		})
 		if err != nil {
@@ -275,7 +277,7 @@ func TestBuildNotification(t *testing.T) {
 		if !bytes.Contains(body, []byte(`"create_time":"2026-11-01T17:30:00+08:00"`)) || !bytes.Contains(body, []byte("支付成功")) {
 			t.Fatalf("body %s", body)
 		}
-		n, err := newVerifyClient(t, at.Unix()).ParseNotification(h, body)
+		n, err := newVerifyClient(t, at.Unix()).VerifyNotification(h, body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,9 +311,9 @@ func TestWriteAck(t *testing.T) {
 	})
 }
 
-// TestParseNotification_MchID: with Config.MchID set, a verified payment or refund of another
+// TestVerifyNotification_MchID: with Config.MchID set, a verified payment or refund of another
 // merchant comes back with ErrMchID (and the notification); the own vectors are of 1900000100.
-func TestParseNotification_MchID(t *testing.T) {
+func TestVerifyNotification_MchID(t *testing.T) {
 	v := mustOwn(t)
 	for _, n := range v.Notifications {
 		if n.Expect != "valid" {
@@ -324,7 +326,7 @@ func TestParseNotification_MchID(t *testing.T) {
 			}{{"1900000100", true}, {"1900007291", false}} {
 				c := newVerifyClient(t, n.Now)
 				c.cfg.MchID = tt.mchID
-				got, err := c.ParseNotification(headerOf(n.Headers), []byte(n.Body))
+				got, err := c.VerifyNotification(headerOf(n.Headers), []byte(n.Body))
 				if tt.ok {
 					if err != nil {
 						t.Fatalf("MchID %s: %v", tt.mchID, err)

@@ -121,9 +121,9 @@ func V2SignString(params map[string]string) string {
 	return b.String()
 }
 
-// V2Sign signs params with the APIv2 key: signType "MD5" (or "") gives 32 uppercase hex
+// v2Sign signs params with the APIv2 key: signType "MD5" (or "") gives 32 uppercase hex
 // characters, "HMAC-SHA256" 64 (HMAC keyed with the APIv2 key over the same string).
-func V2Sign(params map[string]string, apiKey []byte, signType string) (string, error) {
+func v2Sign(params map[string]string, apiKey []byte, signType string) (string, error) {
 	var h hash.Hash
 	switch signType {
 	case "", V2SignMD5:
@@ -174,8 +174,27 @@ type V2Notification struct {
 // APIv3 key). Every received field takes part in the signature, unknown ones included. The
 // algorithm follows the sign's length (32 hex: MD5, 64: HMAC-SHA256), since merchants set to
 // HMAC-SHA256 are seen to receive MD5 signs; sign_type, when present, must be one of the two.
-// The comparison is constant-time. Errors are *VerifyError (ErrSignature, ErrMalformed).
+// The comparison is constant-time. Errors are *VerifyError (ErrSignature, ErrMalformed), with the
+// out_trade_no the message claims in OutTradeNo when the XML parses.
 func VerifyV2Notification(body []byte, apiKey []byte) (*V2Notification, error) {
+	n, err := verifyV2Notification(body, apiKey)
+	if ve, ok := err.(*VerifyError); ok && ve.OutTradeNo == "" {
+		if _, f, perr := parseFlatXML(body); perr == nil {
+			ve.OutTradeNo = claimed(f["out_trade_no"])
+		}
+	}
+	return n, err
+}
+
+// claimed makes a value an unverified message claims printable and short, for evidence only.
+func claimed(v string) string {
+	if len(v) > 128 {
+		v = v[:128]
+	}
+	return strings.ToValidUTF8(v, "?")
+}
+
+func verifyV2Notification(body []byte, apiKey []byte) (*V2Notification, error) {
 	if len(apiKey) == 0 {
 		return nil, errors.New("wechatpay: v2: no API key")
 	}
@@ -199,7 +218,7 @@ func VerifyV2Notification(body []byte, apiKey []byte) (*V2Notification, error) {
 	default:
 		return nil, verifyErr(ErrSignature, CheckSignature, "sign has %d characters (want 32 or 64)", len(sign))
 	}
-	want, _ := V2Sign(f, apiKey, alg)
+	want, _ := v2Sign(f, apiKey, alg)
 	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToUpper(sign))) != 1 {
 		e := verifyErr(ErrSignature, CheckSignature, "%s sign does not match", alg)
 		e.Message = []byte(V2SignString(f))
@@ -369,9 +388,9 @@ func V2Ack(ok bool, msg string) []byte {
 // cdataSafe keeps msg from closing its CDATA section.
 func cdataSafe(s string) string { return strings.ReplaceAll(s, "]]>", "]]]]><![CDATA[>") }
 
-// V2XML writes fields as an APIv2 XML message: <xml> with one element per field, sorted by
-// name, values in CDATA. It is for simulators and tests (build, V2Sign, then add "sign").
-func V2XML(fields map[string]string) []byte {
+// v2XML writes fields as an APIv2 XML message: <xml> with one element per field, sorted by
+// name, values in CDATA. It is for simulators and tests (build, v2Sign, then add "sign").
+func v2XML(fields map[string]string) []byte {
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
 		keys = append(keys, k)
@@ -386,9 +405,9 @@ func V2XML(fields map[string]string) []byte {
 	return b.Bytes()
 }
 
-// EncryptV2RefundReqInfo encrypts a refund's <root> XML as WeChat Pay does for req_info:
+// encryptV2RefundReqInfo encrypts a refund's <root> XML as WeChat Pay does for req_info:
 // AES-256-ECB under lowercase hex md5(APIv2 key), PKCS#7, base64. It is for simulators and tests.
-func EncryptV2RefundReqInfo(plaintext []byte, apiKey []byte) (string, error) {
+func encryptV2RefundReqInfo(plaintext []byte, apiKey []byte) (string, error) {
 	if len(apiKey) == 0 {
 		return "", errors.New("wechatpay: v2: no API key")
 	}

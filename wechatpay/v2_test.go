@@ -17,7 +17,7 @@ func fieldsOf(stringA string) map[string]string {
 	return m
 }
 
-func v2XML(f map[string]string) []byte {
+func unsortedV2XML(f map[string]string) []byte {
 	var b strings.Builder
 	b.WriteString("<xml>")
 	for k, v := range f {
@@ -35,10 +35,10 @@ func TestV2Sign_SharedVectors(t *testing.T) {
 		// (pay.weixin.qq.com/wiki/doc/api/jsapi.php?chapter=4_3).
 		f := fieldsOf("appid=wxd930ea5d5a258f4f&body=test&device_info=1000&mch_id=10000100&nonce_str=ibuaiVcKdpRxkhJA")
 		k := []byte("192006250b4c09247ec02edce69f6a2d")
-		if got, _ := V2Sign(f, k, "MD5"); got != "9A0A8659F005D6984697E2CA0A9CF3B7" {
+		if got, _ := v2Sign(f, k, "MD5"); got != "9A0A8659F005D6984697E2CA0A9CF3B7" {
 			t.Fatal(got)
 		}
-		if got, _ := V2Sign(f, k, "HMAC-SHA256"); got != "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6" {
+		if got, _ := v2Sign(f, k, "HMAC-SHA256"); got != "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6" {
 			t.Fatal(got)
 		}
 	})
@@ -53,7 +53,7 @@ func TestV2Sign_SharedVectors(t *testing.T) {
 			}
 			f["sign"] = tt.sign
 			f["device_info"] = "" // empty fields are not signed
-			n, err := VerifyV2Notification(v2XML(f), key)
+			n, err := VerifyV2Notification(unsortedV2XML(f), key)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,8 +63,10 @@ func TestV2Sign_SharedVectors(t *testing.T) {
 				t.Fatalf("%+v", n)
 			}
 			f["total_fee"] = "2"
-			if _, err := VerifyV2Notification(v2XML(f), key); !errors.Is(err, ErrSignature) {
-				t.Fatalf("tampered: %v", err)
+			_, err = VerifyV2Notification(unsortedV2XML(f), key)
+			var ve *VerifyError
+			if !errors.Is(err, ErrSignature) || !errors.As(err, &ve) || ve.OutTradeNo != "1409811653" {
+				t.Fatalf("tampered: %v (claimed out_trade_no %+v)", err, ve)
 			}
 		})
 	}
@@ -180,21 +182,21 @@ func TestV2Ack(t *testing.T) {
 func TestV2Builders(t *testing.T) {
 	v := mustShared(t)
 	t.Run("OK/EncryptReqInfoMatchesV9", func(t *testing.T) {
-		got, err := EncryptV2RefundReqInfo([]byte(v.V9.Plaintext), []byte(v.V9.Key))
+		got, err := encryptV2RefundReqInfo([]byte(v.V9.Plaintext), []byte(v.V9.Key))
 		if err != nil || got != v.V9.ReqInfo {
 			t.Fatalf("%v", err)
 		}
 	})
 	t.Run("OK/XMLRoundTrip", func(t *testing.T) {
 		f := fieldsOf(v.V8.StringAHMAC)
-		sign, _ := V2Sign(f, []byte(v.V8.Key), V2SignHMACSHA256)
+		sign, _ := v2Sign(f, []byte(v.V8.Key), V2SignHMACSHA256)
 		if sign != v.V8.SignHMAC {
 			t.Fatal(sign)
 		}
 		f["sign"] = sign
 		f["weird"] = "a]]>b<c>"
-		f["sign"], _ = V2Sign(f, []byte(v.V8.Key), V2SignHMACSHA256)
-		n, err := VerifyV2Notification(V2XML(f), []byte(v.V8.Key))
+		f["sign"], _ = v2Sign(f, []byte(v.V8.Key), V2SignHMACSHA256)
+		n, err := VerifyV2Notification(v2XML(f), []byte(v.V8.Key))
 		if err != nil || n.Fields["weird"] != "a]]>b<c>" {
 			t.Fatalf("%v", err)
 		}

@@ -129,11 +129,10 @@ func buildWechatApp(ac *AppConfig) (*paynotify.App, error) {
 		if err != nil {
 			return nil, err
 		}
-		cert, err := wechatpay.ParseCertificate(b)
-		if err != nil {
+		if _, err := wechatpay.ParseCertificate(b); err != nil {
 			return nil, fmt.Errorf("%s: %w", field, err)
 		}
-		cfg.PlatformCerts = append(cfg.PlatformCerts, cert)
+		cfg.PlatformCerts = append(append(cfg.PlatformCerts, b...), '\n')
 	}
 	client, err := wechatpay.NewClient(cfg)
 	if err != nil {

@@ -111,7 +111,7 @@ func (c backupCommand) Run(ctx context.Context, m *Main, args []string) error {
 // 0003_webhooks, River 8"); it fails when the copy has fewer of our migrations applied than the
 // database had before the backup began (before).
 func copySchema(ctx context.Context, path string, before []migrations.Status) (string, error) {
-	cp, err := sqlite.Open(path)
+	cp, err := sqlite.OpenReadOnly(path) // the copy stays as VACUUM INTO wrote it: no -wal or -shm beside it
 	if err != nil {
 		return "", err
 	}

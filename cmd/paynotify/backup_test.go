@@ -74,6 +74,12 @@ func TestBackup_SQLiteWhileWriting(t *testing.T) {
 		if code != exitOK || errs != "" || !want.MatchString(out) {
 			t.Fatalf("backup %v: exit %d, stdout %q, stderr %q", flags, code, out, errs)
 		}
+		// The copy is left as written and checked: one file, nothing opened beside it.
+		for _, suffix := range []string{"-wal", "-shm"} {
+			if _, err := os.Stat(b.path + suffix); !os.IsNotExist(err) {
+				t.Errorf("backup %v left %s beside the copy (%v)", flags, filepath.Base(b.path+suffix), err)
+			}
+		}
 		backups = append(backups, b)
 	}
 	close(stop)

@@ -23,6 +23,7 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/alipaylegacy"
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sqlite"
@@ -84,7 +85,7 @@ func (cmd doctorCommand) Run(ctx context.Context, m *Main, args []string) error 
 			return usagef(doctorTry, "doctor: --app %q is not an app of %s", *app, *configPath)
 		}
 	}
-	d := &doctor{cfg: cfg, now: time.Now, http: &http.Client{
+	d := &doctor{cfg: cfg, configPath: *configPath, now: time.Now, http: &http.Client{
 		Timeout:       doctorTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
@@ -173,9 +174,11 @@ func (r *report) failed(check string) bool {
 
 // doctor runs the checks of one config.
 type doctor struct {
-	cfg  *Config
-	http *http.Client // probes of gateways and public_url
-	now  func() time.Time
+	cfg *Config
+	// configPath is the config file's path, as given, for the commands doctor suggests.
+	configPath string
+	http       *http.Client // probes of gateways and public_url
+	now        func() time.Time
 }
 
 // run checks apps and the server, concurrently, and returns the results in config order, the
@@ -648,7 +651,7 @@ func (d *doctor) wechatCall(ctx context.Context, r *report, ac *AppConfig, clien
 	_, err := client.QueryByOutTradeNo(wechatpay.WithRawResponse(ctx, &raw), randomTradeNo())
 	var we *wechatpay.Error
 	var ve *wechatpay.VerifyError
-	if errors.As(err, &we) && !we.Signed && raw.Header.Get(wechatpay.HeaderSignature) != "" {
+	if errors.As(err, &we) && !we.Signed && raw.Header.Get(wechatpaywire.HeaderSignature) != "" {
 		// Signed, but not by a key we have: say why.
 		if verr := client.VerifyResponse(raw.Header, raw.Body); verr != nil {
 			errors.As(verr, &ve)
@@ -665,9 +668,9 @@ func (d *doctor) wechatCall(ctx context.Context, r *report, ac *AppConfig, clien
 	case ve != nil || errors.As(err, &ve):
 		switch ve.Reason {
 		case wechatpay.ReasonUnknownSerial:
-			r.fail(check, "the answer is signed with a key the config does not have (Wechatpay-Serial "+raw.Header.Get(wechatpay.HeaderSerial)+")",
+			r.fail(check, "the answer is signed with a key the config does not have (Wechatpay-Serial "+raw.Header.Get(wechatpaywire.HeaderSerial)+")",
 				"set platform_public_key_file and platform_public_key_id to the WeChat Pay public key of mchid "+ac.MchID+", or add its platform certificate")
-		case wechatpay.ReasonSignature:
+		case wechatpay.ReasonSignatureInvalid:
 			r.fail(check, "the answer's signature does not verify with "+keyField,
 				"set the WeChat Pay public key (pub_key.pem) of mchid "+ac.MchID+" from the merchant platform, with its id")
 		case wechatpay.ReasonTimestampSkew:
@@ -820,7 +823,7 @@ func (d *doctor) publicURL(ctx context.Context, r *report) {
 func (d *doctor) database(ctx context.Context, r *report) {
 	const check = "database"
 	dsn := d.cfg.Database
-	migrateHint := "serve applies them at start, or run paynotify migrate --database " + redactDSN(dsn)
+	migrateHint := "serve applies them at start, or run paynotify migrate --config " + d.configPath
 	var st store
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
@@ -828,7 +831,7 @@ func (d *doctor) database(ctx context.Context, r *report) {
 		db, err := sqlite.OpenReadOnly(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			r.warn(check, "SQLite file "+path+" does not exist yet: fine before the first serve",
-				"serve creates it and applies the migrations at start (or run paynotify migrate --database "+dsn+")")
+				"serve creates it and applies the migrations at start (or run paynotify migrate --config "+d.configPath+")")
 			return
 		}
 		if err != nil {
@@ -877,10 +880,8 @@ func (d *doctor) database(ctx context.Context, r *report) {
 // scrubPassword removes the password of a database URL from an error text, should a driver
 // quote it.
 func scrubPassword(s, dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			s = strings.ReplaceAll(s, pw, "…")
-		}
+	for _, pw := range dsnSecrets(dsn) {
+		s = strings.ReplaceAll(s, pw, "…")
 	}
 	return s
 }

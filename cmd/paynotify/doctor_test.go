@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -533,7 +534,39 @@ func TestDoctor(t *testing.T) {
 		if strings.Contains(out, pw) {
 			t.Fatalf("doctor printed the database password:\n%s", out)
 		}
+		// The same with the password as a query parameter, which pgx reads too.
+		config = e.config(t, dir, "postgres://postgres@"+freeAddr(t)+"/paynotify?sslmode=disable&password="+pw, "http://"+freeAddr(t))
+		code, out = e.run(t, "--config", config, "--app", "alipay-demo")
+		if code != exitInvalid {
+			t.Fatalf("exit %d, want 1:\n%s", code, out)
+		}
+		wantLine(t, out, "FAIL", "(server)", "database", "does not answer")
+		if strings.Contains(out, pw) {
+			t.Fatalf("doctor printed the database password given as ?password=:\n%s", out)
+		}
 	})
+}
+
+func TestRedactDSN(t *testing.T) {
+	const pw = "s3cret-pw"
+	for _, c := range []struct{ dsn, want string }{
+		{"postgres://app:" + pw + "@db:5432/pay?sslmode=disable", "postgres://…@db:5432/pay?sslmode=disable"},
+		{"postgres://app@db/pay?password=" + pw + "&sslmode=disable", "postgres://…@db/pay?password=…&sslmode=disable"},
+		{"postgresql://db/pay?sslpassword=" + pw, "postgresql://db/pay?sslpassword=…"},
+		{"host=db user=app password=" + pw + " dbname=pay", "host=db user=app password=… dbname=pay"},
+		{"sqlite:paynotify-data/paynotify.db", "sqlite:paynotify-data/paynotify.db"},
+	} {
+		got := redactDSN(c.dsn)
+		if got != c.want {
+			t.Errorf("redactDSN(%q) = %q, want %q", c.dsn, got, c.want)
+		}
+		if strings.Contains(got, pw) {
+			t.Errorf("redactDSN(%q) shows the password", c.dsn)
+		}
+		if strings.Contains(c.dsn, pw) && !slices.Contains(dsnSecrets(c.dsn), pw) {
+			t.Errorf("dsnSecrets(%q) = %q, misses the password", c.dsn, dsnSecrets(c.dsn))
+		}
+	}
 }
 
 // testCA is a certificate authority of a test: it issues certificates over given public keys.

@@ -38,15 +38,18 @@ import (
 const notifyContentType = "application/x-www-form-urlencoded; charset=utf-8"
 
 // TestBinary_KillUnderLoad: acknowledgement-after-commit under load and crashes. The real binary
-// gets valid first-delivery notifications from 32 keep-alive connections, reconciles the orders
-// (their checks come due during the load) against a gateway of the test's own that says paid for
-// every order whose notification was sent, delivers the events to a webhook receiver on loopback,
-// and is killed with SIGKILL while requests, checks and deliveries are in flight, three times. After every kill the database (read
+// gets valid first-delivery notifications from 32 keep-alive connections, reconciles every order
+// (all checks due) against a gateway of the test's own, delivers the events to a webhook receiver
+// on loopback, and is killed with SIGKILL while requests, checks and deliveries are in flight,
+// three times. The gateway says paid only for a set of orders that are never notified (their
+// checks come first), and waiting for every notified one: a notified order can be paid only by
+// its notification, so that a lost commit of an acknowledged one cannot be hidden by a query. After every kill the database (read
 // directly, the process dead) must hold every notification that was answered "success" as a paid
 // order, with exactly one order.paid event, and no paid order whose notification was never sent.
 // Then the provider's retries (every notification again) must all be answered "success" and leave
-// every order paid once: version 2, one order.paid event, no other event. At the end the receiver
-// has every order.paid event at least once, by webhook-id, and nothing else.
+// every order paid once: version 2, one order.paid event, no other event. The never-notified set
+// ends paid once by the reconciliation. At the end the receiver has every order.paid event at least
+// once, by webhook-id, and nothing else.
 func TestBinary_KillUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -55,6 +58,7 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 		n       = 3500 // orders, one notification each
 		conns   = 32   // concurrent keep-alive connections
 		perKill = 1000 // notifications answered "success" in a cycle before its kill
+		byQuery = 60   // more orders, never notified, paid at the gateway: found by the reconciliation
 		kills   = 3
 	)
 	bin := buildBinary(t)
@@ -82,7 +86,7 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			target := "http://" + addr + "/notify/alipay/shop"
 			rcv := newLKReceiver(t)
 			attempted := make([]atomic.Bool, n) // posted at least once before the retries
-			gw := newLKGateway(t, key, func(i int) bool { return attempted[i].Load() })
+			gw := newLKGateway(t, key, func(i int) bool { return i >= n })
 			lkReconcileAt(t, config, gw.srv.URL)
 
 			// Seed the pending orders directly, without a reconciliation schedule (NextCheckAt
@@ -90,9 +94,13 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			s := lkOpen(t, dsn, true)
 			now := time.Now().UTC().Truncate(time.Second)
 			var seedErr atomic.Value
-			lkParallel(n, 16, func(i int) {
-				// Every check is due: the first sweeps claim them during the load and the kills.
+			lkParallel(n+byQuery, 16, func(i int) {
+				// Every check is due: the first sweeps claim them during the load and the kills,
+				// those of the never-notified orders first.
 				due := now
+				if i >= n {
+					due = now.Add(-time.Minute)
+				}
 				_, created, err := s.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: lkTradeNo(i), Channel: paynotify.ChannelAlipayApp,
 					Status: paynotify.StatusPending, Amount: 8888, Currency: "CNY", Subject: "load", Version: 1, CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour),
 					NextCheckAt: &due})
@@ -228,7 +236,7 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 				t.Errorf("no request failed after any of the kills: the process was not killed under load")
 			}
 			queries, paidByQuery := gw.counts()
-			t.Logf("reconciliation: %d queries answered, %d of them paid", queries, paidByQuery)
+			t.Logf("reconciliation: %d queries answered, %d of them paid (of the %d never notified)", queries, paidByQuery, byQuery)
 			if queries == 0 {
 				t.Errorf("the gateway was never queried: the reconciliation did not run during the load")
 			}
@@ -278,16 +286,39 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			t.Logf("retried all %d notifications in %v", n, time.Since(retryStart).Round(time.Millisecond))
 			lkCheckOrders(t, dsn, n, func(int) string { return "paid" }, "after the retries")
 
+			// The never-notified orders are paid by the reconciliation, once each.
+			for i, deadline := n, time.Now().Add(120*time.Second); i < n+byQuery; {
+				code, o := binAPI(t, "GET", "http://"+addr+"/v1/orders/shop/"+lkTradeNo(i), nil)
+				switch {
+				case code == http.StatusOK && o["status"] == "paid":
+					if o["version"] != float64(2) {
+						t.Errorf("%s paid by a query at version %v, want 2", lkTradeNo(i), o["version"])
+					}
+					i++
+				case time.Now().After(deadline):
+					t.Fatalf("%s (never notified, paid at the gateway) is still %d %v after 120 s", lkTradeNo(i), code, o["status"])
+				default:
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+
 			// Every order.paid reaches the receiver, the kills notwithstanding.
 			s = lkOpen(t, dsn, false)
 			want := map[string]bool{}
+			paidEvents := map[string]int{}
 			for _, e := range lkEvents(t, s) {
 				want[e.ID] = true
+				paidEvents[e.OutTradeNo]++
 			}
 			s.Close()
+			for i := n; i < n+byQuery; i++ {
+				if paidEvents[lkTradeNo(i)] != 1 {
+					t.Errorf("%s (paid by a query): %d order.paid events, want 1", lkTradeNo(i), paidEvents[lkTradeNo(i)])
+				}
+			}
 			// Deliveries claimed by a killed process come due again when their lease (1 min) ends.
 			waitStart := time.Now()
-			deadline := waitStart.Add(90 * time.Second)
+			deadline := waitStart.Add(150 * time.Second)
 			for {
 				got, dups := rcv.snapshot()
 				missing := 0
@@ -444,15 +475,14 @@ func TestBinary_ConcurrentIdentical(t *testing.T) {
 }
 
 // lkGateway plays Alipay's gateway for alipay.trade.query: TRADE_SUCCESS (88.88 yuan, the
-// notification's trade number) for an order whose notification was sent, WAIT_BUYER_PAY
-// otherwise; the answer is signed over the node's bytes with the key that plays Alipay, by
+// notification's trade number) for an order paidAt says, WAIT_BUYER_PAY otherwise; the answer is signed over the node's bytes with the key that plays Alipay, by
 // crypto/rsa here, not by the package under test.
 type lkGateway struct {
 	srv           *httptest.Server
 	queries, paid atomic.Int64
 }
 
-func newLKGateway(t *testing.T, key *rsa.PrivateKey, sent func(i int) bool) *lkGateway {
+func newLKGateway(t *testing.T, key *rsa.PrivateKey, paidAt func(i int) bool) *lkGateway {
 	g := &lkGateway{}
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseForm(); err != nil || r.Form.Get("method") != "alipay.trade.query" {
@@ -475,7 +505,7 @@ func newLKGateway(t *testing.T, key *rsa.PrivateKey, sent func(i int) bool) *lkG
 		otn := biz.OutTradeNo
 		node := `{"code":"10000","msg":"Success","buyer_pay_amount":"0.00","invoice_amount":"0.00","out_trade_no":"` + otn +
 			`","point_amount":"0.00","receipt_amount":"0.00","total_amount":"88.88","trade_no":"2026112922001400` + otn + `","trade_status":"WAIT_BUYER_PAY"}`
-		if sent(i) {
+		if paidAt(i) {
 			g.paid.Add(1)
 			node = `{"code":"10000","msg":"Success","buyer_logon_id":"abc***@example.com","buyer_pay_amount":"88.88","buyer_user_id":"2088102177846880",` +
 				`"invoice_amount":"88.88","out_trade_no":"` + otn + `","point_amount":"0.00","receipt_amount":"88.88","send_pay_date":"2026-11-29 10:00:00",` +

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -471,12 +473,56 @@ func pendingJobMigrations(ctx context.Context, s store) ([]string, error) {
 	return nil, nil
 }
 
-// redactDSN hides a password in a database URL.
+// redactDSN hides the secrets of a database DSN: a URL's user info (user and password) and
+// every query parameter whose name says password (pgx reads ?password=); in a DSN that is no
+// URL, whatever follows password=.
 func redactDSN(dsn string) string {
-	if i := strings.Index(dsn, "@"); i >= 0 {
-		if j := strings.Index(dsn, "://"); j >= 0 && j < i {
-			return dsn[:j+3] + "…" + dsn[i:]
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" || u.Opaque != "" {
+		return dsnPassword.ReplaceAllString(dsn, "${1}…")
+	}
+	if u.User != nil {
+		u.User = url.User("…")
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "password") {
+				q.Set(k, "…")
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return strings.ReplaceAll(u.String(), "%E2%80%A6", "…")
+}
+
+// dsnPassword finds password=VALUE in a key=value DSN or a query string.
+var dsnPassword = regexp.MustCompile(`(?i)(password=)[^ &]*`)
+
+// dsnSecrets returns the passwords a DSN holds: its URL user's, and every query parameter whose
+// name says password.
+func dsnSecrets(dsn string) []string {
+	var out []string
+	if u, err := url.Parse(dsn); err == nil {
+		if u.User != nil {
+			if pw, ok := u.User.Password(); ok && pw != "" {
+				out = append(out, pw)
+			}
+		}
+		for k, vs := range u.Query() {
+			if strings.Contains(strings.ToLower(k), "password") {
+				for _, v := range vs {
+					if v != "" {
+						out = append(out, v)
+					}
+				}
+			}
 		}
 	}
-	return dsn
+	for _, m := range dsnPassword.FindAllString(dsn, -1) {
+		if v := m[len("password="):]; v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -271,8 +271,7 @@ func TestBinary_Demo(t *testing.T) {
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "serve", "--listen", addr)
 	cmd.Dir = dir
-	// Written by exec's copying goroutines while the test reads them.
-	var stdout, logs lockedBuffer
+	var stdout, logs lockedBuffer // written by exec's copying goroutines while the test reads them
 	cmd.Stdout, cmd.Stderr = &stdout, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -291,13 +290,12 @@ func TestBinary_Demo(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := strings.TrimSpace(string(tokenBytes))
-	// The banner is written before the server answers, but it reaches the buffer through a pipe
-	// and exec's copying goroutine: give it a moment.
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stdout.String(), token) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !strings.Contains(stdout.String(), token) || !strings.Contains(stdout.String(), base+"/") {
-		t.Fatalf("the demo does not say where to click and the token:\n%s", stdout.String())
+	// The banner follows the listener's opening: /healthz can answer before it is printed.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stdout.String(), token) || !strings.Contains(stdout.String(), base+"/"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo does not say where to click and the token:\n%s", stdout.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	for _, p := range []string{"paynotify-data", "paynotify-data/api_token"} {
 		fi, err := os.Stat(filepath.Join(dir, p))

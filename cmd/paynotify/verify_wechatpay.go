@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -121,11 +123,10 @@ func (c verifyWechatpayCommand) Run(ctx context.Context, m *Main, args []string)
 		if err != nil {
 			return configErrorf("read platform certificate: %w", err)
 		}
-		cert, err := wechatpay.ParseCertificate(b)
-		if err != nil {
+		if _, err := wechatpay.ParseCertificate(b); err != nil {
 			return configErrorf("%s: %w", f, err)
 		}
-		cfg.PlatformCerts = append(cfg.PlatformCerts, cert)
+		cfg.PlatformCerts = append(append(cfg.PlatformCerts, b...), '\n')
 	}
 	key, err := readWechatpayKeyFile(keyFile, "APIv3 key")
 	if err != nil {
@@ -152,13 +153,13 @@ func (c verifyWechatpayCommand) Run(ctx context.Context, m *Main, args []string)
 		return err
 	}
 
-	n, err := client.ParseNotification(h, body)
+	n, err := client.VerifyNotification(h, body)
 	var ve *wechatpay.VerifyError
 	if err != nil && !errors.As(err, &ve) {
 		return err
 	}
 	if explain {
-		explainWechatpay(m, h, body, cfg, clock(), ve)
+		explainWechatpay(m, h, body, cfg, client.PlatformCertificates(), clock(), ve)
 	}
 	if ve != nil {
 		return printInvalid(m, ve.Reason+": "+ve.Detail)
@@ -232,17 +233,17 @@ func currencyOr(c string) string {
 }
 
 // explainWechatpay prints the signed message and each check with its outcome.
-func explainWechatpay(m *Main, h http.Header, body []byte, cfg wechatpay.Config, now time.Time, ve *wechatpay.VerifyError) {
+func explainWechatpay(m *Main, h http.Header, body []byte, cfg wechatpay.Config, certs []*x509.Certificate, now time.Time, ve *wechatpay.VerifyError) {
 	w := m.Stdout
-	ts, nonce := h.Get(wechatpay.HeaderTimestamp), h.Get(wechatpay.HeaderNonce)
-	fmt.Fprintf(w, "%s: %s\n%s: %s\n%s: %s\n", wechatpay.HeaderTimestamp, ts, wechatpay.HeaderNonce, nonce, wechatpay.HeaderSerial, h.Get(wechatpay.HeaderSerial))
+	ts, nonce := h.Get(wechatpaywire.HeaderTimestamp), h.Get(wechatpaywire.HeaderNonce)
+	fmt.Fprintf(w, "%s: %s\n%s: %s\n%s: %s\n", wechatpaywire.HeaderTimestamp, ts, wechatpaywire.HeaderNonce, nonce, wechatpaywire.HeaderSerial, h.Get(wechatpaywire.HeaderSerial))
 	fmt.Fprintf(w, "body: %d bytes\n", len(body))
-	fmt.Fprintf(w, "signed message (timestamp\\nnonce\\nbody\\n, quoted):\n%q\n", wechatpay.NotificationMessage(ts, nonce, body))
+	fmt.Fprintf(w, "signed message (timestamp\\nnonce\\nbody\\n, quoted):\n%q\n", wechatpaywire.NotificationMessage(ts, nonce, body))
 	var keys []string
 	if cfg.PlatformPublicKey != nil {
 		keys = append(keys, cfg.PlatformPublicKeyID)
 	}
-	for _, c := range cfg.PlatformCerts {
+	for _, c := range certs {
 		keys = append(keys, "cert "+wechatpay.CertificateSerial(c)+" (valid "+c.NotBefore.UTC().Format(time.DateOnly)+" to "+c.NotAfter.UTC().Format(time.DateOnly)+")")
 	}
 	fmt.Fprintf(w, "platform keys: %s\nnow: %s (%d)\n", strings.Join(keys, ", "), now.In(wechatpay.Beijing()).Format(time.RFC3339), now.Unix())

@@ -1,4 +1,4 @@
--- paynotify schema, version 4 (SQLite): retention (docs/storage.md, "Retention").
+-- paynotify schema, version 5 (SQLite): retention (docs/storage.md, "Retention").
 -- The daily prune keeps the evidence records that an order.anomaly event names: this index finds,
 -- for each old record, whether such an event exists, without reading the event log. Only
 -- order.anomaly events are in it, so it stays as small as the anomalies.

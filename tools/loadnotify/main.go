@@ -65,6 +65,7 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/internal/alipaywire"
 	"github.com/paynotify/paynotify/internal/loadstore"
 	"github.com/paynotify/paynotify/provider"
 )
@@ -356,7 +357,7 @@ func signNotifications(key *rsa.PrivateKey, n int) [][]byte {
 					canon.WriteString(k + "=" + f[k])
 					body.WriteString(k + "=" + url.QueryEscape(f[k]))
 				}
-				sig, err := alipay.Sign(key, alipay.RSA2, []byte(canon.String()))
+				sig, err := alipaywire.Sign(key, string(alipay.RSA2), []byte(canon.String()))
 				check(err)
 				body.WriteString("&sign=" + url.QueryEscape(sig) + "&sign_type=RSA2")
 				out[i] = []byte(body.String())
