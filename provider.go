@@ -73,6 +73,14 @@ type Verifier interface {
 	Verify(header http.Header, body []byte, at time.Time) (Fact, error)
 }
 
+// SignedTexter is the optional power of a notification Verifier to say which bytes a request's
+// signature covers, built by its protocol package exactly as verification builds them, and how
+// they are checked: the operator console shows them (docs/console.md). It verifies nothing and
+// calls no one. A secret that the signature appends (a key under MD5 or APIv2) is never in text.
+type SignedTexter interface {
+	SignedText(header http.Header, body []byte) (text []byte, how string, err error)
+}
+
 // Acker is the power of a notification Verifier to answer the provider in its exact wire format.
 // The provider package implements it over the ack helpers of the alipay, alipaylegacy and
 // wechatpay packages, so that the answers' bytes have one home.

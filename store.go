@@ -20,6 +20,7 @@ type Store interface {
 	WebhookStore
 	APITokenStore
 	StatsStore
+	OverviewStore
 }
 
 // OrderStore keeps orders and their refunds.
@@ -96,10 +97,16 @@ type Anomaly struct {
 
 // OrderFilter selects orders; empty fields match everything.
 type OrderFilter struct {
-	App    string
-	Status OrderStatus
-	Since  time.Time // created at or after
-	Limit  int       // 0 means 100
+	App     string
+	Status  OrderStatus
+	Channel string
+	// TradeNo, when set, matches an order whose OutTradeNo or ProviderTradeNo is exactly it.
+	TradeNo string
+	Since   time.Time // created at or after
+	Until   time.Time // created before
+	Limit   int       // 0 means 100
+	// Offset skips this many of the matching orders, newest first (paging).
+	Offset int
 }
 
 // EventStore reads the event log.
@@ -114,7 +121,26 @@ type EventStore interface {
 type EventFilter struct {
 	After int64  // only events with Seq > After
 	App   string // "" for every app
-	Limit int    // at most this many; 0 means 100
+	// OutTradeNo, with App, selects the events of one order.
+	OutTradeNo string
+	Limit      int // at most this many; 0 means 100
+}
+
+// OverviewStore answers the operator console's overview with bounded queries: each reads one time
+// range through an index.
+type OverviewStore interface {
+	// PaidSince returns, per app, the orders paid (an order.paid event) at or after since: their
+	// count and the sum of their amounts, by app name.
+	PaidSince(ctx context.Context, since time.Time) ([]AppPaid, error)
+	// CountEvidence returns how many evidence records of each verdict were received in [since, until).
+	CountEvidence(ctx context.Context, since, until time.Time) (map[Verdict]int, error)
+}
+
+// AppPaid is one app's paid orders in a time range (OverviewStore.PaidSince).
+type AppPaid struct {
+	App    string
+	Count  int
+	Amount Amount
 }
 
 // EvidenceStore keeps and lists evidence records.

@@ -1,6 +1,6 @@
-// Package httpd serves paynotify over HTTP: the merchant JSON API, the provider callbacks, the
-// Alipay return URL and the demo pages. It holds the one translation from application errors to
-// HTTP statuses.
+// Package httpd serves paynotify over HTTP: the merchant JSON API, the provider callbacks and the
+// Alipay return URL; the console (package console) and the sandbox are mounted on it. It holds the
+// one translation from application errors to HTTP statuses.
 package httpd
 
 import (
@@ -30,7 +30,7 @@ type Server struct {
 	Logger   *slog.Logger
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
-	// Mount adds extra handlers (the sandbox under /sandbox/, demo pages) by pattern.
+	// Mount adds extra handlers (the sandbox under /sandbox/, the console) by pattern.
 	Mount map[string]http.Handler
 	// MaxBodyBytes caps request bodies; defaults to 1 MiB.
 	MaxBodyBytes int64

@@ -15,7 +15,8 @@ import (
 // filter.App if set, oldest first. Data is returned byte for byte as committed.
 func (db *DB) ListEvents(ctx context.Context, filter paynotify.EventFilter) ([]*paynotify.Event, error) {
 	rows, err := db.pool.Query(ctx, `SELECT seq, id, type, app, out_trade_no, version, timestamp, data::text FROM events
-		WHERE seq > $1 AND ($2 = '' OR app = $2) ORDER BY seq LIMIT $3`, filter.After, filter.App, limit(filter.Limit))
+		WHERE seq > $1 AND ($2 = '' OR app = $2) AND ($4 = '' OR out_trade_no = $4) ORDER BY seq LIMIT $3`,
+		filter.After, filter.App, limit(filter.Limit), filter.OutTradeNo)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list events: %w", err)
 	}

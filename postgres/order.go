@@ -99,12 +99,25 @@ func (db *DB) ListOrders(ctx context.Context, filter paynotify.OrderFilter) ([]*
 	if filter.Status != "" {
 		c.add("status = %s", string(filter.Status))
 	}
+	if filter.Channel != "" {
+		c.add("channel = %s", filter.Channel)
+	}
+	if filter.TradeNo != "" {
+		// Two indexed lookups: out_trade_no through orders_out_trade_no, provider_trade_no
+		// through orders_provider_trade_no (migration 0007).
+		p := c.arg(filter.TradeNo)
+		c.terms = append(c.terms, "(out_trade_no = "+p+" OR (provider_trade_no = "+p+" AND provider_trade_no <> ''))")
+	}
 	if !filter.Since.IsZero() {
 		c.add("created_at >= %s", tm(filter.Since))
 	}
+	if !filter.Until.IsZero() {
+		c.add("created_at < %s", tm(filter.Until))
+	}
 	lim := c.arg(limit(filter.Limit))
+	off := c.arg(max(filter.Offset, 0))
 	rows, err := db.pool.Query(ctx, `SELECT `+orderColumns+` FROM orders`+c.where()+`
-		ORDER BY created_at DESC, seq DESC LIMIT `+lim, c.args...)
+		ORDER BY created_at DESC, seq DESC LIMIT `+lim+` OFFSET `+off, c.args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list orders: %w", err)
 	}

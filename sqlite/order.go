@@ -108,11 +108,23 @@ func (db *DB) ListOrders(ctx context.Context, filter paynotify.OrderFilter) ([]*
 	if filter.Status != "" {
 		c.add("status = ?", string(filter.Status))
 	}
+	if filter.Channel != "" {
+		c.add("channel = ?", filter.Channel)
+	}
+	if filter.TradeNo != "" {
+		// Two indexed lookups: the primary key's out_trade_no (after app) is not a prefix, so
+		// the out_trade_no side uses orders_out_trade_no (migration 0007).
+		c.terms = append(c.terms, "(out_trade_no = ? OR (provider_trade_no = ? AND provider_trade_no <> ''))")
+		c.args = append(c.args, filter.TradeNo, filter.TradeNo)
+	}
 	if !filter.Since.IsZero() {
 		c.add("created_at >= ?", formatTime(filter.Since))
 	}
+	if !filter.Until.IsZero() {
+		c.add("created_at < ?", formatTime(filter.Until))
+	}
 	rows, err := db.rd.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders`+c.where()+`
-		ORDER BY created_at DESC, rowid DESC LIMIT ?`, append(c.args, limit(filter.Limit))...)
+		ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?`, append(c.args, limit(filter.Limit), max(filter.Offset, 0))...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list orders: %w", err)
 	}

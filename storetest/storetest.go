@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) DB) {
 	t.Run("CreateOrder", s.testCreateOrder)
 	t.Run("GetOrder", s.testGetOrder)
 	t.Run("ListOrders", s.testListOrders)
+	t.Run("ConsoleReads", s.testConsoleReads)
 	t.Run("Times", s.testTimes)
 	t.Run("Refund", s.testRefund)
 	t.Run("ConfirmRefundAmount", s.testConfirmRefundAmount)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipaylegacy"
+	"github.com/paynotify/paynotify/console"
 	"github.com/paynotify/paynotify/internal/alipaywire"
 	"go.yaml.in/yaml/v3"
 )
@@ -34,6 +35,9 @@ type Config struct {
 	APIToken string `yaml:"api_token"`
 	// Apps are the merchant apps of both providers. At least one.
 	Apps []AppConfig `yaml:"apps"`
+	// Console, when admin_password_hash is set, serves the operator console under /console/
+	// (docs/console.md). Off otherwise.
+	Console ConsoleConfig `yaml:"console"`
 	// Database is "sqlite:PATH" or a postgres:// URL. Defaults to sqlite:paynotify-data/paynotify.db.
 	Database string `yaml:"database"`
 	// Jobs tunes the background jobs (docs/reconciliation.md).
@@ -154,6 +158,13 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
+}
+
+// ConsoleConfig is the console block.
+type ConsoleConfig struct {
+	// AdminPasswordHash is the argon2id (PHC string) or bcrypt hash of the console's password,
+	// from paynotify hash-password. "" leaves the console off.
+	AdminPasswordHash string `yaml:"admin_password_hash"`
 }
 
 // LogConfig is the log block.
@@ -566,6 +577,12 @@ func (c *Config) Validate() error {
 	}
 	if len(c.APIToken) < 16 {
 		return errors.New("api_token: too short (at least 16 characters)")
+	}
+	if h := c.Console.AdminPasswordHash; h != "" {
+		if err := console.CheckPasswordHash(h); err != nil {
+			// The hash itself is not repeated: it is a secret of sorts.
+			return errors.New("console.admin_password_hash: not an argon2id or bcrypt hash (make one with paynotify hash-password)")
+		}
 	}
 	if !strings.HasPrefix(c.Database, "sqlite:") && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
 		return errors.New("database: must be sqlite:PATH or a postgres:// URL")

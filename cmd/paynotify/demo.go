@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/paynotify/paynotify/console"
 	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/internal/sandboxapps"
 	"github.com/paynotify/paynotify/sandbox"
@@ -86,18 +87,23 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 		return err
 	}
 	defer bg.Close()
-	srv.Mount = map[string]http.Handler{"/sandbox/": sb.Handler(), "/v3/": sb.Handler(), "GET /{$}": srv.DemoPage(),
-		// The sandbox's keys (its merchants' private keys among them) go to the demo's token holder
-		// only; offline: paynotify sandbox keys --state-dir <data-dir>/sandbox.
-		"GET /sandbox/api/keys": requireToken(token, sb.Handler())}
-	// The demo page carries the API token and the sandbox hands out its keys: answer only to
+	// The console without a login (docs/console.md): GET / is its overview with the create-and-pay
+	// form.
+	con := &console.Console{Service: svc, Demo: true, APIToken: token, Logger: logger}
+	srv.Mount = con.Routes()
+	srv.Mount["/sandbox/"] = sb.Handler()
+	srv.Mount["/v3/"] = sb.Handler()
+	// The sandbox's keys (its merchants' private keys among them) go to the demo's token holder
+	// only; offline: paynotify sandbox keys --state-dir <data-dir>/sandbox.
+	srv.Mount["GET /sandbox/api/keys"] = requireToken(token, sb.Handler())
+	// The console carries the API token and the sandbox hands out its keys: answer only to
 	// loopback host names, so that another site cannot read them through DNS rebinding.
 	srv.AllowHost = httpd.LoopbackHost
 	return listenAndServe(ctx, m, logger, listen, srv, bg, func(addr string) {
 		fmt.Fprintf(m.Stdout, `
 paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
 
-  Open        %s/            create an order, pay it in the sandbox, watch it become paid
+  Open        %s/            the console: create an order, pay it in the sandbox, watch its timeline
   Sandbox     %s/sandbox/    simulated Alipay and WeChat Pay (WeChat APIv3 also at %s/v3/)
   Apps        alipay-demo, wechatpay-demo, alipay-legacy-demo (legacy mapi / WAP, MD5)
   API token   %s

@@ -126,6 +126,8 @@ Usage:
                                                     copy a SQLite database while serve runs
                                                     (PostgreSQL: prints the pg_dump command to run)
   paynotify keygen  [--out DIR]                     make an RSA-2048 app key pair
+  paynotify hash-password                           read a password on stdin, print its argon2id hash
+                                                    (console.admin_password_hash; docs/console.md)
   paynotify verify alipay    (--alipay-public-key FILE | --alipay-cert FILE) [--explain] [BODY_FILE|-]
   paynotify verify wechatpay (--platform-public-key FILE --platform-public-key-id ID | --platform-cert FILE)
                              --apiv3-key-file FILE --headers FILE [--now RFC3339|UNIX] [--explain] [BODY_FILE|-]

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/console"
 	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/internal/migrations"
 	"github.com/paynotify/paynotify/jobs"
@@ -224,7 +225,14 @@ func (b *background) Close() {
 
 // newServer wires the HTTP server of a config.
 func newServer(cfg *Config, st store, svc *paynotify.Service, logger *slog.Logger) *httpd.Server {
-	return &httpd.Server{Service: svc, APIToken: cfg.APIToken, Logger: logger, Ready: readiness(st, logger)}
+	srv := &httpd.Server{Service: svc, APIToken: cfg.APIToken, Logger: logger, Ready: readiness(st, logger)}
+	if cfg.Console.AdminPasswordHash != "" {
+		// The operator console (docs/console.md): GET /, /login, /logout and /console/.
+		con := &console.Console{Service: svc, PasswordHash: cfg.Console.AdminPasswordHash, Logger: logger,
+			SecureCookie: strings.HasPrefix(cfg.PublicURL, "https://")}
+		srv.Mount = con.Routes()
+	}
+	return srv
 }
 
 // readiness is GET /readyz's check: the database answers and neither our schema nor River's has

@@ -330,7 +330,7 @@ func TestBinary_Demo(t *testing.T) {
 	} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("demo sandbox keys without the token: %d, want 401", resp.StatusCode)
 	}
-	// The demo page renders, with both apps' channels.
+	// The demo's start page, the console's overview, renders with both apps' channels.
 	resp, err := http.Get(base + "/")
 	if err != nil {
 		t.Fatal(err)

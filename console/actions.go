@@ -1,0 +1,163 @@
+package console
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/paynotify/paynotify"
+)
+
+// action is one of the console's actions: what the confirmation asks, and what it does.
+type action struct {
+	// Ask is the confirmation's question.
+	Ask string
+	// Do runs it and returns where to go and what to say.
+	Do func(r *http.Request) (next, flash string, err error)
+}
+
+// confirmPage is the confirmation page's data: the form posted again, with confirm=yes.
+type confirmPage struct {
+	Action string
+	Ask    string
+	Fields [][2]string
+	Back   string
+}
+
+// yuan is a CNY amount as an operator types it: digits, at most two decimals.
+var yuan = regexp.MustCompile(`^(\d{1,10})(?:\.(\d{1,2}))?$`)
+
+// parseYuan reads "88.88" as 8888 fen, without floats.
+func parseYuan(s string) (paynotify.Amount, error) {
+	m := yuan.FindStringSubmatch(strings.TrimPrefix(strings.TrimSpace(s), "¥"))
+	if m == nil {
+		return 0, paynotify.Errorf(paynotify.EINVALID, "The amount %q is not yuan with at most two decimals (e.g. 88.88).", s)
+	}
+	y, _ := strconv.ParseInt(m[1], 10, 64)
+	f := m[2] + strings.Repeat("0", 2-len(m[2]))
+	c, _ := strconv.ParseInt(f, 10, 64)
+	return paynotify.Amount(y*100 + c), nil
+}
+
+// actions are the console's actions by name. Each calls the Service workflow the API calls.
+func (c *Console) action(name string, r *http.Request) (*action, error) {
+	app, otn, id := r.PostFormValue("app"), r.PostFormValue("otn"), r.PostFormValue("id")
+	ctx := r.Context()
+	back := orderPath(app, otn)
+	switch name {
+	case "query":
+		return &action{Ask: "Query the provider about order " + otn + " now, and apply what it answers?", Do: func(r *http.Request) (string, string, error) {
+			a, err := c.Service.App(app)
+			if err != nil {
+				return "", "", err
+			}
+			o, err := c.Service.Store.GetOrder(ctx, app, otn)
+			if err != nil {
+				return "", "", err
+			}
+			res, err := c.Service.CheckOrder(ctx, a, o, false)
+			if err != nil {
+				return "", "", err
+			}
+			msg := "Queried: the provider says " + strings.TrimSpace(res.State+" "+string(res.Verdict)+" "+res.Reason) + "."
+			if res.Verdict == "" {
+				msg += " Nothing to apply."
+			}
+			return back, msg, nil
+		}}, nil
+	case "close":
+		return &action{Ask: "Close order " + otn + " at the provider? A closed order cannot be paid.", Do: func(r *http.Request) (string, string, error) {
+			o, err := c.Service.CloseOrder(ctx, app, otn)
+			if err != nil {
+				return "", "", err
+			}
+			return back, "Closed: the order is " + string(o.Status) + ".", nil
+		}}, nil
+	case "refund":
+		amount, err := parseYuan(r.PostFormValue("amount"))
+		if err != nil {
+			return nil, err
+		}
+		reason := strings.TrimSpace(r.PostFormValue("reason"))
+		return &action{Ask: "Refund ¥" + amount.String() + " of order " + otn + "? The money goes back to the buyer.", Do: func(r *http.Request) (string, string, error) {
+			rf, _, err := c.Service.Refund(ctx, app, otn, paynotify.RefundRequest{Amount: amount, Reason: reason,
+				OutRequestNo: r.PostFormValue("out_request_no")})
+			if err != nil {
+				return "", "", err
+			}
+			return back, fmt.Sprintf("Refund %s of ¥%s: %s.", rf.OutRequestNo, rf.Amount, rf.Status), nil
+		}}, nil
+	case "reprocess":
+		return &action{Ask: "Verify and process notification " + id + " again? An order is paid once, however often.", Do: func(r *http.Request) (string, string, error) {
+			res, err := c.Service.Reprocess(ctx, id)
+			if err != nil {
+				return "", "", err
+			}
+			next := "/console/notifications/" + url.PathEscape(res.Evidence.ID)
+			if otn := res.Evidence.OutTradeNo; otn != "" {
+				if _, err := c.Service.Store.GetOrder(ctx, res.Evidence.App, otn); err == nil {
+					next = orderPath(res.Evidence.App, otn)
+				}
+			}
+			return next, "Reprocessed: " + strings.TrimSpace(string(res.Verdict)+" "+res.Reason) + ".", nil
+		}}, nil
+	case "resend":
+		return &action{Ask: "Deliver event " + id + " again to every webhook endpoint that subscribes to it?", Do: func(r *http.Request) (string, string, error) {
+			n, err := c.Service.ResendEvent(ctx, id, "")
+			if err != nil {
+				return "", "", err
+			}
+			ev, err := c.Service.Store.GetEvent(ctx, id)
+			next := "/console/"
+			if err == nil && ev.OutTradeNo != "" {
+				next = orderPath(ev.App, ev.OutTradeNo)
+			}
+			return next, fmt.Sprintf("Resent: %d deliveries queued.", n), nil
+		}}, nil
+	}
+	return nil, paynotify.Errorf(paynotify.ENOTFOUND, "No action %q.", name)
+}
+
+// handleAction serves POST /console/actions/{action}: without confirm=yes it asks (the same form
+// again, with confirm=yes); with it, it acts and returns to the page with what happened.
+func (c *Console) handleAction(w http.ResponseWriter, r *http.Request, ss *session) {
+	name := r.PathValue("action")
+	a, err := c.action(name, r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if r.PostFormValue("confirm") != "yes" {
+		if name == "refund" && r.PostFormValue("out_request_no") == "" {
+			// The refund number is fixed on the confirmation page: confirming twice (a double
+			// click, a reload) is the same refund, as the API's idempotency has it.
+			r.PostForm.Set("out_request_no", paynotify.NewTradeNo())
+		}
+		p := &confirmPage{Action: name, Ask: a.Ask, Back: r.Referer()}
+		for _, k := range []string{"app", "otn", "id", "amount", "reason", "out_request_no"} {
+			if v := r.PostFormValue(k); v != "" {
+				p.Fields = append(p.Fields, [2]string{k, v})
+			}
+		}
+		if !strings.HasPrefix(p.Back, "/") {
+			if u, err := url.Parse(p.Back); err == nil && u.Host == r.Host {
+				p.Back = u.RequestURI()
+			} else {
+				p.Back = "/console/"
+			}
+		}
+		c.render(w, r, http.StatusOK, "confirm", &page{Title: "Confirm", Data: p})
+		return
+	}
+	next, flash, err := a.Do(r)
+	if err != nil {
+		c.logger().Warn("console: action failed", "action", name, "err", err)
+		c.fail(w, r, err)
+		return
+	}
+	c.logger().Info("console: action", "action", name, "app", r.PostFormValue("app"), "out_trade_no", r.PostFormValue("otn"), "id", r.PostFormValue("id"))
+	http.Redirect(w, r, next+"?flash="+url.QueryEscape(flash), http.StatusSeeOther)
+}

@@ -1,0 +1,258 @@
+package console
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Session and login limits (docs/console.md, "Security model").
+const (
+	cookieName = "paynotify_console"
+	// sessionTTL is how long a session lasts from its login; sessionIdle how long it lasts unused.
+	sessionTTL  = 12 * time.Hour
+	sessionIdle = 2 * time.Hour
+	// maxSessions bounds the sessions held: the oldest goes first.
+	maxSessions = 1000
+	// A client IP gets loginPerIP failed logins per loginWindow, every client together loginGlobal;
+	// past either, logins are answered 429 until the window moves on.
+	loginWindow = time.Minute
+	loginPerIP  = 5
+	loginGlobal = 20
+)
+
+// session is one logged-in browser, held in memory: a restart logs everyone out, and several
+// instances behind a load balancer need sticky sessions (docs/console.md).
+type session struct {
+	id      string
+	csrf    string
+	created time.Time
+	used    time.Time
+}
+
+// sessions holds the sessions and the login failures.
+type sessions struct {
+	mu       sync.Mutex
+	byID     map[string]*session
+	failures map[string][]time.Time // by client IP
+	global   []time.Time
+}
+
+// randomToken returns 32 random bytes in hex.
+func randomToken() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// create starts a session.
+func (s *sessions) create(now time.Time) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byID == nil {
+		s.byID = map[string]*session{}
+	}
+	if len(s.byID) >= maxSessions {
+		var oldest *session
+		for _, ss := range s.byID {
+			if oldest == nil || ss.created.Before(oldest.created) {
+				oldest = ss
+			}
+		}
+		delete(s.byID, oldest.id)
+	}
+	ss := &session{id: randomToken(), csrf: randomToken(), created: now, used: now}
+	s.byID[ss.id] = ss
+	return ss
+}
+
+// get returns the live session with id, or nil; it marks the session used.
+func (s *sessions) get(id string, now time.Time) *session {
+	if id == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.byID[id]
+	if ss == nil {
+		return nil
+	}
+	if now.Sub(ss.created) > sessionTTL || now.Sub(ss.used) > sessionIdle {
+		delete(s.byID, id)
+		return nil
+	}
+	ss.used = now
+	return ss
+}
+
+// end deletes the session with id.
+func (s *sessions) end(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byID, id)
+}
+
+// recent drops the times before the window and returns the rest.
+func recent(ts []time.Time, now time.Time) []time.Time {
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) >= loginWindow {
+		i++
+	}
+	return ts[i:]
+}
+
+// limited reports whether ip (or everyone) has used up its failed logins.
+func (s *sessions) limited(ip string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.global = recent(s.global, now)
+	if s.failures == nil {
+		s.failures = map[string][]time.Time{}
+	}
+	f := recent(s.failures[ip], now)
+	if len(f) == 0 {
+		delete(s.failures, ip)
+	} else {
+		s.failures[ip] = f
+	}
+	return len(f) >= loginPerIP || len(s.global) >= loginGlobal
+}
+
+// failed counts a failed login of ip.
+func (s *sessions) failed(ip string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures == nil {
+		s.failures = map[string][]time.Time{}
+	}
+	if len(s.failures) > 10000 { // bounded: a flood of addresses forgets the oldest state
+		clear(s.failures)
+	}
+	s.failures[ip] = append(s.failures[ip], now)
+	s.global = append(s.global, now)
+}
+
+// clientIP is the request's peer address. Headers such as X-Forwarded-For are not trusted: behind
+// a reverse proxy every client shares the proxy's address, and the global limit still holds.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// secure reports whether the session cookie gets the Secure attribute: the request came over TLS,
+// or the console was told its public URL is https (a TLS-terminating proxy in front).
+func (c *Console) secure(r *http.Request) bool {
+	return r.TLS != nil || c.SecureCookie
+}
+
+// session returns the request's session, or nil. In demo mode every request has the demo's one
+// session (no login: the demo listens on loopback only).
+func (c *Console) session(r *http.Request) *session {
+	if c.Demo {
+		return c.demo
+	}
+	ck, err := r.Cookie(cookieName)
+	if err != nil {
+		return nil
+	}
+	return c.sessions.get(ck.Value, c.now())
+}
+
+// checkCSRF reports whether the POST's csrf field matches the session's token.
+func checkCSRF(r *http.Request, ss *session) bool {
+	got := r.PostFormValue("csrf")
+	return ss != nil && got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(ss.csrf)) == 1
+}
+
+// handleLoginForm serves GET /login.
+func (c *Console) handleLoginForm(w http.ResponseWriter, r *http.Request) {
+	if c.Demo || c.session(r) != nil {
+		http.Redirect(w, r, "/console/", http.StatusSeeOther)
+		return
+	}
+	c.render(w, r, http.StatusOK, "login", &page{Title: "Log in", Data: r.URL.Query().Get("next")})
+}
+
+// handleLogin serves POST /login: the password against the hash, rate-limited, then a new
+// session (a new id at every login: no fixation).
+func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
+	if c.Demo {
+		http.Redirect(w, r, "/console/", http.StatusSeeOther)
+		return
+	}
+	now := c.now()
+	ip := clientIP(r)
+	if c.sessions.limited(ip, now) {
+		w.Header().Set("Retry-After", "60")
+		c.render(w, r, http.StatusTooManyRequests, "login", &page{Title: "Log in", Error: "Too many failed logins: wait a minute.", Data: r.FormValue("next")})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	password := r.PostFormValue("password")
+	if password == "" || !VerifyPassword(c.PasswordHash, password) {
+		c.sessions.failed(ip, now)
+		c.logger().Warn("console: failed login", "client_ip", ip)
+		c.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Log in", Error: "Wrong password.", Data: r.PostFormValue("next")})
+		return
+	}
+	ss := c.sessions.create(now)
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: ss.id, Path: "/", HttpOnly: true, Secure: c.secure(r),
+		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
+	c.logger().Info("console: login", "client_ip", ip)
+	next := r.PostFormValue("next")
+	if !strings.HasPrefix(next, "/console/") || strings.HasPrefix(next, "//") {
+		next = "/console/"
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// handleLogout serves POST /logout (CSRF-checked like every form).
+func (c *Console) handleLogout(w http.ResponseWriter, r *http.Request) {
+	ss := c.session(r)
+	if ss == nil || !checkCSRF(r, ss) {
+		http.Error(w, "forbidden: missing or wrong CSRF token", http.StatusForbidden)
+		return
+	}
+	if !c.Demo {
+		c.sessions.end(ss.id)
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", HttpOnly: true, Secure: c.secure(r),
+		SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// guard passes requests with a session to h: without one, a GET is redirected to /login (with
+// the page to come back to) and anything else is answered 401. Every POST must carry the
+// session's CSRF token (403 otherwise).
+func (c *Console) guard(h func(w http.ResponseWriter, r *http.Request, ss *session)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ss := c.session(r)
+		if ss == nil {
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
+				http.Redirect(w, r, "/login?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "unauthorized: log in at /login", http.StatusUnauthorized)
+			return
+		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+			if !checkCSRF(r, ss) {
+				c.logger().Warn("console: refused a POST without its CSRF token", "path", r.URL.Path, "client_ip", clientIP(r))
+				http.Error(w, "forbidden: missing or wrong CSRF token", http.StatusForbidden)
+				return
+			}
+		}
+		h(w, r, ss)
+	})
+}

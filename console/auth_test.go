@@ -1,0 +1,65 @@
+package console
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestLoginLimits: 5 failures a minute per client IP, 20 for every client together; both
+// forget after a minute.
+func TestLoginLimits(t *testing.T) {
+	var s sessions
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		if s.limited("10.0.0.1", t0) {
+			t.Fatalf("limited after %d failures", i)
+		}
+		s.failed("10.0.0.1", t0)
+	}
+	if !s.limited("10.0.0.1", t0.Add(59*time.Second)) {
+		t.Error("not limited after 5 failures within the minute")
+	}
+	if s.limited("10.0.0.2", t0) {
+		t.Error("another address is limited after 5 failures of one")
+	}
+	if s.limited("10.0.0.1", t0.Add(time.Minute)) {
+		t.Error("still limited a minute later")
+	}
+	// 20 failures from 20 addresses: everyone waits.
+	var g sessions
+	for i := range 20 {
+		g.failed(fmt.Sprintf("10.0.1.%d", i), t0)
+	}
+	if !g.limited("10.0.2.1", t0.Add(time.Second)) {
+		t.Error("a fresh address is not limited after 20 failures in total")
+	}
+	if g.limited("10.0.2.1", t0.Add(time.Minute)) {
+		t.Error("the global limit holds after a minute")
+	}
+}
+
+// TestSessions: ids are random and distinct, sessions end at 12 h whatever their use, and the
+// store is bounded.
+func TestSessions(t *testing.T) {
+	var s sessions
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	a, b := s.create(t0), s.create(t0)
+	if a.id == b.id || a.csrf == b.csrf || len(a.id) != 64 || a.id == a.csrf {
+		t.Fatalf("ids %q %q, csrf %q %q", a.id, b.id, a.csrf, b.csrf)
+	}
+	for h := 1; h < 12; h++ {
+		if s.get(a.id, t0.Add(time.Duration(h)*time.Hour)) == nil {
+			t.Fatalf("a session used every hour ended at %dh", h)
+		}
+	}
+	if s.get(a.id, t0.Add(12*time.Hour+time.Second)) != nil {
+		t.Error("a session outlived 12 h")
+	}
+	for range maxSessions + 5 {
+		s.create(t0.Add(time.Hour))
+	}
+	if len(s.byID) > maxSessions {
+		t.Errorf("%d sessions held, more than %d", len(s.byID), maxSessions)
+	}
+}

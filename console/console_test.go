@@ -1,0 +1,393 @@
+package console_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/console"
+	"github.com/paynotify/paynotify/internal/pgtest"
+	"github.com/paynotify/paynotify/internal/teststore"
+	"github.com/paynotify/paynotify/storetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// The password hash is made once: argon2id takes 64 MiB and some tens of milliseconds.
+var hashOnce = sync.OnceValue(func() string {
+	h, err := console.HashPassword("right password")
+	if err != nil {
+		panic(err)
+	}
+	return h
+})
+
+// clock is a settable time.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type env struct {
+	t     *testing.T
+	url   string
+	con   *console.Console
+	clock *clock
+	// client keeps cookies and does not follow redirects.
+	client *http.Client
+}
+
+// texterProvider is a Provider whose "alipay" verifier says what its signatures cover
+// (paynotify.SignedTexter): the body reversed, so that the page shows what the verifier said.
+type texterProvider struct{ paynotify.Provider }
+
+func (texterProvider) Verifier(endpoint string) paynotify.Verifier {
+	if endpoint != "alipay" {
+		return nil
+	}
+	return texter{}
+}
+
+type texter struct{ paynotify.Verifier }
+
+func (texter) SignedText(_ http.Header, body []byte) ([]byte, string, error) {
+	r := []byte(string(body))
+	slices.Reverse(r)
+	return r, "how: reversed", nil
+}
+
+// setup serves the console of a Service over s with one Alipay app, "app1", at T0 + 10 minutes.
+func setup(t *testing.T, s paynotify.Store, configure func(*console.Console)) *env {
+	t.Helper()
+	ck := &clock{t: storetest.T0.Add(10 * time.Minute)}
+	svc := &paynotify.Service{Store: s, Apps: map[string]*paynotify.App{
+		"app1": {Name: "app1", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001", SellerIDs: []string{"2088000000000001"},
+			Gateway: texterProvider{}}}}
+	con := &console.Console{Service: svc, PasswordHash: hashOnce(), Now: ck.now, Logger: slog.New(slog.DiscardHandler), WaitTimeout: 300 * time.Millisecond, PollInterval: 20 * time.Millisecond}
+	if configure != nil {
+		configure(con)
+	}
+	mux := http.NewServeMux()
+	for p, h := range con.Routes() {
+		mux.Handle(p, h)
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	return &env{t: t, url: srv.URL, con: con, clock: ck, client: &http.Client{Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// do sends a request and returns the status, the Location and the body.
+func (e *env) do(method, path string, form url.Values) (int, string, string) {
+	e.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, e.url+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Location"), string(b)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]{64})"`)
+
+// login logs in and returns the session's CSRF token.
+func (e *env) login() string {
+	e.t.Helper()
+	code, loc, _ := e.do("POST", "/login", url.Values{"password": {"right password"}})
+	if code != http.StatusSeeOther || loc != "/console/" {
+		e.t.Fatalf("login: %d → %q", code, loc)
+	}
+	code, _, body := e.do("GET", "/console/", nil)
+	m := csrfField.FindStringSubmatch(body)
+	if code != http.StatusOK || m == nil {
+		e.t.Fatalf("overview after login: %d, csrf %v", code, m)
+	}
+	return m[1]
+}
+
+func TestConsole_Auth(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		t.Run("OKRedirectsWithoutSession", func(t *testing.T) {
+			e := setup(t, s, nil)
+			if code, loc, _ := e.do("GET", "/", nil); code != http.StatusSeeOther || loc != "/login" {
+				t.Errorf("GET / = %d → %q, want 303 → /login", code, loc)
+			}
+			if code, loc, _ := e.do("GET", "/console/orders?app=app1", nil); code != http.StatusSeeOther || loc != "/login?next=%2Fconsole%2Forders%3Fapp%3Dapp1" {
+				t.Errorf("GET /console/orders = %d → %q", code, loc)
+			}
+			if code, _, _ := e.do("POST", "/console/actions/close", url.Values{"app": {"app1"}, "otn": {"A"}}); code != http.StatusUnauthorized {
+				t.Errorf("POST without a session = %d, want 401", code)
+			}
+			code, _, body := e.do("GET", "/login", nil)
+			if code != http.StatusOK || !strings.Contains(body, `<input type="password" name="password"`) {
+				t.Errorf("GET /login = %d: %s", code, body)
+			}
+		})
+		t.Run("OKLoginCookie", func(t *testing.T) {
+			e := setup(t, s, nil)
+			req, _ := http.NewRequest("POST", e.url+"/login", strings.NewReader("password=right+password&next=%2Fconsole%2Fanomalies"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			sc := resp.Header.Get("Set-Cookie")
+			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console/anomalies" {
+				t.Fatalf("login = %d → %q", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			for _, want := range []string{"paynotify_console=", "HttpOnly", "SameSite=Strict", "Path=/"} {
+				if !strings.Contains(sc, want) {
+					t.Errorf("Set-Cookie %q lacks %s", sc, want)
+				}
+			}
+			if strings.Contains(sc, "Secure") {
+				t.Errorf("Set-Cookie %q is Secure over plain http without an https public_url", sc)
+			}
+			if code, _, body := e.do("GET", "/console/", nil); code != http.StatusOK || !strings.Contains(body, "Overview") {
+				t.Errorf("overview = %d", code)
+			}
+			if code, loc, _ := e.do("GET", "/", nil); code != http.StatusSeeOther || loc != "/console/" {
+				t.Errorf("GET / with a session = %d → %q", code, loc)
+			}
+		})
+		t.Run("OKSecureCookie", func(t *testing.T) {
+			e := setup(t, s, func(c *console.Console) { c.SecureCookie = true })
+			req, _ := http.NewRequest("POST", e.url+"/login", strings.NewReader("password=right+password&next=%2F%2Fevil.example"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if sc := resp.Header.Get("Set-Cookie"); !strings.Contains(sc, "Secure") {
+				t.Errorf("Set-Cookie %q is not Secure", sc)
+			}
+			if loc := resp.Header.Get("Location"); loc != "/console/" {
+				t.Errorf("next=//evil.example went to %q, want /console/", loc)
+			}
+		})
+		t.Run("ErrWrongPassword", func(t *testing.T) {
+			e := setup(t, s, nil)
+			code, _, body := e.do("POST", "/login", url.Values{"password": {"wrong"}})
+			if code != http.StatusUnauthorized || !strings.Contains(body, "Wrong password.") || strings.Contains(body, hashOnce()) {
+				t.Fatalf("wrong password = %d", code)
+			}
+			if code, _, _ := e.do("GET", "/console/", nil); code != http.StatusSeeOther {
+				t.Errorf("after a wrong password GET /console/ = %d, want 303", code)
+			}
+		})
+		t.Run("ErrRateLimited", func(t *testing.T) {
+			e := setup(t, s, nil)
+			for i := range 5 {
+				if code, _, _ := e.do("POST", "/login", url.Values{"password": {"wrong"}}); code != http.StatusUnauthorized {
+					t.Fatalf("failure %d = %d, want 401", i+1, code)
+				}
+			}
+			// The sixth try within the minute is refused, the right password too.
+			if code, _, body := e.do("POST", "/login", url.Values{"password": {"right password"}}); code != http.StatusTooManyRequests || !strings.Contains(body, "Too many failed logins") {
+				t.Fatalf("after 5 failures = %d, want 429", code)
+			}
+			e.clock.add(61 * time.Second)
+			e.login()
+		})
+		t.Run("ErrCSRF", func(t *testing.T) {
+			e := setup(t, s, nil)
+			token := e.login()
+			for name, form := range map[string]url.Values{
+				"missing": {"app": {"app1"}, "otn": {"A"}, "confirm": {"yes"}},
+				"wrong":   {"app": {"app1"}, "otn": {"A"}, "confirm": {"yes"}, "csrf": {strings.Repeat("0", 64)}},
+			} {
+				if code, _, body := e.do("POST", "/console/actions/close", form); code != http.StatusForbidden || !strings.Contains(body, "CSRF") {
+					t.Errorf("%s CSRF token: %d %s", name, code, body)
+				}
+			}
+			if code, _, _ := e.do("POST", "/logout", url.Values{}); code != http.StatusForbidden {
+				t.Errorf("logout without the token = %d, want 403", code)
+			}
+			// With the token the action goes through to its confirmation (the order does not exist: 404).
+			if code, _, _ := e.do("POST", "/console/actions/close", url.Values{"app": {"app1"}, "otn": {"A"}, "csrf": {token}}); code != http.StatusOK {
+				t.Errorf("the confirmation with the token = %d, want 200", code)
+			}
+			if code, loc, _ := e.do("POST", "/logout", url.Values{"csrf": {token}}); code != http.StatusSeeOther || loc != "/login" {
+				t.Errorf("logout = %d → %q", code, loc)
+			}
+			if code, _, _ := e.do("GET", "/console/", nil); code != http.StatusSeeOther {
+				t.Errorf("after logout GET /console/ = %d, want 303", code)
+			}
+		})
+		t.Run("ErrSessionIdle", func(t *testing.T) {
+			e := setup(t, s, nil)
+			e.login()
+			e.clock.add(2*time.Hour + time.Second)
+			if code, _, _ := e.do("GET", "/console/", nil); code != http.StatusSeeOther {
+				t.Errorf("after 2 h idle GET /console/ = %d, want 303", code)
+			}
+		})
+		t.Run("OKDemoNoLogin", func(t *testing.T) {
+			e := setup(t, s, func(c *console.Console) { c.Demo, c.PasswordHash, c.APIToken = true, "", "demo_token_0123456789" })
+			code, _, body := e.do("GET", "/", nil)
+			if code != http.StatusOK || !strings.Contains(body, `id="create-button"`) || !strings.Contains(body, "demo_token_0123456789") {
+				t.Fatalf("demo GET / = %d", code)
+			}
+			// The Alipay page cashier returns the buyer to /?app=&out_trade_no=.
+			if code, loc, _ := e.do("GET", "/?app=app1&out_trade_no=A%2F1", nil); code != http.StatusSeeOther || loc != "/console/orders/app1/A%2F1" {
+				t.Errorf("return = %d → %q", code, loc)
+			}
+			// Forms still need the token.
+			if code, _, _ := e.do("POST", "/console/actions/close", url.Values{"app": {"app1"}, "otn": {"A"}}); code != http.StatusForbidden {
+				t.Errorf("demo POST without the CSRF token = %d, want 403", code)
+			}
+		})
+	})
+}
+
+// TestConsole_Pages renders the pages over stored orders, notifications and events.
+func TestConsole_Pages(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		ctx := t.Context()
+		// app1/A paid at T0+1m with its accepted notification; app1/B pending, with a rejected
+		// (tampered) notification.
+		a := storetest.MustCreateOrder(t, ctx, s, storetest.NewOrder("app1", "A", storetest.T0))
+		paid := storetest.PaidChange(a, "evt_A", "ntf_A", storetest.T0.Add(time.Minute))
+		paid.Evidence.Endpoint, paid.Evidence.Source = "alipay", paynotify.SourceNotification
+		paid.Evidence.Body = []byte("app_id=2021000000000001&seller_id=2088000000000001&out_trade_no=A&total_amount=12.34&trade_status=TRADE_SUCCESS&sign_type=RSA2&sign=c2ln")
+		storetest.MustCommit(t, ctx, s, paid)
+		storetest.MustCreateOrder(t, ctx, s, storetest.NewOrder("app1", "B", storetest.T0.Add(time.Second)))
+		rej := storetest.NewEvidence("ntf_B", &paynotify.Order{App: "app1", OutTradeNo: "B"}, storetest.T0.Add(2*time.Minute))
+		rej.Endpoint, rej.Source, rej.Verdict, rej.Reason, rej.Detail, rej.Answer = "alipay", paynotify.SourceNotification,
+			paynotify.VerdictRejected, paynotify.ReasonSignatureInvalid, "RSA2 signature does not verify", "fail"
+		rej.Body = []byte("app_id=2021000000000001&out_trade_no=B&total_amount=0.01&trade_status=TRADE_SUCCESS&sign_type=RSA2&sign=eA")
+		if err := s.InsertEvidence(ctx, rej); err != nil {
+			t.Fatal(err)
+		}
+		e := setup(t, s, nil)
+		e.login()
+		page := func(path string) string {
+			t.Helper()
+			code, _, body := e.do("GET", path, nil)
+			if code != http.StatusOK {
+				t.Fatalf("GET %s = %d", path, code)
+			}
+			return body
+		}
+		contains := func(what, body string, wants ...string) {
+			t.Helper()
+			for _, w := range wants {
+				if !strings.Contains(body, w) {
+					t.Errorf("%s lacks %q", what, w)
+				}
+			}
+		}
+		// Overview: A paid today (Beijing), the two notifications in the last 24 h.
+		contains("overview", page("/console/"), "1 orders · ¥12.34", `class="v-accepted"`, `class="v-rejected"`,
+			"since <time datetime=\"2026-11-28 16:00:00.000000Z\" title=\"2026-11-28 16:00:00.000000Z UTC\">2026-11-29 00:00:00</time>") // the Beijing day of T0
+		// Search by out_trade_no and by the provider trade number: straight to the order.
+		for _, q := range []string{"A", "2026112922001400000000000001"} {
+			if code, loc, _ := e.do("GET", "/console/orders?q="+q, nil); code != http.StatusSeeOther || loc != "/console/orders/app1/A" {
+				t.Errorf("search %s = %d → %q", q, code, loc)
+			}
+		}
+		list := page("/console/orders?status=pending")
+		contains("pending orders", list, `/console/orders/app1/B"`)
+		if strings.Contains(list, `/console/orders/app1/A"`) {
+			t.Error("the pending list shows the paid order")
+		}
+		contains("orders by date", page("/console/orders?from=2026-11-29&to=2026-11-29"), `/console/orders/app1/A"`, `/console/orders/app1/B"`)
+		if body := page("/console/orders?from=2026-11-30"); strings.Contains(body, `/console/orders/app1/A"`) {
+			t.Error("orders from the next day show A")
+		}
+		// A's timeline: created, the notification with its checks, the event.
+		order := page("/console/orders/app1/A")
+		contains("the paid order", order, `id="status">paid</span>`, "¥12.34", `title="2026-11-29 02:31:15.123456Z UTC"`,
+			"kind-created", "kind-notification", "kind-event", "order.paid",
+			`<th>signature</th><td class="outcome">pass</td>`, `<th>app id</th><td class="outcome">pass</td>`,
+			"The message says “2021000000000001”; the app&#39;s config expects “2021000000000001”.",
+			`<th>seller</th><td class="outcome">pass</td>`, `<th>amount</th><td class="outcome">pass</td>`,
+			"The message says “¥12.34”; the order is ¥12.34.",
+			"how: reversed", "nl2c=ngis&amp;2ASR=epyt_ngis&amp;SSECCUS_EDART=sutats_edart",
+			`data-copy="ntf_A"`, `data-copy="evt_A"`, `action="/console/actions/refund"`)
+		// B's timeline: the rejected notification, the signature failed and nothing else trusted.
+		contains("the tampered notification", page("/console/orders/app1/B"), `id="status">pending</span>`,
+			`<th>signature</th><td class="outcome">fail</td><td>Refused (signature_invalid): RSA2 signature does not verify</td>`,
+			`<th>amount</th><td class="outcome">skip</td>`, "Our answer: <code>fail</code>", `action="/console/actions/close"`)
+		contains("rejected notifications", page("/console/notifications?verdict=rejected"), `/console/notifications/ntf_B"`)
+		if body := page("/console/notifications?verdict=accepted"); strings.Contains(body, "ntf_B") || !strings.Contains(body, "ntf_A") {
+			t.Error("the accepted filter is wrong")
+		}
+		contains("by reason", page("/console/notifications?reason=signature_invalid"), "ntf_B")
+		contains("one notification", page("/console/notifications/ntf_B"), "signature_invalid", `name="id" value="ntf_B"`)
+		contains("anomalies", page("/console/anomalies"), "Anomaly inbox", "None.")
+		if code, _, _ := e.do("GET", "/console/orders/app1/nope", nil); code != http.StatusNotFound {
+			t.Errorf("an unknown order = %d, want 404", code)
+		}
+		// The long-poll answers the current stamp at once when it differs, and the same one after
+		// its timeout otherwise.
+		code, _, body := e.do("GET", "/console/wait?app=app1&otn=B&stamp=old", nil)
+		if code != http.StatusOK || !strings.Contains(body, `"stamp":"v1.ntf_B"`) {
+			t.Errorf("wait = %d %s", code, body)
+		}
+		if _, _, body := e.do("GET", "/console/wait?app=app1&otn=B&stamp=v1.ntf_B", nil); !strings.Contains(body, `"stamp":"v1.ntf_B"`) {
+			t.Errorf("wait without a change = %s", body)
+		}
+	})
+}
+
+// TestConsole_SecureOverTLS: a login over TLS gets a Secure cookie without SecureCookie.
+func TestConsole_SecureOverTLS(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		con := &console.Console{Service: &paynotify.Service{Store: s}, PasswordHash: hashOnce(), Logger: slog.New(slog.DiscardHandler)}
+		mux := http.NewServeMux()
+		for p, h := range con.Routes() {
+			mux.Handle(p, h)
+		}
+		srv := httptest.NewTLSServer(mux)
+		t.Cleanup(srv.Close)
+		client := srv.Client()
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := client.PostForm(srv.URL+"/login", url.Values{"password": {"right password"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if sc := resp.Header.Get("Set-Cookie"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(sc, "Secure") || !strings.Contains(sc, "HttpOnly") {
+			t.Fatalf("login over TLS: %d, Set-Cookie %q", resp.StatusCode, sc)
+		}
+		for _, h := range []string{"Content-Security-Policy", "X-Frame-Options", "Cache-Control"} {
+			if resp.Header.Get(h) == "" {
+				t.Errorf("no %s header", h)
+			}
+		}
+	})
+}
