@@ -276,8 +276,9 @@ func (r *secretsRun) cli(allowed []string, args ...string) (string, string, int)
 // secrets in their usual encodings; any hit fails. A control first plants a secret in a copy of a
 // source and checks that the scan finds it.
 //
-// The console's password: the console does not exist yet; when it does, add its password to the
-// set and its pages to the sources (see "console" below).
+// The console is on (console.admin_password_hash): its password and the hash are secrets too, and
+// its pages (overview, orders, every order's timeline, notifications, anomalies), read logged
+// in, are scanned with the rest.
 func TestBinary_SecretsNeverShown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -316,7 +317,16 @@ func TestBinary_SecretsNeverShown(t *testing.T) {
 	secrets.addShort("APIv2 key", r.v2Key)
 	secrets.addShort("legacy MD5 key", k.LegacyMD5Key)
 	secrets.addShort("config api_token", r.cfgToken)
-	// console: secrets.addShort("console password", …) once the console exists.
+	consolePassword := "console-pw-" + randomHex(t, 12)
+	secrets.addShort("console password", consolePassword)
+	hp := exec.Command(r.bin, "hash-password")
+	hp.Stdin = strings.NewReader(consolePassword + "\n")
+	hashOut, err := hp.Output() // prints the hash by design: not a scanned source
+	if err != nil {
+		t.Fatalf("hash-password: %v", err)
+	}
+	consoleHash := strings.TrimSpace(string(hashOut))
+	secrets.addShort("console password hash", consoleHash)
 
 	// The config: four apps, logs at debug, webhooks to loopback allowed.
 	addr := freeAddr(t)
@@ -338,6 +348,7 @@ public_url: %q
 api_token: "${PAYNOTIFY_API_TOKEN}"
 log: {level: debug}
 webhooks: {allow_http: true, allow_private_networks: true}
+console: {admin_password_hash: %q}
 apps:
   - name: alipay-demo
     provider: alipay
@@ -376,7 +387,7 @@ apps:
     gateway: "%s/gateway.do"
     wap_gateway: "%s/wap/rest.htm"
     notify_verify_url: "%s/trade/notify_query.do"
-`, addr, dbPath, r.base, k.AlipayAppID, k.AlipaySellerID, r.sb.URL, k.WechatMchID, k.WechatAppID, r.sb.URL, k.WechatMerchantSerialNo,
+`, addr, dbPath, r.base, consoleHash, k.AlipayAppID, k.AlipaySellerID, r.sb.URL, k.WechatMchID, k.WechatAppID, r.sb.URL, k.WechatMerchantSerialNo,
 		k.WechatPlatformPublicKeyID, k.LegacyPartner, k.LegacySellerEmail, lg, lg, lg, k.LegacyPartner, k.LegacySellerEmail, lg, lg, lg)
 	r.config = filepath.Join(r.dir, "paynotify.yaml")
 	if err := os.WriteFile(r.config, []byte(cfg), 0o600); err != nil {
@@ -694,7 +705,47 @@ apps:
 	writeTestFile(t, p, tampered)
 	r.cli(nil, "verify", "alipay-legacy", "--partner", k.LegacyPartner, "--sign-type", "MD5", "--md5-key-file", filepath.Join(r.dir, "legacy_md5.key"), "--explain", p)
 
-	// console: GET its pages (logged in with the password) here once it exists.
+	// The console, logged in with its password: every page, every order's timeline.
+	loginReq, _ := http.NewRequest("POST", r.base+"/login", strings.NewReader(url.Values{"password": {consolePassword}}.Encode()))
+	loginReq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	noRedirect := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	loginResp, err := noRedirect.Do(loginReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loginBody, _ := io.ReadAll(loginResp.Body)
+	loginResp.Body.Close()
+	r.record("POST /login", loginResp, loginBody)
+	if loginResp.StatusCode != http.StatusSeeOther || len(loginResp.Cookies()) == 0 {
+		t.Fatalf("console login: %d, cookies %d", loginResp.StatusCode, len(loginResp.Cookies()))
+	}
+	session := http.Header{}
+	for _, c := range loginResp.Cookies() {
+		session.Add("Cookie", c.Name+"="+c.Value)
+	}
+	pages := []string{"/console/", "/console/orders", "/console/notifications", "/console/anomalies",
+		"/console/notifications?verdict=rejected", "/console/notifications?verdict=anomaly"}
+	_, ol := r.api("GET", "/v1/orders?limit=200", nil)
+	consoleOrders, _ := ol["orders"].([]any)
+	for _, o := range consoleOrders {
+		m, _ := o.(map[string]any)
+		pages = append(pages, fmt.Sprintf("/console/orders/%s/%s", m["app"], url.PathEscape(fmt.Sprint(m["out_trade_no"]))))
+	}
+	_, nl := r.api("GET", "/v1/notifications?limit=200", nil)
+	notes, _ := nl["notifications"].([]any)
+	for _, n := range notes {
+		m, _ := n.(map[string]any)
+		pages = append(pages, fmt.Sprintf("/console/notifications/%s", m["id"]))
+	}
+	for _, p := range pages {
+		if code, body := r.call("", "GET", p, "", nil, session); code != http.StatusOK {
+			t.Errorf("console %s: %d %.200s", p, code, body)
+		}
+	}
+	if len(consoleOrders) < 10 || len(notes) < 10 {
+		t.Errorf("console: %d orders and %d notifications read, want the session's", len(consoleOrders), len(notes))
+	}
+	t.Logf("console: %d pages read", len(pages))
 
 	// The server stops (its last log lines written), then everything is scanned.
 	srv.Process.Signal(syscall.SIGTERM)
