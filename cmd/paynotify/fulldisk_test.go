@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/sqlite"
 )
 
@@ -54,15 +53,7 @@ func TestBinary_SQLiteFullDisk(t *testing.T) {
 	bodies := make([][]byte, n)
 	lkParallel(n, runtime.GOMAXPROCS(0), func(i int) { bodies[i] = lkSignAlipay(t, key, lkNotification(i)) })
 	ctx := context.Background()
-	s := lkOpen(t, dsn, true)
-	now := time.Now().UTC().Truncate(time.Second)
-	for i := 0; i < n; i++ {
-		if _, _, err := s.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: lkTradeNo(i), Channel: paynotify.ChannelAlipayApp,
-			Status: paynotify.StatusPending, Amount: 8888, Currency: "CNY", Subject: "load", Version: 1, CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour)}); err != nil {
-			t.Fatalf("seed: %v", err)
-		}
-	}
-	s.Close()
+	lkSeed(t, dsn, n, nil)
 
 	addr := freeAddr(t)
 	config := writeServerConfig(t, dir, addr, dsn)

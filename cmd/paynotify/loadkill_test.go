@@ -74,7 +74,6 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			// deliveries to end.
 			t.Parallel()
 			began := time.Now()
-			ctx := context.Background()
 			dir := t.TempDir()
 			dsn := "sqlite:" + filepath.Join(dir, "data", "paynotify.db")
 			if kind == "PostgreSQL" {
@@ -89,32 +88,15 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			gw := newLKGateway(t, key, func(i int) bool { return i >= n })
 			lkReconcileAt(t, config, gw.srv.URL)
 
-			// Seed the pending orders directly, without a reconciliation schedule (NextCheckAt
-			// nil): the binary never asks Alipay about them.
-			s := lkOpen(t, dsn, true)
-			now := time.Now().UTC().Truncate(time.Second)
-			var seedErr atomic.Value
-			lkParallel(n+byQuery, 16, func(i int) {
-				// Every check is due: the first sweeps claim them during the load and the kills,
-				// those of the never-notified orders first.
-				due := now
+			// The pending orders, straight into the database. Every check is due: the first sweeps
+			// claim them during the load and the kills, those of the never-notified orders first.
+			now := time.Now()
+			lkSeed(t, dsn, n+byQuery, func(i int) *time.Time {
 				if i >= n {
-					due = now.Add(-time.Minute)
+					return ptrTime(now.Add(-time.Minute))
 				}
-				_, created, err := s.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: lkTradeNo(i), Channel: paynotify.ChannelAlipayApp,
-					Status: paynotify.StatusPending, Amount: 8888, Currency: "CNY", Subject: "load", Version: 1, CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour),
-					NextCheckAt: &due})
-				if err == nil && !created {
-					err = fmt.Errorf("order %s already existed", lkTradeNo(i))
-				}
-				if err != nil {
-					seedErr.Store(err)
-				}
+				return &now
 			})
-			s.Close()
-			if err, _ := seedErr.Load().(error); err != nil {
-				t.Fatalf("seed: %v", err)
-			}
 			t.Logf("seeded %d orders in %v", n, time.Since(began).Round(time.Millisecond))
 
 			var (
@@ -303,7 +285,7 @@ func TestBinary_KillUnderLoad(t *testing.T) {
 			}
 
 			// Every order.paid reaches the receiver, the kills notwithstanding.
-			s = lkOpen(t, dsn, false)
+			s := lkOpen(t, dsn, false)
 			want := map[string]bool{}
 			paidEvents := map[string]int{}
 			for _, e := range lkEvents(t, s) {
@@ -743,6 +725,37 @@ func lkPost(hc *http.Client, target string, body []byte) (int, string, error) {
 	}
 	return resp.StatusCode, string(ans), nil
 }
+
+// lkSeed creates the pending orders lkTradeNo(0) … lkTradeNo(n-1) of app shop (88.88 yuan, as
+// lkNotification pays them) directly in the database of dsn, migrating it first. due, if set,
+// gives each order's first reconciliation check (nil: none; the binary never asks about it).
+func lkSeed(t *testing.T, dsn string, n int, due func(i int) *time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	s := lkOpen(t, dsn, true)
+	defer s.Close()
+	now := time.Now().UTC().Truncate(time.Second)
+	var seedErr atomic.Value
+	lkParallel(n, 16, func(i int) {
+		o := &paynotify.Order{App: "shop", OutTradeNo: lkTradeNo(i), Channel: paynotify.ChannelAlipayApp,
+			Status: paynotify.StatusPending, Amount: 8888, Currency: "CNY", Subject: "load", Version: 1, CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour)}
+		if due != nil {
+			o.NextCheckAt = due(i)
+		}
+		_, created, err := s.CreateOrder(ctx, o)
+		if err == nil && !created {
+			err = fmt.Errorf("order %s already existed", lkTradeNo(i))
+		}
+		if err != nil {
+			seedErr.Store(err)
+		}
+	})
+	if err, _ := seedErr.Load().(error); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+}
+
+func ptrTime(t time.Time) *time.Time { return &t }
 
 // lkParallel runs f(0) … f(n-1) on workers goroutines.
 func lkParallel(n, workers int, f func(i int)) {

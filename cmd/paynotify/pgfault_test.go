@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/pgtest"
 )
 
@@ -45,20 +44,7 @@ func TestBinary_PostgresFaults(t *testing.T) {
 	lkParallel(n, runtime.GOMAXPROCS(0), func(i int) { bodies[i] = lkSignAlipay(t, key, lkNotification(i)) })
 
 	ctx := context.Background()
-	s := lkOpen(t, dsn, true)
-	now := time.Now().UTC().Truncate(time.Second)
-	var seedErr atomic.Value
-	lkParallel(n, 16, func(i int) {
-		_, _, err := s.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: lkTradeNo(i), Channel: paynotify.ChannelAlipayApp,
-			Status: paynotify.StatusPending, Amount: 8888, Currency: "CNY", Subject: "load", Version: 1, CreatedAt: now, ExpiresAt: now.Add(2 * time.Hour)})
-		if err != nil {
-			seedErr.Store(err)
-		}
-	})
-	s.Close()
-	if err, _ := seedErr.Load().(error); err != nil {
-		t.Fatalf("seed: %v", err)
-	}
+	lkSeed(t, dsn, n, nil)
 
 	dir := t.TempDir()
 	addr := freeAddr(t)
