@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -72,4 +73,13 @@ func (e *Evidence) MarshalJSON() ([]byte, error) {
 		out.BodyText = string(e.Body)
 	}
 	return json.Marshal(out)
+}
+
+// StorableText is s as the stores keep the text fields of an evidence record (out_trade_no,
+// detail, reason, answer): bytes that are not UTF-8 and NUL, which a request can claim but a
+// PostgreSQL text column cannot hold, each become U+FFFD, on both stores alike. The raw body is
+// kept as it came.
+func StorableText(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"net"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -73,8 +75,8 @@ func (s *sessions) create(now time.Time) *session {
 	return ss
 }
 
-// get returns the live session with id, or nil; it marks the session used.
-func (s *sessions) get(id string, now time.Time) *session {
+// get returns the live session with id, or nil; touch marks the session used.
+func (s *sessions) get(id string, now time.Time, touch bool) *session {
 	if id == "" {
 		return nil
 	}
@@ -88,7 +90,9 @@ func (s *sessions) get(id string, now time.Time) *session {
 		delete(s.byID, id)
 		return nil
 	}
-	ss.used = now
+	if touch {
+		ss.used = now
+	}
 	return ss
 }
 
@@ -112,6 +116,10 @@ func recent(ts []time.Time, now time.Time) []time.Time {
 func (s *sessions) limited(ip string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.limitedLocked(ip, now)
+}
+
+func (s *sessions) limitedLocked(ip string, now time.Time) bool {
 	s.global = recent(s.global, now)
 	if s.failures == nil {
 		s.failures = map[string][]time.Time{}
@@ -125,10 +133,48 @@ func (s *sessions) limited(ip string, now time.Time) bool {
 	return len(f) >= loginPerIP || len(s.global) >= loginGlobal
 }
 
+// attempt admits a login of ip unless a limit is reached, and counts it as failed at once, in the
+// same lock: parallel attempts cannot all pass the check before any of them is counted.
+// succeeded takes the count back when the password was right.
+func (s *sessions) attempt(ip string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limitedLocked(ip, now) {
+		return false
+	}
+	s.failedLocked(ip, now)
+	return true
+}
+
+// succeeded takes back the failure attempt counted for a login of ip at now.
+func (s *sessions) succeeded(ip string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures[ip] = dropOne(s.failures[ip], now)
+	if len(s.failures[ip]) == 0 {
+		delete(s.failures, ip)
+	}
+	s.global = dropOne(s.global, now)
+}
+
+// dropOne removes the last occurrence of t from ts.
+func dropOne(ts []time.Time, t time.Time) []time.Time {
+	for i := len(ts) - 1; i >= 0; i-- {
+		if ts[i].Equal(t) {
+			return append(ts[:i], ts[i+1:]...)
+		}
+	}
+	return ts
+}
+
 // failed counts a failed login of ip.
 func (s *sessions) failed(ip string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.failedLocked(ip, now)
+}
+
+func (s *sessions) failedLocked(ip string, now time.Time) {
 	if s.failures == nil {
 		s.failures = map[string][]time.Time{}
 	}
@@ -137,6 +183,15 @@ func (s *sessions) failed(ip string, now time.Time) {
 	}
 	s.failures[ip] = append(s.failures[ip], now)
 	s.global = append(s.global, now)
+}
+
+// verifyConcurrency is how many password checks run at once.
+const verifyConcurrency = 2
+
+// verifying returns the semaphore of the password checks.
+func (c *Console) verifying() chan struct{} {
+	c.verifyOnce.Do(func() { c.verifySem = make(chan struct{}, verifyConcurrency) })
+	return c.verifySem
 }
 
 // clientIP is the request's peer address. Headers such as X-Forwarded-For are not trusted: behind
@@ -165,7 +220,9 @@ func (c *Console) session(r *http.Request) *session {
 	if err != nil {
 		return nil
 	}
-	return c.sessions.get(ck.Value, c.now())
+	// A live-update long-poll (GET /console/wait, every 25 s from an open page) is not a use:
+	// an unattended tab must not keep the session from ending after sessionIdle.
+	return c.sessions.get(ck.Value, c.now(), r.URL.Path != "/console/wait")
 }
 
 // checkCSRF reports whether the POST's csrf field matches the session's token.
@@ -192,28 +249,69 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	now := c.now()
 	ip := clientIP(r)
-	if c.sessions.limited(ip, now) {
-		w.Header().Set("Retry-After", "60")
-		c.render(w, r, http.StatusTooManyRequests, "login", &page{Title: "Log in", Error: "Too many failed logins: wait a minute.", Data: r.FormValue("next")})
-		return
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	password := r.PostFormValue("password")
-	if password == "" || !VerifyPassword(c.PasswordHash, password) {
-		c.sessions.failed(ip, now)
-		c.logger().Warn("console: failed login", "client_ip", ip)
-		c.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Log in", Error: "Wrong password.", Data: r.PostFormValue("next")})
+	next := r.PostFormValue("next")
+	// Counted as failed before the password is checked (taken back when it is right), so that
+	// parallel guesses meet the limit; and at most verifyConcurrency checks run at once, each
+	// an argon2id of 64 MiB, so that a burst of logins cannot exhaust memory.
+	if !c.sessions.attempt(ip, now) {
+		w.Header().Set("Retry-After", "60")
+		c.render(w, r, http.StatusTooManyRequests, "login", &page{Title: "Log in", Error: "Too many failed logins: wait a minute.", Data: next})
 		return
 	}
+	select {
+	case c.verifying() <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "1")
+		c.render(w, r, http.StatusTooManyRequests, "login", &page{Title: "Log in", Error: "Too many logins at once: try again.", Data: next})
+		return
+	}
+	password := r.PostFormValue("password")
+	ok := password != "" && VerifyPassword(c.PasswordHash, password)
+	<-c.verifying()
+	if !ok {
+		c.logger().Warn("console: failed login", "client_ip", ip)
+		c.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Log in", Error: "Wrong password.", Data: next})
+		return
+	}
+	c.sessions.succeeded(ip, now)
 	ss := c.sessions.create(now)
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: ss.id, Path: "/", HttpOnly: true, Secure: c.secure(r),
 		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
 	c.logger().Info("console: login", "client_ip", ip)
-	next := r.PostFormValue("next")
-	if !strings.HasPrefix(next, "/console/") || strings.HasPrefix(next, "//") {
-		next = "/console/"
+	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
+}
+
+// safeNext returns next when it is a path of the console's own (after cleaning: "..", "\" and
+// encoded forms cannot leave /console/), else /console/: the page to come back to after a login
+// is never another site (no open redirect).
+func safeNext(next string) string {
+	const home = "/console/"
+	if next == "" || strings.ContainsAny(next, "\\") {
+		return home
 	}
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	for _, r := range next {
+		if r < 0x20 || r == 0x7f {
+			return home
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return home
+	}
+	p := u.EscapedPath()
+	if strings.Contains(strings.ToLower(p), "%5c") || strings.Contains(strings.ToLower(p), "%2f") {
+		return home
+	}
+	clean := path.Clean(u.Path)
+	if !strings.HasPrefix(clean+"/", home) || strings.HasPrefix(clean, "//") {
+		return home
+	}
+	if clean != u.Path && clean+"/" != u.Path {
+		return home
+	}
+	out := &url.URL{Path: u.Path, RawQuery: u.RawQuery}
+	return out.String()
 }
 
 // handleLogout serves POST /logout (CSRF-checked like every form).

@@ -2,6 +2,8 @@ package console
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -39,6 +41,58 @@ func TestLoginLimits(t *testing.T) {
 	}
 }
 
+// TestLoginAttempts: attempt counts before the password is checked, so parallel guesses stop at
+// the limit; a right password takes its count back.
+func TestLoginAttempts(t *testing.T) {
+	var s sessions
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s.attempt("10.0.0.1", t0) {
+				admitted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := admitted.Load(); n != loginPerIP {
+		t.Errorf("%d of 12 parallel attempts admitted, want %d", n, loginPerIP)
+	}
+	var r sessions
+	for range 10 {
+		if !r.attempt("10.0.0.2", t0) {
+			t.Fatal("a right password was refused: its attempts are not taken back")
+		}
+		r.succeeded("10.0.0.2", t0)
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for next, want := range map[string]string{
+		"/console/orders?app=a&status=paid": "/console/orders?app=a&status=paid",
+		"/console/":                         "/console/",
+		"/console/anomalies":                "/console/anomalies",
+		"":                                  "/console/",
+		"//evil.example":                    "/console/",
+		"/console/../\\evil.example":        "/console/",
+		"/console/..%2F%5Cevil.example":     "/console/",
+		"/console/%5c%5cevil.example":       "/console/",
+		"/console/../../evil":               "/console/",
+		"/console//evil.example":            "/console/",
+		"https://evil.example/console/":     "/console/",
+		"/console/\r\nX: y":                 "/console/",
+		"/login":                            "/console/",
+		"/consolex":                         "/console/",
+	} {
+		if got := safeNext(next); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
+		}
+	}
+}
+
 // TestSessions: ids are random and distinct, sessions end at 12 h whatever their use, and the
 // store is bounded.
 func TestSessions(t *testing.T) {
@@ -49,12 +103,23 @@ func TestSessions(t *testing.T) {
 		t.Fatalf("ids %q %q, csrf %q %q", a.id, b.id, a.csrf, b.csrf)
 	}
 	for h := 1; h < 12; h++ {
-		if s.get(a.id, t0.Add(time.Duration(h)*time.Hour)) == nil {
+		if s.get(a.id, t0.Add(time.Duration(h)*time.Hour), true) == nil {
 			t.Fatalf("a session used every hour ended at %dh", h)
 		}
 	}
-	if s.get(a.id, t0.Add(12*time.Hour+time.Second)) != nil {
+	if s.get(a.id, t0.Add(12*time.Hour+time.Second), true) != nil {
 		t.Error("a session outlived 12 h")
+	}
+	// Looked at without being used (the live-update long-poll), a session still ends after
+	// sessionIdle.
+	c := s.create(t0)
+	for m := 25 * time.Second; m < sessionIdle; m += 25 * time.Second {
+		if s.get(c.id, t0.Add(m), false) == nil {
+			t.Fatalf("a session polled every 25 s ended at %v", m)
+		}
+	}
+	if s.get(c.id, t0.Add(sessionIdle+time.Second), false) != nil {
+		t.Error("a session only polled, never used, outlived sessionIdle")
 	}
 	for range maxSessions + 5 {
 		s.create(t0.Add(time.Hour))

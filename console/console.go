@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/paynotify/paynotify"
@@ -83,8 +84,10 @@ type Console struct {
 	// PollInterval is how often a long-poll looks at the store; defaults to 500ms.
 	PollInterval time.Duration
 
-	sessions sessions
-	demo     *session
+	sessions   sessions
+	demo       *session
+	verifyOnce sync.Once
+	verifySem  chan struct{}
 }
 
 func (c *Console) now() time.Time {

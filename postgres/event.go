@@ -77,8 +77,9 @@ func evidenceArgs(e *paynotify.Evidence) ([]any, error) {
 	if source == "" {
 		source = paynotify.SourceNotification
 	}
-	return []any{e.ID, e.App, e.Provider, source, e.Endpoint, e.ReprocessedFrom, tm(e.ReceivedAt), string(e.Verdict), e.Reason,
-		e.Detail, e.OutTradeNo, e.OrderVersion, e.Answer, e.DurationMS, headers, body}, nil
+	return []any{e.ID, e.App, e.Provider, source, e.Endpoint, e.ReprocessedFrom, tm(e.ReceivedAt), string(e.Verdict),
+		paynotify.StorableText(e.Reason), paynotify.StorableText(e.Detail), paynotify.StorableText(e.OutTradeNo), e.OrderVersion,
+		paynotify.StorableText(e.Answer), e.DurationMS, headers, body}, nil
 }
 
 // insertEvidence stores e.

@@ -70,7 +70,8 @@ func insertEvidence(ctx context.Context, tx *sql.Tx, st *statements, e *paynotif
 	}
 	if _, err := tx.StmtContext(ctx, st.insertEvidence).ExecContext(ctx,
 		e.ID, e.App, e.Provider, source, e.Endpoint, e.ReprocessedFrom, formatTime(e.ReceivedAt), string(e.Verdict),
-		e.Reason, e.Detail, e.OutTradeNo, e.OrderVersion, e.Answer, e.DurationMS, headers, nullBytes(e.Body)); err != nil {
+		paynotify.StorableText(e.Reason), paynotify.StorableText(e.Detail), paynotify.StorableText(e.OutTradeNo), e.OrderVersion,
+		paynotify.StorableText(e.Answer), e.DurationMS, headers, nullBytes(e.Body)); err != nil {
 		return fmt.Errorf("insert evidence: %w", err)
 	}
 	return nil

@@ -1254,6 +1254,27 @@ func (s *suite) testEvidence(t *testing.T) {
 		return evidenceIDs(MustListEvidence(t, b.ctx, st, f))
 	}
 
+	t.Run("OKClaimedText", func(t *testing.T) {
+		// A rejected request can claim any bytes: NUL and non-UTF-8 in its out_trade_no and
+		// detail are kept as U+FFFD on both stores (PostgreSQL text cannot hold them), the body
+		// as it came.
+		st, b := s.setup(t)
+		e := NewEvidence("n_nul", NewOrder("app1", "T1", T0), T0)
+		e.Verdict, e.Reason = paynotify.VerdictRejected, paynotify.ReasonSignatureInvalid
+		e.OutTradeNo, e.Detail, e.Answer = "A\x00B\xff", "claimed \x00 here", "fail"
+		e.Body = []byte("out_trade_no=A%00B&x=\x00\xff")
+		if err := st.InsertEvidence(b.ctx, e); err != nil {
+			t.Fatalf("InsertEvidence with NUL and non-UTF-8 text: %v", err)
+		}
+		got, err := st.GetEvidence(b.ctx, "n_nul")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.OutTradeNo != "A\uFFFDB\uFFFD" || got.Detail != "claimed \uFFFD here" || string(got.Body) != string(e.Body) {
+			t.Errorf("stored out_trade_no %q, detail %q, body %q", got.OutTradeNo, got.Detail, got.Body)
+		}
+	})
+
 	t.Run("OK", func(t *testing.T) {
 		st, b, want := setupEvidence(t)
 		got := MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{})

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target of the module, one after the other (go test fuzzes one target at a time),
-# each for FUZZTIME (default 5s, as CI runs them). The targets are found by their declarations,
+# each for FUZZTIME (default 5s; CI runs them for 3s). The targets are found by their declarations,
 # so a new one is picked up without editing this script. docs/reliability.md, "Fuzzing".
 #
 #   tools/fuzz.sh                     every target for 5 s

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"html"
+	"html/template"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -129,16 +131,18 @@ type scanSource struct {
 // secretHit is a secret found in a source.
 type secretHit struct{ source, secret, form, context string }
 
-// scan looks for every needle in every source.
+// scan looks for every needle in every source, as it is and with HTML's character references
+// undone (html/template writes + as &#43;, which would hide base64 on a console page).
 func (s *secretSet) scan(sources []scanSource) []secretHit {
 	var hits []secretHit
 	for _, src := range sources {
 		seen := map[string]bool{}
+		unescaped := []byte(html.UnescapeString(string(src.data)))
 		for _, n := range s.needles {
 			if seen[n.secret] || contains(src.allowed, n.secret) {
 				continue
 			}
-			if bytes.Contains(src.data, []byte(n.value)) {
+			if bytes.Contains(src.data, []byte(n.value)) || bytes.Contains(unescaped, []byte(n.value)) {
 				seen[n.secret] = true
 				hits = append(hits, secretHit{src.name, n.secret, n.form, s.context(src.data, n)})
 			}
@@ -796,6 +800,11 @@ apps:
 		hits := secrets.scan([]scanSource{{name: "control", data: planted}})
 		if len(hits) == 0 || hits[0].secret != plant.secret {
 			t.Fatalf("control: the %s of the %s planted in a source was not found: %v", plant.form, plant.secret, hits)
+		}
+		// The same, HTML-escaped as a console page would show it.
+		page := []byte("<td>" + template.HTMLEscapeString(plant.value) + "</td>")
+		if hits := secrets.scan([]scanSource{{name: "control page", data: page}}); len(hits) == 0 || hits[0].secret != plant.secret {
+			t.Fatalf("control: the %s of the %s, HTML-escaped on a page, was not found: %v", plant.form, plant.secret, hits)
 		}
 	}
 
