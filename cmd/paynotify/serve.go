@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -383,6 +384,12 @@ type store interface {
 // openStore opens the database of a DSN ("sqlite:PATH" or a postgres:// URL) and migrates it,
 // or, with migrate false, refuses a schema with pending migrations.
 func openStore(ctx context.Context, dsn string, migrate bool) (store, error) {
+	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok && path != "" && !migrate {
+		// Not migrating, a missing SQLite file is refused as it is, not created empty first.
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, configErrorf("database: %s does not exist: start paynotify serve or run paynotify migrate first", path)
+		}
+	}
 	s, err := openDatabase(ctx, dsn)
 	if err != nil {
 		return nil, err

@@ -72,7 +72,7 @@ func (d *tokensDB) open(ctx context.Context, try string) (store, error) {
 	case dsn == "":
 		return nil, usagef(try, "tokens: --config FILE or --database DSN is required")
 	}
-	return openStore(ctx, dsn, false)
+	return openStore(ctx, dsn, false) // a missing SQLite file is refused, not created
 }
 
 func (cmd tokensCommand) Run(ctx context.Context, m *Main, args []string) error {

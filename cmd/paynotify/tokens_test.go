@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -110,11 +113,17 @@ func TestTokensCommand(t *testing.T) {
 		{[]string{"revoke", "--config", config}, exitUsage, "missing argument"},
 		{[]string{"rotate", "--config", config}, exitUsage, `unknown subcommand "rotate"`},
 		{[]string{}, exitUsage, "a subcommand is required"},
-		{[]string{"list", "--database", "sqlite:" + filepath.Join(dir, "new.db")}, exitUsage, "pending migrations"},
+		{[]string{"list", "--database", "sqlite:" + filepath.Join(dir, "new.db")}, exitUsage, "does not exist"},
+		{[]string{"list", "--database", "sqlite:" + filepath.Join(dir, "newdir", "new.db")}, exitUsage, "does not exist"},
 	} {
 		code, out, errs := tok(c.args...)
 		if code != c.code || out != "" || !strings.Contains(errs, c.msg) {
 			t.Errorf("tokens %q: exit %d, stdout %q, stderr %q; want exit %d and %q", c.args, code, out, errs, c.code, c.msg)
+		}
+	}
+	for _, p := range []string{filepath.Join(dir, "new.db"), filepath.Join(dir, "newdir")} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("tokens list on a missing database created %s (%v)", p, err)
 		}
 	}
 	for _, args := range [][]string{{"--help"}, {"add", "--help"}, {"help"}} {
