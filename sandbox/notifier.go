@@ -239,6 +239,22 @@ func (n *notifier) deliver(ctx context.Context, note *Notification) {
 		wg.Wait()
 		for i := range results {
 			acked = acked || results[i].Acked
+		}
+		if acked {
+			// The acknowledgement is saved before the attempts are recorded: whoever waits for an
+			// acked attempt (WaitAcked) then finds the notification acked too (notify_verify no
+			// longer confirms its notify_id).
+			s.mu.Lock()
+			n.mu.Lock()
+			_, still := n.pending[note.ID]
+			note.Status = NoteAcked
+			n.mu.Unlock()
+			if still {
+				s.st.saveNotification(note)
+			}
+			s.mu.Unlock()
+		}
+		for i := range results {
 			n.record(&results[i])
 		}
 		if acked {
