@@ -546,7 +546,12 @@ func TestDispatcher_FailingFiveDaysDisables(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%d endpoint.disabled events, want 1", n)
 		}
-		// The metric counts the disabling (the log line and the event above are the others).
+		// The metric counts the disabling (the log line and the event above are the others); it
+		// is told just after the store's update that the wait above saw.
+		waitFor(t, 10*time.Second, "the metric of the disabling", func() bool {
+			_, disabled := e.metrics.snapshot()
+			return len(disabled) > 0
+		})
 		if _, disabled := e.metrics.snapshot(); !slices.Equal(disabled, []string{webhook.DisabledFailing}) {
 			t.Errorf("metrics told of disabled endpoints %q, want [failing]", disabled)
 		}
