@@ -70,6 +70,7 @@ type Processor struct {
 
 	mu       sync.Mutex
 	rejected map[string]*rejectWindow
+	repeats  repeats
 }
 
 type rejectWindow struct {
@@ -227,6 +228,7 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		p.storeFailure(ctx, ev, err, log)
 		return res
 	}
+	attrs[2] = slog.String("notification_id", ev.ID) // a repeat's is the record it was counted on
 	base.LogAttrs(ctx, slog.LevelInfo, "callback", append(attrs, slog.Any("verdict", res.Verdict), slog.String("reason", res.Reason))...)
 	return res
 }
@@ -283,12 +285,19 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 	if fact.At.IsZero() {
 		fact.At = now
 	}
+	var evID string
+	if ev != nil {
+		evID = ev.ID
+	}
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		st, err := p.load(ctx, app, fact)
 		if err != nil {
 			return nil, err
 		}
 		d := decideFor(app, st)
+		if ev != nil {
+			ev.ID = evID // a repeat of an earlier attempt takes another record's id
+		}
 		c, res := p.change(app, st, d, ev, now)
 		if finish != nil {
 			finish(res)
@@ -296,11 +305,25 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		if c.empty() {
 			return res, nil // nothing to write
 		}
+		var key [32]byte
+		repeat := repeatable(c)
+		if repeat {
+			key = repeatKey(ev)
+			if id, ok := p.repeats.lookup(key, now); ok {
+				ev.ID, c.Repeat = id, true
+			}
+		}
 		if _, err := p.commit(ctx, c); err != nil {
 			if errors.Is(err, ErrVersionConflict) {
 				continue
 			}
+			if ev != nil {
+				ev.ID = evID // kept as a record of its own (storeFailure)
+			}
 			return nil, fmt.Errorf("commit: %w", err)
+		}
+		if repeat && !c.Repeat {
+			p.repeats.remember(key, ev.ID, now)
 		}
 		if c.Order != nil && p.OnChange != nil && d.Changed() {
 			p.OnChange(c.Order)

@@ -499,3 +499,66 @@ func TestApply_QueryEvidence(t *testing.T) {
 		t.Fatalf("evidence = %+v", got)
 	}
 }
+
+// Byte-identical duplicates are counted on the first duplicate's record; anything that differs
+// (a header, the body, the verdict) or a new Processor (a restart) gets a record of its own.
+func TestProcess_RepeatedDuplicates(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	ctx := context.Background()
+	send := func(p *paynotify.Processor, at time.Time, edit func(cb *paynotify.Callback)) *paynotify.Result {
+		t.Helper()
+		cb := callback(b.app)
+		cb.ReceivedAt = at
+		if edit != nil {
+			edit(cb)
+		}
+		return p.Process(ctx, cb, facts(paidFact("T1", "P1")))
+	}
+	if res := send(p, t0, nil); res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("first delivery: %+v", res)
+	}
+	var ids []string
+	for i := 1; i <= 3; i++ {
+		res := send(p, t0.Add(time.Duration(i)*time.Second), nil)
+		if res.Verdict != paynotify.VerdictDuplicate || !res.OK {
+			t.Fatalf("duplicate %d: %+v", i, res)
+		}
+		ids = append(ids, res.Evidence.ID)
+	}
+	if ids[1] != ids[0] || ids[2] != ids[0] {
+		t.Errorf("the repeats' evidence ids %q, want all the first duplicate's", ids)
+	}
+	dups := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate})
+	if len(dups) != 1 || dups[0].ID != ids[0] || dups[0].Repeats != 2 || !dups[0].ReceivedAt.Equal(t0.Add(time.Second)) ||
+		!dups[0].LastReceivedAt.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("duplicate records = %+v, want one received at +1s with 2 repeats, the last at +3s", dups)
+	}
+
+	// What differs is recorded apart.
+	send(p, t0.Add(4*time.Second), func(cb *paynotify.Callback) { cb.Header.Set("X-Forwarded-For", "203.0.113.9") })
+	send(p, t0.Add(5*time.Second), func(cb *paynotify.Callback) { cb.Body = []byte("body ") })
+	p2 := &paynotify.Processor{Store: b.store, Logger: quiet, Now: func() time.Time { return t0 }}
+	send(p2, t0.Add(6*time.Second), nil)
+	dups = b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate})
+	if len(dups) != 4 {
+		t.Fatalf("%d duplicate records, want 4 (the repeated one, another header, another body, another Processor)", len(dups))
+	}
+	for _, e := range dups[:3] {
+		if e.Repeats != 0 {
+			t.Errorf("record %s of a different request: repeats %d", e.ID, e.Repeats)
+		}
+	}
+
+	// A repeat whose commit fails is kept as an error record of its own; the count stays.
+	p.Store = failingCommit{b.store}
+	if res := send(p, t0.Add(7*time.Second), nil); res.Verdict != paynotify.VerdictError || res.Evidence.ID == ids[0] {
+		t.Fatalf("repeat on a failing store: verdict %s, evidence %s (the repeated record is %s)", res.Verdict, res.Evidence.ID, ids[0])
+	}
+	if errs := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictError}); len(errs) != 1 {
+		t.Errorf("%d error records, want 1", len(errs))
+	}
+	if e, err := b.store.GetEvidence(ctx, ids[0]); err != nil || e.Repeats != 2 {
+		t.Errorf("the repeated record after a failed repeat: %+v, %v; want 2 repeats", e, err)
+	}
+}

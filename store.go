@@ -83,6 +83,11 @@ type Change struct {
 	Anomaly *Anomaly
 	// Evidence, when set, is inserted.
 	Evidence *Evidence
+	// Repeat says that Evidence repeats the stored record with the same ID byte for byte (only
+	// a change that writes nothing else is a repeat): that record's Repeats grows by one and its
+	// LastReceivedAt becomes Evidence.ReceivedAt (if later), instead of a new record. When no
+	// record has that ID (pruned since), Evidence is inserted as it is.
+	Repeat bool
 }
 
 // Anomaly is a distinct disagreement between a verified fact and our order or config.

@@ -292,6 +292,15 @@ func TestConsole_Pages(t *testing.T) {
 		if err := s.InsertEvidence(ctx, rej); err != nil {
 			t.Fatal(err)
 		}
+		// A duplicate of A's notification, repeated twice byte for byte.
+		dup := *paid.Evidence
+		dup.ID, dup.Verdict, dup.ReceivedAt = "ntf_A2", paynotify.VerdictDuplicate, storetest.T0.Add(3*time.Minute)
+		storetest.MustCommit(t, ctx, s, &paynotify.Change{Evidence: &dup})
+		for i := range 2 {
+			r := dup
+			r.ReceivedAt = dup.ReceivedAt.Add(time.Duration(i+1) * time.Minute)
+			storetest.MustCommit(t, ctx, s, &paynotify.Change{Evidence: &r, Repeat: true})
+		}
 		e := setup(t, s, nil)
 		e.login()
 		page := func(path string) string {
@@ -348,6 +357,8 @@ func TestConsole_Pages(t *testing.T) {
 		}
 		contains("by reason", page("/console/notifications?reason=signature_invalid"), "ntf_B")
 		contains("one notification", page("/console/notifications/ntf_B"), "signature_invalid", `name="id" value="ntf_B"`)
+		contains("a repeated duplicate", page("/console/notifications/ntf_A2"),
+			`The same request came 2 more times, byte for byte, and was answered the same; the last at <time datetime="2026-11-29 02:35:15.123456Z"`)
 		contains("anomalies", page("/console/anomalies"), "Anomaly inbox", "None.")
 		if code, _, _ := e.do("GET", "/console/orders/app1/nope", nil); code != http.StatusNotFound {
 			t.Errorf("an unknown order = %d, want 404", code)

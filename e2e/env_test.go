@@ -283,6 +283,9 @@ type evidence struct {
 	OutTradeNo   string `json:"out_trade_no"`
 	OrderVersion int64  `json:"order_version"`
 	Answer       string `json:"answer"`
+	// Repeats: byte-identical duplicates counted on this record (docs/api.md, "Repeated
+	// duplicates").
+	Repeats int `json:"repeats"`
 }
 
 type apiError struct {
@@ -439,6 +442,8 @@ func types(evs []event) string {
 }
 
 // verdicts counts evidence records by "verdict" or "verdict/reason".
+// verdicts counts the requests the records stand for (a record and its repeats), by
+// verdict[/reason].
 func verdicts(evs []evidence) map[string]int {
 	m := map[string]int{}
 	for _, ev := range evs {
@@ -446,7 +451,7 @@ func verdicts(evs []evidence) map[string]int {
 		if ev.Reason != "" {
 			k += "/" + ev.Reason
 		}
-		m[k]++
+		m[k] += 1 + ev.Repeats
 	}
 	return m
 }
@@ -471,7 +476,7 @@ func (e *env) checkEvents(otn string, want ...string) []event {
 	return evs
 }
 
-// checkVerdicts checks the order's evidence, counted by verdict[/reason].
+// checkVerdicts checks the order's evidence, the requests counted by verdict[/reason].
 func (e *env) checkVerdicts(otn string, want map[string]int) []evidence {
 	e.t.Helper()
 	evs := e.evidence(otn)

@@ -78,8 +78,25 @@ func TestAlipayNotify(t *testing.T) {
 			if got := e.getOrder("shop", "T0001"); got.Version != 2 {
 				t.Fatalf("duplicate changed the order: %+v", got)
 			}
-			if ev := e.evidence("app=shop&out_trade_no=T0001&verdict=duplicate"); len(ev) != 1 {
+			if ev := e.evidence("app=shop&out_trade_no=T0001&verdict=duplicate"); len(ev) != 1 || ev[0].Repeats != 0 {
 				t.Fatalf("duplicate evidence = %+v", ev)
+			}
+			// Twice more, byte for byte: counted on that record (docs/api.md, "Repeated
+			// duplicates"), each answered success.
+			for range 2 {
+				if code, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, body); code != 200 || ans != "success" {
+					t.Fatalf("repeated duplicate answer = %d %q", code, ans)
+				}
+			}
+			if ev := e.evidence("app=shop&out_trade_no=T0001&verdict=duplicate"); len(ev) != 1 || ev[0].Repeats != 2 {
+				t.Fatalf("duplicate evidence after two repeats = %+v, want one record with 2 repeats", ev)
+			}
+			// Another header: a record of its own.
+			if code, ans := e.postNotify("/notify/alipay/shop", alipayContentType, http.Header{"X-Forwarded-For": {"192.0.2.1"}}, body); code != 200 || ans != "success" {
+				t.Fatalf("duplicate with another header: %d %q", code, ans)
+			}
+			if ev := e.evidence("app=shop&out_trade_no=T0001&verdict=duplicate"); len(ev) != 2 || ev[0].Repeats != 0 {
+				t.Fatalf("duplicate evidence after one with another header = %+v, want a second record", ev)
 			}
 		})
 
@@ -116,8 +133,8 @@ func TestAlipayNotify(t *testing.T) {
 			if acc := e.evidence("out_trade_no=T0050&verdict=accepted"); len(acc) != 1 {
 				t.Fatalf("%d accepted evidence records, want 1", len(acc))
 			}
-			if dup := e.evidence("out_trade_no=T0050&verdict=duplicate"); len(dup) != 49 {
-				t.Fatalf("%d duplicate evidence records, want 49", len(dup))
+			if dup := e.evidence("out_trade_no=T0050&verdict=duplicate"); requests(dup) != 49 {
+				t.Fatalf("%d duplicate requests recorded, want 49 (records %+v)", requests(dup), dup)
 			}
 		})
 

@@ -195,6 +195,16 @@ type evidence struct {
 	OrderVersion int64  `json:"order_version"`
 	Answer       string `json:"answer"`
 	BodyBase64   string `json:"body_base64"`
+	Repeats      int    `json:"repeats"`
+}
+
+// requests counts the requests the records stand for: each record and its repeats.
+func requests(evs []evidence) int {
+	n := 0
+	for _, e := range evs {
+		n += 1 + e.Repeats
+	}
+	return n
 }
 
 func (e *env) createOrder(body map[string]any) order {

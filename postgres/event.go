@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -50,12 +51,32 @@ type execer interface {
 // evidenceColumns are the columns of an evidence record, in the order of scanEvidence (headers
 // read as text).
 const evidenceColumns = `id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail,
-	out_trade_no, order_version, answer, duration_ms, headers::text, body`
+	out_trade_no, order_version, answer, duration_ms, headers::text, body, repeats, last_received_at`
 
 // insertEvidenceSQL takes evidenceArgs.
 const insertEvidenceSQL = `INSERT INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at,
 	verdict, reason, detail, out_trade_no, order_version, answer, duration_ms, headers, body)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::text::jsonb, $16)`
+
+// repeatEvidenceSQL takes evidenceArgs too: a repeat (paynotify.Change.Repeat) counted on the
+// record with its id, or inserted when that record is gone, in one statement (pipelined with the
+// batch's other writes).
+const repeatEvidenceSQL = `WITH repeated AS (
+		UPDATE evidence SET repeats = repeats + 1, last_received_at = GREATEST(last_received_at, $7::timestamptz)
+		WHERE id = $1::text RETURNING 1)
+	INSERT INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at,
+		verdict, reason, detail, out_trade_no, order_version, answer, duration_ms, headers, body)
+	SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::timestamptz, $8::text, $9::text, $10::text,
+		$11::text, $12::bigint, $13::text, $14::bigint, $15::text::jsonb, $16::bytea
+	WHERE NOT EXISTS (SELECT 1 FROM repeated)`
+
+// evidenceSQL is the statement that writes the evidence of c (with evidenceArgs).
+func evidenceSQL(c *paynotify.Change) string {
+	if c.Repeat {
+		return repeatEvidenceSQL
+	}
+	return insertEvidenceSQL
+}
 
 // evidenceArgs are the values of insertEvidenceSQL; an empty Source is stored as
 // paynotify.SourceNotification.
@@ -82,13 +103,13 @@ func evidenceArgs(e *paynotify.Evidence) ([]any, error) {
 		paynotify.StorableText(e.Answer), e.DurationMS, headers, body}, nil
 }
 
-// insertEvidence stores e.
-func insertEvidence(ctx context.Context, x execer, e *paynotify.Evidence) error {
+// insertEvidence stores e, with query (insertEvidenceSQL or repeatEvidenceSQL).
+func insertEvidence(ctx context.Context, x execer, query string, e *paynotify.Evidence) error {
 	args, err := evidenceArgs(e)
 	if err != nil {
 		return err
 	}
-	if _, err := x.Exec(ctx, insertEvidenceSQL, args...); err != nil {
+	if _, err := x.Exec(ctx, query, args...); err != nil {
 		return fmt.Errorf("insert evidence: %w", err)
 	}
 	return nil
@@ -100,13 +121,18 @@ func scanEvidence(row pgx.Row) (*paynotify.Evidence, error) {
 		verdict string
 		headers *string
 		body    []byte
+		last    *time.Time
 	)
 	if err := row.Scan(&e.ID, &e.App, &e.Provider, &e.Source, &e.Endpoint, &e.ReprocessedFrom, &e.ReceivedAt, &verdict,
-		&e.Reason, &e.Detail, &e.OutTradeNo, &e.OrderVersion, &e.Answer, &e.DurationMS, &headers, &body); err != nil {
+		&e.Reason, &e.Detail, &e.OutTradeNo, &e.OrderVersion, &e.Answer, &e.DurationMS, &headers, &body,
+		&e.Repeats, &last); err != nil {
 		return nil, err
 	}
 	e.Verdict = paynotify.Verdict(verdict)
 	e.ReceivedAt = e.ReceivedAt.UTC()
+	if last != nil {
+		e.LastReceivedAt = last.UTC()
+	}
 	if headers != nil {
 		if err := json.Unmarshal([]byte(*headers), &e.Headers); err != nil {
 			return nil, fmt.Errorf("headers: %w", err)
@@ -123,7 +149,7 @@ func scanEvidence(row pgx.Row) (*paynotify.Evidence, error) {
 // as paynotify.SourceNotification.
 func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
 	return db.w.Do(ctx, &write{fn: func(ctx context.Context, tx pgx.Tx, _ *batch) error {
-		if err := insertEvidence(ctx, tx, e); err != nil {
+		if err := insertEvidence(ctx, tx, insertEvidenceSQL, e); err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
 		return nil

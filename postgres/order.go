@@ -384,7 +384,7 @@ func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.
 	}
 
 	if e := c.Evidence; e != nil {
-		if err := insertEvidence(ctx, tx, e); err != nil {
+		if err := insertEvidence(ctx, tx, evidenceSQL(c), e); err != nil {
 			return err
 		}
 	}

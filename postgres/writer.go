@@ -344,7 +344,7 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch) (int, 
 			if err != nil {
 				return 0, err
 			}
-			rest.Queue(insertEvidenceSQL, args...)
+			rest.Queue(evidenceSQL(c), args...)
 		}
 	}
 	if rest.Len() > 0 {

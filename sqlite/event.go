@@ -49,10 +49,13 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// evidenceColumns are the columns of an evidence record, in the order of evidenceArgs and
-// scanEvidence.
-const evidenceColumns = `id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail,
+// evidenceWriteColumns are the columns insertEvidence writes, in its order; evidenceColumns,
+// those scanEvidence reads, add the repeats (Change.Repeat).
+const (
+	evidenceWriteColumns = `id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail,
 	out_trade_no, order_version, answer, duration_ms, headers, body`
+	evidenceColumns = evidenceWriteColumns + `, repeats, last_received_at`
+)
 
 // insertEvidence stores e; an empty Source is stored as paynotify.SourceNotification.
 func insertEvidence(ctx context.Context, tx *sql.Tx, st *statements, e *paynotify.Evidence) error {
@@ -83,14 +86,21 @@ func scanEvidence(s scanner) (*paynotify.Evidence, error) {
 		received string
 		headers  sql.NullString
 		body     []byte
+		last     sql.NullString
 	)
 	if err := s.Scan(&e.ID, &e.App, &e.Provider, &e.Source, &e.Endpoint, &e.ReprocessedFrom, &received, &e.Verdict,
-		&e.Reason, &e.Detail, &e.OutTradeNo, &e.OrderVersion, &e.Answer, &e.DurationMS, &headers, &body); err != nil {
+		&e.Reason, &e.Detail, &e.OutTradeNo, &e.OrderVersion, &e.Answer, &e.DurationMS, &headers, &body,
+		&e.Repeats, &last); err != nil {
 		return nil, err
 	}
 	var err error
 	if e.ReceivedAt, err = parseTime(received); err != nil {
 		return nil, err
+	}
+	if last.Valid {
+		if e.LastReceivedAt, err = parseTime(last.String); err != nil {
+			return nil, err
+		}
 	}
 	if headers.Valid {
 		if err := json.Unmarshal([]byte(headers.String), &e.Headers); err != nil {

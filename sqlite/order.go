@@ -419,6 +419,18 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 	}
 
 	if e := c.Evidence; e != nil {
+		if c.Repeat {
+			res, err := tx.StmtContext(ctx, st.repeatEvidence).ExecContext(ctx, formatTime(e.ReceivedAt), e.ID)
+			if err != nil {
+				return false, fmt.Errorf("sqlite: commit: repeat evidence: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return false, fmt.Errorf("sqlite: commit: repeat evidence: %w", err)
+			} else if n == 1 {
+				return anomalyNew, nil
+			}
+			// The record is gone (pruned): this one takes its place.
+		}
 		if err := insertEvidence(ctx, tx, st, e); err != nil {
 			return false, fmt.Errorf("sqlite: commit: %w", err)
 		}

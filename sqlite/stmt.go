@@ -21,6 +21,7 @@ type statements struct {
 	insertAnomaly                  *sql.Stmt
 	insertEvent                    *sql.Stmt
 	insertEvidence                 *sql.Stmt
+	repeatEvidence                 *sql.Stmt
 
 	getOrder *sql.Stmt // on the read pool
 }
@@ -39,8 +40,11 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (app, out_trade_no, key) DO NOTHING`
 	insertEventSQL = `INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`
-	insertEvidenceSQL = `INSERT INTO evidence (` + evidenceColumns + `)
+	insertEvidenceSQL = `INSERT INTO evidence (` + evidenceWriteColumns + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// A repeat (paynotify.Change.Repeat): the time is text of one width, so max() is the later.
+	repeatEvidenceSQL = `UPDATE evidence SET repeats = repeats + 1, last_received_at = max(coalesce(last_received_at, ''), ?)
+		WHERE id = ?`
 )
 
 // prepare prepares the statements: the write path's on w, GetOrder's on rd.
@@ -61,6 +65,7 @@ func prepare(ctx context.Context, w, rd *sql.DB) (*statements, error) {
 		{w, &s.insertAnomaly, insertAnomalySQL},
 		{w, &s.insertEvent, insertEventSQL},
 		{w, &s.insertEvidence, insertEvidenceSQL},
+		{w, &s.repeatEvidence, repeatEvidenceSQL},
 		{rd, &s.getOrder, selectOrderSQL},
 	} {
 		st, err := p.db.PrepareContext(ctx, p.sql)
@@ -93,7 +98,7 @@ func (db *DB) statements(ctx context.Context) (*statements, error) {
 
 func (s *statements) close() {
 	for _, st := range []*sql.Stmt{s.savepoint, s.rollbackTo, s.release, s.updateOrder, s.orderExists, s.insertOrder,
-		s.selectOrder, s.insertAnomaly, s.insertEvent, s.insertEvidence, s.getOrder} {
+		s.selectOrder, s.insertAnomaly, s.insertEvent, s.insertEvidence, s.repeatEvidence, s.getOrder} {
 		if st != nil {
 			st.Close()
 		}

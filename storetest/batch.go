@@ -74,6 +74,15 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 		Event: paynotify.NewEvent("evD_anomaly", paynotify.EventOrderAnomaly, at, anomaly.Order, nil, nil)}
 	var created *paynotify.Order
 	var wasCreated bool
+	// Repeats (Change.Repeat): two counted on nt_taken, one of a record that is gone inserted.
+	repeat := func(id string, at time.Time) func() error {
+		return func() error {
+			e := NewEvidence(id, orders["C"], at)
+			e.Verdict = paynotify.VerdictDuplicate
+			_, err := st.Commit(ctx, &paynotify.Change{Evidence: e, Repeat: true})
+			return err
+		}
+	}
 	failingWrite := func() error { _, err := st.Commit(ctx, failing); return err }
 	if !withFailing {
 		// In its place, a write that loses to a missing order.
@@ -92,8 +101,12 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 			created, wasCreated, err = st.CreateOrder(ctx, NewOrder("app1", "F", T0))
 			return err
 		},
+		repeat("nt_taken", at.Add(2*time.Second)),
+		repeat("nt_taken", at.Add(time.Second)),
+		repeat("nt_gone", at),
 	)
-	for i, name := range map[int]string{0: "A", 3: "D (with an anomaly)", 6: "evidence", 7: "CreateOrder"} {
+	for i, name := range map[int]string{0: "A", 3: "D (with an anomaly)", 6: "evidence", 7: "CreateOrder", 8: "repeat",
+		9: "repeat", 10: "repeat of a record that is gone"} {
 		if errs[i] != nil {
 			t.Errorf("write %s: %v", name, errs[i])
 		}
@@ -167,8 +180,12 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 			t.Errorf("evidence %s missing (stored: %q)", id, evidenceIDs(nts))
 		}
 	}
-	if e := gotNt["nt_taken"]; e == nil || e.OrderVersion != orders["C"].Version {
-		t.Errorf("evidence nt_taken = %+v, want the first record kept unchanged", e)
+	if e := gotNt["nt_taken"]; e == nil || e.OrderVersion != orders["C"].Version || e.Repeats != 2 ||
+		!e.LastReceivedAt.Equal(at.Add(2*time.Second)) || !e.ReceivedAt.Equal(T0) {
+		t.Errorf("evidence nt_taken = %+v, want the first record with 2 repeats, the last at %v", e, at.Add(2*time.Second))
+	}
+	if e := gotNt["nt_gone"]; e == nil || e.Repeats != 0 || !e.ReceivedAt.Equal(at) || !e.LastReceivedAt.IsZero() {
+		t.Errorf("evidence nt_gone = %+v, want the repeat of a missing record inserted as it is", e)
 	}
 
 	// The writer goes on: C can still be paid.
@@ -183,6 +200,9 @@ func (s *suite) testGroupCommitMore(t *testing.T) {
 		g := MustCreateOrder(t, ctx, st, NewOrder("app1", "G", T0))
 		h := MustCreateOrder(t, ctx, st, NewOrder("app1", "H", T0))
 		at := T0.Add(time.Minute)
+		dup := NewEvidence("nt_dup", g, T0)
+		dup.Verdict = paynotify.VerdictDuplicate
+		MustCommit(t, ctx, st, &paynotify.Change{Evidence: dup})
 		injected := errors.New("injected commit failure")
 		// Two writes of H: the one that loses to the other loses to a write that is not kept,
 		// so it must not be told it lost (ErrVersionConflict) but that the batch failed.
@@ -192,6 +212,12 @@ func (s *suite) testGroupCommitMore(t *testing.T) {
 			func() error { _, err := st.Commit(ctx, PaidChange(h, "evH2", "ntH2", at)); return err },
 			func() error { return st.InsertEvidence(ctx, NewEvidence("nt_lost", g, at)) },
 			func() error { _, _, err := st.CreateOrder(ctx, NewOrder("app1", "I", T0)); return err },
+			func() error {
+				e := *dup
+				e.ReceivedAt = at
+				_, err := st.Commit(ctx, &paynotify.Change{Evidence: &e, Repeat: true})
+				return err
+			},
 		)
 		for i, err := range errs {
 			if err == nil || errors.Is(err, paynotify.ErrVersionConflict) {
@@ -209,8 +235,8 @@ func (s *suite) testGroupCommitMore(t *testing.T) {
 		if evs := MustListEvents(t, ctx, st, paynotify.EventFilter{}); len(evs) != 0 {
 			t.Errorf("events after a failed batch: %q", eventIDs(evs))
 		}
-		if nts := MustListEvidence(t, ctx, st, paynotify.EvidenceFilter{}); len(nts) != 0 {
-			t.Errorf("evidence after a failed batch: %q", evidenceIDs(nts))
+		if nts := MustListEvidence(t, ctx, st, paynotify.EvidenceFilter{}); len(nts) != 1 || nts[0].Repeats != 0 {
+			t.Errorf("evidence after a failed batch: %q, want nt_dup alone and not repeated", evidenceIDs(nts))
 		}
 		// The same writes succeed in the next batch.
 		MustCommit(t, ctx, st, PaidChange(g, "evG", "ntG", at))

@@ -1139,6 +1139,37 @@ func (s *suite) testCommit(t *testing.T) {
 		}
 		checkEvidence(t, nts[0], e)
 	})
+
+	t.Run("OKRepeat", func(t *testing.T) {
+		// A repeat is counted on the record with its id (the latest time kept, whatever order
+		// the repeats commit in); a repeat of an id no record has is inserted as it is.
+		st, b := s.setup(t)
+		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
+		e := NewEvidence("nt1", o, T0)
+		e.Verdict = paynotify.VerdictDuplicate
+		MustCommit(t, b.ctx, st, &paynotify.Change{Evidence: e})
+		for _, d := range []time.Duration{2 * time.Second, time.Second} {
+			r := *e
+			r.ReceivedAt, r.DurationMS = T0.Add(d), 99
+			MustCommit(t, b.ctx, st, &paynotify.Change{Evidence: &r, Repeat: true})
+		}
+		got, err := st.GetEvidence(b.ctx, "nt1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Repeats != 2 || !got.LastReceivedAt.Equal(T0.Add(2*time.Second)) {
+			t.Errorf("nt1: repeats %d, last received %v; want 2, %v", got.Repeats, got.LastReceivedAt, T0.Add(2*time.Second))
+		}
+		checkUTC(t, "LastReceivedAt", got.LastReceivedAt)
+		got.Repeats, got.LastReceivedAt = 0, time.Time{}
+		checkEvidence(t, got, e) // the rest as first stored
+		gone := *e
+		gone.ID, gone.ReceivedAt = "nt_gone", T0.Add(3*time.Second)
+		MustCommit(t, b.ctx, st, &paynotify.Change{Evidence: &gone, Repeat: true})
+		nts := MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{})
+		checkStrings(t, "evidence", evidenceIDs(nts), []string{"nt_gone", "nt1"})
+		checkEvidence(t, nts[0], &gone)
+	})
 }
 
 func (s *suite) testEvents(t *testing.T) {
