@@ -31,6 +31,12 @@
 //	go run ./tools/loadnotify -store sqlite -n 20000 -rate 1000 -webhooks
 //	go run ./tools/loadnotify -store sqlite -n 20000 -rate 1000 -phase 2s -webhook-phase
 //
+// -receiver-nice N moves the receiver into a process of its own under nice N (19: it gets only
+// the CPU the server and the load leave idle, as a receiver on another machine would take none
+// of theirs), to tell the receiver's share of the cost from the server's:
+//
+//	go build -o /tmp/loadnotify ./tools/loadnotify && /tmp/loadnotify -n 33000 -rate 2740 -phase 2s -webhook-phase -receiver-nice 19
+//
 // With -seed N the store holds N more (filler, pending) orders before the run, so that the cost
 // per notification can be compared between a small and a large orders table:
 //
@@ -86,10 +92,16 @@ func main() {
 	reconcileRate := flag.Float64("reconcile-rate", 10, "the reconciliation's checks per second at most (serve's default jobs.max_checks_per_second); 0 for no cap")
 	webhooksFlag := flag.Bool("webhooks", false, "the server also delivers every event to a webhook endpoint on loopback; every order.paid must arrive")
 	webhookPhase := flag.Bool("webhook-phase", false, "-webhooks with the endpoint enabled in every other -phase only; p99 reported with and without deliveries")
+	receiverNice := flag.Int("receiver-nice", -1, "with -webhooks or -webhook-phase: run the receiver as a process of its own under nice at this niceness (0-19); -1 keeps it in this process")
+	receiverChild := flag.Bool("receiver-child", false, "run as the receiver process of -receiver-nice (internal)")
 	seed := flag.Int("seed", 0, "filler orders stored before the run (the cost per notification against a large table)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load (server, load and reconciliation together) to this file")
 	pgURL := flag.String("pg", envOr("PAYNOTIFY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (a fresh database is created and dropped)")
 	flag.Parse()
+	if *receiverChild {
+		runReceiver()
+		return
+	}
 	ctx := context.Background()
 
 	store, cleanup := openStore(ctx, *storeKind, *pgURL)
@@ -129,7 +141,7 @@ func main() {
 	}
 	var wh *webhooks
 	if *webhooksFlag || *webhookPhase {
-		wh = startWebhooks(ctx, srv.Service, logger)
+		wh = startWebhooks(ctx, srv.Service, logger, *receiverNice)
 	}
 	var ph *phases // the "on" and "off" phases, with -reconcile or -webhook-phase
 	var work []phaser

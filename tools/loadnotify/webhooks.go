@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,22 +34,110 @@ type webhooks struct {
 	done     chan struct{}
 	enabled  bool // with -webhook-phase: the endpoint's status as last set
 
+	// remote, when set, is the receiver's address in a process of its own (-receiver-nice):
+	// requests, first and ids are then copied from its /state.
+	remote     string
+	child      *exec.Cmd
+	childStdin io.Closer // held open: the child ends when it closes
+
 	requests atomic.Int64
 	mu       sync.Mutex
 	first    map[string]time.Time // out_trade_no → the first request with its order.paid
 	ids      map[string]bool      // webhook-ids received
 }
 
-// startWebhooks creates the endpoint and starts the dispatcher.
-func startWebhooks(ctx context.Context, svc *paynotify.Service, logger *slog.Logger) *webhooks {
-	w := &webhooks{svc: svc, first: map[string]time.Time{}, ids: map[string]bool{}, done: make(chan struct{}), enabled: true}
+// receiverState is what a receiver in a process of its own reports at /state.
+type receiverState struct {
+	Requests int64            `json:"requests"`
+	IDs      []string         `json:"ids"`
+	First    map[string]int64 `json:"first"` // out_trade_no → Unix nanoseconds
+}
+
+// runReceiver is the process of -receiver-child: the receiver alone, on a loopback port it
+// prints, with its state at GET /state, until its standard input closes.
+func runReceiver() {
+	w := &webhooks{first: map[string]time.Time{}, ids: map[string]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)
-	w.srv = &http.Server{Handler: http.HandlerFunc(w.serve), ReadHeaderTimeout: 10 * time.Second}
-	go w.srv.Serve(ln)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /hooks/paynotify", w.serve)
+	mux.HandleFunc("GET /state", func(rw http.ResponseWriter, r *http.Request) {
+		w.mu.Lock()
+		st := receiverState{Requests: w.requests.Load(), First: make(map[string]int64, len(w.first))}
+		for id := range w.ids {
+			st.IDs = append(st.IDs, id)
+		}
+		for no, t := range w.first {
+			st.First[no] = t.UnixNano()
+		}
+		w.mu.Unlock()
+		check(json.NewEncoder(rw).Encode(&st))
+	})
+	go (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
+	fmt.Println(ln.Addr().String())
+	io.Copy(io.Discard, os.Stdin) // the parent is gone or done
+}
+
+// startReceiverProcess starts this program as the receiver (-receiver-child) under nice at
+// niceness and returns its address.
+func startReceiverProcess(niceness int) (string, *exec.Cmd, io.Closer) {
+	self, err := os.Executable()
+	check(err)
+	cmd := exec.Command("nice", "-n", strconv.Itoa(niceness), self, "-receiver-child")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	check(err)
+	out, err := cmd.StdoutPipe()
+	check(err)
+	check(cmd.Start())
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	check(err)
+	return strings.TrimSpace(addr), cmd, stdin
+}
+
+// sync copies the state of a receiver in its own process.
+func (w *webhooks) sync() {
+	if w.remote == "" {
+		return
+	}
+	resp, err := http.Get("http://" + w.remote + "/state")
+	check(err)
+	defer resp.Body.Close()
+	var st receiverState
+	check(json.NewDecoder(resp.Body).Decode(&st))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.requests.Store(st.Requests)
+	clear(w.ids)
+	for _, id := range st.IDs {
+		w.ids[id] = true
+	}
+	clear(w.first)
+	for no, ns := range st.First {
+		w.first[no] = time.Unix(0, ns)
+	}
+}
+
+// startWebhooks creates the endpoint and starts the dispatcher.
+// With receiverNice ≥ 0 the receiver is a process of its own under nice at that niceness (a
+// receiver on another machine takes none of the server's CPU; at 19 this one takes only what
+// the server and the load leave idle); otherwise it is in this process.
+func startWebhooks(ctx context.Context, svc *paynotify.Service, logger *slog.Logger, receiverNice int) *webhooks {
+	w := &webhooks{svc: svc, first: map[string]time.Time{}, ids: map[string]bool{}, done: make(chan struct{}), enabled: true}
+	var addr string
+	if receiverNice >= 0 {
+		addr, w.child, w.childStdin = startReceiverProcess(receiverNice)
+		w.remote = addr
+	} else {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		check(err)
+		w.srv = &http.Server{Handler: http.HandlerFunc(w.serve), ReadHeaderTimeout: 10 * time.Second}
+		go w.srv.Serve(ln)
+		addr = ln.Addr().String()
+	}
 	// As serve with webhooks.allow_http and allow_private_networks: the receiver is on loopback.
 	svc.CheckWebhookURL = func(u string) error { return webhook.CheckURL(u, true, true) }
-	u := "http://" + ln.Addr().String() + "/hooks/paynotify"
+	u := "http://" + addr + "/hooks/paynotify"
 	e, err := svc.CreateWebhookEndpoint(ctx, &paynotify.WebhookEndpointRequest{URL: &u})
 	check(err)
 	w.endpoint = e.ID
@@ -107,6 +200,7 @@ func (w *webhooks) phase(ctx context.Context, on bool) {
 
 // delivered returns how many of the out_trade_nos have been received.
 func (w *webhooks) delivered(nos []string) int {
+	w.sync()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
@@ -158,9 +252,15 @@ func (w *webhooks) finish(answered []time.Time, ph *phases, wait time.Duration) 
 	}
 	w.stop()
 	<-w.done
-	w.srv.Close()
-
 	got := w.delivered(expect)
+	if w.srv != nil {
+		w.srv.Close()
+	}
+	if w.child != nil {
+		w.childStdin.Close()
+		w.child.Wait()
+	}
+
 	w.mu.Lock()
 	var delays []time.Duration
 	late := 0
