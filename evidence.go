@@ -59,10 +59,10 @@ type Evidence struct {
 	Headers      http.Header `json:"headers"`
 	// Body is the raw body, capped at MaxEvidenceBody.
 	Body []byte `json:"-"`
-	// Repeats counts the requests recorded on this record after the first: byte-identical
-	// duplicates (the same app, endpoint, headers and body, met with the same verdict, reason,
-	// order version and answer) are kept as a count on the record of the first instead of a
-	// copy each (Change.Repeat).
+	// Repeats counts the requests recorded on this record after the first: duplicates whose
+	// record would be identical (the same app, endpoint, headers and body as kept, met with the
+	// same verdict, reason, order version and answer) are kept as a count on the record of the
+	// first instead of a copy each (Change.Repeat).
 	Repeats int64 `json:"repeats"`
 	// LastReceivedAt is when the last of the repeats arrived; zero while Repeats is 0.
 	LastReceivedAt time.Time `json:"last_received_at,omitzero"`

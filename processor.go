@@ -290,14 +290,14 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		evID = ev.ID
 	}
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
+		if ev != nil {
+			ev.ID = evID // an earlier attempt may have made it a repeat, with another record's id
+		}
 		st, err := p.load(ctx, app, fact)
 		if err != nil {
 			return nil, err
 		}
 		d := decideFor(app, st)
-		if ev != nil {
-			ev.ID = evID // a repeat of an earlier attempt takes another record's id
-		}
 		c, res := p.change(app, st, d, ev, now)
 		if finish != nil {
 			finish(res)
@@ -332,6 +332,9 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 			p.OnEvents()
 		}
 		return res, nil
+	}
+	if ev != nil {
+		ev.ID = evID // kept as a record of its own (storeFailure)
 	}
 	return nil, fmt.Errorf("commit: %w after %d attempts", ErrVersionConflict, maxCommitAttempts)
 }

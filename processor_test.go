@@ -501,7 +501,8 @@ func TestApply_QueryEvidence(t *testing.T) {
 }
 
 // Byte-identical duplicates are counted on the first duplicate's record; anything that differs
-// (a header, the body, the verdict) or a new Processor (a restart) gets a record of its own.
+// (a header, the body, the order's version) or a new Processor (a restart) gets a record of its
+// own.
 func TestProcess_RepeatedDuplicates(t *testing.T) {
 	p, b := setupProcessor(t)
 	b.mustOrder(t, "T1")
@@ -540,25 +541,39 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 	send(p, t0.Add(5*time.Second), func(cb *paynotify.Callback) { cb.Body = []byte("body ") })
 	p2 := &paynotify.Processor{Store: b.store, Logger: quiet, Now: func() time.Time { return t0 }}
 	send(p2, t0.Add(6*time.Second), nil)
-	dups = b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate})
-	if len(dups) != 4 {
-		t.Fatalf("%d duplicate records, want 4 (the repeated one, another header, another body, another Processor)", len(dups))
+	// The order moves on (a refund confirmed elsewhere bumps its version): the same bytes meet
+	// another order version, a record of their own.
+	o := b.order(t, "T1")
+	next := *o
+	next.Version++
+	if _, err := b.store.Commit(ctx, &paynotify.Change{Order: &next, PrevVersion: o.Version}); err != nil {
+		t.Fatal(err)
 	}
-	for _, e := range dups[:3] {
+	send(p, t0.Add(7*time.Second), nil)
+	dups = b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate})
+	if len(dups) != 5 || dups[0].OrderVersion != next.Version {
+		t.Fatalf("%d duplicate records, the newest of version %d; want 5 (the repeated one, another header, another body, another Processor, another order version), the newest of %d",
+			len(dups), dups[0].OrderVersion, next.Version)
+	}
+	for _, e := range dups[:4] {
 		if e.Repeats != 0 {
 			t.Errorf("record %s of a different request: repeats %d", e.ID, e.Repeats)
 		}
 	}
 
 	// A repeat whose commit fails is kept as an error record of its own; the count stays.
+	last := dups[0]
 	p.Store = failingCommit{b.store}
-	if res := send(p, t0.Add(7*time.Second), nil); res.Verdict != paynotify.VerdictError || res.Evidence.ID == ids[0] {
-		t.Fatalf("repeat on a failing store: verdict %s, evidence %s (the repeated record is %s)", res.Verdict, res.Evidence.ID, ids[0])
+	if res := send(p, t0.Add(8*time.Second), nil); res.Verdict != paynotify.VerdictError || res.Evidence.ID == last.ID {
+		t.Fatalf("repeat on a failing store: verdict %s, evidence %s (the repeated record is %s)", res.Verdict, res.Evidence.ID, last.ID)
 	}
 	if errs := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictError}); len(errs) != 1 {
 		t.Errorf("%d error records, want 1", len(errs))
 	}
+	if e, err := b.store.GetEvidence(ctx, last.ID); err != nil || e.Repeats != 0 {
+		t.Errorf("the repeated record after a failed repeat: %+v, %v; want no repeats", e, err)
+	}
 	if e, err := b.store.GetEvidence(ctx, ids[0]); err != nil || e.Repeats != 2 {
-		t.Errorf("the repeated record after a failed repeat: %+v, %v; want 2 repeats", e, err)
+		t.Errorf("the first duplicate record: %+v, %v; want 2 repeats", e, err)
 	}
 }

@@ -83,11 +83,25 @@ type Change struct {
 	Anomaly *Anomaly
 	// Evidence, when set, is inserted.
 	Evidence *Evidence
-	// Repeat says that Evidence repeats the stored record with the same ID byte for byte (only
-	// a change that writes nothing else is a repeat): that record's Repeats grows by one and its
-	// LastReceivedAt becomes Evidence.ReceivedAt (if later), instead of a new record. When no
-	// record has that ID (pruned since), Evidence is inserted as it is.
+	// Repeat says that Evidence, a duplicate, repeats the stored duplicate record with the same
+	// ID byte for byte: that record's Repeats grows by one and its LastReceivedAt becomes
+	// Evidence.ReceivedAt (if later), instead of a new record. When no record has that ID
+	// (pruned since), Evidence is inserted as it is. A repeat writes nothing else: a Change
+	// with Repeat and anything but a VerdictDuplicate Evidence is refused (EINVALID).
 	Repeat bool
+}
+
+// CheckRepeat returns the EINVALID error a store answers a Change with Repeat set that is not a
+// repeat (Change.Repeat), or nil.
+func (c *Change) CheckRepeat() error {
+	if !c.Repeat {
+		return nil
+	}
+	if c.Evidence == nil || c.Evidence.Verdict != VerdictDuplicate || c.Order != nil || c.Refund != nil ||
+		c.Anomaly != nil || len(c.Events) > 0 {
+		return Errorf(EINVALID, "A repeat is a duplicate's evidence alone.")
+	}
+	return nil
 }
 
 // Anomaly is a distinct disagreement between a verified fact and our order or config.

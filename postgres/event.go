@@ -63,7 +63,7 @@ const insertEvidenceSQL = `INSERT INTO evidence (id, app, provider, source, endp
 // batch's other writes).
 const repeatEvidenceSQL = `WITH repeated AS (
 		UPDATE evidence SET repeats = repeats + 1, last_received_at = GREATEST(last_received_at, $7::timestamptz)
-		WHERE id = $1::text RETURNING 1)
+		WHERE id = $1::text AND verdict = 'duplicate' RETURNING 1)
 	INSERT INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at,
 		verdict, reason, detail, out_trade_no, order_version, answer, duration_ms, headers, body)
 	SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::timestamptz, $8::text, $9::text, $10::text,

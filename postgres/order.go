@@ -296,6 +296,9 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	if c.Order != nil && c.Order.Version <= c.PrevVersion {
 		return false, fmt.Errorf("postgres: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
 	}
+	if err := c.CheckRepeat(); err != nil {
+		return false, err
+	}
 	wr := &write{change: c, anomalyAt: tm(db.now())}
 	err = db.w.Do(ctx, wr)
 	var pe *paynotify.Error

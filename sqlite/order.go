@@ -344,6 +344,9 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	if c.Order != nil && c.Order.Version <= c.PrevVersion {
 		return false, fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
 	}
+	if err := c.CheckRepeat(); err != nil {
+		return false, err
+	}
 	at := formatTime(db.now())
 	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
 		anomalyNew = false

@@ -44,7 +44,7 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// A repeat (paynotify.Change.Repeat): the time is text of one width, so max() is the later.
 	repeatEvidenceSQL = `UPDATE evidence SET repeats = repeats + 1, last_received_at = max(coalesce(last_received_at, ''), ?)
-		WHERE id = ?`
+		WHERE id = ? AND verdict = 'duplicate'`
 )
 
 // prepare prepares the statements: the write path's on w, GetOrder's on rd.

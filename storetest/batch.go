@@ -60,8 +60,13 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 	for _, no := range []string{"A", "B", "C", "D", "E"} {
 		orders[no] = MustCreateOrder(t, ctx, st, NewOrder("app1", no, T0))
 	}
-	// An evidence record whose id the failing write reuses.
+	// An evidence record whose id the failing write reuses, and a duplicate's that repeats count on.
 	if err := st.InsertEvidence(ctx, NewEvidence("nt_taken", orders["C"], T0)); err != nil {
+		t.Fatal(err)
+	}
+	dupRecord := NewEvidence("nt_dup", orders["C"], T0)
+	dupRecord.Verdict = paynotify.VerdictDuplicate
+	if err := st.InsertEvidence(ctx, dupRecord); err != nil {
 		t.Fatal(err)
 	}
 	at := T0.Add(time.Minute)
@@ -74,7 +79,7 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 		Event: paynotify.NewEvent("evD_anomaly", paynotify.EventOrderAnomaly, at, anomaly.Order, nil, nil)}
 	var created *paynotify.Order
 	var wasCreated bool
-	// Repeats (Change.Repeat): two counted on nt_taken, one of a record that is gone inserted.
+	// Repeats (Change.Repeat): two counted on nt_dup, one of a record that is gone inserted.
 	repeat := func(id string, at time.Time) func() error {
 		return func() error {
 			e := NewEvidence(id, orders["C"], at)
@@ -101,8 +106,8 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 			created, wasCreated, err = st.CreateOrder(ctx, NewOrder("app1", "F", T0))
 			return err
 		},
-		repeat("nt_taken", at.Add(2*time.Second)),
-		repeat("nt_taken", at.Add(time.Second)),
+		repeat("nt_dup", at.Add(2*time.Second)),
+		repeat("nt_dup", at.Add(time.Second)),
 		repeat("nt_gone", at),
 	)
 	for i, name := range map[int]string{0: "A", 3: "D (with an anomaly)", 6: "evidence", 7: "CreateOrder", 8: "repeat",
@@ -180,9 +185,11 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 			t.Errorf("evidence %s missing (stored: %q)", id, evidenceIDs(nts))
 		}
 	}
-	if e := gotNt["nt_taken"]; e == nil || e.OrderVersion != orders["C"].Version || e.Repeats != 2 ||
-		!e.LastReceivedAt.Equal(at.Add(2*time.Second)) || !e.ReceivedAt.Equal(T0) {
-		t.Errorf("evidence nt_taken = %+v, want the first record with 2 repeats, the last at %v", e, at.Add(2*time.Second))
+	if e := gotNt["nt_taken"]; e == nil || e.OrderVersion != orders["C"].Version || e.Repeats != 0 {
+		t.Errorf("evidence nt_taken = %+v, want the first record kept unchanged", e)
+	}
+	if e := gotNt["nt_dup"]; e == nil || e.Repeats != 2 || !e.LastReceivedAt.Equal(at.Add(2*time.Second)) || !e.ReceivedAt.Equal(T0) {
+		t.Errorf("evidence nt_dup = %+v, want the record with 2 repeats, the last at %v", e, at.Add(2*time.Second))
 	}
 	if e := gotNt["nt_gone"]; e == nil || e.Repeats != 0 || !e.ReceivedAt.Equal(at) || !e.LastReceivedAt.IsZero() {
 		t.Errorf("evidence nt_gone = %+v, want the repeat of a missing record inserted as it is", e)

@@ -1169,6 +1169,32 @@ func (s *suite) testCommit(t *testing.T) {
 		nts := MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{})
 		checkStrings(t, "evidence", evidenceIDs(nts), []string{"nt_gone", "nt1"})
 		checkEvidence(t, nts[0], &gone)
+
+		// A repeat that writes anything else, or of a record that is not a duplicate, is refused.
+		bad := *e
+		bad.ReceivedAt = T0.Add(4 * time.Second)
+		for name, c := range map[string]*paynotify.Change{
+			"with an order change":  PaidChange(o, "ev_bad", "nt1", T0),
+			"of an accepted record": {Evidence: func() *paynotify.Evidence { a := bad; a.Verdict = paynotify.VerdictAccepted; return &a }(), Repeat: true},
+		} {
+			c.Repeat = true
+			if _, err := st.Commit(b.ctx, c); paynotify.ErrorCode(err) != paynotify.EINVALID {
+				t.Errorf("a repeat %s: err = %v, want EINVALID", name, err)
+			}
+		}
+		acc := NewEvidence("nt_acc", o, T0)
+		MustCommit(t, b.ctx, st, &paynotify.Change{Evidence: acc})
+		onAccepted := bad
+		onAccepted.ID = "nt_acc"
+		if _, err := st.Commit(b.ctx, &paynotify.Change{Evidence: &onAccepted, Repeat: true}); err == nil {
+			t.Errorf("a repeat counted on an accepted record: no error")
+		}
+		if got, err := st.GetEvidence(b.ctx, "nt_acc"); err != nil || got.Repeats != 0 || got.Verdict != paynotify.VerdictAccepted {
+			t.Errorf("the accepted record after a repeat aimed at it: %+v, %v", got, err)
+		}
+		if got, err := st.GetEvidence(b.ctx, "nt1"); err != nil || got.Repeats != 2 {
+			t.Errorf("nt1 after refused repeats: %+v, %v; want 2 repeats", got, err)
+		}
 	})
 }
 
