@@ -91,7 +91,10 @@ var (
 
 // checkText refuses a free-text field (an order's subject, a refund's reason, …) that is not valid
 // UTF-8 or holds a control character (U+0000 to U+001F, U+007F to U+009F): PostgreSQL cannot
-// store U+0000 at all, and the providers refuse or mangle the others.
+// store U+0000 at all, and the providers refuse or mangle the others. It refuses the
+// bidirectional embeddings, overrides and isolates too (U+202A to U+202E, U+2066 to U+2069),
+// which make the text around them read in another order wherever it is shown (the console, a
+// provider's cashier): a subject could make an amount beside it read otherwise.
 func checkText(name, v string) error {
 	if !utf8.ValidString(v) {
 		return Errorf(EINVALID, "%s is not valid UTF-8.", name)
@@ -100,7 +103,17 @@ func checkText(name, v string) error {
 		r, _ := utf8.DecodeRuneInString(v[i:])
 		return Errorf(EINVALID, "%s holds the control character %U.", name, r)
 	}
+	if i := strings.IndexFunc(v, bidiControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(v[i:])
+		return Errorf(EINVALID, "%s holds the bidirectional control character %U.", name, r)
+	}
 	return nil
+}
+
+// bidiControl reports whether r is a bidirectional embedding, override or isolate (or their
+// terminators). The marks U+200E, U+200F and U+061C, which only set a direction, are allowed.
+func bidiControl(r rune) bool {
+	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069
 }
 
 // MaxExpiresIn is the longest an order can be payable.

@@ -1,6 +1,9 @@
 package console
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -159,5 +162,29 @@ func (c *Console) handleAction(w http.ResponseWriter, r *http.Request, ss *sessi
 		return
 	}
 	c.logger().Info("console: action", "action", name, "app", r.PostFormValue("app"), "out_trade_no", r.PostFormValue("otn"), "id", r.PostFormValue("id"))
-	http.Redirect(w, r, next+"?flash="+url.QueryEscape(flash), http.StatusSeeOther)
+	http.Redirect(w, r, next+"?flash="+url.QueryEscape(flash)+"&fs="+flashMAC(ss, flash), http.StatusSeeOther)
+}
+
+// flashMAC authenticates a flash message for the session: the page shows a flash only with the
+// MAC of the session it is shown to, so that a link cannot make the console say what it did not
+// (the message is escaped, but a banner of ours on our page would still be believed). The key is
+// the session's CSRF token, which never leaves the session's own pages.
+func flashMAC(ss *session, msg string) string {
+	if ss == nil {
+		return ""
+	}
+	m := hmac.New(sha256.New, []byte(ss.csrf))
+	m.Write([]byte("paynotify console flash\x00"))
+	m.Write([]byte(msg))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// flashFor returns the flash of r's query if its MAC is the session's, else "".
+func flashFor(r *http.Request, ss *session) string {
+	q := r.URL.Query()
+	msg, mac := q.Get("flash"), q.Get("fs")
+	if msg == "" || ss == nil || !hmac.Equal([]byte(mac), []byte(flashMAC(ss, msg))) {
+		return ""
+	}
+	return msg
 }

@@ -194,14 +194,15 @@ type page struct {
 // render executes the template name with p, completing it from the session.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, p *page) {
 	p.Demo = c.Demo
-	if ss := c.session(r); ss != nil {
+	ss := c.session(r)
+	if ss != nil {
 		p.CSRF = ss.csrf
 	}
 	if c.Demo {
 		p.Token = c.APIToken
 	}
 	if p.Flash == "" {
-		p.Flash = r.URL.Query().Get("flash")
+		p.Flash = flashFor(r, ss)
 	}
 	var b strings.Builder
 	if err := templates.ExecuteTemplate(&b, name, p); err != nil {

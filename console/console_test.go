@@ -402,3 +402,38 @@ func TestConsole_SecureOverTLS(t *testing.T) {
 		}
 	})
 }
+
+// TestConsole_Flash: an action's result is shown on the page it returns to; a flash in a link
+// that the console did not make (no MAC, or another session's) is not shown.
+func TestConsole_Flash(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		ctx := t.Context()
+		a := storetest.MustCreateOrder(t, ctx, s, storetest.NewOrder("app1", "A", storetest.T0))
+		storetest.MustCommit(t, ctx, s, storetest.PaidChange(a, "evt_A", "ntf_A", storetest.T0.Add(time.Minute)))
+		e := setup(t, s, nil)
+		token := e.login()
+		code, loc, _ := e.do("POST", "/console/actions/resend", url.Values{"id": {"evt_A"}, "confirm": {"yes"}, "csrf": {token}})
+		if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/console/orders/app1/A?flash=") || !strings.Contains(loc, "&fs=") {
+			t.Fatalf("resend = %d → %q", code, loc)
+		}
+		const shown = `id="flash">Resent: 0 deliveries queued.</p>`
+		if _, _, body := e.do("GET", loc, nil); !strings.Contains(body, shown) {
+			t.Errorf("the page after the action lacks %q", shown)
+		}
+		u, err := url.Parse(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		spoofed := url.Values{"flash": {"Your session expired: call +86 000 to unlock it."}}
+		for name, path := range map[string]string{
+			"without a MAC":            "/console/orders/app1/A?" + spoofed.Encode(),
+			"with another flash's MAC": "/console/orders/app1/A?" + spoofed.Encode() + "&fs=" + url.QueryEscape(q.Get("fs")),
+			"altered":                  "/console/orders/app1/A?flash=" + url.QueryEscape(q.Get("flash")+"!") + "&fs=" + url.QueryEscape(q.Get("fs")),
+		} {
+			if code, _, body := e.do("GET", path, nil); code != http.StatusOK || strings.Contains(body, `id="flash"`) {
+				t.Errorf("a flash %s: %d, shown %v", name, code, strings.Contains(body, `id="flash"`))
+			}
+		}
+	})
+}

@@ -140,6 +140,10 @@ func TestBadInputAPI(t *testing.T) {
 				want: invalid.saying("Invalid JSON body: not valid UTF-8.")},
 			{name: "a control character in a refund reason", send: req("POST", refunds, ok, []byte(`{"amount":1,"out_request_no":"R123456","reason":"a\u001bb"}`)),
 				want: invalid.saying("reason holds the control character U+001B.")},
+			{name: "a bidi override in the subject", send: req("POST", "/v1/orders", ok, []byte(`{"app":"`+alipayApp+`","out_trade_no":"bad_api_bidi","amount":100,"subject":"fee \u202e00.1","channel":"alipay.page"}`)),
+				want: invalid.saying("subject holds the bidirectional control character U+202E.")},
+			{name: "a bidi isolate in a refund reason", send: req("POST", refunds, ok, []byte(`{"amount":1,"out_request_no":"R123456","reason":"a\u2067b"}`)),
+				want: invalid.saying("reason holds the bidirectional control character U+2067.")},
 			// Oversize bodies (the limit is 1 MiB).
 			{name: "2 MiB body", send: req("POST", "/v1/orders", ok, create("100", `"body":"`+strings.Repeat("x", 2<<20)+`"`)), want: invalid.saying("request body too large")},
 			{name: "10 MB body", send: req("POST", "/v1/orders", ok, create("100", `"body":"`+strings.Repeat("x", 10<<20)+`"`)), want: invalid.saying("request body too large")},
