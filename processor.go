@@ -285,9 +285,26 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 	if fact.At.IsZero() {
 		fact.At = now
 	}
-	var evID string
+	var (
+		evID     string
+		key      [32]byte
+		remember bool // a callback as received: the memory of repeats takes it
+	)
 	if ev != nil {
 		evID = ev.ID
+		if remember = finish != nil && rememberable(ev); remember {
+			key = repeatKey(app, ev)
+			if e, ok := p.repeats.lookup(key, now); ok && !fact.readsRefunds() && e.outTradeNo == fact.OutTradeNo {
+				res, err := p.repeatAt(ctx, ev, e, finish)
+				switch {
+				case err == nil:
+					return res, nil
+				case !errors.Is(err, ErrRepeatMissed):
+					return nil, fmt.Errorf("commit: %w", err)
+				}
+				ev.OrderVersion = 0 // the order moved, or the record is gone: decided in full below
+			}
+		}
 	}
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		if ev != nil {
@@ -305,12 +322,10 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		if c.empty() {
 			return res, nil // nothing to write
 		}
-		var key [32]byte
-		repeat := repeatable(c)
+		repeat := remember && repeatable(c)
 		if repeat {
-			key = repeatKey(ev)
-			if id, ok := p.repeats.lookup(key, now); ok {
-				ev.ID, c.Repeat = id, true
+			if e, ok := p.repeats.lookup(key, now); ok && e.matches(ev) {
+				ev.ID, c.Repeat = e.id, true
 			}
 		}
 		if _, err := p.commit(ctx, c); err != nil {
@@ -323,7 +338,7 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 			return nil, fmt.Errorf("commit: %w", err)
 		}
 		if repeat && !c.Repeat {
-			p.repeats.remember(key, ev.ID, now)
+			p.repeats.remember(key, ev, now)
 		}
 		if c.Order != nil && p.OnChange != nil && d.Changed() {
 			p.OnChange(c.Order)
@@ -337,6 +352,31 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		ev.ID = evID // kept as a record of its own (storeFailure)
 	}
 	return nil, fmt.Errorf("commit: %w after %d attempts", ErrVersionConflict, maxCommitAttempts)
+}
+
+// repeatAt counts ev on the duplicate record e, as long as the order is at the version e was
+// decided at (Change.RepeatVersion): the same request meeting the same order meets the same
+// verdict, so the order is not read. It returns ErrRepeatMissed, having written nothing, when
+// the order moved, the record is gone, or the answer would differ.
+func (p *Processor) repeatAt(ctx context.Context, ev *Evidence, e repeatEntry, finish func(*Result)) (*Result, error) {
+	ev.Verdict, ev.Reason, ev.OrderVersion = VerdictDuplicate, e.reason, e.orderVersion
+	res := &Result{Verdict: VerdictDuplicate, Reason: e.reason, OK: true, Evidence: ev}
+	finish(res)
+	if !e.matches(ev) {
+		return nil, ErrRepeatMissed
+	}
+	id := ev.ID
+	ev.ID = e.id
+	if _, err := p.commit(ctx, &Change{Evidence: ev, Repeat: true, RepeatVersion: e.orderVersion}); err != nil {
+		ev.ID = id // kept as a record of its own (storeFailure), or decided in full
+		return nil, err
+	}
+	return res, nil
+}
+
+// readsRefunds reports whether deciding f reads the order's refunds (load), besides the order.
+func (f *Fact) readsRefunds() bool {
+	return f.RefundRequestNo != "" && (f.Kind == FactRefund || f.Kind == FactRefundFailed)
 }
 
 // commit commits c and tells Metrics how long it took.
@@ -372,7 +412,7 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 	}
 	st.order = o
 	f := &st.fact
-	if f.RefundRequestNo == "" || (f.Kind != FactRefund && f.Kind != FactRefundFailed) {
+	if !f.readsRefunds() {
 		return st, nil
 	}
 	refunds, err := p.Store.ListRefunds(ctx, app.Name, f.OutTradeNo)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -424,6 +425,17 @@ func TestProcess_Refunds(t *testing.T) {
 	})
 }
 
+// readCounter counts the orders read.
+type readCounter struct {
+	paynotify.Store
+	n atomic.Int64
+}
+
+func (r *readCounter) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.Order, error) {
+	r.n.Add(1)
+	return r.Store.GetOrder(ctx, app, outTradeNo)
+}
+
 // failingCommit fails every commit, as a full disk or a lost database would.
 type failingCommit struct{ paynotify.Store }
 
@@ -507,6 +519,8 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 	p, b := setupProcessor(t)
 	b.mustOrder(t, "T1")
 	ctx := context.Background()
+	reads := &readCounter{Store: b.store}
+	p.Store = reads
 	send := func(p *paynotify.Processor, at time.Time, edit func(cb *paynotify.Callback)) *paynotify.Result {
 		t.Helper()
 		cb := callback(b.app)
@@ -529,6 +543,9 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 	}
 	if ids[1] != ids[0] || ids[2] != ids[0] {
 		t.Errorf("the repeats' evidence ids %q, want all the first duplicate's", ids)
+	}
+	if n := reads.n.Load(); n != 2 {
+		t.Errorf("%d order reads, want 2 (the first delivery and the first duplicate; a repeat is counted without one)", n)
 	}
 	dups := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate})
 	if len(dups) != 1 || dups[0].ID != ids[0] || dups[0].Repeats != 2 || !dups[0].ReceivedAt.Equal(t0.Add(time.Second)) ||
@@ -563,7 +580,7 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 
 	// A repeat whose commit fails is kept as an error record of its own; the count stays.
 	last := dups[0]
-	p.Store = failingCommit{b.store}
+	p.Store = failingCommit{reads}
 	if res := send(p, t0.Add(8*time.Second), nil); res.Verdict != paynotify.VerdictError || res.Evidence.ID == last.ID {
 		t.Fatalf("repeat on a failing store: verdict %s, evidence %s (the repeated record is %s)", res.Verdict, res.Evidence.ID, last.ID)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"hash"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -14,11 +13,19 @@ import (
 //
 // A provider that does not get our answer, or gets it late, sends the same notification again,
 // and a load balancer's or proxy's retries do the same: every copy is verified and answered, but
-// a copy that is byte-identical to one already recorded, and meets the same verdict, is counted
-// on that record (Evidence.Repeats, Change.Repeat) rather than stored again. The Processor keeps
-// a bounded memory of the duplicate records it wrote lately, by a digest of everything a record
-// holds but its id, time and duration; a repeat takes the id of the record it repeats. What the
-// memory forgets (a restart, another instance, a day later) costs only a new record.
+// a copy whose record would be identical to one already written, and meets the same verdict, is
+// counted on that record (Evidence.Repeats, Change.Repeat) rather than stored again. The
+// Processor keeps a bounded memory of the duplicate records it wrote lately, by a digest of the
+// request (the app's identities, the endpoint, the headers and body as kept), with the verdict
+// the request met and the order version it was decided at. A repeat takes the id of the record
+// it repeats.
+//
+// The same request meeting the same order version meets the same verdict (the decision reads
+// nothing else for a fact that is not about a refund, and the app's identities are in the
+// digest), so a remembered request is counted without reading the order first: the count is
+// conditioned on the order being at that version still (Change.RepeatVersion), and when it is
+// not, the request is decided in full. What the memory forgets (a restart, another instance, a
+// day later) costs only a new record.
 
 const (
 	// repeatMemory bounds the duplicate records remembered.
@@ -36,25 +43,40 @@ type repeats struct {
 	next  int
 }
 
+// repeatEntry is a duplicate record written lately: its id, when it was written, and what the
+// request met (the fields of its record that the decision filled).
 type repeatEntry struct {
-	id string
-	at time.Time // when the record was written
+	id           string
+	at           time.Time
+	orderVersion int64
+	outTradeNo   string
+	reason       string
+	detail       string
+	answer       string
 }
 
-// lookup returns the id of the record that ev would repeat, if one was written in the last
+// matches reports whether ev, decided in full, would be a record identical to e's.
+func (e *repeatEntry) matches(ev *Evidence) bool {
+	return ev.Verdict == VerdictDuplicate && ev.OrderVersion == e.orderVersion && ev.OutTradeNo == e.outTradeNo &&
+		ev.Reason == e.reason && ev.Detail == e.detail && ev.Answer == e.answer
+}
+
+// lookup returns the record that a request with key would repeat, if one was written in the last
 // repeatSpan.
-func (r *repeats) lookup(key [sha256.Size]byte, now time.Time) (string, bool) {
+func (r *repeats) lookup(key [sha256.Size]byte, now time.Time) (repeatEntry, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.byKey[key]
 	if !ok || now.Sub(e.at) >= repeatSpan || now.Before(e.at) {
-		return "", false
+		return repeatEntry{}, false
 	}
-	return e.id, true
+	return e, true
 }
 
-// remember records that the record id was written for key at now.
-func (r *repeats) remember(key [sha256.Size]byte, id string, now time.Time) {
+// remember records that the duplicate record ev was written for key at now.
+func (r *repeats) remember(key [sha256.Size]byte, ev *Evidence, now time.Time) {
+	e := repeatEntry{id: ev.ID, at: now, orderVersion: ev.OrderVersion, outTradeNo: ev.OutTradeNo, reason: ev.Reason,
+		detail: ev.Detail, answer: ev.Answer}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byKey == nil {
@@ -70,7 +92,7 @@ func (r *repeats) remember(key [sha256.Size]byte, id string, now time.Time) {
 			r.next = (r.next + 1) % repeatMemory
 		}
 	}
-	r.byKey[key] = repeatEntry{id: id, at: now}
+	r.byKey[key] = e
 }
 
 // repeatable reports whether c may be recorded as a repeat: a duplicate notification that
@@ -78,19 +100,28 @@ func (r *repeats) remember(key [sha256.Size]byte, id string, now time.Time) {
 func repeatable(c *Change) bool {
 	ev := c.Evidence
 	return ev != nil && c.Order == nil && c.Refund == nil && len(c.Events) == 0 && c.Anomaly == nil &&
-		ev.Verdict == VerdictDuplicate && (ev.Source == SourceNotification || ev.Source == "") && ev.ReprocessedFrom == ""
+		ev.Verdict == VerdictDuplicate && rememberable(ev)
 }
 
-// repeatKey digests what a record of ev holds but its id, times and duration: two requests
-// with the same key were the same bytes and were met the same way.
-func repeatKey(ev *Evidence) [sha256.Size]byte {
+// rememberable reports whether ev is of a request the memory takes: a notification as received
+// (not a reprocessing or a query answer).
+func rememberable(ev *Evidence) bool {
+	return (ev.Source == SourceNotification || ev.Source == "") && ev.ReprocessedFrom == ""
+}
+
+// repeatKey digests the request of ev as its record keeps it, with the identities of app that
+// the decision checks it against.
+func repeatKey(app *App, ev *Evidence) [sha256.Size]byte {
 	h := sha256.New()
 	field := func(s string) {
 		writeLen(h, len(s))
 		h.Write([]byte(s))
 	}
-	for _, s := range []string{ev.App, ev.Provider, ev.Source, ev.Endpoint, string(ev.Verdict), ev.Reason, ev.Detail,
-		ev.OutTradeNo, strconv.FormatInt(ev.OrderVersion, 10), ev.Answer} {
+	for _, s := range []string{ev.App, ev.Provider, ev.Source, ev.Endpoint, app.AppID, app.MchID} {
+		field(s)
+	}
+	writeLen(h, len(app.SellerIDs))
+	for _, s := range app.SellerIDs {
 		field(s)
 	}
 	names := make([]string, 0, len(ev.Headers))

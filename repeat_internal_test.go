@@ -13,39 +13,40 @@ import (
 func TestRepeats_Memory(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 	key := func(i int) [sha256.Size]byte { return sha256.Sum256(fmt.Append(nil, i)) }
+	rec := func(id string) *Evidence { return &Evidence{ID: id, Verdict: VerdictDuplicate} }
 	var r repeats
 	if _, ok := r.lookup(key(0), t0); ok {
 		t.Fatal("an empty memory found a record")
 	}
-	r.remember(key(0), "ntf_0", t0)
+	r.remember(key(0), rec("ntf_0"), t0)
 	for _, c := range []struct {
 		at   time.Time
 		want bool
 	}{{t0, true}, {t0.Add(repeatSpan - time.Second), true}, {t0.Add(repeatSpan), false}, {t0.Add(-time.Second), false}} {
-		if id, ok := r.lookup(key(0), c.at); ok != c.want || ok && id != "ntf_0" {
-			t.Errorf("lookup at %v: %q, %v; want found %v", c.at.Sub(t0), id, ok, c.want)
+		if e, ok := r.lookup(key(0), c.at); ok != c.want || ok && e.id != "ntf_0" {
+			t.Errorf("lookup at %v: %q, %v; want found %v", c.at.Sub(t0), e.id, ok, c.want)
 		}
 	}
 	// Remembered again (a new record after the span): the same key, the new id, one slot.
-	r.remember(key(0), "ntf_0b", t0.Add(repeatSpan))
-	if id, ok := r.lookup(key(0), t0.Add(repeatSpan)); !ok || id != "ntf_0b" {
-		t.Errorf("after remembering again: %q, %v", id, ok)
+	r.remember(key(0), rec("ntf_0b"), t0.Add(repeatSpan))
+	if e, ok := r.lookup(key(0), t0.Add(repeatSpan)); !ok || e.id != "ntf_0b" {
+		t.Errorf("after remembering again: %q, %v", e.id, ok)
 	}
 	for i := 1; i < repeatMemory; i++ {
-		r.remember(key(i), fmt.Sprint("ntf_", i), t0)
+		r.remember(key(i), rec(fmt.Sprint("ntf_", i)), t0)
 	}
 	if len(r.byKey) != repeatMemory || len(r.ring) != repeatMemory {
 		t.Fatalf("%d keys, %d in the ring; want %d each", len(r.byKey), len(r.ring), repeatMemory)
 	}
 	// One more: key 0, the oldest in, goes; key 1 stays until the next.
-	r.remember(key(repeatMemory), "ntf_new", t0)
+	r.remember(key(repeatMemory), rec("ntf_new"), t0)
 	if _, ok := r.lookup(key(0), t0.Add(repeatSpan)); ok {
 		t.Error("the oldest record is still remembered past the bound")
 	}
 	if _, ok := r.lookup(key(1), t0); !ok {
 		t.Error("the second oldest was forgotten too")
 	}
-	r.remember(key(repeatMemory+1), "ntf_new2", t0)
+	r.remember(key(repeatMemory+1), rec("ntf_new2"), t0)
 	if _, ok := r.lookup(key(1), t0); ok {
 		t.Error("the second oldest is still remembered after the next")
 	}

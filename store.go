@@ -10,6 +10,11 @@ import (
 // the change was decided from: another change won the race. The caller reloads and decides again.
 var ErrVersionConflict = errors.New("paynotify: order version conflict")
 
+// ErrRepeatMissed is returned by Store.Commit for a repeat conditioned on the order's version
+// (Change.RepeatVersion) when the order is no longer at that version or the record is gone:
+// nothing was written, and the caller decides the request in full.
+var ErrRepeatMissed = errors.New("paynotify: repeat missed")
+
 // Store keeps orders, refunds, events and evidence. Implementations: sqlite.DB and postgres.DB,
 // both checked by the storetest conformance suite.
 type Store interface {
@@ -89,12 +94,21 @@ type Change struct {
 	// (pruned since), Evidence is inserted as it is. A repeat writes nothing else: a Change
 	// with Repeat and anything but a VerdictDuplicate Evidence is refused (EINVALID).
 	Repeat bool
+	// RepeatVersion, when not 0, conditions a repeat on the order it is about (Evidence.App,
+	// Evidence.OutTradeNo) being at this version still, the version its verdict was decided at:
+	// then the record is counted as for Repeat; otherwise, or when the record is gone, nothing is
+	// written and Commit returns ErrRepeatMissed. The Processor counts a repeat this way without
+	// reading the order first.
+	RepeatVersion int64
 }
 
 // CheckRepeat returns the EINVALID error a store answers a Change with Repeat set that is not a
 // repeat (Change.Repeat), or nil.
 func (c *Change) CheckRepeat() error {
 	if !c.Repeat {
+		if c.RepeatVersion != 0 {
+			return Errorf(EINVALID, "A repeat version without a repeat.")
+		}
 		return nil
 	}
 	if c.Evidence == nil || c.Evidence.Verdict != VerdictDuplicate || c.Order != nil || c.Refund != nil ||

@@ -70,7 +70,19 @@ const repeatEvidenceSQL = `WITH repeated AS (
 		$11::text, $12::bigint, $13::text, $14::bigint, $15::text::jsonb, $16::bytea
 	WHERE NOT EXISTS (SELECT 1 FROM repeated)`
 
-// evidenceSQL is the statement that writes the evidence of c (with evidenceArgs).
+// repeatEvidenceIfSQL is a repeat while the order is at the version it was decided at
+// (paynotify.Change.RepeatVersion), with repeatIfArgs: nothing is inserted when it misses.
+const repeatEvidenceIfSQL = `UPDATE evidence SET repeats = repeats + 1, last_received_at = GREATEST(last_received_at, $2)
+	WHERE id = $1 AND verdict = 'duplicate'
+	AND EXISTS (SELECT 1 FROM orders WHERE app = $3 AND out_trade_no = $4 AND version = $5)`
+
+func repeatIfArgs(c *paynotify.Change) []any {
+	e := c.Evidence
+	return []any{e.ID, tm(e.ReceivedAt), e.App, e.OutTradeNo, c.RepeatVersion}
+}
+
+// evidenceSQL is the statement that writes the evidence of c (with evidenceArgs), when c is not
+// a conditioned repeat (repeatEvidenceIfSQL).
 func evidenceSQL(c *paynotify.Change) string {
 	if c.Repeat {
 		return repeatEvidenceSQL

@@ -305,7 +305,7 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	switch {
 	case err == nil:
 		return wr.anomalyNew, nil
-	case errors.Is(err, errConflict), errors.As(err, &pe):
+	case errors.Is(err, errConflict), errors.Is(err, paynotify.ErrRepeatMissed), errors.As(err, &pe):
 		return false, err
 	default:
 		return false, fmt.Errorf("postgres: commit: %w", err)
@@ -386,7 +386,15 @@ func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.
 		}
 	}
 
-	if e := c.Evidence; e != nil {
+	if e := c.Evidence; e != nil && c.RepeatVersion != 0 {
+		tag, err := tx.Exec(ctx, repeatEvidenceIfSQL, repeatIfArgs(c)...)
+		if err != nil {
+			return fmt.Errorf("repeat evidence: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return clean(paynotify.ErrRepeatMissed) // nothing written (a repeat writes nothing else)
+		}
+	} else if e != nil {
 		if err := insertEvidence(ctx, tx, evidenceSQL(c), e); err != nil {
 			return err
 		}

@@ -339,7 +339,15 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch) (int, 
 				return nil
 			})
 		}
-		if e := c.Evidence; e != nil {
+		if e := c.Evidence; e != nil && c.RepeatVersion != 0 {
+			// A missed repeat wrote nothing: it fails alone, the batch goes on.
+			rest.Queue(repeatEvidenceIfSQL, repeatIfArgs(c)...).Exec(func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() == 0 {
+					o.Err = paynotify.ErrRepeatMissed
+				}
+				return nil
+			})
+		} else if e != nil {
 			args, err := evidenceArgs(e)
 			if err != nil {
 				return 0, err

@@ -423,7 +423,14 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 
 	if e := c.Evidence; e != nil {
 		if c.Repeat {
-			res, err := tx.StmtContext(ctx, st.repeatEvidence).ExecContext(ctx, formatTime(e.ReceivedAt), e.ID)
+			var res sql.Result
+			var err error
+			if c.RepeatVersion != 0 {
+				res, err = tx.StmtContext(ctx, st.repeatEvidenceIf).ExecContext(ctx, formatTime(e.ReceivedAt), e.ID,
+					e.App, e.OutTradeNo, c.RepeatVersion)
+			} else {
+				res, err = tx.StmtContext(ctx, st.repeatEvidence).ExecContext(ctx, formatTime(e.ReceivedAt), e.ID)
+			}
 			if err != nil {
 				return false, fmt.Errorf("sqlite: commit: repeat evidence: %w", err)
 			}
@@ -431,6 +438,9 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 				return false, fmt.Errorf("sqlite: commit: repeat evidence: %w", err)
 			} else if n == 1 {
 				return anomalyNew, nil
+			}
+			if c.RepeatVersion != 0 {
+				return false, paynotify.ErrRepeatMissed // the order moved, or the record is gone
 			}
 			// The record is gone (pruned): this one takes its place.
 		}

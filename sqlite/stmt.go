@@ -14,14 +14,14 @@ import (
 // write path's before its transaction begins: preparing on the write pool inside a transaction
 // would wait for the connection that transaction holds.
 type statements struct {
-	savepoint, rollbackTo, release *sql.Stmt
-	updateOrder                    *sql.Stmt
-	orderExists                    *sql.Stmt
-	insertOrder, selectOrder       *sql.Stmt
-	insertAnomaly                  *sql.Stmt
-	insertEvent                    *sql.Stmt
-	insertEvidence                 *sql.Stmt
-	repeatEvidence                 *sql.Stmt
+	savepoint, rollbackTo, release   *sql.Stmt
+	updateOrder                      *sql.Stmt
+	orderExists                      *sql.Stmt
+	insertOrder, selectOrder         *sql.Stmt
+	insertAnomaly                    *sql.Stmt
+	insertEvent                      *sql.Stmt
+	insertEvidence                   *sql.Stmt
+	repeatEvidence, repeatEvidenceIf *sql.Stmt
 
 	getOrder *sql.Stmt // on the read pool
 }
@@ -45,6 +45,10 @@ const (
 	// A repeat (paynotify.Change.Repeat): the time is text of one width, so max() is the later.
 	repeatEvidenceSQL = `UPDATE evidence SET repeats = repeats + 1, last_received_at = max(coalesce(last_received_at, ''), ?)
 		WHERE id = ? AND verdict = 'duplicate'`
+	// A repeat while the order is at the version it was decided at (paynotify.Change.RepeatVersion).
+	repeatEvidenceIfSQL = `UPDATE evidence SET repeats = repeats + 1, last_received_at = max(coalesce(last_received_at, ''), ?1)
+		WHERE id = ?2 AND verdict = 'duplicate'
+		AND EXISTS (SELECT 1 FROM orders WHERE app = ?3 AND out_trade_no = ?4 AND version = ?5)`
 )
 
 // prepare prepares the statements: the write path's on w, GetOrder's on rd.
@@ -66,6 +70,7 @@ func prepare(ctx context.Context, w, rd *sql.DB) (*statements, error) {
 		{w, &s.insertEvent, insertEventSQL},
 		{w, &s.insertEvidence, insertEvidenceSQL},
 		{w, &s.repeatEvidence, repeatEvidenceSQL},
+		{w, &s.repeatEvidenceIf, repeatEvidenceIfSQL},
 		{rd, &s.getOrder, selectOrderSQL},
 	} {
 		st, err := p.db.PrepareContext(ctx, p.sql)
@@ -98,7 +103,7 @@ func (db *DB) statements(ctx context.Context) (*statements, error) {
 
 func (s *statements) close() {
 	for _, st := range []*sql.Stmt{s.savepoint, s.rollbackTo, s.release, s.updateOrder, s.orderExists, s.insertOrder,
-		s.selectOrder, s.insertAnomaly, s.insertEvent, s.insertEvidence, s.repeatEvidence, s.getOrder} {
+		s.selectOrder, s.insertAnomaly, s.insertEvent, s.insertEvidence, s.repeatEvidence, s.repeatEvidenceIf, s.getOrder} {
 		if st != nil {
 			st.Close()
 		}

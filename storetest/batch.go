@@ -109,9 +109,26 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 		repeat("nt_dup", at.Add(2*time.Second)),
 		repeat("nt_dup", at.Add(time.Second)),
 		repeat("nt_gone", at),
+		// Conditioned on C's version (which the failing write's change to C never leaves
+		// committed): counted; on a version C never had: missed, nothing written.
+		func() error {
+			e := NewEvidence("nt_dup", orders["C"], at.Add(3*time.Second))
+			e.Verdict = paynotify.VerdictDuplicate
+			_, err := st.Commit(ctx, &paynotify.Change{Evidence: e, Repeat: true, RepeatVersion: orders["C"].Version})
+			return err
+		},
+		func() error {
+			e := NewEvidence("nt_dup", orders["C"], at.Add(4*time.Second))
+			e.Verdict = paynotify.VerdictDuplicate
+			_, err := st.Commit(ctx, &paynotify.Change{Evidence: e, Repeat: true, RepeatVersion: 99})
+			return err
+		},
 	)
+	if !errors.Is(errs[12], paynotify.ErrRepeatMissed) {
+		t.Errorf("a repeat conditioned on a version the order never had: err = %v, want ErrRepeatMissed", errs[12])
+	}
 	for i, name := range map[int]string{0: "A", 3: "D (with an anomaly)", 6: "evidence", 7: "CreateOrder", 8: "repeat",
-		9: "repeat", 10: "repeat of a record that is gone"} {
+		9: "repeat", 10: "repeat of a record that is gone", 11: "repeat conditioned on the order's version"} {
 		if errs[i] != nil {
 			t.Errorf("write %s: %v", name, errs[i])
 		}
@@ -188,8 +205,8 @@ func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {
 	if e := gotNt["nt_taken"]; e == nil || e.OrderVersion != orders["C"].Version || e.Repeats != 0 {
 		t.Errorf("evidence nt_taken = %+v, want the first record kept unchanged", e)
 	}
-	if e := gotNt["nt_dup"]; e == nil || e.Repeats != 2 || !e.LastReceivedAt.Equal(at.Add(2*time.Second)) || !e.ReceivedAt.Equal(T0) {
-		t.Errorf("evidence nt_dup = %+v, want the record with 2 repeats, the last at %v", e, at.Add(2*time.Second))
+	if e := gotNt["nt_dup"]; e == nil || e.Repeats != 3 || !e.LastReceivedAt.Equal(at.Add(3*time.Second)) || !e.ReceivedAt.Equal(T0) {
+		t.Errorf("evidence nt_dup = %+v, want the record with 3 repeats, the last at %v", e, at.Add(3*time.Second))
 	}
 	if e := gotNt["nt_gone"]; e == nil || e.Repeats != 0 || !e.ReceivedAt.Equal(at) || !e.LastReceivedAt.IsZero() {
 		t.Errorf("evidence nt_gone = %+v, want the repeat of a missing record inserted as it is", e)

@@ -1195,6 +1195,33 @@ func (s *suite) testCommit(t *testing.T) {
 		if got, err := st.GetEvidence(b.ctx, "nt1"); err != nil || got.Repeats != 2 {
 			t.Errorf("nt1 after refused repeats: %+v, %v; want 2 repeats", got, err)
 		}
+		if _, err := st.Commit(b.ctx, &paynotify.Change{Evidence: &bad, RepeatVersion: o.Version}); paynotify.ErrorCode(err) != paynotify.EINVALID {
+			t.Errorf("a repeat version without a repeat: err = %v, want EINVALID", err)
+		}
+
+		// Conditioned on the order's version (RepeatVersion): counted while the order is at it;
+		// once the order moved, or when the record is gone, ErrRepeatMissed and nothing written.
+		at := bad
+		at.ReceivedAt = T0.Add(5 * time.Second)
+		MustCommit(t, b.ctx, st, &paynotify.Change{Evidence: &at, Repeat: true, RepeatVersion: o.Version})
+		if got, err := st.GetEvidence(b.ctx, "nt1"); err != nil || got.Repeats != 3 || !got.LastReceivedAt.Equal(at.ReceivedAt) {
+			t.Errorf("nt1 after a conditioned repeat: %+v, %v; want 3 repeats, the last at %v", got, err, at.ReceivedAt)
+		}
+		missing := at
+		missing.ID = "nt_never"
+		if _, err := st.Commit(b.ctx, &paynotify.Change{Evidence: &missing, Repeat: true, RepeatVersion: o.Version}); !errors.Is(err, paynotify.ErrRepeatMissed) {
+			t.Errorf("a conditioned repeat of a missing record: err = %v, want ErrRepeatMissed", err)
+		}
+		if _, err := st.GetEvidence(b.ctx, "nt_never"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+			t.Errorf("a missed conditioned repeat inserted its record: %v", err)
+		}
+		MustCommit(t, b.ctx, st, PaidChange(o, "ev_paid", "nt_paid", T0))
+		if _, err := st.Commit(b.ctx, &paynotify.Change{Evidence: &at, Repeat: true, RepeatVersion: o.Version}); !errors.Is(err, paynotify.ErrRepeatMissed) {
+			t.Errorf("a conditioned repeat after the order moved: err = %v, want ErrRepeatMissed", err)
+		}
+		if got, err := st.GetEvidence(b.ctx, "nt1"); err != nil || got.Repeats != 3 {
+			t.Errorf("nt1 after a missed repeat: %+v, %v; want 3 repeats still", got, err)
+		}
 	})
 }
 
