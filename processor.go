@@ -292,7 +292,9 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 	)
 	if ev != nil {
 		evID = ev.ID
-		if remember = finish != nil && rememberable(ev); remember {
+		// A body kept whole (shorter than the cap): the digest must cover every byte the
+		// verdict was decided on.
+		if remember = finish != nil && rememberable(ev) && len(ev.Body) < MaxEvidenceBody; remember {
 			key = repeatKey(app, ev)
 			if e, ok := p.repeats.lookup(key, now); ok && !fact.readsRefunds() && e.outTradeNo == fact.OutTradeNo {
 				res, err := p.repeatAt(ctx, ev, e, finish)

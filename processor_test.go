@@ -1,6 +1,7 @@
 package paynotify_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -576,6 +577,21 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 		if e.Repeats != 0 {
 			t.Errorf("record %s of a different request: repeats %d", e.ID, e.Repeats)
 		}
+	}
+
+	// A body as long as the evidence cap or longer (its record keeps only its start) is never
+	// counted as a repeat: every copy is decided in full and kept.
+	big := func(cb *paynotify.Callback) { cb.Body = bytes.Repeat([]byte("x"), paynotify.MaxEvidenceBody+10) }
+	before := len(b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate}))
+	readsBefore := reads.n.Load()
+	for i := range 3 {
+		send(p, t0.Add(time.Duration(20+i)*time.Second), big)
+	}
+	if got := len(b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate})); got != before+3 {
+		t.Errorf("three duplicates with a body over the cap: %d new records, want 3", got-before)
+	}
+	if n := reads.n.Load() - readsBefore; n != 3 {
+		t.Errorf("three duplicates with a body over the cap: %d order reads, want 3", n)
 	}
 
 	// A repeat whose commit fails is kept as an error record of its own; the count stays.

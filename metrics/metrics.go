@@ -149,6 +149,8 @@ func (m *Prometheus) Commit(took time.Duration, err error) {
 	case err == nil:
 	case isConflict(err):
 		result = "conflict"
+	case errors.Is(err, paynotify.ErrRepeatMissed):
+		result = "repeat_missed" // nothing written: the request is decided in full next
 	default:
 		result = "error"
 	}

@@ -61,6 +61,7 @@ func TestSweepAndCommit(t *testing.T) {
 	m.Commit(time.Millisecond, fmt.Errorf("commit: %w", paynotify.ErrVersionConflict))
 	m.Commit(time.Millisecond, errors.New("disk full"))
 	m.Commit(time.Millisecond, errors.New("disk full"))
+	m.Commit(time.Millisecond, paynotify.ErrRepeatMissed)
 	got := map[string]uint64{}
 	fams, err := m.reg.Gather()
 	if err != nil {
@@ -74,8 +75,8 @@ func TestSweepAndCommit(t *testing.T) {
 			got[s.Label[0].GetValue()] = s.Histogram.GetSampleCount()
 		}
 	}
-	if got["ok"] != 1 || got["conflict"] != 1 || got["error"] != 2 {
-		t.Errorf("commit counts by result = %v, want ok 1, conflict 1, error 2", got)
+	if got["ok"] != 1 || got["conflict"] != 1 || got["error"] != 2 || got["repeat_missed"] != 1 {
+		t.Errorf("commit counts by result = %v, want ok 1, conflict 1, error 2, repeat_missed 1", got)
 	}
 }
 
