@@ -58,6 +58,13 @@ func setupLegacy(t *testing.T, scale float64, files map[string][]byte, now func(
 		t.Fatal(err)
 	}
 	h = sb.Handler()
+	// Cleanups run last registered first: Close after the notifier has stopped (Close's
+	// contract), so registered before Start's.
+	t.Cleanup(func() {
+		if err := sb.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	ctx := context.Background()
 	if start {
 		c, cancel := context.WithCancel(ctx)
@@ -69,11 +76,6 @@ func setupLegacy(t *testing.T, scale float64, files map[string][]byte, now func(
 		})
 		ctx = c
 	}
-	t.Cleanup(func() {
-		if err := sb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
 	return &testBundle{sb: sb, srv: srv, ctx: ctx, keys: sb.Keys(), stateD: dir}
 }
 
