@@ -288,15 +288,17 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 	var (
 		evID     string
 		key      [32]byte
+		keyed    bool // key is repeatKey(app, ev): digested once, and only when needed
 		remember bool // a callback as received: the memory of repeats takes it
 	)
 	if ev != nil {
 		evID = ev.ID
 		// A body kept whole (shorter than the cap): the digest must cover every byte the
 		// verdict was decided on.
-		if remember = finish != nil && rememberable(ev) && len(ev.Body) < MaxEvidenceBody; remember {
-			key = repeatKey(app, ev)
-			if e, ok := p.repeats.lookup(key, now); ok && !fact.readsRefunds() && e.outTradeNo == fact.OutTradeNo {
+		remember = finish != nil && rememberable(ev) && len(ev.Body) < MaxEvidenceBody
+		if remember && !fact.readsRefunds() && p.repeats.holds(app.Name, fact.OutTradeNo) {
+			key, keyed = repeatKey(app, ev), true
+			if e, ok := p.repeats.lookup(key, now); ok && e.outTradeNo == fact.OutTradeNo {
 				res, err := p.repeatAt(ctx, ev, e, finish)
 				switch {
 				case err == nil:
@@ -326,6 +328,9 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 		}
 		repeat := remember && repeatable(c)
 		if repeat {
+			if !keyed {
+				key, keyed = repeatKey(app, ev), true
+			}
 			if e, ok := p.repeats.lookup(key, now); ok && e.matches(ev) {
 				ev.ID, c.Repeat = e.id, true
 			}

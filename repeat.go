@@ -41,11 +41,18 @@ type repeats struct {
 	byKey map[[sha256.Size]byte]repeatEntry
 	ring  [][sha256.Size]byte // insertion order, for eviction
 	next  int
+	// byOrder counts the entries of each order (orderKey): a request about an order without
+	// one is not digested at all, which spares first deliveries the digest.
+	byOrder map[string]int
 }
+
+// orderKey names an order in repeats.byOrder.
+func orderKey(app, outTradeNo string) string { return app + "\x00" + outTradeNo }
 
 // repeatEntry is a duplicate record written lately: its id, when it was written, and what the
 // request met (the fields of its record that the decision filled).
 type repeatEntry struct {
+	order        string // orderKey
 	id           string
 	at           time.Time
 	orderVersion int64
@@ -59,6 +66,13 @@ type repeatEntry struct {
 func (e *repeatEntry) matches(ev *Evidence) bool {
 	return ev.Verdict == VerdictDuplicate && ev.OrderVersion == e.orderVersion && ev.OutTradeNo == e.outTradeNo &&
 		ev.Reason == e.reason && ev.Detail == e.detail && ev.Answer == e.answer
+}
+
+// holds reports whether a record of the order app/outTradeNo is remembered.
+func (r *repeats) holds(app, outTradeNo string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byOrder[orderKey(app, outTradeNo)] > 0
 }
 
 // lookup returns the record that a request with key would repeat, if one was written in the last
@@ -75,32 +89,40 @@ func (r *repeats) lookup(key [sha256.Size]byte, now time.Time) (repeatEntry, boo
 
 // remember records that the duplicate record ev was written for key at now.
 func (r *repeats) remember(key [sha256.Size]byte, ev *Evidence, now time.Time) {
-	e := repeatEntry{id: ev.ID, at: now, orderVersion: ev.OrderVersion, outTradeNo: ev.OutTradeNo, reason: ev.Reason,
-		detail: ev.Detail, answer: ev.Answer}
+	e := repeatEntry{order: orderKey(ev.App, ev.OutTradeNo), id: ev.ID, at: now, orderVersion: ev.OrderVersion,
+		outTradeNo: ev.OutTradeNo, reason: ev.Reason, detail: ev.Detail, answer: ev.Answer}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byKey == nil {
 		r.byKey = make(map[[sha256.Size]byte]repeatEntry, repeatMemory)
 		r.ring = make([][sha256.Size]byte, 0, repeatMemory)
+		r.byOrder = make(map[string]int)
 	}
-	if _, ok := r.byKey[key]; !ok {
-		if len(r.ring) < repeatMemory {
-			r.ring = append(r.ring, key)
-		} else {
-			delete(r.byKey, r.ring[r.next])
-			r.ring[r.next] = key
-			r.next = (r.next + 1) % repeatMemory
-		}
+	if old, ok := r.byKey[key]; ok {
+		r.forget(old)
+	} else if len(r.ring) < repeatMemory {
+		r.ring = append(r.ring, key)
+	} else {
+		r.forget(r.byKey[r.ring[r.next]])
+		delete(r.byKey, r.ring[r.next])
+		r.ring[r.next] = key
+		r.next = (r.next + 1) % repeatMemory
 	}
 	r.byKey[key] = e
+	r.byOrder[e.order]++
+}
+
+// forget uncounts e's order; r.mu is held.
+func (r *repeats) forget(e repeatEntry) {
+	if r.byOrder[e.order]--; r.byOrder[e.order] <= 0 {
+		delete(r.byOrder, e.order)
+	}
 }
 
 // repeatable reports whether c may be recorded as a repeat: a duplicate notification that
 // writes nothing but its evidence.
 func repeatable(c *Change) bool {
-	ev := c.Evidence
-	return ev != nil && c.Order == nil && c.Refund == nil && len(c.Events) == 0 && c.Anomaly == nil &&
-		ev.Verdict == VerdictDuplicate && rememberable(ev)
+	return c.duplicateEvidenceOnly() && rememberable(c.Evidence)
 }
 
 // rememberable reports whether ev is of a request the memory takes: a notification as received

@@ -111,11 +111,16 @@ func (c *Change) CheckRepeat() error {
 		}
 		return nil
 	}
-	if c.Evidence == nil || c.Evidence.Verdict != VerdictDuplicate || c.Order != nil || c.Refund != nil ||
-		c.Anomaly != nil || len(c.Events) > 0 {
+	if !c.duplicateEvidenceOnly() {
 		return Errorf(EINVALID, "A repeat is a duplicate's evidence alone.")
 	}
 	return nil
+}
+
+// duplicateEvidenceOnly reports whether c writes a duplicate's evidence and nothing else.
+func (c *Change) duplicateEvidenceOnly() bool {
+	return c.Evidence != nil && c.Evidence.Verdict == VerdictDuplicate && c.Order == nil && c.Refund == nil &&
+		c.Anomaly == nil && len(c.Events) == 0
 }
 
 // Anomaly is a distinct disagreement between a verified fact and our order or config.
