@@ -62,6 +62,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(m.Stderr, nil))
+	setGCPercent(os.LookupEnv)
 	if *pprofAddr != "" {
 		stop, err := servePprof(*pprofAddr, logger)
 		if err != nil {
