@@ -30,6 +30,7 @@ func TestDeps(t *testing.T) {
 		"internal/alipaywire":    {"golang.org/x/text"},
 		"internal/wechatpaywire": {},
 		"internal/groupcommit":   {},
+		"internal/gcpercent":     {},
 	}
 	for pkg, allow := range allowed {
 		path := mod

@@ -19,6 +19,7 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/console"
 	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/internal/gcpercent"
 	"github.com/paynotify/paynotify/internal/migrations"
 	"github.com/paynotify/paynotify/jobs"
 	"github.com/paynotify/paynotify/metrics"
@@ -62,7 +63,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(m.Stderr, nil))
-	setGCPercent(os.LookupEnv)
+	gcpercent.Apply(os.LookupEnv) // docs/deploy.md, "Memory"
 	if *pprofAddr != "" {
 		stop, err := servePprof(*pprofAddr, logger)
 		if err != nil {

@@ -72,6 +72,7 @@ import (
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/internal/alipaywire"
+	"github.com/paynotify/paynotify/internal/gcpercent"
 	"github.com/paynotify/paynotify/internal/loadstore"
 	"github.com/paynotify/paynotify/provider"
 )
@@ -98,6 +99,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load (server, load and reconciliation together) to this file")
 	pgURL := flag.String("pg", envOr("PAYNOTIFY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (a fresh database is created and dropped)")
 	flag.Parse()
+	gcpercent.Apply(os.LookupEnv) // as serve runs (docs/performance.md, "The garbage collector")
 	if *receiverChild {
 		runReceiver()
 		return

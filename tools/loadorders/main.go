@@ -35,6 +35,7 @@ import (
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/httpd"
+	"github.com/paynotify/paynotify/internal/gcpercent"
 	"github.com/paynotify/paynotify/internal/loadstore"
 	"github.com/paynotify/paynotify/provider"
 )
@@ -51,6 +52,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load (server and load together) to this file")
 	pgURL := flag.String("pg", envOr("PAYNOTIFY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (a fresh database is created and dropped)")
 	flag.Parse()
+	gcpercent.Apply(os.LookupEnv) // as serve runs (docs/performance.md, "The garbage collector")
 	ctx := context.Background()
 
 	store, err := loadstore.Open(ctx, *storeKind, *pgURL, "loadorders")

@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/gcpercent"
 	"github.com/paynotify/paynotify/internal/loadstore"
 	"github.com/paynotify/paynotify/webhook"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -69,6 +70,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the delivery (dispatcher, store and receivers together) to this file")
 	pgURL := flag.String("pg", envOr("PAYNOTIFY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server (a fresh database is created and dropped)")
 	flag.Parse()
+	gcpercent.Apply(os.LookupEnv) // as serve runs (docs/performance.md, "The garbage collector")
 	if *n <= 0 || *endpoints <= 0 || *conc <= 0 || *live && *rate <= 0 {
 		log.Fatal("-n, -endpoints, -concurrency and (with -live) -rate must be positive")
 	}

@@ -1,11 +1,11 @@
-package main
+package gcpercent
 
 import (
 	"runtime/debug"
 	"testing"
 )
 
-func TestGCPercent(t *testing.T) {
+func TestDecideApply(t *testing.T) {
 	env := func(vars map[string]string) func(string) (string, bool) {
 		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	}
@@ -21,7 +21,7 @@ func TestGCPercent(t *testing.T) {
 		{"GOGC off", map[string]string{"GOGC": "off"}, 0, false},
 		{"GOGC empty", map[string]string{"GOGC": ""}, 0, false},
 	} {
-		p, ok := gcPercent(env(tc.vars))
+		p, ok := Decide(env(tc.vars))
 		if p != tc.want || ok != tc.ok {
 			t.Errorf("%s: gcPercent = %d, %v; want %d, %v", tc.name, p, ok, tc.want, tc.ok)
 		}
@@ -29,12 +29,12 @@ func TestGCPercent(t *testing.T) {
 
 	prev := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(prev) })
-	setGCPercent(env(nil))
+	Apply(env(nil))
 	if got := debug.SetGCPercent(100); got != 400 {
-		t.Errorf("after setGCPercent with GOGC unset the GC percent is %d, want 400", got)
+		t.Errorf("after Apply with GOGC unset the GC percent is %d, want 400", got)
 	}
-	setGCPercent(env(map[string]string{"GOGC": "50"}))
+	Apply(env(map[string]string{"GOGC": "50"}))
 	if got := debug.SetGCPercent(100); got != 100 {
-		t.Errorf("after setGCPercent with GOGC set the GC percent is %d, want it untouched (100)", got)
+		t.Errorf("after Apply with GOGC set the GC percent is %d, want it untouched (100)", got)
 	}
 }
