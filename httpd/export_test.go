@@ -11,3 +11,6 @@ func (s *Server) LongPolls() int {
 	}
 	return n
 }
+
+// ReadCallbackBody is readCallbackBody, for its test over a real socket.
+var ReadCallbackBody = readCallbackBody

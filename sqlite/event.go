@@ -57,16 +57,23 @@ const (
 	evidenceColumns = evidenceWriteColumns + `, repeats, last_received_at`
 )
 
-// insertEvidence stores e; an empty Source is stored as paynotify.SourceNotification.
-func insertEvidence(ctx context.Context, tx *sql.Tx, st *statements, e *paynotify.Evidence) error {
-	var headers any
-	if e.Headers != nil {
-		b, err := json.Marshal(e.Headers)
-		if err != nil {
-			return fmt.Errorf("insert evidence: %w", err)
-		}
-		headers = string(b)
+// evidenceHeaders is e's headers as the headers column keeps them: JSON, or NULL for nil
+// Headers. Callers make it before handing their write to the writer, so that the batches, which
+// run one at a time, do not spend their time on it.
+func evidenceHeaders(e *paynotify.Evidence) (any, error) {
+	if e == nil || e.Headers == nil {
+		return nil, nil
 	}
+	b, err := json.Marshal(e.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("insert evidence: %w", err)
+	}
+	return string(b), nil
+}
+
+// insertEvidence stores e, with headers from evidenceHeaders(e); an empty Source is stored as
+// paynotify.SourceNotification.
+func insertEvidence(ctx context.Context, tx *sql.Tx, st *statements, e *paynotify.Evidence, headers any) error {
 	source := e.Source
 	if source == "" {
 		source = paynotify.SourceNotification
@@ -117,8 +124,12 @@ func scanEvidence(s scanner) (*paynotify.Evidence, error) {
 // exactly (a nil Body or Headers reads back nil); an empty Source is stored as
 // paynotify.SourceNotification.
 func (db *DB) InsertEvidence(ctx context.Context, e *paynotify.Evidence) error {
+	headers, err := evidenceHeaders(e)
+	if err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
 	return db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
-		if err := insertEvidence(ctx, tx, st, e); err != nil {
+		if err := insertEvidence(ctx, tx, st, e, headers); err != nil {
 			return fmt.Errorf("sqlite: %w", err)
 		}
 		return nil

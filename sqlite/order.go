@@ -348,10 +348,14 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 		return false, err
 	}
 	at := formatTime(db.now())
+	headers, err := evidenceHeaders(c.Evidence)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: commit: %w", err)
+	}
 	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
 		anomalyNew = false
 		var err error
-		anomalyNew, err = commit(ctx, tx, st, c, at)
+		anomalyNew, err = commit(ctx, tx, st, c, at, headers)
 		return err
 	})
 	if err != nil {
@@ -360,8 +364,8 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	return anomalyNew, nil
 }
 
-// commit is Commit on tx; at stamps a new anomaly.
-func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change, at string) (anomalyNew bool, err error) {
+// commit is Commit on tx; at stamps a new anomaly, headers are evidenceHeaders(c.Evidence).
+func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change, at string, headers any) (anomalyNew bool, err error) {
 	if o := c.Order; o != nil {
 		res, err := tx.StmtContext(ctx, st.updateOrder).ExecContext(ctx, string(o.Status), int64(o.RefundedAmount),
 			o.ProviderTradeNo, o.Version, formatTimePtr(o.PaidAt), o.App, o.OutTradeNo, c.PrevVersion)
@@ -444,7 +448,7 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 			}
 			// The record is gone (pruned): this one takes its place.
 		}
-		if err := insertEvidence(ctx, tx, st, e); err != nil {
+		if err := insertEvidence(ctx, tx, st, e, headers); err != nil {
 			return false, fmt.Errorf("sqlite: commit: %w", err)
 		}
 	}
