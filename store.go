@@ -170,7 +170,9 @@ type OverviewStore interface {
 	// PaidSince returns, per app, the orders paid (an order.paid event) at or after since: their
 	// count and the sum of their amounts, by app name.
 	PaidSince(ctx context.Context, since time.Time) ([]AppPaid, error)
-	// CountEvidence returns how many evidence records of each verdict were received in [since, until).
+	// CountEvidence returns how many requests of each verdict were received in [since, until):
+	// each evidence record received then, and its repeats (Change.Repeat), which are counted at
+	// the record's first arrival (ReceivedAt).
 	CountEvidence(ctx context.Context, since, until time.Time) (map[Verdict]int, error)
 }
 

@@ -33,10 +33,11 @@ func (db *DB) PaidSince(ctx context.Context, since time.Time) ([]paynotify.AppPa
 	return out, nil
 }
 
-// CountEvidence counts the evidence records received in [since, until) by verdict (a range of
-// evidence_received_at).
+// CountEvidence counts the requests whose evidence records were received in [since, until), by
+// verdict (a range of evidence_received_at): a record and its repeats (Change.Repeat), which are
+// counted at the record's first arrival.
 func (db *DB) CountEvidence(ctx context.Context, since, until time.Time) (map[paynotify.Verdict]int, error) {
-	rows, err := db.pool.Query(ctx, `SELECT verdict, count(*) FROM evidence
+	rows, err := db.pool.Query(ctx, `SELECT verdict, (count(*) + sum(repeats))::bigint FROM evidence
 		WHERE received_at >= $1 AND received_at < $2 GROUP BY verdict`, tm(since), tm(until))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: count evidence: %w", err)

@@ -36,10 +36,11 @@ func (db *DB) PaidSince(ctx context.Context, since time.Time) ([]paynotify.AppPa
 	return out, nil
 }
 
-// CountEvidence counts the evidence records received in [since, until) by verdict (a range of
-// evidence_received_at).
+// CountEvidence counts the requests whose evidence records were received in [since, until), by
+// verdict (a range of evidence_received_at): a record and its repeats (Change.Repeat), which are
+// counted at the record's first arrival.
 func (db *DB) CountEvidence(ctx context.Context, since, until time.Time) (map[paynotify.Verdict]int, error) {
-	rows, err := db.rd.QueryContext(ctx, `SELECT verdict, count(*) FROM evidence
+	rows, err := db.rd.QueryContext(ctx, `SELECT verdict, count(*) + sum(repeats) FROM evidence
 		WHERE received_at >= ? AND received_at < ? GROUP BY verdict`, formatTime(since), formatTime(until))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: count evidence: %w", err)

@@ -101,6 +101,16 @@ func (s *suite) testConsoleReads(t *testing.T) {
 		if err := st.InsertEvidence(b.ctx, rej); err != nil {
 			t.Fatal(err)
 		}
+		// A duplicate at T0+100s, repeated three times later (the last after the whole range):
+		// four requests, counted at the record's first arrival.
+		dup := NewEvidence("ntD", o, T0.Add(100*time.Second))
+		dup.Verdict = paynotify.VerdictDuplicate
+		MustCommit(t, b.ctx, st, &paynotify.Change{Evidence: dup})
+		for _, at := range []time.Duration{2 * time.Minute, 30 * time.Minute, 3 * time.Hour} {
+			r := *dup
+			r.ReceivedAt = T0.Add(at)
+			MustCommit(t, b.ctx, st, &paynotify.Change{Evidence: &r, Repeat: true})
+		}
 		count := func(since, until time.Time) map[paynotify.Verdict]int {
 			t.Helper()
 			got, err := st.CountEvidence(b.ctx, since, until)
@@ -109,12 +119,15 @@ func (s *suite) testConsoleReads(t *testing.T) {
 			}
 			return got
 		}
-		// ntB at T0+1m, ntR at T0+90s, ntC at T0+2m.
-		if got := count(T0, T0.Add(time.Hour)); len(got) != 2 || got[paynotify.VerdictAccepted] != 2 || got[paynotify.VerdictRejected] != 1 {
-			t.Errorf("whole range = %v, want accepted 2, rejected 1", got)
+		// ntB at T0+1m, ntR at T0+90s, ntD at T0+100s (and 3 repeats), ntC at T0+2m.
+		if got := count(T0, T0.Add(time.Hour)); len(got) != 3 || got[paynotify.VerdictAccepted] != 2 || got[paynotify.VerdictRejected] != 1 || got[paynotify.VerdictDuplicate] != 4 {
+			t.Errorf("whole range = %v, want accepted 2, rejected 1, duplicate 4", got)
 		}
-		if got := count(T0.Add(time.Minute), T0.Add(2*time.Minute)); len(got) != 2 || got[paynotify.VerdictAccepted] != 1 || got[paynotify.VerdictRejected] != 1 {
-			t.Errorf("[1m, 2m) = %v, want accepted 1 (ntB; ntC is at the end, excluded), rejected 1", got)
+		if got := count(T0.Add(time.Minute), T0.Add(2*time.Minute)); len(got) != 3 || got[paynotify.VerdictAccepted] != 1 || got[paynotify.VerdictRejected] != 1 || got[paynotify.VerdictDuplicate] != 4 {
+			t.Errorf("[1m, 2m) = %v, want accepted 1 (ntB; ntC is at the end, excluded), rejected 1, duplicate 4", got)
+		}
+		if got := count(T0.Add(101*time.Second), T0.Add(time.Hour)); len(got) != 1 || got[paynotify.VerdictAccepted] != 1 {
+			t.Errorf("[101s, 1h) = %v, want accepted 1 (ntC): repeats are counted at their record's first arrival", got)
 		}
 		if got := count(T0.Add(time.Hour), T0.Add(2*time.Hour)); len(got) != 0 {
 			t.Errorf("an empty range = %v", got)
