@@ -118,11 +118,17 @@ const returnPage = `<!doctype html><meta charset="utf-8"><title>Payment submitte
 
 // readCallbackBody reads at most limit+1 bytes of r's body: one more than allowed, so that a
 // body over the limit is seen as such (and kept, cut, as a malformed request's evidence). A body
-// that declares a length within the limit is read at once into a buffer of that length (net/http
-// ends it there) rather than into one grown and copied as it comes: io.ReadAll's growth was the
-// largest allocation of a notification (docs/performance.md).
+// that declares a length up to exactBodyMax (and within the limit) is read at once into a buffer
+// of that length (net/http ends it there) rather than into one grown and copied as it comes:
+// io.ReadAll's growth was the largest allocation of a notification (docs/performance.md). A
+// larger declared length is not trusted with memory before its bytes arrive: the endpoint is
+// open to anyone, and headers alone must not pin a buffer of the limit's size.
+// exactBodyMax bounds the declared length readCallbackBody allocates for at once: providers'
+// notifications are a few KiB.
+const exactBodyMax = 64 << 10
+
 func readCallbackBody(r *http.Request, limit int64) ([]byte, error) {
-	if n := r.ContentLength; n >= 0 && n <= limit {
+	if n := r.ContentLength; n >= 0 && n <= min(limit, exactBodyMax) {
 		body := make([]byte, n)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
 			return nil, err

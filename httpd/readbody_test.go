@@ -66,6 +66,23 @@ func TestReadCallbackBody(t *testing.T) {
 		}
 	}
 
+	// Over the length read into a buffer at once (64 KiB), under a limit of 1 MiB: read whole,
+	// as it comes.
+	big := strings.Repeat("b", 70<<10)
+	bigSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := httpd.ReadCallbackBody(r, 1<<20)
+		results <- got{b, err, r.ContentLength}
+	}))
+	t.Cleanup(bigSrv.Close)
+	resp, err := http.Post(bigSrv.URL, "text/plain", strings.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if g := <-results; g.err != nil || string(g.body) != big || g.length != int64(len(big)) {
+		t.Errorf("a declared 70 KiB body: read %d bytes (declared %d), %v; want all %d", len(g.body), g.length, g.err, len(big))
+	}
+
 	// A client that declares more than it sends and closes: an error, not a short body.
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {

@@ -348,9 +348,11 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 		return false, err
 	}
 	at := formatTime(db.now())
-	headers, err := evidenceHeaders(c.Evidence)
-	if err != nil {
-		return false, fmt.Errorf("sqlite: commit: %w", err)
+	var headers any
+	if c.RepeatVersion == 0 { // a conditioned repeat never inserts its evidence
+		if headers, err = evidenceHeaders(c.Evidence); err != nil {
+			return false, fmt.Errorf("sqlite: commit: %w", err)
+		}
 	}
 	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
 		anomalyNew = false

@@ -23,7 +23,7 @@ func TestDecideApply(t *testing.T) {
 	} {
 		p, ok := Decide(env(tc.vars))
 		if p != tc.want || ok != tc.ok {
-			t.Errorf("%s: gcPercent = %d, %v; want %d, %v", tc.name, p, ok, tc.want, tc.ok)
+			t.Errorf("%s: Decide = %d, %v; want %d, %v", tc.name, p, ok, tc.want, tc.ok)
 		}
 	}
 
