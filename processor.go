@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -68,16 +67,6 @@ type Processor struct {
 	RejectedPerMinute int
 	// Metrics, if set, is told of every callback and commit (metrics.Prometheus).
 	Metrics Metrics
-	// Concurrency bounds how many callbacks do their own CPU work at once: verification and
-	// the decision, and the order read when the Store reads in process (InProcessReads). The
-	// commit is outside the bound. Zero means GOMAXPROCS-1, at least 1: every callback waits
-	// for the store's group-commit writer, which runs one batch at a time, and with a handler
-	// per core busy verifying, the writer waited for a core behind them; bounded, it keeps one
-	// (docs/performance.md, "A core for the writer"). Negative means no bound.
-	Concurrency int
-
-	slotsOnce sync.Once
-	slots     chan struct{} // nil: no bound
 
 	mu       sync.Mutex
 	rejected map[string]*rejectWindow
@@ -104,43 +93,6 @@ func (p *Processor) newID(prefix string) string {
 		return p.NewID(prefix)
 	}
 	return NewID(prefix)
-}
-
-// InProcessReads is implemented by a Store whose reads run on the caller's CPU (SQLite, in
-// process), as opposed to a database server's: the Processor counts its order reads among a
-// callback's bounded work (Processor.Concurrency).
-type InProcessReads interface {
-	InProcessReads() bool
-}
-
-// acquire takes one of the Concurrency slots, waiting for one; release gives it back. The wait
-// is not cut short by the request's context: it lasts as long as the slots' holders take to
-// verify and decide, microseconds each, and a request whose client went away runs on as before.
-func (p *Processor) acquire() {
-	p.slotsOnce.Do(func() {
-		n := p.Concurrency
-		if n == 0 {
-			n = max(runtime.GOMAXPROCS(0)-1, 1)
-		}
-		if n > 0 {
-			p.slots = make(chan struct{}, n)
-		}
-	})
-	if p.slots != nil {
-		p.slots <- struct{}{}
-	}
-}
-
-func (p *Processor) release() {
-	if p.slots != nil {
-		<-p.slots
-	}
-}
-
-// readsInProcess says whether the order read counts among the bounded work.
-func (p *Processor) readsInProcess() bool {
-	r, ok := p.Store.(InProcessReads)
-	return ok && r.InProcessReads()
 }
 
 func (p *Processor) logger() *slog.Logger {
@@ -226,9 +178,7 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 	attrs := make([]slog.Attr, 0, 6)
 	attrs = append(attrs, slog.String("app", cb.App.Name), slog.String("provider", cb.App.Provider), slog.String("notification_id", ev.ID))
 	withAttrs := func() *slog.Logger { return base.With(attrsAny(attrs)...) }
-	p.acquire()
 	fact, err := v.Verify(cb.Header, cb.Body, cb.VerifyAt)
-	p.release()
 	if errors.Is(err, ErrVerifyUnavailable) {
 		// Not a verdict on the message: answered as a failure, so that the provider retries.
 		ev.Verdict, ev.Reason, ev.Detail = VerdictError, ReasonVerifyUnavailable, err.Error()
@@ -360,15 +310,16 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 			}
 		}
 	}
-	localReads := p.readsInProcess()
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		if ev != nil {
 			ev.ID = evID // an earlier attempt may have made it a repeat, with another record's id
 		}
-		d, c, res, err := p.decide(ctx, app, fact, ev, now, localReads)
+		st, err := p.load(ctx, app, fact)
 		if err != nil {
 			return nil, err
 		}
+		d := decideFor(app, st)
+		c, res := p.change(app, st, d, ev, now)
 		if finish != nil {
 			finish(res)
 		}
@@ -452,26 +403,6 @@ type factState struct {
 	order *Order
 	prior *Refund
 	fact  Fact
-}
-
-// decide loads the order and decides the change, holding a Concurrency slot for the decision
-// and, when the store reads in process, for the read too.
-func (p *Processor) decide(ctx context.Context, app *App, fact Fact, ev *Evidence, now time.Time, localReads bool) (Decision, *Change, *Result, error) {
-	if localReads {
-		p.acquire()
-		defer p.release()
-	}
-	st, err := p.load(ctx, app, fact)
-	if err != nil {
-		return Decision{}, nil, nil, err
-	}
-	if !localReads {
-		p.acquire()
-		defer p.release()
-	}
-	d := decideFor(app, st)
-	c, res := p.change(app, st, d, ev, now)
-	return d, c, res, nil
 }
 
 // load is step 1: read the order and, for a refund fact, the refunds it needs. A fact that

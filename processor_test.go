@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -610,111 +609,4 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 	if e, err := b.store.GetEvidence(ctx, ids[0]); err != nil || e.Repeats != 2 {
 		t.Errorf("the first duplicate record: %+v, %v; want 2 repeats", e, err)
 	}
-}
-
-// gauge tracks how many callers are inside a section at once, and the most seen.
-type gauge struct{ in, most atomic.Int64 }
-
-func (g *gauge) enter() {
-	n := g.in.Add(1)
-	for {
-		m := g.most.Load()
-		if n <= m || g.most.CompareAndSwap(m, n) {
-			return
-		}
-	}
-}
-
-func (g *gauge) leave() { g.in.Add(-1) }
-
-// slowReads makes every order read take a while inside read and both; slowLocalReads presents
-// itself as a store whose reads run in process (paynotify.InProcessReads).
-type slowReads struct {
-	paynotify.Store
-	read, both *gauge
-}
-
-func (s slowReads) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.Order, error) {
-	s.read.enter()
-	s.both.enter()
-	defer s.read.leave()
-	defer s.both.leave()
-	time.Sleep(3 * time.Millisecond)
-	return s.Store.GetOrder(ctx, app, outTradeNo)
-}
-
-type slowLocalReads struct{ slowReads }
-
-func (slowLocalReads) InProcessReads() bool { return true }
-
-// Processor.Concurrency bounds the callbacks verifying and deciding at once, the order read
-// included only for a store that reads in process; the commits are outside the bound.
-func TestProcess_Concurrency(t *testing.T) {
-	const callbacks = 16
-	// run sends the callbacks at once and returns the most seen verifying, reading, and doing
-	// either (both) at the same time.
-	run := func(t *testing.T, concurrency int, local bool) (verify, read, both *gauge) {
-		p, b := setupProcessor(t)
-		p.Concurrency = concurrency
-		verify, read, both = &gauge{}, &gauge{}, &gauge{}
-		sr := slowReads{b.store, read, both}
-		if local {
-			p.Store = slowLocalReads{sr}
-		} else {
-			p.Store = sr
-		}
-		v := verifierFunc(func(_ http.Header, body []byte, _ time.Time) (paynotify.Fact, error) {
-			verify.enter()
-			both.enter()
-			defer verify.leave()
-			defer both.leave()
-			time.Sleep(3 * time.Millisecond)
-			return paidFact(string(body), "P"+string(body)), nil
-		})
-		for i := range callbacks {
-			b.mustOrder(t, fmt.Sprintf("T%d", i))
-		}
-		var wg sync.WaitGroup
-		for i := range callbacks {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				cb := callback(b.app)
-				cb.Body = []byte(fmt.Sprintf("T%d", i))
-				if res := p.Process(context.Background(), cb, v); res.Verdict != paynotify.VerdictAccepted {
-					t.Errorf("T%d: %+v", i, res)
-				}
-			}()
-		}
-		wg.Wait()
-		return verify, read, both
-	}
-
-	t.Run("bounded, reads in process", func(t *testing.T) {
-		verify, read, both := run(t, 2, true)
-		if verify.most.Load() != 2 || read.most.Load() > 2 || both.most.Load() > 2 {
-			t.Errorf("at most %d verifying, %d reading, %d both at once; want 2 verifying, reads within the bound of 2",
-				verify.most.Load(), read.most.Load(), both.most.Load())
-		}
-	})
-	t.Run("bounded, reads on a server", func(t *testing.T) {
-		verify, read, _ := run(t, 1, false)
-		if verify.most.Load() != 1 || read.most.Load() < 2 {
-			t.Errorf("at most %d verifying, %d reading at once; want 1 verifying, reads outside the bound (several at once)",
-				verify.most.Load(), read.most.Load())
-		}
-	})
-	t.Run("unbounded", func(t *testing.T) {
-		verify, _, _ := run(t, -1, true)
-		if verify.most.Load() < 3 {
-			t.Errorf("at most %d verifying at once with no bound, want several", verify.most.Load())
-		}
-	})
-	t.Run("default", func(t *testing.T) {
-		verify, _, both := run(t, 0, true)
-		want := int64(max(runtime.GOMAXPROCS(0)-1, 1))
-		if verify.most.Load() != want || both.most.Load() > want {
-			t.Errorf("at most %d verifying, %d verifying or reading at once; want GOMAXPROCS-1 (at least 1): %d", verify.most.Load(), both.most.Load(), want)
-		}
-	})
 }

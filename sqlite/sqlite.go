@@ -127,11 +127,6 @@ const readConns = 8
 // transaction, or it waits for itself.
 func (db *DB) SQL() *sql.DB { return db.db }
 
-// InProcessReads reports true: SQLite reads run on the caller's CPU (paynotify.InProcessReads).
-func (db *DB) InProcessReads() bool { return true }
-
-var _ paynotify.InProcessReads = (*DB)(nil)
-
 // Path returns the path of the database file.
 func (db *DB) Path() string { return db.path }
 
