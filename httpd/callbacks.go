@@ -116,6 +116,10 @@ func (v rejectAll) Verify(http.Header, []byte, time.Time) (paynotify.Fact, error
 const returnPage = `<!doctype html><meta charset="utf-8"><title>Payment submitted</title>
 <p>Payment submitted. The merchant confirms it once the provider's notification arrives.</p>`
 
+// exactBodyMax bounds the declared length readCallbackBody allocates for at once: providers'
+// notifications are a few KiB.
+const exactBodyMax = 64 << 10
+
 // readCallbackBody reads at most limit+1 bytes of r's body: one more than allowed, so that a
 // body over the limit is seen as such (and kept, cut, as a malformed request's evidence). A body
 // that declares a length up to exactBodyMax (and within the limit) is read at once into a buffer
@@ -123,10 +127,6 @@ const returnPage = `<!doctype html><meta charset="utf-8"><title>Payment submitte
 // io.ReadAll's growth was the largest allocation of a notification (docs/performance.md). A
 // larger declared length is not trusted with memory before its bytes arrive: the endpoint is
 // open to anyone, and headers alone must not pin a buffer of the limit's size.
-// exactBodyMax bounds the declared length readCallbackBody allocates for at once: providers'
-// notifications are a few KiB.
-const exactBodyMax = 64 << 10
-
 func readCallbackBody(r *http.Request, limit int64) ([]byte, error) {
 	if n := r.ContentLength; n >= 0 && n <= min(limit, exactBodyMax) {
 		body := make([]byte, n)
