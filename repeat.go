@@ -41,18 +41,18 @@ type repeats struct {
 	byKey map[[sha256.Size]byte]repeatEntry
 	ring  [][sha256.Size]byte // insertion order, for eviction
 	next  int
-	// byOrder counts the entries of each order (orderKey): a request about an order without
-	// one is not digested at all, which spares first deliveries the digest.
-	byOrder map[string]int
+	// byOrder counts the entries of each order: a request about an order without one is not
+	// digested at all, which spares first deliveries the digest.
+	byOrder map[orderRef]int
 }
 
-// orderKey names an order in repeats.byOrder.
-func orderKey(app, outTradeNo string) string { return app + "\x00" + outTradeNo }
+// orderRef names an order in repeats.byOrder (a struct: looking one up builds no string).
+type orderRef struct{ app, outTradeNo string }
 
 // repeatEntry is a duplicate record written lately: its id, when it was written, and what the
 // request met (the fields of its record that the decision filled).
 type repeatEntry struct {
-	order        string // orderKey
+	order        orderRef
 	id           string
 	at           time.Time
 	orderVersion int64
@@ -72,7 +72,7 @@ func (e *repeatEntry) matches(ev *Evidence) bool {
 func (r *repeats) holds(app, outTradeNo string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.byOrder[orderKey(app, outTradeNo)] > 0
+	return r.byOrder[orderRef{app, outTradeNo}] > 0
 }
 
 // lookup returns the record that a request with key would repeat, if one was written in the last
@@ -89,14 +89,14 @@ func (r *repeats) lookup(key [sha256.Size]byte, now time.Time) (repeatEntry, boo
 
 // remember records that the duplicate record ev was written for key at now.
 func (r *repeats) remember(key [sha256.Size]byte, ev *Evidence, now time.Time) {
-	e := repeatEntry{order: orderKey(ev.App, ev.OutTradeNo), id: ev.ID, at: now, orderVersion: ev.OrderVersion,
+	e := repeatEntry{order: orderRef{ev.App, ev.OutTradeNo}, id: ev.ID, at: now, orderVersion: ev.OrderVersion,
 		outTradeNo: ev.OutTradeNo, reason: ev.Reason, detail: ev.Detail, answer: ev.Answer}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byKey == nil {
 		r.byKey = make(map[[sha256.Size]byte]repeatEntry, repeatMemory)
 		r.ring = make([][sha256.Size]byte, 0, repeatMemory)
-		r.byOrder = make(map[string]int)
+		r.byOrder = make(map[orderRef]int)
 	}
 	if old, ok := r.byKey[key]; ok {
 		r.forget(old)
