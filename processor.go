@@ -310,32 +310,59 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 			}
 		}
 	}
+	oc, inWriter := p.Store.(OrderCommitter)
+	inWriter = inWriter && !fact.readsRefunds()
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		if ev != nil {
 			ev.ID = evID // an earlier attempt may have made it a repeat, with another record's id
 		}
-		st, err := p.load(ctx, app, fact)
+		var (
+			c      *Change
+			res    *Result
+			d      Decision
+			repeat bool
+		)
+		// decide is steps 2 and 3 on what the order read found, and the memory of repeats.
+		decide := func(st *factState) {
+			d = decideFor(app, st)
+			c, res = p.change(app, st, d, ev, now)
+			if finish != nil {
+				finish(res)
+			}
+			if repeat = remember && repeatable(c); repeat {
+				if !keyed {
+					key, keyed = repeatKey(app, ev), true
+				}
+				if e, ok := p.repeats.lookup(key, now); ok && e.matches(ev) {
+					ev.ID, c.Repeat = e.id, true
+				}
+			}
+		}
+		var err error
+		if inWriter {
+			// Read, decided and written in one op of the store's writer (OrderCommitter).
+			err = p.commitOrder(ctx, oc, app, fact, ev, func(o *Order) (*Change, error) {
+				decide(&factState{order: o, fact: fact})
+				if c.empty() {
+					return nil, nil
+				}
+				return c, nil
+			})
+			if err == nil && c.empty() {
+				return res, nil // nothing written
+			}
+		} else {
+			var st *factState
+			if st, err = p.load(ctx, app, fact); err != nil {
+				return nil, err
+			}
+			decide(st)
+			if c.empty() {
+				return res, nil // nothing to write
+			}
+			_, err = p.commit(ctx, c)
+		}
 		if err != nil {
-			return nil, err
-		}
-		d := decideFor(app, st)
-		c, res := p.change(app, st, d, ev, now)
-		if finish != nil {
-			finish(res)
-		}
-		if c.empty() {
-			return res, nil // nothing to write
-		}
-		repeat := remember && repeatable(c)
-		if repeat {
-			if !keyed {
-				key, keyed = repeatKey(app, ev), true
-			}
-			if e, ok := p.repeats.lookup(key, now); ok && e.matches(ev) {
-				ev.ID, c.Repeat = e.id, true
-			}
-		}
-		if _, err := p.commit(ctx, c); err != nil {
 			if errors.Is(err, ErrVersionConflict) {
 				continue
 			}
@@ -384,6 +411,19 @@ func (p *Processor) repeatAt(ctx context.Context, ev *Evidence, e repeatEntry, f
 // readsRefunds reports whether deciding f reads the order's refunds (load), besides the order.
 func (f *Fact) readsRefunds() bool {
 	return f.RefundRequestNo != "" && (f.Kind == FactRefund || f.Kind == FactRefundFailed)
+}
+
+// commitOrder runs build in the store's writer (OrderCommitter.CommitOrder) and tells Metrics
+// how long it took, as commit does.
+func (p *Processor) commitOrder(ctx context.Context, oc OrderCommitter, app *App, fact Fact, ev *Evidence, build func(*Order) (*Change, error)) error {
+	if p.Metrics == nil {
+		_, err := oc.CommitOrder(ctx, app.Name, fact.OutTradeNo, ev, build)
+		return err
+	}
+	start := time.Now()
+	_, err := oc.CommitOrder(ctx, app.Name, fact.OutTradeNo, ev, build)
+	p.Metrics.Commit(time.Since(start), err)
+	return err
 }
 
 // commit commits c and tells Metrics how long it took.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -608,5 +609,95 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 	}
 	if e, err := b.store.GetEvidence(ctx, ids[0]); err != nil || e.Repeats != 2 {
 		t.Errorf("the first duplicate record: %+v, %v; want 2 repeats", e, err)
+	}
+}
+
+// writerCounter is readCounter over a store that decides in its writer (OrderCommitter),
+// counting CommitOrder calls too; fail, when set, is what CommitOrder answers instead.
+type writerCounter struct {
+	readCounter
+	oc      paynotify.OrderCommitter
+	commits atomic.Int64
+	fail    error
+}
+
+func (w *writerCounter) CommitOrder(ctx context.Context, app, outTradeNo string, ev *paynotify.Evidence,
+	build func(*paynotify.Order) (*paynotify.Change, error)) (bool, error) {
+	w.commits.Add(1)
+	if w.fail != nil {
+		return false, w.fail
+	}
+	return w.oc.CommitOrder(ctx, app, outTradeNo, ev, build)
+}
+
+// TestProcess_DecidedInWriter: on a store that is an OrderCommitter, a payment and its
+// duplicates are read and decided inside the store's write (no GetOrder), a repeat is still
+// counted on its record without a decision, a refund fact that needs the order's refunds is
+// read first as before, and a failed CommitOrder answers as a failed commit does.
+func TestProcess_DecidedInWriter(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	ctx := context.Background()
+	w := &writerCounter{readCounter: readCounter{Store: b.store}, oc: b.store}
+	p.Store = w
+	send := func(at time.Time, f paynotify.Fact) *paynotify.Result {
+		cb := callback(b.app)
+		cb.ReceivedAt = at
+		return p.Process(ctx, cb, facts(f))
+	}
+	if res := send(t0, paidFact("T1", "P1")); res.Verdict != paynotify.VerdictAccepted || !res.OK || res.Order.Status != paynotify.StatusPaid {
+		t.Fatalf("payment: %+v", res)
+	}
+	for i := 1; i <= 3; i++ {
+		if res := send(t0.Add(time.Duration(i)*time.Second), paidFact("T1", "P1")); res.Verdict != paynotify.VerdictDuplicate || !res.OK {
+			t.Fatalf("duplicate %d: %+v", i, res)
+		}
+	}
+	if r, c := w.n.Load(), w.commits.Load(); r != 0 || c != 2 {
+		t.Errorf("%d order reads and %d CommitOrder calls, want 0 and 2 (the payment and the first duplicate; the repeats are counted on its record)", r, c)
+	}
+	dups := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate})
+	if len(dups) != 1 || dups[0].Repeats != 2 || dups[0].Answer != "success" {
+		t.Fatalf("duplicate records = %+v, want one with 2 repeats", dups)
+	}
+	acc := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictAccepted})
+	if len(acc) != 1 || acc[0].Answer != "success" || acc[0].OrderVersion != 2 || acc[0].Headers.Get("Content-Type") != "text/plain" {
+		t.Fatalf("accepted records = %+v", acc)
+	}
+	if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid]" {
+		t.Fatalf("events = %s", got)
+	}
+	if fmt.Sprint(b.changed) != "[T1]" {
+		t.Fatalf("OnChange calls: %v", b.changed)
+	}
+
+	// A refund fact that reads the order's refunds: loaded first, committed with Commit.
+	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
+		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	f := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundTotal: 300, RefundRequestNo: "R1", Amount: 1000, HasAmount: true}
+	if res := send(t0.Add(time.Minute), f); res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("refund: %+v", res)
+	}
+	if r, c := w.n.Load(), w.commits.Load(); r != 1 || c != 2 {
+		t.Errorf("after the refund: %d order reads and %d CommitOrder calls, want 1 and 2", r, c)
+	}
+	if o := b.order(t, "T1"); o.RefundedAmount != 300 {
+		t.Fatalf("order after the refund: %+v", o)
+	}
+
+	// A failed CommitOrder: an error answered "fail", kept as an error record, the order unchanged.
+	b.mustOrder(t, "T2")
+	w.fail = errors.New("disk on fire")
+	if res := send(t0.Add(2*time.Minute), paidFact("T2", "P2")); res.Verdict != paynotify.VerdictError || res.OK || res.Reason != paynotify.ReasonStoreError {
+		t.Fatalf("failed CommitOrder: %+v", res)
+	}
+	errs := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictError})
+	if len(errs) != 1 || errs[0].Answer != "fail" || errs[0].OutTradeNo != "T2" || !strings.Contains(errs[0].Detail, "disk on fire") {
+		t.Fatalf("error records = %+v", errs)
+	}
+	if o := b.order(t, "T2"); o.Status != paynotify.StatusPending {
+		t.Fatalf("T2 = %+v", o)
 	}
 }

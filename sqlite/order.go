@@ -366,6 +366,51 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	return anomalyNew, nil
 }
 
+// CommitOrder implements paynotify.OrderCommitter: the order is read on the write connection,
+// inside the batch's transaction, so that nothing can change it between the read and the
+// write, and build decides on the writer's goroutine.
+func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *paynotify.Evidence,
+	build func(o *paynotify.Order) (*paynotify.Change, error)) (anomalyNew bool, err error) {
+	at := formatTime(db.now())
+	var headers any
+	if ev != nil {
+		if headers, err = evidenceHeaders(ev); err != nil {
+			return false, fmt.Errorf("sqlite: commit: %w", err)
+		}
+	}
+	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
+		anomalyNew = false
+		o, err := scanOrder(tx.StmtContext(ctx, st.selectOrder).QueryRowContext(ctx, app, outTradeNo))
+		if errors.Is(err, sql.ErrNoRows) {
+			o = nil
+		} else if err != nil {
+			return fmt.Errorf("sqlite: commit: read order: %w", err)
+		}
+		c, err := build(o)
+		if err != nil || c == nil {
+			return err
+		}
+		if c.Order != nil && c.Order.Version <= c.PrevVersion {
+			return fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
+		}
+		if err := c.CheckRepeat(); err != nil {
+			return err
+		}
+		h := headers
+		if c.Evidence != ev {
+			if h, err = evidenceHeaders(c.Evidence); err != nil {
+				return fmt.Errorf("sqlite: commit: %w", err)
+			}
+		}
+		anomalyNew, err = commit(ctx, tx, st, c, at, h)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	return anomalyNew, nil
+}
+
 // commit is Commit on tx; at stamps a new anomaly, headers are evidenceHeaders(c.Evidence).
 func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change, at string, headers any) (anomalyNew bool, err error) {
 	if o := c.Order; o != nil {

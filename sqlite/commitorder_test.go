@@ -1,0 +1,246 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/sqlite"
+	"github.com/paynotify/paynotify/storetest"
+)
+
+var _ paynotify.OrderCommitter = (*sqlite.DB)(nil)
+
+// payIn returns a build for CommitOrder that pays the order it is given (PaidChange, with
+// event and evidence ids of suffix), recording what it saw in *saw; a paid or missing order
+// gets nothing written.
+func payIn(suffix string, saw **paynotify.Order, calls *int) func(*paynotify.Order) (*paynotify.Change, error) {
+	return func(o *paynotify.Order) (*paynotify.Change, error) {
+		*calls++
+		*saw = o
+		if o == nil || o.Status != paynotify.StatusPending {
+			return nil, nil
+		}
+		return storetest.PaidChange(o, "evt_"+suffix, "ntf_"+suffix, storetest.T0.Add(time.Minute)), nil
+	}
+}
+
+// TestCommitOrder: build meets the stored order (nil when there is none), its Change is
+// committed as by Commit, a nil Change or an error writes nothing.
+func TestCommitOrder(t *testing.T) {
+	db := MustOpen(t, tempPath(t))
+	ctx := t.Context()
+	o := storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "C1", storetest.T0))
+
+	var saw *paynotify.Order
+	var calls int
+	if _, err := db.CommitOrder(ctx, "app1", "C1", nil, payIn("1", &saw, &calls)); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || saw == nil || saw.Version != o.Version || saw.Status != paynotify.StatusPending || string(saw.Pay) != string(o.Pay) {
+		t.Fatalf("build called %d times with %+v, want once with the stored pending order", calls, saw)
+	}
+	got, err := db.GetOrder(ctx, "app1", "C1")
+	if err != nil || got.Status != paynotify.StatusPaid || got.Version != o.Version+1 {
+		t.Fatalf("order after CommitOrder: %+v, %v", got, err)
+	}
+	if evs := storetest.MustListEvents(t, ctx, db, paynotify.EventFilter{}); len(evs) != 1 || evs[0].ID != "evt_1" {
+		t.Fatalf("events: %v", evs)
+	}
+	if nts, err := db.ListEvidence(ctx, paynotify.EvidenceFilter{}); err != nil || len(nts) != 1 || nts[0].ID != "ntf_1" ||
+		nts[0].Headers.Get("Content-Type") == "" {
+		t.Fatalf("evidence: %v, %v", nts, err)
+	}
+
+	// Paid now: build sees it and writes nothing.
+	calls = 0
+	if _, err := db.CommitOrder(ctx, "app1", "C1", nil, payIn("2", &saw, &calls)); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || saw.Status != paynotify.StatusPaid || saw.Version != o.Version+1 {
+		t.Fatalf("second build: %d calls, saw %+v", calls, saw)
+	}
+	if evs := storetest.MustListEvents(t, ctx, db, paynotify.EventFilter{}); len(evs) != 1 {
+		t.Fatalf("events after a nil change: %d, want 1", len(evs))
+	}
+
+	// No such order: build gets nil.
+	calls = 0
+	saw = o
+	if _, err := db.CommitOrder(ctx, "app1", "NOPE", nil, payIn("3", &saw, &calls)); err != nil || calls != 1 || saw != nil {
+		t.Fatalf("missing order: err %v, %d calls, saw %+v", err, calls, saw)
+	}
+
+	// A build error is the answer; what build would have written is not written.
+	o2 := storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "C2", storetest.T0))
+	boom := errors.New("boom")
+	_, err = db.CommitOrder(ctx, "app1", "C2", nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+		return storetest.PaidChange(o, "evt_4", "ntf_4", storetest.T0), boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("build error: got %v", err)
+	}
+	if got, err := db.GetOrder(ctx, "app1", "C2"); err != nil || got.Version != o2.Version {
+		t.Fatalf("order after a build error: %+v, %v", got, err)
+	}
+
+	// A Change whose version does not follow the one it was decided from is refused.
+	_, err = db.CommitOrder(ctx, "app1", "C2", nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+		c := storetest.PaidChange(o, "evt_5", "ntf_5", storetest.T0)
+		c.Order.Version = o.Version
+		return c, nil
+	})
+	if err == nil {
+		t.Fatal("a change whose version does not follow: committed")
+	}
+	// A panicking build fails alone.
+	_, err = db.CommitOrder(ctx, "app1", "C2", nil, func(*paynotify.Order) (*paynotify.Change, error) { panic("build panicked") })
+	if err == nil {
+		t.Fatal("a panicking build: no error")
+	}
+	if evs := storetest.MustListEvents(t, ctx, db, paynotify.EventFilter{}); len(evs) != 1 {
+		t.Fatalf("events after refused changes: %d, want 1", len(evs))
+	}
+
+	// The evidence prepared beforehand (ev) is the one stored, headers included.
+	c2 := storetest.PaidChange(o2, "evt_6", "ntf_6", storetest.T0)
+	if _, err := db.CommitOrder(ctx, "app1", "C2", c2.Evidence, func(o *paynotify.Order) (*paynotify.Change, error) {
+		c := storetest.PaidChange(o, "evt_6", "ntf_6", storetest.T0)
+		c.Evidence = c2.Evidence
+		return c, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nt, err := db.GetEvidence(ctx, "ntf_6")
+	if err != nil || nt.Headers.Get("X-Multi") != "a" || len(nt.Headers["X-Multi"]) != 2 {
+		t.Fatalf("evidence stored from the prepared ev: %+v, %v", nt, err)
+	}
+}
+
+// TestCommitOrderBatch: ops on one order in one batch decide in turn, each build meeting what
+// the ones before it wrote (no version conflict: the second finds the order paid); a failing
+// op in the batch fails alone; a batch whose COMMIT fails answers every op with that failure
+// and keeps nothing.
+func TestCommitOrderBatch(t *testing.T) {
+	db := MustOpen(t, tempPath(t))
+	ctx := t.Context()
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "B1", storetest.T0))
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "B2", storetest.T0))
+
+	saw := make([]*paynotify.Order, 3)
+	calls := make([]int, 3)
+	errs := storetest.HeldBatch(t, db, nil,
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "B1", nil, payIn("a", &saw[0], &calls[0]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "B1", nil, payIn("b", &saw[1], &calls[1]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "B2", nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+				calls[2]++
+				c := storetest.PaidChange(o, "evt_c", "ntf_c", storetest.T0)
+				c.Events = append(c.Events, c.Events[0]) // the same event id twice: fails
+				return c, nil
+			})
+			return err
+		},
+	)
+	if errs[0] != nil || errs[1] != nil || errs[2] == nil {
+		t.Fatalf("batch outcomes: %v", errs)
+	}
+	if calls[0] != 1 || calls[1] != 1 || calls[2] != 1 {
+		t.Fatalf("build calls: %v", calls)
+	}
+	paid, pending := 0, 0
+	for _, o := range saw[:2] {
+		switch o.Status {
+		case paynotify.StatusPaid:
+			paid++
+		case paynotify.StatusPending:
+			pending++
+		}
+	}
+	if paid != 1 || pending != 1 {
+		t.Fatalf("the two builds of B1 saw %+v and %+v: want one pending, one paid", saw[0], saw[1])
+	}
+	if evs := storetest.MustListEvents(t, ctx, db, paynotify.EventFilter{}); len(evs) != 1 || evs[0].OutTradeNo != "B1" {
+		t.Fatalf("events: %v, want B1's one", evs)
+	}
+	if got, err := db.GetOrder(ctx, "app1", "B2"); err != nil || got.Status != paynotify.StatusPending {
+		t.Fatalf("B2 after its failed op: %+v, %v", got, err)
+	}
+
+	// A failed COMMIT: both ops answered with it, nothing kept, a retry succeeds.
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "B3", storetest.T0))
+	injected := errors.New("injected commit failure")
+	var s3, s4 *paynotify.Order
+	var n3, n4 int
+	errs = storetest.HeldBatch(t, db, injected,
+		func() error { _, err := db.CommitOrder(ctx, "app1", "B3", nil, payIn("d", &s3, &n3)); return err },
+		func() error { _, err := db.CommitOrder(ctx, "app1", "B2", nil, payIn("e", &s4, &n4)); return err },
+	)
+	for i, err := range errs {
+		if !errors.Is(err, injected) {
+			t.Errorf("op %d: %v, want the injected failure", i, err)
+		}
+	}
+	for _, no := range []string{"B2", "B3"} {
+		if got, err := db.GetOrder(ctx, "app1", no); err != nil || got.Status != paynotify.StatusPending {
+			t.Fatalf("%s after the failed batch: %+v, %v", no, got, err)
+		}
+	}
+	if _, err := db.CommitOrder(ctx, "app1", "B3", nil, payIn("f", &s3, &n3)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.GetOrder(ctx, "app1", "B3"); err != nil || got.Status != paynotify.StatusPaid {
+		t.Fatalf("B3 after the retry: %+v, %v", got, err)
+	}
+}
+
+// TestCommitOrderCancelled: an op whose context ended before its turn is not run: build is not
+// called, nothing is written and the answer is the context's error.
+func TestCommitOrderCancelled(t *testing.T) {
+	db := MustOpen(t, tempPath(t))
+	storetest.MustCreateOrder(t, t.Context(), db, storetest.NewOrder("app1", "X1", storetest.T0))
+	storetest.MustCreateOrder(t, t.Context(), db, storetest.NewOrder("app1", "X2", storetest.T0))
+	queued, release := db.HoldWrites(t)
+	wait := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); queued() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				release(nil)
+				t.Fatalf("%d ops queued, want %d", queued(), n)
+			}
+		}
+	}
+	var firstCalls, calls int
+	var firstSaw, saw *paynotify.Order
+	firstErr, err := make(chan error, 1), make(chan error, 1)
+	go func() {
+		_, e := db.CommitOrder(t.Context(), "app1", "X2", nil, payIn("y", &firstSaw, &firstCalls))
+		firstErr <- e
+	}()
+	wait(1) // X2's op holds the batch
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		_, e := db.CommitOrder(ctx, "app1", "X1", nil, payIn("x", &saw, &calls))
+		err <- e
+	}()
+	wait(2) // X1's op is queued behind it
+	cancel()
+	release(nil)
+	if e := <-firstErr; e != nil || firstCalls != 1 {
+		t.Fatalf("the held op: %v, %d build calls", e, firstCalls)
+	}
+	if e := <-err; !errors.Is(e, context.Canceled) || calls != 0 {
+		t.Fatalf("the cancelled op: %v, %d build calls; want context.Canceled and none", e, calls)
+	}
+	if got, e := db.GetOrder(t.Context(), "app1", "X1"); e != nil || got.Status != paynotify.StatusPending {
+		t.Fatalf("X1: %+v, %v", got, e)
+	}
+}
