@@ -56,6 +56,10 @@ type Processor struct {
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
 	// NewID returns a new unique id with the given prefix; defaults to 16 random bytes in hex.
+	//
+	// On a store that decides in its writer (OrderCommitter), Now, NewID and a Callback's Answer
+	// run on the writer's goroutine while the batch's other writes wait: they must be quick and
+	// must not call the store.
 	NewID func(prefix string) string
 	// OnChange, if set, is called after a committed change to an order (for long-poll waiters).
 	OnChange func(o *Order)
@@ -348,6 +352,9 @@ func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 				}
 				return c, nil
 			})
+			if err == nil && c == nil { // a store that answered without running build
+				err = errors.New("the store committed without deciding")
+			}
 			if err == nil && c.empty() {
 				return res, nil // nothing written
 			}

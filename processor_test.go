@@ -518,11 +518,30 @@ func TestApply_QueryEvidence(t *testing.T) {
 // (a header, the body, the order's version) or a new Processor (a restart) gets a record of its
 // own.
 func TestProcess_RepeatedDuplicates(t *testing.T) {
+	// Both paths: the order read then Commit (PostgreSQL's), and decided in the writer
+	// (SQLite's, OrderCommitter).
+	t.Run("ReadThenCommit", func(t *testing.T) { testRepeatedDuplicates(t, false) })
+	t.Run("InTheWriter", func(t *testing.T) { testRepeatedDuplicates(t, true) })
+}
+
+func testRepeatedDuplicates(t *testing.T, inWriter bool) {
 	p, b := setupProcessor(t)
 	b.mustOrder(t, "T1")
 	ctx := context.Background()
 	reads := &readCounter{Store: b.store}
 	p.Store = reads
+	// decisions counts the requests decided in full: an order read each on the first path, a
+	// CommitOrder each on the second.
+	decisions := reads.n.Load
+	if inWriter {
+		w := &writerCounter{readCounter: readCounter{Store: b.store}, oc: b.store}
+		p.Store, reads, decisions = w, &w.readCounter, w.commits.Load
+		t.Cleanup(func() {
+			if n := w.n.Load(); n != 0 {
+				t.Errorf("%d order reads in the writer's path, want none", n)
+			}
+		})
+	}
 	send := func(p *paynotify.Processor, at time.Time, edit func(cb *paynotify.Callback)) *paynotify.Result {
 		t.Helper()
 		cb := callback(b.app)
@@ -546,8 +565,8 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 	if ids[1] != ids[0] || ids[2] != ids[0] {
 		t.Errorf("the repeats' evidence ids %q, want all the first duplicate's", ids)
 	}
-	if n := reads.n.Load(); n != 2 {
-		t.Errorf("%d order reads, want 2 (the first delivery and the first duplicate; a repeat is counted without one)", n)
+	if n := decisions(); n != 2 {
+		t.Errorf("%d decided in full, want 2 (the first delivery and the first duplicate; a repeat is counted without a decision)", n)
 	}
 	dups := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate})
 	if len(dups) != 1 || dups[0].ID != ids[0] || dups[0].Repeats != 2 || !dups[0].ReceivedAt.Equal(t0.Add(time.Second)) ||
@@ -584,20 +603,20 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 	// counted as a repeat: every copy is decided in full and kept.
 	big := func(cb *paynotify.Callback) { cb.Body = bytes.Repeat([]byte("x"), paynotify.MaxEvidenceBody+10) }
 	before := len(b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate}))
-	readsBefore := reads.n.Load()
+	decidedBefore := decisions()
 	for i := range 3 {
 		send(p, t0.Add(time.Duration(20+i)*time.Second), big)
 	}
 	if got := len(b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictDuplicate})); got != before+3 {
 		t.Errorf("three duplicates with a body over the cap: %d new records, want 3", got-before)
 	}
-	if n := reads.n.Load() - readsBefore; n != 3 {
-		t.Errorf("three duplicates with a body over the cap: %d order reads, want 3", n)
+	if n := decisions() - decidedBefore; n != 3 {
+		t.Errorf("three duplicates with a body over the cap: %d decided in full, want 3", n)
 	}
 
 	// A repeat whose commit fails is kept as an error record of its own; the count stays.
 	last := dups[0]
-	p.Store = failingCommit{reads}
+	p.Store = failingCommit{p.Store}
 	if res := send(p, t0.Add(8*time.Second), nil); res.Verdict != paynotify.VerdictError || res.Evidence.ID == last.ID {
 		t.Fatalf("repeat on a failing store: verdict %s, evidence %s (the repeated record is %s)", res.Verdict, res.Evidence.ID, last.ID)
 	}
@@ -613,12 +632,15 @@ func TestProcess_RepeatedDuplicates(t *testing.T) {
 }
 
 // writerCounter is readCounter over a store that decides in its writer (OrderCommitter),
-// counting CommitOrder calls too; fail, when set, is what CommitOrder answers instead.
+// counting CommitOrder calls too. fail, when set, is what CommitOrder answers without running
+// build; failAfter, when set, runs build and then fails the write with failAfter's answer
+// (an error, or a panic inside the writer when it panics).
 type writerCounter struct {
 	readCounter
-	oc      paynotify.OrderCommitter
-	commits atomic.Int64
-	fail    error
+	oc        paynotify.OrderCommitter
+	commits   atomic.Int64
+	fail      error
+	failAfter func() error
 }
 
 func (w *writerCounter) CommitOrder(ctx context.Context, app, outTradeNo string, ev *paynotify.Evidence,
@@ -626,6 +648,15 @@ func (w *writerCounter) CommitOrder(ctx context.Context, app, outTradeNo string,
 	w.commits.Add(1)
 	if w.fail != nil {
 		return false, w.fail
+	}
+	if after := w.failAfter; after != nil {
+		return w.oc.CommitOrder(ctx, app, outTradeNo, ev, func(o *paynotify.Order) (*paynotify.Change, error) {
+			c, err := build(o)
+			if err != nil {
+				return nil, err
+			}
+			return c, after()
+		})
 	}
 	return w.oc.CommitOrder(ctx, app, outTradeNo, ev, build)
 }
@@ -699,5 +730,71 @@ func TestProcess_DecidedInWriter(t *testing.T) {
 	}
 	if o := b.order(t, "T2"); o.Status != paynotify.StatusPending {
 		t.Fatalf("T2 = %+v", o)
+	}
+	w.fail = nil
+
+	// Failures after build ran, its decision made and ev filled in: an error returned by the
+	// write, and a panic inside the writer. Each is answered "fail", kept as an error record of
+	// its own, and leaves the order as it was.
+	for i, after := range []func() error{
+		func() error { return errors.New("failed after the decision") },
+		func() error { panic("panicked after the decision") },
+	} {
+		w.failAfter = after
+		at := t0.Add(time.Duration(3+i) * time.Minute)
+		res := send(at, paidFact("T2", "P2"))
+		if res.Verdict != paynotify.VerdictError || res.OK || res.Reason != paynotify.ReasonStoreError || res.Evidence.Answer != "fail" {
+			t.Fatalf("failure %d after build: %+v", i, res)
+		}
+		if o := b.order(t, "T2"); o.Status != paynotify.StatusPending || o.Version != 1 {
+			t.Fatalf("T2 after failure %d: %+v", i, o)
+		}
+		got, err := b.store.GetEvidence(ctx, res.Evidence.ID)
+		if err != nil || got.Verdict != paynotify.VerdictError || !got.ReceivedAt.Equal(at) {
+			t.Fatalf("failure %d: its record %+v, %v", i, got, err)
+		}
+	}
+	if errs := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictError}); len(errs) != 3 ||
+		!strings.Contains(errs[0].Detail, "panicked") || !strings.Contains(errs[1].Detail, "failed after the decision") {
+		t.Fatalf("error records = %+v", errs)
+	}
+
+	// A duplicate that build counts on a remembered record (Change.Repeat, ev.ID set to that
+	// record's), whose write then fails: its error record keeps an id of its own, never the
+	// remembered one. The remembered record is gone (as after a prune), so the counting without
+	// a decision misses and the request is decided in full, in the writer.
+	w.failAfter = nil
+	b.mustOrder(t, "T3")
+	if res := send(t0.Add(9*time.Minute), paidFact("T3", "P3")); res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("T3 payment: %+v", res)
+	}
+	first := send(t0.Add(9*time.Minute+time.Second), paidFact("T3", "P3"))
+	if first.Verdict != paynotify.VerdictDuplicate {
+		t.Fatalf("T3 duplicate: %+v", first)
+	}
+	remembered := first.Evidence.ID
+	if _, err := b.store.SQL().ExecContext(ctx, `DELETE FROM evidence WHERE id = ?`, remembered); err != nil {
+		t.Fatal(err)
+	}
+	w.failAfter = func() error { return errors.New("failed after counting") }
+	res := send(t0.Add(10*time.Minute), paidFact("T3", "P3"))
+	if res.Verdict != paynotify.VerdictError || res.Evidence.ID == remembered {
+		t.Fatalf("failed repeat: %+v, id %s (the remembered record was %s)", res, res.Evidence.ID, remembered)
+	}
+	if _, err := b.store.GetEvidence(ctx, remembered); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+		t.Fatalf("the remembered record's id after a failed repeat: %v, want not found", err)
+	}
+	if got, err := b.store.GetEvidence(ctx, res.Evidence.ID); err != nil || got.Verdict != paynotify.VerdictError {
+		t.Fatalf("the failed repeat's own record: %+v, %v", got, err)
+	}
+	// Without the failure the same request takes the remembered id back (the record is gone:
+	// this one takes its place, Change.Repeat), decided in the writer.
+	w.failAfter = nil
+	before := w.commits.Load()
+	if res := send(t0.Add(11*time.Minute), paidFact("T3", "P3")); res.Verdict != paynotify.VerdictDuplicate || res.Evidence.ID != remembered {
+		t.Fatalf("repeat after the failure: %+v, id %s, want a duplicate on %s", res, res.Evidence.ID, remembered)
+	}
+	if n := w.commits.Load() - before; n != 1 {
+		t.Fatalf("repeat after the failure: %d CommitOrder calls, want 1", n)
 	}
 }

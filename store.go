@@ -80,7 +80,8 @@ type OrderCommitter interface {
 	// error is returned as it is, nothing written. ev, when not nil, is the Evidence the Change
 	// will carry (the store may prepare it beforehand). build runs on the writer, while other
 	// callers' writes wait: it must be quick, must not call the store, and runs at most once (not
-	// at all when ctx ends before its turn: then CommitOrder returns ctx's error).
+	// at all when ctx ends before its turn, the store is closed or the batch cannot begin: then
+	// CommitOrder returns that error).
 	CommitOrder(ctx context.Context, app, outTradeNo string, ev *Evidence, build func(o *Order) (*Change, error)) (anomalyNew bool, err error)
 }
 

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,13 +93,17 @@ func TestCommitOrder(t *testing.T) {
 		c.Order.Version = o.Version
 		return c, nil
 	})
-	if err == nil {
-		t.Fatal("a change whose version does not follow: committed")
+	if err == nil || !strings.Contains(err.Error(), "does not follow") {
+		t.Fatalf("a change whose version does not follow: %v", err)
 	}
-	// A panicking build fails alone.
-	_, err = db.CommitOrder(ctx, "app1", "C2", nil, func(*paynotify.Order) (*paynotify.Change, error) { panic("build panicked") })
-	if err == nil {
-		t.Fatal("a panicking build: no error")
+	// A Change with Repeat that is not a duplicate's evidence alone is refused.
+	_, err = db.CommitOrder(ctx, "app1", "C2", nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+		c := storetest.PaidChange(o, "evt_5", "ntf_5", storetest.T0)
+		c.Repeat = true
+		return c, nil
+	})
+	if paynotify.ErrorCode(err) != paynotify.EINVALID {
+		t.Fatalf("a repeat with an order change: %v, want EINVALID", err)
 	}
 	if evs := storetest.MustListEvents(t, ctx, db, paynotify.EventFilter{}); len(evs) != 1 {
 		t.Fatalf("events after refused changes: %d, want 1", len(evs))
@@ -149,8 +154,12 @@ func TestCommitOrderBatch(t *testing.T) {
 			})
 			return err
 		},
+		func() error { // a build that panics: its write fails alone
+			_, err := db.CommitOrder(ctx, "app1", "B2", nil, func(*paynotify.Order) (*paynotify.Change, error) { panic("build panicked") })
+			return err
+		},
 	)
-	if errs[0] != nil || errs[1] != nil || errs[2] == nil {
+	if errs[0] != nil || errs[1] != nil || errs[2] == nil || errs[3] == nil || !strings.Contains(errs[3].Error(), "panicked") {
 		t.Fatalf("batch outcomes: %v", errs)
 	}
 	if calls[0] != 1 || calls[1] != 1 || calls[2] != 1 {

@@ -128,8 +128,8 @@ func main() {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := &httpd.Server{
 		Service: &paynotify.Service{
-			Store:     store,
-			Processor: &paynotify.Processor{Store: store, Logger: logger},
+			Store:     store.Store, // the store itself: the wrapper would hide its OrderCommitter
+			Processor: &paynotify.Processor{Store: store.Store, Logger: logger},
 			Apps: map[string]*paynotify.App{"shop": {Name: "shop", Provider: paynotify.ProviderAlipay, AppID: appID,
 				SellerIDs: []string{seller}, Gateway: &provider.Alipay{Client: client}}},
 			PublicURL: "https://pay.example.com",
@@ -248,7 +248,9 @@ func main() {
 	case wh != nil:
 		webhooksOn = " webhooks=on"
 	}
-	fmt.Printf("store=%s n=%d c=%d rate=%.0f reconcile=%d seed=%d cores=%d%s\n", *storeKind, len(bodies), *conc, *rateFlag, *reconcileN, *seed, runtime.GOMAXPROCS(0), webhooksOn)
+	_, inWriter := srv.Service.Processor.Store.(paynotify.OrderCommitter)
+	fmt.Printf("store=%s n=%d c=%d rate=%.0f reconcile=%d seed=%d cores=%d%s decided_in_writer=%v\n", *storeKind, len(bodies), *conc, *rateFlag,
+		*reconcileN, *seed, runtime.GOMAXPROCS(0), webhooksOn, inWriter)
 	fmt.Printf("rsa_verify_ceiling=%.0f/s (all cores, same run)\n", ceiling)
 	fmt.Printf("notifications=%.0f/s (%.1f%% of the verify ceiling) p50=%v p99=%v max=%v failed=%d\n",
 		rate, 100*rate/ceiling, pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), failed.Load())

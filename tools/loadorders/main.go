@@ -68,8 +68,8 @@ func main() {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := &httpd.Server{
 		Service: &paynotify.Service{
-			Store:     store,
-			Processor: &paynotify.Processor{Store: store, Logger: logger},
+			Store:     store.Store, // the store itself: the wrapper would hide its OrderCommitter
+			Processor: &paynotify.Processor{Store: store.Store, Logger: logger},
 			Apps: map[string]*paynotify.App{"shop": {Name: "shop", Provider: paynotify.ProviderAlipay, AppID: appID,
 				SellerIDs: []string{"2088000000000002"}, Gateway: &provider.Alipay{Client: client}}},
 			PublicURL: "https://pay.example.com",

@@ -154,7 +154,7 @@ apps:
 func openStore(ctx context.Context, kind, pgURL string) (string, paynotify.Store, func()) {
 	s, err := loadstore.Open(ctx, kind, pgURL, "loadreconcile")
 	check(err)
-	return s.DSN, s, s.Close
+	return s.DSN, s.Store, s.Close // the store itself: the wrapper would hide its OrderCommitter
 }
 
 // parallel runs f(0…n-1) on w goroutines.

@@ -502,5 +502,5 @@ func openStore(ctx context.Context, kind, pgURL string) (paynotify.Store, func()
 	s, err := loadstore.Open(ctx, kind, pgURL, "loadwebhooks")
 	check(err)
 	atExit = s.Close
-	return s, s.Close
+	return s.Store, s.Close // the store itself: the wrapper would hide its OrderCommitter
 }
