@@ -312,6 +312,27 @@ func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool,
 	}
 }
 
+// CommitOrder implements paynotify.OrderCommitter: the batch reads the orders of its
+// CommitOrders in one statement before it writes anything, calls each build once on the
+// writer's goroutine, and writes the changes as its Commits (the compare-and-set on the version
+// read: two of one order in one batch, or another instance's write in between, make the later
+// one lose, ErrVersionConflict, and its caller decides again). ev is not used: the evidence is
+// encoded with the batch.
+func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, _ *paynotify.Evidence,
+	build func(o *paynotify.Order) (*paynotify.Change, error)) (anomalyNew bool, err error) {
+	wr := &write{decide: &decision{app: app, outTradeNo: outTradeNo, build: build}, anomalyAt: tm(db.now())}
+	err = db.w.Do(ctx, wr)
+	var pe *paynotify.Error
+	switch {
+	case err == nil:
+		return wr.anomalyNew, nil
+	case errors.Is(err, errConflict), errors.Is(err, paynotify.ErrRepeatMissed), errors.As(err, &pe):
+		return false, err
+	default:
+		return false, fmt.Errorf("postgres: commit: %w", err)
+	}
+}
+
 // The statements of a Commit, shared by commit (one change) and commitPipelined (a batch).
 const (
 	// An order's state: what a Commit moves (its terms are fixed at CreateOrder; updateOrderArgs).

@@ -57,6 +57,46 @@ type write struct {
 	created bool
 
 	fn func(ctx context.Context, tx pgx.Tx, b *batch) error
+
+	// decide is a CommitOrder: decided once (its order read with the batch's others, in one
+	// round trip), then written as a Commit of the change it returned.
+	decide *decision
+}
+
+// decision is a CommitOrder's read and build, and their outcome once built.
+type decision struct {
+	app, outTradeNo string
+	build           func(*paynotify.Order) (*paynotify.Change, error)
+	// built is set once build ran (or the read failed): change is what it returned, nil for
+	// nothing to write, or err is the op's answer (nothing written).
+	built  bool
+	change *paynotify.Change
+	err    error
+}
+
+// decide runs d.build on o (nil: no such order) and records its outcome, with wr.change set to
+// the change to write.
+func (wr *write) decided(o *paynotify.Order) {
+	d := wr.decide
+	d.built = true
+	err := groupcommit.Run(func() error {
+		c, err := d.build(o)
+		if err != nil || c == nil {
+			return err
+		}
+		if c.Order != nil && c.Order.Version <= c.PrevVersion {
+			return fmt.Errorf("postgres: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
+		}
+		if err := c.CheckRepeat(); err != nil {
+			return err
+		}
+		d.change = c
+		return nil
+	})
+	if err != nil {
+		d.change, d.err = nil, err
+	}
+	wr.change = d.change
 }
 
 type writer = groupcommit.Writer[*write]
@@ -107,6 +147,23 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 		// unknown); the lock timeout bounds how long it can wait for a row.
 		ctx := context.WithoutCancel(o.Ctx)
 		wr := o.Fn
+		if d := wr.decide; d != nil {
+			if !d.built { // its batch failed before deciding it: read alone, decide once
+				o, err := scanOrder(db.pool.QueryRow(ctx, selectOrderSQL, d.app, d.outTradeNo))
+				switch {
+				case errors.Is(err, pgx.ErrNoRows):
+					wr.decided(nil)
+				case err != nil:
+					d.built, d.err = true, fmt.Errorf("postgres: commit: read order: %w", err)
+				default:
+					wr.decided(o)
+				}
+			}
+			if d.err != nil || d.change == nil {
+				o.Err = d.err
+				continue
+			}
+		}
 		o.Err = unclean(db.inTx(ctx, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, lockTimeoutSQL); err != nil {
 				return err
@@ -168,7 +225,20 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 		commits []*op
 		creates []*op
 	)
+	// The CommitOrders first, before the batch writes anything: their orders as committed, read
+	// in one round trip, and each decided once.
+	if err := groupcommit.Run(func() error { return decidePipelined(ctx, tx, ops) }); err != nil {
+		return batchFailed(ops, err)
+	}
 	for _, o := range ops {
+		if d := o.Fn.decide; d != nil && d.built { // decided: its outcome stands
+			if d.err != nil || d.change == nil {
+				o.Err = d.err
+				continue
+			}
+			commits = append(commits, o)
+			continue
+		}
 		if err := o.Ctx.Err(); err != nil {
 			o.Err, o.Skipped = err, true
 			continue
@@ -216,6 +286,49 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	return nil
+}
+
+// decidePipelined reads the orders of the batch's CommitOrder ops that are not decided yet (and
+// whose caller still waits) in one statement, and decides each.
+func decidePipelined(ctx context.Context, tx pgx.Tx, ops []*op) error {
+	var apps, nos []string
+	for _, o := range ops {
+		if d := o.Fn.decide; d != nil && !d.built && o.Ctx.Err() == nil {
+			apps, nos = append(apps, d.app), append(nos, d.outTradeNo)
+		}
+	}
+	if len(apps) == 0 {
+		return nil
+	}
+	type key struct{ app, outTradeNo string }
+	found := make(map[key]*paynotify.Order, len(apps))
+	rows, err := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders
+		WHERE (app, out_trade_no) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, apps, nos)
+	if err != nil {
+		return fmt.Errorf("read orders: %w", err)
+	}
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("read orders: %w", err)
+		}
+		found[key{o.App, o.OutTradeNo}] = o
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read orders: %w", err)
+	}
+	for _, o := range ops {
+		if d := o.Fn.decide; d != nil && !d.built && o.Ctx.Err() == nil {
+			var ord *paynotify.Order
+			if f := found[key{d.app, d.outTradeNo}]; f != nil {
+				c := *f // each op decides on a copy of its own
+				ord = &c
+			}
+			o.Fn.decided(ord)
+		}
 	}
 	return nil
 }
