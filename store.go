@@ -69,14 +69,16 @@ type OrderStore interface {
 	Commit(ctx context.Context, c *Change) (anomalyNew bool, err error)
 }
 
-// OrderCommitter is implemented by a store that can read an order inside its write path: the
-// SQLite store, whose one group-commit writer runs every write (docs/storage.md, "Deciding in
-// the writer"). The Processor uses it, when the store has it, instead of GetOrder then Commit,
-// so that deciding a fact takes no read of its own on the read pool.
+// OrderCommitter is implemented by a store that can read an order inside its write path: both
+// stores, in their group-commit writer (docs/storage.md, "Deciding in the writer"). The
+// Processor uses it, when the store has it, instead of GetOrder then Commit, so that deciding a
+// fact takes no read of its own: on SQLite none on the read pool, on PostgreSQL one statement
+// for a whole batch's orders instead of a round trip each.
 type OrderCommitter interface {
 	// CommitOrder reads the order (app, outTradeNo) in the transaction its change will be written
 	// in, calls build with it (nil when there is no such order) and commits the Change build
-	// returns as Commit would, with the same answers; a nil Change writes nothing and a build
+	// returns as Commit would, with the same answers (ErrVersionConflict included: a store may
+	// read before other writes of the batch, as PostgreSQL does); a nil Change writes nothing and a build
 	// error is returned as it is, nothing written. ev, when not nil, is the Evidence the Change
 	// will carry (the store may prepare it beforehand). build runs on the writer, while other
 	// callers' writes wait: it must be quick, must not call the store, and runs at most once (not
