@@ -1,7 +1,13 @@
 package postgres_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/pgtest"
@@ -15,4 +21,189 @@ var _ paynotify.OrderCommitter = (*postgres.DB)(nil)
 // decisions of one order in one batch the second loses its compare-and-set.
 func TestCommitOrder(t *testing.T) {
 	storetest.OrderCommitter(t, func(t *testing.T) storetest.CommitterDB { return MustOpen(t, pgtest.NewSchema(t)) }, false)
+}
+
+// payCounting returns a build that pays a pending order (PaidChange, ids of suffix), counting
+// its calls and the changes it returned.
+func payCounting(suffix string, calls, wrote *atomic.Int32) func(*paynotify.Order) (*paynotify.Change, error) {
+	return func(o *paynotify.Order) (*paynotify.Change, error) {
+		calls.Add(1)
+		if o == nil || o.Status != paynotify.StatusPending {
+			return nil, nil
+		}
+		wrote.Add(1)
+		return storetest.PaidChange(o, "evt_"+suffix, "ntf_"+suffix, storetest.T0.Add(time.Minute)), nil
+	}
+}
+
+// TestCommitOrderReadFails: the batch's read of its orders fails (a key PostgreSQL refuses,
+// bytes that are not UTF-8): every op runs alone, reading its own order, each build once; the
+// second op of R1 then meets the first's payment, as on SQLite; the refused key fails alone.
+func TestCommitOrderReadFails(t *testing.T) {
+	db := MustOpen(t, pgtest.NewSchema(t))
+	ctx := t.Context()
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "R1", storetest.T0))
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "R2", storetest.T0))
+	var c, w [4]atomic.Int32
+	errs := storetest.HeldBatch(t, db, nil,
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "R1", nil, payCounting("a", &c[0], &w[0]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "bad\xff", nil, payCounting("b", &c[1], &w[1]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "R1", nil, payCounting("c", &c[2], &w[2]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "R2", nil, payCounting("d", &c[3], &w[3]))
+			return err
+		},
+	)
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil || errs[3] != nil {
+		t.Fatalf("outcomes: %v", errs)
+	}
+	if c[0].Load() != 1 || c[1].Load() != 0 || c[2].Load() != 1 || c[3].Load() != 1 || w[0].Load()+w[2].Load() != 1 {
+		t.Fatalf("builds: calls %d %d %d %d, payments of R1 %d", c[0].Load(), c[1].Load(), c[2].Load(), c[3].Load(), w[0].Load()+w[2].Load())
+	}
+	if evs := storetest.MustListEvents(t, ctx, db, paynotify.EventFilter{}); len(evs) != 2 {
+		t.Fatalf("events: %d, want R1's and R2's", len(evs))
+	}
+}
+
+// TestCommitOrderFullBatch: 256 ops in one batch, committed pipelined: 128 of one order (one
+// pays, 127 lose their compare-and-set), 64 of missing orders (build meets nil), 64 of orders of
+// their own; every build once.
+func TestCommitOrderFullBatch(t *testing.T) {
+	db := MustOpen(t, pgtest.NewSchema(t))
+	ctx := t.Context()
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "H", storetest.T0))
+	for i := range 64 {
+		storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", fmt.Sprintf("D%d", i), storetest.T0))
+	}
+	var calls, wrote atomic.Int32
+	var writes []func() error
+	for i := range 256 {
+		no := "H"
+		switch i % 4 {
+		case 1:
+			no = fmt.Sprintf("M%d", i)
+		case 3:
+			no = fmt.Sprintf("D%d", i/4)
+		}
+		writes = append(writes, func() error {
+			_, err := db.CommitOrder(ctx, "app1", no, nil, payCounting(fmt.Sprint(i), &calls, &wrote))
+			return err
+		})
+	}
+	errs := storetest.HeldBatch(t, db, nil, writes...)
+	conflicts := 0
+	for _, err := range errs {
+		switch {
+		case errors.Is(err, paynotify.ErrVersionConflict):
+			conflicts++
+		case err != nil:
+			t.Fatalf("an op: %v", err)
+		}
+	}
+	evs := storetest.MustListEvents(t, ctx, db, paynotify.EventFilter{Limit: 1000})
+	if calls.Load() != 256 || conflicts != 127 || len(evs) != 65 {
+		t.Fatalf("builds %d, conflicts %d, events %d; want 256, 127, 65", calls.Load(), conflicts, len(evs))
+	}
+}
+
+// TestCommitOrderTwoInstances: two stores on one database, 200 callers of one order deciding
+// again on a version conflict as the Processor does: one payment, one event, version 2, and one
+// caller answered with a write, five times over.
+func TestCommitOrderTwoInstances(t *testing.T) {
+	u := pgtest.NewSchema(t)
+	db1, db2 := MustOpen(t, u), MustOpen(t, u)
+	ctx := t.Context()
+	for round := range 5 {
+		no := fmt.Sprintf("T%d", round)
+		storetest.MustCreateOrder(t, ctx, db1, storetest.NewOrder("app1", no, storetest.T0))
+		var wg sync.WaitGroup
+		var paid atomic.Int32
+		for i := range 200 {
+			db := db1
+			if i%2 == 1 {
+				db = db2
+			}
+			wg.Go(func() {
+				for attempt := range 50 {
+					var wrote bool
+					_, err := db.CommitOrder(ctx, "app1", no, nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+						if wrote = o != nil && o.Status == paynotify.StatusPending; !wrote {
+							return nil, nil
+						}
+						return storetest.PaidChange(o, fmt.Sprintf("evt_%s_%d_%d", no, i, attempt), fmt.Sprintf("ntf_%s_%d_%d", no, i, attempt), storetest.T0), nil
+					})
+					if errors.Is(err, paynotify.ErrVersionConflict) {
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+					} else if wrote {
+						paid.Add(1)
+					}
+					return
+				}
+				t.Error("50 version conflicts in a row")
+			})
+		}
+		wg.Wait()
+		n := 0
+		for _, e := range storetest.MustListEvents(t, ctx, db1, paynotify.EventFilter{Limit: 1000}) {
+			if e.OutTradeNo == no {
+				n++
+			}
+		}
+		o := storetest.MustGetOrder(t, ctx, db1, "app1", no)
+		if paid.Load() != 1 || n != 1 || o.Version != 2 {
+			t.Fatalf("%s: %d callers answered with a payment, %d events, version %d; want 1, 1, 2", no, paid.Load(), n, o.Version)
+		}
+	}
+}
+
+// TestCommitOrderLockTimeout: another session holds LX, uncommitted, having paid it, while a
+// batch decides LX from the committed pending row: the batch waits past its lock timeout, runs
+// its ops alone with the changes already decided (no build again), and the other session
+// commits meanwhile: LX's op loses its compare-and-set, LY's commits.
+func TestCommitOrderLockTimeout(t *testing.T) {
+	db := MustOpen(t, pgtest.NewSchema(t))
+	ctx := t.Context()
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "LX", storetest.T0))
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "LY", storetest.T0))
+	other, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec(ctx, `UPDATE orders SET version = version + 1, status = 'paid' WHERE app = 'app1' AND out_trade_no = 'LX'`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { time.Sleep(3 * time.Second); done <- other.Commit(context.Background()) }()
+	var c, w [2]atomic.Int32
+	errs := storetest.HeldBatch(t, db, nil,
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "LX", nil, payCounting("x", &c[0], &w[0]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "LY", nil, payCounting("y", &c[1], &w[1]))
+			return err
+		},
+	)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(errs[0], paynotify.ErrVersionConflict) || errs[1] != nil || c[0].Load() != 1 || c[1].Load() != 1 {
+		t.Fatalf("outcomes %v, builds %d and %d; want a version conflict and a payment, one build each", errs, c[0].Load(), c[1].Load())
+	}
+	if evs := storetest.MustListEvents(t, ctx, db, paynotify.EventFilter{}); len(evs) != 1 || evs[0].OutTradeNo != "LY" {
+		t.Fatalf("events: %v, want LY's", evs)
+	}
 }

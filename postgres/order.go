@@ -326,6 +326,8 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, _ *paynot
 	switch {
 	case err == nil:
 		return wr.anomalyNew, nil
+	case err == wr.decide.err: // build's own error, or the refusal of its change: as it is
+		return false, err
 	case errors.Is(err, errConflict), errors.Is(err, paynotify.ErrRepeatMissed), errors.As(err, &pe):
 		return false, err
 	default:

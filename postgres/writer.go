@@ -74,8 +74,8 @@ type decision struct {
 	err    error
 }
 
-// decide runs d.build on o (nil: no such order) and records its outcome, with wr.change set to
-// the change to write.
+// decided runs the decision's build on o (nil: no such order) and records its outcome, with
+// wr.change set to the change to write.
 func (wr *write) decided(o *paynotify.Order) {
 	d := wr.decide
 	d.built = true
@@ -149,14 +149,14 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 		wr := o.Fn
 		if d := wr.decide; d != nil {
 			if !d.built { // its batch failed before deciding it: read alone, decide once
-				o, err := scanOrder(db.pool.QueryRow(ctx, selectOrderSQL, d.app, d.outTradeNo))
+				ord, err := scanOrder(db.pool.QueryRow(ctx, selectOrderSQL, d.app, d.outTradeNo))
 				switch {
 				case errors.Is(err, pgx.ErrNoRows):
 					wr.decided(nil)
 				case err != nil:
 					d.built, d.err = true, fmt.Errorf("postgres: commit: read order: %w", err)
 				default:
-					wr.decided(o)
+					wr.decided(ord)
 				}
 			}
 			if d.err != nil || d.change == nil {
