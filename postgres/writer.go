@@ -67,19 +67,18 @@ type write struct {
 type decision struct {
 	app, outTradeNo string
 	build           func(*paynotify.Order) (*paynotify.Change, error)
-	// built is set once build ran (or the read failed): change is what it returned, nil for
-	// nothing to write, or err is the op's answer (nothing written).
-	built  bool
-	change *paynotify.Change
-	err    error
+	// built is set once build ran (or the read failed): the write's change is what it
+	// returned, nil for nothing to write, or err is the op's answer (nothing written).
+	built bool
+	err   error
 }
 
-// decided runs the decision's build on o (nil: no such order) and records its outcome, with
-// wr.change set to the change to write.
+// decided runs the decision's build on o (nil: no such order) and records its outcome: wr.change
+// set to the change to write, or the decision's err.
 func (wr *write) decided(o *paynotify.Order) {
 	d := wr.decide
 	d.built = true
-	err := groupcommit.Run(func() error {
+	d.err = groupcommit.Run(func() error {
 		c, err := d.build(o)
 		if err != nil || c == nil {
 			return err
@@ -90,13 +89,9 @@ func (wr *write) decided(o *paynotify.Order) {
 		if err := c.CheckRepeat(); err != nil {
 			return err
 		}
-		d.change = c
+		wr.change = c
 		return nil
 	})
-	if err != nil {
-		d.change, d.err = nil, err
-	}
-	wr.change = d.change
 }
 
 type writer = groupcommit.Writer[*write]
@@ -159,7 +154,7 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 					wr.decided(ord)
 				}
 			}
-			if d.err != nil || d.change == nil {
+			if d.err != nil || wr.change == nil {
 				o.Err = d.err
 				continue
 			}
@@ -232,7 +227,7 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 	}
 	for _, o := range ops {
 		if d := o.Fn.decide; d != nil && d.built { // decided: its outcome stands
-			if d.err != nil || d.change == nil {
+			if d.err != nil || o.Fn.change == nil {
 				o.Err = d.err
 				continue
 			}
