@@ -22,16 +22,19 @@ import (
 //     that won (and those without an order change) the refund upserts, anomalies and evidence in
 //     a second one, with the existence checks that tell a lost compare-and-set from a missing
 //     order;
-//   - then the batch takes the event log's advisory lock once, inserts every event in one round
-//     trip, and commits: seq order stays commit order for readers paging with After, as with one
-//     lock per commit, and several instances still take turns;
+//   - then the batch takes the event log's advisory lock once, inserts every event, and
+//     commits: seq order stays commit order for readers paging with After, as with one lock per
+//     commit, and several instances still take turns. The lock and the events are queued behind
+//     the second round trip's row work (PostgreSQL runs them after it), an anomaly's event on
+//     the condition that the anomaly's row names it (new in this transaction);
 //   - an op that fails before writing anything (a lost compare-and-set, ENOTFOUND, EINVALID)
 //     fails alone and the batch goes on; any other error aborts PostgreSQL's transaction, so the
 //     batch is rolled back and every op runs again in a transaction of its own, where only the
 //     failing one fails. No savepoints: subtransactions that write overflow PostgreSQL's
 //     per-backend cache beyond 64 and slow every other session's snapshots.
 //
-// Every caller is answered after the COMMIT of the transaction holding its op returned.
+// BEGIN travels with the batch's lock timeout. Every caller is answered after the COMMIT of the
+// transaction holding its op returned.
 
 // maxBatch bounds the ops of one transaction. One batch is in flight at a time: batches that
 // append events take turns at the event log's lock anyway, and more of them in flight were
@@ -192,6 +195,10 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 // that order fails (and its caller is answered with a failure: a provider retries).
 const lockTimeoutSQL = `SET LOCAL lock_timeout = '2s'`
 
+// beginBatch begins a batch's transaction with its lock timeout in one round trip (a query
+// without arguments goes as one simple-protocol message, so both statements travel together).
+var beginBatch = pgx.TxOptions{BeginQuery: "BEGIN; " + lockTimeoutSQL}
+
 // lockTimeout reports whether err is PostgreSQL's lock_not_available (lock_timeout ran out).
 func lockTimeout(err error) bool {
 	var pe *pgconn.PgError
@@ -206,14 +213,11 @@ var errOpFailed = errors.New("postgres: a write of the batch failed")
 // again one by one, or another error for every op without one.
 func (db *DB) tryBatch(w *writer, ops []*op) error {
 	ctx := context.Background()
-	tx, err := db.pool.Begin(ctx)
+	tx, err := db.pool.BeginTx(ctx, beginBatch)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
 	defer rollback(ctx, tx)
-	if _, err := tx.Exec(ctx, lockTimeoutSQL); err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
 	var (
 		b       batch
 		ran     int
@@ -264,7 +268,7 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 	var n int
 	err = groupcommit.Run(func() error {
 		var err error
-		n, err = commitPipelined(ctx, tx, commits, &b)
+		n, err = commitPipelined(ctx, tx, commits, &b, ran)
 		return err
 	})
 	if err != nil {
@@ -273,8 +277,10 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 	if ran += n; ran == 0 {
 		return nil
 	}
-	if err := insertEvents(ctx, tx, b.events); err != nil {
-		return batchFailed(ops, err)
+	if len(commits) == 0 { // else commitPipelined appended the events
+		if err := insertEvents(ctx, tx, b.events); err != nil {
+			return batchFailed(ops, err)
+		}
 	}
 	if err := w.BeforeCommit(); err != nil {
 		return err
@@ -386,10 +392,11 @@ func createPipelined(ctx context.Context, tx pgx.Tx, ops []*op) error {
 }
 
 // commitPipelined does the row work of the Commits ops in two round trips, as commit does for
-// one, and hands their events to b. Ops that lose their compare-and-set (or name a missing
-// order) get their error; it returns how many succeeded, or an error that aborted the
-// transaction.
-func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch) (int, error) {
+// one, and appends the batch's events (those in b, ran being the ops before that wrote, then the
+// Commits') in the second, after the event log's lock (insertEvents). Ops that lose their
+// compare-and-set (or name a missing order) get their error; it returns how many succeeded, or
+// an error that aborted the transaction.
+func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran int) (int, error) {
 	if len(ops) == 0 {
 		return 0, nil
 	}
@@ -415,7 +422,8 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch) (int, 
 			return 0, fmt.Errorf("update order: %w", err)
 		}
 	}
-	// Round trip 2: what the winners write, and the losers' existence checks.
+	// Round trip 2: what the winners write, and the losers' existence checks; then, if anything
+	// was written, the batch's events under the lock.
 	rest := &pgx.Batch{}
 	for i, o := range ops {
 		c, wr := o.Fn.change, o.Fn
@@ -463,21 +471,35 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch) (int, 
 			rest.Queue(evidenceSQL(c), args...)
 		}
 	}
+	n := 0
+	for i := range ops {
+		if won[i] {
+			n++
+		}
+	}
+	if ran+n > 0 {
+		ev := eventQueue{b: rest}
+		for _, e := range b.events {
+			ev.queue(insertEventSQL, eventArgs(e)...)
+		}
+		for i, o := range ops {
+			if !won[i] {
+				continue
+			}
+			c := o.Fn.change
+			for _, e := range c.Events {
+				ev.queue(insertEventSQL, eventArgs(e)...)
+			}
+			if a := c.Anomaly; a != nil && a.Event != nil {
+				// Its event only if the anomaly is new: the row this op inserted names it (the
+				// insert's own answer comes back only with this round trip's).
+				ev.queue(insertAnomalyEventSQL, append(eventArgs(a.Event), a.App, a.OutTradeNo, a.Key)...)
+			}
+		}
+	}
 	if rest.Len() > 0 {
 		if err := tx.SendBatch(ctx, rest).Close(); err != nil {
 			return 0, err
-		}
-	}
-	n := 0
-	for i, o := range ops {
-		if !won[i] {
-			continue
-		}
-		n++
-		c := o.Fn.change
-		b.events = append(b.events, c.Events...)
-		if o.Fn.anomalyNew && c.Anomaly.Event != nil {
-			b.events = append(b.events, c.Anomaly.Event)
 		}
 	}
 	return n, nil
@@ -491,19 +513,45 @@ func insertEvents(ctx context.Context, tx pgx.Tx, events []*paynotify.Event) err
 	if len(events) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLockKey)
+	ev := eventQueue{b: &pgx.Batch{}}
 	for _, e := range events {
-		var data []byte
-		if e.Data != nil {
-			data = []byte(e.Data)
-		}
-		b.Queue(`INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
-			VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)`,
-			e.ID, string(e.Type), e.App, e.OutTradeNo, e.Version, tm(e.Timestamp), nullString(data))
+		ev.queue(insertEventSQL, eventArgs(e)...)
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := tx.SendBatch(ctx, ev.b).Close(); err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
 	return nil
+}
+
+// eventQueue queues event inserts on b, the event log's lock before the first (insertEvents).
+type eventQueue struct {
+	b      *pgx.Batch
+	locked bool
+}
+
+func (q *eventQueue) queue(sql string, args ...any) {
+	if !q.locked {
+		q.b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLockKey)
+		q.locked = true
+	}
+	q.b.Queue(sql, args...)
+}
+
+const (
+	insertEventSQL = `INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
+		VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)`
+	// An anomaly's event, inserted only when the anomaly row ($8, $9, $10) carries its id: the
+	// row was inserted by this transaction (insertAnomalySQL does nothing for a known anomaly).
+	insertAnomalyEventSQL = `INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data)
+		SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint, $6::timestamptz, $7::text::json
+		WHERE EXISTS (SELECT 1 FROM anomalies WHERE app = $8 AND out_trade_no = $9 AND key = $10 AND event_id = $1::text)`
+)
+
+// eventArgs are the values of insertEventSQL for e.
+func eventArgs(e *paynotify.Event) []any {
+	var data []byte
+	if e.Data != nil {
+		data = []byte(e.Data)
+	}
+	return []any{e.ID, string(e.Type), e.App, e.OutTradeNo, e.Version, tm(e.Timestamp), nullString(data)}
 }
