@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/groupcommit/groupcommittest"
 )
 
@@ -38,3 +39,15 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 func (db *DB) HoldWrites(t *testing.T) (queued func() int, release func(fail error)) {
 	return groupcommittest.Hold(t, db.w)
 }
+
+// ByOrderKey is byOrderKey over ops committing changes.
+func ByOrderKey(changes []*paynotify.Change) []int {
+	ops := make([]*op, len(changes))
+	for i, c := range changes {
+		ops[i] = &op{Fn: &write{change: c}}
+	}
+	return byOrderKey(ops)
+}
+
+// Reruns returns how many batches ran again write by write.
+func (db *DB) Reruns() int64 { return db.reruns.Load() }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,6 +35,8 @@ const (
 type DB struct {
 	pool *pgxpool.Pool
 	w    *writer
+	// reruns counts the batches that ran again write by write (tests).
+	reruns atomic.Int64
 
 	// Now stamps rows the store writes on its own (anomalies, migrations). Defaults to time.Now.
 	Now func() time.Time

@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,10 +39,14 @@ import (
 // BEGIN travels with the batch's lock timeout. Every caller is answered after the COMMIT of the
 // transaction holding its op returned.
 
-// maxBatch bounds the ops of one transaction. One batch is in flight at a time: batches that
-// append events take turns at the event log's lock anyway, and more of them in flight were
-// measured slower (smaller batches, one fsync each).
+// maxBatch bounds the ops of one transaction.
 const maxBatch = 256
+
+// writers is how many batches are in flight at once, each on a connection of its own. Batches
+// that append events take turns at the event log's lock, from their events to their COMMIT, but
+// the rest of one batch (its begin, its reads, its row work) runs while the other commits:
+// measured faster than one at a time (docs/performance.md, "PostgreSQL").
+const writers = 2
 
 // batch is what ops hand to the end of their transaction.
 type batch struct {
@@ -121,7 +128,7 @@ func unclean(err error) error {
 
 func newWriter(db *DB) *writer {
 	var w *writer
-	w = groupcommit.New(1, maxBatch, func(ops []*op) error { return db.commitBatch(w, ops) })
+	w = groupcommit.New(writers, maxBatch, func(ops []*op) error { return db.commitBatch(w, ops) })
 	return w
 }
 
@@ -136,6 +143,7 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 	}
 	// One op broke the transaction (or a deadlock with another instance's batch, or a row
 	// locked by another session past lockTimeoutSQL, did): run each one alone.
+	db.reruns.Add(1)
 	for _, o := range ops {
 		if err := o.Ctx.Err(); err != nil {
 			o.Err, o.Skipped = err, true // nothing of it was committed
@@ -400,11 +408,13 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 	if len(ops) == 0 {
 		return 0, nil
 	}
-	// Round trip 1: the compare-and-sets.
+	// Round trip 1: the compare-and-sets, in the order of their keys (two writes of one order in
+	// the order they arrived): batches in flight side by side, or of several instances, lock the
+	// order rows they update in one order, so their compare-and-sets cannot deadlock.
 	won := make([]bool, len(ops))
 	cas := &pgx.Batch{}
-	for i, o := range ops {
-		c := o.Fn.change
+	for _, i := range byOrderKey(ops) {
+		c := ops[i].Fn.change
 		if c.Order == nil {
 			won[i] = true
 			continue
@@ -503,6 +513,27 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 		}
 	}
 	return n, nil
+}
+
+// byOrderKey returns the indexes of ops in the order of their changes' order keys (app, then
+// out_trade_no; ops without an order change anywhere), ops of one key in their own order.
+func byOrderKey(ops []*op) []int {
+	idx := make([]int, len(ops))
+	for i := range idx {
+		idx[i] = i
+	}
+	key := func(i int) (string, string) {
+		if o := ops[i].Fn.change.Order; o != nil {
+			return o.App, o.OutTradeNo
+		}
+		return "", ""
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		aa, an := key(a)
+		ba, bn := key(b)
+		return cmp.Or(strings.Compare(aa, ba), strings.Compare(an, bn))
+	})
+	return idx
 }
 
 // insertEvents appends events to the log in one round trip, under the log's advisory lock: event

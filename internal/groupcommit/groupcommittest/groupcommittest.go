@@ -14,7 +14,7 @@ import (
 func Hold[F any](t *testing.T, w *groupcommit.Writer[F]) (queued func() int, release func(fail error)) {
 	arrived, released := make(chan struct{}), make(chan struct{})
 	var fail error
-	held := false // the writer's goroutine only
+	held := false // the writer's goroutines, one at a time (they gather under a lock)
 	w.SetHooks(&groupcommit.Hooks{
 		Hold: func() {
 			if held {
