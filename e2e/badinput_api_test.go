@@ -109,6 +109,17 @@ func TestBadInputAPI(t *testing.T) {
 			{name: "SQL as the app", send: req("POST", "/v1/orders", ok, []byte(`{"app":"x' OR '1'='1","out_trade_no":"bad_api_sql_app","amount":100,"subject":"s","channel":"alipay.page"}`)),
 				want: answer{status: http.StatusBadRequest, body: `{"error":{"code":"invalid","message":"Unknown app \"x' OR '1'='1\"."}}`}},
 			{name: "refund of an order named with SQL", send: req("POST", "/v1/orders/"+alipayApp+"/x'%20OR%20'1'%3D'1/refunds", ok, []byte(`{"amount":100,"out_request_no":"R123456"}`)), want: notFound},
+			// Ids and filters no stored row can have (NUL, bytes that are not UTF-8): refused
+			// alike on both stores, before any store is asked.
+			{name: "NUL in out_trade_no", send: req("GET", "/v1/orders/"+alipayApp+"/x%00y", ok, nil), want: invalid.saying("The request's path holds NUL or bytes that are not UTF-8.")},
+			{name: "not UTF-8 in app", send: req("GET", "/v1/orders/%FF/"+otn+"/refunds", ok, nil), want: invalid.saying("The request's path holds NUL")},
+			{name: "NUL in a refund's order", send: req("POST", "/v1/orders/"+alipayApp+"/x%00/refunds", ok, []byte(`{"amount":100,"out_request_no":"R123456"}`)), want: invalid.saying("The request's path holds NUL")},
+			{name: "NUL in the events filter", send: req("GET", "/v1/events?out_trade_no=%00", ok, nil), want: invalid.saying("The request's parameter out_trade_no holds NUL or bytes that are not UTF-8.")},
+			{name: "not UTF-8 in the evidence filter", send: req("GET", "/v1/notifications?out_trade_no=caf%E9", ok, nil), want: invalid.saying("parameter out_trade_no holds NUL")},
+			{name: "not UTF-8 in the orders filter", send: req("GET", "/v1/orders?app=%C3", ok, nil), want: invalid.saying("parameter app holds NUL")},
+			{name: "NUL in a parameter's name", send: req("GET", "/v1/orders?a%00=1", ok, nil), want: invalid.saying("The request's query holds NUL")},
+			{name: "NUL in an endpoint id", send: req("GET", "/v1/webhook-endpoints/we_%00", ok, nil), want: invalid.saying("The request's path holds NUL")},
+			{name: "NUL in an event id", send: req("POST", "/v1/events/ev%00/resend", ok, nil), want: invalid.saying("The request's path holds NUL")},
 			// Amounts.
 			{name: "negative amount", send: req("POST", "/v1/orders", ok, create("-1")), want: invalid.saying("amount must be a positive integer number of fen")},
 			{name: "zero amount", send: req("POST", "/v1/orders", ok, create("0")), want: invalid.saying("amount must be a positive integer number of fen")},

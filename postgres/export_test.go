@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/paynotify/paynotify"
@@ -51,3 +52,16 @@ func ByOrderKey(changes []*paynotify.Change) []int {
 
 // Reruns returns how many batches ran again write by write.
 func (db *DB) Reruns() int64 { return db.reruns.Load() }
+
+// FailReads makes the reads of the next n batches' decisions fail with err.
+func (db *DB) FailReads(n int, err error) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	h := func() error { // on the writer's goroutines
+		if left.Add(-1) < 0 {
+			return nil
+		}
+		return err
+	}
+	db.readHook.Store(&h)
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/paynotify/paynotify"
@@ -80,6 +82,9 @@ func createOrder(ctx context.Context, tx pgx.Tx, o *paynotify.Order) (*paynotify
 
 // GetOrder returns the order, or an *paynotify.Error with code ENOTFOUND.
 func (db *DB) GetOrder(ctx context.Context, app, outTradeNo string) (*paynotify.Order, error) {
+	if !storableKey(app) || !storableKey(outTradeNo) {
+		return nil, notFound("Order not found.")
+	}
 	o, err := scanOrder(db.pool.QueryRow(ctx, selectOrderSQL, app, outTradeNo))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound("Order not found.")
@@ -435,3 +440,8 @@ func nullString(b []byte) *string {
 	s := string(b)
 	return &s
 }
+
+// storableKey reports whether s can be a key of a stored row: a PostgreSQL text value holds
+// neither NUL nor bytes that are not UTF-8 (the API refuses both), so a key with them names no
+// row, and asking for it would be an error of the database's instead of "not found".
+func storableKey(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }

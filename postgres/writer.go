@@ -155,12 +155,12 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 		wr := o.Fn
 		if d := wr.decide; d != nil {
 			if !d.built { // its batch failed before deciding it: read alone, decide once
-				ord, err := scanOrder(db.pool.QueryRow(ctx, selectOrderSQL, d.app, d.outTradeNo))
+				ord, err := db.GetOrder(ctx, d.app, d.outTradeNo)
 				switch {
-				case errors.Is(err, pgx.ErrNoRows):
+				case paynotify.ErrorCode(err) == paynotify.ENOTFOUND:
 					wr.decided(nil)
 				case err != nil:
-					d.built, d.err = true, fmt.Errorf("postgres: commit: read order: %w", err)
+					d.built, d.err = true, err // "postgres: get order: …"
 				default:
 					wr.decided(ord)
 				}
@@ -234,7 +234,14 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 	)
 	// The CommitOrders first, before the batch writes anything: their orders as committed, read
 	// in one round trip, and each decided once.
-	if err := groupcommit.Run(func() error { return decidePipelined(ctx, tx, ops) }); err != nil {
+	if err := groupcommit.Run(func() error {
+		if h := db.readHook.Load(); h != nil {
+			if err := (*h)(); err != nil {
+				return err
+			}
+		}
+		return decidePipelined(ctx, tx, ops)
+	}); err != nil {
 		return batchFailed(ops, err)
 	}
 	for _, o := range ops {
@@ -305,6 +312,10 @@ func decidePipelined(ctx context.Context, tx pgx.Tx, ops []*op) error {
 	var apps, nos []string
 	for _, o := range ops {
 		if d := o.Fn.decide; d != nil && !d.built && o.Ctx.Err() == nil {
+			if !storableKey(d.app) || !storableKey(d.outTradeNo) {
+				o.Fn.decided(nil) // no order has it; asking would fail the statement
+				continue
+			}
 			apps, nos = append(apps, d.app), append(nos, d.outTradeNo)
 		}
 	}

@@ -26,6 +26,49 @@ func OrderCommitter(t *testing.T, open func(t *testing.T) CommitterDB, inTurn bo
 	t.Run("Decide", func(t *testing.T) { testCommitOrder(t, open(t)) })
 	t.Run("Batch", func(t *testing.T) { testCommitOrderBatch(t, open(t), inTurn) })
 	t.Run("Cancelled", func(t *testing.T) { testCommitOrderCancelled(t, open(t)) })
+	t.Run("UnstorableKey", func(t *testing.T) { testCommitOrderUnstorableKey(t, open(t)) })
+}
+
+// testCommitOrderUnstorableKey: an out_trade_no no order can have (NUL, bytes that are not
+// UTF-8: a PostgreSQL text value cannot hold them, and the API refuses them) is decided on no
+// order, alone and in a batch beside a valid one, which goes on as usual.
+func testCommitOrderUnstorableKey(t *testing.T, db CommitterDB) {
+	ctx := t.Context()
+	MustCreateOrder(t, ctx, db, NewOrder("app1", "U1", T0))
+	for _, no := range []string{"U\x00", "U\xff"} {
+		var saw *paynotify.Order
+		calls := 0
+		if _, err := db.CommitOrder(ctx, "app1", no, nil, payIn("x", &saw, &calls)); err != nil || calls != 1 || saw != nil {
+			t.Errorf("CommitOrder(%q) alone: err %v, build called %d times with %v; want nil, once, no order", no, err, calls, saw)
+		}
+	}
+	saw := make([]*paynotify.Order, 3)
+	calls := make([]int, 3)
+	errs := HeldBatch(t, db, nil,
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "U\x00", nil, payIn("a", &saw[0], &calls[0]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "U1", nil, payIn("b", &saw[1], &calls[1]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app\xfe", "U1", nil, payIn("c", &saw[2], &calls[2]))
+			return err
+		},
+	)
+	for i, err := range errs {
+		if err != nil || calls[i] != 1 {
+			t.Errorf("write %d of the batch: err %v, build called %d times; want nil, once", i, err, calls[i])
+		}
+	}
+	if saw[0] != nil || saw[2] != nil || saw[1] == nil || saw[1].Status != paynotify.StatusPending {
+		t.Errorf("builds saw %v; want no order, U1 pending, no order", saw)
+	}
+	if o := MustGetOrder(t, ctx, db, "app1", "U1"); o.Status != paynotify.StatusPaid {
+		t.Errorf("U1: %s, want paid", o.Status)
+	}
 }
 
 // payIn returns a build for CommitOrder that pays the order it is given (PaidChange, with

@@ -495,6 +495,12 @@ func (s *suite) testGetOrder(t *testing.T) {
 		checkNotFound(t, err)
 		_, err = st.GetOrder(b.ctx, "app2", "T1")
 		checkNotFound(t, err)
+		// Keys no order can have (NUL, bytes that are not UTF-8): not found, not an error of
+		// the database's.
+		for _, k := range [][2]string{{"app1", "T\x00"}, {"app1", "T\xff"}, {"app\x00", "T1"}, {"app\xc3", "T1"}} {
+			_, err = st.GetOrder(b.ctx, k[0], k[1])
+			checkNotFound(t, err)
+		}
 	})
 }
 
