@@ -19,9 +19,9 @@ func TestDeps(t *testing.T) {
 		"postgres":  {mod, mod + "/internal/migrations", mod + "/internal/groupcommit", "github.com/jackc/pgx/v5"},
 		"provider":  {mod, mod + "/alipay", mod + "/alipaylegacy", mod + "/wechatpay", mod + "/internal/alipaywire", mod + "/internal/wechatpaywire"},
 		"jobs":      {mod, "github.com/riverqueue/river", "github.com/jackc/pgx/v5"},
-		"httpd":     {mod, mod + "/docs"},
+		"httpd":     {mod, mod + "/docs", mod + "/internal/reqtext"},
 		"docs":      {},
-		"console":   {mod, "golang.org/x/crypto"},
+		"console":   {mod, "golang.org/x/crypto", mod + "/internal/reqtext"},
 		"webhook":   {mod, "github.com/nats-io/nats.go"},
 		"metrics":   {mod, "github.com/prometheus/client_golang"},
 		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", mod + "/internal/alipaywire", mod + "/internal/wechatpaywire", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
@@ -31,6 +31,7 @@ func TestDeps(t *testing.T) {
 		"internal/wechatpaywire": {},
 		"internal/groupcommit":   {},
 		"internal/gcpercent":     {},
+		"internal/reqtext":       {},
 	}
 	for pkg, allow := range allowed {
 		path := mod

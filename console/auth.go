@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/reqtext"
 )
 
 // Session and login limits (docs/console.md, "Security model").
@@ -350,6 +353,11 @@ func (c *Console) guard(h func(w http.ResponseWriter, r *http.Request, ss *sessi
 				http.Error(w, "forbidden: missing or wrong CSRF token", http.StatusForbidden)
 				return
 			}
+		}
+		// Ids, keys and filters no stored row can hold: bad input, before any store is asked.
+		if where := reqtext.Unstorable(r); where != "" {
+			c.fail(w, r, paynotify.Errorf(paynotify.EINVALID, "The request's %s holds NUL or bytes that are not UTF-8.", where))
+			return
 		}
 		h(w, r, ss)
 	})

@@ -302,7 +302,7 @@ func TestConsole_Pages(t *testing.T) {
 			storetest.MustCommit(t, ctx, s, &paynotify.Change{Evidence: &r, Repeat: true})
 		}
 		e := setup(t, s, nil)
-		e.login()
+		token := e.login()
 		page := func(path string) string {
 			t.Helper()
 			code, _, body := e.do("GET", path, nil)
@@ -362,6 +362,21 @@ func TestConsole_Pages(t *testing.T) {
 		contains("anomalies", page("/console/anomalies"), "Anomaly inbox", "None.")
 		if code, _, _ := e.do("GET", "/console/orders/app1/nope", nil); code != http.StatusNotFound {
 			t.Errorf("an unknown order = %d, want 404", code)
+		}
+		// Ids, keys and filters no stored row can hold (NUL, bytes that are not UTF-8): 400 on
+		// both stores, the part named (PostgreSQL answered 500 before).
+		for _, path := range []string{"/console/orders/app1/A%00", "/console/orders/%FF/A", "/console/notifications/ntf_%00",
+			"/console/notifications?out_trade_no=%C3", "/console/wait?app=app1&otn=%00&stamp=old"} {
+			if code, _, body := e.do("GET", path, nil); code != http.StatusBadRequest || !strings.Contains(body, "holds NUL or bytes that are not UTF-8") {
+				t.Errorf("GET %s = %d, want 400 naming the bad text", path, code)
+			}
+		}
+		if code, _, body := e.do("POST", "/console/actions/close", url.Values{"app": {"app1"}, "otn": {"B\x00"}, "csrf": {token}}); code != http.StatusBadRequest ||
+			!strings.Contains(body, "field otn holds NUL") {
+			t.Errorf("close with NUL in otn = %d, want 400 naming the field", code)
+		}
+		if o := storetest.MustGetOrder(t, ctx, s, "app1", "B"); o.Status != paynotify.StatusPending {
+			t.Errorf("B after the refused close: %s, want pending", o.Status)
 		}
 		// The long-poll answers the current stamp at once when it differs, and the same one after
 		// its timeout otherwise.

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/reqtext"
 )
 
 // This file authenticates the merchant API: the config's api_token (scope write), or a named token
@@ -77,34 +77,13 @@ func (s *Server) authorized(h http.HandlerFunc) http.Handler {
 				"API token %s has scope %s: it may call GET routes only; %s needs a token with scope write.", tok.Name, tok.Scope, r.Method))
 			return
 		}
-		if where := unstorableInput(r); where != "" {
+		// Ids, keys and filters no stored row can hold: bad input, before any store is asked.
+		if where := reqtext.Unstorable(r); where != "" {
 			s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "The request's %s holds NUL or bytes that are not UTF-8.", where))
 			return
 		}
 		h(w, r)
 	})
-}
-
-// unstorableInput names the part of r's path or query that holds NUL or bytes that are not UTF-8,
-// or returns "". No id, key or filter value can hold them (the API refuses them when it stores
-// text, and PostgreSQL's text cannot), so a request naming one is refused as bad input instead of
-// reaching a store, where PostgreSQL would answer with an error and SQLite with nothing found.
-func unstorableInput(r *http.Request) string {
-	bad := func(s string) bool { return !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 }
-	if bad(r.URL.Path) {
-		return "path"
-	}
-	for k, vs := range r.URL.Query() {
-		if bad(k) {
-			return "query"
-		}
-		for _, v := range vs {
-			if bad(v) {
-				return "parameter " + k
-			}
-		}
-	}
-	return ""
 }
 
 // configToken is what the config's api_token authenticates as.
