@@ -165,7 +165,18 @@ func TestBinary_WebhooksTwoInstances(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// And B holds claims beyond those in flight: a process claims at most 8 in flight and 32
+	// queued (webhook.Dispatcher's lane), so with 56 claimed between them B holds at least 16,
+	// 8 of them queued. (Killing B as soon as 16 were in flight, a loaded machine once found B
+	// with nothing queued, and nothing then waited for its lease.)
 	held := countClaimedDeliveries(t, dsn)
+	for held < 56 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d deliveries claimed, want 56", held)
+		}
+		time.Sleep(50 * time.Millisecond)
+		held = countClaimedDeliveries(t, dsn)
+	}
 	if err := b.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
