@@ -558,17 +558,20 @@ func (p *Processor) anomaly(app *App, f *Fact, reason string, o *Order, ev *Evid
 	if ev != nil {
 		an.NotificationID = ev.ID
 	}
+	// Without an order, the out_trade_no is the message's claim: kept as the stores keep the
+	// evidence's (StorableText), as are the keys below.
+	otn := StorableText(f.OutTradeNo)
 	var event *Event
 	if o != nil {
 		event = NewEvent(p.newID("evt"), EventOrderAnomaly, now, o, nil, an)
 	} else {
-		event = NewOrphanAnomalyEvent(p.newID("evt"), app.Name, f.OutTradeNo, now, an)
+		event = NewOrphanAnomalyEvent(p.newID("evt"), app.Name, otn, now, an)
 	}
 	key := reason + "|" + f.key()
 	if reason == ReasonDuplicatePayment {
 		key = reason + "|" + f.ProviderTradeNo
 	}
-	return &Anomaly{App: app.Name, OutTradeNo: f.OutTradeNo, Reason: reason, Key: key, Event: event}
+	return &Anomaly{App: app.Name, OutTradeNo: otn, Reason: reason, Key: StorableText(key), Event: event}
 }
 
 // verdictOf is step 4: the verdict and the answer. A change is accepted; an anomaly is answered

@@ -153,6 +153,10 @@ func TestBadInputAlipay(t *testing.T) {
 				want: alipayFail, eff: anomaly(paynotify.ReasonSellerMismatch)},
 			{name: "genuine, unknown order", send: post(form, encodeForm(genuine(e.alipayFields("bad_alipay_nosuch", "88.88")))),
 				want: alipayFail, eff: anomaly(paynotify.ReasonUnknownOrder)},
+			// An out_trade_no no order can have (NUL): the same anomaly on both stores (the text
+			// kept with U+FFFD in place of NUL), not a failure to store it.
+			{name: "genuine, unknown order named with NUL", send: post(form, encodeForm(genuine(with(e.alipayFields("bad_alipay_nul\x00", "88.88"), "notify_id", "bad-nul")))),
+				want: alipayFail, eff: anomaly(paynotify.ReasonUnknownOrder)},
 		}
 		// Genuine notifications, each paying its own order: the signer above is right, and & = %
 		// + and newlines in values, correctly encoded, are read as signed; GBK declared and sent

@@ -41,19 +41,19 @@ func (db *DB) HoldWrites(t *testing.T) (queued func() int, release func(fail err
 	return groupcommittest.Hold(t, db.w)
 }
 
-// ByOrderKey is byOrderKey over ops committing changes.
-func ByOrderKey(changes []*paynotify.Change) []int {
+// ByLockKey is byLockKey over ops committing changes.
+func ByLockKey(changes []*paynotify.Change) []int {
 	ops := make([]*op, len(changes))
 	for i, c := range changes {
 		ops[i] = &op{Fn: &write{change: c}}
 	}
-	return byOrderKey(ops)
+	return byLockKey(ops)
 }
 
 // Reruns returns how many batches ran again write by write.
 func (db *DB) Reruns() int64 { return db.reruns.Load() }
 
-// FailReads makes the reads of the next n batches' decisions fail with err.
+// FailReads makes the next n reads of batches' decisions' orders fail with err.
 func (db *DB) FailReads(n int, err error) {
 	var left atomic.Int64
 	left.Store(int64(n))

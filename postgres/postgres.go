@@ -37,8 +37,8 @@ type DB struct {
 	w    *writer
 	// reruns counts the batches that ran again write by write (tests).
 	reruns atomic.Int64
-	// readHook, if set, runs before a batch reads its decisions' orders; its error fails the
-	// read (tests).
+	// readHook, if set, runs just before a batch reads its decisions' orders (once its
+	// unstorable keys are decided); its error fails the read (tests).
 	readHook atomic.Pointer[func() error]
 
 	// Now stamps rows the store writes on its own (anomalies, migrations). Defaults to time.Now.

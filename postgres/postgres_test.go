@@ -389,24 +389,33 @@ func TestBatchLockTimeout(t *testing.T) {
 	}
 }
 
-// TestByOrderKey: a batch's compare-and-sets go in the order of their order keys, so that
-// batches in flight side by side (or of several instances) lock order rows in one order; two
-// writes of one order keep the order they arrived in, and writes without an order change come
-// first.
-func TestByOrderKey(t *testing.T) {
-	ch := func(app, no string) *paynotify.Change {
-		if app == "" {
-			return &paynotify.Change{}
-		}
+// TestByLockKey: a batch's writes take their row locks in the order of their rows' keys (the
+// order's app and out_trade_no, from the order change, else the refund, the anomaly or the
+// evidence; then the record a repeat counts on), so that batches in flight side by side (or of
+// several instances) lock rows in one order; writes of one key keep the order they arrived in.
+func TestByLockKey(t *testing.T) {
+	order := func(app, no string) *paynotify.Change {
 		return &paynotify.Change{Order: &paynotify.Order{App: app, OutTradeNo: no}}
 	}
-	changes := []*paynotify.Change{
-		ch("b", "1"), ch("a", "2"), ch("a", "10"), ch("", ""), ch("a", "2"), ch("b", "0"), ch("a", "2"),
+	repeat := func(no, record string) *paynotify.Change {
+		return &paynotify.Change{Repeat: true, Evidence: &paynotify.Evidence{ID: record, App: "a", OutTradeNo: no}}
 	}
-	got := postgres.ByOrderKey(changes)
-	want := []int{3, 2, 1, 4, 6, 5, 0} // "10" < "2" as text
+	changes := []*paynotify.Change{
+		order("b", "1"),      // 0
+		order("a", "2"),      // 1
+		order("a", "10"),     // 2
+		{},                   // 3: nothing to lock
+		order("a", "2"),      // 4
+		repeat("2", "ntf_z"), // 5
+		repeat("2", "ntf_y"), // 6
+		{Refund: &paynotify.Refund{App: "a", OutTradeNo: "0"}},      // 7
+		{Anomaly: &paynotify.Anomaly{App: "a", OutTradeNo: "3"}},    // 8
+		{Evidence: &paynotify.Evidence{App: "a", OutTradeNo: "10"}}, // 9: not a repeat
+	}
+	got := postgres.ByLockKey(changes)
+	want := []int{3, 7, 2, 9, 1, 4, 6, 5, 8, 0} // "0" < "10" < "2" < "3" as text; ntf_y before ntf_z
 	if !slices.Equal(got, want) {
-		t.Errorf("ByOrderKey = %v, want %v", got, want)
+		t.Errorf("ByLockKey = %v, want %v", got, want)
 	}
 }
 
@@ -468,6 +477,66 @@ func TestCrossingBatches(t *testing.T) {
 			if got := storetest.MustGetOrder(t, ctx, db1, "app1", o.OutTradeNo); got.Version != 2 || got.Status != paynotify.StatusPaid {
 				t.Errorf("round %d, %s: version %d %s, want 2 paid", round, o.OutTradeNo, got.Version, got.Status)
 			}
+		}
+	}
+}
+
+// TestCrossingRepeats: two instances' held batches count repeats on the same two duplicate
+// records in opposite orders of arrival (a duplicate storm): every repeat is counted, and
+// neither batch deadlocked (and ran again write by write): their row work locks the records in
+// one order too.
+func TestCrossingRepeats(t *testing.T) {
+	u := pgtest.NewSchema(t)
+	db1, db2 := MustOpen(t, u), MustOpen(t, u)
+	ctx := t.Context()
+	o := storetest.MustCreateOrder(t, ctx, db1, storetest.NewOrder("app1", "R", storetest.T0))
+	for round := range 10 {
+		x, y := fmt.Sprint("ntf_x", round), fmt.Sprint("ntf_y", round)
+		for _, id := range []string{x, y} {
+			e := storetest.NewEvidence(id, o, storetest.T0)
+			e.Verdict = paynotify.VerdictDuplicate
+			if err := db1.InsertEvidence(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		repeat := func(db *postgres.DB, id string) func() error {
+			return func() error {
+				e := storetest.NewEvidence(id, o, storetest.T0.Add(time.Minute))
+				e.Verdict = paynotify.VerdictDuplicate
+				_, err := db.Commit(ctx, &paynotify.Change{Evidence: e, Repeat: true})
+				return err
+			}
+		}
+		reruns := db1.Reruns() + db2.Reruns()
+		q1, release1 := db1.HoldWrites(t)
+		q2, release2 := db2.HoldWrites(t)
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for i, f := range []func() error{repeat(db1, y), repeat(db1, x), repeat(db2, x), repeat(db2, y)} {
+			wg.Go(func() { errs[i] = f() })
+			q := q1
+			if i >= 2 {
+				q = q2
+			}
+			for want := i%2 + 1; q() < want; {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		release1(nil)
+		release2(nil)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d, repeat %d: %v", round, i, err)
+			}
+		}
+		for _, id := range []string{x, y} {
+			if e, err := db1.GetEvidence(ctx, id); err != nil || e.Repeats != 2 {
+				t.Errorf("round %d, %s: repeats %v (%v), want 2", round, id, e, err)
+			}
+		}
+		if n := db1.Reruns() + db2.Reruns() - reruns; n != 0 {
+			t.Errorf("round %d: %d batches ran again write by write (a deadlock)", round, n)
 		}
 	}
 }

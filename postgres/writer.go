@@ -234,14 +234,7 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 	)
 	// The CommitOrders first, before the batch writes anything: their orders as committed, read
 	// in one round trip, and each decided once.
-	if err := groupcommit.Run(func() error {
-		if h := db.readHook.Load(); h != nil {
-			if err := (*h)(); err != nil {
-				return err
-			}
-		}
-		return decidePipelined(ctx, tx, ops)
-	}); err != nil {
+	if err := groupcommit.Run(func() error { return db.decidePipelined(ctx, tx, ops) }); err != nil {
 		return batchFailed(ops, err)
 	}
 	for _, o := range ops {
@@ -308,7 +301,7 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 
 // decidePipelined reads the orders of the batch's CommitOrder ops that are not decided yet (and
 // whose caller still waits) in one statement, and decides each.
-func decidePipelined(ctx context.Context, tx pgx.Tx, ops []*op) error {
+func (db *DB) decidePipelined(ctx context.Context, tx pgx.Tx, ops []*op) error {
 	var apps, nos []string
 	for _, o := range ops {
 		if d := o.Fn.decide; d != nil && !d.built && o.Ctx.Err() == nil {
@@ -321,6 +314,11 @@ func decidePipelined(ctx context.Context, tx pgx.Tx, ops []*op) error {
 	}
 	if len(apps) == 0 {
 		return nil
+	}
+	if h := db.readHook.Load(); h != nil {
+		if err := (*h)(); err != nil {
+			return err
+		}
 	}
 	type key struct{ app, outTradeNo string }
 	found := make(map[key]*paynotify.Order, len(apps))
@@ -373,6 +371,10 @@ func createPipelined(ctx context.Context, tx pgx.Tx, ops []*op) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	// In the order of their keys (two of one order as they arrived), as the Commits lock theirs.
+	slices.SortStableFunc(ops, func(a, b *op) int {
+		return rowKey{app: a.Fn.create.App, outTradeNo: a.Fn.create.OutTradeNo}.compare(rowKey{app: b.Fn.create.App, outTradeNo: b.Fn.create.OutTradeNo})
+	})
 	ins := &pgx.Batch{}
 	for _, o := range ops {
 		wr := o.Fn
@@ -419,12 +421,14 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 	if len(ops) == 0 {
 		return 0, nil
 	}
-	// Round trip 1: the compare-and-sets, in the order of their keys (two writes of one order in
-	// the order they arrived): batches in flight side by side, or of several instances, lock the
-	// order rows they update in one order, so their compare-and-sets cannot deadlock.
+	// Round trip 1: the compare-and-sets, in the order of their rows' keys (two writes of one
+	// order in the order they arrived), as the second round trip's row work: batches in flight
+	// side by side, or of several instances, lock the rows they write in one order, so they
+	// cannot deadlock on them.
+	order := byLockKey(ops)
 	won := make([]bool, len(ops))
 	cas := &pgx.Batch{}
-	for _, i := range byOrderKey(ops) {
+	for _, i := range order {
 		c := ops[i].Fn.change
 		if c.Order == nil {
 			won[i] = true
@@ -446,7 +450,8 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 	// Round trip 2: what the winners write, and the losers' existence checks; then, if anything
 	// was written, the batch's events under the lock.
 	rest := &pgx.Batch{}
-	for i, o := range ops {
+	for _, i := range order {
+		o := ops[i]
 		c, wr := o.Fn.change, o.Fn
 		if !won[i] {
 			rest.Queue(orderExistsSQL, c.Order.App, c.Order.OutTradeNo).Query(func(rows pgx.Rows) error {
@@ -526,25 +531,45 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 	return n, nil
 }
 
-// byOrderKey returns the indexes of ops in the order of their changes' order keys (app, then
-// out_trade_no; ops without an order change anywhere), ops of one key in their own order.
-func byOrderKey(ops []*op) []int {
+// byLockKey returns the indexes of ops in the order of lockKey (ops of one key in their own
+// order): a batch takes the row locks of its compare-and-sets and of its other row work in that
+// order, as every other batch does, in this process or another, so that no two wait for each
+// other's rows in opposite orders.
+func byLockKey(ops []*op) []int {
 	idx := make([]int, len(ops))
 	for i := range idx {
 		idx[i] = i
 	}
-	key := func(i int) (string, string) {
-		if o := ops[i].Fn.change.Order; o != nil {
-			return o.App, o.OutTradeNo
-		}
-		return "", ""
-	}
-	slices.SortStableFunc(idx, func(a, b int) int {
-		aa, an := key(a)
-		ba, bn := key(b)
-		return cmp.Or(strings.Compare(aa, ba), strings.Compare(an, bn))
-	})
+	slices.SortStableFunc(idx, func(a, b int) int { return lockKey(ops[a].Fn.change).compare(lockKey(ops[b].Fn.change)) })
 	return idx
+}
+
+// rowKey orders the rows a write locks: an order's, then the evidence record a repeat counts on.
+type rowKey struct{ app, outTradeNo, record string }
+
+func (k rowKey) compare(o rowKey) int {
+	return cmp.Or(strings.Compare(k.app, o.app), strings.Compare(k.outTradeNo, o.outTradeNo), strings.Compare(k.record, o.record))
+}
+
+// lockKey is the key of the rows c's write locks: its order's (app, out_trade_no), or for a
+// change without an order change its refund's, anomaly's or evidence's (each of one order), and
+// for a repeat the record it counts on.
+func lockKey(c *paynotify.Change) rowKey {
+	var k rowKey
+	switch {
+	case c.Order != nil:
+		k.app, k.outTradeNo = c.Order.App, c.Order.OutTradeNo
+	case c.Refund != nil:
+		k.app, k.outTradeNo = c.Refund.App, c.Refund.OutTradeNo
+	case c.Anomaly != nil:
+		k.app, k.outTradeNo = c.Anomaly.App, c.Anomaly.OutTradeNo
+	case c.Evidence != nil:
+		k.app, k.outTradeNo = c.Evidence.App, c.Evidence.OutTradeNo
+	}
+	if c.Repeat && c.Evidence != nil {
+		k.record = c.Evidence.ID
+	}
+	return k
 }
 
 // insertEvents appends events to the log in one round trip, under the log's advisory lock: event
@@ -573,6 +598,11 @@ type eventQueue struct {
 
 func (q *eventQueue) queue(sql string, args ...any) {
 	if !q.locked {
+		// The lock is held only from another transaction's events to its COMMIT, never across a
+		// row lock, so its wait is bounded by that COMMIT: no lock timeout for it (the batch's
+		// 2 s are for rows). With two batches in flight one waits here for the other routinely,
+		// and a slow COMMIT must not fail it.
+		q.b.Queue(`SET LOCAL lock_timeout = 0`)
 		q.b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLockKey)
 		q.locked = true
 	}

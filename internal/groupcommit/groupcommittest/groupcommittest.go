@@ -3,6 +3,7 @@
 package groupcommittest
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"github.com/paynotify/paynotify/internal/groupcommit"
@@ -14,21 +15,26 @@ import (
 func Hold[F any](t *testing.T, w *groupcommit.Writer[F]) (queued func() int, release func(fail error)) {
 	arrived, released := make(chan struct{}), make(chan struct{})
 	var fail error
-	held := false // the writer's goroutines, one at a time (they gather under a lock)
+	// held is set by the first Hold (the held batch's gathering); read by later Holds and by
+	// BeforeCommit, on any of the writer's goroutines. With several goroutines (PostgreSQL), a
+	// batch gathered after release may clear the hooks before the held batch's BeforeCommit,
+	// which then does not fail: the tests send every op of the held batch before release and
+	// nothing after it until its answers are in.
+	var held atomic.Bool
 	w.SetHooks(&groupcommit.Hooks{
 		Hold: func() {
-			if held {
+			if held.Load() {
 				// The next batch: the held one is over, whether or not its BeforeCommit ran
 				// (PostgreSQL's write-by-write rerun has none).
 				w.SetHooks(nil)
 				return
 			}
-			held = true
+			held.Store(true)
 			close(arrived)
 			<-released
 		},
 		BeforeCommit: func() error {
-			if !held {
+			if !held.Load() {
 				return nil
 			}
 			w.SetHooks(nil)
