@@ -65,3 +65,6 @@ func (db *DB) FailReads(n int, err error) {
 	}
 	db.readHook.Store(&h)
 }
+
+// EventsLockKey is the event log's advisory lock key.
+const EventsLockKey = eventsLockKey

@@ -540,3 +540,42 @@ func TestCrossingRepeats(t *testing.T) {
 		}
 	}
 }
+
+// TestEventLockNoTimeout: a batch waits for the event log's lock as long as another transaction
+// holds it (another batch until its COMMIT), past the 2 s lock timeout its rows have, and then
+// commits as one batch: a slow COMMIT of one batch does not fail the other.
+func TestEventLockNoTimeout(t *testing.T) {
+	db := MustOpen(t, pgtest.NewSchema(t))
+	ctx := t.Context()
+	o := storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "EL", storetest.T0))
+	other, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(context.Background())
+	if _, err := other.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.EventsLockKey); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.Commit(ctx, storetest.PaidChange(o, "evEL", "ntEL", storetest.T0))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Commit answered while the event log's lock was held: %v", err)
+	case <-time.After(3 * time.Second): // past the batch's 2 s lock timeout
+	}
+	if err := other.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Commit after the lock was released: %v", err)
+	}
+	if n := db.Reruns(); n != 0 {
+		t.Errorf("%d batches ran again write by write, want none", n)
+	}
+	if got := storetest.MustGetOrder(t, ctx, db, "app1", "EL"); got.Status != paynotify.StatusPaid {
+		t.Errorf("EL: %s, want paid", got.Status)
+	}
+}
