@@ -451,9 +451,7 @@ func TestCrossingBatches(t *testing.T) {
 			if i >= 2 {
 				q = q2
 			}
-			for want := i%2 + 1; q() < want; {
-				time.Sleep(time.Millisecond)
-			}
+			waitQueued(t, q, i%2+1)
 		}
 		release1(nil)
 		release2(nil)
@@ -518,9 +516,7 @@ func TestCrossingRepeats(t *testing.T) {
 			if i >= 2 {
 				q = q2
 			}
-			for want := i%2 + 1; q() < want; {
-				time.Sleep(time.Millisecond)
-			}
+			waitQueued(t, q, i%2+1)
 		}
 		release1(nil)
 		release2(nil)
@@ -577,5 +573,113 @@ func TestEventLockNoTimeout(t *testing.T) {
 	}
 	if got := storetest.MustGetOrder(t, ctx, db, "app1", "EL"); got.Status != paynotify.StatusPaid {
 		t.Errorf("EL: %s, want paid", got.Status)
+	}
+}
+
+// waitQueued waits until the held batch of q holds n writes.
+func waitQueued(t *testing.T, q func() int, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for q() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the held batch holds %d writes, want %d", q(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// crossed holds a batch of each instance, sends w1 to db1 and w2 to db2 (each in its order),
+// releases both together and returns the writes' errors and how many batches ran again write by
+// write meanwhile (a deadlock does).
+func crossed(t *testing.T, db1, db2 *postgres.DB, w1, w2 []func() error) ([]error, int64) {
+	t.Helper()
+	reruns := db1.Reruns() + db2.Reruns()
+	q1, release1 := db1.HoldWrites(t)
+	q2, release2 := db2.HoldWrites(t)
+	errs := make([]error, len(w1)+len(w2))
+	var wg sync.WaitGroup
+	for i, f := range append(append([]func() error{}, w1...), w2...) {
+		wg.Go(func() { errs[i] = f() })
+		if i < len(w1) {
+			waitQueued(t, q1, i+1)
+		} else {
+			waitQueued(t, q2, i-len(w1)+1)
+		}
+	}
+	release1(nil)
+	release2(nil)
+	wg.Wait()
+	return errs, db1.Reruns() + db2.Reruns() - reruns
+}
+
+// TestCrossingRowWork: two instances' batches write the same rows of one order in opposite
+// orders of arrival, rows no compare-and-set puts in turn: two new anomalies, two refunds, two
+// order creations. Each is written once (the first anomaly insert new, the refunds upserted,
+// each order created by one of them) and neither batch deadlocked: a batch writes each table's
+// rows in the order of their keys.
+func TestCrossingRowWork(t *testing.T) {
+	u := pgtest.NewSchema(t)
+	db1, db2 := MustOpen(t, u), MustOpen(t, u)
+	ctx := t.Context()
+	o := storetest.MustCreateOrder(t, ctx, db1, storetest.NewOrder("app1", "X", storetest.T0))
+	for round := range 10 {
+		anomaly := func(db *postgres.DB, key string, n *atomic.Int32) func() error {
+			return func() error {
+				ev := paynotify.NewEvent(paynotify.NewID("evt"), paynotify.EventOrderAnomaly, storetest.T0, o, nil, &paynotify.EventAnomaly{Reason: paynotify.ReasonAmountMismatch})
+				isNew, err := db.Commit(ctx, &paynotify.Change{Anomaly: &paynotify.Anomaly{App: "app1", OutTradeNo: "X", Reason: paynotify.ReasonAmountMismatch, Key: key, Event: ev}})
+				if isNew {
+					n.Add(1)
+				}
+				return err
+			}
+		}
+		refund := func(db *postgres.DB, no string) func() error {
+			return func() error {
+				r := &paynotify.Refund{App: "app1", OutTradeNo: "X", OutRequestNo: no, Amount: 100, Status: paynotify.RefundPending, CreatedAt: storetest.T0, UpdatedAt: storetest.T0}
+				_, err := db.Commit(ctx, &paynotify.Change{Refund: r})
+				return err
+			}
+		}
+		create := func(db *postgres.DB, no string, n *atomic.Int32) func() error {
+			return func() error {
+				_, created, err := db.CreateOrder(ctx, storetest.NewOrder("app1", no, storetest.T0))
+				if created {
+					n.Add(1)
+				}
+				return err
+			}
+		}
+		ka, kb := fmt.Sprint("ka", round), fmt.Sprint("kb", round)
+		ra, rb := fmt.Sprint("RA", round), fmt.Sprint("RB", round)
+		ca, cb := fmt.Sprint("CA", round), fmt.Sprint("CB", round)
+		var newA, newB, madeA, madeB atomic.Int32
+		for _, c := range []struct {
+			name   string
+			w1, w2 []func() error
+		}{
+			{"anomalies", []func() error{anomaly(db1, kb, &newB), anomaly(db1, ka, &newA)}, []func() error{anomaly(db2, ka, &newA), anomaly(db2, kb, &newB)}},
+			{"refunds", []func() error{refund(db1, rb), refund(db1, ra)}, []func() error{refund(db2, ra), refund(db2, rb)}},
+			{"creations", []func() error{create(db1, cb, &madeB), create(db1, ca, &madeA)}, []func() error{create(db2, ca, &madeA), create(db2, cb, &madeB)}},
+		} {
+			errs, reruns := crossed(t, db1, db2, c.w1, c.w2)
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("round %d, %s, write %d: %v", round, c.name, i, err)
+				}
+			}
+			if reruns != 0 {
+				t.Errorf("round %d, %s: %d batches ran again write by write (a deadlock)", round, c.name, reruns)
+			}
+		}
+		if newA.Load() != 1 || newB.Load() != 1 || madeA.Load() != 1 || madeB.Load() != 1 {
+			t.Errorf("round %d: anomalies new %d, %d times; orders created %d, %d times; want once each", round, newA.Load(), newB.Load(), madeA.Load(), madeB.Load())
+		}
+		refunds, err := db1.ListRefunds(ctx, "app1", "X")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(refunds); got != 2*(round+1) {
+			t.Errorf("round %d: %d refunds, want %d", round, got, 2*(round+1))
+		}
 	}
 }

@@ -20,7 +20,8 @@ import (
 // Commit, InsertEvidence and CreateOrder are ops of the store's groupcommit.Writer, which runs
 // the ops that arrived while its previous transaction was committing in one transaction, with
 // few round trips whatever its size:
-//   - the order creations and other ops written as functions run first, one after the other;
+//   - the order creations (pipelined, in the order of their keys) and the ops written as
+//     functions (one after the other) run first;
 //   - then the Commits, pipelined: every order compare-and-set in one round trip, then for those
 //     that won (and those without an order change) the refund upserts, anomalies and evidence in
 //     a second one, with the existence checks that tell a lost compare-and-set from a missing
@@ -447,9 +448,13 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 			return 0, fmt.Errorf("update order: %w", err)
 		}
 	}
-	// Round trip 2: what the winners write, and the losers' existence checks; then, if anything
-	// was written, the batch's events under the lock.
+	// Round trip 2: the losers' existence checks, then what the winners write, table by table
+	// in one order (refunds, anomalies, evidence), each table's rows in the order of their keys
+	// (rows of one key as they arrived: the last upsert of a refund wins, the first insert of an
+	// anomaly is the new one): batches side by side lock rows in one order. Then, if anything was
+	// written, the batch's events under the lock.
 	rest := &pgx.Batch{}
+	var rows []rowWrite
 	for _, i := range order {
 		o := ops[i]
 		c, wr := o.Fn.change, o.Fn
@@ -473,29 +478,38 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 		if r := c.Refund; r != nil {
 			// A refund of a missing order breaks the foreign key: the batch runs again op by
 			// op, where commit answers ENOTFOUND.
-			rest.Queue(upsertRefundSQL, refundArgs(r)...)
+			rows = append(rows, rowWrite{0, rowKey{r.App, r.OutTradeNo, r.OutRequestNo}, func() { rest.Queue(upsertRefundSQL, refundArgs(r)...) }})
 		}
 		if a := c.Anomaly; a != nil {
-			rest.Queue(insertAnomalySQL, anomalyArgs(a, wr.anomalyAt)...).Exec(func(tag pgconn.CommandTag) error {
-				wr.anomalyNew = tag.RowsAffected() == 1
-				return nil
-			})
+			rows = append(rows, rowWrite{1, rowKey{a.App, a.OutTradeNo, a.Key}, func() {
+				rest.Queue(insertAnomalySQL, anomalyArgs(a, wr.anomalyAt)...).Exec(func(tag pgconn.CommandTag) error {
+					wr.anomalyNew = tag.RowsAffected() == 1
+					return nil
+				})
+			}})
 		}
 		if e := c.Evidence; e != nil && c.RepeatVersion != 0 {
 			// A missed repeat wrote nothing: it fails alone, the batch goes on.
-			rest.Queue(repeatEvidenceIfSQL, repeatIfArgs(c)...).Exec(func(tag pgconn.CommandTag) error {
-				if tag.RowsAffected() == 0 {
-					o.Err = paynotify.ErrRepeatMissed
-				}
-				return nil
-			})
+			rows = append(rows, rowWrite{2, rowKey{record: e.ID}, func() {
+				rest.Queue(repeatEvidenceIfSQL, repeatIfArgs(c)...).Exec(func(tag pgconn.CommandTag) error {
+					if tag.RowsAffected() == 0 {
+						o.Err = paynotify.ErrRepeatMissed
+					}
+					return nil
+				})
+			}})
 		} else if e != nil {
 			args, err := evidenceArgs(e)
 			if err != nil {
 				return 0, err
 			}
-			rest.Queue(evidenceSQL(c), args...)
+			// A repeat (Change.Repeat) updates the record e.ID; an insert's id is new.
+			rows = append(rows, rowWrite{2, rowKey{record: e.ID}, func() { rest.Queue(evidenceSQL(c), args...) }})
 		}
+	}
+	slices.SortStableFunc(rows, func(a, b rowWrite) int { return cmp.Or(cmp.Compare(a.table, b.table), a.key.compare(b.key)) })
+	for _, r := range rows {
+		r.queue()
 	}
 	n := 0
 	for i := range ops {
@@ -545,7 +559,16 @@ func byLockKey(ops []*op) []int {
 }
 
 // rowKey orders the rows a write locks: an order's, then the evidence record a repeat counts on.
+// In a batch's second round trip it is the key of a refund (app, out_trade_no,
+// out_request_no), an anomaly (app, out_trade_no, key) or an evidence record (its id).
 type rowKey struct{ app, outTradeNo, record string }
+
+// rowWrite is a statement of a batch's second round trip, queued in the order of (table, key).
+type rowWrite struct {
+	table int // 0 refunds, 1 anomalies, 2 evidence
+	key   rowKey
+	queue func()
+}
 
 func (k rowKey) compare(o rowKey) int {
 	return cmp.Or(strings.Compare(k.app, o.app), strings.Compare(k.outTradeNo, o.outTradeNo), strings.Compare(k.record, o.record))
@@ -604,6 +627,7 @@ func (q *eventQueue) queue(sql string, args ...any) {
 		// and a slow COMMIT must not fail it.
 		q.b.Queue(`SET LOCAL lock_timeout = 0`)
 		q.b.Queue(`SELECT pg_advisory_xact_lock($1)`, eventsLockKey)
+		q.b.Queue(lockTimeoutSQL) // for what follows (the events table's own lock, say)
 		q.locked = true
 	}
 	q.b.Queue(sql, args...)
