@@ -437,25 +437,9 @@ func TestCrossingBatches(t *testing.T) {
 				return err
 			}
 		}
-		reruns := db1.Reruns() + db2.Reruns()
-		q1, release1 := db1.HoldWrites(t)
-		q2, release2 := db2.HoldWrites(t)
-		errs := make([]error, 4)
-		var wg sync.WaitGroup
-		for i, f := range []func() error{
-			pay(db1, b, fmt.Sprint(round, "-1b")), pay(db1, a, fmt.Sprint(round, "-1a")),
-			pay(db2, a, fmt.Sprint(round, "-2a")), pay(db2, b, fmt.Sprint(round, "-2b")),
-		} {
-			wg.Go(func() { errs[i] = f() })
-			q := q1
-			if i >= 2 {
-				q = q2
-			}
-			waitQueued(t, q, i%2+1)
-		}
-		release1(nil)
-		release2(nil)
-		wg.Wait()
+		errs, reruns := crossed(t, db1, db2,
+			[]func() error{pay(db1, b, fmt.Sprint(round, "-1b")), pay(db1, a, fmt.Sprint(round, "-1a"))},
+			[]func() error{pay(db2, a, fmt.Sprint(round, "-2a")), pay(db2, b, fmt.Sprint(round, "-2b"))})
 		won := 0
 		for i, err := range errs {
 			switch {
@@ -468,8 +452,8 @@ func TestCrossingBatches(t *testing.T) {
 		if won != 2 {
 			t.Errorf("round %d: %d writes won, want 2 (one per order): %v", round, won, errs)
 		}
-		if n := db1.Reruns() + db2.Reruns() - reruns; n != 0 {
-			t.Errorf("round %d: %d batches ran again write by write (a deadlock)", round, n)
+		if reruns != 0 {
+			t.Errorf("round %d: %d batches ran again write by write (a deadlock)", round, reruns)
 		}
 		for _, o := range []*paynotify.Order{a, b} {
 			if got := storetest.MustGetOrder(t, ctx, db1, "app1", o.OutTradeNo); got.Version != 2 || got.Status != paynotify.StatusPaid {
@@ -505,22 +489,7 @@ func TestCrossingRepeats(t *testing.T) {
 				return err
 			}
 		}
-		reruns := db1.Reruns() + db2.Reruns()
-		q1, release1 := db1.HoldWrites(t)
-		q2, release2 := db2.HoldWrites(t)
-		errs := make([]error, 4)
-		var wg sync.WaitGroup
-		for i, f := range []func() error{repeat(db1, y), repeat(db1, x), repeat(db2, x), repeat(db2, y)} {
-			wg.Go(func() { errs[i] = f() })
-			q := q1
-			if i >= 2 {
-				q = q2
-			}
-			waitQueued(t, q, i%2+1)
-		}
-		release1(nil)
-		release2(nil)
-		wg.Wait()
+		errs, reruns := crossed(t, db1, db2, []func() error{repeat(db1, y), repeat(db1, x)}, []func() error{repeat(db2, x), repeat(db2, y)})
 		for i, err := range errs {
 			if err != nil {
 				t.Errorf("round %d, repeat %d: %v", round, i, err)
@@ -531,8 +500,8 @@ func TestCrossingRepeats(t *testing.T) {
 				t.Errorf("round %d, %s: repeats %v (%v), want 2", round, id, e, err)
 			}
 		}
-		if n := db1.Reruns() + db2.Reruns() - reruns; n != 0 {
-			t.Errorf("round %d: %d batches ran again write by write (a deadlock)", round, n)
+		if reruns != 0 {
+			t.Errorf("round %d: %d batches ran again write by write (a deadlock)", round, reruns)
 		}
 	}
 }
