@@ -31,7 +31,7 @@ func TestDeps(t *testing.T) {
 		"internal/wechatpaywire": {},
 		"internal/groupcommit":   {},
 		"internal/gcpercent":     {},
-		"internal/reqtext":       {},
+		"internal/reqtext":       {mod},
 	}
 	for pkg, allow := range allowed {
 		path := mod

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/paynotify/paynotify"
@@ -442,6 +440,7 @@ func nullString(b []byte) *string {
 }
 
 // storableKey reports whether s can be a key of a stored row: a PostgreSQL text value holds
-// neither NUL nor bytes that are not UTF-8 (the API refuses both), so a key with them names no
-// row, and asking for it would be an error of the database's instead of "not found".
-func storableKey(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+// neither NUL nor bytes that are not UTF-8 (the API refuses both; StorableText replaces them),
+// so a key with them names no row, and asking for it would be an error of the database's
+// instead of "not found".
+func storableKey(s string) bool { return paynotify.StorableText(s) == s }

@@ -6,12 +6,13 @@ package reqtext
 
 import (
 	"net/http"
-	"strings"
-	"unicode/utf8"
+
+	"github.com/paynotify/paynotify"
 )
 
-// Bad reports whether s holds NUL or bytes that are not UTF-8.
-func Bad(s string) bool { return !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 }
+// Bad reports whether s holds NUL or bytes that are not UTF-8: what paynotify.StorableText
+// would replace.
+func Bad(s string) bool { return paynotify.StorableText(s) != s }
 
 // Unstorable names the part of r that holds such text, or returns "": "path" (r.URL.Path, as
 // decoded), "query" (a parameter's name), "parameter NAME" (a query value), or "field NAME" (a
