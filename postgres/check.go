@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -86,10 +89,24 @@ func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Ti
 // FinishChecks ends each claim whose token still holds, all in one transaction (one round trip,
 // as a pgx batch): checks grows when counted, check_token is cleared, next_check_at is set (NULL
 // for an order no longer pending), and a refund's needs_attention replaced.
+//
+// The rows are updated in the order a notification batch locks them (writer.go): the orders by
+// (app, out_trade_no), then the refunds by (app, out_trade_no, out_request_no), whatever order
+// the checks completed in. A batch paying order A while this transaction holds order B and
+// waits for A would otherwise deadlock, and PostgreSQL would roll one of them back.
 func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) error {
 	if len(done) == 0 {
 		return nil
 	}
+	done = slices.Clone(done)
+	slices.SortStableFunc(done, func(a, b paynotify.CheckDone) int {
+		if a.Check == nil || b.Check == nil {
+			return 0 // refused below
+		}
+		return cmp.Or(cmp.Compare(checkRank(a.Check.Kind), checkRank(b.Check.Kind)),
+			strings.Compare(a.Check.App, b.Check.App), strings.Compare(a.Check.OutTradeNo, b.Check.OutTradeNo),
+			strings.Compare(a.Check.OutRequestNo, b.Check.OutRequestNo))
+	})
 	var b pgx.Batch
 	for _, d := range done {
 		c := d.Check
@@ -120,4 +137,12 @@ func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) erro
 		return fmt.Errorf("postgres: finish check: %w", err)
 	}
 	return nil
+}
+
+// checkRank puts a batch's tables in the order it locks them: orders, then refunds.
+func checkRank(k paynotify.CheckKind) int {
+	if k == paynotify.CheckOrder {
+		return 0
+	}
+	return 1
 }
