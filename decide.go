@@ -81,7 +81,18 @@ const (
 	// trade number. Money arrived twice: acknowledged, raised once per trade number, and the
 	// merchant refunds one of them.
 	ReasonDuplicatePayment = "duplicate_payment"
+	// ReasonDuplicatePaymentRefund: a verified refund, or refund failure, of another provider
+	// trade number than the one that paid the order: the refund of a duplicate payment. The
+	// order keeps its own payment; acknowledged, raised once per distinct message.
+	ReasonDuplicatePaymentRefund = "duplicate_payment_refund"
 )
+
+// Acknowledged reports whether an anomaly of this reason is answered as success: a double
+// payment (money that arrived) and the refund of one (which changes nothing a retry could fix).
+// Every other anomaly is answered as a failure, so that the provider retries.
+func Acknowledged(reason string) bool {
+	return reason == ReasonDuplicatePayment || reason == ReasonDuplicatePaymentRefund
+}
 
 // Rejection and failure reasons (unverified or failed requests).
 const (
@@ -143,6 +154,12 @@ func Decide(o *Order, f Fact) Decision {
 	if (f.Kind == FactPaid || f.Kind == FactFinished) && f.ProviderTradeNo != "" && o.ProviderTradeNo != "" &&
 		f.ProviderTradeNo != o.ProviderTradeNo && (o.Status == StatusPaid || o.Status == StatusFinished || o.Status == StatusRefunded) {
 		return Decision{Anomaly: ReasonDuplicatePayment}
+	}
+	// Only a payment sets the order's trade number, so a refund naming another one is not of
+	// this order's payment, whatever its amounts say.
+	if (f.Kind == FactRefund || f.Kind == FactRefundFailed) && f.ProviderTradeNo != "" && o.ProviderTradeNo != "" &&
+		f.ProviderTradeNo != o.ProviderTradeNo {
+		return Decision{Anomaly: ReasonDuplicatePaymentRefund}
 	}
 	d := decider{cur: *o, f: f}
 	switch f.Kind {

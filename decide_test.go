@@ -97,6 +97,12 @@ func TestDecide(t *testing.T) {
 		{"ErrDuplicatePayment/Paid", paidWith("P1"), otherTrade(paid), want{nil, "", 0, paynotify.ReasonDuplicatePayment}},
 		{"ErrDuplicatePayment/Finished", func() *paynotify.Order { o := paidWith("P1"); o.Status = finS; return o }(), otherTrade(finished), want{nil, "", 0, paynotify.ReasonDuplicatePayment}},
 		{"ErrDuplicatePayment/Refunded", func() *paynotify.Order { o := paidWith("P1"); o.Status, o.RefundedAmount = refunded, amount; return o }(), otherTrade(paid), want{nil, "", 0, paynotify.ReasonDuplicatePayment}},
+		// A refund of another trade than the one that paid: the refund of a duplicate payment.
+		{"ErrDuplicatePaymentRefund/Partial", paidWith("P1"), otherTrade(refund(300)), want{nil, "", 0, paynotify.ReasonDuplicatePaymentRefund}},
+		{"ErrDuplicatePaymentRefund/Full", paidWith("P1"), otherTrade(refund(amount)), want{nil, "", 0, paynotify.ReasonDuplicatePaymentRefund}},
+		{"ErrDuplicatePaymentRefund/Failed", paidWith("P1"), otherTrade(paynotify.Fact{Kind: paynotify.FactRefundFailed, OutTradeNo: "T1", RefundRequestNo: "R1"}), want{nil, "", 0, paynotify.ReasonDuplicatePaymentRefund}},
+		{"OKRefundSameTradeNo", paidWith("P1"), refund(amount), want{[]paynotify.EventType{evRefunded}, refunded, amount, ""}},
+		{"OKRefundTradeNoNotReported", paidWith("P1"), func() paynotify.Fact { f := refund(300); f.ProviderTradeNo = ""; return f }(), want{[]paynotify.EventType{evRefunded}, paidS, 300, ""}},
 		{"OKSameTradeNo", paidWith("P1"), paid, want{nil, "", 0, ""}},
 		{"OKTradeNoUnknown", paidWith(""), otherTrade(paid), want{nil, "", 0, ""}},
 		{"OKAmountNotReported", order(pending, 0), func() paynotify.Fact { f := paid; f.HasAmount = false; f.Amount = 0; return f }(), want{[]paynotify.EventType{evPaid}, paidS, 0, ""}},

@@ -576,13 +576,14 @@ func (p *Processor) anomaly(app *App, f *Fact, reason string, o *Order, ev *Evid
 
 // verdictOf is step 4: the verdict and the answer. A change is accepted; an anomaly is answered
 // as a failure so that the provider retries while someone fixes the cause, except a double
-// payment, which is money that arrived: acknowledged, like a late payment.
+// payment, which is money that arrived (acknowledged, like a late payment), and the refund of
+// one, which no retry changes.
 func verdictOf(res *Result, d Decision, c *Change, f *Fact) {
 	res.Reason = d.Anomaly
 	switch {
 	case d.Changed():
 		res.Verdict, res.OK = VerdictAccepted, true
-	case d.Anomaly == ReasonDuplicatePayment:
+	case Acknowledged(d.Anomaly):
 		res.Verdict, res.OK = VerdictAnomaly, true
 	case d.Anomaly != "":
 		res.Verdict = VerdictAnomaly

@@ -310,6 +310,45 @@ func TestProcess_DuplicatePayment(t *testing.T) {
 	}
 }
 
+// The merchant refunds the duplicate payment, as api.md says: the refund names the other trade
+// number, and must not be booked against the order's own payment (which still stands).
+func TestProcess_DuplicatePaymentRefund(t *testing.T) {
+	p, b := setupProcessor(t)
+	ctx := context.Background()
+	b.mustOrder(t, "T1")
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P2")))
+	full := paidFact("T1", "P2")
+	full.Kind, full.RefundTotal = paynotify.FactRefund, 1000 // Alipay TRADE_CLOSED with refund_fee of trade P2
+	perRequest := paidFact("T1", "P2")                        // WeChat REFUND.SUCCESS of transaction P2, out_refund_no of the portal
+	perRequest.Kind, perRequest.RefundPerRequest, perRequest.RefundRequestNo, perRequest.RefundAmount = paynotify.FactRefund, true, "portal-1", 1000
+	perRequest.HasAmount = false
+	for i, f := range []paynotify.Fact{full, full, perRequest} {
+		res := p.Process(ctx, callback(b.app), facts(f))
+		if res.Verdict != paynotify.VerdictAnomaly || !res.OK || res.Reason != paynotify.ReasonDuplicatePaymentRefund {
+			t.Fatalf("refund %d of P2: result = %+v, want an acknowledged duplicate_payment_refund", i, res)
+		}
+	}
+	if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid order.anomaly order.anomaly order.anomaly]" {
+		t.Fatalf("events = %s, want the payment, the duplicate payment, and one anomaly per distinct refund message", got)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.RefundedAmount != 0 || o.ProviderTradeNo != "P1" || o.Version != 2 {
+		t.Fatalf("order = %+v, want it paid under P1 with nothing refunded", o)
+	}
+	if rs, err := b.store.ListRefunds(ctx, "shop", "T1"); err != nil || len(rs) != 0 {
+		t.Fatalf("refunds = %v, %v; want none recorded", rs, err)
+	}
+	// A refund of the order's own trade is still booked.
+	own := full
+	own.ProviderTradeNo, own.RefundTotal = "P1", 400
+	if res := p.Process(ctx, callback(b.app), facts(own)); res.Verdict != paynotify.VerdictAccepted || !res.OK {
+		t.Fatalf("refund of P1: result = %+v, want accepted", res)
+	}
+	if o := b.order(t, "T1"); o.RefundedAmount != 400 {
+		t.Fatalf("order = %+v, want 400 refunded", o)
+	}
+}
+
 func TestProcess_Ignored(t *testing.T) {
 	p, b := setupProcessor(t)
 	res := p.Process(context.Background(), callback(b.app), facts(paynotify.Fact{Kind: paynotify.FactIgnored, NotificationID: "n1"}))

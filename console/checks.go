@@ -173,7 +173,7 @@ func outcomeOf(v paynotify.Verdict, reason string) string {
 	case paynotify.VerdictAccepted, paynotify.VerdictDuplicate:
 		return "pass"
 	case paynotify.VerdictAnomaly:
-		if reason == paynotify.ReasonDuplicatePayment {
+		if paynotify.Acknowledged(reason) {
 			return "info"
 		}
 	}

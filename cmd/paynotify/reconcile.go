@@ -207,7 +207,7 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 	case err != nil:
 		fail("order "+it.order.OutTradeNo, err)
 		return
-	case res.Verdict == paynotify.VerdictRejected || (res.Verdict == paynotify.VerdictAnomaly && res.Reason != paynotify.ReasonDuplicatePayment):
+	case res.Verdict == paynotify.VerdictRejected || (res.Verdict == paynotify.VerdictAnomaly && !paynotify.Acknowledged(res.Reason)):
 		fail("order "+it.order.OutTradeNo, fmt.Errorf("%s: %s", res.Verdict, res.Reason))
 		return
 	}
