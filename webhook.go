@@ -140,6 +140,10 @@ type WebhookResult struct {
 	Failed bool
 }
 
+// DisabledQueued is the LastError of a delivery queued while its endpoint was disabled, failed
+// when the endpoint is enabled again (WebhookEndpointUpdate.Status).
+const DisabledQueued = "endpoint disabled: queued while it was disabled"
+
 // WebhookEndpointUpdate changes an endpoint; nil fields are left alone.
 type WebhookEndpointUpdate struct {
 	URL         *string
@@ -149,7 +153,9 @@ type WebhookEndpointUpdate struct {
 	// Status: enabling a disabled endpoint moves its Cursor to the last event (it continues from
 	// that moment) and clears FailingSince and DisabledReason; disabling it sets DisabledReason
 	// and fails its pending deliveries (LastError "endpoint disabled: <reason>"), so that recover
-	// can deliver them again.
+	// can deliver them again. Enabling fails the pending deliveries made while it was disabled
+	// (LastError DisabledQueued): a recover, resend or test that checked the endpoint just before
+	// a disable committed them, and they must not go out unasked once it is enabled.
 	Status         *string
 	DisabledReason string
 	// Secret, when set, replaces the secret; the old one is kept as OldSecret until

@@ -265,8 +265,9 @@ func (s *Service) ResendEvent(ctx context.Context, eventID, endpointID string) (
 		if err != nil {
 			return 0, err
 		}
+		own := disabledEndpoint(ev)
 		for _, e := range all {
-			if e.Status == EndpointEnabled && e.Wants(ev.Type, ev.App) {
+			if e.Status == EndpointEnabled && e.Wants(ev.Type, ev.App) && e.ID != own {
 				ids = append(ids, e.ID)
 			}
 		}
@@ -352,6 +353,19 @@ type EndpointDisabledData struct {
 	URL          string     `json:"url"` // RedactURL of the endpoint's
 	Reason       string     `json:"reason"`
 	FailingSince *time.Time `json:"failing_since,omitempty"`
+}
+
+// disabledEndpoint is the id of the endpoint an endpoint.disabled event is about ("" for other
+// events): the event goes to the other endpoints, not to that one.
+func disabledEndpoint(ev *Event) string {
+	if ev.Type != EventEndpointDisabled {
+		return ""
+	}
+	var d EndpointDisabledData
+	if json.Unmarshal(ev.Data, &d) != nil {
+		return ""
+	}
+	return d.EndpointID
 }
 
 // NewEndpointDisabledEvent builds the endpoint.disabled event: in the log, about no app or order.

@@ -144,7 +144,8 @@ func (db *DB) ListWebhookEndpoints(ctx context.Context, kind string) ([]*paynoti
 // stored, with UpdatedAt now. The endpoint row is locked first (FOR NO KEY UPDATE: IfStatus is
 // compared under the lock, ECONFLICT when it differs). A Status that changes the endpoint's status
 // does what the interface says (disabling fails its pending deliveries, claimed or not; enabling
-// moves the Cursor to the last event of the log, u.Event included); a Status equal to the current
+// fails those queued while it was disabled and moves the Cursor to the last event of the log,
+// u.Event included); a Status equal to the current
 // one does nothing, and an unknown one is EINVALID. A new Secret keeps the current one as
 // OldSecret until u.OldSecretUntil, or drops it when u.OldSecretUntil is nil. u.Event is appended
 // as Commit appends events, after the deliveries are failed: under the event log's lock, taken
@@ -191,6 +192,11 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 			case paynotify.EndpointEnabled:
 				enabled = true
 				e.FailingSince, e.DisabledReason = nil, ""
+				if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
+					claim_token = '', last_error = $2, updated_at = $3 WHERE endpoint_id = $1 AND status = 'pending'`,
+					id, paynotify.DisabledQueued, now); err != nil {
+					return fmt.Errorf("fail deliveries queued while disabled: %w", err)
+				}
 			case paynotify.EndpointDisabled:
 				e.DisabledReason = u.DisabledReason
 				if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
@@ -813,9 +819,11 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 			return fmt.Errorf("reset failed deliveries: %w", err)
 		}
 		n = int(tag.RowsAffected())
+		// Not the endpoint's own endpoint.disabled: it goes to the other endpoints only.
 		rows, err := tx.Query(ctx, `SELECT seq, type, app FROM events ev
 			WHERE timestamp >= $2 AND seq <= $3
 				AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = $1 AND d.event_id = ev.id)
+				AND NOT (type = 'endpoint.disabled' AND (data ->> 'endpoint_id') IS NOT DISTINCT FROM $1)
 			ORDER BY seq`, endpoint, tm(since), e.Cursor)
 		if err != nil {
 			return err

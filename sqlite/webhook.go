@@ -176,8 +176,8 @@ func (db *DB) ListWebhookEndpoints(ctx context.Context, kind string) ([]*paynoti
 // UpdateWebhookEndpoint applies u to endpoint id in one write transaction, stamped with db.Now,
 // and returns the endpoint as stored. In order: IfStatus is checked (ECONFLICT), u.Event is
 // appended to the log, then the fields are set. A Status that changes the endpoint's status does
-// what the interface says (enabling moves the Cursor to the last event, the appended one
-// included); a Status equal to the current one does nothing. A new Secret keeps the current one as
+// what the interface says (enabling fails the deliveries queued while it was disabled and moves
+// the Cursor to the last event, the appended one included); a Status equal to the current one does nothing. A new Secret keeps the current one as
 // OldSecret until u.OldSecretUntil, or drops it when u.OldSecretUntil is nil.
 func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify.WebhookEndpointUpdate) (*paynotify.WebhookEndpoint, error) {
 	if u.Status != nil && *u.Status != paynotify.EndpointEnabled && *u.Status != paynotify.EndpointDisabled {
@@ -227,6 +227,11 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 			e.FailingSince, e.DisabledReason = nil, ""
 			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&e.Cursor); err != nil {
 				return nil, fmt.Errorf("sqlite: update webhook endpoint: last event: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
+				claim_token = '', last_error = ?, updated_at = ? WHERE endpoint_id = ? AND status = 'pending'`,
+				paynotify.DisabledQueued, formatTime(now), id); err != nil {
+				return nil, fmt.Errorf("sqlite: update webhook endpoint: fail deliveries queued while disabled: %w", err)
 			}
 		case paynotify.EndpointDisabled:
 			e.DisabledReason = u.DisabledReason
@@ -928,9 +933,11 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 	}
 	// +seq (twice): search by events_timestamp (the events since), not by the seq range or in seq
 	// order (the whole log up to the cursor).
+	// Not the endpoint's own endpoint.disabled: it goes to the other endpoints only.
 	rows, err := tx.QueryContext(ctx, `SELECT seq, id, type, app, out_trade_no FROM events e
 		WHERE timestamp >= ?1 AND +seq <= ?2
 			AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = ?3 AND d.event_id = e.id)
+			AND NOT (type = 'endpoint.disabled' AND json_extract(data, '$.endpoint_id') IS ?3)
 		ORDER BY +seq`, formatTime(since), e.Cursor, endpoint)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: recover webhooks: %w", err)

@@ -654,11 +654,20 @@ func (s *suite) testWebhookEndpoints(t *testing.T) {
 		w.update("we1", &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "failing for 5 days"})
 		w.paid("app1", "T2", "e2", T0)
 		w.orphan("e3", T0)
+		// A resend that checked the endpoint just before the disable committed (the store does
+		// not check): deliveries pending on a disabled endpoint.
+		if n, err := w.ws.RedeliverEvent(w.ctx, "e1", []string{"we1"}, now); err != nil || n != 1 {
+			t.Fatalf("RedeliverEvent while disabled = %d, %v; want 1", n, err)
+		}
 		got := w.update("we1", &paynotify.WebhookEndpointUpdate{Status: &enabled, IfStatus: disabled})
 		if got.Status != enabled || got.DisabledReason != "" || got.FailingSince != nil || got.Cursor != w.lastSeq() {
 			t.Errorf("endpoint after enable: %s; want Cursor %d", dumpEndpoint(got), w.lastSeq())
 		}
 		checkEndpoint(t, w.get("we1"), got)
+		// Enabling failed what was queued while disabled: it does not go out unasked.
+		if d := w.mustDelivery("e1", "we1"); d.Status != paynotify.DeliveryFailed || d.LastError != paynotify.DisabledQueued || d.NextAttemptAt != nil {
+			t.Errorf("delivery queued while disabled, after enable: %s; want failed with %q", dumpDelivery(d), paynotify.DisabledQueued)
+		}
 		w.paid("app1", "T4", "e4", T0)
 		if n := w.fanOut(now, 10); n != 1 {
 			t.Errorf("FanOutWebhooks = %d, want 1", n)
@@ -669,6 +678,7 @@ func (s *suite) testWebhookEndpoints(t *testing.T) {
 			}
 		}
 		w.mustDelivery("e4", "we1")
+		checkStrings(t, "claimed after enable", deliveryEvents(w.claim("we1", now.Add(time.Hour), time.Minute, 10)), []string{"e4"})
 	})
 
 	t.Run("OKDelete", func(t *testing.T) {
@@ -1448,22 +1458,27 @@ func (s *suite) testWebhookRecover(t *testing.T) {
 		w.paid("app1", "T4", "e4", T0.Add(2*time.Hour))
 		w.fanOut(now, 10)
 		disabled, enabled := paynotify.EndpointDisabled, paynotify.EndpointEnabled
-		w.update("we1", &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "410 Gone"})
-		// While disabled: e5 (missed), e6 (timestamp before since), e7 (another app), e8 (no app).
+		// Its own endpoint.disabled (e10) goes to the other endpoints only, now and when recovered.
+		w.update("we1", &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "410 Gone",
+			Event: paynotify.NewEndpointDisabledEvent("e10", now, &paynotify.EndpointDisabledData{EndpointID: "we1", Reason: "410 Gone"})})
+		// While disabled: e5 (missed), e6 (timestamp before since), e7 (another app), e8 (no app),
+		// e11 (another endpoint's endpoint.disabled).
 		w.paid("app1", "T5", "e5", T0.Add(3*time.Hour))
 		w.paid("app1", "T6", "e6", T0.Add(30*time.Minute))
 		w.paid("app2", "T7", "e7", T0.Add(3*time.Hour))
 		w.orphan("e8", since)
+		MustCommit(t, w.ctx, w.st, &paynotify.Change{Events: []*paynotify.Event{
+			paynotify.NewEndpointDisabledEvent("e11", T0.Add(3*time.Hour), &paynotify.EndpointDisabledData{EndpointID: "we2", Reason: "410 Gone"})}})
 		w.update("we1", &paynotify.WebhookEndpointUpdate{Status: &enabled})
 		// After: e9, beyond the cursor until the next fan-out.
 		w.paid("app1", "T9", "e9", T0.Add(4*time.Hour))
 
 		later := T0.Add(5*time.Hour + 789)
 		n, err := w.ws.RecoverWebhooks(w.ctx, "we1", since, later)
-		if err != nil || n != 4 {
-			t.Fatalf("RecoverWebhooks = %d, %v; want 4 (e2, e4, e5, e8)", n, err)
+		if err != nil || n != 5 {
+			t.Fatalf("RecoverWebhooks = %d, %v; want 5 (e2, e4, e5, e8, e11)", n, err)
 		}
-		for _, id := range []string{"e2", "e4", "e5", "e8"} {
+		for _, id := range []string{"e2", "e4", "e5", "e8", "e11"} {
 			d := w.mustDelivery(id, "we1")
 			if d.Status != paynotify.DeliveryPending || d.Attempts != 0 || d.LastError != "" || d.Token != "" ||
 				!sameTime(d.NextAttemptAt, &later) || !d.UpdatedAt.Equal(trunc(later)) {
@@ -1477,7 +1492,7 @@ func (s *suite) testWebhookRecover(t *testing.T) {
 		if d := w.mustDelivery("e3", "we1"); d.Status != paynotify.DeliveryDelivered {
 			t.Errorf("e3 (delivered): %s", dumpDelivery(d))
 		}
-		for _, id := range []string{"e6", "e7", "e9"} {
+		for _, id := range []string{"e6", "e7", "e9", "e10"} {
 			if d := w.delivery(id, "we1"); d != nil {
 				t.Errorf("%s recovered: %s", id, dumpDelivery(d))
 			}
@@ -1485,7 +1500,7 @@ func (s *suite) testWebhookRecover(t *testing.T) {
 		if n, err := w.ws.RecoverWebhooks(w.ctx, "we1", since, later); err != nil || n != 0 {
 			t.Errorf("RecoverWebhooks again = %d, %v; want 0", n, err)
 		}
-		w.claimOnly("we1", later, time.Minute, "e2", "e4", "e5", "e8")
+		w.claimOnly("we1", later, time.Minute, "e2", "e4", "e5", "e8") // e11 after e8: neither is of an order
 		// e9 comes by the fan-out.
 		if n := w.fanOut(later, 10); n != 1 {
 			t.Errorf("FanOutWebhooks = %d, want 1 (e9)", n)

@@ -304,8 +304,16 @@ func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup, fanOut,
 		if room < cap(l.queue)/2 || !fresh && !l.dirty.Load() {
 			continue
 		}
+		if ctx.Err() != nil {
+			return // stopping: claim nothing more
+		}
 		l.dirty.Store(false)
-		claimed, err := d.Store.ClaimWebhookDeliveries(ctx, e.ID, d.now(), d.Config.Lease, room)
+		// Not cancelled by the stop: a claim whose answer a cancel cut off may have committed,
+		// and its deliveries would then wait out the lease. Answered, they are queued, and the
+		// workers release them at the stop.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		claimed, err := d.Store.ClaimWebhookDeliveries(cctx, e.ID, d.now(), d.Config.Lease, room)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				d.Logger.Error("webhooks: claim", "endpoint", e.ID, "err", err)
@@ -404,6 +412,10 @@ func (d *Dispatcher) attempt(e *paynotify.WebhookEndpoint, dl *paynotify.Webhook
 		retryAfter = d.post(e, dl, a)
 	}
 	a.DurationMS = d.now().Sub(start).Milliseconds()
+	// The error can hold the receiver's own text (its status line's reason phrase, which Go
+	// does not check): kept as text any store holds, or PostgreSQL would refuse the whole batch
+	// of results it rides in.
+	a.Error = paynotify.StorableText(a.Error)
 	res := paynotify.WebhookResult{Delivery: dl, Attempt: a}
 	switch {
 	case a.Error == "" && a.Status/100 == 2 || e.Kind == paynotify.EndpointNATS && a.Error == "":
@@ -542,12 +554,20 @@ func (d *Dispatcher) finisher() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := d.Store.FinishWebhookDeliveries(ctx, batch)
-		cancel()
-		if err != nil {
-			// The claims stay until their lease ends; the deliveries are then attempted again
-			// (with the same webhook-id), never lost.
-			d.Logger.Error("webhooks: record results", "results", len(batch), "err", err)
+		if err != nil && len(batch) > 1 {
+			// One result the store refuses must not cost the others theirs: each again on its own.
+			d.Logger.Warn("webhooks: record results; recording them one by one", "results", len(batch), "err", err)
+			for _, r := range batch {
+				if err := d.Store.FinishWebhookDeliveries(ctx, []paynotify.WebhookResult{r}); err != nil {
+					d.Logger.Error("webhooks: record result", "delivery", r.Delivery.ID, "endpoint", r.Delivery.EndpointID, "err", err)
+				}
+			}
+		} else if err != nil {
+			// The claim stays until its lease ends; the delivery is then attempted again (with
+			// the same webhook-id), never lost.
+			d.Logger.Error("webhooks: record result", "delivery", batch[0].Delivery.ID, "endpoint", batch[0].Delivery.EndpointID, "err", err)
 		}
+		cancel()
 		d.mu.Lock()
 		for _, r := range batch {
 			if l := d.lanes[r.Delivery.EndpointID]; l != nil {

@@ -472,9 +472,15 @@ func TestDispatcher_GoneDisables(t *testing.T) {
 	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
 		e := newEnv(t, st)
 		gone := newReceiver(t)
-		gone.answer = func(received) int { return http.StatusGone }
+		var back atomic.Bool // the endpoint came back: answers 204
+		gone.answer = func(received) int {
+			if back.Load() {
+				return http.StatusNoContent
+			}
+			return http.StatusGone
+		}
 		watcher := newReceiver(t)
-		goneEP := e.endpoint(gone, []paynotify.EventType{paynotify.EventOrderPaid}, nil)
+		goneEP := e.endpoint(gone, nil, nil)
 		watchEP := e.endpoint(watcher, []paynotify.EventType{paynotify.EventEndpointDisabled}, []string{"shop"})
 		e.start(webhook.Config{}, nil)
 		e.order("shop", "gone_1", true)
@@ -509,6 +515,30 @@ func TestDispatcher_GoneDisables(t *testing.T) {
 		}
 		if !slices.Equal(disabled, []string{webhook.DisabledGone}) {
 			t.Errorf("metrics told of disabled endpoints %q, want [gone]", disabled)
+		}
+		// Enabled again, the endpoint gets neither a resend to all nor a recover of its own
+		// endpoint.disabled: that goes to the others only.
+		back.Store(true)
+		enabled := paynotify.EndpointEnabled
+		if _, err := e.svc.UpdateWebhookEndpoint(e.ctx, goneEP.ID, &paynotify.WebhookEndpointRequest{Status: &enabled}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := e.svc.ResendEvent(e.ctx, w[0].id, ""); err != nil || n != 1 {
+			t.Fatalf("ResendEvent of endpoint.disabled to all = %d, %v; want 1 (the watcher)", n, err)
+		}
+		if _, err := e.svc.RecoverWebhooks(e.ctx, goneEP.ID, time.Now().Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "endpoint.disabled resent to the watcher", func() bool { return len(watcher.delivered()) == 2 })
+		waitFor(t, 10*time.Second, "the recovered events", func() bool { return len(gone.delivered()) == 3 })
+		time.Sleep(300 * time.Millisecond)
+		for _, g := range gone.all() {
+			if g.typ == string(paynotify.EventEndpointDisabled) {
+				t.Errorf("the endpoint got its own endpoint.disabled (%s)", g.id)
+			}
+		}
+		if n := len(gone.all()); n != 4 {
+			t.Errorf("the endpoint got %d requests, want 4 (the 410, then gone_1's two events and gone_2's recovered)", n)
 		}
 	})
 }
@@ -809,5 +839,117 @@ func TestDispatcher_DeletedEndpoint(t *testing.T) {
 			t.Errorf("a deleted endpoint got %d requests, want 1 (before its deletion)", n)
 		}
 		keep.check()
+	})
+}
+
+// TestDispatcher_ReceiverTextStorable: a receiver whose status line's reason phrase is not UTF-8
+// (a Latin-1 server) has its attempts kept, with that text made storable, and costs no other
+// endpoint its results. On PostgreSQL such text failed the whole batch of results it rode in:
+// no attempt of the batch was kept, and every delivery in it went out again once its claim ran
+// out.
+func TestDispatcher_ReceiverTextStorable(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		good := newReceiver(t)
+		goodEP := e.endpoint(good, nil, nil)
+		latin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			c, buf, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			_, _ = buf.WriteString("HTTP/1.1 500 Erreur interne \xe9\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			_ = buf.Flush()
+		}))
+		t.Cleanup(latin.Close)
+		u := latin.URL + "/hooks"
+		latinEP, err := e.svc.CreateWebhookEndpoint(e.ctx, &paynotify.WebhookEndpointRequest{URL: &u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.start(webhook.Config{}, nil)
+		for i := range 5 {
+			e.order("shop", fmt.Sprint("latin_", i), false)
+		}
+		attempts := func(ep string) []*paynotify.WebhookAttempt {
+			as, err := st.ListWebhookAttempts(e.ctx, paynotify.WebhookAttemptFilter{EndpointID: ep, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return as
+		}
+		waitFor(t, 10*time.Second, "the attempts of both endpoints", func() bool {
+			return len(attempts(goodEP.ID)) == 5 && len(attempts(latinEP.ID)) >= 5
+		})
+		for _, a := range attempts(goodEP.ID) {
+			if a.Status != http.StatusNoContent || a.Error != "" {
+				t.Errorf("good endpoint's attempt %+v, want 204 without error", a)
+			}
+		}
+		for _, a := range attempts(latinEP.ID) {
+			if want := "answered 500 Erreur interne \uFFFD"; a.Status != 500 || a.Error != want {
+				t.Errorf("Latin-1 endpoint's attempt: status %d, error %q; want 500, %q", a.Status, a.Error, want)
+			}
+		}
+		good.check()
+		if n := len(good.all()); n != 5 {
+			t.Errorf("the good endpoint got %d requests, want 5 (one per event)", n)
+		}
+	})
+}
+
+// stopInClaim is a store whose first claim that takes something stops the dispatcher while its
+// answer is on the way: the claim has committed, and an answer that goes by the cancelled
+// context is lost with it.
+type stopInClaim struct {
+	paynotify.Store
+	stop func()
+	once sync.Once
+}
+
+func (s *stopInClaim) ClaimWebhookDeliveries(ctx context.Context, endpoint string, now time.Time, lease time.Duration, limit int) ([]*paynotify.WebhookDelivery, error) {
+	ds, err := s.Store.ClaimWebhookDeliveries(ctx, endpoint, now, lease, limit)
+	if err == nil && len(ds) > 0 {
+		s.once.Do(s.stop)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return ds, err
+}
+
+// TestDispatcher_StopDuringClaim: a stop that arrives while a claim is answered releases what
+// the claim took, due at once, instead of leaving it claimed for the lease.
+func TestDispatcher_StopDuringClaim(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		e.endpoint(rc, nil, nil)
+		var want []string
+		for i := range 3 {
+			want = append(want, e.order("shop", fmt.Sprint("stopclaim_", i), false)...)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		d := &webhook.Dispatcher{Store: &stopInClaim{Store: st, stop: cancel},
+			Config: webhook.Config{Poll: 50 * time.Millisecond, Schedule: fast, AllowHTTP: true, Lease: time.Hour},
+			Client: webhook.NewClient(true, 5*time.Second)}
+		if err := d.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(rc.all()); n != 0 {
+			t.Errorf("the receiver got %d requests after the stop", n)
+		}
+		for _, id := range want {
+			ds, err := st.ListWebhookDeliveries(e.ctx, id)
+			if err != nil || len(ds) != 1 {
+				t.Fatalf("deliveries of %s: %v %v", id, ds, err)
+			}
+			if d := ds[0]; d.Status != paynotify.DeliveryPending || d.Token != "" || d.NextAttemptAt == nil || d.NextAttemptAt.After(time.Now()) {
+				t.Errorf("%s after the stop: %+v; want pending, released, due", id, d)
+			}
+		}
 	})
 }
