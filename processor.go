@@ -195,9 +195,7 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 		log := withAttrs()
 		log.Warn("callback not verified: a check could not be made", "err", err)
-		if err := p.Store.InsertEvidence(ctx, ev); err != nil {
-			log.Error("store evidence", "err", err)
-		}
+		p.keepEvidence(ctx, ev, log)
 		return res
 	}
 	if err != nil {
@@ -210,9 +208,7 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		log.Warn("callback rejected", "out_trade_no", rej.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
 		// Reprocessing is asked for by an operator: its result is always kept.
 		if source != SourceNotification || p.admitRejected(cb.App.Name, start) {
-			if err := p.Store.InsertEvidence(ctx, ev); err != nil {
-				log.Error("store evidence", "err", err)
-			}
+			p.keepEvidence(ctx, ev, log)
 		}
 		return res
 	}
@@ -251,6 +247,13 @@ func attrsAny(attrs []slog.Attr) []any {
 func (p *Processor) storeFailure(ctx context.Context, ev *Evidence, err error, log *slog.Logger) {
 	ev.Verdict, ev.Reason, ev.Detail = VerdictError, ReasonStoreError, err.Error()
 	ev.OrderVersion = 0
+	p.keepEvidence(ctx, ev, log)
+}
+
+// keepEvidence inserts an evidence record that commits nothing else (a rejected request, one
+// that could not be verified, a failure), also when the request's context has ended: a provider
+// or client that hung up while it waited for the writer must not take the record with it.
+func (p *Processor) keepEvidence(ctx context.Context, ev *Evidence, log *slog.Logger) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := p.Store.InsertEvidence(sctx, ev); err != nil {

@@ -184,6 +184,24 @@ func TestProcess_Rejected(t *testing.T) {
 		t.Fatalf("a rejected request changed the order: %+v", o)
 	}
 
+	t.Run("CallerGone", func(t *testing.T) {
+		// The provider hung up while the request waited: its record is kept all the same.
+		p, b := setupProcessor(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		unavailable := verifierFunc(func(http.Header, []byte, time.Time) (paynotify.Fact, error) {
+			return paynotify.Fact{}, fmt.Errorf("notify_verify: %w", paynotify.ErrVerifyUnavailable)
+		})
+		for _, v := range []paynotify.Verifier{rejecting, unavailable} {
+			if res := p.Process(ctx, callback(b.app), v); res.OK {
+				t.Fatalf("result = %+v", res)
+			}
+		}
+		if ev := b.evidence(t, paynotify.EvidenceFilter{}); len(ev) != 2 {
+			t.Fatalf("evidence of a rejected and an unverifiable request whose caller hung up: %d records, want 2", len(ev))
+		}
+	})
+
 	t.Run("NotARejectError", func(t *testing.T) {
 		res := p.Process(context.Background(), callback(b.app), verifierFunc(func(http.Header, []byte, time.Time) (paynotify.Fact, error) {
 			return paynotify.Fact{}, errors.New("bad bytes")
