@@ -338,7 +338,7 @@ func TestProcess_DuplicatePaymentRefund(t *testing.T) {
 	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P2")))
 	full := paidFact("T1", "P2")
 	full.Kind, full.RefundTotal = paynotify.FactRefund, 1000 // Alipay TRADE_CLOSED with refund_fee of trade P2
-	perRequest := paidFact("T1", "P2")                        // WeChat REFUND.SUCCESS of transaction P2, out_refund_no of the portal
+	perRequest := paidFact("T1", "P2")                       // WeChat REFUND.SUCCESS of transaction P2, out_refund_no of the portal
 	perRequest.Kind, perRequest.RefundPerRequest, perRequest.RefundRequestNo, perRequest.RefundAmount = paynotify.FactRefund, true, "portal-1", 1000
 	perRequest.HasAmount = false
 	for i, f := range []paynotify.Fact{full, full, perRequest} {
