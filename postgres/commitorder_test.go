@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/postgres"
@@ -244,5 +246,60 @@ func TestCommitOrderUnstorableKey(t *testing.T) {
 	}
 	if c[0].Load() != 1 || c[1].Load() != 1 || c[2].Load() != 1 || w[1].Load() != 1 {
 		t.Errorf("builds: calls %d %d %d, K1 paid %d times; want once each, K1 once", c[0].Load(), c[1].Load(), c[2].Load(), w[1].Load())
+	}
+}
+
+// TestCommitOrderLockedRow: another session holds order LX's row. The batch of four decisions
+// of LX and one of LY waits past the lock timeout and runs again write by write: the first write
+// of LX waits its own timeout, the other three of LX fail at once without running (they would
+// each have waited 2 s more, and LY behind them), and LY is paid.
+func TestCommitOrderLockedRow(t *testing.T) {
+	u := pgtest.NewSchema(t)
+	db := MustOpen(t, u)
+	ctx := t.Context()
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "LX", storetest.T0))
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "LY", storetest.T0))
+	holder, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	hold, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback(context.Background())
+	if _, err := hold.Exec(ctx, `SELECT 1 FROM orders WHERE app = 'app1' AND out_trade_no = 'LX' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	var c, w atomic.Int32
+	pay := func(no, suffix string) func() error {
+		return func() error {
+			_, err := db.CommitOrder(ctx, "app1", no, nil, payCounting(suffix, &c, &w))
+			return err
+		}
+	}
+	errs := storetest.HeldBatch(t, db, nil, pay("LX", "a"), pay("LX", "b"), pay("LX", "c"), pay("LX", "d"), pay("LY", "e"))
+	waited, notRun := 0, 0
+	for i, err := range errs[:4] {
+		switch {
+		case err == nil:
+			t.Errorf("write %d of the locked order: no error", i)
+		case strings.Contains(err.Error(), "not run"):
+			notRun++
+		case strings.Contains(err.Error(), "55P03"):
+			waited++
+		default:
+			t.Errorf("write %d of the locked order: %v", i, err)
+		}
+	}
+	if waited != 1 || notRun != 3 {
+		t.Errorf("of the locked order's four writes, %d waited past the lock timeout and %d were not run; want 1 and 3", waited, notRun)
+	}
+	if errs[4] != nil {
+		t.Fatalf("the write of another order: %v", errs[4])
+	}
+	if o, err := db.GetOrder(ctx, "app1", "LY"); err != nil || o.Status != paynotify.StatusPaid {
+		t.Fatalf("LY = %+v, %v; want paid", o, err)
 	}
 }

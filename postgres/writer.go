@@ -145,9 +145,17 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 	// One op broke the transaction (or a deadlock with another instance's batch, or a row
 	// locked by another session past lockTimeoutSQL, did): run each one alone.
 	db.reruns.Add(1)
+	// The rows whose write waited past the lock timeout: the other writes of one are failed
+	// without running, rather than each waiting its own 2 s while every write behind them waits.
+	timedOut := map[rowKey]error{}
 	for _, o := range ops {
 		if err := o.Ctx.Err(); err != nil {
 			o.Err, o.Skipped = err, true // nothing of it was committed
+			continue
+		}
+		key, keyed := rerunKey(o.Fn)
+		if err, ok := timedOut[key]; keyed && ok {
+			o.Err = fmt.Errorf("postgres: not run: a write of the same row (%s/%s) waited past the lock timeout: %w", key.app, key.outTradeNo, err)
 			continue
 		}
 		// Once started, a write runs to its end (a cancelled COMMIT leaves its outcome
@@ -171,7 +179,7 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 				continue
 			}
 		}
-		o.Err = unclean(db.inTx(ctx, func(tx pgx.Tx) error {
+		err := db.inTx(ctx, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, lockTimeoutSQL); err != nil {
 				return err
 			}
@@ -193,9 +201,28 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 				return err
 			}
 			return insertEvents(ctx, tx, b.events)
-		}))
+		})
+		if keyed && lockTimeout(err) {
+			timedOut[key] = unclean(err)
+		}
+		o.Err = unclean(err)
 	}
 	return nil
+}
+
+// rerunKey is the row a write run alone locks first, when it is known before it runs: its
+// order's (a CommitOrder's, a creation's), or lockKey's for a Commit.
+func rerunKey(wr *write) (rowKey, bool) {
+	switch {
+	case wr.decide != nil:
+		return rowKey{app: wr.decide.app, outTradeNo: wr.decide.outTradeNo}, true
+	case wr.change != nil:
+		k := lockKey(wr.change)
+		return k, k != rowKey{}
+	case wr.create != nil:
+		return rowKey{app: wr.create.App, outTradeNo: wr.create.OutTradeNo}, true
+	}
+	return rowKey{}, false
 }
 
 // lockTimeoutSQL bounds how long a batch (or a write run alone) waits for a row that another
