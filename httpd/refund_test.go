@@ -109,7 +109,7 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 			}
 			return ""
 		}
-		notFound := `{"code":"10000","msg":"Success","trade_no":"2026112922001400000000F001","out_trade_no":"F0001","out_request_no":"RF0001"}`
+		notFound := `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000001","out_trade_no":"F0001","out_request_no":"RF0001"}`
 
 		t.Run("OKUnknownOutcomeStaysPending", func(t *testing.T) {
 			pay("F0001")
@@ -120,7 +120,7 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 				t.Fatalf("answer %d %s, refund %s; want 502 provider_unavailable and pending", code, ecode, status("F0001", "RF0001"))
 			}
 			// The merchant retries with the same out_request_no: Alipay is asked again and confirms.
-			fake.set("alipay.trade.refund", `{"code":"10000","msg":"Success","trade_no":"2026112922001400000000F001","out_trade_no":"F0001","fund_change":"Y","refund_fee":"1.00"}`, true)
+			fake.set("alipay.trade.refund", `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000001","out_trade_no":"F0001","fund_change":"Y","refund_fee":"1.00"}`, true)
 			code, rf, _ := refund("F0001", "RF0001")
 			if code != http.StatusOK || rf.Status != paynotify.RefundSucceeded {
 				t.Fatalf("retry: %d %+v", code, rf)
@@ -168,7 +168,7 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 			pay("F0004")
 			// The call times out at Alipay's side (20000), but the refund happened: the query says so.
 			fake.set("alipay.trade.refund", `{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"系统繁忙"}`, true)
-			fake.set("alipay.trade.fastpay.refund.query", `{"code":"10000","msg":"Success","trade_no":"2026112922001400000000F004","out_trade_no":"F0004","out_request_no":"RF0001","total_amount":"5.00","refund_amount":"1.00","refund_status":"REFUND_SUCCESS"}`, true)
+			fake.set("alipay.trade.fastpay.refund.query", `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000004","out_trade_no":"F0004","out_request_no":"RF0001","total_amount":"5.00","refund_amount":"1.00","refund_status":"REFUND_SUCCESS"}`, true)
 			code, rf, _ := refund("F0004", "RF0001")
 			if code != http.StatusCreated || rf.Status != paynotify.RefundSucceeded {
 				t.Fatalf("answer %d %+v", code, rf)
