@@ -246,6 +246,9 @@ func (s *Service) ListWebhookAttempts(ctx context.Context, id, eventID string, l
 // enabled endpoint (and the NATS sink) that subscribes to it. It returns how many deliveries it
 // queued.
 func (s *Service) ResendEvent(ctx context.Context, eventID, endpointID string) (int, error) {
+	if StorableText(endpointID) != endpointID { // no endpoint has such an id; PostgreSQL cannot even look for it
+		return 0, Errorf(EINVALID, "endpoint_id: holds NUL or bytes that are not UTF-8.")
+	}
 	ev, err := s.Store.GetEvent(ctx, eventID)
 	if err != nil {
 		return 0, err

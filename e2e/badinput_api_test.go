@@ -120,6 +120,7 @@ func TestBadInputAPI(t *testing.T) {
 			{name: "NUL in a parameter's name", send: req("GET", "/v1/orders?a%00=1", ok, nil), want: invalid.saying("The request's query holds NUL")},
 			{name: "NUL in an endpoint id", send: req("GET", "/v1/webhook-endpoints/we_%00", ok, nil), want: invalid.saying("The request's path holds NUL")},
 			{name: "NUL in an event id", send: req("POST", "/v1/events/ev%00/resend", ok, nil), want: invalid.saying("The request's path holds NUL")},
+			{name: "NUL in a resend's endpoint", send: req("POST", "/v1/events/evt_x/resend", ok, []byte(`{"endpoint_id":"we_\u0000"}`)), want: invalid.saying("endpoint_id: holds NUL")},
 			// Amounts.
 			{name: "negative amount", send: req("POST", "/v1/orders", ok, create("-1")), want: invalid.saying("amount must be a positive integer number of fen")},
 			{name: "zero amount", send: req("POST", "/v1/orders", ok, create("0")), want: invalid.saying("amount must be a positive integer number of fen")},

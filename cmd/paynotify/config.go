@@ -570,7 +570,7 @@ func (c *Config) Validate() error {
 	}
 	u, err := url.Parse(c.PublicURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.PublicURL, "/") {
-		return fmt.Errorf("public_url: %q must be an absolute http(s) URL without query, fragment or trailing slash", c.PublicURL)
+		return fmt.Errorf("public_url: %q must be an absolute http(s) URL without query, fragment or trailing slash", redactDSN(c.PublicURL))
 	}
 	if c.APIToken == "" {
 		return errors.New("api_token: required")
@@ -617,7 +617,8 @@ func (c *Config) Validate() error {
 	}
 	if c.NATS.URL != "" {
 		if u, err := url.Parse(c.NATS.URL); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
-			return fmt.Errorf("nats.url: %q is not a nats:// or tls:// URL", c.NATS.URL)
+			// Shown without its user info: a NATS URL often holds user:password@ or token@.
+			return fmt.Errorf("nats.url: %q is not a nats:// or tls:// URL", redactDSN(c.NATS.URL))
 		}
 		if !natsToken.MatchString(c.NATS.Stream) {
 			return fmt.Errorf("nats.stream: %q: letters, digits, - and _ only", c.NATS.Stream)
@@ -808,7 +809,7 @@ func (a *AppConfig) validate() error {
 func checkURL(field, s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s: %q must be an absolute http(s) URL", field, s)
+		return fmt.Errorf("%s: %q must be an absolute http(s) URL", field, redactDSN(s))
 	}
 	return nil
 }

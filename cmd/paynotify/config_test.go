@@ -90,6 +90,9 @@ func TestParseConfig(t *testing.T) {
 		{"ErrUnknownKey", `listen: "127.0.0.1:9090"`, "listen: x\nlisten_port: 80", nil, `unknown key "listen_port"`},
 		{"ErrUnknownAppKey", "seller_id:", "seler_id:", nil, `unknown key "seler_id"`},
 		{"ErrPublicURLQuery", `"https://pay.example.com"`, `"https://pay.example.com/?a=b"`, nil, "public_url:"},
+		{"ErrPublicURLSecret", `"https://pay.example.com"`, `"https://u:S3cretPw@pay.example.com/?a=b"`, nil, `public_url: "https://…@pay.example.com/?a=b" must be`},
+		{"ErrNATSURLScheme", `listen: "127.0.0.1:9090"`, "listen: x\nnats: {url: \"natss://user:S3cretNats@127.0.0.1:4222\"}", nil, `nats.url: "natss://…@127.0.0.1:4222" is not a nats://`},
+		{"ErrNATSURLToken", `listen: "127.0.0.1:9090"`, "listen: x\nnats: {url: \"nats:/S3cretToken@127.0.0.1\"}", nil, `nats.url: "nats:/…@127.0.0.1" is not`},
 		{"ErrPublicURLMissing", `public_url: "https://pay.example.com"`, ``, nil, "public_url: required"},
 		{"ErrAppName", "name: shop", "name: Shop_1", nil, "apps[0] (Shop_1).name:"},
 		{"ErrDuplicateName", "name: wx", "name: shop", nil, `apps[1] (shop).name: duplicate app name "shop"`},
@@ -124,7 +127,7 @@ func TestParseConfig(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
-			if strings.Contains(err.Error(), "0123456789abcdef0123") {
+			if strings.Contains(err.Error(), "0123456789abcdef0123") || strings.Contains(err.Error(), "S3cret") {
 				t.Fatalf("error leaks the token: %v", err)
 			}
 		})

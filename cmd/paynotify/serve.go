@@ -487,7 +487,13 @@ func pendingJobMigrations(ctx context.Context, s store) ([]string, error) {
 // URL, whatever follows password=.
 func redactDSN(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" || u.Opaque != "" {
+	if err != nil || u.Scheme == "" || u.Opaque != "" || u.User == nil {
+		// Not read as a URL with its user info (an escape url.Parse refuses, as in "50%off"; an
+		// unescaped "/" in the password; one slash after the scheme): everything between the
+		// scheme and the last "@" is hidden.
+		if i, j, ok := userInfo(dsn); ok {
+			dsn = dsn[:i] + "…" + dsn[j:]
+		}
 		return dsnPassword.ReplaceAllString(dsn, "${1}…")
 	}
 	if u.User != nil {
@@ -507,6 +513,24 @@ func redactDSN(dsn string) string {
 
 // dsnPassword finds password=VALUE in a key=value DSN or a query string.
 var dsnPassword = regexp.MustCompile(`(?i)(password=)[^ &]*`)
+
+// dsnUserInfo finds what lies between a DSN's scheme (with its slashes) and its last "@".
+var dsnUserInfo = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.\-]*):/*(.*)@`)
+
+// userInfo returns where a DSN's user info lies as written, whatever bytes it holds: between
+// its scheme and its last "@". A SQLite file's DSN (sqlite:, file:) has none: an "@" there is in
+// the path.
+func userInfo(dsn string) (start, end int, ok bool) {
+	m := dsnUserInfo.FindStringSubmatchIndex(dsn)
+	if m == nil {
+		return 0, 0, false
+	}
+	switch strings.ToLower(dsn[m[2]:m[3]]) {
+	case "sqlite", "file":
+		return 0, 0, false
+	}
+	return m[4], m[5], true
+}
 
 // dsnSecrets returns the passwords a DSN holds: its URL user's, and every query parameter whose
 // name says password.
@@ -531,6 +555,16 @@ func dsnSecrets(dsn string) []string {
 	for _, m := range dsnPassword.FindAllString(dsn, -1) {
 		if v := m[len("password="):]; v != "" {
 			out = append(out, v)
+		}
+	}
+	// The user info as written, when url.Parse refuses it or reads it otherwise: its password
+	// raw and unescaped (messages of other packages may quote either).
+	if i, j, ok := userInfo(dsn); ok {
+		if _, pw, ok := strings.Cut(dsn[i:j], ":"); ok && pw != "" {
+			out = append(out, pw)
+			if p, err := url.PathUnescape(pw); err == nil && p != pw && p != "" {
+				out = append(out, p)
+			}
 		}
 	}
 	return out
