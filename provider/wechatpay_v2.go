@@ -53,6 +53,14 @@ func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fa
 	f := paynotify.Fact{OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TransactionID, AppID: n.AppID, MchID: n.MchID,
 		Amount: paynotify.Amount(n.TotalFee), HasAmount: true, Currency: n.FeeType, At: n.TimeEnd}
 	if n.ReturnCode == "SUCCESS" && n.ResultCode == "SUCCESS" {
+		// WeChat signs its APIv2 answers (orderquery, refund, unifiedorder…) with the same key and
+		// in the same form: result_code SUCCESS there says the call worked, not that anyone paid.
+		// Only the shape of a payment notification is a payment: a transaction id, a payment time,
+		// a total, and no trade_state other than SUCCESS (an orderquery answer's NOTPAY).
+		if st, ok := n.Fields["trade_state"]; ok && st != "SUCCESS" || n.TransactionID == "" || n.TimeEnd.IsZero() || n.TotalFee <= 0 {
+			return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, OutTradeNo: n.OutTradeNo,
+				Detail: "verified, but not a payment notification (no transaction_id, time_end or total_fee, or a trade_state other than SUCCESS: a signed API answer?)"}
+		}
 		f.Kind = paynotify.FactPaid
 	}
 	return f, nil
