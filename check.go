@@ -80,13 +80,19 @@ func (s *Service) applyAnswer(ctx context.Context, a *App, o *Order, rf *Refund,
 		return res, nil
 	}
 	res.Fact = ans.Fact
-	if ans.Fact.OutTradeNo != o.OutTradeNo || (rf != nil && ans.Fact.RefundRequestNo != "" && ans.Fact.RefundRequestNo != rf.OutRequestNo) {
-		// Signed, but not an answer to our question: a provider fault or a replayed answer.
+	if ans.Fact.OutTradeNo != o.OutTradeNo || (rf != nil && ans.Fact.RefundRequestNo != rf.OutRequestNo) {
+		// Signed, but not an answer to our question: a provider fault or a replayed answer (the
+		// providers' answer signatures do not cover the question). A refund's answer must name
+		// the refund asked about.
 		res.Verdict, res.Reason = VerdictRejected, ReasonOutTradeNoMismatch
 		if !dryRun {
 			ev := s.answerEvidence(a, ans, received)
 			ev.Verdict, ev.Reason, ev.OutTradeNo = VerdictRejected, ReasonOutTradeNoMismatch, o.OutTradeNo
 			ev.Detail = "asked about " + o.OutTradeNo + ", answered about " + ans.Fact.OutTradeNo
+			if rf != nil {
+				ev.Detail = "asked about refund " + rf.OutRequestNo + " of " + o.OutTradeNo + ", answered about refund " +
+					ans.Fact.RefundRequestNo + " of " + ans.Fact.OutTradeNo
+			}
 			res.Evidence = ev
 			if err := s.Store.InsertEvidence(ctx, ev); err != nil {
 				return nil, err
@@ -158,7 +164,14 @@ func (s *Service) confirmRefund(ctx context.Context, a *App, o *Order, rf *Refun
 	}
 	res := &CheckResult{Order: o, Refund: rf, State: ans.State, Fact: ans.Fact}
 	f := ans.Fact
-	if f == nil || f.Kind != FactRefund || f.OutTradeNo != o.OutTradeNo || f.RefundAmount <= 0 || f.RefundAmount == rf.Amount || dryRun {
+	if f != nil && (f.OutTradeNo != o.OutTradeNo || f.RefundRequestNo != rf.OutRequestNo) {
+		// Not about this refund (another refund of the order, replayed): its amount is not ours.
+		res.Verdict, res.Reason = VerdictRejected, ReasonOutTradeNoMismatch
+		s.logger().Warn("refund query answer about another refund", "app", a.Name, "out_trade_no", o.OutTradeNo,
+			"out_request_no", rf.OutRequestNo, "answered", f.OutTradeNo+"/"+f.RefundRequestNo)
+		return res, nil
+	}
+	if f == nil || f.Kind != FactRefund || f.RefundAmount <= 0 || f.RefundAmount == rf.Amount || dryRun {
 		return res, nil
 	}
 	if err := s.Store.ConfirmRefundAmount(ctx, rf, f.RefundAmount); err != nil {

@@ -482,6 +482,29 @@ func TestCheckRefund(t *testing.T) {
 			t.Fatalf("CheckRefund = %+v, %v", res, err)
 		}
 	})
+	t.Run("ErrAnswerWithoutRefundNumber", func(t *testing.T) {
+		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
+		f := &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundAmount: 300}
+		b.fake.rquery["R1"] = answer("REFUND_SUCCESS", f)
+		res, err := s.CheckRefund(ctx, b.app, o, rf, false)
+		if err != nil || res.Verdict != paynotify.VerdictRejected || res.Refund.Status != paynotify.RefundPending {
+			t.Fatalf("CheckRefund = %+v, %v; want rejected, the refund pending", res, err)
+		}
+	})
+	t.Run("ErrSucceededAmountFromAnotherRefund", func(t *testing.T) {
+		// A replayed answer about refund R9 of the same order does not set R1's amount.
+		s, b, o, rf := setup(t, paynotify.RefundSucceeded, 0)
+		f := &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R9", RefundAmount: 700}
+		b.fake.rquery["R1"] = answer("REFUND_SUCCESS", f)
+		res, err := s.CheckRefund(ctx, b.app, o, rf, false)
+		if err != nil || res.Verdict != paynotify.VerdictRejected || res.Refund.Amount != 0 {
+			t.Fatalf("CheckRefund = %+v, %v; want rejected", res, err)
+		}
+		rs, err := b.store.ListRefunds(ctx, "shop", "T1")
+		if err != nil || len(rs) != 1 || rs[0].Amount != 0 {
+			t.Fatalf("refunds = %+v, %v; want R1 with its amount 0 (unconfirmed)", rs, err)
+		}
+	})
 	t.Run("SucceededAmountConfirmed", func(t *testing.T) {
 		s, b, o, rf := setup(t, paynotify.RefundSucceeded, 0)
 		f := &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R1", RefundAmount: 300}
