@@ -155,8 +155,9 @@ func Decide(o *Order, f Fact) Decision {
 		f.ProviderTradeNo != o.ProviderTradeNo && (o.Status == StatusPaid || o.Status == StatusFinished || o.Status == StatusRefunded) {
 		return Decision{Anomaly: ReasonDuplicatePayment}
 	}
-	// Only a payment sets the order's trade number, so a refund naming another one is not of
-	// this order's payment, whatever its amounts say.
+	// The order's trade number is the payment it recorded (set by a payment, or by a refund that
+	// implies one), so a refund naming another one is not of that payment, whatever its amounts
+	// say: the order does not move.
 	if (f.Kind == FactRefund || f.Kind == FactRefundFailed) && f.ProviderTradeNo != "" && o.ProviderTradeNo != "" &&
 		f.ProviderTradeNo != o.ProviderTradeNo {
 		return Decision{Anomaly: ReasonDuplicatePaymentRefund}

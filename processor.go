@@ -526,7 +526,12 @@ func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, no
 		}
 		res.Order = c.Order
 	}
-	if o != nil && (d.Anomaly == "" || d.Changed()) { // an anomaly leaves refunds alone too
+	// An anomaly leaves refunds alone too, but for a refund of ours that the provider made from
+	// the order's other payment (a duplicate_payment_refund under our out_request_no: we asked
+	// for it by out_trade_no, and the provider picked the other trade): the record is settled,
+	// the order's recorded payment stands.
+	ours := d.Anomaly == ReasonDuplicatePaymentRefund && st.prior != nil
+	if o != nil && (d.Anomaly == "" || d.Changed() || ours) {
 		c.Refund = refundChange(app, o, f, st.prior, now)
 		if c.Refund != nil && f.Kind == FactRefundFailed && c.Order == nil {
 			// A refund failure changes the order's refunds: it bumps the version, so that the

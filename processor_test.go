@@ -367,6 +367,34 @@ func TestProcess_DuplicatePaymentRefund(t *testing.T) {
 	}
 }
 
+// The duplicate's notification was applied first, so the order recorded trade P2; our refund
+// (asked for by out_trade_no) is made from P1. Our refund record is settled; the order, whose
+// recorded payment P2 stands, does not move.
+func TestProcess_OwnRefundFromTheOtherPayment(t *testing.T) {
+	p, b := setupProcessor(t)
+	ctx := context.Background()
+	b.mustOrder(t, "T1")
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P2")))
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
+	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 1000,
+		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	f := paidFact("T1", "P1")
+	f.Kind, f.RefundPerRequest, f.RefundRequestNo, f.RefundAmount = paynotify.FactRefund, true, "R1", 1000
+	res, err := p.Apply(ctx, b.app, f, nil)
+	if err != nil || res.Verdict != paynotify.VerdictAnomaly || !res.OK || res.Reason != paynotify.ReasonDuplicatePaymentRefund {
+		t.Fatalf("result = %+v, %v; want an acknowledged duplicate_payment_refund", res, err)
+	}
+	rs, err := b.store.ListRefunds(ctx, "shop", "T1")
+	if err != nil || len(rs) != 1 || rs[0].Status != paynotify.RefundSucceeded {
+		t.Fatalf("refunds = %+v, %v; want R1 succeeded", rs, err)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.RefundedAmount != 0 || o.ProviderTradeNo != "P2" {
+		t.Fatalf("order = %+v, want it paid under P2 with nothing refunded", o)
+	}
+}
+
 func TestProcess_Ignored(t *testing.T) {
 	p, b := setupProcessor(t)
 	res := p.Process(context.Background(), callback(b.app), facts(paynotify.Fact{Kind: paynotify.FactIgnored, NotificationID: "n1"}))

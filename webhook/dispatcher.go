@@ -41,6 +41,8 @@ const (
 	gather = 50 * time.Millisecond
 	// flushEvery is how long results wait to be recorded together (one transaction).
 	flushEvery = 50 * time.Millisecond
+	// claimTimeout bounds a claim, which the stop does not cancel (serve gives its jobs 25 s).
+	claimTimeout = 10 * time.Second
 	// MaxRetryAfter caps how long a Retry-After answer can delay the next attempt.
 	MaxRetryAfter = time.Hour
 	// DisableAfter is how long an endpoint may fail every attempt before it is disabled.
@@ -309,11 +311,18 @@ func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup, fanOut,
 		}
 		l.dirty.Store(false)
 		// Not cancelled by the stop: a claim whose answer a cancel cut off may have committed,
-		// and its deliveries would then wait out the lease. Answered, they are queued, and the
-		// workers release them at the stop.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		// and its deliveries would then wait out the lease. Bounded well inside serve's stop.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 		claimed, err := d.Store.ClaimWebhookDeliveries(cctx, e.ID, d.now(), d.Config.Lease, room)
 		cancel()
+		if err == nil && ctx.Err() != nil {
+			// The stop came while the claim was answered: release what it took, due at once,
+			// rather than queue it for workers that would still start it.
+			for _, c := range claimed {
+				d.results <- paynotify.WebhookResult{Delivery: c, Status: paynotify.DeliveryPending, Next: ptr(d.now())}
+			}
+			return
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				d.Logger.Error("webhooks: claim", "endpoint", e.ID, "err", err)
@@ -554,20 +563,24 @@ func (d *Dispatcher) finisher() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := d.Store.FinishWebhookDeliveries(ctx, batch)
-		if err != nil && len(batch) > 1 {
-			// One result the store refuses must not cost the others theirs: each again on its own.
+		cancel()
+		switch {
+		case err != nil && len(batch) > 1 && !errors.Is(err, context.DeadlineExceeded):
+			// One result the store refuses must not cost the others theirs: each again on its
+			// own. (A store that did not answer in time would not answer these either.)
 			d.Logger.Warn("webhooks: record results; recording them one by one", "results", len(batch), "err", err)
 			for _, r := range batch {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				if err := d.Store.FinishWebhookDeliveries(ctx, []paynotify.WebhookResult{r}); err != nil {
 					d.Logger.Error("webhooks: record result", "delivery", r.Delivery.ID, "endpoint", r.Delivery.EndpointID, "err", err)
 				}
+				cancel()
 			}
-		} else if err != nil {
-			// The claim stays until its lease ends; the delivery is then attempted again (with
-			// the same webhook-id), never lost.
-			d.Logger.Error("webhooks: record result", "delivery", batch[0].Delivery.ID, "endpoint", batch[0].Delivery.EndpointID, "err", err)
+		case err != nil:
+			// The claims stay until their lease ends; the deliveries are then attempted again
+			// (with the same webhook-id), never lost.
+			d.Logger.Error("webhooks: record results", "results", len(batch), "err", err)
 		}
-		cancel()
 		d.mu.Lock()
 		for _, r := range batch {
 			if l := d.lanes[r.Delivery.EndpointID]; l != nil {
