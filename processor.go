@@ -476,12 +476,23 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 	if err != nil {
 		return nil, fmt.Errorf("load refunds: %w", err)
 	}
-	var others Amount
 	for _, r := range refunds {
 		if r.OutRequestNo == f.RefundRequestNo {
 			st.prior = r
-		} else if r.Status == RefundSucceeded {
-			others += r.Amount
+		}
+	}
+	// others: the other succeeded refunds; unsure: those of them whose amount was inferred from
+	// a cumulative total (refundChange) since this refund was asked for, and not yet confirmed.
+	// Such an amount may already hold this refund's (made by the provider while still pending
+	// with us), so adding both could count it twice.
+	var others, unsure Amount
+	for _, r := range refunds {
+		if r == st.prior || r.Status != RefundSucceeded {
+			continue
+		}
+		others += r.Amount
+		if r.NextCheckAt != nil && st.prior != nil && !r.CreatedAt.Before(st.prior.CreatedAt) {
+			unsure += r.Amount
 		}
 	}
 	if st.prior != nil && f.RefundAmount == 0 {
@@ -489,6 +500,12 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 	}
 	if f.Kind == FactRefund && f.RefundPerRequest {
 		f.RefundTotal = others + f.RefundAmount
+		if unsure > 0 {
+			// Never more than is sure: the refunds known for certain plus this one, or the total
+			// the provider last reported, whichever is higher. A provider's cumulative total
+			// (Alipay's next notification) brings the rest.
+			f.RefundTotal = max(o.RefundedAmount, others-unsure+f.RefundAmount)
+		}
 	}
 	return st, nil
 }

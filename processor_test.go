@@ -395,6 +395,70 @@ func TestProcess_OwnRefundFromTheOtherPayment(t *testing.T) {
 	}
 }
 
+// An Alipay portal refund P is notified (cumulative refund_fee 7.50) while our refund Q (2.50),
+// which Alipay had already made, is still pending with us: P's amount is inferred as 7.50 (truly
+// 5.00). The refund query then confirms Q: adding Q to P's inferred amount would make 10.00 and
+// mark the order refunded; the order stays at Alipay's 7.50, and Q is settled.
+func TestProcess_RefundOverInferredAmount(t *testing.T) {
+	p, b := setupProcessor(t)
+	ctx := context.Background()
+	b.mustOrder(t, "T1")
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
+	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "Q", Amount: 250,
+		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	portal := paidFact("T1", "P1") // TRADE_SUCCESS with refund_fee 7.50, out_biz_no PORTAL
+	portal.Kind, portal.RefundTotal, portal.RefundRequestNo = paynotify.FactRefund, 750, "PORTAL"
+	if res := p.Process(ctx, callback(b.app), facts(portal)); res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("portal refund: %+v", res)
+	}
+	confirm := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundPerRequest: true,
+		RefundRequestNo: "Q", RefundAmount: 250} // the refund query's answer about Q
+	if _, err := p.Apply(ctx, b.app, confirm, nil); err != nil {
+		t.Fatal(err)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.RefundedAmount != 750 {
+		t.Fatalf("order = %+v, want paid with 7.50 refunded (Alipay's total)", o)
+	}
+	rs, err := b.store.ListRefunds(ctx, "shop", "T1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Status != paynotify.RefundSucceeded {
+			t.Errorf("refund %s: %s, want succeeded", r.OutRequestNo, r.Status)
+		}
+	}
+}
+
+// The usual order: the portal refund P is notified (and inferred) before our refund Q is asked
+// for; the query's confirmation of Q adds it to P.
+func TestProcess_RefundAfterInferredAmount(t *testing.T) {
+	p, b := setupProcessor(t)
+	ctx := context.Background()
+	b.mustOrder(t, "T1")
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
+	portal := paidFact("T1", "P1")
+	portal.Kind, portal.RefundTotal, portal.RefundRequestNo = paynotify.FactRefund, 500, "PORTAL"
+	if res := p.Process(ctx, callback(b.app), facts(portal)); res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("portal refund: %+v", res)
+	}
+	later := time.Now().Add(time.Hour)
+	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "Q", Amount: 250,
+		Status: paynotify.RefundPending, CreatedAt: later, UpdatedAt: later}); err != nil {
+		t.Fatal(err)
+	}
+	confirm := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundPerRequest: true,
+		RefundRequestNo: "Q", RefundAmount: 250}
+	if _, err := p.Apply(ctx, b.app, confirm, nil); err != nil {
+		t.Fatal(err)
+	}
+	if o := b.order(t, "T1"); o.RefundedAmount != 750 {
+		t.Fatalf("order = %+v, want 7.50 refunded", o)
+	}
+}
+
 func TestProcess_Ignored(t *testing.T) {
 	p, b := setupProcessor(t)
 	res := p.Process(context.Background(), callback(b.app), facts(paynotify.Fact{Kind: paynotify.FactIgnored, NotificationID: "n1"}))
