@@ -554,6 +554,21 @@ func TestProcess_Refunds(t *testing.T) {
 		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid refund.failed]" {
 			t.Fatalf("events = %s", got)
 		}
+		// WeChat's ABNORMAL is not final: handled in the merchant platform, the refund can
+		// still succeed, and then it is booked (api.md).
+		f.Kind = paynotify.FactRefund
+		if res := p.Process(ctx, callback(b.app), facts(f)); res.Verdict != paynotify.VerdictAccepted {
+			t.Fatalf("success after the failure: %+v", res)
+		}
+		if r := refundOf(t, b, "R1"); r.Status != paynotify.RefundSucceeded {
+			t.Fatalf("refund after its success = %+v", r)
+		}
+		if o := b.order(t, "T1"); o.RefundedAmount != 300 {
+			t.Fatalf("order = %+v, want 3.00 refunded", o)
+		}
+		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid refund.failed order.refunded]" {
+			t.Fatalf("events = %s", got)
+		}
 	})
 
 	t.Run("PortalRefundIsConfirmedLater", func(t *testing.T) {
