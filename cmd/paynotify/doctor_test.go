@@ -561,6 +561,8 @@ func TestRedactDSN(t *testing.T) {
 		{"postgres://app:a/" + pw + "@db/pay?sslmode=disable", "postgres://…@db/pay?sslmode=disable"},
 		{"postgresql:/app:" + pw + "@db/pay", "postgresql:/…@db/pay"},
 		{"postgress://app:" + pw + "@db/pay", "postgress://…@db/pay"},
+		{"https://pay.example.com/n/a@b?x=1", "https://pay.example.com/n/a@b?x=1"},
+		{"https://u:" + pw + "/x@pay.example.com/n", "https://…@pay.example.com/n"},
 	} {
 		got := redactDSN(c.dsn)
 		if got != c.want {

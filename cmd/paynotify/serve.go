@@ -519,7 +519,8 @@ var dsnUserInfo = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.\-]*):/*(.*)@`)
 
 // userInfo returns where a DSN's user info lies as written, whatever bytes it holds: between
 // its scheme and its last "@". A SQLite file's DSN (sqlite:, file:) has none: an "@" there is in
-// the path.
+// the path. In an http(s) URL (public_url and the like) only a "user:password" before the "@"
+// counts, so that an "@" in a path or query does not hide the host.
 func userInfo(dsn string) (start, end int, ok bool) {
 	m := dsnUserInfo.FindStringSubmatchIndex(dsn)
 	if m == nil {
@@ -528,6 +529,10 @@ func userInfo(dsn string) (start, end int, ok bool) {
 	switch strings.ToLower(dsn[m[2]:m[3]]) {
 	case "sqlite", "file":
 		return 0, 0, false
+	case "http", "https":
+		if !strings.Contains(dsn[m[4]:m[5]], ":") {
+			return 0, 0, false
+		}
 	}
 	return m[4], m[5], true
 }
