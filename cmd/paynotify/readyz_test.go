@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/paynotify/paynotify"
@@ -57,6 +59,25 @@ func TestReadyz(t *testing.T) {
 			}
 		})
 	}
+	t.Run("MigrationsCheckedUntilComplete", func(t *testing.T) {
+		// Pending, then migrated: checked on each call until found complete, then only pinged.
+		var pings, checks atomic.Int32
+		pending := 2
+		ready := readinessOf(func(context.Context) error { pings.Add(1); return nil },
+			func(context.Context) (int, int, error) { checks.Add(1); return pending, 0, nil }, logger)
+		if err := ready(t.Context()); err == nil {
+			t.Fatal("ready with migrations pending")
+		}
+		pending = 0
+		for range 5 {
+			if err := ready(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if pings.Load() != 6 || checks.Load() != 2 {
+			t.Fatalf("%d pings and %d migration checks, want 6 and 2", pings.Load(), checks.Load())
+		}
+	})
 	t.Run("PendingMigrations", func(t *testing.T) {
 		db, err := sqlite.Open(filepath.Join(t.TempDir(), "paynotify.db")) // never migrated
 		if err != nil {

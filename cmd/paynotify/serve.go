@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/paynotify/paynotify"
@@ -240,26 +241,44 @@ func newServer(cfg *Config, st store, svc *paynotify.Service, logger *slog.Logge
 
 // readiness is GET /readyz's check: the database answers and neither our schema nor River's has
 // migrations pending. Its errors say which, without the driver's text (logged instead).
+//
+// The migrations are checked until they are found complete, then never again: this binary's
+// migrations, once applied, stay applied (a newer binary's only add to them). Anyone can call
+// /readyz, and on SQLite River's check takes the write lock: polled, it would compete with the
+// writer of every notification. Only the ping is made on every call.
 func readiness(st store, logger *slog.Logger) func(ctx context.Context) error {
+	return readinessOf(st.Ping, func(ctx context.Context) (int, int, error) {
+		n, err := st.PendingMigrations(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		river, err := pendingJobMigrations(ctx, st)
+		return n, len(river), err
+	}, logger)
+}
+
+// readinessOf is readiness over its two checks.
+func readinessOf(ping func(context.Context) error, pending func(context.Context) (ours, river int, err error), logger *slog.Logger) func(ctx context.Context) error {
+	var migrated atomic.Bool
 	return func(ctx context.Context) error {
 		unreachable := func(err error) error {
 			logger.Warn("readyz: database", "err", err)
 			return errors.New("the database does not answer")
 		}
-		if err := st.Ping(ctx); err != nil {
+		if err := ping(ctx); err != nil {
 			return unreachable(err)
 		}
-		n, err := st.PendingMigrations(ctx)
+		if migrated.Load() {
+			return nil
+		}
+		n, river, err := pending(ctx)
 		if err != nil {
 			return unreachable(err)
 		}
-		river, err := pendingJobMigrations(ctx, st)
-		if err != nil {
-			return unreachable(err)
+		if n > 0 || river > 0 {
+			return fmt.Errorf("the database has migrations pending (paynotify: %d, River: %d): run paynotify migrate", n, river)
 		}
-		if n > 0 || len(river) > 0 {
-			return fmt.Errorf("the database has migrations pending (paynotify: %d, River: %d): run paynotify migrate", n, len(river))
-		}
+		migrated.Store(true)
 		return nil
 	}
 }
