@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"time"
 
 	mig "github.com/paynotify/paynotify/internal/migrations"
 
@@ -64,6 +65,20 @@ func (db *DB) ApplyMigrations(ctx context.Context) ([]string, error) {
 	var applied []string
 	for _, m := range ms {
 		ok, err := migrateOne(ctx, conn.Conn(), m, db)
+		for try := 1; lockTimeout(err) && try < migrateLockTries; try++ {
+			// A table it changes is held (a long transaction, a pg_dump): step out of the lock
+			// queue, where the writes of running instances would wait behind it, and try again.
+			select {
+			case <-ctx.Done():
+				return applied, fmt.Errorf("postgres: migrate %s: %w", m.Name, ctx.Err())
+			case <-time.After(migrateLockPause):
+			}
+			ok, err = migrateOne(ctx, conn.Conn(), m, db)
+		}
+		if lockTimeout(err) {
+			return applied, fmt.Errorf("postgres: migrate %s: a table it changes stayed locked by another session for %d tries (a long transaction or a pg_dump?): %w",
+				m.Name, migrateLockTries, err)
+		}
 		if err != nil {
 			return applied, fmt.Errorf("postgres: migrate %s: %w", m.Name, err)
 		}
@@ -74,6 +89,19 @@ func (db *DB) ApplyMigrations(ctx context.Context) ([]string, error) {
 	return applied, nil
 }
 
+// migrateLockTimeout bounds a migration's wait for a table lock: shorter than the writers' own
+// (lockTimeoutSQL), so that the writes queued behind a migration that waits go through in time.
+// It does not bound the work once the lock is held: an index built on a big table holds off the
+// table's writes while it builds (deploy.md).
+const migrateLockTimeout = `SET LOCAL lock_timeout = '1s'`
+
+// migrateLockTries and migrateLockPause: how often, and how far apart, a migration that could not
+// take its lock is tried again before Migrate gives up (about two minutes).
+const (
+	migrateLockTries = 60
+	migrateLockPause = time.Second
+)
+
 // migrateOne applies m unless the schema has it, and reports whether it did.
 func migrateOne(ctx context.Context, conn *pgx.Conn, m migration, db *DB) (bool, error) {
 	tx, err := conn.Begin(ctx)
@@ -81,6 +109,9 @@ func migrateOne(ctx context.Context, conn *pgx.Conn, m migration, db *DB) (bool,
 		return false, err
 	}
 	defer rollback(ctx, tx)
+	if _, err := tx.Exec(ctx, migrateLockTimeout); err != nil {
+		return false, err
+	}
 	var n int
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
 		return false, err
