@@ -200,6 +200,12 @@ func verifyRSA(pub *rsa.PublicKey, canonical []byte, sign string) string {
 // SDK (docs/alipay-legacy.md §7).
 const blockSize = 128
 
+// maxBlocks caps the `0001` data decrypted: 64 blocks hold about 7.4 KB of plaintext, several
+// times a WAP notification's or token answer's. The data comes before any signature is checked,
+// and each block costs a private-key operation: uncapped, one request of a megabyte cost seconds
+// of CPU.
+const maxBlocks = 64
+
 // DecryptData decrypts `0001` data (notify_data, res_data) as every official SDK does
 // (docs/alipay-legacy.md §7): base64-decode, split into 128-byte blocks, RSA-decrypt each with
 // PKCS#1 v1.5 padding, concatenate. It needs a 1024-bit key; any failure (bad base64, a short
@@ -214,6 +220,9 @@ func DecryptData(priv *rsa.PrivateKey, data string) ([]byte, error) {
 	}
 	if len(ct) == 0 || len(ct)%blockSize != 0 {
 		return nil, errors.New("alipaylegacy: 0001 data is " + strconv.Itoa(len(ct)) + " bytes, not a whole number of 128-byte blocks")
+	}
+	if len(ct) > maxBlocks*blockSize {
+		return nil, errors.New("alipaylegacy: 0001 data is " + strconv.Itoa(len(ct)/blockSize) + " blocks, more than " + strconv.Itoa(maxBlocks))
 	}
 	out := make([]byte, 0, len(ct))
 	for i := 0; i < len(ct); i += blockSize {
