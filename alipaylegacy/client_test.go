@@ -26,7 +26,9 @@ func TestNotifyVerify(t *testing.T) {
 		{"ErrUpper", "TRUE", false},
 		{"ErrSuffix", "xtrue", false},
 		{"ErrLeadingSpace", " true", false},
-		{"ErrNewline", "true\n", false},
+		{"OKNewline", "true\n", true},
+		{"OKCRLF", "true\r\n", true},
+		{"ErrSecondLine", "true\nfalse", false},
 		{"ErrEmpty", "", false},
 		{"ErrHTML", "<html>true</html>\ntrue", false},
 	}

@@ -63,7 +63,10 @@ func (c *Client) NotifyVerify(ctx context.Context, notifyID string) error {
 		}
 		return &NotifyVerifyError{NotifyID: notifyID, Status: resp.StatusCode, Err: err, sentinel: ErrNotifyVerifyUnavailable}
 	}
-	if string(body) == "true" {
+	// Exactly "true", with at most a line ending or trailing blanks after it: both official demos
+	// take "true\n" (PHP's /true$/i, Java's first line), and nothing else that either refuses
+	// ("TRUE", " true", an HTML page).
+	if strings.TrimRight(string(body), " \t\r\n") == "true" {
 		return nil
 	}
 	return &NotifyVerifyError{NotifyID: notifyID, Status: resp.StatusCode, Answer: answerText(body), sentinel: ErrNotConfirmed}
