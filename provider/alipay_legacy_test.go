@@ -352,7 +352,7 @@ func TestAlipayLegacyNotifyVerify(t *testing.T) {
 			t.Fatalf("calls %v", c)
 		}
 	})
-	for _, answer := range []string{"false", "invalid", "TRUE", " true", "true\n", "xtrue", ""} {
+	for _, answer := range []string{"false", "invalid", "TRUE", " true", "true\nfalse", "xtrue", ""} {
 		t.Run("answer="+answer, func(t *testing.T) {
 			u, calls := fakeNotifyVerify(t, answer)
 			g := legacyAdapter(t, on(u, 0))
