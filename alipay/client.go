@@ -356,6 +356,16 @@ func (c *Client) verifyForm(f *form, r rule) error {
 			return nil
 		}
 	}
+	// A value made only of full-width (or other non-ASCII) spaces: Alipay's Java signer leaves
+	// it out of the string (Character.isWhitespace), which our usual rule keeps. One more
+	// verification, only then.
+	if f.hasJavaBlankValue(r) {
+		alt := f.appendCanonicalJava(stack[:0], r)
+		h, d, n := c.signType.hashed(alt)
+		if rsaVerify(key, h, d[:n], raw) {
+			return nil
+		}
+	}
 	full := f.appendCanonical(nil, r, "")
 	return &VerifyError{Reason: ReasonSignatureInvalid, Detail: c.explainFailure(f, r, key, raw, full),
 		Message: full, OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}

@@ -1,6 +1,9 @@
 package alipay
 
 import (
+	"strings"
+	"unicode/utf8"
+
 	"github.com/paynotify/paynotify/internal/alipaywire"
 )
 
@@ -100,6 +103,74 @@ func (f *form) hasEmptyValue(r rule) bool {
 		}
 	}
 	return false
+}
+
+// hasJavaBlankValue reports whether a field that the usual canonical string under r carries is
+// made only of whitespace as Java's Character.isWhitespace sees it, not all of it ASCII (a
+// full-width space, U+3000): Alipay's Java signer drops such a value, our usual string keeps it.
+func (f *form) hasJavaBlankValue(r rule) bool {
+	gbk := isGBK(f.Charset())
+	for i := range f.w.Len() {
+		if k, v := f.w.Key(i), f.w.Value(i); include(k, v, r, "") && javaBlank(v, gbk) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendCanonicalJava is appendCanonical under r with the values Java counts as whitespace left
+// out too (hasJavaBlankValue).
+func (f *form) appendCanonicalJava(dst []byte, r rule) []byte {
+	gbk := isGBK(f.Charset())
+	first := true
+	for i := range f.w.Len() {
+		k, v := f.w.Key(i), f.w.Value(i)
+		if !include(k, v, r, "") || javaBlank(v, gbk) {
+			continue
+		}
+		if !first {
+			dst = append(dst, '&')
+		}
+		first = false
+		dst = append(append(append(dst, k...), '='), v...)
+	}
+	return dst
+}
+
+// isGBK reports whether a declared charset is GBK or one of its relatives.
+func isGBK(cs string) bool {
+	return strings.EqualFold(cs, "gbk") || strings.EqualFold(cs, "gb2312") || strings.EqualFold(cs, "gb18030")
+}
+
+// javaBlank reports whether v (UTF-8, or GBK when gbk) is not empty and made only of characters
+// java.lang.Character.isWhitespace accepts: the ASCII ones, U+1680, U+2000 to U+2006, U+2008 to
+// U+200A, U+2028, U+2029, U+205F and U+3000 (not the no-break spaces U+00A0, U+2007, U+202F). In
+// GBK only U+3000 (A1 A1) of the others exists.
+func javaBlank(v []byte, gbk bool) bool {
+	if len(v) == 0 {
+		return false
+	}
+	for i := 0; i < len(v); {
+		if isBlank(v[i : i+1]) {
+			i++
+			continue
+		}
+		if gbk {
+			if i+1 < len(v) && v[i] == 0xA1 && v[i+1] == 0xA1 {
+				i += 2
+				continue
+			}
+			return false
+		}
+		r, n := utf8.DecodeRune(v[i:])
+		switch {
+		case r == 0x1680, r >= 0x2000 && r <= 0x2006, r >= 0x2008 && r <= 0x200A, r == 0x2028, r == 0x2029, r == 0x205F, r == 0x3000:
+			i += n
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // include reports whether the field k=v takes part in the canonical string under r.
