@@ -69,6 +69,10 @@ type Processor struct {
 	// RejectedPerMinute caps the rejected notifications stored per app per minute (the rest are
 	// only counted). Defaults to 100.
 	RejectedPerMinute int
+	// RejectedBytesPerMinute caps their size too (body and headers, per app per minute): anyone
+	// can send junk to a notify URL, up to the body limit each time. Defaults to 512 KiB, several
+	// times the size of 100 genuine notifications.
+	RejectedBytesPerMinute int
 	// Metrics, if set, is told of every callback and commit (metrics.Prometheus).
 	Metrics Metrics
 
@@ -80,6 +84,7 @@ type Processor struct {
 type rejectWindow struct {
 	start   time.Time
 	stored  int
+	bytes   int
 	dropped int64
 }
 
@@ -207,7 +212,7 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		log := withAttrs()
 		log.Warn("callback rejected", "out_trade_no", rej.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
 		// Reprocessing is asked for by an operator: its result is always kept.
-		if source != SourceNotification || p.admitRejected(cb.App.Name, start) {
+		if source != SourceNotification || p.admitRejected(cb.App.Name, start, evidenceSize(ev)) {
 			p.keepEvidence(ctx, ev, log)
 		}
 		return res
@@ -686,12 +691,27 @@ func refundChange(app *App, o *Order, f *Fact, prior *Refund, now time.Time) *Re
 	return r
 }
 
-// admitRejected reports whether one more rejected request of app may be stored in the current
-// minute.
-func (p *Processor) admitRejected(app string, now time.Time) bool {
+// evidenceSize is about what a record of ev takes in the store: its body and headers.
+func evidenceSize(ev *Evidence) int {
+	n := len(ev.Body)
+	for k, vs := range ev.Headers {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// admitRejected reports whether one more rejected request of app, of size bytes, may be stored
+// in the current minute.
+func (p *Processor) admitRejected(app string, now time.Time, size int) bool {
 	limit := p.RejectedPerMinute
 	if limit == 0 {
 		limit = 100
+	}
+	budget := p.RejectedBytesPerMinute
+	if budget == 0 {
+		budget = 512 << 10
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -703,10 +723,11 @@ func (p *Processor) admitRejected(app string, now time.Time) bool {
 		w = &rejectWindow{start: now}
 		p.rejected[app] = w
 	}
-	if w.stored >= limit {
+	if w.stored >= limit || w.stored > 0 && w.bytes+size > budget {
 		w.dropped++
 		return false
 	}
 	w.stored++
+	w.bytes += size
 	return true
 }

@@ -229,6 +229,29 @@ func TestProcess_Rejected(t *testing.T) {
 			t.Fatalf("reprocess records = %+v", ev)
 		}
 	})
+
+	t.Run("ByteCap", func(t *testing.T) {
+		// Junk of 4,000 bytes a request against 10,000 bytes a minute: two records, then only
+		// counted; the first of a minute is kept whatever its size.
+		p, b := setupProcessor(t)
+		p.RejectedBytesPerMinute = 10000
+		for range 5 {
+			cb := callback(b.app)
+			cb.Body = bytes.Repeat([]byte("x"), 4000)
+			p.Process(context.Background(), cb, rejecting)
+		}
+		if n := len(b.evidence(t, paynotify.EvidenceFilter{})); n != 2 {
+			t.Fatalf("%d rejected records of 4,000 bytes stored, want 2 within 10,000 bytes", n)
+		}
+		p, b = setupProcessor(t)
+		p.RejectedBytesPerMinute = 1000
+		cb := callback(b.app)
+		cb.Body = bytes.Repeat([]byte("x"), 4000)
+		p.Process(context.Background(), cb, rejecting)
+		if n := len(b.evidence(t, paynotify.EvidenceFilter{})); n != 1 {
+			t.Fatalf("%d records, want the first of the minute kept", n)
+		}
+	})
 }
 
 func TestProcess_VerifyAt(t *testing.T) {

@@ -57,6 +57,7 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	}
 	header := r.Header.Clone()
 	header.Del("Authorization")
+	header.Del("Proxy-Authorization")
 	header.Del("Cookie")
 	res := s.Service.Processor.Process(r.Context(), &paynotify.Callback{App: a, Endpoint: endpoint, Header: header, Body: body,
 		ReceivedAt: received, Answer: acker.AckText, Logger: s.log(r)}, verifier)

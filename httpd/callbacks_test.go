@@ -565,6 +565,37 @@ func TestAlipayNotify_RejectedCap(t *testing.T) {
 	})
 }
 
+// TestNotify_CredentialHeadersNotKept: a notification's evidence keeps its headers but the
+// credentials a proxy or browser may add (Authorization, Proxy-Authorization, Cookie).
+func TestNotify_CredentialHeadersNotKept(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		newAlipayOrder(e, "H0001", 100)
+		h := http.Header{"Authorization": {"Bearer s3cret-a"}, "Proxy-Authorization": {"Basic s3cret-p"}, "Cookie": {"sid=s3cret-c"}, "X-Trace": {"kept"}}
+		if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, h, alipayNotify(t, paidFields("H0001", "1.00"))); ans != "success" {
+			t.Fatalf("answer %q", ans)
+		}
+		var out struct {
+			Notifications []struct {
+				Headers http.Header `json:"headers"`
+			} `json:"notifications"`
+		}
+		if code := e.api("GET", "/v1/notifications?out_trade_no=H0001", nil, &out); code != http.StatusOK || len(out.Notifications) != 1 {
+			t.Fatalf("notifications: %d, %d records", code, len(out.Notifications))
+		}
+		got := out.Notifications[0].Headers
+		if got.Get("X-Trace") != "kept" {
+			t.Fatalf("headers %v: the others are not kept", got)
+		}
+		for _, k := range []string{"Authorization", "Proxy-Authorization", "Cookie"} {
+			if v := got.Get(k); v != "" {
+				t.Errorf("evidence keeps %s: %q", k, v)
+			}
+		}
+	})
+}
+
 // TestLongPoll_StopOnShutdown: a graceful shutdown does not wait out long-polls.
 func TestLongPoll_StopOnShutdown(t *testing.T) {
 	t.Parallel()
