@@ -379,13 +379,21 @@ type checkOutcome struct {
 	attention bool
 }
 
-// target loads what a check is about: its app and order. A nil app or order (the app is no
-// longer configured, the order is gone) ends the check with no next one.
+// unknownAppRetry is how far ahead the check of an app this process does not know is given back:
+// another instance may know it (a rolling deploy that adds the app), or the app comes back to the
+// config. Dropping its schedule would stop its checks and its close at expiry for good.
+const unknownAppRetry = time.Hour
+
+// errUnknownApp: the check is of an app this process's config does not have.
+var errUnknownApp = errors.New("paynotify: check of an app this process does not know")
+
+// target loads what a check is about: its app and order. A nil order (gone) ends the check with no
+// next one; an app this process does not know is errUnknownApp (see unknownAppOutcome).
 func (r *Reconciler) target(ctx context.Context, c *Check) (*App, *Order, error) {
 	a := r.Service.Apps[c.App]
 	if a == nil {
-		r.log().Warn("check of an app no longer configured: dropped", "app", c.App, "out_trade_no", c.OutTradeNo)
-		return nil, nil, nil
+		r.log().Warn("check of an app this process does not know: given back for an hour", "app", c.App, "out_trade_no", c.OutTradeNo)
+		return nil, nil, errUnknownApp
 	}
 	o, err := r.Service.Store.GetOrder(ctx, a.Name, c.OutTradeNo)
 	if ErrorCode(err) == ENOTFOUND {
@@ -396,10 +404,19 @@ func (r *Reconciler) target(ctx context.Context, c *Check) (*App, *Order, error)
 	return a, o, nil
 }
 
+// unknownAppOutcome gives the check back, unchanged and uncounted, unknownAppRetry from now.
+func (r *Reconciler) unknownAppOutcome() checkOutcome {
+	next := r.Service.now().Add(unknownAppRetry)
+	return checkOutcome{next: &next}
+}
+
 // checkOrder queries a pending order, or closes it once it is past its expiry.
 func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *CheckResult, error) {
 	s := r.Service
 	a, o, err := r.target(ctx, c)
+	if errors.Is(err, errUnknownApp) {
+		return r.unknownAppOutcome(), nil, nil
+	}
 	if a == nil || o == nil {
 		return checkOutcome{}, nil, err
 	}
@@ -447,6 +464,9 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (checkOutcome, *CheckResult, error) {
 	s := r.Service
 	a, o, err := r.target(ctx, c)
+	if errors.Is(err, errUnknownApp) {
+		return r.unknownAppOutcome(), nil, nil
+	}
 	if a == nil || o == nil {
 		return checkOutcome{}, nil, err
 	}

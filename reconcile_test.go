@@ -348,3 +348,30 @@ func TestReconciler_ConcurrentSweeps(t *testing.T) {
 		t.Fatalf("%d queries, want %d", total, n)
 	}
 }
+
+// A check of an app this process does not know (a rolling deploy adding it, an app left out of
+// the config for a while) is given back an hour later, not dropped: the schedule survives, and a
+// process that knows the app checks it then.
+func TestReconciler_UnknownAppKeepsItsSchedule(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	shop := r.Service.Apps["shop"]
+	delete(r.Service.Apps, "shop") // the old instance's config
+	b.now.Set(t0.Add(time.Minute))
+	sweep(t, r)
+	if next, checks := nextCheck(t, b, "T1"); next != time.Minute+time.Hour || checks != 0 {
+		t.Fatalf("next %s after %d checks, want given back to +1h1m, uncounted", next, checks)
+	}
+	if n := b.fake.count("query"); n != 0 {
+		t.Fatalf("%d queries by a process that does not know the app", n)
+	}
+	r.Service.Apps["shop"] = shop // an instance that knows it, past the order's expiry
+	b.now.Set(t0.Add(time.Minute + time.Hour))
+	sweep(t, r)
+	if o := b.order(t, "T1"); o.Status == paynotify.StatusPending && o.NextCheckAt == nil {
+		t.Fatalf("order %+v left pending with no check", o)
+	}
+	if b.fake.count("query")+b.fake.count("close") == 0 {
+		t.Fatal("the instance that knows the app asked the provider nothing")
+	}
+}
