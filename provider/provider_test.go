@@ -238,8 +238,18 @@ type wxAnswer struct {
 
 func fakeWechat(t *testing.T, answer wxAnswer) (*provider.Wechat, *[]string) {
 	t.Helper()
+	return fakeWechatSeq(t, answer)
+}
+
+// fakeWechatSeq answers its requests with answers in turn, the last one from then on.
+func fakeWechatSeq(t *testing.T, answers ...wxAnswer) (*provider.Wechat, *[]string) {
+	t.Helper()
 	var bodies []string
+	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		answer := answers[min(len(bodies), len(answers)-1)]
+		mu.Unlock()
 		ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), "n0nce"
 		if !answer.unsigned {
 			signed := answer.body
@@ -253,7 +263,9 @@ func fakeWechat(t *testing.T, answer wxAnswer) (*provider.Wechat, *[]string) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(answer.status)
+		mu.Lock()
 		bodies = append(bodies, answer.body)
+		mu.Unlock()
 		w.Write([]byte(answer.body))
 	}))
 	t.Cleanup(srv.Close)
@@ -268,6 +280,26 @@ func fakeWechat(t *testing.T, answer wxAnswer) (*provider.Wechat, *[]string) {
 		t.Fatal(err)
 	}
 	return &provider.Wechat{Client: c}, &bodies
+}
+
+// TestWechatClose: a close refused (signed 4xx) is settled by a query; when that query fails,
+// the outcome is the query's (unknown: provider_unavailable), not the close's refusal.
+func TestWechatClose(t *testing.T) {
+	refused := wxAnswer{status: 400, body: `{"code":"ORDERPAID","message":"订单已支付"}`}
+	paid := wxAnswer{status: 200, body: `{"appid":"wx0000000000000001","mchid":"1900000100","out_trade_no":"T1","transaction_id":"4200000001","trade_state":"SUCCESS","amount":{"total":8888,"currency":"CNY"},"success_time":"2026-12-06T10:00:00+08:00"}`}
+	t.Run("OKRefusedThenPaid", func(t *testing.T) {
+		g, _ := fakeWechatSeq(t, refused, paid)
+		f, err := g.Close(context.Background(), testOrder)
+		if err != nil || f.Kind != paynotify.FactPaid {
+			t.Fatalf("Close = %+v, %v; want the payment the query found", f, err)
+		}
+	})
+	t.Run("ErrQueryFails", func(t *testing.T) {
+		g, _ := fakeWechatSeq(t, refused, wxAnswer{status: 503, body: `{"code":"SYSTEM_ERROR","message":"x"}`})
+		if _, err := g.Close(context.Background(), testOrder); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+			t.Fatalf("Close error = %v, want provider_unavailable (the query's outcome is unknown)", err)
+		}
+	})
 }
 
 func TestWechatQuery(t *testing.T) {

@@ -177,7 +177,7 @@ func (g *Wechat) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact,
 	}
 	t, qerr := g.Client.QueryByOutTradeNo(ctx, o.OutTradeNo)
 	if qerr != nil {
-		return paynotify.Fact{}, wechatError(err)
+		return paynotify.Fact{}, wechatError(qerr) // the query decides: its failure leaves the outcome unknown
 	}
 	if t.OutTradeNo != o.OutTradeNo {
 		return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "WeChat Pay answered a query about %s with another order.", o.OutTradeNo)
