@@ -356,12 +356,22 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) bool {
 	}
 	if err != nil {
 		now := r.Service.now()
-		next := now.Add(time.Minute)
-		if ErrorCode(err) == EPROVIDERUNAVAILABLE || errors.Is(err, context.DeadlineExceeded) {
+		next, counted := now.Add(time.Minute), false
+		switch {
+		case ErrorCode(err) == EPROVIDERUNAVAILABLE || errors.Is(err, context.DeadlineExceeded):
 			next = r.unavailable(c.App, now)
+		case ErrorCode(err) == EPROVIDER:
+			// A signed refusal (a permission or configuration fault at the provider) will not
+			// go away in a minute: asked again at the schedule's pace, and counted, rather than
+			// every minute for every pending order of the app.
+			every := time.Hour
+			if a := r.Service.Apps[c.App]; a != nil {
+				every = a.Reconcile.WithDefaults().ThenEvery
+			}
+			next, counted = now.Add(every), true
 		}
 		r.log().Warn("check failed", "app", c.App, "out_trade_no", c.OutTradeNo, "out_request_no", c.OutRequestNo, "kind", c.Kind, "err", err, "retry_at", next)
-		o = checkOutcome{next: &next}
+		o = checkOutcome{next: &next, counted: counted}
 	} else {
 		r.answered(c.App)
 	}

@@ -375,3 +375,18 @@ func TestReconciler_UnknownAppKeepsItsSchedule(t *testing.T) {
 		t.Fatal("the instance that knows the app asked the provider nothing")
 	}
 }
+
+// A signed refusal of the query (a permission fault at the provider) is asked again at the
+// schedule's then_every pace and counted, not every minute for every pending order.
+func TestReconciler_SignedRefusal(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 2*time.Hour)
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "refused: NO_AUTH"}
+	})
+	b.now.Set(t0.Add(time.Minute))
+	sweep(t, r)
+	if next, checks := nextCheck(t, b, "T1"); next != 11*time.Minute || checks != 1 {
+		t.Fatalf("next %s after %d checks, want +11m (then_every 10m after the 1m check), counted", next, checks)
+	}
+}
