@@ -105,7 +105,7 @@ func (s *Service) applyAnswer(ctx context.Context, a *App, o *Order, rf *Refund,
 		return res, nil
 	}
 	ev := s.answerEvidence(a, ans, received)
-	r, err := s.Processor.Apply(ctx, a, *ans.Fact, ev)
+	r, err := s.applyAnswered(ctx, a, *ans.Fact, ev)
 	if err != nil {
 		return nil, err
 	}

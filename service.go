@@ -280,7 +280,7 @@ func (s *Service) closeOrder(ctx context.Context, a *App, o *Order) (*Order, err
 		log.Warn("close at provider", "err", err)
 		return nil, err
 	}
-	res, err := s.Processor.Apply(ctx, a, fact, nil)
+	res, err := s.applyAnswered(ctx, a, fact, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -412,19 +412,31 @@ func (s *Service) requestRefund(ctx context.Context, a *App, o *Order, rf *Refun
 		if errors.As(err, &pe) && pe.Code == EPROVIDER {
 			// Refused: record the failure, then report it.
 			failed := Fact{Kind: FactRefundFailed, OutTradeNo: o.OutTradeNo, RefundRequestNo: rf.OutRequestNo, RefundAmount: rf.Amount}
-			if _, aerr := s.Processor.Apply(ctx, a, failed, nil); aerr != nil {
+			if _, aerr := s.applyAnswered(ctx, a, failed, nil); aerr != nil {
 				return aerr
 			}
 		}
 		return err
 	}
 	if fact != nil {
-		if _, err := s.Processor.Apply(ctx, a, *fact, nil); err != nil {
+		if _, err := s.applyAnswered(ctx, a, *fact, nil); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// applyAnswered applies what a provider answered (a close, a refund, a query) on a context the
+// caller's end does not cut short: the provider has acted, so its answer is recorded even when
+// the API client hung up or a check's deadline is near. Bounded by applyTimeout.
+func (s *Service) applyAnswered(ctx context.Context, a *App, fact Fact, ev *Evidence) (*Result, error) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
+	defer cancel()
+	return s.Processor.Apply(actx, a, fact, ev)
+}
+
+// applyTimeout bounds applyAnswered's commit.
+const applyTimeout = 10 * time.Second
 
 // refund returns one refund as stored now.
 func (s *Service) refund(ctx context.Context, app, outTradeNo, outRequestNo string) (*Refund, error) {

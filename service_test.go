@@ -465,6 +465,23 @@ func TestCheckRefund(t *testing.T) {
 			t.Fatalf("CheckRefund = %+v, %v (requests %d)", res, err, b.fake.count("refund"))
 		}
 	})
+	t.Run("AnswerAppliedAfterTheCallerLeft", func(t *testing.T) {
+		// The provider refunds while the caller's context ends (an API client that hung up, a
+		// check's deadline): what it answered is recorded all the same.
+		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
+		cctx, cancel := context.WithCancel(ctx)
+		b.fake.refundFn = func(o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+			cancel()
+			return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount}, nil
+		}
+		if _, err := s.CheckRefund(cctx, b.app, o, rf, false); err != nil {
+			t.Fatalf("CheckRefund: %v", err)
+		}
+		rs, err := b.store.ListRefunds(ctx, "shop", "T1")
+		if err != nil || len(rs) != 1 || rs[0].Status != paynotify.RefundSucceeded {
+			t.Fatalf("refunds = %+v, %v; want R1 succeeded", rs, err)
+		}
+	})
 	t.Run("ProcessingIsLeftPending", func(t *testing.T) {
 		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
 		b.fake.rquery["R1"] = answer("PROCESSING", nil)
