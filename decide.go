@@ -157,7 +157,7 @@ func Decide(o *Order, f Fact) Decision {
 	}
 	// The order's trade number is the payment it recorded (set by a payment, or by a refund that
 	// implies one), so a refund naming another one is not of that payment, whatever its amounts
-	// say: the order does not move.
+	// say: the order does not move, and no refund record is settled by it.
 	if (f.Kind == FactRefund || f.Kind == FactRefundFailed) && f.ProviderTradeNo != "" && o.ProviderTradeNo != "" &&
 		f.ProviderTradeNo != o.ProviderTradeNo {
 		return Decision{Anomaly: ReasonDuplicatePaymentRefund}

@@ -548,12 +548,11 @@ func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, no
 		}
 		res.Order = c.Order
 	}
-	// An anomaly leaves refunds alone too, but for a refund of ours that the provider made from
-	// the order's other payment (a duplicate_payment_refund under our out_request_no: we asked
-	// for it by out_trade_no, and the provider picked the other trade): the record is settled,
-	// the order's recorded payment stands.
-	ours := d.Anomaly == ReasonDuplicatePaymentRefund && st.prior != nil
-	if o != nil && (d.Anomaly == "" || d.Changed() || ours) {
+	// An anomaly leaves refunds alone too. So does a refund of ours that the provider made from
+	// the order's other payment (a duplicate_payment_refund under our out_request_no): marked
+	// succeeded, it would count against the order's own payment in every later refund total; it
+	// stays pending, raised as the anomaly, until it needs attention.
+	if o != nil && (d.Anomaly == "" || d.Changed()) {
 		c.Refund = refundChange(app, o, f, st.prior, now)
 		if c.Refund != nil && f.Kind == FactRefundFailed && c.Order == nil {
 			// A refund failure changes the order's refunds: it bumps the version, so that the

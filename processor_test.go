@@ -391,30 +391,37 @@ func TestProcess_DuplicatePaymentRefund(t *testing.T) {
 }
 
 // The duplicate's notification was applied first, so the order recorded trade P2; our refund
-// (asked for by out_trade_no) is made from P1. Our refund record is settled; the order, whose
-// recorded payment P2 stands, does not move.
+// (asked for by out_trade_no) is made from P1. It is the anomaly, acknowledged; our refund record
+// stays pending (settled, it would count against P2's payment in every later refund total), and
+// the order does not move.
 func TestProcess_OwnRefundFromTheOtherPayment(t *testing.T) {
 	p, b := setupProcessor(t)
 	ctx := context.Background()
 	b.mustOrder(t, "T1")
 	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P2")))
 	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
-	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 1000,
+	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
 		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
 	f := paidFact("T1", "P1")
-	f.Kind, f.RefundPerRequest, f.RefundRequestNo, f.RefundAmount = paynotify.FactRefund, true, "R1", 1000
+	f.Kind, f.RefundPerRequest, f.RefundRequestNo, f.RefundAmount = paynotify.FactRefund, true, "R1", 300
 	res, err := p.Apply(ctx, b.app, f, nil)
 	if err != nil || res.Verdict != paynotify.VerdictAnomaly || !res.OK || res.Reason != paynotify.ReasonDuplicatePaymentRefund {
 		t.Fatalf("result = %+v, %v; want an acknowledged duplicate_payment_refund", res, err)
 	}
 	rs, err := b.store.ListRefunds(ctx, "shop", "T1")
-	if err != nil || len(rs) != 1 || rs[0].Status != paynotify.RefundSucceeded {
-		t.Fatalf("refunds = %+v, %v; want R1 succeeded", rs, err)
+	if err != nil || len(rs) != 1 || rs[0].Status != paynotify.RefundPending {
+		t.Fatalf("refunds = %+v, %v; want R1 still pending", rs, err)
 	}
-	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.RefundedAmount != 0 || o.ProviderTradeNo != "P2" {
-		t.Fatalf("order = %+v, want it paid under P2 with nothing refunded", o)
+	// A refund of P2's payment is then booked in full (R1 does not count against it).
+	g := paidFact("T1", "P2")
+	g.Kind, g.RefundPerRequest, g.RefundRequestNo, g.RefundAmount = paynotify.FactRefund, true, "R2", 800
+	if res, err := p.Apply(ctx, b.app, g, nil); err != nil || res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("refund of P2: %+v, %v", res, err)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.RefundedAmount != 800 || o.ProviderTradeNo != "P2" {
+		t.Fatalf("order = %+v, want paid under P2 with 8.00 refunded", o)
 	}
 }
 
