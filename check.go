@@ -133,7 +133,7 @@ func (s *Service) CheckRefund(ctx context.Context, a *App, o *Order, rf *Refund,
 	received := s.now()
 	ans, err := a.Gateway.QueryRefund(ctx, o, rf)
 	if rf.Status == RefundSucceeded {
-		return s.confirmRefund(ctx, a, o, rf, ans, err, dryRun)
+		return s.confirmRefund(ctx, a, o, rf, ans, err, received, dryRun)
 	}
 	notFound := ans != nil && ans.NotFound
 	res, err := s.applyAnswer(ctx, a, o, rf, ans, err, received, dryRun)
@@ -153,7 +153,7 @@ func (s *Service) CheckRefund(ctx context.Context, a *App, o *Order, rf *Refund,
 
 // confirmRefund corrects a succeeded refund's amount to what the provider's verified refund query
 // says.
-func (s *Service) confirmRefund(ctx context.Context, a *App, o *Order, rf *Refund, ans *Answer, err error, dryRun bool) (*CheckResult, error) {
+func (s *Service) confirmRefund(ctx context.Context, a *App, o *Order, rf *Refund, ans *Answer, err error, received time.Time, dryRun bool) (*CheckResult, error) {
 	var rej *RejectError
 	switch {
 	case err != nil && errors.As(err, &rej) && ans != nil:
@@ -171,14 +171,28 @@ func (s *Service) confirmRefund(ctx context.Context, a *App, o *Order, rf *Refun
 			"out_request_no", rf.OutRequestNo, "answered", f.OutTradeNo+"/"+f.RefundRequestNo)
 		return res, nil
 	}
-	if f == nil || f.Kind != FactRefund || f.RefundAmount <= 0 || f.RefundAmount == rf.Amount || dryRun {
+	if f == nil || f.Kind != FactRefund || f.RefundAmount <= 0 || dryRun {
 		return res, nil
 	}
-	if err := s.Store.ConfirmRefundAmount(ctx, rf, f.RefundAmount); err != nil {
+	if f.RefundAmount != rf.Amount {
+		if err := s.Store.ConfirmRefundAmount(ctx, rf, f.RefundAmount); err != nil {
+			return nil, err
+		}
+		s.logger().Info("refund amount confirmed", "app", a.Name, "out_trade_no", o.OutTradeNo, "out_request_no", rf.OutRequestNo,
+			"recorded", int64(rf.Amount), "confirmed", int64(f.RefundAmount))
+	}
+	// With this amount certain, the order's refunded total may be known to be higher than the
+	// provider last reported it (a refund of ours confirmed meanwhile left this inferred amount
+	// out: Processor.load): the answer goes through the Processor as any refund fact, kept as
+	// query evidence, and raises the total to the sum of the certain refunds if that is more.
+	r, err := s.applyAnswered(ctx, a, *f, s.answerEvidence(a, ans, received))
+	if err != nil {
 		return nil, err
 	}
-	s.logger().Info("refund amount confirmed", "app", a.Name, "out_trade_no", o.OutTradeNo, "out_request_no", rf.OutRequestNo,
-		"recorded", int64(rf.Amount), "confirmed", int64(f.RefundAmount))
+	res.Verdict, res.Reason, res.Evidence = r.Verdict, r.Reason, r.Evidence
+	if r.Order != nil {
+		res.Order = r.Order
+	}
 	res.Refund = s.currentRefund(ctx, rf)
 	return res, nil
 }

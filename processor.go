@@ -487,16 +487,18 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 		}
 	}
 	// others: the other succeeded refunds; unsure: those of them whose amount was inferred from
-	// a cumulative total (refundChange) since this refund was asked for, and not yet confirmed.
-	// Such an amount may already hold this refund's (made by the provider while still pending
-	// with us), so adding both could count it twice.
+	// Alipay's cumulative total (refundChange) since this refund was asked for, and not yet
+	// confirmed. Such an amount may already hold this refund's (made by Alipay while still
+	// pending with us), so adding both could count it twice. Its confirmation (confirmRefund)
+	// brings the order's total up to the certain sum. Only Alipay reports totals: WeChat Pay's
+	// amounts are never inferred.
 	var others, unsure Amount
 	for _, r := range refunds {
 		if r == st.prior || r.Status != RefundSucceeded {
 			continue
 		}
 		others += r.Amount
-		if r.NextCheckAt != nil && st.prior != nil && !r.CreatedAt.Before(st.prior.CreatedAt) {
+		if app.Provider == ProviderAlipay && r.NextCheckAt != nil && st.prior != nil && !r.CreatedAt.Before(st.prior.CreatedAt) {
 			unsure += r.Amount
 		}
 	}

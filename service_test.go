@@ -482,6 +482,45 @@ func TestCheckRefund(t *testing.T) {
 			t.Fatalf("refunds = %+v, %v; want R1 succeeded", rs, err)
 		}
 	})
+	t.Run("InferredAmountConfirmedRaisesTheTotal", func(t *testing.T) {
+		// Our refund Q (3.00) pending; a portal refund P notified with Alipay's total 5.00 (its
+		// amount inferred as 5.00, right); Alipay makes Q after P. Q's confirmation cannot tell
+		// whether P's inferred amount holds it and keeps the order at 5.00; P's confirmation
+		// makes it certain and brings the order to 8.00.
+		s, b, o, q := setup(t, paynotify.RefundPending, 300)
+		portal := paidFact("T1", "P1")
+		portal.Kind, portal.RefundTotal, portal.RefundRequestNo = paynotify.FactRefund, 500, "PORTAL"
+		b.now.Set(t0.Add(time.Minute))
+		if _, err := s.Processor.Apply(ctx, b.app, portal, nil); err != nil {
+			t.Fatal(err)
+		}
+		b.fake.rquery["R1"] = answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
+			RefundPerRequest: true, RefundRequestNo: "R1", RefundAmount: 300})
+		if _, err := s.CheckRefund(ctx, b.app, o, q, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.order(t, "T1"); got.RefundedAmount != 500 {
+			t.Fatalf("after Q's confirmation: %+v, want 5.00 (no more than is certain)", got)
+		}
+		var p *paynotify.Refund
+		rs, _ := b.store.ListRefunds(ctx, "shop", "T1")
+		for _, r := range rs {
+			if r.OutRequestNo == "PORTAL" {
+				p = r
+			}
+		}
+		if p == nil || p.Status != paynotify.RefundSucceeded || p.Amount != 500 || p.NextCheckAt == nil {
+			t.Fatalf("portal refund %+v, want succeeded, 5.00 inferred, to confirm", p)
+		}
+		b.fake.rquery["PORTAL"] = answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
+			RefundPerRequest: true, RefundRequestNo: "PORTAL", RefundAmount: 500})
+		if _, err := s.CheckRefund(ctx, b.app, b.order(t, "T1"), p, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.order(t, "T1"); got.RefundedAmount != 800 {
+			t.Fatalf("after P's confirmation: %+v, want 8.00", got)
+		}
+	})
 	t.Run("ProcessingIsLeftPending", func(t *testing.T) {
 		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
 		b.fake.rquery["R1"] = answer("PROCESSING", nil)
