@@ -369,6 +369,9 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) bool {
 				every = a.Reconcile.WithDefaults().ThenEvery
 			}
 			next, counted = now.Add(every), true
+			if at := o.closeAt; at != nil && at.After(now) && at.Before(next) {
+				next = *at // not past the order's close at expiry
+			}
 		}
 		r.log().Warn("check failed", "app", c.App, "out_trade_no", c.OutTradeNo, "out_request_no", c.OutRequestNo, "kind", c.Kind, "err", err, "retry_at", next)
 		o = checkOutcome{next: &next, counted: counted}
@@ -387,6 +390,9 @@ type checkOutcome struct {
 	next      *time.Time
 	counted   bool
 	attention bool
+	// closeAt is, for a pending order's check that failed, when it is to be closed (the retry
+	// must not pass it).
+	closeAt *time.Time
 }
 
 // unknownAppRetry is how far ahead the check of an app this process does not know is given back:
@@ -460,7 +466,8 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 		next := CloseAt(a.Provider, o.CreatedAt, o.ExpiresAt)
 		return checkOutcome{next: &next}, nil, nil
 	case err != nil:
-		return checkOutcome{}, nil, err
+		at := CloseAt(a.Provider, o.CreatedAt, o.ExpiresAt)
+		return checkOutcome{closeAt: &at}, nil, err
 	}
 	out := checkOutcome{counted: true}
 	if res.Order.Status == StatusPending {

@@ -390,3 +390,17 @@ func TestReconciler_SignedRefusal(t *testing.T) {
 		t.Fatalf("next %s after %d checks, want +11m (then_every 10m after the 1m check), counted", next, checks)
 	}
 }
+
+// The signed refusal's retry does not pass the order's close at expiry.
+func TestReconciler_SignedRefusalNearExpiry(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 5*time.Minute)
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "refused: NO_AUTH"}
+	})
+	b.now.Set(t0.Add(time.Minute))
+	sweep(t, r)
+	if next, checks := nextCheck(t, b, "T1"); next != 5*time.Minute || checks != 1 {
+		t.Fatalf("next %s after %d checks, want the close at expiry (+5m), counted", next, checks)
+	}
+}

@@ -64,8 +64,8 @@ func (c *Client) NotifyVerify(ctx context.Context, notifyID string) error {
 		return &NotifyVerifyError{NotifyID: notifyID, Status: resp.StatusCode, Err: err, sentinel: ErrNotifyVerifyUnavailable}
 	}
 	// Exactly "true", with at most a line ending or trailing blanks after it: both official demos
-	// take "true\n" (PHP's /true$/i, Java's first line), and nothing else that either refuses
-	// ("TRUE", " true", an HTML page).
+	// take "true\n" (PHP's /true$/i, Java's first line); trailing blanks neither would, but no
+	// other answer means them. Nothing that both refuse ("TRUE" for Java, " true", an HTML page).
 	if strings.TrimRight(string(body), " \t\r\n") == "true" {
 		return nil
 	}

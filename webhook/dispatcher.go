@@ -569,13 +569,16 @@ func (d *Dispatcher) finisher() {
 			// One result the store refuses must not cost the others theirs: each again on its
 			// own. (A store that did not answer in time would not answer these either.)
 			d.Logger.Warn("webhooks: record results; recording them one by one", "results", len(batch), "err", err)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // all of them, as the batch
 			for _, r := range batch {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				if err := d.Store.FinishWebhookDeliveries(ctx, []paynotify.WebhookResult{r}); err != nil {
 					d.Logger.Error("webhooks: record result", "delivery", r.Delivery.ID, "endpoint", r.Delivery.EndpointID, "err", err)
+					if ctx.Err() != nil {
+						break // out of time: the rest wait out their claims, as a failed batch's do
+					}
 				}
-				cancel()
 			}
+			cancel()
 		case err != nil:
 			// The claims stay until their lease ends; the deliveries are then attempted again
 			// (with the same webhook-id), never lost.
