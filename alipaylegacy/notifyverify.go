@@ -65,7 +65,7 @@ func (c *Client) NotifyVerify(ctx context.Context, notifyID string) error {
 	}
 	// Exactly "true", with at most a line ending or trailing blanks after it: both official demos
 	// take "true\n" (PHP's /true$/i, Java's first line); trailing blanks neither would, but no
-	// other answer means them. Nothing that both refuse ("TRUE" for Java, " true", an HTML page).
+	// other answer means them. Nothing else: not "TRUE" (Java refuses it), " true" or an HTML page.
 	if strings.TrimRight(string(body), " \t\r\n") == "true" {
 		return nil
 	}
