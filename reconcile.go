@@ -22,7 +22,8 @@ type Reconciler struct {
 	Service *Service
 	// Lease is how long a claimed check stays claimed if it is never finished (its process died);
 	// it falls due again then. Defaults to 45s. A check that could not start within
-	// Lease-CheckTimeout of its claim is released instead of run, so that no check runs twice.
+	// Lease-CheckTimeout-10s of its claim (10 s: applyTimeout, for recording the answer) is
+	// released instead of run, so that no check runs twice.
 	Lease time.Duration
 	// CheckTimeout bounds the provider calls of one check. Defaults to 20s.
 	CheckTimeout time.Duration
@@ -228,7 +229,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 					return
 				}
 				now := r.Service.now()
-				if until, ok := r.backingOff(c.App, now); ok || ctx.Err() != nil || now.Sub(claimedAt) > r.lease()-r.checkTimeout() {
+				if until, ok := r.backingOff(c.App, now); ok || ctx.Err() != nil || now.Sub(claimedAt) > r.lease()-r.checkTimeout()-applyTimeout {
 					// Backing off, stopping, or too late to finish within the lease: give it back.
 					if ok {
 						fin.add(c, &until, false, false)
