@@ -185,7 +185,9 @@ func (s *Service) confirmRefund(ctx context.Context, a *App, o *Order, rf *Refun
 	// provider last reported it (a refund of ours confirmed meanwhile left this inferred amount
 	// out: Processor.load): the answer goes through the Processor as any refund fact, kept as
 	// query evidence, and raises the total to the sum of the certain refunds if that is more.
-	r, err := s.applyAnswered(ctx, a, *f, s.answerEvidence(a, ans, received))
+	recount := *f
+	recount.Recount = true
+	r, err := s.applyAnswered(ctx, a, recount, s.answerEvidence(a, ans, received))
 	if err != nil {
 		return nil, err
 	}

@@ -59,6 +59,11 @@ type Fact struct {
 	// Detail is a note on how the message was verified, kept as the evidence's detail (e.g. which
 	// canonical-string rule an Alipay signature matched); "" for none.
 	Detail string
+	// Recount marks a refund fact that only brings the order's refunded total up to the sum of
+	// its certain refunds (an inferred amount confirmed: Service.confirmRefund); its own refund
+	// was recorded and announced before. A step it makes announces the increase, of no refund
+	// in particular.
+	Recount bool
 }
 
 // key identifies what the fact says, for deduplicating anomalies across retries.
@@ -253,6 +258,10 @@ func (d *decider) refund() {
 		}
 	})
 	amount := d.f.RefundTotal - prev
+	if d.f.Recount {
+		s.Refund = &EventRefund{Amount: amount, RefundedTotal: d.f.RefundTotal}
+		return
+	}
 	if d.f.RefundAmount > 0 {
 		amount = d.f.RefundAmount
 	}

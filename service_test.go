@@ -520,6 +520,21 @@ func TestCheckRefund(t *testing.T) {
 		if got := b.order(t, "T1"); got.RefundedAmount != 800 {
 			t.Fatalf("after P's confirmation: %+v, want 8.00", got)
 		}
+		// Its event announces the increase, of no refund in particular: P was announced before.
+		evs, err := b.store.ListEvents(ctx, paynotify.EventFilter{})
+		if err != nil || len(evs) == 0 {
+			t.Fatal(err)
+		}
+		last := evs[len(evs)-1]
+		var data struct {
+			Refund map[string]any `json:"refund"`
+		}
+		if err := json.Unmarshal(last.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		if last.Type != paynotify.EventOrderRefunded || data.Refund["out_request_no"] != nil || data.Refund["amount"] != "3.00" && data.Refund["amount"] != float64(300) {
+			t.Fatalf("last event %s %s, want order.refunded of the 3.00 increase, no out_request_no", last.Type, last.Data)
+		}
 	})
 	t.Run("ProcessingIsLeftPending", func(t *testing.T) {
 		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
