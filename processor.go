@@ -498,7 +498,9 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 			continue
 		}
 		others += r.Amount
-		if app.Provider == ProviderAlipay && r.NextCheckAt != nil && st.prior != nil && !r.CreatedAt.Before(st.prior.CreatedAt) {
+		// A recount (an inferred amount's confirmation) counts no other inferred amount as
+		// certain, whenever it was recorded: out of order, Alipay's totals inflate the earlier one.
+		if app.Provider == ProviderAlipay && r.NextCheckAt != nil && st.prior != nil && (f.Recount || !r.CreatedAt.Before(st.prior.CreatedAt)) {
 			unsure += r.Amount
 		}
 	}

@@ -71,6 +71,16 @@ func (r *Reconciler) lease() time.Duration {
 	return 45 * time.Second
 }
 
+// startWindow is how long after its claim a check may still start: its provider calls
+// (checkTimeout) and the recording of their answer (applyTimeout) must end within the lease. A
+// lease too short for both leaves half of it, rather than none.
+func (r *Reconciler) startWindow() time.Duration {
+	if w := r.lease() - r.checkTimeout() - applyTimeout; w > 0 {
+		return w
+	}
+	return r.lease() / 2
+}
+
 func (r *Reconciler) checkTimeout() time.Duration {
 	if r.CheckTimeout > 0 {
 		return r.CheckTimeout
@@ -229,7 +239,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 					return
 				}
 				now := r.Service.now()
-				if until, ok := r.backingOff(c.App, now); ok || ctx.Err() != nil || now.Sub(claimedAt) > r.lease()-r.checkTimeout()-applyTimeout {
+				if until, ok := r.backingOff(c.App, now); ok || ctx.Err() != nil || now.Sub(claimedAt) > r.startWindow() {
 					// Backing off, stopping, or too late to finish within the lease: give it back.
 					if ok {
 						fin.add(c, &until, false, false)

@@ -536,6 +536,49 @@ func TestCheckRefund(t *testing.T) {
 			t.Fatalf("last event %s %s, want order.refunded of the 3.00 increase, no out_request_no", last.Type, last.Data)
 		}
 	})
+	t.Run("InferredAmountsOutOfOrder", func(t *testing.T) {
+		// At Alipay, portal refund X (1.00) then Y (2.00); Y's notification (total 3.00) comes
+		// first, inferring Y as 3.00, then X's (total 1.00), inferring X as 0.00. X is confirmed
+		// (1.00) while Y is still unconfirmed: Y's 3.00 is not certain, so the order stays at
+		// Alipay's 3.00 (not 4.00), and stays there once Y is confirmed (2.00).
+		s, b, _, _ := setup(t, paynotify.RefundSucceeded, 0) // R1: a refund of 0, not in the way
+		notify := func(no string, total paynotify.Amount) {
+			f := paidFact("T1", "P1")
+			f.Kind, f.RefundTotal, f.RefundRequestNo = paynotify.FactRefund, total, no
+			if _, err := s.Processor.Apply(ctx, b.app, f, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.now.Set(t0.Add(time.Minute))
+		notify("Y", 300)
+		b.now.Set(t0.Add(2 * time.Minute))
+		notify("X", 100)
+		get := func(no string) *paynotify.Refund {
+			rs, _ := b.store.ListRefunds(ctx, "shop", "T1")
+			for _, r := range rs {
+				if r.OutRequestNo == no {
+					return r
+				}
+			}
+			t.Fatalf("no refund %s", no)
+			return nil
+		}
+		confirm := func(no string, amount paynotify.Amount) {
+			b.fake.rquery[no] = answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
+				RefundPerRequest: true, RefundRequestNo: no, RefundAmount: amount})
+			if _, err := s.CheckRefund(ctx, b.app, b.order(t, "T1"), get(no), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		confirm("X", 100)
+		if got := b.order(t, "T1"); got.RefundedAmount != 300 {
+			t.Fatalf("after X's confirmation: %+v, want Alipay's 3.00", got)
+		}
+		confirm("Y", 200)
+		if got := b.order(t, "T1"); got.RefundedAmount != 300 {
+			t.Fatalf("after Y's confirmation: %+v, want 3.00", got)
+		}
+	})
 	t.Run("ProcessingIsLeftPending", func(t *testing.T) {
 		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
 		b.fake.rquery["R1"] = answer("PROCESSING", nil)
