@@ -122,19 +122,7 @@ func (f *form) hasJavaBlankValue(r rule) bool {
 // out too (hasJavaBlankValue).
 func (f *form) appendCanonicalJava(dst []byte, r rule) []byte {
 	gbk := isGBK(f.Charset())
-	first := true
-	for i := range f.w.Len() {
-		k, v := f.w.Key(i), f.w.Value(i)
-		if !include(k, v, r, "") || javaBlank(v, gbk) {
-			continue
-		}
-		if !first {
-			dst = append(dst, '&')
-		}
-		first = false
-		dst = append(append(append(dst, k...), '='), v...)
-	}
-	return dst
+	return f.w.AppendCanonicalFunc(dst, func(k, v []byte) bool { return include(k, v, r, "") && !javaBlank(v, gbk) })
 }
 
 // isGBK reports whether a declared charset is GBK or one of its relatives.

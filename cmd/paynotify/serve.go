@@ -516,9 +516,7 @@ func redactDSN(dsn string) string {
 		}
 		return dsnPassword.ReplaceAllString(dsn, "${1}…")
 	}
-	if u.User != nil {
-		u.User = url.User("…")
-	}
+	u.User = url.User("…") // set: the branch above took the rest
 	if u.RawQuery != "" {
 		q := u.Query()
 		for k := range q {

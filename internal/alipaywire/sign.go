@@ -77,9 +77,14 @@ func InCanonical(k, v []byte, keepSignType bool, skip string, keepEmpty bool) bo
 // InCanonical keeps, in key order, joined as key=value with '&'. It never transcodes or unescapes
 // anything.
 func (f *Form) AppendCanonical(dst []byte, keepSignType bool, skip string, keepEmpty bool) []byte {
+	return f.AppendCanonicalFunc(dst, func(k, v []byte) bool { return InCanonical(k, v, keepSignType, skip, keepEmpty) })
+}
+
+// AppendCanonicalFunc is AppendCanonical over the fields keep keeps.
+func (f *Form) AppendCanonicalFunc(dst []byte, keep func(k, v []byte) bool) []byte {
 	n := 0
 	for i := range f.Len() {
-		if k, v := f.Key(i), f.Value(i); InCanonical(k, v, keepSignType, skip, keepEmpty) {
+		if k, v := f.Key(i), f.Value(i); keep(k, v) {
 			n += len(k) + len(v) + 2
 		}
 	}
@@ -89,7 +94,7 @@ func (f *Form) AppendCanonical(dst []byte, keepSignType bool, skip string, keepE
 	first := true
 	for i := range f.Len() {
 		k, v := f.Key(i), f.Value(i)
-		if !InCanonical(k, v, keepSignType, skip, keepEmpty) {
+		if !keep(k, v) {
 			continue
 		}
 		if !first {
