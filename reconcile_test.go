@@ -377,30 +377,28 @@ func TestReconciler_UnknownAppKeepsItsSchedule(t *testing.T) {
 }
 
 // A signed refusal of the query (a permission fault at the provider) is asked again at the
-// schedule's then_every pace and counted, not every minute for every pending order.
+// schedule's then_every pace and counted, not every minute for every pending order, and never
+// past the order's close at expiry.
 func TestReconciler_SignedRefusal(t *testing.T) {
-	r, b := setupReconciler(t)
-	scheduledOrder(t, r.Service, "T1", 2*time.Hour)
-	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
-		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "refused: NO_AUTH"}
-	})
-	b.now.Set(t0.Add(time.Minute))
-	sweep(t, r)
-	if next, checks := nextCheck(t, b, "T1"); next != 11*time.Minute || checks != 1 {
-		t.Fatalf("next %s after %d checks, want +11m (then_every 10m after the 1m check), counted", next, checks)
-	}
-}
-
-// The signed refusal's retry does not pass the order's close at expiry.
-func TestReconciler_SignedRefusalNearExpiry(t *testing.T) {
-	r, b := setupReconciler(t)
-	scheduledOrder(t, r.Service, "T1", 5*time.Minute)
-	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
-		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "refused: NO_AUTH"}
-	})
-	b.now.Set(t0.Add(time.Minute))
-	sweep(t, r)
-	if next, checks := nextCheck(t, b, "T1"); next != 5*time.Minute || checks != 1 {
-		t.Fatalf("next %s after %d checks, want the close at expiry (+5m), counted", next, checks)
+	for _, c := range []struct {
+		name      string
+		expiresIn time.Duration
+		next      time.Duration
+	}{
+		{"ThenEvery", 2 * time.Hour, 11 * time.Minute},   // then_every 10m after the 1m check
+		{"NearExpiry", 5 * time.Minute, 5 * time.Minute}, // the close at expiry
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, b := setupReconciler(t)
+			scheduledOrder(t, r.Service, "T1", c.expiresIn)
+			b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+				return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "refused: NO_AUTH"}
+			})
+			b.now.Set(t0.Add(time.Minute))
+			sweep(t, r)
+			if next, checks := nextCheck(t, b, "T1"); next != c.next || checks != 1 {
+				t.Fatalf("next %s after %d checks, want +%s, counted", next, checks, c.next)
+			}
+		})
 	}
 }
