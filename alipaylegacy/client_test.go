@@ -2,6 +2,7 @@ package alipaylegacy
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -379,4 +380,28 @@ func TestWAPAuthURL(t *testing.T) {
 	if _, err := c.WAPAuthURL(""); err == nil {
 		t.Fatal("empty token")
 	}
+}
+
+// TestParseTokenAnswer0001: a token answer under 0001 carries res_data encrypted to the merchant
+// key and signed, by Alipay's key, over the sorted string with res_data in plaintext
+// (docs/alipay-legacy.md §7, §11.2); a block that does not decrypt is told apart only after the
+// signature check has run (decryptBlinded).
+func TestParseTokenAnswer0001(t *testing.T) {
+	t.Parallel()
+	c := testClient(t, SignRSA, nil)
+	res := `<?xml version="1.0" encoding="utf-8"?><direct_trade_create_res><request_token>tok0001</request_token></direct_trade_create_res>`
+	answer := func(sent string) []byte {
+		fs := []kv{{"partner", testPartner}, {"req_id", "R1"}, {"res_data", res}, {"sec_id", "0001"}, {"service", ServiceWAPCreateDirect}, {"v", "2.0"}}
+		sig := opensslSHA1(t, "keys/alipay_private_pkcs1.pem", sortedString(fs))
+		fs[2][1] = sent
+		return body(append(fs, kv{"sign", sig}))
+	}
+	tok, err := c.parseTokenAnswer(answer(opensslEncrypt0001(t, "keys/merchant_public.pem", []byte(res))), "R1")
+	if err != nil || tok != "tok0001" {
+		t.Fatal(tok, err)
+	}
+	first, _ := base64.StdEncoding.DecodeString(opensslEncrypt0001(t, "keys/attacker_public.pem", []byte(res[:117])))
+	rest, _ := base64.StdEncoding.DecodeString(opensslEncrypt0001(t, "keys/merchant_public.pem", []byte(res[117:])))
+	_, err = c.parseTokenAnswer(answer(base64.StdEncoding.EncodeToString(append(first, rest...))), "R1")
+	wantReasonOf(t, err, ReasonDecryptFailed)
 }

@@ -318,23 +318,24 @@ func (c *Client) verifyWAPNotify(w *alipaywire.Form) (*Notification, error) {
 	if secID != c.signType.SecID() && !(c.signType == SignMD5 && strings.EqualFold(secID, "MD5")) {
 		return fail(verr(ReasonUnsupportedSignType, "the message declares sec_id="+short(secID)+" but "+c.signType.SecID()+" is configured"))
 	}
-	plain = data
+	plain, decrypted := data, true
 	if c.signType == SignRSA && !strings.HasPrefix(data, "<") {
-		plain = ""
 		// Under 0001 notify_data is encrypted to the merchant key. A value that starts with '<' is
 		// not base64: it is verified as plaintext, and the signature decides (docs/alipay-legacy.md
 		// §7: whether Alipay ever does so is unsettled).
 		if c.merchantKey == nil {
 			return nil, errNoMerchantKey
 		}
-		p, err := DecryptData(c.merchantKey, data)
+		p, ok, err := decryptBlinded(c.merchantKey, data)
 		if err != nil {
 			return fail(verr(ReasonDecryptFailed, "notify_data: "+strings.TrimPrefix(err.Error(), "alipaylegacy: ")))
 		}
-		plain = string(p)
+		plain, decrypted = string(p), ok
 	}
 	canon := CanonicalWAPNotify(service, v, secID, plain)
-	if why := c.verify(canon, sig); why != "" {
+	// Past a failed padding the same checks run, over random plaintext, as for a bad signature
+	// (decryptBlinded); only the reason recorded differs, and the sender sees the same "fail".
+	if why := c.verify(canon, sig); why != "" || !decrypted {
 		why += " (WAP fixed-order string service&v&sec_id&notify_data, notify_data in plaintext)"
 		// The two classic signer mistakes, named for operators (failure path only).
 		sorted := CanonicalSorted([]Field{{"service", service}, {"v", v}, {"sec_id", secID}, {"notify_data", plain}})
@@ -343,6 +344,9 @@ func (c *Client) verifyWAPNotify(w *alipaywire.Form) (*Notification, error) {
 		}
 		if plain != data && c.verify(CanonicalWAPNotify(service, v, secID, data), sig) == "" {
 			why += "; it verifies over the encrypted notify_data: the sign must cover the plaintext"
+		}
+		if !decrypted {
+			return fail(verr(ReasonDecryptFailed, "notify_data does not decrypt with the merchant key"))
 		}
 		e := verr(ReasonSignatureInvalid, why)
 		e.Canonical = canon

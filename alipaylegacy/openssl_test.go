@@ -393,6 +393,12 @@ func TestVerifyNotificationWAP(t *testing.T) {
 		}
 		// Encrypted to another key.
 		wantReasonOf(t, verifyN(rsac, wapBody(t, "0001", plain, opensslEncrypt0001(t, "keys/attacker_public.pem", []byte(plain)))), ReasonDecryptFailed)
+		// One block of another key among the merchant's: the blocks after it are decrypted, then
+		// the signature checked, and the reason is still that it does not decrypt.
+		first, _ := base64.StdEncoding.DecodeString(opensslEncrypt0001(t, "keys/attacker_public.pem", []byte(plain[:100])))
+		rest, _ := base64.StdEncoding.DecodeString(opensslEncrypt0001(t, "keys/merchant_public.pem", []byte(plain[100:])))
+		mixed := base64.StdEncoding.EncodeToString(append(first, rest...))
+		wantReasonOf(t, verifyN(rsac, wapBody(t, "0001", plain, mixed)), ReasonDecryptFailed)
 	})
 	t.Run("ErrNoMerchantKey", func(t *testing.T) {
 		c := testClient(t, SignRSA, func(cfg *Config) { cfg.MerchantPrivateKey = nil })
@@ -470,6 +476,43 @@ func TestDecryptData(t *testing.T) {
 	} {
 		if _, err := DecryptData(priv, data); err == nil {
 			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestDecryptBlinded: the decryption a sender's message goes through decrypts every block even
+// after one fails, and hands back random bytes in place of a failed block, so that the signature
+// check runs as it would for a bad signature (a padding oracle otherwise).
+func TestDecryptBlinded(t *testing.T) {
+	t.Parallel()
+	priv, err := ParsePrivateKey(mustRead(t, "keys/merchant_private_pkcs1.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := bytes.Repeat([]byte("中x"), 300)[:300] // three blocks
+	got, ok, err := decryptBlinded(priv, opensslEncrypt0001(t, "keys/merchant_public.pem", plain))
+	if err != nil || !ok || !bytes.Equal(got, plain) {
+		t.Fatalf("ok=%v err=%v", ok, err)
+	}
+	bad, _ := base64.StdEncoding.DecodeString(opensslEncrypt0001(t, "keys/attacker_public.pem", []byte("x")))
+	good, _ := base64.StdEncoding.DecodeString(opensslEncrypt0001(t, "keys/merchant_public.pem", []byte("second block")))
+	data := base64.StdEncoding.EncodeToString(append(append([]byte{}, bad...), good...))
+	first, ok, err := decryptBlinded(priv, data)
+	if err != nil || ok {
+		t.Fatalf("a block of another key: ok=%v err=%v", ok, err)
+	}
+	// The failed block stands as fillerSize bytes, and the block after it was decrypted too.
+	if len(first) != fillerSize+len("second block") || string(first[fillerSize:]) != "second block" {
+		t.Fatalf("%d bytes, ending %q", len(first), first[min(len(first), fillerSize):])
+	}
+	again, _, _ := decryptBlinded(priv, data)
+	if bytes.Equal(first[:fillerSize], again[:fillerSize]) {
+		t.Fatal("the filler of a failed block is the same twice: not random")
+	}
+	// What the data's shape shows is an error, as DecryptData's.
+	for _, data := range []string{"", "%%%", base64.StdEncoding.EncodeToString(bad[:127])} {
+		if _, _, err := decryptBlinded(priv, data); err == nil {
+			t.Errorf("%q: no error", data)
 		}
 	}
 }

@@ -209,8 +209,28 @@ const maxBlocks = 64
 // DecryptData decrypts `0001` data (notify_data, res_data) as every official SDK does
 // (docs/alipay-legacy.md §7): base64-decode, split into 128-byte blocks, RSA-decrypt each with
 // PKCS#1 v1.5 padding, concatenate. It needs a 1024-bit key; any failure (bad base64, a short
-// block, bad padding) is an error, never partial plaintext.
+// block, bad padding) is an error, never partial plaintext. Whether it fails on the padding is a
+// secret of the key (see decryptBlinded): never let whoever sent the data learn it, by the answer
+// or by its timing. VerifyNotification and the token request do not use it.
 func DecryptData(priv *rsa.PrivateKey, data string) ([]byte, error) {
+	ct, err := cipherBlocks(priv, data)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(ct))
+	for i := 0; i < len(ct); i += blockSize {
+		p, err := rsa.DecryptPKCS1v15(nil, priv, ct[i:i+blockSize])
+		if err != nil {
+			return nil, errors.New("alipaylegacy: 0001 block " + strconv.Itoa(i/blockSize+1) + " does not decrypt with the merchant key")
+		}
+		out = append(out, p...)
+	}
+	return out, nil
+}
+
+// cipherBlocks checks what the shape of `0001` data shows (the key's size, base64, whole blocks,
+// at most maxBlocks) and returns the ciphertext.
+func cipherBlocks(priv *rsa.PrivateKey, data string) ([]byte, error) {
 	if priv.Size() != blockSize {
 		return nil, errors.New("alipaylegacy: 0001 needs a 1024-bit merchant key, this one has " + strconv.Itoa(priv.N.BitLen()) + " bits")
 	}
@@ -224,15 +244,46 @@ func DecryptData(priv *rsa.PrivateKey, data string) ([]byte, error) {
 	if len(ct) > maxBlocks*blockSize {
 		return nil, errors.New("alipaylegacy: 0001 data is " + strconv.Itoa(len(ct)/blockSize) + " blocks, more than " + strconv.Itoa(maxBlocks))
 	}
+	return ct, nil
+}
+
+// fillerSize is the most plaintext a 1024-bit PKCS#1 v1.5 block holds.
+const fillerSize = blockSize - 11
+
+// decryptBlinded decrypts `0001` data whose signature the caller checks next, over the plaintext
+// (a notification's notify_data, a token answer's res_data), without telling anyone whether a
+// block's padding held. That is a secret of the merchant key: a server that answers sooner, or
+// otherwise differently, when the padding of a block it was sent fails is an oracle with which
+// the sender decrypts with the merchant key and signs with it, refunds included (Bleichenbacher's
+// attack, which crypto/rsa's DecryptPKCS1v15 warns of). So every block is decrypted even after
+// one has failed, a failed block stands as fillerSize random bytes (drawn for every block), and
+// the caller checks the signature either way: a failed padding costs the work of a bad
+// signature. ok says whether every block decrypted; err is only what cipherBlocks finds in the
+// data's shape, which the sender knows anyway. What is left to tell them apart is the length of
+// the plaintext hashed for the signature (a failed block hashes fillerSize bytes, a conforming
+// one its own length): at most two SHA blocks.
+func decryptBlinded(priv *rsa.PrivateKey, data string) (plain []byte, ok bool, err error) {
+	ct, err := cipherBlocks(priv, data)
+	if err != nil {
+		return nil, false, err
+	}
 	out := make([]byte, 0, len(ct))
+	bad := 0
+	var filler [fillerSize]byte
 	for i := 0; i < len(ct); i += blockSize {
-		p, err := rsa.DecryptPKCS1v15(nil, priv, ct[i:i+blockSize])
-		if err != nil {
-			return nil, errors.New("alipaylegacy: 0001 block " + strconv.Itoa(i/blockSize+1) + " does not decrypt with the merchant key")
+		if _, err := rand.Read(filler[:]); err != nil {
+			return nil, false, errors.New("alipaylegacy: no randomness: " + err.Error())
 		}
+		p, err := rsa.DecryptPKCS1v15(nil, priv, ct[i:i+blockSize])
+		failed := 0
+		if err != nil {
+			failed = 1
+			p = filler[:]
+		}
+		bad |= failed
 		out = append(out, p...)
 	}
-	return out, nil
+	return out, bad == 0, nil
 }
 
 // sign signs a request's canonical string with the configured algorithm: the MD5 key, or the

@@ -214,19 +214,23 @@ func (c *Client) parseTokenAnswer(body []byte, reqID string) (string, error) {
 		return "", verr(ReasonUnsupportedSignType, "the answer declares sec_id="+short(string(secID))+" but "+c.signType.SecID()+" is configured")
 	}
 	resData, _ := w.Lookup("res_data")
-	plain := string(resData)
+	plain, decrypted := string(resData), true
 	if c.signType == SignRSA && !strings.HasPrefix(plain, "<") {
 		if c.merchantKey == nil {
 			return "", errNoMerchantKey
 		}
-		p, err := DecryptData(c.merchantKey, plain)
+		p, ok, err := decryptBlinded(c.merchantKey, plain)
 		if err != nil {
 			return "", verr(ReasonDecryptFailed, "res_data: "+strings.TrimPrefix(err.Error(), "alipaylegacy: "))
 		}
-		plain = string(p)
+		plain, decrypted = string(p), ok
 	}
 	canon := canonicalForm(w, "res_data", plain)
-	if why := c.verify(canon, sig); why != "" {
+	// A failed padding runs the signature check too (decryptBlinded).
+	if why := c.verify(canon, sig); why != "" || !decrypted {
+		if !decrypted {
+			return "", verr(ReasonDecryptFailed, "res_data does not decrypt with the merchant key")
+		}
 		e := verr(ReasonSignatureInvalid, why+" (token answer: sorted string with res_data in plaintext)")
 		e.Canonical = canon
 		return "", e
