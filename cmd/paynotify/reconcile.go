@@ -36,7 +36,8 @@ Ends with one line:
   checked=N paid=N closed=N refunded=N pending=N skipped=N errors=N
 (closed counts refunds found failed too; skipped, apps whose provider has no query service;
 errors, unreachable providers, answers that did not verify or disagree with the order, store
-failures). Exit 0 when errors=0, 1 otherwise, 2 on usage or config errors.
+failures; a refund the provider made from another payment of the order stays pending, with a
+warning). Exit 0 when errors=0, 1 otherwise, 2 on usage or config errors.
 
   --config FILE      the server's config file
   --app NAME         only this app
@@ -190,11 +191,18 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 			fail("refund "+it.refund.OutRequestNo, err)
 		case err != nil, res.Refund.Status == paynotify.RefundFailed, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefundFailed:
 			count(func() { st.closed++ })
-		case res.Verdict == paynotify.VerdictRejected || res.Verdict == paynotify.VerdictAnomaly:
+		case res.Verdict == paynotify.VerdictRejected || (res.Verdict == paynotify.VerdictAnomaly && !paynotify.Acknowledged(res.Reason)):
 			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: %s", res.Verdict, res.Reason))
 		case res.Refund.Status == paynotify.RefundSucceeded, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefund:
 			count(func() { st.refunded++ })
 		default:
+			if res.Verdict == paynotify.VerdictAnomaly {
+				// Acknowledged (duplicate_payment_refund): the provider made the refund from another
+				// payment of the order. The refund stays pending, as serve's reconciliation keeps it
+				// until it needs attention; not an error of this run, or every run would fail on it.
+				svc.Logger.Warn("reconcile: refund made from another payment of the order", "app", it.app.Name,
+					"out_trade_no", it.refund.OutTradeNo, "out_request_no", it.refund.OutRequestNo, "reason", res.Reason)
+			}
 			count(func() { st.pending++ })
 		}
 		return
