@@ -558,6 +558,7 @@ func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, no
 	// stays pending, raised as the anomaly, until it needs attention.
 	if o != nil && (d.Anomaly == "" || d.Changed()) {
 		c.Refund = refundChange(app, o, f, st.prior, now)
+		c.RefundConfirmed = c.Refund != nil && f.Recount
 		if c.Refund != nil && f.Kind == FactRefundFailed && c.Order == nil {
 			// A refund failure changes the order's refunds: it bumps the version, so that the
 			// compare-and-set admits one of several identical notifications, and one event.
@@ -658,6 +659,17 @@ func checkApp(app *App, f *Fact) string {
 func refundChange(app *App, o *Order, f *Fact, prior *Refund, now time.Time) *Refund {
 	if f.RefundRequestNo == "" {
 		return nil
+	}
+	if f.Recount {
+		// The confirmation of prior's inferred amount (confirmRefund has set it): it is certain
+		// from this commit on, for every later recount of the order (Processor.load), not only
+		// once the reconciliation's claim is finished, which a sweep does in batches.
+		if prior == nil || prior.Status != RefundSucceeded || prior.NextCheckAt == nil {
+			return nil
+		}
+		r := *prior
+		r.NextCheckAt = nil
+		return &r
 	}
 	var status RefundStatus
 	switch f.Kind {

@@ -579,6 +579,53 @@ func TestCheckRefund(t *testing.T) {
 			t.Fatalf("after Y's confirmation: %+v, want 3.00", got)
 		}
 	})
+	t.Run("TwoInferredAmountsConfirmedInOneSweep", func(t *testing.T) {
+		// Our refund Q (3.00) pending; portal refunds P1 (2.00) and P2 (1.00) notified with
+		// Alipay's totals 2.00 and 3.00 (inferred right); Alipay makes Q after them (truly 6.00).
+		// Q's confirmation keeps the order at 3.00 (P1 and P2 could hold Q); P1's brings it to
+		// 5.00; P2's, in the same sweep (no claim finished in between: CheckRefund alone), must
+		// count P1 as certain and bring it to 6.00.
+		s, b, _, q := setup(t, paynotify.RefundPending, 300)
+		notify := func(no string, total paynotify.Amount) {
+			f := paidFact("T1", "P1")
+			f.Kind, f.RefundTotal, f.RefundRequestNo = paynotify.FactRefund, total, no
+			if _, err := s.Processor.Apply(ctx, b.app, f, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.now.Set(t0.Add(time.Minute))
+		notify("P1", 200)
+		notify("P2", 300)
+		get := func(no string) *paynotify.Refund {
+			rs, _ := b.store.ListRefunds(ctx, "shop", "T1")
+			for _, r := range rs {
+				if r.OutRequestNo == no {
+					return r
+				}
+			}
+			t.Fatalf("no refund %s", no)
+			return nil
+		}
+		confirm := func(rf *paynotify.Refund, amount, want paynotify.Amount) {
+			t.Helper()
+			b.fake.rquery[rf.OutRequestNo] = answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
+				RefundPerRequest: true, RefundRequestNo: rf.OutRequestNo, RefundAmount: amount})
+			if _, err := s.CheckRefund(ctx, b.app, b.order(t, "T1"), rf, false); err != nil {
+				t.Fatal(err)
+			}
+			if got := b.order(t, "T1"); got.RefundedAmount != want {
+				t.Fatalf("after %s's confirmation: refunded %d, want %d", rf.OutRequestNo, got.RefundedAmount, want)
+			}
+		}
+		confirm(q, 300, 300)
+		confirm(get("P1"), 200, 500)
+		confirm(get("P2"), 100, 600)
+		for _, no := range []string{"P1", "P2"} {
+			if r := get(no); r.NextCheckAt != nil {
+				t.Fatalf("%s %+v: confirmed, still to be confirmed", no, r)
+			}
+		}
+	})
 	t.Run("ProcessingIsLeftPending", func(t *testing.T) {
 		s, b, o, rf := setup(t, paynotify.RefundPending, 300)
 		b.fake.rquery["R1"] = answer("PROCESSING", nil)

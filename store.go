@@ -97,8 +97,13 @@ type Change struct {
 	PrevVersion int64
 	// Refund, when set, is inserted or, if it exists, has its Status, ProviderRefundNo (when
 	// not empty), NextCheckAt and UpdatedAt replaced; a succeeded refund stays succeeded (and
-	// keeps its NextCheckAt).
+	// keeps its NextCheckAt, unless RefundConfirmed).
 	Refund *Refund
+	// RefundConfirmed says that Refund confirms a succeeded refund's inferred amount (the
+	// recount of Service.confirmRefund): its NextCheckAt (nil) replaces the stored one, in the
+	// same transaction as the order's total, so that the next recount of the order counts the
+	// amount as certain.
+	RefundConfirmed bool
 	// Events are appended in order.
 	Events []*Event
 	// Anomaly, when set, is recorded once per (App, OutTradeNo, Key); its Event is appended only

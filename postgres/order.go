@@ -293,8 +293,8 @@ var errConflict = paynotify.ErrVersionConflict
 // reconciliation, except that an order whose new status is not pending loses its NextCheckAt.
 // The claim token is left alone: a FinishCheck of a claim taken before still holds, and leaves a
 // non-pending order unscheduled. An existing refund has its Status (unless succeeded),
-// ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded) and UpdatedAt
-// replaced; a new one is inserted with its NextCheckAt (NeedsAttention false) and no amount check.
+// ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded, but for
+// c.RefundConfirmed) and UpdatedAt replaced; a new one is inserted with its NextCheckAt (NeedsAttention false) and no amount check.
 func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool, err error) {
 	if c.Order != nil && c.Order.Version <= c.PrevVersion {
 		return false, fmt.Errorf("postgres: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
@@ -350,7 +350,7 @@ const (
 		ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
 			status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
 			provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
-			next_check_at = CASE WHEN refunds.status = 'succeeded' THEN refunds.next_check_at ELSE excluded.next_check_at END,
+			next_check_at = CASE WHEN refunds.status = 'succeeded' AND NOT $11::boolean THEN refunds.next_check_at ELSE excluded.next_check_at END,
 			updated_at = excluded.updated_at`
 	insertAnomalySQL = `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, out_trade_no, key) DO NOTHING`
@@ -396,7 +396,7 @@ func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.
 			return err
 		}
 		// Every SET expression reads the row as it was: refunds.status is the old status.
-		if _, err := tx.Exec(ctx, upsertRefundSQL, refundArgs(r)...); err != nil {
+		if _, err := tx.Exec(ctx, upsertRefundSQL, append(refundArgs(r), c.RefundConfirmed)...); err != nil {
 			return fmt.Errorf("upsert refund: %w", err)
 		}
 	}

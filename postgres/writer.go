@@ -505,7 +505,7 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 		if r := c.Refund; r != nil {
 			// A refund of a missing order breaks the foreign key: the batch runs again op by
 			// op, where commit answers ENOTFOUND.
-			rows = append(rows, rowWrite{0, rowKey{r.App, r.OutTradeNo, r.OutRequestNo}, func() { rest.Queue(upsertRefundSQL, refundArgs(r)...) }})
+			rows = append(rows, rowWrite{0, rowKey{r.App, r.OutTradeNo, r.OutRequestNo}, func() { rest.Queue(upsertRefundSQL, append(refundArgs(r), c.RefundConfirmed)...) }})
 		}
 		if a := c.Anomaly; a != nil {
 			rows = append(rows, rowWrite{1, rowKey{a.App, a.OutTradeNo, a.Key}, func() {

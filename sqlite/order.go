@@ -338,8 +338,8 @@ func (db *DB) ListPendingRefunds(ctx context.Context, app string, since time.Tim
 // reconciliation, except that an order whose new status is not pending loses its NextCheckAt.
 // The claim token is left alone: a FinishCheck of a claim taken before still holds, and leaves a
 // non-pending order unscheduled. An existing refund has its Status (unless succeeded),
-// ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded) and UpdatedAt
-// replaced; a new one is inserted with its NextCheckAt (NeedsAttention false) and no amount check.
+// ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded, but for
+// c.RefundConfirmed) and UpdatedAt replaced; a new one is inserted with its NextCheckAt (NeedsAttention false) and no amount check.
 func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool, err error) {
 	if c.Order != nil && c.Order.Version <= c.PrevVersion {
 		return false, fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
@@ -438,9 +438,9 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 			ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
 				status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
 				provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
-				next_check_at = CASE WHEN refunds.status = 'succeeded' THEN refunds.next_check_at ELSE excluded.next_check_at END,
+				next_check_at = CASE WHEN refunds.status = 'succeeded' AND NOT ? THEN refunds.next_check_at ELSE excluded.next_check_at END,
 				updated_at = excluded.updated_at`,
-			refundArgs(r)...); err != nil {
+			append(refundArgs(r), c.RefundConfirmed)...); err != nil {
 			return false, fmt.Errorf("sqlite: commit: upsert refund: %w", err)
 		}
 	}

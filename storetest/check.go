@@ -168,7 +168,8 @@ func (s *suite) testCommitSchedule(t *testing.T) {
 
 	t.Run("OKRefundUpsert", func(t *testing.T) {
 		// On an existing refund, NextCheckAt is replaced (nil included) unless the refund is
-		// succeeded, which keeps its own. One refund per row.
+		// succeeded, which keeps its own but for the confirmation of its amount
+		// (Change.RefundConfirmed). One refund per row.
 		st, b := s.setup(t)
 		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
 		x, y := at(T0.Add(time.Minute)), at(T0.Add(time.Hour))
@@ -181,16 +182,18 @@ func (s *suite) testCommitSchedule(t *testing.T) {
 			wantStatus     paynotify.RefundStatus
 			wantNext       *time.Time
 			viaCreateFirst bool
+			confirmed      bool
 		}{
-			{"pending rescheduled", paynotify.RefundPending, x, paynotify.RefundPending, y, paynotify.RefundPending, y, true},
-			{"pending scheduled", paynotify.RefundPending, nil, paynotify.RefundPending, y, paynotify.RefundPending, y, true},
-			{"pending failed", paynotify.RefundPending, x, paynotify.RefundFailed, nil, paynotify.RefundFailed, nil, true},
-			{"pending succeeded", paynotify.RefundPending, x, paynotify.RefundSucceeded, nil, paynotify.RefundSucceeded, nil, false},
-			{"pending succeeded to confirm", paynotify.RefundPending, x, paynotify.RefundSucceeded, y, paynotify.RefundSucceeded, y, false},
-			{"failed succeeded", paynotify.RefundFailed, nil, paynotify.RefundSucceeded, y, paynotify.RefundSucceeded, y, false},
-			{"succeeded late failure", paynotify.RefundSucceeded, x, paynotify.RefundFailed, nil, paynotify.RefundSucceeded, x, false},
-			{"succeeded again", paynotify.RefundSucceeded, x, paynotify.RefundSucceeded, y, paynotify.RefundSucceeded, x, false},
-			{"succeeded unscheduled", paynotify.RefundSucceeded, nil, paynotify.RefundPending, y, paynotify.RefundSucceeded, nil, false},
+			{"pending rescheduled", paynotify.RefundPending, x, paynotify.RefundPending, y, paynotify.RefundPending, y, true, false},
+			{"pending scheduled", paynotify.RefundPending, nil, paynotify.RefundPending, y, paynotify.RefundPending, y, true, false},
+			{"pending failed", paynotify.RefundPending, x, paynotify.RefundFailed, nil, paynotify.RefundFailed, nil, true, false},
+			{"pending succeeded", paynotify.RefundPending, x, paynotify.RefundSucceeded, nil, paynotify.RefundSucceeded, nil, false, false},
+			{"pending succeeded to confirm", paynotify.RefundPending, x, paynotify.RefundSucceeded, y, paynotify.RefundSucceeded, y, false, false},
+			{"failed succeeded", paynotify.RefundFailed, nil, paynotify.RefundSucceeded, y, paynotify.RefundSucceeded, y, false, false},
+			{"succeeded late failure", paynotify.RefundSucceeded, x, paynotify.RefundFailed, nil, paynotify.RefundSucceeded, x, false, false},
+			{"succeeded again", paynotify.RefundSucceeded, x, paynotify.RefundSucceeded, y, paynotify.RefundSucceeded, x, false, false},
+			{"succeeded unscheduled", paynotify.RefundSucceeded, nil, paynotify.RefundPending, y, paynotify.RefundSucceeded, nil, false, false},
+			{"succeeded confirmed", paynotify.RefundSucceeded, x, paynotify.RefundSucceeded, nil, paynotify.RefundSucceeded, nil, false, true},
 		} {
 			no := fmt.Sprint("R", i)
 			r := newRefund(o, no, 10, T0)
@@ -205,7 +208,7 @@ func (s *suite) testCommitSchedule(t *testing.T) {
 			checkNext(t, tc.name+" (inserted)", mustGetRefund(t, b.ctx, st, "app1", "T1", no).NextCheckAt, tc.next)
 			upd := *r
 			upd.Status, upd.NextCheckAt, upd.UpdatedAt = tc.newStatus, tc.newNext, T0.Add(time.Minute)
-			MustCommit(t, b.ctx, st, &paynotify.Change{Refund: &upd})
+			MustCommit(t, b.ctx, st, &paynotify.Change{Refund: &upd, RefundConfirmed: tc.confirmed})
 			got := mustGetRefund(t, b.ctx, st, "app1", "T1", no)
 			if got.Status != tc.wantStatus {
 				t.Errorf("%s: Status = %s, want %s", tc.name, got.Status, tc.wantStatus)
