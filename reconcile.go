@@ -139,8 +139,9 @@ func (r *Reconciler) budget() time.Duration {
 
 func (r *Reconciler) log() *slog.Logger { return r.Service.logger() }
 
-// Drain makes every Sweep stop claiming: the checks already claimed finish, and later sweeps
-// return at once. Call it when a graceful shutdown begins.
+// Drain makes every Sweep stop claiming: the checks already started finish, those claimed but
+// not started (waiting for their app's concurrency) are given back, due at once, and later
+// sweeps return at once. Call it when a graceful shutdown begins.
 func (r *Reconciler) Drain() { r.draining.Store(true) }
 
 func (r *Reconciler) limiter(app string) *appLimiter {
@@ -239,8 +240,9 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 					return
 				}
 				now := r.Service.now()
-				if until, ok := r.backingOff(c.App, now); ok || ctx.Err() != nil || now.Sub(claimedAt) > r.startWindow() {
-					// Backing off, stopping, or too late to finish within the lease: give it back.
+				if until, ok := r.backingOff(c.App, now); ok || ctx.Err() != nil || r.draining.Load() || now.Sub(claimedAt) > r.startWindow() {
+					// Backing off, stopping (a graceful shutdown drains: what has not started is
+					// not started now), or too late to finish within the lease: give it back.
 					if ok {
 						fin.add(c, &until, false, false)
 					} else {

@@ -265,6 +265,55 @@ func TestReconciler_Drain(t *testing.T) {
 	}
 }
 
+// Drain during a sweep: the checks in flight finish; those claimed but waiting for the app's
+// concurrency are given back unchecked, due at once, for whoever runs next (a shutdown is not
+// held up by a batch of queries).
+func TestReconciler_DrainReleasesUnstarted(t *testing.T) {
+	r, b := setupReconciler(t)
+	otns := []string{"T1", "T2", "T3", "T4", "T5", "T6"}
+	for _, otn := range otns {
+		scheduledOrder(t, r.Service, otn, time.Hour)
+	}
+	block := make(chan struct{})
+	b.fake.block = block
+	b.now.Set(t0.Add(time.Minute))
+	done := make(chan paynotify.SweepStats)
+	go func() { done <- sweep(t, r) }()
+	deadline := time.After(10 * time.Second)
+	for { // the app's two slots taken
+		b.fake.mu.Lock()
+		in := b.fake.inflight
+		b.fake.mu.Unlock()
+		if in == 2 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%d queries in flight, never 2", in)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	r.Drain()
+	close(block)
+	if stats := <-done; stats.Checked != 2 || stats.Released != 4 {
+		t.Fatalf("stats = %+v, want the 2 in flight checked and the 4 waiting released", stats)
+	}
+	queried, released := 0, 0
+	for _, otn := range otns {
+		switch next, checks := nextCheck(t, b, otn); {
+		case b.fake.count("query:"+otn) == 1 && checks == 1:
+			queried++
+		case b.fake.count("query:"+otn) == 0 && checks == 0 && next == time.Minute:
+			released++
+		default:
+			t.Errorf("%s: next %s after %d checks, %d queries", otn, next, checks, b.fake.count("query:"+otn))
+		}
+	}
+	if queried != 2 || released != 4 {
+		t.Fatalf("queried %d, released %d", queried, released)
+	}
+}
+
 func TestReconciler_NoQueryService(t *testing.T) {
 	r, b := setupReconciler(t)
 	scheduledOrder(t, r.Service, "T1", time.Hour)
