@@ -87,8 +87,9 @@ type Notification struct {
 	RequestToken string // request_token (WAP call_back_url)
 
 	// Fields holds every field of the form, in the order received, as UTF-8. For a WAP
-	// notification notify_data is the plaintext XML (decrypted under `0001`), and NotifyData holds
-	// its elements.
+	// notification only the four fields its signature covers (service, v, sec_id, notify_data)
+	// and sign are kept, notify_data as the plaintext XML (decrypted under `0001`), and
+	// NotifyData holds its elements: any other field of the form was signed by no one.
 	Fields []Field
 	// NotifyData holds the elements of a WAP notification's notify_data in document order; nil
 	// otherwise.
@@ -104,7 +105,7 @@ type Notification struct {
 }
 
 // Get returns the value of a field: for a WAP notification the notify_data element, else the form
-// field.
+// field (of a WAP notification, one of the four it signs).
 func (n *Notification) Get(key string) (string, bool) {
 	if v, ok := xmlGet(n.NotifyData, key); ok {
 		return v, true
@@ -357,11 +358,18 @@ func (c *Client) verifyWAPNotify(w *alipaywire.Form) (*Notification, error) {
 	if !ok {
 		return fail(verr(ReasonBadCharset, "notify_data is not valid "+c.charset))
 	}
-	data0 := w.Received()
-	for i := range data0 {
-		if data0[i].Key == "notify_data" {
-			data0[i].Value = plain
+	// Only what the fixed-order rule signs (and the sign): any other form field is the sender's
+	// alone, and Fields and Get must not hand it out as part of a verified notification.
+	var data0 []alipaywire.Field
+	for _, f := range w.Received() {
+		switch f.Key {
+		case "notify_data":
+			f.Value = plain
+		case "service", "v", "sec_id", "sign":
+		default:
+			continue
 		}
+		data0 = append(data0, f)
 	}
 	fields, e := c.decodeFields(data0)
 	if e != nil {

@@ -441,14 +441,27 @@ func TestVerifyNotificationWAP(t *testing.T) {
 	})
 	t.Run("ErrOrderIgnoresOtherFields", func(t *testing.T) {
 		// A field outside the four is not signed by the fixed-order rule: it cannot change the
-		// verdict, and it is kept, decoded, in Fields.
-		b := append(wapBody(t, "MD5", plain, plain), "&extra=1"...)
+		// verdict, and the notification does not hand it out, in Fields or by Get, even under the
+		// name of an element notify_data does not hold (refund_status here).
+		b := append(wapBody(t, "MD5", plain, plain), "&extra=1&refund_status=REFUND_SUCCESS&total_fee=0.01"...)
 		n, err := md5c.VerifyNotification(b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, _ := xmlGet(n.Fields, "extra"); v != "1" {
-			t.Fatal(n.Fields)
+		for _, k := range []string{"extra", "refund_status"} {
+			if v, ok := n.Get(k); ok {
+				t.Errorf("Get(%q) = %q from an unsigned form field", k, v)
+			}
+		}
+		if got, _ := n.Get("total_fee"); got != "1.00" || n.TotalFee != 100 {
+			t.Errorf("total_fee %q (%d), want notify_data's 1.00", got, n.TotalFee)
+		}
+		var keys []string
+		for _, f := range n.Fields {
+			keys = append(keys, f.Key)
+		}
+		if strings.Join(keys, ",") != "service,sign,sec_id,v,notify_data" {
+			t.Errorf("Fields %v, want the signed four and sign, as received", keys)
 		}
 	})
 }
