@@ -25,7 +25,7 @@ func BenchmarkVerifyWAP0001(b *testing.B) {
 		body   []byte
 		reason string
 	}{
-		{"BadPadding", signedBy("keys/alipay_private_pkcs1.pem", badPadding), ReasonDecryptFailed},
+		{"BadPadding", signedBy("keys/alipay_private_pkcs1.pem", badPadding), ReasonSignatureInvalid},
 		{"BadSignature", signedBy("keys/attacker_private_pkcs1.pem", merchantBlocks), ReasonSignatureInvalid},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

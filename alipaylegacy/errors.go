@@ -40,7 +40,10 @@ const (
 	// configured algorithm. The configuration alone chooses the algorithm (docs/alipay-legacy.md
 	// §13.1), so this stops a downgrade from RSA to MD5.
 	ReasonUnsupportedSignType = "unsupported_sign_type"
-	// ReasonDecryptFailed: `0001` data did not decrypt with the merchant private key.
+	// ReasonDecryptFailed: `0001` data is not what the merchant private key decrypts: not
+	// base64, not whole 128-byte blocks, too long, or no key of 1024 bits. A block whose padding
+	// fails is reported as ReasonSignatureInvalid instead (the detail says it does not decrypt):
+	// whether the padding held must not show outside, and a reason travels (metrics labels).
 	ReasonDecryptFailed = "decrypt_failed"
 	// ReasonMissingField: a required field (notify_id, out_trade_no, total_fee, …) is absent or
 	// empty.

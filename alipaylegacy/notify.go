@@ -335,7 +335,8 @@ func (c *Client) verifyWAPNotify(w *alipaywire.Form) (*Notification, error) {
 	}
 	canon := CanonicalWAPNotify(service, v, secID, plain)
 	// Past a failed padding the same checks run, over random plaintext, as for a bad signature
-	// (decryptBlinded); only the reason recorded differs, and the sender sees the same "fail".
+	// (decryptBlinded), and the reason is the same: it becomes a metrics label, which the server
+	// may serve to anyone. Only the detail says which.
 	if why := c.verify(canon, sig); why != "" || !decrypted {
 		why += " (WAP fixed-order string service&v&sec_id&notify_data, notify_data in plaintext)"
 		// The two classic signer mistakes, named for operators (failure path only).
@@ -347,7 +348,8 @@ func (c *Client) verifyWAPNotify(w *alipaywire.Form) (*Notification, error) {
 			why += "; it verifies over the encrypted notify_data: the sign must cover the plaintext"
 		}
 		if !decrypted {
-			return fail(verr(ReasonDecryptFailed, "notify_data does not decrypt with the merchant key"))
+			return fail(verr(ReasonSignatureInvalid, "notify_data does not decrypt with the merchant key: a forged message, "+
+				"or a merchant key that is not the one Alipay encrypts to (reported as signature_invalid, docs/alipay-legacy.md §7)"))
 		}
 		e := verr(ReasonSignatureInvalid, why)
 		e.Canonical = canon

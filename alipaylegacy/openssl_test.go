@@ -388,17 +388,32 @@ func TestVerifyNotificationWAP(t *testing.T) {
 		}
 	})
 	t.Run("ErrDecrypt", func(t *testing.T) {
-		for _, sent := range []string{"AAAA", "not base64!", base64.StdEncoding.EncodeToString(make([]byte, 128))} {
+		// What the data's shape shows (the sender knows it anyway).
+		for _, sent := range []string{"AAAA", "not base64!", base64.StdEncoding.EncodeToString(make([]byte, 129))} {
 			wantReasonOf(t, verifyN(rsac, wapBody(t, "0001", plain, sent)), ReasonDecryptFailed)
 		}
-		// Encrypted to another key.
-		wantReasonOf(t, verifyN(rsac, wapBody(t, "0001", plain, opensslEncrypt0001(t, "keys/attacker_public.pem", []byte(plain)))), ReasonDecryptFailed)
-		// One block of another key among the merchant's: the blocks after it are decrypted, then
-		// the signature checked, and the reason is still that it does not decrypt.
+		// A padding that fails is reported as a bad signature: the same reason, the same sentinel,
+		// as a message signed by another key, so that no label or counter tells them apart; only
+		// the detail says it does not decrypt.
 		first, _ := base64.StdEncoding.DecodeString(opensslEncrypt0001(t, "keys/attacker_public.pem", []byte(plain[:100])))
 		rest, _ := base64.StdEncoding.DecodeString(opensslEncrypt0001(t, "keys/merchant_public.pem", []byte(plain[100:])))
-		mixed := base64.StdEncoding.EncodeToString(append(first, rest...))
-		wantReasonOf(t, verifyN(rsac, wapBody(t, "0001", plain, mixed)), ReasonDecryptFailed)
+		for name, sent := range map[string]string{
+			"zeros":       base64.StdEncoding.EncodeToString(make([]byte, 128)),
+			"another key": opensslEncrypt0001(t, "keys/attacker_public.pem", []byte(plain)),
+			"a block of another key among the merchant's": base64.StdEncoding.EncodeToString(append(first, rest...)),
+		} {
+			ve := wantReasonOf(t, verifyN(rsac, wapBody(t, "0001", plain, sent)), ReasonSignatureInvalid)
+			if !strings.Contains(ve.Detail, "does not decrypt") {
+				t.Errorf("%s: detail %q does not say it does not decrypt", name, ve.Detail)
+			}
+		}
+		// Signed by another key over data that decrypts: the same reason.
+		msg := []byte("service=alipay.wap.trade.create.direct&v=1.0&sec_id=0001&notify_data=" + plain)
+		forged := body([]kv{{"service", "alipay.wap.trade.create.direct"}, {"sign", opensslSHA1(t, "keys/attacker_private_pkcs1.pem", msg)},
+			{"sec_id", "0001"}, {"v", "1.0"}, {"notify_data", opensslEncrypt0001(t, "keys/merchant_public.pem", []byte(plain))}})
+		if ve := wantReasonOf(t, verifyN(rsac, forged), ReasonSignatureInvalid); strings.Contains(ve.Detail, "does not decrypt") {
+			t.Errorf("a bad signature's detail says it does not decrypt: %q", ve.Detail)
+		}
 	})
 	t.Run("ErrNoMerchantKey", func(t *testing.T) {
 		c := testClient(t, SignRSA, func(cfg *Config) { cfg.MerchantPrivateKey = nil })

@@ -226,10 +226,11 @@ func (c *Client) parseTokenAnswer(body []byte, reqID string) (string, error) {
 		plain, decrypted = string(p), ok
 	}
 	canon := canonicalForm(w, "res_data", plain)
-	// A failed padding runs the signature check too (decryptBlinded).
+	// A failed padding runs the signature check too, and is reported as a bad signature
+	// (decryptBlinded, verifyWAPNotify).
 	if why := c.verify(canon, sig); why != "" || !decrypted {
 		if !decrypted {
-			return "", verr(ReasonDecryptFailed, "res_data does not decrypt with the merchant key")
+			return "", verr(ReasonSignatureInvalid, "res_data does not decrypt with the merchant key (reported as signature_invalid)")
 		}
 		e := verr(ReasonSignatureInvalid, why+" (token answer: sorted string with res_data in plaintext)")
 		e.Canonical = canon

@@ -300,6 +300,17 @@ func TestVerifyLegacy(t *testing.T) {
 			t.Fatalf("code %d out %q err %q", code, out, errs)
 		}
 	})
+	t.Run("Err0001WrongMerchantKey", func(t *testing.T) {
+		// notify_data encrypted to another key than --merchant-private-key: the library reports
+		// it as a bad signature (no padding oracle), --explain names the decryption.
+		code, out, errs := runMain(t, "", "verify", "alipay-legacy", "--partner", legacyPartner, "--sign-type", "0001", "--explain",
+			"--alipay-public-key", k.alipayPub, "--merchant-private-key", filepath.Join(legacyTestdata, "keys", "attacker_private_pkcs1.pem"),
+			filepath.Join(cases, "wap_notify_0001_valid.body"))
+		if code != exitInvalid || !strings.Contains(out, "check decrypt notify_data (0001) with the merchant private key: FAILED\n  notify_data does not decrypt") ||
+			!strings.Contains(out, "\ninvalid: signature_invalid: ") {
+			t.Fatalf("code %d:\n%s\n%s", code, out, errs)
+		}
+	})
 	t.Run("ErrDowngrade", func(t *testing.T) {
 		// An RSA merchant's verifier never accepts the message's own sign_type=MD5, and the
 		// other way round; --explain names the check.
