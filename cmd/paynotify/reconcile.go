@@ -37,7 +37,7 @@ Ends with one line:
 (closed counts refunds found failed too; skipped, apps whose provider has no query service;
 errors, unreachable providers, answers that did not verify or disagree with the order, store
 failures; a refund the provider made from another payment of the order stays pending, with a
-warning). Exit 0 when errors=0, 1 otherwise, 2 on usage or config errors.
+warning, while one it reports failed on another payment is an error). Exit 0 when errors=0, 1 otherwise, 2 on usage or config errors.
 
   --config FILE      the server's config file
   --app NAME         only this app
@@ -184,25 +184,36 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 			return
 		}
 		res, err := svc.CheckRefund(cctx, it.app, o, it.refund, dryRun)
+		// The provider answered about the refund as made from, or failed on, another payment of
+		// the order than the one it holds (duplicate_payment_refund; on a dry run, told by the
+		// trade numbers as Decide tells it). The refund stays pending either way.
+		otherPayment := err == nil && res.Fact != nil && (res.Reason == paynotify.ReasonDuplicatePaymentRefund ||
+			dryRun && res.Fact.ProviderTradeNo != "" && o.ProviderTradeNo != "" && res.Fact.ProviderTradeNo != o.ProviderTradeNo &&
+				(res.Fact.Kind == paynotify.FactRefund || res.Fact.Kind == paynotify.FactRefundFailed))
 		switch {
 		case errors.Is(err, paynotify.ErrNoQueryService):
 			count(func() { st.skipped++ })
 		case err != nil && paynotify.ErrorCode(err) != paynotify.EPROVIDER:
 			fail("refund "+it.refund.OutRequestNo, err)
+		case otherPayment && res.Fact.Kind == paynotify.FactRefund:
+			// Made from the other payment: the order's own payment stands, and the refund stays
+			// pending, as serve's reconciliation keeps it until it needs attention. Not an error
+			// of this run, or every run would fail on it until then.
+			svc.Logger.Warn("reconcile: refund made from another payment of the order", "app", it.app.Name,
+				"out_trade_no", it.refund.OutTradeNo, "out_request_no", it.refund.OutRequestNo, "trade_no", res.Fact.ProviderTradeNo)
+			count(func() { st.pending++ })
+		case otherPayment:
+			// A failure (WeChat Pay's CLOSED, ABNORMAL) naming another payment: the refund is not
+			// settled by it, and someone must look.
+			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: the provider reports it %s on trade %s, not the order's %s",
+				paynotify.ReasonDuplicatePaymentRefund, res.State, res.Fact.ProviderTradeNo, o.ProviderTradeNo))
 		case err != nil, res.Refund.Status == paynotify.RefundFailed, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefundFailed:
 			count(func() { st.closed++ })
-		case res.Verdict == paynotify.VerdictRejected || (res.Verdict == paynotify.VerdictAnomaly && !paynotify.Acknowledged(res.Reason)):
+		case res.Verdict == paynotify.VerdictRejected || res.Verdict == paynotify.VerdictAnomaly:
 			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: %s", res.Verdict, res.Reason))
 		case res.Refund.Status == paynotify.RefundSucceeded, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefund:
 			count(func() { st.refunded++ })
 		default:
-			if res.Verdict == paynotify.VerdictAnomaly {
-				// Acknowledged (duplicate_payment_refund): the provider made the refund from another
-				// payment of the order. The refund stays pending, as serve's reconciliation keeps it
-				// until it needs attention; not an error of this run, or every run would fail on it.
-				svc.Logger.Warn("reconcile: refund made from another payment of the order", "app", it.app.Name,
-					"out_trade_no", it.refund.OutTradeNo, "out_request_no", it.refund.OutRequestNo, "reason", res.Reason)
-			}
 			count(func() { st.pending++ })
 		}
 		return

@@ -11,66 +11,90 @@ import (
 	"github.com/paynotify/paynotify"
 )
 
-// otherPaymentRefunds answers a refund query with the refund made from another payment (P2) of
-// the order than the one it holds (P1): the provider refunded by out_trade_no and picked the
-// duplicate payment.
-type otherPaymentRefunds struct{ paynotify.Provider }
+// otherPaymentRefunds answers a refund query about the refund as made from (or, with failed,
+// failed on) another payment (P2) of the order than the one it holds (P1): the provider refunded
+// by out_trade_no and picked the duplicate payment.
+type otherPaymentRefunds struct {
+	paynotify.Provider
+	failed bool
+}
 
-func (otherPaymentRefunds) QueryRefund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
-	return &paynotify.Answer{State: "REFUND_SUCCESS", Endpoint: "test.refund.query", Body: []byte(`{"test":"refund query"}`),
-		Fact: &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: "P2", AppID: "2021000000000001",
+func (g otherPaymentRefunds) QueryRefund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
+	kind, state := paynotify.FactRefund, "REFUND_SUCCESS"
+	if g.failed {
+		kind, state = paynotify.FactRefundFailed, "ABNORMAL"
+	}
+	return &paynotify.Answer{State: state, Endpoint: "test.refund.query", Body: []byte(`{"test":"refund query"}`),
+		Fact: &paynotify.Fact{Kind: kind, OutTradeNo: o.OutTradeNo, ProviderTradeNo: "P2", AppID: "2021000000000001",
 			SellerID: "2088000000000002", RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount, RefundPerRequest: true, At: time.Now()}}, nil
 }
 
 // TestReconcileCheck_RefundFromOtherPayment: `paynotify reconcile` counts a pending refund that
 // the provider made from another payment of the order (an acknowledged duplicate_payment_refund)
 // as pending, with a warning, not as an error: the refund stays pending whatever the run does,
-// and an error would fail every run until it needs attention.
+// and an error would fail every run until it needs attention. A failure reported on another
+// payment (WeChat Pay's ABNORMAL) stays an error: someone must look. A dry run counts as the run
+// would, and neither changes the order or the refund.
 func TestReconcileCheck_RefundFromOtherPayment(t *testing.T) {
-	ctx := t.Context()
-	st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "paynotify.db"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var logs lockedBuffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	app := &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001",
-		SellerIDs: []string{"2088000000000002"}, Gateway: otherPaymentRefunds{}}
-	svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st, Logger: logger}, Logger: logger,
-		Apps: map[string]*paynotify.App{"shop": app}}
-	now := time.Now()
-	o, _, err := st.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: "T1", Channel: paynotify.ChannelAlipayApp,
-		Status: paynotify.StatusPending, Amount: 1000, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	paid := paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: "T1", ProviderTradeNo: "P1", AppID: "2021000000000001",
-		SellerID: "2088000000000002", Amount: 1000, HasAmount: true, At: now}
-	if res, err := svc.Processor.Apply(ctx, app, paid, nil); err != nil || res.Verdict != paynotify.VerdictAccepted {
-		t.Fatalf("payment: %+v, %v", res, err)
-	}
-	rf, _, err := st.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
-		Status: paynotify.RefundPending, CreatedAt: now, UpdatedAt: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o, err = st.GetOrder(ctx, "shop", "T1"); err != nil {
-		t.Fatal(err)
-	}
-	var stats reconcileStats
-	reconcileCommand{}.check(ctx, svc, reconcileItem{app: app, refund: rf}, false, &stats)
-	if stats.errs != 0 || stats.pending != 1 || stats.checked != 1 {
-		t.Fatalf("stats %s, want the refund pending and no error; log:\n%s", stats.String(), logs.String())
-	}
-	if !strings.Contains(logs.String(), "refund made from another payment of the order") || !strings.Contains(logs.String(), "out_request_no=R1") {
-		t.Fatalf("no warning naming R1:\n%s", logs.String())
-	}
-	rs, err := st.ListRefunds(ctx, "shop", "T1")
-	if err != nil || len(rs) != 1 || rs[0].Status != paynotify.RefundPending {
-		t.Fatalf("refunds %+v, %v: want R1 still pending", rs, err)
-	}
-	if cur, err := st.GetOrder(ctx, "shop", "T1"); err != nil || cur.Status != paynotify.StatusPaid || cur.RefundedAmount != 0 || cur.Version != o.Version {
-		t.Fatalf("order %+v, %v: want it unmoved", cur, err)
+	for _, tc := range []struct {
+		name          string
+		failed, dry   bool
+		pending, errs int
+		warned        bool
+	}{
+		{"Made", false, false, 1, 0, true},
+		{"Made/DryRun", false, true, 1, 0, true},
+		{"Failed", true, false, 0, 1, false},
+		{"Failed/DryRun", true, true, 0, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "paynotify.db"), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var logs lockedBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, nil))
+			app := &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001",
+				SellerIDs: []string{"2088000000000002"}, Gateway: otherPaymentRefunds{failed: tc.failed}}
+			svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st, Logger: logger}, Logger: logger,
+				Apps: map[string]*paynotify.App{"shop": app}}
+			now := time.Now()
+			if _, _, err := st.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: "T1", Channel: paynotify.ChannelAlipayApp,
+				Status: paynotify.StatusPending, Amount: 1000, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			paid := paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: "T1", ProviderTradeNo: "P1", AppID: "2021000000000001",
+				SellerID: "2088000000000002", Amount: 1000, HasAmount: true, At: now}
+			if res, err := svc.Processor.Apply(ctx, app, paid, nil); err != nil || res.Verdict != paynotify.VerdictAccepted {
+				t.Fatalf("payment: %+v, %v", res, err)
+			}
+			rf, _, err := st.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
+				Status: paynotify.RefundPending, CreatedAt: now, UpdatedAt: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := st.GetOrder(ctx, "shop", "T1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stats reconcileStats
+			reconcileCommand{}.check(ctx, svc, reconcileItem{app: app, refund: rf}, tc.dry, &stats)
+			if stats.errs != tc.errs || stats.pending != tc.pending || stats.checked != 1 {
+				t.Fatalf("stats %s, want pending=%d errors=%d; log:\n%s", stats.String(), tc.pending, tc.errs, logs.String())
+			}
+			warned := strings.Contains(logs.String(), "refund made from another payment of the order") && strings.Contains(logs.String(), "out_request_no=R1")
+			if warned != tc.warned {
+				t.Fatalf("warning logged: %v, want %v:\n%s", warned, tc.warned, logs.String())
+			}
+			rs, err := st.ListRefunds(ctx, "shop", "T1")
+			if err != nil || len(rs) != 1 || rs[0].Status != paynotify.RefundPending {
+				t.Fatalf("refunds %+v, %v: want R1 still pending", rs, err)
+			}
+			if cur, err := st.GetOrder(ctx, "shop", "T1"); err != nil || cur.Status != paynotify.StatusPaid || cur.RefundedAmount != 0 || cur.Version != o.Version {
+				t.Fatalf("order %+v, %v: want it unmoved", cur, err)
+			}
+		})
 	}
 }
