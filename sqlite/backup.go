@@ -15,6 +15,9 @@ import (
 // waits for no writer and no writer waits for it). The copy is compacted and has no -wal file:
 // it is the whole database in one file.
 //
+// The copy's event counter is moved RestoreEventGap past the database's (moveEventCounter), so
+// that a restored copy never numbers an event as one issued after the backup.
+//
 // path must not exist: Backup creates it (mode 0600, as the database) and never overwrites a
 // file; an existing path is an error wrapping fs.ErrExist. The copy is synced to disk (VACUUM
 // INTO does not sync) and checked with PRAGMA integrity_check; a copy that cannot be written or
@@ -47,6 +50,9 @@ func (db *DB) Backup(ctx context.Context, path string) (err error) {
 		return fmt.Errorf("sqlite: backup: %w", err)
 	}
 	c.Close()
+	if err := moveEventCounter(ctx, path); err != nil {
+		return fmt.Errorf("sqlite: backup: the copy: %w", err)
+	}
 	if err := syncFile(path); err != nil {
 		return fmt.Errorf("sqlite: backup: %w", err)
 	}
@@ -54,6 +60,44 @@ func (db *DB) Backup(ctx context.Context, path string) (err error) {
 		return fmt.Errorf("sqlite: backup: the copy: %w", err)
 	}
 	return nil
+}
+
+// RestoreEventGap is how far a backup's event counter is moved past the database's (Backup):
+// more events than a database issues between two backups.
+const RestoreEventGap = 1_000_000_000
+
+// moveEventCounter moves the event log's counter of the copy at path RestoreEventGap past the
+// database's. Restored, the copy would otherwise number new events with the numbers the database
+// issued after the backup, which GET /v1/events clients may hold as their cursor: they would
+// skip every new event up to it without an error (docs/deploy.md, "Restore"). A gap in the
+// numbers is harmless: a cursor reads what follows it.
+func moveEventCounter(ctx context.Context, path string) error {
+	c, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetMaxOpenConns(1)
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'events'`, RestoreEventGap)
+	if err != nil {
+		return fmt.Errorf("move the event counter: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("move the event counter: %w", err)
+	} else if n == 0 { // no event yet
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)`, RestoreEventGap); err != nil {
+			return fmt.Errorf("move the event counter: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("move the event counter: %w", err)
+	}
+	return c.Close()
 }
 
 // IntegrityCheck runs PRAGMA integrity_check on the SQLite file at path, read-only, and returns an

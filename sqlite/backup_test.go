@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/sqlite"
 	"github.com/paynotify/paynotify/storetest"
 )
@@ -114,6 +115,55 @@ func TestBackup(t *testing.T) {
 				}
 			}
 			cp.Close()
+		}
+	})
+
+	t.Run("RestoredCopyNumbersPastTheDatabase", func(t *testing.T) {
+		// The database goes on issuing event numbers after the backup; a client of GET
+		// /v1/events may hold one as its cursor. Restored, the copy must number its new events
+		// past them, or the client would skip those events silently.
+		t.Parallel()
+		ctx := t.Context()
+		db := MustOpen(t, tempPath(t))
+		dir := t.TempDir()
+		empty := filepath.Join(dir, "empty.db")
+		if err := db.Backup(ctx, empty); err != nil { // no event yet
+			t.Fatal(err)
+		}
+		pay := func(st *sqlite.DB, otn string) int64 {
+			t.Helper()
+			o := storetest.MustCreateOrder(t, ctx, st, storetest.NewOrder("app1", otn, storetest.T0))
+			storetest.MustCommit(t, ctx, st, storetest.PaidChange(o, "evt-"+otn, "ntf-"+otn, storetest.T0))
+			evs := storetest.MustListEvents(t, ctx, st, paynotify.EventFilter{OutTradeNo: otn})
+			if len(evs) != 1 {
+				t.Fatalf("%s: %d events", otn, len(evs))
+			}
+			return evs[0].Seq
+		}
+		first := pay(db, "T1")
+		copyPath := filepath.Join(dir, "copy.db")
+		if err := db.Backup(ctx, copyPath); err != nil {
+			t.Fatal(err)
+		}
+		// The copy is still one file: moving its counter left no journal beside it.
+		for _, p := range []string{empty, copyPath} {
+			for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+				if _, err := os.Stat(p + suffix); err == nil {
+					t.Errorf("%s%s left beside the copy", p, suffix)
+				}
+			}
+		}
+		after := pay(db, "T2") // issued after the backup: a client may hold it
+		restored := MustOpen(t, copyPath)
+		if got := pay(restored, "T3"); got <= after || got != first+sqlite.RestoreEventGap+1 {
+			t.Fatalf("the restored copy numbered a new event %d; the database had issued %d after the backup (want %d)", got, after, first+sqlite.RestoreEventGap+1)
+		}
+		if got := pay(MustOpen(t, empty), "T4"); got != sqlite.RestoreEventGap+1 {
+			t.Fatalf("a copy of a database without events numbered its first %d, want %d", got, sqlite.RestoreEventGap+1)
+		}
+		// The database's own counter is left alone.
+		if got := pay(db, "T5"); got != after+1 {
+			t.Fatalf("the database numbered %d after %d", got, after)
 		}
 	})
 
