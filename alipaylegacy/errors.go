@@ -16,7 +16,9 @@ var (
 	// ErrSignature means the sign is missing, undecodable or does not verify, or the message
 	// declares another algorithm than the configured one.
 	ErrSignature = errors.New("alipaylegacy: invalid signature")
-	// ErrDecrypt means a `0001` notify_data or res_data did not decrypt with the merchant key.
+	// ErrDecrypt means a `0001` notify_data or res_data is not what the merchant key decrypts, by
+	// its shape (not base64, not whole blocks, too long, a key of another size). A block whose
+	// padding fails is ErrSignature (ReasonSignatureInvalid), as a bad signature is.
 	ErrDecrypt = errors.New("alipaylegacy: decryption failed")
 	// ErrMalformed means the message does not parse, lacks a required field, or holds a value that
 	// is not valid (charset, amount, time, XML).
@@ -64,9 +66,12 @@ const (
 )
 
 // VerifyError is the precise account of a rejected message, for logs, evidence and
-// `paynotify verify --explain`. Its Error method stays vague (the wrapped sentinel's text) so that
-// it can be shown to anyone; Detail, Canonical and OutTradeNo never contain key material, but
-// Canonical does contain the (unverified) message content.
+// `paynotify verify --explain`. Its Error method stays vague (the wrapped sentinel's text) and,
+// with Reason, can be shown to anyone: a `0001` block whose padding fails and a bad signature give
+// the same. Detail, Canonical and OutTradeNo are for the operator only. They never contain key
+// material, but under `0001` they tell what the merchant key made of the sender's data (whether
+// it decrypted, the plaintext): shown to the sender they would be a decryption oracle
+// (docs/alipay-legacy.md §7). Canonical contains the (unverified) message content.
 type VerifyError struct {
 	// Reason is one of the Reason… codes.
 	Reason string

@@ -86,7 +86,8 @@ type Notification struct {
 	Result       string // result (WAP call_back_url): "success"
 	RequestToken string // request_token (WAP call_back_url)
 
-	// Fields holds every field of the form, in the order received, as UTF-8. For a WAP
+	// Fields holds every field of the form with a value (an empty one is signed by no rule), in
+	// the order received, as UTF-8. For a WAP
 	// notification only the four fields its signature covers (service, v, sec_id, notify_data)
 	// and sign are kept, notify_data as the plaintext XML (decrypted under `0001`), and
 	// NotifyData holds its elements: any other field of the form was signed by no one.
@@ -396,17 +397,22 @@ func (c *Client) decoder() *encoding.Decoder {
 
 func (c *Client) toUTF8(s string) (string, bool) { return alipaywire.ToUTF8(c.decoder(), s) }
 
-// decodeFields converts verified fields from the configured charset to UTF-8.
+// decodeFields converts verified fields from the configured charset to UTF-8. A field with an
+// empty value is left out: the sorted rule leaves it out of the signed string, so anyone can add
+// one to a genuine message, and Get would have answered ("", true) for it.
 func (c *Client) decodeFields(in []alipaywire.Field) ([]Field, *VerifyError) {
 	d := c.decoder()
-	out := make([]Field, len(in))
-	for i, f := range in {
+	out := make([]Field, 0, len(in))
+	for _, f := range in {
+		if f.Value == "" {
+			continue
+		}
 		k, ok1 := alipaywire.ToUTF8(d, f.Key)
 		v, ok2 := alipaywire.ToUTF8(d, f.Value)
 		if !ok1 || !ok2 {
 			return nil, verr(ReasonBadCharset, "field "+short(f.Key)+" is not valid "+c.charset)
 		}
-		out[i] = Field{Key: k, Value: v}
+		out = append(out, Field{Key: k, Value: v})
 	}
 	return out, nil
 }

@@ -195,6 +195,22 @@ func TestVerifyNotificationMAPI(t *testing.T) {
 			t.Fatalf("canonical %q", n.Canonical)
 		}
 	})
+	t.Run("OK/EmptyFieldsAreNotHandedOut", func(t *testing.T) {
+		// An empty value is outside the sorted string: added to a genuine notification, it does
+		// not show in Fields or through Get, and an empty partner does not count as another.
+		n, err := c.VerifyNotification(append(md5Notify(t, paidFields("MD5")), "&refund_status=&partner=&total_fee_x="...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"refund_status", "partner", "total_fee_x"} {
+			if v, ok := n.Get(k); ok {
+				t.Errorf("Get(%q) = %q, true: an unsigned empty field", k, v)
+			}
+		}
+		if len(n.Fields) != 22 {
+			t.Errorf("%d fields, want the 22 sent with a value", len(n.Fields))
+		}
+	})
 	t.Run("OK/BlankValueIsSigned", func(t *testing.T) {
 		// A single space is not empty (docs/alipay-legacy.md §5.1 rule 2): it is part of the signed
 		// string.

@@ -243,8 +243,11 @@ func fields(ev *paynotify.Evidence) messageFields {
 			f.amount = "¥" + f.amount
 		}
 		if m["notify_data"] != "" && m["service"] != "" { // the legacy WAP notification
+			// Its signature covers notify_data alone (with service, v, sec_id): a form-level
+			// amount, seller or status is anyone's. Under 0001 notify_data is encrypted, and
+			// nothing is shown.
 			nd := xmlFields([]byte(m["notify_data"]))
-			f.seller, f.status = nd["seller_id"], nd["trade_status"]
+			f.appID, f.seller, f.status, f.amount = "", nd["seller_id"], nd["trade_status"], ""
 			if nd["total_fee"] != "" {
 				f.amount = "¥" + nd["total_fee"]
 			}
