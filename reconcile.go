@@ -234,6 +234,11 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 					return
 				}
 				defer func() { <-l.sem }()
+				if r.draining.Load() {
+					fin.release(c) // not started: not waited for its pace either
+					add(func(s *SweepStats) { s.Released++ })
+					return
+				}
 				if r.MaxPerSecond > 0 && !r.pace.wait(ctx, time.Duration(float64(time.Second)/r.MaxPerSecond)) {
 					fin.release(c)
 					add(func(s *SweepStats) { s.Released++ })

@@ -326,9 +326,9 @@ func (r *Runner) Start(ctx context.Context) error {
 }
 
 // Stop ends the jobs gracefully: sweeps stop claiming at once (Reconciler.Drain), the checks they
-// started finish, within ctx, and those not started are given back; a prune stops between batches; then whatever still runs is
-// cancelled, and its claims released. Nothing is left half applied: every change a check makes
-// is one transaction, and so is every batch of a prune.
+// started finish, within ctx, and those not started are given back; a prune stops between
+// batches; then whatever still runs is cancelled, and its claims released. Nothing is left half
+// applied: every change a check makes is one transaction, and so is every batch of a prune.
 func (r *Runner) Stop(ctx context.Context) error {
 	r.cfg.Reconciler.Drain()
 	r.once.Do(func() { close(r.quit) })

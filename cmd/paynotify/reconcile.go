@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -36,8 +37,8 @@ Ends with one line:
   checked=N paid=N closed=N refunded=N pending=N skipped=N errors=N
 (closed counts refunds found failed too; skipped, apps whose provider has no query service;
 errors, unreachable providers, answers that did not verify or disagree with the order, store
-failures; a refund the provider made from another payment of the order stays pending, with a
-warning, while one it reports failed on another payment is an error). Exit 0 when errors=0, 1 otherwise, 2 on usage or config errors.
+failures; a refund the provider made from another payment of the order stays pending, with
+a warning, while one it reports failed on another payment is an error). Exit 0 when errors=0, 1 otherwise, 2 on usage or config errors.
 
   --config FILE      the server's config file
   --app NAME         only this app
@@ -184,12 +185,24 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 			return
 		}
 		res, err := svc.CheckRefund(cctx, it.app, o, it.refund, dryRun)
+		// The Processor's anomaly; on a dry run, which applies nothing, the state machine's on the
+		// order as it stands (the app's own checks aside), an anomaly only when it moves nothing,
+		// as for the Processor's verdict.
+		reason, anomaly := "", false
+		if err == nil {
+			reason, anomaly = res.Reason, res.Verdict == paynotify.VerdictAnomaly
+			if dryRun && res.Fact != nil {
+				f := *res.Fact
+				if f.Kind == paynotify.FactRefund && f.RefundPerRequest && f.RefundTotal == 0 {
+					f.RefundTotal = o.RefundedAmount + f.RefundAmount // as the Processor counts it, near enough
+				}
+				d := paynotify.Decide(o, f)
+				reason, anomaly = d.Anomaly, d.Anomaly != "" && !d.Changed()
+			}
+		}
 		// The provider answered about the refund as made from, or failed on, another payment of
-		// the order than the one it holds (duplicate_payment_refund; on a dry run, told by the
-		// trade numbers as Decide tells it). The refund stays pending either way.
-		otherPayment := err == nil && res.Fact != nil && (res.Reason == paynotify.ReasonDuplicatePaymentRefund ||
-			dryRun && res.Fact.ProviderTradeNo != "" && o.ProviderTradeNo != "" && res.Fact.ProviderTradeNo != o.ProviderTradeNo &&
-				(res.Fact.Kind == paynotify.FactRefund || res.Fact.Kind == paynotify.FactRefundFailed))
+		// the order than the one it holds. The refund stays pending either way.
+		otherPayment := err == nil && res.Fact != nil && reason == paynotify.ReasonDuplicatePaymentRefund
 		switch {
 		case errors.Is(err, paynotify.ErrNoQueryService):
 			count(func() { st.skipped++ })
@@ -207,10 +220,10 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 			// settled by it, and someone must look.
 			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: the provider reports it %s on trade %s, not the order's %s",
 				paynotify.ReasonDuplicatePaymentRefund, res.State, res.Fact.ProviderTradeNo, o.ProviderTradeNo))
+		case err == nil && (res.Verdict == paynotify.VerdictRejected || anomaly && !paynotify.Acknowledged(reason)):
+			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: %s", cmp.Or(res.Verdict, paynotify.VerdictAnomaly), reason))
 		case err != nil, res.Refund.Status == paynotify.RefundFailed, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefundFailed:
 			count(func() { st.closed++ })
-		case res.Verdict == paynotify.VerdictRejected || res.Verdict == paynotify.VerdictAnomaly:
-			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: %s", res.Verdict, res.Reason))
 		case res.Refund.Status == paynotify.RefundSucceeded, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefund:
 			count(func() { st.refunded++ })
 		default:

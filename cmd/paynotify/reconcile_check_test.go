@@ -17,6 +17,7 @@ import (
 type otherPaymentRefunds struct {
 	paynotify.Provider
 	failed bool
+	amount paynotify.Amount // the trade's amount the answer states, when not 0
 }
 
 func (g otherPaymentRefunds) QueryRefund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
@@ -24,9 +25,12 @@ func (g otherPaymentRefunds) QueryRefund(_ context.Context, o *paynotify.Order, 
 	if g.failed {
 		kind, state = paynotify.FactRefundFailed, "ABNORMAL"
 	}
-	return &paynotify.Answer{State: state, Endpoint: "test.refund.query", Body: []byte(`{"test":"refund query"}`),
-		Fact: &paynotify.Fact{Kind: kind, OutTradeNo: o.OutTradeNo, ProviderTradeNo: "P2", AppID: "2021000000000001",
-			SellerID: "2088000000000002", RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount, RefundPerRequest: true, At: time.Now()}}, nil
+	f := &paynotify.Fact{Kind: kind, OutTradeNo: o.OutTradeNo, ProviderTradeNo: "P2", AppID: "2021000000000001",
+		SellerID: "2088000000000002", RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount, RefundPerRequest: true, At: time.Now()}
+	if g.amount != 0 {
+		f.Amount, f.HasAmount = g.amount, true
+	}
+	return &paynotify.Answer{State: state, Endpoint: "test.refund.query", Body: []byte(`{"test":"refund query"}`), Fact: f}, nil
 }
 
 // TestReconcileCheck_RefundFromOtherPayment: `paynotify reconcile` counts a pending refund that
@@ -39,13 +43,17 @@ func TestReconcileCheck_RefundFromOtherPayment(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		failed, dry   bool
+		amount        paynotify.Amount
 		pending, errs int
 		warned        bool
 	}{
-		{"Made", false, false, 1, 0, true},
-		{"Made/DryRun", false, true, 1, 0, true},
-		{"Failed", true, false, 0, 1, false},
-		{"Failed/DryRun", true, true, 0, 1, false},
+		{"Made", false, false, 0, 1, 0, true},
+		{"Made/DryRun", false, true, 0, 1, 0, true},
+		{"Failed", true, false, 0, 0, 1, false},
+		{"Failed/DryRun", true, true, 0, 0, 1, false},
+		// Another amount than the order's is an anomaly of its own, checked first, unacknowledged.
+		{"OtherAmount", false, false, 999, 0, 1, false},
+		{"OtherAmount/DryRun", false, true, 999, 0, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
@@ -57,7 +65,7 @@ func TestReconcileCheck_RefundFromOtherPayment(t *testing.T) {
 			var logs lockedBuffer
 			logger := slog.New(slog.NewTextHandler(&logs, nil))
 			app := &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001",
-				SellerIDs: []string{"2088000000000002"}, Gateway: otherPaymentRefunds{failed: tc.failed}}
+				SellerIDs: []string{"2088000000000002"}, Gateway: otherPaymentRefunds{failed: tc.failed, amount: tc.amount}}
 			svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st, Logger: logger}, Logger: logger,
 				Apps: map[string]*paynotify.App{"shop": app}}
 			now := time.Now()
