@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Callback is one provider callback request, as received.
@@ -205,15 +206,32 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 	}
 	if err != nil {
 		rej := AsReject(err)
-		ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, rej.Reason, rej.Detail, rej.OutTradeNo
+		// Anyone can be rejected: what the rejection quotes of the request is cut short, so that
+		// a request's size does not grow the record and the log line past its body's.
+		detail, otn := clip(rej.Detail, maxRejectDetail), clip(rej.OutTradeNo, maxClaimedOutTradeNo)
+		ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, rej.Reason, detail, otn
 		res := &Result{Verdict: VerdictRejected, Reason: rej.Reason, Evidence: ev}
 		ev.Answer = answer(res)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
+		// Reprocessing is asked for by an operator: its result is always kept. Past the app's cap
+		// a rejected request is neither stored nor logged, but counted: one line when the cap is
+		// reached, and the count when its minute is over.
+		admitted, firstDrop, droppedBefore := true, false, int64(0)
+		if source == SourceNotification {
+			admitted, firstDrop, droppedBefore = p.admitRejected(cb.App.Name, start, evidenceSize(ev))
+		}
 		log := withAttrs()
-		log.Warn("callback rejected", "out_trade_no", rej.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
-		// Reprocessing is asked for by an operator: its result is always kept.
-		if source != SourceNotification || p.admitRejected(cb.App.Name, start, evidenceSize(ev)) {
+		if droppedBefore > 0 {
+			base.Warn("rejected callbacks over the evidence cap were dropped, neither stored nor logged", "app", cb.App.Name,
+				"dropped", droppedBefore)
+		}
+		switch {
+		case admitted:
+			log.Warn("callback rejected", "out_trade_no", otn, "reason", rej.Reason, "detail", detail)
 			p.keepEvidence(ctx, ev, log)
+		case firstDrop:
+			log.Warn("callback rejected; the app's rejected callbacks are over the evidence cap: the rest of the minute's are only counted",
+				"out_trade_no", otn, "reason", rej.Reason, "detail", detail)
 		}
 		return res
 	}
@@ -706,9 +724,28 @@ func refundChange(app *App, o *Order, f *Fact, prior *Refund, now time.Time) *Re
 	return r
 }
 
-// evidenceSize is about what a record of ev takes in the store: its body and headers.
+// maxRejectDetail and maxClaimedOutTradeNo bound what a rejection quotes of a request
+// (Processor.Process).
+const (
+	maxRejectDetail      = 1024
+	maxClaimedOutTradeNo = 128
+)
+
+// clip cuts s to at most n bytes, at a rune boundary, marking the cut with "…".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+// evidenceSize is about what a record of ev takes in the store: its body, headers and detail.
 func evidenceSize(ev *Evidence) int {
-	n := len(ev.Body)
+	n := len(ev.Body) + len(ev.Detail)
 	for k, vs := range ev.Headers {
 		for _, v := range vs {
 			n += len(k) + len(v) + 4
@@ -718,8 +755,9 @@ func evidenceSize(ev *Evidence) int {
 }
 
 // admitRejected reports whether one more rejected request of app, of size bytes, may be stored
-// in the current minute.
-func (p *Processor) admitRejected(app string, now time.Time, size int) bool {
+// in the current minute; when not, whether it is the minute's first refused. droppedBefore is
+// how many the app's previous minute refused, when this call starts a new one (0 otherwise).
+func (p *Processor) admitRejected(app string, now time.Time, size int) (ok, firstDrop bool, droppedBefore int64) {
 	limit := p.RejectedPerMinute
 	if limit == 0 {
 		limit = 100
@@ -735,14 +773,17 @@ func (p *Processor) admitRejected(app string, now time.Time, size int) bool {
 	}
 	w := p.rejected[app]
 	if w == nil || now.Sub(w.start) >= time.Minute {
+		if w != nil {
+			droppedBefore = w.dropped
+		}
 		w = &rejectWindow{start: now}
 		p.rejected[app] = w
 	}
 	if w.stored >= limit || w.stored > 0 && w.bytes+size > budget {
 		w.dropped++
-		return false
+		return false, w.dropped == 1, droppedBefore
 	}
 	w.stored++
 	w.bytes += size
-	return true
+	return true, false, droppedBefore
 }

@@ -254,6 +254,67 @@ func TestProcess_Rejected(t *testing.T) {
 	})
 }
 
+// A rejection quoting a huge header or field (anyone can send one) is kept and logged cut short,
+// its detail counts against the minute's byte budget, and past the cap rejected requests are
+// counted, not logged: one line when the cap is reached, the count when the next minute starts.
+func TestProcess_RejectedBounded(t *testing.T) {
+	p, b := setupProcessor(t)
+	var logs strings.Builder
+	var mu sync.Mutex
+	p.Logger = slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(b)
+	}), nil))
+	now := t0
+	p.Now = func() time.Time { return now }
+	p.RejectedPerMinute = 2
+	huge := strings.Repeat(`\xff`, 25_000) // a header value as a verifier quotes it (%q)
+	rejecting := verifierFunc(func(http.Header, []byte, time.Time) (paynotify.Fact, error) {
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "timestamp \"" + huge + "\" is not Unix seconds",
+			OutTradeNo: strings.Repeat("T", 10_000)}
+	})
+	for range 5 {
+		p.Process(context.Background(), callback(b.app), rejecting)
+	}
+	evs := b.evidence(t, paynotify.EvidenceFilter{})
+	if len(evs) != 2 {
+		t.Fatalf("%d records, want the cap of 2", len(evs))
+	}
+	for _, ev := range evs {
+		if len(ev.Detail) > 1024 || !strings.HasSuffix(ev.Detail, "…") || len(ev.OutTradeNo) > 128 {
+			t.Fatalf("a record's detail of %d bytes, out_trade_no of %d: want them cut short", len(ev.Detail), len(ev.OutTradeNo))
+		}
+	}
+	mu.Lock()
+	text := logs.String()
+	mu.Unlock()
+	if n := strings.Count(text, `msg="callback rejected`); n != 3 || len(text) > 16<<10 {
+		t.Fatalf("%d lines of rejection, %d bytes of log for 5 rejections (2 kept, 3 over the cap): want 3 lines, cut short", n, len(text))
+	}
+	now = t0.Add(time.Minute)
+	p.Process(context.Background(), callback(b.app), rejecting)
+	mu.Lock()
+	text = logs.String()
+	mu.Unlock()
+	if !strings.Contains(text, "dropped=3") {
+		t.Fatalf("no count of the previous minute's dropped requests:\n%s", text[max(0, len(text)-2000):])
+	}
+	// The detail counts against the byte budget: a small body with a 1 KiB detail, budget 1.5 KiB.
+	p, b = setupProcessor(t)
+	p.RejectedBytesPerMinute = 1500
+	for range 3 {
+		p.Process(context.Background(), callback(b.app), rejecting)
+	}
+	if n := len(b.evidence(t, paynotify.EvidenceFilter{})); n != 1 {
+		t.Fatalf("%d records of about 1 KiB of detail each within 1,500 bytes, want 1", n)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
 func TestProcess_VerifyAt(t *testing.T) {
 	p, b := setupProcessor(t)
 	var got []time.Time

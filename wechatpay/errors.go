@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Sentinel errors. A *VerifyError wraps exactly one of them; test with errors.Is.
@@ -90,9 +91,24 @@ func (e *VerifyError) Error() string {
 // Unwrap returns the sentinel.
 func (e *VerifyError) Unwrap() error { return e.err }
 
+// verifyErr builds a VerifyError. A string argument longer than maxQuoted bytes (a header value
+// or a field the sender chose: anyone can send a notification) is cut short, so that the detail,
+// logged and kept as evidence, stays small whatever was sent.
 func verifyErr(sentinel error, check, format string, args ...any) *VerifyError {
+	for i, a := range args {
+		if s, ok := a.(string); ok && len(s) > maxQuoted {
+			j := maxQuoted
+			for j > 0 && !utf8.RuneStart(s[j]) {
+				j--
+			}
+			args[i] = s[:j] + "…"
+		}
+	}
 	return &VerifyError{Reason: reasonOf(sentinel), Check: check, Detail: fmt.Sprintf(format, args...), err: sentinel}
 }
+
+// maxQuoted bounds a string quoted in a VerifyError's detail (verifyErr).
+const maxQuoted = 128
 
 func reasonOf(sentinel error) string {
 	switch sentinel {

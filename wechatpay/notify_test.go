@@ -88,6 +88,20 @@ func TestVerifyNotification_SharedVectors(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("ErrHugeHeadersQuotedShort", func(t *testing.T) {
+		// Anyone can send a notification: a header the detail quotes (%q) is cut short there,
+		// whatever its size, so that the logged and stored detail stays small.
+		ts, _ := strconv.ParseInt(v.V1.Headers[wire.HeaderTimestamp], 10, 64)
+		for _, name := range []string{wire.HeaderTimestamp, wire.HeaderSerial} {
+			h := headerOf(v.V1.Headers)
+			h.Set(name, strings.Repeat("\xff", 60<<10))
+			_, err := newVerifyClient(t, ts).VerifyNotification(h, []byte(v.V1.Body))
+			var ve *VerifyError
+			if !errors.As(err, &ve) || len(ve.Detail) > 1024 || !strings.Contains(ve.Detail, "…") {
+				t.Fatalf("%s of 60 KiB: %d bytes of detail (%v)", name, len(ve.Detail), err)
+			}
+		}
+	})
 	t.Run("ErrTimestampSkew/V1WithRealClock", func(t *testing.T) {
 		c := newVerifyClient(t, time.Now().Unix())
 		_, err := c.VerifyNotification(headerOf(v.V1.Headers), []byte(v.V1.Body))
