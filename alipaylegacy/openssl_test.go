@@ -503,7 +503,7 @@ func TestDecryptData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []int{1, 116, 117, 118, 234, 1000, 64 * 117} { // 64 blocks: the most it decrypts
+	for _, n := range []int{1, 116, 117, 118, 234, 1000, maxBlocks * 117} { // maxBlocks: the most it decrypts
 		plain := bytes.Repeat([]byte("中x"), n)[:n]
 		got, err := DecryptData(priv, opensslEncrypt0001(t, "keys/merchant_public.pem", plain))
 		if err != nil || !bytes.Equal(got, plain) {
@@ -512,7 +512,7 @@ func TestDecryptData(t *testing.T) {
 	}
 	ct, _ := base64.StdEncoding.DecodeString(opensslEncrypt0001(t, "keys/merchant_public.pem", []byte("hello")))
 	for name, data := range map[string]string{
-		"TooLong":   opensslEncrypt0001(t, "keys/merchant_public.pem", bytes.Repeat([]byte("x"), 64*117+1)),
+		"TooLong":   opensslEncrypt0001(t, "keys/merchant_public.pem", bytes.Repeat([]byte("x"), maxBlocks*117+1)),
 		"Empty":     "",
 		"Short":     base64.StdEncoding.EncodeToString(ct[:127]),
 		"Long":      base64.StdEncoding.EncodeToString(append(ct, 0)),

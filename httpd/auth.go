@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
 	"strings"
@@ -92,8 +93,13 @@ var configToken = &paynotify.APIToken{Name: "api_token", Scope: paynotify.ScopeW
 // authenticate returns the token that value is: the config's api_token, or a valid stored token.
 // An unknown or revoked value is EUNAUTHORIZED; a store failure is returned as it is.
 func (s *Server) authenticate(ctx context.Context, value string) (*paynotify.APIToken, error) {
-	if s.APIToken != "" && subtle.ConstantTimeCompare([]byte(value), []byte(s.APIToken)) == 1 {
-		return configToken, nil
+	// Compared as SHA-256 digests: ConstantTimeCompare returns at once on a length that differs,
+	// which would tell a caller the config token's length.
+	if s.APIToken != "" {
+		got, want := sha256.Sum256([]byte(value)), sha256.Sum256([]byte(s.APIToken))
+		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
+			return configToken, nil
+		}
 	}
 	unauthorized := paynotify.Errorf(paynotify.EUNAUTHORIZED, "Missing or wrong API token.")
 	if !paynotify.IsAPITokenShape(value) {

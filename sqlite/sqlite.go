@@ -248,11 +248,9 @@ func limit(n int) int {
 // rollback ends tx when it was not committed.
 func rollback(tx *sql.Tx) { _ = tx.Rollback() }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers, on the read pool: the write connection is the group
+// commit's only one, and a ping there would wait for (and hold up) a batch.
 func (db *DB) Ping(ctx context.Context) error {
-	if err := db.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("sqlite: ping: %w", err)
-	}
 	if err := db.rd.PingContext(ctx); err != nil {
 		return fmt.Errorf("sqlite: ping: %w", err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/pgtest"
@@ -53,9 +55,17 @@ func TestReadyz(t *testing.T) {
 				t.Fatalf("migrated: %d %q", code, body)
 			}
 			st.Close()
-			code, body := getReady(t, base)
-			if code != http.StatusServiceUnavailable || body != "not ready: the database does not answer\n" {
-				t.Fatalf("closed: %d %q", code, body)
+			// The answer before is kept for readyTTL (a second), then the ping runs again.
+			deadline := time.Now().Add(3 * readyTTL)
+			for {
+				code, body := getReady(t, base)
+				if code == http.StatusServiceUnavailable && body == "not ready: the database does not answer\n" {
+					break
+				}
+				if code != http.StatusOK || time.Now().After(deadline) {
+					t.Fatalf("closed: %d %q", code, body)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 		})
 	}
@@ -63,19 +73,70 @@ func TestReadyz(t *testing.T) {
 		// Pending, then migrated: checked on each call until found complete, then only pinged.
 		var pings, checks atomic.Int32
 		pending := 2
-		ready := readinessOf(func(context.Context) error { pings.Add(1); return nil },
+		now := time.Unix(1_800_000_000, 0)
+		ready := readinessOf(func() time.Time { return now }, func(context.Context) error { pings.Add(1); return nil },
 			func(context.Context) (int, int, error) { checks.Add(1); return pending, 0, nil }, logger)
 		if err := ready(t.Context()); err == nil {
 			t.Fatal("ready with migrations pending")
 		}
 		pending = 0
 		for range 5 {
+			now = now.Add(readyTTL)
 			if err := ready(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if pings.Load() != 6 || checks.Load() != 2 {
 			t.Fatalf("%d pings and %d migration checks, want 6 and 2", pings.Load(), checks.Load())
+		}
+	})
+	t.Run("AnswerKeptForReadyTTL", func(t *testing.T) {
+		// Anyone can poll /readyz: within readyTTL of an answer the database is not asked again,
+		// failures included (one ping and one log line a second, however many ask).
+		var pings atomic.Int32
+		fail := false
+		var during func() // run inside the next ping
+		now := time.Unix(1_800_000_000, 0)
+		ready := readinessOf(func() time.Time { return now }, func(context.Context) error {
+			pings.Add(1)
+			if during != nil {
+				during()
+				during = nil
+			}
+			if fail {
+				return errors.New("down")
+			}
+			return nil
+		}, func(context.Context) (int, int, error) { return 0, 0, nil }, logger)
+		for range 100 {
+			if err := ready(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fail = true
+		now = now.Add(readyTTL - time.Millisecond)
+		if err := ready(t.Context()); err != nil || pings.Load() != 1 {
+			t.Fatalf("within readyTTL: %v after %d pings, want the kept answer after 1", err, pings.Load())
+		}
+		now = now.Add(time.Millisecond)
+		for range 100 {
+			if err := ready(t.Context()); err == nil {
+				t.Fatal("ready with the database down")
+			}
+		}
+		if pings.Load() != 2 {
+			t.Fatalf("%d pings, want 2", pings.Load())
+		}
+		// A caller that leaves during its check does not leave its cut-short answer for the others.
+		now = now.Add(readyTTL)
+		leaving, leave := context.WithCancel(t.Context())
+		during = leave
+		if err := ready(leaving); err == nil {
+			t.Fatal("the leaving caller's check did not fail")
+		}
+		fail = false
+		if err := ready(t.Context()); err != nil || pings.Load() != 4 {
+			t.Fatalf("after a caller that left: %v after %d pings, want a new ping's answer", err, pings.Load())
 		}
 	})
 	t.Run("PendingMigrations", func(t *testing.T) {

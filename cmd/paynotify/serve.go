@@ -245,10 +245,12 @@ func newServer(cfg *Config, st store, svc *paynotify.Service, logger *slog.Logge
 // The migrations are checked until they are found complete, then never again: this binary's
 // migrations, once applied, stay applied (a newer binary's only add to them). Anyone can call
 // /readyz, and on SQLite River's check takes the write lock: polled, it would compete with the
-// writer of every notification. Only the ping is made on every call.
+// writer of every notification. After that only the ping is made, and an answer is kept for
+// readyTTL: a flood of /readyz costs the database one ping a second (on PostgreSQL a ping takes a
+// connection of the pool the writer uses), and its failures one log line a second.
 func readiness(st store, logger *slog.Logger) func(ctx context.Context) error {
 	// st is used only when the check runs (tests build servers on no store).
-	return readinessOf(func(ctx context.Context) error { return st.Ping(ctx) }, func(ctx context.Context) (int, int, error) {
+	return readinessOf(time.Now, func(ctx context.Context) error { return st.Ping(ctx) }, func(ctx context.Context) (int, int, error) {
 		n, err := st.PendingMigrations(ctx)
 		if err != nil {
 			return 0, 0, err
@@ -258,10 +260,18 @@ func readiness(st store, logger *slog.Logger) func(ctx context.Context) error {
 	}, logger)
 }
 
-// readinessOf is readiness over its two checks.
-func readinessOf(ping func(context.Context) error, pending func(context.Context) (ours, river int, err error), logger *slog.Logger) func(ctx context.Context) error {
+// readyTTL is how long readiness keeps an answer.
+const readyTTL = time.Second
+
+// readinessOf is readiness over its two checks, on the clock now.
+func readinessOf(now func() time.Time, ping func(context.Context) error, pending func(context.Context) (ours, river int, err error), logger *slog.Logger) func(ctx context.Context) error {
 	var migrated atomic.Bool
-	return func(ctx context.Context) error {
+	var (
+		turn   = make(chan struct{}, 1) // one check at a time: the others wait for its answer
+		until  time.Time                // the last answer holds until then
+		answer error
+	)
+	check := func(ctx context.Context) error {
 		unreachable := func(err error) error {
 			logger.Warn("readyz: database", "err", err)
 			return errors.New("the database does not answer")
@@ -281,6 +291,24 @@ func readinessOf(ping func(context.Context) error, pending func(context.Context)
 		}
 		migrated.Store(true)
 		return nil
+	}
+	return func(ctx context.Context) error {
+		select {
+		case turn <- struct{}{}:
+		case <-ctx.Done():
+			return errors.New("the database did not answer in time")
+		}
+		defer func() { <-turn }()
+		if t := now(); t.Before(until) {
+			return answer
+		}
+		answer = check(ctx)
+		// Kept, but for an answer cut short because its caller left: a database that does not
+		// answer within the caller's deadline is not ready, and so is said for readyTTL.
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			until = now().Add(readyTTL)
+		}
+		return answer
 	}
 }
 
