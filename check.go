@@ -34,8 +34,9 @@ type CheckResult struct {
 	State string
 	// Fact is the verified fact the answer stated, nil when it stated nothing to apply.
 	Fact *Fact
-	// Verdict and Reason are the Processor's, when the answer was applied or rejected; "" when
-	// there was nothing to apply (the order is still pending at the provider) or on a dry run.
+	// Verdict and Reason are the Processor's, when the answer was applied or rejected (on a dry
+	// run, what applying it would give: Processor.Preview); "" when there was nothing to apply
+	// (the order is still pending at the provider).
 	Verdict Verdict
 	Reason  string
 	// Evidence is the record kept of the answer, if any.
@@ -102,6 +103,14 @@ func (s *Service) applyAnswer(ctx context.Context, a *App, o *Order, rf *Refund,
 		return res, nil
 	}
 	if dryRun {
+		r, err := s.Processor.Preview(ctx, a, *ans.Fact)
+		if err != nil {
+			return nil, err
+		}
+		res.Verdict, res.Reason = r.Verdict, r.Reason
+		if r.Order != nil {
+			res.Order = r.Order
+		}
 		return res, nil
 	}
 	ev := s.answerEvidence(a, ans, received)

@@ -308,6 +308,24 @@ func (p *Processor) Apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 	return res, err
 }
 
+// Preview is Apply without writing anything: the order (and its refunds) read as Apply reads
+// them, the fact decided by the same checks (app, amounts, the refund on record) and state
+// machine, and the Result applying it would give now: Verdict, Reason, and the Order it would
+// leave. No evidence is kept; another change may come between it and an Apply.
+// `paynotify reconcile --dry-run` reports with it.
+func (p *Processor) Preview(ctx context.Context, app *App, fact Fact) (*Result, error) {
+	now := p.now()
+	if fact.At.IsZero() {
+		fact.At = now
+	}
+	st, err := p.load(ctx, app, fact)
+	if err != nil {
+		return nil, err
+	}
+	_, res := p.change(app, st, decideFor(app, st), nil, now)
+	return res, nil
+}
+
 // apply loads the order, decides and commits, again on a version conflict. finish, if set, is
 // called with the result just before the commit, to complete the evidence record.
 func (p *Processor) apply(ctx context.Context, app *App, fact Fact, ev *Evidence, finish func(*Result)) (*Result, error) {

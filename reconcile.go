@@ -44,6 +44,7 @@ type Reconciler struct {
 	mu       sync.Mutex
 	apps     map[string]*appLimiter
 	draining atomic.Bool
+	drained  chan struct{} // closed by Drain (drainedC)
 }
 
 // appLimiter is one app's share of the provider: a semaphore and a backoff.
@@ -106,8 +107,8 @@ type pacer struct {
 	next time.Time
 }
 
-// wait returns when the next event may start, or false when ctx ends first.
-func (p *pacer) wait(ctx context.Context, every time.Duration) bool {
+// wait returns when the next event may start, or false when ctx ends or stop is closed first.
+func (p *pacer) wait(ctx context.Context, every time.Duration, stop <-chan struct{}) bool {
 	p.mu.Lock()
 	now := time.Now()
 	if p.next.Before(now) {
@@ -127,6 +128,8 @@ func (p *pacer) wait(ctx context.Context, every time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	case <-stop:
+		return false
 	}
 }
 
@@ -142,7 +145,24 @@ func (r *Reconciler) log() *slog.Logger { return r.Service.logger() }
 // Drain makes every Sweep stop claiming: the checks already started finish, those claimed but
 // not started (waiting for their app's concurrency) are given back, due at once, and later
 // sweeps return at once. Call it when a graceful shutdown begins.
-func (r *Reconciler) Drain() { r.draining.Store(true) }
+func (r *Reconciler) Drain() {
+	c := r.drainedC()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.draining.Swap(true) {
+		close(c)
+	}
+}
+
+// drainedC returns the channel Drain closes.
+func (r *Reconciler) drainedC() chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.drained == nil {
+		r.drained = make(chan struct{})
+	}
+	return r.drained
+}
 
 func (r *Reconciler) limiter(app string) *appLimiter {
 	r.mu.Lock()
@@ -239,7 +259,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 					add(func(s *SweepStats) { s.Released++ })
 					return
 				}
-				if r.MaxPerSecond > 0 && !r.pace.wait(ctx, time.Duration(float64(time.Second)/r.MaxPerSecond)) {
+				if r.MaxPerSecond > 0 && !r.pace.wait(ctx, time.Duration(float64(time.Second)/r.MaxPerSecond), r.drainedC()) {
 					fin.release(c)
 					add(func(s *SweepStats) { s.Released++ })
 					return

@@ -314,6 +314,46 @@ func TestReconciler_DrainReleasesUnstarted(t *testing.T) {
 	}
 }
 
+// Drain also ends the wait of a check paced by MaxPerSecond: not started, it is given back at
+// once rather than after its slot (at 0.6 checks a second, a claim of three would hold a
+// shutdown up for 3.3 s).
+func TestReconciler_DrainEndsThePacing(t *testing.T) {
+	r, b := setupReconciler(t)
+	r.MaxPerSecond = 0.6 // a claim of 3, one start every 1.67 s
+	for _, otn := range []string{"T1", "T2", "T3"} {
+		scheduledOrder(t, r.Service, otn, time.Hour)
+	}
+	block := make(chan struct{})
+	b.fake.block = block
+	b.now.Set(t0.Add(time.Minute))
+	done := make(chan paynotify.SweepStats)
+	go func() { done <- sweep(t, r) }()
+	deadline := time.After(10 * time.Second)
+	for { // the first check in flight, the second waiting for its pace
+		b.fake.mu.Lock()
+		in := b.fake.inflight
+		b.fake.mu.Unlock()
+		if in == 1 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatal("no query in flight")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	r.Drain()
+	close(block)
+	select {
+	case stats := <-done:
+		if stats.Checked != 1 || stats.Released != 2 {
+			t.Fatalf("stats = %+v, want 1 checked and 2 given back", stats)
+		}
+	case <-time.After(1200 * time.Millisecond): // the pace alone would hold the second for 1.67 s
+		t.Fatal("the drained sweep waited for its pacing")
+	}
+}
+
 func TestReconciler_NoQueryService(t *testing.T) {
 	r, b := setupReconciler(t)
 	scheduledOrder(t, r.Service, "T1", time.Hour)

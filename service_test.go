@@ -370,6 +370,10 @@ func TestCheckOrder(t *testing.T) {
 		if err != nil || res.Fact == nil || res.Fact.Kind != paynotify.FactPaid {
 			t.Fatalf("CheckOrder = %+v, %v", res, err)
 		}
+		// What applying would give (Processor.Preview), without applying it.
+		if res.Verdict != paynotify.VerdictAccepted || res.Order == nil || res.Order.Status != paynotify.StatusPaid {
+			t.Fatalf("dry run: verdict %q, order %+v; want accepted, paid", res.Verdict, res.Order)
+		}
 		if o := b.order(t, "T1"); o.Status != paynotify.StatusPending || len(b.evidence(t, paynotify.EvidenceFilter{})) != 0 {
 			t.Fatalf("a dry run changed something: %+v", o)
 		}

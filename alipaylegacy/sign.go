@@ -200,12 +200,13 @@ func verifyRSA(pub *rsa.PublicKey, canonical []byte, sign string) string {
 // SDK (docs/alipay-legacy.md §7).
 const blockSize = 128
 
-// maxBlocks caps the `0001` data decrypted: 24 blocks hold 2,808 bytes of plaintext, about twice
-// the largest WAP notification (a 256-character subject in UTF-8 and every field: about 1.4 KB,
-// 12 blocks) and far more than a token answer. The data comes before any signature is checked,
-// so anyone can send it, and each block costs a private-key operation (about 0.25 ms): uncapped,
-// one request of a megabyte cost seconds of CPU, and at 64 blocks one cost 15 ms.
-const maxBlocks = 24
+// maxBlocks caps the `0001` data decrypted: 32 blocks hold 3,744 bytes of plaintext. The largest
+// WAP notification the documented field lengths allow is about 22 blocks (every field at its
+// longest, a 256-character subject of `"`, which XML escapes to 6 bytes each); a 128-character
+// Chinese subject in UTF-8 makes 12, and a token answer far fewer. The data comes before any
+// signature is checked, so anyone can send it, and each block costs a private-key operation
+// (about 0.25 ms): uncapped, one request of a megabyte cost seconds of CPU, 64 blocks 15 ms.
+const maxBlocks = 32
 
 // DecryptData decrypts `0001` data (notify_data, res_data) as every official SDK does
 // (docs/alipay-legacy.md §7): base64-decode, split into 128-byte blocks, RSA-decrypt each with

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/paynotify/paynotify"
 )
@@ -20,6 +21,20 @@ var callbackProviders = map[string]string{
 	"alipay-legacy": paynotify.ProviderAlipayLegacy,
 }
 
+// clipLog cuts what a request says (a path, a claimed order number) to 256 bytes for a log line:
+// anyone can send these, up to the header limit of 64 KiB.
+func clipLog(s string) string {
+	const n = 256
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
 // handleNotify receives a provider's asynchronous notification: raw bytes to the Processor, and
 // the answer in the provider's exact format once the Processor has committed (or failed).
 func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
@@ -27,7 +42,7 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	provider, ok := callbackProviders[endpoint]
 	a, known := s.Service.Apps[r.PathValue("app")]
 	if !ok || !known || a.Provider != provider {
-		s.log(r).Warn("callback to unknown app", "path", r.URL.Path)
+		s.log(r).Warn("callback to unknown app", "path", clipLog(r.URL.Path))
 		http.NotFound(w, r)
 		return
 	}
@@ -82,7 +97,7 @@ func (s *Server) handleAlipayReturn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	otn := r.URL.Query().Get("out_trade_no")
-	log := s.log(r).With("app", a.Name, "out_trade_no", otn)
+	log := s.log(r).With("app", a.Name, "out_trade_no", clipLog(otn))
 	if rv, ok := a.Gateway.(paynotify.ReturnVerifier); ok {
 		if err := rv.VerifyReturn(r.URL.RawQuery); err != nil {
 			log.Warn("return_url signature invalid", "err", err)

@@ -329,6 +329,21 @@ func TestAlipayNotify(t *testing.T) {
 			if ev := e.evidence("app=nosuchapp"); len(ev) != 0 {
 				t.Fatalf("evidence stored for an unknown app: %+v", ev)
 			}
+			// Anyone can send a long path, or a long claimed order number to a return URL: the
+			// log line quotes 256 bytes of it.
+			before := len(e.logs.String())
+			long := strings.Repeat("x", 30<<10)
+			if code, _ := e.postNotify("/notify/alipay/"+long, alipayContentType, nil, []byte("a=1")); code != http.StatusNotFound {
+				t.Fatalf("status = %d, want 404", code)
+			}
+			resp, err := http.Get(e.srv.URL + "/return/alipay/shop?out_trade_no=" + long)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if n := len(e.logs.String()) - before; n > 4<<10 {
+				t.Fatalf("%d bytes of log for two requests quoting 30 KiB each", n)
+			}
 		})
 	})
 }

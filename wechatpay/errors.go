@@ -92,8 +92,8 @@ func (e *VerifyError) Error() string {
 func (e *VerifyError) Unwrap() error { return e.err }
 
 // verifyErr builds a VerifyError. A string argument longer than maxQuoted bytes (a header value
-// or a field the sender chose: anyone can send a notification) is cut short, so that the detail,
-// logged and kept as evidence, stays small whatever was sent.
+// or a field the sender chose: anyone can send a notification) is cut to maxQuoted bytes and
+// "…", so that the detail, logged and kept as evidence, stays small whatever was sent.
 func verifyErr(sentinel error, check, format string, args ...any) *VerifyError {
 	for i, a := range args {
 		if s, ok := a.(string); ok && len(s) > maxQuoted {

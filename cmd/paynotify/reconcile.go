@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -185,24 +184,10 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 			return
 		}
 		res, err := svc.CheckRefund(cctx, it.app, o, it.refund, dryRun)
-		// The Processor's anomaly; on a dry run, which applies nothing, the state machine's on the
-		// order as it stands (the app's own checks aside), an anomaly only when it moves nothing,
-		// as for the Processor's verdict.
-		reason, anomaly := "", false
-		if err == nil {
-			reason, anomaly = res.Reason, res.Verdict == paynotify.VerdictAnomaly
-			if dryRun && res.Fact != nil {
-				f := *res.Fact
-				if f.Kind == paynotify.FactRefund && f.RefundPerRequest && f.RefundTotal == 0 {
-					f.RefundTotal = o.RefundedAmount + f.RefundAmount // as the Processor counts it, near enough
-				}
-				d := paynotify.Decide(o, f)
-				reason, anomaly = d.Anomaly, d.Anomaly != "" && !d.Changed()
-			}
-		}
+		// The Processor's verdict (on a dry run, what applying would give: Processor.Preview).
 		// The provider answered about the refund as made from, or failed on, another payment of
-		// the order than the one it holds. The refund stays pending either way.
-		otherPayment := err == nil && res.Fact != nil && reason == paynotify.ReasonDuplicatePaymentRefund
+		// the order than the one it holds: the refund stays pending either way.
+		otherPayment := err == nil && res.Fact != nil && res.Reason == paynotify.ReasonDuplicatePaymentRefund
 		switch {
 		case errors.Is(err, paynotify.ErrNoQueryService):
 			count(func() { st.skipped++ })
@@ -220,8 +205,8 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 			// settled by it, and someone must look.
 			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: the provider reports it %s on trade %s, not the order's %s",
 				paynotify.ReasonDuplicatePaymentRefund, res.State, res.Fact.ProviderTradeNo, o.ProviderTradeNo))
-		case err == nil && (res.Verdict == paynotify.VerdictRejected || anomaly && !paynotify.Acknowledged(reason)):
-			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: %s", cmp.Or(res.Verdict, paynotify.VerdictAnomaly), reason))
+		case err == nil && (res.Verdict == paynotify.VerdictRejected || res.Verdict == paynotify.VerdictAnomaly && !paynotify.Acknowledged(res.Reason)):
+			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: %s", res.Verdict, res.Reason))
 		case err != nil, res.Refund.Status == paynotify.RefundFailed, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefundFailed:
 			count(func() { st.closed++ })
 		case res.Refund.Status == paynotify.RefundSucceeded, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefund:

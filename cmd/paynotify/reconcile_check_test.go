@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -104,5 +106,83 @@ func TestReconcileCheck_RefundFromOtherPayment(t *testing.T) {
 				t.Fatalf("order %+v, %v: want it unmoved", cur, err)
 			}
 		})
+	}
+}
+
+// refundAnswers answers a refund query with the refund as the provider states it: per request,
+// of the order's own payment (P1), of amount (when not 0) instead of the recorded one.
+type refundAnswers struct {
+	paynotify.Provider
+	amount paynotify.Amount
+}
+
+func (g refundAnswers) QueryRefund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
+	amount := r.Amount
+	if g.amount != 0 {
+		amount = g.amount
+	}
+	return &paynotify.Answer{State: "REFUND_SUCCESS", Endpoint: "test.refund.query", Body: []byte(`{"test":"refund query"}`),
+		Fact: &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: "P1", AppID: "2021000000000001",
+			SellerID: "2088000000000002", RefundRequestNo: r.OutRequestNo, RefundAmount: amount, RefundPerRequest: true, At: time.Now()}}, nil
+}
+
+// TestReconcileCheck_DryRunAsTheRun: --dry-run counts a refund answer as the run does, because it
+// asks the Processor what applying would give (Processor.Preview): a pending refund that Alipay's
+// running total already holds is refunded, not an amount mismatch; an answer with another amount
+// than the refund recorded is an error in both.
+func TestReconcileCheck_DryRunAsTheRun(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		amount          paynotify.Amount // what the query answers for R1 (0: R1's own)
+		refunded, errs  int
+		orderRefundedTo paynotify.Amount // after the run
+	}{
+		{"PendingRefundInTheTotal", 0, 1, 0, 1000},
+		{"AnotherAmount", 400, 0, 1, 1000},
+	} {
+		for _, dry := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/dry=%v", tc.name, dry), func(t *testing.T) {
+				ctx := t.Context()
+				st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "paynotify.db"), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+				app := &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001",
+					SellerIDs: []string{"2088000000000002"}, Gateway: refundAnswers{amount: tc.amount}}
+				svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st, Logger: logger}, Logger: logger,
+					Apps: map[string]*paynotify.App{"shop": app}}
+				now := time.Now()
+				if _, _, err := st.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: "T1", Channel: paynotify.ChannelAlipayApp,
+					Status: paynotify.StatusPending, Amount: 1000, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+					t.Fatal(err)
+				}
+				apply := func(f paynotify.Fact) {
+					t.Helper()
+					f.OutTradeNo, f.ProviderTradeNo, f.AppID, f.SellerID, f.At = "T1", "P1", "2021000000000001", "2088000000000002", now
+					if res, err := svc.Processor.Apply(ctx, app, f, nil); err != nil || res.Verdict != paynotify.VerdictAccepted {
+						t.Fatalf("%s: %+v, %v", f.Kind, res, err)
+					}
+				}
+				apply(paynotify.Fact{Kind: paynotify.FactPaid, Amount: 1000, HasAmount: true})
+				// R1 (5.00) asked for, its answer lost: pending. R2 (5.00) notified with Alipay's
+				// running total, 10.00, which holds R1.
+				r1, _, err := st.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 500,
+					Status: paynotify.RefundPending, CreatedAt: now, UpdatedAt: now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				apply(paynotify.Fact{Kind: paynotify.FactRefund, RefundRequestNo: "R2", RefundAmount: 500, RefundTotal: 1000})
+				var stats reconcileStats
+				reconcileCommand{}.check(ctx, svc, reconcileItem{app: app, refund: r1}, dry, &stats)
+				if stats.refunded != tc.refunded || stats.errs != tc.errs {
+					t.Fatalf("stats %s, want refunded=%d errors=%d", stats.String(), tc.refunded, tc.errs)
+				}
+				if o, err := st.GetOrder(ctx, "shop", "T1"); err != nil || o.RefundedAmount != tc.orderRefundedTo {
+					t.Fatalf("order %+v, %v", o, err)
+				}
+			})
+		}
 	}
 }
