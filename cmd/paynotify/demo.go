@@ -27,8 +27,9 @@ import (
 // generated keys under ./paynotify-data/, with the sandbox in the same process under /sandbox/ and
 // two apps, alipay-demo and wechatpay-demo, on 127.0.0.1:8080 only.
 const (
-	demoListen  = "127.0.0.1:8080"
-	demoDataDir = "paynotify-data"
+	demoListen   = "127.0.0.1:8080"
+	demoDataDir  = "paynotify-data"
+	demoDatabase = "demo.db" // in demoDataDir
 )
 
 // runDemo runs the demo until ctx ends.
@@ -72,7 +73,9 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 	if err != nil {
 		return configErrorf("demo: %w", err)
 	}
-	st, err := openStore(ctx, "sqlite:"+filepath.Join(dataDir, "paynotify.db"), !noMigrate)
+	// Not paynotify.db: that is a config's default database (DefaultDatabase), and a demo started
+	// by mistake where a server runs must not open the server's orders.
+	st, err := openStore(ctx, "sqlite:"+filepath.Join(dataDir, demoDatabase), !noMigrate)
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,12 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 		}
 		defer stop()
 	}
+	configGiven := false
+	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
+	if configGiven && *configPath == "" {
+		// `--config "$PAYNOTIFY_CONFIG"` with the variable unset: not a request for the demo.
+		return usagef(serveTry, "serve: --config is empty: give the config file, or leave --config out to run the demo")
+	}
 	if *configPath == "" {
 		return runDemo(ctx, m, logger, *listen, *dataDir, *noMigrate)
 	}

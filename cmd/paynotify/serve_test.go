@@ -260,6 +260,19 @@ func TestServe_ConfigErrors(t *testing.T) {
 	}
 }
 
+// TestServe_EmptyConfig: `--config ""` (a `--config "$PAYNOTIFY_CONFIG"` with the variable
+// unset) is a usage error, not a request for the demo: the demo would start where a server runs.
+func TestServe_EmptyConfig(t *testing.T) {
+	t.Chdir(t.TempDir())
+	code, _, errs := runMain(t, "", "serve", "--config", "")
+	if code != exitUsage || !strings.Contains(errs, "--config is empty") {
+		t.Fatalf("exit %d, stderr %q; want exit 2 naming the empty --config", code, errs)
+	}
+	if _, err := os.Stat(demoDataDir); err == nil {
+		t.Fatal("the demo started")
+	}
+}
+
 // TestBinary_Demo runs the real binary with no config, as a new user would, and pays a sandbox
 // order end to end: create through the API, pay as the buyer, find it paid with its event.
 func TestBinary_Demo(t *testing.T) {
@@ -296,6 +309,14 @@ func TestBinary_Demo(t *testing.T) {
 			t.Fatalf("the demo does not say where to click and the token:\n%s", stdout.String())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	// The demo's database is not a config's default one (DefaultDatabase): a demo started by
+	// mistake beside a server does not open its orders.
+	if _, err := os.Stat(filepath.Join(dir, "paynotify-data", demoDatabase)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, strings.TrimPrefix(DefaultDatabase, "sqlite:"))); err == nil {
+		t.Fatal("the demo opened the config's default database")
 	}
 	for _, p := range []string{"paynotify-data", "paynotify-data/api_token"} {
 		fi, err := os.Stat(filepath.Join(dir, p))
