@@ -41,6 +41,9 @@ type CheckResult struct {
 	Reason  string
 	// Evidence is the record kept of the answer, if any.
 	Evidence *Evidence
+	// NotFound says the provider does not know the refund asked about (Answer.NotFound): it was
+	// asked for again, idempotently under its number, unless on a dry run.
+	NotFound bool
 }
 
 // CheckOrder queries the provider for order o of app and, unless dryRun, applies a verified
@@ -146,6 +149,9 @@ func (s *Service) CheckRefund(ctx context.Context, a *App, o *Order, rf *Refund,
 	}
 	notFound := ans != nil && ans.NotFound
 	res, err := s.applyAnswer(ctx, a, o, rf, ans, err, received, dryRun)
+	if res != nil {
+		res.NotFound = notFound
+	}
 	if err != nil || dryRun || !notFound {
 		if err == nil {
 			res.Refund = s.currentRefund(ctx, rf)

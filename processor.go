@@ -755,7 +755,7 @@ func clip(s string, n int) string {
 		return s
 	}
 	i := n - len("…")
-	for i > 0 && !utf8.RuneStart(s[i]) {
+	for j := i; i > j-utf8.UTFMax && !utf8.RuneStart(s[i]); {
 		i--
 	}
 	return s[:i] + "…"

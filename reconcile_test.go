@@ -203,8 +203,8 @@ func TestReconciler_Concurrency(t *testing.T) {
 	block := make(chan struct{})
 	b.fake.block = block
 	b.now.Set(t0.Add(time.Minute))
-	done := make(chan paynotify.SweepStats)
-	go func() { done <- sweep(t, r) }()
+	done := make(chan paynotify.SweepStats, 1)
+	go func() { st, _ := r.Sweep(context.Background()); done <- st }() // not t.Fatal: another goroutine
 	deadline := time.After(10 * time.Second)
 	for { // wait until the limit is reached
 		b.fake.mu.Lock()
@@ -277,8 +277,8 @@ func TestReconciler_DrainReleasesUnstarted(t *testing.T) {
 	block := make(chan struct{})
 	b.fake.block = block
 	b.now.Set(t0.Add(time.Minute))
-	done := make(chan paynotify.SweepStats)
-	go func() { done <- sweep(t, r) }()
+	done := make(chan paynotify.SweepStats, 1)
+	go func() { st, _ := r.Sweep(context.Background()); done <- st }() // not t.Fatal: another goroutine
 	deadline := time.After(10 * time.Second)
 	for { // the app's two slots taken
 		b.fake.mu.Lock()
@@ -326,8 +326,8 @@ func TestReconciler_DrainEndsThePacing(t *testing.T) {
 	block := make(chan struct{})
 	b.fake.block = block
 	b.now.Set(t0.Add(time.Minute))
-	done := make(chan paynotify.SweepStats)
-	go func() { done <- sweep(t, r) }()
+	done := make(chan paynotify.SweepStats, 1)
+	go func() { st, _ := r.Sweep(context.Background()); done <- st }() // not t.Fatal: another goroutine
 	deadline := time.After(10 * time.Second)
 	for { // the first check in flight, the second waiting for its pace
 		b.fake.mu.Lock()

@@ -29,7 +29,7 @@ func clipLog(s string) string {
 		return s
 	}
 	i := n
-	for i > 0 && !utf8.RuneStart(s[i]) {
+	for i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
 		i--
 	}
 	return s[:i] + "…"

@@ -238,7 +238,7 @@ var statusOf = map[string]int{
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := paynotify.ErrorCode(err)
 	if code == paynotify.EINTERNAL {
-		s.log(r).Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log(r).Error("internal error", "method", r.Method, "path", clipLog(r.URL.Path), "err", err)
 	}
 	body := map[string]any{"code": code, "message": paynotify.ErrorMessage(err)}
 	var e *paynotify.Error

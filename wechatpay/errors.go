@@ -98,7 +98,7 @@ func verifyErr(sentinel error, check, format string, args ...any) *VerifyError {
 	for i, a := range args {
 		if s, ok := a.(string); ok && len(s) > maxQuoted {
 			j := maxQuoted
-			for j > 0 && !utf8.RuneStart(s[j]) {
+			for j > maxQuoted-utf8.UTFMax && !utf8.RuneStart(s[j]) {
 				j--
 			}
 			args[i] = s[:j] + "…"

@@ -191,6 +191,10 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 		switch {
 		case errors.Is(err, paynotify.ErrNoQueryService):
 			count(func() { st.skipped++ })
+		case err != nil && paynotify.ErrorCode(err) == paynotify.EPROVIDER && !refundFailed(cctx, svc, it.refund):
+			// A signed refusal of the query itself (a permission the key lost), not of the
+			// refund asked for again: the refund is as pending as before.
+			fail("refund "+it.refund.OutRequestNo, err)
 		case err != nil && paynotify.ErrorCode(err) != paynotify.EPROVIDER:
 			fail("refund "+it.refund.OutRequestNo, err)
 		case otherPayment && res.Fact.Kind == paynotify.FactRefund:
@@ -212,6 +216,11 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 		case res.Refund.Status == paynotify.RefundSucceeded, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefund:
 			count(func() { st.refunded++ })
 		default:
+			if dryRun && res.NotFound {
+				// The run would ask the provider for it again (idempotently, under its number).
+				svc.Logger.Warn("reconcile: the provider does not know this refund: the run would ask for it again", "app", it.app.Name,
+					"out_trade_no", it.refund.OutTradeNo, "out_request_no", it.refund.OutRequestNo)
+			}
 			count(func() { st.pending++ })
 		}
 		return
@@ -228,11 +237,7 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 		fail("order "+it.order.OutTradeNo, fmt.Errorf("%s: %s", res.Verdict, res.Reason))
 		return
 	}
-	status := res.Order.Status
-	if dryRun && res.Fact != nil { // what applying would do, by the fact's kind
-		status = map[paynotify.FactKind]paynotify.OrderStatus{paynotify.FactPaid: paynotify.StatusPaid, paynotify.FactFinished: paynotify.StatusFinished,
-			paynotify.FactClosed: paynotify.StatusClosed, paynotify.FactRefund: paynotify.StatusRefunded}[res.Fact.Kind]
-	}
+	status := res.Order.Status // on a dry run, the order applying would leave (Processor.Preview)
 	count(func() {
 		switch status {
 		case paynotify.StatusPaid, paynotify.StatusFinished:
@@ -245,6 +250,21 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 			st.pending++
 		}
 	})
+}
+
+// refundFailed reports whether rf is now recorded failed: after a signed refusal (EPROVIDER) of
+// a check, whether it refused the refund asked for again rather than the query.
+func refundFailed(ctx context.Context, svc *paynotify.Service, rf *paynotify.Refund) bool {
+	rs, err := svc.Store.ListRefunds(ctx, rf.App, rf.OutTradeNo)
+	if err != nil {
+		return false
+	}
+	for _, r := range rs {
+		if r.OutRequestNo == rf.OutRequestNo {
+			return r.Status == paynotify.RefundFailed
+		}
+	}
+	return false
 }
 
 // progress reports a long run on stderr: a bar on a terminal, elsewhere a line per 100 items.

@@ -186,3 +186,87 @@ func TestReconcileCheck_DryRunAsTheRun(t *testing.T) {
 		}
 	}
 }
+
+// queryOutcomes answers a refund query with an error (a signed refusal of the query: EPROVIDER),
+// or as not knowing the refund, and a request for it with refused (EPROVIDER) or made.
+type queryOutcomes struct {
+	paynotify.Provider
+	queryRefused, notFound, refundRefused bool
+}
+
+func (g queryOutcomes) QueryRefund(context.Context, *paynotify.Order, *paynotify.Refund) (*paynotify.Answer, error) {
+	if g.queryRefused {
+		return nil, paynotify.Errorf(paynotify.EPROVIDER, "ACQ.ACCESS_FORBIDDEN: the key may not query refunds")
+	}
+	return &paynotify.Answer{State: "NOT_FOUND", NotFound: g.notFound, Endpoint: "test.refund.query", Body: []byte(`{}`)}, nil
+}
+
+func (g queryOutcomes) Refund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+	if g.refundRefused {
+		return nil, paynotify.Errorf(paynotify.EPROVIDER, "ACQ.TRADE_STATUS_ERROR: refused")
+	}
+	return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: "P1", AppID: "2021000000000001",
+		SellerID: "2088000000000002", RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount, RefundPerRequest: true, At: time.Now()}, nil
+}
+
+// TestReconcileCheck_QueryOutcomes: a signed refusal of the refund query is an error (the refund
+// stays pending), not a failed refund; a refund the provider does not know is asked for again
+// by the run (refunded, or failed when refused) and reported by a dry run, which asks nothing.
+func TestReconcileCheck_QueryOutcomes(t *testing.T) {
+	for _, tc := range []struct {
+		name                            string
+		gw                              queryOutcomes
+		dry                             bool
+		pending, refunded, closed, errs int
+		status                          paynotify.RefundStatus
+		warned                          bool
+	}{
+		{"QueryRefused", queryOutcomes{queryRefused: true}, false, 0, 0, 0, 1, paynotify.RefundPending, false},
+		{"QueryRefused/DryRun", queryOutcomes{queryRefused: true}, true, 0, 0, 0, 1, paynotify.RefundPending, false},
+		{"NotFound", queryOutcomes{notFound: true}, false, 0, 1, 0, 0, paynotify.RefundSucceeded, false},
+		{"NotFound/Refused", queryOutcomes{notFound: true, refundRefused: true}, false, 0, 0, 1, 0, paynotify.RefundFailed, false},
+		{"NotFound/DryRun", queryOutcomes{notFound: true}, true, 1, 0, 0, 0, paynotify.RefundPending, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "paynotify.db"), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var logs lockedBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, nil))
+			app := &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001",
+				SellerIDs: []string{"2088000000000002"}, Gateway: tc.gw}
+			svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st, Logger: logger}, Logger: logger,
+				Apps: map[string]*paynotify.App{"shop": app}}
+			now := time.Now()
+			if _, _, err := st.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: "T1", Channel: paynotify.ChannelAlipayApp,
+				Status: paynotify.StatusPending, Amount: 1000, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			paid := paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: "T1", ProviderTradeNo: "P1", AppID: "2021000000000001",
+				SellerID: "2088000000000002", Amount: 1000, HasAmount: true, At: now}
+			if _, err := svc.Processor.Apply(ctx, app, paid, nil); err != nil {
+				t.Fatal(err)
+			}
+			rf, _, err := st.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
+				Status: paynotify.RefundPending, CreatedAt: now, UpdatedAt: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stats reconcileStats
+			reconcileCommand{}.check(ctx, svc, reconcileItem{app: app, refund: rf}, tc.dry, &stats)
+			if stats.pending != tc.pending || stats.refunded != tc.refunded || stats.closed != tc.closed || stats.errs != tc.errs {
+				t.Fatalf("stats %s, want pending=%d refunded=%d closed=%d errors=%d", stats.String(), tc.pending, tc.refunded, tc.closed, tc.errs)
+			}
+			rs, err := st.ListRefunds(ctx, "shop", "T1")
+			if err != nil || len(rs) != 1 || rs[0].Status != tc.status {
+				t.Fatalf("refunds %+v, %v: want R1 %s", rs, err, tc.status)
+			}
+			if warned := strings.Contains(logs.String(), "the run would ask for it again"); warned != tc.warned {
+				t.Fatalf("warned %v, want %v:\n%s", warned, tc.warned, logs.String())
+			}
+		})
+	}
+}
