@@ -55,11 +55,12 @@ type Config struct {
 
 // Sandbox simulates Alipay and WeChat Pay. It is safe for concurrent use.
 type Sandbox struct {
-	cfg  Config
-	keys *keyring
-	st   *store
-	log  *slog.Logger
-	mux  *http.ServeMux
+	cfg     Config
+	keys    *keyring
+	st      *store
+	log     *slog.Logger
+	mux     *http.ServeMux
+	handler http.Handler // mux behind CrossOriginProtection (Handler)
 
 	// mu serialises every state change (trades, refunds, notifications).
 	mu sync.Mutex
@@ -138,7 +139,14 @@ func New(cfg Config) (*Sandbox, error) {
 
 // Handler serves every path under /sandbox/ (full paths, e.g. /sandbox/alipay/gateway.do), and
 // the WeChat Pay APIv3 at its real paths /v3/…: mount it at "/sandbox/" and "/v3/".
-func (s *Sandbox) Handler() http.Handler { return s.mux }
+//
+// On the control API (/sandbox/api/), a browser's cross-origin request that changes something (a
+// POST, PUT or DELETE from another site's page) is refused with 403 (net/http's
+// CrossOriginProtection): any page a developer opens could otherwise drive the sandbox running
+// on their machine, create and pay orders and have signed notifications sent where it says.
+// Calls from programs (no Origin or Sec-Fetch-Site header), same-origin pages and safe methods
+// pass; the provider-facing paths take cross-origin posts, as a gateway does.
+func (s *Sandbox) Handler() http.Handler { return s.handler }
 
 // Start runs the notifier until ctx ends. Notifications pending from an earlier run resume.
 // Trades can be created before Start; their notifications go out once it runs.
