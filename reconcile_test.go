@@ -205,21 +205,8 @@ func TestReconciler_Concurrency(t *testing.T) {
 	b.now.Set(t0.Add(time.Minute))
 	done := make(chan paynotify.SweepStats, 1)
 	go func() { st, _ := r.Sweep(context.Background()); done <- st }() // not t.Fatal: another goroutine
-	deadline := time.After(10 * time.Second)
-	for { // wait until the limit is reached
-		b.fake.mu.Lock()
-		in := b.fake.inflight
-		b.fake.mu.Unlock()
-		if in == 2 {
-			break
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("%d queries in flight, never 2", in)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	time.Sleep(50 * time.Millisecond) // room for a third to start, if the limit were broken
+	waitInflight(t, b, 2)                                              // the limit reached
+	time.Sleep(50 * time.Millisecond)                                  // room for a third to start, if the limit were broken
 	close(block)
 	if stats := <-done; stats.Checked != 6 {
 		t.Fatalf("stats = %+v", stats)
@@ -279,20 +266,7 @@ func TestReconciler_DrainReleasesUnstarted(t *testing.T) {
 	b.now.Set(t0.Add(time.Minute))
 	done := make(chan paynotify.SweepStats, 1)
 	go func() { st, _ := r.Sweep(context.Background()); done <- st }() // not t.Fatal: another goroutine
-	deadline := time.After(10 * time.Second)
-	for { // the app's two slots taken
-		b.fake.mu.Lock()
-		in := b.fake.inflight
-		b.fake.mu.Unlock()
-		if in == 2 {
-			break
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("%d queries in flight, never 2", in)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	waitInflight(t, b, 2)                                              // the app's two slots taken
 	r.Drain()
 	close(block)
 	if stats := <-done; stats.Checked != 2 || stats.Released != 4 {
@@ -328,20 +302,7 @@ func TestReconciler_DrainEndsThePacing(t *testing.T) {
 	b.now.Set(t0.Add(time.Minute))
 	done := make(chan paynotify.SweepStats, 1)
 	go func() { st, _ := r.Sweep(context.Background()); done <- st }() // not t.Fatal: another goroutine
-	deadline := time.After(10 * time.Second)
-	for { // the first check in flight, the second waiting for its pace
-		b.fake.mu.Lock()
-		in := b.fake.inflight
-		b.fake.mu.Unlock()
-		if in == 1 {
-			break
-		}
-		select {
-		case <-deadline:
-			t.Fatal("no query in flight")
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	waitInflight(t, b, 1)                                              // the first check in flight, the second waiting for its pace
 	r.Drain()
 	close(block)
 	select {
@@ -351,6 +312,25 @@ func TestReconciler_DrainEndsThePacing(t *testing.T) {
 		}
 	case <-time.After(1200 * time.Millisecond): // the pace alone would hold the second for 1.67 s
 		t.Fatal("the drained sweep waited for its pacing")
+	}
+}
+
+// waitInflight waits until n queries of the fake provider are in flight at once.
+func waitInflight(t *testing.T, b *svcBundle, n int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		b.fake.mu.Lock()
+		in := b.fake.inflight
+		b.fake.mu.Unlock()
+		if in == n {
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%d queries in flight, never %d", in, n)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 

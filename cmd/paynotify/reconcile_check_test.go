@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,78 @@ import (
 
 	"github.com/paynotify/paynotify"
 )
+
+// refundCheck is a store holding order T1 of app shop (10.00, paid under trade P1) and its
+// pending refund R1, and a Service whose app calls the provider gw.
+type refundCheck struct {
+	st   store
+	svc  *paynotify.Service
+	app  *paynotify.App
+	rf   *paynotify.Refund
+	logs *lockedBuffer
+}
+
+func newRefundCheck(t *testing.T, gw paynotify.Provider, r1 paynotify.Amount) *refundCheck {
+	t.Helper()
+	ctx := t.Context()
+	st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "paynotify.db"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rc := &refundCheck{st: st, logs: &lockedBuffer{}}
+	logger := slog.New(slog.NewTextHandler(rc.logs, nil))
+	rc.app = &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001",
+		SellerIDs: []string{"2088000000000002"}, Gateway: gw}
+	rc.svc = &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st, Logger: logger}, Logger: logger,
+		Apps: map[string]*paynotify.App{"shop": rc.app}}
+	now := time.Now()
+	if _, _, err := st.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: "T1", Channel: paynotify.ChannelAlipayApp,
+		Status: paynotify.StatusPending, Amount: 1000, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	rc.apply(t, paynotify.Fact{Kind: paynotify.FactPaid, Amount: 1000, HasAmount: true})
+	if rc.rf, _, err = st.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: r1,
+		Status: paynotify.RefundPending, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+// apply applies f, a fact of T1's payment P1, as a verified notification would.
+func (rc *refundCheck) apply(t *testing.T, f paynotify.Fact) {
+	t.Helper()
+	f.OutTradeNo, f.ProviderTradeNo, f.AppID, f.SellerID, f.At = "T1", "P1", "2021000000000001", "2088000000000002", time.Now()
+	if res, err := rc.svc.Processor.Apply(t.Context(), rc.app, f, nil); err != nil || res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("%s: %+v, %v", f.Kind, res, err)
+	}
+}
+
+// check runs paynotify reconcile's check of R1.
+func (rc *refundCheck) check(t *testing.T, dry bool) *reconcileStats {
+	var stats reconcileStats
+	reconcileCommand{}.check(t.Context(), rc.svc, reconcileItem{app: rc.app, refund: rc.rf}, dry, &stats)
+	return &stats
+}
+
+// r1 and t1 are R1 and T1 as stored.
+func (rc *refundCheck) r1(t *testing.T) *paynotify.Refund {
+	t.Helper()
+	rs, err := rc.st.ListRefunds(t.Context(), "shop", "T1")
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("refunds %+v, %v", rs, err)
+	}
+	return rs[0]
+}
+
+func (rc *refundCheck) t1(t *testing.T) *paynotify.Order {
+	t.Helper()
+	o, err := rc.st.GetOrder(t.Context(), "shop", "T1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
 
 // otherPaymentRefunds answers a refund query about the refund as made from (or, with failed,
 // failed on) another payment (P2) of the order than the one it holds (P1): the provider refunded
@@ -58,52 +129,22 @@ func TestReconcileCheck_RefundFromOtherPayment(t *testing.T) {
 		{"OtherAmount/DryRun", false, true, 999, 0, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := t.Context()
-			st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "paynotify.db"), true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			var logs lockedBuffer
-			logger := slog.New(slog.NewTextHandler(&logs, nil))
-			app := &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001",
-				SellerIDs: []string{"2088000000000002"}, Gateway: otherPaymentRefunds{failed: tc.failed, amount: tc.amount}}
-			svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st, Logger: logger}, Logger: logger,
-				Apps: map[string]*paynotify.App{"shop": app}}
-			now := time.Now()
-			if _, _, err := st.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: "T1", Channel: paynotify.ChannelAlipayApp,
-				Status: paynotify.StatusPending, Amount: 1000, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-				t.Fatal(err)
-			}
-			paid := paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: "T1", ProviderTradeNo: "P1", AppID: "2021000000000001",
-				SellerID: "2088000000000002", Amount: 1000, HasAmount: true, At: now}
-			if res, err := svc.Processor.Apply(ctx, app, paid, nil); err != nil || res.Verdict != paynotify.VerdictAccepted {
-				t.Fatalf("payment: %+v, %v", res, err)
-			}
-			rf, _, err := st.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
-				Status: paynotify.RefundPending, CreatedAt: now, UpdatedAt: now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			o, err := st.GetOrder(ctx, "shop", "T1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stats reconcileStats
-			reconcileCommand{}.check(ctx, svc, reconcileItem{app: app, refund: rf}, tc.dry, &stats)
+			rc := newRefundCheck(t, otherPaymentRefunds{failed: tc.failed, amount: tc.amount}, 300)
+			before := rc.t1(t)
+			stats := rc.check(t, tc.dry)
 			if stats.errs != tc.errs || stats.pending != tc.pending || stats.checked != 1 {
-				t.Fatalf("stats %s, want pending=%d errors=%d; log:\n%s", stats.String(), tc.pending, tc.errs, logs.String())
+				t.Fatalf("stats %s, want pending=%d errors=%d; log:\n%s", stats.String(), tc.pending, tc.errs, rc.logs.String())
 			}
-			warned := strings.Contains(logs.String(), "refund made from another payment of the order") && strings.Contains(logs.String(), "out_request_no=R1")
+			logs := rc.logs.String()
+			warned := strings.Contains(logs, "refund made from another payment of the order") && strings.Contains(logs, "out_request_no=R1")
 			if warned != tc.warned {
-				t.Fatalf("warning logged: %v, want %v:\n%s", warned, tc.warned, logs.String())
+				t.Fatalf("warning logged: %v, want %v:\n%s", warned, tc.warned, logs)
 			}
-			rs, err := st.ListRefunds(ctx, "shop", "T1")
-			if err != nil || len(rs) != 1 || rs[0].Status != paynotify.RefundPending {
-				t.Fatalf("refunds %+v, %v: want R1 still pending", rs, err)
+			if r := rc.r1(t); r.Status != paynotify.RefundPending {
+				t.Fatalf("R1 %+v: want it still pending", r)
 			}
-			if cur, err := st.GetOrder(ctx, "shop", "T1"); err != nil || cur.Status != paynotify.StatusPaid || cur.RefundedAmount != 0 || cur.Version != o.Version {
-				t.Fatalf("order %+v, %v: want it unmoved", cur, err)
+			if cur := rc.t1(t); cur.Status != paynotify.StatusPaid || cur.RefundedAmount != 0 || cur.Version != before.Version {
+				t.Fatalf("order %+v: want it unmoved", cur)
 			}
 		})
 	}
@@ -142,45 +183,15 @@ func TestReconcileCheck_DryRunAsTheRun(t *testing.T) {
 	} {
 		for _, dry := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/dry=%v", tc.name, dry), func(t *testing.T) {
-				ctx := t.Context()
-				st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "paynotify.db"), true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer st.Close()
-				logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-				app := &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001",
-					SellerIDs: []string{"2088000000000002"}, Gateway: refundAnswers{amount: tc.amount}}
-				svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st, Logger: logger}, Logger: logger,
-					Apps: map[string]*paynotify.App{"shop": app}}
-				now := time.Now()
-				if _, _, err := st.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: "T1", Channel: paynotify.ChannelAlipayApp,
-					Status: paynotify.StatusPending, Amount: 1000, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-					t.Fatal(err)
-				}
-				apply := func(f paynotify.Fact) {
-					t.Helper()
-					f.OutTradeNo, f.ProviderTradeNo, f.AppID, f.SellerID, f.At = "T1", "P1", "2021000000000001", "2088000000000002", now
-					if res, err := svc.Processor.Apply(ctx, app, f, nil); err != nil || res.Verdict != paynotify.VerdictAccepted {
-						t.Fatalf("%s: %+v, %v", f.Kind, res, err)
-					}
-				}
-				apply(paynotify.Fact{Kind: paynotify.FactPaid, Amount: 1000, HasAmount: true})
 				// R1 (5.00) asked for, its answer lost: pending. R2 (5.00) notified with Alipay's
 				// running total, 10.00, which holds R1.
-				r1, _, err := st.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 500,
-					Status: paynotify.RefundPending, CreatedAt: now, UpdatedAt: now})
-				if err != nil {
-					t.Fatal(err)
-				}
-				apply(paynotify.Fact{Kind: paynotify.FactRefund, RefundRequestNo: "R2", RefundAmount: 500, RefundTotal: 1000})
-				var stats reconcileStats
-				reconcileCommand{}.check(ctx, svc, reconcileItem{app: app, refund: r1}, dry, &stats)
-				if stats.refunded != tc.refunded || stats.errs != tc.errs {
+				rc := newRefundCheck(t, refundAnswers{amount: tc.amount}, 500)
+				rc.apply(t, paynotify.Fact{Kind: paynotify.FactRefund, RefundRequestNo: "R2", RefundAmount: 500, RefundTotal: 1000})
+				if stats := rc.check(t, dry); stats.refunded != tc.refunded || stats.errs != tc.errs {
 					t.Fatalf("stats %s, want refunded=%d errors=%d", stats.String(), tc.refunded, tc.errs)
 				}
-				if o, err := st.GetOrder(ctx, "shop", "T1"); err != nil || o.RefundedAmount != tc.orderRefundedTo {
-					t.Fatalf("order %+v, %v", o, err)
+				if o := rc.t1(t); o.RefundedAmount != tc.orderRefundedTo {
+					t.Fatalf("order %+v", o)
 				}
 			})
 		}
@@ -228,44 +239,16 @@ func TestReconcileCheck_QueryOutcomes(t *testing.T) {
 		{"NotFound/DryRun", queryOutcomes{notFound: true}, true, 1, 0, 0, 0, paynotify.RefundPending, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := t.Context()
-			st, err := openStore(ctx, "sqlite:"+filepath.Join(t.TempDir(), "paynotify.db"), true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			var logs lockedBuffer
-			logger := slog.New(slog.NewTextHandler(&logs, nil))
-			app := &paynotify.App{Name: "shop", Provider: paynotify.ProviderAlipay, AppID: "2021000000000001",
-				SellerIDs: []string{"2088000000000002"}, Gateway: tc.gw}
-			svc := &paynotify.Service{Store: st, Processor: &paynotify.Processor{Store: st, Logger: logger}, Logger: logger,
-				Apps: map[string]*paynotify.App{"shop": app}}
-			now := time.Now()
-			if _, _, err := st.CreateOrder(ctx, &paynotify.Order{App: "shop", OutTradeNo: "T1", Channel: paynotify.ChannelAlipayApp,
-				Status: paynotify.StatusPending, Amount: 1000, Currency: "CNY", Subject: "s", Version: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-				t.Fatal(err)
-			}
-			paid := paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: "T1", ProviderTradeNo: "P1", AppID: "2021000000000001",
-				SellerID: "2088000000000002", Amount: 1000, HasAmount: true, At: now}
-			if _, err := svc.Processor.Apply(ctx, app, paid, nil); err != nil {
-				t.Fatal(err)
-			}
-			rf, _, err := st.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
-				Status: paynotify.RefundPending, CreatedAt: now, UpdatedAt: now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stats reconcileStats
-			reconcileCommand{}.check(ctx, svc, reconcileItem{app: app, refund: rf}, tc.dry, &stats)
+			rc := newRefundCheck(t, tc.gw, 300)
+			stats := rc.check(t, tc.dry)
 			if stats.pending != tc.pending || stats.refunded != tc.refunded || stats.closed != tc.closed || stats.errs != tc.errs {
 				t.Fatalf("stats %s, want pending=%d refunded=%d closed=%d errors=%d", stats.String(), tc.pending, tc.refunded, tc.closed, tc.errs)
 			}
-			rs, err := st.ListRefunds(ctx, "shop", "T1")
-			if err != nil || len(rs) != 1 || rs[0].Status != tc.status {
-				t.Fatalf("refunds %+v, %v: want R1 %s", rs, err, tc.status)
+			if r := rc.r1(t); r.Status != tc.status {
+				t.Fatalf("R1 %+v: want %s", r, tc.status)
 			}
-			if warned := strings.Contains(logs.String(), "the run would ask for it again"); warned != tc.warned {
-				t.Fatalf("warned %v, want %v:\n%s", warned, tc.warned, logs.String())
+			if warned := strings.Contains(rc.logs.String(), "the run would ask for it again"); warned != tc.warned {
+				t.Fatalf("warned %v, want %v:\n%s", warned, tc.warned, rc.logs.String())
 			}
 		})
 	}
