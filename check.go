@@ -138,7 +138,8 @@ func (s *Service) answerEvidence(a *App, ans *Answer, received time.Time) *Evide
 // CheckRefund settles a refund with the provider's refund query. A pending refund that the
 // provider confirms or fails is applied (with the answer as evidence); one the provider does not
 // know (Answer.NotFound: a crash before the request reached it) is requested again, idempotently
-// under its number; one still processing is left pending.
+// under its number; one still processing is left pending. On an error the result is nil, but for
+// an error of the refund asked for again, which comes with the result (res.NotFound).
 // A succeeded refund is checked once to confirm its own amount, which was inferred when it was
 // recorded from cumulative totals (an Alipay refund started in the portal).
 func (s *Service) CheckRefund(ctx context.Context, a *App, o *Order, rf *Refund, dryRun bool) (*CheckResult, error) {
@@ -159,8 +160,10 @@ func (s *Service) CheckRefund(ctx context.Context, a *App, o *Order, rf *Refund,
 		return res, err
 	}
 	// The provider has no such refund: the request never reached it (or failed there). Ask again.
+	// Its error comes with res (NotFound): a signed refusal (EPROVIDER) is then of the refund
+	// asked for again, which requestRefund has recorded failed, not of the query.
 	if err := s.requestRefund(ctx, a, o, rf); err != nil {
-		return nil, err
+		return res, err
 	}
 	res.Refund = s.currentRefund(ctx, rf)
 	return res, nil

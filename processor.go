@@ -754,8 +754,8 @@ func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	i := n - len("…")
-	for j := i; i > j-utf8.UTFMax && !utf8.RuneStart(s[i]); {
+	i := max(n-len("…"), 0)
+	for j := i; i > 0 && i > j-utf8.UTFMax && !utf8.RuneStart(s[i]); {
 		i--
 	}
 	return s[:i] + "…"

@@ -38,7 +38,7 @@ Exit 0 when the copy is written and checked, 1 when it failed, 2 on usage or con
 `
 }
 
-const backupTry = "paynotify backup --database sqlite:paynotify-data/paynotify.db --to paynotify-backup.db"
+const backupTry = "paynotify backup --config paynotify.yaml --to paynotify-backup.db"
 
 func (c backupCommand) Run(ctx context.Context, m *Main, args []string) error {
 	flags := flag.NewFlagSet("backup", flag.ContinueOnError)

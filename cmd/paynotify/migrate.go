@@ -174,7 +174,7 @@ func (f *databaseFlags) register(fs *flag.FlagSet) {
 
 // dsn returns the database named by exactly one of the two flags.
 func (f *databaseFlags) dsn(cmd string) (string, error) {
-	try := "paynotify " + cmd + " --database sqlite:paynotify-data/paynotify.db"
+	try := "paynotify " + cmd + " --config paynotify.yaml"
 	switch {
 	case f.config != "" && f.database != "":
 		return "", usagef(try, "%s: give --config or --database, not both", cmd)

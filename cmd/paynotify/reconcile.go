@@ -191,9 +191,10 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 		switch {
 		case errors.Is(err, paynotify.ErrNoQueryService):
 			count(func() { st.skipped++ })
-		case err != nil && paynotify.ErrorCode(err) == paynotify.EPROVIDER && !refundFailed(cctx, svc, it.refund):
+		case err != nil && paynotify.ErrorCode(err) == paynotify.EPROVIDER && (res == nil || !res.NotFound):
 			// A signed refusal of the query itself (a permission the key lost), not of the
-			// refund asked for again: the refund is as pending as before.
+			// refund asked for again (which is then recorded failed): the refund is as pending
+			// as before.
 			fail("refund "+it.refund.OutRequestNo, err)
 		case err != nil && paynotify.ErrorCode(err) != paynotify.EPROVIDER:
 			fail("refund "+it.refund.OutRequestNo, err)
@@ -250,21 +251,6 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 			st.pending++
 		}
 	})
-}
-
-// refundFailed reports whether rf is now recorded failed: after a signed refusal (EPROVIDER) of
-// a check, whether it refused the refund asked for again rather than the query.
-func refundFailed(ctx context.Context, svc *paynotify.Service, rf *paynotify.Refund) bool {
-	rs, err := svc.Store.ListRefunds(ctx, rf.App, rf.OutTradeNo)
-	if err != nil {
-		return false
-	}
-	for _, r := range rs {
-		if r.OutRequestNo == rf.OutRequestNo {
-			return r.Status == paynotify.RefundFailed
-		}
-	}
-	return false
 }
 
 // progress reports a long run on stderr: a bar on a terminal, elsewhere a line per 100 items.

@@ -231,15 +231,22 @@ func TestReconcileCheck_QueryOutcomes(t *testing.T) {
 		pending, refunded, closed, errs int
 		status                          paynotify.RefundStatus
 		warned                          bool
+		failedMeanwhile                 bool // R1 recorded failed after the run listed it pending
 	}{
-		{"QueryRefused", queryOutcomes{queryRefused: true}, false, 0, 0, 0, 1, paynotify.RefundPending, false},
-		{"QueryRefused/DryRun", queryOutcomes{queryRefused: true}, true, 0, 0, 0, 1, paynotify.RefundPending, false},
-		{"NotFound", queryOutcomes{notFound: true}, false, 0, 1, 0, 0, paynotify.RefundSucceeded, false},
-		{"NotFound/Refused", queryOutcomes{notFound: true, refundRefused: true}, false, 0, 0, 1, 0, paynotify.RefundFailed, false},
-		{"NotFound/DryRun", queryOutcomes{notFound: true}, true, 1, 0, 0, 0, paynotify.RefundPending, true},
+		{"QueryRefused", queryOutcomes{queryRefused: true}, false, 0, 0, 0, 1, paynotify.RefundPending, false, false},
+		{"QueryRefused/DryRun", queryOutcomes{queryRefused: true}, true, 0, 0, 0, 1, paynotify.RefundPending, false, false},
+		{"NotFound", queryOutcomes{notFound: true}, false, 0, 1, 0, 0, paynotify.RefundSucceeded, false, false},
+		{"NotFound/Refused", queryOutcomes{notFound: true, refundRefused: true}, false, 0, 0, 1, 0, paynotify.RefundFailed, false, false},
+		{"NotFound/DryRun", queryOutcomes{notFound: true}, true, 1, 0, 0, 0, paynotify.RefundPending, true, false},
+		// Failed meanwhile (serve's reconciliation, a notification), then the query refused:
+		// the refusal is still the query's, an error.
+		{"QueryRefused/FailedMeanwhile", queryOutcomes{queryRefused: true}, false, 0, 0, 0, 1, paynotify.RefundFailed, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := newRefundCheck(t, tc.gw, 300)
+			if tc.failedMeanwhile {
+				rc.apply(t, paynotify.Fact{Kind: paynotify.FactRefundFailed, RefundRequestNo: "R1", RefundPerRequest: true})
+			}
 			stats := rc.check(t, tc.dry)
 			if stats.pending != tc.pending || stats.refunded != tc.refunded || stats.closed != tc.closed || stats.errs != tc.errs {
 				t.Fatalf("stats %s, want pending=%d refunded=%d closed=%d errors=%d", stats.String(), tc.pending, tc.refunded, tc.closed, tc.errs)

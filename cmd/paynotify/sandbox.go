@@ -134,7 +134,28 @@ func (cmd sandboxCommand) serve(ctx context.Context, m *Main, args []string) err
 	mux.Handle("/sandbox/", sb.Handler())
 	mux.Handle("/v3/", sb.Handler()) // WeChat Pay APIv3 at its real paths, for unmodified SDKs
 	mux.Handle("/{$}", http.RedirectHandler("/sandbox/", http.StatusFound))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	var handler http.Handler = mux
+	if !*allowRemote {
+		// On loopback, answer loopback host names only (and --base-url's): a web page on a name
+		// that its DNS points at 127.0.0.1 (rebinding) is "same origin" with itself, and would read
+		// the keys and pay orders through the developer's browser.
+		baseHost := ""
+		if u, err := neturl.Parse(*baseURL); err == nil {
+			baseHost = u.Hostname()
+		}
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			host := r.Host
+			if h, _, err := net.SplitHostPort(host); err == nil {
+				host = h
+			}
+			if !httpd.LoopbackHost(host) && !strings.EqualFold(host, baseHost) {
+				http.Error(w, "misdirected request: this sandbox answers to loopback host names only", http.StatusMisdirectedRequest)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		})
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 11 * time.Minute, IdleTimeout: 2 * time.Minute}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -56,6 +56,15 @@ func TestSandboxCommand(t *testing.T) {
 		return code, out.String() + errb.String()
 	}
 
+	// A web page on a name that points at 127.0.0.1 (DNS rebinding) gets nothing: the sandbox
+	// answers loopback host names only, unless --allow-remote.
+	req, _ := http.NewRequest(http.MethodGet, base+"/sandbox/api/keys", nil)
+	req.Host = "rebind.example:" + strings.Split(addr, ":")[1]
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Fatalf("keys asked as rebind.example: %d, want 421", resp.StatusCode)
+	}
 	checkRootV3(t, base, "")
 	code, out := run("sandbox", "keys", "--sandbox", base, "--json")
 	var k sandbox.Keys
