@@ -150,6 +150,11 @@ func Decide(o *Order, f Fact) Decision {
 	if o == nil {
 		return Decision{Anomaly: ReasonUnknownOrder}
 	}
+	if f.Amount < 0 || f.RefundAmount < 0 || f.RefundTotal < 0 {
+		// No provider states a negative amount; a signed one (a provider fault, a simulator's)
+		// would move the order's refunded total backwards.
+		return Decision{Anomaly: ReasonAmountMismatch}
+	}
 	if f.HasAmount && f.Amount != o.Amount {
 		return Decision{Anomaly: ReasonAmountMismatch}
 	}

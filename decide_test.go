@@ -78,6 +78,14 @@ func TestDecide(t *testing.T) {
 		{"PartialRefund/PaidGrows", order(paidS, 200), refund(300), want{[]paynotify.EventType{evRefunded}, paidS, 300, ""}},
 		{"PartialRefund/PaidStale", order(paidS, 500), refund(300), want{nil, "", 0, ""}},
 		{"PartialRefund/PaidSame", order(paidS, 300), refund(300), want{nil, "", 0, ""}},
+		// A negative amount (no provider sends one; a signed one would move the total backwards).
+		{"NegativeRefund/Paid", order(paidS, 500), func() paynotify.Fact {
+			f := refund(400)
+			f.RefundPerRequest, f.RefundAmount, f.RefundRequestNo = true, -100, "R2"
+			return f
+		}(), want{nil, "", 0, paynotify.ReasonAmountMismatch}},
+		{"NegativeAmount/Pending", order(pending, 0), func() paynotify.Fact { f := paid; f.Amount, f.HasAmount = -1, false; return f }(),
+			want{nil, "", 0, paynotify.ReasonAmountMismatch}},
 		{"PartialRefund/Finished", order(finS, 0), refund(300), want{[]paynotify.EventType{evRefunded}, finS, 300, ""}},
 		{"PartialRefund/FinishedStale", order(finS, 300), refund(300), want{nil, "", 0, ""}},
 		{"PartialRefund/Closed", order(closedS, 0), refund(300), want{[]paynotify.EventType{evPaid, evRefunded}, paidS, 300, paynotify.ReasonLatePayment}},

@@ -287,5 +287,6 @@ type CheckDone struct {
 // and that are pending. Refunds confirmed without a record of ours (a portal refund) count through
 // refunded; pending ones may still succeed, so they count too.
 func RefundWouldExceed(orderAmount, refunded, nonFailed, pending, amount int64) bool {
-	return max(nonFailed, refunded+pending)+amount > orderAmount
+	// amount first: with it bounded by orderAmount, the sum below cannot overflow.
+	return amount > orderAmount || max(nonFailed, refunded+pending)+amount > orderAmount
 }

@@ -385,3 +385,17 @@ func TestWechatQueryRefund(t *testing.T) {
 		})
 	}
 }
+
+// TestWechatRefundFact_Amounts: a SUCCESS without a refund amount states nothing (the refund
+// stays pending, to be queried), and a trade amount that is there, negative included, is checked
+// against the order's; a negative refund amount is the Processor's amount_mismatch (Decide).
+func TestWechatRefundFact_Amounts(t *testing.T) {
+	r := &wechatpay.Refund{OutTradeNo: "T1", OutRefundNo: "R1", RefundStatus: "SUCCESS", MchID: "1900000001"}
+	if f := provider.WechatRefundFact(r); f.Kind != "" {
+		t.Errorf("SUCCESS without an amount: kind %q, want none", f.Kind)
+	}
+	r.Amount.Refund, r.Amount.Total = 100, -1000
+	if f := provider.WechatRefundFact(r); f.Kind != paynotify.FactRefund || !f.HasAmount || f.Amount != -1000 {
+		t.Errorf("fact %+v: want a refund whose negative trade amount is checked", f)
+	}
+}

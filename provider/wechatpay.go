@@ -100,13 +100,18 @@ func WechatTransactionFact(t *wechatpay.Transaction) paynotify.Fact {
 
 // WechatRefundFact maps a verified refund (notification or API answer) to its fact. WeChat
 // reports each refund's own amount: the Processor sums the distinct out_refund_no. PROCESSING
-// states nothing: Kind is empty.
+// states nothing: Kind is empty; so does a SUCCESS without a refund amount (WeChat always sends
+// one: the refund stays pending, to be queried). A trade amount that is there, however odd
+// (negative), is checked against the order's.
 func WechatRefundFact(r *wechatpay.Refund) paynotify.Fact {
 	f := paynotify.Fact{OutTradeNo: r.OutTradeNo, ProviderTradeNo: r.TransactionID, MchID: r.MchID,
-		Amount: paynotify.Amount(r.Amount.Total), HasAmount: r.Amount.Total > 0, RefundPerRequest: true,
+		Amount: paynotify.Amount(r.Amount.Total), HasAmount: r.Amount.Total != 0, RefundPerRequest: true,
 		RefundRequestNo: r.OutRefundNo, RefundAmount: paynotify.Amount(r.Amount.Refund), ProviderRefundNo: r.RefundID, At: r.SuccessTime}
 	switch r.RefundStatus {
 	case "SUCCESS":
+		if r.Amount.Refund == 0 {
+			break
+		}
 		f.Kind = paynotify.FactRefund
 	case "CLOSED", "ABNORMAL":
 		f.Kind = paynotify.FactRefundFailed

@@ -539,7 +539,7 @@ func (s *Sandbox) alipayRefundTrade(t *Trade, amount int64, reqNo, reason string
 	default:
 		return nil, false, bizErr("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
 	}
-	if t.RefundedAmount+amount > t.Amount {
+	if amount < 1 || amount > t.Amount || t.RefundedAmount+amount > t.Amount {
 		return nil, false, bizErr("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限")
 	}
 	now := s.now()

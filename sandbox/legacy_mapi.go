@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strings"
@@ -303,6 +304,9 @@ func legacyAmount(product string, p map[string]string) (int64, *legacyError) {
 		var qty int64
 		if _, err := fmt.Sscanf(p["quantity"], "%d", &qty); err != nil || qty < 1 || fmt.Sprint(qty) != p["quantity"] {
 			return 0, legacyErr("ILLEGAL_ARGUMENT", "quantity %q", p["quantity"])
+		}
+		if price > 0 && qty > math.MaxInt64/price {
+			return 0, legacyErr("ILLEGAL_ARGUMENT", "price %q × quantity %q is out of range", p["price"], p["quantity"])
 		}
 		total = price * qty
 	default:

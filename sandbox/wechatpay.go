@@ -594,6 +594,9 @@ func (s *Sandbox) wxRefundTrade(t *Trade, amount int64, outRefundNo, reason, not
 	if t.Status != wxSuccess && t.Status != wxRefund {
 		return nil, wxErr(403, "TRADE_ERROR", "订单未支付或已关闭，不能退款")
 	}
+	if amount < 1 || amount > t.Amount { // as WeChat Pay: a refund is 1 fen to the order's amount
+		return nil, wxErr(400, "PARAM_ERROR", "退款金额不合法")
+	}
 	var pending int64
 	rs, _ := s.st.refundsWhere("WHERE trade_id = ?", t.ID)
 	for _, r := range rs {
