@@ -20,6 +20,8 @@ func TestRefundWouldExceed(t *testing.T) {
 		{1000, 0, 400, 400, 601, true},
 		{1000, 300, 300, 0, math.MaxInt64, true},
 		{1000, 0, 0, 0, math.MaxInt64 - 100, true},
+		{math.MaxInt64, 10, 10, 0, math.MaxInt64, true},
+		{math.MaxInt64, 10, 10, 0, math.MaxInt64 - 10, false},
 	} {
 		if got := paynotify.RefundWouldExceed(tc.orderAmount, tc.refunded, tc.nonFailed, tc.pending, tc.amount); got != tc.want {
 			t.Errorf("RefundWouldExceed(%d, %d, %d, %d, %d) = %v, want %v", tc.orderAmount, tc.refunded, tc.nonFailed, tc.pending, tc.amount, got, tc.want)

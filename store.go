@@ -287,6 +287,7 @@ type CheckDone struct {
 // and that are pending. Refunds confirmed without a record of ours (a portal refund) count through
 // refunded; pending ones may still succeed, so they count too.
 func RefundWouldExceed(orderAmount, refunded, nonFailed, pending, amount int64) bool {
-	// amount first: with it bounded by orderAmount, the sum below cannot overflow.
-	return amount > orderAmount || max(nonFailed, refunded+pending)+amount > orderAmount
+	// Compared with what is left, not summed: the sum could pass int64 (a refund of nearly
+	// MaxInt64 fen, from Go) and wrap.
+	return amount > orderAmount || max(nonFailed, refunded+pending) > orderAmount-amount
 }
