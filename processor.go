@@ -215,7 +215,7 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 		// Reprocessing is asked for by an operator: its result is always kept. Past the app's cap
 		// a rejected request is neither stored nor logged, but counted: one line when the cap is
-		// reached, and the count when its minute is over.
+		// reached, and the count with the app's next rejected notification after that minute.
 		admitted, firstDrop, droppedBefore := true, false, int64(0)
 		if source == SourceNotification {
 			admitted, firstDrop, droppedBefore = p.admitRejected(cb.App.Name, start, evidenceSize(ev))
@@ -761,9 +761,12 @@ func clip(s string, n int) string {
 	return s[:i] + "…"
 }
 
-// evidenceSize is about what a record of ev takes in the store: its body, headers and detail.
+// evidenceSize is about what a record of ev takes in the store: its body, its headers, and
+// maxRejectDetail for its detail (clipped to that). The detail is counted at its most, not at its
+// length: its length depends on the reason, and the reason of a legacy 0001 notification must
+// not change when the budget runs out (docs/alipay-legacy.md §7).
 func evidenceSize(ev *Evidence) int {
-	n := len(ev.Body) + len(ev.Detail)
+	n := len(ev.Body) + maxRejectDetail
 	for k, vs := range ev.Headers {
 		for _, v := range vs {
 			n += len(k) + len(v) + 4

@@ -231,17 +231,18 @@ func TestProcess_Rejected(t *testing.T) {
 	})
 
 	t.Run("ByteCap", func(t *testing.T) {
-		// Junk of 4,000 bytes a request against 10,000 bytes a minute: two records, then only
-		// counted; the first of a minute is kept whatever its size.
+		// Junk of 4,000 bytes a request (5,024 counted: the detail at its most, 1 KiB) against
+		// 11,000 bytes a minute: two records, then only counted; the first of a minute is kept
+		// whatever its size.
 		p, b := setupProcessor(t)
-		p.RejectedBytesPerMinute = 10000
+		p.RejectedBytesPerMinute = 11000
 		for range 5 {
 			cb := callback(b.app)
 			cb.Body = bytes.Repeat([]byte("x"), 4000)
 			p.Process(context.Background(), cb, rejecting)
 		}
 		if n := len(b.evidence(t, paynotify.EvidenceFilter{})); n != 2 {
-			t.Fatalf("%d rejected records of 4,000 bytes stored, want 2 within 10,000 bytes", n)
+			t.Fatalf("%d rejected records of 4,000 bytes stored, want 2 within 11,000 bytes", n)
 		}
 		p, b = setupProcessor(t)
 		p.RejectedBytesPerMinute = 1000
@@ -300,7 +301,8 @@ func TestProcess_RejectedBounded(t *testing.T) {
 	if !strings.Contains(text, "dropped=3") {
 		t.Fatalf("no count of the previous minute's dropped requests:\n%s", text[max(0, len(text)-2000):])
 	}
-	// The detail counts against the byte budget: a small body with a 1 KiB detail, budget 1.5 KiB.
+	// The detail counts against the byte budget, at its most (1 KiB) whatever its length: a small
+	// body, budget 1.5 KiB.
 	p, b = setupProcessor(t)
 	p.RejectedBytesPerMinute = 1500
 	for range 3 {

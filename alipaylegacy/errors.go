@@ -17,8 +17,9 @@ var (
 	// declares another algorithm than the configured one.
 	ErrSignature = errors.New("alipaylegacy: invalid signature")
 	// ErrDecrypt means a `0001` notify_data or res_data is not what the merchant key decrypts, by
-	// its shape (not base64, not whole blocks, too long, a key of another size). A block whose
-	// padding fails is ErrSignature (ReasonSignatureInvalid), as a bad signature is.
+	// its shape (not base64, not whole blocks, too long, a key of another size), or for res_data
+	// by a padding that fails. In a notification such a padding is ErrSignature
+	// (ReasonSignatureInvalid), as a bad signature is.
 	ErrDecrypt = errors.New("alipaylegacy: decryption failed")
 	// ErrMalformed means the message does not parse, lacks a required field, or holds a value that
 	// is not valid (charset, amount, time, XML).
@@ -43,9 +44,10 @@ const (
 	// §13.1), so this stops a downgrade from RSA to MD5.
 	ReasonUnsupportedSignType = "unsupported_sign_type"
 	// ReasonDecryptFailed: `0001` data is not what the merchant private key decrypts: not
-	// base64, not whole 128-byte blocks, too long, or no key of 1024 bits. A block whose padding
-	// fails is reported as ReasonSignatureInvalid instead (the detail says it does not decrypt):
-	// whether the padding held must not show outside, and a reason travels (metrics labels).
+	// base64, not whole 128-byte blocks, too long, or no key of 1024 bits; for a token answer
+	// (from Alipay's gateway), a block whose padding fails too. In a notification (anyone can send
+	// one) a failed padding is ReasonSignatureInvalid instead (the detail says it does not
+	// decrypt): whether the padding held must not show outside, and a reason travels (metrics).
 	ReasonDecryptFailed = "decrypt_failed"
 	// ReasonMissingField: a required field (notify_id, out_trade_no, total_fee, …) is absent or
 	// empty.

@@ -87,10 +87,10 @@ type Notification struct {
 	RequestToken string // request_token (WAP call_back_url)
 
 	// Fields holds every field of the form with a value (an empty one is signed by no rule), in
-	// the order received, as UTF-8. For a WAP
-	// notification only the four fields its signature covers (service, v, sec_id, notify_data)
-	// and sign are kept, notify_data as the plaintext XML (decrypted under `0001`), and
-	// NotifyData holds its elements: any other field of the form was signed by no one.
+	// the order received, as UTF-8. For a WAP notification only the four fields its signature
+	// covers (service, v, sec_id, notify_data) and sign are kept, notify_data as the plaintext
+	// XML (decrypted under `0001`), and NotifyData holds its elements: any other field of the
+	// form was signed by no one.
 	Fields []Field
 	// NotifyData holds the elements of a WAP notification's notify_data in document order; nil
 	// otherwise.

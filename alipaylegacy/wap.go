@@ -226,11 +226,12 @@ func (c *Client) parseTokenAnswer(body []byte, reqID string) (string, error) {
 		plain, decrypted = string(p), ok
 	}
 	canon := canonicalForm(w, "res_data", plain)
-	// A failed padding runs the signature check too, and is reported as a bad signature
-	// (decryptBlinded, verifyWAPNotify).
+	// A failed padding runs the signature check too (decryptBlinded). It is reported as such:
+	// the answer comes from Alipay's gateway over TLS, not from anyone, and a wrong merchant key
+	// is a configuration fault the operator must see named.
 	if why := c.verify(canon, sig); why != "" || !decrypted {
 		if !decrypted {
-			return "", verr(ReasonSignatureInvalid, "res_data does not decrypt with the merchant key (reported as signature_invalid)")
+			return "", verr(ReasonDecryptFailed, "res_data does not decrypt with the merchant key")
 		}
 		e := verr(ReasonSignatureInvalid, why+" (token answer: sorted string with res_data in plaintext)")
 		e.Canonical = canon

@@ -21,8 +21,8 @@ var callbackProviders = map[string]string{
 	"alipay-legacy": paynotify.ProviderAlipayLegacy,
 }
 
-// clipLog cuts what a request says (a path, a claimed order number) to 256 bytes for a log line:
-// anyone can send these, up to the header limit of 64 KiB.
+// clipLog cuts what a request says (a path, a claimed order number) to at most 256 bytes and "…"
+// for a log line: anyone can send these, up to the header limit of 64 KiB.
 func clipLog(s string) string {
 	const n = 256
 	if len(s) <= n {

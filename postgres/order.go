@@ -294,7 +294,8 @@ var errConflict = paynotify.ErrVersionConflict
 // The claim token is left alone: a FinishCheck of a claim taken before still holds, and leaves a
 // non-pending order unscheduled. An existing refund has its Status (unless succeeded),
 // ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded, but for
-// c.RefundConfirmed) and UpdatedAt replaced; a new one is inserted with its NextCheckAt (NeedsAttention false) and no amount check.
+// c.RefundConfirmed) and UpdatedAt replaced; a new one is inserted with its NextCheckAt
+// (NeedsAttention false) and no amount check.
 func (db *DB) Commit(ctx context.Context, c *paynotify.Change) (anomalyNew bool, err error) {
 	if c.Order != nil && c.Order.Version <= c.PrevVersion {
 		return false, fmt.Errorf("postgres: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)

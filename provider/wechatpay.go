@@ -66,8 +66,8 @@ func (v wechatVerifier) Verify(h http.Header, body []byte, at time.Time) (paynot
 		return f, nil
 	case n.Refund != nil && n.Refund.RefundStatus == "SUCCESS" && n.Refund.Amount.Refund == 0:
 		// WeChat Pay always sends the refund's amount: a success without it is not ours to apply.
-		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but a refund SUCCESS without amount.refund",
-			OutTradeNo: n.Refund.OutTradeNo}
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed,
+			Detail: "verified, but a refund SUCCESS without amount.refund", OutTradeNo: n.Refund.OutTradeNo}
 	case n.Refund != nil:
 		f := WechatRefundFact(n.Refund)
 		f.NotificationID = n.ID

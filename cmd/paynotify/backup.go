@@ -27,8 +27,9 @@ func (backupCommand) Usage() string {
 
 Copies a SQLite database to FILE while serve goes on running (SQLite's VACUUM INTO: the database
 as one moment saw it, in one file), moves the copy's event counter a billion past the database's
-(restored, it never numbers an event as one issued after the backup), then checks the copy (PRAGMA
-integrity_check) and opens it to confirm its schema version. FILE must not exist: a backup never overwrites a file.
+(restored, it never numbers an event as one issued after the backup), then checks the copy
+(PRAGMA integrity_check) and opens it to confirm its schema version. FILE must not exist: a
+backup never overwrites a file.
 A PostgreSQL database is backed up with pg_dump: given one, backup prints the pg_dump command
 (without the password) and exits 2. docs/deploy.md has backups and restores of both.
 Exit 0 when the copy is written and checked, 1 when it failed, 2 on usage or config errors.

@@ -138,6 +138,18 @@ func TestReadyz(t *testing.T) {
 		if err := ready(t.Context()); err != nil || pings.Load() != 4 {
 			t.Fatalf("after a caller that left: %v after %d pings, want a new ping's answer", err, pings.Load())
 		}
+		// Callers that have left before their turn (a client that hangs up at once) ping nothing.
+		now = now.Add(readyTTL)
+		gone, cancel := context.WithCancel(t.Context())
+		cancel()
+		for range 50 {
+			if err := ready(gone); err == nil {
+				t.Fatal("ready for a caller that left")
+			}
+		}
+		if pings.Load() != 4 {
+			t.Fatalf("%d pings for callers that had left, want none", pings.Load()-4)
+		}
 	})
 	t.Run("PendingMigrations", func(t *testing.T) {
 		db, err := sqlite.Open(filepath.Join(t.TempDir(), "paynotify.db")) // never migrated

@@ -37,7 +37,8 @@ Ends with one line:
 (closed counts refunds found failed too; skipped, apps whose provider has no query service;
 errors, unreachable providers, answers that did not verify or disagree with the order, store
 failures; a refund the provider made from another payment of the order stays pending, with
-a warning, while one it reports failed on another payment is an error). Exit 0 when errors=0, 1 otherwise, 2 on usage or config errors.
+a warning, while one it reports failed on another payment is an error).
+Exit 0 when errors=0, 1 otherwise, 2 on usage or config errors.
 
   --config FILE      the server's config file
   --app NAME         only this app

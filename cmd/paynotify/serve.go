@@ -308,6 +308,9 @@ func readinessOf(now func() time.Time, ping func(context.Context) error, pending
 		if t := now(); t.Before(until) {
 			return answer
 		}
+		if ctx.Err() != nil { // the caller has left: no ping, no log line, nothing kept
+			return errors.New("the database did not answer in time")
+		}
 		answer = check(ctx)
 		// Kept, but for an answer cut short because its caller left: a database that does not
 		// answer within the caller's deadline is not ready, and so is said for readyTTL.
