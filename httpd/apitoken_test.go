@@ -100,6 +100,9 @@ func (e *env) call(auth, method, path, body string) (int, string, string) {
 	if resp.StatusCode == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") == "" {
 		e.t.Errorf("%s %s: 401 without WWW-Authenticate", method, path)
 	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		e.t.Errorf("%s %s: a JSON answer without X-Content-Type-Options: nosniff", method, path)
+	}
 	return resp.StatusCode, ae.Error.Code, string(b)
 }
 

@@ -238,7 +238,16 @@ func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signTyp
 		cs = "utf-8"
 	}
 	w.Header().Set("Content-Type", "text/html;charset="+strings.ToLower(cs))
+	noActiveContent(w)
 	w.Write(b.Bytes())
+}
+
+// noActiveContent keeps a browser from running anything in an API answer the sandbox serves as
+// text/html (as Alipay's gateway does): the answer can quote what the request sent, markup
+// included, and in the demo it shares its origin with the console.
+func noActiveContent(w http.ResponseWriter) {
+	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 }
 
 func (s *Sandbox) alipayError(w http.ResponseWriter, method, charset, signType string, e *alipayErr) {

@@ -127,6 +127,7 @@ func (s *Sandbox) legacyWapError(w http.ResponseWriter, raw map[string]string, c
 	fs := []field{{"partner", raw["partner"]}, {"req_id", raw["req_id"]}, {"res_error", toCharset(res, cs)},
 		{"sec_id", raw["sec_id"]}, {"service", legacyWapService}, {"v", "2.0"}}
 	w.Header().Set("Content-Type", "text/html;charset="+cs)
+	noActiveContent(w)
 	w.Header().Set("X-Sandbox-Error", e.code)
 	io.WriteString(w, encodeForm(fs))
 }
@@ -173,6 +174,7 @@ func (s *Sandbox) legacyWapToken(w http.ResponseWriter, raw map[string]string) {
 	sent[2].Value = wire
 	sent = append(sent, field{"sign", sig})
 	w.Header().Set("Content-Type", "text/html;charset="+cs)
+	noActiveContent(w)
 	io.WriteString(w, encodeForm(sent))
 }
 
