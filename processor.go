@@ -494,6 +494,9 @@ type factState struct {
 	order *Order
 	prior *Refund
 	fact  Fact
+	// heldBack says that the fact's refund total leaves out amounts that are not yet certain
+	// (the unsure rule of load): its own amount may not be in the order's total yet.
+	heldBack bool
 }
 
 // load is step 1: read the order and, for a refund fact, the refunds it needs. A fact that
@@ -546,6 +549,7 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 	if f.Kind == FactRefund && f.RefundPerRequest {
 		f.RefundTotal = others + f.RefundAmount
 		if unsure > 0 {
+			st.heldBack = true
 			// Never more than is sure: the refunds known for certain plus this one, or the total
 			// the provider last reported, whichever is higher. A provider's cumulative total
 			// (Alipay's next notification) brings the rest.
@@ -604,6 +608,20 @@ func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, no
 			er := &EventRefund{OutRequestNo: f.RefundRequestNo, Amount: c.Refund.Amount, RefundedTotal: o.RefundedAmount,
 				ProviderRefundNo: f.ProviderRefundNo, Status: string(RefundFailed)}
 			c.Events = append(c.Events, NewEvent(p.newID("evt"), EventRefundFailed, now, &next, er, nil))
+		}
+		if r := c.Refund; r != nil && f.Kind == FactRefund && !f.Recount && !st.heldBack && c.Order == nil &&
+			r.Status == RefundSucceeded && r.Amount > 0 && (st.prior == nil || st.prior.Status != RefundSucceeded) {
+			// A refund confirmed without moving the order's total: the total already held it
+			// (Alipay's running totals out of order: R2's 7.00 applied before R1's 3.00). It is
+			// announced all the same, as each confirmed refund is, with the order's total as it
+			// stands; the version moves, as for a failure. Not when the total was held back (the
+			// unsure rule): the recount that brings it up announces the increase.
+			next := *o
+			next.Version++
+			c.Order, c.PrevVersion, res.Order = &next, o.Version, &next
+			er := &EventRefund{OutRequestNo: f.RefundRequestNo, Amount: r.Amount, RefundedTotal: o.RefundedAmount,
+				ProviderRefundNo: f.ProviderRefundNo}
+			c.Events = append(c.Events, NewEvent(p.newID("evt"), EventOrderRefunded, now, &next, er, nil))
 		}
 	}
 	if d.Anomaly != "" {

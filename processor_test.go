@@ -3,6 +3,7 @@ package paynotify_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -1053,5 +1054,63 @@ func TestProcess_DecidedInWriter(t *testing.T) {
 	}
 	if n := w.commits.Load() - before; n != 1 {
 		t.Fatalf("repeat after the failure: %d CommitOrder calls, want 1", n)
+	}
+}
+
+// Alipay answers and notifications carry the trade's running total: R2's (7.00) applied before
+// R1's (3.00) moves the order to 7.00, and R1's then moves nothing; R1 is announced all the same
+// (order.refunded with its own out_request_no and amount), as every confirmed refund is, so that a
+// merchant settling refunds by their number settles both.
+func TestProcess_RefundsOutOfOrderEachAnnounced(t *testing.T) {
+	p, b := setupProcessor(t)
+	ctx := context.Background()
+	b.mustOrder(t, "T1")
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
+	for no, amount := range map[string]paynotify.Amount{"R1": 300, "R2": 400} {
+		if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: no, Amount: amount,
+			Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []struct {
+		no    string
+		total paynotify.Amount
+	}{{"R2", 700}, {"R1", 300}} {
+		f := paidFact("T1", "P1")
+		f.Kind, f.RefundTotal, f.RefundRequestNo = paynotify.FactRefund, r.total, r.no
+		if res, err := p.Apply(ctx, b.app, f, nil); err != nil || res.Verdict != paynotify.VerdictAccepted {
+			t.Fatalf("%s: %+v, %v", r.no, res, err)
+		}
+	}
+	if o := b.order(t, "T1"); o.RefundedAmount != 700 || o.Status != paynotify.StatusPaid {
+		t.Fatalf("order %+v, want paid with 7.00 refunded", o)
+	}
+	evs, err := b.store.ListEvents(ctx, paynotify.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range evs {
+		if e.Type != paynotify.EventOrderRefunded {
+			continue
+		}
+		var d struct {
+			Refund struct {
+				OutRequestNo  string `json:"out_request_no"`
+				Amount        any    `json:"amount"`
+				RefundedTotal any    `json:"refunded_total"`
+			} `json:"refund"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		got[d.Refund.OutRequestNo] = fmt.Sprint(d.Refund.Amount, " of ", d.Refund.RefundedTotal)
+	}
+	if len(got) != 2 || got["R1"] == "" || got["R2"] == "" {
+		t.Fatalf("order.refunded announced %v, want R1 and R2", got)
+	}
+	rs, err := b.store.ListRefunds(ctx, "shop", "T1")
+	if err != nil || len(rs) != 2 || rs[0].Status != paynotify.RefundSucceeded || rs[1].Status != paynotify.RefundSucceeded {
+		t.Fatalf("refunds %+v, %v: want both succeeded", rs, err)
 	}
 }
