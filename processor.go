@@ -494,8 +494,8 @@ type factState struct {
 	order *Order
 	prior *Refund
 	fact  Fact
-	// heldBack says that the fact's refund total leaves out amounts that are not yet certain
-	// (the unsure rule of load): its own amount may not be in the order's total yet.
+	// heldBack says that amounts inferred since the fact's refund was asked for are not yet
+	// certain (the unsure rule of load): they may hold its amount, or the total may not yet.
 	heldBack bool
 }
 
@@ -546,10 +546,12 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 	if st.prior != nil && f.RefundAmount == 0 {
 		f.RefundAmount = st.prior.Amount // Alipay reports totals: this refund's own amount is ours
 	}
+	// With amounts inferred since this refund was asked for, the order's total may hold it
+	// already, or not yet: it is not announced on its own (change), whatever the fact reports.
+	st.heldBack = unsure > 0
 	if f.Kind == FactRefund && f.RefundPerRequest {
 		f.RefundTotal = others + f.RefundAmount
 		if unsure > 0 {
-			st.heldBack = true
 			// Never more than is sure: the refunds known for certain plus this one, or the total
 			// the provider last reported, whichever is higher. A provider's cumulative total
 			// (Alipay's next notification) brings the rest.
@@ -614,8 +616,9 @@ func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, no
 			// A refund confirmed without moving the order's total: the total already held it
 			// (Alipay's running totals out of order: R2's 7.00 applied before R1's 3.00). It is
 			// announced all the same, as each confirmed refund is, with the order's total as it
-			// stands; the version moves, as for a failure. Not when the total was held back (the
-			// unsure rule): the recount that brings it up announces the increase.
+			// stands; the version moves, as for a failure. Not when amounts inferred since it was
+			// asked for are unsure (heldBack): they may hold it, and announcing it would count it
+			// twice; the recount that confirms them brings the total up, announcing the increase.
 			next := *o
 			next.Version++
 			c.Order, c.PrevVersion, res.Order = &next, o.Version, &next

@@ -1066,8 +1066,11 @@ func TestProcess_RefundsOutOfOrderEachAnnounced(t *testing.T) {
 	ctx := context.Background()
 	b.mustOrder(t, "T1")
 	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
-	for no, amount := range map[string]paynotify.Amount{"R1": 300, "R2": 400} {
-		if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: no, Amount: amount,
+	for _, r := range []struct {
+		no     string
+		amount paynotify.Amount
+	}{{"R1", 300}, {"R2", 400}} {
+		if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: r.no, Amount: r.amount,
 			Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
@@ -1112,5 +1115,53 @@ func TestProcess_RefundsOutOfOrderEachAnnounced(t *testing.T) {
 	rs, err := b.store.ListRefunds(ctx, "shop", "T1")
 	if err != nil || len(rs) != 2 || rs[0].Status != paynotify.RefundSucceeded || rs[1].Status != paynotify.RefundSucceeded {
 		t.Fatalf("refunds %+v, %v: want both succeeded", rs, err)
+	}
+}
+
+// Our refund R1 (3.00) pending; a portal refund PX (4.00) made after it is notified first with
+// Alipay's running total 7.00, so PX is inferred as 7.00 (it holds R1). R1's own notification
+// (total 3.00) then settles R1 without a second announcement: PX's 7.00 already said it, and the
+// announced amounts add up to the order's total.
+func TestProcess_RefundHeldByAnInferredAmountNotAnnouncedTwice(t *testing.T) {
+	p, b := setupProcessor(t)
+	ctx := context.Background()
+	b.mustOrder(t, "T1")
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
+	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
+		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	p.Now = func() time.Time { return t0.Add(time.Minute) }
+	for _, r := range []struct {
+		no    string
+		total paynotify.Amount
+	}{{"PX", 700}, {"R1", 300}} {
+		f := paidFact("T1", "P1")
+		f.Kind, f.RefundTotal, f.RefundRequestNo = paynotify.FactRefund, r.total, r.no
+		if _, err := p.Apply(ctx, b.app, f, nil); err != nil {
+			t.Fatalf("%s: %v", r.no, err)
+		}
+	}
+	evs, err := b.store.ListEvents(ctx, paynotify.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, e := range evs {
+		if e.Type != paynotify.EventOrderRefunded {
+			continue
+		}
+		var d struct {
+			Refund struct {
+				Amount int64 `json:"amount"` // fen
+			} `json:"refund"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		sum += d.Refund.Amount
+	}
+	if o := b.order(t, "T1"); int64(o.RefundedAmount) != sum || o.RefundedAmount != 700 {
+		t.Fatalf("order refunded %d, the announced amounts add up to %d", o.RefundedAmount, sum)
 	}
 }
