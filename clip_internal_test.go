@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// TestClip: clip cuts at a rune boundary within n bytes, "…" included, and never panics, even
+// TestClip: ClipText cuts at a rune boundary within n bytes, "…" included, and never panics, even
 // on a limit shorter than a rune or on bytes that are not UTF-8.
 func TestClip(t *testing.T) {
 	for _, tc := range []struct {
@@ -16,15 +16,15 @@ func TestClip(t *testing.T) {
 		{"short", 1024}, {strings.Repeat("x", 2000), 1024}, {strings.Repeat("中", 700), 1024},
 		{strings.Repeat("\x80", 50), 5}, {strings.Repeat("\x80", 50), 3}, {"中中中", 4}, {strings.Repeat("\xff", 2000), 128},
 	} {
-		got := clip(tc.s, tc.n)
+		got := ClipText(tc.s, tc.n)
 		if len(got) > tc.n && len(tc.s) > tc.n {
-			t.Errorf("clip(%q…, %d) = %d bytes", tc.s[:min(len(tc.s), 8)], tc.n, len(got))
+			t.Errorf("ClipText(%q…, %d) = %d bytes", tc.s[:min(len(tc.s), 8)], tc.n, len(got))
 		}
 		if len(tc.s) <= tc.n && got != tc.s {
-			t.Errorf("clip(%q, %d) = %q, want it whole", tc.s, tc.n, got)
+			t.Errorf("ClipText(%q, %d) = %q, want it whole", tc.s, tc.n, got)
 		}
 		if utf8.ValidString(tc.s) && !utf8.ValidString(got) {
-			t.Errorf("clip(%q…, %d) cut a rune: %q", tc.s[:min(len(tc.s), 8)], tc.n, got)
+			t.Errorf("ClipText(%q…, %d) cut a rune: %q", tc.s[:min(len(tc.s), 8)], tc.n, got)
 		}
 	}
 }

@@ -90,3 +90,16 @@ func StorableText(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }
+
+// ClipText cuts s to at most n bytes (n ≥ 3), at a rune boundary, marking the cut with "…": for
+// what a request says (anyone's) in a record or a log line.
+func ClipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := max(n-len("…"), 0)
+	for j := i; i > 0 && i > j-utf8.UTFMax && !utf8.RuneStart(s[i]); {
+		i--
+	}
+	return s[:i] + "…"
+}

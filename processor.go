@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // Callback is one provider callback request, as received.
@@ -208,7 +207,7 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		rej := AsReject(err)
 		// Anyone can be rejected: what the rejection quotes of the request is cut short, so that
 		// a request's size does not grow the record and the log line past its body's.
-		detail, otn := clip(rej.Detail, maxRejectDetail), clip(rej.OutTradeNo, maxClaimedOutTradeNo)
+		detail, otn := ClipText(rej.Detail, maxRejectDetail), ClipText(rej.OutTradeNo, maxClaimedOutTradeNo)
 		ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, rej.Reason, detail, otn
 		res := &Result{Verdict: VerdictRejected, Reason: rej.Reason, Evidence: ev}
 		ev.Answer = answer(res)
@@ -769,18 +768,6 @@ const (
 	maxRejectDetail      = 1024
 	maxClaimedOutTradeNo = 128
 )
-
-// clip cuts s to at most n bytes, at a rune boundary, marking the cut with "…".
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := max(n-len("…"), 0)
-	for j := i; i > 0 && i > j-utf8.UTFMax && !utf8.RuneStart(s[i]); {
-		i--
-	}
-	return s[:i] + "…"
-}
 
 // evidenceSize is about what a record of ev takes in the store: its body, its headers, and
 // maxRejectDetail for its detail (clipped to that). The detail is counted at its most, not at its

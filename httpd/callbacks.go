@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/paynotify/paynotify"
 )
@@ -21,19 +20,9 @@ var callbackProviders = map[string]string{
 	"alipay-legacy": paynotify.ProviderAlipayLegacy,
 }
 
-// clipLog cuts what a request says (a path, a claimed order number) to at most 256 bytes and "…"
-// for a log line: anyone can send these, up to the header limit of 64 KiB.
-func clipLog(s string) string {
-	const n = 256
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
-}
+// clipLog cuts what a request says (a path, a claimed order number) for a log line: anyone can
+// send these, up to the header limit of 64 KiB.
+func clipLog(s string) string { return paynotify.ClipText(s, 256) }
 
 // handleNotify receives a provider's asynchronous notification: raw bytes to the Processor, and
 // the answer in the provider's exact format once the Processor has committed (or failed).

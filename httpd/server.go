@@ -140,12 +140,19 @@ func (s *Server) Handler() http.Handler {
 	if s.AllowHost == nil {
 		return h
 	}
+	return AllowHosts(h, s.AllowHost)
+}
+
+// AllowHosts serves h only to requests whose Host header (without its port) allow accepts, and
+// answers the others 421 Misdirected Request: on loopback, a page on a name its DNS points at
+// 127.0.0.1 (rebinding) would otherwise be "same origin" with itself.
+func AllowHosts(h http.Handler, allow func(host string) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if hh, _, err := net.SplitHostPort(host); err == nil {
 			host = hh
 		}
-		if !s.AllowHost(host) {
+		if !allow(host) {
 			http.Error(w, "misdirected request: this server answers to loopback host names only", http.StatusMisdirectedRequest)
 			return
 		}

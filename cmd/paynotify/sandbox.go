@@ -143,16 +143,8 @@ func (cmd sandboxCommand) serve(ctx context.Context, m *Main, args []string) err
 		if u, err := neturl.Parse(*baseURL); err == nil {
 			baseHost = u.Hostname()
 		}
-		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			host := r.Host
-			if h, _, err := net.SplitHostPort(host); err == nil {
-				host = h
-			}
-			if !httpd.LoopbackHost(host) && !strings.EqualFold(host, baseHost) {
-				http.Error(w, "misdirected request: this sandbox answers to loopback host names only", http.StatusMisdirectedRequest)
-				return
-			}
-			mux.ServeHTTP(w, r)
+		handler = httpd.AllowHosts(mux, func(host string) bool {
+			return httpd.LoopbackHost(host) || strings.EqualFold(host, baseHost)
 		})
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
