@@ -147,8 +147,6 @@ func (r *Reconciler) log() *slog.Logger { return r.Service.logger() }
 // sweeps return at once. Call it when a graceful shutdown begins.
 func (r *Reconciler) Drain() {
 	c := r.drainedC()
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if !r.draining.Swap(true) {
 		close(c)
 	}
@@ -254,11 +252,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 					return
 				}
 				defer func() { <-l.sem }()
-				if r.draining.Load() {
-					fin.release(c) // not started: not waited for its pace either
-					add(func(s *SweepStats) { s.Released++ })
-					return
-				}
+				// Drained meanwhile: the pace's wait ends at once, and the check below gives it back.
 				if r.MaxPerSecond > 0 && !r.pace.wait(ctx, time.Duration(float64(time.Second)/r.MaxPerSecond), r.drainedC()) {
 					fin.release(c)
 					add(func(s *SweepStats) { s.Released++ })

@@ -45,7 +45,6 @@ func (s *Sandbox) routes() {
 	m.HandleFunc("POST /sandbox/api/alipay/apps", s.apiRegisterApp)
 	m.HandleFunc("POST /sandbox/api/wechatpay/merchants", s.apiRegisterMerchant)
 	s.legacyRoutes(m)
-	s.mux = m
 	// The control API only: a merchant's page posts to the provider's gateway from its own origin
 	// by design (page pay's auto-submitted form), and the pay pages' actions need their token.
 	api := http.NewCrossOriginProtection().Handler(m)

@@ -59,8 +59,7 @@ type Sandbox struct {
 	keys    *keyring
 	st      *store
 	log     *slog.Logger
-	mux     *http.ServeMux
-	handler http.Handler // mux behind CrossOriginProtection (Handler)
+	handler http.Handler // the routes, the control API behind CrossOriginProtection (Handler)
 
 	// mu serialises every state change (trades, refunds, notifications).
 	mu sync.Mutex

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/paynotify/paynotify"
@@ -271,11 +270,11 @@ const readyTTL = time.Second
 
 // readinessOf is readiness over its two checks, on the clock now.
 func readinessOf(now func() time.Time, ping func(context.Context) error, pending func(context.Context) (ours, river int, err error), logger *slog.Logger) func(ctx context.Context) error {
-	var migrated atomic.Bool
 	var (
-		turn   = make(chan struct{}, 1) // one check at a time: the others wait for its answer
-		until  time.Time                // the last answer holds until then
-		answer error
+		turn     = make(chan struct{}, 1) // one check at a time, holding the rest: the others wait
+		until    time.Time                // the last answer holds until then
+		answer   error
+		migrated bool // found complete once: not checked again
 	)
 	check := func(ctx context.Context) error {
 		unreachable := func(err error) error {
@@ -285,7 +284,7 @@ func readinessOf(now func() time.Time, ping func(context.Context) error, pending
 		if err := ping(ctx); err != nil {
 			return unreachable(err)
 		}
-		if migrated.Load() {
+		if migrated {
 			return nil
 		}
 		n, river, err := pending(ctx)
@@ -295,7 +294,7 @@ func readinessOf(now func() time.Time, ping func(context.Context) error, pending
 		if n > 0 || river > 0 {
 			return fmt.Errorf("the database has migrations pending (paynotify: %d, River: %d): run paynotify migrate", n, river)
 		}
-		migrated.Store(true)
+		migrated = true
 		return nil
 	}
 	return func(ctx context.Context) error {
