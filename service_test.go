@@ -433,6 +433,33 @@ func TestCheckOrder(t *testing.T) {
 	})
 }
 
+// refundNotified applies an Alipay refund notification of T1 (paid under P1): refund no, with
+// Alipay's running total of the trade.
+func refundNotified(t *testing.T, s *paynotify.Service, b *svcBundle, no string, total paynotify.Amount) {
+	t.Helper()
+	f := paidFact("T1", "P1")
+	f.Kind, f.RefundTotal, f.RefundRequestNo = paynotify.FactRefund, total, no
+	if _, err := s.Processor.Apply(context.Background(), b.app, f, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// refundOfT1 returns refund no of order T1 as stored.
+func (b *svcBundle) refundOfT1(t *testing.T, no string) *paynotify.Refund {
+	t.Helper()
+	rs, err := b.store.ListRefunds(context.Background(), "shop", "T1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.OutRequestNo == no {
+			return r
+		}
+	}
+	t.Fatalf("no refund %s", no)
+	return nil
+}
+
 func TestCheckRefund(t *testing.T) {
 	ctx := context.Background()
 	setup := func(t *testing.T, status paynotify.RefundStatus, amount paynotify.Amount) (*paynotify.Service, *svcBundle, *paynotify.Order, *paynotify.Refund) {
@@ -506,14 +533,8 @@ func TestCheckRefund(t *testing.T) {
 		if got := b.order(t, "T1"); got.RefundedAmount != 500 {
 			t.Fatalf("after Q's confirmation: %+v, want 5.00 (no more than is certain)", got)
 		}
-		var p *paynotify.Refund
-		rs, _ := b.store.ListRefunds(ctx, "shop", "T1")
-		for _, r := range rs {
-			if r.OutRequestNo == "PORTAL" {
-				p = r
-			}
-		}
-		if p == nil || p.Status != paynotify.RefundSucceeded || p.Amount != 500 || p.NextCheckAt == nil {
+		p := b.refundOfT1(t, "PORTAL")
+		if p.Status != paynotify.RefundSucceeded || p.Amount != 500 || p.NextCheckAt == nil {
 			t.Fatalf("portal refund %+v, want succeeded, 5.00 inferred, to confirm", p)
 		}
 		b.fake.rquery["PORTAL"] = answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
@@ -546,27 +567,12 @@ func TestCheckRefund(t *testing.T) {
 		// (1.00) while Y is still unconfirmed: Y's 3.00 is not certain, so the order stays at
 		// Alipay's 3.00 (not 4.00), and stays there once Y is confirmed (2.00).
 		s, b, _, _ := setup(t, paynotify.RefundSucceeded, 0) // R1: a refund of 0, not in the way
-		notify := func(no string, total paynotify.Amount) {
-			f := paidFact("T1", "P1")
-			f.Kind, f.RefundTotal, f.RefundRequestNo = paynotify.FactRefund, total, no
-			if _, err := s.Processor.Apply(ctx, b.app, f, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
+		notify := func(no string, total paynotify.Amount) { refundNotified(t, s, b, no, total) }
 		b.now.Set(t0.Add(time.Minute))
 		notify("Y", 300)
 		b.now.Set(t0.Add(2 * time.Minute))
 		notify("X", 100)
-		get := func(no string) *paynotify.Refund {
-			rs, _ := b.store.ListRefunds(ctx, "shop", "T1")
-			for _, r := range rs {
-				if r.OutRequestNo == no {
-					return r
-				}
-			}
-			t.Fatalf("no refund %s", no)
-			return nil
-		}
+		get := func(no string) *paynotify.Refund { return b.refundOfT1(t, no) }
 		confirm := func(no string, amount paynotify.Amount) {
 			b.fake.rquery[no] = answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
 				RefundPerRequest: true, RefundRequestNo: no, RefundAmount: amount})
@@ -590,26 +596,11 @@ func TestCheckRefund(t *testing.T) {
 		// 5.00; P2's, in the same sweep (no claim finished in between: CheckRefund alone), must
 		// count P1 as certain and bring it to 6.00.
 		s, b, _, q := setup(t, paynotify.RefundPending, 300)
-		notify := func(no string, total paynotify.Amount) {
-			f := paidFact("T1", "P1")
-			f.Kind, f.RefundTotal, f.RefundRequestNo = paynotify.FactRefund, total, no
-			if _, err := s.Processor.Apply(ctx, b.app, f, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
+		notify := func(no string, total paynotify.Amount) { refundNotified(t, s, b, no, total) }
 		b.now.Set(t0.Add(time.Minute))
 		notify("P1", 200)
 		notify("P2", 300)
-		get := func(no string) *paynotify.Refund {
-			rs, _ := b.store.ListRefunds(ctx, "shop", "T1")
-			for _, r := range rs {
-				if r.OutRequestNo == no {
-					return r
-				}
-			}
-			t.Fatalf("no refund %s", no)
-			return nil
-		}
+		get := func(no string) *paynotify.Refund { return b.refundOfT1(t, no) }
 		confirm := func(rf *paynotify.Refund, amount, want paynotify.Amount) {
 			t.Helper()
 			b.fake.rquery[rf.OutRequestNo] = answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
