@@ -16,18 +16,22 @@ import (
 // buildApps loads every app's keys once and builds its provider gateway. Errors name the app and
 // the field, never key material.
 func buildApps(cfg *Config) (map[string]*paynotify.App, error) {
+	if err := refusePublishedToken(cfg); err != nil {
+		return nil, err
+	}
 	apps := make(map[string]*paynotify.App, len(cfg.Apps))
 	for i := range cfg.Apps {
 		ac := &cfg.Apps[i]
+		g := publishedGuard{on: ac.realGateway()}
 		var a *paynotify.App
 		var err error
 		switch ac.Provider {
 		case paynotify.ProviderAlipay:
-			a, err = buildAlipayApp(ac)
+			a, err = buildAlipayApp(ac, g)
 		case paynotify.ProviderWechatpay:
-			a, err = buildWechatApp(ac)
+			a, err = buildWechatApp(ac, g)
 		case paynotify.ProviderAlipayLegacy:
-			a, err = buildLegacyApp(ac)
+			a, err = buildLegacyApp(ac, g)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("apps[%d] (%s).%w", i, ac.Name, err)
@@ -47,7 +51,7 @@ func readKeyFile(field, path string) ([]byte, error) {
 	return b, nil
 }
 
-func buildAlipayApp(ac *AppConfig) (*paynotify.App, error) {
+func buildAlipayApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 	b, err := readKeyFile("app_private_key_file", ac.AppPrivateKeyFile)
 	if err != nil {
 		return nil, err
@@ -55,6 +59,9 @@ func buildAlipayApp(ac *AppConfig) (*paynotify.App, error) {
 	priv, err := alipay.ParsePrivateKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("app_private_key_file: %w", err)
+	}
+	if err := g.key("app_private_key_file", &priv.PublicKey); err != nil {
+		return nil, err
 	}
 	cfg := alipay.Config{AppID: ac.AppID, PrivateKey: priv, SignType: alipay.SignType(ac.SignType), Gateway: ac.Gateway}
 	if ac.AlipayPublicKeyFile != "" {
@@ -65,6 +72,9 @@ func buildAlipayApp(ac *AppConfig) (*paynotify.App, error) {
 		if cfg.AlipayPublicKey, err = alipay.ParsePublicKey(b); err != nil {
 			return nil, fmt.Errorf("alipay_public_key_file: %w", err)
 		}
+		if err := g.key("alipay_public_key_file", cfg.AlipayPublicKey); err != nil {
+			return nil, err
+		}
 	} else {
 		for _, f := range []struct {
 			field, path string
@@ -72,6 +82,9 @@ func buildAlipayApp(ac *AppConfig) (*paynotify.App, error) {
 		}{{"app_cert_file", ac.AppCertFile, &cfg.AppCert}, {"alipay_cert_file", ac.AlipayCertFile, &cfg.AlipayCert},
 			{"alipay_root_cert_file", ac.AlipayRootCertFile, &cfg.AlipayRootCert}} {
 			if *f.dst, err = readKeyFile(f.field, f.path); err != nil {
+				return nil, err
+			}
+			if err := g.certs(f.field, *f.dst); err != nil {
 				return nil, err
 			}
 		}
@@ -98,7 +111,7 @@ func readSecretFile(field, path string) ([]byte, error) {
 	return bytes.TrimRight(b, " \t\r\n"), nil
 }
 
-func buildWechatApp(ac *AppConfig) (*paynotify.App, error) {
+func buildWechatApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 	b, err := readKeyFile("merchant_private_key_file", ac.MerchantPrivateKeyFile)
 	if err != nil {
 		return nil, err
@@ -108,7 +121,13 @@ func buildWechatApp(ac *AppConfig) (*paynotify.App, error) {
 	if cfg.MerchantPrivateKey, err = wechatpay.ParsePrivateKey(b); err != nil {
 		return nil, fmt.Errorf("merchant_private_key_file: %w", err)
 	}
+	if err := g.key("merchant_private_key_file", &cfg.MerchantPrivateKey.PublicKey); err != nil {
+		return nil, err
+	}
 	if cfg.APIv3Key, err = readSecretFile("apiv3_key_file", ac.APIv3KeyFile); err != nil {
+		return nil, err
+	}
+	if err := g.secret("apiv3_key_file", cfg.APIv3Key); err != nil {
 		return nil, err
 	}
 	if len(cfg.APIv3Key) != 32 {
@@ -122,6 +141,9 @@ func buildWechatApp(ac *AppConfig) (*paynotify.App, error) {
 		if cfg.PlatformPublicKey, err = wechatpay.ParsePublicKey(b); err != nil {
 			return nil, fmt.Errorf("platform_public_key_file: %w", err)
 		}
+		if err := g.key("platform_public_key_file", cfg.PlatformPublicKey); err != nil {
+			return nil, err
+		}
 	}
 	for i, p := range ac.PlatformCertFiles {
 		field := fmt.Sprintf("platform_cert_files[%d]", i)
@@ -131,6 +153,9 @@ func buildWechatApp(ac *AppConfig) (*paynotify.App, error) {
 		}
 		if _, err := wechatpay.ParseCertificate(b); err != nil {
 			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		if err := g.certs(field, b); err != nil {
+			return nil, err
 		}
 		cfg.PlatformCerts = append(append(cfg.PlatformCerts, b...), '\n')
 	}
@@ -147,13 +172,16 @@ func buildWechatApp(ac *AppConfig) (*paynotify.App, error) {
 		if len(key) != 32 {
 			return nil, fmt.Errorf("apiv2_key_file: the APIv2 key must be 32 characters, the file holds %d", len(key))
 		}
+		if err := g.secret("apiv2_key_file", key); err != nil {
+			return nil, err
+		}
 		gw.V2 = &provider.WechatV2{APIKey: key, AppID: ac.WechatAppID, MchID: ac.MchID}
 	}
 	return &paynotify.App{Name: ac.Name, Provider: paynotify.ProviderWechatpay, AppID: ac.WechatAppID, MchID: ac.MchID, Gateway: gw}, nil
 }
 
 // buildLegacyApp builds a legacy Alipay app (mapi gateway and the old WAP pair).
-func buildLegacyApp(ac *AppConfig) (*paynotify.App, error) {
+func buildLegacyApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 	cfg := alipaylegacy.Config{Partner: ac.Partner, SellerID: ac.SellerID, SellerEmail: ac.SellerEmail,
 		SignType: alipaylegacy.SignType(strings.ToUpper(ac.SignType)), InputCharset: ac.InputCharset, Gateway: ac.Gateway,
 		WAPGateway: ac.WAPGateway, NotifyVerifyURL: ac.NotifyVerifyURL}
@@ -165,6 +193,9 @@ func buildLegacyApp(ac *AppConfig) (*paynotify.App, error) {
 			return nil, err
 		}
 		cfg.MD5Key, field = string(bytes.TrimSpace(key)), "md5_key_file"
+		if err := g.secret("md5_key_file", key); err != nil {
+			return nil, err
+		}
 	} else {
 		b, err := readKeyFile("alipay_public_key_file", ac.AlipayPublicKeyFile)
 		if err != nil {
@@ -173,11 +204,17 @@ func buildLegacyApp(ac *AppConfig) (*paynotify.App, error) {
 		if cfg.AlipayPublicKey, err = alipaylegacy.ParsePublicKey(b); err != nil {
 			return nil, fmt.Errorf("alipay_public_key_file: %w", err)
 		}
+		if err := g.key("alipay_public_key_file", cfg.AlipayPublicKey); err != nil {
+			return nil, err
+		}
 		if b, err = readKeyFile("merchant_private_key_file", ac.MerchantPrivateKeyFile); err != nil {
 			return nil, err
 		}
 		if cfg.MerchantPrivateKey, err = alipaylegacy.ParsePrivateKey(b); err != nil {
 			return nil, fmt.Errorf("merchant_private_key_file: %w", err)
+		}
+		if err := g.key("merchant_private_key_file", &cfg.MerchantPrivateKey.PublicKey); err != nil {
+			return nil, err
 		}
 	}
 	client, err := alipaylegacy.New(cfg)

@@ -299,6 +299,9 @@ func legacyKeyDir(t *testing.T) string {
 // surrounding whitespace trimmed) and RSA with the merchant key in PKCS#1 and PKCS#8, PEM and one
 // line (the 0001 notification needs it to decrypt).
 func TestConfig_BuildLegacyApps(t *testing.T) {
+	// The vectors' keys are published: the apps' gateways are on loopback (closed ports, not
+	// called here), or the keys are refused (published.go).
+	const loopbackGateways = "    gateway: \"http://127.0.0.1:1/gateway.do\"\n    wap_gateway: \"http://127.0.0.1:1/rest.htm\"\n"
 	dir := legacyKeyDir(t)
 	md5Key := strings.TrimSpace(string(readLegacy(t, "keys/md5_key.txt")))
 	if err := os.WriteFile(filepath.Join(dir, "keys", "md5_padded.txt"), []byte(" \t"+md5Key+"\r\n\n"), 0o600); err != nil {
@@ -312,11 +315,11 @@ func TestConfig_BuildLegacyApps(t *testing.T) {
 	defer atn.Close()
 	rsaApp := func(name, pub, priv string) string {
 		return fmt.Sprintf("  - name: %s\n    provider: alipay-legacy\n    partner: \"%s\"\n    sign_type: RSA\n    alipay_public_key_file: keys/%s\n    merchant_private_key_file: keys/%s\n",
-			name, legacyPartner, pub, priv)
+			name, legacyPartner, pub, priv) + loopbackGateways + "    notify_verify_url: \"http://127.0.0.1:1/gateway.do?service=notify_verify\"\n"
 	}
 	src := "public_url: \"https://pay.example.com\"\napi_token: \"0123456789abcdef0123\"\napps:\n" +
 		"  - name: md5\n    provider: alipay-legacy\n    partner: \"" + legacyPartner + "\"\n    seller_email: seller@example.com\n    sign_type: MD5\n    md5_key_file: keys/md5_padded.txt\n" +
-		"    notify_verify_url: \"" + atn.URL + "/gateway.do?service=notify_verify\"\n" +
+		"    notify_verify_url: \"" + atn.URL + "/gateway.do?service=notify_verify\"\n" + loopbackGateways +
 		rsaApp("rsa-pkcs1-pem", "alipay_public.pem", "merchant_private_pkcs1.pem") +
 		"    seller_id: \"2088101122136241\"\n    notify_verify: false\n" +
 		rsaApp("rsa-pkcs8-pem", "alipay_public.pem", "merchant_private_pkcs8.pem") +

@@ -209,6 +209,9 @@ func (d *doctor) app(ctx context.Context, ac *AppConfig) *report {
 	case paynotify.ProviderAlipayLegacy:
 		d.legacy(ctx, r, ac)
 	}
+	if err := publishedCheck(ac); err != nil {
+		r.fail("published key", err.Error(), "replace the test key with the app's own keys from the provider's console; test keys work with the sandbox only")
+	}
 	return r
 }
 
@@ -461,7 +464,7 @@ func (d *doctor) alipay(ctx context.Context, r *report, ac *AppConfig) {
 		r.warn("signed call", "not made: the gateway does not answer", "fix the gateway line above, then run doctor again")
 		return
 	}
-	app, err := buildAlipayApp(ac)
+	app, err := buildAlipayApp(ac, publishedGuard{})
 	if err != nil {
 		r.fail("signed call", "not made: "+err.Error(), "fix the key files of this app")
 		return
@@ -629,7 +632,7 @@ func (d *doctor) wechatpay(ctx context.Context, r *report, ac *AppConfig) {
 		r.warn("signed call", "not made: api_base does not answer", "fix the gateway line above, then run doctor again")
 		return
 	}
-	app, err := buildWechatApp(ac)
+	app, err := buildWechatApp(ac, publishedGuard{})
 	if err != nil {
 		r.fail("signed call", "not made: "+err.Error(), "fix the key files of this app")
 		return
@@ -752,7 +755,7 @@ func (d *doctor) legacy(ctx context.Context, r *report, ac *AppConfig) {
 		r.warn("notify_verify", "not asked: the keys above must load first", "fix the FAIL lines above, then run doctor again")
 		return
 	}
-	app, err := buildLegacyApp(ac)
+	app, err := buildLegacyApp(ac, publishedGuard{})
 	if err != nil {
 		r.fail("notify_verify", "not asked: "+err.Error(), "fix the key files of this app")
 		return

@@ -519,7 +519,11 @@ func lkReconcileAt(t *testing.T, config, gateway string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.Replace(string(b), "    provider: alipay\n", "    provider: alipay\n    gateway: "+strconv.Quote(gateway)+"\n", 1)
+	const closed = "    gateway: \"http://127.0.0.1:1/gateway.do\"\n" // writeServerConfig's
+	if !strings.Contains(string(b), closed) {
+		t.Fatalf("%s has no %q", config, closed)
+	}
+	s := strings.Replace(string(b), closed, "    gateway: "+strconv.Quote(gateway)+"\n", 1)
 	s += "jobs:\n  sweep_interval: 1s\n  max_checks_per_second: 500\n"
 	if err := os.WriteFile(config, []byte(s), 0o600); err != nil {
 		t.Fatal(err)

@@ -66,7 +66,9 @@ func waitHealthy(t *testing.T, base string) {
 	t.Fatalf("%s never answered /healthz", base)
 }
 
-// writeServerConfig writes keys and a config for one Alipay app "shop" on database dsn.
+// writeServerConfig writes keys and a config for one Alipay app "shop" on database dsn. Its
+// Alipay public key is the published test key, which the server takes only with a loopback
+// gateway (a closed port: nothing here calls it).
 func writeServerConfig(t *testing.T, dir, addr, dsn string) string {
 	t.Helper()
 	if out, err := exec.Command("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
@@ -91,6 +93,7 @@ apps:
     seller_id: %q
     app_private_key_file: app_private.pem
     alipay_public_key_file: alipay_public.pem
+    gateway: "http://127.0.0.1:1/gateway.do"
 `, addr, dsn, binAppID, binSeller)
 	path := filepath.Join(dir, "paynotify.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

@@ -120,7 +120,7 @@ func startWebhookServer(t *testing.T, dir string) (string, string) {
 		t.Fatal(err)
 	}
 	cfg := strings.Replace(string(b), `api_token: "${PAYNOTIFY_API_TOKEN}"`, `api_token: "`+binToken+`"`, 1)
-	cfg = strings.Replace(cfg, "    provider: alipay\n", "    provider: alipay\n    gateway: \"http://127.0.0.1:1/gateway.do\"\n    reconcile: {schedule: [1h]}\n", 1)
+	cfg = strings.Replace(cfg, "    provider: alipay\n", "    provider: alipay\n    reconcile: {schedule: [1h]}\n", 1)
 	cfg += "webhooks:\n  allow_http: true\n  allow_private_networks: true\n"
 	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
