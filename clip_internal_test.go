@@ -28,3 +28,22 @@ func TestClip(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactURL: what an endpoint.disabled event and the log say of an endpoint's URL keeps no
+// path, query, fragment or user info, any of which may hold the receiver's token.
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://hooks.example.com/services/T000/B000/XXXXsecretpath?token=q#f": "https://hooks.example.com/…",
+		"https://user:pass@shop.example.com:8443/hook":                          "https://shop.example.com:8443/…",
+		"https://shop.example.com":                                              "https://shop.example.com",
+		"https://shop.example.com/?token=abc":                                   "https://shop.example.com",
+		"http://[::1]:9000/a%2Fb":                                               "http://[::1]:9000/…",
+		"https://shop.example.com#frag":                                         "https://shop.example.com",
+		"not a url":                                                             "",
+		"https://shop.example.com/%zz":                                          "",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -166,6 +166,11 @@ type WebhookEndpointUpdate struct {
 	// (the store answers ECONFLICT otherwise): two processes disabling an endpoint raise one
 	// endpoint.disabled.
 	IfStatus string
+	// IfFailingBefore, when set, applies the update only if the endpoint's FailingSince is set
+	// and not after this time (ECONFLICT otherwise): a disable for failing decided on a copy of
+	// the endpoint read before an attempt is not applied to an endpoint that has delivered
+	// since, here or in another process.
+	IfFailingBefore *time.Time
 	// Event, when set, is appended to the event log in the same transaction.
 	Event *Event
 }
@@ -236,6 +241,10 @@ type WebhookStore interface {
 	// first, looping until none is left or ctx ends. It returns how many attempts and deliveries
 	// it deleted, also when it stops on an error.
 	PruneWebhooks(ctx context.Context, before time.Time, batch int) (attempts, deliveries int64, err error)
+	// DropOldSecrets forgets the OldSecret of every endpoint whose OldSecretUntil is at or before
+	// now (no signature uses it after then), so that a secret rotated away does not stay in the
+	// database and its backups. It returns how many endpoints it changed.
+	DropOldSecrets(ctx context.Context, now time.Time) (int64, error)
 }
 
 // EventJSON is an event's JSON as the event log serves it (GET /v1/events) and as webhooks deliver

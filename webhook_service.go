@@ -119,7 +119,7 @@ func (s *Service) CreateWebhookEndpoint(ctx context.Context, r *WebhookEndpointR
 	if err := s.Store.CreateWebhookEndpoint(ctx, e); err != nil {
 		return nil, err
 	}
-	s.logger().Info("webhook endpoint created", "endpoint", e.ID, "url", RedactURL(e.URL)) // a query may hold a token
+	s.logger().Info("webhook endpoint created", "endpoint", e.ID, "url", RedactURL(e.URL)) // a path or query may hold a token
 	return e, nil
 }
 
@@ -339,21 +339,26 @@ func WebhookKey(secret string) ([]byte, error) {
 	return key, nil
 }
 
-// RedactURL returns u without its query, fragment and user info, which may hold a token: what an
-// endpoint.disabled event, delivered to other endpoints, says of the URL.
+// RedactURL returns u's scheme, host and port only, and "/…" in place of a path: a path, query,
+// fragment or user info may hold a token (receivers such as "/hooks/<secret>" authenticate by
+// the path). It is what an endpoint.disabled event, delivered to other endpoints whatever their
+// apps, and paynotify's log say of an endpoint's URL; the endpoint's id names it exactly.
 func RedactURL(u string) string {
 	p, err := url.Parse(u)
-	if err != nil {
+	if err != nil || p.Host == "" {
 		return ""
 	}
-	p.RawQuery, p.Fragment, p.User, p.ForceQuery = "", "", nil, false
-	return p.String()
+	r := &url.URL{Scheme: p.Scheme, Host: p.Host}
+	if p.Path != "" && p.Path != "/" || p.RawPath != "" {
+		return r.String() + "/…"
+	}
+	return r.String()
 }
 
 // EndpointDisabledData is the data of an endpoint.disabled event.
 type EndpointDisabledData struct {
 	EndpointID   string     `json:"endpoint_id"`
-	URL          string     `json:"url"` // RedactURL of the endpoint's
+	URL          string     `json:"url"` // RedactURL of the endpoint's: scheme, host and port
 	Reason       string     `json:"reason"`
 	FailingSince *time.Time `json:"failing_since,omitempty"`
 }

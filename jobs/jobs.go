@@ -73,6 +73,8 @@ type PruneStats struct {
 	Evidence          int64
 	WebhookAttempts   int64
 	WebhookDeliveries int64
+	// OldSecrets is the endpoints whose previous secret, past its overlap, was forgotten.
+	OldSecrets int64
 }
 
 // River settings. The sweep job may overlap with another (claims make that safe), so it is not
@@ -181,7 +183,8 @@ func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
 	if w.cfg.OnPrune != nil {
 		w.cfg.OnPrune(stats, err)
 	}
-	log := []any{"evidence", stats.Evidence, "webhook_attempts", stats.WebhookAttempts, "webhook_deliveries", stats.WebhookDeliveries}
+	log := []any{"evidence", stats.Evidence, "webhook_attempts", stats.WebhookAttempts, "webhook_deliveries", stats.WebhookDeliveries,
+		"old_webhook_secrets", stats.OldSecrets}
 	if err != nil {
 		w.cfg.Logger.Error("retention prune", append(log, "err", err)...)
 		return err
@@ -194,7 +197,8 @@ func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
 }
 
 // Prune deletes from st what r says is past its retention at now: the evidence, then the webhook
-// attempts and the deliveries no longer pending, r.Batch rows per transaction (defaults applied).
+// attempts and the deliveries no longer pending, r.Batch rows per transaction (defaults applied);
+// then it forgets the webhook secrets rotated away whose overlap has ended.
 // It returns the rows deleted, also when it stops on an error (ctx ended, the database failed).
 func Prune(ctx context.Context, st paynotify.Store, r Retention, now time.Time) (PruneStats, error) {
 	var stats PruneStats
@@ -210,6 +214,11 @@ func Prune(ctx context.Context, st paynotify.Store, r Retention, now time.Time) 
 	if r.WebhookAttempts > 0 && ctx.Err() == nil {
 		a, d, err := st.PruneWebhooks(ctx, now.Add(-r.WebhookAttempts), r.Batch)
 		stats.WebhookAttempts, stats.WebhookDeliveries = a, d
+		errs = append(errs, err)
+	}
+	if ctx.Err() == nil {
+		n, err := st.DropOldSecrets(ctx, now)
+		stats.OldSecrets = n
 		errs = append(errs, err)
 	}
 	return stats, errors.Join(errs...)

@@ -53,6 +53,21 @@ func (db *DB) PruneWebhooks(ctx context.Context, before time.Time, batch int) (a
 	return attempts, deliveries, nil
 }
 
+// DropOldSecrets forgets the old secrets whose overlap ended at or before now.
+func (db *DB) DropOldSecrets(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET old_secret = '', old_secret_until = NULL
+			WHERE old_secret <> '' AND old_secret_until <= $1`, tm(now))
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("postgres: drop old webhook secrets: %w", err)
+	}
+	return n, nil
+}
+
 // prune runs the delete query ($1 the time, $2 the batch), one transaction per batch (a deadlock
 // is tried again, as inTx does), until one deletes less than a batch. It returns the rows
 // deleted.

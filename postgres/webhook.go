@@ -141,8 +141,8 @@ func (db *DB) ListWebhookEndpoints(ctx context.Context, kind string) ([]*paynoti
 }
 
 // UpdateWebhookEndpoint applies u to endpoint id in one transaction and returns the endpoint as
-// stored, with UpdatedAt now. The endpoint row is locked first (FOR NO KEY UPDATE: IfStatus is
-// compared under the lock, ECONFLICT when it differs). A Status that changes the endpoint's status
+// stored, with UpdatedAt now. The endpoint row is locked first (FOR NO KEY UPDATE: IfStatus and
+// IfFailingBefore are compared under the lock, ECONFLICT when they do not hold). A Status that changes the endpoint's status
 // does what the interface says (disabling fails its pending deliveries, claimed or not; enabling
 // fails those queued while it was disabled and moves the Cursor to the last event of the log,
 // u.Event included); a Status equal to the current
@@ -166,6 +166,9 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 		}
 		if u.IfStatus != "" && e.Status != u.IfStatus {
 			return paynotify.Errorf(paynotify.ECONFLICT, "Webhook endpoint is %s, not %s.", e.Status, u.IfStatus)
+		}
+		if u.IfFailingBefore != nil && (e.FailingSince == nil || e.FailingSince.After(*u.IfFailingBefore)) {
+			return paynotify.Errorf(paynotify.ECONFLICT, "Webhook endpoint has not been failing since %s.", u.IfFailingBefore.UTC().Format(time.RFC3339))
 		}
 		if u.URL != nil {
 			e.URL = *u.URL

@@ -55,6 +55,24 @@ func (db *DB) PruneWebhooks(ctx context.Context, before time.Time, batch int) (a
 	return attempts, deliveries, nil
 }
 
+// DropOldSecrets forgets the old secrets whose overlap ended at or before now.
+func (db *DB) DropOldSecrets(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
+		res, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET old_secret = '', old_secret_until = NULL
+			WHERE old_secret <> '' AND old_secret_until <= ?`, formatTime(now))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("sqlite: drop old webhook secrets: %w", err)
+	}
+	return n, nil
+}
+
 // prune runs the delete query (?1 the time, ?2 the batch) as writes of the group commit, one
 // after the other, until one deletes less than a batch. It returns the rows deleted.
 func (db *DB) prune(ctx context.Context, query string, before time.Time, batch int) (int64, error) {

@@ -174,7 +174,8 @@ func (db *DB) ListWebhookEndpoints(ctx context.Context, kind string) ([]*paynoti
 }
 
 // UpdateWebhookEndpoint applies u to endpoint id in one write transaction, stamped with db.Now,
-// and returns the endpoint as stored. In order: IfStatus is checked (ECONFLICT), u.Event is
+// and returns the endpoint as stored. In order: IfStatus and IfFailingBefore are checked
+// (ECONFLICT), u.Event is
 // appended to the log, then the fields are set. A Status that changes the endpoint's status does
 // what the interface says (enabling fails the deliveries queued while it was disabled and moves
 // the Cursor to the last event, the appended one included); a Status equal to the current one does nothing. A new Secret keeps the current one as
@@ -194,6 +195,9 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 	}
 	if u.IfStatus != "" && e.Status != u.IfStatus {
 		return nil, paynotify.Errorf(paynotify.ECONFLICT, "Webhook endpoint is %s, not %s.", e.Status, u.IfStatus)
+	}
+	if u.IfFailingBefore != nil && (e.FailingSince == nil || e.FailingSince.After(*u.IfFailingBefore)) {
+		return nil, paynotify.Errorf(paynotify.ECONFLICT, "Webhook endpoint has not been failing since %s.", u.IfFailingBefore.UTC().Format(time.RFC3339))
 	}
 	now := db.now()
 	if u.Event != nil {

@@ -585,6 +585,43 @@ func (s *suite) testWebhookEndpoints(t *testing.T) {
 		}
 	})
 
+	t.Run("ErrIfFailingBefore", func(t *testing.T) {
+		// A disable for failing, decided on a copy of the endpoint read before an attempt,
+		// applies only while the stored FailingSince is set and not after IfFailingBefore: an
+		// endpoint delivered to meanwhile (FailingSince cleared) or failing only since later
+		// stays enabled, and no endpoint.disabled is logged.
+		w := s.setupWebhooks(t)
+		w.endpoint("we1", nil)
+		w.paid("app1", "T1", "e1", T0)
+		disabled := paynotify.EndpointDisabled
+		disable := func(id string, before time.Time) error {
+			ev := &paynotify.Event{ID: id, Type: paynotify.EventEndpointDisabled, Timestamp: T0, Data: json.RawMessage(`{}`)}
+			_, err := w.ws.UpdateWebhookEndpoint(w.ctx, "we1", &paynotify.WebhookEndpointUpdate{Status: &disabled,
+				DisabledReason: "failing", IfStatus: paynotify.EndpointEnabled, IfFailingBefore: &before, Event: ev})
+			return err
+		}
+		if err := disable("x1", T0.Add(time.Hour)); paynotify.ErrorCode(err) != paynotify.ECONFLICT {
+			t.Fatalf("never failed: err = %v, want code %q", err, paynotify.ECONFLICT)
+		}
+		w.fanOut(T0, 10)
+		t1 := T0.Add(time.Second)
+		d := w.claimOnly("we1", T0, time.Minute, "e1")[0]
+		w.finish(retry(d, t1, t1.Add(time.Minute)))
+		if err := disable("x2", t1.Add(-time.Millisecond)); paynotify.ErrorCode(err) != paynotify.ECONFLICT {
+			t.Fatalf("failing only since after IfFailingBefore: err = %v, want code %q", err, paynotify.ECONFLICT)
+		}
+		if got := w.get("we1"); got.Status != paynotify.EndpointEnabled {
+			t.Fatalf("status = %s after refused disables", got.Status)
+		}
+		if err := disable("x3", t1); err != nil {
+			t.Fatalf("failing since IfFailingBefore: %v", err)
+		}
+		if got := w.get("we1"); got.Status != disabled {
+			t.Fatalf("status = %s, want %s", got.Status, disabled)
+		}
+		checkStrings(t, "events", eventIDs(w.log()), []string{"e1", "x3"})
+	})
+
 	t.Run("OKDisable", func(t *testing.T) {
 		// Disabling fails the endpoint's pending deliveries, claimed or not, and nothing else.
 		w := s.setupWebhooks(t)
@@ -1515,6 +1552,42 @@ func (s *suite) testWebhookRecover(t *testing.T) {
 }
 
 func (s *suite) testWebhookPrune(t *testing.T) {
+	t.Run("OKDropOldSecrets", func(t *testing.T) {
+		// A secret rotated away is forgotten once its overlap has ended (at its end exactly),
+		// not before, and only on that endpoint; the current secrets stay.
+		w := s.setupWebhooks(t)
+		w.endpoint("we1", nil)
+		w.endpoint("we2", nil)
+		w.endpoint("we3", nil)
+		end1, end2 := T0.Add(24*time.Hour), T0.Add(48*time.Hour)
+		s1, s2 := "whsec_bmV3LXNlY3JldC1vbmUtMDEyMzQ1Njc4OWFi", "whsec_bmV3LXNlY3JldC10d28tMDEyMzQ1Njc4OWFi"
+		old1, old2 := w.get("we1").Secret, w.get("we2").Secret
+		w.update("we1", &paynotify.WebhookEndpointUpdate{Secret: &s1, OldSecretUntil: &end1})
+		w.update("we2", &paynotify.WebhookEndpointUpdate{Secret: &s2, OldSecretUntil: &end2})
+		drop := func(now time.Time, want int64) {
+			t.Helper()
+			if n, err := w.ws.DropOldSecrets(w.ctx, now); err != nil || n != want {
+				t.Fatalf("DropOldSecrets(%s) = %d, %v; want %d", now.Format(time.RFC3339Nano), n, err, want)
+			}
+		}
+		drop(end1.Add(-time.Millisecond), 0)
+		if got := w.get("we1"); got.OldSecret != old1 || !sameTime(got.OldSecretUntil, &end1) {
+			t.Fatalf("we1 before its overlap ended: old secret kept %v, until %s", got.OldSecret == old1, fmtTime(got.OldSecretUntil))
+		}
+		drop(end1, 1)
+		if got := w.get("we1"); got.OldSecret != "" || got.OldSecretUntil != nil || got.Secret != s1 {
+			t.Errorf("we1 after its overlap: old secret %v, until %s, current kept %v", got.OldSecret != "", fmtTime(got.OldSecretUntil), got.Secret == s1)
+		}
+		if got := w.get("we2"); got.OldSecret != old2 || got.Secret != s2 {
+			t.Errorf("we2, overlap not ended: old secret kept %v, current kept %v", got.OldSecret == old2, got.Secret == s2)
+		}
+		drop(end1, 0)
+		drop(end2.Add(time.Hour), 1)
+		if got := w.get("we3"); got.OldSecret != "" || got.Secret == "" {
+			t.Errorf("we3, never rotated: %v / %v", got.OldSecret != "", got.Secret != "")
+		}
+	})
+
 	t.Run("OK", func(t *testing.T) {
 		w := s.setupWebhooks(t)
 		w.endpoint("we1", nil)

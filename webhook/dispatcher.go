@@ -49,6 +49,9 @@ const (
 	DisableAfter = 5 * 24 * time.Hour
 	// MaxResponse is how much of an answer's body an attempt keeps.
 	MaxResponse = 4096
+	// MaxError is how much of an attempt's error (which may quote the receiver's status line)
+	// is kept, in bytes.
+	MaxError = 1024
 )
 
 // Config tunes a Dispatcher; zero fields take the defaults.
@@ -422,9 +425,10 @@ func (d *Dispatcher) attempt(e *paynotify.WebhookEndpoint, dl *paynotify.Webhook
 	}
 	a.DurationMS = d.now().Sub(start).Milliseconds()
 	// The error can hold the receiver's own text (its status line's reason phrase, which Go
-	// does not check): kept as text any store holds, or PostgreSQL would refuse the whole batch
-	// of results it rides in.
-	a.Error = paynotify.StorableText(a.Error)
+	// does not check and which may fill the 64 KiB of a response's header): kept as text any
+	// store holds, or PostgreSQL would refuse the whole batch of results it rides in, and at
+	// most MaxError bytes, as the answer is kept at most MaxResponse.
+	a.Error = paynotify.ClipText(paynotify.StorableText(a.Error), MaxError)
 	res := paynotify.WebhookResult{Delivery: dl, Attempt: a}
 	switch {
 	case a.Error == "" && a.Status/100 == 2 || e.Kind == paynotify.EndpointNATS && a.Error == "":
@@ -432,7 +436,7 @@ func (d *Dispatcher) attempt(e *paynotify.WebhookEndpoint, dl *paynotify.Webhook
 		return res
 	case a.Status == http.StatusGone:
 		res.Status, res.Failed = paynotify.DeliveryFailed, true
-		d.disable(e, DisabledGone, "the endpoint answered 410 Gone")
+		d.disable(e, DisabledGone, "the endpoint answered 410 Gone", nil)
 		return res
 	}
 	res.Failed = true
@@ -446,8 +450,11 @@ func (d *Dispatcher) attempt(e *paynotify.WebhookEndpoint, dl *paynotify.Webhook
 		}
 		res.Status, res.Next = paynotify.DeliveryPending, ptr(d.now().Add(delay))
 	}
-	if e.FailingSince != nil && d.now().Sub(*e.FailingSince) >= DisableAfter {
-		d.disable(e, DisabledFailing, fmt.Sprintf("every attempt failed since %s", e.FailingSince.UTC().Format(time.RFC3339)))
+	// e was read before the attempt: the store disables only if the endpoint is still failing
+	// since then, so that a delivery made meanwhile (by another lane or process) keeps it.
+	if now := d.now(); e.FailingSince != nil && now.Sub(*e.FailingSince) >= DisableAfter {
+		d.disable(e, DisabledFailing, fmt.Sprintf("every attempt failed since %s", e.FailingSince.UTC().Format(time.RFC3339)),
+			ptr(now.Add(-DisableAfter)))
 	}
 	return res
 }
@@ -529,8 +536,9 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-// disable disables e for failing and raises endpoint.disabled, once across processes.
-func (d *Dispatcher) disable(e *paynotify.WebhookEndpoint, cause, reason string) {
+// disable disables e for failing and raises endpoint.disabled, once across processes; with
+// failingBefore, only if the endpoint's stored FailingSince is still set and not after it.
+func (d *Dispatcher) disable(e *paynotify.WebhookEndpoint, cause, reason string, failingBefore *time.Time) {
 	now := d.now().UTC()
 	data := paynotify.EndpointDisabledData{EndpointID: e.ID, URL: paynotify.RedactURL(e.URL), Reason: reason, FailingSince: e.FailingSince}
 	ev := paynotify.NewEndpointDisabledEvent(paynotify.NewID("evt"), now, &data)
@@ -538,10 +546,10 @@ func (d *Dispatcher) disable(e *paynotify.WebhookEndpoint, cause, reason string)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := d.Store.UpdateWebhookEndpoint(ctx, e.ID, &paynotify.WebhookEndpointUpdate{Status: &status,
-		DisabledReason: reason, IfStatus: paynotify.EndpointEnabled, Event: ev})
+		DisabledReason: reason, IfStatus: paynotify.EndpointEnabled, IfFailingBefore: failingBefore, Event: ev})
 	switch {
 	case paynotify.ErrorCode(err) == paynotify.ECONFLICT || paynotify.ErrorCode(err) == paynotify.ENOTFOUND:
-		return // disabled or deleted meanwhile
+		return // disabled, delivered to or deleted meanwhile
 	case err != nil:
 		d.Logger.Error("webhooks: disable endpoint", "endpoint", e.ID, "err", err)
 		return

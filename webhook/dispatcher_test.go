@@ -1,11 +1,13 @@
 package webhook_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -56,6 +58,9 @@ type receiver struct {
 	inflight atomic.Int32
 	maxIn    atomic.Int32
 	delay    time.Duration
+	// clockAhead verifies signatures without the reference library's check of the timestamp
+	// (5 minutes either way), for tests that move the dispatcher's clock by days.
+	clockAhead bool
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -96,7 +101,11 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 		fail("secret: %v", err)
 		return
 	}
-	if err := wh.Verify(body, r.Header); err != nil {
+	verify := wh.Verify
+	if rc.clockAhead {
+		verify = wh.VerifyIgnoringTimestamp
+	}
+	if err := verify(body, r.Header); err != nil {
 		fail("verify %s: %v", r.Header.Get("webhook-id"), err)
 		return
 	}
@@ -468,6 +477,63 @@ func TestDispatcher_GivesUpAfterTheSchedule(t *testing.T) {
 	})
 }
 
+// TestDispatcher_LongReasonPhraseClipped: a receiver's status line may carry a reason phrase
+// filling the 64 KiB of a response's header, which the attempt's error quotes; the attempt and
+// the delivery keep at most webhook.MaxError bytes of it (a reviewer's finding: 60 KiB per
+// attempt, for 30 days).
+func TestDispatcher_LongReasonPhraseClipped(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		reason := strings.Repeat("x", 60000)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					br := bufio.NewReader(c)
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					fmt.Fprintf(c, "HTTP/1.1 500 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", reason)
+				}()
+			}
+		}()
+		u := "http://" + ln.Addr().String() + "/hook"
+		ep, err := e.svc.CreateWebhookEndpoint(e.ctx, &paynotify.WebhookEndpointRequest{URL: &u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.start(webhook.Config{}, nil)
+		ids := e.order("shop", "long_reason", false)
+		var as []*paynotify.WebhookAttempt
+		waitFor(t, 10*time.Second, "a failed attempt", func() bool {
+			as, _ = st.ListWebhookAttempts(e.ctx, paynotify.WebhookAttemptFilter{EndpointID: ep.ID, EventID: ids[0]})
+			return len(as) > 0
+		})
+		a := as[len(as)-1]
+		if a.Status != 500 || !strings.HasPrefix(a.Error, "answered 500 xxx") || len(a.Error) > webhook.MaxError || !strings.HasSuffix(a.Error, "…") {
+			t.Errorf("attempt: status %d, error of %d bytes %.40q…, want 500 and at most %d bytes ending in …", a.Status, len(a.Error), a.Error, webhook.MaxError)
+		}
+		ds, err := st.ListWebhookDeliveries(e.ctx, ids[0])
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("deliveries: %d, %v", len(ds), err)
+		}
+		if len(ds[0].LastError) > webhook.MaxError || ds[0].LastError == "" {
+			t.Errorf("delivery's last error: %d bytes", len(ds[0].LastError))
+		}
+	})
+}
+
 func TestDispatcher_GoneDisables(t *testing.T) {
 	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
 		e := newEnv(t, st)
@@ -584,6 +650,69 @@ func TestDispatcher_FailingFiveDaysDisables(t *testing.T) {
 		})
 		if _, disabled := e.metrics.snapshot(); !slices.Equal(disabled, []string{webhook.DisabledFailing}) {
 			t.Errorf("metrics told of disabled endpoints %q, want [failing]", disabled)
+		}
+	})
+}
+
+// TestDispatcher_DeliveredMeanwhileNotDisabled: an endpoint failing for five days answers one
+// order's event 2xx while an attempt at another order's, started before on a copy of the
+// endpoint that still said "failing since five days", is in flight; that attempt then fails.
+// The store no longer says so: the endpoint stays enabled and no endpoint.disabled is logged (a
+// reviewer's finding: it was disabled from the stale copy, on one process or two).
+func TestDispatcher_DeliveredMeanwhileNotDisabled(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		var offset atomic.Int64
+		e.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		rc := newReceiver(t)
+		rc.clockAhead = true
+		var healthy atomic.Bool
+		slowIn, release := make(chan struct{}), make(chan struct{})
+		rc.answer = func(r received) int {
+			switch {
+			case r.outTradeNo == "slow":
+				close(slowIn)
+				<-release
+				return http.StatusServiceUnavailable
+			case healthy.Load():
+				return http.StatusNoContent
+			}
+			return http.StatusBadGateway
+		}
+		ep := e.endpoint(rc, nil, nil)
+		// No retries: the first order's failure sets FailingSince and is given up, so that no
+		// other failure than the slow order's comes after the five days.
+		e.start(webhook.Config{Schedule: []time.Duration{}}, nil)
+		e.order("shop", "first", false)
+		waitFor(t, 10*time.Second, "a failed attempt", func() bool {
+			got, _ := st.GetWebhookEndpoint(e.ctx, ep.ID)
+			return got.FailingSince != nil
+		})
+		offset.Store(int64(webhook.DisableAfter + time.Minute)) // five days later
+		ids := e.order("shop", "slow", false)
+		select {
+		case <-slowIn:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the slow order's attempt never came")
+		}
+		healthy.Store(true)
+		e.order("shop", "fast", false)
+		waitFor(t, 10*time.Second, "a delivery clearing FailingSince", func() bool {
+			got, _ := st.GetWebhookEndpoint(e.ctx, ep.ID)
+			return got.FailingSince == nil
+		})
+		close(release)
+		waitFor(t, 10*time.Second, "the slow order's failed attempt recorded", func() bool {
+			as, _ := st.ListWebhookAttempts(e.ctx, paynotify.WebhookAttemptFilter{EndpointID: ep.ID, EventID: ids[0]})
+			return len(as) > 0
+		})
+		if got, _ := st.GetWebhookEndpoint(e.ctx, ep.ID); got.Status != paynotify.EndpointEnabled {
+			t.Errorf("endpoint %s (%q) after a failure that followed a delivery", got.Status, got.DisabledReason)
+		}
+		for _, ev := range storetest.MustListEvents(t, e.ctx, st, paynotify.EventFilter{Limit: 100}) {
+			if ev.Type == paynotify.EventEndpointDisabled {
+				t.Errorf("%s logged", ev.Type)
+			}
 		}
 	})
 }
