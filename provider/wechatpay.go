@@ -16,7 +16,16 @@ type Wechat struct {
 	Client *wechatpay.Client
 	// V2 verifies APIv2 XML notifications; nil when the app has no APIv2 key.
 	V2 *WechatV2
+	// MissRefresh, when set (an app verifying with platform certificates), makes a notification
+	// signed with an unknown certificate serial start a download of the certificates in the
+	// background (wechatpay.Client.RefreshAfterMiss, at most once a minute), so that WeChat Pay's
+	// retry verifies after a rotation the periodic refresh has not seen yet. It is told each
+	// such download's result.
+	MissRefresh func(error)
 }
+
+// missRefreshTimeout bounds a download of the certificates that a notification started.
+const missRefreshTimeout = 30 * time.Second
 
 var _ paynotify.Provider = (*Wechat)(nil)
 
@@ -31,14 +40,17 @@ const (
 func (g *Wechat) Verifier(endpoint string) paynotify.Verifier {
 	switch {
 	case endpoint == paynotify.ProviderWechatpay:
-		return wechatVerifier{g.Client}
+		return wechatVerifier{g.Client, g.MissRefresh}
 	case endpoint == "wechatpay-v2" && g.V2 != nil:
 		return g.V2
 	}
 	return nil
 }
 
-type wechatVerifier struct{ c *wechatpay.Client }
+type wechatVerifier struct {
+	c           *wechatpay.Client
+	missRefresh func(error)
+}
 
 func (v wechatVerifier) Verify(h http.Header, body []byte, at time.Time) (paynotify.Fact, error) {
 	var n *wechatpay.Notification
@@ -53,6 +65,9 @@ func (v wechatVerifier) Verify(h http.Header, body []byte, at time.Time) (paynot
 		err = nil
 	}
 	if err != nil {
+		if at.IsZero() && v.missRefresh != nil {
+			v.c.RefreshAfterMiss(err, h, missRefreshTimeout, v.missRefresh)
+		}
 		return paynotify.Fact{}, wechatReject(err)
 	}
 	switch {

@@ -37,8 +37,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 	return status, decodeAnswer(method, path, status, rb, out)
 }
 
+// decodeAnswer decodes a verified 2xx answer into out. When out is nil no result is expected
+// (a close, answered 204); otherwise an answer without a body (204, or 200 with none) is
+// malformed, not a result whose fields are all empty.
 func decodeAnswer(method, path string, status int, rb []byte, out any) error {
-	if out != nil && status != http.StatusNoContent {
+	if out != nil {
+		if status == http.StatusNoContent || len(bytes.TrimSpace(rb)) == 0 {
+			return &VerifyError{Reason: ReasonMalformed, Check: CheckDecode, Detail: fmt.Sprintf("%s %s: answer %d has no body", method, path, status), err: ErrMalformed}
+		}
 		if err := json.Unmarshal(rb, out); err != nil {
 			return &VerifyError{Reason: ReasonMalformed, Check: CheckDecode, Detail: fmt.Sprintf("%s %s: answer: %s", method, path, jsonErr(err)), err: ErrMalformed}
 		}

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,6 +336,20 @@ func TestClient_QueryCloseRefund(t *testing.T) {
 			t.Fatalf("%s %s", r.URI, r.Body)
 		}
 	})
+	t.Run("ErrSigned204ToAQuery", func(t *testing.T) {
+		// A signed answer without a body where a result is expected is malformed, not a
+		// transaction or refund whose fields are all empty (a reviewer's finding).
+		for _, status := range []int{204, 200} {
+			c, f := setupAPI(t)
+			f.answer = func(r *http.Request, body []byte) (int, string) { return status, "" }
+			if tx, err := c.QueryByOutTradeNo(ctx, "PN20261101000001"); !errors.Is(err, ErrMalformed) || tx != nil {
+				t.Errorf("query answered %d without a body: %+v, %v", status, tx, err)
+			}
+			if rf, err := c.QueryRefund(ctx, "RF1"); !errors.Is(err, ErrMalformed) || rf != nil {
+				t.Errorf("refund query answered %d without a body: %+v, %v", status, rf, err)
+			}
+		}
+	})
 	t.Run("ErrCloseUnsigned204", func(t *testing.T) {
 		c, f := setupAPI(t)
 		f.unsigned = true
@@ -555,6 +570,138 @@ func TestClient_VerifyNotificationRefreshOnMiss(t *testing.T) {
 			t.Fatalf("%d downloads", downloads)
 		}
 	})
+}
+
+// TestClient_ExpiredCertificateRefused: a platform certificate vouches for its key only from its
+// NotBefore until its NotAfter (openssl x509 -dates of testdata/platform_cert.pem: 2026-11-29
+// 02:23:30 to 2036-11-26 02:23:30 UTC); outside, a notification it signed is an unknown serial,
+// even with the certificate configured (a reviewer's finding: one replaced by WeChat Pay stayed
+// trusted for good).
+func TestClient_ExpiredCertificateRefused(t *testing.T) {
+	v := mustOwn(t)
+	notBefore, notAfter := time.Date(2026, 11, 29, 2, 23, 30, 0, time.UTC), time.Date(2036, 11, 26, 2, 23, 30, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		at    time.Time
+		valid bool
+	}{
+		{"JustBeforeItsEnd", notAfter.Add(-time.Second), true},
+		{"AtItsEnd", notAfter, false},
+		{"AYearAfter", notAfter.AddDate(1, 0, 0), false},
+		{"BeforeItsStart", notBefore.Add(-time.Hour), false},
+		{"AtItsStart", notBefore, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			at := tc.at
+			c, err := NewClient(Config{MchID: "1900000100", APIv3Key: []byte(testAPIv3Key), PlatformCerts: mustRead(t, "platform_cert.pem"),
+				Now: func() time.Time { return at }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, body, err := wire.BuildNotification(mustPrivateKey(t, "other_key.pem"), "5A5A0123456789ABCDEF5A5A0123456789ABCDEF", []byte(testAPIv3Key),
+				wire.NotificationParams{ID: "EV-1", CreateTime: at, EventType: EventTransactionSuccess, OriginalType: "transaction", Plaintext: []byte(v.PayPlaintext)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := c.VerifyNotification(h, body)
+			var ve *VerifyError
+			switch {
+			case tc.valid && (err != nil || n == nil || n.Transaction == nil):
+				t.Fatalf("within the certificate's validity: %v", err)
+			case !tc.valid && (!errors.As(err, &ve) || ve.Reason != ReasonUnknownSerial || !strings.Contains(ve.Detail, "is valid from 2026-11-29T02:23:30Z until 2036-11-26T02:23:30Z")):
+				t.Fatalf("outside the certificate's validity: %v", err)
+			}
+		})
+	}
+}
+
+// TestNotification_DetailQuotesNoDecryptedValue: a malformed value inside the decrypted resource
+// is named by its field, never quoted, in the error's detail (which is stored and logged).
+func TestNotification_DetailQuotesNoDecryptedValue(t *testing.T) {
+	at := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	c, err := NewClient(Config{MchID: "1900000100", APIv3Key: []byte(testAPIv3Key), PlatformCerts: mustRead(t, "platform_cert.pem"),
+		Now: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plain := range []string{
+		`{"mchid":"1900000100","out_trade_no":"O1","trade_state":"SUCCESS","success_time":"SECRET-openid-oUpF8uMuAJO_M2pxb1Q9zNjWeS6o","amount":{"total":1}}`,
+		`{"mchid":"1900000100","out_trade_no":"O1","trade_state":"SUCCESS","amount":{"total":123456789012345678901234567890}}`,
+	} {
+		h, body, err := wire.BuildNotification(mustPrivateKey(t, "other_key.pem"), "5A5A0123456789ABCDEF5A5A0123456789ABCDEF", []byte(testAPIv3Key),
+			wire.NotificationParams{ID: "EV-1", CreateTime: at, EventType: EventTransactionSuccess, OriginalType: "transaction", Plaintext: []byte(plain)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.VerifyNotification(h, body)
+		var ve *VerifyError
+		if !errors.As(err, &ve) || ve.Reason != ReasonMalformed {
+			t.Fatalf("%s: %v, want malformed", plain, err)
+		}
+		if strings.Contains(ve.Detail, "SECRET") || strings.Contains(ve.Detail, "1234567890") || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("detail quotes the decrypted value: %q", ve.Detail)
+		}
+	}
+}
+
+// TestClient_RefreshAfterMiss: a server's notification path answers at once and has the
+// certificates downloaded in the background, at most once per MissRefreshInterval, only for an
+// unknown certificate serial; WeChat Pay's retry of the same notification then verifies.
+func TestClient_RefreshAfterMiss(t *testing.T) {
+	v := mustOwn(t)
+	cv := v.Certificates
+	var downloads atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		downloads.Add(1)
+		for k, val := range cv.Headers {
+			w.Header().Set(k, val)
+		}
+		io.WriteString(w, cv.Body)
+	}))
+	defer srv.Close()
+	now := time.Unix(cv.Now, 0)
+	c, err := NewClient(Config{MchID: "1900000100", MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
+		APIv3Key: []byte(testAPIv3Key), PlatformCerts: mustRead(t, "shared/go_sdk_notify_test_cert.pem"),
+		BaseURL: srv.URL, HTTPClient: srv.Client(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, body, err := wire.BuildNotification(mustPrivateKey(t, "other_key.pem"), cv.Serial, []byte(testAPIv3Key), wire.NotificationParams{
+		ID: "EV-1", CreateTime: now, EventType: EventTransactionSuccess, OriginalType: "transaction", Plaintext: []byte(v.PayPlaintext)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, miss := c.VerifyNotification(h, body)
+	if !errors.Is(miss, ErrUnknownSerial) {
+		t.Fatalf("before the download: %v", miss)
+	}
+	pubID := h.Clone()
+	pubID.Set(wire.HeaderSerial, wire.PublicKeyIDPrefix+"0001")
+	if c.RefreshAfterMiss(miss, pubID, time.Second, nil) || c.RefreshAfterMiss(errors.New("other"), h, time.Second, nil) ||
+		c.RefreshAfterMiss(&VerifyError{Reason: ReasonSignatureInvalid}, h, time.Second, nil) {
+		t.Fatal("a refresh started for a public key id, another error or a bad signature")
+	}
+	done := make(chan error, 1)
+	if !c.RefreshAfterMiss(miss, h, 5*time.Second, func(err error) { done <- err }) {
+		t.Fatal("no refresh started for an unknown serial")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("refresh: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refresh never ended")
+	}
+	if n, err := c.VerifyNotification(h, body); err != nil || n.Transaction.OutTradeNo != "PN20261101000001" {
+		t.Fatalf("the retry after the download: %v", err)
+	}
+	if c.RefreshAfterMiss(miss, h, time.Second, nil) {
+		t.Error("a second refresh within MissRefreshInterval")
+	}
+	if n := downloads.Load(); n != 1 {
+		t.Errorf("%d downloads, want 1", n)
+	}
 }
 
 // TestClient_ErrorSigned: an error answer is WeChat Pay's word only when it is signed.

@@ -170,13 +170,42 @@ func (c *Client) verifyNotificationContext(ctx context.Context, h http.Header, b
 		strings.HasPrefix(h.Get(wire.HeaderSerial), wire.PublicKeyIDPrefix) {
 		return n, err
 	}
-	now := c.now().UnixNano()
-	last := c.lastMissRefresh.Load()
-	if now-last < int64(MissRefreshInterval) || !c.lastMissRefresh.CompareAndSwap(last, now) {
+	if !c.missRefreshDue() {
 		return n, err
 	}
 	if rerr := c.RefreshCertificates(ctx); rerr != nil {
 		return n, err
 	}
 	return c.VerifyNotification(h, body)
+}
+
+// missRefreshDue tells whether a refresh for an unknown serial may run now (at most one per
+// MissRefreshInterval, across the Clients of WithClock), and if so claims it.
+func (c *Client) missRefreshDue() bool {
+	now := c.now().UnixNano()
+	last := c.lastMissRefresh.Load()
+	return now-last >= int64(MissRefreshInterval) && c.lastMissRefresh.CompareAndSwap(last, now)
+}
+
+// RefreshAfterMiss starts RefreshCertificates in the background, bounded by timeout, when err is
+// a VerifyError for an unknown certificate serial (not a PUB_KEY_ID_…) and a merchant key is
+// configured, at most once per MissRefreshInterval: for a server that answers the notification
+// at once and verifies WeChat Pay's retry (15 seconds later) with the certificates downloaded
+// meanwhile, instead of waiting for the periodic refresh. It reports whether it started one;
+// done, when not nil, is called with the refresh's result.
+func (c *Client) RefreshAfterMiss(err error, h http.Header, timeout time.Duration, done func(error)) bool {
+	var ve *VerifyError
+	if !errors.As(err, &ve) || ve.Reason != ReasonUnknownSerial || c.signer == nil ||
+		strings.HasPrefix(h.Get(wire.HeaderSerial), wire.PublicKeyIDPrefix) || !c.missRefreshDue() {
+		return false
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		rerr := c.RefreshCertificates(ctx)
+		if done != nil {
+			done(rerr)
+		}
+	}()
+	return true
 }

@@ -109,15 +109,24 @@ func (k *keySet) lookup(serial string) *rsa.PublicKey {
 		}
 		return nil
 	}
-	c, ok := k.certs[serial]
-	if !ok {
-		c, ok = k.certs[strings.ToUpper(serial)]
-	}
-	if !ok {
+	c := k.cert(serial)
+	if c == nil {
 		return nil
 	}
 	pub, _ := c.PublicKey.(*rsa.PublicKey)
 	return pub
+}
+
+// cert returns the platform certificate of serial, nil for a public key id or an unknown serial.
+func (k *keySet) cert(serial string) *x509.Certificate {
+	if k == nil || strings.HasPrefix(serial, wire.PublicKeyIDPrefix) {
+		return nil
+	}
+	c, ok := k.certs[serial]
+	if !ok {
+		c = k.certs[strings.ToUpper(serial)]
+	}
+	return c
 }
 
 // NewClient checks cfg and returns a Client. It requires a 32-byte APIv3 key, the public key and

@@ -156,7 +156,7 @@ func (r *jsonReader) intField(dst *int64) error {
 	}
 	v, err := strconv.ParseInt(string(r.b[start:r.i]), 10, 64)
 	if err != nil {
-		return fmt.Errorf("number %s is not an int64", r.b[start:r.i])
+		return fmt.Errorf("a number of %d characters is not an int64", r.i-start) // not quoted: decrypted text
 	}
 	*dst = v
 	return nil

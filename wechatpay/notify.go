@@ -179,7 +179,8 @@ func parseTime(field, s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s %q is not RFC 3339", field, s)
+		// The value is not quoted: it comes from a decrypted resource (jsonErr below).
+		return time.Time{}, fmt.Errorf("%s (%d bytes) is not RFC 3339", field, len(s))
 	}
 	return t, nil
 }
@@ -280,6 +281,13 @@ func (c *Client) verifyAt(ks *keySet, h http.Header, body []byte, at time.Time) 
 	pub := ks.lookup(s.serial)
 	if pub == nil {
 		return fail(ErrUnknownSerial, CheckSerial, "no platform key for %s %q", wire.HeaderSerial, s.serial)
+	}
+	// A platform certificate vouches for its key only while it is valid: one WeChat Pay has
+	// replaced stays in platform_cert_files, or in the keys when a refresh fails, after its end.
+	// at is the message's time (the receipt's, when evidence is processed again).
+	if cert := ks.cert(s.serial); cert != nil && (at.Before(cert.NotBefore) || !at.Before(cert.NotAfter)) {
+		return fail(ErrUnknownSerial, CheckSerial, "the platform certificate %s is valid from %s until %s, not at %s", CertificateSerial(cert),
+			cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
 	}
 	d := notificationDigest(s.timestamp, s.nonce, body)
 	if err := verifyDigest(pub, d[:], s.signature); err != nil {

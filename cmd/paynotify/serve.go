@@ -92,6 +92,20 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return &configError{err: err}
 	}
+	// Apps that verify with platform certificates download them when a notification names an
+	// unknown one (a rotation the periodic refresh below has not seen yet), for WeChat Pay's retry.
+	for _, ac := range cfg.Apps {
+		if gw, ok := apps[ac.Name].Gateway.(*provider.Wechat); ok && len(ac.PlatformCertFiles) > 0 {
+			log := logger.With("app", ac.Name)
+			gw.MissRefresh = func(err error) {
+				if err != nil {
+					log.Warn("refresh WeChat Pay platform certificates after a notification with an unknown serial", "err", err)
+					return
+				}
+				log.Info("refreshed WeChat Pay platform certificates after a notification with an unknown serial")
+			}
+		}
+	}
 	store, err := openStore(ctx, cfg.Database, !*noMigrate)
 	if err != nil {
 		return err
