@@ -54,6 +54,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		// pgconn's parse errors redact the password; do not add the URL ourselves.
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
+	cfg.AfterConnect = boundIdleTransactions
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
@@ -65,6 +66,31 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	db := &DB{pool: pool, Now: time.Now}
 	db.w = newWriter(db)
 	return db, nil
+}
+
+// IdleTransactionTimeout is idle_in_transaction_session_timeout on paynotify's sessions when
+// neither the URL, the role nor the database sets one. A batch holds the event log's lock from
+// its events to its COMMIT; a process frozen in between (a stopped or paused VM, a partition
+// without a reset) would otherwise hold every instance's writes until PostgreSQL noticed the
+// session gone, hours later. PostgreSQL ends such a session after this time, its transaction
+// rolled back (its callers were not answered: the providers retry). paynotify's own transactions
+// are never idle that long.
+const IdleTransactionTimeout = "60s"
+
+// boundIdleTransactions sets IdleTransactionTimeout on a new connection whose
+// idle_in_transaction_session_timeout is 0 (disabled), PostgreSQL's default.
+func boundIdleTransactions(ctx context.Context, c *pgx.Conn) error {
+	var v string
+	if err := c.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&v); err != nil {
+		return fmt.Errorf("postgres: idle_in_transaction_session_timeout: %w", err)
+	}
+	if v != "0" {
+		return nil
+	}
+	if _, err := c.Exec(ctx, `SET idle_in_transaction_session_timeout = '`+IdleTransactionTimeout+`'`); err != nil {
+		return fmt.Errorf("postgres: set idle_in_transaction_session_timeout: %w", err)
+	}
+	return nil
 }
 
 // Close closes the connection pool, after the writes already handed to the writer are done.

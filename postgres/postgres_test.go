@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -650,5 +651,63 @@ func TestCrossingRowWork(t *testing.T) {
 		if got := len(refunds); got != 2*(round+1) {
 			t.Errorf("round %d: %d refunds, want %d", round, got, 2*(round+1))
 		}
+	}
+}
+
+// TestIdleTransactionBounded: paynotify's sessions get idle_in_transaction_session_timeout
+// (postgres.IdleTransactionTimeout) unless the URL (or the role, or the database) sets one, so
+// that a session frozen inside a transaction that holds the event log's lock (a stopped process,
+// a partition) cannot hold every instance's event-writing commits for hours (a reviewer's
+// finding: they waited for as long as the session lived). Here a session of a store opened with
+// a short timeout takes the lock and stays idle: another store's commit with an event goes
+// through once PostgreSQL has ended that session.
+func TestIdleTransactionBounded(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	u := pgtest.NewDatabase(t) // a database of its own: the event log's lock is the database's
+	db := MustOpen(t, u)
+	var v string
+	if err := db.Pool().QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&v); err != nil || v != "1min" {
+		t.Fatalf("idle_in_transaction_session_timeout = %q, %v; want 1min (%s)", v, err, postgres.IdleTransactionTimeout)
+	}
+
+	short, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := short.Query()
+	q.Set("idle_in_transaction_session_timeout", "1500ms")
+	short.RawQuery = q.Encode()
+	frozen, err := postgres.Open(ctx, short.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frozen.Close()
+	if err := frozen.Pool().QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&v); err != nil || v != "1500ms" {
+		t.Fatalf("the URL's idle_in_transaction_session_timeout: %q, %v", v, err)
+	}
+	tx, err := frozen.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.EventsLockKey); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	o, _, err := db.CreateOrder(ctx, storetest.NewOrder("app1", "T1", storetest.T0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := db.Commit(cctx, storetest.PaidChange(o, "ev1", "nt1", storetest.T0.Add(time.Minute))); err != nil {
+		t.Fatalf("commit behind an idle holder of the event log's lock: %v after %s", err, time.Since(start))
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("the commit waited %s: the lock was not held", waited)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1`); err == nil {
+		t.Error("the idle session still answers: PostgreSQL did not end it")
 	}
 }
