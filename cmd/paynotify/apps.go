@@ -22,17 +22,7 @@ func buildApps(cfg *Config) (map[string]*paynotify.App, error) {
 	apps := make(map[string]*paynotify.App, len(cfg.Apps))
 	for i := range cfg.Apps {
 		ac := &cfg.Apps[i]
-		g := publishedGuard{on: ac.realGateway()}
-		var a *paynotify.App
-		var err error
-		switch ac.Provider {
-		case paynotify.ProviderAlipay:
-			a, err = buildAlipayApp(ac, g)
-		case paynotify.ProviderWechatpay:
-			a, err = buildWechatApp(ac, g)
-		case paynotify.ProviderAlipayLegacy:
-			a, err = buildLegacyApp(ac, g)
-		}
+		a, err := buildApp(ac, publishedGuard{on: ac.realGateway()})
 		if err != nil {
 			return nil, fmt.Errorf("apps[%d] (%s).%w", i, ac.Name, err)
 		}
@@ -40,6 +30,19 @@ func buildApps(cfg *Config) (map[string]*paynotify.App, error) {
 		apps[ac.Name] = a
 	}
 	return apps, nil
+}
+
+// buildApp loads one app's keys, refusing the published ones as g says, and builds its gateway.
+func buildApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
+	switch ac.Provider {
+	case paynotify.ProviderAlipay:
+		return buildAlipayApp(ac, g)
+	case paynotify.ProviderWechatpay:
+		return buildWechatApp(ac, g)
+	case paynotify.ProviderAlipayLegacy:
+		return buildLegacyApp(ac, g)
+	}
+	return nil, fmt.Errorf("provider: %q is not known", ac.Provider) // the config's validation refuses it first
 }
 
 // readKeyFile reads a key file, naming the config field in errors.

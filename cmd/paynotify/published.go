@@ -123,15 +123,7 @@ func publishedCheck(ac *AppConfig) error {
 	if !g.on {
 		return nil
 	}
-	var err error
-	switch ac.Provider {
-	case paynotify.ProviderAlipay:
-		_, err = buildAlipayApp(ac, g)
-	case paynotify.ProviderWechatpay:
-		_, err = buildWechatApp(ac, g)
-	case paynotify.ProviderAlipayLegacy:
-		_, err = buildLegacyApp(ac, g)
-	}
+	_, err := buildApp(ac, g)
 	var pe *publishedError
 	if errors.As(err, &pe) {
 		return pe
