@@ -19,6 +19,10 @@ import (
 // Session and login limits (docs/console.md, "Security model").
 const (
 	cookieName = "paynotify_console"
+	// liveCookie marks the reload of a page that console.js does when its live update saw a
+	// change: set by the script just before location.reload(), cleared by it when the page
+	// loads. Such a reload is not a use of the session, as the long-poll before it is not.
+	liveCookie = "paynotify_live"
 	// sessionTTL is how long a session lasts from its login; sessionIdle how long it lasts unused.
 	sessionTTL  = 12 * time.Hour
 	sessionIdle = 2 * time.Hour
@@ -223,9 +227,16 @@ func (c *Console) session(r *http.Request) *session {
 	if err != nil {
 		return nil
 	}
-	// A live-update long-poll (GET /console/wait, every 25 s from an open page) is not a use:
-	// an unattended tab must not keep the session from ending after sessionIdle.
-	return c.sessions.get(ck.Value, c.now(), r.URL.Path != "/console/wait")
+	// A live-update long-poll (GET /console/wait, every 25 s from an open page), or the reload
+	// of the page it triggers, is not a use: an unattended tab must not keep the session from
+	// ending after sessionIdle.
+	return c.sessions.get(ck.Value, c.now(), r.URL.Path != "/console/wait" && !liveReload(r))
+}
+
+// liveReload reports whether r is console.js's reload of a page after a live update (liveCookie).
+func liveReload(r *http.Request) bool {
+	ck, err := r.Cookie(liveCookie)
+	return err == nil && ck.Value == "1" && r.Method == http.MethodGet
 }
 
 // checkCSRF reports whether the POST's csrf field matches the session's token.

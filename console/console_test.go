@@ -388,6 +388,49 @@ func TestConsole_Pages(t *testing.T) {
 }
 
 // TestConsole_SecureOverTLS: a login over TLS gets a Secure cookie without SecureCookie.
+// TestConsole_LiveReloadNotAUse: console.js reloads an open page when its long-poll sees a
+// change, marking the reload with the paynotify_live cookie; such reloads do not keep the session
+// alive (a reviewer's finding: an unattended overview, reloaded by any notification, junk ones
+// included, stayed logged in for the whole 12 hours), while a page the operator opens does.
+func TestConsole_LiveReloadNotAUse(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		e := setup(t, s, nil)
+		e.login()
+		reload := func(live bool) int {
+			t.Helper()
+			req, err := http.NewRequest(http.MethodGet, e.url+"/console/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if live {
+				req.AddCookie(&http.Cookie{Name: "paynotify_live", Value: "1"})
+			}
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		// An operator's own page view keeps the session: 1h50m apart, three times.
+		for range 3 {
+			e.clock.add(time.Hour + 50*time.Minute)
+			if code := reload(false); code != http.StatusOK {
+				t.Fatalf("a page the operator opened 1h50m after the last: %d", code)
+			}
+		}
+		// Live reloads only: the session ends 2 hours after that last use.
+		e.clock.add(time.Hour + 50*time.Minute)
+		if code := reload(true); code != http.StatusOK {
+			t.Fatalf("a live reload 1h50m after the last use: %d", code)
+		}
+		e.clock.add(20 * time.Minute)
+		if code := reload(true); code != http.StatusSeeOther {
+			t.Fatalf("a live reload 2h10m after the last use: %d, want the login's 303", code)
+		}
+	})
+}
+
 func TestConsole_SecureOverTLS(t *testing.T) {
 	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
 		con := &console.Console{Service: &paynotify.Service{Store: s}, PasswordHash: hashOnce(), Logger: slog.New(slog.DiscardHandler)}

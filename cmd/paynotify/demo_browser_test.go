@@ -119,5 +119,12 @@ func TestDemoPage_Browser(t *testing.T) {
 		if status != "paid" || !strings.Contains(notification, "accepted") || !strings.Contains(notification, "signature") {
 			t.Fatalf("%s: status %q, notification %q", channel, status, notification)
 		}
+		// The page came back by console.js's live reload, marked by its cookie (not a use of a
+		// session), which the loaded page cleared: what the operator does next counts.
+		nav, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`performance.getEntriesByType('navigation')[0].type`))
+		cookie, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.cookie`))
+		if nav != "reload" || strings.Contains(cookie, "paynotify_live") {
+			t.Errorf("%s: the order's page came by %q, cookies %q: want a reload and no paynotify_live left", channel, nav, cookie)
+		}
 	}
 }

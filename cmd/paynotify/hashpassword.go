@@ -9,12 +9,16 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/paynotify/paynotify/console"
 	"golang.org/x/term"
 )
 
 func init() { commands["hash-password"] = hashPasswordCommand{} }
+
+// minPasswordLength is the fewest characters hash-password takes.
+const minPasswordLength = 12
 
 // hashPasswordCommand is `paynotify hash-password`: the console's admin_password_hash.
 type hashPasswordCommand struct{}
@@ -30,7 +34,8 @@ standard input, without a prompt or a confirmation:
 
   printf '%s\n' "$PASSWORD" | paynotify hash-password
 
-The password is never printed. An empty password is refused (exit 2).
+The password is never printed. A password under 12 characters is refused (exit 2): the login's
+rate limit lets about 29,000 guesses a day through per instance.
 `
 }
 
@@ -74,6 +79,12 @@ func (cmd hashPasswordCommand) Run(ctx context.Context, m *Main, args []string) 
 	}
 	if password == "" {
 		return usagef("printf '%s\\n' \"$PASSWORD\" | paynotify hash-password", "hash-password: the password is empty")
+	}
+	// The login's rate limit (20 failures a minute per process) still lets about 29,000 guesses
+	// a day through per instance: a short password would fall in days.
+	if n := utf8.RuneCountInString(password); n < minPasswordLength {
+		return usagef("head -c 18 /dev/urandom | base64 | paynotify hash-password",
+			"hash-password: the password has %d characters, fewer than %d: the console's login can be guessed at about 29,000 tries a day per instance", n, minPasswordLength)
 	}
 	hash, err := console.HashPassword(password)
 	if err != nil {

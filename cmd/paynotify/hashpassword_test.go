@@ -11,7 +11,7 @@ import (
 // password and goes into the config's console block.
 func TestHashPassword(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
-		code, out, errs := runMain(t, "s3cret pass\nignored second line\n", "hash-password")
+		code, out, errs := runMain(t, "s3cret passphrase\nignored second line\n", "hash-password")
 		if code != exitOK || errs != "" {
 			t.Fatalf("exit %d, stderr %q", code, errs)
 		}
@@ -19,7 +19,7 @@ func TestHashPassword(t *testing.T) {
 			t.Fatalf("stdout %q: want one line, the argon2id hash only", out)
 		}
 		hash := strings.TrimSuffix(out, "\n")
-		if !console.VerifyPassword(hash, "s3cret pass") || console.VerifyPassword(hash, "s3cret pass\n") {
+		if !console.VerifyPassword(hash, "s3cret passphrase") || console.VerifyPassword(hash, "s3cret passphrase\n") {
 			t.Error("the printed hash does not verify the line read (without its newline)")
 		}
 		c, err := ParseConfig([]byte(validConfig+"console:\n  admin_password_hash: '"+hash+"'\n"), env(map[string]string{"TOKEN": "0123456789abcdef0123"}))
@@ -28,9 +28,19 @@ func TestHashPassword(t *testing.T) {
 		}
 	})
 	t.Run("OKNoTrailingNewline", func(t *testing.T) {
-		code, out, _ := runMain(t, "abc", "hash-password")
-		if code != exitOK || !console.VerifyPassword(strings.TrimSpace(out), "abc") {
+		code, out, _ := runMain(t, "correct horse", "hash-password")
+		if code != exitOK || !console.VerifyPassword(strings.TrimSpace(out), "correct horse") {
 			t.Fatalf("exit %d, %q", code, out)
+		}
+	})
+	t.Run("ErrShort", func(t *testing.T) {
+		// 11 characters (two of them of two bytes each) is too short; 12 of one byte each is not.
+		code, out, errs := runMain(t, "éé345678901\n", "hash-password")
+		if code != exitUsage || out != "" || !strings.Contains(errs, "11 characters, fewer than 12") || strings.Contains(errs, "345678901") {
+			t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+		if code, out, _ := runMain(t, "123456789012\n", "hash-password"); code != exitOK || !strings.HasPrefix(out, "$argon2id$") {
+			t.Fatalf("12 characters: exit %d, %q", code, out)
 		}
 	})
 	t.Run("ErrEmpty", func(t *testing.T) {

@@ -39,6 +39,8 @@ async function live() {
       if (j.stamp !== stamp) {
         // Keep open what the operator opened.
         sessionStorage.setItem('open', JSON.stringify([...document.querySelectorAll('details[open]')].map(d => indexOf(d))));
+        // The reload is not the operator's: it must not keep the session alive (cleared on load).
+        document.cookie = 'paynotify_live=1; path=/; max-age=30; samesite=strict';
         location.reload();
         return;
       }
@@ -80,4 +82,6 @@ function demo() {
   });
 }
 
+// A page that loaded ends the mark of a live reload, so that what the operator does next counts.
+document.cookie = 'paynotify_live=; path=/; max-age=0; samesite=strict';
 document.addEventListener('DOMContentLoaded', () => { reopen(); demo(); live(); });
