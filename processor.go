@@ -73,6 +73,11 @@ type Processor struct {
 	// can send junk to a notify URL, up to the body limit each time. Defaults to 512 KiB, several
 	// times the size of 100 genuine notifications.
 	RejectedBytesPerMinute int
+	// RejectedBytesPerDay caps their size per app per day (a day from the first stored), so
+	// that junk sent all day long at the minute's cap (about 0.7 GiB a day) cannot fill the
+	// disk over the evidence's retention. Defaults to 64 MiB: some 20,000 genuine notifications
+	// rejected for a wrong key. The reconciliation finds the payments of those not kept.
+	RejectedBytesPerDay int
 	// Metrics, if set, is told of every callback and commit (metrics.Prometheus).
 	Metrics Metrics
 
@@ -86,6 +91,9 @@ type rejectWindow struct {
 	stored  int
 	bytes   int
 	dropped int64
+	// dayStart and dayBytes are the day's window, kept across the minutes.
+	dayStart time.Time
+	dayBytes int
 }
 
 const maxCommitAttempts = 50
@@ -795,24 +803,34 @@ func (p *Processor) admitRejected(app string, now time.Time, size int) (ok, firs
 	if budget == 0 {
 		budget = 512 << 10
 	}
+	dayBudget := p.RejectedBytesPerDay
+	if dayBudget == 0 {
+		dayBudget = 64 << 20
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.rejected == nil {
 		p.rejected = make(map[string]*rejectWindow)
 	}
 	w := p.rejected[app]
-	if w == nil || now.Sub(w.start) >= time.Minute {
-		if w != nil {
-			droppedBefore = w.dropped
-		}
-		w = &rejectWindow{start: now}
+	if w == nil {
+		w = &rejectWindow{start: now, dayStart: now}
 		p.rejected[app] = w
 	}
-	if w.stored >= limit || w.stored > 0 && w.bytes+size > budget {
+	if now.Sub(w.start) >= time.Minute {
+		droppedBefore = w.dropped
+		w.start, w.stored, w.bytes, w.dropped = now, 0, 0, 0
+	}
+	if now.Sub(w.dayStart) >= 24*time.Hour {
+		w.dayStart, w.dayBytes = now, 0
+	}
+	// The first of a minute is kept whatever its size, unless the day's budget is spent.
+	if w.stored >= limit || w.stored > 0 && w.bytes+size > budget || w.dayBytes+size > dayBudget {
 		w.dropped++
 		return false, w.dropped == 1, droppedBefore
 	}
 	w.stored++
 	w.bytes += size
+	w.dayBytes += size
 	return true, false, droppedBefore
 }

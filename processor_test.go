@@ -256,6 +256,43 @@ func TestProcess_Rejected(t *testing.T) {
 	})
 }
 
+// TestProcess_RejectedDayBudget: past the day's byte budget no rejected request is stored, not
+// even the first of a minute; the budget is the app's (another app's are kept) and comes back a
+// day after the window began.
+func TestProcess_RejectedDayBudget(t *testing.T) {
+	p, b := setupProcessor(t)
+	now := t0
+	p.Now = func() time.Time { return now }
+	// Records of 1,000 bytes of body, the detail at its most (1,024) and a few headers: three
+	// fit in 7 KiB, four do not.
+	p.RejectedBytesPerDay = 7 << 10
+	rejecting := verifierFunc(func(http.Header, []byte, time.Time) (paynotify.Fact, error) {
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonSignatureInvalid, Detail: "junk"}
+	})
+	send := func() {
+		cb := callback(b.app)
+		cb.Body = bytes.Repeat([]byte("x"), 1000)
+		p.Process(context.Background(), cb, rejecting)
+	}
+	for range 6 { // one a minute: each the first of its minute
+		send()
+		now = now.Add(time.Minute)
+	}
+	if n := len(b.evidence(t, paynotify.EvidenceFilter{})); n != 3 {
+		t.Fatalf("%d records stored within a day's budget of three, want 3", n)
+	}
+	now = t0.Add(24*time.Hour - time.Minute)
+	send()
+	if n := len(b.evidence(t, paynotify.EvidenceFilter{})); n != 3 {
+		t.Fatalf("%d records before the day is over, want 3", n)
+	}
+	now = t0.Add(24 * time.Hour)
+	send()
+	if n := len(b.evidence(t, paynotify.EvidenceFilter{})); n != 4 {
+		t.Fatalf("%d records once the day is over, want 4", n)
+	}
+}
+
 // A rejection quoting a huge header or field (anyone can send one) is kept and logged cut short,
 // its detail counts against the minute's byte budget, and past the cap rejected requests are
 // counted, not logged: one line when the cap is reached, the count when the next minute starts.
