@@ -133,7 +133,9 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (int, ht
 
 // PrepayRequest is the order of a prepay call. Amounts are integer fen.
 type PrepayRequest struct {
-	// AppID defaults to Config.AppID.
+	// AppID defaults to Config.AppID. The pay parameters (JSAPIPayParams, AppPayParams) sign
+	// Config.AppID: for another appid bound to the merchant, prepay and sign with the Client
+	// of WithAppID instead, so that both name the same one.
 	AppID string
 	// Description is shown on the payer's bill (≤127 characters, no 4-byte UTF-8).
 	Description string
@@ -328,7 +330,18 @@ type JSAPIPayParams struct {
 	PaySign   string `json:"paySign"`  // over appId, timeStamp, nonceStr, package
 }
 
-// AppPayParams signs the APP payment parameters for prepayID with the merchant key.
+// WithAppID returns a Client that shares c's configuration, keys and platform certificates but
+// names appID (another AppID bound to the same mchid: a mini program beside an official account,
+// a second app): in its prepay requests and in the pay parameters it signs, which must name the
+// appid the prepay_id was made for.
+func (c *Client) WithAppID(appID string) *Client {
+	d := *c
+	d.cfg.AppID = appID
+	return &d
+}
+
+// AppPayParams signs the APP payment parameters for prepayID with the merchant key, for
+// Config.AppID (see WithAppID).
 func (c *Client) AppPayParams(prepayID string) (AppPayParams, error) {
 	if c.signer == nil {
 		return AppPayParams{}, ErrNoMerchantKey
@@ -343,7 +356,8 @@ func (c *Client) AppPayParams(prepayID string) (AppPayParams, error) {
 	return p, err
 }
 
-// JSAPIPayParams signs the JSAPI / mini-program payment parameters for prepayID with the merchant key.
+// JSAPIPayParams signs the JSAPI / mini-program payment parameters for prepayID with the merchant
+// key, for Config.AppID (see WithAppID).
 func (c *Client) JSAPIPayParams(prepayID string) (JSAPIPayParams, error) {
 	if c.signer == nil {
 		return JSAPIPayParams{}, ErrNoMerchantKey

@@ -3,6 +3,9 @@ package wechatpay
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -208,6 +211,41 @@ func TestClient_Prepay(t *testing.T) {
 		}
 		if _, err := c.PrepayJSAPI(ctx, req); err == nil {
 			t.Fatal("JSAPI without openid")
+		}
+	})
+	t.Run("OK/WithAppID", func(t *testing.T) {
+		// Another appid of the merchant: the prepay request and the pay parameters both name it,
+		// and the signature (checked here with crypto/rsa over the documented lines) covers it;
+		// the original Client keeps its own.
+		c, f := setupAPI(t)
+		f.answer = func(r *http.Request, body []byte) (int, string) {
+			return 200, `{"prepay_id":"wx01093000123456789abcdef0123456789"}`
+		}
+		mini := c.WithAppID("wxMINIPROGRAM00001")
+		r := req
+		r.Payer.OpenID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+		id, err := mini.PrepayJSAPI(ctx, r)
+		if err != nil || !bytes.Contains(f.last().Body, []byte(`"appid":"wxMINIPROGRAM00001"`)) {
+			t.Fatalf("%v: %s", err, f.last().Body)
+		}
+		p, err := mini.JSAPIPayParams(id)
+		if err != nil || p.AppID != "wxMINIPROGRAM00001" {
+			t.Fatalf("%+v %v", p, err)
+		}
+		sig, err := base64.StdEncoding.DecodeString(p.PaySign)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := mustPrivateKey(t, "shared/official_doc_test_key.pem").Public().(*rsa.PublicKey)
+		d := sha256.Sum256([]byte(p.AppID + "\n" + p.TimeStamp + "\n" + p.NonceStr + "\n" + p.Package + "\n"))
+		if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], sig); err != nil {
+			t.Fatalf("paySign does not verify over the other appid: %v", err)
+		}
+		if a, err := mini.AppPayParams(id); err != nil || a.AppID != "wxMINIPROGRAM00001" {
+			t.Fatalf("%+v %v", a, err)
+		}
+		if p, err := c.JSAPIPayParams(id); err != nil || p.AppID == "wxMINIPROGRAM00001" {
+			t.Fatalf("the original Client: %+v %v", p, err)
 		}
 	})
 	t.Run("OK/AppAndParams", func(t *testing.T) {
