@@ -31,7 +31,7 @@ apps:
     alipay_public_key_file: keys/alipay_public.pem
 YAML
 sed -i "s/TOUR_PORT/$PORT/" tour/paynotify.yaml
-export PAYNOTIFY_API_TOKEN=tour-token-0123456789
+export PAYNOTIFY_API_TOKEN=$(openssl rand -hex 16)   # a token of your own, never a published one
 (cd tour && exec $PN serve --config paynotify.yaml 2>server.log) &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT

@@ -54,7 +54,9 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		// pgconn's parse errors redact the password; do not add the URL ourselves.
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	cfg.AfterConnect = boundIdleTransactions
+	if _, set := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		cfg.AfterConnect = boundIdleTransactions // the URL's value, 0 included, is the operator's
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
@@ -69,7 +71,8 @@ func Open(ctx context.Context, url string) (*DB, error) {
 }
 
 // IdleTransactionTimeout is idle_in_transaction_session_timeout on paynotify's sessions when
-// neither the URL, the role nor the database sets one. A batch holds the event log's lock from
+// neither the URL, the role nor the database sets one (a 0 from the role or the database cannot
+// be told from PostgreSQL's default: to turn it off, set it to 0 in the URL). A batch holds the event log's lock from
 // its events to its COMMIT; a process frozen in between (a stopped or paused VM, a partition
 // without a reset) would otherwise hold every instance's writes until PostgreSQL noticed the
 // session gone, hours later. PostgreSQL ends such a session after this time, its transaction

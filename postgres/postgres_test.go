@@ -686,6 +686,18 @@ func TestIdleTransactionBounded(t *testing.T) {
 	if err := frozen.Pool().QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&v); err != nil || v != "1500ms" {
 		t.Fatalf("the URL's idle_in_transaction_session_timeout: %q, %v", v, err)
 	}
+	off := *short
+	q.Set("idle_in_transaction_session_timeout", "0")
+	off.RawQuery = q.Encode()
+	unbounded, err := postgres.Open(ctx, off.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unbounded.Pool().QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&v)
+	unbounded.Close()
+	if err != nil || v != "0" {
+		t.Fatalf("0 from the URL: %q, %v; want it kept", v, err)
+	}
 	tx, err := frozen.Pool().Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

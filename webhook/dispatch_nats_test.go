@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/teststore"
+	"github.com/paynotify/paynotify/storetest"
 	"github.com/paynotify/paynotify/webhook"
 )
 
@@ -201,6 +203,56 @@ func TestDispatcher_HTTPRefusedWhenNotAllowed(t *testing.T) {
 		}
 		if got, _ := st.GetWebhookEndpoint(e.ctx, paynotify.EndpointNATSID); got.Status != paynotify.EndpointEnabled {
 			t.Errorf("NATS endpoint not enabled again by EnsureNATSEndpoint")
+		}
+	})
+}
+
+// failingPublisher is a NATS sink that never takes a message.
+type failingPublisher struct{}
+
+func (failingPublisher) Publish(context.Context, string, paynotify.EventType, string, []byte) error {
+	return errors.New("nats: no responders available for request")
+}
+
+// TestDispatcher_NATSDisabledNamesItsStream: the NATS sink, failing for five days, is disabled
+// like an endpoint, and its endpoint.disabled names its stream and subject prefix (its "URL",
+// which holds no secret), not the empty string that redacting it as a URL gives.
+func TestDispatcher_NATSDisabledNamesItsStream(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		var offset atomic.Int64
+		e.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		if err := webhook.EnsureNATSEndpoint(e.ctx, st, "PAYNOTIFY paynotify"); err != nil {
+			t.Fatal(err)
+		}
+		e.start(webhook.Config{Schedule: []time.Duration{}}, failingPublisher{})
+		e.order("shop", "nats_fail_1", false)
+		waitFor(t, 10*time.Second, "a failed publication", func() bool {
+			got, _ := st.GetWebhookEndpoint(e.ctx, paynotify.EndpointNATSID)
+			return got.FailingSince != nil
+		})
+		offset.Store(int64(webhook.DisableAfter + time.Minute))
+		e.order("shop", "nats_fail_2", false)
+		waitFor(t, 10*time.Second, "the sink disabled", func() bool {
+			got, _ := st.GetWebhookEndpoint(e.ctx, paynotify.EndpointNATSID)
+			return got.Status == paynotify.EndpointDisabled
+		})
+		var found bool
+		for _, ev := range storetest.MustListEvents(t, e.ctx, st, paynotify.EventFilter{Limit: 100}) {
+			if ev.Type != paynotify.EventEndpointDisabled {
+				continue
+			}
+			var d paynotify.EndpointDisabledData
+			if err := json.Unmarshal(ev.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			found = true
+			if d.EndpointID != paynotify.EndpointNATSID || d.URL != "PAYNOTIFY paynotify" {
+				t.Errorf("endpoint.disabled data %+v, want the sink's id and its stream and prefix", d)
+			}
+		}
+		if !found {
+			t.Error("no endpoint.disabled")
 		}
 	})
 }

@@ -540,7 +540,11 @@ func unwrapURLError(err error) error {
 // failingBefore, only if the endpoint's stored FailingSince is still set and not after it.
 func (d *Dispatcher) disable(e *paynotify.WebhookEndpoint, cause, reason string, failingBefore *time.Time) {
 	now := d.now().UTC()
-	data := paynotify.EndpointDisabledData{EndpointID: e.ID, URL: paynotify.RedactURL(e.URL), Reason: reason, FailingSince: e.FailingSince}
+	u := paynotify.RedactURL(e.URL)
+	if e.Kind == paynotify.EndpointNATS {
+		u = e.URL // the stream and the subject prefix: no URL, nothing secret
+	}
+	data := paynotify.EndpointDisabledData{EndpointID: e.ID, URL: u, Reason: reason, FailingSince: e.FailingSince}
 	ev := paynotify.NewEndpointDisabledEvent(paynotify.NewID("evt"), now, &data)
 	status := paynotify.EndpointDisabled
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -680,6 +680,26 @@ func TestNotification_DetailQuotesNoDecryptedValue(t *testing.T) {
 			t.Errorf("detail quotes the decrypted value: %q", ve.Detail)
 		}
 	}
+	// The same for an APIv2 refund notification's req_info.
+	key := []byte("192006250b4c09247ec02edce69f6a2d")
+	for _, plain := range []string{
+		`<root><out_refund_no>R1</out_refund_no><refund_fee>SECRET-oUpF8uMu</refund_fee></root>`,
+		`<root><out_refund_no>R1</out_refund_no><refund_fee>123456789012345678901234567890</refund_fee></root>`,
+		`<root><out_refund_no>R1</out_refund_no><success_time>SECRET-oUpF8uMu</success_time></root>`,
+	} {
+		info, err := encryptV2RefundReqInfo([]byte(plain), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = DecryptV2RefundReqInfo(info, key)
+		var ve *VerifyError
+		if !errors.As(err, &ve) || ve.Reason != ReasonMalformed {
+			t.Fatalf("%s: %v, want malformed", plain, err)
+		}
+		if strings.Contains(ve.Detail, "SECRET") || strings.Contains(ve.Detail, "1234567890") {
+			t.Errorf("req_info detail quotes the decrypted value: %q", ve.Detail)
+		}
+	}
 }
 
 // TestClient_RefreshAfterMiss: a server's notification path answers at once and has the

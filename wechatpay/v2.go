@@ -253,12 +253,12 @@ func parseFen(f map[string]string, name string) (int64, error) {
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("%s %q is not integer fen", name, s)
+			return 0, fmt.Errorf("%s (%d bytes) is not integer fen", name, len(s)) // not quoted: it may come from req_info, decrypted
 		}
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%s %q is out of range", name, s)
+		return 0, fmt.Errorf("%s (%d digits) is out of range", name, len(s))
 	}
 	return v, nil
 }
@@ -336,7 +336,7 @@ func DecryptV2RefundReqInfo(reqInfo string, apiKey []byte) (*V2RefundInfo, error
 	}
 	if s := f["success_time"]; s != "" {
 		if r.SuccessTime, err = time.ParseInLocation("2006-01-02 15:04:05", s, beijing); err != nil {
-			return nil, verifyErr(ErrMalformed, CheckDecode, "success_time %q is not yyyy-MM-dd HH:mm:ss", s)
+			return nil, verifyErr(ErrMalformed, CheckDecode, "success_time (%d bytes) is not yyyy-MM-dd HH:mm:ss", len(s))
 		}
 	}
 	return r, nil

@@ -218,6 +218,9 @@ func (d *doctor) app(ctx context.Context, ac *AppConfig) *report {
 // server checks public_url and the database.
 func (d *doctor) server(ctx context.Context) *report {
 	r := &report{scope: serverScope}
+	if err := refusePublishedToken(d.cfg); err != nil {
+		r.fail("api_token", err.Error(), "set api_token to a token of your own (openssl rand -hex 16); serve refuses this one")
+	}
 	d.publicURL(ctx, r)
 	d.database(ctx, r)
 	return r

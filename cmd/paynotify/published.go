@@ -43,11 +43,16 @@ var publishedSecrets = map[string]string{
 	"4ad1bc7cf3cf09f9293fc2d83eb1b5bf6bd2b4c56191ad89b336a0b2d772fbf7": "the APIv2 key of WeChat Pay's published examples (wechatpay/testdata)",
 	"c739bf54761da245ad50884fd28b38a06483e2c4b72a62ed4cf708761dda740a": "paynotify's legacy MD5 test key (alipaylegacy/testdata/keys/md5_key.txt)",
 	"41c30f7a4053e50cdf77b8d8d32e235131e61ac8ae4a8835deb9abbd5682147f": "paynotify's legacy MD5 test key (alipaylegacy/testdata/keys/md5_key_wrong.txt)",
+	"3eb1bd439947eb762998e566ccc2e099c791118b2f40579cc4f7da2b5061b7f9": "an example key of paynotify's tests and godoc examples (0123456789abcdef…)",
+	"06e12f9580dfb5ccbbace76c11f62dcbe3e6ed149f9c838d60ad7f5d35c35b38": "a key of paynotify's tests (cmd/paynotify/concurrent_wechat_test.go)",
+	"84e0c0eafaa95a34c293f278ac52e45ce537bab5e752a00e6959a13ae103b65a": "32 zeros, a key of paynotify's tests",
+	"73337f479fe170d73e53e247f3052e4243cc9c2a0ffa621853d9385c619efb77": "a key of paynotify's sandbox tests (0123456789abcdefghij…)",
+	"653bb1245e828fcda4fa53fcd5a3def5bd7654e651f54b4132b73d74e64435c4": "a key of paynotify's sandbox tests (abcdefghij…)",
 }
 
 // publishedTokens maps the SHA-256 of an API token printed in paynotify's documentation.
 var publishedTokens = map[string]string{
-	"0ba3960804ebb5e69273792e73944aefd2a6f1be35efd6214d1ada5386783a91": "the token of docs/tour.md",
+	"0ba3960804ebb5e69273792e73944aefd2a6f1be35efd6214d1ada5386783a91": "the token an earlier docs/tour.md printed",
 }
 
 func digestHex(b []byte) string {
@@ -70,7 +75,7 @@ func (g publishedGuard) key(field string, pub any) error {
 		return nil // not a key type the providers use: nothing published to compare with
 	}
 	if where, ok := publishedKeys[digestHex(der)]; ok {
-		return &publishedError{field: field, what: "key", where: where}
+		return &publishedError{field: field, what: "key pair", where: where}
 	}
 	return nil
 }
@@ -104,16 +109,21 @@ func (g publishedGuard) secret(field string, b []byte) error {
 		return nil
 	}
 	if where, ok := publishedSecrets[digestHex([]byte(strings.TrimSpace(string(b))))]; ok {
-		return &publishedError{field: field, what: "key", where: where}
+		return &publishedError{field: field, what: "secret", where: where}
 	}
 	return nil
 }
 
-// publishedError is a published key or secret given to an app with a real gateway.
+// publishedError is a published key or secret given to an app with a real gateway: what is
+// "key pair" (an RSA key) or "secret" (an APIv3, APIv2 or MD5 key).
 type publishedError struct{ field, what, where string }
 
 func (e *publishedError) Error() string {
-	return fmt.Sprintf("%s: this %s is published (%s): anyone can sign with it; use your own (paynotify keygen makes an RSA key pair), or this one only with a loopback gateway such as the sandbox", e.field, e.what, e.where)
+	own := "the provider's own (set in its merchant console)"
+	if e.what == "key pair" {
+		own = "your own (paynotify keygen makes an RSA key pair; the provider's keys come from its console)"
+	}
+	return fmt.Sprintf("%s: this key is published (%s): anyone can sign with it; use %s, or this one only with a loopback gateway such as the sandbox", e.field, e.where, own)
 }
 
 // publishedCheck reports the first published key or secret of an app whose gateway is real,

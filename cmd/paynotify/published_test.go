@@ -1,21 +1,32 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"io/fs"
+	"math/big"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
+
+// goSecret finds a 32-character key written in Go: assigned to a name holding "key", or given
+// to aes.NewCipher.
+var goSecret = regexp.MustCompile(`(?i)(?:\w*key\w*\s*(?::=|=|:)\s*(?:\[\]byte\()?|NewCipher\(\[\]byte\()"([0-9A-Za-z]{32})"`)
 
 // TestPublishedKeys_Complete walks the repository for private keys (PEM, in any file, the
 // "TESTING KEY" label included, and one-line base64 PKCS#8 files) and secret files (legacy MD5
@@ -89,6 +100,17 @@ func TestPublishedKeys_Complete(t *testing.T) {
 				t.Errorf("%s: private key not in publishedKeys", rel)
 			}
 		}
+		if strings.HasSuffix(path, ".go") {
+			// Keys of 32 characters written in Go sources (tests, godoc examples):
+			// `APIv3Key: []byte("…")`, `apiv3Key := …`, `const key = "…"`, `NewCipher([]byte("…"))`.
+			for _, m := range goSecret.FindAllSubmatch(b, -1) {
+				secrets++
+				s := sha256.Sum256(m[1])
+				if _, listed := publishedSecrets[hex.EncodeToString(s[:])]; !listed {
+					t.Errorf("%s: key %.8s… not in publishedSecrets", rel, m[1])
+				}
+			}
+		}
 		if strings.Contains(filepath.ToSlash(rel), "testdata/") && (strings.HasPrefix(d.Name(), "md5_key") || strings.HasSuffix(d.Name(), ".key")) {
 			secrets++
 			s := sha256.Sum256([]byte(strings.TrimSpace(string(b))))
@@ -101,18 +123,21 @@ func TestPublishedKeys_Complete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The repository holds 15 PEM and 3 one-line private keys (8 distinct keys) and 5 secret
-	// files: a walk that found fewer would have missed some.
-	if keys < 18 || secrets < 5 {
+	// The repository holds 15 PEM and 3 one-line private keys (8 distinct keys), 5 secret files
+	// and more than 10 keys in Go sources: a walk that found fewer would have missed some.
+	if keys < 18 || secrets < 15 {
 		t.Fatalf("found %d private keys and %d secret files: the walk missed the testdata", keys, secrets)
 	}
 	s := sha256.Sum256([]byte("tour-token-0123456789"))
 	if _, listed := publishedTokens[hex.EncodeToString(s[:])]; !listed {
 		t.Error("docs/tour.md's token is not in publishedTokens")
 	}
-	tour, err := os.ReadFile(filepath.Join(root, "docs", "tour.md"))
-	if err != nil || !strings.Contains(string(tour), "PAYNOTIFY_API_TOKEN=tour-token-0123456789") {
-		t.Errorf("docs/tour.md no longer prints the listed token (%v): update publishedTokens", err)
+	// The tour makes its token at random now: a token printed in the docs is a published one.
+	for _, f := range []string{"tour.md", "tour.sh"} {
+		tour, err := os.ReadFile(filepath.Join(root, "docs", f))
+		if err != nil || !strings.Contains(string(tour), "export PAYNOTIFY_API_TOKEN=$(openssl rand -hex 16)") {
+			t.Errorf("docs/%s does not make its api_token at random (%v): a fixed one belongs in publishedTokens", f, err)
+		}
 	}
 }
 
@@ -159,10 +184,30 @@ func TestBuildApps_RefusesPublishedKeys(t *testing.T) {
 	}
 	ownPriv := write("own_private.pem", privPEM(k1))
 	ownPub := write("other_public.pem", pubPEM(k2))
-	ownV3 := write("apiv3.key", []byte("0123456789abcdefghijklmnopqrstuv\n"))
-	ownV2 := write("apiv2.key", []byte("vutsrqponmlkjihgfedcba9876543210\n"))
-	ownMD5 := write("md5.txt", []byte("abcdefghijklmnopqrstuvwxyz012345\n"))
+	secret := func() []byte { // 32 random hex characters, and the newline an editor adds
+		b := make([]byte, 16)
+		rand.Read(b)
+		return []byte(hex.EncodeToString(b) + "\n")
+	}
+	ownV3 := write("apiv3.key", secret())
+	ownV2 := write("apiv2.key", secret())
+	ownMD5 := write("md5.txt", secret())
 
+	// A self-signed certificate over the app's own key, for the certificate mode's app and root
+	// certificates.
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "own"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	certDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k1.PublicKey, k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownCert := write("own_cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}))
+	// (An app certificate over a published key goes with that key as app_private_key_file,
+	// refused as such: Alipay's client checks that the two match.)
+	certApp := func(appCert, alipayCert, rootCert string) AppConfig {
+		return AppConfig{Name: "shop", Provider: "alipay", AppID: "2021000000000001", AppPrivateKeyFile: ownPriv, AppCertFile: appCert,
+			AlipayCertFile: alipayCert, AlipayRootCertFile: rootCert, SignType: "RSA2", Gateway: "https://openapi.alipay.com/gateway.do"}
+	}
 	alipayApp := func(priv, pub string) AppConfig {
 		return AppConfig{Name: "shop", Provider: "alipay", AppID: "2021000000000001", AppPrivateKeyFile: priv,
 			AlipayPublicKeyFile: pub, SignType: "RSA2", Gateway: "https://openapi.alipay.com/gateway.do"}
@@ -204,6 +249,7 @@ func TestBuildApps_RefusesPublishedKeys(t *testing.T) {
 	}{
 		{"AlipayAppKey", "app_private_key_file", alipayApp(repo("alipay/testdata/shared/test_private_pkcs8.pem"), ownPub)},
 		{"AlipayPublicKey", "alipay_public_key_file", alipayApp(ownPriv, repo("httpd/testdata/alipay_public.pem"))},
+		{"AlipayCertFile", "alipay_cert_file", certApp(ownCert, repo("wechatpay/testdata/platform_cert.pem"), ownCert)},
 		{"WechatMerchantKey", "merchant_private_key_file", wechatApp(repo("wechatpay/testdata/shared/official_doc_test_key.pem"), ownV3, "", ownPub)},
 		{"WechatAPIv3Key", "apiv3_key_file", wechatApp(ownPriv, repo("wechatpay/testdata/samples/apiv3.key"), "", ownPub)},
 		{"WechatAPIv2Key", "apiv2_key_file", wechatApp(ownPriv, ownV3, repo("wechatpay/testdata/samples/apiv2.key"), ownPub)},
@@ -249,6 +295,29 @@ func TestBuildApps_RefusesPublishedKeys(t *testing.T) {
 		}
 		if _, err := buildApps(&Config{APIToken: "tour-token-0123456789", Apps: []AppConfig{loopback(real)}}); err != nil {
 			t.Fatalf("tour token with a loopback gateway: %v", err)
+		}
+	})
+
+	t.Run("Doctor", func(t *testing.T) {
+		// doctor reports both as FAIL lines; its probes here reach nothing (the dialer refuses
+		// every address without connecting).
+		d := &doctor{now: time.Now, http: &http.Client{Transport: &http.Transport{
+			DialContext: func(context.Context, string, string) (net.Conn, error) {
+				return nil, errors.New("no network in this test")
+			}}}}
+		app := wechatApp(repo("wechatpay/testdata/shared/official_doc_test_key.pem"), ownV3, "", ownPub)
+		d.cfg = &Config{APIToken: "tour-token-0123456789", Database: "sqlite:" + filepath.Join(dir, "doctor.db"),
+			PublicURL: "http://127.0.0.1:1", Apps: []AppConfig{app}}
+		results := d.run(t.Context(), d.cfg.Apps)
+		var got []string
+		for _, r := range results {
+			if r.status == checkFail && (r.check == "published key" || r.check == "api_token") {
+				got = append(got, r.scope+" "+r.check+": "+r.finding)
+			}
+		}
+		if len(got) != 2 || !strings.HasPrefix(got[0], "wx published key: merchant_private_key_file: this key is published") ||
+			!strings.HasPrefix(got[1], "(server) api_token: api_token: this token is published") {
+			t.Fatalf("doctor's FAIL lines: %q", got)
 		}
 	})
 
