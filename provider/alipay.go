@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"iter"
 	"net/http"
 	"net/url"
 	"strings"
@@ -65,7 +67,59 @@ func (v alipayVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 		// Alipay always sends both: a signed message without them is not a trade notification.
 		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but no app_id or out_trade_no", OutTradeNo: n.OutTradeNo}
 	}
+	if rej := regroupedField(alipayDecisionFields, func(yield func(k, v string) bool) {
+		for k, v := range n.Raw {
+			if !yield(k, v) {
+				return
+			}
+		}
+	}); rej != nil {
+		rej.OutTradeNo = n.OutTradeNo
+		return paynotify.Fact{}, rej
+	}
+	switch {
+	case n.NotifyType != "trade_status_sync":
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, OutTradeNo: n.OutTradeNo,
+			Detail: fmt.Sprintf("verified, but notify_type %q is not trade_status_sync: not a trade notification", paynotify.ClipText(n.NotifyType, 64))}
+	case !alipayTradeStatuses[n.TradeStatus]:
+		// A status paynotify does not know is not acknowledged as if it had been applied: Alipay
+		// retries it while someone looks.
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, OutTradeNo: n.OutTradeNo,
+			Detail: fmt.Sprintf("verified, but trade_status %q is not one paynotify knows", paynotify.ClipText(n.TradeStatus, 64))}
+	}
 	return AlipayFact(n), nil
+}
+
+// alipayTradeStatuses are the trade statuses of Alipay's trade notifications.
+var alipayTradeStatuses = map[string]bool{alipay.TradeWaitBuyerPay: true, alipay.TradeSuccess: true, alipay.TradeFinished: true,
+	alipay.TradeClosed: true}
+
+// alipayDecisionFields are the fields of a trade notification that paynotify decides by, or that
+// sort just before one of them and so could take it in (notify_type before out_trade_no).
+var alipayDecisionFields = []string{"app_id", "auth_app_id", "gmt_close", "gmt_payment", "gmt_refund", "notify_id", "notify_type",
+	"out_biz_no", "out_trade_no", "refund_fee", "seller_email", "seller_id", "total_amount", "trade_no", "trade_status"}
+
+// regroupedField refuses a verified notification one of whose values holds "&name=" for a field
+// of names, the fields paynotify decides by. Alipay's signature covers the fields joined with "&", not where each one
+// ends (docs/alipay.md, "Canonical strings"): such a value is either the text of fields taken
+// into the value before them (the real out_trade_no or seller_id folded into notify_type or
+// seller_email, a reviewer's finding) or text that a sender split off into a field of that name
+// (a buyer's subject "Gift&out_trade_no=…" made into another order's number). Genuine values do
+// not hold these names; a payment whose notification is refused so is found by the
+// reconciliation's query, which answers in signed JSON.
+func regroupedField(names []string, fields iter.Seq2[string, string]) *paynotify.RejectError {
+	for k, v := range fields {
+		if k == "sign" || !strings.Contains(v, "&") {
+			continue
+		}
+		for _, d := range names {
+			if strings.Contains(v, "&"+d+"=") {
+				return &paynotify.RejectError{Reason: paynotify.ReasonMalformed,
+					Detail: fmt.Sprintf("verified, but %s holds \"&%s=\": the signature does not say where fields end, and this one may hold another field's text", paynotify.ClipText(k, 64), d)}
+			}
+		}
+	}
+	return nil
 }
 
 // alipayReject turns a verification failure into the rejection kept as evidence.
@@ -100,6 +154,11 @@ func AlipayFact(n *alipay.Notification) paynotify.Fact {
 		OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TradeNo, AppID: n.AppID, SellerID: n.SellerID,
 		Amount: paynotify.Amount(n.TotalAmount), HasAmount: true, NotificationID: n.NotifyID, At: n.GmtPayment,
 	}
+	if f.SellerID == "" {
+		// A notification that names no seller must not skip the app's seller check (seller_ids):
+		// "(none)" matches no configured seller. Without seller_ids nothing is checked.
+		f.SellerID = "(none)"
+	}
 	if n.SignedWithEmpty {
 		f.Detail = AlipaySignedWithEmptyDetail
 	}
@@ -118,6 +177,8 @@ func AlipayFact(n *alipay.Notification) paynotify.Fact {
 	case n.TradeStatus == alipay.TradeClosed:
 		f.Kind = paynotify.FactClosed
 		f.At = n.GmtClose
+	case n.TradeStatus == alipay.TradeWaitBuyerPay:
+		f.Kind = paynotify.FactIgnored // states nothing that moves an order
 	}
 	return f
 }
@@ -187,9 +248,12 @@ func (g *Alipay) Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnU
 // locally; a trade that is no longer open is queried, and its verified state applied.
 func (g *Alipay) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact, error) {
 	closed := paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}
-	_, err := g.Client.TradeClose(ctx, alipay.TradeClose{OutTradeNo: o.OutTradeNo})
+	resp, err := g.Client.TradeClose(ctx, alipay.TradeClose{OutTradeNo: o.OutTradeNo})
 	var ae *alipay.Error
 	switch {
+	case err == nil && resp.OutTradeNo != "" && resp.OutTradeNo != o.OutTradeNo:
+		// The answer's signature does not cover the request: one about another order says nothing.
+		return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay answered the close of %s with another order.", o.OutTradeNo)
 	case err == nil:
 		return closed, nil
 	case errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_NOT_EXIST":
@@ -269,7 +333,8 @@ func alipayAnswer(endpoint string, raw *alipay.RawResponse, err error, fill func
 func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
 	resp, err := g.Client.TradeRefund(ctx, alipay.TradeRefund{OutTradeNo: o.OutTradeNo, RefundAmount: int64(r.Amount),
 		OutRequestNo: r.OutRequestNo, RefundReason: r.Reason})
-	if err == nil && resp.FundChange {
+	// The answer's signature does not cover the request: only an answer about this order counts.
+	if err == nil && resp.FundChange && resp.OutTradeNo == o.OutTradeNo {
 		return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: resp.TradeNo,
 			RefundTotal: paynotify.Amount(resp.RefundFee), RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount}, nil
 	}

@@ -613,3 +613,43 @@ func TestAlipayLegacyNoServices(t *testing.T) {
 		t.Fatalf("query refund: %+v %v", ans, err)
 	}
 }
+
+// TestAlipayLegacyRegrouped: the mapi rule, like the open platform's, signs the fields joined with
+// "&": a genuine notification whose subject is a buyer's "礼物&out_trade_no=L2", regrouped so that
+// notify_type takes in its real out_trade_no and the subject's tail becomes out_trade_no=L2, still
+// verifies, and is refused before notify_verify (which confirms only its notify_id); so is the
+// genuine one holding the text (the reconciliation's query finds that payment). A value holding
+// "&" without a field name paynotify decides by passes (extra_common_param as a query string).
+func TestAlipayLegacyRegrouped(t *testing.T) {
+	g := legacyAdapter(t, nil)
+	genuine := legacyFields("L1", alipaylegacy.TradeSuccess)
+	genuine["subject"] = "礼物&out_trade_no=L2"
+	regrouped := map[string]string{}
+	for k, v := range genuine {
+		regrouped[k] = v
+	}
+	delete(regrouped, "subject")
+	regrouped["notify_type"] = "trade_status_sync&out_trade_no=L1&payment_type=1&price=88.88&quantity=1&seller_email=" + lgSeller +
+		"&seller_id=" + lgPartner + "&subject=礼物"
+	delete(regrouped, "payment_type")
+	delete(regrouped, "price")
+	delete(regrouped, "quantity")
+	delete(regrouped, "seller_email")
+	delete(regrouped, "seller_id")
+	regrouped["out_trade_no"] = "L2"
+	if sortedCanonical(regrouped) != sortedCanonical(genuine) {
+		t.Fatalf("not the same signed string:\n%s\n%s", sortedCanonical(regrouped), sortedCanonical(genuine))
+	}
+	for name, fields := range map[string]map[string]string{"Regrouped": regrouped, "Genuine": genuine} {
+		_, err := verifyLegacy(g, md5Notify(fields, lgKey))
+		var rej *paynotify.RejectError
+		if !errors.As(err, &rej) || rej.Reason != paynotify.ReasonMalformed || !strings.Contains(rej.Detail, `holds "&out_trade_no="`) {
+			t.Errorf("%s: %v, want malformed", name, err)
+		}
+	}
+	ok := legacyFields("L3", alipaylegacy.TradeSuccess)
+	ok["extra_common_param"] = "uid=42&src=web"
+	if f, err := verifyLegacy(g, md5Notify(ok, lgKey)); err != nil || f.OutTradeNo != "L3" {
+		t.Fatalf("extra_common_param as a query string: %+v, %v", f, err)
+	}
+}

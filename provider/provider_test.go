@@ -399,3 +399,25 @@ func TestWechatRefundFact_Amounts(t *testing.T) {
 		t.Errorf("fact %+v: want a refund whose negative trade amount is checked", f)
 	}
 }
+
+// TestAlipay_AnswersAboutAnotherOrder: Alipay's answer signatures do not cover the request, so a
+// signed refund or close answer about another order confirms nothing about this one (from a
+// reviewer helper's audit: a refund of T1 took T9's answer, 88.88 refunded, as its fact). The
+// refund falls back to the refund query, which settles it; the close is an unknown outcome.
+func TestAlipay_AnswersAboutAnotherOrder(t *testing.T) {
+	g, calls := fakeAlipay(t, map[string]alipayAnswer{
+		"alipay.trade.refund":               {node: `{"code":"10000","msg":"Success","out_trade_no":"T9","trade_no":"2099","fund_change":"Y","refund_fee":"88.88"}`},
+		"alipay.trade.fastpay.refund.query": {node: `{"code":"10000","msg":"Success","out_trade_no":"T1","out_request_no":"R1","trade_no":"2001"}`},
+		"alipay.trade.close":                {node: `{"code":"10000","msg":"Success","out_trade_no":"T9","trade_no":"2099"}`},
+	})
+	f, err := g.Refund(context.Background(), testOrder, &paynotify.Refund{OutRequestNo: "R1", Amount: 300})
+	if f != nil || err != nil {
+		t.Fatalf("refund answered about T9: fact %+v, err %v; want pending (no fact, no error)", f, err)
+	}
+	if len(*calls) != 2 {
+		t.Fatalf("calls %d, want the refund and its query", len(*calls))
+	}
+	if _, err := g.Close(context.Background(), testOrder); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+		t.Fatalf("close answered about T9: %v, want provider_unavailable", err)
+	}
+}
