@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,26 +19,38 @@ import (
 // The copy's event counter is moved RestoreEventGap past the database's (moveEventCounter), so
 // that a restored copy never numbers an event as one issued after the backup.
 //
-// path must not exist: Backup creates it (mode 0600, as the database) and never overwrites a
-// file; an existing path is an error wrapping fs.ErrExist. The copy is synced to disk (VACUUM
-// INTO does not sync) and checked with PRAGMA integrity_check; a copy that cannot be written or
-// fails the check is removed.
+// path must not exist: Backup never overwrites a file (an existing path is an error wrapping
+// fs.ErrExist). The copy is made, moved, synced to disk (VACUUM INTO does not sync) and checked
+// with PRAGMA integrity_check under a temporary name beside path (mode 0600, as the database),
+// and only then linked to path: a backup killed half way, or one that failed, leaves no file
+// under path, only a temporary one (".<name>.partial-…", removed when Backup fails; not when the
+// process is killed).
 func (db *DB) Backup(ctx context.Context, path string) (err error) {
 	if path == "" || path == ":memory:" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
 		return fmt.Errorf("sqlite: backup: invalid path %q", path)
 	}
-	// Creating the file first makes the refusal to overwrite atomic, and sets its mode: VACUUM
-	// INTO writes into an existing file only when it is empty.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("sqlite: backup: %s: %w", path, fs.ErrExist)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("sqlite: backup: %w", err)
+	}
+	// The temporary file is created first, exclusively, with the mode: VACUUM INTO writes into
+	// an existing file only when it is empty.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
 	if err != nil {
 		return fmt.Errorf("sqlite: backup: %w", err)
 	}
+	tmp := f.Name()
 	f.Close()
 	defer func() {
 		if err != nil {
-			os.Remove(path)
+			os.Remove(tmp)
+			os.Remove(tmp + "-journal")
 		}
 	}()
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fmt.Errorf("sqlite: backup: %w", err)
+	}
 	// On a connection of its own: VACUUM INTO writes the new file, which the read pool's
 	// query_only forbids, and on the write connection it would hold this process's writes back
 	// for as long as it reads. It only reads this database: it takes no write lock on it.
@@ -46,20 +59,59 @@ func (db *DB) Backup(ctx context.Context, path string) (err error) {
 		return fmt.Errorf("sqlite: backup: %w", err)
 	}
 	defer c.Close()
-	if _, err := c.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+	if _, err := c.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
 		return fmt.Errorf("sqlite: backup: %w", err)
 	}
 	c.Close()
-	if err := moveEventCounter(ctx, path); err != nil {
+	if err := moveEventCounter(ctx, tmp); err != nil {
 		return fmt.Errorf("sqlite: backup: the copy: %w", err)
 	}
-	if err := syncFile(path); err != nil {
+	if err := syncFile(tmp); err != nil {
 		return fmt.Errorf("sqlite: backup: %w", err)
 	}
-	if err := IntegrityCheck(ctx, path); err != nil {
+	if err := IntegrityCheck(ctx, tmp); err != nil {
 		return fmt.Errorf("sqlite: backup: the copy: %w", err)
 	}
+	if backupHook != nil {
+		if err := backupHook(tmp); err != nil {
+			return err
+		}
+	}
+	if err := publish(tmp, path); err != nil {
+		return fmt.Errorf("sqlite: backup: %w", err)
+	}
 	return nil
+}
+
+// backupHook, when set, runs before a backup's copy is published under its name (tests).
+var backupHook func(tmp string) error
+
+// publish gives the finished copy at tmp the name path, which must not exist: a hard link, which
+// refuses an existing name atomically, then tmp removed; on a file system without hard links, a
+// rename after checking that path does not exist. The directory is synced.
+func publish(tmp, path string) error {
+	err := os.Link(tmp, path)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return err
+	case err != nil:
+		if _, serr := os.Lstat(path); serr == nil {
+			return fmt.Errorf("%s: %w", path, fs.ErrExist)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
+	default:
+		if err := os.Remove(tmp); err != nil {
+			return err
+		}
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // RestoreEventGap is how far a backup's event counter is moved past the database's (Backup):

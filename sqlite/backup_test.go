@@ -226,3 +226,49 @@ func TestBackup(t *testing.T) {
 		}
 	})
 }
+
+// TestBackup_NothingUnderTheNameUntilDone (from a reviewer helper's audit: a backup killed during
+// VACUUM INTO left a torn file, with a -journal, under the backup's name, which an opening rolled
+// back to an empty database that passed the integrity check): the copy is made and checked under
+// a temporary name and linked to its name only when finished. Just before that, the name does
+// not exist; a backup that fails there leaves neither file; one that succeeds leaves only its copy.
+func TestBackup_NothingUnderTheNameUntilDone(t *testing.T) {
+	ctx := t.Context()
+	db := MustOpen(t, tempPath(t))
+	if _, _, err := db.CreateOrder(ctx, storetest.NewOrder("app1", "B1", storetest.T0)); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	to := filepath.Join(dir, "backup.db")
+	var seen string
+	sqlite.SetBackupHook(t, func(tmp string) error {
+		if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("before the copy was finished, %s: %v", to, err)
+		}
+		if err := sqlite.IntegrityCheck(ctx, tmp); err != nil {
+			t.Errorf("the temporary copy: %v", err)
+		}
+		seen = tmp
+		return errors.New("killed here")
+	})
+	if err := db.Backup(ctx, to); err == nil || seen == "" || filepath.Dir(seen) != dir {
+		t.Fatalf("backup: %v, temporary copy %q", err, seen)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("a failed backup left %v", ents)
+	}
+	sqlite.SetBackupHook(t, nil)
+	if err := db.Backup(ctx, to); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 || ents[0].Name() != "backup.db" {
+		t.Fatalf("after a backup the directory holds %v", ents)
+	}
+	if fi, err := os.Stat(to); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the backup: %v, mode %v", err, fi.Mode())
+	}
+	if err := db.Backup(ctx, to); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("a second backup to the same name: %v, want fs.ErrExist", err)
+	}
+}

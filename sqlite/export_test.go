@@ -32,3 +32,9 @@ func (db *DB) MigrateTo(ctx context.Context, version int64) error {
 func (db *DB) HoldWrites(t *testing.T) (queued func() int, release func(fail error)) {
 	return groupcommittest.Hold(t, db.w)
 }
+
+// SetBackupHook sets the function a backup runs before publishing its copy, until the test ends.
+func SetBackupHook(t *testing.T, f func(tmp string) error) {
+	backupHook = f
+	t.Cleanup(func() { backupHook = nil })
+}

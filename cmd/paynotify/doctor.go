@@ -227,17 +227,19 @@ func (d *doctor) server(ctx context.Context) *report {
 }
 
 // readKey reads a key or certificate file for a check, reporting a file that cannot be read as a
-// FAIL of "keys". Secret files (private keys, APIv2/APIv3/MD5 keys) that other users can read
-// are a WARN.
+// FAIL of "keys". Secret files (private keys, APIv2/APIv3/MD5 keys) that every user can read, or
+// their group can write, are a WARN.
 func (d *doctor) readKey(r *report, field, path string, secret bool) ([]byte, bool) {
 	b, err := readKeyFile(field, path)
 	if err != nil {
 		r.fail("keys", err.Error(), "set "+field+" to a readable file (paths are relative to the config file)")
 		return nil, false
 	}
-	if fi, err := os.Stat(path); secret && err == nil && fi.Mode().Perm()&0o077 != 0 {
+	// Readable by the file's group is what deploy.md installs (0640 root:paynotify, for the
+	// service's user); writable by it, or anything for every user, is not.
+	if fi, err := os.Stat(path); secret && err == nil && fi.Mode().Perm()&0o027 != 0 {
 		r.warn("keys", fmt.Sprintf("%s is readable by other users (mode %04o)", field, fi.Mode().Perm()),
-			"chmod 600 "+path+": it holds a secret")
+			"chmod 640 "+path+" (its owner and the service's group only, or 600 when the service owns it): it holds a secret")
 	}
 	return b, true
 }

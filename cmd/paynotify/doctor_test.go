@@ -471,7 +471,14 @@ func TestDoctor(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
-		wantLine(t, out, "WARN", "wechatpay-demo", "keys", "apiv3_key_file is readable by other users (mode 0644)", "chmod 600")
+		wantLine(t, out, "WARN", "wechatpay-demo", "keys", "apiv3_key_file is readable by other users (mode 0644)", "chmod 640")
+		// 0640, what deploy.md installs (root-owned, readable by the service's group), is fine.
+		if err := os.Chmod(filepath.Join(dir, "wx_apiv3.key"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if _, out := e.run(t, "--config", config, "--app", "wechatpay-demo"); strings.Contains(out, "readable by other users") {
+			t.Fatalf("mode 0640 warned:\n%s", out)
+		}
 	})
 
 	t.Run("Usage", func(t *testing.T) {

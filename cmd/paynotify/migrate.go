@@ -84,7 +84,9 @@ func (c migrateCommand) Run(ctx context.Context, m *Main, args []string) error {
 // migrateStatus prints every migration of the database, applied or pending.
 func migrateStatus(ctx context.Context, m *Main, dsn string) error {
 	s, err := openInspect(ctx, dsn)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, errNoSQLiteFile) {
+		// Only an SQLite file: a PostgreSQL error can match fs.ErrNotExist too (a missing
+		// sslrootcert), and its URL may hold a password.
 		return fmt.Errorf("migrate status: %s does not exist: nothing is applied (paynotify migrate, or serve, creates it)", strings.TrimPrefix(dsn, "sqlite:"))
 	}
 	if err != nil {
@@ -146,13 +148,17 @@ func migrateStatus(ctx context.Context, m *Main, dsn string) error {
 }
 
 // openInspect opens the database of a DSN for a command that only reads it: a SQLite file read
-// only (never created: a missing one is an error matching fs.ErrNotExist), PostgreSQL as usual.
+// only (never created: a missing one is errNoSQLiteFile, matching fs.ErrNotExist too), PostgreSQL
+// as usual.
+// errNoSQLiteFile is openInspect's error for an SQLite file that does not exist.
+var errNoSQLiteFile = errors.New("no such SQLite database")
+
 func openInspect(ctx context.Context, dsn string) (store, error) {
 	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok && path != "" {
 		db, err := sqlite.OpenReadOnly(path)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, err
+				return nil, fmt.Errorf("%w: %w", errNoSQLiteFile, err)
 			}
 			return nil, configErrorf("database: %w", err)
 		}
