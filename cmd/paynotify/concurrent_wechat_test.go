@@ -182,6 +182,7 @@ func cwWechatApp(t *testing.T, dir, config string) *rsa.PrivateKey {
     apiv3_key_file: wx_apiv3.key
     platform_public_key_file: wx_platform_pub.pem
     platform_public_key_id: %q
+    api_base: "http://127.0.0.1:1"
 `, cwAppID, cwMchID, cwKeyID)
 	s := strings.Replace(string(b), "apps:\n", "apps:\n"+app, 1)
 	if err := os.WriteFile(config, []byte(s), 0o600); err != nil {
