@@ -31,7 +31,7 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	provider, ok := callbackProviders[endpoint]
 	a, known := s.Service.Apps[r.PathValue("app")]
 	if !ok || !known || a.Provider != provider {
-		s.log(r).Warn("callback to unknown app", "path", clipLog(r.URL.Path))
+		s.unknownApp.log(s.log(r), s.now(), "callback to unknown app", "path", clipLog(r.URL.Path))
 		http.NotFound(w, r)
 		return
 	}
@@ -89,7 +89,7 @@ func (s *Server) handleAlipayReturn(w http.ResponseWriter, r *http.Request) {
 	log := s.log(r).With("app", a.Name, "out_trade_no", clipLog(otn))
 	if rv, ok := a.Gateway.(paynotify.ReturnVerifier); ok {
 		if err := rv.VerifyReturn(r.URL.RawQuery); err != nil {
-			log.Warn("return_url signature invalid", "err", err)
+			s.badReturn.log(log, s.now(), "return_url signature invalid", "err", err)
 		} else {
 			log.Info("return_url signature valid")
 		}

@@ -50,6 +50,9 @@ type Server struct {
 	TokenCacheTTL time.Duration
 
 	tokens tokenCache
+	// unknownApp and badReturn bound the log lines of callbacks to unknown apps and of return_url
+	// visits whose signature fails: anyone can send those.
+	unknownApp, badReturn logLimit
 
 	waitMu   sync.Mutex
 	waiters  map[string][]chan struct{}
