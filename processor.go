@@ -237,7 +237,7 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 			log.Warn("callback rejected", "out_trade_no", otn, "reason", rej.Reason, "detail", detail)
 			p.keepEvidence(ctx, ev, log)
 		case firstDrop:
-			log.Warn("callback rejected; the app's rejected callbacks are over the evidence cap: the rest of the minute's are only counted",
+			log.Warn("callback rejected; the app's rejected callbacks are over the evidence cap (of the minute or of the day): the rest are only counted until it has room",
 				"out_trade_no", otn, "reason", rej.Reason, "detail", detail)
 		}
 		return res

@@ -76,6 +76,34 @@ func TestAlipay_RegroupedFieldsRefused(t *testing.T) {
 			}
 		}
 
+		// The text taken in can sit in a field's name too (from a reviewer's read of the fix): a
+		// field named "notify_time=…&out_trade_no=T0401&…&subject" with the value "Gift", and
+		// no value holding "&".
+		newAlipayOrder(e, "T0401", 100)
+		newAlipayOrder(e, "T0402", 100)
+		genuine4 := alipayNotify(t, with(paidFields("T0401", "1.00"), "subject",
+			"Gift&notify_type=trade_status_sync&out_trade_no=T0402&seller_id="+alipaySeller))
+		q, err := url.ParseQuery(string(genuine4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		big := "notify_time=" + q.Get("notify_time") + "&notify_type=trade_status_sync&out_trade_no=T0401&receipt_amount=" +
+			q.Get("receipt_amount") + "&seller_id=" + q.Get("seller_id") + "&subject"
+		for _, k := range []string{"notify_time", "receipt_amount", "subject"} {
+			q.Del(k)
+		}
+		q.Set(big, "Gift")
+		q.Set("out_trade_no", "T0402")
+		if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, []byte(q.Encode())); ans != "fail" {
+			t.Errorf("text taken into a field's name: answer %q", ans)
+		}
+		if o := e.getOrder("shop", "T0402"); o.Status != "pending" {
+			t.Errorf("T0402 is %s after T0401's payment regrouped into a field's name", o.Status)
+		}
+		if ev := e.evidence("out_trade_no=T0402"); len(ev) != 1 || ev[0].Verdict != "rejected" || !strings.Contains(ev[0].Detail, "a field's name") {
+			t.Errorf("text taken into a field's name: evidence %+v", ev)
+		}
+
 		newAlipayOrder(e, "T0106", 100)
 		other := alipayNotify(t, with(paidFields("T0106", "1.00"), "seller_id", "2088999999999999", "seller_email", "other@seller.example"))
 		if _, ans := e.postNotify("/notify/alipay/shop", alipayContentType, nil, other); ans != "fail" ||

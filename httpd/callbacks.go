@@ -3,6 +3,7 @@ package httpd
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -38,13 +39,13 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	received := s.now()
 	body, err := readCallbackBody(r, s.maxBody())
 	if err != nil {
-		s.log(r).Warn("read callback body", "app", a.Name, "err", err)
+		s.unreadable.log(s.log(r), s.now(), "read callback body", "app", a.Name, "err", err)
 		http.Error(w, "body unreadable", http.StatusBadRequest)
 		return
 	}
 	verifier := a.Gateway.Verifier(endpoint)
 	if verifier == nil {
-		s.log(r).Warn("callback to an endpoint the app does not take (APIv2 without an APIv2 key?)", "app", a.Name, "endpoint", endpoint)
+		s.notTaken.log(s.log(r), s.now(), "callback to an endpoint the app does not take (APIv2 without an APIv2 key?)", "app", a.Name, "endpoint", endpoint)
 		http.NotFound(w, r)
 		return
 	}
@@ -91,7 +92,7 @@ func (s *Server) handleAlipayReturn(w http.ResponseWriter, r *http.Request) {
 		if err := rv.VerifyReturn(r.URL.RawQuery); err != nil {
 			s.badReturn.log(log, s.now(), "return_url signature invalid", "err", err)
 		} else {
-			log.Info("return_url signature valid")
+			s.goodReturn.logAt(log, slog.LevelInfo, s.now(), "return_url signature valid")
 		}
 	}
 	if a.ReturnURL == "" {

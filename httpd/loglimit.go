@@ -1,13 +1,15 @@
 package httpd
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
 )
 
 // logsPerMinute is how many lines of one kind that anyone can cause (a callback to an unknown
-// app, a return_url visit whose signature fails) a server logs in a minute; the rest are counted
+// app or to an endpoint the app does not take, a body that cannot be read, a return_url visit)
+// a server logs in a minute; the rest are counted
 // and the count is logged with the next minute's first line.
 const logsPerMinute = 20
 
@@ -23,6 +25,11 @@ type logLimit struct {
 // log writes the line (msg, args) at level WARN through l unless the minute's lines are spent.
 // A line that starts a new minute says how many the previous one dropped.
 func (ll *logLimit) log(l *slog.Logger, now time.Time, msg string, args ...any) {
+	ll.logAt(l, slog.LevelWarn, now, msg, args...)
+}
+
+// logAt is log at the given level.
+func (ll *logLimit) logAt(l *slog.Logger, level slog.Level, now time.Time, msg string, args ...any) {
 	ll.mu.Lock()
 	var dropped int64
 	if now.Sub(ll.start) >= time.Minute {
@@ -39,6 +46,6 @@ func (ll *logLimit) log(l *slog.Logger, now time.Time, msg string, args ...any) 
 		l.Warn("log lines over the minute's limit were dropped", "kind", msg, "dropped", dropped)
 	}
 	if ok {
-		l.Warn(msg, args...)
+		l.Log(context.Background(), level, msg, args...)
 	}
 }

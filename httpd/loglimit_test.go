@@ -1,6 +1,9 @@
 package httpd_test
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -10,9 +13,9 @@ import (
 	"github.com/paynotify/paynotify"
 )
 
-// TestLogLimit_AnonymousLines (from a reviewer helper's audit): callbacks to an unknown app and
-// return_url visits whose signature fails are logged at most 20 times a minute each, whatever the
-// request rate; the next minute's first line comes with the count of those dropped.
+// TestLogLimit_AnonymousLines (from a reviewer helper's audit): callbacks to an unknown app,
+// callbacks whose body ends early and return_url visits whose signature fails are logged at most
+// 20 times a minute each, whatever the request rate; the next minute's first line comes with the count of those dropped.
 func TestLogLimit_AnonymousLines(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		e := newEnv(t, s)
@@ -26,9 +29,22 @@ func TestLogLimit_AnonymousLines(t *testing.T) {
 			}
 			resp.Body.Close()
 		}
+		// A body that ends before its declared length (the client hangs up): 50 of them.
+		host := strings.TrimPrefix(e.srv.URL, "http://")
+		for range 50 {
+			c, err := net.Dial("tcp", host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "POST /notify/alipay/shop HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\nshort", host)
+			c.(*net.TCPConn).CloseWrite()
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
 		logs := e.logs.String()
-		if n, m := strings.Count(logs, `msg="callback to unknown app"`), strings.Count(logs, `msg="return_url signature invalid"`); n != 20 || m != 20 {
-			t.Fatalf("%d unknown-app and %d return_url lines for 50 requests each, want 20 each", n, m)
+		if n, m, u := strings.Count(logs, `msg="callback to unknown app"`), strings.Count(logs, `msg="return_url signature invalid"`),
+			strings.Count(logs, `msg="read callback body"`); n != 20 || m != 20 || u != 20 {
+			t.Fatalf("%d unknown-app, %d return_url and %d unreadable-body lines for 50 requests each, want 20 each", n, m, u)
 		}
 		offset.Store(int64(time.Minute))
 		e.postNotify("/notify/alipay/nosuchapp", alipayContentType, nil, []byte("a=b"))

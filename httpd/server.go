@@ -50,9 +50,9 @@ type Server struct {
 	TokenCacheTTL time.Duration
 
 	tokens tokenCache
-	// unknownApp and badReturn bound the log lines of callbacks to unknown apps and of return_url
-	// visits whose signature fails: anyone can send those.
-	unknownApp, badReturn logLimit
+	// These bound the log lines of requests anyone can send: callbacks to unknown apps, to an
+	// endpoint the app does not take, whose body cannot be read, and return_url visits.
+	unknownApp, notTaken, unreadable, badReturn, goodReturn logLimit
 
 	waitMu   sync.Mutex
 	waiters  map[string][]chan struct{}

@@ -107,8 +107,17 @@ var alipayDecisionFields = []string{"app_id", "auth_app_id", "gmt_close", "gmt_p
 // (a buyer's subject "Gift&out_trade_no=…" made into another order's number). Genuine values do
 // not hold these names; a payment whose notification is refused so is found by the
 // reconciliation's query, which answers in signed JSON.
+//
+// A name holding "&" or "=" is refused first: the text taken in can sit in a field's name as well
+// as in its value (a reviewer's finding: a field named "notify_time=…&out_trade_no=T1&…&subject"
+// took in the real order number, and no value held "&"). With names clean, every text taken in
+// is in a value.
 func regroupedField(names []string, fields iter.Seq2[string, string]) *paynotify.RejectError {
 	for k, v := range fields {
+		if strings.ContainsAny(k, "&=") {
+			return &paynotify.RejectError{Reason: paynotify.ReasonMalformed,
+				Detail: fmt.Sprintf("verified, but a field's name %q holds \"&\" or \"=\": the signature does not say where fields end", paynotify.ClipText(k, 64))}
+		}
 		if k == "sign" || !strings.Contains(v, "&") {
 			continue
 		}

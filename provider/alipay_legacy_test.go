@@ -647,6 +647,25 @@ func TestAlipayLegacyRegrouped(t *testing.T) {
 			t.Errorf("%s: %v, want malformed", name, err)
 		}
 	}
+	// The text taken in can sit in a field's name too (from a reviewer's read of the fix).
+	intoKey := legacyFields("L1", alipaylegacy.TradeSuccess)
+	intoKey["subject"] = "礼物&out_trade_no=L2&price=88.88&quantity=1&seller_email=" + lgSeller + "&seller_id=" + lgPartner
+	keyed := map[string]string{}
+	for k, v := range intoKey {
+		keyed[k] = v
+	}
+	big := "notify_type=trade_status_sync&out_trade_no=L1&payment_type=1&price=88.88&quantity=1&seller_email=" + lgSeller + "&seller_id=" + lgPartner + "&subject"
+	for _, k := range []string{"notify_type", "payment_type", "subject"} {
+		delete(keyed, k)
+	}
+	keyed[big] = "礼物"
+	keyed["out_trade_no"] = "L2"
+	if sortedCanonical(keyed) != sortedCanonical(intoKey) {
+		t.Fatalf("not the same signed string:\n%s\n%s", sortedCanonical(keyed), sortedCanonical(intoKey))
+	}
+	if _, err := verifyLegacy(g, md5Notify(keyed, lgKey)); rejectReason(err) != paynotify.ReasonMalformed {
+		t.Errorf("text taken into a field's name: %v, want malformed", err)
+	}
 	ok := legacyFields("L3", alipaylegacy.TradeSuccess)
 	ok["extra_common_param"] = "uid=42&src=web"
 	if f, err := verifyLegacy(g, md5Notify(ok, lgKey)); err != nil || f.OutTradeNo != "L3" {

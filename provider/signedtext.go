@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"bytes"
 	"net/http"
 
 	"github.com/paynotify/paynotify"
@@ -41,7 +40,7 @@ func (v wechatVerifier) SignedText(h http.Header, body []byte) ([]byte, string, 
 // SignedText is the APIv2 canonical string of a payment notification, without the key it ends
 // with. A refund notification is not signed: its req_info is only encrypted.
 func (v *WechatV2) SignedText(_ http.Header, body []byte) ([]byte, string, error) {
-	if bytes.Contains(body, []byte("<req_info>")) {
+	if v2IsRefund(body) {
 		return nil, "An APIv2 refund notification carries no signature: req_info is decrypted with the MD5 of the APIv2 key (AES-256-ECB), and every identity and amount in it is checked.", nil
 	}
 	m, err := wechatpay.ParseV2XML(body)

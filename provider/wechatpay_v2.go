@@ -1,7 +1,7 @@
 package provider
 
 import (
-	"bytes"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -18,9 +18,20 @@ type WechatV2 struct {
 	AppID, MchID string
 }
 
+// v2DecisionFields are the fields of an APIv2 payment notification paynotify decides by.
+var v2DecisionFields = []string{"appid", "cash_fee", "fee_type", "mch_id", "out_trade_no", "result_code", "return_code",
+	"settlement_total_fee", "sign_type", "time_end", "total_fee", "trade_state", "transaction_id"}
+
+// v2IsRefund tells a refund notification (req_info, encrypted, and no sign) from a payment's: by
+// its parsed fields, not by the bytes "<req_info>", which a payment's attach may hold.
+func v2IsRefund(body []byte) bool {
+	f, err := wechatpay.ParseV2XML(body)
+	return err == nil && f["req_info"] != "" && f["sign"] == ""
+}
+
 // Verify turns a verified APIv2 notification into a fact.
 func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fact, error) {
-	if bytes.Contains(body, []byte("<req_info>")) {
+	if v2IsRefund(body) {
 		n, err := wechatpay.ParseV2RefundNotification(body, v.APIKey)
 		if err != nil {
 			return paynotify.Fact{}, wechatReject(err)
@@ -40,6 +51,10 @@ func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fa
 			f.Kind = paynotify.FactRefund
 		case "CHANGE", "REFUNDCLOSE":
 			f.Kind = paynotify.FactRefundFailed
+		default:
+			// Not acknowledged as if applied: WeChat Pay retries while someone looks.
+			return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, OutTradeNo: in.OutTradeNo,
+				Detail: fmt.Sprintf("APIv2 refund with refund_status %q, not one paynotify knows", paynotify.ClipText(in.RefundStatus, 64))}
 		}
 		return f, nil
 	}
@@ -49,6 +64,19 @@ func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fa
 	}
 	if n.AppID == "" || n.MchID == "" || n.OutTradeNo == "" {
 		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but no appid, mch_id or out_trade_no", OutTradeNo: n.OutTradeNo}
+	}
+	// The APIv2 sign covers the fields joined as name=value with "&", as Alipay's does: a value
+	// holding another field's "&name=" may be a genuine notification regrouped (an attach of
+	// "gift&mch_id=…&out_trade_no=T2&p=" made T1's payment T2's, a reviewer's finding).
+	if rej := regroupedField(v2DecisionFields, func(yield func(k, v string) bool) {
+		for k, v := range n.Fields {
+			if !yield(k, v) {
+				return
+			}
+		}
+	}); rej != nil {
+		rej.OutTradeNo = n.OutTradeNo
+		return paynotify.Fact{}, rej
 	}
 	f := paynotify.Fact{OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TransactionID, AppID: n.AppID, MchID: n.MchID,
 		Amount: paynotify.Amount(n.TotalFee), HasAmount: true, Currency: n.FeeType, At: n.TimeEnd}
