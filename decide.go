@@ -59,6 +59,10 @@ type Fact struct {
 	// Detail is a note on how the message was verified, kept as the evidence's detail (e.g. which
 	// canonical-string rule an Alipay signature matched); "" for none.
 	Detail string
+	// Local marks a close of our own, not the provider's: its trade does not exist (the buyer
+	// never opened it) or it has no close service. Losing a race to a payment, it changes
+	// nothing and raises no anomaly: the provider closed nothing, the payment stands.
+	Local bool
 	// Recount marks a refund fact that only brings the order's refunded total up to the sum of
 	// its certain refunds (an inferred amount confirmed: Service.confirmRefund); its own refund
 	// was recorded and announced before. A step it makes announces the increase, of no refund
@@ -66,10 +70,16 @@ type Fact struct {
 	Recount bool
 }
 
-// key identifies what the fact says, for deduplicating anomalies across retries.
+// key identifies what the fact says, for deduplicating anomalies across retries. A fact that
+// reports refunds one by one says its own amount: its RefundTotal is derived from the order's
+// other refunds (Processor.load), which move between the retries of one message.
 func (f *Fact) key() string {
+	total := f.RefundTotal
+	if f.RefundPerRequest {
+		total = f.RefundAmount
+	}
 	return fmt.Sprintf("%s|%s|%d|%t|%s|%d|%s|%s|%s|%s", f.Kind, f.ProviderTradeNo, f.Amount, f.HasAmount,
-		f.Currency, f.RefundTotal, f.RefundRequestNo, f.AppID, f.MchID, f.SellerID)
+		f.Currency, total, f.RefundRequestNo, f.AppID, f.MchID, f.SellerID)
 }
 
 // Anomaly reasons (evidence reasons, docs/api.md, "Evidence"): a verified fact that disagrees with
@@ -199,7 +209,9 @@ func Decide(o *Order, f Fact) Decision {
 		case StatusPending:
 			d.step(EventOrderClosed, func(o *Order) { o.Status = StatusClosed })
 		case StatusPaid, StatusFinished:
-			d.anomaly = ReasonUnexpectedClose
+			if !f.Local {
+				d.anomaly = ReasonUnexpectedClose
+			}
 		}
 	case FactRefund:
 		if f.RefundTotal <= 0 || f.RefundTotal > o.Amount {

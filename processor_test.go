@@ -1202,3 +1202,80 @@ func TestProcess_RefundHeldByAnInferredAmountNotAnnouncedTwice(t *testing.T) {
 		t.Fatalf("order refunded %d, the announced amounts add up to %d", o.RefundedAmount, sum)
 	}
 }
+
+// TestProcess_PerRequestRefundAnomalyOnce (from a reviewer helper's audit): a WeChat refund
+// message that raises an anomaly, delivered again after another refund of the order succeeded,
+// raises no second order.anomaly: its key is what the message said (the refund's own amount),
+// not the order's total that load derives from the other refunds, which that success moved.
+func TestProcess_PerRequestRefundAnomalyOnce(t *testing.T) {
+	ctx := context.Background()
+	p, b := setupProcessor(t)
+	b.app = &paynotify.App{Name: "shop", Provider: paynotify.ProviderWechatpay}
+	wx := func(otn, tradeNo string, amount paynotify.Amount, no string) paynotify.Fact {
+		return paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: otn, ProviderTradeNo: tradeNo, Amount: 1000, HasAmount: true,
+			RefundPerRequest: true, RefundRequestNo: no, RefundAmount: amount, ProviderRefundNo: "W" + no}
+	}
+	apply := func(f paynotify.Fact, want string) {
+		t.Helper()
+		res, err := p.Apply(ctx, b.app, f, nil)
+		if err != nil || res.Reason != want {
+			t.Fatalf("%s %s: %+v, %v; want reason %q", f.OutTradeNo, f.RefundRequestNo, res, err, want)
+		}
+	}
+	anomalies := func(otn string) int {
+		t.Helper()
+		n := 0
+		for _, e := range b.events(t, otn) {
+			if e == string(paynotify.EventOrderAnomaly) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, otn := range []string{"T1", "T2"} {
+		b.mustOrder(t, otn)
+		apply(paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: otn, ProviderTradeNo: "P1" + otn, Amount: 1000, HasAmount: true}, "")
+	}
+	// T1: the refund of another payment of the order (a duplicate trade), then one of ours.
+	apply(wx("T1", "P2T1", 300, "X1"), paynotify.ReasonDuplicatePaymentRefund)
+	apply(wx("T1", "P1T1", 200, "R1"), "")
+	apply(wx("T1", "P2T1", 300, "X1"), paynotify.ReasonDuplicatePaymentRefund)
+	// T2: our refund R1 of 3.00 reported as 4.00 (answered fail: retried), another one meanwhile.
+	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T2", OutRequestNo: "R1", Amount: 300,
+		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	apply(wx("T2", "P1T2", 400, "R1"), paynotify.ReasonAmountMismatch)
+	apply(wx("T2", "P1T2", 200, "R2"), "")
+	apply(wx("T2", "P1T2", 400, "R1"), paynotify.ReasonAmountMismatch)
+	if a1, a2 := anomalies("T1"), anomalies("T2"); a1 != 1 || a2 != 1 {
+		t.Fatalf("order.anomaly events: %d on T1, %d on T2; want one each (%v, %v)", a1, a2, b.events(t, "T1"), b.events(t, "T2"))
+	}
+}
+
+// TestProcess_LocalCloseLosesTheRace (from a reviewer helper's audit): a close of our own (the
+// provider's trade does not exist, or it has no close service) applied after a payment won the
+// race changes nothing and raises no anomaly, where a close the provider reports on a paid order
+// is unexpected_close.
+func TestProcess_LocalCloseLosesTheRace(t *testing.T) {
+	ctx := context.Background()
+	p, b := setupProcessor(t)
+	for _, otn := range []string{"T1", "T2"} {
+		b.mustOrder(t, otn)
+		if _, err := p.Apply(ctx, b.app, paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: otn, ProviderTradeNo: "P" + otn, Amount: 1000,
+			HasAmount: true}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := p.Apply(ctx, b.app, paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: "T1", Local: true}, nil)
+	if err != nil || res.Verdict != paynotify.VerdictDuplicate || res.Order.Status != paynotify.StatusPaid {
+		t.Fatalf("local close of a paid order: %+v, %v", res, err)
+	}
+	res, err = p.Apply(ctx, b.app, paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: "T2"}, nil)
+	if err != nil || res.Reason != paynotify.ReasonUnexpectedClose {
+		t.Fatalf("the provider's close of a paid order: %+v, %v", res, err)
+	}
+	if e1, e2 := b.events(t, "T1"), b.events(t, "T2"); len(e1) != 1 || len(e2) != 2 || e2[1] != string(paynotify.EventOrderAnomaly) {
+		t.Fatalf("events: T1 %v (want the payment only), T2 %v (want the payment and the anomaly)", e1, e2)
+	}
+}

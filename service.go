@@ -304,7 +304,7 @@ func (s *Service) closeOrder(ctx context.Context, a *App, o *Order) (*Order, err
 // call, as a fact of our own (the pay parameters we signed carried the same expiry). A payment
 // notified later is applied as a payment after close (an anomaly to look at).
 func (s *Service) expireLocally(ctx context.Context, a *App, o *Order) (*Order, error) {
-	res, err := s.Processor.Apply(ctx, a, Fact{Kind: FactClosed, OutTradeNo: o.OutTradeNo}, nil)
+	res, err := s.Processor.Apply(ctx, a, Fact{Kind: FactClosed, OutTradeNo: o.OutTradeNo, Local: true}, nil)
 	if err != nil {
 		return nil, err
 	}

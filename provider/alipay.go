@@ -266,6 +266,7 @@ func (g *Alipay) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact,
 	case err == nil:
 		return closed, nil
 	case errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_NOT_EXIST":
+		closed.Local = true // Alipay closed nothing: a payment that wins the race stands
 		return closed, nil
 	case errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_STATUS_ERROR":
 		q, qerr := g.Client.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: o.OutTradeNo})

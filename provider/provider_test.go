@@ -202,8 +202,15 @@ func TestAlipayClose(t *testing.T) {
 	t.Run("OKNotExist", func(t *testing.T) {
 		g, _ := fakeAlipay(t, map[string]alipayAnswer{"alipay.trade.close": {node: `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"x"}`}})
 		f, err := g.Close(context.Background(), testOrder)
-		if err != nil || f.Kind != paynotify.FactClosed {
-			t.Fatalf("Close = %+v, %v", f, err)
+		if err != nil || f.Kind != paynotify.FactClosed || !f.Local {
+			t.Fatalf("Close = %+v, %v; want a local close (Alipay closed nothing)", f, err)
+		}
+	})
+	t.Run("OKClosed", func(t *testing.T) {
+		g, _ := fakeAlipay(t, map[string]alipayAnswer{"alipay.trade.close": {node: `{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026"}`}})
+		f, err := g.Close(context.Background(), testOrder)
+		if err != nil || f.Kind != paynotify.FactClosed || f.Local {
+			t.Fatalf("Close = %+v, %v; want Alipay's close", f, err)
 		}
 	})
 	t.Run("OKPaidMeanwhile", func(t *testing.T) {
