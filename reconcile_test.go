@@ -133,6 +133,31 @@ func TestReconciler_ExpiryFindsPayment(t *testing.T) {
 	}
 }
 
+// noCloseService is the Close error of a provider without a close service (legacy Alipay).
+type noCloseService struct{}
+
+func (noCloseService) Error() string { return "no close service" }
+func (noCloseService) Unwrap() error { return paynotify.ErrNoCloseService }
+
+// TestReconciler_ExpireLocallyLosesTheRace: a provider without a close service closes an expired
+// order locally; a payment applied between the expiry check's read and that local close wins:
+// the order is paid, with no unexpected_close anomaly (the provider closed nothing).
+func TestReconciler_ExpireLocallyLosesTheRace(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Minute*30)
+	b.fake.closeFn = func(o *paynotify.Order) (paynotify.Fact, error) {
+		if _, err := r.Service.Processor.Apply(context.Background(), b.app, paidFact(o.OutTradeNo, "P1"), nil); err != nil {
+			t.Error(err)
+		}
+		return paynotify.Fact{}, noCloseService{}
+	}
+	b.now.Set(t0.Add(30 * time.Minute))
+	sweep(t, r)
+	if o, evs := b.order(t, "T1"), b.events(t, "T1"); o.Status != paynotify.StatusPaid || len(evs) != 1 || evs[0] != string(paynotify.EventOrderPaid) {
+		t.Fatalf("order %s, events %v; want paid, and its payment only", o.Status, evs)
+	}
+}
+
 // WeChat Pay is not closed within five minutes of creation, whatever the expiry.
 func TestCloseAt(t *testing.T) {
 	if got := paynotify.CloseAt(paynotify.ProviderWechatpay, t0, t0.Add(time.Minute)); !got.Equal(t0.Add(5 * time.Minute)) {
