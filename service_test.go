@@ -160,6 +160,38 @@ func setupService(t *testing.T) (*paynotify.Service, *svcBundle) {
 	return s, &svcBundle{procBundle: pb, fake: fake, now: clk}
 }
 
+// TestCreateOrder_SameBuyer (from a reviewer helper's audit): a repeated create with another
+// payer_openid, payer_client_ip or body is a conflict, not the first buyer's pay parameters; the
+// same request is the stored order, with one call to the provider. A WeChat Pay order's subject
+// may hold "&" and "=" (its request is JSON), where an Alipay order's may not.
+func TestCreateOrder_SameBuyer(t *testing.T) {
+	s, b := setupService(t)
+	b.app.Provider = paynotify.ProviderWechatpay
+	ctx := context.Background()
+	req := paynotify.CreateOrderRequest{App: "shop", OutTradeNo: "W000001", Amount: 100, Subject: "a&b=c", Body: "for A",
+		Channel: paynotify.ChannelWechatJSAPI, PayerOpenID: "openid-A", ExpiresIn: time.Hour}
+	if _, created, err := s.CreateOrder(ctx, req); err != nil || !created {
+		t.Fatalf("create: %v, %v", created, err)
+	}
+	if o, created, err := s.CreateOrder(ctx, req); err != nil || created || o.PayerOpenID != "openid-A" {
+		t.Fatalf("the same request again: %+v, %v, %v", o, created, err)
+	}
+	for _, mod := range []func(r *paynotify.CreateOrderRequest){
+		func(r *paynotify.CreateOrderRequest) { r.PayerOpenID = "openid-B" },
+		func(r *paynotify.CreateOrderRequest) { r.Body = "for B" },
+		func(r *paynotify.CreateOrderRequest) { r.PayerClientIP = "127.0.0.2" },
+	} {
+		r := req
+		mod(&r)
+		if _, _, err := s.CreateOrder(ctx, r); paynotify.ErrorCode(err) != paynotify.ECONFLICT {
+			t.Errorf("%+v: %v, want a conflict", r, err)
+		}
+	}
+	if n := b.fake.count("pay"); n != 1 {
+		t.Errorf("%d calls to the provider, want 1", n)
+	}
+}
+
 func TestCreateOrder(t *testing.T) {
 	s, b := setupService(t)
 	ctx := context.Background()

@@ -89,7 +89,13 @@ func (s *Server) handleCreateOrder(w http.ResponseWriter, r *http.Request) {
 	if created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, orderView(o, o.Pay))
+	var pay json.RawMessage
+	if o.Status == paynotify.StatusPending {
+		// As GET: a repeated create of an order closed, paid or refunded since hands out no pay
+		// parameters (a legacy direct-pay URL stays payable after the local close).
+		pay = o.Pay
+	}
+	writeJSON(w, status, orderView(o, pay))
 }
 
 func (s *Server) handleGetOrder(w http.ResponseWriter, r *http.Request) {
