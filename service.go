@@ -255,12 +255,13 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 }
 
 // sameOrder answers a create for an order that exists: the stored order when it is the same
-// request (amount, currency, subject, body, channel and the payer's openid and IP: pay
-// parameters bound to one buyer must not go to another), ECONFLICT otherwise. The expiry is not
-// compared: a retry computes it again from its own time.
+// request (amount, currency, subject, body, channel and the payer's openid: JSAPI parameters
+// bound to one buyer must not go to another), ECONFLICT otherwise. The expiry is not compared (a
+// retry computes it again from its own time), nor payer_client_ip, which the stores do not keep
+// (an H5 URL is not bound to the buyer's address).
 func sameOrder(existing, req *Order) (*Order, bool, error) {
 	if existing.Amount != req.Amount || existing.Currency != req.Currency || existing.Subject != req.Subject || existing.Channel != req.Channel ||
-		existing.Body != req.Body || existing.PayerOpenID != req.PayerOpenID || existing.PayerClientIP != req.PayerClientIP {
+		existing.Body != req.Body || existing.PayerOpenID != req.PayerOpenID {
 		return nil, false, Errorf(ECONFLICT, "Order %s exists with different content.", req.OutTradeNo)
 	}
 	return existing, false, nil

@@ -179,7 +179,6 @@ func TestCreateOrder_SameBuyer(t *testing.T) {
 	for _, mod := range []func(r *paynotify.CreateOrderRequest){
 		func(r *paynotify.CreateOrderRequest) { r.PayerOpenID = "openid-B" },
 		func(r *paynotify.CreateOrderRequest) { r.Body = "for B" },
-		func(r *paynotify.CreateOrderRequest) { r.PayerClientIP = "127.0.0.2" },
 	} {
 		r := req
 		mod(&r)
@@ -189,6 +188,26 @@ func TestCreateOrder_SameBuyer(t *testing.T) {
 	}
 	if n := b.fake.count("pay"); n != 1 {
 		t.Errorf("%d calls to the provider, want 1", n)
+	}
+	// An H5 order retried as it was is the stored order (payer_client_ip is not stored, so not
+	// compared: a reviewer caught a first version that answered every such retry 409).
+	h5 := paynotify.CreateOrderRequest{App: "shop", OutTradeNo: "W000002", Amount: 100, Subject: "s", Channel: paynotify.ChannelWechatH5,
+		PayerClientIP: "127.0.0.1", ExpiresIn: time.Hour}
+	for i := range 2 {
+		if _, created, err := s.CreateOrder(ctx, h5); err != nil || created != (i == 0) {
+			t.Fatalf("H5 create %d: %v, %v", i+1, created, err)
+		}
+	}
+	// A legacy Alipay order's subject holding "&" then "=" is refused, as an Alipay one's.
+	b.app.Provider = paynotify.ProviderAlipayLegacy
+	legacy := paynotify.CreateOrderRequest{App: "shop", OutTradeNo: "L1", Amount: 1234, Subject: "Coffee&total_fee=0.01&zz=",
+		Channel: paynotify.ChannelAlipayDirect, ExpiresIn: time.Hour}
+	if _, _, err := s.CreateOrder(ctx, legacy); paynotify.ErrorCode(err) != paynotify.EINVALID {
+		t.Fatalf("legacy subject with &…=: %v, want invalid", err)
+	}
+	legacy.Subject = "Tom & Jerry"
+	if _, created, err := s.CreateOrder(ctx, legacy); err != nil || !created {
+		t.Fatalf("legacy subject Tom & Jerry: %v, %v", created, err)
 	}
 }
 
