@@ -298,3 +298,37 @@ func TestAPITokenRevocation(t *testing.T) {
 		})
 	})
 }
+
+// TestAPITokenScopes_WebhookURLHidden (from a reviewer helper's audit): a read token sees an
+// endpoint's URL as its scheme, host and port only (a receiver may keep its own token in the path
+// or query, with which a read token could post forged events); write tokens and the config's
+// api_token see it whole.
+func TestAPITokenScopes_WebhookURLHidden(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e, _, _ := tokenEnv(t, s, -1)
+		read := issue(t, s, "reporting", paynotify.ScopeRead)
+		write := issue(t, s, "ops", paynotify.ScopeWrite)
+		const full = "https://hooks.example.com/services/T000/s3cr3t-path?key=query-secret"
+		code, _, body := e.call("Bearer "+testToken, "POST", "/v1/webhook-endpoints", `{"url":"`+full+`"}`)
+		if code != http.StatusCreated {
+			t.Fatalf("create: %d %s", code, body)
+		}
+		var ep struct {
+			ID  string `json:"id"`
+			URL string `json:"url"`
+		}
+		if err := json.Unmarshal([]byte(body), &ep); err != nil || ep.URL != full {
+			t.Fatalf("create answered %s (%v)", body, err)
+		}
+		for _, tc := range []struct{ who, auth, want string }{
+			{"read", read, "https://hooks.example.com/…"}, {"write", write, full}, {"config", testToken, full},
+		} {
+			for _, path := range []string{"/v1/webhook-endpoints/" + ep.ID, "/v1/webhook-endpoints"} {
+				code, _, body := e.call("Bearer "+tc.auth, "GET", path, "")
+				if code != http.StatusOK || !strings.Contains(body, `"url":"`+tc.want+`"`) || tc.who == "read" && strings.Contains(body, "s3cr3t") {
+					t.Errorf("%s token, GET %s: %d %s; want url %s", tc.who, path, code, body, tc.want)
+				}
+			}
+		}
+	})
+}

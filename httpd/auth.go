@@ -83,7 +83,7 @@ func (s *Server) authorized(h http.HandlerFunc) http.Handler {
 			s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "The request's %s holds NUL or bytes that are not UTF-8.", where))
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), scopeKey, tok.Scope)))
 	})
 }
 

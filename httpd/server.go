@@ -51,8 +51,9 @@ type Server struct {
 
 	tokens tokenCache
 	// These bound the log lines of requests anyone can send: callbacks to unknown apps, to an
-	// endpoint the app does not take, whose body cannot be read, and return_url visits.
-	unknownApp, notTaken, unreadable, badReturn, goodReturn logLimit
+	// endpoint the app does not take, whose body cannot be read, return_url visits, and requests
+	// whose client left while the store was asked.
+	unknownApp, notTaken, unreadable, badReturn, goodReturn, clientGone logLimit
 
 	waitMu   sync.Mutex
 	waiters  map[string][]chan struct{}
@@ -214,7 +215,17 @@ func NewHTTPServer(addr string, h http.Handler) *http.Server {
 
 type ctxKey int
 
-const requestIDKey ctxKey = 0
+const (
+	requestIDKey ctxKey = iota
+	// scopeKey holds the scope of the request's API token (authorized).
+	scopeKey
+)
+
+// writeScope reports whether the request's API token has scope write.
+func writeScope(r *http.Request) bool {
+	scope, _ := r.Context().Value(scopeKey).(string)
+	return scope == paynotify.ScopeWrite
+}
 
 // withRequestID gives every request an id, echoed in X-Request-Id and carried by its log lines.
 func (s *Server) withRequestID(h http.Handler) http.Handler {
@@ -247,7 +258,14 @@ var statusOf = map[string]int{
 // never shown.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := paynotify.ErrorCode(err)
-	if code == paynotify.EINTERNAL {
+	switch {
+	case code == paynotify.EINTERNAL && r.Context().Err() != nil:
+		// The client left while the store was asked (a token's lookup, a list): its canceled
+		// call is not our failure, and anyone can cause it, so it is a bounded warning, not an
+		// ERROR line per request.
+		s.clientGone.log(s.log(r), s.now(), "request ended by the client before its answer", "method", r.Method,
+			"path", clipLog(r.URL.Path), "err", err)
+	case code == paynotify.EINTERNAL:
 		s.log(r).Error("internal error", "method", r.Method, "path", clipLog(r.URL.Path), "err", err)
 	}
 	body := map[string]any{"code": code, "message": paynotify.ErrorMessage(err)}

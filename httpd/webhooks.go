@@ -31,8 +31,15 @@ type endpointJSON struct {
 	UpdatedAt          time.Time             `json:"updated_at"`
 }
 
-func endpointView(e *paynotify.WebhookEndpoint, withSecret bool) endpointJSON {
-	v := endpointJSON{ID: e.ID, URL: e.URL, Events: e.Events, Apps: e.Apps, Description: e.Description,
+// endpointView is the endpoint's JSON. Its URL is shown whole to a token of scope write only: a
+// receiver may keep its own token in the path or query (RedactURL), which a read token must not
+// learn (it could post forged events there).
+func endpointView(r *http.Request, e *paynotify.WebhookEndpoint, withSecret bool) endpointJSON {
+	u := e.URL
+	if !writeScope(r) && e.Kind != paynotify.EndpointNATS {
+		u = paynotify.RedactURL(e.URL)
+	}
+	v := endpointJSON{ID: e.ID, URL: u, Events: e.Events, Apps: e.Apps, Description: e.Description,
 		Status: e.Status, DisabledReason: e.DisabledReason, FailingSince: e.FailingSince,
 		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
 	if v.Events == nil {
@@ -269,7 +276,7 @@ func (s *Server) handleCreateEndpoint(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, endpointView(e, true))
+	writeJSON(w, http.StatusCreated, endpointView(r, e, true))
 }
 
 func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -280,7 +287,7 @@ func (s *Server) handleListEndpoints(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]endpointJSON, 0, len(list))
 	for _, e := range list {
-		out = append(out, endpointView(e, false))
+		out = append(out, endpointView(r, e, false))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"webhook_endpoints": out})
 }
@@ -291,7 +298,7 @@ func (s *Server) handleGetEndpoint(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, endpointView(e, false))
+	writeJSON(w, http.StatusOK, endpointView(r, e, false))
 }
 
 func (s *Server) handleUpdateEndpoint(w http.ResponseWriter, r *http.Request) {
@@ -305,7 +312,7 @@ func (s *Server) handleUpdateEndpoint(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, endpointView(e, false))
+	writeJSON(w, http.StatusOK, endpointView(r, e, false))
 }
 
 func (s *Server) handleDeleteEndpoint(w http.ResponseWriter, r *http.Request) {
@@ -322,7 +329,7 @@ func (s *Server) handleRotateSecret(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, endpointView(e, true))
+	writeJSON(w, http.StatusOK, endpointView(r, e, true))
 }
 
 func (s *Server) handleTestEndpoint(w http.ResponseWriter, r *http.Request) {
