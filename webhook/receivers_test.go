@@ -727,6 +727,29 @@ func postNode(t *testing.T, n *nodeReceiver, h http.Header, body []byte) int {
 // are answered 4xx and not processed; the same webhook-id again (a redelivery: new timestamp, new
 // signature) is answered 2xx and not processed again; two signatures where only the second
 // matches are accepted.
+// TestReceiverNodeRefusesABadSecret (from a reviewer helper's audit): Node decodes any text as
+// base64, so the example once took "whsec_" (an empty variable in a template) as an empty key
+// with which anyone signs an order.paid; it now stops at start, with the reason, on a secret that
+// is not whsec_ and base64 of at least one byte.
+func TestReceiverNodeRefusesABadSecret(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not installed (%v): the Node receiver of %s cannot be tested; install Node.js 18 or later (apt-get install nodejs)", err, webhooksDoc)
+	}
+	file := filepath.Join(t.TempDir(), "receiver.js")
+	if err := os.WriteFile(file, []byte(docBlock(t, "node")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"", "whsec_", "whsec_!!!!", "whsec_abc"} {
+		cmd := exec.Command(node, file)
+		cmd.Env = append(os.Environ(), "PAYNOTIFY_WEBHOOK_SECRET="+secret, "HOST=127.0.0.1", "PORT="+strconv.Itoa(freePort(t)))
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "PAYNOTIFY_WEBHOOK_SECRET is not whsec_ followed by base64") || strings.Contains(string(out), "listening on") {
+			t.Errorf("secret %q: %v\n%s", secret, err, out)
+		}
+	}
+}
+
 func TestReceiverNode(t *testing.T) {
 	secret := paynotify.NewWebhookSecret()
 	n := startNode(t, secret, freePort(t))
