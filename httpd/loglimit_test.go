@@ -2,6 +2,7 @@ package httpd_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -87,5 +88,23 @@ func TestLogLimit_ClientGoneIsNoError(t *testing.T) {
 		if n, m := strings.Count(logs, "level=ERROR"), strings.Count(logs, `msg="request ended by the client before its answer"`); n != 0 || m > 20 {
 			t.Fatalf("%d ERROR lines and %d warnings for 50 requests whose client left, want none and at most 20:\n%s", n, m, logs[max(0, len(logs)-1500):])
 		}
+		// A real failure while the client is gone is not its leaving: an ERROR (a reviewer's
+		// finding on the first version, which took any error after a hang-up for one).
+		e.http.Service.Store = failingTokens{s}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		req := httptest.NewRequest("GET", "/v1/orders", nil).WithContext(ctx)
+		req.Header.Set("Authorization", "Bearer pn_"+strings.Repeat("B", 43))
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if logs := e.logs.String(); !strings.Contains(logs, `level=ERROR msg="internal error"`) || !strings.Contains(logs, "disk I/O error") {
+			t.Fatalf("a store failure after the client left was not an ERROR:\n%s", logs[max(0, len(logs)-1500):])
+		}
 	})
+}
+
+// failingTokens is a store whose token lookups fail as a broken disk would, whatever the context.
+type failingTokens struct{ paynotify.Store }
+
+func (failingTokens) FindAPIToken(context.Context, []byte) (*paynotify.APIToken, error) {
+	return nil, errors.New("disk I/O error")
 }

@@ -259,10 +259,11 @@ var statusOf = map[string]int{
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := paynotify.ErrorCode(err)
 	switch {
-	case code == paynotify.EINTERNAL && r.Context().Err() != nil:
-		// The client left while the store was asked (a token's lookup, a list): its canceled
-		// call is not our failure, and anyone can cause it, so it is a bounded warning, not an
-		// ERROR line per request.
+	case code == paynotify.EINTERNAL && r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
+		// The client left while the store was asked (a token's lookup, a list), and the error
+		// is that cancellation: not our failure, and anyone can cause it, so a bounded warning,
+		// not an ERROR line per request. A real failure after the client left (a commit on a
+		// context of its own, as a provider's answer is recorded) stays an ERROR.
 		s.clientGone.log(s.log(r), s.now(), "request ended by the client before its answer", "method", r.Method,
 			"path", clipLog(r.URL.Path), "err", err)
 	case code == paynotify.EINTERNAL:

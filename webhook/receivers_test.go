@@ -722,11 +722,6 @@ func postNode(t *testing.T, n *nodeReceiver, h http.Header, body []byte) int {
 	return resp.StatusCode
 }
 
-// TestReceiverNode posts deliveries signed with the reference library to the doc's Node example:
-// a good one is processed and answered 2xx; a tampered body, another secret and an old timestamp
-// are answered 4xx and not processed; the same webhook-id again (a redelivery: new timestamp, new
-// signature) is answered 2xx and not processed again; two signatures where only the second
-// matches are accepted.
 // TestReceiverNodeRefusesABadSecret (from a reviewer helper's audit): Node decodes any text as
 // base64, so the example once took "whsec_" (an empty variable in a template) as an empty key
 // with which anyone signs an order.paid; it now stops at start, with the reason, on a secret that
@@ -741,15 +736,28 @@ func TestReceiverNodeRefusesABadSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, secret := range []string{"", "whsec_", "whsec_!!!!", "whsec_abc"} {
-		cmd := exec.Command(node, file)
+		// A receiver that takes the secret starts listening and never exits: the deadline ends it.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cmd := exec.CommandContext(ctx, node, file)
+		cmd.WaitDelay = time.Second
 		cmd.Env = append(os.Environ(), "PAYNOTIFY_WEBHOOK_SECRET="+secret, "HOST=127.0.0.1", "PORT="+strconv.Itoa(freePort(t)))
 		out, err := cmd.CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "PAYNOTIFY_WEBHOOK_SECRET is not whsec_ followed by base64") || strings.Contains(string(out), "listening on") {
+		timedOut := ctx.Err() != nil
+		cancel()
+		switch {
+		case timedOut:
+			t.Errorf("secret %q: the receiver started and ran until killed\n%s", secret, out)
+		case err == nil || !strings.Contains(string(out), "PAYNOTIFY_WEBHOOK_SECRET is not whsec_ followed by base64") || strings.Contains(string(out), "listening on"):
 			t.Errorf("secret %q: %v\n%s", secret, err, out)
 		}
 	}
 }
 
+// TestReceiverNode posts deliveries signed with the reference library to the doc's Node example:
+// a good one is processed and answered 2xx; a tampered body, another secret and an old timestamp
+// are answered 4xx and not processed; the same webhook-id again (a redelivery: new timestamp, new
+// signature) is answered 2xx and not processed again; two signatures where only the second
+// matches are accepted.
 func TestReceiverNode(t *testing.T) {
 	secret := paynotify.NewWebhookSecret()
 	n := startNode(t, secret, freePort(t))
