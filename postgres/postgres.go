@@ -72,10 +72,10 @@ func Open(ctx context.Context, url string) (*DB, error) {
 
 // IdleTransactionTimeout is idle_in_transaction_session_timeout on paynotify's sessions when
 // neither the URL, the role nor the database sets one (a 0 from the role or the database cannot
-// be told from PostgreSQL's default: to turn it off, set it to 0 in the URL). A batch holds the event log's lock from
-// its events to its COMMIT; a process frozen in between (a stopped or paused VM, a partition
-// without a reset) would otherwise hold every instance's writes until PostgreSQL noticed the
-// session gone, hours later. PostgreSQL ends such a session after this time, its transaction
+// be told from PostgreSQL's default: to turn it off, set it to 0 in the URL). A batch holds the
+// event log's lock from its events to its COMMIT; a process frozen in between (a stopped or
+// paused VM, a partition without a reset) would otherwise hold every instance's writes until
+// PostgreSQL noticed the session gone, hours later. PostgreSQL ends such a session after this time, its transaction
 // rolled back (its callers were not answered: the providers retry). paynotify's own transactions
 // are never idle that long.
 const IdleTransactionTimeout = "60s"

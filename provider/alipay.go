@@ -100,13 +100,13 @@ var alipayDecisionFields = []string{"app_id", "auth_app_id", "gmt_close", "gmt_p
 	"out_biz_no", "out_trade_no", "refund_fee", "seller_email", "seller_id", "total_amount", "trade_no", "trade_status"}
 
 // regroupedField refuses a verified notification one of whose values holds "&name=" for a field
-// of names, the fields paynotify decides by. Alipay's signature covers the fields joined with "&", not where each one
-// ends (docs/alipay.md, "Canonical strings"): such a value is either the text of fields taken
-// into the value before them (the real out_trade_no or seller_id folded into notify_type or
-// seller_email, a reviewer's finding) or text that a sender split off into a field of that name
-// (a buyer's subject "Gift&out_trade_no=…" made into another order's number). Genuine values do
-// not hold these names; a payment whose notification is refused so is found by the
-// reconciliation's query, which answers in signed JSON.
+// of names, the fields paynotify decides by. Alipay's signature covers the fields joined with
+// "&", not where each one ends (docs/alipay.md, "Canonical strings"): such a value is either the
+// text of fields taken into the value before them (the real out_trade_no or seller_id folded
+// into notify_type or seller_email, a reviewer's finding) or text that a sender split off into a
+// field of that name (a buyer's subject "Gift&out_trade_no=…" made into another order's number).
+// Genuine values do not hold these names; a payment whose notification is refused so is found by
+// the reconciliation's query, which answers in signed JSON.
 //
 // A name holding "&" or "=" is refused first: the text taken in can sit in a field's name as well
 // as in its value (a reviewer's finding: a field named "notify_time=…&out_trade_no=T1&…&subject"

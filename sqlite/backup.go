@@ -20,8 +20,9 @@ import (
 // that a restored copy never numbers an event as one issued after the backup.
 //
 // path must not exist: Backup never overwrites a file (an existing path is an error wrapping
-// fs.ErrExist). The copy is made, moved, synced to disk (VACUUM INTO does not sync) and checked
-// with PRAGMA integrity_check under a temporary name beside path (mode 0600, as the database),
+// fs.ErrExist). The copy is made, its event counter moved, synced to disk (VACUUM INTO does not
+// sync) and checked with PRAGMA integrity_check under a temporary name beside path (mode 0600, as
+// the database),
 // and only then linked to path: a backup killed half way, or one that failed, leaves no file
 // under path, only a temporary one (".<name>.partial-…", removed when Backup fails; not when the
 // process is killed).
