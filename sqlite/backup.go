@@ -22,10 +22,9 @@ import (
 // path must not exist: Backup never overwrites a file (an existing path is an error wrapping
 // fs.ErrExist). The copy is made, its event counter moved, synced to disk (VACUUM INTO does not
 // sync) and checked with PRAGMA integrity_check under a temporary name beside path (mode 0600, as
-// the database),
-// and only then linked to path: a backup killed half way, or one that failed, leaves no file
-// under path, only a temporary one (".<name>.partial-…", removed when Backup fails; not when the
-// process is killed).
+// the database), and only then linked to path: a backup killed half way, or one that failed,
+// leaves no file under path, only a temporary one (".<name>.partial-…", removed when Backup
+// fails; not when the process is killed).
 func (db *DB) Backup(ctx context.Context, path string) (err error) {
 	if path == "" || path == ":memory:" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
 		return fmt.Errorf("sqlite: backup: invalid path %q", path)
