@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -67,13 +68,7 @@ func (v alipayVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 		// Alipay always sends both: a signed message without them is not a trade notification.
 		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but no app_id or out_trade_no", OutTradeNo: n.OutTradeNo}
 	}
-	if rej := regroupedField(alipayDecisionFields, func(yield func(k, v string) bool) {
-		for k, v := range n.Raw {
-			if !yield(k, v) {
-				return
-			}
-		}
-	}); rej != nil {
+	if rej := regroupedField(alipayDecisionFields, maps.All(n.Raw)); rej != nil {
 		rej.OutTradeNo = n.OutTradeNo
 		return paynotify.Fact{}, rej
 	}

@@ -1,7 +1,9 @@
 package provider
 
 import (
+	"bytes"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -23,8 +25,12 @@ var v2DecisionFields = []string{"appid", "cash_fee", "fee_type", "mch_id", "out_
 	"settlement_total_fee", "sign_type", "time_end", "total_fee", "trade_state", "transaction_id"}
 
 // v2IsRefund tells a refund notification (req_info, encrypted, and no sign) from a payment's: by
-// its parsed fields, not by the bytes "<req_info>", which a payment's attach may hold.
+// its parsed fields, not by the bytes "<req_info>", which a payment's attach may hold. A body
+// without those bytes is no refund and is not parsed here (the payment's verification parses it).
 func v2IsRefund(body []byte) bool {
+	if !bytes.Contains(body, []byte("<req_info>")) {
+		return false
+	}
 	f, err := wechatpay.ParseV2XML(body)
 	return err == nil && f["req_info"] != "" && f["sign"] == ""
 }
@@ -68,13 +74,7 @@ func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fa
 	// The APIv2 sign covers the fields joined as name=value with "&", as Alipay's does: a value
 	// holding another field's "&name=" may be a genuine notification regrouped (an attach of
 	// "gift&mch_id=…&out_trade_no=T2&p=" made T1's payment T2's, a reviewer's finding).
-	if rej := regroupedField(v2DecisionFields, func(yield func(k, v string) bool) {
-		for k, v := range n.Fields {
-			if !yield(k, v) {
-				return
-			}
-		}
-	}); rej != nil {
+	if rej := regroupedField(v2DecisionFields, maps.All(n.Fields)); rej != nil {
 		rej.OutTradeNo = n.OutTradeNo
 		return paynotify.Fact{}, rej
 	}
