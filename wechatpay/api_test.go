@@ -555,24 +555,24 @@ func TestClient_ConcurrentRefreshAndVerify(t *testing.T) {
 	wg.Wait()
 }
 
-func TestClient_VerifyNotificationRefreshOnMiss(t *testing.T) {
-	// A notification signed by a platform certificate the client has not downloaded yet.
+// certificateMiss returns a client of merchant mchID that knows only the shared notify
+// certificate, a notification signed by the certificate of own_vectors.json's download (which the
+// client has not downloaded yet), and the count of downloads its certificate server has answered.
+func certificateMiss(t *testing.T, mchID string) (*Client, http.Header, []byte, *atomic.Int32) {
+	t.Helper()
 	v := mustOwn(t)
 	cv := v.Certificates
-	var downloads int
-	var mu sync.Mutex
+	downloads := new(atomic.Int32)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		downloads++
-		mu.Unlock()
+		downloads.Add(1)
 		for k, val := range cv.Headers {
 			w.Header().Set(k, val)
 		}
 		io.WriteString(w, cv.Body)
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	now := time.Unix(cv.Now, 0)
-	c, err := NewClient(Config{MchID: testMchID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
+	c, err := NewClient(Config{MchID: mchID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
 		APIv3Key: []byte(testAPIv3Key), PlatformCerts: mustRead(t, "shared/go_sdk_notify_test_cert.pem"),
 		BaseURL: srv.URL, HTTPClient: srv.Client(), Now: func() time.Time { return now }})
 	if err != nil {
@@ -583,6 +583,12 @@ func TestClient_VerifyNotificationRefreshOnMiss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, h, body, downloads
+}
+
+func TestClient_VerifyNotificationRefreshOnMiss(t *testing.T) {
+	// A notification signed by a platform certificate the client has not downloaded yet.
+	c, h, body, downloads := certificateMiss(t, testMchID)
 	t.Run("ErrUnknownWithoutRefresh", func(t *testing.T) {
 		if _, err := c.VerifyNotification(h, body); !errors.Is(err, ErrUnknownSerial) {
 			t.Fatalf("got %v", err)
@@ -592,8 +598,8 @@ func TestClient_VerifyNotificationRefreshOnMiss(t *testing.T) {
 		// Verified after one download. The vector's payment is of merchant 1900000100, not the
 		// client's testMchID: it comes back with ErrMchID, the notification with it.
 		n, err := c.VerifyNotificationRequest(notifyRequest(h, strings.NewReader(string(body))))
-		if !errors.Is(err, ErrMchID) || n == nil || n.Transaction.OutTradeNo != "PN20261101000001" || downloads != 1 {
-			t.Fatalf("%v, %d downloads", err, downloads)
+		if !errors.Is(err, ErrMchID) || n == nil || n.Transaction.OutTradeNo != "PN20261101000001" || downloads.Load() != 1 {
+			t.Fatalf("%v, %d downloads", err, downloads.Load())
 		}
 	})
 	t.Run("ErrForgedSerialsRateLimited", func(t *testing.T) {
@@ -604,8 +610,8 @@ func TestClient_VerifyNotificationRefreshOnMiss(t *testing.T) {
 				t.Fatalf("got %v", err)
 			}
 		}
-		if downloads != 1 {
-			t.Fatalf("%d downloads", downloads)
+		if downloads.Load() != 1 {
+			t.Fatalf("%d downloads", downloads.Load())
 		}
 	})
 }
@@ -706,29 +712,7 @@ func TestNotification_DetailQuotesNoDecryptedValue(t *testing.T) {
 // certificates downloaded in the background, at most once per MissRefreshInterval, only for an
 // unknown certificate serial; WeChat Pay's retry of the same notification then verifies.
 func TestClient_RefreshAfterMiss(t *testing.T) {
-	v := mustOwn(t)
-	cv := v.Certificates
-	var downloads atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		downloads.Add(1)
-		for k, val := range cv.Headers {
-			w.Header().Set(k, val)
-		}
-		io.WriteString(w, cv.Body)
-	}))
-	defer srv.Close()
-	now := time.Unix(cv.Now, 0)
-	c, err := NewClient(Config{MchID: "1900000100", MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
-		APIv3Key: []byte(testAPIv3Key), PlatformCerts: mustRead(t, "shared/go_sdk_notify_test_cert.pem"),
-		BaseURL: srv.URL, HTTPClient: srv.Client(), Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, body, err := wire.BuildNotification(mustPrivateKey(t, "other_key.pem"), cv.Serial, []byte(testAPIv3Key), wire.NotificationParams{
-		ID: "EV-1", CreateTime: now, EventType: EventTransactionSuccess, OriginalType: "transaction", Plaintext: []byte(v.PayPlaintext)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, h, body, downloads := certificateMiss(t, "1900000100") // the vector's merchant
 	_, miss := c.VerifyNotification(h, body)
 	if !errors.Is(miss, ErrUnknownSerial) {
 		t.Fatalf("before the download: %v", miss)
