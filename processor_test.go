@@ -83,6 +83,15 @@ func (b *procBundle) mustOrder(t *testing.T, otn string) *paynotify.Order {
 	return o
 }
 
+// pendingRefund records a pending refund of ours, no of otn for amount, created at t0.
+func (b *procBundle) pendingRefund(t *testing.T, otn, no string, amount paynotify.Amount) {
+	t.Helper()
+	if _, _, err := b.store.CreateRefund(context.Background(), &paynotify.Refund{App: "shop", OutTradeNo: otn, OutRequestNo: no,
+		Amount: amount, Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (b *procBundle) order(t *testing.T, otn string) *paynotify.Order {
 	t.Helper()
 	o, err := b.store.GetOrder(context.Background(), "shop", otn)
@@ -501,10 +510,7 @@ func TestProcess_OwnRefundFromTheOtherPayment(t *testing.T) {
 	b.mustOrder(t, "T1")
 	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P2")))
 	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
-	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
-		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
-		t.Fatal(err)
-	}
+	b.pendingRefund(t, "T1", "R1", 300)
 	f := paidFact("T1", "P1")
 	f.Kind, f.RefundPerRequest, f.RefundRequestNo, f.RefundAmount = paynotify.FactRefund, true, "R1", 300
 	res, err := p.Apply(ctx, b.app, f, nil)
@@ -535,10 +541,7 @@ func TestProcess_RefundOverInferredAmount(t *testing.T) {
 	ctx := context.Background()
 	b.mustOrder(t, "T1")
 	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
-	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "Q", Amount: 250,
-		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
-		t.Fatal(err)
-	}
+	b.pendingRefund(t, "T1", "Q", 250)
 	portal := paidFact("T1", "P1") // TRADE_SUCCESS with refund_fee 7.50, out_biz_no PORTAL
 	portal.Kind, portal.RefundTotal, portal.RefundRequestNo = paynotify.FactRefund, 750, "PORTAL"
 	if res := p.Process(ctx, callback(b.app), facts(portal)); res.Verdict != paynotify.VerdictAccepted {
@@ -998,10 +1001,7 @@ func TestProcess_DecidedInWriter(t *testing.T) {
 	}
 
 	// A refund fact that reads the order's refunds: loaded first, committed with Commit.
-	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
-		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
-		t.Fatal(err)
-	}
+	b.pendingRefund(t, "T1", "R1", 300)
 	f := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundTotal: 300, RefundRequestNo: "R1", Amount: 1000, HasAmount: true}
 	if res := send(t0.Add(time.Minute), f); res.Verdict != paynotify.VerdictAccepted {
 		t.Fatalf("refund: %+v", res)
@@ -1107,10 +1107,7 @@ func TestProcess_RefundsOutOfOrderEachAnnounced(t *testing.T) {
 		no     string
 		amount paynotify.Amount
 	}{{"R1", 300}, {"R2", 400}} {
-		if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: r.no, Amount: r.amount,
-			Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
-			t.Fatal(err)
-		}
+		b.pendingRefund(t, "T1", r.no, r.amount)
 	}
 	for _, r := range []struct {
 		no    string
@@ -1164,10 +1161,7 @@ func TestProcess_RefundHeldByAnInferredAmountNotAnnouncedTwice(t *testing.T) {
 	ctx := context.Background()
 	b.mustOrder(t, "T1")
 	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
-	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R1", Amount: 300,
-		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
-		t.Fatal(err)
-	}
+	b.pendingRefund(t, "T1", "R1", 300)
 	p.Now = func() time.Time { return t0.Add(time.Minute) }
 	for _, r := range []struct {
 		no    string
@@ -1241,10 +1235,7 @@ func TestProcess_PerRequestRefundAnomalyOnce(t *testing.T) {
 	apply(wx("T1", "P1T1", 200, "R1"), "")
 	apply(wx("T1", "P2T1", 300, "X1"), paynotify.ReasonDuplicatePaymentRefund)
 	// T2: our refund R1 of 3.00 reported as 4.00 (answered fail: retried), another one meanwhile.
-	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T2", OutRequestNo: "R1", Amount: 300,
-		Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); err != nil {
-		t.Fatal(err)
-	}
+	b.pendingRefund(t, "T2", "R1", 300)
 	apply(wx("T2", "P1T2", 400, "R1"), paynotify.ReasonAmountMismatch)
 	apply(wx("T2", "P1T2", 200, "R2"), "")
 	apply(wx("T2", "P1T2", 400, "R1"), paynotify.ReasonAmountMismatch)
