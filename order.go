@@ -71,8 +71,10 @@ type Order struct {
 	Subject        string      `json:"subject"`
 	Body           string      `json:"body,omitempty"`
 	PayerOpenID    string      `json:"payer_openid,omitempty"`
-	// PayerClientIP is the buyer's IP address, required by WeChat Pay H5 orders.
-	PayerClientIP   string `json:"payer_client_ip,omitempty"`
+	// PayerClientIP is the buyer's IP address, required by WeChat Pay H5 orders. It is handed to
+	// the provider when the order is created and is not stored: not part of the order JSON (nor
+	// of events), as the stores do not keep it.
+	PayerClientIP   string `json:"-"`
 	ProviderTradeNo string `json:"provider_trade_no"`
 	// Version starts at 1 and grows by one with every change; events carry the version they produced.
 	Version   int64      `json:"version"`

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,6 +198,11 @@ func TestCreateOrder_SameBuyer(t *testing.T) {
 		if _, created, err := s.CreateOrder(ctx, h5); err != nil || created != (i == 0) {
 			t.Fatalf("H5 create %d: %v, %v", i+1, created, err)
 		}
+	}
+	// Nor is it part of an order's JSON (the API's answers, events): docs/openapi.yaml's Order has
+	// no such field, which an order handed round before it was stored would otherwise show.
+	if j, err := json.Marshal(&paynotify.Order{PayerClientIP: h5.PayerClientIP}); err != nil || strings.Contains(string(j), "payer_client_ip") {
+		t.Errorf("an order's JSON: %s, %v", j, err)
 	}
 	// A legacy Alipay order's subject holding "&" then "=" is refused, as an Alipay one's.
 	b.app.Provider = paynotify.ProviderAlipayLegacy
