@@ -13,8 +13,8 @@ func TestDeps(t *testing.T) {
 	// package → the project packages and third-party modules it may import (stdlib is always fine).
 	allowed := map[string][]string{
 		"":          {},
-		"alipay":    {"golang.org/x/text", mod + "/internal/rawresp", mod + "/internal/alipaywire"},
-		"wechatpay": {mod + "/internal/rawresp", mod + "/internal/wechatpaywire"},
+		"alipay":    {"golang.org/x/text", mod + "/internal/rawresp", mod + "/internal/alipaywire", mod + "/internal/regroup"},
+		"wechatpay": {mod + "/internal/rawresp", mod + "/internal/wechatpaywire", mod + "/internal/regroup"},
 		"sqlite":    {mod, mod + "/internal/migrations", mod + "/internal/groupcommit", "modernc.org/sqlite"},
 		"postgres":  {mod, mod + "/internal/migrations", mod + "/internal/groupcommit", "github.com/jackc/pgx/v5"},
 		"provider":  {mod, mod + "/alipay", mod + "/alipaylegacy", mod + "/wechatpay", mod + "/internal/alipaywire", mod + "/internal/wechatpaywire"},
@@ -26,9 +26,10 @@ func TestDeps(t *testing.T) {
 		"metrics":   {mod, "github.com/prometheus/client_golang"},
 		"sandbox":   {mod, mod + "/alipay", mod + "/wechatpay", mod + "/internal/alipaywire", mod + "/internal/wechatpaywire", "modernc.org/sqlite", "go.yaml.in/yaml/v3", "golang.org/x/text"},
 
-		"alipaylegacy":           {"golang.org/x/text", mod + "/internal/alipaywire"},
+		"alipaylegacy":           {"golang.org/x/text", mod + "/internal/alipaywire", mod + "/internal/regroup"},
 		"internal/alipaywire":    {"golang.org/x/text"},
 		"internal/wechatpaywire": {},
+		"internal/regroup":       {},
 		"internal/groupcommit":   {},
 		"internal/gcpercent":     {},
 		"internal/reqtext":       {mod},

@@ -221,6 +221,12 @@ const MaxNotificationBytes = 1 << 20
 // and the out_trade_no the message claims in OutTradeNo; or, when Config.AppID is set and the
 // verified notification names another app_id (or none), one wrapping ErrAppID (reason
 // ReasonAppIDMismatch) returned together with the notification: treat it as not yours.
+//
+// A notification that verifies but one of whose values holds "&name=" for a field you decide by
+// (out_trade_no, seller_id, total_amount…; docs/alipay.md, "Canonical strings"), or a field name
+// holding "&" or "=", is refused too (ErrMalformed): the signature covers the fields joined with
+// "&", not where each one ends, so such a message may be a genuine one regrouped to name another
+// order or hide its seller. Answer it with failure and query the trade.
 func (c *Client) VerifyNotification(header http.Header, body []byte) (*Notification, error) {
 	f := formPool.Get().(*form)
 	defer formPool.Put(f)

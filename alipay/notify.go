@@ -2,6 +2,7 @@ package alipay
 
 import (
 	"encoding/json"
+	"maps"
 	"mime"
 	"strings"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"golang.org/x/text/encoding"
 
 	"github.com/paynotify/paynotify/internal/alipaywire"
+	"github.com/paynotify/paynotify/internal/regroup"
 )
 
 // Trade statuses (trade_status).
@@ -134,6 +136,20 @@ func claimedOutTradeNo(f *form) string {
 	return strings.ToValidUTF8(v, "?")
 }
 
+// notificationDecisionFields are the fields of a trade notification that VerifyNotification
+// makes sure no other field's value takes in or makes up (docs/alipay.md lists them): the identities, the status, the
+// amounts and the times. The signature covers the fields joined as name=value with "&", not
+// where each one ends (docs/alipay.md, "Canonical strings"), so a verified notification one of
+// whose values holds "&name=" for one of these names, or a field name holding "&" or "=", is
+// refused (ErrMalformed): it may be a genuine notification regrouped, its real out_trade_no or
+// seller_id folded into the value before it, or a buyer's subject "Gift&out_trade_no=T2" split
+// into another order's number. A genuine notification holding such text is refused too: query
+// the trade (TradeQuery answers in signed JSON). A program deciding by a field not listed here
+// (subject, body, passback_params) must not trust where its value ends.
+var notificationDecisionFields = []string{"app_id", "auth_app_id", "buyer_pay_amount", "gmt_close", "gmt_payment", "gmt_refund",
+	"invoice_amount", "notify_id", "notify_type", "out_biz_no", "out_trade_no", "point_amount", "receipt_amount", "refund_fee",
+	"seller_email", "seller_id", "total_amount", "trade_no", "trade_status"}
+
 // decodeNotification converts a verified form (see [Client.verifyNotificationForm]) to UTF-8 and
 // parses its typed fields. Amounts must match ^(0|[1-9]\d*)(\.\d{1,2})?$ and times the Alipay
 // layout; otherwise it returns a *VerifyError wrapping ErrMalformed. Call it only on a verified form.
@@ -150,6 +166,9 @@ func decodeNotification(f *form) (*Notification, error) {
 			return nil, &VerifyError{Reason: ReasonMalformed, Detail: "field " + quoteShort(fl.Key) + " is not valid " + f.Charset(), OutTradeNo: claimedOutTradeNo(f), err: ErrMalformed}
 		}
 		n.Raw[k] = v
+	}
+	if field, name, found := regroup.Find(notificationDecisionFields, maps.All(n.Raw)); found {
+		return nil, &VerifyError{Reason: ReasonMalformed, Detail: regroup.Detail(field, name), OutTradeNo: n.Raw["out_trade_no"], err: ErrMalformed}
 	}
 	if err := n.fill(); err != nil {
 		err.OutTradeNo = n.Raw["out_trade_no"]

@@ -55,7 +55,9 @@ const (
 	// ReasonDuplicateKey: a name appears twice (docs/alipay-legacy.md §13.6: PHP keeps the last,
 	// Java joins them).
 	ReasonDuplicateKey = "duplicate_key"
-	// ReasonMalformed: a bad %-escape, XML that does not parse (or has a DTD), a bad time.
+	// ReasonMalformed: a bad %-escape, XML that does not parse (or has a DTD), a bad time, or a
+	// verified mapi notification one of whose values holds "&name=" for a field it is decided by
+	// (docs/alipay-legacy.md §5.1).
 	ReasonMalformed = "malformed"
 	// ReasonBadCharset: a value is not valid in the configured charset.
 	ReasonBadCharset = "bad_charset"

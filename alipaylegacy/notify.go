@@ -8,6 +8,7 @@ import (
 	"golang.org/x/text/encoding"
 
 	"github.com/paynotify/paynotify/internal/alipaywire"
+	"github.com/paynotify/paynotify/internal/regroup"
 )
 
 // Kind says which protocol family a message belongs to.
@@ -213,6 +214,17 @@ func checkSign(w *alipaywire.Form) (string, *VerifyError) {
 	return string(sig), nil
 }
 
+// mapiDecisionFields are the fields of a mapi notification that VerifyNotification makes sure no
+// other field's value takes in or makes up. The sorted rule signs the fields joined as name=value
+// with "&", not where each one ends (docs/alipay-legacy.md §5.1): a verified notification one of
+// whose values holds "&name=" for one of these names, or a field name holding "&" or "=", may be
+// a genuine one regrouped (its out_trade_no or seller_id folded into the value before it, or a
+// buyer's subject "礼物&out_trade_no=L2" split into another order's number) and is refused
+// (ReasonMalformed). A program deciding by another field (subject, body, extra_common_param)
+// must not trust where its value ends.
+var mapiDecisionFields = []string{"gmt_close", "gmt_payment", "gmt_refund", "notify_id", "notify_type", "out_trade_no", "partner",
+	"price", "quantity", "refund_status", "seller_email", "seller_id", "total_fee", "trade_no", "trade_status"}
+
 // verifyMAPI verifies a mapi notification (ret false) or return_url visit (ret true).
 func (c *Client) verifyMAPI(w *alipaywire.Form, ret bool) (*Notification, error) {
 	fail := func(e *VerifyError) (*Notification, error) {
@@ -240,6 +252,17 @@ func (c *Client) verifyMAPI(w *alipaywire.Form, ret bool) (*Notification, error)
 	fields, e := c.decodeFields(w.Received())
 	if e != nil {
 		return fail(e)
+	}
+	if !ret {
+		if field, name, found := regroup.Find(mapiDecisionFields, func(yield func(k, v string) bool) {
+			for _, f := range fields {
+				if !yield(f.Key, f.Value) {
+					return
+				}
+			}
+		}); found {
+			return fail(verr(ReasonMalformed, regroup.Detail(field, name)))
+		}
 	}
 	n := &Notification{Kind: KindMAPI, Return: ret, Fields: fields, Canonical: canon, Charset: c.charset, SignType: c.signType}
 	required := []string{"notify_id", "out_trade_no", "trade_no", "trade_status", "total_fee"}

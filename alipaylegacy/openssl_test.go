@@ -661,3 +661,47 @@ func TestNew(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyNotificationMAPI_Regrouped: the sorted rule signs the fields joined with "&", not
+// where each ends (docs/alipay-legacy.md §5.1). A genuine notification (signed here by openssl)
+// whose subject is a buyer's "礼物&out_trade_no=T2", regrouped so that notify_type takes in its
+// real out_trade_no and the subject's tail becomes out_trade_no=T2, has the same signed string;
+// VerifyNotification refuses it, and the genuine one, as malformed, naming the field. A subject
+// holding "&" without a decision field's name passes (paidFields' "测试 & more").
+func TestVerifyNotificationMAPI_Regrouped(t *testing.T) {
+	c := testClient(t, SignMD5, nil)
+	genuine := with(paidFields("MD5"), "subject", "礼物&out_trade_no=T2")
+	sign := opensslMD5(t, sortedString(genuine), md5Key(t))
+	var regrouped []kv
+	for _, f := range genuine {
+		switch f[0] {
+		case "payment_type", "price", "quantity", "seller_email", "seller_id", "subject":
+			continue
+		case "notify_type":
+			f[1] = "trade_status_sync&out_trade_no=T1&payment_type=1&price=10.50&quantity=2&seller_email=seller@example.com" +
+				"&seller_id=" + testPartner + "&subject=礼物"
+		case "out_trade_no":
+			f[1] = "T2"
+		}
+		regrouped = append(regrouped, f)
+	}
+	if string(sortedString(regrouped)) != string(sortedString(genuine)) {
+		t.Fatalf("control: not the same signed string:\n%s\n%s", sortedString(regrouped), sortedString(genuine))
+	}
+	for _, tc := range []struct {
+		name, holder string
+		body         []byte
+	}{{"Regrouped", "notify_type", body(append(regrouped, kv{"sign", sign}))}, {"Genuine", "subject", body(append(genuine, kv{"sign", sign}))}} {
+		n, err := c.VerifyNotification(tc.body)
+		if n != nil {
+			t.Errorf("%s: a notification %+v", tc.name, n)
+			continue
+		}
+		if ve := wantReasonOf(t, err, ReasonMalformed); !strings.Contains(ve.Detail, tc.holder+` holds "&out_trade_no="`) {
+			t.Errorf("%s: detail %q", tc.name, ve.Detail)
+		}
+	}
+	if n, err := c.VerifyNotification(md5Notify(t, paidFields("MD5"))); err != nil || n.OutTradeNo != "T1" {
+		t.Fatalf("an ordinary subject: %+v, %v", n, err)
+	}
+}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
-	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -68,10 +66,6 @@ func (v alipayVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 		// Alipay always sends both: a signed message without them is not a trade notification.
 		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but no app_id or out_trade_no", OutTradeNo: n.OutTradeNo}
 	}
-	if rej := regroupedField(alipayDecisionFields, maps.All(n.Raw)); rej != nil {
-		rej.OutTradeNo = n.OutTradeNo
-		return paynotify.Fact{}, rej
-	}
 	switch {
 	case n.NotifyType != "trade_status_sync":
 		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, OutTradeNo: n.OutTradeNo,
@@ -88,43 +82,6 @@ func (v alipayVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 // alipayTradeStatuses are the trade statuses of Alipay's trade notifications.
 var alipayTradeStatuses = map[string]bool{alipay.TradeWaitBuyerPay: true, alipay.TradeSuccess: true, alipay.TradeFinished: true,
 	alipay.TradeClosed: true}
-
-// alipayDecisionFields are the fields of a trade notification that paynotify decides by, or that
-// sort just before one of them and so could take it in (notify_type before out_trade_no).
-var alipayDecisionFields = []string{"app_id", "auth_app_id", "gmt_close", "gmt_payment", "gmt_refund", "notify_id", "notify_type",
-	"out_biz_no", "out_trade_no", "refund_fee", "seller_email", "seller_id", "total_amount", "trade_no", "trade_status"}
-
-// regroupedField refuses a verified notification one of whose values holds "&name=" for a field
-// of names, the fields paynotify decides by. Alipay's signature covers the fields joined with
-// "&", not where each one ends (docs/alipay.md, "Canonical strings"): such a value is either the
-// text of fields taken into the value before them (the real out_trade_no or seller_id folded
-// into notify_type or seller_email, a reviewer's finding) or text that a sender split off into a
-// field of that name (a buyer's subject "Gift&out_trade_no=…" made into another order's number).
-// Genuine values do not hold these names; a payment whose notification is refused so is found by
-// the reconciliation's query, which answers in signed JSON.
-//
-// A name holding "&" or "=" is refused first: the text taken in can sit in a field's name as well
-// as in its value (a reviewer's finding: a field named "notify_time=…&out_trade_no=T1&…&subject"
-// took in the real order number, and no value held "&"). With names clean, every text taken in
-// is in a value.
-func regroupedField(names []string, fields iter.Seq2[string, string]) *paynotify.RejectError {
-	for k, v := range fields {
-		if strings.ContainsAny(k, "&=") {
-			return &paynotify.RejectError{Reason: paynotify.ReasonMalformed,
-				Detail: fmt.Sprintf("verified, but a field's name %q holds \"&\" or \"=\": the signature does not say where fields end", paynotify.ClipText(k, 64))}
-		}
-		if k == "sign" || !strings.Contains(v, "&") {
-			continue
-		}
-		for _, d := range names {
-			if strings.Contains(v, "&"+d+"=") {
-				return &paynotify.RejectError{Reason: paynotify.ReasonMalformed,
-					Detail: fmt.Sprintf("verified, but %s holds \"&%s=\": the signature does not say where fields end, and this one may hold another field's text", paynotify.ClipText(k, 64), d)}
-			}
-		}
-	}
-	return nil
-}
 
 // alipayReject turns a verification failure into the rejection kept as evidence.
 func alipayReject(err error) *paynotify.RejectError {

@@ -76,20 +76,6 @@ func (v legacyVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 		}
 		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: err.Error(), OutTradeNo: claimedOutTradeNo(body)}
 	}
-	if n.Kind == alipaylegacy.KindMAPI {
-		// The mapi rule signs the fields joined with "&", as Alipay's open platform does
-		// (alipay-legacy.md §5.1): a value holding another field's name is refused.
-		if rej := regroupedField(legacyDecisionFields, func(yield func(k, v string) bool) {
-			for _, f := range n.Fields {
-				if !yield(f.Key, f.Value) {
-					return
-				}
-			}
-		}); rej != nil {
-			rej.OutTradeNo = n.OutTradeNo
-			return paynotify.Fact{}, rej
-		}
-	}
 	if v.g.NotifyVerify {
 		timeout := v.g.Timeout
 		if timeout <= 0 {
@@ -110,11 +96,6 @@ func (v legacyVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 	}
 	return legacyFact(v.g, n), nil
 }
-
-// legacyDecisionFields are the mapi notification's fields paynotify decides by, or that sort just
-// before one of them (notify_type before out_trade_no).
-var legacyDecisionFields = []string{"gmt_close", "gmt_payment", "gmt_refund", "notify_id", "notify_type", "out_trade_no", "price",
-	"quantity", "refund_status", "seller_email", "seller_id", "total_fee", "trade_no", "trade_status"}
 
 // legacyFact maps a verified notification to the fact it states (docs/alipay-legacy.md
 // §9.2): TRADE_SUCCESS and TRADE_FINISHED (instant pay, WAP) and WAIT_SELLER_SEND_GOODS

@@ -3,7 +3,6 @@ package provider
 import (
 	"bytes"
 	"fmt"
-	"maps"
 	"net/http"
 	"time"
 
@@ -19,10 +18,6 @@ type WechatV2 struct {
 	// AppID and MchID are reported in the fact, for the Processor's checks.
 	AppID, MchID string
 }
-
-// v2DecisionFields are the fields of an APIv2 payment notification paynotify decides by.
-var v2DecisionFields = []string{"appid", "cash_fee", "fee_type", "mch_id", "out_trade_no", "result_code", "return_code",
-	"settlement_total_fee", "sign_type", "time_end", "total_fee", "trade_state", "transaction_id"}
 
 // v2IsRefund tells a refund notification (req_info, encrypted, and no sign) from a payment's: by
 // its parsed fields, not by the bytes "<req_info>", which a payment's attach may hold. A body
@@ -70,13 +65,6 @@ func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fa
 	}
 	if n.AppID == "" || n.MchID == "" || n.OutTradeNo == "" {
 		return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "verified, but no appid, mch_id or out_trade_no", OutTradeNo: n.OutTradeNo}
-	}
-	// The APIv2 sign covers the fields joined as name=value with "&", as Alipay's does: a value
-	// holding another field's "&name=" may be a genuine notification regrouped (an attach of
-	// "gift&mch_id=…&out_trade_no=T2&p=" made T1's payment T2's, a reviewer's finding).
-	if rej := regroupedField(v2DecisionFields, maps.All(n.Fields)); rej != nil {
-		rej.OutTradeNo = n.OutTradeNo
-		return paynotify.Fact{}, rej
 	}
 	f := paynotify.Fact{OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TransactionID, AppID: n.AppID, MchID: n.MchID,
 		Amount: paynotify.Amount(n.TotalFee), HasAmount: true, Currency: n.FeeType, At: n.TimeEnd}

@@ -14,10 +14,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/paynotify/paynotify/internal/regroup"
 )
 
 // APIv2 sign types.
@@ -170,12 +173,24 @@ type V2Notification struct {
 	Fields map[string]string
 }
 
+// v2DecisionFields are the fields of an APIv2 payment notification that VerifyV2Notification
+// makes sure no other field's value takes in or makes up. The APIv2 sign covers the fields
+// joined as name=value with "&", not where each one ends (docs/wechatpay.md): a verified message
+// one of whose values holds "&name=" for one of these names, or a field name holding "&" or "=",
+// may be a genuine one regrouped (an attach of "gift&mch_id=…&out_trade_no=T2&p=" made T1's
+// payment T2's) and is refused (ErrMalformed). A program deciding by another field (attach)
+// must not trust where its value ends.
+var v2DecisionFields = []string{"appid", "cash_fee", "fee_type", "mch_id", "out_trade_no", "result_code", "return_code",
+	"settlement_total_fee", "sign_type", "time_end", "total_fee", "trade_state", "transaction_id"}
+
 // VerifyV2Notification verifies an APIv2 XML payment notification with the APIv2 key (not the
 // APIv3 key). Every received field takes part in the signature, unknown ones included. The
 // algorithm follows the sign's length (32 hex: MD5, 64: HMAC-SHA256), since merchants set to
 // HMAC-SHA256 are seen to receive MD5 signs; sign_type, when present, must be one of the two.
 // The comparison is constant-time. Errors are *VerifyError (ErrSignature, ErrMalformed), with the
-// out_trade_no the message claims in OutTradeNo when the XML parses.
+// out_trade_no the message claims in OutTradeNo when the XML parses. A message that verifies but
+// may be regrouped (v2DecisionFields: a value holding "&out_trade_no=" and the like) is
+// ErrMalformed: answer it with FAIL and query the order.
 func VerifyV2Notification(body []byte, apiKey []byte) (*V2Notification, error) {
 	n, err := verifyV2Notification(body, apiKey)
 	if ve, ok := err.(*VerifyError); ok && ve.OutTradeNo == "" {
@@ -222,6 +237,11 @@ func verifyV2Notification(body []byte, apiKey []byte) (*V2Notification, error) {
 	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToUpper(sign))) != 1 {
 		e := verifyErr(ErrSignature, CheckSignature, "%s sign does not match", alg)
 		e.Message = []byte(V2SignString(f))
+		return nil, e
+	}
+	if field, name, found := regroup.Find(v2DecisionFields, maps.All(f)); found {
+		e := verifyErr(ErrMalformed, CheckDecode, "")
+		e.Detail, e.OutTradeNo = regroup.Detail(field, name), claimed(f["out_trade_no"])
 		return nil, e
 	}
 	n := &V2Notification{ReturnCode: f["return_code"], ReturnMsg: f["return_msg"], ResultCode: f["result_code"], ErrCode: f["err_code"],

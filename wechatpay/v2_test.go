@@ -2,6 +2,8 @@ package wechatpay
 
 import (
 	"errors"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -201,4 +203,75 @@ func TestV2Builders(t *testing.T) {
 			t.Fatalf("%v", err)
 		}
 	})
+}
+
+// opensslV2MD5 is the APIv2 MD5 sign of fields (sorted, empty values left out, "&key=" and the
+// key appended, upper-case hex), computed by the openssl command line.
+func opensslV2MD5(t *testing.T, fields [][2]string, key string) string {
+	t.Helper()
+	sorted := slices.Clone(fields)
+	slices.SortFunc(sorted, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	var b strings.Builder
+	for _, f := range sorted {
+		if f[1] != "" {
+			b.WriteString(f[0] + "=" + f[1] + "&")
+		}
+	}
+	b.WriteString("key=" + key)
+	cmd := exec.Command("openssl", "dgst", "-md5", "-r")
+	cmd.Stdin = strings.NewReader(b.String())
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl: %v", err)
+	}
+	return strings.ToUpper(strings.Fields(string(out))[0])
+}
+
+func signedV2XML(fields [][2]string, sign string) []byte {
+	var b strings.Builder
+	b.WriteString("<xml>")
+	for _, f := range append(fields, [2]string{"sign", sign}) {
+		b.WriteString("<" + f[0] + "><![CDATA[" + f[1] + "]]></" + f[0] + ">")
+	}
+	b.WriteString("</xml>")
+	return []byte(b.String())
+}
+
+// TestVerifyV2Notification_Regrouped: the APIv2 sign covers the fields joined with "&", not where
+// each ends. A genuine payment of T1 (signed here by openssl) whose attach is
+// "gift&mch_id=10000100&out_trade_no=T2&p=", regrouped so that attach ends at "gift" and its tail
+// becomes mch_id and out_trade_no T2 while T1's own fields fold into nonce_str, has the same
+// signed string; VerifyV2Notification refuses it, and the genuine one, as malformed, naming the
+// field. An attach holding "&" and "=" without a decision field's name passes.
+func TestVerifyV2Notification_Regrouped(t *testing.T) {
+	const key = "192006250b4c09247ec02edce69f6a2d"
+	genuine := [][2]string{{"appid", "wx2421b1c4370ec43b"}, {"attach", "gift&mch_id=10000100&out_trade_no=T2&p="},
+		{"bank_type", "CFT"}, {"cash_fee", "100"}, {"fee_type", "CNY"}, {"is_subscribe", "N"}, {"mch_id", "10000100"},
+		{"nonce_str", "abc"}, {"openid", "o1"}, {"out_trade_no", "T1"}, {"result_code", "SUCCESS"}, {"return_code", "SUCCESS"},
+		{"time_end", "20261129100000"}, {"total_fee", "100"}, {"trade_type", "JSAPI"}, {"transaction_id", "4200000001"}}
+	// The same signed string, cut elsewhere: attach=gift, mch_id=10000100, out_trade_no=T2, and p
+	// holding the rest ("&bank_type=…&out_trade_no=T1&…").
+	regrouped := [][2]string{{"appid", "wx2421b1c4370ec43b"}, {"attach", "gift"}, {"mch_id", "10000100"}, {"out_trade_no", "T2"},
+		{"p", "&bank_type=CFT&cash_fee=100&fee_type=CNY&is_subscribe=N&mch_id=10000100&nonce_str=abc&openid=o1&out_trade_no=T1" +
+			"&result_code=SUCCESS&return_code=SUCCESS&time_end=20261129100000&total_fee=100&trade_type=JSAPI&transaction_id=4200000001"}}
+	// p sorts after out_trade_no: the tail of the signed string is p's value.
+	sign := opensslV2MD5(t, genuine, key)
+	if got := opensslV2MD5(t, regrouped, key); got != sign {
+		t.Fatalf("control: the regrouped fields sign to %s, the genuine ones to %s", got, sign)
+	}
+	for _, tc := range []struct {
+		name, holder string
+		body         []byte
+	}{{"Regrouped", "p", signedV2XML(regrouped, sign)}, {"Genuine", "attach", signedV2XML(genuine, sign)}} {
+		n, err := VerifyV2Notification(tc.body, []byte(key))
+		var ve *VerifyError
+		if n != nil || !errors.Is(err, ErrMalformed) || !errors.As(err, &ve) || !strings.Contains(ve.Detail, tc.holder+` holds "&`) {
+			t.Errorf("%s: %+v, %v; want ErrMalformed naming %s", tc.name, n, err, tc.holder)
+		}
+	}
+	ok := slices.Clone(genuine)
+	ok[1][1] = "a=1&b=2"
+	if n, err := VerifyV2Notification(signedV2XML(ok, opensslV2MD5(t, ok, key)), []byte(key)); err != nil || n.OutTradeNo != "T1" {
+		t.Fatalf("an ordinary attach: %+v, %v", n, err)
+	}
 }
