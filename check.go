@@ -66,13 +66,8 @@ func (s *Service) applyAnswer(ctx context.Context, a *App, o *Order, rf *Refund,
 	switch {
 	case err != nil && errors.As(err, &rej) && ans != nil:
 		res.Verdict, res.Reason = VerdictRejected, rej.Reason
-		if !dryRun {
-			ev := s.answerEvidence(a, ans, received)
-			ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, rej.Reason, rej.Detail, o.OutTradeNo
-			res.Evidence = ev
-			if err := s.Store.InsertEvidence(ctx, ev); err != nil {
-				return nil, err
-			}
+		if res.Evidence, err = s.keepRejected(ctx, a, o, ans, received, rej.Reason, rej.Detail, dryRun); err != nil {
+			return nil, err
 		}
 		s.logger().Warn("query answer rejected", "app", a.Name, "out_trade_no", o.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
 		return res, nil
@@ -89,18 +84,13 @@ func (s *Service) applyAnswer(ctx context.Context, a *App, o *Order, rf *Refund,
 		// providers' answer signatures do not cover the question). A refund's answer must name
 		// the refund asked about.
 		res.Verdict, res.Reason = VerdictRejected, ReasonOutTradeNoMismatch
-		if !dryRun {
-			ev := s.answerEvidence(a, ans, received)
-			ev.Verdict, ev.Reason, ev.OutTradeNo = VerdictRejected, ReasonOutTradeNoMismatch, o.OutTradeNo
-			ev.Detail = "asked about " + o.OutTradeNo + ", answered about " + ans.Fact.OutTradeNo
-			if rf != nil {
-				ev.Detail = "asked about refund " + rf.OutRequestNo + " of " + o.OutTradeNo + ", answered about refund " +
-					ans.Fact.RefundRequestNo + " of " + ans.Fact.OutTradeNo
-			}
-			res.Evidence = ev
-			if err := s.Store.InsertEvidence(ctx, ev); err != nil {
-				return nil, err
-			}
+		detail := "asked about " + o.OutTradeNo + ", answered about " + ans.Fact.OutTradeNo
+		if rf != nil {
+			detail = "asked about refund " + rf.OutRequestNo + " of " + o.OutTradeNo + ", answered about refund " +
+				ans.Fact.RefundRequestNo + " of " + ans.Fact.OutTradeNo
+		}
+		if res.Evidence, err = s.keepRejected(ctx, a, o, ans, received, ReasonOutTradeNoMismatch, detail, dryRun); err != nil {
+			return nil, err
 		}
 		s.logger().Warn("query answer about another order", "app", a.Name, "out_trade_no", o.OutTradeNo, "answered", ans.Fact.OutTradeNo)
 		return res, nil
@@ -127,6 +117,19 @@ func (s *Service) applyAnswer(ctx context.Context, a *App, o *Order, rf *Refund,
 	}
 	s.logger().Info("query answer applied", "app", a.Name, "out_trade_no", o.OutTradeNo, "state", ans.State, "verdict", r.Verdict, "reason", r.Reason)
 	return res, nil
+}
+
+// keepRejected records a rejected answer about order o as evidence (nothing on a dry run).
+func (s *Service) keepRejected(ctx context.Context, a *App, o *Order, ans *Answer, received time.Time, reason, detail string, dryRun bool) (*Evidence, error) {
+	if dryRun {
+		return nil, nil
+	}
+	ev := s.answerEvidence(a, ans, received)
+	ev.Verdict, ev.Reason, ev.Detail, ev.OutTradeNo = VerdictRejected, reason, detail, o.OutTradeNo
+	if err := s.Store.InsertEvidence(ctx, ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
 }
 
 func (s *Service) answerEvidence(a *App, ans *Answer, received time.Time) *Evidence {
@@ -175,8 +178,14 @@ func (s *Service) confirmRefund(ctx context.Context, a *App, o *Order, rf *Refun
 	var rej *RejectError
 	switch {
 	case err != nil && errors.As(err, &rej) && ans != nil:
+		// Kept as rejected evidence, as applyAnswer keeps a rejected order query's answer. The
+		// amount stays unconfirmed: the reconciliation asks again (Reconciler.checkRefund).
+		res := &CheckResult{Order: o, Refund: rf, Verdict: VerdictRejected, Reason: rej.Reason}
+		if res.Evidence, err = s.keepRejected(ctx, a, o, ans, received, rej.Reason, rej.Detail, dryRun); err != nil {
+			return nil, err
+		}
 		s.logger().Warn("refund query answer rejected", "app", a.Name, "out_trade_no", o.OutTradeNo, "reason", rej.Reason, "detail", rej.Detail)
-		return &CheckResult{Order: o, Refund: rf, Verdict: VerdictRejected, Reason: rej.Reason}, nil
+		return res, nil
 	case err != nil:
 		return nil, err
 	}
@@ -185,6 +194,11 @@ func (s *Service) confirmRefund(ctx context.Context, a *App, o *Order, rf *Refun
 	if f != nil && (f.OutTradeNo != o.OutTradeNo || f.RefundRequestNo != rf.OutRequestNo) {
 		// Not about this refund (another refund of the order, replayed): its amount is not ours.
 		res.Verdict, res.Reason = VerdictRejected, ReasonOutTradeNoMismatch
+		detail := "asked about refund " + rf.OutRequestNo + " of " + o.OutTradeNo + ", answered about refund " +
+			f.RefundRequestNo + " of " + f.OutTradeNo
+		if res.Evidence, err = s.keepRejected(ctx, a, o, ans, received, ReasonOutTradeNoMismatch, detail, dryRun); err != nil {
+			return nil, err
+		}
 		s.logger().Warn("refund query answer about another refund", "app", a.Name, "out_trade_no", o.OutTradeNo,
 			"out_request_no", rf.OutRequestNo, "answered", f.OutTradeNo+"/"+f.RefundRequestNo)
 		return res, nil

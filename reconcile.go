@@ -537,12 +537,22 @@ func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (checkOutcome, *
 		// A signed refusal: of the refund asked for again (then it is failed now), or of the
 		// query. Either way the provider answered: the refund as it now stands decides.
 		res = &CheckResult{Order: o, Refund: s.currentRefund(ctx, rf)}
+	case err != nil && res != nil && res.NotFound && ctx.Err() == nil:
+		// The provider answered the query (no such refund); asking for it again failed with an
+		// unknown outcome (WeChat Pay's NOT_ENOUGH, Alipay's ACQ.SELLER_BALANCE_NOT_ENOUGH, or
+		// the request lost). Not an outage of the app: the refund stays pending and is checked
+		// on its schedule, and needs attention at the end of its window, instead of being asked
+		// for again at the outage backoff's pace for ever (a reviewer helper's finding).
+		r.log().Warn("refund asked for again failed", "app", a.Name, "out_trade_no", o.OutTradeNo,
+			"out_request_no", rf.OutRequestNo, "err", err)
+		res.Refund = s.currentRefund(ctx, rf)
 	case err != nil:
 		return checkOutcome{}, nil, err
 	}
 	out := checkOutcome{counted: true}
-	if res.Refund != nil && res.Refund.Status == RefundPending {
-		next, ok := a.Reconcile.NextRefundCheck(res.Refund.CreatedAt, c.Checks+1, now)
+	switch cur := res.Refund; {
+	case cur != nil && cur.Status == RefundPending:
+		next, ok := a.Reconcile.NextRefundCheck(cur.CreatedAt, c.Checks+1, now)
 		if ok {
 			out.next = &next
 		} else {
@@ -550,6 +560,19 @@ func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (checkOutcome, *
 			r.log().Error("refund still pending after its checks: needs attention", "app", a.Name, "out_trade_no", o.OutTradeNo,
 				"out_request_no", rf.OutRequestNo, "created_at", rf.CreatedAt)
 		}
+	case rf.Status == RefundSucceeded && cur != nil && cur.Status == RefundSucceeded && cur.NextCheckAt != nil:
+		// An inferred amount the answer did not confirm (rejected, about another refund, or no
+		// such refund). A refund without a next check counts as certain (Processor.load): it is
+		// asked about again on its schedule and, after its window, at the policy's slowest pace,
+		// needing attention, until an answer confirms it (a reviewer helper's finding: a rejected
+		// confirmation made the inferred amount certain, and the order's total too high).
+		next, ok := a.Reconcile.NextRefundCheck(cur.CreatedAt, c.Checks+1, now)
+		if !ok {
+			next, out.attention = now.Add(a.Reconcile.WithDefaults().ThenEvery), true
+			r.log().Error("refund amount still unconfirmed after its checks: needs attention", "app", a.Name, "out_trade_no", o.OutTradeNo,
+				"out_request_no", rf.OutRequestNo, "amount", int64(cur.Amount), "created_at", cur.CreatedAt)
+		}
+		out.next = &next
 	}
 	return out, res, nil
 }

@@ -2,6 +2,7 @@ package paynotify_test
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -494,5 +495,144 @@ func TestReconciler_SignedRefusal(t *testing.T) {
 				t.Fatalf("next %s after %d checks, want +%s, counted", next, checks, c.next)
 			}
 		})
+	}
+}
+
+// TestReconciler_UnconfirmedInferredAmount (from a reviewer helper's audit): a portal refund's
+// amount inferred from Alipay's running total stays unsure until a refund query confirms it. A
+// confirmation that does not come (the answer rejected: a wrong Alipay key for a while; or no
+// such refund at Alipay) used to end the check, which made the inferred amount certain: our
+// refund Q (3.00) confirmed later then brought the order to P's inferred 5.00 plus 3.00 = 8.00,
+// where Alipay had refunded 5.00. Now P is asked again on its schedule, and the rejected answer
+// is kept as evidence.
+func TestReconciler_UnconfirmedInferredAmount(t *testing.T) {
+	for name, firstP := range map[string]func() (*paynotify.Answer, error){
+		"SignatureInvalid": func() (*paynotify.Answer, error) {
+			return &paynotify.Answer{Endpoint: "fake.refund_query", Body: []byte(`{"bad":"sig"}`), Header: http.Header{}},
+				&paynotify.RejectError{Reason: paynotify.ReasonSignatureInvalid, Detail: "bad signature"}
+		},
+		"NotFound": func() (*paynotify.Answer, error) {
+			return &paynotify.Answer{State: "REFUND_UNKNOWN", NotFound: true, Endpoint: "fake.refund_query"}, nil
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			r, b := setupReconciler(t)
+			s := r.Service
+			b.mustOrder(t, "T1")
+			if _, err := s.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+				t.Fatal(err)
+			}
+			// Q: ours, made by Alipay, its answer lost: pending with us.
+			b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) { return nil, nil }
+			if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 300, OutRequestNo: "Q00001"}); err != nil {
+				t.Fatal(err)
+			}
+			// P: a portal refund of 2.00 notified with Alipay's total of 5.00 (Q's 3.00 in it).
+			b.now.Set(t0.Add(10 * time.Second))
+			refundNotified(t, s, b, "P00001", 500)
+			if p := b.refundOfT1(t, "P00001"); p.Amount != 500 || p.NextCheckAt == nil {
+				t.Fatalf("P inferred: %+v", p)
+			}
+			b.fake.rquery["Q00001"] = func() (*paynotify.Answer, error) {
+				return &paynotify.Answer{Endpoint: "fake.refund_query", Body: []byte(`{"bad":"sig"}`), Header: http.Header{}},
+					&paynotify.RejectError{Reason: paynotify.ReasonSignatureInvalid, Detail: "bad signature"}
+			}
+			b.fake.rquery["P00001"] = firstP
+			b.now.Set(t0.Add(70 * time.Second))
+			sweep(t, r)
+			if p := b.refundOfT1(t, "P00001"); p.NextCheckAt == nil {
+				t.Fatalf("P after an answer that confirmed nothing: %+v, no next check (its inferred 5.00 now counts as certain)", p)
+			}
+			if name == "SignatureInvalid" {
+				ev, err := b.store.ListEvidence(ctx, paynotify.EvidenceFilter{Source: paynotify.SourceQuery})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(ev); n != 2 || ev[0].Verdict != paynotify.VerdictRejected || ev[1].Verdict != paynotify.VerdictRejected {
+					t.Errorf("rejected answers kept: %d records, want Q's and P's", n)
+				}
+			}
+			ok := func(no string, amt paynotify.Amount) func() (*paynotify.Answer, error) {
+				return answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
+					RefundPerRequest: true, RefundRequestNo: no, RefundAmount: amt})
+			}
+			b.fake.rquery["Q00001"], b.fake.rquery["P00001"] = ok("Q00001", 300), ok("P00001", 200)
+			for _, at := range []time.Duration{3 * time.Minute, 13 * time.Minute, 2 * time.Hour} {
+				b.now.Set(t0.Add(at))
+				sweep(t, r)
+			}
+			if o := b.order(t, "T1"); o.RefundedAmount != 500 {
+				t.Errorf("order refunded_amount %d, want Alipay's 500", o.RefundedAmount)
+			}
+			if p := b.refundOfT1(t, "P00001"); p.Amount != 200 || p.NextCheckAt != nil || p.NeedsAttention {
+				t.Errorf("P %+v, want confirmed at 200", p)
+			}
+		})
+	}
+}
+
+// TestReconciler_RefundAskedAgainRefused (from a reviewer helper's audit): a pending refund the
+// provider does not know is asked for again; when that request fails with an unknown outcome
+// (WeChat Pay's NOT_ENOUGH, Alipay's ACQ.SELLER_BALANCE_NOT_ENOUGH are classed so), the check
+// used to fail as an outage: asked again at the backoff's pace for ever, and never marked
+// needs_attention. The provider answered the query: the refund is checked on its schedule, and
+// needs attention at the end of its window.
+func TestReconciler_RefundAskedAgainRefused(t *testing.T) {
+	ctx := context.Background()
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	if _, err := r.Service.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) {
+		return nil, &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "Alipay refused: ACQ.SELLER_BALANCE_NOT_ENOUGH (outcome unknown)"}
+	}
+	if _, _, err := r.Service.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 100, OutRequestNo: "R00001"}); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+		t.Fatalf("refund: %v", err)
+	}
+	// No refund query answer is set: the fake answers that Alipay has no such refund.
+	b.now.Set(t0.Add(2 * time.Minute))
+	before := b.fake.count("refund")
+	for i := range 12 {
+		b.now.Set(t0.Add(2*time.Minute + time.Duration(i)*5*time.Second))
+		sweep(t, r)
+	}
+	if n := b.fake.count("refund") - before; n != 1 {
+		t.Errorf("asked for again %d times in a minute, want once (then on the refund's schedule)", n)
+	}
+	if rf := b.refundOfT1(t, "R00001"); rf.Status != paynotify.RefundPending || rf.NextCheckAt == nil || rf.NeedsAttention {
+		t.Fatalf("refund after the failed request: %+v, want pending and scheduled", rf)
+	}
+	b.now.Set(t0.Add(8 * 24 * time.Hour))
+	sweep(t, r)
+	if rf := b.refundOfT1(t, "R00001"); !rf.NeedsAttention || rf.NextCheckAt != nil {
+		t.Errorf("refund 8 days on: %+v, want needs_attention and no next check", rf)
+	}
+}
+
+// TestReconciler_InferredAmountNeverConfirmed: an inferred amount that no answer confirms within
+// the refund window needs attention, and is still asked about at the policy's slowest pace, its
+// next check kept (so that it never counts as certain); a confirmation ends both.
+func TestReconciler_InferredAmountNeverConfirmed(t *testing.T) {
+	ctx := context.Background()
+	r, b := setupReconciler(t)
+	b.mustOrder(t, "T1")
+	if _, err := r.Service.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	refundNotified(t, r.Service, b, "P00001", 300) // no refund query answer: Alipay knows no such refund
+	b.now.Set(t0.Add(8 * 24 * time.Hour))
+	sweep(t, r)
+	p := b.refundOfT1(t, "P00001")
+	if !p.NeedsAttention || p.NextCheckAt == nil || p.NextCheckAt.Sub(b.now.Now()) != b.app.Reconcile.WithDefaults().ThenEvery {
+		t.Fatalf("P 8 days on: %+v, want needs_attention and a check after ThenEvery", p)
+	}
+	b.fake.rquery["P00001"] = answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
+		RefundPerRequest: true, RefundRequestNo: "P00001", RefundAmount: 300})
+	b.now.Set(p.NextCheckAt.Add(time.Second))
+	sweep(t, r)
+	if p := b.refundOfT1(t, "P00001"); p.NeedsAttention || p.NextCheckAt != nil || p.Amount != 300 {
+		t.Fatalf("P confirmed: %+v", p)
 	}
 }
