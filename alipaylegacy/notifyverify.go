@@ -16,8 +16,9 @@ const maxNotifyIDLen = 256
 // verbatim, never re-encoded: pass Notification.NotifyID as it is (a return's notify_id keeps its
 // %2F and %2B, and re-encoding them would ask about another id).
 //
-// It returns nil only when Alipay answers HTTP 200 with a body of exactly the four bytes "true":
-// not "TRUE", not " true", not anything that merely ends in "true" (the official PHP check /true$/i
+// It returns nil only when Alipay answers HTTP 200 with a body that is the four bytes "true",
+// followed by nothing but blanks and line endings (" \t\r\n"): not "TRUE", not " true", not
+// anything that merely ends in "true" (the official PHP check /true$/i
 // is a hole, docs/alipay-legacy.md §13.4). Otherwise it returns a *NotifyVerifyError that matches
 //
 //   - ErrNotConfirmed for a definite answer other than "true" ("false": unknown or expired,

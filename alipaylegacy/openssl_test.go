@@ -705,3 +705,55 @@ func TestVerifyNotificationMAPI_Regrouped(t *testing.T) {
 		t.Fatalf("an ordinary subject: %+v, %v", n, err)
 	}
 }
+
+// TestSignedRequestRegroup (from a reviewer helper's audit): a request whose subject holds
+// "&total_fee=" would carry a sign that also fits the request regrouped to another total_fee
+// (checked with openssl below): DirectPayURL refuses it. A subject holding "&" and "=" without
+// a parameter's name, and extra_common_param as a query string, pass.
+func TestSignedRequestRegroup(t *testing.T) {
+	c := testClient(t, SignMD5, nil)
+	// The control: what the sign of such a request would cover, computed by openssl.
+	asked := []kv{{"_input_charset", "utf-8"}, {"out_trade_no", "T1"}, {"partner", testPartner}, {"payment_type", "1"},
+		{"seller_id", testPartner}, {"service", "create_direct_pay_by_user"}, {"subject", "gift&total_fee=0.01&x="}, {"total_fee", "100.00"}}
+	regrouped := []kv{{"_input_charset", "utf-8"}, {"out_trade_no", "T1"}, {"partner", testPartner}, {"payment_type", "1"},
+		{"seller_id", testPartner}, {"service", "create_direct_pay_by_user"}, {"subject", "gift"}, {"total_fee", "0.01"}, {"x", "&total_fee=100.00"}}
+	if opensslMD5(t, sortedString(asked), md5Key(t)) != opensslMD5(t, sortedString(regrouped), md5Key(t)) {
+		t.Fatal("control: the two requests do not share their sign")
+	}
+	if u, err := c.DirectPayURL(&DirectPay{OutTradeNo: "T1", Subject: "gift&total_fee=0.01&x=", TotalFee: 10000}); err == nil ||
+		!strings.Contains(err.Error(), `subject holds "&total_fee="`) {
+		t.Fatalf("a subject holding &total_fee=: %q, %v", u, err)
+	}
+	if _, err := c.DirectPayURL(&DirectPay{OutTradeNo: "T1", Subject: "Tom & Jerry = friends", TotalFee: 10000,
+		ExtraCommonParam: "uid=42&src=web"}); err != nil {
+		t.Fatalf("an ordinary subject and a query string in extra_common_param: %v", err)
+	}
+}
+
+// TestMD5VerifyKey (from a reviewer helper's audit): MD5Verify with an empty key accepted the MD5
+// of the canonical string alone, which anyone can compute.
+func TestMD5VerifyKey(t *testing.T) {
+	canon := []byte("out_trade_no=T1&total_fee=100.00&trade_status=TRADE_SUCCESS")
+	for _, key := range []string{"", "short"} {
+		if err := MD5Verify(canon, key, opensslMD5(t, canon, key)); err == nil {
+			t.Errorf("MD5Verify with the key %q accepted a sign anyone can make", key)
+		}
+	}
+	if err := MD5Verify(canon, md5Key(t), opensslMD5(t, canon, md5Key(t))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFormLineBreak (from a reviewer helper's audit): a browser submits a form's LF as CR LF, which
+// the sign does not cover, so DirectPayForm refuses a value holding a line break; DirectPayURL
+// carries it as signed.
+func TestFormLineBreak(t *testing.T) {
+	c := testClient(t, SignMD5, nil)
+	p := &DirectPay{OutTradeNo: "T1", Subject: "s", Body: "line1\nline2", TotalFee: 100}
+	if f, err := c.DirectPayForm(p); err == nil {
+		t.Fatalf("a form with a line break: %s", f)
+	}
+	if _, err := c.DirectPayURL(p); err != nil {
+		t.Fatal(err)
+	}
+}

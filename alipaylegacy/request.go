@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/paynotify/paynotify/internal/alipaywire"
+	"github.com/paynotify/paynotify/internal/regroup"
 )
 
 // The mapi services this package builds requests for (docs/alipay-legacy.md §8).
@@ -120,13 +121,14 @@ func (c *Client) DirectPayURL(p *DirectPay) (string, error) {
 // DirectPayForm returns the same request as an HTML fragment: a GET form with one hidden input per
 // parameter (values HTML-escaped, unlike the demos' form, docs/alipay-legacy.md §13.7) that submits
 // itself. Under a GBK charset the form asks the browser to submit GBK (accept-charset); the URL of
-// DirectPayURL needs no such help and is the safer choice there.
+// DirectPayURL needs no such help and is the safer choice there. A value holding a line break is
+// refused (a browser submits it as CR LF, which the sign does not cover): use DirectPayURL.
 func (c *Client) DirectPayForm(p *DirectPay) (string, error) {
 	r, err := c.directPay(p)
 	if err != nil {
 		return "", err
 	}
-	return r.form(), nil
+	return r.form()
 }
 
 // EscrowURL returns the signed URL of an escrow request, as DirectPayURL does.
@@ -144,7 +146,7 @@ func (c *Client) EscrowForm(p *EscrowTrade) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return r.form(), nil
+	return r.form()
 }
 
 func (c *Client) directPay(p *DirectPay) (*request, error) {
@@ -281,14 +283,43 @@ func addExtra(fs []Field, extra map[string]string) ([]Field, error) {
 	return fs, nil
 }
 
+// requestNames are the mapi and WAP request parameters Alipay acts on: no value of a request
+// this package signs may hold "&name=" for one of them, nor for a parameter of the request itself.
+// The sorted rule signs the fields joined with "&", not where each one ends (docs/alipay-legacy.md
+// §5.1), so a subject "gift&total_fee=0.01&x=" in a request of 100.00 makes a signed request that
+// can be regrouped into subject=gift, total_fee=0.01 and x=&total_fee=100.00 under the same sign
+// (a reviewer helper's finding).
+var requestNames = []string{"_input_charset", "anti_phishing_key", "body", "buyer_account_name", "buyer_email", "buyer_id",
+	"call_back_url", "defaultbank", "exter_invoke_ip", "extra_common_param", "format", "it_b_pay", "logistics_fee",
+	"logistics_payment", "logistics_type", "merchant_url", "notify_url", "out_trade_no", "out_user", "partner", "pay_expire",
+	"payment_type", "paymethod", "price", "quantity", "receive_address", "receive_mobile", "receive_name", "receive_phone",
+	"receive_zip", "req_data", "req_id", "return_url", "royalty_parameters", "royalty_type", "sec_id", "seller_account_name",
+	"seller_email", "seller_id", "service", "show_url", "sign", "sign_type", "subject", "token", "total_fee", "v"}
+
 // signFields drops empty values, sorts fs by name, converts the values to the configured charset,
-// and signs them (sorted rule) with the configured algorithm; sign is appended last.
+// and signs them (sorted rule) with the configured algorithm; sign is appended last. A field
+// whose value holds "&name=" for a parameter Alipay acts on (requestNames, or one of fs), or whose
+// name holds "&" or "=", is refused: the signature would not say where it ends.
 func (c *Client) signFields(fs []Field) (*request, error) {
+	names := slices.Clone(requestNames)
 	text := make([]Field, 0, len(fs)+2)
 	for _, f := range fs {
+		names = append(names, f.Key)
 		if f.Value != "" {
 			text = append(text, f)
 		}
+	}
+	if field, name, found := regroup.Find(names, func(yield func(k, v string) bool) {
+		for _, f := range text {
+			if !yield(f.Key, f.Value) {
+				return
+			}
+		}
+	}); found {
+		if name == "" {
+			return nil, errors.New("alipaylegacy: a parameter's name holds \"&\" or \"=\"")
+		}
+		return nil, errors.New("alipaylegacy: " + field + " holds \"&" + name + "=\", which the sorted rule's signature cannot tell from another parameter (docs/alipay-legacy.md §5.1)")
 	}
 	slices.SortFunc(text, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
 	enc, _ := alipaywire.Encoder(c.charset)
@@ -324,7 +355,16 @@ func encode(fs []Field) string {
 func (r *request) url() string { return r.action + "?" + encode(r.wire) }
 
 // form renders the auto-submitting GET form of the demos' buildRequestForm, escaped.
-func (r *request) form() string {
+// form writes r as an auto-submitting HTML form. A value holding CR or LF is refused: a browser
+// submits a form's line breaks as CR LF (the HTML standard's form data set), which the sign,
+// made over the value as it is, does not cover (a reviewer helper's finding); the URL form
+// carries such a value as signed.
+func (r *request) form() (string, error) {
+	for _, f := range r.text {
+		if strings.ContainsAny(f.Value, "\r\n") {
+			return "", errors.New("alipaylegacy: " + f.Key + " holds a line break, which a browser submits as CR LF, not as signed: use the URL form")
+		}
+	}
 	var b strings.Builder
 	action := r.action
 	if r.query != "" {
@@ -343,5 +383,5 @@ func (r *request) form() string {
 		b.WriteString("\">\n")
 	}
 	b.WriteString("<input type=\"submit\" value=\"Pay\" style=\"display:none\">\n</form>\n<script>document.forms['alipaysubmit'].submit();</script>\n")
-	return b.String()
+	return b.String(), nil
 }

@@ -130,9 +130,13 @@ func MD5Sign(canonical []byte, key string) string {
 
 // MD5Verify checks an MD5 sign over canonical with key: exactly 32 lower-case hex characters,
 // compared in constant time. An upper-case hex sign fails, as in the official code, and so does any
-// "magic hash" trick (docs/alipay-legacy.md §13.2). It returns nil or a *VerifyError wrapping
-// ErrSignature.
+// "magic hash" trick (docs/alipay-legacy.md §13.2). A key that is not 32 letters and digits (an
+// empty one above all: the MD5 of the canonical string alone, which anyone can compute) fails
+// every sign, as New refuses it. It returns nil or a *VerifyError wrapping ErrSignature.
 func MD5Verify(canonical []byte, key, sign string) error {
+	if !isMD5Key(key) {
+		return verr(ReasonSignatureInvalid, "the MD5 key is not 32 letters and digits: no sign is checked with it")
+	}
 	if why := verifyMD5(canonical, key, sign); why != "" {
 		return verr(ReasonSignatureInvalid, why)
 	}
