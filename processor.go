@@ -636,6 +636,9 @@ func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, no
 	}
 	if d.Anomaly != "" {
 		c.Anomaly = p.anomaly(app, f, d.Anomaly, res.Order, ev, now)
+		if c.Order == nil && o != nil {
+			c.OrderAt = o.Version // its event carries o: not after an event of a later version
+		}
 	}
 	verdictOf(res, d, c, f)
 	if ev != nil {

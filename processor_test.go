@@ -1270,3 +1270,71 @@ func TestProcess_LocalCloseLosesTheRace(t *testing.T) {
 		t.Fatalf("events: T1 %v (want the payment only), T2 %v (want the payment and the anomaly)", e1, e2)
 	}
 }
+
+// onceGatedStore holds the first Commit that carries an anomaly until release is closed: the time
+// between the Processor's read of the order and its commit, stretched so that another commit of
+// the same order lands in between (as a group-commit queue does under load).
+type onceGatedStore struct {
+	*sqlite.DB
+	once             sync.Once
+	reached, release chan struct{}
+}
+
+func (s *onceGatedStore) Commit(ctx context.Context, c *paynotify.Change) (bool, error) {
+	if c.Anomaly != nil {
+		s.once.Do(func() {
+			close(s.reached)
+			<-s.release
+		})
+	}
+	return s.DB.Commit(ctx, c)
+}
+
+// TestProcess_AnomalyEventInVersionOrder (from a reviewer helper's audit): docs/api.md says the
+// events of one order come in version order. A refund message whose amount disagrees with our
+// record (amount_mismatch: an anomaly, no order change) was decided on the order at v2 while
+// another refund of the order committed v3: its event, with v2 and the order as it was at v2,
+// came after v3's order.refunded, the order's refunded total going back. The anomaly's change is
+// now conditioned on the version it was decided on (Change.OrderAt), and decided again.
+func TestProcess_AnomalyEventInVersionOrder(t *testing.T) {
+	ctx := context.Background()
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1"))) // v2
+	b.pendingRefund(t, "T1", "R1", 300)
+	b.pendingRefund(t, "T1", "R2", 200)
+	gs := &onceGatedStore{DB: b.store, reached: make(chan struct{}), release: make(chan struct{})}
+	p.Store = gs
+
+	bad := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R1", RefundAmount: 400}
+	done := make(chan *paynotify.Result)
+	go func() { done <- p.Process(ctx, callback(b.app), facts(bad)) }()
+	<-gs.reached // decided on v2, about to commit
+
+	ok := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", RefundPerRequest: true, RefundRequestNo: "R2", RefundAmount: 200}
+	if res, err := p.Apply(ctx, b.app, ok, nil); err != nil || res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("refund R2: %+v, %v", res, err)
+	}
+	close(gs.release)
+	if res := <-done; res.Reason != paynotify.ReasonAmountMismatch {
+		t.Fatalf("anomaly: %+v", res)
+	}
+	evs, err := b.store.ListEvents(ctx, paynotify.EventFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	anomalies := 0
+	for _, e := range evs {
+		if e.Version < last {
+			t.Errorf("event %s (%s) has version %d after an event of version %d", e.ID, e.Type, e.Version, last)
+		}
+		last = max(last, e.Version)
+		if e.Type == paynotify.EventOrderAnomaly {
+			anomalies++
+		}
+	}
+	if anomalies != 1 {
+		t.Errorf("%d order.anomaly events, want 1", anomalies)
+	}
+}

@@ -109,6 +109,14 @@ type Change struct {
 	// Anomaly, when set, is recorded once per (App, OutTradeNo, Key); its Event is appended only
 	// the first time.
 	Anomaly *Anomaly
+	// OrderAt, when Order is nil and Anomaly is set, conditions the change (0: not) on the
+	// anomaly's order (Anomaly.App, Anomaly.OutTradeNo) being at version OrderAt still; otherwise
+	// nothing is written and Commit returns ErrVersionConflict (ENOTFOUND without the order). The
+	// anomaly's event carries the order at the version it was decided on: written after an event
+	// of a later version (a refund committed meanwhile), it would show the order going back in the
+	// event log, whose events of one order come in version order (a reviewer helper's finding).
+	// The Processor sets it for an anomaly about an order its change does not move.
+	OrderAt int64
 	// Evidence, when set, is inserted.
 	Evidence *Evidence
 	// Repeat says that Evidence, a duplicate, repeats the stored duplicate record with the same

@@ -346,6 +346,10 @@ const (
 		paid_at = $5, next_check_at = CASE WHEN $1 = 'pending' THEN next_check_at END
 		WHERE app = $6 AND out_trade_no = $7 AND version = $8`
 	orderExistsSQL = `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2`
+	// A change conditioned on its order's version (Change.OrderAt): the row is locked for share,
+	// so that a compare-and-set of another transaction (which locks it for update) is waited for
+	// and the version read after it commits; the batches lock rows in one order (byLockKey).
+	orderAtSQL = `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2 AND version = $3 FOR SHARE`
 	// Every SET expression reads the row as it was: refunds.status is the old status.
 	upsertRefundSQL = `INSERT INTO refunds (` + refundWriteColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
@@ -356,6 +360,9 @@ const (
 	insertAnomalySQL = `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, out_trade_no, key) DO NOTHING`
 )
+
+// orderAt reports whether c is conditioned on its anomaly's order's version (Change.OrderAt).
+func orderAt(c *paynotify.Change) bool { return c.Order == nil && c.Anomaly != nil && c.OrderAt != 0 }
 
 // updateOrderArgs are the values of updateOrderSQL for c.
 func updateOrderArgs(c *paynotify.Change) []any {
@@ -376,6 +383,18 @@ func anomalyArgs(a *paynotify.Anomaly, at time.Time) []any {
 // commit does c's row work on tx and hands its events to b. Its errors returned before it wrote
 // anything are clean (see writer.go).
 func commit(ctx context.Context, tx pgx.Tx, c *paynotify.Change, anomalyAt time.Time, anomalyNew *bool, b *batch) error {
+	if a := c.Anomaly; orderAt(c) {
+		var one int
+		err := tx.QueryRow(ctx, orderAtSQL, a.App, a.OutTradeNo, c.OrderAt).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if err := orderExists(ctx, tx, a.App, a.OutTradeNo); err != nil {
+				return clean(err)
+			}
+			return clean(errConflict)
+		} else if err != nil {
+			return fmt.Errorf("order version: %w", err)
+		}
+	}
 	if o := c.Order; o != nil {
 		tag, err := tx.Exec(ctx, updateOrderSQL, updateOrderArgs(c)...)
 		if err != nil {

@@ -449,7 +449,7 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 	if len(ops) == 0 {
 		return 0, nil
 	}
-	// Round trip 1: the compare-and-sets, in the order of their rows' keys (two writes of one
+	// Round trip 1: the compare-and-sets (and the version checks of Change.OrderAt), in the order of their rows' keys (two writes of one
 	// order in the order they arrived), as the second round trip's row work: batches in flight
 	// side by side, or of several instances, lock the rows they write in one order, so they
 	// cannot deadlock on them.
@@ -458,6 +458,15 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 	cas := &pgx.Batch{}
 	for _, i := range order {
 		c := ops[i].Fn.change
+		if orderAt(c) {
+			a := c.Anomaly
+			cas.Queue(orderAtSQL, a.App, a.OutTradeNo, c.OrderAt).Query(func(rows pgx.Rows) error {
+				won[i] = rows.Next()
+				rows.Close()
+				return rows.Err()
+			})
+			continue
+		}
 		if c.Order == nil {
 			won[i] = true
 			continue
@@ -486,7 +495,8 @@ func commitPipelined(ctx context.Context, tx pgx.Tx, ops []*op, b *batch, ran in
 		o := ops[i]
 		c, wr := o.Fn.change, o.Fn
 		if !won[i] {
-			rest.Queue(orderExistsSQL, c.Order.App, c.Order.OutTradeNo).Query(func(rows pgx.Rows) error {
+			k := lockKey(c) // the order's, or for OrderAt the anomaly's (of the same order)
+			rest.Queue(orderExistsSQL, k.app, k.outTradeNo).Query(func(rows pgx.Rows) error {
 				found := rows.Next()
 				rows.Close()
 				if err := rows.Err(); err != nil {

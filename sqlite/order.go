@@ -414,6 +414,19 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *payno
 
 // commit is Commit on tx; at stamps a new anomaly, headers are evidenceHeaders(c.Evidence).
 func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change, at string, headers any) (anomalyNew bool, err error) {
+	if a := c.Anomaly; c.Order == nil && a != nil && c.OrderAt != 0 {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM orders WHERE app = ? AND out_trade_no = ? AND version = ?`,
+			a.App, a.OutTradeNo, c.OrderAt).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			if err := orderExists(ctx, tx, st, a.App, a.OutTradeNo); err != nil {
+				return false, err
+			}
+			return false, paynotify.ErrVersionConflict
+		} else if err != nil {
+			return false, fmt.Errorf("sqlite: commit: order version: %w", err)
+		}
+	}
 	if o := c.Order; o != nil {
 		res, err := tx.StmtContext(ctx, st.updateOrder).ExecContext(ctx, string(o.Status), int64(o.RefundedAmount),
 			o.ProviderTradeNo, o.Version, formatTimePtr(o.PaidAt), o.App, o.OutTradeNo, c.PrevVersion)

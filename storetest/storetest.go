@@ -1105,6 +1105,38 @@ func (s *suite) testCommit(t *testing.T) {
 		}
 	})
 
+	t.Run("ErrOrderAtConflict", func(t *testing.T) {
+		// An anomaly decided on version 1, committed after the order moved to 2 (its event would
+		// follow v2's with v1's data): refused with nothing written, alone and in a batch; at the
+		// current version it is written; for a missing order ENOTFOUND.
+		st, b := s.setup(t)
+		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
+		MustCommit(t, b.ctx, st, PaidChange(o, "ev-paid", "nt-paid", T0.Add(time.Minute)))
+		stale := func(key, eventID string) *paynotify.Change {
+			c := anomalyChange(o, key, eventID)
+			c.OrderAt = o.Version
+			return c
+		}
+		if _, err := st.Commit(b.ctx, stale("k1", "ev1")); !errors.Is(err, paynotify.ErrVersionConflict) {
+			t.Fatalf("stale anomaly alone: %v, want a version conflict", err)
+		}
+		o2 := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T2", T0))
+		fresh := anomalyChange(o2, "k2", "ev2")
+		fresh.OrderAt = o2.Version
+		errs := HeldBatch(t, st, nil,
+			func() error { _, err := st.Commit(b.ctx, stale("k3", "ev3")); return err },
+			func() error { _, err := st.Commit(b.ctx, fresh); return err })
+		if !errors.Is(errs[0], paynotify.ErrVersionConflict) || errs[1] != nil {
+			t.Fatalf("in a batch: stale %v (want a version conflict), fresh %v", errs[0], errs[1])
+		}
+		checkStrings(t, "events", eventIDs(MustListEvents(t, b.ctx, st, paynotify.EventFilter{})), []string{"ev-paid", "ev2"})
+		checkStrings(t, "evidence", evidenceIDs(MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{})), []string{"nt-paid", "nt-ev2"})
+		missing := anomalyChange(&paynotify.Order{App: "app1", OutTradeNo: "NOPE", Version: 1}, "k4", "ev4")
+		missing.OrderAt = 1
+		_, err := st.Commit(b.ctx, missing)
+		checkNotFound(t, err)
+	})
+
 	t.Run("OKOrphanAnomaly", func(t *testing.T) {
 		st, b := s.setup(t)
 		ev := paynotify.NewOrphanAnomalyEvent("ev1", "app1", "NOPE", T0, &paynotify.EventAnomaly{Reason: paynotify.ReasonUnknownOrder})
