@@ -303,3 +303,66 @@ func TestCommitOrderLockedRow(t *testing.T) {
 		t.Fatalf("LY = %+v, %v; want paid", o, err)
 	}
 }
+
+// TestOrderAtWaitsForUpdate: an anomaly conditioned on its order's version (Change.OrderAt) while
+// another session has moved the order without committing yet waits for it and, once it commits,
+// loses: a plain read would have seen the old version and written the anomaly's event after the
+// other session's (a reviewer helper's finding, with two instances on one database).
+func TestOrderAtWaitsForUpdate(t *testing.T) {
+	ctx := context.Background()
+	u := pgtest.NewSchema(t)
+	db := MustOpen(t, u)
+	o := storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "T1", storetest.T0))
+
+	holder, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	hold, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.Exec(ctx, `UPDATE orders SET version = version + 1 WHERE app = 'app1' AND out_trade_no = 'T1'`); err != nil {
+		t.Fatal(err)
+	}
+	c := &paynotify.Change{OrderAt: o.Version,
+		Anomaly: &paynotify.Anomaly{App: "app1", OutTradeNo: "T1", Reason: paynotify.ReasonAmountMismatch, Key: "k",
+			Event: paynotify.NewEvent("ev1", paynotify.EventOrderAnomaly, storetest.T0, o, nil, &paynotify.EventAnomaly{Reason: paynotify.ReasonAmountMismatch})}}
+	committed := make(chan error, 1)
+	go func() { _, err := db.Commit(ctx, c); committed <- err }()
+
+	probe, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close(ctx)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting int
+		if err := probe.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`,
+			holder.PgConn().PID()).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-committed:
+			t.Fatalf("the anomaly did not wait for the order's update: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the anomaly never waited for the holder")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := hold.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-committed; !errors.Is(err, paynotify.ErrVersionConflict) {
+		t.Fatalf("after the update committed: %v, want a version conflict", err)
+	}
+	if evs := storetest.MustListEvents(t, ctx, db, paynotify.EventFilter{}); len(evs) != 0 {
+		t.Fatalf("events %d, want none", len(evs))
+	}
+}
