@@ -173,7 +173,8 @@ var libpqParams = map[string]bool{
 // pgDumpCommand is the pg_dump command that backs up the database of a postgres:// DSN as
 // paynotify sees it, in pg_dump's custom format: the password left out (of the user info and of
 // a password parameter), the first schema of search_path as --schema (that is where paynotify's
-// and River's tables are), and the parameters libpq does not know (pgx's) dropped.
+// and River's tables are), and the parameters libpq does not know (pgx's) dropped; run under umask
+// 077, so that the dump is readable by its owner only, as paynotify backup's SQLite copy is.
 func pgDumpCommand(dsn, to string) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -197,7 +198,9 @@ func pgDumpCommand(dsn, to string) (string, error) {
 	if schema != "" {
 		args = append(args, "--schema="+shellQuote(schema))
 	}
-	return strings.Join(append(args, shellQuote(u.String())), " "), nil
+	// In a subshell under umask 077: pg_dump creates the file by the umask (0644 under the usual
+	// 022), and a dump holds the webhook signing secrets (a reviewer helper's finding).
+	return "(umask 077 && " + strings.Join(append(args, shellQuote(u.String())), " ") + ")", nil
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.

@@ -185,11 +185,15 @@ func TestBackup_PostgreSQL(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	_, cmd, ok := strings.Cut(errs, "\nTry: ")
-	if !ok || !strings.HasPrefix(cmd, "pg_dump --format=custom ") || strings.Contains(cmd, "pool_max_conns") {
+	if !ok || !strings.HasPrefix(cmd, "(umask 077 && pg_dump --format=custom ") || strings.Contains(cmd, "pool_max_conns") {
 		t.Fatalf("stderr %q: want a pg_dump command", errs)
 	}
 	if out, err := exec.CommandContext(ctx, "sh", "-c", cmd).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	// The dump holds the webhook secrets: its owner's alone, whatever the caller's umask (022 here).
+	if fi, err := os.Stat(to); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("the dump %s: %v, mode %v, want readable by its owner only", to, err, fi.Mode())
 	}
 	list, err := exec.CommandContext(ctx, "pg_restore", "--list", to).CombinedOutput()
 	if err != nil {
@@ -204,8 +208,8 @@ func TestBackup_PostgreSQL(t *testing.T) {
 
 func TestPgDumpCommand(t *testing.T) {
 	for dsn, want := range map[string]string{
-		"postgres://pay:s3cret@db.example:5432/paynotify?sslmode=verify-full&search_path=pay,public&pool_max_conns=20": "pg_dump --format=custom --file=/b/x.dump --schema=pay 'postgres://pay@db.example:5432/paynotify?sslmode=verify-full'",
-		"postgresql://db.example/paynotify?password=s3cret&application_name=pn":                                        "pg_dump --format=custom --file=/b/x.dump 'postgresql://db.example/paynotify?application_name=pn'",
+		"postgres://pay:s3cret@db.example:5432/paynotify?sslmode=verify-full&search_path=pay,public&pool_max_conns=20": "(umask 077 && pg_dump --format=custom --file=/b/x.dump --schema=pay 'postgres://pay@db.example:5432/paynotify?sslmode=verify-full')",
+		"postgresql://db.example/paynotify?password=s3cret&application_name=pn":                                        "(umask 077 && pg_dump --format=custom --file=/b/x.dump 'postgresql://db.example/paynotify?application_name=pn')",
 	} {
 		got, err := pgDumpCommand(dsn, "/b/x.dump")
 		if err != nil || got != want {
@@ -215,7 +219,7 @@ func TestPgDumpCommand(t *testing.T) {
 			t.Errorf("pgDumpCommand(%q) shows the password", dsn)
 		}
 	}
-	if got, _ := pgDumpCommand("postgres://db/p", "/b/it's here.dump"); got != `pg_dump --format=custom --file='/b/it'\''s here.dump' postgres://db/p` {
+	if got, _ := pgDumpCommand("postgres://db/p", "/b/it's here.dump"); got != `(umask 077 && pg_dump --format=custom --file='/b/it'\''s here.dump' postgres://db/p)` {
 		t.Errorf("a file name with a quote and a space: %s", got)
 	}
 }
