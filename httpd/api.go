@@ -12,10 +12,12 @@ import (
 
 // createOrderRequest is the body of POST /v1/orders.
 type createOrderRequest struct {
-	App         string           `json:"app"`
-	OutTradeNo  string           `json:"out_trade_no"`
+	App string `json:"app"`
+	// OutTradeNo and Currency may be left out (a generated number, CNY); present, they must
+	// not be empty, as docs/openapi.yaml says.
+	OutTradeNo  *string          `json:"out_trade_no"`
 	Amount      *json.RawMessage `json:"amount"`
-	Currency    string           `json:"currency"`
+	Currency    *string          `json:"currency"`
 	Subject     string           `json:"subject"`
 	Body        string           `json:"body"`
 	Channel     string           `json:"channel"`
@@ -39,6 +41,14 @@ type orderJSON struct {
 // orderView is the JSON of an order, with pay (nil for none).
 func orderView(o *paynotify.Order, pay json.RawMessage) orderJSON {
 	return orderJSON{Order: o, NextCheckAt: o.NextCheckAt, Checks: o.Checks, Pay: pay}
+}
+
+// deref returns *p, or "" for nil.
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }
 
 // intAmount is a JSON amount: a positive integer of fen, nothing else (no fraction, no exponent).
@@ -78,8 +88,17 @@ func (s *Server) handleCreateOrder(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	o, created, err := s.Service.CreateOrder(r.Context(), paynotify.CreateOrderRequest{App: req.App, OutTradeNo: req.OutTradeNo,
-		Amount: amount, Currency: req.Currency, Subject: req.Subject, Body: req.Body, Channel: req.Channel, ExpiresIn: expiresIn,
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"out_trade_no", req.OutTradeNo}, {"currency", req.Currency}} {
+		if f.v != nil && *f.v == "" {
+			s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "%s is empty: leave it out for the default.", f.name))
+			return
+		}
+	}
+	o, created, err := s.Service.CreateOrder(r.Context(), paynotify.CreateOrderRequest{App: req.App, OutTradeNo: deref(req.OutTradeNo),
+		Amount: amount, Currency: deref(req.Currency), Subject: req.Subject, Body: req.Body, Channel: req.Channel, ExpiresIn: expiresIn,
 		PayerOpenID: req.PayerOpenID, PayerClientIP: req.PayerClientIP})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -237,6 +256,13 @@ func (s *Server) handleCreateRefund(w http.ResponseWriter, r *http.Request) {
 	amount, err := parseAmount(req.Amount, "amount")
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if req.OutRequestNo == "" {
+		// The idempotency key: without one, a retry after a lost answer would be a second refund
+		// under a new number (a reviewer helper's finding: docs/api.md promised that a retry never
+		// refunds twice).
+		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "out_request_no is required: your refund's own number, sent again on a retry, so that the retry cannot refund twice."))
 		return
 	}
 	rf, created, err := s.Service.Refund(r.Context(), r.PathValue("app"), r.PathValue("out_trade_no"),
