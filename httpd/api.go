@@ -322,10 +322,7 @@ func (s *Server) handleListEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	next := after
-	if next == "" {
-		next = "0"
-	}
+	next := strconv.FormatInt(seq, 10) // the cursor as paynotify writes it ("+0" is 0)
 	if len(events) > 0 {
 		next = strconv.FormatInt(events[len(events)-1].Seq, 10)
 	} else {

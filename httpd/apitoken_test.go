@@ -332,3 +332,15 @@ func TestAPITokenScopes_WebhookURLHidden(t *testing.T) {
 		}
 	})
 }
+
+// TestCursorAsWritten (from a reviewer helper's audit): a cursor sent as "+0" came back as
+// next "+0", echoed as sent; next is written as paynotify writes cursors.
+func TestCursorAsWritten(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e, _, _ := tokenEnv(t, s, -1)
+		code, _, body := e.call("Bearer "+testToken, "GET", "/v1/events?after=%2B0", "")
+		if code != http.StatusOK || !strings.Contains(body, `"next":"0"`) {
+			t.Errorf("after=+0: %d %s, want next \"0\"", code, body)
+		}
+	})
+}
