@@ -21,11 +21,18 @@ const (
 	// unary + takes the TEXT affinity off e.id, without which SQLite would compare with that
 	// affinity and scan the whole index for each record instead of searching it (sqlite's
 	// TestPrunePlans checks the plan).
+	//
+	// ?3 and ?4 are where the previous batch ended (its last deleted row's received_at and seq;
+	// '' and 0 at first): the records kept for an anomaly stay at the front of the time index,
+	// and a batch that started from the front again would walk past all of them, each batch of
+	// each day's prune (a reviewer helper's finding). Every deletable row before the position was
+	// deleted by an earlier batch, which took them in this order.
 	pruneEvidence = `DELETE FROM evidence WHERE seq IN (
-		SELECT e.seq FROM evidence e WHERE e.received_at < ?1
+		SELECT e.seq FROM evidence e WHERE e.received_at < ?1 AND (e.received_at, e.seq) > (?3, ?4)
 			AND NOT EXISTS (SELECT 1 FROM events ev WHERE ev.type = 'order.anomaly'
 				AND json_extract(ev.data, '$.anomaly.notification_id') = +e.id)
-			ORDER BY e.received_at LIMIT ?2) AND received_at < ?1`
+			ORDER BY e.received_at, e.seq LIMIT ?2) AND received_at < ?1
+		RETURNING received_at, seq`
 	pruneAttempts = `DELETE FROM webhook_attempts WHERE seq IN (
 		SELECT seq FROM webhook_attempts WHERE at < ?1 ORDER BY at LIMIT ?2) AND at < ?1`
 	pruneDeliveries = `DELETE FROM webhook_deliveries WHERE seq IN (
@@ -36,11 +43,51 @@ const (
 // PruneEvidence deletes the evidence records received before before that no order.anomaly event
 // names, at most batch per transaction, and returns how many it deleted.
 func (db *DB) PruneEvidence(ctx context.Context, before time.Time, batch int) (int64, error) {
-	n, err := db.prune(ctx, pruneEvidence, before, batch)
-	if err != nil {
-		return n, fmt.Errorf("sqlite: prune evidence: %w", err)
+	batch = max(batch, 1)
+	b := formatTime(before)
+	var (
+		total  int64
+		atTime string // where the last batch ended: its last deleted row, in (received_at, seq) order
+		atSeq  int64
+	)
+	for {
+		var n int64
+		err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
+			n = 0
+			rows, err := tx.QueryContext(ctx, pruneEvidence, b, batch, atTime, atSeq)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			lastTime, lastSeq := atTime, atSeq
+			for rows.Next() {
+				var at string
+				var seq int64
+				if err := rows.Scan(&at, &seq); err != nil {
+					return err
+				}
+				n++
+				if at > lastTime || at == lastTime && seq > lastSeq {
+					lastTime, lastSeq = at, seq
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			atTime, atSeq = lastTime, lastSeq
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("sqlite: prune evidence: %w", err)
+		}
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("sqlite: prune evidence: %w", err)
+		}
 	}
-	return n, nil
 }
 
 // PruneWebhooks deletes the attempts made before before, then the deliveries no longer pending

@@ -27,7 +27,7 @@ func TestPrunePlans(t *testing.T) {
 		{"attempts", pruneAttempts, []string{"INDEX webhook_attempts_at"}},
 		{"deliveries", pruneDeliveries, []string{"INDEX webhook_deliveries_updated_at"}},
 	} {
-		rows, err := db.db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tt.query, formatTime(time.Now()), 1000)
+		rows, err := db.db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tt.query, formatTime(time.Now()), 1000, "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}

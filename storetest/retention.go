@@ -120,6 +120,34 @@ func (s *suite) testRetention(t *testing.T) {
 		}
 	})
 
+	t.Run("OKBatchesPastKept", func(t *testing.T) {
+		// Records kept for an anomaly at the front of the time order, then deletable ones, all
+		// received at one instant (ties across the batches' ends): a prune in batches of 2 that
+		// goes on from where the last batch ended (SQLite) still deletes every deletable record
+		// and keeps the named ones.
+		st, b := s.setup(t)
+		var rows, events []string
+		for i := range 9 {
+			rows = append(rows, fmt.Sprintf("('n%02d', 'app1', 'alipay', %s, 'rejected')", i, sqlTime(T0)))
+			if i < 3 || i == 6 {
+				events = append(events, fmt.Sprintf(`('evt%d', 'order.anomaly', 'app1', 'T1', 1, %s, '{"anomaly":{"reason":"amount_mismatch","notification_id":"n%02d"}}')`,
+					i, sqlTime(T0), i))
+			}
+		}
+		if err := st.ExecSQL(b.ctx, `INSERT INTO evidence (id, app, provider, received_at, verdict) VALUES `+strings.Join(rows, ", ")); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.ExecSQL(b.ctx, `INSERT INTO events (id, type, app, out_trade_no, version, timestamp, data) VALUES `+strings.Join(events, ", ")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := st.PruneEvidence(b.ctx, T0.Add(time.Hour), 2); err != nil || n != 5 {
+			t.Fatalf("PruneEvidence = %d, %v; want 5", n, err)
+		}
+		kept := evidenceIDs(MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{Limit: 1000}))
+		slices.Sort(kept)
+		checkStrings(t, "evidence kept", kept, []string{"n00", "n01", "n02", "n06"})
+	})
+
 	t.Run("ErrCanceled", func(t *testing.T) {
 		st, b := s.setup(t)
 		if err := st.InsertEvidence(b.ctx, NewEvidence("n1", NewOrder("app1", "T1", T0), T0)); err != nil {
