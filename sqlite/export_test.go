@@ -38,3 +38,11 @@ func SetBackupHook(t *testing.T, f func(tmp string) error) {
 	backupHook = f
 	t.Cleanup(func() { backupHook = nil })
 }
+
+// SetWebhookChunk sets the chunk of DeleteWebhookEndpoint and RecoverWebhooks, and a function run
+// after each chunk, until the test ends.
+func SetWebhookChunk(t *testing.T, n int, hook func()) {
+	old := webhookChunk
+	webhookChunk, chunkHook = n, hook
+	t.Cleanup(func() { webhookChunk, chunkHook = old, nil })
+}

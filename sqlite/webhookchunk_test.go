@@ -1,0 +1,79 @@
+package sqlite_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/sqlite"
+	"github.com/paynotify/paynotify/storetest"
+)
+
+// TestWebhookChunks (from a reviewer helper's audit): deleting an endpoint with its history and
+// recovering a long period ran as one transaction on the write connection, holding every
+// notification's write for seconds. They run in chunks, each a write of the group commit: here
+// in chunks of 3, with a write sent between chunks (as a notification's would be) that completes
+// before the next chunk, and the same outcome as in one piece.
+func TestWebhookChunks(t *testing.T) {
+	db := MustOpen(t, tempPath(t))
+	ctx := t.Context()
+	writes, ids := 0, 0
+	between := func() {
+		writes, ids = writes+1, ids+1
+		e := storetest.NewEvidence(fmt.Sprint("nt-between-", ids), &paynotify.Order{App: "app1", OutTradeNo: "X"}, storetest.T0)
+		if err := db.InsertEvidence(ctx, e); err != nil {
+			t.Errorf("a write between chunks: %v", err)
+		}
+	}
+	sqlite.SetWebhookChunk(t, 3, between)
+	ep := &paynotify.WebhookEndpoint{ID: "we1", Kind: paynotify.EndpointHTTP, URL: "https://merchant.example/h", Status: paynotify.EndpointEnabled,
+		Secret: "whsec_c2VjcmV0LWtleS0x", CreatedAt: storetest.T0, UpdatedAt: storetest.T0}
+	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	// Ten events committed while the endpoint's cursor stood before them.
+	var evs []*paynotify.Event
+	for i := range 10 {
+		evs = append(evs, paynotify.NewOrphanAnomalyEvent(fmt.Sprint("e", i), "app1", fmt.Sprint("T", i), storetest.T0,
+			&paynotify.EventAnomaly{Reason: paynotify.ReasonUnknownOrder}))
+	}
+	storetest.MustCommit(t, ctx, db, &paynotify.Change{Events: evs})
+	if _, err := db.FanOutWebhooks(ctx, storetest.T0, 0); err != nil { // moves the cursor
+		t.Fatal(err)
+	}
+	if err := (suiteDB{db}).ExecSQL(ctx, `DELETE FROM webhook_deliveries`); err != nil { // as if never delivered
+		t.Fatal(err)
+	}
+	n, err := db.RecoverWebhooks(ctx, "we1", storetest.T0, storetest.T0)
+	if err != nil || n != 10 {
+		t.Fatalf("RecoverWebhooks = %d, %v; want 10", n, err)
+	}
+	if writes < 4 {
+		t.Errorf("recover ran in %d chunks, want 4 or more (10 events by 3)", writes)
+	}
+	// Attempts for the deliveries, then the delete.
+	var rows []string
+	for i := range 10 {
+		rows = append(rows, fmt.Sprintf("('wha%d', 'whd%d', 'we1', 'e%d', 'order.anomaly', '2026-11-29T02:30:15.000000Z')", i, i, i))
+	}
+	if err := (suiteDB{db}).ExecSQL(ctx, `INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, event_id, event_type, at) VALUES `+strings.Join(rows, ", ")); err != nil {
+		t.Fatal(err)
+	}
+	writes = 0
+	if err := db.DeleteWebhookEndpoint(ctx, "we1"); err != nil {
+		t.Fatal(err)
+	}
+	if writes < 8 {
+		t.Errorf("delete ran in %d chunks, want 8 or more (10 attempts and 10 deliveries by 3)", writes)
+	}
+	if _, err := db.GetWebhookEndpoint(ctx, "we1"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+		t.Fatalf("endpoint after delete: %v", err)
+	}
+	if ds, err := db.ListWebhookAttempts(ctx, paynotify.WebhookAttemptFilter{EndpointID: "we1"}); err != nil || len(ds) != 0 {
+		t.Fatalf("attempts after delete: %d, %v", len(ds), err)
+	}
+	if err := db.DeleteWebhookEndpoint(ctx, "we1"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+		t.Fatalf("deleting it again: %v", err)
+	}
+}
