@@ -350,6 +350,7 @@ func TestLegacy_RetrySchedule(t *testing.T) {
 			t.Fatal(err)
 		}
 		for {
+			ch := b.sb.changedCh() // before the read: a change between the two is not missed
 			ns, _ := b.sb.Notifications("leg_exh")
 			if ns[0].Status == NoteExhausted {
 				break
@@ -357,7 +358,7 @@ func TestLegacy_RetrySchedule(t *testing.T) {
 			select {
 			case <-ctx.Done():
 				t.Fatalf("not exhausted: %+v", ns[0])
-			case <-b.sb.changedCh():
+			case <-ch:
 			}
 		}
 		if as, _ := b.sb.Attempts(AttemptFilter{OutTradeNo: "leg_exh"}); len(as) != 8 {

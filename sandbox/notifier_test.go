@@ -100,6 +100,7 @@ func TestNotifier_AlipayStrictAckAndExhaustion(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
+		ch := b.sb.changedCh() // before the read: a change between the two is not missed
 		ns, _ := b.sb.Notifications("exh")
 		if ns[0].Status == NoteExhausted {
 			break
@@ -107,7 +108,7 @@ func TestNotifier_AlipayStrictAckAndExhaustion(t *testing.T) {
 		select {
 		case <-ctx.Done():
 			t.Fatalf("not exhausted: %+v", ns[0])
-		case <-b.sb.changedCh():
+		case <-ch:
 		}
 	}
 	for _, a := range as {
