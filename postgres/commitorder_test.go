@@ -366,3 +366,70 @@ func TestOrderAtWaitsForUpdate(t *testing.T) {
 		t.Fatalf("events %d, want none", len(evs))
 	}
 }
+
+// TestOrderAtNoDeadlock (from a reviewer helper's review): two instances, each with a batch of
+// [an anomaly of T1 conditioned on its version v (Change.OrderAt), the payment of T1 from v],
+// queued behind a session that locks T1 without moving its version (as FinishChecks' UPDATE of
+// checks does). With the version read FOR SHARE both batches held the row together, then each
+// payment's UPDATE waited for the other's share: a deadlock, the batch rolled back and run again
+// write by write (a rerun) after deadlock_timeout, in about half the tries. The version is read
+// FOR NO KEY UPDATE: the second batch waits for the first, no rerun.
+func TestOrderAtNoDeadlock(t *testing.T) {
+	for try := range 6 {
+		if reruns := orderAtRace(t); reruns != 0 {
+			t.Fatalf("try %d: %d batches rolled back and run again (a deadlock between the two instances' batches)", try, reruns)
+		}
+	}
+}
+
+func orderAtRace(t *testing.T) int64 {
+	ctx := context.Background()
+	u := pgtest.NewSchema(t)
+	dbs := []*postgres.DB{MustOpen(t, u), MustOpen(t, u)}
+	o := storetest.MustCreateOrder(t, ctx, dbs[0], storetest.NewOrder("app1", "T1", storetest.T0))
+	holder, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	hold, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.Exec(ctx, `UPDATE orders SET checks = checks + 1 WHERE app = 'app1' AND out_trade_no = 'T1'`); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for i, db := range dbs {
+		queued, release := db.HoldWrites(t)
+		anomaly := &paynotify.Change{OrderAt: o.Version,
+			Anomaly: &paynotify.Anomaly{App: "app1", OutTradeNo: "T1", Reason: paynotify.ReasonAmountMismatch, Key: fmt.Sprint("k", i),
+				Event: paynotify.NewEvent(fmt.Sprint("eva", i), paynotify.EventOrderAnomaly, storetest.T0, o, nil, &paynotify.EventAnomaly{Reason: paynotify.ReasonAmountMismatch})}}
+		paid := storetest.PaidChange(o, fmt.Sprint("evp", i), fmt.Sprint("ntp", i), storetest.T0.Add(time.Minute))
+		go func() { _, err := db.Commit(ctx, anomaly); errs <- err }()
+		for queued() < 1 {
+			time.Sleep(time.Millisecond)
+		}
+		go func() { _, err := db.Commit(ctx, paid); errs <- err }()
+		for queued() < 2 {
+			time.Sleep(time.Millisecond)
+		}
+		release(nil)
+	}
+	time.Sleep(300 * time.Millisecond) // both batches wait for the holder's lock
+	if err := hold.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	won := 0
+	for range 4 {
+		if err := <-errs; err == nil {
+			won++
+		} else if !errors.Is(err, paynotify.ErrVersionConflict) {
+			t.Fatalf("commit: %v", err)
+		}
+	}
+	if won == 0 {
+		t.Fatal("no write of T1 committed")
+	}
+	return dbs[0].Reruns() + dbs[1].Reruns()
+}

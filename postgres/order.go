@@ -346,10 +346,13 @@ const (
 		paid_at = $5, next_check_at = CASE WHEN $1 = 'pending' THEN next_check_at END
 		WHERE app = $6 AND out_trade_no = $7 AND version = $8`
 	orderExistsSQL = `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2`
-	// A change conditioned on its order's version (Change.OrderAt): the row is locked for share,
-	// so that a compare-and-set of another transaction (which locks it for update) is waited for
-	// and the version read after it commits; the batches lock rows in one order (byLockKey).
-	orderAtSQL = `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2 AND version = $3 FOR SHARE`
+	// A change conditioned on its order's version (Change.OrderAt): the row is locked as a
+	// compare-and-set locks it (FOR NO KEY UPDATE, the lock an UPDATE of its state takes), so that
+	// another transaction's compare-and-set is waited for and the version read after it commits,
+	// and a batch that then updates the order itself holds the lock it needs already. FOR SHARE
+	// let two batches hold the row together and deadlock upgrading it (a reviewer helper's
+	// finding); the batches lock rows in one order (byLockKey).
+	orderAtSQL = `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2 AND version = $3 FOR NO KEY UPDATE`
 	// Every SET expression reads the row as it was: refunds.status is the old status.
 	upsertRefundSQL = `INSERT INTO refunds (` + refundWriteColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (app, out_trade_no, out_request_no) DO UPDATE SET
