@@ -993,7 +993,7 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 		return res.RowsAffected()
 	})
 	if err != nil {
-		return int(reset), fmt.Errorf("sqlite: recover webhooks: %w", err)
+		return int(reset), db.recoverFailed(ctx, endpoint, err)
 	}
 	made := int(reset)
 	// The events since: from the first with such a timestamp (events_timestamp), then by seq, a
@@ -1051,7 +1051,7 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 			return nil
 		})
 		if err != nil {
-			return made, fmt.Errorf("sqlite: recover webhooks: %w", err)
+			return made, db.recoverFailed(ctx, endpoint, err)
 		}
 		made += added
 		if chunkHook != nil {
@@ -1062,4 +1062,13 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 		}
 	}
 	return made, nil
+}
+
+// recoverFailed is RecoverWebhooks' error for err, a chunk's: ENOTFOUND when the endpoint was
+// deleted meanwhile (a delivery's foreign key then fails), as when it was missing from the start.
+func (db *DB) recoverFailed(ctx context.Context, endpoint string, err error) error {
+	if _, gone := db.GetWebhookEndpoint(context.WithoutCancel(ctx), endpoint); paynotify.ErrorCode(gone) == paynotify.ENOTFOUND {
+		return gone
+	}
+	return fmt.Errorf("sqlite: recover webhooks: %w", err)
 }

@@ -27,24 +27,7 @@ func TestWebhookChunks(t *testing.T) {
 		}
 	}
 	sqlite.SetWebhookChunk(t, 3, between)
-	ep := &paynotify.WebhookEndpoint{ID: "we1", Kind: paynotify.EndpointHTTP, URL: "https://merchant.example/h", Status: paynotify.EndpointEnabled,
-		Secret: "whsec_c2VjcmV0LWtleS0x", CreatedAt: storetest.T0, UpdatedAt: storetest.T0}
-	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
-		t.Fatal(err)
-	}
-	// Ten events committed while the endpoint's cursor stood before them.
-	var evs []*paynotify.Event
-	for i := range 10 {
-		evs = append(evs, paynotify.NewOrphanAnomalyEvent(fmt.Sprint("e", i), "app1", fmt.Sprint("T", i), storetest.T0,
-			&paynotify.EventAnomaly{Reason: paynotify.ReasonUnknownOrder}))
-	}
-	storetest.MustCommit(t, ctx, db, &paynotify.Change{Events: evs})
-	if _, err := db.FanOutWebhooks(ctx, storetest.T0, 0); err != nil { // moves the cursor
-		t.Fatal(err)
-	}
-	if err := (suiteDB{db}).ExecSQL(ctx, `DELETE FROM webhook_deliveries`); err != nil { // as if never delivered
-		t.Fatal(err)
-	}
+	tenMissed(t, db)
 	n, err := db.RecoverWebhooks(ctx, "we1", storetest.T0, storetest.T0)
 	if err != nil || n != 10 {
 		t.Fatalf("RecoverWebhooks = %d, %v; want 10", n, err)
@@ -75,5 +58,49 @@ func TestWebhookChunks(t *testing.T) {
 	}
 	if err := db.DeleteWebhookEndpoint(ctx, "we1"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
 		t.Fatalf("deleting it again: %v", err)
+	}
+}
+
+// TestRecoverEndpointDeletedMidway (from a reviewer helper's review): an endpoint deleted between
+// two chunks of RecoverWebhooks made the next chunk's delivery break its foreign key, answered
+// as an internal error; it is ENOTFOUND, as for an endpoint missing from the start.
+func TestRecoverEndpointDeletedMidway(t *testing.T) {
+	db := MustOpen(t, tempPath(t))
+	ctx := t.Context()
+	deleted := false
+	sqlite.SetWebhookChunk(t, 3, func() {
+		if !deleted {
+			deleted = true
+			if err := db.DeleteWebhookEndpoint(ctx, "we1"); err != nil {
+				t.Errorf("delete: %v", err)
+			}
+		}
+	})
+	tenMissed(t, db)
+	if n, err := db.RecoverWebhooks(ctx, "we1", storetest.T0, storetest.T0); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+		t.Fatalf("RecoverWebhooks = %d, %v; want ENOTFOUND", n, err)
+	}
+}
+
+// tenMissed creates endpoint we1 and ten events past its cursor that it has no delivery of.
+func tenMissed(t *testing.T, db *sqlite.DB) {
+	t.Helper()
+	ctx := t.Context()
+	ep := &paynotify.WebhookEndpoint{ID: "we1", Kind: paynotify.EndpointHTTP, URL: "https://merchant.example/h", Status: paynotify.EndpointEnabled,
+		Secret: "whsec_c2VjcmV0LWtleS0x", CreatedAt: storetest.T0, UpdatedAt: storetest.T0}
+	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	var evs []*paynotify.Event
+	for i := range 10 {
+		evs = append(evs, paynotify.NewOrphanAnomalyEvent(fmt.Sprint("e", i), "app1", fmt.Sprint("T", i), storetest.T0,
+			&paynotify.EventAnomaly{Reason: paynotify.ReasonUnknownOrder}))
+	}
+	storetest.MustCommit(t, ctx, db, &paynotify.Change{Events: evs})
+	if _, err := db.FanOutWebhooks(ctx, storetest.T0, 0); err != nil { // moves the cursor past them
+		t.Fatal(err)
+	}
+	if err := (suiteDB{db}).ExecSQL(ctx, `DELETE FROM webhook_deliveries`); err != nil { // as if never delivered
+		t.Fatal(err)
 	}
 }
