@@ -174,7 +174,8 @@ var libpqParams = map[string]bool{
 // paynotify sees it, in pg_dump's custom format: the password left out (of the user info and of
 // a password parameter), the first schema of search_path as --schema (that is where paynotify's
 // and River's tables are), and the parameters libpq does not know (pgx's) dropped; run under umask
-// 077, so that the dump is readable by its owner only, as paynotify backup's SQLite copy is.
+// 077, so that the dump is readable by its owner only, and written to to+".partial" then linked to
+// to, never overwriting it, as paynotify backup's SQLite copy is.
 func pgDumpCommand(dsn, to string) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -194,13 +195,18 @@ func pgDumpCommand(dsn, to string) (string, error) {
 		}
 	}
 	u.RawQuery = q.Encode()
-	args := []string{"pg_dump", "--format=custom", "--file=" + shellQuote(to)}
+	partial := to + ".partial"
+	args := []string{"pg_dump", "--format=custom", "--file=" + shellQuote(partial)}
 	if schema != "" {
 		args = append(args, "--schema="+shellQuote(schema))
 	}
-	// In a subshell under umask 077: pg_dump creates the file by the umask (0644 under the usual
-	// 022), and a dump holds the webhook signing secrets (a reviewer helper's finding).
-	return "(umask 077 && " + strings.Join(append(args, shellQuote(u.String())), " ") + ")", nil
+	// In a subshell under umask 077: pg_dump creates its file by the umask (0644 under the usual
+	// 022), and a dump holds the webhook signing secrets (a reviewer helper's finding). Into a
+	// file of its own, linked to its name once complete, as paynotify backup does for SQLite: a
+	// dump cut short is never taken for a backup, and an existing file is neither overwritten nor
+	// left with its old mode (pg_dump keeps an existing file's mode).
+	return "(umask 077 && " + strings.Join(append(args, shellQuote(u.String())), " ") +
+		" && ln " + shellQuote(partial) + " " + shellQuote(to) + " && rm " + shellQuote(partial) + ")", nil
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,6 +198,18 @@ func TestBackup_PostgreSQL(t *testing.T) {
 	if fi, err := os.Stat(to); err != nil || fi.Mode().Perm()&0o077 != 0 {
 		t.Errorf("the dump %s: %v, mode %v, want readable by its owner only", to, err, fi.Mode())
 	}
+	if _, err := os.Stat(to + ".partial"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the partial file is left: %v", err)
+	}
+	// Run again: the existing backup is not overwritten (pg_dump would keep its mode, and a dump
+	// cut short would replace a good one).
+	before, _ := os.ReadFile(to)
+	if out, err := exec.CommandContext(ctx, "sh", "-c", cmd).CombinedOutput(); err == nil {
+		t.Errorf("the command overwrote an existing backup: %s", out)
+	}
+	if after, _ := os.ReadFile(to); !bytes.Equal(before, after) {
+		t.Error("the existing backup changed")
+	}
 	list, err := exec.CommandContext(ctx, "pg_restore", "--list", to).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pg_restore --list: %v\n%s", err, list)
@@ -208,8 +223,8 @@ func TestBackup_PostgreSQL(t *testing.T) {
 
 func TestPgDumpCommand(t *testing.T) {
 	for dsn, want := range map[string]string{
-		"postgres://pay:s3cret@db.example:5432/paynotify?sslmode=verify-full&search_path=pay,public&pool_max_conns=20": "(umask 077 && pg_dump --format=custom --file=/b/x.dump --schema=pay 'postgres://pay@db.example:5432/paynotify?sslmode=verify-full')",
-		"postgresql://db.example/paynotify?password=s3cret&application_name=pn":                                        "(umask 077 && pg_dump --format=custom --file=/b/x.dump 'postgresql://db.example/paynotify?application_name=pn')",
+		"postgres://pay:s3cret@db.example:5432/paynotify?sslmode=verify-full&search_path=pay,public&pool_max_conns=20": "(umask 077 && pg_dump --format=custom --file=/b/x.dump.partial --schema=pay 'postgres://pay@db.example:5432/paynotify?sslmode=verify-full' && ln /b/x.dump.partial /b/x.dump && rm /b/x.dump.partial)",
+		"postgresql://db.example/paynotify?password=s3cret&application_name=pn":                                        "(umask 077 && pg_dump --format=custom --file=/b/x.dump.partial 'postgresql://db.example/paynotify?application_name=pn' && ln /b/x.dump.partial /b/x.dump && rm /b/x.dump.partial)",
 	} {
 		got, err := pgDumpCommand(dsn, "/b/x.dump")
 		if err != nil || got != want {
@@ -219,7 +234,7 @@ func TestPgDumpCommand(t *testing.T) {
 			t.Errorf("pgDumpCommand(%q) shows the password", dsn)
 		}
 	}
-	if got, _ := pgDumpCommand("postgres://db/p", "/b/it's here.dump"); got != `(umask 077 && pg_dump --format=custom --file='/b/it'\''s here.dump' postgres://db/p)` {
+	if got, _ := pgDumpCommand("postgres://db/p", "/b/it's here.dump"); got != `(umask 077 && pg_dump --format=custom --file='/b/it'\''s here.dump.partial' postgres://db/p && ln '/b/it'\''s here.dump.partial' '/b/it'\''s here.dump' && rm '/b/it'\''s here.dump.partial')` {
 		t.Errorf("a file name with a quote and a space: %s", got)
 	}
 }
