@@ -115,10 +115,12 @@ type Refund struct {
 	CreatedAt        time.Time    `json:"created_at"`
 	UpdatedAt        time.Time    `json:"updated_at"`
 	// NextCheckAt is when the reconciliation next asks the provider about this refund: while it
-	// is pending, and once for a refund whose amount was inferred (an Alipay portal refund); nil
-	// otherwise.
+	// is pending, and for a refund whose amount was inferred (an Alipay portal refund) until a
+	// refund query confirms that amount; nil otherwise.
 	NextCheckAt *time.Time `json:"next_check_at,omitempty"`
-	// NeedsAttention is set on a refund still pending when its checks ran out (RefundWindow):
-	// someone must look at it in the provider's portal.
+	// NeedsAttention is set on a refund still pending when its checks ran out (RefundWindow), and
+	// on a succeeded refund whose inferred amount no refund query confirmed within that window
+	// (it is still asked about, every ThenEvery): someone must look at it in the provider's
+	// portal.
 	NeedsAttention bool `json:"needs_attention,omitempty"`
 }

@@ -61,6 +61,12 @@ type OrderStore interface {
 	// every app), oldest first.
 	ListPendingRefunds(ctx context.Context, app string, since time.Time) ([]*Refund, error)
 
+	// ListAttentionRefunds returns the refunds created at or after since that need attention
+	// (NeedsAttention): pending ones whose checks ran out, and succeeded ones whose amount,
+	// inferred from Alipay's running total, no refund query confirmed within the window (still
+	// checked: they have a NextCheckAt); oldest first.
+	ListAttentionRefunds(ctx context.Context, since time.Time) ([]*Refund, error)
+
 	// Commit applies c atomically: the order change (compare-and-set on the version it was decided
 	// from), the refund upsert, the events, the anomaly and the evidence, all in one transaction,
 	// durable when Commit returns nil. It returns ErrVersionConflict when the order moved since,

@@ -118,19 +118,10 @@ func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request, ss *ses
 	c.render(w, r, http.StatusOK, "overview", &page{Title: "Overview", Nav: "overview", Data: ov, Live: "scope=all", Stamp: stamp})
 }
 
-// attentionRefunds are the pending refunds of the last 30 days whose checks ran out.
+// attentionRefunds are the refunds of the last 30 days that need attention: pending ones whose
+// checks ran out, succeeded ones whose inferred amount no query confirmed.
 func (c *Console) attentionRefunds(ctx context.Context, now time.Time) ([]*paynotify.Refund, error) {
-	rs, err := c.Service.Store.ListPendingRefunds(ctx, "", now.Add(-30*24*time.Hour))
-	if err != nil {
-		return nil, err
-	}
-	out := []*paynotify.Refund{}
-	for _, r := range rs {
-		if r.NeedsAttention {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return c.Service.Store.ListAttentionRefunds(ctx, now.Add(-30*24*time.Hour))
 }
 
 // demoChannels are the channels of every app, for the demo's create form.
@@ -457,7 +448,13 @@ func (c *Console) handleWait(w http.ResponseWriter, r *http.Request, ss *session
 	defer cancel()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	stopping := c.stopped()
 	for {
+		select {
+		case <-stopping:
+			cancel() // shutting down: answer now, as at the deadline
+		default:
+		}
 		now, err := c.stamp(ctx, app, otn)
 		if ctx.Err() != nil {
 			now = was // timed out: nothing changed
@@ -473,6 +470,7 @@ func (c *Console) handleWait(w http.ResponseWriter, r *http.Request, ss *session
 		select {
 		case <-ctx.Done():
 		case <-tick.C:
+		case <-stopping:
 		}
 	}
 }

@@ -262,6 +262,24 @@ func (db *DB) ConfirmRefundAmount(ctx context.Context, r *paynotify.Refund, amou
 	return nil
 }
 
+// ListAttentionRefunds returns the refunds created at or after since that need attention, oldest
+// first: the pending ones, then the others still checked, each through its partial index.
+func (db *DB) ListAttentionRefunds(ctx context.Context, since time.Time) ([]*paynotify.Refund, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+refundColumns+` FROM (
+			SELECT * FROM refunds WHERE status = 'pending' AND created_at >= $1 AND needs_attention
+			UNION ALL
+			SELECT * FROM refunds WHERE next_check_at IS NOT NULL AND status <> 'pending' AND created_at >= $1 AND needs_attention) r
+		ORDER BY created_at, seq`, tm(since))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list attention refunds: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*paynotify.Refund, error) { return scanRefund(r) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list attention refunds: %w", err)
+	}
+	return out, nil
+}
+
 // ListPendingRefunds returns the pending refunds created at or after since, of app ("" for every
 // app), oldest first.
 func (db *DB) ListPendingRefunds(ctx context.Context, app string, since time.Time) ([]*paynotify.Refund, error) {

@@ -303,6 +303,33 @@ func confirmRefundAmount(ctx context.Context, tx *sql.Tx, r *paynotify.Refund, a
 	return nil
 }
 
+// ListAttentionRefunds returns the refunds created at or after since that need attention, oldest
+// first: the pending ones (refunds_pending_created_at), then the others still checked
+// (refunds_next_check_at), each through its partial index.
+func (db *DB) ListAttentionRefunds(ctx context.Context, since time.Time) ([]*paynotify.Refund, error) {
+	rows, err := db.rd.QueryContext(ctx, `SELECT `+refundColumns+` FROM (
+			SELECT rowid AS r, * FROM refunds WHERE status = 'pending' AND created_at >= ?1 AND needs_attention = 1
+			UNION ALL
+			SELECT rowid AS r, * FROM refunds WHERE next_check_at IS NOT NULL AND status <> 'pending' AND created_at >= ?1 AND needs_attention = 1)
+		ORDER BY created_at, r`, formatTime(since))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list attention refunds: %w", err)
+	}
+	defer rows.Close()
+	out := []*paynotify.Refund{}
+	for rows.Next() {
+		r, err := scanRefund(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list attention refunds: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list attention refunds: %w", err)
+	}
+	return out, nil
+}
+
 // ListPendingRefunds returns the pending refunds created at or after since, of app ("" for every
 // app), oldest first.
 func (db *DB) ListPendingRefunds(ctx context.Context, app string, since time.Time) ([]*paynotify.Refund, error) {

@@ -221,6 +221,47 @@ func (s *suite) testCommitSchedule(t *testing.T) {
 	})
 }
 
+func (s *suite) testListAttentionRefunds(t *testing.T) {
+	// A1 pending needing attention (its checks ran out: no next check), A2 pending still
+	// checked, A3 succeeded needing attention (an inferred amount still asked about), A4
+	// succeeded confirmed, A5 failed, A6 pending needing attention but older than since.
+	st, b := s.setup(t)
+	o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
+	for _, k := range []struct {
+		no        string
+		min       int
+		status    paynotify.RefundStatus
+		next      bool
+		attention bool
+	}{{"A1", 2, paynotify.RefundPending, false, true}, {"A2", 3, paynotify.RefundPending, true, false},
+		{"A3", 4, paynotify.RefundSucceeded, true, true}, {"A4", 5, paynotify.RefundSucceeded, false, false},
+		{"A5", 6, paynotify.RefundFailed, false, false}, {"A6", -1, paynotify.RefundPending, false, true}} {
+		r := newRefund(o, k.no, 10, T0.Add(time.Duration(k.min)*time.Minute))
+		r.Status = k.status
+		if k.next {
+			r.NextCheckAt = at(T0.Add(time.Hour))
+		}
+		MustCommit(t, b.ctx, st, &paynotify.Change{Refund: r})
+		if k.attention {
+			if err := st.ExecSQL(b.ctx, `UPDATE refunds SET needs_attention = (1 = 1) WHERE out_request_no = '`+k.no+`'`); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rs, err := st.ListAttentionRefunds(b.ctx, T0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rs {
+		if !r.NeedsAttention {
+			t.Errorf("refund %s listed without needing attention", r.OutRequestNo)
+		}
+		got = append(got, r.OutRequestNo)
+	}
+	checkStrings(t, "refunds needing attention", got, []string{"A1", "A3"})
+}
+
 func (s *suite) testListPendingRefunds(t *testing.T) {
 	// setupRefunds records, by creation time: R6 app1/T2 pending (T0+1m), R1 app1/T1 pending
 	// (T0+2m), R2 app1/T1 succeeded (T0+3m), R3 app2/T3 pending (T0+4m), R4 app1/T2 pending

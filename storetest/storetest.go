@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) DB) {
 	t.Run("Refund", s.testRefund)
 	t.Run("ConfirmRefundAmount", s.testConfirmRefundAmount)
 	t.Run("ListPendingRefunds", s.testListPendingRefunds)
+	t.Run("ListAttentionRefunds", s.testListAttentionRefunds)
 	t.Run("Commit", s.testCommit)
 	t.Run("GroupCommit", s.testGroupCommit)
 	t.Run("CommitSchedule", s.testCommitSchedule)
