@@ -88,6 +88,33 @@ type Console struct {
 	demo       *session
 	verifyOnce sync.Once
 	verifySem  chan struct{}
+
+	stopMu   sync.Mutex
+	stopping chan struct{} // closed by StopLongPolls
+}
+
+// StopLongPolls makes every live-update long-poll answer now, and later ones not wait: call it
+// when a graceful shutdown begins (httpd.Server.OnStopLongPolls), so that shutdown does not wait
+// out their 25 s.
+func (c *Console) StopLongPolls() {
+	ch := c.stopped()
+	c.stopMu.Lock()
+	defer c.stopMu.Unlock()
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// stopped returns the channel StopLongPolls closes.
+func (c *Console) stopped() chan struct{} {
+	c.stopMu.Lock()
+	defer c.stopMu.Unlock()
+	if c.stopping == nil {
+		c.stopping = make(chan struct{})
+	}
+	return c.stopping
 }
 
 func (c *Console) now() time.Time {

@@ -323,6 +323,13 @@ func (s *Sandbox) apiAttempts(w http.ResponseWriter, r *http.Request) {
 	minAcked, _ := strconv.Atoi(q.Get("acked"))
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
+	go func() {
+		select {
+		case <-s.stopped(): // shutting down: answer now, as at the deadline
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	as, err := s.waitFor(ctx, func() ([]*Attempt, bool, error) {
 		as, err := s.Attempts(f)
 		acked := 0
@@ -334,7 +341,7 @@ func (s *Sandbox) apiAttempts(w http.ResponseWriter, r *http.Request) {
 		return as, len(as) >= minN && acked >= minAcked, err
 	})
 	complete := err == nil
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !(errors.Is(err, context.Canceled) && r.Context().Err() == nil) {
 		apiError(w, 500, "%v", err)
 		return
 	}

@@ -68,6 +68,8 @@ type Sandbox struct {
 	// so waiters (WaitAttempts, the control API's long-poll) wake without sleeping.
 	chMu    sync.Mutex
 	changed chan struct{}
+	// stopping is closed by StopLongPolls (under chMu).
+	stopping chan struct{}
 
 	n *notifier
 
@@ -353,6 +355,30 @@ func (s *Sandbox) notifyChanged() {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.chMu.Unlock()
+}
+
+// StopLongPolls makes every long-poll of the API (GET /sandbox/api/attempts?wait=) answer now,
+// and later ones not wait: call it when a graceful shutdown begins, so that shutdown does not
+// wait out their up to 10 minutes.
+func (s *Sandbox) StopLongPolls() {
+	ch := s.stopped()
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// stopped returns the channel StopLongPolls closes.
+func (s *Sandbox) stopped() chan struct{} {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	if s.stopping == nil {
+		s.stopping = make(chan struct{})
+	}
+	return s.stopping
 }
 
 func (s *Sandbox) changedCh() <-chan struct{} {

@@ -94,6 +94,7 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 	// form.
 	con := &console.Console{Service: svc, Demo: true, APIToken: token, Logger: logger}
 	srv.Mount = con.Routes()
+	srv.OnStopLongPolls = append(srv.OnStopLongPolls, con.StopLongPolls, sb.StopLongPolls)
 	srv.Mount["/sandbox/"] = sb.Handler()
 	srv.Mount["/v3/"] = sb.Handler()
 	// The sandbox's keys (its merchants' private keys among them) go to the demo's token holder

@@ -254,6 +254,7 @@ func newServer(cfg *Config, st store, svc *paynotify.Service, logger *slog.Logge
 		con := &console.Console{Service: svc, PasswordHash: cfg.Console.AdminPasswordHash, Logger: logger,
 			SecureCookie: strings.HasPrefix(cfg.PublicURL, "https://")}
 		srv.Mount = con.Routes()
+		srv.OnStopLongPolls = append(srv.OnStopLongPolls, con.StopLongPolls)
 	}
 	return srv
 }
