@@ -23,6 +23,13 @@ func (s *Service) Reprocess(ctx context.Context, id string) (*Result, error) {
 	if ev.Source != "" && ev.Source != SourceNotification {
 		return nil, Errorf(ECONFLICT, "Evidence %s is a %s record: only notifications are reprocessed (reprocess %s instead).", ev.ID, ev.Source, reprocessHint(ev))
 	}
+	if len(ev.Body) >= MaxEvidenceBody {
+		// Kept cut at MaxEvidenceBody (or exactly that long): the bytes that arrived are not all
+		// here, and a cut copy may verify where the whole did not (a genuine notification with
+		// text appended past the cut; a reviewer helper's finding). Only the bytes received are
+		// ever verified.
+		return nil, Errorf(ECONFLICT, "Evidence %s keeps the first %d bytes of a larger request: a copy cut short is not verified again.", ev.ID, MaxEvidenceBody)
+	}
 	a, ok := s.Apps[ev.App]
 	if !ok {
 		return nil, Errorf(ECONFLICT, "Evidence %s is of app %q, which is not configured.", ev.ID, ev.App)
