@@ -103,7 +103,8 @@ type Change struct {
 	PrevVersion int64
 	// Refund, when set, is inserted or, if it exists, has its Status, ProviderRefundNo (when
 	// not empty), NextCheckAt and UpdatedAt replaced; a succeeded refund stays succeeded (and
-	// keeps its NextCheckAt, unless RefundConfirmed).
+	// keeps its NextCheckAt, unless RefundConfirmed). Its NeedsAttention is cleared when it
+	// leaves pending or RefundConfirmed (the refund is settled, or its amount confirmed).
 	Refund *Refund
 	// RefundConfirmed says that Refund confirms a succeeded refund's inferred amount (the
 	// recount of Service.confirmRefund): its NextCheckAt (nil) replaces the stored one, in the

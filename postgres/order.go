@@ -377,6 +377,7 @@ const (
 			status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
 			provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
 			next_check_at = CASE WHEN refunds.status = 'succeeded' AND NOT $11::boolean THEN refunds.next_check_at ELSE excluded.next_check_at END,
+			needs_attention = CASE WHEN $11::boolean OR (refunds.status = 'pending' AND excluded.status <> 'pending') THEN false ELSE refunds.needs_attention END,
 			updated_at = excluded.updated_at`
 	insertAnomalySQL = `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app, out_trade_no, key) DO NOTHING`

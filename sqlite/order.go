@@ -480,6 +480,7 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 				status = CASE WHEN refunds.status = 'succeeded' THEN refunds.status ELSE excluded.status END,
 				provider_refund_no = CASE WHEN excluded.provider_refund_no = '' THEN refunds.provider_refund_no ELSE excluded.provider_refund_no END,
 				next_check_at = CASE WHEN refunds.status = 'succeeded' AND NOT ? THEN refunds.next_check_at ELSE excluded.next_check_at END,
+				needs_attention = CASE WHEN ?11 OR (refunds.status = 'pending' AND excluded.status <> 'pending') THEN 0 ELSE refunds.needs_attention END,
 				updated_at = excluded.updated_at`,
 			append(refundArgs(r), c.RefundConfirmed)...); err != nil {
 			return false, fmt.Errorf("sqlite: commit: upsert refund: %w", err)

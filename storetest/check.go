@@ -262,6 +262,61 @@ func (s *suite) testListAttentionRefunds(t *testing.T) {
 	checkStrings(t, "refunds needing attention", got, []string{"A1", "A3"})
 }
 
+func (s *suite) testAttentionCleared(t *testing.T) {
+	// R1 and R2 pending, out of checks (needs_attention), then settled by a notification
+	// (succeeded, failed): the flag goes. R3 succeeded with an inferred amount, needing attention,
+	// then confirmed (RefundConfirmed): the flag goes. R4 pending needing attention, a commit that
+	// keeps it pending: the flag stays.
+	st, b := s.setup(t)
+	o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
+	due := T0.Add(time.Minute)
+	for _, k := range []struct {
+		no     string
+		status paynotify.RefundStatus
+	}{{"R1", paynotify.RefundPending}, {"R2", paynotify.RefundPending}, {"R3", paynotify.RefundSucceeded}, {"R4", paynotify.RefundPending}} {
+		r := newRefund(o, k.no, 10, T0)
+		r.Status, r.NextCheckAt = k.status, &due
+		MustCommit(t, b.ctx, st, &paynotify.Change{Refund: r})
+	}
+	checks, err := st.ClaimChecks(b.ctx, due, time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done []paynotify.CheckDone
+	later := T0.Add(time.Hour)
+	for _, c := range checks {
+		d := paynotify.CheckDone{Check: c}
+		if c.Kind == paynotify.CheckRefund {
+			d.Counted, d.Attention = true, true
+			if c.OutRequestNo == "R3" {
+				d.Next = &later // an inferred amount is still asked about
+			}
+		}
+		done = append(done, d)
+	}
+	if err := st.FinishChecks(b.ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	settle := func(no string, status paynotify.RefundStatus, confirmed bool) {
+		r := newRefund(o, no, 10, T0)
+		r.Status, r.UpdatedAt = status, T0.Add(2*time.Hour)
+		MustCommit(t, b.ctx, st, &paynotify.Change{Refund: r, RefundConfirmed: confirmed})
+	}
+	settle("R1", paynotify.RefundSucceeded, false)
+	settle("R2", paynotify.RefundFailed, false)
+	settle("R3", paynotify.RefundSucceeded, true)
+	settle("R4", paynotify.RefundPending, false)
+	rs, err := st.ListRefunds(b.ctx, "app1", "T1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if want := r.OutRequestNo == "R4"; r.NeedsAttention != want {
+			t.Errorf("refund %s (%s): needs_attention %v, want %v", r.OutRequestNo, r.Status, r.NeedsAttention, want)
+		}
+	}
+}
+
 func (s *suite) testListPendingRefunds(t *testing.T) {
 	// setupRefunds records, by creation time: R6 app1/T2 pending (T0+1m), R1 app1/T1 pending
 	// (T0+2m), R2 app1/T1 succeeded (T0+3m), R3 app2/T3 pending (T0+4m), R4 app1/T2 pending

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) DB) {
 	t.Run("ConfirmRefundAmount", s.testConfirmRefundAmount)
 	t.Run("ListPendingRefunds", s.testListPendingRefunds)
 	t.Run("ListAttentionRefunds", s.testListAttentionRefunds)
+	t.Run("AttentionCleared", s.testAttentionCleared)
 	t.Run("Commit", s.testCommit)
 	t.Run("GroupCommit", s.testGroupCommit)
 	t.Run("CommitSchedule", s.testCommitSchedule)

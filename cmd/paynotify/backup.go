@@ -196,7 +196,7 @@ func pgDumpCommand(dsn, to string) (string, error) {
 	}
 	u.RawQuery = q.Encode()
 	partial := to + ".partial"
-	args := []string{"pg_dump", "--format=custom", "--file=" + shellQuote(partial)}
+	args := []string{"pg_dump", "--format=custom"}
 	if schema != "" {
 		args = append(args, "--schema="+shellQuote(schema))
 	}
@@ -205,8 +205,11 @@ func pgDumpCommand(dsn, to string) (string, error) {
 	// file of its own, linked to its name once complete, as paynotify backup does for SQLite: a
 	// dump cut short is never taken for a backup, and an existing file is neither overwritten nor
 	// left with its old mode (pg_dump keeps an existing file's mode).
-	return "(umask 077 && " + strings.Join(append(args, shellQuote(u.String())), " ") +
-		" && ln " + shellQuote(partial) + " " + shellQuote(to) + " && rm " + shellQuote(partial) + ")", nil
+	// The partial file is opened by the shell under noclobber (set -C: O_EXCL), never through an
+	// existing file or link whose mode pg_dump would keep; FILE must not exist either (a
+	// directory there would take the link inside it). A reviewer helper's findings.
+	return "(umask 077 && set -C && test ! -e " + shellQuote(to) + " && " + strings.Join(append(args, shellQuote(u.String())), " ") +
+		" > " + shellQuote(partial) + " && ln -- " + shellQuote(partial) + " " + shellQuote(to) + " && rm -- " + shellQuote(partial) + ")", nil
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.

@@ -188,7 +188,7 @@ func TestBackup_PostgreSQL(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	_, cmd, ok := strings.Cut(errs, "\nTry: ")
-	if !ok || !strings.HasPrefix(cmd, "(umask 077 && pg_dump --format=custom ") || strings.Contains(cmd, "pool_max_conns") {
+	if !ok || !strings.HasPrefix(cmd, "(umask 077 && set -C && test ! -e ") || strings.Contains(cmd, "pool_max_conns") {
 		t.Fatalf("stderr %q: want a pg_dump command", errs)
 	}
 	if out, err := exec.CommandContext(ctx, "sh", "-c", cmd).CombinedOutput(); err != nil {
@@ -201,15 +201,6 @@ func TestBackup_PostgreSQL(t *testing.T) {
 	if _, err := os.Stat(to + ".partial"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the partial file is left: %v", err)
 	}
-	// Run again: the existing backup is not overwritten (pg_dump would keep its mode, and a dump
-	// cut short would replace a good one).
-	before, _ := os.ReadFile(to)
-	if out, err := exec.CommandContext(ctx, "sh", "-c", cmd).CombinedOutput(); err == nil {
-		t.Errorf("the command overwrote an existing backup: %s", out)
-	}
-	if after, _ := os.ReadFile(to); !bytes.Equal(before, after) {
-		t.Error("the existing backup changed")
-	}
 	list, err := exec.CommandContext(ctx, "pg_restore", "--list", to).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pg_restore --list: %v\n%s", err, list)
@@ -219,12 +210,45 @@ func TestBackup_PostgreSQL(t *testing.T) {
 			t.Errorf("the dump lacks %s:\n%s", table, list)
 		}
 	}
+	// Run again: the existing backup is not overwritten (pg_dump would keep its mode, and a dump
+	// cut short would replace a good one).
+	before, _ := os.ReadFile(to)
+	if out, err := exec.CommandContext(ctx, "sh", "-c", cmd).CombinedOutput(); err == nil {
+		t.Errorf("the command overwrote an existing backup: %s", out)
+	}
+	if after, _ := os.ReadFile(to); !bytes.Equal(before, after) {
+		t.Error("the existing backup changed")
+	}
+	// A partial file left readable by others (or planted) is not written through: the command
+	// fails, and no dump is published with its mode (pg_dump keeps an existing file's mode).
+	if err := os.Remove(to); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to+".partial", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "sh", "-c", cmd).CombinedOutput(); err == nil {
+		t.Errorf("the command wrote through an existing partial file: %s", out)
+	}
+	if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a backup was published through an existing partial file: %v", err)
+	}
+	// A directory at the backup's name does not take the dump inside it.
+	if err := os.Remove(to + ".partial"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "sh", "-c", cmd).CombinedOutput(); err == nil {
+		t.Errorf("the command wrote into a directory named as the backup: %s", out)
+	}
 }
 
 func TestPgDumpCommand(t *testing.T) {
 	for dsn, want := range map[string]string{
-		"postgres://pay:s3cret@db.example:5432/paynotify?sslmode=verify-full&search_path=pay,public&pool_max_conns=20": "(umask 077 && pg_dump --format=custom --file=/b/x.dump.partial --schema=pay 'postgres://pay@db.example:5432/paynotify?sslmode=verify-full' && ln /b/x.dump.partial /b/x.dump && rm /b/x.dump.partial)",
-		"postgresql://db.example/paynotify?password=s3cret&application_name=pn":                                        "(umask 077 && pg_dump --format=custom --file=/b/x.dump.partial 'postgresql://db.example/paynotify?application_name=pn' && ln /b/x.dump.partial /b/x.dump && rm /b/x.dump.partial)",
+		"postgres://pay:s3cret@db.example:5432/paynotify?sslmode=verify-full&search_path=pay,public&pool_max_conns=20": "(umask 077 && set -C && test ! -e /b/x.dump && pg_dump --format=custom --schema=pay 'postgres://pay@db.example:5432/paynotify?sslmode=verify-full' > /b/x.dump.partial && ln -- /b/x.dump.partial /b/x.dump && rm -- /b/x.dump.partial)",
+		"postgresql://db.example/paynotify?password=s3cret&application_name=pn":                                        "(umask 077 && set -C && test ! -e /b/x.dump && pg_dump --format=custom 'postgresql://db.example/paynotify?application_name=pn' > /b/x.dump.partial && ln -- /b/x.dump.partial /b/x.dump && rm -- /b/x.dump.partial)",
 	} {
 		got, err := pgDumpCommand(dsn, "/b/x.dump")
 		if err != nil || got != want {
@@ -234,7 +258,7 @@ func TestPgDumpCommand(t *testing.T) {
 			t.Errorf("pgDumpCommand(%q) shows the password", dsn)
 		}
 	}
-	if got, _ := pgDumpCommand("postgres://db/p", "/b/it's here.dump"); got != `(umask 077 && pg_dump --format=custom --file='/b/it'\''s here.dump.partial' postgres://db/p && ln '/b/it'\''s here.dump.partial' '/b/it'\''s here.dump' && rm '/b/it'\''s here.dump.partial')` {
+	if got, _ := pgDumpCommand("postgres://db/p", "/b/it's here.dump"); got != `(umask 077 && set -C && test ! -e '/b/it'\''s here.dump' && pg_dump --format=custom postgres://db/p > '/b/it'\''s here.dump.partial' && ln -- '/b/it'\''s here.dump.partial' '/b/it'\''s here.dump' && rm -- '/b/it'\''s here.dump.partial')` {
 		t.Errorf("a file name with a quote and a space: %s", got)
 	}
 }

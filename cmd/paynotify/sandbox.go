@@ -149,6 +149,7 @@ func (cmd sandboxCommand) serve(ctx context.Context, m *Main, args []string) err
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 11 * time.Minute, IdleTimeout: 2 * time.Minute}
+	srv.RegisterOnShutdown(sb.StopLongPolls) // the attempts long-polls answer at once, not after 10 minutes
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	notifierDone := make(chan struct{})

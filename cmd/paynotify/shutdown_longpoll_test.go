@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -94,5 +98,73 @@ func TestShutdown_ConsoleLongPoll(t *testing.T) {
 	}
 	if err := <-answered; err != nil {
 		t.Errorf("the long-poll was not answered: %v", err)
+	}
+}
+
+// TestShutdown_SandboxLongPoll (from a reviewer helper's review): `paynotify sandbox` stopped with
+// an attempts long-poll open (wait up to 10 minutes) cut it without an answer; it is answered
+// (200, complete false) and the command ends at once.
+func TestShutdown_SandboxLongPoll(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	base := "http://" + addr
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		m := &Main{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}
+		done <- m.Run(ctx, []string{"sandbox", "--listen", addr, "--state-dir", t.TempDir()})
+	}()
+	for i := 0; ; i++ {
+		resp, err := http.Get(base + "/sandbox/api/trades")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 200 {
+			t.Fatal("sandbox did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	type answer struct {
+		code     int
+		complete bool
+		err      error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := http.Get(base + "/sandbox/api/attempts?out_trade_no=none&min=1&wait=10m")
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Complete bool `json:"complete"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		answered <- answer{resp.StatusCode, out.Complete, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cancel() // as SIGTERM does
+	select {
+	case a := <-answered:
+		if a.err != nil || a.code != http.StatusOK || a.complete {
+			t.Errorf("the long-poll at shutdown: %+v, want 200 and complete false", a)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the long-poll still waits 20 s after the stop")
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sandbox did not end 20 s after the stop")
 	}
 }
