@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -202,6 +203,14 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 				}
 			case paynotify.EndpointDisabled:
 				e.DisabledReason = u.DisabledReason
+				// The events committed while it was enabled that the dispatcher has not fanned out
+				// yet get their deliveries first (this transaction holds the endpoint's row, still
+				// enabled), failed below with the others: otherwise they would have none, the
+				// enable moving the cursor to the log's end (a reviewer helper's finding). Before
+				// this update's own event, which is for the other endpoints.
+				if _, err := fanOut(ctx, tx, id, now, math.MaxInt32); err != nil {
+					return fmt.Errorf("fan out before disabling: %w", err)
+				}
 				if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
 					claim_token = '', last_error = $2, updated_at = $3 WHERE endpoint_id = $1 AND status = 'pending'`,
 					id, "endpoint disabled: "+u.DisabledReason, now); err != nil {

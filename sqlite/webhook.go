@@ -200,6 +200,11 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 		return nil, paynotify.Errorf(paynotify.ECONFLICT, "Webhook endpoint has not been failing since %s.", u.IfFailingBefore.UTC().Format(time.RFC3339))
 	}
 	now := db.now()
+	// The log's end before this update's own event: a disable fans the endpoint out to it first.
+	var logEnd int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&logEnd); err != nil {
+		return nil, fmt.Errorf("sqlite: update webhook endpoint: last event: %w", err)
+	}
 	if u.Event != nil {
 		if err := appendEvent(ctx, tx, u.Event); err != nil {
 			return nil, fmt.Errorf("sqlite: update webhook endpoint: %w", err)
@@ -239,6 +244,17 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 			}
 		case paynotify.EndpointDisabled:
 			e.DisabledReason = u.DisabledReason
+			// The events committed while it was enabled that the dispatcher has not fanned out
+			// yet get their deliveries first, failed below with the others: otherwise they would
+			// have none (the enable moves the cursor to the log's end), not even a failed one for
+			// recover to find (a reviewer helper's finding).
+			if logEnd > e.Cursor {
+				if _, err := tx.ExecContext(ctx, fanOutDeliveries, id, formatTime(now), e.Cursor, logEnd,
+					filterJSON(e.Events), filterJSON(e.Apps)); err != nil {
+					return nil, fmt.Errorf("sqlite: update webhook endpoint: fan out before disabling: %w", err)
+				}
+				e.Cursor = logEnd
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
 				claim_token = '', last_error = ?, updated_at = ? WHERE endpoint_id = ? AND status = 'pending'`,
 				"endpoint disabled: "+u.DisabledReason, formatTime(now), id); err != nil {

@@ -1478,6 +1478,37 @@ func (s *suite) testWebhookRedeliver(t *testing.T) {
 }
 
 func (s *suite) testWebhookRecover(t *testing.T) {
+	t.Run("OKDisableBeforeFanOut", func(t *testing.T) {
+		// e1 (app1) and e2 (app2, not wanted) committed while we1 was enabled, not fanned out
+		// yet, then we1 disabled: e1 gets a delivery, failed by the disable (without one it would
+		// get none at all, the enable moving the cursor past it, and recover could not find it);
+		// the disable's own endpoint.disabled (e3) gets none. After the enable, recover since the
+		// disable sends e1.
+		w := s.setupWebhooks(t)
+		w.endpoint("we1", func(e *paynotify.WebhookEndpoint) { e.Apps = []string{"app1"} })
+		w.paid("app1", "T1", "e1", T0)
+		w.paid("app2", "T2", "e2", T0)
+		disabled, enabled := paynotify.EndpointDisabled, paynotify.EndpointEnabled
+		w.update("we1", &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "410 Gone",
+			Event: paynotify.NewEndpointDisabledEvent("e3", T0, &paynotify.EndpointDisabledData{EndpointID: "we1", Reason: "410 Gone"})})
+		d := w.mustDelivery("e1", "we1")
+		if d.Status != paynotify.DeliveryFailed || !strings.HasPrefix(d.LastError, "endpoint disabled") {
+			t.Fatalf("e1's delivery after the disable: %+v", d)
+		}
+		for _, id := range []string{"e2", "e3"} {
+			if d := w.delivery(id, "we1"); d != nil {
+				t.Errorf("%s has a delivery to we1: %+v", id, d)
+			}
+		}
+		w.update("we1", &paynotify.WebhookEndpointUpdate{Status: &enabled})
+		if n, err := w.ws.RecoverWebhooks(w.ctx, "we1", d.CreatedAt, T0.Add(time.Hour)); err != nil || n != 1 {
+			t.Fatalf("RecoverWebhooks since the disable = %d, %v; want 1 (e1)", n, err)
+		}
+		if d := w.mustDelivery("e1", "we1"); d.Status != paynotify.DeliveryPending {
+			t.Fatalf("e1 after recover: %+v", d)
+		}
+	})
+
 	t.Run("OK", func(t *testing.T) {
 		w := s.setupWebhooks(t)
 		w.endpoint("we1", func(e *paynotify.WebhookEndpoint) { e.Apps = []string{"app1"} })

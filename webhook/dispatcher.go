@@ -384,7 +384,13 @@ func (d *Dispatcher) work(l *lane) {
 		l.mu.Lock()
 		gone := l.gone
 		l.mu.Unlock()
-		if d.stopping.Load() || gone || e.Status != paynotify.EndpointEnabled {
+		// An endpoint changed since this delivery was claimed (disabled and enabled again between
+		// two passes, which this lane's snapshot never saw disabled) may have failed the delivery
+		// and moved on: it is released, not sent; if its claim still holds it is claimed again
+		// against the endpoint as it now stands (a reviewer helper's finding: a quick disable and
+		// enable sent, for tens of seconds, deliveries the disable had failed).
+		changed := dl.NextAttemptAt != nil && e.UpdatedAt.After(dl.NextAttemptAt.Add(-d.Config.Lease))
+		if d.stopping.Load() || gone || e.Status != paynotify.EndpointEnabled || changed {
 			d.results <- paynotify.WebhookResult{Delivery: dl, Status: paynotify.DeliveryPending, Next: ptr(d.now())}
 			continue
 		}

@@ -1,0 +1,70 @@
+package webhook_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/teststore"
+	"github.com/paynotify/paynotify/storetest"
+	"github.com/paynotify/paynotify/webhook"
+)
+
+// TestDispatcher_DisableEnableBetweenPasses (from a reviewer helper's audit): an endpoint disabled
+// and enabled again by another process between two passes of the dispatcher, whose lane never saw
+// it disabled. The disable failed the deliveries the lane had queued; the lane sent them all the
+// same after the enable (for tens of seconds, the receiver's 2xx recorded nowhere, a later
+// event of the order claimed meanwhile). A delivery claimed before the endpoint's last change is
+// released instead of sent: A's first event, failed by the disable, is not sent (recover would
+// send it), and A's next event, committed after the enable, is.
+func TestDispatcher_DisableEnableBetweenPasses(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		other := newEnv(t, st) // another serve process: its Service does not wake e's dispatcher
+		rc := newReceiver(t)
+		rc.delay = 300 * time.Millisecond
+		ep := e.endpoint(rc, nil, nil)
+		e.start(webhook.Config{Concurrency: 2, Poll: time.Second}, nil)
+		for i := range 6 {
+			e.order("shop", fmt.Sprintf("F%d", i), false)
+		}
+		o := storetest.MustCreateOrder(t, e.ctx, st, storetest.NewOrder("shop", "A", time.Now()))
+		paid := storetest.PaidChange(o, paynotify.NewID("evt"), paynotify.NewID("ntf"), time.Now())
+		storetest.MustCommit(t, e.ctx, st, paid)
+		waitFor(t, 5*time.Second, "the first request", func() bool { return rc.inflight.Load() > 0 })
+
+		disabled, enabled := paynotify.EndpointDisabled, paynotify.EndpointEnabled
+		if _, err := other.svc.UpdateWebhookEndpoint(e.ctx, ep.ID, &paynotify.WebhookEndpointRequest{Status: &disabled}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.svc.UpdateWebhookEndpoint(e.ctx, ep.ID, &paynotify.WebhookEndpointRequest{Status: &enabled}); err != nil {
+			t.Fatal(err)
+		}
+		enabledAt := time.Now()
+		next := *paid.Order
+		next.Status = paynotify.StatusFinished
+		next.Version++
+		fin := paynotify.NewEvent(paynotify.NewID("evt"), paynotify.EventOrderFinished, time.Now(), &next, nil, nil)
+		storetest.MustCommit(t, e.ctx, st, &paynotify.Change{Order: &next, PrevVersion: paid.Order.Version, Events: []*paynotify.Event{fin}})
+
+		waitFor(t, 15*time.Second, "A's event committed after the enable", func() bool {
+			for _, g := range rc.all() {
+				if g.id == fin.ID {
+					return true
+				}
+			}
+			return false
+		})
+		time.Sleep(500 * time.Millisecond) // a stale send would be under way by now
+		for _, g := range rc.all() {
+			if g.id == paid.Events[0].ID && g.at.Add(-rc.delay).After(enabledAt) {
+				t.Errorf("A's first event, failed by the disable, was sent after the endpoint was enabled again")
+			}
+		}
+		ds, err := st.ListWebhookDeliveries(e.ctx, paid.Events[0].ID)
+		if err != nil || len(ds) != 1 || ds[0].Status != paynotify.DeliveryFailed {
+			t.Errorf("A's first delivery: %+v, %v; want failed by the disable", ds, err)
+		}
+	})
+}
