@@ -80,7 +80,9 @@ type ReprocessStats struct {
 const reprocessLimit = 1_000_000
 
 // ReprocessAll reprocesses, oldest first, every notification received since filter.Since whose
-// verdict was rejected, anomaly or error. progress, if set, is called after each.
+// verdict was rejected, anomaly or error, but those kept cut at MaxEvidenceBody (a larger
+// request, which Reprocess refuses: they are left out, not counted as errors). progress, if set,
+// is called after each.
 func (s *Service) ReprocessAll(ctx context.Context, filter ReprocessFilter, progress func(done, total int)) (ReprocessStats, error) {
 	var todo []*Evidence
 	for _, v := range []Verdict{VerdictRejected, VerdictAnomaly, VerdictError} {
@@ -89,7 +91,11 @@ func (s *Service) ReprocessAll(ctx context.Context, filter ReprocessFilter, prog
 		if err != nil {
 			return ReprocessStats{}, err
 		}
-		todo = append(todo, list...)
+		for _, ev := range list {
+			if len(ev.Body) < MaxEvidenceBody { // a copy cut short is not reprocessed (Reprocess)
+				todo = append(todo, ev)
+			}
+		}
 	}
 	slices.SortStableFunc(todo, func(a, b *Evidence) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
 	var st ReprocessStats

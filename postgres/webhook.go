@@ -203,18 +203,32 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 				}
 			case paynotify.EndpointDisabled:
 				e.DisabledReason = u.DisabledReason
-				// The events committed while it was enabled that the dispatcher has not fanned out
-				// yet get their deliveries first (this transaction holds the endpoint's row, still
-				// enabled), failed below with the others: otherwise they would have none, the
-				// enable moving the cursor to the log's end (a reviewer helper's finding). Before
-				// this update's own event, which is for the other endpoints.
-				if _, err := fanOut(ctx, tx, id, now, math.MaxInt32); err != nil {
-					return fmt.Errorf("fan out before disabling: %w", err)
+				failPending := func() (int64, error) {
+					tag, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
+						claim_token = '', last_error = $2, updated_at = $3 WHERE endpoint_id = $1 AND status = 'pending'`,
+						id, "endpoint disabled: "+u.DisabledReason, now)
+					return tag.RowsAffected(), err
 				}
-				if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
-					claim_token = '', last_error = $2, updated_at = $3 WHERE endpoint_id = $1 AND status = 'pending'`,
-					id, "endpoint disabled: "+u.DisabledReason, now); err != nil {
+				if _, err := failPending(); err != nil {
 					return fmt.Errorf("fail pending deliveries: %w", err)
+				}
+				// The events committed while it was enabled that the dispatcher has not fanned out
+				// yet get their deliveries too, failed as the others: otherwise they would have
+				// none, the enable moving the cursor to the log's end (a reviewer helper's
+				// finding). Under the event log's lock, so that an event whose commit is under way
+				// is committed first and seen (a reviewer's finding); taken after the row locks
+				// above, as every holder of that lock takes it, so that it never waits for a row
+				// while holding it. This transaction holds the endpoint's row, still enabled, so
+				// fanOut takes it; this update's own event, for the other endpoints, comes after.
+				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLockKey); err != nil {
+					return fmt.Errorf("lock the event log: %w", err)
+				}
+				if n, err := fanOut(ctx, tx, id, now, math.MaxInt32); err != nil {
+					return fmt.Errorf("fan out before disabling: %w", err)
+				} else if n > 0 {
+					if _, err := failPending(); err != nil {
+						return fmt.Errorf("fail pending deliveries: %w", err)
+					}
 				}
 			}
 		}

@@ -104,3 +104,45 @@ func tenMissed(t *testing.T, db *sqlite.DB) {
 		t.Fatal(err)
 	}
 }
+
+// TestDisableBacklogChunks (from a reviewer helper's review): a disable makes the deliveries of
+// the events the endpoint was behind on, failed with the others; a large backlog is fanned out
+// before the disable's transaction, in chunks of the group commit with writes between them,
+// instead of inside it (which held every write). In chunks of 3: ten events behind, all with a
+// failed delivery after the disable.
+func TestDisableBacklogChunks(t *testing.T) {
+	db := MustOpen(t, tempPath(t))
+	ctx := t.Context()
+	writes := 0
+	sqlite.SetWebhookChunk(t, 3, func() {
+		writes++
+		e := storetest.NewEvidence(fmt.Sprint("nt-between-", writes), &paynotify.Order{App: "app1", OutTradeNo: "X"}, storetest.T0)
+		if err := db.InsertEvidence(ctx, e); err != nil {
+			t.Errorf("a write between chunks: %v", err)
+		}
+	})
+	ep := &paynotify.WebhookEndpoint{ID: "we1", Kind: paynotify.EndpointHTTP, URL: "https://merchant.example/h", Status: paynotify.EndpointEnabled,
+		Secret: "whsec_c2VjcmV0LWtleS0x", CreatedAt: storetest.T0, UpdatedAt: storetest.T0}
+	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	var evs []*paynotify.Event
+	for i := range 10 {
+		evs = append(evs, paynotify.NewOrphanAnomalyEvent(fmt.Sprint("e", i), "app1", fmt.Sprint("T", i), storetest.T0,
+			&paynotify.EventAnomaly{Reason: paynotify.ReasonUnknownOrder}))
+	}
+	storetest.MustCommit(t, ctx, db, &paynotify.Change{Events: evs})
+	disabled := paynotify.EndpointDisabled
+	if _, err := db.UpdateWebhookEndpoint(ctx, "we1", &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "by hand"}); err != nil {
+		t.Fatal(err)
+	}
+	if writes < 2 {
+		t.Errorf("the backlog was fanned out in %d chunks, want 2 or more before the disable", writes)
+	}
+	for _, ev := range evs {
+		ds, err := db.ListWebhookDeliveries(ctx, ev.ID)
+		if err != nil || len(ds) != 1 || ds[0].Status != paynotify.DeliveryFailed {
+			t.Errorf("%s: %+v, %v; want one failed delivery", ev.ID, ds, err)
+		}
+	}
+}

@@ -1,7 +1,9 @@
 package webhook_test
 
 import (
+	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,6 +67,54 @@ func TestDispatcher_DisableEnableBetweenPasses(t *testing.T) {
 		ds, err := st.ListWebhookDeliveries(e.ctx, paid.Events[0].ID)
 		if err != nil || len(ds) != 1 || ds[0].Status != paynotify.DeliveryFailed {
 			t.Errorf("A's first delivery: %+v, %v; want failed by the disable", ds, err)
+		}
+	})
+}
+
+// claimCounter counts the claims that returned deliveries.
+type claimCounter struct {
+	paynotify.Store
+	claims atomic.Int64
+}
+
+func (c *claimCounter) ClaimWebhookDeliveries(ctx context.Context, ep string, now time.Time, lease time.Duration, lim int) ([]*paynotify.WebhookDelivery, error) {
+	ds, err := c.Store.ClaimWebhookDeliveries(ctx, ep, now, lease, lim)
+	if len(ds) > 0 {
+		c.claims.Add(1)
+	}
+	return ds, err
+}
+
+// TestDispatcher_EditedByAClockAhead (from a reviewer helper's review): the release of deliveries
+// claimed before an endpoint's change first compared the endpoint's UpdatedAt, stamped by the
+// editing process's clock, with this process's claim time: with the editor's clock 3 s ahead, an
+// edit of the description stopped every delivery to the endpoint for 3 s, claimed and released in
+// a loop. The lane now compares the UpdatedAt it saw at the claim with the one it sees now.
+func TestDispatcher_EditedByAClockAhead(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		cs := &claimCounter{Store: st}
+		e := newEnv(t, st)
+		e.st = cs
+		e.now = func() time.Time { return time.Now().Add(-3 * time.Second) } // the dispatcher's clock
+		rc := newReceiver(t)
+		ep := e.endpoint(rc, nil, nil)
+		e.start(webhook.Config{Poll: time.Second}, nil)
+		desc := "billing system"
+		if _, err := e.svc.UpdateWebhookEndpoint(e.ctx, ep.ID, &paynotify.WebhookEndpointRequest{Description: &desc}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond) // the dispatcher's next pass sees the change
+		ids := e.order("shop", "S1", false)
+		waitFor(t, 10*time.Second, "the delivery", func() bool {
+			for _, g := range rc.all() {
+				if g.id == ids[0] {
+					return true
+				}
+			}
+			return false
+		})
+		if n := cs.claims.Load(); n > 2 {
+			t.Errorf("one event took %d claims to go out: claimed and released in a loop", n)
 		}
 	})
 }

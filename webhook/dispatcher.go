@@ -166,10 +166,17 @@ func (d *Dispatcher) QueueDepth() int {
 type lane struct {
 	mu       sync.Mutex
 	endpoint *paynotify.WebhookEndpoint // the latest known state
-	queue    chan *paynotify.WebhookDelivery
+	queue    chan queued
 	gone     bool
 	// dirty: deliveries may have become claimable since the last claim came back short.
 	dirty atomic.Bool
+}
+
+// queued is a claimed delivery in a lane's queue, with the endpoint's UpdatedAt as the lane knew
+// it when the claim was made.
+type queued struct {
+	dl   *paynotify.WebhookDelivery
+	seen time.Time
 }
 
 func (l *lane) current() *paynotify.WebhookEndpoint {
@@ -333,7 +340,7 @@ func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup, fanOut,
 			continue
 		}
 		for _, c := range claimed {
-			l.queue <- c // room was checked, and only this goroutine sends
+			l.queue <- queued{dl: c, seen: e.UpdatedAt} // room was checked, and only this goroutine sends
 		}
 		if len(claimed) == room {
 			l.dirty.Store(true) // there may be more
@@ -360,7 +367,7 @@ func (d *Dispatcher) lane(e *paynotify.WebhookEndpoint, workers *sync.WaitGroup)
 	defer d.mu.Unlock()
 	l, ok := d.lanes[e.ID]
 	if !ok {
-		l = &lane{queue: make(chan *paynotify.WebhookDelivery, 4*d.Config.Concurrency)}
+		l = &lane{queue: make(chan queued, 4*d.Config.Concurrency)}
 		d.lanes[e.ID] = l
 		for range d.Config.Concurrency {
 			workers.Add(1)
@@ -379,7 +386,8 @@ func (d *Dispatcher) lane(e *paynotify.WebhookEndpoint, workers *sync.WaitGroup)
 // work sends the deliveries of one lane until its queue is closed. Once the dispatcher stops,
 // what is left in the queue is released unsent, due at once, for this or another process.
 func (d *Dispatcher) work(l *lane) {
-	for dl := range l.queue {
+	for q := range l.queue {
+		dl := q.dl
 		e := l.current()
 		l.mu.Lock()
 		gone := l.gone
@@ -388,8 +396,10 @@ func (d *Dispatcher) work(l *lane) {
 		// two passes, which this lane's snapshot never saw disabled) may have failed the delivery
 		// and moved on: it is released, not sent; if its claim still holds it is claimed again
 		// against the endpoint as it now stands (a reviewer helper's finding: a quick disable and
-		// enable sent, for tens of seconds, deliveries the disable had failed).
-		changed := dl.NextAttemptAt != nil && e.UpdatedAt.After(dl.NextAttemptAt.Add(-d.Config.Lease))
+		// enable sent, for tens of seconds, deliveries the disable had failed). The endpoint's
+		// UpdatedAt as the lane saw it at the claim is compared with what it sees now, not with
+		// this process's clock, which another process's may be ahead of (a reviewer's finding).
+		changed := !e.UpdatedAt.Equal(q.seen)
 		if d.stopping.Load() || gone || e.Status != paynotify.EndpointEnabled || changed {
 			d.results <- paynotify.WebhookResult{Delivery: dl, Status: paynotify.DeliveryPending, Next: ptr(d.now())}
 			continue
