@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"net/url"
 	"testing"
 	"time"
 
@@ -80,5 +81,116 @@ func TestDisableSeesEventInFlight(t *testing.T) {
 	}
 	if ds, _ := db.ListWebhookDeliveries(ctx, "evt_D"); len(ds) != 0 {
 		t.Errorf("the disable's own endpoint.disabled has a delivery to the endpoint: %+v", ds[0])
+	}
+}
+
+// TestDisableBacklogWithoutLogLock (from a reviewer helper's review): the disable's fan-out of
+// the endpoint's backlog held the event log's lock, which every commit of an event waits for (a
+// backlog of 200,000 events held them for seconds). The backlog is fanned out first without the
+// lock: here the fan-out is held up (another session holds a delivery row it inserts) while an
+// event is committed, which must not wait for it; then the tail, under the lock, takes that
+// event too.
+func TestDisableBacklogWithoutLogLock(t *testing.T) {
+	u := pgtest.NewSchema(t)
+	db := MustOpen(t, u)
+	ctx := t.Context()
+	ep := &paynotify.WebhookEndpoint{Kind: paynotify.EndpointHTTP, URL: "https://example.invalid/h", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Status: paynotify.EndpointEnabled}
+	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	event := func(id string) *paynotify.Change {
+		return &paynotify.Change{Events: []*paynotify.Event{paynotify.NewOrphanAnomalyEvent(id, "app1", id, time.Now(),
+			&paynotify.EventAnomaly{Reason: paynotify.ReasonUnknownOrder})}}
+	}
+	if _, err := db.Commit(ctx, event("evt_B")); err != nil { // the backlog
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	blocker, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The delivery the disable's fan-out will insert, inserted and not committed: it waits.
+	if _, err := blocker.Exec(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_seq, app,
+		out_trade_no, status, next_attempt_at, created_at, updated_at)
+		SELECT 'whd_blocker', $1, id, type, seq, app, out_trade_no, 'pending', now(), now(), now() FROM events WHERE id = 'evt_B'`, ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	disabled := paynotify.EndpointDisabled
+	go func() {
+		_, err := db.UpdateWebhookEndpoint(ctx, ep.ID, &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "by hand"})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the disable's fan-out waits for the blocker's row
+	committed := make(chan error, 1)
+	go func() { _, err := db.Commit(ctx, event("evt_C")); committed <- err }() // an event committed meanwhile
+	waited := false
+	select {
+	case err := <-committed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		waited = true
+		t.Errorf("an event's commit waited 5 s for the disable's fan-out of the backlog (the event log's lock)")
+	}
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if waited {
+		if err := <-committed; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"evt_B", "evt_C"} {
+		ds, err := db.ListWebhookDeliveries(ctx, id)
+		if err != nil || len(ds) != 1 || ds[0].Status != paynotify.DeliveryFailed {
+			t.Errorf("%s: %+v, %v; want one failed delivery", id, ds, err)
+		}
+	}
+}
+
+// TestDisableLockTimeout (from a reviewer helper's review): with lock_timeout set in the database
+// URL, a disable that waited for the event log's lock (a commit under way) failed with 55P03; it
+// waits as the batches do.
+func TestDisableLockTimeout(t *testing.T) {
+	base := pgtest.NewSchema(t)
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("lock_timeout", "200ms")
+	u.RawQuery = q.Encode()
+	db := MustOpen(t, u.String())
+	ctx := t.Context()
+	ep := &paynotify.WebhookEndpoint{Kind: paynotify.EndpointHTTP, URL: "https://example.invalid/h", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Status: paynotify.EndpointEnabled}
+	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.EventsLockKey); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(time.Second); tx.Commit(ctx) }() // a commit under way for 1 s
+	disabled := paynotify.EndpointDisabled
+	if _, err := db.UpdateWebhookEndpoint(ctx, ep.ID, &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "by hand"}); err != nil {
+		t.Errorf("disable while an event's commit is under way: %v", err)
 	}
 }

@@ -215,17 +215,30 @@ func (db *DB) UpdateWebhookEndpoint(ctx context.Context, id string, u *paynotify
 				// The events committed while it was enabled that the dispatcher has not fanned out
 				// yet get their deliveries too, failed as the others: otherwise they would have
 				// none, the enable moving the cursor to the log's end (a reviewer helper's
-				// finding). Under the event log's lock, so that an event whose commit is under way
-				// is committed first and seen (a reviewer's finding); taken after the row locks
-				// above, as every holder of that lock takes it, so that it never waits for a row
-				// while holding it. This transaction holds the endpoint's row, still enabled, so
-				// fanOut takes it; this update's own event, for the other endpoints, comes after.
-				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLockKey); err != nil {
-					return fmt.Errorf("lock the event log: %w", err)
+				// finding). The backlog first, without the event log's lock (which every commit
+				// of an event waits for: a reviewer's finding); then, under it, the tail, so that
+				// an event whose commit is under way is committed first and seen (another). The
+				// lock is taken after the row locks above, as every holder of it takes it, and
+				// waited for without a lock timeout, as the batches wait (it is held only from
+				// events to a COMMIT). This transaction holds the endpoint's row, still enabled,
+				// so fanOut takes it; this update's own event, for the other endpoints, comes after.
+				fanned := 0
+				for _, lock := range []bool{false, true} {
+					if lock {
+						if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = 0`); err != nil {
+							return fmt.Errorf("lock the event log: %w", err)
+						}
+						if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, eventsLockKey); err != nil {
+							return fmt.Errorf("lock the event log: %w", err)
+						}
+					}
+					n, err := fanOut(ctx, tx, id, now, math.MaxInt32)
+					if err != nil {
+						return fmt.Errorf("fan out before disabling: %w", err)
+					}
+					fanned += n
 				}
-				if n, err := fanOut(ctx, tx, id, now, math.MaxInt32); err != nil {
-					return fmt.Errorf("fan out before disabling: %w", err)
-				} else if n > 0 {
+				if fanned > 0 {
 					if _, err := failPending(); err != nil {
 						return fmt.Errorf("fail pending deliveries: %w", err)
 					}
