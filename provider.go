@@ -28,7 +28,10 @@ type Provider interface {
 	// Refund asks the provider for refund r and returns the fact to apply: FactRefund when it is
 	// confirmed, nil while it is still processing. A signed, final refusal is an EPROVIDER error;
 	// any other failure leaves the outcome unknown (EPROVIDERUNAVAILABLE): the refund stays pending.
-	Refund(ctx context.Context, o *Order, r *Refund) (*Fact, error)
+	// notifyURL is where the provider is to send the refund's notifications, for a provider
+	// that takes it with the refund (WeChat Pay: without it, they go to the URL set in the
+	// merchant platform, not to paynotify); the others send them to the payment's.
+	Refund(ctx context.Context, o *Order, r *Refund, notifyURL string) (*Fact, error)
 	// Query asks the provider for the trade of o by out_trade_no. The answer is returned as
 	// received (for evidence) also when its verification failed: then the error wraps a
 	// *RejectError and Answer.Fact is nil.

@@ -71,7 +71,7 @@ func (f *fakeProvider) Close(_ context.Context, o *paynotify.Order) (paynotify.F
 	return paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}, nil
 }
 
-func (f *fakeProvider) Refund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+func (f *fakeProvider) Refund(_ context.Context, o *paynotify.Order, r *paynotify.Refund, _ string) (*paynotify.Fact, error) {
 	f.inc("refund")
 	if f.refundFn != nil {
 		return f.refundFn(o, r)

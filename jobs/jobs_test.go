@@ -36,7 +36,7 @@ func (p *payingProvider) Pay(context.Context, *paynotify.Order, string, string) 
 func (p *payingProvider) Close(_ context.Context, o *paynotify.Order) (paynotify.Fact, error) {
 	return paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}, nil
 }
-func (p *payingProvider) Refund(context.Context, *paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) {
+func (p *payingProvider) Refund(context.Context, *paynotify.Order, *paynotify.Refund, string) (*paynotify.Fact, error) {
 	return nil, nil
 }
 func (p *payingProvider) QueryRefund(context.Context, *paynotify.Order, *paynotify.Refund) (*paynotify.Answer, error) {

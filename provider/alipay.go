@@ -292,7 +292,7 @@ func alipayAnswer(endpoint string, raw *alipay.RawResponse, err error, fill func
 // signed refusal that Alipay documents as final fails a refund: anything else (ACQ.SYSTEM_ERROR,
 // an unknown code, a timeout) leaves it pending, so that the same out_request_no is retried and the
 // money is never sent twice.
-func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund, _ string) (*paynotify.Fact, error) {
 	resp, err := g.Client.TradeRefund(ctx, alipay.TradeRefund{OutTradeNo: o.OutTradeNo, RefundAmount: int64(r.Amount),
 		OutRequestNo: r.OutRequestNo, RefundReason: r.Reason})
 	// The answer's signature does not cover the request: only an answer about this order counts.

@@ -200,7 +200,7 @@ func (g *AlipayLegacy) Close(ctx context.Context, o *paynotify.Order) (paynotify
 }
 
 // Refund is refused: legacy Alipay documents no refund API for these merchants.
-func (g *AlipayLegacy) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+func (g *AlipayLegacy) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund, _ string) (*paynotify.Fact, error) {
 	return nil, paynotify.Errorf(paynotify.EPROVIDER, "Legacy Alipay has no refund service that paynotify can call: refund in the Alipay merchant portal, or move the app to the OpenAPI (docs/migrate-legacy-alipay.md).")
 }
 

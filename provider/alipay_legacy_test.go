@@ -598,7 +598,7 @@ func TestAlipayLegacyNoServices(t *testing.T) {
 		t.Fatalf("close message %q", msg)
 	}
 
-	rf, err := g.Refund(ctx, o, &paynotify.Refund{OutRequestNo: "legacy_r1", Amount: 100})
+	rf, err := g.Refund(ctx, o, &paynotify.Refund{OutRequestNo: "legacy_r1", Amount: 100}, "")
 	if paynotify.ErrorCode(err) != paynotify.EPROVIDER || errors.Is(err, paynotify.ErrNoCloseService) || rf != nil {
 		t.Fatalf("refund: %v (%s), fact %+v", err, paynotify.ErrorCode(err), rf)
 	}

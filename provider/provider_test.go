@@ -417,7 +417,7 @@ func TestAlipay_AnswersAboutAnotherOrder(t *testing.T) {
 		"alipay.trade.fastpay.refund.query": {node: `{"code":"10000","msg":"Success","out_trade_no":"T1","out_request_no":"R1","trade_no":"2001"}`},
 		"alipay.trade.close":                {node: `{"code":"10000","msg":"Success","out_trade_no":"T9","trade_no":"2099"}`},
 	})
-	f, err := g.Refund(context.Background(), testOrder, &paynotify.Refund{OutRequestNo: "R1", Amount: 300})
+	f, err := g.Refund(context.Background(), testOrder, &paynotify.Refund{OutRequestNo: "R1", Amount: 300}, "")
 	if f != nil || err != nil {
 		t.Fatalf("refund answered about T9: fact %+v, err %v; want pending (no fact, no error)", f, err)
 	}

@@ -264,8 +264,10 @@ func wechatAnswer(endpoint string, raw *wechatpay.RawResponse, err error, notFou
 // PROCESSING leaves it pending until its notification. When the call fails, the refund query
 // decides; only a signed refusal that is final fails the refund, anything else leaves it pending,
 // so that the same out_refund_no is retried and the money is never sent twice.
-func (g *Wechat) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
-	req := wechatpay.RefundRequest{OutTradeNo: o.OutTradeNo, OutRefundNo: r.OutRequestNo, Reason: r.Reason}
+func (g *Wechat) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund, notifyURL string) (*paynotify.Fact, error) {
+	// With its notify_url, or WeChat Pay sends the refund's notifications to the URL set in the
+	// merchant platform, not to paynotify (a reviewer helper's finding).
+	req := wechatpay.RefundRequest{OutTradeNo: o.OutTradeNo, OutRefundNo: r.OutRequestNo, Reason: r.Reason, NotifyURL: notifyURL}
 	req.Amount.Refund, req.Amount.Total, req.Amount.Currency = int64(r.Amount), int64(o.Amount), o.Currency
 	rf, err := g.Client.CreateRefund(ctx, req)
 	if err != nil {

@@ -607,9 +607,9 @@ func (s *Sandbox) wxRefundTrade(t *Trade, amount int64, outRefundNo, reason, not
 	if pending+amount > t.Amount {
 		return nil, wxErr(403, "NOT_ENOUGH", "申请退款金额超过订单可退金额")
 	}
-	if notifyURL == "" {
-		notifyURL = t.NotifyURL
-	}
+	// Without the refund's notify_url, WeChat Pay sends its notifications to the URL set in the
+	// merchant platform, never to the payment's: the sandbox, which has no such setting, sends
+	// none (it fell back to the payment's, which hid a client sending no notify_url).
 	now := s.now()
 	r := &Refund{TradeID: t.ID, Provider: ProviderWechatpay, OutTradeNo: t.OutTradeNo, OutRequestNo: outRefundNo,
 		RefundID: "50" + randDigits(27), Amount: amount, Status: "PROCESSING", Reason: reason, NotifyURL: notifyURL, CreatedAt: now}

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -71,8 +72,9 @@ func TestWechat_NativeLifecycle(t *testing.T) {
 	if err := c.Close(ctx, "wx_native_1"); !isWx(err, "ORDERPAID") {
 		t.Fatalf("close paid: %v", err)
 	}
-	// Refund: PROCESSING, then SUCCESS with a notification.
-	rr := wechatpay.RefundRequest{OutTradeNo: "wx_native_1", OutRefundNo: "rf_1"}
+	// Refund: PROCESSING, then SUCCESS with a notification to the refund's notify_url. (Without
+	// one, none: WeChat Pay would send it to the merchant platform's URL; TestWechat_RefundNotifyURL.)
+	rr := wechatpay.RefundRequest{OutTradeNo: "wx_native_1", OutRefundNo: "rf_1", NotifyURL: m.srv.URL + "/notify/wechatpay/demo"}
 	rr.Amount.Refund, rr.Amount.Total = 234, 1234
 	ref, err := c.CreateRefund(ctx, rr)
 	if err != nil || ref.RefundStatus != "PROCESSING" || ref.Amount.Refund != 234 {
@@ -195,3 +197,33 @@ func isWx(err error, code string) bool {
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
 func urlQuery(s string) string { return url.QueryEscape(s) }
+
+// TestWechat_RefundNotifyURL: a refund asked for without notify_url gets no notification from the
+// sandbox, as WeChat Pay sends those to the URL set in the merchant platform, never to the
+// payment's notify_url (it fell back to the payment's, which hid that paynotify sent none).
+func TestWechat_RefundNotifyURL(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1000)
+	m := newMerchant(t, func(int, *http.Request, []byte) (int, string) { return 204, "" })
+	c := b.wechatClient(t)
+	ctx := waitCtx(t, 20*time.Second)
+	req := wechatpay.PrepayRequest{Description: "d", OutTradeNo: "wx_rf_nourl", NotifyURL: m.srv.URL + "/notify/wechatpay/demo"}
+	req.Amount.Total = 100
+	if _, err := c.PrepayNative(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	b.sb.Act("pay", ActionRequest{OutTradeNo: "wx_rf_nourl"})
+	if _, err := b.sb.WaitAcked(ctx, AttemptFilter{OutTradeNo: "wx_rf_nourl"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	rr := wechatpay.RefundRequest{OutTradeNo: "wx_rf_nourl", OutRefundNo: "rf_nourl"}
+	rr.Amount.Refund, rr.Amount.Total = 10, 100
+	if _, err := c.CreateRefund(ctx, rr); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if as, err := b.sb.WaitAttempts(short, AttemptFilter{OutTradeNo: "wx_rf_nourl", Kind: "refund"}, 1); err == nil {
+		t.Fatalf("a refund without notify_url was notified: %+v", as)
+	}
+}

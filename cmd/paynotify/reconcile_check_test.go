@@ -212,7 +212,7 @@ func (g queryOutcomes) QueryRefund(context.Context, *paynotify.Order, *paynotify
 	return &paynotify.Answer{State: "NOT_FOUND", NotFound: g.notFound, Endpoint: "test.refund.query", Body: []byte(`{}`)}, nil
 }
 
-func (g queryOutcomes) Refund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Fact, error) {
+func (g queryOutcomes) Refund(_ context.Context, o *paynotify.Order, r *paynotify.Refund, _ string) (*paynotify.Fact, error) {
 	if g.refundRefused {
 		return nil, paynotify.Errorf(paynotify.EPROVIDER, "ACQ.TRADE_STATUS_ERROR: refused")
 	}
