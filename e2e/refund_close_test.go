@@ -295,3 +295,31 @@ func TestClose(t *testing.T) {
 		}
 	})
 }
+
+// TestRefundWechat_NumberOfAnotherOrder (from a reviewer helper's audit): WeChat Pay's
+// out_refund_no is unique per merchant. A refund of order B under the number of order A's refund
+// was left pending for ever (WeChat Pay answering with A's refund), holding B's whole amount: no
+// other refund of B could be made. It is failed (422, the number named), and B is refunded under
+// another number.
+func TestRefundWechat_NumberOfAnotherOrder(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s, options{})
+		const a, b = "e2e_reuse_a", "e2e_reuse_b"
+		e.payAndWait(paynotify.ChannelWechatNative, a, 1000)
+		e.payAndWait(paynotify.ChannelWechatNative, b, 1000)
+		if code, _ := e.refund(wechatApp, a, "reuse_r1", 300); code != http.StatusCreated {
+			t.Fatalf("refund of a: HTTP %d", code)
+		}
+		if code, r := e.refund(wechatApp, b, "reuse_r1", 1000); code != http.StatusUnprocessableEntity {
+			t.Fatalf("refund of b under a's number: HTTP %d %+v, want 422", code, r)
+		}
+		rs := e.refunds(wechatApp, b)
+		if len(rs) != 1 || rs[0].Status != "failed" {
+			t.Fatalf("b's refunds: %+v, want reuse_r1 failed", rs)
+		}
+		if code, r := e.refund(wechatApp, b, "reuse_r2", 100); code != http.StatusCreated {
+			t.Fatalf("refund of b under its own number: HTTP %d %+v", code, r)
+		}
+	})
+}

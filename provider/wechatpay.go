@@ -281,6 +281,14 @@ func (g *Wechat) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Re
 			return nil, unknownOutcome(wechatError(err))
 		}
 	}
+	if rf.OutRefundNo == r.OutRequestNo && rf.OutTradeNo != o.OutTradeNo {
+		// A verified answer that this number is another order's refund: out_refund_no is unique
+		// per merchant at WeChat Pay, so no refund of this order can be made under it. Final, so
+		// that the refund is failed and its amount no longer held (left pending, it held the
+		// order's refunds for ever: a reviewer helper's finding).
+		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, ProviderCode: "OUT_REFUND_NO_USED",
+			Message: "WeChat Pay has refund " + r.OutRequestNo + " on another order: a refund number is unique per merchant there; use another."}
+	}
 	if rf.OutTradeNo != o.OutTradeNo || rf.OutRefundNo != r.OutRequestNo {
 		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "WeChat Pay answered refund %s with another refund.", r.OutRequestNo)
 	}

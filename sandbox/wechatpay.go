@@ -591,6 +591,18 @@ func (s *Sandbox) wxRefundTrade(t *Trade, amount int64, outRefundNo, reason, not
 		}
 		return old[0], nil
 	}
+	// out_refund_no is unique per merchant, not per order: the number of another order's refund
+	// is refused.
+	if rs, err := s.st.refundsWhere("WHERE out_request_no = ? AND trade_id <> ?", outRefundNo, t.ID); err == nil {
+		for _, x := range rs {
+			if x.Provider != ProviderWechatpay {
+				continue
+			}
+			if ts, _ := s.st.tradesWhere("WHERE id = ? AND app_id = ?", x.TradeID, t.MchID); len(ts) == 1 {
+				return nil, wxErr(400, "INVALID_REQUEST", "退款单号已用于其他订单")
+			}
+		}
+	}
 	if t.Status != wxSuccess && t.Status != wxRefund {
 		return nil, wxErr(403, "TRADE_ERROR", "订单未支付或已关闭，不能退款")
 	}
