@@ -20,10 +20,7 @@ func TestDisableSeesEventInFlight(t *testing.T) {
 	u := pgtest.NewSchema(t)
 	db := MustOpen(t, u)
 	ctx := t.Context()
-	ep := &paynotify.WebhookEndpoint{Kind: paynotify.EndpointHTTP, URL: "https://example.invalid/h", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Status: paynotify.EndpointEnabled}
-	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := enabledEndpoint(t, db)
 	conn, err := pgx.Connect(ctx, u)
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +91,7 @@ func TestDisableBacklogWithoutLogLock(t *testing.T) {
 	u := pgtest.NewSchema(t)
 	db := MustOpen(t, u)
 	ctx := t.Context()
-	ep := &paynotify.WebhookEndpoint{Kind: paynotify.EndpointHTTP, URL: "https://example.invalid/h", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Status: paynotify.EndpointEnabled}
-	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := enabledEndpoint(t, db)
 	event := func(id string) *paynotify.Change {
 		return &paynotify.Change{Events: []*paynotify.Event{paynotify.NewOrphanAnomalyEvent(id, "app1", id, time.Now(),
 			&paynotify.EventAnomaly{Reason: paynotify.ReasonUnknownOrder})}}
@@ -172,10 +166,7 @@ func TestDisableLockTimeout(t *testing.T) {
 	u.RawQuery = q.Encode()
 	db := MustOpen(t, u.String())
 	ctx := t.Context()
-	ep := &paynotify.WebhookEndpoint{Kind: paynotify.EndpointHTTP, URL: "https://example.invalid/h", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Status: paynotify.EndpointEnabled}
-	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := enabledEndpoint(t, db)
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
 		t.Fatal(err)
@@ -193,4 +184,14 @@ func TestDisableLockTimeout(t *testing.T) {
 	if _, err := db.UpdateWebhookEndpoint(ctx, ep.ID, &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "by hand"}); err != nil {
 		t.Errorf("disable while an event's commit is under way: %v", err)
 	}
+}
+
+// enabledEndpoint creates an enabled endpoint (its URL never called: these tests stay in the store).
+func enabledEndpoint(t *testing.T, db *postgres.DB) *paynotify.WebhookEndpoint {
+	t.Helper()
+	ep := &paynotify.WebhookEndpoint{Kind: paynotify.EndpointHTTP, URL: "https://example.invalid/h", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Status: paynotify.EndpointEnabled}
+	if err := db.CreateWebhookEndpoint(t.Context(), ep); err != nil {
+		t.Fatal(err)
+	}
+	return ep
 }

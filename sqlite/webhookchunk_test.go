@@ -82,8 +82,9 @@ func TestRecoverEndpointDeletedMidway(t *testing.T) {
 	}
 }
 
-// tenMissed creates endpoint we1 and ten events past its cursor that it has no delivery of.
-func tenMissed(t *testing.T, db *sqlite.DB) {
+// tenBehind creates endpoint we1 and commits ten events after it, not fanned out: we1 is ten
+// events behind.
+func tenBehind(t *testing.T, db *sqlite.DB) []*paynotify.Event {
 	t.Helper()
 	ctx := t.Context()
 	ep := &paynotify.WebhookEndpoint{ID: "we1", Kind: paynotify.EndpointHTTP, URL: "https://merchant.example/h", Status: paynotify.EndpointEnabled,
@@ -97,6 +98,14 @@ func tenMissed(t *testing.T, db *sqlite.DB) {
 			&paynotify.EventAnomaly{Reason: paynotify.ReasonUnknownOrder}))
 	}
 	storetest.MustCommit(t, ctx, db, &paynotify.Change{Events: evs})
+	return evs
+}
+
+// tenMissed creates endpoint we1 and ten events past its cursor that it has no delivery of.
+func tenMissed(t *testing.T, db *sqlite.DB) {
+	t.Helper()
+	ctx := t.Context()
+	tenBehind(t, db)
 	if _, err := db.FanOutWebhooks(ctx, storetest.T0, 0); err != nil { // moves the cursor past them
 		t.Fatal(err)
 	}
@@ -121,17 +130,7 @@ func TestDisableBacklogChunks(t *testing.T) {
 			t.Errorf("a write between chunks: %v", err)
 		}
 	})
-	ep := &paynotify.WebhookEndpoint{ID: "we1", Kind: paynotify.EndpointHTTP, URL: "https://merchant.example/h", Status: paynotify.EndpointEnabled,
-		Secret: "whsec_c2VjcmV0LWtleS0x", CreatedAt: storetest.T0, UpdatedAt: storetest.T0}
-	if err := db.CreateWebhookEndpoint(ctx, ep); err != nil {
-		t.Fatal(err)
-	}
-	var evs []*paynotify.Event
-	for i := range 10 {
-		evs = append(evs, paynotify.NewOrphanAnomalyEvent(fmt.Sprint("e", i), "app1", fmt.Sprint("T", i), storetest.T0,
-			&paynotify.EventAnomaly{Reason: paynotify.ReasonUnknownOrder}))
-	}
-	storetest.MustCommit(t, ctx, db, &paynotify.Change{Events: evs})
+	evs := tenBehind(t, db)
 	disabled := paynotify.EndpointDisabled
 	if _, err := db.UpdateWebhookEndpoint(ctx, "we1", &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "by hand"}); err != nil {
 		t.Fatal(err)
