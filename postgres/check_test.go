@@ -46,15 +46,7 @@ func TestFinishChecksLockOrder(t *testing.T) {
 		{Check: byKey["A/"], Next: &next, Counted: true},
 	}
 
-	holder, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(ctx)
-	hold, err := holder.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hold, holder := openTx(t, u)
 	if _, err := hold.Exec(ctx, `SELECT 1 FROM orders WHERE app = 'app1' AND out_trade_no = 'A' FOR UPDATE`); err != nil {
 		t.Fatal(err)
 	}
@@ -62,30 +54,12 @@ func TestFinishChecksLockOrder(t *testing.T) {
 	go func() { finished <- db.FinishChecks(ctx, done) }()
 
 	// Wait until FinishChecks waits for a lock, the holder's.
+	waitBlockedBy(t, u, holder, finished, "FinishChecks, order A held,")
 	probe, err := pgx.Connect(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer probe.Close(ctx)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var waiting int
-		if err := probe.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`,
-			holder.PgConn().PID()).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		select {
-		case err := <-finished:
-			t.Fatalf("FinishChecks returned %v while order A was held", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("FinishChecks never waited for order A")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 	for _, q := range []string{
 		`SELECT 1 FROM orders WHERE app = 'app1' AND out_trade_no = 'B' FOR UPDATE NOWAIT`,
 		`SELECT 1 FROM refunds WHERE app = 'app1' AND out_trade_no = 'A' AND out_request_no = 'R' FOR UPDATE NOWAIT`,

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/postgres"
@@ -259,16 +258,7 @@ func TestCommitOrderLockedRow(t *testing.T) {
 	ctx := t.Context()
 	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "LX", storetest.T0))
 	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "LY", storetest.T0))
-	holder, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(context.Background())
-	hold, err := holder.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Rollback(context.Background())
+	hold, _ := openTx(t, u)
 	if _, err := hold.Exec(ctx, `SELECT 1 FROM orders WHERE app = 'app1' AND out_trade_no = 'LX' FOR UPDATE`); err != nil {
 		t.Fatal(err)
 	}
@@ -314,15 +304,7 @@ func TestOrderAtWaitsForUpdate(t *testing.T) {
 	db := MustOpen(t, u)
 	o := storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "T1", storetest.T0))
 
-	holder, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(ctx)
-	hold, err := holder.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hold, holder := openTx(t, u)
 	if _, err := hold.Exec(ctx, `UPDATE orders SET version = version + 1 WHERE app = 'app1' AND out_trade_no = 'T1'`); err != nil {
 		t.Fatal(err)
 	}
@@ -332,30 +314,7 @@ func TestOrderAtWaitsForUpdate(t *testing.T) {
 	committed := make(chan error, 1)
 	go func() { _, err := db.Commit(ctx, c); committed <- err }()
 
-	probe, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Close(ctx)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var waiting int
-		if err := probe.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`,
-			holder.PgConn().PID()).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		select {
-		case err := <-committed:
-			t.Fatalf("the anomaly did not wait for the order's update: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the anomaly never waited for the holder")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitBlockedBy(t, u, holder, committed, "the anomaly, its order moved by another session,")
 	if err := hold.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -387,15 +346,7 @@ func orderAtRace(t *testing.T) int64 {
 	u := pgtest.NewSchema(t)
 	dbs := []*postgres.DB{MustOpen(t, u), MustOpen(t, u)}
 	o := storetest.MustCreateOrder(t, ctx, dbs[0], storetest.NewOrder("app1", "T1", storetest.T0))
-	holder, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(ctx)
-	hold, err := holder.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hold, _ := openTx(t, u)
 	if _, err := hold.Exec(ctx, `UPDATE orders SET checks = checks + 1 WHERE app = 'app1' AND out_trade_no = 'T1'`); err != nil {
 		t.Fatal(err)
 	}

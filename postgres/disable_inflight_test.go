@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/postgres"
@@ -21,15 +20,7 @@ func TestDisableSeesEventInFlight(t *testing.T) {
 	db := MustOpen(t, u)
 	ctx := t.Context()
 	ep := enabledEndpoint(t, db)
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx, _ := openTx(t, u)
 	// As Commit appends an event: the event log's lock, then the insert.
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.EventsLockKey); err != nil {
 		t.Fatal(err)
@@ -99,15 +90,7 @@ func TestDisableBacklogWithoutLogLock(t *testing.T) {
 	if _, err := db.Commit(ctx, event("evt_B")); err != nil { // the backlog
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	blocker, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blocker, _ := openTx(t, u)
 	// The delivery the disable's fan-out will insert, inserted and not committed: it waits.
 	if _, err := blocker.Exec(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_seq, app,
 		out_trade_no, status, next_attempt_at, created_at, updated_at)
@@ -167,15 +150,7 @@ func TestDisableLockTimeout(t *testing.T) {
 	db := MustOpen(t, u.String())
 	ctx := t.Context()
 	ep := enabledEndpoint(t, db)
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx, _ := openTx(t, base)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.EventsLockKey); err != nil {
 		t.Fatal(err)
 	}
