@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,39 +15,41 @@ import (
 	"github.com/paynotify/paynotify/sandbox"
 )
 
-func TestSandboxCommand(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	base := "http://" + addr
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	var serveOut bytes.Buffer
+// startSandbox runs `paynotify sandbox` on a free loopback port with args, its output to stdout,
+// until ctx ends, and waits for its listener. done gets the exit code.
+func startSandbox(t *testing.T, ctx context.Context, stdout io.Writer, args ...string) (base string, done <-chan int) {
+	t.Helper()
+	addr := freeAddr(t)
+	exit := make(chan int, 1)
 	go func() {
-		m := &Main{Stdin: strings.NewReader(""), Stdout: &serveOut, Stderr: io.Discard}
-		done <- m.Run(ctx, []string{"sandbox", "--listen", addr, "--state-dir", t.TempDir(), "--time-scale", "1000"})
+		m := &Main{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: io.Discard}
+		exit <- m.Run(ctx, append([]string{"sandbox", "--listen", addr, "--state-dir", t.TempDir()}, args...))
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("serve exit %d", code)
-		}
-	})
-	// Wait for the listener.
+	base = "http://" + addr
 	for i := 0; ; i++ {
 		resp, err := http.Get(base + "/sandbox/api/trades")
 		if err == nil {
 			resp.Body.Close()
-			break
+			return base, exit
 		}
 		if i > 200 {
 			t.Fatal("sandbox did not start")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func TestSandboxCommand(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var serveOut bytes.Buffer
+	base, done := startSandbox(t, ctx, &serveOut, "--time-scale", "1000")
+	addr := strings.TrimPrefix(base, "http://")
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("serve exit %d", code)
+		}
+	})
 	run := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
 		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}

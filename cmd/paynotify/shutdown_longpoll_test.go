@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -105,31 +103,9 @@ func TestShutdown_ConsoleLongPoll(t *testing.T) {
 // an attempts long-poll open (wait up to 10 minutes) cut it without an answer; it is answered
 // (200, complete false) and the command ends at once.
 func TestShutdown_SandboxLongPoll(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	base := "http://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan int, 1)
-	go func() {
-		m := &Main{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}
-		done <- m.Run(ctx, []string{"sandbox", "--listen", addr, "--state-dir", t.TempDir()})
-	}()
-	for i := 0; ; i++ {
-		resp, err := http.Get(base + "/sandbox/api/trades")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 200 {
-			t.Fatal("sandbox did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	base, done := startSandbox(t, ctx, io.Discard)
 	type answer struct {
 		code     int
 		complete bool
