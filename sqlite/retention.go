@@ -46,48 +46,38 @@ func (db *DB) PruneEvidence(ctx context.Context, before time.Time, batch int) (i
 	batch = max(batch, 1)
 	b := formatTime(before)
 	var (
-		total  int64
 		atTime string // where the last batch ended: its last deleted row, in (received_at, seq) order
 		atSeq  int64
 	)
-	for {
-		var n int64
-		err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
-			n = 0
-			rows, err := tx.QueryContext(ctx, pruneEvidence, b, batch, atTime, atSeq)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			lastTime, lastSeq := atTime, atSeq
-			for rows.Next() {
-				var at string
-				var seq int64
-				if err := rows.Scan(&at, &seq); err != nil {
-					return err
-				}
-				n++
-				if at > lastTime || at == lastTime && seq > lastSeq {
-					lastTime, lastSeq = at, seq
-				}
-			}
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			atTime, atSeq = lastTime, lastSeq
-			return nil
-		})
+	n, err := db.chunks(ctx, batch, func(ctx context.Context, tx *sql.Tx) (int64, error) {
+		rows, err := tx.QueryContext(ctx, pruneEvidence, b, batch, atTime, atSeq)
 		if err != nil {
-			return total, fmt.Errorf("sqlite: prune evidence: %w", err)
+			return 0, err
 		}
-		total += n
-		if n < int64(batch) {
-			return total, nil
+		defer rows.Close()
+		var n int64
+		lastTime, lastSeq := atTime, atSeq
+		for rows.Next() {
+			var at string
+			var seq int64
+			if err := rows.Scan(&at, &seq); err != nil {
+				return 0, err
+			}
+			n++
+			if at > lastTime || at == lastTime && seq > lastSeq {
+				lastTime, lastSeq = at, seq
+			}
 		}
-		if err := ctx.Err(); err != nil {
-			return total, fmt.Errorf("sqlite: prune evidence: %w", err)
+		if err := rows.Err(); err != nil {
+			return 0, err
 		}
+		atTime, atSeq = lastTime, lastSeq
+		return n, nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("sqlite: prune evidence: %w", err)
 	}
+	return n, nil
 }
 
 // PruneWebhooks deletes the attempts made before before, then the deliveries no longer pending
@@ -125,26 +115,11 @@ func (db *DB) DropOldSecrets(ctx context.Context, now time.Time) (int64, error) 
 func (db *DB) prune(ctx context.Context, query string, before time.Time, batch int) (int64, error) {
 	batch = max(batch, 1)
 	b := formatTime(before)
-	var total int64
-	for {
-		var n int64
-		err := db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, _ *statements) error {
-			res, err := tx.ExecContext(ctx, query, b, batch)
-			if err != nil {
-				return err
-			}
-			n, err = res.RowsAffected()
-			return err
-		})
+	return db.chunks(ctx, batch, func(ctx context.Context, tx *sql.Tx) (int64, error) {
+		res, err := tx.ExecContext(ctx, query, b, batch)
 		if err != nil {
-			return total, err
+			return 0, err
 		}
-		total += n
-		if n < int64(batch) {
-			return total, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return total, err
-		}
-	}
+		return res.RowsAffected()
+	})
 }

@@ -302,15 +302,18 @@ func appendEvent(ctx context.Context, x execer, e *paynotify.Event) error {
 // each chunk is a write of the group commit (writer.go), so that the notifications' writes take
 // their turn between chunks instead of waiting for an endpoint's whole history (a reviewer
 // helper's finding: deleting an endpoint with 500,000 attempts, or recovering 500,000 events, held
-// every write for 8 and 18 seconds). chunkHook, when set (tests), runs after each chunk.
+// every write for 8 and 18 seconds). chunkHook, when set (tests), runs after each chunk of any
+// chunks loop (the prunes' batches included).
 var (
 	webhookChunk = 1000
 	chunkHook    func()
 )
 
-// chunks runs fn (which returns how many rows it touched) as writes of the group commit until it
-// touches fewer than webhookChunk, and returns the total.
-func (db *DB) chunks(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) (int64, error)) (int64, error) {
+// chunks runs fn (which returns how many rows it touched) as writes of the group commit, one
+// after the other, until one touches fewer than size (or ctx ends), and returns the total: a
+// long job that takes the write lock one chunk at a time, the notifications' writes taking their
+// turns between chunks (or riding in the same transactions).
+func (db *DB) chunks(ctx context.Context, size int, fn func(ctx context.Context, tx *sql.Tx) (int64, error)) (int64, error) {
 	var total int64
 	for {
 		var n int64
@@ -326,7 +329,7 @@ func (db *DB) chunks(ctx context.Context, fn func(ctx context.Context, tx *sql.T
 		if chunkHook != nil {
 			chunkHook()
 		}
-		if n < int64(webhookChunk) {
+		if n < int64(size) {
 			return total, nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -347,7 +350,7 @@ func (db *DB) DeleteWebhookEndpoint(ctx context.Context, id string) error {
 		`DELETE FROM webhook_attempts WHERE seq IN (SELECT seq FROM webhook_attempts WHERE endpoint_id = ?1 LIMIT ?2)`,
 		`DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries WHERE endpoint_id = ?1 LIMIT ?2)`,
 	} {
-		if _, err := db.chunks(ctx, func(ctx context.Context, tx *sql.Tx) (int64, error) {
+		if _, err := db.chunks(ctx, webhookChunk, func(ctx context.Context, tx *sql.Tx) (int64, error) {
 			res, err := tx.ExecContext(ctx, q, id, webhookChunk)
 			if err != nil {
 				return 0, err
@@ -1031,7 +1034,7 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 		return 0, err
 	}
 	ts, from := formatTime(now), formatTime(since)
-	reset, err := db.chunks(ctx, func(ctx context.Context, tx *sql.Tx) (int64, error) {
+	reset, err := db.chunks(ctx, webhookChunk, func(ctx context.Context, tx *sql.Tx) (int64, error) {
 		res, err := tx.ExecContext(ctx, resetDeliveries+` WHERE seq IN (SELECT seq FROM webhook_deliveries
 			WHERE endpoint_id = ?2 AND status = 'failed' AND created_at >= ?3 LIMIT ?4)`, ts, endpoint, from, webhookChunk)
 		if err != nil {
