@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/provider"
 )
 
 func init() {
@@ -70,7 +71,30 @@ func offlineService(ctx context.Context, m *Main, configPath, app string) (*payn
 		return nil, nil, err
 	}
 	logger := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	downloadPlatformCerts(ctx, cfg, apps, logger)
 	return newService(cfg, st, apps, logger), func() { st.Close() }, nil
+}
+
+// downloadPlatformCerts downloads, once, the platform certificates of the WeChat Pay apps that
+// verify with them, as serve does when it starts: platform_cert_files may predate a rotation,
+// and without the current certificate the answers to queries and the notifications reprocessed
+// would not verify. A failed download is a warning; the configured certificates are used.
+func downloadPlatformCerts(ctx context.Context, cfg *Config, apps map[string]*paynotify.App, logger *slog.Logger) {
+	for _, ac := range cfg.Apps {
+		a, ok := apps[ac.Name]
+		if !ok || len(ac.PlatformCertFiles) == 0 {
+			continue
+		}
+		gw, ok := a.Gateway.(*provider.Wechat)
+		if !ok {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := gw.Client.RefreshCertificates(dctx); err != nil {
+			logger.Warn("download WeChat Pay platform certificates; verifying with platform_cert_files only", "app", ac.Name, "err", err)
+		}
+		cancel()
+	}
 }
 
 // reconcileStats is the last line of `paynotify reconcile`.
