@@ -91,6 +91,11 @@ func StorableText(s string) string {
 	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }
 
+// Cut reports whether e's Body may be a cut copy: bodies are kept up to MaxEvidenceBody bytes, so
+// one that long may have been longer when it arrived. Such a record is never verified again
+// (Service.Reprocess): only the bytes received are.
+func (e *Evidence) Cut() bool { return len(e.Body) >= MaxEvidenceBody }
+
 // ClipText cuts s to at most n bytes (n ≥ 3), at a rune boundary, marking the cut with "…": for
 // what a request says (anyone's) in a record or a log line.
 func ClipText(s string, n int) string {

@@ -23,7 +23,7 @@ func (s *Service) Reprocess(ctx context.Context, id string) (*Result, error) {
 	if ev.Source != "" && ev.Source != SourceNotification {
 		return nil, Errorf(ECONFLICT, "Evidence %s is a %s record: only notifications are reprocessed (reprocess %s instead).", ev.ID, ev.Source, reprocessHint(ev))
 	}
-	if len(ev.Body) >= MaxEvidenceBody {
+	if ev.Cut() {
 		// Kept cut at MaxEvidenceBody (or exactly that long): the bytes that arrived are not all
 		// here, and a cut copy may verify where the whole did not (a genuine notification with
 		// text appended past the cut; a reviewer helper's finding). Only the bytes received are
@@ -92,7 +92,7 @@ func (s *Service) ReprocessAll(ctx context.Context, filter ReprocessFilter, prog
 			return ReprocessStats{}, err
 		}
 		for _, ev := range list {
-			if len(ev.Body) < MaxEvidenceBody { // a copy cut short is not reprocessed (Reprocess)
+			if !ev.Cut() { // a copy cut short is not reprocessed (Reprocess)
 				todo = append(todo, ev)
 			}
 		}

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
@@ -292,6 +293,14 @@ func TestConsole_Pages(t *testing.T) {
 		if err := s.InsertEvidence(ctx, rej); err != nil {
 			t.Fatal(err)
 		}
+		// B's other rejected notification, kept cut at MaxEvidenceBody: never reprocessed, so the
+		// console offers no Reprocess for it.
+		cut := *rej
+		cut.ID, cut.ReceivedAt = "ntf_C", storetest.T0.Add(90*time.Second)
+		cut.Body = append(bytes.Clone(rej.Body), bytes.Repeat([]byte("x"), paynotify.MaxEvidenceBody-len(rej.Body))...)
+		if err := s.InsertEvidence(ctx, &cut); err != nil {
+			t.Fatal(err)
+		}
 		// A duplicate of A's notification, repeated twice byte for byte.
 		dup := *paid.Evidence
 		dup.ID, dup.Verdict, dup.ReceivedAt = "ntf_A2", paynotify.VerdictDuplicate, storetest.T0.Add(3*time.Minute)
@@ -357,6 +366,12 @@ func TestConsole_Pages(t *testing.T) {
 		}
 		contains("by reason", page("/console/notifications?reason=signature_invalid"), "ntf_B")
 		contains("one notification", page("/console/notifications/ntf_B"), "signature_invalid", `name="id" value="ntf_B"`)
+		if body := page("/console/notifications/ntf_C"); strings.Contains(body, `name="id" value="ntf_C"`) || !strings.Contains(body, "Kept cut") {
+			t.Error("the cut notification's page offers Reprocess")
+		}
+		if body := page("/console/orders/app1/B"); strings.Contains(body, `name="id" value="ntf_C"`) || !strings.Contains(body, `name="id" value="ntf_B"`) {
+			t.Error("B's timeline offers Reprocess for the cut notification, or not for the whole one")
+		}
 		contains("a repeated duplicate", page("/console/notifications/ntf_A2"),
 			`The same request came 2 more times, byte for byte, and was answered the same; the last at <time datetime="2026-11-29 02:35:15.123456Z"`)
 		contains("anomalies", page("/console/anomalies"), "Anomaly inbox", "None.")
