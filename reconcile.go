@@ -270,9 +270,12 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 					add(func(s *SweepStats) { s.Released++ })
 					return
 				}
-				if r.run(ctx, c, fin) {
+				switch r.run(ctx, c, fin) {
+				case checkAnswered:
 					add(func(s *SweepStats) { s.Checked++ })
-				} else {
+				case checkReleased:
+					add(func(s *SweepStats) { s.Released++ })
+				default:
 					add(func(s *SweepStats) { s.Errors++ })
 				}
 			}()
@@ -367,8 +370,8 @@ func (f *finisher) close() {
 }
 
 // run performs one claimed check and finishes its claim. It reports whether the provider
-// answered.
-func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) bool {
+// answered, the check failed, or it was given back unchecked because the sweep is stopping.
+func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd {
 	cctx, cancel := context.WithTimeout(ctx, r.checkTimeout())
 	defer cancel()
 	var (
@@ -384,7 +387,7 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) bool {
 	if err != nil && ctx.Err() != nil {
 		// The sweep is stopping (shutdown): give the check back, due at once, for whoever runs next.
 		fin.release(c)
-		return false
+		return checkReleased
 	}
 	if err != nil {
 		now := r.Service.now()
@@ -414,8 +417,20 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) bool {
 	if r.OnCheck != nil {
 		r.OnCheck(c, res, err)
 	}
-	return err == nil
+	if err != nil {
+		return checkFailed
+	}
+	return checkAnswered
 }
+
+// checkEnd is how run ended a check, as SweepStats counts it.
+type checkEnd int
+
+const (
+	checkAnswered checkEnd = iota // Checked: the provider answered
+	checkReleased                 // Released: given back unchecked (the sweep stopping)
+	checkFailed                   // Errors
+)
 
 // checkOutcome is how a check ends its claim.
 type checkOutcome struct {

@@ -314,6 +314,32 @@ func TestReconciler_DrainReleasesUnstarted(t *testing.T) {
 	}
 }
 
+// A check in flight when the sweep's context ends (a hard stop, the sweep job's timeout) is given
+// back unchecked, due at once, and counted Released, not as an error: a reviewer's finding, every
+// such stop moved paynotify_reconcile_checks_total{result="error"}, with no "check failed" line
+// to explain it.
+func TestReconciler_StopReleasesInFlight(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	block := make(chan struct{})
+	b.fake.block = block
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) { return nil, context.Canceled })
+	b.now.Set(t0.Add(time.Minute))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan paynotify.SweepStats, 1)
+	go func() { st, _ := r.Sweep(ctx); done <- st }()
+	waitInflight(t, b, 1)
+	cancel()
+	close(block)
+	stats := <-done
+	if next, checks := nextCheck(t, b, "T1"); checks != 0 || next != time.Minute {
+		t.Fatalf("next check in %s after %d checks, want released: due at once, not counted", next, checks)
+	}
+	if stats.Released != 1 || stats.Errors != 0 || stats.Checked != 0 {
+		t.Fatalf("stats = %+v, want the check counted as released", stats)
+	}
+}
+
 // Drain also ends the wait of a check paced by MaxPerSecond: not started, it is given back at
 // once rather than after its slot (at 0.6 checks a second, a claim of three would hold a
 // shutdown up for 3.3 s).
