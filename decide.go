@@ -122,6 +122,11 @@ const (
 	// ReasonOutTradeNoMismatch: a provider's signed answer to a query is about another order than
 	// the one asked for (a provider fault, or a signed answer replayed): it is not applied.
 	ReasonOutTradeNoMismatch = "out_trade_no_mismatch"
+	// ReasonEndpointNotTaken and ReasonBodyUnreadable are reasons of callbacks that keep no
+	// evidence, counted in metrics only: a callback to an endpoint its app does not take (WeChat
+	// Pay APIv2 without an APIv2 key), answered 404; one whose body could not be read, 400.
+	ReasonEndpointNotTaken = "endpoint_not_taken"
+	ReasonBodyUnreadable   = "body_unreadable"
 )
 
 // Step is one version of an order produced by a decision, with the event that announces it.

@@ -40,12 +40,14 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	body, err := readCallbackBody(r, s.maxBody())
 	if err != nil {
 		s.unreadable.log(s.log(r), s.now(), "read callback body", "app", a.Name, "err", err)
+		s.countUnprocessed(a, paynotify.ReasonBodyUnreadable, received)
 		http.Error(w, "body unreadable", http.StatusBadRequest)
 		return
 	}
 	verifier := a.Gateway.Verifier(endpoint)
 	if verifier == nil {
 		s.notTaken.log(s.log(r), s.now(), "callback to an endpoint the app does not take (APIv2 without an APIv2 key?)", "app", a.Name, "endpoint", endpoint)
+		s.countUnprocessed(a, paynotify.ReasonEndpointNotTaken, received)
 		http.NotFound(w, r)
 		return
 	}
@@ -67,6 +69,15 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	res := s.Service.Processor.Process(r.Context(), &paynotify.Callback{App: a, Endpoint: endpoint, Header: header, Body: body,
 		ReceivedAt: received, Answer: acker.AckText, Logger: s.log(r)}, verifier)
 	acker.WriteAck(w, res)
+}
+
+// countUnprocessed counts, as rejected with reason, a callback to app a that never reached the
+// Processor (and so kept no evidence): its logs are bounded, and a misconfigured endpoint would
+// otherwise show nowhere in the metrics while the provider retries and gives up.
+func (s *Server) countUnprocessed(a *paynotify.App, reason string, received time.Time) {
+	if m := s.Service.Processor.Metrics; m != nil {
+		m.Callback(a, paynotify.VerdictRejected, reason, s.now().Sub(received))
+	}
 }
 
 // handleAlipayReturn is where Alipay sends the buyer after page or wap pay. It never changes

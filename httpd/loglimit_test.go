@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/metrics"
 )
 
 // TestLogLimit_AnonymousLines (from a reviewer helper's audit): callbacks to an unknown app or to
@@ -23,6 +24,8 @@ func TestLogLimit_AnonymousLines(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
 		var wxNow atomic.Int64
 		e := newEnv(t, s, wechatApp(t, loadWechatVectors(t), &wxNow)) // "wx": no APIv2 key
+		m := metrics.New()
+		e.http.Service.Processor.Metrics = m
 		var offset atomic.Int64
 		e.http.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 		validReturn := string(alipayNotify(t, paidFields("T9", "1.00")))
@@ -51,6 +54,21 @@ func TestLogLimit_AnonymousLines(t *testing.T) {
 			c.(*net.TCPConn).CloseWrite()
 			io.Copy(io.Discard, c)
 			c.Close()
+		}
+		// Each is counted in the metrics, though its log lines are not all written (a reviewer
+		// helper's finding: an endpoint the app does not take showed nowhere in them); a callback
+		// to an unknown app is not (its name comes from the URL).
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		for _, want := range []string{
+			`paynotify_notifications_total{app="wx",provider="wechatpay",reason="endpoint_not_taken",verdict="rejected"} 50`,
+			`paynotify_notifications_total{app="shop",provider="alipay",reason="body_unreadable",verdict="rejected"} 50`} {
+			if !strings.Contains(rec.Body.String(), want+"\n") {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+		if strings.Contains(rec.Body.String(), "nosuchapp") {
+			t.Error("metrics count a callback to an unknown app")
 		}
 		logs := e.logs.String()
 		for _, msg := range []string{"callback to unknown app", "return_url signature invalid", "read callback body",

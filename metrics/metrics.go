@@ -67,7 +67,7 @@ func New() *Prometheus {
 	}, []string{"provider"})
 	m.commits = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "paynotify_commit_duration_seconds",
-		Help:    "Time of the store commits of order changes, waiting for their batch included, by result (ok, conflict, error).",
+		Help:    "Time of the store commits of order changes, waiting for their batch included, by result (ok, conflict, repeat_missed, error).",
 		Buckets: latencyBuckets,
 	}, []string{"result"})
 	m.orders = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -119,7 +119,49 @@ func New() *Prometheus {
 	for _, r := range []string{"checked", "released", "error"} {
 		m.checks.WithLabelValues(r)
 	}
+	// Counters shown at 0 from the start, so that rate() and increase() see their first event:
+	// a series that appears at 1 reads as no increase (the alert of docs/operations.md on
+	// disabled endpoints missed the first disable of each cause in a process's life).
+	for _, c := range []string{"gone", "failing"} {
+		m.disabled.WithLabelValues(c)
+	}
+	m.attempts.WithLabelValues("http", "delivered", "2xx")
+	m.attempts.WithLabelValues("nats", "delivered", "none")
+	for _, outcome := range []string{"retry", "failed"} {
+		for _, class := range []string{"3xx", "4xx", "5xx", "none"} {
+			m.attempts.WithLabelValues("http", outcome, class)
+		}
+		m.attempts.WithLabelValues("nats", outcome, "none")
+	}
 	return m
+}
+
+// callbackOutcomes are the verdicts and reasons of callbacks that Apps shows at 0 for each app.
+var callbackOutcomes = func() [][2]string {
+	out := [][2]string{{string(paynotify.VerdictAccepted), ""}, {string(paynotify.VerdictDuplicate), ""},
+		{string(paynotify.VerdictError), paynotify.ReasonStoreError}, {string(paynotify.VerdictError), paynotify.ReasonVerifyUnavailable}}
+	for _, r := range []string{paynotify.ReasonSignatureInvalid, paynotify.ReasonMalformed, paynotify.ReasonDuplicateKey,
+		paynotify.ReasonTimestampSkew, paynotify.ReasonProbe, paynotify.ReasonUnknownSerial, paynotify.ReasonDecryptFailed,
+		paynotify.ReasonEndpointNotTaken, paynotify.ReasonBodyUnreadable} {
+		out = append(out, [2]string{string(paynotify.VerdictRejected), r})
+	}
+	for _, r := range []string{paynotify.ReasonAppIDMismatch, paynotify.ReasonSellerMismatch, paynotify.ReasonUnknownOrder,
+		paynotify.ReasonAmountMismatch, paynotify.ReasonCurrencyMismatch, paynotify.ReasonLatePayment,
+		paynotify.ReasonUnexpectedClose, paynotify.ReasonDuplicatePayment, paynotify.ReasonDuplicatePaymentRefund} {
+		out = append(out, [2]string{string(paynotify.VerdictAnomaly), r})
+	}
+	return out
+}()
+
+// Apps shows paynotify_notifications_total at 0 for every app of apps with each verdict and
+// reason a callback can end with, so that the first rejection, anomaly or error of an app after
+// a start is seen by rate() and increase() (a series that appears at 1 reads as no increase).
+func (m *Prometheus) Apps(apps map[string]*paynotify.App) {
+	for _, a := range apps {
+		for _, o := range callbackOutcomes {
+			m.notifications.WithLabelValues(a.Provider, a.Name, o[0], o[1])
+		}
+	}
 }
 
 // WatchQueue shows depth, read at each scrape, as paynotify_webhook_queue_depth

@@ -43,6 +43,44 @@ func TestAttemptClasses(t *testing.T) {
 	}
 }
 
+// TestZeroSeries: the counters that alerts watch have their series at 0 before the first event
+// (a reviewer helper's finding: a series that appears at 1 reads as no increase, so
+// increase(paynotify_webhook_endpoints_disabled_total[1h]) > 0 missed the first disable).
+func TestZeroSeries(t *testing.T) {
+	m := New()
+	m.Apps(map[string]*paynotify.App{"shop": {Name: "shop", Provider: paynotify.ProviderAlipay}})
+	fams, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, f := range fams {
+		for _, s := range f.Metric {
+			key := f.GetName()
+			for _, l := range s.Label {
+				key += "," + l.GetValue()
+			}
+			if s.Counter != nil && s.Counter.GetValue() == 0 {
+				have[key] = true
+			}
+		}
+	}
+	for _, want := range []string{
+		"paynotify_webhook_endpoints_disabled_total,gone",
+		"paynotify_webhook_endpoints_disabled_total,failing",
+		"paynotify_webhook_attempts_total,http,failed,4xx",
+		"paynotify_webhook_attempts_total,nats,retry,none",
+		"paynotify_notifications_total,shop,alipay,amount_mismatch,anomaly",
+		"paynotify_notifications_total,shop,alipay,signature_invalid,rejected",
+		"paynotify_notifications_total,shop,alipay,store_error,error",
+		"paynotify_notifications_total,shop,alipay,,accepted",
+	} {
+		if !have[want] {
+			t.Errorf("no series at 0: %s", want)
+		}
+	}
+}
+
 func TestSweepAndCommit(t *testing.T) {
 	m := New()
 	m.Sweep(paynotify.SweepStats{Checked: 5, Released: 2, Errors: 1}, nil)

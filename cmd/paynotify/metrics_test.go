@@ -108,6 +108,11 @@ func TestBinary_Metrics(t *testing.T) {
 
 			fams, _ := scrape(t, base+"/metrics")
 			wantMetric(t, fams, "paynotify_orders", map[string]string{"status": "pending"}, 0)
+			// The counters that alerts watch are there at 0 before their first event, so that
+			// rate() and increase() see it.
+			wantMetric(t, fams, "paynotify_notifications_total", map[string]string{"provider": "alipay", "app": "shop", "verdict": "anomaly", "reason": "amount_mismatch"}, 0)
+			wantMetric(t, fams, "paynotify_webhook_endpoints_disabled_total", map[string]string{"cause": "failing"}, 0)
+			wantMetric(t, fams, "paynotify_webhook_attempts_total", map[string]string{"kind": "http", "outcome": "retry", "status": "5xx"}, 0)
 			if v, ok := metricValue(fams, "paynotify_counts_refreshed_timestamp_seconds", nil); !ok || v == 0 {
 				t.Errorf("paynotify_counts_refreshed_timestamp_seconds = %v, %v: the counts were not taken at start", v, ok)
 			}

@@ -164,6 +164,7 @@ type background struct {
 // after each commit that appended events.
 func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Service, logger *slog.Logger) (*background, error) {
 	mx := metrics.New()
+	mx.Apps(svc.Apps)
 	svc.Processor.Metrics = mx
 	runner, err := newJobs(st, svc, cfg.Jobs, cfg.Retention, logger, mx.Sweep)
 	if err != nil {
