@@ -429,6 +429,10 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	// One document: what follows a "---" would otherwise be dropped without a word.
+	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
+		return nil, errors.New("config: more than one YAML document (a line \"---\"): put every setting in one")
+	}
 	if err := expandEnv(reflect.ValueOf(&c).Elem(), "", lookupEnv); err != nil {
 		return nil, err
 	}
@@ -525,17 +529,25 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 func expandEnv(v reflect.Value, path string, lookupEnv func(string) (string, bool)) error {
 	switch v.Kind() {
 	case reflect.String:
-		var missing string
+		var missing, empty string
 		out := envRef.ReplaceAllStringFunc(v.String(), func(ref string) string {
 			name := ref[2 : len(ref)-1]
 			val, ok := lookupEnv(name)
 			if !ok && missing == "" {
 				missing = name
 			}
+			if ok && val == "" && empty == "" {
+				empty = name
+			}
 			return val
 		})
 		if missing != "" {
 			return fmt.Errorf("%s: environment variable %s is not set", path, missing)
+		}
+		if out == "" && empty != "" {
+			// A value written as ${NAME} means to be set: empty, it would silently become the
+			// default (SQLite instead of the PostgreSQL of the other instances, no NATS).
+			return fmt.Errorf("%s: environment variable %s is empty", path, empty)
 		}
 		v.SetString(out)
 	case reflect.Struct:
@@ -636,7 +648,7 @@ func (c *Config) Validate() error {
 	if len(c.Apps) == 0 {
 		return errors.New("apps: at least one app is required")
 	}
-	seen := map[string]bool{}
+	seen, ids := map[string]bool{}, map[string]string{}
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		field := fmt.Sprintf("apps[%d]", i)
@@ -653,6 +665,20 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s.name: duplicate app name %q", field, a.Name)
 		}
 		seen[a.Name] = true
+		// One app per provider identity: the provider numbers orders per app_id (Alipay) and per
+		// mchid (WeChat Pay, whose answers name the appid), so a query about one app's order
+		// would find and apply the other's payment to both (a reviewer helper's finding).
+		var key, what string
+		switch a.Provider {
+		case "alipay":
+			key, what = "alipay/"+a.AppID, fmt.Sprintf("app_id: %q is", a.AppID)
+		case "wechatpay":
+			key, what = "wechatpay/"+a.MchID+"/"+a.WechatAppID, fmt.Sprintf("appid: mchid %q with appid %q is", a.MchID, a.WechatAppID)
+		}
+		if other, ok := ids[key]; ok && key != "" {
+			return fmt.Errorf("%s.%s also %s's: one app per provider app (a payment that a query finds would be applied to the orders of that number in both)", field, what, other)
+		}
+		ids[key] = field
 	}
 	return nil
 }

@@ -79,6 +79,14 @@ func TestParseConfig(t *testing.T) {
 			t.Fatalf("reconcile = %+v, sweep %s", p, c.Jobs.SweepInterval)
 		}
 	})
+	t.Run("OKSameMchIDOtherAppID", func(t *testing.T) {
+		// One merchant, two appids (an app and a mini program): WeChat Pay's answers name the
+		// appid, and one about the other app's order is an anomaly, not a payment.
+		src := validConfig + "  - name: wx2\n    provider: wechatpay\n    mchid: \"1900000001\"\n    appid: \"wx0000000000000002\"\n    merchant_private_key_file: m.pem\n    merchant_serial_no: \"ABC\"\n    apiv3_key_file: k\n    platform_public_key_file: p.pem\n    platform_public_key_id: \"PUB_KEY_ID_0001\"\n"
+		if _, err := ParseConfig([]byte(src), env(map[string]string{"TOKEN": "0123456789abcdef0123"})); err != nil {
+			t.Fatal(err)
+		}
+	})
 	tests := []struct {
 		name, from, to string
 		env            map[string]string
@@ -86,7 +94,13 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{"ErrUnsetEnv", "", "", map[string]string{}, "api_token: environment variable TOKEN is not set"},
 		{"ErrShortToken", "", "", map[string]string{"TOKEN": "short"}, "api_token: too short"},
-		{"ErrEmptyToken", "", "", map[string]string{"TOKEN": ""}, "api_token: required"},
+		{"ErrEmptyToken", "", "", map[string]string{"TOKEN": ""}, "api_token: environment variable TOKEN is empty"},
+		{"ErrEmptyDatabase", `listen: "127.0.0.1:9090"`, "listen: x\ndatabase: \"${DB}\"", map[string]string{"TOKEN": "0123456789abcdef0123", "DB": ""}, "database: environment variable DB is empty"},
+		{"ErrSecondDocument", `listen: "127.0.0.1:9090"`, "listen: x\n---\ndatabase: \"postgres://127.0.0.1/x\"", nil, "more than one YAML document"},
+		{"ErrSameAlipayAppID", "  - name: wx\n", "  - name: shop-b\n    provider: alipay\n    app_id: \"2021000000000001\"\n    app_private_key_file: k.pem\n    alipay_public_key_file: p.pem\n  - name: wx\n", nil,
+			`apps[1] (shop-b).app_id: "2021000000000001" is also apps[0] (shop)'s: one app per provider app`},
+		{"ErrSameWechatApp", "    platform_public_key_id: \"PUB_KEY_ID_0001\"\n", "    platform_public_key_id: \"PUB_KEY_ID_0001\"\n  - name: wx2\n    provider: wechatpay\n    mchid: \"1900000001\"\n    appid: \"wx0000000000000001\"\n    merchant_private_key_file: m.pem\n    merchant_serial_no: \"ABC\"\n    apiv3_key_file: k\n    platform_public_key_file: p.pem\n    platform_public_key_id: \"PUB_KEY_ID_0001\"\n", nil,
+			`apps[2] (wx2).appid: mchid "1900000001" with appid "wx0000000000000001" is also apps[1] (wx)'s`},
 		{"ErrUnknownKey", `listen: "127.0.0.1:9090"`, "listen: x\nlisten_port: 80", nil, `unknown key "listen_port"`},
 		{"ErrUnknownAppKey", "seller_id:", "seler_id:", nil, `unknown key "seler_id"`},
 		{"ErrPublicURLQuery", `"https://pay.example.com"`, `"https://pay.example.com/?a=b"`, nil, "public_url:"},
