@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -106,6 +107,41 @@ func TestMigrateStatus_PostgresFileErrorKeepsThePassword(t *testing.T) {
 	code, out, errs := runMain(t, "", "migrate", "status", "--database", dsn)
 	if code == exitOK || strings.Contains(out+errs, "S3CRETPW") || strings.Contains(errs, "does not exist: nothing is applied") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// TestOpenDatabase_ExitCodes (from reviewer helpers' audits): a PostgreSQL server that cannot be
+// reached is a runtime failure, exit 1, which systemd restarts (deploy/paynotify.service does not
+// restart after exit 2); it was exit 2, so a database down at a reboot left paynotify down. A
+// database that does not exist and a URL that does not parse stay exit 2, and the driver's
+// message never shows the password, even one it could not read ("p@ss:w%rd").
+func TestOpenDatabase_ExitCodes(t *testing.T) {
+	base, err := url.Parse(pgtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := *base
+	missing.Path = "/paynotify_no_such_database"
+	for name, tc := range map[string]struct {
+		dsn     string
+		code    int
+		secrets []string
+	}{
+		"Unreachable": {"postgres://u:S3CRETPW@127.0.0.1:1/db?sslmode=disable&connect_timeout=5", exitInvalid, []string{"S3CRETPW"}},
+		"NoDatabase":  {missing.String(), exitUsage, nil},
+		"BadURL":      {"postgres://u:p@ss:w%rd@127.0.0.1:1/db?sslmode=disable", exitUsage, []string{"ss:w", "w%rd", "p@ss"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, out, errs := runMain(t, "", "migrate", "status", "--database", tc.dsn)
+			if code != tc.code || !strings.Contains(errs, "database: ") {
+				t.Fatalf("exit %d, stderr %q; want exit %d", code, errs, tc.code)
+			}
+			for _, s := range tc.secrets {
+				if strings.Contains(out+errs, s) {
+					t.Fatalf("the message shows %q: %s", s, errs)
+				}
+			}
+		})
 	}
 }
 

@@ -14,8 +14,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/console"
 	"github.com/paynotify/paynotify/httpd"
@@ -369,7 +371,11 @@ const (
 // set, is called with the bound address once the listener is open.
 func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr string, srv *httpd.Server, bg *background, ready func(addr string)) error {
 	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// Another process holds the port (often the previous serve, still draining): exit 1,
+		// which a supervisor restarts; an address that cannot be used at all is exit 2.
+		return fmt.Errorf("listen: %w", err)
+	} else if err != nil {
 		return &configError{err: fmt.Errorf("listen: %w", err)}
 	}
 	var admin *http.Server
@@ -517,11 +523,37 @@ func openDatabase(ctx context.Context, dsn string) (store, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		db, err := postgres.Open(ctx, dsn)
 		if err != nil {
-			return nil, configErrorf("database: %w", err)
+			// The driver's messages may quote the URL with the password cut at a character it
+			// could not read ("p@ss:w%rd"): every form of the password is scrubbed.
+			out := errors.New("database: " + scrubPassword(err.Error(), dsn))
+			var pe *pgconn.ParseConfigError
+			if errors.As(err, &pe) && len(dsnSecrets(dsn)) > 0 {
+				// A URL the driver could not read may quote pieces of the password, split where
+				// it stopped reading ("xxxxx@ss:xxxxxx@…", "w%rd@…"): none of its text is shown.
+				out = fmt.Errorf("database: %s does not parse as a PostgreSQL URL (percent-encode the characters of the user name and password that are not letters or digits, such as @ : / %%)", redactDSN(dsn))
+			}
+			if postgresConfigFault(err) {
+				return nil, &configError{err: out}
+			}
+			// Unreachable or failing (down, a failover, a timeout): exit 1, which a supervisor
+			// restarts (deploy/paynotify.service refuses to restart on 2, a config error).
+			return nil, out
 		}
 		return db, nil
 	}
 	return nil, configErrorf("database: %q is neither sqlite:PATH nor a postgres:// URL", redactDSN(dsn))
+}
+
+// postgresConfigFault reports whether err, from postgres.Open, is the config's fault, which a
+// restart cannot fix: a URL that does not parse, a login refused (SQLSTATE class 28), a database
+// that does not exist (3D000).
+func postgresConfigFault(err error) bool {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		return true
+	}
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (strings.HasPrefix(pg.Code, "28") || pg.Code == "3D000")
 }
 
 // applyMigrations applies our pending migrations, then River's, and returns the ones it applied.
