@@ -210,7 +210,7 @@ type Faults struct {
 	// LenientAck also accepts SUCCESS in any case as an Alipay acknowledgement (Antom style).
 	LenientAck bool `json:"lenient_ack,omitempty" yaml:"lenient_ack,omitempty"`
 	// Schedule picks the retry schedule: "alipay" (0,4m,14m,…), "alipay-2m" (0,2m,12m,…),
-	// "wechatpay"; empty is the provider's default.
+	// "wechatpay"; empty, or one of another provider's, is the provider's default.
 	Schedule string `json:"schedule,omitempty" yaml:"schedule,omitempty"`
 	// ManualRefund keeps WeChat refunds PROCESSING until completed through the control API.
 	ManualRefund bool `json:"manual_refund,omitempty" yaml:"manual_refund,omitempty"`
@@ -249,11 +249,42 @@ type Faults struct {
 
 // validate rejects fault values the sandbox does not know.
 func (f Faults) validate() error {
+	// Counts and times in bounds: each notification of the trade is sent, retried and kept
+	// with them (a negative copy count crashed the notifier, again at each start, as the faults
+	// are kept with the notification; a huge one flooded the merchant).
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"duplicate", f.Duplicate}, {"concurrent_duplicate", f.ConcurrentDuplicate}, {"drop_first", f.DropFirst},
+		{"signtest_probe", f.SigntestProbe}} {
+		if c.n < 0 || c.n > maxFaultCount {
+			return fmt.Errorf("%w: %s: %d is not within 0..%d", errBadAction, c.name, c.n, maxFaultCount)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		d    Duration
+	}{{"delay", f.Delay}, {"timeout", f.Timeout}} {
+		if c.d < 0 || time.Duration(c.d) > maxFaultWait {
+			return fmt.Errorf("%w: %s: %s is not within 0..%s", errBadAction, c.name, time.Duration(c.d), maxFaultWait)
+		}
+	}
+	if f.Schedule != "" {
+		if _, ok := schedules[f.Schedule]; !ok {
+			return fmt.Errorf("%w: unknown schedule %q (want alipay, alipay-2m or wechatpay)", errBadAction, f.Schedule)
+		}
+	}
 	if f.Query != "" && !queryFaults[f.Query] {
 		return fmt.Errorf("%w: unknown query fault %q (want bad_signature, wrong_out_trade_no, wrong_app_id or wrong_amount)", errBadAction, f.Query)
 	}
 	return validateLegacyFaults(f)
 }
+
+// The bounds of the faults' counts and times (Faults.validate).
+const (
+	maxFaultCount = 100
+	maxFaultWait  = 10 * time.Minute
+)
 
 // merge returns f with o's non-zero fields laid over it.
 func (f Faults) merge(o Faults) Faults {
@@ -348,6 +379,15 @@ func secs(v ...int) []time.Duration {
 		out[i] = time.Duration(s) * time.Second
 	}
 	return out
+}
+
+// scheduleFits reports whether the named schedule is one of provider's: a global schedule fault
+// ("alipay-2m") picks among Alipay's two and leaves WeChat Pay's notifications on their own.
+func scheduleFits(name, provider string) bool {
+	if provider == ProviderWechatpay {
+		return name == "wechatpay"
+	}
+	return name == "alipay" || name == "alipay-2m"
 }
 
 // Schedule returns the offsets (from the first attempt, unscaled) of the named retry schedule:

@@ -43,7 +43,7 @@ func (n *notifier) enqueue(note *Notification) error {
 	if note.Schedule == "" {
 		note.Schedule = note.Faults.Schedule
 	}
-	if _, ok := schedules[note.Schedule]; !ok {
+	if _, ok := schedules[note.Schedule]; !ok || !scheduleFits(note.Schedule, note.Provider) {
 		note.Schedule = note.Provider
 	}
 	note.Offsets = nil
@@ -219,7 +219,8 @@ func (n *notifier) deliver(ctx context.Context, note *Notification) {
 	default:
 		copies := 1
 		if sentIndex == 1 {
-			copies += note.Faults.ConcurrentDuplicate
+			// Bounded here too: a notification kept by an older sandbox may carry any count.
+			copies += min(max(note.Faults.ConcurrentDuplicate, 0), maxFaultCount)
 		}
 		results := make([]Attempt, copies)
 		var wg sync.WaitGroup
@@ -258,7 +259,7 @@ func (n *notifier) deliver(ctx context.Context, note *Notification) {
 			n.record(&results[i])
 		}
 		if acked {
-			for i := 1; i <= note.Faults.Duplicate && ctx.Err() == nil; i++ {
+			for i := 1; i <= min(note.Faults.Duplicate, maxFaultCount) && ctx.Err() == nil; i++ {
 				a := base
 				a.Copy, a.Fault = copies-1+i, "duplicate"
 				n.send(ctx, note, &a, sentIndex)
@@ -395,7 +396,10 @@ func (n *notifier) send(ctx context.Context, note *Notification, a *Attempt, sen
 	}
 	switch note.Provider {
 	case ProviderAlipay:
-		ans := strings.Trim(string(rb), " \t\r\n")
+		// Trailing whitespace only: Alipay's own Java demo answers println("success"), which
+		// works; a blank line or a space before the word (output before <?php) is the classic
+		// failure (docs/sandbox.md).
+		ans := strings.TrimRight(string(rb), " \t\r\n")
 		a.Acked = resp.StatusCode/100 == 2 && (ans == "success" || note.Faults.LenientAck && strings.EqualFold(ans, "success"))
 	case ProviderWechatpay:
 		a.Acked = resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNoContent

@@ -85,8 +85,9 @@ func TestNotifier_AlipaySchedule(t *testing.T) {
 func TestNotifier_AlipayStrictAckAndExhaustion(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 100000)
-	// "SUCCESS", an HTML page around the word, a BOM: all failures in strict mode.
-	answers := []string{"SUCCESS", "<html>success</html>", "\ufeffsuccess", " fail"}
+	// "SUCCESS", an HTML page around the word, a BOM, whitespace before the word (output before
+	// <?php): all failures in strict mode, as at Alipay; only trailing whitespace is tolerated.
+	answers := []string{"SUCCESS", "<html>success</html>", "\ufeffsuccess", " fail", "\nsuccess", "  success"}
 	m := newMerchant(t, func(i int, _ *http.Request, _ []byte) (int, string) { return 200, answers[(i-1)%len(answers)] })
 	c := b.alipayClient(t)
 	ctx := waitCtx(t, 20*time.Second)
@@ -163,6 +164,54 @@ func TestNotifier_WechatSchedule(t *testing.T) {
 	}
 	if len(sigs) != len(reqs) {
 		t.Fatal("nonce reused across attempts")
+	}
+}
+
+// TestNotifier_GlobalScheduleIsAlipays: a global schedule fault ("alipay-2m", as docs/sandbox.md
+// shows) picks among Alipay's schedules; WeChat Pay's notifications keep their own 16 attempts (a
+// reviewer helper's finding: they followed Alipay's 8).
+func TestNotifier_GlobalScheduleIsAlipays(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 100000)
+	if err := b.sb.SetFaults("", Faults{Schedule: "alipay-2m"}); err != nil {
+		t.Fatal(err)
+	}
+	m := newMerchant(t, func(int, *http.Request, []byte) (int, string) { return 500, "" })
+	c := b.wechatClient(t)
+	ctx := waitCtx(t, 20*time.Second)
+	req := wechatpay.PrepayRequest{Description: "d", OutTradeNo: "gsched_w", NotifyURL: m.srv.URL}
+	req.Amount.Total = 1
+	if _, err := c.PrepayNative(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.sb.Act("pay", ActionRequest{OutTradeNo: "gsched_w"}); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := b.sb.Notifications("gsched_w")
+	if err != nil || len(ns) != 1 {
+		t.Fatalf("notifications %v, %v", ns, err)
+	}
+	want, _ := Schedule("wechatpay")
+	if ns[0].Schedule != "wechatpay" || len(ns[0].Offsets) != len(want) {
+		t.Fatalf("schedule %q with %d attempts, want wechatpay's %d", ns[0].Schedule, len(ns[0].Offsets), len(want))
+	}
+}
+
+// TestFaults_Bounds: counts and times out of bounds are refused by the control API (400), before
+// any notification keeps them (a reviewer helper's finding: concurrent_duplicate -5 crashed the
+// sandbox at the payment's notification, and again at each start).
+func TestFaults_Bounds(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1000)
+	for _, f := range []Faults{{ConcurrentDuplicate: -5}, {ConcurrentDuplicate: maxFaultCount + 1}, {Duplicate: -1},
+		{DropFirst: 1 << 30}, {SigntestProbe: -1}, {Delay: Duration(-time.Second)}, {Timeout: Duration(time.Hour)},
+		{Schedule: "hourly"}} {
+		if err := b.sb.SetFaults("bound_1", f); !errors.Is(err, errBadAction) {
+			t.Errorf("SetFaults(%+v) = %v, want refused", f, err)
+		}
+	}
+	if err := b.sb.SetFaults("bound_1", Faults{ConcurrentDuplicate: maxFaultCount, Delay: Duration(maxFaultWait)}); err != nil {
+		t.Errorf("faults at the bounds: %v", err)
 	}
 }
 
