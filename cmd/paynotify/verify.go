@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"time"
+
+	"github.com/paynotify/paynotify"
 )
 
 func init() { commands["verify"] = verifyCommand{} }
@@ -54,6 +59,29 @@ func readBody(m *Main, positional []string) ([]byte, error) {
 		}
 		return b, nil
 	}
+}
+
+// serverVerdict runs a notification the protocol package verified through the server's own
+// verifier (package provider), which refuses more after the signature: a message that is not a
+// trade notification, a status it does not know, identities or amounts missing. It prints such a
+// refusal as serve records it and returns the verdict error; nil when serve would take the
+// message. at is the time the message is verified at (zero: now).
+func serverVerdict(m *Main, explain bool, v paynotify.Verifier, h http.Header, body []byte, at time.Time) error {
+	_, err := v.Verify(h, body, at)
+	if err == nil {
+		if explain {
+			fmt.Fprintln(m.Stdout, "check as serve (what it refuses after the signature): ok")
+		}
+		return nil
+	}
+	var rej *paynotify.RejectError
+	if !errors.As(err, &rej) {
+		return err
+	}
+	if explain {
+		fmt.Fprintln(m.Stdout, "check as serve (what it refuses after the signature): FAILED")
+	}
+	return printInvalid(m, rej.Reason+": "+rej.Detail)
 }
 
 // printInvalid prints the negative verdict and returns the error that makes the exit code 1.

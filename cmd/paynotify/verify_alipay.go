@@ -9,11 +9,14 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/text/encoding/simplifiedchinese"
 
+	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/internal/alipaywire"
+	"github.com/paynotify/paynotify/provider"
 )
 
 func init() { verifiers["alipay"] = verifyAlipayCommand{} }
@@ -146,6 +149,9 @@ func verifyAlipayBody(m *Main, c *alipay.Client, body []byte, explain, trimmed b
 	}
 	say("check signature %s with %s: ok", c.SignType(), keyDesc)
 	say("check fields (charset, amounts, times): ok")
+	if err := serverVerdict(m, explain, (&provider.Alipay{Client: c}).Verifier(paynotify.ProviderAlipay), nil, body, time.Time{}); err != nil {
+		return err
+	}
 	fmt.Fprintln(m.Stdout, "valid")
 	fmt.Fprintln(m.Stdout, alipaySummary(n))
 	return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/paynotify/paynotify/internal/testsign"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,23 @@ func TestVerifyAlipay(t *testing.T) {
 		code, out, _ := runMain(t, "", "verify", "alipay", "--alipay-public-key", filepath.Join(alipayTestdata, "openssl", "other_public.pem"), sample)
 		if code != exitInvalid || !strings.HasPrefix(out, "invalid: signature_invalid") {
 			t.Fatalf("code %d %q", code, out)
+		}
+	})
+	t.Run("ErrRefusedAsServe", func(t *testing.T) {
+		// Signed and well formed, but what serve refuses after the signature (a reviewer helper's
+		// finding: verify said valid, the server's evidence said malformed). Signed by openssl.
+		for _, c := range []struct{ field, value, want string }{
+			{"notify_type", "batch_trans_notify", "is not trade_status_sync"},
+			{"trade_status", "TRADE_PENDING", "is not one paynotify knows"},
+		} {
+			fields := testsign.AlipayPaid("2021000000000001", "2088000000000002", "V0001", "1.00")
+			fields[c.field] = c.value
+			body := testsign.AlipayNotify(t, alipayTestKey, fields)
+			code, out, _ := runMain(t, string(body), "verify", "alipay", "--alipay-public-key", alipayTestPub, "--explain", "-")
+			if code != exitInvalid || !strings.Contains(out, "check signature RSA2 with the Alipay public key: ok") ||
+				!strings.Contains(out, "invalid: malformed: verified, but") || !strings.Contains(out, c.want) {
+				t.Errorf("%s=%s: code %d:\n%s", c.field, c.value, code, out)
+			}
 		}
 	})
 	t.Run("ErrUsage", func(t *testing.T) {

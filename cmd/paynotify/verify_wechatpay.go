@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/wechatpaywire"
+	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/wechatpay"
 )
 
@@ -164,6 +166,9 @@ func (c verifyWechatpayCommand) Run(ctx context.Context, m *Main, args []string)
 	if ve != nil {
 		return printInvalid(m, ve.Reason+": "+ve.Detail)
 	}
+	if err := serverVerdict(m, explain, (&provider.Wechat{Client: client}).Verifier(paynotify.ProviderWechatpay), h, body, clock()); err != nil {
+		return err
+	}
 	fmt.Fprintln(m.Stdout, "valid")
 	fmt.Fprintln(m.Stdout, summarizeWechatpay(n))
 	return nil
@@ -177,14 +182,15 @@ func parseNow(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339, s)
 }
 
-// readWechatpayKeyFile reads a key file, dropping the trailing newline an editor adds. Its content is
-// never printed.
+// readWechatpayKeyFile reads a key file as serve reads apiv3_key_file and apiv2_key_file
+// (readSecretFile): trailing whitespace, such as the newline an editor adds, is not part of the
+// key. Its content is never printed.
 func readWechatpayKeyFile(name, what string) ([]byte, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return nil, configErrorf("read %s: %w", what, err)
 	}
-	b = bytes.TrimRight(b, "\r\n")
+	b = bytes.TrimRight(b, " \t\r\n")
 	if len(b) == 0 {
 		return nil, configErrorf("%s: the %s file is empty", name, what)
 	}
@@ -271,6 +277,9 @@ func verifyWechatpayV2(m *Main, keyFile string, explain bool, positional []strin
 	if err != nil {
 		return err
 	}
+	if len(key) != 32 {
+		return configErrorf("%s: the APIv2 key must be 32 characters, got %d", keyFile, len(key))
+	}
 	body, err := readBody(m, positional)
 	if err != nil {
 		return err
@@ -292,6 +301,9 @@ func verifyWechatpayV2(m *Main, keyFile string, explain bool, positional []strin
 		}
 		if ve != nil {
 			return printInvalid(m, ve.Reason+": "+ve.Detail)
+		}
+		if err := serverVerdict(m, explain, &provider.WechatV2{APIKey: key}, nil, body, time.Time{}); err != nil {
+			return err
 		}
 		r := n.Info
 		fmt.Fprintln(m.Stdout, "valid")
@@ -320,6 +332,9 @@ func verifyWechatpayV2(m *Main, keyFile string, explain bool, positional []strin
 	}
 	if ve != nil {
 		return printInvalid(m, ve.Reason+": "+ve.Detail)
+	}
+	if err := serverVerdict(m, explain, &provider.WechatV2{APIKey: key}, nil, body, time.Time{}); err != nil {
+		return err
 	}
 	fmt.Fprintln(m.Stdout, "valid")
 	fmt.Fprintf(m.Stdout, "v2 payment out_trade_no=%s transaction_id=%s result_code=%s total_fee=%d %s\n", n.OutTradeNo, n.TransactionID, n.ResultCode, n.TotalFee, currencyOr(n.FeeType))

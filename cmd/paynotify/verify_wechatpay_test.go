@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -263,4 +264,37 @@ func TestVerifyWechatpay_Samples(t *testing.T) {
 			}
 		})
 	}
+	// Key files are read as serve reads them: trailing spaces and tabs are not part of the key
+	// (a reviewer helper's finding: with them verify said signature_invalid where serve took
+	// the notification, or refused an APIv3 key of "33 bytes"); an APIv2 key is 32 characters.
+	t.Run("OK/KeysWithTrailingSpace", func(t *testing.T) {
+		dir := t.TempDir()
+		padded := func(name string) string {
+			b, err := os.ReadFile(filepath.Join(s, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, name)
+			if err := os.WriteFile(p, append(bytes.TrimSpace(b), " \t\n"...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		for _, args := range [][]string{
+			{"--v2", "--api-key-file", padded("apiv2.key"), s + "/v2_payment_hmac.xml"},
+			{"--platform-cert", cert, "--apiv3-key-file", padded("apiv3.key"), "--headers", s + "/v1_transaction_success.headers.txt",
+				"--now", "2024-06-01T12:35:30+08:00", s + "/v1_transaction_success.body.json"},
+		} {
+			if code, out, errs := runMain(t, "", append([]string{"verify", "wechatpay"}, args...)...); code != exitOK || !strings.HasPrefix(out, "valid\n") {
+				t.Errorf("%v: code %d out %q err %q", args, code, out, errs)
+			}
+		}
+		short := filepath.Join(dir, "short.key")
+		if err := os.WriteFile(short, []byte("0123456789\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errs := runMain(t, "", "verify", "wechatpay", "--v2", "--api-key-file", short, s+"/v2_payment_hmac.xml"); code != exitUsage || !strings.Contains(errs, "must be 32 characters, got 10") {
+			t.Errorf("a 10-character APIv2 key: code %d %q", code, errs)
+		}
+	})
 }
