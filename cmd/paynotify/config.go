@@ -584,6 +584,10 @@ func (c *Config) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.PublicURL, "/") {
 		return fmt.Errorf("public_url: %q must be an absolute http(s) URL without query, fragment or trailing slash", redactDSN(c.PublicURL))
 	}
+	if u.User != nil {
+		// It is the base of every notify_url sent to the providers, and doctor prints it.
+		return fmt.Errorf("public_url: %q must not hold a user name or password", redactDSN(c.PublicURL))
+	}
 	if c.APIToken == "" {
 		return errors.New("api_token: required")
 	}
@@ -836,6 +840,10 @@ func checkURL(field, s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%s: %q must be an absolute http(s) URL", field, redactDSN(s))
+	}
+	if u.User != nil {
+		// Providers' URLs take no credentials, and doctor prints the URLs it probes.
+		return fmt.Errorf("%s: %q must not hold a user name or password", field, redactDSN(s))
 	}
 	return nil
 }
