@@ -98,7 +98,7 @@ func buildAlipayApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 		if ac.AlipayPublicKeyFile == "" {
 			field = "alipay_cert_file"
 		}
-		return nil, fmt.Errorf("%s: %w", field, err)
+		return nil, fmt.Errorf("%s: %w", libField(err, alipayFields, field), err)
 	}
 	return &paynotify.App{Name: ac.Name, Provider: paynotify.ProviderAlipay, AppID: ac.AppID, SellerIDs: ac.Sellers(),
 		Gateway: &provider.Alipay{Client: client}, ReturnURL: ac.ReturnURL}, nil
@@ -164,7 +164,7 @@ func buildWechatApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 	}
 	client, err := wechatpay.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("merchant_private_key_file: %w", err)
+		return nil, fmt.Errorf("%s: %w", libField(err, wechatpayFields, "merchant_private_key_file"), err)
 	}
 	gw := &provider.Wechat{Client: client}
 	if ac.APIv2KeyFile != "" {
@@ -222,7 +222,7 @@ func buildLegacyApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 	}
 	client, err := alipaylegacy.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
+		return nil, fmt.Errorf("%s: %w", libField(err, legacyFields, field), err)
 	}
 	seller := ac.SellerID
 	if seller == "" {
@@ -233,4 +233,51 @@ func buildLegacyApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 	}
 	return &paynotify.App{Name: ac.Name, Provider: paynotify.ProviderAlipayLegacy, SellerIDs: []string{seller}, ReturnURL: ac.ReturnURL,
 		Gateway: &provider.AlipayLegacy{Client: client, NotifyVerify: ac.NotifyVerify == nil || *ac.NotifyVerify, Seller: seller}}, nil
+}
+
+// The config keys of the protocol packages' Config fields, for libField.
+var (
+	// SignType is left out: the config checks sign_type, and the packages' messages that name it
+	// are about the key it needs ("SignType MD5 needs MD5Key").
+	alipayFields = map[string]string{"AppID": "app_id", "PrivateKey": "app_private_key_file", "Gateway": "gateway", "AlipayPublicKey": "alipay_public_key_file", "AppCert": "app_cert_file",
+		"AlipayCert": "alipay_cert_file", "AlipayRootCert": "alipay_root_cert_file"}
+	wechatpayFields = map[string]string{"MchID": "mchid", "AppID": "appid", "MerchantSerialNo": "merchant_serial_no",
+		"MerchantPrivateKey": "merchant_private_key_file", "APIv3Key": "apiv3_key_file", "BaseURL": "api_base",
+		"PlatformPublicKey": "platform_public_key_file", "PlatformPublicKeyID": "platform_public_key_id",
+		"PlatformCerts": "platform_cert_files"}
+	legacyFields = map[string]string{"Partner": "partner", "SellerID": "seller_id", "SellerEmail": "seller_email",
+		"InputCharset": "input_charset", "Gateway": "gateway", "WAPGateway": "wap_gateway",
+		"NotifyVerifyURL": "notify_verify_url", "MD5Key": "md5_key_file", "AlipayPublicKey": "alipay_public_key_file",
+		"MerchantPrivateKey": "merchant_private_key_file"}
+)
+
+// libField names the config key that a protocol package's Config error is about: the packages
+// name the Config field at fault ("AppCert does not match the app private key", "PlatformPublicKeyID
+// … does not start with PUB_KEY_ID_"), and the first field named in err's text, as a whole word,
+// is the key reported; fallback when it names none. An error labelled with the wrong key sends
+// the operator to replace the wrong file.
+func libField(err error, fields map[string]string, fallback string) string {
+	msg, at, key := err.Error(), -1, fallback
+	for name, k := range fields {
+		for i := 0; i+len(name) <= len(msg); {
+			j := strings.Index(msg[i:], name)
+			if j < 0 {
+				break
+			}
+			j += i
+			end := j + len(name)
+			if (j == 0 || !isWordByte(msg[j-1])) && (end == len(msg) || !isWordByte(msg[end])) {
+				if at < 0 || j < at {
+					at, key = j, k
+				}
+				break
+			}
+			i = j + 1
+		}
+	}
+	return key
+}
+
+func isWordByte(b byte) bool {
+	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -581,5 +582,32 @@ func TestConfig_Retention(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestLibField: an error of a protocol package's Config is reported under the config key of the
+// field it names (a reviewer helper's finding: every WeChat Pay error was labelled
+// merchant_private_key_file, every Alipay cert mode error alipay_cert_file).
+func TestLibField(t *testing.T) {
+	for _, c := range []struct {
+		err      string
+		fields   map[string]string
+		fallback string
+		want     string
+	}{
+		{`wechatpay: config: PlatformPublicKeyID "0119000001" does not start with PUB_KEY_ID_`, wechatpayFields, "merchant_private_key_file", "platform_public_key_id"},
+		{`wechatpay: config: PlatformCerts: certificate 2: PEM block "RSA PRIVATE KEY"`, wechatpayFields, "merchant_private_key_file", "platform_cert_files"},
+		{"wechatpay: config: PlatformPublicKey and PlatformPublicKeyID go together", wechatpayFields, "merchant_private_key_file", "platform_public_key_file"},
+		{"wechatpay: config: set MerchantPrivateKey or MerchantSigner, not both", wechatpayFields, "x", "merchant_private_key_file"},
+		{"alipay: AppCert does not match the app private key", alipayFields, "alipay_cert_file", "app_cert_file"},
+		{"alipay: AlipayRootCert: no CERTIFICATE block", alipayFields, "alipay_cert_file", "alipay_root_cert_file"},
+		{"alipay: AlipayCert: not yet valid", alipayFields, "alipay_public_key_file", "alipay_cert_file"},
+		{"alipaylegacy: Gateway: has a query", legacyFields, "md5_key_file", "gateway"},
+		{"alipaylegacy: WAPGateway: has a query", legacyFields, "md5_key_file", "wap_gateway"},
+		{"alipaylegacy: something else", legacyFields, "md5_key_file", "md5_key_file"},
+	} {
+		if got := libField(errors.New(c.err), c.fields, c.fallback); got != c.want {
+			t.Errorf("%q: %s, want %s", c.err, got, c.want)
+		}
 	}
 }
