@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -526,6 +528,32 @@ func TestNewClient(t *testing.T) {
 			}
 		})
 	}
+	// The merchant's own public key, or its own certificate (apiclient_cert.pem), where WeChat
+	// Pay's belongs: refused, as the alipay package refuses the app's own key (a reviewer
+	// helper's finding: serve started, and refused every notification).
+	t.Run("ErrOwnKey", func(t *testing.T) {
+		merchant := mustPrivateKey(t, "shared/official_doc_test_key.pem")
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &merchant.PublicKey, merchant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		base := Config{APIv3Key: []byte(testAPIv3Key), MchID: "1900000001", MerchantSerialNo: "ABC", MerchantPrivateKey: merchant}
+		withKey, withCert := base, base
+		withKey.PlatformPublicKey, withKey.PlatformPublicKeyID = &merchant.PublicKey, testPubKeyID
+		withCert.PlatformCerts = own
+		for name, cfg := range map[string]Config{"PlatformPublicKey": withKey, "PlatformCerts": withCert} {
+			if _, err := NewClient(cfg); err == nil || !strings.Contains(err.Error(), name+" ") || !strings.Contains(err.Error(), "merchant's own") {
+				t.Errorf("%s = the merchant's own key: %v", name, err)
+			}
+		}
+		ok := base
+		ok.PlatformPublicKey, ok.PlatformPublicKeyID = pub, testPubKeyID
+		if _, err := NewClient(ok); err != nil {
+			t.Errorf("WeChat Pay's key: %v", err)
+		}
+	})
 }
 
 func TestClient_ConcurrentRefreshAndVerify(t *testing.T) {

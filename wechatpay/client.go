@@ -188,6 +188,19 @@ func NewClient(cfg Config) (*Client, error) {
 	for _, cert := range certs {
 		ks.certs[CertificateSerial(cert)] = cert
 	}
+	// The commonest key mistake: the merchant's own public key (or apiclient_cert.pem) where WeChat
+	// Pay's belongs. Nothing WeChat Pay signs would verify: every notification would be refused.
+	if signer != nil {
+		own, _ := signer.Public().(*rsa.PublicKey)
+		if cfg.PlatformPublicKey != nil && own != nil && cfg.PlatformPublicKey.Equal(own) {
+			return nil, errors.New("wechatpay: config: PlatformPublicKey is the merchant's own public key (it matches the merchant private key): configure WeChat Pay's public key (微信支付公钥) instead")
+		}
+		for _, cert := range certs {
+			if pub, ok := cert.PublicKey.(*rsa.PublicKey); ok && own != nil && pub.Equal(own) {
+				return nil, errors.New("wechatpay: config: PlatformCerts holds the merchant's own certificate (apiclient_cert.pem, it matches the merchant private key): configure WeChat Pay's platform certificate instead")
+			}
+		}
+	}
 	c.keys.Store(ks)
 	return c, nil
 }
