@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/internal/alipaywire"
@@ -342,6 +343,21 @@ func (s *Sandbox) alipayOrder(req *alipayReq) (*Trade, *alipayErr) {
 	if pc := b["product_code"]; pc != "" && pc != p.code {
 		return nil, bizErr("ACQ.INVALID_PARAMETER", "product_code 无效: "+pc)
 	}
+	// Alipay's limits (docs/sandbox.md): a merchant whose titles or passback data outgrow them,
+	// or who writes "1.5h", finds out here rather than in production.
+	for _, f := range []struct {
+		name string
+		max  int
+	}{{"subject", 256}, {"body", 128}, {"passback_params", 512}} {
+		if n := utf8.RuneCountInString(b[f.name]); n > f.max {
+			return nil, bizErr("ACQ.INVALID_PARAMETER", fmt.Sprintf("参数无效: %s 超过 %d 个字符 (%d)", f.name, f.max, n))
+		}
+	}
+	if te := b["timeout_express"]; te != "" {
+		if _, ok := timeoutExpress(te); !ok {
+			return nil, bizErr("ACQ.INVALID_PARAMETER", "参数无效: timeout_express (1m～15d, 单位 m/h/d 或 1c, 不接受小数)")
+		}
+	}
 	amount, err := alipay.ParseAmount(b["total_amount"])
 	if err != nil || amount < 1 || amount > 100000000_00 {
 		return nil, bizErr("ACQ.INVALID_PARAMETER", "total_amount 无效")
@@ -620,24 +636,40 @@ func newAlipayTradeNo(now time.Time) string {
 	return now.In(alipay.Beijing()).Format("20060102") + "22" + randDigits(18)
 }
 
-// parseTimeoutExpress reads 1m…15d, "1c" (end of today); default 15d.
+// parseTimeoutExpress reads a timeout_express (or a legacy it_b_pay): the 15 days' default for
+// one that timeoutExpress refuses.
 func parseTimeoutExpress(v string) time.Duration {
-	if len(v) >= 2 {
-		n, err := strconv.Atoi(v[:len(v)-1])
-		if err == nil && n > 0 {
-			switch v[len(v)-1] {
-			case 'm':
-				return time.Duration(n) * time.Minute
-			case 'h':
-				return time.Duration(n) * time.Hour
-			case 'd':
-				return time.Duration(n) * 24 * time.Hour
-			case 'c':
-				return 24 * time.Hour
-			}
-		}
+	if d, ok := timeoutExpress(v); ok {
+		return d
 	}
 	return 15 * 24 * time.Hour
+}
+
+// timeoutExpress reads 1m…15d in whole minutes, hours or days ("90m", not "1.5h"), or "1c" (the
+// end of the day, read as 24 hours), and reports whether v is one.
+func timeoutExpress(v string) (time.Duration, bool) {
+	if v == "1c" {
+		return 24 * time.Hour, true
+	}
+	if len(v) < 2 || v[0] < '1' || v[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v[:len(v)-1])
+	if err != nil || n <= 0 || n > 15*24*60 {
+		return 0, false
+	}
+	var d time.Duration
+	switch v[len(v)-1] {
+	case 'm':
+		d = time.Duration(n) * time.Minute
+	case 'h':
+		d = time.Duration(n) * time.Hour
+	case 'd':
+		d = time.Duration(n) * 24 * time.Hour
+	default:
+		return 0, false
+	}
+	return d, d <= 15*24*time.Hour
 }
 
 // payAlipayTrade pays an opened (or not yet opened) trade. Caller holds s.mu.

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -321,6 +322,39 @@ func TestAlipay_Precreate(t *testing.T) {
 	q, err := c.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "qr_1"})
 	if err != nil || q.TradeStatus != alipay.TradeSuccess {
 		t.Fatalf("%+v %v", q, err)
+	}
+}
+
+// TestAlipay_OrderLimits: orders Alipay refuses are refused (a reviewer helper's finding: a
+// 1,000-character subject and timeout_express "1.5h", read as 15 days, passed); those at the
+// limits are taken.
+func TestAlipay_OrderLimits(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1000)
+	c := b.alipayClient(t)
+	ctx := waitCtx(t, 20*time.Second)
+	for i, p := range []alipay.TradePrecreate{
+		{Subject: strings.Repeat("商", 257)},
+		{Subject: "s", Body: strings.Repeat("b", 129)},
+		{Subject: "s", TimeoutExpress: "1.5h"},
+		{Subject: "s", TimeoutExpress: "90"},
+		{Subject: "s", TimeoutExpress: "16d"},
+		{Subject: "s", TimeoutExpress: "0m"},
+	} {
+		p.OutTradeNo, p.TotalAmount = fmt.Sprintf("lim_bad_%d", i), 100
+		if _, err := c.TradePrecreate(ctx, p); !isSub(err, "ACQ.INVALID_PARAMETER") {
+			t.Errorf("%+v: %v, want ACQ.INVALID_PARAMETER", p, err)
+		}
+	}
+	for i, p := range []alipay.TradePrecreate{
+		{Subject: strings.Repeat("商", 256), Body: strings.Repeat("b", 128), TimeoutExpress: "90m"},
+		{Subject: "s", TimeoutExpress: "15d"},
+		{Subject: "s", TimeoutExpress: "1c"},
+	} {
+		p.OutTradeNo, p.TotalAmount = fmt.Sprintf("lim_ok_%d", i), 100
+		if _, err := c.TradePrecreate(ctx, p); err != nil {
+			t.Errorf("%+v: %v", p, err)
+		}
 	}
 }
 

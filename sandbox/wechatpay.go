@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
@@ -548,6 +549,13 @@ func (s *Sandbox) handleWxRefund(w http.ResponseWriter, r *http.Request) {
 		return
 	case b.Amount == nil || b.Amount.Refund == nil || b.Amount.Total == nil || *b.Amount.Refund < 1:
 		s.wxFail(w, r, paramErr("amount", "", "amount.refund 与 amount.total 必填，且退款金额须大于0"))
+		return
+	case b.Amount.Currency != "CNY":
+		// Required, and only CNY (docs/sandbox.md): a client that leaves it out fails in production.
+		s.wxFail(w, r, paramErr("amount.currency", b.Amount.Currency, "amount.currency 必填，且只能为 CNY"))
+		return
+	case utf8.RuneCountInString(b.Reason) > 80:
+		s.wxFail(w, r, paramErr("reason", "", "输入源“/body/reason”映射到值字段“退款原因”字符串长度不能超过80"))
 		return
 	case b.NotifyURL != "" && !wxNotifyURLRE.MatchString(b.NotifyURL):
 		s.wxFail(w, r, paramErr("notify_url", b.NotifyURL, "输入源“/body/notify_url”映射到值字段“通知地址”字符串规则校验失败"))

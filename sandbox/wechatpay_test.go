@@ -227,3 +227,38 @@ func TestWechat_RefundNotifyURL(t *testing.T) {
 		t.Fatalf("a refund without notify_url was notified: %+v", as)
 	}
 }
+
+// TestWechat_RefundRequestChecks: a refund without amount.currency, in another currency, or with a
+// reason over 80 characters is refused with PARAM_ERROR, as WeChat Pay refuses it (a reviewer
+// helper's finding: the sandbox took them, so a client leaving currency out passed here and failed
+// in production); the same refund, well formed, is taken.
+func TestWechat_RefundRequestChecks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1000)
+	m := newMerchant(t, func(int, *http.Request, []byte) (int, string) { return 204, "" })
+	c := b.wechatClient(t)
+	ctx := waitCtx(t, 20*time.Second)
+	req := wechatpay.PrepayRequest{Description: "d", OutTradeNo: "wx_rf_chk", NotifyURL: m.srv.URL + "/notify"}
+	req.Amount.Total = 100
+	if _, err := c.PrepayNative(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.sb.Act("pay", ActionRequest{OutTradeNo: "wx_rf_chk"}); err != nil {
+		t.Fatal(err)
+	}
+	const path = "/sandbox/wechatpay/v3/refund/domestic/refunds"
+	for _, body := range []string{
+		`{"out_trade_no":"wx_rf_chk","out_refund_no":"rf_chk_1","amount":{"refund":10,"total":100}}`,
+		`{"out_trade_no":"wx_rf_chk","out_refund_no":"rf_chk_2","amount":{"refund":10,"total":100,"currency":"USD"}}`,
+		`{"out_trade_no":"wx_rf_chk","out_refund_no":"rf_chk_3","reason":"` + strings.Repeat("退", 81) + `","amount":{"refund":10,"total":100,"currency":"CNY"}}`,
+	} {
+		st, _, out := wxSigned(t, b, "POST", path, path, []byte(body))
+		if st != http.StatusBadRequest || !strings.Contains(string(out), `"code":"PARAM_ERROR"`) {
+			t.Errorf("%s: %d %s, want 400 PARAM_ERROR", body, st, out)
+		}
+	}
+	ok := `{"out_trade_no":"wx_rf_chk","out_refund_no":"rf_chk_4","reason":"` + strings.Repeat("退", 80) + `","amount":{"refund":10,"total":100,"currency":"CNY"}}`
+	if st, _, out := wxSigned(t, b, "POST", path, path, []byte(ok)); st != http.StatusOK {
+		t.Errorf("a well-formed refund: %d %s", st, out)
+	}
+}
