@@ -10,8 +10,8 @@ import (
 var errHelp = errors.New("help")
 
 // parseFlags parses fs from args, allowing positional arguments between and after flags, and
-// returns the positional arguments. --help prints usage and returns errHelp; a bad flag is a
-// usage error pointing at try.
+// returns the positional arguments. After "--" every argument is positional, as POSIX has it. --help
+// prints usage and returns errHelp; a bad flag is a usage error pointing at try.
 func parseFlags(m *Main, fs *flag.FlagSet, usage, try string, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
@@ -25,6 +25,9 @@ func parseFlags(m *Main, fs *flag.FlagSet, usage, try string, args []string) ([]
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
+		}
+		if used := len(args) - fs.NArg(); used > 0 && args[used-1] == "--" {
+			return append(pos, fs.Args()...), nil
 		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]

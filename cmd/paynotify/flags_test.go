@@ -1,0 +1,33 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"slices"
+	"testing"
+)
+
+// TestParseFlags: flags may come between and after positional arguments; after "--" every
+// argument is positional (a reviewer helper's finding: flags after it were parsed again, so
+// `verify … -- body.txt --explain` explained instead of refusing a second operand).
+func TestParseFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		pos  []string
+		x    string
+		v    bool
+	}{
+		{[]string{"a", "--x", "2", "b", "-v"}, []string{"a", "b"}, "2", true},
+		{[]string{"--x", "1", "--", "a", "--v"}, []string{"a", "--v"}, "1", false},
+		{[]string{"a", "--", "-v", "--"}, []string{"a", "-v", "--"}, "", false},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		x := fs.String("x", "", "")
+		v := fs.Bool("v", false, "")
+		m := &Main{Stdout: new(bytes.Buffer), Stderr: new(bytes.Buffer)}
+		pos, err := parseFlags(m, fs, "usage", "try", c.args)
+		if err != nil || !slices.Equal(pos, c.pos) || *x != c.x || *v != c.v {
+			t.Errorf("%q: positional %q, x %q, v %t, err %v; want %q, %q, %t", c.args, pos, *x, *v, err, c.pos, c.x, c.v)
+		}
+	}
+}
