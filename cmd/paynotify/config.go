@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -646,8 +647,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("nats.duplicate_window: %s is shorter than 1s", c.NATS.DuplicateWindow)
 		}
 	}
-	if c.Jobs.MaxChecksPerSecond < 0 {
-		return fmt.Errorf("jobs.max_checks_per_second: must be positive")
+	if r := c.Jobs.MaxChecksPerSecond; !(r >= 0) || math.IsInf(r, 1) {
+		// YAML reads .nan and .inf as numbers: NaN passed every comparison (no limit at all).
+		return fmt.Errorf("jobs.max_checks_per_second: must be a positive number")
 	}
 	if len(c.Apps) == 0 {
 		return errors.New("apps: at least one app is required")
