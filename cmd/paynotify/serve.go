@@ -113,6 +113,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 		return err
 	}
 	defer store.Close()
+	logStart(logger, cfg)
 	svc := newService(cfg, store, apps, logger)
 	srv := newServer(cfg, store, svc, logger)
 	bg, err := newBackground(ctx, cfg, store, svc, logger)
@@ -129,6 +130,29 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 		}
 	}
 	return listenAndServe(ctx, m, logger, cfg.Listen, srv, bg, nil)
+}
+
+// logStart says which database serve opened (a SQLite path made absolute: a relative one is read
+// from the working directory) and each app's provider endpoint, so that a config that silently
+// fell back to a default, or points at a sandbox, shows in the log. No secret is in these.
+func logStart(logger *slog.Logger, cfg *Config) {
+	db := redactDSN(cfg.Database)
+	if p, ok := strings.CutPrefix(cfg.Database, "sqlite:"); ok {
+		if abs, err := filepath.Abs(p); err == nil {
+			db = "sqlite:" + abs
+		}
+	}
+	logger.Info("database", "database", db)
+	for _, a := range cfg.Apps {
+		endpoint := a.Gateway
+		if a.Provider == "wechatpay" {
+			endpoint = a.APIBase
+		}
+		logger.Info("app", "app", a.Name, "provider", a.Provider, "endpoint", redactDSN(endpoint))
+	}
+	if cfg.NATS.URL != "" {
+		logger.Info("nats", "url", redactDSN(cfg.NATS.URL), "stream", cfg.NATS.Stream)
+	}
 }
 
 // newService wires the workflows of a config.
