@@ -408,7 +408,9 @@ func (d *Dispatcher) work(l *lane) {
 			l.dirty.Store(true)
 			d.wakeRefill() // refill before the queue runs dry
 		}
+		began := time.Now() // the metric's duration, to the nanosecond (the kept attempt has ms)
 		res := d.attempt(e, dl)
+		took := time.Since(began)
 		if d.Metrics != nil {
 			outcome := OutcomeRetry
 			switch res.Status {
@@ -417,7 +419,7 @@ func (d *Dispatcher) work(l *lane) {
 			case paynotify.DeliveryFailed:
 				outcome = OutcomeFailed
 			}
-			d.Metrics.Attempt(e.Kind, outcome, res.Attempt.Status, time.Duration(res.Attempt.DurationMS)*time.Millisecond)
+			d.Metrics.Attempt(e.Kind, outcome, res.Attempt.Status, took)
 		}
 		d.results <- res
 	}

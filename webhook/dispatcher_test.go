@@ -178,12 +178,16 @@ type metricsRecorder struct {
 	mu       sync.Mutex
 	attempts []string // "kind outcome status"
 	disabled []string // causes
+	unTimed  int      // attempts told with a duration of 0
 }
 
 func (m *metricsRecorder) Attempt(kind, outcome string, status int, took time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.attempts = append(m.attempts, fmt.Sprintf("%s %s %d", kind, outcome, status))
+	if took <= 0 {
+		m.unTimed++
+	}
 }
 
 func (m *metricsRecorder) EndpointDisabled(cause string) {
@@ -579,6 +583,13 @@ func TestDispatcher_GoneDisables(t *testing.T) {
 		if want := []string{"http delivered 204", "http failed 410"}; !slices.Equal(attempts, want) {
 			t.Errorf("metrics told of attempts %q, want %q", attempts, want)
 		}
+		// Timed to the nanosecond: a loopback answer within a millisecond was told as 0 (the
+		// kept attempt's milliseconds), so the histogram's low buckets meant nothing.
+		e.metrics.mu.Lock()
+		if e.metrics.unTimed != 0 {
+			t.Errorf("%d attempts told with no duration", e.metrics.unTimed)
+		}
+		e.metrics.mu.Unlock()
 		if !slices.Equal(disabled, []string{webhook.DisabledGone}) {
 			t.Errorf("metrics told of disabled endpoints %q, want [gone]", disabled)
 		}
