@@ -15,7 +15,9 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: paynotify has no reload, and a hangup (a closed terminal, a reload asked by
+	// habit) would otherwise end the process at once instead of gracefully.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	// The first signal starts a graceful stop; from then on the signals are the default again, so
 	// that a second one ends the process at once (as kill -9 would: nothing acknowledged is lost).
