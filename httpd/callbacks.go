@@ -40,14 +40,14 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 	body, err := readCallbackBody(r, s.maxBody())
 	if err != nil {
 		s.unreadable.log(s.log(r), s.now(), "read callback body", "app", a.Name, "err", err)
-		s.countUnprocessed(a, paynotify.ReasonBodyUnreadable, received)
+		s.countUnprocessed(a, paynotify.ReasonBodyUnreadable)
 		http.Error(w, "body unreadable", http.StatusBadRequest)
 		return
 	}
 	verifier := a.Gateway.Verifier(endpoint)
 	if verifier == nil {
 		s.notTaken.log(s.log(r), s.now(), "callback to an endpoint the app does not take (APIv2 without an APIv2 key?)", "app", a.Name, "endpoint", endpoint)
-		s.countUnprocessed(a, paynotify.ReasonEndpointNotTaken, received)
+		s.countUnprocessed(a, paynotify.ReasonEndpointNotTaken)
 		http.NotFound(w, r)
 		return
 	}
@@ -73,10 +73,18 @@ func (s *Server) handleNotify(w http.ResponseWriter, r *http.Request) {
 
 // countUnprocessed counts, as rejected with reason, a callback to app a that never reached the
 // Processor (and so kept no evidence): its logs are bounded, and a misconfigured endpoint would
-// otherwise show nowhere in the metrics while the provider retries and gives up.
-func (s *Server) countUnprocessed(a *paynotify.App, reason string, received time.Time) {
-	if m := s.Service.Processor.Metrics; m != nil {
-		m.Callback(a, paynotify.VerdictRejected, reason, s.now().Sub(received))
+// otherwise show nowhere in the metrics while the provider retries and gives up. Metrics that
+// can count without a duration (metrics.Prometheus.Unprocessed) are told so: such a request's
+// time is the client's (a dribbled body), not the server's.
+func (s *Server) countUnprocessed(a *paynotify.App, reason string) {
+	switch m := s.Service.Processor.Metrics.(type) {
+	case nil:
+	case interface {
+		Unprocessed(*paynotify.App, string)
+	}:
+		m.Unprocessed(a, reason)
+	default:
+		m.Callback(a, paynotify.VerdictRejected, reason, 0)
 	}
 }
 

@@ -136,32 +136,23 @@ func New() *Prometheus {
 	return m
 }
 
-// callbackOutcomes are the verdicts and reasons of callbacks that Apps shows at 0 for each app.
-var callbackOutcomes = func() [][2]string {
-	out := [][2]string{{string(paynotify.VerdictAccepted), ""}, {string(paynotify.VerdictDuplicate), ""},
-		{string(paynotify.VerdictError), paynotify.ReasonStoreError}, {string(paynotify.VerdictError), paynotify.ReasonVerifyUnavailable}}
-	for _, r := range []string{paynotify.ReasonSignatureInvalid, paynotify.ReasonMalformed, paynotify.ReasonDuplicateKey,
-		paynotify.ReasonTimestampSkew, paynotify.ReasonProbe, paynotify.ReasonUnknownSerial, paynotify.ReasonDecryptFailed,
-		paynotify.ReasonEndpointNotTaken, paynotify.ReasonBodyUnreadable} {
-		out = append(out, [2]string{string(paynotify.VerdictRejected), r})
-	}
-	for _, r := range []string{paynotify.ReasonAppIDMismatch, paynotify.ReasonSellerMismatch, paynotify.ReasonUnknownOrder,
-		paynotify.ReasonAmountMismatch, paynotify.ReasonCurrencyMismatch, paynotify.ReasonLatePayment,
-		paynotify.ReasonUnexpectedClose, paynotify.ReasonDuplicatePayment, paynotify.ReasonDuplicatePaymentRefund} {
-		out = append(out, [2]string{string(paynotify.VerdictAnomaly), r})
-	}
-	return out
-}()
-
 // Apps shows paynotify_notifications_total at 0 for every app of apps with each verdict and
-// reason a callback can end with, so that the first rejection, anomaly or error of an app after
-// a start is seen by rate() and increase() (a series that appears at 1 reads as no increase).
-func (m *Prometheus) Apps(apps map[string]*paynotify.App) {
+// reason that outcomes says a callback to an app of its provider can end with
+// (provider.CallbackOutcomes), so that the first rejection, anomaly or error of an app after a
+// start is seen by rate() and increase() (a series that appears at 1 reads as no increase).
+func (m *Prometheus) Apps(apps map[string]*paynotify.App, outcomes func(provider string) [][2]string) {
 	for _, a := range apps {
-		for _, o := range callbackOutcomes {
+		for _, o := range outcomes(a.Provider) {
 			m.notifications.WithLabelValues(a.Provider, a.Name, o[0], o[1])
 		}
 	}
+}
+
+// Unprocessed counts a callback to app a that never reached the Processor, as rejected with
+// reason (httpd: an endpoint the app does not take, a body that could not be read). Its time is
+// not observed: a client that dribbles a body, then hangs up, would fill the latency histogram.
+func (m *Prometheus) Unprocessed(a *paynotify.App, reason string) {
+	m.notifications.WithLabelValues(a.Provider, a.Name, string(paynotify.VerdictRejected), reason).Inc()
 }
 
 // WatchQueue shows depth, read at each scrape, as paynotify_webhook_queue_depth

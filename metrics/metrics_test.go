@@ -48,7 +48,9 @@ func TestAttemptClasses(t *testing.T) {
 // increase(paynotify_webhook_endpoints_disabled_total[1h]) > 0 missed the first disable).
 func TestZeroSeries(t *testing.T) {
 	m := New()
-	m.Apps(map[string]*paynotify.App{"shop": {Name: "shop", Provider: paynotify.ProviderAlipay}})
+	m.Apps(map[string]*paynotify.App{"shop": {Name: "shop", Provider: paynotify.ProviderAlipay}}, func(string) [][2]string {
+		return [][2]string{{"accepted", ""}, {"anomaly", "amount_mismatch"}, {"rejected", "signature_invalid"}, {"error", "store_error"}}
+	})
 	fams, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -110,7 +110,7 @@ func mergeLegacyFaults(f, o Faults) Faults {
 func init() {
 	// docs/alipay-legacy.md §9.6: 8 deliveries within 25 hours at 2m, 10m, 10m, 1h, 2h, 6h, 15h
 	// (the list the sandbox plays): the same offsets as the modern "alipay-2m" schedule. Legacy
-	// notifications use it unless Faults.Schedule names another.
+	// notifications use it unless Faults.Schedule names another of Alipay's ("alipay").
 	schedules[ProviderAlipayLegacy] = schedules["alipay-2m"]
 }
 

@@ -271,7 +271,7 @@ func (f Faults) validate() error {
 	}
 	if f.Schedule != "" {
 		if _, ok := schedules[f.Schedule]; !ok {
-			return fmt.Errorf("%w: unknown schedule %q (want alipay, alipay-2m or wechatpay)", errBadAction, f.Schedule)
+			return fmt.Errorf("%w: unknown schedule %q (want alipay, alipay-2m, alipay-legacy or wechatpay)", errBadAction, f.Schedule)
 		}
 	}
 	if f.Query != "" && !queryFaults[f.Query] {

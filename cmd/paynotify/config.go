@@ -430,9 +430,17 @@ func ParseConfig(b []byte, lookupEnv func(string) (string, bool)) (*Config, erro
 		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	// One document: what follows a "---" would otherwise be dropped without a word.
-	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
-		return nil, errors.New("config: more than one YAML document (a line \"---\"): put every setting in one")
+	// One document: what follows a "---" would otherwise be dropped without a word. A trailing
+	// "---" with nothing, or only comments, after it holds no setting.
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || !emptyDocument(&doc) {
+			return nil, errors.New("config: more than one YAML document (a line \"---\"): put every setting in one")
+		}
 	}
 	if err := expandEnv(reflect.ValueOf(&c).Elem(), "", lookupEnv); err != nil {
 		return nil, err
@@ -526,6 +534,19 @@ var (
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
+// emptyDocument reports whether a YAML document holds nothing: no content, or a null.
+func emptyDocument(doc *yaml.Node) bool {
+	if doc.Kind != yaml.DocumentNode {
+		return false
+	}
+	for _, n := range doc.Content {
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!null" {
+			return false
+		}
+	}
+	return true
+}
+
 // expandEnv replaces ${NAME} in every string of v, naming the field of an unset variable.
 func expandEnv(v reflect.Value, path string, lookupEnv func(string) (string, bool)) error {
 	switch v.Kind() {
@@ -548,7 +569,7 @@ func expandEnv(v reflect.Value, path string, lookupEnv func(string) (string, boo
 		if out == "" && empty != "" {
 			// A value written as ${NAME} means to be set: empty, it would silently become the
 			// default (SQLite instead of the PostgreSQL of the other instances, no NATS).
-			return fmt.Errorf("%s: environment variable %s is empty", path, empty)
+			return fmt.Errorf("%s: environment variable %s is empty (to leave %s unset, remove it from the config)", path, empty, path)
 		}
 		v.SetString(out)
 	case reflect.Struct:

@@ -80,6 +80,14 @@ func TestParseConfig(t *testing.T) {
 			t.Fatalf("reconcile = %+v, sweep %s", p, c.Jobs.SweepInterval)
 		}
 	})
+	t.Run("OKTrailingDocumentMarker", func(t *testing.T) {
+		// A trailing "---", with nothing or only comments after it, holds no setting.
+		for _, tail := range []string{"---\n", "---\n# another config, commented out\n# database: x\n", "...\n"} {
+			if _, err := ParseConfig([]byte(validConfig+tail), env(map[string]string{"TOKEN": "0123456789abcdef0123"})); err != nil {
+				t.Errorf("%q after the config: %v", tail, err)
+			}
+		}
+	})
 	t.Run("OKSameMchIDOtherAppID", func(t *testing.T) {
 		// One merchant, two appids (an app and a mini program): WeChat Pay's answers name the
 		// appid, and one about the other app's order is an anomaly, not a payment.

@@ -111,6 +111,11 @@ func TestBinary_Metrics(t *testing.T) {
 			// The counters that alerts watch are there at 0 before their first event, so that
 			// rate() and increase() see it.
 			wantMetric(t, fams, "paynotify_notifications_total", map[string]string{"provider": "alipay", "app": "shop", "verdict": "anomaly", "reason": "amount_mismatch"}, 0)
+			// A late payment is applied: accepted, with its reason (no such anomaly series).
+			wantMetric(t, fams, "paynotify_notifications_total", map[string]string{"provider": "alipay", "app": "shop", "verdict": "accepted", "reason": "late_payment"}, 0)
+			if _, ok := metricValue(fams, "paynotify_notifications_total", map[string]string{"verdict": "anomaly", "reason": "late_payment"}); ok {
+				t.Error("a series of late payments as anomalies, which never happen")
+			}
 			wantMetric(t, fams, "paynotify_webhook_endpoints_disabled_total", map[string]string{"cause": "failing"}, 0)
 			wantMetric(t, fams, "paynotify_webhook_attempts_total", map[string]string{"kind": "http", "outcome": "retry", "status": "5xx"}, 0)
 			if v, ok := metricValue(fams, "paynotify_counts_refreshed_timestamp_seconds", nil); !ok || v == 0 {

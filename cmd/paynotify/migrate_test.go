@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -130,6 +131,8 @@ func TestOpenDatabase_ExitCodes(t *testing.T) {
 		"Unreachable": {"postgres://u:S3CRETPW@127.0.0.1:1/db?sslmode=disable&connect_timeout=5", exitInvalid, []string{"S3CRETPW"}},
 		"NoDatabase":  {missing.String(), exitUsage, nil},
 		"BadURL":      {"postgres://u:p@ss:w%rd@127.0.0.1:1/db?sslmode=disable", exitUsage, []string{"ss:w", "w%rd", "p@ss"}},
+		// A URL that parses, with a bad setting: the driver's own message, its password masked.
+		"BadSSLMode": {"postgres://u:S3CRETPW@127.0.0.1:1/db?sslmode=verify_full", exitUsage, []string{"S3CRETPW"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, out, errs := runMain(t, "", "migrate", "status", "--database", tc.dsn)
@@ -140,6 +143,45 @@ func TestOpenDatabase_ExitCodes(t *testing.T) {
 				if strings.Contains(out+errs, s) {
 					t.Fatalf("the message shows %q: %s", s, errs)
 				}
+			}
+			if name == "BadSSLMode" && !strings.Contains(errs, "sslmode is invalid") {
+				t.Fatalf("the driver's reason is not shown: %s", errs)
+			}
+		})
+	}
+}
+
+// TestServe_PortHeldIsExit1: a port another process holds, the API's or the admin listener's,
+// is exit 1 (restarted by systemd: the previous serve may still be draining), not exit 2 (a
+// reviewer helper's finding: admin_listen's stayed 2, and deploy/paynotify.service never
+// restarts after 2).
+func TestServe_PortHeldIsExit1(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	for _, field := range []string{"listen", "admin_listen"} {
+		t.Run(field, func(t *testing.T) {
+			dir := t.TempDir()
+			addr := freeAddr(t)
+			config := writeServerConfig(t, dir, addr, "sqlite:"+filepath.Join(dir, "paynotify.db"))
+			b, err := os.ReadFile(config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if field == "listen" {
+				b = []byte(strings.Replace(string(b), fmt.Sprintf("listen: %q", addr), fmt.Sprintf("listen: %q", held.Addr().String()), 1))
+			} else {
+				b = append(b, fmt.Sprintf("admin_listen: %q\n", held.Addr().String())...)
+			}
+			if err := os.WriteFile(config, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PAYNOTIFY_API_TOKEN", binToken)
+			code, _, errs := runMain(t, "", "serve", "--config", config)
+			if code != exitInvalid || !strings.Contains(errs, field+": ") || !strings.Contains(errs, "address already in use") {
+				t.Fatalf("exit %d, stderr %q; want exit 1 naming %s", code, errs, field)
 			}
 		})
 	}

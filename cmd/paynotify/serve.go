@@ -190,7 +190,7 @@ type background struct {
 // after each commit that appended events.
 func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Service, logger *slog.Logger) (*background, error) {
 	mx := metrics.New()
-	mx.Apps(svc.Apps)
+	mx.Apps(svc.Apps, provider.CallbackOutcomes)
 	svc.Processor.Metrics = mx
 	runner, err := newJobs(st, svc, cfg.Jobs, cfg.Retention, logger, mx.Sweep)
 	if err != nil {
@@ -395,12 +395,8 @@ const (
 // set, is called with the bound address once the listener is open.
 func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr string, srv *httpd.Server, bg *background, ready func(addr string)) error {
 	ln, err := net.Listen("tcp", addr)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		// Another process holds the port (often the previous serve, still draining): exit 1,
-		// which a supervisor restarts; an address that cannot be used at all is exit 2.
-		return fmt.Errorf("listen: %w", err)
-	} else if err != nil {
-		return &configError{err: fmt.Errorf("listen: %w", err)}
+	if err != nil {
+		return listenError("listen", err)
 	}
 	var admin *http.Server
 	if bg != nil && bg.metrics != nil {
@@ -413,7 +409,7 @@ func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr stri
 			aln, err := net.Listen("tcp", bg.adminAddr)
 			if err != nil {
 				ln.Close()
-				return &configError{err: fmt.Errorf("admin_listen: %w", err)}
+				return listenError("admin_listen", err)
 			}
 			admin = httpd.NewHTTPServer(bg.adminAddr, adminHandler(bg.metrics))
 			admin.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
@@ -461,6 +457,16 @@ func listenAndServe(ctx context.Context, m *Main, logger *slog.Logger, addr stri
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// listenError is the error of a listener that could not be opened: a port another process holds
+// (often the previous serve, still draining) is exit 1, which a supervisor restarts; an address
+// that cannot be used at all is a config error, exit 2.
+func listenError(field string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	return &configError{err: fmt.Errorf("%s: %w", field, err)}
 }
 
 // adminHandler serves the admin listener (admin_listen): GET /metrics and GET /healthz.
@@ -549,9 +555,10 @@ func openDatabase(ctx context.Context, dsn string) (store, error) {
 		if err != nil {
 			// The driver's messages may quote the URL with the password cut at a character it
 			// could not read ("p@ss:w%rd"): every form of the password is scrubbed.
-			out := errors.New("database: " + scrubPassword(err.Error(), dsn))
+			msg := scrubPassword(err.Error(), dsn)
+			out := errors.New("database: " + msg)
 			var pe *pgconn.ParseConfigError
-			if errors.As(err, &pe) && len(dsnSecrets(dsn)) > 0 {
+			if errors.As(err, &pe) && leaksPasswordPieces(msg, dsn) {
 				// A URL the driver could not read may quote pieces of the password, split where
 				// it stopped reading ("xxxxx@ss:xxxxxx@…", "w%rd@…"): none of its text is shown.
 				out = fmt.Errorf("database: %s does not parse as a PostgreSQL URL (percent-encode the characters of the user name and password that are not letters or digits, such as @ : / %%)", redactDSN(dsn))
@@ -566,6 +573,23 @@ func openDatabase(ctx context.Context, dsn string) (store, error) {
 		return db, nil
 	}
 	return nil, configErrorf("database: %q is neither sqlite:PATH nor a postgres:// URL", redactDSN(dsn))
+}
+
+// leaksPasswordPieces reports whether msg may show part of a password of dsn: the URL does not
+// parse, so a driver reading it may have cut the password anywhere, or a piece of a password
+// (split where @ : / % cut it) is in msg.
+func leaksPasswordPieces(msg, dsn string) bool {
+	if _, err := url.Parse(dsn); err != nil && len(dsnSecrets(dsn)) > 0 {
+		return true
+	}
+	for _, pw := range dsnSecrets(dsn) {
+		for _, piece := range strings.FieldsFunc(pw, func(r rune) bool { return strings.ContainsRune("@:/%", r) }) {
+			if len(piece) >= 2 && strings.Contains(msg, piece) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // postgresConfigFault reports whether err, from postgres.Open, is the config's fault, which a
