@@ -78,7 +78,9 @@ func offlineService(ctx context.Context, m *Main, configPath, app string) (*payn
 // downloadPlatformCerts downloads, once, the platform certificates of the WeChat Pay apps that
 // verify with them, as serve does when it starts: platform_cert_files may predate a rotation,
 // and without the current certificate the answers to queries and the notifications reprocessed
-// would not verify. A failed download is a warning; the configured certificates are used.
+// would not verify. The downloaded certificates are added to the configured ones, expired ones
+// included (a notification reprocessed is verified as at its arrival, when the certificate that
+// signed it was valid). A failed download is a warning; the configured certificates are used.
 func downloadPlatformCerts(ctx context.Context, cfg *Config, apps map[string]*paynotify.App, logger *slog.Logger) {
 	for _, ac := range cfg.Apps {
 		a, ok := apps[ac.Name]
@@ -89,11 +91,14 @@ func downloadPlatformCerts(ctx context.Context, cfg *Config, apps map[string]*pa
 		if !ok {
 			continue
 		}
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if err := gw.Client.RefreshCertificates(dctx); err != nil {
-			logger.Warn("download WeChat Pay platform certificates; verifying with platform_cert_files only", "app", ac.Name, "err", err)
-		}
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		certs, err := gw.Client.DownloadCertificates(dctx)
 		cancel()
+		if err != nil {
+			logger.Warn("download WeChat Pay platform certificates; verifying with platform_cert_files only", "app", ac.Name, "err", err)
+			continue
+		}
+		gw.Client.SetPlatformCertificates(append(gw.Client.PlatformCertificates(), certs...))
 	}
 }
 
