@@ -24,6 +24,14 @@ func loadOpensslVectors(tb testing.TB) []opensslVector {
 	if err := json.Unmarshal(mustRead(tb, "testdata/openssl/vectors.json"), &vs); err != nil {
 		tb.Fatal(err)
 	}
+	// All of them, of every kind: an emptied or renamed file must fail, not run no subtest.
+	seen := map[string]bool{}
+	for _, v := range vs {
+		seen[v.Expect] = true
+	}
+	if len(vs) != 19 || len(seen) != 4 || !seen["valid"] || !seen["signature_invalid"] || !seen["malformed"] || !seen["duplicate_key"] {
+		tb.Fatalf("%d openssl vectors of kinds %v, want the 19 of gen_vectors.sh (valid, signature_invalid, malformed, duplicate_key)", len(vs), seen)
+	}
 	return vs
 }
 

@@ -84,6 +84,7 @@ func TestWebhooksAfterRealPayments(t *testing.T) {
 			t.Fatalf("events: HTTP %d", code)
 		}
 		deadline := time.Now().Add(10 * time.Second)
+		checked := 0
 		for _, raw := range page.Events {
 			var ev struct {
 				ID        string    `json:"id"`
@@ -115,6 +116,11 @@ func TestWebhooksAfterRealPayments(t *testing.T) {
 			if lag := g.at.Sub(ev.Timestamp); lag > 5*time.Second {
 				t.Errorf("%s delivered %s after its commit, want within 5 s", ev.ID, lag)
 			}
+			checked++
+		}
+		// Every order's order.paid was checked against its delivery, none skipped by the filter.
+		if checked != len(orders) {
+			t.Fatalf("%d order.paid events in the log checked, want %d (one per order)", checked, len(orders))
 		}
 		mu.Lock()
 		defer mu.Unlock()

@@ -38,6 +38,9 @@ func loadWechatVectors(t *testing.T) *wechatVectors {
 	if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatal(err)
 	}
+	if len(v.Notifications) != 24 {
+		t.Fatalf("own_vectors.json: %d notifications, want 24", len(v.Notifications))
+	}
 	return &v
 }
 
@@ -188,6 +191,9 @@ func TestWechatNotifyV2(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatal(err)
+	}
+	if len(v.V2) != 6 || v.V2Refund.Body == "" {
+		t.Fatalf("own_vectors.json: %d v2 vectors and a v2_refund of %d bytes, want 6 and one", len(v.V2), len(v.V2Refund.Body))
 	}
 	body := map[string]string{}
 	for _, x := range v.V2 {

@@ -20,7 +20,7 @@ func TestDisableSeesEventInFlight(t *testing.T) {
 	db := MustOpen(t, u)
 	ctx := t.Context()
 	ep := enabledEndpoint(t, db)
-	tx, _ := openTx(t, u)
+	tx, pid := openTx(t, u)
 	// As Commit appends an event: the event log's lock, then the insert.
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.EventsLockKey); err != nil {
 		t.Fatal(err)
@@ -40,12 +40,9 @@ func TestDisableSeesEventInFlight(t *testing.T) {
 		}
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the disable waits for the log's lock
-	select {
-	case err := <-done:
-		t.Fatalf("the disable did not wait for the commit in flight: %v", err)
-	default:
-	}
+	// The disable waits for the log's lock (seen in pg_stat_activity, not assumed after a sleep:
+	// a late goroutine would otherwise let the commit finish first and the test pass vacuously).
+	waitBlockedBy(t, u, pid, done, "the disable")
 	if err := tx.Commit(ctx); err != nil { // evt_A committed; the endpoint is still enabled
 		t.Fatal(err)
 	}
@@ -90,7 +87,7 @@ func TestDisableBacklogWithoutLogLock(t *testing.T) {
 	if _, err := db.Commit(ctx, event("evt_B")); err != nil { // the backlog
 		t.Fatal(err)
 	}
-	blocker, _ := openTx(t, u)
+	blocker, blockerPID := openTx(t, u)
 	// The delivery the disable's fan-out will insert, inserted and not committed: it waits.
 	if _, err := blocker.Exec(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_seq, app,
 		out_trade_no, status, next_attempt_at, created_at, updated_at)
@@ -103,7 +100,7 @@ func TestDisableBacklogWithoutLogLock(t *testing.T) {
 		_, err := db.UpdateWebhookEndpoint(ctx, ep.ID, &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "by hand"})
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the disable's fan-out waits for the blocker's row
+	waitBlockedBy(t, u, blockerPID, done, "the disable's fan-out") // it waits for the blocker's row
 	committed := make(chan error, 1)
 	go func() { _, err := db.Commit(ctx, event("evt_C")); committed <- err }() // an event committed meanwhile
 	waited := false
@@ -150,13 +147,29 @@ func TestDisableLockTimeout(t *testing.T) {
 	db := MustOpen(t, u.String())
 	ctx := t.Context()
 	ep := enabledEndpoint(t, db)
-	tx, _ := openTx(t, base)
+	tx, pid := openTx(t, base)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.EventsLockKey); err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(time.Second); tx.Commit(ctx) }() // a commit under way for 1 s
+	done := make(chan error, 1)
 	disabled := paynotify.EndpointDisabled
-	if _, err := db.UpdateWebhookEndpoint(ctx, ep.ID, &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "by hand"}); err != nil {
+	go func() {
+		_, err := db.UpdateWebhookEndpoint(ctx, ep.ID, &paynotify.WebhookEndpointUpdate{Status: &disabled, DisabledReason: "by hand"})
+		done <- err
+	}()
+	// The disable waits for the lock, past the URL's lock_timeout of 200 ms, then the commit under
+	// way ends and the disable goes through.
+	waitBlockedBy(t, base, pid, done, "the disable")
+	time.Sleep(time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("the disable ended (%v) while the lock was still held", err)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
 		t.Errorf("disable while an event's commit is under way: %v", err)
 	}
 }

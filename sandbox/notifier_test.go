@@ -4,16 +4,17 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/paynotify/paynotify/alipay"
-	"github.com/paynotify/paynotify/internal/alipaywire"
 	"github.com/paynotify/paynotify/internal/wechatpaywire"
 	"github.com/paynotify/paynotify/wechatpay"
 )
@@ -540,17 +541,35 @@ func TestOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := ma.requests()[0]
-		var f alipaywire.Form
-		if err := f.Parse(r.body); err != nil {
+		// The signed string built here, by the rule of docs/alipay.md (sorted, sign and
+		// sign_type left out, empty values dropped, raw values joined with &), not by the
+		// sandbox's or the verifier's own code.
+		q, err := url.ParseQuery(string(r.body))
+		if err != nil {
 			t.Fatal(err)
 		}
-		sign, _ := f.Lookup("sign")
-		verify(t, b.keys.AlipayPublicKey, f.AppendCanonical(nil, false, "", false), string(sign))
+		var keys []string
+		for k, vs := range q {
+			if len(vs) != 1 {
+				t.Fatalf("field %s %d times", k, len(vs))
+			}
+			if k != "sign" && k != "sign_type" && vs[0] != "" {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		var canon []string
+		for _, k := range keys {
+			canon = append(canon, k+"="+q.Get(k))
+		}
+		verify(t, b.keys.AlipayPublicKey, []byte(strings.Join(canon, "&")), q.Get("sign"))
 	})
 	t.Run("AlipayResponse", func(t *testing.T) {
 		params := map[string]string{"app_id": b.keys.AlipayAppID, "method": "alipay.trade.query", "charset": "utf-8", "sign_type": "RSA2",
 			"timestamp": alipay.FormatTime(time.Now()), "version": "1.0", "biz_content": `{"out_trade_no":"ossl_a"}`}
-		ac.SignParams(params)
+		if err := ac.SignParams(params); err != nil {
+			t.Fatal(err)
+		}
 		body := postGateway(t, b, params)
 		node, sign := splitAlipayAnswer(t, []byte(body), "alipay.trade.query")
 		verify(t, b.keys.AlipayPublicKey, node, sign)
@@ -568,7 +587,9 @@ func TestOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := mw.requests()[0]
-		msg := wechatpaywire.NotificationMessage(r.header.Get("Wechatpay-Timestamp"), r.header.Get("Wechatpay-Nonce"), r.body)
-		verify(t, b.keys.WechatPlatformPublicKey, msg, r.header.Get("Wechatpay-Signature"))
+		// The signed message as docs/wechatpay.md gives it: timestamp, nonce and body, each line
+		// ended by \n; built here, not by the verifier's code.
+		msg := r.header.Get("Wechatpay-Timestamp") + "\n" + r.header.Get("Wechatpay-Nonce") + "\n" + string(r.body) + "\n"
+		verify(t, b.keys.WechatPlatformPublicKey, []byte(msg), r.header.Get("Wechatpay-Signature"))
 	})
 }

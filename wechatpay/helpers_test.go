@@ -106,6 +106,12 @@ func mustOwn(tb testing.TB) *ownVectors {
 	tb.Helper()
 	var v ownVectors
 	loadJSON(tb, "own_vectors.json", &v)
+	// All of them: an emptied list or a renamed key (json ignores unknown keys) must fail, not
+	// run no subtest.
+	if len(v.Notifications) != 24 || len(v.Requests) != 3 || len(v.V2) != 6 {
+		tb.Fatalf("own_vectors.json: %d notifications, %d requests, %d v2; want 24, 3, 6 (gen/gen_vectors.py)",
+			len(v.Notifications), len(v.Requests), len(v.V2))
+	}
 	return &v
 }
 
