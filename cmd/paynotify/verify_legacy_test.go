@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"golang.org/x/text/encoding/simplifiedchinese"
-
 )
 
 // legacyTestdata is the alipaylegacy package's copy of the shared legacy vectors (made by an
