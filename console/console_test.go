@@ -558,3 +558,41 @@ func TestConsole_AttentionRefunds(t *testing.T) {
 		}
 	})
 }
+
+// TestConsole_LatePaymentInInbox: a late payment (applied, verdict accepted, reason late_payment:
+// money that arrived for an order taken for closed) is in the anomaly inbox and the overview's
+// attention list beside the anomalies, newest first (a reviewer helper's finding: both listed the
+// anomaly verdict only, and docs/reconciliation.md tells operators to watch for late payments).
+func TestConsole_LatePaymentInInbox(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		ctx := t.Context()
+		now := time.Now()
+		for i, ev := range []struct {
+			id      string
+			verdict paynotify.Verdict
+			reason  string
+		}{
+			{"ntf_ANOM", paynotify.VerdictAnomaly, paynotify.ReasonAmountMismatch},
+			{"ntf_LATE", paynotify.VerdictAccepted, paynotify.ReasonLatePayment},
+			{"ntf_OK", paynotify.VerdictAccepted, ""},
+		} {
+			e := storetest.NewEvidence(ev.id, &paynotify.Order{App: "app1", OutTradeNo: "L" + ev.id}, now.Add(-time.Duration(3-i)*time.Minute))
+			e.Verdict, e.Reason = ev.verdict, ev.reason
+			if err := s.InsertEvidence(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e := setup(t, s, nil)
+		e.login()
+		for _, path := range []string{"/console/anomalies", "/console/"} {
+			_, _, body := e.do("GET", path, nil)
+			late, anom := strings.Index(body, "ntf_LATE"), strings.Index(body, "ntf_ANOM")
+			if late < 0 || anom < 0 || late > anom {
+				t.Errorf("%s: late payment at %d, anomaly at %d; want both, the newer first", path, late, anom)
+			}
+			if path == "/console/anomalies" && strings.Contains(body, "ntf_OK") {
+				t.Error("the inbox shows a plain payment")
+			}
+		}
+	})
+}
