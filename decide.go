@@ -251,6 +251,11 @@ type decider struct {
 
 func (d *decider) step(ev EventType, move func(o *Order)) *Step {
 	move(&d.cur)
+	if d.cur.Status != StatusPending {
+		// Only a pending order is checked (the stores clear it as they write such a step): the
+		// step's order is what answers the API (a close answered a check still due).
+		d.cur.NextCheckAt = nil
+	}
 	d.cur.Version++
 	d.steps = append(d.steps, Step{Event: ev, Order: d.cur})
 	return &d.steps[len(d.steps)-1]

@@ -175,6 +175,7 @@ type order struct {
 	CreatedAt       time.Time       `json:"created_at"`
 	PaidAt          *time.Time      `json:"paid_at"`
 	ExpiresAt       time.Time       `json:"expires_at"`
+	NextCheckAt     *time.Time      `json:"next_check_at"`
 	Pay             json.RawMessage `json:"pay"`
 }
 

@@ -91,6 +91,11 @@ func TestCloseOrder(t *testing.T) {
 				if code != http.StatusOK || out.Status != "closed" || out.OutTradeNo != "K0001" {
 					t.Fatalf("close #%d: %d %+v", i+1, code, out)
 				}
+				// A closed order is checked no more: the answer says so, as a GET does (a
+				// reviewer helper's finding: the first answer carried the check still due).
+				if out.NextCheckAt != nil {
+					t.Errorf("close #%d answered next_check_at %v, want null", i+1, out.NextCheckAt)
+				}
 			}
 			if n := fake.count("alipay.trade.close"); n != 1 {
 				t.Errorf("alipay.trade.close called %d times, want 1 (the second close finds it closed)", n)
@@ -103,7 +108,7 @@ func TestCloseOrder(t *testing.T) {
 				`"trade_status":"TRADE_SUCCESS","total_amount":"5.00","send_pay_date":"2026-11-29 10:00:00"}`, true)
 			code, out := closeOrder("shop2", "K0002")
 			if code != http.StatusConflict || out.Error.Code != "conflict" || out.Order == nil || out.Order.Status != "paid" ||
-				out.Order.ProviderTradeNo != "2026112922001400000000009" {
+				out.Order.ProviderTradeNo != "2026112922001400000000009" || out.Order.NextCheckAt != nil {
 				t.Fatalf("close of an order paid at Alipay: %d %+v", code, out)
 			}
 			if o := e.getOrder("shop2", "K0002"); o.Status != "paid" {

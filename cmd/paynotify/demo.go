@@ -105,7 +105,7 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 	srv.AllowHost = httpd.LoopbackHost
 	return listenAndServe(ctx, m, logger, listen, srv, bg, func(addr string) {
 		fmt.Fprintf(m.Stdout, `
-paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
+paynotify demo is running (no config: SQLite and throw-away keys under %s/).
 
   Open        %s/            the console: create an order, pay it in the sandbox, watch its timeline
   Sandbox     %s/sandbox/    simulated Alipay and WeChat Pay (WeChat APIv3 also at %s/v3/)
@@ -115,8 +115,19 @@ paynotify demo is running (no config: SQLite and throw-away keys under ./%s/).
 
   curl -H 'Authorization: Bearer %s' %s/v1/events
 
-`, filepath.Base(dataDir), base, base, base, token, filepath.Join(dataDir, "api_token"), token, base)
+`, demoDirShown(dataDir), base, base, base, token, filepath.Join(dataDir, "api_token"), token, base)
 	})
+}
+
+// demoDirShown is the data directory as the banner says it: as given when it is absolute, else
+// "./" and the path (the banner said ./<last element> for any --data-dir, a place that did not
+// exist for /tmp/demo).
+func demoDirShown(dir string) string {
+	c := filepath.Clean(dir)
+	if filepath.IsAbs(c) || c == ".." || strings.HasPrefix(c, "../") {
+		return c
+	}
+	return "./" + c
 }
 
 // requireToken passes to h only the requests bearing token (Authorization: Bearer), and answers
