@@ -119,6 +119,9 @@ const (
 	ReasonUnknownSerial    = "unknown_serial"
 	ReasonDecryptFailed    = "decrypt_failed"
 	ReasonStoreError       = "store_error"
+	// ReasonClientGone: the provider hung up before the change was committed; nothing was, and
+	// the provider retries.
+	ReasonClientGone = "client_gone"
 	// ReasonOutTradeNoMismatch: a provider's signed answer to a query is about another order than
 	// the one asked for (a provider fault, or a signed answer replayed): it is not applied.
 	ReasonOutTradeNoMismatch = "out_trade_no_mismatch"

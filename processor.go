@@ -252,12 +252,23 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 	})
 	if err != nil {
-		res := &Result{Verdict: VerdictError, Reason: ReasonStoreError, Evidence: ev}
+		reason := ReasonStoreError
+		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			// The provider hung up before the change's turn in the writer: nothing was
+			// committed (a write that started is decided by its batch), the provider retries.
+			// Not the store's failure: an alert on store_error must not fire for it.
+			reason = ReasonClientGone
+		}
+		res := &Result{Verdict: VerdictError, Reason: reason, Evidence: ev}
 		ev.Answer = answer(res)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
 		log := withAttrs()
-		log.Error("callback failed", "err", err)
-		p.storeFailure(ctx, ev, err, log)
+		if reason == ReasonClientGone {
+			log.Warn("callback abandoned: the provider hung up before its change was committed", "err", err)
+		} else {
+			log.Error("callback failed", "err", err)
+		}
+		p.storeFailure(ctx, ev, err, reason, log)
 		return res
 	}
 	attrs[2] = slog.String("notification_id", ev.ID) // a repeat's is the record it was counted on
@@ -276,8 +287,8 @@ func attrsAny(attrs []slog.Attr) []any {
 
 // storeFailure records ev as an error after its change could not be committed: best effort, on a
 // context of its own (the request's may be what failed).
-func (p *Processor) storeFailure(ctx context.Context, ev *Evidence, err error, log *slog.Logger) {
-	ev.Verdict, ev.Reason, ev.Detail = VerdictError, ReasonStoreError, err.Error()
+func (p *Processor) storeFailure(ctx context.Context, ev *Evidence, err error, reason string, log *slog.Logger) {
+	ev.Verdict, ev.Reason, ev.Detail = VerdictError, reason, err.Error()
 	ev.OrderVersion = 0
 	p.keepEvidence(ctx, ev, log)
 }
@@ -312,7 +323,7 @@ func (p *Processor) Apply(ctx context.Context, app *App, fact Fact, ev *Evidence
 	}
 	res, err := p.apply(ctx, app, fact, ev, nil)
 	if err != nil && ev != nil {
-		p.storeFailure(ctx, ev, err, p.logger().With("app", app.Name, "out_trade_no", fact.OutTradeNo))
+		p.storeFailure(ctx, ev, err, ReasonStoreError, p.logger().With("app", app.Name, "out_trade_no", fact.OutTradeNo))
 	}
 	return res, err
 }

@@ -768,6 +768,32 @@ func TestProcess_ErrStore(t *testing.T) {
 	}
 }
 
+// TestProcess_ClientGone: a provider that hung up before its change reached the writer is an
+// error of reason client_gone, kept as evidence, the order untouched; not store_error (a reviewer
+// helper's finding: an alert on store_error fired for providers' timeouts).
+func TestProcess_ClientGone(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res := p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
+	if res.Verdict != paynotify.VerdictError || res.OK || res.Reason != paynotify.ReasonClientGone {
+		t.Fatalf("result = %+v, want error client_gone", res)
+	}
+	ev := b.evidence(t, paynotify.EvidenceFilter{Verdict: paynotify.VerdictError})
+	if len(ev) != 1 || ev[0].Reason != paynotify.ReasonClientGone || ev[0].Answer != "fail" {
+		t.Fatalf("evidence = %+v", ev)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPending {
+		t.Fatalf("order = %+v", o)
+	}
+	// A store that fails while the request is still there is store_error.
+	p.Store = failingCommit{b.store}
+	if res := p.Process(context.Background(), callback(b.app), facts(paidFact("T1", "P1"))); res.Reason != paynotify.ReasonStoreError {
+		t.Fatalf("a failing store: %+v", res)
+	}
+}
+
 // 50 identical notifications at once: one change, one event, the rest duplicates.
 func TestProcess_Concurrent(t *testing.T) {
 	p, b := setupProcessor(t)

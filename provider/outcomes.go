@@ -15,7 +15,7 @@ func CallbackOutcomes(prov string) [][2]string {
 	out := [][2]string{{string(paynotify.VerdictAccepted), ""}, {string(paynotify.VerdictDuplicate), ""},
 		// A payment after the order closed is applied, and raised: accepted, with its reason.
 		{string(paynotify.VerdictAccepted), paynotify.ReasonLatePayment},
-		{string(paynotify.VerdictError), paynotify.ReasonStoreError}}
+		{string(paynotify.VerdictError), paynotify.ReasonStoreError}, {string(paynotify.VerdictError), paynotify.ReasonClientGone}}
 	rejected := []string{paynotify.ReasonSignatureInvalid, paynotify.ReasonMalformed, paynotify.ReasonDuplicateKey,
 		paynotify.ReasonBodyUnreadable}
 	anomalies := []string{paynotify.ReasonUnknownOrder, paynotify.ReasonAmountMismatch, paynotify.ReasonCurrencyMismatch,
