@@ -593,6 +593,9 @@ func TestConsole_LatePaymentInInbox(t *testing.T) {
 			if path == "/console/anomalies" && strings.Contains(body, "ntf_OK") {
 				t.Error("the inbox shows a plain payment")
 			}
+			if path == "/console/" && !strings.Contains(body, "<td>late payment</td>") {
+				t.Error("the overview does not call the late payment one")
+			}
 		}
 	})
 }

@@ -16,23 +16,25 @@ func CallbackOutcomes(prov string) [][2]string {
 		// A payment after the order closed is applied, and raised: accepted, with its reason.
 		{string(paynotify.VerdictAccepted), paynotify.ReasonLatePayment},
 		{string(paynotify.VerdictError), paynotify.ReasonStoreError}, {string(paynotify.VerdictError), paynotify.ReasonClientGone}}
-	rejected := []string{paynotify.ReasonSignatureInvalid, paynotify.ReasonMalformed, paynotify.ReasonDuplicateKey,
-		paynotify.ReasonBodyUnreadable}
-	anomalies := []string{paynotify.ReasonUnknownOrder, paynotify.ReasonAmountMismatch, paynotify.ReasonCurrencyMismatch,
+	rejected := []string{paynotify.ReasonSignatureInvalid, paynotify.ReasonMalformed, paynotify.ReasonBodyUnreadable}
+	anomalies := []string{paynotify.ReasonUnknownOrder, paynotify.ReasonAmountMismatch,
 		paynotify.ReasonUnexpectedClose, paynotify.ReasonDuplicatePayment, paynotify.ReasonDuplicatePaymentRefund}
 	switch prov {
 	case paynotify.ProviderAlipay:
-		rejected = append(rejected, alipay.ReasonUnknownSerial)
+		rejected = append(rejected, alipay.ReasonDuplicateKey, alipay.ReasonUnknownSerial)
 		anomalies = append(anomalies, paynotify.ReasonAppIDMismatch, paynotify.ReasonSellerMismatch)
 	case paynotify.ProviderWechatpay:
+		// A notification of another mchid is the app_id_mismatch anomaly (the verifier hands it
+		// on), and a duplicate element is malformed: no mchid_mismatch nor duplicate_key here.
 		rejected = append(rejected, wechatpay.ReasonTimestampSkew, wechatpay.ReasonProbe, wechatpay.ReasonUnknownSerial,
-			wechatpay.ReasonDecryptFailed, wechatpay.ReasonMchIDMismatch, paynotify.ReasonEndpointNotTaken)
-		anomalies = append(anomalies, paynotify.ReasonAppIDMismatch)
+			wechatpay.ReasonDecryptFailed, paynotify.ReasonEndpointNotTaken)
+		// Only WeChat Pay's facts carry a currency.
+		anomalies = append(anomalies, paynotify.ReasonAppIDMismatch, paynotify.ReasonCurrencyMismatch)
 	case paynotify.ProviderAlipayLegacy:
-		rejected = append(rejected, alipaylegacy.ReasonUnsigned, alipaylegacy.ReasonUnsupportedSignType,
+		// req_id_mismatch is the WAP token call's, never a notification's.
+		rejected = append(rejected, alipaylegacy.ReasonDuplicateKey, alipaylegacy.ReasonUnsigned, alipaylegacy.ReasonUnsupportedSignType,
 			alipaylegacy.ReasonDecryptFailed, alipaylegacy.ReasonMissingField, alipaylegacy.ReasonBadCharset,
-			alipaylegacy.ReasonBadAmount, alipaylegacy.ReasonWrongPartner, alipaylegacy.ReasonReqIDMismatch,
-			ReasonNotifyIDUnconfirmed)
+			alipaylegacy.ReasonBadAmount, alipaylegacy.ReasonWrongPartner, ReasonNotifyIDUnconfirmed)
 		anomalies = append(anomalies, paynotify.ReasonSellerMismatch)
 		out = append(out, [2]string{string(paynotify.VerdictError), paynotify.ReasonVerifyUnavailable})
 	}

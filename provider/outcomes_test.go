@@ -30,6 +30,13 @@ func TestCallbackOutcomes(t *testing.T) {
 		{paynotify.ProviderAlipayLegacy, "error", "verify_unavailable", true},
 		{paynotify.ProviderAlipay, "error", "verify_unavailable", false},
 		{paynotify.ProviderAlipay, "accepted", "late_payment", true},
+		// Pairs no callback produces are not shown (a reviewer helper's finding).
+		{paynotify.ProviderWechatpay, "rejected", "mchid_mismatch", false},
+		{paynotify.ProviderWechatpay, "rejected", "duplicate_key", false},
+		{paynotify.ProviderWechatpay, "anomaly", "currency_mismatch", true},
+		{paynotify.ProviderAlipay, "anomaly", "currency_mismatch", false},
+		{paynotify.ProviderAlipayLegacy, "rejected", "req_id_mismatch", false},
+		{paynotify.ProviderAlipay, "error", "client_gone", true},
 		{paynotify.ProviderAlipay, "anomaly", "late_payment", false},
 	} {
 		if got := has(c.prov, c.verdict, c.reason); got != c.want {

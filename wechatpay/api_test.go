@@ -461,6 +461,40 @@ func TestClient_Certificates(t *testing.T) {
 			t.Fatal("downloaded certificate not installed")
 		}
 	})
+	t.Run("OK/RefreshKeepsConfiguredExpired", func(t *testing.T) {
+		// A configured certificate that has expired stays after a refresh (a kept notification it
+		// signed is verified again as at its arrival); an expired one that was not configured goes
+		// (a reviewer helper's finding: serve's refresher dropped the configured one, so a
+		// reprocess through the API refused what paynotify reprocess accepted).
+		srv := serve(t, cv.Body, cv.Headers)
+		expired := func(serial int64) *x509.Certificate {
+			key := mustPrivateKey(t, "other_key.pem")
+			at := time.Unix(cv.Now, 0)
+			tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), NotBefore: at.AddDate(-2, 0, 0), NotAfter: at.AddDate(-1, 0, 0)}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, err := x509.ParseCertificate(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cert
+		}
+		configured, other := expired(0x1111), expired(0x2222)
+		c := newClient(t, srv.URL, srv.Client(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: configured.Raw}))
+		c.SetPlatformCertificates(append(c.PlatformCertificates(), other))
+		if err := c.RefreshCertificates(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, cert := range c.PlatformCertificates() {
+			have[CertificateSerial(cert)] = true
+		}
+		if !have[CertificateSerial(configured)] || have[CertificateSerial(other)] || !have[cv.Serial] {
+			t.Fatalf("after the refresh: %v; want the configured expired one and the downloaded one, not the other expired one", have)
+		}
+	})
 	t.Run("ErrOtherAPIv3Key", func(t *testing.T) {
 		srv := serve(t, cv.Body, cv.Headers)
 		c, err := NewClient(Config{MchID: testMchID, MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,

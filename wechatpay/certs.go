@@ -79,7 +79,9 @@ func (c *Client) DownloadCertificates(ctx context.Context) ([]*x509.Certificate,
 }
 
 // RefreshCertificates downloads the platform certificates and installs them, keeping the known
-// certificates that have not expired (both sign during a rotation). Concurrent calls download
+// certificates that have not expired (both sign during a rotation) and those of
+// Config.PlatformCerts even once expired (a kept notification is verified again as at its
+// arrival, when the certificate that signed it was valid). Concurrent calls download
 // once. The network call holds no lock that verification takes: verifiers keep reading the
 // previous snapshot until the new one is swapped in atomically.
 func (c *Client) RefreshCertificates(ctx context.Context) error {
@@ -98,7 +100,7 @@ func (c *Client) RefreshCertificates(ctx context.Context) error {
 		old := c.keys.Load()
 		ks := &keySet{pubID: old.pubID, pub: old.pub, certs: map[string]*x509.Certificate{}}
 		for s, cert := range old.certs {
-			if now.Before(cert.NotAfter) {
+			if now.Before(cert.NotAfter) || c.configured[s] {
 				ks.certs[s] = cert
 			}
 		}

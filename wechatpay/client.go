@@ -90,6 +90,9 @@ type Client struct {
 	refresh chan struct{} // one download at a time
 	// lastMissRefresh is the Unix nano time of the last refresh triggered by an unknown serial.
 	lastMissRefresh *atomic.Int64
+	// configured holds the serials of Config.PlatformCerts: kept by RefreshCertificates after
+	// they expire, for verifying a kept notification again as at its arrival.
+	configured map[string]bool
 }
 
 // keySet is an immutable snapshot of the platform verification keys.
@@ -185,8 +188,10 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wechatpay: config: PlatformCerts: %w", err)
 	}
+	c.configured = map[string]bool{}
 	for _, cert := range certs {
 		ks.certs[CertificateSerial(cert)] = cert
+		c.configured[CertificateSerial(cert)] = true
 	}
 	// The commonest key mistake: the merchant's own public key (or apiclient_cert.pem) where WeChat
 	// Pay's belongs. Nothing WeChat Pay signs would verify: every notification would be refused.

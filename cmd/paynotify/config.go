@@ -569,7 +569,7 @@ func expandEnv(v reflect.Value, path string, lookupEnv func(string) (string, boo
 		if out == "" && empty != "" {
 			// A value written as ${NAME} means to be set: empty, it would silently become the
 			// default (SQLite instead of the PostgreSQL of the other instances, no NATS).
-			return fmt.Errorf("%s: environment variable %s is empty (to leave %s unset, remove it from the config)", path, empty, path)
+			return fmt.Errorf("%s: environment variable %s is empty (set it; an optional key is left unset by removing it from the config)", path, empty)
 		}
 		v.SetString(out)
 	case reflect.Struct:
@@ -634,8 +634,8 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 			return fmt.Errorf("admin_listen: %q is not an address like 127.0.0.1:9090 (%v)", c.AdminListen, err)
 		}
-		if c.AdminListen == c.Listen {
-			return fmt.Errorf("admin_listen: %q is also listen: give the admin listener an address of its own", c.AdminListen)
+		if sameListener(c.AdminListen, c.Listen) {
+			return fmt.Errorf("admin_listen: %q overlaps listen %q: give the admin listener a port of its own", c.AdminListen, c.Listen)
 		}
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
@@ -891,4 +891,21 @@ func (a *AppConfig) resolvePaths(dir string) {
 			a.PlatformCertFiles[i] = filepath.Join(dir, p)
 		}
 	}
+}
+
+// sameListener reports whether two listen addresses would take the same port: the same port on
+// the same host, or on any host when either is every address ("", 0.0.0.0, [::]). Port 0 (one
+// the system picks) never overlaps. Such a pair fails with "address already in use" at start,
+// which is exit 1 and restarted: it is refused as the config error it is.
+func sameListener(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	if pa != pb || pa == "0" {
+		return false
+	}
+	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return any(ha) || any(hb) || strings.EqualFold(ha, hb)
 }

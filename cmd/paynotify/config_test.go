@@ -132,6 +132,7 @@ func TestParseConfig(t *testing.T) {
 		{"ErrReconcileShort", "    seller_id:", "    reconcile: {schedule: [100ms]}\n    seller_id:", nil, "apps[0] (shop).reconcile.schedule: 100ms is shorter than 1s"},
 		{"ErrReconcileUnknownKey", "    seller_id:", "    reconcile: {every: 1m}\n    seller_id:", nil, `unknown key "every"`},
 		{"ErrReconcileNegative", "    seller_id:", "    reconcile: {max_checks: -1}\n    seller_id:", nil, "apps[0] (shop).reconcile.max_checks: must be positive"},
+		{"ErrAdminListenOverlap", `listen: "127.0.0.1:9090"`, "listen: \":9090\"\nadmin_listen: \"127.0.0.1:9090\"", nil, `admin_listen: "127.0.0.1:9090" overlaps listen ":9090"`},
 		{"ErrMaxChecksNaN", `listen: "127.0.0.1:9090"`, "listen: x\njobs: {max_checks_per_second: .nan}", nil, "jobs.max_checks_per_second: must be a positive number"},
 		{"ErrMaxChecksInf", `listen: "127.0.0.1:9090"`, "listen: x\njobs: {max_checks_per_second: .inf}", nil, "jobs.max_checks_per_second: must be a positive number"},
 		{"ErrSweepInterval", `listen: "127.0.0.1:9090"`, "listen: x\njobs: {sweep_interval: 10ms}", nil, "jobs.sweep_interval: 10ms is shorter than 1s"},

@@ -124,7 +124,7 @@ paynotify demo is running (no config: SQLite and throw-away keys under %s/).
 // exist for /tmp/demo).
 func demoDirShown(dir string) string {
 	c := filepath.Clean(dir)
-	if filepath.IsAbs(c) || c == ".." || strings.HasPrefix(c, "../") {
+	if filepath.IsAbs(c) || c == "." || c == ".." || strings.HasPrefix(c, "../") {
 		return c
 	}
 	return "./" + c

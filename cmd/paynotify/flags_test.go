@@ -35,7 +35,7 @@ func TestParseFlags(t *testing.T) {
 // TestDemoDirShown: the demo's banner names the data directory as given (it said ./demo for
 // --data-dir /tmp/demo, a reviewer helper's finding).
 func TestDemoDirShown(t *testing.T) {
-	for dir, want := range map[string]string{"paynotify-data": "./paynotify-data", "./x/y/": "./x/y", "/tmp/demo": "/tmp/demo", "../d": "../d"} {
+	for dir, want := range map[string]string{"paynotify-data": "./paynotify-data", "./x/y/": "./x/y", "/tmp/demo": "/tmp/demo", "../d": "../d", ".": "."} {
 		if got := demoDirShown(dir); got != want {
 			t.Errorf("demoDirShown(%q) = %q, want %q", dir, got, want)
 		}

@@ -89,6 +89,9 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	logger = slog.New(cfg.Log.handler(m.Stderr))
 	if *listen != "" {
 		cfg.Listen = *listen
+		if cfg.AdminListen != "" && sameListener(cfg.AdminListen, cfg.Listen) {
+			return &configError{err: fmt.Errorf("--listen %q overlaps admin_listen %q: give each a port of its own", cfg.Listen, cfg.AdminListen)}
+		}
 	}
 	apps, err := buildApps(cfg)
 	if err != nil {
@@ -558,7 +561,7 @@ func openDatabase(ctx context.Context, dsn string) (store, error) {
 			msg := scrubPassword(err.Error(), dsn)
 			out := errors.New("database: " + msg)
 			var pe *pgconn.ParseConfigError
-			if errors.As(err, &pe) && leaksPasswordPieces(msg, dsn) {
+			if errors.As(err, &pe) && leaksPasswordPieces(dsn) {
 				// A URL the driver could not read may quote pieces of the password, split where
 				// it stopped reading ("xxxxx@ss:xxxxxx@…", "w%rd@…"): none of its text is shown.
 				out = fmt.Errorf("database: %s does not parse as a PostgreSQL URL (percent-encode the characters of the user name and password that are not letters or digits, such as @ : / %%)", redactDSN(dsn))
@@ -575,21 +578,13 @@ func openDatabase(ctx context.Context, dsn string) (store, error) {
 	return nil, configErrorf("database: %q is neither sqlite:PATH nor a postgres:// URL", redactDSN(dsn))
 }
 
-// leaksPasswordPieces reports whether msg may show part of a password of dsn: the URL does not
-// parse, so a driver reading it may have cut the password anywhere, or a piece of a password
-// (split where @ : / % cut it) is in msg.
-func leaksPasswordPieces(msg, dsn string) bool {
-	if _, err := url.Parse(dsn); err != nil && len(dsnSecrets(dsn)) > 0 {
-		return true
-	}
-	for _, pw := range dsnSecrets(dsn) {
-		for _, piece := range strings.FieldsFunc(pw, func(r rune) bool { return strings.ContainsRune("@:/%", r) }) {
-			if len(piece) >= 2 && strings.Contains(msg, piece) {
-				return true
-			}
-		}
-	}
-	return false
+// leaksPasswordPieces reports whether the driver's message about dsn may show part of its
+// password: when the URL does not parse as a URL, the driver cut it where it could (the password
+// split at an "@", a "%" escape it could not read); when it parses, the driver read the password
+// whole and masks it, and scrubPassword removes any copy.
+func leaksPasswordPieces(dsn string) bool {
+	_, err := url.Parse(dsn)
+	return err != nil && len(dsnSecrets(dsn)) > 0
 }
 
 // postgresConfigFault reports whether err, from postgres.Open, is the config's fault, which a
