@@ -47,6 +47,14 @@ func (c *Client) VerifyResponse(body []byte, method string) (node []byte, signed
 	if err := verify(key, c.signType, r.Node, r.Sign); err == nil {
 		return r.Node, true, nil
 	}
+	if r.CertSN == "" {
+		// No alipay_cert_sn, and several certificates configured (a rotation): the others' keys.
+		for _, other := range c.otherKeys {
+			if verify(other, c.signType, r.Node, r.Sign) == nil {
+				return r.Node, true, nil
+			}
+		}
+	}
 	if bytes.Contains(r.Node, []byte(`\/`)) {
 		alt := bytes.ReplaceAll(r.Node, []byte(`\/`), []byte("/"))
 		if verify(key, c.signType, alt, r.Sign) == nil {

@@ -28,8 +28,11 @@ const (
 // AppCert and AlipayRootCert. A client with no PrivateKey can only verify.
 type Config struct {
 	// AlipayCert is the Alipay public-key certificate (alipayCertPublicKey_RSA2.crt), PEM: certificate
-	// mode. Its first certificate's key verifies notifications and responses; responses name it by
-	// alipay_cert_sn.
+	// mode. The file Alipay gives holds its certificate, then the CA's; every end-entity
+	// certificate in it (one that issued none of the others) is trusted, so that during a rotation
+	// the current and the next file can be concatenated. A message naming an alipay_cert_sn is
+	// verified with that certificate's key; one naming none with the first certificate's, then the
+	// others'.
 	AlipayCert []byte
 	// AlipayPublicKey is the Alipay public key (支付宝公钥, not the app public key): public-key mode.
 	AlipayPublicKey *rsa.PublicKey
@@ -82,6 +85,7 @@ type Client struct {
 
 	alipayKey  *rsa.PublicKey            // verifies notifications and responses without alipay_cert_sn
 	alipayKeys map[string]*rsa.PublicKey // cert mode: SN → key
+	otherKeys  []*rsa.PublicKey          // cert mode: the other certificates' keys, after alipayKey
 	alipaySN   string                    // cert mode: SN of AlipayCert
 	appCertSN  string                    // cert mode
 	rootCertSN string                    // cert mode
@@ -135,12 +139,21 @@ func NewClient(cfg Config) (*Client, error) {
 	case cfg.AlipayPublicKey != nil:
 		c.alipayKey = cfg.AlipayPublicKey
 	case len(cfg.AlipayCert) > 0:
-		sn, pub, err := CertPublicKey(cfg.AlipayCert)
+		leaves, err := certLeaves(cfg.AlipayCert)
 		if err != nil {
 			return nil, errors.New("alipay: AlipayCert: " + strings.TrimPrefix(err.Error(), "alipay: "))
 		}
-		c.alipayKey, c.alipaySN = pub, sn
-		c.alipayKeys = map[string]*rsa.PublicKey{sn: pub}
+		c.alipayKey, c.alipaySN = leaves[0].pub, leaves[0].sn
+		c.alipayKeys = map[string]*rsa.PublicKey{}
+		for i, l := range leaves {
+			c.alipayKeys[l.sn] = l.pub
+			if i > 0 {
+				c.otherKeys = append(c.otherKeys, l.pub)
+			}
+			if c.priv != nil && l.pub.Equal(c.appPub) {
+				return nil, errOwnKey
+			}
+		}
 		if len(cfg.AppCert) > 0 {
 			sn, pub, err := CertPublicKey(cfg.AppCert)
 			if err != nil {
@@ -370,6 +383,14 @@ func (c *Client) verifyForm(f *form, r rule) error {
 		h, d, n := c.signType.hashed(alt)
 		if rsaVerify(key, h, d[:n], raw) {
 			return nil
+		}
+	}
+	// No alipay_cert_sn, and several certificates configured (a rotation): the others' keys.
+	if !hasSN {
+		for _, other := range c.otherKeys {
+			if rsaVerify(other, h, d[:n], raw) {
+				return nil
+			}
 		}
 	}
 	full := f.appendCanonical(nil, r, "")

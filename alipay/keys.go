@@ -1,6 +1,7 @@
 package alipay
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/rsa"
 	"crypto/x509"
@@ -164,6 +165,56 @@ func RootCertSN(pemBytes []byte) (string, error) {
 		return "", errors.New("alipay: no RSA-signed root certificate")
 	}
 	return strings.Join(sns, "_"), nil
+}
+
+// leaf is an end-entity certificate's SN and key.
+type leaf struct {
+	sn  string
+	pub *rsa.PublicKey
+}
+
+// certLeaves returns, in file order, the SN and RSA key of every end-entity certificate of a PEM
+// file: every certificate that issued none of the others (alipayCertPublicKey_RSA2.crt holds
+// Alipay's certificate, then its CA's; two such files concatenated hold two of each).
+func certLeaves(pemBytes []byte) ([]leaf, error) {
+	blocks := certBlocks(pemBytes)
+	if len(blocks) == 0 {
+		return nil, errors.New("alipay: no CERTIFICATE block in PEM")
+	}
+	certs := make([]*x509.Certificate, len(blocks))
+	for i, b := range blocks {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("alipay: certificate %d: %v", i+1, err)
+		}
+		certs[i] = c
+	}
+	var out []leaf
+	for i, c := range certs {
+		issuer := false
+		for j, o := range certs {
+			if j != i && bytes.Equal(o.RawIssuer, c.RawSubject) && !bytes.Equal(o.RawSubject, c.RawSubject) {
+				issuer = true
+				break
+			}
+		}
+		if issuer {
+			continue
+		}
+		pub, ok := c.PublicKey.(*rsa.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("alipay: certificate %d: key is not RSA", i+1)
+		}
+		sn, _, err := certSNOf(blocks[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, leaf{sn, pub})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("alipay: no end-entity certificate in PEM (each one issued another)")
+	}
+	return out, nil
 }
 
 // CertPublicKey returns the cert SN and RSA public key of the first certificate in a PEM file, such
