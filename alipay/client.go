@@ -344,6 +344,7 @@ func (c *Client) verifyForm(f *form, r rule) error {
 	}
 	key := c.alipayKey
 	certSNb, hasSN := f.getBytes("alipay_cert_sn")
+	hasSN = hasSN && len(certSNb) > 0 // an empty value names no certificate (and is not signed)
 	if hasSN && c.alipayKeys != nil {
 		certSN := string(certSNb)
 		if key = c.alipayKeys[certSN]; key == nil {

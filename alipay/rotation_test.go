@@ -86,7 +86,11 @@ func TestCertRotation(t *testing.T) {
 	}
 	notify := func(keyFile, sn string) []byte {
 		f := testsign.AlipayPaid("2021000000000001", "2088000000000002", "R0001", "1.00")
-		if sn != "" {
+		switch sn {
+		case "":
+		case "(empty)":
+			f["alipay_cert_sn"] = "" // sent empty: not in the signed string, names no certificate
+		default:
 			f["alipay_cert_sn"] = sn
 		}
 		return testsign.AlipayNotify(t, keyFile, f)
@@ -99,6 +103,7 @@ func TestCertRotation(t *testing.T) {
 		{"NewUnnamed", newKey, "", true},
 		{"OldNamed", oldKey, oldSN, true},
 		{"OldUnnamed", oldKey, "", true},
+		{"NewEmptySN", newKey, "(empty)", true},
 		{"NewNamingOld", newKey, oldSN, false},
 		{"Stranger", strangerKey, "", false},
 		{"StrangerNamingNew", strangerKey, newSN, false},

@@ -518,6 +518,9 @@ func (d *doctor) alipayCall(ctx context.Context, r *report, ac *AppConfig, clien
 			fix = "set this machine's clock right (NTP): Alipay accepts a few minutes of drift"
 		case "isv.invalid-signature-type":
 			fix = "set sign_type to the one the app uses in the Alipay console (RSA2)"
+		case "isv.app-cert-not-exist":
+			finding = "Alipay does not know the app certificate the request names (isv.app-cert-not-exist: app_cert_sn or alipay_root_cert_sn)"
+			fix = "set app_cert_file to the current app certificate of app_id " + ac.AppID + " (the Alipay console, after a renewal) and alipay_root_cert_file to alipayRootCert.crt"
 		}
 		r.fail(check, finding, fix)
 	case errors.As(err, &ve):

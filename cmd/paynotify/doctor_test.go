@@ -315,6 +315,28 @@ func TestDoctor(t *testing.T) {
 		}
 	})
 
+	t.Run("AppCertNotExist", func(t *testing.T) {
+		// Alipay's refusal of an app certificate it does not know (after a renewal in the
+		// console) points at app_cert_file, not at the keys (a reviewer helper's finding).
+		gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html;charset=utf-8")
+			io.WriteString(w, `{"error_response":{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.app-cert-not-exist","sub_msg":"应用证书不存在"}}`)
+		}))
+		defer gw.Close()
+		dir := t.TempDir()
+		config := e.config(t, dir, "sqlite:"+filepath.Join(dir, "paynotify.db"), "http://"+freeAddr(t))
+		b, err := os.ReadFile(config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeTestFile(t, config, strings.Replace(string(b), e.base+"/sandbox/alipay/gateway.do", gw.URL+"/gateway.do", 1))
+		code, out := e.run(t, "--config", config, "--app", "alipay-demo")
+		if code != exitInvalid {
+			t.Fatalf("exit %d, want 1:\n%s", code, out)
+		}
+		wantLine(t, out, "FAIL", "alipay-demo", "signed call", "isv.app-cert-not-exist", "app_cert_file")
+	})
+
 	t.Run("WrongKeyGuard", func(t *testing.T) {
 		dir := t.TempDir()
 		config := e.config(t, dir, "sqlite:"+filepath.Join(dir, "paynotify.db"), "http://"+freeAddr(t))
