@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/groupcommit/groupcommittest"
@@ -68,3 +69,8 @@ func (db *DB) FailReads(n int, err error) {
 
 // EventsLockKey is the event log's advisory lock key.
 const EventsLockKey = eventsLockKey
+
+// SetWriterTimeouts shortens BatchTimeout and WriterStuckAfter for this store.
+func (db *DB) SetWriterTimeouts(batch, stuck time.Duration) {
+	db.batchTimeout, db.stuckAfter = batch, stuck
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,12 @@ type DB struct {
 	// readHook, if set, runs just before a batch reads its decisions' orders (once its
 	// unstorable keys are decided); its error fails the read (tests).
 	readHook atomic.Pointer[func() error]
+	// inflight is when each batch (or rerun write) now running started: Ping reports the
+	// writer stuck when one has run longer than WriterStuckAfter.
+	inflight inflightClock
+	// batchTimeout bounds a batch and each rerun write (BatchTimeout), stuckAfter is Ping's
+	// WriterStuckAfter: tests shorten them.
+	batchTimeout, stuckAfter time.Duration
 
 	// Now stamps rows the store writes on its own (anomalies, migrations). Defaults to time.Now.
 	Now func() time.Time
@@ -54,8 +61,8 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		// pgconn's parse errors redact the password; do not add the URL ourselves.
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	if _, set := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
-		cfg.AfterConnect = boundIdleTransactions // the URL's value, 0 included, is the operator's
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		return boundSessions(ctx, c, cfg.ConnConfig.RuntimeParams) // the URL's values are the operator's
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -65,7 +72,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
-	db := &DB{pool: pool, Now: time.Now}
+	db := &DB{pool: pool, Now: time.Now, batchTimeout: BatchTimeout, stuckAfter: WriterStuckAfter}
 	db.w = newWriter(db)
 	return db, nil
 }
@@ -80,20 +87,100 @@ func Open(ctx context.Context, url string) (*DB, error) {
 // are never idle that long.
 const IdleTransactionTimeout = "60s"
 
-// boundIdleTransactions sets IdleTransactionTimeout on a new connection whose
-// idle_in_transaction_session_timeout is 0 (disabled), PostgreSQL's default.
-func boundIdleTransactions(ctx context.Context, c *pgx.Conn) error {
-	var v string
-	if err := c.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&v); err != nil {
-		return fmt.Errorf("postgres: idle_in_transaction_session_timeout: %w", err)
+// TCP keepalives and the user timeout that a new session gets when its own are looser (the
+// operating system's defaults: two hours before the first probe): the server notices a client
+// that vanished mid-batch within about a minute. A client cut off after the batch took the event
+// log's lock but before the batch's Sync is "active", not idle in a transaction, so
+// idle_in_transaction_session_timeout does not end it, and every instance's batches would wait
+// for the lock until the server's keepalive fired (a reviewer helper's finding).
+var sessionKeepalives = []struct {
+	name  string
+	value int // seconds; milliseconds for tcp_user_timeout
+}{{"tcp_keepalives_idle", 30}, {"tcp_keepalives_interval", 10}, {"tcp_keepalives_count", 3}, {"tcp_user_timeout", 60000}}
+
+// boundSessions sets, on a new connection, IdleTransactionTimeout when its
+// idle_in_transaction_session_timeout is 0 (disabled, PostgreSQL's default), and each of
+// sessionKeepalives when its value is 0 (the operating system's default) or looser; a setting the
+// URL names is left as the operator set it.
+func boundSessions(ctx context.Context, c *pgx.Conn, url map[string]string) error {
+	if _, set := url["idle_in_transaction_session_timeout"]; !set {
+		var v string
+		if err := c.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&v); err != nil {
+			return fmt.Errorf("postgres: idle_in_transaction_session_timeout: %w", err)
+		}
+		if v == "0" {
+			if _, err := c.Exec(ctx, `SET idle_in_transaction_session_timeout = '`+IdleTransactionTimeout+`'`); err != nil {
+				return fmt.Errorf("postgres: set idle_in_transaction_session_timeout: %w", err)
+			}
+		}
 	}
-	if v != "0" {
-		return nil
-	}
-	if _, err := c.Exec(ctx, `SET idle_in_transaction_session_timeout = '`+IdleTransactionTimeout+`'`); err != nil {
-		return fmt.Errorf("postgres: set idle_in_transaction_session_timeout: %w", err)
+	for _, k := range sessionKeepalives {
+		if _, set := url[k.name]; set {
+			continue
+		}
+		var cur int
+		// current_setting in the GUC's base unit (seconds, or ms for tcp_user_timeout); 0 on a
+		// Unix-domain socket, where these do nothing.
+		if err := c.QueryRow(ctx, `SELECT current_setting($1)::int`, k.name).Scan(&cur); err != nil {
+			return fmt.Errorf("postgres: %s: %w", k.name, err)
+		}
+		if cur != 0 && cur <= k.value {
+			continue
+		}
+		if _, err := c.Exec(ctx, fmt.Sprintf(`SET %s = %d`, k.name, k.value)); err != nil {
+			return fmt.Errorf("postgres: set %s: %w", k.name, err)
+		}
 	}
 	return nil
+}
+
+// BatchTimeout bounds a batch of the writer (and each write it runs again alone): past it, the
+// batch's connection is closed and every write of it is answered failed (its COMMIT, if it was
+// sent, may have committed: the provider's retry then meets the change as a duplicate). Without it
+// a connection that went silent (a failover whose old server vanished without a reset) held both
+// writers, and every notification of the instance, for as long as the operating system kept the
+// socket: a quarter of an hour or more.
+const BatchTimeout = 60 * time.Second
+
+// WriterStuckAfter is how long a batch may run before Ping reports the writer stuck (serve's
+// /readyz then answers 503, so that a load balancer sends notifications elsewhere).
+const WriterStuckAfter = 20 * time.Second
+
+// inflightClock keeps when each running batch started.
+type inflightClock struct {
+	mu      sync.Mutex
+	next    uint64
+	started map[uint64]time.Time
+}
+
+func (c *inflightClock) begin(at time.Time) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started == nil {
+		c.started = map[uint64]time.Time{}
+	}
+	c.next++
+	c.started[c.next] = at
+	return c.next
+}
+
+func (c *inflightClock) end(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.started, id)
+}
+
+// oldest returns when the longest-running batch started, zero when none runs.
+func (c *inflightClock) oldest() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var o time.Time
+	for _, t := range c.started {
+		if o.IsZero() || t.Before(o) {
+			o = t
+		}
+	}
+	return o
 }
 
 // Close closes the connection pool, after the writes already handed to the writer are done.
@@ -205,6 +292,11 @@ func (db *DB) tryTx(ctx context.Context, f func(tx pgx.Tx) error) error {
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error {
+	if o := db.inflight.oldest(); !o.IsZero() {
+		if d := time.Since(o); d > db.stuckAfter {
+			return fmt.Errorf("postgres: ping: a batch of the writer has been running for %s (the database unreachable, or a lock held): notifications wait", d.Round(time.Second))
+		}
+	}
 	if err := db.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres: ping: %w", err)
 	}

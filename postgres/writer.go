@@ -158,56 +158,63 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 			o.Err = fmt.Errorf("postgres: not run: a write of the same row (%s/%s) waited past the lock timeout: %w", key.app, key.outTradeNo, err)
 			continue
 		}
-		// Once started, a write runs to its end (a cancelled COMMIT leaves its outcome
-		// unknown); the lock timeout bounds how long it can wait for a row.
-		ctx := context.WithoutCancel(o.Ctx)
-		wr := o.Fn
-		if d := wr.decide; d != nil {
-			if !d.built { // its batch failed before deciding it: read alone, decide once
-				ord, err := db.GetOrder(ctx, d.app, d.outTradeNo)
-				switch {
-				case paynotify.ErrorCode(err) == paynotify.ENOTFOUND:
-					wr.decided(nil)
-				case err != nil:
-					d.built, d.err = true, err // "postgres: get order: …"
-				default:
-					wr.decided(ord)
-				}
-			}
-			if d.err != nil || wr.change == nil {
-				o.Err = d.err
-				continue
-			}
-		}
-		err := db.inTx(ctx, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, lockTimeoutSQL); err != nil {
-				return err
-			}
-			var b batch
-			err := groupcommit.Run(func() error {
-				var err error
-				switch {
-				case wr.change != nil:
-					wr.anomalyNew = false
-					err = commit(ctx, tx, wr.change, wr.anomalyAt, &wr.anomalyNew, &b)
-				case wr.create != nil:
-					wr.stored, wr.created, err = createOrder(ctx, tx, wr.create)
-				default:
-					err = wr.fn(ctx, tx, &b)
-				}
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			return insertEvents(ctx, tx, b.events)
-		})
+		err := db.rerunOne(o)
 		if keyed && lockTimeout(err) {
 			timedOut[key] = unclean(err)
 		}
 		o.Err = unclean(err)
 	}
 	return nil
+}
+
+// rerunOne runs the write of o alone, in a transaction of its own, and returns its outcome. Once
+// started, a write runs to its end, whoever waits for it (a cancelled COMMIT leaves its outcome
+// unknown); the lock timeout bounds how long it can wait for a row, and BatchTimeout how long it
+// can wait for a connection that went silent.
+func (db *DB) rerunOne(o *op) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(o.Ctx), db.batchTimeout)
+	defer cancel()
+	defer db.inflight.end(db.inflight.begin(time.Now()))
+	wr := o.Fn
+	if d := wr.decide; d != nil {
+		if !d.built { // its batch failed before deciding it: read alone, decide once
+			ord, err := db.GetOrder(ctx, d.app, d.outTradeNo)
+			switch {
+			case paynotify.ErrorCode(err) == paynotify.ENOTFOUND:
+				wr.decided(nil)
+			case err != nil:
+				d.built, d.err = true, err // "postgres: get order: …"
+			default:
+				wr.decided(ord)
+			}
+		}
+		if d.err != nil || wr.change == nil {
+			return d.err
+		}
+	}
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockTimeoutSQL); err != nil {
+			return err
+		}
+		var b batch
+		err := groupcommit.Run(func() error {
+			var err error
+			switch {
+			case wr.change != nil:
+				wr.anomalyNew = false
+				err = commit(ctx, tx, wr.change, wr.anomalyAt, &wr.anomalyNew, &b)
+			case wr.create != nil:
+				wr.stored, wr.created, err = createOrder(ctx, tx, wr.create)
+			default:
+				err = wr.fn(ctx, tx, &b)
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		return insertEvents(ctx, tx, b.events)
+	})
 }
 
 // rerunKey is the row a write run alone locks first, when it is known before it runs: its
@@ -248,7 +255,9 @@ var errOpFailed = errors.New("postgres: a write of the batch failed")
 // says whether it was part of it), errOpFailed or a retryable error when the ops must run
 // again one by one, or another error for every op without one.
 func (db *DB) tryBatch(w *writer, ops []*op) error {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), db.batchTimeout)
+	defer cancel()
+	defer db.inflight.end(db.inflight.begin(time.Now()))
 	tx, err := db.pool.BeginTx(ctx, beginBatch)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
