@@ -153,6 +153,9 @@ func NewClient(cfg Config) (*Client, error) {
 			if c.priv != nil && l.pub.Equal(c.appPub) {
 				return nil, errOwnKey
 			}
+			if l.pub.N.BitLen() < 1024 {
+				return nil, errors.New("alipay: AlipayCert: a certificate's key is shorter than 1024 bits")
+			}
 		}
 		if len(cfg.AppCert) > 0 {
 			sn, pub, err := CertPublicKey(cfg.AppCert)
@@ -366,30 +369,14 @@ func (c *Client) verifyForm(f *form, r rule) error {
 			return nil
 		}
 	}
-	// A notification with an empty value may be signed over the string that keeps it as "k="
-	// (the PHP SDK's rule since its commit 49ca4518b): one more verification, only then.
-	if f.hasEmptyValue(r) {
-		withEmpty := f.appendCanonicalRule(stack[:0], r, "", true)
-		h, d, n := c.signType.hashed(withEmpty)
-		if rsaVerify(key, h, d[:n], raw) {
-			f.signedWithEmpty = true
-			return nil
-		}
+	if c.verifyOtherRules(f, r, key, raw, stack[:0]) {
+		return nil
 	}
-	// A value made only of full-width (or other non-ASCII) spaces: Alipay's Java signer leaves
-	// it out of the string (Character.isWhitespace), which our usual rule keeps. One more
-	// verification, only then.
-	if f.hasJavaBlankValue(r) {
-		alt := f.appendCanonicalJava(stack[:0], r)
-		h, d, n := c.signType.hashed(alt)
-		if rsaVerify(key, h, d[:n], raw) {
-			return nil
-		}
-	}
-	// No alipay_cert_sn, and several certificates configured (a rotation): the others' keys.
+	// No alipay_cert_sn, and several certificates configured (a rotation): the others' keys,
+	// under every rule.
 	if !hasSN {
 		for _, other := range c.otherKeys {
-			if rsaVerify(other, h, d[:n], raw) {
+			if rsaVerify(other, h, d[:n], raw) || c.verifyOtherRules(f, r, other, raw, stack[:0]) {
 				return nil
 			}
 		}
@@ -397,6 +384,32 @@ func (c *Client) verifyForm(f *form, r rule) error {
 	full := f.appendCanonical(nil, r, "")
 	return &VerifyError{Reason: ReasonSignatureInvalid, Detail: c.explainFailure(f, r, key, raw, full),
 		Message: full, OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}
+}
+
+// verifyOtherRules verifies raw with key over the canonical strings of the other signers' rules,
+// each only when the form has what makes it differ from the usual one.
+func (c *Client) verifyOtherRules(f *form, r rule, key *rsa.PublicKey, raw, buf []byte) bool {
+	// A notification with an empty value may be signed over the string that keeps it as "k="
+	// (the PHP SDK's rule since its commit 49ca4518b): one more verification, only then.
+	if f.hasEmptyValue(r) {
+		withEmpty := f.appendCanonicalRule(buf, r, "", true)
+		h, d, n := c.signType.hashed(withEmpty)
+		if rsaVerify(key, h, d[:n], raw) {
+			f.signedWithEmpty = true
+			return true
+		}
+	}
+	// A value made only of full-width (or other non-ASCII) spaces: Alipay's Java signer leaves
+	// it out of the string (Character.isWhitespace), which our usual rule keeps. One more
+	// verification, only then.
+	if f.hasJavaBlankValue(r) {
+		alt := f.appendCanonicalJava(buf, r)
+		h, d, n := c.signType.hashed(alt)
+		if rsaVerify(key, h, d[:n], raw) {
+			return true
+		}
+	}
+	return false
 }
 
 func rsaVerify(pub *rsa.PublicKey, h crypto.Hash, digest, sig []byte) bool {

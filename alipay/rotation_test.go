@@ -116,6 +116,13 @@ func TestCertRotation(t *testing.T) {
 			t.Errorf("%s: %v, want a signature failure", tc.name, err)
 		}
 	}
+	// Signed by the next certificate's key over the string that keeps an empty value ("body=",
+	// the PHP SDK's rule), naming no certificate: the other rules are tried with every key too.
+	f := testsign.AlipayPaid("2021000000000001", "2088000000000002", "R0002", "1.00")
+	f["body"] = ""
+	if _, err := c.VerifyNotification(nil, testsign.AlipayNotifyWithEmpty(t, newKey, f)); err != nil {
+		t.Errorf("the next certificate's notification signed with its empty value kept: %v", err)
+	}
 	// The file Alipay gives alone (its certificate, then the CA's): only its certificate.
 	single, err := NewClient(Config{AlipayCert: append(append([]byte(nil), oldCert...), certPEM(caDER)...)})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/postgres"
 	"github.com/paynotify/paynotify/storetest"
@@ -194,5 +195,54 @@ func TestSessionKeepalives(t *testing.T) {
 	defer own.Close()
 	if got := show(own, "tcp_keepalives_idle"); got != "120" {
 		t.Errorf("the URL's tcp_keepalives_idle = %s, want 120 kept", got)
+	}
+}
+
+// TestWriterTimeoutNoRerun (from a reviewer helper's review): a batch past BatchTimeout (here
+// behind the event log's lock, held by another session) answers every write of it failed at
+// once; they are not run again one by one, each waiting its own BatchTimeout (eight writes were
+// answered after 9 s instead of 2). Nothing of them is committed.
+func TestWriterTimeoutNoRerun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u := pgtest.NewDatabase(t) // a database of its own: the event log's lock is the database's
+	db := MustOpen(t, u)
+	var orders []*paynotify.Order
+	for i := range 8 {
+		orders = append(orders, storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", fmt.Sprintf("T%02d", i), storetest.T0)))
+	}
+	db.SetWriterTimeouts(time.Second, 5*time.Second)
+	holder, _ := openTx(t, u)
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, postgres.EventsLockKey); err != nil {
+		t.Fatal(err)
+	}
+	before := db.Reruns()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(orders))
+	for i, o := range orders {
+		wg.Go(func() {
+			_, errs[i] = db.Commit(ctx, storetest.PaidChange(o, fmt.Sprintf("evt_%d", i), fmt.Sprintf("ntf_%d", i), storetest.T0.Add(time.Minute)))
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("write %d committed while the event log's lock was held", i)
+		}
+	}
+	// Two batches at most (the writer's two goroutines), a second each, and some slack.
+	if took > 4*time.Second || db.Reruns() != before {
+		t.Errorf("answered after %v with %d reruns; want every write failed within a few seconds, none run again", took, db.Reruns()-before)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range orders {
+		got, err := db.GetOrder(ctx, o.App, o.OutTradeNo)
+		if err != nil || got.Status != paynotify.StatusPending {
+			t.Errorf("%s after the failed writes: %+v, %v; want pending", o.OutTradeNo, got, err)
+		}
 	}
 }

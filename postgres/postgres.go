@@ -118,13 +118,14 @@ func boundSessions(ctx context.Context, c *pgx.Conn, url map[string]string) erro
 		if _, set := url[k.name]; set {
 			continue
 		}
-		var cur int
+		var cur *int
 		// current_setting in the GUC's base unit (seconds, or ms for tcp_user_timeout); 0 on a
-		// Unix-domain socket, where these do nothing.
-		if err := c.QueryRow(ctx, `SELECT current_setting($1)::int`, k.name).Scan(&cur); err != nil {
+		// Unix-domain socket, where these do nothing; NULL where the server has no such setting
+		// (tcp_user_timeout before PostgreSQL 12).
+		if err := c.QueryRow(ctx, `SELECT current_setting($1, true)::int`, k.name).Scan(&cur); err != nil {
 			return fmt.Errorf("postgres: %s: %w", k.name, err)
 		}
-		if cur != 0 && cur <= k.value {
+		if cur == nil || (*cur != 0 && *cur <= k.value) {
 			continue
 		}
 		if _, err := c.Exec(ctx, fmt.Sprintf(`SET %s = %d`, k.name, k.value)); err != nil {
@@ -264,7 +265,13 @@ func limit(n int) int {
 	return n
 }
 
-func rollback(ctx context.Context, tx pgx.Tx) { _ = tx.Rollback(context.WithoutCancel(ctx)) }
+func rollback(ctx context.Context, tx pgx.Tx) {
+	// Bounded: a connection that just went silent must not hold the caller (a closed one
+	// returns at once).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = tx.Rollback(rctx)
+}
 
 // inTx runs f in a transaction, again (up to three times) on a serialization failure or deadlock.
 func (db *DB) inTx(ctx context.Context, f func(tx pgx.Tx) error) error {

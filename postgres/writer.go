@@ -258,6 +258,17 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 	ctx, cancel := context.WithTimeout(context.Background(), db.batchTimeout)
 	defer cancel()
 	defer db.inflight.end(db.inflight.begin(time.Now()))
+	err := db.runBatch(ctx, w, ops)
+	if err != nil && ctx.Err() != nil {
+		// Past BatchTimeout (a connection gone silent, a lock held): every write of the batch
+		// is answered this, not run again alone (each would wait its own BatchTimeout).
+		return fmt.Errorf("postgres: the batch did not finish within %s: %w", db.batchTimeout, ctx.Err())
+	}
+	return err
+}
+
+// runBatch is tryBatch's work, under its deadline.
+func (db *DB) runBatch(ctx context.Context, w *writer, ops []*op) error {
 	tx, err := db.pool.BeginTx(ctx, beginBatch)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
