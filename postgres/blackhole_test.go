@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -230,6 +231,11 @@ func TestWriterTimeoutNoRerun(t *testing.T) {
 	for i, err := range errs {
 		if err == nil {
 			t.Errorf("write %d committed while the event log's lock was held", i)
+		}
+		// The store's failure, not the caller's cancellation (which the Processor reports as
+		// client_gone, keeping store_error for the store's).
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			t.Errorf("write %d: %v reads as the caller's context ending", i, err)
 		}
 	}
 	// Two batches at most (the writer's two goroutines), a second each, and some slack.

@@ -262,7 +262,9 @@ func (db *DB) tryBatch(w *writer, ops []*op) error {
 	if err != nil && ctx.Err() != nil {
 		// Past BatchTimeout (a connection gone silent, a lock held): every write of the batch
 		// is answered this, not run again alone (each would wait its own BatchTimeout).
-		return fmt.Errorf("postgres: the batch did not finish within %s: %w", db.batchTimeout, ctx.Err())
+		// Not wrapping ctx.Err(): the caller's own context did not end, and this is not its
+		// cancellation (the Processor tells a provider that hung up, client_gone, by that).
+		return fmt.Errorf("postgres: the batch did not finish within %s (%v): the database did not answer in time", db.batchTimeout, ctx.Err())
 	}
 	return err
 }
