@@ -66,20 +66,45 @@ type Evidence struct {
 	Repeats int64 `json:"repeats"`
 	// LastReceivedAt is when the last of the repeats arrived; zero while Repeats is 0.
 	LastReceivedAt time.Time `json:"last_received_at,omitzero"`
+	// BodyOmitted marks a record of a list answer sent without its body (the answer's budget of
+	// body bytes spent): GET /v1/notifications/{id} has it. Not stored.
+	BodyOmitted bool `json:"-"`
 }
 
-// MarshalJSON adds body_base64 and, when the body is valid UTF-8, body_text.
+// MarshalJSON adds body_base64 and, when the body is text (valid UTF-8 without control
+// characters but tab, CR and LF: what providers send), body_text. A body another's text escapes
+// six-fold (\u0001) is in body_base64 only. BodyOmitted, set by a list answer whose body budget
+// is spent, leaves both out and says so.
 func (e *Evidence) MarshalJSON() ([]byte, error) {
 	type plain Evidence
 	out := struct {
 		*plain
-		BodyBase64 string `json:"body_base64"`
-		BodyText   string `json:"body_text,omitempty"`
-	}{plain: (*plain)(e), BodyBase64: base64.StdEncoding.EncodeToString(e.Body)}
-	if utf8.Valid(e.Body) {
+		BodyBase64  string `json:"body_base64"`
+		BodyText    string `json:"body_text,omitempty"`
+		BodyOmitted bool   `json:"body_omitted,omitempty"`
+	}{plain: (*plain)(e)}
+	if e.BodyOmitted {
+		out.BodyOmitted = true
+		return json.Marshal(out)
+	}
+	out.BodyBase64 = base64.StdEncoding.EncodeToString(e.Body)
+	if isText(e.Body) {
 		out.BodyText = string(e.Body)
 	}
 	return json.Marshal(out)
+}
+
+// isText reports whether b is valid UTF-8 without control characters but tab, CR and LF.
+func isText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 && c != '\t' && c != '\r' && c != '\n' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // StorableText is s as the stores keep the text fields of an evidence record (out_trade_no,

@@ -122,6 +122,7 @@ func (s *Server) Handler() http.Handler {
 	api("GET /v1/orders", s.handleListOrders)
 	api("GET /v1/events", s.handleListEvents)
 	api("GET /v1/notifications", s.handleListNotifications)
+	api("GET /v1/notifications/{id}", s.handleGetNotification)
 	api("POST /v1/notifications/{id}/reprocess", s.handleReprocess)
 	api("POST /v1/webhook-endpoints", s.handleCreateEndpoint)
 	api("GET /v1/webhook-endpoints", s.handleListEndpoints)

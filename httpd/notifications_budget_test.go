@@ -1,0 +1,84 @@
+package httpd_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/storetest"
+)
+
+// TestListNotifications_BodyBudget (from a reviewer helper's audit): anyone can post 64 KiB
+// bodies to a notify URL, kept as rejected evidence; a body of control bytes was sent twice
+// (base64, and text escaped six-fold), so a list of a thousand such records made an answer of
+// hundreds of MB. A list carries at most 4 MiB of bodies, newest first, the rest marked
+// body_omitted; GET /v1/notifications/{id} has one record's body; a body of control bytes has no
+// body_text.
+func TestListNotifications_BodyBudget(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		ctx := t.Context()
+		body := bytes.Repeat([]byte{0x01}, paynotify.MaxEvidenceBody)
+		const n = 80 // 5 MiB of bodies
+		for i := range n {
+			ev := storetest.NewEvidence(fmt.Sprintf("ntf_B%03d", i), &paynotify.Order{App: "shop", OutTradeNo: "B"}, storetest.T0.Add(time.Duration(i)*time.Second))
+			ev.Verdict, ev.Reason, ev.Body = paynotify.VerdictRejected, paynotify.ReasonSignatureInvalid, body
+			if err := s.InsertEvidence(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		code, raw := e.raw("GET", "/v1/notifications?limit=1000", "", true)
+		if code != http.StatusOK {
+			t.Fatalf("list: %d", code)
+		}
+		var page struct {
+			Notifications []struct {
+				ID          string  `json:"id"`
+				BodyBase64  string  `json:"body_base64"`
+				BodyText    *string `json:"body_text"`
+				BodyOmitted bool    `json:"body_omitted"`
+			} `json:"notifications"`
+		}
+		if err := json.Unmarshal(raw, &page); err != nil {
+			t.Fatal(err)
+		}
+		withBody, omitted := 0, 0
+		for i, x := range page.Notifications {
+			switch {
+			case x.BodyOmitted && x.BodyBase64 == "" && omitted == i-withBody:
+				omitted++
+			case !x.BodyOmitted && len(x.BodyBase64) > 0 && omitted == 0:
+				withBody++
+				if x.BodyText != nil {
+					t.Errorf("%s: body_text for a body of control bytes", x.ID)
+				}
+			default:
+				t.Fatalf("record %d (%s): body %d bytes, omitted %v, after %d omitted", i, x.ID, len(x.BodyBase64), x.BodyOmitted, omitted)
+			}
+		}
+		if len(page.Notifications) != n || withBody != 64 || omitted != n-64 || len(raw) > 7<<20 {
+			t.Fatalf("%d records, %d with their bodies, %d omitted, %d bytes; want %d, 64 (4 MiB), %d, under 7 MiB",
+				len(page.Notifications), withBody, omitted, len(raw), n, n-64)
+		}
+		// The oldest, omitted from the list, in full on its own.
+		last := page.Notifications[n-1]
+		code, raw = e.raw("GET", "/v1/notifications/"+last.ID, "", true)
+		var one struct {
+			ID         string `json:"id"`
+			BodyBase64 string `json:"body_base64"`
+		}
+		if code != http.StatusOK || json.Unmarshal(raw, &one) != nil || one.ID != last.ID || len(one.BodyBase64) < paynotify.MaxEvidenceBody {
+			t.Fatalf("GET %s: %d, %d bytes of base64", last.ID, code, len(one.BodyBase64))
+		}
+		if code, _ := e.raw("GET", "/v1/notifications/ntf_nosuch", "", true); code != http.StatusNotFound {
+			t.Errorf("GET an unknown record: %d, want 404", code)
+		}
+		if code, _ := e.raw("GET", "/v1/notifications/"+last.ID, "", false); code != http.StatusUnauthorized {
+			t.Errorf("GET without a token: %d, want 401", code)
+		}
+	})
+}
