@@ -57,6 +57,9 @@ func (s *Server) tokenTTL() time.Duration {
 // time) or a stored token; a read token may call GET (and HEAD) routes only.
 func (s *Server) authorized(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An answer of the API (an order's pay parameters, a webhook secret, evidence) is not
+		// for any cache to keep.
+		w.Header().Set("Cache-Control", "no-store")
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		var (
 			tok *paynotify.APIToken

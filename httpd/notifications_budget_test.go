@@ -74,6 +74,20 @@ func TestListNotifications_BodyBudget(t *testing.T) {
 		if code != http.StatusOK || json.Unmarshal(raw, &one) != nil || one.ID != last.ID || len(one.BodyBase64) < paynotify.MaxEvidenceBody {
 			t.Fatalf("GET %s: %d, %d bytes of base64", last.ID, code, len(one.BodyBase64))
 		}
+		// Not for a cache to keep: an API answer holds evidence, pay parameters, secrets.
+		req, err := http.NewRequest("GET", e.srv.URL+"/v1/notifications/"+last.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("Cache-Control %q, want no-store", cc)
+		}
 		if code, _ := e.raw("GET", "/v1/notifications/ntf_nosuch", "", true); code != http.StatusNotFound {
 			t.Errorf("GET an unknown record: %d, want 404", code)
 		}

@@ -41,3 +41,24 @@ func TestDemoDirShown(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsPublic: serve warns at start when /metrics is answered on a listener that is not
+// loopback only (a reviewer helper's finding: the default listen, ":8080", serves it to anyone).
+func TestMetricsPublic(t *testing.T) {
+	for _, c := range []struct {
+		listen, admin string
+		public        bool
+	}{
+		{":8080", "", true},
+		{"0.0.0.0:8080", "", true},
+		{"10.0.0.5:8080", "", true},
+		{"127.0.0.1:8080", "", false},
+		{"[::1]:8080", "", false},
+		{"localhost:8080", "", false},
+		{":8080", "127.0.0.1:9090", false},
+	} {
+		if got := metricsPublic(&Config{Listen: c.listen, AdminListen: c.admin}); got != c.public {
+			t.Errorf("listen %q, admin_listen %q: public %v, want %v", c.listen, c.admin, got, c.public)
+		}
+	}
+}

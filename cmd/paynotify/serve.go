@@ -156,6 +156,27 @@ func logStart(logger *slog.Logger, cfg *Config) {
 	if cfg.NATS.URL != "" {
 		logger.Info("nats", "url", redactDSN(cfg.NATS.URL), "stream", cfg.NATS.Stream)
 	}
+	if metricsPublic(cfg) {
+		logger.Warn("GET /metrics is served on listen, which is not a loopback address: app names and order counts are public unless the reverse proxy blocks /metrics; set admin_listen to keep them private",
+			"listen", cfg.Listen)
+	}
+}
+
+// metricsPublic reports whether serve would answer GET /metrics on a listener that is not bound
+// to loopback only (no admin_listen).
+func metricsPublic(cfg *Config) bool {
+	if cfg.AdminListen != "" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return true
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // newService wires the workflows of a config.
