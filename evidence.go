@@ -66,15 +66,15 @@ type Evidence struct {
 	Repeats int64 `json:"repeats"`
 	// LastReceivedAt is when the last of the repeats arrived; zero while Repeats is 0.
 	LastReceivedAt time.Time `json:"last_received_at,omitzero"`
-	// BodyOmitted marks a record of a list answer sent without its body (the answer's budget of
-	// body bytes spent): GET /v1/notifications/{id} has it. Not stored.
+	// BodyOmitted marks a record of a list answer sent without its body and headers (the
+	// answer's budget of such bytes spent): GET /v1/notifications/{id} has them. Not stored.
 	BodyOmitted bool `json:"-"`
 }
 
 // MarshalJSON adds body_base64 and, when the body is text (valid UTF-8 without control
 // characters but tab, CR and LF: what providers send), body_text. A body another's text escapes
-// six-fold (\u0001) is in body_base64 only. BodyOmitted, set by a list answer whose body budget
-// is spent, leaves both out and says so.
+// six-fold (\u0001) is in body_base64 only. BodyOmitted, set by a list answer whose budget is
+// spent, leaves both out, and the headers, and says so.
 func (e *Evidence) MarshalJSON() ([]byte, error) {
 	type plain Evidence
 	out := struct {
@@ -85,6 +85,9 @@ func (e *Evidence) MarshalJSON() ([]byte, error) {
 	}{plain: (*plain)(e)}
 	if e.BodyOmitted {
 		out.BodyOmitted = true
+		p := *out.plain
+		p.Headers = nil
+		out.plain = &p
 		return json.Marshal(out)
 	}
 	out.BodyBase64 = base64.StdEncoding.EncodeToString(e.Body)

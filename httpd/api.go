@@ -367,16 +367,28 @@ func (s *Server) handleListNotifications(w http.ResponseWriter, r *http.Request)
 	// /v1/notifications/{id} has it.
 	spent := 0
 	for _, e := range list {
-		if spent += len(e.Body); spent > listBodyBudget {
+		if spent += len(e.Body) + headerBytes(e.Headers); spent > listBodyBudget {
 			e.BodyOmitted = true
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"notifications": list})
 }
 
-// listBodyBudget is how many body bytes a list of notifications carries (the JSON is up to about
-// 2.4 times that: base64 and text).
+// listBodyBudget is how many bytes of bodies and headers a list of notifications carries (the
+// JSON is up to about 3.3 times that: base64, and text whose quotes and backslashes are escaped).
 const listBodyBudget = 4 << 20
+
+// headerBytes is the size of h's names and values (a request's headers are kept, up to 64 KiB).
+func headerBytes(h http.Header) int {
+	n := 0
+	for k, vs := range h {
+		n += len(k)
+		for _, v := range vs {
+			n += len(v)
+		}
+	}
+	return n
+}
 
 // handleGetNotification answers one evidence record, with its body.
 func (s *Server) handleGetNotification(w http.ResponseWriter, r *http.Request) {

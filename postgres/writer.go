@@ -159,6 +159,10 @@ func (db *DB) commitBatch(w *writer, ops []*op) error {
 			continue
 		}
 		err := db.rerunOne(o)
+		if errors.Is(err, context.DeadlineExceeded) && o.Ctx.Err() == nil {
+			// Its own BatchTimeout, not the caller's context: the store's failure.
+			err = fmt.Errorf("postgres: the write did not finish within %s: the database did not answer in time", db.batchTimeout)
+		}
 		if keyed && lockTimeout(err) {
 			timedOut[key] = unclean(err)
 		}
