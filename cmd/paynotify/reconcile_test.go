@@ -325,28 +325,12 @@ func TestReprocessCommand(t *testing.T) {
 	base := "http://" + addr
 	o := createOrders(t, base, "W", 1)[0]
 	payAt(t, sb, o)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, ev := binAPI(t, "GET", base+"/v1/notifications?verdict=rejected&out_trade_no="+o.otn, nil)
-		if list, _ := ev["notifications"].([]any); len(list) >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fewer than 3 rejected notifications")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitRejected(t, base, o.otn, 3)
 	// Stop the server (its retries would be rejected anyway), then reprocess with the fixed key.
 	srv.Process.Signal(syscall.SIGTERM)
 	srv.Wait()
 	out, errOut, code := runCLI(t, bin, "reprocess", "--config", good, "--since", "1h", "--reason", "signature_invalid")
-	var n, accepted, duplicate, rejected, anomaly, errs int
-	if _, err := fmt.Sscanf(lastLine(out), "reprocessed=%d accepted=%d duplicate=%d rejected=%d anomaly=%d errors=%d", &n, &accepted, &duplicate, &rejected, &anomaly, &errs); err != nil {
-		t.Fatalf("output %q: %v\n%s", out, err, errOut)
-	}
-	if code != 0 || n < 3 || accepted != 1 || duplicate != n-1 || rejected+anomaly+errs != 0 {
-		t.Fatalf("exit %d, %q: want every copy reprocessed, one accepted, the rest duplicates", code, lastLine(out))
-	}
+	wantReprocessedOnce(t, 3, out, errOut, code)
 	startBinary(t, bin, good, addr)
 	if st, _ := status(t, base, o); st != "paid" {
 		t.Fatalf("order %s", st)
@@ -359,6 +343,35 @@ func TestReprocessCommand(t *testing.T) {
 	out, _, code = runCLI(t, bin, "reprocess", "--config", good, "--since", "1h")
 	if code != 0 || !strings.Contains(out, "accepted=0") {
 		t.Fatalf("second run: exit %d %q", code, out)
+	}
+}
+
+// waitRejected waits until base lists at least n rejected notifications of otn.
+func waitRejected(t *testing.T, base, otn string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, ev := binAPI(t, "GET", base+"/v1/notifications?verdict=rejected&out_trade_no="+otn, nil)
+		if list, _ := ev["notifications"].([]any); len(list) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %d rejected notifications of %s", n, otn)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// wantReprocessedOnce checks a `paynotify reprocess` run (its stdout, stderr and exit code): at
+// least min copies reprocessed, one accepted, the rest duplicates, exit 0.
+func wantReprocessedOnce(t *testing.T, min int, out, errOut string, code int) {
+	t.Helper()
+	var n, accepted, duplicate, rejected, anomaly, errs int
+	if _, err := fmt.Sscanf(lastLine(out), "reprocessed=%d accepted=%d duplicate=%d rejected=%d anomaly=%d errors=%d", &n, &accepted, &duplicate, &rejected, &anomaly, &errs); err != nil {
+		t.Fatalf("output %q: %v\n%s", out, err, errOut)
+	}
+	if code != 0 || n < min || accepted != 1 || duplicate != n-1 || rejected+anomaly+errs != 0 {
+		t.Fatalf("exit %d, %q: want every copy reprocessed, one accepted, the rest duplicates\n%s", code, lastLine(out), errOut)
 	}
 }
 

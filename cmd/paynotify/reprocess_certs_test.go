@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/paynotify/paynotify/sandbox"
 )
@@ -35,10 +34,8 @@ func TestReprocessCommand_DownloadsPlatformCerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	var blocked atomic.Bool
-	var downloads atomic.Int64
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/v3/certificates") {
-			downloads.Add(1)
 			if blocked.Load() {
 				http.Error(w, "unavailable", http.StatusServiceUnavailable)
 				return
@@ -83,17 +80,7 @@ func TestReprocessCommand_DownloadsPlatformCerts(t *testing.T) {
 	blocked.Store(true)
 	srv = startBinary(t, bin, path, addr)
 	payAt(t, sb, o)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, ev := binAPI(t, "GET", base+"/v1/notifications?verdict=rejected&out_trade_no="+o.otn, nil)
-		if list, _ := ev["notifications"].([]any); len(list) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fewer than 2 rejected notifications")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitRejected(t, base, o.otn, 2)
 	if st, _ := status(t, base, o); st == "paid" {
 		t.Fatal("paid while the notifications did not verify")
 	}
@@ -101,16 +88,8 @@ func TestReprocessCommand_DownloadsPlatformCerts(t *testing.T) {
 	srv.Wait()
 
 	blocked.Store(false)
-	before := downloads.Load()
 	out, errOut, code := runCLI(t, bin, "reprocess", "--config", path, "--since", "1h")
-	var n, accepted, duplicate, rejected, anomaly, errs int
-	if _, err := fmt.Sscanf(lastLine(out), "reprocessed=%d accepted=%d duplicate=%d rejected=%d anomaly=%d errors=%d", &n, &accepted, &duplicate, &rejected, &anomaly, &errs); err != nil {
-		t.Fatalf("output %q: %v\n%s", out, err, errOut)
-	}
-	if code != 0 || n < 2 || accepted != 1 || duplicate != n-1 || rejected+anomaly+errs != 0 {
-		t.Fatalf("exit %d, %q (%d downloads): want every copy reprocessed, one accepted, the rest duplicates\n%s",
-			code, lastLine(out), downloads.Load()-before, errOut)
-	}
+	wantReprocessedOnce(t, 2, out, errOut, code)
 	startBinary(t, bin, path, addr)
 	if st, _ := status(t, base, o); st != "paid" {
 		t.Fatalf("order %s after reprocess", st)
