@@ -164,6 +164,50 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 			}
 		})
 
+		t.Run("ErrFinalRefusalUnconfirmedStaysPending", func(t *testing.T) {
+			// A signed final refusal while the refund query does not answer: the refund may have
+			// been made (a retry refused on the trade's status after a full refund), so it stays
+			// pending, not failed (a reviewer helper's finding: recorded failed, refund.failed
+			// raised, and the reconciliation never looked again).
+			pay("F0005")
+			fake.set("alipay.trade.refund", `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_STATUS_ERROR","sub_msg":"交易状态不合法"}`, true)
+			fake.set("alipay.trade.fastpay.refund.query", `{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"系统繁忙"}`, false)
+			code, _, ecode := refund("F0005", "RF0001")
+			if code != http.StatusBadGateway || ecode != "provider_unavailable" || status("F0005", "RF0001") != paynotify.RefundPending {
+				t.Fatalf("answer %d %s, refund %s; want 502 provider_unavailable and pending", code, ecode, status("F0005", "RF0001"))
+			}
+		})
+
+		t.Run("ErrReplayedFundChangeStaysPending", func(t *testing.T) {
+			// The signed answer of the order's first refund (fund_change=Y, running total 1.00)
+			// comes back for a second refund: it names no out_request_no, and its total has no
+			// room for the second; the refund query, which does not find the second, decides
+			// (a reviewer helper's finding: the second was recorded succeeded and announced).
+			pay("F0006")
+			first := `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000006","out_trade_no":"F0006","fund_change":"Y","refund_fee":"1.00"}`
+			fake.set("alipay.trade.refund", first, true)
+			if code, rf, _ := refund("F0006", "RF0001"); code != http.StatusCreated || rf.Status != paynotify.RefundSucceeded {
+				t.Fatalf("first refund: %d %+v", code, rf)
+			}
+			queries := fake.count("alipay.trade.fastpay.refund.query")
+			fake.set("alipay.trade.fastpay.refund.query", `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000006","out_trade_no":"F0006","out_request_no":"RF0002"}`, true)
+			refund("F0006", "RF0002") // the same answer again
+			if st := status("F0006", "RF0002"); st != paynotify.RefundPending {
+				t.Fatalf("a replayed fund_change answer made the second refund %s, want pending", st)
+			}
+			if n := fake.count("alipay.trade.fastpay.refund.query") - queries; n != 1 {
+				t.Errorf("%d refund queries for the second refund, want 1", n)
+			}
+			if got := e.getOrder("shop2", "F0006"); got.RefundedAmount != 100 {
+				t.Errorf("order refunded %d, want 100", got.RefundedAmount)
+			}
+			for _, x := range e.events() {
+				if x.Type == "order.refunded" && strings.Contains(string(x.Data), `"RF0002"`) {
+					t.Errorf("order.refunded announced for the refund Alipay did not make: %s", x.Data)
+				}
+			}
+		})
+
 		t.Run("OKQueryConfirms", func(t *testing.T) {
 			pay("F0004")
 			// The call times out at Alipay's side (20000), but the refund happened: the query says so.

@@ -295,8 +295,13 @@ func alipayAnswer(endpoint string, raw *alipay.RawResponse, err error, fill func
 func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund, _ string) (*paynotify.Fact, error) {
 	resp, err := g.Client.TradeRefund(ctx, alipay.TradeRefund{OutTradeNo: o.OutTradeNo, RefundAmount: int64(r.Amount),
 		OutRequestNo: r.OutRequestNo, RefundReason: r.Reason})
-	// The answer's signature does not cover the request: only an answer about this order counts.
-	if err == nil && resp.FundChange && resp.OutTradeNo == o.OutTradeNo {
+	// The answer's signature does not cover the request, and the answer names no out_request_no:
+	// only an answer about this order whose running total has room for this refund counts (a
+	// replayed answer of an earlier refund of the order, fund_change=Y, would otherwise record
+	// this one as made; a reviewer helper's finding). Anything else is asked of the refund query,
+	// which names the refund.
+	if err == nil && resp.FundChange && resp.OutTradeNo == o.OutTradeNo &&
+		paynotify.Amount(resp.RefundFee) >= o.RefundedAmount+r.Amount {
 		return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: resp.TradeNo,
 			RefundTotal: paynotify.Amount(resp.RefundFee), RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount}, nil
 	}
@@ -306,11 +311,14 @@ func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Re
 		return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: q.TradeNo,
 			RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: paynotify.Amount(q.RefundAmount), At: q.GmtRefundPay}, nil
 	}
-	var ae *alipay.Error
+	var ae, qae *alipay.Error
+	// The query answered (a verified answer, or a signed refusal such as ACQ.TRADE_NOT_EXIST):
+	// it did not find the refund. Unanswered, the refund may have been made all the same.
+	queried := qerr == nil || errors.As(qerr, &qae) && qae.Signed
 	switch {
 	case err == nil:
 		return nil, nil // accepted, not yet confirmed: pending
-	case errors.As(err, &ae) && ae.Signed && finalRefundErrors[ae.SubCode]:
+	case errors.As(err, &ae) && ae.Signed && finalRefundErrors[ae.SubCode] && queried:
 		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "Alipay refused the refund: " + ae.SubCode + " " + ae.SubMsg, ProviderCode: ae.SubCode}
 	default:
 		return nil, unknownOutcome(alipayError(err))
