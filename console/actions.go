@@ -85,7 +85,11 @@ func (c *Console) action(name string, r *http.Request) (*action, error) {
 			return nil, err
 		}
 		reason := strings.TrimSpace(r.PostFormValue("reason"))
-		return &action{Ask: "Refund ¥" + amount.String() + " of order " + otn + "? The money goes back to the buyer.", Do: func(r *http.Request) (string, string, error) {
+		ask := "Refund ¥" + amount.String() + " of order " + otn + "? The money goes back to the buyer."
+		if no := r.PostFormValue("out_request_no"); no != "" {
+			ask = "Ask for refund " + no + " of ¥" + amount.String() + " of order " + otn + " again? Under its own number it is made once at most, whatever happened to the first request."
+		}
+		return &action{Ask: ask, Do: func(r *http.Request) (string, string, error) {
 			rf, _, err := c.Service.Refund(ctx, app, otn, paynotify.RefundRequest{Amount: amount, Reason: reason,
 				OutRequestNo: r.PostFormValue("out_request_no")})
 			if err != nil {

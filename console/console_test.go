@@ -599,3 +599,35 @@ func TestConsole_LatePaymentInInbox(t *testing.T) {
 		}
 	})
 }
+
+// TestConsole_PendingRefundRetry (from a reviewer helper's refund audit): a pending refund (an
+// unknown outcome at the provider) can be asked for again under its own number from its
+// timeline entry, through the confirmation page, and the refund form's default amount leaves it
+// out and says why: each Refund click makes a new number, so clicking Refund again after an
+// unknown outcome could refund twice.
+func TestConsole_PendingRefundRetry(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		ctx := t.Context()
+		o := storetest.MustCreateOrder(t, ctx, s, storetest.NewOrder("app1", "A", storetest.T0))
+		storetest.MustCommit(t, ctx, s, storetest.PaidChange(o, "evt_A", "ntf_A", storetest.T0.Add(time.Minute)))
+		due := storetest.T0.Add(time.Hour)
+		storetest.MustCommit(t, ctx, s, &paynotify.Change{Refund: &paynotify.Refund{App: "app1", OutTradeNo: "A", OutRequestNo: "RP1",
+			Amount: 300, Reason: "broken", Status: paynotify.RefundPending, CreatedAt: storetest.T0.Add(2 * time.Minute),
+			UpdatedAt: storetest.T0.Add(2 * time.Minute), NextCheckAt: &due}})
+		e := setup(t, s, nil)
+		token := e.login()
+		_, _, body := e.do("GET", "/console/orders/app1/A", nil)
+		for _, want := range []string{`name="out_request_no" value="RP1"`, `name="amount" value="3.00"`, "Retry this refund",
+			`name="amount" value="9.34"`, `id="refund-pending"`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("order page lacks %q", want)
+			}
+		}
+		// The retry's confirmation page keeps the refund's own number and says so.
+		code, _, body := e.do("POST", "/console/actions/refund", url.Values{"app": {"app1"}, "otn": {"A"}, "amount": {"3.00"},
+			"reason": {"broken"}, "out_request_no": {"RP1"}, "csrf": {token}})
+		if code != http.StatusOK || !strings.Contains(body, `value="RP1"`) || !strings.Contains(body, "Ask for refund RP1") {
+			t.Fatalf("retry's confirmation: %d\n%s", code, body)
+		}
+	})
+}

@@ -235,7 +235,10 @@ type orderPage struct {
 	Refunds  []*paynotify.Refund
 	PayLinks [][2]string // demo: the sandbox's pay links
 	PayForm  string      // demo: the app SDK stand-in's order string
-	Refund   paynotify.Amount
+	// Refund is the refund form's default amount: what is neither refunded nor pending; Pending
+	// is the pending refunds' total, which the page warns about (retry those, with their own
+	// numbers, rather than refunding again).
+	Refund, Pending paynotify.Amount
 }
 
 // handleOrder serves /console/orders/{app}/{otn}: the order and its timeline, oldest first.
@@ -285,7 +288,11 @@ func (c *Console) handleOrder(w http.ResponseWriter, r *http.Request, ss *sessio
 	}
 	for _, rf := range p.Refunds {
 		p.Timeline = append(p.Timeline, entry{At: rf.CreatedAt, Kind: "refund", Refund: rf})
+		if rf.Status == paynotify.RefundPending {
+			p.Pending += rf.Amount
+		}
 	}
+	p.Refund = max(p.Refund-p.Pending, 0)
 	sort.SliceStable(p.Timeline, func(i, j int) bool { return p.Timeline[i].At.Before(p.Timeline[j].At) })
 	if c.Demo && o.Status == paynotify.StatusPending {
 		p.PayLinks, p.PayForm = payLinks(o.Pay)
