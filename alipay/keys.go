@@ -217,6 +217,27 @@ func certLeaves(pemBytes []byte) ([]leaf, error) {
 	return out, nil
 }
 
+// CertKey is a certificate's Alipay cert SN and its RSA public key.
+type CertKey struct {
+	SN  string
+	Key *rsa.PublicKey
+}
+
+// AlipayCertKeys returns the certificates that Config.AlipayCert trusts in a PEM file, in file
+// order: every end-entity certificate (one that issued none of the others in the file; Alipay's
+// alipayCertPublicKey_RSA2.crt holds its certificate, then the CA's).
+func AlipayCertKeys(pemBytes []byte) ([]CertKey, error) {
+	leaves, err := certLeaves(pemBytes)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CertKey, len(leaves))
+	for i, l := range leaves {
+		out[i] = CertKey{SN: l.sn, Key: l.pub}
+	}
+	return out, nil
+}
+
 // CertPublicKey returns the cert SN and RSA public key of the first certificate in a PEM file, such
 // as alipayCertPublicKey_RSA2.crt.
 func CertPublicKey(pemBytes []byte) (string, *rsa.PublicKey, error) {

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +134,41 @@ func TestCertRotation(t *testing.T) {
 	}
 	if _, err := single.VerifyNotification(nil, notify(oldKey, oldSN)); err != nil {
 		t.Errorf("with only the current certificate: %v", err)
+	}
+}
+
+// TestAlipayCertKeys: on Ant's real files, the certificates AlipayCert trusts are the end-entity
+// ones: the sandbox's alipayCertPublicKey (its certificate, then the CA's) gives its certificate
+// only, in either order; two files concatenated give both, in file order. The expected SNs are
+// those of TestCertSN (openssl-checked, testdata/shared/README.md).
+func TestAlipayCertKeys(t *testing.T) {
+	read := func(name string) []byte { return mustRead(t, filepath.Join("testdata", "shared", "certs", name)) }
+	sandbox, prod := read("sandbox_alipayPublicCert.crt"), read("alipayCertPublicKey_RSA2.crt")
+	blocks := certBlocks(sandbox)
+	if len(blocks) != 2 {
+		t.Fatalf("the sandbox file holds %d certificates, want 2", len(blocks))
+	}
+	reversed := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: blocks[1]}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: blocks[0]})...)
+	for _, c := range []struct {
+		name string
+		file []byte
+		want []string
+	}{
+		{"Sandbox", sandbox, []string{"05d88faef76d723019c5c14d3ecd014a"}},
+		{"SandboxCAFirst", reversed, []string{"05d88faef76d723019c5c14d3ecd014a"}},
+		{"Rotation", append(append([]byte(nil), sandbox...), prod...), []string{"05d88faef76d723019c5c14d3ecd014a", "7513daaaa48aa3ba2e4018d84402479c"}},
+	} {
+		cks, err := AlipayCertKeys(c.file)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var got []string
+		for _, ck := range cks {
+			got = append(got, ck.SN)
+		}
+		if strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
 	}
 }

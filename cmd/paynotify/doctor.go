@@ -399,6 +399,7 @@ func (d *doctor) alipay(ctx context.Context, r *report, ac *AppConfig) {
 	certMode := ac.AlipayPublicKeyFile == ""
 	alipayField := "alipay_public_key_file"
 	var alipayPub, appCertPub *rsa.PublicKey
+	var alipayKeys []*rsa.PublicKey // every key alipay_cert_file trusts (a rotation: more than one)
 	if !certMode {
 		if b, ok := d.readKey(r, alipayField, ac.AlipayPublicKeyFile, false); ok {
 			if k, err := alipay.ParsePublicKey(b); err != nil {
@@ -421,11 +422,18 @@ func (d *doctor) alipay(ctx context.Context, r *report, ac *AppConfig) {
 			}
 		}
 		if b, ok := d.readKey(r, "alipay_cert_file", ac.AlipayCertFile, false); ok {
-			if sn, k, err := alipay.CertPublicKey(b); err != nil {
+			if cks, err := alipay.AlipayCertKeys(b); err != nil {
 				r.fail("keys", "alipay_cert_file: "+err.Error(), "set alipay_cert_file to alipayCertPublicKey_RSA2.crt")
 			} else {
-				alipayPub = k
-				r.pass("keys", "alipay_cert_file parses (alipay_cert_sn %s, %s)", sn, rsaBits(k))
+				alipayPub = cks[0].Key
+				var trusted []string
+				for _, ck := range cks {
+					alipayKeys = append(alipayKeys, ck.Key)
+					trusted = append(trusted, "alipay_cert_sn "+ck.SN+", "+rsaBits(ck.Key))
+				}
+				// Every certificate the server trusts is named: during a rotation the file holds
+				// the current and the next one.
+				r.pass("keys", "alipay_cert_file parses (%s)", strings.Join(trusted, "; "))
 				d.certExpiry(r, "alipay_cert_file", parseCerts(b), renew)
 			}
 		}
@@ -452,7 +460,11 @@ func (d *doctor) alipay(ctx context.Context, r *report, ac *AppConfig) {
 			keyPairCheck(r, "app_private_key_file", priv, "that Alipay holds its public key for app_id "+ac.AppID+" is proven by the signed call")
 		}
 		if alipayPub != nil {
-			if alipayPub.Equal(&priv.PublicKey) {
+			own := false
+			for _, k := range append([]*rsa.PublicKey{alipayPub}, alipayKeys...) {
+				own = own || k.Equal(&priv.PublicKey)
+			}
+			if own {
 				r.fail("wrong-key guard", alipayField+" holds the app's own public key (it matches app_private_key_file)",
 					"set "+alipayField+" to Alipay's key (支付宝公钥) shown in the Alipay console after you uploaded yours, not the app public key")
 			} else {
