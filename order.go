@@ -123,4 +123,10 @@ type Refund struct {
 	// (it is still asked about, every ThenEvery): someone must look at it in the provider's
 	// portal.
 	NeedsAttention bool `json:"needs_attention,omitempty"`
+	// PriorRefunds, set by the Service on the refund it hands Provider.Refund, is the total of
+	// the order's other refunds that may have been made before this one (succeeded or pending):
+	// for a provider whose answer names no refund but gives the trade's running total (Alipay's
+	// fund_change=Y and refund_fee), the least that total must hold for the answer to be this
+	// refund's. Not stored.
+	PriorRefunds Amount `json:"-"`
 }

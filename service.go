@@ -421,7 +421,17 @@ func (s *Service) Refund(ctx context.Context, app, outTradeNo string, req Refund
 // requestRefund asks the provider for a pending refund and applies what it answers: a
 // confirmation, or a signed final refusal (then the refusal is returned too).
 func (s *Service) requestRefund(ctx context.Context, a *App, o *Order, rf *Refund) error {
-	fact, err := a.Gateway.Refund(ctx, o, rf, s.NotifyURL(a))
+	all, err := s.Store.ListRefunds(ctx, a.Name, o.OutTradeNo)
+	if err != nil {
+		return err
+	}
+	asked := *rf
+	for _, x := range all {
+		if x.OutRequestNo != rf.OutRequestNo && x.Status != RefundFailed {
+			asked.PriorRefunds += x.Amount
+		}
+	}
+	fact, err := a.Gateway.Refund(ctx, o, &asked, s.NotifyURL(a))
 	if err != nil {
 		s.logger().Warn("refund at provider", "app", a.Name, "out_trade_no", o.OutTradeNo, "out_request_no", rf.OutRequestNo, "err", err)
 		var pe *Error

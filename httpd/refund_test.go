@@ -178,6 +178,43 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 			}
 		})
 
+		t.Run("ErrFinalRefusalSignedBusyQueryStaysPending", func(t *testing.T) {
+			// The refund query's answer is signed but says nothing of the refund (a signed 20000,
+			// a rate limit): not "no such refund", so the final refusal does not fail it.
+			pay("F0007")
+			fake.set("alipay.trade.refund", `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_STATUS_ERROR","sub_msg":"交易状态不合法"}`, true)
+			for _, q := range []string{`{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"系统繁忙"}`,
+				`{"code":"40005","msg":"Call Limited","sub_code":"aop.ACQ.TRADE_QUERY_LIMIT","sub_msg":"调用频次超限"}`} {
+				fake.set("alipay.trade.fastpay.refund.query", q, true)
+				code, _, ecode := refund("F0007", "RF0001")
+				if code != http.StatusBadGateway || ecode != "provider_unavailable" || status("F0007", "RF0001") != paynotify.RefundPending {
+					t.Fatalf("query %s: answer %d %s, refund %s; want 502 and pending", q, code, ecode, status("F0007", "RF0001"))
+				}
+			}
+		})
+
+		t.Run("ErrReplayOverPendingStaysPending", func(t *testing.T) {
+			// The first refund's answer is lost (pending, made at Alipay), and its signed
+			// fund_change=Y answer comes back for a second refund of the same amount: its running
+			// total has no room for the second beside the pending first.
+			pay("F0008")
+			fake.set("alipay.trade.refund", `{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"系统繁忙"}`, true)
+			fake.set("alipay.trade.fastpay.refund.query", `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000008","out_trade_no":"F0008","out_request_no":"RF0001"}`, true)
+			refund("F0008", "RF0001")
+			if st := status("F0008", "RF0001"); st != paynotify.RefundPending {
+				t.Fatalf("first refund %s, want pending", st)
+			}
+			fake.set("alipay.trade.refund", `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000008","out_trade_no":"F0008","fund_change":"Y","refund_fee":"1.00"}`, true)
+			fake.set("alipay.trade.fastpay.refund.query", `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000008","out_trade_no":"F0008","out_request_no":"RF0002"}`, true)
+			refund("F0008", "RF0002")
+			if st := status("F0008", "RF0002"); st != paynotify.RefundPending {
+				t.Fatalf("a replayed answer made the second refund %s beside a pending first, want pending", st)
+			}
+			if got := e.getOrder("shop2", "F0008"); got.RefundedAmount != 0 {
+				t.Errorf("order refunded %d, want 0", got.RefundedAmount)
+			}
+		})
+
 		t.Run("ErrReplayedFundChangeStaysPending", func(t *testing.T) {
 			// The signed answer of the order's first refund (fund_change=Y, running total 1.00)
 			// comes back for a second refund: it names no out_request_no, and its total has no

@@ -296,12 +296,13 @@ func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Re
 	resp, err := g.Client.TradeRefund(ctx, alipay.TradeRefund{OutTradeNo: o.OutTradeNo, RefundAmount: int64(r.Amount),
 		OutRequestNo: r.OutRequestNo, RefundReason: r.Reason})
 	// The answer's signature does not cover the request, and the answer names no out_request_no:
-	// only an answer about this order whose running total has room for this refund counts (a
-	// replayed answer of an earlier refund of the order, fund_change=Y, would otherwise record
-	// this one as made; a reviewer helper's finding). Anything else is asked of the refund query,
-	// which names the refund.
+	// only an answer about this order whose running total has room for this refund beside every
+	// other refund of the order that may have been made (recorded, or pending) counts (a replayed
+	// answer of an earlier refund of the order, fund_change=Y, would otherwise record this one as
+	// made; a reviewer helper's finding). Anything else is asked of the refund query, which names
+	// the refund.
 	if err == nil && resp.FundChange && resp.OutTradeNo == o.OutTradeNo &&
-		paynotify.Amount(resp.RefundFee) >= o.RefundedAmount+r.Amount {
+		paynotify.Amount(resp.RefundFee) >= max(o.RefundedAmount, r.PriorRefunds)+r.Amount {
 		return &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: o.OutTradeNo, ProviderTradeNo: resp.TradeNo,
 			RefundTotal: paynotify.Amount(resp.RefundFee), RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount}, nil
 	}
@@ -312,9 +313,11 @@ func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Re
 			RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: paynotify.Amount(q.RefundAmount), At: q.GmtRefundPay}, nil
 	}
 	var ae, qae *alipay.Error
-	// The query answered (a verified answer, or a signed refusal such as ACQ.TRADE_NOT_EXIST):
-	// it did not find the refund. Unanswered, the refund may have been made all the same.
-	queried := qerr == nil || errors.As(qerr, &qae) && qae.Signed
+	// The query answered that there is no such refund: a verified answer without a refund status,
+	// or a signed ACQ.TRADE_NOT_EXIST. Anything else (a signed 20000, a rate limit, an answer
+	// about another refund) leaves it unknown: the refund may have been made all the same.
+	queried := qerr == nil && q.RefundStatus == "" ||
+		errors.As(qerr, &qae) && qae.Signed && qae.SubCode == "ACQ.TRADE_NOT_EXIST"
 	switch {
 	case err == nil:
 		return nil, nil // accepted, not yet confirmed: pending
