@@ -286,13 +286,19 @@ func (c *Console) handleOrder(w http.ResponseWriter, r *http.Request, ss *sessio
 		c.fail(w, r, err)
 		return
 	}
+	var nonFailed paynotify.Amount
 	for _, rf := range p.Refunds {
 		p.Timeline = append(p.Timeline, entry{At: rf.CreatedAt, Kind: "refund", Refund: rf})
-		if rf.Status == paynotify.RefundPending {
+		switch rf.Status {
+		case paynotify.RefundPending:
 			p.Pending += rf.Amount
+			nonFailed += rf.Amount
+		case paynotify.RefundSucceeded:
+			nonFailed += rf.Amount
 		}
 	}
-	p.Refund = max(p.Refund-p.Pending, 0)
+	// What the server would still allow (paynotify.RefundWouldExceed's rule).
+	p.Refund = max(o.Amount-max(nonFailed, o.RefundedAmount+p.Pending), 0)
 	sort.SliceStable(p.Timeline, func(i, j int) bool { return p.Timeline[i].At.Before(p.Timeline[j].At) })
 	if c.Demo && o.Status == paynotify.StatusPending {
 		p.PayLinks, p.PayForm = payLinks(o.Pay)
