@@ -93,11 +93,20 @@ func TestConsole_Browser(t *testing.T) {
 
 	text := func(sel string) string {
 		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
+		for i := 0; ; i++ {
+			s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+			// The page may reload between finding the node and reading it: the console's live
+			// update reloads an order's page when the order changes (the sandbox's refund
+			// notification, right after a refund). The reloaded page has the node again.
+			if err != nil && strings.Contains(err.Error(), "No node with given id") && i < 50 {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("text of %s: %v", sel, err)
+			}
+			return s
 		}
-		return s
 	}
 	location := func() string {
 		t.Helper()
