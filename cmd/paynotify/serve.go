@@ -165,18 +165,7 @@ func logStart(logger *slog.Logger, cfg *Config) {
 // metricsPublic reports whether serve would answer GET /metrics on a listener that is not bound
 // to loopback only (no admin_listen).
 func metricsPublic(cfg *Config) bool {
-	if cfg.AdminListen != "" {
-		return false
-	}
-	host, _, err := net.SplitHostPort(cfg.Listen)
-	if err != nil {
-		return true
-	}
-	if host == "localhost" {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip == nil || !ip.IsLoopback()
+	return cfg.AdminListen == "" && checkLoopback(cfg.Listen) != nil
 }
 
 // newService wires the workflows of a config.
