@@ -17,8 +17,14 @@ const (
 	FactClosed FactKind = "closed"
 	// FactRefund: a refund succeeded; RefundTotal is the cumulative refunded amount after it.
 	FactRefund FactKind = "refund"
-	// FactRefundFailed: a refund request failed or was closed (WeChat REFUND.ABNORMAL / REFUND.CLOSED).
+	// FactRefundFailed: a refund request failed or was closed (WeChat REFUND.CLOSED, APIv2
+	// REFUNDCLOSE, a signed final refusal).
 	FactRefundFailed FactKind = "refund_failed"
+	// FactRefundAbnormal: WeChat Pay's ABNORMAL (APIv2 CHANGE): the money left the merchant but
+	// the buyer's account did not take it; the merchant platform settles it by hand, after which
+	// the refund still succeeds (or closes). Neither a success nor a failure: the refund stays
+	// pending, holding its amount, and the refund_abnormal anomaly is raised (docs/api.md).
+	FactRefundAbnormal FactKind = "refund_abnormal"
 	// FactIgnored: a verified message about nothing an order holds (another product's event): it
 	// is kept as evidence, acknowledged, and changes nothing.
 	FactIgnored FactKind = "ignored"
@@ -70,6 +76,11 @@ type Fact struct {
 	Recount bool
 }
 
+// isRefund reports whether f is about a refund: made, failed or abnormal.
+func (f *Fact) isRefund() bool {
+	return f.Kind == FactRefund || f.Kind == FactRefundFailed || f.Kind == FactRefundAbnormal
+}
+
 // key identifies what the fact says, for deduplicating anomalies across retries. A fact that
 // reports refunds one by one says its own amount: its RefundTotal is derived from the order's
 // other refunds (Processor.load), which move between the retries of one message.
@@ -100,13 +111,17 @@ const (
 	// trade number than the one that paid the order: the refund of a duplicate payment. The
 	// order keeps its own payment; acknowledged, raised once per distinct message.
 	ReasonDuplicatePaymentRefund = "duplicate_payment_refund"
+	// ReasonRefundAbnormal: WeChat Pay reports a refund ABNORMAL (FactRefundAbnormal): someone
+	// must settle it in the merchant platform. Acknowledged (no retry changes it), raised once
+	// per distinct message; the refund stays pending.
+	ReasonRefundAbnormal = "refund_abnormal"
 )
 
 // Acknowledged reports whether an anomaly of this reason is answered as success: a double
-// payment (money that arrived) and the refund of one (which changes nothing a retry could fix).
-// Every other anomaly is answered as a failure, so that the provider retries.
+// payment (money that arrived), the refund of one, and an abnormal refund (which change nothing
+// a retry could fix). Every other anomaly is answered as a failure, so that the provider retries.
 func Acknowledged(reason string) bool {
-	return reason == ReasonDuplicatePayment || reason == ReasonDuplicatePaymentRefund
+	return reason == ReasonDuplicatePayment || reason == ReasonDuplicatePaymentRefund || reason == ReasonRefundAbnormal
 }
 
 // Rejection and failure reasons (unverified or failed requests).
@@ -186,8 +201,7 @@ func Decide(o *Order, f Fact) Decision {
 	// The order's trade number is the payment it recorded (set by a payment, or by a refund that
 	// implies one), so a refund naming another one is not of that payment, whatever its amounts
 	// say: the order does not move, and no refund record is settled by it.
-	if (f.Kind == FactRefund || f.Kind == FactRefundFailed) && f.ProviderTradeNo != "" && o.ProviderTradeNo != "" &&
-		f.ProviderTradeNo != o.ProviderTradeNo {
+	if f.isRefund() && f.ProviderTradeNo != "" && o.ProviderTradeNo != "" && f.ProviderTradeNo != o.ProviderTradeNo {
 		return Decision{Anomaly: ReasonDuplicatePaymentRefund}
 	}
 	d := decider{cur: *o, f: f}
@@ -240,6 +254,10 @@ func Decide(o *Order, f Fact) Decision {
 		}
 	case FactRefundFailed:
 		// Refund failures change no order state; the Processor records them on the refund.
+	case FactRefundAbnormal:
+		// Neither made nor failed: raised, and the refund left pending (the Processor); an
+		// ABNORMAL arriving after the refund's success is stale (decideFor).
+		d.anomaly = ReasonRefundAbnormal
 	}
 	return Decision{Steps: d.steps, Anomaly: d.anomaly}
 }

@@ -481,7 +481,7 @@ func (p *Processor) repeatAt(ctx context.Context, ev *Evidence, e repeatEntry, f
 
 // readsRefunds reports whether deciding f reads the order's refunds (load), besides the order.
 func (f *Fact) readsRefunds() bool {
-	return f.RefundRequestNo != "" && (f.Kind == FactRefund || f.Kind == FactRefundFailed)
+	return f.RefundRequestNo != "" && f.isRefund()
 }
 
 // commitOrder runs build in the store's writer (OrderCommitter.CommitOrder) and tells Metrics
@@ -591,6 +591,9 @@ func decideFor(app *App, st *factState) Decision {
 	case st.prior != nil && f.Kind == FactRefund && st.prior.Amount != f.RefundAmount:
 		// Not the refund we recorded under this out_request_no.
 		return Decision{Anomaly: ReasonAmountMismatch}
+	case st.prior != nil && f.Kind == FactRefundAbnormal && st.prior.Status == RefundSucceeded:
+		// Stale: the refund went through since (settled in the merchant platform).
+		return Decision{}
 	case f.Kind == FactIgnored:
 		// Verified, but about nothing an order holds.
 		return Decision{}

@@ -688,8 +688,7 @@ func TestProcess_Refunds(t *testing.T) {
 		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid refund.failed]" {
 			t.Fatalf("events = %s", got)
 		}
-		// WeChat's ABNORMAL is not final: handled in the merchant platform, the refund can
-		// still succeed, and then it is booked (api.md).
+		// A succeeded refund is booked whatever was said of it before (state_machine.md).
 		f.Kind = paynotify.FactRefund
 		if res := p.Process(ctx, callback(b.app), facts(f)); res.Verdict != paynotify.VerdictAccepted {
 			t.Fatalf("success after the failure: %+v", res)
@@ -701,6 +700,53 @@ func TestProcess_Refunds(t *testing.T) {
 			t.Fatalf("order = %+v, want 3.00 refunded", o)
 		}
 		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid refund.failed order.refunded]" {
+			t.Fatalf("events = %s", got)
+		}
+	})
+
+	// WeChat Pay's ABNORMAL: the money left the merchant, the buyer's account did not take it,
+	// and the merchant platform settles it by hand. Booked as a failure, it freed its amount for
+	// a second refund (a reviewer helper's finding); it is an acknowledged anomaly that leaves
+	// the refund pending, holding its amount, until it succeeds.
+	t.Run("AbnormalHoldsTheRefund", func(t *testing.T) {
+		p, b := paid(t)
+		mkRefund(t, b, "R1", 300, paynotify.RefundPending)
+		before := b.order(t, "T1")
+		f := paynotify.Fact{Kind: paynotify.FactRefundAbnormal, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundPerRequest: true,
+			RefundRequestNo: "R1", RefundAmount: 300}
+		for range 3 {
+			if res := p.Process(ctx, callback(b.app), facts(f)); res.Verdict != paynotify.VerdictAnomaly || res.Reason != paynotify.ReasonRefundAbnormal || !res.OK {
+				t.Fatalf("result = %+v, want the acknowledged refund_abnormal", res)
+			}
+		}
+		if r := refundOf(t, b, "R1"); r.Status != paynotify.RefundPending {
+			t.Fatalf("refund = %+v, want it still pending", r)
+		}
+		if o := b.order(t, "T1"); o.Version != before.Version || o.RefundedAmount != 0 {
+			t.Fatalf("order = %+v, want it unmoved", o)
+		}
+		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid order.anomaly]" {
+			t.Fatalf("events = %s, want one anomaly for the three messages", got)
+		}
+		// Its amount stays held: a refund of the rest passes, one more fen does not.
+		if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R2", Amount: 701,
+			Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); paynotify.ErrorCode(err) != paynotify.EINVALID {
+			t.Fatalf("a refund past what the abnormal one holds: %v, want it refused", err)
+		}
+		// Settled in the merchant platform: the success books it.
+		f.Kind = paynotify.FactRefund
+		if res := p.Process(ctx, callback(b.app), facts(f)); res.Verdict != paynotify.VerdictAccepted {
+			t.Fatalf("success after ABNORMAL: %+v", res)
+		}
+		if r := refundOf(t, b, "R1"); r.Status != paynotify.RefundSucceeded {
+			t.Fatalf("refund after its success = %+v", r)
+		}
+		// An ABNORMAL arriving after the success is stale: nothing, and no anomaly.
+		f.Kind = paynotify.FactRefundAbnormal
+		if res := p.Process(ctx, callback(b.app), facts(f)); res.Verdict != paynotify.VerdictDuplicate || !res.OK {
+			t.Fatalf("stale ABNORMAL: %+v, want a duplicate", res)
+		}
+		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid order.anomaly order.refunded]" {
 			t.Fatalf("events = %s", got)
 		}
 	})

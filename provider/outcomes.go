@@ -28,8 +28,8 @@ func CallbackOutcomes(prov string) [][2]string {
 		// on), and a duplicate element is malformed: no mchid_mismatch nor duplicate_key here.
 		rejected = append(rejected, wechatpay.ReasonTimestampSkew, wechatpay.ReasonProbe, wechatpay.ReasonUnknownSerial,
 			wechatpay.ReasonDecryptFailed, paynotify.ReasonEndpointNotTaken)
-		// Only WeChat Pay's facts carry a currency.
-		anomalies = append(anomalies, paynotify.ReasonAppIDMismatch, paynotify.ReasonCurrencyMismatch)
+		// Only WeChat Pay's facts carry a currency, and only its refunds end ABNORMAL.
+		anomalies = append(anomalies, paynotify.ReasonAppIDMismatch, paynotify.ReasonCurrencyMismatch, paynotify.ReasonRefundAbnormal)
 	case paynotify.ProviderAlipayLegacy:
 		// req_id_mismatch is the WAP token call's, never a notification's.
 		rejected = append(rejected, alipaylegacy.ReasonDuplicateKey, alipaylegacy.ReasonUnsigned, alipaylegacy.ReasonUnsupportedSignType,

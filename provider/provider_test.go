@@ -378,6 +378,8 @@ func TestWechatQueryRefund(t *testing.T) {
 		{"OKSucceeded", wxAnswer{status: 200, body: refund("SUCCESS")}, paynotify.FactRefund, false},
 		{"OKProcessing", wxAnswer{status: 200, body: refund("PROCESSING")}, "", false},
 		{"OKClosed", wxAnswer{status: 200, body: refund("CLOSED")}, paynotify.FactRefundFailed, false},
+		// ABNORMAL is not a failure: the money left the merchant (docs/api.md).
+		{"OKAbnormal", wxAnswer{status: 200, body: refund("ABNORMAL")}, paynotify.FactRefundAbnormal, false},
 		{"OKNotExist", wxAnswer{status: 404, body: `{"code":"RESOURCE_NOT_EXISTS","message":"x"}`}, "", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -390,6 +392,42 @@ func TestWechatQueryRefund(t *testing.T) {
 				t.Fatalf("fact = %+v", f)
 			}
 		})
+	}
+}
+
+// TestWechatRefund_FinalOnlyWhenTheQuerySaysNoSuchRefund: a signed final refusal of the refund
+// call fails the refund only when the refund query then says, signed, that there is no such
+// refund. A query that timed out, was rate limited or answered unsigned says nothing: a retry
+// refused on the order's state (INVALID_REQUEST after other refunds) may follow a first call that
+// went through, so the outcome is unknown and the refund stays pending (a reviewer helper's
+// finding: it was failed, freeing its amount for a second refund).
+func TestWechatRefund_FinalOnlyWhenTheQuerySaysNoSuchRefund(t *testing.T) {
+	refused := wxAnswer{status: 400, body: `{"code":"INVALID_REQUEST","message":"申请退款金额超过订单可退金额"}`}
+	for _, tt := range []struct {
+		name  string
+		query wxAnswer
+		code  string
+	}{
+		{"QuerySaysNoSuchRefund", wxAnswer{status: 404, body: `{"code":"RESOURCE_NOT_EXISTS","message":"x"}`}, paynotify.EPROVIDER},
+		{"QueryUnavailable", wxAnswer{status: 503, body: `{"code":"SYSTEM_ERROR","message":"x"}`}, paynotify.EPROVIDERUNAVAILABLE},
+		{"QueryRateLimited", wxAnswer{status: 429, body: `{"code":"FREQUENCY_LIMITED","message":"x"}`}, paynotify.EPROVIDERUNAVAILABLE},
+		{"QueryNotFoundUnsigned", wxAnswer{status: 404, body: `{"code":"RESOURCE_NOT_EXISTS","message":"x"}`, unsigned: true}, paynotify.EPROVIDERUNAVAILABLE},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g, bodies := fakeWechatSeq(t, refused, tt.query)
+			f, err := g.Refund(context.Background(), testOrder, &paynotify.Refund{OutRequestNo: "R1", Amount: 300}, "")
+			if f != nil || paynotify.ErrorCode(err) != tt.code {
+				t.Fatalf("Refund = %+v, %v (code %q); want %s", f, err, paynotify.ErrorCode(err), tt.code)
+			}
+			if len(*bodies) != 2 {
+				t.Fatalf("%d calls, want the refund and its query", len(*bodies))
+			}
+		})
+	}
+	// The refund exists and ended ABNORMAL: that, not the refusal, is the answer.
+	g, _ := fakeWechatSeq(t, refused, wxAnswer{status: 200, body: `{"refund_id":"50000001","out_refund_no":"R1","transaction_id":"4200000001","out_trade_no":"T1","status":"ABNORMAL","amount":{"total":8888,"refund":300,"currency":"CNY"}}`})
+	if f, err := g.Refund(context.Background(), testOrder, &paynotify.Refund{OutRequestNo: "R1", Amount: 300}, ""); err != nil || f == nil || f.Kind != paynotify.FactRefundAbnormal {
+		t.Fatalf("Refund = %+v, %v; want the query's ABNORMAL", f, err)
 	}
 }
 

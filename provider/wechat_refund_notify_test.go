@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,5 +56,19 @@ func TestWechatRefundNotification_NoAmount(t *testing.T) {
 	var rej *paynotify.RejectError
 	if !errors.As(err, &rej) || rej.Reason != paynotify.ReasonMalformed || rej.OutTradeNo != "T1" {
 		t.Fatalf("without amount.refund: %v, want a malformed rejection", err)
+	}
+	// A notification's refund_status is SUCCESS, CLOSED or ABNORMAL. Any other, or none, stated
+	// nothing and was acknowledged as a duplicate, the message dropped (a reviewer helper's
+	// finding); it is refused, so that WeChat Pay retries while someone looks, as APIv2's.
+	for status, want := range map[string]paynotify.FactKind{"CLOSED": paynotify.FactRefundFailed, "ABNORMAL": paynotify.FactRefundAbnormal,
+		"PROCESSING": "", "": "", "SUCCES": ""} {
+		resource := strings.Replace(fmt.Sprintf(refund, "100", "100"), `"refund_status":"SUCCESS"`, fmt.Sprintf(`"refund_status":%q`, status), 1)
+		f, err := notify(resource)
+		switch {
+		case want != "" && (err != nil || f.Kind != want):
+			t.Errorf("refund_status %q: %+v, %v; want %s", status, f, err, want)
+		case want == "" && (!errors.As(err, &rej) || rej.Reason != paynotify.ReasonMalformed || rej.OutTradeNo != "T1"):
+			t.Errorf("refund_status %q: %+v, %v; want a malformed rejection", status, f, err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -85,6 +86,12 @@ func (v wechatVerifier) Verify(h http.Header, body []byte, at time.Time) (paynot
 			Detail: "verified, but a refund SUCCESS without amount.refund", OutTradeNo: n.Refund.OutTradeNo}
 	case n.Refund != nil:
 		f := WechatRefundFact(n.Refund)
+		if f.Kind == "" {
+			// A notification says SUCCESS, CLOSED or ABNORMAL; acknowledged as if applied, any
+			// other status would be dropped: WeChat Pay retries while someone looks, as APIv2's.
+			return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, OutTradeNo: n.Refund.OutTradeNo,
+				Detail: fmt.Sprintf("verified, but a refund with refund_status %q, not one a notification carries", paynotify.ClipText(n.Refund.RefundStatus, 64))}
+		}
 		f.NotificationID = n.ID
 		return f, nil
 	default:
@@ -118,8 +125,9 @@ func WechatTransactionFact(t *wechatpay.Transaction) paynotify.Fact {
 }
 
 // WechatRefundFact maps a verified refund (notification or API answer) to its fact. WeChat
-// reports each refund's own amount: the Processor sums the distinct out_refund_no. PROCESSING
-// states nothing: Kind is empty; so does a SUCCESS without a refund amount (WeChat always sends
+// reports each refund's own amount: the Processor sums the distinct out_refund_no. ABNORMAL is
+// FactRefundAbnormal, neither made nor failed. PROCESSING (and any other status) states nothing:
+// Kind is empty; so does a SUCCESS without a refund amount (WeChat always sends
 // one: the refund stays pending, to be queried). A trade amount that is there, however odd
 // (negative), is checked against the order's.
 func WechatRefundFact(r *wechatpay.Refund) paynotify.Fact {
@@ -132,8 +140,10 @@ func WechatRefundFact(r *wechatpay.Refund) paynotify.Fact {
 			break
 		}
 		f.Kind = paynotify.FactRefund
-	case "CLOSED", "ABNORMAL":
+	case "CLOSED":
 		f.Kind = paynotify.FactRefundFailed
+	case "ABNORMAL":
+		f.Kind = paynotify.FactRefundAbnormal
 	}
 	return f
 }
@@ -226,8 +236,9 @@ func (g *Wechat) Query(ctx context.Context, o *paynotify.Order) (*paynotify.Answ
 	})
 }
 
-// QueryRefund asks WeChat Pay about refund r. SUCCESS confirms it, CLOSED and ABNORMAL fail it,
-// PROCESSING and RESOURCE_NOT_EXISTS state nothing.
+// QueryRefund asks WeChat Pay about refund r. SUCCESS confirms it, CLOSED fails it, ABNORMAL
+// raises refund_abnormal (the refund stays pending), PROCESSING and RESOURCE_NOT_EXISTS state
+// nothing.
 func (g *Wechat) QueryRefund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
 	var raw wechatpay.RawResponse
 	rf, err := g.Client.QueryRefund(wechatpay.WithRawResponse(ctx, &raw), r.OutRequestNo)
@@ -260,10 +271,11 @@ func wechatAnswer(endpoint string, raw *wechatpay.RawResponse, err error, notFou
 	}
 }
 
-// Refund asks WeChat Pay for refund r: SUCCESS confirms it, CLOSED or ABNORMAL fails it, and
-// PROCESSING leaves it pending until its notification. When the call fails, the refund query
-// decides; only a signed refusal that is final fails the refund, anything else leaves it pending,
-// so that the same out_refund_no is retried and the money is never sent twice.
+// Refund asks WeChat Pay for refund r: SUCCESS confirms it, CLOSED fails it, ABNORMAL raises
+// refund_abnormal, and PROCESSING leaves it pending until its notification. When the call fails,
+// the refund query decides; only a signed refusal that is final, with a signed answer of the
+// query that there is no such refund, fails the refund; anything else leaves it pending, so that
+// the same out_refund_no is retried and the money is never sent twice.
 func (g *Wechat) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Refund, notifyURL string) (*paynotify.Fact, error) {
 	// With its notify_url, or WeChat Pay sends the refund's notifications to the URL set in the
 	// merchant platform, not to paynotify (a reviewer helper's finding).
@@ -274,8 +286,14 @@ func (g *Wechat) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Re
 		if q, qerr := g.Client.QueryRefund(ctx, r.OutRequestNo); qerr == nil {
 			rf, err = q, nil // the refund exists at WeChat Pay: its verified state decides
 		} else {
-			var we *wechatpay.Error
-			if errors.As(err, &we) && we.Signed && finalRefundErrorsWechat[we.Code] {
+			// Final only when the query said, signed, that there is no such refund: a retry under
+			// the same out_refund_no refused on the order's state (INVALID_REQUEST after other
+			// refunds) may follow a first call that went through, and a query that timed out,
+			// was rate limited or unsigned says nothing of it (as for Alipay: a reviewer
+			// helper's finding).
+			var we, qe *wechatpay.Error
+			if errors.As(err, &we) && we.Signed && finalRefundErrorsWechat[we.Code] &&
+				errors.As(qerr, &qe) && qe.Signed && qe.Code == "RESOURCE_NOT_EXISTS" {
 				return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "WeChat Pay refused the refund: " + we.Code + " " + we.Message, ProviderCode: we.Code}
 			}
 			return nil, unknownOutcome(wechatError(err))

@@ -50,8 +50,11 @@ func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fa
 		switch in.RefundStatus {
 		case "SUCCESS":
 			f.Kind = paynotify.FactRefund
-		case "CHANGE", "REFUNDCLOSE":
+		case "REFUNDCLOSE":
 			f.Kind = paynotify.FactRefundFailed
+		case "CHANGE":
+			// APIv2's name for ABNORMAL: to be settled in the merchant platform.
+			f.Kind = paynotify.FactRefundAbnormal
 		default:
 			// Not acknowledged as if applied: WeChat Pay retries while someone looks.
 			return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, OutTradeNo: in.OutTradeNo,

@@ -79,12 +79,13 @@ func TestWechatV2_Regrouped(t *testing.T) {
 	}
 }
 
-// TestWechatV2_RefundStatuses: SUCCESS is a refund, CHANGE and REFUNDCLOSE a failure; any other
+// TestWechatV2_RefundStatuses: SUCCESS is a refund, REFUNDCLOSE a failure, CHANGE (APIv3's
+// ABNORMAL) an abnormal refund, neither made nor failed; any other
 // refund_status, or none, is refused, not acknowledged as a duplicate with nothing recorded.
 func TestWechatV2_RefundStatuses(t *testing.T) {
 	const key = "192006250b4c09247ec02edce69f6a2d"
 	v := &provider.WechatV2{APIKey: []byte(key)}
-	for status, want := range map[string]paynotify.FactKind{"SUCCESS": paynotify.FactRefund, "CHANGE": paynotify.FactRefundFailed,
+	for status, want := range map[string]paynotify.FactKind{"SUCCESS": paynotify.FactRefund, "CHANGE": paynotify.FactRefundAbnormal,
 		"REFUNDCLOSE": paynotify.FactRefundFailed, "PROCESSING": "", "": ""} {
 		plain := "<root><out_refund_no>R1</out_refund_no><out_trade_no>T1</out_trade_no><refund_fee>100</refund_fee><total_fee>100</total_fee>" +
 			"<refund_status>" + status + "</refund_status></root>"

@@ -620,7 +620,8 @@ func (s *Sandbox) apiRefundComplete(w http.ResponseWriter, r *http.Request) {
 }
 
 // CompleteRefund moves a PROCESSING WeChat refund to status (SUCCESS, CLOSED or ABNORMAL; default
-// SUCCESS) and sends its notification.
+// SUCCESS), or an ABNORMAL one to SUCCESS or CLOSED (as the merchant platform settles it), and
+// sends its notification.
 func (s *Sandbox) CompleteRefund(outTradeNo, outRefundNo, status string) error {
 	if status == "" {
 		status = wxSuccess

@@ -620,12 +620,15 @@ func (s *Sandbox) wxRefundTrade(t *Trade, amount int64, outRefundNo, reason, not
 	var pending int64
 	rs, _ := s.st.refundsWhere("WHERE trade_id = ?", t.ID)
 	for _, r := range rs {
-		if r.Status == wxSuccess || r.Status == "PROCESSING" {
+		// An ABNORMAL refund's money has left the merchant: it still holds its amount.
+		if r.Status == wxSuccess || r.Status == "PROCESSING" || r.Status == "ABNORMAL" {
 			pending += r.Amount
 		}
 	}
 	if pending+amount > t.Amount {
-		return nil, wxErr(403, "NOT_ENOUGH", "申请退款金额超过订单可退金额")
+		// A refusal on the order's refundable amount (INVALID_REQUEST); NOT_ENOUGH is WeChat
+		// Pay's "the merchant's balance is too low", which a retry may pass.
+		return nil, wxErr(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
 	}
 	// Without the refund's notify_url, WeChat Pay sends its notifications to the URL set in the
 	// merchant platform, never to the payment's: the sandbox, which has no such setting, sends
@@ -649,7 +652,8 @@ func (s *Sandbox) wxRefundTrade(t *Trade, amount int64, outRefundNo, reason, not
 	return r, nil
 }
 
-// completeWxRefundLocked moves a PROCESSING refund to SUCCESS, CLOSED or ABNORMAL and notifies.
+// completeWxRefundLocked moves a PROCESSING refund to SUCCESS, CLOSED or ABNORMAL, or an
+// ABNORMAL one (settled by hand in the merchant platform) to SUCCESS or CLOSED, and notifies.
 // Caller holds s.mu.
 func (s *Sandbox) completeWxRefundLocked(refundID int64, status string) error {
 	rs, err := s.st.refundsWhere("WHERE id = ?", refundID)
@@ -657,8 +661,8 @@ func (s *Sandbox) completeWxRefundLocked(refundID int64, status string) error {
 		return errNotFound
 	}
 	r := rs[0]
-	if r.Status != "PROCESSING" {
-		return fmt.Errorf("refund %s is %s, not PROCESSING", r.OutRequestNo, r.Status)
+	if r.Status != "PROCESSING" && (r.Status != "ABNORMAL" || status == "ABNORMAL") {
+		return fmt.Errorf("refund %s is %s: only a PROCESSING refund completes, and an ABNORMAL one to SUCCESS or CLOSED", r.OutRequestNo, r.Status)
 	}
 	ts, err := s.st.tradesWhere("WHERE id = ?", r.TradeID)
 	if err != nil || len(ts) == 0 {

@@ -97,7 +97,7 @@ func TestWechat_NativeLifecycle(t *testing.T) {
 		t.Fatalf("state after refund %s", tx.TradeState)
 	}
 	rr.OutRefundNo, rr.Amount.Refund = "rf_2", 1001
-	if _, err := c.CreateRefund(ctx, rr); !isWx(err, "NOT_ENOUGH") {
+	if _, err := c.CreateRefund(ctx, rr); !isWx(err, "INVALID_REQUEST") {
 		t.Fatalf("over-refund: %v", err)
 	}
 }

@@ -236,10 +236,17 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 				"out_trade_no", it.refund.OutTradeNo, "out_request_no", it.refund.OutRequestNo, "trade_no", res.Fact.ProviderTradeNo)
 			count(func() { st.pending++ })
 		case otherPayment:
-			// A failure (WeChat Pay's CLOSED, ABNORMAL) naming another payment: the refund is not
+			// A failure or an ABNORMAL (WeChat Pay) naming another payment: the refund is not
 			// settled by it, and someone must look.
 			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: the provider reports it %s on trade %s, not the order's %s",
 				paynotify.ReasonDuplicatePaymentRefund, res.State, res.Fact.ProviderTradeNo, o.ProviderTradeNo))
+		case err == nil && res.Reason == paynotify.ReasonRefundAbnormal:
+			// WeChat Pay's ABNORMAL: the money left the merchant and the buyer's account did not
+			// take it. The refund stays pending, holding its amount, until the merchant platform
+			// settles it; an error would fail every run until then.
+			svc.Logger.Warn("reconcile: the provider reports the refund ABNORMAL: settle it in the merchant platform", "app", it.app.Name,
+				"out_trade_no", it.refund.OutTradeNo, "out_request_no", it.refund.OutRequestNo)
+			count(func() { st.pending++ })
 		case err == nil && (res.Verdict == paynotify.VerdictRejected || res.Verdict == paynotify.VerdictAnomaly && !paynotify.Acknowledged(res.Reason)):
 			fail("refund "+it.refund.OutRequestNo, fmt.Errorf("%s: %s", res.Verdict, res.Reason))
 		case err != nil, res.Refund.Status == paynotify.RefundFailed, dryRun && res.Fact != nil && res.Fact.Kind == paynotify.FactRefundFailed:

@@ -150,6 +150,35 @@ func TestReconcileCheck_RefundFromOtherPayment(t *testing.T) {
 	}
 }
 
+// abnormalRefunds answers a refund query with the refund ABNORMAL on the order's own payment.
+type abnormalRefunds struct{ paynotify.Provider }
+
+func (abnormalRefunds) QueryRefund(_ context.Context, o *paynotify.Order, r *paynotify.Refund) (*paynotify.Answer, error) {
+	return &paynotify.Answer{State: "ABNORMAL", Endpoint: "test.refund.query", Body: []byte(`{"test":"refund query"}`),
+		Fact: &paynotify.Fact{Kind: paynotify.FactRefundAbnormal, OutTradeNo: o.OutTradeNo, ProviderTradeNo: "P1", AppID: "2021000000000001",
+			SellerID: "2088000000000002", RefundRequestNo: r.OutRequestNo, RefundAmount: r.Amount, RefundPerRequest: true, At: time.Now()}}, nil
+}
+
+// TestReconcileCheck_RefundAbnormal: a refund the provider reports ABNORMAL (WeChat Pay: to be
+// settled in the merchant platform) is counted pending with a warning, as serve keeps it, not
+// closed (it was booked failed, its amount freed for a second refund) nor an error (every run
+// would fail until someone settles it). A dry run counts the same; neither settles the refund.
+func TestReconcileCheck_RefundAbnormal(t *testing.T) {
+	for _, dry := range []bool{false, true} {
+		rc := newRefundCheck(t, abnormalRefunds{}, 300)
+		stats := rc.check(t, dry)
+		if stats.errs != 0 || stats.pending != 1 || stats.closed != 0 || stats.checked != 1 {
+			t.Fatalf("dry run %t: stats %s, want pending=1; log:\n%s", dry, stats.String(), rc.logs.String())
+		}
+		if logs := rc.logs.String(); !strings.Contains(logs, "ABNORMAL") || !strings.Contains(logs, "out_request_no=R1") {
+			t.Fatalf("dry run %t: no warning naming R1:\n%s", dry, logs)
+		}
+		if r := rc.r1(t); r.Status != paynotify.RefundPending {
+			t.Fatalf("dry run %t: R1 %+v, want it still pending", dry, r)
+		}
+	}
+}
+
 // refundAnswers answers a refund query with the refund as the provider states it: per request,
 // of the order's own payment (P1), of amount (when not 0) instead of the recorded one.
 type refundAnswers struct {
