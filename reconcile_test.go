@@ -524,6 +524,29 @@ func TestReconciler_SignedRefusal(t *testing.T) {
 	}
 }
 
+// TestReconciler_PanicInCheck: a check that panics (an adapter's or the Processor's bug on an
+// answer it did not expect) is counted as an error and asked again at the schedule's slow pace;
+// the sweep, and the process, go on (a reviewer helper's finding: the panic on a sweep's
+// goroutine ended the whole process, and the claim falling due again after the restart ended it
+// again). The other order of the sweep is checked.
+func TestReconciler_PanicInCheck(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 2*time.Hour)
+	scheduledOrder(t, r.Service, "T2", 2*time.Hour)
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) { panic("an answer the adapter did not expect") })
+	b.now.Set(t0.Add(time.Minute))
+	st := sweep(t, r)
+	if st.Errors != 1 || st.Checked != 1 {
+		t.Fatalf("sweep %+v, want T1 an error and T2 checked", st)
+	}
+	if next, _ := nextCheck(t, b, "T1"); next != 11*time.Minute {
+		t.Fatalf("T1 next at +%s, want then_every (10m) after the 1m check", next)
+	}
+	if next, checks := nextCheck(t, b, "T2"); next != 3*time.Minute || checks != 1 {
+		t.Fatalf("T2 next at +%s after %d checks, want +3m after 1", next, checks)
+	}
+}
+
 // TestReconciler_UnconfirmedInferredAmount (from a reviewer helper's audit): a portal refund's
 // amount inferred from Alipay's running total stays unsure until a refund query confirms it. A
 // confirmation that does not come (the answer rejected: a wrong Alipay key for a while; or no

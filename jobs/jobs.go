@@ -128,7 +128,16 @@ type sweepWorker struct {
 
 func (w *sweepWorker) Timeout(*river.Job[sweepArgs]) time.Duration { return sweepTimeout }
 
-func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[sweepArgs]) error {
+func (w *sweepWorker) Work(ctx context.Context, job *river.Job[sweepArgs]) error {
+	if late := time.Since(job.ScheduledAt); late > staleSweep(w.cfg.SweepInterval) {
+		// A tick that waited behind a long sweep (a queue of due checks: a sweep runs up to its
+		// budget, 30 s, and a tick comes every SweepInterval, 5 s): the next fresh one does the
+		// work. Run, the stale ticks ran back to back, each a claim transaction, and piled up in
+		// the job table for as long as the queue lasted (a reviewer helper's finding). Not unique
+		// jobs instead: a unique key held by a sweep whose process died would stop the sweeps
+		// until River's rescuer, half an hour later.
+		return nil
+	}
 	stats, err := w.cfg.Reconciler.Sweep(ctx)
 	if w.cfg.OnSweep != nil {
 		w.cfg.OnSweep(stats, err)
@@ -141,6 +150,13 @@ func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[sweepArgs]) error {
 		w.cfg.Logger.Info("reconciliation sweep", "checked", stats.Checked, "released", stats.Released, "errors", stats.Errors)
 	}
 	return nil
+}
+
+// staleSweep is how late a sweep's tick may start: three intervals, and at least a minute so that
+// a clock some seconds apart from the one that scheduled the tick (another instance's, on
+// PostgreSQL) never skips them all.
+func staleSweep(interval time.Duration) time.Duration {
+	return max(3*interval, time.Minute)
 }
 
 type pruneArgs struct{}

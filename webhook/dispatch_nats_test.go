@@ -256,3 +256,63 @@ func TestDispatcher_NATSDisabledNamesItsStream(t *testing.T) {
 		}
 	})
 }
+
+// panickyPublisher panics at its first publication (a sink's bug), then takes every message.
+type panickyPublisher struct {
+	calls atomic.Int32
+	ids   chan string
+}
+
+func (p *panickyPublisher) Publish(_ context.Context, _ string, _ paynotify.EventType, id string, _ []byte) error {
+	if p.calls.Add(1) == 1 {
+		panic("a sink's bug")
+	}
+	p.ids <- id
+	return nil
+}
+
+// TestDispatcher_PanicInAttempt: an attempt that panics is logged and its delivery released for a
+// minute later; the process goes on and the delivery is made then (a reviewer helper's finding:
+// the panic on a worker's goroutine ended the whole process, notification path included).
+func TestDispatcher_PanicInAttempt(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		var offset atomic.Int64
+		e.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		if err := webhook.EnsureNATSEndpoint(e.ctx, st, "PAYNOTIFY paynotify"); err != nil {
+			t.Fatal(err)
+		}
+		p := &panickyPublisher{ids: make(chan string, 10)}
+		e.start(webhook.Config{}, p)
+		want := e.order("shop", "nats_panic_1", false)
+		waitFor(t, 10*time.Second, "the attempt that panics", func() bool { return p.calls.Load() >= 1 })
+		select {
+		case id := <-p.ids:
+			t.Fatalf("%s published before the minute the panic holds it back", id)
+		case <-time.After(300 * time.Millisecond):
+		}
+		offset.Store(int64(time.Minute + time.Second))
+		select {
+		case id := <-p.ids:
+			if id != want[0] {
+				t.Fatalf("published %s, want %s", id, want[0])
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the delivery was not made after the panic")
+		}
+		// The attempt that panicked is kept, failed, as any.
+		list, err := st.ListWebhookAttempts(e.ctx, paynotify.WebhookAttemptFilter{EndpointID: paynotify.EndpointNATSID, EventID: want[0], Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var failed int
+		for _, a := range list {
+			if strings.Contains(a.Error, "a bug") {
+				failed++
+			}
+		}
+		if failed != 1 {
+			t.Fatalf("attempts %+v: want the one that panicked kept", list)
+		}
+	})
+}

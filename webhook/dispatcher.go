@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -409,7 +410,7 @@ func (d *Dispatcher) work(l *lane) {
 			d.wakeRefill() // refill before the queue runs dry
 		}
 		began := time.Now() // the metric's duration, to the nanosecond (the kept attempt has ms)
-		res := d.attempt(e, dl)
+		res := d.attemptRecovered(e, dl)
 		took := time.Since(began)
 		if d.Metrics != nil {
 			outcome := OutcomeRetry
@@ -423,6 +424,23 @@ func (d *Dispatcher) work(l *lane) {
 		}
 		d.results <- res
 	}
+}
+
+// attemptRecovered is attempt, with a panic inside it (a sink's bug, a malformed record) logged
+// with its stack, kept as a failed attempt, and the delivery tried again a minute later: a panic
+// in a worker's goroutine would end the whole process, notification path included, and the
+// delivery claimed again after a restart would end it again (a reviewer helper's finding).
+func (d *Dispatcher) attemptRecovered(e *paynotify.WebhookEndpoint, dl *paynotify.WebhookDelivery) (res paynotify.WebhookResult) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.Logger.Error("webhooks: attempt panicked", "endpoint", e.ID, "delivery", dl.ID, "event", dl.EventID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			now := d.now()
+			a := &paynotify.WebhookAttempt{ID: paynotify.NewID("wha"), DeliveryID: dl.ID, EndpointID: dl.EndpointID,
+				EventID: dl.EventID, EventType: dl.EventType, At: now.UTC(), Error: "paynotify failed on this attempt (a bug: its log has the stack)"}
+			res = paynotify.WebhookResult{Delivery: dl, Attempt: a, Status: paynotify.DeliveryPending, Next: ptr(now.Add(time.Minute))}
+		}
+	}()
+	return d.attempt(e, dl)
 }
 
 // attempt makes one attempt and decides what follows.

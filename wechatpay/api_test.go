@@ -494,6 +494,19 @@ func TestClient_Certificates(t *testing.T) {
 		if !have[CertificateSerial(configured)] || have[CertificateSerial(other)] || !have[cv.Serial] {
 			t.Fatalf("after the refresh: %v; want the configured expired one and the downloaded one, not the other expired one", have)
 		}
+		// The expired one kept does not hurry the next refresh: it made the refresher download
+		// every minute, for ever (a reviewer helper's finding). The downloaded one expires in
+		// years: the next refresh is an interval away.
+		if w := c.refreshWait(12 * time.Hour); w != 12*time.Hour {
+			t.Fatalf("next refresh in %s, want the interval (12h)", w)
+		}
+		// One that expires within two intervals still hurries it: at half of what is left.
+		soon := expired(0x3333)
+		soon.NotAfter = time.Unix(cv.Now, 0).Add(4 * time.Hour)
+		c.SetPlatformCertificates(append(c.PlatformCertificates(), soon))
+		if w := c.refreshWait(12 * time.Hour); w != 2*time.Hour {
+			t.Fatalf("next refresh in %s with a certificate expiring in 4h, want 2h", w)
+		}
 	})
 	t.Run("ErrOtherAPIv3Key", func(t *testing.T) {
 		srv := serve(t, cv.Body, cv.Headers)

@@ -140,11 +140,7 @@ func (c *Client) RunCertificateRefresher(ctx context.Context, interval time.Dura
 			backoff *= 2
 		} else {
 			backoff = time.Minute
-			for _, cert := range c.keys.Load().certs {
-				if left := cert.NotAfter.Sub(c.now()); left < 2*interval {
-					wait = max(min(wait, left/2), time.Minute)
-				}
-			}
+			wait = c.refreshWait(interval)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -154,6 +150,20 @@ func (c *Client) RunCertificateRefresher(ctx context.Context, interval time.Dura
 		case <-t.C:
 		}
 	}
+}
+
+// refreshWait is how long the refresher waits after a refresh that worked: interval, or half of
+// what is left of a certificate that expires within two intervals (a minute at least). Not for
+// one that has expired: configured ones are kept after their expiry (RefreshCertificates), and
+// one of them made the refresher download every minute for ever (a reviewer helper's finding).
+func (c *Client) refreshWait(interval time.Duration) time.Duration {
+	wait := interval
+	for _, cert := range c.keys.Load().certs {
+		if left := cert.NotAfter.Sub(c.now()); left > 0 && left < 2*interval {
+			wait = max(min(wait, left/2), time.Minute)
+		}
+	}
+	return wait
 }
 
 // MissRefreshInterval is the least time between two certificate downloads triggered by unknown
