@@ -88,6 +88,25 @@ func (c *Console) action(name string, r *http.Request) (*action, error) {
 		ask := "Refund ¥" + amount.String() + " of order " + otn + "? The money goes back to the buyer."
 		if no := r.PostFormValue("out_request_no"); no != "" {
 			ask = "Ask for refund " + no + " of ¥" + amount.String() + " of order " + otn + " again? Under its own number it is made once at most, whatever happened to the first request."
+		} else if r.PostFormValue("confirm") != "yes" {
+			// Asked when the operator clicks, from the store as it is then: the order's page may
+			// have been rendered before a refund went pending (by the API, another operator), and
+			// a second refund under a new number for the same complaint pays the buyer twice once
+			// the first goes through (a reviewer helper's finding).
+			refunds, err := c.Service.Store.ListRefunds(ctx, app, otn)
+			if err != nil {
+				return nil, err
+			}
+			var pending []string
+			for _, rf := range refunds {
+				if rf.Status == paynotify.RefundPending {
+					pending = append(pending, rf.OutRequestNo+" (¥"+rf.Amount.String()+")")
+				}
+			}
+			if len(pending) > 0 {
+				ask += " Refunds of this order are pending: " + strings.Join(pending, ", ") + ". Each may still go through: " +
+					"to ask for one again, retry it from the order's page under its own number; a new refund is money on top of them."
+			}
 		}
 		return &action{Ask: ask, Do: func(r *http.Request) (string, string, error) {
 			rf, _, err := c.Service.Refund(ctx, app, otn, paynotify.RefundRequest{Amount: amount, Reason: reason,

@@ -268,16 +268,19 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	// Counted as failed before the password is checked (taken back when it is right), so that
 	// parallel guesses meet the limit; and at most verifyConcurrency checks run at once, each
 	// an argon2id of 64 MiB, so that a burst of logins cannot exhaust memory.
-	if !c.sessions.attempt(ip, now) {
-		w.Header().Set("Retry-After", "60")
-		c.render(w, r, http.StatusTooManyRequests, "login", &page{Title: "Log in", Error: "Too many failed logins: wait a minute.", Data: next})
-		return
-	}
+	// The check's slot first: a login refused for want of one is not checked, so not counted
+	// (counted, it used up an operator's right password: a reviewer helper's finding).
 	select {
 	case c.verifying() <- struct{}{}:
 	default:
 		w.Header().Set("Retry-After", "1")
 		c.render(w, r, http.StatusTooManyRequests, "login", &page{Title: "Log in", Error: "Too many logins at once: try again.", Data: next})
+		return
+	}
+	if !c.sessions.attempt(ip, now) {
+		<-c.verifying()
+		w.Header().Set("Retry-After", "60")
+		c.render(w, r, http.StatusTooManyRequests, "login", &page{Title: "Log in", Error: "Too many failed logins: wait a minute.", Data: next})
 		return
 	}
 	password := r.PostFormValue("password")
@@ -289,6 +292,11 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sessions.succeeded(ip, now)
+	if old := c.session(r); old != nil {
+		// The browser's session before this login ends with it: an id that leaked stays valid
+		// no longer than its owner's next login (a reviewer helper's finding).
+		c.sessions.end(old.id)
+	}
 	ss := c.sessions.create(now)
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: ss.id, Path: "/", HttpOnly: true, Secure: c.secure(r),
 		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})

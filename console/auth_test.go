@@ -2,6 +2,11 @@ package console
 
 import (
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,5 +131,37 @@ func TestSessions(t *testing.T) {
 	}
 	if len(s.byID) > maxSessions {
 		t.Errorf("%d sessions held, more than %d", len(s.byID), maxSessions)
+	}
+}
+
+// TestLogin_BusyIsNotAFailure: a login refused because every password check's slot is taken was
+// never checked, so it does not count against the limit (a reviewer helper's finding: five such
+// refusals used up the minute, and the right password then got 429).
+func TestLogin_BusyIsNotAFailure(t *testing.T) {
+	hash, err := HashPassword("right password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Console{PasswordHash: hash, Logger: slog.New(slog.DiscardHandler)}
+	login := func(password string) int {
+		r := httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"password": {password}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		c.handleLogin(w, r)
+		return w.Code
+	}
+	for range verifyConcurrency {
+		c.verifying() <- struct{}{} // every slot busy with other logins
+	}
+	for i := range loginPerIP + 2 {
+		if code := login("right password"); code != http.StatusTooManyRequests {
+			t.Fatalf("login %d while every slot is busy = %d, want 429", i, code)
+		}
+	}
+	for range verifyConcurrency {
+		<-c.verifying()
+	}
+	if code := login("right password"); code != http.StatusSeeOther {
+		t.Fatalf("the right password once a slot is free = %d, want 303: the busy refusals were counted", code)
 	}
 }

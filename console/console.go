@@ -155,8 +155,22 @@ func (c *Console) Routes() map[string]http.Handler {
 	mux.Handle("/console/", c.guard(func(w http.ResponseWriter, r *http.Request, ss *session) {
 		c.render(w, r, http.StatusNotFound, "error", &page{Title: "Not found", Error: "No such console page."})
 	}))
-	h := securityHeaders(mux)
+	h := securityHeaders(c.sameOrigin(mux))
 	return map[string]http.Handler{"GET /{$}": h, "/login": h, "/logout": h, "/console/": h}
+}
+
+// sameOrigin refuses a POST that a browser says comes from another site (Sec-Fetch-Site, or an
+// Origin whose host is not the request's: Go's http.CrossOriginProtection), before anything
+// counts it. The forms carry a CSRF token besides; the login's cannot (there is no session
+// yet), and a page on any site could post wrong passwords from the operator's browser until the
+// login limit locked every operator behind the same proxy out (a reviewer helper's finding).
+func (c *Console) sameOrigin(h http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.render(w, r, http.StatusForbidden, "error", &page{Title: "Forbidden",
+			Error: "A form of another site was posted here: refused. Use the console's own pages."})
+	}))
+	return cop.Handler(h)
 }
 
 // securityHeaders sets the headers every console answer carries: no caching, no framing, a

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -274,6 +275,92 @@ func TestConsole_Auth(t *testing.T) {
 	})
 }
 
+// TestConsole_CrossSitePostsRefused: a POST a browser says comes from another site (Sec-Fetch-Site
+// cross-site, or an Origin of another host) is refused before anything counts it. Without it, a
+// page on any site could post wrong passwords to /login from the operator's browser (no token
+// can guard a login: there is no session yet) until the login limit locked out every operator
+// behind the same proxy (a reviewer helper's finding). The same browser's own posts still work.
+func TestConsole_CrossSitePostsRefused(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		e := setup(t, s, nil)
+		post := func(path string, form url.Values, hdr map[string]string) int {
+			t.Helper()
+			req, err := http.NewRequest("POST", e.url+path, strings.NewReader(form.Encode()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for k, v := range hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		crossSite := []map[string]string{
+			{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Origin": "https://evil.example"},
+			{"Origin": "https://evil.example"}, // a browser without Sec-Fetch-Site
+		}
+		for i := range 10 {
+			if code := post("/login", url.Values{"password": {"guess"}}, crossSite[i%2]); code != http.StatusForbidden {
+				t.Fatalf("cross-site login %d = %d, want 403", i, code)
+			}
+		}
+		// None was counted: the operator's own login, from the console's page, goes through.
+		host := strings.TrimPrefix(e.url, "http://")
+		if code := post("/login", url.Values{"password": {"right password"}}, map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "http://" + host}); code != http.StatusSeeOther {
+			t.Fatalf("the operator's login after the cross-site posts = %d, want 303", code)
+		}
+		_, _, body := e.do("GET", "/console/", nil)
+		m := csrfField.FindStringSubmatch(body)
+		if m == nil {
+			t.Fatal("no CSRF token on the overview after the login")
+		}
+		token := m[1]
+		if code := post("/console/actions/close", url.Values{"app": {"app1"}, "otn": {"nope"}, "csrf": {token}}, crossSite[0]); code != http.StatusForbidden {
+			t.Errorf("cross-site action with the right token = %d, want 403", code)
+		}
+	})
+}
+
+// TestConsole_LoginEndsTheOldSession: a login ends the session the browser had: an id that leaked
+// stays valid no longer than its owner's next login (a reviewer helper's finding).
+func TestConsole_LoginEndsTheOldSession(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		e := setup(t, s, nil)
+		e.login()
+		u, _ := url.Parse(e.url)
+		var old string
+		for _, ck := range e.client.Jar.Cookies(u) {
+			if ck.Name == "paynotify_console" {
+				old = ck.Value
+			}
+		}
+		if old == "" {
+			t.Fatal("no session cookie after the login")
+		}
+		e.login()
+		req, _ := http.NewRequest("GET", e.url+"/console/", nil)
+		req.AddCookie(&http.Cookie{Name: "paynotify_console", Value: old})
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+			t.Fatalf("the session before the second login = %d → %q, want it ended (to /login)", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		// A date that does not parse is named, not echoed into the console's own banner.
+		_, _, body := e.do("GET", "/console/orders?from="+url.QueryEscape("Refund it again now"), nil)
+		if strings.Contains(body, "Refund it again now") || !strings.Contains(body, "The from date is not YYYY-MM-DD.") {
+			t.Errorf("a bad date's page echoes it, or does not name the field:\n%s", body)
+		}
+	})
+}
+
 // TestConsole_Pages renders the pages over stored orders, notifications and events.
 func TestConsole_Pages(t *testing.T) {
 	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
@@ -392,12 +479,37 @@ func TestConsole_Pages(t *testing.T) {
 		}
 		// The long-poll answers the current stamp at once when it differs, and the same one after
 		// its timeout otherwise.
-		code, _, body := e.do("GET", "/console/wait?app=app1&otn=B&stamp=old", nil)
-		if code != http.StatusOK || !strings.Contains(body, `"stamp":"v1.ntf_B"`) {
-			t.Errorf("wait = %d %s", code, body)
+		stampOf := func(otn, was string) string {
+			t.Helper()
+			code, _, body := e.do("GET", "/console/wait?app=app1&otn="+otn+"&stamp="+url.QueryEscape(was), nil)
+			var got struct{ Stamp string }
+			if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil || got.Stamp == "" {
+				t.Fatalf("wait = %d %s", code, body)
+			}
+			return got.Stamp
 		}
-		if _, _, body := e.do("GET", "/console/wait?app=app1&otn=B&stamp=v1.ntf_B", nil); !strings.Contains(body, `"stamp":"v1.ntf_B"`) {
-			t.Errorf("wait without a change = %s", body)
+		stamp := stampOf("A", "old")
+		if !strings.HasPrefix(stamp, "v2.ntf_A2.") {
+			t.Errorf("stamp %q, want A's version and newest notification", stamp)
+		}
+		if again := stampOf("A", stamp); again != stamp {
+			t.Errorf("wait without a change = %q, want %q", again, stamp)
+		}
+		// A refund that goes pending (by the API, another operator) moves neither the order's
+		// version nor its evidence, yet an open page must show it: the stamp changes (a
+		// reviewer helper's finding: the open page offered its amount again).
+		if _, _, err := s.CreateRefund(ctx, &paynotify.Refund{App: "app1", OutTradeNo: "A", OutRequestNo: "APIREF1", Amount: 300,
+			Status: paynotify.RefundPending, CreatedAt: storetest.T0.Add(time.Hour), UpdatedAt: storetest.T0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if after := stampOf("A", stamp); after == stamp {
+			t.Errorf("stamp %q unchanged by a pending refund", after)
+		}
+		// Asked to refund again from a page rendered before it, the confirmation names the
+		// pending refund: it is read when the operator clicks.
+		code, _, body := e.do("POST", "/console/actions/refund", url.Values{"app": {"app1"}, "otn": {"A"}, "amount": {"3.00"}, "csrf": {token}})
+		if code != http.StatusOK || !strings.Contains(body, "Refunds of this order are pending: APIREF1 (¥3.00)") {
+			t.Errorf("refund confirmation = %d, want it to name the pending refund:\n%s", code, body)
 		}
 	})
 }
