@@ -31,6 +31,11 @@ type DB struct {
 	w    *writer
 	path string
 
+	files  fileGuard // the files opened, and whether they changed (files.go)
+	anchor *sql.Conn // a read connection held open for the store's life (Open)
+	// lastFailure is the last batch, when it failed as a whole (writer.go); nil once one commits.
+	lastFailure atomic.Pointer[batchFailure]
+
 	stmtMu sync.Mutex                 // held while preparing
 	stmts  atomic.Pointer[statements] // prepared on first use (stmt.go)
 
@@ -103,11 +108,33 @@ func Open(path string) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	rd.SetMaxOpenConns(readConns)
-	rd.SetMaxIdleConns(readConns)
+	rd.SetMaxOpenConns(readConns + 1)
+	rd.SetMaxIdleConns(readConns + 1)
 	rd.SetConnMaxIdleTime(0)
 	rd.SetConnMaxLifetime(0)
 	db := &DB{db: sdb, rd: rd, path: path, Now: time.Now}
+	// A connection held open for the store's life (outside any transaction: it holds no
+	// snapshot and stops no checkpoint), so that SQLite never removes and recreates the -wal and
+	// -shm files while the store is open, whatever its pools do: the files are then the same
+	// until someone else removes them (checkFiles).
+	if db.anchor, err = rd.Conn(context.Background()); err == nil {
+		var v int64
+		err = db.anchor.QueryRowContext(context.Background(), `PRAGMA schema_version`).Scan(&v)
+	}
+	if err != nil {
+		if db.anchor != nil {
+			db.anchor.Close()
+		}
+		rd.Close()
+		sdb.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	if err := db.checkFiles(); err != nil {
+		db.anchor.Close()
+		rd.Close()
+		sdb.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
 	db.w = newWriter(db)
 	return db, nil
 }
@@ -138,6 +165,9 @@ func (db *DB) Close() error {
 		st.close()
 	}
 	db.stmtMu.Unlock()
+	if db.anchor != nil { // none for OpenReadOnly's
+		db.anchor.Close()
+	}
 	rerr := db.rd.Close()
 	if err := db.db.Close(); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
@@ -251,7 +281,15 @@ func rollback(tx *sql.Tx) { _ = tx.Rollback() }
 // Ping checks that the database answers, on the read pool: the write connection is the group
 // commit's only one, and a ping there would wait for (and hold up) a batch.
 func (db *DB) Ping(ctx context.Context) error {
-	if err := db.rd.PingContext(ctx); err != nil {
+	if err := db.filesBroken(); err != nil {
+		return err
+	}
+	if f := db.lastFailure.Load(); f != nil && time.Since(f.at) < failingFor {
+		return fmt.Errorf("sqlite: the last write batch failed %s ago, and none committed since: %w", time.Since(f.at).Round(time.Second), f.err)
+	}
+	// A read of the file's header, not the driver's `select 1`, which reads nothing.
+	var v int64
+	if err := db.rd.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&v); err != nil {
 		return fmt.Errorf("sqlite: ping: %w", err)
 	}
 	return nil

@@ -3,7 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/paynotify/paynotify/internal/groupcommit"
 )
@@ -33,9 +35,31 @@ type writer = groupcommit.Writer[writeFn]
 
 func newWriter(db *DB) *writer {
 	var w *writer
-	w = groupcommit.New(1, maxBatch, func(ops []*groupcommit.Op[writeFn]) error { return db.commitBatch(w, ops) })
+	w = groupcommit.New(1, maxBatch, func(ops []*groupcommit.Op[writeFn]) error {
+		err := db.commitBatch(w, ops)
+		if errors.Is(err, errFilesChanged) {
+			db.salvageCommits()
+		}
+		if err != nil {
+			db.lastFailure.Store(&batchFailure{at: time.Now(), err: err})
+		} else {
+			db.lastFailure.Store(nil)
+		}
+		return err
+	})
 	return w
 }
+
+// batchFailure is a batch that failed as a whole (its BEGIN, a savepoint, its COMMIT), and when.
+type batchFailure struct {
+	at  time.Time
+	err error
+}
+
+// failingFor is how long after a batch that failed as a whole, with none committed since, Ping
+// reports the writer failing: another process holding the write lock past the busy timeout, a
+// disk that refuses writes. /readyz said ok through all of it (a reviewer helper's finding).
+const failingFor = 30 * time.Second
 
 // commitBatch runs ops in one transaction, each in a savepoint, and commits what succeeded.
 func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
@@ -87,6 +111,11 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 	}
 	if ran == 0 {
 		return nil // nothing to commit; the deferred rollback ends the transaction
+	}
+	// Committed into files that are no longer the database's, the batch would be lost at the
+	// next restart: it fails instead (files.go).
+	if err := db.checkFiles(); err != nil {
+		return err
 	}
 	if err := w.BeforeCommit(); err != nil {
 		return err
