@@ -238,7 +238,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 		var wg sync.WaitGroup
 		for _, c := range claims {
 			if until, ok := r.backingOff(c.App, claimedAt); ok {
-				fin.add(c, &until, false, false)
+				fin.unanswered(c, &until, false)
 				add(func(s *SweepStats) { s.Released++ })
 				continue
 			}
@@ -265,7 +265,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 					// Backing off, stopping (a graceful shutdown drains: what has not started is
 					// not started now), or too late to finish within the lease: give it back.
 					if ok {
-						fin.add(c, &until, false, false)
+						fin.unanswered(c, &until, false)
 					} else {
 						fin.release(c)
 					}
@@ -312,10 +312,20 @@ func (r *Reconciler) newFinisher() *finisher {
 	return f
 }
 
-// add queues the end of claim c.
+// add queues the end of claim c, whose check the provider answered.
 func (f *finisher) add(c *Check, next *time.Time, counted, attention bool) {
+	f.queue(CheckDone{Check: c, Next: next, Counted: counted, Attention: attention})
+}
+
+// unanswered queues the end of claim c, whose check got no answer: failed, released or backing
+// off. A refund's needs_attention stays as it was.
+func (f *finisher) unanswered(c *Check, next *time.Time, counted bool) {
+	f.queue(CheckDone{Check: c, Next: next, Counted: counted, KeepAttention: true})
+}
+
+func (f *finisher) queue(d CheckDone) {
 	f.mu.Lock()
-	f.buf = append(f.buf, CheckDone{Check: c, Next: next, Counted: counted, Attention: attention})
+	f.buf = append(f.buf, d)
 	full := len(f.buf) >= 64
 	f.mu.Unlock()
 	if full {
@@ -329,7 +339,7 @@ func (f *finisher) add(c *Check, next *time.Time, counted, attention bool) {
 // release gives a claim back unchecked, due at once.
 func (f *finisher) release(c *Check) {
 	now := f.r.Service.now()
-	f.add(c, &now, false, false)
+	f.unanswered(c, &now, false)
 }
 
 func (f *finisher) loop() {
@@ -436,11 +446,11 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 			}
 		}
 		r.log().Warn("check failed", "app", c.App, "out_trade_no", c.OutTradeNo, "out_request_no", c.OutRequestNo, "kind", c.Kind, "err", err, "retry_at", next)
-		o = checkOutcome{next: &next, counted: counted}
+		fin.unanswered(c, &next, counted)
 	} else {
 		r.answered(c.App)
+		fin.add(c, o.next, o.counted, o.attention)
 	}
-	fin.add(c, o.next, o.counted, o.attention)
 	if r.OnCheck != nil {
 		r.OnCheck(c, res, err)
 	}

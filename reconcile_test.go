@@ -677,6 +677,17 @@ func TestReconciler_InferredAmountNeverConfirmed(t *testing.T) {
 	if !p.NeedsAttention || p.NextCheckAt == nil || p.NextCheckAt.Sub(b.now.Now()) != b.app.Reconcile.WithDefaults().ThenEvery {
 		t.Fatalf("P 8 days on: %+v, want needs_attention and a check after ThenEvery", p)
 	}
+	// A check that gets no answer (the provider down) leaves the flag as it was: it cleared it,
+	// and the operator's flag vanished for the outage (a reviewer helper's finding).
+	b.fake.rquery["P00001"] = func() (*paynotify.Answer, error) {
+		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "provider down")
+	}
+	b.now.Set(p.NextCheckAt.Add(time.Second))
+	sweep(t, r)
+	if q := b.refundOfT1(t, "P00001"); !q.NeedsAttention || q.NextCheckAt == nil {
+		t.Fatalf("P after a check without an answer: %+v, want it still needing attention, asked again", q)
+	}
+	p = b.refundOfT1(t, "P00001")
 	b.fake.rquery["P00001"] = answer("REFUND_SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1",
 		RefundPerRequest: true, RefundRequestNo: "P00001", RefundAmount: 300})
 	b.now.Set(p.NextCheckAt.Add(time.Second))

@@ -295,6 +295,10 @@ type CheckDone struct {
 	Next      *time.Time
 	Counted   bool
 	Attention bool
+	// KeepAttention: the check got no answer (it failed, was released, or its app was backing
+	// off): a refund's NeedsAttention stays as it was, whatever Attention says. An outage
+	// cleared the flag an operator relies on (a reviewer helper's finding).
+	KeepAttention bool
 }
 
 // RefundWouldExceed reports whether a new refund of amount would take an order of orderAmount past

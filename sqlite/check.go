@@ -101,7 +101,7 @@ func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Ti
 
 // FinishChecks ends each claim whose token still holds, all in one write transaction: checks grows
 // when counted, check_token is cleared, next_check_at is set (NULL for an order no longer
-// pending), and a refund's needs_attention replaced.
+// pending), and a refund's needs_attention replaced (kept with KeepAttention).
 func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) error {
 	if len(done) == 0 {
 		return nil
@@ -137,9 +137,9 @@ func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) erro
 				att = 1
 			}
 			_, err = tx.ExecContext(ctx, `UPDATE refunds SET checks = checks + ?1, check_token = '',
-				next_check_at = ?2, needs_attention = ?3
+				next_check_at = ?2, needs_attention = CASE WHEN ?8 THEN needs_attention ELSE ?3 END
 				WHERE app = ?4 AND out_trade_no = ?5 AND out_request_no = ?6 AND check_token = ?7`,
-				inc, formatTimePtr(d.Next), att, c.App, c.OutTradeNo, c.OutRequestNo, c.Token)
+				inc, formatTimePtr(d.Next), att, c.App, c.OutTradeNo, c.OutRequestNo, c.Token, d.KeepAttention)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: finish check: %w", err)

@@ -317,6 +317,49 @@ func (s *suite) testAttentionCleared(t *testing.T) {
 	}
 }
 
+func (s *suite) testAttentionKeptWithoutAnswer(t *testing.T) {
+	// K1 and K2 pending, needing attention, due. K1's check gets no answer (KeepAttention: a
+	// provider outage, a release): the flag stays. K2's is answered without it: the flag goes.
+	st, b := s.setup(t)
+	o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
+	due := T0.Add(time.Minute)
+	for _, no := range []string{"K1", "K2"} {
+		r := newRefund(o, no, 10, T0)
+		r.NextCheckAt = &due
+		MustCommit(t, b.ctx, st, &paynotify.Change{Refund: r})
+		if err := st.ExecSQL(b.ctx, `UPDATE refunds SET needs_attention = (1 = 1) WHERE out_request_no = '`+no+`'`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checks, err := st.ClaimChecks(b.ctx, due, time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done []paynotify.CheckDone
+	later := T0.Add(time.Hour)
+	for _, c := range checks {
+		done = append(done, paynotify.CheckDone{Check: c, Next: &later, KeepAttention: c.OutRequestNo == "K1"})
+	}
+	if len(done) != 2 {
+		t.Fatalf("%d claims, want K1 and K2", len(done))
+	}
+	if err := st.FinishChecks(b.ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := st.ListRefunds(b.ctx, "app1", "T1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if want := r.OutRequestNo == "K1"; r.NeedsAttention != want {
+			t.Errorf("refund %s: needs_attention %v, want %v", r.OutRequestNo, r.NeedsAttention, want)
+		}
+		if r.NextCheckAt == nil || !r.NextCheckAt.Equal(later) {
+			t.Errorf("refund %s: next check %v, want %v", r.OutRequestNo, r.NextCheckAt, later)
+		}
+	}
+}
+
 func (s *suite) testListPendingRefunds(t *testing.T) {
 	// setupRefunds records, by creation time: R6 app1/T2 pending (T0+1m), R1 app1/T1 pending
 	// (T0+2m), R2 app1/T1 succeeded (T0+3m), R3 app2/T3 pending (T0+4m), R4 app1/T2 pending

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) DB) {
 	t.Run("ListPendingRefunds", s.testListPendingRefunds)
 	t.Run("ListAttentionRefunds", s.testListAttentionRefunds)
 	t.Run("AttentionCleared", s.testAttentionCleared)
+	t.Run("AttentionKeptWithoutAnswer", s.testAttentionKeptWithoutAnswer)
 	t.Run("Commit", s.testCommit)
 	t.Run("GroupCommit", s.testGroupCommit)
 	t.Run("CommitSchedule", s.testCommitSchedule)
