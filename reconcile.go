@@ -190,6 +190,20 @@ func (r *Reconciler) backingOff(app string, now time.Time) (time.Time, bool) {
 	return l.until, now.Before(l.until)
 }
 
+// releaseAfterBackoff is when a check of app released because the app is backing off until
+// until falls due again: spread over a quarter of the app's backoff past its end, so that the
+// app's queue does not fall due in one instant when it ends.
+func (r *Reconciler) releaseAfterBackoff(app string, until time.Time) time.Time {
+	l := r.limiter(app)
+	r.mu.Lock()
+	spread := l.backoff / 4
+	r.mu.Unlock()
+	if spread <= 0 {
+		return until
+	}
+	return until.Add(rand.N(spread))
+}
+
 // unavailable backs app off: from 1s, doubling to 5 minutes, with ±50% jitter. It returns when
 // the app's checks are due again.
 func (r *Reconciler) unavailable(app string, now time.Time) time.Time {
@@ -236,10 +250,13 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 			return stats, err
 		}
 		var wg sync.WaitGroup
+		backedOff := 0
 		for _, c := range claims {
 			if until, ok := r.backingOff(c.App, claimedAt); ok {
+				until = r.releaseAfterBackoff(c.App, until)
 				fin.unanswered(c, &until, false)
 				add(func(s *SweepStats) { s.Released++ })
+				backedOff++
 				continue
 			}
 			wg.Add(1)
@@ -283,7 +300,10 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 			}()
 		}
 		wg.Wait()
-		if len(claims) < r.batch() {
+		if len(claims) < r.batch() || backedOff == len(claims) {
+			// A whole batch of apps backing off: the next sweep goes on. Claiming on, a sweep
+			// ran through an app's whole due queue while its provider was down, claiming and
+			// releasing every row with no pacing (a reviewer helper's finding).
 			break
 		}
 	}

@@ -275,7 +275,7 @@ type Check struct {
 // one periodic sweep finds what is due through an index instead of a job per order.
 type CheckStore interface {
 	// ClaimChecks claims up to limit orders and refunds whose NextCheckAt is at or before now,
-	// earliest first: each moves to now+lease under a new Token, so that a concurrent sweep (of
+	// earliest first within each kind, in the steps of ClaimParts: each moves to now+lease under a new Token, so that a concurrent sweep (of
 	// this or another process) skips it, and a claimer that dies leaves it due again at the end
 	// of the lease.
 	ClaimChecks(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*Check, error)
@@ -287,6 +287,24 @@ type CheckStore interface {
 	// FinishChecks is FinishCheck for several claims in one transaction (one durable write for a
 	// batch of checks): each is ended as FinishCheck would, independently of the others.
 	FinishChecks(ctx context.Context, done []CheckDone) error
+}
+
+// RefundClaimShare is the part of a claim's limit that due refunds take first (ClaimParts): with
+// the orders first, a queue of due orders left no room for a refund in any claim for as long as
+// it lasted, and a pending refund (money that may have left) went unchecked, never reaching
+// needs_attention (a reviewer helper's finding).
+const RefundClaimShare = 4 // a quarter
+
+// ClaimPart is one step of a claim: up to Limit rows of Kind, of what is left of the limit.
+type ClaimPart struct {
+	Kind  CheckKind
+	Limit int
+}
+
+// ClaimParts is the order in which a claim of limit rows takes them (CheckStore.ClaimChecks): the
+// due refunds up to a share of limit (at least one), then the due orders, then more refunds.
+func ClaimParts(limit int) []ClaimPart {
+	return []ClaimPart{{CheckRefund, max(1, limit/RefundClaimShare)}, {CheckOrder, limit}, {CheckRefund, limit}}
 }
 
 // CheckDone is how one check ends its claim (CheckStore.FinishChecks).

@@ -14,8 +14,8 @@ import (
 )
 
 // ClaimChecks claims, in one short transaction, up to limit due rows (NextCheckAt at or before
-// now): the due orders first, earliest first, then the due refunds, earliest first, with what is
-// left of limit. Each claimed row moves to now+lease under one new random token, and is returned
+// now): the due refunds first, earliest first, up to paynotify.RefundClaimShare of limit, then
+// the due orders, earliest first, then more refunds with what is left of limit. Each claimed row moves to now+lease under one new random token, and is returned
 // in that order. Due rows are locked FOR NO KEY UPDATE SKIP LOCKED: a concurrent claim (of this
 // or another process) skips the rows this one is taking instead of waiting for them, and one that
 // reaches a row after this claim committed finds it no longer due. A limit of 0 or less claims
@@ -31,17 +31,14 @@ func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duratio
 	due, until := tm(now), tm(now.Add(lease))
 	var out []*paynotify.Check
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		orders, err := claim(ctx, tx, paynotify.CheckOrder, due, until, token, limit)
-		if err != nil {
-			return fmt.Errorf("orders: %w", err)
-		}
-		out = orders
-		if left := limit - len(orders); left > 0 {
-			refunds, err := claim(ctx, tx, paynotify.CheckRefund, due, until, token, left)
-			if err != nil {
-				return fmt.Errorf("refunds: %w", err)
+		for _, part := range paynotify.ClaimParts(limit) {
+			if left := min(part.Limit, limit-len(out)); left > 0 {
+				got, err := claim(ctx, tx, part.Kind, due, until, token, left)
+				if err != nil {
+					return fmt.Errorf("%s: %w", part.Kind, err)
+				}
+				out = append(out, got...)
 			}
-			out = append(out, refunds...)
 		}
 		return nil
 	})

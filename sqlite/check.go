@@ -13,8 +13,9 @@ import (
 )
 
 // ClaimChecks claims, in one write transaction, up to limit due rows (NextCheckAt at or before
-// now): the due orders first, earliest first, then the due refunds, earliest first, with what is
-// left of limit. Each claimed row moves to now+lease under one new random token, and is returned
+// now): the due refunds first, earliest first, up to paynotify.RefundClaimShare of limit, then
+// the due orders, earliest first, then more refunds with what is left of limit. Each claimed row
+// moves to now+lease under one new random token, and is returned
 // in that order. The transaction holds the write lock from BEGIN (_txlock=immediate), so a
 // concurrent claim, of this handle or another process, runs before or after it and never sees
 // the rows as due. A limit of 0 or less claims nothing; lease must be positive.
@@ -32,12 +33,11 @@ func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duratio
 		return nil, fmt.Errorf("sqlite: claim checks: %w", err)
 	}
 	defer rollback(tx)
-	if out, err = cl.take(ctx, tx, paynotify.CheckOrder, limit, out); err != nil {
-		return nil, fmt.Errorf("sqlite: claim checks: orders: %w", err)
-	}
-	if left := limit - len(out); left > 0 {
-		if out, err = cl.take(ctx, tx, paynotify.CheckRefund, left, out); err != nil {
-			return nil, fmt.Errorf("sqlite: claim checks: refunds: %w", err)
+	for _, part := range paynotify.ClaimParts(limit) {
+		if left := min(part.Limit, limit-len(out)); left > 0 {
+			if out, err = cl.take(ctx, tx, part.Kind, left, out); err != nil {
+				return nil, fmt.Errorf("sqlite: claim checks: %s: %w", part.Kind, err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -520,16 +520,17 @@ func (s *suite) testClaimChecks(t *testing.T) {
 		st, b, now := setupDue(t)
 		lease := 10 * time.Minute
 		cs := MustClaimChecks(t, b.ctx, st, now, lease, 10)
-		// Due orders earliest first, then due refunds.
-		checkStrings(t, "claimed", checkKeys(cs), []string{"T2", "app2:T5", "T1", "P/R1"})
+		// Due refunds up to a share of the limit, then due orders, each earliest first
+		// (paynotify.ClaimParts).
+		checkStrings(t, "claimed", checkKeys(cs), []string{"P/R1", "T2", "app2:T5", "T1"})
 		if len(cs) != 4 {
 			t.FailNow()
 		}
 		for i, want := range []paynotify.Check{
+			{Kind: paynotify.CheckRefund, App: "app1", OutTradeNo: "P", OutRequestNo: "R1", Checks: 0},
 			{Kind: paynotify.CheckOrder, App: "app1", OutTradeNo: "T2", Checks: 2},
 			{Kind: paynotify.CheckOrder, App: "app2", OutTradeNo: "T5", Checks: 0},
 			{Kind: paynotify.CheckOrder, App: "app1", OutTradeNo: "T1", Checks: 1},
-			{Kind: paynotify.CheckRefund, App: "app1", OutTradeNo: "P", OutRequestNo: "R1", Checks: 0},
 		} {
 			got := *cs[i]
 			if got.Token == "" {
@@ -566,14 +567,14 @@ func (s *suite) testClaimChecks(t *testing.T) {
 		st, b, now := setupDue(t)
 		lease := 10 * time.Minute
 		first := MustClaimChecks(t, b.ctx, st, now, lease, 10)
-		checkStrings(t, "first", checkKeys(first), []string{"T2", "app2:T5", "T1", "P/R1"})
+		checkStrings(t, "first", checkKeys(first), []string{"P/R1", "T2", "app2:T5", "T1"})
 		checkStrings(t, "same now", checkKeys(MustClaimChecks(t, b.ctx, st, now, lease, 10)), nil)
 		// Just before the lease ends: only T3 and R2, whose own time has come.
 		checkStrings(t, "before the lease ends", checkKeys(MustClaimChecks(t, b.ctx, st, now.Add(lease-time.Microsecond), time.Hour, 10)),
-			[]string{"T3", "P/R2"})
+			[]string{"P/R2", "T3"})
 		// At the end of the lease: the first claim's rows, in creation order (their times are equal).
 		again := MustClaimChecks(t, b.ctx, st, now.Add(lease), lease, 10)
-		checkStrings(t, "lease over", checkKeys(again), []string{"T1", "T2", "app2:T5", "P/R1"})
+		checkStrings(t, "lease over", checkKeys(again), []string{"P/R1", "T1", "T2", "app2:T5"})
 		tokens := map[string]string{}
 		for _, c := range first {
 			tokens[checkKey(c)] = c.Token
@@ -586,8 +587,10 @@ func (s *suite) testClaimChecks(t *testing.T) {
 	})
 
 	t.Run("OKLimit", func(t *testing.T) {
-		// Orders first, then refunds with what is left of the limit; each earliest first (created
-		// in the reverse order of their times).
+		// Refunds first up to a quarter of the limit (at least one), then orders, then refunds with
+		// what is left of the limit; each earliest first (created in the reverse order of their
+		// times). A queue of due orders leaves room for a refund in every claim: with the orders
+		// first, a refund waited for the whole queue (a reviewer helper's finding).
 		st, b := s.setup(t)
 		for i := 5; i >= 1; i-- {
 			MustCreateOrder(t, b.ctx, st, scheduledOrder("app1", fmt.Sprint("T", i), T0.Add(time.Duration(i)*time.Second)))
@@ -601,10 +604,20 @@ func (s *suite) testClaimChecks(t *testing.T) {
 			}
 		}
 		now := T0.Add(time.Hour)
-		checkStrings(t, "limit 3", checkKeys(MustClaimChecks(t, b.ctx, st, now, time.Hour, 3)), []string{"T1", "T2", "T3"})
-		checkStrings(t, "limit 4", checkKeys(MustClaimChecks(t, b.ctx, st, now, time.Hour, 4)), []string{"T4", "T5", "P/R1", "P/R2"})
+		checkStrings(t, "limit 3", checkKeys(MustClaimChecks(t, b.ctx, st, now, time.Hour, 3)), []string{"P/R1", "T1", "T2"})
+		checkStrings(t, "limit 4", checkKeys(MustClaimChecks(t, b.ctx, st, now, time.Hour, 4)), []string{"P/R2", "T3", "T4", "T5"})
 		checkStrings(t, "limit 4 again", checkKeys(MustClaimChecks(t, b.ctx, st, now, time.Hour, 4)), []string{"P/R3"})
 		checkStrings(t, "none left", checkKeys(MustClaimChecks(t, b.ctx, st, now, time.Hour, 4)), nil)
+		// Few orders due: refunds take the rest of the limit.
+		for i := 6; i <= 9; i++ {
+			r := newRefund(p, fmt.Sprint("R", i), 10, T0)
+			r.NextCheckAt = at(T0.Add(time.Duration(i) * time.Second))
+			if _, _, err := st.CreateRefund(b.ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		MustCreateOrder(t, b.ctx, st, scheduledOrder("app1", "T6", T0.Add(time.Second)))
+		checkStrings(t, "limit 4, one order", checkKeys(MustClaimChecks(t, b.ctx, st, now, time.Hour, 4)), []string{"P/R6", "T6", "P/R7", "P/R8"})
 	})
 
 	t.Run("OKLimitZero", func(t *testing.T) {
@@ -897,11 +910,12 @@ func (s *suite) testFinishCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		cs := MustClaimChecks(t, b.ctx, st, T0, time.Minute, 10)
-		checkStrings(t, "claimed", checkKeys(cs), []string{"T1", "T2", "T1/R1", "T1/R2"})
-		if len(cs) != 4 {
+		claimed := MustClaimChecks(t, b.ctx, st, T0, time.Minute, 10)
+		checkStrings(t, "claimed", checkKeys(claimed), []string{"T1/R1", "T1/R2", "T1", "T2"})
+		if len(claimed) != 4 {
 			t.FailNow()
 		}
+		cs := []*paynotify.Check{claimed[2], claimed[3], claimed[0], claimed[1]} // T1, T2, R1, R2
 		leased := at(T0.Add(time.Minute))
 		// checkRows checks the schedule of T1, T2, R1, R2 and the attention of R1, R2.
 		checkRows := func(what string, t1, t2, r1, r2 *time.Time, att1, att2 bool) {
