@@ -527,6 +527,47 @@ func TestReconciler_SignedRefusal(t *testing.T) {
 	}
 }
 
+// TestReconciler_RefundAbnormal: a refund the provider reports ABNORMAL (WeChat Pay) needs
+// attention from the first check that sees it, not at the end of its window (a reviewer helper's
+// finding), stays pending, and is asked about after its window too, so that its settlement in the
+// merchant platform is seen; the success then books it and clears the flag.
+func TestReconciler_RefundAbnormal(t *testing.T) {
+	ctx := context.Background()
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	if _, err := r.Service.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) { return nil, nil } // processing
+	if _, _, err := r.Service.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 100, OutRequestNo: "R00001"}); err != nil {
+		t.Fatal(err)
+	}
+	abnormal := &paynotify.Fact{Kind: paynotify.FactRefundAbnormal, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundPerRequest: true,
+		RefundRequestNo: "R00001", RefundAmount: 100}
+	b.fake.rquery["R00001"] = answer("ABNORMAL", abnormal)
+	b.now.Set(t0.Add(time.Minute))
+	sweep(t, r)
+	rf := b.refundOfT1(t, "R00001")
+	if rf.Status != paynotify.RefundPending || !rf.NeedsAttention || rf.NextCheckAt == nil {
+		t.Fatalf("refund after ABNORMAL = %+v, want pending, needing attention, checked again", rf)
+	}
+	// Past its window, still ABNORMAL: still asked about, at the slowest pace.
+	b.now.Set(t0.Add(paynotify.RefundWindow + time.Hour))
+	sweep(t, r)
+	if rf := b.refundOfT1(t, "R00001"); !rf.NeedsAttention || rf.NextCheckAt == nil {
+		t.Fatalf("refund past its window = %+v, want still needing attention and asked about", rf)
+	}
+	rf = b.refundOfT1(t, "R00001")
+	settled := *abnormal
+	settled.Kind = paynotify.FactRefund
+	b.fake.rquery["R00001"] = answer("SUCCESS", &settled)
+	b.now.Set(rf.NextCheckAt.Add(time.Second))
+	sweep(t, r)
+	if rf := b.refundOfT1(t, "R00001"); rf.Status != paynotify.RefundSucceeded || rf.NeedsAttention || rf.NextCheckAt != nil {
+		t.Fatalf("refund after its settlement = %+v, want succeeded, no flag, no check", rf)
+	}
+}
+
 // TestReconciler_BackoffEndsTheSweep: a sweep whose whole claim was released because the app is
 // backing off stops there: it ran through the app's whole due queue, claiming and releasing every
 // row with no pacing, while its provider was down (a reviewer helper's finding: 2,999 rows in one
@@ -713,6 +754,17 @@ func TestReconciler_InferredAmountNeverConfirmed(t *testing.T) {
 	if !p.NeedsAttention || p.NextCheckAt == nil || p.NextCheckAt.Sub(b.now.Now()) != b.app.Reconcile.WithDefaults().ThenEvery {
 		t.Fatalf("P 8 days on: %+v, want needs_attention and a check after ThenEvery", p)
 	}
+	// A process that does not know the app gives the check back unasked: the flag stays (a
+	// reviewer helper's finding: it cleared it, as an answered check).
+	shop := r.Service.Apps["shop"]
+	delete(r.Service.Apps, "shop")
+	b.now.Set(p.NextCheckAt.Add(time.Second))
+	sweep(t, r)
+	r.Service.Apps["shop"] = shop
+	if q := b.refundOfT1(t, "P00001"); !q.NeedsAttention || q.NextCheckAt == nil {
+		t.Fatalf("P given back by a process that does not know its app: %+v, want it still needing attention", q)
+	}
+	p = b.refundOfT1(t, "P00001")
 	// A check that gets no answer (the provider down) leaves the flag as it was: it cleared it,
 	// and the operator's flag vanished for the outage (a reviewer helper's finding).
 	b.fake.rquery["P00001"] = func() (*paynotify.Answer, error) {

@@ -124,20 +124,34 @@ func (sweepArgs) InsertOpts() river.InsertOpts {
 type sweepWorker struct {
 	river.WorkerDefaults[sweepArgs]
 	cfg *Config
+
+	mu      sync.Mutex
+	lastEnd time.Time // when this process's last sweep ended (its monotonic clock)
 }
 
 func (w *sweepWorker) Timeout(*river.Job[sweepArgs]) time.Duration { return sweepTimeout }
 
 func (w *sweepWorker) Work(ctx context.Context, job *river.Job[sweepArgs]) error {
-	if late := time.Since(job.ScheduledAt); late > staleSweep(w.cfg.SweepInterval) {
-		// A tick that waited behind a long sweep (a queue of due checks: a sweep runs up to its
-		// budget, 30 s, and a tick comes every SweepInterval, 5 s): the next fresh one does the
-		// work. Run, the stale ticks ran back to back, each a claim transaction, and piled up in
-		// the job table for as long as the queue lasted (a reviewer helper's finding). Not unique
-		// jobs instead: a unique key held by a sweep whose process died would stop the sweeps
-		// until River's rescuer, half an hour later.
+	w.mu.Lock()
+	sinceLast := time.Since(w.lastEnd)
+	w.mu.Unlock()
+	if sinceLast < w.cfg.SweepInterval/2 && time.Since(job.ScheduledAt) > staleSweep(w.cfg.SweepInterval) {
+		// A tick that waited behind a long sweep of this process (a queue of due checks: a sweep
+		// runs up to its budget, 30 s, and a tick comes every SweepInterval, 5 s), taken right
+		// after it: the next fresh one does the work. Run, the stale ticks ran back to back, each
+		// a claim transaction, and piled up in the job table for as long as the queue lasted (a
+		// reviewer helper's finding). Both conditions: the tick's time is the clock of whoever
+		// scheduled it, and a clock behind ours alone must not skip every tick; this process's
+		// last sweep is on its own clock. Not unique jobs instead: a unique key held by a sweep
+		// whose process died would stop the sweeps until River's rescuer, half an hour later.
+		w.cfg.Logger.Debug("reconciliation sweep: a stale tick skipped", "scheduled_at", job.ScheduledAt)
 		return nil
 	}
+	defer func() {
+		w.mu.Lock()
+		w.lastEnd = time.Now()
+		w.mu.Unlock()
+	}()
 	stats, err := w.cfg.Reconciler.Sweep(ctx)
 	if w.cfg.OnSweep != nil {
 		w.cfg.OnSweep(stats, err)

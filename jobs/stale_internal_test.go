@@ -14,8 +14,11 @@ import (
 )
 
 // TestSweepWorker_SkipsStaleTicks: a sweep's tick that waited past staleSweep behind a long sweep
-// is completed without sweeping (a reviewer helper's finding: under a queue of due checks the
-// ticks piled up in the job table and then ran back to back); a fresh one sweeps.
+// of this process, taken right after it, is completed without sweeping (a reviewer helper's
+// finding: under a queue of due checks the ticks piled up in the job table and then ran back to
+// back); a fresh one sweeps, and so does a "stale" one that does not follow a sweep of this
+// process at once: the tick's time is its scheduler's clock, which may be behind ours (a
+// reviewer helper's finding: a clock 2 minutes behind skipped every tick, and no sweep ran).
 func TestSweepWorker_SkipsStaleTicks(t *testing.T) {
 	db, err := sqlite.Open(filepath.Join(t.TempDir(), "paynotify.db"))
 	if err != nil {
@@ -35,15 +38,23 @@ func TestSweepWorker_SkipsStaleTicks(t *testing.T) {
 		return &river.Job[sweepArgs]{JobRow: &rivertype.JobRow{ScheduledAt: time.Now().Add(-late)}}
 	}
 	for _, tc := range []struct {
-		late  time.Duration
-		sweep bool
-	}{{0, true}, {50 * time.Second, true}, {61 * time.Second, false}, {time.Hour, false}} {
+		late      time.Duration
+		lastSweep time.Duration // how long ago this process's last sweep ended
+		sweep     bool
+	}{
+		{0, 0, true}, {50 * time.Second, 0, true}, // fresh enough
+		{61 * time.Second, 0, false}, {time.Hour, 0, false}, // behind a sweep that just ended
+		{2 * time.Minute, 3 * time.Second, true}, {time.Hour, time.Minute, true}, // a clock behind ours
+	} {
+		w.mu.Lock()
+		w.lastEnd = time.Now().Add(-tc.lastSweep)
+		w.mu.Unlock()
 		before := sweeps
 		if err := w.Work(t.Context(), tick(tc.late)); err != nil {
 			t.Fatal(err)
 		}
 		if swept := sweeps > before; swept != tc.sweep {
-			t.Errorf("a tick %s late: swept %t, want %t", tc.late, swept, tc.sweep)
+			t.Errorf("a tick %s late, %s after the last sweep: swept %t, want %t", tc.late, tc.lastSweep, swept, tc.sweep)
 		}
 	}
 }

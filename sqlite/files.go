@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 )
 
@@ -38,7 +39,11 @@ func (db *DB) checkFiles() error {
 	if g.broken != nil {
 		return g.broken
 	}
-	names := []string{db.path, db.path + "-wal", db.path + "-shm"}
+	base := db.filesPath
+	if base == "" {
+		base = db.path
+	}
+	names := []string{base, base + "-wal", base + "-shm"}
 	seen := make([]os.FileInfo, len(names))
 	for i, name := range names {
 		fi, err := os.Stat(name)
@@ -87,6 +92,19 @@ func (db *DB) salvageCommits() {
 		db.files.broken = fmt.Errorf("%w (copying the earlier commits into the database file failed: %v)", db.files.broken, err)
 		db.files.mu.Unlock()
 	}
+}
+
+// resolvedPath is path made absolute, its symbolic links followed, as SQLite names the -wal and
+// -shm it keeps beside the database (path itself when that fails).
+func resolvedPath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r
+	}
+	return abs
 }
 
 // filesBroken returns the guard's failure, nil while the files are the ones opened.

@@ -84,6 +84,31 @@ func TestFilesChangedUnderTheStore(t *testing.T) {
 	}
 }
 
+// TestFilesChangedUnderTheStore_Symlink: opened through a symbolic link, the store watches the
+// files SQLite keeps beside the link's target (a reviewer helper's finding: it watched names
+// beside the link, which never exist, and the guard was off).
+func TestFilesChangedUnderTheStore_Symlink(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.db")
+	link := filepath.Join(dir, "link.db")
+	if err := os.WriteFile(real, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	db := MustOpen(t, link)
+	storetest.MustCreateOrder(t, ctx, db, storetest.NewOrder("app1", "BEFORE", storetest.T0))
+	if _, err := os.Stat(real + "-wal"); err != nil {
+		t.Fatalf("no -wal beside the link's target: %v", err)
+	}
+	mustRemove(t, real+"-wal")
+	if _, _, err := db.CreateOrder(ctx, storetest.NewOrder("app1", "AFTER", storetest.T0)); err == nil || !strings.Contains(err.Error(), "changed under the running server") {
+		t.Fatalf("commit after the target's -wal was removed: %v, want it refused", err)
+	}
+}
+
 func mustRemove(t *testing.T, name string) {
 	t.Helper()
 	if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -11,6 +11,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -31,8 +32,9 @@ type DB struct {
 	w    *writer
 	path string
 
-	files  fileGuard // the files opened, and whether they changed (files.go)
-	anchor *sql.Conn // a read connection held open for the store's life (Open)
+	files     fileGuard // the files opened, and whether they changed (files.go)
+	filesPath string    // path made absolute, symbolic links followed: where SQLite keeps -wal and -shm
+	anchor    *sql.Conn // a read connection held open for the store's life (Open)
 	// lastFailure is the last batch, when it failed as a whole (writer.go); nil once one commits.
 	lastFailure atomic.Pointer[batchFailure]
 
@@ -112,7 +114,7 @@ func Open(path string) (*DB, error) {
 	rd.SetMaxIdleConns(readConns + 1)
 	rd.SetConnMaxIdleTime(0)
 	rd.SetConnMaxLifetime(0)
-	db := &DB{db: sdb, rd: rd, path: path, Now: time.Now}
+	db := &DB{db: sdb, rd: rd, path: path, filesPath: resolvedPath(path), Now: time.Now}
 	// A connection held open for the store's life (outside any transaction: it holds no
 	// snapshot and stops no checkpoint), so that SQLite never removes and recreates the -wal and
 	// -shm files while the store is open, whatever its pools do: the files are then the same
@@ -160,6 +162,13 @@ func (db *DB) Path() string { return db.path }
 // Close closes the database, after the writes already handed to the writer are committed.
 func (db *DB) Close() error {
 	db.w.Close()
+	if errors.Is(db.filesBroken(), errFilesChanged) {
+		// Its files changed under it: closing the last connection would have SQLite checkpoint
+		// with an index no longer the one other processes use, and remove the -wal by its name,
+		// another process's commits with it (a reviewer helper's finding). The connections are
+		// left to the process's exit, which removes nothing.
+		return db.filesBroken()
+	}
 	db.stmtMu.Lock()
 	if st := db.stmts.Load(); st != nil {
 		st.close()

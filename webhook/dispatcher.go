@@ -427,17 +427,16 @@ func (d *Dispatcher) work(l *lane) {
 }
 
 // attemptRecovered is attempt, with a panic inside it (a sink's bug, a malformed record) logged
-// with its stack, kept as a failed attempt, and the delivery tried again a minute later: a panic
-// in a worker's goroutine would end the whole process, notification path included, and the
-// delivery claimed again after a restart would end it again (a reviewer helper's finding).
+// with its stack and kept as a failed attempt, retried on the schedule as any (a panic in a
+// worker's goroutine would end the whole process, notification path included, and the delivery
+// claimed again after a restart would end it again: a reviewer helper's finding).
 func (d *Dispatcher) attemptRecovered(e *paynotify.WebhookEndpoint, dl *paynotify.WebhookDelivery) (res paynotify.WebhookResult) {
 	defer func() {
 		if p := recover(); p != nil {
 			d.Logger.Error("webhooks: attempt panicked", "endpoint", e.ID, "delivery", dl.ID, "event", dl.EventID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			now := d.now()
 			a := &paynotify.WebhookAttempt{ID: paynotify.NewID("wha"), DeliveryID: dl.ID, EndpointID: dl.EndpointID,
-				EventID: dl.EventID, EventType: dl.EventType, At: now.UTC(), Error: "paynotify failed on this attempt (a bug: its log has the stack)"}
-			res = paynotify.WebhookResult{Delivery: dl, Attempt: a, Status: paynotify.DeliveryPending, Next: ptr(now.Add(time.Minute))}
+				EventID: dl.EventID, EventType: dl.EventType, At: d.now().UTC(), Error: "paynotify failed on this attempt (a bug: its log has the stack)"}
+			res = d.failed(e, dl, a, 0)
 		}
 	}()
 	return d.attempt(e, dl)
@@ -475,7 +474,14 @@ func (d *Dispatcher) attempt(e *paynotify.WebhookEndpoint, dl *paynotify.Webhook
 		d.disable(e, DisabledGone, "the endpoint answered 410 Gone", nil)
 		return res
 	}
-	res.Failed = true
+	return d.failed(e, dl, a, retryAfter)
+}
+
+// failed is the result of attempt a, which failed: a retry at the schedule's next delay (or
+// retryAfter, when longer), or the delivery given up after the schedule's last; and the endpoint
+// disabled once every attempt failed for DisableAfter.
+func (d *Dispatcher) failed(e *paynotify.WebhookEndpoint, dl *paynotify.WebhookDelivery, a *paynotify.WebhookAttempt, retryAfter time.Duration) paynotify.WebhookResult {
+	res := paynotify.WebhookResult{Delivery: dl, Attempt: a, Failed: true}
 	n := dl.Attempts + 1 // attempts made, this one included
 	if n > len(d.Config.Schedule) {
 		res.Status = paynotify.DeliveryFailed
