@@ -117,6 +117,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	}
 	defer store.Close()
 	logStart(logger, cfg)
+	warnNewerSchema(ctx, store, logger)
 	svc := newService(cfg, store, apps, logger)
 	srv := newServer(cfg, store, svc, logger)
 	bg, err := newBackground(ctx, cfg, store, svc, logger)
@@ -159,6 +160,29 @@ func logStart(logger *slog.Logger, cfg *Config) {
 	if metricsPublic(cfg) {
 		logger.Warn("GET /metrics is served on listen, which is not a loopback address: app names and order counts are public unless the reverse proxy blocks /metrics; set admin_listen to keep them private",
 			"listen", cfg.Listen)
+	}
+}
+
+// warnNewerSchema warns when the database holds migrations this binary does not know: a newer
+// paynotify migrated it (a downgrade, or an old instance restarted in a rolling upgrade). Not
+// refused: migrations only add, and an old instance of a rolling upgrade must keep running; but
+// it was silent (a reviewer helper's finding), and a downgrade is undone by restoring a backup
+// (docs/deploy.md).
+func warnNewerSchema(ctx context.Context, st store, logger *slog.Logger) {
+	sts, err := st.MigrationStatus(ctx)
+	if err != nil {
+		logger.Warn("could not read the database's migrations", "err", err)
+		return
+	}
+	var unknown []string
+	for _, s := range sts {
+		if s.Unknown {
+			unknown = append(unknown, s.Name)
+		}
+	}
+	if len(unknown) > 0 {
+		logger.Warn("the database has migrations this paynotify does not know: a newer version migrated it; run that version, or restore the backup taken before its upgrade",
+			"unknown", strings.Join(unknown, ","))
 	}
 }
 

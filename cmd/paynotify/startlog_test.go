@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,5 +63,44 @@ func TestServe_LogsDatabaseAndApps(t *testing.T) {
 	}
 	if strings.Contains(out, binToken) {
 		t.Error("the log shows the API token")
+	}
+	if strings.Contains(out, "does not know") {
+		t.Errorf("a warning of unknown migrations on a database this version migrated:\n%s", out)
+	}
+
+	// A database a newer paynotify migrated: serve warns at start (it was silent).
+	db, err := sql.Open("sqlite", filepath.Join(dir, "data", "rel.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, '9999_future', '2026-12-07T00:00:00.000000Z')`)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(bin, "serve", "--config", config)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PAYNOTIFY_API_TOKEN="+binToken)
+	logs.Reset()
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start again:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if out := logs.String(); !strings.Contains(out, "does not know") || !strings.Contains(out, "unknown=9999_future") {
+		t.Errorf("no warning of the newer migration:\n%s", out)
 	}
 }
