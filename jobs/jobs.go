@@ -173,6 +173,31 @@ func staleSweep(interval time.Duration) time.Duration {
 	return max(3*interval, time.Minute)
 }
 
+// databaseClock is a store that tells its database's time (postgres.DB).
+type databaseClock interface {
+	DatabaseNow(ctx context.Context) (time.Time, error)
+}
+
+// pruneNow is the time a prune cuts from: this process's clock, or the database's when that is
+// behind. A prune deletes for good, and with several instances on one PostgreSQL the one that
+// prunes is whichever River made leader: one whose clock ran ahead (a restored VM, a bad RTC)
+// deleted evidence and webhook attempts before their time (a reviewer helper's finding).
+func pruneNow(ctx context.Context, st paynotify.Store, logger *slog.Logger) time.Time {
+	now := time.Now()
+	c, ok := st.(databaseClock)
+	if !ok {
+		return now // SQLite: the database's clock is this machine's
+	}
+	db, err := c.DatabaseNow(ctx)
+	if err != nil || !db.Before(now) {
+		return now
+	}
+	if ahead := now.Sub(db); ahead > time.Minute {
+		logger.Warn("retention: this process's clock is ahead of the database's: pruning by the database's", "ahead", ahead.Round(time.Second))
+	}
+	return db
+}
+
 type pruneArgs struct{}
 
 func (pruneArgs) Kind() string { return pruneKind }
@@ -201,7 +226,7 @@ func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
 		case <-ctx.Done():
 		}
 	}()
-	stats, err := Prune(ctx, w.cfg.Reconciler.Service.Store, w.cfg.Retention, time.Now())
+	stats, err := Prune(ctx, w.cfg.Reconciler.Service.Store, w.cfg.Retention, pruneNow(ctx, w.cfg.Reconciler.Service.Store, w.cfg.Logger))
 	stopped := false
 	if err != nil {
 		select {

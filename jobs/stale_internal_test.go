@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -56,5 +57,32 @@ func TestSweepWorker_SkipsStaleTicks(t *testing.T) {
 		if swept := sweeps > before; swept != tc.sweep {
 			t.Errorf("a tick %s late, %s after the last sweep: swept %t, want %t", tc.late, tc.lastSweep, swept, tc.sweep)
 		}
+	}
+}
+
+// clockStore is a store whose database's clock is off by skew from this process's.
+type clockStore struct {
+	paynotify.Store
+	skew time.Duration
+}
+
+func (c clockStore) DatabaseNow(context.Context) (time.Time, error) { return time.Now().Add(c.skew), nil }
+
+// TestPruneNow: a prune cuts by the earlier of this process's clock and the database's, so that
+// a leader whose clock ran ahead does not delete what is not yet due (a reviewer helper's
+// finding); a store without a clock of its own (SQLite) is this machine's.
+func TestPruneNow(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		skew time.Duration
+		want time.Duration // from this process's now
+	}{{-30 * 24 * time.Hour, -30 * 24 * time.Hour}, {-time.Second, -time.Second}, {time.Hour, 0}} {
+		got := pruneNow(t.Context(), clockStore{skew: tc.skew}, quiet)
+		if d := time.Until(got) - tc.want; d < -time.Second || d > time.Second {
+			t.Errorf("database %s off: prune at %s from now, want %s", tc.skew, time.Until(got).Round(time.Second), tc.want)
+		}
+	}
+	if d := time.Until(pruneNow(t.Context(), nil, quiet)); d < -time.Second || d > time.Second {
+		t.Errorf("without a database clock: %s from now", d)
 	}
 }

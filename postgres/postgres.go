@@ -309,3 +309,13 @@ func (db *DB) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// DatabaseNow returns the database server's time (the retention prune cuts by the earlier of it
+// and its own process's clock: jobs.pruneNow).
+func (db *DB) DatabaseNow(ctx context.Context) (time.Time, error) {
+	var now time.Time
+	if err := db.pool.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+		return time.Time{}, fmt.Errorf("postgres: now: %w", err)
+	}
+	return now, nil
+}

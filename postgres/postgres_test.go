@@ -43,6 +43,19 @@ func TestStore(t *testing.T) {
 	})
 }
 
+// TestDatabaseNow: the database's clock, which the retention prune cuts by when this process's
+// is ahead (jobs.pruneNow); the test's PostgreSQL runs on this machine.
+func TestDatabaseNow(t *testing.T) {
+	db := MustOpen(t, pgtest.NewSchema(t))
+	now, err := db.DatabaseNow(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(now); d < -time.Minute || d > time.Minute {
+		t.Fatalf("the database's now is %s from this machine's", d)
+	}
+}
+
 // suiteDB is the store as the conformance suite needs it.
 type suiteDB struct {
 	*postgres.DB
