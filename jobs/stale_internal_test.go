@@ -66,7 +66,9 @@ type clockStore struct {
 	skew time.Duration
 }
 
-func (c clockStore) DatabaseNow(context.Context) (time.Time, error) { return time.Now().Add(c.skew), nil }
+func (c clockStore) DatabaseNow(context.Context) (time.Time, error) {
+	return time.Now().Add(c.skew), nil
+}
 
 // TestPruneNow: a prune cuts by the earlier of this process's clock and the database's, so that
 // a leader whose clock ran ahead does not delete what is not yet due (a reviewer helper's
