@@ -150,3 +150,16 @@ func TestPingReportsAFailingWriter(t *testing.T) {
 		t.Fatalf("Ping once a batch committed again: %v", err)
 	}
 }
+
+// TestJournalSizeLimit: the write connection cuts a WAL that grew back to 64 MiB at its next
+// reset (journal_size_limit), instead of keeping its peak size on disk.
+func TestJournalSizeLimit(t *testing.T) {
+	db := MustOpen(t, tempPath(t))
+	var limit int64
+	if err := db.SQL().QueryRowContext(t.Context(), `PRAGMA journal_size_limit`).Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	if limit != 64<<20 {
+		t.Fatalf("journal_size_limit = %d, want %d", limit, 64<<20)
+	}
+}

@@ -69,6 +69,10 @@ func Open(path string) (*DB, error) {
 		"&_pragma=foreign_keys(1)" +
 		// Savepoints (one per write of a batch) journal the pages they touch: in memory.
 		"&_pragma=temp_store(MEMORY)" +
+		// A WAL that grew while a long read held its checkpoints back (a forgotten sqlite3
+		// shell, a backup tool) is cut back to this at its next reset instead of keeping its
+		// peak size on disk for good (a reviewer helper's finding: 89 MB after 3,000 orders).
+		"&_pragma=journal_size_limit(67108864)" +
 		mmapPragma
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
