@@ -10,7 +10,7 @@ import (
 // (docs/operations.md, "Metrics").
 type StatsStore interface {
 	// CountStatuses returns how many orders are in each status (statuses without orders are
-	// absent) and how many webhook deliveries are pending.
+	// absent), how many webhook deliveries are pending and how many refunds need attention.
 	CountStatuses(ctx context.Context) (*StatusCounts, error)
 }
 
@@ -18,6 +18,8 @@ type StatsStore interface {
 type StatusCounts struct {
 	Orders            map[OrderStatus]int64
 	PendingDeliveries int64
+	// RefundsNeedingAttention: refunds with NeedsAttention, however old (the console lists them).
+	RefundsNeedingAttention int64
 }
 
 // Metrics receives the Processor's measurements; Processor.Metrics, nil for none. The metrics

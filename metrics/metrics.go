@@ -42,6 +42,7 @@ type Prometheus struct {
 
 	orders            *prometheus.GaugeVec
 	pendingDeliveries prometheus.Gauge
+	attentionRefunds  prometheus.Gauge
 	countsAt          prometheus.Gauge
 	countErrors       prometheus.Counter
 
@@ -78,6 +79,10 @@ func New() *Prometheus {
 		Name: "paynotify_webhook_deliveries_pending",
 		Help: "Webhook deliveries not yet delivered nor given up, across all instances, as counted at paynotify_counts_refreshed_timestamp_seconds.",
 	})
+	m.attentionRefunds = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "paynotify_refunds_needing_attention",
+		Help: "Refunds that need someone (pending past their checks, ABNORMAL at the provider, an inferred amount unconfirmed), as counted at paynotify_counts_refreshed_timestamp_seconds.",
+	})
 	m.countsAt = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "paynotify_counts_refreshed_timestamp_seconds",
 		Help: "When paynotify_orders and paynotify_webhook_deliveries_pending were last counted (Unix time); 0 before the first count.",
@@ -107,7 +112,7 @@ func New() *Prometheus {
 		Name: "paynotify_webhook_endpoints_disabled_total",
 		Help: "Webhook endpoints this process disabled, by cause: gone (410) or failing (every attempt for 5 days).",
 	}, []string{"cause"})
-	m.reg.MustRegister(m.notifications, m.processing, m.commits, m.orders, m.pendingDeliveries, m.countsAt,
+	m.reg.MustRegister(m.notifications, m.processing, m.commits, m.orders, m.pendingDeliveries, m.attentionRefunds, m.countsAt,
 		m.countErrors, m.sweeps, m.checks, m.attempts, m.attemptDuration, m.disabled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range statuses {
@@ -231,6 +236,7 @@ func (m *Prometheus) RefreshCounts(ctx context.Context, st paynotify.StatsStore)
 		m.orders.WithLabelValues(string(s)).Set(float64(n)) // a status this list does not know yet
 	}
 	m.pendingDeliveries.Set(float64(c.PendingDeliveries))
+	m.attentionRefunds.Set(float64(c.RefundsNeedingAttention))
 	m.countsAt.Set(float64(time.Now().Unix()))
 	return nil
 }

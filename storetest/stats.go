@@ -15,7 +15,7 @@ func (s *suite) testCountStatuses(t *testing.T) {
 		if err != nil {
 			t.Fatalf("CountStatuses: %v", err)
 		}
-		if len(got.Orders) != 0 || got.PendingDeliveries != 0 {
+		if len(got.Orders) != 0 || got.PendingDeliveries != 0 || got.RefundsNeedingAttention != 0 {
 			t.Errorf("CountStatuses of an empty store = %+v, want nothing", got)
 		}
 	})
@@ -53,6 +53,27 @@ func (s *suite) testCountStatuses(t *testing.T) {
 		// Two are pending: claimed deliveries stay pending until their result is recorded.
 		if got.PendingDeliveries != 2 {
 			t.Errorf("CountStatuses.PendingDeliveries = %d, want 2", got.PendingDeliveries)
+		}
+		// Refunds: two need attention (one pending, one of an inferred amount), one does not.
+		o := MustGetOrder(t, w.ctx, w.st, "app1", "T1")
+		for _, k := range []struct {
+			no        string
+			status    paynotify.RefundStatus
+			attention bool
+		}{{"R1", paynotify.RefundPending, true}, {"R2", paynotify.RefundSucceeded, true}, {"R3", paynotify.RefundPending, false}} {
+			MustCommit(t, w.ctx, w.st, &paynotify.Change{Refund: func() *paynotify.Refund {
+				r := newRefund(o, k.no, 10, T0)
+				r.Status = k.status
+				return r
+			}()})
+			if k.attention {
+				if err := w.st.ExecSQL(w.ctx, `UPDATE refunds SET needs_attention = (1 = 1) WHERE out_request_no = '`+k.no+`'`); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if got, err := w.st.CountStatuses(w.ctx); err != nil || got.RefundsNeedingAttention != 2 {
+			t.Errorf("CountStatuses.RefundsNeedingAttention = %+v, %v; want 2", got, err)
 		}
 	})
 }

@@ -159,7 +159,7 @@ func TestBinary_Metrics(t *testing.T) {
 			// an insert of its own, not a commit of an order change.
 			wantMetric(t, fams, "paynotify_commit_duration_seconds", map[string]string{"result": "ok"}, 2)
 			for _, name := range []string{"paynotify_reconcile_checks_total", "paynotify_reconcile_sweeps_total",
-				"paynotify_webhook_queue_depth", "paynotify_webhook_deliveries_pending", "go_goroutines", "process_resident_memory_bytes"} {
+				"paynotify_webhook_queue_depth", "paynotify_webhook_deliveries_pending", "paynotify_refunds_needing_attention", "go_goroutines", "process_resident_memory_bytes"} {
 				if fams[name] == nil {
 					t.Errorf("%s: missing", name)
 				}
