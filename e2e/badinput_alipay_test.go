@@ -133,7 +133,7 @@ func TestBadInputAlipay(t *testing.T) {
 			{name: "unknown charset", send: post(form, encodeForm(genuine(with(good, "charset", "koi8-r")))), want: alipayFail, eff: rejected("malformed")},
 			// Size and shape.
 			{name: "empty body", send: post(form, nil), want: alipayFail, eff: rejected("signature_invalid")},
-			{name: "10 MB body", send: post(form, tenMB), want: alipayFail, eff: effect{evidence: "rejected/malformed", detail: "body larger than 1048576 bytes"}},
+			{name: "10 MB body", send: post(form, tenMB), want: alipayFail, eff: effect{evidence: "rejected/malformed", detail: "body larger than 65536 bytes"}},
 			{name: "Content-Type application/json", send: post(http.Header{"Content-Type": {"application/json"}}, encodeForm(genuine(good))),
 				want: alipayFail, eff: rejected("malformed")},
 			{name: "Content-Type text/plain", send: post(http.Header{"Content-Type": {"text/plain"}}, encodeForm(genuine(good))),

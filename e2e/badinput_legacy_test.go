@@ -102,7 +102,7 @@ func TestBadInputLegacy(t *testing.T) {
 			{name: "GBK bytes to a UTF-8 app, signed", send: post(legacyDemo, encodeForm(genuineMD5(with(good, "subject", gbk)))),
 				want: alipayFail, eff: rejected("bad_charset")},
 			{name: "empty body", send: post(legacyDemo, nil), want: alipayFail, eff: rejected("unsigned")},
-			{name: "10 MB body", send: post(legacyDemo, tenMB), want: alipayFail, eff: effect{evidence: "rejected/malformed", detail: "body larger than 1048576 bytes"}},
+			{name: "10 MB body", send: post(legacyDemo, tenMB), want: alipayFail, eff: effect{evidence: "rejected/malformed", detail: "body larger than 65536 bytes"}},
 			// Signed right (the MD5 key leaked): notify_verify answers false for a notify_id
 			// Alipay never issued.
 			{name: "MD5 right, notify_id forged: notify_verify false", send: post(legacyDemo, encodeForm(genuineMD5(good))), want: alipayFail, eff: unconfirmed},

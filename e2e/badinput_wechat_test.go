@@ -196,7 +196,7 @@ func TestBadInputWechat(t *testing.T) {
 			// Shapes and sizes, signed correctly.
 			{name: "empty body", send: send(nil, now, nil), want: unauthorized("malformed"), eff: rejected("malformed")},
 			{name: "not JSON", send: send([]byte("out_trade_no="+otn), now, nil), want: unauthorized("malformed"), eff: rejected("malformed")},
-			{name: "10 MB body", send: send(tenMB, now, nil), want: unauthorized("malformed"), eff: effect{evidence: "rejected/malformed", detail: "body larger than 1048576 bytes"}},
+			{name: "10 MB body", send: send(tenMB, now, nil), want: unauthorized("malformed"), eff: effect{evidence: "rejected/malformed", detail: "body larger than 65536 bytes"}},
 			{name: "non-UTF-8 body", send: send(append(bytes.TrimSuffix(body, []byte("}")), `,"x":"caf`+"\xe9"+`"}`...), now, nil),
 				want: unauthorized("malformed"), eff: rejected("malformed")},
 			// Genuine, but the resource disagrees with the order or the app: anomalies, answered
