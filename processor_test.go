@@ -566,6 +566,36 @@ func TestProcess_RefundOverInferredAmount(t *testing.T) {
 	}
 }
 
+// TestProcess_RefundOverInferredAmount_ClockAhead: as above, with Q recorded by a process whose
+// clock is ahead (another instance; an NTP step): Q's CreatedAt is later than the portal refund's
+// though the portal refund was recorded after it. Which came first is the order they were
+// recorded in, not their clocks: the portal's inferred 7.50 may hold Q's 2.50, and the order ends
+// at Alipay's 7.50, not 10.00 announced as a full refund (a reviewer helper's finding).
+func TestProcess_RefundOverInferredAmount_ClockAhead(t *testing.T) {
+	p, b := setupProcessor(t)
+	ctx := context.Background()
+	b.mustOrder(t, "T1")
+	p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1")))
+	ahead := time.Now().Add(time.Hour) // later than anything the Processor's clock stamps
+	if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "Q", Amount: 250,
+		Status: paynotify.RefundPending, CreatedAt: ahead, UpdatedAt: ahead}); err != nil {
+		t.Fatal(err)
+	}
+	portal := paidFact("T1", "P1") // TRADE_SUCCESS with refund_fee 7.50 (Q's 2.50 in it), out_biz_no PORTAL
+	portal.Kind, portal.RefundTotal, portal.RefundRequestNo = paynotify.FactRefund, 750, "PORTAL"
+	if res := p.Process(ctx, callback(b.app), facts(portal)); res.Verdict != paynotify.VerdictAccepted {
+		t.Fatalf("portal refund: %+v", res)
+	}
+	confirm := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundPerRequest: true,
+		RefundRequestNo: "Q", RefundAmount: 250}
+	if _, err := p.Apply(ctx, b.app, confirm, nil); err != nil {
+		t.Fatal(err)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.RefundedAmount != 750 {
+		t.Fatalf("order = %+v, want paid with 7.50 refunded (Alipay's total)", o)
+	}
+}
+
 // The usual order: the portal refund P is notified (and inferred) before our refund Q is asked
 // for; the query's confirmation of Q adds it to P.
 func TestProcess_RefundAfterInferredAmount(t *testing.T) {

@@ -49,7 +49,8 @@ type OrderStore interface {
 	// that two concurrent refunds cannot both pass.
 	CreateRefund(ctx context.Context, r *Refund) (stored *Refund, created bool, err error)
 
-	// ListRefunds returns the refunds of an order, oldest first.
+	// ListRefunds returns the refunds of an order in the order they were recorded (their first
+	// write), whatever their CreatedAt: the Processor reads that order as which came first.
 	ListRefunds(ctx context.Context, app, outTradeNo string) ([]*Refund, error)
 
 	// ConfirmRefundAmount sets the amount of a succeeded refund (App, OutTradeNo, OutRequestNo of

@@ -220,10 +220,11 @@ func orderExists(ctx context.Context, tx pgx.Tx, app, outTradeNo string) error {
 	return err
 }
 
-// ListRefunds returns the refunds of an order, oldest first (none for an unknown order).
+// ListRefunds returns the refunds of an order in the order they were recorded (none for an
+// unknown order).
 func (db *DB) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*paynotify.Refund, error) {
 	rows, err := db.pool.Query(ctx, `SELECT `+refundColumns+` FROM refunds WHERE app = $1 AND out_trade_no = $2
-		ORDER BY created_at, seq`, app, outTradeNo)
+		ORDER BY seq`, app, outTradeNo)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list refunds: %w", err)
 	}

@@ -248,10 +248,11 @@ func orderExists(ctx context.Context, tx *sql.Tx, st *statements, app, outTradeN
 	return nil
 }
 
-// ListRefunds returns the refunds of an order, oldest first (none for an unknown order).
+// ListRefunds returns the refunds of an order in the order they were recorded (none for an
+// unknown order).
 func (db *DB) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*paynotify.Refund, error) {
 	rows, err := db.rd.QueryContext(ctx, `SELECT `+refundColumns+` FROM refunds WHERE app = ? AND out_trade_no = ?
-		ORDER BY created_at, rowid`, app, outTradeNo)
+		ORDER BY rowid`, app, outTradeNo)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list refunds: %w", err)
 	}

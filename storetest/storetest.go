@@ -652,9 +652,12 @@ func (s *suite) testRefund(t *testing.T) {
 	}
 
 	t.Run("OK", func(t *testing.T) {
+		// R0 recorded after R1, with an earlier CreatedAt (another process's clock behind):
+		// listed in the order they were recorded, not by their clocks (the Processor reads that
+		// order as which came first).
 		st, b, o := setupPaid(t)
-		r1 := newRefund(o, "R1", 100, T0.Add(2*time.Minute))
-		r2 := newRefund(o, "R0", 200, T0.Add(3*time.Minute))
+		r1 := newRefund(o, "R1", 100, T0.Add(3*time.Minute))
+		r2 := newRefund(o, "R0", 200, T0.Add(2*time.Minute))
 		for _, r := range []*paynotify.Refund{r1, r2} {
 			got, created, err := st.CreateRefund(b.ctx, r)
 			if err != nil || !created {
@@ -669,7 +672,7 @@ func (s *suite) testRefund(t *testing.T) {
 		if len(got) != 2 {
 			t.Fatalf("ListRefunds: %d refunds, want 2", len(got))
 		}
-		checkRefund(t, got[0], r1) // oldest first
+		checkRefund(t, got[0], r1) // first recorded first
 		checkRefund(t, got[1], r2)
 		none, err := st.ListRefunds(b.ctx, "app1", "T2")
 		if err != nil || len(none) != 0 {
