@@ -52,6 +52,9 @@ type Retention struct {
 	// Evidence is how long evidence records are kept (paynotify.EvidenceStore.PruneEvidence:
 	// those an anomaly names are always kept). 0 keeps them all.
 	Evidence time.Duration
+	// RejectedEvidence is how long rejected evidence records are kept, when shorter than
+	// Evidence (PruneRejectedEvidence). 0: as the others.
+	RejectedEvidence time.Duration
 	// WebhookAttempts is how long webhook attempts, and deliveries no longer pending, are kept.
 	// 0 keeps them all.
 	WebhookAttempts time.Duration
@@ -70,7 +73,8 @@ const PruneBatch = 1000
 
 // PruneStats is what one prune deleted.
 type PruneStats struct {
-	Evidence          int64
+	Evidence          int64 // rejected records included
+	RejectedEvidence  int64
 	WebhookAttempts   int64
 	WebhookDeliveries int64
 	// OldSecrets is the endpoints whose previous secret, past its overlap, was forgotten.
@@ -238,7 +242,7 @@ func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
 	if w.cfg.OnPrune != nil {
 		w.cfg.OnPrune(stats, err)
 	}
-	log := []any{"evidence", stats.Evidence, "webhook_attempts", stats.WebhookAttempts, "webhook_deliveries", stats.WebhookDeliveries,
+	log := []any{"evidence", stats.Evidence, "rejected_evidence", stats.RejectedEvidence, "webhook_attempts", stats.WebhookAttempts, "webhook_deliveries", stats.WebhookDeliveries,
 		"old_webhook_secrets", stats.OldSecrets}
 	if err != nil {
 		w.cfg.Logger.Error("retention prune", append(log, "err", err)...)
@@ -264,6 +268,12 @@ func Prune(ctx context.Context, st paynotify.Store, r Retention, now time.Time) 
 	if r.Evidence > 0 {
 		n, err := st.PruneEvidence(ctx, now.Add(-r.Evidence), r.Batch)
 		stats.Evidence = n
+		errs = append(errs, err)
+	}
+	if r.RejectedEvidence > 0 && (r.Evidence == 0 || r.RejectedEvidence < r.Evidence) && ctx.Err() == nil {
+		n, err := st.PruneRejectedEvidence(ctx, now.Add(-r.RejectedEvidence), r.Batch)
+		stats.Evidence += n
+		stats.RejectedEvidence = n
 		errs = append(errs, err)
 	}
 	if r.WebhookAttempts > 0 && ctx.Err() == nil {
@@ -310,10 +320,11 @@ func newRunner[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Runner, er
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Retention.Evidence < 0 || cfg.Retention.WebhookAttempts < 0 {
+	if cfg.Retention.Evidence < 0 || cfg.Retention.WebhookAttempts < 0 || cfg.Retention.RejectedEvidence < 0 {
 		return nil, errors.New("jobs: a retention period is negative")
 	}
-	if (cfg.Retention.Evidence > 0 || cfg.Retention.WebhookAttempts > 0) && (cfg.Reconciler.Service == nil || cfg.Reconciler.Service.Store == nil) {
+	prunes := cfg.Retention.Evidence > 0 || cfg.Retention.WebhookAttempts > 0 || cfg.Retention.RejectedEvidence > 0
+	if prunes && (cfg.Reconciler.Service == nil || cfg.Reconciler.Service.Store == nil) {
 		return nil, errors.New("jobs: the prune needs the store of Reconciler.Service")
 	}
 	if cfg.Retention.Interval <= 0 {
@@ -328,7 +339,7 @@ func newRunner[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Runner, er
 	periodic := []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
 		func() (river.JobArgs, *river.InsertOpts) { return sweepArgs{}, nil },
 		&river.PeriodicJobOpts{RunOnStart: true, ID: sweepKind})}
-	if cfg.Retention.Evidence > 0 || cfg.Retention.WebhookAttempts > 0 {
+	if prunes {
 		if err := river.AddWorkerSafely(workers, &pruneWorker{cfg: &cfg, quit: r.quit}); err != nil {
 			return nil, fmt.Errorf("jobs: %w", err)
 		}

@@ -184,6 +184,41 @@ func TestPrune_Off(t *testing.T) {
 	}
 }
 
+// TestPrune_Rejected: rejected evidence (what anyone can post to a notify URL) goes after its
+// shorter period, the accepted record of the same age stays for the evidence's; a rejected
+// period not shorter than the evidence's prunes nothing more (a reviewer helper's finding: junk
+// at the daily budget filled 11 GiB an app over the 180 days).
+func TestPrune_Rejected(t *testing.T) {
+	store, _ := kinds[0].open(t)
+	ctx := t.Context()
+	now := time.Now()
+	o := storetest.NewOrder("shop", "J1", now)
+	for _, k := range []struct {
+		id      string
+		verdict paynotify.Verdict
+	}{{"ntf-junk", paynotify.VerdictRejected}, {"ntf-ok", paynotify.VerdictAccepted}} {
+		e := storetest.NewEvidence(k.id, o, now.Add(-40*24*time.Hour))
+		e.Verdict = k.verdict
+		if err := store.InsertEvidence(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := jobs.Prune(ctx, store, jobs.Retention{Evidence: 180 * 24 * time.Hour, RejectedEvidence: 180 * 24 * time.Hour}, now)
+	if err != nil || st != (jobs.PruneStats{}) {
+		t.Fatalf("Prune with the rejected period not shorter = %+v, %v; want nothing", st, err)
+	}
+	st, err = jobs.Prune(ctx, store, jobs.Retention{Evidence: 180 * 24 * time.Hour, RejectedEvidence: 30 * 24 * time.Hour}, now)
+	if err != nil || st != (jobs.PruneStats{Evidence: 1, RejectedEvidence: 1}) {
+		t.Fatalf("Prune = %+v, %v; want the rejected record", st, err)
+	}
+	if _, err := store.GetEvidence(ctx, "ntf-junk"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+		t.Fatalf("the rejected record: %v, want it pruned", err)
+	}
+	if _, err := store.GetEvidence(ctx, "ntf-ok"); err != nil {
+		t.Fatalf("the accepted record: %v, want it kept", err)
+	}
+}
+
 func eventIDs(t *testing.T, store paynotify.Store) []string {
 	t.Helper()
 	evs, err := store.ListEvents(t.Context(), paynotify.EventFilter{Limit: 1000})

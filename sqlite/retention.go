@@ -33,6 +33,10 @@ const (
 				AND json_extract(ev.data, '$.anomaly.notification_id') = +e.id)
 			ORDER BY e.received_at, e.seq LIMIT ?2) AND received_at < ?1
 		RETURNING received_at, seq`
+	// pruneRejected: the rejected records, by evidence_verdict_received_at.
+	pruneRejected = `DELETE FROM evidence WHERE seq IN (
+		SELECT seq FROM evidence WHERE verdict = 'rejected' AND received_at < ?1 ORDER BY received_at LIMIT ?2)
+		AND verdict = 'rejected' AND received_at < ?1`
 	pruneAttempts = `DELETE FROM webhook_attempts WHERE seq IN (
 		SELECT seq FROM webhook_attempts WHERE at < ?1 ORDER BY at LIMIT ?2) AND at < ?1`
 	pruneDeliveries = `DELETE FROM webhook_deliveries WHERE seq IN (
@@ -76,6 +80,16 @@ func (db *DB) PruneEvidence(ctx context.Context, before time.Time, batch int) (i
 	})
 	if err != nil {
 		return n, fmt.Errorf("sqlite: prune evidence: %w", err)
+	}
+	return n, nil
+}
+
+// PruneRejectedEvidence deletes the rejected evidence records received before before, at most
+// batch per transaction, and returns how many it deleted.
+func (db *DB) PruneRejectedEvidence(ctx context.Context, before time.Time, batch int) (int64, error) {
+	n, err := db.prune(ctx, pruneRejected, before, batch)
+	if err != nil {
+		return n, fmt.Errorf("sqlite: prune rejected evidence: %w", err)
 	}
 	return n, nil
 }

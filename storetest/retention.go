@@ -21,6 +21,44 @@ import (
 //   - events, anomalies and orders are never touched.
 
 func (s *suite) testRetention(t *testing.T) {
+	t.Run("OKRejected", func(t *testing.T) {
+		// PruneRejectedEvidence deletes the rejected records received before the cutoff, in
+		// batches, and nothing else: the accepted and anomaly records of the same age stay, and
+		// so does the rejected one received at the cutoff.
+		st, b := s.setup(t)
+		cutoff := T0.Add(time.Hour)
+		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
+		for _, k := range []struct {
+			id      string
+			at      time.Time
+			verdict paynotify.Verdict
+		}{{"r1", T0, paynotify.VerdictRejected}, {"r2", T0.Add(time.Second), paynotify.VerdictRejected},
+			{"r3", T0.Add(2 * time.Second), paynotify.VerdictRejected}, {"r-cut", cutoff, paynotify.VerdictRejected},
+			{"a1", T0, paynotify.VerdictAccepted}, {"x1", T0, paynotify.VerdictAnomaly}} {
+			e := NewEvidence(k.id, o, k.at)
+			e.Verdict = k.verdict
+			if k.verdict == paynotify.VerdictRejected {
+				e.Reason = paynotify.ReasonSignatureInvalid
+			}
+			if err := st.InsertEvidence(b.ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := st.PruneRejectedEvidence(b.ctx, cutoff, 2); err != nil || n != 3 {
+			t.Fatalf("PruneRejectedEvidence = %d, %v; want 3 (r1, r2, r3)", n, err)
+		}
+		left, err := st.ListEvidence(b.ctx, paynotify.EvidenceFilter{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, e := range left {
+			ids = append(ids, e.ID)
+		}
+		slices.Sort(ids)
+		checkStrings(t, "evidence left", ids, []string{"a1", "r-cut", "x1"})
+	})
+
 	t.Run("OK", func(t *testing.T) {
 		st, b := s.setup(t)
 		old, cutoff, recent := T0, T0.Add(time.Hour), T0.Add(2*time.Hour)

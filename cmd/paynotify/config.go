@@ -210,12 +210,17 @@ type RetentionConfig struct {
 	// WebhookAttempts: webhook attempts made longer ago, and deliveries no longer pending last
 	// changed longer ago, are deleted. Defaults to 30d (or webhooks.retention, its old name).
 	WebhookAttempts string `yaml:"webhook_attempts"`
+	// RejectedEvidence: rejected evidence records (requests that did not verify: anyone can post
+	// them to a notify URL, up to the daily budget of 64 MiB an app) received longer ago are
+	// deleted, when shorter than evidence. Defaults to 30d.
+	RejectedEvidence string `yaml:"rejected_evidence"`
 }
 
 // Default retention periods.
 const (
-	DefaultEvidenceRetention        = "180d"
-	DefaultWebhookAttemptsRetention = "30d"
+	DefaultEvidenceRetention         = "180d"
+	DefaultWebhookAttemptsRetention  = "30d"
+	DefaultRejectedEvidenceRetention = "30d"
 )
 
 // day is the unit of a period's d suffix, and its minimum.
@@ -271,6 +276,11 @@ func (r RetentionConfig) periods() (evidence, webhookAttempts time.Duration, err
 		return 0, 0, err
 	}
 	return evidence, webhookAttempts, nil
+}
+
+// rejectedPeriod returns retention.rejected_evidence (0: off, as the other evidence).
+func (r RetentionConfig) rejectedPeriod() (time.Duration, error) {
+	return parsePeriod("retention.rejected_evidence", cmp.Or(r.RejectedEvidence, DefaultRejectedEvidenceRetention))
 }
 
 // NATSConfig is the nats block.
@@ -646,6 +656,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Webhooks.Concurrency < 1 || c.Webhooks.Concurrency > 256 {
 		return fmt.Errorf("webhooks.concurrency: %d is not between 1 and 256", c.Webhooks.Concurrency)
+	}
+	if _, err := c.Retention.rejectedPeriod(); err != nil {
+		return err
 	}
 	if _, _, err := c.Retention.periods(); err != nil {
 		return err

@@ -573,7 +573,22 @@ func TestConfig_Retention(t *testing.T) {
 		if err != nil || ev != 180*day || wa != 30*day {
 			t.Fatalf("periods = %s, %s, %v", ev, wa, err)
 		}
+		if rj, err := (RetentionConfig{}).rejectedPeriod(); err != nil || rj != 30*day {
+			t.Fatalf("rejected_evidence = %s, %v; want the default 30d", rj, err)
+		}
 	})
+	for _, tt := range []struct {
+		block string
+		want  time.Duration
+	}{{"retention:\n  rejected_evidence: 7d\n", 7 * day}, {"retention:\n  rejected_evidence: off\n", 0}} {
+		c, err := ParseConfig([]byte(validConfig+tt.block), env(map[string]string{"TOKEN": "0123456789abcdef0123"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rj, err := c.Retention.rejectedPeriod(); err != nil || rj != tt.want {
+			t.Errorf("%q: rejected_evidence = %s, %v; want %s", tt.block, rj, err, tt.want)
+		}
+	}
 	for _, tt := range []struct{ name, block, want string }{
 		{"ErrNegativeDays", "retention:\n  evidence: -5d\n", `retention.evidence: "-5d" is negative`},
 		{"ErrNegative", "retention:\n  webhook_attempts: -720h\n", `retention.webhook_attempts: "-720h" is negative`},
@@ -587,6 +602,7 @@ func TestConfig_Retention(t *testing.T) {
 		{"ErrBoth", "retention:\n  webhook_attempts: 30d\nwebhooks:\n  retention: 720h\n", "webhooks.retention: replaced by retention.webhook_attempts: set only that one"},
 		{"ErrOldShort", "webhooks:\n  retention: 1h\n", "webhooks.retention: 1h0m0s is shorter than 24h"},
 		{"ErrUnknownKey", "retention:\n  evidense: 90d\n", `retention: unknown key "evidense" (did you mean evidence?)`},
+		{"ErrRejectedShort", "retention:\n  rejected_evidence: 1h\n", `retention.rejected_evidence: "1h" is shorter than 1d`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := ParseConfig([]byte(validConfig+tt.block), vars); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -408,8 +408,12 @@ func newJobs(st store, svc *paynotify.Service, cfg JobsConfig, rc RetentionConfi
 	if err != nil {
 		return nil, &configError{err: err}
 	}
+	rejected, err := rc.rejectedPeriod()
+	if err != nil {
+		return nil, &configError{err: err}
+	}
 	jc := jobs.Config{Reconciler: &paynotify.Reconciler{Service: svc, MaxPerSecond: cfg.MaxChecksPerSecond}, SweepInterval: cfg.SweepInterval, Logger: logger,
-		Retention: jobs.Retention{Evidence: evidence, WebhookAttempts: attempts}, OnSweep: onSweep}
+		Retention: jobs.Retention{Evidence: evidence, WebhookAttempts: attempts, RejectedEvidence: rejected}, OnSweep: onSweep}
 	switch db := st.(type) {
 	case *sqlite.DB:
 		return jobs.NewSQLite(db.SQL(), jc)
