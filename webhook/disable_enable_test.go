@@ -118,3 +118,49 @@ func TestDispatcher_EditedByAClockAhead(t *testing.T) {
 		}
 	})
 }
+
+// TestDispatcher_DisabledEndpointsHoldNoWorkers: a disabled endpoint's lane ends (its workers
+// exit) and one is started again when it is enabled, and delivers (a reviewer helper's finding:
+// every disabled endpoint kept its 8 workers and queue until deleted; 200 disabled endpoints held
+// 1,600 goroutines).
+func TestDispatcher_DisabledEndpointsHoldNoWorkers(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t) // the first endpoint's: a receiver verifies with one endpoint's secret
+		eps := []*paynotify.WebhookEndpoint{e.endpoint(rc, nil, nil)}
+		others := newReceiver(t)
+		for range 4 {
+			eps = append(eps, e.endpoint(others, nil, nil))
+		}
+		d := &webhook.Dispatcher{Store: st, Config: webhook.Config{Poll: 50 * time.Millisecond, Schedule: fast, AllowHTTP: true},
+			Client: webhook.NewClient(true, 5*time.Second), Now: e.now}
+		e.svc.WakeWebhooks = d.Wake
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); d.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		waitFor(t, 5*time.Second, "a lane per enabled endpoint", func() bool { return d.Lanes() == 5 })
+		disabled, enabled := paynotify.EndpointDisabled, paynotify.EndpointEnabled
+		for _, ep := range eps {
+			if _, err := e.svc.UpdateWebhookEndpoint(e.ctx, ep.ID, &paynotify.WebhookEndpointRequest{Status: &disabled}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 5*time.Second, "no lane for the disabled endpoints", func() bool { return d.Lanes() == 0 })
+		if _, err := e.svc.UpdateWebhookEndpoint(e.ctx, eps[0].ID, &paynotify.WebhookEndpointRequest{Status: &enabled}); err != nil {
+			t.Fatal(err)
+		}
+		want := e.order("shop", "LANE1", false)
+		waitFor(t, 10*time.Second, "the event delivered to the endpoint enabled again", func() bool {
+			for _, g := range rc.delivered() {
+				if g.id == want[0] {
+					return true
+				}
+			}
+			return false
+		})
+		if n := d.Lanes(); n != 1 {
+			t.Fatalf("%d lanes, want the enabled endpoint's only", n)
+		}
+	})
+}

@@ -5,3 +5,10 @@ var (
 	RetryAfter = retryAfter
 	Jitter     = jitter
 )
+
+// Lanes is how many endpoints have workers running.
+func (d *Dispatcher) Lanes() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.lanes)
+}
