@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,15 +123,30 @@ type queryLog struct {
 
 func newQueryLog(max int) *queryLog { return &queryLog{max: max} }
 
-// add stamps r with the next id and keeps a copy, dropping the oldest record when full.
+// maxQueryField bounds what a record keeps of each text field: the fields are what a caller
+// sent (a notify_id, an app_id claimed), and a field of the request's line kept the whole line
+// alive; 200,000 records of long ids held hundreds of MB (a reviewer helper's measurement).
+const maxQueryField = 128
+
+// add stamps r with the next id and keeps a copy (each text field at most maxQueryField bytes,
+// copied out of the request), dropping the oldest record when full.
 func (l *queryLog) add(r *QueryRecord) {
+	c := *r
+	for _, f := range []*string{&c.Provider, &c.API, &c.AppID, &c.MchID, &c.OutTradeNo, &c.TradeNo, &c.OutRequestNo,
+		&c.Result, &c.NotifyID, &c.Fault} {
+		if len(*f) > maxQueryField {
+			*f = (*f)[:maxQueryField]
+		}
+		*f = strings.Clone(*f)
+	}
 	l.mu.Lock()
 	l.lastID++
 	r.ID = l.lastID
+	c.ID = r.ID
 	if len(l.recs) < l.max {
-		l.recs = append(l.recs, *r)
+		l.recs = append(l.recs, c)
 	} else {
-		l.recs[l.head] = *r
+		l.recs[l.head] = c
 		l.head = (l.head + 1) % l.max
 	}
 	l.mu.Unlock()
