@@ -478,7 +478,8 @@ func (s *Service) refund(ctx context.Context, app, outTradeNo, outRequestNo stri
 	return nil, Errorf(ENOTFOUND, "Refund %s not found.", outRequestNo)
 }
 
-// ListRefunds returns the refunds of an order, oldest first; ENOTFOUND for an unknown order.
+// ListRefunds returns the refunds of an order in the order they were recorded; ENOTFOUND for an
+// unknown order.
 func (s *Service) ListRefunds(ctx context.Context, app, outTradeNo string) ([]*Refund, error) {
 	if _, err := s.Store.GetOrder(ctx, app, outTradeNo); err != nil {
 		return nil, err

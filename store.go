@@ -237,10 +237,12 @@ type EvidenceStore interface {
 	// per transaction, oldest first, and loops until none is left or ctx ends; it returns how many
 	// it deleted, also when it stops on an error.
 	PruneEvidence(ctx context.Context, before time.Time, batch int) (int64, error)
-	// PruneRejectedEvidence deletes the rejected evidence records (verdict rejected: requests
-	// that did not verify, which anyone can post to a notify URL) received before before, as
-	// PruneEvidence does (no anomaly is raised on a rejected record). A shorter period than the
-	// other evidence's, so that junk does not fill the disk for months.
+	// PruneRejectedEvidence deletes the rejected notifications received before before (verdict
+	// rejected, source notification: requests that did not verify, which anyone can post to a
+	// notify URL), as PruneEvidence does (no anomaly is raised on a rejected record), except
+	// legacy Alipay's notify_id_unconfirmed ones, whose signature held (a leaked key's trace).
+	// Query answers and reprocesses are left to PruneEvidence. A shorter period than the other
+	// evidence's, so that junk does not fill the disk for months.
 	PruneRejectedEvidence(ctx context.Context, before time.Time, batch int) (int64, error)
 }
 

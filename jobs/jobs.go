@@ -193,7 +193,11 @@ func pruneNow(ctx context.Context, st paynotify.Store, logger *slog.Logger) time
 		return now // SQLite: the database's clock is this machine's
 	}
 	db, err := c.DatabaseNow(ctx)
-	if err != nil || !db.Before(now) {
+	if err != nil {
+		logger.Warn("retention: the database's clock could not be read: pruning by this process's", "err", err)
+		return now
+	}
+	if !db.Before(now) {
 		return now
 	}
 	if ahead := now.Sub(db); ahead > time.Minute {

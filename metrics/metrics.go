@@ -85,11 +85,11 @@ func New() *Prometheus {
 	})
 	m.countsAt = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "paynotify_counts_refreshed_timestamp_seconds",
-		Help: "When paynotify_orders and paynotify_webhook_deliveries_pending were last counted (Unix time); 0 before the first count.",
+		Help: "When paynotify_orders, paynotify_webhook_deliveries_pending and paynotify_refunds_needing_attention were last counted (Unix time); 0 before the first count.",
 	})
 	m.countErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "paynotify_counts_refresh_errors_total",
-		Help: "Counts of orders and deliveries that failed (the gauges keep their last values).",
+		Help: "Counts of orders, deliveries and refunds needing attention that failed (the gauges keep their last values).",
 	})
 	m.sweeps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "paynotify_reconcile_sweeps_total",

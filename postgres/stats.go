@@ -31,7 +31,10 @@ func (db *DB) CountStatuses(ctx context.Context) (*paynotify.StatusCounts, error
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`).Scan(&out.PendingDeliveries); err != nil {
 		return nil, fmt.Errorf("postgres: count pending deliveries: %w", err)
 	}
-	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM refunds WHERE needs_attention`).Scan(&out.RefundsNeedingAttention); err != nil {
+	// The two branches of ListAttentionRefunds, each through its partial index, not a scan.
+	if err := db.pool.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM refunds WHERE status = 'pending' AND needs_attention) +
+			(SELECT count(*) FROM refunds WHERE next_check_at IS NOT NULL AND status <> 'pending' AND needs_attention)`).Scan(&out.RefundsNeedingAttention); err != nil {
 		return nil, fmt.Errorf("postgres: count refunds needing attention: %w", err)
 	}
 	return out, nil

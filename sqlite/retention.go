@@ -33,10 +33,13 @@ const (
 				AND json_extract(ev.data, '$.anomaly.notification_id') = +e.id)
 			ORDER BY e.received_at, e.seq LIMIT ?2) AND received_at < ?1
 		RETURNING received_at, seq`
-	// pruneRejected: the rejected records, by evidence_verdict_received_at.
+	// pruneRejected: the rejected notifications (Store.PruneRejectedEvidence), by
+	// evidence_verdict_received_at.
 	pruneRejected = `DELETE FROM evidence WHERE seq IN (
-		SELECT seq FROM evidence WHERE verdict = 'rejected' AND received_at < ?1 ORDER BY received_at LIMIT ?2)
-		AND verdict = 'rejected' AND received_at < ?1`
+		SELECT seq FROM evidence WHERE verdict = 'rejected' AND received_at < ?1
+			AND source = 'notification' AND reason <> 'notify_id_unconfirmed'
+			ORDER BY received_at LIMIT ?2)
+		AND verdict = 'rejected' AND received_at < ?1 AND source = 'notification' AND reason <> 'notify_id_unconfirmed'`
 	pruneAttempts = `DELETE FROM webhook_attempts WHERE seq IN (
 		SELECT seq FROM webhook_attempts WHERE at < ?1 ORDER BY at LIMIT ?2) AND at < ?1`
 	pruneDeliveries = `DELETE FROM webhook_deliveries WHERE seq IN (

@@ -22,9 +22,11 @@ import (
 
 func (s *suite) testRetention(t *testing.T) {
 	t.Run("OKRejected", func(t *testing.T) {
-		// PruneRejectedEvidence deletes the rejected records received before the cutoff, in
-		// batches, and nothing else: the accepted and anomaly records of the same age stay, and
-		// so does the rejected one received at the cutoff.
+		// PruneRejectedEvidence deletes the rejected notifications received before the cutoff,
+		// in batches, and nothing else: the accepted and anomaly records of the same age stay, so
+		// does the rejected one received at the cutoff, and so do rejected records that are no
+		// junk: a query's answer (a provider's signed answer about another order), a reprocess,
+		// and legacy Alipay's notify_id_unconfirmed (its signature held).
 		st, b := s.setup(t)
 		cutoff := T0.Add(time.Hour)
 		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
@@ -32,14 +34,19 @@ func (s *suite) testRetention(t *testing.T) {
 			id      string
 			at      time.Time
 			verdict paynotify.Verdict
-		}{{"r1", T0, paynotify.VerdictRejected}, {"r2", T0.Add(time.Second), paynotify.VerdictRejected},
-			{"r3", T0.Add(2 * time.Second), paynotify.VerdictRejected}, {"r-cut", cutoff, paynotify.VerdictRejected},
-			{"a1", T0, paynotify.VerdictAccepted}, {"x1", T0, paynotify.VerdictAnomaly}} {
+			source  string
+			reason  string
+		}{{"r1", T0, paynotify.VerdictRejected, paynotify.SourceNotification, paynotify.ReasonSignatureInvalid},
+			{"r2", T0.Add(time.Second), paynotify.VerdictRejected, paynotify.SourceNotification, paynotify.ReasonMalformed},
+			{"r3", T0.Add(2 * time.Second), paynotify.VerdictRejected, paynotify.SourceNotification, paynotify.ReasonSignatureInvalid},
+			{"r-cut", cutoff, paynotify.VerdictRejected, paynotify.SourceNotification, paynotify.ReasonSignatureInvalid},
+			{"q1", T0, paynotify.VerdictRejected, paynotify.SourceQuery, paynotify.ReasonOutTradeNoMismatch},
+			{"p1", T0, paynotify.VerdictRejected, paynotify.SourceReprocess, paynotify.ReasonSignatureInvalid},
+			{"n1", T0, paynotify.VerdictRejected, paynotify.SourceNotification, "notify_id_unconfirmed"},
+			{"a1", T0, paynotify.VerdictAccepted, paynotify.SourceNotification, ""},
+			{"x1", T0, paynotify.VerdictAnomaly, paynotify.SourceNotification, paynotify.ReasonAmountMismatch}} {
 			e := NewEvidence(k.id, o, k.at)
-			e.Verdict = k.verdict
-			if k.verdict == paynotify.VerdictRejected {
-				e.Reason = paynotify.ReasonSignatureInvalid
-			}
+			e.Verdict, e.Source, e.Reason = k.verdict, k.source, k.reason
 			if err := st.InsertEvidence(b.ctx, e); err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +63,7 @@ func (s *suite) testRetention(t *testing.T) {
 			ids = append(ids, e.ID)
 		}
 		slices.Sort(ids)
-		checkStrings(t, "evidence left", ids, []string{"a1", "r-cut", "x1"})
+		checkStrings(t, "evidence left", ids, []string{"a1", "n1", "p1", "q1", "r-cut", "x1"})
 	})
 
 	t.Run("OK", func(t *testing.T) {

@@ -54,7 +54,8 @@ func (s *suite) testCountStatuses(t *testing.T) {
 		if got.PendingDeliveries != 2 {
 			t.Errorf("CountStatuses.PendingDeliveries = %d, want 2", got.PendingDeliveries)
 		}
-		// Refunds: two need attention (one pending, one of an inferred amount), one does not.
+		// Refunds: two need attention (one pending, one succeeded with an inferred amount still
+		// asked about), one does not.
 		o := MustGetOrder(t, w.ctx, w.st, "app1", "T1")
 		for _, k := range []struct {
 			no        string
@@ -64,6 +65,9 @@ func (s *suite) testCountStatuses(t *testing.T) {
 			MustCommit(t, w.ctx, w.st, &paynotify.Change{Refund: func() *paynotify.Refund {
 				r := newRefund(o, k.no, 10, T0)
 				r.Status = k.status
+				if k.status == paynotify.RefundSucceeded {
+					r.NextCheckAt = at(T0.Add(time.Hour))
+				}
 				return r
 			}()})
 			if k.attention {

@@ -210,9 +210,9 @@ type RetentionConfig struct {
 	// WebhookAttempts: webhook attempts made longer ago, and deliveries no longer pending last
 	// changed longer ago, are deleted. Defaults to 30d (or webhooks.retention, its old name).
 	WebhookAttempts string `yaml:"webhook_attempts"`
-	// RejectedEvidence: rejected evidence records (requests that did not verify: anyone can post
+	// RejectedEvidence: rejected notifications (requests that did not verify: anyone can post
 	// them to a notify URL, up to the daily budget of 64 MiB an app) received longer ago are
-	// deleted, when shorter than evidence. Defaults to 30d.
+	// deleted, when shorter than evidence. Defaults to 30d (off when evidence is off).
 	RejectedEvidence string `yaml:"rejected_evidence"`
 }
 
@@ -278,8 +278,15 @@ func (r RetentionConfig) periods() (evidence, webhookAttempts time.Duration, err
 	return evidence, webhookAttempts, nil
 }
 
-// rejectedPeriod returns retention.rejected_evidence (0: off, as the other evidence).
+// rejectedPeriod returns retention.rejected_evidence (0: off, as the other evidence). Unset, it
+// is off when evidence is off: a config that kept everything before this key existed
+// (evidence: off) keeps the rejected records too (a reviewer helper's finding).
 func (r RetentionConfig) rejectedPeriod() (time.Duration, error) {
+	if r.RejectedEvidence == "" {
+		if ev, err := parsePeriod("retention.evidence", cmp.Or(r.Evidence, DefaultEvidenceRetention)); err == nil && ev == 0 {
+			return 0, nil
+		}
+	}
 	return parsePeriod("retention.rejected_evidence", cmp.Or(r.RejectedEvidence, DefaultRejectedEvidenceRetention))
 }
 

@@ -580,7 +580,10 @@ func TestConfig_Retention(t *testing.T) {
 	for _, tt := range []struct {
 		block string
 		want  time.Duration
-	}{{"retention:\n  rejected_evidence: 7d\n", 7 * day}, {"retention:\n  rejected_evidence: off\n", 0}} {
+	}{{"retention:\n  rejected_evidence: 7d\n", 7 * day}, {"retention:\n  rejected_evidence: off\n", 0},
+		// A config that kept everything before the key existed keeps the rejected records too.
+		{"retention:\n  evidence: off\n", 0},
+		{"retention:\n  evidence: off\n  rejected_evidence: 10d\n", 10 * day}} {
 		c, err := ParseConfig([]byte(validConfig+tt.block), env(map[string]string{"TOKEN": "0123456789abcdef0123"}))
 		if err != nil {
 			t.Fatal(err)

@@ -51,7 +51,7 @@ func TestServe_Retention(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if want := `msg="retention prune" evidence=1 webhook_attempts=0 webhook_deliveries=0`; !strings.Contains(logs.String(), want) {
+	if want := `msg="retention prune" evidence=1 rejected_evidence=0 webhook_attempts=0 webhook_deliveries=0`; !strings.Contains(logs.String(), want) {
 		t.Fatalf("log:\n%s\nwant %q", logs.String(), want)
 	}
 	if _, err := st.GetEvidence(ctx, "ntf-old"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {

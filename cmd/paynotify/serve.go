@@ -181,7 +181,7 @@ func warnNewerSchema(ctx context.Context, st store, logger *slog.Logger) {
 		}
 	}
 	if len(unknown) > 0 {
-		logger.Warn("the database has migrations this paynotify does not know: a newer version migrated it; run that version, or restore the backup taken before its upgrade",
+		logger.Warn("the database has migrations this paynotify does not know: a newer version migrated it (expected for an old instance during a rolling upgrade; otherwise upgrade this binary: docs/deploy.md)",
 			"unknown", strings.Join(unknown, ","))
 	}
 }
