@@ -3,6 +3,7 @@ package console_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -629,23 +630,30 @@ func TestConsole_AttentionRefunds(t *testing.T) {
 		ctx := t.Context()
 		o := storetest.MustCreateOrder(t, ctx, s, storetest.NewOrder("app1", "A", storetest.T0))
 		due, later := storetest.T0.Add(time.Minute), storetest.T0.Add(time.Hour)
-		for _, r := range []*paynotify.Refund{
+		refunds := []*paynotify.Refund{
 			{App: "app1", OutTradeNo: o.OutTradeNo, OutRequestNo: "RP", Amount: 100, Status: paynotify.RefundPending, CreatedAt: storetest.T0, UpdatedAt: storetest.T0, NextCheckAt: &due},
 			{App: "app1", OutTradeNo: o.OutTradeNo, OutRequestNo: "RS", Amount: 200, Status: paynotify.RefundSucceeded, CreatedAt: storetest.T0, UpdatedAt: storetest.T0, NextCheckAt: &due},
-		} {
+		}
+		// 24 more pending ones, out of checks too: the overview lists 20 in all and says how
+		// many more the inbox has.
+		for i := range 24 {
+			refunds = append(refunds, &paynotify.Refund{App: "app1", OutTradeNo: o.OutTradeNo, OutRequestNo: fmt.Sprintf("RX%02d", i), Amount: 1,
+				Status: paynotify.RefundPending, CreatedAt: storetest.T0.Add(time.Second), UpdatedAt: storetest.T0, NextCheckAt: &due})
+		}
+		for _, r := range refunds {
 			storetest.MustCommit(t, ctx, s, &paynotify.Change{Refund: r})
 		}
 		// Their checks, as the reconciliation ends them: RP out of checks, RS still asked.
-		checks, err := s.ClaimChecks(ctx, due, time.Minute, 10)
+		checks, err := s.ClaimChecks(ctx, due, time.Minute, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var done []paynotify.CheckDone
 		for _, c := range checks {
-			switch c.OutRequestNo {
-			case "RP":
+			switch {
+			case c.OutRequestNo == "RP", strings.HasPrefix(c.OutRequestNo, "RX"):
 				done = append(done, paynotify.CheckDone{Check: c, Counted: true, Attention: true})
-			case "RS":
+			case c.OutRequestNo == "RS":
 				done = append(done, paynotify.CheckDone{Check: c, Counted: true, Attention: true, Next: &later})
 			default:
 				done = append(done, paynotify.CheckDone{Check: c})
@@ -660,10 +668,16 @@ func TestConsole_AttentionRefunds(t *testing.T) {
 		e.clock.add(40 * 24 * time.Hour)
 		e.login()
 		_, _, body := e.do("GET", "/console/", nil)
-		for _, w := range []string{"refund still pending", "RP:", "refund amount unconfirmed", "RS:"} {
+		for _, w := range []string{"refund still pending", "RP:", "refund amount unconfirmed", "RS:", "And 6 more refunds needing attention"} {
 			if !strings.Contains(body, w) {
 				t.Errorf("overview lacks %q", w)
 			}
+		}
+		if strings.Contains(body, "RX23:") {
+			t.Error("the overview lists more than 20 refunds")
+		}
+		if _, _, inbox := e.do("GET", "/console/anomalies", nil); !strings.Contains(inbox, "RX23") {
+			t.Error("the anomaly inbox does not list every refund needing attention")
 		}
 		_, _, body = e.do("GET", "/console/orders/app1/A", nil)
 		for _, w := range []string{"still pending after its checks ran out", "no refund query confirmed"} {

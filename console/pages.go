@@ -26,18 +26,19 @@ type bar struct {
 
 // overview is the overview page's data.
 type overview struct {
-	Today     time.Time
-	Paid      []paynotify.AppPaid
-	PaidCount int
-	PaidTotal paynotify.Amount
-	Bars      []bar
-	Hours     []bar // the hour labels (X, Title)
-	Totals    map[paynotify.Verdict]int
-	Verdicts  []paynotify.Verdict
-	Max       int
-	Anomalies []*paynotify.Evidence
-	Refunds   []*paynotify.Refund
-	Channels  []demoChannel
+	Today       time.Time
+	Paid        []paynotify.AppPaid
+	PaidCount   int
+	PaidTotal   paynotify.Amount
+	Bars        []bar
+	Hours       []bar // the hour labels (X, Title)
+	Totals      map[paynotify.Verdict]int
+	Verdicts    []paynotify.Verdict
+	Max         int
+	Anomalies   []*paynotify.Evidence
+	Refunds     []*paynotify.Refund
+	MoreRefunds int // refunds needing attention past the first overviewRefunds (the inbox lists them all)
+	Channels    []demoChannel
 }
 
 // demoChannel is one choice of the demo's create form.
@@ -111,12 +112,19 @@ func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request, ss *ses
 		c.fail(w, r, err)
 		return
 	}
+	if n := len(ov.Refunds); n > overviewRefunds {
+		// However old they are listed, they can be thousands after an outage: the inbox has all.
+		ov.Refunds, ov.MoreRefunds = ov.Refunds[:overviewRefunds], n-overviewRefunds
+	}
 	if c.Demo {
 		ov.Channels = c.demoChannels()
 	}
 	stamp, _ := c.stamp(ctx, "", "")
 	c.render(w, r, http.StatusOK, "overview", &page{Title: "Overview", Nav: "overview", Data: ov, Live: "scope=all", Stamp: stamp})
 }
+
+// overviewRefunds is how many refunds needing attention the overview lists.
+const overviewRefunds = 20
 
 // attentionRefunds are the refunds that need attention, however old: pending ones whose checks ran
 // out (or that the provider reports ABNORMAL), succeeded ones whose inferred amount no query
