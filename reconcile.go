@@ -45,6 +45,9 @@ type Reconciler struct {
 	pace     pacer
 	mu       sync.Mutex
 	apps     map[string]*appLimiter
+	// unknownLogged is when a check of an app this process does not know was last logged, per
+	// app (the apps of the database's rows: few).
+	unknownLogged map[string]time.Time
 	draining atomic.Bool
 	drained  chan struct{} // closed by Drain (drainedC)
 }
@@ -526,7 +529,10 @@ var errUnknownApp = errors.New("paynotify: check of an app this process does not
 func (r *Reconciler) target(ctx context.Context, c *Check) (*App, *Order, error) {
 	a := r.Service.Apps[c.App]
 	if a == nil {
-		r.log().Warn("check of an app this process does not know: given back for an hour", "app", c.App, "out_trade_no", c.OutTradeNo)
+		if r.logUnknownApp(c.App) {
+			r.log().Warn("checks of an app this process does not know are given back for an hour (logged once an hour per app)",
+				"app", c.App, "out_trade_no", c.OutTradeNo)
+		}
 		return nil, nil, errUnknownApp
 	}
 	o, err := r.Service.Store.GetOrder(ctx, a.Name, c.OutTradeNo)
@@ -536,6 +542,23 @@ func (r *Reconciler) target(ctx context.Context, c *Check) (*App, *Order, error)
 		return nil, nil, err
 	}
 	return a, o, nil
+}
+
+// logUnknownApp reports whether a check of app, which this process does not know, is to be logged:
+// once an hour per app. Each of an app's pending orders is given back every hour: a line each
+// filled the log of a process whose config dropped an app with many (a reviewer helper's finding).
+func (r *Reconciler) logUnknownApp(app string) bool {
+	now := r.Service.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if at, ok := r.unknownLogged[app]; ok && now.Sub(at) < unknownAppRetry {
+		return false
+	}
+	if r.unknownLogged == nil {
+		r.unknownLogged = map[string]time.Time{}
+	}
+	r.unknownLogged[app] = now
+	return true
 }
 
 // unknownAppOutcome gives the check back, unchanged and uncounted, unknownAppRetry from now.

@@ -1,9 +1,12 @@
 package paynotify_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -478,7 +481,11 @@ func TestReconciler_ConcurrentSweeps(t *testing.T) {
 // process that knows the app checks it then.
 func TestReconciler_UnknownAppKeepsItsSchedule(t *testing.T) {
 	r, b := setupReconciler(t)
+	var logs bytes.Buffer
+	r.Service.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	scheduledOrder(t, r.Service, "T2", 30*time.Minute)
+	scheduledOrder(t, r.Service, "T3", 30*time.Minute)
 	shop := r.Service.Apps["shop"]
 	delete(r.Service.Apps, "shop") // the old instance's config
 	b.now.Set(t0.Add(time.Minute))
@@ -488,6 +495,10 @@ func TestReconciler_UnknownAppKeepsItsSchedule(t *testing.T) {
 	}
 	if n := b.fake.count("query"); n != 0 {
 		t.Fatalf("%d queries by a process that does not know the app", n)
+	}
+	// One line for the app, not one per order each hour (a reviewer helper's finding).
+	if n := strings.Count(logs.String(), "does not know"); n != 1 {
+		t.Fatalf("%d log lines for three orders of the app:\n%s", n, logs.String())
 	}
 	r.Service.Apps["shop"] = shop // an instance that knows it, past the order's expiry
 	b.now.Set(t0.Add(time.Minute + time.Hour))
