@@ -42,14 +42,14 @@ type Reconciler struct {
 	// OnCheck, if set, is called after each check with its outcome (tests, metrics).
 	OnCheck func(c *Check, res *CheckResult, err error)
 
-	pace     pacer
-	mu       sync.Mutex
-	apps     map[string]*appLimiter
+	pace pacer
+	mu   sync.Mutex
+	apps map[string]*appLimiter
 	// unknownLogged is when a check of an app this process does not know was last logged, per
 	// app (the apps of the database's rows: few).
 	unknownLogged map[string]time.Time
-	draining atomic.Bool
-	drained  chan struct{} // closed by Drain (drainedC)
+	draining      atomic.Bool
+	drained       chan struct{} // closed by Drain (drainedC)
 }
 
 // appLimiter is one app's share of the provider: a semaphore and a backoff.
