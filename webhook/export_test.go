@@ -8,6 +8,7 @@ var (
 
 // Lanes is how many endpoints have workers running.
 func (d *Dispatcher) Lanes() int {
+	d.init() // before Run's, which makes the map (its Once orders the two)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.lanes)
