@@ -31,6 +31,8 @@ type evidenceView struct {
 	SignedText string
 	SignedHow  string
 	Checks     []check
+	// Remedy is what to do about the record's reason (remedy), "" for nothing.
+	Remedy     string
 	BodyText   string
 	HeaderRows [][2]string
 }
@@ -45,7 +47,7 @@ var rejectReasons = []string{paynotify.ReasonSignatureInvalid, paynotify.ReasonM
 // verdict and its reason); the values are read from the raw message, next to what the app's
 // config and the order expect. a and o may be nil (an app no longer configured, an unknown order).
 func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evidenceView {
-	v := &evidenceView{Evidence: ev, BodyText: strings.ToValidUTF8(string(ev.Body), "\uFFFD")}
+	v := &evidenceView{Evidence: ev, BodyText: strings.ToValidUTF8(string(ev.Body), "\uFFFD"), Remedy: remedy(ev, a)}
 	keys := make([]string, 0, len(ev.Headers))
 	for k := range ev.Headers {
 		keys = append(keys, k)

@@ -453,7 +453,10 @@ func TestConsole_Pages(t *testing.T) {
 			t.Error("the accepted filter is wrong")
 		}
 		contains("by reason", page("/console/notifications?reason=signature_invalid"), "ntf_B")
-		contains("one notification", page("/console/notifications/ntf_B"), "signature_invalid", `name="id" value="ntf_B"`)
+		// What to do, for its reason and provider (a reviewer helper's finding: "fix the cause,
+		// then reprocess" for every reason).
+		contains("one notification", page("/console/notifications/ntf_B"), "signature_invalid", `name="id" value="ntf_B"`,
+			`<strong>What to do:</strong> If every notification of the app fails so, the config holds the wrong key: set alipay_public_key_file`)
 		if body := page("/console/notifications/ntf_C"); strings.Contains(body, `name="id" value="ntf_C"`) || !strings.Contains(body, "Kept cut") {
 			t.Error("the cut notification's page offers Reprocess")
 		}
