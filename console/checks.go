@@ -66,12 +66,26 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 	rejected := ev.Verdict == paynotify.VerdictRejected || slices.Contains(rejectReasons, ev.Reason)
 
 	// The signature.
+	// A step after the signature that failed: WeChat Pay's decryption (the signature is checked
+	// first), legacy Alipay's notify_verify, the commit. Its own row: shown on the signature's,
+	// a wrong APIv3 key read as a signature failure, and a store's error as part of "Verified"
+	// (a reviewer helper's finding).
+	var after *check
 	sig := check{Name: "signature"}
 	switch {
 	case ev.Reason == paynotify.ReasonVerifyUnavailable:
 		sig.Outcome, sig.Text = "fail", "Could not be checked now: "+ev.Detail
+	case ev.Reason == paynotify.ReasonDecryptFailed && ev.Endpoint == "wechatpay":
+		sig.Outcome, sig.Text = "pass", "Verified."
+		after = &check{"decrypt", "fail", "The resource does not decrypt with the app's APIv3 key (" + ev.Detail + ")."}
+	case ev.Reason == "notify_id_unconfirmed":
+		sig.Outcome, sig.Text = "pass", "Verified."
+		after = &check{"notify_verify", "fail", ev.Detail}
 	case rejected:
 		sig.Outcome, sig.Text = "fail", "Refused ("+ev.Reason+"): "+ev.Detail
+	case ev.Verdict == paynotify.VerdictError && (ev.Reason == paynotify.ReasonStoreError || ev.Reason == paynotify.ReasonClientGone):
+		sig.Outcome, sig.Text = "pass", "Verified."
+		after = &check{"commit", "fail", "Not committed (" + ev.Reason + "): " + ev.Detail}
 	default:
 		sig.Outcome, sig.Text = "pass", "Verified."
 		if ev.Detail != "" {
@@ -80,6 +94,9 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 	}
 	v.SignedText, v.SignedHow = signedText(ev, a)
 	v.Checks = append(v.Checks, sig)
+	if after != nil {
+		v.Checks = append(v.Checks, *after)
+	}
 
 	skip := func(name, what string) check {
 		return check{name, "skip", "Not checked: the message was refused before its content was trusted (" + what + ")."}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/paynotify/paynotify"
@@ -20,6 +21,32 @@ func TestRemedy_EveryReason(t *testing.T) {
 			if remedy(ev, &paynotify.App{Provider: prov}) == "" {
 				t.Errorf("%s %s/%s: no remedy", prov, verdict, reason)
 			}
+		}
+	}
+}
+
+// TestExplain_StepAfterTheSignature: a WeChat Pay notification whose resource does not decrypt
+// (a wrong APIv3 key) verified its signature; a store failure happened after a verified
+// signature. Each shows its own failing row, the signature passing: a wrong APIv3 key read as a
+// signature failure, and a store's error was appended to "Verified" (a reviewer helper's finding).
+func TestExplain_StepAfterTheSignature(t *testing.T) {
+	for _, tc := range []struct {
+		ev       paynotify.Evidence
+		row, has string
+	}{
+		{paynotify.Evidence{Endpoint: "wechatpay", Verdict: paynotify.VerdictRejected, Reason: paynotify.ReasonDecryptFailed, Detail: "authentication failed"},
+			"decrypt", "does not decrypt with the app's APIv3 key"},
+		{paynotify.Evidence{Endpoint: "alipay", Verdict: paynotify.VerdictError, Reason: paynotify.ReasonClientGone, Detail: "commit: context canceled"},
+			"commit", "Not committed (client_gone): commit: context canceled"},
+		{paynotify.Evidence{Endpoint: "alipay-legacy", Verdict: paynotify.VerdictRejected, Reason: "notify_id_unconfirmed", Detail: `notify_verify answered "false"`},
+			"notify_verify", `notify_verify answered "false"`},
+	} {
+		v := explain(&tc.ev, nil, nil)
+		if len(v.Checks) < 2 || v.Checks[0].Name != "signature" || v.Checks[0].Outcome != "pass" {
+			t.Fatalf("%s: checks %+v, want the signature passing first", tc.ev.Reason, v.Checks)
+		}
+		if c := v.Checks[1]; c.Name != tc.row || c.Outcome != "fail" || !strings.Contains(c.Text, tc.has) {
+			t.Errorf("%s: second row %+v, want %s failing with %q", tc.ev.Reason, c, tc.row, tc.has)
 		}
 	}
 }
