@@ -256,8 +256,17 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			// The provider hung up before the change's turn in the writer: nothing was
 			// committed (a write that started is decided by its batch), the provider retries.
-			// Not the store's failure: an alert on store_error must not fire for it.
+			// Not the store's failure: an alert on store_error must not fire for it. Unless the
+			// store says its writes are failing now (another process holding SQLite's write
+			// lock, a PostgreSQL batch stuck): the provider hung up because of it, and the alert
+			// must fire (a reviewer helper's finding: a locked database read as providers'
+			// timeouts, its cause in River's log lines only).
 			reason = ReasonClientGone
+			if h, ok := p.Store.(WriteHealther); ok {
+				if herr := h.WriteHealth(); herr != nil {
+					reason, err = ReasonStoreError, fmt.Errorf("%w; the store's writes are failing: %v", err, herr)
+				}
+			}
 		}
 		res := &Result{Verdict: VerdictError, Reason: reason, Evidence: ev}
 		ev.Answer = answer(res)

@@ -844,6 +844,13 @@ func TestProcess_ErrStore(t *testing.T) {
 	}
 }
 
+// unhealthyStore is a store whose writes are failing now (paynotify.WriteHealther).
+type unhealthyStore struct{ paynotify.Store }
+
+func (unhealthyStore) WriteHealth() error {
+	return errors.New("sqlite: the last write batch failed 6s ago: database is locked (5) (SQLITE_BUSY)")
+}
+
 // TestProcess_ClientGone: a provider that hung up before its change reached the writer is an
 // error of reason client_gone, kept as evidence, the order untouched; not store_error (a reviewer
 // helper's finding: an alert on store_error fired for providers' timeouts).
@@ -862,6 +869,17 @@ func TestProcess_ClientGone(t *testing.T) {
 	}
 	if o := b.order(t, "T1"); o.Status != paynotify.StatusPending {
 		t.Fatalf("order = %+v", o)
+	}
+	// A store that says its writes are failing now (another process holding SQLite's write
+	// lock): the provider hung up because of it, and that is store_error, its cause in the
+	// evidence (a reviewer helper's finding: it read as the provider's impatience).
+	p.Store = unhealthyStore{b.store}
+	if res := p.Process(ctx, callback(b.app), facts(paidFact("T1", "P1"))); res.Reason != paynotify.ReasonStoreError {
+		t.Fatalf("a store whose writes fail, the provider gone: %+v, want store_error", res)
+	}
+	got := b.evidence(t, paynotify.EvidenceFilter{Reason: paynotify.ReasonStoreError})
+	if len(got) != 1 || !strings.Contains(got[0].Detail, "database is locked") {
+		t.Fatalf("evidence = %+v, want the store's cause in its detail", got)
 	}
 	// A store that fails while the request is still there is store_error.
 	p.Store = failingCommit{b.store}

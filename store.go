@@ -315,6 +315,14 @@ func ClaimParts(limit int) []ClaimPart {
 	return []ClaimPart{{CheckRefund, max(1, limit/RefundClaimShare)}, {CheckOrder, limit}, {CheckRefund, limit}}
 }
 
+// WriteHealther is a store that can tell whether its writes are failing now (both stores): the
+// Processor asks it when a provider hung up before its change was committed, to tell a store's
+// failure (store_error) from a provider's impatience (client_gone).
+type WriteHealther interface {
+	// WriteHealth returns why the store's writes are failing now, nil when they are not.
+	WriteHealth() error
+}
+
 // CheckDone is how one check ends its claim (CheckStore.FinishChecks).
 type CheckDone struct {
 	Check     *Check

@@ -310,6 +310,21 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
+// slowBatch is how long a batch may run before WriteHealth reports the writer failing: a provider
+// waits about 5 seconds for an answer (WeChat Pay), and a batch normally takes milliseconds.
+const slowBatch = 5 * time.Second
+
+// WriteHealth reports the store's writes failing now (paynotify.WriteHealther): a batch of the
+// writer has been running longer than slowBatch (the database unreachable, a lock held).
+func (db *DB) WriteHealth() error {
+	if o := db.inflight.oldest(); !o.IsZero() {
+		if d := time.Since(o); d > slowBatch {
+			return fmt.Errorf("postgres: a batch of the writer has been running for %s (the database unreachable, or a lock held)", d.Round(time.Second))
+		}
+	}
+	return nil
+}
+
 // DatabaseNow returns the database server's time (the retention prune cuts by the earlier of it
 // and its own process's clock: jobs.pruneNow).
 func (db *DB) DatabaseNow(ctx context.Context) (time.Time, error) {

@@ -291,14 +291,23 @@ func limit(n int) int {
 // rollback ends tx when it was not committed.
 func rollback(tx *sql.Tx) { _ = tx.Rollback() }
 
-// Ping checks that the database answers, on the read pool: the write connection is the group
-// commit's only one, and a ping there would wait for (and hold up) a batch.
-func (db *DB) Ping(ctx context.Context) error {
+// WriteHealth reports the store's writes failing now (paynotify.WriteHealther): its files changed
+// under it, or its last batch failed as a whole within failingFor with none committed since.
+func (db *DB) WriteHealth() error {
 	if err := db.filesBroken(); err != nil {
 		return err
 	}
 	if f := db.lastFailure.Load(); f != nil && time.Since(f.at) < failingFor {
 		return fmt.Errorf("sqlite: the last write batch failed %s ago, and none committed since: %w", time.Since(f.at).Round(time.Second), f.err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers, on the read pool: the write connection is the group
+// commit's only one, and a ping there would wait for (and hold up) a batch.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.WriteHealth(); err != nil {
+		return err
 	}
 	// A read of the file's header, not the driver's `select 1`, which reads nothing.
 	var v int64
