@@ -417,6 +417,9 @@ func TestConsole_Pages(t *testing.T) {
 			}
 		}
 		// Overview: A paid today (Beijing), the two notifications in the last 24 h.
+		// The rejected ones are under Needs attention (it said "Nothing" while every
+		// notification of an app was refused for a wrong key: a reviewer helper's finding).
+		contains("overview's attention", page("/console/"), `id="rejected-24h"`, "2 notifications rejected in the last 24 hours")
 		contains("overview", page("/console/"), "1 orders · ¥12.34", `class="v-accepted"`, `class="v-rejected"`,
 			"since <time datetime=\"2026-11-28 16:00:00.000000Z\" title=\"2026-11-28 16:00:00.000000Z UTC\">2026-11-29 00:00:00</time>") // the Beijing day of T0
 		// Search by out_trade_no and by the provider trade number: straight to the order.

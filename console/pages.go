@@ -38,7 +38,11 @@ type overview struct {
 	Anomalies   []*paynotify.Evidence
 	Refunds     []*paynotify.Refund
 	MoreRefunds int // refunds needing attention past the first overviewRefunds (the inbox lists them all)
-	Channels    []demoChannel
+	// Rejected and Errors are the notifications rejected and failed in the chart's 24 hours:
+	// under Needs attention, which said "Nothing" while every notification of an app was
+	// refused for a wrong key (a reviewer helper's finding).
+	Rejected, Errors int
+	Channels         []demoChannel
 }
 
 // demoChannel is one choice of the demo's create form.
@@ -104,6 +108,7 @@ func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request, ss *ses
 			ov.Hours = append(ov.Hours, bar{X: x, Title: from.In(beijing).Format("15h")})
 		}
 	}
+	ov.Rejected, ov.Errors = ov.Totals[paynotify.VerdictRejected], ov.Totals[paynotify.VerdictError]
 	if ov.Anomalies, err = anomalyEvidence(ctx, st, now.Add(-7*24*time.Hour), 10); err != nil {
 		c.fail(w, r, err)
 		return
