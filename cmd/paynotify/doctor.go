@@ -657,7 +657,32 @@ func (d *doctor) wechatpay(ctx context.Context, r *report, ac *AppConfig) {
 		r.fail("signed call", "not made: "+err.Error(), "fix the key files of this app")
 		return
 	}
-	d.wechatCall(ctx, r, ac, app.Gateway.(*provider.Wechat).Client)
+	client := app.Gateway.(*provider.Wechat).Client
+	d.wechatCall(ctx, r, ac, client)
+	if !r.failed("signed call") {
+		d.apiv3Key(ctx, r, ac, client)
+	}
+}
+
+// apiv3Key checks the APIv3 key by what only it does: decrypting. WeChat Pay's certificate
+// download (GET /v3/certificates) answers each certificate encrypted with it, as it encrypts every
+// notification's resource; the signed call above never uses the key, and a wrong one passed
+// doctor while every notification failed as decrypt_failed (a reviewer helper's finding).
+func (d *doctor) apiv3Key(ctx context.Context, r *report, ac *AppConfig, client *wechatpay.Client) {
+	const check = "apiv3 key"
+	ctx, cancel := context.WithTimeout(ctx, doctorTimeout)
+	defer cancel()
+	certs, err := client.DownloadCertificates(ctx)
+	switch {
+	case err == nil:
+		r.pass(check, "apiv3_key_file decrypts what WeChat Pay encrypts with it (the %d platform certificate(s) it sent)", len(certs))
+	case errors.Is(err, wechatpay.ErrDecrypt):
+		r.fail(check, "apiv3_key_file does not decrypt what WeChat Pay encrypts with the APIv3 key of mchid "+ac.MchID+": every notification would fail as decrypt_failed",
+			"set apiv3_key_file to the APIv3 key of mchid "+ac.MchID+" (商户平台 → 账户中心 → API安全), then paynotify reprocess --reason decrypt_failed")
+	default:
+		r.warn(check, "not checked: the certificate download, which it decrypts, failed: "+strings.TrimPrefix(unwrapURLError(err).Error(), "wechatpay: "),
+			"a notification's decrypt_failed then points at apiv3_key_file")
+	}
 }
 
 // wechatCall makes the signed no-op call, a query of an order that does not exist, and reports

@@ -142,7 +142,7 @@ func (e *doctorEnv) run(t *testing.T, args ...string) (int, string) {
 }
 
 // doctorLine matches one check line: STATUS, scope, check and the rest.
-var doctorLine = regexp.MustCompile(`^(PASS|WARN|FAIL)  (\S+) +([a-z_ -]+): (.*)$`)
+var doctorLine = regexp.MustCompile(`^(PASS|WARN|FAIL)  (\S+) +([a-z0-9_ -]+): (.*)$`)
 
 // lines returns the check lines of out whose scope and check are as given, as "STATUS rest".
 func doctorLines(t *testing.T, out, scope, check string) []string {
@@ -213,6 +213,7 @@ func TestDoctor(t *testing.T) {
 		wantLine(t, out, "PASS", "wechatpay-demo", "wrong-key guard", "platform_public_key_file")
 		wantLine(t, out, "WARN", "wechatpay-demo", "gateway", "plain http")
 		wantLine(t, out, "PASS", "wechatpay-demo", "signed call", "404 ORDER_NOT_EXIST, signed and verified")
+		wantLine(t, out, "PASS", "wechatpay-demo", "apiv3 key", "apiv3_key_file decrypts what WeChat Pay encrypts with it")
 		wantLine(t, out, "PASS", "alipay-legacy-demo", "keys", "md5_key_file holds 32 letters and digits")
 		wantLine(t, out, "WARN", "alipay-legacy-demo", "signed call", "not made")
 		wantLine(t, out, "PASS", "alipay-legacy-demo", "notify_verify", "answers false")
@@ -442,6 +443,20 @@ func TestDoctor(t *testing.T) {
 		}
 		writeTestFile(t, path, strings.Replace(string(b), old, repl, 1))
 	}
+
+	t.Run("WrongAPIv3Key", func(t *testing.T) {
+		// 32 bytes, the signed call fits: only a decryption tells the key is someone else's
+		// (a reviewer helper's finding: doctor passed it while every notification failed).
+		dir := t.TempDir()
+		config := e.config(t, dir, "sqlite:"+filepath.Join(dir, "paynotify.db"), "http://"+freeAddr(t))
+		writeTestFile(t, filepath.Join(dir, "wx_apiv3.key"), strings.Repeat("k", 32)+"\n")
+		code, out := e.run(t, "--config", config, "--app", "wechatpay-demo")
+		if code != exitInvalid {
+			t.Fatalf("exit %d, want 1:\n%s", code, out)
+		}
+		wantLine(t, out, "PASS", "wechatpay-demo", "signed call", "ORDER_NOT_EXIST, signed and verified")
+		wantLine(t, out, "FAIL", "wechatpay-demo", "apiv3 key", "apiv3_key_file does not decrypt", " — set apiv3_key_file to the APIv3 key of mchid")
+	})
 
 	t.Run("PlatformCertificates", func(t *testing.T) {
 		dir := t.TempDir()
