@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -281,6 +282,12 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		return res
 	}
 	attrs[2] = slog.String("notification_id", ev.ID) // a repeat's is the record it was counted on
+	if res.Verdict == VerdictAnomaly && !Acknowledged(res.Reason) {
+		// Refused, the provider retrying until someone acts: a warning, with what disagreed.
+		base.LogAttrs(ctx, slog.LevelWarn, "callback", append(attrs, slog.Any("verdict", res.Verdict), slog.String("reason", res.Reason),
+			slog.String("detail", ev.Detail))...)
+		return res
+	}
 	base.LogAttrs(ctx, slog.LevelInfo, "callback", append(attrs, slog.Any("verdict", res.Verdict), slog.String("reason", res.Reason))...)
 	return res
 }
@@ -673,6 +680,12 @@ func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, no
 	}
 	verdictOf(res, d, c, f)
 	if ev != nil {
+		if s := anomalyDetail(app, o, st.prior, f, d.Anomaly); s != "" {
+			// What disagreed, in the record: a WeChat Pay resource is encrypted, so the console
+			// could read neither side from the body ("the message says nothing"), and the API's
+			// detail and the log were empty (a reviewer helper's finding).
+			ev.Detail = strings.TrimPrefix(ev.Detail+"; "+s, "; ")
+		}
 		ev.Verdict, ev.Reason = res.Verdict, res.Reason
 		if res.Order != nil {
 			ev.OrderVersion = res.Order.Version
@@ -680,6 +693,35 @@ func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, no
 		res.Evidence = ev
 	}
 	return c, res
+}
+
+// anomalyDetail says what disagreed for an anomaly of reason: the fact's values beside the
+// order's or the app's. "" for other reasons.
+func anomalyDetail(app *App, o *Order, prior *Refund, f *Fact, reason string) string {
+	switch reason {
+	case ReasonAmountMismatch:
+		switch {
+		case o == nil:
+			return ""
+		case f.Amount < 0 || f.RefundAmount < 0 || f.RefundTotal < 0:
+			return "the message states a negative amount"
+		case f.HasAmount && f.Amount != o.Amount:
+			return fmt.Sprintf("the message states a total of %s, the order's is %s", f.Amount, o.Amount)
+		case prior != nil && f.RefundAmount != prior.Amount:
+			return fmt.Sprintf("the message states a refund of %s under %s, the refund recorded under it is %s", f.RefundAmount, f.RefundRequestNo, prior.Amount)
+		case f.RefundTotal > o.Amount:
+			return fmt.Sprintf("the message states refunds of %s in all, above the order's %s", f.RefundTotal, o.Amount)
+		}
+	case ReasonCurrencyMismatch:
+		if o != nil {
+			return fmt.Sprintf("the message states currency %q, the order's is %q", ClipText(f.Currency, 16), o.Currency)
+		}
+	case ReasonAppIDMismatch:
+		return fmt.Sprintf("the message is for app id %q, mchid %q; the app's are %q, %q", ClipText(f.AppID, 64), ClipText(f.MchID, 64), app.AppID, app.MchID)
+	case ReasonSellerMismatch:
+		return fmt.Sprintf("the message's seller is %q; the app's seller_ids are %q", ClipText(f.SellerID, 64), app.SellerIDs)
+	}
+	return ""
 }
 
 // anomaly builds the anomaly record of a decision, with the order.anomaly event raised the first

@@ -381,16 +381,24 @@ func TestProcess_VerifyAt(t *testing.T) {
 }
 
 func TestProcess_Anomalies(t *testing.T) {
+	// detail: what disagreed, in the record (a WeChat Pay resource is encrypted: the console
+	// could read neither side from the body; a reviewer helper's finding).
 	tests := []struct {
 		name   string
 		fact   func(paynotify.Fact) paynotify.Fact
 		reason string
+		detail string
 	}{
-		{"ErrAppIDMismatch", func(f paynotify.Fact) paynotify.Fact { f.AppID = "2021999999999999"; return f }, paynotify.ReasonAppIDMismatch},
-		{"ErrMchIDMismatch", func(f paynotify.Fact) paynotify.Fact { f.MchID = "1900000999"; return f }, paynotify.ReasonAppIDMismatch},
-		{"ErrSellerMismatch", func(f paynotify.Fact) paynotify.Fact { f.SellerID = "2088999999999999"; return f }, paynotify.ReasonSellerMismatch},
-		{"ErrAmountMismatch", func(f paynotify.Fact) paynotify.Fact { f.Amount = 1001; return f }, paynotify.ReasonAmountMismatch},
-		{"ErrCurrencyMismatch", func(f paynotify.Fact) paynotify.Fact { f.Currency = "USD"; return f }, paynotify.ReasonCurrencyMismatch},
+		{"ErrAppIDMismatch", func(f paynotify.Fact) paynotify.Fact { f.AppID = "2021999999999999"; return f }, paynotify.ReasonAppIDMismatch,
+			`the message is for app id "2021999999999999"`},
+		{"ErrMchIDMismatch", func(f paynotify.Fact) paynotify.Fact { f.MchID = "1900000999"; return f }, paynotify.ReasonAppIDMismatch,
+			`mchid "1900000999"; the app's are`},
+		{"ErrSellerMismatch", func(f paynotify.Fact) paynotify.Fact { f.SellerID = "2088999999999999"; return f }, paynotify.ReasonSellerMismatch,
+			`the message's seller is "2088999999999999"`},
+		{"ErrAmountMismatch", func(f paynotify.Fact) paynotify.Fact { f.Amount = 1001; return f }, paynotify.ReasonAmountMismatch,
+			"the message states a total of 10.01, the order's is 10.00"},
+		{"ErrCurrencyMismatch", func(f paynotify.Fact) paynotify.Fact { f.Currency = "USD"; return f }, paynotify.ReasonCurrencyMismatch,
+			`the message states currency "USD", the order's is "CNY"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -413,6 +421,10 @@ func TestProcess_Anomalies(t *testing.T) {
 			}
 			if len(b.changed) != 0 {
 				t.Fatalf("OnChange called: %v", b.changed)
+			}
+			evs := b.evidence(t, paynotify.EvidenceFilter{Reason: tt.reason})
+			if len(evs) == 0 || !strings.Contains(evs[0].Detail, tt.detail) {
+				t.Fatalf("evidence %+v, want its detail to say %q", evs, tt.detail)
 			}
 		})
 	}
