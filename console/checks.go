@@ -88,8 +88,8 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 		after = &check{"commit", "fail", "Not committed (" + ev.Reason + "): " + ev.Detail}
 	default:
 		sig.Outcome, sig.Text = "pass", "Verified."
-		if ev.Detail != "" {
-			sig.Text += " " + ev.Detail
+		if ev.Detail != "" && ev.Verdict != paynotify.VerdictAnomaly {
+			sig.Text += " " + ev.Detail // an anomaly's detail is what disagreed: on the status row
 		}
 	}
 	v.SignedText, v.SignedHow = signedText(ev, a)
@@ -207,6 +207,9 @@ func verdictText(ev *paynotify.Evidence) string {
 	case paynotify.VerdictDuplicate:
 		return "duplicate: already applied, no change."
 	case paynotify.VerdictAnomaly:
+		if ev.Detail != "" {
+			return "anomaly " + ev.Reason + " (" + ev.Detail + "): not applied; see the anomaly inbox."
+		}
 		return "anomaly " + ev.Reason + ": not applied; see the anomaly inbox."
 	case paynotify.VerdictRejected:
 		return "rejected (" + ev.Reason + ")."

@@ -50,3 +50,17 @@ func TestExplain_StepAfterTheSignature(t *testing.T) {
 		}
 	}
 }
+
+// TestExplain_AnomalyDetail: what disagreed (the record's detail, for a WeChat Pay resource the
+// only place it is readable) is on the status row, not appended to the signature's.
+func TestExplain_AnomalyDetail(t *testing.T) {
+	ev := &paynotify.Evidence{Endpoint: "wechatpay", Verdict: paynotify.VerdictAnomaly, Reason: paynotify.ReasonAmountMismatch,
+		Detail: "the message states a total of 10.01, the order's is 10.00"}
+	v := explain(ev, nil, nil)
+	if v.Checks[0].Text != "Verified." {
+		t.Errorf("signature row %q, want just Verified.", v.Checks[0].Text)
+	}
+	if last := v.Checks[len(v.Checks)-1]; last.Name != "status" || !strings.Contains(last.Text, "(the message states a total of 10.01, the order's is 10.00)") {
+		t.Errorf("status row %+v, want what disagreed", last)
+	}
+}
