@@ -164,6 +164,11 @@ func (c verifyWechatpayCommand) Run(ctx context.Context, m *Main, args []string)
 		explainWechatpay(m, h, body, cfg, client.PlatformCertificates(), clock(), ve)
 	}
 	if ve != nil {
+		if ve.Reason == wechatpay.ReasonTimestampSkew && now == "" {
+			// A capture checked later than 5 minutes after it was sent: the signature and the
+			// decryption were never tried (a reviewer helper's finding: no hint of --now).
+			fmt.Fprintln(m.Stderr, "hint: a notification is checked within 5 minutes of its Wechatpay-Timestamp; for a captured one, pass --now with the time it arrived (or its Wechatpay-Timestamp) to check the rest")
+		}
 		return printInvalid(m, ve.Reason+": "+ve.Detail)
 	}
 	if err := serverVerdict(m, explain, (&provider.Wechat{Client: client}).Verifier(paynotify.ProviderWechatpay), h, body, clock()); err != nil {
