@@ -404,6 +404,9 @@ func (f *finisher) close() {
 	<-f.ended
 }
 
+// abnormalEvery is how often a refund the provider reports ABNORMAL is asked about again.
+const abnormalEvery = 6 * time.Hour
+
 // errCheckPanicked is the error of a check that panicked (Reconciler.check).
 var errCheckPanicked = errors.New("the check panicked (a bug: the log has its stack)")
 
@@ -662,13 +665,11 @@ func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (checkOutcome, *
 	switch cur := res.Refund; {
 	case cur != nil && cur.Status == RefundPending && res.Reason == ReasonRefundAbnormal:
 		// WeChat Pay's ABNORMAL: someone must settle it in the merchant platform, now, not at
-		// the end of the window (a reviewer helper's finding). Asked on its schedule, then at
-		// the slowest pace for as long as it stays pending, so that its settlement is seen.
+		// the end of the window (a reviewer helper's finding). Asked every abnormalEvery for as
+		// long as it stays pending, so that its settlement is seen: a person settles it in hours
+		// or days, and each answer is an evidence record (hourly, they filled the inbox's 100).
 		out.attention = true
-		next, ok := a.Reconcile.NextRefundCheck(cur.CreatedAt, c.Checks+1, now)
-		if !ok {
-			next = now.Add(a.Reconcile.WithDefaults().ThenEvery)
-		}
+		next := now.Add(max(abnormalEvery, a.Reconcile.WithDefaults().ThenEvery))
 		out.next = &next
 		r.log().Warn("refund ABNORMAL at the provider: settle it in the merchant platform", "app", a.Name, "out_trade_no", o.OutTradeNo,
 			"out_request_no", rf.OutRequestNo)

@@ -562,6 +562,11 @@ func TestReconciler_RefundAbnormal(t *testing.T) {
 	if rf.Status != paynotify.RefundPending || !rf.NeedsAttention || rf.NextCheckAt == nil {
 		t.Fatalf("refund after ABNORMAL = %+v, want pending, needing attention, checked again", rf)
 	}
+	// Asked again in 6 hours, not on the hourly schedule: each answer is an evidence record,
+	// and a person settles it in hours or days.
+	if want := t0.Add(time.Minute + 6*time.Hour); !rf.NextCheckAt.Equal(want) {
+		t.Fatalf("next check %s, want %s", rf.NextCheckAt, want)
+	}
 	// Past its window, still ABNORMAL: still asked about, at the slowest pace.
 	b.now.Set(t0.Add(paynotify.RefundWindow + time.Hour))
 	sweep(t, r)
