@@ -69,6 +69,11 @@ type Evidence struct {
 	// BodyOmitted marks a record of a list answer sent without its body and headers (the
 	// answer's budget of such bytes spent): GET /v1/notifications/{id} has them. Not stored.
 	BodyOmitted bool `json:"-"`
+
+	// baseDetail is Detail before the Processor's decision added what an anomaly disagreed on
+	// (Processor.change, which runs again on a version conflict: it starts from this each time).
+	baseDetail  string
+	detailSaved bool
 }
 
 // MarshalJSON adds body_base64 and, when the body is text (valid UTF-8 without control

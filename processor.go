@@ -282,9 +282,10 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 		return res
 	}
 	attrs[2] = slog.String("notification_id", ev.ID) // a repeat's is the record it was counted on
-	if res.Verdict == VerdictAnomaly && !Acknowledged(res.Reason) {
-		// Refused, the provider retrying until someone acts: a warning, with what disagreed.
-		base.LogAttrs(ctx, slog.LevelWarn, "callback", append(attrs, slog.Any("verdict", res.Verdict), slog.String("reason", res.Reason),
+	if res.Verdict == VerdictAnomaly {
+		// With what disagreed. At Info, as every callback's line: a replayed signed message
+		// raises the same anomaly at will (the anomaly inbox and the metrics are the alert).
+		base.LogAttrs(ctx, slog.LevelInfo, "callback", append(attrs, slog.Any("verdict", res.Verdict), slog.String("reason", res.Reason),
 			slog.String("detail", ev.Detail))...)
 		return res
 	}
@@ -680,10 +681,15 @@ func (p *Processor) change(app *App, st *factState, d Decision, ev *Evidence, no
 	}
 	verdictOf(res, d, c, f)
 	if ev != nil {
+		// What disagreed, in the record: a WeChat Pay resource is encrypted, so the console could
+		// read neither side from the body ("the message says nothing"), and the API's detail and
+		// the log were empty (a reviewer helper's finding). From the detail as it came each time:
+		// a version conflict runs the decision again on the same record.
+		if !ev.detailSaved {
+			ev.baseDetail, ev.detailSaved = ev.Detail, true
+		}
+		ev.Detail = ev.baseDetail
 		if s := anomalyDetail(app, o, st.prior, f, d.Anomaly); s != "" {
-			// What disagreed, in the record: a WeChat Pay resource is encrypted, so the console
-			// could read neither side from the body ("the message says nothing"), and the API's
-			// detail and the log were empty (a reviewer helper's finding).
 			ev.Detail = strings.TrimPrefix(ev.Detail+"; "+s, "; ")
 		}
 		ev.Verdict, ev.Reason = res.Verdict, res.Reason

@@ -856,6 +856,38 @@ func TestProcess_ErrStore(t *testing.T) {
 	}
 }
 
+// conflictOnce is a store whose first Commit of a change is a version conflict.
+type conflictOnce struct {
+	paynotify.Store
+	done *bool
+}
+
+func (c conflictOnce) Commit(ctx context.Context, ch *paynotify.Change) (bool, error) {
+	if !*c.done {
+		*c.done = true
+		return false, paynotify.ErrVersionConflict
+	}
+	return c.Store.Commit(ctx, ch)
+}
+
+// TestProcess_AnomalyDetailOnce: the decision runs again after a version conflict, on the same
+// record: what disagreed is said once, not once per attempt (a reviewer helper's finding).
+func TestProcess_AnomalyDetailOnce(t *testing.T) {
+	p, b := setupProcessor(t)
+	b.mustOrder(t, "T1")
+	done := false
+	p.Store = conflictOnce{b.store, &done}
+	f := paidFact("T1", "P1")
+	f.Amount = 1001
+	if res := p.Process(context.Background(), callback(b.app), facts(f)); res.Reason != paynotify.ReasonAmountMismatch || !done {
+		t.Fatalf("result = %+v (conflict met: %t)", res, done)
+	}
+	evs := b.evidence(t, paynotify.EvidenceFilter{Reason: paynotify.ReasonAmountMismatch})
+	if len(evs) != 1 || strings.Count(evs[0].Detail, "the message states a total") != 1 {
+		t.Fatalf("evidence %+v, want what disagreed said once", evs)
+	}
+}
+
 // unhealthyStore is a store whose writes are failing now (paynotify.WriteHealther).
 type unhealthyStore struct{ paynotify.Store }
 

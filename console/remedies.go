@@ -12,33 +12,43 @@ func remedy(ev *paynotify.Evidence, a *paynotify.App) string {
 	if a != nil {
 		provider = a.Provider
 	}
+	reprocess := func(reason string) string {
+		return "paynotify reprocess --config FILE --app " + ev.App + " --reason " + reason + " --since 24h"
+	}
 	switch ev.Reason {
 	case "signature_invalid":
 		key := "the provider's public key"
-		switch provider {
-		case paynotify.ProviderAlipay:
+		switch {
+		case ev.Endpoint == "wechatpay-v2":
+			key = "apiv2_key_file: the APIv2 key of this mchid (商户平台 → API安全)"
+		case provider == paynotify.ProviderAlipay:
 			key = "alipay_public_key_file: Alipay's public key (支付宝公钥) of this app_id, not the app's own (or alipay_cert_file in certificate mode)"
-		case paynotify.ProviderWechatpay:
+		case provider == paynotify.ProviderWechatpay:
 			key = "the WeChat Pay platform public key (platform_public_key_file) or certificates of this mchid"
-		case paynotify.ProviderAlipayLegacy:
+		case provider == paynotify.ProviderAlipayLegacy:
 			key = "the merchant's MD5 key or Alipay's RSA public key of this partner"
 		}
 		return "If every notification of the app fails so, the config holds the wrong key: set " + key +
-			"; paynotify doctor checks it. Then reprocess them (paynotify reprocess --reason signature_invalid --since …); the reconciliation also finds the payments. " +
+			"; paynotify doctor checks it. Then " + reprocess("signature_invalid") + "; the reconciliation also finds the payments. " +
 			"A single one among good ones is a forgery, or a body changed on the way (a proxy re-encoding it): nothing to apply."
 	case "decrypt_failed":
-		if provider == paynotify.ProviderWechatpay {
-			return "The signature held, but the resource does not decrypt with apiv3_key_file: set the APIv3 key of this mchid (商户平台 → 账户中心 → API安全), " +
-				"then paynotify reprocess --reason decrypt_failed; the reconciliation also finds the payments."
+		switch {
+		case ev.Endpoint == "wechatpay":
+			return "The signature held, but the resource does not decrypt with apiv3_key_file: if every notification fails so, set the APIv3 key of this mchid " +
+				"(商户平台 → 账户中心 → API安全; paynotify doctor checks it), then " + reprocess("decrypt_failed") + "; the reconciliation also finds the payments."
+		case ev.Endpoint == "wechatpay-v2":
+			return "The APIv2 refund notification's req_info (it carries no signature) does not decrypt with apiv2_key_file: if every one fails so, set the APIv2 key " +
+				"of this mchid, then " + reprocess("decrypt_failed") + "; a single one is junk anyone can post."
 		}
-		return "The notification does not decrypt with the configured key: check the key, then reprocess."
+		return "The notification does not decrypt with the configured key: if every one fails so, check the key, then reprocess them; a single one is junk."
 	case "unknown_serial":
 		return "The message names a key paynotify does not have: for WeChat Pay add the platform public key (PUB_KEY_ID_…) or, for a 40-hex serial, " +
 			"its platform certificate (serve also downloads new certificates itself); for Alipay certificate mode, the new Alipay certificate. " +
-			"paynotify doctor lists what is configured. Then reprocess."
+			"paynotify doctor lists what is configured. Then " + reprocess("unknown_serial") + "."
 	case "timestamp_skew":
-		return "Its timestamp was over 5 minutes from this server's clock when it arrived: fix the clock (NTP). It cannot be reprocessed " +
-			"(the window is checked against its arrival); the provider's retries and the reconciliation find the payment."
+		return "Its timestamp was over 5 minutes from this server's clock when it arrived. If every notification fails so, the clock is off: fix it (NTP); " +
+			"a single one is a replay or a late delivery. It cannot be reprocessed (the window is checked against its arrival); the provider's retries " +
+			"and the reconciliation find the payment."
 	case "probe":
 		return ""
 	case "malformed", "duplicate_key", "missing_field", "bad_charset", "bad_amount", "unsigned", "unsupported_sign_type":
@@ -50,12 +60,14 @@ func remedy(ev *paynotify.Evidence, a *paynotify.App) string {
 	case paynotify.ReasonSellerMismatch:
 		return "Verified, but its seller is not among the app's seller_ids: if the seller is yours, add it to seller_ids and reprocess; otherwise another merchant's payment was sent here."
 	case paynotify.ReasonUnknownOrder:
-		return "Verified, but paynotify has no order of this number: an order created outside paynotify, a database restored from a backup older than the order, " +
-			"or another app's notify URL. paynotify cannot apply a payment to an order it does not have (recreating it through the API fails: the provider says it is paid): " +
-			"ship or refund it from the provider's portal and your own records."
+		return "Verified, but paynotify has no order of this number. Look at the trade in the provider's portal first. If it is another system's order " +
+			"(another app's notify URL pointing here), fix that URL and do not refund it. If paynotify lost it (a database restored from an older backup), " +
+			"create it again with the same number and amount and reprocess: an order whose payment paynotify signs itself (Alipay app, page and wap, legacy Alipay) " +
+			"can be created again; one the provider prepares (Alipay precreate, WeChat Pay) the provider refuses as paid — settle that one from the portal and your own records."
 	case paynotify.ReasonAmountMismatch, paynotify.ReasonCurrencyMismatch:
-		return "Verified, but the provider states another amount or currency than the order's (or a refund other than the one recorded): the money is not the order's price. " +
-			"Do not ship; refund the trade in the provider's portal, or settle it with the buyer. Reprocessing gives the same anomaly."
+		return "Verified, but what the provider states disagrees with the order: its total, its currency, or a refund's amount beside the one recorded (the record's detail says which). " +
+			"Look at the trade in the provider's portal before acting: if it was paid another amount, do not ship, and refund it there or settle with the buyer; " +
+			"if it is closed, or the message is about a refund, do not refund again. Reprocessing gives the same anomaly."
 	case paynotify.ReasonLatePayment:
 		return "The money arrived after the order was closed, and the order is paid now: ship, or refund."
 	case paynotify.ReasonUnexpectedClose:
@@ -70,7 +82,7 @@ func remedy(ev *paynotify.Evidence, a *paynotify.App) string {
 	case paynotify.ReasonOutTradeNoMismatch:
 		return "A signed answer about another order than the one asked for (a provider fault, or an answer replayed): nothing was applied; the order is asked again later."
 	case paynotify.ReasonStoreError:
-		return "paynotify's database failed (the log and /readyz say why): nothing was committed, and the provider retries."
+		return "paynotify's database failed (the record's detail and the log say why): nothing was committed, and the provider retries."
 	case paynotify.ReasonClientGone:
 		return "The provider hung up before the change was committed (the store was slow, or locked by another process): nothing was committed, and the provider retries. If frequent, look at the store's health (/readyz, the log)."
 	case "notify_id_unconfirmed":

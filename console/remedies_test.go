@@ -64,3 +64,18 @@ func TestExplain_AnomalyDetail(t *testing.T) {
 		t.Errorf("status row %+v, want what disagreed", last)
 	}
 }
+
+// TestRemedy_ByEndpoint: WeChat Pay's APIv2 refund notifications carry no signature and decrypt
+// with the APIv2 key: their remedy names apiv2_key_file, not the APIv3 key (a reviewer helper's
+// finding), and the reprocess command given can run (--config, --app and --since are required).
+func TestRemedy_ByEndpoint(t *testing.T) {
+	a := &paynotify.App{Name: "wx", Provider: paynotify.ProviderWechatpay}
+	v2 := remedy(&paynotify.Evidence{App: "wx", Endpoint: "wechatpay-v2", Reason: paynotify.ReasonDecryptFailed}, a)
+	if !strings.Contains(v2, "apiv2_key_file") || strings.Contains(v2, "APIv3") || strings.Contains(v2, "signature held") {
+		t.Errorf("APIv2 decrypt_failed remedy: %q", v2)
+	}
+	v3 := remedy(&paynotify.Evidence{App: "wx", Endpoint: "wechatpay", Reason: paynotify.ReasonDecryptFailed}, a)
+	if !strings.Contains(v3, "APIv3 key") || !strings.Contains(v3, "paynotify reprocess --config FILE --app wx --reason decrypt_failed --since 24h") {
+		t.Errorf("APIv3 decrypt_failed remedy: %q", v3)
+	}
+}

@@ -678,7 +678,7 @@ func (d *doctor) apiv3Key(ctx context.Context, r *report, ac *AppConfig, client 
 		r.pass(check, "apiv3_key_file decrypts what WeChat Pay encrypts with it (the %d platform certificate(s) it sent)", len(certs))
 	case errors.Is(err, wechatpay.ErrDecrypt):
 		r.fail(check, "apiv3_key_file does not decrypt what WeChat Pay encrypts with the APIv3 key of mchid "+ac.MchID+": every notification would fail as decrypt_failed",
-			"set apiv3_key_file to the APIv3 key of mchid "+ac.MchID+" (商户平台 → 账户中心 → API安全), then paynotify reprocess --reason decrypt_failed")
+			"set apiv3_key_file to the APIv3 key of mchid "+ac.MchID+" (商户平台 → 账户中心 → API安全), then paynotify reprocess --config FILE --app "+ac.Name+" --reason decrypt_failed --since 24h")
 	default:
 		r.warn(check, "not checked: the certificate download, which it decrypts, failed: "+strings.TrimPrefix(unwrapURLError(err).Error(), "wechatpay: "),
 			"a notification's decrypt_failed then points at apiv3_key_file")
