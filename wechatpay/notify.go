@@ -276,7 +276,7 @@ func (c *Client) verifyAt(ks *keySet, h http.Header, body []byte, at time.Time) 
 		skew = -skew
 	}
 	if skew >= int64(MaxSkew/time.Second) {
-		return fail(ErrTimestampSkew, CheckTimestamp, "%s %d is %ds away from the time it was checked at (%d: its arrival, also when reprocessed); the window is ±%ds", wire.HeaderTimestamp, ts, now-ts, now, int64(MaxSkew/time.Second))
+		return fail(ErrTimestampSkew, CheckTimestamp, "%s %d is %ds away from the time it was checked at (%d); the window is ±%ds", wire.HeaderTimestamp, ts, now-ts, now, int64(MaxSkew/time.Second))
 	}
 	pub := ks.lookup(s.serial)
 	if pub == nil {
