@@ -407,6 +407,15 @@ func (f *finisher) close() {
 // abnormalEvery is how often a refund the provider reports ABNORMAL is asked about again.
 const abnormalEvery = 6 * time.Hour
 
+// thenEvery is the slowest pace of app's checks (its policy's then_every), an hour for an app this
+// process does not know.
+func (r *Reconciler) thenEvery(app string) time.Duration {
+	if a := r.Service.Apps[app]; a != nil {
+		return a.Reconcile.WithDefaults().ThenEvery
+	}
+	return time.Hour
+}
+
 // errCheckPanicked is the error of a check that panicked (Reconciler.check).
 var errCheckPanicked = errors.New("the check panicked (a bug: the log has its stack)")
 
@@ -451,11 +460,7 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 		switch {
 		case errors.Is(err, errCheckPanicked):
 			// A bug, which a minute will not fix: asked again at the schedule's slow pace.
-			every := time.Hour
-			if a := r.Service.Apps[c.App]; a != nil {
-				every = a.Reconcile.WithDefaults().ThenEvery
-			}
-			next = now.Add(every)
+			next = now.Add(r.thenEvery(c.App))
 			if c.Kind == CheckOrder {
 				if a := r.Service.Apps[c.App]; a != nil {
 					if o, gerr := r.Service.Store.GetOrder(ctx, c.App, c.OutTradeNo); gerr == nil && o.Status == StatusPending {
@@ -471,11 +476,7 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 			// A signed refusal (a permission or configuration fault at the provider) will not
 			// go away in a minute: asked again at the schedule's pace, and counted, rather than
 			// every minute for every pending order of the app.
-			every := time.Hour
-			if a := r.Service.Apps[c.App]; a != nil {
-				every = a.Reconcile.WithDefaults().ThenEvery
-			}
-			next, counted = now.Add(every), true
+			next, counted = now.Add(r.thenEvery(c.App)), true
 			if at := o.closeAt; at != nil && at.After(now) && at.Before(next) {
 				next = *at // not past the order's close at expiry
 			}

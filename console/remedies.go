@@ -16,7 +16,7 @@ func remedy(ev *paynotify.Evidence, a *paynotify.App) string {
 		return "paynotify reprocess --config FILE --app " + ev.App + " --reason " + reason + " --since 24h"
 	}
 	switch ev.Reason {
-	case "signature_invalid":
+	case paynotify.ReasonSignatureInvalid:
 		key := "the provider's public key"
 		switch {
 		case ev.Endpoint == "wechatpay-v2":
@@ -29,29 +29,29 @@ func remedy(ev *paynotify.Evidence, a *paynotify.App) string {
 			key = "the merchant's MD5 key or Alipay's RSA public key of this partner"
 		}
 		return "If every notification of the app fails so, the config holds the wrong key: set " + key +
-			"; paynotify doctor checks it. Then " + reprocess("signature_invalid") + "; the reconciliation also finds the payments. " +
+			"; paynotify doctor checks it. Then " + reprocess(paynotify.ReasonSignatureInvalid) + "; the reconciliation also finds the payments. " +
 			"A single one among good ones is a forgery, or a body changed on the way (a proxy re-encoding it): nothing to apply."
-	case "decrypt_failed":
+	case paynotify.ReasonDecryptFailed:
 		switch {
 		case ev.Endpoint == "wechatpay":
 			return "The signature held, but the resource does not decrypt with apiv3_key_file: if every notification fails so, set the APIv3 key of this mchid " +
-				"(商户平台 → 账户中心 → API安全; paynotify doctor checks it), then " + reprocess("decrypt_failed") + "; the reconciliation also finds the payments."
+				"(商户平台 → 账户中心 → API安全; paynotify doctor checks it), then " + reprocess(paynotify.ReasonDecryptFailed) + "; the reconciliation also finds the payments."
 		case ev.Endpoint == "wechatpay-v2":
 			return "The APIv2 refund notification's req_info (it carries no signature) does not decrypt with apiv2_key_file: if every one fails so, set the APIv2 key " +
-				"of this mchid, then " + reprocess("decrypt_failed") + "; a single one is junk anyone can post."
+				"of this mchid, then " + reprocess(paynotify.ReasonDecryptFailed) + "; a single one is junk anyone can post."
 		}
 		return "The notification does not decrypt with the configured key: if every one fails so, check the key, then reprocess them; a single one is junk."
-	case "unknown_serial":
+	case paynotify.ReasonUnknownSerial:
 		return "The message names a key paynotify does not have: for WeChat Pay add the platform public key (PUB_KEY_ID_…) or, for a 40-hex serial, " +
 			"its platform certificate (serve also downloads new certificates itself); for Alipay certificate mode, the new Alipay certificate. " +
-			"paynotify doctor lists what is configured. Then " + reprocess("unknown_serial") + "."
-	case "timestamp_skew":
+			"paynotify doctor lists what is configured. Then " + reprocess(paynotify.ReasonUnknownSerial) + "."
+	case paynotify.ReasonTimestampSkew:
 		return "Its timestamp was over 5 minutes from this server's clock when it arrived. If every notification fails so, the clock is off: fix it (NTP); " +
 			"a single one is a replay or a late delivery. It cannot be reprocessed (the window is checked against its arrival); the provider's retries " +
 			"and the reconciliation find the payment."
-	case "probe":
+	case paynotify.ReasonProbe:
 		return ""
-	case "malformed", "duplicate_key", "missing_field", "bad_charset", "bad_amount", "unsigned", "unsupported_sign_type":
+	case paynotify.ReasonMalformed, paynotify.ReasonDuplicateKey, "missing_field", "bad_charset", "bad_amount", "unsigned", "unsupported_sign_type":
 		return "Not a notification this endpoint takes as it arrived: junk, or a body cut or re-encoded on the way — check that the proxy passes " +
 			"bodies unchanged (docs/deploy.md). A provider's retries of a real one arrive the same way until that is fixed; the reconciliation finds the payments."
 	case "wrong_partner", paynotify.ReasonAppIDMismatch:
