@@ -732,7 +732,8 @@ func anomalyDetail(app *App, o *Order, prior *Refund, f *Fact, reason string) st
 
 // anomaly builds the anomaly record of a decision, with the order.anomaly event raised the first
 // time it is seen. Its key makes retries of the same message one anomaly; a double payment is one
-// anomaly per provider trade number, whichever message (notification or query) reports it.
+// anomaly per provider trade number, and an ABNORMAL refund one per refund, whichever message
+// (notification or query) reports it.
 func (p *Processor) anomaly(app *App, f *Fact, reason string, o *Order, ev *Evidence, now time.Time) *Anomaly {
 	an := &EventAnomaly{Reason: reason}
 	if ev != nil {
@@ -748,8 +749,13 @@ func (p *Processor) anomaly(app *App, f *Fact, reason string, o *Order, ev *Evid
 		event = NewOrphanAnomalyEvent(p.newID("evt"), app.Name, otn, now, an)
 	}
 	key := reason + "|" + f.key()
-	if reason == ReasonDuplicatePayment {
+	switch reason {
+	case ReasonDuplicatePayment:
 		key = reason + "|" + f.ProviderTradeNo
+	case ReasonRefundAbnormal:
+		// One per refund: its notification names the merchant (mchid), the refund query's
+		// answer does not, and both are asked again until it settles.
+		key = reason + "|" + f.ProviderTradeNo + "|" + f.RefundRequestNo
 	}
 	return &Anomaly{App: app.Name, OutTradeNo: otn, Reason: reason, Key: StorableText(key), Event: event}
 }

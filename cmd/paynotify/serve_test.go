@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,14 +42,45 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// freeAddr returns a loopback address with a port free at the time of the call, for a server
+// the test starts as a process of its own. The port is not one the kernel hands out by itself:
+// an address from "127.0.0.1:0" is free only until it is closed, and with many servers and
+// clients in this package's parallel tests the kernel gave the same port to another test's
+// server (or to a client connection) before this one bound it, so that a test waited for
+// /healthz and was answered by another test's server. Ports below the ephemeral range
+// (net.ipv4.ip_local_port_range, 32768–60999 by default) are never chosen by the kernel, and
+// each is handed out once per test process; the start is spread by the process id so that two
+// test processes on one machine rarely walk the same ports.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	if freePorts.next == 0 {
+		freePorts.next = freePortLow + (os.Getpid()*97)%(freePortHigh-freePortLow)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range freePortHigh - freePortLow {
+		port := freePorts.next
+		freePorts.next++
+		if freePorts.next >= freePortHigh {
+			freePorts.next = freePortLow
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // in use by something else on the machine
+		}
+		ln.Close()
+		return addr
+	}
+	t.Fatal("freeAddr: no free port below the ephemeral range")
+	return ""
+}
+
+const freePortLow, freePortHigh = 20000, 32000
+
+var freePorts struct {
+	sync.Mutex
+	next int
 }
 
 // waitHealthy waits until base/healthz answers 200, or fails the test.
