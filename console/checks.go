@@ -81,6 +81,9 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 	case ev.Reason == "notify_id_unconfirmed":
 		sig.Outcome, sig.Text = "pass", "Verified."
 		after = &check{"notify_verify", "fail", ev.Detail}
+	case ev.Reason == "refund_unconfirmed":
+		sig.Outcome, sig.Text = "pass", "req_info decrypted with the APIv2 key (encrypted, not signed)."
+		after = &check{"refund query", "fail", ev.Detail}
 	case rejected:
 		sig.Outcome, sig.Text = "fail", "Refused ("+ev.Reason+"): "+ev.Detail
 	case ev.Verdict == paynotify.VerdictError && (ev.Reason == paynotify.ReasonStoreError || ev.Reason == paynotify.ReasonClientGone):
@@ -117,6 +120,9 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 		v.Checks = append(v.Checks, check{"app id", "fail", appText})
 	case f.appID == "" && ev.Provider == paynotify.ProviderWechatpay && ev.Endpoint == "wechatpay":
 		v.Checks = append(v.Checks, check{"app id", "pass", "Inside the encrypted resource (decrypted with the APIv3 key): matched the config (" + quote(want) + ")."})
+	case f.appID == "" && ev.Endpoint == "wechatpay-v2":
+		v.Checks = append(v.Checks, check{"app id", "skip", "An APIv2 refund notification: its envelope is not signed, and req_info only encrypted under this mchid's APIv2 key; " +
+			"what was applied is WeChat Pay's signed refund query's answer about the refund it names."})
 	default:
 		v.Checks = append(v.Checks, check{"app id", "pass", appText})
 	}
@@ -243,6 +249,11 @@ func fields(ev *paynotify.Evidence) messageFields {
 		// The ids, the amount and the state are inside the encrypted resource.
 	case "wechatpay-v2":
 		m := xmlFields(ev.Body)
+		if m["req_info"] != "" && m["sign"] == "" {
+			// A refund: its envelope is not signed and req_info only encrypted; what was applied
+			// is WeChat Pay's refund query's answer, not anything shown here.
+			break
+		}
 		f.appID, f.amount, f.status = m["appid"], fen(m["total_fee"]), strings.TrimSpace(m["result_code"]+" "+m["trade_state"])
 		if m["mch_id"] != "" {
 			f.appID += " / mch " + m["mch_id"]

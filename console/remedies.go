@@ -88,7 +88,15 @@ func remedy(ev *paynotify.Evidence, a *paynotify.App) string {
 	case "notify_id_unconfirmed":
 		return "The signature held, but Alipay's notify_verify did not confirm the notify_id: a forgery with a leaked MD5 key (change the key in Alipay's merchant portal), or an old notification replayed. Nothing was applied."
 	case paynotify.ReasonVerifyUnavailable:
+		if ev.Endpoint == "wechatpay-v2" {
+			return "WeChat Pay's refund query, which confirms an APIv2 refund notification (it is encrypted, not signed), did not answer, or says the refund " +
+				"is not settled yet (the record's detail says which): nothing was applied; WeChat Pay sends it again, and the reconciliation asks about paynotify's own refunds."
+		}
 		return "notify_verify could not be asked (a timeout, a network error): nothing was applied; Alipay retries."
+	case "refund_unconfirmed":
+		return "The APIv2 refund notification decrypted with the APIv2 key, but WeChat Pay's signed refund query has no refund of that number: " +
+			"its req_info (encrypted, not signed) was altered or forged, from a genuine notification of this merchant (a captured body: check who can read them) " +
+			"or with the APIv2 key (change it in 商户平台 → API安全). Nothing was applied."
 	}
 	return ""
 }

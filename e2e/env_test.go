@@ -25,6 +25,7 @@ import (
 	"github.com/paynotify/paynotify/internal/teststore"
 	"github.com/paynotify/paynotify/jobs"
 	"github.com/paynotify/paynotify/postgres"
+	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/sandbox"
 	"github.com/paynotify/paynotify/sqlite"
 )
@@ -53,6 +54,10 @@ type options struct {
 	// reconcile, if set, is both apps' reconciliation policy, and the server runs its jobs (River,
 	// a sweep every second) on the store.
 	reconcile *paynotify.ReconcilePolicy
+	// wechatV2Key, if set, is wechatpay-demo's APIv2 key (apiv2_key_file): the server takes
+	// APIv2 notifications at /notify/wechatpay-v2/wechatpay-demo, its refunds confirmed with the
+	// sandbox's refund query as serve confirms them.
+	wechatV2Key string
 }
 
 // env is a paynotify server and a sandbox, each on its own loopback port, wired as demo mode
@@ -115,6 +120,10 @@ func newEnv(t *testing.T, store paynotify.Store, o options) *env {
 	e.addr = ln.Addr().String()
 	e.URL = "http://" + e.addr
 	apps := demoApps(t, e.keys, e.sbURL, e.URL)
+	if o.wechatV2Key != "" {
+		gw := apps[wechatApp].Gateway.(*provider.Wechat)
+		gw.V2 = &provider.WechatV2{APIKey: []byte(o.wechatV2Key), Refunds: gw.Client}
+	}
 	log := logger()
 	e.svc = &paynotify.Service{
 		Store:     store,

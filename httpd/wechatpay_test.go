@@ -2,10 +2,16 @@ package httpd_test
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
+	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -192,7 +198,7 @@ func TestWechatNotifyV2(t *testing.T) {
 		V2    []struct {
 			Name, Expect, Body string
 		} `json:"v2"`
-		V2Refund struct{ Body string } `json:"v2_refund"`
+		V2Refund struct{ Body, Plaintext string } `json:"v2_refund"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatal(err)
@@ -209,7 +215,13 @@ func TestWechatNotifyV2(t *testing.T) {
 		var now atomic.Int64
 		wx := wechatApp(t, loadWechatVectors(t), &now)
 		wx.Name, wx.AppID, wx.MchID = "wx2", "wx2421b1c4370ec43b", "10000100"
-		wx.Gateway.(*provider.Wechat).V2 = &provider.WechatV2{APIKey: []byte(v.V2Key), AppID: "wx2421b1c4370ec43b", MchID: "10000100"}
+		// WeChat Pay's refund query, as the client returns its verified answer: the refund of the
+		// vector's req_info (which its plaintext in own_vectors.json shows).
+		q := &v2RefundQueries{answer: map[string]*wechatpay.Refund{"RF20261102000001": {OutTradeNo: otn,
+			TransactionID: "1004400740201409030005092168", OutRefundNo: "RF20261102000001", RefundID: "50000408942026110200000000001",
+			RefundStatus: "SUCCESS", SuccessTime: time.Date(2026, 11, 2, 1, 30, 5, 0, time.UTC),
+			Amount: wechatRefundAmount(2599, 1000)}}}
+		wx.Gateway.(*provider.Wechat).V2 = &provider.WechatV2{APIKey: []byte(v.V2Key), Refunds: q}
 		e := newEnv(t, s, wx)
 		created := time.Date(2014, 9, 3, 5, 0, 0, 0, time.UTC)
 		if _, _, err := s.CreateOrder(context.Background(), &paynotify.Order{App: "wx2", OutTradeNo: otn, Channel: "wechatpay.native",
@@ -232,6 +244,26 @@ func TestWechatNotifyV2(t *testing.T) {
 		if got := e.getOrder("wx2", otn); got.Status != "paid" || got.RefundedAmount != 1000 {
 			t.Fatalf("after the refund: %+v", got)
 		}
+		if got := q.asked(); fmt.Sprint(got) != "[RF20261102000001]" {
+			t.Fatalf("refund queries %v, want the notification's refund asked about once", got)
+		}
+		// req_info is AES-ECB, unauthenticated: one encrypted under the key (here by openssl) with
+		// another out_refund_no, as blocks moved inside a genuine one give, is only a claim.
+		// WeChat Pay's query does not know that refund: rejected, answered FAIL, nothing booked.
+		forged := strings.Replace(v.V2Refund.Body, v2ReqInfo(t, v.V2Refund.Body), opensslV2ReqInfo(t, v.V2Key,
+			strings.Replace(v.V2Refund.Plaintext, "RF20261102000001", "RF20261102000009", 1)), 1)
+		if ans := post(forged); !strings.Contains(ans, fail) {
+			t.Fatalf("forged refund answer %s", ans)
+		}
+		if got := q.asked(); fmt.Sprint(got) != "[RF20261102000001 RF20261102000009]" {
+			t.Fatalf("refund queries %v", got)
+		}
+		if got := e.getOrder("wx2", otn); got.RefundedAmount != 1000 || got.Version != 3 {
+			t.Fatalf("after the forged refund: %+v", got)
+		}
+		if ev := e.evidence("app=wx2&verdict=rejected"); len(ev) != 1 || ev[0].Reason != provider.ReasonRefundUnconfirmed || ev[0].OutTradeNo != otn {
+			t.Fatalf("rejected evidence = %+v", ev)
+		}
 		if ans := post(body["v2_md5_tampered"]); !strings.Contains(ans, fail) {
 			t.Fatalf("tampered answer %s", ans)
 		}
@@ -243,7 +275,7 @@ func TestWechatNotifyV2(t *testing.T) {
 		if got := e.getOrder("wx2", otn); got.Status != "paid" || got.Version != 3 {
 			t.Fatalf("order = %+v", got)
 		}
-		if ev := e.evidence("app=wx2&verdict=rejected"); len(ev) != 1 || ev[0].Reason != "signature_invalid" || ev[0].OutTradeNo != otn {
+		if ev := e.evidence("app=wx2&verdict=rejected"); len(ev) != 2 || ev[0].Reason != "signature_invalid" || ev[0].OutTradeNo != otn {
 			t.Fatalf("rejected evidence = %+v", ev)
 		}
 		// The APIv3 route of an app is not its APIv2 route, and an app without an APIv2 key has none.
@@ -302,4 +334,64 @@ func TestWechatNotify_AnomalyLeavesRefunds(t *testing.T) {
 			t.Fatalf("%d anomaly events, want 2", n)
 		}
 	})
+}
+
+// v2RefundQueries plays WeChat Pay's refund query for an APIv2 app (provider.V2RefundQuerier):
+// the verified answer of each known out_refund_no, RESOURCE_NOT_EXISTS (signed) for the others.
+type v2RefundQueries struct {
+	mu     sync.Mutex
+	answer map[string]*wechatpay.Refund
+	nos    []string
+}
+
+func (q *v2RefundQueries) QueryRefund(_ context.Context, outRefundNo string) (*wechatpay.Refund, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.nos = append(q.nos, outRefundNo)
+	if r, ok := q.answer[outRefundNo]; ok {
+		c := *r
+		return &c, nil
+	}
+	return nil, &wechatpay.Error{StatusCode: http.StatusNotFound, Code: "RESOURCE_NOT_EXISTS", Message: "退款单不存在", Signed: true}
+}
+
+func (q *v2RefundQueries) asked() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]string(nil), q.nos...)
+}
+
+func wechatRefundAmount(total, refund int64) (a struct {
+	Total       int64
+	Refund      int64
+	PayerTotal  int64
+	PayerRefund int64
+	Currency    string
+}) {
+	a.Total, a.Refund, a.PayerTotal, a.PayerRefund, a.Currency = total, refund, total, refund, "CNY"
+	return a
+}
+
+// v2ReqInfo returns the req_info of an APIv2 refund notification (its CDATA or text).
+func v2ReqInfo(t *testing.T, body string) string {
+	t.Helper()
+	m := regexp.MustCompile(`<req_info>(?:<!\[CDATA\[)?([^<\]]*)(?:\]\]>)?</req_info>`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no req_info in %q", body)
+	}
+	return m[1]
+}
+
+// opensslV2ReqInfo encrypts plaintext as WeChat Pay's req_info with the openssl command line:
+// AES-256-ECB under the 32 ASCII characters of lowercase hex md5(key), PKCS#7, base64.
+func opensslV2ReqInfo(t *testing.T, key, plaintext string) string {
+	t.Helper()
+	sum := md5.Sum([]byte(key))
+	cmd := exec.Command("openssl", "enc", "-aes-256-ecb", "-K", hex.EncodeToString([]byte(hex.EncodeToString(sum[:]))), "-a", "-A")
+	cmd.Stdin = strings.NewReader(plaintext)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl enc: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }

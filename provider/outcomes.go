@@ -27,7 +27,9 @@ func CallbackOutcomes(prov string) [][2]string {
 		// A notification of another mchid is the app_id_mismatch anomaly (the verifier hands it
 		// on), and a duplicate element is malformed: no mchid_mismatch nor duplicate_key here.
 		rejected = append(rejected, wechatpay.ReasonTimestampSkew, wechatpay.ReasonProbe, wechatpay.ReasonUnknownSerial,
-			wechatpay.ReasonDecryptFailed, paynotify.ReasonEndpointNotTaken)
+			wechatpay.ReasonDecryptFailed, paynotify.ReasonEndpointNotTaken, ReasonRefundUnconfirmed)
+		// An APIv2 refund notification is confirmed by the refund query before it counts.
+		out = append(out, [2]string{string(paynotify.VerdictError), paynotify.ReasonVerifyUnavailable})
 		// Only WeChat Pay's facts carry a currency, and only its refunds end ABNORMAL.
 		anomalies = append(anomalies, paynotify.ReasonAppIDMismatch, paynotify.ReasonCurrencyMismatch, paynotify.ReasonRefundAbnormal)
 	case paynotify.ProviderAlipayLegacy:

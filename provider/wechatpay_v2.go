@@ -2,6 +2,8 @@ package provider
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -13,11 +15,32 @@ import (
 // WechatV2 verifies APIv2 XML notifications at /notify/wechatpay-v2/{app}: payments signed with
 // the APIv2 key (MD5 or HMAC-SHA256), and refunds whose req_info is encrypted under md5(APIv2 key).
 // APIv2 messages carry no signed timestamp.
+//
+// A refund notification is not signed: req_info is AES-256-ECB, which authenticates nothing.
+// Each 16-byte block decrypts on its own, so whoever holds one genuine notification of the
+// merchant can drop or repeat blocks inside a long out_refund_no and get another valid req_info
+// with every other field intact (a reviewer helper showed it on a ciphertext WeChat Pay issued).
+// It is therefore only a hint: the refund it names is asked about with the signed APIv3 refund
+// query, and that answer is the fact.
 type WechatV2 struct {
 	APIKey []byte
-	// AppID and MchID are reported in the fact, for the Processor's checks.
-	AppID, MchID string
+	// Refunds confirms a refund notification (the app's *wechatpay.Client). Without it a refund
+	// notification is answered FAIL (verify_unavailable).
+	Refunds V2RefundQuerier
+	// Timeout bounds that query; 0 means 10 s.
+	Timeout time.Duration
 }
+
+// V2RefundQuerier asks WeChat Pay about one refund by its out_refund_no, with a verified answer:
+// (*wechatpay.Client).QueryRefund.
+type V2RefundQuerier interface {
+	QueryRefund(ctx context.Context, outRefundNo string) (*wechatpay.Refund, error)
+}
+
+// ReasonRefundUnconfirmed: an APIv2 refund notification whose req_info decrypted with the APIv2
+// key, but whose refund WeChat Pay's signed refund query does not know (RESOURCE_NOT_EXISTS):
+// an altered or forged req_info. Rejected, answered FAIL.
+const ReasonRefundUnconfirmed = "refund_unconfirmed"
 
 // v2IsRefund tells a refund notification (req_info, encrypted, and no sign) from a payment's: by
 // its parsed fields, not by the bytes "<req_info>", which a payment's attach may hold. A body
@@ -30,37 +53,33 @@ func v2IsRefund(body []byte) bool {
 	return err == nil && f["req_info"] != "" && f["sign"] == ""
 }
 
+// V2RefundClaim decrypts an APIv2 refund notification and checks its shape, as serve does before
+// it asks WeChat Pay about the refund (paynotify verify wechatpay --v2, offline, stops here). Its
+// fields are what the message claims: nothing in it is authenticated. Errors are
+// *paynotify.RejectError.
+func V2RefundClaim(body, apiKey []byte) (*wechatpay.V2RefundInfo, error) {
+	n, err := wechatpay.ParseV2RefundNotification(body, apiKey)
+	if err != nil {
+		return nil, wechatReject(err)
+	}
+	in := n.Info
+	if in.OutTradeNo == "" || in.OutRefundNo == "" {
+		return nil, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "APIv2 refund without out_trade_no or out_refund_no", OutTradeNo: in.OutTradeNo}
+	}
+	switch in.RefundStatus {
+	case "SUCCESS", "REFUNDCLOSE", "CHANGE":
+	default:
+		// Not acknowledged as if applied: WeChat Pay retries while someone looks.
+		return nil, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, OutTradeNo: in.OutTradeNo,
+			Detail: fmt.Sprintf("APIv2 refund with refund_status %q, not one paynotify knows", paynotify.ClipText(in.RefundStatus, 64))}
+	}
+	return in, nil
+}
+
 // Verify turns a verified APIv2 notification into a fact.
 func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fact, error) {
 	if v2IsRefund(body) {
-		n, err := wechatpay.ParseV2RefundNotification(body, v.APIKey)
-		if err != nil {
-			return paynotify.Fact{}, wechatReject(err)
-		}
-		in := n.Info
-		// The outer XML is unsigned and req_info is only encrypted (AES-ECB, no MAC): insist on
-		// every identity and amount, so that the Processor checks them against the app, the order
-		// and any refund recorded under this out_refund_no.
-		if n.AppID == "" || n.MchID == "" || in.OutTradeNo == "" || in.OutRefundNo == "" || in.TotalFee <= 0 || in.RefundFee <= 0 {
-			return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, Detail: "APIv2 refund without appid, mch_id, out_trade_no, out_refund_no, total_fee or refund_fee", OutTradeNo: in.OutTradeNo}
-		}
-		f := paynotify.Fact{OutTradeNo: in.OutTradeNo, ProviderTradeNo: in.TransactionID, AppID: n.AppID, MchID: n.MchID,
-			Amount: paynotify.Amount(in.TotalFee), HasAmount: true, RefundPerRequest: true, RefundRequestNo: in.OutRefundNo,
-			RefundAmount: paynotify.Amount(in.RefundFee), ProviderRefundNo: in.RefundID, At: in.SuccessTime}
-		switch in.RefundStatus {
-		case "SUCCESS":
-			f.Kind = paynotify.FactRefund
-		case "REFUNDCLOSE":
-			f.Kind = paynotify.FactRefundFailed
-		case "CHANGE":
-			// APIv2's name for ABNORMAL: to be settled in the merchant platform.
-			f.Kind = paynotify.FactRefundAbnormal
-		default:
-			// Not acknowledged as if applied: WeChat Pay retries while someone looks.
-			return paynotify.Fact{}, &paynotify.RejectError{Reason: paynotify.ReasonMalformed, OutTradeNo: in.OutTradeNo,
-				Detail: fmt.Sprintf("APIv2 refund with refund_status %q, not one paynotify knows", paynotify.ClipText(in.RefundStatus, 64))}
-		}
-		return f, nil
+		return v.verifyRefund(body)
 	}
 	n, err := wechatpay.VerifyV2Notification(body, v.APIKey)
 	if err != nil {
@@ -81,6 +100,50 @@ func (v *WechatV2) Verify(_ http.Header, body []byte, _ time.Time) (paynotify.Fa
 				Detail: "verified, but not a payment notification (no transaction_id, time_end or total_fee, or a trade_state other than SUCCESS: a signed API answer?)"}
 		}
 		f.Kind = paynotify.FactPaid
+	} else {
+		// A signed result_code FAIL: a payment that did not go through, which moves nothing.
+		f.Kind = paynotify.FactIgnored
+	}
+	return f, nil
+}
+
+// verifyRefund asks WeChat Pay about the refund an APIv2 refund notification names and returns
+// the fact of that signed answer (WechatRefundFact, as reconciliation applies it): the refund's
+// state, amounts and order are WeChat Pay's, whatever req_info said. A signed RESOURCE_NOT_EXISTS
+// rejects the notification (ReasonRefundUnconfirmed); a refund still PROCESSING at WeChat Pay, or
+// a query without a verified answer, fails it so that WeChat Pay sends it again.
+func (v *WechatV2) verifyRefund(body []byte) (paynotify.Fact, error) {
+	in, err := V2RefundClaim(body, v.APIKey)
+	if err != nil {
+		return paynotify.Fact{}, err
+	}
+	unavailable := func(detail string) error {
+		return fmt.Errorf("%w: APIv2 refund %s: %w", paynotify.ErrVerifyUnavailable, in.OutRefundNo,
+			&paynotify.RejectError{Reason: paynotify.ReasonVerifyUnavailable, Detail: detail, OutTradeNo: in.OutTradeNo})
+	}
+	if v.Refunds == nil {
+		return paynotify.Fact{}, unavailable("req_info is encrypted, not signed, and no API client is configured to confirm the refund with WeChat Pay's refund query")
+	}
+	timeout := v.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	rf, err := v.Refunds.QueryRefund(ctx, in.OutRefundNo)
+	cancel()
+	var we *wechatpay.Error
+	switch {
+	case errors.As(err, &we) && we.Signed && we.Code == "RESOURCE_NOT_EXISTS":
+		return paynotify.Fact{}, &paynotify.RejectError{Reason: ReasonRefundUnconfirmed, OutTradeNo: in.OutTradeNo,
+			Detail: fmt.Sprintf("req_info decrypted (refund %q of %q, %s), but WeChat Pay's signed refund query has no such refund: req_info is encrypted, not signed, and this one was altered or forged",
+				paynotify.ClipText(in.OutRefundNo, 64), paynotify.ClipText(in.OutTradeNo, 64), paynotify.ClipText(in.RefundStatus, 16))}
+	case err != nil:
+		return paynotify.Fact{}, unavailable("the refund query that confirms it did not answer: " + err.Error())
+	}
+	f := WechatRefundFact(rf)
+	if f.Kind == "" {
+		return paynotify.Fact{}, unavailable(fmt.Sprintf("the notification says %s, WeChat Pay's refund query says %s: not settled yet",
+			paynotify.ClipText(in.RefundStatus, 16), paynotify.ClipText(rf.RefundStatus, 16)))
 	}
 	return f, nil
 }

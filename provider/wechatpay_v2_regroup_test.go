@@ -12,6 +12,7 @@ import (
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/provider"
+	"github.com/paynotify/paynotify/wechatpay"
 )
 
 // v2SignedWith is v2Signed's message with the sign given, not computed: a genuine sign put on
@@ -79,25 +80,36 @@ func TestWechatV2_Regrouped(t *testing.T) {
 	}
 }
 
-// TestWechatV2_RefundStatuses: SUCCESS is a refund, REFUNDCLOSE a failure, CHANGE (APIv3's
-// ABNORMAL) an abnormal refund, neither made nor failed; any other
-// refund_status, or none, is refused, not acknowledged as a duplicate with nothing recorded.
+// TestWechatV2_RefundStatuses: a refund notification's refund_status (SUCCESS, REFUNDCLOSE, or
+// CHANGE, APIv3's ABNORMAL) only has the refund asked about: the fact is the query's answer
+// (SUCCESS a refund, CLOSED a failure, ABNORMAL an abnormal refund, neither made nor failed),
+// whatever the notification said. Any other refund_status, or none, is refused without a query,
+// not acknowledged as a duplicate with nothing recorded.
 func TestWechatV2_RefundStatuses(t *testing.T) {
 	const key = "192006250b4c09247ec02edce69f6a2d"
-	v := &provider.WechatV2{APIKey: []byte(key)}
-	for status, want := range map[string]paynotify.FactKind{"SUCCESS": paynotify.FactRefund, "CHANGE": paynotify.FactRefundAbnormal,
-		"REFUNDCLOSE": paynotify.FactRefundFailed, "PROCESSING": "", "": ""} {
+	body := func(status string) []byte {
 		plain := "<root><out_refund_no>R1</out_refund_no><out_trade_no>T1</out_trade_no><refund_fee>100</refund_fee><total_fee>100</total_fee>" +
 			"<refund_status>" + status + "</refund_status></root>"
-		body := "<xml><return_code>SUCCESS</return_code><appid>wx2421b1c4370ec43b</appid><mch_id>10000100</mch_id><req_info>" +
-			v2ReqInfo(key, plain) + "</req_info></xml>"
-		f, err := v.Verify(nil, []byte(body), time.Now())
+		return []byte("<xml><return_code>SUCCESS</return_code><appid>wx2421b1c4370ec43b</appid><mch_id>10000100</mch_id><req_info>" +
+			v2ReqInfo(key, plain) + "</req_info></xml>")
+	}
+	for _, claimed := range []string{"SUCCESS", "CHANGE", "REFUNDCLOSE"} {
+		for answer, want := range map[string]paynotify.FactKind{"SUCCESS": paynotify.FactRefund, "ABNORMAL": paynotify.FactRefundAbnormal,
+			"CLOSED": paynotify.FactRefundFailed} {
+			q := &refundQuery{answer: &wechatpay.Refund{OutTradeNo: "T1", OutRefundNo: "R1", RefundStatus: answer}}
+			q.answer.Amount.Total, q.answer.Amount.Refund = 100, 100
+			f, err := (&provider.WechatV2{APIKey: []byte(key), Refunds: q}).Verify(nil, body(claimed), time.Now())
+			if err != nil || f.Kind != want || fmt.Sprint(q.asked) != "[R1]" {
+				t.Errorf("refund_status %q, the query's %q: %+v, %v (asked %v); want %s", claimed, answer, f, err, q.asked, want)
+			}
+		}
+	}
+	for _, status := range []string{"PROCESSING", ""} {
+		q := &refundQuery{}
+		f, err := (&provider.WechatV2{APIKey: []byte(key), Refunds: q}).Verify(nil, body(status), time.Now())
 		var rej *paynotify.RejectError
-		switch {
-		case want != "" && (err != nil || f.Kind != want):
-			t.Errorf("refund_status %q: %+v, %v; want %s", status, f, err, want)
-		case want == "" && (!errors.As(err, &rej) || rej.Reason != paynotify.ReasonMalformed):
-			t.Errorf("refund_status %q: %+v, %v; want malformed", status, f, err)
+		if !errors.As(err, &rej) || rej.Reason != paynotify.ReasonMalformed || len(q.asked) != 0 {
+			t.Errorf("refund_status %q: %+v, %v (asked %v); want malformed", status, f, err, q.asked)
 		}
 	}
 }

@@ -1,15 +1,19 @@
 package provider_test
 
 import (
+	"context"
 	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/provider"
+	"github.com/paynotify/paynotify/wechatpay"
 )
 
 // v2Signed is an APIv2 message whose MD5 signature this test computes by hand, from the fields
@@ -75,5 +79,112 @@ func TestWechatV2_OnlyNotificationsPay(t *testing.T) {
 				t.Fatalf("a signed API answer: fact %+v, err %v; want rejected as malformed", f, err)
 			}
 		})
+	}
+}
+
+// v2RefundBody is an APIv2 refund notification whose req_info holds plaintext, encrypted with
+// the openssl command line (AES-256-ECB under the hex of md5(key), PKCS#7, base64).
+func v2RefundBody(t *testing.T, key, plaintext string) []byte {
+	t.Helper()
+	sum := md5.Sum([]byte(key))
+	cmd := exec.Command("openssl", "enc", "-aes-256-ecb", "-K", hex.EncodeToString([]byte(hex.EncodeToString(sum[:]))), "-a", "-A")
+	cmd.Stdin = strings.NewReader(plaintext)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl enc: %v", err)
+	}
+	return []byte("<xml><return_code>SUCCESS</return_code><appid><![CDATA[wx2421b1c4370ec43b]]></appid><mch_id><![CDATA[10000100]]></mch_id>" +
+		"<nonce_str><![CDATA[TeqClE3i0mvn3DrK]]></nonce_str><req_info><![CDATA[" + strings.TrimSpace(string(out)) + "]]></req_info></xml>")
+}
+
+// refundQuery plays the verified answer of WeChat Pay's refund query (V2RefundQuerier).
+type refundQuery struct {
+	answer *wechatpay.Refund
+	err    error
+	asked  []string
+}
+
+func (q *refundQuery) QueryRefund(_ context.Context, no string) (*wechatpay.Refund, error) {
+	q.asked = append(q.asked, no)
+	return q.answer, q.err
+}
+
+// TestWechatV2_RefundIsConfirmed (a reviewer helper's finding): req_info is AES-ECB, which
+// authenticates nothing (blocks of a genuine one can be dropped or repeated inside a long
+// out_refund_no), so a refund notification is only a hint: its fact is the signed refund query's
+// answer, a refund the query does not know is rejected, and one it cannot confirm yet is failed
+// so that WeChat Pay sends it again. The outer appid and mch_id, unsigned, decide nothing.
+func TestWechatV2_RefundIsConfirmed(t *testing.T) {
+	const key = "192006250b4c09247ec02edce69f6a2d"
+	claim := "<root><out_refund_no><![CDATA[R1]]></out_refund_no><out_trade_no><![CDATA[T1]]></out_trade_no>" +
+		"<refund_fee><![CDATA[900]]></refund_fee><refund_id><![CDATA[5001]]></refund_id><refund_status><![CDATA[SUCCESS]]></refund_status>" +
+		"<success_time><![CDATA[2026-11-02 09:30:05]]></success_time><total_fee><![CDATA[1000]]></total_fee>" +
+		"<transaction_id><![CDATA[4200]]></transaction_id></root>"
+	body := v2RefundBody(t, key, claim)
+	truth := &wechatpay.Refund{OutTradeNo: "T1", TransactionID: "4200", OutRefundNo: "R1", RefundID: "5001", RefundStatus: "SUCCESS",
+		SuccessTime: time.Date(2026, 11, 2, 1, 30, 5, 0, time.UTC)}
+	truth.Amount.Total, truth.Amount.Refund = 1000, 300
+
+	t.Run("TheAnswerIsTheFact", func(t *testing.T) {
+		q := &refundQuery{answer: truth}
+		f, err := (&provider.WechatV2{APIKey: []byte(key), Refunds: q}).Verify(nil, body, time.Now())
+		if err != nil || f.Kind != paynotify.FactRefund || f.RefundRequestNo != "R1" || f.RefundAmount != 300 || f.Amount != 1000 ||
+			f.ProviderTradeNo != "4200" || f.AppID != "" || f.MchID != "" {
+			t.Fatalf("fact %+v, %v; want the query's refund of 300, not the claimed 900, and no unsigned appid/mch_id", f, err)
+		}
+		if fmt.Sprint(q.asked) != "[R1]" {
+			t.Fatalf("asked %v", q.asked)
+		}
+	})
+	t.Run("UnknownRefundRejected", func(t *testing.T) {
+		q := &refundQuery{err: &wechatpay.Error{StatusCode: 404, Code: "RESOURCE_NOT_EXISTS", Signed: true}}
+		_, err := (&provider.WechatV2{APIKey: []byte(key), Refunds: q}).Verify(nil, body, time.Now())
+		var rej *paynotify.RejectError
+		if !errors.As(err, &rej) || rej.Reason != provider.ReasonRefundUnconfirmed || rej.OutTradeNo != "T1" || errors.Is(err, paynotify.ErrVerifyUnavailable) {
+			t.Fatalf("err %v; want rejected as refund_unconfirmed", err)
+		}
+	})
+	for _, c := range []struct {
+		name string
+		q    *refundQuery
+	}{
+		{"UnsignedNotFound", &refundQuery{err: &wechatpay.Error{StatusCode: 404, Code: "RESOURCE_NOT_EXISTS"}}},
+		{"NoAnswer", &refundQuery{err: errors.New("dial tcp 127.0.0.1:1: connection refused")}},
+		{"StillProcessing", &refundQuery{answer: &wechatpay.Refund{OutTradeNo: "T1", OutRefundNo: "R1", RefundStatus: "PROCESSING"}}},
+		{"NoClient", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v := &provider.WechatV2{APIKey: []byte(key)}
+			if c.q != nil {
+				v.Refunds = c.q
+			}
+			f, err := v.Verify(nil, body, time.Now())
+			var rej *paynotify.RejectError
+			if !errors.Is(err, paynotify.ErrVerifyUnavailable) || !errors.As(err, &rej) || rej.Reason != paynotify.ReasonVerifyUnavailable || f.Kind != "" {
+				t.Fatalf("fact %+v, err %v; want verify_unavailable (answered FAIL, sent again)", f, err)
+			}
+		})
+	}
+	t.Run("UnknownStatusNotAsked", func(t *testing.T) {
+		q := &refundQuery{answer: truth}
+		_, err := (&provider.WechatV2{APIKey: []byte(key), Refunds: q}).Verify(nil,
+			v2RefundBody(t, key, strings.Replace(claim, "SUCCESS", "PENDING", 1)), time.Now())
+		var rej *paynotify.RejectError
+		if !errors.As(err, &rej) || rej.Reason != paynotify.ReasonMalformed || len(q.asked) != 0 {
+			t.Fatalf("err %v, asked %v; want malformed without a query", err, q.asked)
+		}
+	})
+}
+
+// TestWechatV2_FailedPaymentIgnored (a reviewer helper's finding): a signed APIv2 notification
+// with result_code FAIL is a payment that did not happen: acknowledged, it moves nothing, and it
+// is not recorded as a duplicate of something applied.
+func TestWechatV2_FailedPaymentIgnored(t *testing.T) {
+	const key = "192006250b4c09247ec02edce69f6a2d"
+	body := v2Signed(key, [][2]string{{"appid", "wx2421b1c4370ec43b"}, {"err_code", "ORDERPAID"}, {"mch_id", "10000100"},
+		{"nonce_str", "IITRi8Iabbblz1Jc"}, {"out_trade_no", "1409811653"}, {"result_code", "FAIL"}, {"return_code", "SUCCESS"}, {"total_fee", "1"}})
+	f, err := (&provider.WechatV2{APIKey: []byte(key)}).Verify(nil, []byte(body), time.Now())
+	if err != nil || f.Kind != paynotify.FactIgnored {
+		t.Fatalf("fact %+v, %v; want ignored", f, err)
 	}
 }

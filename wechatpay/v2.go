@@ -265,11 +265,15 @@ func verifyV2Notification(body []byte, apiKey []byte) (*V2Notification, error) {
 	return n, nil
 }
 
-// parseFen parses a non-negative integer amount in fen; absent is 0.
+// parseFen parses a non-negative integer amount in fen, in its canonical form (no leading zero:
+// WeChat Pay never sends one, and "0100" read as 100 would be a value no one wrote); absent is 0.
 func parseFen(f map[string]string, name string) (int64, error) {
 	s, ok := f[name]
 	if !ok || s == "" {
 		return 0, nil
+	}
+	if len(s) > 1 && s[0] == '0' {
+		return 0, fmt.Errorf("%s (%d bytes) has a leading zero", name, len(s))
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {

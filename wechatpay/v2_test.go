@@ -275,3 +275,28 @@ func TestVerifyV2Notification_Regrouped(t *testing.T) {
 		t.Fatalf("an ordinary attach: %+v, %v", n, err)
 	}
 }
+
+// TestVerifyV2Notification_StrictFen: total_fee and cash_fee are integer fen as WeChat Pay writes
+// them; anything else, signed or not, is malformed: a sign, spaces, decimals, an exponent, a
+// leading zero (a reviewer helper's finding: "0100" was read as 100), past int64. Signed here by
+// openssl.
+func TestVerifyV2Notification_StrictFen(t *testing.T) {
+	const key = "192006250b4c09247ec02edce69f6a2d"
+	msg := func(fee string) [][2]string {
+		return [][2]string{{"appid", "wx2421b1c4370ec43b"}, {"cash_fee", "100"}, {"fee_type", "CNY"}, {"mch_id", "10000100"},
+			{"nonce_str", "abc"}, {"out_trade_no", "T1"}, {"result_code", "SUCCESS"}, {"return_code", "SUCCESS"},
+			{"time_end", "20261129100000"}, {"total_fee", fee}, {"transaction_id", "4200000001"}}
+	}
+	for _, fee := range []string{"0100", "00", "+100", " 100", "100 ", "100.00", "1e2", "-1", "0x64", "１００", "9223372036854775808"} {
+		f := msg(fee)
+		if n, err := VerifyV2Notification(signedV2XML(f, opensslV2MD5(t, f, key)), []byte(key)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("total_fee %q: %+v, %v; want ErrMalformed", fee, n, err)
+		}
+	}
+	for fee, want := range map[string]int64{"100": 100, "0": 0, "9223372036854775807": 9223372036854775807} {
+		f := msg(fee)
+		if n, err := VerifyV2Notification(signedV2XML(f, opensslV2MD5(t, f, key)), []byte(key)); err != nil || n.TotalFee != want {
+			t.Errorf("total_fee %q: %+v, %v; want %d", fee, n, err, want)
+		}
+	}
+}

@@ -178,7 +178,7 @@ func buildWechatApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 		if err := g.secret("apiv2_key_file", key); err != nil {
 			return nil, err
 		}
-		gw.V2 = &provider.WechatV2{APIKey: key, AppID: ac.WechatAppID, MchID: ac.MchID}
+		gw.V2 = &provider.WechatV2{APIKey: key, Refunds: client}
 	}
 	return &paynotify.App{Name: ac.Name, Provider: paynotify.ProviderWechatpay, AppID: ac.WechatAppID, MchID: ac.MchID, Gateway: gw}, nil
 }

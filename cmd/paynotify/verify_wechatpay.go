@@ -307,12 +307,25 @@ func verifyWechatpayV2(m *Main, keyFile string, explain bool, positional []strin
 		if ve != nil {
 			return printInvalid(m, ve.Reason+": "+ve.Detail)
 		}
-		if err := serverVerdict(m, explain, &provider.WechatV2{APIKey: key}, nil, body, time.Time{}); err != nil {
-			return err
+		if _, err := provider.V2RefundClaim(body, key); err != nil {
+			var rej *paynotify.RejectError
+			if !errors.As(err, &rej) {
+				return err
+			}
+			if explain {
+				fmt.Fprintln(m.Stdout, "check as serve (what it refuses after the decryption): FAILED")
+			}
+			return printInvalid(m, rej.Reason+": "+rej.Detail)
 		}
+		if explain {
+			fmt.Fprintln(m.Stdout, "check as serve (what it refuses after the decryption): ok")
+		}
+		// Decrypted is all that can be said offline: ECB authenticates nothing, and serve applies
+		// the refund only as WeChat Pay's signed refund query states it.
 		r := n.Info
 		fmt.Fprintln(m.Stdout, "valid")
 		fmt.Fprintf(m.Stdout, "v2 refund out_trade_no=%s out_refund_no=%s refund_status=%s refund=%d total=%d\n", r.OutTradeNo, r.OutRefundNo, r.RefundStatus, r.RefundFee, r.TotalFee)
+		fmt.Fprintln(m.Stdout, "note: req_info is encrypted, not signed: serve applies a refund notification only as WeChat Pay's refund query (APIv3, signed) confirms it")
 		return nil
 	}
 	n, err := wechatpay.VerifyV2Notification(body, key)

@@ -172,7 +172,8 @@ func TestVerifyWechatpay_OwnVectors(t *testing.T) {
 	}
 	t.Run("OK/V2Refund", func(t *testing.T) {
 		code, out, errs := runMain(t, v.V2Refund.Body, "verify", "wechatpay", "--v2", "--api-key-file", v2key)
-		if code != exitOK || out != "valid\nv2 refund out_trade_no=1409811653 out_refund_no=RF20261102000001 refund_status=SUCCESS refund=1000 total=2599\n" {
+		if code != exitOK || out != "valid\nv2 refund out_trade_no=1409811653 out_refund_no=RF20261102000001 refund_status=SUCCESS refund=1000 total=2599\n"+
+			"note: req_info is encrypted, not signed: serve applies a refund notification only as WeChat Pay's refund query (APIv3, signed) confirms it\n" {
 			t.Fatalf("code %d out %q err %q", code, out, errs)
 		}
 	})
