@@ -726,8 +726,26 @@ func anomalyDetail(app *App, o *Order, prior *Refund, f *Fact, reason string) st
 		return fmt.Sprintf("the message is for app id %q, mchid %q; the app's are %q, %q", ClipText(f.AppID, 64), ClipText(f.MchID, 64), app.AppID, app.MchID)
 	case ReasonSellerMismatch:
 		return fmt.Sprintf("the message's seller is %q; the app's seller_ids are %q", ClipText(f.SellerID, 64), app.SellerIDs)
+	case ReasonRefundAbnormal:
+		// Which refund: a WeChat Pay message is encrypted, and needs_attention waits for the
+		// refund's next check (a reviewer helper's finding).
+		d := fmt.Sprintf("refund %q of %s is ABNORMAL at the provider", ClipText(f.RefundRequestNo, 64), f.RefundAmount)
+		if prior == nil {
+			d += " (not a refund paynotify asked for)"
+		}
+		return d
+	case ReasonDuplicatePaymentRefund:
+		return fmt.Sprintf("a refund of trade %q; the order was paid under %q", ClipText(f.ProviderTradeNo, 64), orderTradeNo(o))
 	}
 	return ""
+}
+
+// orderTradeNo is o's provider trade number, "" without an order.
+func orderTradeNo(o *Order) string {
+	if o == nil {
+		return ""
+	}
+	return o.ProviderTradeNo
 }
 
 // anomaly builds the anomaly record of a decision, with the order.anomaly event raised the first

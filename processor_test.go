@@ -765,8 +765,13 @@ func TestProcess_Refunds(t *testing.T) {
 			if i == 2 {
 				g.At = t0.Add(time.Hour)
 			}
-			if res := p.Process(ctx, callback(b.app), facts(g)); res.Verdict != paynotify.VerdictAnomaly || res.Reason != paynotify.ReasonRefundAbnormal || !res.OK {
+			res := p.Process(ctx, callback(b.app), facts(g))
+			if res.Verdict != paynotify.VerdictAnomaly || res.Reason != paynotify.ReasonRefundAbnormal || !res.OK {
 				t.Fatalf("result = %+v, want the acknowledged refund_abnormal", res)
+			}
+			// The record names the refund (the message is encrypted).
+			if res.Evidence == nil || res.Evidence.Detail != `refund "R1" of 3.00 is ABNORMAL at the provider` {
+				t.Fatalf("evidence = %+v, want its detail to name the refund", res.Evidence)
 			}
 		}
 		if r := refundOf(t, b, "R1"); r.Status != paynotify.RefundPending {
