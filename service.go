@@ -8,6 +8,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -34,6 +35,50 @@ type Service struct {
 	// WakeWebhooks, if set, is called when deliveries were queued, so that the dispatcher
 	// starts them without waiting for its next poll.
 	WakeWebhooks func()
+}
+
+// creatingOrders serialises the creations of one order (an app's out_trade_no) in this process
+// (CreateOrder). Package-level, so that a Service stays a plain value to copy.
+var creatingOrders keyedLocks
+
+// keyedLocks is a lock per key, held by one caller at a time; the zero value is ready.
+type keyedLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyedLock
+}
+
+type keyedLock struct {
+	ch      chan struct{} // holds a token while the key is locked
+	waiters int
+}
+
+// lock takes key's lock, or returns ctx's error; unlock releases it.
+func (k *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.waiters++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		if l.waiters--; l.waiters == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }
 
 func (s *Service) now() time.Time {
@@ -225,6 +270,16 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 	if err != nil {
 		return nil, false, err
 	}
+	// Concurrent creations of one order wait for each other here, so that the later ones find
+	// the first one's order (the same request, or 409) instead of reaching the provider with it:
+	// WeChat Pay refuses a second prepay of one out_trade_no with other terms as a definitive
+	// 422, and the docs promise 409 (a reviewer helper raced 20 of them). Another instance's
+	// creation is found again below when the provider refuses.
+	unlock, err := creatingOrders.lock(ctx, o.App+"\x00"+o.OutTradeNo)
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
 	if existing, err := s.Store.GetOrder(ctx, o.App, o.OutTradeNo); err == nil {
 		return sameOrder(existing, o)
 	} else if ErrorCode(err) != ENOTFOUND {
@@ -239,6 +294,11 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 	}
 	pay, err := a.Gateway.Pay(ctx, o, s.NotifyURL(a), returnURL)
 	if err != nil {
+		// A creation of the same order by another instance may have won meanwhile (the provider
+		// then refuses this one as a duplicate number): answer as for a stored order.
+		if existing, gerr := s.Store.GetOrder(ctx, o.App, o.OutTradeNo); gerr == nil {
+			return sameOrder(existing, o)
+		}
 		s.logger().Warn("create order at provider", "app", a.Name, "out_trade_no", o.OutTradeNo, "err", err)
 		return nil, false, err
 	}

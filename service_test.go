@@ -728,3 +728,71 @@ func TestCheckRefund(t *testing.T) {
 		}
 	})
 }
+
+// onceNumbers plays WeChat Pay's prepay: the first call for an out_trade_no wins, a later one
+// with the same terms gets the same answer, one with other terms is refused definitively
+// (INVALID_REQUEST 商户订单号重复). Each call takes a while, as a call over the network does.
+type onceNumbers struct {
+	*fakeProvider
+	mu    sync.Mutex
+	terms map[string]paynotify.Amount
+}
+
+func (p *onceNumbers) Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnURL string) (json.RawMessage, error) {
+	time.Sleep(5 * time.Millisecond)
+	p.mu.Lock()
+	amount, seen := p.terms[o.OutTradeNo]
+	if !seen {
+		p.terms[o.OutTradeNo] = o.Amount
+	}
+	p.mu.Unlock()
+	if seen && amount != o.Amount {
+		p.inc("refused")
+		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "WeChat Pay refused: INVALID_REQUEST 商户订单号重复", ProviderCode: "INVALID_REQUEST"}
+	}
+	return p.fakeProvider.Pay(ctx, o, notifyURL, returnURL)
+}
+
+// TestCreateOrder_ConcurrentOtherTerms (a reviewer helper's finding): 20 creations of one
+// out_trade_no at once, each with other terms: one is created, every other is 409 (ECONFLICT),
+// as one after another are; none reaches the provider with a number already being created, so
+// none is the provider's definitive refusal (422). The same request 20 times at once: one
+// created, 19 the stored order, one call to the provider.
+func TestCreateOrder_ConcurrentOtherTerms(t *testing.T) {
+	s, b := setupService(t)
+	b.app.Provider = paynotify.ProviderWechatpay
+	prov := &onceNumbers{fakeProvider: b.fake, terms: map[string]paynotify.Amount{}}
+	b.app.Gateway = prov
+	race := func(otn string, amount func(i int) paynotify.Amount) map[string]int {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		got := map[string]int{}
+		for i := range 20 {
+			wg.Go(func() {
+				_, created, err := s.CreateOrder(t.Context(), paynotify.CreateOrderRequest{App: "shop", OutTradeNo: otn, Amount: amount(i),
+					Subject: "s", Channel: paynotify.ChannelWechatNative, ExpiresIn: time.Hour})
+				k := "stored"
+				switch {
+				case created:
+					k = "created"
+				case err != nil:
+					k = string(paynotify.ErrorCode(err))
+				}
+				mu.Lock()
+				got[k]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		return got
+	}
+	if got := race("W000100", func(i int) paynotify.Amount { return paynotify.Amount(100 + i) }); got["created"] != 1 || got[string(paynotify.ECONFLICT)] != 19 {
+		t.Fatalf("other terms at once: %v, want 1 created and 19 %s", got, paynotify.ECONFLICT)
+	}
+	if got := race("W000101", func(int) paynotify.Amount { return 100 }); got["created"] != 1 || got["stored"] != 19 {
+		t.Fatalf("the same request at once: %v, want 1 created and 19 stored", got)
+	}
+	if n, r := b.fake.count("pay"), b.fake.count("refused"); n != 2 || r != 0 {
+		t.Fatalf("%d prepays and %d refusals, want 2 and none", n, r)
+	}
+}

@@ -35,6 +35,15 @@ func TestStrictJSON(t *testing.T) {
 				"total_amount must be 0.01 to 100000000.00 yuan."},
 			{"ErrRefundCase", "/v1/orders/shop/J0/refunds", `{"out_request_no":"R1","Amount":1,"amount":100}`,
 				"Amount: unknown field (did you mean amount? keys are case-sensitive)."},
+			// A null member decoded as a field left out: out_trade_no null made a new order with a
+			// number of paynotify's at every call ("" is refused for that reason), and endpoint_id
+			// null or "" resent to every endpoint (a reviewer helper's finding).
+			{"ErrNullField", "/v1/orders", `{"app":"shop","out_trade_no":null,"amount":8888,"subject":"s","channel":"alipay.app"}`,
+				"out_trade_no: null is not accepted; leave the field out."},
+			{"ErrNullInList", "/v1/webhook-endpoints", `{"url":"https://hooks.example/x","events":["order.paid",null]}`,
+				"events: null is not accepted"},
+			{"ErrNullEndpoint", "/v1/events/evt_x/resend", `{"endpoint_id":null}`, "endpoint_id: null is not accepted"},
+			{"ErrEmptyEndpoint", "/v1/events/evt_x/resend", `{"endpoint_id":""}`, "endpoint_id: empty; leave it out"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				var out struct {
@@ -49,6 +58,12 @@ func TestStrictJSON(t *testing.T) {
 		}
 		if _, err := s.GetOrder(t.Context(), "shop", "J1"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
 			t.Fatalf("an order was created by a refused request: %v", err)
+		}
+		var list struct {
+			Orders []json.RawMessage `json:"orders"`
+		}
+		if code := e.api("GET", "/v1/orders?app=shop", nil, &list); code != http.StatusOK || len(list.Orders) != 0 {
+			t.Fatalf("orders after the refused requests: %d %d, want none", code, len(list.Orders))
 		}
 	})
 }
