@@ -7,24 +7,36 @@ import (
 	"github.com/paynotify/paynotify"
 )
 
-// TestRefundWouldExceed: a new refund is refused when it would take the order past its amount,
-// however large it is (the sum must not wrap around int64).
-func TestRefundWouldExceed(t *testing.T) {
+// TestRefundBound: a new refund is refused when it would take the order past its amount, however
+// large it is (the sum must not wrap around int64): EINVALID when it does not fit beside what is
+// certainly committed, ECONFLICT (ask again) when only pending refunds that the provider's
+// refunded total may already count stand in its way.
+func TestRefundBound(t *testing.T) {
+	const ok, invalid, conflict = "", paynotify.EINVALID, paynotify.ECONFLICT
 	for _, tc := range []struct {
 		orderAmount, refunded, nonFailed, pending, amount int64
-		want                                              bool
+		want                                              string
 	}{
-		{1000, 300, 300, 0, 700, false},
-		{1000, 300, 300, 0, 701, true},
-		{1000, 0, 400, 400, 600, false},
-		{1000, 0, 400, 400, 601, true},
-		{1000, 300, 300, 0, math.MaxInt64, true},
-		{1000, 0, 0, 0, math.MaxInt64 - 100, true},
-		{math.MaxInt64, 10, 10, 0, math.MaxInt64, true},
-		{math.MaxInt64, 10, 10, 0, math.MaxInt64 - 10, false},
+		{1000, 300, 300, 0, 700, ok},
+		{1000, 300, 300, 0, 701, invalid},
+		{1000, 0, 400, 400, 600, ok},
+		{1000, 0, 400, 400, 601, invalid},
+		// A portal refund of 500 (refunded, no record) beside a pending one of ours of 300.
+		{1000, 500, 300, 300, 200, ok},
+		{1000, 500, 300, 300, 201, conflict},
+		{1000, 500, 300, 300, 501, invalid},
+		// Alipay: R2's answer came first with refund_fee 600, the running total counting R1's 300,
+		// whose own answer has not come back (still pending). 400 more fits once R1 is settled.
+		{1000, 600, 600, 300, 400, conflict},
+		{1000, 600, 600, 300, 401, invalid},
+		{1000, 300, 300, 0, math.MaxInt64, invalid},
+		{1000, 0, 0, 0, math.MaxInt64 - 100, invalid},
+		{math.MaxInt64, 10, 10, 0, math.MaxInt64, invalid},
+		{math.MaxInt64, 10, 10, 0, math.MaxInt64 - 10, ok},
 	} {
-		if got := paynotify.RefundWouldExceed(tc.orderAmount, tc.refunded, tc.nonFailed, tc.pending, tc.amount); got != tc.want {
-			t.Errorf("RefundWouldExceed(%d, %d, %d, %d, %d) = %v, want %v", tc.orderAmount, tc.refunded, tc.nonFailed, tc.pending, tc.amount, got, tc.want)
+		err := paynotify.RefundBound(tc.orderAmount, tc.refunded, tc.nonFailed, tc.pending, tc.amount)
+		if got := paynotify.ErrorCode(err); (err == nil) != (tc.want == ok) || err != nil && got != tc.want {
+			t.Errorf("RefundBound(%d, %d, %d, %d, %d) = %v, want %q", tc.orderAmount, tc.refunded, tc.nonFailed, tc.pending, tc.amount, err, tc.want)
 		}
 	}
 }

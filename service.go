@@ -452,8 +452,8 @@ func (s *Service) Refund(ctx context.Context, app, outTradeNo string, req Refund
 		if o.Status != StatusPaid && o.Status != StatusFinished {
 			return nil, false, Errorf(ECONFLICT, "Order %s is %s: only a paid order can be refunded.", o.OutTradeNo, o.Status)
 		}
-		if RefundWouldExceed(int64(o.Amount), int64(o.RefundedAmount), int64(outstanding), int64(pending), int64(req.Amount)) {
-			return nil, false, Errorf(EINVALID, "Refunds would exceed the order amount (%d fen, %d already refunded or pending).", o.Amount, max(outstanding, o.RefundedAmount+pending))
+		if err := RefundBound(int64(o.Amount), int64(o.RefundedAmount), int64(outstanding), int64(pending), int64(req.Amount)); err != nil {
+			return nil, false, err
 		}
 	}
 	now := s.now().UTC()

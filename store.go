@@ -45,8 +45,9 @@ type OrderStore interface {
 	// (App, OutTradeNo, OutRequestNo) exists; it returns the stored refund and whether it was
 	// created. The order
 	// must exist (ENOTFOUND otherwise). A new refund that would take the order's refunds past its
-	// amount (RefundWouldExceed) is refused with EINVALID, checked atomically with the insert, so
-	// that two concurrent refunds cannot both pass.
+	// amount is refused with RefundBound's error (EINVALID, or ECONFLICT while pending refunds
+	// leave it uncertain), checked atomically with the insert, so that two concurrent refunds
+	// cannot both pass.
 	CreateRefund(ctx context.Context, r *Refund) (stored *Refund, created bool, err error)
 
 	// ListRefunds returns the refunds of an order in the order they were recorded (their first
@@ -335,12 +336,27 @@ type CheckDone struct {
 	KeepAttention bool
 }
 
-// RefundWouldExceed reports whether a new refund of amount would take an order of orderAmount past
-// it, given the order's confirmed refunded total and the sums of its refunds that have not failed
-// and that are pending. Refunds confirmed without a record of ours (a portal refund) count through
-// refunded; pending ones may still succeed, so they count too.
-func RefundWouldExceed(orderAmount, refunded, nonFailed, pending, amount int64) bool {
+// RefundBound says whether a new refund of amount fits an order of orderAmount, given the order's
+// confirmed refunded total and the sums of its refunds that have not failed and that are pending
+// (refunds confirmed without a record of ours, from a portal, count through refunded; pending ones
+// may still succeed, so they count too): nil, or the error the request gets: EINVALID when the
+// refund does not fit even beside what is certainly committed (the refunds of ours that have not
+// failed, or the provider's refunded total), ECONFLICT when it fits that but not beside the
+// refunded total plus the pending refunds. A provider that reports a running total (Alipay's
+// refund_fee) may already count in it a refund whose own answer has not come back, still pending
+// here, so that sum can count one twice: the refund may fit once those are settled, and is worth
+// asking again (a reviewer helper's finding: concurrent Alipay refunds that fitted were refused
+// 400, "10800 already refunded or pending" on an order of 10000).
+func RefundBound(orderAmount, refunded, nonFailed, pending, amount int64) error {
 	// Compared with what is left, not summed: the sum could pass int64 (a refund of nearly
 	// MaxInt64 fen, from Go) and wrap.
-	return amount > orderAmount || max(nonFailed, refunded+pending) > orderAmount-amount
+	switch {
+	case amount > orderAmount || max(nonFailed, refunded) > orderAmount-amount:
+		return Errorf(EINVALID, "Refunds would exceed the order amount (%d fen: %d refunded, %d pending, %d of refunds not failed; %d asked).",
+			orderAmount, refunded, pending, nonFailed, amount)
+	case refunded+pending > orderAmount-amount:
+		return Errorf(ECONFLICT, "Refunds may exceed the order amount (%d fen: %d refunded, and %d pending that the provider may already count in it; %d asked): ask again once the pending refunds are settled.",
+			orderAmount, refunded, pending, amount)
+	}
+	return nil
 }

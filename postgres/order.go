@@ -188,8 +188,10 @@ func (db *DB) CreateRefund(ctx context.Context, r *paynotify.Refund) (*paynotify
 			FROM refunds WHERE app = $1 AND out_trade_no = $2`, r.App, r.OutTradeNo, r.OutRequestNo).Scan(&nonFailed, &pending, &exists); err != nil {
 			return err
 		}
-		if !exists && paynotify.RefundWouldExceed(amount, refunded, nonFailed, pending, int64(r.Amount)) {
-			return paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen; %d refunded or pending).", amount, max(nonFailed, refunded+pending))
+		if !exists {
+			if err := paynotify.RefundBound(amount, refunded, nonFailed, pending, int64(r.Amount)); err != nil {
+				return err
+			}
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO refunds (`+refundWriteColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (app, out_trade_no, out_request_no) DO NOTHING`, refundArgs(r)...)

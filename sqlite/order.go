@@ -216,8 +216,10 @@ func createRefund(ctx context.Context, tx *sql.Tx, r *paynotify.Refund) (*paynot
 	} else if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: create refund: %w", err)
 	}
-	if exists == 0 && paynotify.RefundWouldExceed(amount, refunded, nonFailed, pending, int64(r.Amount)) {
-		return nil, 0, paynotify.Errorf(paynotify.EINVALID, "Refunds would exceed the order amount (%d fen; %d refunded or pending).", amount, max(nonFailed, refunded+pending))
+	if exists == 0 {
+		if err := paynotify.RefundBound(amount, refunded, nonFailed, pending, int64(r.Amount)); err != nil {
+			return nil, 0, err
+		}
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundWriteColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app, out_trade_no, out_request_no) DO NOTHING`, refundArgs(r)...)
