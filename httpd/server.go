@@ -148,11 +148,61 @@ func (s *Server) Handler() http.Handler {
 	for pattern, h := range s.Mount {
 		mux.Handle(pattern, h)
 	}
-	h := s.withRequestID(mux)
+	h := s.withRequestID(apiNotRouted(mux))
 	if s.AllowHost == nil {
 		return h
 	}
 	return AllowHosts(h, s.AllowHost)
+}
+
+// apiNotRouted answers a /v1/ request that no route takes with the API's error JSON, as every
+// other API answer: a path of no route is 404 not_found, a route's path with another method 405
+// method_not_allowed with its Allow header (the mux's own answers are text/plain, which a client
+// reading the error's code cannot read: a reviewer helper's finding).
+func apiNotRouted(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// The mux's answer says which: 404, or 405 with the methods its routes take.
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch rec.status {
+		case http.StatusMethodNotAllowed:
+			allow := rec.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": map[string]any{"code": "method_not_allowed",
+				"message": fmt.Sprintf("%s is not a method of %s (it takes %s).", clipLog(r.Method), clipLog(r.URL.Path), allow)}})
+		case http.StatusNotFound:
+			writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]any{"code": paynotify.ENOTFOUND,
+				"message": fmt.Sprintf("No API route %s %s.", clipLog(r.Method), clipLog(r.URL.Path))}})
+		default: // a redirect (a path to clean, a trailing slash): the mux's own
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// headerRecorder keeps the status and headers a handler writes, and drops its body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // AllowHosts serves h only to requests whose Host header (without its port) allow accepts, and

@@ -146,3 +146,48 @@ func TestTextFields(t *testing.T) {
 		}
 	})
 }
+
+// TestAPINotRouted (a reviewer helper's finding): a /v1/ request that no route takes is answered
+// with the API's error JSON, not the mux's text: 404 not_found for a path of no route, 405
+// method_not_allowed with the route's Allow header for another method. Paths outside /v1/ keep
+// the mux's answers.
+func TestAPINotRouted(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		e := newEnv(t, s)
+		srv := httptest.NewServer(e.http.Handler())
+		t.Cleanup(srv.Close)
+		for _, tc := range []struct {
+			method, path string
+			status       int
+			code, allow  string
+		}{
+			{"PUT", "/v1/orders", http.StatusMethodNotAllowed, "method_not_allowed", "GET, HEAD, POST"},
+			{"DELETE", "/v1/orders/shop/T1", http.StatusMethodNotAllowed, "method_not_allowed", "GET, HEAD"},
+			{"GET", "/v1/orders/", http.StatusNotFound, "not_found", ""},
+			{"GET", "/v1/nothing", http.StatusNotFound, "not_found", ""},
+			{"GET", "/nothing", http.StatusNotFound, "", ""},
+		} {
+			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			jerr := json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || resp.Header.Get("Allow") != tc.allow {
+				t.Errorf("%s %s: %d Allow %q, want %d Allow %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), tc.status, tc.allow)
+			}
+			if tc.code != "" && (jerr != nil || out.Error.Code != tc.code || out.Error.Message == "") {
+				t.Errorf("%s %s: %+v (%v), want the error JSON with code %s", tc.method, tc.path, out, jerr, tc.code)
+			}
+			if tc.code == "" && jerr == nil {
+				t.Errorf("%s %s: JSON outside the API", tc.method, tc.path)
+			}
+		}
+	})
+}
