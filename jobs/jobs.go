@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/paynotify/paynotify"
 	"github.com/riverqueue/river"
@@ -485,19 +486,18 @@ func MigratePostgres(ctx context.Context, pool *pgxpool.Pool) error {
 // session advisory lock per schema, and returns the ones it applied (none when the schema was up
 // to date, or another process applied them while this one waited for the lock).
 func ApplyPostgres(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
-	conn, err := pool.Acquire(ctx)
+	// The lock is held on a connection of its own, outside the pool: River's migrator takes its
+	// connections from the pool, and with the lock on one of them a pool of one connection
+	// (pool_max_conns=1) waited for ever, holding the lock every other instance then waited for
+	// (a reviewer helper's finding).
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("jobs: migrate: %w", err)
 	}
-	defer conn.Release()
+	defer conn.Close(context.WithoutCancel(ctx)) // closing it also ends the lock, whatever happened
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1 # hashtextextended(current_schema(), 0))`, migrateLockKey); err != nil {
 		return nil, fmt.Errorf("jobs: migrate: lock: %w", err)
 	}
-	defer func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1 # hashtextextended(current_schema(), 0))`, migrateLockKey); err != nil {
-			conn.Conn().Close(context.WithoutCancel(ctx)) // it may still hold the lock: do not pool it
-		}
-	}()
 	m, err := rivermigrate.New(riverpgxv5.New(pool), migrateConfig)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: migrate: %w", err)

@@ -459,3 +459,32 @@ func TestApplyAndStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyPostgres_PoolOfOne (a reviewer helper's finding): with pool_max_conns=1 (deploy.md
+// suggests pool_max_conns to stay under max_connections), River's migrations waited for ever:
+// the migration lock held the pool's one connection, which River's migrator then waited for.
+// The lock has a connection of its own now; the migrations apply, and the lock is free after.
+func TestApplyPostgres_PoolOfOne(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewSchema(t) + "&pool_max_conns=1"
+	db, err := postgres.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	applied, err := jobs.ApplyPostgres(ctx, db.Pool())
+	if err != nil || len(applied) < 5 {
+		t.Fatalf("River's migrations on a pool of one: %d applied, %v", len(applied), err)
+	}
+	// Another process takes the lock at once: nothing left to apply.
+	other, err := postgres.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if again, err := jobs.ApplyPostgres(ctx, other.Pool()); err != nil || len(again) != 0 {
+		t.Fatalf("again: %v, %v; want nothing to apply", again, err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"strings"
+	"time"
 
 	mig "github.com/paynotify/paynotify/internal/migrations"
 )
@@ -23,8 +25,13 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	applied_at TEXT NOT NULL
 )`
 
+// migrateBusyWait is how long a migration waits for another process's write lock, beyond the
+// busy timeout of each attempt.
+const migrateBusyWait = 2 * time.Minute
+
 // Migrate applies the pending migrations, each in its own write transaction (BEGIN IMMEDIATE:
-// another process migrating the same file waits, then finds the migration applied).
+// another process migrating the same file waits, up to migrateBusyWait, then finds the migration
+// applied).
 func (db *DB) Migrate(ctx context.Context) error {
 	_, err := db.ApplyMigrations(ctx)
 	return err
@@ -38,12 +45,13 @@ func (db *DB) ApplyMigrations(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: migrate: %w", err)
 	}
-	if _, err := db.db.ExecContext(ctx, createMigrationsTable); err != nil {
+	if err := waitBusy(ctx, func() error { _, err := db.db.ExecContext(ctx, createMigrationsTable); return err }); err != nil {
 		return nil, fmt.Errorf("sqlite: migrate: %w", err)
 	}
 	var applied []string
 	for _, m := range ms {
-		ok, err := db.migrateOne(ctx, m)
+		var ok bool
+		err := waitBusy(ctx, func() (err error) { ok, err = db.migrateOne(ctx, m); return err })
 		if err != nil {
 			return applied, fmt.Errorf("sqlite: migrate %s: %w", m.Name, err)
 		}
@@ -52,6 +60,23 @@ func (db *DB) ApplyMigrations(ctx context.Context) ([]string, error) {
 		}
 	}
 	return applied, nil
+}
+
+// waitBusy runs f again while it fails with SQLITE_BUSY, for up to migrateBusyWait: another
+// process holding the write lock longer than the busy timeout (5 s) — another migrate building an
+// index on a long table, a backup — is waited for, as PostgreSQL's migrations wait for their lock
+// (a second process failed at once: a reviewer helper's finding).
+func waitBusy(ctx context.Context, f func() error) error {
+	err := f()
+	for deadline := time.Now().Add(migrateBusyWait); err != nil && strings.Contains(err.Error(), "SQLITE_BUSY") && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		err = f()
+	}
+	return err
 }
 
 // migrateOne applies m unless the database has it, and reports whether it did.

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -192,6 +193,51 @@ func TestMigrate(t *testing.T) {
 		}
 		wg.Wait()
 		db := MustOpen(t, path)
+		if n, err := db.PendingMigrations(t.Context()); err != nil || n != 0 {
+			t.Fatalf("PendingMigrations = %d, %v; want 0", n, err)
+		}
+	})
+
+	t.Run("OKWaitsForAnotherWriter", func(t *testing.T) {
+		// Another process holds the write lock longer than the busy timeout (5 s), as a migrate
+		// building an index on a long table does: Migrate waits for it (it failed at once with
+		// SQLITE_BUSY: a reviewer helper's finding).
+		t.Parallel()
+		path := tempPath(t)
+		db, err := sqlite.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		other, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		conn, err := other.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+			t.Fatal(err)
+		}
+		released := make(chan struct{})
+		go func() {
+			defer close(released)
+			time.Sleep(6500 * time.Millisecond)
+			if _, err := conn.ExecContext(context.Background(), "COMMIT"); err != nil {
+				t.Error(err)
+			}
+		}()
+		start := time.Now()
+		if err := db.Migrate(t.Context()); err != nil {
+			t.Fatalf("Migrate beside a writer of 6.5 s: %v", err)
+		}
+		<-released
+		if time.Since(start) < 6*time.Second {
+			t.Fatalf("Migrate returned after %v, while the other writer held the lock", time.Since(start))
+		}
 		if n, err := db.PendingMigrations(t.Context()); err != nil || n != 0 {
 			t.Fatalf("PendingMigrations = %d, %v; want 0", n, err)
 		}

@@ -75,7 +75,7 @@ func runDemo(ctx context.Context, m *Main, logger *slog.Logger, listen, dataDir 
 	}
 	// Not paynotify.db: that is a config's default database (DefaultDatabase), and a demo started
 	// by mistake where a server runs must not open the server's orders.
-	st, err := openStore(ctx, "sqlite:"+filepath.Join(dataDir, demoDatabase), !noMigrate)
+	st, err := openStoreLogged(ctx, "sqlite:"+filepath.Join(dataDir, demoDatabase), !noMigrate, logger)
 	if err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 			}
 		}
 	}
-	store, err := openStore(ctx, cfg.Database, !*noMigrate)
+	store, err := openStoreLogged(ctx, cfg.Database, !*noMigrate, logger)
 	if err != nil {
 		return err
 	}
@@ -535,6 +535,13 @@ type store interface {
 // openStore opens the database of a DSN ("sqlite:PATH" or a postgres:// URL) and migrates it,
 // or, with migrate false, refuses a schema with pending migrations.
 func openStore(ctx context.Context, dsn string, migrate bool) (store, error) {
+	return openStoreLogged(ctx, dsn, migrate, nil)
+}
+
+// openStoreLogged is openStore, logging the migrations it applied (which, and how long they
+// took) to logger when it is not nil: an upgrade's schema change left no trace in the log, and a
+// migration's failure no context (a reviewer helper's finding).
+func openStoreLogged(ctx context.Context, dsn string, migrate bool, logger *slog.Logger) (store, error) {
 	if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok && path != "" && !migrate {
 		// Not migrating, a missing SQLite file is refused as it is, not created empty first.
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -546,7 +553,17 @@ func openStore(ctx context.Context, dsn string, migrate bool) (store, error) {
 		return nil, err
 	}
 	if migrate {
-		if _, _, err := applyMigrations(ctx, s); err != nil {
+		start := time.Now()
+		ours, river, err := applyMigrations(ctx, s)
+		if logger != nil && (len(ours) > 0 || len(river) > 0 || err != nil) {
+			var rv []string
+			for _, m := range river {
+				rv = append(rv, fmt.Sprintf("%d %s", m.Version, m.Name))
+			}
+			logger.Info("migrations applied", "paynotify", strings.Join(ours, ", "), "river", strings.Join(rv, ", "),
+				"took", time.Since(start).Round(time.Millisecond), "failed", err != nil)
+		}
+		if err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -568,7 +585,10 @@ func openStore(ctx context.Context, dsn string, migrate bool) (store, error) {
 		if len(river) > 0 {
 			riverState = strings.Join(river, "; ")
 		}
-		return nil, configErrorf("database has pending migrations (paynotify: %d; River: %s) and this command does not migrate: run `paynotify migrate --database …` first",
+		// Exit 1, not 2 (a config error): the unit restarts it, and it starts once the upgrade's
+		// migrate step ran (with exit 2 a restart between the binary's replacement and that
+		// step left the service down for good: a reviewer helper's finding).
+		return nil, fmt.Errorf("database has pending migrations (paynotify: %d; River: %s) and this command does not migrate: run `paynotify migrate` on it first (with the same --config, or --database)",
 			n, riverState)
 	}
 	return s, nil

@@ -55,8 +55,10 @@ func TestServe_LogsDatabaseAndApps(t *testing.T) {
 	if !strings.Contains(out, `msg="shutting down"`) {
 		t.Errorf("no graceful stop after SIGHUP:\n%s", out)
 	}
+	// A new file: every migration applied, and said so (an upgrade's schema change left no trace).
 	for _, want := range []string{"msg=database database=sqlite:" + filepath.Join(dir, "data", "rel.db"),
-		"msg=app app=shop provider=alipay endpoint=http://127.0.0.1:1/gateway.do"} {
+		"msg=app app=shop provider=alipay endpoint=http://127.0.0.1:1/gateway.do",
+		`msg="migrations applied" paynotify="0001_init, 0002_reconcile,`, `river="1 create river migration,`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the log lacks %q:\n%s", want, out)
 		}
