@@ -15,7 +15,7 @@ import (
 	"github.com/paynotify/paynotify/sandbox"
 )
 
-const wechatV2Key = "e2eApiV2Key0123456789abcdefghijk"
+const wechatV2Key = "0123456789abcdef0123456789abcdef"
 
 // v2RefundNotification is an APIv2 refund notification as WeChat Pay sends it: an unsigned
 // envelope, and req_info, the refund's <root> (its fields in WeChat Pay's order, out_refund_no
