@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,15 +114,20 @@ func (s *Server) Handler() http.Handler {
 		p.OnChange = s.orderChanged
 	}
 	mux := http.NewServeMux()
-	api := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authorized(h)) }
+	// Each route with the query parameters it reads: any other is refused (400), not ignored: a
+	// client paging with ?offset= got the first page again and again (a reviewer helper's
+	// finding).
+	api := func(pattern string, h http.HandlerFunc, params ...string) {
+		mux.Handle(pattern, s.authorized(onlyParams(h, params...)))
+	}
 	api("POST /v1/orders", s.handleCreateOrder)
-	api("GET /v1/orders/{app}/{out_trade_no}", s.handleGetOrder)
+	api("GET /v1/orders/{app}/{out_trade_no}", s.handleGetOrder, "wait")
 	api("POST /v1/orders/{app}/{out_trade_no}/close", s.handleCloseOrder)
 	api("POST /v1/orders/{app}/{out_trade_no}/refunds", s.handleCreateRefund)
 	api("GET /v1/orders/{app}/{out_trade_no}/refunds", s.handleListRefunds)
-	api("GET /v1/orders", s.handleListOrders)
-	api("GET /v1/events", s.handleListEvents)
-	api("GET /v1/notifications", s.handleListNotifications)
+	api("GET /v1/orders", s.handleListOrders, "app", "status", "limit")
+	api("GET /v1/events", s.handleListEvents, "after", "app", "limit")
+	api("GET /v1/notifications", s.handleListNotifications, "app", "out_trade_no", "verdict", "reason", "source", "limit")
 	api("GET /v1/notifications/{id}", s.handleGetNotification)
 	api("POST /v1/notifications/{id}/reprocess", s.handleReprocess)
 	api("POST /v1/webhook-endpoints", s.handleCreateEndpoint)
@@ -131,7 +137,7 @@ func (s *Server) Handler() http.Handler {
 	api("DELETE /v1/webhook-endpoints/{id}", s.handleDeleteEndpoint)
 	api("POST /v1/webhook-endpoints/{id}/rotate-secret", s.handleRotateSecret)
 	api("POST /v1/webhook-endpoints/{id}/test", s.handleTestEndpoint)
-	api("GET /v1/webhook-endpoints/{id}/attempts", s.handleListAttempts)
+	api("GET /v1/webhook-endpoints/{id}/attempts", s.handleListAttempts, "event_id", "limit")
 	api("POST /v1/webhook-endpoints/{id}/recover", s.handleRecover)
 	api("POST /v1/events/{id}/resend", s.handleResendEvent)
 	// The API's own description is public, like /healthz: it holds no secret, and client
@@ -153,6 +159,24 @@ func (s *Server) Handler() http.Handler {
 		return h
 	}
 	return AllowHosts(h, s.AllowHost)
+}
+
+// onlyParams refuses a request with a query parameter that h does not read, naming it.
+func onlyParams(h http.HandlerFunc, params ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for name := range r.URL.Query() {
+			if !slices.Contains(params, name) {
+				takes := "none"
+				if len(params) > 0 {
+					takes = strings.Join(params, ", ")
+				}
+				writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": paynotify.EINVALID,
+					"message": fmt.Sprintf("Unknown query parameter %q: this route takes %s.", paynotify.ClipText(name, 64), takes)}})
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 // apiNotRouted answers a /v1/ request that no route takes with the API's error JSON, as every

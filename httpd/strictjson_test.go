@@ -149,8 +149,8 @@ func TestTextFields(t *testing.T) {
 
 // TestAPINotRouted (a reviewer helper's finding): a /v1/ request that no route takes is answered
 // with the API's error JSON, not the mux's text: 404 not_found for a path of no route, 405
-// method_not_allowed with the route's Allow header for another method. Paths outside /v1/ keep
-// the mux's answers.
+// method_not_allowed with the route's Allow header for another method, 400 for a query parameter
+// the route does not read. Paths outside /v1/ keep the mux's answers.
 func TestAPINotRouted(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, s paynotify.Store) {
@@ -167,6 +167,12 @@ func TestAPINotRouted(t *testing.T) {
 			{"GET", "/v1/orders/", http.StatusNotFound, "not_found", ""},
 			{"GET", "/v1/nothing", http.StatusNotFound, "not_found", ""},
 			{"GET", "/nothing", http.StatusNotFound, "", ""},
+			// A query parameter the route does not read is refused, not ignored: ?offset= gave
+			// the first page again, ?out_trade_no= on the events every order's.
+			{"GET", "/v1/orders?app=shop&offset=2", http.StatusBadRequest, "invalid", ""},
+			{"GET", "/v1/events?out_trade_no=T1", http.StatusBadRequest, "invalid", ""},
+			{"POST", "/v1/orders?dry_run=1", http.StatusBadRequest, "invalid", ""},
+			{"GET", "/v1/orders?app=shop&limit=5", http.StatusOK, "", ""},
 		} {
 			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
 			req.Header.Set("Authorization", "Bearer "+testToken)
@@ -185,8 +191,11 @@ func TestAPINotRouted(t *testing.T) {
 			if tc.code != "" && (jerr != nil || out.Error.Code != tc.code || out.Error.Message == "") {
 				t.Errorf("%s %s: %+v (%v), want the error JSON with code %s", tc.method, tc.path, out, jerr, tc.code)
 			}
-			if tc.code == "" && jerr == nil {
+			if tc.code == "" && tc.status == http.StatusNotFound && jerr == nil {
 				t.Errorf("%s %s: JSON outside the API", tc.method, tc.path)
+			}
+			if tc.code == "invalid" && !strings.Contains(out.Error.Message, "Unknown query parameter") {
+				t.Errorf("%s %s: %q, want the parameter named", tc.method, tc.path, out.Error.Message)
 			}
 		}
 	})
