@@ -98,12 +98,21 @@ func IsAPITokenShape(s string) bool {
 
 var apiTokenName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
+// ConfigTokenName is the name the config's api_token goes by (in 403 answers and the log); no
+// stored token may have it.
+const ConfigTokenName = "api_token"
+
 // IssueAPIToken makes a token named name with scope, stores its hash (created at now) and
 // returns its value, which nothing keeps: the caller shows it once. A bad name or scope is
 // EINVALID; a name in use (revoked tokens keep theirs) is ECONFLICT.
 func IssueAPIToken(ctx context.Context, st APITokenStore, random io.Reader, name, scope string, now time.Time) (string, error) {
 	if !apiTokenName.MatchString(name) {
 		return "", Errorf(EINVALID, "API token name %q: use 1 to 64 letters, digits, '.', '_' or '-'.", name)
+	}
+	if name == ConfigTokenName {
+		// The config's api_token is named so in the answers and the log: a stored one of that
+		// name could not be told from it (a reviewer helper's finding).
+		return "", Errorf(EINVALID, "API token name %q is the config's api_token: choose another.", name)
 	}
 	if scope != ScopeRead && scope != ScopeWrite {
 		return "", Errorf(EINVALID, "API token scope %q: use %s or %s.", scope, ScopeRead, ScopeWrite)

@@ -133,6 +133,7 @@ func TestIssueAPIToken(t *testing.T) {
 			{"ok", ""},
 			{"ok", "admin"},
 			{"ok", "READ"},
+			{"api_token", paynotify.ScopeRead}, // the config's token's name
 		} {
 			st := &memTokens{}
 			_, err := paynotify.IssueAPIToken(t.Context(), st, rand.Reader, c.name, c.scope, now)

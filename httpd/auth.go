@@ -91,7 +91,7 @@ func (s *Server) authorized(h http.HandlerFunc) http.Handler {
 }
 
 // configToken is what the config's api_token authenticates as.
-var configToken = &paynotify.APIToken{Name: "api_token", Scope: paynotify.ScopeWrite}
+var configToken = &paynotify.APIToken{Name: paynotify.ConfigTokenName, Scope: paynotify.ScopeWrite}
 
 // authenticate returns the token that value is: the config's api_token, or a valid stored token.
 // An unknown or revoked value is EUNAUTHORIZED; a store failure is returned as it is.

@@ -44,6 +44,11 @@ func TestStrictJSON(t *testing.T) {
 				"events: null is not accepted"},
 			{"ErrNullEndpoint", "/v1/events/evt_x/resend", `{"endpoint_id":null}`, "endpoint_id: null is not accepted"},
 			{"ErrEmptyEndpoint", "/v1/events/evt_x/resend", `{"endpoint_id":""}`, "endpoint_id: empty; leave it out"},
+			// Half a surrogate pair: encoding/json stored U+FFFD, and the subject was signed so.
+			{"ErrLoneSurrogate", "/v1/orders", `{"app":"shop","out_trade_no":"J1","amount":1,"subject":"a\ud800b","channel":"alipay.app"}`,
+				`\ud800 is half of a UTF-16 surrogate pair`},
+			{"ErrLowSurrogateFirst", "/v1/orders", `{"app":"shop","out_trade_no":"J1","amount":1,"subject":"a\udc00\ud800","channel":"alipay.app"}`,
+				`\udc00 is half`},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				var out struct {
@@ -64,6 +69,11 @@ func TestStrictJSON(t *testing.T) {
 		}
 		if code := e.api("GET", "/v1/orders?app=shop", nil, &list); code != http.StatusOK || len(list.Orders) != 0 {
 			t.Fatalf("orders after the refused requests: %d %d, want none", code, len(list.Orders))
+		}
+		// A whole pair is the character it encodes; an escaped backslash before a u is no escape.
+		var o struct{ Subject string }
+		if code := e.api("POST", "/v1/orders", json.RawMessage(`{"app":"shop","out_trade_no":"J2","amount":1,"subject":"\ud83d\ude00 \\ud800","channel":"alipay.app"}`), &o); code != http.StatusCreated || o.Subject != "😀 \\ud800" {
+			t.Fatalf("a surrogate pair: %d %q", code, o.Subject)
 		}
 	})
 }

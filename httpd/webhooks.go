@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -105,6 +106,9 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, v any) err
 		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: must be a JSON object.")
 	}
 	if err := checkDuplicateKeys(body); err != nil {
+		return err
+	}
+	if err := checkSurrogates(body); err != nil {
 		return err
 	}
 	if err := checkKeyCase(body, reflect.TypeOf(v)); err != nil {
@@ -208,6 +212,45 @@ func checkKeyCase(body []byte, t reflect.Type) error {
 				return paynotify.Errorf(paynotify.EINVALID, "%s: unknown field (did you mean %s? keys are case-sensitive).", k, name)
 			}
 		}
+	}
+	return nil
+}
+
+// checkSurrogates refuses a \u escape of half a UTF-16 surrogate pair that is not paired
+// (\ud800 alone, \udc00 first): encoding/json stores U+FFFD for it, so that a subject was
+// stored, and signed into the pay parameters, as other text than the client sent (a reviewer
+// helper's finding). b is valid JSON (checkDuplicateKeys read it): a backslash is an escape in a
+// string.
+func checkSurrogates(b []byte) error {
+	hex4 := func(i int) (rune, bool) {
+		if i+4 > len(b) {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(b[i:i+4]), 16, 16)
+		return rune(v), err == nil
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if i+1 < len(b) && b[i+1] == 'u' {
+			r, _ := hex4(i + 2)
+			switch {
+			case r >= 0xD800 && r <= 0xDBFF:
+				if i+7 < len(b) && b[i+6] == '\\' && b[i+7] == 'u' {
+					if lo, ok := hex4(i + 8); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+						i += 11
+						continue
+					}
+				}
+				return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: %s is half of a UTF-16 surrogate pair without its other half, not a character.", b[i:i+6])
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: %s is half of a UTF-16 surrogate pair without its other half, not a character.", b[i:i+6])
+			}
+			i += 5
+			continue
+		}
+		i++ // the escaped character
 	}
 	return nil
 }
