@@ -360,8 +360,14 @@ func alipayError(err error) error {
 		return &paynotify.Error{Code: paynotify.EPROVIDER, Message: "Alipay refused: " + ae.SubCode + " " + ae.SubMsg, ProviderCode: ae.SubCode}
 	case errors.As(err, &ae):
 		return &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "Alipay did not answer definitively: " + ae.Code + " " + ae.SubCode, ProviderCode: ae.SubCode}
+	case errors.As(err, &ve) && ve.Reason == alipay.ReasonUnknownSerial:
+		// Alipay signs with a certificate the config does not hold: its rotation (a reviewer
+		// helper's finding: the SN and the remedy were lost here, in the API's answer and the log).
+		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's answer could not be verified (%s: %s): Alipay signs with a new certificate; "+
+			"download it (开放平台 → 应用 → 开发设置 → 接口加签方式, alipayCertPublicKey_RSA2.crt), add it to alipay_cert_file beside the old one, and restart.",
+			ve.Reason, paynotify.ClipText(ve.Detail, 200))
 	case errors.As(err, &ve):
-		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's answer could not be verified (%s).", ve.Reason)
+		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's answer could not be verified (%s: %s).", ve.Reason, paynotify.ClipText(ve.Detail, 200))
 	case errors.Is(err, alipay.ErrInvalidRequest):
 		// Refused before anything was sent: the request is wrong, Alipay was never asked.
 		return paynotify.Errorf(paynotify.EINVALID, "%s.", strings.TrimPrefix(err.Error(), "alipay: "))

@@ -133,7 +133,65 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 			go gw.Client.RunCertificateRefresher(ctx, 0, func(err error) { log.Warn("refresh WeChat Pay platform certificates", "err", err) })
 		}
 	}
+	go watchCertExpiry(ctx, cfg, logger, time.Now, 24*time.Hour)
 	return listenAndServe(ctx, m, logger, cfg.Listen, srv, bg, nil)
+}
+
+// certExpiryWarn is how long before an Alipay certificate ends serve warns about it.
+const certExpiryWarn = 30 * 24 * time.Hour
+
+// watchCertExpiry warns at start, then every interval, about each Alipay certificate-mode app
+// whose certificates, as serve loaded them, end within certExpiryWarn (or ended): the app's own
+// (app_cert_file), or every Alipay certificate it trusts (alipay_cert_file: when one of a
+// rotation's two ends, the other carries on). paynotify does not download Alipay's next
+// certificate: past its end every answer and notification Alipay signs with the new one fails
+// as unknown_serial until the file holds it (a reviewer helper's finding: nothing said so
+// before). A file that cannot be read is the config's error, reported at start.
+func watchCertExpiry(ctx context.Context, cfg *Config, logger *slog.Logger, now func() time.Time, interval time.Duration) {
+	type watched struct {
+		app, field, renew string
+		end               time.Time
+	}
+	var ws []watched
+	for _, a := range cfg.Apps {
+		if a.Provider != paynotify.ProviderAlipay || a.AlipayCertFile == "" {
+			continue
+		}
+		for _, f := range []struct{ field, path, renew string }{
+			{"app_cert_file", a.AppCertFile, "renew the app's certificate (开放平台 → 应用 → 开发设置 → 接口加签方式) and replace app_cert_file"},
+			{"alipay_cert_file", a.AlipayCertFile, "download Alipay's new alipayCertPublicKey_RSA2.crt from the same page and add it to alipay_cert_file beside the old one"},
+		} {
+			b, err := os.ReadFile(f.path)
+			if err != nil {
+				continue
+			}
+			var end time.Time
+			for _, c := range parseCerts(b) {
+				if !c.IsCA && c.NotAfter.After(end) { // the leaves: the last to end decides
+					end = c.NotAfter
+				}
+			}
+			if !end.IsZero() {
+				ws = append(ws, watched{a.Name, f.field, f.renew, end})
+			}
+		}
+	}
+	if len(ws) == 0 {
+		return
+	}
+	for {
+		for _, w := range ws {
+			if left := w.end.Sub(now()); left < certExpiryWarn {
+				logger.Warn("Alipay certificate ends soon: after it, Alipay's signatures with the next one fail as unknown_serial until the config holds it",
+					"app", w.app, "field", w.field, "not_after", w.end.UTC().Format(time.RFC3339), "days_left", int(left.Hours()/24), "remedy", w.renew+", then restart")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
 }
 
 // logStart says which database serve opened (a SQLite path made absolute: a relative one is read
