@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -407,6 +408,13 @@ func (d *doctor) alipay(ctx context.Context, r *report, ac *AppConfig) {
 			} else {
 				alipayPub = k
 				r.pass("keys", "%s parses (%s)", alipayField, rsaBits(k))
+				if bytes.Contains(b, []byte("BEGIN CERTIFICATE")) {
+					// Its key is used, but a certificate is what an app in certificate mode
+					// downloads, and such an app's calls need the three certificate files (a
+					// reviewer helper's finding: every line passed).
+					r.warn("keys", alipayField+" holds a certificate, not the Alipay public key (支付宝公钥)",
+						"if the app signs in certificate mode (公钥证书) in the Alipay console, configure app_cert_file, alipay_cert_file and alipay_root_cert_file instead")
+				}
 			}
 		}
 	} else {
@@ -533,6 +541,14 @@ func (d *doctor) alipayCall(ctx context.Context, r *report, ac *AppConfig, clien
 		case "isv.app-cert-not-exist":
 			finding = "Alipay does not know the app certificate the request names (isv.app-cert-not-exist: app_cert_sn or alipay_root_cert_sn)"
 			fix = "set app_cert_file to the current app certificate of app_id " + ac.AppID + " (the Alipay console, after a renewal) and alipay_root_cert_file to alipayRootCert.crt"
+		case "isv.missing-app-cert-sn":
+			// A certificate-mode app asked without the certificates' SNs (a reviewer helper's
+			// finding: the generic remedy said to check the private key).
+			finding = "app_id " + ac.AppID + " signs in certificate mode (公钥证书), and the request named no certificate (isv.missing-app-cert-sn)"
+			fix = "configure app_cert_file, alipay_cert_file and alipay_root_cert_file (the three .crt files of the Alipay console) instead of alipay_public_key_file"
+		case "isv.missing-signature-config":
+			finding = "Alipay has no signing method for app_id " + ac.AppID + " that fits the request (isv.missing-signature-config)"
+			fix = "set up 接口加签方式 in the Alipay console, and make the config's mode (public key or certificates) and sign_type match it"
 		}
 		r.fail(check, finding, fix)
 	case errors.As(err, &ve):
@@ -541,8 +557,11 @@ func (d *doctor) alipayCall(ctx context.Context, r *report, ac *AppConfig, clien
 			r.fail(check, "the answer is signed by another Alipay certificate than alipay_cert_file: "+ve.Detail,
 				"download the current Alipay public-key certificate (alipayCertPublicKey_RSA2.crt) of app_id "+ac.AppID)
 		case alipay.ReasonSignatureInvalid:
-			r.fail(check, "the answer's signature does not verify with "+keyField,
-				"set the Alipay public key (支付宝公钥) of app_id "+ac.AppID+" from the Alipay console, for the same environment as gateway")
+			fix := "set the Alipay public key (支付宝公钥) of app_id " + ac.AppID + " from the Alipay console, for the same environment as gateway"
+			if certMode {
+				fix = "set alipay_cert_file to Alipay's public-key certificate (alipayCertPublicKey_RSA2.crt) of app_id " + ac.AppID + ", for the same environment as gateway"
+			}
+			r.fail(check, "the answer's signature does not verify with "+keyField, fix)
 		default:
 			r.fail(check, "the answer is not an Alipay gateway answer: "+ve.Detail, "check that gateway is Alipay's gateway.do")
 		}

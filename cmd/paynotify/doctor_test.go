@@ -338,6 +338,50 @@ func TestDoctor(t *testing.T) {
 		wantLine(t, out, "FAIL", "alipay-demo", "signed call", "isv.app-cert-not-exist", "app_cert_file")
 	})
 
+	t.Run("CertModeHints", func(t *testing.T) {
+		// An app in certificate mode configured with a certificate as alipay_public_key_file
+		// passed every line; Alipay's refusal of a request without the certificates' SNs got the
+		// generic "check app_id, app_private_key_file and gateway" (a reviewer helper's findings).
+		pub, err := alipay.ParsePublicKey([]byte(e.k.AlipayPublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		issuer, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "Alipay public-key certificate"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, issuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		config := e.config(t, dir, "sqlite:"+filepath.Join(dir, "paynotify.db"), "http://"+freeAddr(t))
+		writeTestFile(t, filepath.Join(dir, "alipay_pub.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+		code, out := e.run(t, "--config", config, "--app", "alipay-demo")
+		if code != exitOK {
+			t.Fatalf("exit %d, want 0 (a warning):\n%s", code, out)
+		}
+		wantLine(t, out, "WARN", "alipay-demo", "keys", "alipay_public_key_file holds a certificate", "app_cert_file, alipay_cert_file and alipay_root_cert_file")
+
+		gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html;charset=utf-8")
+			io.WriteString(w, `{"error_response":{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.missing-app-cert-sn","sub_msg":"缺少应用公钥证书序列号"}}`)
+		}))
+		defer gw.Close()
+		b, err := os.ReadFile(config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeTestFile(t, config, strings.Replace(string(b), e.base+"/sandbox/alipay/gateway.do", gw.URL+"/gateway.do", 1))
+		code, out = e.run(t, "--config", config, "--app", "alipay-demo")
+		if code != exitInvalid {
+			t.Fatalf("exit %d, want 1:\n%s", code, out)
+		}
+		wantLine(t, out, "FAIL", "alipay-demo", "signed call", "certificate mode", "isv.missing-app-cert-sn", "configure app_cert_file")
+	})
+
 	t.Run("WrongKeyGuard", func(t *testing.T) {
 		dir := t.TempDir()
 		config := e.config(t, dir, "sqlite:"+filepath.Join(dir, "paynotify.db"), "http://"+freeAddr(t))
