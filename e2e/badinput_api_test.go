@@ -127,7 +127,7 @@ func TestBadInputAPI(t *testing.T) {
 			{name: "fractional amount", send: req("POST", "/v1/orders", ok, create("88.88")), want: invalid.saying("amount must be a positive integer number of fen")},
 			{name: "exponent amount", send: req("POST", "/v1/orders", ok, create("1e3")), want: invalid.saying("amount must be a positive integer number of fen")},
 			{name: "amount as a string", send: req("POST", "/v1/orders", ok, create(`"100"`)), want: invalid.saying("amount must be a positive integer number of fen")},
-			{name: "amount null", send: req("POST", "/v1/orders", ok, create("null")), want: invalid.saying("amount: null is not accepted; leave the field out.")},
+			{name: "amount null", send: req("POST", "/v1/orders", ok, create("null")), want: invalid.saying("amount must be a positive integer number of fen")},
 			{name: "amount with a leading zero", send: req("POST", "/v1/orders", ok, create("0100")), want: invalid.saying("Invalid JSON body")},
 			{name: "amount over int64", send: req("POST", "/v1/orders", ok, create("9223372036854775808")), want: invalid.saying("amount must be a positive integer number of fen")},
 			{name: "amount of 20 digits", send: req("POST", "/v1/orders", ok, create("99999999999999999999")), want: invalid.saying("amount must be a positive integer number of fen")},

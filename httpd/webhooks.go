@@ -255,15 +255,21 @@ func checkSurrogates(b []byte) error {
 	return nil
 }
 
+// nullRefused are the fields whose null is refused: encoding/json decodes null as if the field
+// were left out, which for these does something of its own — {"out_trade_no": null} created a
+// new order under a generated number at every call (where "" is refused for that reason), and
+// {"endpoint_id": null} resent to every endpoint (a reviewer helper's finding). Elsewhere null
+// stays "left out": Jackson, Newtonsoft, System.Text.Json and Python's None send it for an unset
+// optional field (a reviewer of that first fix, which refused every null).
+var nullRefused = map[string]bool{"out_trade_no": true, "endpoint_id": true}
+
 // checkDuplicateKeys refuses a JSON text with an object that has the same key twice (the
-// standard decoder would keep the last one silently), naming the key, and a null anywhere below
-// the body: encoding/json decodes null as if the field were left out, so that
-// {"out_trade_no": null} created a new order at every call where "" is refused, and
-// {"endpoint_id": null} resent to every endpoint (a reviewer helper's finding).
+// standard decoder would keep the last one silently), naming the key; a null of a nullRefused
+// field; and a null member of a list (["order.paid", null] is no list of event types).
 func checkDuplicateKeys(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
-	var walk func(depth int, name string) error
-	walk = func(depth int, name string) error {
+	var walk func(depth int, name string, inList bool) error
+	walk = func(depth int, name string, inList bool) error {
 		if depth > 64 {
 			return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: nested too deeply.")
 		}
@@ -271,7 +277,7 @@ func checkDuplicateKeys(b []byte) error {
 		if err != nil {
 			return err
 		}
-		if tok == nil && depth > 0 {
+		if tok == nil && (inList || depth == 1 && nullRefused[name]) {
 			return paynotify.Errorf(paynotify.EINVALID, "%s: null is not accepted; leave the field out.", name)
 		}
 		switch tok {
@@ -287,13 +293,13 @@ func checkDuplicateKeys(b []byte) error {
 					return paynotify.Errorf(paynotify.EINVALID, "%s: duplicate key.", k)
 				}
 				seen[k] = true
-				if err := walk(depth+1, k); err != nil {
+				if err := walk(depth+1, k, false); err != nil {
 					return err
 				}
 			}
 		case json.Delim('['):
 			for dec.More() {
-				if err := walk(depth+1, name); err != nil {
+				if err := walk(depth+1, name, true); err != nil {
 					return err
 				}
 			}
@@ -303,7 +309,7 @@ func checkDuplicateKeys(b []byte) error {
 		_, err = dec.Token() // the closing delimiter
 		return err
 	}
-	err := walk(0, "")
+	err := walk(0, "", false)
 	var pe *paynotify.Error
 	if err != nil && !asError(err, &pe) {
 		return paynotify.Errorf(paynotify.EINVALID, "Invalid JSON body: %v.", err)

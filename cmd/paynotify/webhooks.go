@@ -746,6 +746,13 @@ func (cmd webhooksCommand) resend(ctx context.Context, m *Main, conn *webhookCon
 	if err != nil {
 		return err
 	}
+	endpointSet := false
+	fs.Visit(func(f *flag.Flag) { endpointSet = endpointSet || f.Name == "endpoint" })
+	if endpointSet && *endpoint == "" {
+		// As the API refuses "": an empty --endpoint (an unset shell variable) would resend to
+		// every endpoint (a reviewer helper's finding).
+		return usagef("paynotify webhooks resend EVENT_ID [--endpoint ID]", "webhooks resend: --endpoint is empty; leave it out to resend to every endpoint subscribed to the event")
+	}
 	c, err := conn.client(m)
 	if err != nil {
 		return err

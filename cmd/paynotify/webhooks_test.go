@@ -369,6 +369,7 @@ func TestWebhooksCommand(t *testing.T) {
 			{append([]string{"recover", ep, "--since", "yesterday"}, conn...), "--since"},
 			{append([]string{"recover", ep, "--since", "-1h"}, conn...), "positive"},
 			{append([]string{"resend"}, conn...), "missing argument"},
+			{append([]string{"resend", "evt_x", "--endpoint", ""}, conn...), "--endpoint is empty"},
 			{[]string{"list", "--server", "ftp://127.0.0.1:1", "--token-file", tokenFile}, "must be an http(s) URL"},
 			{[]string{"list", "--server", base, "--token", binToken}, "--token-file"},
 			{[]string{"list", "--server", base, "--token-file", tokenFile, "--token="}, "--token is refused"},
