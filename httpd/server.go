@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -161,17 +162,31 @@ func (s *Server) Handler() http.Handler {
 	return AllowHosts(h, s.AllowHost)
 }
 
-// onlyParams refuses a request with a query parameter that h does not read, naming it.
+// onlyParams refuses a request whose query h would not read as written: a parameter h does not
+// read, one given twice (h reads the first), or a query that does not parse (URL.Query drops the
+// pairs it cannot read: "?app=x;status=paid" listed every app's orders), naming the part.
 func onlyParams(h http.HandlerFunc, params ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		for name := range r.URL.Query() {
+		refuse := func(format string, args ...any) {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": paynotify.EINVALID,
+				"message": fmt.Sprintf(format, args...)}})
+		}
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			refuse("The query does not parse (%s): separate parameters with &, and percent-encode ; and %%.", paynotify.ClipText(err.Error(), 128))
+			return
+		}
+		for name, vs := range q {
 			if !slices.Contains(params, name) {
 				takes := "none"
 				if len(params) > 0 {
 					takes = strings.Join(params, ", ")
 				}
-				writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"code": paynotify.EINVALID,
-					"message": fmt.Sprintf("Unknown query parameter %q: this route takes %s.", paynotify.ClipText(name, 64), takes)}})
+				refuse("Unknown query parameter %q: this route takes %s.", paynotify.ClipText(name, 64), takes)
+				return
+			}
+			if len(vs) > 1 {
+				refuse("Query parameter %q is given %d times: give it once.", name, len(vs))
 				return
 			}
 		}

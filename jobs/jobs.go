@@ -490,11 +490,20 @@ func ApplyPostgres(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error)
 	// connections from the pool, and with the lock on one of them a pool of one connection
 	// (pool_max_conns=1) waited for ever, holding the lock every other instance then waited for
 	// (a reviewer helper's finding).
-	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+	pcfg := pool.Config()
+	conn, err := pgx.ConnectConfig(ctx, pcfg.ConnConfig)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: migrate: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx)) // closing it also ends the lock, whatever happened
+	// The session settings the pool's connections get (postgres.Open: TCP keepalives, the idle
+	// transaction timeout), so that a host that froze while migrating does not hold the lock for
+	// the kernel's two hours (a reviewer of this change).
+	if pcfg.AfterConnect != nil {
+		if err := pcfg.AfterConnect(ctx, conn); err != nil {
+			return nil, fmt.Errorf("jobs: migrate: %w", err)
+		}
+	}
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1 # hashtextextended(current_schema(), 0))`, migrateLockKey); err != nil {
 		return nil, fmt.Errorf("jobs: migrate: lock: %w", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/pgtest"
 	"github.com/paynotify/paynotify/jobs"
@@ -486,5 +488,40 @@ func TestApplyPostgres_PoolOfOne(t *testing.T) {
 	defer other.Close()
 	if again, err := jobs.ApplyPostgres(ctx, other.Pool()); err != nil || len(again) != 0 {
 		t.Fatalf("again: %v, %v; want nothing to apply", again, err)
+	}
+}
+
+// TestApplyPostgres_LockConnSettings (a reviewer's finding): the migration lock's own connection
+// gets the session settings the pool's connections get (its AfterConnect: postgres.Open's TCP
+// keepalives and idle-transaction timeout), or a host that froze while migrating held the lock
+// for the kernel's two hours.
+func TestApplyPostgres_LockConnSettings(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgxpool.ParseConfig(pgtest.NewSchema(t) + "&pool_max_conns=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var hooked []string
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		mu.Lock()
+		hooked = append(hooked, "hooked")
+		mu.Unlock()
+		_, err := c.Exec(ctx, `SET idle_in_transaction_session_timeout = '61s'`)
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := jobs.ApplyPostgres(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// One connection of the pool (pool_max_conns=1) and the lock's own.
+	if len(hooked) != 2 {
+		t.Fatalf("AfterConnect ran %d times, want 2 (the pool's connection and the lock's)", len(hooked))
 	}
 }
