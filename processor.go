@@ -201,17 +201,39 @@ func (p *Processor) process(ctx context.Context, cb *Callback, v Verifier) *Resu
 	fact, err := v.Verify(cb.Header, cb.Body, cb.VerifyAt)
 	if errors.Is(err, ErrVerifyUnavailable) {
 		// Not a verdict on the message: answered as a failure, so that the provider retries.
-		ev.Verdict, ev.Reason, ev.Detail = VerdictError, ReasonVerifyUnavailable, err.Error()
+		// The record says why (the RejectError's detail: the HTTP status, the timeout; its
+		// Error() is the reason alone, and the cause was lost: a reviewer helper's finding), cut
+		// short like a rejection's, and anyone can cause one (a replayed message while the check
+		// fails), so it comes under the rejected requests' cap.
+		detail := err.Error()
 		var rej *RejectError
 		if errors.As(err, &rej) {
-			ev.OutTradeNo = rej.OutTradeNo
+			ev.OutTradeNo = ClipText(rej.OutTradeNo, maxClaimedOutTradeNo)
+			if rej.Detail != "" {
+				detail = rej.Detail
+			}
 		}
+		ev.Verdict, ev.Reason, ev.Detail = VerdictError, ReasonVerifyUnavailable, ClipText(detail, maxRejectDetail)
 		res := &Result{Verdict: VerdictError, Reason: ReasonVerifyUnavailable, Evidence: ev}
 		ev.Answer = answer(res)
 		ev.DurationMS = p.now().Sub(start).Milliseconds()
+		admitted, firstDrop, droppedBefore := true, false, int64(0)
+		if source == SourceNotification {
+			admitted, firstDrop, droppedBefore = p.admitRejected(cb.App.Name, start, evidenceSize(ev))
+		}
+		if droppedBefore > 0 {
+			base.Warn("rejected callbacks over the evidence cap were dropped, neither stored nor logged", "app", cb.App.Name,
+				"dropped", droppedBefore)
+		}
 		log := withAttrs()
-		log.Warn("callback not verified: a check could not be made", "err", err)
-		p.keepEvidence(ctx, ev, log)
+		switch {
+		case admitted:
+			log.Warn("callback not verified: a check could not be made", "out_trade_no", ev.OutTradeNo, "detail", ev.Detail)
+			p.keepEvidence(ctx, ev, log)
+		case firstDrop:
+			log.Warn("callback not verified: a check could not be made; the app's rejected callbacks are over the evidence cap (of the minute or of the day): the rest are only counted until it has room",
+				"out_trade_no", ev.OutTradeNo, "detail", ev.Detail)
+		}
 		return res
 	}
 	if err != nil {

@@ -240,6 +240,31 @@ func TestProcess_Rejected(t *testing.T) {
 		}
 	})
 
+	t.Run("VerifyUnavailable", func(t *testing.T) {
+		// A check the verification needs that could not be made (legacy notify_verify, the
+		// APIv2 refund query): the record keeps its cause (the RejectError's detail; the error's
+		// text was the reason alone), and anyone replaying a message while the check fails comes
+		// under the same cap as rejected requests (reviewer helpers' findings).
+		p, b := setupProcessor(t)
+		p.RejectedPerMinute = 2
+		unavailable := verifierFunc(func(http.Header, []byte, time.Time) (paynotify.Fact, error) {
+			return paynotify.Fact{}, fmt.Errorf("%w: notify_verify for T1: %w", paynotify.ErrVerifyUnavailable,
+				&paynotify.RejectError{Reason: paynotify.ReasonVerifyUnavailable, Detail: "notify_verify answered HTTP 500", OutTradeNo: "T1"})
+		})
+		for range 5 {
+			if res := p.Process(context.Background(), callback(b.app), unavailable); res.Verdict != paynotify.VerdictError || res.OK {
+				t.Fatalf("result = %+v, want an error answered as a failure", res)
+			}
+		}
+		ev := b.evidence(t, paynotify.EvidenceFilter{})
+		if len(ev) != 2 {
+			t.Fatalf("%d records stored, want the cap of 2", len(ev))
+		}
+		if ev[0].Reason != paynotify.ReasonVerifyUnavailable || ev[0].Detail != "notify_verify answered HTTP 500" || ev[0].OutTradeNo != "T1" {
+			t.Fatalf("record = %+v, want the cause as its detail", ev[0])
+		}
+	})
+
 	t.Run("ByteCap", func(t *testing.T) {
 		// Junk of 4,000 bytes a request (5,024 counted: the detail at its most, 1 KiB) against
 		// 11,000 bytes a minute: two records, then only counted; the first of a minute is kept

@@ -100,8 +100,8 @@ func (v legacyVerifier) Verify(h http.Header, body []byte, _ time.Time) (paynoti
 // legacyFact maps a verified notification to the fact it states (docs/alipay-legacy.md
 // §9.2): TRADE_SUCCESS and TRADE_FINISHED (instant pay, WAP) and WAIT_SELLER_SEND_GOODS
 // (escrow: the money is held by Alipay) and WAIT_BUYER_CONFIRM_GOODS are a payment; TRADE_FINISHED
-// after a payment is the end of the trade; TRADE_CLOSED is a close, or a full refund when a refund
-// is reported; WAIT_BUYER_PAY moves nothing.
+// after a payment is the end of the trade; TRADE_CLOSED is a close, or a full refund when it
+// reports refund_status REFUND_SUCCESS; WAIT_BUYER_PAY moves nothing.
 func legacyFact(g *AlipayLegacy, n *alipaylegacy.Notification) paynotify.Fact {
 	f := paynotify.Fact{
 		OutTradeNo: n.OutTradeNo, ProviderTradeNo: n.TradeNo, Amount: paynotify.Amount(n.TotalFee), HasAmount: true,
@@ -129,9 +129,19 @@ func legacyFact(g *AlipayLegacy, n *alipaylegacy.Notification) paynotify.Fact {
 		// the state machine treats a finish of a pending order as its payment.
 		f.Kind = paynotify.FactFinished
 	case alipaylegacy.TradeClosed:
-		if n.RefundStatus != "" {
-			f.Kind, f.RefundTotal, f.At = paynotify.FactRefund, paynotify.Amount(n.TotalFee), n.GmtRefund
-		} else {
+		switch {
+		case n.RefundStatus == "REFUND_SUCCESS":
+			f.Kind, f.RefundTotal = paynotify.FactRefund, paynotify.Amount(n.TotalFee)
+			if f.At.IsZero() { // At stamps paid_at when the refund implies the payment: gmt_payment first
+				f.At = n.GmtRefund
+			}
+		case n.RefundStatus != "":
+			// Another refund_status (REFUND_CLOSED: a refund that was closed, an escrow dispute's
+			// steps) is no refund made: booked as a full refund, it moved money that did not
+			// move (a reviewer helper's finding). A close, which the state machine raises as
+			// unexpected_close on a paid order, for someone to look at the trade.
+			f.Kind, f.At = paynotify.FactClosed, n.GmtClose
+		default:
 			f.Kind, f.At = paynotify.FactClosed, n.GmtClose
 		}
 	default:

@@ -154,13 +154,26 @@ func TestAlipayLegacyFact(t *testing.T) {
 		{alipaylegacy.TradeWaitBuyerPay, map[string]string{"gmt_payment": ""}, paynotify.FactIgnored, "", 0},
 		{alipaylegacy.TradeWaitBuyerConfirmGoods, nil, paynotify.FactPaid, "2026-11-28 10:05:20", 0},
 		{alipaylegacy.TradeClosed, map[string]string{"gmt_payment": "", "gmt_close": "2026-11-28 12:00:00"}, paynotify.FactClosed, "2026-11-28 12:00:00", 0},
+		// A full refund: At (paid_at, when the refund implies the payment) is gmt_payment, or
+		// gmt_refund without one (it was gmt_refund: a reviewer helper's finding).
 		{alipaylegacy.TradeClosed, map[string]string{"gmt_close": "2026-11-29 09:00:00", "refund_status": "REFUND_SUCCESS", "gmt_refund": "2026-11-29 08:59:59"},
+			paynotify.FactRefund, "2026-11-28 10:05:20", 8888},
+		{alipaylegacy.TradeClosed, map[string]string{"gmt_payment": "", "gmt_close": "2026-11-29 09:00:00", "refund_status": "REFUND_SUCCESS", "gmt_refund": "2026-11-29 08:59:59"},
 			paynotify.FactRefund, "2026-11-29 08:59:59", 8888},
+		// Another refund_status is no refund made (REFUND_CLOSED was booked as a full refund: a
+		// reviewer helper's finding): a close, an anomaly on a paid order.
+		{alipaylegacy.TradeClosed, map[string]string{"gmt_close": "2026-11-29 09:00:00", "refund_status": "REFUND_CLOSED", "gmt_refund": "2026-11-29 08:59:59"},
+			paynotify.FactClosed, "2026-11-29 09:00:00", 0},
 	}
 	for _, c := range cases {
 		name := c.status
 		if c.extra["refund_status"] != "" {
-			name += "+refund"
+			name += "+" + c.extra["refund_status"]
+		}
+		if c.extra["gmt_payment"] == "" && c.extra != nil {
+			if _, ok := c.extra["gmt_payment"]; ok {
+				name += "+unpaid"
+			}
 		}
 		t.Run(name, func(t *testing.T) {
 			fields := legacyFields("legacy_fact_1", c.status)
