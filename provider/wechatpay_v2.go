@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/paynotify/paynotify"
@@ -22,14 +23,94 @@ import (
 // with every other field intact (a reviewer helper showed it on a ciphertext WeChat Pay issued).
 // It is therefore only a hint: the refund it names is asked about with the signed APIv3 refund
 // query, and that answer is the fact.
+//
+// The query is bounded, as anyone holding one captured notification can post it again and again
+// (and altered, with other refund numbers): at most v2MaxQueries in flight (past them the
+// notification is answered FAIL, verify_unavailable, and sent again later), one at a time per
+// refund number (the others wait for its answer), a final answer (SUCCESS, CLOSED) remembered for
+// v2AnswerTTL, and each within Timeout, under WeChat Pay's 5 s wait for the notification's answer
+// (a reviewer of this change: a query of 6 s answered nothing, every retry alike).
 type WechatV2 struct {
 	APIKey []byte
 	// Refunds confirms a refund notification (the app's *wechatpay.Client). Without it a refund
 	// notification is answered FAIL (verify_unavailable).
 	Refunds V2RefundQuerier
-	// Timeout bounds that query; 0 means 10 s.
+	// Timeout bounds that query; 0 means 3 s.
 	Timeout time.Duration
+
+	mu       sync.Mutex
+	inflight map[string]*v2Query      // by out_refund_no
+	answers  map[string]v2FinalAnswer // final answers, by out_refund_no
+	queries  int                      // in flight
 }
+
+const (
+	v2MaxQueries   = 4
+	v2AnswerTTL    = 10 * time.Minute
+	v2AnswersKept  = 1024
+	v2QueryTimeout = 3 * time.Second
+)
+
+// v2Query is one refund query in flight; done closes when rf and err are set.
+type v2Query struct {
+	done chan struct{}
+	rf   *wechatpay.Refund
+	err  error
+}
+
+type v2FinalAnswer struct {
+	rf *wechatpay.Refund
+	at time.Time
+}
+
+// queryRefund asks WeChat Pay about refund no, within the bounds above.
+func (v *WechatV2) queryRefund(no string) (*wechatpay.Refund, error) {
+	now := time.Now()
+	v.mu.Lock()
+	if a, ok := v.answers[no]; ok && now.Sub(a.at) < v2AnswerTTL {
+		v.mu.Unlock()
+		return a.rf, nil
+	}
+	if q := v.inflight[no]; q != nil {
+		v.mu.Unlock()
+		<-q.done
+		return q.rf, q.err
+	}
+	if v.queries >= v2MaxQueries {
+		v.mu.Unlock()
+		return nil, errV2Busy
+	}
+	if v.inflight == nil {
+		v.inflight = map[string]*v2Query{}
+	}
+	q := &v2Query{done: make(chan struct{})}
+	v.inflight[no] = q
+	v.queries++
+	v.mu.Unlock()
+
+	timeout := v.Timeout
+	if timeout <= 0 {
+		timeout = v2QueryTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	q.rf, q.err = v.Refunds.QueryRefund(ctx, no)
+	cancel()
+
+	v.mu.Lock()
+	delete(v.inflight, no)
+	v.queries--
+	if q.err == nil && (q.rf.RefundStatus == "SUCCESS" || q.rf.RefundStatus == "CLOSED") {
+		if v.answers == nil || len(v.answers) >= v2AnswersKept {
+			v.answers = map[string]v2FinalAnswer{}
+		}
+		v.answers[no] = v2FinalAnswer{q.rf, now}
+	}
+	v.mu.Unlock()
+	close(q.done)
+	return q.rf, q.err
+}
+
+var errV2Busy = errors.New("too many refund queries in flight: asked again at WeChat Pay's next delivery")
 
 // V2RefundQuerier asks WeChat Pay about one refund by its out_refund_no, with a verified answer:
 // (*wechatpay.Client).QueryRefund.
@@ -124,13 +205,7 @@ func (v *WechatV2) verifyRefund(body []byte) (paynotify.Fact, error) {
 	if v.Refunds == nil {
 		return paynotify.Fact{}, unavailable("req_info is encrypted, not signed, and no API client is configured to confirm the refund with WeChat Pay's refund query")
 	}
-	timeout := v.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	rf, err := v.Refunds.QueryRefund(ctx, in.OutRefundNo)
-	cancel()
+	rf, err := v.queryRefund(in.OutRefundNo)
 	var we *wechatpay.Error
 	switch {
 	case errors.As(err, &we) && we.Signed && we.Code == "RESOURCE_NOT_EXISTS":
@@ -139,6 +214,10 @@ func (v *WechatV2) verifyRefund(body []byte) (paynotify.Fact, error) {
 				paynotify.ClipText(in.OutRefundNo, 64), paynotify.ClipText(in.OutTradeNo, 64), paynotify.ClipText(in.RefundStatus, 16))}
 	case err != nil:
 		return paynotify.Fact{}, unavailable("the refund query that confirms it did not answer: " + err.Error())
+	}
+	if rf.OutRefundNo != in.OutRefundNo {
+		return paynotify.Fact{}, unavailable(fmt.Sprintf("WeChat Pay's refund query for %q answered about refund %q",
+			paynotify.ClipText(in.OutRefundNo, 64), paynotify.ClipText(rf.OutRefundNo, 64)))
 	}
 	f := WechatRefundFact(rf)
 	if f.Kind == "" {

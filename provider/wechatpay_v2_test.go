@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +187,79 @@ func TestWechatV2_FailedPaymentIgnored(t *testing.T) {
 	f, err := (&provider.WechatV2{APIKey: []byte(key)}).Verify(nil, []byte(body), time.Now())
 	if err != nil || f.Kind != paynotify.FactIgnored {
 		t.Fatalf("fact %+v, %v; want ignored", f, err)
+	}
+}
+
+// blockingQuery is a refund query that waits for release, counting the calls per number.
+type blockingQuery struct {
+	mu      sync.Mutex
+	asked   map[string]int
+	release chan struct{}
+	started chan string
+}
+
+func (q *blockingQuery) QueryRefund(_ context.Context, no string) (*wechatpay.Refund, error) {
+	q.mu.Lock()
+	q.asked[no]++
+	q.mu.Unlock()
+	q.started <- no
+	<-q.release
+	r := &wechatpay.Refund{OutTradeNo: "T1", TransactionID: "4200", OutRefundNo: no, RefundID: "5001", RefundStatus: "SUCCESS"}
+	r.Amount.Total, r.Amount.Refund = 1000, 300
+	return r, nil
+}
+
+// TestWechatV2_RefundQueryBounds (a reviewer of the confirmation): anyone holding one captured
+// refund notification can post it again and again, altered too: the queries it makes are
+// bounded. Concurrent deliveries of one refund make one query; a final answer is remembered; past
+// v2MaxQueries (4) in flight another refund's notification is answered FAIL at once
+// (verify_unavailable), not queued.
+func TestWechatV2_RefundQueryBounds(t *testing.T) {
+	const key = "192006250b4c09247ec02edce69f6a2d"
+	body := func(no string) []byte {
+		return v2RefundBody(t, key, "<root><out_refund_no><![CDATA["+no+"]]></out_refund_no><out_trade_no><![CDATA[T1]]></out_trade_no>"+
+			"<refund_fee><![CDATA[300]]></refund_fee><refund_status><![CDATA[SUCCESS]]></refund_status><total_fee><![CDATA[1000]]></total_fee></root>")
+	}
+	q := &blockingQuery{asked: map[string]int{}, release: make(chan struct{}), started: make(chan string, 16)}
+	v := &provider.WechatV2{APIKey: []byte(key), Refunds: q}
+	r1 := body("R1")
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	verify := func(b []byte) {
+		wg.Go(func() {
+			_, err := v.Verify(nil, b, time.Now())
+			errs <- err
+		})
+	}
+	// Three deliveries of R1 at once, and R2, R3, R4: four queries in flight.
+	for range 3 {
+		verify(r1)
+	}
+	for _, no := range []string{"R2", "R3", "R4"} {
+		verify(body(no))
+	}
+	for range 4 {
+		<-q.started
+	}
+	// A fifth refund while four are in flight: FAIL at once.
+	if _, err := v.Verify(nil, body("R5"), time.Now()); !errors.Is(err, paynotify.ErrVerifyUnavailable) {
+		t.Fatalf("a fifth query in flight: %v, want verify_unavailable", err)
+	}
+	close(q.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a delivery: %v", err)
+		}
+	}
+	// R1 again: its SUCCESS is remembered.
+	if f, err := v.Verify(nil, r1, time.Now()); err != nil || f.Kind != paynotify.FactRefund || f.RefundAmount != 300 {
+		t.Fatalf("R1 again: %+v, %v", f, err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if fmt.Sprint(q.asked) != "map[R1:1 R2:1 R3:1 R4:1]" {
+		t.Fatalf("queries %v, want one per refund and none for R5", q.asked)
 	}
 }
