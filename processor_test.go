@@ -808,9 +808,10 @@ func TestProcess_Refunds(t *testing.T) {
 		if got := fmt.Sprint(b.events(t, "T1")); got != "[order.paid order.anomaly]" {
 			t.Fatalf("events = %s, want one anomaly for the three messages", got)
 		}
-		// Its amount stays held: a refund of the rest passes, one more fen does not.
+		// Its amount stays held: a refund of the rest passes, one more fen does not (ECONFLICT:
+		// ask again once the pending one is settled).
 		if _, _, err := b.store.CreateRefund(ctx, &paynotify.Refund{App: "shop", OutTradeNo: "T1", OutRequestNo: "R2", Amount: 701,
-			Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); paynotify.ErrorCode(err) != paynotify.EINVALID {
+			Status: paynotify.RefundPending, CreatedAt: t0, UpdatedAt: t0}); paynotify.ErrorCode(err) != paynotify.ECONFLICT {
 			t.Fatalf("a refund past what the abnormal one holds: %v, want it refused", err)
 		}
 		// Settled in the merchant platform: the success books it.

@@ -20,7 +20,11 @@ func TestRefundBound(t *testing.T) {
 		{1000, 300, 300, 0, 700, ok},
 		{1000, 300, 300, 0, 701, invalid},
 		{1000, 0, 400, 400, 600, ok},
-		{1000, 0, 400, 400, 601, invalid},
+		// Our R1 of 400 pending: 601 fits if it fails (ask again), 1001 never.
+		{1000, 0, 400, 400, 601, conflict},
+		{1000, 0, 400, 400, 1001, invalid},
+		// Our R1 of 400 succeeded (the provider's total has it): 601 does not fit.
+		{1000, 400, 400, 0, 601, invalid},
 		// A portal refund of 500 (refunded, no record) beside a pending one of ours of 300.
 		{1000, 500, 300, 300, 200, ok},
 		{1000, 500, 300, 300, 201, conflict},

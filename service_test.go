@@ -372,8 +372,12 @@ func TestRefund(t *testing.T) {
 		if len(list) != 1 || list[0].Status != paynotify.RefundPending {
 			t.Fatalf("refunds = %+v", list)
 		}
-		// Over the amount, counting the pending one.
-		if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 701, OutRequestNo: "R00002"}); paynotify.ErrorCode(err) != paynotify.EINVALID {
+		// Over the amount, counting the pending one: ask again once it is settled (it may fail);
+		// over the amount whatever it becomes: invalid.
+		if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 701, OutRequestNo: "R00002"}); paynotify.ErrorCode(err) != paynotify.ECONFLICT {
+			t.Fatalf("err = %v, want conflict", err)
+		}
+		if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 1001, OutRequestNo: "R00003"}); paynotify.ErrorCode(err) != paynotify.EINVALID {
 			t.Fatalf("err = %v, want invalid", err)
 		}
 	})

@@ -340,22 +340,24 @@ type CheckDone struct {
 // confirmed refunded total and the sums of its refunds that have not failed and that are pending
 // (refunds confirmed without a record of ours, from a portal, count through refunded; pending ones
 // may still succeed, so they count too): nil, or the error the request gets: EINVALID when the
-// refund does not fit even beside what is certainly committed (the refunds of ours that have not
-// failed, or the provider's refunded total), ECONFLICT when it fits that but not beside the
-// refunded total plus the pending refunds. A provider that reports a running total (Alipay's
-// refund_fee) may already count in it a refund whose own answer has not come back, still pending
-// here, so that sum can count one twice: the refund may fit once those are settled, and is worth
-// asking again (a reviewer helper's finding: concurrent Alipay refunds that fitted were refused
-// 400, "10800 already refunded or pending" on an order of 10000).
+// refund does not fit even beside what is certainly refunded (the refunds of ours that succeeded,
+// or the provider's refunded total), ECONFLICT when it fits that but not beside the refunded total
+// plus the pending refunds: a pending one may still fail, and a provider that reports a running
+// total (Alipay's refund_fee) may already count in it a refund whose own answer has not come back,
+// still pending here, so that sum can count one twice. Such a refund may fit once those are
+// settled, and is worth asking again (a reviewer helper's finding: concurrent Alipay refunds that
+// fitted were refused 400, "10800 already refunded or pending" on an order of 10000).
 func RefundBound(orderAmount, refunded, nonFailed, pending, amount int64) error {
 	// Compared with what is left, not summed: the sum could pass int64 (a refund of nearly
 	// MaxInt64 fen, from Go) and wrap.
+	// Certainly refunded: the refunds of ours that succeeded (nonFailed less the pending ones),
+	// or the provider's total, whichever is more (a portal refund counts only in the latter).
 	switch {
-	case amount > orderAmount || max(nonFailed, refunded) > orderAmount-amount:
-		return Errorf(EINVALID, "Refunds would exceed the order amount (%d fen: %d refunded, %d pending, %d of refunds not failed; %d asked).",
-			orderAmount, refunded, pending, nonFailed, amount)
+	case amount > orderAmount || max(nonFailed-pending, refunded) > orderAmount-amount:
+		return Errorf(EINVALID, "Refunds would exceed the order amount (%d fen: %d refunded; %d asked).",
+			orderAmount, max(nonFailed-pending, refunded), amount)
 	case refunded+pending > orderAmount-amount:
-		return Errorf(ECONFLICT, "Refunds may exceed the order amount (%d fen: %d refunded, and %d pending that the provider may already count in it; %d asked): ask again once the pending refunds are settled.",
+		return Errorf(ECONFLICT, "Refunds may exceed the order amount (%d fen: %d refunded and %d pending; %d asked): ask again once the pending refunds are settled.",
 			orderAmount, refunded, pending, amount)
 	}
 	return nil

@@ -734,9 +734,14 @@ func (s *suite) testRefund(t *testing.T) {
 		if _, _, err := st.CreateRefund(b.ctx, newRefund(o, "R1", 1000, T0)); err != nil {
 			t.Fatal(err)
 		}
+		// R1 is pending: R2 fits only if R1 fails, so "ask again" (ECONFLICT); past the amount
+		// whatever R1 becomes is EINVALID.
 		_, _, err := st.CreateRefund(b.ctx, newRefund(o, "R2", 235, T0))
-		if paynotify.ErrorCode(err) != paynotify.EINVALID {
-			t.Fatalf("refund past the amount: err = %v, want EINVALID", err)
+		if paynotify.ErrorCode(err) != paynotify.ECONFLICT {
+			t.Fatalf("refund past the amount beside a pending one: err = %v, want ECONFLICT", err)
+		}
+		if _, _, err := st.CreateRefund(b.ctx, newRefund(o, "R3", 1235, T0)); paynotify.ErrorCode(err) != paynotify.EINVALID {
+			t.Fatalf("refund past the amount whatever the pending one becomes: err = %v, want EINVALID", err)
 		}
 		// Exactly up to the amount is fine; the existing R1 again is returned, not checked.
 		if _, created, err := st.CreateRefund(b.ctx, newRefund(o, "R2", 234, T0)); err != nil || !created {
@@ -782,7 +787,7 @@ func (s *suite) testRefund(t *testing.T) {
 			switch {
 			case errs[i] == nil && created[i]:
 				ok++
-			case paynotify.ErrorCode(errs[i]) != paynotify.EINVALID:
+			case paynotify.ErrorCode(errs[i]) != paynotify.ECONFLICT: // the winner is pending: "ask again"
 				t.Errorf("refund %d: %v", i, errs[i])
 			}
 		}
