@@ -796,6 +796,12 @@ func (p *Processor) anomaly(app *App, f *Fact, reason string, o *Order, ev *Evid
 		// One per refund: its notification names the merchant (mchid), the refund query's
 		// answer does not, and both are asked again until it settles.
 		key = reason + "|" + f.ProviderTradeNo + "|" + f.RefundRequestNo
+	case ReasonDuplicatePaymentRefund:
+		// One per refund message, whoever reports it: without the app id, mchid and seller,
+		// which a notification names and a query's answer may not (a reviewer's finding).
+		g := *f
+		g.AppID, g.MchID, g.SellerID = "", "", ""
+		key = reason + "|" + g.key()
 	}
 	return &Anomaly{App: app.Name, OutTradeNo: otn, Reason: reason, Key: StorableText(key), Event: event}
 }

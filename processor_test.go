@@ -1433,10 +1433,14 @@ func TestProcess_PerRequestRefundAnomalyOnce(t *testing.T) {
 		b.mustOrder(t, otn)
 		apply(paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: otn, ProviderTradeNo: "P1" + otn, Amount: 1000, HasAmount: true}, "")
 	}
-	// T1: the refund of another payment of the order (a duplicate trade), then one of ours.
+	// T1: the refund of another payment of the order (a duplicate trade), then one of ours; the
+	// first again, as a notification names it (with the mchid) where the query's answer did not.
 	apply(wx("T1", "P2T1", 300, "X1"), paynotify.ReasonDuplicatePaymentRefund)
 	apply(wx("T1", "P1T1", 200, "R1"), "")
 	apply(wx("T1", "P2T1", 300, "X1"), paynotify.ReasonDuplicatePaymentRefund)
+	withMch := wx("T1", "P2T1", 300, "X1")
+	withMch.MchID = "1900000001"
+	apply(withMch, paynotify.ReasonDuplicatePaymentRefund)
 	// T2: our refund R1 of 3.00 reported as 4.00 (answered fail: retried), another one meanwhile.
 	b.pendingRefund(t, "T2", "R1", 300)
 	apply(wx("T2", "P1T2", 400, "R1"), paynotify.ReasonAmountMismatch)

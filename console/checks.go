@@ -82,7 +82,7 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 		sig.Outcome, sig.Text = "pass", "Verified."
 		after = &check{"notify_verify", "fail", ev.Detail}
 	case ev.Reason == "refund_unconfirmed":
-		sig.Outcome, sig.Text = "pass", "req_info decrypted with the APIv2 key (encrypted, not signed)."
+		sig.Outcome, sig.Text = "pass", "No signature: req_info decrypted with the APIv2 key (encrypted, not signed)."
 		after = &check{"refund query", "fail", ev.Detail}
 	case rejected:
 		sig.Outcome, sig.Text = "fail", "Refused ("+ev.Reason+"): "+ev.Detail
@@ -91,6 +91,11 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 		after = &check{"commit", "fail", "Not committed (" + ev.Reason + "): " + ev.Detail}
 	default:
 		sig.Outcome, sig.Text = "pass", "Verified."
+		if v2Refund(ev) {
+			// No signature to verify: what was applied is the refund query's answer (a reviewer
+			// of that change: "Verified." said otherwise).
+			sig.Text = "No signature: req_info decrypted with the APIv2 key (encrypted, not signed); applied as WeChat Pay's signed refund query answered about the refund it names."
+		}
 		if ev.Detail != "" && ev.Verdict != paynotify.VerdictAnomaly {
 			sig.Text += " " + ev.Detail // an anomaly's detail is what disagreed: on the status row
 		}
@@ -240,6 +245,15 @@ type messageFields struct {
 	appID, seller, amount, status string
 }
 
+// v2Refund reports whether ev is a WeChat Pay APIv2 refund notification: req_info, and no sign.
+func v2Refund(ev *paynotify.Evidence) bool {
+	if ev.Endpoint != "wechatpay-v2" {
+		return false
+	}
+	m := xmlFields(ev.Body)
+	return m["req_info"] != "" && m["sign"] == ""
+}
+
 // fields reads the values of a raw notification by its endpoint (docs/alipay.md,
 // docs/alipay-legacy.md, docs/wechatpay.md).
 func fields(ev *paynotify.Evidence) messageFields {
@@ -248,12 +262,12 @@ func fields(ev *paynotify.Evidence) messageFields {
 	case "wechatpay":
 		// The ids, the amount and the state are inside the encrypted resource.
 	case "wechatpay-v2":
-		m := xmlFields(ev.Body)
-		if m["req_info"] != "" && m["sign"] == "" {
+		if v2Refund(ev) {
 			// A refund: its envelope is not signed and req_info only encrypted; what was applied
 			// is WeChat Pay's refund query's answer, not anything shown here.
 			break
 		}
+		m := xmlFields(ev.Body)
 		f.appID, f.amount, f.status = m["appid"], fen(m["total_fee"]), strings.TrimSpace(m["result_code"]+" "+m["trade_state"])
 		if m["mch_id"] != "" {
 			f.appID += " / mch " + m["mch_id"]

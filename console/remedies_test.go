@@ -40,6 +40,9 @@ func TestExplain_StepAfterTheSignature(t *testing.T) {
 			"commit", "Not committed (client_gone): commit: context canceled"},
 		{paynotify.Evidence{Endpoint: "alipay-legacy", Verdict: paynotify.VerdictRejected, Reason: "notify_id_unconfirmed", Detail: `notify_verify answered "false"`},
 			"notify_verify", `notify_verify answered "false"`},
+		{paynotify.Evidence{Endpoint: "wechatpay-v2", Verdict: paynotify.VerdictRejected, Reason: "refund_unconfirmed", Detail: "no such refund",
+			Body: []byte("<xml><return_code>SUCCESS</return_code><req_info>abc=</req_info></xml>")},
+			"refund query", "no such refund"},
 	} {
 		v := explain(&tc.ev, nil, nil)
 		if len(v.Checks) < 2 || v.Checks[0].Name != "signature" || v.Checks[0].Outcome != "pass" {
@@ -62,6 +65,21 @@ func TestExplain_AnomalyDetail(t *testing.T) {
 	}
 	if last := v.Checks[len(v.Checks)-1]; last.Name != "status" || !strings.Contains(last.Text, "(the message states a total of 10.01, the order's is 10.00)") {
 		t.Errorf("status row %+v, want what disagreed", last)
+	}
+}
+
+// TestExplain_V2Refund (a reviewer's finding): an APIv2 refund notification has no signature: its
+// page does not say "Verified.", but what was applied (the refund query's answer), and does not
+// show the unsigned envelope's appid as checked.
+func TestExplain_V2Refund(t *testing.T) {
+	ev := &paynotify.Evidence{Endpoint: "wechatpay-v2", Provider: paynotify.ProviderWechatpay, Verdict: paynotify.VerdictAccepted,
+		Body: []byte("<xml><return_code>SUCCESS</return_code><appid>wx0</appid><mch_id>1</mch_id><req_info>abc=</req_info></xml>")}
+	v := explain(ev, &paynotify.App{Provider: paynotify.ProviderWechatpay, AppID: "wx1", MchID: "2"}, nil)
+	if c := v.Checks[0]; c.Name != "signature" || strings.Contains(c.Text, "Verified") || !strings.Contains(c.Text, "refund query") {
+		t.Errorf("signature row %+v", c)
+	}
+	if c := v.Checks[1]; c.Name != "app id" || c.Outcome != "skip" || strings.Contains(c.Text, "wx0") {
+		t.Errorf("app id row %+v, want skipped, not the envelope's appid", c)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -49,14 +50,14 @@ func buildBinary(t *testing.T) string {
 // server (or to a client connection) before this one bound it, so that a test waited for
 // /healthz and was answered by another test's server. Ports below the ephemeral range
 // (net.ipv4.ip_local_port_range, 32768–60999 by default) are never chosen by the kernel, and
-// each is handed out once per test process; the start is spread by the process id so that two
-// test processes on one machine rarely walk the same ports.
+// each is handed out once per test process; the start is random, so that two test processes on
+// one machine (even with equal pids, in containers sharing a network) rarely walk the same ports.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	freePorts.Lock()
 	defer freePorts.Unlock()
 	if freePorts.next == 0 {
-		freePorts.next = freePortLow + (os.Getpid()*97)%(freePortHigh-freePortLow)
+		freePorts.next = freePortLow + rand.IntN(freePortHigh-freePortLow)
 	}
 	for range freePortHigh - freePortLow {
 		port := freePorts.next

@@ -323,9 +323,9 @@ func verifyWechatpayV2(m *Main, keyFile string, explain bool, positional []strin
 		// Decrypted is all that can be said offline: ECB authenticates nothing, and serve applies
 		// the refund only as WeChat Pay's signed refund query states it.
 		r := n.Info
-		fmt.Fprintln(m.Stdout, "valid")
+		fmt.Fprintln(m.Stdout, "decrypted (not authenticated)")
 		fmt.Fprintf(m.Stdout, "v2 refund out_trade_no=%s out_refund_no=%s refund_status=%s refund=%d total=%d\n", r.OutTradeNo, r.OutRefundNo, r.RefundStatus, r.RefundFee, r.TotalFee)
-		fmt.Fprintln(m.Stdout, "note: req_info is encrypted, not signed: serve applies a refund notification only as WeChat Pay's refund query (APIv3, signed) confirms it")
+		fmt.Fprintln(m.Stdout, "note: req_info is encrypted, not signed, and can be altered without the key: serve applies a refund notification only as WeChat Pay's refund query (APIv3, signed) confirms it")
 		return nil
 	}
 	n, err := wechatpay.VerifyV2Notification(body, key)

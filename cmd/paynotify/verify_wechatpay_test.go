@@ -172,8 +172,8 @@ func TestVerifyWechatpay_OwnVectors(t *testing.T) {
 	}
 	t.Run("OK/V2Refund", func(t *testing.T) {
 		code, out, errs := runMain(t, v.V2Refund.Body, "verify", "wechatpay", "--v2", "--api-key-file", v2key)
-		if code != exitOK || out != "valid\nv2 refund out_trade_no=1409811653 out_refund_no=RF20261102000001 refund_status=SUCCESS refund=1000 total=2599\n"+
-			"note: req_info is encrypted, not signed: serve applies a refund notification only as WeChat Pay's refund query (APIv3, signed) confirms it\n" {
+		if code != exitOK || out != "decrypted (not authenticated)\nv2 refund out_trade_no=1409811653 out_refund_no=RF20261102000001 refund_status=SUCCESS refund=1000 total=2599\n"+
+			"note: req_info is encrypted, not signed, and can be altered without the key: serve applies a refund notification only as WeChat Pay's refund query (APIv3, signed) confirms it\n" {
 			t.Fatalf("code %d out %q err %q", code, out, errs)
 		}
 	})
@@ -259,7 +259,7 @@ func TestVerifyWechatpay_Samples(t *testing.T) {
 		{"ErrV2CertOnly", []string{"--platform-cert", cert, "--apiv3-key-file", s + "/apiv3.key",
 			"--headers", s + "/v2_refund_success.headers.txt", "--now", "1717293606", s + "/v2_refund_success.body.json"}, exitInvalid, "invalid: unknown_serial"},
 		{"OK/APIv2Payment", []string{"--v2", "--api-key-file", s + "/apiv2.key", s + "/v2_payment_hmac.xml"}, exitOK, "valid\nv2 payment"},
-		{"OK/APIv2Refund", []string{"--v2", "--api-key-file", s + "/apiv2.key", s + "/v2_refund.xml"}, exitOK, "valid\nv2 refund"},
+		{"OK/APIv2Refund", []string{"--v2", "--api-key-file", s + "/apiv2.key", s + "/v2_refund.xml"}, exitOK, "decrypted (not authenticated)\nv2 refund"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
