@@ -353,7 +353,12 @@ func (s *Service) closeOrder(ctx context.Context, a *App, o *Order) (*Order, err
 	log := s.logger().With("app", a.Name, "out_trade_no", o.OutTradeNo)
 	fact, err := a.Gateway.Close(ctx, o)
 	if err != nil {
-		log.Warn("close at provider", "err", err)
+		if errors.Is(err, ErrNoCloseService) {
+			// Expected for such a provider (legacy Alipay): not a warning at every expiry.
+			log.Info("close at provider: the provider has no close service", "err", err)
+		} else {
+			log.Warn("close at provider", "err", err)
+		}
 		return nil, err
 	}
 	res, err := s.applyAnswered(ctx, a, fact, nil)

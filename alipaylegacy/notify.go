@@ -254,6 +254,15 @@ func (c *Client) verifyMAPI(w *alipaywire.Form, ret bool) (*Notification, error)
 		return fail(e)
 	}
 	if !ret {
+		// A return_url visit's query carries is_success and exterface, which no asynchronous
+		// notification has: POSTed to the notify URL (anyone holding the buyer's URL can), it
+		// verified, and its notify_id confirmed for a minute, so that a return paid an order
+		// (a reviewer helper's finding; only the asynchronous notification changes an order).
+		for _, f := range fields {
+			if f.Key == "is_success" || f.Key == "exterface" {
+				return fail(verr(ReasonMalformed, "a return_url visit's query ("+f.Key+"), not an asynchronous notification: a return changes no order"))
+			}
+		}
 		if field, name, found := regroup.Find(mapiDecisionFields, func(yield func(k, v string) bool) {
 			for _, f := range fields {
 				if !yield(f.Key, f.Value) {

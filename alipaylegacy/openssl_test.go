@@ -576,6 +576,12 @@ func TestVerifyReturn(t *testing.T) {
 	t.Run("ErrNoSignType", func(t *testing.T) {
 		wantReasonOf(t, verifyR(c, md5Notify(t, with(ret, "sign_type", "\x00"))), ReasonMissingField)
 	})
+	t.Run("ErrPostedAsNotification", func(t *testing.T) {
+		// The same signed return POSTed to the notify URL (anyone with the buyer's URL can) is
+		// no notification: it paid an order (a reviewer helper's finding).
+		_, err := c.VerifyNotification(md5Notify(t, append(ret, kv{"notify_type", "trade_status_sync"}, kv{"trade_no", "2026"})))
+		wantReasonOf(t, err, ReasonMalformed)
+	})
 	t.Run("ErrTampered", func(t *testing.T) {
 		b := bytes.Replace(md5Notify(t, ret), []byte("total_fee=0.01"), []byte("total_fee=0.02"), 1)
 		wantReasonOf(t, verifyR(c, b), ReasonSignatureInvalid)

@@ -86,7 +86,9 @@ func remedy(ev *paynotify.Evidence, a *paynotify.App) string {
 	case paynotify.ReasonClientGone:
 		return "The provider hung up before the change was committed (the store was slow, or locked by another process): nothing was committed, and the provider retries. If frequent, look at the store's health (/readyz, the log)."
 	case "notify_id_unconfirmed":
-		return "The signature held, but Alipay's notify_verify did not confirm the notify_id: a forgery with a leaked MD5 key (change the key in Alipay's merchant portal), or an old notification replayed. Nothing was applied."
+		return "The signature held, but Alipay's notify_verify did not confirm the notify_id (Alipay confirms one only until paynotify has answered it success). " +
+			"If the order already holds this payment (the same trade number), it is a delivery of a notification already applied, again: nothing to do. " +
+			"Otherwise a forgery with a leaked MD5 key (change the key in Alipay's merchant portal), or an old notification replayed. Nothing was applied."
 	case paynotify.ReasonVerifyUnavailable:
 		if ev.Endpoint == "wechatpay-v2" {
 			return "WeChat Pay's refund query, which confirms an APIv2 refund notification (it is encrypted, not signed), did not answer, or says the refund " +
