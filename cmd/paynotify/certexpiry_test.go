@@ -73,3 +73,20 @@ func TestWatchCertExpiry(t *testing.T) {
 		t.Errorf("%d warnings, want 2:\n%s", n, out)
 	}
 }
+
+// TestWarnSharedPartners (a reviewer helper's finding): two legacy Alipay apps of one partner (two
+// charsets) accept each other's notifications, so serve warns that their order numbers must not
+// repeat across them; apps of other partners, and OpenAPI apps, are not named.
+func TestWarnSharedPartners(t *testing.T) {
+	var logs bytes.Buffer
+	warnSharedPartners(slog.New(slog.NewTextHandler(&logs, nil)), &Config{Apps: []AppConfig{
+		{Name: "pc-gbk", Provider: "alipay-legacy", Partner: "2088101122136241"},
+		{Name: "wap-utf8", Provider: "alipay-legacy", Partner: "2088101122136241"},
+		{Name: "other", Provider: "alipay-legacy", Partner: "2088000000000009"},
+		{Name: "open", Provider: "alipay"},
+	}})
+	out := logs.String()
+	if strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, `apps="pc-gbk, wap-utf8"`) || !strings.Contains(out, "partner=2088101122136241") {
+		t.Fatalf("log:\n%s", out)
+	}
+}

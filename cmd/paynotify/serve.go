@@ -117,6 +117,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	}
 	defer store.Close()
 	logStart(logger, cfg)
+	warnSharedPartners(logger, cfg)
 	warnNewerSchema(ctx, store, logger)
 	svc := newService(cfg, store, apps, logger)
 	srv := newServer(cfg, store, svc, logger)
@@ -190,6 +191,25 @@ func watchCertExpiry(ctx context.Context, cfg *Config, logger *slog.Logger, now 
 		case <-ctx.Done():
 			return
 		case <-time.After(interval):
+		}
+	}
+}
+
+// warnSharedPartners warns about legacy Alipay apps of one partner (two charsets need two apps):
+// Alipay signs their notifications alike, so one app's notification verifies at the other's
+// notify URL too, and an order number both apps hold would be paid by either's (a reviewer
+// helper's finding). Their out_trade_no must not repeat across them.
+func warnSharedPartners(logger *slog.Logger, cfg *Config) {
+	by := map[string][]string{}
+	for _, a := range cfg.Apps {
+		if a.Provider == paynotify.ProviderAlipayLegacy && a.Partner != "" {
+			by[a.Partner] = append(by[a.Partner], a.Name)
+		}
+	}
+	for partner, apps := range by {
+		if len(apps) > 1 {
+			logger.Warn("legacy Alipay apps of one partner: a notification of one verifies at the other's notify URL too; give their orders numbers that do not repeat across them",
+				"partner", partner, "apps", strings.Join(apps, ", "))
 		}
 	}
 }
