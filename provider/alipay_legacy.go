@@ -17,7 +17,7 @@ import (
 )
 
 // AlipayLegacy is the paynotify.Provider of one legacy Alipay app (mapi gateway and the old WAP
-// pair; docs/alipay-legacy.md §15.2). Alipay documents no query, close or refund service for these
+// pair; docs/alipay-legacy.md §15.2). paynotify implements no query, close or refund service for these
 // merchants: their orders are settled by notifications only, expire locally, and close and refund
 // are refused with a message that says so.
 type AlipayLegacy struct {
