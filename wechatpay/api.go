@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/paynotify/paynotify/internal/rawresp"
@@ -31,10 +32,30 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) (int,
 		return status, err
 	}
 	// A 2xx answer without a valid signature must be treated as forged.
-	if verr := c.verifyWith(c.keys.Load(), h, rb); verr != nil {
+	verr := c.verifyWith(c.keys.Load(), h, rb)
+	if verr != nil && c.refreshOnMiss(ctx, verr, h) {
+		// Signed with a platform certificate not downloaded yet (WeChat Pay signs with the next
+		// one from five days before the old one ends): the same bytes again, with the new
+		// certificates (every query failed until the periodic refresh ran: a reviewer helper's
+		// finding).
+		verr = c.verifyWith(c.keys.Load(), h, rb)
+	}
+	if verr != nil {
 		return status, verr
 	}
 	return status, decodeAnswer(method, path, status, rb, out)
+}
+
+// refreshOnMiss downloads the platform certificates when err is an unknown certificate serial
+// (not a PUB_KEY_ID_…) and a merchant key is configured, at most once per MissRefreshInterval,
+// and reports whether it did.
+func (c *Client) refreshOnMiss(ctx context.Context, err error, h http.Header) bool {
+	var ve *VerifyError
+	if !errors.As(err, &ve) || ve.Reason != ReasonUnknownSerial || c.signer == nil ||
+		strings.HasPrefix(h.Get(wire.HeaderSerial), wire.PublicKeyIDPrefix) || !c.missRefreshDue() {
+		return false
+	}
+	return c.RefreshCertificates(ctx) == nil
 }
 
 // decodeAnswer decodes a verified 2xx answer into out. When out is nil no result is expected

@@ -845,3 +845,54 @@ func TestClient_ErrorSigned(t *testing.T) {
 		})
 	}
 }
+
+// TestClient_AnswerFromNewCertificate (a reviewer helper's finding): WeChat Pay signs its answers
+// with its next platform certificate from five days before the old one ends; an answer naming a
+// serial the client has not downloaded yet had every query fail until the periodic refresh ran.
+// The client downloads the certificates (at most once per MissRefreshInterval) and verifies the
+// same bytes again.
+func TestClient_AnswerFromNewCertificate(t *testing.T) {
+	v := mustOwn(t)
+	cv := v.Certificates
+	now := time.Unix(cv.Now, 0)
+	downloads := new(atomic.Int32)
+	answer := []byte(`{"refund_id":"50000000382019052709732678859","out_refund_no":"R1","transaction_id":"4200000001","out_trade_no":"T1",` +
+		`"channel":"ORIGINAL","status":"SUCCESS","success_time":"2026-11-29T10:00:00+08:00","create_time":"2026-11-29T09:59:00+08:00",` +
+		`"amount":{"total":100,"refund":100,"payer_total":100,"payer_refund":100,"currency":"CNY"}}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v3/certificates" {
+			downloads.Add(1)
+			for k, val := range cv.Headers {
+				w.Header().Set(k, val)
+			}
+			io.WriteString(w, cv.Body)
+			return
+		}
+		// Signed with the certificate only the download has (other_key.pem, serial cv.Serial).
+		h, err := wire.SignHeaders(mustPrivateKey(t, "other_key.pem"), cv.Serial, now.Unix(), "nonce1", answer)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for k, vs := range h {
+			w.Header()[k] = vs
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(answer)
+	}))
+	defer srv.Close()
+	c, err := NewClient(Config{MchID: "1900000100", MerchantPrivateKey: mustPrivateKey(t, "shared/official_doc_test_key.pem"), MerchantSerialNo: testSerialNo,
+		APIv3Key: []byte(testAPIv3Key), PlatformCerts: mustRead(t, "shared/go_sdk_notify_test_cert.pem"),
+		BaseURL: srv.URL, HTTPClient: srv.Client(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.QueryRefund(t.Context(), "R1")
+	if err != nil || r.RefundStatus != "SUCCESS" || r.OutRefundNo != "R1" || downloads.Load() != 1 {
+		t.Fatalf("%+v, %v, %d downloads; want the answer verified after one download", r, err, downloads.Load())
+	}
+	// Verified with the downloaded certificate from then on, without another download.
+	if _, err := c.QueryRefund(t.Context(), "R1"); err != nil || downloads.Load() != 1 {
+		t.Fatalf("again: %v, %d downloads", err, downloads.Load())
+	}
+}
