@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"time"
 
 	"github.com/paynotify/paynotify/internal/alipaywire"
 )
@@ -169,8 +170,9 @@ func RootCertSN(pemBytes []byte) (string, error) {
 
 // leaf is an end-entity certificate's SN and key.
 type leaf struct {
-	sn  string
-	pub *rsa.PublicKey
+	sn                  string
+	pub                 *rsa.PublicKey
+	notBefore, notAfter time.Time
 }
 
 // certLeaves returns, in file order, the SN and RSA key of every end-entity certificate of a PEM
@@ -209,7 +211,7 @@ func certLeaves(pemBytes []byte) ([]leaf, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, leaf{sn, pub})
+		out = append(out, leaf{sn: sn, pub: pub, notBefore: c.NotBefore, notAfter: c.NotAfter})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("alipay: no end-entity certificate in PEM (each one issued another)")
@@ -221,6 +223,9 @@ func certLeaves(pemBytes []byte) ([]leaf, error) {
 type CertKey struct {
 	SN  string
 	Key *rsa.PublicKey
+	// NotBefore and NotAfter are the certificate's validity (paynotify doctor reports them; the
+	// verification does not check them).
+	NotBefore, NotAfter time.Time
 }
 
 // AlipayCertKeys returns the certificates that Config.AlipayCert trusts in a PEM file, in file
@@ -233,7 +238,7 @@ func AlipayCertKeys(pemBytes []byte) ([]CertKey, error) {
 	}
 	out := make([]CertKey, len(leaves))
 	for i, l := range leaves {
-		out[i] = CertKey{SN: l.sn, Key: l.pub}
+		out[i] = CertKey{SN: l.sn, Key: l.pub, NotBefore: l.notBefore, NotAfter: l.notAfter}
 	}
 	return out, nil
 }

@@ -317,6 +317,43 @@ func (d *doctor) certExpiry(r *report, field string, certs []*x509.Certificate, 
 	}
 }
 
+// alipayCertExpiry reports the validity of the certificates alipay_cert_file trusts, each named by
+// its alipay_cert_sn (the certificate line named a hex X.509 serial the keys line does not show):
+// the one that ends last decides, as verification goes on with it while Alipay signs with it; one
+// that ended beside it is a WARN to remove it, not a FAIL (a rotation leaves the old one in the
+// file; a reviewer helper's finding).
+func (d *doctor) alipayCertExpiry(r *report, cks []alipay.CertKey, renew string) {
+	now := d.now()
+	last := cks[0]
+	for _, ck := range cks[1:] {
+		if ck.NotAfter.After(last.NotAfter) {
+			last = ck
+		}
+	}
+	day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+	left := last.NotAfter.Sub(now)
+	switch {
+	case now.Before(last.NotBefore):
+		r.fail("certificate", fmt.Sprintf("alipay_cert_file (alipay_cert_sn %s) is not valid before %s", last.SN, day(last.NotBefore)),
+			"check the clock of this machine, or "+renew)
+		return
+	case left <= 0:
+		r.fail("certificate", fmt.Sprintf("alipay_cert_file (alipay_cert_sn %s) expired on %s", last.SN, day(last.NotAfter)), renew)
+		return
+	case left < certWarnWithin:
+		r.warn("certificate", fmt.Sprintf("alipay_cert_file (alipay_cert_sn %s) expires on %s, in %d days", last.SN, day(last.NotAfter), int(left.Hours()/24)),
+			renew+" before "+day(last.NotAfter)+", and add Alipay's next certificate to the file beside it")
+	default:
+		r.pass("certificate", "alipay_cert_file valid until %s (%d days; alipay_cert_sn %s)", day(last.NotAfter), int(left.Hours()/24), last.SN)
+	}
+	for _, ck := range cks {
+		if ck.SN != last.SN && !now.Before(ck.NotAfter) {
+			r.warn("certificate", fmt.Sprintf("alipay_cert_file also holds alipay_cert_sn %s, which ended on %s", ck.SN, day(ck.NotAfter)),
+				"remove it from the file once Alipay signs with alipay_cert_sn "+last.SN+" only")
+		}
+	}
+}
+
 // probe asks rawURL with a GET and reports whether anything answers: any HTTP status does. It
 // reports the check as check; plainOK says that plain http is what this endpoint really is
 // (Alipay's old WAP gateway), otherwise plain http is a WARN.
@@ -442,7 +479,7 @@ func (d *doctor) alipay(ctx context.Context, r *report, ac *AppConfig) {
 				// Every certificate the server trusts is named: during a rotation the file holds
 				// the current and the next one.
 				r.pass("keys", "alipay_cert_file parses (%s)", strings.Join(trusted, "; "))
-				d.certExpiry(r, "alipay_cert_file", parseCerts(b), renew)
+				d.alipayCertExpiry(r, cks, renew)
 			}
 		}
 		if b, ok := d.readKey(r, "alipay_root_cert_file", ac.AlipayRootCertFile, false); ok {

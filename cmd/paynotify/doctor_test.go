@@ -437,6 +437,18 @@ func TestDoctor(t *testing.T) {
 		}
 		wantLine(t, out, "FAIL", "alipay-demo", "certificate", "alipay_cert_file", "expired on")
 		wantLine(t, out, "FAIL", "alipay-demo", "key pair", "app_cert_file does not certify the public key of app_private_key_file")
+
+		// A rotation's file: the ended certificate beside the next one is a WARN to remove it,
+		// named by its alipay_cert_sn, not a FAIL (the server verifies with the next one).
+		writeTestFile(t, filepath.Join(dir, "app.crt"), ca.issue(t, "app", appPub, now.Add(400*24*time.Hour)))
+		writeTestFile(t, filepath.Join(dir, "alipay.crt"), ca.issue(t, "alipay-old", alipayPub, now.Add(-time.Hour))+
+			ca.issue(t, "alipay-new", alipayPub, now.Add(400*24*time.Hour)))
+		code, out = e.run(t, "--config", config, "--app", "alipay-demo")
+		if code != exitOK {
+			t.Fatalf("a rotation's file: exit %d, want 0:\n%s", code, out)
+		}
+		wantLine(t, out, "PASS", "alipay-demo", "certificate", "alipay_cert_file valid until", "alipay_cert_sn")
+		wantLine(t, out, "WARN", "alipay-demo", "certificate", "alipay_cert_file also holds alipay_cert_sn", "ended on", "remove it")
 	})
 
 	t.Run("Unreachable", func(t *testing.T) {
