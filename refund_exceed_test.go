@@ -33,6 +33,10 @@ func TestRefundBound(t *testing.T) {
 		// whose own answer has not come back (still pending). 400 more fits once R1 is settled.
 		{1000, 600, 600, 300, 400, conflict},
 		{1000, 600, 600, 300, 401, invalid},
+		// Alipay: ours of 750 succeeded while the order's total is held back at 500 (an amount
+		// not yet confirmed), 250 pending: 250 more would make 1250 (a reviewer's finding).
+		{1000, 500, 1000, 250, 250, conflict},
+		{1000, 500, 1000, 250, 251, invalid},
 		{1000, 300, 300, 0, math.MaxInt64, invalid},
 		{1000, 0, 0, 0, math.MaxInt64 - 100, invalid},
 		{math.MaxInt64, 10, 10, 0, math.MaxInt64, invalid},

@@ -351,14 +351,17 @@ func RefundBound(orderAmount, refunded, nonFailed, pending, amount int64) error 
 	// Compared with what is left, not summed: the sum could pass int64 (a refund of nearly
 	// MaxInt64 fen, from Go) and wrap.
 	// Certainly refunded: the refunds of ours that succeeded (nonFailed less the pending ones),
-	// or the provider's total, whichever is more (a portal refund counts only in the latter).
+	// or the provider's total, whichever is more (a portal refund counts only in the latter; a
+	// refund of ours can be succeeded while the order's total is held back, an Alipay amount not
+	// yet confirmed). The pending ones come on top of it.
+	sure := max(nonFailed-pending, refunded)
 	switch {
-	case amount > orderAmount || max(nonFailed-pending, refunded) > orderAmount-amount:
+	case amount > orderAmount || sure > orderAmount-amount:
 		return Errorf(EINVALID, "Refunds would exceed the order amount (%d fen: %d refunded; %d asked).",
-			orderAmount, max(nonFailed-pending, refunded), amount)
-	case refunded+pending > orderAmount-amount:
+			orderAmount, sure, amount)
+	case sure+pending > orderAmount-amount:
 		return Errorf(ECONFLICT, "Refunds may exceed the order amount (%d fen: %d refunded and %d pending; %d asked): ask again once the pending refunds are settled.",
-			orderAmount, refunded, pending, amount)
+			orderAmount, sure, pending, amount)
 	}
 	return nil
 }

@@ -222,7 +222,11 @@ func checkSign(w *alipaywire.Form) (string, *VerifyError) {
 // buyer's subject "礼物&out_trade_no=L2" split into another order's number) and is refused
 // (ReasonMalformed). A program deciding by another field (subject, body, extra_common_param)
 // must not trust where its value ends.
-var mapiDecisionFields = []string{"gmt_close", "gmt_payment", "gmt_refund", "notify_id", "notify_type", "out_trade_no", "partner",
+//
+// exterface and is_success are a return_url visit's, which a notification must not hold (below):
+// named here too, or folded into the value before them (buyer_id) they passed that check (a
+// reviewer's finding).
+var mapiDecisionFields = []string{"exterface", "gmt_close", "gmt_payment", "gmt_refund", "is_success", "notify_id", "notify_type", "out_trade_no", "partner",
 	"price", "quantity", "refund_status", "seller_email", "seller_id", "total_fee", "trade_no", "trade_status"}
 
 // verifyMAPI verifies a mapi notification (ret false) or return_url visit (ret true).

@@ -581,6 +581,19 @@ func TestVerifyReturn(t *testing.T) {
 		// no notification: it paid an order (a reviewer helper's finding).
 		_, err := c.VerifyNotification(md5Notify(t, append(ret, kv{"notify_type", "trade_status_sync"}, kv{"trade_no", "2026"})))
 		wantReasonOf(t, err, ReasonMalformed)
+		// The same with exterface and is_success folded into buyer_id, the field before them in
+		// sorted order: the signed string is unchanged, and no field has either name (a
+		// reviewer's finding).
+		signed := md5Notify(t, append(ret, kv{"buyer_id", "2088102122524333"}, kv{"notify_type", "trade_status_sync"}, kv{"trade_no", "2026"}))
+		q, err := url.ParseQuery(string(signed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Set("buyer_id", "2088102122524333&exterface=create_direct_pay_by_user&is_success=T")
+		q.Del("exterface")
+		q.Del("is_success")
+		_, err = c.VerifyNotification([]byte(q.Encode()))
+		wantReasonOf(t, err, ReasonMalformed)
 	})
 	t.Run("ErrTampered", func(t *testing.T) {
 		b := bytes.Replace(md5Notify(t, ret), []byte("total_fee=0.01"), []byte("total_fee=0.02"), 1)

@@ -72,7 +72,11 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 	// (a reviewer helper's finding).
 	var after *check
 	sig := check{Name: "signature"}
+	const v2Applied = "No signature: req_info decrypted with the APIv2 key (encrypted, not signed); applied as WeChat Pay's signed refund query answered about the refund it names."
 	switch {
+	case ev.Reason == paynotify.ReasonVerifyUnavailable && v2Refund(ev):
+		sig.Outcome, sig.Text = "pass", "No signature: req_info decrypted with the APIv2 key (encrypted, not signed)."
+		after = &check{"refund query", "fail", "Could not confirm it now: " + ev.Detail}
 	case ev.Reason == paynotify.ReasonVerifyUnavailable:
 		sig.Outcome, sig.Text = "fail", "Could not be checked now: "+ev.Detail
 	case ev.Reason == paynotify.ReasonDecryptFailed && ev.Endpoint == "wechatpay":
@@ -88,13 +92,16 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 		sig.Outcome, sig.Text = "fail", "Refused ("+ev.Reason+"): "+ev.Detail
 	case ev.Verdict == paynotify.VerdictError && (ev.Reason == paynotify.ReasonStoreError || ev.Reason == paynotify.ReasonClientGone):
 		sig.Outcome, sig.Text = "pass", "Verified."
+		if v2Refund(ev) {
+			sig.Text = v2Applied
+		}
 		after = &check{"commit", "fail", "Not committed (" + ev.Reason + "): " + ev.Detail}
 	default:
 		sig.Outcome, sig.Text = "pass", "Verified."
 		if v2Refund(ev) {
 			// No signature to verify: what was applied is the refund query's answer (a reviewer
 			// of that change: "Verified." said otherwise).
-			sig.Text = "No signature: req_info decrypted with the APIv2 key (encrypted, not signed); applied as WeChat Pay's signed refund query answered about the refund it names."
+			sig.Text = v2Applied
 		}
 		if ev.Detail != "" && ev.Verdict != paynotify.VerdictAnomaly {
 			sig.Text += " " + ev.Detail // an anomaly's detail is what disagreed: on the status row

@@ -315,7 +315,7 @@ func (c *Console) handleOrder(w http.ResponseWriter, r *http.Request, ss *sessio
 		}
 	}
 	// What the server would still allow (paynotify.RefundBound's rule, its ECONFLICT included).
-	p.Refund = max(o.Amount-max(nonFailed, o.RefundedAmount+p.Pending), 0)
+	p.Refund = max(o.Amount-(max(nonFailed-p.Pending, o.RefundedAmount)+p.Pending), 0)
 	sort.SliceStable(p.Timeline, func(i, j int) bool { return p.Timeline[i].At.Before(p.Timeline[j].At) })
 	if c.Demo && o.Status == paynotify.StatusPending {
 		p.PayLinks, p.PayForm = payLinks(o.Pay)

@@ -43,6 +43,9 @@ func TestExplain_StepAfterTheSignature(t *testing.T) {
 		{paynotify.Evidence{Endpoint: "wechatpay-v2", Verdict: paynotify.VerdictRejected, Reason: "refund_unconfirmed", Detail: "no such refund",
 			Body: []byte("<xml><return_code>SUCCESS</return_code><req_info>abc=</req_info></xml>")},
 			"refund query", "no such refund"},
+		{paynotify.Evidence{Endpoint: "wechatpay-v2", Verdict: paynotify.VerdictError, Reason: paynotify.ReasonVerifyUnavailable, Detail: "PROCESSING",
+			Body: []byte("<xml><return_code>SUCCESS</return_code><req_info>abc=</req_info></xml>")},
+			"refund query", "Could not confirm it now: PROCESSING"},
 	} {
 		v := explain(&tc.ev, nil, nil)
 		if len(v.Checks) < 2 || v.Checks[0].Name != "signature" || v.Checks[0].Outcome != "pass" {

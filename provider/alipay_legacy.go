@@ -152,6 +152,8 @@ func legacyFact(g *AlipayLegacy, n *alipaylegacy.Notification) paynotify.Fact {
 			// move (a reviewer helper's finding). A close, which the state machine raises as
 			// unexpected_close on a paid order, for someone to look at the trade.
 			f.Kind, f.At = paynotify.FactClosed, n.GmtClose
+			f.Detail = "TRADE_CLOSED with refund_status " + paynotify.ClipText(n.RefundStatus, 32) +
+				", not REFUND_SUCCESS: no refund is booked; see the trade in Alipay's portal"
 		default:
 			f.Kind, f.At = paynotify.FactClosed, n.GmtClose
 		}

@@ -88,27 +88,36 @@ func (v *WechatV2) queryRefund(no string) (*wechatpay.Refund, error) {
 	v.queries++
 	v.mu.Unlock()
 
+	// Released whatever happens (a panic in the query included: the slot and the waiters would
+	// otherwise be held for good).
+	defer func() {
+		v.mu.Lock()
+		delete(v.inflight, no)
+		v.queries--
+		if q.err == nil && q.rf.OutRefundNo == no && (q.rf.RefundStatus == "SUCCESS" || q.rf.RefundStatus == "CLOSED") {
+			if v.answers == nil || len(v.answers) >= v2AnswersKept {
+				v.answers = map[string]v2FinalAnswer{}
+			}
+			v.answers[no] = v2FinalAnswer{q.rf, now}
+		}
+		v.mu.Unlock()
+		close(q.done)
+	}()
+	q.err = errV2NoAnswer // until the query returns
 	timeout := v.Timeout
 	if timeout <= 0 {
 		timeout = v2QueryTimeout
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	q.rf, q.err = v.Refunds.QueryRefund(ctx, no)
-	cancel()
-
-	v.mu.Lock()
-	delete(v.inflight, no)
-	v.queries--
-	if q.err == nil && (q.rf.RefundStatus == "SUCCESS" || q.rf.RefundStatus == "CLOSED") {
-		if v.answers == nil || len(v.answers) >= v2AnswersKept {
-			v.answers = map[string]v2FinalAnswer{}
-		}
-		v.answers[no] = v2FinalAnswer{q.rf, now}
+	if q.err == nil && q.rf == nil {
+		q.err = errV2NoAnswer
 	}
-	v.mu.Unlock()
-	close(q.done)
 	return q.rf, q.err
 }
+
+var errV2NoAnswer = errors.New("the refund query gave no answer")
 
 var errV2Busy = errors.New("too many refund queries in flight: asked again at WeChat Pay's next delivery")
 
@@ -199,8 +208,10 @@ func (v *WechatV2) verifyRefund(body []byte) (paynotify.Fact, error) {
 		return paynotify.Fact{}, err
 	}
 	unavailable := func(detail string) error {
+		// The record's detail names the refund: the body is encrypted.
 		return fmt.Errorf("%w: APIv2 refund %s: %w", paynotify.ErrVerifyUnavailable, in.OutRefundNo,
-			&paynotify.RejectError{Reason: paynotify.ReasonVerifyUnavailable, Detail: detail, OutTradeNo: in.OutTradeNo})
+			&paynotify.RejectError{Reason: paynotify.ReasonVerifyUnavailable, OutTradeNo: in.OutTradeNo,
+				Detail: fmt.Sprintf("APIv2 refund %q: %s", paynotify.ClipText(in.OutRefundNo, 64), detail)})
 	}
 	if v.Refunds == nil {
 		return paynotify.Fact{}, unavailable("req_info is encrypted, not signed, and no API client is configured to confirm the refund with WeChat Pay's refund query")

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,5 +262,48 @@ func TestWechatV2_RefundQueryBounds(t *testing.T) {
 	defer q.mu.Unlock()
 	if fmt.Sprint(q.asked) != "map[R1:1 R2:1 R3:1 R4:1]" {
 		t.Fatalf("queries %v, want one per refund and none for R5", q.asked)
+	}
+}
+
+// panicOnce panics at its first query, then answers.
+type panicOnce struct{ calls atomic.Int32 }
+
+func (q *panicOnce) QueryRefund(_ context.Context, no string) (*wechatpay.Refund, error) {
+	if q.calls.Add(1) == 1 {
+		panic("query failed in a way no one expected")
+	}
+	r := &wechatpay.Refund{OutTradeNo: "T1", TransactionID: "4200", OutRefundNo: no, RefundStatus: "SUCCESS"}
+	r.Amount.Total, r.Amount.Refund = 1000, 300
+	return r, nil
+}
+
+// TestWechatV2_RefundQueryPanic (a reviewer's finding): a query that panics releases its slot and
+// its waiters (the server recovers the handler's panic); it held them for good, and four such
+// panics stopped every confirmation until a restart.
+func TestWechatV2_RefundQueryPanic(t *testing.T) {
+	const key = "192006250b4c09247ec02edce69f6a2d"
+	body := v2RefundBody(t, key, "<root><out_refund_no><![CDATA[R1]]></out_refund_no><out_trade_no><![CDATA[T1]]></out_trade_no>"+
+		"<refund_fee><![CDATA[300]]></refund_fee><refund_status><![CDATA[SUCCESS]]></refund_status><total_fee><![CDATA[1000]]></total_fee></root>")
+	v := &provider.WechatV2{APIKey: []byte(key), Refunds: &panicOnce{}}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the query's panic did not reach the caller")
+			}
+		}()
+		v.Verify(nil, body, time.Now())
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(nil, body, time.Now())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after the panic: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("after the panic, the next delivery of the refund waits for ever")
 	}
 }
