@@ -256,6 +256,12 @@ type EvidenceFilter struct {
 	Source     string
 	Since      time.Time // received at or after
 	Limit      int       // 0 means 100
+	// BodyBudget, when above 0, bounds the bytes of bodies and headers loaded: the newest records
+	// carry theirs while their running sum stays within it, the others come without (Body and
+	// Headers nil, BodyOmitted set), never read from the database. A list of a thousand records
+	// of 64 KiB bodies (junk anyone can post, kept as rejected evidence) loaded them all before
+	// the API's answer dropped most (a reviewer helper's finding).
+	BodyBudget int
 }
 
 // CheckKind is what a reconciliation check looks at.

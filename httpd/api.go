@@ -352,8 +352,10 @@ func (s *Server) handleListNotifications(w http.ResponseWriter, r *http.Request)
 		s.writeError(w, r, paynotify.Errorf(paynotify.EINVALID, "Unknown source %q.", source))
 		return
 	}
+	// The store loads the bodies within the budget only (BodyBudget); the loop below keeps the
+	// answer's own count, headers as JSON.
 	list, err := s.Service.Store.ListEvidence(r.Context(), paynotify.EvidenceFilter{App: q.Get("app"), OutTradeNo: q.Get("out_trade_no"),
-		Verdict: verdict, Reason: q.Get("reason"), Source: source, Limit: limit})
+		Verdict: verdict, Reason: q.Get("reason"), Source: source, Limit: limit, BodyBudget: listBodyBudget})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -193,17 +193,51 @@ func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter)
 		c.add("received_at >= %s", tm(filter.Since))
 	}
 	lim := c.arg(limit(filter.Limit))
-	rows, err := db.pool.Query(ctx, `SELECT `+evidenceColumns+` FROM evidence`+c.where()+`
-		ORDER BY received_at DESC, seq DESC LIMIT `+lim, c.args...)
+	query := `SELECT ` + evidenceColumns + ` FROM evidence` + c.where() + `
+		ORDER BY received_at DESC, seq DESC LIMIT ` + lim
+	if filter.BodyBudget > 0 {
+		// The page's sizes first (octet_length reads a TOASTed value's header, not the value),
+		// then the bodies and headers of the records within the budget only (a CASE detoasts
+		// what it takes).
+		budget := c.arg(filter.BodyBudget)
+		query = `WITH page AS (SELECT seq, received_at, octet_length(body) + coalesce(pg_column_size(headers), 0) AS sz FROM evidence` + c.where() + `
+				ORDER BY received_at DESC, seq DESC LIMIT ` + lim + `),
+			acc AS (SELECT seq, sum(sz) OVER (ORDER BY received_at DESC, seq DESC ROWS UNBOUNDED PRECEDING) AS spent FROM page)
+			SELECT e.id, e.app, e.provider, e.source, e.endpoint, e.reprocessed_from, e.received_at, e.verdict, e.reason, e.detail,
+				e.out_trade_no, e.order_version, e.answer, e.duration_ms,
+				CASE WHEN acc.spent <= ` + budget + ` THEN e.headers::text END, CASE WHEN acc.spent <= ` + budget + ` THEN e.body END,
+				e.repeats, e.last_received_at, acc.spent > ` + budget + `
+			FROM acc JOIN evidence e ON e.seq = acc.seq ORDER BY e.received_at DESC, e.seq DESC`
+	}
+	rows, err := db.pool.Query(ctx, query, c.args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list evidence: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*paynotify.Evidence, error) { return scanEvidence(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*paynotify.Evidence, error) {
+		if filter.BodyBudget <= 0 {
+			return scanEvidence(r)
+		}
+		var omitted bool
+		e, err := scanEvidence(withOmitted{r, &omitted})
+		if err == nil {
+			e.BodyOmitted = omitted
+		}
+		return e, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list evidence: %w", err)
 	}
 	return out, nil
 }
+
+// withOmitted scans a row of ListEvidence's budgeted query: scanEvidence's columns, then whether
+// the record's body and headers were left out.
+type withOmitted struct {
+	pgx.Row
+	omitted *bool
+}
+
+func (w withOmitted) Scan(dest ...any) error { return w.Row.Scan(append(dest, w.omitted)...) }
 
 // GetEvent returns the event with id, Data byte for byte as committed, or ENOTFOUND.
 func (db *DB) GetEvent(ctx context.Context, id string) (*paynotify.Event, error) {

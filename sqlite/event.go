@@ -160,18 +160,39 @@ func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter)
 	if !filter.Since.IsZero() {
 		c.add("received_at >= ?", formatTime(filter.Since))
 	}
-	rows, err := db.rd.QueryContext(ctx, `SELECT `+evidenceColumns+` FROM evidence`+c.where()+`
-		ORDER BY received_at DESC, seq DESC LIMIT ?`, append(c.args, limit(filter.Limit))...)
+	query, args := `SELECT `+evidenceColumns+` FROM evidence`+c.where()+`
+		ORDER BY received_at DESC, seq DESC LIMIT ?`, append(c.args, limit(filter.Limit))
+	if filter.BodyBudget > 0 {
+		// The page's sizes first (length() reads a record's header, not its overflow pages),
+		// then the bodies and headers of the records within the budget only: SQLite reads a
+		// column when a CASE takes it.
+		query = `WITH page AS (SELECT seq, received_at, length(body) + coalesce(length(headers), 0) AS sz FROM evidence` + c.where() + `
+				ORDER BY received_at DESC, seq DESC LIMIT ?),
+			acc AS (SELECT seq, sum(sz) OVER (ORDER BY received_at DESC, seq DESC ROWS UNBOUNDED PRECEDING) AS spent FROM page)
+			SELECT e.id, e.app, e.provider, e.source, e.endpoint, e.reprocessed_from, e.received_at, e.verdict, e.reason, e.detail,
+				e.out_trade_no, e.order_version, e.answer, e.duration_ms,
+				CASE WHEN acc.spent <= ? THEN e.headers END, CASE WHEN acc.spent <= ? THEN e.body END, e.repeats, e.last_received_at,
+				acc.spent > ?
+			FROM acc JOIN evidence e ON e.seq = acc.seq ORDER BY e.received_at DESC, e.seq DESC`
+		args = append(args, filter.BodyBudget, filter.BodyBudget, filter.BodyBudget)
+	}
+	rows, err := db.rd.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list evidence: %w", err)
 	}
 	defer rows.Close()
 	out := []*paynotify.Evidence{}
 	for rows.Next() {
-		e, err := scanEvidence(rows)
+		var s scanner = rows
+		var omitted bool
+		if filter.BodyBudget > 0 {
+			s = withOmitted{rows, &omitted}
+		}
+		e, err := scanEvidence(s)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: list evidence: %w", err)
 		}
+		e.BodyOmitted = omitted
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -179,6 +200,15 @@ func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter)
 	}
 	return out, nil
 }
+
+// withOmitted scans a row of ListEvidence's budgeted query: scanEvidence's columns, then whether
+// the record's body and headers were left out.
+type withOmitted struct {
+	s       scanner
+	omitted *bool
+}
+
+func (w withOmitted) Scan(dest ...any) error { return w.s.Scan(append(dest, w.omitted)...) }
 
 // GetEvent returns the event with id, Data byte for byte as committed, or ENOTFOUND.
 func (db *DB) GetEvent(ctx context.Context, id string) (*paynotify.Event, error) {

@@ -1387,6 +1387,41 @@ func (s *suite) testEvidence(t *testing.T) {
 		return evidenceIDs(MustListEvidence(t, b.ctx, st, f))
 	}
 
+	t.Run("OKBodyBudget", func(t *testing.T) {
+		// With a BodyBudget, the newest records carry their bodies and headers while their
+		// running size stays within it; the rest come without (BodyOmitted), never loaded, in
+		// the same order and with every other field (a reviewer helper's finding: a list loaded
+		// a thousand 64 KiB bodies before the answer dropped most).
+		st, b := s.setup(t)
+		o := NewOrder("app1", "T1", T0)
+		for i := range 5 {
+			e := NewEvidence(fmt.Sprint("b", i+1), o, T0.Add(time.Duration(i)*time.Second))
+			e.Body = bytes.Repeat([]byte{'x'}, 1000)
+			if err := st.InsertEvidence(b.ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Each record is 1,000 bytes of body and some of headers: 2,500 holds two.
+		got := MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{Limit: 10, BodyBudget: 2500})
+		checkStrings(t, "records", evidenceIDs(got), []string{"b5", "b4", "b3", "b2", "b1"})
+		for i, e := range got {
+			loaded := i < 2
+			if e.BodyOmitted == loaded || (len(e.Body) == 1000) != loaded || (e.Headers != nil) != loaded ||
+				e.Detail != "applied" || e.OutTradeNo != "T1" || e.Answer != "success" {
+				t.Errorf("record %s: omitted %v, body %d bytes, headers %v; want loaded %v", e.ID, e.BodyOmitted, len(e.Body), e.Headers, loaded)
+			}
+		}
+		// Without a budget, every body.
+		for _, e := range MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{Limit: 10}) {
+			if e.BodyOmitted || len(e.Body) != 1000 {
+				t.Errorf("record %s without a budget: omitted %v, body %d bytes", e.ID, e.BodyOmitted, len(e.Body))
+			}
+		}
+		// A filter and a limit apply as without a budget.
+		checkStrings(t, "limited", evidenceIDs(MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{App: "app1", Limit: 3, BodyBudget: 1 << 20})),
+			[]string{"b5", "b4", "b3"})
+	})
+
 	t.Run("OKClaimedText", func(t *testing.T) {
 		// A rejected request can claim any bytes: NUL and non-UTF-8 in its out_trade_no and
 		// detail are kept as U+FFFD on both stores (PostgreSQL text cannot hold them), the body
