@@ -347,8 +347,8 @@ type CheckDone struct {
 // (refunds confirmed without a record of ours, from a portal, count through refunded; pending ones
 // may still succeed, so they count too): nil, or the error the request gets: EINVALID when the
 // refund does not fit even beside what is certainly refunded (the refunds of ours that succeeded,
-// or the provider's refunded total), ECONFLICT when it fits that but not beside the refunded total
-// plus the pending refunds: a pending one may still fail, and a provider that reports a running
+// or the provider's refunded total, whichever is more), ECONFLICT when it fits that but not beside
+// that plus the pending refunds: a pending one may still fail, and a provider that reports a running
 // total (Alipay's refund_fee) may already count in it a refund whose own answer has not come back,
 // still pending here, so that sum can count one twice. Such a refund may fit once those are
 // settled, and is worth asking again (a reviewer helper's finding: concurrent Alipay refunds that

@@ -196,11 +196,12 @@ func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter)
 	query := `SELECT ` + evidenceColumns + ` FROM evidence` + c.where() + `
 		ORDER BY received_at DESC, seq DESC LIMIT ` + lim
 	if filter.BodyBudget > 0 {
-		// The page's sizes first (octet_length reads a TOASTed value's header, not the value),
-		// then the bodies and headers of the records within the budget only (a CASE detoasts
-		// what it takes).
+		// The page's sizes first (octet_length of a bytea reads its TOAST header, not the value;
+		// the headers' size as text, what is loaded, not their compressed size; an empty body is
+		// NULL), then the bodies and headers of the records within the budget only (a CASE
+		// detoasts what it takes).
 		budget := c.arg(filter.BodyBudget)
-		query = `WITH page AS (SELECT seq, received_at, octet_length(body) + coalesce(pg_column_size(headers), 0) AS sz FROM evidence` + c.where() + `
+		query = `WITH page AS (SELECT seq, received_at, coalesce(octet_length(body), 0) + coalesce(octet_length(headers::text), 0) AS sz FROM evidence` + c.where() + `
 				ORDER BY received_at DESC, seq DESC LIMIT ` + lim + `),
 			acc AS (SELECT seq, sum(sz) OVER (ORDER BY received_at DESC, seq DESC ROWS UNBOUNDED PRECEDING) AS spent FROM page)
 			SELECT e.id, e.app, e.provider, e.source, e.endpoint, e.reprocessed_from, e.received_at, e.verdict, e.reason, e.detail,

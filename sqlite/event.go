@@ -163,10 +163,11 @@ func (db *DB) ListEvidence(ctx context.Context, filter paynotify.EvidenceFilter)
 	query, args := `SELECT `+evidenceColumns+` FROM evidence`+c.where()+`
 		ORDER BY received_at DESC, seq DESC LIMIT ?`, append(c.args, limit(filter.Limit))
 	if filter.BodyBudget > 0 {
-		// The page's sizes first (length() reads a record's header, not its overflow pages),
-		// then the bodies and headers of the records within the budget only: SQLite reads a
-		// column when a CASE takes it.
-		query = `WITH page AS (SELECT seq, received_at, length(body) + coalesce(length(headers), 0) AS sz FROM evidence` + c.where() + `
+		// The page's sizes first (length() of a BLOB and octet_length() of a UTF-8 TEXT read
+		// the record's header, not the value; an empty body is NULL), then the bodies and
+		// headers of the records within the budget only: SQLite reads a column when a CASE
+		// takes it.
+		query = `WITH page AS (SELECT seq, received_at, coalesce(length(body), 0) + coalesce(octet_length(headers), 0) AS sz FROM evidence` + c.where() + `
 				ORDER BY received_at DESC, seq DESC LIMIT ?),
 			acc AS (SELECT seq, sum(sz) OVER (ORDER BY received_at DESC, seq DESC ROWS UNBOUNDED PRECEDING) AS spent FROM page)
 			SELECT e.id, e.app, e.provider, e.source, e.endpoint, e.reprocessed_from, e.received_at, e.verdict, e.reason, e.detail,

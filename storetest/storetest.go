@@ -1420,6 +1420,19 @@ func (s *suite) testEvidence(t *testing.T) {
 		// A filter and a limit apply as without a budget.
 		checkStrings(t, "limited", evidenceIDs(MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{App: "app1", Limit: 3, BodyBudget: 1 << 20})),
 			[]string{"b5", "b4", "b3"})
+		// The newest record without a body nor headers (an empty POST: NULL, not 0 bytes) is
+		// listed, and counts as nothing (its NULL size failed the whole list: a reviewer's
+		// finding).
+		e := NewEvidence("b6", o, T0.Add(time.Minute))
+		e.Body, e.Headers = nil, nil
+		if err := st.InsertEvidence(b.ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		got = MustListEvidence(t, b.ctx, st, paynotify.EvidenceFilter{Limit: 10, BodyBudget: 2500})
+		checkStrings(t, "with an empty one", evidenceIDs(got), []string{"b6", "b5", "b4", "b3", "b2", "b1"})
+		if got[0].BodyOmitted || got[0].Body != nil || got[1].BodyOmitted || got[2].BodyOmitted || !got[3].BodyOmitted {
+			t.Errorf("with an empty one first: omitted %v %v %v %v", got[0].BodyOmitted, got[1].BodyOmitted, got[2].BodyOmitted, got[3].BodyOmitted)
+		}
 	})
 
 	t.Run("OKClaimedText", func(t *testing.T) {

@@ -324,19 +324,28 @@ func (d *doctor) certExpiry(r *report, field string, certs []*x509.Certificate, 
 // file; a reviewer helper's finding).
 func (d *doctor) alipayCertExpiry(r *report, cks []alipay.CertKey, renew string) {
 	now := d.now()
-	last := cks[0]
-	for _, ck := range cks[1:] {
-		if ck.NotAfter.After(last.NotAfter) {
+	day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+	// The one that ends last among those valid now; a next one not valid yet does not decide
+	// (added ahead of its start, beside the current one: a reviewer's finding).
+	var last *alipay.CertKey
+	for i := range cks {
+		if ck := &cks[i]; !now.Before(ck.NotBefore) && (last == nil || ck.NotAfter.After(last.NotAfter)) {
 			last = ck
 		}
 	}
-	day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
-	left := last.NotAfter.Sub(now)
-	switch {
-	case now.Before(last.NotBefore):
-		r.fail("certificate", fmt.Sprintf("alipay_cert_file (alipay_cert_sn %s) is not valid before %s", last.SN, day(last.NotBefore)),
+	if last == nil { // none has started: the one that starts first
+		first := cks[0]
+		for _, ck := range cks[1:] {
+			if ck.NotBefore.Before(first.NotBefore) {
+				first = ck
+			}
+		}
+		r.fail("certificate", fmt.Sprintf("alipay_cert_file (alipay_cert_sn %s) is not valid before %s", first.SN, day(first.NotBefore)),
 			"check the clock of this machine, or "+renew)
 		return
+	}
+	left := last.NotAfter.Sub(now)
+	switch {
 	case left <= 0:
 		r.fail("certificate", fmt.Sprintf("alipay_cert_file (alipay_cert_sn %s) expired on %s", last.SN, day(last.NotAfter)), renew)
 		return
@@ -347,9 +356,13 @@ func (d *doctor) alipayCertExpiry(r *report, cks []alipay.CertKey, renew string)
 		r.pass("certificate", "alipay_cert_file valid until %s (%d days; alipay_cert_sn %s)", day(last.NotAfter), int(left.Hours()/24), last.SN)
 	}
 	for _, ck := range cks {
-		if ck.SN != last.SN && !now.Before(ck.NotAfter) {
+		switch {
+		case ck.SN == last.SN:
+		case !now.Before(ck.NotAfter):
 			r.warn("certificate", fmt.Sprintf("alipay_cert_file also holds alipay_cert_sn %s, which ended on %s", ck.SN, day(ck.NotAfter)),
 				"remove it from the file once Alipay signs with alipay_cert_sn "+last.SN+" only")
+		case now.Before(ck.NotBefore):
+			r.pass("certificate", "alipay_cert_file also holds alipay_cert_sn %s, valid from %s (the next one)", ck.SN, day(ck.NotBefore))
 		}
 	}
 }

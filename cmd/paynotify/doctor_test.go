@@ -449,6 +449,16 @@ func TestDoctor(t *testing.T) {
 		}
 		wantLine(t, out, "PASS", "alipay-demo", "certificate", "alipay_cert_file valid until", "alipay_cert_sn")
 		wantLine(t, out, "WARN", "alipay-demo", "certificate", "alipay_cert_file also holds alipay_cert_sn", "ended on", "remove it")
+
+		// The next certificate added ahead of its start, beside the current one: not a FAIL.
+		writeTestFile(t, filepath.Join(dir, "alipay.crt"), ca.issue(t, "alipay-now", alipayPub, now.Add(400*24*time.Hour))+
+			ca.issueBetween(t, "alipay-next", alipayPub, now.Add(10*24*time.Hour), now.Add(800*24*time.Hour)))
+		code, out = e.run(t, "--config", config, "--app", "alipay-demo")
+		if code != exitOK {
+			t.Fatalf("a next certificate not valid yet: exit %d, want 0:\n%s", code, out)
+		}
+		wantLine(t, out, "PASS", "alipay-demo", "certificate", "alipay_cert_file valid until "+now.Add(400*24*time.Hour).UTC().Format(time.DateOnly))
+		wantLine(t, out, "PASS", "alipay-demo", "certificate", "(the next one)")
 	})
 
 	t.Run("Unreachable", func(t *testing.T) {
@@ -712,6 +722,12 @@ func (ca *testCA) issue(t *testing.T, cn string, pub *rsa.PublicKey, notAfter ti
 	if d := notAfter.Add(-24 * time.Hour); d.Before(notBefore) {
 		notBefore = d
 	}
+	return ca.issueBetween(t, cn, pub, notBefore, notAfter)
+}
+
+// issueBetween is issue with its start too.
+func (ca *testCA) issueBetween(t *testing.T, cn string, pub *rsa.PublicKey, notBefore, notAfter time.Time) string {
+	t.Helper()
 	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
 	if err != nil {
 		t.Fatal(err)
