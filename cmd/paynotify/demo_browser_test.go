@@ -120,9 +120,17 @@ func TestDemoPage_Browser(t *testing.T) {
 			t.Fatalf("%s: status %q, notification %q", channel, status, notification)
 		}
 		// The page came back by console.js's live reload, marked by its cookie (not a use of a
-		// session), which the loaded page cleared: what the operator does next counts.
-		nav, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`performance.getEntriesByType('navigation')[0].type`))
-		cookie, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.cookie`))
+		// session), which the loaded page cleared: what the operator does next counts. A later
+		// change of the order's records reloads it once more, the cookie set again until that
+		// page loads (a CI run read it in between): asked until it holds, for up to 5 s.
+		var nav, cookie string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			nav, _ = chromedp.Run(bctx, chromedp.Evaluate[string](`performance.getEntriesByType('navigation')[0].type`))
+			cookie, _ = chromedp.Run(bctx, chromedp.Evaluate[string](`document.cookie`))
+			if nav == "reload" && !strings.Contains(cookie, "paynotify_live") || time.Now().After(deadline) {
+				break
+			}
+		}
 		if nav != "reload" || strings.Contains(cookie, "paynotify_live") {
 			t.Errorf("%s: the order's page came by %q, cookies %q: want a reload and no paynotify_live left", channel, nav, cookie)
 		}
