@@ -228,6 +228,9 @@ func (c *Client) SellerMatches(n *Notification) bool {
 	return n.SellerID == c.partner
 }
 
+// IsPID reports whether s has the form of an Alipay partner id (PID): 2088 and 12 more digits.
+func IsPID(s string) bool { return isPID(s) }
+
 func isPID(s string) bool {
 	if len(s) != 16 || !strings.HasPrefix(s, "2088") {
 		return false

@@ -113,7 +113,7 @@ func legacyFact(g *AlipayLegacy, n *alipaylegacy.Notification) paynotify.Fact {
 	// anomaly's detail showed the message's seller_id, the merchant's own PID, beside the
 	// configured email: a reviewer helper's finding).
 	f.SellerID = n.SellerID
-	if f.SellerID == "" || !isPIDLike(g.Seller) {
+	if f.SellerID == "" || !alipaylegacy.IsPID(g.Seller) {
 		f.SellerID = n.SellerEmail
 	}
 	if f.SellerID == "" {
@@ -267,18 +267,4 @@ func legacyClaimedOutTradeNo(body []byte) string {
 		return s
 	}
 	return ""
-}
-
-// isPIDLike reports whether s looks like an Alipay PID (2088 and 12 more digits), as a configured
-// seller_id does; otherwise the app's seller is an email.
-func isPIDLike(s string) bool {
-	if len(s) != 16 || !strings.HasPrefix(s, "2088") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
