@@ -241,9 +241,11 @@ type EvidenceStore interface {
 	// PruneRejectedEvidence deletes the rejected notifications received before before (verdict
 	// rejected, source notification: requests that did not verify, which anyone can post to a
 	// notify URL), as PruneEvidence does (no anomaly is raised on a rejected record), except
-	// legacy Alipay's notify_id_unconfirmed ones, whose signature held (a leaked key's trace).
-	// Query answers and reprocesses are left to PruneEvidence. A shorter period than the other
-	// evidence's, so that junk does not fill the disk for months.
+	// legacy Alipay's notify_id_unconfirmed ones, whose signature held (a leaked key's trace);
+	// and the notifications whose check could not be made (verdict error, reason
+	// verify_unavailable), which come under the same cap, as anyone can cause one by replaying a
+	// message while a check fails. Query answers and reprocesses are left to PruneEvidence. A
+	// shorter period than the other evidence's, so that junk does not fill the disk for months.
 	PruneRejectedEvidence(ctx context.Context, before time.Time, batch int) (int64, error)
 }
 

@@ -40,6 +40,14 @@ const (
 			AND source = 'notification' AND reason <> 'notify_id_unconfirmed'
 			ORDER BY received_at LIMIT ?2)
 		AND verdict = 'rejected' AND received_at < ?1 AND source = 'notification' AND reason <> 'notify_id_unconfirmed'`
+	// pruneUnavailable: the notifications whose check could not be made (verify_unavailable, under
+	// the rejected requests' cap: anyone can cause one by replaying a message while a check fails),
+	// kept as long as the rejected ones; by evidence_reason_received_at.
+	pruneUnavailable = `DELETE FROM evidence WHERE seq IN (
+		SELECT seq FROM evidence WHERE verdict = 'error' AND received_at < ?1
+			AND source = 'notification' AND reason = 'verify_unavailable'
+			ORDER BY received_at LIMIT ?2)
+		AND verdict = 'error' AND received_at < ?1 AND source = 'notification' AND reason = 'verify_unavailable'`
 	pruneAttempts = `DELETE FROM webhook_attempts WHERE seq IN (
 		SELECT seq FROM webhook_attempts WHERE at < ?1 ORDER BY at LIMIT ?2) AND at < ?1`
 	pruneDeliveries = `DELETE FROM webhook_deliveries WHERE seq IN (
@@ -94,7 +102,11 @@ func (db *DB) PruneRejectedEvidence(ctx context.Context, before time.Time, batch
 	if err != nil {
 		return n, fmt.Errorf("sqlite: prune rejected evidence: %w", err)
 	}
-	return n, nil
+	m, err := db.prune(ctx, pruneUnavailable, before, batch)
+	if err != nil {
+		return n + m, fmt.Errorf("sqlite: prune unverified evidence: %w", err)
+	}
+	return n + m, nil
 }
 
 // PruneWebhooks deletes the attempts made before before, then the deliveries no longer pending

@@ -25,6 +25,7 @@ func TestPrunePlans(t *testing.T) {
 	}{
 		{"evidence", pruneEvidence, []string{"INDEX evidence_received_at", "SEARCH ev USING INDEX events_anomaly_evidence (<expr>=?)"}},
 		{"rejected", pruneRejected, []string{"INDEX evidence_verdict_received_at"}},
+		{"unavailable", pruneUnavailable, []string{"INDEX evidence_reason_received_at"}},
 		{"attempts", pruneAttempts, []string{"INDEX webhook_attempts_at"}},
 		{"deliveries", pruneDeliveries, []string{"INDEX webhook_deliveries_updated_at"}},
 	} {

@@ -26,7 +26,9 @@ func (s *suite) testRetention(t *testing.T) {
 		// in batches, and nothing else: the accepted and anomaly records of the same age stay, so
 		// does the rejected one received at the cutoff, and so do rejected records that are no
 		// junk: a query's answer (a provider's signed answer about another order), a reprocess,
-		// and legacy Alipay's notify_id_unconfirmed (its signature held).
+		// and legacy Alipay's notify_id_unconfirmed (its signature held). Notifications whose
+		// check could not be made (verify_unavailable) go with the rejected ones; other errors
+		// (a store's failure on a verified message) stay.
 		st, b := s.setup(t)
 		cutoff := T0.Add(time.Hour)
 		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
@@ -44,15 +46,20 @@ func (s *suite) testRetention(t *testing.T) {
 			{"p1", T0, paynotify.VerdictRejected, paynotify.SourceReprocess, paynotify.ReasonSignatureInvalid},
 			{"n1", T0, paynotify.VerdictRejected, paynotify.SourceNotification, "notify_id_unconfirmed"},
 			{"a1", T0, paynotify.VerdictAccepted, paynotify.SourceNotification, ""},
-			{"x1", T0, paynotify.VerdictAnomaly, paynotify.SourceNotification, paynotify.ReasonAmountMismatch}} {
+			{"x1", T0, paynotify.VerdictAnomaly, paynotify.SourceNotification, paynotify.ReasonAmountMismatch},
+			{"u1", T0, paynotify.VerdictError, paynotify.SourceNotification, paynotify.ReasonVerifyUnavailable},
+			{"u2", T0.Add(3 * time.Second), paynotify.VerdictError, paynotify.SourceNotification, paynotify.ReasonVerifyUnavailable},
+			{"u-cut", cutoff, paynotify.VerdictError, paynotify.SourceNotification, paynotify.ReasonVerifyUnavailable},
+			{"uq", T0, paynotify.VerdictError, paynotify.SourceQuery, paynotify.ReasonVerifyUnavailable},
+			{"e1", T0, paynotify.VerdictError, paynotify.SourceNotification, paynotify.ReasonStoreError}} {
 			e := NewEvidence(k.id, o, k.at)
 			e.Verdict, e.Source, e.Reason = k.verdict, k.source, k.reason
 			if err := st.InsertEvidence(b.ctx, e); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if n, err := st.PruneRejectedEvidence(b.ctx, cutoff, 2); err != nil || n != 3 {
-			t.Fatalf("PruneRejectedEvidence = %d, %v; want 3 (r1, r2, r3)", n, err)
+		if n, err := st.PruneRejectedEvidence(b.ctx, cutoff, 2); err != nil || n != 5 {
+			t.Fatalf("PruneRejectedEvidence = %d, %v; want 5 (r1, r2, r3, u1, u2)", n, err)
 		}
 		left, err := st.ListEvidence(b.ctx, paynotify.EvidenceFilter{Limit: 100})
 		if err != nil {
@@ -63,7 +70,7 @@ func (s *suite) testRetention(t *testing.T) {
 			ids = append(ids, e.ID)
 		}
 		slices.Sort(ids)
-		checkStrings(t, "evidence left", ids, []string{"a1", "n1", "p1", "q1", "r-cut", "x1"})
+		checkStrings(t, "evidence left", ids, []string{"a1", "e1", "n1", "p1", "q1", "r-cut", "u-cut", "uq", "x1"})
 	})
 
 	t.Run("OK", func(t *testing.T) {
