@@ -3,6 +3,7 @@ package alipay
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +41,7 @@ func (c *Client) VerifyResponse(body []byte, method string) (node []byte, signed
 	}
 	key := c.alipayKey
 	if c.alipayKeys != nil && r.CertSN != "" {
-		if key = c.alipayKeys[r.CertSN]; key == nil {
+		if key = c.certKey(r.CertSN); key == nil {
 			return nil, false, &VerifyError{Reason: ReasonUnknownSerial, Detail: "response alipay_cert_sn " + quoteShort(r.CertSN) + " is not the configured Alipay certificate (" + c.alipaySN + ")", err: ErrSignature}
 		}
 	}
@@ -49,9 +50,11 @@ func (c *Client) VerifyResponse(body []byte, method string) (node []byte, signed
 	}
 	if r.CertSN == "" {
 		// No alipay_cert_sn, and several certificates configured (a rotation): the others' keys.
-		for _, other := range c.otherKeys {
-			if verify(other, c.signType, r.Node, r.Sign) == nil {
-				return r.Node, true, nil
+		for _, others := range [2][]*rsa.PublicKey{c.otherKeys, c.downloadedList()} {
+			for _, other := range others {
+				if verify(other, c.signType, r.Node, r.Sign) == nil {
+					return r.Node, true, nil
+				}
 			}
 		}
 	}
@@ -71,54 +74,18 @@ func (c *Client) VerifyResponse(body []byte, method string) (node []byte, signed
 // its node into out (nil to skip). A node whose code is not 10000 is returned as *Error. Public
 // parameters travel in the URL query, biz_content in the POST body.
 func (c *Client) Call(ctx context.Context, method string, biz any, sys map[string]string, out any) error {
-	if c.priv == nil {
-		return errNoPrivateKey
-	}
-	p := c.commonParams(method)
-	for k, v := range sys {
-		if v != "" {
-			p[k] = v
-		}
-	}
-	var bc string
-	if biz != nil {
-		var err error
-		if bc, err = marshalBiz(biz); err != nil {
-			return err
-		}
-		p["biz_content"] = bc
-	}
-	if err := c.SignParams(p); err != nil {
+	body, err := c.send(ctx, method, biz, sys)
+	if err != nil {
 		return err
 	}
-	delete(p, "biz_content")
-	u := c.gateway + "?" + encodeParams(p)
-	var form string
-	if bc != "" {
-		form = "biz_content=" + queryEscape(bc)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form))
-	if err != nil {
-		return fmt.Errorf("alipay: %s: %w", method, err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=utf-8")
-	resp, err := c.httpClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("alipay: %s: %w", method, redactURL(err))
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	if err != nil {
-		return fmt.Errorf("alipay: %s: read response: %w", method, err)
-	}
-	if len(body) > maxResponse {
-		return fmt.Errorf("alipay: %s: response larger than %d bytes", method, maxResponse)
-	}
-	rawresp.Record(ctx, resp.StatusCode, resp.Header, body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("alipay: %s: HTTP %d", method, resp.StatusCode)
-	}
 	node, signed, err := c.VerifyResponse(body, method)
+	if sn := unknownSN(err, body, method); sn != "" && c.dl != nil && c.dl.roots != nil {
+		// Alipay renewed its certificate: the answer names one the configuration does not have.
+		if derr := c.FetchAlipayCert(ctx, sn); derr != nil {
+			return fmt.Errorf("%w; %w", err, derr)
+		}
+		node, signed, err = c.VerifyResponse(body, method)
+	}
 	if err != nil {
 		return err
 	}
@@ -142,6 +109,58 @@ func (c *Client) Call(ctx context.Context, method string, biz any, sys map[strin
 		}
 	}
 	return nil
+}
+
+// send sends a signed request for method (Call) and returns the answer's body, unverified.
+func (c *Client) send(ctx context.Context, method string, biz any, sys map[string]string) ([]byte, error) {
+	if c.priv == nil {
+		return nil, errNoPrivateKey
+	}
+	p := c.commonParams(method)
+	for k, v := range sys {
+		if v != "" {
+			p[k] = v
+		}
+	}
+	var bc string
+	if biz != nil {
+		var err error
+		if bc, err = marshalBiz(biz); err != nil {
+			return nil, err
+		}
+		p["biz_content"] = bc
+	}
+	if err := c.SignParams(p); err != nil {
+		return nil, err
+	}
+	delete(p, "biz_content")
+	u := c.gateway + "?" + encodeParams(p)
+	var form string
+	if bc != "" {
+		form = "biz_content=" + queryEscape(bc)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form))
+	if err != nil {
+		return nil, fmt.Errorf("alipay: %s: %w", method, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=utf-8")
+	resp, err := c.httpClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("alipay: %s: %w", method, redactURL(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("alipay: %s: read response: %w", method, err)
+	}
+	if len(body) > maxResponse {
+		return nil, fmt.Errorf("alipay: %s: response larger than %d bytes", method, maxResponse)
+	}
+	rawresp.Record(ctx, resp.StatusCode, resp.Header, body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("alipay: %s: HTTP %d", method, resp.StatusCode)
+	}
+	return body, nil
 }
 
 // redactURL drops the request URL (it carries the signature and parameters) from transport errors.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,6 +69,14 @@ type Config struct {
 	// SignType is the signature algorithm, for requests and for everything verified: RSA2 (the
 	// default) or RSA. The sign_type a message declares is never used.
 	SignType SignType
+	// NoCertDownload turns off, in certificate mode, the download of an Alipay certificate that
+	// an API answer names but AlipayCert does not have (Client.FetchAlipayCert: after Alipay
+	// renews its certificate, the answers name the new one). Without AlipayRootCert or a private
+	// key nothing is downloaded either.
+	NoCertDownload bool
+	// OnCertDownload, when set, is called with each certificate downloaded and trusted (to log
+	// it: the configured file should be updated).
+	OnCertDownload func(CertKey)
 }
 
 // Client signs requests to, and verifies messages from, one Alipay application. It is safe for
@@ -89,6 +98,10 @@ type Client struct {
 	alipaySN   string                    // cert mode: SN of AlipayCert
 	appCertSN  string                    // cert mode
 	rootCertSN string                    // cert mode
+
+	dl         *certDownloads                 // cert mode with a root and a key: downloads (nil: none)
+	downloaded atomic.Pointer[downloadedKeys] // the certificates downloaded; nil: none yet
+	dlMu       sync.Mutex                     // serialises additions to downloaded
 }
 
 // errOwnKey is the commonest configuration mistake (docs/alipay.md, "Keys").
@@ -176,6 +189,9 @@ func NewClient(cfg Config) (*Client, error) {
 		}
 		if c.priv != nil && (c.appCertSN == "" || c.rootCertSN == "") {
 			return nil, errors.New("alipay: certificate mode needs AppCert and AlipayRootCert to sign requests")
+		}
+		if c.priv != nil && !cfg.NoCertDownload {
+			c.dl = &certDownloads{roots: rootPool(cfg.AlipayRootCert), subject: leaves[0].cn, appPub: c.appPub, onAdd: cfg.OnCertDownload}
 		}
 	default:
 		return nil, errors.New("alipay: no Alipay public key: set AlipayPublicKey or AlipayCert")
@@ -350,7 +366,7 @@ func (c *Client) verifyForm(f *form, r rule) error {
 	hasSN = hasSN && len(certSNb) > 0 // an empty value names no certificate (and is not signed)
 	if hasSN && c.alipayKeys != nil {
 		certSN := string(certSNb)
-		if key = c.alipayKeys[certSN]; key == nil {
+		if key = c.certKey(certSN); key == nil {
 			return &VerifyError{Reason: ReasonUnknownSerial, Detail: "alipay_cert_sn " + quoteShort(certSN) + " is not the configured Alipay certificate (" + c.alipaySN + ")",
 				OutTradeNo: claimedOutTradeNo(f), err: ErrSignature}
 		}
@@ -375,9 +391,11 @@ func (c *Client) verifyForm(f *form, r rule) error {
 	// No alipay_cert_sn, and several certificates configured (a rotation): the others' keys,
 	// under every rule.
 	if !hasSN {
-		for _, other := range c.otherKeys {
-			if rsaVerify(other, h, d[:n], raw) || c.verifyOtherRules(f, r, other, raw, stack[:0]) {
-				return nil
+		for _, others := range [2][]*rsa.PublicKey{c.otherKeys, c.downloadedList()} {
+			for _, other := range others {
+				if rsaVerify(other, h, d[:n], raw) || c.verifyOtherRules(f, r, other, raw, stack[:0]) {
+					return nil
+				}
 			}
 		}
 	}

@@ -170,7 +170,7 @@ func RootCertSN(pemBytes []byte) (string, error) {
 
 // leaf is an end-entity certificate's SN and key.
 type leaf struct {
-	sn                  string
+	sn, cn              string // cn: the subject's common name
 	pub                 *rsa.PublicKey
 	notBefore, notAfter time.Time
 }
@@ -211,7 +211,7 @@ func certLeaves(pemBytes []byte) ([]leaf, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, leaf{sn: sn, pub: pub, notBefore: c.NotBefore, notAfter: c.NotAfter})
+		out = append(out, leaf{sn: sn, cn: c.Subject.CommonName, pub: pub, notBefore: c.NotBefore, notAfter: c.NotAfter})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("alipay: no end-entity certificate in PEM (each one issued another)")

@@ -18,6 +18,17 @@ import (
 // Alipay is the paynotify.Provider of one Alipay app.
 type Alipay struct {
 	Client *alipay.Client
+	// CertDownloaded, when set before the first call, is told of each Alipay certificate the
+	// client downloaded and trusts (certificate mode, after Alipay renewed its certificate); the
+	// client must have been built with alipay.Config.OnCertDownload calling OnCertDownload.
+	CertDownloaded func(alipay.CertKey)
+}
+
+// OnCertDownload passes ck to CertDownloaded, if set: alipay.Config.OnCertDownload.
+func (a *Alipay) OnCertDownload(ck alipay.CertKey) {
+	if a.CertDownloaded != nil {
+		a.CertDownloaded(ck)
+	}
 }
 
 var (
@@ -363,9 +374,15 @@ func alipayError(err error) error {
 	case errors.As(err, &ve) && ve.Reason == alipay.ReasonUnknownSerial:
 		// Alipay signs with a certificate the config does not hold: its rotation (a reviewer
 		// helper's finding: the SN and the remedy were lost here, in the API's answer and the log).
-		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's answer could not be verified (%s: %s): Alipay signs with a new certificate; "+
+		// The client downloads a certificate an answer names; this one could not be trusted.
+		var why string
+		var de *alipay.CertDownloadError
+		if errors.As(err, &de) {
+			why = "; " + paynotify.ClipText(strings.TrimPrefix(de.Error(), "alipay: "), 300)
+		}
+		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's answer could not be verified (%s: %s%s): Alipay signs with a new certificate; "+
 			"download it (开放平台 → 应用 → 开发设置 → 接口加签方式, alipayCertPublicKey_RSA2.crt), add it to alipay_cert_file beside the old one, and restart.",
-			ve.Reason, paynotify.ClipText(ve.Detail, 200))
+			ve.Reason, paynotify.ClipText(ve.Detail, 200), why)
 	case errors.As(err, &ve):
 		return paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's answer could not be verified (%s: %s).", ve.Reason, paynotify.ClipText(ve.Detail, 200))
 	case errors.Is(err, alipay.ErrInvalidRequest):

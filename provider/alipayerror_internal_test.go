@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -19,6 +20,12 @@ func TestAlipayError_UnknownSerial(t *testing.T) {
 	if paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE || !strings.Contains(msg, `"688ff317"`) || !strings.Contains(msg, "7513daaa") ||
 		!strings.Contains(msg, "alipay_cert_file") {
 		t.Fatalf("%v: want provider_unavailable naming both SNs and alipay_cert_file", err)
+	}
+	// The client tried to download the certificate and could not trust it: the cause is said.
+	err = alipayError(fmt.Errorf("%w; %w", &alipay.VerifyError{Reason: alipay.ReasonUnknownSerial, Detail: `response alipay_cert_sn "688ff317" is not the configured Alipay certificate (7513daaa)`},
+		&alipay.CertDownloadError{SN: "688ff317", Cause: "its common name \"x\" is not the configured Alipay certificate's \"y\""}))
+	if msg := paynotify.ErrorMessage(err); !strings.Contains(msg, `Alipay certificate download failed (SN "688ff317"): its common name`) || !strings.Contains(msg, "alipay_cert_file") {
+		t.Fatalf("%v: want the download's failure and the remedy", err)
 	}
 	err = alipayError(&alipay.VerifyError{Reason: alipay.ReasonSignatureInvalid, Detail: "RSA2 (SHA256withRSA) signature does not verify"})
 	if msg := paynotify.ErrorMessage(err); !strings.Contains(msg, "signature_invalid: RSA2 (SHA256withRSA) signature does not verify") {

@@ -92,7 +92,10 @@ func buildAlipayApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 			}
 		}
 	}
+	gw := &provider.Alipay{}
+	cfg.OnCertDownload = gw.OnCertDownload
 	client, err := alipay.NewClient(cfg)
+	gw.Client = client
 	if err != nil {
 		field := "alipay_public_key_file"
 		if ac.AlipayPublicKeyFile == "" {
@@ -101,7 +104,7 @@ func buildAlipayApp(ac *AppConfig, g publishedGuard) (*paynotify.App, error) {
 		return nil, fmt.Errorf("%s: %w", libField(err, alipayFields, field), err)
 	}
 	return &paynotify.App{Name: ac.Name, Provider: paynotify.ProviderAlipay, AppID: ac.AppID, SellerIDs: ac.Sellers(),
-		Gateway: &provider.Alipay{Client: client}, ReturnURL: ac.ReturnURL}, nil
+		Gateway: gw, ReturnURL: ac.ReturnURL}, nil
 }
 
 // readSecretFile reads a key file holding a short secret (APIv3 or APIv2 key), without the

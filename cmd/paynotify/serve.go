@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipay"
 	"github.com/paynotify/paynotify/console"
 	"github.com/paynotify/paynotify/httpd"
 	"github.com/paynotify/paynotify/internal/gcpercent"
@@ -111,6 +112,7 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 			}
 		}
 	}
+	logCertDownloads(apps, cfg, logger)
 	store, err := openStoreLogged(ctx, cfg.Database, !*noMigrate, logger)
 	if err != nil {
 		return err
@@ -138,16 +140,30 @@ func (c serveCommand) Run(ctx context.Context, m *Main, args []string) error {
 	return listenAndServe(ctx, m, logger, cfg.Listen, srv, bg, nil)
 }
 
+// logCertDownloads logs each Alipay certificate an app downloads (certificate mode: an answer
+// named a certificate alipay_cert_file does not have, after Alipay renewed it), with what to do.
+func logCertDownloads(apps map[string]*paynotify.App, cfg *Config, logger *slog.Logger) {
+	for _, ac := range cfg.Apps {
+		if gw, ok := apps[ac.Name].Gateway.(*provider.Alipay); ok && ac.AlipayCertFile != "" {
+			log := logger.With("app", ac.Name)
+			gw.CertDownloaded = func(ck alipay.CertKey) {
+				log.Warn("downloaded and trusted a new Alipay certificate that an answer named (it chains to alipay_root_cert_file): add it to alipay_cert_file, which holds only the older one, so that a restart needs no download",
+					"alipay_cert_sn", ck.SN, "not_before", ck.NotBefore.UTC().Format(time.RFC3339), "not_after", ck.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+}
+
 // certExpiryWarn is how long before an Alipay certificate ends serve warns about it.
 const certExpiryWarn = 30 * 24 * time.Hour
 
 // watchCertExpiry warns at start, then every interval, about each Alipay certificate-mode app
 // whose certificates, as serve loaded them, end within certExpiryWarn (or ended): the app's own
 // (app_cert_file), or every Alipay certificate it trusts (alipay_cert_file: when one of a
-// rotation's two ends, the other carries on). paynotify does not download Alipay's next
-// certificate: past its end every answer and notification Alipay signs with the new one fails
-// as unknown_serial until the file holds it (a reviewer helper's finding: nothing said so
-// before). A file that cannot be read is the config's error, reported at start.
+// rotation's two ends, the other carries on). An API answer naming Alipay's next certificate
+// downloads it (logCertDownloads), but a notification signed with it fails as unknown_serial or
+// signature_invalid until an answer has (or the file holds it): a reviewer helper's finding,
+// nothing said so before. A file that cannot be read is the config's error, reported at start.
 func watchCertExpiry(ctx context.Context, cfg *Config, logger *slog.Logger, now func() time.Time, interval time.Duration) {
 	type watched struct {
 		app, field, renew string
