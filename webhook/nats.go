@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,14 +45,25 @@ type NATSConfig struct {
 type NATS struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	cfg    NATSConfig
 	stream string
 	prefix string
-	window time.Duration
+
+	mu      sync.Mutex
+	checked bool          // the stream was found (or created) with settings that fit
+	window  time.Duration // its duplicate window, once checked
 }
 
 // OpenNATS connects to cfg.URL and makes sure the stream exists: it creates it, when missing,
 // with the subjects {prefix}.> and cfg.DuplicateWindow; an existing stream's settings are never
 // changed, and one whose subjects do not cover {prefix}.> is an error.
+//
+// A server that does not answer is not an error: the sink is optional, and refusing to start
+// took the payment server down with it (a reviewer helper's finding). The connection is then
+// retried in the background, Ready is false, and the stream is made sure of at the first
+// Publish that reaches the server (a publication fails until then, and the dispatcher retries
+// it). Only what the server answers (a stream of the wrong settings, a refused creation) is an
+// error here.
 func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("nats: url is required")
@@ -68,7 +80,7 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	if cfg.DuplicateWindow == 0 {
 		cfg.DuplicateWindow = DefaultDuplicateWindow
 	}
-	opts := []nats.Option{nats.Name("paynotify"), nats.MaxReconnects(-1)}
+	opts := []nats.Option{nats.Name("paynotify"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)}
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d > 0 {
 			opts = append(opts, nats.Timeout(d))
@@ -79,19 +91,53 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 		// nats errors do not repeat the URL, which may hold credentials.
 		return nil, fmt.Errorf("nats: connect: %w", err)
 	}
-	n, err := openStream(ctx, nc, cfg)
+	js, err := jetstream.New(nc)
 	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	n := &NATS{nc: nc, js: js, cfg: cfg, stream: cfg.Stream, prefix: cfg.SubjectPrefix, window: cfg.DuplicateWindow}
+	if !nc.IsConnected() {
+		return n, nil // retried in the background; the stream at the first Publish
+	}
+	if err := n.ensureStream(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return n, nil
 }
 
-func openStream(ctx context.Context, nc *nats.Conn, cfg NATSConfig) (*NATS, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("nats: %w", err)
+var errNotConnected = errors.New("not connected to the NATS server yet (retried in the background)")
+
+// Ready says whether the stream has been made sure of (OpenNATS reached the server, or a
+// Publish has since).
+func (n *NATS) Ready() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.checked
+}
+
+// ensureStream makes sure of the stream once (OpenNATS); until it succeeds, every call tries.
+func (n *NATS) ensureStream(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.checked {
+		return nil
 	}
+	if !n.nc.IsConnected() {
+		// At once, not after a wait under the lock that every publication would queue behind.
+		return errNotConnected
+	}
+	w, err := openStream(ctx, n.js, n.cfg)
+	if err != nil {
+		return err
+	}
+	n.checked, n.window = true, w
+	return nil
+}
+
+// openStream finds or creates the stream and returns its duplicate window.
+func openStream(ctx context.Context, js jetstream.JetStream, cfg NATSConfig) (time.Duration, error) {
 	want := cfg.SubjectPrefix + ".>"
 	s, err := js.Stream(ctx, cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -105,26 +151,31 @@ func openStream(ctx context.Context, nc *nats.Conn, cfg NATSConfig) (*NATS, erro
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			s, err = js.Stream(ctx, cfg.Stream) // created meanwhile by another process
 		} else if err != nil {
-			return nil, fmt.Errorf("nats: create stream %s with subjects %s: %w", cfg.Stream, want, err)
+			return 0, fmt.Errorf("nats: create stream %s with subjects %s: %w", cfg.Stream, want, err)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("nats: stream %s: %w", cfg.Stream, err)
+		return 0, fmt.Errorf("nats: stream %s: %w", cfg.Stream, err)
 	}
 	info := s.CachedInfo()
 	if !subjectsCover(info.Config.Subjects, want) {
-		return nil, fmt.Errorf("nats: stream %s exists with subjects %s, which do not cover %s; paynotify never changes an existing stream: add %s to its subjects or configure another stream",
+		return 0, fmt.Errorf("nats: stream %s exists with subjects %s, which do not cover %s; paynotify never changes an existing stream: add %s to its subjects or configure another stream",
 			cfg.Stream, strings.Join(info.Config.Subjects, ", "), want, want)
 	}
 	if info.Config.NoAck {
-		return nil, fmt.Errorf("nats: stream %s exists with no_ack set: paynotify needs publish acks", cfg.Stream)
+		return 0, fmt.Errorf("nats: stream %s exists with no_ack set: paynotify needs publish acks", cfg.Stream)
 	}
-	return &NATS{nc: nc, js: js, stream: cfg.Stream, prefix: cfg.SubjectPrefix, window: info.Config.Duplicates}, nil
+	return info.Config.Duplicates, nil
 }
 
 // DuplicateWindow is the stream's de-duplication window: the configured one for a stream that
-// OpenNATS created, the stream's own for an existing one.
-func (n *NATS) DuplicateWindow() time.Duration { return n.window }
+// OpenNATS created, the stream's own for an existing one (the configured one until the stream
+// has been made sure of: Ready).
+func (n *NATS) DuplicateWindow() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.window
+}
 
 // Subject is the subject that an event of type typ about app is published to.
 func (n *NATS) Subject(app string, typ paynotify.EventType) (string, error) {
@@ -141,6 +192,9 @@ func (n *NATS) Publish(ctx context.Context, app string, typ paynotify.EventType,
 	subject, err := n.Subject(app, typ)
 	if err != nil {
 		return err
+	}
+	if err := n.ensureStream(ctx); err != nil {
+		return fmt.Errorf("nats: publish %s: %w", eventID, err)
 	}
 	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
 	ack, err := n.js.PublishMsg(ctx, msg, jetstream.WithMsgID(eventID), jetstream.WithExpectStream(n.stream))

@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -299,16 +302,72 @@ func TestNATSFilterCovers(t *testing.T) {
 	}
 }
 
-// TestNATSUnreachable: a server that is not there is an error (on loopback: port 1 has no
-// listener), and the error does not repeat the URL's credentials.
+// TestNATSUnreachable: a NATS server that does not answer at start is not an error (the sink is
+// optional: serve refused to start, and the payment server was down with NATS; a reviewer
+// helper's finding). Publications fail at once until it answers, without repeating the URL's
+// credentials; once a server listens there, the connection is made in the background, the
+// stream is created at the next publication, and the event is stored. The server is a
+// nats-server of the test's own on a loopback port (the machine's binary, /usr/sbin/nats-server).
 func TestNATSUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg := NATSConfig{URL: fmt.Sprintf("nats://user:s3cret@127.0.0.1:%d", port), Stream: "PAYNOTIFY_LATE", SubjectPrefix: "late"}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
-	_, err := OpenNATS(ctx, NATSConfig{URL: "nats://user:s3cret@127.0.0.1:1", Stream: "S", SubjectPrefix: "p"})
-	if err == nil {
-		t.Fatal("OpenNATS to a closed port: no error")
+	n, err := OpenNATS(ctx, cfg)
+	if err != nil {
+		t.Fatalf("OpenNATS to a closed port: %v, want no error", err)
 	}
-	if strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("the error repeats the URL's password: %v", err)
+	defer n.Close()
+	if n.Ready() {
+		t.Fatal("Ready before the server answered")
+	}
+	start := time.Now()
+	err = n.Publish(ctx, "shop", "order.paid", "evt_1", []byte(`{}`))
+	if err == nil || strings.Contains(err.Error(), "s3cret") || time.Since(start) > time.Second {
+		t.Fatalf("Publish without a server: %v after %s, want an error at once without the password", err, time.Since(start))
+	}
+
+	bin := "/usr/sbin/nats-server"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("nats-server is needed (apt-get install nats-server): %v", err)
+	}
+	srv := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", t.TempDir(), "--user", "user", "--pass", "s3cret")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pctx, pcancel := context.WithTimeout(t.Context(), 2*time.Second)
+		err = n.Publish(pctx, "shop", "order.paid", "evt_1", []byte(`{"id":"evt_1"}`))
+		pcancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Publish after the server started: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !n.Ready() || n.DuplicateWindow() != DefaultDuplicateWindow {
+		t.Errorf("Ready %v, window %s after the stream was created", n.Ready(), n.DuplicateWindow())
+	}
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.UserInfo("user", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, info := streamConfig(t, js, "PAYNOTIFY_LATE")
+	if info.State.Msgs != 1 || len(info.Config.Subjects) != 1 || info.Config.Subjects[0] != "late.>" {
+		t.Errorf("stream: %d messages, subjects %v; want 1 on late.>", info.State.Msgs, info.Config.Subjects)
 	}
 }
