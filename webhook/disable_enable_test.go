@@ -164,3 +164,41 @@ func TestDispatcher_DisabledEndpointsHoldNoWorkers(t *testing.T) {
 		}
 	})
 }
+
+// TestDispatcher_ConcurrencyBoundAfterDisableEnable: "different orders in parallel, bounded per
+// endpoint". A disable retires the endpoint's lane while its attempts are still in flight (they
+// finish); an enable right after starts a new lane with Concurrency fresh workers, so the endpoint
+// got up to twice the bound at once (a reviewer helper's finding). The bound is the endpoint's.
+func TestDispatcher_ConcurrencyBoundAfterDisableEnable(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, st paynotify.Store) {
+		e := newEnv(t, st)
+		rc := newReceiver(t)
+		rc.delay = 3 * time.Second
+		ep := e.endpoint(rc, nil, nil)
+		d := &webhook.Dispatcher{Store: st, Config: webhook.Config{Concurrency: 2, Poll: 50 * time.Millisecond, Schedule: fast, AllowHTTP: true},
+			Client: webhook.NewClient(true, 5*time.Second), Now: e.now}
+		e.svc.WakeWebhooks = d.Wake
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); d.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+
+		e.order("shop", "C1", false)
+		e.order("shop", "C2", false)
+		waitFor(t, 5*time.Second, "2 attempts in flight", func() bool { return rc.inflight.Load() == 2 })
+		disabled, enabled := paynotify.EndpointDisabled, paynotify.EndpointEnabled
+		if _, err := e.svc.UpdateWebhookEndpoint(e.ctx, ep.ID, &paynotify.WebhookEndpointRequest{Status: &disabled}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Second, "the lane retired", func() bool { return d.Lanes() == 0 })
+		if _, err := e.svc.UpdateWebhookEndpoint(e.ctx, ep.ID, &paynotify.WebhookEndpointRequest{Status: &enabled}); err != nil {
+			t.Fatal(err)
+		}
+		e.order("shop", "C3", false)
+		e.order("shop", "C4", false)
+		time.Sleep(1500 * time.Millisecond)
+		if m := rc.maxIn.Load(); m > 2 {
+			t.Errorf("%d requests in flight to the endpoint at once, Concurrency is 2", m)
+		}
+	})
+}

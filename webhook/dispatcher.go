@@ -129,6 +129,7 @@ type Dispatcher struct {
 	results  chan paynotify.WebhookResult
 	mu       sync.Mutex
 	lanes    map[string]*lane
+	sems     map[string]chan struct{} // by endpoint: lane.sem
 	stopping atomic.Bool
 }
 
@@ -165,6 +166,11 @@ func (d *Dispatcher) QueueDepth() int {
 
 // lane is the queue and workers of one endpoint.
 type lane struct {
+	// sem bounds the endpoint's attempts in flight to Config.Concurrency. It is the endpoint's,
+	// not the lane's: a lane retired while its workers still send (a disable) and started again
+	// (an enable) shares it, or the two sets of workers sent up to twice the bound at once (a
+	// reviewer helper's finding).
+	sem      chan struct{}
 	mu       sync.Mutex
 	endpoint *paynotify.WebhookEndpoint // the latest known state
 	queue    chan queued
@@ -358,6 +364,7 @@ func (d *Dispatcher) round(ctx context.Context, workers *sync.WaitGroup, fanOut,
 			l.mu.Unlock()
 			close(l.queue) // only round sends to it, and Run closes only the lanes left
 			delete(d.lanes, id)
+			delete(d.sems, id) // deleted: no lane will need it (workers still sending keep theirs)
 		}
 	}
 	d.mu.Unlock()
@@ -394,7 +401,15 @@ func (d *Dispatcher) lane(e *paynotify.WebhookEndpoint, workers *sync.WaitGroup)
 	defer d.mu.Unlock()
 	l, ok := d.lanes[e.ID]
 	if !ok {
-		l = &lane{queue: make(chan queued, 4*d.Config.Concurrency)}
+		if d.sems == nil {
+			d.sems = map[string]chan struct{}{}
+		}
+		sem := d.sems[e.ID]
+		if sem == nil {
+			sem = make(chan struct{}, d.Config.Concurrency)
+			d.sems[e.ID] = sem
+		}
+		l = &lane{sem: sem, queue: make(chan queued, 4*d.Config.Concurrency)}
 		d.lanes[e.ID] = l
 		for range d.Config.Concurrency {
 			workers.Add(1)
@@ -414,42 +429,49 @@ func (d *Dispatcher) lane(e *paynotify.WebhookEndpoint, workers *sync.WaitGroup)
 // what is left in the queue is released unsent, due at once, for this or another process.
 func (d *Dispatcher) work(l *lane) {
 	for q := range l.queue {
-		dl := q.dl
-		e := l.current()
-		l.mu.Lock()
-		gone := l.gone
-		l.mu.Unlock()
-		// An endpoint changed since this delivery was claimed (disabled and enabled again between
-		// two passes, which this lane's snapshot never saw disabled) may have failed the delivery
-		// and moved on: it is released, not sent; if its claim still holds it is claimed again
-		// against the endpoint as it now stands (a reviewer helper's finding: a quick disable and
-		// enable sent, for tens of seconds, deliveries the disable had failed). The endpoint's
-		// UpdatedAt as the lane saw it at the claim is compared with what it sees now, not with
-		// this process's clock, which another process's may be ahead of (a reviewer's finding).
-		changed := !e.UpdatedAt.Equal(q.seen)
-		if d.stopping.Load() || gone || e.Status != paynotify.EndpointEnabled || changed {
-			d.results <- paynotify.WebhookResult{Delivery: dl, Status: paynotify.DeliveryPending, Next: ptr(d.now())}
-			continue
-		}
-		if len(l.queue) < cap(l.queue)/2 {
-			l.dirty.Store(true)
-			d.wakeRefill() // refill before the queue runs dry
-		}
-		began := time.Now() // the metric's duration, to the nanosecond (the kept attempt has ms)
-		res := d.attemptRecovered(e, dl)
-		took := time.Since(began)
-		if d.Metrics != nil {
-			outcome := OutcomeRetry
-			switch res.Status {
-			case paynotify.DeliveryDelivered:
-				outcome = OutcomeDelivered
-			case paynotify.DeliveryFailed:
-				outcome = OutcomeFailed
-			}
-			d.Metrics.Attempt(e.Kind, outcome, res.Attempt.Status, took)
-		}
-		d.results <- res
+		l.sem <- struct{}{} // the endpoint's state is read after: this may wait for an older lane
+		d.workOne(l, q)
+		<-l.sem
 	}
+}
+
+// workOne sends, or releases, one queued delivery of l (work).
+func (d *Dispatcher) workOne(l *lane, q queued) {
+	dl := q.dl
+	e := l.current()
+	l.mu.Lock()
+	gone := l.gone
+	l.mu.Unlock()
+	// An endpoint changed since this delivery was claimed (disabled and enabled again between
+	// two passes, which this lane's snapshot never saw disabled) may have failed the delivery
+	// and moved on: it is released, not sent; if its claim still holds it is claimed again
+	// against the endpoint as it now stands (a reviewer helper's finding: a quick disable and
+	// enable sent, for tens of seconds, deliveries the disable had failed). The endpoint's
+	// UpdatedAt as the lane saw it at the claim is compared with what it sees now, not with
+	// this process's clock, which another process's may be ahead of (a reviewer's finding).
+	changed := !e.UpdatedAt.Equal(q.seen)
+	if d.stopping.Load() || gone || e.Status != paynotify.EndpointEnabled || changed {
+		d.results <- paynotify.WebhookResult{Delivery: dl, Status: paynotify.DeliveryPending, Next: ptr(d.now())}
+		return
+	}
+	if len(l.queue) < cap(l.queue)/2 {
+		l.dirty.Store(true)
+		d.wakeRefill() // refill before the queue runs dry
+	}
+	began := time.Now() // the metric's duration, to the nanosecond (the kept attempt has ms)
+	res := d.attemptRecovered(e, dl)
+	took := time.Since(began)
+	if d.Metrics != nil {
+		outcome := OutcomeRetry
+		switch res.Status {
+		case paynotify.DeliveryDelivered:
+			outcome = OutcomeDelivered
+		case paynotify.DeliveryFailed:
+			outcome = OutcomeFailed
+		}
+		d.Metrics.Attempt(e.Kind, outcome, res.Attempt.Status, took)
+	}
+	d.results <- res
 }
 
 // attemptRecovered is attempt, with a panic inside it (a sink's bug, a malformed record) logged
