@@ -55,7 +55,9 @@ func (c *Client) refreshOnMiss(ctx context.Context, err error, h http.Header) bo
 		strings.HasPrefix(h.Get(wire.HeaderSerial), wire.PublicKeyIDPrefix) || !c.missRefreshDue() {
 		return false
 	}
-	return c.RefreshCertificates(ctx) == nil
+	// The download's answer is not recorded as the call's (WithRawResponse): the caller keeps the
+	// answer it verifies as evidence (a reviewer helper's finding: it kept the certificates).
+	return c.RefreshCertificates(rawresp.With(ctx, nil)) == nil
 }
 
 // decodeAnswer decodes a verified 2xx answer into out. When out is nil no result is expected

@@ -81,8 +81,9 @@ func (c *Client) DownloadCertificates(ctx context.Context) ([]*x509.Certificate,
 // RefreshCertificates downloads the platform certificates and installs them, keeping the known
 // certificates that have not expired (both sign during a rotation) and those of
 // Config.PlatformCerts even once expired (a kept notification is verified again as at its
-// arrival, when the certificate that signed it was valid). Concurrent calls download
-// once. The network call holds no lock that verification takes: verifiers keep reading the
+// arrival, when the certificate that signed it was valid). Concurrent calls download one
+// after the other, each once (the refreshes a notification or an answer starts are at most one
+// a minute). The network call holds no lock that verification takes: verifiers keep reading the
 // previous snapshot until the new one is swapped in atomically.
 func (c *Client) RefreshCertificates(ctx context.Context) error {
 	select {
