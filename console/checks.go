@@ -107,7 +107,9 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 			sig.Text += " " + ev.Detail // an anomaly's detail is what disagreed: on the status row
 		}
 	}
-	v.SignedText, v.SignedHow = signedText(ev, a)
+	if !ev.BodyOmitted { // left out by the page's budget: its own page has it
+		v.SignedText, v.SignedHow = signedText(ev, a)
+	}
 	v.Checks = append(v.Checks, sig)
 	if after != nil {
 		v.Checks = append(v.Checks, *after)

@@ -31,6 +31,8 @@ var beijing = time.FixedZone("CST", 8*60*60)
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"money": func(a paynotify.Amount) string { return "¥" + a.String() },
+	// rejectedShown is how many rejected records the order page shows (orderEvidence).
+	"rejectedShown": func() int { return orderRejected },
 	"bj": func(t time.Time) string {
 		if t.IsZero() {
 			return ""
