@@ -63,7 +63,18 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 		return v
 	}
 	f := fields(ev)
-	rejected := ev.Verdict == paynotify.VerdictRejected || slices.Contains(rejectReasons, ev.Reason)
+	// rejected: nothing of the message's content was trusted, so no check after the signature was
+	// made: a refusal, and a step after the signature that failed (a check that could not be
+	// made, a resource that does not decrypt, an unconfirmed notify_id or refund). Those rows said
+	// "pass" beside values that disagreed with the config and the order (a reviewer helper's
+	// finding). A store's failure (the decision was made, its commit failed) is not among them.
+	rejected := ev.Verdict == paynotify.VerdictRejected || slices.Contains(rejectReasons, ev.Reason) ||
+		slices.Contains([]string{paynotify.ReasonVerifyUnavailable, paynotify.ReasonDecryptFailed, "notify_id_unconfirmed", "refund_unconfirmed"}, ev.Reason)
+	// stopped is a check not made because one before it failed (the Processor checks the app id,
+	// then the seller, then the order, then the amount).
+	stopped := func(name, why string) check {
+		return check{name, "skip", "Not checked: " + why + "."}
+	}
 
 	// The signature.
 	// A step after the signature that failed: WeChat Pay's decryption (the signature is checked
@@ -150,6 +161,8 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 		switch {
 		case rejected:
 			v.Checks = append(v.Checks, skip("seller", "message says "+quote(f.seller)))
+		case ev.Reason == paynotify.ReasonAppIDMismatch:
+			v.Checks = append(v.Checks, stopped("seller", "the app id did not match, and the message was not looked at further (it says "+quote(f.seller)+")"))
 		case ev.Reason == paynotify.ReasonSellerMismatch:
 			v.Checks = append(v.Checks, check{"seller", "fail", text})
 		case len(sellers) == 0:
@@ -167,6 +180,14 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 	switch {
 	case rejected:
 		v.Checks = append(v.Checks, skip("amount", "message says "+quote(f.amount)))
+	case ev.Reason == paynotify.ReasonAppIDMismatch || ev.Reason == paynotify.ReasonSellerMismatch:
+		what := "app id"
+		if ev.Reason == paynotify.ReasonSellerMismatch {
+			what = "seller"
+		}
+		v.Checks = append(v.Checks, stopped("amount", "the "+what+" did not match, and the message was not looked at further (it says "+quote(f.amount)+")"))
+	case ev.Reason == paynotify.ReasonUnknownOrder:
+		v.Checks = append(v.Checks, stopped("amount", "no order "+quote(ev.OutTradeNo)+" to compare it with (the message says "+quote(f.amount)+")"))
 	case ev.Reason == paynotify.ReasonAmountMismatch || ev.Reason == paynotify.ReasonCurrencyMismatch:
 		v.Checks = append(v.Checks, check{"amount", "fail", amountText + " (" + ev.Reason + ")"})
 	case f.amount == "" && ev.Endpoint == "wechatpay":

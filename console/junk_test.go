@@ -175,3 +175,48 @@ func TestConsole_OrderPageBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestConsole_ChecksNotMadeAreSkipped: a record whose verification stopped before the Processor's
+// checks (verify_unavailable: legacy notify_verify could not be asked) showed its seller and
+// amount as "pass" although neither was compared, with values that disagree with the config and
+// the order; an unknown_order anomaly showed its amount "pass" against "no order" (a reviewer
+// helper's finding). They are "skip", saying why.
+func TestConsole_ChecksNotMadeAreSkipped(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		ctx := t.Context()
+		storetest.MustCreateOrder(t, ctx, s, storetest.NewOrder("app1", "A", storetest.T0)) // ¥12.34
+		vu := storetest.NewEvidence("ntf_VU", &paynotify.Order{App: "app1", OutTradeNo: "A"}, storetest.T0.Add(time.Minute))
+		vu.Provider, vu.Endpoint, vu.Source = paynotify.ProviderAlipayLegacy, "alipay-legacy", paynotify.SourceNotification
+		vu.Verdict, vu.Reason, vu.Detail, vu.Answer, vu.OrderVersion = paynotify.VerdictError, paynotify.ReasonVerifyUnavailable, "notify_verify: dial tcp: i/o timeout", "fail", 0
+		vu.Body = []byte("notify_id=n1&out_trade_no=A&seller_id=2088999999999999&total_fee=0.01&trade_status=TRADE_SUCCESS&sign_type=MD5&sign=00")
+		if err := s.InsertEvidence(ctx, vu); err != nil {
+			t.Fatal(err)
+		}
+		uo := storetest.NewEvidence("ntf_UO", &paynotify.Order{App: "app1", OutTradeNo: "GHOST"}, storetest.T0.Add(time.Minute))
+		uo.Endpoint, uo.Source, uo.Verdict, uo.Reason, uo.Detail, uo.Answer = "alipay", paynotify.SourceNotification, paynotify.VerdictAnomaly, paynotify.ReasonUnknownOrder, "", "fail"
+		uo.Body = []byte("app_id=2021000000000001&seller_id=2088000000000001&out_trade_no=GHOST&total_amount=99999.00&trade_status=TRADE_SUCCESS&sign_type=RSA2&sign=c2ln")
+		if err := s.InsertEvidence(ctx, uo); err != nil {
+			t.Fatal(err)
+		}
+		e := setup(t, s, nil)
+		e.login()
+		_, _, body := e.do("GET", "/console/notifications/ntf_VU", nil)
+		for _, row := range []string{
+			`<th>seller</th><td class="outcome">pass</td><td>The message says “2088999999999999”; the config allows “2088000000000001”.</td>`,
+			`<th>amount</th><td class="outcome">pass</td><td>The message says “¥0.01”; the order is ¥12.34.</td>`,
+		} {
+			if strings.Contains(body, row) {
+				t.Errorf("verify_unavailable record (never checked against config or order) shows: %s", row)
+			}
+		}
+		for _, name := range []string{"app id", "seller", "amount", "status"} {
+			if !strings.Contains(body, `<th>`+name+`</th><td class="outcome">skip</td>`) {
+				t.Errorf("verify_unavailable record: the %s row is not skip", name)
+			}
+		}
+		_, _, body = e.do("GET", "/console/notifications/ntf_UO", nil)
+		if row := `<th>amount</th><td class="outcome">skip</td><td>Not checked: no order “GHOST” to compare it with`; !strings.Contains(body, row) {
+			t.Errorf("unknown_order record: its amount row is not %s", row)
+		}
+	})
+}
