@@ -627,6 +627,9 @@ func (c *Config) Validate() error {
 		// It is the base of every notify_url sent to the providers, and doctor prints it.
 		return fmt.Errorf("public_url: %q must not hold a user name or password", redactDSN(c.PublicURL))
 	}
+	// The scheme in lower case (url.Parse's): serve tells https by its prefix, for the console's
+	// Secure cookie, which "HTTPS://…" left off (a reviewer helper's finding).
+	c.PublicURL = u.Scheme + c.PublicURL[len(u.Scheme):]
 	if c.APIToken == "" {
 		return errors.New("api_token: required")
 	}

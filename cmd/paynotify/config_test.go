@@ -517,6 +517,20 @@ func TestConfig_Log(t *testing.T) {
 	}
 }
 
+// TestConfig_PublicURLScheme: public_url's scheme is kept in lower case, whatever its case in the
+// file ("HTTPS://" is valid): serve tells https by the prefix, for the console's Secure cookie,
+// which "HTTPS://…" left off (a reviewer helper's finding).
+func TestConfig_PublicURLScheme(t *testing.T) {
+	vars := env(map[string]string{"TOKEN": "0123456789abcdef0123"})
+	c, err := ParseConfig([]byte(strings.Replace(validConfig, `public_url: "https://pay.example.com"`, `public_url: "HTTPS://Pay.Example.com/PN"`, 1)), vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicURL != "https://Pay.Example.com/PN" {
+		t.Fatalf("public_url = %q, want the scheme in lower case and the rest as written", c.PublicURL)
+	}
+}
+
 // TestConfig_UnknownKeys: an unknown key is named by its YAML block and line, never by a Go type,
 // with the nearest known key when one is near.
 func TestConfig_UnknownKeys(t *testing.T) {
