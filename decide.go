@@ -74,6 +74,11 @@ type Fact struct {
 	// was recorded and announced before. A step it makes announces the increase, of no refund
 	// in particular.
 	Recount bool
+	// RefundedAtProvider marks a payment the provider reports as refunded since, of an amount
+	// it does not say (WeChat Pay's trade_state REFUND, "转入退款"): the payment is applied, and
+	// when the order has no refund we know of, an anomaly (ReasonRefundedAtProvider) says that
+	// money went back (a refund made in the merchant platform, its notification sent elsewhere).
+	RefundedAtProvider bool
 }
 
 // isRefund reports whether f is about a refund: made, failed or abnormal.
@@ -89,8 +94,12 @@ func (f *Fact) key() string {
 	if f.RefundPerRequest {
 		total = f.RefundAmount
 	}
-	return fmt.Sprintf("%s|%s|%d|%t|%s|%d|%s|%s|%s|%s", f.Kind, f.ProviderTradeNo, f.Amount, f.HasAmount,
+	k := fmt.Sprintf("%s|%s|%d|%t|%s|%d|%s|%s|%s|%s", f.Kind, f.ProviderTradeNo, f.Amount, f.HasAmount,
 		f.Currency, total, f.RefundRequestNo, f.AppID, f.MchID, f.SellerID)
+	if f.RefundedAtProvider {
+		k += "|refunded" // appended only when set: the other facts' keys stay as they were
+	}
+	return k
 }
 
 // Anomaly reasons (evidence reasons, docs/api.md, "Evidence"): a verified fact that disagrees with
@@ -115,13 +124,22 @@ const (
 	// must settle it in the merchant platform. Acknowledged (no retry changes it), raised once
 	// per distinct message; the refund stays pending.
 	ReasonRefundAbnormal = "refund_abnormal"
+	// ReasonRefundedAtProvider: the provider reports the order's payment as refunded since (WeChat
+	// Pay's trade_state REFUND, of no stated amount: Fact.RefundedAtProvider) while the order has
+	// no refund we know of: money went back that paynotify did not see (a refund made in the
+	// merchant platform, whose notification went to another URL, or was lost). The payment is
+	// applied (a pending order becomes paid: verdict accepted with this reason, as a late
+	// payment); someone must check before shipping, and record the refund (its query by number).
+	// Acknowledged.
+	ReasonRefundedAtProvider = "refunded_at_provider"
 )
 
 // Acknowledged reports whether an anomaly of this reason is answered as success: a double
 // payment (money that arrived), the refund of one, and an abnormal refund (which change nothing
 // a retry could fix). Every other anomaly is answered as a failure, so that the provider retries.
 func Acknowledged(reason string) bool {
-	return reason == ReasonDuplicatePayment || reason == ReasonDuplicatePaymentRefund || reason == ReasonRefundAbnormal
+	return reason == ReasonDuplicatePayment || reason == ReasonDuplicatePaymentRefund || reason == ReasonRefundAbnormal ||
+		reason == ReasonRefundedAtProvider
 }
 
 // Rejection and failure reasons (unverified or failed requests).
@@ -258,6 +276,11 @@ func Decide(o *Order, f Fact) Decision {
 		// Neither made nor failed: raised, and the refund left pending (the Processor); an
 		// ABNORMAL arriving after the refund's success is stale (decideFor).
 		d.anomaly = ReasonRefundAbnormal
+	}
+	if f.RefundedAtProvider && (f.Kind == FactPaid || f.Kind == FactFinished) && d.cur.RefundedAmount == 0 && d.cur.Status != StatusPending {
+		// Before a late payment's anomaly: the money went back, which matters more than when
+		// it came.
+		d.anomaly = ReasonRefundedAtProvider
 	}
 	return Decision{Steps: d.steps, Anomaly: d.anomaly}
 }

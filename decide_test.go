@@ -29,6 +29,7 @@ func TestDecide(t *testing.T) {
 		return o
 	}
 	otherTrade := func(f paynotify.Fact) paynotify.Fact { f.ProviderTradeNo = "P2"; return f }
+	refundedAtProvider := func(f paynotify.Fact) paynotify.Fact { f.RefundedAtProvider = true; return f }
 	const (
 		pending  = paynotify.StatusPending
 		paidS    = paynotify.StatusPaid
@@ -113,6 +114,13 @@ func TestDecide(t *testing.T) {
 		{"OKRefundTradeNoNotReported", paidWith("P1"), func() paynotify.Fact { f := refund(300); f.ProviderTradeNo = ""; return f }(), want{[]paynotify.EventType{evRefunded}, paidS, 300, ""}},
 		{"OKSameTradeNo", paidWith("P1"), paid, want{nil, "", 0, ""}},
 		{"OKTradeNoUnknown", paidWith(""), otherTrade(paid), want{nil, "", 0, ""}},
+		// Paid, then refunded at the provider of an amount it does not say (WeChat Pay's
+		// trade_state REFUND): applied, and raised while the order has no refund we know of.
+		{"RefundedAtProvider/Pending", order(pending, 0), refundedAtProvider(paid), want{[]paynotify.EventType{evPaid}, paidS, 0, paynotify.ReasonRefundedAtProvider}},
+		{"RefundedAtProvider/Paid", order(paidS, 0), refundedAtProvider(paid), want{nil, "", 0, paynotify.ReasonRefundedAtProvider}},
+		{"RefundedAtProvider/Closed", order(closedS, 0), refundedAtProvider(paid), want{[]paynotify.EventType{evPaid}, paidS, 0, paynotify.ReasonRefundedAtProvider}},
+		{"RefundedAtProvider/PaidPartlyRefunded", order(paidS, 300), refundedAtProvider(paid), want{nil, "", 0, ""}},
+		{"RefundedAtProvider/Refunded", order(refunded, amount), refundedAtProvider(paid), want{nil, "", 0, ""}},
 		{"OKAmountNotReported", order(pending, 0), func() paynotify.Fact { f := paid; f.HasAmount = false; f.Amount = 0; return f }(), want{[]paynotify.EventType{evPaid}, paidS, 0, ""}},
 	}
 	for _, tt := range tests {

@@ -758,6 +758,8 @@ func anomalyDetail(app *App, o *Order, prior *Refund, f *Fact, reason string) st
 		return d
 	case ReasonDuplicatePaymentRefund:
 		return fmt.Sprintf("a refund of trade %q; the order was paid under %q", ClipText(f.ProviderTradeNo, 64), orderTradeNo(o))
+	case ReasonRefundedAtProvider:
+		return fmt.Sprintf("the provider reports trade %q paid, then refunded (of an amount it does not say); paynotify knows of no refund of this order", ClipText(f.ProviderTradeNo, 64))
 	}
 	return ""
 }
@@ -790,7 +792,8 @@ func (p *Processor) anomaly(app *App, f *Fact, reason string, o *Order, ev *Evid
 	}
 	key := reason + "|" + f.key()
 	switch reason {
-	case ReasonDuplicatePayment:
+	case ReasonDuplicatePayment, ReasonRefundedAtProvider:
+		// One per provider trade number (a refunded trade is asked about again by "Query now").
 		key = reason + "|" + f.ProviderTradeNo
 	case ReasonRefundAbnormal:
 		// One per refund: its notification names the merchant (mchid), the refund query's

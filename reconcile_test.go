@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/paynotify/paynotify/provider"
+	"github.com/paynotify/paynotify/wechatpay"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -798,5 +800,49 @@ func TestReconciler_InferredAmountNeverConfirmed(t *testing.T) {
 	sweep(t, r)
 	if p := b.refundOfT1(t, "P00001"); p.NeedsAttention || p.NextCheckAt != nil || p.Amount != 300 {
 		t.Fatalf("P confirmed: %+v", p)
+	}
+}
+
+// TestReconcile_WechatRefundStateRaised: the payment notification of a WeChat Pay order
+// was lost; the buyer complained and was refunded in the merchant platform (its notification goes
+// to the platform's URL, not to paynotify). The scheduled query answers trade_state REFUND ("paid,
+// then refunded", of no stated amount): it was booked as a plain payment, no anomaly, and the
+// merchant shipped for money that went back (a reviewer helper's finding). The payment is
+// applied, and refunded_at_provider raised (accepted with that reason, an order.anomaly event).
+func TestReconcile_WechatRefundStateRaised(t *testing.T) {
+	r, b := setupReconciler(t)
+	b.app.Provider, b.app.AppID, b.app.MchID, b.app.SellerIDs = paynotify.ProviderWechatpay, "wx0000000000000001", "1900000001", nil
+	o, _, err := r.Service.CreateOrder(context.Background(), paynotify.CreateOrderRequest{App: "shop", OutTradeNo: "W000001", Amount: 1000,
+		Subject: "s", Channel: paynotify.ChannelWechatNative, ExpiresIn: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tx wechatpay.Transaction // GET /v3/pay/transactions/out-trade-no/W000001, verified
+	tx.AppID, tx.MchID, tx.OutTradeNo, tx.TransactionID = "wx0000000000000001", "1900000001", o.OutTradeNo, "4200000001"
+	tx.TradeState, tx.SuccessTime = "REFUND", t0.Add(30*time.Second)
+	tx.Amount.Total, tx.Amount.Currency = 1000, "CNY"
+	f := provider.WechatTransactionFact(&tx)
+	b.fake.setQuery(o.OutTradeNo, answer("REFUND", &f))
+	b.now.Set(t0.Add(time.Minute))
+	sweep(t, r)
+	got := b.order(t, o.OutTradeNo)
+	evs := b.events(t, o.OutTradeNo)
+	t.Logf("query REFUND → order %s, refunded_amount %d, events %v", got.Status, got.RefundedAmount, evs)
+	if got.Status != paynotify.StatusPaid || fmt.Sprint(evs) != "[order.paid order.anomaly]" {
+		t.Errorf("order %s, events %v; want paid, with order.paid then order.anomaly", got.Status, evs)
+	}
+	recs := b.evidence(t, paynotify.EvidenceFilter{OutTradeNo: o.OutTradeNo, Source: paynotify.SourceQuery})
+	if len(recs) != 1 || recs[0].Verdict != paynotify.VerdictAccepted || recs[0].Reason != paynotify.ReasonRefundedAtProvider {
+		t.Errorf("the query's evidence: %+v; want accepted, refunded_at_provider", recs)
+	} else if !strings.Contains(recs[0].Detail, `trade "4200000001" paid, then refunded`) {
+		t.Errorf("the record's detail %q does not say which trade", recs[0].Detail)
+	}
+	// Asked again (the console's "Query now"): the order is paid already, and the anomaly is
+	// raised once per trade, not again.
+	if _, err := r.Service.CheckOrder(context.Background(), r.Service.Apps["shop"], b.order(t, o.OutTradeNo), false); err != nil {
+		t.Fatal(err)
+	}
+	if evs := b.events(t, o.OutTradeNo); fmt.Sprint(evs) != "[order.paid order.anomaly]" {
+		t.Errorf("after a second query: events %v, want the anomaly once", evs)
 	}
 }

@@ -487,12 +487,15 @@ func anomalyEvidence(ctx context.Context, st paynotify.Store, since time.Time, l
 	if err != nil {
 		return nil, err
 	}
-	late, err := st.ListEvidence(ctx, paynotify.EvidenceFilter{Verdict: paynotify.VerdictAccepted, Reason: paynotify.ReasonLatePayment,
-		Since: since, Limit: limit, BodyBudget: 1})
-	if err != nil {
-		return nil, err
+	// Applied, but raised: late payments, and payments the provider says were refunded since.
+	for _, reason := range []string{paynotify.ReasonLatePayment, paynotify.ReasonRefundedAtProvider} {
+		late, err := st.ListEvidence(ctx, paynotify.EvidenceFilter{Verdict: paynotify.VerdictAccepted, Reason: reason,
+			Since: since, Limit: limit, BodyBudget: 1})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, late...)
 	}
-	out = append(out, late...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ReceivedAt.After(out[j].ReceivedAt) })
 	return out[:min(len(out), limit)], nil
 }

@@ -68,6 +68,9 @@ func remedy(ev *paynotify.Evidence, a *paynotify.App) string {
 		return "Verified, but what the provider states disagrees with the order: its total, its currency, or a refund's amount beside the one recorded (the record's detail says which). " +
 			"Look at the trade in the provider's portal before acting: if it was paid another amount, do not ship, and refund it there or settle with the buyer; " +
 			"if it is closed, or the message is about a refund, do not refund again. Reprocessing gives the same anomaly."
+	case paynotify.ReasonRefundedAtProvider:
+		return "WeChat Pay says this order was paid, then refunded (trade_state REFUND), and paynotify knows of no refund of it: one was made in 商户平台 (its notification went elsewhere). " +
+			"Do not ship before looking at the trade there: a full refund means nothing is owed; record the refund here with its own number once you have it."
 	case paynotify.ReasonLatePayment:
 		return "The money arrived after the order was closed, and the order is paid now: ship, or refund."
 	case paynotify.ReasonUnexpectedClose:
