@@ -3,6 +3,7 @@ package paynotify_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"github.com/paynotify/paynotify/provider"
 	"github.com/paynotify/paynotify/wechatpay"
@@ -844,5 +845,96 @@ func TestReconcile_WechatRefundStateRaised(t *testing.T) {
 	}
 	if evs := b.events(t, o.OutTradeNo); fmt.Sprint(evs) != "[order.paid order.anomaly]" {
 		t.Errorf("after a second query: events %v, want the anomaly once", evs)
+	}
+}
+
+func refundEvents(t *testing.T, b *svcBundle, otn string) []paynotify.EventRefund {
+	t.Helper()
+	evs, err := b.store.ListEvents(context.Background(), paynotify.EventFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []paynotify.EventRefund
+	for _, e := range evs {
+		if e.OutTradeNo != otn || e.Type != paynotify.EventOrderRefunded {
+			continue
+		}
+		var d struct{ Refund paynotify.EventRefund }
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d.Refund)
+	}
+	return out
+}
+
+// TestReconcile_TradeClosedAfterPendingRefunds: an Alipay order of 10.00 is paid; two refunds
+// of ours (4.00, 6.00) are pending (their calls timed out) and both went through at Alipay, which
+// closed the trade. An operator clicks "Query now" on the order (console/actions.go "query":
+// Service.CheckOrder, offered for any status). alipay.trade.query answers TRADE_CLOSED with
+// send_pay_date, which provider.alipayQueryFact maps to a refund fact of the whole total with no
+// out_request_no: the order is announced refunded by 10.00. The refunds' own checks then confirm
+// 4.00 and 6.00, and each was announced again ("a refund confirmed without moving the order's
+// total"): the order.refunded amounts added up to 20.00 on an order of 10.00 (a reviewer helper's
+// finding). The pending refunds are checked first now: two events, 4.00 and 6.00, and the total
+// moves nothing.
+func TestReconcile_TradeClosedAfterPendingRefunds(t *testing.T) {
+	ctx := context.Background()
+	r, b := setupReconciler(t)
+	s := r.Service
+	scheduledOrder(t, s, "T1", time.Hour)
+	if _, err := s.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) {
+		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "timeout") // outcome unknown: pending
+	}
+	for _, rq := range []paynotify.RefundRequest{{Amount: 400, OutRequestNo: "R00001"}, {Amount: 600, OutRequestNo: "R00002"}} {
+		if _, _, err := s.Refund(ctx, "shop", "T1", rq); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+			t.Fatalf("refund %s: %v", rq.OutRequestNo, err)
+		}
+	}
+	// alipay.trade.query: TRADE_CLOSED, send_pay_date set: provider.alipayQueryFact's fact.
+	closed := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", Amount: 1000, HasAmount: true,
+		RefundTotal: 1000, At: t0.Add(time.Minute)}
+	b.fake.setQuery("T1", answer("TRADE_CLOSED", &closed))
+	// alipay.trade.fastpay.refund.query: REFUND_SUCCESS, as provider.Alipay.QueryRefund maps it.
+	for no, amt := range map[string]paynotify.Amount{"R00001": 400, "R00002": 600} {
+		f := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundPerRequest: true,
+			RefundRequestNo: no, RefundAmount: amt}
+		b.fake.mu.Lock()
+		b.fake.rquery[no] = answer("REFUND_SUCCESS", &f)
+		b.fake.mu.Unlock()
+	}
+
+	// The console's "Query now" on the paid order.
+	o := b.order(t, "T1")
+	res, err := s.CheckOrder(ctx, b.app, o, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Query now: %s %s → order %s, refunded %d", res.State, res.Verdict, res.Order.Status, res.Order.RefundedAmount)
+	// The refunds' scheduled checks.
+	b.now.Set(t0.Add(time.Minute))
+	sweep(t, r)
+
+	var sum paynotify.Amount
+	for _, e := range refundEvents(t, b, "T1") {
+		t.Logf("order.refunded: out_request_no=%q amount=%d refunded_total=%d", e.OutRequestNo, e.Amount, e.RefundedTotal)
+		sum += e.Amount
+	}
+	o = b.order(t, "T1")
+	list, _ := b.store.ListRefunds(ctx, "shop", "T1")
+	for _, rf := range list {
+		t.Logf("refund %s: %s %d", rf.OutRequestNo, rf.Status, rf.Amount)
+	}
+	if sum != o.RefundedAmount || o.RefundedAmount != 1000 || len(refundEvents(t, b, "T1")) != 2 {
+		t.Errorf("order.refunded amounts add up to %d in %d events for an order refunded %d (amount %d), want 1000 in two",
+			sum, len(refundEvents(t, b, "T1")), o.RefundedAmount, o.Amount)
+	}
+	for _, rf := range list {
+		if rf.Status != paynotify.RefundSucceeded {
+			t.Errorf("refund %s: %s, want succeeded", rf.OutRequestNo, rf.Status)
+		}
 	}
 }
