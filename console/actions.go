@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -178,14 +179,33 @@ func (c *Console) handleAction(w http.ResponseWriter, r *http.Request, ss *sessi
 		c.render(w, r, http.StatusOK, "confirm", &page{Title: "Confirm", Data: p})
 		return
 	}
+	// The line is the record of who did what (one admin password): what was asked, from where,
+	// in which session (a tag of it, not its id); a refund's amount, number and reason (a
+	// reviewer helper's finding: it said "action=refund" and the order only).
+	attrs := []any{"action", name, "app", r.PostFormValue("app"), "out_trade_no", r.PostFormValue("otn"), "id", r.PostFormValue("id"),
+		"client_ip", clientIP(r), "session", sessionTag(ss)}
+	if name == "refund" {
+		attrs = append(attrs, "amount", r.PostFormValue("amount"), "out_request_no", r.PostFormValue("out_request_no"),
+			"reason", paynotify.ClipText(r.PostFormValue("reason"), 256))
+	}
 	next, flash, err := a.Do(r)
 	if err != nil {
-		c.logger().Warn("console: action failed", "action", name, "err", err)
+		c.logger().Warn("console: action failed", append(attrs, "err", err)...)
 		c.fail(w, r, err)
 		return
 	}
-	c.logger().Info("console: action", "action", name, "app", r.PostFormValue("app"), "out_trade_no", r.PostFormValue("otn"), "id", r.PostFormValue("id"))
+	c.logger().Info("console: action", attrs...)
 	http.Redirect(w, r, next+"?flash="+url.QueryEscape(flash)+"&fs="+flashMAC(ss, flash), http.StatusSeeOther)
+}
+
+// sessionTag names a session in the log without its id (which would let a reader of the log use
+// it): the first 8 bytes of its SHA-256, hex. "" for none.
+func sessionTag(ss *session) string {
+	if ss == nil {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("paynotify console session\x00" + ss.id))
+	return hex.EncodeToString(sum[:8])
 }
 
 // flashMAC authenticates a flash message for the session: the page shows a flash only with the
