@@ -253,9 +253,22 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 			return stats, err
 		}
 		var wg sync.WaitGroup
-		backedOff := 0
+		backedOff, deferFailed := 0, false
+		deferred := map[string]bool{}
 		for _, c := range claims {
 			if until, ok := r.backingOff(c.App, claimedAt); ok {
+				if !deferred[c.App] {
+					// The app's whole due queue at once, not a batch a sweep ahead of the other
+					// apps' checks (a reviewer helper's finding: another app's check waited 70 s
+					// behind 1,000 of a down app's).
+					deferred[c.App] = true
+					if _, err := r.Service.Store.DeferChecks(ctx, c.App, claimedAt, r.releaseAfterBackoff(c.App, until)); err != nil {
+						deferFailed = true
+						if ctx.Err() == nil {
+							r.Service.logger().Warn("reconcile: defer the checks of an app backing off", "app", c.App, "err", err)
+						}
+					}
+				}
 				until = r.releaseAfterBackoff(c.App, until)
 				fin.unanswered(c, &until, false)
 				add(func(s *SweepStats) { s.Released++ })
@@ -303,10 +316,11 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 			}()
 		}
 		wg.Wait()
-		if len(claims) < r.batch() || backedOff == len(claims) {
-			// A whole batch of apps backing off: the next sweep goes on. Claiming on, a sweep
-			// ran through an app's whole due queue while its provider was down, claiming and
-			// releasing every row with no pacing (a reviewer helper's finding).
+		if len(claims) < r.batch() || (backedOff == len(claims) && deferFailed) {
+			// A whole batch of apps backing off whose queues could not be deferred: the next
+			// sweep goes on. Claiming on, a sweep ran through an app's whole due queue while its
+			// provider was down, claiming and releasing every row with no pacing (a reviewer
+			// helper's finding). Deferred, their queues are out of the next claim's way.
 			break
 		}
 	}
