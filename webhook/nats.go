@@ -49,6 +49,8 @@ type NATS struct {
 	stream string
 	prefix string
 
+	startErr error // why the first connection failed (OpenNATS), nil when it did not
+
 	mu      sync.Mutex
 	checked bool          // the stream was found (or created) with settings that fit
 	window  time.Duration // its duplicate window, once checked
@@ -80,23 +82,27 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	if cfg.DuplicateWindow == 0 {
 		cfg.DuplicateWindow = DefaultDuplicateWindow
 	}
-	opts := []nats.Option{nats.Name("paynotify"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true)}
+	opts := []nats.Option{nats.Name("paynotify"), nats.MaxReconnects(-1)}
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d > 0 {
 			opts = append(opts, nats.Timeout(d))
 		}
 	}
-	nc, err := nats.Connect(cfg.URL, opts...)
-	if err != nil {
-		// nats errors do not repeat the URL, which may hold credentials.
-		return nil, fmt.Errorf("nats: connect: %w", err)
+	// Once as usual, to learn why it fails; then retrying in the background (RetryOnFailedConnect
+	// keeps no error). nats errors do not repeat the URL, which may hold credentials.
+	nc, startErr := nats.Connect(cfg.URL, opts...)
+	if startErr != nil {
+		var err error
+		if nc, err = nats.Connect(cfg.URL, append(opts, nats.RetryOnFailedConnect(true))...); err != nil {
+			return nil, fmt.Errorf("nats: connect: %w", err)
+		}
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("nats: %w", err)
 	}
-	n := &NATS{nc: nc, js: js, cfg: cfg, stream: cfg.Stream, prefix: cfg.SubjectPrefix, window: cfg.DuplicateWindow}
+	n := &NATS{nc: nc, js: js, cfg: cfg, stream: cfg.Stream, prefix: cfg.SubjectPrefix, window: cfg.DuplicateWindow, startErr: startErr}
 	if !nc.IsConnected() {
 		return n, nil // retried in the background; the stream at the first Publish
 	}
@@ -106,6 +112,10 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	}
 	return n, nil
 }
+
+// StartError is why OpenNATS could not connect at once (refused, an authorization error): the
+// connection is then retried in the background. Nil when it connected.
+func (n *NATS) StartError() error { return n.startErr }
 
 var errNotConnected = errors.New("not connected to the NATS server yet (retried in the background)")
 

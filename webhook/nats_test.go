@@ -326,6 +326,9 @@ func TestNATSUnreachable(t *testing.T) {
 	if n.Ready() {
 		t.Fatal("Ready before the server answered")
 	}
+	if err := n.StartError(); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("StartError = %v, want why it is not connected, without the password", err)
+	}
 	start := time.Now()
 	err = n.Publish(ctx, "shop", "order.paid", "evt_1", []byte(`{}`))
 	if err == nil || strings.Contains(err.Error(), "s3cret") || time.Since(start) > time.Second {

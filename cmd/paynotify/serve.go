@@ -344,7 +344,8 @@ func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Se
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 		if !n.Ready() {
-			logger.Warn("nats: the server does not answer: serving without it; events are published once it does (the dispatcher retries them)", "stream", cfg.NATS.Stream)
+			logger.Warn("nats: not connected: serving without it; events are published once it is (the dispatcher retries them)",
+				"stream", cfg.NATS.Stream, "err", n.StartError())
 		}
 		bg.nats, d.NATS = n, n
 		if err := webhook.EnsureNATSEndpoint(ctx, st, cfg.NATS.Stream+" "+cfg.NATS.SubjectPrefix); err != nil {
