@@ -128,6 +128,10 @@ func (c *Client) FetchAlipayCert(ctx context.Context, sn string) error {
 	}
 	for {
 		d.mu.Lock()
+		if c.certKey(sn) != nil { // downloaded meanwhile (a reviewer's finding: downloaded twice)
+			d.mu.Unlock()
+			return nil
+		}
 		if f, ok := d.failed[sn]; ok && c.now().Sub(f.at) < certRetryAfter && c.now().Sub(f.at) >= 0 {
 			d.mu.Unlock()
 			return f.err
@@ -180,6 +184,9 @@ func (c *Client) addDownloaded(ck CertKey) error {
 	c.dlMu.Lock()
 	defer c.dlMu.Unlock()
 	old := c.downloaded.Load()
+	if old != nil && old.bySN[ck.SN] != nil {
+		return nil // kept already
+	}
 	next := &downloadedKeys{bySN: map[string]*rsa.PublicKey{}}
 	if old != nil {
 		if len(old.keys) >= maxDownloadedCerts {

@@ -331,3 +331,53 @@ func TestCertDownload(t *testing.T) {
 		})
 	}
 }
+
+// TestCertDownload_AfterAnotherFinished: FetchAlipayCert checked whether the SN is trusted
+// before taking d.mu only; a caller that read "unknown" just before another call's download was
+// added, and took the lock after that call removed its in-flight entry, downloaded the same
+// certificate again, kept its key twice (one of the 8 slots) and ran OnCertDownload (serve's
+// warning) twice (a reviewer's finding). It checks again under the lock now. The interleaving is
+// forced by holding d.mu while the first download's result is added.
+func TestCertDownload_AfterAnotherFinished(t *testing.T) {
+	now := time.Now()
+	ch := newCertChain(t, now)
+	const oldKeyFile, newKeyFile = "testdata/shared/test_private_pkcs8.pem", "testdata/openssl/other_private.pem"
+	oldCert, _ := ch.leaf(alipayCN, keyOf(t, oldKeyFile), nil)
+	newCert, newSN := ch.leaf(alipayCN, keyOf(t, newKeyFile), nil)
+	appKey := genKey(t)
+	appCert, _ := ch.leaf("2088000000000001-2021000000000001", &appKey.PublicKey, nil)
+	g := &downloadGateway{content: string(newCert) + string(ch.interPEM)}
+	srv := g.serve(t, "")
+	added := 0
+	c, err := NewClient(Config{AppID: "2021000000000001", PrivateKey: appKey, AppCert: appCert, AlipayRootCert: ch.rootPEM,
+		AlipayCert: append(append([]byte(nil), oldCert...), ch.interPEM...), Gateway: srv.URL, HTTPClient: srv.Client(),
+		OnCertDownload: func(CertKey) { added++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first download, done: its result is what FetchAlipayCert adds.
+	ck, err := c.downloadCert(context.Background(), newSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.dl.mu.Lock() // the first call holds d.mu to delete its in-flight entry ...
+	done := make(chan error)
+	go func() { done <- c.FetchAlipayCert(context.Background(), newSN) }() // ... while the second has read "unknown"
+	time.Sleep(200 * time.Millisecond)
+	if err := c.addDownloaded(ck); err != nil { // (the first call's addDownloaded, before its delete)
+		t.Fatal(err)
+	}
+	c.dl.mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	d := c.downloaded.Load()
+	t.Logf("downloads %d, keys kept %d for 1 SN, OnCertDownload calls %d", g.count(), len(d.keys), added)
+	if g.count() != 1 || len(d.keys) != 1 || added != 0 {
+		t.Errorf("one SN: %d downloads, %d keys kept (of %d allowed), %d OnCertDownload calls by the second caller; want 1, 1, 0",
+			g.count(), len(d.keys), maxDownloadedCerts, added)
+	}
+	if err := c.addDownloaded(ck); err != nil || len(c.downloaded.Load().keys) != 1 {
+		t.Errorf("the same certificate added again: %v, %d keys kept; want it kept once", err, len(c.downloaded.Load().keys))
+	}
+}
