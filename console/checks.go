@@ -58,6 +58,13 @@ func explain(ev *paynotify.Evidence, a *paynotify.App, o *paynotify.Order) *evid
 			v.HeaderRows = append(v.HeaderRows, [2]string{k, val})
 		}
 	}
+	if ev.BodyOmitted {
+		// Its checks read the raw message, which this page did not load (its budget): its own
+		// page has them (a reviewer's finding: they read an empty body, "The message says “”").
+		v.Checks = append(v.Checks, check{"checks", "skip", "Not shown here: this page loads a few MiB of bodies at most, and this record's is beyond them. " +
+			"The verdict above is the one recorded; open the record for its checks."})
+		return v
+	}
 	if ev.Source == paynotify.SourceQuery {
 		v.Checks = append(v.Checks, check{"answer", outcomeOf(ev.Verdict, ""), "The provider's signed answer to our query (" + ev.Endpoint + "), verified over its raw bytes, then applied like a notification: " + verdictText(ev)})
 		return v

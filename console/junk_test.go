@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +218,77 @@ func TestConsole_ChecksNotMadeAreSkipped(t *testing.T) {
 		_, _, body = e.do("GET", "/console/notifications/ntf_UO", nil)
 		if row := `<th>amount</th><td class="outcome">skip</td><td>Not checked: no order “GHOST” to compare it with`; !strings.Contains(body, row) {
 			t.Errorf("unknown_order record: its amount row is not %s", row)
+		}
+	})
+}
+
+// TestConsole_OrderPageKeepsRejectedThatAreNotJunk: the order page kept only the newest 50
+// rejected records, taking every rejected record for junk "anyone can post". Not all are: a
+// provider's signed query answer refused as about another order (source query), and legacy
+// Alipay's notify_id_unconfirmed (its signature held: a leaked key's trace, which retention keeps
+// for that reason); 50 forged posts naming the order pushed them off the page (a reviewer's
+// finding). Only rejected notifications are capped now.
+func TestConsole_OrderPageKeepsRejectedThatAreNotJunk(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		ctx := t.Context()
+		a := storetest.MustCreateOrder(t, ctx, s, storetest.NewOrder("app1", "A", storetest.T0))
+		q := storetest.NewEvidence("qry_MISMATCH", a, storetest.T0.Add(time.Minute))
+		q.Endpoint, q.Source, q.Verdict, q.Reason, q.Detail = "alipay.trade.query", paynotify.SourceQuery, paynotify.VerdictRejected,
+			paynotify.ReasonOutTradeNoMismatch, "asked about A, answered about B"
+		n := storetest.NewEvidence("ntf_LEAKEDKEY", a, storetest.T0.Add(2*time.Minute))
+		n.Provider, n.Endpoint, n.Source, n.Verdict, n.Reason, n.Detail = paynotify.ProviderAlipayLegacy, "alipay-legacy", paynotify.SourceNotification,
+			paynotify.VerdictRejected, "notify_id_unconfirmed", "notify_verify answered false"
+		for _, ev := range []*paynotify.Evidence{q, n} {
+			if err := s.InsertEvidence(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e := setup(t, s, nil)
+		e.login()
+		_, _, body := e.do("GET", "/console/orders/app1/A", nil)
+		if !strings.Contains(body, `data-copy="qry_MISMATCH"`) || !strings.Contains(body, `data-copy="ntf_LEAKEDKEY"`) {
+			t.Fatal("precondition: both records on the page")
+		}
+		for i := range 50 {
+			if err := s.InsertEvidence(ctx, junk(fmt.Sprintf("ntf_F%03d", i), "A", storetest.T0.Add(10*time.Minute+time.Duration(i)*time.Second), 200)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _, body = e.do("GET", "/console/orders/app1/A", nil)
+		for _, id := range []string{"qry_MISMATCH", "ntf_LEAKEDKEY"} {
+			if !strings.Contains(body, `data-copy="`+id+`"`) {
+				t.Errorf("after 50 forged posts naming the order, %s (not junk: retention keeps it as such) is no longer on the order page", id)
+			}
+		}
+	})
+}
+
+// TestConsole_OmittedBodyNoReprocess: the order page decided "Reprocess" by Evidence.Cut(),
+// len(Body) >= 64 KiB, and a record left without its body by the page's budget (BodyOmitted) has
+// a nil Body, so a record kept cut at 64 KiB, which is never reprocessed (its own page says so
+// and offers no button), got a Reprocess button there, and its checks read an empty body (a
+// reviewer's finding). A record without its body offers no action and shows no checks here.
+func TestConsole_OmittedBodyNoReprocess(t *testing.T) {
+	teststore.ForEach(t, func(t *testing.T, s paynotify.Store) {
+		ctx := t.Context()
+		storetest.MustCreateOrder(t, ctx, s, storetest.NewOrder("app1", "A", storetest.T0))
+		for i := range 12 {
+			if err := s.InsertEvidence(ctx, junk(fmt.Sprintf("ntf_C%03d", i), "A", storetest.T0.Add(time.Minute+time.Duration(i)*time.Second), paynotify.MaxEvidenceBody)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e := setup(t, s, nil)
+		e.login()
+		_, _, one := e.do("GET", "/console/notifications/ntf_C000", nil)
+		_, _, body := e.do("GET", "/console/orders/app1/A", nil)
+		re := regexp.MustCompile(`name="id" value="(ntf_C\d+)"><button>Reprocess`)
+		offered := re.FindAllStringSubmatch(body, -1)
+		t.Logf("its own page offers Reprocess: %v; the order page offers it for %d of the 12 cut records", strings.Contains(one, "<button>Reprocess"), len(offered))
+		if len(offered) > 0 {
+			t.Errorf("the order page offers Reprocess for cut records left without their body (e.g. %s); their own page does not", offered[0][1])
+		}
+		if strings.Contains(body, "The message says “”") || !strings.Contains(body, "Not shown here: this page loads a few MiB of bodies at most") {
+			t.Error("records without their body show checks read from an empty body")
 		}
 	})
 }
