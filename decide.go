@@ -76,8 +76,9 @@ type Fact struct {
 	Recount bool
 	// RefundedAtProvider marks a payment the provider reports as refunded since, of an amount
 	// it does not say (WeChat Pay's trade_state REFUND, "转入退款"): the payment is applied, and
-	// when the order has no refund we know of, an anomaly (ReasonRefundedAtProvider) says that
-	// money went back (a refund made in the merchant platform, its notification sent elsewhere).
+	// when the order has nothing refunded, an anomaly (ReasonRefundedAtProvider) says that money
+	// went back (a refund made in the merchant platform, its notification sent elsewhere). The
+	// Processor clears it when the order has any refund record (the REFUND state is about it).
 	RefundedAtProvider bool
 }
 

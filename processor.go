@@ -520,7 +520,7 @@ func (p *Processor) repeatAt(ctx context.Context, ev *Evidence, e repeatEntry, f
 
 // readsRefunds reports whether deciding f reads the order's refunds (load), besides the order.
 func (f *Fact) readsRefunds() bool {
-	return f.RefundRequestNo != "" && f.isRefund()
+	return f.RefundRequestNo != "" && f.isRefund() || f.RefundedAtProvider
 }
 
 // commitOrder runs build in the store's writer (OrderCommitter.CommitOrder) and tells Metrics
@@ -578,6 +578,15 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 	refunds, err := p.Store.ListRefunds(ctx, app.Name, f.OutTradeNo)
 	if err != nil {
 		return nil, fmt.Errorf("load refunds: %w", err)
+	}
+	if f.RefundedAtProvider && len(refunds) > 0 {
+		// A refund of the order is known (pending, failed or not): the provider's REFUND state is
+		// about it, not news (a reviewer's finding: a pending refund of ours raised
+		// refunded_at_provider, "paynotify knows of no refund").
+		f.RefundedAtProvider = false
+	}
+	if !f.isRefund() {
+		return st, nil
 	}
 	priorAt := -1 // prior's place in refunds: the order they were recorded in
 	for i, r := range refunds {

@@ -1000,3 +1000,44 @@ func TestReconcile_OutageOfOneAppDoesNotDelayOthers(t *testing.T) {
 		t.Errorf("the healthy app's check waited %s behind %d due orders of an app whose provider is down, queried %d times", delay, backlog, down.count("query"))
 	}
 }
+
+// TestReconcile_RefundedAtProviderNotForOwnRefund: a paid WeChat Pay order with a refund paynotify
+// asked for (PROCESSING at WeChat Pay: pending here). "Query now" answers trade_state REFUND: the
+// refund is ours, known; refunded_at_provider was raised ("paynotify knows of no refund of this
+// order", remedy: a refund made in 商户平台), with an order.anomaly event to the webhooks (a
+// reviewer's finding). It is not now: the order has a refund record.
+func TestReconcile_RefundedAtProviderNotForOwnRefund(t *testing.T) {
+	ctx := context.Background()
+	r, b := setupReconciler(t)
+	b.app.Provider, b.app.AppID, b.app.MchID, b.app.SellerIDs = paynotify.ProviderWechatpay, "wx0000000000000001", "1900000001", nil
+	o, _, err := r.Service.CreateOrder(ctx, paynotify.CreateOrderRequest{App: "shop", OutTradeNo: "W000002", Amount: 1000,
+		Subject: "s", Channel: paynotify.ChannelWechatNative, ExpiresIn: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tx wechatpay.Transaction
+	tx.AppID, tx.MchID, tx.OutTradeNo, tx.TransactionID = "wx0000000000000001", "1900000001", o.OutTradeNo, "4200000002"
+	tx.TradeState, tx.SuccessTime = "SUCCESS", t0.Add(30*time.Second)
+	tx.Amount.Total, tx.Amount.Currency = 1000, "CNY"
+	if _, err := r.Service.Processor.Apply(ctx, b.app, provider.WechatTransactionFact(&tx), nil); err != nil {
+		t.Fatal(err)
+	}
+	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) { return nil, nil } // PROCESSING
+	if _, _, err := r.Service.Refund(ctx, "shop", o.OutTradeNo, paynotify.RefundRequest{Amount: 1000, OutRequestNo: "RF0001"}); err != nil {
+		t.Fatal(err)
+	}
+	rfs, _ := b.store.ListRefunds(ctx, "shop", o.OutTradeNo)
+	t.Logf("refunds known: %d (%s %s)", len(rfs), rfs[0].OutRequestNo, rfs[0].Status)
+	tx.TradeState = "REFUND" // WeChat Pay's state once a refund was asked for
+	f := provider.WechatTransactionFact(&tx)
+	b.fake.setQuery(o.OutTradeNo, answer("REFUND", &f))
+	res, err := r.Service.CheckOrder(ctx, b.app, b.order(t, o.OutTradeNo), false) // the console's "Query now"
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Query now: verdict %s reason %s; detail %q; events %v", res.Verdict, res.Reason, res.Evidence.Detail, b.events(t, o.OutTradeNo))
+	if res.Reason == paynotify.ReasonRefundedAtProvider || res.Verdict != paynotify.VerdictDuplicate {
+		t.Errorf("Query now: %s %s; want a duplicate, no refunded_at_provider for an order whose refund paynotify asked for itself (%s pending)",
+			res.Verdict, res.Reason, rfs[0].OutRequestNo)
+	}
+}
