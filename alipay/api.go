@@ -91,15 +91,16 @@ func (c *Client) Call(ctx context.Context, method string, biz any, sys map[strin
 	}
 	var head Error
 	var h struct {
-		Code    string `json:"code"`
-		Msg     string `json:"msg"`
-		SubCode string `json:"sub_code"`
-		SubMsg  string `json:"sub_msg"`
+		Code       string `json:"code"`
+		Msg        string `json:"msg"`
+		SubCode    string `json:"sub_code"`
+		SubMsg     string `json:"sub_msg"`
+		OutTradeNo string `json:"out_trade_no"`
 	}
 	if err := json.Unmarshal(node, &h); err != nil {
 		return malformed("response node: " + err.Error())
 	}
-	head = Error{Code: h.Code, Msg: h.Msg, SubCode: h.SubCode, SubMsg: h.SubMsg, Signed: signed}
+	head = Error{Code: h.Code, Msg: h.Msg, SubCode: h.SubCode, SubMsg: h.SubMsg, Signed: signed, OutTradeNo: h.OutTradeNo}
 	if head.Code != "10000" {
 		return &head
 	}

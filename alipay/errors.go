@@ -90,6 +90,10 @@ type Error struct {
 	// Signed reports whether the response carrying the error was signed and verified. An unsigned
 	// error must never cause a state change: treat the outcome as unknown and query later.
 	Signed bool
+	// OutTradeNo is the error node's out_trade_no, when it carries one (business failures often
+	// do): the signature covers the node, not the request, so an error about another trade is
+	// not about this one.
+	OutTradeNo string
 }
 
 // Error returns "alipay: <code> <msg>: <sub_code> <sub_msg>".

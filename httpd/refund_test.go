@@ -109,12 +109,16 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 			}
 			return ""
 		}
-		notFound := `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000001","out_trade_no":"F0001","out_request_no":"RF0001"}`
+		// The refund query's "no such refund" about refund RF0001 of otn (an answer about another
+		// refund or order is no answer about this one).
+		notFoundOf := func(otn string) string {
+			return `{"code":"10000","msg":"Success","trade_no":"20261129220014000000000001","out_trade_no":"` + otn + `","out_request_no":"RF0001"}`
+		}
 
 		t.Run("OKUnknownOutcomeStaysPending", func(t *testing.T) {
 			pay("F0001")
 			fake.set("alipay.trade.refund", `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SYSTEM_ERROR","sub_msg":"系统错误"}`, true)
-			fake.set("alipay.trade.fastpay.refund.query", notFound, true)
+			fake.set("alipay.trade.fastpay.refund.query", notFoundOf("F0001"), true)
 			code, _, ecode := refund("F0001", "RF0001")
 			if code != http.StatusBadGateway || ecode != "provider_unavailable" || status("F0001", "RF0001") != paynotify.RefundPending {
 				t.Fatalf("answer %d %s, refund %s; want 502 provider_unavailable and pending", code, ecode, status("F0001", "RF0001"))
@@ -136,7 +140,7 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 		t.Run("ErrUnsignedRefusalStaysPending", func(t *testing.T) {
 			pay("F0002")
 			fake.set("alipay.trade.refund", `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.REFUND_AMT_NOT_EQUAL_TOTAL","sub_msg":"退款金额超限"}`, false)
-			fake.set("alipay.trade.fastpay.refund.query", notFound, true)
+			fake.set("alipay.trade.fastpay.refund.query", notFoundOf("F0002"), true)
 			if code, _, ecode := refund("F0002", "RF0001"); code != http.StatusBadGateway || ecode != "provider_unavailable" {
 				t.Fatalf("answer %d %s, want 502", code, ecode)
 			}
@@ -148,7 +152,7 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 		t.Run("ErrFinalRefusalFails", func(t *testing.T) {
 			pay("F0003")
 			fake.set("alipay.trade.refund", `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.REFUND_AMT_NOT_EQUAL_TOTAL","sub_msg":"退款金额超限"}`, true)
-			fake.set("alipay.trade.fastpay.refund.query", notFound, true)
+			fake.set("alipay.trade.fastpay.refund.query", notFoundOf("F0003"), true)
 			code, _, ecode := refund("F0003", "RF0001")
 			if code != http.StatusUnprocessableEntity || ecode != "provider_error" || status("F0003", "RF0001") != paynotify.RefundFailed {
 				t.Fatalf("answer %d %s, refund %s; want 422 provider_error and failed", code, ecode, status("F0003", "RF0001"))

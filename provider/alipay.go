@@ -209,6 +209,13 @@ func (g *Alipay) Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnU
 		if err != nil {
 			return nil, alipayError(err)
 		}
+		if r.OutTradeNo != o.OutTradeNo || r.QRCode == "" {
+			// Signed, but not this order's QR code (a replayed answer: the signature does not
+			// cover the request), or none: the buyer would pay another order (a reviewer helper's
+			// finding).
+			return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay's precreate answer is about order %q with QR code %q, not this order's: not handed out; create the order again.",
+				paynotify.ClipText(r.OutTradeNo, 64), paynotify.ClipText(r.QRCode, 64))
+		}
 		pay = map[string]string{"qr_code": r.QRCode}
 	default:
 		return nil, paynotify.Errorf(paynotify.EINVALID, "Channel %s is not an Alipay channel.", o.Channel)
@@ -324,11 +331,14 @@ func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Re
 			RefundPerRequest: true, RefundRequestNo: r.OutRequestNo, RefundAmount: paynotify.Amount(q.RefundAmount), At: q.GmtRefundPay}, nil
 	}
 	var ae, qae *alipay.Error
-	// The query answered that there is no such refund: a verified answer without a refund status,
-	// or a signed ACQ.TRADE_NOT_EXIST. Anything else (a signed 20000, a rate limit, an answer
-	// about another refund) leaves it unknown: the refund may have been made all the same.
-	queried := qerr == nil && q.RefundStatus == "" ||
-		errors.As(qerr, &qae) && qae.Signed && qae.SubCode == "ACQ.TRADE_NOT_EXIST"
+	// The query answered that there is no such refund: a verified answer about this refund of
+	// this order without a refund status, or a signed ACQ.TRADE_NOT_EXIST naming no other order.
+	// Anything else (a signed 20000, a rate limit, an answer about another refund or order, which
+	// a replayed signed node would be: the signature covers the node, not the question) leaves it
+	// unknown: the refund may have been made all the same (a reviewer helper's finding: the
+	// answer's refund was not compared, and a failed refund cannot be retried under its number).
+	queried := qerr == nil && q.RefundStatus == "" && q.OutTradeNo == o.OutTradeNo && q.OutRequestNo == r.OutRequestNo ||
+		errors.As(qerr, &qae) && qae.Signed && qae.SubCode == "ACQ.TRADE_NOT_EXIST" && (qae.OutTradeNo == "" || qae.OutTradeNo == o.OutTradeNo)
 	switch {
 	case err == nil:
 		return nil, nil // accepted, not yet confirmed: pending
@@ -367,7 +377,11 @@ func alipayError(err error) error {
 	var ae *alipay.Error
 	var ve *alipay.VerifyError
 	switch {
-	case errors.As(err, &ae) && ae.Signed && ae.Code != "20000" && ae.SubCode != "ACQ.SYSTEM_ERROR" && !strings.HasSuffix(ae.SubCode, "unknow-error"):
+	case errors.As(err, &ae) && ae.Signed && ae.Code != "20000" && ae.Code != "40005" && ae.SubCode != "ACQ.SYSTEM_ERROR" &&
+		!strings.HasSuffix(ae.SubCode, "unknow-error") && !strings.HasSuffix(ae.SubCode, "_LIMIT"):
+		// 40005 ("Call Limited") and *_LIMIT sub codes are throttling: nothing was refused, ask
+		// again later (a reviewer helper's finding: a throttled query was counted as answered and
+		// a throttled precreate answered 422).
 		return &paynotify.Error{Code: paynotify.EPROVIDER, Message: "Alipay refused: " + ae.SubCode + " " + ae.SubMsg, ProviderCode: ae.SubCode}
 	case errors.As(err, &ae):
 		return &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "Alipay did not answer definitively: " + ae.Code + " " + ae.SubCode, ProviderCode: ae.SubCode}
