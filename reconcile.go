@@ -256,6 +256,29 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 		backedOff, deferFailed := 0, false
 		deferred := map[string]bool{}
 		for _, c := range claims {
+			if r.Service.Apps[c.App] == nil {
+				// An app this process does not know: given back for an hour at once, with its whole
+				// due queue, unpaced (a reviewer helper's finding: each took a pace slot and the
+				// app's semaphore, 200 of them delaying the other apps' checks by 20 s, every hour).
+				if r.logUnknownApp(c.App) {
+					r.log().Warn("checks of an app this process does not know are given back for an hour (logged once an hour per app)",
+						"app", c.App, "out_trade_no", c.OutTradeNo)
+				}
+				next := claimedAt.Add(unknownAppRetry)
+				if !deferred[c.App] {
+					deferred[c.App] = true
+					if _, err := r.Service.Store.DeferChecks(ctx, c.App, claimedAt, next); err != nil {
+						deferFailed = true
+						if ctx.Err() == nil {
+							r.Service.logger().Warn("reconcile: defer the checks of an app this process does not know", "app", c.App, "err", err)
+						}
+					}
+				}
+				fin.unanswered(c, &next, false)
+				add(func(s *SweepStats) { s.Released++ })
+				backedOff++
+				continue
+			}
 			if until, ok := r.backingOff(c.App, claimedAt); ok {
 				if !deferred[c.App] {
 					// The app's whole due queue at once, not a batch a sweep ahead of the other
@@ -499,6 +522,10 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 		fin.unanswered(c, &next, counted)
 	} else if o.unasked {
 		fin.unanswered(c, o.next, o.counted)
+		if r.OnCheck != nil {
+			r.OnCheck(c, res, err)
+		}
+		return checkReleased // nobody was asked: not "checked" (a reviewer helper's finding)
 	} else {
 		r.answered(c.App)
 		fin.add(c, o.next, o.counted, o.attention)
