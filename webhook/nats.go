@@ -91,6 +91,11 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	// Once as usual, to learn why it fails; then retrying in the background (RetryOnFailedConnect
 	// keeps no error). nats errors do not repeat the URL, which may hold credentials.
 	nc, startErr := nats.Connect(cfg.URL, opts...)
+	if startErr != nil && !errors.Is(startErr, nats.ErrNoServers) {
+		// A server answered and refused (the credentials, TLS): a configuration error, not an
+		// outage, and nats.go would give up on it after two tries (a reviewer's finding).
+		return nil, fmt.Errorf("nats: connect: %w", startErr)
+	}
 	if startErr != nil {
 		var err error
 		if nc, err = nats.Connect(cfg.URL, append(opts, nats.RetryOnFailedConnect(true))...); err != nil {
@@ -107,14 +112,25 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 		return n, nil // retried in the background; the stream at the first Publish
 	}
 	if err := n.ensureStream(ctx); err != nil {
-		nc.Close()
-		return nil, err
+		var apiErr *jetstream.APIError
+		if errors.Is(err, errStreamSettings) || errors.As(err, &apiErr) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			// What JetStream answered: a stream of the wrong settings, a refused creation.
+			nc.Close()
+			return nil, err
+		}
+		// JetStream did not answer (a cluster without a leader, a server restarting it): as a
+		// server that does not answer (a reviewer's finding: it still stopped serve).
+		n.startErr = err
 	}
 	return n, nil
 }
 
-// StartError is why OpenNATS could not connect at once (refused, an authorization error): the
-// connection is then retried in the background. Nil when it connected.
+// errStreamSettings marks a stream whose settings do not fit (openStream).
+var errStreamSettings = errors.New("the stream's settings do not fit")
+
+// StartError is why the sink was not ready when OpenNATS returned (no server answered, or
+// JetStream did not): the connection is retried in the background and the stream checked at the
+// first publication. Nil when it was ready.
 func (n *NATS) StartError() error { return n.startErr }
 
 var errNotConnected = errors.New("not connected to the NATS server yet (retried in the background)")
@@ -133,6 +149,9 @@ func (n *NATS) ensureStream(ctx context.Context) error {
 	defer n.mu.Unlock()
 	if n.checked {
 		return nil
+	}
+	if n.nc.IsClosed() {
+		return fmt.Errorf("the connection to NATS is closed: %w", n.nc.LastError())
 	}
 	if !n.nc.IsConnected() {
 		// At once, not after a wait under the lock that every publication would queue behind.
@@ -169,11 +188,11 @@ func openStream(ctx context.Context, js jetstream.JetStream, cfg NATSConfig) (ti
 	}
 	info := s.CachedInfo()
 	if !subjectsCover(info.Config.Subjects, want) {
-		return 0, fmt.Errorf("nats: stream %s exists with subjects %s, which do not cover %s; paynotify never changes an existing stream: add %s to its subjects or configure another stream",
-			cfg.Stream, strings.Join(info.Config.Subjects, ", "), want, want)
+		return 0, fmt.Errorf("nats: stream %s exists with subjects %s, which do not cover %s; paynotify never changes an existing stream: add %s to its subjects or configure another stream (%w)",
+			cfg.Stream, strings.Join(info.Config.Subjects, ", "), want, want, errStreamSettings)
 	}
 	if info.Config.NoAck {
-		return 0, fmt.Errorf("nats: stream %s exists with no_ack set: paynotify needs publish acks", cfg.Stream)
+		return 0, fmt.Errorf("nats: stream %s exists with no_ack set: paynotify needs publish acks (%w)", cfg.Stream, errStreamSettings)
 	}
 	return info.Config.Duplicates, nil
 }

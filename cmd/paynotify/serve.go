@@ -344,7 +344,7 @@ func newBackground(ctx context.Context, cfg *Config, st store, svc *paynotify.Se
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 		if !n.Ready() {
-			logger.Warn("nats: not connected: serving without it; events are published once it is (the dispatcher retries them)",
+			logger.Warn("nats: not ready (no server or no JetStream answered): serving without it; events are published once it is (the dispatcher retries them)",
 				"stream", cfg.NATS.Stream, "err", n.StartError())
 		}
 		bg.nats, d.NATS = n, n
