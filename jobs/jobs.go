@@ -130,8 +130,48 @@ type sweepWorker struct {
 	river.WorkerDefaults[sweepArgs]
 	cfg *Config
 
-	mu      sync.Mutex
-	lastEnd time.Time // when this process's last sweep ended (its monotonic clock)
+	mu        sync.Mutex
+	lastEnd   time.Time // when this process's last sweep ended (its monotonic clock)
+	skewCheck time.Time // when the database's clock was last compared with this process's
+}
+
+// clockSkewWarn is the difference between this process's clock and the database's past which a
+// sweep warns, at most every skewCheckEvery: claims (the reconciliation's, the webhooks') are
+// made and leased on each process's own clock, so two instances whose clocks differ by more than
+// a check's lease left can both take it (a reviewer helper's finding: 60 s apart, one order
+// queried twice at once).
+const (
+	clockSkewWarn  = 5 * time.Second
+	skewCheckEvery = 10 * time.Minute
+)
+
+// checkSkew warns when this process's clock and the database's (PostgreSQL, shared by instances)
+// differ by more than clockSkewWarn.
+func (w *sweepWorker) checkSkew(ctx context.Context) {
+	c, ok := w.cfg.Reconciler.Service.Store.(databaseClock)
+	if !ok {
+		return // SQLite: the database's clock is this machine's
+	}
+	w.mu.Lock()
+	due := w.skewCheck.IsZero() || time.Since(w.skewCheck) >= skewCheckEvery
+	if due {
+		w.skewCheck = time.Now()
+	}
+	w.mu.Unlock()
+	if !due {
+		return
+	}
+	before := time.Now()
+	db, err := c.DatabaseNow(ctx)
+	if err != nil {
+		return
+	}
+	rtt := time.Since(before)
+	skew := before.Add(rtt / 2).Sub(db)
+	if skew.Abs() > clockSkewWarn+rtt {
+		w.cfg.Logger.Warn("this process's clock differs from the database's: instances whose clocks differ take each other's reconciliation and webhook claims early (a check or delivery run twice at once); sync the clocks (NTP)",
+			"ahead", skew.Round(time.Millisecond))
+	}
 }
 
 func (w *sweepWorker) Timeout(*river.Job[sweepArgs]) time.Duration { return sweepTimeout }
@@ -157,6 +197,7 @@ func (w *sweepWorker) Work(ctx context.Context, job *river.Job[sweepArgs]) error
 		w.lastEnd = time.Now()
 		w.mu.Unlock()
 	}()
+	w.checkSkew(ctx)
 	stats, err := w.cfg.Reconciler.Sweep(ctx)
 	if w.cfg.OnSweep != nil {
 		w.cfg.OnSweep(stats, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +87,31 @@ func TestPruneNow(t *testing.T) {
 	}
 	if d := time.Until(pruneNow(t.Context(), nil, quiet)); d < -time.Second || d > time.Second {
 		t.Errorf("without a database clock: %s from now", d)
+	}
+}
+
+// TestCheckSkew: a sweep warns, at most every skewCheckEvery, when this process's clock and the
+// database's differ by more than clockSkewWarn (instances with clocks apart take each other's
+// claims early: a reviewer helper's finding); not when they agree, nor on a store without a clock
+// of its own.
+func TestCheckSkew(t *testing.T) {
+	for _, tc := range []struct {
+		skew time.Duration
+		warn bool
+	}{{-time.Minute, true}, {time.Minute, true}, {time.Second, false}, {0, false}} {
+		var b strings.Builder
+		w := &sweepWorker{cfg: &Config{Logger: slog.New(slog.NewTextHandler(&b, nil)),
+			Reconciler: &paynotify.Reconciler{Service: &paynotify.Service{Store: clockStore{skew: tc.skew}}}}}
+		w.checkSkew(t.Context())
+		if got := strings.Contains(b.String(), "differs from the database's"); got != tc.warn {
+			t.Errorf("database %s off: warned %t, want %t: %q", tc.skew, got, tc.warn, b.String())
+		}
+		if tc.warn {
+			b.Reset()
+			w.checkSkew(t.Context())
+			if b.Len() != 0 {
+				t.Errorf("database %s off: warned again at once: %q", tc.skew, b.String())
+			}
+		}
 	}
 }
