@@ -296,6 +296,11 @@ type CheckStore interface {
 	// this or another process) skips it, and a claimer that dies leaves it due again at the end
 	// of the lease.
 	ClaimChecks(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*Check, error)
+	// ClaimChecksOf is ClaimChecks of the rows of apps only (nil: every app): a process claims
+	// the checks of the apps its config has, and leaves the others' to the processes that have
+	// them (claimed, they took its pace and were given back for an hour: a reviewer helper's
+	// finding).
+	ClaimChecksOf(ctx context.Context, now time.Time, lease time.Duration, limit int, apps []string) ([]*Check, error)
 	// FinishCheck ends a claim, if c.Token still holds it: Checks grows by one when counted,
 	// NextCheckAt becomes next (nil: never again; an order that is no longer pending gets nil
 	// whatever next says), and a refund's NeedsAttention becomes attention. A claim that no

@@ -21,6 +21,11 @@ import (
 // reaches a row after this claim committed finds it no longer due. A limit of 0 or less claims
 // nothing; lease must be positive.
 func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*paynotify.Check, error) {
+	return db.ClaimChecksOf(ctx, now, lease, limit, nil)
+}
+
+// ClaimChecksOf is ClaimChecks of the rows of apps only (nil: every app).
+func (db *DB) ClaimChecksOf(ctx context.Context, now time.Time, lease time.Duration, limit int, apps []string) ([]*paynotify.Check, error) {
 	if lease <= 0 {
 		return nil, fmt.Errorf("postgres: claim checks: lease %s is not positive", lease)
 	}
@@ -33,7 +38,7 @@ func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duratio
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		for _, part := range paynotify.ClaimParts(limit) {
 			if left := min(part.Limit, limit-len(out)); left > 0 {
-				got, err := claim(ctx, tx, part.Kind, due, until, token, left)
+				got, err := claim(ctx, tx, part.Kind, due, until, token, left, apps)
 				if err != nil {
 					return fmt.Errorf("%s: %w", part.Kind, err)
 				}
@@ -50,14 +55,14 @@ func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duratio
 
 // claim claims up to limit rows of kind's table due at or before due: they move to until under
 // token, and are returned earliest first.
-func claim(ctx context.Context, tx pgx.Tx, kind paynotify.CheckKind, due, until time.Time, token string, limit int) ([]*paynotify.Check, error) {
+func claim(ctx context.Context, tx pgx.Tx, kind paynotify.CheckKind, due, until time.Time, token string, limit int, apps []string) ([]*paynotify.Check, error) {
 	table, requestNo := "orders", "''::text"
 	if kind == paynotify.CheckRefund {
 		table, requestNo = "refunds", "t.out_request_no"
 	}
 	rows, err := tx.Query(ctx, `WITH due AS (
 			SELECT seq, next_check_at FROM `+table+`
-			WHERE next_check_at IS NOT NULL AND next_check_at <= $1
+			WHERE next_check_at IS NOT NULL AND next_check_at <= $1 AND ($5::text[] IS NULL OR app = ANY($5))
 			ORDER BY next_check_at, seq LIMIT $2
 			FOR NO KEY UPDATE SKIP LOCKED
 		), claimed AS (
@@ -65,7 +70,7 @@ func claim(ctx context.Context, tx pgx.Tx, kind paynotify.CheckKind, due, until 
 			RETURNING t.app, t.out_trade_no, `+requestNo+` AS out_request_no, t.checks, due.next_check_at AS due_at, due.seq
 		)
 		SELECT app, out_trade_no, out_request_no, checks FROM claimed ORDER BY due_at, seq`,
-		due, limit, until, token)
+		due, limit, until, token, apps)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -20,6 +21,11 @@ import (
 // concurrent claim, of this handle or another process, runs before or after it and never sees
 // the rows as due. A limit of 0 or less claims nothing; lease must be positive.
 func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*paynotify.Check, error) {
+	return db.ClaimChecksOf(ctx, now, lease, limit, nil)
+}
+
+// ClaimChecksOf is ClaimChecks of the rows of apps only (nil: every app).
+func (db *DB) ClaimChecksOf(ctx context.Context, now time.Time, lease time.Duration, limit int, apps []string) ([]*paynotify.Check, error) {
 	if lease <= 0 {
 		return nil, fmt.Errorf("sqlite: claim checks: lease %s is not positive", lease)
 	}
@@ -28,6 +34,13 @@ func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duratio
 		return out, nil
 	}
 	cl := claim{due: formatTime(now), until: formatTime(now.Add(lease)), token: rand.Text()}
+	if apps != nil {
+		b, err := json.Marshal(apps)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: claim checks: %w", err)
+		}
+		cl.apps = string(b)
+	}
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim checks: %w", err)
@@ -49,6 +62,7 @@ func (db *DB) ClaimChecks(ctx context.Context, now time.Time, lease time.Duratio
 // claim is one ClaimChecks call: rows due at or before due move to until under token.
 type claim struct {
 	due, until, token string
+	apps              string // a JSON array of the apps whose rows it takes; "" for every app
 }
 
 // take claims up to limit due rows of kind's table and appends them to out.
@@ -60,7 +74,9 @@ func (cl claim) take(ctx context.Context, tx *sql.Tx, kind paynotify.CheckKind, 
 	// Select first, then update the rows selected: the UPDATE's RETURNING could not give them
 	// earliest first. Nothing can come between the two statements, inside the write transaction.
 	rows, err := tx.QueryContext(ctx, `SELECT rowid, app, out_trade_no, `+requestNo+`, checks FROM `+table+`
-		WHERE next_check_at IS NOT NULL AND next_check_at <= ? ORDER BY next_check_at, rowid LIMIT ?`, cl.due, limit)
+		WHERE next_check_at IS NOT NULL AND next_check_at <= ?1
+			AND (?3 = '' OR app IN (SELECT value FROM json_each(?3)))
+		ORDER BY next_check_at, rowid LIMIT ?2`, cl.due, limit, cl.apps)
 	if err != nil {
 		return nil, err
 	}

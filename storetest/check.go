@@ -561,6 +561,26 @@ func (s *suite) testClaimChecks(t *testing.T) {
 		checkNext(t, "R3", mustGetRefund(t, b.ctx, st, "app1", "P", "R3").NextCheckAt, nil)
 	})
 
+	t.Run("OKApps", func(t *testing.T) {
+		// ClaimChecksOf claims the rows of the apps named only: app2's T5 for ["app2"], nothing
+		// for none, every app's for nil (ClaimChecks).
+		st, b, now := setupDue(t)
+		cs, err := st.ClaimChecksOf(b.ctx, now, 10*time.Minute, 10, []string{"app2", "app9"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStrings(t, "claimed of app2", checkKeys(cs), []string{"app2:T5"})
+		if cs, err := st.ClaimChecksOf(b.ctx, now, 10*time.Minute, 10, []string{}); err != nil || len(cs) != 0 {
+			t.Fatalf("ClaimChecksOf no app = %v, %v; want none", checkKeys(cs), err)
+		}
+		checkNext(t, "T2", MustGetOrder(t, b.ctx, st, "app1", "T2").NextCheckAt, at(T0)) // not claimed
+		cs, err = st.ClaimChecksOf(b.ctx, now, 10*time.Minute, 10, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStrings(t, "claimed of every app", checkKeys(cs), []string{"P/R1", "T2", "T1"})
+	})
+
 	t.Run("OKDefer", func(t *testing.T) {
 		// DeferChecks moves app1's due rows (T1, T2, refund R1) to until, in one call, and
 		// nothing else: app2's due T5, app1's rows not due (T3, R2) or without a schedule (T4,
