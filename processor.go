@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -579,10 +580,11 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 	if err != nil {
 		return nil, fmt.Errorf("load refunds: %w", err)
 	}
-	if f.RefundedAtProvider && len(refunds) > 0 {
-		// A refund of the order is known (pending, failed or not): the provider's REFUND state is
-		// about it, not news (a reviewer's finding: a pending refund of ours raised
-		// refunded_at_provider, "paynotify knows of no refund").
+	if f.RefundedAtProvider && slices.ContainsFunc(refunds, func(r *Refund) bool { return r.Status != RefundFailed }) {
+		// A refund of the order is known, pending or made: the provider's REFUND state is about
+		// it, not news (a reviewer's finding: a pending refund of ours raised
+		// refunded_at_provider, "paynotify knows of no refund"). A failed one moved no money and
+		// does not count (a reviewer's finding on that fix).
 		f.RefundedAtProvider = false
 	}
 	if !f.isRefund() {

@@ -230,13 +230,20 @@ func (r *Reconciler) answered(app string) {
 	l.backoff, l.until = 0, time.Time{}
 }
 
-// knownApps is the names of the apps this process's config has: the apps whose checks its sweeps
-// claim (CheckStore.ClaimChecksOf). The others' are left to the processes that have them (a
-// rolling deploy that adds an app), or stay due until the app is back (one dropped).
-func (r *Reconciler) knownApps() []string {
+// claimableApps is the names of the apps whose checks a sweep claims at now
+// (CheckStore.ClaimChecksOf): those of this process's config that it is not backing off. The
+// others' checks are left in the shared schedule as they are, to the processes that have the app
+// or reach its provider (a rolling deploy that adds an app; one instance's broken route to a
+// provider), or due until the app is back or answers again. Claimed and given back a batch per
+// sweep, they held the other apps' checks back (a reviewer helper's finding: 70 s behind 1,000
+// of a down app's, 20 s behind 200 of an unknown app's); deferring an app's whole queue instead
+// held back the other instances too (a reviewer's finding on that fix).
+func (r *Reconciler) claimableApps(now time.Time) []string {
 	apps := make([]string, 0, len(r.Service.Apps))
 	for name := range r.Service.Apps {
-		apps = append(apps, name)
+		if _, off := r.backingOff(name, now); !off {
+			apps = append(apps, name)
+		}
 	}
 	slices.Sort(apps)
 	return apps
@@ -258,7 +265,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 	}
 	for ctx.Err() == nil && !r.draining.Load() && r.Service.now().Before(deadline) {
 		claimedAt := r.Service.now()
-		claims, err := r.Service.Store.ClaimChecksOf(ctx, claimedAt, r.lease(), r.batch(), r.knownApps())
+		claims, err := r.Service.Store.ClaimChecksOf(ctx, claimedAt, r.lease(), r.batch(), r.claimableApps(claimedAt))
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -266,11 +273,10 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 			return stats, err
 		}
 		var wg sync.WaitGroup
-		backedOff, deferFailed := 0, false
-		deferred := map[string]bool{}
+		backedOff := 0
 		for _, c := range claims {
 			if r.Service.Apps[c.App] == nil {
-				// Claims are of the apps this process knows (knownApps); should one of another
+				// Claims are of the apps this process knows (claimableApps); should one of another
 				// come (a store that does not filter), it is given back at once, unpaced (a
 				// reviewer helper's finding: each took a pace slot, 200 of them delaying the other
 				// apps' checks by 20 s, every hour).
@@ -278,22 +284,11 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 				fin.unanswered(c, &next, false)
 				add(func(s *SweepStats) { s.Released++ })
 				backedOff++
-				deferFailed = true // nothing deferred: the loop does not run through such claims
 				continue
 			}
 			if until, ok := r.backingOff(c.App, claimedAt); ok {
-				if !deferred[c.App] {
-					// The app's whole due queue at once, not a batch a sweep ahead of the other
-					// apps' checks (a reviewer helper's finding: another app's check waited 70 s
-					// behind 1,000 of a down app's).
-					deferred[c.App] = true
-					if _, err := r.Service.Store.DeferChecks(ctx, c.App, claimedAt, r.releaseAfterBackoff(c.App, until)); err != nil {
-						deferFailed = true
-						if ctx.Err() == nil {
-							r.Service.logger().Warn("reconcile: defer the checks of an app backing off", "app", c.App, "err", err)
-						}
-					}
-				}
+				// Began backing off since the claim's apps were chosen (another goroutine's check
+				// failed): given back after the backoff.
 				until = r.releaseAfterBackoff(c.App, until)
 				fin.unanswered(c, &until, false)
 				add(func(s *SweepStats) { s.Released++ })
@@ -341,11 +336,11 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 			}()
 		}
 		wg.Wait()
-		if len(claims) < r.batch() || (backedOff == len(claims) && deferFailed) {
-			// A whole batch of apps backing off whose queues could not be deferred: the next
-			// sweep goes on. Claiming on, a sweep ran through an app's whole due queue while its
-			// provider was down, claiming and releasing every row with no pacing (a reviewer
-			// helper's finding). Deferred, their queues are out of the next claim's way.
+		if len(claims) < r.batch() || backedOff == len(claims) {
+			// A whole batch given back: the next sweep goes on. Claiming on, a sweep ran through
+			// an app's whole due queue while its provider was down, claiming and releasing every
+			// row with no pacing (a reviewer helper's finding). Apps backing off are not claimed
+			// at all (claimableApps), so this is rare.
 			break
 		}
 	}

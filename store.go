@@ -309,13 +309,6 @@ type CheckStore interface {
 	// FinishChecks is FinishCheck for several claims in one transaction (one durable write for a
 	// batch of checks): each is ended as FinishCheck would, independently of the others.
 	FinishChecks(ctx context.Context, done []CheckDone) error
-	// DeferChecks moves the orders and refunds of app whose NextCheckAt is at or before now to
-	// until, and returns how many: an app whose provider fails gives back its whole due queue in
-	// one write, so that the other apps' checks do not wait behind it (claimed and given back a
-	// batch at a time, they did: a reviewer helper's finding). A row claimed meanwhile (its
-	// NextCheckAt is its claim's end) is left to its claim; on PostgreSQL a row another
-	// transaction holds is skipped.
-	DeferChecks(ctx context.Context, app string, now, until time.Time) (int64, error)
 }
 
 // RefundClaimShare is the part of a claim's limit that due refunds take first (ClaimParts): with

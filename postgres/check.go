@@ -83,29 +83,6 @@ func claim(ctx context.Context, tx pgx.Tx, kind paynotify.CheckKind, due, until 
 	})
 }
 
-// DeferChecks moves app's due checks to until (paynotify.CheckStore), skipping rows another
-// transaction holds (a claim, a finish, a notification's batch) rather than waiting for them.
-func (db *DB) DeferChecks(ctx context.Context, app string, now, until time.Time) (int64, error) {
-	var n int64
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		for _, table := range []string{"orders", "refunds"} {
-			tag, err := tx.Exec(ctx, `UPDATE `+table+` t SET next_check_at = $1 FROM (
-					SELECT seq FROM `+table+` WHERE next_check_at IS NOT NULL AND next_check_at <= $2 AND app = $3
-					FOR NO KEY UPDATE SKIP LOCKED) due
-				WHERE t.seq = due.seq`, tm(until), tm(now), app)
-			if err != nil {
-				return fmt.Errorf("%s: %w", table, err)
-			}
-			n += tag.RowsAffected()
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("postgres: defer checks: %w", err)
-	}
-	return n, nil
-}
-
 // FinishCheck ends one claim: FinishChecks of one.
 func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Time, counted, attention bool) error {
 	return db.FinishChecks(ctx, []paynotify.CheckDone{{Check: c, Next: next, Counted: counted, Attention: attention}})

@@ -110,32 +110,6 @@ func (cl claim) take(ctx context.Context, tx *sql.Tx, kind paynotify.CheckKind, 
 	return out, nil
 }
 
-// DeferChecks moves app's due checks to until (paynotify.CheckStore).
-func (db *DB) DeferChecks(ctx context.Context, app string, now, until time.Time) (int64, error) {
-	tx, err := db.db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: defer checks: %w", err)
-	}
-	defer rollback(tx)
-	var n int64
-	for _, table := range []string{"orders", "refunds"} {
-		res, err := tx.ExecContext(ctx, `UPDATE `+table+` SET next_check_at = ?1
-			WHERE next_check_at IS NOT NULL AND next_check_at <= ?2 AND app = ?3`, formatTime(until), formatTime(now), app)
-		if err != nil {
-			return 0, fmt.Errorf("sqlite: defer checks: %s: %w", table, err)
-		}
-		m, err := res.RowsAffected()
-		if err != nil {
-			return 0, fmt.Errorf("sqlite: defer checks: %w", err)
-		}
-		n += m
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("sqlite: defer checks: %w", err)
-	}
-	return n, nil
-}
-
 // FinishCheck ends one claim: FinishChecks of one.
 func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Time, counted, attention bool) error {
 	return db.FinishChecks(ctx, []paynotify.CheckDone{{Check: c, Next: next, Counted: counted, Attention: attention}})

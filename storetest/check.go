@@ -581,43 +581,6 @@ func (s *suite) testClaimChecks(t *testing.T) {
 		checkStrings(t, "claimed of every app", checkKeys(cs), []string{"P/R1", "T2", "T1"})
 	})
 
-	t.Run("OKDefer", func(t *testing.T) {
-		// DeferChecks moves app1's due rows (T1, T2, refund R1) to until, in one call, and
-		// nothing else: app2's due T5, app1's rows not due (T3, R2) or without a schedule (T4,
-		// R3), and a row of app1 claimed (its claim's end is after now) stay as they were. A
-		// sweep so gives back an app's whole queue while its provider is down.
-		st, b, now := setupDue(t)
-		claimed := NewOrder("app1", "C", T0)
-		claimed.NextCheckAt = at(T0.Add(-2 * time.Minute))
-		MustCreateOrder(t, b.ctx, st, claimed)
-		cs := MustClaimChecks(t, b.ctx, st, T0.Add(-90*time.Second), 10*time.Minute, 10) // C only: due before R1
-		checkStrings(t, "claimed first", checkKeys(cs), []string{"C"})
-		until := now.Add(5 * time.Minute)
-		n, err := st.DeferChecks(b.ctx, "app1", now, until)
-		if err != nil || n != 3 {
-			t.Fatalf("DeferChecks = %d, %v; want 3 (T1, T2, R1)", n, err)
-		}
-		for _, k := range []struct {
-			app, no string
-			next    *time.Time
-		}{{"app1", "T1", at(until)}, {"app1", "T2", at(until)}, {"app1", "T3", at(now.Add(time.Microsecond))},
-			{"app1", "T4", nil}, {"app2", "T5", at(T0.Add(30 * time.Second))}, {"app1", "C", at(T0.Add(-90*time.Second + 10*time.Minute))}} {
-			o := MustGetOrder(t, b.ctx, st, k.app, k.no)
-			checkNext(t, k.no, o.NextCheckAt, k.next)
-			if o.Checks != map[string]int{"T1": 1, "T2": 2}[k.no] || o.Version != 1 {
-				t.Errorf("%s: Checks %d Version %d: DeferChecks counts no check and moves no version", k.no, o.Checks, o.Version)
-			}
-		}
-		checkNext(t, "R1", mustGetRefund(t, b.ctx, st, "app1", "P", "R1").NextCheckAt, at(until))
-		checkNext(t, "R2", mustGetRefund(t, b.ctx, st, "app1", "P", "R2").NextCheckAt, at(T0.Add(2*time.Minute)))
-		checkNext(t, "R3", mustGetRefund(t, b.ctx, st, "app1", "P", "R3").NextCheckAt, nil)
-		// The next claim at now takes app2's T5 only.
-		checkStrings(t, "claimed after", checkKeys(MustClaimChecks(t, b.ctx, st, now, 10*time.Minute, 10)), []string{"app2:T5"})
-		if n, err := st.DeferChecks(b.ctx, "app1", now, until); err != nil || n != 0 {
-			t.Errorf("DeferChecks again = %d, %v; want 0", n, err)
-		}
-	})
-
 	t.Run("OKLease", func(t *testing.T) {
 		// A claimed row is not due again before the end of its lease, and is then claimed again
 		// under a new token.
