@@ -264,3 +264,44 @@ func TestAlipayRefund_Outcomes(t *testing.T) {
 		})
 	})
 }
+
+// TestAlipayRefund_FinalRefusalBareNotFound: Alipay's refund query answers "no such refund" with
+// code 10000 and no data at all ("查询数据全部为空。仅返回一个成功的标记": helei112g/payment#99;
+// the API doc: "如果没有查询到则代表未退款成功"). 5b51e46 took such an answer for no answer (it
+// names neither this order nor this refund), so a signed, final refusal of the refund
+// (ACQ.REFUND_AMT_NOT_EQUAL_TOTAL) left it pending, refused again at every check (a reviewer's
+// finding). A number absent names no other refund: the refund fails.
+func TestAlipayRefund_FinalRefusalBareNotFound(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s paynotify.Store) {
+		fake, app := newFakeAlipayApp(t, "shop2")
+		e := newEnv(t, s, app)
+		e.createOrder(map[string]any{"app": "shop2", "out_trade_no": "F0009", "amount": 500, "subject": "s", "channel": "alipay.app"})
+		if _, ans := e.postNotify("/notify/alipay/shop2", alipayContentType, nil, alipayNotify(t, paidFields("F0009", "5.00"))); ans != "success" {
+			t.Fatalf("payment answer %q", ans)
+		}
+		fake.set("alipay.trade.refund", `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.REFUND_AMT_NOT_EQUAL_TOTAL","sub_msg":"退款金额超限"}`, true)
+		fake.set("alipay.trade.fastpay.refund.query", `{"code":"10000","msg":"Success"}`, true)
+		var out struct {
+			paynotify.Refund
+			Error struct{ Code string } `json:"error"`
+		}
+		code := e.api("POST", "/v1/orders/shop2/F0009/refunds", map[string]any{"amount": 100, "out_request_no": "RF0001"}, &out)
+		t.Logf("answer %d %s, refund %s", code, out.Error.Code, out.Refund.Status)
+		if code != http.StatusUnprocessableEntity || out.Error.Code != "provider_error" {
+			t.Errorf("a signed final refusal with the refund query's bare \"no such refund\": %d %s; want 422 provider_error, refund failed", code, out.Error.Code)
+		}
+		// The reconciliation's check of the pending refund: the refund query says "no such
+		// refund", the refund is asked for again, refused again: still pending, every time.
+		svc := e.http.Service
+		for i := range 3 {
+			o, _ := s.GetOrder(t.Context(), "shop2", "F0009")
+			rfs, _ := s.ListRefunds(t.Context(), "shop2", "F0009")
+			res, err := svc.CheckRefund(t.Context(), app, o, rfs[0], false)
+			rfs, _ = s.ListRefunds(t.Context(), "shop2", "F0009")
+			t.Logf("check %d: notFound=%v err=%v; refund %s", i+1, res != nil && res.NotFound, err, rfs[0].Status)
+			if i == 2 && rfs[0].Status == paynotify.RefundPending {
+				t.Errorf("refused %d times by Alipay, the refund is still pending", fake.count("alipay.trade.refund"))
+			}
+		}
+	})
+}

@@ -337,7 +337,11 @@ func (g *Alipay) Refund(ctx context.Context, o *paynotify.Order, r *paynotify.Re
 	// a replayed signed node would be: the signature covers the node, not the question) leaves it
 	// unknown: the refund may have been made all the same (a reviewer helper's finding: the
 	// answer's refund was not compared, and a failed refund cannot be retried under its number).
-	queried := qerr == nil && q.RefundStatus == "" && q.OutTradeNo == o.OutTradeNo && q.OutRequestNo == r.OutRequestNo ||
+	// A real "no such refund" is often a bare {"code":"10000","msg":"Success"} (a reviewer's
+	// finding on the first version, which wanted both numbers echoed): a number absent names no
+	// other refund; one present must be ours.
+	queried := qerr == nil && q.RefundStatus == "" && (q.OutTradeNo == "" || q.OutTradeNo == o.OutTradeNo) &&
+		(q.OutRequestNo == "" || q.OutRequestNo == r.OutRequestNo) ||
 		errors.As(qerr, &qae) && qae.Signed && qae.SubCode == "ACQ.TRADE_NOT_EXIST" && (qae.OutTradeNo == "" || qae.OutTradeNo == o.OutTradeNo)
 	switch {
 	case err == nil:
