@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -91,7 +93,7 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	// Once as usual, to learn why it fails; then retrying in the background (RetryOnFailedConnect
 	// keeps no error). nats errors do not repeat the URL, which may hold credentials.
 	nc, startErr := nats.Connect(cfg.URL, opts...)
-	if startErr != nil && !errors.Is(startErr, nats.ErrNoServers) {
+	if startErr != nil && refusedConnect(startErr) {
 		// A server answered and refused (the credentials, TLS): a configuration error, not an
 		// outage, and nats.go would give up on it after two tries (a reviewer's finding).
 		return nil, fmt.Errorf("nats: connect: %w", startErr)
@@ -113,8 +115,11 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	}
 	if err := n.ensureStream(ctx); err != nil {
 		var apiErr *jetstream.APIError
-		if errors.Is(err, errStreamSettings) || errors.As(err, &apiErr) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			// What JetStream answered: a stream of the wrong settings, a refused creation.
+		if errors.Is(err, errStreamSettings) || errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 &&
+			!errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			// What JetStream answered: a stream of the wrong settings, a refused creation. A 503
+			// ("JetStream system temporarily unavailable": a cluster without a leader) is not
+			// ready, as no answer (a reviewer's finding).
 			nc.Close()
 			return nil, err
 		}
@@ -123,6 +128,29 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 		n.startErr = err
 	}
 	return n, nil
+}
+
+// refusedConnect reports whether a connection's error is a server's refusal (authorization,
+// TLS), which a retry does not mend, rather than no answer (refused, reset, closed, a timeout, a
+// name that does not resolve): nats.go returns only "connection refused" as ErrNoServers (a
+// reviewer's finding: an L4 proxy that accepts and closes, or a silent port, stopped serve).
+func refusedConnect(err error) bool {
+	for _, e := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired,
+		nats.ErrPermissionViolation, nats.ErrSecureConnRequired, nats.ErrSecureConnWanted, nats.ErrClientCertOrRootCAsRequired} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var (
+		unknownCA   x509.UnknownAuthorityError
+		hostname    x509.HostnameError
+		invalid     x509.CertificateInvalidError
+		verifyError *tls.CertificateVerificationError
+		alert       tls.AlertError
+		recordError tls.RecordHeaderError
+	)
+	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verifyError) ||
+		errors.As(err, &alert) || errors.As(err, &recordError)
 }
 
 // errStreamSettings marks a stream whose settings do not fit (openStream).
