@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -115,11 +116,12 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	}
 	if err := n.ensureStream(ctx); err != nil {
 		var apiErr *jetstream.APIError
-		if errors.Is(err, errStreamSettings) || errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 &&
-			!errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			// What JetStream answered: a stream of the wrong settings, a refused creation. A 503
-			// ("JetStream system temporarily unavailable": a cluster without a leader) is not
-			// ready, as no answer (a reviewer's finding).
+		if errors.Is(err, errStreamSettings) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) ||
+			errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
+			// What JetStream answered: a stream of the wrong settings, a refused creation, an
+			// account without JetStream (a reviewer's finding: its 503 read as not ready). Other
+			// 503s ("JetStream system temporarily unavailable": a cluster without a leader) are
+			// not ready, as no answer (a reviewer's finding).
 			nc.Close()
 			return nil, err
 		}
@@ -135,7 +137,7 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 // name that does not resolve): nats.go returns only "connection refused" as ErrNoServers (a
 // reviewer's finding: an L4 proxy that accepts and closes, or a silent port, stopped serve).
 func refusedConnect(err error) bool {
-	for _, e := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired,
+	for _, e := range []error{nats.ErrTLS, nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired,
 		nats.ErrPermissionViolation, nats.ErrSecureConnRequired, nats.ErrSecureConnWanted, nats.ErrClientCertOrRootCAsRequired} {
 		if errors.Is(err, e) {
 			return true
@@ -148,9 +150,12 @@ func refusedConnect(err error) bool {
 		verifyError *tls.CertificateVerificationError
 		alert       tls.AlertError
 		recordError tls.RecordHeaderError
+		op          *net.OpError
 	)
+	// Over TCP crypto/tls reports an alert the server sent (a client certificate required) as a
+	// *net.OpError of Op "remote error", not as tls.AlertError (a reviewer's finding).
 	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verifyError) ||
-		errors.As(err, &alert) || errors.As(err, &recordError)
+		errors.As(err, &alert) || errors.As(err, &recordError) || errors.As(err, &op) && op.Op == "remote error"
 }
 
 // errStreamSettings marks a stream whose settings do not fit (openStream).

@@ -3,7 +3,14 @@ package webhook
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -201,5 +208,111 @@ cluster { name: c1, listen: 127.0.0.1:%d, routes: [nats-route://127.0.0.1:%d, na
 	defer n.Close()
 	if n.Ready() || n.StartError() == nil {
 		t.Errorf("Ready %v, StartError %v; want not ready, saying why", n.Ready(), n.StartError())
+	}
+}
+
+// writeTestCerts writes a CA and a server certificate for 127.0.0.1 signed by it into dir.
+func writeTestCerts(t *testing.T, dir string) {
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "review CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTpl, caTpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(srvKey)
+	for name, blk := range map[string]*pem.Block{"ca.pem": {Type: "CERTIFICATE", Bytes: caDER}, "srv.pem": {Type: "CERTIFICATE", Bytes: srvDER},
+		"srv.key": {Type: "EC PRIVATE KEY", Bytes: kb}} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(blk), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestNATSClientCertRequired: a NATS server that requires a client certificate (tls verify:
+// true) refuses paynotify, which has none, with a TLS alert ("remote error: tls: certificate
+// required"): a refusal that no retry mends, so serve stops. refusedConnect looked for
+// tls.AlertError, which crypto/tls returns only on QUIC; over TCP an alert is a *net.OpError
+// wrapping an unexported type (a reviewer's finding).
+func TestNATSClientCertRequired(t *testing.T) {
+	dir := t.TempDir()
+	writeTestCerts(t, dir)
+	t.Setenv("SSL_CERT_FILE", filepath.Join(dir, "ca.pem")) // the server's CA is trusted: only the client cert is missing
+	port := freePort(t)
+	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\ntls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n",
+		port, filepath.Join(dir, "js"), filepath.Join(dir, "srv.pem"), filepath.Join(dir, "srv.key"), filepath.Join(dir, "ca.pem"))
+	if err := os.WriteFile(filepath.Join(dir, "n.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command("/usr/sbin/nats-server", "-c", filepath.Join(dir, "n.conf"))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	n, err := OpenNATS(ctx, NATSConfig{URL: fmt.Sprintf("tls://127.0.0.1:%d", port), Stream: "S", SubjectPrefix: "p"})
+	if err == nil {
+		defer n.Close()
+		t.Fatalf("a server that refuses the connection's TLS (client certificate required): OpenNATS = nil, serve starts; StartError %v; refusedConnect(StartError) = %v (want: an error, as docs/config.md says)",
+			n.StartError(), refusedConnect(n.StartError()))
+	}
+	if !strings.Contains(err.Error(), "tls") {
+		t.Errorf("err %v", err)
+	}
+	t.Logf("OpenNATS: %v", err)
+}
+
+// TestNATSAccountWithoutJetStream: JetStream is on, but not for the account of the
+// configured user (a configuration error no retry mends): serve stops (a reviewer's finding:
+// its 503 was read as not ready).
+func TestNATSAccountWithoutJetStream(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := fmt.Sprintf(`listen: 127.0.0.1:%d
+jetstream { store_dir: %q }
+accounts { A: { users: [ { user: a, password: a } ] }, B: { jetstream: enabled, users: [ { user: b, password: b } ] } }
+`, port, filepath.Join(dir, "js"))
+	if err := os.WriteFile(filepath.Join(dir, "n.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command("/usr/sbin/nats-server", "-c", filepath.Join(dir, "n.conf"))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	n, err := OpenNATS(ctx, NATSConfig{URL: fmt.Sprintf("nats://a:a@127.0.0.1:%d", port), Stream: "S", SubjectPrefix: "p"})
+	if err == nil {
+		defer n.Close()
+		t.Errorf("an account without JetStream: serve starts, StartError %v", n.StartError())
+		return
+	}
+	if !strings.Contains(err.Error(), "not enabled for account") {
+		t.Errorf("OpenNATS: %v, want JetStream not enabled for the account", err)
 	}
 }
