@@ -49,8 +49,11 @@ type Reconciler struct {
 	// unknownLogged is when a check of an app this process does not know was last logged, per
 	// app (the apps of the database's rows: few).
 	unknownLogged map[string]time.Time
-	draining      atomic.Bool
-	drained       chan struct{} // closed by Drain (drainedC)
+	// unknownCounted is when the due checks of the apps the config lacks were last counted
+	// (warnUnknownApps).
+	unknownCounted time.Time
+	draining       atomic.Bool
+	drained        chan struct{} // closed by Drain (drainedC)
 }
 
 // appLimiter is one app's share of the provider: a semaphore and a backoff.
@@ -64,8 +67,9 @@ type appLimiter struct {
 type SweepStats struct {
 	// Checked counts the checks that asked the provider and got an answer.
 	Checked int
-	// Released counts the claims given back unchecked: their app was backing off, or they could
-	// not start in time, or the sweep was stopped.
+	// Released counts the claims given back unchecked: their app began backing off after they
+	// were claimed (an app backing off is not claimed), or they could not start in time, or the
+	// sweep was stopped, or the check asked nobody.
 	Released int
 	// Errors counts the checks that failed (provider unavailable, store errors).
 	Errors int
@@ -230,6 +234,41 @@ func (r *Reconciler) answered(app string) {
 	l.backoff, l.until = 0, time.Time{}
 }
 
+// warnUnknownApps warns, at most once an hour, about the apps this process's config lacks whose
+// checks are due: its sweeps leave them (claimableApps), to a process that has the app; when
+// none has (an app dropped or renamed in the config), its orders are neither queried nor closed
+// at expiry, and this line is what says so (a reviewer's finding: it went silent).
+func (r *Reconciler) warnUnknownApps(ctx context.Context) {
+	now := r.Service.now()
+	r.mu.Lock()
+	due := r.unknownCounted.IsZero() || now.Sub(r.unknownCounted) >= unknownAppRetry || now.Before(r.unknownCounted)
+	if due {
+		r.unknownCounted = now
+	}
+	r.mu.Unlock()
+	if !due {
+		return
+	}
+	counts, err := r.Service.Store.CountDueChecks(ctx, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log().Warn("reconcile: count the due checks", "err", err)
+		}
+		return
+	}
+	apps := make([]string, 0, len(counts))
+	for app := range counts {
+		if r.Service.Apps[app] == nil {
+			apps = append(apps, app)
+		}
+	}
+	slices.Sort(apps)
+	for _, app := range apps {
+		r.log().Warn("checks of an app this process's config does not have are due: left to a process that has it; if none has, its orders are neither queried nor closed at expiry (logged once an hour)",
+			"app", app, "due", counts[app])
+	}
+}
+
 // claimableApps is the names of the apps whose checks a sweep claims at now
 // (CheckStore.ClaimChecksOf): those of this process's config that it is not backing off. The
 // others' checks are left in the shared schedule as they are, to the processes that have the app
@@ -263,6 +302,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 		f(&stats)
 		mu.Unlock()
 	}
+	r.warnUnknownApps(ctx)
 	for ctx.Err() == nil && !r.draining.Load() && r.Service.now().Before(deadline) {
 		claimedAt := r.Service.now()
 		claims, err := r.Service.Store.ClaimChecksOf(ctx, claimedAt, r.lease(), r.batch(), r.claimableApps(claimedAt))

@@ -1143,3 +1143,38 @@ func TestReconcile_OneInstanceBackoffLeavesOthers(t *testing.T) {
 		t.Errorf("instance B, which reaches the provider, checked %d of %d due orders: A's backoff deferred them all", stB.Checked, n)
 	}
 }
+
+// TestReconcile_DroppedAppWarned: an app left out of the config (a typo, a rename) with pending
+// orders: its checks are not claimed (ClaimChecksOf), and a sweep warns once an hour that they are
+// due, so that someone learns its orders are neither queried nor closed (6325680 made it silent:
+// a reviewer's finding).
+func TestReconcile_DroppedAppWarned(t *testing.T) {
+	s, b := setupService(t)
+	for i := range 20 {
+		scheduledOrder(t, s, fmt.Sprintf("T%03d", i), 2*time.Minute)
+	}
+	var logs bytes.Buffer
+	dropped := *s
+	dropped.Apps = map[string]*paynotify.App{"other": s.Apps["shop"]} // "shop" renamed in the config
+	dropped.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := &paynotify.Reconciler{Service: &dropped}
+	var total paynotify.SweepStats
+	for h := range 24 {
+		b.now.Set(t0.Add(2*time.Minute + time.Duration(h)*time.Hour))
+		st := sweep(t, r)
+		total.Checked += st.Checked
+		total.Released += st.Released
+		total.Errors += st.Errors
+	}
+	next, _ := nextCheck(t, b, "T000")
+	t.Logf("24 hourly sweeps: %+v; T000 %s, next check t0+%s; log: %q", total, b.order(t, "T000").Status, next, logs.String())
+	if n := strings.Count(logs.String(), "does not have are due"); n != 24 || !strings.Contains(logs.String(), "app=shop due=20") {
+		t.Errorf("a day of hourly sweeps with 20 due orders of an app the config lacks: %d warnings, want 24 naming shop and 20: %q", n, logs.String())
+	}
+	// Once an hour, not at every sweep.
+	logs.Reset()
+	sweep(t, r)
+	if logs.Len() != 0 {
+		t.Errorf("warned again within the hour: %q", logs.String())
+	}
+}

@@ -301,6 +301,10 @@ type CheckStore interface {
 	// them (claimed, they took its pace and were given back for an hour: a reviewer helper's
 	// finding).
 	ClaimChecksOf(ctx context.Context, now time.Time, lease time.Duration, limit int, apps []string) ([]*Check, error)
+	// CountDueChecks returns, by app, how many orders and refunds are due at now (NextCheckAt at
+	// or before it), claimed ones excepted: a sweep warns about the apps its config lacks, whose
+	// checks it leaves (a reviewer's finding: an app dropped from every config went silent).
+	CountDueChecks(ctx context.Context, now time.Time) (map[string]int64, error)
 	// FinishCheck ends a claim, if c.Token still holds it: Checks grows by one when counted,
 	// NextCheckAt becomes next (nil: never again; an order that is no longer pending gets nil
 	// whatever next says), and a refund's NeedsAttention becomes attention. A claim that no

@@ -110,6 +110,33 @@ func (cl claim) take(ctx context.Context, tx *sql.Tx, kind paynotify.CheckKind, 
 	return out, nil
 }
 
+// CountDueChecks counts the due orders and refunds by app (paynotify.CheckStore).
+func (db *DB) CountDueChecks(ctx context.Context, now time.Time) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, table := range []string{"orders", "refunds"} {
+		rows, err := db.db.QueryContext(ctx, `SELECT app, count(*) FROM `+table+`
+			WHERE next_check_at IS NOT NULL AND next_check_at <= ? GROUP BY app`, formatTime(now))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: count due checks: %w", err)
+		}
+		for rows.Next() {
+			var app string
+			var n int64
+			if err := rows.Scan(&app, &n); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: count due checks: %w", err)
+			}
+			out[app] += n
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: count due checks: %w", err)
+		}
+	}
+	return out, nil
+}
+
 // FinishCheck ends one claim: FinishChecks of one.
 func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Time, counted, attention bool) error {
 	return db.FinishChecks(ctx, []paynotify.CheckDone{{Check: c, Next: next, Counted: counted, Attention: attention}})

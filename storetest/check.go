@@ -561,6 +561,20 @@ func (s *suite) testClaimChecks(t *testing.T) {
 		checkNext(t, "R3", mustGetRefund(t, b.ctx, st, "app1", "P", "R3").NextCheckAt, nil)
 	})
 
+	t.Run("OKCountDue", func(t *testing.T) {
+		// CountDueChecks counts the due orders and refunds by app, a claimed row excepted (its
+		// NextCheckAt is its claim's end): app1 T1, T2 and R1; app2 T5.
+		st, b, now := setupDue(t)
+		got, err := st.CountDueChecks(b.ctx, now)
+		if err != nil || len(got) != 2 || got["app1"] != 3 || got["app2"] != 1 {
+			t.Fatalf("CountDueChecks = %v, %v; want app1 3, app2 1", got, err)
+		}
+		MustClaimChecks(t, b.ctx, st, now, 10*time.Minute, 1) // R1
+		if got, err := st.CountDueChecks(b.ctx, now); err != nil || got["app1"] != 2 || got["app2"] != 1 {
+			t.Fatalf("after a claim: %v, %v; want app1 2, app2 1", got, err)
+		}
+	})
+
 	t.Run("OKApps", func(t *testing.T) {
 		// ClaimChecksOf claims the rows of the apps named only: app2's T5 for ["app2"], nothing
 		// for none, every app's for nil (ClaimChecks).
