@@ -556,16 +556,16 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 			}
 		}
 		r.log().Warn("check failed", "app", c.App, "out_trade_no", c.OutTradeNo, "out_request_no", c.OutRequestNo, "kind", c.Kind, "err", err, "retry_at", next)
-		fin.unanswered(c, &next, counted)
+		fin.queue(CheckDone{Check: c, Next: &next, Counted: counted, KeepAttention: true, WasPending: o.wasPending})
 	} else if o.unasked {
-		fin.unanswered(c, o.next, o.counted)
+		fin.queue(CheckDone{Check: c, Next: o.next, Counted: o.counted, KeepAttention: true, WasPending: o.wasPending})
 		if r.OnCheck != nil {
 			r.OnCheck(c, res, err)
 		}
 		return checkReleased // nobody was asked: not "checked" (a reviewer helper's finding)
 	} else {
 		r.answered(c.App)
-		fin.add(c, o.next, o.counted, o.attention)
+		fin.queue(CheckDone{Check: c, Next: o.next, Counted: o.counted, Attention: o.attention, WasPending: o.wasPending})
 	}
 	if r.OnCheck != nil {
 		r.OnCheck(c, res, err)
@@ -596,6 +596,8 @@ type checkOutcome struct {
 	// closeAt is, for a pending order's check that failed, when it is to be closed (the retry
 	// must not pass it).
 	closeAt *time.Time
+	// wasPending: a refund's check that read the refund pending (CheckDone.WasPending).
+	wasPending bool
 }
 
 // unknownAppRetry is how far ahead the check of an app this process does not know is given back:
@@ -701,8 +703,10 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 }
 
 // checkRefund settles a pending refund, or confirms the amount of a succeeded one.
-func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (checkOutcome, *CheckResult, error) {
+func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (out checkOutcome, _ *CheckResult, _ error) {
 	s := r.Service
+	var wasPending bool
+	defer func() { out.wasPending = wasPending }()
 	a, o, err := r.target(ctx, c)
 	if errors.Is(err, errUnknownApp) {
 		return r.unknownAppOutcome(), nil, nil
@@ -719,6 +723,7 @@ func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (checkOutcome, *
 	if rf.Status == RefundFailed {
 		return checkOutcome{}, &CheckResult{Order: o, Refund: rf}, nil
 	}
+	wasPending = rf.Status == RefundPending
 	now := s.now()
 	res, err := s.CheckRefund(ctx, a, o, rf, false)
 	switch {
@@ -740,7 +745,7 @@ func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (checkOutcome, *
 	case err != nil:
 		return checkOutcome{}, nil, err
 	}
-	out := checkOutcome{counted: true}
+	out = checkOutcome{counted: true}
 	switch cur := res.Refund; {
 	case cur != nil && cur.Status == RefundPending && res.Reason == ReasonRefundAbnormal:
 		// WeChat Pay's ABNORMAL: someone must settle it in the merchant platform, now, not at

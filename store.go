@@ -351,6 +351,11 @@ type CheckDone struct {
 	// off): a refund's NeedsAttention stays as it was, whatever Attention says. An outage
 	// cleared the flag an operator relies on (a reviewer helper's finding).
 	KeepAttention bool
+	// WasPending: the check read the refund pending. If it is no longer pending when the claim
+	// ends (a notification settled it meanwhile), its next check and needs_attention stay as that
+	// settlement wrote them: the check's next time on a succeeded refund made it read as an
+	// inferred, unconfirmed amount (a reviewer helper's finding).
+	WasPending bool
 }
 
 // RefundBound says whether a new refund of amount fits an order of orderAmount, given the order's

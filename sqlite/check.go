@@ -180,9 +180,10 @@ func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) erro
 				att = 1
 			}
 			_, err = tx.ExecContext(ctx, `UPDATE refunds SET checks = checks + ?1, check_token = '',
-				next_check_at = ?2, needs_attention = CASE WHEN ?8 THEN needs_attention ELSE ?3 END
+				next_check_at = CASE WHEN ?9 AND status <> 'pending' THEN next_check_at ELSE ?2 END,
+				needs_attention = CASE WHEN ?8 OR (?9 AND status <> 'pending') THEN needs_attention ELSE ?3 END
 				WHERE app = ?4 AND out_trade_no = ?5 AND out_request_no = ?6 AND check_token = ?7`,
-				inc, formatTimePtr(d.Next), att, c.App, c.OutTradeNo, c.OutRequestNo, c.Token, d.KeepAttention)
+				inc, formatTimePtr(d.Next), att, c.App, c.OutTradeNo, c.OutRequestNo, c.Token, d.KeepAttention, d.WasPending)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: finish check: %w", err)

@@ -929,6 +929,55 @@ func (s *suite) testFinishCheck(t *testing.T) {
 		}
 	})
 
+	t.Run("OKRefundSettledMeanwhile", func(t *testing.T) {
+		// A check read R1 pending (WasPending); a notification settled it before the check's end
+		// (succeeded, no next check): the end leaves next_check_at and needs_attention as the
+		// settlement wrote them, and still ends the claim and counts the check. R2, read
+		// pending and still pending, gets its next check as before; R3, read succeeded (an
+		// inferred amount asked about), too.
+		st, b := s.setup(t)
+		o := MustCreateOrder(t, b.ctx, st, NewOrder("app1", "T1", T0))
+		for _, k := range []struct {
+			no     string
+			status paynotify.RefundStatus
+		}{{"R1", paynotify.RefundPending}, {"R2", paynotify.RefundPending}, {"R3", paynotify.RefundSucceeded}} {
+			r := newRefund(o, k.no, 10, T0)
+			r.Status, r.NextCheckAt = k.status, at(T0)
+			MustCommit(t, b.ctx, st, &paynotify.Change{Refund: r})
+		}
+		checks, err := st.ClaimChecks(b.ctx, T0, time.Minute, 10)
+		if err != nil || len(checks) != 3 {
+			t.Fatalf("ClaimChecks = %d, %v", len(checks), err)
+		}
+		settled := newRefund(o, "R1", 10, T0)
+		settled.Status, settled.UpdatedAt = paynotify.RefundSucceeded, T0.Add(time.Second)
+		MustCommit(t, b.ctx, st, &paynotify.Change{Refund: settled})
+		next := T0.Add(time.Hour)
+		var done []paynotify.CheckDone
+		for _, c := range checks {
+			done = append(done, paynotify.CheckDone{Check: c, Next: &next, Counted: true, Attention: true, WasPending: c.OutRequestNo != "R3"})
+		}
+		if err := st.FinishChecks(b.ctx, done); err != nil {
+			t.Fatal(err)
+		}
+		r1 := mustGetRefund(t, b.ctx, st, "app1", "T1", "R1")
+		checkNext(t, "R1", r1.NextCheckAt, nil)
+		if r1.NeedsAttention || r1.Status != paynotify.RefundSucceeded {
+			t.Errorf("R1: %s, needs_attention %v; want succeeded, no attention", r1.Status, r1.NeedsAttention)
+		}
+		for _, no := range []string{"R2", "R3"} {
+			r := mustGetRefund(t, b.ctx, st, "app1", "T1", no)
+			checkNext(t, no, r.NextCheckAt, at(next))
+			if !r.NeedsAttention {
+				t.Errorf("%s: needs_attention not set", no)
+			}
+		}
+		// The claims ended: nothing is claimed any more under their token.
+		if cs := MustClaimChecks(t, b.ctx, st, T0.Add(2*time.Hour), time.Minute, 10); len(cs) != 2 {
+			t.Errorf("claimable after the finish: %v, want R2 and R3", checkKeys(cs))
+		}
+	})
+
 	t.Run("OKOtherRows", func(t *testing.T) {
 		// One claim call may give several rows one token: a finish touches its own row only, not
 		// the other rows of the claim: another order, a refund of the same order, another refund

@@ -1,0 +1,74 @@
+package jobs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/internal/pgtest"
+)
+
+// TestSweep_RefundFinishAfterSettle: FinishChecks wrote a refund's next_check_at (and
+// needs_attention) whatever the refund's status was then. A refund settled by its notification
+// (or by `paynotify reconcile`, or the API's query) after the check read it pending, but before
+// the finisher's batch (up to flushInterval, 1 s, later), was left succeeded WITH a next check:
+// the Processor then took its amount for an inferred, unconfirmed one (Processor.load: Alipay,
+// NextCheckAt != nil), and it was queried again (a reviewer helper's finding). The check's end
+// now leaves a refund settled meanwhile as its settlement wrote it (CheckDone.WasPending).
+func TestSweep_RefundFinishAfterSettle(t *testing.T) {
+	for _, k := range []string{"SQLite", "PostgreSQL"} {
+		t.Run(k, func(t *testing.T) {
+			var store paynotify.Store
+			if k == "SQLite" {
+				store = openSQLite(t, t.TempDir()+"/p.db")
+			} else {
+				store = openPostgres(t, pgtest.NewSchema(t))
+			}
+			ctx := context.Background()
+			gw := &payingProvider{queries: map[string]int{}}
+			svc := newService(store, gw)
+			app := svc.Apps["shop"]
+			otn := createOrders(t, svc, 1)[0]
+			o, _ := store.GetOrder(ctx, "shop", otn)
+			if _, err := svc.Processor.Apply(ctx, app, paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: otn, ProviderTradeNo: "P" + otn,
+				Amount: o.Amount, HasAmount: true}, nil); err != nil {
+				t.Fatal(err)
+			}
+			// A refund whose request's outcome is unknown (the fake provider answers nothing): pending.
+			rf, _, err := svc.Refund(ctx, "shop", otn, paynotify.RefundRequest{Amount: 40, OutRequestNo: "RF000001"})
+			if err != nil && paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+				t.Fatal(err)
+			}
+			_ = rf
+			time.Sleep(1100 * time.Millisecond) // its first check is due (schedule 1s)
+			rc := &paynotify.Reconciler{Service: svc, OnCheck: func(c *paynotify.Check, res *paynotify.CheckResult, err error) {
+				if c.Kind != paynotify.CheckRefund {
+					return
+				}
+				// The refund's success notification, committed while the check's finish waits for
+				// the finisher's next batch.
+				r, err := svc.Processor.Apply(ctx, app, paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: otn, ProviderTradeNo: "P" + otn,
+					RefundRequestNo: "RF000001", RefundAmount: 40, RefundTotal: 40}, nil)
+				if err != nil {
+					t.Error(err)
+				} else {
+					t.Logf("notification applied: verdict %s %s", r.Verdict, r.Reason)
+				}
+			}}
+			if _, err := rc.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			refunds, err := store.ListRefunds(ctx, "shop", otn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range refunds {
+				t.Logf("refund %s: status %s, next_check_at %v, needs_attention %v", r.OutRequestNo, r.Status, r.NextCheckAt, r.NeedsAttention)
+				if r.Status == paynotify.RefundSucceeded && r.NextCheckAt != nil {
+					t.Errorf("refund %s succeeded (a refund of ours, amount known) but left with a next check at %v by the check's stale finish: the Processor now counts it as an inferred, unconfirmed amount", r.OutRequestNo, r.NextCheckAt)
+				}
+			}
+		})
+	}
+}
