@@ -1007,19 +1007,7 @@ func TestReconcile_OutageOfOneAppDoesNotDelayOthers(t *testing.T) {
 func TestReconcile_RefundedAtProviderNotForOwnRefund(t *testing.T) {
 	ctx := context.Background()
 	r, b := setupReconciler(t)
-	b.app.Provider, b.app.AppID, b.app.MchID, b.app.SellerIDs = paynotify.ProviderWechatpay, "wx0000000000000001", "1900000001", nil
-	o, _, err := r.Service.CreateOrder(ctx, paynotify.CreateOrderRequest{App: "shop", OutTradeNo: "W000002", Amount: 1000,
-		Subject: "s", Channel: paynotify.ChannelWechatNative, ExpiresIn: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tx wechatpay.Transaction
-	tx.AppID, tx.MchID, tx.OutTradeNo, tx.TransactionID = "wx0000000000000001", "1900000001", o.OutTradeNo, "4200000002"
-	tx.TradeState, tx.SuccessTime = "SUCCESS", t0.Add(30*time.Second)
-	tx.Amount.Total, tx.Amount.Currency = 1000, "CNY"
-	if _, err := r.Service.Processor.Apply(ctx, b.app, provider.WechatTransactionFact(&tx), nil); err != nil {
-		t.Fatal(err)
-	}
+	o, tx := paidWechatOrder(t, r, b, "W000002", "4200000002")
 	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) { return nil, nil } // PROCESSING
 	if _, _, err := r.Service.Refund(ctx, "shop", o.OutTradeNo, paynotify.RefundRequest{Amount: 1000, OutRequestNo: "RF0001"}); err != nil {
 		t.Fatal(err)
@@ -1083,19 +1071,7 @@ func TestReconcile_UnknownAppLeftToOtherInstances(t *testing.T) {
 func TestReconcile_RefundedAtProviderDespiteFailedRefund(t *testing.T) {
 	ctx := context.Background()
 	r, b := setupReconciler(t)
-	b.app.Provider, b.app.AppID, b.app.MchID, b.app.SellerIDs = paynotify.ProviderWechatpay, "wx0000000000000001", "1900000001", nil
-	o, _, err := r.Service.CreateOrder(ctx, paynotify.CreateOrderRequest{App: "shop", OutTradeNo: "W000003", Amount: 1000,
-		Subject: "s", Channel: paynotify.ChannelWechatNative, ExpiresIn: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tx wechatpay.Transaction
-	tx.AppID, tx.MchID, tx.OutTradeNo, tx.TransactionID = "wx0000000000000001", "1900000001", o.OutTradeNo, "4200000003"
-	tx.TradeState, tx.SuccessTime = "SUCCESS", t0.Add(30*time.Second)
-	tx.Amount.Total, tx.Amount.Currency = 1000, "CNY"
-	if _, err := r.Service.Processor.Apply(ctx, b.app, provider.WechatTransactionFact(&tx), nil); err != nil {
-		t.Fatal(err)
-	}
+	o, tx := paidWechatOrder(t, r, b, "W000003", "4200000003")
 	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) {
 		return nil, paynotify.Errorf(paynotify.EPROVIDER, "WeChat Pay refused the refund: NOT_ENOUGH") // a signed refusal
 	}
@@ -1177,4 +1153,25 @@ func TestReconcile_DroppedAppWarned(t *testing.T) {
 	if logs.Len() != 0 {
 		t.Errorf("warned again within the hour: %q", logs.String())
 	}
+}
+
+// paidWechatOrder makes the app a WeChat Pay app and creates order otn of ¥10.00, paid by a
+// SUCCESS transaction txID; it returns the order and that transaction.
+func paidWechatOrder(t *testing.T, r *paynotify.Reconciler, b *svcBundle, otn, txID string) (*paynotify.Order, wechatpay.Transaction) {
+	t.Helper()
+	ctx := context.Background()
+	b.app.Provider, b.app.AppID, b.app.MchID, b.app.SellerIDs = paynotify.ProviderWechatpay, "wx0000000000000001", "1900000001", nil
+	o, _, err := r.Service.CreateOrder(ctx, paynotify.CreateOrderRequest{App: "shop", OutTradeNo: otn, Amount: 1000,
+		Subject: "s", Channel: paynotify.ChannelWechatNative, ExpiresIn: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tx wechatpay.Transaction
+	tx.AppID, tx.MchID, tx.OutTradeNo, tx.TransactionID = "wx0000000000000001", "1900000001", o.OutTradeNo, txID
+	tx.TradeState, tx.SuccessTime = "SUCCESS", t0.Add(30*time.Second)
+	tx.Amount.Total, tx.Amount.Currency = 1000, "CNY"
+	if _, err := r.Service.Processor.Apply(ctx, b.app, provider.WechatTransactionFact(&tx), nil); err != nil {
+		t.Fatal(err)
+	}
+	return o, tx
 }

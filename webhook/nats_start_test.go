@@ -31,18 +31,7 @@ func TestNATSWrongPassword(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	srv := exec.Command("/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", t.TempDir(), "--user", "user", "--pass", "right")
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	for i := 0; i < 100; i++ { // wait for the listener
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startNATSServer(t, port, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", t.TempDir(), "--user", "user", "--pass", "right")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	_, err = OpenNATS(ctx, NATSConfig{URL: fmt.Sprintf("nats://user:wrong@127.0.0.1:%d", port), Stream: "S", SubjectPrefix: "p"})
@@ -183,21 +172,7 @@ listen: 127.0.0.1:%d
 jetstream { store_dir: %q }
 cluster { name: c1, listen: 127.0.0.1:%d, routes: [nats-route://127.0.0.1:%d, nats-route://127.0.0.1:%d] }
 `, port, filepath.Join(dir, "js"), route, freePort(t), freePort(t))
-	if err := os.WriteFile(filepath.Join(dir, "n1.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := exec.Command("/usr/sbin/nats-server", "-c", filepath.Join(dir, "n1.conf"))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startNATSConfig(t, port, conf)
 	time.Sleep(10 * time.Second) // the cluster has been without a leader for a while (an outage serve is restarted in)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -250,21 +225,7 @@ func TestNATSClientCertRequired(t *testing.T) {
 	port := freePort(t)
 	conf := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\ntls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n",
 		port, filepath.Join(dir, "js"), filepath.Join(dir, "srv.pem"), filepath.Join(dir, "srv.key"), filepath.Join(dir, "ca.pem"))
-	if err := os.WriteFile(filepath.Join(dir, "n.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := exec.Command("/usr/sbin/nats-server", "-c", filepath.Join(dir, "n.conf"))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startNATSConfig(t, port, conf)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	n, err := OpenNATS(ctx, NATSConfig{URL: fmt.Sprintf("tls://127.0.0.1:%d", port), Stream: "S", SubjectPrefix: "p"})
@@ -289,21 +250,7 @@ func TestNATSAccountWithoutJetStream(t *testing.T) {
 jetstream { store_dir: %q }
 accounts { A: { users: [ { user: a, password: a } ] }, B: { jetstream: enabled, users: [ { user: b, password: b } ] } }
 `, port, filepath.Join(dir, "js"))
-	if err := os.WriteFile(filepath.Join(dir, "n.conf"), []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := exec.Command("/usr/sbin/nats-server", "-c", filepath.Join(dir, "n.conf"))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startNATSConfig(t, port, conf)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	n, err := OpenNATS(ctx, NATSConfig{URL: fmt.Sprintf("nats://a:a@127.0.0.1:%d", port), Stream: "S", SubjectPrefix: "p"})
@@ -315,4 +262,33 @@ accounts { A: { users: [ { user: a, password: a } ] }, B: { jetstream: enabled, 
 	if !strings.Contains(err.Error(), "not enabled for account") {
 		t.Errorf("OpenNATS: %v, want JetStream not enabled for the account", err)
 	}
+}
+
+// startNATSServer runs the machine's nats-server (/usr/sbin/nats-server, as .ci/run has it) with
+// args, listening on 127.0.0.1:port, until the test ends, and waits for its listener.
+func startNATSServer(t *testing.T, port int, args ...string) {
+	t.Helper()
+	srv := exec.Command("/usr/sbin/nats-server", args...)
+	if err := srv.Start(); err != nil {
+		t.Fatalf("nats-server is needed (apt-get install nats-server): %v", err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	for range 100 {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nats-server does not listen on 127.0.0.1:%d", port)
+}
+
+// startNATSConfig runs nats-server with the config conf (startNATSServer).
+func startNATSConfig(t *testing.T, port int, conf string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startNATSServer(t, port, "-c", file)
 }
