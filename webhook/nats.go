@@ -116,12 +116,13 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	}
 	if err := n.ensureStream(ctx); err != nil {
 		var apiErr *jetstream.APIError
-		if errors.Is(err, errStreamSettings) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) ||
-			errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
-			// What JetStream answered: a stream of the wrong settings, a refused creation, an
-			// account without JetStream (a reviewer's finding: its 503 read as not ready). Other
-			// 503s ("JetStream system temporarily unavailable": a cluster without a leader) are
-			// not ready, as no answer (a reviewer's finding).
+		if errors.Is(err, errStreamSettings) || errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 {
+			// What JetStream answered: a stream of the wrong settings, a refused creation. Its
+			// 503s are not ready, as no answer: "temporarily unavailable" (a cluster without a
+			// leader) and "not enabled for account", which is an account's configuration but
+			// also what a server whose JetStream switched itself off (a full disk) answers every
+			// account (reviewers' findings, both ways): the sink is optional, and its
+			// publications say why they fail.
 			nc.Close()
 			return nil, err
 		}
@@ -137,7 +138,7 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 // name that does not resolve): nats.go returns only "connection refused" as ErrNoServers (a
 // reviewer's finding: an L4 proxy that accepts and closes, or a silent port, stopped serve).
 func refusedConnect(err error) bool {
-	for _, e := range []error{nats.ErrTLS, nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired,
+	for _, e := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired,
 		nats.ErrPermissionViolation, nats.ErrSecureConnRequired, nats.ErrSecureConnWanted, nats.ErrClientCertOrRootCAsRequired} {
 		if errors.Is(err, e) {
 			return true
@@ -153,7 +154,11 @@ func refusedConnect(err error) bool {
 		op          *net.OpError
 	)
 	// Over TCP crypto/tls reports an alert the server sent (a client certificate required) as a
-	// *net.OpError of Op "remote error", not as tls.AlertError (a reviewer's finding).
+	// *net.OpError of Op "remote error", not as tls.AlertError (a reviewer's finding). Not
+	// nats.ErrTLS itself: nats.go wraps every handshake failure in it, a reset, a timeout or a
+	// close after the handshake included, which are outages (a reviewer's finding); a server
+	// that refuses a client without a certificate may so read as not ready when its alert is
+	// lost to the close, and the sink's publications then say why.
 	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verifyError) ||
 		errors.As(err, &alert) || errors.As(err, &recordError) || errors.As(err, &op) && op.Op == "remote error"
 }
