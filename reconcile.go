@@ -249,7 +249,14 @@ func (r *Reconciler) warnUnknownApps(ctx context.Context) {
 	if !due {
 		return
 	}
-	counts, err := r.Service.Store.CountDueChecks(ctx, now)
+	// Due for an hour and not claimed since: nobody serves them (a process that has the app
+	// claims its checks as they fall due, which moves them; a reviewer's finding: counted at
+	// now, an instance without an app another serves warned hourly for nothing).
+	known := make([]string, 0, len(r.Service.Apps))
+	for name := range r.Service.Apps {
+		known = append(known, name)
+	}
+	counts, err := r.Service.Store.CountDueChecks(ctx, now.Add(-unknownAppRetry), known)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log().Warn("reconcile: count the due checks", "err", err)
@@ -258,13 +265,11 @@ func (r *Reconciler) warnUnknownApps(ctx context.Context) {
 	}
 	apps := make([]string, 0, len(counts))
 	for app := range counts {
-		if r.Service.Apps[app] == nil {
-			apps = append(apps, app)
-		}
+		apps = append(apps, app)
 	}
 	slices.Sort(apps)
 	for _, app := range apps {
-		r.log().Warn("checks of an app this process's config does not have are due: left to a process that has it; if none has, its orders are neither queried nor closed at expiry (logged once an hour)",
+		r.log().Warn("checks of an app this process's config does not have have been due for over an hour, claimed by no process: its orders are neither queried nor closed at expiry (logged once an hour)",
 			"app", app, "due", counts[app])
 	}
 }
@@ -524,8 +529,11 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 	)
 	o, res, err = r.check(cctx, c)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, errCheckPanicked) {
-		// The sweep is stopping (shutdown): give the check back, due at once, for whoever runs next.
-		fin.release(c)
+		// The sweep is stopping (shutdown): give the check back, due at once, for whoever runs next
+		// (a refund settled meanwhile as its settlement wrote it: WasPending, a reviewer's
+		// finding).
+		now := r.Service.now()
+		fin.queue(CheckDone{Check: c, Next: &now, KeepAttention: true, WasPending: o.wasPending})
 		return checkReleased
 	}
 	if err != nil {

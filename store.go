@@ -301,10 +301,12 @@ type CheckStore interface {
 	// them (claimed, they took its pace and were given back for an hour: a reviewer helper's
 	// finding).
 	ClaimChecksOf(ctx context.Context, now time.Time, lease time.Duration, limit int, apps []string) ([]*Check, error)
-	// CountDueChecks returns, by app, how many orders and refunds are due at now (NextCheckAt at
-	// or before it), claimed ones excepted: a sweep warns about the apps its config lacks, whose
-	// checks it leaves (a reviewer's finding: an app dropped from every config went silent).
-	CountDueChecks(ctx context.Context, now time.Time) (map[string]int64, error)
+	// CountDueChecks returns, by app, how many orders and refunds of the apps not in except were
+	// due at before (NextCheckAt at or before it) and are still unclaimed: a sweep passes an hour
+	// ago and the apps of its config, and warns about the apps whose checks nobody has claimed for
+	// an hour (a reviewer's finding: an app dropped from every config went silent). Not on the
+	// write path: on SQLite it reads on the read pool.
+	CountDueChecks(ctx context.Context, before time.Time, except []string) (map[string]int64, error)
 	// FinishCheck ends a claim, if c.Token still holds it: Checks grows by one when counted,
 	// NextCheckAt becomes next (nil: never again; an order that is no longer pending gets nil
 	// whatever next says), and a refund's NeedsAttention becomes attention. A claim that no
@@ -354,7 +356,10 @@ type CheckDone struct {
 	// WasPending: the check read the refund pending. If it is no longer pending when the claim
 	// ends (a notification settled it meanwhile), its next check and needs_attention stay as that
 	// settlement wrote them: the check's next time on a succeeded refund made it read as an
-	// inferred, unconfirmed amount (a reviewer helper's finding).
+	// inferred, unconfirmed amount (a reviewer helper's finding). A check that panicked, or a
+	// claim given back before its check read the refund, does not say so: the refund settled
+	// meanwhile gets the claim's next time, and is asked about again then (not for ever: it is
+	// read succeeded then).
 	WasPending bool
 }
 

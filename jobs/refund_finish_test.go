@@ -72,3 +72,84 @@ func TestSweep_RefundFinishAfterSettle(t *testing.T) {
 		})
 	}
 }
+
+// settlingProvider: its refund query commits the refund's success notification (a notification
+// arriving while the check runs), then ends as end says.
+type settlingProvider struct {
+	*payingProvider
+	settle func()
+	end    func(ctx context.Context) (*paynotify.Answer, error)
+}
+
+func (p *settlingProvider) QueryRefund(ctx context.Context, _ *paynotify.Order, _ *paynotify.Refund) (*paynotify.Answer, error) {
+	p.settle()
+	return p.end(ctx)
+}
+
+// TestSweep_RefundFinishAfterSettleOnStop: bf25fc6 carried WasPending on the answered, failed
+// and unasked ends of a refund's check, not on the one given back because the sweep stops (a
+// reviewer's finding): a refund read pending and settled by its notification meanwhile was left
+// succeeded WITH a next check. (A check that panics still does not carry it: documented on
+// CheckDone.WasPending.)
+func TestSweep_RefundFinishAfterSettleOnStop(t *testing.T) {
+	ends := map[string]func(cancel context.CancelFunc) func(ctx context.Context) (*paynotify.Answer, error){
+		"sweep stopped": func(cancel context.CancelFunc) func(ctx context.Context) (*paynotify.Answer, error) {
+			return func(ctx context.Context) (*paynotify.Answer, error) {
+				cancel() // shutdown (Runner.Stop) while the query is in flight
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+		},
+	}
+	for _, k := range []string{"SQLite", "PostgreSQL"} {
+		for name, end := range ends {
+			t.Run(k+"/"+name, func(t *testing.T) {
+				var store paynotify.Store
+				if k == "SQLite" {
+					store = openSQLite(t, t.TempDir()+"/p.db")
+				} else {
+					store = openPostgres(t, pgtest.NewSchema(t))
+				}
+				ctx := context.Background()
+				sctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				gw := &settlingProvider{payingProvider: &payingProvider{queries: map[string]int{}}}
+				svc := newService(store, gw)
+				app := svc.Apps["shop"]
+				otn := createOrders(t, svc, 1)[0]
+				o, _ := store.GetOrder(ctx, "shop", otn)
+				if _, err := svc.Processor.Apply(ctx, app, paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: otn, ProviderTradeNo: "P" + otn,
+					Amount: o.Amount, HasAmount: true}, nil); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := svc.Refund(ctx, "shop", otn, paynotify.RefundRequest{Amount: 40, OutRequestNo: "RF000001"}); err != nil &&
+					paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+					t.Fatal(err)
+				}
+				gw.settle = func() {
+					if _, err := svc.Processor.Apply(ctx, app, paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: otn, ProviderTradeNo: "P" + otn,
+						RefundRequestNo: "RF000001", RefundAmount: 40, RefundTotal: 40}, nil); err != nil {
+						t.Error(err)
+					}
+				}
+				gw.end = end(cancel)
+				time.Sleep(1100 * time.Millisecond) // the refund's first check is due
+				rc := &paynotify.Reconciler{Service: svc}
+				st, err := rc.Sweep(sctx)
+				t.Logf("sweep: %+v, %v", st, err)
+				refunds, err := store.ListRefunds(ctx, "shop", otn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range refunds {
+					if r.Status == paynotify.RefundSucceeded && r.NextCheckAt != nil {
+						t.Errorf("refund %s settled by its notification during the check, left succeeded with a next check at %v (%s end): read as an inferred, unconfirmed amount",
+							r.OutRequestNo, r.NextCheckAt, name)
+					} else {
+						t.Logf("refund %s: %s, next %v", r.OutRequestNo, r.Status, r.NextCheckAt)
+					}
+				}
+			})
+		}
+	}
+}

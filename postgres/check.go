@@ -84,11 +84,12 @@ func claim(ctx context.Context, tx pgx.Tx, kind paynotify.CheckKind, due, until 
 }
 
 // CountDueChecks counts the due orders and refunds by app (paynotify.CheckStore).
-func (db *DB) CountDueChecks(ctx context.Context, now time.Time) (map[string]int64, error) {
+func (db *DB) CountDueChecks(ctx context.Context, before time.Time, except []string) (map[string]int64, error) {
 	out := map[string]int64{}
 	for _, table := range []string{"orders", "refunds"} {
 		rows, err := db.pool.Query(ctx, `SELECT app, count(*) FROM `+table+`
-			WHERE next_check_at IS NOT NULL AND next_check_at <= $1 GROUP BY app`, tm(now))
+			WHERE next_check_at IS NOT NULL AND next_check_at <= $1 AND NOT (app = ANY($2))
+			GROUP BY app`, tm(before), append([]string{}, except...))
 		if err != nil {
 			return nil, fmt.Errorf("postgres: count due checks: %w", err)
 		}

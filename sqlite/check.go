@@ -111,11 +111,18 @@ func (cl claim) take(ctx context.Context, tx *sql.Tx, kind paynotify.CheckKind, 
 }
 
 // CountDueChecks counts the due orders and refunds by app (paynotify.CheckStore).
-func (db *DB) CountDueChecks(ctx context.Context, now time.Time) (map[string]int64, error) {
+func (db *DB) CountDueChecks(ctx context.Context, before time.Time, except []string) (map[string]int64, error) {
+	ex, err := json.Marshal(append([]string{}, except...))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: count due checks: %w", err)
+	}
 	out := map[string]int64{}
 	for _, table := range []string{"orders", "refunds"} {
-		rows, err := db.db.QueryContext(ctx, `SELECT app, count(*) FROM `+table+`
-			WHERE next_check_at IS NOT NULL AND next_check_at <= ? GROUP BY app`, formatTime(now))
+		// On the read pool: on the write connection the count held every write for its scan
+		// (a reviewer's finding: ~0.8 s at a million due rows).
+		rows, err := db.rd.QueryContext(ctx, `SELECT app, count(*) FROM `+table+`
+			WHERE next_check_at IS NOT NULL AND next_check_at <= ?1 AND app NOT IN (SELECT value FROM json_each(?2))
+			GROUP BY app`, formatTime(before), string(ex))
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: count due checks: %w", err)
 		}

@@ -562,15 +562,22 @@ func (s *suite) testClaimChecks(t *testing.T) {
 	})
 
 	t.Run("OKCountDue", func(t *testing.T) {
-		// CountDueChecks counts the due orders and refunds by app, a claimed row excepted (its
-		// NextCheckAt is its claim's end): app1 T1, T2 and R1; app2 T5.
+		// CountDueChecks counts the orders and refunds due at a time by app, the apps excepted
+		// left out, a claimed row excepted (its NextCheckAt is its claim's end): at now, app1 T1,
+		// T2 and R1, app2 T5; at T0, app1 T2 and R1 only (T5 at T0+30s, T1 at now).
 		st, b, now := setupDue(t)
-		got, err := st.CountDueChecks(b.ctx, now)
+		got, err := st.CountDueChecks(b.ctx, now, nil)
 		if err != nil || len(got) != 2 || got["app1"] != 3 || got["app2"] != 1 {
 			t.Fatalf("CountDueChecks = %v, %v; want app1 3, app2 1", got, err)
 		}
+		if got, err := st.CountDueChecks(b.ctx, now, []string{"app1", "app9"}); err != nil || len(got) != 1 || got["app2"] != 1 {
+			t.Fatalf("except app1: %v, %v; want app2 1", got, err)
+		}
+		if got, err := st.CountDueChecks(b.ctx, T0, nil); err != nil || len(got) != 1 || got["app1"] != 2 {
+			t.Fatalf("at T0: %v, %v; want app1 2", got, err)
+		}
 		MustClaimChecks(t, b.ctx, st, now, 10*time.Minute, 1) // R1
-		if got, err := st.CountDueChecks(b.ctx, now); err != nil || got["app1"] != 2 || got["app2"] != 1 {
+		if got, err := st.CountDueChecks(b.ctx, now, nil); err != nil || got["app1"] != 2 || got["app2"] != 1 {
 			t.Fatalf("after a claim: %v, %v; want app1 2, app2 1", got, err)
 		}
 	})
