@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -93,7 +94,21 @@ func OpenNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	}
 	// Once as usual, to learn why it fails; then retrying in the background (RetryOnFailedConnect
 	// keeps no error). nats errors do not repeat the URL, which may hold credentials.
-	nc, startErr := nats.Connect(cfg.URL, opts...)
+	var certAsked atomic.Bool
+	first := opts
+	if strings.Contains(cfg.URL, "tls://") { // already TLS: a config changes nothing else
+		first = append(first[:len(first):len(first)], func(o *nats.Options) error {
+			o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				certAsked.Store(true) // paynotify has none to give: the server will refuse
+				return &tls.Certificate{}, nil
+			}}
+			return nil
+		})
+	}
+	nc, startErr := nats.Connect(cfg.URL, first...)
+	if startErr != nil && errors.Is(startErr, nats.ErrTLS) && certAsked.Load() {
+		return nil, fmt.Errorf("nats: connect: the server requires a client certificate, which paynotify does not present: %w", startErr)
+	}
 	if startErr != nil && refusedConnect(startErr) {
 		// A server answered and refused (the credentials, TLS): a configuration error, not an
 		// outage, and nats.go would give up on it after two tries (a reviewer's finding).
@@ -156,9 +171,9 @@ func refusedConnect(err error) bool {
 	// Over TCP crypto/tls reports an alert the server sent (a client certificate required) as a
 	// *net.OpError of Op "remote error", not as tls.AlertError (a reviewer's finding). Not
 	// nats.ErrTLS itself: nats.go wraps every handshake failure in it, a reset, a timeout or a
-	// close after the handshake included, which are outages (a reviewer's finding); a server
-	// that refuses a client without a certificate may so read as not ready when its alert is
-	// lost to the close, and the sink's publications then say why.
+	// close after the handshake included, which are outages (a reviewer's finding). A server
+	// that asks for a client certificate, whose alert may be lost to the close, is told by
+	// OpenNATS from its certificate request.
 	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verifyError) ||
 		errors.As(err, &alert) || errors.As(err, &recordError) || errors.As(err, &op) && op.Op == "remote error"
 }
