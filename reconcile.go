@@ -320,17 +320,6 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepStats, error) {
 		var wg sync.WaitGroup
 		backedOff := 0
 		for _, c := range claims {
-			if r.Service.Apps[c.App] == nil {
-				// Claims are of the apps this process knows (claimableApps); should one of another
-				// come (a store that does not filter), it is given back at once, unpaced (a
-				// reviewer helper's finding: each took a pace slot, 200 of them delaying the other
-				// apps' checks by 20 s, every hour).
-				next := claimedAt.Add(unknownAppRetry)
-				fin.unanswered(c, &next, false)
-				add(func(s *SweepStats) { s.Released++ })
-				backedOff++
-				continue
-			}
 			if until, ok := r.backingOff(c.App, claimedAt); ok {
 				// Began backing off since the claim's apps were chosen (another goroutine's check
 				// failed): given back after the backoff.

@@ -1,7 +1,6 @@
 package alipay
 
 import (
-	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
@@ -313,7 +312,7 @@ func unknownSN(err error, body []byte, method string) string {
 		return ""
 	}
 	r, rerr := extractResponse(body, method)
-	if rerr != nil || r.CertSN == "" || bytes.ContainsAny([]byte(r.CertSN), "\x00") {
+	if rerr != nil || r.CertSN == "" {
 		return ""
 	}
 	return r.CertSN
