@@ -19,28 +19,12 @@ import (
 func TestSweep_RefundFinishAfterSettle(t *testing.T) {
 	for _, k := range []string{"SQLite", "PostgreSQL"} {
 		t.Run(k, func(t *testing.T) {
-			var store paynotify.Store
-			if k == "SQLite" {
-				store = openSQLite(t, t.TempDir()+"/p.db")
-			} else {
-				store = openPostgres(t, pgtest.NewSchema(t))
-			}
+			store := openKind(t, k)
 			ctx := context.Background()
 			gw := &payingProvider{queries: map[string]int{}}
 			svc := newService(store, gw)
 			app := svc.Apps["shop"]
-			otn := createOrders(t, svc, 1)[0]
-			o, _ := store.GetOrder(ctx, "shop", otn)
-			if _, err := svc.Processor.Apply(ctx, app, paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: otn, ProviderTradeNo: "P" + otn,
-				Amount: o.Amount, HasAmount: true}, nil); err != nil {
-				t.Fatal(err)
-			}
-			// A refund whose request's outcome is unknown (the fake provider answers nothing): pending.
-			rf, _, err := svc.Refund(ctx, "shop", otn, paynotify.RefundRequest{Amount: 40, OutRequestNo: "RF000001"})
-			if err != nil && paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
-				t.Fatal(err)
-			}
-			_ = rf
+			otn := paidWithPendingRefund(t, svc)
 			time.Sleep(1100 * time.Millisecond) // its first check is due (schedule 1s)
 			rc := &paynotify.Reconciler{Service: svc, OnCheck: func(c *paynotify.Check, res *paynotify.CheckResult, err error) {
 				if c.Kind != paynotify.CheckRefund {
@@ -104,28 +88,14 @@ func TestSweep_RefundFinishAfterSettleOnStop(t *testing.T) {
 	for _, k := range []string{"SQLite", "PostgreSQL"} {
 		for name, end := range ends {
 			t.Run(k+"/"+name, func(t *testing.T) {
-				var store paynotify.Store
-				if k == "SQLite" {
-					store = openSQLite(t, t.TempDir()+"/p.db")
-				} else {
-					store = openPostgres(t, pgtest.NewSchema(t))
-				}
+				store := openKind(t, k)
 				ctx := context.Background()
 				sctx, cancel := context.WithCancel(ctx)
 				defer cancel()
 				gw := &settlingProvider{payingProvider: &payingProvider{queries: map[string]int{}}}
 				svc := newService(store, gw)
 				app := svc.Apps["shop"]
-				otn := createOrders(t, svc, 1)[0]
-				o, _ := store.GetOrder(ctx, "shop", otn)
-				if _, err := svc.Processor.Apply(ctx, app, paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: otn, ProviderTradeNo: "P" + otn,
-					Amount: o.Amount, HasAmount: true}, nil); err != nil {
-					t.Fatal(err)
-				}
-				if _, _, err := svc.Refund(ctx, "shop", otn, paynotify.RefundRequest{Amount: 40, OutRequestNo: "RF000001"}); err != nil &&
-					paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
-					t.Fatal(err)
-				}
+				otn := paidWithPendingRefund(t, svc)
 				gw.settle = func() {
 					if _, err := svc.Processor.Apply(ctx, app, paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: otn, ProviderTradeNo: "P" + otn,
 						RefundRequestNo: "RF000001", RefundAmount: 40, RefundTotal: 40}, nil); err != nil {
@@ -152,4 +122,35 @@ func TestSweep_RefundFinishAfterSettleOnStop(t *testing.T) {
 			})
 		}
 	}
+}
+
+// openKind opens a fresh store of kind "SQLite" or "PostgreSQL".
+func openKind(t *testing.T, kind string) paynotify.Store {
+	t.Helper()
+	if kind == "SQLite" {
+		return openSQLite(t, t.TempDir()+"/p.db")
+	}
+	return openPostgres(t, pgtest.NewSchema(t))
+}
+
+// paidWithPendingRefund creates an order of svc's app "shop", pays it, and asks for refund
+// RF000001 of 0.40, whose outcome the fake provider leaves unknown: pending. It returns the
+// order's out_trade_no.
+func paidWithPendingRefund(t *testing.T, svc *paynotify.Service) string {
+	t.Helper()
+	ctx := context.Background()
+	otn := createOrders(t, svc, 1)[0]
+	o, err := svc.Store.GetOrder(ctx, "shop", otn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Processor.Apply(ctx, svc.Apps["shop"], paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: otn, ProviderTradeNo: "P" + otn,
+		Amount: o.Amount, HasAmount: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.Refund(ctx, "shop", otn, paynotify.RefundRequest{Amount: 40, OutRequestNo: "RF000001"}); err != nil &&
+		paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+		t.Fatal(err)
+	}
+	return otn
 }
