@@ -25,16 +25,11 @@ import (
 // not start, as before 072f7ea, which had serve start and say "not connected ... (retried in the
 // background)" though nats.go gives up after a repeated auth error (a reviewer's finding).
 func TestNATSWrongPassword(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	startNATSServer(t, port, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", t.TempDir(), "--user", "user", "--pass", "right")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
-	_, err = OpenNATS(ctx, NATSConfig{URL: fmt.Sprintf("nats://user:wrong@127.0.0.1:%d", port), Stream: "S", SubjectPrefix: "p"})
+	_, err := OpenNATS(ctx, NATSConfig{URL: fmt.Sprintf("nats://user:wrong@127.0.0.1:%d", port), Stream: "S", SubjectPrefix: "p"})
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") || strings.Contains(err.Error(), "wrong") {
 		t.Fatalf("OpenNATS with a wrong password: %v; want the authorization error, without the password", err)
 	}
@@ -47,45 +42,31 @@ func TestNATSWrongPassword(t *testing.T) {
 // fake speaking the core protocol (INFO, PONG) on a loopback port and ignoring JetStream's API
 // requests.
 func TestNATSJetStreamSilent(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	addr := fakeServer(t, func(c net.Conn) {
+		fmt.Fprintf(c, "INFO {\"server_id\":\"fake\",\"version\":\"2.10.0\",\"proto\":1,\"headers\":true,\"max_payload\":1048576,\"jetstream\":true}\r\n")
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				fmt.Fprintf(c, "INFO {\"server_id\":\"fake\",\"version\":\"2.10.0\",\"proto\":1,\"headers\":true,\"max_payload\":1048576,\"jetstream\":true}\r\n")
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					switch {
-					case strings.HasPrefix(line, "PING"):
-						fmt.Fprint(c, "PONG\r\n")
-					case strings.HasPrefix(line, "PUB ") || strings.HasPrefix(line, "HPUB "):
-						f := strings.Fields(line)
-						var n int
-						fmt.Sscan(f[len(f)-1], &n)
-						buf := make([]byte, n+2)
-						if _, err := readFull(r, buf); err != nil {
-							return
-						}
-					}
+			switch {
+			case strings.HasPrefix(line, "PING"):
+				fmt.Fprint(c, "PONG\r\n")
+			case strings.HasPrefix(line, "PUB ") || strings.HasPrefix(line, "HPUB "):
+				f := strings.Fields(line)
+				var n int
+				fmt.Sscan(f[len(f)-1], &n)
+				buf := make([]byte, n+2)
+				if _, err := io.ReadFull(r, buf); err != nil {
+					return
 				}
-			}(c)
+			}
 		}
-	}()
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	n, err := OpenNATS(ctx, NATSConfig{URL: "nats://" + ln.Addr().String(), Stream: "S", SubjectPrefix: "p"})
+	n, err := OpenNATS(ctx, NATSConfig{URL: "nats://" + addr, Stream: "S", SubjectPrefix: "p"})
 	if err != nil {
 		t.Fatalf("a NATS server whose JetStream does not answer: OpenNATS: %v; want the sink not ready, serve going on", err)
 	}
@@ -93,18 +74,6 @@ func TestNATSJetStreamSilent(t *testing.T) {
 	if n.Ready() || n.StartError() == nil {
 		t.Errorf("Ready %v, StartError %v; want not ready, saying why", n.Ready(), n.StartError())
 	}
-}
-
-func readFull(r *bufio.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := r.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // TestNATSNotAnswering: docs/config.md: "A NATS server that does not answer when serve starts ...
@@ -122,23 +91,10 @@ func TestNATSNotAnswering(t *testing.T) {
 		{"AcceptsAndIsSilent", func(c net.Conn) { time.Sleep(5 * time.Second); c.Close() }}, // a server that does not answer
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go tc.serve(c)
-				}
-			}()
+			addr := fakeServer(t, tc.serve)
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 			defer cancel()
-			n, err := OpenNATS(ctx, NATSConfig{URL: "nats://" + ln.Addr().String(), Stream: "S", SubjectPrefix: "p"})
+			n, err := OpenNATS(ctx, NATSConfig{URL: "nats://" + addr, Stream: "S", SubjectPrefix: "p"})
 			if err != nil {
 				t.Errorf("a NATS address that does not answer: OpenNATS: %v; serve stops (want: not ready, retried in the background)", err)
 				return
@@ -232,23 +188,10 @@ func TestNATSTransientTLS(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() { defer c.Close(); serve(c) }()
-				}
-			}()
+			addr := fakeServer(t, serve)
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 			defer cancel()
-			n, err := OpenNATS(ctx, NATSConfig{URL: "tls://" + ln.Addr().String(), Stream: "S", SubjectPrefix: "p"})
+			n, err := OpenNATS(ctx, NATSConfig{URL: "tls://" + addr, Stream: "S", SubjectPrefix: "p"})
 			if err != nil {
 				t.Fatalf("a transient TLS failure: OpenNATS = %v; want not ready, serve going on", err)
 			}
@@ -311,4 +254,25 @@ func startNATSConfig(t *testing.T, port int, conf string) {
 		t.Fatal(err)
 	}
 	startNATSServer(t, port, "-c", file)
+}
+
+// fakeServer serves each connection to a loopback listener with serve, then closes it, until the
+// test ends, and returns the listener's address.
+func fakeServer(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); serve(c) }()
+		}
+	}()
+	return ln.Addr().String()
 }

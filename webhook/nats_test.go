@@ -6,9 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -309,12 +306,7 @@ func TestNATSFilterCovers(t *testing.T) {
 // stream is created at the next publication, and the event is stored. The server is a
 // nats-server of the test's own on a loopback port (the machine's binary, /usr/sbin/nats-server).
 func TestNATSUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	cfg := NATSConfig{URL: fmt.Sprintf("nats://user:s3cret@127.0.0.1:%d", port), Stream: "PAYNOTIFY_LATE", SubjectPrefix: "late"}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
@@ -335,15 +327,7 @@ func TestNATSUnreachable(t *testing.T) {
 		t.Fatalf("Publish without a server: %v after %s, want an error at once without the password", err, time.Since(start))
 	}
 
-	bin := "/usr/sbin/nats-server"
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("nats-server is needed (apt-get install nats-server): %v", err)
-	}
-	srv := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", t.TempDir(), "--user", "user", "--pass", "s3cret")
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
+	startNATSServer(t, port, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", t.TempDir(), "--user", "user", "--pass", "s3cret")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		pctx, pcancel := context.WithTimeout(t.Context(), 2*time.Second)
