@@ -212,13 +212,13 @@ func createRefund(ctx context.Context, tx *sql.Tx, r *paynotify.Refund) (*paynot
 			(SELECT COUNT(*) FROM refunds WHERE app = o.app AND out_trade_no = o.out_trade_no AND out_request_no = ?)
 		FROM orders o WHERE o.app = ? AND o.out_trade_no = ?`, r.OutRequestNo, r.App, r.OutTradeNo).Scan(&amount, &refunded, &nonFailed, &pending, &exists)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, 0, notFound("Order not found.")
+		return nil, 0, clean(notFound("Order not found."))
 	} else if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: create refund: %w", err)
 	}
 	if exists == 0 {
 		if err := paynotify.RefundBound(amount, refunded, nonFailed, pending, int64(r.Amount)); err != nil {
-			return nil, 0, err
+			return nil, 0, clean(err)
 		}
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO refunds (`+refundWriteColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -297,7 +297,7 @@ func confirmRefundAmount(ctx context.Context, tx *sql.Tx, r *paynotify.Refund, a
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM refunds WHERE app = ? AND out_trade_no = ? AND out_request_no = ?`,
 			r.App, r.OutTradeNo, r.OutRequestNo).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("Refund not found.")
+			return clean(notFound("Refund not found.")) // the UPDATE matched no row: nothing written
 		} else if err != nil {
 			return fmt.Errorf("sqlite: confirm refund amount: %w", err)
 		}
@@ -409,30 +409,48 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *payno
 			return false, fmt.Errorf("sqlite: commit: %w", err)
 		}
 	}
+	// The decision, made once: a batch that runs again (commitBatch) writes the change decided
+	// the first time, as PostgreSQL's rerun does.
+	var (
+		decided bool
+		c       *paynotify.Change
+		h       any
+	)
 	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
 		anomalyNew = false
-		o, err := scanOrder(tx.StmtContext(ctx, st.selectOrder).QueryRowContext(ctx, app, outTradeNo))
-		if errors.Is(err, sql.ErrNoRows) {
-			o = nil
-		} else if err != nil {
-			return fmt.Errorf("sqlite: commit: read order: %w", err)
-		}
-		c, err := build(o)
-		if err != nil || c == nil {
-			return err
-		}
-		if c.Order != nil && c.Order.Version <= c.PrevVersion {
-			return fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
-		}
-		if err := c.CheckRepeat(); err != nil {
-			return err
-		}
-		h := headers
-		if c.Evidence != ev {
-			if h, err = evidenceHeaders(c.Evidence); err != nil {
-				return fmt.Errorf("sqlite: commit: %w", err)
+		if !decided {
+			o, err := scanOrder(tx.StmtContext(ctx, st.selectOrder).QueryRowContext(ctx, app, outTradeNo))
+			if errors.Is(err, sql.ErrNoRows) {
+				o = nil
+			} else if err != nil {
+				return fmt.Errorf("sqlite: commit: read order: %w", err)
+			}
+			decided = true
+			if c, err = build(o); err != nil || c == nil {
+				c = nil
+				return clean(err)
+			}
+			if c.Order != nil && c.Order.Version <= c.PrevVersion {
+				err := fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
+				c = nil
+				return clean(err)
+			}
+			if err := c.CheckRepeat(); err != nil {
+				c = nil
+				return clean(err)
+			}
+			h = headers
+			if c.Evidence != ev {
+				if h, err = evidenceHeaders(c.Evidence); err != nil {
+					c = nil
+					return clean(fmt.Errorf("sqlite: commit: %w", err))
+				}
 			}
 		}
+		if c == nil {
+			return nil
+		}
+		var err error
 		anomalyNew, err = commit(ctx, tx, st, c, at, h)
 		return err
 	})
@@ -450,9 +468,9 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 			a.App, a.OutTradeNo, c.OrderAt).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			if err := orderExists(ctx, tx, st, a.App, a.OutTradeNo); err != nil {
-				return false, err
+				return false, cleanNotFound(err)
 			}
-			return false, paynotify.ErrVersionConflict
+			return false, clean(paynotify.ErrVersionConflict)
 		} else if err != nil {
 			return false, fmt.Errorf("sqlite: commit: order version: %w", err)
 		}
@@ -467,14 +485,17 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 			return false, fmt.Errorf("sqlite: commit: update order: %w", err)
 		} else if n == 0 {
 			if err := orderExists(ctx, tx, st, o.App, o.OutTradeNo); err != nil {
-				return false, err
+				return false, cleanNotFound(err)
 			}
-			return false, paynotify.ErrVersionConflict
+			return false, clean(paynotify.ErrVersionConflict)
 		}
 	}
 
 	if r := c.Refund; r != nil {
 		if err := orderExists(ctx, tx, st, r.App, r.OutTradeNo); err != nil {
+			if c.Order == nil { // nothing written yet
+				err = cleanNotFound(err)
+			}
 			return false, err
 		}
 		// Every SET expression reads the row as it was: refunds.status is the old status.
@@ -536,7 +557,9 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 				return anomalyNew, nil
 			}
 			if c.RepeatVersion != 0 {
-				return false, paynotify.ErrRepeatMissed // the order moved, or the record is gone
+				// The order moved, or the record is gone. A repeat writes nothing else
+				// (CheckRepeat): nothing written.
+				return false, clean(paynotify.ErrRepeatMissed)
 			}
 			// The record is gone (pruned): this one takes its place.
 		}

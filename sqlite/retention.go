@@ -63,6 +63,9 @@ func (db *DB) PruneEvidence(ctx context.Context, before time.Time, batch int) (i
 	var (
 		atTime string // where the last batch ended: its last deleted row, in (received_at, seq) order
 		atSeq  int64
+		// where this batch ended, once it is committed (a batch may run twice: chunks)
+		nextTime string
+		nextSeq  int64
 	)
 	n, err := db.chunks(ctx, batch, func(ctx context.Context, tx *sql.Tx) (int64, error) {
 		rows, err := tx.QueryContext(ctx, pruneEvidence, b, batch, atTime, atSeq)
@@ -86,9 +89,9 @@ func (db *DB) PruneEvidence(ctx context.Context, before time.Time, batch int) (i
 		if err := rows.Err(); err != nil {
 			return 0, err
 		}
-		atTime, atSeq = lastTime, lastSeq
+		nextTime, nextSeq = lastTime, lastSeq
 		return n, nil
-	})
+	}, func() { atTime, atSeq = nextTime, nextSeq })
 	if err != nil {
 		return n, fmt.Errorf("sqlite: prune evidence: %w", err)
 	}
@@ -150,5 +153,5 @@ func (db *DB) prune(ctx context.Context, query string, before time.Time, batch i
 			return 0, err
 		}
 		return res.RowsAffected()
-	})
+	}, nil)
 }

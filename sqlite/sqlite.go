@@ -67,7 +67,7 @@ func Open(path string) (*DB, error) {
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(FULL)" +
 		"&_pragma=foreign_keys(1)" +
-		// Savepoints (one per write of a batch) journal the pages they touch: in memory.
+		// Savepoints (one per write of a batch that runs with them) journal the pages they touch: in memory.
 		"&_pragma=temp_store(MEMORY)" +
 		// A WAL that grew while a long read held its checkpoints back (a forgotten sqlite3
 		// shell, a backup tool) is cut back to this at its next reset instead of keeping its

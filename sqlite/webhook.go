@@ -312,8 +312,10 @@ var (
 // chunks runs fn (which returns how many rows it touched) as writes of the group commit, one
 // after the other, until one touches fewer than size (or ctx ends), and returns the total: a
 // long job that takes the write lock one chunk at a time, the notifications' writes taking their
-// turns between chunks (or riding in the same transactions).
-func (db *DB) chunks(ctx context.Context, size int, fn func(ctx context.Context, tx *sql.Tx) (int64, error)) (int64, error) {
+// turns between chunks (or riding in the same transactions). fn may run more than once for one
+// chunk (its batch run again, commitBatch): what it carries from chunk to chunk it hands to
+// committed, if not nil, which is called once the chunk is committed.
+func (db *DB) chunks(ctx context.Context, size int, fn func(ctx context.Context, tx *sql.Tx) (int64, error), committed func()) (int64, error) {
 	var total int64
 	for {
 		var n int64
@@ -326,6 +328,9 @@ func (db *DB) chunks(ctx context.Context, size int, fn func(ctx context.Context,
 			return total, err
 		}
 		total += n
+		if committed != nil {
+			committed()
+		}
 		if chunkHook != nil {
 			chunkHook()
 		}
@@ -356,7 +361,7 @@ func (db *DB) DeleteWebhookEndpoint(ctx context.Context, id string) error {
 				return 0, err
 			}
 			return res.RowsAffected()
-		}); err != nil {
+		}, nil); err != nil {
 			return fmt.Errorf("sqlite: delete webhook endpoint: %w", err)
 		}
 	}
@@ -485,7 +490,7 @@ const fanOutDeliveries = `INSERT INTO webhook_deliveries (id, endpoint_id, event
 // errCursorMoved undoes a fan-out whose cursor another process moved first.
 var errCursorMoved = errors.New("cursor moved")
 
-// fanOut is FanOutWebhooks for one endpoint, as one write of the group commit (its own savepoint):
+// fanOut is FanOutWebhooks for one endpoint, as one write of the group commit (failing alone):
 // the dispatcher's bookkeeping rides the notifications' batches instead of taking turns with them.
 func (db *DB) fanOut(ctx context.Context, id, now string, lim int) (int, error) {
 	var added int64
@@ -1041,7 +1046,7 @@ func (db *DB) RecoverWebhooks(ctx context.Context, endpoint string, since, now t
 			return 0, err
 		}
 		return res.RowsAffected()
-	})
+	}, nil)
 	if err != nil {
 		return int(reset), db.recoverFailed(ctx, endpoint, err)
 	}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,13 +45,95 @@ func HeldBatch(t *testing.T, st Holder, fail error, writes ...func() error) []er
 	return errs
 }
 
+// HeldBatchInOrder is HeldBatch with the writes queued one after the other, in the order given,
+// each sent once the one before it waits for the held batch: the batch runs them in that order.
+func HeldBatchInOrder(t *testing.T, st Holder, fail error, writes ...func() error) []error {
+	t.Helper()
+	queued, release := st.HoldWrites(t)
+	errs := make([]error, len(writes))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i, w := range writes {
+		wg.Go(func() { errs[i] = w() })
+		for deadline := time.Now().Add(10 * time.Second); queued() < i+1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				release(nil)
+				t.Fatalf("held batch: %d of %d writes queued after 10s", queued(), i+1)
+			}
+		}
+	}
+	release(fail)
+	wg.Wait()
+	return errs
+}
+
 func (s *suite) testGroupCommit(t *testing.T) {
 	// Without a failing write the batch commits as one (PostgreSQL: pipelined); with one, the
-	// failing write is undone alone (SQLite: its savepoint; PostgreSQL: the batch runs again
-	// write by write).
+	// failing write is undone alone (SQLite: the batch runs again without it; PostgreSQL: the
+	// batch runs again write by write).
 	t.Run("ConflictInBatch", func(t *testing.T) { s.testBatchOutcomes(t, false) })
 	t.Run("ConflictAndErrorInBatch", func(t *testing.T) { s.testBatchOutcomes(t, true) })
+	t.Run("ManyErrorsInBatch", s.testBatchManyErrors)
 	s.testGroupCommitMore(t)
+}
+
+// testBatchManyErrors: a batch in which many writes fail after writing (each pays its order,
+// then inserts an evidence id that is taken), between writes that succeed and writes that lose
+// a compare-and-set: each failing write is undone alone, whatever their number (SQLite runs the
+// batch again without one, a few times, then with a savepoint around each write).
+func (s *suite) testBatchManyErrors(t *testing.T) {
+	st, b := s.setup(t)
+	ctx := b.ctx
+	var writes []func() error
+	want := map[string]paynotify.OrderStatus{}
+	const n = 6
+	for i := range n {
+		good := MustCreateOrder(t, ctx, st, NewOrder("app1", fmt.Sprintf("G%d", i), T0))
+		bad := MustCreateOrder(t, ctx, st, NewOrder("app1", fmt.Sprintf("F%d", i), T0))
+		if err := st.InsertEvidence(ctx, NewEvidence(fmt.Sprintf("nt_taken%d", i), bad, T0)); err != nil {
+			t.Fatal(err)
+		}
+		want[good.OutTradeNo], want[bad.OutTradeNo] = paynotify.StatusPaid, paynotify.StatusPending
+		stale := PaidChange(good, fmt.Sprintf("evS%d", i), fmt.Sprintf("ntS%d", i), T0)
+		stale.PrevVersion, stale.Order.Version = 7, 8
+		writes = append(writes,
+			func() error {
+				_, err := st.Commit(ctx, PaidChange(bad, fmt.Sprintf("evF%d", i), fmt.Sprintf("nt_taken%d", i), T0))
+				return err
+			},
+			func() error {
+				_, err := st.Commit(ctx, PaidChange(good, fmt.Sprintf("evG%d", i), fmt.Sprintf("ntG%d", i), T0))
+				return err
+			},
+			func() error { _, err := st.Commit(ctx, stale); return err },
+		)
+	}
+	errs := HeldBatchInOrder(t, st, nil, writes...)
+	for i := range n {
+		if err := errs[3*i]; err == nil || errors.Is(err, paynotify.ErrVersionConflict) {
+			t.Errorf("F%d (evidence id taken): %v, want a store error", i, err)
+		}
+		if err := errs[3*i+1]; err != nil {
+			t.Errorf("G%d: %v", i, err)
+		}
+		if err := errs[3*i+2]; !errors.Is(err, paynotify.ErrVersionConflict) {
+			t.Errorf("G%d's stale write: %v, want ErrVersionConflict", i, err)
+		}
+	}
+	for no, status := range want {
+		if o, err := st.GetOrder(ctx, "app1", no); err != nil || o.Status != status {
+			t.Errorf("order %s: %+v, %v, want %s", no, o, err, status)
+		}
+	}
+	evs := MustListEvents(t, ctx, st, paynotify.EventFilter{})
+	if len(evs) != n {
+		t.Errorf("events %q, want the %d of the G orders", eventIDs(evs), n)
+	}
+	for _, e := range evs {
+		if !strings.HasPrefix(e.ID, "evG") {
+			t.Errorf("event %s stored", e.ID)
+		}
+	}
 }
 
 func (s *suite) testBatchOutcomes(t *testing.T, withFailing bool) {

@@ -25,6 +25,7 @@ type CommitterDB interface {
 func OrderCommitter(t *testing.T, open func(t *testing.T) CommitterDB, inTurn bool) {
 	t.Run("Decide", func(t *testing.T) { testCommitOrder(t, open(t)) })
 	t.Run("Batch", func(t *testing.T) { testCommitOrderBatch(t, open(t), inTurn) })
+	t.Run("DecidedOnce", func(t *testing.T) { testCommitOrderDecidedOnce(t, open(t)) })
 	t.Run("Cancelled", func(t *testing.T) { testCommitOrderCancelled(t, open(t)) })
 	t.Run("UnstorableKey", func(t *testing.T) { testCommitOrderUnstorableKey(t, open(t)) })
 }
@@ -280,6 +281,69 @@ func testCommitOrderBatch(t *testing.T, db CommitterDB, inTurn bool) {
 	}
 	if got, err := db.GetOrder(ctx, "app1", "B3"); err != nil || got.Status != paynotify.StatusPaid {
 		t.Fatalf("B3 after the retry: %+v, %v", got, err)
+	}
+}
+
+// testCommitOrderDecidedOnce: ops decided before a write of their batch failed after writing
+// (which a store may answer by running the batch again: SQLite without savepoints, PostgreSQL
+// write by write) are not decided again: each build runs once, and the changes they returned
+// are committed; the failed write leaves nothing.
+func testCommitOrderDecidedOnce(t *testing.T, db CommitterDB) {
+	ctx := t.Context()
+	for _, no := range []string{"O1", "O2", "O3"} {
+		MustCreateOrder(t, ctx, db, NewOrder("app1", no, T0))
+	}
+	saw := make([]*paynotify.Order, 3)
+	calls := make([]int, 4)
+	errs := HeldBatchInOrder(t, db, nil,
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "O1", nil, payIn("o1", &saw[0], &calls[0]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "O2", nil, payIn("o2", &saw[1], &calls[1]))
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "O3", nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+				calls[2]++
+				c := PaidChange(o, "evt_o3", "ntf_o3", T0)
+				c.Events = append(c.Events, c.Events[0]) // the same event id twice: fails after the order's write
+				return c, nil
+			})
+			return err
+		},
+		// After the failure: a second op of O1, decided on O1 as the first op left it.
+		func() error {
+			_, err := db.CommitOrder(ctx, "app1", "O1", nil, payIn("o1b", &saw[2], &calls[3]))
+			return err
+		},
+	)
+	if errs[0] != nil || errs[1] != nil || errs[2] == nil {
+		t.Fatalf("batch outcomes: %v", errs)
+	}
+	if calls[0] != 1 || calls[1] != 1 || calls[2] != 1 || calls[3] != 1 {
+		t.Fatalf("build calls: %v, want each once", calls)
+	}
+	for i, no := range []string{"O1", "O2"} {
+		if saw[i] == nil || saw[i].Status != paynotify.StatusPending {
+			t.Fatalf("%s's build saw %+v, want the order pending", no, saw[i])
+		}
+		if got, err := db.GetOrder(ctx, "app1", no); err != nil || got.Status != paynotify.StatusPaid {
+			t.Fatalf("%s after the batch: %+v, %v, want paid", no, got, err)
+		}
+	}
+	// O1's second op: decided on O1 paid (SQLite) and writing nothing, or decided on O1 pending
+	// and losing its compare-and-set (PostgreSQL reads the batch's orders first).
+	if !errors.Is(errs[3], paynotify.ErrVersionConflict) && (errs[3] != nil || saw[2] == nil || saw[2].Status != paynotify.StatusPaid) {
+		t.Fatalf("O1's second op: %v, its build saw %+v", errs[3], saw[2])
+	}
+	if got, err := db.GetOrder(ctx, "app1", "O3"); err != nil || got.Status != paynotify.StatusPending {
+		t.Fatalf("O3 after its failed op: %+v, %v, want pending", got, err)
+	}
+	evs := MustListEvents(t, ctx, db, paynotify.EventFilter{})
+	if ids := eventIDs(evs); len(ids) != 2 || ids[0] != "evt_o1" || ids[1] != "evt_o2" {
+		t.Fatalf("events %q, want evt_o1 and evt_o2", ids)
 	}
 }
 
