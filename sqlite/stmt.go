@@ -15,6 +15,7 @@ import (
 // would wait for the connection that transaction holds.
 type statements struct {
 	savepoint, rollbackTo, release   *sql.Stmt
+	batchSavepoint, rollbackBatch    *sql.Stmt
 	updateOrder                      *sql.Stmt
 	orderExists                      *sql.Stmt
 	insertOrder, selectOrder         *sql.Stmt
@@ -62,6 +63,8 @@ func prepare(ctx context.Context, w, rd *sql.DB) (*statements, error) {
 		{w, &s.savepoint, `SAVEPOINT op`},
 		{w, &s.rollbackTo, `ROLLBACK TO op`},
 		{w, &s.release, `RELEASE op`},
+		{w, &s.batchSavepoint, `SAVEPOINT batch`},
+		{w, &s.rollbackBatch, `ROLLBACK TO batch`},
 		{w, &s.updateOrder, updateOrderSQL},
 		{w, &s.orderExists, orderExistsSQL},
 		{w, &s.insertOrder, insertOrderSQL},
@@ -102,7 +105,7 @@ func (db *DB) statements(ctx context.Context) (*statements, error) {
 }
 
 func (s *statements) close() {
-	for _, st := range []*sql.Stmt{s.savepoint, s.rollbackTo, s.release, s.updateOrder, s.orderExists, s.insertOrder,
+	for _, st := range []*sql.Stmt{s.savepoint, s.rollbackTo, s.release, s.batchSavepoint, s.rollbackBatch, s.updateOrder, s.orderExists, s.insertOrder,
 		s.selectOrder, s.insertAnomaly, s.insertEvent, s.insertEvidence, s.repeatEvidence, s.repeatEvidenceIf, s.getOrder} {
 		if st != nil {
 			st.Close()

@@ -67,46 +67,95 @@ const failingFor = 30 * time.Second
 // SQLite copies into the savepoint's journal every page a write touches that an earlier write of
 // the batch changed, and each savepoint is two more statements). A write that fails before it
 // wrote anything (clean) fails alone and the others go on. A write that fails after writing
-// cannot be undone alone: the transaction is rolled back and the batch runs again without it,
-// its error its answer (the writes before it run again: a CommitOrder's decision is not made
-// again, its change is written as decided). After maxReruns such failures the batch runs once
-// more with a savepoint around each write, whatever else fails.
+// cannot be undone alone: the batch's writes are undone (ROLLBACK TO the savepoint taken at its
+// BEGIN, which journals nothing: no page had changed yet) and the batch runs again without it, in
+// the same transaction, its error its answer (the writes before it run again on the same state,
+// nothing else having written between: a CommitOrder is not decided again, its change is written
+// as decided). After maxReruns such failures the batch runs once more with a savepoint around
+// each write, whatever else fails.
 func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 	ctx := context.Background()
 	st, err := db.statements(ctx)
 	if err != nil {
 		return err
 	}
+	var tx *sql.Tx
+	defer func() {
+		if tx != nil {
+			rollback(tx)
+		}
+	}()
+	begin := func() error {
+		if tx != nil {
+			rollback(tx)
+		}
+		if tx, err = db.db.BeginTx(ctx, nil); err != nil {
+			tx = nil
+			return fmt.Errorf("sqlite: begin: %w", err)
+		}
+		if _, err := tx.StmtContext(ctx, st.batchSavepoint).ExecContext(ctx); err != nil {
+			return fmt.Errorf("sqlite: savepoint: %w", err)
+		}
+		return nil
+	}
+	if err := begin(); err != nil {
+		return err
+	}
 	started := make([]bool, len(ops))
 	final := make([]bool, len(ops)) // answered: failed, or skipped
+	ran := 0
 	for pass := 0; ; pass++ {
-		failed, err := db.runBatch(ctx, w, st, ops, started, final, pass > maxReruns)
-		if err != nil || failed < 0 {
+		var failed int
+		ran, failed, err = db.runOps(ctx, tx, st, ops, started, final, pass >= maxReruns)
+		if err != nil {
 			return err
 		}
+		if failed < 0 {
+			break
+		}
 		final[failed] = true
+		if _, err := tx.StmtContext(ctx, st.rollbackBatch).ExecContext(ctx); err != nil {
+			// SQLite ended the transaction itself (some errors roll it back whole): the batch
+			// runs again in a new one, and another writer may have written between the two.
+			if err := begin(); err != nil {
+				return err
+			}
+		}
 	}
+	if ran == 0 {
+		return nil // nothing to commit; the deferred rollback ends the transaction
+	}
+	// Committed into files that are no longer the database's, the batch would be lost at the
+	// next restart: it fails instead (files.go).
+	if err := db.checkFiles(); err != nil {
+		return err
+	}
+	if err := w.BeforeCommit(); err != nil {
+		return err
+	}
+	err = tx.Commit()
+	tx = nil
+	if err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
 }
 
-// maxReruns bounds the batch's reruns without savepoints: each costs the batch's writes again.
+// maxReruns bounds the batch's runs without savepoints that a write failing after writing ends:
+// each costs the batch's writes again.
 const maxReruns = 2
 
-// runBatch runs, in one transaction, the ops not yet answered (final), and commits them. Without
-// savepoints it stops at the first op that fails after writing and returns its index, having
-// rolled everything back; otherwise it returns -1. started marks the ops that began in an
-// earlier run: they run again even if their caller is gone.
-func (db *DB) runBatch(ctx context.Context, w *writer, st *statements, ops []*groupcommit.Op[writeFn], started, final []bool,
-	savepoints bool) (failed int, err error) {
-	tx, err := db.db.BeginTx(ctx, nil)
-	if err != nil {
-		return -1, fmt.Errorf("sqlite: begin: %w", err)
-	}
-	defer rollback(tx)
+// runOps runs, on tx, the ops not yet answered (final), and returns how many succeeded. Without
+// savepoints it stops at the first op that fails after writing and returns its index (the
+// caller undoes the batch's writes); otherwise failed is -1. started marks the ops that began in
+// an earlier run: they run again even if their caller is gone.
+func (db *DB) runOps(ctx context.Context, tx *sql.Tx, st *statements, ops []*groupcommit.Op[writeFn], started, final []bool,
+	savepoints bool) (ran, failed int, err error) {
 	var savepoint, rollbackTo, release *sql.Stmt
 	if savepoints {
 		savepoint, rollbackTo, release = tx.StmtContext(ctx, st.savepoint), tx.StmtContext(ctx, st.rollbackTo), tx.StmtContext(ctx, st.release)
 	}
-	ran, left := 0, 0
+	left := 0
 	for i := range ops {
 		if !final[i] {
 			left++
@@ -135,17 +184,18 @@ func (db *DB) runBatch(ctx context.Context, w *writer, st *statements, ops []*gr
 				ran++
 			case isClean(op.Err):
 				op.Err, final[i] = unclean(op.Err), true
-			case left == 1 && ran == 0:
-				// Alone in its transaction: nothing to undo but its own writes.
+			case left == 1:
+				// Alone in its transaction (no other op ran): nothing to undo but its own
+				// writes, which the batch's end rolls back.
 				final[i] = true
-				return -1, nil
+				return 0, -1, nil
 			default:
-				return i, nil // the deferred rollback undoes the batch
+				return 0, i, nil
 			}
 			continue
 		}
 		if _, err := savepoint.ExecContext(ctx); err != nil {
-			return -1, fmt.Errorf("sqlite: savepoint: %w", err)
+			return 0, -1, fmt.Errorf("sqlite: savepoint: %w", err)
 		}
 		if op.Err = groupcommit.Run(func() error { return op.Fn(opCtx, tx, st) }); op.Err != nil {
 			op.Err, final[i] = unclean(op.Err), true
@@ -153,30 +203,16 @@ func (db *DB) runBatch(ctx context.Context, w *writer, st *statements, ops []*gr
 			// transaction (some errors roll it back whole), the savepoint is gone: the batch
 			// fails.
 			if _, err := rollbackTo.ExecContext(ctx); err != nil {
-				return -1, fmt.Errorf("sqlite: batch failed after an error of another write (%v): %w", op.Err, err)
+				return 0, -1, fmt.Errorf("sqlite: batch failed after an error of another write (%v): %w", op.Err, err)
 			}
 		} else {
 			ran++
 		}
 		if _, err := release.ExecContext(ctx); err != nil {
-			return -1, fmt.Errorf("sqlite: release savepoint: %w", err)
+			return 0, -1, fmt.Errorf("sqlite: release savepoint: %w", err)
 		}
 	}
-	if ran == 0 {
-		return -1, nil // nothing to commit; the deferred rollback ends the transaction
-	}
-	// Committed into files that are no longer the database's, the batch would be lost at the
-	// next restart: it fails instead (files.go).
-	if err := db.checkFiles(); err != nil {
-		return -1, err
-	}
-	if err := w.BeforeCommit(); err != nil {
-		return -1, err
-	}
-	if err := tx.Commit(); err != nil {
-		return -1, fmt.Errorf("sqlite: commit: %w", err)
-	}
-	return -1, nil
+	return ran, -1, nil
 }
 
 // cleanError is a write's error returned before it wrote anything in the batch's transaction: the

@@ -80,7 +80,7 @@ func (s *suite) testGroupCommit(t *testing.T) {
 // testBatchManyErrors: a batch in which many writes fail after writing (each pays its order,
 // then inserts an evidence id that is taken), between writes that succeed and writes that lose
 // a compare-and-set: each failing write is undone alone, whatever their number (SQLite runs the
-// batch again without one, a few times, then with a savepoint around each write).
+// batch again without one, twice, then with a savepoint around each write).
 func (s *suite) testBatchManyErrors(t *testing.T) {
 	st, b := s.setup(t)
 	ctx := b.ctx

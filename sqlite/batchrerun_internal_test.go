@@ -1,0 +1,197 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/storetest"
+)
+
+func evCount(t *testing.T, db *DB, like string) int {
+	var n int
+	if err := db.rd.QueryRow(`SELECT count(*) FROM evidence WHERE id LIKE ?`, like).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestBatchRerunSQLiteEndedTransaction: a write makes SQLite roll the whole transaction back
+// (INSERT OR ROLLBACK on a taken id). In a run without savepoints it fails alone and the batch
+// runs again in a new transaction; in the run with savepoints (after two failures) the batch
+// fails, every write answered with it.
+func TestBatchRerunSQLiteEndedTransaction(t *testing.T) {
+	for _, failing := range []int{1, 5} { // 1: rerun without it; 5: in the savepoint run
+		t.Run(fmt.Sprint(failing), func(t *testing.T) {
+			db := rerunOpen(t)
+			rerunSetup(t, db)
+			o := storetest.NewOrder("app1", "O0", storetest.T0)
+			ok := func(id string) func() error {
+				return func() error {
+					return db.InsertEvidence(context.Background(), storetest.NewEvidence(id, o, storetest.T0))
+				}
+			}
+			dirty := func(id string) func() error {
+				return func() error {
+					return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+						if err := insertEvidence(ctx, tx, st, storetest.NewEvidence(id, o, storetest.T0), nil); err != nil {
+							return err
+						}
+						return errors.New("dirty")
+					})
+				}
+			}
+			rb := func() error {
+				return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+					_, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms) SELECT id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms FROM evidence WHERE id = 'taken'`)
+					return err
+				})
+			}
+			var writes []func() error
+			for i := range 6 {
+				writes = append(writes, ok(fmt.Sprintf("ok%d", i)))
+				if i < failing-1 {
+					writes = append(writes, dirty(fmt.Sprintf("d%d", i)))
+				} else if i == failing-1 {
+					writes = append(writes, rb)
+				}
+			}
+			errs := storetest.HeldBatchInOrder(t, db, nil, writes...)
+			t.Logf("answers: %v", errs)
+			nilAnswers := 0
+			for _, err := range errs {
+				if err == nil {
+					nilAnswers++
+				}
+			}
+			if got := evCount(t, db, "ok%"); got != nilAnswers {
+				t.Errorf("%d ok rows committed, %d answered nil", got, nilAnswers)
+			}
+			if got := evCount(t, db, "d%"); got != 0 {
+				t.Errorf("%d rows of failed writes kept", got)
+			}
+		})
+	}
+}
+
+// TestBatchRerunCancelled: a write that started in a run that failed runs again and is committed
+// though its caller went away; one that had not started is skipped with its context's error.
+func TestBatchRerunCancelled(t *testing.T) {
+	db := rerunOpen(t)
+	rerunSetup(t, db)
+	o := storetest.NewOrder("app1", "O0", storetest.T0)
+	ctxA, cancelA := context.WithCancel(context.Background())
+	ctxB, cancelB := context.WithCancel(context.Background())
+	errs := storetest.HeldBatchInOrder(t, db, nil,
+		func() error { return db.InsertEvidence(ctxA, storetest.NewEvidence("okA", o, storetest.T0)) },
+		func() error {
+			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+				if err := insertEvidence(ctx, tx, st, storetest.NewEvidence("dD", o, storetest.T0), nil); err != nil {
+					return err
+				}
+				cancelA()
+				cancelB()
+				return errors.New("dirty")
+			})
+		},
+		func() error { return db.InsertEvidence(ctxB, storetest.NewEvidence("okB", o, storetest.T0)) },
+	)
+	t.Logf("answers: %v", errs)
+	if errs[0] != nil || evCount(t, db, "okA") != 1 {
+		t.Errorf("A: %v, rows %d", errs[0], evCount(t, db, "okA"))
+	}
+	if !errors.Is(errs[2], context.Canceled) || evCount(t, db, "okB") != 0 {
+		t.Errorf("B: %v, rows %d", errs[2], evCount(t, db, "okB"))
+	}
+}
+
+// TestBatchRerunSavepointsAfterTwo: three writes failing after writing: the first write runs 3
+// times (two runs ending in a failure, then the run with savepoints, where the third fails
+// alone), and none of the failing writes' rows stays.
+func TestBatchRerunSavepointsAfterTwo(t *testing.T) {
+	db := rerunOpen(t)
+	rerunSetup(t, db)
+	o := storetest.NewOrder("app1", "O0", storetest.T0)
+	runs := 0
+	writes := []func() error{func() error {
+		return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error { runs++; return nil })
+	}}
+	for i := range 3 {
+		writes = append(writes, func() error {
+			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+				if err := insertEvidence(ctx, tx, st, storetest.NewEvidence(fmt.Sprintf("d%d", i), o, storetest.T0), nil); err != nil {
+					return err
+				}
+				return errors.New("dirty")
+			})
+		})
+	}
+	storetest.HeldBatchInOrder(t, db, nil, writes...)
+	if runs != 3 {
+		t.Errorf("the first write ran %d times, want 3 (two failures, then savepoints)", runs)
+	}
+	if n := evCount(t, db, "d%"); n != 0 {
+		t.Errorf("%d rows of the failed writes kept", n)
+	}
+}
+
+// TestBatchRerunKeepsTheLock: a batch run again because a write failed after writing runs in the
+// same transaction (ROLLBACK TO the batch's savepoint), so nothing else writes between a
+// CommitOrder's read and its write (docs/storage.md, "Deciding in the writer"): a write on the
+// write pool (as River's, the API's endpoint changes) that asked for the connection during the
+// failing run waits for the batch's COMMIT, and the CommitOrder decided in the first run commits.
+func TestBatchRerunKeepsTheLock(t *testing.T) {
+	db := rerunOpen(t)
+	rerunSetup(t, db)
+	o := storetest.NewOrder("app1", "O0", storetest.T0)
+	other := make(chan error, 1)
+	var calls int
+	errs := storetest.HeldBatchInOrder(t, db, nil,
+		func() error {
+			_, err := db.CommitOrder(context.Background(), "app1", "O1", nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+				calls++
+				return storetest.PaidChange(o, "evt_o1", "ntf_o1", storetest.T0), nil
+			})
+			return err
+		},
+		func() error {
+			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+				// Another writer of the file (as another process would) asks for the lock now.
+				waits := db.SQL().Stats().WaitCount
+				go func() {
+					_, err := db.SQL().ExecContext(context.Background(),
+						`UPDATE orders SET status = 'closed', version = version + 1 WHERE app = 'app1' AND out_trade_no = 'O1'`)
+					other <- err
+				}()
+				for db.SQL().Stats().WaitCount == waits {
+					time.Sleep(time.Millisecond)
+				}
+				if err := insertEvidence(ctx, tx, st, storetest.NewEvidence("dirty", o, storetest.T0), nil); err != nil {
+					return err
+				}
+				return errors.New("fails after writing")
+			})
+		},
+	)
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.GetOrder(context.Background(), "app1", "O1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || calls != 1 || errs[1] == nil {
+		t.Fatalf("answers %v, build calls %d: want the CommitOrder committed, decided once, the failing write failed", errs, calls)
+	}
+	// The other write came after the batch: the payment (version 2), then its update (3).
+	if got.Status != paynotify.StatusClosed || got.Version != 3 {
+		t.Fatalf("O1 is %s at version %d, want closed at 3", got.Status, got.Version)
+	}
+	if n := evCount(t, db, "dirty"); n != 0 {
+		t.Fatalf("the failed write's evidence was kept")
+	}
+}
