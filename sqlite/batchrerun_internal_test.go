@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -193,5 +194,144 @@ func TestBatchRerunKeepsTheLock(t *testing.T) {
 	}
 	if n := evCount(t, db, "dirty"); n != 0 {
 		t.Fatalf("the failed write's evidence was kept")
+	}
+}
+
+// TestBatchRerunEndedTransactionsFailHealth: every write fails with an error that makes SQLite
+// end the transaction (SQLITE_FULL at a page allocation: max_page_count reached). A batch of 4
+// such writes fails as a whole (its run with savepoints) and WriteHealth reports it; a batch of 2
+// such writes, each failing alone and none committed, keeps it reported (a reviewer helper's
+// finding: it answered nil for the batch and cleared the failure).
+func TestBatchRerunEndedTransactionsFailHealth(t *testing.T) {
+	db := rerunOpen(t)
+	rerunSetup(t, db)
+	var pc int
+	if err := db.SQL().QueryRow(`PRAGMA page_count`).Scan(&pc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pc)); err != nil {
+		t.Fatal(err)
+	}
+	o := storetest.NewOrder("app1", "O0", storetest.T0)
+	batch := func(tag string, n int) {
+		var writes []func() error
+		for i := range n {
+			writes = append(writes, func() error {
+				e := storetest.NewEvidence(fmt.Sprintf("%s%d", tag, i), o, storetest.T0)
+				e.Body = bytes.Repeat([]byte{'x'}, 20000)
+				return db.InsertEvidence(context.Background(), e)
+			})
+		}
+		for i, err := range storetest.HeldBatchInOrder(t, db, nil, writes...) {
+			if err == nil {
+				t.Fatalf("%s write %d committed", tag, i)
+			}
+			t.Logf("%s write %d: %v", tag, i, err)
+		}
+	}
+	batch("four", 4)
+	if err := db.WriteHealth(); err == nil {
+		t.Fatalf("after the batch of 4: WriteHealth nil")
+	}
+	batch("two", 2)
+	if err := db.WriteHealth(); err == nil {
+		t.Errorf("after a batch of 2 writes, none committed (every one SQLITE_FULL), WriteHealth nil: lastFailure cleared")
+	}
+}
+
+// TestBatchRerunNewTransactionRunsRefusalsAgain: a write makes SQLite end the batch's transaction
+// (here INSERT OR ROLLBACK; in production SQLITE_IOERR, or SQLITE_FULL at a page allocation); the
+// batch runs again in a new transaction, and another writer takes the lock between the two (a
+// write waiting for the write connection). The writes refused in the abandoned transaction run
+// again in the new one, on what it holds: B, refused there for A's pending refund, is decided
+// again (a reviewer helper's finding: it kept that refusal though A was not committed either).
+func TestBatchRerunNewTransactionRunsRefusalsAgain(t *testing.T) {
+	db := rerunOpen(t)
+	rerunSetup(t, db) // O0 (amount 1234), evidence "taken"
+	refund := func(no string, amount paynotify.Amount) func() error {
+		return func() error {
+			_, _, err := db.CreateRefund(context.Background(), &paynotify.Refund{App: "app1", OutTradeNo: "O0", OutRequestNo: no,
+				Amount: amount, Status: paynotify.RefundPending, CreatedAt: storetest.T0, UpdatedAt: storetest.T0})
+			return err
+		}
+	}
+	other := make(chan error, 1)
+	endsTx := func() error {
+		return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+			waits := db.SQL().Stats().WaitCount
+			go func() { // another writer: 1000 fen refunded at the provider (as reconciliation records)
+				_, err := db.SQL().ExecContext(context.Background(),
+					`UPDATE orders SET refunded_amount = 1000, version = version + 1 WHERE app = 'app1' AND out_trade_no = 'O0'`)
+				other <- err
+			}()
+			for db.SQL().Stats().WaitCount == waits {
+				time.Sleep(time.Millisecond)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms) SELECT id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms FROM evidence WHERE id = 'taken'`)
+			return err
+		})
+	}
+	errs := storetest.HeldBatchInOrder(t, db, nil, refund("A", 1234), refund("B", 100), endsTx)
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	refunds, err := db.ListRefunds(context.Background(), "app1", "O0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In the new transaction the other writer's 1000 fen come first: A (1,234 of 1,234) is
+	// refused, B (100) fits, and X fails alone.
+	if paynotify.ErrorCode(errs[0]) != paynotify.EINVALID && paynotify.ErrorCode(errs[0]) != paynotify.ECONFLICT {
+		t.Errorf("A: %v, want refused", errs[0])
+	}
+	if errs[1] != nil || errs[2] == nil {
+		t.Errorf("B: %v, X: %v; want B committed, X failed", errs[1], errs[2])
+	}
+	if len(refunds) != 1 || refunds[0].OutRequestNo != "B" {
+		t.Errorf("refunds committed: %+v, want B's", refunds)
+	}
+}
+
+// TestBatchRerunNewTransactionKeepsDecisions: when the batch runs again in a new transaction, a
+// CommitOrder whose build refused (an error) runs again and answers that refusal without a second
+// build, and one that decided a payment writes it, decided once.
+func TestBatchRerunNewTransactionKeepsDecisions(t *testing.T) {
+	db := rerunOpen(t)
+	rerunSetup(t, db) // O0, O1, O2; evidence "taken"
+	refusal := errors.New("refused by the decision")
+	calls := make([]int, 2)
+	endsTx := func() error {
+		return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+			_, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms) SELECT id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms FROM evidence WHERE id = 'taken'`)
+			return err
+		})
+	}
+	errs := storetest.HeldBatchInOrder(t, db, nil,
+		func() error {
+			_, err := db.CommitOrder(context.Background(), "app1", "O1", nil, func(*paynotify.Order) (*paynotify.Change, error) {
+				calls[0]++
+				return nil, refusal
+			})
+			return err
+		},
+		func() error {
+			_, err := db.CommitOrder(context.Background(), "app1", "O2", nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+				calls[1]++
+				return storetest.PaidChange(o, "evt_o2", "ntf_o2", storetest.T0), nil
+			})
+			return err
+		},
+		endsTx,
+	)
+	if !errors.Is(errs[0], refusal) || errs[1] != nil || errs[2] == nil {
+		t.Fatalf("answers %v: want the refusal, nil, and the failure", errs)
+	}
+	if calls[0] != 1 || calls[1] != 1 {
+		t.Fatalf("build calls %v, want each once", calls)
+	}
+	for no, want := range map[string]paynotify.OrderStatus{"O1": paynotify.StatusPending, "O2": paynotify.StatusPaid} {
+		if o, err := db.GetOrder(context.Background(), "app1", no); err != nil || o.Status != want {
+			t.Fatalf("%s: %+v, %v, want %s", no, o, err, want)
+		}
 	}
 }

@@ -415,9 +415,13 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *payno
 		decided bool
 		c       *paynotify.Change
 		h       any
+		refused error // the decision's own error, its answer in every run
 	)
 	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
 		anomalyNew = false
+		if refused != nil {
+			return clean(refused)
+		}
 		if !decided {
 			o, err := scanOrder(tx.StmtContext(ctx, st.selectOrder).QueryRowContext(ctx, app, outTradeNo))
 			if errors.Is(err, sql.ErrNoRows) {
@@ -425,25 +429,27 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *payno
 			} else if err != nil {
 				return fmt.Errorf("sqlite: commit: read order: %w", err)
 			}
-			decided = true
-			if c, err = build(o); err != nil || c == nil {
-				c = nil
+			// A build that panics leaves refused set: a run again answers an error, not nil.
+			decided, refused = true, errDecisionPanicked
+			c, err = build(o)
+			refused = nil
+			if err != nil || c == nil {
+				c, refused = nil, err
 				return clean(err)
 			}
 			if c.Order != nil && c.Order.Version <= c.PrevVersion {
-				err := fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
-				c = nil
-				return clean(err)
+				c, refused = nil, fmt.Errorf("sqlite: commit: order version %d does not follow %d", c.Order.Version, c.PrevVersion)
+				return clean(refused)
 			}
 			if err := c.CheckRepeat(); err != nil {
-				c = nil
+				c, refused = nil, err
 				return clean(err)
 			}
 			h = headers
 			if c.Evidence != ev {
 				if h, err = evidenceHeaders(c.Evidence); err != nil {
-					c = nil
-					return clean(fmt.Errorf("sqlite: commit: %w", err))
+					c, refused = nil, fmt.Errorf("sqlite: commit: %w", err)
+					return clean(refused)
 				}
 			}
 		}
@@ -459,6 +465,10 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *payno
 	}
 	return anomalyNew, nil
 }
+
+// errDecisionPanicked answers a CommitOrder run again after its build panicked (the first run's
+// answer says so).
+var errDecisionPanicked = errors.New("sqlite: commit: the decision panicked")
 
 // commit is Commit on tx; at stamps a new anomaly, headers are evidenceHeaders(c.Evidence).
 func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change, at string, headers any) (anomalyNew bool, err error) {

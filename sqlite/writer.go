@@ -37,15 +37,24 @@ type writer = groupcommit.Writer[writeFn]
 func newWriter(db *DB) *writer {
 	var w *writer
 	w = groupcommit.New(1, maxBatch, func(ops []*groupcommit.Op[writeFn]) error {
-		err := db.commitBatch(w, ops)
+		committed, ended, err := db.commitBatch(w, ops)
 		if errors.Is(err, errFilesChanged) {
 			db.salvageCommits()
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			db.lastFailure.Store(&batchFailure{at: time.Now(), err: err})
-		} else {
+		case committed:
 			db.lastFailure.Store(nil)
+		case ended != nil:
+			// Nothing committed, and a write's error ended the transaction (a full disk, an
+			// I/O error): the writes fail, as when a batch fails as a whole (a reviewer
+			// helper's finding: such a batch answered nil and cleared the failure).
+			db.lastFailure.Store(&batchFailure{at: time.Now(), err: ended})
 		}
+		// Otherwise nothing was committed and no write touched the store's health (each
+		// failed on its own: a lost compare-and-set, a refused refund): the failure, if any,
+		// stands until a batch commits.
 		return err
 	})
 	return w
@@ -73,11 +82,14 @@ const failingFor = 30 * time.Second
 // nothing else having written between: a CommitOrder is not decided again, its change is written
 // as decided). After maxReruns such failures the batch runs once more with a savepoint around
 // each write, whatever else fails.
-func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
+//
+// It returns whether a transaction was committed, and when none was, the error of a write that
+// ended the transaction (or nil); err is the batch's own failure (every write answered with it).
+func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) (committed bool, ended, err error) {
 	ctx := context.Background()
 	st, err := db.statements(ctx)
 	if err != nil {
-		return err
+		return false, nil, err
 	}
 	var tx *sql.Tx
 	defer func() {
@@ -99,16 +111,17 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 		return nil
 	}
 	if err := begin(); err != nil {
-		return err
+		return false, nil, err
 	}
 	started := make([]bool, len(ops))
-	final := make([]bool, len(ops)) // answered: failed, or skipped
+	final := make([]bool, len(ops))       // answered: failed, or skipped
+	cleanFailed := make([]bool, len(ops)) // answered: failed before writing, in this transaction
 	ran := 0
 	for pass := 0; ; pass++ {
 		var failed int
-		ran, failed, err = db.runOps(ctx, tx, st, ops, started, final, pass >= maxReruns)
+		ran, failed, err = db.runOps(ctx, tx, st, ops, started, final, cleanFailed, pass >= maxReruns)
 		if err != nil {
-			return err
+			return false, nil, err
 		}
 		if failed < 0 {
 			break
@@ -117,28 +130,37 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) error {
 		if _, err := tx.StmtContext(ctx, st.rollbackBatch).ExecContext(ctx); err != nil {
 			// SQLite ended the transaction itself (some errors roll it back whole): the batch
 			// runs again in a new one, and another writer may have written between the two.
+			// The writes refused in the old one run again too: their refusals may have rested
+			// on writes of the batch that another writer's now precede (a reviewer helper's
+			// finding: a refund refused for a pending refund of the batch that never committed).
+			ended = ops[failed].Err
+			for i := range ops {
+				if cleanFailed[i] {
+					final[i], cleanFailed[i], ops[i].Err = false, false, nil
+				}
+			}
 			if err := begin(); err != nil {
-				return err
+				return false, nil, err
 			}
 		}
 	}
 	if ran == 0 {
-		return nil // nothing to commit; the deferred rollback ends the transaction
+		return false, ended, nil // nothing to commit; the deferred rollback ends the transaction
 	}
 	// Committed into files that are no longer the database's, the batch would be lost at the
 	// next restart: it fails instead (files.go).
 	if err := db.checkFiles(); err != nil {
-		return err
+		return false, nil, err
 	}
 	if err := w.BeforeCommit(); err != nil {
-		return err
+		return false, nil, err
 	}
 	err = tx.Commit()
 	tx = nil
 	if err != nil {
-		return fmt.Errorf("sqlite: commit: %w", err)
+		return false, nil, fmt.Errorf("sqlite: commit: %w", err)
 	}
-	return nil
+	return true, nil, nil
 }
 
 // maxReruns bounds the batch's runs without savepoints that a write failing after writing ends:
@@ -149,7 +171,7 @@ const maxReruns = 2
 // savepoints it stops at the first op that fails after writing and returns its index (the
 // caller undoes the batch's writes); otherwise failed is -1. started marks the ops that began in
 // an earlier run: they run again even if their caller is gone.
-func (db *DB) runOps(ctx context.Context, tx *sql.Tx, st *statements, ops []*groupcommit.Op[writeFn], started, final []bool,
+func (db *DB) runOps(ctx context.Context, tx *sql.Tx, st *statements, ops []*groupcommit.Op[writeFn], started, final, cleanFailed []bool,
 	savepoints bool) (ran, failed int, err error) {
 	var savepoint, rollbackTo, release *sql.Stmt
 	if savepoints {
@@ -183,7 +205,7 @@ func (db *DB) runOps(ctx context.Context, tx *sql.Tx, st *statements, ops []*gro
 			case op.Err == nil:
 				ran++
 			case isClean(op.Err):
-				op.Err, final[i] = unclean(op.Err), true
+				op.Err, final[i], cleanFailed[i] = unclean(op.Err), true, true
 			case left == 1:
 				// Alone in its transaction (no other op ran): nothing to undo but its own
 				// writes, which the batch's end rolls back.
