@@ -13,6 +13,10 @@ import (
 	"github.com/paynotify/paynotify/storetest"
 )
 
+// endTransaction makes SQLite roll the whole transaction back (INSERT OR ROLLBACK of the evidence
+// id "taken", which rerunSetup inserts), as a full disk or an I/O error would.
+const endTransaction = `INSERT OR ROLLBACK INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms) SELECT id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms FROM evidence WHERE id = 'taken'`
+
 func evCount(t *testing.T, db *DB, like string) int {
 	var n int
 	if err := db.rd.QueryRow(`SELECT count(*) FROM evidence WHERE id LIKE ?`, like).Scan(&n); err != nil {
@@ -48,7 +52,7 @@ func TestBatchRerunSQLiteEndedTransaction(t *testing.T) {
 			}
 			rb := func() error {
 				return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-					_, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms) SELECT id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms FROM evidence WHERE id = 'taken'`)
+					_, err := tx.ExecContext(ctx, endTransaction)
 					return err
 				})
 			}
@@ -267,7 +271,7 @@ func TestBatchRerunNewTransactionRunsRefusalsAgain(t *testing.T) {
 			for db.SQL().Stats().WaitCount == waits {
 				time.Sleep(time.Millisecond)
 			}
-			_, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms) SELECT id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms FROM evidence WHERE id = 'taken'`)
+			_, err := tx.ExecContext(ctx, endTransaction)
 			return err
 		})
 	}
@@ -302,7 +306,7 @@ func TestBatchRerunNewTransactionKeepsDecisions(t *testing.T) {
 	calls := make([]int, 2)
 	endsTx := func() error {
 		return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-			_, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms) SELECT id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms FROM evidence WHERE id = 'taken'`)
+			_, err := tx.ExecContext(ctx, endTransaction)
 			return err
 		})
 	}
