@@ -77,11 +77,12 @@ const failingFor = 30 * time.Second
 // the batch changed, and each savepoint is two more statements). A write that fails before it
 // wrote anything (clean) fails alone and the others go on. A write that fails after writing
 // cannot be undone alone: the batch's writes are undone (ROLLBACK TO the savepoint taken at its
-// BEGIN, which journals nothing: no page had changed yet) and the batch runs again without it, in
-// the same transaction, its error its answer (the writes before it run again on the same state,
-// nothing else having written between: a CommitOrder is not decided again, its change is written
-// as decided). After maxReruns such failures the batch runs once more with a savepoint around
-// each write, whatever else fails.
+// BEGIN, which copies each page the batch changes once: about 1 % of the writer's time) and the
+// batch runs again without it, in the same transaction, its error its answer (the writes before
+// it run again on the same state, nothing else having written between: a CommitOrder is not
+// decided again, its change is written as decided). A write whose error ended the transaction
+// fails alone too, the batch running again in a new one. After maxReruns such failures the batch
+// runs once more with a savepoint around each write, whatever else fails.
 //
 // It returns whether a transaction was committed, and when none was, the error of a write that
 // ended the transaction (or nil); err is the batch's own failure (every write answered with it).
