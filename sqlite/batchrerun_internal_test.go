@@ -296,25 +296,19 @@ func TestBatchRerunNewTransactionRunsRefusalsAgain(t *testing.T) {
 	}
 }
 
-// TestBatchRerunNewTransactionKeepsDecisions: when the batch runs again in a new transaction, a
-// CommitOrder whose build refused (an error) runs again and answers that refusal without a second
-// build, and one that decided a payment writes it, decided once.
-func TestBatchRerunNewTransactionKeepsDecisions(t *testing.T) {
+// TestBatchRerunNewTransactionConflictsDecisions: when the batch runs again in a new transaction,
+// a CommitOrder decided in the old one, its build having refused or decided a payment, answers
+// ErrVersionConflict (its caller decides again) and writes nothing: what it read may have been a
+// write of the old transaction. Each build ran once.
+func TestBatchRerunNewTransactionConflictsDecisions(t *testing.T) {
 	db := rerunOpen(t)
 	rerunSetup(t, db) // O0, O1, O2; evidence "taken"
-	refusal := errors.New("refused by the decision")
 	calls := make([]int, 2)
-	endsTx := func() error {
-		return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-			_, err := tx.ExecContext(ctx, endTransaction)
-			return err
-		})
-	}
 	errs := storetest.HeldBatchInOrder(t, db, nil,
 		func() error {
 			_, err := db.CommitOrder(context.Background(), "app1", "O1", nil, func(*paynotify.Order) (*paynotify.Change, error) {
 				calls[0]++
-				return nil, refusal
+				return nil, paynotify.Errorf(paynotify.ECONFLICT, "refused by the decision")
 			})
 			return err
 		},
@@ -325,17 +319,107 @@ func TestBatchRerunNewTransactionKeepsDecisions(t *testing.T) {
 			})
 			return err
 		},
-		endsTx,
+		func() error {
+			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+				_, err := tx.ExecContext(ctx, endTransaction)
+				return err
+			})
+		},
 	)
-	if !errors.Is(errs[0], refusal) || errs[1] != nil || errs[2] == nil {
-		t.Fatalf("answers %v: want the refusal, nil, and the failure", errs)
+	if !errors.Is(errs[0], paynotify.ErrVersionConflict) || !errors.Is(errs[1], paynotify.ErrVersionConflict) || errs[2] == nil {
+		t.Fatalf("answers %v: want two version conflicts and the failure", errs)
 	}
 	if calls[0] != 1 || calls[1] != 1 {
 		t.Fatalf("build calls %v, want each once", calls)
 	}
-	for no, want := range map[string]paynotify.OrderStatus{"O1": paynotify.StatusPending, "O2": paynotify.StatusPaid} {
-		if o, err := db.GetOrder(context.Background(), "app1", no); err != nil || o.Status != want {
-			t.Fatalf("%s: %+v, %v, want %s", no, o, err, want)
+	if o, err := db.GetOrder(context.Background(), "app1", "O2"); err != nil || o.Status != paynotify.StatusPending {
+		t.Fatalf("O2: %+v, %v, want pending", o, err)
+	}
+}
+
+// TestBatchRerunNewTransactionNoOverwrite: a payment and a refund decided on that payment in one
+// batch, then a write that ends the transaction while another writer closes the order (its
+// version 1 to 2, the number the uncommitted payment had given it). In the new transaction
+// neither decision is written: the close stands (a reviewer helper's finding: the refund, decided
+// on version 2, passed its compare-and-set over the close, and the order read paid).
+func TestBatchRerunNewTransactionNoOverwrite(t *testing.T) {
+	db := rerunOpen(t)
+	rerunSetup(t, db)
+	other := make(chan error, 1)
+	errs := storetest.HeldBatchInOrder(t, db, nil,
+		func() error { // pays O1: version 1 to 2
+			_, err := db.CommitOrder(context.Background(), "app1", "O1", nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+				return storetest.PaidChange(o, "evt_pay", "ntf_pay", storetest.T0), nil
+			})
+			return err
+		},
+		func() error { // refunds 100 of O1 paid: decided on the payment's version 2
+			_, err := db.CommitOrder(context.Background(), "app1", "O1", nil, func(o *paynotify.Order) (*paynotify.Change, error) {
+				if o.Status != paynotify.StatusPaid {
+					return nil, paynotify.Errorf(paynotify.ECONFLICT, "not paid")
+				}
+				next := *o
+				next.RefundedAmount, next.Version = 100, o.Version+1
+				return &paynotify.Change{Order: &next, PrevVersion: o.Version}, nil
+			})
+			return err
+		},
+		func() error { // another writer asks for the connection, then the transaction ends
+			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+				waits := db.SQL().Stats().WaitCount
+				go func() {
+					_, err := db.SQL().ExecContext(context.Background(),
+						`UPDATE orders SET status = 'closed', version = version + 1 WHERE app = 'app1' AND out_trade_no = 'O1'`)
+					other <- err
+				}()
+				for db.SQL().Stats().WaitCount == waits {
+					time.Sleep(time.Millisecond)
+				}
+				_, err := tx.ExecContext(ctx, endTransaction)
+				return err
+			})
+		},
+	)
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	o, err := db.GetOrder(context.Background(), "app1", "O1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(errs[0], paynotify.ErrVersionConflict) || !errors.Is(errs[1], paynotify.ErrVersionConflict) || errs[2] == nil {
+		t.Fatalf("answers %v: want two version conflicts and the failure", errs)
+	}
+	if o.Status != paynotify.StatusClosed || o.Version != 2 || o.RefundedAmount != 0 || o.PaidAt != nil {
+		t.Fatalf("O1 is %s at version %d, refunded %d, paid at %v: want the other writer's close alone", o.Status, o.Version, o.RefundedAmount, o.PaidAt)
+	}
+	if evs := storetest.MustListEvents(t, context.Background(), db, paynotify.EventFilter{}); len(evs) != 0 {
+		t.Fatalf("events %v, want none", evs)
+	}
+}
+
+// TestBatchRerunAloneEndedFailsHealth: batches of one write each failing with SQLITE_FULL (the
+// commonest batch under light load) report the writer failing (a reviewer helper's finding: a
+// batch of one never tried the rollback that tells an ended transaction, and WriteHealth said ok).
+func TestBatchRerunAloneEndedFailsHealth(t *testing.T) {
+	db := rerunOpen(t)
+	rerunSetup(t, db)
+	var pc int
+	if err := db.SQL().QueryRow(`PRAGMA page_count`).Scan(&pc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pc)); err != nil {
+		t.Fatal(err)
+	}
+	o := storetest.NewOrder("app1", "O0", storetest.T0)
+	for i := range 3 {
+		e := storetest.NewEvidence(fmt.Sprintf("full%d", i), o, storetest.T0)
+		e.Body = bytes.Repeat([]byte{'x'}, 20000)
+		if err := db.InsertEvidence(context.Background(), e); err == nil {
+			t.Fatalf("write %d committed on a full database", i)
 		}
+	}
+	if err := db.WriteHealth(); err == nil {
+		t.Fatalf("three batches of one write, each SQLITE_FULL, none committed: WriteHealth nil")
 	}
 }

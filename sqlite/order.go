@@ -412,13 +412,21 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *payno
 	// The decision, made once: a batch that runs again (commitBatch) writes the change decided
 	// the first time, as PostgreSQL's rerun does.
 	var (
-		decided bool
-		c       *paynotify.Change
-		h       any
-		refused error // the decision's own error, its answer in every run
+		decided   bool
+		decidedIn *sql.Tx // the transaction whose state the decision read
+		c         *paynotify.Change
+		h         any
+		refused   error // the decision's own error, its answer in every run
 	)
 	err = db.w.Do(ctx, func(ctx context.Context, tx *sql.Tx, st *statements) error {
 		anomalyNew = false
+		if decided && tx != decidedIn {
+			// Decided in a transaction SQLite ended (commitBatch): the order it read may have
+			// been a write of that transaction, and another writer's may now be at the same
+			// version, so the change could pass its compare-and-set over it (a reviewer
+			// helper's finding). The caller decides again, as after any lost compare-and-set.
+			return clean(paynotify.ErrVersionConflict)
+		}
 		if refused != nil {
 			return clean(refused)
 		}
@@ -430,7 +438,7 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *payno
 				return fmt.Errorf("sqlite: commit: read order: %w", err)
 			}
 			// A build that panics leaves refused set: a run again answers an error, not nil.
-			decided, refused = true, errDecisionPanicked
+			decided, decidedIn, refused = true, tx, errDecisionPanicked
 			c, err = build(o)
 			refused = nil
 			if err != nil || c == nil {

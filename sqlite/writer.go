@@ -81,7 +81,9 @@ const failingFor = 30 * time.Second
 // batch runs again without it, in the same transaction, its error its answer (the writes before
 // it run again on the same state, nothing else having written between: a CommitOrder is not
 // decided again, its change is written as decided). A write whose error ended the transaction
-// fails alone too, the batch running again in a new one. After maxReruns such failures the batch
+// fails alone too, the batch running again in a new one (where a CommitOrder decided in the old
+// one answers ErrVersionConflict, and is decided again by its caller: what it read may have
+// been a write of the old transaction, and another writer's may now hold its version number). After maxReruns such failures the batch
 // runs once more with a savepoint around each write, whatever else fails.
 //
 // It returns whether a transaction was committed, and when none was, the error of a write that
@@ -135,10 +137,17 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) (committed 
 			// on writes of the batch that another writer's now precede (a reviewer helper's
 			// finding: a refund refused for a pending refund of the batch that never committed).
 			ended = ops[failed].Err
+			left := 0
 			for i := range ops {
 				if cleanFailed[i] {
 					final[i], cleanFailed[i], ops[i].Err = false, false, nil
 				}
+				if !final[i] {
+					left++
+				}
+			}
+			if left == 0 {
+				return false, ended, nil
 			}
 			if err := begin(); err != nil {
 				return false, nil, err
@@ -207,12 +216,10 @@ func (db *DB) runOps(ctx context.Context, tx *sql.Tx, st *statements, ops []*gro
 				ran++
 			case isClean(op.Err):
 				op.Err, final[i], cleanFailed[i] = unclean(op.Err), true, true
-			case left == 1:
-				// Alone in its transaction (no other op ran): nothing to undo but its own
-				// writes, which the batch's end rolls back.
-				final[i] = true
-				return 0, -1, nil
 			default:
+				// Alone or not, the caller undoes the batch's writes, and so learns whether the
+				// error ended the transaction (a reviewer helper's finding: a batch of one write
+				// failing with SQLITE_FULL left WriteHealth saying the writes were fine).
 				return 0, i, nil
 			}
 			continue
