@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -421,5 +422,86 @@ func TestBatchRerunAloneEndedFailsHealth(t *testing.T) {
 	}
 	if err := db.WriteHealth(); err == nil {
 		t.Fatalf("three batches of one write, each SQLITE_FULL, none committed: WriteHealth nil")
+	}
+}
+
+// fillUp caps db at its current size: every write that needs a new page fails with SQLITE_FULL.
+func fillUp(t *testing.T, db *DB) {
+	t.Helper()
+	var pc int
+	if err := db.SQL().QueryRow(`PRAGMA page_count`).Scan(&pc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pc)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBatchRerunFullStatementFailsHealth: a fan-out (INSERT … SELECT, whose SQLITE_FULL SQLite
+// rolls back alone, keeping the transaction) on a full database, batches of one, none committed:
+// WriteHealth reports the writer failing (a reviewer helper's finding: only an ended transaction
+// counted).
+func TestBatchRerunFullStatementFailsHealth(t *testing.T) {
+	db := rerunOpen(t)
+	ctx := context.Background()
+	if err := db.CreateWebhookEndpoint(ctx, &paynotify.WebhookEndpoint{ID: "whe_1", Kind: paynotify.EndpointHTTP, URL: "http://127.0.0.1:1/x",
+		Status: paynotify.EndpointEnabled, Secret: "whsec_" + strings.Repeat("A", 43) + "=", CreatedAt: storetest.T0, UpdatedAt: storetest.T0}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.SQL().Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3000 {
+		if _, err := tx.Exec(insertEventSQL, fmt.Sprintf("evt_%d", i), "order.paid", "app1", fmt.Sprintf("O%d", i), 2, formatTime(storetest.T0), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	fillUp(t, db)
+	for i := range 3 {
+		if _, err := db.FanOutWebhooks(ctx, storetest.T0, 3000); err == nil {
+			t.Fatalf("fan-out %d committed on a full database", i)
+		}
+	}
+	if err := db.WriteHealth(); err == nil {
+		t.Fatalf("three fan-outs, each SQLITE_FULL, none committed: WriteHealth nil")
+	}
+}
+
+// TestBatchRerunEmptyCommitKeepsFailure: on a full database, a batch that changes nothing (a
+// CommitOrder deciding nothing) commits, and that proves nothing: the writer stays reported
+// failing until a batch changes rows (a reviewer helper's finding).
+func TestBatchRerunEmptyCommitKeepsFailure(t *testing.T) {
+	db := rerunOpen(t)
+	rerunSetup(t, db)
+	ctx := context.Background()
+	fillUp(t, db)
+	o := storetest.NewOrder("app1", "O0", storetest.T0)
+	e := storetest.NewEvidence("full", o, storetest.T0)
+	e.Body = bytes.Repeat([]byte{'x'}, 20000)
+	if err := db.InsertEvidence(ctx, e); err == nil {
+		t.Fatal("evidence committed on a full database")
+	}
+	if db.WriteHealth() == nil {
+		t.Fatal("WriteHealth nil after a write failed with SQLITE_FULL")
+	}
+	if _, err := db.CommitOrder(ctx, "app1", "O1", nil, func(*paynotify.Order) (*paynotify.Change, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if db.WriteHealth() == nil {
+		t.Fatal("WriteHealth nil after a batch that changed nothing, the database still full")
+	}
+	// Room again: a write that changes rows clears it.
+	if _, err := db.SQL().Exec(`PRAGMA max_page_count = 1073741823`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InsertEvidence(ctx, storetest.NewEvidence("small", o, storetest.T0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.WriteHealth(); err != nil {
+		t.Fatalf("WriteHealth after a committed write: %v", err)
 	}
 }

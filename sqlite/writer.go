@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	sqlite3 "modernc.org/sqlite"
+
 	"github.com/paynotify/paynotify"
 	"github.com/paynotify/paynotify/internal/groupcommit"
 )
@@ -37,7 +39,7 @@ type writer = groupcommit.Writer[writeFn]
 func newWriter(db *DB) *writer {
 	var w *writer
 	w = groupcommit.New(1, maxBatch, func(ops []*groupcommit.Op[writeFn]) error {
-		committed, ended, err := db.commitBatch(w, ops)
+		committed, failure, err := db.commitBatch(w, ops)
 		if errors.Is(err, errFilesChanged) {
 			db.salvageCommits()
 		}
@@ -46,11 +48,11 @@ func newWriter(db *DB) *writer {
 			db.lastFailure.Store(&batchFailure{at: time.Now(), err: err})
 		case committed:
 			db.lastFailure.Store(nil)
-		case ended != nil:
-			// Nothing committed, and a write's error ended the transaction (a full disk, an
-			// I/O error): the writes fail, as when a batch fails as a whole (a reviewer
-			// helper's finding: such a batch answered nil and cleared the failure).
-			db.lastFailure.Store(&batchFailure{at: time.Now(), err: ended})
+		case failure != nil:
+			// Nothing committed, and a write failed for the store's own sake (a full disk, an
+			// I/O error): the writes fail, as when a batch fails as a whole (reviewer helpers'
+			// findings: such batches answered nil and cleared the failure, or left it unset).
+			db.lastFailure.Store(&batchFailure{at: time.Now(), err: failure})
 		}
 		// Otherwise nothing was committed and no write touched the store's health (each
 		// failed on its own: a lost compare-and-set, a refused refund): the failure, if any,
@@ -86,9 +88,11 @@ const failingFor = 30 * time.Second
 // been a write of the old transaction, and another writer's may now hold its version number). After maxReruns such failures the batch
 // runs once more with a savepoint around each write, whatever else fails.
 //
-// It returns whether a transaction was committed, and when none was, the error of a write that
-// ended the transaction (or nil); err is the batch's own failure (every write answered with it).
-func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) (committed bool, ended, err error) {
+// It returns whether a transaction was committed (while the writer is reported failing: one that
+// changed rows, an empty one proving nothing), and when none was, the error of a write that
+// failed for the store's own sake (storeFailed), or nil; err is the batch's own failure (every
+// write answered with it).
+func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) (committed bool, failure, err error) {
 	ctx := context.Background()
 	st, err := db.statements(ctx)
 	if err != nil {
@@ -116,6 +120,20 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) (committed 
 	if err := begin(); err != nil {
 		return false, nil, err
 	}
+	// Only while the writer is reported failing (lastFailure is this goroutine's): does the
+	// batch change anything? (total_changes counts the connection's changed rows.)
+	failing := db.lastFailure.Load() != nil
+	changes := func() int64 {
+		var n int64
+		if err := tx.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&n); err != nil {
+			return -1
+		}
+		return n
+	}
+	var before int64
+	if failing {
+		before = changes()
+	}
 	started := make([]bool, len(ops))
 	final := make([]bool, len(ops))       // answered: failed, or skipped
 	cleanFailed := make([]bool, len(ops)) // answered: failed before writing, in this transaction
@@ -136,7 +154,7 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) (committed 
 			// The writes refused in the old one run again too: their refusals may have rested
 			// on writes of the batch that another writer's now precede (a reviewer helper's
 			// finding: a refund refused for a pending refund of the batch that never committed).
-			ended = ops[failed].Err
+			failure = ops[failed].Err
 			left := 0
 			for i := range ops {
 				if cleanFailed[i] {
@@ -147,16 +165,25 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) (committed 
 				}
 			}
 			if left == 0 {
-				return false, ended, nil
+				return false, failure, nil
 			}
 			if err := begin(); err != nil {
 				return false, nil, err
 			}
+			if failing {
+				before = changes()
+			}
+		}
+	}
+	for _, op := range ops {
+		if failure == nil && storeFailed(op.Err) {
+			failure = op.Err
 		}
 	}
 	if ran == 0 {
-		return false, ended, nil // nothing to commit; the deferred rollback ends the transaction
+		return false, failure, nil // nothing to commit; the deferred rollback ends the transaction
 	}
+	wrote := !failing || changes() != before
 	// Committed into files that are no longer the database's, the batch would be lost at the
 	// next restart: it fails instead (files.go).
 	if err := db.checkFiles(); err != nil {
@@ -170,7 +197,26 @@ func (db *DB) commitBatch(w *writer, ops []*groupcommit.Op[writeFn]) (committed 
 	if err != nil {
 		return false, nil, fmt.Errorf("sqlite: commit: %w", err)
 	}
+	if !wrote {
+		return false, failure, nil
+	}
 	return true, nil, nil
+}
+
+// storeFailed reports whether err is SQLite failing for the store's own sake: a full disk, an I/O
+// error, a read-only, unopenable or corrupt file. SQLite may keep the transaction after some of
+// them (a statement with a statement journal), so they are told by their code, not by the
+// transaction's end.
+func storeFailed(err error) bool {
+	var se *sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case 8, 10, 11, 13, 14, 26: // SQLITE_READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB
+		return true
+	}
+	return false
 }
 
 // maxReruns bounds the batch's runs without savepoints that a write failing after writing ends:
