@@ -437,11 +437,10 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *payno
 			} else if err != nil {
 				return fmt.Errorf("sqlite: commit: read order: %w", err)
 			}
-			// A build that panics leaves refused set: a run again answers an error, not nil.
-			decided, decidedIn, refused = true, tx, errDecisionPanicked
-			c, err = build(o)
-			refused = nil
-			if err != nil || c == nil {
+			// A build that panics fails its write after nothing was written, uncleanly: it
+			// is answered with the panic and never runs again (commitBatch).
+			decided, decidedIn = true, tx
+			if c, err = build(o); err != nil || c == nil {
 				c, refused = nil, err
 				return clean(err)
 			}
@@ -473,10 +472,6 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, ev *payno
 	}
 	return anomalyNew, nil
 }
-
-// errDecisionPanicked answers a CommitOrder run again after its build panicked (the first run's
-// answer says so).
-var errDecisionPanicked = errors.New("sqlite: commit: the decision panicked")
 
 // commit is Commit on tx; at stamps a new anomaly, headers are evidenceHeaders(c.Evidence).
 func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change, at string, headers any) (anomalyNew bool, err error) {
