@@ -18,6 +18,49 @@ import (
 // id "taken", which rerunSetup inserts), as a full disk or an I/O error would.
 const endTransaction = `INSERT OR ROLLBACK INTO evidence (id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms) SELECT id, app, provider, source, endpoint, reprocessed_from, received_at, verdict, reason, detail, out_trade_no, order_version, answer, duration_ms FROM evidence WHERE id = 'taken'`
 
+// failAfterWriting is a write that inserts evidence id (of order O0), runs then (if not nil) and
+// fails: its row must not stay.
+func failAfterWriting(db *DB, id string, then func()) func() error {
+	return func() error {
+		return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+			if err := insertEvidence(ctx, tx, st, storetest.NewEvidence(id, storetest.NewOrder("app1", "O0", storetest.T0), storetest.T0), nil); err != nil {
+				return err
+			}
+			if then != nil {
+				then()
+			}
+			return errors.New("fails after writing")
+		})
+	}
+}
+
+// endingWrite is a write that runs first (if not nil), then makes SQLite end the transaction.
+func endingWrite(db *DB, first func()) func() error {
+	return func() error {
+		return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
+			if first != nil {
+				first()
+			}
+			_, err := tx.ExecContext(ctx, endTransaction)
+			return err
+		})
+	}
+}
+
+// otherWriter runs stmt on the write pool (as River's transactions and the API's endpoint
+// changes do) and returns once it waits for the connection; its result arrives on done. Called
+// inside a batch's write, so the statement runs when the batch lets the connection go.
+func otherWriter(db *DB, stmt string, done chan<- error) {
+	waits := db.SQL().Stats().WaitCount
+	go func() {
+		_, err := db.SQL().ExecContext(context.Background(), stmt)
+		done <- err
+	}()
+	for db.SQL().Stats().WaitCount == waits {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func evCount(t *testing.T, db *DB, like string) int {
 	var n int
 	if err := db.rd.QueryRow(`SELECT count(*) FROM evidence WHERE id LIKE ?`, like).Scan(&n); err != nil {
@@ -41,29 +84,13 @@ func TestBatchRerunSQLiteEndedTransaction(t *testing.T) {
 					return db.InsertEvidence(context.Background(), storetest.NewEvidence(id, o, storetest.T0))
 				}
 			}
-			dirty := func(id string) func() error {
-				return func() error {
-					return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-						if err := insertEvidence(ctx, tx, st, storetest.NewEvidence(id, o, storetest.T0), nil); err != nil {
-							return err
-						}
-						return errors.New("dirty")
-					})
-				}
-			}
-			rb := func() error {
-				return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-					_, err := tx.ExecContext(ctx, endTransaction)
-					return err
-				})
-			}
 			var writes []func() error
 			for i := range 6 {
 				writes = append(writes, ok(fmt.Sprintf("ok%d", i)))
 				if i < failing-1 {
-					writes = append(writes, dirty(fmt.Sprintf("d%d", i)))
+					writes = append(writes, failAfterWriting(db, fmt.Sprintf("d%d", i), nil))
 				} else if i == failing-1 {
-					writes = append(writes, rb)
+					writes = append(writes, endingWrite(db, nil))
 				}
 			}
 			errs := storetest.HeldBatchInOrder(t, db, nil, writes...)
@@ -94,16 +121,7 @@ func TestBatchRerunCancelled(t *testing.T) {
 	ctxB, cancelB := context.WithCancel(context.Background())
 	errs := storetest.HeldBatchInOrder(t, db, nil,
 		func() error { return db.InsertEvidence(ctxA, storetest.NewEvidence("okA", o, storetest.T0)) },
-		func() error {
-			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-				if err := insertEvidence(ctx, tx, st, storetest.NewEvidence("dD", o, storetest.T0), nil); err != nil {
-					return err
-				}
-				cancelA()
-				cancelB()
-				return errors.New("dirty")
-			})
-		},
+		failAfterWriting(db, "dD", func() { cancelA(); cancelB() }),
 		func() error { return db.InsertEvidence(ctxB, storetest.NewEvidence("okB", o, storetest.T0)) },
 	)
 	t.Logf("answers: %v", errs)
@@ -121,20 +139,12 @@ func TestBatchRerunCancelled(t *testing.T) {
 func TestBatchRerunSavepointsAfterTwo(t *testing.T) {
 	db := rerunOpen(t)
 	rerunSetup(t, db)
-	o := storetest.NewOrder("app1", "O0", storetest.T0)
 	runs := 0
 	writes := []func() error{func() error {
 		return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error { runs++; return nil })
 	}}
 	for i := range 3 {
-		writes = append(writes, func() error {
-			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-				if err := insertEvidence(ctx, tx, st, storetest.NewEvidence(fmt.Sprintf("d%d", i), o, storetest.T0), nil); err != nil {
-					return err
-				}
-				return errors.New("dirty")
-			})
-		})
+		writes = append(writes, failAfterWriting(db, fmt.Sprintf("d%d", i), nil))
 	}
 	storetest.HeldBatchInOrder(t, db, nil, writes...)
 	if runs != 3 {
@@ -153,7 +163,6 @@ func TestBatchRerunSavepointsAfterTwo(t *testing.T) {
 func TestBatchRerunKeepsTheLock(t *testing.T) {
 	db := rerunOpen(t)
 	rerunSetup(t, db)
-	o := storetest.NewOrder("app1", "O0", storetest.T0)
 	other := make(chan error, 1)
 	var calls int
 	errs := storetest.HeldBatchInOrder(t, db, nil,
@@ -164,24 +173,9 @@ func TestBatchRerunKeepsTheLock(t *testing.T) {
 			})
 			return err
 		},
-		func() error {
-			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-				// Another writer of the file (as another process would) asks for the lock now.
-				waits := db.SQL().Stats().WaitCount
-				go func() {
-					_, err := db.SQL().ExecContext(context.Background(),
-						`UPDATE orders SET status = 'closed', version = version + 1 WHERE app = 'app1' AND out_trade_no = 'O1'`)
-					other <- err
-				}()
-				for db.SQL().Stats().WaitCount == waits {
-					time.Sleep(time.Millisecond)
-				}
-				if err := insertEvidence(ctx, tx, st, storetest.NewEvidence("dirty", o, storetest.T0), nil); err != nil {
-					return err
-				}
-				return errors.New("fails after writing")
-			})
-		},
+		failAfterWriting(db, "dirty", func() {
+			otherWriter(db, `UPDATE orders SET status = 'closed', version = version + 1 WHERE app = 'app1' AND out_trade_no = 'O1'`, other)
+		}),
 	)
 	if err := <-other; err != nil {
 		t.Fatal(err)
@@ -261,21 +255,9 @@ func TestBatchRerunNewTransactionRunsRefusalsAgain(t *testing.T) {
 		}
 	}
 	other := make(chan error, 1)
-	endsTx := func() error {
-		return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-			waits := db.SQL().Stats().WaitCount
-			go func() { // another writer: 1000 fen refunded at the provider (as reconciliation records)
-				_, err := db.SQL().ExecContext(context.Background(),
-					`UPDATE orders SET refunded_amount = 1000, version = version + 1 WHERE app = 'app1' AND out_trade_no = 'O0'`)
-				other <- err
-			}()
-			for db.SQL().Stats().WaitCount == waits {
-				time.Sleep(time.Millisecond)
-			}
-			_, err := tx.ExecContext(ctx, endTransaction)
-			return err
-		})
-	}
+	endsTx := endingWrite(db, func() { // another writer: 1000 fen refunded at the provider (as reconciliation records)
+		otherWriter(db, `UPDATE orders SET refunded_amount = 1000, version = version + 1 WHERE app = 'app1' AND out_trade_no = 'O0'`, other)
+	})
 	errs := storetest.HeldBatchInOrder(t, db, nil, refund("A", 1234), refund("B", 100), endsTx)
 	if err := <-other; err != nil {
 		t.Fatal(err)
@@ -320,12 +302,7 @@ func TestBatchRerunNewTransactionConflictsDecisions(t *testing.T) {
 			})
 			return err
 		},
-		func() error {
-			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-				_, err := tx.ExecContext(ctx, endTransaction)
-				return err
-			})
-		},
+		endingWrite(db, nil),
 	)
 	if !errors.Is(errs[0], paynotify.ErrVersionConflict) || !errors.Is(errs[1], paynotify.ErrVersionConflict) || errs[2] == nil {
 		t.Fatalf("answers %v: want two version conflicts and the failure", errs)
@@ -365,21 +342,9 @@ func TestBatchRerunNewTransactionNoOverwrite(t *testing.T) {
 			})
 			return err
 		},
-		func() error { // another writer asks for the connection, then the transaction ends
-			return db.w.Do(context.Background(), func(ctx context.Context, tx *sql.Tx, st *statements) error {
-				waits := db.SQL().Stats().WaitCount
-				go func() {
-					_, err := db.SQL().ExecContext(context.Background(),
-						`UPDATE orders SET status = 'closed', version = version + 1 WHERE app = 'app1' AND out_trade_no = 'O1'`)
-					other <- err
-				}()
-				for db.SQL().Stats().WaitCount == waits {
-					time.Sleep(time.Millisecond)
-				}
-				_, err := tx.ExecContext(ctx, endTransaction)
-				return err
-			})
-		},
+		endingWrite(db, func() { // another writer asks for the connection, then the transaction ends
+			otherWriter(db, `UPDATE orders SET status = 'closed', version = version + 1 WHERE app = 'app1' AND out_trade_no = 'O1'`, other)
+		}),
 	)
 	if err := <-other; err != nil {
 		t.Fatal(err)
