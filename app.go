@@ -112,6 +112,32 @@ func CloseAt(provider string, created, expires time.Time) time.Time {
 	return expires
 }
 
+// LocalCloseGrace is how long after an order's expiry a close of our own (Fact.Local: the
+// provider did not know the trade yet) asks the provider about the order once more: the buyer
+// could still open and pay the trade until the expiry the provider enforces (the pay request
+// carried it), on the provider's clock, and the notification of that payment may be lost.
+const LocalCloseGrace = 10 * time.Minute
+
+// LocalCloseCheckAt returns when an order closed locally at now is asked about once more:
+// LocalCloseGrace after its expiry, or after now if that is later (an expiry long past).
+func LocalCloseCheckAt(o *Order, now time.Time) time.Time {
+	at := o.ExpiresAt
+	if at.Before(now) {
+		at = now
+	}
+	return at.Add(LocalCloseGrace)
+}
+
+// ClosedCheckAt is the NextCheckAt a Commit writes for a step's order o that is not pending: a
+// closed order's (set by a close of our own, LocalCloseCheckAt), none for the others. A pending
+// order's is the reconciliation's, which a Commit leaves as stored.
+func ClosedCheckAt(o *Order) *time.Time {
+	if o.Status != StatusClosed {
+		return nil
+	}
+	return o.NextCheckAt
+}
+
 // NextOrderCheck returns when a pending order that has had checks queries (the last of them at or
 // before now) is next due: the first slot of the schedule after now, or its close at expiry when
 // the queries are used up or the next slot would come at or after it. Missed slots (downtime) are

@@ -69,6 +69,11 @@ type Fact struct {
 	// never opened it) or it has no close service. Losing a race to a payment, it changes
 	// nothing and raises no anomaly: the provider closed nothing, the payment stands.
 	Local bool
+	// CheckAt, on a Local close, is when the provider is to be asked about the order once more
+	// (LocalCloseCheckAt): the buyer may still pay until the expiry the provider enforces, and
+	// the notification of that payment may be lost. The closed order keeps it as its
+	// NextCheckAt (docs/reconciliation.md, "A close of our own").
+	CheckAt *time.Time
 	// Recount marks a refund fact that only brings the order's refunded total up to the sum of
 	// its certain refunds (an inferred amount confirmed: Service.confirmRefund); its own refund
 	// was recorded and announced before. A step it makes announces the increase, of no refund
@@ -248,7 +253,11 @@ func Decide(o *Order, f Fact) Decision {
 	case FactClosed:
 		switch o.Status {
 		case StatusPending:
-			d.step(EventOrderClosed, func(o *Order) { o.Status = StatusClosed })
+			st := d.step(EventOrderClosed, func(o *Order) { o.Status = StatusClosed })
+			if f.Local && f.CheckAt != nil {
+				at := *f.CheckAt
+				st.Order.NextCheckAt, d.cur.NextCheckAt = &at, &at
+			}
 		case StatusPaid, StatusFinished:
 			if !f.Local {
 				d.anomaly = ReasonUnexpectedClose
@@ -297,8 +306,10 @@ type decider struct {
 func (d *decider) step(ev EventType, move func(o *Order)) *Step {
 	move(&d.cur)
 	if d.cur.Status != StatusPending {
-		// Only a pending order is checked (the stores clear it as they write such a step): the
-		// step's order is what answers the API (a close answered a check still due).
+		// Only a pending order is checked, and a closed one that a close of our own left to be
+		// asked about once more (the stores write a closed step's NextCheckAt and clear the
+		// others'): the step's order is what answers the API (a close answered a check still
+		// due).
 		d.cur.NextCheckAt = nil
 	}
 	d.cur.Version++

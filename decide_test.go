@@ -183,3 +183,46 @@ func TestAmountString(t *testing.T) {
 		t.Errorf("String = %q", got)
 	}
 }
+
+// TestDecide_LocalCloseCheckAt: a close of our own with a CheckAt leaves the closed order with
+// that NextCheckAt (asked about once more, docs/reconciliation.md); any other close, and a close
+// of our own without one, leaves none, nor does a payment of an order so closed.
+func TestDecide_LocalCloseCheckAt(t *testing.T) {
+	expires := time.Date(2026, 11, 29, 10, 30, 0, 0, time.UTC)
+	scheduled := expires.Add(-20 * time.Minute)
+	pending := &paynotify.Order{App: "shop", OutTradeNo: "T1", Status: paynotify.StatusPending, Amount: 1000, Version: 1,
+		ExpiresAt: expires, NextCheckAt: &scheduled}
+	checkAt := expires.Add(paynotify.LocalCloseGrace)
+	for _, c := range []struct {
+		name string
+		f    paynotify.Fact
+		want *time.Time
+	}{
+		{"Local", paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: "T1", Local: true, CheckAt: &checkAt}, &checkAt},
+		{"LocalWithout", paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: "T1", Local: true}, nil},
+		{"Provider", paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: "T1", CheckAt: &checkAt}, nil},
+	} {
+		d := paynotify.Decide(pending, c.f)
+		got := d.Final()
+		if got == nil || got.Status != paynotify.StatusClosed {
+			t.Fatalf("%s: %+v, want closed", c.name, d)
+		}
+		if (got.NextCheckAt == nil) != (c.want == nil) || got.NextCheckAt != nil && !got.NextCheckAt.Equal(*c.want) {
+			t.Errorf("%s: NextCheckAt %v, want %v", c.name, got.NextCheckAt, c.want)
+		}
+		if c.want == nil {
+			continue
+		}
+		paid := paynotify.Decide(got, paynotify.Fact{Kind: paynotify.FactPaid, OutTradeNo: "T1", ProviderTradeNo: "P1", Amount: 1000, HasAmount: true})
+		if o := paid.Final(); o == nil || o.Status != paynotify.StatusPaid || o.NextCheckAt != nil || paid.Anomaly != paynotify.ReasonLatePayment {
+			t.Errorf("%s, then paid: %+v", c.name, paid)
+		}
+	}
+	if got := paynotify.LocalCloseCheckAt(pending, expires.Add(-time.Hour)); !got.Equal(checkAt) {
+		t.Errorf("closed before its expiry: asked at %v, want %v", got, checkAt)
+	}
+	late := expires.Add(2 * time.Hour)
+	if got := paynotify.LocalCloseCheckAt(pending, late); !got.Equal(late.Add(paynotify.LocalCloseGrace)) {
+		t.Errorf("closed after its expiry: asked at %v, want %v", got, late.Add(paynotify.LocalCloseGrace))
+	}
+}

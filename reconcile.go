@@ -648,7 +648,8 @@ func (r *Reconciler) unknownAppOutcome() checkOutcome {
 	return checkOutcome{next: &next, unasked: true}
 }
 
-// checkOrder queries a pending order, or closes it once it is past its expiry.
+// checkOrder queries a pending order, or closes it once it is past its expiry, or asks once more
+// about an order closed by a close of our own (checkClosed).
 func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *CheckResult, error) {
 	s := r.Service
 	a, o, err := r.target(ctx, c)
@@ -658,10 +659,13 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 	if a == nil || o == nil {
 		return checkOutcome{}, nil, err
 	}
+	now := s.now()
+	if o.Status == StatusClosed && o.NextCheckAt != nil {
+		return r.checkClosed(ctx, a, o, now)
+	}
 	if o.Status != StatusPending {
 		return checkOutcome{}, &CheckResult{Order: o}, nil
 	}
-	now := s.now()
 	if !now.Before(CloseAt(a.Provider, o.CreatedAt, o.ExpiresAt)) {
 		closed, err := s.closeOrder(ctx, a, o)
 		if errors.Is(err, ErrNoCloseService) {
@@ -669,9 +673,10 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 		}
 		switch {
 		case err == nil, ErrorCode(err) == ECONFLICT && closed != nil:
-			// Closed, or found paid while closing (then the payment was applied).
+			// Closed, or found paid while closing (then the payment was applied). A close of our
+			// own keeps its check once more (checkClosed).
 			r.log().Info("expired order closed", "app", a.Name, "out_trade_no", o.OutTradeNo, "status", closed.Status)
-			return checkOutcome{}, &CheckResult{Order: closed}, nil
+			return checkOutcome{next: closed.NextCheckAt}, &CheckResult{Order: closed}, nil
 		case ErrorCode(err) == EPROVIDER || ErrorCode(err) == ECONFLICT:
 			// A signed refusal, or an answer that disagrees with the order: someone must look;
 			// ask again later.
@@ -692,11 +697,38 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 		return checkOutcome{closeAt: &at}, nil, err
 	}
 	out := checkOutcome{counted: true}
-	if res.Order.Status == StatusPending {
+	switch {
+	case res.Order.Status == StatusPending:
 		next := a.Reconcile.NextOrderCheck(a.Provider, res.Order, c.Checks+1, now)
+		out.next = &next
+	case res.Order.Status == StatusClosed && res.Order.NextCheckAt != nil:
+		// Closed by a close of our own while this check ran: its check once more is kept.
+		next := LocalCloseCheckAt(res.Order, now)
 		out.next = &next
 	}
 	return out, res, nil
+}
+
+// checkClosed is the check of an order closed by a close of our own (Fact.Local: the provider
+// did not know its trade), asked about once more after its expiry (LocalCloseCheckAt): a payment
+// made before the expiry the provider enforces, whose notification was lost, is found and
+// applied (a payment after close: late_payment). A check that comes before that time (a claim
+// of the pending order that a local close overtook) gives the order back to it.
+func (r *Reconciler) checkClosed(ctx context.Context, a *App, o *Order, now time.Time) (checkOutcome, *CheckResult, error) {
+	if at := o.ExpiresAt.Add(LocalCloseGrace); now.Before(at) {
+		return checkOutcome{next: &at, unasked: true}, &CheckResult{Order: o}, nil
+	}
+	res, err := r.Service.CheckOrder(ctx, a, o, false)
+	switch {
+	case errors.Is(err, ErrNoQueryService):
+		return checkOutcome{}, &CheckResult{Order: o}, nil
+	case err != nil:
+		return checkOutcome{}, nil, err
+	}
+	if res.Order != nil && res.Order.Status != StatusClosed {
+		r.log().Warn("order closed locally found paid at the provider", "app", a.Name, "out_trade_no", o.OutTradeNo, "status", res.Order.Status)
+	}
+	return checkOutcome{counted: true}, res, nil
 }
 
 // checkRefund settles a pending refund, or confirms the amount of a succeeded one.

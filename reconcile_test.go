@@ -9,6 +9,7 @@ import (
 	"github.com/paynotify/paynotify/wechatpay"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -163,6 +164,123 @@ func TestReconciler_ExpireLocallyLosesTheRace(t *testing.T) {
 	sweep(t, r)
 	if o, evs := b.order(t, "T1"), b.events(t, "T1"); o.Status != paynotify.StatusPaid || len(evs) != 1 || evs[0] != string(paynotify.EventOrderPaid) {
 		t.Fatalf("order %s, events %v; want paid, and its payment only", o.Status, evs)
+	}
+}
+
+// localClose is a provider's answer to a close of a trade the buyer never opened (Alipay's
+// ACQ.TRADE_NOT_EXIST): closed locally.
+func localClose(o *paynotify.Order) (paynotify.Fact, error) {
+	return paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo, Local: true}, nil
+}
+
+// TestReconciler_LocalCloseAskedOnceMore: an order closed by a close of our own (the API's, before
+// its expiry) is asked about once more LocalCloseGrace after its expiry, not before: a payment
+// whose notification was lost is found there and applied as a late payment; nothing is asked
+// after that.
+func TestReconciler_LocalCloseAskedOnceMore(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	b.fake.closeFn = localClose
+	b.now.Set(t0.Add(5 * time.Minute))
+	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed {
+		t.Fatalf("close: %v, %v", o, err)
+	}
+	if next, _ := nextCheck(t, b, "T1"); next != 30*time.Minute+paynotify.LocalCloseGrace {
+		t.Fatalf("closed locally: next check at t0+%v, want the expiry + %v", next, paynotify.LocalCloseGrace)
+	}
+	f := paidFact("T1", "P1")
+	f.AppID, f.SellerID = "", ""
+	b.fake.setQuery("T1", answer("TRADE_SUCCESS", &f))
+	b.now.Set(t0.Add(39 * time.Minute))
+	sweep(t, r)
+	if n := b.fake.count("query:T1"); n != 0 {
+		t.Fatalf("%d queries before the expiry's grace ended", n)
+	}
+	b.now.Set(t0.Add(40 * time.Minute))
+	if st := sweep(t, r); st.Checked != 1 {
+		t.Fatalf("sweep at the check: %+v, want one checked", st)
+	}
+	o := b.order(t, "T1")
+	if o.Status != paynotify.StatusPaid || o.NextCheckAt != nil || b.fake.count("query:T1") != 1 {
+		t.Fatalf("order %s next %v after %d queries; want paid, no more checks, one query", o.Status, o.NextCheckAt, b.fake.count("query:T1"))
+	}
+	if evs := b.events(t, "T1"); !slices.Equal(evs, []string{"order.closed", "order.paid", "order.anomaly"}) {
+		t.Errorf("events %v, want the close, the payment and its late_payment anomaly", evs)
+	}
+	b.now.Set(t0.Add(48 * time.Hour))
+	sweep(t, r)
+	if n := b.fake.count("query:T1"); n != 1 {
+		t.Errorf("%d queries, want 1", n)
+	}
+}
+
+// TestReconciler_LocalCloseAtExpiry: the close at expiry of a trade the buyer never opened is a
+// close of our own, asked about once more after the grace; an answer that states nothing ends
+// its checks, the order closed. A close the provider made (not of our own) is never asked about.
+func TestReconciler_LocalCloseAtExpiry(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	scheduledOrder(t, r.Service, "T2", 30*time.Minute)
+	b.fake.closeFn = func(o *paynotify.Order) (paynotify.Fact, error) {
+		if o.OutTradeNo == "T2" {
+			return paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}, nil
+		}
+		return localClose(o)
+	}
+	b.now.Set(t0.Add(31 * time.Minute))
+	sweep(t, r)
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusClosed || o.NextCheckAt == nil || !o.NextCheckAt.Equal(t0.Add(31*time.Minute+paynotify.LocalCloseGrace)) {
+		t.Fatalf("T1 closed at expiry: %s next %v, want closed, asked %v later", o.Status, o.NextCheckAt, paynotify.LocalCloseGrace)
+	}
+	if o := b.order(t, "T2"); o.Status != paynotify.StatusClosed || o.NextCheckAt != nil {
+		t.Fatalf("T2 closed by the provider: %s next %v, want closed, never asked", o.Status, o.NextCheckAt)
+	}
+	queries := b.fake.count("query:T1")
+	b.now.Set(t0.Add(41 * time.Minute))
+	sweep(t, r)
+	if n := b.fake.count("query:T1") - queries; n != 1 {
+		t.Fatalf("%d queries at the check, want 1", n)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusClosed || o.NextCheckAt != nil {
+		t.Fatalf("T1 asked (the provider states nothing): %s next %v, want closed, no more checks", o.Status, o.NextCheckAt)
+	}
+	b.now.Set(t0.Add(48 * time.Hour))
+	sweep(t, r)
+	if n := b.fake.count("query:T1") - queries; n != 1 {
+		t.Errorf("%d queries after the check, want 1", n)
+	}
+	if n := b.fake.count("query:T2"); n != queries {
+		t.Errorf("T2: %d queries, T1 %d before its close: T2 asked after its close", n, queries)
+	}
+}
+
+// TestReconciler_LocalCloseOvertakesAClaim: a check claimed while the order was pending, which a
+// close of our own overtakes, gives the order back to its check after the expiry instead of
+// asking early, whatever next the pending check had meant to set.
+func TestReconciler_LocalCloseOvertakesAClaim(t *testing.T) {
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	b.fake.closeFn = localClose
+	ctx := context.Background()
+	b.now.Set(t0.Add(time.Minute))
+	cs, err := b.store.ClaimChecks(ctx, t0.Add(time.Minute), time.Minute, 10)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("claim: %v, %v", cs, err)
+	}
+	if _, err := r.Service.CloseOrder(ctx, "shop", "T1"); err != nil {
+		t.Fatal(err)
+	}
+	next := t0.Add(3 * time.Minute)
+	if err := b.store.FinishCheck(ctx, cs[0], &next, true, false); err != nil {
+		t.Fatal(err)
+	}
+	b.now.Set(t0.Add(3 * time.Minute))
+	sweep(t, r)
+	if n := b.fake.count("query:T1"); n != 0 {
+		t.Fatalf("%d queries before the expiry", n)
+	}
+	if next, _ := nextCheck(t, b, "T1"); next != 30*time.Minute+paynotify.LocalCloseGrace {
+		t.Fatalf("given back to t0+%v, want the expiry + %v", next, paynotify.LocalCloseGrace)
 	}
 }
 

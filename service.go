@@ -361,6 +361,13 @@ func (s *Service) closeOrder(ctx context.Context, a *App, o *Order) (*Order, err
 		}
 		return nil, err
 	}
+	if fact.Kind == FactClosed && fact.Local {
+		// The provider closed nothing (the buyer had not opened the trade): the buyer can still
+		// pay until the expiry it enforces. Asked once more after it (docs/reconciliation.md,
+		// "A close of our own").
+		at := LocalCloseCheckAt(o, s.now())
+		fact.CheckAt = &at
+	}
 	res, err := s.applyAnswered(ctx, a, fact, nil)
 	if err != nil {
 		return nil, err

@@ -73,7 +73,8 @@ type OrderStore interface {
 	// from), the refund upsert, the events, the anomaly and the evidence, all in one transaction,
 	// durable when Commit returns nil. It returns ErrVersionConflict when the order moved since,
 	// and reports whether c.Anomaly was new (its event is appended only then). An order that
-	// leaves pending loses its NextCheckAt; Commit never writes NextCheckAt or Checks otherwise.
+	// leaves pending loses its NextCheckAt, unless it is closed with one (ClosedCheckAt: a close
+	// of our own, asked about once more); Commit never writes NextCheckAt or Checks otherwise.
 	Commit(ctx context.Context, c *Change) (anomalyNew bool, err error)
 }
 
@@ -309,8 +310,9 @@ type CheckStore interface {
 	CountDueChecks(ctx context.Context, before time.Time, except []string) (map[string]int64, error)
 	// FinishCheck ends a claim, if c.Token still holds it: Checks grows by one when counted,
 	// NextCheckAt becomes next (nil: never again; an order that is no longer pending gets nil
-	// whatever next says), and a refund's NeedsAttention becomes attention. A claim that no
-	// longer holds is left alone and FinishCheck returns nil.
+	// whatever next says, but for a closed one whose NextCheckAt was not cleared: a close of
+	// our own, asked about once more), and a refund's NeedsAttention becomes attention. A claim
+	// that no longer holds is left alone and FinishCheck returns nil.
 	FinishCheck(ctx context.Context, c *Check, next *time.Time, counted, attention bool) error
 	// FinishChecks is FinishCheck for several claims in one transaction (one durable write for a
 	// batch of checks): each is ended as FinishCheck would, independently of the others.

@@ -117,7 +117,8 @@ func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Ti
 
 // FinishChecks ends each claim whose token still holds, all in one transaction (one round trip,
 // as a pgx batch): checks grows when counted, check_token is cleared, next_check_at is set (NULL
-// for an order no longer pending), and a refund's needs_attention replaced.
+// for an order no longer pending, but for a closed one that still had one: a close of our own,
+// asked about once more), and a refund's needs_attention replaced.
 //
 // The rows are updated in the order a notification batch locks them (writer.go): the orders by
 // (app, out_trade_no), then the refunds by (app, out_trade_no, out_request_no), whatever order
@@ -149,7 +150,7 @@ func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) erro
 		switch c.Kind {
 		case paynotify.CheckOrder:
 			b.Queue(`UPDATE orders SET checks = checks + $1, check_token = '',
-				next_check_at = CASE WHEN status = 'pending' THEN $2::timestamptz END
+				next_check_at = CASE WHEN status = 'pending' OR (status = 'closed' AND next_check_at IS NOT NULL) THEN $2::timestamptz END
 				WHERE app = $3 AND out_trade_no = $4 AND check_token = $5`,
 				inc, tmPtr(d.Next), c.App, c.OutTradeNo, c.Token)
 		case paynotify.CheckRefund:

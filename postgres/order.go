@@ -311,7 +311,9 @@ var errConflict = paynotify.ErrVersionConflict
 //
 // Of c.Order only the state is written (Status, RefundedAmount, ProviderTradeNo, Version, PaidAt):
 // the order's terms are fixed at CreateOrder. Its NextCheckAt and Checks belong to the
-// reconciliation, except that an order whose new status is not pending loses its NextCheckAt.
+// reconciliation, except that an order whose new status is not pending gets c.Order's when it
+// is closed (paynotify.ClosedCheckAt: a close of our own, asked about once more) and loses its
+// NextCheckAt otherwise.
 // The claim token is left alone: a FinishCheck of a claim taken before still holds, and leaves a
 // non-pending order unscheduled. An existing refund has its Status (unless succeeded),
 // ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded, but for
@@ -364,7 +366,7 @@ func (db *DB) CommitOrder(ctx context.Context, app, outTradeNo string, _ *paynot
 const (
 	// An order's state: what a Commit moves (its terms are fixed at CreateOrder; updateOrderArgs).
 	updateOrderSQL = `UPDATE orders SET status = $1, refunded_amount = $2, provider_trade_no = $3, version = $4,
-		paid_at = $5, next_check_at = CASE WHEN $1 = 'pending' THEN next_check_at END
+		paid_at = $5, next_check_at = CASE WHEN $1 = 'pending' THEN next_check_at WHEN $1 = 'closed' THEN $9::timestamptz END
 		WHERE app = $6 AND out_trade_no = $7 AND version = $8`
 	orderExistsSQL = `SELECT 1 FROM orders WHERE app = $1 AND out_trade_no = $2`
 	// A change conditioned on its order's version (Change.OrderAt): the row is locked as a
@@ -393,7 +395,7 @@ func orderAt(c *paynotify.Change) bool { return c.Order == nil && c.Anomaly != n
 func updateOrderArgs(c *paynotify.Change) []any {
 	o := c.Order
 	return []any{string(o.Status), int64(o.RefundedAmount), o.ProviderTradeNo, o.Version, tmPtr(o.PaidAt),
-		o.App, o.OutTradeNo, c.PrevVersion}
+		o.App, o.OutTradeNo, c.PrevVersion, tmPtr(paynotify.ClosedCheckAt(o))}
 }
 
 // anomalyArgs are the values of insertAnomalySQL for a, recorded at at.

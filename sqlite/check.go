@@ -151,7 +151,8 @@ func (db *DB) FinishCheck(ctx context.Context, c *paynotify.Check, next *time.Ti
 
 // FinishChecks ends each claim whose token still holds, all in one write transaction: checks grows
 // when counted, check_token is cleared, next_check_at is set (NULL for an order no longer
-// pending), and a refund's needs_attention replaced (kept with KeepAttention).
+// pending, but for a closed one that still had one: a close of our own, asked about once more),
+// and a refund's needs_attention replaced (kept with KeepAttention).
 func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) error {
 	if len(done) == 0 {
 		return nil
@@ -178,7 +179,7 @@ func (db *DB) FinishChecks(ctx context.Context, done []paynotify.CheckDone) erro
 		switch c.Kind {
 		case paynotify.CheckOrder:
 			_, err = tx.ExecContext(ctx, `UPDATE orders SET checks = checks + ?1, check_token = '',
-				next_check_at = CASE WHEN status = 'pending' THEN ?2 END
+				next_check_at = CASE WHEN status = 'pending' OR (status = 'closed' AND next_check_at IS NOT NULL) THEN ?2 END
 				WHERE app = ?3 AND out_trade_no = ?4 AND check_token = ?5`,
 				inc, formatTimePtr(d.Next), c.App, c.OutTradeNo, c.Token)
 		case paynotify.CheckRefund:

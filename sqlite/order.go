@@ -365,7 +365,9 @@ func (db *DB) ListPendingRefunds(ctx context.Context, app string, since time.Tim
 //
 // Of c.Order only the state is written (Status, RefundedAmount, ProviderTradeNo, Version, PaidAt):
 // the order's terms are fixed at CreateOrder. Its NextCheckAt and Checks belong to the
-// reconciliation, except that an order whose new status is not pending loses its NextCheckAt.
+// reconciliation, except that an order whose new status is not pending gets c.Order's when it
+// is closed (paynotify.ClosedCheckAt: a close of our own, asked about once more) and loses its
+// NextCheckAt otherwise.
 // The claim token is left alone: a FinishCheck of a claim taken before still holds, and leaves a
 // non-pending order unscheduled. An existing refund has its Status (unless succeeded),
 // ProviderRefundNo (unless c.Refund's is empty), NextCheckAt (unless succeeded, but for
@@ -490,7 +492,7 @@ func commit(ctx context.Context, tx *sql.Tx, st *statements, c *paynotify.Change
 	}
 	if o := c.Order; o != nil {
 		res, err := tx.StmtContext(ctx, st.updateOrder).ExecContext(ctx, string(o.Status), int64(o.RefundedAmount),
-			o.ProviderTradeNo, o.Version, formatTimePtr(o.PaidAt), o.App, o.OutTradeNo, c.PrevVersion)
+			o.ProviderTradeNo, o.Version, formatTimePtr(o.PaidAt), o.App, o.OutTradeNo, c.PrevVersion, formatTimePtr(paynotify.ClosedCheckAt(o)))
 		if err != nil {
 			return false, fmt.Errorf("sqlite: commit: update order: %w", err)
 		}

@@ -34,7 +34,7 @@ const (
 		ON CONFLICT (app, out_trade_no) DO NOTHING`
 	// An order's state: what a Commit moves (its terms are fixed at CreateOrder).
 	updateOrderSQL = `UPDATE orders SET status = ?1, refunded_amount = ?2, provider_trade_no = ?3, version = ?4,
-		paid_at = ?5, next_check_at = CASE WHEN ?1 = 'pending' THEN next_check_at END
+		paid_at = ?5, next_check_at = CASE WHEN ?1 = 'pending' THEN next_check_at WHEN ?1 = 'closed' THEN ?9 END
 		WHERE app = ?6 AND out_trade_no = ?7 AND version = ?8`
 	orderExistsSQL   = `SELECT 1 FROM orders WHERE app = ? AND out_trade_no = ?`
 	insertAnomalySQL = `INSERT INTO anomalies (app, out_trade_no, key, reason, event_id, created_at)

@@ -101,8 +101,9 @@ func sqlTime(t time.Time) string { return "'" + t.UTC().Format("2006-01-02T15:04
 
 func (s *suite) testCommitSchedule(t *testing.T) {
 	t.Run("OKOrder", func(t *testing.T) {
-		// Commit never writes NextCheckAt or Checks from c.Order; an order whose new status is not
-		// pending loses its NextCheckAt (one order per status).
+		// Commit never writes NextCheckAt or Checks from c.Order, but for a closed order's
+		// NextCheckAt (a close of our own: paynotify.ClosedCheckAt); an order whose new status is
+		// not pending loses its NextCheckAt otherwise (one order per status).
 		st, b := s.setup(t)
 		first := T0.Add(time.Minute)
 		for _, status := range []paynotify.OrderStatus{paynotify.StatusPending, paynotify.StatusPaid, paynotify.StatusFinished,
@@ -119,7 +120,11 @@ func (s *suite) testCommitSchedule(t *testing.T) {
 				t.Errorf("%s: order not changed: %s", status, dumpOrder(got))
 			}
 			want := &first
-			if status != paynotify.StatusPending {
+			switch status {
+			case paynotify.StatusPending:
+			case paynotify.StatusClosed:
+				want = at(T0.Add(5 * time.Hour))
+			default:
 				want = nil
 			}
 			checkNext(t, string(status), got.NextCheckAt, want)
@@ -127,6 +132,17 @@ func (s *suite) testCommitSchedule(t *testing.T) {
 				t.Errorf("%s: Checks = %d, want 2 (not written by Commit)", status, got.Checks)
 			}
 		}
+	})
+
+	t.Run("OKOrderClosedWithout", func(t *testing.T) {
+		// A close that is not of our own (its order has no NextCheckAt) clears the schedule.
+		st, b := s.setup(t)
+		o := MustCreateOrder(t, b.ctx, st, scheduledOrder("app1", "T1", T0.Add(time.Minute)))
+		next := *o
+		next.Version, next.Status, next.NextCheckAt = 2, paynotify.StatusClosed, nil
+		MustCommit(t, b.ctx, st, &paynotify.Change{Order: &next, PrevVersion: 1})
+		checkNext(t, "T1", MustGetOrder(t, b.ctx, st, "app1", "T1").NextCheckAt, nil)
+		checkStrings(t, "claimed later", checkKeys(MustClaimChecks(t, b.ctx, st, T0.Add(24*time.Hour), time.Minute, 10)), nil)
 	})
 
 	t.Run("OKOrderNilKept", func(t *testing.T) {
@@ -852,6 +868,41 @@ func (s *suite) testFinishCheck(t *testing.T) {
 			t.Errorf("finished: Checks %d Status %s Version %d, want 1 paid 2", got.Checks, got.Status, got.Version)
 		}
 		checkStrings(t, "claimed later", checkKeys(MustClaimChecks(t, b.ctx, st, T0.Add(2*time.Hour), time.Minute, 10)), nil)
+	})
+
+	t.Run("OKClosedLocally", func(t *testing.T) {
+		// A close of our own between the claim and its finish (the closed order keeps a
+		// NextCheckAt): the finish writes its next, the closed order is claimed when due, and a
+		// finish with no next ends its checks. A close that is not of our own is left unscheduled
+		// by a finish with a next, as OKLeftPending's payment.
+		st, b := s.setup(t)
+		o := MustCreateOrder(t, b.ctx, st, scheduledOrder("app1", "T1", T0))
+		o2 := MustCreateOrder(t, b.ctx, st, scheduledOrder("app1", "T2", T0))
+		cs := MustClaimChecks(t, b.ctx, st, T0, time.Minute, 10)
+		checkStrings(t, "claimed", checkKeys(cs), []string{"T1", "T2"})
+		for _, x := range []struct {
+			o    *paynotify.Order
+			next *time.Time
+		}{{o, at(T0.Add(40 * time.Minute))}, {o2, nil}} {
+			closed := *x.o
+			closed.Version, closed.Status, closed.NextCheckAt = 2, paynotify.StatusClosed, x.next
+			MustCommit(t, b.ctx, st, &paynotify.Change{Order: &closed, PrevVersion: 1})
+		}
+		checkNext(t, "T1 closed locally", MustGetOrder(t, b.ctx, st, "app1", "T1").NextCheckAt, at(T0.Add(40*time.Minute)))
+		if err := st.FinishChecks(b.ctx, []paynotify.CheckDone{{Check: cs[0], Next: at(T0.Add(3 * time.Minute)), Counted: true},
+			{Check: cs[1], Next: at(T0.Add(3 * time.Minute)), Counted: true}}); err != nil {
+			t.Fatal(err)
+		}
+		checkNext(t, "T1 finished", MustGetOrder(t, b.ctx, st, "app1", "T1").NextCheckAt, at(T0.Add(3*time.Minute)))
+		checkNext(t, "T2 finished", MustGetOrder(t, b.ctx, st, "app1", "T2").NextCheckAt, nil)
+		c := claimOne(t, b, T0.Add(3*time.Minute), time.Minute, "T1")
+		MustFinishCheck(t, b.ctx, st, c, nil, true, false)
+		got := MustGetOrder(t, b.ctx, st, "app1", "T1")
+		checkNext(t, "T1 asked", got.NextCheckAt, nil)
+		if got.Status != paynotify.StatusClosed || got.Checks != 2 {
+			t.Errorf("T1 asked: %s, Checks %d; want closed, 2", got.Status, got.Checks)
+		}
+		checkStrings(t, "claimed later", checkKeys(MustClaimChecks(t, b.ctx, st, T0.Add(24*time.Hour), time.Minute, 10)), nil)
 	})
 
 	t.Run("OKStillPending", func(t *testing.T) {

@@ -151,6 +151,18 @@ func (cmd reconcileCommand) Run(ctx context.Context, m *Main, args []string) err
 		for _, o := range orders {
 			items = append(items, reconcileItem{app: a, order: o})
 		}
+		// And the orders closed by a close of our own (the provider did not know the trade)
+		// that are still to be asked about once more: their buyer may have paid before the
+		// expiry the provider enforces, and its notification been lost (docs/reconciliation.md).
+		closed, err := svc.Store.ListOrders(ctx, paynotify.OrderFilter{App: a.Name, Status: paynotify.StatusClosed, Since: from, Limit: 10_000_000})
+		if err != nil {
+			return err
+		}
+		for _, o := range closed {
+			if o.NextCheckAt != nil {
+				items = append(items, reconcileItem{app: a, order: o})
+			}
+		}
 		refunds, err := svc.Store.ListPendingRefunds(ctx, a.Name, from)
 		if err != nil {
 			return err

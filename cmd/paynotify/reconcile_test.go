@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -267,6 +268,33 @@ func TestReconcileCommand(t *testing.T) {
 			_, ev = binAPI(t, "GET", base+"/v1/events?limit=1000", nil)
 			if evs, _ := ev["events"].([]any); len(evs) != 100 {
 				t.Fatalf("the second run changed something: %d events", len(evs))
+			}
+
+			// An Alipay order closed through the API before its buyer opened it (the sandbox
+			// answers ACQ.TRADE_NOT_EXIST: a close of our own, asked about once more after its
+			// expiry), then paid at the sandbox, never notified: found by the next run, a
+			// payment after close (order.paid and its late_payment anomaly).
+			late := orders[100]
+			code, body := binAPI(t, "POST", base+"/v1/orders/"+late.app+"/"+late.otn+"/close", nil)
+			if code != http.StatusOK || body["status"] != "closed" || body["next_check_at"] == nil {
+				t.Fatalf("close %s: %d %v, want closed with a next check", late.otn, code, body)
+			}
+			payAt(t, sb, late)
+			out, _, code = runCLI(t, bin, "reconcile", "--config", config, "--since", "1h")
+			if want := "checked=20 paid=1 closed=0 refunded=0 pending=19 skipped=0 errors=0"; code != 0 || lastLine(out) != want {
+				t.Fatalf("after a local close and a payment: exit %d, %q, want %q", code, lastLine(out), want)
+			}
+			if st, _ := status(t, base, late); st != "paid" {
+				t.Fatalf("%s is %s, want paid", late.otn, st)
+			}
+			_, ev = binAPI(t, "GET", base+"/v1/events?limit=1000", nil)
+			evs, _ := ev["events"].([]any)
+			var types []string
+			for _, e := range evs[min(100, len(evs)):] {
+				types = append(types, fmt.Sprint(e.(map[string]any)["type"]))
+			}
+			if want := []string{"order.closed", "order.paid", "order.anomaly"}; !slices.Equal(types, want) {
+				t.Fatalf("events after the first 100: %v, want %v", types, want)
 			}
 
 			// An answer that does not verify is an error: exit 1, and the order stays pending. (An
