@@ -493,15 +493,16 @@ var errCheckPanicked = errors.New("the check panicked (a bug: the log has its st
 // path included, and the claim falling due again after the restart would end it again (a
 // reviewer helper's finding).
 func (r *Reconciler) check(ctx context.Context, c *Check) (o checkOutcome, res *CheckResult, err error) {
+	var wasPending bool // checkRefund's, kept through a panic (CheckDone.WasPending)
 	defer func() {
 		if p := recover(); p != nil {
 			r.log().Error("check panicked", "app", c.App, "out_trade_no", c.OutTradeNo, "out_request_no", c.OutRequestNo,
 				"kind", c.Kind, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			o, res, err = checkOutcome{}, nil, fmt.Errorf("%w: %v", errCheckPanicked, p)
+			o, res, err = checkOutcome{wasPending: wasPending}, nil, fmt.Errorf("%w: %v", errCheckPanicked, p)
 		}
 	}()
 	if c.Kind == CheckRefund {
-		return r.checkRefund(ctx, c)
+		return r.checkRefund(ctx, c, &wasPending)
 	}
 	return r.checkOrder(ctx, c)
 }
@@ -732,7 +733,7 @@ func (r *Reconciler) checkClosed(ctx context.Context, a *App, o *Order, now time
 }
 
 // checkRefund settles a pending refund, or confirms the amount of a succeeded one.
-func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (out checkOutcome, _ *CheckResult, _ error) {
+func (r *Reconciler) checkRefund(ctx context.Context, c *Check, wasPendingP *bool) (out checkOutcome, _ *CheckResult, _ error) {
 	s := r.Service
 	var wasPending bool
 	defer func() { out.wasPending = wasPending }()
@@ -753,6 +754,7 @@ func (r *Reconciler) checkRefund(ctx context.Context, c *Check) (out checkOutcom
 		return checkOutcome{}, &CheckResult{Order: o, Refund: rf}, nil
 	}
 	wasPending = rf.Status == RefundPending
+	*wasPendingP = wasPending // a panic below ends this call without its outcome (check)
 	now := s.now()
 	res, err := s.CheckRefund(ctx, a, o, rf, false)
 	switch {

@@ -560,6 +560,44 @@ func TestReconciler_Refunds(t *testing.T) {
 	}
 }
 
+// TestReconciler_PanicKeepsSettledRefund: a refund check that read the refund pending and then
+// panicked (an answer the adapter did not expect), while a notification settled the refund,
+// leaves the refund as its settlement wrote it: no next check (which on a succeeded refund reads
+// as an inferred amount still to confirm), as a check that ends without panicking does.
+func TestReconciler_PanicKeepsSettledRefund(t *testing.T) {
+	ctx := context.Background()
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", time.Hour)
+	if _, err := r.Service.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) { return nil, nil } // processing
+	if rf, _, err := r.Service.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 100, OutRequestNo: "R00001"}); err != nil || rf.Status != paynotify.RefundPending {
+		t.Fatalf("Refund = %+v, %v", rf, err)
+	}
+	b.fake.mu.Lock()
+	b.fake.rquery["R00001"] = func() (*paynotify.Answer, error) {
+		settled := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundPerRequest: true,
+			RefundRequestNo: "R00001", RefundAmount: 100}
+		if _, err := r.Service.Processor.Apply(ctx, b.app, settled, nil); err != nil { // its notification, meanwhile
+			t.Error(err)
+		}
+		panic("an answer the adapter did not expect")
+	}
+	b.fake.mu.Unlock()
+	b.now.Set(t0.Add(time.Minute))
+	if st := sweep(t, r); st.Errors != 1 {
+		t.Fatalf("sweep %+v, want the panic counted as an error", st)
+	}
+	list, err := b.store.ListRefunds(ctx, "shop", "T1")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("refunds = %v, %v", list, err)
+	}
+	if got := list[0]; got.Status != paynotify.RefundSucceeded || got.NextCheckAt != nil {
+		t.Fatalf("refund %s next %v, want succeeded as its notification left it, no next check", got.Status, got.NextCheckAt)
+	}
+}
+
 // Sweeps of two processes at once never check one order twice.
 func TestReconciler_ConcurrentSweeps(t *testing.T) {
 	r, b := setupReconciler(t)
