@@ -677,9 +677,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("nats.url: required when the nats block is set")
 	}
 	if c.NATS.URL != "" {
-		if u, err := url.Parse(c.NATS.URL); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
-			// Shown without its user info: a NATS URL often holds user:password@ or token@.
-			return fmt.Errorf("nats.url: %q is not a nats:// or tls:// URL", redactDSN(c.NATS.URL))
+		for _, s := range strings.Split(c.NATS.URL, ",") { // nats.go takes a list of servers
+			if u, err := url.Parse(strings.TrimSpace(s)); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+				// Shown without its user info: a NATS URL often holds user:password@ or token@.
+				return fmt.Errorf("nats.url: %q is not a nats:// or tls:// URL", redactNATSURL(s))
+			}
 		}
 		if !natsToken.MatchString(c.NATS.Stream) {
 			return fmt.Errorf("nats.stream: %q: letters, digits, - and _ only", c.NATS.Stream)

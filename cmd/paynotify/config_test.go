@@ -115,6 +115,8 @@ func TestParseConfig(t *testing.T) {
 		{"ErrPublicURLQuery", `"https://pay.example.com"`, `"https://pay.example.com/?a=b"`, nil, "public_url:"},
 		{"ErrPublicURLSecret", `"https://pay.example.com"`, `"https://u:S3cretPw@pay.example.com/?a=b"`, nil, `public_url: "https://…@pay.example.com/?a=b" must be`},
 		{"ErrNATSURLScheme", `listen: "127.0.0.1:9090"`, "listen: x\nnats: {url: \"natss://user:S3cretNats@127.0.0.1:4222\"}", nil, `nats.url: "natss://…@127.0.0.1:4222" is not a nats://`},
+		{"ErrNATSURLList", `listen: "127.0.0.1:9090"`, "listen: x\nnats: {url: \"nats://user:S3cretNats@127.0.0.1:4222,http://v:S3cretNats@127.0.0.2:4222\"}", nil, `nats.url: "http://…@127.0.0.2:4222" is not a nats://`},
+		{"ErrNATSURLListNoScheme", `listen: "127.0.0.1:9090"`, "listen: x\nnats: {url: \"nats://127.0.0.1:4222,v:S3cretNats@127.0.0.2:4222\"}", nil, `nats.url: "v:…@127.0.0.2:4222" is not a nats://`},
 		{"ErrNATSURLToken", `listen: "127.0.0.1:9090"`, "listen: x\nnats: {url: \"nats:/S3cretToken@127.0.0.1\"}", nil, `nats.url: "nats:/…@127.0.0.1" is not`},
 		{"ErrPublicURLUserInfo", `"https://pay.example.com"`, `"https://admin:S3cretPw@pay.example.com"`, nil, `public_url: "https://…@pay.example.com" must not hold a user name or password`},
 		{"ErrGatewayUserInfo", "    alipay_public_key_file: keys/alipay_public.pem\n", "    alipay_public_key_file: keys/alipay_public.pem\n    gateway: \"https://gw:S3cretGw@openapi.alipay.com/gateway.do\"\n", nil, `apps[0] (shop).gateway: "https://…@openapi.alipay.com/gateway.do" must not hold`},

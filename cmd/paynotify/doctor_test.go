@@ -687,6 +687,28 @@ func TestRedactDSN(t *testing.T) {
 	}
 }
 
+// TestRedactNATSURL: nats.url is a list of servers, each with user info of its own (a reviewer's
+// finding: read as one URL, the second server's user:password@ was its path, and logged).
+func TestRedactNATSURL(t *testing.T) {
+	const pw = "s3cret-pw"
+	for _, c := range []struct{ url, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://u:" + pw + "@h1:4222", "nats://…@h1:4222"},
+		{"nats://u:" + pw + "@h1:4222,nats://v:" + pw + "@h2:4222", "nats://…@h1:4222,nats://…@h2:4222"},
+		{"nats://h1:4222, nats://v:" + pw + "@h2:4222", "nats://h1:4222,nats://…@h2:4222"},
+		{"nats://" + pw + "@h1,tls://" + pw + "@h2", "nats://…@h1,tls://…@h2"},
+	} {
+		if got := redactNATSURL(c.url); got != c.want || strings.Contains(got, pw) {
+			t.Errorf("redactNATSURL(%q) = %q, want %q", c.url, got, c.want)
+		}
+	}
+	// A list of servers is a valid nats.url.
+	list := validConfig + "nats: {url: \"nats://u:" + pw + "@127.0.0.1:4222, tls://127.0.0.2:4222\"}\n"
+	if c, err := ParseConfig([]byte(list), env(map[string]string{"TOKEN": "0123456789abcdef0123"})); err != nil || c.NATS.Stream != "PAYNOTIFY" {
+		t.Errorf("a list of servers: %v", err)
+	}
+}
+
 // testCA is a certificate authority of a test: it issues certificates over given public keys.
 type testCA struct {
 	key  *rsa.PrivateKey

@@ -249,7 +249,7 @@ func logStart(logger *slog.Logger, cfg *Config) {
 		logger.Info("app", "app", a.Name, "provider", a.Provider, "endpoint", redactDSN(endpoint))
 	}
 	if cfg.NATS.URL != "" {
-		logger.Info("nats", "url", redactDSN(cfg.NATS.URL), "stream", cfg.NATS.Stream)
+		logger.Info("nats", "url", redactNATSURL(cfg.NATS.URL), "stream", cfg.NATS.Stream)
 	}
 	if metricsPublic(cfg) {
 		logger.Warn("GET /metrics is served on listen, which is not a loopback address: app names and order counts are public unless the reverse proxy blocks /metrics; set admin_listen to keep them private",
@@ -810,6 +810,17 @@ func redactDSN(dsn string) string {
 		u.RawQuery = q.Encode()
 	}
 	return strings.ReplaceAll(u.String(), "%E2%80%A6", "…")
+}
+
+// redactNATSURL is redactDSN for nats.url, a comma-separated list of servers (as nats.go takes
+// it), each with user info of its own: read as one URL, the second server's user:password@ was
+// its path, and shown.
+func redactNATSURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = redactDSN(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
 }
 
 // dsnPassword finds password=VALUE in a key=value DSN or a query string.
