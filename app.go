@@ -118,6 +118,12 @@ func CloseAt(provider string, created, expires time.Time) time.Time {
 // carried it), on the provider's clock, and the notification of that payment may be lost.
 const LocalCloseGrace = 10 * time.Minute
 
+// LocalCloseWindow is how long after its expiry an order closed by a close of our own is asked
+// about again when its check once more gets no verified answer (the provider unreachable or
+// refusing, an answer that does not verify) or finds the trade still open: past it the checks end,
+// logged as an error (look in the provider's portal).
+const LocalCloseWindow = 7 * 24 * time.Hour
+
 // LocalCloseCheckAt returns when an order closed locally at now is asked about once more:
 // LocalCloseGrace after its expiry, or after now if that is later (an expiry long past).
 func LocalCloseCheckAt(o *Order, now time.Time) time.Time {

@@ -41,8 +41,9 @@ type CheckResult struct {
 	Reason  string
 	// Evidence is the record kept of the answer, if any.
 	Evidence *Evidence
-	// NotFound says the provider does not know the refund asked about (Answer.NotFound): it was
-	// asked for again, idempotently under its number, unless on a dry run.
+	// NotFound says the provider does not know the trade or the refund asked about
+	// (Answer.NotFound). A refund is then asked for again, idempotently under its number, unless
+	// on a dry run.
 	NotFound bool
 }
 
@@ -101,7 +102,7 @@ func (s *Service) applyAnswer(ctx context.Context, a *App, o *Order, rf *Refund,
 	case err != nil:
 		return nil, err
 	}
-	res.State = ans.State
+	res.State, res.NotFound = ans.State, ans.NotFound
 	if ans.Fact == nil {
 		return res, nil
 	}

@@ -553,8 +553,21 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 				next = *at // not past the order's close at expiry
 			}
 		}
-		r.log().Warn("check failed", "app", c.App, "out_trade_no", c.OutTradeNo, "out_request_no", c.OutRequestNo, "kind", c.Kind, "err", err, "retry_at", next)
-		fin.queue(CheckDone{Check: c, Next: &next, Counted: counted, KeepAttention: true, WasPending: o.wasPending})
+		retry := &next
+		if u := o.until; u != nil {
+			switch {
+			case !now.Before(*u):
+				retry = nil
+				r.log().Error("check failed, and its retries are over: look at it in the provider's portal", "app", c.App,
+					"out_trade_no", c.OutTradeNo, "kind", c.Kind, "err", err)
+			case next.After(*u):
+				next = *u
+			}
+		}
+		if retry != nil {
+			r.log().Warn("check failed", "app", c.App, "out_trade_no", c.OutTradeNo, "out_request_no", c.OutRequestNo, "kind", c.Kind, "err", err, "retry_at", next)
+		}
+		fin.queue(CheckDone{Check: c, Next: retry, Counted: counted, KeepAttention: true, WasPending: o.wasPending})
 	} else if o.unasked {
 		fin.queue(CheckDone{Check: c, Next: o.next, Counted: o.counted, KeepAttention: true, WasPending: o.wasPending})
 		if r.OnCheck != nil {
@@ -594,6 +607,9 @@ type checkOutcome struct {
 	// closeAt is, for a pending order's check that failed, when it is to be closed (the retry
 	// must not pass it).
 	closeAt *time.Time
+	// until is, for a check that failed, when its retries end (checkClosed's LocalCloseWindow):
+	// the retry does not pass it, and a check failing at or after it is not asked again.
+	until *time.Time
 	// wasPending: a refund's check that read the refund pending (CheckDone.WasPending).
 	wasPending bool
 }
@@ -714,20 +730,58 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 // did not know its trade), asked about once more after its expiry (LocalCloseCheckAt): a payment
 // made before the expiry the provider enforces, whose notification was lost, is found and
 // applied (a payment after close: late_payment). A check that comes before that time (a claim
-// of the pending order that a local close overtook) gives the order back to it.
+// of the pending order that a local close overtook) gives the order back to it. An answer that
+// does not verify, a provider that does not answer or refuses, and a trade still open (which is
+// then closed at the provider, as at a pending order's expiry) are asked about again at the
+// schedule's pace until LocalCloseWindow after the expiry.
 func (r *Reconciler) checkClosed(ctx context.Context, a *App, o *Order, now time.Time) (checkOutcome, *CheckResult, error) {
 	if at := o.ExpiresAt.Add(LocalCloseGrace); now.Before(at) {
 		return checkOutcome{next: &at, unasked: true}, &CheckResult{Order: o}, nil
+	}
+	log := r.log().With("app", a.Name, "out_trade_no", o.OutTradeNo)
+	until := o.ExpiresAt.Add(LocalCloseWindow)
+	again := func(why string) checkOutcome {
+		if !now.Before(until) {
+			log.Error("order closed locally could not be confirmed with the provider: look for a payment in its portal", "why", why)
+			return checkOutcome{counted: true}
+		}
+		next := now.Add(r.thenEvery(a.Name))
+		if next.After(until) {
+			next = until
+		}
+		log.Warn("order closed locally asked about again", "why", why, "retry_at", next)
+		return checkOutcome{next: &next, counted: true}
 	}
 	res, err := r.Service.CheckOrder(ctx, a, o, false)
 	switch {
 	case errors.Is(err, ErrNoQueryService):
 		return checkOutcome{}, &CheckResult{Order: o}, nil
 	case err != nil:
-		return checkOutcome{}, nil, err
-	}
-	if res.Order != nil && res.Order.Status != StatusClosed {
-		r.log().Warn("order closed locally found paid at the provider", "app", a.Name, "out_trade_no", o.OutTradeNo, "status", res.Order.Status)
+		return checkOutcome{until: &until}, nil, err
+	case res.Verdict == VerdictRejected:
+		// Nothing verified was said: not an answer (a reviewer helper's finding).
+		return again("the answer was rejected: " + res.Reason), res, nil
+	case res.Order != nil && res.Order.Status != StatusClosed:
+		log.Warn("order closed locally found paid at the provider", "status", res.Order.Status)
+		return checkOutcome{counted: true}, res, nil
+	case res.Fact == nil && !res.NotFound:
+		// The trade exists at the provider and is still open (its expiry not enforced yet, or a
+		// clock apart from ours): closed there now, as a pending order at its expiry.
+		f, cerr := a.Gateway.Close(ctx, o)
+		if cerr != nil {
+			return again(fmt.Sprintf("the trade is open at the provider (%s), and closing it failed: %v", res.State, cerr)), res, nil
+		}
+		applied, cerr := r.Service.applyAnswered(ctx, a, f, nil)
+		switch {
+		case cerr != nil:
+			return again(fmt.Sprintf("the trade is open at the provider (%s); its close's answer was not applied: %v", res.State, cerr)), res, nil
+		case applied.Verdict == VerdictAnomaly && !Acknowledged(applied.Reason) || applied.Order == nil:
+			return again(fmt.Sprintf("the trade is open at the provider (%s); its close's answer disagrees with the order: %s", res.State, applied.Reason)), res, nil
+		}
+		if applied.Order.Status != StatusClosed {
+			log.Warn("order closed locally found paid at the provider while closing its trade", "status", applied.Order.Status)
+		}
+		return checkOutcome{counted: true}, &CheckResult{Order: applied.Order, State: res.State, Fact: &f, Verdict: applied.Verdict, Reason: applied.Reason}, nil
 	}
 	return checkOutcome{counted: true}, res, nil
 }

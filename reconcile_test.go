@@ -284,6 +284,119 @@ func TestReconciler_LocalCloseOvertakesAClaim(t *testing.T) {
 	}
 }
 
+// closedLocallyAt5m: T1 (expiring at t0+30m) closed through the API at t0+5m while the provider
+// did not know its trade: its check once more is due at t0+40m.
+func closedLocallyAt5m(t *testing.T) (*paynotify.Reconciler, *svcBundle) {
+	t.Helper()
+	r, b := setupReconciler(t)
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	b.fake.closeFn = localClose
+	b.now.Set(t0.Add(5 * time.Minute))
+	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
+		t.Fatalf("close: %+v, %v", o, err)
+	}
+	return r, b
+}
+
+// paidAtProvider has the fake provider answer T1's query with a verified payment.
+func paidAtProvider(b *svcBundle) {
+	f := paidFact("T1", "P1")
+	f.AppID, f.SellerID = "", ""
+	b.fake.setQuery("T1", answer("TRADE_SUCCESS", &f))
+}
+
+// TestReconciler_LocalCloseUnverifiedAnswer (a reviewer helper's findings): an answer to the
+// check once more that does not verify, or that is about another order, says nothing about T1:
+// T1 is asked again at the schedule's pace, and a payment is found then.
+func TestReconciler_LocalCloseUnverifiedAnswer(t *testing.T) {
+	for name, bad := range map[string]func() (*paynotify.Answer, error){
+		"BadSignature": func() (*paynotify.Answer, error) {
+			return &paynotify.Answer{Endpoint: "fake.query", Body: []byte(`{"forged":"TRADE_NOT_EXIST"}`), Header: http.Header{}},
+				&paynotify.RejectError{Reason: paynotify.ReasonSignatureInvalid, Detail: "bad signature"}
+		},
+		"AnotherOrder": answer("TRADE_CLOSED", &paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: "T9"}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, b := closedLocallyAt5m(t)
+			b.fake.setQuery("T1", bad)
+			b.now.Set(t0.Add(40 * time.Minute))
+			sweep(t, r)
+			if next, _ := nextCheck(t, b, "T1"); b.fake.count("query:T1") != 1 || next != 50*time.Minute {
+				t.Fatalf("after %d queries: next check at t0+%v, want one query and then_every (10m) later", b.fake.count("query:T1"), next)
+			}
+			paidAtProvider(b)
+			b.now.Set(t0.Add(50 * time.Minute))
+			sweep(t, r)
+			if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.NextCheckAt != nil {
+				t.Fatalf("order %s next %v, want paid and no more checks", o.Status, o.NextCheckAt)
+			}
+		})
+	}
+}
+
+// TestReconciler_LocalCloseOpenTrade (a reviewer helper's finding): at the check once more the
+// provider has the trade, still open (the buyer opened it; its expiry not enforced yet): it is
+// closed at the provider then, as a pending order at its expiry; a payment found while closing is
+// applied.
+func TestReconciler_LocalCloseOpenTrade(t *testing.T) {
+	t.Run("Closed", func(t *testing.T) {
+		r, b := closedLocallyAt5m(t)
+		b.fake.closeFn = func(o *paynotify.Order) (paynotify.Fact, error) {
+			return paynotify.Fact{Kind: paynotify.FactClosed, OutTradeNo: o.OutTradeNo}, nil
+		}
+		b.now.Set(t0.Add(40 * time.Minute))
+		sweep(t, r) // the fake's query answers WAIT_BUYER_PAY
+		if o := b.order(t, "T1"); b.fake.count("close") != 2 || o.Status != paynotify.StatusClosed || o.NextCheckAt != nil {
+			t.Fatalf("%d closes; order %s next %v: want the trade closed at the provider, the order closed, no more checks", b.fake.count("close"), o.Status, o.NextCheckAt)
+		}
+	})
+	t.Run("PaidWhileClosing", func(t *testing.T) {
+		r, b := closedLocallyAt5m(t)
+		b.fake.closeFn = func(o *paynotify.Order) (paynotify.Fact, error) { return paidFact(o.OutTradeNo, "P1"), nil }
+		b.now.Set(t0.Add(40 * time.Minute))
+		sweep(t, r)
+		if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid || o.NextCheckAt != nil {
+			t.Fatalf("order %s next %v, want paid (a payment after close) and no more checks", o.Status, o.NextCheckAt)
+		}
+	})
+	t.Run("CloseFails", func(t *testing.T) {
+		r, b := closedLocallyAt5m(t)
+		b.fake.closeFn = func(o *paynotify.Order) (paynotify.Fact, error) {
+			return paynotify.Fact{}, &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "timeout"}
+		}
+		b.now.Set(t0.Add(40 * time.Minute))
+		sweep(t, r)
+		if next, _ := nextCheck(t, b, "T1"); next != 50*time.Minute {
+			t.Fatalf("next check at t0+%v, want then_every (10m) later", next)
+		}
+	})
+}
+
+// TestReconciler_LocalCloseRetriesEnd (a reviewer helper's finding): a check once more that keeps
+// failing (a signed refusal of every query: a permission the app's key lacks) is asked again at
+// the schedule's pace until LocalCloseWindow after the expiry, then no more.
+func TestReconciler_LocalCloseRetriesEnd(t *testing.T) {
+	r, b := closedLocallyAt5m(t)
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "Alipay refused: isv.insufficient-isv-permissions", ProviderCode: "isv.insufficient-isv-permissions"}
+	})
+	end := 30*time.Minute + paynotify.LocalCloseWindow
+	for at := 40 * time.Minute; at <= end+24*time.Hour; at += time.Hour {
+		b.now.Set(t0.Add(at))
+		sweep(t, r)
+		if next, _ := nextCheck(t, b, "T1"); at < end && (next <= at || next > end) {
+			t.Fatalf("at t0+%v: next check at t0+%v, want after it and not past the window's end (t0+%v)", at, next, end)
+		}
+	}
+	o := b.order(t, "T1")
+	if o.NextCheckAt != nil || o.Status != paynotify.StatusClosed {
+		t.Fatalf("past the window: order %s next %v, want closed and no more checks", o.Status, o.NextCheckAt)
+	}
+	if n, want := b.fake.count("query:T1"), int(paynotify.LocalCloseWindow/time.Hour)+1; n != want {
+		t.Errorf("%d queries, want %d (one a sweep, an hour apart, through the window's end)", n, want)
+	}
+}
+
 // WeChat Pay is not closed within five minutes of creation, whatever the expiry.
 func TestCloseAt(t *testing.T) {
 	if got := paynotify.CloseAt(paynotify.ProviderWechatpay, t0, t0.Add(time.Minute)); !got.Equal(t0.Add(5 * time.Minute)) {

@@ -30,8 +30,10 @@ const reconcileTry = "paynotify reconcile --config paynotify.yaml --since 48h"
 func (reconcileCommand) Usage() string {
 	return `Usage: paynotify reconcile --config FILE [--app NAME] [--since DURATION] [--dry-run]
 
-Queries the provider about every pending order, and every pending refund, created within --since
-(default 48h), and applies what the verified answers say, as a notification would be applied. It
+Queries the provider about every pending order, every order paynotify closed alone (the provider
+did not know its trade) still to be asked about once more, and every pending refund, created
+within --since (default 48h), and applies what the verified answers say, as a notification would
+be applied. It
 does not close expired orders (serve does). It works while serve runs on the same database.
 Ends with one line:
   checked=N paid=N closed=N refunded=N pending=N skipped=N errors=N
