@@ -535,10 +535,17 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 			next = now.Add(r.thenEvery(c.App))
 			if c.Kind == CheckOrder {
 				if a := r.Service.Apps[c.App]; a != nil {
-					if o, gerr := r.Service.Store.GetOrder(ctx, c.App, c.OutTradeNo); gerr == nil && o.Status == StatusPending {
-						if at := CloseAt(a.Provider, o.CreatedAt, o.ExpiresAt); at.After(now) && at.Before(next) {
+					ord, gerr := r.Service.Store.GetOrder(ctx, c.App, c.OutTradeNo)
+					switch {
+					case gerr != nil:
+					case ord.Status == StatusPending:
+						if at := CloseAt(a.Provider, ord.CreatedAt, ord.ExpiresAt); at.After(now) && at.Before(next) {
 							next = at // not past the order's close at expiry
 						}
+					case ord.Status == StatusClosed && ord.NextCheckAt != nil:
+						// checkClosed's retries end, a panic's too (a reviewer helper's finding).
+						until := ord.ExpiresAt.Add(LocalCloseWindow)
+						o.until = &until
 					}
 				}
 			}
@@ -618,6 +625,10 @@ type checkOutcome struct {
 // another instance may know it (a rolling deploy that adds the app), or the app comes back to the
 // config. Dropping its schedule would stop its checks and its close at expiry for good.
 const unknownAppRetry = time.Hour
+
+// errLocalCloseUnconfirmed: the checks of an order closed locally ended, past LocalCloseWindow,
+// without a verified answer (checkClosed).
+var errLocalCloseUnconfirmed = errors.New("paynotify: order closed locally could not be confirmed with the provider: look for a payment in its portal")
 
 // errUnknownApp: the check is of an app this process's config does not have.
 var errUnknownApp = errors.New("paynotify: check of an app this process does not know")
@@ -740,17 +751,18 @@ func (r *Reconciler) checkClosed(ctx context.Context, a *App, o *Order, now time
 	}
 	log := r.log().With("app", a.Name, "out_trade_no", o.OutTradeNo)
 	until := o.ExpiresAt.Add(LocalCloseWindow)
-	again := func(why string) checkOutcome {
+	// again asks about the order again at the schedule's pace, until the window ends; past it
+	// the check fails, and run logs that its retries are over.
+	again := func(why string) (checkOutcome, error) {
 		if !now.Before(until) {
-			log.Error("order closed locally could not be confirmed with the provider: look for a payment in its portal", "why", why)
-			return checkOutcome{counted: true}
+			return checkOutcome{until: &until, counted: true}, fmt.Errorf("%w: %s", errLocalCloseUnconfirmed, why)
 		}
 		next := now.Add(r.thenEvery(a.Name))
 		if next.After(until) {
 			next = until
 		}
 		log.Warn("order closed locally asked about again", "why", why, "retry_at", next)
-		return checkOutcome{next: &next, counted: true}
+		return checkOutcome{next: &next, counted: true}, nil
 	}
 	res, err := r.Service.CheckOrder(ctx, a, o, false)
 	switch {
@@ -760,23 +772,27 @@ func (r *Reconciler) checkClosed(ctx context.Context, a *App, o *Order, now time
 		return checkOutcome{until: &until}, nil, err
 	case res.Verdict == VerdictRejected:
 		// Nothing verified was said: not an answer (a reviewer helper's finding).
-		return again("the answer was rejected: " + res.Reason), res, nil
+		out, err := again("the answer was rejected: " + res.Reason)
+		return out, res, err
 	case res.Order != nil && res.Order.Status != StatusClosed:
 		log.Warn("order closed locally found paid at the provider", "status", res.Order.Status)
 		return checkOutcome{counted: true}, res, nil
 	case res.Fact == nil && !res.NotFound:
 		// The trade exists at the provider and is still open (its expiry not enforced yet, or a
 		// clock apart from ours): closed there now, as a pending order at its expiry.
+		// A close or an apply that fails is the check's failure, as a query's: run gives it back
+		// at shutdown, backs off an unreachable provider (a reviewer helper's finding).
 		f, cerr := a.Gateway.Close(ctx, o)
 		if cerr != nil {
-			return again(fmt.Sprintf("the trade is open at the provider (%s), and closing it failed: %v", res.State, cerr)), res, nil
+			return checkOutcome{until: &until}, nil, fmt.Errorf("the trade is open at the provider (%s), and closing it failed: %w", res.State, cerr)
 		}
 		applied, cerr := r.Service.applyAnswered(ctx, a, f, nil)
 		switch {
 		case cerr != nil:
-			return again(fmt.Sprintf("the trade is open at the provider (%s); its close's answer was not applied: %v", res.State, cerr)), res, nil
+			return checkOutcome{until: &until}, nil, fmt.Errorf("the trade is open at the provider (%s); its close's answer was not applied: %w", res.State, cerr)
 		case applied.Verdict == VerdictAnomaly && !Acknowledged(applied.Reason) || applied.Order == nil:
-			return again(fmt.Sprintf("the trade is open at the provider (%s); its close's answer disagrees with the order: %s", res.State, applied.Reason)), res, nil
+			out, err := again(fmt.Sprintf("the trade is open at the provider (%s); its close's answer disagrees with the order: %s", res.State, applied.Reason))
+			return out, res, err
 		}
 		if applied.Order.Status != StatusClosed {
 			log.Warn("order closed locally found paid at the provider while closing its trade", "status", applied.Order.Status)

@@ -365,9 +365,12 @@ func TestReconciler_LocalCloseOpenTrade(t *testing.T) {
 			return paynotify.Fact{}, &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "timeout"}
 		}
 		b.now.Set(t0.Add(40 * time.Minute))
-		sweep(t, r)
-		if next, _ := nextCheck(t, b, "T1"); next != 50*time.Minute {
-			t.Fatalf("next check at t0+%v, want then_every (10m) later", next)
+		if st := sweep(t, r); st.Errors != 1 {
+			t.Fatalf("sweep %+v, want the failed close an error", st)
+		}
+		// A provider that does not answer: asked again at the outage backoff's pace.
+		if next, _ := nextCheck(t, b, "T1"); next <= 40*time.Minute || next > 50*time.Minute {
+			t.Fatalf("next check at t0+%v, want soon after the failure", next)
 		}
 	})
 }

@@ -290,6 +290,14 @@ func (reconcileCommand) check(ctx context.Context, svc *paynotify.Service, it re
 		return
 	}
 	status := res.Order.Status // on a dry run, the order applying would leave (Processor.Preview)
+	if status == paynotify.StatusClosed && res.Fact == nil && !res.NotFound {
+		// An order closed locally whose trade is open at the provider (the buyer opened it, its
+		// expiry not enforced yet): pending there, and payable; serve closes it at its check
+		// (a reviewer helper's finding: counted closed).
+		svc.Logger.Warn("reconcile: an order closed locally has its trade open at the provider", "app", it.app.Name,
+			"out_trade_no", it.order.OutTradeNo, "state", res.State)
+		status = paynotify.StatusPending
+	}
 	count(func() {
 		switch status {
 		case paynotify.StatusPaid, paynotify.StatusFinished:

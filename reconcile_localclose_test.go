@@ -1,0 +1,157 @@
+package paynotify_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paynotify/paynotify"
+	"github.com/paynotify/paynotify/alipay"
+	"github.com/paynotify/paynotify/internal/testsign"
+	"github.com/paynotify/paynotify/provider"
+)
+
+// The check once more of an order closed by a close of our own (docs/reconciliation.md, "A close
+// of our own"): cases a reviewer helper found wrong in its first versions.
+
+// signedAlipay is a fake Alipay gateway on loopback, its answers signed by openssl with the key
+// that plays Alipay (httpd/testdata), per method; nodes[method] is a queue, the last one repeated.
+type signedAlipay struct {
+	mu    sync.Mutex
+	nodes map[string][]string
+	calls map[string]int
+}
+
+func newSignedAlipay(t *testing.T, nodes map[string][]string) (*provider.Alipay, *signedAlipay) {
+	t.Helper()
+	fa := &signedAlipay{nodes: nodes, calls: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method := r.URL.Query().Get("method")
+		fa.mu.Lock()
+		q := fa.nodes[method]
+		fa.calls[method]++
+		var node string
+		if len(q) > 0 {
+			node = q[0]
+			if len(q) > 1 {
+				fa.nodes[method] = q[1:]
+			}
+		}
+		fa.mu.Unlock()
+		if node == "" {
+			http.Error(w, "no", http.StatusNotFound)
+			return
+		}
+		body := `{"` + strings.ReplaceAll(method, ".", "_") + `_response":` + node +
+			`,"sign":"` + testsign.RSA2(t, "httpd/testdata/alipay_private.pem", []byte(node)) + `"}`
+		w.Header().Set("Content-Type", "text/html;charset=utf-8")
+		w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	b, err := os.ReadFile("httpd/testdata/alipay_public.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := alipay.ParsePublicKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := alipay.NewClient(alipay.Config{AppID: "2021000000000001", PrivateKey: k, AlipayPublicKey: pub, Gateway: srv.URL + "/gateway.do"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &provider.Alipay{Client: c}, fa
+}
+
+func (fa *signedAlipay) count(method string) int {
+	fa.mu.Lock()
+	defer fa.mu.Unlock()
+	return fa.calls[method]
+}
+
+// TestReconciler_LocalCloseNotFoundOfAnotherOrder: Alipay's business failures carry out_trade_no,
+// and the signature covers the node, not the request. A signed ACQ.TRADE_NOT_EXIST naming T9
+// (replayed) says nothing about T1: the real adapter rejects it, T1 is asked again and its
+// payment (its notifications lost) found. It used to end T1's checks.
+func TestReconciler_LocalCloseNotFoundOfAnotherOrder(t *testing.T) {
+	r, b := setupReconciler(t)
+	gw, fa := newSignedAlipay(t, map[string][]string{
+		"alipay.trade.close": {`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T1"}`},
+		"alipay.trade.query": {
+			// About T9, replayed: says nothing about T1.
+			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T9"}`,
+			// T1 as Alipay has it: paid before its expiry, notifications lost.
+			`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"TRADE_SUCCESS","total_amount":"10.00","send_pay_date":"2026-12-01 08:20:00"}`,
+		},
+	})
+	b.app.Gateway = gw
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	b.now.Set(t0.Add(5 * time.Minute))
+	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
+		t.Fatalf("close: %+v, %v", o, err)
+	}
+	b.now.Set(t0.Add(40 * time.Minute))
+	sweep(t, r)
+	if fa.count("alipay.trade.query") != 1 {
+		t.Fatalf("%d queries at the check once more, want 1", fa.count("alipay.trade.query"))
+	}
+	if next, _ := nextCheck(t, b, "T1"); next < 0 {
+		t.Errorf("an ACQ.TRADE_NOT_EXIST naming T9 ended T1's checks (next_check_at null); want T1 asked again at then_every")
+	}
+	for at := 50 * time.Minute; at <= 3*time.Hour; at += 10 * time.Minute {
+		b.now.Set(t0.Add(at))
+		sweep(t, r)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid {
+		t.Errorf("T1 is %s after %d queries; want paid (Alipay has it TRADE_SUCCESS)", o.Status, fa.count("alipay.trade.query"))
+	}
+}
+
+// TestReconciler_LocalClosePanicEnds: a check once more that panics every time is asked again
+// until LocalCloseWindow after the expiry, then no more (it used to be asked for ever: the
+// panic's outcome lost the window).
+func TestReconciler_LocalClosePanicEnds(t *testing.T) {
+	r, b := closedLocallyAt5m(t)
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) { panic("adapter bug on an unexpected answer") })
+	end := 30*time.Minute + paynotify.LocalCloseWindow
+	for at := 40 * time.Minute; at <= end+3*24*time.Hour; at += time.Hour {
+		b.now.Set(t0.Add(at))
+		sweep(t, r)
+	}
+	o := b.order(t, "T1")
+	if o.NextCheckAt != nil {
+		t.Errorf("3 days past the window: next check at t0+%v after %d queries; want no more checks", o.NextCheckAt.Sub(t0), b.fake.count("query:T1"))
+	}
+}
+
+// TestReconciler_LocalCloseShutdownWhileClosing: a check once more cancelled by a shutdown while
+// closing the open trade is given back due at once, uncounted, as every check at shutdown
+// (docs/reconciliation.md, "Graceful shutdown"); it used to be counted and put off then_every.
+func TestReconciler_LocalCloseShutdownWhileClosing(t *testing.T) {
+	r, b := closedLocallyAt5m(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.fake.closeFn = func(o *paynotify.Order) (paynotify.Fact, error) {
+		cancel() // SIGTERM while the close is on its way
+		return paynotify.Fact{}, &paynotify.Error{Code: paynotify.EPROVIDERUNAVAILABLE, Message: "Alipay is unreachable: context canceled."}
+	}
+	b.now.Set(t0.Add(40 * time.Minute))
+	if _, err := r.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next, checks := nextCheck(t, b, "T1")
+	if next != 40*time.Minute || checks != 0 {
+		t.Errorf("cancelled while closing: next check at t0+%v, %d checks counted; want given back due at once (t0+40m), uncounted", next, checks)
+	}
+}
