@@ -560,6 +560,11 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 				next = *at // not past the order's close at expiry
 			}
 		}
+		if errors.Is(err, errLocalCloseUnconfirmed) {
+			// The provider answered (with nothing verified): counted, and not an outage.
+			counted = true
+			r.answered(c.App)
+		}
 		retry := &next
 		if u := o.until; u != nil {
 			switch {

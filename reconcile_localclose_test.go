@@ -155,3 +155,67 @@ func TestReconciler_LocalCloseShutdownWhileClosing(t *testing.T) {
 		t.Errorf("cancelled while closing: next check at t0+%v, %d checks counted; want given back due at once (t0+40m), uncounted", next, checks)
 	}
 }
+
+// TestReconciler_LocalCloseOpenTradeCloseNamesAnotherOrder: at the check once more Alipay
+// answers, signed, that T1's trade is open (WAIT_BUYER_PAY); its close answers a signed
+// ACQ.TRADE_NOT_EXIST naming T9 (replayed), which says nothing about T1: the close fails, T1 is
+// asked again, and the payment made on the open trade is found. The adapter used to take any
+// such answer as a close of our own, and T1's checks ended with its trade open.
+func TestReconciler_LocalCloseOpenTradeCloseNamesAnotherOrder(t *testing.T) {
+	r, b := setupReconciler(t)
+	gw, fa := newSignedAlipay(t, map[string][]string{
+		"alipay.trade.close": {
+			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T1"}`,
+			// About T9, replayed: says nothing about T1, whose trade the query found open.
+			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T9"}`,
+		},
+		"alipay.trade.query": {
+			`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"WAIT_BUYER_PAY","total_amount":"10.00"}`,
+			`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"TRADE_SUCCESS","total_amount":"10.00","send_pay_date":"2026-12-01 08:50:00"}`,
+		},
+	})
+	b.app.Gateway = gw
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	b.now.Set(t0.Add(5 * time.Minute))
+	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
+		t.Fatalf("close: %+v, %v", o, err)
+	}
+	b.now.Set(t0.Add(40 * time.Minute))
+	sweep(t, r)
+	if fa.count("alipay.trade.query") != 1 || fa.count("alipay.trade.close") != 2 {
+		t.Fatalf("%d queries, %d closes; want the open trade found and a close tried", fa.count("alipay.trade.query"), fa.count("alipay.trade.close"))
+	}
+	if next, _ := nextCheck(t, b, "T1"); next < 0 {
+		t.Errorf("the trade found open, its close answered ACQ.TRADE_NOT_EXIST about T9: T1's checks ended (next_check_at null); want it asked again")
+	}
+	for at := 50 * time.Minute; at <= 3*time.Hour; at += 10 * time.Minute {
+		b.now.Set(t0.Add(at))
+		sweep(t, r)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid {
+		t.Errorf("T1 is %s after %d queries; want paid (Alipay has it TRADE_SUCCESS)", o.Status, fa.count("alipay.trade.query"))
+	}
+}
+
+// TestReconciler_LocalCloseWindowEndCounted: every check once more of T1 gets an answer that
+// does not verify: each is a query made and counted in `checks` ("how many times it was
+// queried", docs/api.md), the last one, past LocalCloseWindow, too.
+func TestReconciler_LocalCloseWindowEndCounted(t *testing.T) {
+	r, b := closedLocallyAt5m(t)
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		return &paynotify.Answer{Endpoint: "fake.query", Body: []byte(`{"forged":"TRADE_NOT_EXIST"}`)},
+			&paynotify.RejectError{Reason: paynotify.ReasonSignatureInvalid, Detail: "bad signature"}
+	})
+	end := 30*time.Minute + paynotify.LocalCloseWindow
+	for at := 40 * time.Minute; at <= end+24*time.Hour; at += time.Hour {
+		b.now.Set(t0.Add(at))
+		sweep(t, r)
+	}
+	o := b.order(t, "T1")
+	if o.NextCheckAt != nil {
+		t.Fatalf("past the window: next check %v, want none", o.NextCheckAt)
+	}
+	if q := b.fake.count("query:T1"); o.Checks != q {
+		t.Errorf("%d queries answered (each rejected), checks = %d: the last, at the window's end, not counted", q, o.Checks)
+	}
+}

@@ -31,7 +31,7 @@ func (reconcileCommand) Usage() string {
 	return `Usage: paynotify reconcile --config FILE [--app NAME] [--since DURATION] [--dry-run]
 
 Queries the provider about every pending order, every order paynotify closed alone (the provider
-did not know its trade) still to be asked about once more, and every pending refund, created
+did not know its trade) still to be asked about again, and every pending refund, created
 within --since (default 48h), and applies what the verified answers say, as a notification would
 be applied. It
 does not close expired orders (serve does). It works while serve runs on the same database.
@@ -154,7 +154,7 @@ func (cmd reconcileCommand) Run(ctx context.Context, m *Main, args []string) err
 			items = append(items, reconcileItem{app: a, order: o})
 		}
 		// And the orders closed by a close of our own (the provider did not know the trade)
-		// that are still to be asked about once more: their buyer may have paid before the
+		// that are still to be asked about again: their buyer may have paid before the
 		// expiry the provider enforces, and its notification been lost (docs/reconciliation.md).
 		closed, err := svc.Store.ListOrders(ctx, paynotify.OrderFilter{App: a.Name, Status: paynotify.StatusClosed, Since: from, Limit: 10_000_000})
 		if err != nil {
