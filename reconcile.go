@@ -560,10 +560,9 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 				next = *at // not past the order's close at expiry
 			}
 		}
+		counted = counted || o.counted // a query answered before what failed (checkClosed)
 		if errors.Is(err, errLocalCloseUnconfirmed) {
-			// The provider answered (with nothing verified): counted, and not an outage.
-			counted = true
-			r.answered(c.App)
+			r.answered(c.App) // the provider answered, with nothing verified: not an outage
 		}
 		retry := &next
 		if u := o.until; u != nil {
@@ -789,12 +788,12 @@ func (r *Reconciler) checkClosed(ctx context.Context, a *App, o *Order, now time
 		// at shutdown, backs off an unreachable provider (a reviewer helper's finding).
 		f, cerr := a.Gateway.Close(ctx, o)
 		if cerr != nil {
-			return checkOutcome{until: &until}, nil, fmt.Errorf("the trade is open at the provider (%s), and closing it failed: %w", res.State, cerr)
+			return checkOutcome{until: &until, counted: true}, nil, fmt.Errorf("the trade is open at the provider (%s), and closing it failed: %w", res.State, cerr)
 		}
 		applied, cerr := r.Service.applyAnswered(ctx, a, f, nil)
 		switch {
 		case cerr != nil:
-			return checkOutcome{until: &until}, nil, fmt.Errorf("the trade is open at the provider (%s); its close's answer was not applied: %w", res.State, cerr)
+			return checkOutcome{until: &until, counted: true}, nil, fmt.Errorf("the trade is open at the provider (%s); its close's answer was not applied: %w", res.State, cerr)
 		case applied.Verdict == VerdictAnomaly && !Acknowledged(applied.Reason) || applied.Order == nil:
 			out, err := again(fmt.Sprintf("the trade is open at the provider (%s); its close's answer disagrees with the order: %s", res.State, applied.Reason))
 			return out, res, err

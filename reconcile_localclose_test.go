@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -217,5 +218,78 @@ func TestReconciler_LocalCloseWindowEndCounted(t *testing.T) {
 	}
 	if q := b.fake.count("query:T1"); o.Checks != q {
 		t.Errorf("%d queries answered (each rejected), checks = %d: the last, at the window's end, not counted", q, o.Checks)
+	}
+}
+
+// TestReconciler_LocalCloseOpenTradeCloseAboutAnotherOrderNotAnOutage: at the check once more
+// Alipay answers, signed, that T1's trade is open; its close answers, signed, ACQ.TRADE_NOT_EXIST
+// naming T9. Alipay answered both calls: T1 is asked again at then_every (10m here), its answered
+// query counted, and the app not backed off as in an outage (which, with other checks of a busy
+// app answered and resetting the backoff, sent T1's close again at nearly every sweep).
+func TestReconciler_LocalCloseOpenTradeCloseAboutAnotherOrderNotAnOutage(t *testing.T) {
+	r, b := setupReconciler(t)
+	gw, fa := newSignedAlipay(t, map[string][]string{
+		"alipay.trade.close": {
+			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T1"}`,
+			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T9"}`,
+		},
+		"alipay.trade.query": {
+			`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"WAIT_BUYER_PAY","total_amount":"10.00"}`,
+		},
+	})
+	b.app.Gateway = gw
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	b.now.Set(t0.Add(5 * time.Minute))
+	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
+		t.Fatalf("close: %+v, %v", o, err)
+	}
+	b.now.Set(t0.Add(40 * time.Minute))
+	st := sweep(t, r)
+	if fa.count("alipay.trade.query") != 1 || fa.count("alipay.trade.close") != 2 {
+		t.Fatalf("%d queries, %d closes", fa.count("alipay.trade.query"), fa.count("alipay.trade.close"))
+	}
+	next, checks := nextCheck(t, b, "T1")
+	if next != 50*time.Minute || checks != 1 {
+		t.Errorf("Alipay answered the query (WAIT_BUYER_PAY) and the close (signed, about T9): next check at t0+%v, %d checks (sweep %+v); "+
+			"want asked again at then_every (t0+50m), the query counted: it was handled as an outage of the app", next, checks, st)
+	}
+	// A busy app: a new order every sweep (every 30 s here), whose checks Alipay
+	// answers; each answer resets the app's backoff (Reconciler.answered), so T1 is asked and
+	// closed again at nearly every sweep, for up to LocalCloseWindow (7 days).
+	i := 0
+	for at := 40*time.Minute + 30*time.Second; at <= 70*time.Minute; at += 30 * time.Second {
+		b.now.Set(t0.Add(at))
+		scheduledOrder(t, r.Service, fmt.Sprintf("N%04d", i), 2*time.Hour)
+		i++
+		sweep(t, r)
+	}
+	if n := fa.count("alipay.trade.close") - 2; n > 3 {
+		t.Errorf("%d more closes of T1 in the 30 minutes after its check (%d queries in all, with the new orders'); at then_every (10m) it would be 3", n, fa.count("alipay.trade.query"))
+	}
+}
+
+// TestReconciler_ExpiryCloseAboutAnotherOrder: the close at expiry of pending T1 answered,
+// signed, ACQ.TRADE_NOT_EXIST naming T9: the close fails, and is sent again at then_every, as
+// after a signed refusal, not at every sweep of a busy app.
+func TestReconciler_ExpiryCloseAboutAnotherOrder(t *testing.T) {
+	r, b := setupReconciler(t)
+	gw, fa := newSignedAlipay(t, map[string][]string{
+		"alipay.trade.close": {`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T9"}`},
+		"alipay.trade.query": {`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"WAIT_BUYER_PAY","total_amount":"10.00"}`},
+	})
+	b.app.Gateway = gw
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	i := 0
+	for at := 30 * time.Minute; at <= 60*time.Minute; at += 30 * time.Second {
+		b.now.Set(t0.Add(at))
+		scheduledOrder(t, r.Service, fmt.Sprintf("N%04d", i), 2*time.Hour)
+		i++
+		sweep(t, r)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPending {
+		t.Fatalf("T1 %s", o.Status)
+	}
+	if n := fa.count("alipay.trade.close"); n > 4 {
+		t.Errorf("%d closes of T1 in the 30 minutes after its expiry; at then_every (10m) it would be 4", n)
 	}
 }

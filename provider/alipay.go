@@ -231,15 +231,17 @@ func (g *Alipay) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact,
 	var ae *alipay.Error
 	switch {
 	case err == nil && resp.OutTradeNo != "" && resp.OutTradeNo != o.OutTradeNo:
-		// The answer's signature does not cover the request: one about another order says nothing.
-		return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay answered the close of %s with another order.", o.OutTradeNo)
+		// The answer's signature does not cover the request: one about another order says
+		// nothing. Alipay answered, though: not an outage (the app is not backed off; a reviewer
+		// helper's finding: the close was sent again at every sweep).
+		return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDER, "Alipay answered the close of %s with another order.", o.OutTradeNo)
 	case err == nil:
 		return closed, nil
 	case errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_NOT_EXIST" && ae.OutTradeNo != "" && ae.OutTradeNo != o.OutTradeNo:
 		// The signature does not cover the request: "no such trade" about another order says
 		// nothing about this one (a replayed answer; a reviewer helper's finding: it closed
 		// locally an order whose trade Alipay held open).
-		return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay answered the close of %s with ACQ.TRADE_NOT_EXIST about another order.", o.OutTradeNo)
+		return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDER, "Alipay answered the close of %s with ACQ.TRADE_NOT_EXIST about another order.", o.OutTradeNo)
 	case errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_NOT_EXIST":
 		closed.Local = true // Alipay closed nothing: a payment that wins the race stands
 		return closed, nil
