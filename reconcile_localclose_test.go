@@ -293,3 +293,61 @@ func TestReconciler_ExpiryCloseAboutAnotherOrder(t *testing.T) {
 		t.Errorf("%d closes of T1 in the 30 minutes after its expiry; at then_every (10m) it would be 4", n)
 	}
 }
+
+// A close answered ACQ.TRADE_STATUS_ERROR whose settling query answers, signed, about T9: an
+// answer about another order, as the close's own; asked again at then_every, not at nearly
+// every sweep of a busy app as an outage (the backoff reset by the other orders' answers).
+
+// TestReconciler_ExpiryCloseStatusErrorQueryAboutAnotherOrder: the close at expiry of pending T1.
+func TestReconciler_ExpiryCloseStatusErrorQueryAboutAnotherOrder(t *testing.T) {
+	r, b := setupReconciler(t)
+	gw, fa := newSignedAlipay(t, map[string][]string{
+		"alipay.trade.close": {`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_STATUS_ERROR","sub_msg":"交易状态不合法","out_trade_no":"T1"}`},
+		"alipay.trade.query": {`{"code":"10000","msg":"Success","out_trade_no":"T9","trade_no":"2026120122001400000000009","trade_status":"TRADE_CLOSED","total_amount":"10.00"}`},
+	})
+	b.app.Gateway = gw
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	i := 0
+	for at := 30 * time.Minute; at <= 60*time.Minute; at += 30 * time.Second {
+		b.now.Set(t0.Add(at))
+		scheduledOrder(t, r.Service, fmt.Sprintf("N%04d", i), 2*time.Hour)
+		i++
+		sweep(t, r)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPending {
+		t.Fatalf("T1 %s", o.Status)
+	}
+	if n := fa.count("alipay.trade.close"); n > 4 {
+		t.Errorf("%d closes of T1 in the 30 minutes after its expiry; at then_every (10m) it would be 4", n)
+	}
+}
+
+// TestReconciler_LocalCloseOpenTradeStatusErrorQueryAboutAnotherOrder: the check once more of
+// locally closed T1 whose trade is open: the same close path.
+func TestReconciler_LocalCloseOpenTradeStatusErrorQueryAboutAnotherOrder(t *testing.T) {
+	r, b := setupReconciler(t)
+	gw, fa := newSignedAlipay(t, map[string][]string{
+		"alipay.trade.close": {
+			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T1"}`,
+			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_STATUS_ERROR","sub_msg":"交易状态不合法","out_trade_no":"T1"}`,
+		},
+		"alipay.trade.query": {
+			`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"WAIT_BUYER_PAY","total_amount":"10.00"}`,
+			`{"code":"10000","msg":"Success","out_trade_no":"T9","trade_no":"2026120122001400000000009","trade_status":"TRADE_CLOSED","total_amount":"10.00"}`,
+		},
+	})
+	b.app.Gateway = gw
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	b.now.Set(t0.Add(5 * time.Minute))
+	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
+		t.Fatalf("close: %+v, %v", o, err)
+	}
+	b.now.Set(t0.Add(40 * time.Minute))
+	sweep(t, r)
+	if fa.count("alipay.trade.query") != 2 || fa.count("alipay.trade.close") != 2 {
+		t.Fatalf("%d queries, %d closes", fa.count("alipay.trade.query"), fa.count("alipay.trade.close"))
+	}
+	if next, checks := nextCheck(t, b, "T1"); next != 50*time.Minute || checks != 1 {
+		t.Errorf("close's query answered about T9: next check at t0+%v, %d checks; want t0+50m (then_every), 1: handled as an outage", next, checks)
+	}
+}

@@ -251,7 +251,8 @@ func (g *Alipay) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact,
 			return paynotify.Fact{}, alipayError(qerr)
 		}
 		if q.OutTradeNo != o.OutTradeNo {
-			return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "Alipay answered a query about %s with another order.", o.OutTradeNo)
+			// Answered, about another order: not an outage (as the close's own answer above).
+			return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDER, "Alipay answered a query about %s with another order.", o.OutTradeNo)
 		}
 		f := alipayQueryFact(q)
 		if f == nil {

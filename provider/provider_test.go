@@ -228,8 +228,8 @@ func TestAlipayClose(t *testing.T) {
 			"alipay.trade.close": {node: `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_STATUS_ERROR","sub_msg":"x"}`},
 			"alipay.trade.query": {node: `{"code":"10000","msg":"Success","out_trade_no":"T2","trade_no":"2026","trade_status":"TRADE_SUCCESS","total_amount":"88.88"}`},
 		})
-		if _, err := g.Close(context.Background(), testOrder); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
-			t.Fatalf("Close error = %v, want provider_unavailable", err)
+		if _, err := g.Close(context.Background(), testOrder); paynotify.ErrorCode(err) != paynotify.EPROVIDER {
+			t.Fatalf("Close error = %v, want provider_error (answered, about another order: not an outage)", err)
 		}
 	})
 }
@@ -468,4 +468,28 @@ func TestAlipay_AnswersAboutAnotherOrder(t *testing.T) {
 	if _, err := g.Close(context.Background(), testOrder); paynotify.ErrorCode(err) != paynotify.EPROVIDER {
 		t.Fatalf("close answered about T9: %v, want provider_error", err)
 	}
+}
+
+// TestClose_SettlingQueryAboutAnotherOrder: a close whose settling query (after Alipay's
+// ACQ.TRADE_STATUS_ERROR, WeChat Pay's ORDERPAID) is answered, signed, about another order fails
+// as provider_error, as a close answered about another order: an answer, not an outage (a
+// reviewer helper's finding: as provider_unavailable the reconciliation sent the close again at
+// nearly every sweep of a busy app).
+func TestClose_SettlingQueryAboutAnotherOrder(t *testing.T) {
+	t.Run("Alipay", func(t *testing.T) {
+		g, _ := fakeAlipay(t, map[string]alipayAnswer{
+			"alipay.trade.close": {node: `{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_STATUS_ERROR","sub_msg":"x","out_trade_no":"T1"}`},
+			"alipay.trade.query": {node: `{"code":"10000","msg":"Success","out_trade_no":"T9","trade_no":"2026","trade_status":"TRADE_CLOSED","total_amount":"88.88"}`},
+		})
+		if _, err := g.Close(context.Background(), testOrder); paynotify.ErrorCode(err) != paynotify.EPROVIDER {
+			t.Errorf("close's query answered about T9: %v; want provider_error as for the close's own answer about T9", err)
+		}
+	})
+	t.Run("Wechat", func(t *testing.T) {
+		g, _ := fakeWechatSeq(t, wxAnswer{status: 400, body: `{"code":"ORDERPAID","message":"订单已支付"}`},
+			wxAnswer{status: 200, body: `{"appid":"wx0000000000000001","mchid":"1900000100","out_trade_no":"T9","transaction_id":"4200000009","trade_state":"SUCCESS","amount":{"total":8888,"currency":"CNY"},"success_time":"2026-12-06T10:00:00+08:00"}`})
+		if _, err := g.Close(context.Background(), testOrder); paynotify.ErrorCode(err) != paynotify.EPROVIDER {
+			t.Errorf("close's query answered about T9: %v; want provider_error, as Alipay's close about T9", err)
+		}
+	})
 }

@@ -219,7 +219,9 @@ func (g *Wechat) Close(ctx context.Context, o *paynotify.Order) (paynotify.Fact,
 		return paynotify.Fact{}, wechatError(qerr) // the query decides: its failure leaves the outcome unknown
 	}
 	if t.OutTradeNo != o.OutTradeNo {
-		return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "WeChat Pay answered a query about %s with another order.", o.OutTradeNo)
+		// Answered, about another order: not an outage, which the reconciliation backs off and
+		// other answers reset (a reviewer helper's finding: the close was sent at every sweep).
+		return paynotify.Fact{}, paynotify.Errorf(paynotify.EPROVIDER, "WeChat Pay answered a query about %s with another order.", o.OutTradeNo)
 	}
 	f := WechatTransactionFact(t)
 	if f.Kind == "" {
