@@ -351,3 +351,24 @@ func TestReconciler_LocalCloseOpenTradeStatusErrorQueryAboutAnotherOrder(t *test
 		t.Errorf("close's query answered about T9: next check at t0+%v, %d checks; want t0+50m (then_every), 1: handled as an outage", next, checks)
 	}
 }
+
+// TestReconciler_LocalCloseRetryCappedAtWindow: a check once more that fails (a signed refusal)
+// within then_every of the window's end is asked again at the window's end, not past it, and
+// failing there ends its checks.
+func TestReconciler_LocalCloseRetryCappedAtWindow(t *testing.T) {
+	r, b := closedLocallyAt5m(t)
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		return nil, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "Alipay refused: isv.insufficient-isv-permissions", ProviderCode: "isv.insufficient-isv-permissions"}
+	})
+	end := 30*time.Minute + paynotify.LocalCloseWindow
+	b.now.Set(t0.Add(end - 5*time.Minute)) // then_every (10m) would pass the end
+	sweep(t, r)
+	if next, _ := nextCheck(t, b, "T1"); next != end {
+		t.Fatalf("refused 5 minutes before the window's end: next check at t0+%v, want its end (t0+%v)", next, end)
+	}
+	b.now.Set(t0.Add(end))
+	sweep(t, r)
+	if next, checks := nextCheck(t, b, "T1"); next != -1 || checks != 2 || b.fake.count("query:T1") != 2 {
+		t.Fatalf("refused at the window's end: next check at t0+%v after %d checks, %d queries; want none after 2, 2", next, checks, b.fake.count("query:T1"))
+	}
+}

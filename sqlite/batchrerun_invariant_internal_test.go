@@ -166,6 +166,9 @@ func TestBatchRerunInvariants(t *testing.T) {
 					if w.decide && errs[i] == nil {
 						t.Errorf("write %d (dirty %s): answered nil", i, w.order)
 					}
+					if ev(id) {
+						t.Errorf("write %d (dirty %s, answered %v): its event was stored", i, w.order, errs[i])
+					}
 				default:
 					if errs[i] == nil {
 						t.Errorf("write %d (%s): answered nil", i, w.kind)

@@ -677,10 +677,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("nats.url: required when the nats block is set")
 	}
 	if c.NATS.URL != "" {
-		for _, s := range strings.Split(c.NATS.URL, ",") { // nats.go takes a list of servers
+		servers := strings.Split(c.NATS.URL, ",") // nats.go takes a list of servers
+		for i, s := range servers {
 			if u, err := url.Parse(strings.TrimSpace(s)); err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
-				// Shown without its user info: a NATS URL often holds user:password@ or token@.
-				return fmt.Errorf("nats.url: %q is not a nats:// or tls:// URL", redactNATSURL(s))
+				// Not shown: a NATS URL often holds user:password@ or token@, and what is not a
+				// URL (a server without its scheme, a comma inside a password) cannot be told
+				// apart from its secret (a reviewer helper's finding).
+				return fmt.Errorf("nats.url: server %d of %d is not a nats:// or tls:// URL (scheme://host:port, each server with its scheme; a comma separates servers)",
+					i+1, len(servers))
 			}
 		}
 		if !natsToken.MatchString(c.NATS.Stream) {

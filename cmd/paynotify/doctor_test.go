@@ -697,6 +697,10 @@ func TestRedactNATSURL(t *testing.T) {
 		{"nats://u:" + pw + "@h1:4222,nats://v:" + pw + "@h2:4222", "nats://…@h1:4222,nats://…@h2:4222"},
 		{"nats://h1:4222, nats://v:" + pw + "@h2:4222", "nats://h1:4222,nats://…@h2:4222"},
 		{"nats://" + pw + "@h1,tls://" + pw + "@h2", "nats://…@h1,tls://…@h2"},
+		// User info where url.Parse would not find it: in the path after a ";" (one server as
+		// written, which nats.go would misread as well).
+		{"nats://u:" + pw + "@h1;nats://v:" + pw + "@h2", "nats://…@h2"},
+		{"nats://u:%2F" + pw + "@h1", "nats://…@h1"},
 	} {
 		if got := redactNATSURL(c.url); got != c.want || strings.Contains(got, pw) {
 			t.Errorf("redactNATSURL(%q) = %q, want %q", c.url, got, c.want)

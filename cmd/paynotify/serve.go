@@ -818,9 +818,24 @@ func redactDSN(dsn string) string {
 func redactNATSURL(s string) string {
 	parts := strings.Split(s, ",")
 	for i, p := range parts {
-		parts[i] = redactDSN(strings.TrimSpace(p))
+		parts[i] = redactNATSServer(strings.TrimSpace(p))
 	}
 	return strings.Join(parts, ",")
+}
+
+// redactNATSServer hides what lies between a server's scheme (or its start) and its last "@":
+// user info wherever url.Parse would put it (a reviewer helper's finding: "h1;nats://v:pw@h2"
+// kept the second password in the URL's path).
+func redactNATSServer(s string) string {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return s[:start] + "…" + s[at:]
 }
 
 // dsnPassword finds password=VALUE in a key=value DSN or a query string.
