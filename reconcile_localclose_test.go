@@ -81,13 +81,41 @@ func (fa *signedAlipay) count(method string) int {
 	return fa.calls[method]
 }
 
+// sweepsFindPayment sweeps every 10 minutes from t0+50m to t0+3h and fails unless T1 ends paid
+// (the signed gateway's later query answers say TRADE_SUCCESS).
+func sweepsFindPayment(t *testing.T, r *paynotify.Reconciler, b *svcBundle, fa *signedAlipay) {
+	t.Helper()
+	for at := 50 * time.Minute; at <= 3*time.Hour; at += 10 * time.Minute {
+		b.now.Set(t0.Add(at))
+		sweep(t, r)
+	}
+	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid {
+		t.Errorf("T1 is %s after %d queries; want paid (Alipay has it TRADE_SUCCESS)", o.Status, fa.count("alipay.trade.query"))
+	}
+}
+
+// closedLocallySigned: T1 (expiring at t0+30m) closed through the API at t0+5m against the
+// signed loopback gateway answering nodes (its first close node a close of our own): its check
+// once more is due at t0+40m.
+func closedLocallySigned(t *testing.T, nodes map[string][]string) (*paynotify.Reconciler, *svcBundle, *signedAlipay) {
+	t.Helper()
+	r, b := setupReconciler(t)
+	gw, fa := newSignedAlipay(t, nodes)
+	b.app.Gateway = gw
+	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	b.now.Set(t0.Add(5 * time.Minute))
+	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
+		t.Fatalf("close: %+v, %v", o, err)
+	}
+	return r, b, fa
+}
+
 // TestReconciler_LocalCloseNotFoundOfAnotherOrder: Alipay's business failures carry out_trade_no,
 // and the signature covers the node, not the request. A signed ACQ.TRADE_NOT_EXIST naming T9
 // (replayed) says nothing about T1: the real adapter rejects it, T1 is asked again and its
 // payment (its notifications lost) found. It used to end T1's checks.
 func TestReconciler_LocalCloseNotFoundOfAnotherOrder(t *testing.T) {
-	r, b := setupReconciler(t)
-	gw, fa := newSignedAlipay(t, map[string][]string{
+	r, b, fa := closedLocallySigned(t, map[string][]string{
 		"alipay.trade.close": {`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T1"}`},
 		"alipay.trade.query": {
 			// About T9, replayed: says nothing about T1.
@@ -96,12 +124,6 @@ func TestReconciler_LocalCloseNotFoundOfAnotherOrder(t *testing.T) {
 			`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"TRADE_SUCCESS","total_amount":"10.00","send_pay_date":"2026-12-01 08:20:00"}`,
 		},
 	})
-	b.app.Gateway = gw
-	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
-	b.now.Set(t0.Add(5 * time.Minute))
-	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
-		t.Fatalf("close: %+v, %v", o, err)
-	}
 	b.now.Set(t0.Add(40 * time.Minute))
 	sweep(t, r)
 	if fa.count("alipay.trade.query") != 1 {
@@ -110,13 +132,7 @@ func TestReconciler_LocalCloseNotFoundOfAnotherOrder(t *testing.T) {
 	if next, _ := nextCheck(t, b, "T1"); next < 0 {
 		t.Errorf("an ACQ.TRADE_NOT_EXIST naming T9 ended T1's checks (next_check_at null); want T1 asked again at then_every")
 	}
-	for at := 50 * time.Minute; at <= 3*time.Hour; at += 10 * time.Minute {
-		b.now.Set(t0.Add(at))
-		sweep(t, r)
-	}
-	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid {
-		t.Errorf("T1 is %s after %d queries; want paid (Alipay has it TRADE_SUCCESS)", o.Status, fa.count("alipay.trade.query"))
-	}
+	sweepsFindPayment(t, r, b, fa)
 }
 
 // TestReconciler_LocalClosePanicEnds: a check once more that panics every time is asked again
@@ -163,8 +179,7 @@ func TestReconciler_LocalCloseShutdownWhileClosing(t *testing.T) {
 // asked again, and the payment made on the open trade is found. The adapter used to take any
 // such answer as a close of our own, and T1's checks ended with its trade open.
 func TestReconciler_LocalCloseOpenTradeCloseNamesAnotherOrder(t *testing.T) {
-	r, b := setupReconciler(t)
-	gw, fa := newSignedAlipay(t, map[string][]string{
+	r, b, fa := closedLocallySigned(t, map[string][]string{
 		"alipay.trade.close": {
 			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T1"}`,
 			// About T9, replayed: says nothing about T1, whose trade the query found open.
@@ -175,12 +190,6 @@ func TestReconciler_LocalCloseOpenTradeCloseNamesAnotherOrder(t *testing.T) {
 			`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"TRADE_SUCCESS","total_amount":"10.00","send_pay_date":"2026-12-01 08:50:00"}`,
 		},
 	})
-	b.app.Gateway = gw
-	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
-	b.now.Set(t0.Add(5 * time.Minute))
-	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
-		t.Fatalf("close: %+v, %v", o, err)
-	}
 	b.now.Set(t0.Add(40 * time.Minute))
 	sweep(t, r)
 	if fa.count("alipay.trade.query") != 1 || fa.count("alipay.trade.close") != 2 {
@@ -189,13 +198,7 @@ func TestReconciler_LocalCloseOpenTradeCloseNamesAnotherOrder(t *testing.T) {
 	if next, _ := nextCheck(t, b, "T1"); next < 0 {
 		t.Errorf("the trade found open, its close answered ACQ.TRADE_NOT_EXIST about T9: T1's checks ended (next_check_at null); want it asked again")
 	}
-	for at := 50 * time.Minute; at <= 3*time.Hour; at += 10 * time.Minute {
-		b.now.Set(t0.Add(at))
-		sweep(t, r)
-	}
-	if o := b.order(t, "T1"); o.Status != paynotify.StatusPaid {
-		t.Errorf("T1 is %s after %d queries; want paid (Alipay has it TRADE_SUCCESS)", o.Status, fa.count("alipay.trade.query"))
-	}
+	sweepsFindPayment(t, r, b, fa)
 }
 
 // TestReconciler_LocalCloseWindowEndCounted: every check once more of T1 gets an answer that
@@ -227,8 +230,7 @@ func TestReconciler_LocalCloseWindowEndCounted(t *testing.T) {
 // query counted, and the app not backed off as in an outage (which, with other checks of a busy
 // app answered and resetting the backoff, sent T1's close again at nearly every sweep).
 func TestReconciler_LocalCloseOpenTradeCloseAboutAnotherOrderNotAnOutage(t *testing.T) {
-	r, b := setupReconciler(t)
-	gw, fa := newSignedAlipay(t, map[string][]string{
+	r, b, fa := closedLocallySigned(t, map[string][]string{
 		"alipay.trade.close": {
 			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T1"}`,
 			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T9"}`,
@@ -237,12 +239,6 @@ func TestReconciler_LocalCloseOpenTradeCloseAboutAnotherOrderNotAnOutage(t *test
 			`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"WAIT_BUYER_PAY","total_amount":"10.00"}`,
 		},
 	})
-	b.app.Gateway = gw
-	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
-	b.now.Set(t0.Add(5 * time.Minute))
-	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
-		t.Fatalf("close: %+v, %v", o, err)
-	}
 	b.now.Set(t0.Add(40 * time.Minute))
 	st := sweep(t, r)
 	if fa.count("alipay.trade.query") != 1 || fa.count("alipay.trade.close") != 2 {
@@ -268,65 +264,48 @@ func TestReconciler_LocalCloseOpenTradeCloseAboutAnotherOrderNotAnOutage(t *test
 	}
 }
 
-// TestReconciler_ExpiryCloseAboutAnotherOrder: the close at expiry of pending T1 answered,
-// signed, ACQ.TRADE_NOT_EXIST naming T9: the close fails, and is sent again at then_every, as
-// after a signed refusal, not at every sweep of a busy app.
+// TestReconciler_ExpiryCloseAboutAnotherOrder: the close at expiry of pending T1 answered, signed,
+// about another order (ACQ.TRADE_NOT_EXIST naming T9; or ACQ.TRADE_STATUS_ERROR, then a settling
+// query answered about T9): the close fails and is sent again at then_every, as after a signed
+// refusal, not at nearly every sweep of a busy app as in an outage (whose backoff the other
+// orders' answered checks reset).
 func TestReconciler_ExpiryCloseAboutAnotherOrder(t *testing.T) {
-	r, b := setupReconciler(t)
-	gw, fa := newSignedAlipay(t, map[string][]string{
-		"alipay.trade.close": {`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T9"}`},
-		"alipay.trade.query": {`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"WAIT_BUYER_PAY","total_amount":"10.00"}`},
-	})
-	b.app.Gateway = gw
-	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
-	i := 0
-	for at := 30 * time.Minute; at <= 60*time.Minute; at += 30 * time.Second {
-		b.now.Set(t0.Add(at))
-		scheduledOrder(t, r.Service, fmt.Sprintf("N%04d", i), 2*time.Hour)
-		i++
-		sweep(t, r)
-	}
-	if o := b.order(t, "T1"); o.Status != paynotify.StatusPending {
-		t.Fatalf("T1 %s", o.Status)
-	}
-	if n := fa.count("alipay.trade.close"); n > 4 {
-		t.Errorf("%d closes of T1 in the 30 minutes after its expiry; at then_every (10m) it would be 4", n)
-	}
-}
-
-// A close answered ACQ.TRADE_STATUS_ERROR whose settling query answers, signed, about T9: an
-// answer about another order, as the close's own; asked again at then_every, not at nearly
-// every sweep of a busy app as an outage (the backoff reset by the other orders' answers).
-
-// TestReconciler_ExpiryCloseStatusErrorQueryAboutAnotherOrder: the close at expiry of pending T1.
-func TestReconciler_ExpiryCloseStatusErrorQueryAboutAnotherOrder(t *testing.T) {
-	r, b := setupReconciler(t)
-	gw, fa := newSignedAlipay(t, map[string][]string{
-		"alipay.trade.close": {`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_STATUS_ERROR","sub_msg":"交易状态不合法","out_trade_no":"T1"}`},
-		"alipay.trade.query": {`{"code":"10000","msg":"Success","out_trade_no":"T9","trade_no":"2026120122001400000000009","trade_status":"TRADE_CLOSED","total_amount":"10.00"}`},
-	})
-	b.app.Gateway = gw
-	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
-	i := 0
-	for at := 30 * time.Minute; at <= 60*time.Minute; at += 30 * time.Second {
-		b.now.Set(t0.Add(at))
-		scheduledOrder(t, r.Service, fmt.Sprintf("N%04d", i), 2*time.Hour)
-		i++
-		sweep(t, r)
-	}
-	if o := b.order(t, "T1"); o.Status != paynotify.StatusPending {
-		t.Fatalf("T1 %s", o.Status)
-	}
-	if n := fa.count("alipay.trade.close"); n > 4 {
-		t.Errorf("%d closes of T1 in the 30 minutes after its expiry; at then_every (10m) it would be 4", n)
+	for name, nodes := range map[string]map[string][]string{
+		"NotExist": {
+			"alipay.trade.close": {`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T9"}`},
+			"alipay.trade.query": {`{"code":"10000","msg":"Success","out_trade_no":"T1","trade_no":"2026120122001400000000001","trade_status":"WAIT_BUYER_PAY","total_amount":"10.00"}`},
+		},
+		"StatusErrorQuery": {
+			"alipay.trade.close": {`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_STATUS_ERROR","sub_msg":"交易状态不合法","out_trade_no":"T1"}`},
+			"alipay.trade.query": {`{"code":"10000","msg":"Success","out_trade_no":"T9","trade_no":"2026120122001400000000009","trade_status":"TRADE_CLOSED","total_amount":"10.00"}`},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, b := setupReconciler(t)
+			gw, fa := newSignedAlipay(t, nodes)
+			b.app.Gateway = gw
+			scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+			i := 0
+			for at := 30 * time.Minute; at <= 60*time.Minute; at += 30 * time.Second {
+				b.now.Set(t0.Add(at))
+				scheduledOrder(t, r.Service, fmt.Sprintf("N%04d", i), 2*time.Hour)
+				i++
+				sweep(t, r)
+			}
+			if o := b.order(t, "T1"); o.Status != paynotify.StatusPending {
+				t.Fatalf("T1 %s", o.Status)
+			}
+			if n := fa.count("alipay.trade.close"); n > 4 {
+				t.Errorf("%d closes of T1 in the 30 minutes after its expiry; at then_every (10m) it would be 4", n)
+			}
+		})
 	}
 }
 
 // TestReconciler_LocalCloseOpenTradeStatusErrorQueryAboutAnotherOrder: the check once more of
 // locally closed T1 whose trade is open: the same close path.
 func TestReconciler_LocalCloseOpenTradeStatusErrorQueryAboutAnotherOrder(t *testing.T) {
-	r, b := setupReconciler(t)
-	gw, fa := newSignedAlipay(t, map[string][]string{
+	r, b, fa := closedLocallySigned(t, map[string][]string{
 		"alipay.trade.close": {
 			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在","out_trade_no":"T1"}`,
 			`{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_STATUS_ERROR","sub_msg":"交易状态不合法","out_trade_no":"T1"}`,
@@ -336,12 +315,6 @@ func TestReconciler_LocalCloseOpenTradeStatusErrorQueryAboutAnotherOrder(t *test
 			`{"code":"10000","msg":"Success","out_trade_no":"T9","trade_no":"2026120122001400000000009","trade_status":"TRADE_CLOSED","total_amount":"10.00"}`,
 		},
 	})
-	b.app.Gateway = gw
-	scheduledOrder(t, r.Service, "T1", 30*time.Minute)
-	b.now.Set(t0.Add(5 * time.Minute))
-	if o, err := r.Service.CloseOrder(context.Background(), "shop", "T1"); err != nil || o.Status != paynotify.StatusClosed || o.NextCheckAt == nil {
-		t.Fatalf("close: %+v, %v", o, err)
-	}
 	b.now.Set(t0.Add(40 * time.Minute))
 	sweep(t, r)
 	if fa.count("alipay.trade.query") != 2 || fa.count("alipay.trade.close") != 2 {

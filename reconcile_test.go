@@ -640,8 +640,9 @@ func TestReconciler_NoQueryService(t *testing.T) {
 	}
 }
 
-// A pending refund is checked on the schedule until final; after RefundWindow it needs attention.
-func TestReconciler_Refunds(t *testing.T) {
+// pendingRefundOfT1: T1 paid, and its refund R00001 of 1.00 pending (the provider processing it).
+func pendingRefundOfT1(t *testing.T) (*paynotify.Reconciler, *svcBundle) {
+	t.Helper()
 	ctx := context.Background()
 	r, b := setupReconciler(t)
 	scheduledOrder(t, r.Service, "T1", time.Hour)
@@ -649,10 +650,16 @@ func TestReconciler_Refunds(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) { return nil, nil } // processing
-	rf, _, err := r.Service.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 100, OutRequestNo: "R00001"})
-	if err != nil || rf.Status != paynotify.RefundPending {
+	if rf, _, err := r.Service.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 100, OutRequestNo: "R00001"}); err != nil || rf.Status != paynotify.RefundPending {
 		t.Fatalf("Refund = %+v, %v", rf, err)
 	}
+	return r, b
+}
+
+// A pending refund is checked on the schedule until final; after RefundWindow it needs attention.
+func TestReconciler_Refunds(t *testing.T) {
+	ctx := context.Background()
+	r, b := pendingRefundOfT1(t)
 	refund := func() *paynotify.Refund {
 		list, err := b.store.ListRefunds(ctx, "shop", "T1")
 		if err != nil || len(list) != 1 {
@@ -682,15 +689,7 @@ func TestReconciler_Refunds(t *testing.T) {
 // as an inferred amount still to confirm), as a check that ends without panicking does.
 func TestReconciler_PanicKeepsSettledRefund(t *testing.T) {
 	ctx := context.Background()
-	r, b := setupReconciler(t)
-	scheduledOrder(t, r.Service, "T1", time.Hour)
-	if _, err := r.Service.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
-		t.Fatal(err)
-	}
-	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) { return nil, nil } // processing
-	if rf, _, err := r.Service.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 100, OutRequestNo: "R00001"}); err != nil || rf.Status != paynotify.RefundPending {
-		t.Fatalf("Refund = %+v, %v", rf, err)
-	}
+	r, b := pendingRefundOfT1(t)
 	b.fake.mu.Lock()
 	b.fake.rquery["R00001"] = func() (*paynotify.Answer, error) {
 		settled := paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T1", ProviderTradeNo: "P1", RefundPerRequest: true,

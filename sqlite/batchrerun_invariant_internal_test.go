@@ -55,16 +55,16 @@ func TestBatchRerunInvariants(t *testing.T) {
 						return err
 					}
 				}
+				pay := commitOrder(func(o *paynotify.Order) (*paynotify.Change, error) {
+					if o.Status != paynotify.StatusPending {
+						return nil, nil
+					}
+					w.decide = true
+					return storetest.PaidChange(o, ev, "nt"+ev, storetest.T0), nil
+				})
 				switch k := r.Intn(10); {
 				case k < 4:
-					w.kind = "pay"
-					fns[i] = commitOrder(func(o *paynotify.Order) (*paynotify.Change, error) {
-						if o.Status != paynotify.StatusPending {
-							return nil, nil
-						}
-						w.decide = true
-						return storetest.PaidChange(o, ev, "nt"+ev, storetest.T0), nil
-					})
+					w.kind, fns[i] = "pay", pay
 				case k == 4 && r.Intn(2) == 0:
 					w.kind = "finish" // decided on the order's payment, maybe one of this batch
 					for j := i - 1; j >= 0; j-- {
@@ -103,14 +103,7 @@ func TestBatchRerunInvariants(t *testing.T) {
 				case endings >= maxEndings || k < 9 && r.Intn(3) > 0:
 					// Most batches end at most one transaction: a third makes the batch run with a
 					// savepoint per write, where an ending write fails the whole batch.
-					w.kind = "pay"
-					fns[i] = commitOrder(func(o *paynotify.Order) (*paynotify.Change, error) {
-						if o.Status != paynotify.StatusPending {
-							return nil, nil
-						}
-						w.decide = true
-						return storetest.PaidChange(o, ev, "nt"+ev, storetest.T0), nil
-					})
+					w.kind, fns[i] = "pay", pay
 				case k < 9:
 					endings++
 					w.kind = "ending"
