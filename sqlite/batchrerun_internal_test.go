@@ -204,13 +204,7 @@ func TestBatchRerunKeepsTheLock(t *testing.T) {
 func TestBatchRerunEndedTransactionsFailHealth(t *testing.T) {
 	db := rerunOpen(t)
 	rerunSetup(t, db)
-	var pc int
-	if err := db.SQL().QueryRow(`PRAGMA page_count`).Scan(&pc); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.SQL().Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pc)); err != nil {
-		t.Fatal(err)
-	}
+	fillUp(t, db)
 	o := storetest.NewOrder("app1", "O0", storetest.T0)
 	batch := func(tag string, n int) {
 		var writes []func() error
@@ -370,13 +364,7 @@ func TestBatchRerunNewTransactionNoOverwrite(t *testing.T) {
 func TestBatchRerunAloneEndedFailsHealth(t *testing.T) {
 	db := rerunOpen(t)
 	rerunSetup(t, db)
-	var pc int
-	if err := db.SQL().QueryRow(`PRAGMA page_count`).Scan(&pc); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.SQL().Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pc)); err != nil {
-		t.Fatal(err)
-	}
+	fillUp(t, db)
 	o := storetest.NewOrder("app1", "O0", storetest.T0)
 	for i := range 3 {
 		e := storetest.NewEvidence(fmt.Sprintf("full%d", i), o, storetest.T0)
