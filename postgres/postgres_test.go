@@ -736,3 +736,13 @@ func TestIdleTransactionBounded(t *testing.T) {
 		t.Error("the idle session still answers: PostgreSQL did not end it")
 	}
 }
+
+// BenchmarkClaimBeside: a sweep's claim and finish of 100 due checks of app1, with 0 and 50,000
+// due orders of an app the sweep does not claim beside them (storetest.BenchClaimBeside).
+func BenchmarkClaimBeside(b *testing.B) {
+	for _, others := range []int{0, 50000} {
+		b.Run(fmt.Sprint("others=", others), func(b *testing.B) {
+			storetest.BenchClaimBeside(b, MustOpen(b, pgtest.NewSchema(b)), others)
+		})
+	}
+}

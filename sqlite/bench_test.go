@@ -86,3 +86,13 @@ func BenchmarkCommitOrderConcurrent(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 }
+
+// BenchmarkClaimBeside: a sweep's claim and finish of 100 due checks of app1, with 0 and 50,000
+// due orders of an app the sweep does not claim beside them (storetest.BenchClaimBeside).
+func BenchmarkClaimBeside(b *testing.B) {
+	for _, others := range []int{0, 50000} {
+		b.Run(fmt.Sprint("others=", others), func(b *testing.B) {
+			storetest.BenchClaimBeside(b, MustOpen(b, tempPath(b)), others)
+		})
+	}
+}

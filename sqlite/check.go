@@ -1,11 +1,13 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,14 +35,7 @@ func (db *DB) ClaimChecksOf(ctx context.Context, now time.Time, lease time.Durat
 	if limit <= 0 {
 		return out, nil
 	}
-	cl := claim{due: formatTime(now), until: formatTime(now.Add(lease)), token: rand.Text()}
-	if apps != nil {
-		b, err := json.Marshal(apps)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: claim checks: %w", err)
-		}
-		cl.apps = string(b)
-	}
+	cl := claim{due: formatTime(now), until: formatTime(now.Add(lease)), token: rand.Text(), apps: apps}
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim checks: %w", err)
@@ -62,40 +57,64 @@ func (db *DB) ClaimChecksOf(ctx context.Context, now time.Time, lease time.Durat
 // claim is one ClaimChecks call: rows due at or before due move to until under token.
 type claim struct {
 	due, until, token string
-	apps              string // a JSON array of the apps whose rows it takes; "" for every app
+	apps              []string // the apps whose rows it takes; nil for every app
 }
 
-// take claims up to limit due rows of kind's table and appends them to out.
+// take claims up to limit due rows of kind's table and appends them to out, earliest first
+// (next_check_at, then rowid) across the apps. Each app's earliest are read from the
+// (app, next_check_at) index on their own, then merged: a claim costs the same whatever the
+// due rows of the apps it does not claim (migration 0009; with next_check_at alone, a claim
+// walked past all of them: ~15 ms at 50,000).
 func (cl claim) take(ctx context.Context, tx *sql.Tx, kind paynotify.CheckKind, limit int, out []*paynotify.Check) ([]*paynotify.Check, error) {
 	table, requestNo := "orders", "''"
 	if kind == paynotify.CheckRefund {
 		table, requestNo = "refunds", "out_request_no"
 	}
-	// Select first, then update the rows selected: the UPDATE's RETURNING could not give them
-	// earliest first. Nothing can come between the two statements, inside the write transaction.
-	rows, err := tx.QueryContext(ctx, `SELECT rowid, app, out_trade_no, `+requestNo+`, checks FROM `+table+`
-		WHERE next_check_at IS NOT NULL AND next_check_at <= ?1
-			AND (?3 = '' OR app IN (SELECT value FROM json_each(?3)))
-		ORDER BY next_check_at, rowid LIMIT ?2`, cl.due, limit, cl.apps)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var rowid int64
-		c := &paynotify.Check{Kind: kind, Token: cl.token}
-		if err := rows.Scan(&rowid, &c.App, &c.OutTradeNo, &c.OutRequestNo, &c.Checks); err != nil {
+	apps := slices.Compact(slices.Sorted(slices.Values(cl.apps)))
+	if cl.apps == nil {
+		var err error
+		if apps, err = scheduledApps(ctx, tx, table); err != nil {
 			return nil, err
 		}
-		ids = append(ids, strconv.FormatInt(rowid, 10))
-		out = append(out, c)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	// Select first, then update the rows selected: the UPDATE's RETURNING could not give them
+	// earliest first. Nothing can come between the statements, inside the write transaction.
+	type row struct {
+		rowid int64
+		due   string
+		c     *paynotify.Check
 	}
-	if len(ids) == 0 {
+	var due []row
+	for _, app := range apps {
+		rows, err := tx.QueryContext(ctx, `SELECT rowid, next_check_at, app, out_trade_no, `+requestNo+`, checks FROM `+table+`
+			WHERE app = ?1 AND next_check_at IS NOT NULL AND next_check_at <= ?2
+			ORDER BY next_check_at, rowid LIMIT ?3`, app, cl.due, limit)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			r := row{c: &paynotify.Check{Kind: kind, Token: cl.token}}
+			if err := rows.Scan(&r.rowid, &r.due, &r.c.App, &r.c.OutTradeNo, &r.c.OutRequestNo, &r.c.Checks); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			due = append(due, r)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(due) == 0 {
 		return out, nil
+	}
+	slices.SortFunc(due, func(a, b row) int { return cmp.Or(strings.Compare(a.due, b.due), cmp.Compare(a.rowid, b.rowid)) })
+	due = due[:min(len(due), limit)]
+	ids := make([]string, len(due))
+	for i, r := range due {
+		ids[i] = strconv.FormatInt(r.rowid, 10)
+		out = append(out, r.c)
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE `+table+` SET next_check_at = ?, check_token = ?
 		WHERE rowid IN (SELECT value FROM json_each(?))`, cl.until, cl.token, "["+strings.Join(ids, ",")+"]")
@@ -108,6 +127,29 @@ func (cl claim) take(ctx context.Context, tx *sql.Tx, kind paynotify.CheckKind, 
 		return nil, fmt.Errorf("claimed %d rows of %d selected", n, len(ids))
 	}
 	return out, nil
+}
+
+// scheduledApps returns the apps that have rows with a next_check_at in table, one index seek
+// each (a loose scan of the (app, next_check_at) index), in order.
+func scheduledApps(ctx context.Context, tx *sql.Tx, table string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `WITH RECURSIVE a(app) AS (
+			SELECT (SELECT min(app) FROM `+table+` WHERE next_check_at IS NOT NULL)
+			UNION ALL
+			SELECT (SELECT min(app) FROM `+table+` WHERE next_check_at IS NOT NULL AND app > a.app) FROM a WHERE a.app IS NOT NULL
+		) SELECT app FROM a WHERE app IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	apps := []string{}
+	for rows.Next() {
+		var app string
+		if err := rows.Scan(&app); err != nil {
+			return nil, err
+		}
+		apps = append(apps, app)
+	}
+	return apps, rows.Err()
 }
 
 // CountDueChecks counts the due orders and refunds by app (paynotify.CheckStore).

@@ -308,7 +308,7 @@ func confirmRefundAmount(ctx context.Context, tx *sql.Tx, r *paynotify.Refund, a
 
 // ListAttentionRefunds returns the refunds created at or after since that need attention, oldest
 // first: the pending ones (refunds_pending_created_at), then the others still checked
-// (refunds_next_check_at), each through its partial index.
+// (refunds_app_next_check_at), each through its partial index.
 func (db *DB) ListAttentionRefunds(ctx context.Context, since time.Time) ([]*paynotify.Refund, error) {
 	rows, err := db.rd.QueryContext(ctx, `SELECT `+refundColumns+` FROM (
 			SELECT rowid AS r, * FROM refunds WHERE status = 'pending' AND created_at >= ?1 AND needs_attention = 1

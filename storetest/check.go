@@ -618,6 +618,34 @@ func (s *suite) testClaimChecks(t *testing.T) {
 		checkStrings(t, "claimed of every app", checkKeys(cs), []string{"P/R1", "T2", "T1"})
 	})
 
+	t.Run("OKAppsMerged", func(t *testing.T) {
+		// ClaimChecksOf of several apps takes the earliest due rows across them (ties in creation
+		// order, whatever the app), up to the limit, and none of an app not named even when its
+		// rows are the earliest; an app named twice is claimed once. (Each app's rows are read
+		// from the (app, next_check_at) index on their own, then merged: migration 0009.)
+		st, b := s.setup(t)
+		for _, k := range []struct {
+			app, no string
+			sec     int
+		}{{"app3", "A", 4}, {"app1", "B", 2}, {"app2", "C", 0}, {"app3", "D", 2}, {"app1", "E", 1},
+			{"app2", "F", 1}, {"app1", "G", 3}, {"app3", "H", 1}, {"app1", "I", 61}} {
+			MustCreateOrder(t, b.ctx, st, scheduledOrder(k.app, k.no, T0.Add(time.Duration(k.sec)*time.Second)))
+		}
+		now := T0.Add(time.Minute)
+		cs, err := st.ClaimChecksOf(b.ctx, now, 10*time.Minute, 4, []string{"app3", "app1", "app3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStrings(t, "claimed of app1 and app3", checkKeys(cs), []string{"E", "app3:H", "B", "app3:D"})
+		cs, err = st.ClaimChecksOf(b.ctx, now, 10*time.Minute, 10, []string{"app1", "app3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStrings(t, "the rest of app1 and app3", checkKeys(cs), []string{"G", "app3:A"})
+		checkStrings(t, "every app's", checkKeys(MustClaimChecks(t, b.ctx, st, now.Add(time.Second), time.Minute, 10)),
+			[]string{"app2:C", "app2:F", "I"})
+	})
+
 	t.Run("OKLease", func(t *testing.T) {
 		// A claimed row is not due again before the end of its lease, and is then claimed again
 		// under a new token.
