@@ -54,7 +54,32 @@ type Reconciler struct {
 	unknownCounted time.Time
 	draining       atomic.Bool
 	drained        chan struct{} // closed by Drain (drainedC)
+	// streaks counts the provider-unavailable failures in a row of each check whose last try
+	// failed so (failedAgain): a check that keeps failing while the app's other checks answer
+	// (which end the app's backoff) backs off on its own.
+	streaks map[checkID]streak
 }
+
+// checkID names a check's row: a kind, an app, an order and, for a refund, its request number.
+type checkID struct {
+	kind                          CheckKind
+	app, outTradeNo, outRequestNo string
+}
+
+// streak is one check's provider-unavailable failures in a row, and when the last was.
+type streak struct {
+	n  int
+	at time.Time
+}
+
+// maxStreaks bounds Reconciler.streaks: past it, the streaks older than maxCheckBackoff's double
+// are forgotten, then one at random, so that an outage of every pending order of a large app
+// holds at most this many (a check whose streak is forgotten starts again from 1 s, under its
+// app's backoff).
+const maxStreaks = 10000
+
+// maxCheckBackoff is the longest a check backs off on its own, as its app does (unavailable).
+const maxCheckBackoff = 5 * time.Minute
 
 // appLimiter is one app's share of the provider: a semaphore and a backoff.
 type appLimiter struct {
@@ -224,6 +249,49 @@ func (r *Reconciler) unavailable(app string, now time.Time) time.Time {
 		l.until = until
 	}
 	return l.until
+}
+
+// failedAgain records that check c failed again because its provider was unavailable, and
+// returns when it may be tried again on its own account: from 1s, doubling to maxCheckBackoff,
+// with ±50% jitter. An app's backoff ends with any answer of the app, so that one order whose
+// query keeps failing (a provider's system error about that trade, a timeout of its answer)
+// while the app's other checks answer was otherwise tried again at every sweep, for as long as
+// it stayed due (a reviewer's finding).
+func (r *Reconciler) failedAgain(c *Check, now time.Time) time.Time {
+	id := checkID{c.Kind, c.App, c.OutTradeNo, c.OutRequestNo}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.streaks == nil {
+		r.streaks = make(map[checkID]streak)
+	}
+	st, ok := r.streaks[id]
+	if !ok && len(r.streaks) >= maxStreaks {
+		for k, v := range r.streaks {
+			if now.Sub(v.at) > 2*maxCheckBackoff {
+				delete(r.streaks, k)
+			}
+		}
+		for k := range r.streaks {
+			if len(r.streaks) < maxStreaks {
+				break
+			}
+			delete(r.streaks, k) // map order: one at random
+		}
+	}
+	st = streak{n: st.n + 1, at: now}
+	r.streaks[id] = st
+	d := maxCheckBackoff
+	if st.n <= 9 { // 1s<<8 = 256s; 1s<<9 would pass maxCheckBackoff
+		d = min(time.Second<<(st.n-1), maxCheckBackoff)
+	}
+	return now.Add(time.Duration(float64(d) * (0.5 + rand.Float64())))
+}
+
+// forget ends check c's streak of failures (failedAgain): it was answered, or failed otherwise.
+func (r *Reconciler) forget(c *Check) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.streaks, checkID{c.Kind, c.App, c.OutTradeNo, c.OutRequestNo})
 }
 
 // answered resets app's backoff.
@@ -551,6 +619,12 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 			}
 		case ErrorCode(err) == EPROVIDERUNAVAILABLE || errors.Is(err, context.DeadlineExceeded):
 			next = r.unavailable(c.App, now)
+			if own := r.failedAgain(c, now); own.After(next) {
+				next = own
+			}
+			if at := o.closeAt; at != nil && at.After(now) && at.Before(next) {
+				next = *at // not past the order's close at expiry
+			}
 		case ErrorCode(err) == EPROVIDER:
 			// A signed refusal (a permission or configuration fault at the provider) will not
 			// go away in a minute: asked again at the schedule's pace, and counted, rather than
@@ -559,6 +633,9 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 			if at := o.closeAt; at != nil && at.After(now) && at.Before(next) {
 				next = *at // not past the order's close at expiry
 			}
+		}
+		if ErrorCode(err) != EPROVIDERUNAVAILABLE && !errors.Is(err, context.DeadlineExceeded) {
+			r.forget(c) // a streak is of unavailable failures in a row
 		}
 		counted = counted || o.counted // a query answered before what failed (checkClosed)
 		if errors.Is(err, errLocalCloseUnconfirmed) {
@@ -580,6 +657,7 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 		}
 		fin.queue(CheckDone{Check: c, Next: retry, Counted: counted, KeepAttention: true, WasPending: o.wasPending})
 	} else if o.unasked {
+		r.forget(c)
 		fin.queue(CheckDone{Check: c, Next: o.next, Counted: o.counted, KeepAttention: true, WasPending: o.wasPending})
 		if r.OnCheck != nil {
 			r.OnCheck(c, res, err)
@@ -587,6 +665,7 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 		return checkReleased // nobody was asked: not "checked" (a reviewer helper's finding)
 	} else {
 		r.answered(c.App)
+		r.forget(c)
 		fin.queue(CheckDone{Check: c, Next: o.next, Counted: o.counted, Attention: o.attention, WasPending: o.wasPending})
 	}
 	if r.OnCheck != nil {

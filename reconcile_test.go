@@ -463,6 +463,94 @@ func TestReconciler_Backoff(t *testing.T) {
 	}
 }
 
+// A check that keeps failing with the provider unavailable while the app's other checks answer
+// (each answer ends the app's backoff) backs off on its own: 1s, 2s, 4s … with ±50% jitter, not
+// at every sweep; an answer ends its streak. Checks run one at a time (Batch 1): each round, an
+// order due just before it answers first, then it fails.
+func TestReconciler_OneCheckBacksOffAlone(t *testing.T) {
+	r, b := setupReconciler(t)
+	r.Batch = 1
+	b.now.Set(t0)
+	scheduledOrder(t, r.Service, "T1", 24*time.Hour) // first due at t0+1m
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "ACQ.SYSTEM_ERROR about this trade")
+	})
+	round := func(i int) time.Duration {
+		t.Helper()
+		due, before := nextCheck(t, b, "T1")
+		at := t0.Add(due + time.Millisecond)
+		b.now.Set(at.Add(-time.Minute - time.Second)) // the answering order: first due 1 s before T1
+		scheduledOrder(t, r.Service, fmt.Sprint("A", i), 24*time.Hour)
+		b.now.Set(at)
+		if stats := sweep(t, r); stats.Checked < 1 || stats.Errors != 1 {
+			t.Fatalf("round %d: stats = %+v, want A%d answered, then T1 failed", i, stats, i)
+		}
+		next, checks := nextCheck(t, b, "T1")
+		if checks != before {
+			t.Fatalf("round %d: T1 counted %d checks, want %d (unavailable: not counted)", i, checks, before)
+		}
+		return t0.Add(next).Sub(at)
+	}
+	for i := 1; i <= 10; i++ {
+		want := min(time.Second<<(i-1), 5*time.Minute)
+		if got := round(i); got < want/2 || got > want*3/2 {
+			t.Fatalf("failure %d in a row: T1 due again after %s, want %s ±50%%", i, got, want)
+		}
+	}
+	b.fake.setQuery("T1", nil) // answered: the streak ends
+	due, _ := nextCheck(t, b, "T1")
+	b.now.Set(t0.Add(due))
+	if stats := sweep(t, r); stats.Errors != 0 {
+		t.Fatalf("stats = %+v, want T1 answered", stats)
+	}
+	if _, checks := nextCheck(t, b, "T1"); checks != 1 {
+		t.Fatalf("T1 counted %d checks, want its answer's", checks)
+	}
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "ACQ.SYSTEM_ERROR about this trade")
+	})
+	if got := round(11); got < 500*time.Millisecond || got > 1500*time.Millisecond {
+		t.Fatalf("failure after an answer: T1 due again after %s, want 1s ±50%%", got)
+	}
+}
+
+// A check failing alone with the provider unavailable (the app's other checks answer) is tried
+// again no later than its order's close at expiry, however long its own backoff: the close is not
+// put off. Each round, an order due just before it answers first (Batch 1), as in
+// TestReconciler_OneCheckBacksOffAlone.
+func TestReconciler_OwnBackoffStopsAtTheClose(t *testing.T) {
+	r, b := setupReconciler(t)
+	r.Batch = 1
+	b.now.Set(t0)
+	o := scheduledOrder(t, r.Service, "T1", time.Minute+40*time.Second) // first due at t0+1m
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "timeout")
+	})
+	for i := 0; ; i++ {
+		due, _ := nextCheck(t, b, "T1")
+		if due < 0 || i > 50 {
+			t.Fatalf("after %d sweeps: T1 next check %s", i, due)
+		}
+		at := t0.Add(due + time.Millisecond)
+		b.now.Set(at.Add(-time.Minute - time.Second)) // the answering order: first due 1 s before T1
+		scheduledOrder(t, r.Service, fmt.Sprint("A", i), 24*time.Hour)
+		b.now.Set(at)
+		stats := sweep(t, r)
+		if !at.Before(o.ExpiresAt) {
+			break
+		}
+		if stats.Checked != 1 || stats.Errors != 1 {
+			t.Fatalf("sweep %d at %s: stats = %+v, want A%d answered, then T1 failed", i, at.Sub(t0), stats, i)
+		}
+		if next, _ := nextCheck(t, b, "T1"); t0.Add(next).After(o.ExpiresAt) {
+			t.Fatalf("failure %d at %s: T1 due again at %s, after its close at expiry (%s)", i+1, at.Sub(t0), next, o.ExpiresAt.Sub(t0))
+		}
+	}
+	if got := b.order(t, "T1"); got.Status != paynotify.StatusClosed {
+		t.Fatalf("T1 is %s at its expiry, want closed", got.Status)
+	}
+}
+
 // At most Concurrency queries of an app are in flight at once.
 func TestReconciler_Concurrency(t *testing.T) {
 	r, b := setupReconciler(t)
