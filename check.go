@@ -24,6 +24,14 @@ const ReasonVerifyUnavailable = "verify_unavailable"
 // for through the API is refused with that error (EPROVIDER).
 var ErrNoCloseService = errors.New("paynotify: the provider has no close service")
 
+// ErrPaidAtProvider is wrapped by a Gateway's Pay error when the provider refused to create the
+// payment because a trade of that out_trade_no is already paid (a signed Alipay precreate
+// ACQ.TRADE_HAS_SUCCESS, WeChat Pay's ORDERPAID): the order was created and paid before, and the
+// store does not have it (restored from an older backup, or the number reused by another
+// system). Service.CreateOrder then stores the order without payment parameters and asks the
+// provider about it at once; nothing is taken from the refusal itself.
+var ErrPaidAtProvider = errors.New("paynotify: the provider says a trade of this out_trade_no is already paid")
+
 // CheckResult is what one query of an order or a refund found, and what was done with it.
 type CheckResult struct {
 	// Order is the order after the check.

@@ -299,6 +299,9 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 		if existing, gerr := s.Store.GetOrder(ctx, o.App, o.OutTradeNo); gerr == nil {
 			return sameOrder(existing, o)
 		}
+		if errors.Is(err, ErrPaidAtProvider) {
+			return s.createPaidAtProvider(ctx, a, o, err)
+		}
 		s.logger().Warn("create order at provider", "app", a.Name, "out_trade_no", o.OutTradeNo, "err", err)
 		return nil, false, err
 	}
@@ -312,6 +315,35 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 	}
 	s.logger().Info("order created", "app", a.Name, "out_trade_no", o.OutTradeNo, "channel", o.Channel, "amount", int64(o.Amount))
 	return stored, true, nil
+}
+
+// createPaidAtProvider creates an order whose payment the provider refused to create because a
+// trade of its out_trade_no is paid already (ErrPaidAtProvider): it was created and paid before
+// and the store lost it (restored from an older backup), so that a 422 left the payment, whose
+// notifications then named an order the store did not have, recorded nowhere. The order is
+// stored without payment parameters, due for a check at once, and queried now: a verified
+// payment is applied as any query's (an amount that differs from this request's is an anomaly,
+// never a payment); if the query fails, the next sweep asks again. It returns the order as the
+// query left it, and created true.
+func (s *Service) createPaidAtProvider(ctx context.Context, a *App, o *Order, refusal error) (*Order, bool, error) {
+	now := s.now()
+	o.Pay, o.NextCheckAt = nil, &now
+	stored, created, err := s.Store.CreateOrder(ctx, o)
+	if err != nil {
+		return nil, false, err
+	}
+	if !created { // a concurrent create won
+		return sameOrder(stored, o)
+	}
+	log := s.logger().With("app", a.Name, "out_trade_no", o.OutTradeNo)
+	log.Warn("the provider says this order is paid already: it was created before and the store did not have it (restored from an older backup?); "+
+		"stored without payment parameters and queried", "err", refusal)
+	res, err := s.CheckOrder(ctx, a, stored, false)
+	if err != nil {
+		log.Warn("order paid at the provider: query failed, the next sweep asks again", "err", err)
+		return stored, true, nil
+	}
+	return res.Order, true, nil
 }
 
 // sameOrder answers a create for an order that exists: the stored order when it is the same

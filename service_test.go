@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -159,6 +160,83 @@ func setupService(t *testing.T) (*paynotify.Service, *svcBundle) {
 	pb.app.Reconcile = paynotify.ReconcilePolicy{Schedule: []time.Duration{time.Minute, 3 * time.Minute}, ThenEvery: 10 * time.Minute, MaxChecks: 4, Concurrency: 2}
 	s := &paynotify.Service{Store: pb.store, Processor: p, Apps: map[string]*paynotify.App{"shop": pb.app}, PublicURL: "https://pay.example.com", Now: clk.Now, Logger: quiet}
 	return s, &svcBundle{procBundle: pb, fake: fake, now: clk}
+}
+
+// TestCreateOrder_PaidAtProvider: the provider refuses to create the payment because the trade
+// is paid already (the order was created and paid before, and the store lost it): the order is
+// stored without pay parameters and queried at once; a verified payment of its amount pays it, a
+// payment of another amount does not, a query that fails leaves it due at once for the sweep.
+// Any other refusal stores nothing.
+func TestCreateOrder_PaidAtProvider(t *testing.T) {
+	ctx := context.Background()
+	paidRefusal := fmt.Errorf("%w: %w", paynotify.Errorf(paynotify.EPROVIDER, "Alipay refused: ACQ.TRADE_HAS_SUCCESS 交易已被支付"), paynotify.ErrPaidAtProvider)
+	req := func(otn string, amount paynotify.Amount) paynotify.CreateOrderRequest {
+		return paynotify.CreateOrderRequest{App: "shop", OutTradeNo: otn, Amount: amount, Subject: "s", Channel: paynotify.ChannelAlipayPrecreate, ExpiresIn: time.Hour}
+	}
+	t.Run("Paid", func(t *testing.T) {
+		s, b := setupService(t)
+		b.fake.payErr = paidRefusal
+		b.fake.setQuery("T1", answer("TRADE_SUCCESS", func() *paynotify.Fact { f := paidFact("T1", "P1"); return &f }()))
+		o, created, err := s.CreateOrder(ctx, req("T1", 1000))
+		if err != nil || !created {
+			t.Fatalf("create: %v, %v", created, err)
+		}
+		if o.Status != paynotify.StatusPaid || o.ProviderTradeNo != "P1" || o.Pay != nil || o.NextCheckAt != nil {
+			t.Fatalf("order %s, trade %q, pay %s, next check %v; want paid by P1, no pay parameters, no schedule", o.Status, o.ProviderTradeNo, o.Pay, o.NextCheckAt)
+		}
+		if got := b.events(t, "T1"); !slices.Equal(got, []string{"order.paid"}) {
+			t.Fatalf("events %v", got)
+		}
+		again, created, err := s.CreateOrder(ctx, req("T1", 1000))
+		if err != nil || created || again.Status != paynotify.StatusPaid {
+			t.Fatalf("the same request again: %v, %v, %v; want the stored paid order", again, created, err)
+		}
+		if n := b.fake.count("pay"); n != 1 {
+			t.Fatalf("%d pay calls, want 1", n)
+		}
+	})
+	t.Run("AnotherAmount", func(t *testing.T) {
+		s, b := setupService(t)
+		b.fake.payErr = paidRefusal
+		b.fake.setQuery("T1", answer("TRADE_SUCCESS", func() *paynotify.Fact { f := paidFact("T1", "P1"); return &f }())) // 1000 fen
+		o, created, err := s.CreateOrder(ctx, req("T1", 2000))
+		if err != nil || !created || o.Status != paynotify.StatusPending || o.Pay != nil {
+			t.Fatalf("create: %+v, %v, %v; want a pending order without pay parameters", o, created, err)
+		}
+		if got := b.events(t, "T1"); !slices.Equal(got, []string{"order.anomaly"}) {
+			t.Fatalf("events %v, want the amount's anomaly", got)
+		}
+		if ev := b.evidence(t, paynotify.EvidenceFilter{OutTradeNo: "T1"}); len(ev) != 1 || ev[0].Reason != paynotify.ReasonAmountMismatch {
+			t.Fatalf("evidence %v, want the query's answer, amount_mismatch", ev)
+		}
+	})
+	t.Run("QueryFails", func(t *testing.T) {
+		s, b := setupService(t)
+		b.fake.payErr = paidRefusal
+		b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+			return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "timeout")
+		})
+		o, created, err := s.CreateOrder(ctx, req("T1", 1000))
+		if err != nil || !created || o.Status != paynotify.StatusPending || o.Pay != nil {
+			t.Fatalf("create: %+v, %v, %v; want a pending order without pay parameters", o, created, err)
+		}
+		if got := b.order(t, "T1").NextCheckAt; got == nil || !got.Equal(t0) {
+			t.Fatalf("next check %v, want at once (%s)", got, t0)
+		}
+	})
+	t.Run("OtherRefusal", func(t *testing.T) {
+		s, b := setupService(t)
+		b.fake.payErr = paynotify.Errorf(paynotify.EPROVIDER, "Alipay refused: ACQ.TRADE_HAS_CLOSE")
+		if _, _, err := s.CreateOrder(ctx, req("T1", 1000)); paynotify.ErrorCode(err) != paynotify.EPROVIDER {
+			t.Fatalf("create: %v, want provider_error", err)
+		}
+		if _, err := b.store.GetOrder(ctx, "shop", "T1"); paynotify.ErrorCode(err) != paynotify.ENOTFOUND {
+			t.Fatalf("order stored after a refusal: %v", err)
+		}
+		if n := b.fake.count("query:T1"); n != 0 {
+			t.Fatalf("%d queries after a refusal, want none", n)
+		}
+	})
 }
 
 // TestCreateOrder_SameBuyer (from a reviewer helper's audit): a repeated create with another

@@ -206,6 +206,9 @@ func (g *Alipay) Pay(ctx context.Context, o *paynotify.Order, notifyURL, returnU
 	case paynotify.ChannelAlipayPrecreate:
 		r, err := g.Client.TradePrecreate(ctx, alipay.TradePrecreate{OutTradeNo: o.OutTradeNo, TotalAmount: int64(o.Amount),
 			Subject: o.Subject, Body: o.Body, TimeExpire: o.ExpiresAt, NotifyURL: notifyURL})
+		if ae := (*alipay.Error)(nil); errors.As(err, &ae) && ae.Signed && ae.SubCode == "ACQ.TRADE_HAS_SUCCESS" {
+			return nil, paidAtProvider(alipayError(err))
+		}
 		if err != nil {
 			return nil, alipayError(err)
 		}

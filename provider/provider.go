@@ -4,12 +4,15 @@
 //
 // The adapters classify provider failures once, for every caller: a signed, final refusal is
 // paynotify.EPROVIDER; anything whose outcome is unknown (unreachable, unsigned, unverifiable,
-// a system error) is paynotify.EPROVIDERUNAVAILABLE.
+// a system error) is paynotify.EPROVIDERUNAVAILABLE. A Pay refused because the trade is paid
+// already also matches paynotify.ErrPaidAtProvider.
 package provider
 
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/paynotify/paynotify"
 )
 
 // marshalPay encodes payment parameters without HTML-escaping (a form stays readable as "<form"):
@@ -23,3 +26,12 @@ func marshalPay(v any) (json.RawMessage, error) {
 	}
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
+
+// paidAtProvider is err (a *paynotify.Error) that also matches paynotify.ErrPaidAtProvider.
+func paidAtProvider(err error) error { return &paidRefusal{err: err} }
+
+// paidRefusal is a Pay refusal because the trade is paid already (paidAtProvider).
+type paidRefusal struct{ err error }
+
+func (e *paidRefusal) Error() string   { return e.err.Error() }
+func (e *paidRefusal) Unwrap() []error { return []error{e.err, paynotify.ErrPaidAtProvider} }

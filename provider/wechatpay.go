@@ -162,13 +162,13 @@ func (g *Wechat) Pay(ctx context.Context, o *paynotify.Order, notifyURL, _ strin
 	case paynotify.ChannelWechatNative:
 		codeURL, err := g.Client.PrepayNative(ctx, req)
 		if err != nil {
-			return nil, wechatError(err)
+			return nil, prepayError(err)
 		}
 		pay = map[string]string{"code_url": codeURL}
 	case paynotify.ChannelWechatApp:
 		id, err := g.Client.PrepayApp(ctx, req)
 		if err != nil {
-			return nil, wechatError(err)
+			return nil, prepayError(err)
 		}
 		p, err := g.Client.AppPayParams(id)
 		if err != nil {
@@ -179,7 +179,7 @@ func (g *Wechat) Pay(ctx context.Context, o *paynotify.Order, notifyURL, _ strin
 		req.Payer.OpenID = o.PayerOpenID
 		id, err := g.Client.PrepayJSAPI(ctx, req)
 		if err != nil {
-			return nil, wechatError(err)
+			return nil, prepayError(err)
 		}
 		p, err := g.Client.JSAPIPayParams(id)
 		if err != nil {
@@ -194,13 +194,22 @@ func (g *Wechat) Pay(ctx context.Context, o *paynotify.Order, notifyURL, _ strin
 		req.SceneInfo = &wechatpay.SceneInfo{PayerClientIP: ip, H5Info: &wechatpay.H5Info{Type: "Wap"}}
 		h5URL, err := g.Client.PrepayH5(ctx, req)
 		if err != nil {
-			return nil, wechatError(err)
+			return nil, prepayError(err)
 		}
 		pay = map[string]string{"h5_url": h5URL}
 	default:
 		return nil, paynotify.Errorf(paynotify.EINVALID, "Channel %s is not a WeChat Pay channel.", o.Channel)
 	}
 	return marshalPay(pay)
+}
+
+// prepayError is wechatError of a prepay's failure; a signed ORDERPAID (the out_trade_no is paid
+// already) also matches paynotify.ErrPaidAtProvider.
+func prepayError(err error) error {
+	if we := (*wechatpay.Error)(nil); errors.As(err, &we) && we.Signed && we.Code == "ORDERPAID" {
+		return paidAtProvider(wechatError(err))
+	}
+	return wechatError(err)
 }
 
 // Close closes the order at WeChat Pay. ORDERPAID (or any refusal) is settled by a query: a paid
