@@ -400,6 +400,50 @@ func TestReconciler_LocalCloseRetriesEnd(t *testing.T) {
 	}
 }
 
+// The last check of an order closed locally, past its window, that the provider answers with
+// nothing verified (an answer that does not verify) fails, but the provider answered: the app's
+// backoff, begun meanwhile by another check's outage, ends, and the app's next due check is
+// claimed at once (in this sweep or the next, a moment later). T1's answer waits until T2's
+// check has failed.
+func TestReconciler_LocalCloseWindowEndAnswered(t *testing.T) {
+	r, b := closedLocallyAt5m(t)
+	at := t0.Add(30*time.Minute + paynotify.LocalCloseWindow + time.Hour) // past T1's window
+	b.now.Set(at.Add(-time.Minute))
+	scheduledOrder(t, r.Service, "T2", 24*time.Hour) // first due at at
+	scheduledOrder(t, r.Service, "T3", 24*time.Hour) // first due at at too
+	t2Failed := make(chan struct{})
+	r.OnCheck = func(c *paynotify.Check, _ *paynotify.CheckResult, _ error) {
+		if c.OutTradeNo == "T2" {
+			close(t2Failed)
+		}
+	}
+	b.fake.setQuery("T2", func() (*paynotify.Answer, error) {
+		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "timeout")
+	})
+	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		select {
+		case <-t2Failed:
+		case <-time.After(10 * time.Second):
+			t.Error("T2's check did not end")
+		}
+		return &paynotify.Answer{Endpoint: "fake.query", Body: []byte(`{"forged":"TRADE_NOT_EXIST"}`), Header: http.Header{}},
+			&paynotify.RejectError{Reason: paynotify.ReasonSignatureInvalid, Detail: "bad signature"}
+	})
+	b.now.Set(at)
+	r.Batch = 2 // T1 and T2; T3, due with T2 (created after it), is left to the next claim
+	if stats := sweep(t, r); stats.Errors != 2 {
+		t.Fatalf("stats = %+v, want T1's last check and T2's failed", stats)
+	}
+	if o := b.order(t, "T1"); o.NextCheckAt != nil {
+		t.Fatalf("T1 next check %v, want none past its window", o.NextCheckAt)
+	}
+	b.now.Set(at.Add(2 * time.Millisecond))
+	sweep(t, r)
+	if n := b.fake.count("query:T3"); n != 1 {
+		t.Fatalf("T3 queried %d times, want once: T1's answer ended the app's backoff", n)
+	}
+}
+
 // WeChat Pay is not closed within five minutes of creation, whatever the expiry.
 func TestCloseAt(t *testing.T) {
 	if got := paynotify.CloseAt(paynotify.ProviderWechatpay, t0, t0.Add(time.Minute)); !got.Equal(t0.Add(5 * time.Minute)) {
