@@ -66,10 +66,14 @@ type checkID struct {
 	app, outTradeNo, outRequestNo string
 }
 
-// streak is one check's provider-unavailable failures in a row, and when the last was.
+// streak is one check's provider-unavailable failures in a row, when the last was, and the
+// check's query count then (Check.Checks): an answer counts, a failure does not, so a count that
+// moved says the check was answered since, by another process (a reviewer helper's finding: its
+// streak went on).
 type streak struct {
-	n  int
-	at time.Time
+	n      int
+	at     time.Time
+	checks int
 }
 
 // maxStreaks bounds Reconciler.streaks: past it, the streaks older than maxCheckBackoff's double
@@ -278,7 +282,10 @@ func (r *Reconciler) failedAgain(c *Check, now time.Time) time.Time {
 			delete(r.streaks, k) // map order: one at random
 		}
 	}
-	st = streak{n: st.n + 1, at: now}
+	if ok && st.checks != c.Checks {
+		st = streak{}
+	}
+	st = streak{n: st.n + 1, at: now, checks: c.Checks}
 	r.streaks[id] = st
 	d := maxCheckBackoff
 	if st.n <= 9 { // 1s<<8 = 256s; 1s<<9 would pass maxCheckBackoff

@@ -264,7 +264,9 @@ func (s *Service) newOrder(req *CreateOrderRequest) (*App, *Order, error) {
 // CreateOrder creates an order: it signs (or asks the provider for) the payment parameters, then
 // stores the order with them and its first reconciliation check. The same request again returns
 // the stored order and created false, without calling the provider; an order that exists with
-// other content is ECONFLICT.
+// other content is ECONFLICT. An order the provider says is paid already (ErrPaidAtProvider) is
+// stored and queried, and returned with an ECONFLICT error that carries the provider's code
+// (createPaidAtProvider), then and on every repeat of the request.
 func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *Order, created bool, err error) {
 	a, o, err := s.newOrder(&req)
 	if err != nil {
@@ -281,7 +283,7 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 	}
 	defer unlock()
 	if existing, err := s.Store.GetOrder(ctx, o.App, o.OutTradeNo); err == nil {
-		return sameOrder(existing, o)
+		return sameOrder(a, existing, o)
 	} else if ErrorCode(err) != ENOTFOUND {
 		return nil, false, err
 	}
@@ -297,7 +299,7 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 		// A creation of the same order by another instance may have won meanwhile (the provider
 		// then refuses this one as a duplicate number): answer as for a stored order.
 		if existing, gerr := s.Store.GetOrder(ctx, o.App, o.OutTradeNo); gerr == nil {
-			return sameOrder(existing, o)
+			return sameOrder(a, existing, o)
 		}
 		if errors.Is(err, ErrPaidAtProvider) {
 			return s.createPaidAtProvider(ctx, a, o, err)
@@ -311,20 +313,22 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 		return nil, false, err
 	}
 	if !created { // a concurrent create won
-		return sameOrder(stored, o)
+		return sameOrder(a, stored, o)
 	}
 	s.logger().Info("order created", "app", a.Name, "out_trade_no", o.OutTradeNo, "channel", o.Channel, "amount", int64(o.Amount))
 	return stored, true, nil
 }
 
-// createPaidAtProvider creates an order whose payment the provider refused to create because a
-// trade of its out_trade_no is paid already (ErrPaidAtProvider): it was created and paid before
-// and the store lost it (restored from an older backup), so that a 422 left the payment, whose
-// notifications then named an order the store did not have, recorded nowhere. The order is
-// stored without payment parameters, due for a check at once, and queried now: a verified
-// payment is applied as any query's (an amount that differs from this request's is an anomaly,
-// never a payment); if the query fails, the next sweep asks again. It returns the order as the
-// query left it, and created true.
+// createPaidAtProvider stores an order whose payment the provider refused to create because a
+// trade of its out_trade_no is paid already (ErrPaidAtProvider): created and paid before, and the
+// store does not have it (restored from an older backup), or the number used by another system.
+// A 422 with nothing stored left that payment, whose notifications named an order the store did
+// not have, recorded nowhere. The order is stored without payment parameters, due for a check at
+// once, and queried now: a verified payment is applied as any query's (an amount that differs
+// from this request's is an anomaly, never a payment); if the query fails, the next sweep asks
+// again. The create is answered with the order as the query left it and paidAtProviderError, not
+// as created: that trade proves a payment of this out_trade_no, not that this request's buyer
+// made it (a reviewer helper's finding: "201 paid" to a new buyer of a reused number).
 func (s *Service) createPaidAtProvider(ctx context.Context, a *App, o *Order, refusal error) (*Order, bool, error) {
 	now := s.now()
 	o.Pay, o.NextCheckAt = nil, &now
@@ -333,28 +337,57 @@ func (s *Service) createPaidAtProvider(ctx context.Context, a *App, o *Order, re
 		return nil, false, err
 	}
 	if !created { // a concurrent create won
-		return sameOrder(stored, o)
+		return sameOrder(a, stored, o)
 	}
 	log := s.logger().With("app", a.Name, "out_trade_no", o.OutTradeNo)
-	log.Warn("the provider says this order is paid already: it was created before and the store did not have it (restored from an older backup?); "+
-		"stored without payment parameters and queried", "err", refusal)
+	log.Warn("the provider says this order is paid already: it was created before and the store did not have it (restored from an older backup?), "+
+		"or the number was used elsewhere; stored without payment parameters and queried", "err", refusal)
 	res, err := s.CheckOrder(ctx, a, stored, false)
 	if err != nil {
 		log.Warn("order paid at the provider: query failed, the next sweep asks again", "err", err)
-		return stored, true, nil
+	} else {
+		stored = res.Order
 	}
-	return res.Order, true, nil
+	return stored, false, paidAtProviderError(a)
+}
+
+// paidAtProviderError is the answer to a create of an order stored by createPaidAtProvider, the
+// first time and every time the same request comes again: ECONFLICT, with the provider's code.
+func paidAtProviderError(a *App) error {
+	code := "ACQ.TRADE_HAS_SUCCESS"
+	if a.Provider == ProviderWechatpay {
+		code = "ORDERPAID"
+	}
+	return &Error{Code: ECONFLICT, ProviderCode: code, Message: "The provider says a trade of this out_trade_no was paid before this order was created here: " +
+		"nothing is to be paid, and the payment is not necessarily this request's buyer's (a database restored from an older backup, or the number used elsewhere). " +
+		"The order is stored as the provider's verified answer states it; check it before delivering anything."}
+}
+
+// createsAtProvider reports whether an order of channel is created at the provider, by a call
+// that answers its payment parameters (whose order stored without them came from
+// createPaidAtProvider).
+func createsAtProvider(channel string) bool {
+	switch channel {
+	case ChannelAlipayPrecreate, ChannelWechatNative, ChannelWechatApp, ChannelWechatJSAPI, ChannelWechatH5:
+		return true
+	}
+	return false
 }
 
 // sameOrder answers a create for an order that exists: the stored order when it is the same
 // request (amount, currency, subject, body, channel and the payer's openid: JSAPI parameters
-// bound to one buyer must not go to another), ECONFLICT otherwise. The expiry is not compared (a
+// bound to one buyer must not go to another), with paidAtProviderError when createPaidAtProvider
+// stored it; ECONFLICT otherwise. The expiry is not compared (a
 // retry computes it again from its own time), nor payer_client_ip, which the stores do not keep
 // (an H5 URL is not bound to the buyer's address).
-func sameOrder(existing, req *Order) (*Order, bool, error) {
+func sameOrder(a *App, existing, req *Order) (*Order, bool, error) {
 	if existing.Amount != req.Amount || existing.Currency != req.Currency || existing.Subject != req.Subject || existing.Channel != req.Channel ||
 		existing.Body != req.Body || existing.PayerOpenID != req.PayerOpenID {
 		return nil, false, Errorf(ECONFLICT, "Order %s exists with different content.", req.OutTradeNo)
+	}
+	if existing.Pay == nil && createsAtProvider(existing.Channel) {
+		// Stored by createPaidAtProvider: answered as the first time, never as a plain order.
+		return existing, false, paidAtProviderError(a)
 	}
 	return existing, false, nil
 }

@@ -3,6 +3,7 @@ package paynotify_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -163,33 +164,47 @@ func setupService(t *testing.T) (*paynotify.Service, *svcBundle) {
 }
 
 // TestCreateOrder_PaidAtProvider: the provider refuses to create the payment because the trade
-// is paid already (the order was created and paid before, and the store lost it): the order is
-// stored without pay parameters and queried at once; a verified payment of its amount pays it, a
-// payment of another amount does not, a query that fails leaves it due at once for the sweep.
-// Any other refusal stores nothing.
+// is paid already (the order was created and paid before and the store lost it, or the number
+// was used elsewhere): the order is stored without pay parameters and queried at once; a
+// verified payment of its amount pays it, a payment of another amount does not, a query that
+// fails leaves it due at once for the sweep. The create is answered with the stored order and a
+// conflict carrying the provider's code, not as created (a reviewer helper's finding: that
+// payment is not necessarily this request's buyer's), and so is the same request again. Any
+// other refusal stores nothing.
 func TestCreateOrder_PaidAtProvider(t *testing.T) {
 	ctx := context.Background()
 	paidRefusal := fmt.Errorf("%w: %w", paynotify.Errorf(paynotify.EPROVIDER, "Alipay refused: ACQ.TRADE_HAS_SUCCESS 交易已被支付"), paynotify.ErrPaidAtProvider)
 	req := func(otn string, amount paynotify.Amount) paynotify.CreateOrderRequest {
 		return paynotify.CreateOrderRequest{App: "shop", OutTradeNo: otn, Amount: amount, Subject: "s", Channel: paynotify.ChannelAlipayPrecreate, ExpiresIn: time.Hour}
 	}
+	// paidConflict fails the test unless the create was answered with the stored order and the
+	// paid-at-provider conflict.
+	paidConflict := func(t *testing.T, o *paynotify.Order, created bool, err error) {
+		t.Helper()
+		var e *paynotify.Error
+		if !errors.As(err, &e) || e.Code != paynotify.ECONFLICT || e.ProviderCode != "ACQ.TRADE_HAS_SUCCESS" || created || o == nil || o.Pay != nil {
+			t.Fatalf("create: %+v, created %v, %v; want the stored order without pay parameters and a conflict with ACQ.TRADE_HAS_SUCCESS", o, created, err)
+		}
+	}
 	t.Run("Paid", func(t *testing.T) {
 		s, b := setupService(t)
 		b.fake.payErr = paidRefusal
 		b.fake.setQuery("T1", answer("TRADE_SUCCESS", func() *paynotify.Fact { f := paidFact("T1", "P1"); return &f }()))
 		o, created, err := s.CreateOrder(ctx, req("T1", 1000))
-		if err != nil || !created {
-			t.Fatalf("create: %v, %v", created, err)
-		}
-		if o.Status != paynotify.StatusPaid || o.ProviderTradeNo != "P1" || o.Pay != nil || o.NextCheckAt != nil {
-			t.Fatalf("order %s, trade %q, pay %s, next check %v; want paid by P1, no pay parameters, no schedule", o.Status, o.ProviderTradeNo, o.Pay, o.NextCheckAt)
+		paidConflict(t, o, created, err)
+		if o.Status != paynotify.StatusPaid || o.ProviderTradeNo != "P1" || o.NextCheckAt != nil {
+			t.Fatalf("order %s, trade %q, next check %v; want paid by P1, no schedule", o.Status, o.ProviderTradeNo, o.NextCheckAt)
 		}
 		if got := b.events(t, "T1"); !slices.Equal(got, []string{"order.paid"}) {
 			t.Fatalf("events %v", got)
 		}
 		again, created, err := s.CreateOrder(ctx, req("T1", 1000))
-		if err != nil || created || again.Status != paynotify.StatusPaid {
-			t.Fatalf("the same request again: %v, %v, %v; want the stored paid order", again, created, err)
+		paidConflict(t, again, created, err)
+		if again.Status != paynotify.StatusPaid {
+			t.Fatalf("the same request again: order %s, want the stored paid order", again.Status)
+		}
+		if _, _, err := s.CreateOrder(ctx, req("T1", 2000)); paynotify.ErrorCode(err) != paynotify.ECONFLICT {
+			t.Fatalf("another request of the number: %v, want a conflict", err)
 		}
 		if n := b.fake.count("pay"); n != 1 {
 			t.Fatalf("%d pay calls, want 1", n)
@@ -200,8 +215,9 @@ func TestCreateOrder_PaidAtProvider(t *testing.T) {
 		b.fake.payErr = paidRefusal
 		b.fake.setQuery("T1", answer("TRADE_SUCCESS", func() *paynotify.Fact { f := paidFact("T1", "P1"); return &f }())) // 1000 fen
 		o, created, err := s.CreateOrder(ctx, req("T1", 2000))
-		if err != nil || !created || o.Status != paynotify.StatusPending || o.Pay != nil {
-			t.Fatalf("create: %+v, %v, %v; want a pending order without pay parameters", o, created, err)
+		paidConflict(t, o, created, err)
+		if o.Status != paynotify.StatusPending {
+			t.Fatalf("order %s, want pending: the payment is of another amount", o.Status)
 		}
 		if got := b.events(t, "T1"); !slices.Equal(got, []string{"order.anomaly"}) {
 			t.Fatalf("events %v, want the amount's anomaly", got)
@@ -217,8 +233,9 @@ func TestCreateOrder_PaidAtProvider(t *testing.T) {
 			return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "timeout")
 		})
 		o, created, err := s.CreateOrder(ctx, req("T1", 1000))
-		if err != nil || !created || o.Status != paynotify.StatusPending || o.Pay != nil {
-			t.Fatalf("create: %+v, %v, %v; want a pending order without pay parameters", o, created, err)
+		paidConflict(t, o, created, err)
+		if o.Status != paynotify.StatusPending {
+			t.Fatalf("order %s, want pending until a query answers", o.Status)
 		}
 		if got := b.order(t, "T1").NextCheckAt; got == nil || !got.Equal(t0) {
 			t.Fatalf("next check %v, want at once (%s)", got, t0)

@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -100,6 +101,11 @@ func (s *Server) handleCreateOrder(w http.ResponseWriter, r *http.Request) {
 	o, created, err := s.Service.CreateOrder(r.Context(), paynotify.CreateOrderRequest{App: req.App, OutTradeNo: deref(req.OutTradeNo),
 		Amount: amount, Currency: deref(req.Currency), Subject: req.Subject, Body: req.Body, Channel: req.Channel, ExpiresIn: expiresIn,
 		PayerOpenID: req.PayerOpenID, PayerClientIP: req.PayerClientIP})
+	if err != nil && o != nil && paynotify.ErrorCode(err) == paynotify.ECONFLICT {
+		// Paid already at the provider: the conflict carries the order as stored.
+		writeConflictWithOrder(w, err, o)
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -224,10 +230,7 @@ func (s *Server) handleCloseOrder(w http.ResponseWriter, r *http.Request) {
 	o, err := s.Service.CloseOrder(r.Context(), r.PathValue("app"), r.PathValue("out_trade_no"))
 	if err != nil && o != nil && paynotify.ErrorCode(err) == paynotify.ECONFLICT {
 		// Paid: the conflict carries the order as it is.
-		writeJSON(w, http.StatusConflict, map[string]any{
-			"error": map[string]any{"code": paynotify.ECONFLICT, "message": paynotify.ErrorMessage(err)},
-			"order": orderView(o, nil),
-		})
+		writeConflictWithOrder(w, err, o)
 		return
 	}
 	if err != nil {
@@ -235,6 +238,16 @@ func (s *Server) handleCloseOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, orderView(o, nil))
+}
+
+// writeConflictWithOrder answers 409 conflict with the order it is about, as stored (without
+// pay), beside the error (its provider_code when it has one).
+func writeConflictWithOrder(w http.ResponseWriter, err error, o *paynotify.Order) {
+	body := map[string]any{"code": paynotify.ECONFLICT, "message": paynotify.ErrorMessage(err)}
+	if e := (*paynotify.Error)(nil); errors.As(err, &e) && e.ProviderCode != "" {
+		body["provider_code"] = e.ProviderCode
+	}
+	writeJSON(w, http.StatusConflict, map[string]any{"error": body, "order": orderView(o, nil)})
 }
 
 type createRefundRequest struct {

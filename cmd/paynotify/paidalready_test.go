@@ -12,8 +12,10 @@ import (
 // TestBinary_CreatePaidAlready: orders created through the API and paid at the sandbox, whose
 // notifications never came, are lost from the database (as by a restore from an older backup).
 // Created again, the sandbox refuses the precreate (ACQ.TRADE_HAS_SUCCESS) and the prepay
-// (ORDERPAID): each order is stored anyway, queried at once, and answered 201 paid, without pay
-// parameters; it was 422 with nothing stored.
+// (ORDERPAID): each order is stored anyway, without pay parameters, and queried at once, paid by
+// the verified payment; the create is answered 409 conflict with the provider's code and the
+// order (that payment is not necessarily the new request's buyer's), and so is the same request
+// once more. It was 422 with nothing stored.
 func TestBinary_CreatePaidAlready(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -62,13 +64,19 @@ func TestBinary_CreatePaidAlready(t *testing.T) {
 		t.Fatalf("deleted %d orders, want 2", n)
 	}
 
-	for _, o := range orders {
-		code, body := create(o)
-		if code != http.StatusCreated || body["status"] != "paid" || body["provider_trade_no"] == "" || body["pay"] != nil {
-			t.Fatalf("create %s again after it was paid and lost: %d %v; want 201, paid by the query, no pay", o.otn, code, body)
+	for i, o := range orders {
+		providerCode := []string{"ACQ.TRADE_HAS_SUCCESS", "ORDERPAID"}[i]
+		for _, when := range []string{"again after it was paid and lost", "the same request once more"} {
+			code, body := create(o)
+			e, _ := body["error"].(map[string]any)
+			stored, _ := body["order"].(map[string]any)
+			if code != http.StatusConflict || e["code"] != "conflict" || e["provider_code"] != providerCode ||
+				stored["status"] != "paid" || stored["provider_trade_no"] == "" || stored["pay"] != nil {
+				t.Fatalf("create %s %s: %d %v; want 409 conflict (%s) with the order, paid by the query, no pay", o.otn, when, code, body, providerCode)
+			}
 		}
-		if code, body := create(o); code != http.StatusOK || body["status"] != "paid" {
-			t.Fatalf("the same request again: %d %v; want 200 and the paid order", code, body)
+		if code, body := binAPI(t, "GET", base+"/v1/orders/"+o.app+"/"+o.otn, nil); code != http.StatusOK || body["status"] != "paid" {
+			t.Fatalf("get %s: %d %v; want the paid order", o.otn, code, body)
 		}
 	}
 }

@@ -3,7 +3,9 @@
 -- rows of apps it does not claim (an app dropped from the config, one backing off) (docs/storage.md,
 -- "Reconciliation claims"). The same number of index writes per order as before.
 
-DROP INDEX orders_next_check_at;
+-- The new indexes first, then the old ones dropped, as in the PostgreSQL file (where DROP INDEX
+-- locks its table against reads until the migration commits).
 CREATE INDEX orders_app_next_check_at ON orders (app, next_check_at) WHERE next_check_at IS NOT NULL;
-DROP INDEX refunds_next_check_at;
 CREATE INDEX refunds_app_next_check_at ON refunds (app, next_check_at) WHERE next_check_at IS NOT NULL;
+DROP INDEX orders_next_check_at;
+DROP INDEX refunds_next_check_at;
