@@ -323,15 +323,17 @@ func (s *Service) CreateOrder(ctx context.Context, req CreateOrderRequest) (o *O
 // trade of its out_trade_no is paid already (ErrPaidAtProvider): created and paid before, and the
 // store does not have it (restored from an older backup), or the number used by another system.
 // A 422 with nothing stored left that payment, whose notifications named an order the store did
-// not have, recorded nowhere. The order is stored without payment parameters, due for a check at
-// once, and queried now: a verified payment is applied as any query's (an amount that differs
+// not have, recorded nowhere. The order is stored without payment parameters, due for a check a
+// minute later, and queried now: a verified payment is applied as any query's (an amount that differs
 // from this request's is an anomaly, never a payment); if the query fails, the next sweep asks
 // again. The create is answered with the order as the query left it and paidAtProviderError, not
 // as created: that trade proves a payment of this out_trade_no, not that this request's buyer
 // made it (a reviewer helper's finding: "201 paid" to a new buyer of a reused number).
 func (s *Service) createPaidAtProvider(ctx context.Context, a *App, o *Order, refusal error) (*Order, bool, error) {
-	now := s.now()
-	o.Pay, o.NextCheckAt = nil, &now
+	// Checked by the sweep a minute later if the query below fails (not at once: the sweep would
+	// ask beside it).
+	next := s.now().Add(time.Minute)
+	o.Pay, o.NextCheckAt = nil, &next
 	stored, created, err := s.Store.CreateOrder(ctx, o)
 	if err != nil {
 		return nil, false, err

@@ -167,7 +167,7 @@ func setupService(t *testing.T) (*paynotify.Service, *svcBundle) {
 // is paid already (the order was created and paid before and the store lost it, or the number
 // was used elsewhere): the order is stored without pay parameters and queried at once; a
 // verified payment of its amount pays it, a payment of another amount does not, a query that
-// fails leaves it due at once for the sweep. The create is answered with the stored order and a
+// fails leaves it due a minute later for the sweep. The create is answered with the stored order and a
 // conflict carrying the provider's code, not as created (a reviewer helper's finding: that
 // payment is not necessarily this request's buyer's), and so is the same request again. Any
 // other refusal stores nothing.
@@ -237,8 +237,8 @@ func TestCreateOrder_PaidAtProvider(t *testing.T) {
 		if o.Status != paynotify.StatusPending {
 			t.Fatalf("order %s, want pending until a query answers", o.Status)
 		}
-		if got := b.order(t, "T1").NextCheckAt; got == nil || !got.Equal(t0) {
-			t.Fatalf("next check %v, want at once (%s)", got, t0)
+		if got := b.order(t, "T1").NextCheckAt; got == nil || !got.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("next check %v, want a minute later (%s)", got, t0.Add(time.Minute))
 		}
 	})
 	t.Run("OtherRefusal", func(t *testing.T) {
