@@ -684,6 +684,20 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 	return checkAnswered
 }
 
+// closeRetryAfter is how long after a failed close at expiry (a signed refusal, an answer that
+// disagrees with the order) it is tried again, age after the close was due: then_every at first,
+// then a quarter of age, up to maxCloseRetry, never less than then_every. Tried every then_every
+// for as long as it failed, an order whose trade was paid with another amount was closed and
+// queried 144 times a day, each answer an evidence record, until someone settled it (a reviewer
+// helper's finding).
+func closeRetryAfter(thenEvery, age time.Duration) time.Duration {
+	return max(thenEvery, min(maxCloseRetry, age/4))
+}
+
+// maxCloseRetry is the longest wait between two tries of a close at expiry that fails (as a
+// refund the provider reports ABNORMAL is asked about).
+const maxCloseRetry = 6 * time.Hour
+
 // checkEnd is how run ended a check, as SweepStats counts it.
 type checkEnd int
 
@@ -784,7 +798,7 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 	if o.Status != StatusPending {
 		return checkOutcome{}, &CheckResult{Order: o}, nil
 	}
-	if !now.Before(CloseAt(a.Provider, o.CreatedAt, o.ExpiresAt)) {
+	if closeAt := CloseAt(a.Provider, o.CreatedAt, o.ExpiresAt); !now.Before(closeAt) {
 		closed, err := s.closeOrder(ctx, a, o)
 		if errors.Is(err, ErrNoCloseService) {
 			closed, err = s.expireLocally(ctx, a, o)
@@ -796,9 +810,9 @@ func (r *Reconciler) checkOrder(ctx context.Context, c *Check) (checkOutcome, *C
 			r.log().Info("expired order closed", "app", a.Name, "out_trade_no", o.OutTradeNo, "status", closed.Status)
 			return checkOutcome{next: closed.NextCheckAt}, &CheckResult{Order: closed}, nil
 		case ErrorCode(err) == EPROVIDER || ErrorCode(err) == ECONFLICT:
-			// A signed refusal, or an answer that disagrees with the order: someone must look;
-			// ask again later.
-			next := now.Add(a.Reconcile.WithDefaults().ThenEvery)
+			// A signed refusal, or an answer that disagrees with the order (a payment of another
+			// amount): someone must look; ask again later, less often as the close gets older.
+			next := now.Add(closeRetryAfter(a.Reconcile.WithDefaults().ThenEvery, now.Sub(closeAt)))
 			r.log().Error("expired order could not be closed", "app", a.Name, "out_trade_no", o.OutTradeNo, "err", err, "retry_at", next)
 			return checkOutcome{next: &next}, nil, nil
 		default:

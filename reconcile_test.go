@@ -444,6 +444,50 @@ func TestReconciler_LocalCloseWindowEndAnswered(t *testing.T) {
 	}
 }
 
+// A close at expiry that keeps failing (a signed refusal; as well an answer that disagrees with
+// the order, such as a payment of another amount) is tried again at then_every at first, then
+// less often as it gets older, up to every 6 hours: not every then_every for as long as it fails.
+func TestReconciler_FailedCloseBacksOff(t *testing.T) {
+	r, b := setupReconciler(t)
+	o := scheduledOrder(t, r.Service, "T1", 30*time.Minute)
+	b.fake.closeFn = func(*paynotify.Order) (paynotify.Fact, error) {
+		return paynotify.Fact{}, &paynotify.Error{Code: paynotify.EPROVIDER, Message: "Alipay refused: ACQ.TRADE_STATUS_ERROR", ProviderCode: "ACQ.TRADE_STATUS_ERROR"}
+	}
+	end := o.ExpiresAt.Add(48 * time.Hour)
+	var last time.Duration
+	for i := 0; ; i++ {
+		due, _ := nextCheck(t, b, "T1")
+		if due < 0 || i > 1000 {
+			t.Fatalf("after %d sweeps: next check %s", i, due)
+		}
+		at := t0.Add(due)
+		if at.After(end) {
+			break
+		}
+		before := b.fake.count("close")
+		b.now.Set(at)
+		sweep(t, r)
+		next, _ := nextCheck(t, b, "T1")
+		if b.fake.count("close") == before {
+			continue // a query before the expiry
+		}
+		gap := next - due
+		if last == 0 && gap != 10*time.Minute {
+			t.Fatalf("first failed close at t0+%s: again after %s, want then_every (10m)", due, gap)
+		}
+		if gap < last || gap > 6*time.Hour {
+			t.Fatalf("failed close at t0+%s: again after %s (the one before %s), want no sooner than that, at most 6h", due, gap, last)
+		}
+		last = gap
+	}
+	if n := b.fake.count("close"); n > 30 || last != 6*time.Hour {
+		t.Fatalf("%d closes in the 48 hours after the expiry, the last retry after %s; want at most 30, then every 6h", n, last)
+	}
+	if got := b.order(t, "T1"); got.Status != paynotify.StatusPending {
+		t.Fatalf("T1 %s, want pending", got.Status)
+	}
+}
+
 // WeChat Pay is not closed within five minutes of creation, whatever the expiry.
 func TestCloseAt(t *testing.T) {
 	if got := paynotify.CloseAt(paynotify.ProviderWechatpay, t0, t0.Add(time.Minute)); !got.Equal(t0.Add(5 * time.Minute)) {
