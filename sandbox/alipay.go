@@ -56,6 +56,7 @@ type alipayReq struct {
 	app                       *alipayApp
 	params                    map[string]string // UTF-8
 	biz                       map[string]string // biz_content members, UTF-8, numbers as written
+	certSN                    string            // certificate mode: the Alipay certificate's SN for the answer
 }
 
 // parseAlipayParams reads the union of the query and a form body. A key may be in both parts with
@@ -177,6 +178,13 @@ func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipa
 	if err := alipaywire.Verify(app.pub, string(st), []byte(canon), raw["sign"]); err != nil {
 		return nil, inv("isv.invalid-signature", "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为："+fromCharset(canon, req.charset))
 	}
+	if sn := raw["app_cert_sn"]; sn != "" {
+		// Certificate mode: the app's certificate named, and the answer names Alipay's.
+		if aerr := s.checkAppCertSN(app, sn); aerr != nil {
+			return nil, aerr
+		}
+		req.certSN = s.keys.certs.alipaySN
+	}
 	req.params = map[string]string{}
 	for k, v := range raw {
 		req.params[k] = fromCharset(v, req.charset)
@@ -209,7 +217,9 @@ func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipa
 // request's charset; with badSig (the bad_signature query fault) the sign is over other bytes and
 // does not verify. It signs without s.mu: an RSA signature takes about a millisecond, and
 // concurrent queries must not queue for it behind the sandbox's lock.
-func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signType string, members []kv, signed, slash, badSig bool) {
+// In certificate mode (certSN, the Alipay certificate's SN, not empty) the signed answer carries
+// "alipay_cert_sn" between the node and the sign, outside what is signed.
+func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signType string, members []kv, signed, slash, badSig bool, certSN string) {
 	node := alipaywire.ResponseNodeName(method)
 	if method == "" {
 		node = "error_response"
@@ -231,6 +241,9 @@ func (s *Sandbox) alipayResponse(w http.ResponseWriter, method, charset, signTyp
 			msg = append(bytes.Clone(nb), ' ')
 		}
 		sig, _ := alipaywire.Sign(s.keys.alipay, string(st), msg)
+		if certSN != "" {
+			b.WriteString(`,"alipay_cert_sn":"` + certSN + `"`)
+		}
 		b.WriteString(`,"sign":"` + sig + `"`)
 	}
 	b.WriteString("}")
@@ -251,28 +264,29 @@ func noActiveContent(w http.ResponseWriter) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 }
 
-func (s *Sandbox) alipayError(w http.ResponseWriter, method, charset, signType string, e *alipayErr) {
+func (s *Sandbox) alipayError(w http.ResponseWriter, method, charset, signType string, e *alipayErr, certSN string) {
 	members := []kv{{"code", e.code}, {"msg", codeMsg[e.code]}, {"sub_code", e.subCode}, {"sub_msg", e.subMsg}}
 	members = append(members, e.extra...)
-	s.alipayResponse(w, method, charset, signType, members, e.signed, false, false)
+	s.alipayResponse(w, method, charset, signType, members, e.signed, false, false, certSN)
 }
 
 var knownAlipayMethods = map[string]bool{
 	"alipay.trade.query": true, "alipay.trade.close": true, "alipay.trade.refund": true,
 	"alipay.trade.fastpay.refund.query": true, "alipay.trade.precreate": true,
 	"alipay.trade.page.pay": true, "alipay.trade.wap.pay": true, "alipay.trade.app.pay": true,
+	alipay.MethodCertDownload: true,
 }
 
 // handleGateway serves POST|GET /sandbox/alipay/gateway.do.
 func (s *Sandbox) handleGateway(w http.ResponseWriter, r *http.Request) {
 	raw, err := parseAlipayParams(r)
 	if err != nil {
-		s.alipayError(w, "", "utf-8", "", &alipayErr{code: codeInvalid, subCode: "isv.invalid-parameter", subMsg: err.Error()})
+		s.alipayError(w, "", "utf-8", "", &alipayErr{code: codeInvalid, subCode: "isv.invalid-parameter", subMsg: err.Error()}, "")
 		return
 	}
 	method := raw["method"]
 	if method != "" && !knownAlipayMethods[method] {
-		s.alipayError(w, "", raw["charset"], "", &alipayErr{code: codeInvalid, subCode: "isv.invalid-method", subMsg: "不存在的方法名"})
+		s.alipayError(w, "", raw["charset"], "", &alipayErr{code: codeInvalid, subCode: "isv.invalid-method", subMsg: "不存在的方法名"}, "")
 		return
 	}
 	rec := newAlipayQueryRecord(raw) // nil unless a query-type method
@@ -280,22 +294,22 @@ func (s *Sandbox) handleGateway(w http.ResponseWriter, r *http.Request) {
 	if aerr != nil {
 		s.log.Info("sandbox: alipay request rejected", "method", method, "app_id", raw["app_id"], "sub_code", aerr.subCode)
 		s.logAlipayQuery(rec, aerr)
-		s.alipayError(w, method, raw["charset"], raw["sign_type"], aerr)
+		s.alipayError(w, method, raw["charset"], raw["sign_type"], aerr, "")
 		return
 	}
 	var members []kv
-	slash, badSig := false, false
+	slash, badSig, signed := false, false, true
 	switch req.method {
 	case "alipay.trade.page.pay", "alipay.trade.wap.pay":
 		t, aerr := s.alipayOrder(req)
 		if aerr != nil {
-			s.alipayError(w, req.method, req.charset, req.signType, aerr)
+			s.alipayError(w, req.method, req.charset, req.signType, aerr, req.certSN)
 			return
 		}
 		s.renderAlipayCashier(w, r, t, "")
 		return
 	case "alipay.trade.app.pay":
-		s.alipayError(w, req.method, req.charset, req.signType, &alipayErr{code: codeInvalid, subCode: "isv.invalid-method", subMsg: "app pay orderStrings go to the app SDK: POST them to /sandbox/alipay/app-sdk"})
+		s.alipayError(w, req.method, req.charset, req.signType, &alipayErr{code: codeInvalid, subCode: "isv.invalid-method", subMsg: "app pay orderStrings go to the app SDK: POST them to /sandbox/alipay/app-sdk"}, req.certSN)
 		return
 	case "alipay.trade.precreate":
 		t, e := s.alipayOrder(req)
@@ -313,13 +327,16 @@ func (s *Sandbox) handleGateway(w http.ResponseWriter, r *http.Request) {
 		members, aerr = s.alipayRefund(req)
 	case "alipay.trade.fastpay.refund.query":
 		members, aerr = s.alipayRefundQuery(req, rec)
+	case alipay.MethodCertDownload:
+		members, aerr = s.alipayCertDownload(req)
+		signed = false // Alipay's answer has no sign (docs/alipay.md, "Certificate mode")
 	}
 	s.logAlipayQuery(rec, aerr)
 	if aerr != nil {
-		s.alipayError(w, req.method, req.charset, req.signType, aerr)
+		s.alipayError(w, req.method, req.charset, req.signType, aerr, req.certSN)
 		return
 	}
-	s.alipayResponse(w, req.method, req.charset, req.signType, members, true, slash, badSig)
+	s.alipayResponse(w, req.method, req.charset, req.signType, members, signed, slash, badSig, req.certSN)
 }
 
 var alipayProducts = map[string]struct{ product, code string }{

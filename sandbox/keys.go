@@ -38,6 +38,17 @@ type Keys struct {
 	// PKIX): the merchant signs requests with the private key.
 	AlipayAppPrivateKey string `json:"alipay_app_private_key"`
 	AlipayAppPublicKey  string `json:"alipay_app_public_key"`
+	// Certificate mode (公钥证书模式), PEM: AlipayCert (alipayCertPublicKey_RSA2.crt) over the
+	// Alipay public key, AlipayRootCert (alipayRootCert.crt) the sandbox's root that issued it and
+	// the apps' certificates, AlipayAppCert (appCertPublicKey_<appid>.crt) the default app's
+	// (Sandbox.AlipayAppCert issues another app's); and their SNs (app_cert_sn,
+	// alipay_root_cert_sn, and the alipay_cert_sn of the answers).
+	AlipayCert       string `json:"alipay_cert"`
+	AlipayRootCert   string `json:"alipay_root_cert"`
+	AlipayAppCert    string `json:"alipay_app_cert"`
+	AlipayCertSN     string `json:"alipay_cert_sn"`
+	AlipayRootCertSN string `json:"alipay_root_cert_sn"`
+	AlipayAppCertSN  string `json:"alipay_app_cert_sn"`
 
 	// WechatPlatformPublicKey is the WeChat Pay public key (微信支付公钥, pub_key.pem) and
 	// WechatPlatformPublicKeyID its id (PUB_KEY_ID_…): it verifies notifications and responses.
@@ -94,6 +105,7 @@ type keyring struct {
 	merchantKey     *rsa.PrivateKey
 
 	legacy *legacyKeyring // legacy.go
+	certs  *certKeys      // alipaycert.go
 }
 
 // loadOrCreateKeys reads the sandbox keys from dir, generating whatever is missing.
@@ -163,6 +175,9 @@ func loadOrCreateKeys(dir string) (*keyring, error) {
 	}
 	k.platformCertPEM = b
 	k.certSerial = wechatpay.CertificateSerial(k.platformCert)
+	if k.certs, err = loadOrCreateCerts(dir, k.alipay, k.appID, &k.appKey.PublicKey); err != nil {
+		return nil, err
+	}
 	return k, nil
 }
 

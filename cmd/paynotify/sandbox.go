@@ -213,6 +213,11 @@ func (cmd sandboxCommand) keys(ctx context.Context, m *Main, args []string) erro
 	fmt.Fprintf(w, "alipay:\n  app_id: %s\n  seller_id: %s\n  alipay_public_key (one line): %s\n\n", k.AlipayAppID, k.AlipaySellerID, k.AlipayPublicKeyBase64)
 	fmt.Fprintf(w, "alipay_public_key.pem:\n%s\n", k.AlipayPublicKey)
 	fmt.Fprintf(w, "app_private_key.pem (the default app's):\n%s\n", k.AlipayAppPrivateKey)
+	fmt.Fprintf(w, "alipay certificate mode (app_cert_file, alipay_cert_file, alipay_root_cert_file instead of alipay_public_key_file):\n"+
+		"  app_cert_sn: %s\n  alipay_cert_sn: %s\n  alipay_root_cert_sn: %s\n\n", k.AlipayAppCertSN, k.AlipayCertSN, k.AlipayRootCertSN)
+	fmt.Fprintf(w, "appCertPublicKey.crt (the default app's):\n%s\n", k.AlipayAppCert)
+	fmt.Fprintf(w, "alipayCertPublicKey_RSA2.crt:\n%s\n", k.AlipayCert)
+	fmt.Fprintf(w, "alipayRootCert.crt:\n%s\n", k.AlipayRootCert)
 	fmt.Fprintf(w, "wechatpay:\n  mchid: %s\n  appid: %s\n  merchant_serial_no: %s\n  platform_public_key_id: %s\n  platform_cert_serial: %s\n  apiv3_key: %s\n\n",
 		k.WechatMchID, k.WechatAppID, k.WechatMerchantSerialNo, k.WechatPlatformPublicKeyID, k.WechatPlatformCertSerial, k.WechatAPIv3Key)
 	fmt.Fprintf(w, "wechatpay_platform_public_key.pem:\n%s\n", k.WechatPlatformPublicKey)
