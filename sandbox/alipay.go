@@ -183,7 +183,7 @@ func (s *Sandbox) verifyAlipayRequest(raw map[string]string) (*alipayReq, *alipa
 		if aerr := s.checkAppCertSN(app, sn); aerr != nil {
 			return nil, aerr
 		}
-		req.certSN = s.keys.certs.alipaySN
+		_, req.certSN = s.keys.certs.current()
 	}
 	req.params = map[string]string{}
 	for k, v := range raw {

@@ -43,9 +43,24 @@ type certKeys struct {
 	rootSN       string
 	defaultAppID string
 	appPEM       []byte // the default app's certificate
+	appPEMSN     string // its SN
 
 	mu    sync.Mutex
 	appSN map[string]string // app id → the serial of its certificate (appCertSN)
+	// current is the Alipay certificate the answers name and the download hands out: alipayPEM,
+	// or one set by SetAlipayCert (as after a renewal).
+	currentPEM []byte
+	currentSN  string
+}
+
+// current returns the Alipay certificate the answers name, and its SN.
+func (c *certKeys) current() ([]byte, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.currentPEM != nil {
+		return c.currentPEM, c.currentSN
+	}
+	return c.alipayPEM, c.alipaySN
 }
 
 // loadOrCreateCerts reads the sandbox's root and Alipay certificate from dir, creating what is
@@ -88,6 +103,7 @@ func loadOrCreateCerts(dir string, alipayKey *rsa.PrivateKey, appID string, appK
 	if c.appPEM, err = c.appCert(appID, appKey); err != nil {
 		return nil, err
 	}
+	c.appPEMSN = c.appSN[appID]
 	return c, nil
 }
 
@@ -186,13 +202,70 @@ func parseCertPEM(b []byte) (*x509.Certificate, error) {
 
 // AlipayAppCert issues the public-key certificate (appCertPublicKey_<appid>.crt, PEM) of the
 // registered Alipay app appID, over its registered public key, for a merchant in certificate
-// mode (its other two files are Keys.AlipayCert and Keys.AlipayRootCert).
+// mode (its other two files are Keys.AlipayCert and Keys.AlipayRootCert); it is the app's
+// certificate again if SetAlipayAppCert replaced it.
 func (s *Sandbox) AlipayAppCert(appID string) ([]byte, error) {
 	app, err := s.alipayApp(appID)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: no Alipay app %s", appID)
 	}
 	return s.keys.certs.appCert(appID, app.pub)
+}
+
+// SetAlipayCert makes certPEM (its first certificate, over the sandbox's Alipay key) the Alipay
+// certificate that answers in certificate mode name and the download hands out, as after Alipay
+// renewed its certificate, until the sandbox restarts: a merchant holding the old one then sees an
+// alipay_cert_sn it does not know. Nil goes back to the sandbox's own.
+func (s *Sandbox) SetAlipayCert(certPEM []byte) error {
+	c := s.keys.certs
+	if certPEM == nil {
+		c.mu.Lock()
+		c.currentPEM, c.currentSN = nil, ""
+		c.mu.Unlock()
+		return nil
+	}
+	cert, err := parseCertPEM(certPEM)
+	if err != nil {
+		return fmt.Errorf("sandbox: Alipay certificate: %w", err)
+	}
+	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&s.keys.alipay.PublicKey) {
+		return errors.New("sandbox: Alipay certificate: not over the sandbox's Alipay key (its answers would not verify)")
+	}
+	sn, err := alipay.CertSN(certPEM)
+	if err != nil {
+		return fmt.Errorf("sandbox: Alipay certificate: %w", err)
+	}
+	c.mu.Lock()
+	c.currentPEM, c.currentSN = certPEM, sn
+	c.mu.Unlock()
+	return nil
+}
+
+// SetAlipayAppCert makes certPEM (its first certificate, over the app's registered key) the
+// certificate Alipay holds for app appID, in place of the one the sandbox issued: its SN is then
+// the app_cert_sn the gateway takes, until the sandbox restarts (a merchant's certificates from
+// another authority, in tests).
+func (s *Sandbox) SetAlipayAppCert(appID string, certPEM []byte) error {
+	app, err := s.alipayApp(appID)
+	if err != nil {
+		return fmt.Errorf("sandbox: no Alipay app %s", appID)
+	}
+	cert, err := parseCertPEM(certPEM)
+	if err != nil {
+		return fmt.Errorf("sandbox: app certificate: %w", err)
+	}
+	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(app.pub) {
+		return fmt.Errorf("sandbox: app certificate: not over app %s's registered key", appID)
+	}
+	sn, err := alipay.CertSN(certPEM)
+	if err != nil {
+		return fmt.Errorf("sandbox: app certificate: %w", err)
+	}
+	c := s.keys.certs
+	c.mu.Lock()
+	c.appSN[appID] = sn
+	c.mu.Unlock()
+	return nil
 }
 
 // checkAppCertSN refuses a request whose app_cert_sn is not its app's certificate's.
@@ -207,8 +280,9 @@ func (s *Sandbox) checkAppCertSN(app *alipayApp, sn string) *alipayErr {
 // alipayCertDownload answers alipay.open.app.alipaycert.download: the Alipay certificate whose SN
 // biz_content names, base64 of its PEM (the answer is not signed, as Alipay's is not).
 func (s *Sandbox) alipayCertDownload(req *alipayReq) ([]kv, *alipayErr) {
-	if req.biz["alipay_cert_sn"] != s.keys.certs.alipaySN {
+	pemBytes, sn := s.keys.certs.current()
+	if req.biz["alipay_cert_sn"] != sn {
 		return nil, bizErr("CERT_NOT_EXIST", "证书不存在")
 	}
-	return []kv{{"code", codeSuccess}, {"msg", "Success"}, {"alipay_cert_content", base64.StdEncoding.EncodeToString(s.keys.certs.alipayPEM)}}, nil
+	return []kv{{"code", codeSuccess}, {"msg", "Success"}, {"alipay_cert_content", base64.StdEncoding.EncodeToString(pemBytes)}}, nil
 }

@@ -216,3 +216,42 @@ func opensslCertSN(t *testing.T, pemText string) string {
 	sum := md5.Sum([]byte(issuer + n.String()))
 	return hex.EncodeToString(sum[:])
 }
+
+// TestAlipay_CertRenewed: after SetAlipayCert (Alipay renewed its certificate: the same name and
+// key, a new serial), the answers name the new SN; a merchant holding the old certificate and
+// the root downloads the new one (alipay.open.app.alipaycert.download), checks it, and verifies.
+func TestAlipay_CertRenewed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1000)
+	ctx := waitCtx(t, 10*time.Second)
+	c, rec := b.certClient(t, b.keys.AlipayAppCert) // holds the certificate of before
+	renewed, err := b.sb.keys.certs.issue(alipayCertSubject, randomSerial(), &b.sb.keys.alipay.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.sb.SetAlipayCert(renewed); err != nil {
+		t.Fatal(err)
+	}
+	newSN := b.sb.Keys().AlipayCertSN
+	if newSN == b.keys.AlipayCertSN || newSN != opensslCertSN(t, string(renewed)) {
+		t.Fatalf("SN after the renewal %s (before %s)", newSN, b.keys.AlipayCertSN)
+	}
+	if _, err := c.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "x"}); !isSub(err, "ACQ.TRADE_NOT_EXIST") {
+		t.Fatalf("query after the renewal: %v, want a verified ACQ.TRADE_NOT_EXIST", err)
+	}
+	if len(rec.bodies) != 2 || !strings.Contains(rec.bodies[0], `"alipay_cert_sn":"`+newSN+`"`) || !strings.Contains(rec.bodies[1], `"alipay_cert_content":"`) {
+		t.Fatalf("answers %v: want the query naming %s, then the download", rec.bodies, newSN)
+	}
+	// A certificate over another key is refused: the answers would not verify.
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := b.sb.keys.certs.issue(alipayCertSubject, randomSerial(), &other.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.sb.SetAlipayCert(bad); err == nil {
+		t.Fatal("SetAlipayCert over another key: no error")
+	}
+}

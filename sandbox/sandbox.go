@@ -180,13 +180,13 @@ func (s *Sandbox) Keys() Keys {
 		WechatMerchantSerialNo:    k.mchSerial,
 		WechatMerchantPrivateKey:  string(privatePEM(k.merchantKey)),
 		WechatMerchantPublicKey:   publicPEM(&k.merchantKey.PublicKey),
-		AlipayCert:                string(k.certs.alipayPEM),
 		AlipayRootCert:            string(k.certs.rootPEM),
 		AlipayAppCert:             string(k.certs.appPEM),
-		AlipayCertSN:              k.certs.alipaySN,
 		AlipayRootCertSN:          k.certs.rootSN,
 	}
-	out.AlipayAppCertSN, _ = k.certs.appCertSN(k.appID, &k.appKey.PublicKey)
+	alipayCert, alipaySN := k.certs.current()
+	out.AlipayCert, out.AlipayCertSN = string(alipayCert), alipaySN
+	out.AlipayAppCertSN = k.certs.appPEMSN
 	s.fillLegacyKeys(&out)
 	return out
 }

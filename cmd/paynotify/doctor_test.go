@@ -29,6 +29,7 @@ import (
 // doctorEnv is a sandbox on a real loopback socket and what a config needs to reach it.
 type doctorEnv struct {
 	base string // the sandbox's URL
+	sb   *sandbox.Sandbox
 	k    sandbox.Keys
 	// secrets are the private keys and shared secrets the configs hold: no output may contain
 	// any of them.
@@ -47,7 +48,7 @@ func newDoctorEnv(t *testing.T) *doctorEnv {
 	t.Cleanup(func() { sb.Close() })
 	h = sb.Handler()
 	k := sb.Keys()
-	e := &doctorEnv{base: srv.URL, k: k}
+	e := &doctorEnv{base: srv.URL, sb: sb, k: k}
 	for _, p := range []string{k.AlipayAppPrivateKey, k.WechatMerchantPrivateKey, k.LegacyMerchantPrivateKey} {
 		e.secrets = append(e.secrets, pemBody(t, p)...)
 	}
@@ -404,10 +405,24 @@ func TestDoctor(t *testing.T) {
 		ca := newTestCA(t)
 		appPub := mustPublicKey(t, e.k.AlipayAppPublicKey)
 		alipayPub := mustPublicKey(t, e.k.AlipayPublicKey)
+		// The certificates come from an authority of the test's own: the sandbox is told that
+		// they are the app's and Alipay's (it checks app_cert_sn, and its answers name Alipay's).
+		hold := func(t *testing.T, appCert, alipayCert string) {
+			t.Helper()
+			writeTestFile(t, filepath.Join(dir, "app.crt"), appCert)
+			if err := e.sb.SetAlipayAppCert(e.k.AlipayAppID, []byte(appCert)); err != nil {
+				t.Fatal(err)
+			}
+			writeTestFile(t, filepath.Join(dir, "alipay.crt"), alipayCert)
+		}
+		t.Cleanup(func() { e.sb.SetAlipayCert(nil); e.sb.AlipayAppCert(e.k.AlipayAppID) })
 		writeTestFile(t, filepath.Join(dir, "root.crt"), ca.pem)
-		writeTestFile(t, filepath.Join(dir, "app.crt"), ca.issue(t, "app", appPub, now.Add(400*24*time.Hour)))
 		// Alipay's certificate ends in 10 days: a WARN, and the call still goes through.
-		writeTestFile(t, filepath.Join(dir, "alipay.crt"), ca.issue(t, "alipay", alipayPub, now.Add(10*24*time.Hour+time.Hour)))
+		alipayCert := ca.issue(t, "alipay", alipayPub, now.Add(10*24*time.Hour+time.Hour))
+		if err := e.sb.SetAlipayCert([]byte(alipayCert)); err != nil {
+			t.Fatal(err)
+		}
+		hold(t, ca.issue(t, "app", appPub, now.Add(400*24*time.Hour)), alipayCert)
 		certConfig := func(t *testing.T) {
 			t.Helper()
 			b, err := os.ReadFile(config)
@@ -440,9 +455,11 @@ func TestDoctor(t *testing.T) {
 
 		// A rotation's file: the ended certificate beside the next one is a WARN to remove it,
 		// named by its alipay_cert_sn, not a FAIL (the server verifies with the next one).
-		writeTestFile(t, filepath.Join(dir, "app.crt"), ca.issue(t, "app", appPub, now.Add(400*24*time.Hour)))
-		writeTestFile(t, filepath.Join(dir, "alipay.crt"), ca.issue(t, "alipay-old", alipayPub, now.Add(-time.Hour))+
-			ca.issue(t, "alipay-new", alipayPub, now.Add(400*24*time.Hour)))
+		next := ca.issue(t, "alipay-new", alipayPub, now.Add(400*24*time.Hour))
+		if err := e.sb.SetAlipayCert([]byte(next)); err != nil {
+			t.Fatal(err)
+		}
+		hold(t, ca.issue(t, "app", appPub, now.Add(400*24*time.Hour)), ca.issue(t, "alipay-old", alipayPub, now.Add(-time.Hour))+next)
 		code, out = e.run(t, "--config", config, "--app", "alipay-demo")
 		if code != exitOK {
 			t.Fatalf("a rotation's file: exit %d, want 0:\n%s", code, out)
@@ -451,7 +468,11 @@ func TestDoctor(t *testing.T) {
 		wantLine(t, out, "WARN", "alipay-demo", "certificate", "alipay_cert_file also holds alipay_cert_sn", "ended on", "remove it")
 
 		// The next certificate added ahead of its start, beside the current one: not a FAIL.
-		writeTestFile(t, filepath.Join(dir, "alipay.crt"), ca.issue(t, "alipay-now", alipayPub, now.Add(400*24*time.Hour))+
+		current := ca.issue(t, "alipay-now", alipayPub, now.Add(400*24*time.Hour))
+		if err := e.sb.SetAlipayCert([]byte(current)); err != nil {
+			t.Fatal(err)
+		}
+		writeTestFile(t, filepath.Join(dir, "alipay.crt"), current+
 			ca.issueBetween(t, "alipay-next", alipayPub, now.Add(10*24*time.Hour), now.Add(800*24*time.Hour)))
 		code, out = e.run(t, "--config", config, "--app", "alipay-demo")
 		if code != exitOK {
