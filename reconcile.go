@@ -261,7 +261,11 @@ func (r *Reconciler) unavailable(app string, now time.Time) time.Time {
 // query keeps failing (a provider's system error about that trade, a timeout of its answer)
 // while the app's other checks answer was otherwise tried again at every sweep, for as long as
 // it stayed due (a reviewer's finding).
-func (r *Reconciler) failedAgain(c *Check, now time.Time) time.Time {
+//
+// counted says the failure was counted (a query answered before what failed, checkClosed): the
+// count it leaves is c.Checks+1, and only a count other than that says another process answered
+// (a reviewer helper's finding: the streak restarted at each of its own counted failures).
+func (r *Reconciler) failedAgain(c *Check, now time.Time, counted bool) time.Time {
 	id := checkID{c.Kind, c.App, c.OutTradeNo, c.OutRequestNo}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -285,7 +289,11 @@ func (r *Reconciler) failedAgain(c *Check, now time.Time) time.Time {
 	if ok && st.checks != c.Checks {
 		st = streak{}
 	}
-	st = streak{n: st.n + 1, at: now, checks: c.Checks}
+	left := c.Checks
+	if counted {
+		left++
+	}
+	st = streak{n: st.n + 1, at: now, checks: left}
 	r.streaks[id] = st
 	d := maxCheckBackoff
 	if st.n <= 9 { // 1s<<8 = 256s; 1s<<9 would pass maxCheckBackoff
@@ -626,7 +634,7 @@ func (r *Reconciler) run(ctx context.Context, c *Check, fin *finisher) checkEnd 
 			}
 		case ErrorCode(err) == EPROVIDERUNAVAILABLE || errors.Is(err, context.DeadlineExceeded):
 			next = r.unavailable(c.App, now)
-			if own := r.failedAgain(c, now); own.After(next) {
+			if own := r.failedAgain(c, now, o.counted); own.After(next) {
 				next = own
 			}
 			if at := o.closeAt; at != nil && at.After(now) && at.Before(next) {

@@ -411,16 +411,24 @@ func TestReconciler_LocalCloseWindowEndAnswered(t *testing.T) {
 	b.now.Set(at.Add(-time.Minute))
 	scheduledOrder(t, r.Service, "T2", 24*time.Hour) // first due at at
 	scheduledOrder(t, r.Service, "T3", 24*time.Hour) // first due at at too
-	t2Failed := make(chan struct{})
+	t1Asked, t2Failed := make(chan struct{}), make(chan struct{})
 	r.OnCheck = func(c *paynotify.Check, _ *paynotify.CheckResult, _ error) {
 		if c.OutTradeNo == "T2" {
 			close(t2Failed)
 		}
 	}
 	b.fake.setQuery("T2", func() (*paynotify.Answer, error) {
+		// Not before T1 is asked: failing first, T2 had the app back off before T1's check
+		// started, and T1 was given back unasked (a reviewer helper saw it fail 15 times in 200).
+		select {
+		case <-t1Asked:
+		case <-time.After(10 * time.Second):
+			t.Error("T1 was not asked")
+		}
 		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "timeout")
 	})
 	b.fake.setQuery("T1", func() (*paynotify.Answer, error) {
+		close(t1Asked)
 		select {
 		case <-t2Failed:
 		case <-time.After(10 * time.Second):

@@ -362,7 +362,7 @@ func paidAtProviderError(a *App) error {
 	}
 	return &Error{Code: ECONFLICT, ProviderCode: code, Message: "The provider says a trade of this out_trade_no was paid before this order was created here: " +
 		"nothing is to be paid, and the payment is not necessarily this request's buyer's (a database restored from an older backup, or the number used elsewhere). " +
-		"The order is stored as the provider's verified answer states it; check it before delivering anything."}
+		"The order is stored without payment parameters and set by the provider's verified answers only (queried now, and by the reconciliation if that failed); check it before delivering anything."}
 }
 
 // createsAtProvider reports whether an order of channel is created at the provider, by a call
