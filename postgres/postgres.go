@@ -286,7 +286,7 @@ func (db *DB) inTx(ctx context.Context, f func(tx pgx.Tx) error) error {
 }
 
 func (db *DB) tryTx(ctx context.Context, f func(tx pgx.Tx) error) error {
-	tx, err := db.pool.Begin(ctx)
+	tx, err := db.pool.BeginTx(ctx, readCommitted)
 	if err != nil {
 		return err
 	}
@@ -296,6 +296,13 @@ func (db *DB) tryTx(ctx context.Context, f func(tx pgx.Tx) error) error {
 	}
 	return tx.Commit(ctx)
 }
+
+// readCommitted is the isolation level every transaction of the store asks for, whatever the
+// database's default_transaction_isolation: the checks that lock a row and then read others
+// (CreateRefund's sum of an order's refunds after its FOR UPDATE) need each statement to see what
+// committed before it; at repeatable read they read a snapshot older than the lock, and
+// concurrent refunds all passed the amount check (a reviewer helper's finding).
+var readCommitted = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error {

@@ -244,7 +244,7 @@ const lockTimeoutSQL = `SET LOCAL lock_timeout = '2s'`
 
 // beginBatch begins a batch's transaction with its lock timeout in one round trip (a query
 // without arguments goes as one simple-protocol message, so both statements travel together).
-var beginBatch = pgx.TxOptions{BeginQuery: "BEGIN; " + lockTimeoutSQL}
+var beginBatch = pgx.TxOptions{BeginQuery: "BEGIN ISOLATION LEVEL READ COMMITTED; " + lockTimeoutSQL} // readCommitted's
 
 // lockTimeout reports whether err is PostgreSQL's lock_not_available (lock_timeout ran out).
 func lockTimeout(err error) bool {
