@@ -634,6 +634,19 @@ func (p *Processor) load(ctx context.Context, app *App, fact Fact) (*factState, 
 			f.RefundTotal = max(o.RefundedAmount, others-unsure+f.RefundAmount)
 		}
 	}
+	// Alipay's running total, in a message about one refund of ours, raises the order's total by
+	// this refund's own amount at most: the rest is other refunds', announced by their own
+	// messages. Credited to this one, a refund confirmed by its query and then notified with a
+	// total that also held another was announced twice, and a portal refund made just before ours
+	// never (a refund-audit helper's findings). The order's total may then lag Alipay's until the
+	// other refunds' messages come: safe, as Alipay refuses a refund beyond what is left.
+	if f.Kind == FactRefund && !f.RefundPerRequest && !f.Recount && st.prior != nil {
+		if st.prior.Status == RefundSucceeded {
+			f.RefundTotal = min(f.RefundTotal, o.RefundedAmount) // announced already
+		} else {
+			f.RefundTotal = max(min(f.RefundTotal, o.RefundedAmount+f.RefundAmount), others-unsure+f.RefundAmount)
+		}
+	}
 	return st, nil
 }
 
