@@ -187,6 +187,17 @@ func (s *Service) CheckRefund(ctx context.Context, a *App, o *Order, rf *Refund,
 	if rf.Status == RefundSucceeded {
 		return s.confirmRefund(ctx, a, o, rf, ans, err, received, dryRun)
 	}
+	if err == nil && ans != nil && ans.Fact != nil && a.Provider == ProviderWechatpay && ans.Fact.RefundRequestNo == rf.OutRequestNo &&
+		ans.Fact.OutTradeNo != o.OutTradeNo {
+		// A verified answer that this number is another order's refund: out_refund_no is unique
+		// per merchant at WeChat Pay, so no refund of this order exists or can be made under it.
+		// Failed, as the refund call fails it (OUT_REFUND_NO_USED); rejected as an answer about
+		// another order, it stayed pending for good, holding the order's amount (a refund-audit
+		// helper's finding). The answer is kept as the evidence of that.
+		failed := *ans
+		failed.Fact = &Fact{Kind: FactRefundFailed, OutTradeNo: o.OutTradeNo, RefundPerRequest: true, RefundRequestNo: rf.OutRequestNo}
+		ans = &failed
+	}
 	notFound := ans != nil && ans.NotFound
 	res, err := s.applyAnswer(ctx, a, o, rf, ans, err, received, dryRun)
 	if res != nil {

@@ -94,3 +94,38 @@ func TestRefund_AlipayPortalRefundBeforeOursAnnounced(t *testing.T) {
 		t.Fatalf("order refunded %d; order.refunded events %+v add up to %d: the portal refund of 5.00 was never announced", o.RefundedAmount, evs, sum)
 	}
 }
+
+// TestCheckRefund_WechatNumberOfAnotherOrder (a reviewer helper's finding): WeChat Pay's out_refund_no is unique
+// per merchant. Order T1's refund R00001 went pending when its call's outcome was unknown (a
+// timeout); the number turns out to be order T9's refund. Service.Refund fails such a refund on
+// WeChat Pay's verified answer naming the other order (OUT_REFUND_NO_USED, so that it stops
+// holding T1's amount), but the reconciliation's refund query, which gets the same verified
+// answer, rejects it as out_trade_no_mismatch and leaves the refund pending for good: T1's
+// 10.00 stays held and no refund of T1 can be made.
+func TestCheckRefund_WechatNumberOfAnotherOrder(t *testing.T) {
+	ctx := context.Background()
+	s, b := setupService(t)
+	b.app.Provider = paynotify.ProviderWechatpay
+	b.mustOrder(t, "T1")
+	if _, err := s.Processor.Apply(ctx, b.app, paidFact("T1", "P1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	b.fake.refundFn = func(*paynotify.Order, *paynotify.Refund) (*paynotify.Fact, error) {
+		return nil, paynotify.Errorf(paynotify.EPROVIDERUNAVAILABLE, "WeChat Pay is unreachable: timeout.")
+	}
+	if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 1000, OutRequestNo: "R00001"}); paynotify.ErrorCode(err) != paynotify.EPROVIDERUNAVAILABLE {
+		t.Fatalf("Refund: %v, want provider_unavailable", err)
+	}
+	// GET /v3/refund/domestic/refunds/R00001: verified, T9's refund (as provider.Wechat.QueryRefund states it).
+	b.fake.rquery["R00001"] = answer("SUCCESS", &paynotify.Fact{Kind: paynotify.FactRefund, OutTradeNo: "T9", ProviderTradeNo: "P9",
+		Amount: 500, HasAmount: true, RefundPerRequest: true, RefundRequestNo: "R00001", RefundAmount: 500, ProviderRefundNo: "W1"})
+	if _, err := s.CheckRefund(ctx, b.app, b.order(t, "T1"), b.refundOfT1(t, "R00001"), false); err != nil {
+		t.Fatal(err)
+	}
+	if rf := b.refundOfT1(t, "R00001"); rf.Status != paynotify.RefundFailed {
+		t.Fatalf("refund %+v: want failed, as Service.Refund fails it on the same answer (its number is T9's at WeChat Pay)", rf)
+	}
+	if _, _, err := s.Refund(ctx, "shop", "T1", paynotify.RefundRequest{Amount: 1000, OutRequestNo: "R00002"}); paynotify.ErrorCode(err) == paynotify.ECONFLICT {
+		t.Fatalf("a refund of T1 under its own number: %v (the other order's refund still holds T1's amount)", err)
+	}
+}
