@@ -155,22 +155,11 @@ func loadOrCreateKeys(dir string) (*keyring, error) {
 	if k.legacy, err = loadOrCreateLegacyKeys(dir); err != nil {
 		return nil, err
 	}
-	certPath := filepath.Join(dir, "wechatpay_platform_cert.pem")
-	b, err := os.ReadFile(certPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		b, err = makePlatformCert(k.platform)
-		if err == nil {
-			err = writeFileAtomic(certPath, b)
-		}
-	}
+	b, err := loadOrCreateCert(filepath.Join(dir, "wechatpay_platform_cert.pem"), func() ([]byte, error) { return makePlatformCert(k.platform) })
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: platform certificate: %w", err)
+		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("sandbox: platform certificate %s: no CERTIFICATE block", certPath)
-	}
-	if k.platformCert, err = x509.ParseCertificate(blk.Bytes); err != nil {
+	if k.platformCert, err = parseCertPEM(b); err != nil {
 		return nil, fmt.Errorf("sandbox: platform certificate: %w", err)
 	}
 	k.platformCertPEM = b
