@@ -369,11 +369,7 @@ func paidAtProviderError(a *App) error {
 // that answers its payment parameters (whose order stored without them came from
 // createPaidAtProvider).
 func createsAtProvider(channel string) bool {
-	switch channel {
-	case ChannelAlipayPrecreate, ChannelWechatNative, ChannelWechatApp, ChannelWechatJSAPI, ChannelWechatH5:
-		return true
-	}
-	return false
+	return channel == ChannelAlipayPrecreate || ChannelProvider(channel) == ProviderWechatpay
 }
 
 // sameOrder answers a create for an order that exists: the stored order when it is the same
